@@ -1,0 +1,250 @@
+package policies
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/adaptflow/adaptflow/process"
+)
+
+// Set is the compiled policy set of one process, in resolution order.
+type Set struct {
+	policies []compiled
+}
+
+type compiled struct {
+	policy *process.Policy
+	when   *Program
+}
+
+// CompilePolicy checks a policy against its process definition and compiles
+// its condition. Errors name the field.
+func (e *Env) CompilePolicy(p *process.Policy, def *process.Definition) (*Program, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if def != nil {
+		if err := p.CheckAgainst(def); err != nil {
+			return nil, err
+		}
+	}
+	prg, err := e.Compile(p.When, true)
+	if err != nil {
+		var ce *CompileError
+		if errors.As(err, &ce) {
+			return nil, process.Errors{{Path: "when", Message: ce.Message}}
+		}
+		return nil, err
+	}
+	return prg, nil
+}
+
+// CheckDefinition compiles the expressions a definition carries: validate
+// step assertions and http templates.
+func (e *Env) CheckDefinition(d *process.Definition) error {
+	var es process.Errors
+	check := func(list string, steps []process.Step) {
+		for i, s := range steps {
+			path := fmt.Sprintf("%s[%d]", list, i)
+			for j, a := range s.Assertions {
+				if _, err := e.Compile(a, true); err != nil {
+					es.Add(fmt.Sprintf("%s.assertions[%d]", path, j), "%s", err.Error())
+				}
+			}
+			if s.HTTP != nil {
+				for _, t := range templatesIn(s.HTTP) {
+					if _, err := e.Compile(t.expr, false); err != nil {
+						es.Add(path+".http."+t.field, "template ${%s}: %s", t.expr, err.Error())
+					}
+				}
+			}
+		}
+	}
+	check("steps", d.Steps)
+	check("catalog", d.Catalog)
+	return es.Err()
+}
+
+// NewSet compiles the policies of one process. Every policy must compile.
+func (e *Env) NewSet(def *process.Definition, ps []*process.Policy) (*Set, error) {
+	s := &Set{policies: make([]compiled, 0, len(ps))}
+	for _, p := range ps {
+		prg, err := e.CompilePolicy(p, nil)
+		if err != nil {
+			return nil, fmt.Errorf("policy %s: %w", p.ID, err)
+		}
+		s.policies = append(s.policies, compiled{policy: p, when: prg})
+	}
+	slices.SortFunc(s.policies, func(a, b compiled) int {
+		if a.policy.Priority != b.policy.Priority {
+			return b.policy.Priority - a.policy.Priority
+		}
+		return strings.Compare(a.policy.ID, b.policy.ID)
+	})
+	return s, nil
+}
+
+// Len is the number of policies in the set.
+func (s *Set) Len() int { return len(s.policies) }
+
+// Point is the state of an instance at a decision point that guardrails need.
+type Point struct {
+	// Step is the step about to run.
+	Step string
+	// Added are the catalog steps already added to the instance.
+	Added []string
+	// Reviews is how many reviews policies have opened for the instance.
+	Reviews int
+	// Fired are the policies whose step-less review has already been opened.
+	Fired []string
+}
+
+// Outcome is what a decision point resolved to.
+type Outcome struct {
+	Evaluations []process.Evaluation
+	Applied     []process.AppliedAction
+	Rejected    []process.Rejection
+}
+
+type proposal struct {
+	action process.Action
+	policy string
+}
+
+// Decide evaluates the policies relevant to the step of pt against vars,
+// resolves conflicts and enforces the guardrails of def.
+func (s *Set) Decide(ctx context.Context, def *process.Definition, vars map[string]any, pt Point) Outcome {
+	var out Outcome
+	var props []proposal
+	for _, c := range s.policies {
+		relevant := relevantActions(c.policy, pt)
+		if len(relevant) == 0 {
+			continue
+		}
+		ev := evaluate(ctx, c, vars)
+		out.Evaluations = append(out.Evaluations, ev)
+		if ev.Matched {
+			for _, a := range relevant {
+				props = append(props, proposal{action: a, policy: c.policy.ID})
+			}
+		}
+	}
+	resolve(def, pt, props, &out)
+	return out
+}
+
+func relevantActions(p *process.Policy, pt Point) []process.Action {
+	var out []process.Action
+	for _, a := range p.Actions {
+		at := a.At()
+		switch {
+		case at == pt.Step:
+		case at == "" && a.Kind() == process.ActionReview:
+			if slices.Contains(pt.Fired, p.ID) {
+				continue
+			}
+		case at == "":
+		default:
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func evaluate(ctx context.Context, c compiled, vars map[string]any) process.Evaluation {
+	ev := process.Evaluation{
+		PolicyID:      c.policy.ID,
+		PolicyVersion: c.policy.Version,
+		Mode:          process.ModeActive,
+		When:          c.policy.When,
+	}
+	r := c.when.Eval(ctx, vars)
+	for _, t := range r.Trace {
+		ts := process.TraceStep{Expr: t.Expr, Error: t.Err}
+		if t.Err == "" {
+			ts.Value = process.JSON(t.Value)
+		}
+		ev.Trace = append(ev.Trace, ts)
+	}
+	switch {
+	case r.Err != nil:
+		ev.Error = r.Err.Error()
+		ev.Matched = c.policy.OnError == process.OnErrorMatch
+	default:
+		b, ok := r.Value.(bool)
+		if !ok {
+			ev.Error = ErrNotBool.Error()
+			ev.Matched = c.policy.OnError == process.OnErrorMatch
+		} else {
+			ev.Matched = b
+		}
+	}
+	return ev
+}
+
+func resolve(def *process.Definition, pt Point, props []proposal, out *Outcome) {
+	limits := def.EffectiveLimits()
+	added := slices.Clone(pt.Added)
+	reviews := pt.Reviews
+	skippedBy := ""
+	queues := map[string]string{} // review queue -> policy
+	vars := map[string]string{}   // route variable -> policy
+	reject := func(p proposal, format string, args ...any) {
+		out.Rejected = append(out.Rejected, process.Rejection{Action: p.action, PolicyID: p.policy, Reason: fmt.Sprintf(format, args...)})
+	}
+	apply := func(p proposal) {
+		out.Applied = append(out.Applied, process.AppliedAction{Action: p.action, PolicyID: p.policy})
+	}
+	for _, p := range props {
+		a := p.action
+		switch a.Kind() {
+		case process.ActionSkip:
+			step, _ := def.Step(a.Skip)
+			switch {
+			case step.Mandatory:
+				reject(p, "step %s is mandatory: no policy may skip it", a.Skip)
+			case skippedBy != "":
+				reject(p, "step %s is already skipped by policy %s", a.Skip, skippedBy)
+			default:
+				skippedBy = p.policy
+				apply(p)
+			}
+		case process.ActionAdd:
+			_, inCatalog := def.CatalogStep(a.Add)
+			switch {
+			case !inCatalog:
+				reject(p, "step %s is not in the catalog of %s: only catalog steps can be added", a.Add, def.Ref())
+			case slices.Contains(added, a.Add):
+				reject(p, "step %s was already added to this instance: a step is added at most once", a.Add)
+			case len(added) >= limits.MaxAddedSteps:
+				reject(p, "limit of %d added steps per instance reached", limits.MaxAddedSteps)
+			default:
+				added = append(added, a.Add)
+				apply(p)
+			}
+		case process.ActionReview:
+			if by, dup := queues[a.Review.Queue]; dup {
+				reject(p, "a review in queue %s is already opened at this step by policy %s", a.Review.Queue, by)
+				continue
+			}
+			if reviews >= limits.MaxReviews {
+				reject(p, "limit of %d reviews per instance reached", limits.MaxReviews)
+				continue
+			}
+			reviews++
+			queues[a.Review.Queue] = p.policy
+			apply(p)
+		case process.ActionSet:
+			if by, dup := vars[a.Set.Name]; dup {
+				reject(p, "variable %s is set by policy %s, which takes precedence", a.Set.Name, by)
+				continue
+			}
+			vars[a.Set.Name] = p.policy
+			apply(p)
+		}
+	}
+}

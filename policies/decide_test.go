@@ -1,0 +1,194 @@
+package policies_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
+)
+
+const orderDef = `
+name: orders
+version: 1
+input:
+  required: [amount]
+  properties:
+    amount: {type: number}
+steps:
+  - {id: reserve, kind: task, task: reserve_stock}
+  - {id: pack, kind: task, task: qa_check}
+  - {id: charge, kind: task, task: charge, mandatory: true}
+catalog:
+  - {id: extra_qa, kind: task, task: qa_check}
+`
+
+func mustDef(t *testing.T, src string) *process.Definition {
+	t.Helper()
+	d, err := process.ParseDefinition([]byte(src))
+	if err != nil {
+		t.Fatalf("parse definition: %v", err)
+	}
+	return d
+}
+
+func mustPolicy(t *testing.T, src string) *process.Policy {
+	t.Helper()
+	p, err := process.ParsePolicy([]byte(src))
+	if err != nil {
+		t.Fatalf("parse policy: %v", err)
+	}
+	return p
+}
+
+func newEnv(t *testing.T) *policies.Env {
+	t.Helper()
+	env, err := policies.NewEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+func vars(t *testing.T, f policies.Facts) map[string]any {
+	t.Helper()
+	v, _, err := f.Vars()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestDecideResolvesAndGuards(t *testing.T) {
+	env := newEnv(t)
+	def := mustDef(t, orderDef)
+	ps := []*process.Policy{
+		mustPolicy(t, "id: peak-qa\nprocess: orders\npriority: 10\nwhen: calendar.season == \"peak\" || input.amount > 1000.0\nactions:\n  - {add: extra_qa, after: pack}\n"),
+		mustPolicy(t, "id: also-qa\nprocess: orders\nwhen: \"true\"\nactions:\n  - {add: extra_qa, before: pack}\n"),
+		mustPolicy(t, "id: small-skip\nprocess: orders\nwhen: input.amount < 50\nactions:\n  - {skip: pack}\n"),
+		mustPolicy(t, "id: never-charge\nprocess: orders\nwhen: \"true\"\nactions:\n  - {skip: charge}\n"),
+	}
+	set, err := env.NewSet(def, ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cal := policies.DefaultCalendar()
+	facts := policies.Facts{Input: map[string]any{"amount": 20}, Calendar: cal.Facts(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))}
+
+	t.Run("pack", func(t *testing.T) {
+		out := set.Decide(t.Context(), def, vars(t, facts), policies.Point{Step: "pack"})
+		var applied []string
+		for _, a := range out.Applied {
+			applied = append(applied, a.PolicyID+":"+a.Action.String())
+		}
+		want := []string{"peak-qa:add extra_qa after pack", "small-skip:skip pack"}
+		if strings.Join(applied, ",") != strings.Join(want, ",") {
+			t.Fatalf("applied = %v, want %v", applied, want)
+		}
+		if len(out.Rejected) != 1 || out.Rejected[0].PolicyID != "also-qa" || !strings.Contains(out.Rejected[0].Reason, "added at most once") {
+			t.Fatalf("rejected = %+v", out.Rejected)
+		}
+		if len(out.Evaluations) != 3 {
+			t.Fatalf("evaluated %d policies at pack, want 3 (never-charge is for charge)", len(out.Evaluations))
+		}
+		ev := out.Evaluations[0]
+		if ev.PolicyID != "peak-qa" || !ev.Matched {
+			t.Fatalf("first evaluation = %+v", ev)
+		}
+		trace := map[string]string{}
+		for _, s := range ev.Trace {
+			trace[s.Expr] = string(s.Value)
+		}
+		if trace[`calendar.season == "peak"`] != "true" || trace["calendar.season"] != `"peak"` || trace["input.amount > 1000.0"] != "false" {
+			t.Fatalf("trace = %v", trace)
+		}
+	})
+	t.Run("mandatory", func(t *testing.T) {
+		out := set.Decide(t.Context(), def, vars(t, facts), policies.Point{Step: "charge"})
+		if len(out.Applied) != 0 || len(out.Rejected) != 1 || !strings.Contains(out.Rejected[0].Reason, "mandatory") {
+			t.Fatalf("outcome = %+v", out)
+		}
+	})
+	t.Run("already added", func(t *testing.T) {
+		out := set.Decide(t.Context(), def, vars(t, facts), policies.Point{Step: "pack", Added: []string{"extra_qa"}})
+		for _, a := range out.Applied {
+			if a.Action.Kind() == process.ActionAdd {
+				t.Fatalf("added twice: %+v", out.Applied)
+			}
+		}
+	})
+}
+
+func TestMissingFactIsRecordedError(t *testing.T) {
+	env := newEnv(t)
+	def := mustDef(t, orderDef)
+	for _, tc := range []struct {
+		onError string
+		matched bool
+	}{{"", false}, {"match", true}} {
+		p := mustPolicy(t, "id: p\nprocess: orders\nwhen: input.customer_tier == \"gold\"\non_error: "+tc.onError+"\nactions:\n  - {skip: pack}\n")
+		if tc.onError == "" {
+			p.OnError = ""
+		}
+		set, err := env.NewSet(def, []*process.Policy{p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := set.Decide(t.Context(), def, vars(t, policies.Facts{Input: map[string]any{"amount": 1}}), policies.Point{Step: "pack"})
+		ev := out.Evaluations[0]
+		if ev.Matched != tc.matched || !strings.Contains(ev.Error, "customer_tier") {
+			t.Fatalf("on_error %q: evaluation = %+v", tc.onError, ev)
+		}
+	}
+}
+
+func TestCompileErrorsNameFieldAndPosition(t *testing.T) {
+	env := newEnv(t)
+	def := mustDef(t, orderDef)
+	for name, tc := range map[string]struct{ src, want string }{
+		"undeclared":   {"id: p\nprocess: orders\nwhen: singals.x > 1\nactions: [{skip: pack}]\n", "when: 1:1: undeclared reference to 'singals'"},
+		"syntax":       {"id: p\nprocess: orders\nwhen: input.amount >\nactions: [{skip: pack}]\n", "when: 1:"},
+		"not bool":     {"id: p\nprocess: orders\nwhen: input.amount + 1\nactions: [{skip: pack}]\n", "when: expression yields"},
+		"unknown step": {"id: p\nprocess: orders\nwhen: \"true\"\nactions: [{skip: pakc}]\n", `actions[0].skip: unknown step "pakc"`},
+		"not catalog":  {"id: p\nprocess: orders\nwhen: \"true\"\nactions: [{add: pack, after: reserve}]\n", `actions[0].add: step "pack" is not in the catalog`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := mustPolicy(t, tc.src)
+			_, err := env.CompilePolicy(p, def)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestRenderTemplates(t *testing.T) {
+	env := newEnv(t)
+	v := vars(t, policies.Facts{Input: map[string]any{"order_id": "A-1", "amount": 12.5}})
+	got, err := env.Render(t.Context(), map[string]any{
+		"id":     "${input.order_id}",
+		"amount": "${input.amount}",
+		"note":   "order ${input.order_id} for ${input.amount}",
+		"nested": []any{"${{'k': input.order_id}}"},
+	}, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(got)
+	want := `{"amount":12.5,"id":"A-1","nested":[{"k":"A-1"}],"note":"order A-1 for 12.5"}`
+	if string(b) != want {
+		t.Fatalf("rendered %s, want %s", b, want)
+	}
+}
+
+func TestCalendarSeasons(t *testing.T) {
+	cal := policies.Calendar{Seasons: []policies.Season{{Name: "winter", From: "12-01", To: "02-28"}, {Name: "peak", From: "11-15", To: "12-31"}}, Default: "off"}
+	for date, want := range map[string]string{"2026-01-10": "winter", "2026-12-24": "winter", "2026-11-20": "peak", "2026-07-01": "off"} {
+		tm, _ := time.Parse("2006-01-02", date)
+		if got := cal.Facts(tm).Season; got != want {
+			t.Errorf("%s: season %q, want %q", date, got, want)
+		}
+	}
+}

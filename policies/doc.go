@@ -1,0 +1,41 @@
+// Package policies compiles and evaluates adaptation policies.
+//
+// # The language
+//
+// A policy's `when` is a CEL expression over the facts of one decision
+// point. The variables are declared once in [Env]; an expression that names
+// anything else is refused when the policy is saved, with the position of the
+// mistake. The facts are:
+//
+//	input           the instance's input (a map)
+//	process         {name, version}
+//	instance        {id, business_key, step, steps_done, elapsed (seconds), vars}
+//	steps           results of the steps run so far, by step id
+//	signals         name -> {value, score, anomalous, warming_up, baseline, reason}
+//	classification  {label, confidence, fields, model}
+//	calendar        {now (RFC 3339), month, day, weekday, hour, season}
+//	reviews         the reviews of this instance so far
+//
+// Facts are plain JSON values: numbers are doubles, and CEL compares a double
+// with an int literal by value (`input.amount > 100` works).
+//
+// # Evaluation
+//
+// Evaluation is exhaustive and tracks state, so a decision record holds the
+// value of every sub-expression that read a fact or compared one, even on a
+// branch that did not decide the result. A missing fact is an evaluation
+// error, recorded as such; the policy's on_error says whether it then matches
+// (`match`) or not (`skip`, the default). Every evaluation runs with a cost
+// limit and honours the caller's context.
+//
+// # Decision points and guardrails
+//
+// Before each step the workflow asks for a decision. Only policies with an
+// action for that step (or with a step-less review or set) are evaluated.
+// Proposed actions are resolved in a fixed order — priority, higher first,
+// then policy id — and checked against guardrails that no policy can
+// bypass: a mandatory step is never skipped, only catalog steps can be added,
+// each catalog step is added at most once, and added steps and reviews per
+// instance are capped by the definition's limits. A refused action is
+// recorded with its reason.
+package policies

@@ -1,0 +1,199 @@
+package policies
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Facts are what the policies of one decision point see. They are recorded
+// with the decision as JSON and evaluated from that JSON form, so a replay of
+// recorded facts (simulation) sees exactly what the live decision saw.
+type Facts struct {
+	Input          map[string]any    `json:"input"`
+	Process        ProcessFacts      `json:"process"`
+	Instance       InstanceFacts     `json:"instance"`
+	Steps          map[string]any    `json:"steps"`
+	Signals        map[string]Signal `json:"signals"`
+	Classification map[string]any    `json:"classification"`
+	Calendar       CalendarFacts     `json:"calendar"`
+	Reviews        []ReviewFact      `json:"reviews"`
+}
+
+// ProcessFacts name the definition an instance runs.
+type ProcessFacts struct {
+	Name    string `json:"name"`
+	Version int    `json:"version"`
+}
+
+// InstanceFacts describe the instance at the decision point.
+type InstanceFacts struct {
+	ID          string         `json:"id"`
+	BusinessKey string         `json:"business_key"`
+	Step        string         `json:"step"`
+	StepsDone   []string       `json:"steps_done"`
+	Elapsed     float64        `json:"elapsed"` // seconds since the start
+	Vars        map[string]any `json:"vars"`
+}
+
+// Signal is one computed signal.
+type Signal struct {
+	Value     float64  `json:"value"`
+	Score     float64  `json:"score"`
+	Anomalous bool     `json:"anomalous"`
+	WarmingUp bool     `json:"warming_up"`
+	Baseline  Baseline `json:"baseline"`
+	Reason    string   `json:"reason"`
+}
+
+// Baseline is the expected value of a signal and its normal range.
+type Baseline struct {
+	Expected float64 `json:"expected"`
+	Low      float64 `json:"low"`
+	High     float64 `json:"high"`
+}
+
+// CalendarFacts place the decision in time.
+type CalendarFacts struct {
+	Now     string `json:"now"`
+	Month   int    `json:"month"`
+	Day     int    `json:"day"`
+	Weekday string `json:"weekday"`
+	Hour    int    `json:"hour"`
+	Season  string `json:"season"`
+}
+
+// ReviewFact is a review of the instance and its verdict so far.
+type ReviewFact struct {
+	ID      string `json:"id"`
+	Queue   string `json:"queue"`
+	Step    string `json:"step"`
+	Verdict string `json:"verdict"`
+}
+
+// Season is a named period of the year, from one month-day to another
+// (inclusive, and it may wrap around the new year).
+type Season struct {
+	Name string `json:"name" yaml:"name"`
+	From string `json:"from" yaml:"from"` // "MM-DD"
+	To   string `json:"to" yaml:"to"`     // "MM-DD"
+}
+
+// Calendar turns a time into calendar facts.
+type Calendar struct {
+	Location *time.Location
+	Seasons  []Season
+	// Default is the season outside every named one ("off").
+	Default string
+}
+
+// DefaultCalendar has a retail peak season from mid-November to the end of
+// the year, in UTC.
+func DefaultCalendar() Calendar {
+	return Calendar{
+		Location: time.UTC,
+		Seasons:  []Season{{Name: "peak", From: "11-15", To: "12-31"}},
+		Default:  "off",
+	}
+}
+
+// Validate checks the season bounds.
+func (c Calendar) Validate() error {
+	for i, s := range c.Seasons {
+		if s.Name == "" {
+			return fmt.Errorf("seasons[%d].name: is required", i)
+		}
+		for field, v := range map[string]string{"from": s.From, "to": s.To} {
+			if _, err := time.Parse("01-02", v); err != nil {
+				return fmt.Errorf("seasons[%d].%s: want MM-DD, got %q", i, field, v)
+			}
+		}
+	}
+	return nil
+}
+
+// Facts returns the calendar facts of t.
+func (c Calendar) Facts(t time.Time) CalendarFacts {
+	loc := c.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	t = t.In(loc)
+	md := t.Format("01-02")
+	season := c.Default
+	if season == "" {
+		season = "off"
+	}
+	for _, s := range c.Seasons {
+		in := s.From <= md && md <= s.To
+		if s.From > s.To { // wraps around the new year
+			in = md >= s.From || md <= s.To
+		}
+		if in {
+			season = s.Name
+			break
+		}
+	}
+	return CalendarFacts{
+		Now:     t.Format(time.RFC3339),
+		Month:   int(t.Month()),
+		Day:     t.Day(),
+		Weekday: t.Weekday().String(),
+		Hour:    t.Hour(),
+		Season:  season,
+	}
+}
+
+// Vars turns facts into the variables of an evaluation, through their JSON
+// form.
+func (f *Facts) Vars() (map[string]any, json.RawMessage, error) {
+	f.normalize()
+	raw, err := json.Marshal(f)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode facts: %w", err)
+	}
+	vars, err := VarsFromJSON(raw)
+	return vars, raw, err
+}
+
+// VarsFromJSON turns recorded facts into the variables of an evaluation.
+func VarsFromJSON(raw json.RawMessage) (map[string]any, error) {
+	var vars map[string]any
+	if err := json.Unmarshal(raw, &vars); err != nil {
+		return nil, fmt.Errorf("decode facts: %w", err)
+	}
+	for _, name := range FactNames {
+		if _, ok := vars[name]; !ok || vars[name] == nil {
+			if name == "reviews" {
+				vars[name] = []any{}
+			} else {
+				vars[name] = map[string]any{}
+			}
+		}
+	}
+	return vars, nil
+}
+
+func (f *Facts) normalize() {
+	if f.Input == nil {
+		f.Input = map[string]any{}
+	}
+	if f.Steps == nil {
+		f.Steps = map[string]any{}
+	}
+	if f.Signals == nil {
+		f.Signals = map[string]Signal{}
+	}
+	if f.Classification == nil {
+		f.Classification = map[string]any{}
+	}
+	if f.Instance.Vars == nil {
+		f.Instance.Vars = map[string]any{}
+	}
+	if f.Instance.StepsDone == nil {
+		f.Instance.StepsDone = []string{}
+	}
+	if f.Reviews == nil {
+		f.Reviews = []ReviewFact{}
+	}
+}

@@ -1,0 +1,78 @@
+package process
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
+
+// Decision is the record of one decision point: the facts a policy set saw
+// before a step, what each policy made of them, and the actions applied and
+// rejected. Records of one instance form a hash chain.
+type Decision struct {
+	ID             string          `json:"id"`
+	InstanceID     string          `json:"instance_id"`
+	RunID          string          `json:"run_id"`
+	Seq            int             `json:"seq"`
+	Time           time.Time       `json:"time"`
+	Process        string          `json:"process"`
+	ProcessVersion int             `json:"process_version"`
+	Step           string          `json:"step"`
+	Facts          json.RawMessage `json:"facts"`
+	Evaluations    []Evaluation    `json:"evaluations"`
+	Applied        []AppliedAction `json:"applied"`
+	Rejected       []Rejection     `json:"rejected"`
+	Model          string          `json:"model"`
+	PrevHash       string          `json:"prev_hash"`
+	Hash           string          `json:"hash"`
+}
+
+// Evaluation is what one policy made of the facts.
+type Evaluation struct {
+	PolicyID      string `json:"policy_id"`
+	PolicyVersion int    `json:"policy_version"`
+	Mode          string `json:"mode"`
+	When          string `json:"when"`
+	Matched       bool   `json:"matched"`
+	Error         string `json:"error,omitempty"`
+	// Trace lists the values of the sub-expressions that decided the result.
+	Trace []TraceStep `json:"trace,omitempty"`
+}
+
+// Policy modes.
+const (
+	ModeActive = "active"
+)
+
+// TraceStep is one sub-expression of a policy condition and its value.
+type TraceStep struct {
+	Expr  string          `json:"expr"`
+	Value json.RawMessage `json:"value,omitempty"`
+	Error string          `json:"error,omitempty"`
+}
+
+// AppliedAction is an action the workflow carries out, with its origin.
+type AppliedAction struct {
+	Action   Action `json:"action"`
+	PolicyID string `json:"policy_id"`
+}
+
+// Rejection is a proposed action that a guardrail or a conflict refused.
+type Rejection struct {
+	Action   Action `json:"action"`
+	PolicyID string `json:"policy_id"`
+	Reason   string `json:"reason"`
+}
+
+// ComputeHash returns the hash of the record chained to its PrevHash: the
+// SHA-256 of the previous hash and the record's JSON without its own hash.
+func (d Decision) ComputeHash() string {
+	d.Hash = ""
+	d.Time = d.Time.UTC()
+	b, _ := json.Marshal(d) // a Decision always encodes: only RawMessage fields hold JSON
+	h := sha256.New()
+	h.Write([]byte(d.PrevHash))
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
+}

@@ -1,0 +1,186 @@
+// Package process holds adaptflow's shared vocabulary: process definitions,
+// steps, policy actions and decision records. Every other package may import
+// it; it imports only the standard library and a YAML decoder.
+package process
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// StepKind names what a step does when it runs.
+type StepKind string
+
+// The step kinds an interpreter knows.
+const (
+	KindTask     StepKind = "task"     // a built-in activity by name
+	KindHTTP     StepKind = "http"     // a call to an external system
+	KindValidate StepKind = "validate" // CEL assertions over input and results
+	KindWait     StepKind = "wait"     // a durable timer
+	KindReview   StepKind = "review"   // a human gate
+)
+
+// Definition is one immutable version of a process.
+type Definition struct {
+	Name        string      `json:"name" yaml:"name"`
+	Version     int         `json:"version" yaml:"version"`
+	Description string      `json:"description,omitempty" yaml:"description,omitempty"`
+	Input       InputSchema `json:"input" yaml:"input"`
+	Steps       []Step      `json:"steps" yaml:"steps"`
+	Catalog     []Step      `json:"catalog,omitempty" yaml:"catalog,omitempty"`
+	Signals     []Signal    `json:"signals,omitempty" yaml:"signals,omitempty"`
+	// Limits bounds what policies may do to one instance.
+	Limits Limits `json:"limits,omitempty" yaml:"limits,omitempty"`
+}
+
+// Limits are per-instance guardrails that no policy can exceed.
+type Limits struct {
+	// MaxAddedSteps caps catalog steps added to one instance (default 10).
+	MaxAddedSteps int `json:"max_added_steps,omitempty" yaml:"max_added_steps,omitempty"`
+	// MaxReviews caps reviews opened by policies for one instance (default 5).
+	MaxReviews int `json:"max_reviews,omitempty" yaml:"max_reviews,omitempty"`
+}
+
+// Default limits applied when a definition leaves them at zero.
+const (
+	DefaultMaxAddedSteps = 10
+	DefaultMaxReviews    = 5
+)
+
+// EffectiveLimits returns the limits with defaults applied.
+func (d *Definition) EffectiveLimits() Limits {
+	l := d.Limits
+	if l.MaxAddedSteps <= 0 {
+		l.MaxAddedSteps = DefaultMaxAddedSteps
+	}
+	if l.MaxReviews <= 0 {
+		l.MaxReviews = DefaultMaxReviews
+	}
+	return l
+}
+
+// Signal declares a signal computed for every decision of the process.
+type Signal struct {
+	Name string `json:"name" yaml:"name"`
+	// Kind is "arrival_rate" (instance starts per hour).
+	Kind string `json:"kind" yaml:"kind"`
+}
+
+// InputSchema is the subset of JSON Schema adaptflow checks: required fields
+// and the type (and, for numbers, bounds) of each property.
+type InputSchema struct {
+	Required   []string            `json:"required,omitempty" yaml:"required,omitempty"`
+	Properties map[string]Property `json:"properties,omitempty" yaml:"properties,omitempty"`
+}
+
+// Property describes one input field.
+type Property struct {
+	Type    string   `json:"type" yaml:"type"`
+	Minimum *float64 `json:"minimum,omitempty" yaml:"minimum,omitempty"`
+	Maximum *float64 `json:"maximum,omitempty" yaml:"maximum,omitempty"`
+	Enum    []any    `json:"enum,omitempty" yaml:"enum,omitempty"`
+}
+
+// Step is one unit of work on the main path or in the catalog.
+type Step struct {
+	ID          string   `json:"id" yaml:"id"`
+	Kind        StepKind `json:"kind" yaml:"kind"`
+	Description string   `json:"description,omitempty" yaml:"description,omitempty"`
+	// Mandatory steps can never be skipped by a policy.
+	Mandatory bool `json:"mandatory,omitempty" yaml:"mandatory,omitempty"`
+
+	// Task names the built-in activity of a task step.
+	Task string `json:"task,omitempty" yaml:"task,omitempty"`
+	// Params are passed to a task step.
+	Params map[string]any `json:"params,omitempty" yaml:"params,omitempty"`
+	// HTTP configures an http step.
+	HTTP *HTTPCall `json:"http,omitempty" yaml:"http,omitempty"`
+	// Assertions are the CEL expressions of a validate step.
+	Assertions []string `json:"assertions,omitempty" yaml:"assertions,omitempty"`
+	// Duration is the length of a wait step ("90s", "2h").
+	Duration string `json:"duration,omitempty" yaml:"duration,omitempty"`
+	// Review configures a review step.
+	Review *ReviewSpec `json:"review,omitempty" yaml:"review,omitempty"`
+	// Timeout bounds one attempt of the step ("30s"); defaults per kind.
+	Timeout string `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	// Retries is how many times a failed attempt is retried (default 3).
+	Retries *int `json:"retries,omitempty" yaml:"retries,omitempty"`
+}
+
+// HTTPCall describes the request of an http step. Strings in URL, headers
+// and body may contain ${expr} templates: CEL expressions over the facts
+// input, steps and instance. A string that is exactly one template keeps
+// the type of its value.
+type HTTPCall struct {
+	Method  string            `json:"method" yaml:"method"`
+	URL     string            `json:"url" yaml:"url"`
+	Headers map[string]string `json:"headers,omitempty" yaml:"headers,omitempty"`
+	Body    any               `json:"body,omitempty" yaml:"body,omitempty"`
+}
+
+// ReviewSpec describes a human gate.
+type ReviewSpec struct {
+	Queue  string `json:"queue" yaml:"queue"`
+	Reason string `json:"reason,omitempty" yaml:"reason,omitempty"`
+	// SLA is how long the review may stay open ("4h"); empty means no limit.
+	SLA string `json:"sla,omitempty" yaml:"sla,omitempty"`
+	// OnTimeout is what happens when the SLA runs out: approve, reject or fail.
+	OnTimeout string `json:"on_timeout,omitempty" yaml:"on_timeout,omitempty"`
+}
+
+// Review timeout outcomes.
+const (
+	TimeoutApprove = "approve"
+	TimeoutReject  = "reject"
+	TimeoutFail    = "fail"
+)
+
+// Step returns the main-path or catalog step with the given id.
+func (d *Definition) Step(id string) (Step, bool) {
+	for _, s := range d.Steps {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return d.CatalogStep(id)
+}
+
+// CatalogStep returns the catalog step with the given id.
+func (d *Definition) CatalogStep(id string) (Step, bool) {
+	for _, s := range d.Catalog {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return Step{}, false
+}
+
+// Ref is "name@version", the way decision records name a definition.
+func (d *Definition) Ref() string { return fmt.Sprintf("%s@%d", d.Name, d.Version) }
+
+// ParseDuration parses a Go duration and also accepts a "d" suffix for days.
+func ParseDuration(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		var days int
+		if _, err := fmt.Sscanf(n, "%d", &days); err != nil || fmt.Sprint(days) != n {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q", s)
+	}
+	return d, nil
+}
+
+// JSON renders v as compact JSON; it is for values already known to encode.
+func JSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return json.RawMessage(`null`)
+	}
+	return b
+}

@@ -1,0 +1,319 @@
+package process
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// FieldError says what is wrong and where, as a path into the document
+// (`steps[2].after`).
+type FieldError struct {
+	Path    string
+	Message string
+}
+
+func (e *FieldError) Error() string {
+	if e.Path == "" {
+		return e.Message
+	}
+	return e.Path + ": " + e.Message
+}
+
+// Errors is a list of problems found in one document.
+type Errors []*FieldError
+
+func (es Errors) Error() string {
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// Add records a problem at path.
+func (es *Errors) Add(path, format string, args ...any) {
+	*es = append(*es, &FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// Err returns nil when there are no problems.
+func (es Errors) Err() error {
+	if len(es) == 0 {
+		return nil
+	}
+	return es
+}
+
+// decodeStrict decodes YAML (or JSON, a subset of it) into v, refusing
+// unknown fields and trailing documents.
+func decodeStrict(data []byte, v any) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return &FieldError{Message: "empty document"}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		return &FieldError{Message: "malformed document: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return &FieldError{Message: "malformed document: expected a single document"}
+	}
+	return nil
+}
+
+// ParseDefinition reads a definition from YAML or JSON and validates its
+// structure. Expressions in it are checked by the policies package.
+func ParseDefinition(data []byte) (*Definition, error) {
+	var d Definition
+	if err := decodeStrict(data, &d); err != nil {
+		return nil, err
+	}
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// ParsePolicy reads a policy from YAML or JSON and validates its structure.
+func ParsePolicy(data []byte) (*Policy, error) {
+	var p Policy
+	if err := decodeStrict(data, &p); err != nil {
+		return nil, err
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+var identRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+var fieldRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+var propertyTypes = map[string]bool{"string": true, "number": true, "integer": true, "boolean": true, "object": true, "array": true}
+
+// Validate checks the definition's structure: names, unique step ids, the
+// fields each step kind needs, and the input schema.
+func (d *Definition) Validate() error {
+	var es Errors
+	if !identRE.MatchString(d.Name) {
+		es.Add("name", "must be lower-case letters, digits, '-' or '_', starting with a letter (got %q)", d.Name)
+	}
+	if d.Version < 1 {
+		es.Add("version", "must be a positive integer")
+	}
+	if len(d.Steps) == 0 {
+		es.Add("steps", "a process needs at least one step")
+	}
+	for _, r := range d.Input.Required {
+		if _, ok := d.Input.Properties[r]; !ok {
+			es.Add("input.required", "field %q has no entry in input.properties", r)
+		}
+	}
+	for name, p := range d.Input.Properties {
+		path := "input.properties." + name
+		if !fieldRE.MatchString(name) {
+			es.Add(path, "is not a valid field name")
+		}
+		if !propertyTypes[p.Type] {
+			es.Add(path+".type", "must be one of string, number, integer, boolean, object, array (got %q)", p.Type)
+		}
+	}
+	seen := map[string]string{}
+	checkSteps := func(list string, steps []Step) {
+		for i, s := range steps {
+			path := fmt.Sprintf("%s[%d]", list, i)
+			if !identRE.MatchString(s.ID) {
+				es.Add(path+".id", "must be lower-case letters, digits, '-' or '_', starting with a letter (got %q)", s.ID)
+			} else if prev, dup := seen[s.ID]; dup {
+				es.Add(path+".id", "duplicate step id %q (also at %s)", s.ID, prev)
+			} else {
+				seen[s.ID] = path
+			}
+			s.validate(path, &es)
+		}
+	}
+	checkSteps("steps", d.Steps)
+	checkSteps("catalog", d.Catalog)
+	for i, c := range d.Catalog {
+		if c.Mandatory {
+			es.Add(fmt.Sprintf("catalog[%d].mandatory", i), "catalog steps are optional and cannot be mandatory")
+		}
+	}
+	for i, s := range d.Signals {
+		path := fmt.Sprintf("signals[%d]", i)
+		if !fieldRE.MatchString(s.Name) {
+			es.Add(path+".name", "is not a valid signal name (got %q)", s.Name)
+		}
+		if s.Kind != "arrival_rate" {
+			es.Add(path+".kind", "unknown signal kind %q (known: arrival_rate)", s.Kind)
+		}
+	}
+	if d.Limits.MaxAddedSteps < 0 {
+		es.Add("limits.max_added_steps", "must not be negative")
+	}
+	if d.Limits.MaxReviews < 0 {
+		es.Add("limits.max_reviews", "must not be negative")
+	}
+	return es.Err()
+}
+
+func (s *Step) validate(path string, es *Errors) {
+	if s.Timeout != "" {
+		if d, err := ParseDuration(s.Timeout); err != nil || d <= 0 {
+			es.Add(path+".timeout", "invalid duration %q", s.Timeout)
+		}
+	}
+	if s.Retries != nil && (*s.Retries < 0 || *s.Retries > 100) {
+		es.Add(path+".retries", "must be between 0 and 100")
+	}
+	switch s.Kind {
+	case KindTask:
+		if s.Task == "" {
+			es.Add(path+".task", "a task step names its built-in task")
+		}
+	case KindHTTP:
+		if s.HTTP == nil {
+			es.Add(path+".http", "an http step needs method and url")
+			return
+		}
+		switch strings.ToUpper(s.HTTP.Method) {
+		case "GET", "POST", "PUT", "PATCH", "DELETE":
+		default:
+			es.Add(path+".http.method", "must be GET, POST, PUT, PATCH or DELETE (got %q)", s.HTTP.Method)
+		}
+		if s.HTTP.URL == "" {
+			es.Add(path+".http.url", "is required")
+		}
+	case KindValidate:
+		if len(s.Assertions) == 0 {
+			es.Add(path+".assertions", "a validate step needs at least one assertion")
+		}
+	case KindWait:
+		if d, err := ParseDuration(s.Duration); err != nil || d <= 0 {
+			es.Add(path+".duration", "a wait step needs a positive duration such as \"30m\" (got %q)", s.Duration)
+		}
+	case KindReview:
+		if s.Review == nil {
+			es.Add(path+".review", "a review step needs a queue")
+			return
+		}
+		s.Review.validate(path+".review", es)
+	case "":
+		es.Add(path+".kind", "is required (task, http, validate, wait or review)")
+	default:
+		es.Add(path+".kind", "unknown step kind %q (task, http, validate, wait or review)", s.Kind)
+	}
+}
+
+func (r *ReviewSpec) validate(path string, es *Errors) {
+	if !identRE.MatchString(r.Queue) {
+		es.Add(path+".queue", "is required: lower-case letters, digits, '-' or '_' (got %q)", r.Queue)
+	}
+	if r.SLA != "" {
+		if d, err := ParseDuration(r.SLA); err != nil || d <= 0 {
+			es.Add(path+".sla", "invalid duration %q", r.SLA)
+		}
+	}
+	switch r.OnTimeout {
+	case "", TimeoutApprove, TimeoutReject, TimeoutFail:
+	default:
+		es.Add(path+".on_timeout", "must be approve, reject or fail (got %q)", r.OnTimeout)
+	}
+	if r.OnTimeout != "" && r.SLA == "" {
+		es.Add(path+".on_timeout", "needs an sla")
+	}
+}
+
+// Validate checks the policy's structure. Whether its steps exist in the
+// process and whether its condition compiles is checked against the
+// definition by the policies package.
+func (p *Policy) Validate() error {
+	var es Errors
+	if !identRE.MatchString(p.ID) {
+		es.Add("id", "must be lower-case letters, digits, '-' or '_', starting with a letter (got %q)", p.ID)
+	}
+	if !identRE.MatchString(p.Process) {
+		es.Add("process", "must name a process (got %q)", p.Process)
+	}
+	if strings.TrimSpace(p.When) == "" {
+		es.Add("when", "is required: a CEL condition over the facts")
+	}
+	switch p.OnError {
+	case "", OnErrorSkip, OnErrorMatch:
+	default:
+		es.Add("on_error", "must be skip or match (got %q)", p.OnError)
+	}
+	if len(p.Actions) == 0 {
+		es.Add("actions", "a policy needs at least one action")
+	}
+	for i, a := range p.Actions {
+		path := fmt.Sprintf("actions[%d]", i)
+		n := 0
+		for _, set := range []bool{a.Skip != "", a.Add != "", a.Review != nil, a.Set != nil} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			es.Add(path, "exactly one of skip, add, review, set is required")
+			continue
+		}
+		switch a.Kind() {
+		case ActionSkip:
+			if a.Before != "" || a.After != "" {
+				es.Add(path, "skip takes no before or after")
+			}
+		case ActionAdd:
+			if (a.Before == "") == (a.After == "") {
+				es.Add(path, "add needs exactly one of before or after")
+			}
+		case ActionReview:
+			if a.After != "" {
+				es.Add(path+".after", "a review is a gate before a step; use before")
+			}
+			a.Review.validate(path+".review", &es)
+		case ActionSet:
+			if a.Before != "" || a.After != "" {
+				es.Add(path, "set takes no before or after")
+			}
+			if !fieldRE.MatchString(a.Set.Name) {
+				es.Add(path+".set.name", "is not a valid variable name (got %q)", a.Set.Name)
+			}
+		}
+	}
+	return es.Err()
+}
+
+// CheckAgainst reports actions that name steps the definition lacks.
+func (p *Policy) CheckAgainst(d *Definition) error {
+	var es Errors
+	if p.Process != d.Name {
+		es.Add("process", "policy is for %q, not %q", p.Process, d.Name)
+	}
+	for i, a := range p.Actions {
+		path := fmt.Sprintf("actions[%d]", i)
+		ref := func(field, id string) {
+			if id == "" {
+				return
+			}
+			if _, ok := d.Step(id); !ok {
+				es.Add(path+"."+field, "unknown step %q in process %s", id, d.Ref())
+			}
+		}
+		ref("skip", a.Skip)
+		ref("before", a.Before)
+		ref("after", a.After)
+		if a.Add != "" {
+			if _, ok := d.CatalogStep(a.Add); !ok {
+				es.Add(path+".add", "step %q is not in the catalog of %s", a.Add, d.Ref())
+			}
+		}
+	}
+	return es.Err()
+}
