@@ -1,0 +1,133 @@
+// Package activities holds everything with side effects that the process
+// workflow calls: the Decide local activity, the step executors (task, http,
+// validate) and the review bookkeeping. Activities are methods on
+// [Activities], which holds their dependencies; the workflow refers to them
+// through a typed nil pointer and the worker registers a filled-in value.
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// Error types of failures that retrying cannot fix. Retry policies list them
+// as non-retryable.
+const (
+	ErrTypeInvalid         = "InvalidStep"
+	ErrTypeAssertionFailed = "AssertionFailed"
+	ErrTypeHTTPClient      = "HTTPClientError"
+)
+
+// NonRetryable are the error types no retry policy retries.
+var NonRetryable = []string{ErrTypeInvalid, ErrTypeAssertionFailed, ErrTypeHTTPClient}
+
+// PolicySource reads the active policies of a process.
+type PolicySource interface {
+	PolicyStamp(ctx context.Context, process string) (int64, error)
+	ActivePolicies(ctx context.Context, process string) ([]store.PolicyRecord, int64, error)
+}
+
+// DecisionLog appends decision records, once per run and sequence number.
+type DecisionLog interface {
+	AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error)
+}
+
+// ReviewBook opens and closes reviews.
+type ReviewBook interface {
+	CreateReview(ctx context.Context, r store.Review) (store.Review, error)
+	CloseReview(ctx context.Context, r store.Review) (store.Review, error)
+}
+
+// StartCounter counts instance starts per hour, for arrival-rate signals.
+type StartCounter interface {
+	HourlyStarts(ctx context.Context, process string, from, to time.Time) ([]int, error)
+}
+
+// Activities are the activities of the process workflow.
+type Activities struct {
+	Env       *policies.Env
+	Policies  PolicySource
+	Decisions DecisionLog
+	Reviews   ReviewBook
+	Starts    StartCounter
+	Calendar  policies.Calendar
+	HTTP      *http.Client
+	Logger    *slog.Logger
+	// Model names the classifier whose output decisions see.
+	Model string
+
+	mu    sync.Mutex
+	sets  map[string]cachedSet
+	rates map[string]cachedRate
+}
+
+type cachedSet struct {
+	stamp int64
+	set   *policies.Set
+}
+
+type cachedRate struct {
+	at      time.Time
+	history []int
+	current int
+}
+
+func (a *Activities) logger() *slog.Logger {
+	if a.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return a.Logger
+}
+
+// policySet returns the compiled active policies of a process, compiling
+// again only when they changed.
+func (a *Activities) policySet(ctx context.Context, def *process.Definition) (*policies.Set, error) {
+	stamp, err := a.Policies.PolicyStamp(ctx, def.Name)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	c, ok := a.sets[def.Name]
+	a.mu.Unlock()
+	if ok && c.stamp == stamp {
+		return c.set, nil
+	}
+	recs, stamp, err := a.Policies.ActivePolicies(ctx, def.Name)
+	if err != nil {
+		return nil, err
+	}
+	ps := make([]*process.Policy, 0, len(recs))
+	for _, r := range recs {
+		var p process.Policy
+		if err := json.Unmarshal(r.Doc, &p); err != nil {
+			return nil, temporal.NewNonRetryableApplicationError("stored policy "+r.ID+" is unreadable", ErrTypeInvalid, err)
+		}
+		p.Version = r.Version
+		ps = append(ps, &p)
+	}
+	set, err := a.Env.NewSet(def, ps)
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalid, err)
+	}
+	a.mu.Lock()
+	if a.sets == nil {
+		a.sets = map[string]cachedSet{}
+	}
+	a.sets[def.Name] = cachedSet{stamp: stamp, set: set}
+	a.mu.Unlock()
+	return set, nil
+}
+
+func invalid(msg string, cause error) error {
+	return temporal.NewNonRetryableApplicationError(msg, ErrTypeInvalid, cause)
+}

@@ -1,0 +1,173 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/adaptflow/adaptflow/ml/anomaly"
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
+)
+
+// DecideInput is what the workflow knows at a decision point.
+type DecideInput struct {
+	Definition  *process.Definition
+	InstanceID  string
+	BusinessKey string
+	RunID       string
+	Seq         int
+	Step        string
+	Now         time.Time
+	Started     time.Time
+	Input       map[string]any
+	StepsDone   []string
+	Results     map[string]any
+	Vars        map[string]any
+	Reviews     []policies.ReviewFact
+	Point       policies.Point
+	PrevHash    string
+}
+
+// DecideResult is the recorded decision the workflow must apply.
+type DecideResult struct {
+	DecisionID string
+	Hash       string
+	Applied    []process.AppliedAction
+	Rejected   int
+}
+
+// DecisionID is the id of the decision with sequence number seq in a run.
+func DecisionID(runID string, seq int) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s/%d", runID, seq))
+	return "dc_" + hex.EncodeToString(h[:12])
+}
+
+// Decide builds the facts of a decision point, evaluates the active policies
+// of the process, resolves and guards their actions and appends the decision
+// record. When the record exists already (this activity ran before and its
+// result was lost), the recorded actions are returned unchanged, so every
+// decision is recorded and applied exactly once.
+func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, error) {
+	def := in.Definition
+	if def == nil {
+		return DecideResult{}, invalid("decide: no definition", nil)
+	}
+	set, err := a.policySet(ctx, def)
+	if err != nil {
+		return DecideResult{}, fmt.Errorf("decide: policies of %s: %w", def.Name, err)
+	}
+	facts := policies.Facts{
+		Input:   in.Input,
+		Process: policies.ProcessFacts{Name: def.Name, Version: def.Version},
+		Instance: policies.InstanceFacts{
+			ID: in.InstanceID, BusinessKey: in.BusinessKey, Step: in.Step,
+			StepsDone: in.StepsDone, Elapsed: in.Now.Sub(in.Started).Seconds(), Vars: in.Vars,
+		},
+		Steps:          in.Results,
+		Signals:        a.signals(ctx, def, in.Now),
+		Classification: map[string]any{},
+		Calendar:       a.Calendar.Facts(in.Now),
+		Reviews:        in.Reviews,
+	}
+	vars, raw, err := facts.Vars()
+	if err != nil {
+		return DecideResult{}, invalid("decide: "+err.Error(), err)
+	}
+	in.Point.Step = in.Step
+	out := set.Decide(ctx, def, vars, in.Point)
+	d := process.Decision{
+		ID:             DecisionID(in.RunID, in.Seq),
+		InstanceID:     in.InstanceID,
+		RunID:          in.RunID,
+		Seq:            in.Seq,
+		Time:           in.Now.UTC(),
+		Process:        def.Name,
+		ProcessVersion: def.Version,
+		Step:           in.Step,
+		Facts:          raw,
+		Evaluations:    out.Evaluations,
+		Applied:        out.Applied,
+		Rejected:       out.Rejected,
+		Model:          a.model(),
+		PrevHash:       in.PrevHash,
+	}
+	if d.Evaluations == nil {
+		d.Evaluations = []process.Evaluation{}
+	}
+	if d.Applied == nil {
+		d.Applied = []process.AppliedAction{}
+	}
+	if d.Rejected == nil {
+		d.Rejected = []process.Rejection{}
+	}
+	d.Hash = d.ComputeHash()
+	stored, err := a.Decisions.AppendDecision(ctx, d)
+	if err != nil {
+		return DecideResult{}, fmt.Errorf("decide: record: %w", err)
+	}
+	return DecideResult{DecisionID: stored.ID, Hash: stored.Hash, Applied: stored.Applied, Rejected: len(stored.Rejected)}, nil
+}
+
+func (a *Activities) model() string {
+	if a.Model == "" {
+		return "none"
+	}
+	return a.Model
+}
+
+// rateTTL is how long a computed arrival-rate history is reused.
+const rateTTL = 30 * time.Second
+
+// signals computes the signals the definition declares. A signal that cannot
+// be computed is left out, and policies that read it record an error.
+func (a *Activities) signals(ctx context.Context, def *process.Definition, now time.Time) map[string]policies.Signal {
+	out := make(map[string]policies.Signal, len(def.Signals))
+	for _, sig := range def.Signals {
+		if sig.Kind != "arrival_rate" || a.Starts == nil {
+			continue
+		}
+		current, history, err := a.rateHistory(ctx, def.Name, now)
+		if err != nil {
+			a.logger().WarnContext(ctx, "signal unavailable", "signal", sig.Name, "process", def.Name, "err", err)
+			continue
+		}
+		r := anomaly.Rate(current, history)
+		out[sig.Name] = policies.Signal{
+			Value: r.Value, Score: r.Score, Anomalous: r.Anomalous, WarmingUp: r.WarmingUp,
+			Baseline: policies.Baseline{Expected: r.Expected, Low: r.Low, High: r.High}, Reason: r.Reason,
+		}
+	}
+	return out
+}
+
+func (a *Activities) rateHistory(ctx context.Context, name string, now time.Time) (int, []int, error) {
+	a.mu.Lock()
+	c, ok := a.rates[name]
+	a.mu.Unlock()
+	if ok && now.Sub(c.at) < rateTTL && !now.Before(c.at) {
+		return c.current, c.history, nil
+	}
+	hourAgo := now.Add(-time.Hour)
+	cur, err := a.Starts.HourlyStarts(ctx, name, hourAgo, now)
+	if err != nil {
+		return 0, nil, err
+	}
+	history, err := a.Starts.HourlyStarts(ctx, name, hourAgo.Add(-7*24*time.Hour), hourAgo)
+	if err != nil {
+		return 0, nil, err
+	}
+	current := 0
+	if len(cur) > 0 {
+		current = cur[0]
+	}
+	a.mu.Lock()
+	if a.rates == nil {
+		a.rates = map[string]cachedRate{}
+	}
+	a.rates[name] = cachedRate{at: now, history: history, current: current}
+	a.mu.Unlock()
+	return current, history, nil
+}

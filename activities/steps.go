@@ -1,0 +1,303 @@
+package activities
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// StepInput is what a step executor sees: the step, and the facts its
+// templates and assertions may read.
+type StepInput struct {
+	Step        process.Step
+	InstanceID  string
+	BusinessKey string
+	Input       map[string]any
+	Results     map[string]any
+	Vars        map[string]any
+}
+
+// StepResult is a step's result, kept by the workflow under the step's id.
+type StepResult struct {
+	Output any
+}
+
+func (in StepInput) vars() map[string]any {
+	f := policies.Facts{
+		Input:    in.Input,
+		Steps:    in.Results,
+		Instance: policies.InstanceFacts{ID: in.InstanceID, BusinessKey: in.BusinessKey, Step: in.Step.ID, Vars: in.Vars},
+	}
+	v, _, err := f.Vars()
+	if err != nil {
+		return map[string]any{"input": in.Input}
+	}
+	return v
+}
+
+// Tasks are the built-in tasks a task step can name.
+var Tasks = []string{"reserve_stock", "charge", "qa_check", "notify", "noop"}
+
+// RunTask runs a built-in task. The built-ins are self-contained so the
+// examples run anywhere; steps that reach real systems are http steps.
+func (a *Activities) RunTask(ctx context.Context, in StepInput) (StepResult, error) {
+	vars := in.vars()
+	params := map[string]any{}
+	if in.Step.Params != nil {
+		rendered, err := a.Env.Render(ctx, map[string]any(in.Step.Params), vars)
+		if err != nil {
+			return StepResult{}, invalid(fmt.Sprintf("step %s: params: %v", in.Step.ID, err), err)
+		}
+		params = rendered.(map[string]any)
+	}
+	ref := func(prefix string) string {
+		h := sha256.Sum256([]byte(in.InstanceID + "/" + in.Step.ID))
+		return prefix + hex.EncodeToString(h[:8])
+	}
+	switch in.Step.Task {
+	case "reserve_stock":
+		items, _ := in.Input["items"].([]any)
+		if len(items) == 0 {
+			return StepResult{}, invalid("reserve_stock: input.items must list at least one item", nil)
+		}
+		units := 0.0
+		for i, it := range items {
+			m, _ := it.(map[string]any)
+			q, ok := m["qty"].(float64)
+			if !ok || q <= 0 {
+				return StepResult{}, invalid(fmt.Sprintf("reserve_stock: input.items[%d].qty must be a positive number", i), nil)
+			}
+			units += q
+		}
+		return StepResult{Output: map[string]any{"reservation_id": ref("rsv_"), "lines": len(items), "units": units}}, nil
+	case "charge":
+		amount, ok := in.Input["amount"].(float64)
+		if !ok || amount < 0 {
+			return StepResult{}, invalid("charge: input.amount must be a non-negative number", nil)
+		}
+		currency, _ := in.Input["currency"].(string)
+		if currency == "" {
+			currency = "EUR"
+		}
+		return StepResult{Output: map[string]any{"charge_id": ref("ch_"), "amount": amount, "currency": currency, "status": "captured"}}, nil
+	case "qa_check":
+		checks, _ := params["checks"].([]any)
+		if len(checks) == 0 {
+			checks = []any{"contents", "labels"}
+		}
+		return StepResult{Output: map[string]any{"passed": true, "checks": checks}}, nil
+	case "notify":
+		channel, _ := params["channel"].(string)
+		if channel == "" {
+			channel = "log"
+		}
+		msg, _ := params["message"].(string)
+		activity.GetLogger(ctx).Info("notification", "channel", channel, "instance", in.InstanceID, "message", msg)
+		return StepResult{Output: map[string]any{"channel": channel, "message": msg}}, nil
+	case "noop":
+		return StepResult{Output: map[string]any{}}, nil
+	}
+	return StepResult{}, invalid(fmt.Sprintf("step %s: unknown task %q (built-ins: %s)", in.Step.ID, in.Step.Task, strings.Join(Tasks, ", ")), nil)
+}
+
+// maxResponse bounds the body an http step reads.
+const maxResponse = 1 << 20
+
+// CallHTTP performs an http step. Transport errors and 5xx answers are
+// retried by the activity's retry policy; 4xx answers are not. The JSON
+// response becomes the step's result.
+func (a *Activities) CallHTTP(ctx context.Context, in StepInput) (StepResult, error) {
+	h := in.Step.HTTP
+	if h == nil {
+		return StepResult{}, invalid("step "+in.Step.ID+": no http call", nil)
+	}
+	vars := in.vars()
+	render := func(field string, v any) (any, error) {
+		r, err := a.Env.Render(ctx, v, vars)
+		if err != nil {
+			return nil, invalid(fmt.Sprintf("step %s: http.%s: %v", in.Step.ID, field, err), err)
+		}
+		return r, nil
+	}
+	u, err := render("url", h.URL)
+	if err != nil {
+		return StepResult{}, err
+	}
+	var body io.Reader
+	if h.Body != nil {
+		b, err := render("body", h.Body)
+		if err != nil {
+			return StepResult{}, err
+		}
+		buf, err := json.Marshal(b)
+		if err != nil {
+			return StepResult{}, invalid("step "+in.Step.ID+": http.body: "+err.Error(), err)
+		}
+		body = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequestWithContext(ctx, strings.ToUpper(h.Method), fmt.Sprint(u), body)
+	if err != nil {
+		return StepResult{}, invalid("step "+in.Step.ID+": http.url: "+err.Error(), err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Idempotency-Key", in.InstanceID+"/"+in.Step.ID)
+	for k, v := range h.Headers {
+		r, err := render("headers."+k, v)
+		if err != nil {
+			return StepResult{}, err
+		}
+		req.Header.Set(k, fmt.Sprint(r))
+	}
+	client := a.HTTP
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return StepResult{}, fmt.Errorf("step %s: %s %s: %w", in.Step.ID, req.Method, req.URL.Redacted(), err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	if err != nil {
+		return StepResult{}, fmt.Errorf("step %s: read response: %w", in.Step.ID, err)
+	}
+	if len(data) > maxResponse {
+		return StepResult{}, invalid(fmt.Sprintf("step %s: response larger than %d bytes", in.Step.ID, maxResponse), nil)
+	}
+	switch {
+	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusRequestTimeout:
+		return StepResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("step %s: %s %s answered %s: %s", in.Step.ID, req.Method, req.URL.Redacted(), resp.Status, snippet(data)), ErrTypeHTTPClient, nil)
+	case resp.StatusCode >= 400:
+		return StepResult{}, fmt.Errorf("step %s: %s %s answered %s: %s", in.Step.ID, req.Method, req.URL.Redacted(), resp.Status, snippet(data))
+	}
+	out := map[string]any{"status": resp.StatusCode}
+	if len(bytes.TrimSpace(data)) > 0 {
+		var v any
+		if json.Unmarshal(data, &v) == nil {
+			out["body"] = v
+		} else {
+			out["body"] = string(data)
+		}
+	}
+	return StepResult{Output: out}, nil
+}
+
+func snippet(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+// Validate checks a validate step's assertions. A false assertion fails the
+// step, without retries, with the assertion's text and the values it read.
+func (a *Activities) Validate(ctx context.Context, in StepInput) (StepResult, error) {
+	vars := in.vars()
+	checked := make([]string, 0, len(in.Step.Assertions))
+	for _, src := range in.Step.Assertions {
+		prg, err := a.Env.Compile(src, true)
+		if err != nil {
+			return StepResult{}, invalid(fmt.Sprintf("step %s: assertion %q: %v", in.Step.ID, src, err), err)
+		}
+		r := prg.Eval(ctx, vars)
+		var values []string
+		for _, t := range r.Trace {
+			if t.Err != "" {
+				values = append(values, fmt.Sprintf("%s: error %s", t.Expr, t.Err))
+			} else if t.Expr != src {
+				values = append(values, fmt.Sprintf("%s = %s", t.Expr, process.JSON(t.Value)))
+			}
+		}
+		detail := ""
+		if len(values) > 0 {
+			detail = " (" + strings.Join(values, "; ") + ")"
+		}
+		if r.Err != nil {
+			return StepResult{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("assertion could not be evaluated: %s: %v%s", src, r.Err, detail), ErrTypeAssertionFailed, nil)
+		}
+		if ok, _ := r.Value.(bool); !ok {
+			return StepResult{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("assertion failed: %s%s", src, detail), ErrTypeAssertionFailed, nil)
+		}
+		checked = append(checked, src)
+	}
+	return StepResult{Output: map[string]any{"passed": true, "assertions": checked}}, nil
+}
+
+// OpenReviewInput asks for a review record.
+type OpenReviewInput struct {
+	ReviewID   string
+	InstanceID string
+	RunID      string
+	Process    string
+	Step       string
+	Spec       process.ReviewSpec
+	PolicyID   string
+	DecisionID string
+	Now        time.Time
+}
+
+// ReviewID is the id of the review opened by decision seq (index i) of a run.
+func ReviewID(runID string, seq, i int) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s/%d/%d", runID, seq, i))
+	return "rv_" + hex.EncodeToString(h[:12])
+}
+
+// OpenReview creates the review record (once, however often it retries).
+func (a *Activities) OpenReview(ctx context.Context, in OpenReviewInput) (store.Review, error) {
+	r := store.Review{
+		ID: in.ReviewID, InstanceID: in.InstanceID, RunID: in.RunID, Process: in.Process,
+		Step: in.Step, Queue: in.Spec.Queue, Reason: in.Spec.Reason, PolicyID: in.PolicyID,
+		DecisionID: in.DecisionID, CreatedAt: in.Now.UTC(),
+	}
+	if in.Spec.SLA != "" {
+		sla, err := process.ParseDuration(in.Spec.SLA)
+		if err != nil {
+			return r, invalid("review sla: "+err.Error(), err)
+		}
+		due := in.Now.Add(sla).UTC()
+		r.DueAt = &due
+	}
+	return a.Reviews.CreateReview(ctx, r)
+}
+
+// CloseReviewInput records a review's outcome.
+type CloseReviewInput struct {
+	ReviewID string
+	Status   string // decided or expired
+	Verdict  string
+	Reviewer string
+	Comment  string
+	At       time.Time
+}
+
+// CloseReview stores a review's verdict.
+func (a *Activities) CloseReview(ctx context.Context, in CloseReviewInput) error {
+	at := in.At.UTC()
+	_, err := a.Reviews.CloseReview(ctx, store.Review{ID: in.ReviewID, Status: in.Status, Verdict: in.Verdict, Reviewer: in.Reviewer, Comment: in.Comment, DecidedAt: &at})
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+		return invalid("close review: "+err.Error(), err)
+	}
+	return err
+}

@@ -1,0 +1,436 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// PutKey stores an API key; a key with the same hash is left as it is.
+func (s *Store) PutKey(ctx context.Context, k store.APIKey) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO api_keys (id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING`,
+		k.ID, k.Name, k.Role, k.Hash, micros(k.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("sqlite: put key: %w", err)
+	}
+	return nil
+}
+
+// KeyByHash finds the key whose secret hashes to hash.
+func (s *Store) KeyByHash(ctx context.Context, hash string) (store.APIKey, error) {
+	var k store.APIKey
+	var at int64
+	err := s.r.QueryRowContext(ctx, `SELECT id, name, role, hash, created_at FROM api_keys WHERE hash = ?`, hash).Scan(&k.ID, &k.Name, &k.Role, &k.Hash, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return k, store.ErrNotFound
+	}
+	if err != nil {
+		return k, fmt.Errorf("sqlite: key: %w", err)
+	}
+	k.CreatedAt = fromMicros(at)
+	return k, nil
+}
+
+// PutDefinition stores a definition version. The same version with the same
+// content is a no-op (created false); with other content it is ErrConflict.
+func (s *Store) PutDefinition(ctx context.Context, d store.DefinitionRecord) (created bool, err error) {
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		var digest string
+		err := tx.QueryRowContext(ctx, `SELECT digest FROM definitions WHERE name = ? AND version = ?`, d.Name, d.Version).Scan(&digest)
+		switch {
+		case err == nil && digest == d.Digest:
+			return nil
+		case err == nil:
+			return fmt.Errorf("%w: %s version %d exists with other content; publish a new version", store.ErrConflict, d.Name, d.Version)
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO definitions (name, version, doc, digest, author, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			d.Name, d.Version, string(d.Doc), d.Digest, d.Author, micros(d.CreatedAt))
+		created = err == nil
+		return err
+	})
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		err = fmt.Errorf("sqlite: put definition: %w", err)
+	}
+	return created, err
+}
+
+const defCols = `name, version, doc, digest, author, created_at`
+
+func scanDef(row interface{ Scan(...any) error }) (store.DefinitionRecord, error) {
+	var d store.DefinitionRecord
+	var doc string
+	var at int64
+	err := row.Scan(&d.Name, &d.Version, &doc, &d.Digest, &d.Author, &at)
+	d.Doc, d.CreatedAt = json.RawMessage(doc), fromMicros(at)
+	return d, err
+}
+
+// Definition returns one version of a definition; version 0 means latest.
+func (s *Store) Definition(ctx context.Context, name string, version int) (store.DefinitionRecord, error) {
+	var row *sql.Row
+	if version == 0 {
+		row = s.r.QueryRowContext(ctx, `SELECT `+defCols+` FROM definitions WHERE name = ? ORDER BY version DESC LIMIT 1`, name)
+	} else {
+		row = s.r.QueryRowContext(ctx, `SELECT `+defCols+` FROM definitions WHERE name = ? AND version = ?`, name, version)
+	}
+	d, err := scanDef(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, fmt.Errorf("process %q: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
+		return d, fmt.Errorf("sqlite: definition: %w", err)
+	}
+	return d, nil
+}
+
+// Definitions lists the latest version of every definition, by name.
+func (s *Store) Definitions(ctx context.Context) ([]store.DefinitionRecord, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+defCols+` FROM definitions d WHERE version = (SELECT MAX(version) FROM definitions WHERE name = d.name) ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: definitions: %w", err)
+	}
+	defer rows.Close()
+	var out []store.DefinitionRecord
+	for rows.Next() {
+		d, err := scanDef(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: definitions: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// PutPolicy stores a new version of a policy and makes it the active one.
+// When the content equals the active version, nothing is written and that
+// version is returned with created false.
+func (s *Store) PutPolicy(ctx context.Context, p store.PolicyRecord) (store.PolicyRecord, bool, error) {
+	created := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var active int
+		var digest, process string
+		err := tx.QueryRowContext(ctx, `SELECT v.version, v.digest, v.process FROM policies p JOIN policy_versions v ON v.id = p.id AND v.version = p.active_version WHERE p.id = ?`, p.ID).Scan(&active, &digest, &process)
+		switch {
+		case err == nil && process != p.Process:
+			return fmt.Errorf("%w: policy %s belongs to process %s", store.ErrConflict, p.ID, process)
+		case err == nil && digest == p.Digest:
+			p.Version = active
+			return nil
+		case err != nil && !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		var maxV int
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM policy_versions WHERE id = ?`, p.ID).Scan(&maxV); err != nil {
+			return err
+		}
+		p.Version = maxV + 1
+		res, err := tx.ExecContext(ctx, `INSERT INTO policy_versions (id, version, process, doc, digest, author, note, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			p.ID, p.Version, p.Process, string(p.Doc), p.Digest, p.Author, p.Note, micros(p.CreatedAt))
+		if err != nil {
+			return err
+		}
+		seq, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO policies (id, process, active_version, changed_seq) VALUES (?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET active_version = excluded.active_version, changed_seq = excluded.changed_seq`, p.ID, p.Process, p.Version, seq)
+		created = err == nil
+		return err
+	})
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		err = fmt.Errorf("sqlite: put policy: %w", err)
+	}
+	return p, created, err
+}
+
+// ActivePolicies returns the active version of every policy of a process,
+// and a stamp that changes whenever that set changes.
+func (s *Store) ActivePolicies(ctx context.Context, processName string) ([]store.PolicyRecord, int64, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT v.id, v.version, v.process, v.doc, v.digest, v.author, v.note, v.created_at, p.changed_seq
+		FROM policies p JOIN policy_versions v ON v.id = p.id AND v.version = p.active_version WHERE p.process = ? ORDER BY v.id`, processName)
+	if err != nil {
+		return nil, 0, fmt.Errorf("sqlite: active policies: %w", err)
+	}
+	defer rows.Close()
+	var out []store.PolicyRecord
+	var stamp int64
+	for rows.Next() {
+		var p store.PolicyRecord
+		var doc string
+		var at, seq int64
+		if err := rows.Scan(&p.ID, &p.Version, &p.Process, &doc, &p.Digest, &p.Author, &p.Note, &at, &seq); err != nil {
+			return nil, 0, fmt.Errorf("sqlite: active policies: %w", err)
+		}
+		p.Doc, p.CreatedAt = json.RawMessage(doc), fromMicros(at)
+		stamp = max(stamp, seq)
+		out = append(out, p)
+	}
+	return out, stamp, rows.Err()
+}
+
+// PolicyStamp returns the stamp of ActivePolicies without reading them.
+func (s *Store) PolicyStamp(ctx context.Context, processName string) (int64, error) {
+	var stamp int64
+	err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(changed_seq), 0) FROM policies WHERE process = ?`, processName).Scan(&stamp)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: policy stamp: %w", err)
+	}
+	return stamp, nil
+}
+
+// CreateInstance records a started instance. When the process already has an
+// instance with the business key, that one is returned with created false.
+func (s *Store) CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error) {
+	res, err := s.w.ExecContext(ctx, `INSERT INTO instances (id, process, process_version, business_key, input, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (process, business_key) DO NOTHING`,
+		in.ID, in.Process, in.ProcessVersion, in.BusinessKey, string(in.Input), in.CreatedBy, micros(in.CreatedAt))
+	if err != nil {
+		return in, false, fmt.Errorf("sqlite: create instance: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return in, true, nil
+	}
+	existing, err := s.instanceWhere(ctx, s.w, `process = ? AND business_key = ?`, in.Process, in.BusinessKey)
+	return existing, false, err
+}
+
+// Instance returns the instance with the id.
+func (s *Store) Instance(ctx context.Context, id string) (store.Instance, error) {
+	return s.instanceWhere(ctx, s.r, `id = ?`, id)
+}
+
+func (s *Store) instanceWhere(ctx context.Context, db *sql.DB, where string, args ...any) (store.Instance, error) {
+	var in store.Instance
+	var input string
+	var at int64
+	err := db.QueryRowContext(ctx, `SELECT id, process, process_version, business_key, input, created_by, created_at FROM instances WHERE `+where, args...).
+		Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return in, fmt.Errorf("instance: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return in, fmt.Errorf("sqlite: instance: %w", err)
+	}
+	in.Input, in.CreatedAt = json.RawMessage(input), fromMicros(at)
+	return in, nil
+}
+
+// CountStarts counts the instances of a process started in [from, to).
+func (s *Store) CountStarts(ctx context.Context, processName string, from, to time.Time) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM instances WHERE process = ? AND created_at >= ? AND created_at < ?`, processName, micros(from), micros(to)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: count starts: %w", err)
+	}
+	return n, nil
+}
+
+// AppendDecision writes a decision record once per (run, sequence). When the
+// record exists already (a retried activity), the stored one is returned and
+// nothing is written: the caller must apply the stored actions.
+func (s *Store) AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error) {
+	rec, err := json.Marshal(d)
+	if err != nil {
+		return d, fmt.Errorf("sqlite: append decision: %w", err)
+	}
+	res, err := s.w.ExecContext(ctx, `INSERT INTO decisions (id, instance_id, run_id, seq, step, time, record, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (run_id, seq) DO NOTHING`, d.ID, d.InstanceID, d.RunID, d.Seq, d.Step, micros(d.Time), string(rec), d.PrevHash, d.Hash)
+	if err != nil {
+		return d, fmt.Errorf("sqlite: append decision: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return d, nil
+	}
+	return s.decisionWhere(ctx, s.w, `run_id = ? AND seq = ?`, d.RunID, d.Seq)
+}
+
+// Decision returns the decision record with the id.
+func (s *Store) Decision(ctx context.Context, id string) (process.Decision, error) {
+	return s.decisionWhere(ctx, s.r, `id = ?`, id)
+}
+
+func (s *Store) decisionWhere(ctx context.Context, db *sql.DB, where string, args ...any) (process.Decision, error) {
+	var rec string
+	var d process.Decision
+	err := db.QueryRowContext(ctx, `SELECT record FROM decisions WHERE `+where, args...).Scan(&rec)
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, fmt.Errorf("decision: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return d, fmt.Errorf("sqlite: decision: %w", err)
+	}
+	if err := json.Unmarshal([]byte(rec), &d); err != nil {
+		return d, fmt.Errorf("sqlite: decision: %w", err)
+	}
+	return d, nil
+}
+
+// Decisions lists the decision records of an instance in order.
+func (s *Store) Decisions(ctx context.Context, instanceID string) ([]process.Decision, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT record FROM decisions WHERE instance_id = ? ORDER BY time, seq`, instanceID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: decisions: %w", err)
+	}
+	defer rows.Close()
+	out := []process.Decision{}
+	for rows.Next() {
+		var rec string
+		var d process.Decision
+		if err := rows.Scan(&rec); err != nil {
+			return nil, fmt.Errorf("sqlite: decisions: %w", err)
+		}
+		if err := json.Unmarshal([]byte(rec), &d); err != nil {
+			return nil, fmt.Errorf("sqlite: decisions: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// CreateReview opens a review once: a review with the same id is returned
+// as it is.
+func (s *Store) CreateReview(ctx context.Context, r store.Review) (store.Review, error) {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO reviews (id, instance_id, run_id, process, step, queue, reason, policy_id, decision_id, status, created_at, due_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		r.ID, r.InstanceID, r.RunID, r.Process, r.Step, r.Queue, r.Reason, r.PolicyID, r.DecisionID, store.ReviewOpen, micros(r.CreatedAt), nullMicros(r.DueAt))
+	if err != nil {
+		return r, fmt.Errorf("sqlite: create review: %w", err)
+	}
+	return s.reviewWhere(ctx, s.w, `id = ?`, r.ID)
+}
+
+// Review returns the review with the id.
+func (s *Store) Review(ctx context.Context, id string) (store.Review, error) {
+	return s.reviewWhere(ctx, s.r, `id = ?`, id)
+}
+
+const reviewCols = `id, instance_id, run_id, process, step, queue, reason, policy_id, decision_id, status, verdict, reviewer, comment, created_at, due_at, decided_at`
+
+func scanReview(row interface{ Scan(...any) error }) (store.Review, error) {
+	var r store.Review
+	var created int64
+	var due, decided sql.NullInt64
+	err := row.Scan(&r.ID, &r.InstanceID, &r.RunID, &r.Process, &r.Step, &r.Queue, &r.Reason, &r.PolicyID, &r.DecisionID, &r.Status, &r.Verdict, &r.Reviewer, &r.Comment, &created, &due, &decided)
+	r.CreatedAt, r.DueAt, r.DecidedAt = fromMicros(created), fromNullMicros(due), fromNullMicros(decided)
+	return r, err
+}
+
+func (s *Store) reviewWhere(ctx context.Context, db *sql.DB, where string, args ...any) (store.Review, error) {
+	r, err := scanReview(db.QueryRowContext(ctx, `SELECT `+reviewCols+` FROM reviews WHERE `+where, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("review: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("sqlite: review: %w", err)
+	}
+	return r, nil
+}
+
+// Reviews lists reviews matching f, oldest first.
+func (s *Store) Reviews(ctx context.Context, f store.ReviewFilter) ([]store.Review, error) {
+	q := `SELECT ` + reviewCols + ` FROM reviews WHERE 1=1`
+	var args []any
+	for col, v := range map[string]string{"status": f.Status, "queue": f.Queue, "process": f.Process} {
+		if v != "" {
+			q += ` AND ` + col + ` = ?`
+			args = append(args, v)
+		}
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 500 {
+		limit = 100
+	}
+	q += ` ORDER BY created_at, id LIMIT ?`
+	args = append(args, limit)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: reviews: %w", err)
+	}
+	defer rows.Close()
+	out := []store.Review{}
+	for rows.Next() {
+		r, err := scanReview(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: reviews: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// CloseReview records the verdict of an open review. Recording the same
+// verdict again is a no-op; a review closed otherwise is ErrConflict.
+func (s *Store) CloseReview(ctx context.Context, r store.Review) (store.Review, error) {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var status, verdict, reviewer string
+		err := tx.QueryRowContext(ctx, `SELECT status, verdict, reviewer FROM reviews WHERE id = ?`, r.ID).Scan(&status, &verdict, &reviewer)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("review: %w", store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if status != store.ReviewOpen {
+			if status == r.Status && verdict == r.Verdict && reviewer == r.Reviewer {
+				return nil
+			}
+			return fmt.Errorf("%w: review %s is already %s", store.ErrConflict, r.ID, status)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE reviews SET status = ?, verdict = ?, reviewer = ?, comment = ?, decided_at = ? WHERE id = ?`,
+			r.Status, r.Verdict, r.Reviewer, r.Comment, nullMicros(r.DecidedAt), r.ID)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+			return r, err
+		}
+		return r, fmt.Errorf("sqlite: close review: %w", err)
+	}
+	return s.reviewWhere(ctx, s.w, `id = ?`, r.ID)
+}
+
+// HourlyStarts counts the starts of a process in each whole hour of
+// [from, to), oldest first, leaving out the hours before its first start.
+func (s *Store) HourlyStarts(ctx context.Context, processName string, from, to time.Time) ([]int, error) {
+	const hour = int64(time.Hour / time.Microsecond)
+	rows, err := s.r.QueryContext(ctx, `SELECT (created_at - ?) / ? AS h, COUNT(*) FROM instances WHERE process = ? AND created_at >= ? AND created_at < ? GROUP BY h ORDER BY h`,
+		micros(from), hour, processName, micros(from), micros(to))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: hourly starts: %w", err)
+	}
+	defer rows.Close()
+	n := int(to.Sub(from) / time.Hour)
+	counts := make([]int, n)
+	first := n
+	for rows.Next() {
+		var h int64
+		var c int
+		if err := rows.Scan(&h, &c); err != nil {
+			return nil, fmt.Errorf("sqlite: hourly starts: %w", err)
+		}
+		if h >= 0 && int(h) < n {
+			counts[h] = c
+			first = min(first, int(h))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: hourly starts: %w", err)
+	}
+	var firstAt int64
+	if err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MIN(created_at), 0) FROM instances WHERE process = ?`, processName).Scan(&firstAt); err != nil {
+		return nil, fmt.Errorf("sqlite: hourly starts: %w", err)
+	}
+	if firstAt < micros(from) {
+		first = 0
+	}
+	return counts[first:], nil
+}
