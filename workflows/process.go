@@ -1,0 +1,521 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/adaptflow/adaptflow/activities"
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// Names of the workflow, its query and its update.
+const (
+	ProcessWorkflow      = "adaptflow.Process"
+	QueryState           = "state"
+	UpdateReviewDecision = "review-decision"
+)
+
+// Instance statuses.
+const (
+	StatusRunning       = "running"
+	StatusWaitingReview = "waiting_review"
+	StatusCompleted     = "completed"
+	StatusRejected      = "rejected"
+	StatusFailed        = "failed"
+)
+
+// Step states.
+const (
+	StepPending       = "pending"
+	StepRunning       = "running"
+	StepDone          = "done"
+	StepSkipped       = "skipped"
+	StepWaitingReview = "waiting_review"
+	StepFailed        = "failed"
+	StepNotRun        = "not_run"
+)
+
+// Input starts one instance.
+type Input struct {
+	Definition  process.Definition `json:"definition"`
+	InstanceID  string             `json:"instance_id"`
+	BusinessKey string             `json:"business_key"`
+	Input       map[string]any     `json:"input"`
+}
+
+// Result is what a finished instance returns.
+type Result struct {
+	Status  string         `json:"status"`
+	Results map[string]any `json:"results"`
+	Vars    map[string]any `json:"vars"`
+}
+
+// PlanStep is one step of an instance's plan and where it stands.
+type PlanStep struct {
+	ID         string           `json:"id"`
+	Kind       process.StepKind `json:"kind"`
+	Origin     string           `json:"origin"` // main or added
+	AddedBy    string           `json:"added_by,omitempty"`
+	Mandatory  bool             `json:"mandatory,omitempty"`
+	State      string           `json:"state"`
+	SkippedBy  string           `json:"skipped_by,omitempty"`
+	DecisionID string           `json:"decision_id,omitempty"`
+	Error      string           `json:"error,omitempty"`
+	StartedAt  *time.Time       `json:"started_at,omitempty"`
+	FinishedAt *time.Time       `json:"finished_at,omitempty"`
+	Decided    bool             `json:"decided"`
+}
+
+// ReviewState is a review of the instance as the workflow sees it.
+type ReviewState struct {
+	ID         string `json:"id"`
+	Step       string `json:"step"`
+	Queue      string `json:"queue"`
+	Reason     string `json:"reason,omitempty"`
+	PolicyID   string `json:"policy_id,omitempty"`
+	DecisionID string `json:"decision_id,omitempty"`
+	Status     string `json:"status"` // open, decided, expired
+	Verdict    string `json:"verdict,omitempty"`
+	Reviewer   string `json:"reviewer,omitempty"`
+	Comment    string `json:"comment,omitempty"`
+}
+
+// State is the whole state of an instance, answered by [QueryState].
+type State struct {
+	Status    string         `json:"status"`
+	Process   string         `json:"process"`
+	Version   int            `json:"version"`
+	Plan      []PlanStep     `json:"plan"`
+	Results   map[string]any `json:"results"`
+	Vars      map[string]any `json:"vars"`
+	Reviews   []ReviewState  `json:"reviews"`
+	Decisions []string       `json:"decisions"`
+	Error     string         `json:"error,omitempty"`
+}
+
+// ReviewDecision is the argument of [UpdateReviewDecision].
+type ReviewDecision struct {
+	ReviewID string `json:"review_id"`
+	Verdict  string `json:"verdict"` // approve or reject
+	Reviewer string `json:"reviewer"`
+	Comment  string `json:"comment,omitempty"`
+}
+
+// Update validation errors; the API maps them to 404 and 409.
+var (
+	ErrUnknownReview = errors.New("no such review in this instance")
+	ErrReviewClosed  = errors.New("review is already closed")
+	ErrBadVerdict    = errors.New("verdict must be approve or reject")
+)
+
+// errRejected ends the plan when a reviewer rejects the instance.
+var errRejected = errors.New("rejected by review")
+
+var a *activities.Activities
+
+type runner struct {
+	in       Input
+	def      *process.Definition
+	st       State
+	runID    string
+	started  time.Time
+	seq      int
+	lastHash string
+	added    []string
+	fired    []string
+	opened   int
+	done     []string
+}
+
+// Run interprets one instance of a process definition.
+func Run(ctx workflow.Context, in Input) (Result, error) {
+	info := workflow.GetInfo(ctx)
+	r := &runner{
+		in:      in,
+		def:     &in.Definition,
+		runID:   info.WorkflowExecution.RunID,
+		started: info.WorkflowStartTime,
+		st: State{
+			Status:    StatusRunning,
+			Process:   in.Definition.Name,
+			Version:   in.Definition.Version,
+			Results:   map[string]any{},
+			Vars:      map[string]any{},
+			Reviews:   []ReviewState{},
+			Decisions: []string{},
+		},
+	}
+	for _, s := range in.Definition.Steps {
+		r.st.Plan = append(r.st.Plan, PlanStep{ID: s.ID, Kind: s.Kind, Origin: "main", Mandatory: s.Mandatory, State: StepPending})
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryState, func() (State, error) { return r.st, nil }); err != nil {
+		return Result{}, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReviewDecision, r.onReviewDecision,
+		workflow.UpdateHandlerOptions{Validator: r.validateReviewDecision}); err != nil {
+		return Result{}, err
+	}
+
+	err := r.run(ctx)
+	switch {
+	case errors.Is(err, errRejected):
+		r.st.Status = StatusRejected
+		err = nil
+	case err != nil:
+		r.st.Status = StatusFailed
+		r.st.Error = err.Error()
+	default:
+		r.st.Status = StatusCompleted
+	}
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return Result{}, err
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Status: r.st.Status, Results: r.st.Results, Vars: r.st.Vars}, nil
+}
+
+func (r *runner) run(ctx workflow.Context) error {
+	for i := 0; i < len(r.st.Plan); i++ {
+		if !r.st.Plan[i].Decided {
+			insertedBefore, err := r.decide(ctx, i)
+			if err != nil {
+				r.finishRemaining(i)
+				return err
+			}
+			if insertedBefore > 0 {
+				i-- // run the inserted steps first; this step is decided
+				continue
+			}
+		}
+		if r.st.Plan[i].State == StepSkipped {
+			continue
+		}
+		if err := r.runStep(ctx, i); err != nil {
+			r.finishRemaining(i + 1)
+			return err
+		}
+	}
+	return nil
+}
+
+// finishRemaining marks the steps from i on that never ran.
+func (r *runner) finishRemaining(i int) {
+	for ; i < len(r.st.Plan); i++ {
+		switch r.st.Plan[i].State {
+		case StepPending, StepWaitingReview:
+			r.st.Plan[i].State = StepNotRun
+		}
+	}
+}
+
+func (r *runner) reviewFacts() []policies.ReviewFact {
+	out := make([]policies.ReviewFact, 0, len(r.st.Reviews))
+	for _, rv := range r.st.Reviews {
+		out = append(out, policies.ReviewFact{ID: rv.ID, Queue: rv.Queue, Step: rv.Step, Verdict: rv.Verdict})
+	}
+	return out
+}
+
+// decide asks for the decision of plan step i and applies it. It returns how
+// many steps it inserted before step i.
+func (r *runner) decide(ctx workflow.Context, i int) (int, error) {
+	step := r.st.Plan[i].ID
+	r.seq++
+	in := activities.DecideInput{
+		Definition:  r.def,
+		InstanceID:  r.in.InstanceID,
+		BusinessKey: r.in.BusinessKey,
+		RunID:       r.runID,
+		Seq:         r.seq,
+		Step:        step,
+		Now:         workflow.Now(ctx),
+		Started:     r.started,
+		Input:       r.in.Input,
+		StepsDone:   slices.Clone(r.done),
+		Results:     r.st.Results,
+		Vars:        r.st.Vars,
+		Reviews:     r.reviewFacts(),
+		Point:       policies.Point{Added: slices.Clone(r.added), Reviews: r.opened, Fired: slices.Clone(r.fired)},
+		PrevHash:    r.lastHash,
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        200 * time.Millisecond,
+			BackoffCoefficient:     2,
+			MaximumInterval:        30 * time.Second,
+			NonRetryableErrorTypes: activities.NonRetryable,
+		},
+	})
+	var res activities.DecideResult
+	if err := workflow.ExecuteLocalActivity(lctx, a.Decide, in).Get(ctx, &res); err != nil {
+		r.st.Plan[i].State = StepFailed
+		r.st.Plan[i].Error = "decision failed: " + err.Error()
+		return 0, fmt.Errorf("decision before step %s: %w", step, err)
+	}
+	r.lastHash = res.Hash
+	r.st.Decisions = append(r.st.Decisions, res.DecisionID)
+	r.st.Plan[i].Decided = true
+	r.st.Plan[i].DecisionID = res.DecisionID
+
+	var before, after []PlanStep
+	skipBy := ""
+	for _, ap := range res.Applied {
+		act := ap.Action
+		if act.Kind() == process.ActionSet {
+			r.st.Vars[act.Set.Name] = act.Set.Value
+		}
+	}
+	for k, ap := range res.Applied {
+		act := ap.Action
+		switch act.Kind() {
+		case process.ActionReview:
+			r.opened++
+			if act.Before == "" {
+				r.fired = append(r.fired, ap.PolicyID)
+			}
+			id := activities.ReviewID(r.runID, r.seq, k)
+			if err := r.gate(ctx, i, id, *act.Review, ap.PolicyID, res.DecisionID); err != nil {
+				return 0, err
+			}
+		case process.ActionAdd:
+			cs, ok := r.def.CatalogStep(act.Add)
+			if !ok {
+				continue // guarded in Decide; a definition without it cannot run it
+			}
+			r.added = append(r.added, act.Add)
+			ps := PlanStep{ID: cs.ID, Kind: cs.Kind, Origin: "added", AddedBy: ap.PolicyID, State: StepPending}
+			if act.Before != "" {
+				before = append(before, ps)
+			} else {
+				after = append(after, ps)
+			}
+		case process.ActionSkip:
+			skipBy = ap.PolicyID
+		}
+	}
+	r.st.Plan = slices.Insert(r.st.Plan, i+1, after...)
+	if skipBy != "" {
+		r.st.Plan[i].State = StepSkipped
+		r.st.Plan[i].SkippedBy = skipBy
+	}
+	r.st.Plan = slices.Insert(r.st.Plan, i, before...)
+	return len(before), nil
+}
+
+// gate opens a review before plan step i and waits for its verdict or SLA.
+func (r *runner) gate(ctx workflow.Context, i int, id string, spec process.ReviewSpec, policyID, decisionID string) error {
+	step := r.st.Plan[i].ID
+	r.st.Reviews = append(r.st.Reviews, ReviewState{ID: id, Step: step, Queue: spec.Queue, Reason: spec.Reason, PolicyID: policyID, DecisionID: decisionID, Status: store.ReviewOpen})
+	k := len(r.st.Reviews) - 1
+	prevState := r.st.Plan[i].State
+	r.st.Plan[i].State = StepWaitingReview
+	r.st.Status = StatusWaitingReview
+
+	actx := workflow.WithActivityOptions(ctx, bookkeepingOptions)
+	open := activities.OpenReviewInput{
+		ReviewID: id, InstanceID: r.in.InstanceID, RunID: r.runID, Process: r.def.Name, Step: step,
+		Spec: spec, PolicyID: policyID, DecisionID: decisionID, Now: workflow.Now(ctx),
+	}
+	if err := workflow.ExecuteActivity(actx, a.OpenReview, open).Get(ctx, nil); err != nil {
+		return fmt.Errorf("open review before %s: %w", step, err)
+	}
+	decided := func() bool { return r.st.Reviews[k].Status != store.ReviewOpen }
+	if spec.SLA == "" {
+		if err := workflow.Await(ctx, decided); err != nil {
+			return err
+		}
+	} else {
+		sla, err := process.ParseDuration(spec.SLA)
+		if err != nil {
+			return fmt.Errorf("review before %s: %w", step, err)
+		}
+		ok, err := workflow.AwaitWithTimeout(ctx, sla, decided)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			rv := &r.st.Reviews[k]
+			rv.Status = store.ReviewExpired
+			rv.Reviewer = "sla"
+			switch spec.OnTimeout {
+			case process.TimeoutApprove:
+				rv.Verdict = store.VerdictApprove
+			case process.TimeoutReject:
+				rv.Verdict = store.VerdictReject
+			default:
+				rv.Verdict = ""
+			}
+		}
+	}
+	rv := r.st.Reviews[k]
+	closeIn := activities.CloseReviewInput{ReviewID: id, Status: rv.Status, Verdict: rv.Verdict, Reviewer: rv.Reviewer, Comment: rv.Comment, At: workflow.Now(ctx)}
+	if err := workflow.ExecuteActivity(actx, a.CloseReview, closeIn).Get(ctx, nil); err != nil {
+		return fmt.Errorf("close review %s: %w", id, err)
+	}
+	r.st.Status = StatusRunning
+	r.st.Plan[i].State = prevState
+	switch rv.Verdict {
+	case store.VerdictApprove:
+		return nil
+	case store.VerdictReject:
+		r.st.Plan[i].State = StepNotRun
+		r.st.Error = fmt.Sprintf("review %s before %s rejected by %s", id, step, rv.Reviewer)
+		if rv.Comment != "" {
+			r.st.Error += ": " + rv.Comment
+		}
+		return errRejected
+	}
+	r.st.Plan[i].State = StepFailed
+	return fmt.Errorf("review %s before %s expired after %s", id, step, spec.SLA)
+}
+
+func (r *runner) findReview(id string) int {
+	for k, rv := range r.st.Reviews {
+		if rv.ID == id {
+			return k
+		}
+	}
+	return -1
+}
+
+func (r *runner) validateReviewDecision(_ workflow.Context, d ReviewDecision) error {
+	k := r.findReview(d.ReviewID)
+	switch {
+	case k < 0:
+		return ErrUnknownReview
+	case r.st.Reviews[k].Status != store.ReviewOpen:
+		return ErrReviewClosed
+	case d.Verdict != store.VerdictApprove && d.Verdict != store.VerdictReject:
+		return ErrBadVerdict
+	case d.Reviewer == "":
+		return errors.New("reviewer is required")
+	}
+	return nil
+}
+
+func (r *runner) onReviewDecision(ctx workflow.Context, d ReviewDecision) (ReviewState, error) {
+	if err := r.validateReviewDecision(ctx, d); err != nil {
+		return ReviewState{}, err
+	}
+	k := r.findReview(d.ReviewID)
+	rv := &r.st.Reviews[k]
+	rv.Status = store.ReviewDecided
+	rv.Verdict = d.Verdict
+	rv.Reviewer = d.Reviewer
+	rv.Comment = d.Comment
+	return *rv, nil
+}
+
+var bookkeepingOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: 30 * time.Second,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval:        time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        time.Minute,
+		NonRetryableErrorTypes: activities.NonRetryable,
+	},
+}
+
+// stepOptions are the activity options of a step: its timeout (by kind
+// unless given) and retries (3 unless given) with exponential backoff.
+func stepOptions(s process.Step) workflow.ActivityOptions {
+	timeout := 30 * time.Second
+	if s.Kind == process.KindValidate {
+		timeout = 10 * time.Second
+	}
+	if s.Timeout != "" {
+		if d, err := process.ParseDuration(s.Timeout); err == nil {
+			timeout = d
+		}
+	}
+	retries := 3
+	if s.Retries != nil {
+		retries = *s.Retries
+	}
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: timeout,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			MaximumAttempts:        int32(retries + 1),
+			NonRetryableErrorTypes: activities.NonRetryable,
+		},
+	}
+}
+
+// runStep runs plan step i and records its result.
+func (r *runner) runStep(ctx workflow.Context, i int) error {
+	ps := &r.st.Plan[i]
+	step, ok := r.def.Step(ps.ID)
+	if !ok {
+		ps.State = StepFailed
+		return fmt.Errorf("step %s is not in %s", ps.ID, r.def.Ref())
+	}
+	now := workflow.Now(ctx)
+	ps.StartedAt = &now
+	ps.State = StepRunning
+	in := activities.StepInput{Step: step, InstanceID: r.in.InstanceID, BusinessKey: r.in.BusinessKey, Input: r.in.Input, Results: r.st.Results, Vars: r.st.Vars}
+	actx := workflow.WithActivityOptions(ctx, stepOptions(step))
+	var res activities.StepResult
+	var err error
+	switch step.Kind {
+	case process.KindTask:
+		err = workflow.ExecuteActivity(actx, a.RunTask, in).Get(ctx, &res)
+	case process.KindHTTP:
+		err = workflow.ExecuteActivity(actx, a.CallHTTP, in).Get(ctx, &res)
+	case process.KindValidate:
+		err = workflow.ExecuteActivity(actx, a.Validate, in).Get(ctx, &res)
+	case process.KindWait:
+		d, perr := process.ParseDuration(step.Duration)
+		if perr != nil {
+			err = perr
+			break
+		}
+		err = workflow.Sleep(ctx, d)
+		res.Output = map[string]any{"waited": step.Duration}
+	case process.KindReview:
+		ps.State = StepPending
+		id := activities.ReviewID(ps.DecisionID, 0, -1)
+		err = r.gate(ctx, i, id, *step.Review, "", ps.DecisionID)
+		ps = &r.st.Plan[i]
+		if err == nil {
+			rv := r.st.Reviews[len(r.st.Reviews)-1]
+			res.Output = map[string]any{"review_id": rv.ID, "verdict": rv.Verdict, "reviewer": rv.Reviewer, "comment": rv.Comment}
+		}
+	default:
+		err = fmt.Errorf("step %s: unknown kind %q", step.ID, step.Kind)
+	}
+	end := workflow.Now(ctx)
+	ps.FinishedAt = &end
+	if err != nil {
+		if !errors.Is(err, errRejected) {
+			ps.State = StepFailed
+			ps.Error = errorMessage(err)
+		}
+		return err
+	}
+	ps.State = StepDone
+	r.st.Results[step.ID] = res.Output
+	r.done = append(r.done, step.ID)
+	return nil
+}
+
+// errorMessage unwraps Temporal's activity error to the cause's message.
+func errorMessage(err error) string {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		return ae.Error()
+	}
+	return err.Error()
+}

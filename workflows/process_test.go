@@ -1,0 +1,371 @@
+package workflows_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/adaptflow/adaptflow/activities"
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/store/sqlite"
+	"github.com/adaptflow/adaptflow/workflows"
+)
+
+const ordersYAML = `
+name: orders
+version: 1
+input:
+  required: [amount, items]
+  properties:
+    amount: {type: number}
+    items: {type: array}
+    repeat_customer: {type: boolean}
+steps:
+  - {id: reserve, kind: task, task: reserve_stock}
+  - {id: pack_check, kind: task, task: qa_check}
+  - {id: charge, kind: task, task: charge, mandatory: true}
+  - {id: notify, kind: task, task: notify, params: {message: "order ${input.order_id} done"}}
+catalog:
+  - {id: extra_qa, kind: task, task: qa_check, params: {checks: [contents, seals, labels]}}
+`
+
+type harness struct {
+	testsuite.WorkflowTestSuite
+	env   *testsuite.TestWorkflowEnvironment
+	store *sqlite.Store
+	def   *process.Definition
+}
+
+func newHarness(t *testing.T, defYAML string, policyYAML ...string) *harness {
+	t.Helper()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "adaptflow.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	def, err := process.ParseDefinition([]byte(defYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := policies.NewEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range policyYAML {
+		p, err := process.ParsePolicy([]byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.CompilePolicy(p, def); err != nil {
+			t.Fatalf("policy %s: %v", p.ID, err)
+		}
+		if _, _, err := st.PutPolicy(t.Context(), store.PolicyRecord{ID: p.ID, Process: p.Process, Doc: process.JSON(p), Digest: string(process.JSON(p)), Author: "test", CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := &harness{store: st, def: def}
+	h.env = h.NewTestWorkflowEnvironment()
+	h.env.SetStartTime(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
+	h.env.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
+	h.env.RegisterActivity(&activities.Activities{
+		Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st,
+		Calendar: policies.DefaultCalendar(), HTTP: http.DefaultClient,
+	})
+	return h
+}
+
+func (h *harness) run(t *testing.T, input map[string]any) (workflows.Result, error) {
+	t.Helper()
+	h.env.ExecuteWorkflow(workflows.ProcessWorkflow, workflows.Input{Definition: *h.def, InstanceID: "i-test", BusinessKey: "bk-1", Input: input})
+	if !h.env.IsWorkflowCompleted() {
+		t.Fatal("workflow did not complete")
+	}
+	var res workflows.Result
+	err := h.env.GetWorkflowError()
+	if err == nil {
+		if gerr := h.env.GetWorkflowResult(&res); gerr != nil {
+			t.Fatal(gerr)
+		}
+	}
+	return res, err
+}
+
+func (h *harness) state(t *testing.T) workflows.State {
+	t.Helper()
+	v, err := h.env.QueryWorkflow(workflows.QueryState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st workflows.State
+	if err := v.Get(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func planString(st workflows.State) string {
+	parts := make([]string, len(st.Plan))
+	for i, p := range st.Plan {
+		parts[i] = p.ID + ":" + p.State
+	}
+	return strings.Join(parts, " ")
+}
+
+func orderInput(amount float64, repeat bool) map[string]any {
+	var in map[string]any
+	_ = json.Unmarshal(process.JSON(map[string]any{"order_id": "A-7", "amount": amount, "repeat_customer": repeat, "items": []any{map[string]any{"sku": "X", "qty": 2}}}), &in)
+	return in
+}
+
+func TestPoliciesAddSkipAndGuard(t *testing.T) {
+	h := newHarness(t, ordersYAML,
+		"id: peak-qa\nprocess: orders\npriority: 10\nwhen: calendar.season == 'peak'\nactions: [{add: extra_qa, after: pack_check}]\n",
+		"id: small-repeat\nprocess: orders\nwhen: input.amount < 50 && input.repeat_customer\nactions: [{skip: pack_check}]\n",
+		"id: greedy\nprocess: orders\nwhen: 'true'\nactions: [{skip: charge}]\n",
+	)
+	res, err := h.run(t, orderInput(20, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := h.state(t)
+	if res.Status != workflows.StatusCompleted {
+		t.Fatalf("status %s", res.Status)
+	}
+	want := "reserve:done pack_check:skipped extra_qa:done charge:done notify:done"
+	if got := planString(st); got != want {
+		t.Fatalf("plan %q, want %q", got, want)
+	}
+	if st.Plan[1].SkippedBy != "small-repeat" || st.Plan[2].AddedBy != "peak-qa" {
+		t.Fatalf("attribution: %+v", st.Plan)
+	}
+	if msg := res.Results["notify"].(map[string]any)["message"]; msg != "order A-7 done" {
+		t.Fatalf("templated message %q", msg)
+	}
+	// One decision per step that ran or was skipped, chained.
+	ds, err := h.store.Decisions(t.Context(), "i-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 5 {
+		t.Fatalf("%d decisions, want 5", len(ds))
+	}
+	for i, d := range ds {
+		if d.Hash != d.ComputeHash() {
+			t.Fatalf("decision %d: hash does not match its content", i)
+		}
+		if i > 0 && d.PrevHash != ds[i-1].Hash {
+			t.Fatalf("decision %d: chain broken", i)
+		}
+	}
+	var charge process.Decision
+	for _, d := range ds {
+		if d.Step == "charge" {
+			charge = d
+		}
+	}
+	if len(charge.Rejected) != 1 || !strings.Contains(charge.Rejected[0].Reason, "mandatory") {
+		t.Fatalf("charge decision rejected = %+v", charge.Rejected)
+	}
+}
+
+func TestAddBeforeRunsFirst(t *testing.T) {
+	h := newHarness(t, ordersYAML, "id: qa-first\nprocess: orders\nwhen: input.amount > 1000\nactions: [{add: extra_qa, before: charge}]\n")
+	if _, err := h.run(t, orderInput(5000, false)); err != nil {
+		t.Fatal(err)
+	}
+	want := "reserve:done pack_check:done extra_qa:done charge:done notify:done"
+	if got := planString(h.state(t)); got != want {
+		t.Fatalf("plan %q, want %q", got, want)
+	}
+}
+
+const reviewPolicy = "id: big-review\nprocess: orders\nwhen: input.amount > 1000\nactions: [{review: {queue: finance, reason: large order, sla: 4h, on_timeout: reject}, before: charge}]\n"
+
+func (h *harness) decideAfter(t *testing.T, delay time.Duration, verdict string, rejected *error) {
+	h.env.RegisterDelayedCallback(func() {
+		st := h.state(t)
+		if st.Status != workflows.StatusWaitingReview || len(st.Reviews) != 1 {
+			t.Errorf("before the verdict: status %s, reviews %+v", st.Status, st.Reviews)
+			return
+		}
+		for _, d := range []workflows.ReviewDecision{
+			{ReviewID: "rv_nope", Verdict: verdict, Reviewer: "ann"},
+			{ReviewID: st.Reviews[0].ID, Verdict: verdict, Reviewer: "ann", Comment: "checked"},
+			{ReviewID: st.Reviews[0].ID, Verdict: verdict, Reviewer: "bob"},
+		} {
+			h.env.UpdateWorkflow(workflows.UpdateReviewDecision, "", &testsuite.TestUpdateCallback{
+				OnAccept: func() {},
+				OnReject: func(err error) {
+					if d.Reviewer == "bob" || d.ReviewID == "rv_nope" {
+						return
+					}
+					*rejected = err
+				},
+				OnComplete: func(any, error) {},
+			}, d)
+		}
+	}, delay)
+}
+
+func TestReviewGate(t *testing.T) {
+	for _, tc := range []struct {
+		verdict, status, plan string
+	}{
+		{"approve", workflows.StatusCompleted, "reserve:done pack_check:done charge:done notify:done"},
+		{"reject", workflows.StatusRejected, "reserve:done pack_check:done charge:not_run notify:not_run"},
+	} {
+		t.Run(tc.verdict, func(t *testing.T) {
+			h := newHarness(t, ordersYAML, reviewPolicy)
+			var rejected error
+			h.decideAfter(t, time.Hour, tc.verdict, &rejected)
+			res, err := h.run(t, orderInput(5000, false))
+			if err != nil || rejected != nil {
+				t.Fatalf("err %v, update rejected %v", err, rejected)
+			}
+			st := h.state(t)
+			if res.Status != tc.status || planString(st) != tc.plan {
+				t.Fatalf("status %s plan %q", res.Status, planString(st))
+			}
+			rv, err := h.store.Review(t.Context(), st.Reviews[0].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rv.Status != store.ReviewDecided || rv.Verdict != tc.verdict || rv.Reviewer != "ann" || rv.Comment != "checked" {
+				t.Fatalf("stored review %+v", rv)
+			}
+		})
+	}
+}
+
+func TestReviewSLAExpires(t *testing.T) {
+	h := newHarness(t, ordersYAML, reviewPolicy)
+	res, err := h.run(t, orderInput(5000, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := h.state(t)
+	if res.Status != workflows.StatusRejected || st.Reviews[0].Status != store.ReviewExpired {
+		t.Fatalf("status %s, review %+v", res.Status, st.Reviews[0])
+	}
+	rv, _ := h.store.Review(t.Context(), st.Reviews[0].ID)
+	if rv.Status != store.ReviewExpired || rv.Verdict != store.VerdictReject || rv.DueAt == nil {
+		t.Fatalf("stored review %+v", rv)
+	}
+}
+
+const inventoryYAML = `
+name: inventory
+version: 1
+input:
+  required: [sku, pos_count, erp_count]
+  properties:
+    sku: {type: string}
+    pos_count: {type: integer}
+    erp_count: {type: integer}
+steps:
+  - id: compare
+    kind: validate
+    assertions:
+      - "input.pos_count >= 0 && input.erp_count >= 0"
+      - "input.pos_count == input.erp_count"
+  - {id: settle, kind: wait, duration: 2h}
+  - {id: close, kind: task, task: noop}
+`
+
+func TestValidateFailsWithAssertionText(t *testing.T) {
+	h := newHarness(t, inventoryYAML)
+	_, err := h.run(t, map[string]any{"sku": "X", "pos_count": 10.0, "erp_count": 7.0})
+	if err == nil || !strings.Contains(err.Error(), "assertion failed: input.pos_count == input.erp_count") || !strings.Contains(err.Error(), "input.pos_count = 10") {
+		t.Fatalf("err = %v", err)
+	}
+	st := h.state(t)
+	if got := planString(st); got != "compare:failed settle:not_run close:not_run" || st.Status != workflows.StatusFailed {
+		t.Fatalf("plan %q status %s", got, st.Status)
+	}
+}
+
+func TestWaitIsADurableTimer(t *testing.T) {
+	h := newHarness(t, inventoryYAML)
+	if _, err := h.run(t, map[string]any{"sku": "X", "pos_count": 7.0, "erp_count": 7.0}); err != nil {
+		t.Fatal(err)
+	}
+	st := h.state(t)
+	settle := st.Plan[1]
+	if settle.State != workflows.StepDone || settle.FinishedAt.Sub(*settle.StartedAt) != 2*time.Hour {
+		t.Fatalf("settle %+v", settle)
+	}
+}
+
+func TestHTTPStep(t *testing.T) {
+	var calls atomic.Int32
+	var got map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		switch r.URL.Path {
+		case "/flaky":
+			if n == 1 {
+				http.Error(w, "try later", http.StatusServiceUnavailable)
+				return
+			}
+		case "/bad":
+			http.Error(w, `{"error":"unknown sku"}`, http.StatusUnprocessableEntity)
+			return
+		}
+		_ = json.NewDecoder(r.Body).Decode(&got)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"shipment":"S-1","auth":"` + r.Header.Get("X-Order") + `"}`))
+	}))
+	t.Cleanup(srv.Close)
+	def := func(path string) string {
+		return `
+name: ship
+version: 1
+input:
+  properties:
+    order_id: {type: string}
+    amount: {type: number}
+steps:
+  - id: ship
+    kind: http
+    retries: 3
+    http:
+      method: POST
+      url: ` + srv.URL + path + `
+      headers: {X-Order: "${input.order_id}"}
+      body: {order: "${input.order_id}", amount: "${input.amount}", note: "order ${input.order_id}"}
+`
+	}
+	t.Run("5xx is retried, JSON becomes the result", func(t *testing.T) {
+		calls.Store(0)
+		h := newHarness(t, def("/flaky"))
+		res, err := h.run(t, map[string]any{"order_id": "A-9", "amount": 12.5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := res.Results["ship"].(map[string]any)
+		if calls.Load() != 2 || out["body"].(map[string]any)["shipment"] != "S-1" || out["body"].(map[string]any)["auth"] != "A-9" {
+			t.Fatalf("calls %d, result %v", calls.Load(), out)
+		}
+		if got["order"] != "A-9" || got["amount"] != 12.5 || got["note"] != "order A-9" {
+			t.Fatalf("body sent %v", got)
+		}
+	})
+	t.Run("4xx is not retried", func(t *testing.T) {
+		calls.Store(0)
+		h := newHarness(t, def("/bad"))
+		_, err := h.run(t, map[string]any{"order_id": "A-9", "amount": 1.0})
+		if err == nil || !strings.Contains(err.Error(), "422") || calls.Load() != 1 {
+			t.Fatalf("err %v after %d calls", err, calls.Load())
+		}
+	})
+}
