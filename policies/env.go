@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -124,7 +125,9 @@ func traceNodes(a *cel.Ast) []traceNode {
 			}
 			walk(sel.Operand(), true)
 		case ast.IdentKind:
-			if !parentIsSelect {
+			// A bare fact variable is a whole map: its value is noise in an
+			// explanation. Other identifiers (comprehension variables) stay.
+			if !parentIsSelect && !slices.Contains(FactNames, e.AsIdent()) {
 				out = appendNode(out, e, info)
 			}
 		case ast.CallKind:

@@ -86,6 +86,7 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	if err := decodeStrict(data, &p); err != nil {
 		return nil, err
 	}
+	p.When = strings.TrimSpace(p.When)
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}

@@ -108,11 +108,12 @@ type ReviewDecision struct {
 	Comment  string `json:"comment,omitempty"`
 }
 
-// Update validation errors; the API maps them to 404 and 409.
-var (
-	ErrUnknownReview = errors.New("no such review in this instance")
-	ErrReviewClosed  = errors.New("review is already closed")
-	ErrBadVerdict    = errors.New("verdict must be approve or reject")
+// Error types of refused review decisions; the API maps them to 404, 409
+// and 400.
+const (
+	ErrTypeUnknownReview = "UnknownReview"
+	ErrTypeReviewClosed  = "ReviewClosed"
+	ErrTypeBadDecision   = "BadReviewDecision"
 )
 
 // errRejected ends the plan when a reviewer rejects the instance.
@@ -392,13 +393,14 @@ func (r *runner) validateReviewDecision(_ workflow.Context, d ReviewDecision) er
 	k := r.findReview(d.ReviewID)
 	switch {
 	case k < 0:
-		return ErrUnknownReview
+		return temporal.NewApplicationError("review "+d.ReviewID+" is not open in this instance", ErrTypeUnknownReview)
 	case r.st.Reviews[k].Status != store.ReviewOpen:
-		return ErrReviewClosed
+		rv := r.st.Reviews[k]
+		return temporal.NewApplicationError(fmt.Sprintf("review %s is already %s (%s by %s)", rv.ID, rv.Status, rv.Verdict, rv.Reviewer), ErrTypeReviewClosed)
 	case d.Verdict != store.VerdictApprove && d.Verdict != store.VerdictReject:
-		return ErrBadVerdict
+		return temporal.NewApplicationError("verdict must be approve or reject", ErrTypeBadDecision)
 	case d.Reviewer == "":
-		return errors.New("reviewer is required")
+		return temporal.NewApplicationError("reviewer is required", ErrTypeBadDecision)
 	}
 	return nil
 }

@@ -1,0 +1,327 @@
+// Package api is adaptflow's HTTP API (gin): authentication by API key with
+// roles, the routes business systems, reviewers and process engineers use,
+// and the mapping of errors to statuses.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.temporal.io/sdk/client"
+
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+)
+
+var sprintf = fmt.Sprintf
+
+// KeyStore stores API keys by the hash of their secret.
+type KeyStore interface {
+	KeyByHash(ctx context.Context, hash string) (store.APIKey, error)
+	PutKey(ctx context.Context, k store.APIKey) error
+}
+
+// DefinitionStore stores process definitions.
+type DefinitionStore interface {
+	PutDefinition(ctx context.Context, d store.DefinitionRecord) (bool, error)
+	Definition(ctx context.Context, name string, version int) (store.DefinitionRecord, error)
+	Definitions(ctx context.Context) ([]store.DefinitionRecord, error)
+}
+
+// PolicyStore stores policy versions.
+type PolicyStore interface {
+	PutPolicy(ctx context.Context, p store.PolicyRecord) (store.PolicyRecord, bool, error)
+	ActivePolicies(ctx context.Context, process string) ([]store.PolicyRecord, int64, error)
+}
+
+// InstanceStore records started instances.
+type InstanceStore interface {
+	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
+	Instance(ctx context.Context, id string) (store.Instance, error)
+}
+
+// DecisionReader reads decision records.
+type DecisionReader interface {
+	Decisions(ctx context.Context, instanceID string) ([]process.Decision, error)
+	Decision(ctx context.Context, id string) (process.Decision, error)
+}
+
+// ReviewReader reads reviews.
+type ReviewReader interface {
+	Review(ctx context.Context, id string) (store.Review, error)
+	Reviews(ctx context.Context, f store.ReviewFilter) ([]store.Review, error)
+}
+
+// Options are the API's dependencies.
+type Options struct {
+	Keys        KeyStore
+	Definitions DefinitionStore
+	Policies    PolicyStore
+	Instances   InstanceStore
+	Decisions   DecisionReader
+	Reviews     ReviewReader
+	Temporal    client.Client
+	TaskQueue   string
+	Env         *policies.Env
+	Logger      *slog.Logger
+	// Ready reports whether the server is ready to serve (for /healthz).
+	Ready func(ctx context.Context) error
+	// MaxBody bounds request bodies (default 1 MiB).
+	MaxBody int64
+	// Timeout bounds each request (default 30 s).
+	Timeout time.Duration
+}
+
+func (o *Options) validate() error {
+	var missing []string
+	for name, ok := range map[string]bool{
+		"Keys": o.Keys != nil, "Definitions": o.Definitions != nil, "Policies": o.Policies != nil,
+		"Instances": o.Instances != nil, "Decisions": o.Decisions != nil, "Reviews": o.Reviews != nil,
+		"Temporal": o.Temporal != nil, "Env": o.Env != nil, "TaskQueue": o.TaskQueue != "",
+	} {
+		if !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return fmt.Errorf("api: options missing %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+type server struct {
+	Options
+}
+
+const (
+	ctxRequestID = "request_id"
+	ctxKey       = "api_key"
+	ctxLogger    = "logger"
+)
+
+// New builds the HTTP handler.
+func New(opts Options) (http.Handler, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = 1 << 20
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	s := &server{Options: opts}
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.ContextWithFallback = true
+	r.HandleMethodNotAllowed = true
+	r.Use(s.requestContext, s.recover)
+	r.NoRoute(func(c *gin.Context) {
+		fail(c, &httpError{status: http.StatusNotFound, code: "not_found", msg: "no route " + c.Request.Method + " " + c.Request.URL.Path})
+	})
+	r.NoMethod(func(c *gin.Context) {
+		fail(c, &httpError{status: http.StatusMethodNotAllowed, code: "method_not_allowed", msg: "method " + c.Request.Method + " is not allowed on " + c.Request.URL.Path})
+	})
+	r.GET("/healthz", s.healthz)
+
+	v1 := r.Group("/v1", s.authenticate)
+	anyRole := []string{store.RoleSystem, store.RoleEngineer, store.RoleReviewer}
+	engineer := []string{store.RoleEngineer}
+	readers := []string{store.RoleSystem, store.RoleEngineer}
+	v1.POST("/processes", s.allow(engineer), s.putProcess)
+	v1.GET("/processes", s.allow(readers), s.listProcesses)
+	v1.GET("/processes/:name", s.allow(readers), s.getProcess)
+	v1.POST("/processes/:name/instances", s.allow([]string{store.RoleSystem}), s.startInstance)
+	v1.POST("/policies", s.allow(engineer), s.putPolicy)
+	v1.GET("/policies", s.allow(engineer), s.listPolicies)
+	v1.GET("/instances/:id", s.allow(readers), s.getInstance)
+	v1.GET("/instances/:id/decisions", s.allow(readers), s.listDecisions)
+	v1.GET("/decisions/:id/explanation", s.allow(readers), s.explain)
+	v1.GET("/reviews", s.allow([]string{store.RoleReviewer}), s.listReviews)
+	v1.GET("/reviews/:id", s.allow([]string{store.RoleReviewer}), s.getReview)
+	v1.POST("/reviews/:id/decision", s.allow([]string{store.RoleReviewer}), s.decideReview)
+	v1.POST("/keys", s.allow(nil), s.createKey)
+	v1.GET("/whoami", s.allow(anyRole), s.whoami)
+	return r, nil
+}
+
+func loggerFrom(c *gin.Context) *slog.Logger {
+	if l, ok := c.Get(ctxLogger); ok {
+		return l.(*slog.Logger)
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (s *server) requestContext(c *gin.Context) {
+	id := c.GetHeader("X-Request-Id")
+	if id == "" || len(id) > 64 {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	c.Set(ctxRequestID, id)
+	c.Header("X-Request-Id", id)
+	c.Set(ctxLogger, s.Logger.With("request_id", id))
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.Timeout)
+	defer cancel()
+	c.Request = c.Request.WithContext(ctx)
+	if c.Request.Body != nil {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.MaxBody)
+	}
+	start := time.Now()
+	c.Next()
+	loggerFrom(c).Info("request", "method", c.Request.Method, "path", c.Request.URL.Path, "status", c.Writer.Status(), "duration", time.Since(start))
+}
+
+// recover turns a handler panic into a logged 500 instead of a dropped
+// connection; a panic is a bug, never an answer to bad input.
+func (s *server) recover(c *gin.Context) {
+	defer func() {
+		if p := recover(); p != nil {
+			fail(c, fmt.Errorf("panic: %v", p))
+		}
+	}()
+	c.Next()
+}
+
+func (s *server) healthz(c *gin.Context) {
+	if s.Ready != nil {
+		if err := s.Ready(c.Request.Context()); err != nil {
+			c.Header("Retry-After", "1")
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "starting", "error": err.Error()})
+			return
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+}
+
+// HashKey is how API key secrets are stored.
+func HashKey(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+// NewKey makes a key with a fresh secret; only the hash goes to the store.
+func NewKey(name, role string, now time.Time) (store.APIKey, string) {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	secret := "af_" + hex.EncodeToString(b[:])
+	var id [6]byte
+	_, _ = rand.Read(id[:])
+	return store.APIKey{ID: "key_" + hex.EncodeToString(id[:]), Name: name, Role: role, Hash: HashKey(secret), CreatedAt: now.UTC()}, secret
+}
+
+func (s *server) authenticate(c *gin.Context) {
+	h := c.GetHeader("Authorization")
+	secret, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || strings.TrimSpace(secret) == "" {
+		c.Header("WWW-Authenticate", `Bearer realm="adaptflow"`)
+		fail(c, &httpError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "missing API key: send Authorization: Bearer <key>"})
+		return
+	}
+	k, err := s.Keys.KeyByHash(c.Request.Context(), HashKey(strings.TrimSpace(secret)))
+	if errors.Is(err, store.ErrNotFound) {
+		c.Header("WWW-Authenticate", `Bearer realm="adaptflow", error="invalid_token"`)
+		fail(c, &httpError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "unknown API key"})
+		return
+	}
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.Set(ctxKey, k)
+	c.Next()
+}
+
+// allow admits admin keys and keys with one of roles.
+func (s *server) allow(roles []string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		k := caller(c)
+		if k.Role == store.RoleAdmin || slices.Contains(roles, k.Role) {
+			c.Next()
+			return
+		}
+		need := append(slices.Clone(roles), store.RoleAdmin)
+		fail(c, &httpError{status: http.StatusForbidden, code: "permission_denied",
+			msg: fmt.Sprintf("key %q has role %s; this route needs %s", k.Name, k.Role, strings.Join(need, " or "))})
+	}
+}
+
+func caller(c *gin.Context) store.APIKey {
+	v, _ := c.Get(ctxKey)
+	k, _ := v.(store.APIKey)
+	return k
+}
+
+func (s *server) whoami(c *gin.Context) {
+	k := caller(c)
+	c.JSON(http.StatusOK, gin.H{"id": k.ID, "name": k.Name, "role": k.Role})
+}
+
+// readBody reads the request body, answering 413 when it is too large.
+func readBody(c *gin.Context) ([]byte, error) {
+	b, err := io.ReadAll(c.Request.Body)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, &httpError{status: http.StatusRequestEntityTooLarge, code: "too_large", msg: fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)}
+	}
+	if err != nil {
+		return nil, badRequest("", "could not read the request body: %v", err)
+	}
+	return b, nil
+}
+
+// bindJSON decodes a JSON body strictly into v.
+func bindJSON(c *gin.Context, v any) error {
+	b, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	if ct := c.ContentType(); ct != "" && ct != "application/json" {
+		return &httpError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type", msg: "send the body as application/json (got " + ct + ")"}
+	}
+	return decodeJSON(b, v)
+}
+
+type createKeyRequest struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+func (s *server) createKey(c *gin.Context) {
+	var req createKeyRequest
+	if err := bindJSON(c, &req); err != nil {
+		fail(c, err)
+		return
+	}
+	if strings.TrimSpace(req.Name) == "" || len(req.Name) > 100 {
+		fail(c, badRequest("name", "is required (at most 100 characters)"))
+		return
+	}
+	if !store.ValidRole(req.Role) {
+		fail(c, badRequest("role", "must be one of system, reviewer, engineer, admin (got %q)", req.Role))
+		return
+	}
+	k, secret := NewKey(req.Name, req.Role, time.Now())
+	if err := s.Keys.PutKey(c.Request.Context(), k); err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, gin.H{"id": k.ID, "name": k.Name, "role": k.Role, "created_at": k.CreatedAt, "key": secret})
+}

@@ -1,0 +1,95 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// ErrorBody is the one shape of every error response.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail says what went wrong and, for bad input, where.
+type ErrorDetail struct {
+	Code      string         `json:"code"`
+	Message   string         `json:"message"`
+	Field     string         `json:"field,omitempty"`
+	Details   []FieldProblem `json:"details,omitempty"`
+	RequestID string         `json:"request_id,omitempty"`
+}
+
+// FieldProblem is one problem of a document, by path.
+type FieldProblem struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// httpError is an error with the status and code to answer with.
+type httpError struct {
+	status int
+	code   string
+	msg    string
+	field  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func badRequest(field, format string, args ...any) error {
+	msg := fmtMsg(format, args...)
+	if field != "" {
+		msg = field + ": " + msg
+	}
+	return &httpError{status: http.StatusBadRequest, code: "invalid_argument", msg: msg, field: field}
+}
+
+func fmtMsg(format string, args ...any) string {
+	if len(args) == 0 {
+		return format
+	}
+	return sprintf(format, args...)
+}
+
+// fail answers with the error, mapping known errors to their status in this
+// one place.
+func fail(c *gin.Context, err error) {
+	d := ErrorDetail{RequestID: c.GetString(ctxRequestID)}
+	status := http.StatusInternalServerError
+	var he *httpError
+	var fe *process.FieldError
+	var fes process.Errors
+	var unavailable *serviceerror.Unavailable
+	switch {
+	case errors.As(err, &he):
+		status, d.Code, d.Message, d.Field = he.status, he.code, he.msg, he.field
+	case errors.As(err, &fes):
+		status, d.Code, d.Message = http.StatusBadRequest, "invalid_argument", fes.Error()
+		for _, e := range fes {
+			d.Details = append(d.Details, FieldProblem{Field: e.Path, Message: e.Message})
+		}
+		if len(fes) > 0 {
+			d.Field = fes[0].Path
+		}
+	case errors.As(err, &fe):
+		status, d.Code, d.Message, d.Field = http.StatusBadRequest, "invalid_argument", fe.Error(), fe.Path
+	case errors.Is(err, store.ErrNotFound):
+		status, d.Code, d.Message = http.StatusNotFound, "not_found", strings.TrimSuffix(err.Error(), ": "+store.ErrNotFound.Error())+" not found"
+	case errors.Is(err, store.ErrConflict):
+		status, d.Code, d.Message = http.StatusConflict, "conflict", err.Error()
+	case errors.As(err, &unavailable), errors.Is(err, context.DeadlineExceeded):
+		status, d.Code, d.Message = http.StatusServiceUnavailable, "unavailable", "a dependency is not answering; retry shortly"
+		c.Header("Retry-After", "5")
+	default:
+		d.Code, d.Message = "internal", "internal error"
+		loggerFrom(c).ErrorContext(c.Request.Context(), "request failed", "err", err, "path", c.FullPath())
+	}
+	c.AbortWithStatusJSON(status, ErrorBody{Error: d})
+}

@@ -1,0 +1,393 @@
+package api
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/workflows"
+)
+
+// decodeJSON decodes one JSON value strictly: unknown fields and trailing
+// data are errors naming where they are.
+func decodeJSON(b []byte, v any) error {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return badRequest("", "request body is empty; send a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			return badRequest("", "malformed JSON at byte %d: %v", se.Offset, se)
+		case errors.As(err, &te):
+			return badRequest(te.Field, "must be %s (got %s)", te.Type, te.Value)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return badRequest(f, "unknown field")
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return badRequest("", "malformed JSON: unexpected end of body")
+		}
+		return badRequest("", "malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return badRequest("", "malformed JSON: trailing data after the object")
+	}
+	return nil
+}
+
+func digest(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// putProcess registers a definition version from YAML or JSON.
+func (s *server) putProcess(c *gin.Context) {
+	body, err := readBody(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	def, created, err := RegisterDefinition(c.Request.Context(), s.Definitions, s.Env, body, caller(c).Name)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	c.JSON(status, gin.H{"name": def.Name, "version": def.Version, "created": created, "definition": def})
+}
+
+func (s *server) listProcesses(c *gin.Context) {
+	recs, err := s.Definitions.Definitions(c.Request.Context())
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	out := make([]gin.H, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, gin.H{"name": r.Name, "version": r.Version, "author": r.Author, "created_at": r.CreatedAt})
+	}
+	c.JSON(http.StatusOK, gin.H{"processes": out})
+}
+
+func (s *server) definition(c *gin.Context, name string, version int) (*process.Definition, store.DefinitionRecord, error) {
+	rec, err := s.Definitions.Definition(c.Request.Context(), name, version)
+	if err != nil {
+		return nil, rec, err
+	}
+	def, err := loadDefinition(c.Request.Context(), s.Definitions, name, rec.Version)
+	return def, rec, err
+}
+
+func (s *server) getProcess(c *gin.Context) {
+	version := 0
+	if v := c.Query("version"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			fail(c, badRequest("version", "must be a positive integer (got %q)", v))
+			return
+		}
+		version = n
+	}
+	def, rec, err := s.definition(c, c.Param("name"), version)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"name": def.Name, "version": def.Version, "author": rec.Author, "created_at": rec.CreatedAt, "definition": def})
+}
+
+// putPolicy registers a policy version; it must compile against the latest
+// definition of its process.
+func (s *server) putPolicy(c *gin.Context) {
+	body, err := readBody(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	p, created, err := RegisterPolicy(c.Request.Context(), s.Definitions, s.Policies, s.Env, body, caller(c).Name, c.GetHeader("X-Change-Note"))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	c.JSON(status, gin.H{"id": p.ID, "version": p.Version, "process": p.Process, "created": created, "policy": p})
+}
+
+func (s *server) listPolicies(c *gin.Context) {
+	name := c.Query("process")
+	if name == "" {
+		fail(c, badRequest("process", "query parameter is required"))
+		return
+	}
+	recs, _, err := s.Policies.ActivePolicies(c.Request.Context(), name)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	out := make([]gin.H, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, gin.H{"id": r.ID, "version": r.Version, "process": r.Process, "author": r.Author, "created_at": r.CreatedAt, "policy": r.Doc})
+	}
+	c.JSON(http.StatusOK, gin.H{"policies": out})
+}
+
+type startRequest struct {
+	BusinessKey string         `json:"business_key"`
+	Input       map[string]any `json:"input"`
+	Version     int            `json:"version,omitempty"`
+}
+
+// InstanceID is the id of the instance of a process with a business key:
+// the same key always names the same instance.
+func InstanceID(processName, businessKey string) string {
+	h := sha256.Sum256([]byte(processName + "\x00" + businessKey))
+	return processName + "-" + hex.EncodeToString(h[:10])
+}
+
+// startInstance starts an instance, idempotently by business key: the store
+// row and the Temporal start are both idempotent, so a retry after a crash
+// between them finishes the start.
+func (s *server) startInstance(c *gin.Context) {
+	var req startRequest
+	if err := bindJSON(c, &req); err != nil {
+		fail(c, err)
+		return
+	}
+	if strings.TrimSpace(req.BusinessKey) == "" || len(req.BusinessKey) > 200 {
+		fail(c, badRequest("business_key", "is required (at most 200 characters)"))
+		return
+	}
+	if req.Input == nil {
+		req.Input = map[string]any{}
+	}
+	name := c.Param("name")
+	def, _, err := s.definition(c, name, req.Version)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if err := def.ValidateInput(req.Input); err != nil {
+		fail(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	inst, created, err := s.Instances.CreateInstance(ctx, store.Instance{
+		ID: InstanceID(name, req.BusinessKey), Process: name, ProcessVersion: def.Version, BusinessKey: req.BusinessKey,
+		Input: process.JSON(req.Input), CreatedBy: caller(c).Name, CreatedAt: time.Now().UTC(),
+	})
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if !created && inst.ProcessVersion != def.Version {
+		if def, _, err = s.definition(c, name, inst.ProcessVersion); err != nil {
+			fail(c, err)
+			return
+		}
+	}
+	var input map[string]any
+	if err := json.Unmarshal(inst.Input, &input); err != nil {
+		fail(c, err)
+		return
+	}
+	_, err = s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       inst.ID,
+		TaskQueue:                s.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+	}, workflows.ProcessWorkflow, workflows.Input{Definition: *def, InstanceID: inst.ID, BusinessKey: inst.BusinessKey, Input: input})
+	var already *serviceerror.WorkflowExecutionAlreadyStarted
+	if err != nil && !errors.As(err, &already) {
+		fail(c, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		c.Header("Location", "/v1/instances/"+inst.ID)
+	}
+	c.JSON(status, gin.H{"id": inst.ID, "process": inst.Process, "version": inst.ProcessVersion, "business_key": inst.BusinessKey, "created": created, "created_at": inst.CreatedAt})
+}
+
+func (s *server) getInstance(c *gin.Context) {
+	ctx := c.Request.Context()
+	inst, err := s.Instances.Instance(ctx, c.Param("id"))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	v, err := s.Temporal.QueryWorkflow(ctx, inst.ID, "", workflows.QueryState)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		c.JSON(http.StatusOK, gin.H{"id": inst.ID, "process": inst.Process, "version": inst.ProcessVersion, "business_key": inst.BusinessKey,
+			"input": inst.Input, "created_at": inst.CreatedAt, "status": "starting", "plan": []any{}})
+		return
+	}
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	var st workflows.State
+	if err := v.Get(&st); err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{
+		"id": inst.ID, "process": inst.Process, "version": inst.ProcessVersion, "business_key": inst.BusinessKey,
+		"input": inst.Input, "created_at": inst.CreatedAt, "created_by": inst.CreatedBy,
+		"status": st.Status, "error": st.Error, "plan": st.Plan, "results": st.Results, "vars": st.Vars,
+		"reviews": st.Reviews, "decisions": st.Decisions,
+	})
+}
+
+func (s *server) listDecisions(c *gin.Context) {
+	ctx := c.Request.Context()
+	if _, err := s.Instances.Instance(ctx, c.Param("id")); err != nil {
+		fail(c, err)
+		return
+	}
+	ds, err := s.Decisions.Decisions(ctx, c.Param("id"))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"decisions": ds})
+}
+
+func (s *server) explain(c *gin.Context) {
+	d, err := s.Decisions.Decision(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, policies.Explain(d))
+}
+
+func (s *server) listReviews(c *gin.Context) {
+	f := store.ReviewFilter{Status: c.DefaultQuery("status", store.ReviewOpen), Queue: c.Query("queue"), Process: c.Query("process")}
+	switch f.Status {
+	case store.ReviewOpen, store.ReviewDecided, store.ReviewExpired:
+	case "all":
+		f.Status = ""
+	default:
+		fail(c, badRequest("status", "must be open, decided, expired or all (got %q)", f.Status))
+		return
+	}
+	if l := c.Query("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 500 {
+			fail(c, badRequest("limit", "must be between 1 and 500 (got %q)", l))
+			return
+		}
+		f.Limit = n
+	}
+	rs, err := s.Reviews.Reviews(c.Request.Context(), f)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"reviews": rs})
+}
+
+func (s *server) getReview(c *gin.Context) {
+	r, err := s.Reviews.Review(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, r)
+}
+
+type reviewDecisionRequest struct {
+	Verdict string `json:"verdict"`
+	Comment string `json:"comment,omitempty"`
+}
+
+// decideReview delivers a verdict to the waiting workflow through a Temporal
+// Update; the workflow's validator refuses a closed or unknown review.
+func (s *server) decideReview(c *gin.Context) {
+	var req reviewDecisionRequest
+	if err := bindJSON(c, &req); err != nil {
+		fail(c, err)
+		return
+	}
+	if req.Verdict != store.VerdictApprove && req.Verdict != store.VerdictReject {
+		fail(c, badRequest("verdict", "must be approve or reject (got %q)", req.Verdict))
+		return
+	}
+	if len(req.Comment) > 4000 {
+		fail(c, badRequest("comment", "is longer than 4000 characters"))
+		return
+	}
+	ctx := c.Request.Context()
+	rv, err := s.Reviews.Review(ctx, c.Param("id"))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if rv.Status != store.ReviewOpen {
+		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: fmt.Sprintf("review %s is already %s (%s by %s)", rv.ID, rv.Status, rv.Verdict, rv.Reviewer)})
+		return
+	}
+	h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   rv.InstanceID,
+		RunID:        rv.RunID,
+		UpdateName:   workflows.UpdateReviewDecision,
+		Args:         []any{workflows.ReviewDecision{ReviewID: rv.ID, Verdict: req.Verdict, Reviewer: caller(c).Name, Comment: req.Comment}},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	var result workflows.ReviewState
+	if err == nil {
+		err = h.Get(ctx, &result)
+	}
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		switch ae.Type() {
+		case workflows.ErrTypeUnknownReview:
+			fail(c, &httpError{status: http.StatusNotFound, code: "not_found", msg: ae.Message()})
+			return
+		case workflows.ErrTypeReviewClosed:
+			fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: ae.Message()})
+			return
+		case workflows.ErrTypeBadDecision:
+			fail(c, badRequest("verdict", "%s", ae.Message()))
+			return
+		}
+	}
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "the instance of review " + rv.ID + " is no longer running"})
+		return
+	}
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, result)
+}

@@ -1,0 +1,141 @@
+// Command adaptflow is the single binary of adaptflow: `dev` runs everything
+// in one process on embedded defaults; `server` and `worker` run the API and
+// the worker against an external Temporal; `migrate` prepares the store.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/adaptflow/adaptflow/internal/app"
+)
+
+const usage = `adaptflow — adaptive process orchestration on Temporal
+
+Usage:
+  adaptflow dev      [flags]   everything in one process: embedded Temporal, store, worker, API
+  adaptflow server   [flags]   the HTTP API, against an external Temporal
+  adaptflow worker   [flags]   the worker, against an external Temporal
+  adaptflow migrate  [flags]   apply the store's schema migrations
+  adaptflow version            print the version
+
+Run 'adaptflow <command> -h' for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, rest := args[0], args[1:]
+	if cmd == "version" {
+		fmt.Fprintln(stdout, "adaptflow", version())
+		return 0
+	}
+	var mode app.Mode
+	switch cmd {
+	case "dev":
+		mode = app.ModeDev
+	case "server":
+		mode = app.ModeServer
+	case "worker":
+		mode = app.ModeWorker
+	case "migrate":
+	default:
+		fmt.Fprintf(stderr, "adaptflow: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+
+	opts := app.DefaultOptions()
+	if cmd != "dev" {
+		opts.LoadExamples = false
+	}
+	fs := flag.NewFlagSet("adaptflow "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&opts.DataDir, "data-dir", envOr("ADAPTFLOW_DATA_DIR", opts.DataDir), "directory for the embedded store and Temporal's database")
+	fs.StringVar(&opts.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "store: a SQLite file path (default DATA_DIR/adaptflow.db)")
+	logLevel := fs.String("log-level", envOr("ADAPTFLOW_LOG_LEVEL", "info"), "debug, info, warn or error")
+	logFormat := fs.String("log-format", envOr("ADAPTFLOW_LOG_FORMAT", "text"), "text or json")
+	if cmd != "migrate" {
+		fs.StringVar(&opts.Listen, "listen", envOr("ADAPTFLOW_LISTEN", opts.Listen), "address of the HTTP API")
+		fs.StringVar(&opts.TemporalAddress, "temporal-address", envOr("TEMPORAL_ADDRESS", opts.TemporalAddress), "Temporal frontend (dev: where the embedded one listens)")
+		fs.StringVar(&opts.Namespace, "namespace", envOr("TEMPORAL_NAMESPACE", opts.Namespace), "Temporal namespace")
+		fs.StringVar(&opts.APIKey, "api-key", os.Getenv("ADAPTFLOW_API_KEY"), "admin API key to accept (default: generate one and print it)")
+		fs.StringVar(&opts.CalendarFile, "calendar", os.Getenv("ADAPTFLOW_CALENDAR"), "YAML file of calendar seasons (default: the embedded examples/calendar.yaml)")
+		fs.BoolVar(&opts.LoadExamples, "examples", opts.LoadExamples, "register the embedded example processes and policies")
+	}
+	if err := fs.Parse(rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "adaptflow %s: unexpected argument %q\n", cmd, fs.Arg(0))
+		return 2
+	}
+	logger, err := newLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "adaptflow %s: %v\n", cmd, err)
+		return 2
+	}
+	opts.Logger = logger
+	opts.Out = stdout
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if cmd == "migrate" {
+		err = app.Migrate(ctx, opts)
+	} else {
+		err = app.Run(ctx, mode, opts)
+	}
+	if err != nil {
+		logger.Error("adaptflow stopped with an error", "command", cmd, "err", err)
+		return 1
+	}
+	return 0
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
+	}
+	ho := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, ho)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, ho)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not text or json", format)
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "devel"
+}

@@ -1,0 +1,89 @@
+// Package app wires adaptflow together: the store, the Temporal client (and,
+// in dev mode, an embedded Temporal server), the worker and the HTTP API.
+// main turns flags into [Options] and calls one of the Run functions with a
+// context that is cancelled on a signal; nothing here exits the process.
+package app
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+)
+
+// TaskQueue is the task queue adaptflow's workers poll.
+const TaskQueue = "adaptflow"
+
+// Options configure every mode. Fields not used by a mode are ignored.
+type Options struct {
+	// DataDir holds the embedded store and, in dev, Temporal's database.
+	DataDir string
+	// Listen is the HTTP API's address.
+	Listen string
+	// TemporalAddress is the Temporal frontend: the embedded server listens
+	// there in dev; server and worker connect to it.
+	TemporalAddress string
+	// Namespace is the Temporal namespace.
+	Namespace string
+	// DatabaseURL selects the store: a SQLite file path (or sqlite:PATH);
+	// empty means DataDir/adaptflow.db.
+	DatabaseURL string
+	// APIKey, when set, is stored as an admin key at start.
+	APIKey string
+	// LoadExamples registers the embedded example processes and policies.
+	LoadExamples bool
+	// CalendarFile overrides the embedded calendar (seasons).
+	CalendarFile string
+	// ShutdownTimeout bounds a clean shutdown.
+	ShutdownTimeout time.Duration
+
+	Logger *slog.Logger
+	// Out receives what a person must read (the generated API key).
+	Out io.Writer
+	// OnReady, when set, is called with the API's address once it serves.
+	OnReady func(apiAddr string)
+}
+
+// DefaultOptions match the flag defaults.
+func DefaultOptions() Options {
+	return Options{
+		DataDir:         ".adaptflow",
+		Listen:          "127.0.0.1:8080",
+		TemporalAddress: "127.0.0.1:7233",
+		Namespace:       "default",
+		LoadExamples:    true,
+		ShutdownTimeout: 15 * time.Second,
+	}
+}
+
+func (o *Options) validate() error {
+	var errs []error
+	if strings.TrimSpace(o.DataDir) == "" && o.DatabaseURL == "" {
+		errs = append(errs, errors.New("--data-dir: is required"))
+	}
+	if _, _, err := net.SplitHostPort(o.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("--listen: %q is not host:port", o.Listen))
+	}
+	if _, _, err := net.SplitHostPort(o.TemporalAddress); err != nil {
+		errs = append(errs, fmt.Errorf("--temporal-address: %q is not host:port", o.TemporalAddress))
+	}
+	if o.Namespace == "" {
+		errs = append(errs, errors.New("--namespace: is required"))
+	}
+	if o.APIKey != "" && len(o.APIKey) < 16 {
+		errs = append(errs, errors.New("--api-key: must be at least 16 characters"))
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 15 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,288 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"gopkg.in/yaml.v3"
+
+	"github.com/adaptflow/adaptflow/activities"
+	"github.com/adaptflow/adaptflow/api"
+	"github.com/adaptflow/adaptflow/examples"
+	"github.com/adaptflow/adaptflow/internal/temporalserver"
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/store/sqlite"
+	"github.com/adaptflow/adaptflow/workflows"
+)
+
+// Mode selects which parts run in this process.
+type Mode int
+
+// The modes of the binary.
+const (
+	ModeDev    Mode = iota // embedded Temporal, worker and API
+	ModeServer             // API against an external Temporal
+	ModeWorker             // worker against an external Temporal
+)
+
+// Run runs the parts of mode until ctx is cancelled, then stops them in
+// reverse order of start.
+func Run(ctx context.Context, mode Mode, opts Options) (err error) {
+	if err := opts.validate(); err != nil {
+		return err
+	}
+	lg := opts.Logger
+	lc := &lifecycle{logger: lg}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opts.ShutdownTimeout)
+		defer cancel()
+		err = errors.Join(err, lc.stop(sctx))
+	}()
+
+	st, err := openStore(ctx, opts)
+	if err != nil {
+		return err
+	}
+	lc.add("store", func(context.Context) error { return st.Close() })
+
+	env, err := policies.NewEnv()
+	if err != nil {
+		return err
+	}
+	cal, err := loadCalendar(opts.CalendarFile)
+	if err != nil {
+		return err
+	}
+
+	if mode == ModeDev {
+		if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+		srv, err := temporalserver.Start(ctx, temporalserver.Options{
+			DatabaseFile:    filepath.Join(opts.DataDir, "temporal.db"),
+			FrontendAddress: opts.TemporalAddress,
+			Namespaces:      []string{opts.Namespace},
+			Logger:          lg,
+			LogLevel:        slog.LevelWarn,
+		})
+		if err != nil {
+			return err
+		}
+		lc.add("temporal server", func(context.Context) error { return srv.Stop() })
+		lg.Info("embedded Temporal server started", "frontend", srv.Address(), "namespace", opts.Namespace)
+	}
+
+	tc, err := client.DialContext(ctx, client.Options{
+		HostPort:  opts.TemporalAddress,
+		Namespace: opts.Namespace,
+		Logger:    sdklog.NewStructuredLogger(lg.With("component", "temporal-sdk")),
+	})
+	if err != nil {
+		return fmt.Errorf("connect to Temporal at %s (--temporal-address): %w", opts.TemporalAddress, err)
+	}
+	lc.add("temporal client", func(context.Context) error { tc.Close(); return nil })
+
+	if mode == ModeDev || mode == ModeWorker {
+		w := worker.New(tc, TaskQueue, worker.Options{})
+		w.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
+		w.RegisterActivity(&activities.Activities{
+			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Calendar: cal,
+			HTTP: &http.Client{Timeout: 5 * time.Minute}, Logger: lg,
+		})
+		if err := w.Start(); err != nil {
+			return fmt.Errorf("start worker: %w", err)
+		}
+		lc.add("worker", func(context.Context) error { w.Stop(); return nil })
+		lg.Info("worker started", "task_queue", TaskQueue)
+	}
+
+	if mode == ModeWorker {
+		<-ctx.Done()
+		return nil
+	}
+
+	if opts.LoadExamples {
+		if err := loadExamples(ctx, st, env); err != nil {
+			return fmt.Errorf("load examples: %w", err)
+		}
+	}
+	if err := ensureAdminKey(ctx, st, opts); err != nil {
+		return err
+	}
+	handler, err := api.New(api.Options{
+		Keys: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st,
+		Temporal: tc, TaskQueue: TaskQueue, Env: env, Logger: lg,
+		Ready: func(ctx context.Context) error { return st.Ping(ctx) },
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", opts.Listen, err)
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	lc.add("http server", hs.Shutdown)
+	lg.Info("API listening", "addr", ln.Addr().String())
+	if opts.OnReady != nil {
+		opts.OnReady(ln.Addr().String())
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-serveErr:
+		return fmt.Errorf("http server: %w", err)
+	}
+}
+
+// Store is the store a process runs on.
+type Store interface {
+	api.KeyStore
+	api.DefinitionStore
+	api.PolicyStore
+	api.InstanceStore
+	api.DecisionReader
+	api.ReviewReader
+	activities.ReviewBook
+	activities.DecisionLog
+	activities.StartCounter
+	PolicyStamp(ctx context.Context, process string) (int64, error)
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+func storePath(opts Options) (string, error) {
+	u := opts.DatabaseURL
+	switch {
+	case u == "":
+		if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+			return "", fmt.Errorf("--data-dir: %w", err)
+		}
+		return filepath.Join(opts.DataDir, "adaptflow.db"), nil
+	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
+		return "", errors.New("--database-url: PostgreSQL is not supported by this build yet; use a SQLite file path")
+	case strings.HasPrefix(u, "sqlite:"):
+		return strings.TrimPrefix(strings.TrimPrefix(u, "sqlite:"), "//"), nil
+	}
+	return u, nil
+}
+
+func openStore(ctx context.Context, opts Options) (*sqlite.Store, error) {
+	path, err := storePath(opts)
+	if err != nil {
+		return nil, err
+	}
+	st, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return st, nil
+}
+
+// Migrate applies the store's migrations and returns.
+func Migrate(ctx context.Context, opts Options) error {
+	if err := opts.validate(); err != nil {
+		return err
+	}
+	st, err := openStore(ctx, opts) // opening applies pending migrations
+	if err != nil {
+		return err
+	}
+	return st.Close()
+}
+
+func ensureAdminKey(ctx context.Context, st api.KeyStore, opts Options) error {
+	now := time.Now()
+	if opts.APIKey != "" {
+		k, _ := api.NewKey("admin", store.RoleAdmin, now)
+		k.Hash = api.HashKey(opts.APIKey)
+		if err := st.PutKey(ctx, k); err != nil {
+			return fmt.Errorf("store API key: %w", err)
+		}
+		return nil
+	}
+	k, secret := api.NewKey("admin", store.RoleAdmin, now)
+	if err := st.PutKey(ctx, k); err != nil {
+		return fmt.Errorf("store API key: %w", err)
+	}
+	fmt.Fprintf(opts.Out, "adaptflow: admin API key (shown once, stored hashed): %s\n", secret)
+	return nil
+}
+
+func loadExamples(ctx context.Context, st Store, env *policies.Env) error {
+	for _, dir := range []string{"processes", "policies"} {
+		names, err := fs.Glob(examples.FS, dir+"/*.yaml")
+		if err != nil {
+			return err
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			body, err := fs.ReadFile(examples.FS, name)
+			if err != nil {
+				return err
+			}
+			if dir == "processes" {
+				_, _, err = api.RegisterDefinition(ctx, st, env, body, "examples")
+			} else {
+				_, _, err = api.RegisterPolicy(ctx, st, st, env, body, "examples", "example policy")
+			}
+			if err != nil && !errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+type calendarFile struct {
+	Timezone string            `yaml:"timezone"`
+	Default  string            `yaml:"default"`
+	Seasons  []policies.Season `yaml:"seasons"`
+}
+
+func loadCalendar(path string) (policies.Calendar, error) {
+	var body []byte
+	var err error
+	if path == "" {
+		body, err = fs.ReadFile(examples.FS, "calendar.yaml")
+	} else {
+		body, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return policies.Calendar{}, fmt.Errorf("calendar: %w", err)
+	}
+	var cf calendarFile
+	dec := yaml.NewDecoder(bytes.NewReader(body))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cf); err != nil {
+		return policies.Calendar{}, fmt.Errorf("calendar %s: %w", path, err)
+	}
+	cal := policies.Calendar{Seasons: cf.Seasons, Default: cf.Default, Location: time.UTC}
+	if cf.Timezone != "" {
+		if cal.Location, err = time.LoadLocation(cf.Timezone); err != nil {
+			return cal, fmt.Errorf("calendar %s: timezone: %w", path, err)
+		}
+	}
+	if err := cal.Validate(); err != nil {
+		return cal, fmt.Errorf("calendar %s: %w", path, err)
+	}
+	return cal, nil
+}

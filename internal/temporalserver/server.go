@@ -1,0 +1,264 @@
+// Package temporalserver runs a complete Temporal server inside adaptflow's
+// process, persisted to one SQLite file, the way the official CLI's
+// `temporal server start-dev` does: the frontend on a chosen address, the
+// other services on free local ports, namespaces created idempotently.
+package temporalserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"go.temporal.io/server/common/authorization"
+	"go.temporal.io/server/common/cluster"
+	"go.temporal.io/server/common/config"
+	"go.temporal.io/server/common/dynamicconfig"
+	"go.temporal.io/server/common/log"
+	"go.temporal.io/server/common/log/tag"
+	"go.temporal.io/server/common/membership/static"
+	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
+	"go.temporal.io/server/common/primitives"
+	sqliteschema "go.temporal.io/server/schema/sqlite"
+	"go.temporal.io/server/temporal"
+)
+
+// Options configure the embedded server.
+type Options struct {
+	// DatabaseFile is the SQLite file of the server's state; empty keeps it
+	// in memory (tests).
+	DatabaseFile string
+	// FrontendAddress is where the gRPC frontend listens (127.0.0.1:7233).
+	FrontendAddress string
+	// Namespaces are created at start if missing.
+	Namespaces []string
+	Logger     *slog.Logger
+	// LogLevel filters the server's own logs (default warn).
+	LogLevel slog.Level
+}
+
+// DefaultOptions match the flag defaults of `adaptflow dev`.
+func DefaultOptions() Options {
+	return Options{FrontendAddress: "127.0.0.1:7233", Namespaces: []string{"default"}, LogLevel: slog.LevelWarn}
+}
+
+func (o *Options) validate() error {
+	if _, _, err := net.SplitHostPort(o.FrontendAddress); err != nil {
+		return fmt.Errorf("temporal frontend address %q: %w", o.FrontendAddress, err)
+	}
+	if len(o.Namespaces) == 0 {
+		return errors.New("temporal: at least one namespace is required")
+	}
+	return nil
+}
+
+// Server is a running embedded Temporal server.
+type Server struct {
+	srv  temporal.Server
+	addr string
+}
+
+// Start starts the server and returns once its frontend accepts calls.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	host, portStr, _ := net.SplitHostPort(opts.FrontendAddress)
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("temporal frontend port %q: %w", portStr, err)
+	}
+	if port == 0 {
+		if port, err = freePort(host); err != nil {
+			return nil, err
+		}
+	}
+	// Fail early and clearly when the port is taken (another Temporal dev
+	// server, say) instead of deep inside the server's start.
+	if l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port))); err != nil {
+		return nil, fmt.Errorf("temporal frontend %s:%d is not free (is another Temporal server running? choose another with --temporal-address): %w", host, port, err)
+	} else {
+		_ = l.Close()
+	}
+	conf, err := buildConfig(opts, host, port)
+	if err != nil {
+		return nil, err
+	}
+	lg := slogLogger{log: opts.Logger.With("component", "temporal"), level: opts.LogLevel}
+	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
+	if err != nil {
+		return nil, fmt.Errorf("temporal authorizer: %w", err)
+	}
+	claimMapper, err := authorization.GetClaimMapperFromConfig(&conf.Global.Authorization, lg)
+	if err != nil {
+		return nil, fmt.Errorf("temporal claim mapper: %w", err)
+	}
+	hostOf := func(svc primitives.ServiceName) static.Hosts {
+		return static.SingleLocalHost(net.JoinHostPort(host, strconv.Itoa(conf.Services[string(svc)].RPC.GRPCPort)))
+	}
+	dyn := dynamicconfig.StaticClient{
+		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                8096,
+		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+		dynamicconfig.FrontendRPS.Key():                                   10000,
+		dynamicconfig.FrontendNamespaceReplicationInducingAPIsRPS.Key():   1000,
+	}
+	srv, err := temporal.NewServer(
+		temporal.WithConfig(conf),
+		temporal.ForServices(temporal.DefaultServices),
+		temporal.WithStaticHosts(map[primitives.ServiceName]static.Hosts{
+			primitives.FrontendService: hostOf(primitives.FrontendService),
+			primitives.MatchingService: hostOf(primitives.MatchingService),
+			primitives.HistoryService:  hostOf(primitives.HistoryService),
+			primitives.WorkerService:   hostOf(primitives.WorkerService),
+		}),
+		temporal.WithLogger(lg),
+		temporal.WithAuthorizer(authorizer),
+		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
+		temporal.WithDynamicConfigClient(dyn),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("temporal: build server: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		return nil, fmt.Errorf("temporal: start server: %w", err)
+	}
+	return &Server{srv: srv, addr: net.JoinHostPort(host, strconv.Itoa(port))}, nil
+}
+
+// Address is the frontend's host:port.
+func (s *Server) Address() string { return s.addr }
+
+// Stop stops the server.
+func (s *Server) Stop() error { return s.srv.Stop() }
+
+func buildConfig(opts Options, host string, port int) (*config.Config, error) {
+	var conf config.Config
+	conf.Global.Membership.MaxJoinDuration = 30 * time.Second
+	conf.Global.Membership.BroadcastAddress = host
+	conf.Persistence.DefaultStore = "sqlite-default"
+	conf.Persistence.VisibilityStore = "sqlite-default"
+	conf.Persistence.NumHistoryShards = 1
+	sqlConf, err := sqlConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	conf.Persistence.DataStores = map[string]config.DataStore{"sqlite-default": {SQL: sqlConf}}
+	httpPort, err := freePort(host)
+	if err != nil {
+		return nil, err
+	}
+	const clusterName = "active"
+	conf.ClusterMetadata = &cluster.Config{
+		FailoverVersionIncrement: 10,
+		MasterClusterName:        clusterName,
+		CurrentClusterName:       clusterName,
+		ClusterInformation: map[string]cluster.ClusterInformation{
+			clusterName: {
+				Enabled:                true,
+				InitialFailoverVersion: 1,
+				RPCAddress:             net.JoinHostPort(host, strconv.Itoa(port)),
+				HTTPAddress:            net.JoinHostPort(host, strconv.Itoa(httpPort)),
+				ClusterID:              "adaptflow-dev",
+			},
+		},
+	}
+	conf.DCRedirectionPolicy.Policy = "noop"
+	conf.Services = map[string]config.Service{}
+	for _, name := range []string{"frontend", "history", "matching", "worker"} {
+		var svc config.Service
+		svc.RPC.BindOnIP = host
+		if name == "frontend" {
+			svc.RPC.GRPCPort = port
+			svc.RPC.HTTPPort = httpPort
+		} else if svc.RPC.GRPCPort, err = freePort(host); err != nil {
+			return nil, err
+		}
+		conf.Services[name] = svc
+	}
+	conf.Archival.History.State = "disabled"
+	conf.Archival.Visibility.State = "disabled"
+	conf.NamespaceDefaults.Archival.History.State = "disabled"
+	conf.NamespaceDefaults.Archival.Visibility.State = "disabled"
+	conf.PublicClient.HostPort = net.JoinHostPort(host, strconv.Itoa(port))
+	return &conf, nil
+}
+
+func sqlConfig(opts Options) (*config.SQL, error) {
+	conf := config.SQL{PluginName: sqliteplugin.PluginName}
+	if opts.DatabaseFile == "" {
+		conf.ConnectAttributes = map[string]string{"mode": "memory", "cache": "shared"}
+		n, err := freePort("127.0.0.1") // any unique-enough number names the memory database
+		if err != nil {
+			return nil, err
+		}
+		conf.DatabaseName = "adaptflow-" + strconv.Itoa(n)
+	} else {
+		conf.ConnectAttributes = map[string]string{"mode": "rwc"}
+		conf.DatabaseName = opts.DatabaseFile
+		if _, err := os.Stat(opts.DatabaseFile); errors.Is(err, os.ErrNotExist) {
+			if err := os.MkdirAll(filepath.Dir(opts.DatabaseFile), 0o755); err != nil {
+				return nil, fmt.Errorf("temporal: data directory: %w", err)
+			}
+			if err := sqliteschema.SetupSchema(&conf); err != nil {
+				_ = os.Remove(opts.DatabaseFile) // a half-made schema must not look like a database
+				return nil, fmt.Errorf("temporal: set up schema: %w", err)
+			}
+		}
+	}
+	nss := make([]*sqliteschema.NamespaceConfig, 0, len(opts.Namespaces))
+	for _, ns := range opts.Namespaces {
+		nc, err := sqliteschema.NewNamespaceConfig("active", ns, false, nil)
+		if err != nil {
+			return nil, fmt.Errorf("temporal: namespace %s: %w", ns, err)
+		}
+		nss = append(nss, nc)
+	}
+	if err := sqliteschema.CreateNamespaces(&conf, nss...); err != nil {
+		return nil, fmt.Errorf("temporal: create namespaces: %w", err)
+	}
+	return &conf, nil
+}
+
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("temporal: find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// slogLogger adapts slog to the server's logger interface.
+type slogLogger struct {
+	log   *slog.Logger
+	level slog.Level
+}
+
+var _ log.Logger = slogLogger{}
+
+func (s slogLogger) Debug(msg string, tags ...tag.Tag)  { s.emit(slog.LevelDebug, msg, tags) }
+func (s slogLogger) Info(msg string, tags ...tag.Tag)   { s.emit(slog.LevelInfo, msg, tags) }
+func (s slogLogger) Warn(msg string, tags ...tag.Tag)   { s.emit(slog.LevelWarn, msg, tags) }
+func (s slogLogger) Error(msg string, tags ...tag.Tag)  { s.emit(slog.LevelError, msg, tags) }
+func (s slogLogger) DPanic(msg string, tags ...tag.Tag) { s.emit(slog.LevelError, msg, tags) }
+func (s slogLogger) Panic(msg string, tags ...tag.Tag)  { s.emit(slog.LevelError, msg, tags) }
+func (s slogLogger) Fatal(msg string, tags ...tag.Tag)  { s.emit(slog.LevelError, msg, tags) }
+
+func (s slogLogger) emit(level slog.Level, msg string, tags []tag.Tag) {
+	if level < s.level {
+		return
+	}
+	attrs := make([]slog.Attr, len(tags))
+	for i, t := range tags {
+		attrs[i] = slog.Any(t.Key(), t.Value())
+	}
+	s.log.LogAttrs(context.Background(), level, msg, attrs...)
+}

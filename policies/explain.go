@@ -1,0 +1,125 @@
+package policies
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/adaptflow/adaptflow/process"
+)
+
+// Explanation says why a decision point came out as it did, for machines
+// (the structured fields) and for people (Text).
+type Explanation struct {
+	DecisionID string              `json:"decision_id"`
+	InstanceID string              `json:"instance_id"`
+	Step       string              `json:"step"`
+	Process    string              `json:"process"`
+	Version    int                 `json:"process_version"`
+	Policies   []PolicyExplanation `json:"policies"`
+	Applied    []ActionExplanation `json:"applied"`
+	Rejected   []ActionExplanation `json:"rejected"`
+	Model      string              `json:"model"`
+	Text       string              `json:"text"`
+	Hash       string              `json:"hash"`
+	Facts      map[string]any      `json:"facts"`
+	Summary    map[string]int      `json:"summary"`
+}
+
+// PolicyExplanation is one evaluated policy and the values it read.
+type PolicyExplanation struct {
+	ID      string              `json:"id"`
+	Version int                 `json:"version"`
+	When    string              `json:"when"`
+	Matched bool                `json:"matched"`
+	Error   string              `json:"error,omitempty"`
+	Trace   []process.TraceStep `json:"trace"`
+	Reading string              `json:"reading"`
+}
+
+// ActionExplanation is an applied or rejected action with its origin.
+type ActionExplanation struct {
+	Action   process.Action `json:"action"`
+	Text     string         `json:"text"`
+	PolicyID string         `json:"policy_id"`
+	Reason   string         `json:"reason,omitempty"`
+}
+
+// Explain turns a decision record into an explanation.
+func Explain(d process.Decision) Explanation {
+	e := Explanation{
+		DecisionID: d.ID, InstanceID: d.InstanceID, Step: d.Step, Process: d.Process, Version: d.ProcessVersion,
+		Model: d.Model, Hash: d.Hash, Policies: []PolicyExplanation{}, Applied: []ActionExplanation{}, Rejected: []ActionExplanation{},
+		Summary: map[string]int{"evaluated": len(d.Evaluations), "matched": 0, "applied": len(d.Applied), "rejected": len(d.Rejected)},
+	}
+	if vars, err := VarsFromJSON(d.Facts); err == nil {
+		e.Facts = vars
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Before step %s of %s@%d (instance %s, decision %d):\n", d.Step, d.Process, d.ProcessVersion, d.InstanceID, d.Seq)
+	if len(d.Evaluations) == 0 {
+		b.WriteString("- no policy has an action for this step; it runs as planned.\n")
+	}
+	for _, ev := range d.Evaluations {
+		pe := PolicyExplanation{ID: ev.PolicyID, Version: ev.PolicyVersion, When: ev.When, Matched: ev.Matched, Error: ev.Error, Trace: ev.Trace, Reading: reading(ev.Trace)}
+		if pe.Trace == nil {
+			pe.Trace = []process.TraceStep{}
+		}
+		if ev.Matched {
+			e.Summary["matched"]++
+		}
+		e.Policies = append(e.Policies, pe)
+		verdict := "did not match"
+		if ev.Matched {
+			verdict = "matched"
+		}
+		fmt.Fprintf(&b, "- policy %s (v%d) %s: %s", ev.PolicyID, ev.PolicyVersion, verdict, ev.When)
+		if pe.Reading != "" {
+			fmt.Fprintf(&b, " — %s", pe.Reading)
+		}
+		if ev.Error != "" {
+			fmt.Fprintf(&b, " — evaluation error: %s", ev.Error)
+		}
+		b.WriteString("\n")
+	}
+	for _, ap := range d.Applied {
+		e.Applied = append(e.Applied, ActionExplanation{Action: ap.Action, Text: ap.Action.String(), PolicyID: ap.PolicyID})
+		fmt.Fprintf(&b, "- applied: %s (policy %s)\n", ap.Action, ap.PolicyID)
+	}
+	for _, rj := range d.Rejected {
+		e.Rejected = append(e.Rejected, ActionExplanation{Action: rj.Action, Text: rj.Action.String(), PolicyID: rj.PolicyID, Reason: rj.Reason})
+		fmt.Fprintf(&b, "- rejected: %s (policy %s): %s\n", rj.Action, rj.PolicyID, rj.Reason)
+	}
+	if len(d.Applied) == 0 && len(d.Evaluations) > 0 {
+		b.WriteString("- no action applied; the step runs as planned.\n")
+	}
+	e.Text = b.String()
+	return e
+}
+
+// reading renders a trace as `expr (value)` for fact reads and
+// `expr → value` for comparisons and calls.
+func reading(trace []process.TraceStep) string {
+	parts := make([]string, 0, len(trace))
+	for _, t := range trace {
+		val := string(t.Value)
+		if t.Error != "" {
+			val = "error: " + t.Error
+		}
+		if isRead(t.Expr) {
+			parts = append(parts, fmt.Sprintf("%s = %s", t.Expr, val))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s → %s", t.Expr, val))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// isRead reports whether expr is a plain fact read like a.b.c.
+func isRead(expr string) bool {
+	for _, r := range expr {
+		if !(r == '.' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
