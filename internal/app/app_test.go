@@ -1,0 +1,525 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/adaptflow/adaptflow/internal/app"
+)
+
+var updateHistory = flag.Bool("update-history", false, "record workflows/testdata histories from a run on the embedded server")
+
+const adminKey = "test-admin-key-0123456789"
+
+// TestMain doubles as `adaptflow dev` for the crash test: with
+// ADAPTFLOW_CHILD_DATA_DIR set, the test binary runs the app instead of tests.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("ADAPTFLOW_CHILD_DATA_DIR"); dir != "" {
+		os.Exit(runChild(dir))
+	}
+	os.Exit(m.Run())
+}
+
+func runChild(dir string) int {
+	opts := app.DefaultOptions()
+	opts.DataDir = dir
+	opts.Listen = os.Getenv("ADAPTFLOW_CHILD_LISTEN")
+	opts.TemporalAddress = os.Getenv("ADAPTFLOW_CHILD_TEMPORAL")
+	opts.APIKey = adminKey
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := app.Run(ctx, app.ModeDev, opts); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// dev is one running `adaptflow dev`, in process.
+type dev struct {
+	t        *testing.T
+	base     string
+	temporal string
+	stop     func()
+}
+
+func startDev(t *testing.T, dataDir, temporalAddr string) *dev {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	opts := app.DefaultOptions()
+	opts.DataDir = dataDir
+	opts.Listen = "127.0.0.1:0"
+	opts.TemporalAddress = temporalAddr
+	opts.APIKey = adminKey
+	opts.OnReady = func(addr string) { ready <- addr }
+	go func() { done <- app.Run(ctx, app.ModeDev, opts) }()
+	d := &dev{t: t, temporal: temporalAddr}
+	select {
+	case addr := <-ready:
+		d.base = "http://" + addr
+	case err := <-done:
+		cancel()
+		t.Fatalf("adaptflow dev did not start: %v", err)
+	case <-time.After(90 * time.Second):
+		cancel()
+		t.Fatal("adaptflow dev did not start within 90s")
+	}
+	stopped := false
+	d.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("adaptflow dev stopped with: %v", err)
+		}
+	}
+	t.Cleanup(d.stop)
+	return d
+}
+
+type resp struct {
+	status int
+	body   map[string]any
+	raw    string
+}
+
+func call(t *testing.T, base, method, path, key, contentType, body string) resp {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	r := resp{status: res.StatusCode, raw: string(b)}
+	_ = json.Unmarshal(b, &r.body)
+	return r
+}
+
+func (d *dev) call(method, path, key, body string) resp {
+	d.t.Helper()
+	ct := ""
+	if body != "" {
+		ct = "application/json"
+	}
+	return call(d.t, d.base, method, path, key, ct, body)
+}
+
+func (d *dev) expect(r resp, status int) resp {
+	d.t.Helper()
+	if r.status != status {
+		d.t.Fatalf("status %d, want %d: %s", r.status, status, r.raw)
+	}
+	return r
+}
+
+func (d *dev) start(process, key string, input map[string]any) string {
+	d.t.Helper()
+	b, _ := json.Marshal(map[string]any{"business_key": key, "input": input})
+	r := d.expect(d.call("POST", "/v1/processes/"+process+"/instances", adminKey, string(b)), http.StatusCreated)
+	return r.body["id"].(string)
+}
+
+// waitStatus polls the instance until it has one of the statuses.
+func (d *dev) waitStatus(id string, statuses ...string) map[string]any {
+	d.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var last resp
+	for time.Now().Before(deadline) {
+		last = d.call("GET", "/v1/instances/"+id, adminKey, "")
+		if last.status == http.StatusOK {
+			for _, s := range statuses {
+				if last.body["status"] == s {
+					return last.body
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.t.Fatalf("instance %s never reached %v; last answer %d %s", id, statuses, last.status, last.raw)
+	return nil
+}
+
+func plan(inst map[string]any) string {
+	var parts []string
+	for _, p := range inst["plan"].([]any) {
+		m := p.(map[string]any)
+		parts = append(parts, fmt.Sprint(m["id"], ":", m["state"]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func (d *dev) newKey(role string) string {
+	d.t.Helper()
+	r := d.expect(d.call("POST", "/v1/keys", adminKey, `{"name":"`+role+`-1","role":"`+role+`"}`), http.StatusCreated)
+	return r.body["key"].(string)
+}
+
+func TestDevEndToEnd(t *testing.T) {
+	d := startDev(t, t.TempDir(), freeAddr(t))
+	system, reviewer, engineer := d.newKey("system"), d.newKey("reviewer"), d.newKey("engineer")
+
+	t.Run("auth and roles", func(t *testing.T) {
+		for _, tc := range []struct {
+			method, path, key string
+			status            int
+		}{
+			{"GET", "/v1/processes", "", http.StatusUnauthorized},
+			{"GET", "/v1/processes", "af_not_a_key", http.StatusUnauthorized},
+			{"GET", "/v1/processes", system, http.StatusOK},
+			{"GET", "/v1/processes", reviewer, http.StatusForbidden},
+			{"POST", "/v1/policies", system, http.StatusForbidden},
+			{"GET", "/v1/reviews", system, http.StatusForbidden},
+			{"GET", "/v1/reviews", reviewer, http.StatusOK},
+			{"POST", "/v1/keys", engineer, http.StatusForbidden},
+			{"POST", "/v1/processes/order-fulfillment/instances", engineer, http.StatusForbidden},
+		} {
+			r := d.call(tc.method, tc.path, tc.key, "")
+			if r.status != tc.status {
+				t.Errorf("%s %s with %q: %d, want %d (%s)", tc.method, tc.path, tc.key, r.status, tc.status, r.raw)
+			}
+			if r.status >= 400 && r.body["error"] == nil {
+				t.Errorf("%s %s: error without the error shape: %s", tc.method, tc.path, r.raw)
+			}
+		}
+	})
+
+	t.Run("register a process and a policy", func(t *testing.T) {
+		def := `
+name: returns
+version: 1
+input:
+  required: [order_id, amount]
+  properties:
+    order_id: {type: string}
+    amount: {type: number}
+steps:
+  - {id: inspect, kind: task, task: qa_check}
+  - {id: refund, kind: task, task: charge, mandatory: true}
+catalog:
+  - {id: fraud_check, kind: validate, assertions: ["input.amount < 10000"]}
+`
+		post := func(path, key, body string) resp {
+			return call(t, d.base, "POST", path, key, "application/yaml", body)
+		}
+		d.expect(post("/v1/processes", engineer, def), http.StatusCreated)
+		d.expect(post("/v1/processes", engineer, def), http.StatusOK)
+		d.expect(post("/v1/processes", engineer, strings.Replace(def, "qa_check", "noop", 1)), http.StatusConflict)
+		bad := d.expect(post("/v1/processes", engineer, strings.Replace(def, "kind: validate", "kind: validat", 1)), http.StatusBadRequest)
+		if f := bad.body["error"].(map[string]any)["field"]; f != "catalog[0].kind" {
+			t.Fatalf("field %v: %s", f, bad.raw)
+		}
+
+		pol := "id: big-returns\nprocess: returns\nwhen: input.amount > 500\nactions:\n  - {add: fraud_check, before: refund}\n  - {skip: refund}\n"
+		r := d.expect(post("/v1/policies", engineer, pol), http.StatusCreated)
+		if r.body["version"].(float64) != 1 {
+			t.Fatalf("version %v", r.body["version"])
+		}
+		d.expect(post("/v1/policies", engineer, pol), http.StatusOK)
+		for name, tc := range map[string]struct{ body, field, msg string }{
+			"cel error":    {strings.Replace(pol, "input.amount > 500", "input.amount >> 500", 1), "when", "1:15: Syntax error"},
+			"undeclared":   {strings.Replace(pol, "input.amount", "inptu.amount", 1), "when", "undeclared reference to 'inptu'"},
+			"unknown step": {strings.Replace(pol, "skip: refund", "skip: refnud", 1), "actions[1].skip", `unknown step "refnud"`},
+			"no process":   {strings.Replace(pol, "process: returns", "process: nope", 1), "process", "unknown process"},
+		} {
+			r := d.expect(post("/v1/policies", engineer, tc.body), http.StatusBadRequest)
+			e := r.body["error"].(map[string]any)
+			if e["field"] != tc.field || !strings.Contains(e["message"].(string), tc.msg) {
+				t.Errorf("%s: %s", name, r.raw)
+			}
+		}
+
+		id := d.start("returns", "ret-1", map[string]any{"order_id": "R-1", "amount": 900})
+		inst := d.waitStatus(id, "completed", "failed")
+		// The mandatory refund survives the skip; fraud_check was added before it.
+		if got := plan(inst); got != "inspect:done fraud_check:done refund:done" {
+			t.Fatalf("plan %q", got)
+		}
+		ds := d.expect(d.call("GET", "/v1/instances/"+id+"/decisions", system, ""), http.StatusOK).body["decisions"].([]any)
+		var refund map[string]any
+		for _, x := range ds {
+			if x.(map[string]any)["step"] == "refund" {
+				refund = x.(map[string]any)
+			}
+		}
+		ex := d.expect(d.call("GET", "/v1/decisions/"+refund["id"].(string)+"/explanation", system, ""), http.StatusOK)
+		text := ex.body["text"].(string)
+		for _, want := range []string{"policy big-returns (v1) matched", "input.amount > 500 → true", "input.amount = 900", "applied: add fraud_check before refund", "rejected: skip refund (policy big-returns): step refund is mandatory"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("explanation lacks %q:\n%s", want, text)
+			}
+		}
+	})
+
+	t.Run("idempotent start and input errors", func(t *testing.T) {
+		body := `{"business_key":"o-1","input":{"order_id":"A-1","customer_id":"c","amount":20,"items":[{"sku":"X","qty":1}],"previous_orders":4}}`
+		first := d.expect(d.call("POST", "/v1/processes/order-fulfillment/instances", system, body), http.StatusCreated)
+		again := d.expect(d.call("POST", "/v1/processes/order-fulfillment/instances", system, body), http.StatusOK)
+		if first.body["id"] != again.body["id"] {
+			t.Fatalf("ids %v and %v", first.body["id"], again.body["id"])
+		}
+		inst := d.waitStatus(first.body["id"].(string), "completed")
+		if got := plan(inst); !strings.Contains(got, "packing_check:skipped") {
+			t.Fatalf("plan %q", got)
+		}
+		for _, tc := range []struct{ body, field string }{
+			{`{"business_key":"o-2","input":{"order_id":"A","customer_id":"c","amount":"lots","items":[]}}`, "input.amount"},
+			{`{"business_key":"o-2","input":{"customer_id":"c","amount":1,"items":[]}}`, "input.order_id"},
+			{`{"input":{}}`, "business_key"},
+			{`{"business_key":"o-2","input":{},"priority":1}`, "priority"},
+			{`{"business_key":"o-2","input":[1]}`, "input"},
+			{`{"business_key":`, ""},
+		} {
+			r := d.expect(d.call("POST", "/v1/processes/order-fulfillment/instances", system, tc.body), http.StatusBadRequest)
+			if f, _ := r.body["error"].(map[string]any)["field"].(string); f != tc.field {
+				t.Errorf("%s: field %q, want %q (%s)", tc.body, f, tc.field, r.raw)
+			}
+		}
+		d.expect(d.call("POST", "/v1/processes/nope/instances", system, `{"business_key":"x","input":{}}`), http.StatusNotFound)
+		d.expect(d.call("GET", "/v1/instances/nope", system, ""), http.StatusNotFound)
+	})
+
+	t.Run("review gate through the API", func(t *testing.T) {
+		id := d.start("inventory-reconciliation", "inv-1", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 40, "erp_count": 52})
+		d.waitStatus(id, "waiting_review")
+		var reviewID string
+		deadline := time.Now().Add(30 * time.Second)
+		for reviewID == "" && time.Now().Before(deadline) {
+			for _, x := range d.expect(d.call("GET", "/v1/reviews?queue=inventory", reviewer, ""), http.StatusOK).body["reviews"].([]any) {
+				if x.(map[string]any)["instance_id"] == id {
+					reviewID = x.(map[string]any)["id"].(string)
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if reviewID == "" {
+			t.Fatal("no open review")
+		}
+		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/decision", reviewer, `{"verdict":"maybe"}`), http.StatusBadRequest)
+		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/decision", reviewer, `{"verdict":"approve","comment":"recounted: ERP is right"}`), http.StatusOK)
+		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/decision", reviewer, `{"verdict":"reject"}`), http.StatusConflict)
+		inst := d.waitStatus(id, "completed")
+		if got := plan(inst); got != "counts_consistent:done post_adjustment:done" {
+			t.Fatalf("plan %q", got)
+		}
+		rv := d.expect(d.call("GET", "/v1/reviews/"+reviewID, reviewer, ""), http.StatusOK)
+		if rv.body["verdict"] != "approve" || rv.body["reviewer"] != "reviewer-1" || rv.body["status"] != "decided" {
+			t.Fatalf("review %s", rv.raw)
+		}
+
+		rej := d.start("procurement-approval", "po-1", map[string]any{"request_id": "PO-1", "requester": "ann", "amount": 30000, "budget_remaining": 50000, "supplier": "ACME"})
+		inst = d.waitStatus(rej, "waiting_review")
+		reviews := inst["reviews"].([]any)
+		rid := reviews[len(reviews)-1].(map[string]any)["id"].(string)
+		d.expect(d.call("POST", "/v1/reviews/"+rid+"/decision", reviewer, `{"verdict":"reject","comment":"over budget for Q4"}`), http.StatusOK)
+		inst = d.waitStatus(rej, "rejected")
+		if got := plan(inst); got != "budget_check:done manager_approval:not_run director_approval:not_run place_order:not_run" {
+			t.Fatalf("plan %q", got)
+		}
+	})
+
+	t.Run("procurement adapts to the amount", func(t *testing.T) {
+		id := d.start("procurement-approval", "po-small", map[string]any{"request_id": "PO-2", "requester": "ann", "amount": 300, "budget_remaining": 5000, "supplier": "ACME"})
+		inst := d.waitStatus(id, "completed")
+		if got := plan(inst); got != "budget_check:done manager_approval:skipped place_order:done" {
+			t.Fatalf("plan %q", got)
+		}
+		over := d.start("procurement-approval", "po-over", map[string]any{"request_id": "PO-3", "requester": "ann", "amount": 9000, "budget_remaining": 5000})
+		inst = d.waitStatus(over, "failed")
+		if !strings.Contains(inst["error"].(string), "assertion failed: input.amount <= input.budget_remaining") {
+			t.Fatalf("error %v", inst["error"])
+		}
+	})
+
+	t.Run("Temporal clients see the same workflows", func(t *testing.T) {
+		tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		id := app.InstanceIDForTest("procurement-approval", "po-small")
+		desc, err := tc.DescribeWorkflowExecution(t.Context(), id, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if desc.WorkflowExecutionInfo.Type.Name != "adaptflow.Process" {
+			t.Fatalf("type %s", desc.WorkflowExecutionInfo.Type.Name)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			list, err := tc.ListWorkflow(t.Context(), &workflowservice.ListWorkflowExecutionsRequest{Namespace: "default"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(list.Executions) >= 5 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("visibility lists %d workflows", len(list.Executions))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if *updateHistory {
+			recordHistory(t, tc, app.InstanceIDForTest("order-fulfillment", "o-1"), "order_fulfillment.json")
+			recordHistory(t, tc, app.InstanceIDForTest("inventory-reconciliation", "inv-1"), "inventory_review.json")
+		}
+	})
+}
+
+func recordHistory(t *testing.T, tc client.Client, id, name string) {
+	t.Helper()
+	it := tc.GetWorkflowHistory(t.Context(), id, "", false, 0)
+	var events []json.RawMessage
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := app.ProtoJSON(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, b)
+	}
+	var buf bytes.Buffer
+	buf.WriteString("{\"events\":[\n")
+	for i, e := range events {
+		if i > 0 {
+			buf.WriteString(",\n")
+		}
+		buf.Write(e)
+	}
+	buf.WriteString("\n]}\n")
+	path := filepath.Join("..", "..", "workflows", "testdata", name)
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("recorded %s (%d events)", path, len(events))
+}
+
+// TestRestartResumes stops adaptflow dev cleanly while an instance waits for
+// a review, starts it again on the same data directory, and finishes the
+// instance: nothing lost, no decision recorded twice.
+func TestRestartResumes(t *testing.T) {
+	dir, tmp := t.TempDir(), freeAddr(t)
+	d := startDev(t, dir, tmp)
+	id := d.start("inventory-reconciliation", "inv-r", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 1, "erp_count": 30})
+	d.waitStatus(id, "waiting_review")
+	d.stop()
+
+	d = startDev(t, dir, tmp)
+	finishAfterRestart(t, d, id)
+}
+
+// TestKillResumes does the same with kill -9 of the whole process.
+func TestKillResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a child process")
+	}
+	dir, tmp, listen := t.TempDir(), freeAddr(t), freeAddr(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "ADAPTFLOW_CHILD_DATA_DIR="+dir, "ADAPTFLOW_CHILD_LISTEN="+listen, "ADAPTFLOW_CHILD_TEMPORAL="+tmp)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	child := &dev{t: t, base: "http://" + listen}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		res, err := http.Get(child.base + "/healthz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child did not become healthy: %s", stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	id := child.start("inventory-reconciliation", "inv-k", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 1, "erp_count": 30})
+	child.waitStatus(id, "waiting_review")
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("child exited with %v", err)
+	}
+
+	d := startDev(t, dir, tmp)
+	finishAfterRestart(t, d, id)
+}
+
+func finishAfterRestart(t *testing.T, d *dev, id string) {
+	t.Helper()
+	inst := d.waitStatus(id, "waiting_review")
+	reviews := inst["reviews"].([]any)
+	if len(reviews) != 1 {
+		t.Fatalf("reviews after restart: %v", reviews)
+	}
+	rid := reviews[0].(map[string]any)["id"].(string)
+	d.expect(d.call("POST", "/v1/reviews/"+rid+"/decision", adminKey, `{"verdict":"approve"}`), http.StatusOK)
+	inst = d.waitStatus(id, "completed")
+	if got := plan(inst); got != "counts_consistent:done post_adjustment:done" {
+		t.Fatalf("plan %q", got)
+	}
+	ds := d.expect(d.call("GET", "/v1/instances/"+id+"/decisions", adminKey, ""), http.StatusOK).body["decisions"].([]any)
+	if len(ds) != 2 {
+		t.Fatalf("%d decisions, want exactly 2 (one per step)", len(ds))
+	}
+	prev := ""
+	for i, x := range ds {
+		m := x.(map[string]any)
+		if m["seq"].(float64) != float64(i+1) || m["prev_hash"] != prev {
+			t.Fatalf("decision %d: seq %v prev %v, want chain", i, m["seq"], m["prev_hash"])
+		}
+		prev = m["hash"].(string)
+	}
+}

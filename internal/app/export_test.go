@@ -1,0 +1,14 @@
+package app
+
+import (
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/adaptflow/adaptflow/api"
+)
+
+// InstanceIDForTest exposes the instance id scheme to the tests.
+func InstanceIDForTest(process, businessKey string) string { return api.InstanceID(process, businessKey) }
+
+// ProtoJSON renders a history event as Temporal's JSON history format.
+func ProtoJSON(m proto.Message) ([]byte, error) { return protojson.Marshal(m) }
