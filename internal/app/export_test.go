@@ -8,7 +8,9 @@ import (
 )
 
 // InstanceIDForTest exposes the instance id scheme to the tests.
-func InstanceIDForTest(process, businessKey string) string { return api.InstanceID(process, businessKey) }
+func InstanceIDForTest(process, businessKey string) string {
+	return api.InstanceID(process, businessKey)
+}
 
 // ProtoJSON renders a history event as Temporal's JSON history format.
 func ProtoJSON(m proto.Message) ([]byte, error) { return protojson.Marshal(m) }

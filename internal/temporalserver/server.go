@@ -105,10 +105,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return static.SingleLocalHost(net.JoinHostPort(host, strconv.Itoa(conf.Services[string(svc)].RPC.GRPCPort)))
 	}
 	dyn := dynamicconfig.StaticClient{
-		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                8096,
+		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8096,
 		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
-		dynamicconfig.FrontendRPS.Key():                                   10000,
-		dynamicconfig.FrontendNamespaceReplicationInducingAPIsRPS.Key():   1000,
+		dynamicconfig.FrontendRPS.Key():                                  10000,
+		dynamicconfig.FrontendNamespaceReplicationInducingAPIsRPS.Key():  1000,
 	}
 	srv, err := temporal.NewServer(
 		temporal.WithConfig(conf),
