@@ -53,7 +53,7 @@ func runChild(dir string) int {
 	return 0
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -65,13 +65,13 @@ func freeAddr(t *testing.T) string {
 
 // dev is one running `adaptflow dev`, in process.
 type dev struct {
-	t        *testing.T
+	t        testing.TB
 	base     string
 	temporal string
 	stop     func()
 }
 
-func startDev(t *testing.T, dataDir, temporalAddr string) *dev {
+func startDev(t testing.TB, dataDir, temporalAddr string) *dev {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
@@ -115,9 +115,9 @@ type resp struct {
 	raw    string
 }
 
-func call(t *testing.T, base, method, path, key, contentType, body string) resp {
+func call(t testing.TB, base, method, path, key, contentType, body string) resp {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(context.Background(), method, base+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

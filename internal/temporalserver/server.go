@@ -201,7 +201,12 @@ func sqlConfig(opts Options) (*config.SQL, error) {
 		}
 		conf.DatabaseName = "adaptflow-" + strconv.Itoa(n)
 	} else {
-		conf.ConnectAttributes = map[string]string{"mode": "rwc"}
+		// WAL with synchronous=normal survives a crash of the process (the
+		// dev server's promise) and is several times faster than the
+		// default rollback journal; a power loss may lose the last commits.
+		conf.ConnectAttributes = map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "normal", "busy_timeout": "10000"}
+		conf.MaxConns = 4
+		conf.MaxIdleConns = 4
 		conf.DatabaseName = opts.DatabaseFile
 		if _, err := os.Stat(opts.DatabaseFile); errors.Is(err, os.ErrNotExist) {
 			if err := os.MkdirAll(filepath.Dir(opts.DatabaseFile), 0o755); err != nil {

@@ -1,0 +1,154 @@
+package app_test
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/adaptflow/adaptflow/activities"
+	"github.com/adaptflow/adaptflow/internal/app"
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/workflows"
+)
+
+const benchDef = `
+name: bench
+version: 1
+input:
+  properties:
+    amount: {type: number}
+steps:
+  - {id: s1, kind: task, task: noop}
+  - {id: s2, kind: task, task: noop}
+  - {id: s3, kind: task, task: noop}
+  - {id: s4, kind: task, task: noop}
+  - {id: s5, kind: task, task: noop, mandatory: true}
+catalog:
+  - {id: extra, kind: task, task: noop}
+`
+
+// benchPolicies are ten policies of the kinds real sets have: some match,
+// some do not, one is refused by a guardrail; none changes the five steps.
+func benchPolicies() []string {
+	var out []string
+	for i := 1; i <= 4; i++ {
+		out = append(out, fmt.Sprintf("id: skip-s%d\nprocess: bench\nwhen: input.amount < 0 && calendar.hour >= 0\nactions: [{skip: s%d}]\n", i, i))
+	}
+	for i := 1; i <= 3; i++ {
+		out = append(out, fmt.Sprintf("id: add-%d\nprocess: bench\nwhen: input.amount > 1000000.0 || calendar.season == 'never'\nactions: [{add: extra, after: s%d}]\n", i, i))
+	}
+	out = append(out,
+		"id: route\nprocess: bench\nwhen: input.amount > 10\nactions: [{set: {name: route, value: standard}}]\n",
+		"id: tier\nprocess: bench\nwhen: \"'amount' in input && input.amount < 1000\"\nactions: [{set: {name: tier, value: small}}]\n",
+		"id: no-s5\nprocess: bench\nwhen: \"true\"\nactions: [{skip: s5}]\n",
+	)
+	return out
+}
+
+// plainWorkflow runs the same five activities with no decisions.
+func plainWorkflow(ctx workflow.Context, in workflows.Input) error {
+	var a *activities.Activities
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 4},
+	})
+	for _, s := range in.Definition.Steps {
+		var res activities.StepResult
+		if err := workflow.ExecuteActivity(ctx, a.RunTask, activities.StepInput{Step: s, InstanceID: in.InstanceID, Input: in.Input}).Get(ctx, &res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// BenchmarkDecisionOverhead measures completed instances per second of a
+// 5-step process with a decision before every step (10 policies) and of the
+// same 5 steps as a plain workflow, on one embedded server, and reports the
+// ratio. Each iteration runs one batch of each, interleaved.
+func BenchmarkDecisionOverhead(b *testing.B) {
+	const batch = 200
+	d := startDev(b, b.TempDir(), freeAddr(b))
+	post := func(path, body string) {
+		r := call(b, d.base, "POST", path, adminKey, "application/yaml", body)
+		if r.status >= 300 {
+			b.Fatalf("%s: %d %s", path, r.status, r.raw)
+		}
+	}
+	post("/v1/processes", benchDef)
+	for _, p := range benchPolicies() {
+		post("/v1/policies", p)
+	}
+	def, err := process.ParseDefinition([]byte(benchDef))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tc.Close()
+	env, _ := policies.NewEnv()
+	w := worker.New(tc, "bench-plain", worker.Options{})
+	w.RegisterWorkflowWithOptions(plainWorkflow, workflow.RegisterOptions{Name: "bench.Plain"})
+	w.RegisterActivity(&activities.Activities{Env: env, HTTP: http.DefaultClient})
+	if err := w.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+
+	runBatch := func(kind string, iter int) time.Duration {
+		start := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, batch)
+		for i := range batch {
+			id := fmt.Sprintf("%s-%d-%d-%d", kind, iter, i, time.Now().UnixNano())
+			in := workflows.Input{Definition: *def, InstanceID: id, BusinessKey: id, Input: map[string]any{"amount": float64(50 + i)}}
+			opts := client.StartWorkflowOptions{ID: id, TaskQueue: app.TaskQueue}
+			wf := workflows.ProcessWorkflow
+			if kind == "plain" {
+				opts.TaskQueue, wf = "bench-plain", "bench.Plain"
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				run, err := tc.ExecuteWorkflow(b.Context(), opts, wf, in)
+				if err == nil {
+					err = run.Get(b.Context(), nil)
+				}
+				if err != nil {
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	runBatch("warm-plain", 0)
+	runBatch("warm-adaptflow", 0)
+	b.ResetTimer()
+	var plain, adaptive time.Duration
+	for i := 0; i < b.N; i++ {
+		plain += runBatch("plain", i)
+		adaptive += runBatch("adaptflow", i)
+	}
+	b.StopTimer()
+	n := float64(b.N * batch)
+	pr, ar := n/plain.Seconds(), n/adaptive.Seconds()
+	b.ReportMetric(pr, "plain-inst/s")
+	b.ReportMetric(ar, "adaptflow-inst/s")
+	b.ReportMetric(ar/pr, "ratio")
+	b.Logf("plain %.1f inst/s, adaptflow %.1f inst/s, ratio %.2f (target >= 0.8)", pr, ar, ar/pr)
+}
+
