@@ -1,0 +1,129 @@
+package process_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/adaptflow/adaptflow/process"
+)
+
+const good = `
+name: orders
+version: 1
+input:
+  required: [amount]
+  properties:
+    amount: {type: number, minimum: 0}
+    tier: {type: string, enum: [gold, silver]}
+    count: {type: integer}
+steps:
+  - {id: reserve, kind: task, task: reserve_stock}
+  - {id: pause, kind: wait, duration: 1d}
+  - {id: gate, kind: review, review: {queue: ops, sla: 4h, on_timeout: approve}}
+catalog:
+  - {id: extra, kind: validate, assertions: ["true"]}
+`
+
+func TestParseDefinitionErrorsNamePaths(t *testing.T) {
+	if _, err := process.ParseDefinition([]byte(good)); err != nil {
+		t.Fatalf("good definition: %v", err)
+	}
+	for name, tc := range map[string]struct{ from, to, want string }{
+		"unknown kind":     {"kind: wait", "kind: sleep", `steps[1].kind: unknown step kind "sleep"`},
+		"bad duration":     {"duration: 1d", "duration: soon", `steps[1].duration: a wait step needs a positive duration`},
+		"duplicate id":     {"id: pause", "id: reserve", `steps[1].id: duplicate step id "reserve" (also at steps[0])`},
+		"unknown field":    {"task: reserve_stock", "task: reserve_stock, retry: 3", "field retry not found"},
+		"on_timeout":       {"on_timeout: approve", "on_timeout: shrug", "steps[2].review.on_timeout: must be approve, reject or fail"},
+		"required missing": {"required: [amount]", "required: [amount, qty]", `input.required: field "qty" has no entry`},
+		"bad type":         {"type: integer", "type: int", `input.properties.count.type: must be one of`},
+		"mandatory extra":  {`assertions: ["true"]`, `assertions: ["true"], mandatory: true`, "catalog[0].mandatory: catalog steps are optional"},
+		"bad name":         {"name: orders", "name: Orders!", "name: must be lower-case"},
+		"no steps":         {"steps:\n", "steps: []\nx_steps:\n", "field x_steps not found"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			src := strings.Replace(good, tc.from, tc.to, 1)
+			_, err := process.ParseDefinition([]byte(src))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	for _, src := range []string{"", "   ", "[1,2]", "name: a\n---\nname: b\n"} {
+		if _, err := process.ParseDefinition([]byte(src)); err == nil {
+			t.Errorf("%q parsed", src)
+		}
+	}
+}
+
+func TestJSONFormParses(t *testing.T) {
+	d, err := process.ParseDefinition([]byte(`{"name":"j","version":2,"steps":[{"id":"a","kind":"task","task":"noop"}]}`))
+	if err != nil || d.Name != "j" || d.Version != 2 {
+		t.Fatalf("%+v %v", d, err)
+	}
+}
+
+func TestValidateInput(t *testing.T) {
+	d, err := process.ParseDefinition([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		in   map[string]any
+		want string
+	}{
+		{map[string]any{"amount": 3.0}, ""},
+		{map[string]any{}, "input.amount: is required"},
+		{map[string]any{"amount": -1.0}, "input.amount: must be at least 0"},
+		{map[string]any{"amount": "1"}, "input.amount: must be of type number (got string)"},
+		{map[string]any{"amount": 1.0, "count": 1.5}, "input.count: must be of type integer"},
+		{map[string]any{"amount": 1.0, "tier": "bronze"}, `input.tier: must be one of ["gold","silver"]`},
+	} {
+		err := d.ValidateInput(tc.in)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%v: err %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestParsePolicy(t *testing.T) {
+	for name, tc := range map[string]struct{ src, want string }{
+		"two kinds":     {"id: p\nprocess: o\nwhen: 'true'\nactions: [{skip: a, add: b, after: a}]", "actions[0]: exactly one of skip, add, review, set"},
+		"add no anchor": {"id: p\nprocess: o\nwhen: 'true'\nactions: [{add: b}]", "actions[0]: add needs exactly one of before or after"},
+		"no when":       {"id: p\nprocess: o\nactions: [{skip: a}]", "when: is required"},
+		"review after":  {"id: p\nprocess: o\nwhen: 'true'\nactions: [{review: {queue: q}, after: a}]", "actions[0].after: a review is a gate before a step"},
+		"on_error":      {"id: p\nprocess: o\nwhen: 'true'\non_error: ignore\nactions: [{skip: a}]", "on_error: must be skip or match"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := process.ParsePolicy([]byte(tc.src))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for s, want := range map[string]time.Duration{"90s": 90 * time.Second, "2h": 2 * time.Hour, "3d": 72 * time.Hour} {
+		if got, err := process.ParseDuration(s); err != nil || got != want {
+			t.Errorf("%s: %v %v", s, got, err)
+		}
+	}
+	for _, s := range []string{"", "d", "1.5d", "x3d", "soon"} {
+		if _, err := process.ParseDuration(s); err == nil {
+			t.Errorf("%q parsed", s)
+		}
+	}
+}
+
+func TestDecisionHashCoversContent(t *testing.T) {
+	d := process.Decision{ID: "d", RunID: "r", Seq: 1, Step: "a", Facts: []byte(`{"x":1}`), PrevHash: "p"}
+	h := d.ComputeHash()
+	d2 := d
+	d2.Facts = []byte(`{"x":2}`)
+	d3 := d
+	d3.PrevHash = "q"
+	if h == d2.ComputeHash() || h == d3.ComputeHash() || h != d.ComputeHash() {
+		t.Fatal("hash must change with facts and previous hash, and only then")
+	}
+}

@@ -1,0 +1,313 @@
+// Package storetest is the conformance suite every store implementation
+// passes: call [Run] from the implementation's tests.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// Store is everything the suite exercises.
+type Store interface {
+	PutKey(ctx context.Context, k store.APIKey) error
+	KeyByHash(ctx context.Context, hash string) (store.APIKey, error)
+	PutDefinition(ctx context.Context, d store.DefinitionRecord) (bool, error)
+	Definition(ctx context.Context, name string, version int) (store.DefinitionRecord, error)
+	Definitions(ctx context.Context) ([]store.DefinitionRecord, error)
+	PutPolicy(ctx context.Context, p store.PolicyRecord) (store.PolicyRecord, bool, error)
+	ActivePolicies(ctx context.Context, process string) ([]store.PolicyRecord, int64, error)
+	PolicyStamp(ctx context.Context, process string) (int64, error)
+	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
+	Instance(ctx context.Context, id string) (store.Instance, error)
+	HourlyStarts(ctx context.Context, process string, from, to time.Time) ([]int, error)
+	AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error)
+	Decision(ctx context.Context, id string) (process.Decision, error)
+	Decisions(ctx context.Context, instanceID string) ([]process.Decision, error)
+	CreateReview(ctx context.Context, r store.Review) (store.Review, error)
+	Review(ctx context.Context, id string) (store.Review, error)
+	Reviews(ctx context.Context, f store.ReviewFilter) ([]store.Review, error)
+	CloseReview(ctx context.Context, r store.Review) (store.Review, error)
+}
+
+// Run runs the suite; open returns a new, empty store.
+func Run(t *testing.T, open func(t *testing.T) Store) {
+	t.Run("keys", func(t *testing.T) { testKeys(t, open(t)) })
+	t.Run("definitions", func(t *testing.T) { testDefinitions(t, open(t)) })
+	t.Run("policies", func(t *testing.T) { testPolicies(t, open(t)) })
+	t.Run("instances", func(t *testing.T) { testInstances(t, open(t)) })
+	t.Run("decisions", func(t *testing.T) { testDecisions(t, open(t)) })
+	t.Run("reviews", func(t *testing.T) { testReviews(t, open(t)) })
+}
+
+var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testKeys(t *testing.T, s Store) {
+	ctx := t.Context()
+	k := store.APIKey{ID: "key_1", Name: "erp", Role: store.RoleSystem, Hash: "h1", CreatedAt: t0}
+	must(t, s.PutKey(ctx, k))
+	must(t, s.PutKey(ctx, store.APIKey{ID: "key_2", Name: "dup", Role: store.RoleAdmin, Hash: "h1", CreatedAt: t0}))
+	got, err := s.KeyByHash(ctx, "h1")
+	must(t, err)
+	if got.ID != "key_1" || got.Role != store.RoleSystem || !got.CreatedAt.Equal(t0) {
+		t.Fatalf("key %+v: a second key with the same hash must not replace the first", got)
+	}
+	if _, err := s.KeyByHash(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown hash: %v", err)
+	}
+}
+
+func testDefinitions(t *testing.T, s Store) {
+	ctx := t.Context()
+	d := store.DefinitionRecord{Name: "orders", Version: 1, Doc: []byte(`{"name":"orders"}`), Digest: "a", Author: "eng", CreatedAt: t0}
+	created, err := s.PutDefinition(ctx, d)
+	must(t, err)
+	if !created {
+		t.Fatal("first put not created")
+	}
+	if created, err = s.PutDefinition(ctx, d); err != nil || created {
+		t.Fatalf("same content again: created %v err %v", created, err)
+	}
+	d2 := d
+	d2.Digest = "b"
+	if _, err := s.PutDefinition(ctx, d2); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("other content, same version: %v", err)
+	}
+	d2.Version = 2
+	_, err = s.PutDefinition(ctx, d2)
+	must(t, err)
+	latest, err := s.Definition(ctx, "orders", 0)
+	must(t, err)
+	if latest.Version != 2 {
+		t.Fatalf("latest version %d", latest.Version)
+	}
+	v1, err := s.Definition(ctx, "orders", 1)
+	must(t, err)
+	if v1.Digest != "a" || string(v1.Doc) != `{"name":"orders"}` {
+		t.Fatalf("v1 %+v", v1)
+	}
+	if _, err := s.Definition(ctx, "nope", 0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown: %v", err)
+	}
+	_, err = s.PutDefinition(ctx, store.DefinitionRecord{Name: "alpha", Version: 1, Doc: []byte(`{}`), Digest: "x", CreatedAt: t0})
+	must(t, err)
+	all, err := s.Definitions(ctx)
+	must(t, err)
+	if len(all) != 2 || all[0].Name != "alpha" || all[1].Name != "orders" || all[1].Version != 2 {
+		t.Fatalf("definitions %+v", all)
+	}
+}
+
+func testPolicies(t *testing.T, s Store) {
+	ctx := t.Context()
+	stamp0, err := s.PolicyStamp(ctx, "orders")
+	must(t, err)
+	p := store.PolicyRecord{ID: "peak", Process: "orders", Doc: []byte(`{"id":"peak"}`), Digest: "a", Author: "eng", CreatedAt: t0}
+	rec, created, err := s.PutPolicy(ctx, p)
+	must(t, err)
+	if !created || rec.Version != 1 {
+		t.Fatalf("first put: %+v created %v", rec, created)
+	}
+	rec, created, err = s.PutPolicy(ctx, p)
+	must(t, err)
+	if created || rec.Version != 1 {
+		t.Fatalf("unchanged put: %+v created %v", rec, created)
+	}
+	stamp1, err := s.PolicyStamp(ctx, "orders")
+	must(t, err)
+	p.Digest = "b"
+	rec, created, err = s.PutPolicy(ctx, p)
+	must(t, err)
+	if !created || rec.Version != 2 {
+		t.Fatalf("changed put: %+v created %v", rec, created)
+	}
+	active, stamp2, err := s.ActivePolicies(ctx, "orders")
+	must(t, err)
+	if len(active) != 1 || active[0].Version != 2 || active[0].Digest != "b" {
+		t.Fatalf("active %+v", active)
+	}
+	if !(stamp0 < stamp1 && stamp1 < stamp2) {
+		t.Fatalf("stamps %d %d %d must grow with each change", stamp0, stamp1, stamp2)
+	}
+	other := p
+	other.Process = "returns"
+	if _, _, err := s.PutPolicy(ctx, other); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("moving a policy to another process: %v", err)
+	}
+	none, _, err := s.ActivePolicies(ctx, "returns")
+	must(t, err)
+	if len(none) != 0 {
+		t.Fatalf("returns has %d policies", len(none))
+	}
+}
+
+func testInstances(t *testing.T, s Store) {
+	ctx := t.Context()
+	in := store.Instance{ID: "i1", Process: "orders", ProcessVersion: 1, BusinessKey: "bk", Input: []byte(`{"a":1}`), CreatedBy: "erp", CreatedAt: t0}
+	got, created, err := s.CreateInstance(ctx, in)
+	must(t, err)
+	if !created || got.ID != "i1" {
+		t.Fatalf("create %+v %v", got, created)
+	}
+	again := in
+	again.ID, again.Input = "i2", []byte(`{"a":2}`)
+	got, created, err = s.CreateInstance(ctx, again)
+	must(t, err)
+	if created || got.ID != "i1" || string(got.Input) != `{"a":1}` {
+		t.Fatalf("same business key: %+v created %v", got, created)
+	}
+	if _, err := s.Instance(ctx, "i2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("i2: %v", err)
+	}
+	for h := range 30 {
+		for j := range h % 3 {
+			id := fmt.Sprintf("h%d-%d", h, j)
+			_, _, err := s.CreateInstance(ctx, store.Instance{ID: id, Process: "rate", ProcessVersion: 1, BusinessKey: id, Input: []byte(`{}`), CreatedAt: t0.Add(time.Duration(h)*time.Hour + time.Minute)})
+			must(t, err)
+		}
+	}
+	counts, err := s.HourlyStarts(ctx, "rate", t0.Add(-5*time.Hour), t0.Add(30*time.Hour))
+	must(t, err)
+	// Hour 0 has no starts (0 % 3), but the process started before the
+	// window's hour 6 ... the first start is in hour 1 of the process.
+	want := []int{}
+	for h := 1; h < 30; h++ {
+		want = append(want, h%3)
+	}
+	if fmt.Sprint(counts) != fmt.Sprint(want) {
+		t.Fatalf("hourly starts %v, want %v", counts, want)
+	}
+	counts, err = s.HourlyStarts(ctx, "rate", t0.Add(3*time.Hour), t0.Add(6*time.Hour))
+	must(t, err)
+	if fmt.Sprint(counts) != "[0 1 2]" {
+		t.Fatalf("window after the first start: %v", counts)
+	}
+}
+
+func decision(run string, seq int, prev string) process.Decision {
+	d := process.Decision{
+		ID: fmt.Sprintf("dc-%s-%d", run, seq), InstanceID: "i1", RunID: run, Seq: seq, Time: t0.Add(time.Duration(seq) * time.Second),
+		Process: "orders", ProcessVersion: 1, Step: fmt.Sprintf("s%d", seq), Facts: []byte(`{"input":{}}`),
+		Evaluations: []process.Evaluation{}, Applied: []process.AppliedAction{{Action: process.Action{Skip: "s1"}, PolicyID: "p"}}, Rejected: []process.Rejection{},
+		PrevHash: prev, Model: "none",
+	}
+	d.Hash = d.ComputeHash()
+	return d
+}
+
+func testDecisions(t *testing.T, s Store) {
+	ctx := t.Context()
+	first := decision("r1", 1, "")
+	// Twenty writers append the same decision at once: one row, and every
+	// writer gets the stored record back.
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := s.AppendDecision(ctx, first)
+			if err == nil && got.Hash != first.Hash {
+				err = fmt.Errorf("got hash %s, want %s", got.Hash, first.Hash)
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// A retry that computed different content still gets the first record.
+	retry := first
+	retry.ID, retry.Applied = "dc-other", nil
+	retry.Hash = retry.ComputeHash()
+	got, err := s.AppendDecision(ctx, retry)
+	must(t, err)
+	if got.ID != first.ID || len(got.Applied) != 1 {
+		t.Fatalf("retry returned %+v; the recorded decision must win", got)
+	}
+	second := decision("r1", 2, first.Hash)
+	_, err = s.AppendDecision(ctx, second)
+	must(t, err)
+	all, err := s.Decisions(ctx, "i1")
+	must(t, err)
+	if len(all) != 2 || all[0].Seq != 1 || all[1].Seq != 2 || all[1].PrevHash != all[0].Hash {
+		t.Fatalf("decisions %+v", all)
+	}
+	for _, d := range all {
+		if d.ComputeHash() != d.Hash {
+			t.Fatalf("decision %s: stored content does not match its hash", d.ID)
+		}
+	}
+	one, err := s.Decision(ctx, second.ID)
+	must(t, err)
+	if one.Step != "s2" || !one.Time.Equal(second.Time) {
+		t.Fatalf("decision %+v", one)
+	}
+	if _, err := s.Decision(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown decision: %v", err)
+	}
+}
+
+func testReviews(t *testing.T, s Store) {
+	ctx := t.Context()
+	due := t0.Add(4 * time.Hour)
+	r := store.Review{ID: "rv1", InstanceID: "i1", RunID: "r1", Process: "orders", Step: "charge", Queue: "finance", Reason: "big", CreatedAt: t0, DueAt: &due}
+	got, err := s.CreateReview(ctx, r)
+	must(t, err)
+	if got.Status != store.ReviewOpen || got.DueAt == nil || !got.DueAt.Equal(due) {
+		t.Fatalf("created %+v", got)
+	}
+	_, err = s.CreateReview(ctx, store.Review{ID: "rv1", InstanceID: "other", Queue: "x", CreatedAt: t0})
+	must(t, err)
+	_, err = s.CreateReview(ctx, store.Review{ID: "rv2", InstanceID: "i2", RunID: "r2", Process: "returns", Step: "refund", Queue: "ops", CreatedAt: t0.Add(time.Minute)})
+	must(t, err)
+	open, err := s.Reviews(ctx, store.ReviewFilter{Status: store.ReviewOpen})
+	must(t, err)
+	if len(open) != 2 || open[0].ID != "rv1" || open[0].InstanceID != "i1" {
+		t.Fatalf("open reviews %+v", open)
+	}
+	fin, err := s.Reviews(ctx, store.ReviewFilter{Queue: "finance", Process: "orders"})
+	must(t, err)
+	if len(fin) != 1 {
+		t.Fatalf("finance reviews %+v", fin)
+	}
+	at := t0.Add(time.Hour)
+	verdict := store.Review{ID: "rv1", Status: store.ReviewDecided, Verdict: store.VerdictApprove, Reviewer: "ann", Comment: "ok", DecidedAt: &at}
+	closed, err := s.CloseReview(ctx, verdict)
+	must(t, err)
+	if closed.Status != store.ReviewDecided || closed.Reviewer != "ann" || closed.DecidedAt == nil {
+		t.Fatalf("closed %+v", closed)
+	}
+	_, err = s.CloseReview(ctx, verdict) // a retried activity
+	must(t, err)
+	other := verdict
+	other.Reviewer, other.Verdict = "bob", store.VerdictReject
+	if _, err := s.CloseReview(ctx, other); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("second verdict: %v", err)
+	}
+	if _, err := s.CloseReview(ctx, store.Review{ID: "nope", Status: store.ReviewDecided}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown review: %v", err)
+	}
+	open, err = s.Reviews(ctx, store.ReviewFilter{Status: store.ReviewOpen})
+	must(t, err)
+	if len(open) != 1 || open[0].ID != "rv2" {
+		t.Fatalf("open after verdict %+v", open)
+	}
+}
