@@ -119,12 +119,16 @@ type proposal struct {
 func (s *Set) Decide(ctx context.Context, def *process.Definition, vars map[string]any, pt Point) Outcome {
 	var out Outcome
 	var props []proposal
+	var act any = vars
+	if a, err := NewActivation(vars); err == nil {
+		act = a
+	}
 	for _, c := range s.policies {
 		relevant := relevantActions(c.policy, pt)
 		if len(relevant) == 0 {
 			continue
 		}
-		ev := evaluate(ctx, c, vars)
+		ev := evaluate(ctx, c, act)
 		out.Evaluations = append(out.Evaluations, ev)
 		if ev.Matched {
 			for _, a := range relevant {
@@ -155,7 +159,7 @@ func relevantActions(p *process.Policy, pt Point) []process.Action {
 	return out
 }
 
-func evaluate(ctx context.Context, c compiled, vars map[string]any) process.Evaluation {
+func evaluate(ctx context.Context, c compiled, vars any) process.Evaluation {
 	ev := process.Evaluation{
 		PolicyID:      c.policy.ID,
 		PolicyVersion: c.policy.Version,

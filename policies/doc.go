@@ -26,7 +26,8 @@
 // branch that did not decide the result. A missing fact is an evaluation
 // error, recorded as such; the policy's on_error says whether it then matches
 // (`match`) or not (`skip`, the default). Every evaluation runs with a cost
-// limit and honours the caller's context.
+// limit, which bounds its time; a cancelled context stops a decision between
+// policies.
 //
 // # Decision points and guardrails
 //

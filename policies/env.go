@@ -13,6 +13,7 @@ import (
 	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/interpreter"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -98,7 +99,6 @@ func (e *Env) Compile(src string, wantBool bool) (*Program, error) {
 	prg, err := e.cel.Program(a,
 		cel.EvalOptions(cel.OptTrackState, cel.OptExhaustiveEval),
 		cel.CostLimit(CostLimit),
-		cel.InterruptCheckFrequency(100),
 	)
 	if err != nil {
 		return nil, &CompileError{Expr: src, Message: err.Error()}
@@ -188,9 +188,15 @@ type TraceValue struct {
 	Err   string
 }
 
-// Eval evaluates the program against vars, tracing sub-expressions.
-func (p *Program) Eval(ctx context.Context, vars map[string]any) Result {
-	out, det, err := p.prg.ContextEval(ctx, vars)
+// Eval evaluates the program against vars (a map of the facts or an
+// activation made once for several programs with [NewActivation]), tracing
+// sub-expressions. The cost limit bounds the evaluation; a cancelled ctx
+// stops it before it starts.
+func (p *Program) Eval(ctx context.Context, vars any) Result {
+	if err := ctx.Err(); err != nil {
+		return Result{Err: err}
+	}
+	out, det, err := p.prg.Eval(vars)
 	var r Result
 	if err != nil {
 		r.Err = err
@@ -248,3 +254,8 @@ func native(v ref.Val) (any, error) {
 
 // ErrNotBool is returned when a condition yields something other than a bool.
 var ErrNotBool = errors.New("condition did not yield a bool")
+
+// NewActivation prepares the variables of several evaluations once.
+func NewActivation(vars map[string]any) (any, error) {
+	return interpreter.NewActivation(vars)
+}

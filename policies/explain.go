@@ -117,7 +117,9 @@ func reading(trace []process.TraceStep) string {
 // isRead reports whether expr is a plain fact read like a.b.c.
 func isRead(expr string) bool {
 	for _, r := range expr {
-		if !(r == '.' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+		switch {
+		case r == '.', r == '_', r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		default:
 			return false
 		}
 	}

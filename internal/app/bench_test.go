@@ -151,4 +151,3 @@ func BenchmarkDecisionOverhead(b *testing.B) {
 	b.ReportMetric(ar/pr, "ratio")
 	b.Logf("plain %.1f inst/s, adaptflow %.1f inst/s, ratio %.2f (target >= 0.8)", pr, ar, ar/pr)
 }
-

@@ -83,11 +83,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	// Fail early and clearly when the port is taken (another Temporal dev
 	// server, say) instead of deep inside the server's start.
-	if l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port))); err != nil {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
 		return nil, fmt.Errorf("temporal frontend %s:%d is not free (is another Temporal server running? choose another with --temporal-address): %w", host, port, err)
-	} else {
-		_ = l.Close()
 	}
+	_ = l.Close()
 	conf, err := buildConfig(opts, host, port)
 	if err != nil {
 		return nil, err

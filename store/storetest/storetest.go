@@ -139,7 +139,7 @@ func testPolicies(t *testing.T, s Store) {
 	if len(active) != 1 || active[0].Version != 2 || active[0].Digest != "b" {
 		t.Fatalf("active %+v", active)
 	}
-	if !(stamp0 < stamp1 && stamp1 < stamp2) {
+	if stamp0 >= stamp1 || stamp1 >= stamp2 {
 		t.Fatalf("stamps %d %d %d must grow with each change", stamp0, stamp1, stamp2)
 	}
 	other := p

@@ -1,0 +1,25 @@
+# Developer entry points. The README's commands work without make.
+.PHONY: run build test bench lint fmt
+
+run:
+	go run ./cmd/adaptflow dev
+
+build:
+	go build -o bin/adaptflow ./cmd/adaptflow
+
+test:
+	./scripts/test.sh
+
+# Interpreter vs plain workflow on one embedded server (issue 2's ratio), and
+# the policy engine's decision latency.
+bench:
+	go test ./internal/app -run '^$$' -bench DecisionOverhead -benchtime 3x -timeout 30m
+	go test ./policies -run '^$$' -bench . -benchmem
+
+lint:
+	go vet ./...
+	go tool -modfile=tools/go.mod golangci-lint run ./...
+	go tool -modfile=tools/go.mod workflowcheck ./workflows/...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')

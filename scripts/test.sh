@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, vet, lint (pinned in tools/go.mod), the
+# workflow determinism check, and every test. It needs Go; what else it needs
+# it installs (as root on Debian) or builds from the module proxy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+# The race detector needs cgo and a C compiler.
+if ! command -v gcc >/dev/null 2>&1; then
+	log "installing gcc for the race detector"
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null
+	else
+		echo "gcc is missing: install a C compiler (the race detector needs cgo)" >&2
+		exit 1
+	fi
+fi
+export CGO_ENABLED=1
+
+log "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './tools/*'))
+if [ -n "$unformatted" ]; then
+	echo "not gofmt-ed:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+log "go vet"
+go vet ./...
+
+log "golangci-lint"
+go tool -modfile=tools/go.mod golangci-lint run ./...
+
+log "workflowcheck (determinism of workflow code)"
+go tool -modfile=tools/go.mod workflowcheck ./workflows/...
+
+# internal/app links the whole Temporal server and runs it; under the race
+# detector it is several times slower than the rest together, so it runs
+# without it. Everything else runs with -race.
+log "unit tests (race detector on)"
+go test -race -count=1 $(go list ./... | grep -v '/internal/app$')
+
+log "integration tests on the embedded Temporal server"
+go test -count=1 -timeout 20m ./internal/app
+
+log "all tests passed"
