@@ -59,8 +59,9 @@ func (o *Options) validate() error {
 
 // Server is a running embedded Temporal server.
 type Server struct {
-	srv  temporal.Server
-	addr string
+	srv   temporal.Server
+	addr  string
+	level *slog.LevelVar
 }
 
 // Start starts the server and returns once its frontend accepts calls.
@@ -92,7 +93,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	lg := slogLogger{log: opts.Logger.With("component", "temporal"), level: opts.LogLevel}
+	level := &slog.LevelVar{}
+	level.Set(opts.LogLevel)
+	lg := slogLogger{log: opts.Logger.With("component", "temporal"), level: level}
 	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
 	if err != nil {
 		return nil, fmt.Errorf("temporal authorizer: %w", err)
@@ -130,14 +133,18 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := srv.Start(); err != nil {
 		return nil, fmt.Errorf("temporal: start server: %w", err)
 	}
-	return &Server{srv: srv, addr: net.JoinHostPort(host, strconv.Itoa(port))}, nil
+	return &Server{srv: srv, addr: net.JoinHostPort(host, strconv.Itoa(port)), level: level}, nil
 }
 
 // Address is the frontend's host:port.
 func (s *Server) Address() string { return s.addr }
 
-// Stop stops the server.
-func (s *Server) Stop() error { return s.srv.Stop() }
+// Stop stops the server. Its services warn about each other going away
+// while they stop; those warnings are expected and silenced.
+func (s *Server) Stop() error {
+	s.level.Set(slog.LevelError)
+	return s.srv.Stop()
+}
 
 func buildConfig(opts Options, host string, port int) (*config.Config, error) {
 	var conf config.Config
@@ -244,7 +251,7 @@ func freePort(host string) (int, error) {
 // slogLogger adapts slog to the server's logger interface.
 type slogLogger struct {
 	log   *slog.Logger
-	level slog.Level
+	level *slog.LevelVar
 }
 
 var _ log.Logger = slogLogger{}
@@ -258,7 +265,7 @@ func (s slogLogger) Panic(msg string, tags ...tag.Tag)  { s.emit(slog.LevelError
 func (s slogLogger) Fatal(msg string, tags ...tag.Tag)  { s.emit(slog.LevelError, msg, tags) }
 
 func (s slogLogger) emit(level slog.Level, msg string, tags []tag.Tag) {
-	if level < s.level {
+	if level < s.level.Level() {
 		return
 	}
 	attrs := make([]slog.Attr, len(tags))
