@@ -97,8 +97,11 @@ func (s *server) definition(c *gin.Context, name string, version int) (*process.
 	if err != nil {
 		return nil, rec, err
 	}
-	def, err := loadDefinition(c.Request.Context(), s.Definitions, name, rec.Version)
-	return def, rec, err
+	var def process.Definition
+	if err := json.Unmarshal(rec.Doc, &def); err != nil {
+		return nil, rec, fmt.Errorf("stored definition %s@%d: %w", name, rec.Version, err)
+	}
+	return &def, rec, nil
 }
 
 func (s *server) getProcess(c *gin.Context) {

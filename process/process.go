@@ -32,7 +32,7 @@ type Definition struct {
 	Catalog     []Step      `json:"catalog,omitempty" yaml:"catalog,omitempty"`
 	Signals     []Signal    `json:"signals,omitempty" yaml:"signals,omitempty"`
 	// Limits bounds what policies may do to one instance.
-	Limits Limits `json:"limits,omitempty" yaml:"limits,omitempty"`
+	Limits Limits `json:"limits,omitzero" yaml:"limits,omitempty"`
 }
 
 // Limits are per-instance guardrails that no policy can exceed.

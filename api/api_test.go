@@ -1,0 +1,162 @@
+package api_test
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/adaptflow/adaptflow/api"
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/store/sqlite"
+)
+
+// newServer serves the API on a real store, with a Temporal client pointed
+// at a port where nothing listens: Temporal is down.
+func newServer(t *testing.T) (*httptest.Server, map[string]string) {
+	t.Helper()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "api.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	_ = l.Close()
+	tc, err := client.NewLazyClient(client.Options{HostPort: dead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tc.Close)
+	env, err := policies.NewEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := api.New(api.Options{
+		Keys: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st,
+		Temporal: tc, TaskQueue: "q", Env: env, MaxBody: 4096, Timeout: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]string{}
+	for _, role := range []string{store.RoleAdmin, store.RoleSystem, store.RoleEngineer, store.RoleReviewer} {
+		k, secret := api.NewKey(role+"-key", role, time.Now())
+		if err := st.PutKey(t.Context(), k); err != nil {
+			t.Fatal(err)
+		}
+		keys[role] = secret
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv, keys
+}
+
+type answer struct {
+	status int
+	header http.Header
+	err    api.ErrorDetail
+	body   map[string]any
+}
+
+func do(t *testing.T, srv *httptest.Server, method, path, key, ct, body string) answer {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), method, srv.URL+path, strings.NewReader(body))
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	res, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	a := answer{status: res.StatusCode, header: res.Header}
+	var eb api.ErrorBody
+	if json.Unmarshal(b, &eb) == nil {
+		a.err = eb.Error
+	}
+	_ = json.Unmarshal(b, &a.body)
+	return a
+}
+
+const def = "name: p\nversion: 1\ninput: {required: [n], properties: {n: {type: number}}}\nsteps: [{id: a, kind: task, task: noop}]\n"
+
+func TestErrorsAndLimits(t *testing.T) {
+	srv, keys := newServer(t)
+	eng, sys := keys[store.RoleEngineer], keys[store.RoleSystem]
+	if a := do(t, srv, "POST", "/v1/processes", eng, "application/yaml", def); a.status != http.StatusCreated {
+		t.Fatalf("register: %d %+v", a.status, a.err)
+	}
+	for _, tc := range []struct {
+		name, method, path, key, ct, body string
+		status                            int
+		code, field                       string
+	}{
+		{"no key", "GET", "/v1/processes", "", "", "", 401, "unauthenticated", ""},
+		{"wrong role", "POST", "/v1/processes", sys, "application/yaml", def, 403, "permission_denied", ""},
+		{"too large", "POST", "/v1/processes", eng, "application/yaml", strings.Repeat("#", 5000), 413, "too_large", ""},
+		{"media type", "POST", "/v1/processes/p/instances", sys, "text/plain", `{"business_key":"k","input":{"n":1}}`, 415, "unsupported_media_type", ""},
+		{"malformed", "POST", "/v1/processes/p/instances", sys, "application/json", `{"business_key":`, 400, "invalid_argument", ""},
+		{"wrong type", "POST", "/v1/processes/p/instances", sys, "application/json", `{"business_key":7}`, 400, "invalid_argument", "business_key"},
+		{"schema", "POST", "/v1/processes/p/instances", sys, "application/json", `{"business_key":"k","input":{"n":"one"}}`, 400, "invalid_argument", "input.n"},
+		{"no route", "GET", "/v1/nothing", sys, "", "", 404, "not_found", ""},
+		{"no method", "DELETE", "/v1/processes", eng, "", "", 405, "method_not_allowed", ""},
+		{"bad version", "GET", "/v1/processes/p?version=x", eng, "", "", 400, "invalid_argument", "version"},
+		{"bad review filter", "GET", "/v1/reviews?status=old", keys[store.RoleReviewer], "", "", 400, "invalid_argument", "status"},
+		{"bad role", "POST", "/v1/keys", keys[store.RoleAdmin], "application/json", `{"name":"x","role":"root"}`, 400, "invalid_argument", "role"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := do(t, srv, tc.method, tc.path, tc.key, tc.ct, tc.body)
+			if a.status != tc.status || a.err.Code != tc.code || a.err.Field != tc.field || a.err.RequestID == "" || a.err.Message == "" {
+				t.Fatalf("got %d %+v, want %d %s field %q", a.status, a.err, tc.status, tc.code, tc.field)
+			}
+		})
+	}
+}
+
+func TestTemporalDownIs503(t *testing.T) {
+	srv, keys := newServer(t)
+	do(t, srv, "POST", "/v1/processes", keys[store.RoleEngineer], "application/yaml", def)
+	a := do(t, srv, "POST", "/v1/processes/p/instances", keys[store.RoleSystem], "application/json", `{"business_key":"k","input":{"n":1}}`)
+	if a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" || a.err.Code != "unavailable" {
+		t.Fatalf("got %d %+v (Retry-After %q)", a.status, a.err, a.header.Get("Retry-After"))
+	}
+}
+
+func TestKeysAreStoredHashedAndShownOnce(t *testing.T) {
+	srv, keys := newServer(t)
+	a := do(t, srv, "POST", "/v1/keys", keys[store.RoleAdmin], "application/json", `{"name":"erp","role":"system"}`)
+	secret, _ := a.body["key"].(string)
+	if a.status != http.StatusCreated || !strings.HasPrefix(secret, "af_") {
+		t.Fatalf("create: %d %v", a.status, a.body)
+	}
+	who := do(t, srv, "GET", "/v1/whoami", secret, "", "")
+	if who.status != http.StatusOK || who.body["name"] != "erp" || who.body["role"] != "system" {
+		t.Fatalf("whoami: %d %v", who.status, who.body)
+	}
+	if api.HashKey(secret) == secret || len(api.HashKey(secret)) != 64 {
+		t.Fatal("keys must be stored as SHA-256 hashes")
+	}
+}
+
+func TestHealthz(t *testing.T) {
+	srv, _ := newServer(t)
+	if a := do(t, srv, "GET", "/healthz", "", "", ""); a.status != http.StatusOK || a.body["status"] != "ok" || a.header.Get("X-Request-Id") == "" {
+		t.Fatalf("healthz: %d %v", a.status, a.body)
+	}
+}
