@@ -36,13 +36,15 @@ go tool -modfile=tools/go.mod golangci-lint run ./...
 log "workflowcheck (determinism of workflow code)"
 go tool -modfile=tools/go.mod workflowcheck ./workflows/...
 
-# internal/app links the whole Temporal server and runs it; under the race
-# detector it is several times slower than the rest together, so it runs
-# without it. Everything else runs with -race.
+# The packages that link the whole Temporal server (the app, the binary)
+# would need a race build of the server several times slower than the rest
+# together, so they run without the race detector; everything else runs
+# with it.
+server_pkgs='/internal/app$|/cmd/adaptflow$|/internal/temporalserver$'
 log "unit tests (race detector on)"
-go test -race -count=1 $(go list ./... | grep -v '/internal/app$')
+go test -race -count=1 $(go list ./... | grep -Ev "$server_pkgs")
 
 log "integration tests on the embedded Temporal server"
-go test -count=1 -timeout 20m ./internal/app
+go test -count=1 -timeout 20m $(go list ./... | grep -E "$server_pkgs")
 
 log "all tests passed"

@@ -1,0 +1,72 @@
+package app_test
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/adaptflow/adaptflow/internal/app"
+	"github.com/adaptflow/adaptflow/internal/temporalserver"
+)
+
+// TestServerAndWorkerSplit runs the production shape: an external Temporal
+// server, `adaptflow worker` and `adaptflow server` as separate parts sharing
+// one store, and an instance that goes through both.
+func TestServerAndWorkerSplit(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	opts := temporalserver.DefaultOptions()
+	opts.FrontendAddress = freeAddr(t)
+	ts, err := temporalserver.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ts.Stop() }()
+
+	db := filepath.Join(t.TempDir(), "adaptflow.db")
+	base := app.DefaultOptions()
+	base.DataDir = t.TempDir()
+	base.DatabaseURL = "sqlite:" + db
+	base.TemporalAddress = ts.Address()
+	base.APIKey = adminKey
+
+	run := func(mode app.Mode, o app.Options) chan error {
+		done := make(chan error, 1)
+		go func() { done <- app.Run(ctx, mode, o) }()
+		return done
+	}
+	workerDone := run(app.ModeWorker, base)
+	ready := make(chan string, 1)
+	srvOpts := base
+	srvOpts.Listen = "127.0.0.1:0"
+	srvOpts.LoadExamples = true
+	srvOpts.OnReady = func(addr string) { ready <- addr }
+	serverDone := run(app.ModeServer, srvOpts)
+
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-serverDone:
+		t.Fatalf("server: %v", err)
+	case err := <-workerDone:
+		t.Fatalf("worker: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("server did not start")
+	}
+	d := &dev{t: t, base: "http://" + addr}
+	id := d.start("procurement-approval", "split-1", map[string]any{"request_id": "PO-9", "requester": "ann", "amount": 300, "budget_remaining": 5000, "supplier": "ACME"})
+	inst := d.waitStatus(id, "completed")
+	if got := plan(inst); got != "budget_check:done manager_approval:skipped place_order:done" {
+		t.Fatalf("plan %q", got)
+	}
+	d.expect(d.call("GET", "/v1/instances/"+id+"/decisions", adminKey, ""), http.StatusOK)
+
+	cancel()
+	for name, ch := range map[string]chan error{"server": serverDone, "worker": workerDone} {
+		if err := <-ch; err != nil {
+			t.Errorf("%s stopped with %v", name, err)
+		}
+	}
+}
