@@ -91,6 +91,8 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, 
 		Evaluations:    out.Evaluations,
 		Applied:        out.Applied,
 		Rejected:       out.Rejected,
+		Guard:          process.Guard{Added: nonNil(in.Point.Added), Reviews: in.Point.Reviews, Fired: nonNil(in.Point.Fired)},
+		Shadow:         out.Shadow,
 		Model:          a.model(),
 		PrevHash:       in.PrevHash,
 	}
@@ -109,6 +111,13 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, 
 		return DecideResult{}, fmt.Errorf("decide: record: %w", err)
 	}
 	return DecideResult{DecisionID: stored.ID, Hash: stored.Hash, Applied: stored.Applied, Rejected: len(stored.Rejected)}, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 func (a *Activities) model() string {

@@ -40,9 +40,9 @@ type DefinitionStore interface {
 	Definitions(ctx context.Context) ([]store.DefinitionRecord, error)
 }
 
-// PolicyStore stores policy versions.
+// PolicyStore stores policy versions and which of them are live.
 type PolicyStore interface {
-	PutPolicy(ctx context.Context, p store.PolicyRecord) (store.PolicyRecord, bool, error)
+	PutPolicy(ctx context.Context, p store.PolicyRecord, mode string) (store.PolicyRecord, bool, error)
 	ActivePolicies(ctx context.Context, process string) ([]store.PolicyRecord, int64, error)
 }
 

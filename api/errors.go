@@ -3,12 +3,14 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/api/serviceerror"
 
+	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
 )
@@ -67,7 +69,14 @@ func fail(c *gin.Context, err error) {
 	var fe *process.FieldError
 	var fes process.Errors
 	var unavailable *serviceerror.Unavailable
+	var tests policies.TestFailures
 	switch {
+	case errors.As(err, &tests):
+		status, d.Code = http.StatusUnprocessableEntity, "tests_failed"
+		d.Message = fmt.Sprintf("%d test case(s) of the policy failed; the version was not stored: %s", len(tests), tests.Error())
+		for _, f := range tests {
+			d.Details = append(d.Details, FieldProblem{Field: "tests." + f.Case, Message: f.Message + tracePart(f.Trace)})
+		}
 	case errors.As(err, &he):
 		status, d.Code, d.Message, d.Field = he.status, he.code, he.msg, he.field
 	case errors.As(err, &fes):
@@ -92,4 +101,11 @@ func fail(c *gin.Context, err error) {
 		loggerFrom(c).ErrorContext(c.Request.Context(), "request failed", "err", err, "path", c.FullPath())
 	}
 	c.AbortWithStatusJSON(status, ErrorBody{Error: d})
+}
+
+func tracePart(trace string) string {
+	if trace == "" {
+		return ""
+	}
+	return " — " + trace
 }

@@ -130,7 +130,12 @@ func (s *server) putPolicy(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	p, created, err := RegisterPolicy(c.Request.Context(), s.Definitions, s.Policies, s.Env, body, caller(c).Name, c.GetHeader("X-Change-Note"))
+	mode := c.DefaultQuery("mode", store.ModeActive)
+	if mode != store.ModeActive && mode != store.ModeShadow {
+		fail(c, badRequest("mode", "must be active or shadow (got %q)", mode))
+		return
+	}
+	p, created, err := RegisterPolicy(c.Request.Context(), s.Definitions, s.Policies, s.Env, body, caller(c).Name, c.GetHeader("X-Change-Note"), mode)
 	if err != nil {
 		fail(c, err)
 		return
@@ -139,7 +144,7 @@ func (s *server) putPolicy(c *gin.Context) {
 	if created {
 		status = http.StatusCreated
 	}
-	c.JSON(status, gin.H{"id": p.ID, "version": p.Version, "process": p.Process, "created": created, "policy": p})
+	c.JSON(status, gin.H{"id": p.ID, "version": p.Version, "process": p.Process, "mode": p.Mode, "created": created, "policy": p})
 }
 
 func (s *server) listPolicies(c *gin.Context) {
@@ -155,7 +160,7 @@ func (s *server) listPolicies(c *gin.Context) {
 	}
 	out := make([]gin.H, 0, len(recs))
 	for _, r := range recs {
-		out = append(out, gin.H{"id": r.ID, "version": r.Version, "process": r.Process, "author": r.Author, "created_at": r.CreatedAt, "policy": r.Doc})
+		out = append(out, gin.H{"id": r.ID, "version": r.Version, "process": r.Process, "mode": r.Mode, "author": r.Author, "created_at": r.CreatedAt, "policy": r.Doc})
 	}
 	c.JSON(http.StatusOK, gin.H{"policies": out})
 }

@@ -32,13 +32,18 @@ func RegisterDefinition(ctx context.Context, defs DefinitionStore, env *policies
 }
 
 // RegisterPolicy validates a policy (YAML or JSON) against the latest
-// definition of its process, compiles it and stores it as a new version
-// unless it equals the active one.
-func RegisterPolicy(ctx context.Context, defs DefinitionStore, pols PolicyStore, env *policies.Env, body []byte, author, note string) (*process.Policy, bool, error) {
+// definition of its process, compiles it, runs its test cases and stores it
+// as a new version (unless it equals the latest one) live in mode: active,
+// or shadow (evaluated and recorded, never applied).
+func RegisterPolicy(ctx context.Context, defs DefinitionStore, pols PolicyStore, env *policies.Env, body []byte, author, note, mode string) (*process.Policy, bool, error) {
 	p, err := process.ParsePolicy(body)
 	if err != nil {
 		return nil, false, err
 	}
+	return registerParsedPolicy(ctx, defs, pols, env, p, author, note, mode)
+}
+
+func registerParsedPolicy(ctx context.Context, defs DefinitionStore, pols PolicyStore, env *policies.Env, p *process.Policy, author, note, mode string) (*process.Policy, bool, error) {
 	def, err := loadDefinition(ctx, defs, p.Process, 0)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, false, process.Errors{{Path: "process", Message: fmt.Sprintf("unknown process %q; register it first", p.Process)}}
@@ -49,14 +54,25 @@ func RegisterPolicy(ctx context.Context, defs DefinitionStore, pols PolicyStore,
 	if _, err := env.CompilePolicy(p, def); err != nil {
 		return nil, false, err
 	}
+	failures, err := env.RunTests(ctx, def, p)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(failures) > 0 {
+		return nil, false, failures
+	}
+	if mode == "" {
+		mode = store.ModeActive
+	}
 	doc := process.JSON(p)
 	rec, created, err := pols.PutPolicy(ctx, store.PolicyRecord{
 		ID: p.ID, Process: p.Process, Doc: doc, Digest: digest(doc), Author: author, Note: note, CreatedAt: time.Now().UTC(),
-	})
+	}, mode)
 	if err != nil {
 		return nil, false, err
 	}
 	p.Version = rec.Version
+	p.Mode = mode
 	return p, created, nil
 }
 

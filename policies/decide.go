@@ -13,6 +13,8 @@ import (
 // Set is the compiled policy set of one process, in resolution order.
 type Set struct {
 	policies []compiled
+	// shadowed are the ids that have a shadow version.
+	shadowed map[string]bool
 }
 
 type compiled struct {
@@ -70,8 +72,11 @@ func (e *Env) CheckDefinition(d *process.Definition) error {
 
 // NewSet compiles the policies of one process. Every policy must compile.
 func (e *Env) NewSet(def *process.Definition, ps []*process.Policy) (*Set, error) {
-	s := &Set{policies: make([]compiled, 0, len(ps))}
+	s := &Set{policies: make([]compiled, 0, len(ps)), shadowed: map[string]bool{}}
 	for _, p := range ps {
+		if p.Mode == process.ModeShadow {
+			s.shadowed[p.ID] = true
+		}
 		prg, err := e.CompilePolicy(p, nil)
 		if err != nil {
 			return nil, fmt.Errorf("policy %s: %w", p.ID, err)
@@ -82,7 +87,10 @@ func (e *Env) NewSet(def *process.Definition, ps []*process.Policy) (*Set, error
 		if a.policy.Priority != b.policy.Priority {
 			return b.policy.Priority - a.policy.Priority
 		}
-		return strings.Compare(a.policy.ID, b.policy.ID)
+		if c := strings.Compare(a.policy.ID, b.policy.ID); c != 0 {
+			return c
+		}
+		return strings.Compare(a.policy.Mode, b.policy.Mode) // active before shadow
 	})
 	return s, nil
 }
@@ -107,36 +115,53 @@ type Outcome struct {
 	Evaluations []process.Evaluation
 	Applied     []process.AppliedAction
 	Rejected    []process.Rejection
+	// Shadow is set when the set has shadow versions: the outcome had they
+	// been active in place of their active versions.
+	Shadow *process.ShadowOutcome
 }
 
 type proposal struct {
 	action process.Action
 	policy string
+	order  int // position of the policy in resolution order
 }
 
 // Decide evaluates the policies relevant to the step of pt against vars,
 // resolves conflicts and enforces the guardrails of def.
 func (s *Set) Decide(ctx context.Context, def *process.Definition, vars map[string]any, pt Point) Outcome {
 	var out Outcome
-	var props []proposal
+	var props, shadowProps []proposal
 	var act any = vars
 	if a, err := NewActivation(vars); err == nil {
 		act = a
 	}
-	for _, c := range s.policies {
+	for i, c := range s.policies {
 		relevant := relevantActions(c.policy, pt)
 		if len(relevant) == 0 {
 			continue
 		}
 		ev := evaluate(ctx, c, act)
 		out.Evaluations = append(out.Evaluations, ev)
-		if ev.Matched {
-			for _, a := range relevant {
-				props = append(props, proposal{action: a, policy: c.policy.ID})
+		if !ev.Matched {
+			continue
+		}
+		for _, a := range relevant {
+			p := proposal{action: a, policy: c.policy.ID, order: i}
+			if ev.Mode == process.ModeShadow {
+				shadowProps = append(shadowProps, p)
+			} else {
+				props = append(props, p)
 			}
 		}
 	}
-	resolve(def, pt, props, &out)
+	out.Applied, out.Rejected = resolve(def, pt, props)
+	if len(s.shadowed) > 0 {
+		alt := slices.DeleteFunc(slices.Clone(props), func(p proposal) bool { return s.shadowed[p.policy] })
+		alt = append(alt, shadowProps...)
+		slices.SortStableFunc(alt, func(a, b proposal) int { return a.order - b.order })
+		applied, rejected := resolve(def, pt, alt)
+		out.Shadow = &process.ShadowOutcome{Applied: applied, Rejected: rejected}
+	}
 	return out
 }
 
@@ -166,13 +191,12 @@ func evaluate(ctx context.Context, c compiled, vars any) process.Evaluation {
 		Mode:          process.ModeActive,
 		When:          c.policy.When,
 	}
+	if c.policy.Mode == process.ModeShadow {
+		ev.Mode = process.ModeShadow
+	}
 	r := c.when.Eval(ctx, vars)
 	for _, t := range r.Trace {
-		ts := process.TraceStep{Expr: t.Expr, Error: t.Err}
-		if t.Err == "" {
-			ts.Value = process.JSON(t.Value)
-		}
-		ev.Trace = append(ev.Trace, ts)
+		ev.Trace = append(ev.Trace, process.TraceStep{Expr: t.Expr, Value: t.Value, Error: t.Err})
 	}
 	switch {
 	case r.Err != nil:
@@ -190,7 +214,8 @@ func evaluate(ctx context.Context, c compiled, vars any) process.Evaluation {
 	return ev
 }
 
-func resolve(def *process.Definition, pt Point, props []proposal, out *Outcome) {
+func resolve(def *process.Definition, pt Point, props []proposal) ([]process.AppliedAction, []process.Rejection) {
+	out := &Outcome{}
 	limits := def.EffectiveLimits()
 	added := slices.Clone(pt.Added)
 	reviews := pt.Reviews
@@ -251,4 +276,5 @@ func resolve(def *process.Definition, pt Point, props []proposal, out *Outcome) 
 			apply(p)
 		}
 	}
+	return out.Applied, out.Rejected
 }

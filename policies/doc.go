@@ -21,9 +21,10 @@
 //
 // # Evaluation
 //
-// Evaluation is exhaustive and tracks state, so a decision record holds the
-// value of every sub-expression that read a fact or compared one, even on a
-// branch that did not decide the result. A missing fact is an evaluation
+// Evaluation tracks state, so a decision record holds the value of every
+// sub-expression that read a fact or compared one on the way to the result:
+// the values that decided it. A branch that `&&` or `||` cut short has no
+// value, as it had no say. A missing fact is an evaluation
 // error, recorded as such; the policy's on_error says whether it then matches
 // (`match`) or not (`skip`, the default). Every evaluation runs with a cost
 // limit, which bounds its time; a cancelled context stops a decision between

@@ -97,7 +97,7 @@ func (e *Env) Compile(src string, wantBool bool) (*Program, error) {
 		return nil, &CompileError{Expr: src, Message: fmt.Sprintf("expression yields %s, not bool", a.OutputType())}
 	}
 	prg, err := e.cel.Program(a,
-		cel.EvalOptions(cel.OptTrackState, cel.OptExhaustiveEval),
+		cel.EvalOptions(cel.OptTrackState, cel.OptOptimize),
 		cel.CostLimit(CostLimit),
 	)
 	if err != nil {

@@ -101,7 +101,7 @@ func Explain(d process.Decision) Explanation {
 func reading(trace []process.TraceStep) string {
 	parts := make([]string, 0, len(trace))
 	for _, t := range trace {
-		val := string(t.Value)
+		val := string(process.JSON(t.Value))
 		if t.Error != "" {
 			val = "error: " + t.Error
 		}

@@ -23,8 +23,15 @@ type Decision struct {
 	Evaluations    []Evaluation    `json:"evaluations"`
 	Applied        []AppliedAction `json:"applied"`
 	Rejected       []Rejection     `json:"rejected"`
-	Model          string          `json:"model"`
-	PrevHash       string          `json:"prev_hash"`
+	// Guard is the guardrail state at the decision point, so a replay of
+	// the facts (simulation) meets the same guardrails.
+	Guard Guard `json:"guard"`
+	// Shadow is what the applied actions would have been with the shadow
+	// versions of policies in place of their active ones; nil when the
+	// process has no shadow policies.
+	Shadow         *ShadowOutcome `json:"shadow,omitempty"`
+	Model          string         `json:"model"`
+	PrevHash       string         `json:"prev_hash"`
 	Hash           string          `json:"hash"`
 }
 
@@ -40,16 +47,33 @@ type Evaluation struct {
 	Trace []TraceStep `json:"trace,omitempty"`
 }
 
-// Policy modes.
+// Policy modes of an evaluation.
 const (
 	ModeActive = "active"
+	ModeShadow = "shadow"
 )
+
+// Guard is the state of an instance that guardrails need.
+type Guard struct {
+	// Added are the catalog steps already added to the instance.
+	Added []string `json:"added"`
+	// Reviews is how many reviews policies have opened for the instance.
+	Reviews int `json:"reviews"`
+	// Fired are the policies whose step-less review has already been opened.
+	Fired []string `json:"fired"`
+}
+
+// ShadowOutcome is what shadow policies would have changed.
+type ShadowOutcome struct {
+	Applied  []AppliedAction `json:"applied"`
+	Rejected []Rejection     `json:"rejected"`
+}
 
 // TraceStep is one sub-expression of a policy condition and its value.
 type TraceStep struct {
-	Expr  string          `json:"expr"`
-	Value json.RawMessage `json:"value,omitempty"`
-	Error string          `json:"error,omitempty"`
+	Expr  string `json:"expr"`
+	Value any    `json:"value,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // AppliedAction is an action the workflow carries out, with its origin.

@@ -16,9 +16,34 @@ type Policy struct {
 	// recorded) or "match" (the policy applies).
 	OnError string   `json:"on_error,omitempty" yaml:"on_error,omitempty"`
 	Actions []Action `json:"actions" yaml:"actions"`
+	// Tests are cases that travel with the policy: facts in, expected
+	// outcome out. A version whose cases fail is refused.
+	Tests []PolicyTest `json:"tests,omitempty" yaml:"tests,omitempty"`
 
 	// Version is assigned by the store; it is not part of a policy file.
 	Version int `json:"version,omitempty" yaml:"-"`
+	// Mode is active or shadow when the policy is loaded as a live version.
+	Mode string `json:"-" yaml:"-"`
+}
+
+// PolicyTest is one case of a policy: at a step, with these facts, the
+// policy matches or not and these actions are applied.
+type PolicyTest struct {
+	Name string `json:"name" yaml:"name"`
+	// Step is the decision point (the step about to run).
+	Step string `json:"step" yaml:"step"`
+	// Facts are the facts the case sets (input, calendar, signals, ...);
+	// the others are empty.
+	Facts  map[string]any `json:"facts,omitempty" yaml:"facts,omitempty"`
+	Expect TestExpect     `json:"expect" yaml:"expect"`
+}
+
+// TestExpect is the expected outcome of a case. Matched and Actions are
+// checked when given; Error is a substring of the expected evaluation error.
+type TestExpect struct {
+	Matched *bool    `json:"matched,omitempty" yaml:"matched,omitempty"`
+	Actions []Action `json:"actions,omitempty" yaml:"actions,omitempty"`
+	Error   string   `json:"error,omitempty" yaml:"error,omitempty"`
 }
 
 // OnError values.

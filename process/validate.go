@@ -288,6 +288,30 @@ func (p *Policy) Validate() error {
 			}
 		}
 	}
+	seenTests := map[string]bool{}
+	for i, tc := range p.Tests {
+		path := fmt.Sprintf("tests[%d]", i)
+		switch {
+		case strings.TrimSpace(tc.Name) == "":
+			es.Add(path+".name", "is required")
+		case seenTests[tc.Name]:
+			es.Add(path+".name", "duplicate test name %q", tc.Name)
+		}
+		seenTests[tc.Name] = true
+		if tc.Step == "" {
+			es.Add(path+".step", "is required: the step the decision is made before")
+		}
+		if tc.Expect.Matched == nil && tc.Expect.Actions == nil && tc.Expect.Error == "" {
+			es.Add(path+".expect", "say what to expect: matched, actions or error")
+		}
+		for k := range tc.Facts {
+			switch k {
+			case "input", "process", "instance", "steps", "signals", "classification", "calendar", "reviews":
+			default:
+				es.Add(path+".facts."+k, "unknown fact (input, process, instance, steps, signals, classification, calendar, reviews)")
+			}
+		}
+	}
 	return es.Err()
 }
 
@@ -314,6 +338,11 @@ func (p *Policy) CheckAgainst(d *Definition) error {
 			if _, ok := d.CatalogStep(a.Add); !ok {
 				es.Add(path+".add", "step %q is not in the catalog of %s", a.Add, d.Ref())
 			}
+		}
+	}
+	for i, tc := range p.Tests {
+		if _, ok := d.Step(tc.Step); !ok && tc.Step != "" {
+			es.Add(fmt.Sprintf("tests[%d].step", i), "unknown step %q in process %s", tc.Step, d.Ref())
 		}
 	}
 	return es.Err()

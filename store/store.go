@@ -5,8 +5,11 @@
 package store
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -62,6 +65,40 @@ type PolicyRecord struct {
 	Author    string          `json:"author"`
 	Note      string          `json:"note,omitempty"`
 	CreatedAt time.Time       `json:"created_at"`
+	// Mode is active or shadow when the record is read as a live version.
+	Mode     string `json:"mode,omitempty"`
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash"`
+}
+
+// Policy modes of a live version.
+const (
+	ModeActive   = "active"
+	ModeShadow   = "shadow"
+	ModeDisabled = "disabled"
+)
+
+// PolicyState is which versions of a policy are live.
+type PolicyState struct {
+	ID        string    `json:"id"`
+	Process   string    `json:"process"`
+	Active    int       `json:"active_version,omitempty"` // 0: none
+	Shadow    int       `json:"shadow_version,omitempty"` // 0: none
+	Latest    int       `json:"latest_version"`
+	ChangedBy string    `json:"changed_by"`
+	ChangedAt time.Time `json:"changed_at"`
+}
+
+// Mode reports the state as one word: active, shadow (only a shadow
+// version is live) or disabled.
+func (s PolicyState) Mode() string {
+	switch {
+	case s.Active > 0:
+		return ModeActive
+	case s.Shadow > 0:
+		return ModeShadow
+	}
+	return ModeDisabled
 }
 
 // Instance is a started process instance. Its live state is in Temporal.
@@ -111,4 +148,13 @@ type ReviewFilter struct {
 	Queue   string
 	Process string
 	Limit   int
+}
+
+// PolicyVersionHash chains a policy version to the one stored before it:
+// the SHA-256 of the previous hash and the version's content.
+func PolicyVersionHash(p PolicyRecord) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%d\n%s\n%s\n%s\n%s\n%d\n", p.PrevHash, p.ID, p.Version, p.Process, p.Digest, p.Author, p.Note, p.CreatedAt.UnixMicro())
+	h.Write(p.Doc)
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -69,7 +69,7 @@ func newHarness(t *testing.T, defYAML string, policyYAML ...string) *harness {
 		if _, err := env.CompilePolicy(p, def); err != nil {
 			t.Fatalf("policy %s: %v", p.ID, err)
 		}
-		if _, _, err := st.PutPolicy(t.Context(), store.PolicyRecord{ID: p.ID, Process: p.Process, Doc: process.JSON(p), Digest: string(process.JSON(p)), Author: "test", CreatedAt: time.Now()}); err != nil {
+		if _, _, err := st.PutPolicy(t.Context(), store.PolicyRecord{ID: p.ID, Process: p.Process, Doc: process.JSON(p), Digest: string(process.JSON(p)), Author: "test", CreatedAt: time.Now()}, store.ModeActive); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -242,7 +242,7 @@ func loadExamples(ctx context.Context, st Store, env *policies.Env) error {
 			if dir == "processes" {
 				_, _, err = api.RegisterDefinition(ctx, st, env, body, "examples")
 			} else {
-				_, _, err = api.RegisterPolicy(ctx, st, st, env, body, "examples", "example policy")
+				_, _, err = api.RegisterPolicy(ctx, st, st, env, body, "examples", "example policy", store.ModeActive)
 			}
 			if err != nil && !errors.Is(err, store.ErrConflict) {
 				return fmt.Errorf("%s: %w", name, err)

@@ -109,84 +109,6 @@ func (s *Store) Definitions(ctx context.Context) ([]store.DefinitionRecord, erro
 	return out, rows.Err()
 }
 
-// PutPolicy stores a new version of a policy and makes it the active one.
-// When the content equals the active version, nothing is written and that
-// version is returned with created false.
-func (s *Store) PutPolicy(ctx context.Context, p store.PolicyRecord) (store.PolicyRecord, bool, error) {
-	created := false
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var active int
-		var digest, process string
-		err := tx.QueryRowContext(ctx, `SELECT v.version, v.digest, v.process FROM policies p JOIN policy_versions v ON v.id = p.id AND v.version = p.active_version WHERE p.id = ?`, p.ID).Scan(&active, &digest, &process)
-		switch {
-		case err == nil && process != p.Process:
-			return fmt.Errorf("%w: policy %s belongs to process %s", store.ErrConflict, p.ID, process)
-		case err == nil && digest == p.Digest:
-			p.Version = active
-			return nil
-		case err != nil && !errors.Is(err, sql.ErrNoRows):
-			return err
-		}
-		var maxV int
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM policy_versions WHERE id = ?`, p.ID).Scan(&maxV); err != nil {
-			return err
-		}
-		p.Version = maxV + 1
-		res, err := tx.ExecContext(ctx, `INSERT INTO policy_versions (id, version, process, doc, digest, author, note, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			p.ID, p.Version, p.Process, string(p.Doc), p.Digest, p.Author, p.Note, micros(p.CreatedAt))
-		if err != nil {
-			return err
-		}
-		seq, err := res.LastInsertId()
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO policies (id, process, active_version, changed_seq) VALUES (?, ?, ?, ?)
-			ON CONFLICT (id) DO UPDATE SET active_version = excluded.active_version, changed_seq = excluded.changed_seq`, p.ID, p.Process, p.Version, seq)
-		created = err == nil
-		return err
-	})
-	if err != nil && !errors.Is(err, store.ErrConflict) {
-		err = fmt.Errorf("sqlite: put policy: %w", err)
-	}
-	return p, created, err
-}
-
-// ActivePolicies returns the active version of every policy of a process,
-// and a stamp that changes whenever that set changes.
-func (s *Store) ActivePolicies(ctx context.Context, processName string) ([]store.PolicyRecord, int64, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT v.id, v.version, v.process, v.doc, v.digest, v.author, v.note, v.created_at, p.changed_seq
-		FROM policies p JOIN policy_versions v ON v.id = p.id AND v.version = p.active_version WHERE p.process = ? ORDER BY v.id`, processName)
-	if err != nil {
-		return nil, 0, fmt.Errorf("sqlite: active policies: %w", err)
-	}
-	defer rows.Close()
-	var out []store.PolicyRecord
-	var stamp int64
-	for rows.Next() {
-		var p store.PolicyRecord
-		var doc string
-		var at, seq int64
-		if err := rows.Scan(&p.ID, &p.Version, &p.Process, &doc, &p.Digest, &p.Author, &p.Note, &at, &seq); err != nil {
-			return nil, 0, fmt.Errorf("sqlite: active policies: %w", err)
-		}
-		p.Doc, p.CreatedAt = json.RawMessage(doc), fromMicros(at)
-		stamp = max(stamp, seq)
-		out = append(out, p)
-	}
-	return out, stamp, rows.Err()
-}
-
-// PolicyStamp returns the stamp of ActivePolicies without reading them.
-func (s *Store) PolicyStamp(ctx context.Context, processName string) (int64, error) {
-	var stamp int64
-	err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(changed_seq), 0) FROM policies WHERE process = ?`, processName).Scan(&stamp)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: policy stamp: %w", err)
-	}
-	return stamp, nil
-}
-
 // CreateInstance records a started instance. When the process already has an
 // instance with the business key, that one is returned with created false.
 func (s *Store) CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error) {
@@ -242,8 +164,8 @@ func (s *Store) AppendDecision(ctx context.Context, d process.Decision) (process
 	if err != nil {
 		return d, fmt.Errorf("sqlite: append decision: %w", err)
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO decisions (id, instance_id, run_id, seq, step, time, record, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (run_id, seq) DO NOTHING`, d.ID, d.InstanceID, d.RunID, d.Seq, d.Step, micros(d.Time), string(rec), d.PrevHash, d.Hash)
+	res, err := s.w.ExecContext(ctx, `INSERT INTO decisions (id, instance_id, run_id, seq, step, time, record, prev_hash, hash, process) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (run_id, seq) DO NOTHING`, d.ID, d.InstanceID, d.RunID, d.Seq, d.Step, micros(d.Time), string(rec), d.PrevHash, d.Hash, d.Process)
 	if err != nil {
 		return d, fmt.Errorf("sqlite: append decision: %w", err)
 	}
@@ -433,4 +355,35 @@ func (s *Store) HourlyStarts(ctx context.Context, processName string, from, to t
 		first = 0
 	}
 	return counts[first:], nil
+}
+
+// ScanDecisions calls fn with the raw JSON record of every decision of a
+// process made at or after since, oldest first. The records are read, never
+// written, so a scan can run beside live traffic.
+func (s *Store) ScanDecisions(ctx context.Context, process string, since time.Time, fn func(record []byte) error) error {
+	return s.scanRecords(ctx, `SELECT record FROM decisions WHERE process = ? AND time >= ? ORDER BY time, seq`, []any{process, micros(since)}, fn)
+}
+
+// ScanChains calls fn with every decision record, grouped by run in
+// sequence order, for verifying their hash chains.
+func (s *Store) ScanChains(ctx context.Context, fn func(record []byte) error) error {
+	return s.scanRecords(ctx, `SELECT record FROM decisions ORDER BY run_id, seq`, nil, fn)
+}
+
+func (s *Store) scanRecords(ctx context.Context, q string, args []any, fn func([]byte) error) error {
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("sqlite: scan decisions: %w", err)
+	}
+	defer rows.Close()
+	var rec []byte
+	for rows.Next() {
+		if err := rows.Scan(&rec); err != nil {
+			return fmt.Errorf("sqlite: scan decisions: %w", err)
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }

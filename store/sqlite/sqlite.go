@@ -16,6 +16,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/adaptflow/adaptflow/store"
 )
 
 //go:embed migrations/*.sql
@@ -101,7 +103,48 @@ func (s *Store) Migrate(ctx context.Context) error {
 			return fmt.Errorf("sqlite: migration %s: %w", name, err)
 		}
 	}
-	return nil
+	return s.chainPolicyVersions(ctx)
+}
+
+// chainPolicyVersions hashes the policy versions stored before versions were
+// chained (migration 2), in the order they were stored.
+func (s *Store) chainPolicyVersions(ctx context.Context) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM policy_versions WHERE hash = ''`).Scan(&n); err != nil || n == 0 {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT `+policyCols+`, seq FROM policy_versions ORDER BY seq`)
+		if err != nil {
+			return err
+		}
+		type row struct {
+			seq int64
+			p   store.PolicyRecord
+		}
+		var all []row
+		for rows.Next() {
+			var r row
+			if r.p, err = scanPolicy(rows, &r.seq); err != nil {
+				rows.Close()
+				return err
+			}
+			all = append(all, r)
+		}
+		rows.Close()
+		prev := ""
+		for _, r := range all {
+			if r.p.Hash == "" {
+				r.p.PrevHash = prev
+				r.p.Hash = store.PolicyVersionHash(r.p)
+				if _, err := tx.ExecContext(ctx, `UPDATE policy_versions SET prev_hash = ?, hash = ? WHERE seq = ?`, r.p.PrevHash, r.p.Hash, r.seq); err != nil {
+					return err
+				}
+			}
+			prev = r.p.Hash
+		}
+		return nil
+	})
 }
 
 // tx runs fn in a write transaction, rolling back on error.

@@ -4,6 +4,7 @@ package storetest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -21,9 +22,17 @@ type Store interface {
 	PutDefinition(ctx context.Context, d store.DefinitionRecord) (bool, error)
 	Definition(ctx context.Context, name string, version int) (store.DefinitionRecord, error)
 	Definitions(ctx context.Context) ([]store.DefinitionRecord, error)
-	PutPolicy(ctx context.Context, p store.PolicyRecord) (store.PolicyRecord, bool, error)
+	PutPolicy(ctx context.Context, p store.PolicyRecord, mode string) (store.PolicyRecord, bool, error)
 	ActivePolicies(ctx context.Context, process string) ([]store.PolicyRecord, int64, error)
 	PolicyStamp(ctx context.Context, process string) (int64, error)
+	SetPolicyMode(ctx context.Context, id string, version int, mode, author, note string) (store.PolicyState, error)
+	PolicyState(ctx context.Context, id string) (store.PolicyState, error)
+	PolicyStates(ctx context.Context, process string) ([]store.PolicyState, error)
+	PolicyVersions(ctx context.Context, id string) ([]store.PolicyRecord, error)
+	PolicyVersion(ctx context.Context, id string, version int) (store.PolicyRecord, error)
+	ScanPolicyVersions(ctx context.Context, fn func(store.PolicyRecord) error) error
+	ScanDecisions(ctx context.Context, process string, since time.Time, fn func(record []byte) error) error
+	ScanChains(ctx context.Context, fn func(record []byte) error) error
 	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
 	Instance(ctx context.Context, id string) (store.Instance, error)
 	HourlyStarts(ctx context.Context, process string, from, to time.Time) ([]int, error)
@@ -116,41 +125,90 @@ func testPolicies(t *testing.T, s Store) {
 	stamp0, err := s.PolicyStamp(ctx, "orders")
 	must(t, err)
 	p := store.PolicyRecord{ID: "peak", Process: "orders", Doc: []byte(`{"id":"peak"}`), Digest: "a", Author: "eng", CreatedAt: t0}
-	rec, created, err := s.PutPolicy(ctx, p)
+	rec, created, err := s.PutPolicy(ctx, p, store.ModeActive)
 	must(t, err)
-	if !created || rec.Version != 1 {
+	if !created || rec.Version != 1 || rec.Hash == "" || rec.PrevHash != "" {
 		t.Fatalf("first put: %+v created %v", rec, created)
 	}
-	rec, created, err = s.PutPolicy(ctx, p)
+	rec, created, err = s.PutPolicy(ctx, p, store.ModeActive)
 	must(t, err)
 	if created || rec.Version != 1 {
 		t.Fatalf("unchanged put: %+v created %v", rec, created)
 	}
 	stamp1, err := s.PolicyStamp(ctx, "orders")
 	must(t, err)
-	p.Digest = "b"
-	rec, created, err = s.PutPolicy(ctx, p)
+	// A changed version registered in shadow mode leaves v1 active.
+	p.Digest, p.Doc = "b", []byte(`{"id":"peak","v":2}`)
+	rec, created, err = s.PutPolicy(ctx, p, store.ModeShadow)
 	must(t, err)
 	if !created || rec.Version != 2 {
-		t.Fatalf("changed put: %+v created %v", rec, created)
+		t.Fatalf("shadow put: %+v created %v", rec, created)
 	}
-	active, stamp2, err := s.ActivePolicies(ctx, "orders")
+	live, stamp2, err := s.ActivePolicies(ctx, "orders")
 	must(t, err)
-	if len(active) != 1 || active[0].Version != 2 || active[0].Digest != "b" {
-		t.Fatalf("active %+v", active)
+	if len(live) != 2 || live[0].Version != 1 || live[0].Mode != store.ModeActive || live[1].Version != 2 || live[1].Mode != store.ModeShadow {
+		t.Fatalf("live %+v", live)
 	}
 	if stamp0 >= stamp1 || stamp1 >= stamp2 {
 		t.Fatalf("stamps %d %d %d must grow with each change", stamp0, stamp1, stamp2)
 	}
+	// Promote v2, then roll back to v1.
+	st, err := s.SetPolicyMode(ctx, "peak", 2, store.ModeActive, "lead", "promote")
+	must(t, err)
+	if st.Active != 2 || st.Shadow != 0 || st.ChangedBy != "lead" || st.Latest != 2 {
+		t.Fatalf("after promote %+v", st)
+	}
+	st, err = s.SetPolicyMode(ctx, "peak", 1, store.ModeActive, "lead", "roll back")
+	must(t, err)
+	if st.Active != 1 || st.Mode() != store.ModeActive {
+		t.Fatalf("after rollback %+v", st)
+	}
+	st, err = s.SetPolicyMode(ctx, "peak", 0, store.ModeDisabled, "lead", "off")
+	must(t, err)
+	if st.Mode() != store.ModeDisabled {
+		t.Fatalf("after disable %+v", st)
+	}
+	live, stamp3, err := s.ActivePolicies(ctx, "orders")
+	must(t, err)
+	stampNow, err := s.PolicyStamp(ctx, "orders")
+	must(t, err)
+	if len(live) != 0 || stamp3 != stampNow || stamp3 <= stamp2 {
+		t.Fatalf("disabled: live %+v, stamps %d %d (must agree and grow)", live, stamp3, stampNow)
+	}
+	if _, err := s.SetPolicyMode(ctx, "peak", 9, store.ModeActive, "lead", ""); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown version: %v", err)
+	}
+	if _, err := s.SetPolicyMode(ctx, "nope", 1, store.ModeActive, "lead", ""); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown policy: %v", err)
+	}
+	versions, err := s.PolicyVersions(ctx, "peak")
+	must(t, err)
+	if len(versions) != 2 || versions[1].PrevHash != versions[0].Hash {
+		t.Fatalf("versions %+v", versions)
+	}
+	v1, err := s.PolicyVersion(ctx, "peak", 1)
+	must(t, err)
+	if string(v1.Doc) != `{"id":"peak"}` || v1.Author != "eng" || store.PolicyVersionHash(v1) != v1.Hash {
+		t.Fatalf("v1 %+v", v1)
+	}
 	other := p
-	other.Process = "returns"
-	if _, _, err := s.PutPolicy(ctx, other); !errors.Is(err, store.ErrConflict) {
+	other.Process, other.Digest = "returns", "c"
+	if _, _, err := s.PutPolicy(ctx, other, store.ModeActive); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("moving a policy to another process: %v", err)
 	}
-	none, _, err := s.ActivePolicies(ctx, "returns")
+	_, _, err = s.PutPolicy(ctx, store.PolicyRecord{ID: "alpha", Process: "orders", Doc: []byte(`{}`), Digest: "z", CreatedAt: t0}, store.ModeActive)
 	must(t, err)
-	if len(none) != 0 {
-		t.Fatalf("returns has %d policies", len(none))
+	states, err := s.PolicyStates(ctx, "orders")
+	must(t, err)
+	if len(states) != 2 || states[0].ID != "alpha" || states[1].ID != "peak" {
+		t.Fatalf("states %+v", states)
+	}
+	var chain []store.PolicyRecord
+	must(t, s.ScanPolicyVersions(ctx, func(p store.PolicyRecord) error { chain = append(chain, p); return nil }))
+	for i, p := range chain {
+		if store.PolicyVersionHash(p) != p.Hash || (i > 0 && p.PrevHash != chain[i-1].Hash) {
+			t.Fatalf("policy version chain broken at %d: %+v", i, p)
+		}
 	}
 }
 
@@ -254,6 +312,23 @@ func testDecisions(t *testing.T, s Store) {
 		if d.ComputeHash() != d.Hash {
 			t.Fatalf("decision %s: stored content does not match its hash", d.ID)
 		}
+	}
+	var scanned []string
+	must(t, s.ScanDecisions(ctx, "orders", t0.Add(2*time.Second), func(rec []byte) error {
+		var d process.Decision
+		if err := json.Unmarshal(rec, &d); err != nil {
+			return err
+		}
+		scanned = append(scanned, d.ID)
+		return nil
+	}))
+	if len(scanned) != 1 || scanned[0] != second.ID {
+		t.Fatalf("scan since the second decision: %v", scanned)
+	}
+	n := 0
+	must(t, s.ScanChains(ctx, func([]byte) error { n++; return nil }))
+	if n != 2 {
+		t.Fatalf("chains scanned %d records", n)
 	}
 	one, err := s.Decision(ctx, second.ID)
 	must(t, err)

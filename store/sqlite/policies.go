@@ -1,0 +1,296 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/adaptflow/adaptflow/store"
+)
+
+const policyCols = `id, version, process, doc, digest, author, note, created_at, prev_hash, hash`
+
+func scanPolicy(row interface{ Scan(...any) error }, extra ...any) (store.PolicyRecord, error) {
+	var p store.PolicyRecord
+	var doc string
+	var at int64
+	dest := append([]any{&p.ID, &p.Version, &p.Process, &doc, &p.Digest, &p.Author, &p.Note, &at, &p.PrevHash, &p.Hash}, extra...)
+	err := row.Scan(dest...)
+	p.Doc, p.CreatedAt = json.RawMessage(doc), fromMicros(at)
+	return p, err
+}
+
+// PutPolicy stores a policy version and makes it live in mode (active or
+// shadow). When the content equals the latest version, no version is
+// written (created is false) and that version is made live in mode.
+func (s *Store) PutPolicy(ctx context.Context, p store.PolicyRecord, mode string) (store.PolicyRecord, bool, error) {
+	if mode != store.ModeActive && mode != store.ModeShadow {
+		return p, false, fmt.Errorf("%w: mode must be active or shadow (got %q)", store.ErrConflict, mode)
+	}
+	created := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var process string
+		err := tx.QueryRowContext(ctx, `SELECT process FROM policy_versions WHERE id = ? LIMIT 1`, p.ID).Scan(&process)
+		switch {
+		case err == nil && process != p.Process:
+			return fmt.Errorf("%w: policy %s belongs to process %s", store.ErrConflict, p.ID, process)
+		case err != nil && !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		var latest int
+		var digest string
+		err = tx.QueryRowContext(ctx, `SELECT version, digest FROM policy_versions WHERE id = ? ORDER BY version DESC LIMIT 1`, p.ID).Scan(&latest, &digest)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if digest == p.Digest && latest > 0 {
+			p.Version = latest
+		} else {
+			p.Version = latest + 1
+			if err := tx.QueryRowContext(ctx, `SELECT COALESCE((SELECT hash FROM policy_versions ORDER BY seq DESC LIMIT 1), '')`).Scan(&p.PrevHash); err != nil {
+				return err
+			}
+			p.CreatedAt = time.UnixMicro(p.CreatedAt.UnixMicro()).UTC()
+			p.Hash = store.PolicyVersionHash(p)
+			if _, err := tx.ExecContext(ctx, `INSERT INTO policy_versions (id, version, process, doc, digest, author, note, created_at, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				p.ID, p.Version, p.Process, string(p.Doc), p.Digest, p.Author, p.Note, micros(p.CreatedAt), p.PrevHash, p.Hash); err != nil {
+				return err
+			}
+			created = true
+		}
+		st, err := policyState(ctx, tx, p.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if !created && ((mode == store.ModeActive && st.Active == p.Version) || (mode == store.ModeShadow && st.Shadow == p.Version)) {
+			return nil // nothing changes
+		}
+		return setState(ctx, tx, p.ID, p.Process, p.Version, mode, p.Author, p.Note, st)
+	})
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		err = fmt.Errorf("sqlite: put policy: %w", err)
+	}
+	p.Mode = mode
+	return p, created, err
+}
+
+// setState makes version live in mode (or disables the policy) and logs it.
+func setState(ctx context.Context, tx *sql.Tx, id, process string, version int, mode, author, note string, st store.PolicyState) error {
+	switch mode {
+	case store.ModeActive:
+		st.Active = version
+		if st.Shadow == version {
+			st.Shadow = 0
+		}
+	case store.ModeShadow:
+		st.Shadow = version
+		if st.Active == version {
+			st.Active = 0
+		}
+	case store.ModeDisabled:
+		st.Active, st.Shadow = 0, 0
+	default:
+		return fmt.Errorf("%w: mode must be active, shadow or disabled (got %q)", store.ErrConflict, mode)
+	}
+	now := time.Now().UTC()
+	res, err := tx.ExecContext(ctx, `INSERT INTO policy_events (id, version, action, author, note, at) VALUES (?, ?, ?, ?, ?, ?)`, id, version, mode, author, note, micros(now))
+	if err != nil {
+		return err
+	}
+	seq, err := res.LastInsertId()
+	if err != nil {
+		return err
+	}
+	nullable := func(v int) any {
+		if v == 0 {
+			return nil
+		}
+		return v
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO policy_state (id, process, active_version, shadow_version, changed_seq, changed_by, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET active_version = excluded.active_version, shadow_version = excluded.shadow_version,
+		changed_seq = excluded.changed_seq, changed_by = excluded.changed_by, changed_at = excluded.changed_at`,
+		id, process, nullable(st.Active), nullable(st.Shadow), seq, author, micros(now))
+	return err
+}
+
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func policyState(ctx context.Context, q queryer, id string) (store.PolicyState, error) {
+	st := store.PolicyState{ID: id}
+	var active, shadow sql.NullInt64
+	var at int64
+	err := q.QueryRowContext(ctx, `SELECT process, active_version, shadow_version, changed_by, changed_at,
+		(SELECT MAX(version) FROM policy_versions v WHERE v.id = s.id) FROM policy_state s WHERE id = ?`, id).
+		Scan(&st.Process, &active, &shadow, &st.ChangedBy, &at, &st.Latest)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, fmt.Errorf("policy %q: %w", id, store.ErrNotFound)
+	}
+	st.Active, st.Shadow, st.ChangedAt = int(active.Int64), int(shadow.Int64), fromMicros(at)
+	return st, err
+}
+
+// SetPolicyMode makes a stored version live (active or shadow), or disables
+// the policy (version is then ignored). Rolling back is activating an older
+// version.
+func (s *Store) SetPolicyMode(ctx context.Context, id string, version int, mode, author, note string) (store.PolicyState, error) {
+	var out store.PolicyState
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		st, err := policyState(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if mode != store.ModeDisabled {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM policy_versions WHERE id = ? AND version = ?`, id, version).Scan(&n); err != nil {
+				return err
+			}
+			if n == 0 {
+				return fmt.Errorf("policy %s version %d: %w", id, version, store.ErrNotFound)
+			}
+		}
+		if err := setState(ctx, tx, id, st.Process, version, mode, author, note, st); err != nil {
+			return err
+		}
+		out, err = policyState(ctx, tx, id)
+		return err
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict) {
+		err = fmt.Errorf("sqlite: set policy mode: %w", err)
+	}
+	return out, err
+}
+
+// PolicyState returns which versions of a policy are live.
+func (s *Store) PolicyState(ctx context.Context, id string) (store.PolicyState, error) {
+	st, err := policyState(ctx, s.r, id)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		err = fmt.Errorf("sqlite: policy state: %w", err)
+	}
+	return st, err
+}
+
+// PolicyStates lists the state of every policy of a process, by id.
+func (s *Store) PolicyStates(ctx context.Context, process string) ([]store.PolicyState, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id FROM policy_state WHERE process = ? ORDER BY id`, process)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: policy states: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("sqlite: policy states: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	out := make([]store.PolicyState, 0, len(ids))
+	for _, id := range ids {
+		st, err := s.PolicyState(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// PolicyVersions lists every version of a policy, oldest first.
+func (s *Store) PolicyVersions(ctx context.Context, id string) ([]store.PolicyRecord, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+policyCols+` FROM policy_versions WHERE id = ? ORDER BY version`, id)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: policy versions: %w", err)
+	}
+	defer rows.Close()
+	var out []store.PolicyRecord
+	for rows.Next() {
+		p, err := scanPolicy(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: policy versions: %w", err)
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 && rows.Err() == nil {
+		return nil, fmt.Errorf("policy %q: %w", id, store.ErrNotFound)
+	}
+	return out, rows.Err()
+}
+
+// PolicyVersion returns one version of a policy.
+func (s *Store) PolicyVersion(ctx context.Context, id string, version int) (store.PolicyRecord, error) {
+	p, err := scanPolicy(s.r.QueryRowContext(ctx, `SELECT `+policyCols+` FROM policy_versions WHERE id = ? AND version = ?`, id, version))
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, fmt.Errorf("policy %s version %d: %w", id, version, store.ErrNotFound)
+	}
+	if err != nil {
+		return p, fmt.Errorf("sqlite: policy version: %w", err)
+	}
+	return p, nil
+}
+
+// ActivePolicies returns the live versions (active and shadow) of every
+// policy of a process, and a stamp that changes whenever that set changes.
+func (s *Store) ActivePolicies(ctx context.Context, process string) ([]store.PolicyRecord, int64, error) {
+	// The stamp is read first: a change between the two reads leaves an
+	// older stamp, and the next caller reads again.
+	stamp, err := s.PolicyStamp(ctx, process)
+	if err != nil {
+		return nil, 0, err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT v.id, v.version, v.process, v.doc, v.digest, v.author, v.note, v.created_at, v.prev_hash, v.hash,
+			CASE WHEN v.version = s.active_version THEN 'active' ELSE 'shadow' END, s.changed_seq
+		FROM policy_state s JOIN policy_versions v ON v.id = s.id AND (v.version = s.active_version OR v.version = s.shadow_version)
+		WHERE s.process = ? ORDER BY v.id, v.version`, process)
+	if err != nil {
+		return nil, 0, fmt.Errorf("sqlite: active policies: %w", err)
+	}
+	defer rows.Close()
+	var out []store.PolicyRecord
+	for rows.Next() {
+		var mode string
+		p, err := scanPolicy(rows, &mode, new(int64))
+		if err != nil {
+			return nil, 0, fmt.Errorf("sqlite: active policies: %w", err)
+		}
+		p.Mode = mode
+		out = append(out, p)
+	}
+	return out, stamp, rows.Err()
+}
+
+// PolicyStamp returns the stamp of ActivePolicies without reading them.
+func (s *Store) PolicyStamp(ctx context.Context, process string) (int64, error) {
+	var stamp int64
+	err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(changed_seq), 0) FROM policy_state WHERE process = ?`, process).Scan(&stamp)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: policy stamp: %w", err)
+	}
+	return stamp, nil
+}
+
+// ScanPolicyVersions calls fn with every policy version in the order they
+// were stored, for verifying their hash chain.
+func (s *Store) ScanPolicyVersions(ctx context.Context, fn func(store.PolicyRecord) error) error {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+policyCols+` FROM policy_versions ORDER BY seq`)
+	if err != nil {
+		return fmt.Errorf("sqlite: scan policy versions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		p, err := scanPolicy(rows)
+		if err != nil {
+			return fmt.Errorf("sqlite: scan policy versions: %w", err)
+		}
+		if err := fn(p); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
