@@ -29,10 +29,10 @@ type Decision struct {
 	// Shadow is what the applied actions would have been with the shadow
 	// versions of policies in place of their active ones; nil when the
 	// process has no shadow policies.
-	Shadow         *ShadowOutcome `json:"shadow,omitempty"`
-	Model          string         `json:"model"`
-	PrevHash       string         `json:"prev_hash"`
-	Hash           string          `json:"hash"`
+	Shadow   *ShadowOutcome `json:"shadow,omitempty"`
+	Model    string         `json:"model"`
+	PrevHash string         `json:"prev_hash"`
+	Hash     string         `json:"hash"`
 }
 
 // Evaluation is what one policy made of the facts.
