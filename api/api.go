@@ -72,6 +72,9 @@ type Options struct {
 	Instances   InstanceStore
 	Decisions   DecisionReader
 	Reviews     ReviewReader
+	Lifecycle   PolicyLifecycle
+	Scanner     DecisionScanner
+	Chains      store.ChainReader
 	Temporal    client.Client
 	TaskQueue   string
 	Env         *policies.Env
@@ -89,6 +92,7 @@ func (o *Options) validate() error {
 	for name, ok := range map[string]bool{
 		"Keys": o.Keys != nil, "Definitions": o.Definitions != nil, "Policies": o.Policies != nil,
 		"Instances": o.Instances != nil, "Decisions": o.Decisions != nil, "Reviews": o.Reviews != nil,
+		"Lifecycle": o.Lifecycle != nil, "Scanner": o.Scanner != nil, "Chains": o.Chains != nil,
 		"Temporal": o.Temporal != nil, "Env": o.Env != nil, "TaskQueue": o.TaskQueue != "",
 	} {
 		if !ok {
@@ -157,6 +161,7 @@ func New(opts Options) (http.Handler, error) {
 	v1.GET("/reviews/:id", s.allow([]string{store.RoleReviewer}), s.getReview)
 	v1.POST("/reviews/:id/decision", s.allow([]string{store.RoleReviewer}), s.decideReview)
 	v1.POST("/keys", s.allow(nil), s.createKey)
+	s.lifecycleRoutes(v1, engineer, nil)
 	v1.GET("/whoami", s.allow(anyRole), s.whoami)
 	return r, nil
 }

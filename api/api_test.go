@@ -45,7 +45,7 @@ func newServer(t *testing.T) (*httptest.Server, map[string]string) {
 	}
 	h, err := api.New(api.Options{
 		Keys: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st,
-		Temporal: tc, TaskQueue: "q", Env: env, MaxBody: 4096, Timeout: 2 * time.Second,
+		Lifecycle: st, Scanner: st, Chains: st, Temporal: tc, TaskQueue: "q", Env: env, MaxBody: 4096, Timeout: 2 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)

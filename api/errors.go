@@ -103,6 +103,8 @@ func fail(c *gin.Context, err error) {
 	c.AbortWithStatusJSON(status, ErrorBody{Error: d})
 }
 
+func asErrors(err error, es *process.Errors) bool { return errors.As(err, es) }
+
 func tracePart(trace string) string {
 	if trace == "" {
 		return ""

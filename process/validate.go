@@ -347,3 +347,12 @@ func (p *Policy) CheckAgainst(d *Definition) error {
 	}
 	return es.Err()
 }
+
+// YAML renders a policy as the YAML a person would write.
+func (p *Policy) YAML() string {
+	out, err := yaml.Marshal(p)
+	if err != nil {
+		return string(JSON(p))
+	}
+	return string(out)
+}

@@ -127,7 +127,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	}
 	handler, err := api.New(api.Options{
 		Keys: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st,
-		Temporal: tc, TaskQueue: TaskQueue, Env: env, Logger: lg,
+		Lifecycle: st, Scanner: st, Chains: st, Temporal: tc, TaskQueue: TaskQueue, Env: env, Logger: lg,
 		Ready: func(ctx context.Context) error { return st.Ping(ctx) },
 	})
 	if err != nil {

@@ -1,0 +1,103 @@
+package policies
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/adaptflow/adaptflow/process"
+)
+
+// ShadowReport says, per shadow policy, how often the outcome with it in
+// place of its active version differed from what was applied.
+type ShadowReport struct {
+	Process       string               `json:"process"`
+	Decisions     int                  `json:"decisions"`
+	WithShadow    int                  `json:"with_shadow"`
+	Disagreements int                  `json:"disagreements"`
+	Policies      []ShadowPolicyReport `json:"policies"`
+}
+
+// ShadowPolicyReport is one shadow policy's record.
+type ShadowPolicyReport struct {
+	ID        string    `json:"id"`
+	Versions  []int     `json:"versions"`
+	Evaluated int       `json:"evaluated"`
+	Matched   int       `json:"matched"`
+	Disagreed int       `json:"disagreed"`
+	Rate      float64   `json:"disagreement_rate"`
+	Examples  []Example `json:"examples"`
+}
+
+type shadowRecord struct {
+	ID          string                  `json:"id"`
+	InstanceID  string                  `json:"instance_id"`
+	Step        string                  `json:"step"`
+	Evaluations []process.Evaluation    `json:"evaluations"`
+	Applied     []process.AppliedAction `json:"applied"`
+	Shadow      *process.ShadowOutcome  `json:"shadow"`
+}
+
+// BuildShadowReport reads recorded decisions and compares, where shadow
+// policies were evaluated, their outcome with the applied one.
+func BuildShadowReport(ctx context.Context, processName string, scan Scanner, examples int) (ShadowReport, error) {
+	if examples <= 0 {
+		examples = 5
+	}
+	rep := ShadowReport{Process: processName, Policies: []ShadowPolicyReport{}}
+	byID := map[string]*ShadowPolicyReport{}
+	err := scan(ctx, func(raw []byte) error {
+		var r shadowRecord
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return fmt.Errorf("decode decision record: %w", err)
+		}
+		rep.Decisions++
+		if r.Shadow == nil {
+			return nil
+		}
+		rep.WithShadow++
+		before, after := phrases(r.Applied), phrases(r.Shadow.Applied)
+		differs := !slices.Equal(before, after)
+		if differs {
+			rep.Disagreements++
+		}
+		for _, ev := range r.Evaluations {
+			if ev.Mode != process.ModeShadow {
+				continue
+			}
+			p := byID[ev.PolicyID]
+			if p == nil {
+				p = &ShadowPolicyReport{ID: ev.PolicyID, Examples: []Example{}}
+				byID[ev.PolicyID] = p
+			}
+			if !slices.Contains(p.Versions, ev.PolicyVersion) {
+				p.Versions = append(p.Versions, ev.PolicyVersion)
+				slices.Sort(p.Versions)
+			}
+			p.Evaluated++
+			if ev.Matched {
+				p.Matched++
+			}
+			if differs {
+				p.Disagreed++
+				if len(p.Examples) < examples {
+					p.Examples = append(p.Examples, Example{InstanceID: r.InstanceID, DecisionID: r.ID, Step: r.Step, Before: before, After: after, Link: "/v1/instances/" + r.InstanceID})
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return rep, err
+	}
+	for _, p := range byID {
+		if p.Evaluated > 0 {
+			p.Rate = float64(p.Disagreed) / float64(p.Evaluated)
+		}
+		rep.Policies = append(rep.Policies, *p)
+	}
+	slices.SortFunc(rep.Policies, func(a, b ShadowPolicyReport) int { return strings.Compare(a.ID, b.ID) })
+	return rep, nil
+}
