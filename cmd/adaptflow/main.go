@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/adaptflow/adaptflow/internal/app"
+	"github.com/adaptflow/adaptflow/internal/cli"
 )
 
 const usage = `adaptflow — adaptive process orchestration on Temporal
@@ -25,6 +26,12 @@ Usage:
   adaptflow server   [flags]   the HTTP API, against an external Temporal
   adaptflow worker   [flags]   the worker, against an external Temporal
   adaptflow migrate  [flags]   apply the store's schema migrations
+  adaptflow policy test DIR                           run the test cases of the policies in DIR
+  adaptflow policy simulate --process P --since 30d DIR
+                                                      replay recorded decisions through DIR's policies (read-only)
+  adaptflow policy diff  -f DIR                       compare DIR with a running server
+  adaptflow policy apply -f DIR [--mode shadow]       create new versions of what changed
+  adaptflow audit verify                              check the hash chains of decisions and policy versions
   adaptflow version            print the version
 
 Run 'adaptflow <command> -h' for a command's flags.
@@ -43,9 +50,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	cmd, rest := args[0], args[1:]
-	if cmd == "version" {
+	switch cmd {
+	case "version":
 		fmt.Fprintln(stdout, "adaptflow", version())
 		return 0
+	case "policy", "audit":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if cmd == "policy" {
+			return cli.Policy(ctx, rest, stdout, stderr)
+		}
+		return cli.Audit(ctx, rest, stdout, stderr)
 	}
 	var mode app.Mode
 	switch cmd {

@@ -387,3 +387,12 @@ func (s *Store) scanRecords(ctx context.Context, q string, args []any, fn func([
 	}
 	return rows.Err()
 }
+
+// CountDecisions counts the decisions of a process made at or after since.
+func (s *Store) CountDecisions(ctx context.Context, process string, since time.Time) (int, error) {
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM decisions WHERE process = ? AND time >= ?`, process, micros(since)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: count decisions: %w", err)
+	}
+	return n, nil
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,8 +57,40 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
+// OpenReadOnly opens an existing database for reading only: no migration,
+// no write can happen through it. Its schema must be current.
+func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	q := url.Values{}
+	for _, p := range []string{"busy_timeout(10000)", "query_only(1)"} {
+		q.Add("_pragma", p)
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(8)
+	s := &Store{w: db, r: db}
+	files, _ := fs.Glob(migrations, "migrations/*.sql")
+	var applied int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations`).Scan(&applied); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("sqlite: %s is not an adaptflow store: %w", path, err)
+	}
+	if applied != len(files) {
+		_ = db.Close()
+		return nil, fmt.Errorf("sqlite: %s has %d of %d migrations applied; run adaptflow migrate", path, applied, len(files))
+	}
+	return s, nil
+}
+
 // Close closes the database.
 func (s *Store) Close() error {
+	if s.r == s.w {
+		return s.r.Close()
+	}
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 

@@ -1,0 +1,266 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/adaptflow/adaptflow/api"
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/store/sqlite"
+)
+
+// Policy runs `adaptflow policy <test|simulate|apply|diff>`.
+func Policy(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: adaptflow policy <test|simulate|apply|diff> ...")
+		return 2
+	}
+	switch args[0] {
+	case "test":
+		return policyTest(ctx, args[1:], stdout, stderr)
+	case "simulate":
+		return policySimulate(ctx, args[1:], stdout, stderr)
+	case "apply":
+		return policyApply(ctx, args[1:], stdout, stderr, true)
+	case "diff":
+		return policyApply(ctx, args[1:], stdout, stderr, false)
+	}
+	fmt.Fprintf(stderr, "adaptflow policy: unknown command %q (test, simulate, apply, diff)\n", args[0])
+	return 2
+}
+
+// parseFlags parses fs, allowing the directory argument before or after
+// the flags.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func policyTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("adaptflow policy test", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "usage: adaptflow policy test DIR")
+		return 2
+	}
+	b, err := loadDir(pos[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "adaptflow policy test:", err)
+		return 1
+	}
+	env, err := policies.NewEnv()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	failed, cases := 0, 0
+	for _, p := range b.policies {
+		def := b.definition(p.policy.Process)
+		if def == nil {
+			fmt.Fprintf(stdout, "FAIL %s (%s): no definition of process %q in %s; add its YAML\n", p.policy.ID, p.path, p.policy.Process, pos[0])
+			failed++
+			continue
+		}
+		if _, err := env.CompilePolicy(p.policy, def); err != nil {
+			fmt.Fprintf(stdout, "FAIL %s (%s): %v\n", p.policy.ID, p.path, err)
+			failed++
+			continue
+		}
+		fails, err := env.RunTests(ctx, def, p.policy)
+		if err != nil {
+			fmt.Fprintf(stdout, "FAIL %s (%s): %v\n", p.policy.ID, p.path, err)
+			failed++
+			continue
+		}
+		cases += len(p.policy.Tests)
+		if len(fails) == 0 {
+			fmt.Fprintf(stdout, "ok   %s: %d case(s)\n", p.policy.ID, len(p.policy.Tests))
+			continue
+		}
+		failed++
+		for _, f := range fails {
+			facts, _ := json.Marshal(compactFacts(f.Facts))
+			fmt.Fprintf(stdout, "FAIL %s, case %q: %s\n     facts: %s\n", f.Policy, f.Case, f.Message, facts)
+			if f.Trace != "" {
+				fmt.Fprintf(stdout, "     trace: %s\n", f.Trace)
+			}
+		}
+	}
+	fmt.Fprintf(stdout, "%d policies, %d cases, %d failing policies\n", len(b.policies), cases, failed)
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+// compactFacts leaves out the empty fact groups.
+func compactFacts(vars map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range vars {
+		switch x := v.(type) {
+		case map[string]any:
+			if len(x) == 0 {
+				continue
+			}
+		case []any:
+			if len(x) == 0 {
+				continue
+			}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// storeFlags adds the flags that locate a store for local, read-only use.
+func storeFlags(fs *flag.FlagSet) (dataDir, dbURL *string) {
+	dataDir = fs.String("data-dir", envOr("ADAPTFLOW_DATA_DIR", ".adaptflow"), "data directory of the store to read")
+	dbURL = fs.String("database-url", os.Getenv("DATABASE_URL"), "store to read: a SQLite file (default DATA_DIR/adaptflow.db)")
+	return dataDir, dbURL
+}
+
+func openReadOnly(ctx context.Context, dataDir, dbURL string) (*sqlite.Store, error) {
+	path := dbURL
+	switch {
+	case path == "":
+		path = filepath.Join(dataDir, "adaptflow.db")
+	case strings.HasPrefix(path, "postgres://"), strings.HasPrefix(path, "postgresql://"):
+		return nil, errors.New("--database-url: PostgreSQL is not supported by this build yet")
+	case strings.HasPrefix(path, "sqlite:"):
+		path = strings.TrimPrefix(strings.TrimPrefix(path, "sqlite:"), "//")
+	}
+	return sqlite.OpenReadOnly(ctx, path)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func policySimulate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("adaptflow policy simulate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	processName := fs.String("process", "", "process whose recorded decisions to replay (required)")
+	sinceFlag := fs.String("since", "30d", "how far back to replay (24h, 30d)")
+	examples := fs.Int("examples", 10, "changed decisions to list")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	dataDir, dbURL := storeFlags(fs)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 || *processName == "" {
+		fmt.Fprintln(stderr, "usage: adaptflow policy simulate --process P [--since 30d] DIR")
+		return 2
+	}
+	d, err := process.ParseDuration(*sinceFlag)
+	if err != nil || d <= 0 {
+		fmt.Fprintf(stderr, "--since: %q is not a duration such as 24h or 30d\n", *sinceFlag)
+		return 2
+	}
+	since := time.Now().Add(-d)
+	b, err := loadDir(pos[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "adaptflow policy simulate:", err)
+		return 1
+	}
+	st, err := openReadOnly(ctx, *dataDir, *dbURL)
+	if err != nil {
+		fmt.Fprintln(stderr, "adaptflow policy simulate:", err)
+		return 1
+	}
+	defer st.Close()
+	env, err := policies.NewEnv()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	var docs [][]byte
+	for _, p := range b.policiesOf(*processName) {
+		docs = append(docs, p.body)
+	}
+	total, err := st.CountDecisions(ctx, *processName, since)
+	if err != nil {
+		fmt.Fprintln(stderr, "adaptflow policy simulate:", err)
+		return 1
+	}
+	bar := newProgress(stderr, total)
+	rep, err := api.SimulateCandidate(ctx, st, readOnlyPolicies{st}, st, env, *processName, since, docs,
+		policies.SimulationOptions{Examples: *examples, Progress: bar.update})
+	bar.done()
+	if err != nil {
+		fmt.Fprintln(stderr, "adaptflow policy simulate:", err)
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rep)
+		return 0
+	}
+	printSimulation(stdout, rep, len(docs), *sinceFlag)
+	return 0
+}
+
+// readOnlyPolicies lets the simulation read policies from a read-only store;
+// it never writes (PutPolicy refuses).
+type readOnlyPolicies struct{ st *sqlite.Store }
+
+func (r readOnlyPolicies) PutPolicy(context.Context, store.PolicyRecord, string) (store.PolicyRecord, bool, error) {
+	return store.PolicyRecord{}, false, errors.New("simulation never writes")
+}
+
+func (r readOnlyPolicies) ActivePolicies(ctx context.Context, process string) ([]store.PolicyRecord, int64, error) {
+	return r.st.ActivePolicies(ctx, process)
+}
+
+func printSimulation(w io.Writer, rep policies.SimulationReport, candidates int, since string) {
+	fmt.Fprintf(w, "Simulated %d decisions of %s from the last %s with %d candidate policies (%d ms).\n", rep.Decisions, rep.Process, since, candidates, rep.DurationMS)
+	pct := 0.0
+	if rep.Decisions > 0 {
+		pct = 100 * float64(rep.Changed) / float64(rep.Decisions)
+	}
+	fmt.Fprintf(w, "%d decisions would change (%.1f%%), in %d instances.\n", rep.Changed, pct, rep.InstancesAffected)
+	if len(rep.Actions) > 0 {
+		fmt.Fprintln(w, "\nActions            before    after    change")
+		for _, a := range rep.Actions {
+			fmt.Fprintf(w, "  %-30s %7d %8d %+9d\n", a.Action, a.Before, a.After, a.Delta)
+		}
+	}
+	fmt.Fprintf(w, "\nReview load: %d -> %d reviews. Steps run (estimate): %d -> %d.\n", rep.Reviews.Before, rep.Reviews.After, rep.StepsRun.Before, rep.StepsRun.After)
+	if rep.EvaluationErrors > 0 {
+		fmt.Fprintf(w, "%d evaluation errors in the candidate set (missing facts); see the decisions with the API.\n", rep.EvaluationErrors)
+	}
+	if len(rep.Examples) > 0 {
+		fmt.Fprintln(w, "\nChanged decisions:")
+		for _, e := range rep.Examples {
+			fmt.Fprintf(w, "  %s before %s: [%s] -> [%s]  %s\n", e.InstanceID, e.Step, strings.Join(e.Before, ", "), strings.Join(e.After, ", "), e.Link)
+		}
+	}
+	fmt.Fprintf(w, "\nNote: %s.\n", rep.Note)
+}

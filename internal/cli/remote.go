@@ -1,0 +1,188 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
+)
+
+// remote is a small client of a running adaptflow server.
+type remote struct {
+	base string
+	key  string
+	http *http.Client
+}
+
+type remoteError struct {
+	status int
+	body   string
+}
+
+func (e *remoteError) Error() string { return fmt.Sprintf("server answered %d: %s", e.status, strings.TrimSpace(e.body)) }
+
+func (r *remote) do(ctx context.Context, method, path, contentType string, body []byte, header map[string]string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, r.base+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+r.key)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	res, err := r.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if res.StatusCode >= 300 {
+		return &remoteError{status: res.StatusCode, body: string(b)}
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+func isStatus(err error, status int) bool {
+	re, ok := err.(*remoteError)
+	return ok && re.status == status
+}
+
+// policyApply compares a directory with the server; with apply it creates
+// new versions of what changed (definitions first), like kubectl apply.
+func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, apply bool) int {
+	name := "diff"
+	if apply {
+		name = "apply"
+	}
+	fs := flag.NewFlagSet("adaptflow policy "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("f", "", "directory of process definitions and policies (required)")
+	server := fs.String("server", envOr("ADAPTFLOW_SERVER", "http://127.0.0.1:8080"), "adaptflow server")
+	key := fs.String("api-key", os.Getenv("ADAPTFLOW_API_KEY"), "API key with the engineer role")
+	mode := fs.String("mode", "active", "apply changed policies as active or shadow")
+	note := fs.String("note", "", "change note recorded with each new version")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return 2
+	}
+	if *dir == "" && len(pos) == 1 {
+		*dir = pos[0]
+	}
+	if *dir == "" || *key == "" || (*mode != "active" && *mode != "shadow") {
+		fmt.Fprintf(stderr, "usage: adaptflow policy %s -f DIR --api-key KEY [--server URL] [--mode active|shadow]\n", name)
+		return 2
+	}
+	b, err := loadDir(*dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "adaptflow policy %s: %v\n", name, err)
+		return 1
+	}
+	r := &remote{base: strings.TrimRight(*server, "/"), key: *key, http: &http.Client{Timeout: time.Minute}}
+	if *note == "" {
+		*note = "adaptflow policy apply -f " + *dir
+	}
+	changes, failures := 0, 0
+	for _, d := range b.defs {
+		var cur struct {
+			Definition process.Definition `json:"definition"`
+		}
+		err := r.do(ctx, "GET", fmt.Sprintf("/v1/processes/%s?version=%d", url.PathEscape(d.def.Name), d.def.Version), "", nil, nil, &cur)
+		state := "unchanged"
+		switch {
+		case isStatus(err, http.StatusNotFound):
+			state = "new"
+		case err != nil:
+			fmt.Fprintf(stderr, "process %s@%d: %v\n", d.def.Name, d.def.Version, err)
+			failures++
+			continue
+		case string(process.JSON(cur.Definition)) != string(process.JSON(d.def)):
+			state = "conflict: version exists with other content; publish a new version"
+			failures++
+		}
+		fmt.Fprintf(stdout, "process %s@%d: %s\n", d.def.Name, d.def.Version, state)
+		if state == "new" {
+			changes++
+			if apply {
+				if err := r.do(ctx, "POST", "/v1/processes", "application/yaml", d.body, nil, nil); err != nil {
+					fmt.Fprintf(stderr, "  apply failed: %v\n", err)
+					failures++
+				}
+			}
+		}
+	}
+	for _, p := range b.policies {
+		var cur struct {
+			Mode          string `json:"mode"`
+			ActiveVersion int    `json:"active_version"`
+			Latest        struct {
+				Version int             `json:"version"`
+				Policy  *process.Policy `json:"policy"`
+			} `json:"latest"`
+		}
+		err := r.do(ctx, "GET", "/v1/policies/"+url.PathEscape(p.policy.ID), "", nil, nil, &cur)
+		local := *p.policy
+		switch {
+		case isStatus(err, http.StatusNotFound):
+			fmt.Fprintf(stdout, "policy %s: new\n", local.ID)
+		case err != nil:
+			fmt.Fprintf(stderr, "policy %s: %v\n", local.ID, err)
+			failures++
+			continue
+		default:
+			theirs := *cur.Latest.Policy
+			theirs.Version = 0
+			if string(process.JSON(theirs)) == string(process.JSON(local)) {
+				fmt.Fprintf(stdout, "policy %s: unchanged (v%d, %s)\n", local.ID, cur.Latest.Version, cur.Mode)
+				continue
+			}
+			fmt.Fprintf(stdout, "policy %s: changed (server has v%d)\n", local.ID, cur.Latest.Version)
+			for _, line := range strings.Split(strings.TrimRight(policies.Diff(theirs.YAML(), local.YAML()), "\n"), "\n") {
+				if strings.HasPrefix(line, "+") || strings.HasPrefix(line, "-") {
+					fmt.Fprintf(stdout, "    %s\n", line)
+				}
+			}
+		}
+		changes++
+		if apply {
+			var res struct {
+				Version int `json:"version"`
+			}
+			err := r.do(ctx, "POST", "/v1/policies?mode="+*mode, "application/yaml", p.body, map[string]string{"X-Change-Note": *note}, &res)
+			if err != nil {
+				fmt.Fprintf(stderr, "  apply failed: %v\n", err)
+				failures++
+				continue
+			}
+			fmt.Fprintf(stdout, "  applied as v%d (%s)\n", res.Version, *mode)
+		}
+	}
+	switch {
+	case failures > 0:
+		fmt.Fprintf(stdout, "%d change(s), %d failure(s)\n", changes, failures)
+		return 1
+	case !apply && changes > 0:
+		fmt.Fprintf(stdout, "%d change(s) to apply\n", changes)
+		return 3 // like diff(1): differences found
+	}
+	fmt.Fprintf(stdout, "%d change(s) %s\n", changes, map[bool]string{true: "applied", false: "to apply"}[apply])
+	return 0
+}
