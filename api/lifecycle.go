@@ -311,7 +311,9 @@ func SimulateCandidate(ctx context.Context, defs DefinitionStore, pols PolicySto
 	scan := func(ctx context.Context, fn func([]byte) error) error {
 		return scanner.ScanDecisions(ctx, processName, since, fn)
 	}
-	lookup := func(ctx context.Context, v int) (*process.Definition, error) { return loadDefinition(ctx, defs, processName, v) }
+	lookup := func(ctx context.Context, v int) (*process.Definition, error) {
+		return loadDefinition(ctx, defs, processName, v)
+	}
 	return policies.Simulate(ctx, processName, set, lookup, scan, opts)
 }
 
@@ -343,7 +345,9 @@ func (s *server) shadowReport(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	scan := func(ctx context.Context, fn func([]byte) error) error { return s.Scanner.ScanDecisions(ctx, name, since, fn) }
+	scan := func(ctx context.Context, fn func([]byte) error) error {
+		return s.Scanner.ScanDecisions(ctx, name, since, fn)
+	}
 	rep, err := policies.BuildShadowReport(c.Request.Context(), name, scan, 5)
 	if err != nil {
 		fail(c, err)

@@ -29,7 +29,9 @@ type remoteError struct {
 	body   string
 }
 
-func (e *remoteError) Error() string { return fmt.Sprintf("server answered %d: %s", e.status, strings.TrimSpace(e.body)) }
+func (e *remoteError) Error() string {
+	return fmt.Sprintf("server answered %d: %s", e.status, strings.TrimSpace(e.body))
+}
 
 func (r *remote) do(ctx context.Context, method, path, contentType string, body []byte, header map[string]string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, r.base+path, bytes.NewReader(body))
