@@ -23,7 +23,13 @@ import (
 // at a port where nothing listens: Temporal is down.
 func newServer(t *testing.T) (*httptest.Server, map[string]string) {
 	t.Helper()
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "api.db"))
+	srv, keys, _ := newServerAt(t, filepath.Join(t.TempDir(), "api.db"))
+	return srv, keys
+}
+
+func newServerAt(t *testing.T, path string) (*httptest.Server, map[string]string, *sqlite.Store) {
+	t.Helper()
+	st, err := sqlite.Open(t.Context(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +66,7 @@ func newServer(t *testing.T) (*httptest.Server, map[string]string) {
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return srv, keys
+	return srv, keys, st
 }
 
 type answer struct {

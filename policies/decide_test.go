@@ -196,3 +196,24 @@ func TestCalendarSeasons(t *testing.T) {
 		}
 	}
 }
+
+func TestLimitsRefusedAtCompile(t *testing.T) {
+	env := newEnv(t)
+	for name, tc := range map[string]struct {
+		src  string
+		want string
+	}{
+		"nested loops": {"input.items.exists(a, input.items.exists(b, input.items.exists(c, a == b && b == c)))", "over the limit"},
+		"too long":     {"input.amount > 1.0" + strings.Repeat(" || input.amount > 1.0", 300), "size"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := env.Compile(tc.src, true)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := env.Compile("input.items.exists(i, i.qty > 5)", true); err != nil {
+		t.Fatalf("a single loop over the facts must compile: %v", err)
+	}
+}

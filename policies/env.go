@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
@@ -24,6 +25,21 @@ const (
 	// CostLimit bounds the run-time cost of one evaluation.
 	CostLimit = 100_000
 )
+
+// MaxCollectionSize is the size assumed for lists, maps and strings in the
+// facts when the cost of an expression is estimated.
+const MaxCollectionSize = 1000
+
+// sizeBounds bounds every collection in the facts for cost estimation.
+type sizeBounds struct{}
+
+func (sizeBounds) EstimateSize(checker.AstNode) *checker.SizeEstimate {
+	return &checker.SizeEstimate{Min: 0, Max: MaxCollectionSize}
+}
+
+func (sizeBounds) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return nil
+}
 
 // FactNames are the variables every expression may read.
 var FactNames = []string{"input", "process", "instance", "steps", "signals", "classification", "calendar", "reviews"}
@@ -95,6 +111,15 @@ func (e *Env) Compile(src string, wantBool bool) (*Program, error) {
 	}
 	if wantBool && a.OutputType() != cel.BoolType && a.OutputType() != cel.DynType {
 		return nil, &CompileError{Expr: src, Message: fmt.Sprintf("expression yields %s, not bool", a.OutputType())}
+	}
+	est, err := e.cel.EstimateCost(a, sizeBounds{})
+	if err != nil {
+		return nil, &CompileError{Expr: src, Message: "cannot bound the cost of the expression: " + err.Error()}
+	}
+	if est.Max > CostLimit {
+		return nil, &CompileError{Expr: src, Message: fmt.Sprintf(
+			"expression may cost up to %d, over the limit of %d (collections in facts are assumed to hold up to %d items); loop over fewer items or avoid nested loops",
+			est.Max, CostLimit, MaxCollectionSize)}
 	}
 	prg, err := e.cel.Program(a,
 		cel.EvalOptions(cel.OptTrackState, cel.OptOptimize),

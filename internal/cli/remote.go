@@ -133,8 +133,8 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 	}
 	for _, p := range b.policies {
 		var cur struct {
-			Mode          string `json:"mode"`
-			ActiveVersion int    `json:"active_version"`
+			ActiveVersion int `json:"active_version"`
+			ShadowVersion int `json:"shadow_version"`
 			Latest        struct {
 				Version int             `json:"version"`
 				Policy  *process.Policy `json:"policy"`
@@ -153,7 +153,7 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 			theirs := *cur.Latest.Policy
 			theirs.Version = 0
 			if string(process.JSON(theirs)) == string(process.JSON(local)) {
-				fmt.Fprintf(stdout, "policy %s: unchanged (v%d, %s)\n", local.ID, cur.Latest.Version, cur.Mode)
+				fmt.Fprintf(stdout, "policy %s: unchanged (latest v%d; %s)\n", local.ID, cur.Latest.Version, liveVersions(cur.ActiveVersion, cur.ShadowVersion))
 				continue
 			}
 			fmt.Fprintf(stdout, "policy %s: changed (server has v%d)\n", local.ID, cur.Latest.Version)
@@ -187,4 +187,18 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 	}
 	fmt.Fprintf(stdout, "%d change(s) %s\n", changes, map[bool]string{true: "applied", false: "to apply"}[apply])
 	return 0
+}
+
+func liveVersions(active, shadow int) string {
+	var parts []string
+	if active > 0 {
+		parts = append(parts, fmt.Sprintf("v%d active", active))
+	}
+	if shadow > 0 {
+		parts = append(parts, fmt.Sprintf("v%d in shadow", shadow))
+	}
+	if len(parts) == 0 {
+		return "disabled"
+	}
+	return strings.Join(parts, ", ")
 }
