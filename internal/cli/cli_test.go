@@ -1,0 +1,200 @@
+package cli
+
+import (
+	"bytes"
+	"database/sql"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	_ "modernc.org/sqlite"
+
+	"github.com/adaptflow/adaptflow/activities"
+	"github.com/adaptflow/adaptflow/api"
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/store/sqlite"
+)
+
+const shop = `name: shop
+version: 1
+steps:
+  - {id: pack, kind: task, task: qa_check}
+  - {id: charge, kind: task, task: charge, mandatory: true}
+`
+
+func policyDoc(limit int) string {
+	return fmt.Sprintf("id: small-skip\nprocess: shop\nwhen: input.amount < %d\nactions: [{skip: pack}]\ntests:\n  - {name: tiny, step: pack, facts: {input: {amount: 1}}, expect: {actions: [{skip: pack}]}}\n", limit)
+}
+
+func writeDir(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func run(t *testing.T, f func(args []string, out, errOut *bytes.Buffer) int, args ...string) (int, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := f(args, &out, &errOut)
+	return code, out.String() + errOut.String()
+}
+
+func policyCmd(t *testing.T) func([]string, *bytes.Buffer, *bytes.Buffer) int {
+	return func(args []string, out, errOut *bytes.Buffer) int { return Policy(t.Context(), args, out, errOut) }
+}
+
+func TestPolicyTest(t *testing.T) {
+	code, out := run(t, policyCmd(t), "test", filepath.Join("..", "..", "examples"))
+	if code != 0 || !strings.Contains(out, "0 failing policies") {
+		t.Fatalf("examples: exit %d\n%s", code, out)
+	}
+	bad := writeDir(t, map[string]string{"processes/shop.yaml": shop, "policies/p.yaml": strings.Replace(policyDoc(50), "amount: 1}", "amount: 70}", 1)})
+	code, out = run(t, policyCmd(t), "test", bad)
+	if code != 1 || !strings.Contains(out, `FAIL small-skip, case "tiny": applied nothing`) || !strings.Contains(out, "input.amount < 50 → false") {
+		t.Fatalf("failing case: exit %d\n%s", code, out)
+	}
+	orphan := writeDir(t, map[string]string{"p.yaml": policyDoc(50)})
+	if code, out = run(t, policyCmd(t), "test", orphan); code != 1 || !strings.Contains(out, `no definition of process "shop"`) {
+		t.Fatalf("no definition: exit %d\n%s", code, out)
+	}
+}
+
+// seed makes a store with the shop process, policy v1 (< 50) and decisions
+// for the given amounts, recorded by the real Decide activity.
+func seed(t *testing.T, amounts ...float64) (string, *sqlite.Store) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "adaptflow.db")
+	st, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	env, _ := policies.NewEnv()
+	if _, _, err := api.RegisterDefinition(t.Context(), st, env, []byte(shop), "t"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := api.RegisterPolicy(t.Context(), st, st, env, []byte(policyDoc(50)), "t", "", store.ModeActive); err != nil {
+		t.Fatal(err)
+	}
+	def, _ := process.ParseDefinition([]byte(shop))
+	acts := &activities.Activities{Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Calendar: policies.DefaultCalendar()}
+	for i, amt := range amounts {
+		id := fmt.Sprintf("i%d", i)
+		if _, err := acts.Decide(t.Context(), activities.DecideInput{Definition: def, InstanceID: id, RunID: "r" + id, Seq: 1, Step: "pack",
+			Now: time.Now(), Started: time.Now(), Input: map[string]any{"amount": amt}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path, st
+}
+
+func TestPolicySimulateIsReadOnly(t *testing.T) {
+	path, _ := seed(t, 10, 100, 150, 300)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := writeDir(t, map[string]string{"p.yaml": policyDoc(200)})
+	code, out := run(t, policyCmd(t), "simulate", "--process", "shop", "--since", "1h", "--database-url", path, dir)
+	if code != 0 || !strings.Contains(out, "Simulated 4 decisions") || !strings.Contains(out, "2 decisions would change (50.0%), in 2 instances") || !strings.Contains(out, "skip pack") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	after, _ := os.ReadFile(path)
+	if !bytes.Equal(before, after) {
+		t.Fatal("simulation changed the store file")
+	}
+	if code, out = run(t, policyCmd(t), "simulate", "--process", "shop", dir); code != 1 || !strings.Contains(out, "adaptflow.db") {
+		t.Fatalf("missing store: exit %d\n%s", code, out)
+	}
+}
+
+func TestAuditVerify(t *testing.T) {
+	path, st := seed(t, 10, 100)
+	audit := func(args []string, out, errOut *bytes.Buffer) int { return Audit(t.Context(), args, out, errOut) }
+	if code, out := run(t, audit, "verify", "--database-url", path); code != 0 || !strings.Contains(out, "ok: every chain is intact") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	_ = st.Close()
+	raw, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`DELETE FROM decisions WHERE instance_id = 'i1'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec(`UPDATE decisions SET record = replace(record, '"amount":10', '"amount":1') WHERE instance_id = 'i0'`); err != nil {
+		t.Fatal(err)
+	}
+	code, out := run(t, audit, "verify", "--database-url", path)
+	if code != 1 || !strings.Contains(out, "FIRST decision") || !strings.Contains(out, "instance i0") {
+		t.Fatalf("tampered: exit %d\n%s", code, out)
+	}
+}
+
+func TestApplyAndDiff(t *testing.T) {
+	_, st := seed(t)
+	env, _ := policies.NewEnv()
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := l.Addr().String()
+	_ = l.Close()
+	tc, err := client.NewLazyClient(client.Options{HostPort: dead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	h, err := api.New(api.Options{Keys: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st,
+		Lifecycle: st, Scanner: st, Chains: st, Temporal: tc, TaskQueue: "q", Env: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	k, secret := api.NewKey("gitops", store.RoleEngineer, time.Now())
+	if err := st.PutKey(t.Context(), k); err != nil {
+		t.Fatal(err)
+	}
+	dir := writeDir(t, map[string]string{"processes/shop.yaml": shop, "policies/small.yaml": policyDoc(200),
+		"policies/new.yaml": "id: charge-note\nprocess: shop\nwhen: input.amount > 1000\nactions: [{set: {name: big, value: true}}]\n"})
+	remoteArgs := func(cmd string, extra ...string) []string {
+		return append([]string{cmd, "-f", dir, "--server", srv.URL, "--api-key", secret}, extra...)
+	}
+	code, out := run(t, policyCmd(t), remoteArgs("diff")...)
+	if code != 3 || !strings.Contains(out, "policy small-skip: changed (server has v1)") || !strings.Contains(out, "- when: input.amount < 50") ||
+		!strings.Contains(out, "policy charge-note: new") || !strings.Contains(out, "process shop@1: unchanged") {
+		t.Fatalf("diff: exit %d\n%s", code, out)
+	}
+	code, out = run(t, policyCmd(t), remoteArgs("apply", "--mode", "shadow", "--note", "raise the limit")...)
+	if code != 0 || !strings.Contains(out, "applied as v2 (shadow)") || !strings.Contains(out, "2 change(s) applied") {
+		t.Fatalf("apply: exit %d\n%s", code, out)
+	}
+	stt, err := st.PolicyState(t.Context(), "small-skip")
+	if err != nil || stt.Active != 1 || stt.Shadow != 2 || stt.ChangedBy != "gitops" {
+		t.Fatalf("state after apply: %+v %v", stt, err)
+	}
+	v2, _ := st.PolicyVersion(t.Context(), "small-skip", 2)
+	if v2.Note != "raise the limit" || v2.Author != "gitops" {
+		t.Fatalf("attribution: %+v", v2)
+	}
+	code, out = run(t, policyCmd(t), remoteArgs("diff")...)
+	if code != 0 || !strings.Contains(out, "0 change(s) to apply") || !strings.Contains(out, "v1 active, v2 in shadow") {
+		t.Fatalf("diff after apply: exit %d\n%s", code, out)
+	}
+}
