@@ -72,7 +72,8 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, 
 		Calendar:       a.Calendar.Facts(in.Now),
 		Reviews:        in.Reviews,
 	}
-	vars, raw, err := facts.Vars()
+	vars := facts.Vars()
+	raw, err := facts.JSON()
 	if err != nil {
 		return DecideResult{}, invalid("decide: "+err.Error(), err)
 	}

@@ -43,11 +43,7 @@ func (in StepInput) vars() map[string]any {
 		Steps:    in.Results,
 		Instance: policies.InstanceFacts{ID: in.InstanceID, BusinessKey: in.BusinessKey, Step: in.Step.ID, Vars: in.Vars},
 	}
-	v, _, err := f.Vars()
-	if err != nil {
-		return map[string]any{"input": in.Input}
-	}
-	return v
+	return f.Vars()
 }
 
 // Tasks are the built-in tasks a task step can name.
@@ -222,8 +218,8 @@ func (a *Activities) Validate(ctx context.Context, in StepInput) (StepResult, er
 		r := prg.Eval(ctx, vars)
 		var values []string
 		for _, t := range r.Trace {
-			if t.Err != "" {
-				values = append(values, fmt.Sprintf("%s: error %s", t.Expr, t.Err))
+			if t.Error != "" {
+				values = append(values, fmt.Sprintf("%s: error %s", t.Expr, t.Error))
 			} else if t.Expr != src {
 				values = append(values, fmt.Sprintf("%s = %s", t.Expr, process.JSON(t.Value)))
 			}

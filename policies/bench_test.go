@@ -45,10 +45,7 @@ func BenchmarkDecide(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
-		vars, _, err := facts.Vars()
-		if err != nil {
-			b.Fatal(err)
-		}
+		vars := facts.Vars()
 		out := set.Decide(b.Context(), def, vars, policies.Point{Step: "pack"})
 		if len(out.Evaluations) != 20 {
 			b.Fatalf("%d evaluations", len(out.Evaluations))

@@ -15,11 +15,19 @@ type Set struct {
 	policies []compiled
 	// shadowed are the ids that have a shadow version.
 	shadowed map[string]bool
+	// atStep lists, per step, the positions of the policies with an action
+	// decided there or anywhere; anywhere those with step-less actions only.
+	atStep   map[string][]int
+	anywhere []int
 }
 
 type compiled struct {
 	policy *process.Policy
 	when   *Program
+	// at indexes the actions decided before a step; anywhere are the
+	// step-less ones (reviews and sets).
+	at       map[string][]process.Action
+	anywhere []process.Action
 }
 
 // CompilePolicy checks a policy against its process definition and compiles
@@ -81,7 +89,15 @@ func (e *Env) NewSet(def *process.Definition, ps []*process.Policy) (*Set, error
 		if err != nil {
 			return nil, fmt.Errorf("policy %s: %w", p.ID, err)
 		}
-		s.policies = append(s.policies, compiled{policy: p, when: prg})
+		c := compiled{policy: p, when: prg, at: map[string][]process.Action{}}
+		for _, a := range p.Actions {
+			if step := a.At(); step != "" {
+				c.at[step] = append(c.at[step], a)
+			} else {
+				c.anywhere = append(c.anywhere, a)
+			}
+		}
+		s.policies = append(s.policies, c)
 	}
 	slices.SortFunc(s.policies, func(a, b compiled) int {
 		if a.policy.Priority != b.policy.Priority {
@@ -92,7 +108,33 @@ func (e *Env) NewSet(def *process.Definition, ps []*process.Policy) (*Set, error
 		}
 		return strings.Compare(a.policy.Mode, b.policy.Mode) // active before shadow
 	})
+	s.atStep = map[string][]int{}
+	for i, c := range s.policies {
+		if len(c.anywhere) > 0 {
+			s.anywhere = append(s.anywhere, i)
+		}
+	}
+	for i, c := range s.policies {
+		for step := range c.at {
+			if len(c.anywhere) == 0 { // those are in every step's list already
+				s.atStep[step] = append(s.atStep[step], i)
+			}
+		}
+	}
+	for step, idx := range s.atStep {
+		idx = append(idx, s.anywhere...)
+		slices.Sort(idx)
+		s.atStep[step] = idx
+	}
 	return s, nil
+}
+
+// candidates are the positions of the policies with actions at step.
+func (s *Set) candidates(step string) []int {
+	if idx, ok := s.atStep[step]; ok {
+		return idx
+	}
+	return s.anywhere
 }
 
 // Len is the number of policies in the set.
@@ -129,18 +171,23 @@ type proposal struct {
 // Decide evaluates the policies relevant to the step of pt against vars,
 // resolves conflicts and enforces the guardrails of def.
 func (s *Set) Decide(ctx context.Context, def *process.Definition, vars map[string]any, pt Point) Outcome {
-	var out Outcome
+	idx := s.candidates(pt.Step)
+	out := Outcome{Evaluations: make([]process.Evaluation, 0, len(idx))}
 	var props, shadowProps []proposal
 	var act any = vars
 	if a, err := NewActivation(vars); err == nil {
 		act = a
 	}
-	for i, c := range s.policies {
-		relevant := relevantActions(c.policy, pt)
+	for _, i := range idx {
+		c := &s.policies[i]
+		relevant := c.relevantActions(pt)
 		if len(relevant) == 0 {
 			continue
 		}
 		ev := evaluate(ctx, c, act)
+		if props == nil {
+			props = make([]proposal, 0, len(idx))
+		}
 		out.Evaluations = append(out.Evaluations, ev)
 		if !ev.Matched {
 			continue
@@ -165,16 +212,20 @@ func (s *Set) Decide(ctx context.Context, def *process.Definition, vars map[stri
 	return out
 }
 
-func relevantActions(p *process.Policy, pt Point) []process.Action {
-	var out []process.Action
-	for _, a := range p.Actions {
-		at := a.At()
-		switch {
+// relevantActions are the policy's actions decided at pt, in the order the
+// policy lists them.
+func (c *compiled) relevantActions(pt Point) []process.Action {
+	here := c.at[pt.Step]
+	if len(c.anywhere) == 0 {
+		return here
+	}
+	fired := slices.Contains(pt.Fired, c.policy.ID)
+	out := make([]process.Action, 0, len(here)+len(c.anywhere))
+	for _, a := range c.policy.Actions {
+		switch at := a.At(); {
 		case at == pt.Step:
-		case at == "" && a.Kind() == process.ActionReview:
-			if slices.Contains(pt.Fired, p.ID) {
-				continue
-			}
+		case at == "" && a.Kind() == process.ActionReview && fired:
+			continue
 		case at == "":
 		default:
 			continue
@@ -184,7 +235,7 @@ func relevantActions(p *process.Policy, pt Point) []process.Action {
 	return out
 }
 
-func evaluate(ctx context.Context, c compiled, vars any) process.Evaluation {
+func evaluate(ctx context.Context, c *compiled, vars any) process.Evaluation {
 	ev := process.Evaluation{
 		PolicyID:      c.policy.ID,
 		PolicyVersion: c.policy.Version,
@@ -195,9 +246,7 @@ func evaluate(ctx context.Context, c compiled, vars any) process.Evaluation {
 		ev.Mode = process.ModeShadow
 	}
 	r := c.when.Eval(ctx, vars)
-	for _, t := range r.Trace {
-		ev.Trace = append(ev.Trace, process.TraceStep{Expr: t.Expr, Value: t.Value, Error: t.Err})
-	}
+	ev.Trace = r.Trace
 	switch {
 	case r.Err != nil:
 		ev.Error = r.Err.Error()

@@ -2,6 +2,7 @@ package policies_test
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -54,11 +55,7 @@ func newEnv(t *testing.T) *policies.Env {
 
 func vars(t *testing.T, f policies.Facts) map[string]any {
 	t.Helper()
-	v, _, err := f.Vars()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
+	return f.Vars()
 }
 
 func TestDecideResolvesAndGuards(t *testing.T) {
@@ -215,5 +212,39 @@ func TestLimitsRefusedAtCompile(t *testing.T) {
 	}
 	if _, err := env.Compile("input.items.exists(i, i.qty > 5)", true); err != nil {
 		t.Fatalf("a single loop over the facts must compile: %v", err)
+	}
+}
+
+// TestVarsMatchRecordedFacts pins the promise simulation rests on: the
+// variables of a live decision equal those decoded from its recorded facts.
+func TestVarsMatchRecordedFacts(t *testing.T) {
+	f := policies.Facts{
+		Input:          map[string]any{"amount": 12, "items": []any{map[string]any{"qty": int64(2)}}, "tier": "gold"},
+		Process:        policies.ProcessFacts{Name: "orders", Version: 3},
+		Instance:       policies.InstanceFacts{ID: "i", BusinessKey: "b", Step: "pack", StepsDone: []string{"reserve"}, Elapsed: 1.5, Vars: map[string]any{"route": "x"}},
+		Steps:          map[string]any{"reserve": map[string]any{"units": 3.0}},
+		Signals:        map[string]policies.Signal{"v": {Value: 4, Score: 0.5, Anomalous: true, Baseline: policies.Baseline{Expected: 2, High: 3}, Reason: "r"}},
+		Classification: map[string]any{"label": "refund", "confidence": 0.9},
+		Calendar:       policies.DefaultCalendar().Facts(time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)),
+		Reviews:        []policies.ReviewFact{{ID: "rv", Queue: "q", Step: "pack", Verdict: "approve"}},
+	}
+	live := f.Vars()
+	raw, err := f.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	replayed, err := policies.VarsFromJSON(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(live, replayed) {
+		t.Fatalf("live vars differ from recorded ones:\nlive     %#v\nreplayed %#v", live, replayed)
+	}
+	var empty policies.Facts
+	live = empty.Vars()
+	raw, _ = empty.JSON()
+	replayed, _ = policies.VarsFromJSON(raw)
+	if !reflect.DeepEqual(live, replayed) {
+		t.Fatalf("empty facts:\nlive     %#v\nreplayed %#v", live, replayed)
 	}
 }

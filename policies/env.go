@@ -16,6 +16,8 @@ import (
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/adaptflow/adaptflow/process"
 )
 
 // Limits on the language, refused at compile time or stopped at run time.
@@ -203,14 +205,7 @@ func appendNode(out []traceNode, e ast.Expr, info *ast.SourceInfo) []traceNode {
 type Result struct {
 	Value any
 	Err   error
-	Trace []TraceValue
-}
-
-// TraceValue is a sub-expression and what it evaluated to.
-type TraceValue struct {
-	Expr  string
-	Value any
-	Err   string
+	Trace []process.TraceStep
 }
 
 // Eval evaluates the program against vars (a map of the facts or an
@@ -232,19 +227,19 @@ func (p *Program) Eval(ctx context.Context, vars any) Result {
 	}
 	if det != nil && det.State() != nil {
 		st := det.State()
-		r.Trace = make([]TraceValue, 0, len(p.nodes))
+		r.Trace = make([]process.TraceStep, 0, len(p.nodes))
 		for _, n := range p.nodes {
 			v, ok := st.Value(n.id)
 			if !ok {
 				continue
 			}
-			tv := TraceValue{Expr: n.text}
+			tv := process.TraceStep{Expr: n.text}
 			if types.IsError(v) {
-				tv.Err = errorText(v)
+				tv.Error = errorText(v)
 			} else if nv, err := native(v); err == nil {
 				tv.Value = nv
 			} else {
-				tv.Err = err.Error()
+				tv.Error = err.Error()
 			}
 			r.Trace = append(r.Trace, tv)
 		}

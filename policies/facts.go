@@ -144,16 +144,91 @@ func (c Calendar) Facts(t time.Time) CalendarFacts {
 	}
 }
 
-// Vars turns facts into the variables of an evaluation, through their JSON
-// form.
-func (f *Facts) Vars() (map[string]any, json.RawMessage, error) {
+// Vars turns facts into the variables of an evaluation and their JSON form
+// for the record. The variables hold exactly what decoding that JSON gives
+// (numbers as float64, objects as maps), so replaying recorded facts sees
+// what the live decision saw.
+func (f *Facts) Vars() map[string]any {
+	f.normalize()
+	signals := make(map[string]any, len(f.Signals))
+	for name, s := range f.Signals {
+		signals[name] = map[string]any{
+			"value": s.Value, "score": s.Score, "anomalous": s.Anomalous, "warming_up": s.WarmingUp, "reason": s.Reason,
+			"baseline": map[string]any{"expected": s.Baseline.Expected, "low": s.Baseline.Low, "high": s.Baseline.High},
+		}
+	}
+	done := make([]any, len(f.Instance.StepsDone))
+	for i, s := range f.Instance.StepsDone {
+		done[i] = s
+	}
+	reviews := make([]any, len(f.Reviews))
+	for i, r := range f.Reviews {
+		reviews[i] = map[string]any{"id": r.ID, "queue": r.Queue, "step": r.Step, "verdict": r.Verdict}
+	}
+	vars := map[string]any{
+		"input":   jsonValue(f.Input),
+		"process": map[string]any{"name": f.Process.Name, "version": float64(f.Process.Version)},
+		"instance": map[string]any{
+			"id": f.Instance.ID, "business_key": f.Instance.BusinessKey, "step": f.Instance.Step,
+			"steps_done": done, "elapsed": f.Instance.Elapsed, "vars": jsonValue(f.Instance.Vars),
+		},
+		"steps":          jsonValue(f.Steps),
+		"signals":        signals,
+		"classification": jsonValue(f.Classification),
+		"calendar": map[string]any{
+			"now": f.Calendar.Now, "month": float64(f.Calendar.Month), "day": float64(f.Calendar.Day),
+			"weekday": f.Calendar.Weekday, "hour": float64(f.Calendar.Hour), "season": f.Calendar.Season,
+		},
+		"reviews": reviews,
+	}
+	return vars
+}
+
+// JSON is the form of the facts a decision record keeps.
+func (f *Facts) JSON() (json.RawMessage, error) {
 	f.normalize()
 	raw, err := json.Marshal(f)
 	if err != nil {
-		return nil, nil, fmt.Errorf("encode facts: %w", err)
+		return nil, fmt.Errorf("encode facts: %w", err)
 	}
-	vars, err := VarsFromJSON(raw)
-	return vars, raw, err
+	return raw, nil
+}
+
+// jsonValue returns v as JSON decoding would: maps and slices of the same
+// shape, numbers as float64. Values already in that shape are returned
+// as they are, without copying.
+func jsonValue[T any](v T) any {
+	if isJSONShaped(any(v)) {
+		return v
+	}
+	var out any
+	b, err := json.Marshal(v)
+	if err != nil || json.Unmarshal(b, &out) != nil {
+		return v
+	}
+	return out
+}
+
+func isJSONShaped(v any) bool {
+	switch x := v.(type) {
+	case nil, string, bool, float64:
+		return true
+	case map[string]any:
+		for _, e := range x {
+			if !isJSONShaped(e) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		for _, e := range x {
+			if !isJSONShaped(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // VarsFromJSON turns recorded facts into the variables of an evaluation.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -64,8 +65,8 @@ func (r *remote) do(ctx context.Context, method, path, contentType string, body 
 }
 
 func isStatus(err error, status int) bool {
-	re, ok := err.(*remoteError)
-	return ok && re.status == status
+	var re *remoteError
+	return errors.As(err, &re) && re.status == status
 }
 
 // policyApply compares a directory with the server; with apply it creates

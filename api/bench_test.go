@@ -1,0 +1,82 @@
+package api_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/adaptflow/adaptflow/activities"
+	"github.com/adaptflow/adaptflow/api"
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/store/sqlite"
+)
+
+const benchDef = `
+name: orders
+version: 1
+steps:
+  - {id: reserve, kind: task, task: reserve_stock}
+  - {id: pack, kind: task, task: qa_check}
+  - {id: charge, kind: task, task: charge, mandatory: true}
+  - {id: notify, kind: task, task: notify}
+catalog:
+  - {id: extra_qa, kind: task, task: qa_check}
+`
+
+// BenchmarkSimulate100k replays 100,000 recorded decisions (records made by
+// the real Decide activity, ten policies, facts of an order) from SQLite
+// through a candidate set: the whole path of `adaptflow policy simulate`.
+func BenchmarkSimulate100k(b *testing.B) {
+	const n = 100_000
+	ctx := b.Context()
+	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	env, _ := policies.NewEnv()
+	if _, _, err := api.RegisterDefinition(ctx, st, env, []byte(benchDef), "bench"); err != nil {
+		b.Fatal(err)
+	}
+	steps := []string{"reserve", "pack", "charge", "notify"}
+	for i := range 10 {
+		src := fmt.Sprintf("id: p%d\nprocess: orders\npriority: %d\nwhen: input.amount < %d && input.customer.tier != 'vip'\nactions: [{skip: %s}]\n", i, i, 20+i*10, steps[i%4])
+		if i%3 == 0 {
+			src = fmt.Sprintf("id: p%d\nprocess: orders\nwhen: calendar.season == 'peak' || input.amount > %d\nactions: [{add: extra_qa, after: %s}]\n", i, 900+i, steps[i%4])
+		}
+		if _, _, err := api.RegisterPolicy(ctx, st, st, env, []byte(src), "bench", "", store.ModeActive); err != nil {
+			b.Fatal(err)
+		}
+	}
+	def, _ := process.ParseDefinition([]byte(benchDef))
+	acts := &activities.Activities{Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Calendar: policies.DefaultCalendar()}
+	start := time.Now()
+	for i := range n {
+		input := map[string]any{
+			"order_id": fmt.Sprintf("A-%d", i), "amount": float64(i % 1000), "currency": "EUR",
+			"customer": map[string]any{"id": fmt.Sprintf("c-%d", i%5000), "tier": []string{"std", "gold", "vip"}[i%3]},
+			"items":    []any{map[string]any{"sku": "X-1", "qty": 2.0}, map[string]any{"sku": "Y-2", "qty": 1.0}},
+		}
+		id := fmt.Sprintf("i%d", i/4)
+		if _, err := acts.Decide(ctx, activities.DecideInput{Definition: def, InstanceID: id, RunID: "r" + id, Seq: i%4 + 1, Step: steps[i%4],
+			Now: time.Now(), Started: time.Now(), Input: input}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("recorded %d decisions in %s", n, time.Since(start).Round(time.Millisecond))
+	candidate := [][]byte{[]byte("id: p1\nprocess: orders\npriority: 1\nwhen: input.amount < 200 && input.customer.tier != 'vip'\nactions: [{skip: pack}]\n")}
+	b.ResetTimer()
+	for range b.N {
+		rep, err := api.SimulateCandidate(ctx, st, st, st, env, "orders", time.Now().Add(-time.Hour), candidate, policies.SimulationOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if rep.Decisions != n || rep.Changed == 0 {
+			b.Fatalf("simulated %d decisions, %d changed", rep.Decisions, rep.Changed)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N)/1000, "s/100k-decisions")
+}
