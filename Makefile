@@ -15,6 +15,7 @@ test:
 bench:
 	go test ./internal/app -run '^$$' -bench DecisionOverhead -benchtime 3x -timeout 30m
 	go test ./policies -run '^$$' -bench . -benchmem
+	go test ./api -run '^$$' -bench Simulate100k -benchtime 3x -timeout 30m
 
 lint:
 	go vet ./...
