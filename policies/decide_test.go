@@ -248,3 +248,36 @@ func TestVarsMatchRecordedFacts(t *testing.T) {
 		t.Fatalf("empty facts:\nlive     %#v\nreplayed %#v", live, replayed)
 	}
 }
+
+func TestShadowIsRecordedNeverApplied(t *testing.T) {
+	env := newEnv(t)
+	def := mustDef(t, orderDef)
+	active := mustPolicy(t, "id: small\nprocess: orders\nwhen: input.amount < 50\nactions: [{skip: pack}]\n")
+	active.Version = 1
+	shadow := mustPolicy(t, "id: small\nprocess: orders\nwhen: input.amount < 200\nactions: [{skip: pack}]\n")
+	shadow.Version, shadow.Mode = 2, process.ModeShadow
+	other := mustPolicy(t, "id: qa\nprocess: orders\nwhen: input.amount > 100\nactions: [{add: extra_qa, after: pack}]\n")
+	set, err := env.NewSet(def, []*process.Policy{active, shadow, other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := set.Decide(t.Context(), def, vars(t, policies.Facts{Input: map[string]any{"amount": 120.0}}), policies.Point{Step: "pack"})
+	if len(out.Applied) != 1 || out.Applied[0].Action.Add != "extra_qa" {
+		t.Fatalf("applied %+v: the shadow version must not apply", out.Applied)
+	}
+	if out.Shadow == nil || len(out.Shadow.Applied) != 2 {
+		t.Fatalf("shadow outcome %+v: it must keep the other policy's action and add its own", out.Shadow)
+	}
+	modes := map[string]bool{}
+	for _, ev := range out.Evaluations {
+		modes[ev.PolicyID+"/"+ev.Mode] = ev.Matched
+	}
+	if modes["small/active"] || !modes["small/shadow"] || !modes["qa/active"] {
+		t.Fatalf("evaluations %v", modes)
+	}
+	ex := policies.Explain(process.Decision{Step: "pack", Evaluations: out.Evaluations, Applied: out.Applied, Rejected: out.Rejected, Shadow: out.Shadow})
+	if ex.Shadow == nil || !ex.Shadow.Differs || !strings.Contains(ex.Text, "policy small (v2, shadow) matched") ||
+		!strings.Contains(ex.Text, "would have applied add extra_qa after pack, skip pack instead") {
+		t.Fatalf("explanation:\n%s", ex.Text)
+	}
+}

@@ -18,6 +18,9 @@ type Explanation struct {
 	Policies   []PolicyExplanation `json:"policies"`
 	Applied    []ActionExplanation `json:"applied"`
 	Rejected   []ActionExplanation `json:"rejected"`
+	// Shadow is what would have been applied with the shadow versions in
+	// place; nil when none were evaluated.
+	Shadow *ShadowExplanation `json:"shadow,omitempty"`
 	Model      string              `json:"model"`
 	Text       string              `json:"text"`
 	Hash       string              `json:"hash"`
@@ -25,10 +28,17 @@ type Explanation struct {
 	Summary    map[string]int      `json:"summary"`
 }
 
+// ShadowExplanation compares the shadow outcome with the applied one.
+type ShadowExplanation struct {
+	Applied []ActionExplanation `json:"applied"`
+	Differs bool                `json:"differs"`
+}
+
 // PolicyExplanation is one evaluated policy and the values it read.
 type PolicyExplanation struct {
 	ID      string              `json:"id"`
 	Version int                 `json:"version"`
+	Mode    string              `json:"mode"`
 	When    string              `json:"when"`
 	Matched bool                `json:"matched"`
 	Error   string              `json:"error,omitempty"`
@@ -60,7 +70,7 @@ func Explain(d process.Decision) Explanation {
 		b.WriteString("- no policy has an action for this step; it runs as planned.\n")
 	}
 	for _, ev := range d.Evaluations {
-		pe := PolicyExplanation{ID: ev.PolicyID, Version: ev.PolicyVersion, When: ev.When, Matched: ev.Matched, Error: ev.Error, Trace: ev.Trace, Reading: reading(ev.Trace)}
+		pe := PolicyExplanation{ID: ev.PolicyID, Version: ev.PolicyVersion, Mode: ev.Mode, When: ev.When, Matched: ev.Matched, Error: ev.Error, Trace: ev.Trace, Reading: reading(ev.Trace)}
 		if pe.Trace == nil {
 			pe.Trace = []process.TraceStep{}
 		}
@@ -72,7 +82,11 @@ func Explain(d process.Decision) Explanation {
 		if ev.Matched {
 			verdict = "matched"
 		}
-		fmt.Fprintf(&b, "- policy %s (v%d) %s: %s", ev.PolicyID, ev.PolicyVersion, verdict, ev.When)
+		mode := ""
+		if ev.Mode == process.ModeShadow {
+			mode = ", shadow"
+		}
+		fmt.Fprintf(&b, "- policy %s (v%d%s) %s: %s", ev.PolicyID, ev.PolicyVersion, mode, verdict, ev.When)
 		if pe.Reading != "" {
 			fmt.Fprintf(&b, " — %s", pe.Reading)
 		}
@@ -91,6 +105,26 @@ func Explain(d process.Decision) Explanation {
 	}
 	if len(d.Applied) == 0 && len(d.Evaluations) > 0 {
 		b.WriteString("- no action applied; the step runs as planned.\n")
+	}
+	if d.Shadow != nil {
+		se := &ShadowExplanation{Applied: []ActionExplanation{}}
+		texts := []string{}
+		for _, ap := range d.Shadow.Applied {
+			se.Applied = append(se.Applied, ActionExplanation{Action: ap.Action, Text: ap.Action.String(), PolicyID: ap.PolicyID})
+		}
+		shadowPhrases := phrases(d.Shadow.Applied)
+		texts = append(texts, shadowPhrases...)
+		se.Differs = strings.Join(phrases(d.Applied), "|") != strings.Join(shadowPhrases, "|")
+		e.Shadow = se
+		what := "nothing"
+		if len(texts) > 0 {
+			what = strings.Join(texts, ", ")
+		}
+		if se.Differs {
+			fmt.Fprintf(&b, "- shadow: with the shadow versions active, this decision would have applied %s instead.\n", what)
+		} else {
+			b.WriteString("- shadow: the shadow versions agree with what was applied.\n")
+		}
 	}
 	e.Text = b.String()
 	return e
