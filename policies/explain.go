@@ -20,12 +20,12 @@ type Explanation struct {
 	Rejected   []ActionExplanation `json:"rejected"`
 	// Shadow is what would have been applied with the shadow versions in
 	// place; nil when none were evaluated.
-	Shadow *ShadowExplanation `json:"shadow,omitempty"`
-	Model      string              `json:"model"`
-	Text       string              `json:"text"`
-	Hash       string              `json:"hash"`
-	Facts      map[string]any      `json:"facts"`
-	Summary    map[string]int      `json:"summary"`
+	Shadow  *ShadowExplanation `json:"shadow,omitempty"`
+	Model   string             `json:"model"`
+	Text    string             `json:"text"`
+	Hash    string             `json:"hash"`
+	Facts   map[string]any     `json:"facts"`
+	Summary map[string]int     `json:"summary"`
 }
 
 // ShadowExplanation compares the shadow outcome with the applied one.
