@@ -13,7 +13,7 @@ import (
 
 const policyCols = `id, version, process, doc, digest, author, note, created_at, prev_hash, hash`
 
-func scanPolicy(row interface{ Scan(...any) error }, extra ...any) (store.PolicyRecord, error) {
+func scanPolicy(row scanner, extra ...any) (store.PolicyRecord, error) {
 	var p store.PolicyRecord
 	var doc string
 	var at int64
@@ -204,23 +204,12 @@ func (s *Store) PolicyStates(ctx context.Context, process string) ([]store.Polic
 
 // PolicyVersions lists every version of a policy, oldest first.
 func (s *Store) PolicyVersions(ctx context.Context, id string) ([]store.PolicyRecord, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+policyCols+` FROM policy_versions WHERE id = ? ORDER BY version`, id)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: policy versions: %w", err)
-	}
-	defer rows.Close()
-	var out []store.PolicyRecord
-	for rows.Next() {
-		p, err := scanPolicy(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: policy versions: %w", err)
-		}
-		out = append(out, p)
-	}
-	if len(out) == 0 && rows.Err() == nil {
+	out, err := collect(ctx, s.r, "policy versions", func(r scanner) (store.PolicyRecord, error) { return scanPolicy(r) },
+		`SELECT `+policyCols+` FROM policy_versions WHERE id = ? ORDER BY version`, id)
+	if err == nil && len(out) == 0 {
 		return nil, fmt.Errorf("policy %q: %w", id, store.ErrNotFound)
 	}
-	return out, rows.Err()
+	return out, err
 }
 
 // PolicyVersion returns one version of a policy.
@@ -244,25 +233,16 @@ func (s *Store) ActivePolicies(ctx context.Context, process string) ([]store.Pol
 	if err != nil {
 		return nil, 0, err
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT v.id, v.version, v.process, v.doc, v.digest, v.author, v.note, v.created_at, v.prev_hash, v.hash,
-			CASE WHEN v.version = s.active_version THEN 'active' ELSE 'shadow' END, s.changed_seq
+	out, err := collect(ctx, s.r, "active policies", func(r scanner) (store.PolicyRecord, error) {
+		var mode string
+		p, err := scanPolicy(r, &mode)
+		p.Mode = mode
+		return p, err
+	}, `SELECT v.id, v.version, v.process, v.doc, v.digest, v.author, v.note, v.created_at, v.prev_hash, v.hash,
+			CASE WHEN v.version = s.active_version THEN 'active' ELSE 'shadow' END
 		FROM policy_state s JOIN policy_versions v ON v.id = s.id AND (v.version = s.active_version OR v.version = s.shadow_version)
 		WHERE s.process = ? ORDER BY v.id, v.version`, process)
-	if err != nil {
-		return nil, 0, fmt.Errorf("sqlite: active policies: %w", err)
-	}
-	defer rows.Close()
-	var out []store.PolicyRecord
-	for rows.Next() {
-		var mode string
-		p, err := scanPolicy(rows, &mode, new(int64))
-		if err != nil {
-			return nil, 0, fmt.Errorf("sqlite: active policies: %w", err)
-		}
-		p.Mode = mode
-		out = append(out, p)
-	}
-	return out, stamp, rows.Err()
+	return out, stamp, err
 }
 
 // PolicyStamp returns the stamp of ActivePolicies without reading them.

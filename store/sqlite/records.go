@@ -64,7 +64,7 @@ func (s *Store) PutDefinition(ctx context.Context, d store.DefinitionRecord) (cr
 
 const defCols = `name, version, doc, digest, author, created_at`
 
-func scanDef(row interface{ Scan(...any) error }) (store.DefinitionRecord, error) {
+func scanDef(row scanner) (store.DefinitionRecord, error) {
 	var d store.DefinitionRecord
 	var doc string
 	var at int64
@@ -93,20 +93,8 @@ func (s *Store) Definition(ctx context.Context, name string, version int) (store
 
 // Definitions lists the latest version of every definition, by name.
 func (s *Store) Definitions(ctx context.Context) ([]store.DefinitionRecord, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+defCols+` FROM definitions d WHERE version = (SELECT MAX(version) FROM definitions WHERE name = d.name) ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: definitions: %w", err)
-	}
-	defer rows.Close()
-	var out []store.DefinitionRecord
-	for rows.Next() {
-		d, err := scanDef(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: definitions: %w", err)
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return collect(ctx, s.r, "definitions", scanDef,
+		`SELECT `+defCols+` FROM definitions d WHERE version = (SELECT MAX(version) FROM definitions WHERE name = d.name) ORDER BY name`)
 }
 
 // CreateInstance records a started instance. When the process already has an
@@ -198,24 +186,14 @@ func (s *Store) decisionWhere(ctx context.Context, db *sql.DB, where string, arg
 
 // Decisions lists the decision records of an instance in order.
 func (s *Store) Decisions(ctx context.Context, instanceID string) ([]process.Decision, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT record FROM decisions WHERE instance_id = ? ORDER BY time, seq`, instanceID)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: decisions: %w", err)
-	}
-	defer rows.Close()
-	out := []process.Decision{}
-	for rows.Next() {
-		var rec string
+	return collect(ctx, s.r, "decisions", func(r scanner) (process.Decision, error) {
+		var rec []byte
 		var d process.Decision
-		if err := rows.Scan(&rec); err != nil {
-			return nil, fmt.Errorf("sqlite: decisions: %w", err)
+		if err := r.Scan(&rec); err != nil {
+			return d, err
 		}
-		if err := json.Unmarshal([]byte(rec), &d); err != nil {
-			return nil, fmt.Errorf("sqlite: decisions: %w", err)
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+		return d, json.Unmarshal(rec, &d)
+	}, `SELECT record FROM decisions WHERE instance_id = ? ORDER BY time, seq`, instanceID)
 }
 
 // CreateReview opens a review once: a review with the same id is returned
@@ -237,7 +215,7 @@ func (s *Store) Review(ctx context.Context, id string) (store.Review, error) {
 
 const reviewCols = `id, instance_id, run_id, process, step, queue, reason, policy_id, decision_id, status, verdict, reviewer, comment, created_at, due_at, decided_at`
 
-func scanReview(row interface{ Scan(...any) error }) (store.Review, error) {
+func scanReview(row scanner) (store.Review, error) {
 	var r store.Review
 	var created int64
 	var due, decided sql.NullInt64
@@ -273,20 +251,7 @@ func (s *Store) Reviews(ctx context.Context, f store.ReviewFilter) ([]store.Revi
 	}
 	q += ` ORDER BY created_at, id LIMIT ?`
 	args = append(args, limit)
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: reviews: %w", err)
-	}
-	defer rows.Close()
-	out := []store.Review{}
-	for rows.Next() {
-		r, err := scanReview(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: reviews: %w", err)
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collect(ctx, s.r, "reviews", scanReview, q, args...)
 }
 
 // CloseReview records the verdict of an open review. Recording the same
