@@ -1,0 +1,346 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// PutKey stores an API key; a key with the same hash is left as it is.
+func (s *Store) PutKey(ctx context.Context, k store.APIKey) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO api_keys (id, name, role, hash, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (hash) DO NOTHING`,
+		k.ID, k.Name, k.Role, k.Hash, micros(k.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("postgres: put key: %w", err)
+	}
+	return nil
+}
+
+// KeyByHash finds the key whose secret hashes to hash.
+func (s *Store) KeyByHash(ctx context.Context, hash string) (store.APIKey, error) {
+	var k store.APIKey
+	var at int64
+	err := s.pool.QueryRow(ctx, `SELECT id, name, role, hash, created_at FROM api_keys WHERE hash = $1`, hash).Scan(&k.ID, &k.Name, &k.Role, &k.Hash, &at)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return k, store.ErrNotFound
+	}
+	if err != nil {
+		return k, fmt.Errorf("postgres: key: %w", err)
+	}
+	k.CreatedAt = fromMicros(at)
+	return k, nil
+}
+
+// PutDefinition stores a definition version; see the sqlite store.
+func (s *Store) PutDefinition(ctx context.Context, d store.DefinitionRecord) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO definitions (name, version, doc, digest, author, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, version) DO NOTHING`,
+		d.Name, d.Version, string(d.Doc), d.Digest, d.Author, micros(d.CreatedAt))
+	if err != nil {
+		return false, fmt.Errorf("postgres: put definition: %w", err)
+	}
+	if tag.RowsAffected() == 1 {
+		return true, nil
+	}
+	var digest string
+	if err := s.pool.QueryRow(ctx, `SELECT digest FROM definitions WHERE name = $1 AND version = $2`, d.Name, d.Version).Scan(&digest); err != nil {
+		return false, fmt.Errorf("postgres: put definition: %w", err)
+	}
+	if digest != d.Digest {
+		return false, fmt.Errorf("%w: %s version %d exists with other content; publish a new version", store.ErrConflict, d.Name, d.Version)
+	}
+	return false, nil
+}
+
+const defCols = `name, version, doc, digest, author, created_at`
+
+func scanDef(row scanner) (store.DefinitionRecord, error) {
+	var d store.DefinitionRecord
+	var doc string
+	var at int64
+	err := row.Scan(&d.Name, &d.Version, &doc, &d.Digest, &d.Author, &at)
+	d.Doc, d.CreatedAt = json.RawMessage(doc), fromMicros(at)
+	return d, err
+}
+
+// Definition returns one version of a definition; version 0 means latest.
+func (s *Store) Definition(ctx context.Context, name string, version int) (store.DefinitionRecord, error) {
+	var row pgx.Row
+	if version == 0 {
+		row = s.pool.QueryRow(ctx, `SELECT `+defCols+` FROM definitions WHERE name = $1 ORDER BY version DESC LIMIT 1`, name)
+	} else {
+		row = s.pool.QueryRow(ctx, `SELECT `+defCols+` FROM definitions WHERE name = $1 AND version = $2`, name, version)
+	}
+	d, err := scanDef(row)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return d, fmt.Errorf("process %q: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
+		return d, fmt.Errorf("postgres: definition: %w", err)
+	}
+	return d, nil
+}
+
+// Definitions lists the latest version of every definition, by name.
+func (s *Store) Definitions(ctx context.Context) ([]store.DefinitionRecord, error) {
+	return collect(ctx, s.pool, "definitions", scanDef,
+		`SELECT DISTINCT ON (name) `+defCols+` FROM definitions ORDER BY name, version DESC`)
+}
+
+// CreateInstance records a started instance; see the sqlite store.
+func (s *Store) CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error) {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO instances (id, process, process_version, business_key, input, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (process, business_key) DO NOTHING`,
+		in.ID, in.Process, in.ProcessVersion, in.BusinessKey, string(in.Input), in.CreatedBy, micros(in.CreatedAt))
+	if err != nil {
+		return in, false, fmt.Errorf("postgres: create instance: %w", err)
+	}
+	if tag.RowsAffected() == 1 {
+		return in, true, nil
+	}
+	existing, err := s.instanceWhere(ctx, `process = $1 AND business_key = $2`, in.Process, in.BusinessKey)
+	return existing, false, err
+}
+
+// Instance returns the instance with the id.
+func (s *Store) Instance(ctx context.Context, id string) (store.Instance, error) {
+	return s.instanceWhere(ctx, `id = $1`, id)
+}
+
+func (s *Store) instanceWhere(ctx context.Context, where string, args ...any) (store.Instance, error) {
+	var in store.Instance
+	var input string
+	var at int64
+	err := s.pool.QueryRow(ctx, `SELECT id, process, process_version, business_key, input, created_by, created_at FROM instances WHERE `+where, args...).
+		Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return in, fmt.Errorf("instance: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return in, fmt.Errorf("postgres: instance: %w", err)
+	}
+	in.Input, in.CreatedAt = json.RawMessage(input), fromMicros(at)
+	return in, nil
+}
+
+// HourlyStarts counts the starts of a process in each whole hour of
+// [from, to), oldest first, leaving out the hours before its first start.
+func (s *Store) HourlyStarts(ctx context.Context, processName string, from, to time.Time) ([]int, error) {
+	const hour = int64(time.Hour / time.Microsecond)
+	n := int(to.Sub(from) / time.Hour)
+	counts := make([]int, n)
+	first := n
+	rows, err := s.pool.Query(ctx, `SELECT (created_at - $1) / $2 AS h, COUNT(*) FROM instances WHERE process = $3 AND created_at >= $1 AND created_at < $4 GROUP BY h ORDER BY h`,
+		micros(from), hour, processName, micros(to))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: hourly starts: %w", err)
+	}
+	for rows.Next() {
+		var h, c int64
+		if err := rows.Scan(&h, &c); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("postgres: hourly starts: %w", err)
+		}
+		if h >= 0 && int(h) < n {
+			counts[h] = int(c)
+			first = min(first, int(h))
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: hourly starts: %w", err)
+	}
+	var firstAt int64
+	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(MIN(created_at), 0) FROM instances WHERE process = $1`, processName).Scan(&firstAt); err != nil {
+		return nil, fmt.Errorf("postgres: hourly starts: %w", err)
+	}
+	if firstAt < micros(from) {
+		first = 0
+	}
+	return counts[first:], nil
+}
+
+// AppendDecision writes a decision record once per (run, sequence); see the
+// sqlite store.
+func (s *Store) AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error) {
+	rec, err := json.Marshal(d)
+	if err != nil {
+		return d, fmt.Errorf("postgres: append decision: %w", err)
+	}
+	tag, err := s.pool.Exec(ctx, `INSERT INTO decisions (id, instance_id, run_id, seq, step, time, record, prev_hash, hash, process) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT (run_id, seq) DO NOTHING`, d.ID, d.InstanceID, d.RunID, d.Seq, d.Step, micros(d.Time), string(rec), d.PrevHash, d.Hash, d.Process)
+	if err != nil {
+		return d, fmt.Errorf("postgres: append decision: %w", err)
+	}
+	if tag.RowsAffected() == 1 {
+		return d, nil
+	}
+	return s.decisionWhere(ctx, `run_id = $1 AND seq = $2`, d.RunID, d.Seq)
+}
+
+// Decision returns the decision record with the id.
+func (s *Store) Decision(ctx context.Context, id string) (process.Decision, error) {
+	return s.decisionWhere(ctx, `id = $1`, id)
+}
+
+func (s *Store) decisionWhere(ctx context.Context, where string, args ...any) (process.Decision, error) {
+	var rec []byte
+	var d process.Decision
+	err := s.pool.QueryRow(ctx, `SELECT record FROM decisions WHERE `+where, args...).Scan(&rec)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return d, fmt.Errorf("decision: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return d, fmt.Errorf("postgres: decision: %w", err)
+	}
+	if err := json.Unmarshal(rec, &d); err != nil {
+		return d, fmt.Errorf("postgres: decision: %w", err)
+	}
+	return d, nil
+}
+
+// Decisions lists the decision records of an instance in order.
+func (s *Store) Decisions(ctx context.Context, instanceID string) ([]process.Decision, error) {
+	return collect(ctx, s.pool, "decisions", func(r scanner) (process.Decision, error) {
+		var rec []byte
+		var d process.Decision
+		if err := r.Scan(&rec); err != nil {
+			return d, err
+		}
+		return d, json.Unmarshal(rec, &d)
+	}, `SELECT record FROM decisions WHERE instance_id = $1 ORDER BY time, seq`, instanceID)
+}
+
+// ScanDecisions calls fn with the raw record of every decision of a process
+// made at or after since, oldest first. It only reads.
+func (s *Store) ScanDecisions(ctx context.Context, process string, since time.Time, fn func(record []byte) error) error {
+	return s.scanRecords(ctx, `SELECT record FROM decisions WHERE process = $1 AND time >= $2 ORDER BY time, seq`, []any{process, micros(since)}, fn)
+}
+
+// ScanChains calls fn with every decision record, grouped by run in
+// sequence order.
+func (s *Store) ScanChains(ctx context.Context, fn func(record []byte) error) error {
+	return s.scanRecords(ctx, `SELECT record FROM decisions ORDER BY run_id, seq`, nil, fn)
+}
+
+func (s *Store) scanRecords(ctx context.Context, q string, args []any, fn func([]byte) error) error {
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("postgres: scan decisions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var rec []byte
+		if err := rows.Scan(&rec); err != nil {
+			return fmt.Errorf("postgres: scan decisions: %w", err)
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// CountDecisions counts the decisions of a process made at or after since.
+func (s *Store) CountDecisions(ctx context.Context, process string, since time.Time) (int, error) {
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT COUNT(*) FROM decisions WHERE process = $1 AND time >= $2`, process, micros(since)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("postgres: count decisions: %w", err)
+	}
+	return n, nil
+}
+
+// CreateReview opens a review once.
+func (s *Store) CreateReview(ctx context.Context, r store.Review) (store.Review, error) {
+	_, err := s.pool.Exec(ctx, `INSERT INTO reviews (id, instance_id, run_id, process, step, queue, reason, policy_id, decision_id, status, created_at, due_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING`,
+		r.ID, r.InstanceID, r.RunID, r.Process, r.Step, r.Queue, r.Reason, r.PolicyID, r.DecisionID, store.ReviewOpen, micros(r.CreatedAt), nullMicros(r.DueAt))
+	if err != nil {
+		return r, fmt.Errorf("postgres: create review: %w", err)
+	}
+	return s.reviewWhere(ctx, s.pool, `id = $1`, r.ID)
+}
+
+// Review returns the review with the id.
+func (s *Store) Review(ctx context.Context, id string) (store.Review, error) {
+	return s.reviewWhere(ctx, s.pool, `id = $1`, id)
+}
+
+const reviewCols = `id, instance_id, run_id, process, step, queue, reason, policy_id, decision_id, status, verdict, reviewer, comment, created_at, due_at, decided_at`
+
+func scanReview(row scanner) (store.Review, error) {
+	var r store.Review
+	var created int64
+	var due, decided *int64
+	err := row.Scan(&r.ID, &r.InstanceID, &r.RunID, &r.Process, &r.Step, &r.Queue, &r.Reason, &r.PolicyID, &r.DecisionID, &r.Status, &r.Verdict, &r.Reviewer, &r.Comment, &created, &due, &decided)
+	r.CreatedAt, r.DueAt, r.DecidedAt = fromMicros(created), fromNullMicros(due), fromNullMicros(decided)
+	return r, err
+}
+
+func (s *Store) reviewWhere(ctx context.Context, q querier, where string, args ...any) (store.Review, error) {
+	r, err := scanReview(q.QueryRow(ctx, `SELECT `+reviewCols+` FROM reviews WHERE `+where, args...))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, fmt.Errorf("review: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("postgres: review: %w", err)
+	}
+	return r, nil
+}
+
+// Reviews lists reviews matching f, oldest first.
+func (s *Store) Reviews(ctx context.Context, f store.ReviewFilter) ([]store.Review, error) {
+	q := `SELECT ` + reviewCols + ` FROM reviews WHERE TRUE`
+	var args []any
+	for _, c := range []struct{ col, v string }{{"status", f.Status}, {"queue", f.Queue}, {"process", f.Process}} {
+		if c.v != "" {
+			args = append(args, c.v)
+			q += fmt.Sprintf(` AND %s = $%d`, c.col, len(args))
+		}
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 500 {
+		limit = 100
+	}
+	args = append(args, limit)
+	q += fmt.Sprintf(` ORDER BY created_at, id LIMIT $%d`, len(args))
+	return collect(ctx, s.pool, "reviews", scanReview, q, args...)
+}
+
+// CloseReview records the verdict of an open review; see the sqlite store.
+func (s *Store) CloseReview(ctx context.Context, r store.Review) (store.Review, error) {
+	var out store.Review
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		var status, verdict, reviewer string
+		err := tx.QueryRow(ctx, `SELECT status, verdict, reviewer FROM reviews WHERE id = $1 FOR UPDATE`, r.ID).Scan(&status, &verdict, &reviewer)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("review: %w", store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if status != store.ReviewOpen {
+			if status == r.Status && verdict == r.Verdict && reviewer == r.Reviewer {
+				out, err = s.reviewWhere(ctx, tx, `id = $1`, r.ID)
+				return err
+			}
+			return fmt.Errorf("%w: review %s is already %s", store.ErrConflict, r.ID, status)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE reviews SET status = $1, verdict = $2, reviewer = $3, comment = $4, decided_at = $5 WHERE id = $6`,
+			r.Status, r.Verdict, r.Reviewer, r.Comment, nullMicros(r.DecidedAt), r.ID); err != nil {
+			return err
+		}
+		out, err = s.reviewWhere(ctx, tx, `id = $1`, r.ID)
+		return err
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict) {
+		err = fmt.Errorf("postgres: close review: %w", err)
+	}
+	return out, err
+}
