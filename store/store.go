@@ -158,3 +158,10 @@ func PolicyVersionHash(p PolicyRecord) string {
 	h.Write(p.Doc)
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// Migration is one schema migration of a store and when it was applied.
+type Migration struct {
+	Version   int        `json:"version"`
+	Name      string     `json:"name"`
+	AppliedAt *time.Time `json:"applied_at,omitempty"`
+}

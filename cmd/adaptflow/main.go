@@ -14,9 +14,11 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/adaptflow/adaptflow/internal/app"
 	"github.com/adaptflow/adaptflow/internal/cli"
+	"github.com/adaptflow/adaptflow/store"
 )
 
 const usage = `adaptflow — adaptive process orchestration on Temporal
@@ -25,7 +27,7 @@ Usage:
   adaptflow dev      [flags]   everything in one process: embedded Temporal, store, worker, API
   adaptflow server   [flags]   the HTTP API, against an external Temporal
   adaptflow worker   [flags]   the worker, against an external Temporal
-  adaptflow migrate  [flags]   apply the store's schema migrations
+  adaptflow migrate  [status]  apply the store's schema migrations (status: list them)
   adaptflow policy test DIR                           run the test cases of the policies in DIR
   adaptflow policy simulate --process P --since 30d DIR
                                                       replay recorded decisions through DIR's policies (read-only)
@@ -80,10 +82,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cmd != "dev" {
 		opts.LoadExamples = false
 	}
+	status := false
+	if cmd == "migrate" && len(rest) > 0 && rest[0] == "status" {
+		status, rest = true, rest[1:]
+	}
+	migrateAtStart := true
 	fs := flag.NewFlagSet("adaptflow "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&opts.DataDir, "data-dir", envOr("ADAPTFLOW_DATA_DIR", opts.DataDir), "directory for the embedded store and Temporal's database")
-	fs.StringVar(&opts.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "store: a SQLite file path (default DATA_DIR/adaptflow.db)")
+	fs.StringVar(&opts.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "store: postgres://... or a SQLite file path (default DATA_DIR/adaptflow.db)")
 	logLevel := fs.String("log-level", envOr("ADAPTFLOW_LOG_LEVEL", "info"), "debug, info, warn or error")
 	logFormat := fs.String("log-format", envOr("ADAPTFLOW_LOG_FORMAT", "text"), "text or json")
 	if cmd != "migrate" {
@@ -93,6 +100,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&opts.APIKey, "api-key", os.Getenv("ADAPTFLOW_API_KEY"), "admin API key to accept (default: generate one and print it)")
 		fs.StringVar(&opts.CalendarFile, "calendar", os.Getenv("ADAPTFLOW_CALENDAR"), "YAML file of calendar seasons (default: the embedded examples/calendar.yaml)")
 		fs.BoolVar(&opts.LoadExamples, "examples", opts.LoadExamples, "register the embedded example processes and policies")
+		fs.BoolVar(&migrateAtStart, "migrate", true, "apply the store's pending migrations at start")
 	}
 	if err := fs.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -100,6 +108,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
+	opts.SkipMigrate = !migrateAtStart
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "adaptflow %s: unexpected argument %q\n", cmd, fs.Arg(0))
 		return 2
@@ -114,9 +123,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if cmd == "migrate" {
+	switch {
+	case status:
+		var list []store.Migration
+		if list, err = app.MigrationStatus(ctx, opts); err == nil {
+			for _, m := range list {
+				at := "pending"
+				if m.AppliedAt != nil {
+					at = "applied " + m.AppliedAt.Format(time.RFC3339)
+				}
+				fmt.Fprintf(stdout, "%4d  %-32s %s\n", m.Version, m.Name, at)
+			}
+		}
+	case cmd == "migrate":
 		err = app.Migrate(ctx, opts)
-	} else {
+	default:
 		err = app.Run(ctx, mode, opts)
 	}
 	if err != nil {

@@ -21,7 +21,8 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"dev", "--listen", "8080"}, 1, `--listen: \"8080\" is not host:port`},
 		{[]string{"dev", "--api-key", "short"}, 1, "--api-key: must be at least 16 characters"},
 		{[]string{"dev", "--log-level", "loud"}, 2, `--log-level: "loud"`},
-		{[]string{"server", "--database-url", "postgres://db/adaptflow", "--data-dir", "DIR"}, 1, "PostgreSQL is not supported by this build yet"},
+		{[]string{"server", "--database-url", "postgres://nobody@127.0.0.1:1/none?connect_timeout=2", "--data-dir", "DIR"}, 1, "open store: postgres: connect"},
+		{[]string{"migrate", "later"}, 2, `unexpected argument "later"`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errOut bytes.Buffer
@@ -41,10 +42,18 @@ func TestCommandLine(t *testing.T) {
 
 func TestMigrate(t *testing.T) {
 	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	if code := run([]string{"migrate", "status", "--data-dir", dir}, &out, &errOut); code != 0 || strings.Count(out.String(), "pending") != 2 {
+		t.Fatalf("status before: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
 	for range 2 { // applying twice is a no-op the second time
-		var out, errOut bytes.Buffer
+		out.Reset()
 		if code := run([]string{"migrate", "--data-dir", dir}, &out, &errOut); code != 0 {
 			t.Fatalf("migrate exit %d: %s", code, errOut.String())
 		}
+	}
+	out.Reset()
+	if code := run([]string{"migrate", "status", "--data-dir", dir}, &out, &errOut); code != 0 || strings.Count(out.String(), "applied") != 2 {
+		t.Fatalf("status after: exit %d\n%s", code, out.String())
 	}
 }

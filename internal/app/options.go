@@ -28,9 +28,12 @@ type Options struct {
 	TemporalAddress string
 	// Namespace is the Temporal namespace.
 	Namespace string
-	// DatabaseURL selects the store: a SQLite file path (or sqlite:PATH);
-	// empty means DataDir/adaptflow.db.
+	// DatabaseURL selects the store: postgres://... for PostgreSQL, else a
+	// SQLite file path (or sqlite:PATH); empty means DataDir/adaptflow.db.
 	DatabaseURL string
+	// SkipMigrate leaves the store's schema as it is at start (run
+	// `adaptflow migrate` separately).
+	SkipMigrate bool
 	// APIKey, when set, is stored as an admin key at start.
 	APIKey string
 	// LoadExamples registers the embedded example processes and policies.

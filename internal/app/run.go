@@ -28,6 +28,7 @@ import (
 	"github.com/adaptflow/adaptflow/internal/temporalserver"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/store/postgres"
 	"github.com/adaptflow/adaptflow/store/sqlite"
 	"github.com/adaptflow/adaptflow/workflows"
 )
@@ -166,9 +167,21 @@ type Store interface {
 	activities.ReviewBook
 	activities.DecisionLog
 	activities.StartCounter
+	api.PolicyLifecycle
+	api.DecisionScanner
+	store.ChainReader
 	PolicyStamp(ctx context.Context, process string) (int64, error)
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+var (
+	_ Store = (*sqlite.Store)(nil)
+	_ Store = (*postgres.Store)(nil)
+)
+
+func isPostgres(u string) bool {
+	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
 }
 
 func storePath(opts Options) (string, error) {
@@ -179,15 +192,22 @@ func storePath(opts Options) (string, error) {
 			return "", fmt.Errorf("--data-dir: %w", err)
 		}
 		return filepath.Join(opts.DataDir, "adaptflow.db"), nil
-	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
-		return "", errors.New("--database-url: PostgreSQL is not supported by this build yet; use a SQLite file path")
 	case strings.HasPrefix(u, "sqlite:"):
 		return strings.TrimPrefix(strings.TrimPrefix(u, "sqlite:"), "//"), nil
 	}
 	return u, nil
 }
 
-func openStore(ctx context.Context, opts Options) (*sqlite.Store, error) {
+// openStore opens the store --database-url names: PostgreSQL for a
+// postgres:// URL, else a SQLite file. Migrations run unless disabled.
+func openStore(ctx context.Context, opts Options) (Store, error) {
+	if isPostgres(opts.DatabaseURL) {
+		st, err := postgres.Open(ctx, opts.DatabaseURL, postgres.Options{Migrate: !opts.SkipMigrate})
+		if err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+		return st, nil
+	}
 	path, err := storePath(opts)
 	if err != nil {
 		return nil, err
@@ -199,8 +219,9 @@ func openStore(ctx context.Context, opts Options) (*sqlite.Store, error) {
 	return st, nil
 }
 
-// Migrate applies the store's migrations and returns.
+// Migrate applies the store's pending migrations and returns.
 func Migrate(ctx context.Context, opts Options) error {
+	opts.SkipMigrate = false
 	if err := opts.validate(); err != nil {
 		return err
 	}
@@ -209,6 +230,26 @@ func Migrate(ctx context.Context, opts Options) error {
 		return err
 	}
 	return st.Close()
+}
+
+// MigrationStatus lists the store's migrations and when each was applied.
+func MigrationStatus(ctx context.Context, opts Options) ([]store.Migration, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if isPostgres(opts.DatabaseURL) {
+		st, err := postgres.Open(ctx, opts.DatabaseURL, postgres.Options{})
+		if err != nil {
+			return nil, err
+		}
+		defer st.Close()
+		return st.MigrationStatus(ctx)
+	}
+	path, err := storePath(opts)
+	if err != nil {
+		return nil, err
+	}
+	return sqlite.MigrationStatus(ctx, path)
 }
 
 func ensureAdminKey(ctx context.Context, st api.KeyStore, opts Options) error {

@@ -16,6 +16,7 @@ import (
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/store/postgres"
 	"github.com/adaptflow/adaptflow/store/sqlite"
 )
 
@@ -142,13 +143,25 @@ func storeFlags(fs *flag.FlagSet) (dataDir, dbURL *string) {
 	return dataDir, dbURL
 }
 
-func openReadOnly(ctx context.Context, dataDir, dbURL string) (*sqlite.Store, error) {
+// readStore is what the read-only commands need of a store.
+type readStore interface {
+	api.DefinitionStore
+	api.DecisionScanner
+	store.ChainReader
+	ActivePolicies(ctx context.Context, process string) ([]store.PolicyRecord, int64, error)
+	CountDecisions(ctx context.Context, process string, since time.Time) (int, error)
+	Close() error
+}
+
+// openReadOnly opens a store so that nothing can be written through it: a
+// SQLite file opened read-only, or PostgreSQL sessions that are read-only.
+func openReadOnly(ctx context.Context, dataDir, dbURL string) (readStore, error) {
 	path := dbURL
 	switch {
 	case path == "":
 		path = filepath.Join(dataDir, "adaptflow.db")
 	case strings.HasPrefix(path, "postgres://"), strings.HasPrefix(path, "postgresql://"):
-		return nil, errors.New("--database-url: PostgreSQL is not supported by this build yet")
+		return postgres.Open(ctx, path, postgres.Options{ReadOnly: true})
 	case strings.HasPrefix(path, "sqlite:"):
 		path = strings.TrimPrefix(strings.TrimPrefix(path, "sqlite:"), "//")
 	}
@@ -229,7 +242,7 @@ func policySimulate(ctx context.Context, args []string, stdout, stderr io.Writer
 
 // readOnlyPolicies lets the simulation read policies from a read-only store;
 // it never writes (PutPolicy refuses).
-type readOnlyPolicies struct{ st *sqlite.Store }
+type readOnlyPolicies struct{ st readStore }
 
 func (r readOnlyPolicies) PutPolicy(context.Context, store.PolicyRecord, string) (store.PolicyRecord, bool, error) {
 	return store.PolicyRecord{}, false, errors.New("simulation never writes")

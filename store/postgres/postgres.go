@@ -17,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/adaptflow/adaptflow/store"
 )
 
 //go:embed migrations/*.sql
@@ -39,6 +41,8 @@ type Options struct {
 	Migrate bool
 	// MaxConns bounds the pool (default pgxpool's).
 	MaxConns int32
+	// ReadOnly makes every session read-only: nothing can be written.
+	ReadOnly bool
 }
 
 // Open connects to url and, unless opts say otherwise, applies pending
@@ -50,6 +54,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
+	}
+	if opts.ReadOnly {
+		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -78,20 +85,13 @@ func (s *Store) Close() error {
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
-// Migration is one embedded migration and whether it is applied.
-type Migration struct {
-	Version   int
-	Name      string
-	AppliedAt *time.Time
-}
-
-func embedded() ([]Migration, map[int]string, error) {
+func embedded() ([]store.Migration, map[int]string, error) {
 	files, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
 		return nil, nil, err
 	}
 	sort.Strings(files)
-	var out []Migration
+	var out []store.Migration
 	bodies := map[int]string{}
 	for _, f := range files {
 		name := strings.TrimPrefix(f, "migrations/")
@@ -103,7 +103,7 @@ func embedded() ([]Migration, map[int]string, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		out = append(out, Migration{Version: v, Name: name})
+		out = append(out, store.Migration{Version: v, Name: name})
 		bodies[v] = string(body)
 	}
 	return out, bodies, nil
@@ -148,7 +148,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 }
 
 // MigrationStatus lists the embedded migrations and when each was applied.
-func (s *Store) MigrationStatus(ctx context.Context) ([]Migration, error) {
+func (s *Store) MigrationStatus(ctx context.Context) ([]store.Migration, error) {
 	list, _, err := embedded()
 	if err != nil {
 		return nil, err

@@ -234,3 +234,47 @@ func collect[T any](ctx context.Context, db *sql.DB, op string, scan func(scanne
 	}
 	return out, nil
 }
+
+// MigrationStatus lists the embedded migrations of the database at path
+// and when each was applied, without changing anything.
+func MigrationStatus(ctx context.Context, path string) ([]store.Migration, error) {
+	files, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	out := make([]store.Migration, 0, len(files))
+	for _, f := range files {
+		name := strings.TrimPrefix(f, "migrations/")
+		v, _ := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
+		out = append(out, store.Migration{Version: v, Name: name})
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return out, nil
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	defer db.Close()
+	applied := map[int]time.Time{}
+	rows, err := db.QueryContext(ctx, `SELECT version, applied_at FROM schema_migrations`)
+	if err != nil {
+		return out, nil // no table yet: nothing applied
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v int
+		var at int64
+		if err := rows.Scan(&v, &at); err != nil {
+			return nil, err
+		}
+		applied[v] = fromMicros(at)
+	}
+	for i := range out {
+		if at, ok := applied[out[i].Version]; ok {
+			out[i].AppliedAt = &at
+		}
+	}
+	return out, rows.Err()
+}
