@@ -63,7 +63,11 @@ SRC
 
 start() {
 	dir=$1
-	port=${PGPORT_TEST:-55432}
+	port=${PGPORT_TEST:-}
+	if [ -z "$port" ]; then
+		port=55432
+		while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+	fi
 	mkdir -p "$dir"
 	# PostgreSQL refuses to run as root: the cluster belongs to postgres.
 	run=()

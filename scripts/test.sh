@@ -19,6 +19,19 @@ if ! command -v gcc >/dev/null 2>&1; then
 fi
 export CGO_ENABLED=1
 
+# PostgreSQL with pgvector: the one given by DATABASE_URL, or a throwaway
+# cluster for this run, removed after it.
+if [ -z "${DATABASE_URL:-}" ]; then
+	log "PostgreSQL with pgvector (throwaway cluster)"
+	scripts/postgres.sh install
+	pgdir=$(mktemp -d /tmp/adaptflow-pg.XXXXXX)
+	trap 'scripts/postgres.sh stop "$pgdir"' EXIT
+	DATABASE_URL=$(scripts/postgres.sh start "$pgdir")
+	export DATABASE_URL
+else
+	log "PostgreSQL from DATABASE_URL"
+fi
+
 log "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './tools/*'))
 if [ -n "$unformatted" ]; then

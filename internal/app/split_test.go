@@ -9,12 +9,18 @@ import (
 
 	"github.com/adaptflow/adaptflow/internal/app"
 	"github.com/adaptflow/adaptflow/internal/temporalserver"
+	"github.com/adaptflow/adaptflow/store/storetest"
 )
 
 // TestServerAndWorkerSplit runs the production shape: an external Temporal
 // server, `adaptflow worker` and `adaptflow server` as separate parts sharing
-// one store, and an instance that goes through both.
+// one store (SQLite, and PostgreSQL), and instances that go through both.
 func TestServerAndWorkerSplit(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testSplit(t, "sqlite:"+filepath.Join(t.TempDir(), "adaptflow.db")) })
+	t.Run("postgres", func(t *testing.T) { testSplit(t, storetest.FreshPostgres(t)) })
+}
+
+func testSplit(t *testing.T, databaseURL string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	opts := temporalserver.DefaultOptions()
@@ -25,10 +31,9 @@ func TestServerAndWorkerSplit(t *testing.T) {
 	}
 	defer func() { _ = ts.Stop() }()
 
-	db := filepath.Join(t.TempDir(), "adaptflow.db")
 	base := app.DefaultOptions()
 	base.DataDir = t.TempDir()
-	base.DatabaseURL = "sqlite:" + db
+	base.DatabaseURL = databaseURL
 	base.TemporalAddress = ts.Address()
 	base.APIKey = adminKey
 
@@ -62,6 +67,23 @@ func TestServerAndWorkerSplit(t *testing.T) {
 		t.Fatalf("plan %q", got)
 	}
 	d.expect(d.call("GET", "/v1/instances/"+id+"/decisions", adminKey, ""), http.StatusOK)
+
+	// A review through the worker, the server and the store.
+	inv := d.start("inventory-reconciliation", "split-inv", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 1, "erp_count": 30})
+	inst = d.waitStatus(inv, "waiting_review")
+	rid := inst["reviews"].([]any)[0].(map[string]any)["id"].(string)
+	deadline := time.Now().Add(30 * time.Second)
+	for d.call("GET", "/v1/reviews/"+rid, adminKey, "").status != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("review never stored")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.expect(d.call("POST", "/v1/reviews/"+rid+"/decision", adminKey, `{"verdict":"approve"}`), http.StatusOK)
+	d.waitStatus(inv, "completed")
+	if v := d.expect(d.call("GET", "/v1/audit/verify", adminKey, ""), http.StatusOK); v.body["ok"] != true {
+		t.Fatalf("audit: %s", v.raw)
+	}
 
 	cancel()
 	for name, ch := range map[string]chan error{"server": serverDone, "worker": workerDone} {
