@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/api/serviceerror"
@@ -93,7 +96,7 @@ func fail(c *gin.Context, err error) {
 		status, d.Code, d.Message = http.StatusNotFound, "not_found", strings.TrimSuffix(err.Error(), ": "+store.ErrNotFound.Error())+" not found"
 	case errors.Is(err, store.ErrConflict):
 		status, d.Code, d.Message = http.StatusConflict, "conflict", err.Error()
-	case errors.As(err, &unavailable), errors.Is(err, context.DeadlineExceeded):
+	case errors.As(err, &unavailable), errors.Is(err, context.DeadlineExceeded), dependencyDown(err):
 		status, d.Code, d.Message = http.StatusServiceUnavailable, "unavailable", "a dependency is not answering; retry shortly"
 		c.Header("Retry-After", "5")
 	default:
@@ -110,4 +113,24 @@ func tracePart(trace string) string {
 		return ""
 	}
 	return " — " + trace
+}
+
+// dependencyDown reports errors that mean the database is not reachable
+// right now: a refused or broken connection, or PostgreSQL's connection
+// exceptions (SQLSTATE class 08) and shutdowns (57P01-57P03).
+func dependencyDown(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return true
+	}
+	var retry interface{ SafeToRetry() bool }
+	if errors.As(err, &retry) && retry.SafeToRetry() {
+		return true
+	}
+	var coded interface{ SQLState() string }
+	if errors.As(err, &coded) {
+		state := coded.SQLState()
+		return strings.HasPrefix(state, "08") || state == "57P01" || state == "57P02" || state == "57P03"
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
