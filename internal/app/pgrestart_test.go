@@ -174,8 +174,11 @@ func TestPostgresRestartLosesNothing(t *testing.T) {
 		t.Fatalf("audit after the restart: %s", v.raw)
 	}
 	cancel()
-	<-serverDone
-	<-workerDone
+	for name, ch := range map[string]chan error{"server": serverDone, "worker": workerDone} {
+		if err := <-ch; err != nil {
+			t.Errorf("%s stopped with %v", name, err)
+		}
+	}
 }
 
 // portOption gives pg_ctl the options the cluster was started with.
