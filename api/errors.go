@@ -94,6 +94,8 @@ func fail(c *gin.Context, err error) {
 		status, d.Code, d.Message, d.Field = http.StatusBadRequest, "invalid_argument", fe.Error(), fe.Path
 	case errors.Is(err, store.ErrNotFound):
 		status, d.Code, d.Message = http.StatusNotFound, "not_found", strings.TrimSuffix(err.Error(), ": "+store.ErrNotFound.Error())+" not found"
+	case errors.Is(err, store.ErrInvalid):
+		status, d.Code, d.Message = http.StatusUnprocessableEntity, "invalid", err.Error()
 	case errors.Is(err, store.ErrConflict):
 		status, d.Code, d.Message = http.StatusConflict, "conflict", err.Error()
 	case errors.As(err, &unavailable), errors.Is(err, context.DeadlineExceeded), dependencyDown(err):

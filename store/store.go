@@ -165,3 +165,37 @@ type Migration struct {
 	Name      string     `json:"name"`
 	AppliedAt *time.Time `json:"applied_at,omitempty"`
 }
+
+// ErrInvalid marks a request the store refuses as malformed (an embedding
+// of the wrong dimension, say). The API maps it to 422.
+var ErrInvalid = errors.New("invalid")
+
+// DefaultEmbeddingDim is the embedding dimension of a store unless
+// configured otherwise.
+const DefaultEmbeddingDim = 256
+
+// Example is a labeled example for a classifier, with its embedding.
+type Example struct {
+	ID         string          `json:"id"`
+	Classifier string          `json:"classifier"`
+	Text       string          `json:"text"`
+	Label      string          `json:"label"`
+	Fields     json.RawMessage `json:"fields,omitempty"`
+	Source     string          `json:"source"` // seed, review, ...
+	Embedding  []float32       `json:"-"`
+	CreatedAt  time.Time       `json:"created_at"`
+}
+
+// Neighbor is an example and its cosine distance to a query.
+type Neighbor struct {
+	Example
+	Distance float64 `json:"distance"`
+}
+
+// CheckEmbedding refuses an embedding whose dimension is not dim.
+func CheckEmbedding(v []float32, dim int) error {
+	if len(v) != dim {
+		return fmt.Errorf("%w: embedding has %d dimensions; this store holds %d-dimensional embeddings (configure the dimension to match the embedding model)", ErrInvalid, len(v), dim)
+	}
+	return nil
+}

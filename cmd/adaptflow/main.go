@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -91,6 +92,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.StringVar(&opts.DataDir, "data-dir", envOr("ADAPTFLOW_DATA_DIR", opts.DataDir), "directory for the embedded store and Temporal's database")
 	fs.StringVar(&opts.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "store: postgres://... or a SQLite file path (default DATA_DIR/adaptflow.db)")
+	fs.IntVar(&opts.EmbeddingDim, "embedding-dim", envInt("ADAPTFLOW_EMBEDDING_DIM", 256), "dimension of example embeddings in the store (must match the embedding model)")
 	logLevel := fs.String("log-level", envOr("ADAPTFLOW_LOG_LEVEL", "info"), "debug, info, warn or error")
 	logFormat := fs.String("log-format", envOr("ADAPTFLOW_LOG_FORMAT", "text"), "text or json")
 	if cmd != "migrate" {
@@ -149,6 +151,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func envOr(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
 	}
 	return def

@@ -31,6 +31,9 @@ type Options struct {
 	// DatabaseURL selects the store: postgres://... for PostgreSQL, else a
 	// SQLite file path (or sqlite:PATH); empty means DataDir/adaptflow.db.
 	DatabaseURL string
+	// EmbeddingDim is the dimension of example embeddings in the store
+	// (default 256); it must match the embedding model.
+	EmbeddingDim int
 	// SkipMigrate leaves the store's schema as it is at start (run
 	// `adaptflow migrate` separately).
 	SkipMigrate bool

@@ -202,7 +202,7 @@ func storePath(opts Options) (string, error) {
 // postgres:// URL, else a SQLite file. Migrations run unless disabled.
 func openStore(ctx context.Context, opts Options) (Store, error) {
 	if isPostgres(opts.DatabaseURL) {
-		st, err := postgres.Open(ctx, opts.DatabaseURL, postgres.Options{Migrate: !opts.SkipMigrate})
+		st, err := postgres.Open(ctx, opts.DatabaseURL, postgres.Options{Migrate: !opts.SkipMigrate, EmbeddingDim: opts.EmbeddingDim})
 		if err != nil {
 			return nil, fmt.Errorf("open store: %w", err)
 		}
@@ -212,7 +212,7 @@ func openStore(ctx context.Context, opts Options) (Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := sqlite.Open(ctx, path)
+	st, err := sqlite.OpenWith(ctx, path, sqlite.Options{EmbeddingDim: opts.EmbeddingDim})
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

@@ -33,6 +33,7 @@ const policyLock = 7_320_451_002
 // Store is the PostgreSQL store. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+	dim  int
 }
 
 // Options configure Open.
@@ -43,6 +44,13 @@ type Options struct {
 	MaxConns int32
 	// ReadOnly makes every session read-only: nothing can be written.
 	ReadOnly bool
+	// EmbeddingDim is the dimension of example embeddings (default
+	// store.DefaultEmbeddingDim). It is fixed when the store is first
+	// migrated; opening it with another is an error.
+	EmbeddingDim int
+	// EfSearch is HNSW's search breadth (default 100): higher finds more
+	// of the true nearest neighbours, slower.
+	EfSearch int
 }
 
 // Open connects to url and, unless opts say otherwise, applies pending
@@ -58,11 +66,18 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if opts.ReadOnly {
 		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
 	}
+	if opts.EmbeddingDim <= 0 {
+		opts.EmbeddingDim = store.DefaultEmbeddingDim
+	}
+	if opts.EfSearch <= 0 {
+		opts.EfSearch = 100
+	}
+	cfg.ConnConfig.RuntimeParams["hnsw.ef_search"] = strconv.Itoa(opts.EfSearch)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	s := &Store{pool: pool}
+	s := &Store{pool: pool, dim: opts.EmbeddingDim}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect to %s: %w", cfg.ConnConfig.Host, err)
@@ -73,8 +88,33 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 			return nil, err
 		}
 	}
+	if err := s.checkDim(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	return s, nil
 }
+
+// checkDim compares the configured embedding dimension with the one the
+// schema was made for.
+func (s *Store) checkDim(ctx context.Context) error {
+	var v string
+	err := s.pool.QueryRow(ctx, `SELECT value FROM settings WHERE key = 'embedding_dim'`).Scan(&v)
+	var pgErr *pgconn.PgError
+	if errors.Is(err, pgx.ErrNoRows) || (errors.As(err, &pgErr) && pgErr.Code == "42P01") {
+		return nil // not migrated yet: the migration will fix it
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: read settings: %w", err)
+	}
+	if v != strconv.Itoa(s.dim) {
+		return fmt.Errorf("postgres: the store holds %s-dimensional embeddings but the embedding dimension is configured as %d; keep them equal (a new dimension needs a new store)", v, s.dim)
+	}
+	return nil
+}
+
+// EmbeddingDim is the dimension of the store's example embeddings.
+func (s *Store) EmbeddingDim() int { return s.dim }
 
 // Close closes the pool.
 func (s *Store) Close() error {
@@ -136,7 +176,8 @@ func (s *Store) Migrate(ctx context.Context) error {
 			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = $1`, m.Version).Scan(&n); err != nil || n > 0 {
 				return err
 			}
-			if _, err := tx.Exec(ctx, bodies[m.Version]); err != nil {
+			body := strings.ReplaceAll(bodies[m.Version], "{{EMBEDDING_DIM}}", strconv.Itoa(s.dim))
+			if _, err := tx.Exec(ctx, body); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`, m.Version, m.Name, time.Now().UnixMicro())

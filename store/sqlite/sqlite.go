@@ -26,13 +26,29 @@ var migrations embed.FS
 
 // Store is the SQLite store. It is safe for concurrent use.
 type Store struct {
-	w *sql.DB // one connection: SQLite has one writer
-	r *sql.DB // readers
+	w   *sql.DB // one connection: SQLite has one writer
+	r   *sql.DB // readers
+	dim int
+}
+
+// Options configure OpenWith.
+type Options struct {
+	// EmbeddingDim is the dimension of example embeddings (default
+	// store.DefaultEmbeddingDim), fixed when the store is first migrated.
+	EmbeddingDim int
 }
 
 // Open opens (creating if needed) the database file at path and applies
-// pending migrations.
+// pending migrations, with default options.
 func Open(ctx context.Context, path string) (*Store, error) {
+	return OpenWith(ctx, path, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
+	if opts.EmbeddingDim <= 0 {
+		opts.EmbeddingDim = store.DefaultEmbeddingDim
+	}
 	q := url.Values{}
 	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(1)"} {
 		q.Add("_pragma", p)
@@ -49,13 +65,32 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(8)
-	s := &Store{w: w, r: r}
+	s := &Store{w: w, r: r, dim: opts.EmbeddingDim}
 	if err := s.Migrate(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	if err := s.checkDim(ctx); err != nil {
 		_ = s.Close()
 		return nil, err
 	}
 	return s, nil
 }
+
+// checkDim compares the configured embedding dimension with the store's.
+func (s *Store) checkDim(ctx context.Context) error {
+	var v string
+	if err := s.r.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'embedding_dim'`).Scan(&v); err != nil {
+		return fmt.Errorf("sqlite: read settings: %w", err)
+	}
+	if v != strconv.Itoa(s.dim) {
+		return fmt.Errorf("sqlite: the store holds %s-dimensional embeddings but the embedding dimension is configured as %d; keep them equal (a new dimension needs a new store)", v, s.dim)
+	}
+	return nil
+}
+
+// EmbeddingDim is the dimension of the store's example embeddings.
+func (s *Store) EmbeddingDim() int { return s.dim }
 
 // OpenReadOnly opens an existing database for reading only: no migration,
 // no write can happen through it. Its schema must be current.
@@ -73,6 +108,10 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 	}
 	db.SetMaxOpenConns(8)
 	s := &Store{w: db, r: db}
+	var dim string
+	if err := db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'embedding_dim'`).Scan(&dim); err == nil {
+		s.dim, _ = strconv.Atoi(dim)
+	}
 	files, _ := fs.Glob(migrations, "migrations/*.sql")
 	var applied int
 	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations`).Scan(&applied); err != nil {
@@ -126,7 +165,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 			if n > 0 {
 				return nil
 			}
-			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			if _, err := tx.ExecContext(ctx, strings.ReplaceAll(string(body), "{{EMBEDDING_DIM}}", strconv.Itoa(s.dim))); err != nil {
 				return err
 			}
 			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`, v, name, time.Now().UnixMicro())

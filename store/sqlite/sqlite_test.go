@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,4 +47,16 @@ func TestReopenKeepsDataAndMigrationsOnce(t *testing.T) {
 
 func storetestDef() store.DefinitionRecord {
 	return store.DefinitionRecord{Name: "orders", Version: 1, Doc: []byte(`{}`), Digest: "d", Author: "t", CreatedAt: time.Now()}
+}
+
+func TestEmbeddingDimensionIsFixed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dim.db")
+	s, err := sqlite.OpenWith(t.Context(), path, sqlite.Options{EmbeddingDim: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	if _, err := sqlite.OpenWith(t.Context(), path, sqlite.Options{EmbeddingDim: 16}); err == nil || !strings.Contains(err.Error(), "8-dimensional embeddings but the embedding dimension is configured as 16") {
+		t.Fatalf("reopen with another dimension: %v", err)
+	}
 }

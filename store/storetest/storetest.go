@@ -33,6 +33,9 @@ type Store interface {
 	ScanPolicyVersions(ctx context.Context, fn func(store.PolicyRecord) error) error
 	ScanDecisions(ctx context.Context, process string, since time.Time, fn func(record []byte) error) error
 	ScanChains(ctx context.Context, fn func(record []byte) error) error
+	PutExample(ctx context.Context, e store.Example) error
+	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
+	EmbeddingDim() int
 	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
 	Instance(ctx context.Context, id string) (store.Instance, error)
 	HourlyStarts(ctx context.Context, process string, from, to time.Time) ([]int, error)
@@ -53,6 +56,58 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("instances", func(t *testing.T) { testInstances(t, open(t)) })
 	t.Run("decisions", func(t *testing.T) { testDecisions(t, open(t)) })
 	t.Run("reviews", func(t *testing.T) { testReviews(t, open(t)) })
+	t.Run("examples", func(t *testing.T) { testExamples(t, open(t)) })
+}
+
+// unit is a vector of the store's dimension pointing mostly along axis a,
+// leaning towards axis b by w.
+func unit(dim, a, b int, w float32) []float32 {
+	v := make([]float32, dim)
+	v[a] = 1
+	v[b] += w
+	return v
+}
+
+func testExamples(t *testing.T, s Store) {
+	ctx := t.Context()
+	dim := s.EmbeddingDim()
+	if dim < 8 {
+		t.Fatalf("embedding dimension %d", dim)
+	}
+	put := func(id, classifier, label string, v []float32) {
+		t.Helper()
+		must(t, s.PutExample(ctx, store.Example{ID: id, Classifier: classifier, Text: "text " + id, Label: label, Fields: []byte(`{"k":1}`), Source: "seed", Embedding: v, CreatedAt: t0}))
+	}
+	put("e1", "emails", "refund", unit(dim, 0, 1, 0.1))
+	put("e2", "emails", "complaint", unit(dim, 0, 1, 0.9))
+	put("e3", "emails", "question", unit(dim, 2, 3, 0))
+	put("e4", "notes", "refund", unit(dim, 0, 1, 0)) // another classifier
+	got, err := s.NearestExamples(ctx, "emails", unit(dim, 0, 1, 0), 2)
+	must(t, err)
+	if len(got) != 2 || got[0].ID != "e1" || got[1].ID != "e2" || got[0].Distance > got[1].Distance || got[0].Label != "refund" {
+		t.Fatalf("nearest %+v", got)
+	}
+	if got[0].Text != "text e1" || string(got[0].Fields) != `{"k":1}` || len(got[0].Embedding) != dim || !got[0].CreatedAt.Equal(t0) {
+		t.Fatalf("example not read back whole: %+v", got[0].Example)
+	}
+	// Replacing an example moves it.
+	put("e2", "emails", "complaint", unit(dim, 0, 1, 0))
+	got, err = s.NearestExamples(ctx, "emails", unit(dim, 0, 1, 0), 3)
+	must(t, err)
+	if len(got) != 3 || got[0].ID != "e2" || got[2].ID != "e3" {
+		t.Fatalf("after replace %+v", got)
+	}
+	none, err := s.NearestExamples(ctx, "nobody", unit(dim, 0, 1, 0), 5)
+	must(t, err)
+	if len(none) != 0 {
+		t.Fatalf("unknown classifier: %+v", none)
+	}
+	if err := s.PutExample(ctx, store.Example{ID: "bad", Classifier: "emails", Embedding: make([]float32, dim+1), CreatedAt: t0}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("wrong dimension stored: %v", err)
+	}
+	if _, err := s.NearestExamples(ctx, "emails", make([]float32, 3), 1); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("wrong query dimension: %v", err)
+	}
 }
 
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)

@@ -1,0 +1,47 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/pgvector/pgvector-go"
+
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// PutExample stores (or replaces) a labeled example.
+func (s *Store) PutExample(ctx context.Context, e store.Example) error {
+	if err := store.CheckEmbedding(e.Embedding, s.dim); err != nil {
+		return err
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO examples (id, classifier, text, label, fields, source, embedding, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (id) DO UPDATE SET classifier = excluded.classifier, text = excluded.text, label = excluded.label, fields = excluded.fields,
+		source = excluded.source, embedding = excluded.embedding, created_at = excluded.created_at`,
+		e.ID, e.Classifier, e.Text, e.Label, string(e.Fields), e.Source, pgvector.NewVector(e.Embedding), micros(e.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("postgres: put example: %w", err)
+	}
+	return nil
+}
+
+// NearestExamples returns the k examples of a classifier closest to q by
+// cosine distance, nearest first, through the HNSW index.
+func (s *Store) NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error) {
+	if err := store.CheckEmbedding(q, s.dim); err != nil {
+		return nil, err
+	}
+	return collect(ctx, s.pool, "nearest examples", func(r scanner) (store.Neighbor, error) {
+		var n store.Neighbor
+		var fields string
+		var v pgvector.Vector
+		var at int64
+		err := r.Scan(&n.ID, &n.Classifier, &n.Text, &n.Label, &fields, &n.Source, &v, &at, &n.Distance)
+		if fields != "" {
+			n.Fields = json.RawMessage(fields)
+		}
+		n.Embedding, n.CreatedAt = v.Slice(), fromMicros(at)
+		return n, err
+	}, `SELECT id, classifier, text, label, fields, source, embedding, created_at, embedding <=> $1 AS distance
+		FROM examples WHERE classifier = $2 ORDER BY embedding <=> $1 LIMIT $3`, pgvector.NewVector(q), classifier, k)
+}
