@@ -43,7 +43,8 @@ func TestCommandLine(t *testing.T) {
 func TestMigrate(t *testing.T) {
 	dir := t.TempDir()
 	var out, errOut bytes.Buffer
-	if code := run([]string{"migrate", "status", "--data-dir", dir}, &out, &errOut); code != 0 || strings.Count(out.String(), "pending") != 2 {
+	lines := func() int { return strings.Count(strings.TrimSpace(out.String()), "\n") + 1 }
+	if code := run([]string{"migrate", "status", "--data-dir", dir}, &out, &errOut); code != 0 || lines() < 3 || strings.Count(out.String(), "pending") != lines() {
 		t.Fatalf("status before: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 	for range 2 { // applying twice is a no-op the second time
@@ -53,7 +54,7 @@ func TestMigrate(t *testing.T) {
 		}
 	}
 	out.Reset()
-	if code := run([]string{"migrate", "status", "--data-dir", dir}, &out, &errOut); code != 0 || strings.Count(out.String(), "applied") != 2 {
+	if code := run([]string{"migrate", "status", "--data-dir", dir}, &out, &errOut); code != 0 || strings.Count(out.String(), "applied") != lines() {
 		t.Fatalf("status after: exit %d\n%s", code, out.String())
 	}
 }
