@@ -1,5 +1,5 @@
 # Developer entry points. The README's commands work without make.
-.PHONY: run build test bench lint fmt
+.PHONY: run build test bench bench-postgres lint fmt
 
 run:
 	go run ./cmd/adaptflow dev
@@ -18,6 +18,17 @@ bench:
 	GOGC=400 go test ./policies -run '^$$' -bench Decide -benchmem -count 3
 	GOGC=100 go test ./policies -run '^$$' -bench Decide -benchmem -count 3
 	go test ./api -run '^$$' -bench Simulate100k -benchtime 3x -timeout 30m
+
+# Store benchmarks against a real PostgreSQL with pgvector: DATABASE_URL, or
+# a throwaway cluster (note: it runs with fsync=off; give a durable server's
+# DATABASE_URL for durable figures).
+bench-postgres:
+	@if [ -n "$$DATABASE_URL" ]; then \
+		go test ./store/postgres -run '^$$' -bench . -benchtime 2000x -timeout 60m; \
+	else \
+		scripts/postgres.sh install && d=$$(mktemp -d /tmp/adaptflow-pg.XXXXXX) && url=$$(scripts/postgres.sh start $$d) && \
+		DATABASE_URL=$$url go test ./store/postgres -run '^$$' -bench . -benchtime 2000x -timeout 60m; rc=$$?; scripts/postgres.sh stop $$d; exit $$rc; \
+	fi
 
 lint:
 	go vet ./...

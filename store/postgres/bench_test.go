@@ -1,0 +1,212 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgvector/pgvector-go"
+
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store/postgres"
+	"github.com/adaptflow/adaptflow/store/storetest"
+	"github.com/adaptflow/adaptflow/store/vectors"
+)
+
+func openBench(b *testing.B, dim int) (*postgres.Store, string) {
+	b.Helper()
+	url := storetest.FreshPostgres(b)
+	s, err := postgres.Open(b.Context(), url, postgres.Options{Migrate: true, EmbeddingDim: dim, MaxConns: 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	return s, url
+}
+
+func benchDecision(run string, seq int) process.Decision {
+	d := process.Decision{
+		ID: fmt.Sprintf("dc_%s_%d", run, seq), InstanceID: "i-" + run, RunID: run, Seq: seq, Time: time.Now().UTC(),
+		Process: "orders", ProcessVersion: 1, Step: "pack",
+		Facts: []byte(`{"input":{"order_id":"A-1","amount":120,"items":[{"sku":"X","qty":2}]},"calendar":{"season":"peak","month":11},"signals":{}}`),
+		Evaluations: []process.Evaluation{{PolicyID: "peak-qa", PolicyVersion: 1, Mode: "active", When: `calendar.season == "peak"`, Matched: true,
+			Trace: []process.TraceStep{{Expr: `calendar.season == "peak"`, Value: true}, {Expr: "calendar.season", Value: "peak"}}}},
+		Applied:  []process.AppliedAction{{Action: process.Action{Add: "extra_qa", After: "pack"}, PolicyID: "peak-qa"}},
+		Rejected: []process.Rejection{}, Model: "none",
+	}
+	d.Hash = d.ComputeHash()
+	return d
+}
+
+// BenchmarkAppendDecisions measures decision record appends per second with
+// 8 concurrent writers.
+func BenchmarkAppendDecisions(b *testing.B) {
+	s, _ := openBench(b, 0)
+	var next atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if _, err := s.AppendDecision(context.Background(), benchDecision(fmt.Sprintf("w%d-%d", w, i), 1)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "appends/s")
+}
+
+// BenchmarkExplanationLookup measures reading one decision record and
+// rendering its explanation, with 1,000,000 records stored.
+func BenchmarkExplanationLookup(b *testing.B) {
+	const n = 1_000_000
+	s, url := openBench(b, 0)
+	ctx := b.Context()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rec := string(process.JSON(benchDecision("x", 1)))
+	start := time.Now()
+	copied, err := conn.CopyFrom(ctx, pgx.Identifier{"decisions"},
+		[]string{"id", "instance_id", "run_id", "seq", "step", "time", "record", "prev_hash", "hash", "process"},
+		pgx.CopyFromSlice(n, func(i int) ([]any, error) {
+			run := fmt.Sprintf("r%d", i/5)
+			return []any{fmt.Sprintf("dc_%d", i), "i" + run, run, int32(i%5 + 1), "pack", time.Now().UnixMicro(), rec, "", "h", "orders"}, nil
+		}))
+	if err != nil || copied != n {
+		b.Fatalf("copy: %d rows, %v", copied, err)
+	}
+	if _, err := conn.Exec(ctx, "ANALYZE decisions"); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("loaded %d decision records in %s", n, time.Since(start).Round(time.Second))
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		t0 := time.Now()
+		d, err := s.Decision(ctx, fmt.Sprintf("dc_%d", (i*7919)%n))
+		if err != nil || d.Step != "pack" {
+			b.Fatal(d.Step, err)
+		}
+		if ex := policies.Explain(d); ex.Text == "" {
+			b.Fatal("no explanation")
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)*95/100].Microseconds())/1000, "p95-ms")
+}
+
+// BenchmarkNearestExamples measures top-10 nearest neighbours through HNSW
+// over 100,000 examples of 256 dimensions, and its recall@10 against exact
+// search. The vectors are clustered, as embeddings of real text are (100
+// topics with spread), not uniform noise.
+func BenchmarkNearestExamples(b *testing.B) {
+	const n, dim, k, queries = 100_000, 256, 10, 200
+	s, url := openBench(b, dim)
+	ctx := b.Context()
+	rng := rand.New(rand.NewPCG(1, 2))
+	centers := make([][]float32, 100)
+	for c := range centers {
+		centers[c] = make([]float32, dim)
+		for j := range dim {
+			centers[c][j] = float32(rng.NormFloat64())
+		}
+	}
+	sample := func() []float32 {
+		c := centers[rng.IntN(len(centers))]
+		v := make([]float32, dim)
+		for j := range dim {
+			v[j] = c[j] + 0.6*float32(rng.NormFloat64())
+		}
+		return v
+	}
+	data := make([][]float32, n)
+	for i := range data {
+		data[i] = sample()
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	start := time.Now()
+	// COPY in text format: pgvector's text form of each vector.
+	for lo := 0; lo < n; lo += 5000 {
+		var sb strings.Builder
+		sb.WriteString("INSERT INTO examples (id, classifier, text, label, embedding, created_at) SELECT 'e' || i, 'emails', '', 'l', v::vector, 0 FROM unnest($1::int[], $2::text[]) AS t(i, v)")
+		ids := make([]int32, 0, 5000)
+		vecs := make([]string, 0, 5000)
+		for i := lo; i < min(lo+5000, n); i++ {
+			ids = append(ids, int32(i))
+			vecs = append(vecs, pgvector.NewVector(data[i]).String())
+		}
+		if _, err := conn.Exec(ctx, sb.String(), ids, vecs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "ANALYZE examples"); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("loaded %d examples with their HNSW index in %s", n, time.Since(start).Round(time.Second))
+
+	qs := make([][]float32, queries)
+	truth := make([]map[string]bool, queries)
+	for qi := range qs {
+		qs[qi] = sample()
+		top := vectors.NewTopK[int](k)
+		qn := vectors.Norm(qs[qi])
+		for i, v := range data {
+			top.Push(i, vectors.CosineDistance(qs[qi], qn, v))
+		}
+		ids, _ := top.Sorted()
+		truth[qi] = map[string]bool{}
+		for _, id := range ids {
+			truth[qi][fmt.Sprintf("e%d", id)] = true
+		}
+	}
+	lat := make([]time.Duration, 0, b.N)
+	found, total := 0, 0
+	b.ResetTimer()
+	for i := range b.N {
+		qi := i % queries
+		t0 := time.Now()
+		got, err := s.NearestExamples(ctx, "emails", qs[qi], k)
+		lat = append(lat, time.Since(t0))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, g := range got {
+			if truth[qi][g.ID] {
+				found++
+			}
+		}
+		total += k
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)*95/100].Microseconds())/1000, "p95-ms")
+	b.ReportMetric(float64(found)/float64(total), "recall@10")
+}
+
