@@ -209,4 +209,3 @@ func BenchmarkNearestExamples(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*95/100].Microseconds())/1000, "p95-ms")
 	b.ReportMetric(float64(found)/float64(total), "recall@10")
 }
-
