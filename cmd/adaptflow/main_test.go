@@ -7,6 +7,7 @@ import (
 )
 
 func TestCommandLine(t *testing.T) {
+	t.Setenv("DATABASE_URL", "") // these cases name their stores
 	for _, tc := range []struct {
 		args   []string
 		code   int
@@ -41,6 +42,7 @@ func TestCommandLine(t *testing.T) {
 }
 
 func TestMigrate(t *testing.T) {
+	t.Setenv("DATABASE_URL", "") // a SQLite store of its own
 	dir := t.TempDir()
 	var out, errOut bytes.Buffer
 	lines := func() int { return strings.Count(strings.TrimSpace(out.String()), "\n") + 1 }
