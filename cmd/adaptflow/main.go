@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -35,6 +36,7 @@ Usage:
   adaptflow policy diff  -f DIR                       compare DIR with a running server
   adaptflow policy apply -f DIR [--mode shadow]       create new versions of what changed
   adaptflow audit verify                              check the hash chains of decisions and policy versions
+  adaptflow healthcheck [--url URL]                   exit 0 when the server answers /healthz (for containers)
   adaptflow version            print the version
 
 Run 'adaptflow <command> -h' for a command's flags.
@@ -57,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintln(stdout, "adaptflow", version())
 		return 0
+	case "healthcheck":
+		return healthcheck(rest, stderr)
 	case "policy", "audit":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
@@ -183,4 +187,27 @@ func version() string {
 		return bi.Main.Version
 	}
 	return "devel"
+}
+
+// healthcheck asks a server's /healthz, for container health checks (the
+// image has no curl).
+func healthcheck(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("adaptflow healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "http://127.0.0.1:8080/healthz", "health endpoint to ask")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	res, err := c.Get(*url)
+	if err != nil {
+		fmt.Fprintln(stderr, "adaptflow healthcheck:", err)
+		return 1
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		fmt.Fprintln(stderr, "adaptflow healthcheck:", res.Status)
+		return 1
+	}
+	return 0
 }
