@@ -36,6 +36,10 @@ type Store interface {
 	PutExample(ctx context.Context, e store.Example) error
 	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
 	EmbeddingDim() int
+	AppendObservation(ctx context.Context, o store.Observation) error
+	Observations(ctx context.Context, process, signal string, since time.Time) ([]store.Observation, error)
+	DetectorState(ctx context.Context, key string) (store.DetectorState, error)
+	SaveDetectorState(ctx context.Context, st store.DetectorState) (int64, error)
 	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
 	Instance(ctx context.Context, id string) (store.Instance, error)
 	HourlyStarts(ctx context.Context, process string, from, to time.Time) ([]int, error)
@@ -57,6 +61,72 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("decisions", func(t *testing.T) { testDecisions(t, open(t)) })
 	t.Run("reviews", func(t *testing.T) { testReviews(t, open(t)) })
 	t.Run("examples", func(t *testing.T) { testExamples(t, open(t)) })
+	t.Run("signals", func(t *testing.T) { testSignals(t, open(t)) })
+}
+
+func testSignals(t *testing.T, s Store) {
+	ctx := t.Context()
+	for i, v := range []float64{3, 5, 4} {
+		must(t, s.AppendObservation(ctx, store.Observation{Process: "orders", Signal: "amount", At: t0.Add(time.Duration(i) * time.Minute), Value: v}))
+	}
+	must(t, s.AppendObservation(ctx, store.Observation{Process: "orders", Signal: "other", At: t0, Value: 9}))
+	obs, err := s.Observations(ctx, "orders", "amount", t0.Add(time.Minute))
+	must(t, err)
+	if len(obs) != 2 || obs[0].Value != 5 || obs[1].Value != 4 || !obs[0].At.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("observations %+v", obs)
+	}
+	st, err := s.DetectorState(ctx, "orders/amount")
+	must(t, err)
+	if st.Version != 0 || st.State != nil {
+		t.Fatalf("unsaved detector %+v", st)
+	}
+	// Twenty workers update one detector at once, each reading, adding one
+	// and saving with compare-and-swap, retrying on conflict: no update is
+	// lost.
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				cur, err := s.DetectorState(ctx, "orders/amount")
+				if err != nil {
+					errs <- err
+					return
+				}
+				var n int
+				if cur.State != nil {
+					if err := json.Unmarshal(cur.State, &n); err != nil {
+						errs <- err
+						return
+					}
+				}
+				cur.State = []byte(fmt.Sprint(n + 1))
+				_, err = s.SaveDetectorState(ctx, cur)
+				if errors.Is(err, store.ErrConflict) {
+					continue
+				}
+				if err != nil {
+					errs <- err
+				}
+				return
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	st, err = s.DetectorState(ctx, "orders/amount")
+	must(t, err)
+	if string(st.State) != "20" || st.Version != 20 {
+		t.Fatalf("after 20 concurrent updates: state %s version %d", st.State, st.Version)
+	}
+	if _, err := s.SaveDetectorState(ctx, store.DetectorState{Key: "orders/amount", Version: 3, State: []byte("0")}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("stale save: %v", err)
+	}
 }
 
 // unit is a vector of the store's dimension pointing mostly along axis a,

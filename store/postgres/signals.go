@@ -1,0 +1,67 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// AppendObservation records one value of a signal.
+func (s *Store) AppendObservation(ctx context.Context, o store.Observation) error {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO observations (process, signal, at, value) VALUES ($1, $2, $3, $4)`, o.Process, o.Signal, micros(o.At), o.Value); err != nil {
+		return fmt.Errorf("postgres: append observation: %w", err)
+	}
+	return nil
+}
+
+// Observations lists the values of a signal since a time, oldest first.
+func (s *Store) Observations(ctx context.Context, process, signal string, since time.Time) ([]store.Observation, error) {
+	return collect(ctx, s.pool, "observations", func(r scanner) (store.Observation, error) {
+		o := store.Observation{Process: process, Signal: signal}
+		var at int64
+		err := r.Scan(&at, &o.Value)
+		o.At = fromMicros(at)
+		return o, err
+	}, `SELECT at, value FROM observations WHERE process = $1 AND signal = $2 AND at >= $3 ORDER BY at, seq`, process, signal, micros(since))
+}
+
+// DetectorState reads a detector's state; see the sqlite store.
+func (s *Store) DetectorState(ctx context.Context, key string) (store.DetectorState, error) {
+	st := store.DetectorState{Key: key}
+	var state string
+	err := s.pool.QueryRow(ctx, `SELECT version, state FROM detector_state WHERE key = $1`, key).Scan(&st.Version, &state)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("postgres: detector state: %w", err)
+	}
+	st.State = json.RawMessage(state)
+	return st, nil
+}
+
+// SaveDetectorState saves a detector's state if it is still at the version
+// st.Version names; see the sqlite store.
+func (s *Store) SaveDetectorState(ctx context.Context, st store.DetectorState) (int64, error) {
+	var tag pgconn.CommandTag
+	var err error
+	if st.Version == 0 {
+		tag, err = s.pool.Exec(ctx, `INSERT INTO detector_state (key, version, state) VALUES ($1, 1, $2) ON CONFLICT (key) DO NOTHING`, st.Key, string(st.State))
+	} else {
+		tag, err = s.pool.Exec(ctx, `UPDATE detector_state SET version = version + 1, state = $1 WHERE key = $2 AND version = $3`, string(st.State), st.Key, st.Version)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("postgres: save detector state: %w", err)
+	}
+	if tag.RowsAffected() != 1 {
+		return 0, fmt.Errorf("%w: detector %s changed since version %d", store.ErrConflict, st.Key, st.Version)
+	}
+	return st.Version + 1, nil
+}
