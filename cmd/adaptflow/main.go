@@ -36,6 +36,8 @@ Usage:
   adaptflow policy diff  -f DIR                       compare DIR with a running server
   adaptflow policy apply -f DIR [--mode shadow]       create new versions of what changed
   adaptflow audit verify                              check the hash chains of decisions and policy versions
+  adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--json]
+                                                      train and measure the embedded text classifier
   adaptflow healthcheck [--url URL]                   exit 0 when the server answers /healthz (for containers)
   adaptflow version            print the version
 
@@ -61,11 +63,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "healthcheck":
 		return healthcheck(rest, stderr)
-	case "policy", "audit":
+	case "policy", "audit", "ml":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		if cmd == "policy" {
+		switch cmd {
+		case "policy":
 			return cli.Policy(ctx, rest, stdout, stderr)
+		case "ml":
+			return cli.ML(ctx, rest, stdout, stderr)
 		}
 		return cli.Audit(ctx, rest, stdout, stderr)
 	}

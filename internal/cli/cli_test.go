@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http/httptest"
@@ -197,5 +198,37 @@ func TestApplyAndDiff(t *testing.T) {
 	code, out = run(t, policyCmd(t), remoteArgs("diff")...)
 	if code != 0 || !strings.Contains(out, "0 change(s) to apply") || !strings.Contains(out, "v1 active, v2 in shadow") {
 		t.Fatalf("diff after apply: exit %d\n%s", code, out)
+	}
+}
+
+func TestMLEval(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("text,category\n")
+	phrases := map[string][]string{
+		"lost":  {"I lost my card", "my card was stolen", "card missing", "cannot find my card", "stolen card", "lost card abroad"},
+		"topup": {"how to top up", "add money", "top up failed", "top up by transfer", "put money in", "topping up"},
+	}
+	for label, ps := range phrases {
+		for _, p := range ps {
+			fmt.Fprintf(&b, "%q,%s\n", p, label)
+		}
+	}
+	dir := writeDir(t, map[string]string{"train.csv": b.String()})
+	ml := func(args []string, out, errOut *bytes.Buffer) int { return ML(t.Context(), args, out, errOut) }
+	code, out := run(t, ml, "eval", "--train", filepath.Join(dir, "train.csv"), "--split", "0.34", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	var rep map[string]float64
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("not one JSON object: %v\n%s", err, out)
+	}
+	for _, key := range []string{"accuracy", "macro_f1", "selective_accuracy_80", "ece", "training_seconds", "p99_latency_ms"} {
+		if _, ok := rep[key]; !ok {
+			t.Errorf("report lacks %s: %s", key, out)
+		}
+	}
+	if code, _ := run(t, ml, "eval", "--train", filepath.Join(dir, "train.csv")); code != 2 {
+		t.Fatalf("no test set: exit %d", code)
 	}
 }

@@ -1,0 +1,94 @@
+package classify_test
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/adaptflow/adaptflow/ml/classify"
+)
+
+var intents = map[string][]string{
+	"card_lost":     {"I lost my card", "my card was stolen", "cannot find my debit card", "someone stole my card yesterday", "card is missing", "lost the card on the bus", "my wallet and card are gone", "I think my card got stolen", "where is my card, I lost it", "card lost abroad"},
+	"top_up":        {"how do I top up", "add money to my account", "top up with a bank transfer", "can I top up by card", "my top up failed", "top-up limit", "topping up my balance", "put money in my account", "how to add funds", "top up did not arrive"},
+	"exchange":      {"what exchange rate do you use", "convert euros to dollars", "currency exchange fee", "exchange rate is wrong", "how much to exchange money", "foreign currency conversion", "rates for pounds", "exchange to yen", "why was the rate bad", "currency conversion cost"},
+	"close_account": {"close my account", "I want to delete my account", "how to terminate my account", "cancel my membership", "shut down my account please", "remove my profile", "end my account", "I am leaving, close it", "deactivate account", "delete all my data and account"},
+}
+
+func examples() []classify.Example {
+	var out []classify.Example
+	for label, texts := range intents {
+		for _, t := range texts {
+			out = append(out, classify.Example{Text: t, Label: label})
+		}
+	}
+	return out
+}
+
+func TestClassifyUnseenPhrasings(t *testing.T) {
+	m, err := classify.Train(examples(), classify.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for text, want := range map[string]string{
+		"my card has been stolen":          "card_lost",
+		"how can I top up my account":      "top_up",
+		"the exchange rate you gave me":    "exchange",
+		"please close my account for good": "close_account",
+	} {
+		r := m.Classify(text)
+		if r.Label != want {
+			t.Errorf("%q: %s (%.2f), want %s", text, r.Label, r.Confidence, want)
+		}
+		var sum float64
+		for _, p := range r.Probabilities {
+			sum += p
+		}
+		if math.Abs(sum-1) > 1e-9 || r.Confidence <= 0.25 || r.Confidence > 1 || r.Probabilities[r.Label] != r.Confidence {
+			t.Errorf("%q: confidence %v, probabilities sum %v", text, r.Confidence, sum)
+		}
+	}
+	if r := m.Classify(""); r.Label == "" || len(r.Probabilities) != 4 {
+		t.Fatalf("empty text: %+v", r)
+	}
+}
+
+func TestTrainRefusesTooLittle(t *testing.T) {
+	if _, err := classify.Train(nil, classify.Options{}); err == nil {
+		t.Fatal("trained on nothing")
+	}
+	if _, err := classify.Train([]classify.Example{{Text: "a", Label: "x"}, {Text: "b", Label: "x"}}, classify.Options{}); err == nil {
+		t.Fatal("trained on one label")
+	}
+}
+
+func TestEvaluateAndCSV(t *testing.T) {
+	csv := "text,category\n" + func() string {
+		var b strings.Builder
+		for _, e := range examples() {
+			b.WriteString(`"` + e.Text + `",` + e.Label + "\n")
+		}
+		return b.String()
+	}()
+	all, err := classify.ReadCSV(strings.NewReader(csv))
+	if err != nil || len(all) != 40 {
+		t.Fatalf("read %d: %v", len(all), err)
+	}
+	train, test := classify.StratifiedSplit(all, 0.3, 1)
+	if len(test) != 12 || len(train) != 28 {
+		t.Fatalf("split %d/%d, want 3 of each label's 10 for test", len(train), len(test))
+	}
+	_, rep, err := classify.Evaluate(train, test, classify.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Accuracy < 0.75 || rep.MacroF1 <= 0 || rep.SelectiveAccuracy80 < rep.Accuracy-1e-9 || rep.ECE < 0 || rep.ECE > 1 || rep.P99LatencyMS <= 0 {
+		t.Fatalf("report %+v", rep)
+	}
+	if few := classify.PerLabel(all, 2, 1); len(few) != 8 {
+		t.Fatalf("per label: %d", len(few))
+	}
+	if _, err := classify.ReadCSV(strings.NewReader("msg,label\nhi,x\n")); err == nil {
+		t.Fatal("wrong header accepted")
+	}
+}

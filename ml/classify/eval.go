@@ -1,0 +1,157 @@
+package classify
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"time"
+)
+
+// ReadCSV reads `text,category` rows (with that header) into examples.
+func ReadCSV(r io.Reader) ([]Example, error) {
+	cr := csv.NewReader(r)
+	header, err := cr.Read()
+	if err != nil {
+		return nil, fmt.Errorf("read header: %w", err)
+	}
+	ti, ci := slices.Index(header, "text"), slices.Index(header, "category")
+	if ti < 0 || ci < 0 {
+		return nil, errors.New("the CSV needs the columns text and category")
+	}
+	var out []Example
+	for {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Example{Text: rec[ti], Label: rec[ci]})
+	}
+}
+
+// Report is what `adaptflow ml eval` prints.
+type Report struct {
+	Train               int     `json:"train_examples"`
+	Test                int     `json:"test_examples"`
+	Labels              int     `json:"labels"`
+	Accuracy            float64 `json:"accuracy"`
+	MacroF1             float64 `json:"macro_f1"`
+	SelectiveAccuracy80 float64 `json:"selective_accuracy_80"`
+	ECE                 float64 `json:"ece"`
+	TrainingSeconds     float64 `json:"training_seconds"`
+	P99LatencyMS        float64 `json:"p99_latency_ms"`
+	Temperature         float64 `json:"temperature"`
+}
+
+// Evaluate trains on train and measures on test.
+func Evaluate(train, test []Example, opts Options) (*Model, Report, error) {
+	start := time.Now()
+	m, err := Train(train, opts)
+	if err != nil {
+		return nil, Report{}, err
+	}
+	rep := Report{Train: len(train), Test: len(test), Labels: len(m.Labels), TrainingSeconds: time.Since(start).Seconds(), Temperature: m.Temperature}
+	if len(test) == 0 {
+		return m, rep, errors.New("no test examples")
+	}
+	type scored struct {
+		conf    float64
+		correct bool
+	}
+	res := make([]scored, len(test))
+	lat := make([]time.Duration, len(test))
+	tp, fp, fn := map[string]int{}, map[string]int{}, map[string]int{}
+	correct := 0
+	for i, e := range test {
+		t0 := time.Now()
+		r := m.Classify(e.Text)
+		lat[i] = time.Since(t0)
+		ok := r.Label == e.Label
+		res[i] = scored{conf: r.Confidence, correct: ok}
+		if ok {
+			correct++
+			tp[e.Label]++
+		} else {
+			fp[r.Label]++
+			fn[e.Label]++
+		}
+	}
+	rep.Accuracy = float64(correct) / float64(len(test))
+	labels := map[string]bool{}
+	for _, e := range test {
+		labels[e.Label] = true
+	}
+	var f1sum float64
+	for l := range labels {
+		p := safeDiv(float64(tp[l]), float64(tp[l]+fp[l]))
+		r := safeDiv(float64(tp[l]), float64(tp[l]+fn[l]))
+		f1sum += safeDiv(2*p*r, p+r)
+	}
+	rep.MacroF1 = f1sum / float64(len(labels))
+	// Selective accuracy: the least confident 20% go to review.
+	slices.SortFunc(res, func(a, b scored) int {
+		switch {
+		case a.conf > b.conf:
+			return -1
+		case a.conf < b.conf:
+			return 1
+		}
+		return 0
+	})
+	keep := int(math.Ceil(0.8 * float64(len(res))))
+	kc := 0
+	for _, s := range res[:keep] {
+		if s.correct {
+			kc++
+		}
+	}
+	rep.SelectiveAccuracy80 = float64(kc) / float64(keep)
+	// Expected calibration error over 15 equal-width confidence bins.
+	const bins = 15
+	var cnt [bins]int
+	var conf, acc [bins]float64
+	for _, s := range res {
+		b := min(int(s.conf*bins), bins-1)
+		cnt[b]++
+		conf[b] += s.conf
+		if s.correct {
+			acc[b]++
+		}
+	}
+	for b := range bins {
+		if cnt[b] > 0 {
+			rep.ECE += float64(cnt[b]) / float64(len(res)) * math.Abs(acc[b]/float64(cnt[b])-conf[b]/float64(cnt[b]))
+		}
+	}
+	slices.Sort(lat)
+	rep.P99LatencyMS = float64(lat[len(lat)*99/100].Microseconds()) / 1000
+	return m, rep, nil
+}
+
+func safeDiv(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// PerLabel keeps at most n examples of each label (the first n by a fixed
+// shuffle), to measure learning from few examples.
+func PerLabel(examples []Example, n int, seed uint64) []Example {
+	train, _ := StratifiedSplit(examples, 0, seed)
+	shuffled := train
+	seen := map[string]int{}
+	var out []Example
+	for _, e := range shuffled {
+		if seen[e.Label] < n {
+			seen[e.Label]++
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -1,0 +1,282 @@
+package classify
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+)
+
+// Example is one labeled text.
+type Example struct {
+	Text  string
+	Label string
+}
+
+// Options tune training; the zero value gives the defaults a process gets.
+type Options struct {
+	Epochs       int     // passes over the examples (default 20)
+	LearningRate float64 // initial step (default 1)
+	L2           float64 // weight decay per example (default 1e-6)
+	// Holdout is the fraction of examples kept aside to calibrate
+	// confidence (default 0.1; at least one per label is kept for training).
+	Holdout float64
+	Seed    uint64
+}
+
+func (o *Options) defaults() {
+	if o.Epochs <= 0 {
+		o.Epochs = 20
+	}
+	if o.LearningRate <= 0 {
+		o.LearningRate = 1
+	}
+	if o.L2 <= 0 {
+		o.L2 = 1e-6
+	}
+	if o.Holdout <= 0 || o.Holdout >= 0.5 {
+		o.Holdout = 0.1
+	}
+	if o.Seed == 0 {
+		o.Seed = 77
+	}
+}
+
+// Model is a trained embedded classifier. It is safe for concurrent use by
+// Classify.
+type Model struct {
+	Labels      []string
+	idf         map[uint32]float32
+	defaultIDF  float32
+	weights     map[uint32][]float32 // feature -> one weight per label
+	bias        []float32
+	Temperature float64
+}
+
+// Result is a classification: the label, its calibrated probability, and
+// the probability of every label.
+type Result struct {
+	Label         string
+	Confidence    float64
+	Probabilities map[string]float64
+}
+
+// Train fits a model on examples.
+func Train(examples []Example, opts Options) (*Model, error) {
+	opts.defaults()
+	if len(examples) == 0 {
+		return nil, errors.New("classify: no examples to train on")
+	}
+	labelIdx := map[string]int{}
+	var labels []string
+	for _, e := range examples {
+		if _, ok := labelIdx[e.Label]; !ok {
+			labelIdx[e.Label] = len(labels)
+			labels = append(labels, e.Label)
+		}
+	}
+	if len(labels) < 2 {
+		return nil, errors.New("classify: need examples of at least two labels")
+	}
+	rng := rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15))
+	train, hold := stratifiedSplit(examples, opts.Holdout, rng)
+
+	// Document frequencies over the training texts.
+	counts := make([]map[uint32]float32, len(train))
+	df := map[uint32]int{}
+	for i, e := range train {
+		counts[i] = rawCounts(e.Text)
+		for idx := range counts[i] {
+			df[idx]++
+		}
+	}
+	m := &Model{Labels: labels, idf: make(map[uint32]float32, len(df)), weights: map[uint32][]float32{}, bias: make([]float32, len(labels)), Temperature: 1}
+	n := float64(len(train))
+	for idx, d := range df {
+		m.idf[idx] = float32(math.Log((1+n)/(1+float64(d))) + 1)
+	}
+	m.defaultIDF = float32(math.Log(1+n) + 1)
+	xs := make([][]feature, len(train))
+	ys := make([]int, len(train))
+	for i, e := range train {
+		xs[i] = vectorize(counts[i], m.idf32)
+		ys[i] = labelIdx[e.Label]
+	}
+	m.fit(xs, ys, opts, rng)
+	if len(hold) > 0 {
+		hx := make([][]feature, len(hold))
+		hy := make([]int, len(hold))
+		for i, e := range hold {
+			hx[i] = m.features(e.Text)
+			hy[i] = labelIdx[e.Label]
+		}
+		m.Temperature = m.calibrate(hx, hy)
+	}
+	return m, nil
+}
+
+func (m *Model) idf32(idx uint32) float32 {
+	if v, ok := m.idf[idx]; ok {
+		return v
+	}
+	return m.defaultIDF
+}
+
+func (m *Model) features(text string) []feature { return vectorize(rawCounts(text), m.idf32) }
+
+// fit runs SGD on the softmax loss with a decaying step.
+func (m *Model) fit(xs [][]feature, ys []int, opts Options, rng *rand.Rand) {
+	k := len(m.Labels)
+	order := make([]int, len(xs))
+	for i := range order {
+		order[i] = i
+	}
+	probs := make([]float64, k)
+	step := 0
+	total := opts.Epochs * len(xs)
+	for range opts.Epochs {
+		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		for _, i := range order {
+			lr := opts.LearningRate * (1 - float64(step)/float64(total+1))
+			step++
+			m.logits(xs[i], probs)
+			softmax(probs, 1)
+			probs[ys[i]]--
+			decay := float32(1 - lr*opts.L2)
+			for _, f := range xs[i] {
+				w := m.weights[f.idx]
+				if w == nil {
+					w = make([]float32, k)
+					m.weights[f.idx] = w
+				}
+				for c := range k {
+					w[c] = w[c]*decay - float32(lr*probs[c])*f.val
+				}
+			}
+			for c := range k {
+				m.bias[c] -= float32(lr * probs[c] * 0.1)
+			}
+		}
+	}
+}
+
+func (m *Model) logits(x []feature, out []float64) {
+	for c := range out {
+		out[c] = float64(m.bias[c])
+	}
+	for _, f := range x {
+		if w, ok := m.weights[f.idx]; ok {
+			for c, wc := range w {
+				out[c] += float64(wc * f.val)
+			}
+		}
+	}
+}
+
+func softmax(z []float64, temperature float64) {
+	mx := math.Inf(-1)
+	for _, v := range z {
+		mx = max(mx, v)
+	}
+	var sum float64
+	for i, v := range z {
+		z[i] = math.Exp((v - mx) / temperature)
+		sum += z[i]
+	}
+	for i := range z {
+		z[i] /= sum
+	}
+}
+
+// calibrate picks the temperature that minimizes the held-out negative
+// log-likelihood (a golden-section search over log T).
+func (m *Model) calibrate(xs [][]feature, ys []int) float64 {
+	raw := make([][]float64, len(xs))
+	for i, x := range xs {
+		raw[i] = make([]float64, len(m.Labels))
+		m.logits(x, raw[i])
+	}
+	nll := func(logT float64) float64 {
+		t := math.Exp(logT)
+		p := make([]float64, len(m.Labels))
+		var s float64
+		for i, z := range raw {
+			copy(p, z)
+			softmax(p, t)
+			s -= math.Log(max(p[ys[i]], 1e-12))
+		}
+		return s
+	}
+	lo, hi := math.Log(0.05), math.Log(5.0)
+	g := (math.Sqrt(5) - 1) / 2
+	a, b := hi-g*(hi-lo), lo+g*(hi-lo)
+	fa, fb := nll(a), nll(b)
+	for range 40 {
+		if fa < fb {
+			hi, b, fb = b, a, fa
+			a = hi - g*(hi-lo)
+			fa = nll(a)
+		} else {
+			lo, a, fa = a, b, fb
+			b = lo + g*(hi-lo)
+			fb = nll(b)
+		}
+	}
+	return math.Exp((lo + hi) / 2)
+}
+
+// Classify returns the most probable label of text with calibrated
+// probabilities.
+func (m *Model) Classify(text string) Result {
+	p := make([]float64, len(m.Labels))
+	m.logits(m.features(text), p)
+	softmax(p, m.Temperature)
+	best := 0
+	for c := range p {
+		if p[c] > p[best] {
+			best = c
+		}
+	}
+	probs := make(map[string]float64, len(p))
+	for c, v := range p {
+		probs[m.Labels[c]] = v
+	}
+	return Result{Label: m.Labels[best], Confidence: p[best], Probabilities: probs}
+}
+
+// stratifiedSplit keeps about frac of each label's examples aside, but
+// never a label's last example.
+func stratifiedSplit(examples []Example, frac float64, rng *rand.Rand) (train, hold []Example) {
+	byLabel := map[string][]Example{}
+	var labels []string
+	for _, e := range examples {
+		if _, ok := byLabel[e.Label]; !ok {
+			labels = append(labels, e.Label)
+		}
+		byLabel[e.Label] = append(byLabel[e.Label], e)
+	}
+	slices.Sort(labels)
+	for _, l := range labels {
+		es := slices.Clone(byLabel[l])
+		rng.Shuffle(len(es), func(i, j int) { es[i], es[j] = es[j], es[i] })
+		h := int(math.Round(frac * float64(len(es))))
+		if h >= len(es) {
+			h = len(es) - 1
+		}
+		hold = append(hold, es[:h]...)
+		train = append(train, es[h:]...)
+	}
+	return train, hold
+}
+
+// StratifiedSplit splits examples into train and test, keeping frac of each
+// label for test, with a fixed seed: for evaluation.
+func StratifiedSplit(examples []Example, frac float64, seed uint64) (train, test []Example) {
+	return stratifiedSplit(examples, frac, rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)))
+}
+
+// String describes the model.
+func (m *Model) String() string {
+	return fmt.Sprintf("embedded classifier: %d labels, %d features, temperature %.2f", len(m.Labels), len(m.weights), m.Temperature)
+}
