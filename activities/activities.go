@@ -60,15 +60,17 @@ type Activities struct {
 	Decisions DecisionLog
 	Reviews   ReviewBook
 	Starts    StartCounter
+	Examples  ExampleSource
 	Calendar  policies.Calendar
 	HTTP      *http.Client
 	Logger    *slog.Logger
 	// Model names the classifier whose output decisions see.
 	Model string
 
-	mu    sync.Mutex
-	sets  map[string]cachedSet
-	rates map[string]cachedRate
+	mu     sync.Mutex
+	sets   map[string]cachedSet
+	rates  map[string]cachedRate
+	models map[string]cachedModel
 }
 
 type cachedSet struct {

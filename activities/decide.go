@@ -27,8 +27,10 @@ type DecideInput struct {
 	Results     map[string]any
 	Vars        map[string]any
 	Reviews     []policies.ReviewFact
-	Point       policies.Point
-	PrevHash    string
+	// Classification is the instance's classification facts, if any.
+	Classification map[string]any
+	Point          policies.Point
+	PrevHash       string
 }
 
 // DecideResult is the recorded decision the workflow must apply.
@@ -68,7 +70,7 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, 
 		},
 		Steps:          in.Results,
 		Signals:        a.signals(ctx, def, in.Now),
-		Classification: map[string]any{},
+		Classification: in.Classification,
 		Calendar:       a.Calendar.Facts(in.Now),
 		Reviews:        in.Reviews,
 	}
@@ -94,7 +96,7 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, 
 		Rejected:       out.Rejected,
 		Guard:          process.Guard{Added: nonNil(in.Point.Added), Reviews: in.Point.Reviews, Fired: nonNil(in.Point.Fired)},
 		Shadow:         out.Shadow,
-		Model:          a.model(),
+		Model:          modelOf(in.Classification, a.model()),
 		PrevHash:       in.PrevHash,
 	}
 	if d.Evaluations == nil {
@@ -112,6 +114,14 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, 
 		return DecideResult{}, fmt.Errorf("decide: record: %w", err)
 	}
 	return DecideResult{DecisionID: stored.ID, Hash: stored.Hash, Applied: stored.Applied, Rejected: len(stored.Rejected)}, nil
+}
+
+// modelOf names the model that classified the instance, for the record.
+func modelOf(classification map[string]any, def string) string {
+	if m, ok := classification["model"].(string); ok && m != "" {
+		return m
+	}
+	return def
 }
 
 func nonNil(s []string) []string {

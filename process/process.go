@@ -31,6 +31,8 @@ type Definition struct {
 	Steps       []Step      `json:"steps" yaml:"steps"`
 	Catalog     []Step      `json:"catalog,omitempty" yaml:"catalog,omitempty"`
 	Signals     []Signal    `json:"signals,omitempty" yaml:"signals,omitempty"`
+	// Classify declares the classification of an input text field.
+	Classify *ClassifySpec `json:"classify,omitempty" yaml:"classify,omitempty"`
 	// Limits bounds what policies may do to one instance.
 	Limits Limits `json:"limits,omitzero" yaml:"limits,omitempty"`
 }
@@ -59,6 +61,29 @@ func (d *Definition) EffectiveLimits() Limits {
 		l.MaxReviews = DefaultMaxReviews
 	}
 	return l
+}
+
+// ClassifySpec says what to classify: which input field, into which closed
+// set of labels, and below which confidence a person reviews.
+type ClassifySpec struct {
+	// Name names the classifier; its labeled examples are kept under it.
+	Name string `json:"name" yaml:"name"`
+	// Field is the input field holding the text.
+	Field  string   `json:"field" yaml:"field"`
+	Labels []string `json:"labels" yaml:"labels"`
+	// ReviewBelow is the confidence under which the instance stops for a
+	// review before its first step (0 never reviews).
+	ReviewBelow float64 `json:"review_below,omitempty" yaml:"review_below,omitempty"`
+	// ReviewQueue is where those reviews go (default "classification").
+	ReviewQueue string `json:"review_queue,omitempty" yaml:"review_queue,omitempty"`
+	// Examples seed the classifier; more come from reviewers' verdicts.
+	Examples []LabeledText `json:"examples,omitempty" yaml:"examples,omitempty"`
+}
+
+// LabeledText is one labeled example.
+type LabeledText struct {
+	Text  string `json:"text" yaml:"text"`
+	Label string `json:"label" yaml:"label"`
 }
 
 // Signal declares a signal computed for every decision of the process.

@@ -155,6 +155,42 @@ func (d *Definition) Validate() error {
 			es.Add(path+".kind", "unknown signal kind %q (known: arrival_rate)", s.Kind)
 		}
 	}
+	if c := d.Classify; c != nil {
+		if !identRE.MatchString(c.Name) {
+			es.Add("classify.name", "must be lower-case letters, digits, '-' or '_' (got %q)", c.Name)
+		}
+		if p, ok := d.Input.Properties[c.Field]; !ok || p.Type != "string" {
+			es.Add("classify.field", "must name a string field of input.properties (got %q)", c.Field)
+		}
+		labels := map[string]bool{}
+		for i, l := range c.Labels {
+			if l == "" || labels[l] {
+				es.Add(fmt.Sprintf("classify.labels[%d]", i), "labels must be unique and not empty (got %q)", l)
+			}
+			labels[l] = true
+		}
+		if len(c.Labels) < 2 {
+			es.Add("classify.labels", "a classifier needs at least two labels")
+		}
+		if c.ReviewBelow < 0 || c.ReviewBelow > 1 {
+			es.Add("classify.review_below", "must be between 0 and 1")
+		}
+		if c.ReviewQueue != "" && !identRE.MatchString(c.ReviewQueue) {
+			es.Add("classify.review_queue", "is not a valid queue name (got %q)", c.ReviewQueue)
+		}
+		perLabel := map[string]int{}
+		for i, e := range c.Examples {
+			if !labels[e.Label] {
+				es.Add(fmt.Sprintf("classify.examples[%d].label", i), "label %q is not in classify.labels", e.Label)
+			}
+			perLabel[e.Label]++
+		}
+		for _, l := range c.Labels {
+			if perLabel[l] == 0 {
+				es.Add("classify.examples", "label %q has no example; give each label at least one", l)
+			}
+		}
+	}
 	if d.Limits.MaxAddedSteps < 0 {
 		es.Add("limits.max_added_steps", "must not be negative")
 	}

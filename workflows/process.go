@@ -98,6 +98,8 @@ type State struct {
 	Reviews   []ReviewState  `json:"reviews"`
 	Decisions []string       `json:"decisions"`
 	Error     string         `json:"error,omitempty"`
+	// Classification is the classification of the instance's text.
+	Classification map[string]any `json:"classification,omitempty"`
 }
 
 // ReviewDecision is the argument of [UpdateReviewDecision].
@@ -122,17 +124,18 @@ var errRejected = errors.New("rejected by review")
 var a *activities.Activities
 
 type runner struct {
-	in       Input
-	def      *process.Definition
-	st       State
-	runID    string
-	started  time.Time
-	seq      int
-	lastHash string
-	added    []string
-	fired    []string
-	opened   int
-	done     []string
+	in             Input
+	classification map[string]any
+	def            *process.Definition
+	st             State
+	runID          string
+	started        time.Time
+	seq            int
+	lastHash       string
+	added          []string
+	fired          []string
+	opened         int
+	done           []string
 }
 
 // Run interprets one instance of a process definition.
@@ -164,7 +167,10 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 		return Result{}, err
 	}
 
-	err := r.run(ctx)
+	err := r.classify(ctx)
+	if err == nil {
+		err = r.run(ctx)
+	}
 	switch {
 	case errors.Is(err, errRejected):
 		r.st.Status = StatusRejected
@@ -182,6 +188,51 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 		return Result{}, err
 	}
 	return Result{Status: r.st.Status, Results: r.st.Results, Vars: r.st.Vars}, nil
+}
+
+// Workflow code versions, for workflow.GetVersion.
+const (
+	changeClassify          = "classify-input"
+	versionClassify Version = 1
+)
+
+// Version is a workflow code version.
+type Version = workflow.Version
+
+// classify classifies the input text the definition names (from version
+// versionClassify on) and, when the classifier is unsure, opens a review
+// before the first step.
+func (r *runner) classify(ctx workflow.Context) error {
+	if workflow.GetVersion(ctx, changeClassify, workflow.DefaultVersion, versionClassify) < versionClassify {
+		return nil
+	}
+	spec := r.def.Classify
+	if spec == nil || len(r.st.Plan) == 0 {
+		return nil
+	}
+	text, _ := r.in.Input[spec.Field].(string)
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 5,
+			NonRetryableErrorTypes: activities.NonRetryable,
+		},
+	})
+	var res activities.ClassifyResult
+	if err := workflow.ExecuteActivity(actx, a.Classify, activities.ClassifyInput{Spec: *spec, Text: text}).Get(ctx, &res); err != nil {
+		return fmt.Errorf("classify %s: %w", spec.Field, err)
+	}
+	r.classification = res.Facts()
+	r.st.Classification = r.classification
+	if !res.Review {
+		return nil
+	}
+	queue := spec.ReviewQueue
+	if queue == "" {
+		queue = "classification"
+	}
+	review := process.ReviewSpec{Queue: queue, Reason: fmt.Sprintf("low-confidence classification of %s: %s (%.2f, under %.2f)", spec.Field, res.Label, res.Confidence, spec.ReviewBelow)}
+	return r.gate(ctx, 0, activities.ReviewID(r.runID, 0, 0), review, "", "")
 }
 
 func (r *runner) run(ctx workflow.Context) error {
@@ -232,21 +283,22 @@ func (r *runner) decide(ctx workflow.Context, i int) (int, error) {
 	step := r.st.Plan[i].ID
 	r.seq++
 	in := activities.DecideInput{
-		Definition:  r.def,
-		InstanceID:  r.in.InstanceID,
-		BusinessKey: r.in.BusinessKey,
-		RunID:       r.runID,
-		Seq:         r.seq,
-		Step:        step,
-		Now:         workflow.Now(ctx),
-		Started:     r.started,
-		Input:       r.in.Input,
-		StepsDone:   slices.Clone(r.done),
-		Results:     r.st.Results,
-		Vars:        r.st.Vars,
-		Reviews:     r.reviewFacts(),
-		Point:       policies.Point{Added: slices.Clone(r.added), Reviews: r.opened, Fired: slices.Clone(r.fired)},
-		PrevHash:    r.lastHash,
+		Definition:     r.def,
+		InstanceID:     r.in.InstanceID,
+		BusinessKey:    r.in.BusinessKey,
+		RunID:          r.runID,
+		Seq:            r.seq,
+		Step:           step,
+		Now:            workflow.Now(ctx),
+		Started:        r.started,
+		Input:          r.in.Input,
+		StepsDone:      slices.Clone(r.done),
+		Results:        r.st.Results,
+		Vars:           r.st.Vars,
+		Reviews:        r.reviewFacts(),
+		Classification: r.classification,
+		Point:          policies.Point{Added: slices.Clone(r.added), Reviews: r.opened, Fired: slices.Clone(r.fired)},
+		PrevHash:       r.lastHash,
 	}
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,

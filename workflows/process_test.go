@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -78,7 +79,7 @@ func newHarness(t *testing.T, defYAML string, policyYAML ...string) *harness {
 	h.env.SetStartTime(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	h.env.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
 	h.env.RegisterActivity(&activities.Activities{
-		Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st,
+		Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st,
 		Calendar: policies.DefaultCalendar(), HTTP: http.DefaultClient,
 	})
 	return h
@@ -368,4 +369,60 @@ steps:
 			t.Fatalf("err %v after %d calls", err, calls.Load())
 		}
 	})
+}
+
+func onboardingHarness(t *testing.T, reviewBelow string) *harness {
+	t.Helper()
+	src, err := os.ReadFile("../examples/processes/customer-onboarding.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := strings.Replace(string(src), "review_below: 0.4", "review_below: "+reviewBelow, 1)
+	pol, err := os.ReadFile("../examples/policies/onboarding-complaint.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newHarness(t, def, string(pol))
+}
+
+func TestClassificationDrivesPolicies(t *testing.T) {
+	h := onboardingHarness(t, "0.0")
+	res, err := h.run(t, map[string]any{"applicant": "Ann", "message": "I complain again: my application was ignored and the service is awful"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := h.state(t)
+	if res.Status != workflows.StatusCompleted || st.Classification["label"] != "complaint" {
+		t.Fatalf("status %s, classification %v", res.Status, st.Classification)
+	}
+	if got := planString(st); got != "verify_identity:done open_account:done welcome:done complaint_followup:done" {
+		t.Fatalf("plan %q", got)
+	}
+	ds, err := h.store.Decisions(t.Context(), "i-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	facts, _ := policies.VarsFromJSON(ds[0].Facts)
+	if ds[0].Model != activities.EmbeddedModel || facts["classification"].(map[string]any)["label"] != "complaint" {
+		t.Fatalf("decision model %q, facts %v", ds[0].Model, facts["classification"])
+	}
+}
+
+func TestLowConfidenceClassificationIsReviewed(t *testing.T) {
+	h := onboardingHarness(t, "0.99")
+	var rejected error
+	h.env.RegisterDelayedCallback(func() {
+		st := h.state(t)
+		if len(st.Reviews) != 1 || st.Reviews[0].Queue != "kyc" || !strings.Contains(st.Reviews[0].Reason, "low-confidence classification") {
+			t.Errorf("reviews %+v", st.Reviews)
+			return
+		}
+		h.env.UpdateWorkflow(workflows.UpdateReviewDecision, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { rejected = err }, OnComplete: func(any, error) {},
+		}, workflows.ReviewDecision{ReviewID: st.Reviews[0].ID, Verdict: "approve", Reviewer: "kyc-team"})
+	}, time.Minute)
+	res, err := h.run(t, map[string]any{"applicant": "Bo", "message": "hello"})
+	if err != nil || rejected != nil || res.Status != workflows.StatusCompleted {
+		t.Fatalf("err %v, update rejected %v, status %s", err, rejected, res.Status)
+	}
 }

@@ -373,6 +373,18 @@ catalog:
 		}
 	})
 
+	t.Run("classification facts drive policies", func(t *testing.T) {
+		id := d.start("customer-onboarding", "app-1", map[string]any{"applicant": "Ann", "message": "our company needs a business account with two directors"})
+		inst := d.waitStatus(id, "waiting_review")
+		cl := inst["classification"].(map[string]any)
+		if cl["label"] != "business_account" || cl["model"] == "" {
+			t.Fatalf("classification %v", cl)
+		}
+		if got := plan(inst); !strings.Contains(got, "business_kyc:waiting_review") {
+			t.Fatalf("plan %q", got)
+		}
+	})
+
 	t.Run("Temporal clients see the same workflows", func(t *testing.T) {
 		tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
 		if err != nil {
@@ -402,8 +414,9 @@ catalog:
 			time.Sleep(100 * time.Millisecond)
 		}
 		if *updateHistory {
-			recordHistory(t, tc, app.InstanceIDForTest("order-fulfillment", "o-1"), "order_fulfillment.json")
-			recordHistory(t, tc, app.InstanceIDForTest("inventory-reconciliation", "inv-1"), "inventory_review.json")
+			recordHistory(t, tc, app.InstanceIDForTest("order-fulfillment", "o-1"), "order_fulfillment_v1.json")
+			recordHistory(t, tc, app.InstanceIDForTest("inventory-reconciliation", "inv-1"), "inventory_review_v1.json")
+			recordHistory(t, tc, app.InstanceIDForTest("customer-onboarding", "app-1"), "onboarding_classify_v1.json")
 		}
 	})
 }

@@ -105,7 +105,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		w := worker.New(tc, TaskQueue, worker.Options{})
 		w.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
 		w.RegisterActivity(&activities.Activities{
-			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Calendar: cal,
+			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Calendar: cal,
 			HTTP: &http.Client{Timeout: 5 * time.Minute}, Logger: lg,
 		})
 		if err := w.Start(); err != nil {
@@ -167,6 +167,7 @@ type Store interface {
 	activities.ReviewBook
 	activities.DecisionLog
 	activities.StartCounter
+	activities.ExampleSource
 	api.PolicyLifecycle
 	api.DecisionScanner
 	store.ChainReader

@@ -45,3 +45,19 @@ func (s *Store) NearestExamples(ctx context.Context, classifier string, q []floa
 	}, `SELECT id, classifier, text, label, fields, source, embedding, created_at, embedding <=> $1 AS distance
 		FROM examples WHERE classifier = $2 ORDER BY embedding <=> $1 LIMIT $3`, pgvector.NewVector(q), classifier, k)
 }
+
+// ExamplesOf lists the examples of a classifier, oldest first, without
+// their embeddings.
+func (s *Store) ExamplesOf(ctx context.Context, classifier string) ([]store.Example, error) {
+	return collect(ctx, s.pool, "examples", func(r scanner) (store.Example, error) {
+		var e store.Example
+		var fields string
+		var at int64
+		err := r.Scan(&e.ID, &e.Classifier, &e.Text, &e.Label, &fields, &e.Source, &at)
+		if fields != "" {
+			e.Fields = json.RawMessage(fields)
+		}
+		e.CreatedAt = fromMicros(at)
+		return e, err
+	}, `SELECT id, classifier, text, label, fields, source, created_at FROM examples WHERE classifier = $1 ORDER BY created_at, id`, classifier)
+}

@@ -36,6 +36,7 @@ type Store interface {
 	PutExample(ctx context.Context, e store.Example) error
 	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
 	EmbeddingDim() int
+	ExamplesOf(ctx context.Context, classifier string) ([]store.Example, error)
 	AppendObservation(ctx context.Context, o store.Observation) error
 	Observations(ctx context.Context, process, signal string, since time.Time) ([]store.Observation, error)
 	DetectorState(ctx context.Context, key string) (store.DetectorState, error)
@@ -166,6 +167,11 @@ func testExamples(t *testing.T, s Store) {
 	must(t, err)
 	if len(got) != 3 || got[0].ID != "e2" || got[2].ID != "e3" {
 		t.Fatalf("after replace %+v", got)
+	}
+	listed, err := s.ExamplesOf(ctx, "emails")
+	must(t, err)
+	if len(listed) != 3 || listed[0].ID != "e1" || listed[1].Label != "complaint" || listed[0].Embedding != nil {
+		t.Fatalf("examples of emails: %+v", listed)
 	}
 	none, err := s.NearestExamples(ctx, "nobody", unit(dim, 0, 1, 0), 5)
 	must(t, err)
