@@ -15,6 +15,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
@@ -61,9 +62,11 @@ type Activities struct {
 	Reviews   ReviewBook
 	Starts    StartCounter
 	Examples  ExampleSource
-	Calendar  policies.Calendar
-	HTTP      *http.Client
-	Logger    *slog.Logger
+	// LLM classifies through an OpenAI-compatible API when set.
+	LLM      *classify.LLM
+	Calendar policies.Calendar
+	HTTP     *http.Client
+	Logger   *slog.Logger
 	// Model names the classifier whose output decisions see.
 	Model string
 

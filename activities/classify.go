@@ -4,12 +4,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
+
+	"go.temporal.io/sdk/activity"
 
 	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/store/vectors"
 )
 
 // EmbeddedModel names the embedded classifier in decision records.
@@ -33,8 +37,15 @@ type ClassifyResult struct {
 	Confidence float64        `json:"confidence"`
 	Fields     map[string]any `json:"fields"`
 	Model      string         `json:"model"`
-	// Review is set when the confidence is under the spec's review_below.
+	// Review is set when the confidence is under the spec's review_below,
+	// or when the LLM failed and the embedded classifier answered.
 	Review bool `json:"review"`
+	// Fallback says why the LLM did not answer, when it did not.
+	Fallback         string  `json:"fallback,omitempty"`
+	PromptVersion    string  `json:"prompt_version,omitempty"`
+	LatencyMS        float64 `json:"latency_ms,omitempty"`
+	PromptTokens     int     `json:"prompt_tokens,omitempty"`
+	CompletionTokens int     `json:"completion_tokens,omitempty"`
 }
 
 // Facts renders the result as the classification facts.
@@ -43,7 +54,17 @@ func (r ClassifyResult) Facts() map[string]any {
 	if fields == nil {
 		fields = map[string]any{}
 	}
-	return map[string]any{"label": r.Label, "confidence": r.Confidence, "fields": fields, "model": r.Model, "review": r.Review}
+	out := map[string]any{"label": r.Label, "confidence": r.Confidence, "fields": fields, "model": r.Model, "review": r.Review}
+	if r.PromptVersion != "" {
+		out["prompt_version"] = r.PromptVersion
+		out["latency_ms"] = r.LatencyMS
+		out["prompt_tokens"] = float64(r.PromptTokens)
+		out["completion_tokens"] = float64(r.CompletionTokens)
+	}
+	if r.Fallback != "" {
+		out["fallback"] = r.Fallback
+	}
+	return out
 }
 
 type cachedModel struct {
@@ -51,27 +72,74 @@ type cachedModel struct {
 	model *classify.Model
 }
 
-// Classify classifies the text with the embedded classifier, trained on
-// the spec's seed examples and the classifier's stored examples, retrained
-// when they change.
+// ClassifyAttempts is how many times the workflow tries the Classify
+// activity; on the last attempt a temporary LLM failure falls back to the
+// embedded classifier instead of failing.
+const ClassifyAttempts = 5
+
+// shots is how many similar labeled examples the LLM sees.
+const shots = 5
+
+// Classify classifies the text: through the LLM when one is configured,
+// with the most similar labeled examples as few-shot context, else (and
+// when the LLM fails for good) with the embedded classifier. A fallback is
+// always reviewed; the result names the model that answered.
 func (a *Activities) Classify(ctx context.Context, in ClassifyInput) (ClassifyResult, error) {
-	m, err := a.embeddedModel(ctx, in.Spec)
+	m, examples, err := a.embeddedModel(ctx, in.Spec)
 	if err != nil {
 		return ClassifyResult{}, err
+	}
+	fallback := ""
+	if a.LLM != nil {
+		spec := classify.Spec{Labels: in.Spec.Labels}
+		for _, f := range in.Spec.Extract {
+			spec.Extract = append(spec.Extract, classify.Field{Name: f.Name, Type: f.Type})
+		}
+		res, err := a.LLM.Classify(ctx, spec, in.Text, similar(examples, in.Text, shots))
+		switch {
+		case err == nil:
+			return ClassifyResult{
+				Label: res.Label, Confidence: res.Confidence, Fields: res.Fields, Model: "llm:" + res.Model,
+				PromptVersion: res.PromptVersion, LatencyMS: res.LatencyMS, PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens,
+				Review: res.Confidence < in.Spec.ReviewBelow,
+			}, nil
+		case errors.Is(err, classify.ErrRetryable) && activity.GetInfo(ctx).Attempt < ClassifyAttempts:
+			return ClassifyResult{}, fmt.Errorf("classify: %w", err) // the retry policy tries again
+		default:
+			fallback = err.Error()
+			activity.GetLogger(ctx).Warn("LLM classification failed; the embedded classifier answers and the instance is reviewed", "err", err)
+		}
 	}
 	r := m.Classify(in.Text)
 	return ClassifyResult{
 		Label: r.Label, Confidence: r.Confidence, Fields: map[string]any{}, Model: EmbeddedModel,
-		Review: r.Confidence < in.Spec.ReviewBelow,
+		Review: r.Confidence < in.Spec.ReviewBelow || fallback != "", Fallback: fallback,
 	}, nil
 }
 
-func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpec) (*classify.Model, error) {
+// similar picks the n labeled examples nearest to text by the hashing
+// embedding.
+func similar(examples []classify.Example, text string, n int) []classify.Shot {
+	q := classify.HashEmbedding(text, classify.HashDim)
+	top := vectors.NewTopK[classify.Example](n)
+	qn := vectors.Norm(q)
+	for _, e := range examples {
+		top.Push(e, vectors.CosineDistance(q, qn, classify.HashEmbedding(e.Text, classify.HashDim)))
+	}
+	items, _ := top.Sorted()
+	out := make([]classify.Shot, len(items))
+	for i, e := range items {
+		out[i] = classify.Shot(e)
+	}
+	return out
+}
+
+func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpec) (*classify.Model, []classify.Example, error) {
 	var stored []store.Example
 	if a.Examples != nil {
 		var err error
 		if stored, err = a.Examples.ExamplesOf(ctx, spec.Name); err != nil {
-			return nil, fmt.Errorf("classify: examples of %s: %w", spec.Name, err)
+			return nil, nil, fmt.Errorf("classify: examples of %s: %w", spec.Name, err)
 		}
 	}
 	var examples []classify.Example
@@ -93,11 +161,11 @@ func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpe
 	c, ok := a.models[spec.Name]
 	a.mu.Unlock()
 	if ok && c.key == key {
-		return c.model, nil
+		return c.model, examples, nil
 	}
 	m, err := classify.Train(examples, classify.Options{})
 	if err != nil {
-		return nil, invalid("classify: "+err.Error(), err)
+		return nil, nil, invalid("classify: "+err.Error(), err)
 	}
 	a.mu.Lock()
 	if a.models == nil {
@@ -105,5 +173,5 @@ func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpe
 	}
 	a.models[spec.Name] = cachedModel{key: key, model: m}
 	a.mu.Unlock()
-	return m, nil
+	return m, examples, nil
 }

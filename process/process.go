@@ -71,6 +71,8 @@ type ClassifySpec struct {
 	// Field is the input field holding the text.
 	Field  string   `json:"field" yaml:"field"`
 	Labels []string `json:"labels" yaml:"labels"`
+	// Extract names the fields an LLM extracts from the text.
+	Extract []ExtractField `json:"extract,omitempty" yaml:"extract,omitempty"`
 	// ReviewBelow is the confidence under which the instance stops for a
 	// review before its first step (0 never reviews).
 	ReviewBelow float64 `json:"review_below,omitempty" yaml:"review_below,omitempty"`
@@ -78,6 +80,13 @@ type ClassifySpec struct {
 	ReviewQueue string `json:"review_queue,omitempty" yaml:"review_queue,omitempty"`
 	// Examples seed the classifier; more come from reviewers' verdicts.
 	Examples []LabeledText `json:"examples,omitempty" yaml:"examples,omitempty"`
+}
+
+// ExtractField is a field to extract: its name and type (string, number
+// or boolean).
+type ExtractField struct {
+	Name string `json:"name" yaml:"name"`
+	Type string `json:"type" yaml:"type"`
 }
 
 // LabeledText is one labeled example.

@@ -172,6 +172,16 @@ func (d *Definition) Validate() error {
 		if len(c.Labels) < 2 {
 			es.Add("classify.labels", "a classifier needs at least two labels")
 		}
+		for i, f := range c.Extract {
+			if !fieldRE.MatchString(f.Name) {
+				es.Add(fmt.Sprintf("classify.extract[%d].name", i), "is not a valid field name (got %q)", f.Name)
+			}
+			switch f.Type {
+			case "string", "number", "boolean":
+			default:
+				es.Add(fmt.Sprintf("classify.extract[%d].type", i), "must be string, number or boolean (got %q)", f.Type)
+			}
+		}
 		if c.ReviewBelow < 0 || c.ReviewBelow > 1 {
 			es.Add("classify.review_below", "must be between 0 and 1")
 		}

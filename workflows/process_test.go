@@ -15,6 +15,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/adaptflow/adaptflow/activities"
+	"github.com/adaptflow/adaptflow/ml/classify"
+	"github.com/adaptflow/adaptflow/ml/classify/openaitest"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
@@ -49,6 +51,11 @@ type harness struct {
 
 func newHarness(t *testing.T, defYAML string, policyYAML ...string) *harness {
 	t.Helper()
+	return newHarnessLLM(t, nil, defYAML, policyYAML...)
+}
+
+func newHarnessLLM(t *testing.T, llm *classify.LLM, defYAML string, policyYAML ...string) *harness {
+	t.Helper()
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "adaptflow.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +86,7 @@ func newHarness(t *testing.T, defYAML string, policyYAML ...string) *harness {
 	h.env.SetStartTime(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	h.env.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
 	h.env.RegisterActivity(&activities.Activities{
-		Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st,
+		Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, LLM: llm,
 		Calendar: policies.DefaultCalendar(), HTTP: http.DefaultClient,
 	})
 	return h
@@ -373,6 +380,11 @@ steps:
 
 func onboardingHarness(t *testing.T, reviewBelow string) *harness {
 	t.Helper()
+	return onboardingHarnessWith(t, reviewBelow, nil)
+}
+
+func onboardingHarnessWith(t *testing.T, reviewBelow string, llm *classify.LLM) *harness {
+	t.Helper()
 	src, err := os.ReadFile("../examples/processes/customer-onboarding.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -382,7 +394,7 @@ func onboardingHarness(t *testing.T, reviewBelow string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newHarness(t, def, string(pol))
+	return newHarnessLLM(t, llm, def, string(pol))
 }
 
 func TestClassificationDrivesPolicies(t *testing.T) {
@@ -424,5 +436,34 @@ func TestLowConfidenceClassificationIsReviewed(t *testing.T) {
 	res, err := h.run(t, map[string]any{"applicant": "Bo", "message": "hello"})
 	if err != nil || rejected != nil || res.Status != workflows.StatusCompleted {
 		t.Fatalf("err %v, update rejected %v, status %s", err, rejected, res.Status)
+	}
+}
+
+// TestLLMDownFallsBackAfterRetries: the LLM answers 500 to every attempt;
+// the last attempt falls back to the embedded classifier, and the instance
+// is reviewed rather than failed.
+func TestLLMDownFallsBackAfterRetries(t *testing.T) {
+	srv := openaitest.New(t, openaitest.Reply{Status: http.StatusInternalServerError})
+	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: srv.BaseURL(), Model: "test-model", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := onboardingHarnessWith(t, "0.0", l)
+	h.env.RegisterDelayedCallback(func() {
+		st := h.state(t)
+		if len(st.Reviews) != 1 {
+			t.Errorf("reviews %+v", st.Reviews)
+			return
+		}
+		h.env.UpdateWorkflow(workflows.UpdateReviewDecision, "", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(err error) { t.Error(err) }, OnComplete: func(any, error) {}},
+			workflows.ReviewDecision{ReviewID: st.Reviews[0].ID, Verdict: "approve", Reviewer: "kyc"})
+	}, time.Hour)
+	res, err := h.run(t, map[string]any{"applicant": "Cy", "message": "I want a personal account"})
+	if err != nil || res.Status != workflows.StatusCompleted {
+		t.Fatalf("%v %s", err, res.Status)
+	}
+	st := h.state(t)
+	if st.Classification["model"] != activities.EmbeddedModel || st.Classification["fallback"] == nil || srv.Calls() != activities.ClassifyAttempts {
+		t.Fatalf("classification %v after %d LLM calls", st.Classification, srv.Calls())
 	}
 }

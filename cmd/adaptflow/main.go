@@ -112,6 +112,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&opts.CalendarFile, "calendar", os.Getenv("ADAPTFLOW_CALENDAR"), "YAML file of calendar seasons (default: the embedded examples/calendar.yaml)")
 		fs.BoolVar(&opts.LoadExamples, "examples", opts.LoadExamples, "register the embedded example processes and policies")
 		fs.BoolVar(&migrateAtStart, "migrate", true, "apply the store's pending migrations at start")
+		fs.StringVar(&opts.LLMBaseURL, "llm-base-url", os.Getenv("ADAPTFLOW_LLM_BASE_URL"), "OpenAI-compatible API for classification (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp); default: the embedded classifier")
+		fs.StringVar(&opts.LLMModel, "llm-model", os.Getenv("ADAPTFLOW_LLM_MODEL"), "model name at --llm-base-url")
+		fs.StringVar(&opts.LLMAPIKey, "llm-api-key", os.Getenv("ADAPTFLOW_LLM_API_KEY"), "API key of --llm-base-url")
 	}
 	if err := fs.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

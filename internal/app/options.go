@@ -34,6 +34,10 @@ type Options struct {
 	// EmbeddingDim is the dimension of example embeddings in the store
 	// (default 256); it must match the embedding model.
 	EmbeddingDim int
+	// LLMBaseURL, LLMModel and LLMAPIKey configure an OpenAI-compatible
+	// endpoint for classification; without them the embedded classifier
+	// answers.
+	LLMBaseURL, LLMModel, LLMAPIKey string
 	// SkipMigrate leaves the store's schema as it is at start (run
 	// `adaptflow migrate` separately).
 	SkipMigrate bool
@@ -78,6 +82,9 @@ func (o *Options) validate() error {
 	}
 	if o.Namespace == "" {
 		errs = append(errs, errors.New("--namespace: is required"))
+	}
+	if (o.LLMBaseURL == "") != (o.LLMModel == "") {
+		errs = append(errs, errors.New("--llm-base-url and --llm-model: give both, or neither for the embedded classifier"))
 	}
 	if o.APIKey != "" && len(o.APIKey) < 16 {
 		errs = append(errs, errors.New("--api-key: must be at least 16 characters"))

@@ -26,6 +26,7 @@ import (
 	"github.com/adaptflow/adaptflow/api"
 	"github.com/adaptflow/adaptflow/examples"
 	"github.com/adaptflow/adaptflow/internal/temporalserver"
+	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/postgres"
@@ -102,10 +103,17 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 
 	if mode == ModeDev || mode == ModeWorker {
 		tuneGC(lg)
+		var llm *classify.LLM
+		if opts.LLMBaseURL != "" {
+			if llm, err = classify.NewLLM(classify.LLMOptions{BaseURL: opts.LLMBaseURL, Model: opts.LLMModel, APIKey: opts.LLMAPIKey}); err != nil {
+				return err
+			}
+			lg.Info("classification through an LLM", "base_url", opts.LLMBaseURL, "model", opts.LLMModel)
+		}
 		w := worker.New(tc, TaskQueue, worker.Options{})
 		w.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
 		w.RegisterActivity(&activities.Activities{
-			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Calendar: cal,
+			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, LLM: llm, Calendar: cal,
 			HTTP: &http.Client{Timeout: 5 * time.Minute}, Logger: lg,
 		})
 		if err := w.Start(); err != nil {
