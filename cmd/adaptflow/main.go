@@ -36,6 +36,7 @@ Usage:
   adaptflow policy diff  -f DIR                       compare DIR with a running server
   adaptflow policy apply -f DIR [--mode shadow]       create new versions of what changed
   adaptflow audit verify                              check the hash chains of decisions and policy versions
+  adaptflow ml nab --data DIR [--out DIR] [--json]    run and score the anomaly detector on a NAB layout
   adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--json]
                                                       train and measure the embedded text classifier
   adaptflow healthcheck [--url URL]                   exit 0 when the server answers /healthz (for containers)

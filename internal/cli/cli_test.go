@@ -232,3 +232,38 @@ func TestMLEval(t *testing.T) {
 		t.Fatalf("no test set: exit %d", code)
 	}
 }
+
+func TestMLNAB(t *testing.T) {
+	var csvBody strings.Builder
+	csvBody.WriteString("timestamp,value\n")
+	start := time.Date(2014, 4, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 2000 {
+		v := 10.0
+		if i == 1500 {
+			v = 500
+		}
+		fmt.Fprintf(&csvBody, "%s,%g\n", start.Add(time.Duration(i)*5*time.Minute).Format("2006-01-02 15:04:05"), v)
+	}
+	w0 := start.Add(1450 * 5 * time.Minute).Format("2006-01-02 15:04:05.000000")
+	w1 := start.Add(1550 * 5 * time.Minute).Format("2006-01-02 15:04:05.000000")
+	dir := writeDir(t, map[string]string{
+		"data/cat/s.csv":               csvBody.String(),
+		"labels/combined_windows.json": `{"cat/s.csv": [["` + w0 + `", "` + w1 + `"]]}`,
+	})
+	out := t.TempDir()
+	ml := func(args []string, o, e *bytes.Buffer) int { return ML(t.Context(), args, o, e) }
+	code, text := run(t, ml, "nab", "--data", dir, "--out", out, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, text)
+	}
+	var rep struct {
+		Fixed map[string]float64 `json:"fixed_threshold_scores"`
+	}
+	if err := json.Unmarshal([]byte(text), &rep); err != nil || rep.Fixed["standard"] < 90 {
+		t.Fatalf("a lone spike in its window must score near 100: %v %s", err, text)
+	}
+	body, err := os.ReadFile(filepath.Join(out, "cat", "s.csv"))
+	if err != nil || !strings.HasPrefix(string(body), "timestamp,value,anomaly_score,label\n") || strings.Count(string(body), ",1\n") != 1 {
+		t.Fatalf("result file: %v\n%.300s", err, body)
+	}
+}

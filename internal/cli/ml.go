@@ -8,11 +8,15 @@ import (
 	"io"
 	"os"
 
+	"github.com/adaptflow/adaptflow/ml/anomaly"
 	"github.com/adaptflow/adaptflow/ml/classify"
 )
 
-// ML runs `adaptflow ml eval`.
+// ML runs `adaptflow ml eval` and `adaptflow ml nab`.
 func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "nab" {
+		return mlNAB(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "eval" {
 		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--per-label N] [--json]")
 		return 2
@@ -69,5 +73,41 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "trained on %d examples of %d labels in %.1fs; tested on %d\n", rep.Train, rep.Labels, rep.TrainingSeconds, rep.Test)
 	fmt.Fprintf(stdout, "accuracy %.4f  macro-F1 %.4f  selective accuracy at 80%% coverage %.4f  ECE %.4f  p99 latency %.3f ms\n",
 		rep.Accuracy, rep.MacroF1, rep.SelectiveAccuracy80, rep.ECE, rep.P99LatencyMS)
+	return 0
+}
+
+// mlNAB runs the product's anomaly detector, with its defaults, over a NAB
+// layout directory and scores it.
+func mlNAB(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("adaptflow ml nab", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data", "", "directory with data/<category>/*.csv and labels/combined_windows.json (required)")
+	out := fs.String("out", "", "write timestamp,value,anomaly_score,label per series here")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if _, err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	if *dataDir == "" {
+		fmt.Fprintln(stderr, "usage: adaptflow ml nab --data DIR [--out DIR] [--json]")
+		return 2
+	}
+	series, err := anomaly.LoadNAB(*dataDir)
+	if err != nil {
+		fmt.Fprintln(stderr, "adaptflow ml nab:", err)
+		return 1
+	}
+	rep, err := anomaly.RunNAB(series, anomaly.DetectorOptions{}, *out)
+	if err != nil {
+		fmt.Fprintln(stderr, "adaptflow ml nab:", err)
+		return 1
+	}
+	if *asJSON {
+		_ = json.NewEncoder(stdout).Encode(rep)
+		return 0
+	}
+	fmt.Fprintf(stdout, "%d series, %d points, %.0f points/s\n", rep.Series, rep.Points, rep.PointsPerSecond)
+	for _, p := range anomaly.Profiles {
+		fmt.Fprintf(stdout, "%-20s fixed threshold %.4f: %6.1f   best threshold %.4f: %6.1f\n", p.Name, rep.Threshold, rep.Fixed[p.Name], rep.BestThreshold, rep.Best[p.Name])
+	}
 	return 0
 }

@@ -1,0 +1,80 @@
+package anomaly
+
+import (
+	"math"
+	"testing"
+)
+
+func synthetic(n int, windows ...[2]int) Series {
+	return Series{Name: "s.csv", Values: make([]float64, n), Windows: windows}
+}
+
+func TestNABScoreBounds(t *testing.T) {
+	a := synthetic(4000, [2]int{1000, 1199}, [2]int{3000, 3399})
+	b := synthetic(2000, [2]int{100, 150}, [2]int{1500, 1599}) // the first window is in probation (300 rows)
+	for _, p := range Profiles {
+		perfect := func(s Series) []float64 {
+			sc := make([]float64, len(s.Values))
+			for _, w := range s.Windows {
+				sc[w[0]] = 1
+			}
+			return sc
+		}
+		parts := []SeriesScore{ScoreSeries(a, perfect(a), 0.5, p), ScoreSeries(b, perfect(b), 0.5, p)}
+		if got := Normalized(parts); math.Abs(got-100) > 1e-9 {
+			t.Errorf("%s: perfect detector scores %v, want 100", p.Name, got)
+		}
+		if parts[1].TP != 1 || parts[1].FN != 0 {
+			t.Errorf("%s: a window inside probation must not be scored: %+v", p.Name, parts[1])
+		}
+		null := []SeriesScore{ScoreSeries(a, make([]float64, 4000), 0.5, p), ScoreSeries(b, make([]float64, 2000), 0.5, p)}
+		if got := Normalized(null); math.Abs(got) > 1e-9 {
+			t.Errorf("%s: null detector scores %v, want 0", p.Name, got)
+		}
+	}
+	// A late detection earns less than an early one; a false positive costs.
+	std := Profiles[0]
+	late := make([]float64, 4000)
+	late[1190], late[3000] = 1, 1
+	if s := ScoreSeries(a, late, 0.5, std); s.Raw >= 2 || s.Raw <= 0 || s.TP != 2 {
+		t.Errorf("late detection: %+v", s)
+	}
+	fp := make([]float64, 4000)
+	fp[1000], fp[3000], fp[2000] = 1, 1, 1
+	s := ScoreSeries(a, fp, 0.5, std)
+	if s.FP != 1 || s.Raw >= 2 || s.Raw < 2-std.FP-1e-9 {
+		t.Errorf("false positive: %+v", s)
+	}
+	inProbation := make([]float64, 4000)
+	inProbation[10] = 1 // probation is 600 rows here: not a false positive
+	if s := ScoreSeries(a, inProbation, 0.5, std); s.FP != 0 {
+		t.Errorf("a detection in probation was scored: %+v", s)
+	}
+}
+
+func TestDetectorFlagsASpikeAndLearnsAShift(t *testing.T) {
+	d := NewDetector(DetectorOptions{})
+	flags := 0
+	for i := range 3000 {
+		v := 10 + math.Sin(float64(i)/10)
+		switch {
+		case i == 1000:
+			v = 60 // a spike
+		case i >= 2000:
+			v += 30 // a lasting shift
+		}
+		o := d.Observe(v)
+		if o.Anomalous {
+			flags++
+			if i != 1000 && (i < 2000 || i > 2020) {
+				t.Errorf("flag at %d", i)
+			}
+		}
+		if o.Score < 0 || o.Score > 1 {
+			t.Fatalf("score %v", o.Score)
+		}
+	}
+	if flags != 2 {
+		t.Fatalf("%d flags, want the spike and the shift", flags)
+	}
+}
