@@ -1,6 +1,10 @@
 package anomaly
 
-import "math"
+import (
+	"math"
+	"slices"
+	"time"
+)
 
 // DetectorOptions are a detector's settings; the zero value gives the
 // defaults a process gets.
@@ -14,9 +18,12 @@ type DetectorOptions struct {
 	Suppress int
 }
 
-// DefaultThreshold flags points whose error is as unlikely as a 3.3-sigma
-// event of the error's own recent distribution.
-const DefaultThreshold = 0.9995
+// DefaultThreshold flags points whose recent error is above the 90th
+// percentile of the error's long-run distribution. That is sensitive on
+// purpose: a missed anomaly costs far more than a false alarm (NAB's
+// standard profile weighs them 1 to 0.11), and suppression keeps one event
+// to one alert.
+const DefaultThreshold = 0.9
 
 func (o *DetectorOptions) defaults() {
 	if o.Threshold <= 0 {
@@ -26,7 +33,7 @@ func (o *DetectorOptions) defaults() {
 		o.Warmup = 150
 	}
 	if o.Suppress <= 0 {
-		o.Suppress = 300
+		o.Suppress = 200
 	}
 }
 
@@ -38,7 +45,14 @@ func (o *DetectorOptions) defaults() {
 // lasting level shift is flagged, then learned as the new normal as the
 // moments move.
 type Detector struct {
-	opts       DetectorOptions
+	opts DetectorOptions
+	// seasonality: the values one period back (a day, inferred from the
+	// spacing of the first timestamps) and the scale of their differences
+	times  []time.Time
+	period int
+	ring   []float64
+	smean  float64
+	fast   float64 // fast level, for mean shifts
 	n          int
 	mean, vari float64 // level
 	prev       float64
@@ -64,17 +78,66 @@ type Observation struct {
 	Low, High float64
 }
 
+// push keeps the last period values.
+func (d *Detector) push(v float64) {
+	if d.period <= 0 {
+		return
+	}
+	if len(d.ring) == d.period {
+		copy(d.ring, d.ring[1:])
+		d.ring[len(d.ring)-1] = v
+		return
+	}
+	d.ring = append(d.ring, v)
+}
+
 const (
+	alphaFast  = 0.1
 	alphaLevel = 0.01
 	alphaErr   = 0.002
 	alphaShort = 0.25
 )
 
+// ObserveAt is Observe for a value at a time; the times let the detector
+// learn the daily cycle.
+func (d *Detector) ObserveAt(t time.Time, v float64) Observation {
+	if d.period == 0 && len(d.times) < periodSamples {
+		d.times = append(d.times, t)
+		if len(d.times) == periodSamples {
+			d.period = dailyPeriod(d.times)
+			d.times = nil
+		}
+	}
+	return d.Observe(v)
+}
+
+const periodSamples = 21
+
+// dailyPeriod is the number of points in a day, from the median spacing of
+// the first timestamps, or -1 when a day is not a sensible period.
+func dailyPeriod(ts []time.Time) int {
+	gaps := make([]float64, 0, len(ts)-1)
+	for i := 1; i < len(ts); i++ {
+		gaps = append(gaps, ts[i].Sub(ts[i-1]).Seconds())
+	}
+	slices.Sort(gaps)
+	g := gaps[len(gaps)/2]
+	if g <= 0 {
+		return -1
+	}
+	p := int(math.Round(86400 / g))
+	if p < 4 || p > 2000 {
+		return -1
+	}
+	return p
+}
+
 // Observe updates the detector with a value and scores it.
 func (d *Detector) Observe(v float64) Observation {
 	d.n++
 	if d.n == 1 {
-		d.mean, d.prev = v, v
+		d.mean, d.prev, d.fast = v, v, v
+		d.push(v)
 		return Observation{WarmingUp: true, Expected: v, Low: v, High: v}
 	}
 	sd := math.Sqrt(d.vari) + 1e-9*math.Max(1, math.Abs(d.mean))
@@ -82,6 +145,19 @@ func (d *Detector) Observe(v float64) Observation {
 	level := math.Abs(v-d.mean) / sd
 	change := math.Abs(v-d.prev) / dsd
 	e := math.Max(level/3, change/4)
+	// A mean shift: the fast level against the slow one.
+	d.fast += alphaFast * (v - d.fast)
+	e = math.Max(e, math.Abs(d.fast-d.mean)/sd/1.5)
+	// Against the same time a period ago.
+	if d.period > 0 && len(d.ring) == d.period {
+		back := d.ring[0]
+		sdiff := math.Abs(v - back)
+		if d.smean > 0 {
+			e = math.Max(e, sdiff/(d.smean+1e-9*math.Max(1, math.Abs(d.mean)))/4)
+		}
+		d.smean += alphaLevel * (sdiff - d.smean)
+	}
+	d.push(v)
 	e = math.Min(e, 50)
 	obs := Observation{Expected: d.mean, Low: d.mean - 3*sd, High: d.mean + 3*sd}
 

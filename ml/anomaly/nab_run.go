@@ -34,7 +34,7 @@ func RunNAB(series []Series, opts DetectorOptions, out string) (NABReport, error
 		d := NewDetector(opts)
 		scores := make([]float64, len(s.Values))
 		for i, v := range s.Values {
-			scores[i] = d.Observe(v).Score
+			scores[i] = d.ObserveAt(s.Times[i], v).Score
 		}
 		all[si] = scores
 		rep.Points += len(s.Values)
