@@ -105,9 +105,9 @@ func TestPostgresRestartLosesNothing(t *testing.T) {
 	// while PostgreSQL is down.
 	def := "name: outage\nversion: 1\nsteps:\n  - {id: first, kind: task, task: noop}\n  - {id: pause, kind: wait, duration: 2s}\n  - {id: last, kind: task, task: noop}\n"
 	pol := "id: mark\nprocess: outage\nwhen: \"true\"\nactions: [{set: {name: seen, value: true}}]\n"
-	for path, body := range map[string]string{"/v1/processes": def, "/v1/policies": pol} {
-		if r := call(t, d.base, "POST", path, adminKey, "application/yaml", body); r.status != http.StatusCreated {
-			t.Fatalf("%s: %d %s", path, r.status, r.raw)
+	for _, reg := range []struct{ path, body string }{{"/v1/processes", def}, {"/v1/policies", pol}} { // in this order
+		if r := call(t, d.base, "POST", reg.path, adminKey, "application/yaml", reg.body); r.status != http.StatusCreated {
+			t.Fatalf("%s: %d %s", reg.path, r.status, r.raw)
 		}
 	}
 	const n = 20

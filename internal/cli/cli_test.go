@@ -259,11 +259,12 @@ func TestMLNAB(t *testing.T) {
 	var rep struct {
 		Fixed map[string]float64 `json:"fixed_threshold_scores"`
 	}
-	if err := json.Unmarshal([]byte(text), &rep); err != nil || rep.Fixed["standard"] < 90 {
-		t.Fatalf("a lone spike in its window must score near 100: %v %s", err, text)
+	if err := json.Unmarshal([]byte(text), &rep); err != nil || rep.Fixed["standard"] < 50 {
+		t.Fatalf("a spike in its window must be found: %v %s", err, text)
 	}
 	body, err := os.ReadFile(filepath.Join(out, "cat", "s.csv"))
-	if err != nil || !strings.HasPrefix(string(body), "timestamp,value,anomaly_score,label\n") || strings.Count(string(body), ",1\n") != 1 {
-		t.Fatalf("result file: %v\n%.300s", err, body)
+	lines := strings.Split(string(body), "\n")
+	if err != nil || lines[0] != "timestamp,value,anomaly_score,label" || len(lines) != 2002 || !strings.HasSuffix(lines[1501], ",500,1.000000,1") {
+		t.Fatalf("result file: %v; header %q, spike row %q", err, lines[0], lines[min(1501, len(lines)-1)])
 	}
 }

@@ -48,11 +48,11 @@ type Detector struct {
 	opts DetectorOptions
 	// seasonality: the values one period back (a day, inferred from the
 	// spacing of the first timestamps) and the scale of their differences
-	times  []time.Time
-	period int
-	ring   []float64
-	smean  float64
-	fast   float64 // fast level, for mean shifts
+	times      []time.Time
+	period     int
+	ring       []float64
+	smean      float64
+	fast       float64 // fast level, for mean shifts
 	n          int
 	mean, vari float64 // level
 	prev       float64
