@@ -1,0 +1,41 @@
+package postgres
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/store/storetest"
+)
+
+// TestFailedTransactionLeavesNothing: a transaction that writes and then
+// fails is rolled back whole.
+func TestFailedTransactionLeavesNothing(t *testing.T) {
+	s, err := Open(t.Context(), storetest.FreshPostgres(t), Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	boom := errors.New("boom")
+	err = s.tx(t.Context(), func(tx pgx.Tx) error {
+		if _, err := tx.Exec(t.Context(), `INSERT INTO api_keys (id, name, role, hash, created_at) VALUES ('k', 'n', 'admin', 'h', 0)`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(t.Context(), `INSERT INTO policy_events (id, version, action, author, at) VALUES ('p', 1, 'active', 'a', 0)`); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := s.KeyByHash(t.Context(), "h"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the key survived the rollback: %v", err)
+	}
+	var n int
+	if err := s.pool.QueryRow(t.Context(), `SELECT COUNT(*) FROM policy_events`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d events survived the rollback (%v)", n, err)
+	}
+}
