@@ -62,6 +62,7 @@ type Activities struct {
 	Reviews   ReviewBook
 	Starts    StartCounter
 	Examples  ExampleSource
+	Detectors DetectorStore
 	// LLM classifies through an OpenAI-compatible API when set.
 	LLM      *classify.LLM
 	Calendar policies.Calendar

@@ -29,12 +29,18 @@ type DecideInput struct {
 	Reviews     []policies.ReviewFact
 	// Classification is the instance's classification facts, if any.
 	Classification map[string]any
-	Point          policies.Point
-	PrevHash       string
+	// Signals are the instance's value signals, observed at its first
+	// decision and carried by the workflow to the later ones.
+	Signals  map[string]policies.Signal
+	Point    policies.Point
+	PrevHash string
 }
 
 // DecideResult is the recorded decision the workflow must apply.
 type DecideResult struct {
+	// Signals are the value signals observed at this decision, for the
+	// workflow to pass to the later ones.
+	Signals    map[string]policies.Signal
 	DecisionID string
 	Hash       string
 	Applied    []process.AppliedAction
@@ -61,6 +67,10 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, 
 	if err != nil {
 		return DecideResult{}, fmt.Errorf("decide: policies of %s: %w", def.Name, err)
 	}
+	signals, observed, err := a.signals(ctx, def, in)
+	if err != nil {
+		return DecideResult{}, fmt.Errorf("decide: signals: %w", err)
+	}
 	facts := policies.Facts{
 		Input:   in.Input,
 		Process: policies.ProcessFacts{Name: def.Name, Version: def.Version},
@@ -69,7 +79,7 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, 
 			StepsDone: in.StepsDone, Elapsed: in.Now.Sub(in.Started).Seconds(), Vars: in.Vars,
 		},
 		Steps:          in.Results,
-		Signals:        a.signals(ctx, def, in.Now),
+		Signals:        signals,
 		Classification: in.Classification,
 		Calendar:       a.Calendar.Facts(in.Now),
 		Reviews:        in.Reviews,
@@ -113,7 +123,7 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, 
 	if err != nil {
 		return DecideResult{}, fmt.Errorf("decide: record: %w", err)
 	}
-	return DecideResult{DecisionID: stored.ID, Hash: stored.Hash, Applied: stored.Applied, Rejected: len(stored.Rejected)}, nil
+	return DecideResult{DecisionID: stored.ID, Hash: stored.Hash, Applied: stored.Applied, Rejected: len(stored.Rejected), Signals: observed}, nil
 }
 
 // modelOf names the model that classified the instance, for the record.
@@ -141,11 +151,33 @@ func (a *Activities) model() string {
 // rateTTL is how long a computed arrival-rate history is reused.
 const rateTTL = 30 * time.Second
 
-// signals computes the signals the definition declares. A signal that cannot
-// be computed is left out, and policies that read it record an error.
-func (a *Activities) signals(ctx context.Context, def *process.Definition, now time.Time) map[string]policies.Signal {
+// signals computes the signals the definition declares: arrival rates at
+// every decision; value signals once per instance, at its first decision
+// (returned as observed), later from what the workflow carries. A signal
+// that cannot be computed is left out, and policies that read it record an
+// error; a value signal that cannot be saved fails the decision, to be
+// retried, so no observation is lost.
+func (a *Activities) signals(ctx context.Context, def *process.Definition, in DecideInput) (map[string]policies.Signal, map[string]policies.Signal, error) {
+	now := in.Now
 	out := make(map[string]policies.Signal, len(def.Signals))
+	observed := map[string]policies.Signal{}
 	for _, sig := range def.Signals {
+		if sig.Kind == "value" {
+			if s, ok := in.Signals[sig.Name]; ok {
+				out[sig.Name] = s
+				continue
+			}
+			v, ok := in.Input[sig.Field].(float64)
+			if !ok || a.Detectors == nil {
+				continue
+			}
+			s, err := a.observeValue(ctx, def, sig, in.InstanceID, v, now)
+			if err != nil {
+				return nil, nil, err
+			}
+			out[sig.Name], observed[sig.Name] = s, s
+			continue
+		}
 		if sig.Kind != "arrival_rate" || a.Starts == nil {
 			continue
 		}
@@ -160,7 +192,7 @@ func (a *Activities) signals(ctx context.Context, def *process.Definition, now t
 			Baseline: policies.Baseline{Expected: r.Expected, Low: r.Low, High: r.High}, Reason: r.Reason,
 		}
 	}
-	return out
+	return out, observed, nil
 }
 
 func (a *Activities) rateHistory(ctx context.Context, name string, now time.Time) (int, []int, error) {

@@ -98,8 +98,12 @@ type LabeledText struct {
 // Signal declares a signal computed for every decision of the process.
 type Signal struct {
 	Name string `json:"name" yaml:"name"`
-	// Kind is "arrival_rate" (instance starts per hour).
+	// Kind is "arrival_rate" (instance starts per hour) or "value" (a
+	// numeric input field, observed once per instance by an online
+	// anomaly detector shared by all workers).
 	Kind string `json:"kind" yaml:"kind"`
+	// Field is the input field of a value signal.
+	Field string `json:"field,omitempty" yaml:"field,omitempty"`
 }
 
 // InputSchema is the subset of JSON Schema adaptflow checks: required fields

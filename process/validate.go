@@ -151,8 +151,14 @@ func (d *Definition) Validate() error {
 		if !fieldRE.MatchString(s.Name) {
 			es.Add(path+".name", "is not a valid signal name (got %q)", s.Name)
 		}
-		if s.Kind != "arrival_rate" {
-			es.Add(path+".kind", "unknown signal kind %q (known: arrival_rate)", s.Kind)
+		switch s.Kind {
+		case "arrival_rate":
+		case "value":
+			if p, ok := d.Input.Properties[s.Field]; !ok || (p.Type != "number" && p.Type != "integer") {
+				es.Add(path+".field", "a value signal names a number or integer field of input.properties (got %q)", s.Field)
+			}
+		default:
+			es.Add(path+".kind", "unknown signal kind %q (known: arrival_rate, value)", s.Kind)
 		}
 	}
 	if c := d.Classify; c != nil {

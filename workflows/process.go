@@ -126,6 +126,7 @@ var a *activities.Activities
 type runner struct {
 	in             Input
 	classification map[string]any
+	signals        map[string]policies.Signal
 	def            *process.Definition
 	st             State
 	runID          string
@@ -297,6 +298,7 @@ func (r *runner) decide(ctx workflow.Context, i int) (int, error) {
 		Vars:           r.st.Vars,
 		Reviews:        r.reviewFacts(),
 		Classification: r.classification,
+		Signals:        r.signals,
 		Point:          policies.Point{Added: slices.Clone(r.added), Reviews: r.opened, Fired: slices.Clone(r.fired)},
 		PrevHash:       r.lastHash,
 	}
@@ -316,6 +318,12 @@ func (r *runner) decide(ctx workflow.Context, i int) (int, error) {
 		return 0, fmt.Errorf("decision before step %s: %w", step, err)
 	}
 	r.lastHash = res.Hash
+	for _, name := range sortedKeys(res.Signals) {
+		if r.signals == nil {
+			r.signals = map[string]policies.Signal{}
+		}
+		r.signals[name] = res.Signals[name]
+	}
 	r.st.Decisions = append(r.st.Decisions, res.DecisionID)
 	r.st.Plan[i].Decided = true
 	r.st.Plan[i].DecisionID = res.DecisionID
@@ -572,4 +580,14 @@ func errorMessage(err error) string {
 		return ae.Error()
 	}
 	return err.Error()
+}
+
+// sortedKeys lists a map's keys in order: workflow code never ranges over a
+// map directly.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for _, k := range workflow.DeterministicKeys(m) {
+		keys = append(keys, k)
+	}
+	return keys
 }

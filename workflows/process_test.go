@@ -86,7 +86,7 @@ func newHarnessLLM(t *testing.T, llm *classify.LLM, defYAML string, policyYAML .
 	h.env.SetStartTime(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	h.env.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
 	h.env.RegisterActivity(&activities.Activities{
-		Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, LLM: llm,
+		Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, LLM: llm,
 		Calendar: policies.DefaultCalendar(), HTTP: http.DefaultClient,
 	})
 	return h

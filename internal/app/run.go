@@ -113,7 +113,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		w := worker.New(tc, TaskQueue, worker.Options{})
 		w.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
 		w.RegisterActivity(&activities.Activities{
-			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, LLM: llm, Calendar: cal,
+			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, LLM: llm, Calendar: cal,
 			HTTP: &http.Client{Timeout: 5 * time.Minute}, Logger: lg,
 		})
 		if err := w.Start(); err != nil {
@@ -176,6 +176,7 @@ type Store interface {
 	activities.DecisionLog
 	activities.StartCounter
 	activities.ExampleSource
+	activities.DetectorStore
 	api.PolicyLifecycle
 	api.DecisionScanner
 	store.ChainReader

@@ -63,6 +63,39 @@ type Detector struct {
 	sinceFlag  int
 }
 
+// Snapshot is a detector's whole state, to persist between observations.
+type Snapshot struct {
+	Opts      DetectorOptions `json:"opts"`
+	N         int             `json:"n"`
+	Mean      float64         `json:"mean"`
+	Var       float64         `json:"var"`
+	Prev      float64         `json:"prev"`
+	DMean     float64         `json:"dmean"`
+	ErrMean   float64         `json:"err_mean"`
+	ErrVar    float64         `json:"err_var"`
+	Short     float64         `json:"short"`
+	SinceFlag int             `json:"since_flag"`
+	Period    int             `json:"period"`
+	Ring      []float64       `json:"ring,omitempty"`
+	SMean     float64         `json:"smean"`
+	Fast      float64         `json:"fast"`
+	Times     []time.Time     `json:"times,omitempty"`
+}
+
+// Snapshot returns the detector's state.
+func (d *Detector) Snapshot() Snapshot {
+	return Snapshot{Opts: d.opts, N: d.n, Mean: d.mean, Var: d.vari, Prev: d.prev, DMean: d.dmean, ErrMean: d.errMean, ErrVar: d.errVar,
+		Short: d.short, SinceFlag: d.sinceFlag, Period: d.period, Ring: slices.Clone(d.ring), SMean: d.smean, Fast: d.fast, Times: slices.Clone(d.times)}
+}
+
+// Restore makes a detector from a snapshot.
+func Restore(s Snapshot) *Detector {
+	d := NewDetector(s.Opts)
+	d.n, d.mean, d.vari, d.prev, d.dmean, d.errMean, d.errVar = s.N, s.Mean, s.Var, s.Prev, s.DMean, s.ErrMean, s.ErrVar
+	d.short, d.sinceFlag, d.period, d.ring, d.smean, d.fast, d.times = s.Short, s.SinceFlag, s.Period, s.Ring, s.SMean, s.Fast, s.Times
+	return d
+}
+
 // NewDetector makes a detector.
 func NewDetector(opts DetectorOptions) *Detector {
 	opts.defaults()
