@@ -318,7 +318,7 @@ func (r *runner) decide(ctx workflow.Context, i int) (int, error) {
 		return 0, fmt.Errorf("decision before step %s: %w", step, err)
 	}
 	r.lastHash = res.Hash
-	for _, name := range sortedKeys(res.Signals) {
+	for _, name := range workflow.DeterministicKeys(res.Signals) {
 		if r.signals == nil {
 			r.signals = map[string]policies.Signal{}
 		}
@@ -580,14 +580,4 @@ func errorMessage(err error) string {
 		return ae.Error()
 	}
 	return err.Error()
-}
-
-// sortedKeys lists a map's keys in order: workflow code never ranges over a
-// map directly.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for _, k := range workflow.DeterministicKeys(m) {
-		keys = append(keys, k)
-	}
-	return keys
 }
