@@ -1,7 +1,9 @@
 package activities_test
 
 import (
+	"fmt"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,6 +13,8 @@ import (
 	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/ml/classify/openaitest"
 	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/store/sqlite"
 )
 
 var spec = process.ClassifySpec{
@@ -89,5 +93,43 @@ func TestClassifyEmbeddedWithoutLLM(t *testing.T) {
 	res, _, err := classifyWith(t)
 	if err != nil || res.Model != activities.EmbeddedModel || res.Label != "refund" || res.Fallback != "" {
 		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+func TestStoredExamplesRetrainTheEmbeddedClassifier(t *testing.T) {
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	acts := &activities.Activities{Examples: st}
+	env.RegisterActivity(acts)
+	ask := func() string {
+		v, err := env.ExecuteActivity(acts.Classify, activities.ClassifyInput{Spec: spec, Text: "where is my parcel tracking number"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res activities.ClassifyResult
+		if err := v.Get(&res); err != nil {
+			t.Fatal(err)
+		}
+		return res.Label
+	}
+	before := ask()
+	flip := "refund"
+	if before == "refund" {
+		flip = "question"
+	}
+	// Reviewers teach it: the parcel questions are labeled the other way.
+	for i, text := range []string{"where is my parcel", "parcel tracking number please", "my parcel tracking number is missing", "tracking number for the parcel"} {
+		e := store.Example{ID: fmt.Sprintf("ex%d", i), Classifier: spec.Name, Text: text, Label: flip, Embedding: make([]float32, st.EmbeddingDim()), CreatedAt: time.Now()}
+		if err := st.PutExample(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := ask(); after != flip {
+		t.Fatalf("label %s before and %s after four examples labeled %s", before, after, flip)
 	}
 }

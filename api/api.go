@@ -75,6 +75,7 @@ type Options struct {
 	Lifecycle   PolicyLifecycle
 	Scanner     DecisionScanner
 	Chains      store.ChainReader
+	Examples    ExampleStore
 	Temporal    client.Client
 	TaskQueue   string
 	Env         *policies.Env
@@ -92,7 +93,7 @@ func (o *Options) validate() error {
 	for name, ok := range map[string]bool{
 		"Keys": o.Keys != nil, "Definitions": o.Definitions != nil, "Policies": o.Policies != nil,
 		"Instances": o.Instances != nil, "Decisions": o.Decisions != nil, "Reviews": o.Reviews != nil,
-		"Lifecycle": o.Lifecycle != nil, "Scanner": o.Scanner != nil, "Chains": o.Chains != nil,
+		"Lifecycle": o.Lifecycle != nil, "Scanner": o.Scanner != nil, "Chains": o.Chains != nil, "Examples": o.Examples != nil,
 		"Temporal": o.Temporal != nil, "Env": o.Env != nil, "TaskQueue": o.TaskQueue != "",
 	} {
 		if !ok {
@@ -162,6 +163,8 @@ func New(opts Options) (http.Handler, error) {
 	v1.POST("/reviews/:id/decision", s.allow([]string{store.RoleReviewer}), s.decideReview)
 	v1.POST("/keys", s.allow(nil), s.createKey)
 	s.lifecycleRoutes(v1, engineer, nil)
+	v1.POST("/classifiers/:name/examples", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.addExample)
+	v1.GET("/classifiers/:name/examples", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.listExamples)
 	v1.GET("/whoami", s.allow(anyRole), s.whoami)
 	return r, nil
 }

@@ -51,7 +51,7 @@ func newServerAt(t *testing.T, path string) (*httptest.Server, map[string]string
 	}
 	h, err := api.New(api.Options{
 		Keys: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st,
-		Lifecycle: st, Scanner: st, Chains: st, Temporal: tc, TaskQueue: "q", Env: env, MaxBody: 4096, Timeout: 2 * time.Second,
+		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env, MaxBody: 4096, Timeout: 2 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -164,5 +164,30 @@ func TestHealthz(t *testing.T) {
 	srv, _ := newServer(t)
 	if a := do(t, srv, "GET", "/healthz", "", "", ""); a.status != http.StatusOK || a.body["status"] != "ok" || a.header.Get("X-Request-Id") == "" {
 		t.Fatalf("healthz: %d %v", a.status, a.body)
+	}
+}
+
+func TestClassifierExamples(t *testing.T) {
+	srv, keys := newServer(t)
+	eng, sys := keys[store.RoleEngineer], keys[store.RoleSystem]
+	path := "/v1/classifiers/onboarding-requests/examples"
+	a := do(t, srv, "POST", path, eng, "application/json", `{"text":"we need an account for our company","label":"business_account"}`)
+	if a.status != http.StatusCreated || a.body["label"] != "business_account" || a.body["source"] != "api:engineer-key" {
+		t.Fatalf("add: %d %v", a.status, a.body)
+	}
+	// The same text again replaces its label (a reviewer's correction).
+	do(t, srv, "POST", path, keys[store.RoleReviewer], "application/json", `{"text":"we need an account for our company","label":"personal_account"}`)
+	list := do(t, srv, "GET", path, eng, "", "")
+	es := list.body["examples"].([]any)
+	if len(es) != 1 || es[0].(map[string]any)["label"] != "personal_account" {
+		t.Fatalf("examples %v", list.body)
+	}
+	for body, field := range map[string]string{`{"label":"x"}`: "text", `{"text":"hi"}`: "label"} {
+		if r := do(t, srv, "POST", path, eng, "application/json", body); r.status != http.StatusBadRequest || r.err.Field != field {
+			t.Errorf("%s: %d %+v", body, r.status, r.err)
+		}
+	}
+	if r := do(t, srv, "POST", path, sys, "application/json", `{"text":"a","label":"b"}`); r.status != http.StatusForbidden {
+		t.Errorf("system key: %d", r.status)
 	}
 }

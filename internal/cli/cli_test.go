@@ -163,7 +163,7 @@ func TestApplyAndDiff(t *testing.T) {
 	}
 	defer tc.Close()
 	h, err := api.New(api.Options{Keys: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st,
-		Lifecycle: st, Scanner: st, Chains: st, Temporal: tc, TaskQueue: "q", Env: env})
+		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,71 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/adaptflow/adaptflow/ml/classify"
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// ExampleStore keeps classifiers' labeled examples.
+type ExampleStore interface {
+	PutExample(ctx context.Context, e store.Example) error
+	ExamplesOf(ctx context.Context, classifier string) ([]store.Example, error)
+	EmbeddingDim() int
+}
+
+type exampleRequest struct {
+	Text   string          `json:"text"`
+	Label  string          `json:"label"`
+	Fields json.RawMessage `json:"fields,omitempty"`
+}
+
+// addExample stores a labeled example for a classifier; the embedded
+// classifier retrains with it at its next use. The same text again replaces
+// its label.
+func (s *server) addExample(c *gin.Context) {
+	var req exampleRequest
+	if err := bindJSON(c, &req); err != nil {
+		fail(c, err)
+		return
+	}
+	name := c.Param("name")
+	switch {
+	case strings.TrimSpace(req.Text) == "" || len(req.Text) > 20000:
+		fail(c, badRequest("text", "is required (at most 20,000 characters)"))
+		return
+	case strings.TrimSpace(req.Label) == "" || len(req.Label) > 100:
+		fail(c, badRequest("label", "is required (at most 100 characters)"))
+		return
+	case len(req.Fields) > 0 && !json.Valid(req.Fields):
+		fail(c, badRequest("fields", "must be a JSON object"))
+		return
+	}
+	h := sha256.Sum256([]byte(name + "\x00" + req.Text))
+	e := store.Example{
+		ID: "ex_" + hex.EncodeToString(h[:12]), Classifier: name, Text: req.Text, Label: req.Label, Fields: req.Fields,
+		Source: "api:" + caller(c).Name, Embedding: classify.HashEmbedding(req.Text, s.Examples.EmbeddingDim()), CreatedAt: time.Now().UTC(),
+	}
+	if err := s.Examples.PutExample(c.Request.Context(), e); err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, e)
+}
+
+func (s *server) listExamples(c *gin.Context) {
+	es, err := s.Examples.ExamplesOf(c.Request.Context(), c.Param("name"))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"classifier": c.Param("name"), "examples": es})
+}
