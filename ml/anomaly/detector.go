@@ -9,21 +9,22 @@ import (
 // DetectorOptions are a detector's settings; the zero value gives the
 // defaults a process gets.
 type DetectorOptions struct {
-	// Threshold is the likelihood at or above which a point is flagged.
+	// Threshold is the score at or above which a point is flagged.
 	Threshold float64
 	// Warmup is how many points are seen before any is scored.
 	Warmup int
-	// Suppress is how many points after a flag are not flagged again: one
-	// event, one alert.
+	// Suppress is how many points after a flag are not flagged again.
+	// Longer-lasting events are kept to one alert by the record rule (see
+	// Detector), so this only needs to cover the few points of one event.
 	Suppress int
 }
 
-// DefaultThreshold flags points whose recent error is above the 90th
-// percentile of the error's long-run distribution. That is sensitive on
-// purpose: a missed anomaly costs far more than a false alarm (NAB's
-// standard profile weighs them 1 to 0.11), and suppression keeps one event
-// to one alert.
-const DefaultThreshold = 0.9
+// DefaultThreshold flags a point whose error is at least errorScale times
+// the typical error (score = e/(e+errorScale), so 0.5 is e = errorScale).
+const DefaultThreshold = 0.5
+
+// errorScale is the error, in units of the typical error, that scores 0.5.
+const errorScale = 6.0
 
 func (o *DetectorOptions) defaults() {
 	if o.Threshold <= 0 {
@@ -33,66 +34,79 @@ func (o *DetectorOptions) defaults() {
 		o.Warmup = 150
 	}
 	if o.Suppress <= 0 {
-		o.Suppress = 200
+		o.Suppress = 30
 	}
 }
 
 // Detector is an online anomaly detector for one signal: each observation
-// updates it once, in order. It tracks the level and scale of the values and
-// of their changes with exponentially weighted moments, turns a point's
-// deviation into an error, and scores how unusual the recent errors are
-// against the long-run distribution of errors (an anomaly likelihood). A
-// lasting level shift is flagged, then learned as the new normal as the
-// moments move.
+// updates it once, in order.
+//
+// Each point is compared with what three simple forecasts expected: the
+// recent level (an exponentially weighted mean), the previous value, and,
+// when the points have timestamps with a daily rhythm, the value one day
+// earlier. Each forecast's miss is divided by that forecast's typical miss
+// (an exponentially weighted mean absolute error), giving errors in units
+// of "usual". The point's error is the larger of the level and
+// previous-value errors — a spike or a jump misses both — unless the daily
+// forecast has been about as good (within a factor of two) and explains the
+// point, so the usual Monday-morning peak is not an anomaly.
+//
+// The score is e/(e+6): 0.5 when the error is six times the usual one. A
+// point is flagged when its score reaches the threshold and its error is a
+// record against a decaying maximum of earlier errors: a series that spikes
+// every hour raises its own bar, and a lasting shift is flagged once, then
+// learned as the new normal as the level and scales move.
 type Detector struct {
-	opts DetectorOptions
-	// seasonality: the values one period back (a day, inferred from the
-	// spacing of the first timestamps) and the scale of their differences
-	times      []time.Time
-	period     int
-	ring       []float64
-	smean      float64
-	fast       float64 // fast level, for mean shifts
-	n          int
-	mean, vari float64 // level
-	prev       float64
-	dmean      float64 // mean absolute change
-	errMean    float64 // long-run error moments
-	errVar     float64
-	short      float64 // recent error
-	sinceFlag  int
+	opts      DetectorOptions
+	n         int
+	level     float64
+	prev      float64
+	scale     float64 // typical |v - level|
+	dscale    float64 // typical |v - prev|
+	sscale    float64 // typical |v - value a day earlier|
+	record    float64 // decaying maximum of errors
+	sinceFlag int
+	times     []time.Time
+	period    int
+	ring      []float64
 }
+
+// snapshotVersion changes when the detector's state changes meaning; a
+// snapshot of another version restarts the detector.
+const snapshotVersion = 2
 
 // Snapshot is a detector's whole state, to persist between observations.
 type Snapshot struct {
+	Version   int             `json:"version"`
 	Opts      DetectorOptions `json:"opts"`
 	N         int             `json:"n"`
-	Mean      float64         `json:"mean"`
-	Var       float64         `json:"var"`
+	Level     float64         `json:"level"`
 	Prev      float64         `json:"prev"`
-	DMean     float64         `json:"dmean"`
-	ErrMean   float64         `json:"err_mean"`
-	ErrVar    float64         `json:"err_var"`
-	Short     float64         `json:"short"`
+	Scale     float64         `json:"scale"`
+	DScale    float64         `json:"dscale"`
+	SScale    float64         `json:"sscale"`
+	Record    float64         `json:"record"`
 	SinceFlag int             `json:"since_flag"`
 	Period    int             `json:"period"`
 	Ring      []float64       `json:"ring,omitempty"`
-	SMean     float64         `json:"smean"`
-	Fast      float64         `json:"fast"`
 	Times     []time.Time     `json:"times,omitempty"`
 }
 
 // Snapshot returns the detector's state.
 func (d *Detector) Snapshot() Snapshot {
-	return Snapshot{Opts: d.opts, N: d.n, Mean: d.mean, Var: d.vari, Prev: d.prev, DMean: d.dmean, ErrMean: d.errMean, ErrVar: d.errVar,
-		Short: d.short, SinceFlag: d.sinceFlag, Period: d.period, Ring: slices.Clone(d.ring), SMean: d.smean, Fast: d.fast, Times: slices.Clone(d.times)}
+	return Snapshot{Version: snapshotVersion, Opts: d.opts, N: d.n, Level: d.level, Prev: d.prev, Scale: d.scale, DScale: d.dscale,
+		SScale: d.sscale, Record: d.record, SinceFlag: d.sinceFlag, Period: d.period, Ring: slices.Clone(d.ring), Times: slices.Clone(d.times)}
 }
 
-// Restore makes a detector from a snapshot.
+// Restore makes a detector from a snapshot. A snapshot of an earlier
+// detector gives a fresh one with the same options, which warms up again.
 func Restore(s Snapshot) *Detector {
 	d := NewDetector(s.Opts)
-	d.n, d.mean, d.vari, d.prev, d.dmean, d.errMean, d.errVar = s.N, s.Mean, s.Var, s.Prev, s.DMean, s.ErrMean, s.ErrVar
-	d.short, d.sinceFlag, d.period, d.ring, d.smean, d.fast, d.times = s.Short, s.SinceFlag, s.Period, s.Ring, s.SMean, s.Fast, s.Times
+	if s.Version != snapshotVersion {
+		return d
+	}
+	d.n, d.level, d.prev, d.scale, d.dscale, d.sscale, d.record = s.N, s.Level, s.Prev, s.Scale, s.DScale, s.SScale, s.Record
+	d.sinceFlag, d.period, d.ring, d.times = s.SinceFlag, s.Period, s.Ring, s.Times
 	return d
 }
 
@@ -104,32 +118,12 @@ func NewDetector(opts DetectorOptions) *Detector {
 
 // Observation is a detector's verdict on one point.
 type Observation struct {
-	Score     float64 // likelihood in [0, 1]; 0 while warming up or suppressed
+	Score     float64 // in [0, 1]; 0 while warming up
 	Anomalous bool
 	WarmingUp bool
 	Expected  float64
 	Low, High float64
 }
-
-// push keeps the last period values.
-func (d *Detector) push(v float64) {
-	if d.period <= 0 {
-		return
-	}
-	if len(d.ring) == d.period {
-		copy(d.ring, d.ring[1:])
-		d.ring[len(d.ring)-1] = v
-		return
-	}
-	d.ring = append(d.ring, v)
-}
-
-const (
-	alphaFast  = 0.1
-	alphaLevel = 0.01
-	alphaErr   = 0.002
-	alphaShort = 0.25
-)
 
 // ObserveAt is Observe for a value at a time; the times let the detector
 // learn the daily cycle.
@@ -165,63 +159,77 @@ func dailyPeriod(ts []time.Time) int {
 	return p
 }
 
+const (
+	alphaLevel = 0.1   // the level forecast follows the recent values
+	alphaScale = 0.005 // typical errors are long-run
+	// recordDecay is how fast the record of earlier errors fades per
+	// point (half-life about 70 points).
+	recordDecay = 0.99
+	// seasonalEdge: the daily forecast may explain a point when its typical
+	// error is within this factor of the level forecast's.
+	seasonalEdge = 2.0
+)
+
 // Observe updates the detector with a value and scores it.
 func (d *Detector) Observe(v float64) Observation {
 	d.n++
 	if d.n == 1 {
-		d.mean, d.prev, d.fast = v, v, v
+		d.level, d.prev = v, v
 		d.push(v)
 		return Observation{WarmingUp: true, Expected: v, Low: v, High: v}
 	}
-	sd := math.Sqrt(d.vari) + 1e-9*math.Max(1, math.Abs(d.mean))
-	dsd := d.dmean + 1e-9*math.Max(1, math.Abs(d.mean))
-	level := math.Abs(v-d.mean) / sd
-	change := math.Abs(v-d.prev) / dsd
-	e := math.Max(level/3, change/4)
-	// A mean shift: the fast level against the slow one.
-	d.fast += alphaFast * (v - d.fast)
-	e = math.Max(e, math.Abs(d.fast-d.mean)/sd/1.5)
-	// Against the same time a period ago.
+	eps := 1e-9 * math.Max(1, math.Abs(d.level))
+	miss := math.Abs(v - d.level)
+	step := math.Abs(v - d.prev)
+	e := math.Max(miss/(d.scale+eps), step/(d.dscale+eps))
 	if d.period > 0 && len(d.ring) == d.period {
-		back := d.ring[0]
-		sdiff := math.Abs(v - back)
-		if d.smean > 0 {
-			e = math.Max(e, sdiff/(d.smean+1e-9*math.Max(1, math.Abs(d.mean)))/4)
+		smiss := math.Abs(v - d.ring[0])
+		if d.sscale < d.scale*seasonalEdge {
+			e = math.Min(e, smiss/(d.sscale+eps))
 		}
-		d.smean += alphaLevel * (sdiff - d.smean)
+		d.sscale += alphaScale * (smiss - d.sscale)
 	}
 	d.push(v)
-	e = math.Min(e, 50)
-	obs := Observation{Expected: d.mean, Low: d.mean - 3*sd, High: d.mean + 3*sd}
+	obs := Observation{Expected: d.level, Low: d.level - errorScale*d.scale, High: d.level + errorScale*d.scale}
 
-	// Update the moments after scoring against them.
-	diff := v - d.mean
-	d.mean += alphaLevel * diff
-	d.vari = (1 - alphaLevel) * (d.vari + alphaLevel*diff*diff)
-	d.dmean += alphaLevel * (math.Abs(v-d.prev) - d.dmean)
+	// Learn after scoring. The first points set the scales by a plain mean;
+	// one huge miss moves a scale by at most ten times itself.
+	a := alphaScale
+	if d.n < 50 {
+		a = 1 / float64(d.n)
+	}
+	d.scale += a * (math.Min(miss, 10*d.scale+eps) - d.scale)
+	d.dscale += a * (math.Min(step, 10*d.dscale+eps) - d.dscale)
+	d.level += alphaLevel * (v - d.level)
 	d.prev = v
-	d.short += alphaShort * (e - d.short)
 	if d.n <= d.opts.Warmup {
-		ed := e - d.errMean
-		a := 1 / float64(d.n)
-		d.errMean += a * ed
-		d.errVar = (1 - a) * (d.errVar + a*ed*ed)
 		obs.WarmingUp = true
 		return obs
 	}
-	z := (d.short - d.errMean) / (math.Sqrt(d.errVar) + 1e-6)
-	score := 0.5 * math.Erfc(-z/math.Sqrt2)
-	ed := e - d.errMean
-	d.errMean += alphaErr * ed
-	d.errVar = (1 - alphaErr) * (d.errVar + alphaErr*ed*ed)
-	d.sinceFlag++
-	if d.sinceFlag <= d.opts.Suppress {
-		return obs
+	record := e >= d.record
+	if record {
+		d.record = e
+	} else {
+		d.record *= recordDecay
 	}
-	obs.Score = score
-	if score >= d.opts.Threshold {
+	obs.Score = e / (e + errorScale)
+	d.sinceFlag++
+	if record && d.sinceFlag > d.opts.Suppress && obs.Score >= d.opts.Threshold {
 		obs.Anomalous = true
 		d.sinceFlag = 0
 	}
 	return obs
+}
+
+// push keeps the last period values.
+func (d *Detector) push(v float64) {
+	if d.period <= 0 {
+		return
+	}
+	if len(d.ring) == d.period {
+		copy(d.ring, d.ring[1:])
+		d.ring[len(d.ring)-1] = v
+		return
+	}
+	d.ring = append(d.ring, v)
 }

@@ -3,6 +3,7 @@ package anomaly
 import (
 	"encoding/csv"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,7 +35,14 @@ func RunNAB(series []Series, opts DetectorOptions, out string) (NABReport, error
 		d := NewDetector(opts)
 		scores := make([]float64, len(s.Values))
 		for i, v := range s.Values {
-			scores[i] = d.ObserveAt(s.Times[i], v).Score
+			o := d.ObserveAt(s.Times[i], v)
+			scores[i] = o.Score
+			if !o.Anomalous && o.Score >= opts.Threshold {
+				// Held back (a repeat of a larger recent event, or within
+				// the suppression span): the column thresholded at the
+				// product's threshold gives exactly the product's flags.
+				scores[i] = math.Nextafter(opts.Threshold, 0)
+			}
 		}
 		all[si] = scores
 		rep.Points += len(s.Values)
@@ -61,14 +69,14 @@ func RunNAB(series []Series, opts DetectorOptions, out string) (NABReport, error
 	var cand []float64
 	for _, sc := range all {
 		for _, v := range sc {
-			if v > 0.5 {
+			if v >= opts.Threshold/2 {
 				cand = append(cand, v)
 			}
 		}
 	}
 	slices.Sort(cand)
 	cand = slices.Compact(cand)
-	step := max(1, len(cand)/400)
+	step := max(1, len(cand)/1000)
 	best, bestTh := score(opts.Threshold, Profiles[0]), opts.Threshold
 	for i := 0; i < len(cand); i += step {
 		if v := score(cand[i], Profiles[0]); v > best {

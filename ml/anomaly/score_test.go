@@ -1,8 +1,11 @@
 package anomaly
 
 import (
+	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 func synthetic(n int, windows ...[2]int) Series {
@@ -76,5 +79,68 @@ func TestDetectorFlagsASpikeAndLearnsAShift(t *testing.T) {
 	}
 	if flags != 2 {
 		t.Fatalf("%d flags, want the spike and the shift", flags)
+	}
+}
+
+// A daily rhythm with a sharp morning peak is normal; a peak at the wrong
+// hour is not.
+func TestDetectorLearnsTheDailyRhythm(t *testing.T) {
+	d := NewDetector(DetectorOptions{})
+	start := time.Date(2024, 3, 4, 0, 0, 0, 0, time.UTC)
+	const perDay = 288 // five-minute points
+	rng := rand.New(rand.NewPCG(1, 2))
+	var flags []int
+	for i := range 12 * perDay {
+		minute := i % perDay
+		v := 20 + rng.NormFloat64()
+		if minute >= 96 && minute < 108 { // 08:00 to 09:00: the usual peak
+			v += 60
+		}
+		if i == 10*perDay+200 { // 16:40 on day 10: an unusual peak
+			v += 60
+		}
+		if d.ObserveAt(start.Add(time.Duration(i)*5*time.Minute), v).Anomalous {
+			flags = append(flags, i)
+		}
+	}
+	var late []int
+	for _, f := range flags {
+		if f >= 3*perDay { // after three days the rhythm is known
+			late = append(late, f)
+		}
+	}
+	if len(late) != 1 || late[0] != 10*perDay+200 {
+		t.Fatalf("flags after day 3 at %v, want only the unusual peak at %d", late, 10*perDay+200)
+	}
+}
+
+// A restored snapshot goes on exactly as the detector it was taken from; a
+// snapshot of an older detector restarts the warm-up.
+func TestDetectorSnapshotRoundTrip(t *testing.T) {
+	a := NewDetector(DetectorOptions{})
+	for i := range 500 {
+		a.Observe(10 + math.Sin(float64(i)))
+	}
+	raw, err := json.Marshal(a.Snapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s Snapshot
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatal(err)
+	}
+	b := Restore(s)
+	for i := 500; i < 700; i++ {
+		v := 10 + math.Sin(float64(i))
+		if i == 600 {
+			v = 40
+		}
+		if oa, ob := a.Observe(v), b.Observe(v); oa != ob {
+			t.Fatalf("point %d: %+v from the detector, %+v from its restored snapshot", i, oa, ob)
+		}
+	}
+	s.Version = 1
+	if o := Restore(s).Observe(10); !o.WarmingUp {
+		t.Fatalf("an old snapshot was trusted: %+v", o)
 	}
 }
