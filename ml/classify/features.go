@@ -10,21 +10,15 @@
 package classify
 
 import (
-	"hash/fnv"
 	"math"
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // featureBits sizes the hashed feature space (2^20 buckets).
 const featureBits = 20
-
-// feature is one hashed feature and its weight.
-type feature struct {
-	idx uint32
-	val float32
-}
 
 // tokens lower-cases text and splits it into words of letters and digits.
 func tokens(text string) []string {
@@ -33,26 +27,55 @@ func tokens(text string) []string {
 	})
 }
 
+const (
+	fnvOffset = 2166136261
+	fnvPrime  = 16777619
+)
+
+// hashOf is FNV-1a (32 bits) of kind followed by s, folded to featureBits.
 func hashOf(kind byte, s string) uint32 {
-	h := fnv.New32a()
-	h.Write([]byte{kind})
-	h.Write([]byte(s))
-	return h.Sum32() & (1<<featureBits - 1)
+	h := uint32(fnvOffset)
+	h = (h ^ uint32(kind)) * fnvPrime
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * fnvPrime
+	}
+	return h & (1<<featureBits - 1)
+}
+
+// hashRunes is hashOf(kind, string(rs)) without building the string.
+func hashRunes(kind byte, rs []rune) uint32 {
+	h := uint32(fnvOffset)
+	h = (h ^ uint32(kind)) * fnvPrime
+	var buf [utf8.UTFMax]byte
+	for _, r := range rs {
+		if r < utf8.RuneSelf {
+			h = (h ^ uint32(r)) * fnvPrime
+			continue
+		}
+		n := utf8.EncodeRune(buf[:], r)
+		for _, b := range buf[:n] {
+			h = (h ^ uint32(b)) * fnvPrime
+		}
+	}
+	return h & (1<<featureBits - 1)
 }
 
 // rawCounts are the hashed feature counts of a text.
 func rawCounts(text string) map[uint32]float32 {
 	toks := tokens(text)
 	counts := make(map[uint32]float32, 16*len(toks)+4)
+	var padded []rune
 	for i, t := range toks {
 		counts[hashOf('w', t)]++
 		if i > 0 {
 			counts[hashOf('b', toks[i-1]+" "+t)]++
 		}
-		padded := []rune("<" + t + ">")
+		padded = append(padded[:0], '<')
+		padded = append(padded, []rune(t)...)
+		padded = append(padded, '>')
 		for n := 3; n <= 5; n++ {
 			for j := 0; j+n <= len(padded); j++ {
-				counts[hashOf('c', string(padded[j:j+n]))]++
+				counts[hashRunes('c', padded[j:j+n])]++
 			}
 		}
 	}
@@ -60,7 +83,7 @@ func rawCounts(text string) map[uint32]float32 {
 	whole := []rune(" " + strings.Join(toks, " ") + " ")
 	for n := 3; n <= 5; n++ {
 		for j := 0; j+n <= len(whole); j++ {
-			counts[hashOf('x', string(whole[j:j+n]))]++
+			counts[hashRunes('x', whole[j:j+n])]++
 		}
 	}
 	if len(toks) == 0 {
@@ -69,13 +92,18 @@ func rawCounts(text string) map[uint32]float32 {
 	return counts
 }
 
-// vectorize weights counts by sublinear TF and idf, then L2-normalizes.
-func vectorize(counts map[uint32]float32, idf func(uint32) float32) []feature {
-	out := make([]feature, 0, len(counts))
+// vectorize weights counts by sublinear TF and idf, keeps the features of
+// the vocabulary, and L2-normalizes (over the features kept).
+func (m *Model) vectorize(counts map[uint32]float32) []row {
+	out := make([]row, 0, len(counts))
 	var norm float64
 	for idx, c := range counts {
-		v := (1 + float32(math.Log(float64(c)))) * idf(idx)
-		out = append(out, feature{idx: idx, val: v})
+		r, ok := m.vocab[idx]
+		if !ok {
+			continue
+		}
+		v := (1 + float32(math.Log(float64(c)))) * m.idf[r]
+		out = append(out, row{idx: r, val: v})
 		norm += float64(v) * float64(v)
 	}
 	if norm > 0 {
@@ -84,6 +112,6 @@ func vectorize(counts map[uint32]float32, idf func(uint32) float32) []feature {
 			out[i].val *= inv
 		}
 	}
-	slices.SortFunc(out, func(a, b feature) int { return int(a.idx) - int(b.idx) })
+	slices.SortFunc(out, func(a, b row) int { return int(a.idx) - int(b.idx) })
 	return out
 }

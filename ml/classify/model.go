@@ -22,7 +22,11 @@ type Options struct {
 	// Holdout is the fraction of examples kept aside to calibrate
 	// confidence (default 0.1; at least one per label is kept for training).
 	Holdout float64
-	Seed    uint64
+	// KeepHoldout answers with the model trained without the held-out
+	// examples (half the training time); by default the model is trained
+	// again on every example once the temperature is set.
+	KeepHoldout bool
+	Seed        uint64
 }
 
 func (o *Options) defaults() {
@@ -46,12 +50,20 @@ func (o *Options) defaults() {
 // Model is a trained embedded classifier. It is safe for concurrent use by
 // Classify.
 type Model struct {
-	Labels      []string
-	idf         map[uint32]float32
-	defaultIDF  float32
-	weights     map[uint32][]float32 // feature -> one weight per label
+	Labels []string
+	// vocab maps a hashed feature seen in training to its row; features
+	// never seen in training carry no weight and are left out.
+	vocab       map[uint32]int32
+	idf         []float32 // per row
+	weights     []float32 // row-major: len(vocab) rows of len(Labels)
 	bias        []float32
 	Temperature float64
+}
+
+// row is one feature of a vectorized text: its vocabulary row and weight.
+type row struct {
+	idx int32
+	val float32
 }
 
 // Result is a classification: the label, its calibrated probability, and
@@ -82,51 +94,63 @@ func Train(examples []Example, opts Options) (*Model, error) {
 	rng := rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15))
 	train, hold := stratifiedSplit(examples, opts.Holdout, rng)
 
-	// Document frequencies over the training texts.
-	counts := make([]map[uint32]float32, len(train))
-	df := map[uint32]int{}
-	for i, e := range train {
-		counts[i] = rawCounts(e.Text)
-		for idx := range counts[i] {
-			df[idx]++
-		}
+	m := fitModel(labels, labelIdx, train, opts, rng)
+	if len(hold) == 0 {
+		return m, nil
 	}
-	m := &Model{Labels: labels, idf: make(map[uint32]float32, len(df)), weights: map[uint32][]float32{}, bias: make([]float32, len(labels)), Temperature: 1}
-	n := float64(len(train))
-	for idx, d := range df {
-		m.idf[idx] = float32(math.Log((1+n)/(1+float64(d))) + 1)
+	hx := make([][]row, len(hold))
+	hy := make([]int, len(hold))
+	for i, e := range hold {
+		hx[i] = m.features(e.Text)
+		hy[i] = labelIdx[e.Label]
 	}
-	m.defaultIDF = float32(math.Log(1+n) + 1)
-	xs := make([][]feature, len(train))
-	ys := make([]int, len(train))
-	for i, e := range train {
-		xs[i] = vectorize(counts[i], m.idf32)
-		ys[i] = labelIdx[e.Label]
+	t := m.calibrate(hx, hy)
+	if !opts.KeepHoldout {
+		// The held-out examples have set the temperature; the model that
+		// answers learns from every example.
+		m = fitModel(labels, labelIdx, examples, opts, rng)
 	}
-	m.fit(xs, ys, opts, rng)
-	if len(hold) > 0 {
-		hx := make([][]feature, len(hold))
-		hy := make([]int, len(hold))
-		for i, e := range hold {
-			hx[i] = m.features(e.Text)
-			hy[i] = labelIdx[e.Label]
-		}
-		m.Temperature = m.calibrate(hx, hy)
-	}
+	m.Temperature = t
 	return m, nil
 }
 
-func (m *Model) idf32(idx uint32) float32 {
-	if v, ok := m.idf[idx]; ok {
-		return v
+// fitModel builds the vocabulary and idf of examples and trains on them.
+func fitModel(labels []string, labelIdx map[string]int, examples []Example, opts Options, rng *rand.Rand) *Model {
+	counts := make([]map[uint32]float32, len(examples))
+	m := &Model{Labels: labels, vocab: map[uint32]int32{}, bias: make([]float32, len(labels)), Temperature: 1}
+	var df []int
+	for i, e := range examples {
+		counts[i] = rawCounts(e.Text)
+		for idx := range counts[i] {
+			r, ok := m.vocab[idx]
+			if !ok {
+				r = int32(len(df))
+				m.vocab[idx] = r
+				df = append(df, 0)
+			}
+			df[r]++
+		}
 	}
-	return m.defaultIDF
+	n := float64(len(examples))
+	m.idf = make([]float32, len(df))
+	for r, d := range df {
+		m.idf[r] = float32(math.Log((1+n)/(1+float64(d))) + 1)
+	}
+	m.weights = make([]float32, len(df)*len(labels))
+	xs := make([][]row, len(examples))
+	ys := make([]int, len(examples))
+	for i, e := range examples {
+		xs[i] = m.vectorize(counts[i])
+		ys[i] = labelIdx[e.Label]
+	}
+	m.fit(xs, ys, opts, rng)
+	return m
 }
 
-func (m *Model) features(text string) []feature { return vectorize(rawCounts(text), m.idf32) }
+func (m *Model) features(text string) []row { return m.vectorize(rawCounts(text)) }
 
 // fit runs SGD on the softmax loss with a decaying step.
-func (m *Model) fit(xs [][]feature, ys []int, opts Options, rng *rand.Rand) {
+func (m *Model) fit(xs [][]row, ys []int, opts Options, rng *rand.Rand) {
 	k := len(m.Labels)
 	order := make([]int, len(xs))
 	for i := range order {
@@ -145,12 +169,8 @@ func (m *Model) fit(xs [][]feature, ys []int, opts Options, rng *rand.Rand) {
 			probs[ys[i]]--
 			decay := float32(1 - lr*opts.L2)
 			for _, f := range xs[i] {
-				w := m.weights[f.idx]
-				if w == nil {
-					w = make([]float32, k)
-					m.weights[f.idx] = w
-				}
-				for c := range k {
+				w := m.weights[int(f.idx)*k : int(f.idx)*k+k]
+				for c := range w {
 					w[c] = w[c]*decay - float32(lr*probs[c])*f.val
 				}
 			}
@@ -161,15 +181,15 @@ func (m *Model) fit(xs [][]feature, ys []int, opts Options, rng *rand.Rand) {
 	}
 }
 
-func (m *Model) logits(x []feature, out []float64) {
+func (m *Model) logits(x []row, out []float64) {
+	k := len(out)
 	for c := range out {
 		out[c] = float64(m.bias[c])
 	}
 	for _, f := range x {
-		if w, ok := m.weights[f.idx]; ok {
-			for c, wc := range w {
-				out[c] += float64(wc * f.val)
-			}
+		w := m.weights[int(f.idx)*k : int(f.idx)*k+k]
+		for c, wc := range w {
+			out[c] += float64(wc * f.val)
 		}
 	}
 }
@@ -191,7 +211,7 @@ func softmax(z []float64, temperature float64) {
 
 // calibrate picks the temperature that minimizes the held-out negative
 // log-likelihood (a golden-section search over log T).
-func (m *Model) calibrate(xs [][]feature, ys []int) float64 {
+func (m *Model) calibrate(xs [][]row, ys []int) float64 {
 	raw := make([][]float64, len(xs))
 	for i, x := range xs {
 		raw[i] = make([]float64, len(m.Labels))
@@ -278,5 +298,5 @@ func StratifiedSplit(examples []Example, frac float64, seed uint64) (train, test
 
 // String describes the model.
 func (m *Model) String() string {
-	return fmt.Sprintf("embedded classifier: %d labels, %d features, temperature %.2f", len(m.Labels), len(m.weights), m.Temperature)
+	return fmt.Sprintf("embedded classifier: %d labels, %d features, temperature %.2f", len(m.Labels), len(m.vocab), m.Temperature)
 }
