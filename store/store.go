@@ -6,10 +6,13 @@ package store
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -117,6 +120,9 @@ const (
 	ReviewOpen    = "open"
 	ReviewDecided = "decided"
 	ReviewExpired = "expired"
+	// ReviewClaimed is how an open review reads while a reviewer holds a
+	// live claim on it; the claim is a lease that runs out by itself.
+	ReviewClaimed = "claimed"
 
 	VerdictApprove = "approve"
 	VerdictReject  = "reject"
@@ -140,14 +146,126 @@ type Review struct {
 	CreatedAt  time.Time  `json:"created_at"`
 	DueAt      *time.Time `json:"due_at,omitempty"`
 	DecidedAt  *time.Time `json:"decided_at,omitempty"`
+	// ClaimedBy holds the review until ClaimExpiresAt; both are empty when
+	// nobody holds it.
+	ClaimedBy      string     `json:"claimed_by,omitempty"`
+	ClaimExpiresAt *time.Time `json:"claim_expires_at,omitempty"`
 }
 
-// ReviewFilter selects reviews; zero fields match everything.
+// WithClaimAt is the review as it reads at now: an open review under a live
+// claim reads as claimed; a claim that has run out is gone.
+func (r Review) WithClaimAt(now time.Time) Review {
+	if r.ClaimExpiresAt != nil && !r.ClaimExpiresAt.After(now) {
+		r.ClaimedBy, r.ClaimExpiresAt = "", nil
+	}
+	if r.Status == ReviewOpen && r.ClaimedBy != "" {
+		r.Status = ReviewClaimed
+	}
+	return r
+}
+
+// ClaimConflict is the error of a claim, release or decision refused on r:
+// it is closed, or another reviewer holds it, or (for a release) nobody
+// does.
+func ClaimConflict(r Review) error {
+	switch {
+	case r.Status == ReviewClaimed:
+		return fmt.Errorf("%w: review %s is claimed by %s until %s", ErrConflict, r.ID, r.ClaimedBy, r.ClaimExpiresAt.UTC().Format(time.RFC3339))
+	case r.Status == ReviewOpen:
+		return fmt.Errorf("%w: review %s is not claimed", ErrConflict, r.ID)
+	}
+	return fmt.Errorf("%w: review %s is already %s", ErrConflict, r.ID, r.Status)
+}
+
+// ReviewFilter selects reviews; zero fields match everything. Reviews come
+// by due time (those without one last), then creation, then id.
 type ReviewFilter struct {
+	// Status is open (nobody holds a live claim), claimed, decided or
+	// expired.
 	Status  string
 	Queue   string
 	Process string
-	Limit   int
+	// Assignee is the holder of a live claim.
+	Assignee string
+	// CreatedBefore keeps reviews created before it (older than an age).
+	CreatedBefore time.Time
+	// After is the cursor of the last review of the previous page.
+	After string
+	Limit int
+	// Now judges claims (default: the current time).
+	Now time.Time
+}
+
+// MaxReviewPage is the most reviews one page holds.
+const MaxReviewPage = 500
+
+// noDue sorts reviews without a due time last.
+const noDue = int64(1<<63 - 1)
+
+// ReviewCursor is the cursor that continues a listing after r.
+func ReviewCursor(r Review) string {
+	due := noDue
+	if r.DueAt != nil {
+		due = r.DueAt.UnixMicro()
+	}
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d.%d.%s", due, r.CreatedAt.UnixMicro(), r.ID))
+}
+
+// ReviewQuery is the WHERE and ORDER BY of a review listing, for SQL
+// stores; ph renders the n-th placeholder (1-based). A malformed cursor is
+// ErrInvalid.
+func ReviewQuery(f ReviewFilter, ph func(n int) string) (string, []any, error) {
+	now := f.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return ph(len(args))
+	}
+	where := []string{"TRUE"}
+	switch f.Status {
+	case "":
+	case ReviewOpen:
+		where = append(where, fmt.Sprintf("status = 'open' AND (claimed_by = '' OR claim_expires_at <= %s)", arg(now.UnixMicro())))
+	case ReviewClaimed:
+		where = append(where, fmt.Sprintf("status = 'open' AND claimed_by <> '' AND claim_expires_at > %s", arg(now.UnixMicro())))
+	default:
+		where = append(where, "status = "+arg(f.Status))
+	}
+	if f.Queue != "" {
+		where = append(where, "queue = "+arg(f.Queue))
+	}
+	if f.Process != "" {
+		where = append(where, "process = "+arg(f.Process))
+	}
+	if f.Assignee != "" {
+		where = append(where, fmt.Sprintf("status = 'open' AND claimed_by = %s AND claim_expires_at > %s", arg(f.Assignee), arg(now.UnixMicro())))
+	}
+	if !f.CreatedBefore.IsZero() {
+		where = append(where, "created_at < "+arg(f.CreatedBefore.UnixMicro()))
+	}
+	const dueKey = "COALESCE(due_at, 9223372036854775807)"
+	if f.After != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(f.After)
+		parts := strings.SplitN(string(raw), ".", 3)
+		if err != nil || len(parts) != 3 {
+			return "", nil, fmt.Errorf("%w: malformed cursor", ErrInvalid)
+		}
+		due, err1 := strconv.ParseInt(parts[0], 10, 64)
+		created, err2 := strconv.ParseInt(parts[1], 10, 64)
+		if err1 != nil || err2 != nil {
+			return "", nil, fmt.Errorf("%w: malformed cursor", ErrInvalid)
+		}
+		where = append(where, fmt.Sprintf("(%s, created_at, id) > (%s, %s, %s)", dueKey, arg(due), arg(created), arg(parts[2])))
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > MaxReviewPage {
+		limit = 100
+	}
+	q := "WHERE " + strings.Join(where, " AND ") + " ORDER BY " + dueKey + ", created_at, id LIMIT " + arg(limit)
+	return q, args, nil
 }
 
 // PolicyVersionHash chains a policy version to the one stored before it:

@@ -2,12 +2,14 @@ package app_test
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -90,7 +92,9 @@ func BenchmarkDecisionOverhead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+	// The plain worker logs as adaptflow's does (slog's default, info and
+	// up); the SDK's own default logger writes every activity at debug.
+	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default", Logger: sdklog.NewStructuredLogger(slog.Default())})
 	if err != nil {
 		b.Fatal(err)
 	}

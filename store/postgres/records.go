@@ -269,17 +269,18 @@ func (s *Store) CreateReview(ctx context.Context, r store.Review) (store.Review,
 
 // Review returns the review with the id.
 func (s *Store) Review(ctx context.Context, id string) (store.Review, error) {
-	return s.reviewWhere(ctx, s.pool, `id = $1`, id)
+	r, err := s.reviewWhere(ctx, s.pool, `id = $1`, id)
+	return r.WithClaimAt(time.Now()), err
 }
 
-const reviewCols = `id, instance_id, run_id, process, step, queue, reason, policy_id, decision_id, status, verdict, reviewer, comment, created_at, due_at, decided_at`
+const reviewCols = `id, instance_id, run_id, process, step, queue, reason, policy_id, decision_id, status, verdict, reviewer, comment, created_at, due_at, decided_at, claimed_by, claim_expires_at`
 
 func scanReview(row scanner) (store.Review, error) {
 	var r store.Review
 	var created int64
-	var due, decided *int64
-	err := row.Scan(&r.ID, &r.InstanceID, &r.RunID, &r.Process, &r.Step, &r.Queue, &r.Reason, &r.PolicyID, &r.DecisionID, &r.Status, &r.Verdict, &r.Reviewer, &r.Comment, &created, &due, &decided)
-	r.CreatedAt, r.DueAt, r.DecidedAt = fromMicros(created), fromNullMicros(due), fromNullMicros(decided)
+	var due, decided, claimUntil *int64
+	err := row.Scan(&r.ID, &r.InstanceID, &r.RunID, &r.Process, &r.Step, &r.Queue, &r.Reason, &r.PolicyID, &r.DecisionID, &r.Status, &r.Verdict, &r.Reviewer, &r.Comment, &created, &due, &decided, &r.ClaimedBy, &claimUntil)
+	r.CreatedAt, r.DueAt, r.DecidedAt, r.ClaimExpiresAt = fromMicros(created), fromNullMicros(due), fromNullMicros(decided), fromNullMicros(claimUntil)
 	return r, err
 }
 
@@ -294,23 +295,59 @@ func (s *Store) reviewWhere(ctx context.Context, q querier, where string, args .
 	return r, nil
 }
 
-// Reviews lists reviews matching f, oldest first.
+// Reviews lists reviews matching f, by due time; claims are judged at
+// f.Now.
 func (s *Store) Reviews(ctx context.Context, f store.ReviewFilter) ([]store.Review, error) {
-	q := `SELECT ` + reviewCols + ` FROM reviews WHERE TRUE`
-	var args []any
-	for _, c := range []struct{ col, v string }{{"status", f.Status}, {"queue", f.Queue}, {"process", f.Process}} {
-		if c.v != "" {
-			args = append(args, c.v)
-			q += fmt.Sprintf(` AND %s = $%d`, c.col, len(args))
-		}
+	tail, args, err := store.ReviewQuery(f, func(n int) string { return fmt.Sprintf("$%d", n) })
+	if err != nil {
+		return nil, err
 	}
-	limit := f.Limit
-	if limit <= 0 || limit > 500 {
-		limit = 100
+	rs, err := collect(ctx, s.pool, "reviews", scanReview, `SELECT `+reviewCols+` FROM reviews `+tail, args...)
+	return withClaims(rs, f.Now), err
+}
+
+func withClaims(rs []store.Review, now time.Time) []store.Review {
+	if now.IsZero() {
+		now = time.Now()
 	}
-	args = append(args, limit)
-	q += fmt.Sprintf(` ORDER BY created_at, id LIMIT $%d`, len(args))
-	return collect(ctx, s.pool, "reviews", scanReview, q, args...)
+	for i := range rs {
+		rs[i] = rs[i].WithClaimAt(now)
+	}
+	return rs
+}
+
+// ClaimReview gives reviewer a claim on an open review; see the sqlite
+// store.
+func (s *Store) ClaimReview(ctx context.Context, id, reviewer string, now, until time.Time) (store.Review, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE reviews SET claimed_by = $1, claim_expires_at = $2
+		WHERE id = $3 AND status = 'open' AND (claimed_by = '' OR claimed_by = $1 OR claim_expires_at <= $4)`,
+		reviewer, micros(until), id, micros(now))
+	if err != nil {
+		return store.Review{}, fmt.Errorf("postgres: claim review: %w", err)
+	}
+	return s.afterClaim(ctx, tag.RowsAffected(), id, now)
+}
+
+// ReleaseReview gives up reviewer's live claim on a review.
+func (s *Store) ReleaseReview(ctx context.Context, id, reviewer string, now time.Time) (store.Review, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE reviews SET claimed_by = '', claim_expires_at = NULL
+		WHERE id = $1 AND status = 'open' AND claimed_by = $2 AND claim_expires_at > $3`, id, reviewer, micros(now))
+	if err != nil {
+		return store.Review{}, fmt.Errorf("postgres: release review: %w", err)
+	}
+	return s.afterClaim(ctx, tag.RowsAffected(), id, now)
+}
+
+func (s *Store) afterClaim(ctx context.Context, n int64, id string, now time.Time) (store.Review, error) {
+	r, err := s.reviewWhere(ctx, s.pool, `id = $1`, id)
+	if err != nil {
+		return r, err
+	}
+	r = r.WithClaimAt(now)
+	if n == 0 {
+		return r, store.ClaimConflict(r)
+	}
+	return r, nil
 }
 
 // CloseReview records the verdict of an open review; see the sqlite store.

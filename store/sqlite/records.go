@@ -210,17 +210,18 @@ func (s *Store) CreateReview(ctx context.Context, r store.Review) (store.Review,
 
 // Review returns the review with the id.
 func (s *Store) Review(ctx context.Context, id string) (store.Review, error) {
-	return s.reviewWhere(ctx, s.r, `id = ?`, id)
+	r, err := s.reviewWhere(ctx, s.r, `id = ?`, id)
+	return r.WithClaimAt(time.Now()), err
 }
 
-const reviewCols = `id, instance_id, run_id, process, step, queue, reason, policy_id, decision_id, status, verdict, reviewer, comment, created_at, due_at, decided_at`
+const reviewCols = `id, instance_id, run_id, process, step, queue, reason, policy_id, decision_id, status, verdict, reviewer, comment, created_at, due_at, decided_at, claimed_by, claim_expires_at`
 
 func scanReview(row scanner) (store.Review, error) {
 	var r store.Review
 	var created int64
-	var due, decided sql.NullInt64
-	err := row.Scan(&r.ID, &r.InstanceID, &r.RunID, &r.Process, &r.Step, &r.Queue, &r.Reason, &r.PolicyID, &r.DecisionID, &r.Status, &r.Verdict, &r.Reviewer, &r.Comment, &created, &due, &decided)
-	r.CreatedAt, r.DueAt, r.DecidedAt = fromMicros(created), fromNullMicros(due), fromNullMicros(decided)
+	var due, decided, claimUntil sql.NullInt64
+	err := row.Scan(&r.ID, &r.InstanceID, &r.RunID, &r.Process, &r.Step, &r.Queue, &r.Reason, &r.PolicyID, &r.DecisionID, &r.Status, &r.Verdict, &r.Reviewer, &r.Comment, &created, &due, &decided, &r.ClaimedBy, &claimUntil)
+	r.CreatedAt, r.DueAt, r.DecidedAt, r.ClaimExpiresAt = fromMicros(created), fromNullMicros(due), fromNullMicros(decided), fromNullMicros(claimUntil)
 	return r, err
 }
 
@@ -235,23 +236,64 @@ func (s *Store) reviewWhere(ctx context.Context, db *sql.DB, where string, args 
 	return r, nil
 }
 
-// Reviews lists reviews matching f, oldest first.
+// Reviews lists reviews matching f, by due time; claims are judged at
+// f.Now.
 func (s *Store) Reviews(ctx context.Context, f store.ReviewFilter) ([]store.Review, error) {
-	q := `SELECT ` + reviewCols + ` FROM reviews WHERE 1=1`
-	var args []any
-	for col, v := range map[string]string{"status": f.Status, "queue": f.Queue, "process": f.Process} {
-		if v != "" {
-			q += ` AND ` + col + ` = ?`
-			args = append(args, v)
-		}
+	tail, args, err := store.ReviewQuery(f, func(int) string { return "?" })
+	if err != nil {
+		return nil, err
 	}
-	limit := f.Limit
-	if limit <= 0 || limit > 500 {
-		limit = 100
+	rs, err := collect(ctx, s.r, "reviews", scanReview, `SELECT `+reviewCols+` FROM reviews `+tail, args...)
+	return withClaims(rs, f.Now), err
+}
+
+func withClaims(rs []store.Review, now time.Time) []store.Review {
+	if now.IsZero() {
+		now = time.Now()
 	}
-	q += ` ORDER BY created_at, id LIMIT ?`
-	args = append(args, limit)
-	return collect(ctx, s.r, "reviews", scanReview, q, args...)
+	for i := range rs {
+		rs[i] = rs[i].WithClaimAt(now)
+	}
+	return rs
+}
+
+// ClaimReview gives reviewer a claim on an open review until until: when
+// nobody holds a live claim at now, or reviewer holds it (the lease is
+// renewed). Otherwise ErrConflict, or ErrNotFound.
+func (s *Store) ClaimReview(ctx context.Context, id, reviewer string, now, until time.Time) (store.Review, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE reviews SET claimed_by = ?, claim_expires_at = ?
+		WHERE id = ? AND status = 'open' AND (claimed_by = '' OR claimed_by = ? OR claim_expires_at <= ?)`,
+		reviewer, micros(until), id, reviewer, micros(now))
+	if err != nil {
+		return store.Review{}, fmt.Errorf("sqlite: claim review: %w", err)
+	}
+	return s.afterClaim(ctx, res, id, now)
+}
+
+// ReleaseReview gives up reviewer's live claim on a review.
+func (s *Store) ReleaseReview(ctx context.Context, id, reviewer string, now time.Time) (store.Review, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE reviews SET claimed_by = '', claim_expires_at = NULL
+		WHERE id = ? AND status = 'open' AND claimed_by = ? AND claim_expires_at > ?`, id, reviewer, micros(now))
+	if err != nil {
+		return store.Review{}, fmt.Errorf("sqlite: release review: %w", err)
+	}
+	return s.afterClaim(ctx, res, id, now)
+}
+
+func (s *Store) afterClaim(ctx context.Context, res sql.Result, id string, now time.Time) (store.Review, error) {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return store.Review{}, fmt.Errorf("sqlite: claim review: %w", err)
+	}
+	r, err := s.reviewWhere(ctx, s.w, `id = ?`, id)
+	if err != nil {
+		return r, err
+	}
+	r = r.WithClaimAt(now)
+	if n == 0 {
+		return r, store.ClaimConflict(r)
+	}
+	return r, nil
 }
 
 // CloseReview records the verdict of an open review. Recording the same

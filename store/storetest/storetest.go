@@ -51,6 +51,8 @@ type Store interface {
 	Review(ctx context.Context, id string) (store.Review, error)
 	Reviews(ctx context.Context, f store.ReviewFilter) ([]store.Review, error)
 	CloseReview(ctx context.Context, r store.Review) (store.Review, error)
+	ClaimReview(ctx context.Context, id, reviewer string, now, until time.Time) (store.Review, error)
+	ReleaseReview(ctx context.Context, id, reviewer string, now time.Time) (store.Review, error)
 }
 
 // Run runs the suite; open returns a new, empty store.
@@ -61,6 +63,8 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("instances", func(t *testing.T) { testInstances(t, open(t)) })
 	t.Run("decisions", func(t *testing.T) { testDecisions(t, open(t)) })
 	t.Run("reviews", func(t *testing.T) { testReviews(t, open(t)) })
+	t.Run("review claims", func(t *testing.T) { testReviewClaims(t, open(t)) })
+	t.Run("inbox", func(t *testing.T) { testInbox(t, open(t)) })
 	t.Run("examples", func(t *testing.T) { testExamples(t, open(t)) })
 	t.Run("signals", func(t *testing.T) { testSignals(t, open(t)) })
 }
@@ -515,5 +519,141 @@ func testReviews(t *testing.T, s Store) {
 	must(t, err)
 	if len(open) != 1 || open[0].ID != "rv2" {
 		t.Fatalf("open after verdict %+v", open)
+	}
+}
+
+func testReviewClaims(t *testing.T, s Store) {
+	ctx := t.Context()
+	_, err := s.CreateReview(ctx, store.Review{ID: "rv1", InstanceID: "i1", RunID: "r1", Process: "orders", Step: "charge", Queue: "finance", CreatedAt: t0})
+	must(t, err)
+	now, lease := t0.Add(time.Minute), 30*time.Minute
+	got, err := s.ClaimReview(ctx, "rv1", "ann", now, now.Add(lease))
+	must(t, err)
+	if got.Status != store.ReviewClaimed || got.ClaimedBy != "ann" || got.ClaimExpiresAt == nil || !got.ClaimExpiresAt.Equal(now.Add(lease)) {
+		t.Fatalf("claimed %+v", got)
+	}
+	if _, err := s.ClaimReview(ctx, "rv1", "bob", now.Add(time.Minute), now.Add(time.Hour)); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("bob claimed ann's review: %v", err)
+	}
+	if _, err := s.ReleaseReview(ctx, "rv1", "bob", now.Add(time.Minute)); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("bob released ann's claim: %v", err)
+	}
+	// Ann renews her lease; once it runs out, Bob may take the review.
+	renewed, err := s.ClaimReview(ctx, "rv1", "ann", now.Add(10*time.Minute), now.Add(10*time.Minute+lease))
+	must(t, err)
+	if !renewed.ClaimExpiresAt.Equal(now.Add(10*time.Minute + lease)) {
+		t.Fatalf("renewed %+v", renewed)
+	}
+	later := now.Add(10*time.Minute + lease)
+	bobs, err := s.ClaimReview(ctx, "rv1", "bob", later, later.Add(lease))
+	must(t, err)
+	if bobs.ClaimedBy != "bob" {
+		t.Fatalf("after the lease ran out: %+v", bobs)
+	}
+	released, err := s.ReleaseReview(ctx, "rv1", "bob", later.Add(time.Minute))
+	must(t, err)
+	if released.Status != store.ReviewOpen || released.ClaimedBy != "" || released.ClaimExpiresAt != nil {
+		t.Fatalf("released %+v", released)
+	}
+
+	// Twenty reviewers claim at once: exactly one holds it.
+	_, err = s.CreateReview(ctx, store.Review{ID: "rv2", InstanceID: "i2", RunID: "r2", Process: "orders", Step: "charge", Queue: "finance", CreatedAt: t0})
+	must(t, err)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var winners []string
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("reviewer-%d", i)
+			_, err := s.ClaimReview(ctx, "rv2", name, now, now.Add(lease))
+			switch {
+			case err == nil:
+				mu.Lock()
+				winners = append(winners, name)
+				mu.Unlock()
+			case !errors.Is(err, store.ErrConflict):
+				t.Errorf("%s: %v", name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(winners) != 1 {
+		t.Fatalf("claims won by %v, want exactly one", winners)
+	}
+	if r, err := s.Reviews(ctx, store.ReviewFilter{Assignee: winners[0], Now: now}); err != nil || len(r) != 1 || r[0].ID != "rv2" {
+		t.Fatalf("assignee %s: %+v %v", winners[0], r, err)
+	}
+
+	at := now.Add(time.Minute)
+	_, err = s.CloseReview(ctx, store.Review{ID: "rv2", Status: store.ReviewDecided, Verdict: store.VerdictApprove, Reviewer: winners[0], DecidedAt: &at})
+	must(t, err)
+	if _, err := s.ClaimReview(ctx, "rv2", winners[0], at, at.Add(lease)); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("claimed a decided review: %v", err)
+	}
+	if _, err := s.ClaimReview(ctx, "nope", "ann", at, at.Add(lease)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("claimed an unknown review: %v", err)
+	}
+}
+
+func testInbox(t *testing.T, s Store) {
+	ctx := t.Context()
+	// 25 reviews: every third without a due time, the rest due in an order
+	// unlike their creation order.
+	var want []string
+	var dueLast []string
+	for i := range 25 {
+		r := store.Review{ID: fmt.Sprintf("rv%02d", i), InstanceID: fmt.Sprintf("i%d", i), RunID: "r", Process: "orders", Step: "s", Queue: "q", CreatedAt: t0.Add(time.Duration(i) * time.Minute)}
+		if i%3 == 0 {
+			dueLast = append(dueLast, r.ID)
+		} else {
+			due := t0.Add(time.Duration(100-i) * time.Hour)
+			r.DueAt = &due
+			want = append([]string{r.ID}, want...)
+		}
+		_, err := s.CreateReview(ctx, r)
+		must(t, err)
+	}
+	want = append(want, dueLast...)
+	now := t0.Add(time.Hour)
+	var got []string
+	after := ""
+	for page := 0; page < 10; page++ {
+		rs, err := s.Reviews(ctx, store.ReviewFilter{Status: store.ReviewOpen, Limit: 7, After: after, Now: now})
+		must(t, err)
+		if len(rs) == 0 {
+			break
+		}
+		for _, r := range rs {
+			got = append(got, r.ID)
+		}
+		after = store.ReviewCursor(rs[len(rs)-1])
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("pages in order %v, want %v", got, want)
+	}
+	_, err := s.ClaimReview(ctx, "rv01", "ann", now, now.Add(time.Hour))
+	must(t, err)
+	claimed, err := s.Reviews(ctx, store.ReviewFilter{Status: store.ReviewClaimed, Now: now})
+	must(t, err)
+	open, err := s.Reviews(ctx, store.ReviewFilter{Status: store.ReviewOpen, Limit: 100, Now: now})
+	must(t, err)
+	if len(claimed) != 1 || claimed[0].ID != "rv01" || claimed[0].Status != store.ReviewClaimed || len(open) != 24 {
+		t.Fatalf("claimed %+v; %d open", claimed, len(open))
+	}
+	// Two hours on, Ann's lease has run out: the review is open again.
+	open, err = s.Reviews(ctx, store.ReviewFilter{Status: store.ReviewOpen, Limit: 100, Now: now.Add(2 * time.Hour)})
+	must(t, err)
+	if len(open) != 25 {
+		t.Fatalf("%d open after the lease ran out", len(open))
+	}
+	old, err := s.Reviews(ctx, store.ReviewFilter{CreatedBefore: t0.Add(3 * time.Minute), Limit: 100, Now: now})
+	must(t, err)
+	if len(old) != 3 {
+		t.Fatalf("%d reviews created in the first three minutes", len(old))
+	}
+	if _, err := s.Reviews(ctx, store.ReviewFilter{After: "not a cursor!"}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("malformed cursor: %v", err)
 	}
 }
