@@ -64,6 +64,12 @@ type ReviewReader interface {
 	Reviews(ctx context.Context, f store.ReviewFilter) ([]store.Review, error)
 }
 
+// ReviewClaims holds reviews for one reviewer at a time.
+type ReviewClaims interface {
+	ClaimReview(ctx context.Context, id, reviewer string, now, until time.Time) (store.Review, error)
+	ReleaseReview(ctx context.Context, id, reviewer string, now time.Time) (store.Review, error)
+}
+
 // Options are the API's dependencies.
 type Options struct {
 	Keys        KeyStore
@@ -72,6 +78,7 @@ type Options struct {
 	Instances   InstanceStore
 	Decisions   DecisionReader
 	Reviews     ReviewReader
+	Claims      ReviewClaims
 	Lifecycle   PolicyLifecycle
 	Scanner     DecisionScanner
 	Chains      store.ChainReader
@@ -82,6 +89,9 @@ type Options struct {
 	Logger      *slog.Logger
 	// Ready reports whether the server is ready to serve (for /healthz).
 	Ready func(ctx context.Context) error
+	// ClaimLease is how long a claim on a review lasts unless the reviewer
+	// asks for another lease (default 30 min).
+	ClaimLease time.Duration
 	// MaxBody bounds request bodies (default 1 MiB).
 	MaxBody int64
 	// Timeout bounds each request (default 30 s).
@@ -92,7 +102,7 @@ func (o *Options) validate() error {
 	var missing []string
 	for name, ok := range map[string]bool{
 		"Keys": o.Keys != nil, "Definitions": o.Definitions != nil, "Policies": o.Policies != nil,
-		"Instances": o.Instances != nil, "Decisions": o.Decisions != nil, "Reviews": o.Reviews != nil,
+		"Instances": o.Instances != nil, "Decisions": o.Decisions != nil, "Reviews": o.Reviews != nil, "Claims": o.Claims != nil,
 		"Lifecycle": o.Lifecycle != nil, "Scanner": o.Scanner != nil, "Chains": o.Chains != nil, "Examples": o.Examples != nil,
 		"Temporal": o.Temporal != nil, "Env": o.Env != nil, "TaskQueue": o.TaskQueue != "",
 	} {
@@ -131,6 +141,9 @@ func New(opts Options) (http.Handler, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
 	}
+	if opts.ClaimLease <= 0 {
+		opts.ClaimLease = DefaultClaimLease
+	}
 	s := &server{Options: opts}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
@@ -160,6 +173,8 @@ func New(opts Options) (http.Handler, error) {
 	v1.GET("/decisions/:id/explanation", s.allow(readers), s.explain)
 	v1.GET("/reviews", s.allow([]string{store.RoleReviewer}), s.listReviews)
 	v1.GET("/reviews/:id", s.allow([]string{store.RoleReviewer}), s.getReview)
+	v1.POST("/reviews/:id/claim", s.allow([]string{store.RoleReviewer}), s.claimReview)
+	v1.POST("/reviews/:id/release", s.allow([]string{store.RoleReviewer}), s.releaseReview)
 	v1.POST("/reviews/:id/decision", s.allow([]string{store.RoleReviewer}), s.decideReview)
 	v1.POST("/keys", s.allow(nil), s.createKey)
 	s.lifecycleRoutes(v1, engineer, nil)

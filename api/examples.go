@@ -19,6 +19,7 @@ import (
 type ExampleStore interface {
 	PutExample(ctx context.Context, e store.Example) error
 	ExamplesOf(ctx context.Context, classifier string) ([]store.Example, error)
+	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
 	EmbeddingDim() int
 }
 

@@ -17,7 +17,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
@@ -295,107 +294,4 @@ func (s *server) explain(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, policies.Explain(d))
-}
-
-func (s *server) listReviews(c *gin.Context) {
-	f := store.ReviewFilter{Status: c.DefaultQuery("status", store.ReviewOpen), Queue: c.Query("queue"), Process: c.Query("process")}
-	switch f.Status {
-	case store.ReviewOpen, store.ReviewDecided, store.ReviewExpired:
-	case "all":
-		f.Status = ""
-	default:
-		fail(c, badRequest("status", "must be open, decided, expired or all (got %q)", f.Status))
-		return
-	}
-	if l := c.Query("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 500 {
-			fail(c, badRequest("limit", "must be between 1 and 500 (got %q)", l))
-			return
-		}
-		f.Limit = n
-	}
-	rs, err := s.Reviews.Reviews(c.Request.Context(), f)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"reviews": rs})
-}
-
-func (s *server) getReview(c *gin.Context) {
-	r, err := s.Reviews.Review(c.Request.Context(), c.Param("id"))
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, r)
-}
-
-type reviewDecisionRequest struct {
-	Verdict string `json:"verdict"`
-	Comment string `json:"comment,omitempty"`
-}
-
-// decideReview delivers a verdict to the waiting workflow through a Temporal
-// Update; the workflow's validator refuses a closed or unknown review.
-func (s *server) decideReview(c *gin.Context) {
-	var req reviewDecisionRequest
-	if err := bindJSON(c, &req); err != nil {
-		fail(c, err)
-		return
-	}
-	if req.Verdict != store.VerdictApprove && req.Verdict != store.VerdictReject {
-		fail(c, badRequest("verdict", "must be approve or reject (got %q)", req.Verdict))
-		return
-	}
-	if len(req.Comment) > 4000 {
-		fail(c, badRequest("comment", "is longer than 4000 characters"))
-		return
-	}
-	ctx := c.Request.Context()
-	rv, err := s.Reviews.Review(ctx, c.Param("id"))
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	if rv.Status != store.ReviewOpen {
-		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: fmt.Sprintf("review %s is already %s (%s by %s)", rv.ID, rv.Status, rv.Verdict, rv.Reviewer)})
-		return
-	}
-	h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   rv.InstanceID,
-		RunID:        rv.RunID,
-		UpdateName:   workflows.UpdateReviewDecision,
-		Args:         []any{workflows.ReviewDecision{ReviewID: rv.ID, Verdict: req.Verdict, Reviewer: caller(c).Name, Comment: req.Comment}},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	var result workflows.ReviewState
-	if err == nil {
-		err = h.Get(ctx, &result)
-	}
-	var ae *temporal.ApplicationError
-	if errors.As(err, &ae) {
-		switch ae.Type() {
-		case workflows.ErrTypeUnknownReview:
-			fail(c, &httpError{status: http.StatusNotFound, code: "not_found", msg: ae.Message()})
-			return
-		case workflows.ErrTypeReviewClosed:
-			fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: ae.Message()})
-			return
-		case workflows.ErrTypeBadDecision:
-			fail(c, badRequest("verdict", "%s", ae.Message()))
-			return
-		}
-	}
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "the instance of review " + rv.ID + " is no longer running"})
-		return
-	}
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, result)
 }

@@ -14,7 +14,9 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -193,7 +195,12 @@ func plan(inst map[string]any) string {
 
 func (d *dev) newKey(role string) string {
 	d.t.Helper()
-	r := d.expect(d.call("POST", "/v1/keys", adminKey, `{"name":"`+role+`-1","role":"`+role+`"}`), http.StatusCreated)
+	return d.named(role+"-1", role)
+}
+
+func (d *dev) named(name, role string) string {
+	d.t.Helper()
+	r := d.expect(d.call("POST", "/v1/keys", adminKey, `{"name":"`+name+`","role":"`+role+`"}`), http.StatusCreated)
 	return r.body["key"].(string)
 }
 
@@ -338,6 +345,26 @@ catalog:
 			t.Fatal("no open review")
 		}
 		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/decision", reviewer, `{"verdict":"maybe"}`), http.StatusBadRequest)
+		// A claim holds the review for one reviewer: another can neither
+		// take nor decide it, and it reads as claimed in the inbox.
+		other := d.named("reviewer-2", "reviewer")
+		claim := d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/claim", reviewer, `{"lease":"10m"}`), http.StatusOK)
+		if claim.body["status"] != "claimed" || claim.body["claimed_by"] != "reviewer-1" || claim.body["claim_expires_at"] == nil {
+			t.Fatalf("claim %s", claim.raw)
+		}
+		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/claim", other, ""), http.StatusConflict)
+		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/decision", other, `{"verdict":"approve"}`), http.StatusConflict)
+		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/claim", reviewer, `{"lease":"2s"}`), http.StatusBadRequest)
+		mine := d.expect(d.call("GET", "/v1/reviews?status=claimed&assignee=reviewer-1", reviewer, ""), http.StatusOK)
+		if items := mine.body["reviews"].([]any); len(items) != 1 || items[0].(map[string]any)["id"] != reviewID {
+			t.Fatalf("claimed by reviewer-1: %s", mine.raw)
+		}
+		item := d.expect(d.call("GET", "/v1/reviews/"+reviewID, reviewer, ""), http.StatusOK)
+		if item.body["input"] == nil || item.body["explanation"] == nil {
+			t.Fatalf("inbox item without the input or why it was raised: %s", item.raw)
+		}
+		d.expect(d.call("GET", "/v1/reviews?after=garbage", reviewer, ""), http.StatusBadRequest)
+		d.expect(d.call("GET", "/v1/reviews?older_than=soon", reviewer, ""), http.StatusBadRequest)
 		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/decision", reviewer, `{"verdict":"approve","comment":"recounted: ERP is right"}`), http.StatusOK)
 		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/decision", reviewer, `{"verdict":"reject"}`), http.StatusConflict)
 		inst := d.waitStatus(id, "completed")
@@ -348,6 +375,32 @@ catalog:
 		if rv.body["verdict"] != "approve" || rv.body["reviewer"] != "reviewer-1" || rv.body["status"] != "decided" {
 			t.Fatalf("review %s", rv.raw)
 		}
+
+		// Two reviewers decide the same review at once: exactly one wins.
+		race := d.start("inventory-reconciliation", "inv-race", map[string]any{"store_id": "s1", "sku": "Y", "pos_count": 10, "erp_count": 30})
+		inst = d.waitStatus(race, "waiting_review")
+		raceReviews := inst["reviews"].([]any)
+		raceID := raceReviews[len(raceReviews)-1].(map[string]any)["id"].(string)
+		statuses := make(chan int, 2)
+		var wg sync.WaitGroup
+		for _, k := range []string{reviewer, other} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				statuses <- d.call("POST", "/v1/reviews/"+raceID+"/decision", k, `{"verdict":"approve","comment":"checked"}`).status
+			}()
+		}
+		wg.Wait()
+		close(statuses)
+		var got []int
+		for st := range statuses {
+			got = append(got, st)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, []int{http.StatusOK, http.StatusConflict}) {
+			t.Fatalf("two reviewers deciding at once got %v, want one 200 and one 409", got)
+		}
+		d.waitStatus(race, "completed")
 
 		rej := d.start("procurement-approval", "po-1", map[string]any{"request_id": "PO-1", "requester": "ann", "amount": 30000, "budget_remaining": 50000, "supplier": "ACME"})
 		inst = d.waitStatus(rej, "waiting_review")
@@ -382,6 +435,38 @@ catalog:
 		}
 		if got := plan(inst); !strings.Contains(got, "business_kyc:waiting_review") {
 			t.Fatalf("plan %q", got)
+		}
+
+		// The KYC reviewer sees the text and the model's answer, finds it is
+		// really a transfer, and corrects it: the classifier learns the
+		// corrected example, and the instance goes on.
+		reviews := inst["reviews"].([]any)
+		rid := reviews[len(reviews)-1].(map[string]any)["id"].(string)
+		item := d.expect(d.call("GET", "/v1/reviews/"+rid, reviewer, ""), http.StatusOK)
+		cls, _ := item.body["classification"].(map[string]any)
+		if cls == nil || cls["text"] != "our company needs a business account with two directors" || cls["answer"].(map[string]any)["label"] != "business_account" {
+			t.Fatalf("inbox item %s", item.raw)
+		}
+		if sim, _ := item.body["similar"].([]any); len(sim) == 0 {
+			t.Fatalf("no similar past cases: %s", item.raw)
+		}
+		d.expect(d.call("POST", "/v1/reviews/"+rid+"/decision", reviewer, `{"verdict":"correct","label":"mortgage"}`), http.StatusBadRequest)
+		d.expect(d.call("POST", "/v1/reviews/"+rid+"/decision", reviewer, `{"verdict":"reject"}`), http.StatusBadRequest)
+		dec := d.expect(d.call("POST", "/v1/reviews/"+rid+"/decision", reviewer, `{"verdict":"correct","label":"account_transfer","comment":"moving from another bank"}`), http.StatusOK)
+		if dec.body["status"] != "decided" || dec.body["verdict"] != "approve" || dec.body["example"] == nil {
+			t.Fatalf("correction %s", dec.raw)
+		}
+		d.waitStatus(id, "completed")
+		ex := d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/examples", reviewer, ""), http.StatusOK)
+		found := false
+		for _, e := range ex.body["examples"].([]any) {
+			e := e.(map[string]any)
+			if e["text"] == cls["text"] && e["label"] == "account_transfer" && e["source"] == "review:reviewer-1" {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("the correction was not kept as an example: %s", ex.raw)
 		}
 	})
 

@@ -137,7 +137,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		return err
 	}
 	handler, err := api.New(api.Options{
-		Keys: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st,
+		Keys: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st,
 		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: TaskQueue, Env: env, Logger: lg,
 		Ready: func(ctx context.Context) error { return st.Ping(ctx) },
 	})
@@ -172,6 +172,7 @@ type Store interface {
 	api.InstanceStore
 	api.DecisionReader
 	api.ReviewReader
+	api.ReviewClaims
 	activities.ReviewBook
 	activities.DecisionLog
 	activities.StartCounter

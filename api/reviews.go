@@ -1,0 +1,429 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/adaptflow/adaptflow/ml/classify"
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/store/vectors"
+	"github.com/adaptflow/adaptflow/workflows"
+)
+
+// DefaultClaimLease is how long a claim on a review lasts by default.
+const DefaultClaimLease = 30 * time.Minute
+
+// The bounds of a lease a reviewer may ask for.
+const (
+	minClaimLease = time.Minute
+	maxClaimLease = 24 * time.Hour
+)
+
+// VerdictCorrect fixes the classification of the instance's text (its
+// label and extracted fields), then approves.
+const VerdictCorrect = "correct"
+
+// similarCases is how many similar past cases an inbox item shows.
+const similarCases = 5
+
+func (s *server) listReviews(c *gin.Context) {
+	f := store.ReviewFilter{Status: c.DefaultQuery("status", store.ReviewOpen), Queue: c.Query("queue"), Process: c.Query("process"),
+		Assignee: c.Query("assignee"), After: c.Query("after"), Now: time.Now()}
+	switch f.Status {
+	case store.ReviewOpen, store.ReviewClaimed, store.ReviewDecided, store.ReviewExpired:
+	case "all":
+		f.Status = ""
+	default:
+		fail(c, badRequest("status", "must be open, claimed, decided, expired or all (got %q)", f.Status))
+		return
+	}
+	if l := c.Query("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > store.MaxReviewPage {
+			fail(c, badRequest("limit", "must be between 1 and %d (got %q)", store.MaxReviewPage, l))
+			return
+		}
+		f.Limit = n
+	}
+	if a := c.Query("older_than"); a != "" {
+		d, err := process.ParseDuration(a)
+		if err != nil || d <= 0 {
+			fail(c, badRequest("older_than", "must be a duration such as 30m, 4h or 2d (got %q)", a))
+			return
+		}
+		f.CreatedBefore = f.Now.Add(-d)
+	}
+	rs, err := s.Reviews.Reviews(c.Request.Context(), f)
+	if errors.Is(err, store.ErrInvalid) {
+		fail(c, badRequest("after", "is not a cursor this listing gave out"))
+		return
+	}
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	out := gin.H{"reviews": rs}
+	limit := f.Limit
+	if limit == 0 {
+		limit = 100
+	}
+	if len(rs) == limit {
+		out["next"] = store.ReviewCursor(rs[len(rs)-1])
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// reviewItem is an inbox item: the review, why it was raised, the
+// instance's input and text with the model's answer, and similar past cases.
+type reviewItem struct {
+	store.Review
+	Input          json.RawMessage          `json:"input,omitempty"`
+	Explanation    *policies.Explanation    `json:"explanation,omitempty"`
+	Classification *classificationForReview `json:"classification,omitempty"`
+	Similar        []similarCase            `json:"similar,omitempty"`
+}
+
+type classificationForReview struct {
+	Classifier string         `json:"classifier"`
+	Field      string         `json:"field"`
+	Text       string         `json:"text"`
+	Labels     []string       `json:"labels"`
+	Answer     map[string]any `json:"answer,omitempty"` // label, confidence, fields, model
+}
+
+type similarCase struct {
+	Text     string          `json:"text"`
+	Label    string          `json:"label"`
+	Fields   json.RawMessage `json:"fields,omitempty"`
+	Source   string          `json:"source"`
+	Distance float64         `json:"distance"`
+}
+
+func (s *server) getReview(c *gin.Context) {
+	ctx := c.Request.Context()
+	r, err := s.Reviews.Review(ctx, c.Param("id"))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	item := reviewItem{Review: r}
+	if r.DecisionID != "" {
+		if d, err := s.Decisions.Decision(ctx, r.DecisionID); err == nil {
+			e := policies.Explain(d)
+			item.Explanation = &e
+		}
+	}
+	inst, def, err := s.instanceOf(c, r)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	item.Input = inst.Input
+	if cl := s.classificationOf(ctx, inst, def); cl != nil {
+		item.Classification = cl
+		q := classify.HashEmbedding(cl.Text, s.Examples.EmbeddingDim())
+		ns, err := s.Examples.NearestExamples(ctx, cl.Classifier, q, similarCases+1)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		// Cases decided before (stored examples) and the definition's seed
+		// examples, nearest first; the text itself is not its own case.
+		top := vectors.NewTopK[similarCase](similarCases)
+		qn := vectors.Norm(q)
+		for _, n := range ns {
+			if n.Text != cl.Text {
+				top.Push(similarCase{Text: n.Text, Label: n.Label, Fields: n.Fields, Source: n.Source, Distance: n.Distance}, n.Distance)
+			}
+		}
+		for _, e := range def.Classify.Examples {
+			if e.Text != cl.Text {
+				d := vectors.CosineDistance(q, qn, classify.HashEmbedding(e.Text, s.Examples.EmbeddingDim()))
+				top.Push(similarCase{Text: e.Text, Label: e.Label, Source: "seed", Distance: d}, d)
+			}
+		}
+		item.Similar, _ = top.Sorted()
+	}
+	c.JSON(http.StatusOK, item)
+}
+
+// instanceOf is the instance of a review and its definition.
+func (s *server) instanceOf(c *gin.Context, r store.Review) (store.Instance, *process.Definition, error) {
+	inst, err := s.Instances.Instance(c.Request.Context(), r.InstanceID)
+	if err != nil {
+		return inst, nil, fmt.Errorf("instance of review %s: %w", r.ID, err)
+	}
+	def, _, err := s.definition(c, inst.Process, inst.ProcessVersion)
+	return inst, def, err
+}
+
+// classificationOf is the classification side of an instance: its text,
+// the closed label set and the model's answer (nil when the definition
+// classifies nothing or the text is missing).
+func (s *server) classificationOf(ctx context.Context, inst store.Instance, def *process.Definition) *classificationForReview {
+	if def == nil || def.Classify == nil {
+		return nil
+	}
+	var input map[string]any
+	if err := json.Unmarshal(inst.Input, &input); err != nil {
+		return nil
+	}
+	text, _ := input[def.Classify.Field].(string)
+	if text == "" {
+		return nil
+	}
+	cl := &classificationForReview{Classifier: def.Classify.Name, Field: def.Classify.Field, Text: text, Labels: def.Classify.Labels}
+	if v, err := s.Temporal.QueryWorkflow(ctx, inst.ID, "", workflows.QueryState); err == nil {
+		var st workflows.State
+		if v.Get(&st) == nil {
+			cl.Answer = st.Classification
+		}
+	}
+	return cl
+}
+
+type claimRequest struct {
+	// Lease is how long the claim lasts (default the server's, 30m).
+	Lease string `json:"lease,omitempty"`
+}
+
+// claimReview gives the caller a claim on an open review, or renews the
+// caller's claim. Another reviewer's live claim, or a closed review, is 409.
+func (s *server) claimReview(c *gin.Context) {
+	var req claimRequest
+	if c.Request.ContentLength != 0 {
+		if err := bindJSON(c, &req); err != nil {
+			fail(c, err)
+			return
+		}
+	}
+	lease := s.ClaimLease
+	if req.Lease != "" {
+		d, err := process.ParseDuration(req.Lease)
+		if err != nil || d < minClaimLease || d > maxClaimLease {
+			fail(c, badRequest("lease", "must be a duration between 1m and 24h (got %q)", req.Lease))
+			return
+		}
+		lease = d
+	}
+	now := time.Now()
+	r, err := s.Claims.ClaimReview(c.Request.Context(), c.Param("id"), caller(c).Name, now, now.Add(lease))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, r)
+}
+
+func (s *server) releaseReview(c *gin.Context) {
+	r, err := s.Claims.ReleaseReview(c.Request.Context(), c.Param("id"), caller(c).Name, time.Now())
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, r)
+}
+
+type reviewDecisionRequest struct {
+	Verdict string `json:"verdict"`
+	Comment string `json:"comment,omitempty"`
+	// Label and Fields correct the classification (verdict "correct").
+	Label  string          `json:"label,omitempty"`
+	Fields json.RawMessage `json:"fields,omitempty"`
+}
+
+func (req reviewDecisionRequest) validate() error {
+	switch req.Verdict {
+	case store.VerdictApprove, store.VerdictReject:
+		if req.Label != "" || len(req.Fields) > 0 {
+			return badRequest("label", "only a %q verdict carries a label or fields", VerdictCorrect)
+		}
+	case VerdictCorrect:
+		if strings.TrimSpace(req.Label) == "" && len(req.Fields) == 0 {
+			return badRequest("label", "a correction needs the right label, fields, or both")
+		}
+		if len(req.Fields) > 0 {
+			var m map[string]any
+			if json.Unmarshal(req.Fields, &m) != nil {
+				return badRequest("fields", "must be a JSON object")
+			}
+		}
+	default:
+		return badRequest("verdict", "must be approve, reject or correct (got %q)", req.Verdict)
+	}
+	if len(req.Comment) > 4000 {
+		return badRequest("comment", "is longer than 4000 characters")
+	}
+	return nil
+}
+
+// decideReview delivers a verdict to the waiting workflow through a Temporal
+// Update. The caller must hold the review or take it now: a review another
+// reviewer holds is 409, so of two reviewers deciding at once one wins. A
+// rejection needs a reason (the comment). A correction becomes a labeled
+// example of the classifier, then approves; an approval of a classification
+// review confirms the model's label the same way.
+func (s *server) decideReview(c *gin.Context) {
+	var req reviewDecisionRequest
+	if err := bindJSON(c, &req); err != nil {
+		fail(c, err)
+		return
+	}
+	if err := req.validate(); err != nil {
+		fail(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	rv, err := s.Reviews.Review(ctx, c.Param("id"))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if rv.Status == store.ReviewDecided || rv.Status == store.ReviewExpired {
+		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: fmt.Sprintf("review %s is already %s (%s by %s)", rv.ID, rv.Status, rv.Verdict, rv.Reviewer)})
+		return
+	}
+	if req.Verdict == store.VerdictReject && strings.TrimSpace(req.Comment) == "" {
+		fail(c, badRequest("comment", "a rejection needs a reason"))
+		return
+	}
+	var learn *store.Example
+	if req.Verdict == VerdictCorrect || req.Verdict == store.VerdictApprove {
+		inst, def, err := s.instanceOf(c, rv)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		cl := s.classificationOf(ctx, inst, def)
+		if req.Verdict == VerdictCorrect && cl == nil {
+			fail(c, badRequest("verdict", "instance %s has no classified text to correct", inst.ID))
+			return
+		}
+		if cl != nil && (req.Verdict == VerdictCorrect || classificationReview(rv, def)) {
+			if learn, err = s.exampleFromVerdict(c, cl, req); err != nil {
+				fail(c, err)
+				return
+			}
+		}
+	}
+	now := time.Now()
+	if _, err := s.Claims.ClaimReview(ctx, rv.ID, caller(c).Name, now, now.Add(s.ClaimLease)); err != nil {
+		fail(c, err)
+		return
+	}
+	verdict, comment := req.Verdict, req.Comment
+	if verdict == VerdictCorrect {
+		verdict = store.VerdictApprove
+		comment = strings.TrimSpace("corrected to " + learn.Label + ". " + comment)
+	}
+	h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   rv.InstanceID,
+		RunID:        rv.RunID,
+		UpdateName:   workflows.UpdateReviewDecision,
+		Args:         []any{workflows.ReviewDecision{ReviewID: rv.ID, Verdict: verdict, Reviewer: caller(c).Name, Comment: comment}},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	var result workflows.ReviewState
+	if err == nil {
+		err = h.Get(ctx, &result)
+	}
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		switch ae.Type() {
+		case workflows.ErrTypeUnknownReview:
+			fail(c, &httpError{status: http.StatusNotFound, code: "not_found", msg: ae.Message()})
+			return
+		case workflows.ErrTypeReviewClosed:
+			fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: ae.Message()})
+			return
+		case workflows.ErrTypeBadDecision:
+			fail(c, badRequest("verdict", "%s", ae.Message()))
+			return
+		}
+	}
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "the instance of review " + rv.ID + " is no longer running"})
+		return
+	}
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	out := decisionResponse{ReviewState: result}
+	if learn != nil {
+		// The verdict stands; the example is what the classifier learns
+		// from it. Losing it costs a lesson, not the decision, so a failure
+		// is reported beside the verdict rather than as the answer.
+		if err := s.Examples.PutExample(ctx, *learn); err != nil {
+			loggerFrom(c).WarnContext(ctx, "labeled example from a review not kept", "review", rv.ID, "err", err)
+			out.ExampleError = err.Error()
+		} else {
+			out.Example = learn
+		}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// classificationReview reports whether rv was raised by an unsure
+// classification, before any decision (not by a policy or a review step):
+// approving it confirms the model.
+func classificationReview(rv store.Review, def *process.Definition) bool {
+	queue := def.Classify.ReviewQueue
+	if queue == "" {
+		queue = "classification"
+	}
+	return rv.PolicyID == "" && rv.DecisionID == "" && rv.Queue == queue
+}
+
+// decisionResponse is the review as the workflow now has it, and the
+// labeled example the verdict taught the classifier, if any.
+type decisionResponse struct {
+	workflows.ReviewState
+	Example      *store.Example `json:"example,omitempty"`
+	ExampleError string         `json:"example_error,omitempty"`
+}
+
+// exampleFromVerdict is the labeled example a verdict teaches: the
+// corrected label and fields, or the model's own answer confirmed.
+func (s *server) exampleFromVerdict(c *gin.Context, cl *classificationForReview, req reviewDecisionRequest) (*store.Example, error) {
+	label, fields := req.Label, req.Fields
+	if label == "" || len(fields) == 0 {
+		if l, ok := cl.Answer["label"].(string); ok && label == "" {
+			label = l
+		}
+		if f, ok := cl.Answer["fields"]; ok && len(fields) == 0 && f != nil {
+			fields, _ = json.Marshal(f)
+		}
+	}
+	if label == "" {
+		if req.Verdict == VerdictCorrect {
+			return nil, badRequest("label", "the model gave no label; name the right one")
+		}
+		return nil, nil
+	}
+	if !slices.Contains(cl.Labels, label) {
+		return nil, badRequest("label", "%q is not one of the classifier's labels %v", label, cl.Labels)
+	}
+	h := sha256.Sum256([]byte(cl.Classifier + "\x00" + cl.Text))
+	return &store.Example{
+		ID: "ex_" + hex.EncodeToString(h[:12]), Classifier: cl.Classifier, Text: cl.Text, Label: label, Fields: fields,
+		Source: "review:" + caller(c).Name, Embedding: classify.HashEmbedding(cl.Text, s.Examples.EmbeddingDim()), CreatedAt: time.Now().UTC(),
+	}, nil
+}
