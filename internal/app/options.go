@@ -49,6 +49,9 @@ type Options struct {
 	CalendarFile string
 	// ShutdownTimeout bounds a clean shutdown.
 	ShutdownTimeout time.Duration
+	// ClaimLease is how long a reviewer's claim on a review lasts unless
+	// the reviewer asks for another lease.
+	ClaimLease time.Duration
 
 	Logger *slog.Logger
 	// Out receives what a person must read (the generated API key).
@@ -66,6 +69,7 @@ func DefaultOptions() Options {
 		Namespace:       "default",
 		LoadExamples:    true,
 		ShutdownTimeout: 15 * time.Second,
+		ClaimLease:      30 * time.Minute,
 	}
 }
 
@@ -88,6 +92,12 @@ func (o *Options) validate() error {
 	}
 	if o.APIKey != "" && len(o.APIKey) < 16 {
 		errs = append(errs, errors.New("--api-key: must be at least 16 characters"))
+	}
+	if o.ClaimLease == 0 {
+		o.ClaimLease = 30 * time.Minute
+	}
+	if o.ClaimLease < time.Minute || o.ClaimLease > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("--claim-lease: must be between 1m and 24h (got %s)", o.ClaimLease))
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 15 * time.Second
