@@ -168,10 +168,10 @@ func (r Review) WithClaimAt(now time.Time) Review {
 // it is closed, or another reviewer holds it, or (for a release) nobody
 // does.
 func ClaimConflict(r Review) error {
-	switch {
-	case r.Status == ReviewClaimed:
+	switch r.Status {
+	case ReviewClaimed:
 		return fmt.Errorf("%w: review %s is claimed by %s until %s", ErrConflict, r.ID, r.ClaimedBy, r.ClaimExpiresAt.UTC().Format(time.RFC3339))
-	case r.Status == ReviewOpen:
+	case ReviewOpen:
 		return fmt.Errorf("%w: review %s is not claimed", ErrConflict, r.ID)
 	}
 	return fmt.Errorf("%w: review %s is already %s", ErrConflict, r.ID, r.Status)
