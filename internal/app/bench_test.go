@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -154,4 +155,67 @@ func BenchmarkDecisionOverhead(b *testing.B) {
 	b.ReportMetric(ar, "adaptflow-inst/s")
 	b.ReportMetric(ar/pr, "ratio")
 	b.Logf("plain %.1f inst/s, adaptflow %.1f inst/s, ratio %.2f (target >= 0.8)", pr, ar, ar/pr)
+}
+
+const resumeDef = `
+name: resume
+version: 1
+input:
+  properties:
+    n: {type: number}
+steps:
+  - {id: gate, kind: review, review: {queue: bench, reason: "benchmark gate"}}
+  - {id: after, kind: task, task: noop}
+`
+
+// BenchmarkReviewResume measures, with 100 reviews open on the embedded
+// server, the time from posting a decision to the workflow starting the
+// step after the review (the step's recorded start), and reports the 95th
+// percentile.
+func BenchmarkReviewResume(b *testing.B) {
+	const open = 100
+	d := startDev(b, b.TempDir(), freeAddr(b))
+	if r := call(b, d.base, "POST", "/v1/processes", adminKey, "application/yaml", resumeDef); r.status >= 300 {
+		b.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	reviewer := d.newKey("reviewer")
+	var lat []time.Duration
+	b.ResetTimer()
+	for round := 0; len(lat) < b.N; round++ {
+		b.StopTimer()
+		ids := make([]string, open)
+		for i := range open {
+			ids[i] = d.start("resume", fmt.Sprintf("r%d-%d", round, i), map[string]any{"n": i})
+		}
+		reviewIDs := make([]string, open)
+		for i, id := range ids {
+			inst := d.waitStatus(id, "waiting_review")
+			reviewIDs[i] = inst["reviews"].([]any)[0].(map[string]any)["id"].(string)
+		}
+		b.StartTimer()
+		for i := 0; i < open && len(lat) < b.N; i++ {
+			posted := time.Now()
+			d.expect(d.call("POST", "/v1/reviews/"+reviewIDs[i]+"/decision", reviewer, `{"verdict":"approve"}`), http.StatusOK)
+			inst := d.waitStatus(ids[i], "completed")
+			for _, s := range inst["plan"].([]any) {
+				s := s.(map[string]any)
+				if s["id"] == "after" {
+					started, err := time.Parse(time.RFC3339Nano, s["started_at"].(string))
+					if err != nil {
+						b.Fatal(err)
+					}
+					lat = append(lat, started.Sub(posted))
+				}
+			}
+		}
+		b.StopTimer()
+		for i := range open { // decide the rest so the next round starts with 100 open again
+			d.call("POST", "/v1/reviews/"+reviewIDs[i]+"/decision", reviewer, `{"verdict":"approve"}`)
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)*95/100].Microseconds())/1000, "p95-ms")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 }
