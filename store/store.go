@@ -177,6 +177,64 @@ func ClaimConflict(r Review) error {
 	return fmt.Errorf("%w: review %s is already %s", ErrConflict, r.ID, r.Status)
 }
 
+// Verdict is what a reviewer said about a classification: the model's
+// answer and the label the reviewer settled on (one per review).
+type Verdict struct {
+	ReviewID   string    `json:"review_id"`
+	Classifier string    `json:"classifier"`
+	Queue      string    `json:"queue"`
+	Model      string    `json:"model"`
+	Predicted  string    `json:"predicted"`
+	Confidence float64   `json:"confidence"`
+	Label      string    `json:"label"`
+	Reviewer   string    `json:"reviewer"`
+	At         time.Time `json:"at"`
+}
+
+// QueueStats are the counts and durations of one review queue, for metrics.
+// Sums only grow while reviews are kept, so they export as counters.
+type QueueStats struct {
+	Queue             string
+	Open, Claimed     int64
+	Decided, Expired  int64
+	Breached          int64   // expired, or decided after they were due
+	DecisionSeconds   float64 // sum over decided reviews of creation to decision
+	FirstClaims       int64   // reviews ever claimed
+	FirstClaimSeconds float64 // sum over them of creation to first claim
+	Judged, Overrides int64   // verdicts on classifications, and those that changed the label
+}
+
+// StatsQuery is the per-queue aggregate of reviews for SQL stores; ph
+// renders the n-th placeholder. The columns scan in QueueStats order up to
+// FirstClaimSeconds.
+func StatsQuery(ph func(n int) string) string {
+	now := ph(1)
+	return `SELECT queue,
+		COALESCE(SUM(CASE WHEN status = 'open' AND (claimed_by = '' OR claim_expires_at <= ` + now + `) THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN status = 'open' AND claimed_by <> '' AND claim_expires_at > ` + now + ` THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN status = 'decided' THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN status = 'expired' THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN status = 'expired' OR (status = 'decided' AND due_at IS NOT NULL AND decided_at > due_at) THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN status = 'decided' THEN decided_at - created_at ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN first_claimed_at IS NOT NULL THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN first_claimed_at IS NOT NULL THEN first_claimed_at - created_at ELSE 0 END), 0)
+		FROM reviews GROUP BY queue ORDER BY queue`
+}
+
+// OverridesQuery counts verdicts and label changes per queue.
+const OverridesQuery = `SELECT queue, COUNT(*), COALESCE(SUM(CASE WHEN predicted <> label THEN 1 ELSE 0 END), 0) FROM verdicts GROUP BY queue`
+
+// MergeOverrides adds per-queue verdict counts to stats, keeping queue order.
+func MergeOverrides(stats []QueueStats, queue string, judged, overrides int64) []QueueStats {
+	for i := range stats {
+		if stats[i].Queue == queue {
+			stats[i].Judged, stats[i].Overrides = judged, overrides
+			return stats
+		}
+	}
+	return append(stats, QueueStats{Queue: queue, Judged: judged, Overrides: overrides})
+}
+
 // ReviewFilter selects reviews; zero fields match everything. Reviews come
 // by due time (those without one last), then creation, then id.
 type ReviewFilter struct {

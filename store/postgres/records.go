@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -319,7 +320,7 @@ func withClaims(rs []store.Review, now time.Time) []store.Review {
 // ClaimReview gives reviewer a claim on an open review; see the sqlite
 // store.
 func (s *Store) ClaimReview(ctx context.Context, id, reviewer string, now, until time.Time) (store.Review, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE reviews SET claimed_by = $1, claim_expires_at = $2
+	tag, err := s.pool.Exec(ctx, `UPDATE reviews SET claimed_by = $1, claim_expires_at = $2, first_claimed_at = COALESCE(first_claimed_at, $4)
 		WHERE id = $3 AND status = 'open' AND (claimed_by = '' OR claimed_by = $1 OR claim_expires_at <= $4)`,
 		reviewer, micros(until), id, micros(now))
 	if err != nil {
@@ -380,4 +381,56 @@ func (s *Store) CloseReview(ctx context.Context, r store.Review) (store.Review, 
 		err = fmt.Errorf("postgres: close review: %w", err)
 	}
 	return out, err
+}
+
+// PutVerdict records what a reviewer said about a classification, once per
+// review.
+func (s *Store) PutVerdict(ctx context.Context, v store.Verdict) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO verdicts (review_id, classifier, queue, model, predicted, confidence, label, reviewer, at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (review_id) DO NOTHING`,
+		v.ReviewID, v.Classifier, v.Queue, v.Model, v.Predicted, v.Confidence, v.Label, v.Reviewer, micros(v.At))
+	if err != nil {
+		return fmt.Errorf("postgres: put verdict: %w", err)
+	}
+	return nil
+}
+
+// Verdicts lists the verdicts on a classifier since a time, oldest first.
+func (s *Store) Verdicts(ctx context.Context, classifier string, since time.Time) ([]store.Verdict, error) {
+	return collect(ctx, s.pool, "verdicts", func(r scanner) (store.Verdict, error) {
+		var v store.Verdict
+		var at int64
+		err := r.Scan(&v.ReviewID, &v.Classifier, &v.Queue, &v.Model, &v.Predicted, &v.Confidence, &v.Label, &v.Reviewer, &at)
+		v.At = fromMicros(at)
+		return v, err
+	}, `SELECT review_id, classifier, queue, model, predicted, confidence, label, reviewer, at FROM verdicts
+		WHERE classifier = $1 AND at >= $2 ORDER BY at, review_id`, classifier, micros(since))
+}
+
+// ReviewStats are per-queue counts and durations of reviews at now.
+func (s *Store) ReviewStats(ctx context.Context, now time.Time) ([]store.QueueStats, error) {
+	q := strings.NewReplacer("SUM(", "SUM(", "), 0)", ")::float8, 0)").Replace(store.StatsQuery(func(int) string { return "$1" }))
+	stats, err := collect(ctx, s.pool, "review stats", func(r scanner) (store.QueueStats, error) {
+		var q store.QueueStats
+		var open, claimed, decided, expired, breached, firstClaims, decidedMicros, firstClaimMicros float64
+		err := r.Scan(&q.Queue, &open, &claimed, &decided, &expired, &breached, &decidedMicros, &firstClaims, &firstClaimMicros)
+		q.Open, q.Claimed, q.Decided, q.Expired, q.Breached, q.FirstClaims = int64(open), int64(claimed), int64(decided), int64(expired), int64(breached), int64(firstClaims)
+		q.DecisionSeconds, q.FirstClaimSeconds = decidedMicros/1e6, firstClaimMicros/1e6
+		return q, err
+	}, q, micros(now))
+	if err != nil {
+		return nil, err
+	}
+	type over struct {
+		queue           string
+		judged, changed int64
+	}
+	overs, err := collect(ctx, s.pool, "review overrides", func(r scanner) (over, error) {
+		var o over
+		return o, r.Scan(&o.queue, &o.judged, &o.changed)
+	}, store.OverridesQuery)
+	for _, o := range overs {
+		stats = store.MergeOverrides(stats, o.queue, o.judged, o.changed)
+	}
+	return stats, err
 }

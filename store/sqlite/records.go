@@ -261,9 +261,9 @@ func withClaims(rs []store.Review, now time.Time) []store.Review {
 // nobody holds a live claim at now, or reviewer holds it (the lease is
 // renewed). Otherwise ErrConflict, or ErrNotFound.
 func (s *Store) ClaimReview(ctx context.Context, id, reviewer string, now, until time.Time) (store.Review, error) {
-	res, err := s.w.ExecContext(ctx, `UPDATE reviews SET claimed_by = ?, claim_expires_at = ?
+	res, err := s.w.ExecContext(ctx, `UPDATE reviews SET claimed_by = ?, claim_expires_at = ?, first_claimed_at = COALESCE(first_claimed_at, ?)
 		WHERE id = ? AND status = 'open' AND (claimed_by = '' OR claimed_by = ? OR claim_expires_at <= ?)`,
-		reviewer, micros(until), id, reviewer, micros(now))
+		reviewer, micros(until), micros(now), id, reviewer, micros(now))
 	if err != nil {
 		return store.Review{}, fmt.Errorf("sqlite: claim review: %w", err)
 	}
@@ -402,4 +402,54 @@ func (s *Store) CountDecisions(ctx context.Context, process string, since time.T
 		return 0, fmt.Errorf("sqlite: count decisions: %w", err)
 	}
 	return n, nil
+}
+
+// PutVerdict records what a reviewer said about a classification, once per
+// review.
+func (s *Store) PutVerdict(ctx context.Context, v store.Verdict) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO verdicts (review_id, classifier, queue, model, predicted, confidence, label, reviewer, at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (review_id) DO NOTHING`,
+		v.ReviewID, v.Classifier, v.Queue, v.Model, v.Predicted, v.Confidence, v.Label, v.Reviewer, micros(v.At))
+	if err != nil {
+		return fmt.Errorf("sqlite: put verdict: %w", err)
+	}
+	return nil
+}
+
+// Verdicts lists the verdicts on a classifier since a time, oldest first.
+func (s *Store) Verdicts(ctx context.Context, classifier string, since time.Time) ([]store.Verdict, error) {
+	return collect(ctx, s.r, "verdicts", func(r scanner) (store.Verdict, error) {
+		var v store.Verdict
+		var at int64
+		err := r.Scan(&v.ReviewID, &v.Classifier, &v.Queue, &v.Model, &v.Predicted, &v.Confidence, &v.Label, &v.Reviewer, &at)
+		v.At = fromMicros(at)
+		return v, err
+	}, `SELECT review_id, classifier, queue, model, predicted, confidence, label, reviewer, at FROM verdicts
+		WHERE classifier = ? AND at >= ? ORDER BY at, review_id`, classifier, micros(since))
+}
+
+// ReviewStats are per-queue counts and durations of reviews at now.
+func (s *Store) ReviewStats(ctx context.Context, now time.Time) ([]store.QueueStats, error) {
+	stats, err := collect(ctx, s.r, "review stats", func(r scanner) (store.QueueStats, error) {
+		var q store.QueueStats
+		var decided, firstClaim int64
+		err := r.Scan(&q.Queue, &q.Open, &q.Claimed, &q.Decided, &q.Expired, &q.Breached, &decided, &q.FirstClaims, &firstClaim)
+		q.DecisionSeconds, q.FirstClaimSeconds = float64(decided)/1e6, float64(firstClaim)/1e6
+		return q, err
+	}, store.StatsQuery(func(int) string { return "?" }), micros(now), micros(now))
+	if err != nil {
+		return nil, err
+	}
+	type over struct {
+		queue           string
+		judged, changed int64
+	}
+	overs, err := collect(ctx, s.r, "review overrides", func(r scanner) (over, error) {
+		var o over
+		return o, r.Scan(&o.queue, &o.judged, &o.changed)
+	}, store.OverridesQuery)
+	for _, o := range overs {
+		stats = store.MergeOverrides(stats, o.queue, o.judged, o.changed)
+	}
+	return stats, err
 }

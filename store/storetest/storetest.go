@@ -53,6 +53,9 @@ type Store interface {
 	CloseReview(ctx context.Context, r store.Review) (store.Review, error)
 	ClaimReview(ctx context.Context, id, reviewer string, now, until time.Time) (store.Review, error)
 	ReleaseReview(ctx context.Context, id, reviewer string, now time.Time) (store.Review, error)
+	PutVerdict(ctx context.Context, v store.Verdict) error
+	Verdicts(ctx context.Context, classifier string, since time.Time) ([]store.Verdict, error)
+	ReviewStats(ctx context.Context, now time.Time) ([]store.QueueStats, error)
 }
 
 // Run runs the suite; open returns a new, empty store.
@@ -65,6 +68,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("reviews", func(t *testing.T) { testReviews(t, open(t)) })
 	t.Run("review claims", func(t *testing.T) { testReviewClaims(t, open(t)) })
 	t.Run("inbox", func(t *testing.T) { testInbox(t, open(t)) })
+	t.Run("review stats", func(t *testing.T) { testReviewStats(t, open(t)) })
 	t.Run("examples", func(t *testing.T) { testExamples(t, open(t)) })
 	t.Run("signals", func(t *testing.T) { testSignals(t, open(t)) })
 }
@@ -655,5 +659,54 @@ func testInbox(t *testing.T, s Store) {
 	}
 	if _, err := s.Reviews(ctx, store.ReviewFilter{After: "not a cursor!"}); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("malformed cursor: %v", err)
+	}
+}
+
+func testReviewStats(t *testing.T, s Store) {
+	ctx := t.Context()
+	due := t0.Add(time.Hour)
+	for _, r := range []store.Review{
+		{ID: "a", Queue: "kyc", CreatedAt: t0, DueAt: &due},
+		{ID: "b", Queue: "kyc", CreatedAt: t0, DueAt: &due},
+		{ID: "c", Queue: "kyc", CreatedAt: t0},
+		{ID: "d", Queue: "ops", CreatedAt: t0},
+	} {
+		r.InstanceID, r.RunID, r.Process, r.Step = "i-"+r.ID, "r", "p", "s"
+		_, err := s.CreateReview(ctx, r)
+		must(t, err)
+	}
+	now := t0.Add(10 * time.Minute)
+	_, err := s.ClaimReview(ctx, "a", "ann", now, now.Add(time.Hour))
+	must(t, err)
+	_, err = s.ClaimReview(ctx, "a", "ann", now.Add(time.Minute), now.Add(time.Hour)) // a renewal is not a first claim
+	must(t, err)
+	decided := t0.Add(2 * time.Hour) // after "b" was due
+	_, err = s.CloseReview(ctx, store.Review{ID: "b", Status: store.ReviewDecided, Verdict: store.VerdictApprove, Reviewer: "bob", DecidedAt: &decided})
+	must(t, err)
+	_, err = s.CloseReview(ctx, store.Review{ID: "d", Status: store.ReviewExpired, Reviewer: "sla", DecidedAt: &decided})
+	must(t, err)
+	for _, v := range []store.Verdict{
+		{ReviewID: "b", Classifier: "req", Queue: "kyc", Model: "m", Predicted: "business", Confidence: 0.4, Label: "personal", Reviewer: "bob", At: decided},
+		{ReviewID: "b", Classifier: "req", Queue: "kyc", Model: "m", Predicted: "business", Confidence: 0.4, Label: "business", Reviewer: "eve", At: decided}, // once per review
+		{ReviewID: "x", Classifier: "req", Queue: "kyc", Model: "m", Predicted: "business", Confidence: 0.9, Label: "business", Reviewer: "bob", At: decided.Add(time.Minute)},
+	} {
+		must(t, s.PutVerdict(ctx, v))
+	}
+	vs, err := s.Verdicts(ctx, "req", t0)
+	must(t, err)
+	if len(vs) != 2 || vs[0].Label != "personal" || vs[0].Confidence != 0.4 || vs[1].ReviewID != "x" {
+		t.Fatalf("verdicts %+v", vs)
+	}
+	if vs, err := s.Verdicts(ctx, "req", decided.Add(time.Second)); err != nil || len(vs) != 1 {
+		t.Fatalf("verdicts since: %+v %v", vs, err)
+	}
+	stats, err := s.ReviewStats(ctx, now.Add(2*time.Minute))
+	must(t, err)
+	want := []store.QueueStats{
+		{Queue: "kyc", Open: 1, Claimed: 1, Decided: 1, Breached: 1, DecisionSeconds: 7200, FirstClaims: 1, FirstClaimSeconds: 600, Judged: 2, Overrides: 1},
+		{Queue: "ops", Expired: 1, Breached: 1},
+	}
+	if fmt.Sprint(stats) != fmt.Sprint(want) {
+		t.Fatalf("stats\n%+v\nwant\n%+v", stats, want)
 	}
 }
