@@ -64,6 +64,17 @@ type ReviewReader interface {
 	Reviews(ctx context.Context, f store.ReviewFilter) ([]store.Review, error)
 }
 
+// VerdictStore keeps what reviewers said about classifications.
+type VerdictStore interface {
+	PutVerdict(ctx context.Context, v store.Verdict) error
+	Verdicts(ctx context.Context, classifier string, since time.Time) ([]store.Verdict, error)
+}
+
+// ReviewStats reads per-queue review counts and durations, for metrics.
+type ReviewStats interface {
+	ReviewStats(ctx context.Context, now time.Time) ([]store.QueueStats, error)
+}
+
 // ReviewClaims holds reviews for one reviewer at a time.
 type ReviewClaims interface {
 	ClaimReview(ctx context.Context, id, reviewer string, now, until time.Time) (store.Review, error)
@@ -79,6 +90,8 @@ type Options struct {
 	Decisions   DecisionReader
 	Reviews     ReviewReader
 	Claims      ReviewClaims
+	Verdicts    VerdictStore
+	Stats       ReviewStats
 	Lifecycle   PolicyLifecycle
 	Scanner     DecisionScanner
 	Chains      store.ChainReader
@@ -102,7 +115,7 @@ func (o *Options) validate() error {
 	var missing []string
 	for name, ok := range map[string]bool{
 		"Keys": o.Keys != nil, "Definitions": o.Definitions != nil, "Policies": o.Policies != nil,
-		"Instances": o.Instances != nil, "Decisions": o.Decisions != nil, "Reviews": o.Reviews != nil, "Claims": o.Claims != nil,
+		"Instances": o.Instances != nil, "Decisions": o.Decisions != nil, "Reviews": o.Reviews != nil, "Claims": o.Claims != nil, "Verdicts": o.Verdicts != nil, "Stats": o.Stats != nil,
 		"Lifecycle": o.Lifecycle != nil, "Scanner": o.Scanner != nil, "Chains": o.Chains != nil, "Examples": o.Examples != nil,
 		"Temporal": o.Temporal != nil, "Env": o.Env != nil, "TaskQueue": o.TaskQueue != "",
 	} {
@@ -119,6 +132,7 @@ func (o *Options) validate() error {
 
 type server struct {
 	Options
+	metrics *metrics
 }
 
 const (
@@ -144,7 +158,7 @@ func New(opts Options) (http.Handler, error) {
 	if opts.ClaimLease <= 0 {
 		opts.ClaimLease = DefaultClaimLease
 	}
-	s := &server{Options: opts}
+	s := &server{Options: opts, metrics: newMetrics(opts.Stats, opts.Timeout)}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.ContextWithFallback = true
@@ -157,6 +171,7 @@ func New(opts Options) (http.Handler, error) {
 		fail(c, &httpError{status: http.StatusMethodNotAllowed, code: "method_not_allowed", msg: "method " + c.Request.Method + " is not allowed on " + c.Request.URL.Path})
 	})
 	r.GET("/healthz", s.healthz)
+	r.GET("/metrics", s.metrics.handler())
 
 	v1 := r.Group("/v1", s.authenticate)
 	anyRole := []string{store.RoleSystem, store.RoleEngineer, store.RoleReviewer}
@@ -180,6 +195,7 @@ func New(opts Options) (http.Handler, error) {
 	s.lifecycleRoutes(v1, engineer, nil)
 	v1.POST("/classifiers/:name/examples", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.addExample)
 	v1.GET("/classifiers/:name/examples", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.listExamples)
+	v1.GET("/classifiers/:name/quality", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.classifierQuality)
 	v1.GET("/whoami", s.allow(anyRole), s.whoami)
 	return r, nil
 }
@@ -209,6 +225,7 @@ func (s *server) requestContext(c *gin.Context) {
 	}
 	start := time.Now()
 	c.Next()
+	s.metrics.observe(c, time.Since(start))
 	loggerFrom(c).Info("request", "method", c.Request.Method, "path", c.Request.URL.Path, "status", c.Writer.Status(), "duration", time.Since(start))
 }
 

@@ -50,7 +50,7 @@ func newServerAt(t *testing.T, path string) (*httptest.Server, map[string]string
 		t.Fatal(err)
 	}
 	h, err := api.New(api.Options{
-		Keys: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st,
+		Keys: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env, MaxBody: 4096, Timeout: 2 * time.Second,
 	})
 	if err != nil {

@@ -304,6 +304,7 @@ func (s *server) decideReview(c *gin.Context) {
 		return
 	}
 	var learn *store.Example
+	var answer map[string]any
 	if req.Verdict == VerdictCorrect || req.Verdict == store.VerdictApprove {
 		inst, def, err := s.instanceOf(c, rv)
 		if err != nil {
@@ -316,6 +317,7 @@ func (s *server) decideReview(c *gin.Context) {
 			return
 		}
 		if cl != nil && (req.Verdict == VerdictCorrect || classificationReview(rv, def)) {
+			answer = cl.Answer
 			if learn, err = s.exampleFromVerdict(c, cl, req); err != nil {
 				fail(c, err)
 				return
@@ -377,6 +379,11 @@ func (s *server) decideReview(c *gin.Context) {
 		} else {
 			out.Example = learn
 		}
+		if v, ok := verdictOf(rv, learn, answer); ok {
+			if err := s.Verdicts.PutVerdict(ctx, v); err != nil {
+				loggerFrom(c).WarnContext(ctx, "verdict on a classification not kept", "review", rv.ID, "err", err)
+			}
+		}
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -390,6 +397,19 @@ func classificationReview(rv store.Review, def *process.Definition) bool {
 		queue = "classification"
 	}
 	return rv.PolicyID == "" && rv.DecisionID == "" && rv.Queue == queue
+}
+
+// verdictOf is the verdict a decision gives on the model's answer: what it
+// predicted, how sure it was, and the label the reviewer settled on.
+func verdictOf(rv store.Review, learn *store.Example, answer map[string]any) (store.Verdict, bool) {
+	predicted, _ := answer["label"].(string)
+	confidence, ok := answer["confidence"].(float64)
+	if predicted == "" || !ok {
+		return store.Verdict{}, false
+	}
+	model, _ := answer["model"].(string)
+	return store.Verdict{ReviewID: rv.ID, Classifier: learn.Classifier, Queue: rv.Queue, Model: model, Predicted: predicted,
+		Confidence: confidence, Label: learn.Label, Reviewer: strings.TrimPrefix(learn.Source, "review:"), At: learn.CreatedAt}, true
 }
 
 // decisionResponse is the review as the workflow now has it, and the

@@ -366,7 +366,7 @@ catalog:
 		d.expect(d.call("GET", "/v1/reviews?after=garbage", reviewer, ""), http.StatusBadRequest)
 		d.expect(d.call("GET", "/v1/reviews?older_than=soon", reviewer, ""), http.StatusBadRequest)
 		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/decision", reviewer, `{"verdict":"approve","comment":"recounted: ERP is right"}`), http.StatusOK)
-		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/decision", reviewer, `{"verdict":"reject"}`), http.StatusConflict)
+		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/decision", reviewer, `{"verdict":"reject","comment":"too late"}`), http.StatusConflict)
 		inst := d.waitStatus(id, "completed")
 		if got := plan(inst); got != "counts_consistent:done post_adjustment:done" {
 			t.Fatalf("plan %q", got)
@@ -467,6 +467,29 @@ catalog:
 		}
 		if !found {
 			t.Fatalf("the correction was not kept as an example: %s", ex.raw)
+		}
+		q := d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/quality?since=1d&bucket=6h", engineer, ""), http.StatusOK)
+		overall := q.body["overall"].(map[string]any)
+		labels := q.body["labels"].([]any)
+		if overall["verdicts"] != 1.0 || overall["accuracy"] != 0.0 || len(labels) != 1 || len(q.body["periods"].([]any)) != 4 {
+			t.Fatalf("quality %s", q.raw)
+		}
+		if l := labels[0].(map[string]any); l["label"] != "business_account" || l["corrected_to"].(map[string]any)["account_transfer"] != 1.0 {
+			t.Fatalf("quality by label %s", q.raw)
+		}
+		d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/quality?bucket=1s", engineer, ""), http.StatusBadRequest)
+		metrics := d.expect(d.call("GET", "/metrics", "", ""), http.StatusOK).raw
+		for _, want := range []string{
+			`adaptflow_review_classification_verdicts_total{queue="kyc"} 1`,
+			`adaptflow_review_overrides_total{queue="kyc"} 1`,
+			`adaptflow_reviews_decided_total{queue="kyc"} 1`,
+			`adaptflow_review_queue_depth{queue="inventory",status="open"}`,
+			`adaptflow_review_time_to_first_claim_seconds_count{queue="inventory"}`,
+			`adaptflow_http_requests_total{method="POST",route="/v1/reviews/:id/decision",status="200"}`,
+		} {
+			if !strings.Contains(metrics, want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
 		}
 	})
 
