@@ -162,11 +162,7 @@ func (a *Activities) CallHTTP(ctx context.Context, in StepInput) (StepResult, er
 		}
 		req.Header.Set(k, fmt.Sprint(r))
 	}
-	client := a.HTTP
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
+	resp, err := a.httpClient().Do(req)
 	if err != nil {
 		return StepResult{}, fmt.Errorf("step %s: %s %s: %w", in.Step.ID, req.Method, req.URL.Redacted(), err)
 	}
@@ -296,4 +292,86 @@ func (a *Activities) CloseReview(ctx context.Context, in CloseReviewInput) error
 		return invalid("close review: "+err.Error(), err)
 	}
 	return err
+}
+
+// EscalateReviewInput moves a review whose SLA ran out.
+type EscalateReviewInput struct {
+	ReviewID   string
+	InstanceID string
+	Process    string
+	Step       string
+	Escalate   process.Escalation
+	// Now is when the SLA ran out (the workflow's time).
+	Now time.Time
+}
+
+// EscalateReview moves the review to its escalation queue with its new due
+// time. It is idempotent: a retry finds the review already there.
+func (a *Activities) EscalateReview(ctx context.Context, in EscalateReviewInput) (store.Review, error) {
+	sla, err := process.ParseDuration(in.Escalate.SLA)
+	if err != nil {
+		return store.Review{}, invalid("escalation sla: "+err.Error(), err)
+	}
+	r, err := a.Reviews.EscalateReview(ctx, in.ReviewID, in.Escalate.Queue, in.Now.Add(sla).UTC(), in.Now.UTC())
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+		return r, invalid("escalate review: "+err.Error(), err)
+	}
+	return r, err
+}
+
+// NotifyInput is one webhook call.
+type NotifyInput struct {
+	URL string
+	// Key identifies the event; receivers drop a repeat of a key they have
+	// seen (a retried call), so each event counts once.
+	Key   string
+	Event ReviewEvent
+}
+
+// ReviewEvent is the body of a review webhook.
+type ReviewEvent struct {
+	Event       string    `json:"event"` // review.escalated
+	ReviewID    string    `json:"review_id"`
+	InstanceID  string    `json:"instance_id"`
+	BusinessKey string    `json:"business_key"`
+	Process     string    `json:"process"`
+	Step        string    `json:"step"`
+	FromQueue   string    `json:"from_queue"`
+	Queue       string    `json:"queue"`
+	Reason      string    `json:"reason,omitempty"`
+	EscalatedAt time.Time `json:"escalated_at"`
+	DueAt       time.Time `json:"due_at"`
+}
+
+// Notify POSTs the event as JSON with an Idempotency-Key header. A 2xx
+// answer is delivery; 4xx (but 408 and 429) will not change on retry and is
+// final; anything else is retried by the activity's policy.
+func (a *Activities) Notify(ctx context.Context, in NotifyInput) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, in.URL, bytes.NewReader(process.JSON(in.Event)))
+	if err != nil {
+		return invalid("notify: "+err.Error(), err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", in.Key)
+	req.Header.Set("User-Agent", "adaptflow")
+	resp, err := a.httpClient().Do(req)
+	if err != nil {
+		return fmt.Errorf("notify %s: %w", in.URL, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return nil
+	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
+		return invalid(fmt.Sprintf("notify %s: %s", in.URL, resp.Status), nil)
+	}
+	return fmt.Errorf("notify %s: %s", in.URL, resp.Status)
+}
+
+func (a *Activities) httpClient() *http.Client {
+	if a.HTTP == nil {
+		return http.DefaultClient
+	}
+	return a.HTTP
 }

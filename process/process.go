@@ -164,15 +164,31 @@ type ReviewSpec struct {
 	Reason string `json:"reason,omitempty" yaml:"reason,omitempty"`
 	// SLA is how long the review may stay open ("4h"); empty means no limit.
 	SLA string `json:"sla,omitempty" yaml:"sla,omitempty"`
-	// OnTimeout is what happens when the SLA runs out: approve, reject or fail.
+	// OnTimeout is what happens when the SLA runs out: approve, reject,
+	// fail, or escalate (see Escalate).
 	OnTimeout string `json:"on_timeout,omitempty" yaml:"on_timeout,omitempty"`
+	// Escalate is where an escalated review goes and what happens there.
+	Escalate *Escalation `json:"escalate,omitempty" yaml:"escalate,omitempty"`
+}
+
+// Escalation moves a review whose SLA ran out to another queue with a new
+// SLA, and may notify a webhook.
+type Escalation struct {
+	Queue string `json:"queue" yaml:"queue"`
+	SLA   string `json:"sla" yaml:"sla"`
+	// OnTimeout is what happens when the escalated review's SLA runs out
+	// too: approve, reject or fail.
+	OnTimeout string `json:"on_timeout" yaml:"on_timeout"`
+	// Notify is a URL that receives a JSON POST when the review escalates.
+	Notify string `json:"notify,omitempty" yaml:"notify,omitempty"`
 }
 
 // Review timeout outcomes.
 const (
-	TimeoutApprove = "approve"
-	TimeoutReject  = "reject"
-	TimeoutFail    = "fail"
+	TimeoutApprove  = "approve"
+	TimeoutReject   = "reject"
+	TimeoutFail     = "fail"
+	TimeoutEscalate = "escalate"
 )
 
 // Step returns the main-path or catalog step with the given id.

@@ -34,12 +34,17 @@ func TestParseDefinitionErrorsNamePaths(t *testing.T) {
 		"bad duration":     {"duration: 1d", "duration: soon", `steps[1].duration: a wait step needs a positive duration`},
 		"duplicate id":     {"id: pause", "id: reserve", `steps[1].id: duplicate step id "reserve" (also at steps[0])`},
 		"unknown field":    {"task: reserve_stock", "task: reserve_stock, retry: 3", "field retry not found"},
-		"on_timeout":       {"on_timeout: approve", "on_timeout: shrug", "steps[2].review.on_timeout: must be approve, reject or fail"},
+		"on_timeout":       {"on_timeout: approve", "on_timeout: shrug", "steps[2].review.on_timeout: must be approve, reject, fail or escalate"},
 		"required missing": {"required: [amount]", "required: [amount, qty]", `input.required: field "qty" has no entry`},
 		"bad type":         {"type: integer", "type: int", `input.properties.count.type: must be one of`},
 		"mandatory extra":  {`assertions: ["true"]`, `assertions: ["true"], mandatory: true`, "catalog[0].mandatory: catalog steps are optional"},
 		"bad name":         {"name: orders", "name: Orders!", "name: must be lower-case"},
 		"no steps":         {"steps:\n", "steps: []\nx_steps:\n", "field x_steps not found"},
+		"no escalation":    {"on_timeout: approve", "on_timeout: escalate", "steps[2].review.escalate: is required with on_timeout: escalate"},
+		"escalation queue": {"on_timeout: approve", "on_timeout: escalate, escalate: {queue: Senior!, sla: 8h, on_timeout: reject}", "steps[2].review.escalate.queue: is required"},
+		"escalation end":   {"on_timeout: approve", "on_timeout: escalate, escalate: {queue: senior, sla: 8h, on_timeout: escalate}", "steps[2].review.escalate.on_timeout: must be approve, reject or fail"},
+		"escalation url":   {"on_timeout: approve", "on_timeout: escalate, escalate: {queue: senior, sla: 8h, on_timeout: reject, notify: 'ftp://x'}", "steps[2].review.escalate.notify: must be an http(s) URL"},
+		"stray escalation": {"on_timeout: approve", "on_timeout: approve, escalate: {queue: senior, sla: 8h, on_timeout: reject}", "steps[2].review.escalate: applies only with on_timeout: escalate"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			src := strings.Replace(good, tc.from, tc.to, 1)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"regexp"
 	"strings"
 
@@ -275,11 +276,39 @@ func (r *ReviewSpec) validate(path string, es *Errors) {
 	}
 	switch r.OnTimeout {
 	case "", TimeoutApprove, TimeoutReject, TimeoutFail:
+		if r.Escalate != nil {
+			es.Add(path+".escalate", "applies only with on_timeout: escalate")
+		}
+	case TimeoutEscalate:
+		if r.Escalate == nil {
+			es.Add(path+".escalate", "is required with on_timeout: escalate (queue, sla, on_timeout, notify)")
+		} else {
+			r.Escalate.validate(path+".escalate", es)
+		}
 	default:
-		es.Add(path+".on_timeout", "must be approve, reject or fail (got %q)", r.OnTimeout)
+		es.Add(path+".on_timeout", "must be approve, reject, fail or escalate (got %q)", r.OnTimeout)
 	}
 	if r.OnTimeout != "" && r.SLA == "" {
 		es.Add(path+".on_timeout", "needs an sla")
+	}
+}
+
+func (e *Escalation) validate(path string, es *Errors) {
+	if !identRE.MatchString(e.Queue) {
+		es.Add(path+".queue", "is required: lower-case letters, digits, '-' or '_' (got %q)", e.Queue)
+	}
+	if d, err := ParseDuration(e.SLA); err != nil || d <= 0 {
+		es.Add(path+".sla", "is required: a duration such as 4h or 2d (got %q)", e.SLA)
+	}
+	switch e.OnTimeout {
+	case TimeoutApprove, TimeoutReject, TimeoutFail:
+	default:
+		es.Add(path+".on_timeout", "must be approve, reject or fail (got %q)", e.OnTimeout)
+	}
+	if e.Notify != "" {
+		if u, err := url.Parse(e.Notify); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			es.Add(path+".notify", "must be an http(s) URL (got %q)", e.Notify)
+		}
 	}
 }
 

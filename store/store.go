@@ -123,6 +123,9 @@ const (
 	// ReviewClaimed is how an open review reads while a reviewer holds a
 	// live claim on it; the claim is a lease that runs out by itself.
 	ReviewClaimed = "claimed"
+	// ReviewEscalated is how an open review reads, unclaimed, once its SLA
+	// ran out and it moved to its escalation queue.
+	ReviewEscalated = "escalated"
 
 	VerdictApprove = "approve"
 	VerdictReject  = "reject"
@@ -150,6 +153,9 @@ type Review struct {
 	// nobody holds it.
 	ClaimedBy      string     `json:"claimed_by,omitempty"`
 	ClaimExpiresAt *time.Time `json:"claim_expires_at,omitempty"`
+	// EscalatedAt is when the review's SLA ran out and it moved to its
+	// escalation queue.
+	EscalatedAt *time.Time `json:"escalated_at,omitempty"`
 }
 
 // WithClaimAt is the review as it reads at now: an open review under a live
@@ -158,8 +164,12 @@ func (r Review) WithClaimAt(now time.Time) Review {
 	if r.ClaimExpiresAt != nil && !r.ClaimExpiresAt.After(now) {
 		r.ClaimedBy, r.ClaimExpiresAt = "", nil
 	}
-	if r.Status == ReviewOpen && r.ClaimedBy != "" {
+	switch {
+	case r.Status != ReviewOpen:
+	case r.ClaimedBy != "":
 		r.Status = ReviewClaimed
+	case r.EscalatedAt != nil:
+		r.Status = ReviewEscalated
 	}
 	return r
 }
@@ -171,7 +181,7 @@ func ClaimConflict(r Review) error {
 	switch r.Status {
 	case ReviewClaimed:
 		return fmt.Errorf("%w: review %s is claimed by %s until %s", ErrConflict, r.ID, r.ClaimedBy, r.ClaimExpiresAt.UTC().Format(time.RFC3339))
-	case ReviewOpen:
+	case ReviewOpen, ReviewEscalated:
 		return fmt.Errorf("%w: review %s is not claimed", ErrConflict, r.ID)
 	}
 	return fmt.Errorf("%w: review %s is already %s", ErrConflict, r.ID, r.Status)
@@ -238,8 +248,8 @@ func MergeOverrides(stats []QueueStats, queue string, judged, overrides int64) [
 // ReviewFilter selects reviews; zero fields match everything. Reviews come
 // by due time (those without one last), then creation, then id.
 type ReviewFilter struct {
-	// Status is open (nobody holds a live claim), claimed, decided or
-	// expired.
+	// Status is open (nobody holds a live claim, escalated or not),
+	// claimed, escalated (and not claimed), decided or expired.
 	Status  string
 	Queue   string
 	Process string
@@ -289,6 +299,8 @@ func ReviewQuery(f ReviewFilter, ph func(n int) string) (string, []any, error) {
 		where = append(where, fmt.Sprintf("status = 'open' AND (claimed_by = '' OR claim_expires_at <= %s)", arg(now.UnixMicro())))
 	case ReviewClaimed:
 		where = append(where, fmt.Sprintf("status = 'open' AND claimed_by <> '' AND claim_expires_at > %s", arg(now.UnixMicro())))
+	case ReviewEscalated:
+		where = append(where, fmt.Sprintf("status = 'open' AND escalated_at IS NOT NULL AND (claimed_by = '' OR claim_expires_at <= %s)", arg(now.UnixMicro())))
 	default:
 		where = append(where, "status = "+arg(f.Status))
 	}

@@ -82,9 +82,12 @@ type ReviewState struct {
 	PolicyID   string `json:"policy_id,omitempty"`
 	DecisionID string `json:"decision_id,omitempty"`
 	Status     string `json:"status"` // open, decided, expired
-	Verdict    string `json:"verdict,omitempty"`
-	Reviewer   string `json:"reviewer,omitempty"`
-	Comment    string `json:"comment,omitempty"`
+	// Escalated is set when the SLA ran out and the review moved to its
+	// escalation queue (Queue).
+	Escalated bool   `json:"escalated,omitempty"`
+	Verdict   string `json:"verdict,omitempty"`
+	Reviewer  string `json:"reviewer,omitempty"`
+	Comment   string `json:"comment,omitempty"`
 }
 
 // State is the whole state of an instance, answered by [QueryState].
@@ -195,6 +198,9 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 const (
 	changeClassify          = "classify-input"
 	versionClassify Version = 1
+	// changeEscalation: reviews whose SLA runs out may escalate.
+	changeEscalation          = "review-escalation"
+	versionEscalation Version = 1
 )
 
 // Version is a workflow code version.
@@ -404,11 +410,18 @@ func (r *runner) gate(ctx workflow.Context, i int, id string, spec process.Revie
 		if err != nil {
 			return err
 		}
+		onTimeout := spec.OnTimeout
+		if !ok && onTimeout == process.TimeoutEscalate && spec.Escalate != nil {
+			if ok, err = r.escalate(ctx, k, step, *spec.Escalate, decided); err != nil {
+				return err
+			}
+			onTimeout = spec.Escalate.OnTimeout
+		}
 		if !ok {
 			rv := &r.st.Reviews[k]
 			rv.Status = store.ReviewExpired
 			rv.Reviewer = "sla"
-			switch spec.OnTimeout {
+			switch onTimeout {
 			case process.TimeoutApprove:
 				rv.Verdict = store.VerdictApprove
 			case process.TimeoutReject:
@@ -438,6 +451,53 @@ func (r *runner) gate(ctx workflow.Context, i int, id string, spec process.Revie
 	}
 	r.st.Plan[i].State = StepFailed
 	return fmt.Errorf("review %s before %s expired after %s", id, step, spec.SLA)
+}
+
+// escalate moves review k to its escalation queue, notifies the webhook
+// when there is one, and waits out the escalation's SLA; it reports whether
+// a verdict came in time. Only definitions written with on_timeout:
+// escalate reach it, so histories from before it replay unchanged; the
+// version marker records the change all the same.
+func (r *runner) escalate(ctx workflow.Context, k int, step string, esc process.Escalation, decided func() bool) (bool, error) {
+	workflow.GetVersion(ctx, changeEscalation, workflow.DefaultVersion, versionEscalation)
+	sla, err := process.ParseDuration(esc.SLA)
+	if err != nil {
+		return false, fmt.Errorf("escalation of the review before %s: %w", step, err)
+	}
+	rv := &r.st.Reviews[k]
+	now := workflow.Now(ctx)
+	in := activities.EscalateReviewInput{ReviewID: rv.ID, InstanceID: r.in.InstanceID, Process: r.def.Name, Step: step, Escalate: esc, Now: now}
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bookkeepingOptions), a.EscalateReview, in).Get(ctx, nil); err != nil {
+		return false, fmt.Errorf("escalate review %s: %w", rv.ID, err)
+	}
+	from := rv.Queue
+	rv.Queue, rv.Escalated = esc.Queue, true
+	if esc.Notify != "" {
+		event := activities.ReviewEvent{
+			Event: "review.escalated", ReviewID: rv.ID, InstanceID: r.in.InstanceID, BusinessKey: r.in.BusinessKey,
+			Process: r.def.Name, Step: step, FromQueue: from, Queue: esc.Queue, Reason: rv.Reason,
+			EscalatedAt: now.UTC(), DueAt: now.Add(sla).UTC(),
+		}
+		nctx := workflow.WithActivityOptions(ctx, notifyOptions)
+		if err := workflow.ExecuteActivity(nctx, a.Notify, activities.NotifyInput{URL: esc.Notify, Key: rv.ID + "/escalated", Event: event}).Get(ctx, nil); err != nil {
+			// The review is escalated either way; a webhook that never
+			// answers must not hold the instance.
+			workflow.GetLogger(ctx).Warn("escalation webhook not delivered", "review", rv.ID, "url", esc.Notify, "error", err)
+		}
+	}
+	return workflow.AwaitWithTimeout(ctx, sla, decided)
+}
+
+// notifyOptions retry a webhook for about an hour before giving up.
+var notifyOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: 30 * time.Second,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval:        time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        10 * time.Minute,
+		MaximumAttempts:        12,
+		NonRetryableErrorTypes: activities.NonRetryable,
+	},
 }
 
 func (r *runner) findReview(id string) int {

@@ -467,3 +467,86 @@ func TestLLMDownFallsBackAfterRetries(t *testing.T) {
 		t.Fatalf("classification %v after %d LLM calls", st.Classification, srv.Calls())
 	}
 }
+
+// escalationPolicy sends large orders to finance for 4 hours, then to the
+// senior queue for 8 more, then rejects; the escalation calls a webhook.
+func escalationPolicy(url string) string {
+	return "id: big-review\nprocess: orders\nwhen: input.amount > 1000\nactions: [{review: {queue: finance, reason: large order, sla: 4h, on_timeout: escalate, " +
+		"escalate: {queue: finance-senior, sla: 8h, on_timeout: reject, notify: '" + url + "'}}, before: charge}]\n"
+}
+
+type webhook struct {
+	hits   atomic.Int32
+	keys   chan string
+	events chan activities.ReviewEvent
+	srv    *httptest.Server
+}
+
+func newWebhook(t *testing.T, status int) *webhook {
+	w := &webhook{keys: make(chan string, 10), events: make(chan activities.ReviewEvent, 10)}
+	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.hits.Add(1)
+		var ev activities.ReviewEvent
+		if err := json.NewDecoder(r.Body).Decode(&ev); err != nil || r.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("webhook body: %v", err)
+		}
+		w.keys <- r.Header.Get("Idempotency-Key")
+		w.events <- ev
+		rw.WriteHeader(status)
+	}))
+	t.Cleanup(w.srv.Close)
+	return w
+}
+
+func TestReviewEscalatesThenRejects(t *testing.T) {
+	hook := newWebhook(t, http.StatusNoContent)
+	h := newHarness(t, ordersYAML, escalationPolicy(hook.srv.URL))
+	h.env.RegisterDelayedCallback(func() { // five hours in: escalated, still open
+		st := h.state(t)
+		if rv := st.Reviews[0]; rv.Status != store.ReviewOpen || !rv.Escalated || rv.Queue != "finance-senior" {
+			t.Errorf("five hours in: %+v", rv)
+		}
+	}, 5*time.Hour)
+	res, err := h.run(t, orderInput(5000, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := h.state(t)
+	if res.Status != workflows.StatusRejected || st.Reviews[0].Status != store.ReviewExpired || st.Reviews[0].Verdict != store.VerdictReject {
+		t.Fatalf("status %s, review %+v", res.Status, st.Reviews[0])
+	}
+	rv, err := h.store.Review(t.Context(), st.Reviews[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	if rv.Queue != "finance-senior" || rv.EscalatedAt == nil || !rv.EscalatedAt.Equal(start.Add(4*time.Hour)) ||
+		rv.DueAt == nil || !rv.DueAt.Equal(start.Add(12*time.Hour)) || rv.Status != store.ReviewExpired {
+		t.Fatalf("stored review %+v", rv)
+	}
+	if n := hook.hits.Load(); n != 1 {
+		t.Fatalf("webhook called %d times, want once", n)
+	}
+	ev := <-hook.events
+	if key := <-hook.keys; key != rv.ID+"/escalated" || ev.Event != "review.escalated" || ev.FromQueue != "finance" || ev.Queue != "finance-senior" || ev.BusinessKey != "bk-1" {
+		t.Fatalf("webhook key %q event %+v", key, ev)
+	}
+}
+
+func TestEscalatedReviewCanStillBeDecided(t *testing.T) {
+	hook := newWebhook(t, http.StatusBadRequest) // a webhook that refuses does not hold the instance
+	h := newHarness(t, ordersYAML, escalationPolicy(hook.srv.URL))
+	var rejected error
+	h.decideAfter(t, 6*time.Hour, store.VerdictApprove, &rejected)
+	res, err := h.run(t, orderInput(5000, false))
+	if err != nil || rejected != nil {
+		t.Fatalf("err %v, update rejected %v", err, rejected)
+	}
+	st := h.state(t)
+	if res.Status != workflows.StatusCompleted || !st.Reviews[0].Escalated || st.Reviews[0].Verdict != store.VerdictApprove {
+		t.Fatalf("status %s, review %+v", res.Status, st.Reviews[0])
+	}
+	if n := hook.hits.Load(); n != 1 {
+		t.Fatalf("a refused webhook was called %d times, want once (4xx is final)", n)
+	}
+}

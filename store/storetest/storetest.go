@@ -53,6 +53,7 @@ type Store interface {
 	CloseReview(ctx context.Context, r store.Review) (store.Review, error)
 	ClaimReview(ctx context.Context, id, reviewer string, now, until time.Time) (store.Review, error)
 	ReleaseReview(ctx context.Context, id, reviewer string, now time.Time) (store.Review, error)
+	EscalateReview(ctx context.Context, id, queue string, due, at time.Time) (store.Review, error)
 	PutVerdict(ctx context.Context, v store.Verdict) error
 	Verdicts(ctx context.Context, classifier string, since time.Time) ([]store.Verdict, error)
 	ReviewStats(ctx context.Context, now time.Time) ([]store.QueueStats, error)
@@ -69,6 +70,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("review claims", func(t *testing.T) { testReviewClaims(t, open(t)) })
 	t.Run("inbox", func(t *testing.T) { testInbox(t, open(t)) })
 	t.Run("review stats", func(t *testing.T) { testReviewStats(t, open(t)) })
+	t.Run("review escalation", func(t *testing.T) { testReviewEscalation(t, open(t)) })
 	t.Run("examples", func(t *testing.T) { testExamples(t, open(t)) })
 	t.Run("signals", func(t *testing.T) { testSignals(t, open(t)) })
 }
@@ -708,5 +710,45 @@ func testReviewStats(t *testing.T, s Store) {
 	}
 	if fmt.Sprint(stats) != fmt.Sprint(want) {
 		t.Fatalf("stats\n%+v\nwant\n%+v", stats, want)
+	}
+}
+
+func testReviewEscalation(t *testing.T, s Store) {
+	ctx := t.Context()
+	due := t0.Add(4 * time.Hour)
+	_, err := s.CreateReview(ctx, store.Review{ID: "rv1", InstanceID: "i1", RunID: "r1", Process: "p", Step: "s", Queue: "kyc", CreatedAt: t0, DueAt: &due})
+	must(t, err)
+	_, err = s.ClaimReview(ctx, "rv1", "ann", t0, t0.Add(5*time.Hour))
+	must(t, err)
+	at, newDue := due, due.Add(8*time.Hour)
+	got, err := s.EscalateReview(ctx, "rv1", "kyc-senior", newDue, at)
+	must(t, err)
+	if got.Queue != "kyc-senior" || !got.DueAt.Equal(newDue) || got.EscalatedAt == nil || !got.EscalatedAt.Equal(at) ||
+		got.ClaimedBy != "" || got.Status != store.ReviewEscalated {
+		t.Fatalf("escalated %+v", got)
+	}
+	again, err := s.EscalateReview(ctx, "rv1", "kyc-senior", newDue, at.Add(time.Minute)) // a retried activity
+	must(t, err)
+	if !again.EscalatedAt.Equal(at) {
+		t.Fatalf("escalated twice: %+v", again)
+	}
+	esc, err := s.Reviews(ctx, store.ReviewFilter{Status: store.ReviewEscalated, Now: at})
+	must(t, err)
+	open, err := s.Reviews(ctx, store.ReviewFilter{Status: store.ReviewOpen, Queue: "kyc-senior", Now: at})
+	must(t, err)
+	if len(esc) != 1 || len(open) != 1 {
+		t.Fatalf("escalated %d, open in the new queue %d", len(esc), len(open))
+	}
+	// A senior reviewer claims it: it reads as claimed, still escalated.
+	claimed, err := s.ClaimReview(ctx, "rv1", "sam", at, at.Add(time.Hour))
+	must(t, err)
+	if claimed.Status != store.ReviewClaimed || claimed.EscalatedAt == nil {
+		t.Fatalf("claimed after escalation %+v", claimed)
+	}
+	decided := at.Add(time.Hour)
+	_, err = s.CloseReview(ctx, store.Review{ID: "rv1", Status: store.ReviewDecided, Verdict: store.VerdictApprove, Reviewer: "sam", DecidedAt: &decided})
+	must(t, err)
+	if _, err := s.EscalateReview(ctx, "rv1", "x", newDue, decided); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("escalated a decided review: %v", err)
 	}
 }
