@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -17,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -642,5 +644,63 @@ func finishAfterRestart(t *testing.T, d *dev, id string) {
 			t.Fatalf("decision %d: seq %v prev %v, want chain", i, m["seq"], m["prev_hash"])
 		}
 		prev = m["hash"].(string)
+	}
+}
+
+// TestEscalationAcrossRestart stops everything while a review waits for its
+// SLA; after the restart the timer still fires once: the review escalates,
+// the webhook hears of it exactly once, and the escalation's own SLA ends
+// the instance.
+func TestEscalationAcrossRestart(t *testing.T) {
+	var hits atomic.Int32
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer hook.Close()
+	dir, tmp := t.TempDir(), freeAddr(t)
+	d := startDev(t, dir, tmp)
+	def := `
+name: escalating
+version: 1
+input:
+  properties:
+    n: {type: number}
+steps:
+  - id: check
+    kind: review
+    review: {queue: first-line, reason: check it, sla: 3s, on_timeout: escalate, escalate: {queue: senior, sla: 3s, on_timeout: reject, notify: "` + hook.URL + `"}}
+  - {id: done, kind: task, task: noop}
+`
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	id := d.start("escalating", "esc-1", map[string]any{"n": 1})
+	inst := d.waitStatus(id, "waiting_review")
+	rid := inst["reviews"].([]any)[0].(map[string]any)["id"].(string)
+	d.stop()
+
+	d = startDev(t, dir, tmp)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		rv := d.expect(d.call("GET", "/v1/reviews/"+rid, adminKey, ""), http.StatusOK)
+		if rv.body["queue"] == "senior" && rv.body["escalated_at"] != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not escalated after the restart: %s", rv.raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	inst = d.waitStatus(id, "rejected")
+	if got := plan(inst); got != "check:not_run done:not_run" {
+		t.Fatalf("plan after the escalation ran out: %q", got)
+	}
+	rv := d.expect(d.call("GET", "/v1/reviews/"+rid, adminKey, ""), http.StatusOK)
+	if rv.body["status"] != "expired" || rv.body["verdict"] != "reject" {
+		t.Fatalf("review %s", rv.raw)
+	}
+	if n := hits.Load(); n != 1 {
+		t.Fatalf("the webhook heard of the escalation %d times, want once", n)
 	}
 }
