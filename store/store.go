@@ -245,6 +245,18 @@ func MergeOverrides(stats []QueueStats, queue string, judged, overrides int64) [
 	return append(stats, QueueStats{Queue: queue, Judged: judged, Overrides: overrides})
 }
 
+// ReviewsAt is each review as it reads at now (default the current time);
+// see WithClaimAt.
+func ReviewsAt(rs []Review, now time.Time) []Review {
+	if now.IsZero() {
+		now = time.Now()
+	}
+	for i := range rs {
+		rs[i] = rs[i].WithClaimAt(now)
+	}
+	return rs
+}
+
 // ReviewFilter selects reviews; zero fields match everything. Reviews come
 // by due time (those without one last), then creation, then id.
 type ReviewFilter struct {

@@ -304,17 +304,7 @@ func (s *Store) Reviews(ctx context.Context, f store.ReviewFilter) ([]store.Revi
 		return nil, err
 	}
 	rs, err := collect(ctx, s.pool, "reviews", scanReview, `SELECT `+reviewCols+` FROM reviews `+tail, args...)
-	return withClaims(rs, f.Now), err
-}
-
-func withClaims(rs []store.Review, now time.Time) []store.Review {
-	if now.IsZero() {
-		now = time.Now()
-	}
-	for i := range rs {
-		rs[i] = rs[i].WithClaimAt(now)
-	}
-	return rs
+	return store.ReviewsAt(rs, f.Now), err
 }
 
 // ClaimReview gives reviewer a claim on an open review; see the sqlite
