@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"encoding/json"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -222,4 +223,36 @@ func (a *Activities) rateHistory(ctx context.Context, name string, now time.Time
 	a.rates[name] = cachedRate{at: now, history: history, current: current}
 	a.mu.Unlock()
 	return current, history, nil
+}
+
+// RecordReviewInput appends a review's outcome to the instance's decision
+// chain.
+type RecordReviewInput struct {
+	InstanceID     string
+	RunID          string
+	Seq            int
+	PrevHash       string
+	Process        string
+	ProcessVersion int
+	Step           string
+	Outcome        process.ReviewOutcome
+	Now            time.Time
+}
+
+// RecordReview appends the outcome of a review to the decision chain: who
+// decided what, with their comment. Like a decision, it is written once per
+// (run, sequence) however often the activity retries.
+func (a *Activities) RecordReview(ctx context.Context, in RecordReviewInput) (DecideResult, error) {
+	d := process.Decision{
+		ID: DecisionID(in.RunID, in.Seq), InstanceID: in.InstanceID, RunID: in.RunID, Seq: in.Seq, Time: in.Now.UTC(),
+		Process: in.Process, ProcessVersion: in.ProcessVersion, Step: in.Step, Facts: json.RawMessage(`{}`),
+		Evaluations: []process.Evaluation{}, Applied: []process.AppliedAction{}, Rejected: []process.Rejection{},
+		Guard: process.Guard{Added: []string{}, Fired: []string{}}, Model: "", Review: &in.Outcome, PrevHash: in.PrevHash,
+	}
+	d.Hash = d.ComputeHash()
+	stored, err := a.Decisions.AppendDecision(ctx, d)
+	if err != nil {
+		return DecideResult{}, fmt.Errorf("record review: %w", err)
+	}
+	return DecideResult{DecisionID: stored.ID, Hash: stored.Hash}, nil
 }

@@ -26,6 +26,8 @@ type Explanation struct {
 	Hash    string             `json:"hash"`
 	Facts   map[string]any     `json:"facts"`
 	Summary map[string]int     `json:"summary"`
+	// Review is set when the record is a review's outcome.
+	Review *process.ReviewOutcome `json:"review,omitempty"`
 }
 
 // ShadowExplanation compares the shadow outcome with the applied one.
@@ -65,6 +67,27 @@ func Explain(d process.Decision) Explanation {
 		e.Facts = vars
 	}
 	var b strings.Builder
+	if rv := d.Review; rv != nil {
+		e.Review = rv
+		fmt.Fprintf(&b, "Review %s at step %s of %s@%d (instance %s, record %d), queue %s:\n", rv.ReviewID, d.Step, d.Process, d.ProcessVersion, d.InstanceID, d.Seq, rv.Queue)
+		switch {
+		case rv.Status == "expired" && rv.Verdict != "":
+			fmt.Fprintf(&b, "- its SLA ran out: %s as the definition says.\n", rv.Verdict)
+		case rv.Status == "expired":
+			b.WriteString("- its SLA ran out: the step failed.\n")
+		default:
+			fmt.Fprintf(&b, "- %s by %s", rv.Verdict, rv.Reviewer)
+			if rv.Comment != "" {
+				fmt.Fprintf(&b, ": %s", rv.Comment)
+			}
+			b.WriteString(".\n")
+		}
+		if rv.Escalated {
+			b.WriteString("- it had been escalated when its first SLA ran out.\n")
+		}
+		e.Text = b.String()
+		return e
+	}
 	fmt.Fprintf(&b, "Before step %s of %s@%d (instance %s, decision %d):\n", d.Step, d.Process, d.ProcessVersion, d.InstanceID, d.Seq)
 	if len(d.Evaluations) == 0 {
 		b.WriteString("- no policy has an action for this step; it runs as planned.\n")

@@ -38,6 +38,7 @@ type shadowRecord struct {
 	Evaluations []process.Evaluation    `json:"evaluations"`
 	Applied     []process.AppliedAction `json:"applied"`
 	Shadow      *process.ShadowOutcome  `json:"shadow"`
+	Review      *process.ReviewOutcome  `json:"review"`
 }
 
 // BuildShadowReport reads recorded decisions and compares, where shadow
@@ -52,6 +53,9 @@ func BuildShadowReport(ctx context.Context, processName string, scan Scanner, ex
 		var r shadowRecord
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return fmt.Errorf("decode decision record: %w", err)
+		}
+		if r.Review != nil {
+			return nil // a review's outcome, not a decision
 		}
 		rep.Decisions++
 		if r.Shadow == nil {

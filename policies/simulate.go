@@ -79,10 +79,13 @@ type simRecord struct {
 	Facts          json.RawMessage         `json:"facts"`
 	Applied        []process.AppliedAction `json:"applied"`
 	Guard          process.Guard           `json:"guard"`
+	// Review marks the record of a review's outcome: no decision to replay.
+	Review *process.ReviewOutcome `json:"review"`
 }
 
 type simResult struct {
 	rec     simRecord
+	skip    bool // a review's outcome, not a decision
 	before  []string
 	after   []string
 	errs    int
@@ -162,6 +165,9 @@ func Simulate(ctx context.Context, processName string, candidate *Set, defs Defi
 			}
 			continue
 		}
+		if r.skip {
+			continue
+		}
 		rep.Decisions++
 		rep.EvaluationErrors += r.errs
 		tally := func(actions []string, after bool) {
@@ -226,6 +232,10 @@ func replay(ctx context.Context, candidate *Set, defFor func(int) (*process.Defi
 	var r simResult
 	if err := json.Unmarshal(raw, &r.rec); err != nil {
 		r.err = fmt.Errorf("decode decision record: %w", err)
+		return r
+	}
+	if r.rec.Review != nil {
+		r.skip = true
 		return r
 	}
 	def, err := defFor(r.rec.ProcessVersion)

@@ -31,8 +31,27 @@ type Decision struct {
 	// process has no shadow policies.
 	Shadow   *ShadowOutcome `json:"shadow,omitempty"`
 	Model    string         `json:"model"`
+	// Review is set on the record of a review's outcome, which a reviewer
+	// (or the SLA) decided between two decision points: such a record has
+	// no facts or evaluations, only the verdict, in the same chain.
+	Review   *ReviewOutcome `json:"review,omitempty"`
 	PrevHash string         `json:"prev_hash"`
 	Hash     string         `json:"hash"`
+}
+
+// ReviewOutcome is how a review ended, as the decision chain keeps it.
+type ReviewOutcome struct {
+	ReviewID string `json:"review_id"`
+	Queue    string `json:"queue"`
+	// Status is decided, or expired when the SLA ran out.
+	Status    string `json:"status"`
+	Verdict   string `json:"verdict,omitempty"`
+	Reviewer  string `json:"reviewer"`
+	Comment   string `json:"comment,omitempty"`
+	Escalated bool   `json:"escalated,omitempty"`
+	// PolicyID and DecisionID say what raised the review, when a policy did.
+	PolicyID   string `json:"policy_id,omitempty"`
+	DecisionID string `json:"decision_id,omitempty"`
 }
 
 // Evaluation is what one policy made of the facts.

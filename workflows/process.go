@@ -198,6 +198,10 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 const (
 	changeClassify          = "classify-input"
 	versionClassify Version = 1
+	// changeReviewRecord: a review's outcome is appended to the decision
+	// chain.
+	changeReviewRecord          = "review-record"
+	versionReviewRecord Version = 1
 	// changeEscalation: reviews whose SLA runs out may escalate.
 	changeEscalation          = "review-escalation"
 	versionEscalation Version = 1
@@ -382,12 +386,6 @@ func (r *runner) decide(ctx workflow.Context, i int) (int, error) {
 // gate opens a review before plan step i and waits for its verdict or SLA.
 func (r *runner) gate(ctx workflow.Context, i int, id string, spec process.ReviewSpec, policyID, decisionID string) error {
 	step := r.st.Plan[i].ID
-	r.st.Reviews = append(r.st.Reviews, ReviewState{ID: id, Step: step, Queue: spec.Queue, Reason: spec.Reason, PolicyID: policyID, DecisionID: decisionID, Status: store.ReviewOpen})
-	k := len(r.st.Reviews) - 1
-	prevState := r.st.Plan[i].State
-	r.st.Plan[i].State = StepWaitingReview
-	r.st.Status = StatusWaitingReview
-
 	actx := workflow.WithActivityOptions(ctx, bookkeepingOptions)
 	open := activities.OpenReviewInput{
 		ReviewID: id, InstanceID: r.in.InstanceID, RunID: r.runID, Process: r.def.Name, Step: step,
@@ -396,6 +394,14 @@ func (r *runner) gate(ctx workflow.Context, i int, id string, spec process.Revie
 	if err := workflow.ExecuteActivity(actx, a.OpenReview, open).Get(ctx, nil); err != nil {
 		return fmt.Errorf("open review before %s: %w", step, err)
 	}
+	// The instance shows the review only once the inbox has it, so a
+	// client that reads it from the instance finds it there.
+	r.st.Reviews = append(r.st.Reviews, ReviewState{ID: id, Step: step, Queue: spec.Queue, Reason: spec.Reason, PolicyID: policyID, DecisionID: decisionID, Status: store.ReviewOpen})
+	k := len(r.st.Reviews) - 1
+	prevState := r.st.Plan[i].State
+	r.st.Plan[i].State = StepWaitingReview
+	r.st.Status = StatusWaitingReview
+
 	decided := func() bool { return r.st.Reviews[k].Status != store.ReviewOpen }
 	if spec.SLA == "" {
 		if err := workflow.Await(ctx, decided); err != nil {
@@ -436,6 +442,9 @@ func (r *runner) gate(ctx workflow.Context, i int, id string, spec process.Revie
 	if err := workflow.ExecuteActivity(actx, a.CloseReview, closeIn).Get(ctx, nil); err != nil {
 		return fmt.Errorf("close review %s: %w", id, err)
 	}
+	if err := r.recordReview(ctx, step, rv); err != nil {
+		return err
+	}
 	r.st.Status = StatusRunning
 	r.st.Plan[i].State = prevState
 	switch rv.Verdict {
@@ -451,6 +460,28 @@ func (r *runner) gate(ctx workflow.Context, i int, id string, spec process.Revie
 	}
 	r.st.Plan[i].State = StepFailed
 	return fmt.Errorf("review %s before %s expired after %s", id, step, spec.SLA)
+}
+
+// recordReview appends the review's outcome to the decision chain (from
+// version versionReviewRecord on): the verdict, who gave it and why.
+func (r *runner) recordReview(ctx workflow.Context, step string, rv ReviewState) error {
+	if workflow.GetVersion(ctx, changeReviewRecord, workflow.DefaultVersion, versionReviewRecord) < versionReviewRecord {
+		return nil
+	}
+	r.seq++
+	in := activities.RecordReviewInput{
+		InstanceID: r.in.InstanceID, RunID: r.runID, Seq: r.seq, PrevHash: r.lastHash,
+		Process: r.def.Name, ProcessVersion: r.def.Version, Step: step, Now: workflow.Now(ctx),
+		Outcome: process.ReviewOutcome{ReviewID: rv.ID, Queue: rv.Queue, Status: rv.Status, Verdict: rv.Verdict, Reviewer: rv.Reviewer,
+			Comment: rv.Comment, Escalated: rv.Escalated, PolicyID: rv.PolicyID, DecisionID: rv.DecisionID},
+	}
+	var res activities.DecideResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bookkeepingOptions), a.RecordReview, in).Get(ctx, &res); err != nil {
+		return fmt.Errorf("record review %s: %w", rv.ID, err)
+	}
+	r.lastHash = res.Hash
+	r.st.Decisions = append(r.st.Decisions, res.DecisionID)
+	return nil
 }
 
 // escalate moves review k to its escalation queue, notifies the webhook

@@ -251,6 +251,29 @@ func TestReviewGate(t *testing.T) {
 			if rv.Status != store.ReviewDecided || rv.Verdict != tc.verdict || rv.Reviewer != "ann" || rv.Comment != "checked" {
 				t.Fatalf("stored review %+v", rv)
 			}
+			// The verdict is in the decision chain, between the decisions.
+			ds, err := h.store.Decisions(t.Context(), "i-test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var outcome *process.Decision
+			prev := ""
+			for i := range ds {
+				if ds[i].PrevHash != prev || ds[i].Hash != ds[i].ComputeHash() || ds[i].Seq != i+1 {
+					t.Fatalf("record %d breaks the chain: %+v", i, ds[i])
+				}
+				prev = ds[i].Hash
+				if ds[i].Review != nil {
+					outcome = &ds[i]
+				}
+			}
+			if outcome == nil || outcome.Review.Verdict != tc.verdict || outcome.Review.Reviewer != "ann" || outcome.Review.Comment != "checked" ||
+				outcome.Review.PolicyID != "big-review" || outcome.Step != "charge" {
+				t.Fatalf("no review outcome in the chain: %+v", ds)
+			}
+			if ex := policies.Explain(*outcome); !strings.Contains(ex.Text, tc.verdict+" by ann: checked") {
+				t.Fatalf("explanation %q", ex.Text)
+			}
 		})
 	}
 }
