@@ -29,8 +29,8 @@ type Decision struct {
 	// Shadow is what the applied actions would have been with the shadow
 	// versions of policies in place of their active ones; nil when the
 	// process has no shadow policies.
-	Shadow   *ShadowOutcome `json:"shadow,omitempty"`
-	Model    string         `json:"model"`
+	Shadow *ShadowOutcome `json:"shadow,omitempty"`
+	Model  string         `json:"model"`
 	// Review is set on the record of a review's outcome, which a reviewer
 	// (or the SLA) decided between two decision points: such a record has
 	// no facts or evaluations, only the verdict, in the same chain.
