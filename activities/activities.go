@@ -47,7 +47,7 @@ type DecisionLog interface {
 type ReviewBook interface {
 	CreateReview(ctx context.Context, r store.Review) (store.Review, error)
 	CloseReview(ctx context.Context, r store.Review) (store.Review, error)
-	EscalateReview(ctx context.Context, id, queue string, due, at time.Time) (store.Review, error)
+	EscalateReview(ctx context.Context, id string, to store.Escalation, at time.Time) (store.Review, error)
 }
 
 // StartCounter counts instance starts per hour, for arrival-rate signals.

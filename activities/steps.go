@@ -312,7 +312,8 @@ func (a *Activities) EscalateReview(ctx context.Context, in EscalateReviewInput)
 	if err != nil {
 		return store.Review{}, invalid("escalation sla: "+err.Error(), err)
 	}
-	r, err := a.Reviews.EscalateReview(ctx, in.ReviewID, in.Escalate.Queue, in.Now.Add(sla).UTC(), in.Now.UTC())
+	to := store.Escalation{Queue: in.Escalate.Queue, Due: in.Now.Add(sla).UTC(), Priority: in.Escalate.Priority}
+	r, err := a.Reviews.EscalateReview(ctx, in.ReviewID, to, in.Now.UTC())
 	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
 		return r, invalid("escalate review: "+err.Error(), err)
 	}
@@ -338,6 +339,7 @@ type ReviewEvent struct {
 	Step        string    `json:"step"`
 	FromQueue   string    `json:"from_queue"`
 	Queue       string    `json:"queue"`
+	Priority    int       `json:"priority"`
 	Reason      string    `json:"reason,omitempty"`
 	EscalatedAt time.Time `json:"escalated_at"`
 	DueAt       time.Time `json:"due_at"`

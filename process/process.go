@@ -181,6 +181,8 @@ type Escalation struct {
 	OnTimeout string `json:"on_timeout" yaml:"on_timeout"`
 	// Notify is a URL that receives a JSON POST when the review escalates.
 	Notify string `json:"notify,omitempty" yaml:"notify,omitempty"`
+	// Priority raises the review in the inbox (0 to 100; higher first).
+	Priority int `json:"priority,omitempty" yaml:"priority,omitempty"`
 }
 
 // Review timeout outcomes.

@@ -305,6 +305,9 @@ func (e *Escalation) validate(path string, es *Errors) {
 	default:
 		es.Add(path+".on_timeout", "must be approve, reject or fail (got %q)", e.OnTimeout)
 	}
+	if e.Priority < 0 || e.Priority > 100 {
+		es.Add(path+".priority", "must be between 0 and 100 (got %d)", e.Priority)
+	}
 	if e.Notify != "" {
 		if u, err := url.Parse(e.Notify); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			es.Add(path+".notify", "must be an http(s) URL (got %q)", e.Notify)

@@ -156,6 +156,9 @@ type Review struct {
 	// EscalatedAt is when the review's SLA ran out and it moved to its
 	// escalation queue.
 	EscalatedAt *time.Time `json:"escalated_at,omitempty"`
+	// Priority orders the inbox before due time (higher first); an
+	// escalation may raise it.
+	Priority int `json:"priority"`
 }
 
 // WithClaimAt is the review as it reads at now: an open review under a live
@@ -245,6 +248,14 @@ func MergeOverrides(stats []QueueStats, queue string, judged, overrides int64) [
 	return append(stats, QueueStats{Queue: queue, Judged: judged, Overrides: overrides})
 }
 
+// Escalation is where an escalated review goes: its queue, new due time
+// and the priority it is raised to (never lowered).
+type Escalation struct {
+	Queue    string
+	Due      time.Time
+	Priority int
+}
+
 // ReviewsAt is each review as it reads at now (default the current time);
 // see WithClaimAt.
 func ReviewsAt(rs []Review, now time.Time) []Review {
@@ -258,7 +269,8 @@ func ReviewsAt(rs []Review, now time.Time) []Review {
 }
 
 // ReviewFilter selects reviews; zero fields match everything. Reviews come
-// by due time (those without one last), then creation, then id.
+// by priority (higher first), due time (those without one last), creation,
+// then id.
 type ReviewFilter struct {
 	// Status is open (nobody holds a live claim, escalated or not),
 	// claimed, escalated (and not claimed), decided or expired.
@@ -288,7 +300,7 @@ func ReviewCursor(r Review) string {
 	if r.DueAt != nil {
 		due = r.DueAt.UnixMicro()
 	}
-	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d.%d.%s", due, r.CreatedAt.UnixMicro(), r.ID))
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d.%d.%d.%s", -r.Priority, due, r.CreatedAt.UnixMicro(), r.ID))
 }
 
 // ReviewQuery is the WHERE and ORDER BY of a review listing, for SQL
@@ -331,22 +343,23 @@ func ReviewQuery(f ReviewFilter, ph func(n int) string) (string, []any, error) {
 	const dueKey = "COALESCE(due_at, 9223372036854775807)"
 	if f.After != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(f.After)
-		parts := strings.SplitN(string(raw), ".", 3)
-		if err != nil || len(parts) != 3 {
+		parts := strings.SplitN(string(raw), ".", 4)
+		if err != nil || len(parts) != 4 {
 			return "", nil, fmt.Errorf("%w: malformed cursor", ErrInvalid)
 		}
-		due, err1 := strconv.ParseInt(parts[0], 10, 64)
-		created, err2 := strconv.ParseInt(parts[1], 10, 64)
-		if err1 != nil || err2 != nil {
+		prio, err0 := strconv.ParseInt(parts[0], 10, 64)
+		due, err1 := strconv.ParseInt(parts[1], 10, 64)
+		created, err2 := strconv.ParseInt(parts[2], 10, 64)
+		if err0 != nil || err1 != nil || err2 != nil {
 			return "", nil, fmt.Errorf("%w: malformed cursor", ErrInvalid)
 		}
-		where = append(where, fmt.Sprintf("(%s, created_at, id) > (%s, %s, %s)", dueKey, arg(due), arg(created), arg(parts[2])))
+		where = append(where, fmt.Sprintf("(-priority, %s, created_at, id) > (%s, %s, %s, %s)", dueKey, arg(prio), arg(due), arg(created), arg(parts[3])))
 	}
 	limit := f.Limit
 	if limit <= 0 || limit > MaxReviewPage {
 		limit = 100
 	}
-	q := "WHERE " + strings.Join(where, " AND ") + " ORDER BY " + dueKey + ", created_at, id LIMIT " + arg(limit)
+	q := "WHERE " + strings.Join(where, " AND ") + " ORDER BY -priority, " + dueKey + ", created_at, id LIMIT " + arg(limit)
 	return q, args, nil
 }
 

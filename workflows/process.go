@@ -506,7 +506,7 @@ func (r *runner) escalate(ctx workflow.Context, k int, step string, esc process.
 	if esc.Notify != "" {
 		event := activities.ReviewEvent{
 			Event: "review.escalated", ReviewID: rv.ID, InstanceID: r.in.InstanceID, BusinessKey: r.in.BusinessKey,
-			Process: r.def.Name, Step: step, FromQueue: from, Queue: esc.Queue, Reason: rv.Reason,
+			Process: r.def.Name, Step: step, FromQueue: from, Queue: esc.Queue, Priority: esc.Priority, Reason: rv.Reason,
 			EscalatedAt: now.UTC(), DueAt: now.Add(sla).UTC(),
 		}
 		nctx := workflow.WithActivityOptions(ctx, notifyOptions)

@@ -495,7 +495,7 @@ func TestLLMDownFallsBackAfterRetries(t *testing.T) {
 // senior queue for 8 more, then rejects; the escalation calls a webhook.
 func escalationPolicy(url string) string {
 	return "id: big-review\nprocess: orders\nwhen: input.amount > 1000\nactions: [{review: {queue: finance, reason: large order, sla: 4h, on_timeout: escalate, " +
-		"escalate: {queue: finance-senior, sla: 8h, on_timeout: reject, notify: '" + url + "'}}, before: charge}]\n"
+		"escalate: {queue: finance-senior, sla: 8h, on_timeout: reject, priority: 10, notify: '" + url + "'}}, before: charge}]\n"
 }
 
 type webhook struct {
@@ -544,14 +544,14 @@ func TestReviewEscalatesThenRejects(t *testing.T) {
 	}
 	start := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
 	if rv.Queue != "finance-senior" || rv.EscalatedAt == nil || !rv.EscalatedAt.Equal(start.Add(4*time.Hour)) ||
-		rv.DueAt == nil || !rv.DueAt.Equal(start.Add(12*time.Hour)) || rv.Status != store.ReviewExpired {
+		rv.DueAt == nil || !rv.DueAt.Equal(start.Add(12*time.Hour)) || rv.Status != store.ReviewExpired || rv.Priority != 10 {
 		t.Fatalf("stored review %+v", rv)
 	}
 	if n := hook.hits.Load(); n != 1 {
 		t.Fatalf("webhook called %d times, want once", n)
 	}
 	ev := <-hook.events
-	if key := <-hook.keys; key != rv.ID+"/escalated" || ev.Event != "review.escalated" || ev.FromQueue != "finance" || ev.Queue != "finance-senior" || ev.BusinessKey != "bk-1" {
+	if key := <-hook.keys; key != rv.ID+"/escalated" || ev.Event != "review.escalated" || ev.FromQueue != "finance" || ev.Queue != "finance-senior" || ev.Priority != 10 || ev.BusinessKey != "bk-1" {
 		t.Fatalf("webhook key %q event %+v", key, ev)
 	}
 }

@@ -274,13 +274,13 @@ func (s *Store) Review(ctx context.Context, id string) (store.Review, error) {
 	return r.WithClaimAt(time.Now()), err
 }
 
-const reviewCols = `id, instance_id, run_id, process, step, queue, reason, policy_id, decision_id, status, verdict, reviewer, comment, created_at, due_at, decided_at, claimed_by, claim_expires_at, escalated_at`
+const reviewCols = `id, instance_id, run_id, process, step, queue, reason, policy_id, decision_id, status, verdict, reviewer, comment, created_at, due_at, decided_at, claimed_by, claim_expires_at, escalated_at, priority`
 
 func scanReview(row scanner) (store.Review, error) {
 	var r store.Review
 	var created int64
 	var due, decided, claimUntil, escalated *int64
-	err := row.Scan(&r.ID, &r.InstanceID, &r.RunID, &r.Process, &r.Step, &r.Queue, &r.Reason, &r.PolicyID, &r.DecisionID, &r.Status, &r.Verdict, &r.Reviewer, &r.Comment, &created, &due, &decided, &r.ClaimedBy, &claimUntil, &escalated)
+	err := row.Scan(&r.ID, &r.InstanceID, &r.RunID, &r.Process, &r.Step, &r.Queue, &r.Reason, &r.PolicyID, &r.DecisionID, &r.Status, &r.Verdict, &r.Reviewer, &r.Comment, &created, &due, &decided, &r.ClaimedBy, &claimUntil, &escalated, &r.Priority)
 	r.CreatedAt, r.DueAt, r.DecidedAt, r.ClaimExpiresAt, r.EscalatedAt = fromMicros(created), fromNullMicros(due), fromNullMicros(decided), fromNullMicros(claimUntil), fromNullMicros(escalated)
 	return r, err
 }
@@ -321,9 +321,9 @@ func (s *Store) ClaimReview(ctx context.Context, id, reviewer string, now, until
 
 // EscalateReview moves an open review to another queue; see the sqlite
 // store.
-func (s *Store) EscalateReview(ctx context.Context, id, queue string, due, at time.Time) (store.Review, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE reviews SET queue = $1, due_at = $2, escalated_at = COALESCE(escalated_at, $3), claimed_by = '', claim_expires_at = NULL
-		WHERE id = $4 AND status = 'open'`, queue, micros(due), micros(at), id)
+func (s *Store) EscalateReview(ctx context.Context, id string, to store.Escalation, at time.Time) (store.Review, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE reviews SET queue = $1, due_at = $2, priority = GREATEST(priority, $3), escalated_at = COALESCE(escalated_at, $4),
+		claimed_by = '', claim_expires_at = NULL WHERE id = $5 AND status = 'open'`, to.Queue, micros(to.Due), to.Priority, micros(at), id)
 	if err != nil {
 		return store.Review{}, fmt.Errorf("postgres: escalate review: %w", err)
 	}

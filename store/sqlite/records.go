@@ -214,13 +214,13 @@ func (s *Store) Review(ctx context.Context, id string) (store.Review, error) {
 	return r.WithClaimAt(time.Now()), err
 }
 
-const reviewCols = `id, instance_id, run_id, process, step, queue, reason, policy_id, decision_id, status, verdict, reviewer, comment, created_at, due_at, decided_at, claimed_by, claim_expires_at, escalated_at`
+const reviewCols = `id, instance_id, run_id, process, step, queue, reason, policy_id, decision_id, status, verdict, reviewer, comment, created_at, due_at, decided_at, claimed_by, claim_expires_at, escalated_at, priority`
 
 func scanReview(row scanner) (store.Review, error) {
 	var r store.Review
 	var created int64
 	var due, decided, claimUntil, escalated sql.NullInt64
-	err := row.Scan(&r.ID, &r.InstanceID, &r.RunID, &r.Process, &r.Step, &r.Queue, &r.Reason, &r.PolicyID, &r.DecisionID, &r.Status, &r.Verdict, &r.Reviewer, &r.Comment, &created, &due, &decided, &r.ClaimedBy, &claimUntil, &escalated)
+	err := row.Scan(&r.ID, &r.InstanceID, &r.RunID, &r.Process, &r.Step, &r.Queue, &r.Reason, &r.PolicyID, &r.DecisionID, &r.Status, &r.Verdict, &r.Reviewer, &r.Comment, &created, &due, &decided, &r.ClaimedBy, &claimUntil, &escalated, &r.Priority)
 	r.CreatedAt, r.DueAt, r.DecidedAt, r.ClaimExpiresAt, r.EscalatedAt = fromMicros(created), fromNullMicros(due), fromNullMicros(decided), fromNullMicros(claimUntil), fromNullMicros(escalated)
 	return r, err
 }
@@ -260,12 +260,13 @@ func (s *Store) ClaimReview(ctx context.Context, id, reviewer string, now, until
 	return s.afterClaim(ctx, res, id, now)
 }
 
-// EscalateReview moves an open review to queue, due at due, and drops any
-// claim on it (its reviewers are elsewhere now). Doing it again with the
-// same queue and due time changes nothing; a closed review is ErrConflict.
-func (s *Store) EscalateReview(ctx context.Context, id, queue string, due, at time.Time) (store.Review, error) {
-	res, err := s.w.ExecContext(ctx, `UPDATE reviews SET queue = ?, due_at = ?, escalated_at = COALESCE(escalated_at, ?), claimed_by = '', claim_expires_at = NULL
-		WHERE id = ? AND status = 'open'`, queue, micros(due), micros(at), id)
+// EscalateReview moves an open review to another queue with a new due time,
+// raises its priority to at least the escalation's, and drops any claim on
+// it (its reviewers are elsewhere now). Doing it again changes nothing; a
+// closed review is ErrConflict.
+func (s *Store) EscalateReview(ctx context.Context, id string, to store.Escalation, at time.Time) (store.Review, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE reviews SET queue = ?, due_at = ?, priority = MAX(priority, ?), escalated_at = COALESCE(escalated_at, ?),
+		claimed_by = '', claim_expires_at = NULL WHERE id = ? AND status = 'open'`, to.Queue, micros(to.Due), to.Priority, micros(at), id)
 	if err != nil {
 		return store.Review{}, fmt.Errorf("sqlite: escalate review: %w", err)
 	}

@@ -53,7 +53,7 @@ type Store interface {
 	CloseReview(ctx context.Context, r store.Review) (store.Review, error)
 	ClaimReview(ctx context.Context, id, reviewer string, now, until time.Time) (store.Review, error)
 	ReleaseReview(ctx context.Context, id, reviewer string, now time.Time) (store.Review, error)
-	EscalateReview(ctx context.Context, id, queue string, due, at time.Time) (store.Review, error)
+	EscalateReview(ctx context.Context, id string, to store.Escalation, at time.Time) (store.Review, error)
 	PutVerdict(ctx context.Context, v store.Verdict) error
 	Verdicts(ctx context.Context, classifier string, since time.Time) ([]store.Verdict, error)
 	ReviewStats(ctx context.Context, now time.Time) ([]store.QueueStats, error)
@@ -721,22 +721,35 @@ func testReviewEscalation(t *testing.T, s Store) {
 	_, err = s.ClaimReview(ctx, "rv1", "ann", t0, t0.Add(5*time.Hour))
 	must(t, err)
 	at, newDue := due, due.Add(8*time.Hour)
-	got, err := s.EscalateReview(ctx, "rv1", "kyc-senior", newDue, at)
+	// Another review in the senior queue, due sooner but not escalated.
+	soon := t0.Add(5 * time.Hour)
+	_, err = s.CreateReview(ctx, store.Review{ID: "rv0", InstanceID: "i0", RunID: "r0", Process: "p", Step: "s", Queue: "kyc-senior", CreatedAt: t0, DueAt: &soon})
+	must(t, err)
+	got, err := s.EscalateReview(ctx, "rv1", store.Escalation{Queue: "kyc-senior", Due: newDue, Priority: 5}, at)
 	must(t, err)
 	if got.Queue != "kyc-senior" || !got.DueAt.Equal(newDue) || got.EscalatedAt == nil || !got.EscalatedAt.Equal(at) ||
-		got.ClaimedBy != "" || got.Status != store.ReviewEscalated {
+		got.ClaimedBy != "" || got.Status != store.ReviewEscalated || got.Priority != 5 {
 		t.Fatalf("escalated %+v", got)
 	}
-	again, err := s.EscalateReview(ctx, "rv1", "kyc-senior", newDue, at.Add(time.Minute)) // a retried activity
+	again, err := s.EscalateReview(ctx, "rv1", store.Escalation{Queue: "kyc-senior", Due: newDue, Priority: 2}, at.Add(time.Minute)) // a retry, or a lower priority
 	must(t, err)
-	if !again.EscalatedAt.Equal(at) {
+	if !again.EscalatedAt.Equal(at) || again.Priority != 5 {
 		t.Fatalf("escalated twice: %+v", again)
+	}
+	// The raised priority puts it first, though the other is due sooner;
+	// the cursor pages on in that order.
+	page, err := s.Reviews(ctx, store.ReviewFilter{Queue: "kyc-senior", Limit: 1, Now: at})
+	must(t, err)
+	next, err := s.Reviews(ctx, store.ReviewFilter{Queue: "kyc-senior", Limit: 1, After: store.ReviewCursor(page[0]), Now: at})
+	must(t, err)
+	if len(page) != 1 || page[0].ID != "rv1" || len(next) != 1 || next[0].ID != "rv0" {
+		t.Fatalf("inbox order %+v then %+v", page, next)
 	}
 	esc, err := s.Reviews(ctx, store.ReviewFilter{Status: store.ReviewEscalated, Now: at})
 	must(t, err)
 	open, err := s.Reviews(ctx, store.ReviewFilter{Status: store.ReviewOpen, Queue: "kyc-senior", Now: at})
 	must(t, err)
-	if len(esc) != 1 || len(open) != 1 {
+	if len(esc) != 1 || len(open) != 2 {
 		t.Fatalf("escalated %d, open in the new queue %d", len(esc), len(open))
 	}
 	// A senior reviewer claims it: it reads as claimed, still escalated.
@@ -748,7 +761,7 @@ func testReviewEscalation(t *testing.T, s Store) {
 	decided := at.Add(time.Hour)
 	_, err = s.CloseReview(ctx, store.Review{ID: "rv1", Status: store.ReviewDecided, Verdict: store.VerdictApprove, Reviewer: "sam", DecidedAt: &decided})
 	must(t, err)
-	if _, err := s.EscalateReview(ctx, "rv1", "x", newDue, decided); !errors.Is(err, store.ErrConflict) {
+	if _, err := s.EscalateReview(ctx, "rv1", store.Escalation{Queue: "x", Due: newDue}, decided); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("escalated a decided review: %v", err)
 	}
 }
