@@ -45,6 +45,8 @@ type labelQuality struct {
 	qualityFigures
 	// CorrectedTo counts the labels reviewers chose instead.
 	CorrectedTo map[string]int `json:"corrected_to,omitempty"`
+	// Periods are the label's figures per bucket, oldest first.
+	Periods []periodQuality `json:"periods"`
 }
 
 type periodQuality struct {
@@ -133,6 +135,16 @@ func (s *server) classifierQuality(c *gin.Context) {
 		}
 		rep.Labels = append(rep.Labels, lq)
 	}
+	rep.Periods = periods(vs, since, now, bucket)
+	for i := range rep.Labels {
+		rep.Labels[i].Periods = periods(byLabel[rep.Labels[i].Label], since, now, bucket)
+	}
+	c.JSON(http.StatusOK, rep)
+}
+
+// periods splits verdicts into consecutive buckets from since to now.
+func periods(vs []store.Verdict, since, now time.Time, bucket time.Duration) []periodQuality {
+	out := []periodQuality{}
 	for start := since; start.Before(now); start = start.Add(bucket) {
 		end := start.Add(bucket)
 		var in []store.Verdict
@@ -141,7 +153,7 @@ func (s *server) classifierQuality(c *gin.Context) {
 				in = append(in, v)
 			}
 		}
-		rep.Periods = append(rep.Periods, periodQuality{Start: start, qualityFigures: figures(in)})
+		out = append(out, periodQuality{Start: start, qualityFigures: figures(in)})
 	}
-	c.JSON(http.StatusOK, rep)
+	return out
 }

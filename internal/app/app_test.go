@@ -476,7 +476,8 @@ catalog:
 		if overall["verdicts"] != 1.0 || overall["accuracy"] != 0.0 || len(labels) != 1 || len(q.body["periods"].([]any)) != 4 {
 			t.Fatalf("quality %s", q.raw)
 		}
-		if l := labels[0].(map[string]any); l["label"] != "business_account" || l["corrected_to"].(map[string]any)["account_transfer"] != 1.0 {
+		if l := labels[0].(map[string]any); l["label"] != "business_account" || l["corrected_to"].(map[string]any)["account_transfer"] != 1.0 ||
+			len(l["periods"].([]any)) != 4 || l["periods"].([]any)[3].(map[string]any)["verdicts"] != 1.0 {
 			t.Fatalf("quality by label %s", q.raw)
 		}
 		d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/quality?bucket=1s", engineer, ""), http.StatusBadRequest)
