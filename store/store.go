@@ -46,6 +46,38 @@ type APIKey struct {
 	Role      string    `json:"role"`
 	Hash      string    `json:"-"`
 	CreatedAt time.Time `json:"created_at"`
+	// ExpiresAt, when set, is when the key stops working.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// RevokedAt is when the key was revoked; it never works again.
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	// RotatedAt is when the key's secret was last replaced.
+	RotatedAt *time.Time `json:"rotated_at,omitempty"`
+	// Processes, when not empty, are the only processes the key may touch.
+	Processes []string `json:"processes,omitempty"`
+}
+
+// Usable says why the key does not work at now, or nil when it does.
+func (k APIKey) Usable(now time.Time) error {
+	switch {
+	case k.RevokedAt != nil:
+		return fmt.Errorf("API key %s was revoked at %s", k.ID, k.RevokedAt.UTC().Format(time.RFC3339))
+	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
+		return fmt.Errorf("API key %s expired at %s", k.ID, k.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// Allows reports whether the key may touch the process.
+func (k APIKey) Allows(process string) bool {
+	if len(k.Processes) == 0 {
+		return true
+	}
+	for _, p := range k.Processes {
+		if p == process {
+			return true
+		}
+	}
+	return false
 }
 
 // DefinitionRecord is a stored process definition version.

@@ -16,26 +16,91 @@ import (
 
 // PutKey stores an API key; a key with the same hash is left as it is.
 func (s *Store) PutKey(ctx context.Context, k store.APIKey) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO api_keys (id, name, role, hash, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (hash) DO NOTHING`,
-		k.ID, k.Name, k.Role, k.Hash, micros(k.CreatedAt))
+	_, err := s.pool.Exec(ctx, `INSERT INTO api_keys (id, name, role, hash, created_at, expires_at, processes)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (hash) DO NOTHING`,
+		k.ID, k.Name, k.Role, k.Hash, micros(k.CreatedAt), nullMicros(k.ExpiresAt), string(process.JSON(nonNilStrings(k.Processes))))
 	if err != nil {
 		return fmt.Errorf("postgres: put key: %w", err)
 	}
 	return nil
 }
 
-// KeyByHash finds the key whose secret hashes to hash.
-func (s *Store) KeyByHash(ctx context.Context, hash string) (store.APIKey, error) {
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+const keyCols = `id, name, role, hash, created_at, expires_at, revoked_at, rotated_at, processes`
+
+func scanKey(row scanner) (store.APIKey, error) {
 	var k store.APIKey
 	var at int64
-	err := s.pool.QueryRow(ctx, `SELECT id, name, role, hash, created_at FROM api_keys WHERE hash = $1`, hash).Scan(&k.ID, &k.Name, &k.Role, &k.Hash, &at)
+	var expires, revoked, rotated *int64
+	var processes string
+	err := row.Scan(&k.ID, &k.Name, &k.Role, &k.Hash, &at, &expires, &revoked, &rotated, &processes)
+	if err != nil {
+		return k, err
+	}
+	k.CreatedAt, k.ExpiresAt, k.RevokedAt, k.RotatedAt = fromMicros(at), fromNullMicros(expires), fromNullMicros(revoked), fromNullMicros(rotated)
+	if err := json.Unmarshal([]byte(processes), &k.Processes); err != nil {
+		return k, fmt.Errorf("key %s: processes: %w", k.ID, err)
+	}
+	if len(k.Processes) == 0 {
+		k.Processes = nil
+	}
+	return k, nil
+}
+
+func (s *Store) keyWhere(ctx context.Context, where string, arg any) (store.APIKey, error) {
+	k, err := scanKey(s.pool.QueryRow(ctx, `SELECT `+keyCols+` FROM api_keys WHERE `+where, arg))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return k, store.ErrNotFound
+		return k, fmt.Errorf("API key: %w", store.ErrNotFound)
 	}
 	if err != nil {
 		return k, fmt.Errorf("postgres: key: %w", err)
 	}
-	k.CreatedAt = fromMicros(at)
+	return k, nil
+}
+
+// KeyByHash finds the key whose secret hashes to hash, whatever its state.
+func (s *Store) KeyByHash(ctx context.Context, hash string) (store.APIKey, error) {
+	return s.keyWhere(ctx, `hash = $1`, hash)
+}
+
+// Key finds a key by id.
+func (s *Store) Key(ctx context.Context, id string) (store.APIKey, error) {
+	return s.keyWhere(ctx, `id = $1`, id)
+}
+
+// Keys lists every key, oldest first (never a secret: only hashes are kept).
+func (s *Store) Keys(ctx context.Context) ([]store.APIKey, error) {
+	return collect(ctx, s.pool, "keys", scanKey, `SELECT `+keyCols+` FROM api_keys ORDER BY created_at, id`)
+}
+
+// RevokeKey revokes a key for good; revoking it again changes nothing.
+func (s *Store) RevokeKey(ctx context.Context, id string, at time.Time) (store.APIKey, error) {
+	if _, err := s.pool.Exec(ctx, `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2`, micros(at), id); err != nil {
+		return store.APIKey{}, fmt.Errorf("postgres: revoke key: %w", err)
+	}
+	return s.Key(ctx, id)
+}
+
+// RotateKey replaces a live key's secret (by its hash); the old secret stops
+// working at once. A revoked key is ErrConflict.
+func (s *Store) RotateKey(ctx context.Context, id, hash string, at time.Time) (store.APIKey, error) {
+	res, err := s.pool.Exec(ctx, `UPDATE api_keys SET hash = $1, rotated_at = $2 WHERE id = $3 AND revoked_at IS NULL`, hash, micros(at), id)
+	if err != nil {
+		return store.APIKey{}, fmt.Errorf("postgres: rotate key: %w", err)
+	}
+	k, err := s.Key(ctx, id)
+	if err != nil {
+		return k, err
+	}
+	if res.RowsAffected() == 0 {
+		return k, fmt.Errorf("%w: API key %s is revoked", store.ErrConflict, id)
+	}
 	return k, nil
 }
 

@@ -19,6 +19,10 @@ import (
 type Store interface {
 	PutKey(ctx context.Context, k store.APIKey) error
 	KeyByHash(ctx context.Context, hash string) (store.APIKey, error)
+	Key(ctx context.Context, id string) (store.APIKey, error)
+	Keys(ctx context.Context) ([]store.APIKey, error)
+	RevokeKey(ctx context.Context, id string, at time.Time) (store.APIKey, error)
+	RotateKey(ctx context.Context, id, hash string, at time.Time) (store.APIKey, error)
 	PutDefinition(ctx context.Context, d store.DefinitionRecord) (bool, error)
 	Definition(ctx context.Context, name string, version int) (store.DefinitionRecord, error)
 	Definitions(ctx context.Context) ([]store.DefinitionRecord, error)
@@ -217,6 +221,48 @@ func testKeys(t *testing.T, s Store) {
 	}
 	if _, err := s.KeyByHash(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown hash: %v", err)
+	}
+
+	// A key limited to processes, with an expiry.
+	exp := t0.Add(24 * time.Hour)
+	must(t, s.PutKey(ctx, store.APIKey{ID: "key_3", Name: "pos", Role: store.RoleSystem, Hash: "h3", CreatedAt: t0.Add(time.Minute), ExpiresAt: &exp, Processes: []string{"orders", "returns"}}))
+	k3, err := s.Key(ctx, "key_3")
+	must(t, err)
+	if k3.ExpiresAt == nil || !k3.ExpiresAt.Equal(exp) || fmt.Sprint(k3.Processes) != "[orders returns]" || k3.Usable(t0) != nil || k3.Usable(exp) == nil ||
+		!k3.Allows("orders") || k3.Allows("payroll") {
+		t.Fatalf("limited key %+v", k3)
+	}
+	all, err := s.Keys(ctx)
+	must(t, err)
+	if len(all) != 2 || all[0].ID != "key_1" || all[0].Processes != nil || !all[0].Allows("payroll") {
+		t.Fatalf("keys %+v", all)
+	}
+
+	// Rotation replaces the secret: the old hash no longer finds the key.
+	rot, err := s.RotateKey(ctx, "key_1", "h1b", t0.Add(time.Hour))
+	must(t, err)
+	if rot.RotatedAt == nil || rot.ID != "key_1" {
+		t.Fatalf("rotated %+v", rot)
+	}
+	if _, err := s.KeyByHash(ctx, "h1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("old secret after rotation: %v", err)
+	}
+	if k, err := s.KeyByHash(ctx, "h1b"); err != nil || k.ID != "key_1" {
+		t.Fatalf("new secret: %+v %v", k, err)
+	}
+	// Revocation is for good; a revoked key cannot be rotated back to life.
+	rev, err := s.RevokeKey(ctx, "key_1", t0.Add(2*time.Hour))
+	must(t, err)
+	again, err := s.RevokeKey(ctx, "key_1", t0.Add(3*time.Hour))
+	must(t, err)
+	if rev.RevokedAt == nil || !again.RevokedAt.Equal(t0.Add(2*time.Hour)) || again.Usable(t0.Add(3*time.Hour)) == nil {
+		t.Fatalf("revoked %+v then %+v", rev, again)
+	}
+	if _, err := s.RotateKey(ctx, "key_1", "h1c", t0.Add(4*time.Hour)); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("rotated a revoked key: %v", err)
+	}
+	if _, err := s.RevokeKey(ctx, "nope", t0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("revoked an unknown key: %v", err)
 	}
 }
 
