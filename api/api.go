@@ -33,6 +33,13 @@ type KeyStore interface {
 	PutKey(ctx context.Context, k store.APIKey) error
 }
 
+// KeyAdmin lists, rotates and revokes API keys.
+type KeyAdmin interface {
+	Keys(ctx context.Context) ([]store.APIKey, error)
+	RevokeKey(ctx context.Context, id string, at time.Time) (store.APIKey, error)
+	RotateKey(ctx context.Context, id, hash string, at time.Time) (store.APIKey, error)
+}
+
 // DefinitionStore stores process definitions.
 type DefinitionStore interface {
 	PutDefinition(ctx context.Context, d store.DefinitionRecord) (bool, error)
@@ -84,6 +91,7 @@ type ReviewClaims interface {
 // Options are the API's dependencies.
 type Options struct {
 	Keys        KeyStore
+	KeyAdmin    KeyAdmin
 	Definitions DefinitionStore
 	Policies    PolicyStore
 	Instances   InstanceStore
@@ -114,7 +122,7 @@ type Options struct {
 func (o *Options) validate() error {
 	var missing []string
 	for name, ok := range map[string]bool{
-		"Keys": o.Keys != nil, "Definitions": o.Definitions != nil, "Policies": o.Policies != nil,
+		"Keys": o.Keys != nil, "KeyAdmin": o.KeyAdmin != nil, "Definitions": o.Definitions != nil, "Policies": o.Policies != nil,
 		"Instances": o.Instances != nil, "Decisions": o.Decisions != nil, "Reviews": o.Reviews != nil, "Claims": o.Claims != nil, "Verdicts": o.Verdicts != nil, "Stats": o.Stats != nil,
 		"Lifecycle": o.Lifecycle != nil, "Scanner": o.Scanner != nil, "Chains": o.Chains != nil, "Examples": o.Examples != nil,
 		"Temporal": o.Temporal != nil, "Env": o.Env != nil, "TaskQueue": o.TaskQueue != "",
@@ -192,6 +200,9 @@ func New(opts Options) (http.Handler, error) {
 	v1.POST("/reviews/:id/release", s.allow([]string{store.RoleReviewer}), s.releaseReview)
 	v1.POST("/reviews/:id/decision", s.allow([]string{store.RoleReviewer}), s.decideReview)
 	v1.POST("/keys", s.allow(nil), s.createKey)
+	v1.GET("/keys", s.allow(nil), s.listKeys)
+	v1.POST("/keys/:id/rotate", s.allow(nil), s.rotateKey)
+	v1.POST("/keys/:id/revoke", s.allow(nil), s.revokeKey)
 	s.lifecycleRoutes(v1, engineer, nil)
 	v1.POST("/classifiers/:name/examples", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.addExample)
 	v1.GET("/classifiers/:name/examples", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.listExamples)
@@ -285,8 +296,21 @@ func (s *server) authenticate(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	if err := k.Usable(time.Now()); err != nil {
+		c.Header("WWW-Authenticate", `Bearer realm="adaptflow", error="invalid_token"`)
+		fail(c, &httpError{status: http.StatusUnauthorized, code: "unauthenticated", msg: err.Error()})
+		return
+	}
 	c.Set(ctxKey, k)
 	c.Next()
+}
+
+// allowProcess refuses (403) a key limited to other processes.
+func allowProcess(c *gin.Context, process string) error {
+	if k := caller(c); !k.Allows(process) {
+		return &httpError{status: http.StatusForbidden, code: "forbidden", msg: fmt.Sprintf("API key %s may not touch process %s (it is limited to %s)", k.ID, process, strings.Join(k.Processes, ", "))}
+	}
+	return nil
 }
 
 // allow admits admin keys and keys with one of roles.
@@ -342,7 +366,14 @@ func bindJSON(c *gin.Context, v any) error {
 type createKeyRequest struct {
 	Name string `json:"name"`
 	Role string `json:"role"`
+	// ExpiresIn is how long the key works ("90d"); empty: until revoked.
+	ExpiresIn string `json:"expires_in,omitempty"`
+	// Processes limits the key to these processes; empty: all.
+	Processes []string `json:"processes,omitempty"`
 }
+
+// maxKeyLife bounds expires_in.
+const maxKeyLife = 5 * 365 * 24 * time.Hour
 
 func (s *server) createKey(c *gin.Context) {
 	var req createKeyRequest
@@ -358,10 +389,70 @@ func (s *server) createKey(c *gin.Context) {
 		fail(c, badRequest("role", "must be one of system, reviewer, engineer, admin (got %q)", req.Role))
 		return
 	}
-	k, secret := NewKey(req.Name, req.Role, time.Now())
+	now := time.Now()
+	k, secret := NewKey(req.Name, req.Role, now)
+	if req.ExpiresIn != "" {
+		d, err := process.ParseDuration(req.ExpiresIn)
+		if err != nil || d <= 0 || d > maxKeyLife {
+			fail(c, badRequest("expires_in", "must be a duration such as 12h or 90d, at most 5 years (got %q)", req.ExpiresIn))
+			return
+		}
+		exp := now.Add(d).UTC()
+		k.ExpiresAt = &exp
+	}
+	for i, p := range req.Processes {
+		if !process.ValidName(p) {
+			fail(c, badRequest(fmt.Sprintf("processes[%d]", i), "is not a process name (got %q)", p))
+			return
+		}
+	}
+	if len(req.Processes) > 0 && req.Role == store.RoleAdmin {
+		fail(c, badRequest("processes", "an admin key cannot be limited to processes; give it another role"))
+		return
+	}
+	k.Processes = req.Processes
 	if err := s.Keys.PutKey(c.Request.Context(), k); err != nil {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusCreated, gin.H{"id": k.ID, "name": k.Name, "role": k.Role, "created_at": k.CreatedAt, "key": secret})
+	c.JSON(http.StatusCreated, keyWithSecret{APIKey: k, Key: secret})
+}
+
+// keyWithSecret is a key and its secret, shown once.
+type keyWithSecret struct {
+	store.APIKey
+	Key string `json:"key"`
+}
+
+func (s *server) listKeys(c *gin.Context) {
+	ks, err := s.KeyAdmin.Keys(c.Request.Context())
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"keys": ks})
+}
+
+// rotateKey gives a key a new secret, shown once; the old one stops working.
+func (s *server) rotateKey(c *gin.Context) {
+	fresh, secret := NewKey("", "", time.Now())
+	k, err := s.KeyAdmin.RotateKey(c.Request.Context(), c.Param("id"), fresh.Hash, time.Now())
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, keyWithSecret{APIKey: k, Key: secret})
+}
+
+func (s *server) revokeKey(c *gin.Context) {
+	if c.Param("id") == caller(c).ID {
+		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "a key cannot revoke itself; use another admin key"})
+		return
+	}
+	k, err := s.KeyAdmin.RevokeKey(c.Request.Context(), c.Param("id"), time.Now())
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, k)
 }

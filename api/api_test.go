@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -50,7 +51,7 @@ func newServerAt(t *testing.T, path string) (*httptest.Server, map[string]string
 		t.Fatal(err)
 	}
 	h, err := api.New(api.Options{
-		Keys: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Verdicts: st, Stats: st,
+		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env, MaxBody: 4096, Timeout: 2 * time.Second,
 	})
 	if err != nil {
@@ -189,5 +190,73 @@ func TestClassifierExamples(t *testing.T) {
 	}
 	if r := do(t, srv, "POST", path, sys, "application/json", `{"text":"a","label":"b"}`); r.status != http.StatusForbidden {
 		t.Errorf("system key: %d", r.status)
+	}
+}
+
+func TestKeyLifecycle(t *testing.T) {
+	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"))
+	admin := keys[store.RoleAdmin]
+	a := do(t, srv, "POST", "/v1/keys", admin, "application/json", `{"name":"pos","role":"system","expires_in":"90d","processes":["returns"]}`)
+	secret, _ := a.body["key"].(string)
+	id, _ := a.body["id"].(string)
+	if a.status != http.StatusCreated || secret == "" || a.body["expires_at"] == nil || fmt.Sprint(a.body["processes"]) != "[returns]" {
+		t.Fatalf("create: %d %v", a.status, a.body)
+	}
+	for _, tc := range []struct{ body, field string }{
+		{`{"name":"x","role":"system","expires_in":"forever"}`, "expires_in"},
+		{`{"name":"x","role":"system","processes":["Bad Name"]}`, "processes[0]"},
+		{`{"name":"x","role":"admin","processes":["returns"]}`, "processes"},
+	} {
+		if r := do(t, srv, "POST", "/v1/keys", admin, "application/json", tc.body); r.status != http.StatusBadRequest || r.err.Field != tc.field {
+			t.Errorf("%s: %d %+v, want 400 naming %s", tc.body, r.status, r.err, tc.field)
+		}
+	}
+	// The list shows keys, never their secrets.
+	list := do(t, srv, "GET", "/v1/keys", admin, "", "")
+	raw, _ := json.Marshal(list.body)
+	if list.status != http.StatusOK || len(list.body["keys"].([]any)) != 5 || strings.Contains(string(raw), secret) || strings.Contains(string(raw), api.HashKey(secret)) {
+		t.Fatalf("list: %d %s", list.status, raw)
+	}
+	if r := do(t, srv, "GET", "/v1/keys", keys[store.RoleEngineer], "", ""); r.status != http.StatusForbidden {
+		t.Fatalf("engineer listed keys: %d", r.status)
+	}
+	// A key limited to a process may not start another one.
+	if r := do(t, srv, "POST", "/v1/processes/payroll/instances", secret, "application/json", `{"business_key":"b","input":{}}`); r.status != http.StatusForbidden {
+		t.Fatalf("limited key on another process: %d %+v", r.status, r.err)
+	}
+	// Rotation: the old secret stops at once, the new one works.
+	rot := do(t, srv, "POST", "/v1/keys/"+id+"/rotate", admin, "", "")
+	fresh, _ := rot.body["key"].(string)
+	if rot.status != http.StatusOK || fresh == "" || fresh == secret || rot.body["rotated_at"] == nil {
+		t.Fatalf("rotate: %d %v", rot.status, rot.body)
+	}
+	if r := do(t, srv, "GET", "/v1/whoami", secret, "", ""); r.status != http.StatusUnauthorized {
+		t.Fatalf("old secret after rotation: %d", r.status)
+	}
+	if r := do(t, srv, "GET", "/v1/whoami", fresh, "", ""); r.status != http.StatusOK {
+		t.Fatalf("new secret: %d", r.status)
+	}
+	// Revocation: 401 from then on, with the reason.
+	if r := do(t, srv, "POST", "/v1/keys/"+id+"/revoke", admin, "", ""); r.status != http.StatusOK || r.body["revoked_at"] == nil {
+		t.Fatalf("revoke: %d %v", r.status, r.body)
+	}
+	if r := do(t, srv, "GET", "/v1/whoami", fresh, "", ""); r.status != http.StatusUnauthorized || !strings.Contains(r.err.Message, "revoked") {
+		t.Fatalf("revoked key: %d %+v", r.status, r.err)
+	}
+	if r := do(t, srv, "POST", "/v1/keys/"+id+"/rotate", admin, "", ""); r.status != http.StatusConflict {
+		t.Fatalf("rotated a revoked key: %d", r.status)
+	}
+	if r := do(t, srv, "POST", "/v1/keys/nope/revoke", admin, "", ""); r.status != http.StatusNotFound {
+		t.Fatalf("revoked an unknown key: %d", r.status)
+	}
+	// An expired key is refused with the reason.
+	past := time.Now().Add(-time.Minute)
+	old, oldSecret := api.NewKey("old", store.RoleSystem, past.Add(-time.Hour))
+	old.ExpiresAt = &past
+	if err := st.PutKey(t.Context(), old); err != nil {
+		t.Fatal(err)
+	}
+	if r := do(t, srv, "GET", "/v1/whoami", oldSecret, "", ""); r.status != http.StatusUnauthorized || !strings.Contains(r.err.Message, "expired") {
+		t.Fatalf("expired key: %d %+v", r.status, r.err)
 	}
 }

@@ -194,6 +194,10 @@ func (s *server) startInstance(c *gin.Context) {
 		req.Input = map[string]any{}
 	}
 	name := c.Param("name")
+	if err := allowProcess(c, name); err != nil {
+		fail(c, err)
+		return
+	}
 	def, _, err := s.definition(c, name, req.Version)
 	if err != nil {
 		fail(c, err)
@@ -245,6 +249,9 @@ func (s *server) startInstance(c *gin.Context) {
 func (s *server) getInstance(c *gin.Context) {
 	ctx := c.Request.Context()
 	inst, err := s.Instances.Instance(ctx, c.Param("id"))
+	if err == nil {
+		err = allowProcess(c, inst.Process)
+	}
 	if err != nil {
 		fail(c, err)
 		return
@@ -275,7 +282,11 @@ func (s *server) getInstance(c *gin.Context) {
 
 func (s *server) listDecisions(c *gin.Context) {
 	ctx := c.Request.Context()
-	if _, err := s.Instances.Instance(ctx, c.Param("id")); err != nil {
+	inst, err := s.Instances.Instance(ctx, c.Param("id"))
+	if err == nil {
+		err = allowProcess(c, inst.Process)
+	}
+	if err != nil {
 		fail(c, err)
 		return
 	}
@@ -289,6 +300,9 @@ func (s *server) listDecisions(c *gin.Context) {
 
 func (s *server) explain(c *gin.Context) {
 	d, err := s.Decisions.Decision(c.Request.Context(), c.Param("id"))
+	if err == nil {
+		err = allowProcess(c, d.Process)
+	}
 	if err != nil {
 		fail(c, err)
 		return

@@ -78,13 +78,20 @@ func (s *server) listReviews(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	out := gin.H{"reviews": rs}
 	limit := f.Limit
 	if limit == 0 {
 		limit = 100
 	}
+	var next string
 	if len(rs) == limit {
-		out["next"] = store.ReviewCursor(rs[len(rs)-1])
+		next = store.ReviewCursor(rs[len(rs)-1])
+	}
+	// A key limited to processes sees only their reviews (a page may then
+	// hold fewer than limit; next still pages on).
+	rs = slices.DeleteFunc(rs, func(r store.Review) bool { return !caller(c).Allows(r.Process) })
+	out := gin.H{"reviews": rs}
+	if next != "" {
+		out["next"] = next
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -118,6 +125,9 @@ type similarCase struct {
 func (s *server) getReview(c *gin.Context) {
 	ctx := c.Request.Context()
 	r, err := s.Reviews.Review(ctx, c.Param("id"))
+	if err == nil {
+		err = allowProcess(c, r.Process)
+	}
 	if err != nil {
 		fail(c, err)
 		return
@@ -198,6 +208,16 @@ func (s *server) classificationOf(ctx context.Context, inst store.Instance, def 
 	return cl
 }
 
+// reviewAllowed refuses a review of a process the caller's key may not
+// touch (404 for an unknown review).
+func (s *server) reviewAllowed(c *gin.Context) error {
+	r, err := s.Reviews.Review(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return allowProcess(c, r.Process)
+}
+
 type claimRequest struct {
 	// Lease is how long the claim lasts (default the server's, 30m).
 	Lease string `json:"lease,omitempty"`
@@ -222,6 +242,10 @@ func (s *server) claimReview(c *gin.Context) {
 		}
 		lease = d
 	}
+	if err := s.reviewAllowed(c); err != nil {
+		fail(c, err)
+		return
+	}
 	now := time.Now()
 	r, err := s.Claims.ClaimReview(c.Request.Context(), c.Param("id"), caller(c).Name, now, now.Add(lease))
 	if err != nil {
@@ -232,6 +256,10 @@ func (s *server) claimReview(c *gin.Context) {
 }
 
 func (s *server) releaseReview(c *gin.Context) {
+	if err := s.reviewAllowed(c); err != nil {
+		fail(c, err)
+		return
+	}
 	r, err := s.Claims.ReleaseReview(c.Request.Context(), c.Param("id"), caller(c).Name, time.Now())
 	if err != nil {
 		fail(c, err)
@@ -291,6 +319,9 @@ func (s *server) decideReview(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	rv, err := s.Reviews.Review(ctx, c.Param("id"))
+	if err == nil {
+		err = allowProcess(c, rv.Process)
+	}
 	if err != nil {
 		fail(c, err)
 		return

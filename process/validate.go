@@ -95,6 +95,10 @@ func ParsePolicy(data []byte) (*Policy, error) {
 }
 
 var identRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+
+// ValidName reports whether s can name a process, step, queue or policy.
+func ValidName(s string) bool { return identRE.MatchString(s) }
+
 var fieldRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 
 var propertyTypes = map[string]bool{"string": true, "number": true, "integer": true, "boolean": true, "object": true, "array": true}

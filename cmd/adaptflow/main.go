@@ -36,6 +36,8 @@ Usage:
   adaptflow policy diff  -f DIR                       compare DIR with a running server
   adaptflow policy apply -f DIR [--mode shadow]       create new versions of what changed
   adaptflow audit verify                              check the hash chains of decisions and policy versions
+  adaptflow keys create --role R --name N [--processes a,b] [--expires-in 90d]
+                                                      create an API key in the store (list, revoke ID too)
   adaptflow ml nab --data DIR [--out DIR] [--json]    run and score the anomaly detector on a NAB layout
   adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--json]
                                                       train and measure the embedded text classifier
@@ -64,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "healthcheck":
 		return healthcheck(rest, stderr)
-	case "policy", "audit", "ml":
+	case "policy", "audit", "ml", "keys":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		switch cmd {
@@ -72,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return cli.Policy(ctx, rest, stdout, stderr)
 		case "ml":
 			return cli.ML(ctx, rest, stdout, stderr)
+		case "keys":
+			return cli.Keys(ctx, rest, stdout, stderr)
 		}
 		return cli.Audit(ctx, rest, stdout, stderr)
 	}

@@ -137,7 +137,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		return err
 	}
 	handler, err := api.New(api.Options{
-		Keys: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Verdicts: st, Stats: st,
+		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: TaskQueue, Env: env, Logger: lg, ClaimLease: opts.ClaimLease,
 		Ready: func(ctx context.Context) error { return st.Ping(ctx) },
 	})
@@ -167,6 +167,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 // Store is the store a process runs on.
 type Store interface {
 	api.KeyStore
+	api.KeyAdmin
 	api.DefinitionStore
 	api.PolicyStore
 	api.InstanceStore

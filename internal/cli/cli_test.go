@@ -162,7 +162,7 @@ func TestApplyAndDiff(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tc.Close()
-	h, err := api.New(api.Options{Keys: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Verdicts: st, Stats: st,
+	h, err := api.New(api.Options{Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env})
 	if err != nil {
 		t.Fatal(err)
@@ -266,5 +266,45 @@ func TestMLNAB(t *testing.T) {
 	lines := strings.Split(string(body), "\n")
 	if err != nil || lines[0] != "timestamp,value,anomaly_score,label" || len(lines) != 2002 || !strings.HasSuffix(lines[1501], ",500,1.000000,1") {
 		t.Fatalf("result file: %v; header %q, spike row %q", err, lines[0], lines[min(1501, len(lines)-1)])
+	}
+}
+
+func TestKeysCommand(t *testing.T) {
+	dir := t.TempDir()
+	keys := func(args []string, o, e *bytes.Buffer) int { return Keys(t.Context(), args, o, e) }
+	code, out := run(t, keys, "create", "--data-dir", dir, "--role", "reviewer", "--name", "ann", "--processes", "returns,orders", "--expires-in", "30d", "--json")
+	if code != 0 {
+		t.Fatalf("create: exit %d\n%s", code, out)
+	}
+	var created struct {
+		ID, Key   string
+		Processes []string
+	}
+	if err := json.Unmarshal([]byte(out), &created); err != nil || !strings.HasPrefix(created.Key, "af_") || len(created.Processes) != 2 {
+		t.Fatalf("create: %v %s", err, out)
+	}
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "adaptflow.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := st.KeyByHash(t.Context(), api.HashKey(created.Key))
+	_ = st.Close()
+	if err != nil || k.ID != created.ID || k.Role != "reviewer" || k.ExpiresAt == nil || !k.Allows("returns") || k.Allows("payroll") {
+		t.Fatalf("stored key %+v %v", k, err)
+	}
+	for _, bad := range [][]string{
+		{"create", "--data-dir", dir, "--role", "boss", "--name", "x"},
+		{"create", "--data-dir", dir, "--role", "admin", "--name", "x", "--processes", "returns"},
+		{"create", "--data-dir", dir, "--role", "system", "--name", "x", "--expires-in", "someday"},
+	} {
+		if code, out := run(t, keys, bad...); code != 2 {
+			t.Errorf("%v: exit %d\n%s", bad, code, out)
+		}
+	}
+	if code, out := run(t, keys, "revoke", created.ID, "--data-dir", dir); code != 0 || !strings.Contains(out, "revoked") {
+		t.Fatalf("revoke: exit %d\n%s", code, out)
+	}
+	if code, out := run(t, keys, "list", "--data-dir", dir); code != 0 || !strings.Contains(out, "was revoked") || !strings.Contains(out, "returns,orders") {
+		t.Fatalf("list: exit %d\n%s", code, out)
 	}
 }
