@@ -77,6 +77,12 @@ type VerdictStore interface {
 	Verdicts(ctx context.Context, classifier string, since time.Time) ([]store.Verdict, error)
 }
 
+// AuditLog keeps every change made through the API.
+type AuditLog interface {
+	AppendAudit(ctx context.Context, e store.AuditEntry) error
+	Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEntry, error)
+}
+
 // ReviewStats reads per-queue review counts and durations, for metrics.
 type ReviewStats interface {
 	ReviewStats(ctx context.Context, now time.Time) ([]store.QueueStats, error)
@@ -98,6 +104,7 @@ type Options struct {
 	Decisions   DecisionReader
 	Reviews     ReviewReader
 	Claims      ReviewClaims
+	AuditLog    AuditLog
 	Verdicts    VerdictStore
 	Stats       ReviewStats
 	Lifecycle   PolicyLifecycle
@@ -123,7 +130,7 @@ func (o *Options) validate() error {
 	var missing []string
 	for name, ok := range map[string]bool{
 		"Keys": o.Keys != nil, "KeyAdmin": o.KeyAdmin != nil, "Definitions": o.Definitions != nil, "Policies": o.Policies != nil,
-		"Instances": o.Instances != nil, "Decisions": o.Decisions != nil, "Reviews": o.Reviews != nil, "Claims": o.Claims != nil, "Verdicts": o.Verdicts != nil, "Stats": o.Stats != nil,
+		"Instances": o.Instances != nil, "Decisions": o.Decisions != nil, "Reviews": o.Reviews != nil, "Claims": o.Claims != nil, "AuditLog": o.AuditLog != nil, "Verdicts": o.Verdicts != nil, "Stats": o.Stats != nil,
 		"Lifecycle": o.Lifecycle != nil, "Scanner": o.Scanner != nil, "Chains": o.Chains != nil, "Examples": o.Examples != nil,
 		"Temporal": o.Temporal != nil, "Env": o.Env != nil, "TaskQueue": o.TaskQueue != "",
 	} {
@@ -181,7 +188,7 @@ func New(opts Options) (http.Handler, error) {
 	r.GET("/healthz", s.healthz)
 	r.GET("/metrics", s.metrics.handler())
 
-	v1 := r.Group("/v1", s.authenticate)
+	v1 := r.Group("/v1", s.authenticate, s.audit)
 	anyRole := []string{store.RoleSystem, store.RoleEngineer, store.RoleReviewer}
 	engineer := []string{store.RoleEngineer}
 	readers := []string{store.RoleSystem, store.RoleEngineer}
@@ -201,6 +208,7 @@ func New(opts Options) (http.Handler, error) {
 	v1.POST("/reviews/:id/decision", s.allow([]string{store.RoleReviewer}), s.decideReview)
 	v1.POST("/keys", s.allow(nil), s.createKey)
 	v1.GET("/keys", s.allow(nil), s.listKeys)
+	v1.GET("/audit", s.allow(nil), s.listAudit)
 	v1.POST("/keys/:id/rotate", s.allow(nil), s.rotateKey)
 	v1.POST("/keys/:id/revoke", s.allow(nil), s.revokeKey)
 	s.lifecycleRoutes(v1, engineer, nil)

@@ -51,7 +51,7 @@ func newServerAt(t *testing.T, path string) (*httptest.Server, map[string]string
 		t.Fatal(err)
 	}
 	h, err := api.New(api.Options{
-		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Verdicts: st, Stats: st,
+		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, AuditLog: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env, MaxBody: 4096, Timeout: 2 * time.Second,
 	})
 	if err != nil {
@@ -249,6 +249,26 @@ func TestKeyLifecycle(t *testing.T) {
 	if r := do(t, srv, "POST", "/v1/keys/nope/revoke", admin, "", ""); r.status != http.StatusNotFound {
 		t.Fatalf("revoked an unknown key: %d", r.status)
 	}
+	// Every change is in the audit log: who, what, from where.
+	audit := do(t, srv, "GET", "/v1/audit?action=POST%20/v1/keys", admin, "", "")
+	var actions []string
+	for _, e := range audit.body["entries"].([]any) {
+		e := e.(map[string]any)
+		if e["actor"] != "admin-key" || e["remote"] != "127.0.0.1" || e["request_id"] == "" {
+			t.Fatalf("audit entry %v", e)
+		}
+		actions = append(actions, e["action"].(string)+" "+e["target"].(string))
+	}
+	if want := "POST /v1/keys |POST /v1/keys/:id/rotate id=" + id + "|POST /v1/keys/:id/revoke id=" + id; strings.Join(actions, "|") != want {
+		t.Fatalf("audit actions %q, want %q", strings.Join(actions, "|"), want)
+	}
+	if r := do(t, srv, "GET", "/v1/audit", keys[store.RoleEngineer], "", ""); r.status != http.StatusForbidden {
+		t.Fatalf("engineer read the audit log: %d", r.status)
+	}
+	if r := do(t, srv, "GET", "/v1/audit?limit=0", admin, "", ""); r.status != http.StatusBadRequest || r.err.Field != "limit" {
+		t.Fatalf("bad limit: %d %+v", r.status, r.err)
+	}
+
 	// An expired key is refused with the reason.
 	past := time.Now().Add(-time.Minute)
 	old, oldSecret := api.NewKey("old", store.RoleSystem, past.Add(-time.Hour))

@@ -288,6 +288,54 @@ type Escalation struct {
 	Priority int
 }
 
+// AuditEntry is one change made through the API.
+type AuditEntry struct {
+	Seq       int64     `json:"seq"`
+	At        time.Time `json:"at"`
+	KeyID     string    `json:"key_id"`
+	Actor     string    `json:"actor"` // the key's name
+	Role      string    `json:"role"`
+	Action    string    `json:"action"` // e.g. "POST /v1/policies/:id/activate"
+	Target    string    `json:"target"` // the route's parameters, e.g. "id=skip-small"
+	Status    int       `json:"status"`
+	Remote    string    `json:"remote"` // the client's address
+	RequestID string    `json:"request_id"`
+}
+
+// AuditFilter selects audit entries; zero fields match everything.
+type AuditFilter struct {
+	Since  time.Time
+	Actor  string
+	Action string // a prefix of the action, e.g. "POST /v1/keys"
+	After  int64  // entries after this seq
+	Limit  int
+}
+
+// AuditQuery is the WHERE and ORDER BY of an audit listing, for SQL
+// stores; ph renders the n-th placeholder.
+func AuditQuery(f AuditFilter, ph func(n int) string) (string, []any) {
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return ph(len(args))
+	}
+	where := []string{"seq > " + arg(f.After)}
+	if !f.Since.IsZero() {
+		where = append(where, "at >= "+arg(f.Since.UnixMicro()))
+	}
+	if f.Actor != "" {
+		where = append(where, "actor = "+arg(f.Actor))
+	}
+	if f.Action != "" {
+		where = append(where, "substr(action, 1, "+arg(len(f.Action))+") = "+arg(f.Action))
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	return "WHERE " + strings.Join(where, " AND ") + " ORDER BY seq LIMIT " + arg(limit), args
+}
+
 // ReviewsAt is each review as it reads at now (default the current time);
 // see WithClaimAt.
 func ReviewsAt(rs []Review, now time.Time) []Review {

@@ -137,7 +137,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		return err
 	}
 	handler, err := api.New(api.Options{
-		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Verdicts: st, Stats: st,
+		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, AuditLog: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: TaskQueue, Env: env, Logger: lg, ClaimLease: opts.ClaimLease,
 		Ready: func(ctx context.Context) error { return st.Ping(ctx) },
 	})
@@ -174,6 +174,7 @@ type Store interface {
 	api.DecisionReader
 	api.ReviewReader
 	api.ReviewClaims
+	api.AuditLog
 	api.VerdictStore
 	api.ReviewStats
 	activities.ReviewBook

@@ -162,7 +162,7 @@ func TestApplyAndDiff(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tc.Close()
-	h, err := api.New(api.Options{Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Verdicts: st, Stats: st,
+	h, err := api.New(api.Options{Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, AuditLog: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env})
 	if err != nil {
 		t.Fatal(err)

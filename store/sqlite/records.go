@@ -521,3 +521,25 @@ func (s *Store) ReviewStats(ctx context.Context, now time.Time) ([]store.QueueSt
 	}
 	return stats, err
 }
+
+// AppendAudit records a change made through the API.
+func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO audit_log (at, key_id, actor, role, action, target, status, remote, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		micros(e.At), e.KeyID, e.Actor, e.Role, e.Action, e.Target, e.Status, e.Remote, e.RequestID)
+	if err != nil {
+		return fmt.Errorf("sqlite: append audit: %w", err)
+	}
+	return nil
+}
+
+// Audit lists audit entries matching f, oldest first.
+func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEntry, error) {
+	tail, args := store.AuditQuery(f, func(int) string { return "?" })
+	return collect(ctx, s.r, "audit", func(row scanner) (store.AuditEntry, error) {
+		var e store.AuditEntry
+		var at int64
+		err := row.Scan(&e.Seq, &at, &e.KeyID, &e.Actor, &e.Role, &e.Action, &e.Target, &e.Status, &e.Remote, &e.RequestID)
+		e.At = fromMicros(at)
+		return e, err
+	}, `SELECT seq, at, key_id, actor, role, action, target, status, remote, request_id FROM audit_log `+tail, args...)
+}

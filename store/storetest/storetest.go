@@ -58,6 +58,8 @@ type Store interface {
 	ClaimReview(ctx context.Context, id, reviewer string, now, until time.Time) (store.Review, error)
 	ReleaseReview(ctx context.Context, id, reviewer string, now time.Time) (store.Review, error)
 	EscalateReview(ctx context.Context, id string, to store.Escalation, at time.Time) (store.Review, error)
+	AppendAudit(ctx context.Context, e store.AuditEntry) error
+	Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEntry, error)
 	PutVerdict(ctx context.Context, v store.Verdict) error
 	Verdicts(ctx context.Context, classifier string, since time.Time) ([]store.Verdict, error)
 	ReviewStats(ctx context.Context, now time.Time) ([]store.QueueStats, error)
@@ -75,6 +77,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("inbox", func(t *testing.T) { testInbox(t, open(t)) })
 	t.Run("review stats", func(t *testing.T) { testReviewStats(t, open(t)) })
 	t.Run("review escalation", func(t *testing.T) { testReviewEscalation(t, open(t)) })
+	t.Run("audit log", func(t *testing.T) { testAudit(t, open(t)) })
 	t.Run("examples", func(t *testing.T) { testExamples(t, open(t)) })
 	t.Run("signals", func(t *testing.T) { testSignals(t, open(t)) })
 }
@@ -809,5 +812,27 @@ func testReviewEscalation(t *testing.T, s Store) {
 	must(t, err)
 	if _, err := s.EscalateReview(ctx, "rv1", store.Escalation{Queue: "x", Due: newDue}, decided); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("escalated a decided review: %v", err)
+	}
+}
+
+func testAudit(t *testing.T, s Store) {
+	ctx := t.Context()
+	for i, a := range []string{"POST /v1/keys", "POST /v1/policies", "POST /v1/keys/:id/revoke"} {
+		must(t, s.AppendAudit(ctx, store.AuditEntry{At: t0.Add(time.Duration(i) * time.Minute), KeyID: "key_1", Actor: []string{"ann", "bob", "ann"}[i],
+			Role: store.RoleAdmin, Action: a, Target: "id=x", Status: 201, Remote: "10.0.0.1", RequestID: fmt.Sprint("r", i)}))
+	}
+	all, err := s.Audit(ctx, store.AuditFilter{})
+	must(t, err)
+	if len(all) != 3 || all[0].Action != "POST /v1/keys" || all[2].Seq <= all[1].Seq || all[1].Remote != "10.0.0.1" || !all[1].At.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("audit %+v", all)
+	}
+	keys, err := s.Audit(ctx, store.AuditFilter{Action: "POST /v1/keys"})
+	must(t, err)
+	anns, err := s.Audit(ctx, store.AuditFilter{Actor: "ann", Since: t0.Add(time.Minute)})
+	must(t, err)
+	page, err := s.Audit(ctx, store.AuditFilter{After: all[0].Seq, Limit: 1})
+	must(t, err)
+	if len(keys) != 2 || len(anns) != 1 || anns[0].Action != "POST /v1/keys/:id/revoke" || len(page) != 1 || page[0].Seq != all[1].Seq {
+		t.Fatalf("filtered: %d by action, %+v by actor, page %+v", len(keys), anns, page)
 	}
 }
