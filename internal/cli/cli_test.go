@@ -271,8 +271,9 @@ func TestMLNAB(t *testing.T) {
 
 func TestKeysCommand(t *testing.T) {
 	dir := t.TempDir()
+	db := filepath.Join(dir, "adaptflow.db") // named, so DATABASE_URL does not apply
 	keys := func(args []string, o, e *bytes.Buffer) int { return Keys(t.Context(), args, o, e) }
-	code, out := run(t, keys, "create", "--data-dir", dir, "--role", "reviewer", "--name", "ann", "--processes", "returns,orders", "--expires-in", "30d", "--json")
+	code, out := run(t, keys, "create", "--database-url", db, "--role", "reviewer", "--name", "ann", "--processes", "returns,orders", "--expires-in", "30d", "--json")
 	if code != 0 {
 		t.Fatalf("create: exit %d\n%s", code, out)
 	}
@@ -293,18 +294,18 @@ func TestKeysCommand(t *testing.T) {
 		t.Fatalf("stored key %+v %v", k, err)
 	}
 	for _, bad := range [][]string{
-		{"create", "--data-dir", dir, "--role", "boss", "--name", "x"},
-		{"create", "--data-dir", dir, "--role", "admin", "--name", "x", "--processes", "returns"},
-		{"create", "--data-dir", dir, "--role", "system", "--name", "x", "--expires-in", "someday"},
+		{"create", "--database-url", db, "--role", "boss", "--name", "x"},
+		{"create", "--database-url", db, "--role", "admin", "--name", "x", "--processes", "returns"},
+		{"create", "--database-url", db, "--role", "system", "--name", "x", "--expires-in", "someday"},
 	} {
 		if code, out := run(t, keys, bad...); code != 2 {
 			t.Errorf("%v: exit %d\n%s", bad, code, out)
 		}
 	}
-	if code, out := run(t, keys, "revoke", created.ID, "--data-dir", dir); code != 0 || !strings.Contains(out, "revoked") {
+	if code, out := run(t, keys, "revoke", created.ID, "--database-url", db); code != 0 || !strings.Contains(out, "revoked") {
 		t.Fatalf("revoke: exit %d\n%s", code, out)
 	}
-	if code, out := run(t, keys, "list", "--data-dir", dir); code != 0 || !strings.Contains(out, "was revoked") || !strings.Contains(out, "returns,orders") {
+	if code, out := run(t, keys, "list", "--database-url", db); code != 0 || !strings.Contains(out, "was revoked") || !strings.Contains(out, "returns,orders") {
 		t.Fatalf("list: exit %d\n%s", code, out)
 	}
 }
