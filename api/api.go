@@ -19,6 +19,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/sdk/client"
+	"golang.org/x/time/rate"
 
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
@@ -117,6 +118,9 @@ type Options struct {
 	Logger      *slog.Logger
 	// Ready reports whether the server is ready to serve (for /healthz).
 	Ready func(ctx context.Context) error
+	// RateLimit is how many requests per second one key may make (bursts
+	// of twice that); 0 means DefaultRateLimit, negative means no limit.
+	RateLimit float64
 	// ClaimLease is how long a claim on a review lasts unless the reviewer
 	// asks for another lease (default 30 min).
 	ClaimLease time.Duration
@@ -148,6 +152,7 @@ func (o *Options) validate() error {
 type server struct {
 	Options
 	metrics *metrics
+	limits  *limiters
 }
 
 const (
@@ -174,6 +179,12 @@ func New(opts Options) (http.Handler, error) {
 		opts.ClaimLease = DefaultClaimLease
 	}
 	s := &server{Options: opts, metrics: newMetrics(opts.Stats, opts.Timeout)}
+	if opts.RateLimit == 0 {
+		s.RateLimit = DefaultRateLimit
+	}
+	if s.RateLimit > 0 {
+		s.limits = &limiters{perSecond: s.RateLimit, byKey: map[string]*rate.Limiter{}}
+	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.ContextWithFallback = true
@@ -188,7 +199,7 @@ func New(opts Options) (http.Handler, error) {
 	r.GET("/healthz", s.healthz)
 	r.GET("/metrics", s.metrics.handler())
 
-	v1 := r.Group("/v1", s.authenticate, s.audit)
+	v1 := r.Group("/v1", s.authenticate, s.rateLimit, s.audit)
 	anyRole := []string{store.RoleSystem, store.RoleEngineer, store.RoleReviewer}
 	engineer := []string{store.RoleEngineer}
 	readers := []string{store.RoleSystem, store.RoleEngineer}

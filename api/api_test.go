@@ -28,7 +28,7 @@ func newServer(t *testing.T) (*httptest.Server, map[string]string) {
 	return srv, keys
 }
 
-func newServerAt(t *testing.T, path string) (*httptest.Server, map[string]string, *sqlite.Store) {
+func newServerAt(t *testing.T, path string, tweak ...func(*api.Options)) (*httptest.Server, map[string]string, *sqlite.Store) {
 	t.Helper()
 	st, err := sqlite.Open(t.Context(), path)
 	if err != nil {
@@ -50,10 +50,14 @@ func newServerAt(t *testing.T, path string) (*httptest.Server, map[string]string
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(api.Options{
+	opts := api.Options{
 		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, AuditLog: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env, MaxBody: 4096, Timeout: 2 * time.Second,
-	})
+	}
+	for _, f := range tweak {
+		f(&opts)
+	}
+	h, err := api.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,5 +282,29 @@ func TestKeyLifecycle(t *testing.T) {
 	}
 	if r := do(t, srv, "GET", "/v1/whoami", oldSecret, "", ""); r.status != http.StatusUnauthorized || !strings.Contains(r.err.Message, "expired") {
 		t.Fatalf("expired key: %d %+v", r.status, r.err)
+	}
+}
+
+func TestRateLimitPerKey(t *testing.T) {
+	srv, keys, _ := newServerAt(t, filepath.Join(t.TempDir(), "api.db"), func(o *api.Options) { o.RateLimit = 1 })
+	var statuses []int
+	var limited answer
+	for range 4 {
+		a := do(t, srv, "GET", "/v1/whoami", keys[store.RoleSystem], "", "")
+		statuses = append(statuses, a.status)
+		if a.status == http.StatusTooManyRequests {
+			limited = a
+		}
+	}
+	// A burst of two, then 429 with Retry-After and the error shape.
+	if statuses[0] != http.StatusOK || statuses[1] != http.StatusOK || statuses[3] != http.StatusTooManyRequests {
+		t.Fatalf("statuses %v", statuses)
+	}
+	if limited.header.Get("Retry-After") == "" || limited.err.Code != "rate_limited" || limited.err.RequestID == "" {
+		t.Fatalf("429 answer %+v %v", limited.err, limited.header)
+	}
+	// Another key has its own bucket.
+	if a := do(t, srv, "GET", "/v1/whoami", keys[store.RoleEngineer], "", ""); a.status != http.StatusOK {
+		t.Fatalf("another key: %d", a.status)
 	}
 }

@@ -49,6 +49,9 @@ type Options struct {
 	CalendarFile string
 	// ShutdownTimeout bounds a clean shutdown.
 	ShutdownTimeout time.Duration
+	// RateLimit is how many requests per second one API key may make
+	// (0: the API's default; negative: no limit).
+	RateLimit float64
 	// ClaimLease is how long a reviewer's claim on a review lasts unless
 	// the reviewer asks for another lease.
 	ClaimLease time.Duration

@@ -138,7 +138,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	}
 	handler, err := api.New(api.Options{
 		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, AuditLog: st, Verdicts: st, Stats: st,
-		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: TaskQueue, Env: env, Logger: lg, ClaimLease: opts.ClaimLease,
+		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: TaskQueue, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit,
 		Ready: func(ctx context.Context) error { return st.Ping(ctx) },
 	})
 	if err != nil {
