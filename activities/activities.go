@@ -71,6 +71,8 @@ type Activities struct {
 	Logger   *slog.Logger
 	// Model names the classifier whose output decisions see.
 	Model string
+	// WebhookSecret signs webhook bodies (HMAC-SHA256) when set.
+	WebhookSecret string
 
 	mu     sync.Mutex
 	sets   map[string]cachedSet

@@ -3,6 +3,7 @@ package activities
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -345,20 +347,58 @@ type ReviewEvent struct {
 	DueAt       time.Time `json:"due_at"`
 }
 
-// Notify POSTs the event as JSON with an Idempotency-Key header. A 2xx
-// answer is delivery; 4xx (but 408 and 429) will not change on retry and is
-// final; anything else is retried by the activity's policy.
+// Notify POSTs a review event; see post.
 func (a *Activities) Notify(ctx context.Context, in NotifyInput) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, in.URL, bytes.NewReader(process.JSON(in.Event)))
+	return a.post(ctx, in.URL, in.Key, process.JSON(in.Event))
+}
+
+// CallbackInput is one instance event for the business system's webhook.
+type CallbackInput struct {
+	URL   string
+	Key   string
+	Event InstanceEvent
+}
+
+// InstanceEvent is the body of an instance callback.
+type InstanceEvent struct {
+	Event       string         `json:"event"` // instance.completed, instance.failed, instance.rejected, instance.waiting_review
+	InstanceID  string         `json:"instance_id"`
+	BusinessKey string         `json:"business_key"`
+	Process     string         `json:"process"`
+	Version     int            `json:"version"`
+	Status      string         `json:"status"`
+	Error       string         `json:"error,omitempty"`
+	Results     map[string]any `json:"results,omitempty"`
+	ReviewID    string         `json:"review_id,omitempty"`
+	Queue       string         `json:"queue,omitempty"`
+	At          time.Time      `json:"at"`
+}
+
+// Callback POSTs an instance event; see post.
+func (a *Activities) Callback(ctx context.Context, in CallbackInput) error {
+	return a.post(ctx, in.URL, in.Key, process.JSON(in.Event))
+}
+
+// post sends body as JSON with an Idempotency-Key header and, when the
+// activities have a webhook secret, X-Adaptflow-Signature:
+// "t=<unix seconds>,sha256=<hex HMAC-SHA256 of "<t>." + body>", so a
+// receiver can check who sent it and refuse replays. A 2xx answer is
+// delivery; 4xx (but 408 and 429) will not change on retry and is final;
+// anything else is retried by the activity's policy.
+func (a *Activities) post(ctx context.Context, url, key string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return invalid("notify: "+err.Error(), err)
+		return invalid("webhook: "+err.Error(), err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", in.Key)
+	req.Header.Set("Idempotency-Key", key)
 	req.Header.Set("User-Agent", "adaptflow")
+	if a.WebhookSecret != "" {
+		req.Header.Set("X-Adaptflow-Signature", SignWebhook(a.WebhookSecret, time.Now(), body))
+	}
 	resp, err := a.httpClient().Do(req)
 	if err != nil {
-		return fmt.Errorf("notify %s: %w", in.URL, err)
+		return fmt.Errorf("webhook %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
@@ -366,9 +406,18 @@ func (a *Activities) Notify(ctx context.Context, in NotifyInput) error {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		return nil
 	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
-		return invalid(fmt.Sprintf("notify %s: %s", in.URL, resp.Status), nil)
+		return invalid(fmt.Sprintf("webhook %s: %s", url, resp.Status), nil)
 	}
-	return fmt.Errorf("notify %s: %s", in.URL, resp.Status)
+	return fmt.Errorf("webhook %s: %s", url, resp.Status)
+}
+
+// SignWebhook is the X-Adaptflow-Signature of body sent at t.
+func SignWebhook(secret string, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(ts + "."))
+	mac.Write(body)
+	return "t=" + ts + ",sha256=" + hex.EncodeToString(mac.Sum(nil))
 }
 
 func (a *Activities) httpClient() *http.Client {

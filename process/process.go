@@ -33,6 +33,10 @@ type Definition struct {
 	Signals     []Signal    `json:"signals,omitempty" yaml:"signals,omitempty"`
 	// Classify declares the classification of an input text field.
 	Classify *ClassifySpec `json:"classify,omitempty" yaml:"classify,omitempty"`
+	// Callback tells the business system that started an instance how it
+	// went: a signed POST when it completes, fails, is rejected or waits
+	// for a review.
+	Callback *Callback `json:"callback,omitempty" yaml:"callback,omitempty"`
 	// Limits bounds what policies may do to one instance.
 	Limits Limits `json:"limits,omitzero" yaml:"limits,omitempty"`
 }
@@ -183,6 +187,40 @@ type Escalation struct {
 	Notify string `json:"notify,omitempty" yaml:"notify,omitempty"`
 	// Priority raises the review in the inbox (0 to 100; higher first).
 	Priority int `json:"priority,omitempty" yaml:"priority,omitempty"`
+}
+
+// Callback is a webhook for an instance's events.
+type Callback struct {
+	URL string `json:"url" yaml:"url"`
+	// Events are the events to send (default all of CallbackEvents).
+	Events []string `json:"events,omitempty" yaml:"events,omitempty"`
+}
+
+// Instance events a callback may ask for.
+const (
+	EventCompleted     = "completed"
+	EventFailed        = "failed"
+	EventRejected      = "rejected"
+	EventWaitingReview = "waiting_review"
+)
+
+// CallbackEvents are all instance events, in order.
+var CallbackEvents = []string{EventCompleted, EventFailed, EventRejected, EventWaitingReview}
+
+// Wants reports whether the callback asks for the event.
+func (c *Callback) Wants(event string) bool {
+	if c == nil {
+		return false
+	}
+	if len(c.Events) == 0 {
+		return true
+	}
+	for _, e := range c.Events {
+		if e == event {
+			return true
+		}
+	}
+	return false
 }
 
 // Review timeout outcomes.

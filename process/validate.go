@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -164,6 +165,16 @@ func (d *Definition) Validate() error {
 			}
 		default:
 			es.Add(path+".kind", "unknown signal kind %q (known: arrival_rate, value)", s.Kind)
+		}
+	}
+	if cb := d.Callback; cb != nil {
+		if u, err := url.Parse(cb.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			es.Add("callback.url", "must be an http(s) URL (got %q)", cb.URL)
+		}
+		for i, e := range cb.Events {
+			if !slices.Contains(CallbackEvents, e) {
+				es.Add(fmt.Sprintf("callback.events[%d]", i), "must be one of %s (got %q)", strings.Join(CallbackEvents, ", "), e)
+			}
 		}
 	}
 	if c := d.Classify; c != nil {

@@ -140,6 +140,7 @@ type runner struct {
 	fired          []string
 	opened         int
 	done           []string
+	callbacks      []pendingCallback
 }
 
 // Run interprets one instance of a process definition.
@@ -185,6 +186,8 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 	default:
 		r.st.Status = StatusCompleted
 	}
+	r.callback(ctx, r.st.Status, ReviewState{})
+	r.awaitCallbacks(ctx)
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return Result{}, err
 	}
@@ -202,6 +205,9 @@ const (
 	// chain.
 	changeReviewRecord          = "review-record"
 	versionReviewRecord Version = 1
+	// changeCallback: instances call their definition's webhook.
+	changeCallback          = "instance-callback"
+	versionCallback Version = 1
 	// changeEscalation: reviews whose SLA runs out may escalate.
 	changeEscalation          = "review-escalation"
 	versionEscalation Version = 1
@@ -401,6 +407,7 @@ func (r *runner) gate(ctx workflow.Context, i int, id string, spec process.Revie
 	prevState := r.st.Plan[i].State
 	r.st.Plan[i].State = StepWaitingReview
 	r.st.Status = StatusWaitingReview
+	r.callback(ctx, process.EventWaitingReview, r.st.Reviews[k])
 
 	decided := func() bool { return r.st.Reviews[k].Status != store.ReviewOpen }
 	if spec.SLA == "" {
@@ -460,6 +467,53 @@ func (r *runner) gate(ctx workflow.Context, i int, id string, spec process.Revie
 	}
 	r.st.Plan[i].State = StepFailed
 	return fmt.Errorf("review %s before %s expired after %s", id, step, spec.SLA)
+}
+
+// callback tells the definition's webhook about an event of the instance
+// (from version versionCallback on). It runs in a disconnected context, so
+// a cancelled instance still reports, and a webhook that never answers
+// costs retries, never the instance.
+func (r *runner) callback(ctx workflow.Context, event string, rv ReviewState) {
+	cb := r.def.Callback
+	if !cb.Wants(event) {
+		return
+	}
+	if workflow.GetVersion(ctx, changeCallback, workflow.DefaultVersion, versionCallback) < versionCallback {
+		return
+	}
+	ev := activities.InstanceEvent{
+		Event: "instance." + event, InstanceID: r.in.InstanceID, BusinessKey: r.in.BusinessKey, Process: r.def.Name, Version: r.def.Version,
+		Status: r.st.Status, Error: r.st.Error, ReviewID: rv.ID, Queue: rv.Queue, At: workflow.Now(ctx).UTC(),
+	}
+	if event != process.EventWaitingReview {
+		ev.Results = r.st.Results
+	}
+	key := r.in.InstanceID + "/" + event
+	if rv.ID != "" {
+		key += "/" + rv.ID
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	cctx := workflow.WithActivityOptions(dctx, notifyOptions)
+	// The instance does not wait for delivery (an SLA starts at once); it
+	// waits for every callback only before it ends.
+	r.callbacks = append(r.callbacks, pendingCallback{event: event, url: cb.URL,
+		f: workflow.ExecuteActivity(cctx, a.Callback, activities.CallbackInput{URL: cb.URL, Key: key, Event: ev})})
+}
+
+type pendingCallback struct {
+	event, url string
+	f          workflow.Future
+}
+
+// awaitCallbacks waits for the callbacks sent, in order, logging those
+// that were not delivered.
+func (r *runner) awaitCallbacks(ctx workflow.Context) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	for _, p := range r.callbacks {
+		if err := p.f.Get(dctx, nil); err != nil {
+			workflow.GetLogger(ctx).Warn("instance callback not delivered", "event", p.event, "url", p.url, "error", err)
+		}
+	}
 }
 
 // recordReview appends the review's outcome to the decision chain (from

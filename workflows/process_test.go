@@ -2,11 +2,13 @@ package workflows_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -48,6 +50,7 @@ type harness struct {
 	env   *testsuite.TestWorkflowEnvironment
 	store *sqlite.Store
 	def   *process.Definition
+	acts  *activities.Activities
 }
 
 func newHarness(t *testing.T, defYAML string, policyYAML ...string) *harness {
@@ -86,10 +89,11 @@ func newHarnessLLM(t *testing.T, llm *classify.LLM, defYAML string, policyYAML .
 	h.env = h.NewTestWorkflowEnvironment()
 	h.env.SetStartTime(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	h.env.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
-	h.env.RegisterActivity(&activities.Activities{
+	h.acts = &activities.Activities{
 		Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, LLM: llm,
 		Calendar: policies.DefaultCalendar(), HTTP: http.DefaultClient,
-	})
+	}
+	h.env.RegisterActivity(h.acts)
 	return h
 }
 
@@ -655,4 +659,57 @@ func TestPromptInjectionCannotEscapeTheLabelsOrSkipMandatorySteps(t *testing.T) 
 			t.Fatal("the guardrail's refusal is not recorded")
 		}
 	})
+}
+
+// The business system hears, signed, that its instance waits for a review
+// and then how it ended; each event once, with a key to drop repeats.
+func TestInstanceCallbacks(t *testing.T) {
+	type got struct {
+		sig string
+		ev  activities.InstanceEvent
+		key string
+	}
+	calls := make(chan got, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var ev activities.InstanceEvent
+		if err := json.Unmarshal(body, &ev); err != nil {
+			t.Errorf("callback body: %v", err)
+		}
+		// Verify the signature as a receiver would.
+		sig := r.Header.Get("X-Adaptflow-Signature")
+		ts, _, _ := strings.Cut(strings.TrimPrefix(sig, "t="), ",")
+		sec, _ := strconv.ParseInt(ts, 10, 64)
+		if want := activities.SignWebhook("s3cret", time.Unix(sec, 0), body); sig == "" || sig != want {
+			t.Errorf("signature %q, want %q", sig, want)
+		}
+		calls <- got{sig: sig, ev: ev, key: r.Header.Get("Idempotency-Key")}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	def := strings.Replace(ordersYAML, "version: 1\n", "version: 1\ncallback: {url: '"+srv.URL+"', events: [waiting_review, completed, failed, rejected]}\n", 1)
+	h := newHarness(t, def, reviewPolicy)
+	h.acts.WebhookSecret = "s3cret"
+	var rejected error
+	h.decideAfter(t, time.Hour, store.VerdictApprove, &rejected)
+	res, err := h.run(t, orderInput(5000, false))
+	if err != nil || rejected != nil || res.Status != workflows.StatusCompleted {
+		t.Fatalf("err %v, update rejected %v, status %s", err, rejected, res.Status)
+	}
+	close(calls)
+	var events []string
+	for c := range calls {
+		events = append(events, c.ev.Event+" "+c.key)
+		if c.ev.InstanceID != "i-test" || c.ev.BusinessKey != "bk-1" || c.ev.Process != "orders" {
+			t.Errorf("event %+v", c.ev)
+		}
+		if c.ev.Event == "instance.completed" && c.ev.Results == nil {
+			t.Errorf("completion without results: %+v", c.ev)
+		}
+	}
+	st := h.state(t)
+	want := []string{"instance.waiting_review i-test/waiting_review/" + st.Reviews[0].ID, "instance.completed i-test/completed"}
+	if !slices.Equal(events, want) {
+		t.Fatalf("callbacks %q, want %q", events, want)
+	}
 }

@@ -116,6 +116,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&opts.APIKey, "api-key", os.Getenv("ADAPTFLOW_API_KEY"), "admin API key to accept (default: generate one and print it)")
 		fs.StringVar(&opts.CalendarFile, "calendar", os.Getenv("ADAPTFLOW_CALENDAR"), "YAML file of calendar seasons (default: the embedded examples/calendar.yaml)")
 		fs.BoolVar(&opts.LoadExamples, "examples", opts.LoadExamples, "register the embedded example processes and policies")
+		fs.StringVar(&opts.WebhookSecret, "webhook-secret", os.Getenv("ADAPTFLOW_WEBHOOK_SECRET"), "secret that signs webhook bodies (X-Adaptflow-Signature, HMAC-SHA256)")
 		fs.Float64Var(&opts.RateLimit, "rate-limit", opts.RateLimit, "requests per second one API key may make, with bursts of twice that (0: 200; negative: no limit)")
 		fs.DurationVar(&opts.ClaimLease, "claim-lease", opts.ClaimLease, "how long a reviewer's claim on a review lasts unless they ask for another lease")
 		fs.BoolVar(&migrateAtStart, "migrate", true, "apply the store's pending migrations at start")

@@ -49,6 +49,9 @@ type Options struct {
 	CalendarFile string
 	// ShutdownTimeout bounds a clean shutdown.
 	ShutdownTimeout time.Duration
+	// WebhookSecret signs the bodies of webhooks (callbacks, escalations)
+	// with HMAC-SHA256 when set.
+	WebhookSecret string
 	// RateLimit is how many requests per second one API key may make
 	// (0: the API's default; negative: no limit).
 	RateLimit float64

@@ -114,7 +114,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		w.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
 		w.RegisterActivity(&activities.Activities{
 			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, LLM: llm, Calendar: cal,
-			HTTP: &http.Client{Timeout: 5 * time.Minute}, Logger: lg,
+			HTTP: &http.Client{Timeout: 5 * time.Minute}, Logger: lg, WebhookSecret: opts.WebhookSecret,
 		})
 		if err := w.Start(); err != nil {
 			return fmt.Errorf("start worker: %w", err)
