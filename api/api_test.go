@@ -28,7 +28,7 @@ func newServer(t *testing.T) (*httptest.Server, map[string]string) {
 	return srv, keys
 }
 
-func newServerAt(t *testing.T, path string, tweak ...func(*api.Options)) (*httptest.Server, map[string]string, *sqlite.Store) {
+func newServerAt(t testing.TB, path string, tweak ...func(*api.Options)) (*httptest.Server, map[string]string, *sqlite.Store) {
 	t.Helper()
 	st, err := sqlite.Open(t.Context(), path)
 	if err != nil {
