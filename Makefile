@@ -1,5 +1,5 @@
 # Developer entry points. The README's commands work without make.
-.PHONY: run build test bench bench-postgres lint fmt
+.PHONY: run build test bench bench-load bench-postgres lint fmt
 
 run:
 	go run ./cmd/adaptflow dev
@@ -19,6 +19,11 @@ bench:
 	GOGC=400 go test ./policies -run '^$$' -bench Decide -benchmem -count 3
 	GOGC=100 go test ./policies -run '^$$' -bench Decide -benchmem -count 3
 	go test ./api -run '^$$' -bench Simulate100k -benchtime 3x -timeout 30m
+
+# HTTP load against adaptflow dev: starts at 100/s, then instance queries at
+# 500/s, each for ADAPTFLOW_LOAD_SECONDS (default 60); p99 and errors.
+bench-load:
+	go test ./internal/app -run '^$$' -bench APILoad -benchtime 1x -timeout 30m
 
 # Store benchmarks against a real PostgreSQL with pgvector: DATABASE_URL, or
 # a throwaway cluster (note: it runs with fsync=off; give a durable server's

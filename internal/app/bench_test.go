@@ -2,9 +2,13 @@ package app_test
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -218,4 +222,91 @@ func BenchmarkReviewResume(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)*95/100].Microseconds())/1000, "p95-ms")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+}
+
+// loadFor sends rate requests per second for d (open loop: a request
+// starts on schedule whether or not earlier ones have answered) and returns
+// their latencies and how many failed.
+func loadFor(b *testing.B, rate int, d time.Duration, req func(i int) int) ([]time.Duration, int) {
+	var mu sync.Mutex
+	var lat []time.Duration
+	failed := 0
+	var wg sync.WaitGroup
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	end := time.Now().Add(d)
+	for i := 0; time.Now().Before(end); i++ {
+		<-tick.C
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t0 := time.Now()
+			status := req(i)
+			took := time.Since(t0)
+			mu.Lock()
+			defer mu.Unlock()
+			lat = append(lat, took)
+			if status >= 300 {
+				failed++
+			}
+		}()
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	return lat, failed
+}
+
+func pct(lat []time.Duration, p float64) float64 {
+	return float64(lat[int(float64(len(lat)-1)*p)].Microseconds()) / 1000
+}
+
+// BenchmarkAPILoad drives adaptflow dev over HTTP: instance starts at 100
+// requests/s for ADAPTFLOW_LOAD_SECONDS (default 60), then instance
+// queries at 500 requests/s for the same time, from four system keys, and
+// reports the 99th percentiles and the errors.
+func BenchmarkAPILoad(b *testing.B) {
+	secs := 60
+	if v, err := strconv.Atoi(os.Getenv("ADAPTFLOW_LOAD_SECONDS")); err == nil && v > 0 {
+		secs = v
+	}
+	d := startDev(b, b.TempDir(), freeAddr(b))
+	if r := call(b, d.base, "POST", "/v1/processes", adminKey, "application/yaml", benchDef); r.status >= 300 {
+		b.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	var keys []string
+	for i := range 4 {
+		keys = append(keys, d.named(fmt.Sprintf("erp-%d", i), "system"))
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
+	send := func(method, path, key, body string) int {
+		req, _ := http.NewRequest(method, d.base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			return 599
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	for b.Loop() {
+		starts, startErrs := loadFor(b, 100, time.Duration(secs)*time.Second, func(i int) int {
+			return send("POST", "/v1/processes/bench/instances", keys[i%4], fmt.Sprintf(`{"business_key":"load-%d-%d","input":{"amount":%d}}`, time.Now().UnixNano(), i, i%500))
+		})
+		id := app.InstanceIDForTest("bench", "probe")
+		send("POST", "/v1/processes/bench/instances", keys[0], `{"business_key":"probe","input":{"amount":1}}`)
+		d.waitStatus(id, "completed", "running")
+		queries, queryErrs := loadFor(b, 500, time.Duration(secs)*time.Second, func(i int) int {
+			return send("GET", "/v1/instances/"+id, keys[i%4], "")
+		})
+		b.ReportMetric(pct(starts, 0.99), "start-p99-ms")
+		b.ReportMetric(float64(startErrs), "start-errors")
+		b.ReportMetric(pct(queries, 0.99), "query-p99-ms")
+		b.ReportMetric(float64(queryErrs), "query-errors")
+		b.Logf("starts: %d at 100/s, p50 %.1f ms, p99 %.1f ms, %d errors; queries: %d at 500/s, p50 %.1f ms, p99 %.1f ms, %d errors",
+			len(starts), pct(starts, 0.5), pct(starts, 0.99), startErrs, len(queries), pct(queries, 0.5), pct(queries, 0.99), queryErrs)
+	}
 }
