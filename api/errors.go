@@ -72,6 +72,8 @@ func fail(c *gin.Context, err error) {
 	var fe *process.FieldError
 	var fes process.Errors
 	var unavailable *serviceerror.Unavailable
+	var deadline *serviceerror.DeadlineExceeded
+	var exhausted *serviceerror.ResourceExhausted
 	var tests policies.TestFailures
 	switch {
 	case errors.As(err, &tests):
@@ -98,7 +100,7 @@ func fail(c *gin.Context, err error) {
 		status, d.Code, d.Message = http.StatusUnprocessableEntity, "invalid", err.Error()
 	case errors.Is(err, store.ErrConflict):
 		status, d.Code, d.Message = http.StatusConflict, "conflict", err.Error()
-	case errors.As(err, &unavailable), errors.Is(err, context.DeadlineExceeded), dependencyDown(err):
+	case errors.As(err, &unavailable), errors.As(err, &deadline), errors.As(err, &exhausted), errors.Is(err, context.DeadlineExceeded), dependencyDown(err):
 		status, d.Code, d.Message = http.StatusServiceUnavailable, "unavailable", "a dependency is not answering; retry shortly"
 		c.Header("Retry-After", "5")
 	default:
