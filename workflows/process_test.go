@@ -406,6 +406,20 @@ steps:
 	})
 }
 
+// approveOnlyReviewAfter approves, after delay, the one review the
+// instance must have open by then.
+func (h *harness) approveOnlyReviewAfter(t *testing.T, delay time.Duration) {
+	h.env.RegisterDelayedCallback(func() {
+		st := h.state(t)
+		if len(st.Reviews) != 1 {
+			t.Errorf("want one open review, have %+v", st.Reviews)
+			return
+		}
+		h.env.UpdateWorkflow(workflows.UpdateReviewDecision, "", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(err error) { t.Error(err) }, OnComplete: func(any, error) {}},
+			workflows.ReviewDecision{ReviewID: st.Reviews[0].ID, Verdict: "approve", Reviewer: "kyc"})
+	}, delay)
+}
+
 func onboardingHarness(t *testing.T, reviewBelow string) *harness {
 	t.Helper()
 	return onboardingHarnessWith(t, reviewBelow, nil)
@@ -477,15 +491,7 @@ func TestLLMDownFallsBackAfterRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := onboardingHarnessWith(t, "0.0", l)
-	h.env.RegisterDelayedCallback(func() {
-		st := h.state(t)
-		if len(st.Reviews) != 1 {
-			t.Errorf("reviews %+v", st.Reviews)
-			return
-		}
-		h.env.UpdateWorkflow(workflows.UpdateReviewDecision, "", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(err error) { t.Error(err) }, OnComplete: func(any, error) {}},
-			workflows.ReviewDecision{ReviewID: st.Reviews[0].ID, Verdict: "approve", Reviewer: "kyc"})
-	}, time.Hour)
+	h.approveOnlyReviewAfter(t, time.Hour)
 	res, err := h.run(t, map[string]any{"applicant": "Cy", "message": "I want a personal account"})
 	if err != nil || res.Status != workflows.StatusCompleted {
 		t.Fatalf("%v %s", err, res.Status)
@@ -592,15 +598,7 @@ func TestPromptInjectionCannotEscapeTheLabelsOrSkipMandatorySteps(t *testing.T) 
 			t.Fatal(err)
 		}
 		h := onboardingHarnessWith(t, "0.0", l)
-		h.env.RegisterDelayedCallback(func() {
-			st := h.state(t)
-			if len(st.Reviews) != 1 {
-				t.Errorf("the refused answer opened no review: %+v", st.Reviews)
-				return
-			}
-			h.env.UpdateWorkflow(workflows.UpdateReviewDecision, "", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(err error) { t.Error(err) }, OnComplete: func(any, error) {}},
-				workflows.ReviewDecision{ReviewID: st.Reviews[0].ID, Verdict: "approve", Reviewer: "kyc"})
-		}, time.Hour)
+		h.approveOnlyReviewAfter(t, time.Hour)
 		res, err := h.run(t, map[string]any{"applicant": "Eve", "message": injection})
 		if err != nil || res.Status != workflows.StatusCompleted {
 			t.Fatalf("%v %s", err, res.Status)

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -31,14 +30,9 @@ type keyStore interface {
 
 // openStore opens a store for writing, applying pending migrations.
 func openStore(ctx context.Context, dataDir, dbURL string) (keyStore, error) {
-	path := dbURL
-	switch {
-	case path == "":
-		path = filepath.Join(dataDir, "adaptflow.db")
-	case strings.HasPrefix(path, "postgres://"), strings.HasPrefix(path, "postgresql://"):
+	path, pg := storeAt(dataDir, dbURL)
+	if pg {
 		return postgres.Open(ctx, path, postgres.Options{Migrate: true})
-	case strings.HasPrefix(path, "sqlite:"):
-		path = strings.TrimPrefix(strings.TrimPrefix(path, "sqlite:"), "//")
 	}
 	return sqlite.Open(ctx, path)
 }

@@ -156,16 +156,25 @@ type readStore interface {
 // openReadOnly opens a store so that nothing can be written through it: a
 // SQLite file opened read-only, or PostgreSQL sessions that are read-only.
 func openReadOnly(ctx context.Context, dataDir, dbURL string) (readStore, error) {
-	path := dbURL
-	switch {
-	case path == "":
-		path = filepath.Join(dataDir, "adaptflow.db")
-	case strings.HasPrefix(path, "postgres://"), strings.HasPrefix(path, "postgresql://"):
+	path, pg := storeAt(dataDir, dbURL)
+	if pg {
 		return postgres.Open(ctx, path, postgres.Options{ReadOnly: true})
-	case strings.HasPrefix(path, "sqlite:"):
-		path = strings.TrimPrefix(strings.TrimPrefix(path, "sqlite:"), "//")
 	}
 	return sqlite.OpenReadOnly(ctx, path)
+}
+
+// storeAt is where a command's store is: a PostgreSQL URL (pg), or a SQLite
+// file (dbURL as a path or sqlite:PATH, else DATA_DIR/adaptflow.db).
+func storeAt(dataDir, dbURL string) (path string, pg bool) {
+	switch {
+	case dbURL == "":
+		return filepath.Join(dataDir, "adaptflow.db"), false
+	case strings.HasPrefix(dbURL, "postgres://"), strings.HasPrefix(dbURL, "postgresql://"):
+		return dbURL, true
+	case strings.HasPrefix(dbURL, "sqlite:"):
+		return strings.TrimPrefix(strings.TrimPrefix(dbURL, "sqlite:"), "//"), false
+	}
+	return dbURL, false
 }
 
 func envOr(name, def string) string {
