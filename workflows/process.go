@@ -511,7 +511,7 @@ func (r *runner) awaitCallbacks(ctx workflow.Context) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	for _, p := range r.callbacks {
 		if err := p.f.Get(dctx, nil); err != nil {
-			workflow.GetLogger(ctx).Warn("instance callback not delivered", "event", p.event, "url", p.url, "error", err)
+			workflow.GetLogger(ctx).Warn("webhook not delivered", "event", p.event, "url", p.url, "error", err)
 		}
 	}
 }
@@ -563,12 +563,12 @@ func (r *runner) escalate(ctx workflow.Context, k int, step string, esc process.
 			Process: r.def.Name, Step: step, FromQueue: from, Queue: esc.Queue, Priority: esc.Priority, Reason: rv.Reason,
 			EscalatedAt: now.UTC(), DueAt: now.Add(sla).UTC(),
 		}
-		nctx := workflow.WithActivityOptions(ctx, notifyOptions)
-		if err := workflow.ExecuteActivity(nctx, a.Notify, activities.NotifyInput{URL: esc.Notify, Key: rv.ID + "/escalated", Event: event}).Get(ctx, nil); err != nil {
-			// The review is escalated either way; a webhook that never
-			// answers must not hold the instance.
-			workflow.GetLogger(ctx).Warn("escalation webhook not delivered", "review", rv.ID, "url", esc.Notify, "error", err)
-		}
+		// The escalation's SLA starts at once; the instance waits for the
+		// webhook's delivery only before it ends (see awaitCallbacks).
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		nctx := workflow.WithActivityOptions(dctx, notifyOptions)
+		r.callbacks = append(r.callbacks, pendingCallback{event: "review.escalated", url: esc.Notify,
+			f: workflow.ExecuteActivity(nctx, a.Notify, activities.NotifyInput{URL: esc.Notify, Key: rv.ID + "/escalated", Event: event})})
 	}
 	return workflow.AwaitWithTimeout(ctx, sla, decided)
 }
