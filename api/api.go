@@ -151,8 +151,9 @@ func (o *Options) validate() error {
 
 type server struct {
 	Options
-	metrics *metrics
-	limits  *limiters
+	metrics  *metrics
+	limits   *limiters
+	finished *finishedStates
 }
 
 const (
@@ -178,7 +179,7 @@ func New(opts Options) (http.Handler, error) {
 	if opts.ClaimLease <= 0 {
 		opts.ClaimLease = DefaultClaimLease
 	}
-	s := &server{Options: opts, metrics: newMetrics(opts.Stats, opts.Timeout)}
+	s := &server{Options: opts, metrics: newMetrics(opts.Stats, opts.Timeout), finished: newFinishedStates(finishedStatesKept)}
 	if opts.RateLimit == 0 {
 		s.RateLimit = DefaultRateLimit
 	}

@@ -256,21 +256,24 @@ func (s *server) getInstance(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	v, err := s.Temporal.QueryWorkflow(ctx, inst.ID, "", workflows.QueryState)
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		c.JSON(http.StatusOK, gin.H{"id": inst.ID, "process": inst.Process, "version": inst.ProcessVersion, "business_key": inst.BusinessKey,
-			"input": inst.Input, "created_at": inst.CreatedAt, "status": "starting", "plan": []any{}})
-		return
-	}
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	var st workflows.State
-	if err := v.Get(&st); err != nil {
-		fail(c, err)
-		return
+	st, ok := s.finished.get(inst.ID)
+	if !ok {
+		v, err := s.Temporal.QueryWorkflow(ctx, inst.ID, "", workflows.QueryState)
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			c.JSON(http.StatusOK, gin.H{"id": inst.ID, "process": inst.Process, "version": inst.ProcessVersion, "business_key": inst.BusinessKey,
+				"input": inst.Input, "created_at": inst.CreatedAt, "status": "starting", "plan": []any{}})
+			return
+		}
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		if err := v.Get(&st); err != nil {
+			fail(c, err)
+			return
+		}
+		s.finished.put(inst.ID, st)
 	}
 	c.JSON(http.StatusOK, gin.H{
 		"id": inst.ID, "process": inst.Process, "version": inst.ProcessVersion, "business_key": inst.BusinessKey,
