@@ -249,35 +249,35 @@ type QueueStats struct {
 	Judged, Overrides int64   // verdicts on classifications, and those that changed the label
 }
 
-// StatsQuery is the per-queue aggregate of reviews for SQL stores; ph
-// renders the n-th placeholder. The columns scan in QueueStats order up to
-// FirstClaimSeconds.
-func StatsQuery(ph func(n int) string) string {
-	now := ph(1)
-	return `SELECT queue,
-		COALESCE(SUM(CASE WHEN status = 'open' AND (claimed_by = '' OR claim_expires_at <= ` + now + `) THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN status = 'open' AND claimed_by <> '' AND claim_expires_at > ` + now + ` THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN status = 'decided' THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN status = 'expired' THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN status = 'expired' OR (status = 'decided' AND due_at IS NOT NULL AND decided_at > due_at) THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN status = 'decided' THEN decided_at - created_at ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN first_claimed_at IS NOT NULL THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN first_claimed_at IS NOT NULL THEN first_claimed_at - created_at ELSE 0 END), 0)
-		FROM reviews GROUP BY queue ORDER BY queue`
+// StatsQuery is the per-queue aggregate of reviews and of verdicts on
+// classifications, for SQL stores; now is the placeholder of the current
+// time in microseconds (used twice). Every column is a BIGINT, in the order
+// ScanQueueStats reads them.
+func StatsQuery(now string) string {
+	sum := func(expr string) string { return "CAST(COALESCE(SUM(" + expr + "), 0) AS BIGINT)" }
+	return `SELECT r.queue,
+		` + sum("CASE WHEN r.status = 'open' AND (r.claimed_by = '' OR r.claim_expires_at <= "+now+") THEN 1 ELSE 0 END") + `,
+		` + sum("CASE WHEN r.status = 'open' AND r.claimed_by <> '' AND r.claim_expires_at > "+now+" THEN 1 ELSE 0 END") + `,
+		` + sum("CASE WHEN r.status = 'decided' THEN 1 ELSE 0 END") + `,
+		` + sum("CASE WHEN r.status = 'expired' THEN 1 ELSE 0 END") + `,
+		` + sum("CASE WHEN r.status = 'expired' OR (r.status = 'decided' AND r.due_at IS NOT NULL AND r.decided_at > r.due_at) THEN 1 ELSE 0 END") + `,
+		` + sum("CASE WHEN r.status = 'decided' THEN r.decided_at - r.created_at ELSE 0 END") + `,
+		` + sum("CASE WHEN r.first_claimed_at IS NOT NULL THEN 1 ELSE 0 END") + `,
+		` + sum("CASE WHEN r.first_claimed_at IS NOT NULL THEN r.first_claimed_at - r.created_at ELSE 0 END") + `,
+		CAST(COALESCE(MAX(v.judged), 0) AS BIGINT), CAST(COALESCE(MAX(v.changed), 0) AS BIGINT)
+		FROM reviews r LEFT JOIN (
+			SELECT queue, COUNT(*) AS judged, SUM(CASE WHEN predicted <> label THEN 1 ELSE 0 END) AS changed FROM verdicts GROUP BY queue
+		) v ON v.queue = r.queue
+		GROUP BY r.queue ORDER BY r.queue`
 }
 
-// OverridesQuery counts verdicts and label changes per queue.
-const OverridesQuery = `SELECT queue, COUNT(*), COALESCE(SUM(CASE WHEN predicted <> label THEN 1 ELSE 0 END), 0) FROM verdicts GROUP BY queue`
-
-// MergeOverrides adds per-queue verdict counts to stats, keeping queue order.
-func MergeOverrides(stats []QueueStats, queue string, judged, overrides int64) []QueueStats {
-	for i := range stats {
-		if stats[i].Queue == queue {
-			stats[i].Judged, stats[i].Overrides = judged, overrides
-			return stats
-		}
-	}
-	return append(stats, QueueStats{Queue: queue, Judged: judged, Overrides: overrides})
+// ScanQueueStats reads one row of StatsQuery.
+func ScanQueueStats(scan func(dest ...any) error) (QueueStats, error) {
+	var q QueueStats
+	var decidedMicros, firstClaimMicros int64
+	err := scan(&q.Queue, &q.Open, &q.Claimed, &q.Decided, &q.Expired, &q.Breached, &decidedMicros, &q.FirstClaims, &firstClaimMicros, &q.Judged, &q.Overrides)
+	q.DecisionSeconds, q.FirstClaimSeconds = float64(decidedMicros)/1e6, float64(firstClaimMicros)/1e6
+	return q, err
 }
 
 // Escalation is where an escalated review goes: its queue, new due time

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -475,30 +474,8 @@ func (s *Store) Verdicts(ctx context.Context, classifier string, since time.Time
 
 // ReviewStats are per-queue counts and durations of reviews at now.
 func (s *Store) ReviewStats(ctx context.Context, now time.Time) ([]store.QueueStats, error) {
-	q := strings.NewReplacer("SUM(", "SUM(", "), 0)", ")::float8, 0)").Replace(store.StatsQuery(func(int) string { return "$1" }))
-	stats, err := collect(ctx, s.pool, "review stats", func(r scanner) (store.QueueStats, error) {
-		var q store.QueueStats
-		var open, claimed, decided, expired, breached, firstClaims, decidedMicros, firstClaimMicros float64
-		err := r.Scan(&q.Queue, &open, &claimed, &decided, &expired, &breached, &decidedMicros, &firstClaims, &firstClaimMicros)
-		q.Open, q.Claimed, q.Decided, q.Expired, q.Breached, q.FirstClaims = int64(open), int64(claimed), int64(decided), int64(expired), int64(breached), int64(firstClaims)
-		q.DecisionSeconds, q.FirstClaimSeconds = decidedMicros/1e6, firstClaimMicros/1e6
-		return q, err
-	}, q, micros(now))
-	if err != nil {
-		return nil, err
-	}
-	type over struct {
-		queue           string
-		judged, changed int64
-	}
-	overs, err := collect(ctx, s.pool, "review overrides", func(r scanner) (over, error) {
-		var o over
-		return o, r.Scan(&o.queue, &o.judged, &o.changed)
-	}, store.OverridesQuery)
-	for _, o := range overs {
-		stats = store.MergeOverrides(stats, o.queue, o.judged, o.changed)
-	}
-	return stats, err
+	return collect(ctx, s.pool, "review stats", func(r scanner) (store.QueueStats, error) { return store.ScanQueueStats(r.Scan) },
+		store.StatsQuery("$1"), micros(now))
 }
 
 // AppendAudit records a change made through the API.

@@ -498,28 +498,8 @@ func (s *Store) Verdicts(ctx context.Context, classifier string, since time.Time
 
 // ReviewStats are per-queue counts and durations of reviews at now.
 func (s *Store) ReviewStats(ctx context.Context, now time.Time) ([]store.QueueStats, error) {
-	stats, err := collect(ctx, s.r, "review stats", func(r scanner) (store.QueueStats, error) {
-		var q store.QueueStats
-		var decided, firstClaim int64
-		err := r.Scan(&q.Queue, &q.Open, &q.Claimed, &q.Decided, &q.Expired, &q.Breached, &decided, &q.FirstClaims, &firstClaim)
-		q.DecisionSeconds, q.FirstClaimSeconds = float64(decided)/1e6, float64(firstClaim)/1e6
-		return q, err
-	}, store.StatsQuery(func(int) string { return "?" }), micros(now), micros(now))
-	if err != nil {
-		return nil, err
-	}
-	type over struct {
-		queue           string
-		judged, changed int64
-	}
-	overs, err := collect(ctx, s.r, "review overrides", func(r scanner) (over, error) {
-		var o over
-		return o, r.Scan(&o.queue, &o.judged, &o.changed)
-	}, store.OverridesQuery)
-	for _, o := range overs {
-		stats = store.MergeOverrides(stats, o.queue, o.judged, o.changed)
-	}
-	return stats, err
+	return collect(ctx, s.r, "review stats", func(r scanner) (store.QueueStats, error) { return store.ScanQueueStats(r.Scan) },
+		store.StatsQuery("?"), micros(now), micros(now))
 }
 
 // AppendAudit records a change made through the API.
