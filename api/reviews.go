@@ -336,22 +336,27 @@ func (s *server) decideReview(c *gin.Context) {
 	}
 	var learn *store.Example
 	var answer map[string]any
-	if req.Verdict == VerdictCorrect || req.Verdict == store.VerdictApprove {
+	// Only a correction, or an approval of a review an unsure classification
+	// raised (no policy, no decision behind it), teaches the classifier;
+	// other approvals need nothing more read.
+	if req.Verdict == VerdictCorrect || (req.Verdict == store.VerdictApprove && rv.PolicyID == "" && rv.DecisionID == "") {
 		inst, def, err := s.instanceOf(c, rv)
 		if err != nil {
 			fail(c, err)
 			return
 		}
-		cl := s.classificationOf(ctx, inst, def)
-		if req.Verdict == VerdictCorrect && cl == nil {
-			fail(c, badRequest("verdict", "instance %s has no classified text to correct", inst.ID))
-			return
-		}
-		if cl != nil && (req.Verdict == VerdictCorrect || classificationReview(rv, def)) {
-			answer = cl.Answer
-			if learn, err = s.exampleFromVerdict(c, cl, req); err != nil {
-				fail(c, err)
+		if req.Verdict == VerdictCorrect || classificationReview(rv, def) {
+			cl := s.classificationOf(ctx, inst, def)
+			if req.Verdict == VerdictCorrect && cl == nil {
+				fail(c, badRequest("verdict", "instance %s has no classified text to correct", inst.ID))
 				return
+			}
+			if cl != nil {
+				answer = cl.Answer
+				if learn, err = s.exampleFromVerdict(c, cl, req); err != nil {
+					fail(c, err)
+					return
+				}
 			}
 		}
 	}
@@ -423,6 +428,9 @@ func (s *server) decideReview(c *gin.Context) {
 // classification, before any decision (not by a policy or a review step):
 // approving it confirms the model.
 func classificationReview(rv store.Review, def *process.Definition) bool {
+	if def.Classify == nil {
+		return false
+	}
 	queue := def.Classify.ReviewQueue
 	if queue == "" {
 		queue = "classification"
