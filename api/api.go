@@ -383,7 +383,8 @@ func bindJSON(c *gin.Context, v any) error {
 	return decodeJSON(b, v)
 }
 
-type createKeyRequest struct {
+// KeyRequest describes a key to create.
+type KeyRequest struct {
 	Name string `json:"name"`
 	Role string `json:"role"`
 	// ExpiresIn is how long the key works ("90d"); empty: until revoked.
@@ -395,43 +396,51 @@ type createKeyRequest struct {
 // maxKeyLife bounds expires_in.
 const maxKeyLife = 5 * 365 * 24 * time.Hour
 
-func (s *server) createKey(c *gin.Context) {
-	var req createKeyRequest
-	if err := bindJSON(c, &req); err != nil {
-		fail(c, err)
-		return
+// NewKeyFrom checks req and makes its key with a fresh secret; a problem is
+// a *process.FieldError naming the field (name, role, expires_in,
+// processes[i]). The API and `adaptflow keys create` both use it.
+func NewKeyFrom(req KeyRequest, now time.Time) (store.APIKey, string, error) {
+	bad := func(field, format string, args ...any) (store.APIKey, string, error) {
+		return store.APIKey{}, "", &process.FieldError{Path: field, Message: fmt.Sprintf(format, args...)}
 	}
 	if strings.TrimSpace(req.Name) == "" || len(req.Name) > 100 {
-		fail(c, badRequest("name", "is required (at most 100 characters)"))
-		return
+		return bad("name", "is required (at most 100 characters)")
 	}
 	if !store.ValidRole(req.Role) {
-		fail(c, badRequest("role", "must be one of system, reviewer, engineer, admin (got %q)", req.Role))
-		return
+		return bad("role", "must be one of system, reviewer, engineer, admin (got %q)", req.Role)
 	}
-	now := time.Now()
 	k, secret := NewKey(req.Name, req.Role, now)
 	if req.ExpiresIn != "" {
 		d, err := process.ParseDuration(req.ExpiresIn)
 		if err != nil || d <= 0 || d > maxKeyLife {
-			fail(c, badRequest("expires_in", "must be a duration such as 12h or 90d, at most 5 years (got %q)", req.ExpiresIn))
-			return
+			return bad("expires_in", "must be a duration such as 12h or 90d, at most 5 years (got %q)", req.ExpiresIn)
 		}
 		exp := now.Add(d).UTC()
 		k.ExpiresAt = &exp
 	}
 	for i, p := range req.Processes {
 		if !process.ValidName(p) {
-			fail(c, badRequest(fmt.Sprintf("processes[%d]", i), "is not a process name (got %q)", p))
-			return
+			return bad(fmt.Sprintf("processes[%d]", i), "is not a process name (got %q)", p)
 		}
 	}
 	if len(req.Processes) > 0 && req.Role == store.RoleAdmin {
-		fail(c, badRequest("processes", "an admin key cannot be limited to processes; give it another role"))
-		return
+		return bad("processes", "an admin key cannot be limited to processes; give it another role")
 	}
 	k.Processes = req.Processes
-	if err := s.Keys.PutKey(c.Request.Context(), k); err != nil {
+	return k, secret, nil
+}
+
+func (s *server) createKey(c *gin.Context) {
+	var req KeyRequest
+	if err := bindJSON(c, &req); err != nil {
+		fail(c, err)
+		return
+	}
+	k, secret, err := NewKeyFrom(req, time.Now())
+	if err == nil {
+		err = s.Keys.PutKey(c.Request.Context(), k)
+	}
+	if err != nil {
 		fail(c, err)
 		return
 	}

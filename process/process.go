@@ -6,6 +6,7 @@ package process
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -212,15 +213,7 @@ func (c *Callback) Wants(event string) bool {
 	if c == nil {
 		return false
 	}
-	if len(c.Events) == 0 {
-		return true
-	}
-	for _, e := range c.Events {
-		if e == event {
-			return true
-		}
-	}
-	return false
+	return len(c.Events) == 0 || slices.Contains(c.Events, event)
 }
 
 // Review timeout outcomes.

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -69,15 +70,7 @@ func (k APIKey) Usable(now time.Time) error {
 
 // Allows reports whether the key may touch the process.
 func (k APIKey) Allows(process string) bool {
-	if len(k.Processes) == 0 {
-		return true
-	}
-	for _, p := range k.Processes {
-		if p == process {
-			return true
-		}
-	}
-	return false
+	return len(k.Processes) == 0 || slices.Contains(k.Processes, process)
 }
 
 // DefinitionRecord is a stored process definition version.

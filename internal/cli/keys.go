@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,7 +12,6 @@ import (
 
 	"github.com/adaptflow/adaptflow/api"
 	"github.com/adaptflow/adaptflow/process"
-	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/postgres"
 	"github.com/adaptflow/adaptflow/store/sqlite"
 )
@@ -67,13 +67,22 @@ func Keys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch sub {
 	case "create":
-		k, errArg := keyFromFlags(*role, *name, *processes, *expiresIn, time.Now())
-		if errArg != nil {
-			fmt.Fprintln(stderr, "adaptflow keys create:", errArg)
+		req := api.KeyRequest{Name: *name, Role: *role, ExpiresIn: *expiresIn}
+		if *processes != "" {
+			req.Processes = strings.Split(*processes, ",")
+		}
+		key, secret, err := api.NewKeyFrom(req, time.Now())
+		var fe *process.FieldError
+		if errors.As(err, &fe) {
+			flagName, _, _ := strings.Cut(strings.ReplaceAll(fe.Path, "_", "-"), "[")
+			fmt.Fprintf(stderr, "adaptflow keys create: --%s: %s\n", flagName, fe.Message)
 			return 2
 		}
+		if err != nil {
+			fmt.Fprintln(stderr, "adaptflow keys create:", err)
+			return 1
+		}
 		return withKeyStore(ctx, *dataDir, *dbURL, stderr, sub, func(st keyStore) error {
-			key, secret := k.key, k.secret
 			if err := st.PutKey(ctx, key); err != nil {
 				return err
 			}
@@ -122,42 +131,6 @@ func Keys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, keysUsage)
 	return 2
-}
-
-type newKey struct {
-	key    store.APIKey
-	secret string
-}
-
-// keyFromFlags checks the flags of `keys create` and makes the key.
-func keyFromFlags(role, name, processes, expiresIn string, now time.Time) (newKey, error) {
-	if !store.ValidRole(role) {
-		return newKey{}, fmt.Errorf("--role: must be system, reviewer, engineer or admin (got %q)", role)
-	}
-	if strings.TrimSpace(name) == "" || len(name) > 100 {
-		return newKey{}, fmt.Errorf("--name: is required (at most 100 characters)")
-	}
-	k, secret := api.NewKey(name, role, now)
-	if processes != "" {
-		for _, p := range strings.Split(processes, ",") {
-			if !process.ValidName(p) {
-				return newKey{}, fmt.Errorf("--processes: %q is not a process name", p)
-			}
-			k.Processes = append(k.Processes, p)
-		}
-		if role == store.RoleAdmin {
-			return newKey{}, fmt.Errorf("--processes: an admin key cannot be limited to processes")
-		}
-	}
-	if expiresIn != "" {
-		d, err := process.ParseDuration(expiresIn)
-		if err != nil || d <= 0 {
-			return newKey{}, fmt.Errorf("--expires-in: must be a duration such as 12h or 90d (got %q)", expiresIn)
-		}
-		exp := now.Add(d).UTC()
-		k.ExpiresAt = &exp
-	}
-	return newKey{key: k, secret: secret}, nil
 }
 
 func withKeyStore(ctx context.Context, dataDir, dbURL string, stderr io.Writer, sub string, fn func(keyStore) error) int {
