@@ -186,6 +186,7 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 	default:
 		r.st.Status = StatusCompleted
 	}
+	// The final statuses are named as the callback events are.
 	r.callback(ctx, r.st.Status, ReviewState{})
 	r.awaitCallbacks(ctx)
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
