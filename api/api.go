@@ -154,6 +154,7 @@ type server struct {
 	metrics  *metrics
 	limits   *limiters
 	finished *finishedStates
+	contract *contract
 }
 
 const (
@@ -167,6 +168,9 @@ func New(opts Options) (http.Handler, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
+	if contractErr != nil {
+		return nil, contractErr
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -179,7 +183,7 @@ func New(opts Options) (http.Handler, error) {
 	if opts.ClaimLease <= 0 {
 		opts.ClaimLease = DefaultClaimLease
 	}
-	s := &server{Options: opts, metrics: newMetrics(opts.Stats, opts.Timeout), finished: newFinishedStates(finishedStatesKept)}
+	s := &server{Options: opts, metrics: newMetrics(opts.Stats, opts.Timeout), finished: newFinishedStates(finishedStatesKept), contract: loadedContract}
 	if opts.RateLimit == 0 {
 		s.RateLimit = DefaultRateLimit
 	}
@@ -199,6 +203,10 @@ func New(opts Options) (http.Handler, error) {
 	})
 	r.GET("/healthz", s.healthz)
 	r.GET("/metrics", s.metrics.handler())
+	r.GET("/openapi.json", func(c *gin.Context) {
+		c.Header("Cache-Control", "public, max-age=300")
+		c.Data(http.StatusOK, "application/json", s.contract.json)
+	})
 
 	v1 := r.Group("/v1", s.authenticate, s.rateLimit, s.audit)
 	anyRole := []string{store.RoleSystem, store.RoleEngineer, store.RoleReviewer}
@@ -338,6 +346,10 @@ func (s *server) allow(roles []string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		k := caller(c)
 		if k.Role == store.RoleAdmin || slices.Contains(roles, k.Role) {
+			if err := s.contract.check(c); err != nil {
+				fail(c, err)
+				return
+			}
 			c.Next()
 			return
 		}

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/adaptflow/adaptflow/api"
+	"github.com/adaptflow/adaptflow/api/apitest"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/sqlite"
@@ -96,6 +97,7 @@ func do(t *testing.T, srv *httptest.Server, method, path, key, ct, body string) 
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
+	apitest.CheckResponse(t, method, path, res.StatusCode, res.Header, b)
 	a := answer{status: res.StatusCode, header: res.Header}
 	var eb api.ErrorBody
 	if json.Unmarshal(b, &eb) == nil {

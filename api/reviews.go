@@ -46,11 +46,11 @@ func (s *server) listReviews(c *gin.Context) {
 	f := store.ReviewFilter{Status: c.DefaultQuery("status", store.ReviewOpen), Queue: c.Query("queue"), Process: c.Query("process"),
 		Assignee: c.Query("assignee"), After: c.Query("after"), Now: time.Now()}
 	switch f.Status {
-	case store.ReviewOpen, store.ReviewClaimed, store.ReviewDecided, store.ReviewExpired:
+	case store.ReviewOpen, store.ReviewClaimed, store.ReviewEscalated, store.ReviewDecided, store.ReviewExpired:
 	case "all":
 		f.Status = ""
 	default:
-		fail(c, badRequest("status", "must be open, claimed, decided, expired or all (got %q)", f.Status))
+		fail(c, badRequest("status", "must be open, claimed, escalated, decided, expired or all (got %q)", f.Status))
 		return
 	}
 	if l := c.Query("limit"); l != "" {

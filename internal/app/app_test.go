@@ -26,6 +26,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/adaptflow/adaptflow/api/apitest"
 	"github.com/adaptflow/adaptflow/internal/app"
 )
 
@@ -137,6 +138,7 @@ func call(t testing.TB, base, method, path, key, contentType, body string) resp 
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
+	apitest.CheckResponse(t, method, path, res.StatusCode, res.Header, b)
 	r := resp{status: res.StatusCode, raw: string(b)}
 	_ = json.Unmarshal(b, &r.body)
 	return r
