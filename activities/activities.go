@@ -73,6 +73,8 @@ type Activities struct {
 	Model string
 	// WebhookSecret signs webhook bodies (HMAC-SHA256) when set.
 	WebhookSecret string
+	// Metrics counts decisions, classifications and LLM calls (nil: none).
+	Metrics *Metrics
 
 	mu     sync.Mutex
 	sets   map[string]cachedSet

@@ -96,14 +96,17 @@ func (a *Activities) Classify(ctx context.Context, in ClassifyInput) (ClassifyRe
 			spec.Extract = append(spec.Extract, classify.Field{Name: f.Name, Type: f.Type})
 		}
 		res, err := a.LLM.Classify(ctx, spec, in.Text, similar(examples, in.Text, shots))
+		retry := errors.Is(err, classify.ErrRetryable) && activity.GetInfo(ctx).Attempt < ClassifyAttempts
+		a.Metrics.llm(res, err, retry)
 		switch {
 		case err == nil:
+			a.Metrics.classified("llm", res.Confidence < in.Spec.ReviewBelow)
 			return ClassifyResult{
 				Label: res.Label, Confidence: res.Confidence, Fields: res.Fields, Model: "llm:" + res.Model,
 				PromptVersion: res.PromptVersion, LatencyMS: res.LatencyMS, PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens,
 				Review: res.Confidence < in.Spec.ReviewBelow,
 			}, nil
-		case errors.Is(err, classify.ErrRetryable) && activity.GetInfo(ctx).Attempt < ClassifyAttempts:
+		case retry:
 			return ClassifyResult{}, fmt.Errorf("classify: %w", err) // the retry policy tries again
 		default:
 			fallback = err.Error()
@@ -111,9 +114,11 @@ func (a *Activities) Classify(ctx context.Context, in ClassifyInput) (ClassifyRe
 		}
 	}
 	r := m.Classify(in.Text)
+	review := r.Confidence < in.Spec.ReviewBelow || fallback != ""
+	a.Metrics.classified("embedded", review)
 	return ClassifyResult{
 		Label: r.Label, Confidence: r.Confidence, Fields: map[string]any{}, Model: EmbeddedModel,
-		Review: r.Confidence < in.Spec.ReviewBelow || fallback != "", Fallback: fallback,
+		Review: review, Fallback: fallback,
 	}, nil
 }
 

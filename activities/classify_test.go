@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/adaptflow/adaptflow/activities"
@@ -26,11 +28,17 @@ var spec = process.ClassifySpec{
 	},
 }
 
+// counted is what the worker's metrics registry holds, by series:
+// "adaptflow_llm_requests_total{outcome=ok}" -> 1.
+var counted map[string]float64
+
 func classifyWith(t *testing.T, replies ...openaitest.Reply) (activities.ClassifyResult, *openaitest.Server, error) {
 	t.Helper()
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
-	var acts activities.Activities
+	reg := prometheus.NewRegistry()
+	acts := activities.Activities{Metrics: activities.NewMetrics(reg)}
+	t.Cleanup(func() { counted = nil })
 	var srv *openaitest.Server
 	if len(replies) > 0 {
 		srv = openaitest.New(t, replies...)
@@ -48,7 +56,43 @@ func classifyWith(t *testing.T, replies ...openaitest.Reply) (activities.Classif
 			t.Fatal(gerr)
 		}
 	}
+	counted = series(t, reg)
 	return res, srv, err
+}
+
+// series reads every counter and histogram count of reg by name and labels.
+func series(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			name := mf.GetName() + "{" + strings.Join(labels, ",") + "}"
+			switch {
+			case m.GetCounter() != nil:
+				out[name] = m.GetCounter().GetValue()
+			case m.GetHistogram() != nil:
+				out[name+"count"] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
+}
+
+func wantCounted(t *testing.T, want map[string]float64) {
+	t.Helper()
+	for k, v := range want {
+		if counted[k] != v {
+			t.Errorf("%s = %v, want %v (all: %v)", k, counted[k], v, counted)
+		}
+	}
 }
 
 func TestClassifyThroughTheLLM(t *testing.T) {
@@ -63,6 +107,10 @@ func TestClassifyThroughTheLLM(t *testing.T) {
 	if msgs := srv.Last()["messages"].([]any); len(msgs) != 1+2*4+1 {
 		t.Fatalf("%d messages", len(msgs))
 	}
+	wantCounted(t, map[string]float64{
+		"adaptflow_llm_requests_total{outcome=ok}": 1, "adaptflow_llm_tokens_total{kind=prompt}": 120,
+		"adaptflow_llm_request_duration_seconds{}count": 1, "adaptflow_classifications_total{model=llm,review=no}": 1,
+	})
 }
 
 func TestClassifyFallsBackToTheEmbeddedModel(t *testing.T) {
@@ -78,6 +126,7 @@ func TestClassifyFallsBackToTheEmbeddedModel(t *testing.T) {
 			if res.Model != activities.EmbeddedModel || !res.Review || res.Fallback == "" || (res.Label != "refund" && res.Label != "question") {
 				t.Fatalf("result %+v", res)
 			}
+			wantCounted(t, map[string]float64{"adaptflow_llm_requests_total{outcome=failed}": 1, "adaptflow_classifications_total{model=embedded,review=yes}": 1})
 		})
 	}
 }
@@ -87,6 +136,7 @@ func TestClassifyRetriesTemporaryFailures(t *testing.T) {
 	if err == nil {
 		t.Fatal("a 429 on the first attempt must fail the attempt so the retry policy tries again")
 	}
+	wantCounted(t, map[string]float64{"adaptflow_llm_requests_total{outcome=retried}": 1, "adaptflow_llm_requests_total{outcome=failed}": 0})
 }
 
 func TestClassifyEmbeddedWithoutLLM(t *testing.T) {

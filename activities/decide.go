@@ -124,6 +124,7 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, 
 	if err != nil {
 		return DecideResult{}, fmt.Errorf("decide: record: %w", err)
 	}
+	a.Metrics.decided(def.Name, stored.Applied, len(stored.Rejected))
 	return DecideResult{DecisionID: stored.ID, Hash: stored.Hash, Applied: stored.Applied, Rejected: len(stored.Rejected), Signals: observed}, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 	"golang.org/x/time/rate"
 
@@ -124,6 +125,10 @@ type Options struct {
 	// ClaimLease is how long a claim on a review lasts unless the reviewer
 	// asks for another lease (default 30 min).
 	ClaimLease time.Duration
+	// Metrics is the registry /metrics serves; the API adds its own
+	// metrics to it (nil: a registry of the API's own). Sharing one with the
+	// worker puts both on /metrics.
+	Metrics *prometheus.Registry
 	// MaxBody bounds request bodies (default 1 MiB).
 	MaxBody int64
 	// Timeout bounds each request (default 30 s).
@@ -183,7 +188,7 @@ func New(opts Options) (http.Handler, error) {
 	if opts.ClaimLease <= 0 {
 		opts.ClaimLease = DefaultClaimLease
 	}
-	s := &server{Options: opts, metrics: newMetrics(opts.Stats, opts.Timeout), finished: newFinishedStates(finishedStatesKept), contract: loadedContract}
+	s := &server{Options: opts, metrics: newMetrics(opts.Metrics, opts.Stats, opts.Timeout), finished: newFinishedStates(finishedStatesKept), contract: loadedContract}
 	if opts.RateLimit == 0 {
 		s.RateLimit = DefaultRateLimit
 	}

@@ -238,11 +238,12 @@ func (s *server) startInstance(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	status := http.StatusOK
+	status, result := http.StatusOK, "existing"
 	if created {
-		status = http.StatusCreated
+		status, result = http.StatusCreated, "created"
 		c.Header("Location", "/v1/instances/"+inst.ID)
 	}
+	s.metrics.starts.WithLabelValues(name, result).Inc()
 	c.JSON(status, gin.H{"id": inst.ID, "process": inst.Process, "version": inst.ProcessVersion, "business_key": inst.BusinessKey, "created": created, "created_at": inst.CreatedAt})
 }
 

@@ -18,11 +18,19 @@ type metrics struct {
 	registry *prometheus.Registry
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	starts   *prometheus.CounterVec
 }
 
-func newMetrics(stats ReviewStats, timeout time.Duration) *metrics {
+func newMetrics(reg *prometheus.Registry, stats ReviewStats, timeout time.Duration) *metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	m := &metrics{
-		registry: prometheus.NewRegistry(),
+		registry: reg,
+		starts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adaptflow_instance_starts_total",
+			Help: "Instance start requests that succeeded, by process and whether they started a new instance (created) or found the business key's instance (existing).",
+		}, []string{"process", "result"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "adaptflow_http_requests_total", Help: "HTTP requests by route, method and status.",
 		}, []string{"route", "method", "status"}),
@@ -31,7 +39,7 @@ func newMetrics(stats ReviewStats, timeout time.Duration) *metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "method"}),
 	}
-	m.registry.MustRegister(m.requests, m.latency, &reviewCollector{stats: stats, timeout: timeout},
+	m.registry.MustRegister(m.requests, m.latency, m.starts, &reviewCollector{stats: stats, timeout: timeout},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

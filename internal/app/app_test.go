@@ -492,6 +492,10 @@ catalog:
 			`adaptflow_review_queue_depth{queue="inventory",status="open"}`,
 			`adaptflow_review_time_to_first_claim_seconds_count{queue="inventory"}`,
 			`adaptflow_http_requests_total{method="POST",route="/v1/reviews/:id/decision",status="200"}`,
+			// The worker's figures are on the same /metrics in dev.
+			`adaptflow_instance_starts_total{process="customer-onboarding",result="created"}`,
+			`adaptflow_decisions_total{action="review",process="inventory-reconciliation"}`,
+			`adaptflow_classifications_total{model="embedded",review=`,
 		}
 		var missing []string
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {

@@ -55,6 +55,10 @@ type Options struct {
 	// RateLimit is how many requests per second one API key may make
 	// (0: the API's default; negative: no limit).
 	RateLimit float64
+	// MetricsListen is where a worker alone (ModeWorker) serves /metrics
+	// and /healthz; empty: nowhere. In dev and server mode they are on the
+	// API.
+	MetricsListen string
 	// ClaimLease is how long a reviewer's claim on a review lasts unless
 	// the reviewer asks for another lease.
 	ClaimLease time.Duration

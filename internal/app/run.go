@@ -16,6 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -101,6 +104,9 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	}
 	lc.add("temporal client", func(context.Context) error { tc.Close(); return nil })
 
+	// One registry for the worker's and the API's metrics: in dev both are
+	// on the API's /metrics; a worker alone serves them on --metrics-listen.
+	reg := prometheus.NewRegistry()
 	if mode == ModeDev || mode == ModeWorker {
 		tuneGC(lg)
 		var llm *classify.LLM
@@ -115,6 +121,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		w.RegisterActivity(&activities.Activities{
 			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, LLM: llm, Calendar: cal,
 			HTTP: &http.Client{Timeout: 5 * time.Minute}, Logger: lg, WebhookSecret: opts.WebhookSecret,
+			Metrics: activities.NewMetrics(reg),
 		})
 		if err := w.Start(); err != nil {
 			return fmt.Errorf("start worker: %w", err)
@@ -124,6 +131,11 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	}
 
 	if mode == ModeWorker {
+		if opts.MetricsListen != "" {
+			if err := serveWorkerMetrics(ctx, lc, opts, reg, st); err != nil {
+				return err
+			}
+		}
 		<-ctx.Done()
 		return nil
 	}
@@ -138,7 +150,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	}
 	handler, err := api.New(api.Options{
 		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, AuditLog: st, Verdicts: st, Stats: st,
-		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: TaskQueue, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit,
+		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: TaskQueue, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit, Metrics: reg,
 		Ready: func(ctx context.Context) error { return st.Ping(ctx) },
 	})
 	if err != nil {
@@ -162,6 +174,35 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	case err := <-serveErr:
 		return fmt.Errorf("http server: %w", err)
 	}
+}
+
+// serveWorkerMetrics serves /metrics and /healthz of a worker on
+// --metrics-listen.
+func serveWorkerMetrics(ctx context.Context, lc *lifecycle, opts Options, reg *prometheus.Registry, st Store) error {
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if err := st.Ping(r.Context()); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"status":"starting"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	})
+	ln, err := net.Listen("tcp", opts.MetricsListen)
+	if err != nil {
+		return fmt.Errorf("--metrics-listen %s: %w", opts.MetricsListen, err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	lc.add("metrics server", hs.Shutdown)
+	opts.Logger.Info("worker metrics listening", "addr", ln.Addr().String())
+	if opts.OnReady != nil {
+		opts.OnReady(ln.Addr().String())
+	}
+	return nil
 }
 
 // Store is the store a process runs on.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,7 +43,11 @@ func testSplit(t *testing.T, databaseURL string) {
 		go func() { done <- app.Run(ctx, mode, o) }()
 		return done
 	}
-	workerDone := run(app.ModeWorker, base)
+	workerOpts := base
+	workerOpts.MetricsListen = "127.0.0.1:0"
+	workerMetrics := make(chan string, 1)
+	workerOpts.OnReady = func(addr string) { workerMetrics <- addr }
+	workerDone := run(app.ModeWorker, workerOpts)
 	ready := make(chan string, 1)
 	srvOpts := base
 	srvOpts.Listen = "127.0.0.1:0"
@@ -68,6 +73,17 @@ func testSplit(t *testing.T, databaseURL string) {
 	}
 	d.expect(d.call("GET", "/v1/instances/"+id+"/decisions", adminKey, ""), http.StatusOK)
 
+	// The worker counts its decisions on its own /metrics; the server
+	// counts starts on the API's.
+	w := &dev{t: t, base: "http://" + <-workerMetrics}
+	if m := w.expect(w.call("GET", "/metrics", "", ""), http.StatusOK).raw; !strings.Contains(m, `adaptflow_decisions_total{action="skip",process="procurement-approval"} 1`) {
+		t.Fatalf("worker metrics lack the skip decision:\n%s", grepLines(m, "adaptflow_"))
+	}
+	w.expect(w.call("GET", "/healthz", "", ""), http.StatusOK)
+	if m := d.expect(d.call("GET", "/metrics", "", ""), http.StatusOK).raw; !strings.Contains(m, `adaptflow_instance_starts_total{process="procurement-approval",result="created"} 1`) {
+		t.Fatalf("server metrics lack the start:\n%s", grepLines(m, "adaptflow_"))
+	}
+
 	// A review through the worker, the server and the store.
 	inv := d.start("inventory-reconciliation", "split-inv", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 1, "erp_count": 30})
 	inst = d.waitStatus(inv, "waiting_review")
@@ -91,4 +107,15 @@ func testSplit(t *testing.T, databaseURL string) {
 			t.Errorf("%s stopped with %v", name, err)
 		}
 	}
+}
+
+// grepLines keeps the lines of s that start with prefix.
+func grepLines(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -1,0 +1,101 @@
+package activities
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/adaptflow/adaptflow/ml/classify"
+	"github.com/adaptflow/adaptflow/process"
+)
+
+// Metrics counts what the worker does, for Prometheus: decisions by
+// action, guardrail rejections, classifications by who answered, and calls
+// to the LLM with their failures, latency and tokens. A nil *Metrics
+// counts nothing.
+type Metrics struct {
+	decisions       *prometheus.CounterVec
+	rejections      *prometheus.CounterVec
+	classifications *prometheus.CounterVec
+	llmCalls        *prometheus.CounterVec
+	llmLatency      prometheus.Histogram
+	llmTokens       *prometheus.CounterVec
+}
+
+// NewMetrics makes the worker's metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adaptflow_decisions_total",
+			Help: "Decisions made before a step, by process and applied action (skip, add, review, set; none when no policy changed the plan).",
+		}, []string{"process", "action"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adaptflow_decision_rejections_total",
+			Help: "Actions proposed by a policy and refused by a guardrail or a conflict, by process.",
+		}, []string{"process"}),
+		classifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adaptflow_classifications_total",
+			Help: "Classifications of unstructured input, by who answered (llm, embedded) and whether the instance goes to review.",
+		}, []string{"model", "review"}),
+		llmCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adaptflow_llm_requests_total",
+			Help: "Classifications asked of the LLM, by outcome: ok, cached, retried (429, 5xx, timeout: the activity tries again) or failed (the embedded classifier answered instead).",
+		}, []string{"outcome"}),
+		llmLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "adaptflow_llm_request_duration_seconds", Help: "Latency of the LLM's answers (cache misses).",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2, 4, 8, 16, 32},
+		}),
+		llmTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adaptflow_llm_tokens_total", Help: "Tokens the LLM counted, by kind (prompt, completion).",
+		}, []string{"kind"}),
+	}
+	reg.MustRegister(m.decisions, m.rejections, m.classifications, m.llmCalls, m.llmLatency, m.llmTokens)
+	return m
+}
+
+func (m *Metrics) decided(processName string, applied []process.AppliedAction, rejected int) {
+	if m == nil {
+		return
+	}
+	if len(applied) == 0 {
+		m.decisions.WithLabelValues(processName, "none").Inc()
+	}
+	for _, a := range applied {
+		m.decisions.WithLabelValues(processName, string(a.Action.Kind())).Inc()
+	}
+	if rejected > 0 {
+		m.rejections.WithLabelValues(processName).Add(float64(rejected))
+	}
+}
+
+func (m *Metrics) classified(model string, review bool) {
+	if m == nil {
+		return
+	}
+	r := "no"
+	if review {
+		r = "yes"
+	}
+	m.classifications.WithLabelValues(model, r).Inc()
+}
+
+// llm counts one call to the LLM: its answer, or the error and whether the
+// activity will try again.
+func (m *Metrics) llm(res classify.LLMResult, err error, retried bool) {
+	if m == nil {
+		return
+	}
+	switch {
+	case err != nil && retried && errors.Is(err, classify.ErrRetryable):
+		m.llmCalls.WithLabelValues("retried").Inc()
+	case err != nil:
+		m.llmCalls.WithLabelValues("failed").Inc()
+	case res.Cached:
+		m.llmCalls.WithLabelValues("cached").Inc()
+	default:
+		m.llmCalls.WithLabelValues("ok").Inc()
+		m.llmLatency.Observe(res.LatencyMS / 1000)
+		m.llmTokens.WithLabelValues("prompt").Add(float64(res.PromptTokens))
+		m.llmTokens.WithLabelValues("completion").Add(float64(res.CompletionTokens))
+	}
+}
