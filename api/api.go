@@ -19,6 +19,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/client"
 	"golang.org/x/time/rate"
 
@@ -125,6 +126,10 @@ type Options struct {
 	// ClaimLease is how long a claim on a review lasts unless the reviewer
 	// asks for another lease (default 30 min).
 	ClaimLease time.Duration
+	// Tracer, when set, makes a server span per request (continuing a
+	// traceparent the caller sends); the Temporal client's tracing
+	// interceptor carries it into the workflow.
+	Tracer trace.Tracer
 	// Metrics is the registry /metrics serves; the API adds its own
 	// metrics to it (nil: a registry of the API's own). Sharing one with the
 	// worker puts both on /metrics.
@@ -260,9 +265,16 @@ func (s *server) requestContext(c *gin.Context) {
 	}
 	c.Set(ctxRequestID, id)
 	c.Header("X-Request-Id", id)
-	c.Set(ctxLogger, s.Logger.With("request_id", id))
+	logger := s.Logger.With("request_id", id)
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.Timeout)
 	defer cancel()
+	if s.Tracer != nil {
+		var span trace.Span
+		ctx, span = s.startSpan(ctx, c)
+		defer func() { endSpan(span, c) }()
+		logger = logger.With("trace_id", span.SpanContext().TraceID().String())
+	}
+	c.Set(ctxLogger, logger)
 	c.Request = c.Request.WithContext(ctx)
 	if c.Request.Body != nil {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.MaxBody)

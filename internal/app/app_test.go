@@ -76,7 +76,7 @@ type dev struct {
 	stop     func()
 }
 
-func startDev(t testing.TB, dataDir, temporalAddr string) *dev {
+func startDev(t testing.TB, dataDir, temporalAddr string, tweak ...func(*app.Options)) *dev {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
@@ -87,6 +87,9 @@ func startDev(t testing.TB, dataDir, temporalAddr string) *dev {
 	opts.TemporalAddress = temporalAddr
 	opts.APIKey = adminKey
 	opts.OnReady = func(addr string) { ready <- addr }
+	for _, f := range tweak {
+		f(&opts)
+	}
 	go func() { done <- app.Run(ctx, app.ModeDev, opts) }()
 	d := &dev{t: t, temporal: temporalAddr}
 	select {

@@ -55,6 +55,10 @@ type Options struct {
 	// RateLimit is how many requests per second one API key may make
 	// (0: the API's default; negative: no limit).
 	RateLimit float64
+	// OTLPEndpoint, when set, sends traces there over OTLP/HTTP (e.g.
+	// http://collector:4318): a span per API request, and the Temporal SDK's
+	// spans for workflow starts, workflows, activities, queries and updates.
+	OTLPEndpoint string
 	// MetricsListen is where a worker alone (ModeWorker) serves /metrics
 	// and /healthz; empty: nowhere. In dev and server mode they are on the
 	// API.

@@ -19,7 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -29,6 +31,7 @@ import (
 	"github.com/adaptflow/adaptflow/api"
 	"github.com/adaptflow/adaptflow/examples"
 	"github.com/adaptflow/adaptflow/internal/temporalserver"
+	"github.com/adaptflow/adaptflow/internal/tracing"
 	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/store"
@@ -46,6 +49,18 @@ const (
 	ModeServer             // API against an external Temporal
 	ModeWorker             // worker against an external Temporal
 )
+
+func (m Mode) String() string {
+	switch m {
+	case ModeDev:
+		return "dev"
+	case ModeServer:
+		return "server"
+	case ModeWorker:
+		return "worker"
+	}
+	return fmt.Sprintf("mode(%d)", int(m))
+}
 
 // Run runs the parts of mode until ctx is cancelled, then stops them in
 // reverse order of start.
@@ -94,11 +109,24 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		lg.Info("embedded Temporal server started", "frontend", srv.Address(), "namespace", opts.Namespace)
 	}
 
-	tc, err := client.DialContext(ctx, client.Options{
+	copts := client.Options{
 		HostPort:  opts.TemporalAddress,
 		Namespace: opts.Namespace,
 		Logger:    sdklog.NewStructuredLogger(lg.With("component", "temporal-sdk")),
-	})
+	}
+	var tracer trace.Tracer
+	if opts.OTLPEndpoint != "" {
+		tr, err := tracing.New(ctx, opts.OTLPEndpoint, "adaptflow-"+mode.String())
+		if err != nil {
+			return err
+		}
+		// Added before the client, so stopped after it: the last spans go out.
+		lc.add("tracing", tr.Shutdown)
+		copts.Interceptors = []interceptor.ClientInterceptor{tr.Interceptor}
+		tracer = tr.Tracer
+		lg.Info("tracing to an OTLP endpoint", "endpoint", opts.OTLPEndpoint)
+	}
+	tc, err := client.DialContext(ctx, copts)
 	if err != nil {
 		return fmt.Errorf("connect to Temporal at %s (--temporal-address): %w", opts.TemporalAddress, err)
 	}
@@ -150,7 +178,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	}
 	handler, err := api.New(api.Options{
 		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, AuditLog: st, Verdicts: st, Stats: st,
-		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: TaskQueue, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit, Metrics: reg,
+		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: TaskQueue, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit, Metrics: reg, Tracer: tracer,
 		Ready: func(ctx context.Context) error { return st.Ping(ctx) },
 	})
 	if err != nil {
