@@ -55,6 +55,12 @@ type StartCounter interface {
 	HourlyStarts(ctx context.Context, process string, from, to time.Time) ([]int, error)
 }
 
+// StateProjection keeps the state each instance's workflow saves, for
+// reads that need no Temporal query.
+type StateProjection interface {
+	SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) error
+}
+
 // Activities are the activities of the process workflow.
 type Activities struct {
 	Env       *policies.Env
@@ -64,6 +70,8 @@ type Activities struct {
 	Starts    StartCounter
 	Examples  ExampleSource
 	Detectors DetectorStore
+	// States keeps the instances' state projections (nil: none kept).
+	States StateProjection
 	// LLM classifies through an OpenAI-compatible API when set.
 	LLM      *classify.LLM
 	Calendar policies.Calendar

@@ -35,6 +35,30 @@ type DecideInput struct {
 	Signals  map[string]policies.Signal
 	Point    policies.Point
 	PrevHash string
+	// State, when set, is the instance's state just before this decision,
+	// saved to the projection as save number StateSeq of the run.
+	State    json.RawMessage `json:",omitempty"`
+	StateSeq int64           `json:",omitempty"`
+}
+
+// SaveStateInput is one save of an instance's state projection.
+type SaveStateInput struct {
+	InstanceID string
+	RunID      string
+	Seq        int64
+	State      json.RawMessage
+}
+
+// SaveState saves an instance's state to the projection that reads of the
+// instance are served from. A save older than the stored one is dropped.
+func (a *Activities) SaveState(ctx context.Context, in SaveStateInput) error {
+	if a.States == nil {
+		return nil
+	}
+	if err := a.States.SaveInstanceState(ctx, in.InstanceID, in.RunID, in.Seq, in.State); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	return nil
 }
 
 // DecideResult is the recorded decision the workflow must apply.
@@ -123,6 +147,11 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, 
 	stored, err := a.Decisions.AppendDecision(ctx, d)
 	if err != nil {
 		return DecideResult{}, fmt.Errorf("decide: record: %w", err)
+	}
+	if len(in.State) > 0 {
+		if err := a.SaveState(ctx, SaveStateInput{InstanceID: in.InstanceID, RunID: in.RunID, Seq: in.StateSeq, State: in.State}); err != nil {
+			return DecideResult{}, fmt.Errorf("decide: %w", err)
+		}
 	}
 	a.Metrics.decided(def.Name, stored.Applied, len(stored.Rejected))
 	return DecideResult{DecisionID: stored.ID, Hash: stored.Hash, Applied: stored.Applied, Rejected: len(stored.Rejected), Signals: observed}, nil

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -92,7 +93,11 @@ func (s *server) listProcesses(c *gin.Context) {
 }
 
 func (s *server) definition(c *gin.Context, name string, version int) (*process.Definition, store.DefinitionRecord, error) {
-	rec, err := s.Definitions.Definition(c.Request.Context(), name, version)
+	return s.definitionOf(c.Request.Context(), name, version)
+}
+
+func (s *server) definitionOf(ctx context.Context, name string, version int) (*process.Definition, store.DefinitionRecord, error) {
+	rec, err := s.Definitions.Definition(ctx, name, version)
 	if err != nil {
 		return nil, rec, err
 	}
@@ -211,6 +216,8 @@ func (s *server) startInstance(c *gin.Context) {
 	inst, created, err := s.Instances.CreateInstance(ctx, store.Instance{
 		ID: InstanceID(name, req.BusinessKey), Process: name, ProcessVersion: def.Version, BusinessKey: req.BusinessKey,
 		Input: process.JSON(req.Input), CreatedBy: caller(c).Name, CreatedAt: time.Now().UTC(),
+		// Reads find the instance starting until its workflow saves a state.
+		State: process.JSON(workflows.NewState(def, workflows.StatusStarting)),
 	})
 	if err != nil {
 		fail(c, err)
@@ -257,24 +264,10 @@ func (s *server) getInstance(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	st, ok := s.finished.get(inst.ID)
-	if !ok {
-		v, err := s.Temporal.QueryWorkflow(ctx, inst.ID, "", workflows.QueryState)
-		var nf *serviceerror.NotFound
-		if errors.As(err, &nf) {
-			c.JSON(http.StatusOK, gin.H{"id": inst.ID, "process": inst.Process, "version": inst.ProcessVersion, "business_key": inst.BusinessKey,
-				"input": inst.Input, "created_at": inst.CreatedAt, "status": "starting", "plan": []any{}})
-			return
-		}
-		if err != nil {
-			fail(c, err)
-			return
-		}
-		if err := v.Get(&st); err != nil {
-			fail(c, err)
-			return
-		}
-		s.finished.put(inst.ID, st)
+	st, err := s.instanceState(ctx, inst)
+	if err != nil {
+		fail(c, err)
+		return
 	}
 	c.JSON(http.StatusOK, gin.H{
 		"id": inst.ID, "process": inst.Process, "version": inst.ProcessVersion, "business_key": inst.BusinessKey,
@@ -282,6 +275,41 @@ func (s *server) getInstance(c *gin.Context) {
 		"status": st.Status, "error": st.Error, "plan": st.Plan, "results": st.Results, "vars": st.Vars,
 		"reviews": st.Reviews, "decisions": st.Decisions, "classification": st.Classification,
 	})
+}
+
+// instanceState is the instance's state: from the replica's cache of
+// finished instances, else from the projection its workflow saves in the
+// store, else (instances started before projections) by asking the
+// workflow through a Temporal query.
+func (s *server) instanceState(ctx context.Context, inst store.Instance) (workflows.State, error) {
+	if st, ok := s.finished.get(inst.ID); ok {
+		return st, nil
+	}
+	var st workflows.State
+	if len(inst.State) > 0 {
+		if err := json.Unmarshal(inst.State, &st); err != nil {
+			return st, fmt.Errorf("instance %s: stored state: %w", inst.ID, err)
+		}
+		s.finished.put(inst.ID, st)
+		return st, nil
+	}
+	v, err := s.Temporal.QueryWorkflow(ctx, inst.ID, "", workflows.QueryState)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		def, _, derr := s.definitionOf(ctx, inst.Process, inst.ProcessVersion)
+		if derr != nil {
+			return st, derr
+		}
+		return workflows.NewState(def, workflows.StatusStarting), nil
+	}
+	if err != nil {
+		return st, err
+	}
+	if err := v.Get(&st); err != nil {
+		return st, err
+	}
+	s.finished.put(inst.ID, st)
+	return st, nil
 }
 
 func (s *server) listDecisions(c *gin.Context) {

@@ -370,17 +370,7 @@ func (s *server) decideReview(c *gin.Context) {
 		verdict = store.VerdictApprove
 		comment = strings.TrimSpace("corrected to " + learn.Label + ". " + comment)
 	}
-	h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   rv.InstanceID,
-		RunID:        rv.RunID,
-		UpdateName:   workflows.UpdateReviewDecision,
-		Args:         []any{workflows.ReviewDecision{ReviewID: rv.ID, Verdict: verdict, Reviewer: caller(c).Name, Comment: comment}},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	var result workflows.ReviewState
-	if err == nil {
-		err = h.Get(ctx, &result)
-	}
+	result, err := s.sendVerdict(ctx, rv, workflows.ReviewDecision{ReviewID: rv.ID, Verdict: verdict, Reviewer: caller(c).Name, Comment: comment})
 	var ae *temporal.ApplicationError
 	if errors.As(err, &ae) {
 		switch ae.Type() {
@@ -449,6 +439,39 @@ func verdictOf(rv store.Review, learn *store.Example, answer map[string]any) (st
 	model, _ := answer["model"].(string)
 	return store.Verdict{ReviewID: rv.ID, Classifier: learn.Classifier, Queue: rv.Queue, Model: model, Predicted: predicted,
 		Confidence: confidence, Label: learn.Label, Reviewer: strings.TrimPrefix(learn.Source, "review:"), At: learn.CreatedAt}, true
+}
+
+// sendVerdict sends the verdict to the instance as a Temporal Update and
+// returns the review as the instance then has it. The review is in the
+// store, so an instance that does not know it yet has not processed the
+// event that opened it (right after a worker restart, an update can reach
+// the workflow before the events of its pending task do): it is asked
+// again, with backoff, until the request's deadline.
+func (s *server) sendVerdict(ctx context.Context, rv store.Review, d workflows.ReviewDecision) (workflows.ReviewState, error) {
+	wait := 100 * time.Millisecond
+	for {
+		var result workflows.ReviewState
+		h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+			WorkflowID:   rv.InstanceID,
+			RunID:        rv.RunID,
+			UpdateName:   workflows.UpdateReviewDecision,
+			Args:         []any{d},
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		})
+		if err == nil {
+			err = h.Get(ctx, &result)
+		}
+		var ae *temporal.ApplicationError
+		if !errors.As(err, &ae) || ae.Type() != workflows.ErrTypeUnknownReview {
+			return result, err
+		}
+		select {
+		case <-ctx.Done():
+			return result, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // decisionResponse is the review as the workflow now has it, and the

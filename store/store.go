@@ -129,7 +129,9 @@ func (s PolicyState) Mode() string {
 	return ModeDisabled
 }
 
-// Instance is a started process instance. Its live state is in Temporal.
+// Instance is a started process instance. Its live state is in Temporal;
+// State is the projection of it that the workflow saves at each step, for
+// reads that need no Temporal query.
 type Instance struct {
 	ID             string          `json:"id"`
 	Process        string          `json:"process"`
@@ -138,6 +140,12 @@ type Instance struct {
 	Input          json.RawMessage `json:"input"`
 	CreatedBy      string          `json:"created_by"`
 	CreatedAt      time.Time       `json:"created_at"`
+	// State is the instance's state as last saved (JSON), nil for
+	// instances started before projections; StateRun and StateSeq say
+	// which run saved it and in which order.
+	State    json.RawMessage `json:"-"`
+	StateRun string          `json:"-"`
+	StateSeq int64           `json:"-"`
 }
 
 // Review statuses and verdicts.

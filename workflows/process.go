@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -24,6 +25,8 @@ const (
 
 // Instance statuses.
 const (
+	// StatusStarting: the instance is stored, its workflow has not run yet.
+	StatusStarting      = "starting"
 	StatusRunning       = "running"
 	StatusWaitingReview = "waiting_review"
 	StatusCompleted     = "completed"
@@ -141,6 +144,10 @@ type runner struct {
 	opened         int
 	done           []string
 	callbacks      []pendingCallback
+	// project: the state is saved to the store's projection (from version
+	// versionProjection on); saves numbers the saves of this run.
+	project bool
+	saves   int64
 }
 
 // Run interprets one instance of a process definition.
@@ -151,18 +158,7 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 		def:     &in.Definition,
 		runID:   info.WorkflowExecution.RunID,
 		started: info.WorkflowStartTime,
-		st: State{
-			Status:    StatusRunning,
-			Process:   in.Definition.Name,
-			Version:   in.Definition.Version,
-			Results:   map[string]any{},
-			Vars:      map[string]any{},
-			Reviews:   []ReviewState{},
-			Decisions: []string{},
-		},
-	}
-	for _, s := range in.Definition.Steps {
-		r.st.Plan = append(r.st.Plan, PlanStep{ID: s.ID, Kind: s.Kind, Origin: "main", Mandatory: s.Mandatory, State: StepPending})
+		st:      NewState(&in.Definition, StatusRunning),
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryState, func() (State, error) { return r.st, nil }); err != nil {
 		return Result{}, err
@@ -172,6 +168,7 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 		return Result{}, err
 	}
 
+	r.project = workflow.GetVersion(ctx, changeProjection, workflow.DefaultVersion, versionProjection) >= versionProjection
 	err := r.classify(ctx)
 	if err == nil {
 		err = r.run(ctx)
@@ -186,6 +183,7 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 	default:
 		r.st.Status = StatusCompleted
 	}
+	r.save(ctx)
 	// The final statuses are named as the callback events are.
 	r.callback(ctx, r.st.Status, ReviewState{})
 	r.awaitCallbacks(ctx)
@@ -212,7 +210,73 @@ const (
 	// changeEscalation: reviews whose SLA runs out may escalate.
 	changeEscalation          = "review-escalation"
 	versionEscalation Version = 1
+	// changeProjection: the instance saves its state to the store at each
+	// decision, review and end, and reads are served from there.
+	changeProjection          = "state-projection"
+	versionProjection Version = 1
 )
+
+// NewState is the state of an instance of def before its first step, with
+// status (StatusStarting as the API stores it at the start, StatusRunning
+// once the workflow runs).
+func NewState(def *process.Definition, status string) State {
+	st := State{
+		Status:    status,
+		Process:   def.Name,
+		Version:   def.Version,
+		Plan:      make([]PlanStep, 0, len(def.Steps)),
+		Results:   map[string]any{},
+		Vars:      map[string]any{},
+		Reviews:   []ReviewState{},
+		Decisions: []string{},
+	}
+	for _, s := range def.Steps {
+		st.Plan = append(st.Plan, PlanStep{ID: s.ID, Kind: s.Kind, Origin: "main", Mandatory: s.Mandatory, State: StepPending})
+	}
+	return st
+}
+
+// saveOptions bound a save of the state projection; one that fails for
+// good is logged and the next save catches up.
+var saveOptions = workflow.LocalActivityOptions{
+	StartToCloseTimeout:    10 * time.Second,
+	ScheduleToCloseTimeout: 2 * time.Minute,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval:    200 * time.Millisecond,
+		BackoffCoefficient: 2,
+		MaximumInterval:    10 * time.Second,
+	},
+}
+
+// nextSave numbers a save of the state and renders the state for it. It
+// is a snapshot taken now (a local activity gets its input as Go values,
+// and the maps would go on changing). encoding/json is deterministic here:
+// map keys are sorted, and its reflection cache only caches.
+func (r *runner) nextSave() (int64, json.RawMessage, bool) {
+	if !r.project {
+		return 0, nil, false
+	}
+	b, err := json.Marshal(r.st) //workflowcheck:ignore
+	if err != nil {
+		return 0, nil, false
+	}
+	r.saves++
+	return r.saves, b, true
+}
+
+// save saves the state to the projection, at the points a reader should
+// see at once: a review opened, escalated or decided, and the end.
+// Decisions carry the state to save with them (see decide).
+func (r *runner) save(ctx workflow.Context) {
+	seq, state, ok := r.nextSave()
+	if !ok {
+		return
+	}
+	in := activities.SaveStateInput{InstanceID: r.in.InstanceID, RunID: r.runID, Seq: seq, State: state}
+	if err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, saveOptions), a.SaveState, in).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("state projection not saved; the next save catches up", "seq", seq, "err", err)
+	}
+}
 
 // Version is a workflow code version.
 type Version = workflow.Version
@@ -319,6 +383,9 @@ func (r *runner) decide(ctx workflow.Context, i int) (int, error) {
 		Point:          policies.Point{Added: slices.Clone(r.added), Reviews: r.opened, Fired: slices.Clone(r.fired)},
 		PrevHash:       r.lastHash,
 	}
+	if seq, state, ok := r.nextSave(); ok {
+		in.State, in.StateSeq = state, seq
+	}
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -409,6 +476,7 @@ func (r *runner) gate(ctx workflow.Context, i int, id string, spec process.Revie
 	r.st.Plan[i].State = StepWaitingReview
 	r.st.Status = StatusWaitingReview
 	r.callback(ctx, process.EventWaitingReview, r.st.Reviews[k])
+	r.save(ctx)
 
 	decided := func() bool { return r.st.Reviews[k].Status != store.ReviewOpen }
 	if spec.SLA == "" {
@@ -571,6 +639,7 @@ func (r *runner) escalate(ctx workflow.Context, k int, step string, esc process.
 		r.callbacks = append(r.callbacks, pendingCallback{event: "review.escalated", url: esc.Notify,
 			f: workflow.ExecuteActivity(nctx, a.Notify, activities.NotifyInput{URL: esc.Notify, Key: rv.ID + "/escalated", Event: event})})
 	}
+	r.save(ctx)
 	return workflow.AwaitWithTimeout(ctx, sla, decided)
 }
 
@@ -621,7 +690,11 @@ func (r *runner) onReviewDecision(ctx workflow.Context, d ReviewDecision) (Revie
 	rv.Verdict = d.Verdict
 	rv.Reviewer = d.Reviewer
 	rv.Comment = d.Comment
-	return *rv, nil
+	out := *rv
+	// Saved before the update answers, so the reviewer's next read of the
+	// instance shows the verdict.
+	r.save(ctx)
+	return out, nil
 }
 
 var bookkeepingOptions = workflow.ActivityOptions{

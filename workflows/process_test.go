@@ -1,6 +1,7 @@
 package workflows_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -90,7 +91,7 @@ func newHarnessLLM(t *testing.T, llm *classify.LLM, defYAML string, policyYAML .
 	h.env.SetStartTime(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	h.env.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
 	h.acts = &activities.Activities{
-		Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, LLM: llm,
+		Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, States: st, LLM: llm,
 		Calendar: policies.DefaultCalendar(), HTTP: http.DefaultClient,
 	}
 	h.env.RegisterActivity(h.acts)
@@ -99,12 +100,28 @@ func newHarnessLLM(t *testing.T, llm *classify.LLM, defYAML string, policyYAML .
 
 func (h *harness) run(t *testing.T, input map[string]any) (workflows.Result, error) {
 	t.Helper()
+	if _, _, err := h.store.CreateInstance(t.Context(), store.Instance{ID: "i-test", Process: h.def.Name, ProcessVersion: h.def.Version, BusinessKey: "bk-1",
+		Input: process.JSON(input), CreatedAt: time.Now(), State: process.JSON(workflows.NewState(h.def, workflows.StatusStarting))}); err != nil {
+		t.Fatal(err)
+	}
 	h.env.ExecuteWorkflow(workflows.ProcessWorkflow, workflows.Input{Definition: *h.def, InstanceID: "i-test", BusinessKey: "bk-1", Input: input})
 	if !h.env.IsWorkflowCompleted() {
 		t.Fatal("workflow did not complete")
 	}
+	// The projection reads hold the final state, exactly as the workflow has it.
+	inst, err := h.store.Instance(t.Context(), "i-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved workflows.State
+	if err := json.Unmarshal(inst.State, &saved); err != nil {
+		t.Fatal(err)
+	}
+	if want := h.state(t); !bytes.Equal(process.JSON(saved), process.JSON(want)) || inst.StateSeq < 2 {
+		t.Fatalf("projection (save %d) %s\nwant %s", inst.StateSeq, process.JSON(saved), process.JSON(want))
+	}
 	var res workflows.Result
-	err := h.env.GetWorkflowError()
+	err = h.env.GetWorkflowError()
 	if err == nil {
 		if gerr := h.env.GetWorkflowResult(&res); gerr != nil {
 			t.Fatal(gerr)

@@ -147,7 +147,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		w := worker.New(tc, TaskQueue, worker.Options{})
 		w.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
 		w.RegisterActivity(&activities.Activities{
-			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, LLM: llm, Calendar: cal,
+			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, States: st, LLM: llm, Calendar: cal,
 			HTTP: &http.Client{Timeout: 5 * time.Minute}, Logger: lg, WebhookSecret: opts.WebhookSecret,
 			Metrics: activities.NewMetrics(reg),
 		})
@@ -251,6 +251,7 @@ type Store interface {
 	activities.StartCounter
 	activities.ExampleSource
 	activities.DetectorStore
+	activities.StateProjection
 	api.ExampleStore
 	api.PolicyLifecycle
 	api.DecisionScanner

@@ -160,9 +160,9 @@ func (s *Store) Definitions(ctx context.Context) ([]store.DefinitionRecord, erro
 
 // CreateInstance records a started instance; see the sqlite store.
 func (s *Store) CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error) {
-	tag, err := s.pool.Exec(ctx, `INSERT INTO instances (id, process, process_version, business_key, input, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+	tag, err := s.pool.Exec(ctx, `INSERT INTO instances (id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (process, business_key) DO NOTHING`,
-		in.ID, in.Process, in.ProcessVersion, in.BusinessKey, string(in.Input), in.CreatedBy, micros(in.CreatedAt))
+		in.ID, in.Process, in.ProcessVersion, in.BusinessKey, string(in.Input), in.CreatedBy, micros(in.CreatedAt), nullText(in.State), in.StateRun, in.StateSeq)
 	if err != nil {
 		return in, false, fmt.Errorf("postgres: create instance: %w", err)
 	}
@@ -181,9 +181,10 @@ func (s *Store) Instance(ctx context.Context, id string) (store.Instance, error)
 func (s *Store) instanceWhere(ctx context.Context, where string, args ...any) (store.Instance, error) {
 	var in store.Instance
 	var input string
+	var state *string
 	var at int64
-	err := s.pool.QueryRow(ctx, `SELECT id, process, process_version, business_key, input, created_by, created_at FROM instances WHERE `+where, args...).
-		Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at)
+	err := s.pool.QueryRow(ctx, `SELECT id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq FROM instances WHERE `+where, args...).
+		Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at, &state, &in.StateRun, &in.StateSeq)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return in, fmt.Errorf("instance: %w", store.ErrNotFound)
 	}
@@ -191,7 +192,30 @@ func (s *Store) instanceWhere(ctx context.Context, where string, args ...any) (s
 		return in, fmt.Errorf("postgres: instance: %w", err)
 	}
 	in.Input, in.CreatedAt = json.RawMessage(input), fromMicros(at)
+	if state != nil {
+		in.State = json.RawMessage(*state)
+	}
 	return in, nil
+}
+
+// SaveInstanceState stores the state a run of the instance saved as its
+// seq-th save, unless the instance holds a later save of that run. An
+// instance with no row (started outside the API) keeps nothing.
+func (s *Store) SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) error {
+	_, err := s.pool.Exec(ctx, `UPDATE instances SET state = $1, state_run = $2, state_seq = $3 WHERE id = $4 AND (state_run <> $2 OR state_seq < $3)`,
+		string(state), run, seq, id)
+	if err != nil {
+		return fmt.Errorf("postgres: save instance state: %w", err)
+	}
+	return nil
+}
+
+func nullText(b []byte) *string {
+	if b == nil {
+		return nil
+	}
+	s := string(b)
+	return &s
 }
 
 // HourlyStarts counts the starts of a process in each whole hour of

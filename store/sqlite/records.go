@@ -165,9 +165,9 @@ func (s *Store) Definitions(ctx context.Context) ([]store.DefinitionRecord, erro
 // CreateInstance records a started instance. When the process already has an
 // instance with the business key, that one is returned with created false.
 func (s *Store) CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error) {
-	res, err := s.w.ExecContext(ctx, `INSERT INTO instances (id, process, process_version, business_key, input, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+	res, err := s.w.ExecContext(ctx, `INSERT INTO instances (id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (process, business_key) DO NOTHING`,
-		in.ID, in.Process, in.ProcessVersion, in.BusinessKey, string(in.Input), in.CreatedBy, micros(in.CreatedAt))
+		in.ID, in.Process, in.ProcessVersion, in.BusinessKey, string(in.Input), in.CreatedBy, micros(in.CreatedAt), nullText(in.State), in.StateRun, in.StateSeq)
 	if err != nil {
 		return in, false, fmt.Errorf("sqlite: create instance: %w", err)
 	}
@@ -186,9 +186,10 @@ func (s *Store) Instance(ctx context.Context, id string) (store.Instance, error)
 func (s *Store) instanceWhere(ctx context.Context, db *sql.DB, where string, args ...any) (store.Instance, error) {
 	var in store.Instance
 	var input string
+	var state sql.NullString
 	var at int64
-	err := db.QueryRowContext(ctx, `SELECT id, process, process_version, business_key, input, created_by, created_at FROM instances WHERE `+where, args...).
-		Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at)
+	err := db.QueryRowContext(ctx, `SELECT id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq FROM instances WHERE `+where, args...).
+		Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at, &state, &in.StateRun, &in.StateSeq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return in, fmt.Errorf("instance: %w", store.ErrNotFound)
 	}
@@ -196,7 +197,29 @@ func (s *Store) instanceWhere(ctx context.Context, db *sql.DB, where string, arg
 		return in, fmt.Errorf("sqlite: instance: %w", err)
 	}
 	in.Input, in.CreatedAt = json.RawMessage(input), fromMicros(at)
+	if state.Valid {
+		in.State = json.RawMessage(state.String)
+	}
 	return in, nil
+}
+
+// SaveInstanceState stores the state a run of the instance saved as its
+// seq-th save, unless the instance holds a later save of that run. An
+// instance with no row (started outside the API) keeps nothing.
+func (s *Store) SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) error {
+	_, err := s.w.ExecContext(ctx, `UPDATE instances SET state = ?, state_run = ?, state_seq = ? WHERE id = ? AND (state_run <> ? OR state_seq < ?)`,
+		string(state), run, seq, id, run, seq)
+	if err != nil {
+		return fmt.Errorf("sqlite: save instance state: %w", err)
+	}
+	return nil
+}
+
+func nullText(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
 }
 
 // CountStarts counts the instances of a process started in [from, to).

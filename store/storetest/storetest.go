@@ -47,6 +47,7 @@ type Store interface {
 	SaveDetectorState(ctx context.Context, st store.DetectorState) (int64, error)
 	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
 	Instance(ctx context.Context, id string) (store.Instance, error)
+	SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) error
 	HourlyStarts(ctx context.Context, process string, from, to time.Time) ([]int, error)
 	AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error)
 	Decision(ctx context.Context, id string) (process.Decision, error)
@@ -71,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("definitions", func(t *testing.T) { testDefinitions(t, open(t)) })
 	t.Run("policies", func(t *testing.T) { testPolicies(t, open(t)) })
 	t.Run("instances", func(t *testing.T) { testInstances(t, open(t)) })
+	t.Run("instance states", func(t *testing.T) { testInstanceStates(t, open(t)) })
 	t.Run("decisions", func(t *testing.T) { testDecisions(t, open(t)) })
 	t.Run("reviews", func(t *testing.T) { testReviews(t, open(t)) })
 	t.Run("review claims", func(t *testing.T) { testReviewClaims(t, open(t)) })
@@ -442,6 +444,43 @@ func testInstances(t *testing.T, s Store) {
 	must(t, err)
 	if fmt.Sprint(counts) != "[0 1 2]" {
 		t.Fatalf("window after the first start: %v", counts)
+	}
+}
+
+// The projection of an instance's state keeps the latest save of the
+// latest run, whatever order the saves arrive in.
+func testInstanceStates(t *testing.T, s Store) {
+	ctx := t.Context()
+	_, _, err := s.CreateInstance(ctx, store.Instance{ID: "st-1", Process: "p", ProcessVersion: 1, BusinessKey: "k", Input: []byte(`{}`), CreatedAt: time.Now(),
+		State: json.RawMessage(`{"status":"starting"}`)})
+	must(t, err)
+	_, _, err = s.CreateInstance(ctx, store.Instance{ID: "st-old", Process: "p", ProcessVersion: 1, BusinessKey: "old", Input: []byte(`{}`), CreatedAt: time.Now()})
+	must(t, err)
+	state := func(id string) (string, string, int64) {
+		t.Helper()
+		in, err := s.Instance(ctx, id)
+		must(t, err)
+		return string(in.State), in.StateRun, in.StateSeq
+	}
+	if st, run, seq := state("st-1"); st != `{"status":"starting"}` || run != "" || seq != 0 {
+		t.Fatalf("initial state %q %q %d", st, run, seq)
+	}
+	if st, _, _ := state("st-old"); st != "" {
+		t.Fatalf("an instance without a saved state reads %q", st)
+	}
+	must(t, s.SaveInstanceState(ctx, "st-1", "run-a", 2, json.RawMessage(`{"status":"running","n":2}`)))
+	must(t, s.SaveInstanceState(ctx, "st-1", "run-a", 1, json.RawMessage(`{"status":"running","n":1}`)))  // late: ignored
+	must(t, s.SaveInstanceState(ctx, "st-1", "run-a", 2, json.RawMessage(`{"status":"running","n":22}`))) // retried: ignored
+	if st, run, seq := state("st-1"); st != `{"status":"running","n":2}` || run != "run-a" || seq != 2 {
+		t.Fatalf("after saves 2 then 1: %q %q %d", st, run, seq)
+	}
+	must(t, s.SaveInstanceState(ctx, "st-1", "run-b", 1, json.RawMessage(`{"status":"completed"}`))) // a new run
+	if st, run, seq := state("st-1"); st != `{"status":"completed"}` || run != "run-b" || seq != 1 {
+		t.Fatalf("after a new run: %q %q %d", st, run, seq)
+	}
+	must(t, s.SaveInstanceState(ctx, "nobody", "run-a", 1, json.RawMessage(`{}`)))
+	if _, err := s.Instance(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a save for an instance without a row made one: %v", err)
 	}
 }
 
