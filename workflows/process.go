@@ -148,6 +148,9 @@ type runner struct {
 	// versionProjection on); saves numbers the saves of this run.
 	project bool
 	saves   int64
+	// localSteps: built-in task and validate steps run as local
+	// activities (from version versionLocalSteps on).
+	localSteps bool
 }
 
 // Run interprets one instance of a process definition.
@@ -169,6 +172,7 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 	}
 
 	r.project = workflow.GetVersion(ctx, changeProjection, workflow.DefaultVersion, versionProjection) >= versionProjection
+	r.localSteps = workflow.GetVersion(ctx, changeLocalSteps, workflow.DefaultVersion, versionLocalSteps) >= versionLocalSteps
 	err := r.classify(ctx)
 	if err == nil {
 		err = r.run(ctx)
@@ -214,6 +218,12 @@ const (
 	// decision, review and end, and reads are served from there.
 	changeProjection          = "state-projection"
 	versionProjection Version = 1
+	// changeLocalSteps: built-in task and validate steps, which run in the
+	// worker's process in microseconds, run as local activities: no round
+	// trip through the Temporal server per step (http steps, which call
+	// out, stay activities).
+	changeLocalSteps          = "local-steps"
+	versionLocalSteps Version = 1
 )
 
 // NewState is the state of an instance of def before its first step, with
@@ -747,17 +757,23 @@ func (r *runner) runStep(ctx workflow.Context, i int) error {
 	ps.StartedAt = &now
 	ps.State = StepRunning
 	in := activities.StepInput{Step: step, InstanceID: r.in.InstanceID, BusinessKey: r.in.BusinessKey, Input: r.in.Input, Results: r.st.Results, Vars: r.st.Vars}
-	actx := workflow.WithActivityOptions(ctx, stepOptions(step))
+	opts := stepOptions(step)
+	actx := workflow.WithActivityOptions(ctx, opts)
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: opts.StartToCloseTimeout, RetryPolicy: opts.RetryPolicy})
 	var res activities.StepResult
 	var err error
-	switch step.Kind {
-	case process.KindTask:
+	switch {
+	case step.Kind == process.KindTask && r.localSteps:
+		err = workflow.ExecuteLocalActivity(lctx, a.RunTask, in).Get(ctx, &res)
+	case step.Kind == process.KindValidate && r.localSteps:
+		err = workflow.ExecuteLocalActivity(lctx, a.Validate, in).Get(ctx, &res)
+	case step.Kind == process.KindTask:
 		err = workflow.ExecuteActivity(actx, a.RunTask, in).Get(ctx, &res)
-	case process.KindHTTP:
+	case step.Kind == process.KindHTTP:
 		err = workflow.ExecuteActivity(actx, a.CallHTTP, in).Get(ctx, &res)
-	case process.KindValidate:
+	case step.Kind == process.KindValidate:
 		err = workflow.ExecuteActivity(actx, a.Validate, in).Get(ctx, &res)
-	case process.KindWait:
+	case step.Kind == process.KindWait:
 		d, perr := process.ParseDuration(step.Duration)
 		if perr != nil {
 			err = perr
@@ -765,7 +781,7 @@ func (r *runner) runStep(ctx workflow.Context, i int) error {
 		}
 		err = workflow.Sleep(ctx, d)
 		res.Output = map[string]any{"waited": step.Duration}
-	case process.KindReview:
+	case step.Kind == process.KindReview:
 		ps.State = StepPending
 		id := activities.ReviewID(ps.DecisionID, 0, -1)
 		err = r.gate(ctx, i, id, *step.Review, "", ps.DecisionID)
