@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.temporal.io/server/common/authorization"
@@ -112,6 +113,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
 		dynamicconfig.FrontendRPS.Key():                                  10000,
 		dynamicconfig.FrontendNamespaceReplicationInducingAPIsRPS.Key():  1000,
+		// SQLite has one writer: a few visibility writers keep up, more
+		// only queue on its lock in front of the executions' writes.
+		dynamicconfig.VisibilityProcessorSchedulerWorkerCount.Key(): 2,
 	}
 	srv, err := temporal.NewServer(
 		temporal.WithConfig(conf),
@@ -153,11 +157,30 @@ func buildConfig(opts Options, host string, port int) (*config.Config, error) {
 	conf.Persistence.DefaultStore = "sqlite-default"
 	conf.Persistence.VisibilityStore = "sqlite-default"
 	conf.Persistence.NumHistoryShards = 1
+	// An executions' database without a visibility one beside it is from
+	// before they were split: it keeps visibility.
+	shared := false
+	if opts.DatabaseFile != "" {
+		_, err := os.Stat(opts.DatabaseFile)
+		_, verr := os.Stat(VisibilityFile(opts.DatabaseFile))
+		shared = err == nil && errors.Is(verr, os.ErrNotExist)
+	}
 	sqlConf, err := sqlConfig(opts)
 	if err != nil {
 		return nil, err
 	}
 	conf.Persistence.DataStores = map[string]config.DataStore{"sqlite-default": {SQL: sqlConf}}
+	// Visibility (the list of workflows) gets a database of its own, so
+	// its heavily indexed writes do not hold up the executions' writer. A
+	// data directory made before keeps visibility where it has it.
+	if !shared {
+		visConf, err := visibilityConfig(opts)
+		if err != nil {
+			return nil, err
+		}
+		conf.Persistence.VisibilityStore = "sqlite-visibility"
+		conf.Persistence.DataStores["sqlite-visibility"] = config.DataStore{SQL: visConf}
+	}
 	httpPort, err := freePort(host)
 	if err != nil {
 		return nil, err
@@ -235,6 +258,37 @@ func sqlConfig(opts Options) (*config.SQL, error) {
 	}
 	if err := sqliteschema.CreateNamespaces(&conf, nss...); err != nil {
 		return nil, fmt.Errorf("temporal: create namespaces: %w", err)
+	}
+	return &conf, nil
+}
+
+// VisibilityFile is where a data directory's visibility database lives
+// beside the executions' one.
+func VisibilityFile(databaseFile string) string {
+	return strings.TrimSuffix(databaseFile, ".db") + "-visibility.db"
+}
+
+// visibilityConfig is the visibility store's own database, in memory when
+// the executions' one is.
+func visibilityConfig(opts Options) (*config.SQL, error) {
+	if opts.DatabaseFile == "" {
+		n, err := freePort("127.0.0.1")
+		if err != nil {
+			return nil, err
+		}
+		return &config.SQL{PluginName: sqliteplugin.PluginName, DatabaseName: "adaptflow-visibility-" + strconv.Itoa(n),
+			ConnectAttributes: map[string]string{"mode": "memory", "cache": "shared"}}, nil
+	}
+	file := VisibilityFile(opts.DatabaseFile)
+	conf := config.SQL{
+		PluginName: sqliteplugin.PluginName, DatabaseName: file, MaxConns: 2, MaxIdleConns: 2,
+		ConnectAttributes: map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "normal", "busy_timeout": "10000"},
+	}
+	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
+		if err := sqliteschema.SetupSchema(&conf); err != nil {
+			_ = os.Remove(file)
+			return nil, fmt.Errorf("temporal: set up visibility schema: %w", err)
+		}
 	}
 	return &conf, nil
 }
