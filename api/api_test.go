@@ -149,6 +149,13 @@ func TestTemporalDownIs503(t *testing.T) {
 	if a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" || a.err.Code != "unavailable" {
 		t.Fatalf("got %d %+v (Retry-After %q)", a.status, a.err, a.header.Get("Retry-After"))
 	}
+	// The instance is stored; reading it needs only the store, so it
+	// answers while Temporal is down: starting, with the definition's plan.
+	got := do(t, srv, "GET", "/v1/instances/"+api.InstanceID("p", "k"), keys[store.RoleSystem], "", "")
+	plan, _ := got.body["plan"].([]any)
+	if got.status != http.StatusOK || got.body["status"] != "starting" || len(plan) != 1 || plan[0].(map[string]any)["state"] != "pending" {
+		t.Fatalf("read while Temporal is down: %d %v", got.status, got.body)
+	}
 }
 
 func TestKeysAreStoredHashedAndShownOnce(t *testing.T) {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/adaptflow/adaptflow/api/apitest"
 	"github.com/adaptflow/adaptflow/internal/app"
+	"github.com/adaptflow/adaptflow/internal/temporalserver"
 )
 
 var updateHistory = flag.Bool("update-history", false, "record workflows/testdata histories from a run on the embedded server")
@@ -597,6 +598,30 @@ func TestRestartResumes(t *testing.T) {
 
 	d = startDev(t, dir, tmp)
 	finishAfterRestart(t, d, id)
+}
+
+// TestDataDirFromBeforeTheVisibilitySplit: a data directory whose Temporal
+// database holds visibility itself (made before visibility got a database
+// of its own) goes on running that way.
+func TestDataDirFromBeforeTheVisibilitySplit(t *testing.T) {
+	dir, tmp := t.TempDir(), freeAddr(t)
+	vis := temporalserver.VisibilityFile(filepath.Join(dir, "temporal.db"))
+	d := startDev(t, dir, tmp)
+	input := map[string]any{"request_id": "PO-1", "requester": "ann", "amount": 300, "budget_remaining": 5000, "supplier": "ACME"}
+	d.waitStatus(d.start("procurement-approval", "before", input), "completed")
+	d.stop()
+	if _, err := os.Stat(vis); err != nil {
+		t.Fatalf("a new data directory has no visibility database of its own: %v", err)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		_ = os.Remove(vis + suffix) // now it looks like a data directory from before
+	}
+	d = startDev(t, dir, tmp)
+	d.waitStatus(d.start("procurement-approval", "after", input), "completed")
+	d.stop()
+	if _, err := os.Stat(vis); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("an old data directory got a visibility database: %v", err)
+	}
 }
 
 // TestKillResumes does the same with kill -9 of the whole process.
