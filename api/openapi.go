@@ -231,7 +231,9 @@ func (ct *contract) check(c *gin.Context) error {
 		return nil
 	}
 	mt := c.ContentType()
-	if slices.Contains(yamlTypes, mt) && op.body.schema["application/yaml"] != nil {
+	// YAML is a superset of JSON: a route that takes YAML reads a body
+	// sent without a media type as YAML.
+	if (mt == "" || slices.Contains(yamlTypes, mt)) && op.body.schema["application/yaml"] != nil {
 		mt = "application/yaml"
 	}
 	if mt == "" {

@@ -126,6 +126,10 @@ func TestRequestsAreValidatedAgainstTheDocument(t *testing.T) {
 			}
 		})
 	}
+	// A definition sent without a media type is read as YAML, as before.
+	if a := do(t, srv, "POST", "/v1/processes", eng, "", strings.Replace(def, "name: p", "name: q", 1)); a.status != http.StatusCreated {
+		t.Fatalf("YAML without a media type: %d %+v", a.status, a.err)
+	}
 	// What passes the document reaches the handler: a claim on a review
 	// that does not exist is a 404, and escalated is a status one can list.
 	if a := do(t, srv, "POST", "/v1/reviews/r1/claim", rev, "application/json", `{"lease":"45m"}`); a.status != http.StatusNotFound {
