@@ -235,8 +235,13 @@ func sqlConfig(opts Options) (*config.SQL, error) {
 		// dev server's promise) and is several times faster than the
 		// default rollback journal; a power loss may lose the last commits.
 		conf.ConnectAttributes = map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "normal", "busy_timeout": "10000"}
-		conf.MaxConns = 4
-		conf.MaxIdleConns = 4
+		// One connection: SQLite has one writer, and writers on several
+		// connections wait for its lock in SQLite's busy handler, which
+		// sleeps for milliseconds at a time; queued on one connection they
+		// go in turn at once (about twice the throughput, a third of the
+		// start latency under load).
+		conf.MaxConns = 1
+		conf.MaxIdleConns = 1
 		conf.DatabaseName = opts.DatabaseFile
 		if _, err := os.Stat(opts.DatabaseFile); errors.Is(err, os.ErrNotExist) {
 			if err := os.MkdirAll(filepath.Dir(opts.DatabaseFile), 0o755); err != nil {
@@ -281,7 +286,7 @@ func visibilityConfig(opts Options) (*config.SQL, error) {
 	}
 	file := VisibilityFile(opts.DatabaseFile)
 	conf := config.SQL{
-		PluginName: sqliteplugin.PluginName, DatabaseName: file, MaxConns: 2, MaxIdleConns: 2,
+		PluginName: sqliteplugin.PluginName, DatabaseName: file, MaxConns: 1, MaxIdleConns: 1,
 		ConnectAttributes: map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "normal", "busy_timeout": "10000"},
 	}
 	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
