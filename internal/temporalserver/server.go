@@ -6,6 +6,7 @@ package temporalserver
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -294,8 +295,36 @@ func visibilityConfig(opts Options) (*config.SQL, error) {
 			_ = os.Remove(file)
 			return nil, fmt.Errorf("temporal: set up visibility schema: %w", err)
 		}
+		if err := trimVisibilityIndexes(file); err != nil {
+			_ = os.Remove(file)
+			return nil, err
+		}
 	}
 	return &conf, nil
+}
+
+// trimVisibilityIndexes drops the indexes of the custom search attribute
+// columns (Bool01..Keyword10): adaptflow registers no custom search
+// attributes, and each index costs every visibility write an update. A
+// query on such an attribute still works, by scanning.
+func trimVisibilityIndexes(file string) error {
+	db, err := sql.Open("sqlite", file)
+	if err != nil {
+		return fmt.Errorf("temporal: visibility database: %w", err)
+	}
+	defer db.Close()
+	var drops []string
+	for kind, n := range map[string]int{"bool": 3, "datetime": 3, "double": 3, "int": 3, "keyword": 10} {
+		for i := 1; i <= n; i++ {
+			drops = append(drops, fmt.Sprintf("DROP INDEX IF EXISTS by_%s_%02d", kind, i))
+		}
+	}
+	for _, q := range drops {
+		if _, err := db.Exec(q); err != nil {
+			return fmt.Errorf("temporal: visibility database: %s: %w", q, err)
+		}
+	}
+	return nil
 }
 
 func freePort(host string) (int, error) {
