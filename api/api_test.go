@@ -317,3 +317,35 @@ func TestRateLimitPerKey(t *testing.T) {
 		t.Fatalf("another key: %d", a.status)
 	}
 }
+
+// A reviewer key limited to a process pages through that process's reviews
+// only, in full pages, and may not ask for another process's.
+func TestProcessLimitedKeySeesItsReviews(t *testing.T) {
+	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"))
+	now := time.Now()
+	for i := range 6 {
+		process := []string{"returns", "orders"}[i%2]
+		if _, err := st.CreateReview(t.Context(), store.Review{ID: fmt.Sprintf("rv%d", i), InstanceID: fmt.Sprintf("i%d", i), RunID: "r",
+			Process: process, Step: "s", Queue: "q", CreatedAt: now.Add(time.Duration(i) * time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	created := do(t, srv, "POST", "/v1/keys", keys[store.RoleAdmin], "application/json", `{"name":"returns desk","role":"reviewer","processes":["returns"]}`)
+	if created.status != http.StatusCreated {
+		t.Fatalf("create key: %d %+v", created.status, created.err)
+	}
+	key := created.body["key"].(string)
+	page := do(t, srv, "GET", "/v1/reviews?limit=2", key, "", "")
+	rs, _ := page.body["reviews"].([]any)
+	if page.status != http.StatusOK || len(rs) != 2 || page.body["next"] == nil {
+		t.Fatalf("first page: %d %v", page.status, page.body)
+	}
+	for _, r := range rs {
+		if r.(map[string]any)["process"] != "returns" {
+			t.Fatalf("a review of another process: %v", r)
+		}
+	}
+	if a := do(t, srv, "GET", "/v1/reviews?process=orders", key, "", ""); a.status != http.StatusForbidden {
+		t.Fatalf("another process's reviews: %d %+v", a.status, a.err)
+	}
+}

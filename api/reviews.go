@@ -53,6 +53,16 @@ func (s *server) listReviews(c *gin.Context) {
 		fail(c, badRequest("status", "must be open, claimed, escalated, decided, expired or all (got %q)", f.Status))
 		return
 	}
+	// A key limited to processes sees only their reviews.
+	if k := caller(c); len(k.Processes) > 0 {
+		if f.Process != "" {
+			if err := allowProcess(c, f.Process); err != nil {
+				fail(c, err)
+				return
+			}
+		}
+		f.Processes = k.Processes
+	}
 	if l := c.Query("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 1 || n > store.MaxReviewPage {
@@ -86,9 +96,6 @@ func (s *server) listReviews(c *gin.Context) {
 	if len(rs) == limit {
 		next = store.ReviewCursor(rs[len(rs)-1])
 	}
-	// A key limited to processes sees only their reviews (a page may then
-	// hold fewer than limit; next still pages on).
-	rs = slices.DeleteFunc(rs, func(r store.Review) bool { return !caller(c).Allows(r.Process) })
 	out := gin.H{"reviews": rs}
 	if next != "" {
 		out["next"] = next

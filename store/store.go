@@ -358,6 +358,9 @@ type ReviewFilter struct {
 	Status  string
 	Queue   string
 	Process string
+	// Processes, when set, keeps the reviews of these processes only (the
+	// processes an API key is limited to).
+	Processes []string
 	// Assignee is the holder of a live claim.
 	Assignee string
 	// CreatedBefore keeps reviews created before it (older than an age).
@@ -414,6 +417,13 @@ func ReviewQuery(f ReviewFilter, ph func(n int) string) (string, []any, error) {
 	}
 	if f.Process != "" {
 		where = append(where, "process = "+arg(f.Process))
+	}
+	if len(f.Processes) > 0 {
+		in := make([]string, len(f.Processes))
+		for i, p := range f.Processes {
+			in[i] = arg(p)
+		}
+		where = append(where, "process IN ("+strings.Join(in, ", ")+")")
 	}
 	if f.Assignee != "" {
 		where = append(where, fmt.Sprintf("status = 'open' AND claimed_by = %s AND claim_expires_at > %s", arg(f.Assignee), arg(now.UnixMicro())))

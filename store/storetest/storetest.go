@@ -750,6 +750,21 @@ func testInbox(t *testing.T, s Store) {
 	if _, err := s.Reviews(ctx, store.ReviewFilter{After: "not a cursor!"}); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("malformed cursor: %v", err)
 	}
+	// A key limited to processes pages through theirs only, in full pages.
+	for i := range 4 {
+		_, err := s.CreateReview(ctx, store.Review{ID: fmt.Sprintf("rx%02d", i), InstanceID: fmt.Sprintf("x%d", i), RunID: "r", Process: "returns", Step: "s", Queue: "q", CreatedAt: t0})
+		must(t, err)
+	}
+	mine, err := s.Reviews(ctx, store.ReviewFilter{Processes: []string{"returns", "refunds"}, Limit: 3, Now: now})
+	must(t, err)
+	if len(mine) != 3 || mine[0].Process != "returns" || mine[2].Process != "returns" {
+		t.Fatalf("reviews of returns, a page of 3: %+v", mine)
+	}
+	all, err := s.Reviews(ctx, store.ReviewFilter{Processes: []string{"orders", "returns"}, Limit: 100, Now: now})
+	must(t, err)
+	if len(all) != 29 {
+		t.Fatalf("%d reviews of orders and returns, want 29", len(all))
+	}
 }
 
 func testReviewStats(t *testing.T, s Store) {
