@@ -144,10 +144,12 @@ type runner struct {
 	opened         int
 	done           []string
 	callbacks      []pendingCallback
-	// project: the state is saved to the store's projection (from version
-	// versionProjection on); saves numbers the saves of this run.
-	project bool
-	saves   int64
+	// projection is the version of the state projection this run keeps
+	// (none before versionProjection); saves numbers the saves of this run,
+	// savedAt is the workflow time of the last one.
+	projection Version
+	saves      int64
+	savedAt    time.Time
 	// localSteps: built-in task and validate steps run as local
 	// activities (from version versionLocalSteps on).
 	localSteps bool
@@ -171,7 +173,7 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 		return Result{}, err
 	}
 
-	r.project = workflow.GetVersion(ctx, changeProjection, workflow.DefaultVersion, versionProjection) >= versionProjection
+	r.projection = workflow.GetVersion(ctx, changeProjection, workflow.DefaultVersion, versionSparseSaves)
 	r.localSteps = workflow.GetVersion(ctx, changeLocalSteps, workflow.DefaultVersion, versionLocalSteps) >= versionLocalSteps
 	err := r.classify(ctx)
 	if err == nil {
@@ -214,10 +216,14 @@ const (
 	// changeEscalation: reviews whose SLA runs out may escalate.
 	changeEscalation          = "review-escalation"
 	versionEscalation Version = 1
-	// changeProjection: the instance saves its state to the store at each
-	// decision, review and end, and reads are served from there.
-	changeProjection          = "state-projection"
-	versionProjection Version = 1
+	// changeProjection: the instance saves its state to the store, and
+	// reads are served from there: at each decision, review and end
+	// (versionProjection); from versionSparseSaves on, once per workflow
+	// task at most with a decision, and before each step that waits
+	// (http, wait), instead of at every decision.
+	changeProjection           = "state-projection"
+	versionProjection  Version = 1
+	versionSparseSaves Version = 2
 	// changeLocalSteps: built-in task and validate steps, which run in the
 	// worker's process in microseconds, run as local activities: no round
 	// trip through the Temporal server per step (http steps, which call
@@ -262,10 +268,11 @@ var saveOptions = workflow.LocalActivityOptions{
 // is a snapshot taken now (a local activity gets its input as Go values,
 // and the maps would go on changing). encoding/json is deterministic here:
 // map keys are sorted, and its reflection cache only caches.
-func (r *runner) nextSave() (int64, json.RawMessage, bool) {
-	if !r.project {
+func (r *runner) nextSave(ctx workflow.Context) (int64, json.RawMessage, bool) {
+	if r.projection < versionProjection {
 		return 0, nil, false
 	}
+	r.savedAt = workflow.Now(ctx)
 	b, err := json.Marshal(r.st) //workflowcheck:ignore
 	if err != nil {
 		return 0, nil, false
@@ -274,11 +281,19 @@ func (r *runner) nextSave() (int64, json.RawMessage, bool) {
 	return r.saves, b, true
 }
 
+// saveBeforeWait saves the state (the step running) before a step that
+// waits on the world, so readers see it while it waits.
+func (r *runner) saveBeforeWait(ctx workflow.Context) {
+	if r.projection >= versionSparseSaves {
+		r.save(ctx)
+	}
+}
+
 // save saves the state to the projection, at the points a reader should
 // see at once: a review opened, escalated or decided, and the end.
 // Decisions carry the state to save with them (see decide).
 func (r *runner) save(ctx workflow.Context) {
-	seq, state, ok := r.nextSave()
+	seq, state, ok := r.nextSave(ctx)
 	if !ok {
 		return
 	}
@@ -393,8 +408,13 @@ func (r *runner) decide(ctx workflow.Context, i int) (int, error) {
 		Point:          policies.Point{Added: slices.Clone(r.added), Reviews: r.opened, Fired: slices.Clone(r.fired)},
 		PrevHash:       r.lastHash,
 	}
-	if seq, state, ok := r.nextSave(); ok {
-		in.State, in.StateSeq = state, seq
+	// Steps that run in the worker follow each other within one workflow
+	// task in milliseconds: saving before each would only write states
+	// nobody reads. One save per task, and one before a step that waits.
+	if r.projection < versionSparseSaves || !workflow.Now(ctx).Equal(r.savedAt) {
+		if seq, state, ok := r.nextSave(ctx); ok {
+			in.State, in.StateSeq = state, seq
+		}
 	}
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
@@ -770,6 +790,7 @@ func (r *runner) runStep(ctx workflow.Context, i int) error {
 	case step.Kind == process.KindTask:
 		err = workflow.ExecuteActivity(actx, a.RunTask, in).Get(ctx, &res)
 	case step.Kind == process.KindHTTP:
+		r.saveBeforeWait(ctx)
 		err = workflow.ExecuteActivity(actx, a.CallHTTP, in).Get(ctx, &res)
 	case step.Kind == process.KindValidate:
 		err = workflow.ExecuteActivity(actx, a.Validate, in).Get(ctx, &res)
@@ -779,6 +800,7 @@ func (r *runner) runStep(ctx workflow.Context, i int) error {
 			err = perr
 			break
 		}
+		r.saveBeforeWait(ctx)
 		err = workflow.Sleep(ctx, d)
 		res.Output = map[string]any{"waited": step.Duration}
 	case step.Kind == process.KindReview:

@@ -548,9 +548,9 @@ catalog:
 			time.Sleep(100 * time.Millisecond)
 		}
 		if *updateHistory {
-			recordHistory(t, tc, app.InstanceIDForTest("order-fulfillment", "o-1"), "order_fulfillment_v4.json")
-			recordHistory(t, tc, app.InstanceIDForTest("inventory-reconciliation", "inv-1"), "inventory_review_v4.json")
-			recordHistory(t, tc, app.InstanceIDForTest("customer-onboarding", "app-1"), "onboarding_classify_v4.json")
+			recordHistory(t, tc, app.InstanceIDForTest("order-fulfillment", "o-1"), "order_fulfillment_v5.json")
+			recordHistory(t, tc, app.InstanceIDForTest("inventory-reconciliation", "inv-1"), "inventory_review_v5.json")
+			recordHistory(t, tc, app.InstanceIDForTest("customer-onboarding", "app-1"), "onboarding_classify_v5.json")
 		}
 	})
 }
