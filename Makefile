@@ -1,5 +1,5 @@
 # Developer entry points. The README's commands work without make.
-.PHONY: run build test bench bench-load bench-postgres lint fmt
+.PHONY: run build test bench bench-load bench-postgres lint lint-openapi fmt
 
 run:
 	go run ./cmd/adaptflow dev
@@ -40,6 +40,11 @@ lint:
 	go vet ./...
 	go tool -modfile=tools/go.mod golangci-lint run ./...
 	go tool -modfile=tools/go.mod workflowcheck ./workflows/...
+
+# The API document against Redocly's recommended rules (needs npm); the tests
+# already validate it with kin-openapi.
+lint-openapi:
+	npx --yes @redocly/cli@latest lint api/openapi.yaml
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
