@@ -178,8 +178,9 @@ func New(opts Options) (http.Handler, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	if contractErr != nil {
-		return nil, contractErr
+	contract, err := theContract()
+	if err != nil {
+		return nil, err
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -193,7 +194,7 @@ func New(opts Options) (http.Handler, error) {
 	if opts.ClaimLease <= 0 {
 		opts.ClaimLease = DefaultClaimLease
 	}
-	s := &server{Options: opts, metrics: newMetrics(opts.Metrics, opts.Stats, opts.Timeout), finished: newFinishedStates(finishedStatesKept), contract: loadedContract}
+	s := &server{Options: opts, metrics: newMetrics(opts.Metrics, opts.Stats, opts.Timeout), finished: newFinishedStates(finishedStatesKept), contract: contract}
 	if opts.RateLimit == 0 {
 		s.RateLimit = DefaultRateLimit
 	}

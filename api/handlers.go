@@ -92,11 +92,7 @@ func (s *server) listProcesses(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"processes": out})
 }
 
-func (s *server) definition(c *gin.Context, name string, version int) (*process.Definition, store.DefinitionRecord, error) {
-	return s.definitionOf(c.Request.Context(), name, version)
-}
-
-func (s *server) definitionOf(ctx context.Context, name string, version int) (*process.Definition, store.DefinitionRecord, error) {
+func (s *server) definition(ctx context.Context, name string, version int) (*process.Definition, store.DefinitionRecord, error) {
 	rec, err := s.Definitions.Definition(ctx, name, version)
 	if err != nil {
 		return nil, rec, err
@@ -118,7 +114,7 @@ func (s *server) getProcess(c *gin.Context) {
 		}
 		version = n
 	}
-	def, rec, err := s.definition(c, c.Param("name"), version)
+	def, rec, err := s.definition(c.Request.Context(), c.Param("name"), version)
 	if err != nil {
 		fail(c, err)
 		return
@@ -203,7 +199,7 @@ func (s *server) startInstance(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	def, _, err := s.definition(c, name, req.Version)
+	def, _, err := s.definition(c.Request.Context(), name, req.Version)
 	if err != nil {
 		fail(c, err)
 		return
@@ -224,7 +220,7 @@ func (s *server) startInstance(c *gin.Context) {
 		return
 	}
 	if !created && inst.ProcessVersion != def.Version {
-		if def, _, err = s.definition(c, name, inst.ProcessVersion); err != nil {
+		if def, _, err = s.definition(c.Request.Context(), name, inst.ProcessVersion); err != nil {
 			fail(c, err)
 			return
 		}
@@ -256,10 +252,7 @@ func (s *server) startInstance(c *gin.Context) {
 
 func (s *server) getInstance(c *gin.Context) {
 	ctx := c.Request.Context()
-	inst, err := s.Instances.Instance(ctx, c.Param("id"))
-	if err == nil {
-		err = allowProcess(c, inst.Process)
-	}
+	inst, err := s.allowedInstance(c)
 	if err != nil {
 		fail(c, err)
 		return
@@ -296,7 +289,7 @@ func (s *server) instanceState(ctx context.Context, inst store.Instance) (workfl
 	v, err := s.Temporal.QueryWorkflow(ctx, inst.ID, "", workflows.QueryState)
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
-		def, _, derr := s.definitionOf(ctx, inst.Process, inst.ProcessVersion)
+		def, _, derr := s.definition(ctx, inst.Process, inst.ProcessVersion)
 		if derr != nil {
 			return st, derr
 		}
@@ -312,17 +305,23 @@ func (s *server) instanceState(ctx context.Context, inst store.Instance) (workfl
 	return st, nil
 }
 
-func (s *server) listDecisions(c *gin.Context) {
-	ctx := c.Request.Context()
-	inst, err := s.Instances.Instance(ctx, c.Param("id"))
+// allowedInstance is the instance the route's id names, refused (403) to a
+// key limited to other processes.
+func (s *server) allowedInstance(c *gin.Context) (store.Instance, error) {
+	inst, err := s.Instances.Instance(c.Request.Context(), c.Param("id"))
 	if err == nil {
 		err = allowProcess(c, inst.Process)
 	}
+	return inst, err
+}
+
+func (s *server) listDecisions(c *gin.Context) {
+	inst, err := s.allowedInstance(c)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	ds, err := s.Decisions.Decisions(ctx, c.Param("id"))
+	ds, err := s.Decisions.Decisions(c.Request.Context(), inst.ID)
 	if err != nil {
 		fail(c, err)
 		return

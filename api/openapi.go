@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/gin-gonic/gin"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -58,18 +59,16 @@ type bodySpec struct {
 
 const contractURL = "https://adaptflow.dev/openapi.json"
 
-var (
-	loadedContract *contract
-	contractErr    error
-)
-
-func init() { loadedContract, contractErr = loadContract(openAPIYAML) }
+// theContract is the embedded document, loaded on first use (by New or
+// OpenAPI), not by every program that imports the package.
+var theContract = sync.OnceValues(func() (*contract, error) { return loadContract(openAPIYAML) })
 
 func mustContract() *contract {
-	if contractErr != nil {
-		panic(contractErr) // the embedded document is checked by the tests
+	c, err := theContract()
+	if err != nil {
+		panic(err) // the embedded document is checked by the tests
 	}
-	return loadedContract
+	return c
 }
 
 // loadContract reads the document and compiles the schema of every
@@ -92,65 +91,17 @@ func loadContract(doc []byte) (*contract, error) {
 	if err := comp.AddResource(contractURL, root); err != nil {
 		return nil, fmt.Errorf("openapi: %w", err)
 	}
-	compile := func(tokens ...string) (*jsonschema.Schema, error) {
-		var b strings.Builder
-		b.WriteString(contractURL + "#")
-		for _, t := range tokens {
-			b.WriteByte('/')
-			b.WriteString(strings.ReplaceAll(strings.ReplaceAll(t, "~", "~0"), "/", "~1"))
-		}
-		return comp.Compile(b.String())
-	}
-	top, _ := root.(map[string]any)
-	paths, _ := top["paths"].(map[string]any)
+	d := docReader{comp: comp}
+	d.top, _ = root.(map[string]any)
+	paths, _ := d.top["paths"].(map[string]any)
 	c := &contract{json: js, ops: map[string]*operation{}}
 	for path, item := range paths {
 		methods, _ := item.(map[string]any)
 		for method, o := range methods {
 			od, _ := o.(map[string]any)
-			op := &operation{params: map[string]*param{}}
-			ps, _ := od["parameters"].([]any)
-			for i, p := range ps {
-				pd, _ := p.(map[string]any)
-				at := []string{"paths", path, method, "parameters", strconv.Itoa(i)}
-				if ref, ok := pd["$ref"].(string); ok {
-					name, _ := strings.CutPrefix(ref, "#/components/parameters/")
-					comps, _ := top["components"].(map[string]any)
-					defs, _ := comps["parameters"].(map[string]any)
-					if pd, ok = defs[name].(map[string]any); !ok {
-						return nil, fmt.Errorf("openapi: %s %s: unknown parameter %s", method, path, ref)
-					}
-					at = []string{"components", "parameters", name}
-				}
-				name, _ := pd["name"].(string)
-				in, _ := pd["in"].(string)
-				if in == "header" {
-					continue
-				}
-				sch, err := compile(append(at, "schema")...)
-				if err != nil {
-					return nil, fmt.Errorf("openapi: %s %s parameter %s: %w", method, path, name, err)
-				}
-				required, _ := pd["required"].(bool)
-				op.params[name] = &param{name: name, in: in, required: required, schema: sch, integer: schemaType(top, pd["schema"]) == "integer"}
-			}
-			if rb, ok := od["requestBody"].(map[string]any); ok {
-				required, _ := rb["required"].(bool)
-				body := &bodySpec{required: required, schema: map[string]*jsonschema.Schema{}}
-				content, _ := rb["content"].(map[string]any)
-				for mt := range content {
-					sch, err := compile("paths", path, method, "requestBody", "content", mt, "schema")
-					if err != nil {
-						return nil, fmt.Errorf("openapi: %s %s body %s: %w", method, path, mt, err)
-					}
-					body.types = append(body.types, mt)
-					body.schema[mt] = sch
-				}
-				// JSON first: it is what a request without a media type is read as.
-				slices.SortFunc(body.types, func(a, b string) int {
-					return strings.Compare(strings.TrimPrefix(a, "application/json"), strings.TrimPrefix(b, "application/json"))
-				})
-				op.body = body
+			op, err := d.operation(path, method, od)
+			if err != nil {
+				return nil, fmt.Errorf("openapi: %s %s: %w", method, path, err)
 			}
 			c.ops[strings.ToUpper(method)+" "+ginPath(path)] = op
 		}
@@ -158,17 +109,84 @@ func loadContract(doc []byte) (*contract, error) {
 	return c, nil
 }
 
-// schemaType is the type of a schema, following one $ref.
-func schemaType(top map[string]any, s any) string {
-	sd, _ := s.(map[string]any)
-	if ref, ok := sd["$ref"].(string); ok {
-		name, _ := strings.CutPrefix(ref, "#/components/schemas/")
-		comps, _ := top["components"].(map[string]any)
-		defs, _ := comps["schemas"].(map[string]any)
-		sd, _ = defs[name].(map[string]any)
+// docReader reads operations out of the document and compiles their
+// schemas, which are addressed by their place in it.
+type docReader struct {
+	top  map[string]any
+	comp *jsonschema.Compiler
+}
+
+func (d docReader) compile(tokens ...string) (*jsonschema.Schema, error) {
+	var b strings.Builder
+	b.WriteString(contractURL + "#")
+	for _, t := range tokens {
+		b.WriteByte('/')
+		b.WriteString(strings.ReplaceAll(strings.ReplaceAll(t, "~", "~0"), "/", "~1"))
 	}
-	t, _ := sd["type"].(string)
-	return t
+	return d.comp.Compile(b.String())
+}
+
+// resolve follows a $ref to components/kind, returning the component and
+// its name; v itself when it is no reference.
+func (d docReader) resolve(kind string, v any) (map[string]any, string) {
+	m, _ := v.(map[string]any)
+	ref, ok := m["$ref"].(string)
+	if !ok {
+		return m, ""
+	}
+	name, _ := strings.CutPrefix(ref, "#/components/"+kind+"/")
+	comps, _ := d.top["components"].(map[string]any)
+	defs, _ := comps[kind].(map[string]any)
+	m, _ = defs[name].(map[string]any)
+	return m, name
+}
+
+func (d docReader) operation(path, method string, od map[string]any) (*operation, error) {
+	op := &operation{params: map[string]*param{}}
+	ps, _ := od["parameters"].([]any)
+	for i, p := range ps {
+		at := []string{"paths", path, method, "parameters", strconv.Itoa(i)}
+		pd, ref := d.resolve("parameters", p)
+		if ref != "" {
+			at = []string{"components", "parameters", ref}
+		}
+		if pd == nil {
+			return nil, fmt.Errorf("unknown parameter %v", p)
+		}
+		name, _ := pd["name"].(string)
+		in, _ := pd["in"].(string)
+		if in == "header" {
+			continue
+		}
+		sch, err := d.compile(append(at, "schema")...)
+		if err != nil {
+			return nil, fmt.Errorf("parameter %s: %w", name, err)
+		}
+		required, _ := pd["required"].(bool)
+		sd, _ := d.resolve("schemas", pd["schema"])
+		op.params[name] = &param{name: name, in: in, required: required, schema: sch, integer: sd["type"] == "integer"}
+	}
+	rb, ok := od["requestBody"].(map[string]any)
+	if !ok {
+		return op, nil
+	}
+	required, _ := rb["required"].(bool)
+	op.body = &bodySpec{required: required, schema: map[string]*jsonschema.Schema{}}
+	content, _ := rb["content"].(map[string]any)
+	for mt := range content {
+		sch, err := d.compile("paths", path, method, "requestBody", "content", mt, "schema")
+		if err != nil {
+			return nil, fmt.Errorf("body %s: %w", mt, err)
+		}
+		op.body.types = append(op.body.types, mt)
+		op.body.schema[mt] = sch
+	}
+	// JSON first (it trims to "", which sorts first): it is what a request
+	// without a media type is read as.
+	slices.SortFunc(op.body.types, func(a, b string) int {
+		return strings.Compare(strings.TrimPrefix(a, "application/json"), strings.TrimPrefix(b, "application/json"))
+	})
+	return op, nil
 }
 
 // ginPath turns /v1/processes/{name} into /v1/processes/:name.

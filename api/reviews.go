@@ -131,10 +131,7 @@ type similarCase struct {
 
 func (s *server) getReview(c *gin.Context) {
 	ctx := c.Request.Context()
-	r, err := s.Reviews.Review(ctx, c.Param("id"))
-	if err == nil {
-		err = allowProcess(c, r.Process)
-	}
+	r, err := s.allowedReview(c)
 	if err != nil {
 		fail(c, err)
 		return
@@ -186,7 +183,7 @@ func (s *server) instanceOf(c *gin.Context, r store.Review) (store.Instance, *pr
 	if err != nil {
 		return inst, nil, fmt.Errorf("instance of review %s: %w", r.ID, err)
 	}
-	def, _, err := s.definition(c, inst.Process, inst.ProcessVersion)
+	def, _, err := s.definition(c.Request.Context(), inst.Process, inst.ProcessVersion)
 	return inst, def, err
 }
 
@@ -215,14 +212,14 @@ func (s *server) classificationOf(ctx context.Context, inst store.Instance, def 
 	return cl
 }
 
-// reviewAllowed refuses a review of a process the caller's key may not
-// touch (404 for an unknown review).
-func (s *server) reviewAllowed(c *gin.Context) error {
+// allowedReview is the review the route's id names (404 when unknown),
+// refused (403) to a key limited to other processes.
+func (s *server) allowedReview(c *gin.Context) (store.Review, error) {
 	r, err := s.Reviews.Review(c.Request.Context(), c.Param("id"))
-	if err != nil {
-		return err
+	if err == nil {
+		err = allowProcess(c, r.Process)
 	}
-	return allowProcess(c, r.Process)
+	return r, err
 }
 
 type claimRequest struct {
@@ -249,7 +246,7 @@ func (s *server) claimReview(c *gin.Context) {
 		}
 		lease = d
 	}
-	if err := s.reviewAllowed(c); err != nil {
+	if _, err := s.allowedReview(c); err != nil {
 		fail(c, err)
 		return
 	}
@@ -263,7 +260,7 @@ func (s *server) claimReview(c *gin.Context) {
 }
 
 func (s *server) releaseReview(c *gin.Context) {
-	if err := s.reviewAllowed(c); err != nil {
+	if _, err := s.allowedReview(c); err != nil {
 		fail(c, err)
 		return
 	}
@@ -325,10 +322,7 @@ func (s *server) decideReview(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	rv, err := s.Reviews.Review(ctx, c.Param("id"))
-	if err == nil {
-		err = allowProcess(c, rv.Process)
-	}
+	rv, err := s.allowedReview(c)
 	if err != nil {
 		fail(c, err)
 		return

@@ -26,26 +26,26 @@ var (
 	once   sync.Once
 	doc    *openapi3.T
 	router routers.Router
-	err    error
+	docErr error
 )
 
 // Document loads the served document and validates it with kin-openapi.
 func Document() (*openapi3.T, error) {
 	once.Do(func() {
 		l := openapi3.NewLoader()
-		if doc, err = l.LoadFromData(api.OpenAPI()); err != nil {
+		if doc, docErr = l.LoadFromData(api.OpenAPI()); docErr != nil {
 			return
 		}
-		if err = doc.Validate(context.Background()); err != nil {
+		if docErr = doc.Validate(context.Background()); docErr != nil {
 			return
 		}
 		if !doc.IsOpenAPI31OrLater() {
-			err = fmt.Errorf("the document is OpenAPI %s, not 3.1", doc.OpenAPI)
+			docErr = fmt.Errorf("the document is OpenAPI %s, not 3.1", doc.OpenAPI)
 			return
 		}
-		router, err = legacy.NewRouter(doc)
+		router, docErr = legacy.NewRouter(doc)
 	})
-	return doc, err
+	return doc, docErr
 }
 
 // CheckResponse fails t when the response to method path (with query) does
