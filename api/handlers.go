@@ -270,20 +270,19 @@ func (s *server) getInstance(c *gin.Context) {
 	})
 }
 
-// instanceState is the instance's state: from the replica's cache of
-// finished instances, else from the projection its workflow saves in the
-// store, else (instances started before projections) by asking the
-// workflow through a Temporal query.
+// instanceState is the instance's state: the projection its workflow saves
+// in the store (read with the instance), or for instances started before
+// projections, the replica's cache of finished ones, else the workflow's
+// answer to a Temporal query.
 func (s *server) instanceState(ctx context.Context, inst store.Instance) (workflows.State, error) {
-	if st, ok := s.finished.get(inst.ID); ok {
-		return st, nil
-	}
 	var st workflows.State
 	if len(inst.State) > 0 {
 		if err := json.Unmarshal(inst.State, &st); err != nil {
 			return st, fmt.Errorf("instance %s: stored state: %w", inst.ID, err)
 		}
-		s.finished.put(inst.ID, st)
+		return st, nil
+	}
+	if st, ok := s.finished.get(inst.ID); ok {
 		return st, nil
 	}
 	v, err := s.Temporal.QueryWorkflow(ctx, inst.ID, "", workflows.QueryState)
