@@ -13,7 +13,8 @@ const finishedStatesKept = 10_000
 // finishedStates keeps the states of finished instances (completed, failed
 // or rejected), which never change again, so that reading one does not ask
 // a worker to replay its history. Only instances started before state
-// projections need it; the others are read from the store. The oldest entry goes first when full.
+// projections need it; the others are read from the store. The oldest
+// entry goes first when full.
 type finishedStates struct {
 	mu    sync.Mutex
 	max   int
