@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/adaptflow/adaptflow/process"
+	"github.com/google/cel-go/common/types/ref"
 )
 
 // Set is the compiled policy set of one process, in resolution order.
@@ -163,7 +166,7 @@ type Outcome struct {
 }
 
 type proposal struct {
-	action process.Action
+	action *process.Action
 	policy string
 	order  int // position of the policy in resolution order
 }
@@ -173,27 +176,35 @@ type proposal struct {
 func (s *Set) Decide(ctx context.Context, def *process.Definition, vars map[string]any, pt Point) Outcome {
 	idx := s.candidates(pt.Step)
 	out := Outcome{Evaluations: make([]process.Evaluation, 0, len(idx))}
-	var props, shadowProps []proposal
 	var act any = vars
 	if a, err := NewActivation(vars); err == nil {
 		act = a
 	}
+	// The values the evaluations trace go to one scratch buffer, and their
+	// traces to one slice.
+	nodes := 0
+	for _, i := range idx {
+		nodes += len(s.policies[i].when.nodes)
+	}
+	sc := scratches.Get().(*scratch)
+	sc.vals = slices.Grow(sc.vals[:0], nodes)
+	props, shadowProps := sc.props[:0], sc.shadowProps[:0]
 	for _, i := range idx {
 		c := &s.policies[i]
 		relevant := c.relevantActions(pt)
 		if len(relevant) == 0 {
 			continue
 		}
-		ev := evaluate(ctx, c, act)
-		if props == nil {
-			props = make([]proposal, 0, len(idx))
-		}
+		start := len(sc.vals)
+		sc.vals = sc.vals[:start+len(c.when.nodes)]
+		ev := evaluate(ctx, c, act, sc.vals[start:])
 		out.Evaluations = append(out.Evaluations, ev)
+		sc.traced = append(sc.traced, c)
 		if !ev.Matched {
 			continue
 		}
-		for _, a := range relevant {
-			p := proposal{action: a, policy: c.policy.ID, order: i}
+		for j := range relevant {
+			p := proposal{action: &relevant[j], policy: c.policy.ID, order: i}
 			if ev.Mode == process.ModeShadow {
 				shadowProps = append(shadowProps, p)
 			} else {
@@ -201,6 +212,16 @@ func (s *Set) Decide(ctx context.Context, def *process.Definition, vars map[stri
 			}
 		}
 	}
+	trace := make([]process.TraceStep, 0, traced(sc.vals))
+	off := 0
+	for k, c := range sc.traced {
+		n := len(c.when.nodes)
+		out.Evaluations[k].Trace, trace = c.when.trace(sc.vals[off:off+n], trace)
+		off += n
+	}
+	clear(sc.vals)
+	clear(sc.traced)
+	sc.traced = sc.traced[:0]
 	out.Applied, out.Rejected = resolve(def, pt, props)
 	if len(s.shadowed) > 0 {
 		alt := slices.DeleteFunc(slices.Clone(props), func(p proposal) bool { return s.shadowed[p.policy] })
@@ -209,7 +230,14 @@ func (s *Set) Decide(ctx context.Context, def *process.Definition, vars map[stri
 		applied, rejected := resolve(def, pt, alt)
 		out.Shadow = &process.ShadowOutcome{Applied: applied, Rejected: rejected}
 	}
+	sc.props, sc.shadowProps = clearProposals(props), clearProposals(shadowProps)
+	scratches.Put(sc)
 	return out
+}
+
+func clearProposals(ps []proposal) []proposal {
+	clear(ps)
+	return ps[:0]
 }
 
 // relevantActions are the policy's actions decided at pt, in the order the
@@ -235,7 +263,7 @@ func (c *compiled) relevantActions(pt Point) []process.Action {
 	return out
 }
 
-func evaluate(ctx context.Context, c *compiled, vars any) process.Evaluation {
+func evaluate(ctx context.Context, c *compiled, vars any, vals []ref.Val) process.Evaluation {
 	ev := process.Evaluation{
 		PolicyID:      c.policy.ID,
 		PolicyVersion: c.policy.Version,
@@ -245,8 +273,7 @@ func evaluate(ctx context.Context, c *compiled, vars any) process.Evaluation {
 	if c.policy.Mode == process.ModeShadow {
 		ev.Mode = process.ModeShadow
 	}
-	r := c.when.Eval(ctx, vars)
-	ev.Trace = r.Trace
+	r := c.when.run(ctx, vars, vals)
 	switch {
 	case r.Err != nil:
 		ev.Error = r.Err.Error()
@@ -263,19 +290,36 @@ func evaluate(ctx context.Context, c *compiled, vars any) process.Evaluation {
 	return ev
 }
 
+// scratch is what one Decide uses and gives back: the values the
+// evaluations traced, and whose they are.
+type scratch struct {
+	vals               []ref.Val
+	traced             []*compiled
+	props, shadowProps []proposal
+}
+
+var scratches = sync.Pool{New: func() any { return new(scratch) }}
+
 func resolve(def *process.Definition, pt Point, props []proposal) ([]process.AppliedAction, []process.Rejection) {
+	if len(props) == 0 {
+		return nil, nil
+	}
 	out := &Outcome{}
 	limits := def.EffectiveLimits()
-	added := slices.Clone(pt.Added)
+	added := pt.Added // copied before the first append
 	reviews := pt.Reviews
 	skippedBy := ""
-	queues := map[string]string{} // review queue -> policy
-	vars := map[string]string{}   // route variable -> policy
-	reject := func(p proposal, format string, args ...any) {
-		out.Rejected = append(out.Rejected, process.Rejection{Action: p.action, PolicyID: p.policy, Reason: fmt.Sprintf(format, args...)})
+	var queues, vars map[string]string // review queue, route variable -> policy
+	// Reasons are concatenated, not formatted: a decision point may reject
+	// many proposals and this is its hot path.
+	reject := func(p proposal, reason string) {
+		if out.Rejected == nil {
+			out.Rejected = make([]process.Rejection, 0, len(props))
+		}
+		out.Rejected = append(out.Rejected, process.Rejection{Action: *p.action, PolicyID: p.policy, Reason: reason})
 	}
 	apply := func(p proposal) {
-		out.Applied = append(out.Applied, process.AppliedAction{Action: p.action, PolicyID: p.policy})
+		out.Applied = append(out.Applied, process.AppliedAction{Action: *p.action, PolicyID: p.policy})
 	}
 	for _, p := range props {
 		a := p.action
@@ -284,9 +328,9 @@ func resolve(def *process.Definition, pt Point, props []proposal) ([]process.App
 			step, _ := def.Step(a.Skip)
 			switch {
 			case step.Mandatory:
-				reject(p, "step %s is mandatory: no policy may skip it", a.Skip)
+				reject(p, "step "+a.Skip+" is mandatory: no policy may skip it")
 			case skippedBy != "":
-				reject(p, "step %s is already skipped by policy %s", a.Skip, skippedBy)
+				reject(p, "step "+a.Skip+" is already skipped by policy "+skippedBy)
 			default:
 				skippedBy = p.policy
 				apply(p)
@@ -295,31 +339,37 @@ func resolve(def *process.Definition, pt Point, props []proposal) ([]process.App
 			_, inCatalog := def.CatalogStep(a.Add)
 			switch {
 			case !inCatalog:
-				reject(p, "step %s is not in the catalog of %s: only catalog steps can be added", a.Add, def.Ref())
+				reject(p, "step "+a.Add+" is not in the catalog of "+def.Ref()+": only catalog steps can be added")
 			case slices.Contains(added, a.Add):
-				reject(p, "step %s was already added to this instance: a step is added at most once", a.Add)
+				reject(p, "step "+a.Add+" was already added to this instance: a step is added at most once")
 			case len(added) >= limits.MaxAddedSteps:
-				reject(p, "limit of %d added steps per instance reached", limits.MaxAddedSteps)
+				reject(p, "limit of "+strconv.Itoa(limits.MaxAddedSteps)+" added steps per instance reached")
 			default:
-				added = append(added, a.Add)
+				added = append(added[:len(added):len(added)], a.Add)
 				apply(p)
 			}
 		case process.ActionReview:
 			if by, dup := queues[a.Review.Queue]; dup {
-				reject(p, "a review in queue %s is already opened at this step by policy %s", a.Review.Queue, by)
+				reject(p, "a review in queue "+a.Review.Queue+" is already opened at this step by policy "+by)
 				continue
 			}
 			if reviews >= limits.MaxReviews {
-				reject(p, "limit of %d reviews per instance reached", limits.MaxReviews)
+				reject(p, "limit of "+strconv.Itoa(limits.MaxReviews)+" reviews per instance reached")
 				continue
 			}
 			reviews++
+			if queues == nil {
+				queues = map[string]string{}
+			}
 			queues[a.Review.Queue] = p.policy
 			apply(p)
 		case process.ActionSet:
 			if by, dup := vars[a.Set.Name]; dup {
-				reject(p, "variable %s is set by policy %s, which takes precedence", a.Set.Name, by)
+				reject(p, "variable "+a.Set.Name+" is set by policy "+by+", which takes precedence")
 				continue
+			}
+			if vars == nil {
+				vars = map[string]string{}
 			}
 			vars[a.Set.Name] = p.policy
 			apply(p)

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -58,6 +59,8 @@ func NewEnv() (*Env, error) {
 	opts := []cel.EnvOption{
 		cel.ParserExpressionSizeLimit(MaxExpressionLength),
 		cel.CrossTypeNumericComparisons(true),
+		// Keeps the source of macros, so a trace can show `items.exists(...)`.
+		cel.EnableMacroCallTracking(),
 	}
 	for _, name := range FactNames {
 		t := cel.MapType(cel.StringType, cel.DynType)
@@ -84,8 +87,13 @@ func (e *CompileError) Error() string { return e.Message }
 // Program is a compiled, type-checked expression.
 type Program struct {
 	Source string
-	prg    cel.Program
-	// nodes are the sub-expressions worth reporting, in source order.
+	// bounded enforces the cost limit as it evaluates; fast does not, and
+	// runs only on facts whose collections and strings are within the
+	// sizes the compile-time estimate assumed, where that estimate (at most
+	// CostLimit) already bounds the cost.
+	bounded, fast cel.Program
+	// nodes are the sub-expressions worth reporting, in source order; the
+	// program records the value of nodes[i] in slot i as it evaluates.
 	nodes []traceNode
 }
 
@@ -123,14 +131,16 @@ func (e *Env) Compile(src string, wantBool bool) (*Program, error) {
 			"expression may cost up to %d, over the limit of %d (collections in facts are assumed to hold up to %d items); loop over fewer items or avoid nested loops",
 			est.Max, CostLimit, MaxCollectionSize)}
 	}
-	prg, err := e.cel.Program(a,
-		cel.EvalOptions(cel.OptTrackState, cel.OptOptimize),
-		cel.CostLimit(CostLimit),
-	)
+	nodes := traceNodes(a)
+	bounded, err := e.cel.Program(a, cel.CustomDecoratorV2(traceDecorator(nodes)), cel.EvalOptions(cel.OptOptimize), cel.CostLimit(CostLimit))
 	if err != nil {
 		return nil, &CompileError{Expr: src, Message: err.Error()}
 	}
-	p := &Program{Source: src, prg: prg, nodes: traceNodes(a)}
+	fast, err := e.cel.Program(a, cel.CustomDecoratorV2(traceDecorator(nodes)), cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, &CompileError{Expr: src, Message: err.Error()}
+	}
+	p := &Program{Source: src, bounded: bounded, fast: fast, nodes: nodes}
 	e.cache.Store(key, p)
 	return p, nil
 }
@@ -213,11 +223,38 @@ type Result struct {
 // sub-expressions. The cost limit bounds the evaluation; a cancelled ctx
 // stops it before it starts.
 func (p *Program) Eval(ctx context.Context, vars any) Result {
+	vals := make([]ref.Val, len(p.nodes))
+	r := p.run(ctx, vars, vals)
+	r.Trace, _ = p.trace(vals, nil)
+	return r
+}
+
+// run evaluates the program, recording the values of its traced nodes in
+// vals (len(p.nodes) long).
+func (p *Program) run(ctx context.Context, vars any, vals []ref.Val) (r Result) {
 	if err := ctx.Err(); err != nil {
 		return Result{Err: err}
 	}
-	out, det, err := p.prg.Eval(vars)
-	var r Result
+	act, ok := vars.(*Activation)
+	if !ok {
+		m, isMap := vars.(map[string]any)
+		if !isMap {
+			return Result{Err: fmt.Errorf("policies: evaluate against %T, want map[string]any or *Activation", vars)}
+		}
+		var err error
+		if act, err = NewActivation(m); err != nil {
+			return Result{Err: err}
+		}
+	}
+	prg := p.bounded
+	if act.small {
+		prg = p.fast
+	}
+	rec := recorders.Get().(*recorder)
+	rec.Activation, rec.vals = act.vars, vals
+	out, _, err := prg.Eval(rec)
+	rec.Activation, rec.vals = nil, nil
+	recorders.Put(rec)
 	if err != nil {
 		r.Err = err
 	} else if v, cerr := native(out); cerr != nil {
@@ -225,26 +262,113 @@ func (p *Program) Eval(ctx context.Context, vars any) Result {
 	} else {
 		r.Value = v
 	}
-	if det != nil && det.State() != nil {
-		st := det.State()
-		r.Trace = make([]process.TraceStep, 0, len(p.nodes))
-		for _, n := range p.nodes {
-			v, ok := st.Value(n.id)
-			if !ok {
-				continue
-			}
-			tv := process.TraceStep{Expr: n.text}
-			if types.IsError(v) {
-				tv.Error = errorText(v)
-			} else if nv, err := native(v); err == nil {
-				tv.Value = nv
-			} else {
-				tv.Error = err.Error()
-			}
-			r.Trace = append(r.Trace, tv)
+	return r
+}
+
+// traced counts the nodes run recorded a value for in vals.
+func traced(vals []ref.Val) int {
+	n := 0
+	for _, v := range vals {
+		if v != nil {
+			n++
 		}
 	}
-	return r
+	return n
+}
+
+// trace appends the trace of the values run recorded to buf and returns
+// it, and buf. Nodes without a value were not evaluated (short-circuited,
+// or folded away).
+func (p *Program) trace(vals []ref.Val, buf []process.TraceStep) ([]process.TraceStep, []process.TraceStep) {
+	start := len(buf)
+	for i, n := range p.nodes {
+		v := vals[i]
+		if v == nil {
+			continue
+		}
+		tv := process.TraceStep{Expr: n.text}
+		if types.IsError(v) {
+			tv.Error = errorText(v)
+		} else if nv, err := native(v); err == nil {
+			tv.Value = nv
+		} else {
+			tv.Error = err.Error()
+		}
+		buf = append(buf, tv)
+	}
+	return buf[start:len(buf):len(buf)], buf
+}
+
+// recorder is the activation one evaluation runs against: the facts, and
+// the values of the traced sub-expressions as they are computed. This is
+// what cel-go's state tracking does, but for the few nodes an explanation
+// shows and without a map per evaluation.
+type recorder struct {
+	interpreter.Activation
+	vals []ref.Val
+}
+
+var recorders = sync.Pool{New: func() any { return new(recorder) }}
+
+// recorderOf finds the recorder beneath the scopes comprehensions push.
+func recorderOf(a interpreter.Activation) *recorder {
+	for a != nil {
+		switch x := a.(type) {
+		case *recorder:
+			return x
+		case *interpreter.ExecutionFrame:
+			a = x.Activation
+		default:
+			a = a.Parent()
+		}
+	}
+	return nil
+}
+
+// traceDecorator wraps the interpretables of the traced nodes so that they
+// record their value in their slot. Planning is bottom-up, so the first
+// interpretable decorated with a node's id is that node; the planner later
+// decorates helpers with the same id (the relative attribute that selects
+// or indexes into a traced node's value), which stay as they are. It keeps
+// state: one decorator per planning.
+func traceDecorator(nodes []traceNode) interpreter.InterpretableDecoratorV2 {
+	slots := make(map[int64]int, len(nodes))
+	for i, n := range nodes {
+		slots[n.id] = i
+	}
+	return func(i interpreter.InterpretableV2) (interpreter.InterpretableV2, error) {
+		slot, ok := slots[i.ID()]
+		if !ok {
+			return i, nil
+		}
+		delete(slots, i.ID())
+		return &tracedNode{InterpretableV2: i, slot: slot}, nil
+	}
+}
+
+// tracedNode records the value of a sub-expression. It is deliberately not an
+// attribute: a qualifier the planner would add to a traced attribute would
+// change the value it records, so selects and indexes over a traced node
+// qualify its value instead.
+type tracedNode struct {
+	interpreter.InterpretableV2
+	slot int
+}
+
+func (t *tracedNode) Eval(a interpreter.Activation) ref.Val {
+	v := t.InterpretableV2.Eval(a)
+	if r := recorderOf(a); r != nil {
+		r.vals[t.slot] = v
+	}
+	return v
+}
+
+func (t *tracedNode) Exec(f *interpreter.ExecutionFrame) ref.Val {
+	v := t.InterpretableV2.Exec(f)
+	if r := recorderOf(f.Activation); r != nil {
+		r.vals[t.slot] = v
+	}
+	return v
 }
 
 func errorText(v ref.Val) string {
@@ -275,7 +399,54 @@ func native(v ref.Val) (any, error) {
 // ErrNotBool is returned when a condition yields something other than a bool.
 var ErrNotBool = errors.New("condition did not yield a bool")
 
+// Activation is the facts of one decision point, prepared once for the
+// evaluation of several programs.
+type Activation struct {
+	vars interpreter.Activation
+	// small reports that every list, map and string in the facts holds at
+	// most MaxCollectionSize items, as the cost estimate assumed.
+	small bool
+}
+
 // NewActivation prepares the variables of several evaluations once.
-func NewActivation(vars map[string]any) (any, error) {
-	return interpreter.NewActivation(vars)
+func NewActivation(vars map[string]any) (*Activation, error) {
+	a, err := interpreter.NewActivation(vars)
+	if err != nil {
+		return nil, err
+	}
+	return &Activation{vars: a, small: withinSizeBounds(vars)}, nil
+}
+
+// withinSizeBounds reports whether v is JSON-shaped data whose lists, maps
+// and strings all hold at most MaxCollectionSize items (bytes, for strings,
+// which is at least their length in code points). Any other value is not
+// known to be within bounds.
+func withinSizeBounds(v any) bool {
+	switch x := v.(type) {
+	case nil, bool, float64, int, int64, uint64, int32, uint32, json.Number:
+		return true
+	case string:
+		return len(x) <= MaxCollectionSize
+	case []any:
+		if len(x) > MaxCollectionSize {
+			return false
+		}
+		for _, e := range x {
+			if !withinSizeBounds(e) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		if len(x) > MaxCollectionSize {
+			return false
+		}
+		for k, e := range x {
+			if len(k) > MaxCollectionSize || !withinSizeBounds(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }

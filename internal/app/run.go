@@ -418,9 +418,9 @@ func loadCalendar(path string) (policies.Calendar, error) {
 
 // WorkerGCPercent is the garbage collector's target a worker runs with
 // unless GOGC is set. Decisions allocate short-lived garbage; collecting
-// less often keeps their tail latency down (p99 of a 50-policy decision:
-// about 175 µs at Go's default of 100, about 70 µs at 400) for a larger
-// heap, which a worker has room for.
+// less often keeps their tail latency down (p99 of a 50-policy decision,
+// BenchmarkDecide on 2 cores: about 290 µs at Go's default of 100, about
+// 80 µs at 400) for a larger heap, which a worker has room for.
 const WorkerGCPercent = 400
 
 func tuneGC(lg *slog.Logger) {
