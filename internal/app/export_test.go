@@ -14,3 +14,6 @@ func InstanceIDForTest(process, businessKey string) string {
 
 // ProtoJSON renders a history event as Temporal's JSON history format.
 func ProtoJSON(m proto.Message) ([]byte, error) { return protojson.Marshal(m) }
+
+// LoopbackForTest exposes which Temporal addresses count as this machine.
+var LoopbackForTest = loopback

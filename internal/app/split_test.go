@@ -119,3 +119,16 @@ func grepLines(s, prefix string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestLoopbackAddresses pins which Temporal addresses get an uncompressed
+// connection: this machine's, never a remote one.
+func TestLoopbackAddresses(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:7233": true, "localhost:7233": true, "[::1]:7233": true, "127.0.0.2:7233": true,
+		"temporal.internal:7233": false, "10.0.0.5:7233": false, "[2001:db8::1]:7233": false, "": false,
+	} {
+		if got := app.LoopbackForTest(addr); got != want {
+			t.Errorf("loopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}

@@ -183,7 +183,7 @@ func (s *Store) Instance(ctx context.Context, id string) (store.Instance, error)
 	return s.instanceWhere(ctx, s.r, `id = ?`, id)
 }
 
-func (s *Store) instanceWhere(ctx context.Context, db *sql.DB, where string, args ...any) (store.Instance, error) {
+func (s *Store) instanceWhere(ctx context.Context, db *cachedDB, where string, args ...any) (store.Instance, error) {
 	var in store.Instance
 	var input string
 	var state sql.NullString
@@ -256,7 +256,7 @@ func (s *Store) Decision(ctx context.Context, id string) (process.Decision, erro
 	return s.decisionWhere(ctx, s.r, `id = ?`, id)
 }
 
-func (s *Store) decisionWhere(ctx context.Context, db *sql.DB, where string, args ...any) (process.Decision, error) {
+func (s *Store) decisionWhere(ctx context.Context, db *cachedDB, where string, args ...any) (process.Decision, error) {
 	var rec string
 	var d process.Decision
 	err := db.QueryRowContext(ctx, `SELECT record FROM decisions WHERE `+where, args...).Scan(&rec)
@@ -313,7 +313,7 @@ func scanReview(row scanner) (store.Review, error) {
 	return r, err
 }
 
-func (s *Store) reviewWhere(ctx context.Context, db *sql.DB, where string, args ...any) (store.Review, error) {
+func (s *Store) reviewWhere(ctx context.Context, db *cachedDB, where string, args ...any) (store.Review, error) {
 	r, err := scanReview(db.QueryRowContext(ctx, `SELECT `+reviewCols+` FROM reviews WHERE `+where, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("review: %w", store.ErrNotFound)

@@ -26,8 +26,8 @@ var migrations embed.FS
 
 // Store is the SQLite store. It is safe for concurrent use.
 type Store struct {
-	w   *sql.DB // one connection: SQLite has one writer
-	r   *sql.DB // readers
+	w   *cachedDB // one connection: SQLite has one writer
+	r   *cachedDB // readers
 	dim int
 }
 
@@ -65,7 +65,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(8)
-	s := &Store{w: w, r: r, dim: opts.EmbeddingDim}
+	s := &Store{w: newCachedDB(w), r: newCachedDB(r), dim: opts.EmbeddingDim}
 	if err := s.Migrate(ctx); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -107,7 +107,8 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(8)
-	s := &Store{w: db, r: db}
+	cdb := newCachedDB(db)
+	s := &Store{w: cdb, r: cdb}
 	var dim string
 	if err := db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'embedding_dim'`).Scan(&dim); err == nil {
 		s.dim, _ = strconv.Atoi(dim)
@@ -254,7 +255,7 @@ func fromNullMicros(v sql.NullInt64) *time.Time {
 type scanner interface{ Scan(dest ...any) error }
 
 // collect runs a query and turns each row into a T with scan.
-func collect[T any](ctx context.Context, db *sql.DB, op string, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+func collect[T any](ctx context.Context, db *cachedDB, op string, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %s: %w", op, err)

@@ -1,0 +1,78 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"sync/atomic"
+)
+
+// maxCachedStatements bounds the statements one database keeps prepared.
+// The store's statements are constants or built from a few fixed parts;
+// the bound only guards against a caller that builds unbounded variants
+// (an IN list per length), whose surplus runs unprepared.
+const maxCachedStatements = 256
+
+// cachedDB runs queries through statements prepared once. SQLite parses a
+// statement every time it runs an unprepared one, and on a busy server the
+// parser was the store's largest cost after the writes themselves.
+// Transactions (BeginTx) run unprepared.
+type cachedDB struct {
+	*sql.DB
+	stmts sync.Map // query -> *sql.Stmt
+	n     atomic.Int32
+}
+
+func newCachedDB(db *sql.DB) *cachedDB { return &cachedDB{DB: db} }
+
+// stmt is the prepared statement for q, or nil when it cannot be prepared
+// (the unprepared run then reports why) or the cache is full.
+func (d *cachedDB) stmt(ctx context.Context, q string) *sql.Stmt {
+	if st, ok := d.stmts.Load(q); ok {
+		return st.(*sql.Stmt)
+	}
+	if d.n.Load() >= maxCachedStatements {
+		return nil
+	}
+	st, err := d.DB.PrepareContext(ctx, q)
+	if err != nil {
+		return nil
+	}
+	if prev, loaded := d.stmts.LoadOrStore(q, st); loaded {
+		_ = st.Close()
+		return prev.(*sql.Stmt)
+	}
+	d.n.Add(1)
+	return st
+}
+
+func (d *cachedDB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st := d.stmt(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return d.DB.ExecContext(ctx, q, args...)
+}
+
+func (d *cachedDB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := d.stmt(ctx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return d.DB.QueryContext(ctx, q, args...)
+}
+
+func (d *cachedDB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := d.stmt(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return d.DB.QueryRowContext(ctx, q, args...)
+}
+
+// Close closes the statements, then the database.
+func (d *cachedDB) Close() error {
+	d.stmts.Range(func(k, v any) bool {
+		_ = v.(*sql.Stmt).Close()
+		d.stmts.Delete(k)
+		return true
+	})
+	return d.DB.Close()
+}
