@@ -41,6 +41,9 @@ type PolicySource interface {
 // DecisionLog appends decision records, once per run and sequence number.
 type DecisionLog interface {
 	AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error)
+	// AppendDecisionWithState also saves the state projection the decision
+	// carries, in the same transaction.
+	AppendDecisionWithState(ctx context.Context, d process.Decision, st *store.StateSave) (process.Decision, error)
 }
 
 // ReviewBook opens and closes reviews.

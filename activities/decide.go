@@ -11,6 +11,7 @@ import (
 	"github.com/adaptflow/adaptflow/ml/anomaly"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
 )
 
 // DecideInput is what the workflow knows at a decision point.
@@ -144,14 +145,15 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, 
 		d.Rejected = []process.Rejection{}
 	}
 	d.Hash = d.ComputeHash()
-	stored, err := a.Decisions.AppendDecision(ctx, d)
+	// The state the workflow carries is saved with the record, in one
+	// transaction.
+	var st *store.StateSave
+	if len(in.State) > 0 && a.States != nil {
+		st = &store.StateSave{InstanceID: in.InstanceID, RunID: in.RunID, Seq: in.StateSeq, State: in.State}
+	}
+	stored, err := a.Decisions.AppendDecisionWithState(ctx, d, st)
 	if err != nil {
 		return DecideResult{}, fmt.Errorf("decide: record: %w", err)
-	}
-	if len(in.State) > 0 {
-		if err := a.SaveState(ctx, SaveStateInput{InstanceID: in.InstanceID, RunID: in.RunID, Seq: in.StateSeq, State: in.State}); err != nil {
-			return DecideResult{}, fmt.Errorf("decide: %w", err)
-		}
 	}
 	a.Metrics.decided(def.Name, stored.Applied, len(stored.Rejected))
 	return DecideResult{DecisionID: stored.ID, Hash: stored.Hash, Applied: stored.Applied, Rejected: len(stored.Rejected), Signals: observed}, nil

@@ -132,6 +132,15 @@ func (s PolicyState) Mode() string {
 // Instance is a started process instance. Its live state is in Temporal;
 // State is the projection of it that the workflow saves at each step, for
 // reads that need no Temporal query.
+// StateSave is one save of an instance's state projection: the seq-th save
+// of the run. A save older than the stored one is dropped.
+type StateSave struct {
+	InstanceID string
+	RunID      string
+	Seq        int64
+	State      json.RawMessage
+}
+
 type Instance struct {
 	ID             string          `json:"id"`
 	Process        string          `json:"process"`

@@ -202,9 +202,7 @@ func (s *Store) instanceWhere(ctx context.Context, where string, args ...any) (s
 // seq-th save, unless the instance holds a later save of that run. An
 // instance with no row (started outside the API) keeps nothing.
 func (s *Store) SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) error {
-	_, err := s.pool.Exec(ctx, `UPDATE instances SET state = $1, state_run = $2, state_seq = $3 WHERE id = $4 AND (state_run <> $2 OR state_seq < $3)`,
-		string(state), run, seq, id)
-	if err != nil {
+	if _, err := s.pool.Exec(ctx, saveState, string(state), run, seq, id); err != nil {
 		return fmt.Errorf("postgres: save instance state: %w", err)
 	}
 	return nil
@@ -258,16 +256,45 @@ func (s *Store) HourlyStarts(ctx context.Context, processName string, from, to t
 // AppendDecision writes a decision record once per (run, sequence); see the
 // sqlite store.
 func (s *Store) AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error) {
+	return s.AppendDecisionWithState(ctx, d, nil)
+}
+
+const insertDecision = `INSERT INTO decisions (id, instance_id, run_id, seq, step, time, record, prev_hash, hash, process) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT (run_id, seq) DO NOTHING`
+
+const saveState = `UPDATE instances SET state = $1, state_run = $2, state_seq = $3 WHERE id = $4 AND (state_run <> $2 OR state_seq < $3)`
+
+// AppendDecisionWithState is AppendDecision and, when st is not nil,
+// SaveInstanceState in one transaction: the state a decision carries is
+// saved with it or not at all.
+func (s *Store) AppendDecisionWithState(ctx context.Context, d process.Decision, st *store.StateSave) (process.Decision, error) {
 	rec, err := json.Marshal(d)
 	if err != nil {
 		return d, fmt.Errorf("postgres: append decision: %w", err)
 	}
-	tag, err := s.pool.Exec(ctx, `INSERT INTO decisions (id, instance_id, run_id, seq, step, time, record, prev_hash, hash, process) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		ON CONFLICT (run_id, seq) DO NOTHING`, d.ID, d.InstanceID, d.RunID, d.Seq, d.Step, micros(d.Time), string(rec), d.PrevHash, d.Hash, d.Process)
-	if err != nil {
-		return d, fmt.Errorf("postgres: append decision: %w", err)
+	args := []any{d.ID, d.InstanceID, d.RunID, d.Seq, d.Step, micros(d.Time), string(rec), d.PrevHash, d.Hash, d.Process}
+	var inserted bool
+	if st == nil {
+		tag, err := s.pool.Exec(ctx, insertDecision, args...)
+		if err != nil {
+			return d, fmt.Errorf("postgres: append decision: %w", err)
+		}
+		inserted = tag.RowsAffected() == 1
+	} else {
+		err := s.tx(ctx, func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, insertDecision, args...)
+			if err != nil {
+				return err
+			}
+			inserted = tag.RowsAffected() == 1
+			_, err = tx.Exec(ctx, saveState, string(st.State), st.RunID, st.Seq, st.InstanceID)
+			return err
+		})
+		if err != nil {
+			return d, fmt.Errorf("postgres: append decision: %w", err)
+		}
 	}
-	if tag.RowsAffected() == 1 {
+	if inserted {
 		return d, nil
 	}
 	return s.decisionWhere(ctx, `run_id = $1 AND seq = $2`, d.RunID, d.Seq)

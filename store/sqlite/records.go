@@ -207,9 +207,7 @@ func (s *Store) instanceWhere(ctx context.Context, db *cachedDB, where string, a
 // seq-th save, unless the instance holds a later save of that run. An
 // instance with no row (started outside the API) keeps nothing.
 func (s *Store) SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) error {
-	_, err := s.w.ExecContext(ctx, `UPDATE instances SET state = ?, state_run = ?, state_seq = ? WHERE id = ? AND (state_run <> ? OR state_seq < ?)`,
-		string(state), run, seq, id, run, seq)
-	if err != nil {
+	if _, err := s.w.ExecContext(ctx, saveState, string(state), run, seq, id, run, seq); err != nil {
 		return fmt.Errorf("sqlite: save instance state: %w", err)
 	}
 	return nil
@@ -236,16 +234,47 @@ func (s *Store) CountStarts(ctx context.Context, processName string, from, to ti
 // record exists already (a retried activity), the stored one is returned and
 // nothing is written: the caller must apply the stored actions.
 func (s *Store) AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error) {
+	return s.AppendDecisionWithState(ctx, d, nil)
+}
+
+const insertDecision = `INSERT INTO decisions (id, instance_id, run_id, seq, step, time, record, prev_hash, hash, process) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (run_id, seq) DO NOTHING`
+
+const saveState = `UPDATE instances SET state = ?, state_run = ?, state_seq = ? WHERE id = ? AND (state_run <> ? OR state_seq < ?)`
+
+// AppendDecisionWithState is AppendDecision and, when st is not nil,
+// SaveInstanceState in one transaction: the state a decision carries is
+// saved with it or not at all.
+func (s *Store) AppendDecisionWithState(ctx context.Context, d process.Decision, st *store.StateSave) (process.Decision, error) {
 	rec, err := json.Marshal(d)
 	if err != nil {
 		return d, fmt.Errorf("sqlite: append decision: %w", err)
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO decisions (id, instance_id, run_id, seq, step, time, record, prev_hash, hash, process) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (run_id, seq) DO NOTHING`, d.ID, d.InstanceID, d.RunID, d.Seq, d.Step, micros(d.Time), string(rec), d.PrevHash, d.Hash, d.Process)
-	if err != nil {
-		return d, fmt.Errorf("sqlite: append decision: %w", err)
+	args := []any{d.ID, d.InstanceID, d.RunID, d.Seq, d.Step, micros(d.Time), string(rec), d.PrevHash, d.Hash, d.Process}
+	var inserted bool
+	if st == nil {
+		res, err := s.w.ExecContext(ctx, insertDecision, args...)
+		if err != nil {
+			return d, fmt.Errorf("sqlite: append decision: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		inserted = n == 1
+	} else {
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			res, err := s.w.txExec(ctx, tx, insertDecision, args...)
+			if err != nil {
+				return err
+			}
+			n, _ := res.RowsAffected()
+			inserted = n == 1
+			_, err = s.w.txExec(ctx, tx, saveState, string(st.State), st.RunID, st.Seq, st.InstanceID, st.RunID, st.Seq)
+			return err
+		})
+		if err != nil {
+			return d, fmt.Errorf("sqlite: append decision: %w", err)
+		}
 	}
-	if n, _ := res.RowsAffected(); n == 1 {
+	if inserted {
 		return d, nil
 	}
 	return s.decisionWhere(ctx, s.w, `run_id = ? AND seq = ?`, d.RunID, d.Seq)

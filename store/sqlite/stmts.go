@@ -67,6 +67,16 @@ func (d *cachedDB) QueryRowContext(ctx context.Context, q string, args ...any) *
 	return d.DB.QueryRowContext(ctx, q, args...)
 }
 
+// txExec runs q in tx through the statement prepared for it, once one has
+// been. It prepares none itself: preparing on the database needs a
+// connection, and the writer's only one is the transaction's.
+func (d *cachedDB) txExec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	if st, ok := d.stmts.Load(q); ok {
+		return tx.StmtContext(ctx, st.(*sql.Stmt)).ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, q, args...)
+}
+
 // Close closes the statements, then the database.
 func (d *cachedDB) Close() error {
 	d.stmts.Range(func(k, v any) bool {

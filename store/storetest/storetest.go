@@ -50,6 +50,7 @@ type Store interface {
 	SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) error
 	HourlyStarts(ctx context.Context, process string, from, to time.Time) ([]int, error)
 	AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error)
+	AppendDecisionWithState(ctx context.Context, d process.Decision, st *store.StateSave) (process.Decision, error)
 	Decision(ctx context.Context, id string) (process.Decision, error)
 	Decisions(ctx context.Context, instanceID string) ([]process.Decision, error)
 	CreateReview(ctx context.Context, r store.Review) (store.Review, error)
@@ -74,6 +75,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("instances", func(t *testing.T) { testInstances(t, open(t)) })
 	t.Run("instance states", func(t *testing.T) { testInstanceStates(t, open(t)) })
 	t.Run("decisions", func(t *testing.T) { testDecisions(t, open(t)) })
+	t.Run("decision with state", func(t *testing.T) { testDecisionWithState(t, open(t)) })
 	t.Run("reviews", func(t *testing.T) { testReviews(t, open(t)) })
 	t.Run("review claims", func(t *testing.T) { testReviewClaims(t, open(t)) })
 	t.Run("inbox", func(t *testing.T) { testInbox(t, open(t)) })
@@ -493,6 +495,52 @@ func decision(run string, seq int, prev string) process.Decision {
 	}
 	d.Hash = d.ComputeHash()
 	return d
+}
+
+// testDecisionWithState: a decision and the state its workflow carries are
+// written together; a retried append returns the recorded decision and
+// leaves a later save in place.
+func testDecisionWithState(t *testing.T, s Store) {
+	ctx := t.Context()
+	_, _, err := s.CreateInstance(ctx, store.Instance{ID: "i1", Process: "orders", ProcessVersion: 1, BusinessKey: "k1", Input: []byte(`{}`), CreatedAt: t0,
+		State: json.RawMessage(`{"status":"starting"}`)})
+	must(t, err)
+	first := decision("r1", 1, "")
+	got, err := s.AppendDecisionWithState(ctx, first, &store.StateSave{InstanceID: "i1", RunID: "r1", Seq: 1, State: json.RawMessage(`{"status":"running","n":1}`)})
+	must(t, err)
+	if got.Hash != first.Hash {
+		t.Fatalf("append returned %+v", got)
+	}
+	in, err := s.Instance(ctx, "i1")
+	must(t, err)
+	if string(in.State) != `{"status":"running","n":1}` || in.StateRun != "r1" || in.StateSeq != 1 {
+		t.Fatalf("state after the append: %s %s %d", in.State, in.StateRun, in.StateSeq)
+	}
+	must(t, s.SaveInstanceState(ctx, "i1", "r1", 2, json.RawMessage(`{"status":"running","n":2}`)))
+	// The activity is retried after its first attempt was recorded.
+	retry := first
+	retry.ID = "dc-other"
+	retry.Hash = retry.ComputeHash()
+	got, err = s.AppendDecisionWithState(ctx, retry, &store.StateSave{InstanceID: "i1", RunID: "r1", Seq: 1, State: json.RawMessage(`{"status":"running","n":11}`)})
+	must(t, err)
+	if got.ID != first.ID {
+		t.Fatalf("retry returned %s; the recorded decision must win", got.ID)
+	}
+	if in, err = s.Instance(ctx, "i1"); err != nil || string(in.State) != `{"status":"running","n":2}` || in.StateSeq != 2 {
+		t.Fatalf("a retried append moved the state back: %s %d, %v", in.State, in.StateSeq, err)
+	}
+	// Without a state, only the decision is written.
+	second := decision("r1", 2, first.Hash)
+	_, err = s.AppendDecisionWithState(ctx, second, nil)
+	must(t, err)
+	all, err := s.Decisions(ctx, "i1")
+	must(t, err)
+	if len(all) != 2 {
+		t.Fatalf("%d decisions, want 2", len(all))
+	}
+	if in, err = s.Instance(ctx, "i1"); err != nil || in.StateSeq != 2 {
+		t.Fatalf("state seq %d after an append without state, %v", in.StateSeq, err)
+	}
 }
 
 func testDecisions(t *testing.T, s Store) {
