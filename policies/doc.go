@@ -21,13 +21,23 @@
 //
 // # Evaluation
 //
-// Evaluation tracks state, so a decision record holds the value of every
-// sub-expression that read a fact or compared one on the way to the result:
-// the values that decided it. A branch that `&&` or `||` cut short has no
-// value, as it had no say. A missing fact is an evaluation
-// error, recorded as such; the policy's on_error says whether it then matches
-// (`match`) or not (`skip`, the default). Every evaluation runs with a cost
-// limit, which bounds its time; a cancelled context stops a decision between
+// A decision record holds the value of every sub-expression that read a
+// fact, compared one, called a function or looped over a list on the way to
+// the result: the values that decided it. A branch that `&&` or `||` cut
+// short has no value, as it had no say. The nodes worth showing are picked
+// at compile time and wrapped by a decorator that writes each value to its
+// slot in a per-evaluation array (cel-go's own state tracking keeps a map
+// of every node per evaluation, which cost most of a decision's time). A
+// missing fact is an evaluation error, recorded as such; the policy's
+// on_error says whether it then matches (`match`) or not (`skip`, the
+// default).
+//
+// Every evaluation is bounded in cost. An expression whose estimated cost,
+// with every list, map and string in the facts assumed to hold up to
+// MaxCollectionSize items, is over CostLimit is refused at compile time.
+// Facts within those sizes are then evaluated without run-time cost
+// tracking (the estimate bounds them); facts with larger collections run
+// under the run-time limit. A cancelled context stops a decision between
 // policies.
 //
 // # Decision points and guardrails
