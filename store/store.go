@@ -129,9 +129,6 @@ func (s PolicyState) Mode() string {
 	return ModeDisabled
 }
 
-// Instance is a started process instance. Its live state is in Temporal;
-// State is the projection of it that the workflow saves at each step, for
-// reads that need no Temporal query.
 // StateSave is one save of an instance's state projection: the seq-th save
 // of the run. A save older than the stored one is dropped.
 type StateSave struct {
@@ -141,6 +138,9 @@ type StateSave struct {
 	State      json.RawMessage
 }
 
+// Instance is a started process instance. Its live state is in Temporal;
+// State is the projection of it that the workflow saves at each step, for
+// reads that need no Temporal query.
 type Instance struct {
 	ID             string          `json:"id"`
 	Process        string          `json:"process"`

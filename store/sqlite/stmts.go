@@ -34,7 +34,7 @@ func (d *cachedDB) stmt(ctx context.Context, q string) *sql.Stmt {
 	if d.n.Load() >= maxCachedStatements {
 		return nil
 	}
-	st, err := d.DB.PrepareContext(ctx, q)
+	st, err := d.PrepareContext(ctx, q)
 	if err != nil {
 		return nil
 	}
