@@ -126,6 +126,11 @@ type Options struct {
 	// ClaimLease is how long a claim on a review lasts unless the reviewer
 	// asks for another lease (default 30 min).
 	ClaimLease time.Duration
+	// KeyCacheTTL is how long a key record read from the store is trusted
+	// (default DefaultKeyCacheTTL; negative reads the store on every
+	// request). Revocations made through this server apply at once, those
+	// made elsewhere within the TTL.
+	KeyCacheTTL time.Duration
 	// Tracer, when set, makes a server span per request (continuing a
 	// traceparent the caller sends); the Temporal client's tracing
 	// interceptor carries it into the workflow.
@@ -165,6 +170,8 @@ type server struct {
 	limits   *limiters
 	finished *finishedStates
 	contract *contract
+	// authCache holds the key records requests authenticated with.
+	authCache *keyCache
 }
 
 const (
@@ -194,7 +201,8 @@ func New(opts Options) (http.Handler, error) {
 	if opts.ClaimLease <= 0 {
 		opts.ClaimLease = DefaultClaimLease
 	}
-	s := &server{Options: opts, metrics: newMetrics(opts.Metrics, opts.Stats, opts.Timeout), finished: newFinishedStates(finishedStatesKept), contract: contract}
+	s := &server{Options: opts, metrics: newMetrics(opts.Metrics, opts.Stats, opts.Timeout), finished: newFinishedStates(finishedStatesKept), contract: contract,
+		authCache: newKeyCache(opts.KeyCacheTTL)}
 	if opts.RateLimit == 0 {
 		s.RateLimit = DefaultRateLimit
 	}
@@ -332,7 +340,15 @@ func (s *server) authenticate(c *gin.Context) {
 		fail(c, &httpError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "missing API key: send Authorization: Bearer <key>"})
 		return
 	}
-	k, err := s.Keys.KeyByHash(c.Request.Context(), HashKey(strings.TrimSpace(secret)))
+	hash := HashKey(strings.TrimSpace(secret))
+	now := time.Now()
+	k, cached := s.authCache.get(hash, now)
+	var err error
+	if !cached {
+		if k, err = s.Keys.KeyByHash(c.Request.Context(), hash); err == nil {
+			s.authCache.put(hash, k, now)
+		}
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		c.Header("WWW-Authenticate", `Bearer realm="adaptflow", error="invalid_token"`)
 		fail(c, &httpError{status: http.StatusUnauthorized, code: "unauthenticated", msg: "unknown API key"})
@@ -342,7 +358,7 @@ func (s *server) authenticate(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if err := k.Usable(time.Now()); err != nil {
+	if err := k.Usable(now); err != nil {
 		c.Header("WWW-Authenticate", `Bearer realm="adaptflow", error="invalid_token"`)
 		fail(c, &httpError{status: http.StatusUnauthorized, code: "unauthenticated", msg: err.Error()})
 		return
@@ -496,6 +512,7 @@ func (s *server) listKeys(c *gin.Context) {
 func (s *server) rotateKey(c *gin.Context) {
 	fresh, secret := NewKey("", "", time.Now())
 	k, err := s.KeyAdmin.RotateKey(c.Request.Context(), c.Param("id"), fresh.Hash, time.Now())
+	s.authCache.clear() // the old secret stops working at once
 	if err != nil {
 		fail(c, err)
 		return
@@ -509,6 +526,7 @@ func (s *server) revokeKey(c *gin.Context) {
 		return
 	}
 	k, err := s.KeyAdmin.RevokeKey(c.Request.Context(), c.Param("id"), time.Now())
+	s.authCache.clear() // the key stops working at once
 	if err != nil {
 		fail(c, err)
 		return

@@ -349,3 +349,39 @@ func TestProcessLimitedKeySeesItsReviews(t *testing.T) {
 		t.Fatalf("another process's reviews: %d %+v", a.status, a.err)
 	}
 }
+
+// TestKeyChangesMadeElsewhereApplyWithinTheCacheTTL: a server trusts a key
+// record it read for KeyCacheTTL. A key revoked outside it (the CLI on the
+// store, another replica) stops working within that time; one revoked
+// through it stops at once (TestKeys).
+func TestKeyChangesMadeElsewhereApplyWithinTheCacheTTL(t *testing.T) {
+	const ttl = 2 * time.Second
+	srv, _, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"), func(o *api.Options) { o.KeyCacheTTL = ttl })
+	k, secret := api.NewKey("erp", store.RoleSystem, time.Now())
+	if err := st.PutKey(t.Context(), k); err != nil {
+		t.Fatal(err)
+	}
+	// A new key works at once: misses are never cached.
+	if r := do(t, srv, "GET", "/v1/whoami", secret, "", ""); r.status != http.StatusOK {
+		t.Fatalf("new key: %d", r.status)
+	}
+	revoked := time.Now()
+	if _, err := st.RevokeKey(t.Context(), k.ID, revoked); err != nil {
+		t.Fatal(err)
+	}
+	// Until then the server answers from the record it read: no store read
+	// per request.
+	if r := do(t, srv, "GET", "/v1/whoami", secret, "", ""); r.status != http.StatusOK && time.Since(revoked) < ttl/2 {
+		t.Fatalf("right after an out-of-band revocation: %d; the key record should have come from the cache", r.status)
+	}
+	for {
+		r := do(t, srv, "GET", "/v1/whoami", secret, "", "")
+		if r.status == http.StatusUnauthorized {
+			break
+		}
+		if r.status != http.StatusOK || time.Since(revoked) > ttl+time.Second {
+			t.Fatalf("key revoked in the store %v ago still answers %d", time.Since(revoked), r.status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
