@@ -206,7 +206,7 @@ func snippet(b []byte) string {
 // Validate checks a validate step's assertions. A false assertion fails the
 // step, without retries, with the assertion's text and the values it read.
 func (a *Activities) Validate(ctx context.Context, in StepInput) (StepResult, error) {
-	vars := in.vars()
+	vars := policies.NewActivation(in.vars()) // prepared once for every assertion
 	checked := make([]string, 0, len(in.Step.Assertions))
 	for _, src := range in.Step.Assertions {
 		prg, err := a.Env.Compile(src, true)

@@ -176,10 +176,7 @@ type proposal struct {
 func (s *Set) Decide(ctx context.Context, def *process.Definition, vars map[string]any, pt Point) Outcome {
 	idx := s.candidates(pt.Step)
 	out := Outcome{Evaluations: make([]process.Evaluation, 0, len(idx))}
-	var act any = vars
-	if a, err := NewActivation(vars); err == nil {
-		act = a
-	}
+	act := NewActivation(vars)
 	// The values the evaluations trace go to one scratch buffer, and their
 	// traces to one slice.
 	nodes := 0
@@ -263,7 +260,7 @@ func (c *compiled) relevantActions(pt Point) []process.Action {
 	return out
 }
 
-func evaluate(ctx context.Context, c *compiled, vars any, vals []ref.Val) process.Evaluation {
+func evaluate(ctx context.Context, c *compiled, vars *Activation, vals []ref.Val) process.Evaluation {
 	ev := process.Evaluation{
 		PolicyID:      c.policy.ID,
 		PolicyVersion: c.policy.Version,
@@ -306,7 +303,7 @@ func resolve(def *process.Definition, pt Point, props []proposal) ([]process.App
 	}
 	out := &Outcome{}
 	limits := def.EffectiveLimits()
-	added := pt.Added // copied before the first append
+	added := slices.Clip(pt.Added) // an append copies: pt.Added is the caller's
 	reviews := pt.Reviews
 	skippedBy := ""
 	var queues, vars map[string]string // review queue, route variable -> policy
@@ -345,7 +342,7 @@ func resolve(def *process.Definition, pt Point, props []proposal) ([]process.App
 			case len(added) >= limits.MaxAddedSteps:
 				reject(p, "limit of "+strconv.Itoa(limits.MaxAddedSteps)+" added steps per instance reached")
 			default:
-				added = append(added[:len(added):len(added)], a.Add)
+				added = append(added, a.Add)
 				apply(p)
 			}
 		case process.ActionReview:

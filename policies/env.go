@@ -131,16 +131,17 @@ func (e *Env) Compile(src string, wantBool bool) (*Program, error) {
 			"expression may cost up to %d, over the limit of %d (collections in facts are assumed to hold up to %d items); loop over fewer items or avoid nested loops",
 			est.Max, CostLimit, MaxCollectionSize)}
 	}
-	nodes := traceNodes(a)
-	bounded, err := e.cel.Program(a, cel.CustomDecoratorV2(traceDecorator(nodes)), cel.EvalOptions(cel.OptOptimize), cel.CostLimit(CostLimit))
+	p := &Program{Source: src, nodes: traceNodes(a)}
+	// Each planning gets a decorator of its own: it keeps state.
+	plan := func(opts ...cel.ProgramOption) (cel.Program, error) {
+		return e.cel.Program(a, append(opts, cel.CustomDecoratorV2(traceDecorator(p.nodes)), cel.EvalOptions(cel.OptOptimize))...)
+	}
+	if p.bounded, err = plan(cel.CostLimit(CostLimit)); err == nil {
+		p.fast, err = plan()
+	}
 	if err != nil {
 		return nil, &CompileError{Expr: src, Message: err.Error()}
 	}
-	fast, err := e.cel.Program(a, cel.CustomDecoratorV2(traceDecorator(nodes)), cel.EvalOptions(cel.OptOptimize))
-	if err != nil {
-		return nil, &CompileError{Expr: src, Message: err.Error()}
-	}
-	p := &Program{Source: src, bounded: bounded, fast: fast, nodes: nodes}
 	e.cache.Store(key, p)
 	return p, nil
 }
@@ -235,16 +236,14 @@ func (p *Program) run(ctx context.Context, vars any, vals []ref.Val) (r Result) 
 	if err := ctx.Err(); err != nil {
 		return Result{Err: err}
 	}
-	act, ok := vars.(*Activation)
-	if !ok {
-		m, isMap := vars.(map[string]any)
-		if !isMap {
-			return Result{Err: fmt.Errorf("policies: evaluate against %T, want map[string]any or *Activation", vars)}
-		}
-		var err error
-		if act, err = NewActivation(m); err != nil {
-			return Result{Err: err}
-		}
+	var act *Activation
+	switch v := vars.(type) {
+	case *Activation:
+		act = v
+	case map[string]any:
+		act = NewActivation(v)
+	default:
+		return Result{Err: fmt.Errorf("policies: evaluate against %T, want map[string]any or *Activation", vars)}
 	}
 	prg := p.bounded
 	if act.small {
@@ -409,12 +408,9 @@ type Activation struct {
 }
 
 // NewActivation prepares the variables of several evaluations once.
-func NewActivation(vars map[string]any) (*Activation, error) {
-	a, err := interpreter.NewActivation(vars)
-	if err != nil {
-		return nil, err
-	}
-	return &Activation{vars: a, small: withinSizeBounds(vars)}, nil
+func NewActivation(vars map[string]any) *Activation {
+	a, _ := interpreter.NewActivation(vars) // a map is always accepted
+	return &Activation{vars: a, small: withinSizeBounds(vars)}
 }
 
 // withinSizeBounds reports whether v is JSON-shaped data whose lists, maps

@@ -72,7 +72,7 @@ func TestTraceRecordsEachSubExpression(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for name, vars := range map[string]any{"map": facts, "activation": mustActivation(t, facts)} {
+			for name, vars := range map[string]any{"map": facts, "activation": policies.NewActivation(facts)} {
 				r := prg.Eval(t.Context(), vars)
 				if tc.value != nil && (r.Err != nil || r.Value != tc.value) {
 					t.Fatalf("%s: value %v, err %v; want %v", name, r.Value, r.Err, tc.value)
@@ -83,15 +83,6 @@ func TestTraceRecordsEachSubExpression(t *testing.T) {
 			}
 		})
 	}
-}
-
-func mustActivation(t *testing.T, vars map[string]any) *policies.Activation {
-	t.Helper()
-	a, err := policies.NewActivation(vars)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
 }
 
 // TestTracesOfConcurrentEvaluationsStayApart evaluates one compiled
@@ -146,7 +137,7 @@ func TestCostLimitHoldsOnLargeFacts(t *testing.T) {
 	if r := prg.Eval(t.Context(), list(policies.MaxCollectionSize)); r.Err != nil || r.Value != false {
 		t.Fatalf("within the size bounds: value %v, err %v", r.Value, r.Err)
 	}
-	r := prg.Eval(t.Context(), mustActivation(t, list(12_000)))
+	r := prg.Eval(t.Context(), policies.NewActivation(list(12_000)))
 	if r.Err == nil || !strings.Contains(r.Err.Error(), "cost limit") {
 		t.Fatalf("12,000 items: value %v, err %v; want the cost limit to stop it", r.Value, r.Err)
 	}

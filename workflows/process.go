@@ -779,22 +779,26 @@ func (r *runner) runStep(ctx workflow.Context, i int) error {
 	in := activities.StepInput{Step: step, InstanceID: r.in.InstanceID, BusinessKey: r.in.BusinessKey, Input: r.in.Input, Results: r.st.Results, Vars: r.st.Vars}
 	opts := stepOptions(step)
 	actx := workflow.WithActivityOptions(ctx, opts)
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: opts.StartToCloseTimeout, RetryPolicy: opts.RetryPolicy})
 	var res activities.StepResult
+	// inWorker runs a built-in step: as a local activity from
+	// versionLocalSteps on.
+	inWorker := func(fn any) error {
+		if r.localSteps {
+			lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: opts.StartToCloseTimeout, RetryPolicy: opts.RetryPolicy})
+			return workflow.ExecuteLocalActivity(lctx, fn, in).Get(ctx, &res)
+		}
+		return workflow.ExecuteActivity(actx, fn, in).Get(ctx, &res)
+	}
 	var err error
-	switch {
-	case step.Kind == process.KindTask && r.localSteps:
-		err = workflow.ExecuteLocalActivity(lctx, a.RunTask, in).Get(ctx, &res)
-	case step.Kind == process.KindValidate && r.localSteps:
-		err = workflow.ExecuteLocalActivity(lctx, a.Validate, in).Get(ctx, &res)
-	case step.Kind == process.KindTask:
-		err = workflow.ExecuteActivity(actx, a.RunTask, in).Get(ctx, &res)
-	case step.Kind == process.KindHTTP:
+	switch step.Kind {
+	case process.KindTask:
+		err = inWorker(a.RunTask)
+	case process.KindHTTP:
 		r.saveBeforeWait(ctx)
 		err = workflow.ExecuteActivity(actx, a.CallHTTP, in).Get(ctx, &res)
-	case step.Kind == process.KindValidate:
-		err = workflow.ExecuteActivity(actx, a.Validate, in).Get(ctx, &res)
-	case step.Kind == process.KindWait:
+	case process.KindValidate:
+		err = inWorker(a.Validate)
+	case process.KindWait:
 		d, perr := process.ParseDuration(step.Duration)
 		if perr != nil {
 			err = perr
@@ -803,7 +807,7 @@ func (r *runner) runStep(ctx workflow.Context, i int) error {
 		r.saveBeforeWait(ctx)
 		err = workflow.Sleep(ctx, d)
 		res.Output = map[string]any{"waited": step.Duration}
-	case step.Kind == process.KindReview:
+	case process.KindReview:
 		ps.State = StepPending
 		id := activities.ReviewID(ps.DecisionID, 0, -1)
 		err = r.gate(ctx, i, id, *step.Review, "", ps.DecisionID)

@@ -223,36 +223,16 @@ func buildConfig(opts Options, host string, port int) (*config.Config, error) {
 }
 
 func sqlConfig(opts Options) (*config.SQL, error) {
-	conf := config.SQL{PluginName: sqliteplugin.PluginName}
+	var conf config.SQL
+	var err error
 	if opts.DatabaseFile == "" {
-		conf.ConnectAttributes = map[string]string{"mode": "memory", "cache": "shared"}
-		n, err := freePort("127.0.0.1") // any unique-enough number names the memory database
-		if err != nil {
-			return nil, err
-		}
-		conf.DatabaseName = "adaptflow-" + strconv.Itoa(n)
+		conf, err = memorySQL("adaptflow-")
 	} else {
-		// WAL with synchronous=normal survives a crash of the process (the
-		// dev server's promise) and is several times faster than the
-		// default rollback journal; a power loss may lose the last commits.
-		conf.ConnectAttributes = map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "normal", "busy_timeout": "10000"}
-		// One connection: SQLite has one writer, and writers on several
-		// connections wait for its lock in SQLite's busy handler, which
-		// sleeps for milliseconds at a time; queued on one connection they
-		// go in turn at once (about twice the throughput, a third of the
-		// start latency under load).
-		conf.MaxConns = 1
-		conf.MaxIdleConns = 1
-		conf.DatabaseName = opts.DatabaseFile
-		if _, err := os.Stat(opts.DatabaseFile); errors.Is(err, os.ErrNotExist) {
-			if err := os.MkdirAll(filepath.Dir(opts.DatabaseFile), 0o755); err != nil {
-				return nil, fmt.Errorf("temporal: data directory: %w", err)
-			}
-			if err := sqliteschema.SetupSchema(&conf); err != nil {
-				_ = os.Remove(opts.DatabaseFile) // a half-made schema must not look like a database
-				return nil, fmt.Errorf("temporal: set up schema: %w", err)
-			}
-		}
+		conf = fileSQL(opts.DatabaseFile)
+		err = setUpIfMissing(&conf, "schema", nil)
+	}
+	if err != nil {
+		return nil, err
 	}
 	nss := make([]*sqliteschema.NamespaceConfig, 0, len(opts.Namespaces))
 	for _, ns := range opts.Namespaces {
@@ -278,29 +258,66 @@ func VisibilityFile(databaseFile string) string {
 // the executions' one is.
 func visibilityConfig(opts Options) (*config.SQL, error) {
 	if opts.DatabaseFile == "" {
-		n, err := freePort("127.0.0.1")
-		if err != nil {
-			return nil, err
-		}
-		return &config.SQL{PluginName: sqliteplugin.PluginName, DatabaseName: "adaptflow-visibility-" + strconv.Itoa(n),
-			ConnectAttributes: map[string]string{"mode": "memory", "cache": "shared"}}, nil
+		conf, err := memorySQL("adaptflow-visibility-")
+		return &conf, err
 	}
 	file := VisibilityFile(opts.DatabaseFile)
-	conf := config.SQL{
+	conf := fileSQL(file)
+	if err := setUpIfMissing(&conf, "visibility schema", func() error { return trimVisibilityIndexes(file) }); err != nil {
+		return nil, err
+	}
+	return &conf, nil
+}
+
+// memorySQL is an in-memory database, named prefix and a number unique
+// enough (a free port's).
+func memorySQL(prefix string) (config.SQL, error) {
+	n, err := freePort("127.0.0.1")
+	if err != nil {
+		return config.SQL{}, err
+	}
+	return config.SQL{PluginName: sqliteplugin.PluginName, DatabaseName: prefix + strconv.Itoa(n),
+		ConnectAttributes: map[string]string{"mode": "memory", "cache": "shared"}}, nil
+}
+
+// fileSQL is a database file.
+//
+// WAL with synchronous=normal survives a crash of the process (the dev
+// server's promise) and is several times faster than the default rollback
+// journal; a power loss may lose the last commits.
+//
+// One connection: SQLite has one writer, and writers on several
+// connections wait for its lock in SQLite's busy handler, which sleeps for
+// milliseconds at a time; queued on one connection they go in turn at once
+// (about twice the throughput, a third of the start latency under load).
+func fileSQL(file string) config.SQL {
+	return config.SQL{
 		PluginName: sqliteplugin.PluginName, DatabaseName: file, MaxConns: 1, MaxIdleConns: 1,
 		ConnectAttributes: map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "normal", "busy_timeout": "10000"},
 	}
-	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
-		if err := sqliteschema.SetupSchema(&conf); err != nil {
-			_ = os.Remove(file)
-			return nil, fmt.Errorf("temporal: set up visibility schema: %w", err)
-		}
-		if err := trimVisibilityIndexes(file); err != nil {
-			_ = os.Remove(file)
-			return nil, err
-		}
+}
+
+// setUpIfMissing creates the schema of conf's database file, and runs
+// after (when not nil), unless the file exists. A half-made file is
+// removed: it must not look like a database.
+func setUpIfMissing(conf *config.SQL, what string, after func() error) error {
+	file := conf.DatabaseName
+	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+		return nil
 	}
-	return &conf, nil
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return fmt.Errorf("temporal: data directory: %w", err)
+	}
+	err := sqliteschema.SetupSchema(conf)
+	if err != nil {
+		err = fmt.Errorf("temporal: set up %s: %w", what, err)
+	} else if after != nil {
+		err = after()
+	}
+	if err != nil {
+		_ = os.Remove(file)
+	}
+	return err
 }
 
 // trimVisibilityIndexes drops the indexes of the custom search attribute

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
@@ -272,27 +273,25 @@ func (s *Store) AppendDecisionWithState(ctx context.Context, d process.Decision,
 	if err != nil {
 		return d, fmt.Errorf("postgres: append decision: %w", err)
 	}
-	args := []any{d.ID, d.InstanceID, d.RunID, d.Seq, d.Step, micros(d.Time), string(rec), d.PrevHash, d.Hash, d.Process}
 	var inserted bool
-	if st == nil {
-		tag, err := s.pool.Exec(ctx, insertDecision, args...)
+	write := func(exec func(ctx context.Context, q string, args ...any) (pgconn.CommandTag, error)) error {
+		tag, err := exec(ctx, insertDecision, d.ID, d.InstanceID, d.RunID, d.Seq, d.Step, micros(d.Time), string(rec), d.PrevHash, d.Hash, d.Process)
 		if err != nil {
-			return d, fmt.Errorf("postgres: append decision: %w", err)
+			return err
 		}
 		inserted = tag.RowsAffected() == 1
-	} else {
-		err := s.tx(ctx, func(tx pgx.Tx) error {
-			tag, err := tx.Exec(ctx, insertDecision, args...)
-			if err != nil {
-				return err
-			}
-			inserted = tag.RowsAffected() == 1
-			_, err = tx.Exec(ctx, saveState, string(st.State), st.RunID, st.Seq, st.InstanceID)
-			return err
-		})
-		if err != nil {
-			return d, fmt.Errorf("postgres: append decision: %w", err)
+		if st != nil {
+			_, err = exec(ctx, saveState, string(st.State), st.RunID, st.Seq, st.InstanceID)
 		}
+		return err
+	}
+	if st == nil { // one statement: no transaction needed
+		err = write(s.pool.Exec)
+	} else {
+		err = s.tx(ctx, func(tx pgx.Tx) error { return write(tx.Exec) })
+	}
+	if err != nil {
+		return d, fmt.Errorf("postgres: append decision: %w", err)
 	}
 	if inserted {
 		return d, nil

@@ -250,29 +250,28 @@ func (s *Store) AppendDecisionWithState(ctx context.Context, d process.Decision,
 	if err != nil {
 		return d, fmt.Errorf("sqlite: append decision: %w", err)
 	}
-	args := []any{d.ID, d.InstanceID, d.RunID, d.Seq, d.Step, micros(d.Time), string(rec), d.PrevHash, d.Hash, d.Process}
 	var inserted bool
-	if st == nil {
-		res, err := s.w.ExecContext(ctx, insertDecision, args...)
+	write := func(exec func(q string, args ...any) (sql.Result, error)) error {
+		res, err := exec(insertDecision, d.ID, d.InstanceID, d.RunID, d.Seq, d.Step, micros(d.Time), string(rec), d.PrevHash, d.Hash, d.Process)
 		if err != nil {
-			return d, fmt.Errorf("sqlite: append decision: %w", err)
+			return err
 		}
 		n, _ := res.RowsAffected()
 		inserted = n == 1
-	} else {
-		err := s.tx(ctx, func(tx *sql.Tx) error {
-			res, err := s.w.txExec(ctx, tx, insertDecision, args...)
-			if err != nil {
-				return err
-			}
-			n, _ := res.RowsAffected()
-			inserted = n == 1
-			_, err = s.w.txExec(ctx, tx, saveState, string(st.State), st.RunID, st.Seq, st.InstanceID, st.RunID, st.Seq)
-			return err
-		})
-		if err != nil {
-			return d, fmt.Errorf("sqlite: append decision: %w", err)
+		if st != nil {
+			_, err = exec(saveState, string(st.State), st.RunID, st.Seq, st.InstanceID, st.RunID, st.Seq)
 		}
+		return err
+	}
+	if st == nil { // one statement: no transaction needed
+		err = write(func(q string, args ...any) (sql.Result, error) { return s.w.ExecContext(ctx, q, args...) })
+	} else {
+		err = s.tx(ctx, func(tx *sql.Tx) error {
+			return write(func(q string, args ...any) (sql.Result, error) { return s.w.txExec(ctx, tx, q, args...) })
+		})
+	}
+	if err != nil {
+		return d, fmt.Errorf("sqlite: append decision: %w", err)
 	}
 	if inserted {
 		return d, nil

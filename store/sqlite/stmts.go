@@ -79,9 +79,8 @@ func (d *cachedDB) txExec(ctx context.Context, tx *sql.Tx, q string, args ...any
 
 // Close closes the statements, then the database.
 func (d *cachedDB) Close() error {
-	d.stmts.Range(func(k, v any) bool {
+	d.stmts.Range(func(_, v any) bool {
 		_ = v.(*sql.Stmt).Close()
-		d.stmts.Delete(k)
 		return true
 	})
 	return d.DB.Close()

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"fmt"
-	"path/filepath"
 	"testing"
 )
 
@@ -10,11 +9,7 @@ import (
 // answers unprepared ones do, past the cache's bound, and after the schema
 // they were prepared against changed.
 func TestPreparedStatementsStayCorrect(t *testing.T) {
-	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "stmts.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	ctx := t.Context()
 	for i := range maxCachedStatements + 20 {
 		for range 2 { // the second run uses the prepared statement, if any

@@ -12,13 +12,9 @@ import (
 // TestFailedTransactionLeavesNothing: a transaction that writes and then
 // fails is rolled back whole.
 func TestFailedTransactionLeavesNothing(t *testing.T) {
-	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "tx.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	boom := errors.New("boom")
-	err = s.tx(t.Context(), func(tx *sql.Tx) error {
+	err := s.tx(t.Context(), func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(t.Context(), `INSERT INTO api_keys (id, name, role, hash, created_at) VALUES ('k', 'n', 'admin', 'h', 0)`); err != nil {
 			return err
 		}
@@ -37,4 +33,15 @@ func TestFailedTransactionLeavesNothing(t *testing.T) {
 	if err := s.r.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM policy_events`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("%d events survived the rollback (%v)", n, err)
 	}
+}
+
+// openTemp opens a store in a fresh file, closed when the test ends.
+func openTemp(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }
