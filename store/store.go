@@ -155,6 +155,9 @@ type Instance struct {
 	State    json.RawMessage `json:"-"`
 	StateRun string          `json:"-"`
 	StateSeq int64           `json:"-"`
+	// PendingStart is true from when the API stores the instance until
+	// Temporal has its workflow (MarkStarted).
+	PendingStart bool `json:"-"`
 }
 
 // Review statuses and verdicts.

@@ -161,9 +161,9 @@ func (s *Store) Definitions(ctx context.Context) ([]store.DefinitionRecord, erro
 
 // CreateInstance records a started instance; see the sqlite store.
 func (s *Store) CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error) {
-	tag, err := s.pool.Exec(ctx, `INSERT INTO instances (id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+	tag, err := s.pool.Exec(ctx, `INSERT INTO instances (id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (process, business_key) DO NOTHING`,
-		in.ID, in.Process, in.ProcessVersion, in.BusinessKey, string(in.Input), in.CreatedBy, micros(in.CreatedAt), nullText(in.State), in.StateRun, in.StateSeq)
+		in.ID, in.Process, in.ProcessVersion, in.BusinessKey, string(in.Input), in.CreatedBy, micros(in.CreatedAt), nullText(in.State), in.StateRun, in.StateSeq, in.PendingStart)
 	if err != nil {
 		return in, false, fmt.Errorf("postgres: create instance: %w", err)
 	}
@@ -180,23 +180,62 @@ func (s *Store) Instance(ctx context.Context, id string) (store.Instance, error)
 }
 
 func (s *Store) instanceWhere(ctx context.Context, where string, args ...any) (store.Instance, error) {
-	var in store.Instance
-	var input string
-	var state *string
-	var at int64
-	err := s.pool.QueryRow(ctx, `SELECT id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq FROM instances WHERE `+where, args...).
-		Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at, &state, &in.StateRun, &in.StateSeq)
+	in, err := scanInstance(s.pool.QueryRow(ctx, `SELECT `+instanceColumns+` FROM instances WHERE `+where, args...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return in, fmt.Errorf("instance: %w", store.ErrNotFound)
 	}
 	if err != nil {
 		return in, fmt.Errorf("postgres: instance: %w", err)
 	}
+	return in, nil
+}
+
+const instanceColumns = `id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start`
+
+// scanInstance reads the instanceColumns of a row.
+func scanInstance(row pgx.Row) (store.Instance, error) {
+	var in store.Instance
+	var input string
+	var state *string
+	var at int64
+	if err := row.Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at, &state, &in.StateRun, &in.StateSeq, &in.PendingStart); err != nil {
+		return in, err
+	}
 	in.Input, in.CreatedAt = json.RawMessage(input), fromMicros(at)
 	if state != nil {
 		in.State = json.RawMessage(*state)
 	}
 	return in, nil
+}
+
+// MarkStarted records that Temporal has the instance's workflow.
+func (s *Store) MarkStarted(ctx context.Context, id string) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE instances SET pending_start = false WHERE id = $1 AND pending_start`, id); err != nil {
+		return fmt.Errorf("postgres: mark started: %w", err)
+	}
+	return nil
+}
+
+// PendingStarts returns up to limit instances created before the time whose
+// workflow Temporal may not have yet, oldest first.
+func (s *Store) PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+instanceColumns+` FROM instances WHERE pending_start AND created_at < $1 ORDER BY created_at LIMIT $2`, micros(before), limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: pending starts: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Instance
+	for rows.Next() {
+		in, err := scanInstance(rows)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: pending starts: %w", err)
+		}
+		out = append(out, in)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: pending starts: %w", err)
+	}
+	return out, nil
 }
 
 // SaveInstanceState stores the state a run of the instance saved as its

@@ -165,9 +165,9 @@ func (s *Store) Definitions(ctx context.Context) ([]store.DefinitionRecord, erro
 // CreateInstance records a started instance. When the process already has an
 // instance with the business key, that one is returned with created false.
 func (s *Store) CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error) {
-	res, err := s.w.ExecContext(ctx, `INSERT INTO instances (id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	res, err := s.w.ExecContext(ctx, `INSERT INTO instances (id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (process, business_key) DO NOTHING`,
-		in.ID, in.Process, in.ProcessVersion, in.BusinessKey, string(in.Input), in.CreatedBy, micros(in.CreatedAt), nullText(in.State), in.StateRun, in.StateSeq)
+		in.ID, in.Process, in.ProcessVersion, in.BusinessKey, string(in.Input), in.CreatedBy, micros(in.CreatedAt), nullText(in.State), in.StateRun, in.StateSeq, in.PendingStart)
 	if err != nil {
 		return in, false, fmt.Errorf("sqlite: create instance: %w", err)
 	}
@@ -184,23 +184,62 @@ func (s *Store) Instance(ctx context.Context, id string) (store.Instance, error)
 }
 
 func (s *Store) instanceWhere(ctx context.Context, db *cachedDB, where string, args ...any) (store.Instance, error) {
-	var in store.Instance
-	var input string
-	var state sql.NullString
-	var at int64
-	err := db.QueryRowContext(ctx, `SELECT id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq FROM instances WHERE `+where, args...).
-		Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at, &state, &in.StateRun, &in.StateSeq)
+	in, err := scanInstance(db.QueryRowContext(ctx, `SELECT `+instanceColumns+` FROM instances WHERE `+where, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return in, fmt.Errorf("instance: %w", store.ErrNotFound)
 	}
 	if err != nil {
 		return in, fmt.Errorf("sqlite: instance: %w", err)
 	}
+	return in, nil
+}
+
+const instanceColumns = `id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start`
+
+// scanInstance reads the instanceColumns of a row.
+func scanInstance(row interface{ Scan(...any) error }) (store.Instance, error) {
+	var in store.Instance
+	var input string
+	var state sql.NullString
+	var at int64
+	if err := row.Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at, &state, &in.StateRun, &in.StateSeq, &in.PendingStart); err != nil {
+		return in, err
+	}
 	in.Input, in.CreatedAt = json.RawMessage(input), fromMicros(at)
 	if state.Valid {
 		in.State = json.RawMessage(state.String)
 	}
 	return in, nil
+}
+
+// MarkStarted records that Temporal has the instance's workflow.
+func (s *Store) MarkStarted(ctx context.Context, id string) error {
+	if _, err := s.w.ExecContext(ctx, `UPDATE instances SET pending_start = 0 WHERE id = ? AND pending_start = 1`, id); err != nil {
+		return fmt.Errorf("sqlite: mark started: %w", err)
+	}
+	return nil
+}
+
+// PendingStarts returns up to limit instances created before the time whose
+// workflow Temporal may not have yet, oldest first.
+func (s *Store) PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+instanceColumns+` FROM instances WHERE pending_start = 1 AND created_at < ? ORDER BY created_at LIMIT ?`, micros(before), limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: pending starts: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Instance
+	for rows.Next() {
+		in, err := scanInstance(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: pending starts: %w", err)
+		}
+		out = append(out, in)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: pending starts: %w", err)
+	}
+	return out, nil
 }
 
 // SaveInstanceState stores the state a run of the instance saved as its

@@ -48,6 +48,8 @@ type Store interface {
 	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
 	Instance(ctx context.Context, id string) (store.Instance, error)
 	SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) error
+	MarkStarted(ctx context.Context, id string) error
+	PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error)
 	HourlyStarts(ctx context.Context, process string, from, to time.Time) ([]int, error)
 	AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error)
 	AppendDecisionWithState(ctx context.Context, d process.Decision, st *store.StateSave) (process.Decision, error)
@@ -74,6 +76,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("policies", func(t *testing.T) { testPolicies(t, open(t)) })
 	t.Run("instances", func(t *testing.T) { testInstances(t, open(t)) })
 	t.Run("instance states", func(t *testing.T) { testInstanceStates(t, open(t)) })
+	t.Run("pending starts", func(t *testing.T) { testPendingStarts(t, open(t)) })
 	t.Run("decisions", func(t *testing.T) { testDecisions(t, open(t)) })
 	t.Run("decision with state", func(t *testing.T) { testDecisionWithState(t, open(t)) })
 	t.Run("reviews", func(t *testing.T) { testReviews(t, open(t)) })
@@ -446,6 +449,56 @@ func testInstances(t *testing.T, s Store) {
 	must(t, err)
 	if fmt.Sprint(counts) != "[0 1 2]" {
 		t.Fatalf("window after the first start: %v", counts)
+	}
+}
+
+// An instance stored with a pending start is found by PendingStarts, oldest
+// first and only once old enough, until MarkStarted; the flag survives a
+// reread and a repeated create.
+func testPendingStarts(t *testing.T, s Store) {
+	ctx := t.Context()
+	for i, id := range []string{"p3", "p1", "p2", "done"} {
+		_, _, err := s.CreateInstance(ctx, store.Instance{ID: id, Process: "p", ProcessVersion: 1, BusinessKey: id, Input: []byte(`{"n":1}`),
+			CreatedAt: t0.Add(time.Duration(3-i) * time.Minute), PendingStart: id != "done"})
+		must(t, err)
+	}
+	ids := func(before time.Time, limit int) string {
+		got, err := s.PendingStarts(ctx, before, limit)
+		must(t, err)
+		var out []string
+		for _, in := range got {
+			if !in.PendingStart || string(in.Input) != `{"n":1}` {
+				t.Fatalf("pending %+v", in)
+			}
+			out = append(out, in.ID)
+		}
+		return fmt.Sprint(out)
+	}
+	if got := ids(t0.Add(time.Hour), 10); got != "[p2 p1 p3]" {
+		t.Fatalf("pending starts %s, want oldest first without the started one", got)
+	}
+	if got := ids(t0.Add(time.Hour), 2); got != "[p2 p1]" {
+		t.Fatalf("limit: %s", got)
+	}
+	if got := ids(t0.Add(2*time.Minute+time.Second), 10); got != "[p2 p1]" {
+		t.Fatalf("before: %s (p3 is not old enough)", got)
+	}
+	in, err := s.Instance(ctx, "p1")
+	must(t, err)
+	if !in.PendingStart {
+		t.Fatal("Instance lost the pending flag")
+	}
+	must(t, s.MarkStarted(ctx, "p1"))
+	must(t, s.MarkStarted(ctx, "p1"))
+	must(t, s.MarkStarted(ctx, "nobody"))
+	if got := ids(t0.Add(time.Hour), 10); got != "[p2 p3]" {
+		t.Fatalf("after MarkStarted: %s", got)
+	}
+	// A retried create of a started instance returns it as started.
+	again, created, err := s.CreateInstance(ctx, store.Instance{ID: "p1", Process: "p", ProcessVersion: 1, BusinessKey: "p1", Input: []byte(`{}`), CreatedAt: t0, PendingStart: true})
+	must(t, err)
+	if created || again.PendingStart {
+		t.Fatalf("retried create: %+v created %v", again, created)
 	}
 }
 
