@@ -60,6 +60,8 @@ type PolicyStore interface {
 type InstanceStore interface {
 	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
 	Instance(ctx context.Context, id string) (store.Instance, error)
+	MarkStarted(ctx context.Context, id string) error
+	PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error)
 }
 
 // DecisionReader reads decision records.
@@ -143,6 +145,29 @@ type Options struct {
 	MaxBody int64
 	// Timeout bounds each request (default 30 s).
 	Timeout time.Duration
+	// StartWait is how long a start request waits for Temporal to create
+	// the workflow before it answers with the instance stored and leaves the
+	// start to finish in the background (default DefaultStartWait; negative
+	// always waits). See SweepStarts.
+	StartWait time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = 1 << 20
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.ClaimLease <= 0 {
+		o.ClaimLease = DefaultClaimLease
+	}
+	if o.StartWait == 0 {
+		o.StartWait = DefaultStartWait
+	}
 }
 
 func (o *Options) validate() error {
@@ -172,6 +197,7 @@ type server struct {
 	contract *contract
 	// authCache holds the key records requests authenticated with.
 	authCache *keyCache
+	starts    *starter
 }
 
 const (
@@ -189,20 +215,10 @@ func New(opts Options) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.MaxBody <= 0 {
-		opts.MaxBody = 1 << 20
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 30 * time.Second
-	}
-	if opts.ClaimLease <= 0 {
-		opts.ClaimLease = DefaultClaimLease
-	}
+	opts.defaults()
 	s := &server{Options: opts, metrics: newMetrics(opts.Metrics, opts.Stats, opts.Timeout), finished: newFinishedStates(finishedStatesKept), contract: contract,
 		authCache: newKeyCache(opts.KeyCacheTTL)}
+	s.starts = &starter{opts: &s.Options, metrics: s.metrics}
 	if opts.RateLimit == 0 {
 		s.RateLimit = DefaultRateLimit
 	}

@@ -158,6 +158,28 @@ func TestTemporalDownIs503(t *testing.T) {
 	}
 }
 
+// TestStartWhileTemporalIsDownStaysPending: a start Temporal did not take
+// leaves its instance pending, and a sweep while Temporal is still down
+// fails and leaves it pending for the next one.
+func TestStartWhileTemporalIsDownStaysPending(t *testing.T) {
+	var opts api.Options
+	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"), func(o *api.Options) { o.Timeout = 500 * time.Millisecond; opts = *o })
+	do(t, srv, "POST", "/v1/processes", keys[store.RoleEngineer], "application/yaml", def)
+	if a := do(t, srv, "POST", "/v1/processes/p/instances", keys[store.RoleSystem], "application/json", `{"business_key":"k","input":{"n":1}}`); a.status != http.StatusServiceUnavailable {
+		t.Fatalf("start: %d", a.status)
+	}
+	if in, err := st.Instance(t.Context(), api.InstanceID("p", "k")); err != nil || !in.PendingStart {
+		t.Fatalf("instance after a failed start: %+v %v", in, err)
+	}
+	n, err := api.SweepStarts(t.Context(), api.SweepOptions{Options: opts, MinAge: time.Nanosecond})
+	if n != 0 || err == nil || !strings.Contains(err.Error(), api.InstanceID("p", "k")) {
+		t.Fatalf("sweep while Temporal is down: %d %v", n, err)
+	}
+	if left, err := st.PendingStarts(t.Context(), time.Now(), 10); err != nil || len(left) != 1 {
+		t.Fatalf("pending after the sweep: %v %v", left, err)
+	}
+}
+
 func TestKeysAreStoredHashedAndShownOnce(t *testing.T) {
 	srv, keys := newServer(t)
 	a := do(t, srv, "POST", "/v1/keys", keys[store.RoleAdmin], "application/json", `{"name":"erp","role":"system"}`)

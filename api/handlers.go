@@ -15,9 +15,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
 
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
@@ -93,7 +91,11 @@ func (s *server) listProcesses(c *gin.Context) {
 }
 
 func (s *server) definition(ctx context.Context, name string, version int) (*process.Definition, store.DefinitionRecord, error) {
-	rec, err := s.Definitions.Definition(ctx, name, version)
+	return definition(ctx, s.Definitions, name, version)
+}
+
+func definition(ctx context.Context, ds DefinitionStore, name string, version int) (*process.Definition, store.DefinitionRecord, error) {
+	rec, err := ds.Definition(ctx, name, version)
 	if err != nil {
 		return nil, rec, err
 	}
@@ -180,7 +182,7 @@ func InstanceID(processName, businessKey string) string {
 
 // startInstance starts an instance, idempotently by business key: the store
 // row and the Temporal start are both idempotent, so a retry after a crash
-// between them finishes the start.
+// between them finishes the start (as does SweepStarts, without a retry).
 func (s *server) startInstance(c *gin.Context) {
 	var req startRequest
 	if err := bindJSON(c, &req); err != nil {
@@ -213,7 +215,8 @@ func (s *server) startInstance(c *gin.Context) {
 		ID: InstanceID(name, req.BusinessKey), Process: name, ProcessVersion: def.Version, BusinessKey: req.BusinessKey,
 		Input: process.JSON(req.Input), CreatedBy: caller(c).Name, CreatedAt: time.Now().UTC(),
 		// Reads find the instance starting until its workflow saves a state.
-		State: process.JSON(workflows.NewState(def, workflows.StatusStarting)),
+		State:        process.JSON(workflows.NewState(def, workflows.StatusStarting)),
+		PendingStart: true,
 	})
 	if err != nil {
 		fail(c, err)
@@ -230,14 +233,7 @@ func (s *server) startInstance(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	_, err = s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       inst.ID,
-		TaskQueue:                s.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-	}, workflows.ProcessWorkflow, workflows.Input{Definition: *def, InstanceID: inst.ID, BusinessKey: inst.BusinessKey, Input: input})
-	var already *serviceerror.WorkflowExecutionAlreadyStarted
-	if err != nil && !errors.As(err, &already) {
+	if err := s.starts.start(ctx, def, inst, input); err != nil {
 		fail(c, err)
 		return
 	}

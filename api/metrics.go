@@ -19,6 +19,8 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	starts   *prometheus.CounterVec
+	// backgroundStarts counts the starts that finished after their request.
+	backgroundStarts *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, stats ReviewStats, timeout time.Duration) *metrics {
@@ -31,6 +33,7 @@ func newMetrics(reg *prometheus.Registry, stats ReviewStats, timeout time.Durati
 			Name: "adaptflow_instance_starts_total",
 			Help: "Instance start requests that succeeded, by process and whether they started a new instance (created) or found the business key's instance (existing).",
 		}, []string{"process", "result"}),
+		backgroundStarts: newBackgroundStarts(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "adaptflow_http_requests_total", Help: "HTTP requests by route, method and status.",
 		}, []string{"route", "method", "status"}),
@@ -39,7 +42,7 @@ func newMetrics(reg *prometheus.Registry, stats ReviewStats, timeout time.Durati
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "method"}),
 	}
-	m.registry.MustRegister(m.requests, m.latency, m.starts, &reviewCollector{stats: stats, timeout: timeout},
+	m.registry.MustRegister(m.requests, m.latency, m.starts, m.backgroundStarts, &reviewCollector{stats: stats, timeout: timeout},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -155,8 +155,9 @@ type Instance struct {
 	State    json.RawMessage `json:"-"`
 	StateRun string          `json:"-"`
 	StateSeq int64           `json:"-"`
-	// PendingStart is true from when the API stores the instance until
-	// Temporal has its workflow (MarkStarted).
+	// PendingStart is true from when the API stores the instance until its
+	// workflow is known to exist: the workflow saved a state, or the start
+	// sweep marked it (MarkStarted).
 	PendingStart bool `json:"-"`
 }
 

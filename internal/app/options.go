@@ -66,6 +66,10 @@ type Options struct {
 	// ClaimLease is how long a reviewer's claim on a review lasts unless
 	// the reviewer asks for another lease.
 	ClaimLease time.Duration
+	// StartWait is how long a start request waits for Temporal before it
+	// answers with the instance stored and finishes the start in the
+	// background (0: the API's default; negative: always wait).
+	StartWait time.Duration
 
 	Logger *slog.Logger
 	// Out receives what a person must read (the generated API key).

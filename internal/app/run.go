@@ -181,14 +181,16 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	if err := ensureAdminKey(ctx, st, opts); err != nil {
 		return err
 	}
-	handler, err := api.New(api.Options{
+	apiOpts := api.Options{
 		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, AuditLog: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: TaskQueue, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit, Metrics: reg, Tracer: tracer,
-		Ready: func(ctx context.Context) error { return st.Ping(ctx) },
-	})
+		Ready: func(ctx context.Context) error { return st.Ping(ctx) }, StartWait: opts.StartWait,
+	}
+	handler, err := api.New(apiOpts)
 	if err != nil {
 		return err
 	}
+	sweepStarts(ctx, lc, apiOpts)
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", opts.Listen, err)
@@ -207,6 +209,33 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	case err := <-serveErr:
 		return fmt.Errorf("http server: %w", err)
 	}
+}
+
+// startSweepEvery is how often the API finishes the workflow starts left
+// pending (after the first sweep, at start).
+const startSweepEvery = 30 * time.Second
+
+// sweepStarts runs api.SweepStarts now and then every startSweepEvery until
+// shutdown.
+func sweepStarts(ctx context.Context, lc *lifecycle, opts api.Options) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(startSweepEvery)
+		defer t.Stop()
+		for {
+			if n, err := api.SweepStarts(ctx, api.SweepOptions{Options: opts}); err != nil && ctx.Err() == nil {
+				opts.Logger.Warn("start sweep", "started", n, "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	lc.add("start sweeper", func(context.Context) error { cancel(); <-done; return nil })
 }
 
 // serveWorkerMetrics serves /metrics and /healthz of a worker on

@@ -302,7 +302,9 @@ func (s *Store) AppendDecision(ctx context.Context, d process.Decision) (process
 const insertDecision = `INSERT INTO decisions (id, instance_id, run_id, seq, step, time, record, prev_hash, hash, process) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (run_id, seq) DO NOTHING`
 
-const saveState = `UPDATE instances SET state = $1, state_run = $2, state_seq = $3 WHERE id = $4 AND (state_run <> $2 OR state_seq < $3)`
+// saveState saves a projection; a saved state shows the workflow exists, so
+// it also clears the instance's pending start.
+const saveState = `UPDATE instances SET state = $1, state_run = $2, state_seq = $3, pending_start = false WHERE id = $4 AND (state_run <> $2 OR state_seq < $3)`
 
 // AppendDecisionWithState is AppendDecision and, when st is not nil,
 // SaveInstanceState in one transaction: the state a decision carries is

@@ -279,7 +279,9 @@ func (s *Store) AppendDecision(ctx context.Context, d process.Decision) (process
 const insertDecision = `INSERT INTO decisions (id, instance_id, run_id, seq, step, time, record, prev_hash, hash, process) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (run_id, seq) DO NOTHING`
 
-const saveState = `UPDATE instances SET state = ?, state_run = ?, state_seq = ? WHERE id = ? AND (state_run <> ? OR state_seq < ?)`
+// saveState saves a projection; a saved state shows the workflow exists, so
+// it also clears the instance's pending start.
+const saveState = `UPDATE instances SET state = ?, state_run = ?, state_seq = ?, pending_start = 0 WHERE id = ? AND (state_run <> ? OR state_seq < ?)`
 
 // AppendDecisionWithState is AppendDecision and, when st is not nil,
 // SaveInstanceState in one transaction: the state a decision carries is

@@ -494,6 +494,11 @@ func testPendingStarts(t *testing.T, s Store) {
 	if got := ids(t0.Add(time.Hour), 10); got != "[p2 p3]" {
 		t.Fatalf("after MarkStarted: %s", got)
 	}
+	// A state saved by the workflow shows that it exists.
+	must(t, s.SaveInstanceState(ctx, "p3", "run-a", 1, json.RawMessage(`{"status":"running"}`)))
+	if got := ids(t0.Add(time.Hour), 10); got != "[p2]" {
+		t.Fatalf("after a state save: %s", got)
+	}
 	// A retried create of a started instance returns it as started.
 	again, created, err := s.CreateInstance(ctx, store.Instance{ID: "p1", Process: "p", ProcessVersion: 1, BusinessKey: "p1", Input: []byte(`{}`), CreatedAt: t0, PendingStart: true})
 	must(t, err)

@@ -1,0 +1,224 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/workflows"
+)
+
+// Starting an instance's workflow.
+//
+// The API stores an instance, marked pending_start, before it asks Temporal
+// for the workflow, so the store is an outbox of starts: Temporal's answer
+// clears the mark (the workflow's first saved state), and SweepStarts finishes any start that a
+// crash or an outage left pending. Both the store row and the Temporal
+// start are idempotent by business key.
+//
+// A start request waits for Temporal's answer up to StartWait. When
+// Temporal is slower than that — a burst of starts on a busy machine — the
+// request answers 201 with the instance stored and its status "starting",
+// and the start finishes in the background. While Temporal's last answer
+// was a failure (or none came yet), requests wait for the answer, so an
+// outage still gives 503 and no start is accepted that Temporal cannot
+// take.
+
+// DefaultStartWait is how long a start request waits for Temporal before it
+// leaves the start to finish in the background.
+const DefaultStartWait = 20 * time.Millisecond
+
+// maxBackgroundStarts bounds the starts left to finish in the background;
+// past it, requests wait for Temporal again.
+const maxBackgroundStarts = 1024
+
+// starter starts instances' workflows for the API.
+type starter struct {
+	opts    *Options
+	metrics *metrics
+	// up is whether Temporal's last answer to a start was a success.
+	up       atomic.Bool
+	inflight atomic.Int64
+}
+
+// handoff is one start's outcome as the request and the start goroutine see
+// it: whichever comes second learns what the first did.
+type handoff struct {
+	mu       sync.Mutex
+	finished bool
+	handed   bool
+	err      error
+	done     chan struct{}
+}
+
+// start starts the workflow of a stored instance, waiting for Temporal up
+// to StartWait (or fully, while Temporal is down). A nil error means the
+// workflow exists or its start is under way and recorded.
+func (st *starter) start(ctx context.Context, def *process.Definition, inst store.Instance, input map[string]any) error {
+	h := &handoff{done: make(chan struct{})}
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), st.opts.Timeout)
+	st.inflight.Add(1)
+	go func() {
+		defer cancel()
+		defer st.inflight.Add(-1)
+		err := st.startNow(bg, def, inst, input, false)
+		h.mu.Lock()
+		h.finished, h.err = true, err
+		handed := h.handed
+		h.mu.Unlock()
+		close(h.done)
+		if handed {
+			st.metrics.backgroundStarts.WithLabelValues(outcome(err)).Inc()
+			if err != nil {
+				st.opts.Logger.Warn("a background workflow start failed; the start sweeper retries it", "instance", inst.ID, "err", err)
+			}
+		}
+	}()
+	if st.opts.StartWait < 0 || !st.up.Load() || st.inflight.Load() > maxBackgroundStarts {
+		<-h.done
+		return h.err
+	}
+	t := time.NewTimer(st.opts.StartWait)
+	defer t.Stop()
+	select {
+	case <-h.done:
+		return h.err
+	case <-t.C:
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.finished {
+		return h.err
+	}
+	h.handed = true
+	return nil
+}
+
+func outcome(err error) string {
+	if err != nil {
+		return "failed"
+	}
+	return "started"
+}
+
+// startNow asks Temporal for the instance's workflow and, when mark is set,
+// clears the instance's pending mark once the workflow exists. A request
+// leaves that to the workflow's first state save, which writes the row
+// anyway: one store write less per start.
+func (st *starter) startNow(ctx context.Context, def *process.Definition, inst store.Instance, input map[string]any, mark bool) error {
+	_, err := st.opts.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       inst.ID,
+		TaskQueue:                st.opts.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+	}, workflows.ProcessWorkflow, workflows.Input{Definition: *def, InstanceID: inst.ID, BusinessKey: inst.BusinessKey, Input: input})
+	var already *serviceerror.WorkflowExecutionAlreadyStarted
+	if err != nil && !errors.As(err, &already) {
+		st.up.Store(false)
+		return err
+	}
+	st.up.Store(true)
+	if mark && inst.PendingStart {
+		// Not fatal: the workflow exists, and a later sweep only finds it
+		// again (the start is idempotent) and clears the mark then.
+		if err := st.opts.Instances.MarkStarted(ctx, inst.ID); err != nil {
+			st.opts.Logger.Warn("could not clear an instance's pending start", "instance", inst.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+// SweepOptions are what SweepStarts needs: the API's options and how old a
+// pending start must be before the sweep takes it over.
+type SweepOptions struct {
+	Options
+	// MinAge leaves alone the starts younger than this, which a request
+	// may still be finishing (default twice Options.Timeout, at least a
+	// minute).
+	MinAge time.Duration
+	// Batch is how many pending starts are read at a time (default 100).
+	Batch int
+}
+
+// SweepStarts finishes the starts of instances the API stored whose
+// workflow start did not finish — the process stopped before Temporal
+// answered, or Temporal was down — and returns how many it started. It
+// stops at the first failure to reach Temporal, leaving the rest for the
+// next sweep.
+func SweepStarts(ctx context.Context, o SweepOptions) (int, error) {
+	o.defaults()
+	if o.MinAge <= 0 {
+		o.MinAge = max(time.Minute, 2*o.Timeout)
+	}
+	if o.Batch <= 0 {
+		o.Batch = 100
+	}
+	st := &starter{opts: &o.Options}
+	defs := map[string]*process.Definition{}
+	started := 0
+	before := time.Now().Add(-o.MinAge)
+	for {
+		pending, err := o.Instances.PendingStarts(ctx, before, o.Batch)
+		if err != nil {
+			return started, err
+		}
+		progress := 0
+		for _, inst := range pending {
+			def, input, err := pendingStart(ctx, o.Definitions, defs, inst)
+			if err != nil {
+				// Stored data Temporal cannot take; the other starts go on.
+				o.Logger.Error("cannot finish a pending workflow start", "instance", inst.ID, "err", err)
+				continue
+			}
+			sctx, cancel := context.WithTimeout(ctx, o.Timeout)
+			err = st.startNow(sctx, def, inst, input, true)
+			cancel()
+			if err != nil {
+				return started, fmt.Errorf("sweep starts: instance %s: %w", inst.ID, err)
+			}
+			o.Logger.Info("finished a pending workflow start", "instance", inst.ID)
+			started++
+			progress++
+		}
+		if len(pending) < o.Batch || progress == 0 {
+			return started, nil
+		}
+	}
+}
+
+// pendingStart reads what a pending instance's workflow starts with.
+func pendingStart(ctx context.Context, ds DefinitionStore, cache map[string]*process.Definition, inst store.Instance) (*process.Definition, map[string]any, error) {
+	key := fmt.Sprintf("%s@%d", inst.Process, inst.ProcessVersion)
+	def, ok := cache[key]
+	if !ok {
+		var err error
+		if def, _, err = definition(ctx, ds, inst.Process, inst.ProcessVersion); err != nil {
+			return nil, nil, err
+		}
+		cache[key] = def
+	}
+	var input map[string]any
+	if err := json.Unmarshal(inst.Input, &input); err != nil {
+		return nil, nil, fmt.Errorf("stored input: %w", err)
+	}
+	return def, input, nil
+}
+
+// newBackgroundStarts counts the starts left to finish in the background.
+func newBackgroundStarts() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "adaptflow_background_starts_total",
+		Help: "Workflow starts that Temporal answered after their request had returned (it waited StartWait), by outcome (started, failed: left for the start sweeper).",
+	}, []string{"outcome"})
+}

@@ -1,0 +1,74 @@
+package app_test
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/adaptflow/adaptflow/internal/app"
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/store/sqlite"
+)
+
+var procurementInput = map[string]any{"request_id": "PO-1", "requester": "ann", "amount": 300, "budget_remaining": 5000, "supplier": "ACME"}
+
+// TestStartsFinishedInTheBackground: with a start wait shorter than any
+// Temporal answer, start requests answer 201 before the workflow exists;
+// every instance still runs to completion, and none is left pending.
+func TestStartsFinishedInTheBackground(t *testing.T) {
+	dir := t.TempDir()
+	d := startDev(t, dir, freeAddr(t), func(o *app.Options) { o.StartWait = time.Nanosecond })
+	var ids []string
+	for i := range 10 {
+		ids = append(ids, d.start("procurement-approval", "bg-"+strconv.Itoa(i), procurementInput))
+	}
+	for _, id := range ids {
+		d.waitStatus(id, "completed")
+	}
+	// The first start waited (Temporal had not answered yet); later ones
+	// were handed off.
+	m := regexp.MustCompile(`adaptflow_background_starts_total\{outcome="started"\} (\d+)`).FindStringSubmatch(d.call("GET", "/metrics", "", "").raw)
+	if m == nil || m[1] == "0" {
+		t.Fatalf("no start finished in the background: %v", m)
+	}
+	d.stop()
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "adaptflow.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if left, err := st.PendingStarts(t.Context(), time.Now().Add(time.Hour), 100); err != nil || len(left) != 0 {
+		t.Fatalf("starts left pending: %v %v", left, err)
+	}
+}
+
+// TestPendingStartFinishedAfterACrash: an instance stored, but whose
+// workflow start never reached Temporal (the process died in between),
+// is started by the sweep when adaptflow comes back, without the business
+// system retrying.
+func TestPendingStartFinishedAfterACrash(t *testing.T) {
+	dir, tmp := t.TempDir(), freeAddr(t)
+	d := startDev(t, dir, tmp)
+	def := d.expect(d.call("GET", "/v1/processes/procurement-approval", adminKey, ""), 200)
+	version := int(def.body["version"].(float64))
+	d.stop()
+
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "adaptflow.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	input, _ := json.Marshal(procurementInput)
+	id := app.InstanceIDForTest("procurement-approval", "crashed")
+	_, created, err := st.CreateInstance(t.Context(), store.Instance{ID: id, Process: "procurement-approval", ProcessVersion: version, BusinessKey: "crashed",
+		Input: input, CreatedBy: "erp", CreatedAt: time.Now().Add(-10 * time.Minute), PendingStart: true})
+	_ = st.Close()
+	if err != nil || !created {
+		t.Fatalf("store the instance: %v %v", created, err)
+	}
+
+	d = startDev(t, dir, tmp)
+	d.waitStatus(id, "completed")
+}
