@@ -291,7 +291,8 @@ func (s *server) requestContext(c *gin.Context) {
 	c.Set(ctxRequestID, id)
 	c.Header("X-Request-Id", id)
 	logger := s.Logger.With("request_id", id)
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.Timeout)
+	// A caller waits for the answer: the store serves its writes first.
+	ctx, cancel := context.WithTimeout(store.Interactive(c.Request.Context()), s.Timeout)
 	defer cancel()
 	if s.Tracer != nil {
 		var span trace.Span

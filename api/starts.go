@@ -37,7 +37,7 @@ import (
 
 // DefaultStartWait is how long a start request waits for Temporal before it
 // leaves the start to finish in the background.
-const DefaultStartWait = 20 * time.Millisecond
+const DefaultStartWait = 10 * time.Millisecond
 
 // maxBackgroundStarts bounds the starts left to finish in the background;
 // past it, requests wait for Temporal again.

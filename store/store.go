@@ -5,6 +5,7 @@
 package store
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -532,4 +533,19 @@ type DetectorState struct {
 	Key     string          `json:"key"`
 	Version int64           `json:"version"`
 	State   json.RawMessage `json:"state"`
+}
+
+type interactiveKey struct{}
+
+// Interactive marks ctx as a caller's request that waits for the answer
+// (an API request), as opposed to background work (a worker's activity).
+// A store with a single writer serves interactive writes first.
+func Interactive(ctx context.Context) context.Context {
+	return context.WithValue(ctx, interactiveKey{}, true)
+}
+
+// IsInteractive reports whether ctx was marked by Interactive.
+func IsInteractive(ctx context.Context) bool {
+	v, _ := ctx.Value(interactiveKey{}).(bool)
+	return v
 }

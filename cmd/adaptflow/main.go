@@ -119,7 +119,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&opts.WebhookSecret, "webhook-secret", os.Getenv("ADAPTFLOW_WEBHOOK_SECRET"), "secret that signs webhook bodies (X-Adaptflow-Signature, HMAC-SHA256)")
 		fs.Float64Var(&opts.RateLimit, "rate-limit", opts.RateLimit, "requests per second one API key may make, with bursts of twice that (0: 200; negative: no limit)")
 		fs.DurationVar(&opts.ClaimLease, "claim-lease", opts.ClaimLease, "how long a reviewer's claim on a review lasts unless they ask for another lease")
-		fs.DurationVar(&opts.StartWait, "start-wait", opts.StartWait, "how long a start request waits for Temporal before it answers 201 with the instance stored and finishes the start in the background (0: 20ms; negative: always wait)")
+		fs.DurationVar(&opts.StartWait, "start-wait", opts.StartWait, "how long a start request waits for Temporal before it answers 201 with the instance stored and finishes the start in the background (0: 10ms; negative: always wait)")
 		fs.BoolVar(&migrateAtStart, "migrate", true, "apply the store's pending migrations at start")
 		fs.StringVar(&opts.LLMBaseURL, "llm-base-url", os.Getenv("ADAPTFLOW_LLM_BASE_URL"), "OpenAI-compatible API for classification (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp); default: the embedded classifier")
 		fs.StringVar(&opts.LLMModel, "llm-model", os.Getenv("ADAPTFLOW_LLM_MODEL"), "model name at --llm-base-url")

@@ -66,6 +66,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	r.SetMaxOpenConns(8)
 	s := &Store{w: newCachedDB(w), r: newCachedDB(r), dim: opts.EmbeddingDim}
+	s.w.gate = &writeGate{}
 	if err := s.Migrate(ctx); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -222,6 +223,12 @@ func (s *Store) chainPolicyVersions(ctx context.Context) error {
 
 // tx runs fn in a write transaction, rolling back on error.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if g := s.w.gate; g != nil {
+		if err := g.lock(ctx); err != nil {
+			return err
+		}
+		defer g.unlock()
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err

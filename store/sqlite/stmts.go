@@ -21,6 +21,10 @@ type cachedDB struct {
 	*sql.DB
 	stmts sync.Map // query -> *sql.Stmt
 	n     atomic.Int32
+	// gate, on the writer, orders the statements run by ExecContext and
+	// the transactions run by Store.tx. Reads through the writer (a read
+	// of one's own write) take the connection without it.
+	gate *writeGate
 }
 
 func newCachedDB(db *sql.DB) *cachedDB { return &cachedDB{DB: db} }
@@ -47,6 +51,12 @@ func (d *cachedDB) stmt(ctx context.Context, q string) *sql.Stmt {
 }
 
 func (d *cachedDB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if d.gate != nil {
+		if err := d.gate.lock(ctx); err != nil {
+			return nil, err
+		}
+		defer d.gate.unlock()
+	}
 	if st := d.stmt(ctx, q); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
