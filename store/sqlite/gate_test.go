@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -71,7 +72,7 @@ func TestWriteGateWaiterWhoseContextEndsLeaves(t *testing.T) {
 	go func() { errc <- g.lock(ctx) }()
 	waitQueued(t, &g, 1, 1)
 	cancel()
-	if err := <-errc; err != context.Canceled {
+	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled waiter: %v", err)
 	}
 	waitQueued(t, &g, 1, 0)
