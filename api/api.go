@@ -207,7 +207,7 @@ const (
 )
 
 // New builds the HTTP handler.
-func New(opts Options) (http.Handler, error) {
+func New(opts Options) (*Handler, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
@@ -271,7 +271,28 @@ func New(opts Options) (http.Handler, error) {
 	v1.GET("/classifiers/:name/examples", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.listExamples)
 	v1.GET("/classifiers/:name/quality", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.classifierQuality)
 	v1.GET("/whoami", s.allow(anyRole), s.whoami)
-	return r, nil
+	return &Handler{Handler: r, starts: s.starts}, nil
+}
+
+// Handler is the API's HTTP handler.
+type Handler struct {
+	http.Handler
+	starts *starter
+}
+
+// Drain waits, until ctx ends, for the workflow starts that requests left
+// to finish in the background. Call it after the HTTP server has stopped
+// taking requests; a start still running when ctx ends stays pending in the
+// store, for the next start sweep.
+func (h *Handler) Drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { h.starts.background.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%d workflow starts still running: %w", h.starts.inflight.Load(), ctx.Err())
+	}
 }
 
 func loggerFrom(c *gin.Context) *slog.Logger {

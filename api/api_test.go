@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -177,6 +178,78 @@ func TestStartWhileTemporalIsDownStaysPending(t *testing.T) {
 	}
 	if left, err := st.PendingStarts(t.Context(), time.Now(), 10); err != nil || len(left) != 1 {
 		t.Fatalf("pending after the sweep: %v %v", left, err)
+	}
+}
+
+// TestDrainWaitsForStartsInFlight: Drain returns only once the workflow
+// starts requests began have ended, or says how many are left when its
+// context ends first.
+func TestDrainWaitsForStartsInFlight(t *testing.T) {
+	// A Temporal that accepts connections and never answers.
+	hole, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hole.Close() })
+	go func() {
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				_ = c.Close()
+			}
+		}()
+		for {
+			c, err := hole.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	tc, err := client.NewLazyClient(client.Options{HostPort: hole.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tc.Close)
+	var opts api.Options
+	_, keys, _ := newServerAt(t, filepath.Join(t.TempDir(), "api.db"), func(o *api.Options) { o.Temporal, o.Timeout = tc, time.Second; opts = *o })
+	h, err := api.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	do(t, srv, "POST", "/v1/processes", keys[store.RoleEngineer], "application/yaml", def)
+	answered := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/processes/p/instances", strings.NewReader(`{"business_key":"k","input":{"n":1}}`))
+		req.Header.Set("Authorization", "Bearer "+keys[store.RoleSystem])
+		req.Header.Set("Content-Type", "application/json")
+		res, err := srv.Client().Do(req)
+		if err != nil {
+			answered <- 0
+			return
+		}
+		_ = res.Body.Close()
+		answered <- res.StatusCode
+	}()
+	inFlight := false
+	for deadline := time.Now().Add(5 * time.Second); !inFlight && time.Now().Before(deadline); {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Millisecond)
+		err := h.Drain(ctx)
+		cancel()
+		inFlight = err != nil && strings.Contains(err.Error(), "1 workflow starts still running")
+	}
+	if !inFlight {
+		t.Fatal("Drain never saw the start in flight")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := h.Drain(ctx); err != nil {
+		t.Fatalf("Drain after the start ended: %v", err)
+	}
+	if status := <-answered; status != http.StatusServiceUnavailable {
+		t.Fatalf("start against a Temporal that never answers: %d", status)
 	}
 }
 

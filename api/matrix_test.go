@@ -56,7 +56,7 @@ func TestRouteRoleMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	routes := srv.Config.Handler.(*gin.Engine).Routes()
+	routes := srv.Config.Handler.(*api.Handler).Handler.(*gin.Engine).Routes()
 	seen := map[string]bool{}
 	for _, rt := range routes {
 		name := rt.Method + " " + rt.Path

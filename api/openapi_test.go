@@ -8,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/adaptflow/adaptflow/api"
 	"github.com/adaptflow/adaptflow/api/apitest"
 	"github.com/adaptflow/adaptflow/store"
 )
@@ -37,7 +38,7 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 // the document is a route.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	srv, _, _ := newServerAt(t, t.TempDir()+"/api.db")
-	engine, ok := srv.Config.Handler.(*gin.Engine)
+	engine, ok := srv.Config.Handler.(*api.Handler).Handler.(*gin.Engine)
 	if !ok {
 		t.Fatalf("handler is %T", srv.Config.Handler)
 	}

@@ -192,6 +192,9 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		return err
 	}
 	sweepStarts(ctx, lc, apiOpts)
+	// Stopped after the HTTP server (added before it): no request can
+	// leave a new start behind by then.
+	lc.add("background starts", handler.Drain)
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", opts.Listen, err)
