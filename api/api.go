@@ -285,13 +285,18 @@ type Handler struct {
 // taking requests; a start still running when ctx ends stays pending in the
 // store, for the next start sweep.
 func (h *Handler) Drain(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { h.starts.background.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%d workflow starts still running: %w", h.starts.inflight.Load(), ctx.Err())
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		n := h.starts.inflight.Load()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d workflow starts still running: %w", n, ctx.Err())
+		case <-t.C:
+		}
 	}
 }
 

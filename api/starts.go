@@ -48,10 +48,9 @@ type starter struct {
 	opts    *Options
 	metrics *metrics
 	// up is whether Temporal's last answer to a start was a success.
-	up       atomic.Bool
+	up atomic.Bool
+	// inflight counts the start goroutines (Handler.Drain waits for none).
 	inflight atomic.Int64
-	// background tracks the start goroutines, for Handler.Drain.
-	background sync.WaitGroup
 }
 
 // handoff is one start's outcome as the request and the start goroutine see
@@ -71,9 +70,7 @@ func (st *starter) start(ctx context.Context, def *process.Definition, inst stor
 	h := &handoff{done: make(chan struct{})}
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), st.opts.Timeout)
 	st.inflight.Add(1)
-	st.background.Add(1)
 	go func() {
-		defer st.background.Done()
 		defer cancel()
 		defer st.inflight.Add(-1)
 		err := st.startNow(bg, def, inst, input, false)
