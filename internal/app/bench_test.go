@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -299,6 +300,11 @@ func BenchmarkAPILoad(b *testing.B) {
 		starts, startErrs := loadFor(b, 100, time.Duration(secs)*time.Second, func(i int) int {
 			return send("POST", "/v1/processes/bench/instances", keys[i%4], fmt.Sprintf(`{"business_key":"load-%d-%d","input":{"amount":%d}}`, run, i, i%500))
 		})
+		// How many starts were answered before Temporal had the workflow
+		// (--start-wait) and finished in the background.
+		if m := regexp.MustCompile(`adaptflow_background_starts_total\{outcome="started"\} (\d+)`).FindStringSubmatch(call(b, d.base, "GET", "/metrics", "", "", "").raw); m != nil {
+			b.Logf("starts finished in the background (after their 201): %s of %d", m[1], len(starts))
+		}
 		// Reads go round the instances just started: most are still
 		// running (the worker works off the backlog), some have finished.
 		ids := make([]string, len(starts))
