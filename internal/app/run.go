@@ -219,10 +219,12 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 // shares the process and its cores with the API and Temporal, and a backlog
 // of workflow tasks run a thousand at a time starves the API's requests of
 // CPU. Bounding the worker's CPU-bound work (workflow tasks and the local
-// activities they run: decisions, state saves) to a few per core leaves the
-// backlog's throughput as it was and took the start p99 at 100/s from 38-47
-// ms to 32-36 ms on 2 cores. Activities, which wait on other systems, keep
-// the default.
+// activities they run: decisions, state saves) to a few per core keeps the
+// API responsive under a backlog. On 2 cores at 100 starts/s: start p99
+// 32-36 ms against 38-47 (20-s runs), reads during the backlog p99 7-10 ms
+// against 20; the price is throughput, the backlog of a 60-s run worked off
+// up to 20 s later. Activities, which wait on other systems, keep the
+// default.
 func workerOptions(mode Mode) worker.Options {
 	if mode != ModeDev {
 		return worker.Options{}
