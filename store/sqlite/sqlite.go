@@ -221,7 +221,9 @@ func (s *Store) chainPolicyVersions(ctx context.Context) error {
 	})
 }
 
-// tx runs fn in a write transaction, rolling back on error.
+// tx runs fn in a write transaction, rolling back on error. It holds the
+// write gate throughout, so fn must write through tx (or s.w.txExec), never
+// through s.w's own methods, which would wait for the gate it holds.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if g := s.w.gate; g != nil {
 		if err := g.lock(ctx); err != nil {
