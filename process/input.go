@@ -7,10 +7,22 @@ import (
 	"sort"
 )
 
+// MaxInputItems bounds every list and object in an instance's input, at any
+// depth. Policies loop over input collections; beyond a few thousand items
+// the run-time cost accounting of such loops grows with the square of the
+// length, so one oversized input could stall every decision on it.
+const MaxInputItems = 10000
+
 // ValidateInput checks an instance's input against the definition's schema.
 // Errors are named `input.<field>`.
 func (d *Definition) ValidateInput(input map[string]any) error {
 	var es Errors
+	if len(input) > MaxInputItems {
+		es.Add("input", "has %d fields; at most %d", len(input), MaxInputItems)
+	}
+	for _, name := range sortedKeys(input) {
+		checkSizes(&es, "input."+name, input[name])
+	}
 	for _, r := range d.Input.Required {
 		if _, ok := input[r]; !ok {
 			es.Add("input."+r, "is required")
@@ -39,6 +51,9 @@ func (d *Definition) ValidateInput(input map[string]any) error {
 			if p.Maximum != nil && n > *p.Maximum {
 				es.Add(path, "must be at most %v (got %v)", *p.Maximum, n)
 			}
+		}
+		if items, isList := v.([]any); isList && p.MaxItems != nil && len(items) > *p.MaxItems {
+			es.Add(path, "has %d items; at most %d", len(items), *p.MaxItems)
 		}
 		if len(p.Enum) > 0 && !inEnum(v, p.Enum) {
 			es.Add(path, "must be one of %s", JSON(p.Enum))
@@ -111,4 +126,36 @@ func inEnum(v any, enum []any) bool {
 		}
 	}
 	return false
+}
+
+// checkSizes reports the lists and objects in v, at any depth, with more
+// than MaxInputItems items.
+func checkSizes(es *Errors, path string, v any) {
+	switch c := v.(type) {
+	case []any:
+		if len(c) > MaxInputItems {
+			es.Add(path, "has %d items; at most %d", len(c), MaxInputItems)
+			return
+		}
+		for i, e := range c {
+			checkSizes(es, fmt.Sprintf("%s[%d]", path, i), e)
+		}
+	case map[string]any:
+		if len(c) > MaxInputItems {
+			es.Add(path, "has %d fields; at most %d", len(c), MaxInputItems)
+			return
+		}
+		for _, k := range sortedKeys(c) {
+			checkSizes(es, path+"."+k, c[k])
+		}
+	}
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -112,7 +112,8 @@ type Signal struct {
 }
 
 // InputSchema is the subset of JSON Schema adaptflow checks: required fields
-// and the type (and, for numbers, bounds) of each property.
+// and the type (and, for numbers, bounds; for arrays, a size bound) of each
+// property.
 type InputSchema struct {
 	Required   []string            `json:"required,omitempty" yaml:"required,omitempty"`
 	Properties map[string]Property `json:"properties,omitempty" yaml:"properties,omitempty"`
@@ -124,6 +125,9 @@ type Property struct {
 	Minimum *float64 `json:"minimum,omitempty" yaml:"minimum,omitempty"`
 	Maximum *float64 `json:"maximum,omitempty" yaml:"maximum,omitempty"`
 	Enum    []any    `json:"enum,omitempty" yaml:"enum,omitempty"`
+	// MaxItems bounds an array (at most MaxInputItems, the bound of every
+	// list and object in an input).
+	MaxItems *int `json:"maxItems,omitempty" yaml:"maxItems,omitempty"`
 }
 
 // Step is one unit of work on the main path or in the catalog.

@@ -17,6 +17,7 @@ input:
     amount: {type: number, minimum: 0}
     tier: {type: string, enum: [gold, silver]}
     count: {type: integer}
+    lines: {type: array, maxItems: 3}
 steps:
   - {id: reserve, kind: task, task: reserve_stock}
   - {id: pause, kind: wait, duration: 1d}
@@ -37,6 +38,8 @@ func TestParseDefinitionErrorsNamePaths(t *testing.T) {
 		"on_timeout":       {"on_timeout: approve", "on_timeout: shrug", "steps[2].review.on_timeout: must be approve, reject, fail or escalate"},
 		"required missing": {"required: [amount]", "required: [amount, qty]", `input.required: field "qty" has no entry`},
 		"bad type":         {"type: integer", "type: int", `input.properties.count.type: must be one of`},
+		"maxItems type":    {"type: integer}", "type: integer, maxItems: 2}", "input.properties.count.maxItems: applies to arrays, from 0 to 10000"},
+		"maxItems bound":   {"maxItems: 3", "maxItems: 10001", "input.properties.lines.maxItems: applies to arrays"},
 		"mandatory extra":  {`assertions: ["true"]`, `assertions: ["true"], mandatory: true`, "catalog[0].mandatory: catalog steps are optional"},
 		"bad name":         {"name: orders", "name: Orders!", "name: must be lower-case"},
 		"no steps":         {"steps:\n", "steps: []\nx_steps:\n", "field x_steps not found"},
@@ -83,6 +86,13 @@ func TestValidateInput(t *testing.T) {
 		{map[string]any{"amount": "1"}, "input.amount: must be of type number (got string)"},
 		{map[string]any{"amount": 1.0, "count": 1.5}, "input.count: must be of type integer"},
 		{map[string]any{"amount": 1.0, "tier": "bronze"}, `input.tier: must be one of ["gold","silver"]`},
+		{map[string]any{"amount": 1.0, "lines": []any{1.0, 2.0, 3.0}}, ""},
+		{map[string]any{"amount": 1.0, "lines": []any{1.0, 2.0, 3.0, 4.0}}, "input.lines: has 4 items; at most 3"},
+		// Every list and object, declared or not and at any depth, is
+		// bounded: policies loop over them.
+		{map[string]any{"amount": 1.0, "order": map[string]any{"items": make([]any, process.MaxInputItems)}}, ""},
+		{map[string]any{"amount": 1.0, "order": map[string]any{"items": make([]any, process.MaxInputItems+1)}}, "input.order.items: has 10001 items; at most 10000"},
+		{map[string]any{"amount": 1.0, "batches": []any{[]any{}, make([]any, process.MaxInputItems+1)}}, "input.batches[1]: has 10001 items"},
 	} {
 		err := d.ValidateInput(tc.in)
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {

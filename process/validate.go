@@ -130,6 +130,9 @@ func (d *Definition) Validate() error {
 		if !propertyTypes[p.Type] {
 			es.Add(path+".type", "must be one of string, number, integer, boolean, object, array (got %q)", p.Type)
 		}
+		if p.MaxItems != nil && (p.Type != "array" || *p.MaxItems < 0 || *p.MaxItems > MaxInputItems) {
+			es.Add(path+".maxItems", "applies to arrays, from 0 to %d", MaxInputItems)
+		}
 	}
 	seen := map[string]string{}
 	checkSteps := func(list string, steps []Step) {
