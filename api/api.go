@@ -60,7 +60,7 @@ type PolicyStore interface {
 type InstanceStore interface {
 	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
 	Instance(ctx context.Context, id string) (store.Instance, error)
-	MarkStarted(ctx context.Context, id string) error
+	MarkStarted(ctx context.Context, ids []string) error
 	PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error)
 }
 
@@ -290,6 +290,7 @@ func (h *Handler) Drain(ctx context.Context) error {
 	for {
 		n := h.starts.inflight.Load()
 		if n == 0 {
+			h.starts.flushMarks()
 			return nil
 		}
 		select {

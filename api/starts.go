@@ -23,7 +23,8 @@ import (
 //
 // The API stores an instance, marked pending_start, before it asks Temporal
 // for the workflow, so the store is an outbox of starts: Temporal's answer
-// clears the mark (the workflow's first saved state), and SweepStarts finishes any start that a
+// clears the mark (in batches; the workflow's first state save clears it
+// too), and SweepStarts finishes any start that a
 // crash or an outage left pending. Both the store row and the Temporal
 // start are idempotent by business key.
 //
@@ -51,6 +52,45 @@ type starter struct {
 	up atomic.Bool
 	// inflight counts the start goroutines (Handler.Drain waits for none).
 	inflight atomic.Int64
+
+	// started are the instances whose workflow a request started, to be
+	// marked in the store in one write per markEvery.
+	mu        sync.Mutex
+	started   []string
+	scheduled bool
+}
+
+// markEvery is how long the ids of started instances gather before one
+// store write clears their pending marks.
+const markEvery = 100 * time.Millisecond
+
+// markStarted queues the instance's mark for the next batch.
+func (st *starter) markStarted(id string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.started = append(st.started, id)
+	if !st.scheduled {
+		st.scheduled = true
+		time.AfterFunc(markEvery, st.flushMarks)
+	}
+}
+
+// flushMarks writes the queued marks. A batch that cannot be written is
+// dropped: the instances stay pending, and the sweep (whose start is
+// idempotent) or their workflows' first state saves clear them.
+func (st *starter) flushMarks() {
+	st.mu.Lock()
+	ids := st.started
+	st.started, st.scheduled = nil, false
+	st.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), st.opts.Timeout)
+	defer cancel()
+	if err := st.opts.Instances.MarkStarted(ctx, ids); err != nil {
+		st.opts.Logger.Warn("could not clear the pending starts of started instances; the sweep will", "instances", len(ids), "err", err)
+	}
 }
 
 // handoff is one start's outcome as the request and the start goroutine see
@@ -74,6 +114,9 @@ func (st *starter) start(ctx context.Context, def *process.Definition, inst stor
 		defer cancel()
 		defer st.inflight.Add(-1)
 		err := st.startNow(bg, def, inst, input, false)
+		if err == nil && inst.PendingStart {
+			st.markStarted(inst.ID)
+		}
 		h.mu.Lock()
 		h.finished, h.err = true, err
 		handed := h.handed
@@ -114,9 +157,9 @@ func outcome(err error) string {
 }
 
 // startNow asks Temporal for the instance's workflow and, when mark is set,
-// clears the instance's pending mark once the workflow exists. A request
-// leaves that to the workflow's first state save, which writes the row
-// anyway: one store write less per start.
+// clears the instance's pending mark once the workflow exists. Requests
+// queue their marks instead (markStarted): one store write per batch, not
+// one per start, off the request's path.
 func (st *starter) startNow(ctx context.Context, def *process.Definition, inst store.Instance, input map[string]any, mark bool) error {
 	_, err := st.opts.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       inst.ID,
@@ -133,7 +176,7 @@ func (st *starter) startNow(ctx context.Context, def *process.Definition, inst s
 	if mark && inst.PendingStart {
 		// Not fatal: the workflow exists, and a later sweep only finds it
 		// again (the start is idempotent) and clears the mark then.
-		if err := st.opts.Instances.MarkStarted(ctx, inst.ID); err != nil {
+		if err := st.opts.Instances.MarkStarted(ctx, []string{inst.ID}); err != nil {
 			st.opts.Logger.Warn("could not clear an instance's pending start", "instance", inst.ID, "err", err)
 		}
 	}

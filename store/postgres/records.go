@@ -208,9 +208,12 @@ func scanInstance(row pgx.Row) (store.Instance, error) {
 	return in, nil
 }
 
-// MarkStarted records that Temporal has the instance's workflow.
-func (s *Store) MarkStarted(ctx context.Context, id string) error {
-	if _, err := s.pool.Exec(ctx, `UPDATE instances SET pending_start = false WHERE id = $1 AND pending_start`, id); err != nil {
+// MarkStarted records that Temporal has the workflows of the instances.
+func (s *Store) MarkStarted(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE instances SET pending_start = false WHERE pending_start AND id = ANY($1)`, ids); err != nil {
 		return fmt.Errorf("postgres: mark started: %w", err)
 	}
 	return nil

@@ -212,9 +212,17 @@ func scanInstance(row interface{ Scan(...any) error }) (store.Instance, error) {
 	return in, nil
 }
 
-// MarkStarted records that Temporal has the instance's workflow.
-func (s *Store) MarkStarted(ctx context.Context, id string) error {
-	if _, err := s.w.ExecContext(ctx, `UPDATE instances SET pending_start = 0 WHERE id = ? AND pending_start = 1`, id); err != nil {
+// MarkStarted records that Temporal has the workflows of the instances.
+func (s *Store) MarkStarted(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return fmt.Errorf("sqlite: mark started: %w", err)
+	}
+	// One statement for any number of ids: the list is a JSON array.
+	if _, err := s.w.ExecContext(ctx, `UPDATE instances SET pending_start = 0 WHERE pending_start = 1 AND id IN (SELECT value FROM json_each(?))`, string(list)); err != nil {
 		return fmt.Errorf("sqlite: mark started: %w", err)
 	}
 	return nil

@@ -48,7 +48,7 @@ type Store interface {
 	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
 	Instance(ctx context.Context, id string) (store.Instance, error)
 	SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) error
-	MarkStarted(ctx context.Context, id string) error
+	MarkStarted(ctx context.Context, ids []string) error
 	PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error)
 	HourlyStarts(ctx context.Context, process string, from, to time.Time) ([]int, error)
 	AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error)
@@ -488,9 +488,9 @@ func testPendingStarts(t *testing.T, s Store) {
 	if !in.PendingStart {
 		t.Fatal("Instance lost the pending flag")
 	}
-	must(t, s.MarkStarted(ctx, "p1"))
-	must(t, s.MarkStarted(ctx, "p1"))
-	must(t, s.MarkStarted(ctx, "nobody"))
+	must(t, s.MarkStarted(ctx, []string{"p1"}))
+	must(t, s.MarkStarted(ctx, []string{"p1", "nobody"}))
+	must(t, s.MarkStarted(ctx, nil))
 	if got := ids(t0.Add(time.Hour), 10); got != "[p2 p3]" {
 		t.Fatalf("after MarkStarted: %s", got)
 	}
@@ -498,6 +498,14 @@ func testPendingStarts(t *testing.T, s Store) {
 	must(t, s.SaveInstanceState(ctx, "p3", "run-a", 1, json.RawMessage(`{"status":"running"}`)))
 	if got := ids(t0.Add(time.Hour), 10); got != "[p2]" {
 		t.Fatalf("after a state save: %s", got)
+	}
+	ids3 := []string{"p2"}
+	for i := range 300 { // a long list, ids that match nothing among them
+		ids3 = append(ids3, fmt.Sprintf("other-%d", i))
+	}
+	must(t, s.MarkStarted(ctx, ids3))
+	if got := ids(t0.Add(time.Hour), 10); got != "[]" {
+		t.Fatalf("after marking a batch: %s", got)
 	}
 	// A retried create of a started instance returns it as started.
 	again, created, err := s.CreateInstance(ctx, store.Instance{ID: "p1", Process: "p", ProcessVersion: 1, BusinessKey: "p1", Input: []byte(`{}`), CreatedAt: t0, PendingStart: true})
