@@ -181,6 +181,32 @@ func TestStartWhileTemporalIsDownStaysPending(t *testing.T) {
 	}
 }
 
+// TestSweepPassesStartsThatCanNeverFinish: a pending instance whose
+// definition version is gone is taken out of the sweep (loudly) instead of
+// holding up the starts behind it.
+func TestSweepPassesStartsThatCanNeverFinish(t *testing.T) {
+	var opts api.Options
+	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"), func(o *api.Options) { o.Timeout = 500 * time.Millisecond; opts = *o })
+	do(t, srv, "POST", "/v1/processes", keys[store.RoleEngineer], "application/yaml", def)
+	old := time.Now().Add(-time.Hour)
+	for _, in := range []store.Instance{
+		{ID: "orphan", Process: "gone", ProcessVersion: 1, BusinessKey: "o", Input: []byte(`{}`), CreatedAt: old, PendingStart: true},
+		{ID: "good", Process: "p", ProcessVersion: 1, BusinessKey: "g", Input: []byte(`{"n":1}`), CreatedAt: old.Add(time.Second), PendingStart: true},
+	} {
+		if _, _, err := st.CreateInstance(t.Context(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Temporal is down, so the good start fails: the sweep got to it.
+	if _, err := api.SweepStarts(t.Context(), api.SweepOptions{Options: opts}); err == nil || !strings.Contains(err.Error(), "instance good") {
+		t.Fatalf("sweep: %v", err)
+	}
+	left, err := st.PendingStarts(t.Context(), time.Now(), 10)
+	if err != nil || len(left) != 1 || left[0].ID != "good" {
+		t.Fatalf("pending after the sweep: %v %v", left, err)
+	}
+}
+
 // TestDrainWaitsForStartsInFlight: Drain returns only once the workflow
 // starts requests began have ended, or says how many are left when its
 // context ends first.

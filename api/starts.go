@@ -24,9 +24,9 @@ import (
 // The API stores an instance, marked pending_start, before it asks Temporal
 // for the workflow, so the store is an outbox of starts: Temporal's answer
 // clears the mark (in batches; the workflow's first state save clears it
-// too), and SweepStarts finishes any start that a
-// crash or an outage left pending. Both the store row and the Temporal
-// start are idempotent by business key.
+// too), and SweepStarts finishes any start that a crash or an outage left
+// pending. Both the store row and the Temporal start are idempotent by
+// business key.
 //
 // A start request waits for Temporal's answer up to StartWait. When
 // Temporal is slower than that — a burst of starts on a busy machine — the
@@ -210,6 +210,9 @@ func SweepStarts(ctx context.Context, o SweepOptions) (int, error) {
 	}
 	st := &starter{opts: &o.Options}
 	defs := map[string]*process.Definition{}
+	// seen ends the sweep when a batch holds only rows it already took
+	// (whose mark it could not clear).
+	seen := map[string]bool{}
 	started := 0
 	before := time.Now().Add(-o.MinAge)
 	for {
@@ -219,11 +222,25 @@ func SweepStarts(ctx context.Context, o SweepOptions) (int, error) {
 		}
 		progress := 0
 		for _, inst := range pending {
-			def, input, err := pendingStart(ctx, o.Definitions, defs, inst)
-			if err != nil {
-				// Stored data Temporal cannot take; the other starts go on.
-				o.Logger.Error("cannot finish a pending workflow start", "instance", inst.ID, "err", err)
+			if seen[inst.ID] {
 				continue
+			}
+			seen[inst.ID] = true
+			progress++
+			def, input, err := pendingStart(ctx, o.Definitions, defs, inst)
+			var syntax *json.SyntaxError
+			switch {
+			case errors.Is(err, store.ErrNotFound) || errors.As(err, &syntax):
+				// It can never start (its definition version is gone, or
+				// its stored input is not JSON): said loudly and taken out
+				// of the sweep, so it cannot hold up the starts behind it.
+				o.Logger.Error("a pending workflow start can never finish; it is no longer swept", "instance", inst.ID, "err", err)
+				if err := o.Instances.MarkStarted(ctx, []string{inst.ID}); err != nil {
+					return started, err
+				}
+				continue
+			case err != nil:
+				return started, fmt.Errorf("sweep starts: instance %s: %w", inst.ID, err)
 			}
 			sctx, cancel := context.WithTimeout(ctx, o.Timeout)
 			err = st.startNow(sctx, def, inst, input, true)
@@ -233,7 +250,6 @@ func SweepStarts(ctx context.Context, o SweepOptions) (int, error) {
 			}
 			o.Logger.Info("finished a pending workflow start", "instance", inst.ID)
 			started++
-			progress++
 		}
 		if len(pending) < o.Batch || progress == 0 {
 			return started, nil
