@@ -89,6 +89,12 @@ func signalOf(v float64, o anomaly.Observation) policies.Signal {
 	switch {
 	case o.WarmingUp:
 		s.Reason = "warming up: too few observations to judge yet"
+	case o.Anomalous && o.Shift != 0:
+		side := "above"
+		if o.Shift < 0 {
+			side = "below"
+		}
+		s.Reason = fmt.Sprintf("%g continues a sustained shift: recent values have kept running %s what is usual", v, side)
 	case o.Anomalous:
 		s.Reason = fmt.Sprintf("%g is unusual: expected about %.4g (normal %.4g to %.4g)", v, o.Expected, o.Low, o.High)
 	default:

@@ -26,6 +26,17 @@ const DefaultThreshold = 0.5
 // errorScale is the error, in units of the typical error, that scores 0.5.
 const errorScale = 6.0
 
+// Sustained shifts: a two-sided CUSUM of the point's signed error (clipped
+// to ±shiftClip usual errors) less shiftDrift accumulates while the values
+// keep running to one side of what was expected, and scores
+// c/(c+shiftLimit), 0.5 at shiftLimit. It catches what no single point
+// shows: a day of lower demand, a slow drift, a missing daily peak.
+const (
+	shiftDrift = 1.0
+	shiftLimit = 40.0
+	shiftClip  = 5.0
+)
+
 func (o *DetectorOptions) defaults() {
 	if o.Threshold <= 0 {
 		o.Threshold = DefaultThreshold
@@ -56,6 +67,11 @@ func (o *DetectorOptions) defaults() {
 // record against a decaying maximum of earlier errors: a series that spikes
 // every hour raises its own bar, and a lasting shift is flagged once, then
 // learned as the new normal as the level and scales move.
+//
+// Values that each look ordinary but keep missing to the same side add up
+// in a cumulative sum (CUSUM) of the signed errors; when it passes its limit
+// the point is flagged as a sustained shift (Observation.Shift) and the sum
+// starts again.
 type Detector struct {
 	opts      DetectorOptions
 	n         int
@@ -65,6 +81,7 @@ type Detector struct {
 	dscale    float64 // typical |v - prev|
 	sscale    float64 // typical |v - value a day earlier|
 	record    float64 // decaying maximum of errors
+	up, down  float64 // CUSUMs of the signed errors above and below
 	sinceFlag int
 	times     []time.Time
 	period    int
@@ -73,7 +90,7 @@ type Detector struct {
 
 // snapshotVersion changes when the detector's state changes meaning; a
 // snapshot of another version restarts the detector.
-const snapshotVersion = 2
+const snapshotVersion = 3
 
 // Snapshot is a detector's whole state, to persist between observations.
 type Snapshot struct {
@@ -86,6 +103,8 @@ type Snapshot struct {
 	DScale    float64         `json:"dscale"`
 	SScale    float64         `json:"sscale"`
 	Record    float64         `json:"record"`
+	Up        float64         `json:"up"`
+	Down      float64         `json:"down"`
 	SinceFlag int             `json:"since_flag"`
 	Period    int             `json:"period"`
 	Ring      []float64       `json:"ring,omitempty"`
@@ -95,7 +114,7 @@ type Snapshot struct {
 // Snapshot returns the detector's state.
 func (d *Detector) Snapshot() Snapshot {
 	return Snapshot{Version: snapshotVersion, Opts: d.opts, N: d.n, Level: d.level, Prev: d.prev, Scale: d.scale, DScale: d.dscale,
-		SScale: d.sscale, Record: d.record, SinceFlag: d.sinceFlag, Period: d.period, Ring: slices.Clone(d.ring), Times: slices.Clone(d.times)}
+		SScale: d.sscale, Record: d.record, Up: d.up, Down: d.down, SinceFlag: d.sinceFlag, Period: d.period, Ring: slices.Clone(d.ring), Times: slices.Clone(d.times)}
 }
 
 // Restore makes a detector from a snapshot. A snapshot of an earlier
@@ -106,6 +125,7 @@ func Restore(s Snapshot) *Detector {
 		return d
 	}
 	d.n, d.level, d.prev, d.scale, d.dscale, d.sscale, d.record = s.N, s.Level, s.Prev, s.Scale, s.DScale, s.SScale, s.Record
+	d.up, d.down = s.Up, s.Down
 	d.sinceFlag, d.period, d.ring, d.times = s.SinceFlag, s.Period, s.Ring, s.Times
 	return d
 }
@@ -120,6 +140,10 @@ func NewDetector(opts DetectorOptions) *Detector {
 type Observation struct {
 	Score     float64 // in [0, 1]; 0 while warming up
 	Anomalous bool
+	// Shift is +1 (above) or -1 (below) on a flagged point when what
+	// flagged it is a sustained shift, values running to one side of what
+	// is usual, rather than the point alone; 0 otherwise.
+	Shift     int
 	WarmingUp bool
 	Expected  float64
 	Low, High float64
@@ -182,10 +206,12 @@ func (d *Detector) Observe(v float64) Observation {
 	miss := math.Abs(v - d.level)
 	step := math.Abs(v - d.prev)
 	e := math.Max(miss/(d.scale+eps), step/(d.dscale+eps))
+	signed := (v - d.level) / (d.scale + eps)
 	if d.period > 0 && len(d.ring) == d.period {
 		smiss := math.Abs(v - d.ring[0])
 		if d.sscale < d.scale*seasonalEdge {
 			e = math.Min(e, smiss/(d.sscale+eps))
+			signed = (v - d.ring[0]) / (d.sscale + eps)
 		}
 		d.sscale += alphaScale * (smiss - d.sscale)
 	}
@@ -213,11 +239,31 @@ func (d *Detector) Observe(v float64) Observation {
 		d.record *= recordDecay
 	}
 	obs.Score = e / (e + errorScale)
+	signed = max(-shiftClip, min(shiftClip, signed))
+	d.up = max(0, d.up+signed-shiftDrift)
+	d.down = max(0, d.down-signed-shiftDrift)
+	c := max(d.up, d.down)
+	shift := c / (c + shiftLimit)
+	dir := 1
+	if d.down > d.up {
+		dir = -1
+	}
+	if c >= shiftLimit {
+		d.up, d.down = 0, 0
+	}
 	d.sinceFlag++
-	if record && d.sinceFlag > d.opts.Suppress && obs.Score >= d.opts.Threshold {
-		obs.Anomalous = true
+	if d.sinceFlag > d.opts.Suppress {
+		switch {
+		case record && obs.Score >= d.opts.Threshold:
+			obs.Anomalous = true
+		case shift >= d.opts.Threshold:
+			obs.Anomalous, obs.Shift = true, dir
+		}
+	}
+	if obs.Anomalous {
 		d.sinceFlag = 0
 	}
+	obs.Score = max(obs.Score, shift)
 	return obs
 }
 

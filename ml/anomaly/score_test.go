@@ -114,6 +114,34 @@ func TestDetectorLearnsTheDailyRhythm(t *testing.T) {
 	}
 }
 
+// A day that runs 15% below the usual, every point of it within the
+// normal range, is flagged as a sustained shift early that day; the days
+// before it never are.
+func TestDetectorFlagsASustainedShift(t *testing.T) {
+	d := NewDetector(DetectorOptions{})
+	start := time.Date(2024, 3, 4, 0, 0, 0, 0, time.UTC)
+	const perDay = 48 // half-hour points
+	rng := rand.New(rand.NewPCG(3, 4))
+	var flags []int
+	shiftAt := -1
+	for i := range 11 * perDay {
+		v := 100 + 50*math.Sin(2*math.Pi*float64(i%perDay)/perDay) + 3*rng.NormFloat64()
+		if i/perDay == 10 {
+			v *= 0.85
+		}
+		o := d.ObserveAt(start.Add(time.Duration(i)*30*time.Minute), v)
+		if o.Anomalous && i >= 3*perDay {
+			flags = append(flags, i)
+			if o.Shift == -1 && shiftAt < 0 {
+				shiftAt = i
+			}
+		}
+	}
+	if len(flags) == 0 || flags[0] < 10*perDay || shiftAt < 10*perDay || shiftAt > 10*perDay+30 {
+		t.Fatalf("flags after day 3 at %v (first shift at %d), want a shift down early on day 10 (from %d)", flags, shiftAt, 10*perDay)
+	}
+}
+
 // A restored snapshot goes on exactly as the detector it was taken from; a
 // snapshot of an older detector restarts the warm-up.
 func TestDetectorSnapshotRoundTrip(t *testing.T) {

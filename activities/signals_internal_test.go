@@ -1,0 +1,27 @@
+package activities
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/adaptflow/adaptflow/ml/anomaly"
+)
+
+// A signal's reason says whether the point itself is unusual or continues
+// a sustained shift, and which way.
+func TestSignalReasons(t *testing.T) {
+	for _, tc := range []struct {
+		o    anomaly.Observation
+		want string
+	}{
+		{anomaly.Observation{Anomalous: true, Expected: 10, Low: 8, High: 12}, "40 is unusual: expected about 10 (normal 8 to 12)"},
+		{anomaly.Observation{Anomalous: true, Shift: -1, Expected: 10}, "40 continues a sustained shift: recent values have kept running below what is usual"},
+		{anomaly.Observation{Anomalous: true, Shift: 1, Expected: 10}, "running above"},
+		{anomaly.Observation{Expected: 10}, "40 is within what is usual (about 10)"},
+		{anomaly.Observation{WarmingUp: true}, "warming up"},
+	} {
+		if got := signalOf(40, tc.o).Reason; !strings.Contains(got, tc.want) {
+			t.Errorf("%+v: reason %q, want %q", tc.o, got, tc.want)
+		}
+	}
+}
