@@ -54,8 +54,8 @@ func (o *DetectorOptions) defaults() {
 //
 // Each point is compared with what three simple forecasts expected: the
 // recent level (an exponentially weighted mean), the previous value, and,
-// when the points have timestamps with a daily rhythm, the value one day
-// earlier. Each forecast's miss is divided by that forecast's typical miss
+// when the points have timestamps with a daily rhythm, the seasonal
+// baseline: the values at that time of day, smoothed over the days. Each forecast's miss is divided by that forecast's typical miss
 // (an exponentially weighted mean absolute error), giving errors in units
 // of "usual". The point's error is the larger of the level and
 // previous-value errors — a spike or a jump misses both — unless the daily
@@ -79,7 +79,7 @@ type Detector struct {
 	prev      float64
 	scale     float64 // typical |v - level|
 	dscale    float64 // typical |v - prev|
-	sscale    float64 // typical |v - value a day earlier|
+	sscale    float64 // typical |v - seasonal baseline|
 	record    float64 // decaying maximum of errors
 	up, down  float64 // CUSUMs of the signed errors above and below
 	sinceFlag int
@@ -192,6 +192,9 @@ const (
 	// seasonalEdge: the daily forecast may explain a point when its typical
 	// error is within this factor of the level forecast's.
 	seasonalEdge = 2.0
+	// seasonSmoothing is the weight of the newest day in the seasonal
+	// baseline (the usual textbook value for seasonal smoothing).
+	seasonSmoothing = 0.1
 )
 
 // Observe updates the detector with a value and scores it.
@@ -267,14 +270,17 @@ func (d *Detector) Observe(v float64) Observation {
 	return obs
 }
 
-// push keeps the last period values.
+// push keeps, for each point of the period, the seasonal baseline: the
+// value at that time of day smoothed over the days (Holt-Winters style),
+// so one unusual day moves tomorrow's expectation by a tenth, not wholly.
 func (d *Detector) push(v float64) {
 	if d.period <= 0 {
 		return
 	}
 	if len(d.ring) == d.period {
+		old := d.ring[0]
 		copy(d.ring, d.ring[1:])
-		d.ring[len(d.ring)-1] = v
+		d.ring[len(d.ring)-1] = old + seasonSmoothing*(v-old)
 		return
 	}
 	d.ring = append(d.ring, v)

@@ -116,7 +116,8 @@ func TestDetectorLearnsTheDailyRhythm(t *testing.T) {
 
 // A day that runs 15% below the usual, every point of it within the
 // normal range, is flagged as a sustained shift early that day; the days
-// before it never are.
+// before it never are, and neither is the normal day after it (the
+// seasonal baseline moved only a little towards the unusual day).
 func TestDetectorFlagsASustainedShift(t *testing.T) {
 	d := NewDetector(DetectorOptions{})
 	start := time.Date(2024, 3, 4, 0, 0, 0, 0, time.UTC)
@@ -124,7 +125,7 @@ func TestDetectorFlagsASustainedShift(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	var flags []int
 	shiftAt := -1
-	for i := range 11 * perDay {
+	for i := range 12 * perDay {
 		v := 100 + 50*math.Sin(2*math.Pi*float64(i%perDay)/perDay) + 3*rng.NormFloat64()
 		if i/perDay == 10 {
 			v *= 0.85
@@ -137,7 +138,7 @@ func TestDetectorFlagsASustainedShift(t *testing.T) {
 			}
 		}
 	}
-	if len(flags) == 0 || flags[0] < 10*perDay || shiftAt < 10*perDay || shiftAt > 10*perDay+30 {
+	if len(flags) == 0 || flags[0] < 10*perDay || flags[len(flags)-1] >= 11*perDay || shiftAt < 10*perDay || shiftAt > 10*perDay+30 {
 		t.Fatalf("flags after day 3 at %v (first shift at %d), want a shift down early on day 10 (from %d)", flags, shiftAt, 10*perDay)
 	}
 }
