@@ -27,8 +27,9 @@ const DefaultThreshold = 0.5
 //
 // The constants of the detector were set on the NAB subset at the middle of
 // the range where the score is flat (errorScale 6 to 8, shiftDrift 1 to 1.5,
-// shiftLimit 40 to 60, seasonSmoothing 0.1 to 0.2 all score within a few
-// points), not at the best point, so that other series fare alike.
+// shiftLimit 40 to 60, seasonSmoothing 0.1 to 0.2, weekSmoothing 0.1 to 0.5
+// all score within a few points), not at the best point, so that other
+// series fare alike.
 const errorScale = 7.0
 
 // Sustained shifts: a two-sided CUSUM of the point's signed error (clipped
@@ -60,7 +61,8 @@ func (o *DetectorOptions) defaults() {
 // Each point is compared with what three simple forecasts expected: the
 // recent level (an exponentially weighted mean), the previous value, and,
 // when the points have timestamps with a daily rhythm, the seasonal
-// baseline: the values at that time of day, smoothed over the days. Each forecast's miss is divided by that forecast's typical miss
+// baseline: the values at that time of day, smoothed over the days, or at
+// that time of the week once a weekly baseline fits better. Each forecast's miss is divided by that forecast's typical miss
 // (an exponentially weighted mean absolute error), giving errors in units
 // of "usual". The point's error is the larger of the level and
 // previous-value errors — a spike or a jump misses both — unless the daily
@@ -91,6 +93,12 @@ type Detector struct {
 	times     []time.Time
 	period    int
 	ring      []float64
+	// The weekly baseline, for periods of at most maxWeekPeriod points a
+	// day: week holds 7 days of smoothed values, wscale its typical error
+	// and wn how many points it has scored.
+	week   []float64
+	wscale float64
+	wn     int
 }
 
 // snapshotVersion changes when the detector's state changes meaning; a
@@ -113,13 +121,17 @@ type Snapshot struct {
 	SinceFlag int             `json:"since_flag"`
 	Period    int             `json:"period"`
 	Ring      []float64       `json:"ring,omitempty"`
+	Week      []float64       `json:"week,omitempty"`
+	WScale    float64         `json:"wscale,omitempty"`
+	WN        int             `json:"wn,omitempty"`
 	Times     []time.Time     `json:"times,omitempty"`
 }
 
 // Snapshot returns the detector's state.
 func (d *Detector) Snapshot() Snapshot {
 	return Snapshot{Version: snapshotVersion, Opts: d.opts, N: d.n, Level: d.level, Prev: d.prev, Scale: d.scale, DScale: d.dscale,
-		SScale: d.sscale, Record: d.record, Up: d.up, Down: d.down, SinceFlag: d.sinceFlag, Period: d.period, Ring: slices.Clone(d.ring), Times: slices.Clone(d.times)}
+		SScale: d.sscale, Record: d.record, Up: d.up, Down: d.down, SinceFlag: d.sinceFlag, Period: d.period, Ring: slices.Clone(d.ring), Times: slices.Clone(d.times),
+		Week: slices.Clone(d.week), WScale: d.wscale, WN: d.wn}
 }
 
 // Restore makes a detector from a snapshot. A snapshot of an earlier
@@ -132,6 +144,7 @@ func Restore(s Snapshot) *Detector {
 	d.n, d.level, d.prev, d.scale, d.dscale, d.sscale, d.record = s.N, s.Level, s.Prev, s.Scale, s.DScale, s.SScale, s.Record
 	d.up, d.down = s.Up, s.Down
 	d.sinceFlag, d.period, d.ring, d.times = s.SinceFlag, s.Period, s.Ring, s.Times
+	d.week, d.wscale, d.wn = s.Week, s.WScale, s.WN
 	return d
 }
 
@@ -200,6 +213,14 @@ const (
 	// seasonSmoothing is the weight of the newest day in the seasonal
 	// baseline (the usual textbook value for seasonal smoothing).
 	seasonSmoothing = 0.1
+	// weekSmoothing is the weight of the newest week in the weekly
+	// baseline: higher than the daily one's, as weeks come seven times
+	// more slowly.
+	weekSmoothing = 0.2
+	// maxWeekPeriod bounds the points in a day for which a weekly baseline
+	// is kept (5-minute points: 2016 values a week), to keep the state a
+	// detector saves after each point small.
+	maxWeekPeriod = 288
 )
 
 // Observe updates the detector with a value and scores it.
@@ -222,6 +243,22 @@ func (d *Detector) Observe(v float64) Observation {
 			signed = (v - d.ring[0]) / (d.sscale + eps)
 		}
 		d.sscale += alphaScale * (smiss - d.sscale)
+	}
+	if d.period > 0 && d.period <= maxWeekPeriod {
+		// The weekly baseline explains the point instead when it has
+		// scored a week and its typical error is below the daily one's:
+		// Monday's peak is expected on Mondays.
+		wp := 7 * d.period
+		if len(d.week) == wp {
+			wmiss := math.Abs(v - d.week[0])
+			if d.wn > wp && d.wscale < d.sscale && d.wscale < d.scale*seasonalEdge {
+				e = math.Min(e, wmiss/(d.wscale+eps))
+				signed = (v - d.week[0]) / (d.wscale + eps)
+			}
+			d.wn++
+			d.wscale += max(alphaScale, 1/float64(d.wn)) * (wmiss - d.wscale)
+		}
+		d.week = pushSmoothed(d.week, wp, v, weekSmoothing)
 	}
 	d.push(v)
 	obs := Observation{Expected: d.level, Low: d.level - errorScale*d.scale, High: d.level + errorScale*d.scale}
@@ -282,11 +319,18 @@ func (d *Detector) push(v float64) {
 	if d.period <= 0 {
 		return
 	}
-	if len(d.ring) == d.period {
-		old := d.ring[0]
-		copy(d.ring, d.ring[1:])
-		d.ring[len(d.ring)-1] = old + seasonSmoothing*(v-old)
-		return
+	d.ring = pushSmoothed(d.ring, d.period, v, seasonSmoothing)
+}
+
+// pushSmoothed moves a ring of n seasonal baselines on by one point: the
+// oldest, which v was compared with, comes back as the newest, moved
+// towards v by weight w. Until the ring is full, v itself is the baseline.
+func pushSmoothed(ring []float64, n int, v, w float64) []float64 {
+	if len(ring) < n {
+		return append(ring, v)
 	}
-	d.ring = append(d.ring, v)
+	old := ring[0]
+	copy(ring, ring[1:])
+	ring[n-1] = old + w*(v-old)
+	return ring
 }

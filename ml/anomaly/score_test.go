@@ -143,12 +143,42 @@ func TestDetectorFlagsASustainedShift(t *testing.T) {
 	}
 }
 
+// Weekends at half the weekday level are learned as the weekly rhythm and
+// not flagged; a Wednesday at the weekend level is.
+func TestDetectorLearnsTheWeeklyRhythm(t *testing.T) {
+	d := NewDetector(DetectorOptions{})
+	start := time.Date(2024, 3, 4, 0, 0, 0, 0, time.UTC) // a Monday
+	const perDay = 24
+	rng := rand.New(rand.NewPCG(5, 6))
+	odd := 6*7*perDay + 2*perDay // the Wednesday of week 7
+	var flags []int
+	for i := range 8 * 7 * perDay {
+		at := start.Add(time.Duration(i) * time.Hour)
+		v := 100 + 40*math.Sin(2*math.Pi*float64(i%perDay)/perDay)
+		if wd := at.Weekday(); wd == time.Saturday || wd == time.Sunday || i/perDay == odd/perDay {
+			v *= 0.5
+		}
+		v += 2 * rng.NormFloat64()
+		if d.ObserveAt(at, v).Anomalous && i >= 3*7*perDay {
+			flags = append(flags, i)
+		}
+	}
+	if len(flags) == 0 || flags[0] < odd || flags[0] >= odd+perDay {
+		t.Fatalf("flags after week 3 at %v, want the first on the odd Wednesday (%d to %d)", flags, odd, odd+perDay)
+	}
+}
+
 // A restored snapshot goes on exactly as the detector it was taken from; a
 // snapshot of an older detector restarts the warm-up.
 func TestDetectorSnapshotRoundTrip(t *testing.T) {
+	// Hourly points for four weeks: the daily and weekly baselines are in
+	// the snapshot too.
+	at := func(i int) time.Time { return time.Date(2024, 3, 4, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Hour) }
+	val := func(i int) float64 { return 10 + math.Sin(float64(i)) + 3*math.Sin(2*math.Pi*float64(i%24)/24) }
 	a := NewDetector(DetectorOptions{})
-	for i := range 500 {
-		a.Observe(10 + math.Sin(float64(i)))
+	const n = 4 * 7 * 24
+	for i := range n {
+		a.ObserveAt(at(i), val(i))
 	}
 	raw, err := json.Marshal(a.Snapshot())
 	if err != nil {
@@ -158,13 +188,16 @@ func TestDetectorSnapshotRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(raw, &s); err != nil {
 		t.Fatal(err)
 	}
+	if s.Period != 24 || len(s.Week) != 7*24 {
+		t.Fatalf("snapshot period %d, week of %d values", s.Period, len(s.Week))
+	}
 	b := Restore(s)
-	for i := 500; i < 700; i++ {
-		v := 10 + math.Sin(float64(i))
-		if i == 600 {
+	for i := n; i < n+200; i++ {
+		v := val(i)
+		if i == n+100 {
 			v = 40
 		}
-		if oa, ob := a.Observe(v), b.Observe(v); oa != ob {
+		if oa, ob := a.ObserveAt(at(i), v), b.ObserveAt(at(i), v); oa != ob {
 			t.Fatalf("point %d: %+v from the detector, %+v from its restored snapshot", i, oa, ob)
 		}
 	}
