@@ -173,7 +173,9 @@ func TestDetectorLearnsTheWeeklyRhythm(t *testing.T) {
 func TestDetectorSnapshotRoundTrip(t *testing.T) {
 	// Hourly points for four weeks: the daily and weekly baselines are in
 	// the snapshot too.
-	at := func(i int) time.Time { return time.Date(2024, 3, 4, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Hour) }
+	at := func(i int) time.Time {
+		return time.Date(2024, 3, 4, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Hour)
+	}
 	val := func(i int) float64 { return 10 + math.Sin(float64(i)) + 3*math.Sin(2*math.Pi*float64(i%24)/24) }
 	a := NewDetector(DetectorOptions{})
 	const n = 4 * 7 * 24
