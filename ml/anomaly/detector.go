@@ -62,7 +62,8 @@ func (o *DetectorOptions) defaults() {
 // recent level (an exponentially weighted mean), the previous value, and,
 // when the points have timestamps with a daily rhythm, the seasonal
 // baseline: the values at that time of day, smoothed over the days, or at
-// that time of the week once a weekly baseline fits better. Each forecast's miss is divided by that forecast's typical miss
+// that time of the week once a weekly baseline fits better. Each
+// forecast's miss is divided by that forecast's typical miss
 // (an exponentially weighted mean absolute error), giving errors in units
 // of "usual". The point's error is the larger of the level and
 // previous-value errors — a spike or a jump misses both — unless the daily
@@ -92,11 +93,11 @@ type Detector struct {
 	sinceFlag int
 	times     []time.Time
 	period    int
-	ring      []float64
+	ring      baseline // the daily baseline, one value per point of the period
 	// The weekly baseline, for periods of at most maxWeekPeriod points a
 	// day: week holds 7 days of smoothed values, wscale its typical error
 	// and wn how many points it has scored.
-	week   []float64
+	week   baseline
 	wscale float64
 	wn     int
 }
@@ -130,8 +131,8 @@ type Snapshot struct {
 // Snapshot returns the detector's state.
 func (d *Detector) Snapshot() Snapshot {
 	return Snapshot{Version: snapshotVersion, Opts: d.opts, N: d.n, Level: d.level, Prev: d.prev, Scale: d.scale, DScale: d.dscale,
-		SScale: d.sscale, Record: d.record, Up: d.up, Down: d.down, SinceFlag: d.sinceFlag, Period: d.period, Ring: slices.Clone(d.ring), Times: slices.Clone(d.times),
-		Week: slices.Clone(d.week), WScale: d.wscale, WN: d.wn}
+		SScale: d.sscale, Record: d.record, Up: d.up, Down: d.down, SinceFlag: d.sinceFlag, Period: d.period, Ring: d.ring.ordered(), Times: slices.Clone(d.times),
+		Week: d.week.ordered(), WScale: d.wscale, WN: d.wn}
 }
 
 // Restore makes a detector from a snapshot. A snapshot of an earlier
@@ -143,8 +144,8 @@ func Restore(s Snapshot) *Detector {
 	}
 	d.n, d.level, d.prev, d.scale, d.dscale, d.sscale, d.record = s.N, s.Level, s.Prev, s.Scale, s.DScale, s.SScale, s.Record
 	d.up, d.down = s.Up, s.Down
-	d.sinceFlag, d.period, d.ring, d.times = s.SinceFlag, s.Period, s.Ring, s.Times
-	d.week, d.wscale, d.wn = s.Week, s.WScale, s.WN
+	d.sinceFlag, d.period, d.ring, d.times = s.SinceFlag, s.Period, baseline{vals: s.Ring}, s.Times
+	d.week, d.wscale, d.wn = baseline{vals: s.Week}, s.WScale, s.WN
 	return d
 }
 
@@ -236,11 +237,11 @@ func (d *Detector) Observe(v float64) Observation {
 	step := math.Abs(v - d.prev)
 	e := math.Max(miss/(d.scale+eps), step/(d.dscale+eps))
 	signed := (v - d.level) / (d.scale + eps)
-	if d.period > 0 && len(d.ring) == d.period {
-		smiss := math.Abs(v - d.ring[0])
+	if d.period > 0 && d.ring.full(d.period) {
+		smiss := math.Abs(v - d.ring.oldest())
 		if d.sscale < d.scale*seasonalEdge {
 			e = math.Min(e, smiss/(d.sscale+eps))
-			signed = (v - d.ring[0]) / (d.sscale + eps)
+			signed = (v - d.ring.oldest()) / (d.sscale + eps)
 		}
 		d.sscale += alphaScale * (smiss - d.sscale)
 	}
@@ -249,16 +250,16 @@ func (d *Detector) Observe(v float64) Observation {
 		// scored a week and its typical error is below the daily one's:
 		// Monday's peak is expected on Mondays.
 		wp := 7 * d.period
-		if len(d.week) == wp {
-			wmiss := math.Abs(v - d.week[0])
+		if d.week.full(wp) {
+			wmiss := math.Abs(v - d.week.oldest())
 			if d.wn > wp && d.wscale < d.sscale && d.wscale < d.scale*seasonalEdge {
 				e = math.Min(e, wmiss/(d.wscale+eps))
-				signed = (v - d.week[0]) / (d.wscale + eps)
+				signed = (v - d.week.oldest()) / (d.wscale + eps)
 			}
 			d.wn++
 			d.wscale += max(alphaScale, 1/float64(d.wn)) * (wmiss - d.wscale)
 		}
-		d.week = pushSmoothed(d.week, wp, v, weekSmoothing)
+		d.week.push(wp, v, weekSmoothing)
 	}
 	d.push(v)
 	obs := Observation{Expected: d.level, Low: d.level - errorScale*d.scale, High: d.level + errorScale*d.scale}
@@ -319,18 +320,35 @@ func (d *Detector) push(v float64) {
 	if d.period <= 0 {
 		return
 	}
-	d.ring = pushSmoothed(d.ring, d.period, v, seasonSmoothing)
+	d.ring.push(d.period, v, seasonSmoothing)
 }
 
-// pushSmoothed moves a ring of n seasonal baselines on by one point: the
-// oldest, which v was compared with, comes back as the newest, moved
-// towards v by weight w. Until the ring is full, v itself is the baseline.
-func pushSmoothed(ring []float64, n int, v, w float64) []float64 {
-	if len(ring) < n {
-		return append(ring, v)
+// baseline is a ring of n seasonal baselines, one per point of a season.
+// The oldest, at head, is the one the next point is compared with.
+type baseline struct {
+	vals []float64
+	head int
+}
+
+func (b *baseline) full(n int) bool { return len(b.vals) == n }
+func (b *baseline) oldest() float64 { return b.vals[b.head] }
+
+// push moves the ring on by one point: the oldest baseline, which v was
+// compared with, becomes the newest, moved towards v by weight w. Until
+// the ring is full, v itself is the baseline.
+func (b *baseline) push(n int, v, w float64) {
+	if len(b.vals) < n {
+		b.vals = append(b.vals, v)
+		return
 	}
-	old := ring[0]
-	copy(ring, ring[1:])
-	ring[n-1] = old + w*(v-old)
-	return ring
+	b.vals[b.head] += w * (v - b.vals[b.head])
+	b.head = (b.head + 1) % n
+}
+
+// ordered is the ring oldest first, as a snapshot keeps it.
+func (b *baseline) ordered() []float64 {
+	if len(b.vals) == 0 {
+		return nil
+	}
+	return append(slices.Clone(b.vals[b.head:]), b.vals[:b.head]...)
 }
