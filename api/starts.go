@@ -96,11 +96,10 @@ func (st *starter) flushMarks() {
 // handoff is one start's outcome as the request and the start goroutine see
 // it: whichever comes second learns what the first did.
 type handoff struct {
-	mu       sync.Mutex
-	finished bool
-	handed   bool
-	err      error
-	done     chan struct{}
+	mu     sync.Mutex
+	handed bool
+	err    error
+	done   chan struct{} // closed, under mu, once err is set
 }
 
 // start starts the workflow of a stored instance, waiting for Temporal up
@@ -113,15 +112,12 @@ func (st *starter) start(ctx context.Context, def *process.Definition, inst stor
 	go func() {
 		defer cancel()
 		defer st.inflight.Add(-1)
-		err := st.startNow(bg, def, inst, input, false)
-		if err == nil && inst.PendingStart {
-			st.markStarted(inst.ID)
-		}
+		err := st.startNow(bg, def, inst, input)
 		h.mu.Lock()
-		h.finished, h.err = true, err
+		h.err = err
+		close(h.done)
 		handed := h.handed
 		h.mu.Unlock()
-		close(h.done)
 		if handed {
 			st.metrics.backgroundStarts.WithLabelValues(outcome(err)).Inc()
 			if err != nil {
@@ -142,8 +138,10 @@ func (st *starter) start(ctx context.Context, def *process.Definition, inst stor
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.finished {
+	select {
+	case <-h.done: // finished as the wait ran out
 		return h.err
+	default:
 	}
 	h.handed = true
 	return nil
@@ -156,11 +154,10 @@ func outcome(err error) string {
 	return "started"
 }
 
-// startNow asks Temporal for the instance's workflow and, when mark is set,
-// clears the instance's pending mark once the workflow exists. Requests
-// queue their marks instead (markStarted): one store write per batch, not
+// startNow asks Temporal for the instance's workflow and, once it exists,
+// queues the instance's mark (markStarted): one store write per batch, not
 // one per start, off the request's path.
-func (st *starter) startNow(ctx context.Context, def *process.Definition, inst store.Instance, input map[string]any, mark bool) error {
+func (st *starter) startNow(ctx context.Context, def *process.Definition, inst store.Instance, input map[string]any) error {
 	_, err := st.opts.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       inst.ID,
 		TaskQueue:                st.opts.TaskQueue,
@@ -173,12 +170,8 @@ func (st *starter) startNow(ctx context.Context, def *process.Definition, inst s
 		return err
 	}
 	st.up.Store(true)
-	if mark && inst.PendingStart {
-		// Not fatal: the workflow exists, and a later sweep only finds it
-		// again (the start is idempotent) and clears the mark then.
-		if err := st.opts.Instances.MarkStarted(ctx, []string{inst.ID}); err != nil {
-			st.opts.Logger.Warn("could not clear an instance's pending start", "instance", inst.ID, "err", err)
-		}
+	if inst.PendingStart {
+		st.markStarted(inst.ID)
 	}
 	return nil
 }
@@ -209,9 +202,10 @@ func SweepStarts(ctx context.Context, o SweepOptions) (int, error) {
 		o.Batch = 100
 	}
 	st := &starter{opts: &o.Options}
+	defer st.flushMarks()
 	defs := map[string]*process.Definition{}
 	// seen ends the sweep when a batch holds only rows it already took
-	// (whose mark it could not clear).
+	// (whose marks could not be written).
 	seen := map[string]bool{}
 	started := 0
 	before := time.Now().Add(-o.MinAge)
@@ -235,15 +229,13 @@ func SweepStarts(ctx context.Context, o SweepOptions) (int, error) {
 				// its stored input is not JSON): said loudly and taken out
 				// of the sweep, so it cannot hold up the starts behind it.
 				o.Logger.Error("a pending workflow start can never finish; it is no longer swept", "instance", inst.ID, "err", err)
-				if err := o.Instances.MarkStarted(ctx, []string{inst.ID}); err != nil {
-					return started, err
-				}
+				st.markStarted(inst.ID)
 				continue
 			case err != nil:
 				return started, fmt.Errorf("sweep starts: instance %s: %w", inst.ID, err)
 			}
 			sctx, cancel := context.WithTimeout(ctx, o.Timeout)
-			err = st.startNow(sctx, def, inst, input, true)
+			err = st.startNow(sctx, def, inst, input)
 			cancel()
 			if err != nil {
 				return started, fmt.Errorf("sweep starts: instance %s: %w", inst.ID, err)
@@ -251,6 +243,8 @@ func SweepStarts(ctx context.Context, o SweepOptions) (int, error) {
 			o.Logger.Info("finished a pending workflow start", "instance", inst.ID)
 			started++
 		}
+		// The batch's marks are written before the next batch is read.
+		st.flushMarks()
 		if len(pending) < o.Batch || progress == 0 {
 			return started, nil
 		}
