@@ -97,6 +97,8 @@ func signalOf(v float64, o anomaly.Observation) policies.Signal {
 		s.Reason = fmt.Sprintf("%g continues a sustained shift: recent values have kept running %s what is usual", v, side)
 	case o.Anomalous:
 		s.Reason = fmt.Sprintf("%g is unusual: expected about %.4g (normal %.4g to %.4g)", v, o.Expected, o.Low, o.High)
+	case o.Recurring:
+		s.Reason = fmt.Sprintf("%g is far from the expected %.4g (normal %.4g to %.4g), but misses this large have recurred lately: not flagged", v, o.Expected, o.Low, o.High)
 	default:
 		s.Reason = fmt.Sprintf("%g is within what is usual (about %.4g)", v, o.Expected)
 	}

@@ -25,11 +25,11 @@ const DefaultThreshold = 0.5
 
 // errorScale is the error, in units of the typical error, that scores 0.5.
 //
-// The constants of the detector were set on the NAB subset at the middle of
-// the range where the score is flat (errorScale 6 to 8, shiftDrift 1 to 1.5,
-// shiftLimit 40 to 60, seasonSmoothing 0.1 to 0.2, weekSmoothing 0.1 to 0.5
-// all score within a few points), not at the best point, so that other
-// series fare alike.
+// The constants of the detector were set on the NAB subset inside the range
+// where the score is flat (errorScale 6 to 7, shiftDrift 1.25 to 1.5,
+// shiftLimit 40 to 60, seasonSmoothing 0.1 to 0.2, weekSmoothing 0.1 to
+// 0.4, recurLimit 3 to 5, recurHorizon 2,000 to 20,000 all score within a
+// point or two), not at the best point, so that other series fare alike.
 const errorScale = 7.0
 
 // Sustained shifts: a two-sided CUSUM of the point's signed error (clipped
@@ -41,6 +41,21 @@ const (
 	shiftDrift = 1.25
 	shiftLimit = 50.0
 	shiftClip  = 5.0
+)
+
+// Recurring surprises are routine: the detector tallies past bursts of
+// large errors (runs of errors of at least burstFloor, ended by burstGap
+// smaller ones) at their peak, by size in half-octave bins, in a tally that
+// fades over about recurHorizon points. A point is not flagged when more
+// than recurLimit earlier bursts were about as large or larger: a series
+// that spikes every few hours stops alerting after a few spikes, while a
+// surprise of a size not seen lately still alerts.
+const (
+	burstFloor   = errorScale / 2
+	burstGap     = 30
+	recurHorizon = 5000.0
+	recurLimit   = 4.0
+	tallyBins    = 40 // half octaves of error size from 1 to 2^19.5
 )
 
 func (o *DetectorOptions) defaults() {
@@ -76,10 +91,15 @@ func (o *DetectorOptions) defaults() {
 // every hour raises its own bar, and a lasting shift is flagged once, then
 // learned as the new normal as the level and scales move.
 //
-// Values that each look ordinary but keep missing to the same side add up
-// in a cumulative sum (CUSUM) of the signed errors; when it passes its limit
-// the point is flagged as a sustained shift (Observation.Shift) and the sum
-// starts again.
+// Values that each look ordinary but keep missing a seasonal baseline to
+// the same side add up in a cumulative sum (CUSUM) of the signed errors;
+// when it passes its limit the point is flagged as a sustained shift
+// (Observation.Shift) and the sum starts again. Errors against the recent
+// level do not add up: the level lags every trend, so its misses run to
+// one side whenever the series moves, shift or not.
+//
+// A point whose error reaches the threshold is not flagged when errors as
+// large have recurred lately (Observation.Recurring; see recurLimit).
 type Detector struct {
 	opts      DetectorOptions
 	n         int
@@ -100,39 +120,53 @@ type Detector struct {
 	week   baseline
 	wscale float64
 	wn     int
+	sn     int // points the daily baseline has scored
+	// The tally of recurring surprises: decayed counts of bursts by size,
+	// kept in units of growth (which grows instead of every count
+	// shrinking), and the burst under way.
+	tally      [tallyBins]float64
+	growth     float64
+	burstPeak  float64
+	burstQuiet int
 }
 
 // snapshotVersion changes when the detector's state changes meaning; a
 // snapshot of another version restarts the detector.
-const snapshotVersion = 3
+const snapshotVersion = 4
 
 // Snapshot is a detector's whole state, to persist between observations.
 type Snapshot struct {
-	Version   int             `json:"version"`
-	Opts      DetectorOptions `json:"opts"`
-	N         int             `json:"n"`
-	Level     float64         `json:"level"`
-	Prev      float64         `json:"prev"`
-	Scale     float64         `json:"scale"`
-	DScale    float64         `json:"dscale"`
-	SScale    float64         `json:"sscale"`
-	Record    float64         `json:"record"`
-	Up        float64         `json:"up"`
-	Down      float64         `json:"down"`
-	SinceFlag int             `json:"since_flag"`
-	Period    int             `json:"period"`
-	Ring      []float64       `json:"ring,omitempty"`
-	Week      []float64       `json:"week,omitempty"`
-	WScale    float64         `json:"wscale,omitempty"`
-	WN        int             `json:"wn,omitempty"`
-	Times     []time.Time     `json:"times,omitempty"`
+	Version    int             `json:"version"`
+	Opts       DetectorOptions `json:"opts"`
+	N          int             `json:"n"`
+	Level      float64         `json:"level"`
+	Prev       float64         `json:"prev"`
+	Scale      float64         `json:"scale"`
+	DScale     float64         `json:"dscale"`
+	SScale     float64         `json:"sscale"`
+	Record     float64         `json:"record"`
+	Up         float64         `json:"up"`
+	Down       float64         `json:"down"`
+	SinceFlag  int             `json:"since_flag"`
+	Period     int             `json:"period"`
+	Ring       []float64       `json:"ring,omitempty"`
+	Week       []float64       `json:"week,omitempty"`
+	WScale     float64         `json:"wscale,omitempty"`
+	WN         int             `json:"wn,omitempty"`
+	SN         int             `json:"sn,omitempty"`
+	Tally      []float64       `json:"tally,omitempty"`
+	Growth     float64         `json:"growth,omitempty"`
+	BurstPeak  float64         `json:"burst_peak,omitempty"`
+	BurstQuiet int             `json:"burst_quiet,omitempty"`
+	Times      []time.Time     `json:"times,omitempty"`
 }
 
 // Snapshot returns the detector's state.
 func (d *Detector) Snapshot() Snapshot {
 	return Snapshot{Version: snapshotVersion, Opts: d.opts, N: d.n, Level: d.level, Prev: d.prev, Scale: d.scale, DScale: d.dscale,
 		SScale: d.sscale, Record: d.record, Up: d.up, Down: d.down, SinceFlag: d.sinceFlag, Period: d.period, Ring: d.ring.ordered(), Times: slices.Clone(d.times),
-		Week: d.week.ordered(), WScale: d.wscale, WN: d.wn}
+		Week: d.week.ordered(), WScale: d.wscale, WN: d.wn, SN: d.sn, Tally: slices.Clone(d.tally[:]), Growth: d.growth,
+		BurstPeak: d.burstPeak, BurstQuiet: d.burstQuiet}
 }
 
 // Restore makes a detector from a snapshot. A snapshot of an earlier
@@ -145,14 +179,16 @@ func Restore(s Snapshot) *Detector {
 	d.n, d.level, d.prev, d.scale, d.dscale, d.sscale, d.record = s.N, s.Level, s.Prev, s.Scale, s.DScale, s.SScale, s.Record
 	d.up, d.down = s.Up, s.Down
 	d.sinceFlag, d.period, d.ring, d.times = s.SinceFlag, s.Period, baseline{vals: s.Ring}, s.Times
-	d.week, d.wscale, d.wn = baseline{vals: s.Week}, s.WScale, s.WN
+	d.week, d.wscale, d.wn, d.sn = baseline{vals: s.Week}, s.WScale, s.WN, s.SN
+	copy(d.tally[:], s.Tally)
+	d.growth, d.burstPeak, d.burstQuiet = max(s.Growth, 1), s.BurstPeak, s.BurstQuiet
 	return d
 }
 
 // NewDetector makes a detector.
 func NewDetector(opts DetectorOptions) *Detector {
 	opts.defaults()
-	return &Detector{opts: opts, sinceFlag: math.MaxInt / 2}
+	return &Detector{opts: opts, sinceFlag: math.MaxInt / 2, growth: 1}
 }
 
 // Observation is a detector's verdict on one point.
@@ -162,7 +198,10 @@ type Observation struct {
 	// Shift is +1 (above) or -1 (below) on a flagged point when what
 	// flagged it is a sustained shift, values running to one side of what
 	// is usual, rather than the point alone; 0 otherwise.
-	Shift     int
+	Shift int
+	// Recurring is set on a point whose error reached the threshold but
+	// is not flagged, as errors as large have recurred lately.
+	Recurring bool
 	WarmingUp bool
 	Expected  float64
 	Low, High float64
@@ -236,14 +275,15 @@ func (d *Detector) Observe(v float64) Observation {
 	miss := math.Abs(v - d.level)
 	step := math.Abs(v - d.prev)
 	e := math.Max(miss/(d.scale+eps), step/(d.dscale+eps))
-	signed := (v - d.level) / (d.scale + eps)
+	signed := 0.0 // the miss of the seasonal baseline in use, if any
 	if d.period > 0 && d.ring.full(d.period) {
 		smiss := math.Abs(v - d.ring.oldest())
 		if d.sscale < d.scale*seasonalEdge {
 			e = math.Min(e, smiss/(d.sscale+eps))
 			signed = (v - d.ring.oldest()) / (d.sscale + eps)
 		}
-		d.sscale += alphaScale * (smiss - d.sscale)
+		d.sn++
+		d.sscale = learnScale(d.sscale, smiss, d.sn, eps)
 	}
 	if d.period > 0 && d.period <= maxWeekPeriod {
 		// The weekly baseline explains the point instead when it has
@@ -257,7 +297,7 @@ func (d *Detector) Observe(v float64) Observation {
 				signed = (v - d.week.oldest()) / (d.wscale + eps)
 			}
 			d.wn++
-			d.wscale += max(alphaScale, 1/float64(d.wn)) * (wmiss - d.wscale)
+			d.wscale = learnScale(d.wscale, wmiss, d.wn, eps)
 		}
 		d.week.push(wp, v, weekSmoothing)
 	}
@@ -297,9 +337,12 @@ func (d *Detector) Observe(v float64) Observation {
 	if c >= shiftLimit {
 		d.up, d.down = 0, 0
 	}
+	routine := d.recurs(e)
 	d.sinceFlag++
 	if d.sinceFlag > d.opts.Suppress {
 		switch {
+		case record && obs.Score >= d.opts.Threshold && routine:
+			obs.Recurring = true
 		case record && obs.Score >= d.opts.Threshold:
 			obs.Anomalous = true
 		case shift >= d.opts.Threshold:
@@ -311,6 +354,54 @@ func (d *Detector) Observe(v float64) Observation {
 	}
 	obs.Score = max(obs.Score, shift)
 	return obs
+}
+
+// learnScale moves a baseline's typical error towards its latest miss: a
+// plain mean until the mean's weight falls to alphaScale, then an
+// exponentially weighted mean in which one huge miss moves the scale by at
+// most ten times itself, so an unusual day does not make the baseline look
+// unreliable for the days after it.
+func learnScale(scale, miss float64, n int, eps float64) float64 {
+	if w := 1 / float64(n); w > alphaScale {
+		return scale + w*(miss-scale)
+	}
+	return scale + alphaScale*(math.Min(miss, 10*scale+eps)-scale)
+}
+
+// recurs says whether more than recurLimit earlier bursts (decayed) were
+// about as large as error e or larger, and adds e to the burst under way.
+func (d *Detector) recurs(e float64) bool {
+	var c float64
+	for _, n := range d.tally[tallyBin(e):] {
+		c += n
+	}
+	c /= d.growth
+	d.growth /= 1 - 1/recurHorizon
+	if e >= burstFloor {
+		d.burstPeak = max(d.burstPeak, e)
+		d.burstQuiet = 0
+	} else if d.burstPeak > 0 {
+		d.burstQuiet++
+		if d.burstQuiet >= burstGap {
+			d.tally[tallyBin(d.burstPeak)] += d.growth
+			d.burstPeak = 0
+		}
+	}
+	if d.growth > 1e100 {
+		for i := range d.tally {
+			d.tally[i] /= d.growth
+		}
+		d.growth = 1
+	}
+	return c > recurLimit
+}
+
+// tallyBin is the half-octave bin of an error.
+func tallyBin(e float64) int {
+	if e <= 1 {
+		return 0
+	}
+	return min(int(2*math.Log2(e))+1, tallyBins-1)
 }
 
 // push keeps, for each point of the period, the seasonal baseline: the

@@ -38,9 +38,10 @@ func RunNAB(series []Series, opts DetectorOptions, out string) (NABReport, error
 			o := d.ObserveAt(s.Times[i], v)
 			scores[i] = o.Score
 			if !o.Anomalous && o.Score >= opts.Threshold {
-				// Held back (a repeat of a larger recent event, or within
-				// the suppression span): the column thresholded at the
-				// product's threshold gives exactly the product's flags.
+				// Held back (a repeat of a larger recent event, a size of
+				// miss that has recurred lately, or within the suppression
+				// span): the column thresholded at the product's threshold
+				// gives exactly the product's flags.
 				scores[i] = math.Nextafter(opts.Threshold, 0)
 			}
 		}

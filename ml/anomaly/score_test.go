@@ -168,6 +168,60 @@ func TestDetectorLearnsTheWeeklyRhythm(t *testing.T) {
 	}
 }
 
+// A spike that keeps coming back is routine: the first few are flagged,
+// later ones are not (marked Recurring), and a spike of a size not seen
+// before still is.
+func TestDetectorTreatsRecurringSpikesAsRoutine(t *testing.T) {
+	d := NewDetector(DetectorOptions{})
+	rng := rand.New(rand.NewPCG(7, 8))
+	const every, big = 100, 2000
+	var flagged, recurring []int
+	for i := range big + 50 {
+		v := 10 + rng.NormFloat64()
+		if i >= 300 && i%every == 0 {
+			v += 20
+		}
+		if i == big+10 {
+			v += 80
+		}
+		o := d.Observe(v)
+		if o.Anomalous {
+			flagged = append(flagged, i)
+		}
+		if o.Recurring {
+			recurring = append(recurring, i)
+		}
+	}
+	if len(flagged) < 2 || flagged[0] != 300 || flagged[len(flagged)-1] != big+10 {
+		t.Fatalf("flagged %v, want the first spike (300), a few more, and the larger one (%d)", flagged, big+10)
+	}
+	for _, i := range flagged[:len(flagged)-1] {
+		if i > 1000 {
+			t.Fatalf("flagged %v: spike %d still alerts after ten alike", flagged, i)
+		}
+	}
+	if len(recurring) == 0 || recurring[len(recurring)-1] != big {
+		t.Fatalf("recurring %v, want the later spikes up to %d", recurring, big)
+	}
+}
+
+// Errors against the recent level do not add up to a sustained shift: a
+// smooth series that wanders (no seasonal baseline) is not flagged as
+// shifting, although its values run to one side of the lagging level for
+// long stretches.
+func TestDetectorDoesNotTakeATrendForAShift(t *testing.T) {
+	d := NewDetector(DetectorOptions{})
+	rng := rand.New(rand.NewPCG(9, 10))
+	v, slope := 50.0, 0.0
+	for i := range 20000 {
+		slope = 0.99*slope + 0.01*rng.NormFloat64()
+		v += slope + 0.05*rng.NormFloat64()
+		if o := d.Observe(v); o.Shift != 0 {
+			t.Fatalf("point %d (%.2f): flagged as a sustained shift: %+v", i, v, o)
+		}
+	}
+}
+
 // A restored snapshot goes on exactly as the detector it was taken from; a
 // snapshot of an older detector restarts the warm-up.
 func TestDetectorSnapshotRoundTrip(t *testing.T) {
@@ -176,7 +230,14 @@ func TestDetectorSnapshotRoundTrip(t *testing.T) {
 	at := func(i int) time.Time {
 		return time.Date(2024, 3, 4, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Hour)
 	}
-	val := func(i int) float64 { return 10 + math.Sin(float64(i)) + 3*math.Sin(2*math.Pi*float64(i%24)/24) }
+	// Spikes every 50 hours fill the tally of recurring surprises.
+	val := func(i int) float64 {
+		v := 10 + math.Sin(float64(i)) + 3*math.Sin(2*math.Pi*float64(i%24)/24)
+		if i%50 == 25 && i > 200 {
+			v += 15
+		}
+		return v
+	}
 	a := NewDetector(DetectorOptions{})
 	const n = 4 * 7 * 24
 	for i := range n {
@@ -194,14 +255,22 @@ func TestDetectorSnapshotRoundTrip(t *testing.T) {
 		t.Fatalf("snapshot period %d, week of %d values", s.Period, len(s.Week))
 	}
 	b := Restore(s)
+	recurring := 0
 	for i := n; i < n+200; i++ {
 		v := val(i)
 		if i == n+100 {
 			v = 40
 		}
-		if oa, ob := a.ObserveAt(at(i), v), b.ObserveAt(at(i), v); oa != ob {
+		oa, ob := a.ObserveAt(at(i), v), b.ObserveAt(at(i), v)
+		if oa != ob {
 			t.Fatalf("point %d: %+v from the detector, %+v from its restored snapshot", i, oa, ob)
 		}
+		if oa.Recurring {
+			recurring++
+		}
+	}
+	if recurring == 0 {
+		t.Fatal("no recurring spike after the snapshot: the test does not cover the tally")
 	}
 	s.Version = 1
 	if o := Restore(s).Observe(10); !o.WarmingUp {
