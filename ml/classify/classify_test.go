@@ -92,3 +92,26 @@ func TestEvaluateAndCSV(t *testing.T) {
 		t.Fatal("wrong header accepted")
 	}
 }
+
+// A label's name counts as an example of it: a message in the words of a
+// label's name, and of none of its examples, gets that label.
+func TestLabelNamesAreExamples(t *testing.T) {
+	ex := []classify.Example{
+		{Text: "where is the parcel with my plastic", Label: "card_arrival"},
+		{Text: "how many euros for a pound", Label: "exchange_rate"},
+		{Text: "please shut it down", Label: "closeAccount"},
+	}
+	m, err := classify.Train(ex, classify.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for text, want := range map[string]string{
+		"has my card arrival been delayed": "card_arrival",
+		"what rate do you use":             "exchange_rate",
+		"I want to close my account":       "closeAccount",
+	} {
+		if r := m.Classify(text); r.Label != want {
+			t.Errorf("%q: %s (%.2f), want %s", text, r.Label, r.Confidence, want)
+		}
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
+	"unicode"
 )
 
 // Example is one labeled text.
@@ -74,7 +76,8 @@ type Result struct {
 	Probabilities map[string]float64
 }
 
-// Train fits a model on examples.
+// Train fits a model on examples, and on each label's name as one more
+// example of it.
 func Train(examples []Example, opts Options) (*Model, error) {
 	opts.defaults()
 	if len(examples) == 0 {
@@ -93,6 +96,14 @@ func Train(examples []Example, opts Options) (*Model, error) {
 	}
 	rng := rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15))
 	train, hold := stratifiedSplit(examples, opts.Holdout, rng)
+	// A label's name is one more example of it ("lost_or_stolen_card"
+	// reads as "lost or stolen card"), always trained on, never held out:
+	// it helps most where a label has few examples.
+	names := make([]Example, len(labels))
+	for i, l := range labels {
+		names[i] = Example{Text: labelText(l), Label: l}
+	}
+	train = append(train, names...)
 
 	m := fitModel(labels, labelIdx, train, opts, rng)
 	if len(hold) == 0 {
@@ -108,10 +119,25 @@ func Train(examples []Example, opts Options) (*Model, error) {
 	if !opts.KeepHoldout {
 		// The held-out examples have set the temperature; the model that
 		// answers learns from every example.
-		m = fitModel(labels, labelIdx, examples, opts, rng)
+		m = fitModel(labels, labelIdx, append(slices.Clone(examples), names...), opts, rng)
 	}
 	m.Temperature = t
 	return m, nil
+}
+
+// labelText is a label's name as words: tokens splits at underscores and
+// other punctuation; this also splits camelCase ("LostCard").
+func labelText(label string) string {
+	var b strings.Builder
+	var prev rune
+	for _, r := range label {
+		if unicode.IsUpper(r) && unicode.IsLower(prev) {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+		prev = r
+	}
+	return b.String()
 }
 
 // fitModel builds the vocabulary and idf of examples and trains on them.
