@@ -84,7 +84,7 @@ func (a *Activities) observeValue(ctx context.Context, def *process.Definition, 
 }
 
 func signalOf(v float64, o anomaly.Observation) policies.Signal {
-	s := policies.Signal{Value: v, Score: o.Score, Anomalous: o.Anomalous, WarmingUp: o.WarmingUp,
+	s := policies.Signal{Value: v, Score: o.Score, Anomalous: o.Anomalous, WarmingUp: o.WarmingUp, Recurring: o.Recurring,
 		Baseline: policies.Baseline{Expected: o.Expected, Low: o.Low, High: o.High}}
 	switch {
 	case o.WarmingUp:

@@ -21,8 +21,12 @@ func TestSignalReasons(t *testing.T) {
 		{anomaly.Observation{Expected: 10}, "40 is within what is usual (about 10)"},
 		{anomaly.Observation{WarmingUp: true}, "warming up"},
 	} {
-		if got := signalOf(40, tc.o).Reason; !strings.Contains(got, tc.want) {
-			t.Errorf("%+v: reason %q, want %q", tc.o, got, tc.want)
+		s := signalOf(40, tc.o)
+		if !strings.Contains(s.Reason, tc.want) {
+			t.Errorf("%+v: reason %q, want %q", tc.o, s.Reason, tc.want)
+		}
+		if s.Recurring != tc.o.Recurring || s.Anomalous != tc.o.Anomalous {
+			t.Errorf("%+v: signal %+v", tc.o, s)
 		}
 	}
 }

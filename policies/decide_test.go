@@ -223,7 +223,7 @@ func TestVarsMatchRecordedFacts(t *testing.T) {
 		Process:        policies.ProcessFacts{Name: "orders", Version: 3},
 		Instance:       policies.InstanceFacts{ID: "i", BusinessKey: "b", Step: "pack", StepsDone: []string{"reserve"}, Elapsed: 1.5, Vars: map[string]any{"route": "x"}},
 		Steps:          map[string]any{"reserve": map[string]any{"units": 3.0}},
-		Signals:        map[string]policies.Signal{"v": {Value: 4, Score: 0.5, Anomalous: true, Baseline: policies.Baseline{Expected: 2, High: 3}, Reason: "r"}},
+		Signals:        map[string]policies.Signal{"v": {Value: 4, Score: 0.5, Anomalous: true, Recurring: true, Baseline: policies.Baseline{Expected: 2, High: 3}, Reason: "r"}},
 		Classification: map[string]any{"label": "refund", "confidence": 0.9},
 		Calendar:       policies.DefaultCalendar().Facts(time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)),
 		Reviews:        []policies.ReviewFact{{ID: "rv", Queue: "q", Step: "pack", Verdict: "approve"}},

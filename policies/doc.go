@@ -11,7 +11,7 @@
 //	process         {name, version}
 //	instance        {id, business_key, step, steps_done, elapsed (seconds), vars}
 //	steps           results of the steps run so far, by step id
-//	signals         name -> {value, score, anomalous, warming_up, baseline, reason}
+//	signals         name -> {value, score, anomalous, warming_up, recurring, baseline, reason}
 //	classification  {label, confidence, fields, model}
 //	calendar        {now (RFC 3339), month, day, weekday, hour, season}
 //	reviews         the reviews of this instance so far

@@ -38,10 +38,13 @@ type InstanceFacts struct {
 
 // Signal is one computed signal.
 type Signal struct {
-	Value     float64  `json:"value"`
-	Score     float64  `json:"score"`
-	Anomalous bool     `json:"anomalous"`
-	WarmingUp bool     `json:"warming_up"`
+	Value     float64 `json:"value"`
+	Score     float64 `json:"score"`
+	Anomalous bool    `json:"anomalous"`
+	WarmingUp bool    `json:"warming_up"`
+	// Recurring is set when the value is as far off as an anomaly but
+	// misses this large have recurred lately, so it is not flagged.
+	Recurring bool     `json:"recurring"`
 	Baseline  Baseline `json:"baseline"`
 	Reason    string   `json:"reason"`
 }
@@ -153,7 +156,7 @@ func (f *Facts) Vars() map[string]any {
 	signals := make(map[string]any, len(f.Signals))
 	for name, s := range f.Signals {
 		signals[name] = map[string]any{
-			"value": s.Value, "score": s.Score, "anomalous": s.Anomalous, "warming_up": s.WarmingUp, "reason": s.Reason,
+			"value": s.Value, "score": s.Score, "anomalous": s.Anomalous, "warming_up": s.WarmingUp, "recurring": s.Recurring, "reason": s.Reason,
 			"baseline": map[string]any{"expected": s.Baseline.Expected, "low": s.Baseline.Low, "high": s.Baseline.High},
 		}
 	}
