@@ -90,7 +90,7 @@ type Activities struct {
 	mu     sync.Mutex
 	sets   map[string]cachedSet
 	rates  map[string]cachedRate
-	models map[string]cachedModel
+	models map[string]*classifierModel
 }
 
 type cachedSet struct {

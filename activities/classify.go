@@ -2,8 +2,6 @@ package activities
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -65,11 +63,6 @@ func (r ClassifyResult) Facts() map[string]any {
 		out["fallback"] = r.Fallback
 	}
 	return out
-}
-
-type cachedModel struct {
-	key   string
-	model *classify.Model
 }
 
 // ClassifyAttempts is how many times the workflow tries the Classify
@@ -139,15 +132,17 @@ func similar(examples []classify.Example, text string, n int) []classify.Shot {
 	return out
 }
 
-func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpec) (*classify.Model, []classify.Example, error) {
+// examplesOf is what a classifier learns from: the spec's examples, then
+// the stored ones (reviewers' verdicts among them) of its labels.
+func (a *Activities) examplesOf(ctx context.Context, spec process.ClassifySpec) ([]classify.Example, error) {
 	var stored []store.Example
 	if a.Examples != nil {
 		var err error
 		if stored, err = a.Examples.ExamplesOf(ctx, spec.Name); err != nil {
-			return nil, nil, fmt.Errorf("classify: examples of %s: %w", spec.Name, err)
+			return nil, fmt.Errorf("classify: examples of %s: %w", spec.Name, err)
 		}
 	}
-	var examples []classify.Example
+	examples := make([]classify.Example, 0, len(spec.Examples)+len(stored))
 	for _, e := range spec.Examples {
 		examples = append(examples, classify.Example{Text: e.Text, Label: e.Label})
 	}
@@ -156,27 +151,5 @@ func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpe
 			examples = append(examples, classify.Example{Text: e.Text, Label: e.Label})
 		}
 	}
-	h := sha256.New()
-	h.Write(process.JSON(spec))
-	for _, e := range examples {
-		fmt.Fprintf(h, "%s\x00%s\x00", e.Label, e.Text)
-	}
-	key := hex.EncodeToString(h.Sum(nil))
-	a.mu.Lock()
-	c, ok := a.models[spec.Name]
-	a.mu.Unlock()
-	if ok && c.key == key {
-		return c.model, examples, nil
-	}
-	m, err := classify.Train(examples, classify.Options{})
-	if err != nil {
-		return nil, nil, invalid("classify: "+err.Error(), err)
-	}
-	a.mu.Lock()
-	if a.models == nil {
-		a.models = map[string]cachedModel{}
-	}
-	a.models[spec.Name] = cachedModel{key: key, model: m}
-	a.mu.Unlock()
-	return m, examples, nil
+	return examples, nil
 }

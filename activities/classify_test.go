@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -181,5 +182,90 @@ func TestStoredExamplesRetrainTheEmbeddedClassifier(t *testing.T) {
 	}
 	if after := ask(); after != flip {
 		t.Fatalf("label %s before and %s after four examples labeled %s", before, after, flip)
+	}
+}
+
+// A reviewer's corrections are learned by the next classification without
+// a full training in the foreground; the full training on every example
+// runs in the background and then answers, with what it learned kept.
+func TestCorrectionsAreLearnedWithoutWaitingForATraining(t *testing.T) {
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	reg := prometheus.NewRegistry()
+	acts := &activities.Activities{Examples: st, Metrics: activities.NewMetrics(reg)}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(acts)
+	text := "the parcel tracking number is wrong"
+	ask := func() string {
+		t.Helper()
+		v, err := env.ExecuteActivity(acts.Classify, activities.ClassifyInput{Spec: spec, Text: text})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res activities.ClassifyResult
+		if err := v.Get(&res); err != nil {
+			t.Fatal(err)
+		}
+		return res.Label
+	}
+	trainings := func() (full, update, background float64) {
+		s := series(t, reg)
+		return s["adaptflow_classifier_training_seconds{kind=full}count"], s["adaptflow_classifier_training_seconds{kind=update}count"],
+			s["adaptflow_classifier_training_seconds{kind=background}count"]
+	}
+	before := ask()
+	flip := "refund"
+	if before == "refund" {
+		flip = "question"
+	}
+	for i, text := range []string{"parcel tracking number", "wrong tracking number on my parcel", "tracking number of the parcel is wrong"} {
+		e := store.Example{ID: fmt.Sprintf("ex%d", i), Classifier: spec.Name, Text: text, Label: flip, Embedding: make([]float32, st.EmbeddingDim()), CreatedAt: time.Now()}
+		if err := st.PutExample(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := ask(); after != flip {
+		t.Fatalf("label %s before and %s after three corrections to %s", before, after, flip)
+	}
+	if full, update, _ := trainings(); full != 1 || update != 1 {
+		t.Fatalf("%v full trainings and %v updates, want the first training and one update", full, update)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, _, bg := trainings(); bg == 0; _, _, bg = trainings() {
+		if time.Now().After(deadline) {
+			t.Fatal("no full training in the background after the update")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if again := ask(); again != flip {
+		t.Fatalf("after the background training: %s, want %s", again, flip)
+	}
+	if full, update, bg := trainings(); full != 1 || update != 1 || bg != 1 {
+		t.Fatalf("%v full, %v update, %v background trainings, want 1 of each", full, update, bg)
+	}
+}
+
+// Classifications that need the same training wait for one.
+func TestConcurrentClassificationsTrainOnce(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	acts := &activities.Activities{Metrics: activities.NewMetrics(reg)}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			var suite testsuite.WorkflowTestSuite
+			env := suite.NewTestActivityEnvironment()
+			env.RegisterActivity(acts)
+			if _, err := env.ExecuteActivity(acts.Classify, activities.ClassifyInput{Spec: spec, Text: "refund me"}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := series(t, reg)["adaptflow_classifier_training_seconds{kind=full}count"]; n != 1 {
+		t.Fatalf("%v full trainings for 8 classifications at once, want 1", n)
 	}
 }

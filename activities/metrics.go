@@ -2,6 +2,7 @@ package activities
 
 import (
 	"errors"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -10,8 +11,9 @@ import (
 )
 
 // Metrics counts what the worker does, for Prometheus: decisions by
-// action, guardrail rejections, classifications by who answered, and calls
-// to the LLM with their failures, latency and tokens. A nil *Metrics
+// action, guardrail rejections, classifications by who answered, calls
+// to the LLM with their failures, latency and tokens, and trainings of the
+// embedded classifiers. A nil *Metrics
 // counts nothing.
 type Metrics struct {
 	decisions       *prometheus.CounterVec
@@ -20,6 +22,7 @@ type Metrics struct {
 	llmCalls        *prometheus.CounterVec
 	llmLatency      prometheus.Histogram
 	llmTokens       *prometheus.CounterVec
+	trainings       *prometheus.HistogramVec
 }
 
 // NewMetrics makes the worker's metrics and registers them with reg.
@@ -48,8 +51,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		llmTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "adaptflow_llm_tokens_total", Help: "Tokens the LLM counted, by kind (prompt, completion).",
 		}, []string{"kind"}),
+		trainings: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "adaptflow_classifier_training_seconds",
+			Help:    "Trainings of embedded classifiers, by kind: full (a classification waited for it), update (new examples learned at once) or background (every example, while an updated model answers).",
+			Buckets: []float64{.01, .05, .25, 1, 4, 16, 64},
+		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.decisions, m.rejections, m.classifications, m.llmCalls, m.llmLatency, m.llmTokens)
+	reg.MustRegister(m.decisions, m.rejections, m.classifications, m.llmCalls, m.llmLatency, m.llmTokens, m.trainings)
 	return m
 }
 
@@ -77,6 +85,13 @@ func (m *Metrics) classified(model string, review bool) {
 		r = "yes"
 	}
 	m.classifications.WithLabelValues(model, r).Inc()
+}
+
+func (m *Metrics) trained(kind string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.trainings.WithLabelValues(kind).Observe(took.Seconds())
 }
 
 // llm counts one call to the LLM: its answer, or the error and whether the

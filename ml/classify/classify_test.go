@@ -115,3 +115,40 @@ func TestLabelNamesAreExamples(t *testing.T) {
 		}
 	}
 }
+
+// Update teaches a model new examples, a new label among them, and leaves
+// the model it was called on as it was.
+func TestUpdateLearnsNewExamples(t *testing.T) {
+	m, err := classify.Train(examples(), classify.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := "when will my new card arrive"
+	before := m.Classify(text)
+	added := []classify.Example{
+		{Text: "my new card has not arrived", Label: "card_arrival"},
+		{Text: "how long until the card arrives", Label: "card_arrival"},
+		{Text: "still waiting for my card to arrive", Label: "card_arrival"},
+	}
+	replay := examples()[:3]
+	u := m.Update(added, replay)
+	if r := u.Classify(text); r.Label != "card_arrival" || len(r.Probabilities) != 5 {
+		t.Fatalf("updated model: %q is %s (%.2f) of %d labels, want card_arrival", text, r.Label, r.Confidence, len(r.Probabilities))
+	}
+	for text, want := range map[string]string{
+		"my card has been stolen":          "card_lost",
+		"how can I top up my account":      "top_up",
+		"the exchange rate you gave me":    "exchange",
+		"please close my account for good": "close_account",
+	} {
+		if r := u.Classify(text); r.Label != want {
+			t.Errorf("updated model: %q is %s (%.2f), want %s as before", text, r.Label, r.Confidence, want)
+		}
+	}
+	if after := m.Classify(text); after.Label != before.Label || after.Confidence != before.Confidence || len(m.Labels) != 4 {
+		t.Fatalf("the model updated from changed: %+v, was %+v", after, before)
+	}
+	if again := m.Update(added, replay).Classify(text); again.Confidence != u.Classify(text).Confidence {
+		t.Fatal("the same update gave another model")
+	}
+}

@@ -60,6 +60,11 @@ type Model struct {
 	weights     []float32 // row-major: len(vocab) rows of len(Labels)
 	bias        []float32
 	Temperature float64
+	// examples is how many examples the model has learned from, for the
+	// idf of features first seen in an update.
+	examples int
+	opts     Options
+	seed     uint64 // advances with each update
 }
 
 // row is one feature of a vectorized text: its vocabulary row and weight.
@@ -143,7 +148,7 @@ func labelText(label string) string {
 // fitModel builds the vocabulary and idf of examples and trains on them.
 func fitModel(labels []string, labelIdx map[string]int, examples []Example, opts Options, rng *rand.Rand) *Model {
 	counts := make([]map[uint32]float32, len(examples))
-	m := &Model{Labels: labels, vocab: map[uint32]int32{}, bias: make([]float32, len(labels)), Temperature: 1}
+	m := &Model{Labels: labels, vocab: map[uint32]int32{}, bias: make([]float32, len(labels)), Temperature: 1, examples: len(examples), opts: opts, seed: opts.Seed}
 	var df []int
 	for i, e := range examples {
 		counts[i] = rawCounts(e.Text)
@@ -174,6 +179,88 @@ func fitModel(labels []string, labelIdx map[string]int, examples []Example, opts
 }
 
 func (m *Model) features(text string) []row { return m.vectorize(rawCounts(text)) }
+
+// Update returns a copy of the model that has also learned from added
+// examples (a reviewer's corrections), in a fraction of the time Train
+// takes: their features not seen before join the vocabulary (with the idf
+// they would have had), a label not seen before joins the labels, and SGD
+// makes the model's usual number of passes over the added examples and
+// replay, earlier examples mixed in so that the model does not drift
+// towards the added ones. The model is left as it is, so it can keep
+// answering meanwhile. A model made by Update is not as good as one made
+// by Train on every example; it bridges the time until that is trained.
+func (m *Model) Update(added, replay []Example) *Model {
+	if len(added) == 0 {
+		return m
+	}
+	labels := slices.Clone(m.Labels)
+	labelIdx := make(map[string]int, len(labels))
+	for i, l := range labels {
+		labelIdx[l] = i
+	}
+	for _, e := range added {
+		if _, ok := labelIdx[e.Label]; !ok {
+			labelIdx[e.Label] = len(labels)
+			labels = append(labels, e.Label)
+		}
+	}
+	k0, k := len(m.Labels), len(labels)
+	u := &Model{Labels: labels, vocab: make(map[uint32]int32, len(m.vocab)+16*len(added)), idf: slices.Clone(m.idf),
+		bias: make([]float32, k), Temperature: m.Temperature, examples: m.examples + len(added), opts: m.opts, seed: m.seed + 1}
+	for idx, r := range m.vocab {
+		u.vocab[idx] = r
+	}
+	copy(u.bias, m.bias)
+	// Features first seen now: their document frequency among the added.
+	df := map[uint32]int{}
+	counts := make([]map[uint32]float32, len(added))
+	for i, e := range added {
+		counts[i] = rawCounts(e.Text)
+		for idx := range counts[i] {
+			if _, ok := u.vocab[idx]; !ok {
+				df[idx]++
+			}
+		}
+	}
+	newRows := make([]uint32, 0, len(df))
+	for idx := range df {
+		newRows = append(newRows, idx)
+	}
+	slices.Sort(newRows) // rows in a fixed order: the same update gives the same model
+	n := float64(u.examples)
+	for _, idx := range newRows {
+		u.vocab[idx] = int32(len(u.idf))
+		u.idf = append(u.idf, float32(math.Log((1+n)/(1+float64(df[idx])))+1))
+	}
+	u.weights = make([]float32, len(u.idf)*k)
+	if k == k0 {
+		copy(u.weights, m.weights)
+	} else {
+		for r := range len(m.idf) {
+			copy(u.weights[r*k:r*k+k0], m.weights[r*k0:r*k0+k0])
+		}
+	}
+	xs := make([][]row, 0, len(added)+len(replay))
+	ys := make([]int, 0, len(added)+len(replay))
+	for i, e := range added {
+		xs = append(xs, u.vectorize(counts[i]))
+		ys = append(ys, labelIdx[e.Label])
+	}
+	for _, e := range replay {
+		if c, ok := labelIdx[e.Label]; ok {
+			xs = append(xs, u.features(e.Text))
+			ys = append(ys, c)
+		}
+	}
+	opts := m.opts
+	opts.LearningRate *= updateRate
+	u.fit(xs, ys, opts, rand.New(rand.NewPCG(u.seed, u.seed^0x9e3779b97f4a7c15)))
+	return u
+}
+
+// updateRate scales the learning rate of an update: the model is already
+// trained, an update only adjusts it.
+var updateRate = 0.25
 
 // fit runs SGD on the softmax loss with a decaying step.
 func (m *Model) fit(xs [][]row, ys []int, opts Options, rng *rand.Rand) {

@@ -1,0 +1,217 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"sync"
+	"time"
+
+	"github.com/adaptflow/adaptflow/ml/classify"
+	"github.com/adaptflow/adaptflow/process"
+)
+
+// The embedded classifier of each classifier is trained once and kept by
+// the worker. When its examples change, the next classification must not
+// wait for a full training (seconds for thousands of examples, past the
+// activity's timeout for tens of thousands):
+//
+//   - new examples (reviewers' corrections) are learned at once by an
+//     update of the model (classify.Model.Update), and a full training on
+//     every example starts in the background; its model replaces the
+//     updated one, itself updated with whatever arrived meanwhile;
+//   - a full training in the foreground happens only for the first model,
+//     after the spec changed, after examples were removed, or for more new
+//     examples than an update should take; callers that need the same
+//     training wait for one.
+
+// updateMax is the most new examples an update takes: at least
+// updateMin, else a quarter of the examples learned.
+const (
+	updateMin      = 32
+	updateFraction = 4
+)
+
+// classifierModel is the embedded model of one classifier and what it
+// has learned.
+type classifierModel struct {
+	mu       sync.Mutex // guards what follows
+	spec     string     // hash of the spec the model follows
+	key      string     // hash of the spec and of every example
+	model    *classify.Model
+	examples []classify.Example // what the model has learned, in order
+	learned  map[string]bool    // exampleKey of each of examples
+	patched  bool               // some examples were learned by an update only
+	retrain  bool               // a full training runs in the background
+
+	train sync.Mutex // one foreground training at a time
+}
+
+func exampleKey(e classify.Example) string { return e.Label + "\x00" + e.Text }
+
+func hashExamples(h hash.Hash, examples []classify.Example) string {
+	for _, e := range examples {
+		fmt.Fprintf(h, "%s\x00%s\x00", e.Label, e.Text)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// embeddedModel is the classifier's model for its current examples, with
+// those examples.
+func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpec) (*classify.Model, []classify.Example, error) {
+	examples, err := a.examplesOf(ctx, spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	h := sha256.New()
+	h.Write(process.JSON(spec))
+	specKey := hex.EncodeToString(h.Sum(nil))
+	key := hashExamples(h, examples)
+	c := a.classifier(spec.Name)
+	if m := a.current(c, spec.Name, specKey, key, examples); m != nil {
+		return m, examples, nil
+	}
+	c.train.Lock()
+	defer c.train.Unlock()
+	c.mu.Lock()
+	if c.key == key { // another caller trained it meanwhile
+		m := c.model
+		c.mu.Unlock()
+		return m, examples, nil
+	}
+	c.mu.Unlock()
+	start := time.Now()
+	m, err := classify.Train(examples, classify.Options{})
+	if err != nil {
+		return nil, nil, invalid("classify: "+err.Error(), err)
+	}
+	a.Metrics.trained("full", time.Since(start))
+	c.mu.Lock()
+	c.spec, c.key, c.model, c.patched = specKey, key, m, false
+	c.setExamples(examples)
+	c.mu.Unlock()
+	return m, examples, nil
+}
+
+func (a *Activities) classifier(name string) *classifierModel {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.models == nil {
+		a.models = map[string]*classifierModel{}
+	}
+	c, ok := a.models[name]
+	if !ok {
+		c = &classifierModel{}
+		a.models[name] = c
+	}
+	return c
+}
+
+func (c *classifierModel) setExamples(examples []classify.Example) {
+	c.examples = examples
+	c.learned = make(map[string]bool, len(examples))
+	for _, e := range examples {
+		c.learned[exampleKey(e)] = true
+	}
+}
+
+// current is the cached model when it has learned exactly examples, or
+// when an update can teach it the new ones; nil when a full training is
+// needed.
+func (a *Activities) current(c *classifierModel, name, specKey, key string, examples []classify.Example) *classify.Model {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.key == key {
+		return c.model
+	}
+	if c.model == nil || c.spec != specKey {
+		return nil
+	}
+	added, replay, ok := c.newSince(examples)
+	if !ok || len(added) > max(updateMin, len(c.examples)/updateFraction) {
+		return nil
+	}
+	start := time.Now()
+	m := c.model.Update(added, replay)
+	a.Metrics.trained("update", time.Since(start))
+	c.key, c.model, c.patched = key, m, true
+	c.setExamples(examples)
+	if !c.retrain {
+		c.retrain = true
+		go a.retrainInBackground(c, name, specKey)
+	}
+	return m
+}
+
+// newSince splits examples into those the model has not learned and a
+// replay of as many it has (spread over them); ok is false when some it
+// has learned are gone.
+func (c *classifierModel) newSince(examples []classify.Example) (added, replay []classify.Example, ok bool) {
+	var old []classify.Example
+	seen := make(map[string]bool, len(examples))
+	for _, e := range examples {
+		k := exampleKey(e)
+		seen[k] = true
+		if c.learned[k] {
+			old = append(old, e)
+		} else {
+			added = append(added, e)
+		}
+	}
+	for k := range c.learned {
+		if !seen[k] {
+			return nil, nil, false
+		}
+	}
+	if n := min(len(added), len(old)); n > 0 {
+		step := len(old) / n
+		for i := range n {
+			replay = append(replay, old[i*step])
+		}
+	}
+	return added, replay, true
+}
+
+// retrainInBackground trains a model on every example while the updated
+// one answers, then puts it in place, updated with the examples that came
+// meanwhile; it trains again while there were some.
+func (a *Activities) retrainInBackground(c *classifierModel, name, specKey string) {
+	defer func() {
+		c.mu.Lock()
+		c.retrain = false
+		c.mu.Unlock()
+	}()
+	for {
+		c.mu.Lock()
+		if c.spec != specKey || !c.patched {
+			c.mu.Unlock()
+			return
+		}
+		examples := c.examples
+		c.mu.Unlock()
+		start := time.Now()
+		m, err := classify.Train(examples, classify.Options{})
+		if err != nil {
+			a.logger().Warn("classifier not retrained", "classifier", name, "err", err)
+			return
+		}
+		a.Metrics.trained("background", time.Since(start))
+		a.logger().Info("classifier retrained on every example", "classifier", name, "examples", len(examples), "seconds", time.Since(start).Seconds())
+		c.mu.Lock()
+		if c.spec != specKey {
+			c.mu.Unlock()
+			return
+		}
+		trained := &classifierModel{}
+		trained.setExamples(examples)
+		added, replay, ok := trained.newSince(c.examples)
+		if ok && len(added) == 0 {
+			c.model, c.patched = m, false
+		} else if ok {
+			c.model = m.Update(added, replay)
+		}
+		c.mu.Unlock()
+	}
+}
