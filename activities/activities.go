@@ -91,6 +91,7 @@ type Activities struct {
 	sets   map[string]cachedSet
 	rates  map[string]cachedRate
 	models map[string]*classifierModel
+	stored map[string]storedExamples
 }
 
 type cachedSet struct {

@@ -18,9 +18,10 @@ import (
 const EmbeddedModel = "embedded:hashed-ngrams-softmax-v1"
 
 // ExampleSource lists a classifier's stored examples (reviewers' verdicts
-// among them).
+// among them), and tells their version, which changes with each write.
 type ExampleSource interface {
 	ExamplesOf(ctx context.Context, classifier string) ([]store.Example, error)
+	ExamplesVersion(ctx context.Context, classifier string) (int64, error)
 }
 
 // ClassifyInput is the text of an instance to classify.
@@ -134,22 +135,54 @@ func similar(examples []classify.Example, text string, n int) []classify.Shot {
 
 // examplesOf is what a classifier learns from: the spec's examples, then
 // the stored ones (reviewers' verdicts among them) of its labels.
-func (a *Activities) examplesOf(ctx context.Context, spec process.ClassifySpec) ([]classify.Example, error) {
-	var stored []store.Example
-	if a.Examples != nil {
-		var err error
-		if stored, err = a.Examples.ExamplesOf(ctx, spec.Name); err != nil {
-			return nil, fmt.Errorf("classify: examples of %s: %w", spec.Name, err)
-		}
-	}
+func examplesOf(spec process.ClassifySpec, stored []classify.Example) []classify.Example {
 	examples := make([]classify.Example, 0, len(spec.Examples)+len(stored))
 	for _, e := range spec.Examples {
 		examples = append(examples, classify.Example{Text: e.Text, Label: e.Label})
 	}
 	for _, e := range stored {
 		if slices.Contains(spec.Labels, e.Label) {
-			examples = append(examples, classify.Example{Text: e.Text, Label: e.Label})
+			examples = append(examples, e)
 		}
 	}
-	return examples, nil
+	return examples
+}
+
+type storedExamples struct {
+	version  int64
+	examples []classify.Example
+}
+
+// storedExamples are a classifier's stored examples and their version,
+// read again only when the version changed.
+func (a *Activities) storedExamples(ctx context.Context, classifier string) ([]classify.Example, int64, error) {
+	if a.Examples == nil {
+		return nil, 0, nil
+	}
+	v, err := a.Examples.ExamplesVersion(ctx, classifier)
+	if err != nil {
+		return nil, 0, fmt.Errorf("classify: examples of %s: %w", classifier, err)
+	}
+	a.mu.Lock()
+	s, ok := a.stored[classifier]
+	a.mu.Unlock()
+	if ok && s.version == v {
+		return s.examples, v, nil
+	}
+	list, err := a.Examples.ExamplesOf(ctx, classifier)
+	if err != nil {
+		return nil, 0, fmt.Errorf("classify: examples of %s: %w", classifier, err)
+	}
+	examples := make([]classify.Example, len(list))
+	for i, e := range list {
+		examples[i] = classify.Example{Text: e.Text, Label: e.Label}
+	}
+	// Read after the version: a write in between is read again next time.
+	a.mu.Lock()
+	if a.stored == nil {
+		a.stored = map[string]storedExamples{}
+	}
+	a.stored[classifier] = storedExamples{version: v, examples: examples}
+	a.mu.Unlock()
+	return examples, v, nil
 }

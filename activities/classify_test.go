@@ -247,6 +247,15 @@ func TestCorrectionsAreLearnedWithoutWaitingForATraining(t *testing.T) {
 	if full, update, bg := trainings(); full != 1 || update != 1 || bg != 1 {
 		t.Fatalf("%v full, %v update, %v background trainings, want 1 of each", full, update, bg)
 	}
+	// A relabeled example is learned by an update too.
+	e := store.Example{ID: "ex0", Classifier: spec.Name, Text: "parcel tracking number", Label: before, Embedding: make([]float32, st.EmbeddingDim()), CreatedAt: time.Now()}
+	if err := st.PutExample(t.Context(), e); err != nil {
+		t.Fatal(err)
+	}
+	ask()
+	if full, update, _ := trainings(); full != 1 || update != 2 {
+		t.Fatalf("after a relabel: %v full trainings and %v updates, want 1 and 2", full, update)
+	}
 }
 
 // Classifications that need the same training wait for one.
@@ -267,5 +276,37 @@ func TestConcurrentClassificationsTrainOnce(t *testing.T) {
 	wg.Wait()
 	if n := series(t, reg)["adaptflow_classifier_training_seconds{kind=full}count"]; n != 1 {
 		t.Fatalf("%v full trainings for 8 classifications at once, want 1", n)
+	}
+}
+
+// BenchmarkClassifyEmbedded is one classification by the embedded model of
+// a classifier with 10,000 stored examples, once trained.
+func BenchmarkClassifyEmbedded(b *testing.B) {
+	st, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "c.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	words := strings.Fields("where is my parcel refund money back order shipping open close account card lost stolen top up exchange rate fee charge")
+	for i := range 10000 {
+		text := fmt.Sprintf("%s %s %s %d", words[i%len(words)], words[i*7%len(words)], words[i*13%len(words)], i)
+		e := store.Example{ID: fmt.Sprintf("ex%d", i), Classifier: spec.Name, Text: text, Label: spec.Labels[i%2], Embedding: make([]float32, st.EmbeddingDim()), CreatedAt: time.Now()}
+		if err := st.PutExample(b.Context(), e); err != nil {
+			b.Fatal(err)
+		}
+	}
+	acts := &activities.Activities{Examples: st}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(acts)
+	in := activities.ClassifyInput{Spec: spec, Text: "please refund 20 EUR"}
+	if _, err := env.ExecuteActivity(acts.Classify, in); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := env.ExecuteActivity(acts.Classify, in); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

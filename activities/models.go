@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"hash"
 	"sync"
 	"time"
 
@@ -23,9 +22,8 @@ import (
 //     every example starts in the background; its model replaces the
 //     updated one, itself updated with whatever arrived meanwhile;
 //   - a full training in the foreground happens only for the first model,
-//     after the spec changed, after examples were removed, or for more new
-//     examples than an update should take; callers that need the same
-//     training wait for one.
+//     after the spec changed, or for more changed examples than an update
+//     should take; callers that need the same training wait for one.
 
 // updateMax is the most new examples an update takes: at least
 // updateMin, else a quarter of the examples learned.
@@ -51,25 +49,29 @@ type classifierModel struct {
 
 func exampleKey(e classify.Example) string { return e.Label + "\x00" + e.Text }
 
-func hashExamples(h hash.Hash, examples []classify.Example) string {
-	for _, e := range examples {
-		fmt.Fprintf(h, "%s\x00%s\x00", e.Label, e.Text)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // embeddedModel is the classifier's model for its current examples, with
 // those examples.
 func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpec) (*classify.Model, []classify.Example, error) {
-	examples, err := a.examplesOf(ctx, spec)
+	stored, version, err := a.storedExamples(ctx, spec.Name)
 	if err != nil {
 		return nil, nil, err
 	}
+	// The spec and the version of the stored examples say what the model
+	// learns: no need to read or hash the examples while they stay.
 	h := sha256.New()
 	h.Write(process.JSON(spec))
 	specKey := hex.EncodeToString(h.Sum(nil))
-	key := hashExamples(h, examples)
+	fmt.Fprintf(h, "\x00%d", version)
+	key := hex.EncodeToString(h.Sum(nil))
 	c := a.classifier(spec.Name)
+	c.mu.Lock()
+	if c.key == key {
+		m, examples := c.model, c.examples
+		c.mu.Unlock()
+		return m, examples, nil
+	}
+	c.mu.Unlock()
+	examples := examplesOf(spec, stored)
 	if m := a.current(c, spec.Name, specKey, key, examples); m != nil {
 		return m, examples, nil
 	}
@@ -129,9 +131,14 @@ func (a *Activities) current(c *classifierModel, name, specKey, key string, exam
 	if c.model == nil || c.spec != specKey {
 		return nil
 	}
-	added, replay, ok := c.newSince(examples)
-	if !ok || len(added) > max(updateMin, len(c.examples)/updateFraction) {
+	added, replay, removed := c.newSince(examples)
+	if len(added)+removed > max(updateMin, len(c.examples)/updateFraction) {
 		return nil
+	}
+	if len(added) == 0 && removed == 0 { // written again as they were
+		c.key = key
+		c.setExamples(examples)
+		return c.model
 	}
 	start := time.Now()
 	m := c.model.Update(added, replay)
@@ -146,9 +153,10 @@ func (a *Activities) current(c *classifierModel, name, specKey, key string, exam
 }
 
 // newSince splits examples into those the model has not learned and a
-// replay of as many it has (spread over them); ok is false when some it
-// has learned are gone.
-func (c *classifierModel) newSince(examples []classify.Example) (added, replay []classify.Example, ok bool) {
+// replay of as many it has (spread over them), and counts those it has
+// learned that are gone (an example relabeled: the update teaches the new
+// label, the full training forgets the old one).
+func (c *classifierModel) newSince(examples []classify.Example) (added, replay []classify.Example, removed int) {
 	var old []classify.Example
 	seen := make(map[string]bool, len(examples))
 	for _, e := range examples {
@@ -162,7 +170,7 @@ func (c *classifierModel) newSince(examples []classify.Example) (added, replay [
 	}
 	for k := range c.learned {
 		if !seen[k] {
-			return nil, nil, false
+			removed++
 		}
 	}
 	if n := min(len(added), len(old)); n > 0 {
@@ -171,7 +179,7 @@ func (c *classifierModel) newSince(examples []classify.Example) (added, replay [
 			replay = append(replay, old[i*step])
 		}
 	}
-	return added, replay, true
+	return added, replay, removed
 }
 
 // retrainInBackground trains a model on every example while the updated
@@ -206,10 +214,11 @@ func (a *Activities) retrainInBackground(c *classifierModel, name, specKey strin
 		}
 		trained := &classifierModel{}
 		trained.setExamples(examples)
-		added, replay, ok := trained.newSince(c.examples)
-		if ok && len(added) == 0 {
+		added, replay, removed := trained.newSince(c.examples)
+		switch {
+		case len(added) == 0 && removed == 0:
 			c.model, c.patched = m, false
-		} else if ok {
+		case removed == 0:
 			c.model = m.Update(added, replay)
 		}
 		c.mu.Unlock()

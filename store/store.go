@@ -549,3 +549,13 @@ func IsInteractive(ctx context.Context) bool {
 	v, _ := ctx.Value(interactiveKey{}).(bool)
 	return v
 }
+
+// ChangedClassifiers are the classifiers whose examples version an example
+// written for classifier changes: that one, and the one it belonged to
+// before (was, empty for a new example) when it moves.
+func ChangedClassifiers(classifier, was string) []string {
+	if was == "" || was == classifier {
+		return []string{classifier}
+	}
+	return []string{classifier, was}
+}

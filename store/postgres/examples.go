@@ -3,8 +3,10 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/pgvector/pgvector-go"
 
 	"github.com/adaptflow/adaptflow/store"
@@ -15,14 +17,44 @@ func (s *Store) PutExample(ctx context.Context, e store.Example) error {
 	if err := store.CheckEmbedding(e.Embedding, s.dim); err != nil {
 		return err
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO examples (id, classifier, text, label, fields, source, embedding, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		// The classifier the example belonged to, if it moves to another.
+		var was string
+		if err := tx.QueryRow(ctx, `SELECT classifier FROM examples WHERE id = $1 FOR UPDATE`, e.ID).Scan(&was); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO examples (id, classifier, text, label, fields, source, embedding, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (id) DO UPDATE SET classifier = excluded.classifier, text = excluded.text, label = excluded.label, fields = excluded.fields,
 		source = excluded.source, embedding = excluded.embedding, created_at = excluded.created_at`,
-		e.ID, e.Classifier, e.Text, e.Label, string(e.Fields), e.Source, pgvector.NewVector(e.Embedding), micros(e.CreatedAt))
+			e.ID, e.Classifier, e.Text, e.Label, string(e.Fields), e.Source, pgvector.NewVector(e.Embedding), micros(e.CreatedAt)); err != nil {
+			return err
+		}
+		for _, c := range store.ChangedClassifiers(e.Classifier, was) {
+			if _, err := tx.Exec(ctx, `INSERT INTO example_versions (classifier, version) VALUES ($1, 1)
+				ON CONFLICT (classifier) DO UPDATE SET version = example_versions.version + 1`, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("postgres: put example: %w", err)
 	}
 	return nil
+}
+
+// ExamplesVersion is a classifier's version of its examples: it changes
+// whenever one of them is written; 0 when it has none.
+func (s *Store) ExamplesVersion(ctx context.Context, classifier string) (int64, error) {
+	var v int64
+	err := s.pool.QueryRow(ctx, `SELECT version FROM example_versions WHERE classifier = $1`, classifier).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("postgres: examples version: %w", err)
+	}
+	return v, nil
 }
 
 // NearestExamples returns the k examples of a classifier closest to q by

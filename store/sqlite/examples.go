@@ -2,8 +2,10 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 
@@ -20,14 +22,44 @@ func (s *Store) PutExample(ctx context.Context, e store.Example) error {
 	for i, f := range e.Embedding {
 		binary.LittleEndian.PutUint32(blob[4*i:], math.Float32bits(f))
 	}
-	_, err := s.w.ExecContext(ctx, `INSERT INTO examples (id, classifier, text, label, fields, source, embedding, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		// The classifier the example belonged to, if it moves to another.
+		var was string
+		if err := tx.QueryRowContext(ctx, `SELECT classifier FROM examples WHERE id = ?`, e.ID).Scan(&was); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO examples (id, classifier, text, label, fields, source, embedding, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET classifier = excluded.classifier, text = excluded.text, label = excluded.label, fields = excluded.fields,
 		source = excluded.source, embedding = excluded.embedding, created_at = excluded.created_at`,
-		e.ID, e.Classifier, e.Text, e.Label, string(e.Fields), e.Source, blob, micros(e.CreatedAt))
+			e.ID, e.Classifier, e.Text, e.Label, string(e.Fields), e.Source, blob, micros(e.CreatedAt)); err != nil {
+			return err
+		}
+		for _, c := range store.ChangedClassifiers(e.Classifier, was) {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO example_versions (classifier, version) VALUES (?, 1)
+				ON CONFLICT (classifier) DO UPDATE SET version = version + 1`, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("sqlite: put example: %w", err)
 	}
 	return nil
+}
+
+// ExamplesVersion is a classifier's version of its examples: it changes
+// whenever one of them is written; 0 when it has none.
+func (s *Store) ExamplesVersion(ctx context.Context, classifier string) (int64, error) {
+	var v int64
+	err := s.r.QueryRowContext(ctx, `SELECT version FROM example_versions WHERE classifier = ?`, classifier).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: examples version: %w", err)
+	}
+	return v, nil
 }
 
 // NearestExamples returns the k examples of a classifier closest to q by

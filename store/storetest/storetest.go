@@ -41,6 +41,7 @@ type Store interface {
 	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
 	EmbeddingDim() int
 	ExamplesOf(ctx context.Context, classifier string) ([]store.Example, error)
+	ExamplesVersion(ctx context.Context, classifier string) (int64, error)
 	AppendObservation(ctx context.Context, o store.Observation) error
 	Observations(ctx context.Context, process, signal string, since time.Time) ([]store.Observation, error)
 	DetectorState(ctx context.Context, key string) (store.DetectorState, error)
@@ -177,6 +178,16 @@ func testExamples(t *testing.T, s Store) {
 	put("e2", "emails", "complaint", unit(dim, 0, 1, 0.9))
 	put("e3", "emails", "question", unit(dim, 2, 3, 0))
 	put("e4", "notes", "refund", unit(dim, 0, 1, 0)) // another classifier
+	version := func(classifier string) int64 {
+		t.Helper()
+		v, err := s.ExamplesVersion(ctx, classifier)
+		must(t, err)
+		return v
+	}
+	emails, notes := version("emails"), version("notes")
+	if emails == 0 || notes == 0 || version("nobody") != 0 {
+		t.Fatalf("examples versions: emails %d, notes %d, nobody %d", emails, notes, version("nobody"))
+	}
 	got, err := s.NearestExamples(ctx, "emails", unit(dim, 0, 1, 0), 2)
 	must(t, err)
 	if len(got) != 2 || got[0].ID != "e1" || got[1].ID != "e2" || got[0].Distance > got[1].Distance || got[0].Label != "refund" {
@@ -185,8 +196,13 @@ func testExamples(t *testing.T, s Store) {
 	if got[0].Text != "text e1" || string(got[0].Fields) != `{"k":1}` || len(got[0].Embedding) != dim || !got[0].CreatedAt.Equal(t0) {
 		t.Fatalf("example not read back whole: %+v", got[0].Example)
 	}
-	// Replacing an example moves it.
+	// Replacing an example moves it, and changes the classifier's version
+	// (though its time is the same), not another's.
 	put("e2", "emails", "complaint", unit(dim, 0, 1, 0))
+	if v := version("emails"); v == emails || version("notes") != notes {
+		t.Fatalf("versions after a replace: emails %d (was %d), notes %d (was %d)", v, emails, version("notes"), notes)
+	}
+	emails = version("emails")
 	got, err = s.NearestExamples(ctx, "emails", unit(dim, 0, 1, 0), 3)
 	must(t, err)
 	if len(got) != 3 || got[0].ID != "e2" || got[2].ID != "e3" {
@@ -196,6 +212,13 @@ func testExamples(t *testing.T, s Store) {
 	must(t, err)
 	if len(listed) != 3 || listed[0].ID != "e1" || listed[1].Label != "complaint" || listed[0].Embedding != nil {
 		t.Fatalf("examples of emails: %+v", listed)
+	}
+	// An example moved to another classifier changes both versions.
+	put("e5", "notes", "refund", unit(dim, 4, 5, 0))
+	notes = version("notes")
+	put("e5", "emails", "refund", unit(dim, 4, 5, 0))
+	if version("emails") == emails || version("notes") == notes {
+		t.Fatalf("an example moved from notes to emails: versions %d (was %d) and %d (was %d)", version("emails"), emails, version("notes"), notes)
 	}
 	none, err := s.NearestExamples(ctx, "nobody", unit(dim, 0, 1, 0), 5)
 	must(t, err)
