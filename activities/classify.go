@@ -11,7 +11,6 @@ import (
 	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
-	"github.com/adaptflow/adaptflow/store/vectors"
 )
 
 // EmbeddedModel names the embedded classifier in decision records.
@@ -79,7 +78,7 @@ const shots = 5
 // when the LLM fails for good) with the embedded classifier. A fallback is
 // always reviewed; the result names the model that answered.
 func (a *Activities) Classify(ctx context.Context, in ClassifyInput) (ClassifyResult, error) {
-	m, examples, err := a.embeddedModel(ctx, in.Spec)
+	m, c, err := a.embeddedModel(ctx, in.Spec)
 	if err != nil {
 		return ClassifyResult{}, err
 	}
@@ -89,7 +88,7 @@ func (a *Activities) Classify(ctx context.Context, in ClassifyInput) (ClassifyRe
 		for _, f := range in.Spec.Extract {
 			spec.Extract = append(spec.Extract, classify.Field{Name: f.Name, Type: f.Type})
 		}
-		res, err := a.LLM.Classify(ctx, spec, in.Text, similar(examples, in.Text, shots))
+		res, err := a.LLM.Classify(ctx, spec, in.Text, c.shots(in.Text, shots))
 		retry := errors.Is(err, classify.ErrRetryable) && activity.GetInfo(ctx).Attempt < ClassifyAttempts
 		a.Metrics.llm(res, err, retry)
 		switch {
@@ -114,23 +113,6 @@ func (a *Activities) Classify(ctx context.Context, in ClassifyInput) (ClassifyRe
 		Label: r.Label, Confidence: r.Confidence, Fields: map[string]any{}, Model: EmbeddedModel,
 		Review: review, Fallback: fallback,
 	}, nil
-}
-
-// similar picks the n labeled examples nearest to text by the hashing
-// embedding.
-func similar(examples []classify.Example, text string, n int) []classify.Shot {
-	q := classify.HashEmbedding(text, classify.HashDim)
-	top := vectors.NewTopK[classify.Example](n)
-	qn := vectors.Norm(q)
-	for _, e := range examples {
-		top.Push(e, vectors.CosineDistance(q, qn, classify.HashEmbedding(e.Text, classify.HashDim)))
-	}
-	items, _ := top.Sorted()
-	out := make([]classify.Shot, len(items))
-	for i, e := range items {
-		out[i] = classify.Shot(e)
-	}
-	return out
 }
 
 // examplesOf is what a classifier learns from: the spec's examples, then

@@ -281,7 +281,13 @@ func TestConcurrentClassificationsTrainOnce(t *testing.T) {
 
 // BenchmarkClassifyEmbedded is one classification by the embedded model of
 // a classifier with 10,000 stored examples, once trained.
-func BenchmarkClassifyEmbedded(b *testing.B) {
+func BenchmarkClassifyEmbedded(b *testing.B) { benchmarkClassify(b, false) }
+
+// BenchmarkClassifyThroughTheLLM is the same through the LLM (its answers
+// cached after the first): the few-shot retrieval over 10,000 examples.
+func BenchmarkClassifyThroughTheLLM(b *testing.B) { benchmarkClassify(b, true) }
+
+func benchmarkClassify(b *testing.B, llm bool) {
 	st, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "c.db"))
 	if err != nil {
 		b.Fatal(err)
@@ -296,6 +302,14 @@ func BenchmarkClassifyEmbedded(b *testing.B) {
 		}
 	}
 	acts := &activities.Activities{Examples: st}
+	if llm {
+		srv := openaitest.New(b, openaitest.Reply{Content: `{"label":"refund","confidence":0.9,"fields":{"amount":20},"rationale":"refund asked"}`})
+		l, err := classify.NewLLM(classify.LLMOptions{BaseURL: srv.BaseURL(), Model: "test-model", Timeout: time.Second})
+		if err != nil {
+			b.Fatal(err)
+		}
+		acts.LLM = l
+	}
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
 	env.RegisterActivity(acts)
@@ -308,5 +322,54 @@ func BenchmarkClassifyEmbedded(b *testing.B) {
 		if _, err := env.ExecuteActivity(acts.Classify, in); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The LLM's few-shot context is the stored examples most like the text,
+// and stays so when examples are added.
+func TestFewShotsAreTheMostSimilarExamples(t *testing.T) {
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	put := func(id, text, label string) {
+		t.Helper()
+		e := store.Example{ID: id, Classifier: spec.Name, Text: text, Label: label, Embedding: make([]float32, st.EmbeddingDim()), CreatedAt: time.Now()}
+		if err := st.PutExample(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 30 {
+		put(fmt.Sprintf("q%d", i), fmt.Sprintf("are you open on day %d of the month", i), "question")
+	}
+	put("r1", "refund 20 EUR to my card please", "refund")
+	reply := openaitest.Reply{Content: `{"label":"refund","confidence":0.9,"fields":{"amount":20},"rationale":"refund asked"}`}
+	srv := openaitest.New(t, reply, reply)
+	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: srv.BaseURL(), Model: "test-model", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := &activities.Activities{Examples: st, LLM: l}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(acts)
+	shots := func(text string) string {
+		t.Helper()
+		if _, err := env.ExecuteActivity(acts.Classify, activities.ClassifyInput{Spec: spec, Text: text}); err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for _, m := range srv.Last()["messages"].([]any)[1:] {
+			fmt.Fprintln(&b, m.(map[string]any)["content"])
+		}
+		return b.String()
+	}
+	if got := shots("please refund 20 EUR"); !strings.Contains(got, "refund 20 EUR to my card please") {
+		t.Fatalf("few-shot context without the nearest example:\n%s", got)
+	}
+	put("r2", "a refund of 20 EUR for my order", "refund")
+	if got := shots("I want a refund of 20 EUR for the order"); !strings.Contains(got, "a refund of 20 EUR for my order") {
+		t.Fatalf("few-shot context without the example added since:\n%s", got)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store/vectors"
 )
 
 // The embedded classifier of each classifier is trained once and kept by
@@ -41,17 +42,21 @@ type classifierModel struct {
 	model    *classify.Model
 	examples []classify.Example // what the model has learned, in order
 	learned  map[string]bool    // exampleKey of each of examples
-	patched  bool               // some examples were learned by an update only
-	retrain  bool               // a full training runs in the background
+	// The hashing embeddings of examples, once asked for: aligned with
+	// examples, and by exampleKey to reuse when examples change.
+	vecs     [][]float32
+	vecByKey map[string][]float32
+	patched  bool // some examples were learned by an update only
+	retrain  bool // a full training runs in the background
 
 	train sync.Mutex // one foreground training at a time
 }
 
 func exampleKey(e classify.Example) string { return e.Label + "\x00" + e.Text }
 
-// embeddedModel is the classifier's model for its current examples, with
-// those examples.
-func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpec) (*classify.Model, []classify.Example, error) {
+// embeddedModel is the classifier's model for its current examples, and
+// the classifier's cache.
+func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpec) (*classify.Model, *classifierModel, error) {
 	stored, version, err := a.storedExamples(ctx, spec.Name)
 	if err != nil {
 		return nil, nil, err
@@ -66,14 +71,14 @@ func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpe
 	c := a.classifier(spec.Name)
 	c.mu.Lock()
 	if c.key == key {
-		m, examples := c.model, c.examples
+		m := c.model
 		c.mu.Unlock()
-		return m, examples, nil
+		return m, c, nil
 	}
 	c.mu.Unlock()
 	examples := examplesOf(spec, stored)
 	if m := a.current(c, spec.Name, specKey, key, examples); m != nil {
-		return m, examples, nil
+		return m, c, nil
 	}
 	c.train.Lock()
 	defer c.train.Unlock()
@@ -81,7 +86,7 @@ func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpe
 	if c.key == key { // another caller trained it meanwhile
 		m := c.model
 		c.mu.Unlock()
-		return m, examples, nil
+		return m, c, nil
 	}
 	c.mu.Unlock()
 	start := time.Now()
@@ -94,7 +99,7 @@ func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpe
 	c.spec, c.key, c.model, c.patched = specKey, key, m, false
 	c.setExamples(examples)
 	c.mu.Unlock()
-	return m, examples, nil
+	return m, c, nil
 }
 
 func (a *Activities) classifier(name string) *classifierModel {
@@ -117,6 +122,40 @@ func (c *classifierModel) setExamples(examples []classify.Example) {
 	for _, e := range examples {
 		c.learned[exampleKey(e)] = true
 	}
+	c.vecs = nil
+}
+
+// shots are the n examples most similar to text by the hashing embedding,
+// as few-shot context for the LLM. An example is embedded once.
+func (c *classifierModel) shots(text string, n int) []classify.Shot {
+	c.mu.Lock()
+	if c.vecs == nil {
+		byKey := make(map[string][]float32, len(c.examples))
+		c.vecs = make([][]float32, len(c.examples))
+		for i, e := range c.examples {
+			k := exampleKey(e)
+			v, ok := c.vecByKey[k]
+			if !ok {
+				v = classify.HashEmbedding(e.Text, classify.HashDim)
+			}
+			c.vecs[i], byKey[k] = v, v
+		}
+		c.vecByKey = byKey
+	}
+	examples, vecs := c.examples, c.vecs
+	c.mu.Unlock()
+	q := classify.HashEmbedding(text, classify.HashDim)
+	qn := vectors.Norm(q)
+	top := vectors.NewTopK[classify.Example](n)
+	for i, e := range examples {
+		top.Push(e, vectors.CosineDistance(q, qn, vecs[i]))
+	}
+	items, _ := top.Sorted()
+	out := make([]classify.Shot, len(items))
+	for i, e := range items {
+		out[i] = classify.Shot(e)
+	}
+	return out
 }
 
 // current is the cached model when it has learned exactly examples, or
