@@ -186,7 +186,7 @@ func (a *Activities) current(c *classifierModel, name, specKey, key string, exam
 	c.setExamples(examples)
 	if !c.retrain {
 		c.retrain = true
-		go a.retrainInBackground(c, name, specKey)
+		go a.retrainInBackground(c, name)
 	}
 	return m
 }
@@ -224,41 +224,38 @@ func (c *classifierModel) newSince(examples []classify.Example) (added, replay [
 // retrainInBackground trains a model on every example while the updated
 // one answers, then puts it in place, updated with the examples that came
 // meanwhile; it trains again while there were some.
-func (a *Activities) retrainInBackground(c *classifierModel, name, specKey string) {
-	defer func() {
-		c.mu.Lock()
-		c.retrain = false
-		c.mu.Unlock()
-	}()
+func (a *Activities) retrainInBackground(c *classifierModel, name string) {
 	for {
 		c.mu.Lock()
-		if c.spec != specKey || !c.patched {
+		if !c.patched {
+			c.retrain = false // under the lock that current checks it with
 			c.mu.Unlock()
 			return
 		}
-		examples := c.examples
+		spec, examples := c.spec, c.examples
 		c.mu.Unlock()
 		start := time.Now()
 		m, err := classify.Train(examples, classify.Options{})
 		if err != nil {
 			a.logger().Warn("classifier not retrained", "classifier", name, "err", err)
+			c.mu.Lock()
+			c.retrain = false
+			c.mu.Unlock()
 			return
 		}
 		a.Metrics.trained("background", time.Since(start))
 		a.logger().Info("classifier retrained on every example", "classifier", name, "examples", len(examples), "seconds", time.Since(start).Seconds())
 		c.mu.Lock()
-		if c.spec != specKey {
-			c.mu.Unlock()
-			return
-		}
-		trained := &classifierModel{}
-		trained.setExamples(examples)
-		added, replay, removed := trained.newSince(c.examples)
-		switch {
-		case len(added) == 0 && removed == 0:
-			c.model, c.patched = m, false
-		case removed == 0:
-			c.model = m.Update(added, replay)
+		if c.spec == spec {
+			trained := &classifierModel{}
+			trained.setExamples(examples)
+			added, replay, removed := trained.newSince(c.examples)
+			switch {
+			case len(added) == 0 && removed == 0:
+				c.model, c.patched = m, false
+			case removed == 0:
+				c.model = m.Update(added, replay)
+			}
 		}
 		c.mu.Unlock()
 	}
