@@ -53,9 +53,10 @@ type ReviewBook interface {
 	EscalateReview(ctx context.Context, id string, to store.Escalation, at time.Time) (store.Review, error)
 }
 
-// StartCounter counts instance starts per hour, for arrival-rate signals.
+// StartCounter counts instance starts per time bucket, for arrival-rate
+// signals.
 type StartCounter interface {
-	HourlyStarts(ctx context.Context, process string, from, to time.Time) ([]int, error)
+	StartCounts(ctx context.Context, process string, from, to time.Time, bucket time.Duration) ([]int, error)
 }
 
 // StateProjection keeps the state each instance's workflow saves, for
@@ -97,12 +98,6 @@ type Activities struct {
 type cachedSet struct {
 	stamp int64
 	set   *policies.Set
-}
-
-type cachedRate struct {
-	at      time.Time
-	history []int
-	current int
 }
 
 func (a *Activities) logger() *slog.Logger {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/adaptflow/adaptflow/ml/anomaly"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
@@ -181,9 +180,6 @@ func (a *Activities) model() string {
 	return a.Model
 }
 
-// rateTTL is how long a computed arrival-rate history is reused.
-const rateTTL = 30 * time.Second
-
 // signals computes the signals the definition declares: arrival rates at
 // every decision; value signals once per instance, at its first decision
 // (returned as observed), later from what the workflow carries. A signal
@@ -211,50 +207,17 @@ func (a *Activities) signals(ctx context.Context, def *process.Definition, in De
 			out[sig.Name], observed[sig.Name] = s, s
 			continue
 		}
-		if sig.Kind != "arrival_rate" || a.Starts == nil {
+		if sig.Kind != "arrival_rate" || a.Starts == nil || a.Detectors == nil {
 			continue
 		}
-		current, history, err := a.rateHistory(ctx, def.Name, now)
+		s, err := a.observeRate(ctx, def, sig, now)
 		if err != nil {
 			a.logger().WarnContext(ctx, "signal unavailable", "signal", sig.Name, "process", def.Name, "err", err)
 			continue
 		}
-		r := anomaly.Rate(current, history)
-		out[sig.Name] = policies.Signal{
-			Value: r.Value, Score: r.Score, Anomalous: r.Anomalous, WarmingUp: r.WarmingUp,
-			Baseline: policies.Baseline{Expected: r.Expected, Low: r.Low, High: r.High}, Reason: r.Reason,
-		}
+		out[sig.Name] = s
 	}
 	return out, observed, nil
-}
-
-func (a *Activities) rateHistory(ctx context.Context, name string, now time.Time) (int, []int, error) {
-	a.mu.Lock()
-	c, ok := a.rates[name]
-	a.mu.Unlock()
-	if ok && now.Sub(c.at) < rateTTL && !now.Before(c.at) {
-		return c.current, c.history, nil
-	}
-	hourAgo := now.Add(-time.Hour)
-	cur, err := a.Starts.HourlyStarts(ctx, name, hourAgo, now)
-	if err != nil {
-		return 0, nil, err
-	}
-	history, err := a.Starts.HourlyStarts(ctx, name, hourAgo.Add(-7*24*time.Hour), hourAgo)
-	if err != nil {
-		return 0, nil, err
-	}
-	current := 0
-	if len(cur) > 0 {
-		current = cur[0]
-	}
-	a.mu.Lock()
-	if a.rates == nil {
-		a.rates = map[string]cachedRate{}
-	}
-	a.rates[name] = cachedRate{at: now, history: history, current: current}
-	a.mu.Unlock()
-	return current, history, nil
 }
 
 // RecordReviewInput appends a review's outcome to the instance's decision

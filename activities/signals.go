@@ -84,11 +84,13 @@ func (a *Activities) observeValue(ctx context.Context, def *process.Definition, 
 }
 
 func signalOf(v float64, o anomaly.Observation) policies.Signal {
-	s := policies.Signal{Value: v, Score: o.Score, Anomalous: o.Anomalous, WarmingUp: o.WarmingUp, Recurring: o.Recurring,
+	s := policies.Signal{Value: v, Score: o.Score, Anomalous: o.Anomalous || o.Continuing, WarmingUp: o.WarmingUp, Recurring: o.Recurring,
 		Baseline: policies.Baseline{Expected: o.Expected, Low: o.Low, High: o.High}}
 	switch {
 	case o.WarmingUp:
 		s.Reason = "warming up: too few observations to judge yet"
+	case o.Continuing:
+		s.Reason = fmt.Sprintf("%g is unusual, as were the values just before it: expected about %.4g (normal %.4g to %.4g)", v, o.Expected, o.Low, o.High)
 	case o.Anomalous && o.Shift != 0:
 		side := "above"
 		if o.Shift < 0 {

@@ -1,8 +1,11 @@
 package activities_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +13,7 @@ import (
 	"github.com/adaptflow/adaptflow/activities"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/sqlite"
 )
 
@@ -82,5 +86,93 @@ func TestValueSignal(t *testing.T) {
 	}
 	if obs, _ := st.Observations(t.Context(), "payouts", "amount", time.Time{}); len(obs) != 322 {
 		t.Fatalf("%d observations after a retry, want 322", len(obs))
+	}
+}
+
+const ordersDef = `
+name: orders
+version: 1
+signals:
+  - {name: order_volume, kind: arrival_rate}
+steps:
+  - {id: pick, kind: task, task: noop}
+`
+
+// The arrival rate learns the weekly rhythm: the usual weekday-morning
+// peak is not an anomaly, the same rate at night is; with little history
+// it says it is warming up and for how long.
+func TestArrivalRateLearnsTheWeeklyRhythm(t *testing.T) {
+	monday := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC) // a Monday
+	// Three weeks of starts at random times: 30 an hour on average from 9
+	// to 17 on weekdays, 2 an hour otherwise.
+	rng := rand.New(rand.NewPCG(1, 2))
+	n := 0
+	history := func(st *sqlite.Store, process string, from, to time.Time) {
+		t.Helper()
+		for h := from; h.Before(to); h = h.Add(time.Minute) {
+			perHour := 2.0
+			if wd := h.Weekday(); wd != time.Saturday && wd != time.Sunday && h.Hour() >= 9 && h.Hour() < 17 {
+				perHour = 30
+			}
+			if rng.Float64() < perHour/60 {
+				n++
+				id := fmt.Sprintf("%s-%d", process, n)
+				at := h.Add(time.Duration(rng.Int64N(int64(time.Minute))))
+				if _, _, err := st.CreateInstance(t.Context(), store.Instance{ID: id, Process: process, ProcessVersion: 1, BusinessKey: id, Input: []byte(`{}`), CreatedAt: at}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "r.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	def, err := process.ParseDefinition([]byte(ordersDef))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := policies.NewEnv()
+	acts := &activities.Activities{Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Detectors: st, Calendar: policies.DefaultCalendar()}
+	rate := func(id string, now time.Time) policies.Signal {
+		t.Helper()
+		res, err := acts.Decide(t.Context(), activities.DecideInput{Definition: def, InstanceID: id, RunID: "run-" + id, Seq: 1, Step: "pick", Now: now, Started: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := st.Decision(t.Context(), res.DecisionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var facts policies.Facts
+		if err := json.Unmarshal(d.Facts, &facts); err != nil {
+			t.Fatal(err)
+		}
+		return facts.Signals["order_volume"]
+	}
+	start := monday.Add(-21 * 24 * time.Hour)
+	history(st, "orders", start, start.Add(3*time.Hour))
+	if s := rate("early", start.Add(3*time.Hour+5*time.Minute)); !s.WarmingUp || !strings.Contains(s.Reason, "more of history") {
+		t.Fatalf("after three hours: %+v", s)
+	}
+	history(st, "orders", start.Add(3*time.Hour), monday.Add(10*time.Hour))
+	peak := rate("peak", monday.Add(10*time.Hour+5*time.Minute))
+	if peak.WarmingUp || peak.Anomalous || peak.Value < 15 || peak.Value > 45 || peak.Baseline.Expected < 20 || peak.Baseline.Expected > 40 {
+		t.Fatalf("the usual Monday-morning peak: %+v", peak)
+	}
+	// The same rate at three in the morning is a surge.
+	night := monday.Add(3 * time.Hour)
+	def.Name = "night"
+	history(st, "night", start, night)
+	for i := range 30 {
+		id := fmt.Sprintf("surge-%d", i)
+		if _, _, err := st.CreateInstance(t.Context(), store.Instance{ID: id, Process: "night", ProcessVersion: 1, BusinessKey: id, Input: []byte(`{}`), CreatedAt: night.Add(time.Duration(i) * time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	surge := rate("surge", night.Add(35*time.Minute))
+	if !surge.Anomalous || surge.Value < 30 || surge.Baseline.Expected > 5 || !strings.Contains(surge.Reason, "unusual") {
+		t.Fatalf("30 starts in half an hour at night: %+v", surge)
 	}
 }

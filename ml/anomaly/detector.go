@@ -128,6 +128,7 @@ type Detector struct {
 	growth     float64
 	burstPeak  float64
 	burstQuiet int
+	flagSide   int // the side (+1, -1) of the last flagged point's miss
 }
 
 // snapshotVersion changes when the detector's state changes meaning; a
@@ -158,6 +159,7 @@ type Snapshot struct {
 	Growth     float64         `json:"growth,omitempty"`
 	BurstPeak  float64         `json:"burst_peak,omitempty"`
 	BurstQuiet int             `json:"burst_quiet,omitempty"`
+	FlagSide   int             `json:"flag_side,omitempty"`
 	Times      []time.Time     `json:"times,omitempty"`
 }
 
@@ -166,7 +168,7 @@ func (d *Detector) Snapshot() Snapshot {
 	return Snapshot{Version: snapshotVersion, Opts: d.opts, N: d.n, Level: d.level, Prev: d.prev, Scale: d.scale, DScale: d.dscale,
 		SScale: d.sscale, Record: d.record, Up: d.up, Down: d.down, SinceFlag: d.sinceFlag, Period: d.period, Ring: d.ring.ordered(), Times: slices.Clone(d.times),
 		Week: d.week.ordered(), WScale: d.wscale, WN: d.wn, SN: d.sn, Tally: slices.Clone(d.tally[:]), Growth: d.growth,
-		BurstPeak: d.burstPeak, BurstQuiet: d.burstQuiet}
+		BurstPeak: d.burstPeak, BurstQuiet: d.burstQuiet, FlagSide: d.flagSide}
 }
 
 // Restore makes a detector from a snapshot. A snapshot of an earlier
@@ -181,7 +183,7 @@ func Restore(s Snapshot) *Detector {
 	d.sinceFlag, d.period, d.ring, d.times = s.SinceFlag, s.Period, baseline{vals: s.Ring}, s.Times
 	d.week, d.wscale, d.wn, d.sn = baseline{vals: s.Week}, s.WScale, s.WN, s.SN
 	copy(d.tally[:], s.Tally)
-	d.growth, d.burstPeak, d.burstQuiet = max(s.Growth, 1), s.BurstPeak, s.BurstQuiet
+	d.growth, d.burstPeak, d.burstQuiet, d.flagSide = max(s.Growth, 1), s.BurstPeak, s.BurstQuiet, s.FlagSide
 	return d
 }
 
@@ -202,7 +204,20 @@ type Observation struct {
 	// Recurring is set on a point whose error reached the threshold but
 	// is not flagged, as errors as large have recurred lately.
 	Recurring bool
-	WarmingUp bool
+	// Continuing is set on a point that scores at or above the threshold
+	// within the span after a flag (DetectorOptions.Suppress), off to the
+	// same side as the flagged point: it is not flagged again, as it
+	// continues the flagged event, but it is as unusual. A signal reads it
+	// as anomalous. (A point back to normal after a surge misses the
+	// level the surge raised, but to the other side.)
+	Continuing bool
+	WarmingUp  bool
+	// WarmupLeft is how many more points the detector sees before it
+	// scores, while it warms up.
+	WarmupLeft int
+	// Expected is what the forecast that explains the point best (the
+	// recent level, or the daily or weekly baseline) expected; Low and
+	// High bound the values that forecast would not flag.
 	Expected  float64
 	Low, High float64
 }
@@ -269,17 +284,20 @@ func (d *Detector) Observe(v float64) Observation {
 	if d.n == 1 {
 		d.level, d.prev = v, v
 		d.push(v)
-		return Observation{WarmingUp: true, Expected: v, Low: v, High: v}
+		return Observation{WarmingUp: true, WarmupLeft: d.opts.Warmup, Expected: v, Low: v, High: v}
 	}
 	eps := 1e-9 * math.Max(1, math.Abs(d.level))
 	miss := math.Abs(v - d.level)
 	step := math.Abs(v - d.prev)
 	e := math.Max(miss/(d.scale+eps), step/(d.dscale+eps))
-	signed := 0.0 // the miss of the seasonal baseline in use, if any
+	expected, scale := d.level, d.scale // the forecast that explains v best
+	signed := 0.0                       // the miss of the seasonal baseline in use, if any
 	if d.period > 0 && d.ring.full(d.period) {
 		smiss := math.Abs(v - d.ring.oldest())
 		if d.sscale < d.scale*seasonalEdge {
-			e = math.Min(e, smiss/(d.sscale+eps))
+			if se := smiss / (d.sscale + eps); se < e {
+				e, expected, scale = se, d.ring.oldest(), d.sscale
+			}
 			signed = (v - d.ring.oldest()) / (d.sscale + eps)
 		}
 		d.sn++
@@ -293,7 +311,9 @@ func (d *Detector) Observe(v float64) Observation {
 		if d.week.full(wp) {
 			wmiss := math.Abs(v - d.week.oldest())
 			if d.wn > wp && d.wscale < d.sscale && d.wscale < d.scale*seasonalEdge {
-				e = math.Min(e, wmiss/(d.wscale+eps))
+				if we := wmiss / (d.wscale + eps); we < e {
+					e, expected, scale = we, d.week.oldest(), d.wscale
+				}
 				signed = (v - d.week.oldest()) / (d.wscale + eps)
 			}
 			d.wn++
@@ -302,7 +322,7 @@ func (d *Detector) Observe(v float64) Observation {
 		d.week.push(wp, v, weekSmoothing)
 	}
 	d.push(v)
-	obs := Observation{Expected: d.level, Low: d.level - errorScale*d.scale, High: d.level + errorScale*d.scale}
+	obs := Observation{Expected: expected, Low: expected - errorScale*scale, High: expected + errorScale*scale}
 
 	// Learn after scoring. The first points set the scales by a plain mean;
 	// one huge miss moves a scale by at most ten times itself.
@@ -315,7 +335,7 @@ func (d *Detector) Observe(v float64) Observation {
 	d.level += alphaLevel * (v - d.level)
 	d.prev = v
 	if d.n <= d.opts.Warmup {
-		obs.WarmingUp = true
+		obs.WarmingUp, obs.WarmupLeft = true, d.opts.Warmup-d.n+1
 		return obs
 	}
 	record := e >= d.record
@@ -349,8 +369,17 @@ func (d *Detector) Observe(v float64) Observation {
 			obs.Anomalous, obs.Shift = true, dir
 		}
 	}
+	side := 1
+	if v < expected {
+		side = -1
+	}
+	if obs.Shift != 0 {
+		side = obs.Shift
+	}
 	if obs.Anomalous {
-		d.sinceFlag = 0
+		d.sinceFlag, d.flagSide = 0, side
+	} else if d.sinceFlag <= d.opts.Suppress && side == d.flagSide && (obs.Score >= d.opts.Threshold || shift >= d.opts.Threshold) {
+		obs.Continuing = true
 	}
 	obs.Score = max(obs.Score, shift)
 	return obs

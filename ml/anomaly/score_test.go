@@ -2,6 +2,7 @@ package anomaly
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -79,6 +80,31 @@ func TestDetectorFlagsASpikeAndLearnsAShift(t *testing.T) {
 	}
 	if flags != 2 {
 		t.Fatalf("%d flags, want the spike and the shift", flags)
+	}
+}
+
+// A surge of a few points is flagged once; the points after the flag are
+// as unusual (Continuing), and the first point back to normal is not.
+func TestDetectorMarksTheRestOfAnEventContinuing(t *testing.T) {
+	d := NewDetector(DetectorOptions{})
+	rng := rand.New(rand.NewPCG(11, 12))
+	var flagged, continuing []int
+	for i := range 1010 {
+		v := 10 + rng.NormFloat64()
+		if i >= 1000 && i < 1005 {
+			v += 40
+		}
+		o := d.Observe(v)
+		if o.Anomalous {
+			flagged = append(flagged, i)
+			d = Restore(d.Snapshot()) // the event goes on after a restart
+		}
+		if o.Continuing {
+			continuing = append(continuing, i)
+		}
+	}
+	if fmt.Sprint(flagged) != "[1000]" || fmt.Sprint(continuing) != "[1001 1002 1003 1004]" {
+		t.Fatalf("flagged %v and continuing %v, want the surge's first point and the rest of it", flagged, continuing)
 	}
 }
 

@@ -259,23 +259,25 @@ func nullText(b []byte) *string {
 	return &s
 }
 
-// HourlyStarts counts the starts of a process in each whole hour of
-// [from, to), oldest first, leaving out the hours before its first start.
-func (s *Store) HourlyStarts(ctx context.Context, processName string, from, to time.Time) ([]int, error) {
-	const hour = int64(time.Hour / time.Microsecond)
-	n := int(to.Sub(from) / time.Hour)
+// StartCounts counts the starts of a process in each whole bucket of
+// [from, to), oldest first, leaving out the buckets before its first start.
+func (s *Store) StartCounts(ctx context.Context, processName string, from, to time.Time, bucket time.Duration) ([]int, error) {
+	if bucket < time.Microsecond {
+		return nil, fmt.Errorf("%w: start counts: bucket %v", store.ErrInvalid, bucket)
+	}
+	n := int(to.Sub(from) / bucket)
 	counts := make([]int, n)
 	first := n
 	rows, err := s.pool.Query(ctx, `SELECT (created_at - $1) / $2 AS h, COUNT(*) FROM instances WHERE process = $3 AND created_at >= $1 AND created_at < $4 GROUP BY h ORDER BY h`,
-		micros(from), hour, processName, micros(to))
+		micros(from), bucket.Microseconds(), processName, micros(to))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: hourly starts: %w", err)
+		return nil, fmt.Errorf("postgres: start counts: %w", err)
 	}
 	for rows.Next() {
 		var h, c int64
 		if err := rows.Scan(&h, &c); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("postgres: hourly starts: %w", err)
+			return nil, fmt.Errorf("postgres: start counts: %w", err)
 		}
 		if h >= 0 && int(h) < n {
 			counts[h] = int(c)
@@ -284,11 +286,11 @@ func (s *Store) HourlyStarts(ctx context.Context, processName string, from, to t
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: hourly starts: %w", err)
+		return nil, fmt.Errorf("postgres: start counts: %w", err)
 	}
 	var firstAt int64
 	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(MIN(created_at), 0) FROM instances WHERE process = $1`, processName).Scan(&firstAt); err != nil {
-		return nil, fmt.Errorf("postgres: hourly starts: %w", err)
+		return nil, fmt.Errorf("postgres: start counts: %w", err)
 	}
 	if firstAt < micros(from) {
 		first = 0

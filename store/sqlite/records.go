@@ -495,24 +495,26 @@ func (s *Store) CloseReview(ctx context.Context, r store.Review) (store.Review, 
 	return s.reviewWhere(ctx, s.w, `id = ?`, r.ID)
 }
 
-// HourlyStarts counts the starts of a process in each whole hour of
-// [from, to), oldest first, leaving out the hours before its first start.
-func (s *Store) HourlyStarts(ctx context.Context, processName string, from, to time.Time) ([]int, error) {
-	const hour = int64(time.Hour / time.Microsecond)
+// StartCounts counts the starts of a process in each whole bucket of
+// [from, to), oldest first, leaving out the buckets before its first start.
+func (s *Store) StartCounts(ctx context.Context, processName string, from, to time.Time, bucket time.Duration) ([]int, error) {
+	if bucket < time.Microsecond {
+		return nil, fmt.Errorf("%w: start counts: bucket %v", store.ErrInvalid, bucket)
+	}
 	rows, err := s.r.QueryContext(ctx, `SELECT (created_at - ?) / ? AS h, COUNT(*) FROM instances WHERE process = ? AND created_at >= ? AND created_at < ? GROUP BY h ORDER BY h`,
-		micros(from), hour, processName, micros(from), micros(to))
+		micros(from), bucket.Microseconds(), processName, micros(from), micros(to))
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: hourly starts: %w", err)
+		return nil, fmt.Errorf("sqlite: start counts: %w", err)
 	}
 	defer rows.Close()
-	n := int(to.Sub(from) / time.Hour)
+	n := int(to.Sub(from) / bucket)
 	counts := make([]int, n)
 	first := n
 	for rows.Next() {
 		var h int64
 		var c int
 		if err := rows.Scan(&h, &c); err != nil {
-			return nil, fmt.Errorf("sqlite: hourly starts: %w", err)
+			return nil, fmt.Errorf("sqlite: start counts: %w", err)
 		}
 		if h >= 0 && int(h) < n {
 			counts[h] = c
@@ -520,11 +522,11 @@ func (s *Store) HourlyStarts(ctx context.Context, processName string, from, to t
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: hourly starts: %w", err)
+		return nil, fmt.Errorf("sqlite: start counts: %w", err)
 	}
 	var firstAt int64
 	if err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MIN(created_at), 0) FROM instances WHERE process = ?`, processName).Scan(&firstAt); err != nil {
-		return nil, fmt.Errorf("sqlite: hourly starts: %w", err)
+		return nil, fmt.Errorf("sqlite: start counts: %w", err)
 	}
 	if firstAt < micros(from) {
 		first = 0

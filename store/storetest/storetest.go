@@ -51,7 +51,7 @@ type Store interface {
 	SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) error
 	MarkStarted(ctx context.Context, ids []string) error
 	PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error)
-	HourlyStarts(ctx context.Context, process string, from, to time.Time) ([]int, error)
+	StartCounts(ctx context.Context, process string, from, to time.Time, bucket time.Duration) ([]int, error)
 	AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error)
 	AppendDecisionWithState(ctx context.Context, d process.Decision, st *store.StateSave) (process.Decision, error)
 	Decision(ctx context.Context, id string) (process.Decision, error)
@@ -457,7 +457,7 @@ func testInstances(t *testing.T, s Store) {
 			must(t, err)
 		}
 	}
-	counts, err := s.HourlyStarts(ctx, "rate", t0.Add(-5*time.Hour), t0.Add(30*time.Hour))
+	counts, err := s.StartCounts(ctx, "rate", t0.Add(-5*time.Hour), t0.Add(30*time.Hour), time.Hour)
 	must(t, err)
 	// Hour 0 has no starts (0 % 3), but the process started before the
 	// window's hour 6 ... the first start is in hour 1 of the process.
@@ -468,10 +468,19 @@ func testInstances(t *testing.T, s Store) {
 	if fmt.Sprint(counts) != fmt.Sprint(want) {
 		t.Fatalf("hourly starts %v, want %v", counts, want)
 	}
-	counts, err = s.HourlyStarts(ctx, "rate", t0.Add(3*time.Hour), t0.Add(6*time.Hour))
+	counts, err = s.StartCounts(ctx, "rate", t0.Add(3*time.Hour), t0.Add(6*time.Hour), time.Hour)
 	must(t, err)
 	if fmt.Sprint(counts) != "[0 1 2]" {
 		t.Fatalf("window after the first start: %v", counts)
+	}
+	// Ten-minute buckets: hour 3 has no start, hour 4 one, a minute past it.
+	counts, err = s.StartCounts(ctx, "rate", t0.Add(3*time.Hour), t0.Add(5*time.Hour), 10*time.Minute)
+	must(t, err)
+	if fmt.Sprint(counts) != "[0 0 0 0 0 0 1 0 0 0 0 0]" {
+		t.Fatalf("ten-minute buckets: %v", counts)
+	}
+	if _, err := s.StartCounts(ctx, "rate", t0, t0.Add(time.Hour), 0); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("a zero bucket: %v", err)
 	}
 }
 

@@ -1,0 +1,145 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/adaptflow/adaptflow/ml/anomaly"
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// An arrival-rate signal is the number of starts of a process in the hour
+// before each ten-minute boundary, observed in order by the same detector
+// (and defaults) as any signal, with the boundaries' times, so that it
+// learns the daily and weekly rhythm: the usual Monday-morning peak is not
+// an anomaly, a surge far above the usual for that hour of the week is.
+// The detector's state is shared by all workers like a value signal's;
+// whichever worker decides first after a boundary observes every boundary
+// since the last one observed (a new detector learns from up to five weeks
+// of starts), and the signal of a decision is that of the latest boundary.
+const (
+	rateStep     = 10 * time.Minute
+	rateWindow   = time.Hour
+	rateBackfill = 5 * 7 * 24 * time.Hour
+)
+
+// rateState is what is saved per arrival-rate signal.
+type rateState struct {
+	Detector anomaly.Snapshot `json:"detector"`
+	// Last is the latest boundary observed, and Signal the signal there.
+	Last   time.Time       `json:"last"`
+	Signal policies.Signal `json:"signal"`
+}
+
+type cachedRate struct {
+	at     time.Time // the boundary
+	signal policies.Signal
+}
+
+// observeRate is the arrival-rate signal at the latest boundary before
+// now, observing the boundaries not yet observed.
+func (a *Activities) observeRate(ctx context.Context, def *process.Definition, sig process.Signal, now time.Time) (policies.Signal, error) {
+	key := def.Name + "/" + sig.Name
+	at := now.Truncate(rateStep)
+	a.mu.Lock()
+	c, ok := a.rates[key]
+	a.mu.Unlock()
+	if ok && c.at.Equal(at) {
+		return c.signal, nil
+	}
+	for range 50 {
+		cur, err := a.Detectors.DetectorState(ctx, key)
+		if err != nil {
+			return policies.Signal{}, err
+		}
+		var st rateState
+		if cur.State != nil {
+			if err := json.Unmarshal(cur.State, &st); err != nil {
+				return policies.Signal{}, fmt.Errorf("detector %s: %w", key, err)
+			}
+		}
+		if !st.Last.Before(at) { // another worker observed this boundary
+			a.cacheRate(key, at, st.Signal)
+			return st.Signal, nil
+		}
+		d := anomaly.NewDetector(anomaly.DetectorOptions{})
+		from := at.Add(-rateBackfill)
+		if cur.State != nil && st.Last.After(from) {
+			d, from = anomaly.Restore(st.Detector), st.Last.Add(rateStep)
+		}
+		// Ten-minute buckets from an hour before the first boundary to
+		// observe, to the last; those before the process's first start
+		// are left out.
+		counts, err := a.Starts.StartCounts(ctx, def.Name, from.Add(-rateWindow), at, rateStep)
+		if err != nil {
+			return policies.Signal{}, err
+		}
+		per := int(rateWindow / rateStep)
+		n := int(at.Sub(from.Add(-rateWindow)) / rateStep)
+		buckets := make([]int, n)
+		copy(buckets[n-len(counts):], counts)
+		first := n - len(counts) // the first bucket that may hold a start
+		var signal policies.Signal
+		observed := false
+		for j := max(per, first+1); j <= n; j++ {
+			v := 0
+			for _, b := range buckets[j-per : j] {
+				v += b
+			}
+			o := d.ObserveAt(from.Add(time.Duration(j-per)*rateStep), float64(v))
+			signal, observed = rateSignal(v, o), true
+		}
+		if !observed { // no start yet: nothing to learn from
+			s := policies.Signal{WarmingUp: true, Reason: "warming up: no starts yet"}
+			a.cacheRate(key, at, s)
+			return s, nil
+		}
+		cur.State = process.JSON(rateState{Detector: d.Snapshot(), Last: at, Signal: signal})
+		if _, err := a.Detectors.SaveDetectorState(ctx, cur); errors.Is(err, store.ErrConflict) {
+			continue // another worker saved first: read again
+		} else if err != nil {
+			return policies.Signal{}, err
+		}
+		a.cacheRate(key, at, signal)
+		return signal, nil
+	}
+	return policies.Signal{}, fmt.Errorf("detector %s: too many concurrent updates", key)
+}
+
+func (a *Activities) cacheRate(key string, at time.Time, s policies.Signal) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.rates == nil {
+		a.rates = map[string]cachedRate{}
+	}
+	a.rates[key] = cachedRate{at: at, signal: s}
+}
+
+func rateSignal(v int, o anomaly.Observation) policies.Signal {
+	s := policies.Signal{Value: float64(v), Score: o.Score, Anomalous: o.Anomalous || o.Continuing, WarmingUp: o.WarmingUp, Recurring: o.Recurring,
+		Baseline: policies.Baseline{Expected: o.Expected, Low: max(0, o.Low), High: o.High}}
+	switch {
+	case o.WarmingUp:
+		s.Reason = fmt.Sprintf("warming up: %d starts in the last hour; it judges after %s more of history", v, time.Duration(o.WarmupLeft)*rateStep)
+	case o.Continuing:
+		s.Reason = fmt.Sprintf("%d starts in the last hour continues an unusual stretch: expected about %.0f for the time (normal %.1f to %.1f)", v, o.Expected, s.Baseline.Low, o.High)
+	case o.Anomalous && o.Shift != 0:
+		side := "above"
+		if o.Shift < 0 {
+			side = "below"
+		}
+		s.Reason = fmt.Sprintf("%d starts in the last hour continues a sustained shift: the rate has kept running %s what is usual for the time", v, side)
+	case o.Anomalous:
+		s.Reason = fmt.Sprintf("%d starts in the last hour is unusual: expected about %.0f for the time (normal %.1f to %.1f)", v, o.Expected, s.Baseline.Low, o.High)
+	case o.Recurring:
+		s.Reason = fmt.Sprintf("%d starts in the last hour is far from the expected %.0f, but rates this far off have recurred lately: not flagged", v, o.Expected)
+	default:
+		s.Reason = fmt.Sprintf("%d starts in the last hour is within what is usual for the time (about %.0f)", v, o.Expected)
+	}
+	return s
+}
