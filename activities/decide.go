@@ -30,11 +30,13 @@ type DecideInput struct {
 	Reviews     []policies.ReviewFact
 	// Classification is the instance's classification facts, if any.
 	Classification map[string]any
-	// Signals are the instance's value signals, observed at its first
-	// decision and carried by the workflow to the later ones.
-	Signals  map[string]policies.Signal
-	Point    policies.Point
-	PrevHash string
+	// Signals are the instance's value and duration signals, observed once
+	// and carried by the workflow to the later decisions.
+	Signals map[string]policies.Signal
+	// Durations are the seconds each finished step took, by step id.
+	Durations map[string]float64 `json:",omitempty"`
+	Point     policies.Point
+	PrevHash  string
 	// State, when set, is the instance's state just before this decision,
 	// saved to the projection as save number StateSeq of the run.
 	State    json.RawMessage `json:",omitempty"`
@@ -181,22 +183,27 @@ func (a *Activities) model() string {
 }
 
 // signals computes the signals the definition declares: arrival rates at
-// every decision; value signals once per instance, at its first decision
+// every decision; value signals once per instance, at its first decision,
+// and duration signals at the first decision after their step finished
 // (returned as observed), later from what the workflow carries. A signal
-// that cannot be computed is left out, and policies that read it record an
-// error; a value signal that cannot be saved fails the decision, to be
-// retried, so no observation is lost.
+// that cannot be computed (or a duration before its step finished) is left
+// out, and policies that read it record an error; a value or duration that
+// cannot be saved fails the decision, to be retried, so no observation is
+// lost.
 func (a *Activities) signals(ctx context.Context, def *process.Definition, in DecideInput) (map[string]policies.Signal, map[string]policies.Signal, error) {
 	now := in.Now
 	out := make(map[string]policies.Signal, len(def.Signals))
 	observed := map[string]policies.Signal{}
 	for _, sig := range def.Signals {
-		if sig.Kind == "value" {
+		if sig.Kind == "value" || sig.Kind == "duration" {
 			if s, ok := in.Signals[sig.Name]; ok {
 				out[sig.Name] = s
 				continue
 			}
 			v, ok := in.Input[sig.Field].(float64)
+			if sig.Kind == "duration" {
+				v, ok = in.Durations[sig.Step]
+			}
 			if !ok || a.Detectors == nil {
 				continue
 			}

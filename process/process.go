@@ -103,12 +103,16 @@ type LabeledText struct {
 // Signal declares a signal computed for every decision of the process.
 type Signal struct {
 	Name string `json:"name" yaml:"name"`
-	// Kind is "arrival_rate" (instance starts per hour) or "value" (a
-	// numeric input field, observed once per instance by an online
-	// anomaly detector shared by all workers).
+	// Kind is "arrival_rate" (instance starts per hour), "value" (a
+	// numeric input field) or "duration" (the seconds a step took, known
+	// from the decision after it). Each is observed by an online anomaly
+	// detector shared by all workers; a value or duration once per
+	// instance.
 	Kind string `json:"kind" yaml:"kind"`
 	// Field is the input field of a value signal.
 	Field string `json:"field,omitempty" yaml:"field,omitempty"`
+	// Step is the step of a duration signal.
+	Step string `json:"step,omitempty" yaml:"step,omitempty"`
 }
 
 // InputSchema is the subset of JSON Schema adaptflow checks: required fields

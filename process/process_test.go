@@ -18,6 +18,8 @@ input:
     tier: {type: string, enum: [gold, silver]}
     count: {type: integer}
     lines: {type: array, maxItems: 3}
+signals:
+  - {name: pause_time, kind: duration, step: pause}
 steps:
   - {id: reserve, kind: task, task: reserve_stock}
   - {id: pause, kind: wait, duration: 1d}
@@ -47,6 +49,8 @@ func TestParseDefinitionErrorsNamePaths(t *testing.T) {
 		"escalation queue": {"on_timeout: approve", "on_timeout: escalate, escalate: {queue: Senior!, sla: 8h, on_timeout: reject}", "steps[2].review.escalate.queue: is required"},
 		"escalation end":   {"on_timeout: approve", "on_timeout: escalate, escalate: {queue: senior, sla: 8h, on_timeout: escalate}", "steps[2].review.escalate.on_timeout: must be approve, reject or fail"},
 		"escalation url":   {"on_timeout: approve", "on_timeout: escalate, escalate: {queue: senior, sla: 8h, on_timeout: reject, notify: 'ftp://x'}", "steps[2].review.escalate.notify: must be an http(s) URL"},
+		"duration step":    {"step: pause}", "step: nap}", `signals[0].step: a duration signal names a step of steps or catalog (got "nap")`},
+		"signal kind":      {"kind: duration", "kind: latency", `signals[0].kind: unknown signal kind "latency" (known: arrival_rate, value, duration)`},
 		"stray escalation": {"on_timeout: approve", "on_timeout: approve, escalate: {queue: senior, sla: 8h, on_timeout: reject}", "steps[2].review.escalate: applies only with on_timeout: escalate"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -166,8 +166,12 @@ func (d *Definition) Validate() error {
 			if p, ok := d.Input.Properties[s.Field]; !ok || (p.Type != "number" && p.Type != "integer") {
 				es.Add(path+".field", "a value signal names a number or integer field of input.properties (got %q)", s.Field)
 			}
+		case "duration":
+			if _, ok := d.Step(s.Step); !ok {
+				es.Add(path+".step", "a duration signal names a step of steps or catalog (got %q)", s.Step)
+			}
 		default:
-			es.Add(path+".kind", "unknown signal kind %q (known: arrival_rate, value)", s.Kind)
+			es.Add(path+".kind", "unknown signal kind %q (known: arrival_rate, value, duration)", s.Kind)
 		}
 	}
 	if cb := d.Callback; cb != nil {

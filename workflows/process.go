@@ -405,6 +405,7 @@ func (r *runner) decide(ctx workflow.Context, i int) (int, error) {
 		Reviews:        r.reviewFacts(),
 		Classification: r.classification,
 		Signals:        r.signals,
+		Durations:      r.durations(),
 		Point:          policies.Point{Added: slices.Clone(r.added), Reviews: r.opened, Fired: slices.Clone(r.fired)},
 		PrevHash:       r.lastHash,
 	}
@@ -763,6 +764,26 @@ func stepOptions(s process.Step) workflow.ActivityOptions {
 			NonRetryableErrorTypes: activities.NonRetryable,
 		},
 	}
+}
+
+// durations are the seconds each finished step took, for the duration
+// signals the definition declares (nil when it declares none).
+func (r *runner) durations() map[string]float64 {
+	var out map[string]float64
+	for _, sig := range r.def.Signals {
+		if sig.Kind != "duration" {
+			continue
+		}
+		for _, ps := range r.st.Plan {
+			if ps.ID == sig.Step && ps.State == StepDone && ps.StartedAt != nil && ps.FinishedAt != nil {
+				if out == nil {
+					out = map[string]float64{}
+				}
+				out[ps.ID] = ps.FinishedAt.Sub(*ps.StartedAt).Seconds()
+			}
+		}
+	}
+	return out
 }
 
 // runStep runs plan step i and records its result.

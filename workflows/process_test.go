@@ -728,3 +728,44 @@ func TestInstanceCallbacks(t *testing.T) {
 		t.Fatalf("callbacks %q, want %q", events, want)
 	}
 }
+
+const settleTimeYAML = `
+name: settlement
+version: 1
+signals:
+  - {name: settle_time, kind: duration, step: settle}
+steps:
+  - {id: settle, kind: wait, duration: 2h}
+  - {id: close, kind: task, task: noop}
+  - {id: archive, kind: task, task: noop}
+`
+
+// A duration signal is observed at the first decision after its step
+// finished, once per instance, and carried to the later decisions.
+func TestDurationSignal(t *testing.T) {
+	h := newHarness(t, settleTimeYAML)
+	if _, err := h.run(t, map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := h.store.Decisions(t.Context(), "i-test")
+	if err != nil || len(ds) != 3 {
+		t.Fatalf("%d decisions: %v", len(ds), err)
+	}
+	for i, d := range ds {
+		var facts policies.Facts
+		if err := json.Unmarshal(d.Facts, &facts); err != nil {
+			t.Fatal(err)
+		}
+		s, ok := facts.Signals["settle_time"]
+		if i == 0 && ok {
+			t.Fatalf("decision before settle: %+v", s)
+		}
+		if i > 0 && (!ok || s.Value != 7200 || !s.WarmingUp) {
+			t.Fatalf("decision %d (before %s): settle_time %+v", i, d.Step, s)
+		}
+	}
+	obs, err := h.store.Observations(t.Context(), "settlement", "settle_time", time.Time{})
+	if err != nil || len(obs) != 1 || obs[0].Value != 7200 {
+		t.Fatalf("observations %+v: %v", obs, err)
+	}
+}
