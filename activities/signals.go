@@ -88,7 +88,7 @@ func signalOf(v float64, o anomaly.Observation) policies.Signal {
 		Baseline: policies.Baseline{Expected: o.Expected, Low: o.Low, High: o.High}}
 	switch {
 	case o.WarmingUp:
-		s.Reason = "warming up: too few observations to judge yet"
+		s.Reason = fmt.Sprintf("warming up: it judges after %d more observations", o.WarmupLeft)
 	case o.Continuing:
 		s.Reason = fmt.Sprintf("%g is unusual, as were the values just before it: expected about %.4g (normal %.4g to %.4g)", v, o.Expected, o.Low, o.High)
 	case o.Anomalous && o.Shift != 0:

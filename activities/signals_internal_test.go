@@ -20,7 +20,7 @@ func TestSignalReasons(t *testing.T) {
 		{anomaly.Observation{Recurring: true, Score: 0.7, Expected: 10, Low: 8, High: 12}, "40 is far from the expected 10 (normal 8 to 12), but misses this large have recurred lately: not flagged"},
 		{anomaly.Observation{Continuing: true, Score: 0.8, Expected: 10, Low: 8, High: 12}, "40 is unusual, as were the values just before it: expected about 10 (normal 8 to 12)"},
 		{anomaly.Observation{Expected: 10}, "40 is within what is usual (about 10)"},
-		{anomaly.Observation{WarmingUp: true}, "warming up"},
+		{anomaly.Observation{WarmingUp: true, WarmupLeft: 12}, "warming up: it judges after 12 more observations"},
 	} {
 		s := signalOf(40, tc.o)
 		if !strings.Contains(s.Reason, tc.want) {

@@ -52,7 +52,7 @@ func TestValueSignal(t *testing.T) {
 		return res
 	}
 	first := decide("i0", 1, 100)
-	if s := first.Signals["amount"]; !s.WarmingUp || s.Value != 100 {
+	if s := first.Signals["amount"]; !s.WarmingUp || s.Value != 100 || !strings.Contains(s.Reason, "after 150 more observations") {
 		t.Fatalf("first observation %+v", s)
 	}
 	// Twenty workers decide for twenty instances at once: the shared
