@@ -26,8 +26,8 @@ import (
 //     after the spec changed, or for more changed examples than an update
 //     should take; callers that need the same training wait for one.
 
-// updateMax is the most new examples an update takes: at least
-// updateMin, else a quarter of the examples learned.
+// An update takes at most updateMin changed (new or relabeled) examples,
+// or a quarter of those learned when that is more.
 const (
 	updateMin      = 32
 	updateFraction = 4
@@ -38,7 +38,7 @@ const (
 type classifierModel struct {
 	mu       sync.Mutex // guards what follows
 	spec     string     // hash of the spec the model follows
-	key      string     // hash of the spec and of every example
+	key      string     // hash of the spec and of the stored examples' version
 	model    *classify.Model
 	examples []classify.Example // what the model has learned, in order
 	learned  map[string]bool    // exampleKey of each of examples
@@ -246,7 +246,9 @@ func (a *Activities) retrainInBackground(c *classifierModel, name string) {
 		a.Metrics.trained("background", time.Since(start))
 		a.logger().Info("classifier retrained on every example", "classifier", name, "examples", len(examples), "seconds", time.Since(start).Seconds())
 		c.mu.Lock()
-		if c.spec == spec {
+		// Unless a foreground training has put a full model in place
+		// meanwhile (the spec changed, or many examples came at once).
+		if c.spec == spec && c.patched {
 			trained := &classifierModel{}
 			trained.setExamples(examples)
 			added, replay, removed := trained.newSince(c.examples)
