@@ -123,23 +123,27 @@ func (a *Activities) cacheRate(key string, at time.Time, s policies.Signal) {
 func rateSignal(v int, o anomaly.Observation) policies.Signal {
 	s := policies.Signal{Value: float64(v), Score: o.Score, Anomalous: o.Anomalous || o.Continuing, WarmingUp: o.WarmingUp, Recurring: o.Recurring,
 		Baseline: policies.Baseline{Expected: o.Expected, Low: max(0, o.Low), High: o.High}}
+	starts := fmt.Sprintf("%d starts", v)
+	if v == 1 {
+		starts = "1 start"
+	}
 	switch {
 	case o.WarmingUp:
-		s.Reason = fmt.Sprintf("warming up: %d starts in the last hour; it judges after %s more of history", v, time.Duration(o.WarmupLeft)*rateStep)
+		s.Reason = fmt.Sprintf("warming up: %s in the last hour; it judges after %.1f more hours of history", starts, float64(o.WarmupLeft)*rateStep.Hours())
 	case o.Continuing:
-		s.Reason = fmt.Sprintf("%d starts in the last hour continues an unusual stretch: expected about %.0f for the time (normal %.1f to %.1f)", v, o.Expected, s.Baseline.Low, o.High)
+		s.Reason = fmt.Sprintf("%s in the last hour continues an unusual stretch: expected about %.0f for the time (normal %.1f to %.1f)", starts, o.Expected, s.Baseline.Low, o.High)
 	case o.Anomalous && o.Shift != 0:
 		side := "above"
 		if o.Shift < 0 {
 			side = "below"
 		}
-		s.Reason = fmt.Sprintf("%d starts in the last hour continues a sustained shift: the rate has kept running %s what is usual for the time", v, side)
+		s.Reason = fmt.Sprintf("%s in the last hour continues a sustained shift: the rate has kept running %s what is usual for the time", starts, side)
 	case o.Anomalous:
-		s.Reason = fmt.Sprintf("%d starts in the last hour is unusual: expected about %.0f for the time (normal %.1f to %.1f)", v, o.Expected, s.Baseline.Low, o.High)
+		s.Reason = fmt.Sprintf("%s in the last hour is unusual: expected about %.0f for the time (normal %.1f to %.1f)", starts, o.Expected, s.Baseline.Low, o.High)
 	case o.Recurring:
-		s.Reason = fmt.Sprintf("%d starts in the last hour is far from the expected %.0f, but rates this far off have recurred lately: not flagged", v, o.Expected)
+		s.Reason = fmt.Sprintf("%s in the last hour is far from the expected %.0f, but rates this far off have recurred lately: not flagged", starts, o.Expected)
 	default:
-		s.Reason = fmt.Sprintf("%d starts in the last hour is within what is usual for the time (about %.0f)", v, o.Expected)
+		s.Reason = fmt.Sprintf("%s in the last hour is within what is usual for the time (about %.0f)", starts, o.Expected)
 	}
 	return s
 }

@@ -153,7 +153,7 @@ func TestArrivalRateLearnsTheWeeklyRhythm(t *testing.T) {
 	}
 	start := monday.Add(-21 * 24 * time.Hour)
 	history(st, "orders", start, start.Add(3*time.Hour))
-	if s := rate("early", start.Add(3*time.Hour+5*time.Minute)); !s.WarmingUp || !strings.Contains(s.Reason, "more of history") {
+	if s := rate("early", start.Add(3*time.Hour+5*time.Minute)); !s.WarmingUp || !strings.Contains(s.Reason, "more hours of history") {
 		t.Fatalf("after three hours: %+v", s)
 	}
 	history(st, "orders", start.Add(3*time.Hour), monday.Add(10*time.Hour))
