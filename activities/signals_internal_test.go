@@ -31,3 +31,25 @@ func TestSignalReasons(t *testing.T) {
 		}
 	}
 }
+
+// An arrival rate's reason speaks of starts in the last hour against what
+// is usual for the time.
+func TestRateSignalReasons(t *testing.T) {
+	for _, tc := range []struct {
+		v    int
+		o    anomaly.Observation
+		want string
+	}{
+		{40, anomaly.Observation{Anomalous: true, Expected: 5, Low: -2, High: 12}, "40 starts in the last hour is unusual: expected about 5 for the time (normal 0.0 to 12.0)"},
+		{35, anomaly.Observation{Continuing: true, Expected: 5, Low: 1, High: 12}, "35 starts in the last hour continues an unusual stretch"},
+		{1, anomaly.Observation{Anomalous: true, Shift: -1, Expected: 30}, "1 start in the last hour continues a sustained shift: the rate has kept running below what is usual for the time"},
+		{60, anomaly.Observation{Recurring: true, Expected: 20}, "rates this far off have recurred lately: not flagged"},
+		{28, anomaly.Observation{Expected: 30}, "28 starts in the last hour is within what is usual for the time (about 30)"},
+		{2, anomaly.Observation{WarmingUp: true, WarmupLeft: 60}, "warming up: 2 starts in the last hour; it judges after 10.0 more hours of history"},
+	} {
+		s := rateSignal(tc.v, tc.o)
+		if !strings.Contains(s.Reason, tc.want) || s.Anomalous != (tc.o.Anomalous || tc.o.Continuing) || s.Value != float64(tc.v) || s.Baseline.Low < 0 {
+			t.Errorf("%d, %+v: %+v, want reason %q", tc.v, tc.o, s, tc.want)
+		}
+	}
+}
