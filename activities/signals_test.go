@@ -176,3 +176,37 @@ func TestArrivalRateLearnsTheWeeklyRhythm(t *testing.T) {
 		t.Fatalf("30 starts in half an hour at night: %+v", surge)
 	}
 }
+
+// BenchmarkArrivalRateFirstObservation is the first decision of a process
+// with an arrival-rate signal and five weeks of starts (about 34,000): the
+// new detector learns from all of them.
+func BenchmarkArrivalRateFirstObservation(b *testing.B) {
+	st, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "r.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	end := time.Date(2026, 11, 23, 10, 5, 0, 0, time.UTC)
+	rng := rand.New(rand.NewPCG(1, 2))
+	n := 0
+	for at := end.Add(-35 * 24 * time.Hour); at.Before(end); at = at.Add(time.Duration(rng.ExpFloat64() * float64(90*time.Second))) {
+		n++
+		id := fmt.Sprintf("o-%d", n)
+		if _, _, err := st.CreateInstance(b.Context(), store.Instance{ID: id, Process: "orders", ProcessVersion: 1, BusinessKey: id, Input: []byte(`{}`), CreatedAt: at}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	env, _ := policies.NewEnv()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		def, err := process.ParseDefinition([]byte(strings.Replace(ordersDef, "order_volume", fmt.Sprintf("volume_%d", i), 1)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		acts := &activities.Activities{Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Detectors: st, Calendar: policies.DefaultCalendar()}
+		id := fmt.Sprintf("d-%d", i)
+		if _, err := acts.Decide(b.Context(), activities.DecideInput{Definition: def, InstanceID: id, RunID: "run-" + id, Seq: 1, Step: "pick", Now: end, Started: end}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
