@@ -95,7 +95,7 @@ func (a *Activities) observeRate(ctx context.Context, def *process.Definition, s
 			signal, observed = rateSignal(v, o), true
 		}
 		if !observed { // no start yet: nothing to learn from
-			s := policies.Signal{WarmingUp: true, Reason: "warming up: no starts yet"}
+			s := policies.Signal{WarmingUp: true, Reason: "warming up: no completed ten-minute period with starts yet"}
 			a.cacheRate(key, at, s)
 			return s, nil
 		}
