@@ -1,6 +1,10 @@
 package classify
 
-import "math"
+import (
+	"context"
+	"fmt"
+	"math"
+)
 
 // HashDim is the dimension of the embedded hashing embedding.
 const HashDim = 256
@@ -29,4 +33,64 @@ func HashEmbedding(text string, dim int) []float32 {
 		}
 	}
 	return v
+}
+
+// Embedder embeds texts for retrieval (the LLM's few-shot context, the
+// similar cases a reviewer sees, the embeddings stored with examples):
+// through the provider's embeddings endpoint when a model is configured,
+// else with HashEmbedding. Every example of a store is embedded by one
+// embedder, as their vectors are compared with each other.
+type Embedder struct {
+	llm   *LLM
+	model string
+	dim   int
+}
+
+// NewEmbedder embeds through llm's provider with model, or, when either is
+// missing, with the hashing embedding; vectors have dim dimensions.
+func NewEmbedder(llm *LLM, model string, dim int) *Embedder {
+	if llm == nil || model == "" {
+		return &Embedder{dim: dim}
+	}
+	return &Embedder{llm: llm, model: model, dim: dim}
+}
+
+// Provider says whether the embeddings come from the provider.
+func (e *Embedder) Provider() bool { return e.llm != nil }
+
+// Name names the embedding: "provider:MODEL" or "hashing".
+func (e *Embedder) Name() string {
+	if e.llm == nil {
+		return "hashing"
+	}
+	return "provider:" + e.model
+}
+
+// embedBatch is the most texts one request to the provider carries.
+const embedBatch = 256
+
+// Embed embeds texts. A provider's failure is returned as is
+// (ErrRetryable when another try may succeed); vectors of another
+// dimension than the store's are refused.
+func (e *Embedder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	out := make([][]float32, 0, len(texts))
+	if e.llm == nil {
+		for _, t := range texts {
+			out = append(out, HashEmbedding(t, e.dim))
+		}
+		return out, nil
+	}
+	for i := 0; i < len(texts); i += embedBatch {
+		vs, err := e.llm.Embed(ctx, e.model, texts[i:min(i+embedBatch, len(texts))])
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range vs {
+			if len(v) != e.dim {
+				return nil, fmt.Errorf("%w: embedding model %s gives %d dimensions; the store holds %d (set --embedding-dim to match)", ErrBadOutput, e.model, len(v), e.dim)
+			}
+		}
+		out = append(out, vs...)
+	}
+	return out, nil
 }

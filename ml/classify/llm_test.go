@@ -2,6 +2,7 @@ package classify_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -106,5 +107,43 @@ func TestHashEmbeddingSimilarity(t *testing.T) {
 	}
 	if len(a) != classify.HashDim || dot(a, b) <= dot(a, c) || dot(a, a) < 0.999 {
 		t.Fatalf("similar %.3f, dissimilar %.3f, self %.3f", dot(a, b), dot(a, c), dot(a, a))
+	}
+}
+
+// The embedder asks the provider's embeddings endpoint when a model is
+// configured, refuses vectors of another dimension than the store's, and
+// passes a provider's failure on; without a model it hashes.
+func TestEmbedder(t *testing.T) {
+	srv := openaitest.New(t, openaitest.Reply{Content: "{}"})
+	srv.SetEmbeddings(8, 0)
+	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: srv.BaseURL(), Model: "test-model", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := classify.NewEmbedder(l, "test-embed", 8)
+	texts := []string{"refund my order", "my order refund please", "opening hours"}
+	vs, err := e.Embed(t.Context(), texts)
+	if err != nil || len(vs) != 3 || !e.Provider() || e.Name() != "provider:test-embed" {
+		t.Fatalf("%v %v", vs, err)
+	}
+	for i, text := range texts {
+		if want := openaitest.Embedding(text, 8); fmt.Sprint(vs[i]) != fmt.Sprint(want) {
+			t.Fatalf("%q: %v, want the provider's %v", text, vs[i], want)
+		}
+	}
+	if srv.EmbedCalls() != 1 {
+		t.Fatalf("%d embeddings requests for 3 texts, want 1", srv.EmbedCalls())
+	}
+	if _, err := classify.NewEmbedder(l, "test-embed", 16).Embed(t.Context(), texts); !errors.Is(err, classify.ErrBadOutput) || !strings.Contains(err.Error(), "8 dimensions; the store holds 16") {
+		t.Fatalf("wrong dimension: %v", err)
+	}
+	srv.SetEmbeddings(8, http.StatusServiceUnavailable)
+	if _, err := e.Embed(t.Context(), texts); !errors.Is(err, classify.ErrRetryable) {
+		t.Fatalf("provider down: %v", err)
+	}
+	h := classify.NewEmbedder(nil, "", 32)
+	hv, err := h.Embed(t.Context(), texts[:1])
+	if err != nil || h.Provider() || len(hv[0]) != 32 || fmt.Sprint(hv[0]) != fmt.Sprint(classify.HashEmbedding(texts[0], 32)) {
+		t.Fatalf("hashing embedder: %v %v", hv, err)
 	}
 }

@@ -1,17 +1,23 @@
-// Package openaitest serves the OpenAI chat-completions wire format for
-// tests: a real HTTP server answering POST /v1/chat/completions with the
-// replies it is given, in turn (the last one repeats).
+// Package openaitest serves the OpenAI chat-completions and embeddings wire
+// formats for tests: a real HTTP server answering POST
+// /v1/chat/completions with the replies it is given, in turn (the last one
+// repeats), and POST /v1/embeddings with a bag-of-words embedding of each
+// input (texts sharing words land near each other).
 package openaitest
 
 import (
 	"encoding/json"
+	"hash/fnv"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode"
 )
 
 // Reply is one answer: an assistant message, or an error status.
@@ -28,6 +34,92 @@ type Server struct {
 	replies []Reply
 	mu      sync.Mutex
 	last    map[string]any
+	// Embedding requests: how many, their dimension (default 16), and the
+	// status to answer them with (0: embeddings).
+	embedCalls  atomic.Int32
+	embedDim    int
+	embedStatus int
+}
+
+// SetEmbeddings sets the dimension of the embeddings the server answers
+// with, and a status to fail them with instead (0 for none).
+func (s *Server) SetEmbeddings(dim, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.embedDim, s.embedStatus = dim, status
+}
+
+// EmbedCalls is how many embeddings requests were made.
+func (s *Server) EmbedCalls() int { return int(s.embedCalls.Load()) }
+
+// Embedding is the server's embedding of text at dimension dim: its
+// lower-cased words hashed into dim buckets, L2-normalized.
+func Embedding(text string, dim int) []float32 {
+	v := make([]float32, dim)
+	for _, w := range strings.FieldsFunc(strings.ToLower(text), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(w))
+		v[h.Sum32()%uint32(dim)]++
+	}
+	var n float64
+	for _, x := range v {
+		n += float64(x) * float64(x)
+	}
+	if n > 0 {
+		for i := range v {
+			v[i] /= float32(math.Sqrt(n))
+		}
+	}
+	return v
+}
+
+func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) {
+	s.embedCalls.Add(1)
+	var req struct {
+		Input any    `json:"input"`
+		Model string `json:"model"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	dim, status := s.embedDim, s.embedStatus
+	s.mu.Unlock()
+	if dim == 0 {
+		dim = 16
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if status != 0 {
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(`{"error":{"message":"upstream says no","type":"server_error","code":null}}`))
+		return
+	}
+	var texts []string
+	switch in := req.Input.(type) {
+	case string:
+		texts = []string{in}
+	case []any:
+		for _, t := range in {
+			s, _ := t.(string)
+			texts = append(texts, s)
+		}
+	}
+	type item struct {
+		Object    string    `json:"object"`
+		Index     int       `json:"index"`
+		Embedding []float32 `json:"embedding"`
+	}
+	out := struct {
+		Object string         `json:"object"`
+		Data   []item         `json:"data"`
+		Model  string         `json:"model"`
+		Usage  map[string]int `json:"usage"`
+	}{Object: "list", Model: req.Model, Usage: map[string]int{"prompt_tokens": len(texts), "total_tokens": len(texts)}}
+	for i, t := range texts {
+		out.Data = append(out.Data, item{Object: "embedding", Index: i, Embedding: Embedding(t, dim)})
+	}
+	_ = json.NewEncoder(w).Encode(out)
 }
 
 // New starts a server that gives replies in turn.
@@ -53,6 +145,10 @@ func (s *Server) Last() map[string]any {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/v1/embeddings" && r.Method == http.MethodPost {
+		s.embeddings(w, r)
+		return
+	}
 	if r.URL.Path != "/v1/chat/completions" || r.Method != http.MethodPost {
 		http.NotFound(w, r)
 		return
