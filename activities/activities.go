@@ -77,7 +77,11 @@ type Activities struct {
 	// States keeps the instances' state projections (nil: none kept).
 	States StateProjection
 	// LLM classifies through an OpenAI-compatible API when set.
-	LLM      *classify.LLM
+	LLM *classify.LLM
+	// Embedder, when it embeds through the provider, picks the LLM's
+	// few-shot examples by the embeddings stored with them; otherwise they
+	// are picked by the hashing embedding in the worker.
+	Embedder *classify.Embedder
 	Calendar policies.Calendar
 	HTTP     *http.Client
 	Logger   *slog.Logger

@@ -21,6 +21,7 @@ const EmbeddedModel = "embedded:hashed-ngrams-softmax-v1"
 type ExampleSource interface {
 	ExamplesOf(ctx context.Context, classifier string) ([]store.Example, error)
 	ExamplesVersion(ctx context.Context, classifier string) (int64, error)
+	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
 }
 
 // ClassifyInput is the text of an instance to classify.
@@ -88,7 +89,7 @@ func (a *Activities) Classify(ctx context.Context, in ClassifyInput) (ClassifyRe
 		for _, f := range in.Spec.Extract {
 			spec.Extract = append(spec.Extract, classify.Field{Name: f.Name, Type: f.Type})
 		}
-		res, err := a.LLM.Classify(ctx, spec, in.Text, c.shots(in.Text, shots))
+		res, err := a.LLM.Classify(ctx, spec, in.Text, a.fewShots(ctx, c, in.Spec, in.Text))
 		retry := errors.Is(err, classify.ErrRetryable) && activity.GetInfo(ctx).Attempt < ClassifyAttempts
 		a.Metrics.llm(res, err, retry)
 		switch {

@@ -373,3 +373,62 @@ func TestFewShotsAreTheMostSimilarExamples(t *testing.T) {
 		t.Fatalf("few-shot context without the example added since:\n%s", got)
 	}
 }
+
+// With the provider's embeddings, the few-shot context is the stored
+// examples nearest by the embeddings stored with them, and the seeds; while
+// the provider's embeddings endpoint is down, the hashing embedding picks
+// them and the classification goes on.
+func TestFewShotsByTheProvidersEmbeddings(t *testing.T) {
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	dim := st.EmbeddingDim()
+	put := func(id, text, label string) {
+		t.Helper()
+		e := store.Example{ID: id, Classifier: spec.Name, Text: text, Label: label, Embedding: openaitest.Embedding(text, dim), CreatedAt: time.Now()}
+		if err := st.PutExample(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 30 {
+		put(fmt.Sprintf("q%d", i), fmt.Sprintf("are you open on day %d of the month", i), "question")
+	}
+	put("r1", "refund 20 EUR to my card please", "refund")
+	reply := openaitest.Reply{Content: `{"label":"refund","confidence":0.9,"fields":{"amount":20},"rationale":"refund asked"}`}
+	srv := openaitest.New(t, reply)
+	srv.SetEmbeddings(dim, 0)
+	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: srv.BaseURL(), Model: "test-model", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := &activities.Activities{Examples: st, LLM: l, Embedder: classify.NewEmbedder(l, "test-embed", dim)}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(acts)
+	shots := func(text string) string {
+		t.Helper()
+		if _, err := env.ExecuteActivity(acts.Classify, activities.ClassifyInput{Spec: spec, Text: text}); err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for _, m := range srv.Last()["messages"].([]any)[1:] {
+			fmt.Fprintln(&b, m.(map[string]any)["content"])
+		}
+		return b.String()
+	}
+	got := shots("refund my card 20 EUR")
+	if !strings.Contains(got, "refund 20 EUR to my card please") || !strings.Contains(got, "refund my order") || srv.EmbedCalls() != 1 {
+		t.Fatalf("few-shot context (%d embeddings requests):\n%s", srv.EmbedCalls(), got)
+	}
+	// The seeds were embedded once: the next text costs one request.
+	shots("refund of 20 EUR to my card")
+	if srv.EmbedCalls() != 2 {
+		t.Fatalf("%d embeddings requests, want 2", srv.EmbedCalls())
+	}
+	srv.SetEmbeddings(dim, http.StatusServiceUnavailable)
+	if got := shots("a refund to my card of 20 EUR"); !strings.Contains(got, "refund 20 EUR to my card please") {
+		t.Fatalf("few-shot context with the provider down:\n%s", got)
+	}
+}

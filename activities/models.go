@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,6 +47,8 @@ type classifierModel struct {
 	// examples, and by exampleKey to reuse when examples change.
 	vecs     [][]float32
 	vecByKey map[string][]float32
+	// The provider's embeddings of the spec's seed examples, by text.
+	seedVecs map[string][]float32
 	patched  bool // some examples were learned by an update only
 	retrain  bool // a full training runs in the background
 
@@ -261,4 +264,71 @@ func (a *Activities) retrainInBackground(c *classifierModel, name string) {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// fewShots are the examples most similar to text, as the LLM's few-shot
+// context. With the provider's embeddings they are the stored examples
+// nearest by the embeddings stored with them (pgvector's index on
+// PostgreSQL) and the spec's seed examples, embedded once; while the
+// provider does not answer, and without it, they are picked by the
+// hashing embedding.
+func (a *Activities) fewShots(ctx context.Context, c *classifierModel, spec process.ClassifySpec, text string) []classify.Shot {
+	if a.Embedder == nil || !a.Embedder.Provider() || a.Examples == nil {
+		return c.shots(text, shots)
+	}
+	out, err := a.nearestShots(ctx, c, spec, text)
+	if err != nil {
+		a.logger().WarnContext(ctx, "few-shot examples picked by the hashing embedding", "classifier", spec.Name, "err", err)
+		return c.shots(text, shots)
+	}
+	return out
+}
+
+func (a *Activities) nearestShots(ctx context.Context, c *classifierModel, spec process.ClassifySpec, text string) ([]classify.Shot, error) {
+	c.mu.Lock()
+	texts := []string{text}
+	for _, e := range spec.Examples {
+		if _, ok := c.seedVecs[e.Text]; !ok {
+			texts = append(texts, e.Text)
+		}
+	}
+	c.mu.Unlock()
+	vs, err := a.Embedder.Embed(ctx, texts)
+	if err != nil {
+		return nil, err
+	}
+	q := vs[0]
+	c.mu.Lock()
+	if c.seedVecs == nil {
+		c.seedVecs = map[string][]float32{}
+	}
+	for i, t := range texts[1:] {
+		c.seedVecs[t] = vs[i+1]
+	}
+	seeds := make([][]float32, len(spec.Examples))
+	for i, e := range spec.Examples {
+		seeds[i] = c.seedVecs[e.Text]
+	}
+	c.mu.Unlock()
+	// Stored examples of labels the spec no longer has are passed over.
+	ns, err := a.Examples.NearestExamples(ctx, spec.Name, q, 2*shots)
+	if err != nil {
+		return nil, err
+	}
+	top := vectors.NewTopK[classify.Example](shots)
+	for _, n := range ns {
+		if slices.Contains(spec.Labels, n.Label) {
+			top.Push(classify.Example{Text: n.Text, Label: n.Label}, n.Distance)
+		}
+	}
+	qn := vectors.Norm(q)
+	for i, e := range spec.Examples {
+		top.Push(classify.Example{Text: e.Text, Label: e.Label}, vectors.CosineDistance(q, qn, seeds[i]))
+	}
+	items, _ := top.Sorted()
+	out := make([]classify.Shot, len(items))
+	for i, e := range items {
+		out[i] = classify.Shot(e)
+	}
+	return out, nil
 }

@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/time/rate"
 
+	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
@@ -116,10 +117,13 @@ type Options struct {
 	Scanner     DecisionScanner
 	Chains      store.ChainReader
 	Examples    ExampleStore
-	Temporal    client.Client
-	TaskQueue   string
-	Env         *policies.Env
-	Logger      *slog.Logger
+	// Embedder embeds the texts of examples and the queries for similar
+	// cases (nil: the hashing embedding at the store's dimension).
+	Embedder  *classify.Embedder
+	Temporal  client.Client
+	TaskQueue string
+	Env       *policies.Env
+	Logger    *slog.Logger
 	// Ready reports whether the server is ready to serve (for /healthz).
 	Ready func(ctx context.Context) error
 	// RateLimit is how many requests per second one key may make (bursts
@@ -198,6 +202,7 @@ type server struct {
 	// authCache holds the key records requests authenticated with.
 	authCache *keyCache
 	starts    *starter
+	seeds     seedVectors
 }
 
 const (
@@ -219,6 +224,9 @@ func New(opts Options) (*Handler, error) {
 	s := &server{Options: opts, metrics: newMetrics(opts.Metrics, opts.Stats, opts.Timeout), finished: newFinishedStates(finishedStatesKept), contract: contract,
 		authCache: newKeyCache(opts.KeyCacheTTL)}
 	s.starts = &starter{opts: &s.Options, metrics: s.metrics}
+	if s.Embedder == nil && s.Examples != nil {
+		s.Embedder = classify.NewEmbedder(nil, "", s.Examples.EmbeddingDim())
+	}
 	if opts.RateLimit == 0 {
 		s.RateLimit = DefaultRateLimit
 	}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/adaptflow/adaptflow/api"
 	"github.com/adaptflow/adaptflow/api/apitest"
+	"github.com/adaptflow/adaptflow/ml/classify"
+	"github.com/adaptflow/adaptflow/ml/classify/openaitest"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/sqlite"
@@ -505,5 +507,39 @@ func TestKeyChangesMadeElsewhereApplyWithinTheCacheTTL(t *testing.T) {
 			t.Fatalf("key revoked in the store %v ago still answers %d", time.Since(revoked), r.status)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// With an embeddings model configured, an example is stored with the
+// provider's embedding; while the provider is down, adding one answers 503
+// with Retry-After and stores nothing.
+func TestClassifierExamplesEmbeddedByTheProvider(t *testing.T) {
+	llmSrv := openaitest.New(t, openaitest.Reply{Content: "{}"})
+	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: llmSrv.BaseURL(), Model: "test-model", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dim int
+	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"), func(o *api.Options) {
+		dim = o.Examples.EmbeddingDim()
+		o.Embedder = classify.NewEmbedder(l, "test-embed", dim)
+	})
+	llmSrv.SetEmbeddings(dim, 0)
+	eng := keys[store.RoleEngineer]
+	path := "/v1/classifiers/requests/examples"
+	text := "please refund my order"
+	if a := do(t, srv, "POST", path, eng, "application/json", `{"text":"`+text+`","label":"refund"}`); a.status != http.StatusCreated {
+		t.Fatalf("add: %d %v", a.status, a.body)
+	}
+	ns, err := st.NearestExamples(t.Context(), "requests", openaitest.Embedding(text, dim), 1)
+	if err != nil || len(ns) != 1 || ns[0].Distance > 1e-6 || llmSrv.EmbedCalls() != 1 {
+		t.Fatalf("stored example %+v (%d embeddings requests): %v", ns, llmSrv.EmbedCalls(), err)
+	}
+	llmSrv.SetEmbeddings(dim, http.StatusInternalServerError)
+	if a := do(t, srv, "POST", path, eng, "application/json", `{"text":"another one","label":"refund"}`); a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" {
+		t.Fatalf("provider down: %d %v", a.status, a.body)
+	}
+	if es, _ := st.ExamplesOf(t.Context(), "requests"); len(es) != 1 {
+		t.Fatalf("%d examples after the provider failed, want 1", len(es))
 	}
 }

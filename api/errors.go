@@ -72,6 +72,7 @@ func fail(c *gin.Context, err error) {
 	var fe *process.FieldError
 	var fes process.Errors
 	var unavailable *serviceerror.Unavailable
+	var embedding embeddingError
 	var deadline *serviceerror.DeadlineExceeded
 	var exhausted *serviceerror.ResourceExhausted
 	var tests policies.TestFailures
@@ -100,6 +101,10 @@ func fail(c *gin.Context, err error) {
 		status, d.Code, d.Message = http.StatusUnprocessableEntity, "invalid", err.Error()
 	case errors.Is(err, store.ErrConflict):
 		status, d.Code, d.Message = http.StatusConflict, "conflict", err.Error()
+	case errors.As(err, &embedding):
+		status, d.Code, d.Message = http.StatusServiceUnavailable, "unavailable", "the embeddings provider did not answer; retry shortly"
+		c.Header("Retry-After", "5")
+		loggerFrom(c).WarnContext(c.Request.Context(), "embeddings provider failed", "err", err)
 	case errors.As(err, &unavailable), errors.As(err, &deadline), errors.As(err, &exhausted), errors.Is(err, context.DeadlineExceeded), dependencyDown(err):
 		status, d.Code, d.Message = http.StatusServiceUnavailable, "unavailable", "a dependency is not answering; retry shortly"
 		c.Header("Retry-After", "5")

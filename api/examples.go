@@ -11,7 +11,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/store"
 )
 
@@ -50,10 +49,15 @@ func (s *server) addExample(c *gin.Context) {
 		fail(c, badRequest("fields", "must be a JSON object"))
 		return
 	}
+	v, err := s.embed(c.Request.Context(), req.Text)
+	if err != nil {
+		fail(c, err)
+		return
+	}
 	h := sha256.Sum256([]byte(name + "\x00" + req.Text))
 	e := store.Example{
 		ID: "ex_" + hex.EncodeToString(h[:12]), Classifier: name, Text: req.Text, Label: req.Label, Fields: req.Fields,
-		Source: "api:" + caller(c).Name, Embedding: classify.HashEmbedding(req.Text, s.Examples.EmbeddingDim()), CreatedAt: time.Now().UTC(),
+		Source: "api:" + caller(c).Name, Embedding: v, CreatedAt: time.Now().UTC(),
 	}
 	if err := s.Examples.PutExample(c.Request.Context(), e); err != nil {
 		fail(c, err)

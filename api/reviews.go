@@ -18,7 +18,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
@@ -151,28 +150,11 @@ func (s *server) getReview(c *gin.Context) {
 	item.Input = inst.Input
 	if cl := s.classificationOf(ctx, inst, def); cl != nil {
 		item.Classification = cl
-		q := classify.HashEmbedding(cl.Text, s.Examples.EmbeddingDim())
-		ns, err := s.Examples.NearestExamples(ctx, cl.Classifier, q, similarCases+1)
+		item.Similar, err = s.similarCases(ctx, cl, def)
 		if err != nil {
 			fail(c, err)
 			return
 		}
-		// Cases decided before (stored examples) and the definition's seed
-		// examples, nearest first; the text itself is not its own case.
-		top := vectors.NewTopK[similarCase](similarCases)
-		qn := vectors.Norm(q)
-		for _, n := range ns {
-			if n.Text != cl.Text {
-				top.Push(similarCase{Text: n.Text, Label: n.Label, Fields: n.Fields, Source: n.Source, Distance: n.Distance}, n.Distance)
-			}
-		}
-		for _, e := range def.Classify.Examples {
-			if e.Text != cl.Text {
-				d := vectors.CosineDistance(q, qn, classify.HashEmbedding(e.Text, s.Examples.EmbeddingDim()))
-				top.Push(similarCase{Text: e.Text, Label: e.Label, Source: "seed", Distance: d}, d)
-			}
-		}
-		item.Similar, _ = top.Sorted()
 	}
 	c.JSON(http.StatusOK, item)
 }
@@ -504,9 +486,54 @@ func (s *server) exampleFromVerdict(c *gin.Context, cl *classificationForReview,
 	if !slices.Contains(cl.Labels, label) {
 		return nil, badRequest("label", "%q is not one of the classifier's labels %v", label, cl.Labels)
 	}
+	v, err := s.embed(c.Request.Context(), cl.Text)
+	if err != nil {
+		return nil, err
+	}
 	h := sha256.Sum256([]byte(cl.Classifier + "\x00" + cl.Text))
 	return &store.Example{
 		ID: "ex_" + hex.EncodeToString(h[:12]), Classifier: cl.Classifier, Text: cl.Text, Label: label, Fields: fields,
-		Source: "review:" + caller(c).Name, Embedding: classify.HashEmbedding(cl.Text, s.Examples.EmbeddingDim()), CreatedAt: time.Now().UTC(),
+		Source: "review:" + caller(c).Name, Embedding: v, CreatedAt: time.Now().UTC(),
 	}, nil
+}
+
+// similarCases are the stored examples and the definition's seed examples
+// nearest to the classified text by the embedder, nearest first; the text
+// itself is not its own case. While the embeddings provider does not
+// answer, the review is shown without them.
+func (s *server) similarCases(ctx context.Context, cl *classificationForReview, def *process.Definition) ([]similarCase, error) {
+	q, err := s.embed(ctx, cl.Text)
+	if err != nil {
+		s.Logger.WarnContext(ctx, "similar cases left out", "err", err)
+		return nil, nil
+	}
+	ns, err := s.Examples.NearestExamples(ctx, cl.Classifier, q, similarCases+1)
+	if err != nil {
+		return nil, err
+	}
+	top := vectors.NewTopK[similarCase](similarCases)
+	for _, n := range ns {
+		if n.Text != cl.Text {
+			top.Push(similarCase{Text: n.Text, Label: n.Label, Fields: n.Fields, Source: n.Source, Distance: n.Distance}, n.Distance)
+		}
+	}
+	var seeds []process.LabeledText
+	var texts []string
+	for _, e := range def.Classify.Examples {
+		if e.Text != cl.Text {
+			seeds, texts = append(seeds, e), append(texts, e.Text)
+		}
+	}
+	vs, err := s.seeds.of(ctx, s, texts)
+	if err != nil {
+		s.Logger.WarnContext(ctx, "seed examples left out of the similar cases", "err", err)
+		vs = nil
+	}
+	qn := vectors.Norm(q)
+	for i, v := range vs {
+		d := vectors.CosineDistance(q, qn, v)
+		top.Push(similarCase{Text: seeds[i].Text, Label: seeds[i].Label, Source: "seed", Distance: d}, d)
+	}
+	out, _ := top.Sorted()
+	return out, nil
 }

@@ -25,6 +25,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"server", "--database-url", "postgres://nobody@127.0.0.1:1/none?connect_timeout=2", "--data-dir", "DIR"}, 1, "open store: postgres: connect"},
 		{[]string{"migrate", "later"}, 2, `unexpected argument "later"`},
 		{[]string{"dev", "--llm-base-url", "http://127.0.0.1:1/v1"}, 1, "--llm-base-url and --llm-model: give both"},
+		{[]string{"worker", "--embedding-model", "text-embedding-3-small"}, 1, "--embedding-model: needs --llm-base-url"},
 		{[]string{"healthcheck", "--url", "http://127.0.0.1:1/healthz"}, 1, "adaptflow healthcheck:"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

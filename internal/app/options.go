@@ -38,6 +38,10 @@ type Options struct {
 	// endpoint for classification; without them the embedded classifier
 	// answers.
 	LLMBaseURL, LLMModel, LLMAPIKey string
+	// EmbeddingModel, with LLMBaseURL, embeds examples and queries through
+	// the provider's embeddings endpoint; without it the hashing embedding
+	// does. Its vectors must have EmbeddingDim dimensions.
+	EmbeddingModel string
 	// SkipMigrate leaves the store's schema as it is at start (run
 	// `adaptflow migrate` separately).
 	SkipMigrate bool
@@ -107,6 +111,9 @@ func (o *Options) validate() error {
 	}
 	if (o.LLMBaseURL == "") != (o.LLMModel == "") {
 		errs = append(errs, errors.New("--llm-base-url and --llm-model: give both, or neither for the embedded classifier"))
+	}
+	if o.EmbeddingModel != "" && o.LLMBaseURL == "" {
+		errs = append(errs, errors.New("--embedding-model: needs --llm-base-url (the provider that serves it)"))
 	}
 	if o.APIKey != "" && len(o.APIKey) < 16 {
 		errs = append(errs, errors.New("--api-key: must be at least 16 characters"))

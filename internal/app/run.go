@@ -141,19 +141,21 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	// One registry for the worker's and the API's metrics: in dev both are
 	// on the API's /metrics; a worker alone serves them on --metrics-listen.
 	reg := prometheus.NewRegistry()
+	var llm *classify.LLM
+	if opts.LLMBaseURL != "" {
+		if llm, err = classify.NewLLM(classify.LLMOptions{BaseURL: opts.LLMBaseURL, Model: opts.LLMModel, APIKey: opts.LLMAPIKey}); err != nil {
+			return err
+		}
+		lg.Info("classification through an LLM", "base_url", opts.LLMBaseURL, "model", opts.LLMModel)
+	}
+	embedder := classify.NewEmbedder(llm, opts.EmbeddingModel, st.EmbeddingDim())
+	lg.Info("examples embedded", "embedding", embedder.Name(), "dimensions", st.EmbeddingDim())
 	if mode == ModeDev || mode == ModeWorker {
 		tuneGC(lg)
-		var llm *classify.LLM
-		if opts.LLMBaseURL != "" {
-			if llm, err = classify.NewLLM(classify.LLMOptions{BaseURL: opts.LLMBaseURL, Model: opts.LLMModel, APIKey: opts.LLMAPIKey}); err != nil {
-				return err
-			}
-			lg.Info("classification through an LLM", "base_url", opts.LLMBaseURL, "model", opts.LLMModel)
-		}
 		w := worker.New(tc, TaskQueue, workerOptions(mode))
 		w.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
 		w.RegisterActivity(&activities.Activities{
-			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, States: st, LLM: llm, Calendar: cal,
+			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, States: st, LLM: llm, Embedder: embedder, Calendar: cal,
 			HTTP: &http.Client{Timeout: 5 * time.Minute}, Logger: lg, WebhookSecret: opts.WebhookSecret,
 			Metrics: activities.NewMetrics(reg),
 		})
@@ -184,7 +186,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	}
 	apiOpts := api.Options{
 		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, AuditLog: st, Verdicts: st, Stats: st,
-		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: TaskQueue, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit, Metrics: reg, Tracer: tracer,
+		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Embedder: embedder, Temporal: tc, TaskQueue: TaskQueue, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit, Metrics: reg, Tracer: tracer,
 		Ready: func(ctx context.Context) error { return st.Ping(ctx) }, StartWait: opts.StartWait,
 	}
 	handler, err := api.New(apiOpts)
