@@ -543,3 +543,72 @@ func TestClassifierExamplesEmbeddedByTheProvider(t *testing.T) {
 		t.Fatalf("%d examples after the provider failed, want 1", len(es))
 	}
 }
+
+// A review's similar cases are picked by the provider's embeddings when it
+// is configured: the stored example nearest by its stored vector, and the
+// definition's seeds; while the provider is down the review is shown
+// without them.
+func TestSimilarCasesByTheProvidersEmbeddings(t *testing.T) {
+	llmSrv := openaitest.New(t, openaitest.Reply{Content: "{}"})
+	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: llmSrv.BaseURL(), Model: "test-model", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dim int
+	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"), func(o *api.Options) {
+		dim = o.Examples.EmbeddingDim()
+		o.Embedder = classify.NewEmbedder(l, "test-embed", dim)
+	})
+	llmSrv.SetEmbeddings(dim, 0)
+	def := `
+name: requests
+version: 1
+input:
+  properties:
+    message: {type: string}
+classify:
+  name: requests
+  field: message
+  labels: [refund, question]
+  examples:
+    - {text: "refund my card payment", label: refund}
+    - {text: "when do you open", label: question}
+steps:
+  - {id: answer, kind: task, task: noop}
+`
+	if a := do(t, srv, "POST", "/v1/processes", keys[store.RoleEngineer], "application/yaml", def); a.status != http.StatusCreated {
+		t.Fatalf("definition: %d %v", a.status, a.body)
+	}
+	for i, text := range []string{"a refund to my card for the double payment", "are you open on sunday"} {
+		e := store.Example{ID: fmt.Sprintf("ex%d", i), Classifier: "requests", Text: text, Label: []string{"refund", "question"}[i], Embedding: openaitest.Embedding(text, dim), CreatedAt: time.Now()}
+		if err := st.PutExample(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	if _, _, err := st.CreateInstance(t.Context(), store.Instance{ID: "i1", Process: "requests", ProcessVersion: 1, BusinessKey: "b1", Input: []byte(`{"message":"refund the double payment on my card"}`), CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateReview(t.Context(), store.Review{ID: "rv1", InstanceID: "i1", RunID: "r", Process: "requests", Step: "answer", Queue: "classification", CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	item := do(t, srv, "GET", "/v1/reviews/rv1", keys[store.RoleReviewer], "", "")
+	sim, _ := item.body["similar"].([]any)
+	if item.status != http.StatusOK || len(sim) != 4 || llmSrv.EmbedCalls() != 2 ||
+		sim[0].(map[string]any)["label"] != "refund" || sim[1].(map[string]any)["label"] != "refund" {
+		t.Fatalf("similar cases (%d embeddings requests): %d %v", llmSrv.EmbedCalls(), item.status, item.body["similar"])
+	}
+	seeds := 0
+	for _, s := range sim {
+		if s.(map[string]any)["source"] == "seed" {
+			seeds++
+		}
+	}
+	if seeds != 2 {
+		t.Fatalf("similar cases %v: want both seeds", sim)
+	}
+	llmSrv.SetEmbeddings(dim, http.StatusServiceUnavailable)
+	if item := do(t, srv, "GET", "/v1/reviews/rv1", keys[store.RoleReviewer], "", ""); item.status != http.StatusOK || item.body["similar"] != nil && len(item.body["similar"].([]any)) != 0 {
+		t.Fatalf("provider down: %d %v", item.status, item.body["similar"])
+	}
+}
