@@ -50,6 +50,7 @@ func TestParseDefinitionErrorsNamePaths(t *testing.T) {
 		"escalation end":   {"on_timeout: approve", "on_timeout: escalate, escalate: {queue: senior, sla: 8h, on_timeout: escalate}", "steps[2].review.escalate.on_timeout: must be approve, reject or fail"},
 		"escalation url":   {"on_timeout: approve", "on_timeout: escalate, escalate: {queue: senior, sla: 8h, on_timeout: reject, notify: 'ftp://x'}", "steps[2].review.escalate.notify: must be an http(s) URL"},
 		"duration step":    {"step: pause}", "step: nap}", `signals[0].step: a duration signal names a step of steps or catalog (got "nap")`},
+		"duplicate signal": {"step: pause}", "step: pause}\n  - {name: pause_time, kind: arrival_rate}", `signals[1].name: duplicate signal name "pause_time" (also at signals[0])`},
 		"signal kind":      {"kind: duration", "kind: latency", `signals[0].kind: unknown signal kind "latency" (known: arrival_rate, value, duration)`},
 		"stray escalation": {"on_timeout: approve", "on_timeout: approve, escalate: {queue: senior, sla: 8h, on_timeout: reject}", "steps[2].review.escalate: applies only with on_timeout: escalate"},
 	} {

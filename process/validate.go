@@ -155,11 +155,16 @@ func (d *Definition) Validate() error {
 			es.Add(fmt.Sprintf("catalog[%d].mandatory", i), "catalog steps are optional and cannot be mandatory")
 		}
 	}
+	signalAt := map[string]int{}
 	for i, s := range d.Signals {
 		path := fmt.Sprintf("signals[%d]", i)
 		if !fieldRE.MatchString(s.Name) {
 			es.Add(path+".name", "is not a valid signal name (got %q)", s.Name)
 		}
+		if j, ok := signalAt[s.Name]; ok {
+			es.Add(path+".name", "duplicate signal name %q (also at signals[%d])", s.Name, j)
+		}
+		signalAt[s.Name] = i
 		switch s.Kind {
 		case "arrival_rate":
 		case "value":
