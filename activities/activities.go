@@ -97,6 +97,8 @@ type Activities struct {
 	rates  map[string]cachedRate
 	models map[string]*classifierModel
 	stored map[string]storedExamples
+	// embeddings keeps the provider's embeddings of seed examples.
+	embeddings classify.EmbeddingCache
 }
 
 type cachedSet struct {

@@ -147,6 +147,20 @@ func TestClassifyEmbeddedWithoutLLM(t *testing.T) {
 	}
 }
 
+// labelOf is the label the Classify activity gives text under spec.
+func labelOf(t *testing.T, env *testsuite.TestActivityEnvironment, acts *activities.Activities, text string) string {
+	t.Helper()
+	v, err := env.ExecuteActivity(acts.Classify, activities.ClassifyInput{Spec: spec, Text: text})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res activities.ClassifyResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	return res.Label
+}
+
 func TestStoredExamplesRetrainTheEmbeddedClassifier(t *testing.T) {
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
 	if err != nil {
@@ -157,17 +171,7 @@ func TestStoredExamplesRetrainTheEmbeddedClassifier(t *testing.T) {
 	env := suite.NewTestActivityEnvironment()
 	acts := &activities.Activities{Examples: st}
 	env.RegisterActivity(acts)
-	ask := func() string {
-		v, err := env.ExecuteActivity(acts.Classify, activities.ClassifyInput{Spec: spec, Text: "where is my parcel tracking number"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var res activities.ClassifyResult
-		if err := v.Get(&res); err != nil {
-			t.Fatal(err)
-		}
-		return res.Label
-	}
+	ask := func() string { return labelOf(t, env, acts, "where is my parcel tracking number") }
 	before := ask()
 	flip := "refund"
 	if before == "refund" {
@@ -200,18 +204,7 @@ func TestCorrectionsAreLearnedWithoutWaitingForATraining(t *testing.T) {
 	env := suite.NewTestActivityEnvironment()
 	env.RegisterActivity(acts)
 	text := "the parcel tracking number is wrong"
-	ask := func() string {
-		t.Helper()
-		v, err := env.ExecuteActivity(acts.Classify, activities.ClassifyInput{Spec: spec, Text: text})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var res activities.ClassifyResult
-		if err := v.Get(&res); err != nil {
-			t.Fatal(err)
-		}
-		return res.Label
-	}
+	ask := func() string { return labelOf(t, env, acts, text) }
 	trainings := func() (full, update, background float64) {
 		s := series(t, reg)
 		return s["adaptflow_classifier_training_seconds{kind=full}count"], s["adaptflow_classifier_training_seconds{kind=update}count"],
@@ -325,51 +318,75 @@ func benchmarkClassify(b *testing.B, llm bool) {
 	}
 }
 
-// The LLM's few-shot context is the stored examples most like the text,
-// and stays so when examples are added.
-func TestFewShotsAreTheMostSimilarExamples(t *testing.T) {
+// fewShots is a classifier with 30 stored questions and one stored
+// refund, classified through an LLM test server, with the provider's
+// embeddings or without.
+type fewShots struct {
+	st   *sqlite.Store
+	srv  *openaitest.Server
+	acts *activities.Activities
+	env  *testsuite.TestActivityEnvironment
+}
+
+func newFewShots(t *testing.T, providerEmbeddings bool) *fewShots {
+	t.Helper()
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	put := func(id, text, label string) {
-		t.Helper()
-		e := store.Example{ID: id, Classifier: spec.Name, Text: text, Label: label, Embedding: make([]float32, st.EmbeddingDim()), CreatedAt: time.Now()}
-		if err := st.PutExample(t.Context(), e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range 30 {
-		put(fmt.Sprintf("q%d", i), fmt.Sprintf("are you open on day %d of the month", i), "question")
-	}
-	put("r1", "refund 20 EUR to my card please", "refund")
+	t.Cleanup(func() { _ = st.Close() })
 	reply := openaitest.Reply{Content: `{"label":"refund","confidence":0.9,"fields":{"amount":20},"rationale":"refund asked"}`}
-	srv := openaitest.New(t, reply, reply)
-	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: srv.BaseURL(), Model: "test-model", Timeout: time.Second})
+	f := &fewShots{st: st, srv: openaitest.New(t, reply)}
+	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: f.srv.BaseURL(), Model: "test-model", Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	acts := &activities.Activities{Examples: st, LLM: l}
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(acts)
-	shots := func(text string) string {
-		t.Helper()
-		if _, err := env.ExecuteActivity(acts.Classify, activities.ClassifyInput{Spec: spec, Text: text}); err != nil {
-			t.Fatal(err)
-		}
-		var b strings.Builder
-		for _, m := range srv.Last()["messages"].([]any)[1:] {
-			fmt.Fprintln(&b, m.(map[string]any)["content"])
-		}
-		return b.String()
+	f.acts = &activities.Activities{Examples: st, LLM: l}
+	if providerEmbeddings {
+		f.srv.SetEmbeddings(st.EmbeddingDim(), 0)
+		f.acts.Embedder = classify.NewEmbedder(l, "test-embed", st.EmbeddingDim())
 	}
-	if got := shots("please refund 20 EUR"); !strings.Contains(got, "refund 20 EUR to my card please") {
+	var suite testsuite.WorkflowTestSuite
+	f.env = suite.NewTestActivityEnvironment()
+	f.env.RegisterActivity(f.acts)
+	for i := range 30 {
+		f.put(t, fmt.Sprintf("q%d", i), fmt.Sprintf("are you open on day %d of the month", i), "question")
+	}
+	f.put(t, "r1", "refund 20 EUR to my card please", "refund")
+	return f
+}
+
+// put stores an example, with the provider's embedding of its text.
+func (f *fewShots) put(t *testing.T, id, text, label string) {
+	t.Helper()
+	e := store.Example{ID: id, Classifier: spec.Name, Text: text, Label: label, Embedding: openaitest.Embedding(text, f.st.EmbeddingDim()), CreatedAt: time.Now()}
+	if err := f.st.PutExample(t.Context(), e); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shots classifies text and returns the few-shot messages the LLM got.
+func (f *fewShots) shots(t *testing.T, text string) string {
+	t.Helper()
+	if _, err := f.env.ExecuteActivity(f.acts.Classify, activities.ClassifyInput{Spec: spec, Text: text}); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, m := range f.srv.Last()["messages"].([]any)[1:] {
+		fmt.Fprintln(&b, m.(map[string]any)["content"])
+	}
+	return b.String()
+}
+
+// The LLM's few-shot context is the stored examples most like the text,
+// and stays so when examples are added.
+func TestFewShotsAreTheMostSimilarExamples(t *testing.T) {
+	f := newFewShots(t, false)
+	if got := f.shots(t, "please refund 20 EUR"); !strings.Contains(got, "refund 20 EUR to my card please") {
 		t.Fatalf("few-shot context without the nearest example:\n%s", got)
 	}
-	put("r2", "a refund of 20 EUR for my order", "refund")
-	if got := shots("I want a refund of 20 EUR for the order"); !strings.Contains(got, "a refund of 20 EUR for my order") {
+	f.put(t, "r2", "a refund of 20 EUR for my order", "refund")
+	if got := f.shots(t, "I want a refund of 20 EUR for the order"); !strings.Contains(got, "a refund of 20 EUR for my order") {
 		t.Fatalf("few-shot context without the example added since:\n%s", got)
 	}
 }
@@ -379,56 +396,18 @@ func TestFewShotsAreTheMostSimilarExamples(t *testing.T) {
 // the provider's embeddings endpoint is down, the hashing embedding picks
 // them and the classification goes on.
 func TestFewShotsByTheProvidersEmbeddings(t *testing.T) {
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	dim := st.EmbeddingDim()
-	put := func(id, text, label string) {
-		t.Helper()
-		e := store.Example{ID: id, Classifier: spec.Name, Text: text, Label: label, Embedding: openaitest.Embedding(text, dim), CreatedAt: time.Now()}
-		if err := st.PutExample(t.Context(), e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range 30 {
-		put(fmt.Sprintf("q%d", i), fmt.Sprintf("are you open on day %d of the month", i), "question")
-	}
-	put("r1", "refund 20 EUR to my card please", "refund")
-	reply := openaitest.Reply{Content: `{"label":"refund","confidence":0.9,"fields":{"amount":20},"rationale":"refund asked"}`}
-	srv := openaitest.New(t, reply)
-	srv.SetEmbeddings(dim, 0)
-	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: srv.BaseURL(), Model: "test-model", Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acts := &activities.Activities{Examples: st, LLM: l, Embedder: classify.NewEmbedder(l, "test-embed", dim)}
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(acts)
-	shots := func(text string) string {
-		t.Helper()
-		if _, err := env.ExecuteActivity(acts.Classify, activities.ClassifyInput{Spec: spec, Text: text}); err != nil {
-			t.Fatal(err)
-		}
-		var b strings.Builder
-		for _, m := range srv.Last()["messages"].([]any)[1:] {
-			fmt.Fprintln(&b, m.(map[string]any)["content"])
-		}
-		return b.String()
-	}
-	got := shots("refund my card 20 EUR")
-	if !strings.Contains(got, "refund 20 EUR to my card please") || !strings.Contains(got, "refund my order") || srv.EmbedCalls() != 1 {
-		t.Fatalf("few-shot context (%d embeddings requests):\n%s", srv.EmbedCalls(), got)
+	f := newFewShots(t, true)
+	got := f.shots(t, "refund my card 20 EUR")
+	if !strings.Contains(got, "refund 20 EUR to my card please") || !strings.Contains(got, "refund my order") || f.srv.EmbedCalls() != 1 {
+		t.Fatalf("few-shot context (%d embeddings requests):\n%s", f.srv.EmbedCalls(), got)
 	}
 	// The seeds were embedded once: the next text costs one request.
-	shots("refund of 20 EUR to my card")
-	if srv.EmbedCalls() != 2 {
-		t.Fatalf("%d embeddings requests, want 2", srv.EmbedCalls())
+	f.shots(t, "refund of 20 EUR to my card")
+	if f.srv.EmbedCalls() != 2 {
+		t.Fatalf("%d embeddings requests, want 2", f.srv.EmbedCalls())
 	}
-	srv.SetEmbeddings(dim, http.StatusServiceUnavailable)
-	if got := shots("a refund to my card of 20 EUR"); !strings.Contains(got, "refund 20 EUR to my card please") {
+	f.srv.SetEmbeddings(f.st.EmbeddingDim(), http.StatusServiceUnavailable)
+	if got := f.shots(t, "a refund to my card of 20 EUR"); !strings.Contains(got, "refund 20 EUR to my card please") {
 		t.Fatalf("few-shot context with the provider down:\n%s", got)
 	}
 }

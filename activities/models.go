@@ -47,8 +47,6 @@ type classifierModel struct {
 	// examples, and by exampleKey to reuse when examples change.
 	vecs     [][]float32
 	vecByKey map[string][]float32
-	// The provider's embeddings of the spec's seed examples, by text.
-	seedVecs map[string][]float32
 	patched  bool // some examples were learned by an update only
 	retrain  bool // a full training runs in the background
 
@@ -72,26 +70,18 @@ func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpe
 	fmt.Fprintf(h, "\x00%d", version)
 	key := hex.EncodeToString(h.Sum(nil))
 	c := a.classifier(spec.Name)
-	c.mu.Lock()
-	if c.key == key {
-		m := c.model
-		c.mu.Unlock()
+	if m := c.modelFor(key); m != nil {
 		return m, c, nil
 	}
-	c.mu.Unlock()
 	examples := examplesOf(spec, stored)
 	if m := a.current(c, spec.Name, specKey, key, examples); m != nil {
 		return m, c, nil
 	}
 	c.train.Lock()
 	defer c.train.Unlock()
-	c.mu.Lock()
-	if c.key == key { // another caller trained it meanwhile
-		m := c.model
-		c.mu.Unlock()
+	if m := c.modelFor(key); m != nil { // another caller trained it meanwhile
 		return m, c, nil
 	}
-	c.mu.Unlock()
 	start := time.Now()
 	m, err := classify.Train(examples, classify.Options{})
 	if err != nil {
@@ -103,6 +93,16 @@ func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpe
 	c.setExamples(examples)
 	c.mu.Unlock()
 	return m, c, nil
+}
+
+// modelFor is the model when it has learned what key says, else nil.
+func (c *classifierModel) modelFor(key string) *classify.Model {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.key != key {
+		return nil
+	}
+	return c.model
 }
 
 func (a *Activities) classifier(name string) *classifierModel {
@@ -120,11 +120,7 @@ func (a *Activities) classifier(name string) *classifierModel {
 }
 
 func (c *classifierModel) setExamples(examples []classify.Example) {
-	c.examples = examples
-	c.learned = make(map[string]bool, len(examples))
-	for _, e := range examples {
-		c.learned[exampleKey(e)] = true
-	}
+	c.examples, c.learned = examples, keysOf(examples)
 	c.vecs = nil
 }
 
@@ -173,7 +169,7 @@ func (a *Activities) current(c *classifierModel, name, specKey, key string, exam
 	if c.model == nil || c.spec != specKey {
 		return nil
 	}
-	added, replay, removed := c.newSince(examples)
+	added, replay, removed := newSince(c.learned, examples)
 	if len(added)+removed > max(updateMin, len(c.examples)/updateFraction) {
 		return nil
 	}
@@ -194,23 +190,32 @@ func (a *Activities) current(c *classifierModel, name, specKey, key string, exam
 	return m
 }
 
-// newSince splits examples into those the model has not learned and a
-// replay of as many it has (spread over them), and counts those it has
-// learned that are gone (an example relabeled: the update teaches the new
-// label, the full training forgets the old one).
-func (c *classifierModel) newSince(examples []classify.Example) (added, replay []classify.Example, removed int) {
+// keysOf is the set of exampleKey of examples.
+func keysOf(examples []classify.Example) map[string]bool {
+	keys := make(map[string]bool, len(examples))
+	for _, e := range examples {
+		keys[exampleKey(e)] = true
+	}
+	return keys
+}
+
+// newSince splits examples into those not learned and a replay of as many
+// learned ones (spread over them), and counts the learned ones that are
+// gone (an example relabeled: the update teaches the new label, the full
+// training forgets the old one).
+func newSince(learned map[string]bool, examples []classify.Example) (added, replay []classify.Example, removed int) {
 	var old []classify.Example
 	seen := make(map[string]bool, len(examples))
 	for _, e := range examples {
 		k := exampleKey(e)
 		seen[k] = true
-		if c.learned[k] {
+		if learned[k] {
 			old = append(old, e)
 		} else {
 			added = append(added, e)
 		}
 	}
-	for k := range c.learned {
+	for k := range learned {
 		if !seen[k] {
 			removed++
 		}
@@ -252,9 +257,7 @@ func (a *Activities) retrainInBackground(c *classifierModel, name string) {
 		// Unless a foreground training has put a full model in place
 		// meanwhile (the spec changed, or many examples came at once).
 		if c.spec == spec && c.patched {
-			trained := &classifierModel{}
-			trained.setExamples(examples)
-			added, replay, removed := trained.newSince(c.examples)
+			added, replay, removed := newSince(keysOf(examples), c.examples)
 			switch {
 			case len(added) == 0 && removed == 0:
 				c.model, c.patched = m, false
@@ -276,7 +279,7 @@ func (a *Activities) fewShots(ctx context.Context, c *classifierModel, spec proc
 	if a.Embedder == nil || !a.Embedder.Provider() || a.Examples == nil {
 		return c.shots(text, shots)
 	}
-	out, err := a.nearestShots(ctx, c, spec, text)
+	out, err := a.nearestShots(ctx, spec, text)
 	if err != nil {
 		a.logger().WarnContext(ctx, "few-shot examples picked by the hashing embedding", "classifier", spec.Name, "err", err)
 		return c.shots(text, shots)
@@ -284,32 +287,17 @@ func (a *Activities) fewShots(ctx context.Context, c *classifierModel, spec proc
 	return out
 }
 
-func (a *Activities) nearestShots(ctx context.Context, c *classifierModel, spec process.ClassifySpec, text string) ([]classify.Shot, error) {
-	c.mu.Lock()
+func (a *Activities) nearestShots(ctx context.Context, spec process.ClassifySpec, text string) ([]classify.Shot, error) {
+	// The text and the seeds in one request; the seeds are embedded once.
 	texts := []string{text}
 	for _, e := range spec.Examples {
-		if _, ok := c.seedVecs[e.Text]; !ok {
-			texts = append(texts, e.Text)
-		}
+		texts = append(texts, e.Text)
 	}
-	c.mu.Unlock()
-	vs, err := a.Embedder.Embed(ctx, texts)
+	vs, err := a.embeddings.Embed(ctx, a.Embedder, texts)
 	if err != nil {
 		return nil, err
 	}
-	q := vs[0]
-	c.mu.Lock()
-	if c.seedVecs == nil {
-		c.seedVecs = map[string][]float32{}
-	}
-	for i, t := range texts[1:] {
-		c.seedVecs[t] = vs[i+1]
-	}
-	seeds := make([][]float32, len(spec.Examples))
-	for i, e := range spec.Examples {
-		seeds[i] = c.seedVecs[e.Text]
-	}
-	c.mu.Unlock()
+	q, seeds := vs[0], vs[1:]
 	// Stored examples of labels the spec no longer has are passed over.
 	ns, err := a.Examples.NearestExamples(ctx, spec.Name, q, 2*shots)
 	if err != nil {

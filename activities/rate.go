@@ -3,14 +3,12 @@ package activities
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/adaptflow/adaptflow/ml/anomaly"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
-	"github.com/adaptflow/adaptflow/store"
 )
 
 // An arrival-rate signal is the number of starts of a process in the hour
@@ -52,24 +50,21 @@ func (a *Activities) observeRate(ctx context.Context, def *process.Definition, s
 	if ok && c.at.Equal(at) {
 		return c.signal, nil
 	}
-	for range 50 {
-		cur, err := a.Detectors.DetectorState(ctx, key)
-		if err != nil {
-			return policies.Signal{}, err
-		}
+	var signal policies.Signal
+	err := a.updateDetectorState(ctx, key, func(raw json.RawMessage) (any, bool, error) {
 		var st rateState
-		if cur.State != nil {
-			if err := json.Unmarshal(cur.State, &st); err != nil {
-				return policies.Signal{}, fmt.Errorf("detector %s: %w", key, err)
+		if raw != nil {
+			if err := json.Unmarshal(raw, &st); err != nil {
+				return nil, false, fmt.Errorf("detector %s: %w", key, err)
 			}
 		}
 		if !st.Last.Before(at) { // another worker observed this boundary
-			a.cacheRate(key, at, st.Signal)
-			return st.Signal, nil
+			signal = st.Signal
+			return nil, false, nil
 		}
 		d := anomaly.NewDetector(anomaly.DetectorOptions{})
 		from := at.Add(-rateBackfill)
-		if cur.State != nil && st.Last.After(from) {
+		if raw != nil && st.Last.After(from) {
 			d, from = anomaly.Restore(st.Detector), st.Last.Add(rateStep)
 		}
 		// Ten-minute buckets from an hour before the first boundary to
@@ -77,14 +72,13 @@ func (a *Activities) observeRate(ctx context.Context, def *process.Definition, s
 		// are left out.
 		counts, err := a.Starts.StartCounts(ctx, def.Name, from.Add(-rateWindow), at, rateStep)
 		if err != nil {
-			return policies.Signal{}, err
+			return nil, false, err
 		}
 		per := int(rateWindow / rateStep)
 		n := int(at.Sub(from.Add(-rateWindow)) / rateStep)
 		buckets := make([]int, n)
 		copy(buckets[n-len(counts):], counts)
 		first := n - len(counts) // the first bucket that may hold a start
-		var signal policies.Signal
 		observed := false
 		for j := max(per, first+1); j <= n; j++ {
 			v := 0
@@ -95,20 +89,16 @@ func (a *Activities) observeRate(ctx context.Context, def *process.Definition, s
 			signal, observed = rateSignal(v, o), true
 		}
 		if !observed { // no start yet: nothing to learn from
-			s := policies.Signal{WarmingUp: true, Reason: "warming up: no completed ten-minute period with starts yet"}
-			a.cacheRate(key, at, s)
-			return s, nil
+			signal = policies.Signal{WarmingUp: true, Reason: "warming up: no completed ten-minute period with starts yet"}
+			return nil, false, nil
 		}
-		cur.State = process.JSON(rateState{Detector: d.Snapshot(), Last: at, Signal: signal})
-		if _, err := a.Detectors.SaveDetectorState(ctx, cur); errors.Is(err, store.ErrConflict) {
-			continue // another worker saved first: read again
-		} else if err != nil {
-			return policies.Signal{}, err
-		}
-		a.cacheRate(key, at, signal)
-		return signal, nil
+		return rateState{Detector: d.Snapshot(), Last: at, Signal: signal}, true, nil
+	})
+	if err != nil {
+		return policies.Signal{}, err
 	}
-	return policies.Signal{}, fmt.Errorf("detector %s: too many concurrent updates", key)
+	a.cacheRate(key, at, signal)
+	return signal, nil
 }
 
 func (a *Activities) cacheRate(key string, at time.Time, s policies.Signal) {
@@ -121,8 +111,8 @@ func (a *Activities) cacheRate(key string, at time.Time, s policies.Signal) {
 }
 
 func rateSignal(v int, o anomaly.Observation) policies.Signal {
-	s := policies.Signal{Value: float64(v), Score: o.Score, Anomalous: o.Anomalous || o.Continuing, WarmingUp: o.WarmingUp, Recurring: o.Recurring,
-		Baseline: policies.Baseline{Expected: o.Expected, Low: max(0, o.Low), High: o.High}}
+	s := signalFrom(float64(v), o)
+	s.Baseline.Low = max(0, o.Low)
 	starts := fmt.Sprintf("%d starts", v)
 	if v == 1 {
 		starts = "1 start"
@@ -133,11 +123,7 @@ func rateSignal(v int, o anomaly.Observation) policies.Signal {
 	case o.Continuing:
 		s.Reason = fmt.Sprintf("%s in the last hour continues an unusual stretch: expected about %.0f for the time (normal %.1f to %.1f)", starts, o.Expected, s.Baseline.Low, o.High)
 	case o.Anomalous && o.Shift != 0:
-		side := "above"
-		if o.Shift < 0 {
-			side = "below"
-		}
-		s.Reason = fmt.Sprintf("%s in the last hour continues a sustained shift: the rate has kept running %s what is usual for the time", starts, side)
+		s.Reason = fmt.Sprintf("%s in the last hour continues a sustained shift: the rate has kept running %s what is usual for the time", starts, sideOf(o.Shift))
 	case o.Anomalous:
 		s.Reason = fmt.Sprintf("%s in the last hour is unusual: expected about %.0f for the time (normal %.1f to %.1f)", starts, o.Expected, s.Baseline.Low, o.High)
 	case o.Recurring:

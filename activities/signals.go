@@ -32,33 +32,50 @@ type detectorState struct {
 
 const rememberInstances = 64
 
-// observeValue feeds one instance's value to the process's shared detector
-// for the signal, saving its state with compare-and-swap so that workers
-// observing at once lose no update.
-func (a *Activities) observeValue(ctx context.Context, def *process.Definition, sig process.Signal, instanceID string, value float64, now time.Time) (policies.Signal, error) {
-	key := def.Name + "/" + sig.Name
+// updateDetectorState reads the shared state saved under key, lets update
+// work on it, and saves what update returns (when save is set) with
+// compare-and-swap, so that workers updating at once lose no update: on a
+// conflict update runs again on the state saved first.
+func (a *Activities) updateDetectorState(ctx context.Context, key string, update func(state json.RawMessage) (next any, save bool, err error)) error {
 	for range 50 {
 		cur, err := a.Detectors.DetectorState(ctx, key)
 		if err != nil {
-			return policies.Signal{}, err
+			return err
 		}
+		next, save, err := update(cur.State)
+		if err != nil || !save {
+			return err
+		}
+		cur.State = process.JSON(next)
+		if _, err := a.Detectors.SaveDetectorState(ctx, cur); !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("detector %s: too many concurrent updates", key)
+}
+
+// observeValue feeds one instance's value to the process's shared detector
+// for the signal, once per instance.
+func (a *Activities) observeValue(ctx context.Context, def *process.Definition, sig process.Signal, instanceID string, value float64, now time.Time) (policies.Signal, error) {
+	key := def.Name + "/" + sig.Name
+	var verdict policies.Signal
+	observed := false
+	err := a.updateDetectorState(ctx, key, func(raw json.RawMessage) (any, bool, error) {
 		st := detectorState{Verdicts: map[string]policies.Signal{}}
-		if cur.State != nil {
-			if err := json.Unmarshal(cur.State, &st); err != nil {
-				return policies.Signal{}, fmt.Errorf("detector %s: %w", key, err)
+		if raw != nil {
+			if err := json.Unmarshal(raw, &st); err != nil {
+				return nil, false, fmt.Errorf("detector %s: %w", key, err)
 			}
 		}
 		if v, ok := st.Verdicts[instanceID]; ok {
-			return v, nil
+			verdict, observed = v, false
+			return nil, false, nil
 		}
-		var d *anomaly.Detector
-		if cur.State == nil {
-			d = anomaly.NewDetector(anomaly.DetectorOptions{})
-		} else {
+		d := anomaly.NewDetector(anomaly.DetectorOptions{})
+		if raw != nil {
 			d = anomaly.Restore(st.Detector)
 		}
-		o := d.Observe(value)
-		verdict := signalOf(value, o)
+		verdict, observed = signalOf(value, d.Observe(value)), true
 		st.Detector = d.Snapshot()
 		st.Seen = append(st.Seen, instanceID)
 		if st.Verdicts == nil {
@@ -69,34 +86,43 @@ func (a *Activities) observeValue(ctx context.Context, def *process.Definition, 
 			delete(st.Verdicts, st.Seen[0])
 			st.Seen = st.Seen[1:]
 		}
-		cur.State = process.JSON(st)
-		if _, err := a.Detectors.SaveDetectorState(ctx, cur); errors.Is(err, store.ErrConflict) {
-			continue // another worker saved first: read again
-		} else if err != nil {
-			return policies.Signal{}, err
-		}
+		return st, true, nil
+	})
+	if err != nil {
+		return policies.Signal{}, err
+	}
+	if observed {
 		if err := a.Detectors.AppendObservation(ctx, store.Observation{Process: def.Name, Signal: sig.Name, At: now, Value: value}); err != nil {
 			a.logger().WarnContext(ctx, "observation not kept", "signal", key, "err", err)
 		}
-		return verdict, nil
 	}
-	return policies.Signal{}, fmt.Errorf("detector %s: too many concurrent updates", key)
+	return verdict, nil
+}
+
+// signalFrom is the signal of an observation of v, without its reason:
+// the rest of a flagged event reads as anomalous too.
+func signalFrom(v float64, o anomaly.Observation) policies.Signal {
+	return policies.Signal{Value: v, Score: o.Score, Anomalous: o.Anomalous || o.Continuing, WarmingUp: o.WarmingUp, Recurring: o.Recurring,
+		Baseline: policies.Baseline{Expected: o.Expected, Low: o.Low, High: o.High}}
+}
+
+// sideOf names the side of a sustained shift.
+func sideOf(shift int) string {
+	if shift < 0 {
+		return "below"
+	}
+	return "above"
 }
 
 func signalOf(v float64, o anomaly.Observation) policies.Signal {
-	s := policies.Signal{Value: v, Score: o.Score, Anomalous: o.Anomalous || o.Continuing, WarmingUp: o.WarmingUp, Recurring: o.Recurring,
-		Baseline: policies.Baseline{Expected: o.Expected, Low: o.Low, High: o.High}}
+	s := signalFrom(v, o)
 	switch {
 	case o.WarmingUp:
 		s.Reason = fmt.Sprintf("warming up: it judges after %d more observations", o.WarmupLeft)
 	case o.Continuing:
 		s.Reason = fmt.Sprintf("%g is unusual, as were the values just before it: expected about %.4g (normal %.4g to %.4g)", v, o.Expected, o.Low, o.High)
 	case o.Anomalous && o.Shift != 0:
-		side := "above"
-		if o.Shift < 0 {
-			side = "below"
-		}
-		s.Reason = fmt.Sprintf("%g continues a sustained shift: recent values have kept running %s what is usual", v, side)
+		s.Reason = fmt.Sprintf("%g continues a sustained shift: recent values have kept running %s what is usual", v, sideOf(o.Shift))
 	case o.Anomalous:
 		s.Reason = fmt.Sprintf("%g is unusual: expected about %.4g (normal %.4g to %.4g)", v, o.Expected, o.Low, o.High)
 	case o.Recurring:

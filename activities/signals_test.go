@@ -30,18 +30,25 @@ steps:
   - {id: notify, kind: task, task: noop}
 `
 
-func TestValueSignal(t *testing.T) {
+// signalActivities are the activities deciding for a definition on a
+// SQLite store of their own.
+func signalActivities(t *testing.T, defYAML string) (*activities.Activities, *sqlite.Store, *process.Definition) {
+	t.Helper()
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "s.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	def, err := process.ParseDefinition([]byte(amountsDef))
+	t.Cleanup(func() { _ = st.Close() })
+	def, err := process.ParseDefinition([]byte(defYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
 	env, _ := policies.NewEnv()
-	acts := &activities.Activities{Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Detectors: st, Calendar: policies.DefaultCalendar()}
+	return &activities.Activities{Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Detectors: st, Calendar: policies.DefaultCalendar()}, st, def
+}
+
+func TestValueSignal(t *testing.T) {
+	acts, st, def := signalActivities(t, amountsDef)
 	decide := func(id string, seq int, amount float64) activities.DecideResult {
 		t.Helper()
 		res, err := acts.Decide(t.Context(), activities.DecideInput{Definition: def, InstanceID: id, RunID: "run-" + id, Seq: seq, Step: "pay",
@@ -124,17 +131,7 @@ func TestArrivalRateLearnsTheWeeklyRhythm(t *testing.T) {
 			}
 		}
 	}
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "r.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	def, err := process.ParseDefinition([]byte(ordersDef))
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, _ := policies.NewEnv()
-	acts := &activities.Activities{Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Detectors: st, Calendar: policies.DefaultCalendar()}
+	acts, st, def := signalActivities(t, ordersDef)
 	rate := func(id string, now time.Time) policies.Signal {
 		t.Helper()
 		res, err := acts.Decide(t.Context(), activities.DecideInput{Definition: def, InstanceID: id, RunID: "run-" + id, Seq: 1, Step: "pick", Now: now, Started: now})

@@ -202,7 +202,8 @@ type server struct {
 	// authCache holds the key records requests authenticated with.
 	authCache *keyCache
 	starts    *starter
-	seeds     seedVectors
+	// seeds keeps the embeddings of definitions' seed examples.
+	seeds classify.EmbeddingCache
 }
 
 const (

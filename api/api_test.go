@@ -514,17 +514,7 @@ func TestKeyChangesMadeElsewhereApplyWithinTheCacheTTL(t *testing.T) {
 // provider's embedding; while the provider is down, adding one answers 503
 // with Retry-After and stores nothing.
 func TestClassifierExamplesEmbeddedByTheProvider(t *testing.T) {
-	llmSrv := openaitest.New(t, openaitest.Reply{Content: "{}"})
-	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: llmSrv.BaseURL(), Model: "test-model", Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dim int
-	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"), func(o *api.Options) {
-		dim = o.Examples.EmbeddingDim()
-		o.Embedder = classify.NewEmbedder(l, "test-embed", dim)
-	})
-	llmSrv.SetEmbeddings(dim, 0)
+	srv, keys, st, llmSrv, dim := newServerWithEmbeddings(t)
 	eng := keys[store.RoleEngineer]
 	path := "/v1/classifiers/requests/examples"
 	text := "please refund my order"
@@ -549,17 +539,7 @@ func TestClassifierExamplesEmbeddedByTheProvider(t *testing.T) {
 // definition's seeds; while the provider is down the review is shown
 // without them.
 func TestSimilarCasesByTheProvidersEmbeddings(t *testing.T) {
-	llmSrv := openaitest.New(t, openaitest.Reply{Content: "{}"})
-	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: llmSrv.BaseURL(), Model: "test-model", Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dim int
-	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"), func(o *api.Options) {
-		dim = o.Examples.EmbeddingDim()
-		o.Embedder = classify.NewEmbedder(l, "test-embed", dim)
-	})
-	llmSrv.SetEmbeddings(dim, 0)
+	srv, keys, st, llmSrv, dim := newServerWithEmbeddings(t)
 	def := `
 name: requests
 version: 1
@@ -611,4 +591,22 @@ steps:
 	if item := do(t, srv, "GET", "/v1/reviews/rv1", keys[store.RoleReviewer], "", ""); item.status != http.StatusOK || item.body["similar"] != nil && len(item.body["similar"].([]any)) != 0 {
 		t.Fatalf("provider down: %d %v", item.status, item.body["similar"])
 	}
+}
+
+// newServerWithEmbeddings is a server whose examples are embedded by an
+// OpenAI test server's embeddings endpoint, of the store's dimension.
+func newServerWithEmbeddings(t *testing.T) (*httptest.Server, map[string]string, *sqlite.Store, *openaitest.Server, int) {
+	t.Helper()
+	llmSrv := openaitest.New(t, openaitest.Reply{Content: "{}"})
+	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: llmSrv.BaseURL(), Model: "test-model", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dim int
+	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"), func(o *api.Options) {
+		dim = o.Examples.EmbeddingDim()
+		o.Embedder = classify.NewEmbedder(l, "test-embed", dim)
+	})
+	llmSrv.SetEmbeddings(dim, 0)
+	return srv, keys, st, llmSrv, dim
 }

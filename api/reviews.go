@@ -524,7 +524,7 @@ func (s *server) similarCases(ctx context.Context, cl *classificationForReview, 
 			seeds, texts = append(seeds, e), append(texts, e.Text)
 		}
 	}
-	vs, err := s.seeds.of(ctx, s, texts)
+	vs, err := s.seeds.Embed(ctx, s.Embedder, texts)
 	if err != nil {
 		s.Logger.WarnContext(ctx, "seed examples left out of the similar cases", "err", err)
 		vs = nil

@@ -3,7 +3,9 @@ package classify
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
+	"sync"
 )
 
 // HashDim is the dimension of the embedded hashing embedding.
@@ -91,6 +93,56 @@ func (e *Embedder) Embed(ctx context.Context, texts []string) ([][]float32, erro
 			}
 		}
 		out = append(out, vs...)
+	}
+	return out, nil
+}
+
+// EmbeddingCache keeps the embeddings of texts that are embedded again and
+// again (definitions' seed examples, which are not stored), up to
+// embeddingsKept of them. The zero value is ready; it is safe for
+// concurrent use.
+type EmbeddingCache struct {
+	mu   sync.Mutex
+	vecs map[string][]float32
+}
+
+const embeddingsKept = 10000
+
+// Embed is e.Embed(texts), asking e only for the texts not kept yet, in one
+// request.
+func (c *EmbeddingCache) Embed(ctx context.Context, e *Embedder, texts []string) ([][]float32, error) {
+	out := make([][]float32, len(texts))
+	var missing []string
+	c.mu.Lock()
+	for i, t := range texts {
+		if v, ok := c.vecs[t]; ok {
+			out[i] = v
+		} else {
+			missing = append(missing, t)
+		}
+	}
+	c.mu.Unlock()
+	if len(missing) == 0 {
+		return out, nil
+	}
+	vs, err := e.Embed(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	got := make(map[string][]float32, len(missing))
+	for i, t := range missing {
+		got[t] = vs[i]
+	}
+	c.mu.Lock()
+	if c.vecs == nil || len(c.vecs)+len(missing) > embeddingsKept {
+		c.vecs = map[string][]float32{}
+	}
+	maps.Copy(c.vecs, got)
+	c.mu.Unlock()
+	for i, t := range texts {
+		if out[i] == nil {
+			out[i] = got[t]
+		}
 	}
 	return out, nil
 }
