@@ -19,11 +19,15 @@ import (
 // The detector's state is shared by all workers like a value signal's;
 // whichever worker decides first after a boundary observes every boundary
 // since the last one observed (a new detector learns from up to five weeks
-// of starts), and the signal of a decision is that of the latest boundary.
+// of starts), and the signal of a decision is that of the latest boundary
+// at least rateSettle old: a start is stored with the API's time before its
+// row commits, so a boundary is observed only once the starts before it
+// have been written.
 const (
 	rateStep     = 10 * time.Minute
 	rateWindow   = time.Hour
 	rateBackfill = 5 * 7 * 24 * time.Hour
+	rateSettle   = time.Minute
 )
 
 // rateState is what is saved per arrival-rate signal.
@@ -39,11 +43,11 @@ type cachedRate struct {
 	signal policies.Signal
 }
 
-// observeRate is the arrival-rate signal at the latest boundary before
-// now, observing the boundaries not yet observed.
+// observeRate is the arrival-rate signal at the latest settled boundary
+// before now, observing the boundaries not yet observed.
 func (a *Activities) observeRate(ctx context.Context, def *process.Definition, sig process.Signal, now time.Time) (policies.Signal, error) {
 	key := def.Name + "/" + sig.Name
-	at := now.Truncate(rateStep)
+	at := now.Add(-rateSettle).Truncate(rateStep)
 	a.mu.Lock()
 	c, ok := a.rates[key]
 	a.mu.Unlock()

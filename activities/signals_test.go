@@ -105,6 +105,25 @@ steps:
   - {id: pick, kind: task, task: noop}
 `
 
+// orderVolume is the order_volume signal in the facts of a decision of
+// instance id at now.
+func orderVolume(t *testing.T, acts *activities.Activities, st *sqlite.Store, def *process.Definition, id string, now time.Time) policies.Signal {
+	t.Helper()
+	res, err := acts.Decide(t.Context(), activities.DecideInput{Definition: def, InstanceID: id, RunID: "run-" + id, Seq: 1, Step: "pick", Now: now, Started: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := st.Decision(t.Context(), res.DecisionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var facts policies.Facts
+	if err := json.Unmarshal(d.Facts, &facts); err != nil {
+		t.Fatal(err)
+	}
+	return facts.Signals["order_volume"]
+}
+
 // The arrival rate learns the weekly rhythm: the usual weekday-morning
 // peak is not an anomaly, the same rate at night is; with little history
 // it says it is warming up and for how long.
@@ -132,22 +151,7 @@ func TestArrivalRateLearnsTheWeeklyRhythm(t *testing.T) {
 		}
 	}
 	acts, st, def := signalActivities(t, ordersDef)
-	rate := func(id string, now time.Time) policies.Signal {
-		t.Helper()
-		res, err := acts.Decide(t.Context(), activities.DecideInput{Definition: def, InstanceID: id, RunID: "run-" + id, Seq: 1, Step: "pick", Now: now, Started: now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := st.Decision(t.Context(), res.DecisionID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var facts policies.Facts
-		if err := json.Unmarshal(d.Facts, &facts); err != nil {
-			t.Fatal(err)
-		}
-		return facts.Signals["order_volume"]
-	}
+	rate := func(id string, now time.Time) policies.Signal { return orderVolume(t, acts, st, def, id, now) }
 	start := monday.Add(-21 * 24 * time.Hour)
 	history(st, "orders", start, start.Add(3*time.Hour))
 	if s := rate("early", start.Add(3*time.Hour+5*time.Minute)); !s.WarmingUp || !strings.Contains(s.Reason, "more hours of history") {
@@ -171,6 +175,29 @@ func TestArrivalRateLearnsTheWeeklyRhythm(t *testing.T) {
 	surge := rate("surge", night.Add(35*time.Minute))
 	if !surge.Anomalous || surge.Value < 30 || surge.Baseline.Expected > 5 || !strings.Contains(surge.Reason, "unusual") {
 		t.Fatalf("30 starts in half an hour at night: %+v", surge)
+	}
+}
+
+// A start stored with a time just before a boundary and committed just
+// after it is counted: a boundary is observed only once it has settled.
+func TestArrivalRateCountsStartsCommittedAfterTheBoundary(t *testing.T) {
+	acts, st, def := signalActivities(t, ordersDef)
+	boundary := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	start := func(id string, at time.Time) {
+		t.Helper()
+		if _, _, err := st.CreateInstance(t.Context(), store.Instance{ID: id, Process: "orders", ProcessVersion: 1, BusinessKey: id, Input: []byte(`{}`), CreatedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rate := func(id string, now time.Time) policies.Signal { return orderVolume(t, acts, st, def, id, now) }
+	start("a", boundary.Add(-30*time.Minute))
+	start("b", boundary.Add(-25*time.Minute))
+	if s := rate("first", boundary.Add(30*time.Second)); s.Value != 2 {
+		t.Fatalf("half a minute after the boundary: %+v", s)
+	}
+	start("late", boundary.Add(-time.Second)) // its row commits now
+	if s := rate("second", boundary.Add(2*time.Minute)); s.Value != 3 {
+		t.Fatalf("the hour before %s holds 3 starts: %+v", boundary.Format("15:04"), s)
 	}
 }
 
