@@ -63,6 +63,7 @@ type InstanceStore interface {
 	Instance(ctx context.Context, id string) (store.Instance, error)
 	MarkStarted(ctx context.Context, ids []string) error
 	PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error)
+	Outcomes(ctx context.Context, process string, from, to time.Time, fn func(store.InstanceOutcome) error) error
 }
 
 // DecisionReader reads decision records.
@@ -260,6 +261,7 @@ func New(opts Options) (*Handler, error) {
 	v1.GET("/processes", s.allow(readers), s.listProcesses)
 	v1.GET("/processes/:name", s.allow(readers), s.getProcess)
 	v1.POST("/processes/:name/instances", s.allow([]string{store.RoleSystem}), s.startInstance)
+	v1.GET("/processes/:name/kpis", s.allow(engineer), s.processKPIs)
 	v1.POST("/policies", s.allow(engineer), s.putPolicy)
 	v1.GET("/policies", s.allow(engineer), s.listPolicies)
 	v1.GET("/instances/:id", s.allow(readers), s.getInstance)

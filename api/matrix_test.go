@@ -20,8 +20,8 @@ import (
 var routeRoles = map[string][]string{
 	"GET /healthz": {"*"}, "GET /metrics": {"*"}, "GET /openapi.json": {"*"},
 	"POST /v1/processes": {"engineer"}, "GET /v1/processes": {"system", "engineer"}, "GET /v1/processes/:name": {"system", "engineer"},
-	"POST /v1/processes/:name/instances": {"system"},
-	"POST /v1/policies":                  {"engineer"}, "GET /v1/policies": {"engineer"},
+	"POST /v1/processes/:name/instances": {"system"}, "GET /v1/processes/:name/kpis": {"engineer"},
+	"POST /v1/policies": {"engineer"}, "GET /v1/policies": {"engineer"},
 	"GET /v1/policies/:id": {"engineer"}, "GET /v1/policies/:id/versions": {"engineer"}, "GET /v1/policies/:id/versions/:version": {"engineer"},
 	"GET /v1/policies/:id/diff": {"engineer"}, "POST /v1/policies/:id/activate": {"engineer"}, "POST /v1/policies/:id/disable": {"engineer"},
 	"POST /v1/policies/simulate": {"engineer"}, "GET /v1/policies/shadow-report": {"engineer"},

@@ -8,7 +8,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
 )
 
@@ -87,22 +86,9 @@ func figures(vs []store.Verdict) qualityFigures {
 // classifierQuality reports, from reviewers' verdicts, the classifier's
 // accuracy and calibration overall, per predicted label and per period.
 func (s *server) classifierQuality(c *gin.Context) {
-	window, bucket := 30*24*time.Hour, 7*24*time.Hour
-	for _, q := range []struct {
-		name string
-		into *time.Duration
-	}{{"since", &window}, {"bucket", &bucket}} {
-		if v := c.Query(q.name); v != "" {
-			d, err := process.ParseDuration(v)
-			if err != nil || d <= 0 {
-				fail(c, badRequest(q.name, "must be a duration such as 7d or 12h (got %q)", v))
-				return
-			}
-			*q.into = d
-		}
-	}
-	if window/bucket > 366 {
-		fail(c, badRequest("bucket", "makes more than 366 periods of the window; choose a longer one"))
+	window, bucket, err := windowParams(c, 30*24*time.Hour, 7*24*time.Hour)
+	if err != nil {
+		fail(c, err)
 		return
 	}
 	now := time.Now().UTC()

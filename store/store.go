@@ -139,6 +139,74 @@ type StateSave struct {
 	State      json.RawMessage
 }
 
+// The final statuses of an instance (the workflows package names them too):
+// an instance in one of them has ended, and its store row says when.
+const (
+	InstanceCompleted = "completed"
+	InstanceFailed    = "failed"
+	InstanceRejected  = "rejected"
+)
+
+// StatusOf is the status a saved state projection holds, and whether it is
+// final.
+func StatusOf(state json.RawMessage) (status string, final bool) {
+	var st struct {
+		Status string `json:"status"`
+	}
+	if json.Unmarshal(state, &st) != nil {
+		return "", false
+	}
+	return st.Status, st.Status == InstanceCompleted || st.Status == InstanceFailed || st.Status == InstanceRejected
+}
+
+// OutcomesQuery selects the InstanceOutcome of each instance of a process
+// started in a window, oldest first, with the parameters process, from,
+// to, decided status and expired status (micros); {n} is the n-th placeholder.
+const OutcomesQuery = `SELECT i.process_version, i.created_at, i.status, COALESCE(i.finished_at, 0), COUNT(r.id),
+	COUNT(CASE WHEN r.status = {4} THEN 1 END), COUNT(CASE WHEN r.status = {5} THEN 1 END), COALESCE(SUM(CASE WHEN r.status = {4} THEN r.decided_at - r.created_at END), 0)
+	FROM instances i LEFT JOIN reviews r ON r.instance_id = i.id
+	WHERE i.process = {1} AND i.created_at >= {2} AND i.created_at < {3}
+	GROUP BY i.id ORDER BY i.created_at, i.id`
+
+// OutcomesArgs are the parameters of OutcomesQuery.
+func OutcomesArgs(process string, from, to time.Time) []any {
+	return []any{process, from.UnixMicro(), to.UnixMicro(), ReviewDecided, ReviewExpired}
+}
+
+// ScanOutcome reads a row of OutcomesQuery.
+func ScanOutcome(scan func(dest ...any) error) (InstanceOutcome, error) {
+	var o InstanceOutcome
+	var created, finished, wait int64
+	if err := scan(&o.Version, &created, &o.Status, &finished, &o.Reviews, &o.Decided, &o.Expired, &wait); err != nil {
+		return o, err
+	}
+	o.CreatedAt = time.UnixMicro(created).UTC()
+	if finished > 0 {
+		o.FinishedAt = time.UnixMicro(finished).UTC()
+	}
+	o.ReviewWait = time.Duration(wait) * time.Microsecond
+	return o, nil
+}
+
+// InstanceOutcome is how one instance went: what the process KPIs are
+// computed from.
+type InstanceOutcome struct {
+	Version   int
+	CreatedAt time.Time
+	// Status is the status last saved, empty before the workflow's first
+	// save (the instance is starting).
+	Status string
+	// FinishedAt is when the store first saw a final status; zero while
+	// the instance runs, and for instances that ended before the store
+	// kept it.
+	FinishedAt time.Time
+	// Reviews counts the reviews raised on the instance, Decided those a
+	// reviewer decided and Expired those whose SLA ran out; ReviewWait is
+	// the time its decided reviews waited for their verdict, summed.
+	Reviews, Decided, Expired int
+	ReviewWait                time.Duration
+}
+
 // Instance is a started process instance. Its live state is in Temporal;
 // State is the projection of it that the workflow saves at each step, for
 // reads that need no Temporal query.

@@ -29,9 +29,9 @@ const (
 	StatusStarting      = "starting"
 	StatusRunning       = "running"
 	StatusWaitingReview = "waiting_review"
-	StatusCompleted     = "completed"
-	StatusRejected      = "rejected"
-	StatusFailed        = "failed"
+	StatusCompleted     = store.InstanceCompleted
+	StatusRejected      = store.InstanceRejected
+	StatusFailed        = store.InstanceFailed
 )
 
 // Step states.

@@ -306,6 +306,11 @@ catalog:
 				t.Errorf("explanation lacks %q:\n%s", want, text)
 			}
 		}
+		// The finished instance counts in the process's KPIs, with its cycle time.
+		k := d.expect(d.call("GET", "/v1/processes/returns/kpis?since=1h", engineer, ""), http.StatusOK).body["overall"].(map[string]any)
+		if c, ok := k["cycle_time_seconds"].(map[string]any); k["started"] != 1.0 || k["completed"] != 1.0 || !ok || c["count"] != 1.0 || c["max"].(float64) <= 0 || c["max"].(float64) > 60 {
+			t.Fatalf("KPIs of returns: %v", k)
+		}
 	})
 
 	t.Run("idempotent start and input errors", func(t *testing.T) {

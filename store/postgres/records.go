@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -245,7 +246,7 @@ func (s *Store) PendingStarts(ctx context.Context, before time.Time, limit int) 
 // seq-th save, unless the instance holds a later save of that run. An
 // instance with no row (started outside the API) keeps nothing.
 func (s *Store) SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) error {
-	if _, err := s.pool.Exec(ctx, saveState, string(state), run, seq, id); err != nil {
+	if _, err := s.pool.Exec(ctx, saveState, saveStateArgs(store.StateSave{InstanceID: id, RunID: run, Seq: seq, State: state})...); err != nil {
 		return fmt.Errorf("postgres: save instance state: %w", err)
 	}
 	return nil
@@ -257,6 +258,32 @@ func nullText(b []byte) *string {
 	}
 	s := string(b)
 	return &s
+}
+
+// outcomesQuery is store.OutcomesQuery with PostgreSQL's placeholders.
+var outcomesQuery = strings.NewReplacer("{1}", "$1", "{2}", "$2", "{3}", "$3", "{4}", "$4", "{5}", "$5").Replace(store.OutcomesQuery)
+
+// Outcomes calls fn with how each instance of a process started in
+// [from, to) went, oldest first.
+func (s *Store) Outcomes(ctx context.Context, processName string, from, to time.Time, fn func(store.InstanceOutcome) error) error {
+	rows, err := s.pool.Query(ctx, outcomesQuery, store.OutcomesArgs(processName, from, to)...)
+	if err != nil {
+		return fmt.Errorf("postgres: outcomes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		o, err := store.ScanOutcome(rows.Scan)
+		if err != nil {
+			return fmt.Errorf("postgres: outcomes: %w", err)
+		}
+		if err := fn(o); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("postgres: outcomes: %w", err)
+	}
+	return nil
 }
 
 // StartCounts counts the starts of a process in each whole bucket of
@@ -309,7 +336,15 @@ const insertDecision = `INSERT INTO decisions (id, instance_id, run_id, seq, ste
 
 // saveState saves a projection; a saved state shows the workflow exists, so
 // it also clears the instance's pending start.
-const saveState = `UPDATE instances SET state = $1, state_run = $2, state_seq = $3, pending_start = false WHERE id = $4 AND (state_run <> $2 OR state_seq < $3)`
+// It keeps the state's status beside it, and the time of the first save of
+// a final status.
+const saveState = `UPDATE instances SET state = $1, state_run = $2, state_seq = $3, pending_start = false, status = $5, finished_at = CASE WHEN $6::boolean THEN COALESCE(finished_at, $7) END
+	WHERE id = $4 AND (state_run <> $2 OR state_seq < $3)`
+
+func saveStateArgs(st store.StateSave) []any {
+	status, final := store.StatusOf(st.State)
+	return []any{string(st.State), st.RunID, st.Seq, st.InstanceID, status, final, micros(time.Now())}
+}
 
 // AppendDecisionWithState is AppendDecision and, when st is not nil,
 // SaveInstanceState in one transaction: the state a decision carries is
@@ -327,7 +362,7 @@ func (s *Store) AppendDecisionWithState(ctx context.Context, d process.Decision,
 		}
 		inserted = tag.RowsAffected() == 1
 		if st != nil {
-			_, err = exec(ctx, saveState, string(st.State), st.RunID, st.Seq, st.InstanceID)
+			_, err = exec(ctx, saveState, saveStateArgs(*st)...)
 		}
 		return err
 	}

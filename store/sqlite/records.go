@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/adaptflow/adaptflow/process"
@@ -254,7 +255,7 @@ func (s *Store) PendingStarts(ctx context.Context, before time.Time, limit int) 
 // seq-th save, unless the instance holds a later save of that run. An
 // instance with no row (started outside the API) keeps nothing.
 func (s *Store) SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) error {
-	if _, err := s.w.ExecContext(ctx, saveState, string(state), run, seq, id, run, seq); err != nil {
+	if _, err := s.w.ExecContext(ctx, saveState, saveStateArgs(store.StateSave{InstanceID: id, RunID: run, Seq: seq, State: state})...); err != nil {
 		return fmt.Errorf("sqlite: save instance state: %w", err)
 	}
 	return nil
@@ -289,7 +290,15 @@ const insertDecision = `INSERT INTO decisions (id, instance_id, run_id, seq, ste
 
 // saveState saves a projection; a saved state shows the workflow exists, so
 // it also clears the instance's pending start.
-const saveState = `UPDATE instances SET state = ?, state_run = ?, state_seq = ?, pending_start = 0 WHERE id = ? AND (state_run <> ? OR state_seq < ?)`
+// It keeps the state's status beside it, and the time of the first save of
+// a final status.
+const saveState = `UPDATE instances SET state = ?, state_run = ?, state_seq = ?, pending_start = 0, status = ?, finished_at = CASE WHEN ? THEN COALESCE(finished_at, ?) END
+	WHERE id = ? AND (state_run <> ? OR state_seq < ?)`
+
+func saveStateArgs(st store.StateSave) []any {
+	status, final := store.StatusOf(st.State)
+	return []any{string(st.State), st.RunID, st.Seq, status, final, micros(time.Now()), st.InstanceID, st.RunID, st.Seq}
+}
 
 // AppendDecisionWithState is AppendDecision and, when st is not nil,
 // SaveInstanceState in one transaction: the state a decision carries is
@@ -308,7 +317,7 @@ func (s *Store) AppendDecisionWithState(ctx context.Context, d process.Decision,
 		n, _ := res.RowsAffected()
 		inserted = n == 1
 		if st != nil {
-			_, err = exec(saveState, string(st.State), st.RunID, st.Seq, st.InstanceID, st.RunID, st.Seq)
+			_, err = exec(saveState, saveStateArgs(*st)...)
 		}
 		return err
 	}
@@ -493,6 +502,32 @@ func (s *Store) CloseReview(ctx context.Context, r store.Review) (store.Review, 
 		return r, fmt.Errorf("sqlite: close review: %w", err)
 	}
 	return s.reviewWhere(ctx, s.w, `id = ?`, r.ID)
+}
+
+// outcomesQuery is store.OutcomesQuery with SQLite's placeholders.
+var outcomesQuery = strings.NewReplacer("{1}", "?1", "{2}", "?2", "{3}", "?3", "{4}", "?4", "{5}", "?5").Replace(store.OutcomesQuery)
+
+// Outcomes calls fn with how each instance of a process started in
+// [from, to) went, oldest first.
+func (s *Store) Outcomes(ctx context.Context, processName string, from, to time.Time, fn func(store.InstanceOutcome) error) error {
+	rows, err := s.r.QueryContext(ctx, outcomesQuery, store.OutcomesArgs(processName, from, to)...)
+	if err != nil {
+		return fmt.Errorf("sqlite: outcomes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		o, err := store.ScanOutcome(rows.Scan)
+		if err != nil {
+			return fmt.Errorf("sqlite: outcomes: %w", err)
+		}
+		if err := fn(o); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite: outcomes: %w", err)
+	}
+	return nil
 }
 
 // StartCounts counts the starts of a process in each whole bucket of

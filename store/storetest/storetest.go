@@ -52,6 +52,7 @@ type Store interface {
 	MarkStarted(ctx context.Context, ids []string) error
 	PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error)
 	StartCounts(ctx context.Context, process string, from, to time.Time, bucket time.Duration) ([]int, error)
+	Outcomes(ctx context.Context, process string, from, to time.Time, fn func(store.InstanceOutcome) error) error
 	AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error)
 	AppendDecisionWithState(ctx context.Context, d process.Decision, st *store.StateSave) (process.Decision, error)
 	Decision(ctx context.Context, id string) (process.Decision, error)
@@ -78,6 +79,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("instances", func(t *testing.T) { testInstances(t, open(t)) })
 	t.Run("instance states", func(t *testing.T) { testInstanceStates(t, open(t)) })
 	t.Run("pending starts", func(t *testing.T) { testPendingStarts(t, open(t)) })
+	t.Run("outcomes", func(t *testing.T) { testOutcomes(t, open(t)) })
 	t.Run("decisions", func(t *testing.T) { testDecisions(t, open(t)) })
 	t.Run("decision with state", func(t *testing.T) { testDecisionWithState(t, open(t)) })
 	t.Run("reviews", func(t *testing.T) { testReviews(t, open(t)) })
@@ -581,6 +583,77 @@ func testInstanceStates(t *testing.T, s Store) {
 	must(t, s.SaveInstanceState(ctx, "nobody", "run-a", 1, json.RawMessage(`{}`)))
 	if _, err := s.Instance(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a save for an instance without a row made one: %v", err)
+	}
+}
+
+// testOutcomes: an instance's status follows its saved state (through
+// either save path), its finish time is that of the first save of a final
+// status, and its reviews are counted; only the process's instances started
+// in the window are read, oldest first.
+func testOutcomes(t *testing.T, s Store) {
+	ctx := t.Context()
+	for i, id := range []string{"o-run", "o-done", "o-failed", "o-new", "o-later"} {
+		_, _, err := s.CreateInstance(ctx, store.Instance{ID: id, Process: "p", ProcessVersion: 1 + i%2, BusinessKey: id, Input: []byte(`{}`), CreatedAt: t0.Add(time.Duration(i) * time.Minute)})
+		must(t, err)
+	}
+	_, _, err := s.CreateInstance(ctx, store.Instance{ID: "o-other", Process: "q", ProcessVersion: 1, BusinessKey: "x", Input: []byte(`{}`), CreatedAt: t0})
+	must(t, err)
+	must(t, s.SaveInstanceState(ctx, "o-run", "r", 1, json.RawMessage(`{"status":"waiting_review"}`)))
+	before := time.Now()
+	must(t, s.SaveInstanceState(ctx, "o-done", "r", 1, json.RawMessage(`{"status":"running"}`)))
+	must(t, s.SaveInstanceState(ctx, "o-done", "r", 2, json.RawMessage(`{"status":"completed"}`)))
+	after := time.Now()
+	d := decision("r-failed", 1, "")
+	d.InstanceID = "o-failed"
+	_, err = s.AppendDecisionWithState(ctx, d, &store.StateSave{InstanceID: "o-failed", RunID: "r-failed", Seq: 1, State: json.RawMessage(`{"status":"failed","error":"x"}`)})
+	must(t, err)
+	must(t, s.SaveInstanceState(ctx, "o-done", "r", 3, json.RawMessage(`{"status":"completed","n":3}`))) // a later save keeps the first finish time
+	decided := t0.Add(time.Hour)
+	for _, r := range []store.Review{
+		{ID: "ra", InstanceID: "o-run"},
+		{ID: "rb", InstanceID: "o-done"},
+		{ID: "rc", InstanceID: "o-done"},
+	} {
+		r.RunID, r.Process, r.Step, r.Queue, r.CreatedAt = "r", "p", "s", "q", t0.Add(time.Minute)
+		_, err := s.CreateReview(ctx, r)
+		must(t, err)
+	}
+	_, err = s.CloseReview(ctx, store.Review{ID: "rb", Status: store.ReviewDecided, Verdict: store.VerdictApprove, Reviewer: "ann", DecidedAt: &decided})
+	must(t, err)
+	_, err = s.CloseReview(ctx, store.Review{ID: "rc", Status: store.ReviewExpired, Reviewer: "sla", DecidedAt: &decided})
+	must(t, err)
+
+	var got []store.InstanceOutcome
+	must(t, s.Outcomes(ctx, "p", t0, t0.Add(4*time.Minute), func(o store.InstanceOutcome) error { got = append(got, o); return nil }))
+	if len(got) != 4 {
+		t.Fatalf("%d outcomes in the window, want 4 (o-later is after it, o-other another process): %+v", len(got), got)
+	}
+	run, done, failed, fresh := got[0], got[1], got[2], got[3]
+	if run.Status != "waiting_review" || !run.FinishedAt.IsZero() || run.Reviews != 1 || run.Decided != 0 || run.Expired != 0 || run.ReviewWait != 0 || run.Version != 1 || !run.CreatedAt.Equal(t0) {
+		t.Fatalf("running instance: %+v", run)
+	}
+	if done.Status != store.InstanceCompleted || done.FinishedAt.Before(before.Truncate(time.Microsecond)) || done.FinishedAt.After(after) || done.Version != 2 {
+		t.Fatalf("completed instance: %+v (finished between %v and %v)", done, before, after)
+	}
+	if done.Reviews != 2 || done.Decided != 1 || done.Expired != 1 || done.ReviewWait != 59*time.Minute {
+		t.Fatalf("reviews of the completed instance: %+v", done)
+	}
+	if failed.Status != store.InstanceFailed || failed.FinishedAt.IsZero() {
+		t.Fatalf("failed instance (saved with its decision): %+v", failed)
+	}
+	if fresh.Status != "" || !fresh.FinishedAt.IsZero() || fresh.Reviews != 0 {
+		t.Fatalf("an instance not yet saved: %+v", fresh)
+	}
+	// A new run of a finished instance (reset) runs again.
+	must(t, s.SaveInstanceState(ctx, "o-done", "r2", 1, json.RawMessage(`{"status":"running"}`)))
+	got = got[:0]
+	must(t, s.Outcomes(ctx, "p", t0.Add(time.Minute), t0.Add(2*time.Minute), func(o store.InstanceOutcome) error { got = append(got, o); return nil }))
+	if len(got) != 1 || got[0].Status != "running" || !got[0].FinishedAt.IsZero() {
+		t.Fatalf("after a reset: %+v", got)
+	}
+	stop := errors.New("stop")
+	if err := s.Outcomes(ctx, "p", t0, t0.Add(time.Hour), func(store.InstanceOutcome) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("the callback's error: %v", err)
 	}
 }
 

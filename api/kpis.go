@@ -1,0 +1,227 @@
+package api
+
+import (
+	"context"
+	"maps"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// kpiNote says how the KPIs count.
+const kpiNote = "instances count in the period they started; cycle time runs from the start to the first final status (completed, failed or rejected) and leaves out instances still in progress; error_rate is failed over finished; review figures count the reviews raised on those instances"
+
+// kpiReport is a process's KPIs over a window: overall, per period of
+// starts, and per definition version.
+type kpiReport struct {
+	Process string    `json:"process"`
+	Version int       `json:"version,omitempty"`
+	Since   time.Time `json:"since"`
+	Until   time.Time `json:"until"`
+	Note    string    `json:"note"`
+	Overall kpis      `json:"overall"`
+	// Periods are consecutive buckets of the window, oldest first.
+	Periods []kpiPeriod `json:"periods"`
+	// Versions are the definition versions started in the window.
+	Versions []kpiVersion `json:"versions"`
+}
+
+type kpiPeriod struct {
+	Start time.Time `json:"start"`
+	kpis
+}
+
+type kpiVersion struct {
+	Version int `json:"version"`
+	kpis
+}
+
+// kpis are the figures of a set of instances.
+type kpis struct {
+	Started    int `json:"started"`
+	InProgress int `json:"in_progress"`
+	Completed  int `json:"completed"`
+	Rejected   int `json:"rejected"`
+	Failed     int `json:"failed"`
+	// ErrorRate is failed over finished (0 when none finished).
+	ErrorRate float64 `json:"error_rate"`
+	// CycleTime is over the finished instances whose finish time is known;
+	// nil when there are none.
+	CycleTime *durationStats `json:"cycle_time_seconds"`
+	// Review load: reviews raised, the share of instances with at least
+	// one, reviews per instance, how they ended, and the mean wait of the
+	// decided ones for their verdict.
+	Reviews            int     `json:"reviews"`
+	ReviewRate         float64 `json:"review_rate"`
+	ReviewsPerInstance float64 `json:"reviews_per_instance"`
+	ReviewsDecided     int     `json:"reviews_decided"`
+	ReviewsExpired     int     `json:"reviews_expired"`
+	ReviewWaitSeconds  float64 `json:"review_wait_seconds"`
+}
+
+// durationStats summarizes durations, in seconds.
+type durationStats struct {
+	Count int     `json:"count"`
+	Mean  float64 `json:"mean"`
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	Max   float64 `json:"max"`
+}
+
+// kpiAcc accumulates the kpis of instances.
+type kpiAcc struct {
+	k        kpis
+	reviewed int
+	wait     time.Duration
+	cycles   []float64
+}
+
+func (a *kpiAcc) add(o store.InstanceOutcome) {
+	a.k.Started++
+	switch o.Status {
+	case store.InstanceCompleted:
+		a.k.Completed++
+	case store.InstanceRejected:
+		a.k.Rejected++
+	case store.InstanceFailed:
+		a.k.Failed++
+	default:
+		a.k.InProgress++
+	}
+	if !o.FinishedAt.IsZero() {
+		a.cycles = append(a.cycles, max(0, o.FinishedAt.Sub(o.CreatedAt).Seconds()))
+	}
+	a.k.Reviews += o.Reviews
+	a.k.ReviewsDecided += o.Decided
+	a.k.ReviewsExpired += o.Expired
+	a.wait += o.ReviewWait
+	if o.Reviews > 0 {
+		a.reviewed++
+	}
+}
+
+func (a *kpiAcc) figures() kpis {
+	k := a.k
+	if finished := k.Completed + k.Rejected + k.Failed; finished > 0 {
+		k.ErrorRate = float64(k.Failed) / float64(finished)
+	}
+	if k.Started > 0 {
+		k.ReviewRate = float64(a.reviewed) / float64(k.Started)
+		k.ReviewsPerInstance = float64(k.Reviews) / float64(k.Started)
+	}
+	if k.ReviewsDecided > 0 {
+		k.ReviewWaitSeconds = a.wait.Seconds() / float64(k.ReviewsDecided)
+	}
+	k.CycleTime = summarize(a.cycles)
+	return k
+}
+
+// summarize sorts xs and summarizes them (nearest-rank percentiles).
+func summarize(xs []float64) *durationStats {
+	if len(xs) == 0 {
+		return nil
+	}
+	slices.Sort(xs)
+	var sum float64
+	for _, x := range xs {
+		sum += x
+	}
+	rank := func(p float64) float64 { return xs[max(0, int(math.Ceil(p*float64(len(xs))))-1)] }
+	return &durationStats{Count: len(xs), Mean: sum / float64(len(xs)), P50: rank(0.5), P90: rank(0.9), P99: rank(0.99), Max: xs[len(xs)-1]}
+}
+
+// windowParams reads the since and bucket query parameters (with their
+// defaults): a report's window and the length of its periods.
+func windowParams(c *gin.Context, window, bucket time.Duration) (time.Duration, time.Duration, error) {
+	for _, q := range []struct {
+		name string
+		into *time.Duration
+	}{{"since", &window}, {"bucket", &bucket}} {
+		if v := c.Query(q.name); v != "" {
+			d, err := process.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return 0, 0, badRequest(q.name, "must be a duration such as 7d or 12h (got %q)", v)
+			}
+			*q.into = d
+		}
+	}
+	if window/bucket > 366 {
+		return 0, 0, badRequest("bucket", "makes more than 366 periods of the window; choose a longer one")
+	}
+	return window, bucket, nil
+}
+
+// processKPIs reports a process's cycle time, error rate and review load
+// over a window, overall, per period and per definition version.
+func (s *server) processKPIs(c *gin.Context) {
+	window, bucket, err := windowParams(c, 30*24*time.Hour, 24*time.Hour)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	version := 0
+	if v := c.Query("version"); v != "" {
+		if version, err = strconv.Atoi(v); err != nil || version < 1 {
+			fail(c, badRequest("version", "must be a positive integer (got %q)", v))
+			return
+		}
+	}
+	name := c.Param("name")
+	if err := allowProcess(c, name); err != nil {
+		fail(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	if _, _, err := s.definition(ctx, name, version); err != nil {
+		fail(c, err)
+		return
+	}
+	until := time.Now().UTC()
+	rep, err := computeKPIs(ctx, s.Instances, name, version, until.Add(-window), until, bucket)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, rep)
+}
+
+// computeKPIs reads the outcomes of the instances of a process (of one
+// definition version, unless 0) started in [since, until) and sums them up.
+func computeKPIs(ctx context.Context, st InstanceStore, name string, version int, since, until time.Time, bucket time.Duration) (kpiReport, error) {
+	n := int((until.Sub(since) + bucket - 1) / bucket)
+	var overall kpiAcc
+	periods := make([]kpiAcc, n)
+	versions := map[int]*kpiAcc{}
+	err := st.Outcomes(ctx, name, since, until, func(o store.InstanceOutcome) error {
+		if version != 0 && o.Version != version {
+			return nil
+		}
+		overall.add(o)
+		periods[min(n-1, int(o.CreatedAt.Sub(since)/bucket))].add(o)
+		if versions[o.Version] == nil {
+			versions[o.Version] = &kpiAcc{}
+		}
+		versions[o.Version].add(o)
+		return nil
+	})
+	if err != nil {
+		return kpiReport{}, err
+	}
+	rep := kpiReport{Process: name, Version: version, Since: since, Until: until, Note: kpiNote, Overall: overall.figures(),
+		Periods: make([]kpiPeriod, n), Versions: []kpiVersion{}}
+	for i := range periods {
+		rep.Periods[i] = kpiPeriod{Start: since.Add(time.Duration(i) * bucket), kpis: periods[i].figures()}
+	}
+	for _, v := range slices.Sorted(maps.Keys(versions)) {
+		rep.Versions = append(rep.Versions, kpiVersion{Version: v, kpis: versions[v].figures()})
+	}
+	return rep, nil
+}
