@@ -268,3 +268,59 @@ func BenchmarkInbox(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)*95/100].Microseconds())/1000, "p95-ms")
 }
+
+// BenchmarkProcessOutcomes measures reading the outcomes behind a
+// process's KPIs for a 30-day window of 100,000 instances (a fifth with a
+// review), as GET /v1/processes/{name}/kpis does; other processes' 100,000
+// instances share the table.
+func BenchmarkProcessOutcomes(b *testing.B) {
+	const n = 100_000
+	s, url := openBench(b, 0)
+	ctx := b.Context()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	now := time.Now()
+	rng := rand.New(rand.NewPCG(3, 3))
+	statuses := []string{"completed", "completed", "completed", "failed", "rejected", "running"}
+	copied, err := conn.CopyFrom(ctx, pgx.Identifier{"instances"},
+		[]string{"id", "process", "process_version", "business_key", "input", "created_by", "created_at", "status", "finished_at"},
+		pgx.CopyFromSlice(2*n, func(i int) ([]any, error) {
+			created := now.Add(-time.Duration(rng.Int64N(int64(30 * 24 * time.Hour))))
+			status := statuses[rng.IntN(len(statuses))]
+			var finished any
+			if status != "running" {
+				finished = created.Add(time.Duration(rng.Int64N(int64(4 * time.Hour)))).UnixMicro()
+			}
+			return []any{fmt.Sprintf("i%d", i), []string{"orders", "returns"}[i%2], 1 + i%3, fmt.Sprintf("k%d", i), "{}", "bench", created.UnixMicro(), status, finished}, nil
+		}))
+	if err != nil || copied != 2*n {
+		b.Fatalf("copy instances: %d rows, %v", copied, err)
+	}
+	copied, err = conn.CopyFrom(ctx, pgx.Identifier{"reviews"},
+		[]string{"id", "instance_id", "run_id", "process", "step", "queue", "reason", "status", "created_at", "decided_at"},
+		pgx.CopyFromSlice(n/5, func(i int) ([]any, error) {
+			created := now.Add(-time.Duration(rng.Int64N(int64(30 * 24 * time.Hour))))
+			return []any{fmt.Sprintf("rv_%d", i), fmt.Sprintf("i%d", 10*i), "r", "orders", "approve", "ops", "check", "decided", created.UnixMicro(), created.Add(time.Hour).UnixMicro()}, nil
+		}))
+	if err != nil || copied != n/5 {
+		b.Fatalf("copy reviews: %d rows, %v", copied, err)
+	}
+	if _, err := conn.Exec(ctx, "ANALYZE instances; ANALYZE reviews"); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		count, reviews := 0, 0
+		err := s.Outcomes(ctx, "orders", now.Add(-30*24*time.Hour), now.Add(time.Minute), func(o store.InstanceOutcome) error {
+			count++
+			reviews += o.Reviews
+			return nil
+		})
+		if err != nil || count != n || reviews != n/5 {
+			b.Fatalf("%d outcomes with %d reviews, %v", count, reviews, err)
+		}
+	}
+}
