@@ -114,7 +114,7 @@ type reviewItem struct {
 
 type classificationForReview struct {
 	Classifier string         `json:"classifier"`
-	Field      string         `json:"field"`
+	Field      string         `json:"field"` // the input field, or the fields separated by commas
 	Text       string         `json:"text"`
 	Labels     []string       `json:"labels"`
 	Answer     map[string]any `json:"answer,omitempty"` // label, confidence, fields, model
@@ -180,11 +180,11 @@ func (s *server) classificationOf(ctx context.Context, inst store.Instance, def 
 	if err := json.Unmarshal(inst.Input, &input); err != nil {
 		return nil
 	}
-	text, _ := input[def.Classify.Field].(string)
+	text := def.Classify.Text(input)
 	if text == "" {
 		return nil
 	}
-	cl := &classificationForReview{Classifier: def.Classify.Name, Field: def.Classify.Field, Text: text, Labels: def.Classify.Labels}
+	cl := &classificationForReview{Classifier: def.Classify.Name, Field: strings.Join(def.Classify.TextFields(), ","), Text: text, Labels: def.Classify.Labels}
 	if v, err := s.Temporal.QueryWorkflow(ctx, inst.ID, "", workflows.QueryState); err == nil {
 		var st workflows.State
 		if v.Get(&st) == nil {

@@ -68,13 +68,16 @@ func (d *Definition) EffectiveLimits() Limits {
 	return l
 }
 
-// ClassifySpec says what to classify: which input field, into which closed
-// set of labels, and below which confidence a person reviews.
+// ClassifySpec says what to classify: which input field (or fields), into
+// which closed set of labels, and below which confidence a person reviews.
 type ClassifySpec struct {
 	// Name names the classifier; its labeled examples are kept under it.
 	Name string `json:"name" yaml:"name"`
-	// Field is the input field holding the text.
-	Field  string   `json:"field" yaml:"field"`
+	// Field is the input field holding the text; Fields, in its place,
+	// names several (an applicant's message and the text of a scanned
+	// form), classified together.
+	Field  string   `json:"field,omitempty" yaml:"field,omitempty"`
+	Fields []string `json:"fields,omitempty" yaml:"fields,omitempty"`
 	Labels []string `json:"labels" yaml:"labels"`
 	// Extract names the fields an LLM extracts from the text.
 	Extract []ExtractField `json:"extract,omitempty" yaml:"extract,omitempty"`
@@ -85,6 +88,31 @@ type ClassifySpec struct {
 	ReviewQueue string `json:"review_queue,omitempty" yaml:"review_queue,omitempty"`
 	// Examples seed the classifier; more come from reviewers' verdicts.
 	Examples []LabeledText `json:"examples,omitempty" yaml:"examples,omitempty"`
+}
+
+// TextFields are the input fields the text is read from.
+func (c *ClassifySpec) TextFields() []string {
+	if len(c.Fields) > 0 {
+		return c.Fields
+	}
+	return []string{c.Field}
+}
+
+// Text is the text to classify in an instance's input: the field's value,
+// or with several fields each non-empty value after a line naming its
+// field ("form_text:"), separated by blank lines.
+func (c *ClassifySpec) Text(input map[string]any) string {
+	if len(c.Fields) == 0 {
+		text, _ := input[c.Field].(string)
+		return text
+	}
+	var parts []string
+	for _, f := range c.Fields {
+		if v, _ := input[f].(string); strings.TrimSpace(v) != "" {
+			parts = append(parts, f+":\n"+v)
+		}
+	}
+	return strings.Join(parts, "\n\n")
 }
 
 // ExtractField is a field to extract: its name and type (string, number

@@ -1,6 +1,7 @@
 package process_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +146,55 @@ func TestDecisionHashCoversContent(t *testing.T) {
 	d3.PrevHash = "q"
 	if h == d2.ComputeHash() || h == d3.ComputeHash() || h != d.ComputeHash() {
 		t.Fatal("hash must change with facts and previous hash, and only then")
+	}
+}
+
+const classifyDef = `
+name: onboarding
+version: 1
+input:
+  properties:
+    message: {type: string}
+    form_text: {type: string}
+    amount: {type: number}
+classify:
+  name: requests
+  fields: [message, form_text]
+  labels: [personal, business]
+  examples: [{text: a current account for me, label: personal}, {text: an account for our company, label: business}]
+steps:
+  - {id: open, kind: task, task: noop}
+`
+
+// A classifier may read several input fields: each non-empty one is
+// classified under its name; a wrong field list is refused with its path.
+func TestClassifyFields(t *testing.T) {
+	d, err := process.ParseDefinition([]byte(classifyDef))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Classify.Text(map[string]any{"message": "hi", "form_text": "Company: ACME"}); got != "message:\nhi\n\nform_text:\nCompany: ACME" {
+		t.Fatalf("text %q", got)
+	}
+	if got := d.Classify.Text(map[string]any{"message": "hi", "form_text": "  "}); got != "message:\nhi" {
+		t.Fatalf("text with an empty form %q", got)
+	}
+	single := process.ClassifySpec{Field: "message"}
+	if got := single.Text(map[string]any{"message": "hi", "form_text": "x"}); got != "hi" || !slices.Equal(single.TextFields(), []string{"message"}) {
+		t.Fatalf("one field: %q %v", got, single.TextFields())
+	}
+	for name, tc := range map[string]struct{ from, to, want string }{
+		"both":          {"fields: [message, form_text]", "field: message\n  fields: [form_text]", "classify.fields: give field or fields, not both"},
+		"not a string":  {"fields: [message, form_text]", "fields: [message, amount]", "classify.fields[1]: must name a string field"},
+		"unknown":       {"fields: [message, form_text]", "fields: [message, note]", `classify.fields[1]: must name a string field of input.properties, once (got "note")`},
+		"twice":         {"fields: [message, form_text]", "fields: [message, message]", "classify.fields[1]: must name a string field"},
+		"neither field": {"fields: [message, form_text]", "", "classify.field: must name a string field"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := process.ParseDefinition([]byte(strings.Replace(classifyDef, tc.from, tc.to, 1)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -193,8 +193,21 @@ func (d *Definition) Validate() error {
 		if !identRE.MatchString(c.Name) {
 			es.Add("classify.name", "must be lower-case letters, digits, '-' or '_' (got %q)", c.Name)
 		}
-		if p, ok := d.Input.Properties[c.Field]; !ok || p.Type != "string" {
-			es.Add("classify.field", "must name a string field of input.properties (got %q)", c.Field)
+		switch {
+		case c.Field != "" && len(c.Fields) > 0:
+			es.Add("classify.fields", "give field or fields, not both")
+		case len(c.Fields) > 0:
+			seen := map[string]bool{}
+			for i, f := range c.Fields {
+				if p, ok := d.Input.Properties[f]; !ok || p.Type != "string" || seen[f] {
+					es.Add(fmt.Sprintf("classify.fields[%d]", i), "must name a string field of input.properties, once (got %q)", f)
+				}
+				seen[f] = true
+			}
+		default:
+			if p, ok := d.Input.Properties[c.Field]; !ok || p.Type != "string" {
+				es.Add("classify.field", "must name a string field of input.properties (got %q)", c.Field)
+			}
 		}
 		labels := map[string]bool{}
 		for i, l := range c.Labels {

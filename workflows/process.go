@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -317,7 +318,8 @@ func (r *runner) classify(ctx workflow.Context) error {
 	if spec == nil || len(r.st.Plan) == 0 {
 		return nil
 	}
-	text, _ := r.in.Input[spec.Field].(string)
+	text := spec.Text(r.in.Input)
+	what := strings.Join(spec.TextFields(), " and ")
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -327,7 +329,7 @@ func (r *runner) classify(ctx workflow.Context) error {
 	})
 	var res activities.ClassifyResult
 	if err := workflow.ExecuteActivity(actx, a.Classify, activities.ClassifyInput{Spec: *spec, Text: text}).Get(ctx, &res); err != nil {
-		return fmt.Errorf("classify %s: %w", spec.Field, err)
+		return fmt.Errorf("classify %s: %w", what, err)
 	}
 	r.classification = res.Facts()
 	r.st.Classification = r.classification
@@ -338,7 +340,7 @@ func (r *runner) classify(ctx workflow.Context) error {
 	if queue == "" {
 		queue = "classification"
 	}
-	review := process.ReviewSpec{Queue: queue, Reason: fmt.Sprintf("low-confidence classification of %s: %s (%.2f, under %.2f)", spec.Field, res.Label, res.Confidence, spec.ReviewBelow)}
+	review := process.ReviewSpec{Queue: queue, Reason: fmt.Sprintf("low-confidence classification of %s: %s (%.2f, under %.2f)", what, res.Label, res.Confidence, spec.ReviewBelow)}
 	return r.gate(ctx, 0, activities.ReviewID(r.runID, 0, 0), review, "", "")
 }
 

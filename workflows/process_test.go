@@ -479,6 +479,46 @@ func TestClassificationDrivesPolicies(t *testing.T) {
 	}
 }
 
+// The applicant's message and the text of the uploaded form are classified
+// together: the form alone can decide the label, and the LLM reads both,
+// each under its field's name, and extracts the declared fields.
+func TestMessageAndFormAreClassifiedTogether(t *testing.T) {
+	input := map[string]any{"applicant": "Ann", "message": "Hello, my application form is attached.",
+		"form_text": "Company name: ACME Ltd. We are a small limited company and need a business account with two directors."}
+	h := onboardingHarness(t, "0.0")
+	h.approveOnlyReviewAfter(t, time.Hour) // business accounts get a KYC review
+	if _, err := h.run(t, input); err != nil {
+		t.Fatal(err)
+	}
+	if st := h.state(t); st.Classification["label"] != "business_account" {
+		t.Fatalf("classification %v: the form says business account", st.Classification)
+	}
+
+	srv := openaitest.New(t, openaitest.Reply{Content: `{"label":"business_account","confidence":0.95,"fields":{"applicant_name":"Ann","account_type":"business","amount":0,"risk_hints":"none"},"rationale":"a company"}`})
+	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: srv.BaseURL(), Model: "test-model", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = onboardingHarnessWith(t, "0.0", l)
+	h.approveOnlyReviewAfter(t, time.Hour)
+	if _, err := h.run(t, input); err != nil {
+		t.Fatal(err)
+	}
+	st := h.state(t)
+	if fields, _ := st.Classification["fields"].(map[string]any); st.Classification["label"] != "business_account" || fields["account_type"] != "business" {
+		t.Fatalf("classification %v", st.Classification)
+	}
+	var sent string
+	for _, m := range srv.Last()["messages"].([]any) {
+		if c, _ := m.(map[string]any)["content"].(string); strings.HasPrefix(c, "<input>") {
+			sent = c
+		}
+	}
+	if !strings.Contains(sent, "message:\nHello, my application form is attached.") || !strings.Contains(sent, "form_text:\nCompany name: ACME Ltd.") {
+		t.Fatalf("the model was sent %q", sent)
+	}
+}
+
 func TestLowConfidenceClassificationIsReviewed(t *testing.T) {
 	h := onboardingHarness(t, "0.99")
 	var rejected error
