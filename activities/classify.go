@@ -85,10 +85,7 @@ func (a *Activities) Classify(ctx context.Context, in ClassifyInput) (ClassifyRe
 	}
 	fallback := ""
 	if a.LLM != nil {
-		spec := classify.Spec{Labels: in.Spec.Labels}
-		for _, f := range in.Spec.Extract {
-			spec.Extract = append(spec.Extract, classify.Field{Name: f.Name, Type: f.Type})
-		}
+		spec := classify.Spec{Labels: in.Spec.Labels, Extract: extractFields(in.Spec)}
 		res, err := a.LLM.Classify(ctx, spec, in.Text, a.fewShots(ctx, c, in.Spec, in.Text))
 		retry := errors.Is(err, classify.ErrRetryable) && activity.GetInfo(ctx).Attempt < ClassifyAttempts
 		a.Metrics.llm(res, err, retry)
@@ -96,7 +93,7 @@ func (a *Activities) Classify(ctx context.Context, in ClassifyInput) (ClassifyRe
 		case err == nil:
 			a.Metrics.classified("llm", res.Confidence < in.Spec.ReviewBelow)
 			return ClassifyResult{
-				Label: res.Label, Confidence: res.Confidence, Fields: res.Fields, Model: "llm:" + res.Model,
+				Label: res.Label, Confidence: res.Confidence, Fields: classify.ExtractByPatterns(spec.Extract, in.Text, res.Fields), Model: "llm:" + res.Model,
 				PromptVersion: res.PromptVersion, LatencyMS: res.LatencyMS, PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens,
 				Review: res.Confidence < in.Spec.ReviewBelow,
 			}, nil
@@ -111,9 +108,18 @@ func (a *Activities) Classify(ctx context.Context, in ClassifyInput) (ClassifyRe
 	review := r.Confidence < in.Spec.ReviewBelow || fallback != ""
 	a.Metrics.classified("embedded", review)
 	return ClassifyResult{
-		Label: r.Label, Confidence: r.Confidence, Fields: map[string]any{}, Model: EmbeddedModel,
+		Label: r.Label, Confidence: r.Confidence, Fields: classify.ExtractByPatterns(extractFields(in.Spec), in.Text, nil), Model: EmbeddedModel,
 		Review: review, Fallback: fallback,
 	}, nil
+}
+
+// extractFields are the fields spec extracts, as package classify takes them.
+func extractFields(spec process.ClassifySpec) []classify.Field {
+	var out []classify.Field
+	for _, f := range spec.Extract {
+		out = append(out, classify.Field{Name: f.Name, Type: f.Type, Pattern: f.Pattern})
+	}
+	return out
 }
 
 // examplesOf is what a classifier learns from: the spec's examples, then

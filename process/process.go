@@ -120,6 +120,11 @@ func (c *ClassifySpec) Text(input map[string]any) string {
 type ExtractField struct {
 	Name string `json:"name" yaml:"name"`
 	Type string `json:"type" yaml:"type"`
+	// Pattern is a regular expression (RE2, at most one capture group)
+	// that extracts the field without a model: the embedded classifier
+	// extracts only fields with a pattern, and a pattern fills in a field
+	// the LLM left null.
+	Pattern string `json:"pattern,omitempty" yaml:"pattern,omitempty"`
 }
 
 // LabeledText is one labeled example.

@@ -161,6 +161,7 @@ classify:
   name: requests
   fields: [message, form_text]
   labels: [personal, business]
+  extract: [{name: amount, type: number, pattern: 'EUR ([0-9]+)'}]
   examples: [{text: a current account for me, label: personal}, {text: an account for our company, label: business}]
 steps:
   - {id: open, kind: task, task: noop}
@@ -189,6 +190,8 @@ func TestClassifyFields(t *testing.T) {
 		"unknown":       {"fields: [message, form_text]", "fields: [message, note]", `classify.fields[1]: must name a string field of input.properties, once (got "note")`},
 		"twice":         {"fields: [message, form_text]", "fields: [message, message]", "classify.fields[1]: must name a string field"},
 		"neither field": {"fields: [message, form_text]", "", "classify.field: must name a string field"},
+		"bad pattern":   {"'EUR ([0-9]+)'", "'EUR ([0-9]+'", "classify.extract[0].pattern: is not a regular expression"},
+		"two groups":    {"'EUR ([0-9]+)'", "'(EUR) ([0-9]+)'", "classify.extract[0].pattern: may have at most one capture group, the value (got 2)"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := process.ParseDefinition([]byte(strings.Replace(classifyDef, tc.from, tc.to, 1)))

@@ -228,6 +228,13 @@ func (d *Definition) Validate() error {
 			default:
 				es.Add(fmt.Sprintf("classify.extract[%d].type", i), "must be string, number or boolean (got %q)", f.Type)
 			}
+			if f.Pattern != "" {
+				if re, err := regexp.Compile(f.Pattern); err != nil {
+					es.Add(fmt.Sprintf("classify.extract[%d].pattern", i), "is not a regular expression: %v", err)
+				} else if re.NumSubexp() > 1 {
+					es.Add(fmt.Sprintf("classify.extract[%d].pattern", i), "may have at most one capture group, the value (got %d)", re.NumSubexp())
+				}
+			}
 		}
 		if c.ReviewBelow < 0 || c.ReviewBelow > 1 {
 			es.Add("classify.review_below", "must be between 0 and 1")

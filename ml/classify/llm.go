@@ -32,6 +32,9 @@ var (
 type Field struct {
 	Name string
 	Type string // string, number or boolean
+	// Pattern, when set, is a regular expression (RE2) that extracts the
+	// field without a model; see ExtractByPatterns.
+	Pattern string
 }
 
 // Spec is what the LLM classifies into.
