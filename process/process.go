@@ -100,17 +100,21 @@ func (c *ClassifySpec) TextFields() []string {
 
 // Text is the text to classify in an instance's input: the field's value,
 // or with several fields each non-empty value after a line naming its
-// field ("form_text:"), separated by blank lines.
+// field ("form_text:"), separated by blank lines (just the value when only
+// one is not empty).
 func (c *ClassifySpec) Text(input map[string]any) string {
 	if len(c.Fields) == 0 {
 		text, _ := input[c.Field].(string)
 		return text
 	}
-	var parts []string
+	var parts, values []string
 	for _, f := range c.Fields {
 		if v, _ := input[f].(string); strings.TrimSpace(v) != "" {
-			parts = append(parts, f+":\n"+v)
+			parts, values = append(parts, f+":\n"+v), append(values, v)
 		}
+	}
+	if len(values) == 1 { // as if it were the only field
+		return values[0]
 	}
 	return strings.Join(parts, "\n\n")
 }

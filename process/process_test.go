@@ -177,7 +177,7 @@ func TestClassifyFields(t *testing.T) {
 	if got := d.Classify.Text(map[string]any{"message": "hi", "form_text": "Company: ACME"}); got != "message:\nhi\n\nform_text:\nCompany: ACME" {
 		t.Fatalf("text %q", got)
 	}
-	if got := d.Classify.Text(map[string]any{"message": "hi", "form_text": "  "}); got != "message:\nhi" {
+	if got := d.Classify.Text(map[string]any{"message": "hi", "form_text": "  "}); got != "hi" {
 		t.Fatalf("text with an empty form %q", got)
 	}
 	single := process.ClassifySpec{Field: "message"}
