@@ -60,9 +60,10 @@ type StartCounter interface {
 }
 
 // StateProjection keeps the state each instance's workflow saves, for
-// reads that need no Temporal query.
+// reads that need no Temporal query; it reports the save that ended an
+// instance.
 type StateProjection interface {
-	SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) error
+	SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) (*store.Finish, error)
 }
 
 // Activities are the activities of the process workflow.

@@ -57,9 +57,11 @@ func (a *Activities) SaveState(ctx context.Context, in SaveStateInput) error {
 	if a.States == nil {
 		return nil
 	}
-	if err := a.States.SaveInstanceState(ctx, in.InstanceID, in.RunID, in.Seq, in.State); err != nil {
+	f, err := a.States.SaveInstanceState(ctx, in.InstanceID, in.RunID, in.Seq, in.State)
+	if err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
+	a.Metrics.ended(f)
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/adaptflow/adaptflow/ml/classify"
+	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/process"
 )
 
@@ -23,6 +24,8 @@ type Metrics struct {
 	llmLatency      prometheus.Histogram
 	llmTokens       *prometheus.CounterVec
 	trainings       *prometheus.HistogramVec
+	finished        *prometheus.CounterVec
+	cycleTime       *prometheus.HistogramVec
 }
 
 // NewMetrics makes the worker's metrics and registers them with reg.
@@ -56,8 +59,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Trainings of embedded classifiers, by kind: full (a classification waited for it), update (new examples learned at once) or background (every example, while an updated model answers).",
 			Buckets: []float64{.01, .05, .25, 1, 4, 16, 64},
 		}, []string{"kind"}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adaptflow_instances_finished_total",
+			Help: "Instances that ended, by process and final status (completed, failed, rejected): the error rate is failed over all.",
+		}, []string{"process", "status"}),
+		cycleTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "adaptflow_instance_cycle_seconds",
+			Help:    "Time from an instance's start to its end, by process and final status.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 12), // 1 s to 48 days
+		}, []string{"process", "status"}),
 	}
-	reg.MustRegister(m.decisions, m.rejections, m.classifications, m.llmCalls, m.llmLatency, m.llmTokens, m.trainings)
+	reg.MustRegister(m.decisions, m.rejections, m.classifications, m.llmCalls, m.llmLatency, m.llmTokens, m.trainings, m.finished, m.cycleTime)
 	return m
 }
 
@@ -74,6 +86,16 @@ func (m *Metrics) decided(processName string, applied []process.AppliedAction, r
 	if rejected > 0 {
 		m.rejections.WithLabelValues(processName).Add(float64(rejected))
 	}
+}
+
+// ended counts an instance that ended, once: the store reports the finish
+// only for the first save of its final status.
+func (m *Metrics) ended(f *store.Finish) {
+	if m == nil || f == nil {
+		return
+	}
+	m.finished.WithLabelValues(f.Process, f.Status).Inc()
+	m.cycleTime.WithLabelValues(f.Process, f.Status).Observe(f.CycleTime.Seconds())
 }
 
 func (m *Metrics) classified(model string, review bool) {

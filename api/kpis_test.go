@@ -41,7 +41,7 @@ func TestProcessKPIs(t *testing.T) {
 		if _, _, err := st.CreateInstance(ctx, store.Instance{ID: in.id, Process: "p", ProcessVersion: in.version, BusinessKey: in.id, Input: []byte(`{"n":1}`), CreatedAt: now.Add(-in.ago)}); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.SaveInstanceState(ctx, in.id, "run", 1, json.RawMessage(`{"status":"`+in.status+`"}`)); err != nil {
+		if _, err := st.SaveInstanceState(ctx, in.id, "run", 1, json.RawMessage(`{"status":"`+in.status+`"}`)); err != nil {
 			t.Fatal(err)
 		}
 	}

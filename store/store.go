@@ -188,6 +188,15 @@ func ScanOutcome(scan func(dest ...any) error) (InstanceOutcome, error) {
 	return o, nil
 }
 
+// Finish reports that a state save ended an instance: it was the first
+// save of a final status.
+type Finish struct {
+	Process string
+	Status  string
+	// CycleTime is from the instance's start to the save.
+	CycleTime time.Duration
+}
+
 // InstanceOutcome is how one instance went: what the process KPIs are
 // computed from.
 type InstanceOutcome struct {

@@ -505,6 +505,8 @@ catalog:
 			`adaptflow_instance_starts_total{process="customer-onboarding",result="created"}`,
 			`adaptflow_decisions_total{action="review",process="inventory-reconciliation"}`,
 			`adaptflow_classifications_total{model="embedded",review=`,
+			`adaptflow_instances_finished_total{process="returns",status="completed"} 1`,
+			`adaptflow_instance_cycle_seconds_count{process="returns",status="completed"} 1`,
 		}
 		var missing []string
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {

@@ -244,12 +244,27 @@ func (s *Store) PendingStarts(ctx context.Context, before time.Time, limit int) 
 
 // SaveInstanceState stores the state a run of the instance saved as its
 // seq-th save, unless the instance holds a later save of that run. An
-// instance with no row (started outside the API) keeps nothing.
-func (s *Store) SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) error {
-	if _, err := s.pool.Exec(ctx, saveState, saveStateArgs(store.StateSave{InstanceID: id, RunID: run, Seq: seq, State: state})...); err != nil {
-		return fmt.Errorf("postgres: save instance state: %w", err)
+// instance with no row (started outside the API) keeps nothing. When the
+// save is the first of a final status, it reports the instance's finish.
+func (s *Store) SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) (*store.Finish, error) {
+	now := micros(time.Now())
+	args, status, final := saveStateArgs(store.StateSave{InstanceID: id, RunID: run, Seq: seq, State: state}, now)
+	var f store.Finish
+	var created int64
+	var finished *int64
+	err := s.pool.QueryRow(ctx, saveState+` RETURNING process, created_at, finished_at`, args...).Scan(&f.Process, &created, &finished)
+	if errors.Is(err, pgx.ErrNoRows) { // no row, or a later save holds it
+		return nil, nil
 	}
-	return nil
+	if err != nil {
+		return nil, fmt.Errorf("postgres: save instance state: %w", err)
+	}
+	// The finish time is set once: it is this save's only if it is now.
+	if !final || finished == nil || *finished != now {
+		return nil, nil
+	}
+	f.Status, f.CycleTime = status, time.Duration(*finished-created)*time.Microsecond
+	return &f, nil
 }
 
 func nullText(b []byte) *string {
@@ -341,9 +356,11 @@ const insertDecision = `INSERT INTO decisions (id, instance_id, run_id, seq, ste
 const saveState = `UPDATE instances SET state = $1, state_run = $2, state_seq = $3, pending_start = false, status = $5, finished_at = CASE WHEN $6::boolean THEN COALESCE(finished_at, $7) END
 	WHERE id = $4 AND (state_run <> $2 OR state_seq < $3)`
 
-func saveStateArgs(st store.StateSave) []any {
-	status, final := store.StatusOf(st.State)
-	return []any{string(st.State), st.RunID, st.Seq, st.InstanceID, status, final, micros(time.Now())}
+// saveStateArgs are the parameters of saveState for st at now (micros),
+// with st's status and whether it is final.
+func saveStateArgs(st store.StateSave, now int64) (args []any, status string, final bool) {
+	status, final = store.StatusOf(st.State)
+	return []any{string(st.State), st.RunID, st.Seq, st.InstanceID, status, final, now}, status, final
 }
 
 // AppendDecisionWithState is AppendDecision and, when st is not nil,
@@ -362,7 +379,8 @@ func (s *Store) AppendDecisionWithState(ctx context.Context, d process.Decision,
 		}
 		inserted = tag.RowsAffected() == 1
 		if st != nil {
-			_, err = exec(ctx, saveState, saveStateArgs(*st)...)
+			args, _, _ := saveStateArgs(*st, micros(time.Now()))
+			_, err = exec(ctx, saveState, args...)
 		}
 		return err
 	}

@@ -253,12 +253,29 @@ func (s *Store) PendingStarts(ctx context.Context, before time.Time, limit int) 
 
 // SaveInstanceState stores the state a run of the instance saved as its
 // seq-th save, unless the instance holds a later save of that run. An
-// instance with no row (started outside the API) keeps nothing.
-func (s *Store) SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) error {
-	if _, err := s.w.ExecContext(ctx, saveState, saveStateArgs(store.StateSave{InstanceID: id, RunID: run, Seq: seq, State: state})...); err != nil {
-		return fmt.Errorf("sqlite: save instance state: %w", err)
+// instance with no row (started outside the API) keeps nothing. When the
+// save is the first of a final status, it reports the instance's finish.
+func (s *Store) SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) (*store.Finish, error) {
+	now := micros(time.Now())
+	args, status, final := saveStateArgs(store.StateSave{InstanceID: id, RunID: run, Seq: seq, State: state}, now)
+	res, err := s.w.ExecContext(ctx, saveState, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: save instance state: %w", err)
 	}
-	return nil
+	if n, _ := res.RowsAffected(); !final || n == 0 {
+		return nil, nil
+	}
+	// The finish time is set once: it is this save's only if it is now.
+	var f store.Finish
+	var created, finished int64
+	if err := s.w.QueryRowContext(ctx, `SELECT process, created_at, COALESCE(finished_at, 0) FROM instances WHERE id = ?`, id).Scan(&f.Process, &created, &finished); err != nil {
+		return nil, fmt.Errorf("sqlite: save instance state: %w", err)
+	}
+	if finished != now {
+		return nil, nil
+	}
+	f.Status, f.CycleTime = status, time.Duration(finished-created)*time.Microsecond
+	return &f, nil
 }
 
 func nullText(b []byte) any {
@@ -295,9 +312,11 @@ const insertDecision = `INSERT INTO decisions (id, instance_id, run_id, seq, ste
 const saveState = `UPDATE instances SET state = ?, state_run = ?, state_seq = ?, pending_start = 0, status = ?, finished_at = CASE WHEN ? THEN COALESCE(finished_at, ?) END
 	WHERE id = ? AND (state_run <> ? OR state_seq < ?)`
 
-func saveStateArgs(st store.StateSave) []any {
-	status, final := store.StatusOf(st.State)
-	return []any{string(st.State), st.RunID, st.Seq, status, final, micros(time.Now()), st.InstanceID, st.RunID, st.Seq}
+// saveStateArgs are the parameters of saveState for st at now (micros),
+// with st's status and whether it is final.
+func saveStateArgs(st store.StateSave, now int64) (args []any, status string, final bool) {
+	status, final = store.StatusOf(st.State)
+	return []any{string(st.State), st.RunID, st.Seq, status, final, now, st.InstanceID, st.RunID, st.Seq}, status, final
 }
 
 // AppendDecisionWithState is AppendDecision and, when st is not nil,
@@ -317,7 +336,8 @@ func (s *Store) AppendDecisionWithState(ctx context.Context, d process.Decision,
 		n, _ := res.RowsAffected()
 		inserted = n == 1
 		if st != nil {
-			_, err = exec(saveState, saveStateArgs(*st)...)
+			args, _, _ := saveStateArgs(*st, micros(time.Now()))
+			_, err = exec(saveState, args...)
 		}
 		return err
 	}

@@ -48,7 +48,7 @@ type Store interface {
 	SaveDetectorState(ctx context.Context, st store.DetectorState) (int64, error)
 	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
 	Instance(ctx context.Context, id string) (store.Instance, error)
-	SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) error
+	SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) (*store.Finish, error)
 	MarkStarted(ctx context.Context, ids []string) error
 	PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error)
 	StartCounts(ctx context.Context, process string, from, to time.Time, bucket time.Duration) ([]int, error)
@@ -529,7 +529,7 @@ func testPendingStarts(t *testing.T, s Store) {
 		t.Fatalf("after MarkStarted: %s", got)
 	}
 	// A state saved by the workflow shows that it exists.
-	must(t, s.SaveInstanceState(ctx, "p3", "run-a", 1, json.RawMessage(`{"status":"running"}`)))
+	saveState(t, s, "p3", "run-a", 1, json.RawMessage(`{"status":"running"}`))
 	if got := ids(t0.Add(time.Hour), 10); got != "[p2]" {
 		t.Fatalf("after a state save: %s", got)
 	}
@@ -570,17 +570,17 @@ func testInstanceStates(t *testing.T, s Store) {
 	if st, _, _ := state("st-old"); st != "" {
 		t.Fatalf("an instance without a saved state reads %q", st)
 	}
-	must(t, s.SaveInstanceState(ctx, "st-1", "run-a", 2, json.RawMessage(`{"status":"running","n":2}`)))
-	must(t, s.SaveInstanceState(ctx, "st-1", "run-a", 1, json.RawMessage(`{"status":"running","n":1}`)))  // late: ignored
-	must(t, s.SaveInstanceState(ctx, "st-1", "run-a", 2, json.RawMessage(`{"status":"running","n":22}`))) // retried: ignored
+	saveState(t, s, "st-1", "run-a", 2, json.RawMessage(`{"status":"running","n":2}`))
+	saveState(t, s, "st-1", "run-a", 1, json.RawMessage(`{"status":"running","n":1}`))  // late: ignored
+	saveState(t, s, "st-1", "run-a", 2, json.RawMessage(`{"status":"running","n":22}`)) // retried: ignored
 	if st, run, seq := state("st-1"); st != `{"status":"running","n":2}` || run != "run-a" || seq != 2 {
 		t.Fatalf("after saves 2 then 1: %q %q %d", st, run, seq)
 	}
-	must(t, s.SaveInstanceState(ctx, "st-1", "run-b", 1, json.RawMessage(`{"status":"completed"}`))) // a new run
+	saveState(t, s, "st-1", "run-b", 1, json.RawMessage(`{"status":"completed"}`)) // a new run
 	if st, run, seq := state("st-1"); st != `{"status":"completed"}` || run != "run-b" || seq != 1 {
 		t.Fatalf("after a new run: %q %q %d", st, run, seq)
 	}
-	must(t, s.SaveInstanceState(ctx, "nobody", "run-a", 1, json.RawMessage(`{}`)))
+	saveState(t, s, "nobody", "run-a", 1, json.RawMessage(`{}`))
 	if _, err := s.Instance(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a save for an instance without a row made one: %v", err)
 	}
@@ -598,16 +598,28 @@ func testOutcomes(t *testing.T, s Store) {
 	}
 	_, _, err := s.CreateInstance(ctx, store.Instance{ID: "o-other", Process: "q", ProcessVersion: 1, BusinessKey: "x", Input: []byte(`{}`), CreatedAt: t0})
 	must(t, err)
-	must(t, s.SaveInstanceState(ctx, "o-run", "r", 1, json.RawMessage(`{"status":"waiting_review"}`)))
+	if f := saveState(t, s, "o-run", "r", 1, json.RawMessage(`{"status":"waiting_review"}`)); f != nil {
+		t.Fatalf("a save of a running instance reports a finish: %+v", f)
+	}
 	before := time.Now()
-	must(t, s.SaveInstanceState(ctx, "o-done", "r", 1, json.RawMessage(`{"status":"running"}`)))
-	must(t, s.SaveInstanceState(ctx, "o-done", "r", 2, json.RawMessage(`{"status":"completed"}`)))
+	saveState(t, s, "o-done", "r", 1, json.RawMessage(`{"status":"running"}`))
+	f := saveState(t, s, "o-done", "r", 2, json.RawMessage(`{"status":"completed"}`))
 	after := time.Now()
+	// The first save of a final status reports the finish, with the time
+	// from the start (t0 + 1m).
+	if f == nil || f.Process != "p" || f.Status != store.InstanceCompleted || f.CycleTime < before.Sub(t0.Add(time.Minute))-time.Millisecond || f.CycleTime > after.Sub(t0.Add(time.Minute)) {
+		t.Fatalf("finish %+v", f)
+	}
+	if f := saveState(t, s, "o-done", "r", 2, json.RawMessage(`{"status":"completed","retried":true}`)); f != nil {
+		t.Fatalf("a retried save reports the finish again: %+v", f)
+	}
 	d := decision("r-failed", 1, "")
 	d.InstanceID = "o-failed"
 	_, err = s.AppendDecisionWithState(ctx, d, &store.StateSave{InstanceID: "o-failed", RunID: "r-failed", Seq: 1, State: json.RawMessage(`{"status":"failed","error":"x"}`)})
 	must(t, err)
-	must(t, s.SaveInstanceState(ctx, "o-done", "r", 3, json.RawMessage(`{"status":"completed","n":3}`))) // a later save keeps the first finish time
+	if f := saveState(t, s, "o-done", "r", 3, json.RawMessage(`{"status":"completed","n":3}`)); f != nil { // a later save keeps the first finish time
+		t.Fatalf("a later save of the final status reports the finish again: %+v", f)
+	}
 	decided := t0.Add(time.Hour)
 	for _, r := range []store.Review{
 		{ID: "ra", InstanceID: "o-run"},
@@ -645,7 +657,7 @@ func testOutcomes(t *testing.T, s Store) {
 		t.Fatalf("an instance not yet saved: %+v", fresh)
 	}
 	// A new run of a finished instance (reset) runs again.
-	must(t, s.SaveInstanceState(ctx, "o-done", "r2", 1, json.RawMessage(`{"status":"running"}`)))
+	saveState(t, s, "o-done", "r2", 1, json.RawMessage(`{"status":"running"}`))
 	got = got[:0]
 	must(t, s.Outcomes(ctx, "p", t0.Add(time.Minute), t0.Add(2*time.Minute), func(o store.InstanceOutcome) error { got = append(got, o); return nil }))
 	if len(got) != 1 || got[0].Status != "running" || !got[0].FinishedAt.IsZero() {
@@ -655,6 +667,14 @@ func testOutcomes(t *testing.T, s Store) {
 	if err := s.Outcomes(ctx, "p", t0, t0.Add(time.Hour), func(store.InstanceOutcome) error { return stop }); !errors.Is(err, stop) {
 		t.Fatalf("the callback's error: %v", err)
 	}
+}
+
+// saveState saves a state projection and returns the finish it reports.
+func saveState(t *testing.T, s Store, id, run string, seq int64, state json.RawMessage) *store.Finish {
+	t.Helper()
+	f, err := s.SaveInstanceState(t.Context(), id, run, seq, state)
+	must(t, err)
+	return f
 }
 
 func decision(run string, seq int, prev string) process.Decision {
@@ -687,7 +707,7 @@ func testDecisionWithState(t *testing.T, s Store) {
 	if string(in.State) != `{"status":"running","n":1}` || in.StateRun != "r1" || in.StateSeq != 1 {
 		t.Fatalf("state after the append: %s %s %d", in.State, in.StateRun, in.StateSeq)
 	}
-	must(t, s.SaveInstanceState(ctx, "i1", "r1", 2, json.RawMessage(`{"status":"running","n":2}`)))
+	saveState(t, s, "i1", "r1", 2, json.RawMessage(`{"status":"running","n":2}`))
 	// The activity is retried after its first attempt was recorded.
 	retry := first
 	retry.ID = "dc-other"
