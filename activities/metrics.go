@@ -7,8 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/adaptflow/adaptflow/ml/classify"
-	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
 )
 
 // Metrics counts what the worker does, for Prometheus: decisions by
