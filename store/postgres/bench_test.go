@@ -33,6 +33,18 @@ func openBench(b *testing.B, dim int) (*postgres.Store, string) {
 	return s, url
 }
 
+// openBenchConn is openBench with a plain connection, to bulk-load rows.
+func openBenchConn(b *testing.B) (*postgres.Store, *pgx.Conn) {
+	b.Helper()
+	s, url := openBench(b, 0)
+	conn, err := pgx.Connect(b.Context(), url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return s, conn
+}
+
 func benchDecision(run string, seq int) process.Decision {
 	d := process.Decision{
 		ID: fmt.Sprintf("dc_%s_%d", run, seq), InstanceID: "i-" + run, RunID: run, Seq: seq, Time: time.Now().UTC(),
@@ -79,13 +91,8 @@ func BenchmarkAppendDecisions(b *testing.B) {
 // rendering its explanation, with 1,000,000 records stored.
 func BenchmarkExplanationLookup(b *testing.B) {
 	const n = 1_000_000
-	s, url := openBench(b, 0)
+	s, conn := openBenchConn(b)
 	ctx := b.Context()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	rec := string(process.JSON(benchDecision("x", 1)))
 	start := time.Now()
 	copied, err := conn.CopyFrom(ctx, pgx.Identifier{"decisions"},
@@ -217,13 +224,8 @@ func BenchmarkNearestExamples(b *testing.B) {
 // queues.
 func BenchmarkInbox(b *testing.B) {
 	const n = 100_000
-	s, url := openBench(b, 0)
+	s, conn := openBenchConn(b)
 	ctx := b.Context()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	now := time.Now()
 	rng := rand.New(rand.NewPCG(7, 7))
 	copied, err := conn.CopyFrom(ctx, pgx.Identifier{"reviews"},
@@ -275,13 +277,8 @@ func BenchmarkInbox(b *testing.B) {
 // instances share the table.
 func BenchmarkProcessOutcomes(b *testing.B) {
 	const n = 100_000
-	s, url := openBench(b, 0)
+	s, conn := openBenchConn(b)
 	ctx := b.Context()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	now := time.Now()
 	rng := rand.New(rand.NewPCG(3, 3))
 	statuses := []string{"completed", "completed", "completed", "failed", "rejected", "running"}
