@@ -146,6 +146,10 @@ type Options struct {
 	// metrics to it (nil: a registry of the API's own). Sharing one with the
 	// worker puts both on /metrics.
 	Metrics *prometheus.Registry
+	// MetricsElsewhere leaves /metrics out of the API's routes: the
+	// registry is served on another listener (--metrics-listen), away from
+	// the API's clients.
+	MetricsElsewhere bool
 	// MaxBody bounds request bodies (default 1 MiB).
 	MaxBody int64
 	// Timeout bounds each request (default 30 s).
@@ -247,7 +251,9 @@ func New(opts Options) (*Handler, error) {
 		fail(c, &httpError{status: http.StatusMethodNotAllowed, code: "method_not_allowed", msg: "method " + c.Request.Method + " is not allowed on " + c.Request.URL.Path})
 	})
 	r.GET("/healthz", s.healthz)
-	r.GET("/metrics", s.metrics.handler())
+	if !s.MetricsElsewhere {
+		r.GET("/metrics", s.metrics.handler())
+	}
 	r.GET("/openapi.json", func(c *gin.Context) {
 		c.Header("Cache-Control", "public, max-age=300")
 		c.Data(http.StatusOK, "application/json", s.contract.json)

@@ -127,6 +127,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&opts.OTLPEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "send OpenTelemetry traces over OTLP/HTTP to this URL, e.g. http://collector:4318 (default: no tracing)")
 		if cmd == "worker" {
 			fs.StringVar(&opts.MetricsListen, "metrics-listen", os.Getenv("ADAPTFLOW_METRICS_LISTEN"), "where the worker serves /metrics and /healthz (default: nowhere)")
+		} else {
+			fs.StringVar(&opts.MetricsListen, "metrics-listen", os.Getenv("ADAPTFLOW_METRICS_LISTEN"), "serve /metrics (and /healthz) here, away from the API's clients, instead of on --listen (default: on --listen)")
 		}
 		fs.StringVar(&opts.LLMAPIKey, "llm-api-key", os.Getenv("ADAPTFLOW_LLM_API_KEY"), "API key of --llm-base-url")
 	}

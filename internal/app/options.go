@@ -63,9 +63,10 @@ type Options struct {
 	// http://collector:4318): a span per API request, and the Temporal SDK's
 	// spans for workflow starts, workflows, activities, queries and updates.
 	OTLPEndpoint string
-	// MetricsListen is where a worker alone (ModeWorker) serves /metrics
-	// and /healthz; empty: nowhere. In dev and server mode they are on the
-	// API.
+	// MetricsListen is where /metrics and /healthz are served apart from
+	// the API: a worker alone (ModeWorker) serves them nowhere else (empty:
+	// nowhere); in dev and server mode /metrics leaves the API's listener
+	// for it (empty: it stays on the API).
 	MetricsListen string
 	// ClaimLease is how long a reviewer's claim on a review lasts unless
 	// the reviewer asks for another lease.

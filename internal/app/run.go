@@ -139,7 +139,8 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	lc.add("temporal client", func(context.Context) error { tc.Close(); return nil })
 
 	// One registry for the worker's and the API's metrics: in dev both are
-	// on the API's /metrics; a worker alone serves them on --metrics-listen.
+	// on the API's /metrics, or on --metrics-listen; a worker alone serves
+	// them on --metrics-listen.
 	reg := prometheus.NewRegistry()
 	var llm *classify.LLM
 	if opts.LLMBaseURL != "" {
@@ -168,8 +169,13 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 
 	if mode == ModeWorker {
 		if opts.MetricsListen != "" {
-			if err := serveWorkerMetrics(ctx, lc, opts, reg, st); err != nil {
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			addr, err := serveMetrics(lc, opts, reg, st)
+			if err != nil {
 				return err
+			}
+			if opts.OnReady != nil {
+				opts.OnReady(addr)
 			}
 		}
 		<-ctx.Done()
@@ -187,11 +193,16 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	apiOpts := api.Options{
 		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, AuditLog: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Embedder: embedder, Temporal: tc, TaskQueue: TaskQueue, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit, Metrics: reg, Tracer: tracer,
-		Ready: func(ctx context.Context) error { return st.Ping(ctx) }, StartWait: opts.StartWait,
+		Ready: func(ctx context.Context) error { return st.Ping(ctx) }, StartWait: opts.StartWait, MetricsElsewhere: opts.MetricsListen != "",
 	}
 	handler, err := api.New(apiOpts)
 	if err != nil {
 		return err
+	}
+	if opts.MetricsListen != "" { // the API has registered its metrics, the runtime's among them
+		if _, err := serveMetrics(lc, opts, reg, st); err != nil {
+			return err
+		}
 	}
 	sweepStarts(ctx, lc, apiOpts)
 	// Stopped after the HTTP server (added before it): no request can
@@ -262,10 +273,10 @@ func sweepStarts(ctx context.Context, lc *lifecycle, opts api.Options) {
 	lc.add("start sweeper", func(context.Context) error { cancel(); <-done; return nil })
 }
 
-// serveWorkerMetrics serves /metrics and /healthz of a worker on
-// --metrics-listen.
-func serveWorkerMetrics(ctx context.Context, lc *lifecycle, opts Options, reg *prometheus.Registry, st Store) error {
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+// serveMetrics serves /metrics and /healthz on --metrics-listen: a
+// worker's, or those of a server kept apart from its API, and returns the
+// address.
+func serveMetrics(lc *lifecycle, opts Options, reg *prometheus.Registry, st Store) (string, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -279,16 +290,13 @@ func serveWorkerMetrics(ctx context.Context, lc *lifecycle, opts Options, reg *p
 	})
 	ln, err := net.Listen("tcp", opts.MetricsListen)
 	if err != nil {
-		return fmt.Errorf("--metrics-listen %s: %w", opts.MetricsListen, err)
+		return "", fmt.Errorf("--metrics-listen %s: %w", opts.MetricsListen, err)
 	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = hs.Serve(ln) }()
 	lc.add("metrics server", hs.Shutdown)
-	opts.Logger.Info("worker metrics listening", "addr", ln.Addr().String())
-	if opts.OnReady != nil {
-		opts.OnReady(ln.Addr().String())
-	}
-	return nil
+	opts.Logger.Info("metrics listening", "addr", ln.Addr().String())
+	return ln.Addr().String(), nil
 }
 
 // Store is the store a process runs on.

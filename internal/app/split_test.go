@@ -17,11 +17,14 @@ import (
 // server, `adaptflow worker` and `adaptflow server` as separate parts sharing
 // one store (SQLite, and PostgreSQL), and instances that go through both.
 func TestServerAndWorkerSplit(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { testSplit(t, "sqlite:"+filepath.Join(t.TempDir(), "adaptflow.db")) })
-	t.Run("postgres", func(t *testing.T) { testSplit(t, storetest.FreshPostgres(t)) })
+	t.Run("sqlite", func(t *testing.T) { testSplit(t, "sqlite:"+filepath.Join(t.TempDir(), "adaptflow.db"), false) })
+	t.Run("postgres", func(t *testing.T) { testSplit(t, storetest.FreshPostgres(t), true) })
 }
 
-func testSplit(t *testing.T, databaseURL string) {
+// testSplit runs the split on the store at databaseURL; with
+// metricsApart the server serves /metrics on --metrics-listen, not on the
+// API.
+func testSplit(t *testing.T, databaseURL string, metricsApart bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	opts := temporalserver.DefaultOptions()
@@ -53,6 +56,9 @@ func testSplit(t *testing.T, databaseURL string) {
 	srvOpts.Listen = "127.0.0.1:0"
 	srvOpts.LoadExamples = true
 	srvOpts.OnReady = func(addr string) { ready <- addr }
+	if metricsApart {
+		srvOpts.MetricsListen = freeAddr(t)
+	}
 	serverDone := run(app.ModeServer, srvOpts)
 
 	var addr string
@@ -80,8 +86,15 @@ func testSplit(t *testing.T, databaseURL string) {
 		t.Fatalf("worker metrics lack the skip decision:\n%s", grepLines(m, "adaptflow_"))
 	}
 	w.expect(w.call("GET", "/healthz", "", ""), http.StatusOK)
-	if m := d.expect(d.call("GET", "/metrics", "", ""), http.StatusOK).raw; !strings.Contains(m, `adaptflow_instance_starts_total{process="procurement-approval",result="created"} 1`) {
-		t.Fatalf("server metrics lack the start:\n%s", grepLines(m, "adaptflow_"))
+	sm := d
+	if metricsApart {
+		d.expect(d.call("GET", "/metrics", "", ""), http.StatusNotFound)
+		sm = &dev{t: t, base: "http://" + srvOpts.MetricsListen}
+		sm.expect(sm.call("GET", "/healthz", "", ""), http.StatusOK)
+	}
+	if m := sm.expect(sm.call("GET", "/metrics", "", ""), http.StatusOK).raw; !strings.Contains(m, `adaptflow_instance_starts_total{process="procurement-approval",result="created"} 1`) ||
+		!strings.Contains(m, "go_goroutines") || !strings.Contains(m, "adaptflow_review_stats_up") {
+		t.Fatalf("server metrics lack the start, the runtime's or the review queues':\n%s", grepLines(m, "adaptflow_"))
 	}
 
 	// A review through the worker, the server and the store.
