@@ -31,6 +31,9 @@ type kpiReport struct {
 	Periods []kpiPeriod `json:"periods"`
 	// Versions are the definition versions started in the window.
 	Versions []kpiVersion `json:"versions"`
+	// PolicyChanges are the changes of the process's live policies in the
+	// window, oldest first: compare the periods before and after each.
+	PolicyChanges []store.PolicyChange `json:"policy_changes"`
 }
 
 type kpiPeriod struct {
@@ -186,6 +189,9 @@ func (s *server) processKPIs(c *gin.Context) {
 	}
 	until := time.Now().UTC()
 	rep, err := computeKPIs(ctx, s.Instances, name, version, until.Add(-window), until, bucket)
+	if err == nil {
+		rep.PolicyChanges, err = s.Lifecycle.PolicyChanges(ctx, name, rep.Since, until)
+	}
 	if err != nil {
 		fail(c, err)
 		return

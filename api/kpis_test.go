@@ -23,6 +23,10 @@ func TestProcessKPIs(t *testing.T) {
 			t.Fatalf("register: %d %+v", a.status, a.err)
 		}
 	}
+	pol := "id: big-n\nprocess: p\nwhen: input.n > 5\nactions: [{skip: a}]\n"
+	if a := do(t, srv, "POST", "/v1/policies", eng, "application/yaml", pol); a.status != http.StatusCreated {
+		t.Fatalf("policy: %d %+v", a.status, a.err)
+	}
 	ctx := t.Context()
 	now := time.Now()
 	for _, in := range []struct {
@@ -107,6 +111,10 @@ func TestProcessKPIs(t *testing.T) {
 	}
 	if p := read(periods[1]); p.ErrorRate != 1 || p.CycleTime == nil || !near(p.CycleTime.P50, 26*3600) {
 		t.Fatalf("the period of the failed instance: %+v", p)
+	}
+	// The policy's activation is marked, to read the periods around it.
+	if ch := a.body["policy_changes"].([]any); len(ch) != 1 || ch[0].(map[string]any)["policy_id"] != "big-n" || ch[0].(map[string]any)["mode"] != "active" {
+		t.Fatalf("policy changes: %v", ch)
 	}
 	versions := a.body["versions"].([]any)
 	if len(versions) != 2 || read(versions[1]).Rejected != 1 || read(versions[0]).Started != 4 {

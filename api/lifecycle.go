@@ -21,6 +21,7 @@ type PolicyLifecycle interface {
 	PolicyState(ctx context.Context, id string) (store.PolicyState, error)
 	PolicyVersions(ctx context.Context, id string) ([]store.PolicyRecord, error)
 	PolicyVersion(ctx context.Context, id string, version int) (store.PolicyRecord, error)
+	PolicyChanges(ctx context.Context, process string, from, to time.Time) ([]store.PolicyChange, error)
 }
 
 // DecisionScanner reads recorded decisions of a process since a time.

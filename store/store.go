@@ -159,9 +159,20 @@ func StatusOf(state json.RawMessage) (status string, final bool) {
 	return st.Status, st.Status == InstanceCompleted || st.Status == InstanceFailed || st.Status == InstanceRejected
 }
 
+// Numbered writes the placeholders {1} to {9} of q, shared by both
+// stores, as prefix and number: ?1 for SQLite, $1 for PostgreSQL.
+func Numbered(q, prefix string) string {
+	pairs := make([]string, 0, 18)
+	for i := 1; i <= 9; i++ {
+		n := strconv.Itoa(i)
+		pairs = append(pairs, "{"+n+"}", prefix+n)
+	}
+	return strings.NewReplacer(pairs...).Replace(q)
+}
+
 // OutcomesQuery selects the InstanceOutcome of each instance of a process
 // started in a window, oldest first, with the parameters process, from,
-// to, decided status and expired status (micros); {n} is the n-th placeholder.
+// to, decided status and expired status (micros); see Numbered.
 const OutcomesQuery = `SELECT i.process_version, i.created_at, i.status, COALESCE(i.finished_at, 0), COUNT(r.id),
 	COUNT(CASE WHEN r.status = {4} THEN 1 END), COUNT(CASE WHEN r.status = {5} THEN 1 END), COALESCE(SUM(CASE WHEN r.status = {4} THEN r.decided_at - r.created_at END), 0)
 	FROM instances i LEFT JOIN reviews r ON r.instance_id = i.id
@@ -195,6 +206,31 @@ type Finish struct {
 	Status  string
 	// CycleTime is from the instance's start to the save.
 	CycleTime time.Duration
+}
+
+// PolicyChange is one change of which version of a policy is live.
+type PolicyChange struct {
+	PolicyID string    `json:"policy_id"`
+	Version  int       `json:"version"`
+	Mode     string    `json:"mode"` // active, shadow or disabled
+	Author   string    `json:"author"`
+	Note     string    `json:"note,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+// PolicyChangesQuery selects the changes of a process's policies in a
+// window, oldest first, with the parameters process, from and to (micros);
+// see Numbered.
+const PolicyChangesQuery = `SELECT e.id, e.version, e.action, e.author, e.note, e.at FROM policy_events e JOIN policy_state s ON s.id = e.id
+	WHERE s.process = {1} AND e.at >= {2} AND e.at < {3} ORDER BY e.at, e.seq`
+
+// ScanPolicyChange reads a row of PolicyChangesQuery.
+func ScanPolicyChange(scan func(dest ...any) error) (PolicyChange, error) {
+	var c PolicyChange
+	var at int64
+	err := scan(&c.PolicyID, &c.Version, &c.Mode, &c.Author, &c.Note, &at)
+	c.At = time.UnixMicro(at).UTC()
+	return c, err
 }
 
 // InstanceOutcome is how one instance went: what the process KPIs are

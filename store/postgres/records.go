@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -275,8 +274,11 @@ func nullText(b []byte) *string {
 	return &s
 }
 
-// outcomesQuery is store.OutcomesQuery with PostgreSQL's placeholders.
-var outcomesQuery = strings.NewReplacer("{1}", "$1", "{2}", "$2", "{3}", "$3", "{4}", "$4", "{5}", "$5").Replace(store.OutcomesQuery)
+// outcomesQuery and policyChangesQuery are store's with PostgreSQL's placeholders.
+var (
+	outcomesQuery      = store.Numbered(store.OutcomesQuery, "$")
+	policyChangesQuery = store.Numbered(store.PolicyChangesQuery, "$")
+)
 
 // Outcomes calls fn with how each instance of a process started in
 // [from, to) went, oldest first.
@@ -299,6 +301,28 @@ func (s *Store) Outcomes(ctx context.Context, processName string, from, to time.
 		return fmt.Errorf("postgres: outcomes: %w", err)
 	}
 	return nil
+}
+
+// PolicyChanges are the changes of which versions of a process's policies
+// are live made in [from, to), oldest first.
+func (s *Store) PolicyChanges(ctx context.Context, processName string, from, to time.Time) ([]store.PolicyChange, error) {
+	rows, err := s.pool.Query(ctx, policyChangesQuery, processName, micros(from), micros(to))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: policy changes: %w", err)
+	}
+	defer rows.Close()
+	out := []store.PolicyChange{}
+	for rows.Next() {
+		c, err := store.ScanPolicyChange(rows.Scan)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: policy changes: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: policy changes: %w", err)
+	}
+	return out, nil
 }
 
 // StartCounts counts the starts of a process in each whole bucket of

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -52,6 +53,7 @@ type Store interface {
 	MarkStarted(ctx context.Context, ids []string) error
 	PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error)
 	StartCounts(ctx context.Context, process string, from, to time.Time, bucket time.Duration) ([]int, error)
+	PolicyChanges(ctx context.Context, process string, from, to time.Time) ([]store.PolicyChange, error)
 	Outcomes(ctx context.Context, process string, from, to time.Time, fn func(store.InstanceOutcome) error) error
 	AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error)
 	AppendDecisionWithState(ctx context.Context, d process.Decision, st *store.StateSave) (process.Decision, error)
@@ -344,6 +346,7 @@ func testDefinitions(t *testing.T, s Store) {
 
 func testPolicies(t *testing.T, s Store) {
 	ctx := t.Context()
+	began := time.Now().Add(-time.Second)
 	stamp0, err := s.PolicyStamp(ctx, "orders")
 	must(t, err)
 	p := store.PolicyRecord{ID: "peak", Process: "orders", Doc: []byte(`{"id":"peak"}`), Digest: "a", Author: "eng", CreatedAt: t0}
@@ -431,6 +434,26 @@ func testPolicies(t *testing.T, s Store) {
 		if store.PolicyVersionHash(p) != p.Hash || (i > 0 && p.PrevHash != chain[i-1].Hash) {
 			t.Fatalf("policy version chain broken at %d: %+v", i, p)
 		}
+	}
+	// Every change of what is live, in order, attributed; none elsewhere.
+	changes, err := s.PolicyChanges(ctx, "orders", began, time.Now().Add(time.Second))
+	must(t, err)
+	var got []string
+	for _, c := range changes {
+		if c.At.Before(began) {
+			t.Fatalf("change %+v before the test began", c)
+		}
+		got = append(got, fmt.Sprintf("%s@%d %s %s %s", c.PolicyID, c.Version, c.Mode, c.Author, c.Note))
+	}
+	want := []string{"peak@1 active eng ", "peak@2 shadow eng ", "peak@2 active lead promote", "peak@1 active lead roll back", "peak@0 disabled lead off", "alpha@1 active  "}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("changes\n%q\nwant\n%q", got, want)
+	}
+	if changes, err := s.PolicyChanges(ctx, "returns", began, time.Now().Add(time.Second)); err != nil || len(changes) != 0 {
+		t.Fatalf("another process's changes: %+v %v", changes, err)
+	}
+	if changes, err := s.PolicyChanges(ctx, "orders", time.Now().Add(time.Second), time.Now().Add(time.Hour)); err != nil || len(changes) != 0 {
+		t.Fatalf("changes after the window: %+v %v", changes, err)
 	}
 }
 
