@@ -569,10 +569,18 @@ steps:
 	if _, _, err := st.CreateInstance(t.Context(), store.Instance{ID: "i1", Process: "requests", ProcessVersion: 1, BusinessKey: "b1", Input: []byte(`{"message":"refund the double payment on my card"}`), CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
+	// The model's answer is read from the state the workflow saved: this
+	// server's Temporal is unreachable.
+	if _, err := st.SaveInstanceState(t.Context(), "i1", "r", 1, json.RawMessage(`{"status":"waiting_review","classification":{"label":"refund","confidence":0.42,"fields":{},"model":"embedded"}}`)); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := st.CreateReview(t.Context(), store.Review{ID: "rv1", InstanceID: "i1", RunID: "r", Process: "requests", Step: "answer", Queue: "classification", CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
 	item := do(t, srv, "GET", "/v1/reviews/rv1", keys[store.RoleReviewer], "", "")
+	if cl, _ := item.body["classification"].(map[string]any); cl == nil || cl["answer"] == nil || cl["answer"].(map[string]any)["confidence"] != 0.42 {
+		t.Fatalf("the model's answer is missing from the item: %v", item.body["classification"])
+	}
 	sim, _ := item.body["similar"].([]any)
 	if item.status != http.StatusOK || len(sim) != 4 || llmSrv.EmbedCalls() != 2 ||
 		sim[0].(map[string]any)["label"] != "refund" || sim[1].(map[string]any)["label"] != "refund" {

@@ -185,11 +185,10 @@ func (s *server) classificationOf(ctx context.Context, inst store.Instance, def 
 		return nil
 	}
 	cl := &classificationForReview{Classifier: def.Classify.Name, Field: strings.Join(def.Classify.TextFields(), ","), Text: text, Labels: def.Classify.Labels}
-	if v, err := s.Temporal.QueryWorkflow(ctx, inst.ID, "", workflows.QueryState); err == nil {
-		var st workflows.State
-		if v.Get(&st) == nil {
-			cl.Answer = st.Classification
-		}
+	// From the state projection in the store, like a read of the instance:
+	// the item shows even while no worker could answer a query.
+	if st, err := s.instanceState(ctx, inst); err == nil {
+		cl.Answer = st.Classification
 	}
 	return cl
 }
