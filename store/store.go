@@ -170,6 +170,28 @@ func Numbered(q, prefix string) string {
 	return strings.NewReplacer(pairs...).Replace(q)
 }
 
+// Rows are query results as both stores' drivers give them.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// EachRow calls fn with each row of rows, read by scan, and stops at the
+// first error.
+func EachRow[T any](rows Rows, scan func(func(dest ...any) error) (T, error), fn func(T) error) error {
+	for rows.Next() {
+		v, err := scan(rows.Scan)
+		if err != nil {
+			return err
+		}
+		if err := fn(v); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
 // OutcomesQuery selects the InstanceOutcome of each instance of a process
 // started in a window, oldest first, with the parameters process, from,
 // to, decided status and expired status (micros); see Numbered.

@@ -537,16 +537,7 @@ func (s *Store) Outcomes(ctx context.Context, processName string, from, to time.
 		return fmt.Errorf("sqlite: outcomes: %w", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		o, err := store.ScanOutcome(rows.Scan)
-		if err != nil {
-			return fmt.Errorf("sqlite: outcomes: %w", err)
-		}
-		if err := fn(o); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
+	if err := store.EachRow(rows, store.ScanOutcome, fn); err != nil {
 		return fmt.Errorf("sqlite: outcomes: %w", err)
 	}
 	return nil
@@ -561,14 +552,7 @@ func (s *Store) PolicyChanges(ctx context.Context, processName string, from, to 
 	}
 	defer rows.Close()
 	out := []store.PolicyChange{}
-	for rows.Next() {
-		c, err := store.ScanPolicyChange(rows.Scan)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: policy changes: %w", err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
+	if err := store.EachRow(rows, store.ScanPolicyChange, func(c store.PolicyChange) error { out = append(out, c); return nil }); err != nil {
 		return nil, fmt.Errorf("sqlite: policy changes: %w", err)
 	}
 	return out, nil
