@@ -345,6 +345,8 @@ type ReviewEvent struct {
 	Reason      string    `json:"reason,omitempty"`
 	EscalatedAt time.Time `json:"escalated_at"`
 	DueAt       time.Time `json:"due_at"`
+	// Level is which escalation of the review this is: 1, then 2, ...
+	Level int `json:"level"`
 }
 
 // Notify POSTs a review event; see post.

@@ -227,13 +227,19 @@ type Escalation struct {
 	Queue string `json:"queue" yaml:"queue"`
 	SLA   string `json:"sla" yaml:"sla"`
 	// OnTimeout is what happens when the escalated review's SLA runs out
-	// too: approve, reject or fail.
+	// too: approve, reject, fail, or escalate again (to Escalate).
 	OnTimeout string `json:"on_timeout" yaml:"on_timeout"`
 	// Notify is a URL that receives a JSON POST when the review escalates.
 	Notify string `json:"notify,omitempty" yaml:"notify,omitempty"`
 	// Priority raises the review in the inbox (0 to 100; higher first).
 	Priority int `json:"priority,omitempty" yaml:"priority,omitempty"`
+	// Escalate is the next level, with on_timeout: escalate (at most
+	// MaxEscalationLevels in all).
+	Escalate *Escalation `json:"escalate,omitempty" yaml:"escalate,omitempty"`
 }
+
+// MaxEscalationLevels bounds a review's chain of escalations.
+const MaxEscalationLevels = 5
 
 // Callback is a webhook for an instance's events.
 type Callback struct {

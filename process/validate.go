@@ -330,7 +330,7 @@ func (r *ReviewSpec) validate(path string, es *Errors) {
 		if r.Escalate == nil {
 			es.Add(path+".escalate", "is required with on_timeout: escalate (queue, sla, on_timeout, notify)")
 		} else {
-			r.Escalate.validate(path+".escalate", es)
+			r.Escalate.validate(path+".escalate", 1, es)
 		}
 	default:
 		es.Add(path+".on_timeout", "must be approve, reject, fail or escalate (got %q)", r.OnTimeout)
@@ -340,7 +340,9 @@ func (r *ReviewSpec) validate(path string, es *Errors) {
 	}
 }
 
-func (e *Escalation) validate(path string, es *Errors) {
+// validate checks an escalation, the level-th of its review, and the levels
+// after it.
+func (e *Escalation) validate(path string, level int, es *Errors) {
 	if !identRE.MatchString(e.Queue) {
 		es.Add(path+".queue", "is required: lower-case letters, digits, '-' or '_' (got %q)", e.Queue)
 	}
@@ -349,8 +351,20 @@ func (e *Escalation) validate(path string, es *Errors) {
 	}
 	switch e.OnTimeout {
 	case TimeoutApprove, TimeoutReject, TimeoutFail:
+		if e.Escalate != nil {
+			es.Add(path+".escalate", "applies only with on_timeout: escalate")
+		}
+	case TimeoutEscalate:
+		switch {
+		case e.Escalate == nil:
+			es.Add(path+".escalate", "is required with on_timeout: escalate (the next level: queue, sla, on_timeout)")
+		case level >= MaxEscalationLevels:
+			es.Add(path+".escalate", "a review escalates at most %d times", MaxEscalationLevels)
+		default:
+			e.Escalate.validate(path+".escalate", level+1, es)
+		}
 	default:
-		es.Add(path+".on_timeout", "must be approve, reject or fail (got %q)", e.OnTimeout)
+		es.Add(path+".on_timeout", "must be approve, reject, fail or escalate (got %q)", e.OnTimeout)
 	}
 	if e.Priority < 0 || e.Priority > 100 {
 		es.Add(path+".priority", "must be between 0 and 100 (got %d)", e.Priority)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -525,12 +526,13 @@ func (r *runner) gate(ctx workflow.Context, i int, id string, spec process.Revie
 		if err != nil {
 			return err
 		}
-		onTimeout := spec.OnTimeout
-		if !ok && onTimeout == process.TimeoutEscalate && spec.Escalate != nil {
-			if ok, err = r.escalate(ctx, k, step, *spec.Escalate, decided); err != nil {
+		// Escalate, level after level, while SLAs run out.
+		onTimeout, next := spec.OnTimeout, spec.Escalate
+		for level := 1; !ok && onTimeout == process.TimeoutEscalate && next != nil; level++ {
+			if ok, err = r.escalate(ctx, k, step, *next, level, decided); err != nil {
 				return err
 			}
-			onTimeout = spec.Escalate.OnTimeout
+			onTimeout, next = next.OnTimeout, next.Escalate
 		}
 		if !ok {
 			rv := &r.st.Reviews[k]
@@ -640,12 +642,14 @@ func (r *runner) recordReview(ctx workflow.Context, step string, rv ReviewState)
 	return nil
 }
 
-// escalate moves review k to its escalation queue, notifies the webhook
-// when there is one, and waits out the escalation's SLA; it reports whether
-// a verdict came in time. Only definitions written with on_timeout:
-// escalate reach it, so histories from before it replay unchanged; the
-// version marker records the change all the same.
-func (r *runner) escalate(ctx workflow.Context, k int, step string, esc process.Escalation, decided func() bool) (bool, error) {
+// escalate moves review k to the queue of its level-th escalation,
+// notifies the webhook when there is one, and waits out the escalation's
+// SLA; it reports whether a verdict came in time. Only definitions written
+// with on_timeout: escalate reach it, so histories from before it replay
+// unchanged; the version marker records the change all the same. Levels
+// after the first came later, with escalations that name a next one: the
+// histories of one-level escalations run the same commands.
+func (r *runner) escalate(ctx workflow.Context, k int, step string, esc process.Escalation, level int, decided func() bool) (bool, error) {
 	workflow.GetVersion(ctx, changeEscalation, workflow.DefaultVersion, versionEscalation)
 	sla, err := process.ParseDuration(esc.SLA)
 	if err != nil {
@@ -663,14 +667,18 @@ func (r *runner) escalate(ctx workflow.Context, k int, step string, esc process.
 		event := activities.ReviewEvent{
 			Event: "review.escalated", ReviewID: rv.ID, InstanceID: r.in.InstanceID, BusinessKey: r.in.BusinessKey,
 			Process: r.def.Name, Step: step, FromQueue: from, Queue: esc.Queue, Priority: esc.Priority, Reason: rv.Reason,
-			EscalatedAt: now.UTC(), DueAt: now.Add(sla).UTC(),
+			EscalatedAt: now.UTC(), DueAt: now.Add(sla).UTC(), Level: level,
+		}
+		key := rv.ID + "/escalated"
+		if level > 1 {
+			key += "/" + strconv.Itoa(level)
 		}
 		// The escalation's SLA starts at once; the instance waits for the
 		// webhook's delivery only before it ends (see awaitCallbacks).
 		dctx, _ := workflow.NewDisconnectedContext(ctx)
 		nctx := workflow.WithActivityOptions(dctx, notifyOptions)
 		r.callbacks = append(r.callbacks, pendingCallback{event: "review.escalated", url: esc.Notify,
-			f: workflow.ExecuteActivity(nctx, a.Notify, activities.NotifyInput{URL: esc.Notify, Key: rv.ID + "/escalated", Event: event})})
+			f: workflow.ExecuteActivity(nctx, a.Notify, activities.NotifyInput{URL: esc.Notify, Key: key, Event: event})})
 	}
 	r.save(ctx)
 	return workflow.AwaitWithTimeout(ctx, sla, decided)

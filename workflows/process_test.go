@@ -626,6 +626,56 @@ func TestReviewEscalatesThenRejects(t *testing.T) {
 	}
 }
 
+// A chain of escalations: finance for 4 hours, then finance-senior for 8,
+// then the CFO's queue for 12, then the order is rejected; each level moves
+// the review, raises its priority and calls the webhook once, with a key of
+// its own.
+func TestReviewEscalatesLevelAfterLevel(t *testing.T) {
+	hook := newWebhook(t, http.StatusNoContent)
+	pol := "id: big-review\nprocess: orders\nwhen: input.amount > 1000\nactions: [{review: {queue: finance, reason: large order, sla: 4h, on_timeout: escalate, " +
+		"escalate: {queue: finance-senior, sla: 8h, on_timeout: escalate, priority: 10, notify: '" + hook.srv.URL + "', " +
+		"escalate: {queue: cfo, sla: 12h, on_timeout: reject, priority: 50, notify: '" + hook.srv.URL + "'}}}, before: charge}]\n"
+	h := newHarness(t, ordersYAML, pol)
+	for _, at := range []struct {
+		after time.Duration
+		queue string
+	}{{3 * time.Hour, "finance"}, {5 * time.Hour, "finance-senior"}, {13 * time.Hour, "cfo"}} {
+		h.env.RegisterDelayedCallback(func() {
+			if rv := h.state(t).Reviews[0]; rv.Status != store.ReviewOpen || rv.Queue != at.queue {
+				t.Errorf("%v in: %+v, want open in %s", at.after, rv, at.queue)
+			}
+		}, at.after)
+	}
+	res, err := h.run(t, orderInput(5000, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := h.state(t)
+	if res.Status != workflows.StatusRejected || st.Reviews[0].Verdict != store.VerdictReject || st.Reviews[0].Queue != "cfo" {
+		t.Fatalf("status %s, review %+v", res.Status, st.Reviews[0])
+	}
+	rv, err := h.store.Review(t.Context(), st.Reviews[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	if rv.Queue != "cfo" || rv.Priority != 50 || rv.DueAt == nil || !rv.DueAt.Equal(start.Add(24*time.Hour)) || !rv.EscalatedAt.Equal(start.Add(4*time.Hour)) {
+		t.Fatalf("stored review %+v", rv)
+	}
+	if n := hook.hits.Load(); n != 2 {
+		t.Fatalf("webhook called %d times, want once per level with a webhook", n)
+	}
+	for _, want := range []struct {
+		key, from, to string
+		level         int
+	}{{rv.ID + "/escalated", "finance", "finance-senior", 1}, {rv.ID + "/escalated/2", "finance-senior", "cfo", 2}} {
+		ev, key := <-hook.events, <-hook.keys
+		if key != want.key || ev.FromQueue != want.from || ev.Queue != want.to || ev.Level != want.level {
+			t.Fatalf("webhook key %q event %+v, want %+v", key, ev, want)
+		}
+	}
+}
+
 func TestEscalatedReviewCanStillBeDecided(t *testing.T) {
 	hook := newWebhook(t, http.StatusBadRequest) // a webhook that refuses does not hold the instance
 	h := newHarness(t, ordersYAML, escalationPolicy(hook.srv.URL))

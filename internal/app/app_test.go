@@ -732,7 +732,8 @@ input:
 steps:
   - id: check
     kind: review
-    review: {queue: first-line, reason: check it, sla: 3s, on_timeout: escalate, escalate: {queue: senior, sla: 3s, on_timeout: reject, notify: "` + hook.URL + `"}}
+    review: {queue: first-line, reason: check it, sla: 3s, on_timeout: escalate, escalate: {queue: senior, sla: 3s, on_timeout: escalate, notify: "` + hook.URL + `",
+      escalate: {queue: head, sla: 3s, on_timeout: reject, notify: "` + hook.URL + `"}}}
   - {id: done, kind: task, task: noop}
 `
 	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
@@ -747,11 +748,11 @@ steps:
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		rv := d.expect(d.call("GET", "/v1/reviews/"+rid, adminKey, ""), http.StatusOK)
-		if rv.body["queue"] == "senior" && rv.body["escalated_at"] != nil {
+		if rv.body["queue"] == "head" && rv.body["escalated_at"] != nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("not escalated after the restart: %s", rv.raw)
+			t.Fatalf("not escalated twice after the restart: %s", rv.raw)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -763,7 +764,18 @@ steps:
 	if rv.body["status"] != "expired" || rv.body["verdict"] != "reject" {
 		t.Fatalf("review %s", rv.raw)
 	}
-	if n := hits.Load(); n != 1 {
-		t.Fatalf("the webhook heard of the escalation %d times, want once", n)
+	if n := hits.Load(); n != 2 {
+		t.Fatalf("the webhook heard of the escalations %d times, want once per level", n)
+	}
+	if *updateHistory { // once the workflow has closed
+		tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		if err := tc.GetWorkflow(t.Context(), id, "").Get(t.Context(), nil); err != nil {
+			t.Fatal(err)
+		}
+		recordHistory(t, tc, id, "review_escalation_v6.json")
 	}
 }
