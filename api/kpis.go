@@ -13,6 +13,7 @@ import (
 
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/workflows"
 )
 
 // kpiNote says how the KPIs count.
@@ -50,9 +51,11 @@ type kpiVersion struct {
 type kpis struct {
 	Started    int `json:"started"`
 	InProgress int `json:"in_progress"`
-	Completed  int `json:"completed"`
-	Rejected   int `json:"rejected"`
-	Failed     int `json:"failed"`
+	// WaitingReview are the instances in progress that wait for a review.
+	WaitingReview int `json:"waiting_review"`
+	Completed     int `json:"completed"`
+	Rejected      int `json:"rejected"`
+	Failed        int `json:"failed"`
 	// ErrorRate is failed over finished (0 when none finished).
 	ErrorRate float64 `json:"error_rate"`
 	// CycleTime is over the finished instances whose finish time is known;
@@ -98,6 +101,9 @@ func (a *kpiAcc) add(o store.InstanceOutcome) {
 		a.k.Failed++
 	default:
 		a.k.InProgress++
+		if o.Status == workflows.StatusWaitingReview {
+			a.k.WaitingReview++
+		}
 	}
 	if !o.FinishedAt.IsZero() {
 		a.cycles = append(a.cycles, max(0, o.FinishedAt.Sub(o.CreatedAt).Seconds()))

@@ -66,9 +66,9 @@ func TestProcessKPIs(t *testing.T) {
 
 	type cycle struct{ Count, P50, P90, Max float64 }
 	type kpis struct {
-		Started, InProgress, Completed, Rejected, Failed, Reviews, ReviewsDecided, ReviewsExpired int
-		ErrorRate, ReviewRate, ReviewsPerInstance, ReviewWaitSeconds                              float64
-		CycleTime                                                                                 *cycle
+		Started, InProgress, WaitingReview, Completed, Rejected, Failed, Reviews, ReviewsDecided, ReviewsExpired int
+		ErrorRate, ReviewRate, ReviewsPerInstance, ReviewWaitSeconds                                             float64
+		CycleTime                                                                                                *cycle
 	}
 	read := func(m any) kpis {
 		b, _ := json.Marshal(m)
@@ -76,7 +76,7 @@ func TestProcessKPIs(t *testing.T) {
 		_ = json.Unmarshal(b, &raw)
 		var k kpis
 		n := func(key string) float64 { f, _ := raw[key].(float64); return f }
-		k.Started, k.InProgress, k.Completed, k.Rejected, k.Failed = int(n("started")), int(n("in_progress")), int(n("completed")), int(n("rejected")), int(n("failed"))
+		k.Started, k.InProgress, k.WaitingReview, k.Completed, k.Rejected, k.Failed = int(n("started")), int(n("in_progress")), int(n("waiting_review")), int(n("completed")), int(n("rejected")), int(n("failed"))
 		k.Reviews, k.ReviewsDecided, k.ReviewsExpired = int(n("reviews")), int(n("reviews_decided")), int(n("reviews_expired"))
 		k.ErrorRate, k.ReviewRate, k.ReviewsPerInstance, k.ReviewWaitSeconds = n("error_rate"), n("review_rate"), n("reviews_per_instance"), n("review_wait_seconds")
 		if c, ok := raw["cycle_time_seconds"].(map[string]any); ok {
@@ -90,7 +90,7 @@ func TestProcessKPIs(t *testing.T) {
 		t.Fatalf("kpis: %d %+v", a.status, a.err)
 	}
 	all := read(a.body["overall"])
-	if all.Started != 5 || all.Completed != 2 || all.Failed != 1 || all.Rejected != 1 || all.InProgress != 1 || all.ErrorRate != 0.25 {
+	if all.Started != 5 || all.Completed != 2 || all.Failed != 1 || all.Rejected != 1 || all.InProgress != 1 || all.WaitingReview != 1 || all.ErrorRate != 0.25 {
 		t.Fatalf("outcomes: %+v", all)
 	}
 	// Cycle times of a, b, d, e: 50h, 26h, 1h, 3h.
