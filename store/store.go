@@ -95,27 +95,68 @@ type PolicyRecord struct {
 	Note      string          `json:"note,omitempty"`
 	CreatedAt time.Time       `json:"created_at"`
 	// Mode is active or shadow when the record is read as a live version.
-	Mode     string `json:"mode,omitempty"`
+	Mode string `json:"mode,omitempty"`
+	// Percent, for a shadow version read as live, is the share of
+	// instances it applies to in place of the active version (a canary);
+	// 0 for a plain shadow.
+	Percent  int    `json:"percent,omitempty"`
 	PrevHash string `json:"prev_hash"`
 	Hash     string `json:"hash"`
 }
 
-// Policy modes of a live version.
+// Policy modes of a live version. A canary is a shadow version applied,
+// in place of the active one, to a share of the instances.
 const (
 	ModeActive   = "active"
 	ModeShadow   = "shadow"
+	ModeCanary   = "canary"
 	ModeDisabled = "disabled"
 )
 
 // PolicyState is which versions of a policy are live.
 type PolicyState struct {
-	ID        string    `json:"id"`
-	Process   string    `json:"process"`
-	Active    int       `json:"active_version,omitempty"` // 0: none
-	Shadow    int       `json:"shadow_version,omitempty"` // 0: none
-	Latest    int       `json:"latest_version"`
-	ChangedBy string    `json:"changed_by"`
-	ChangedAt time.Time `json:"changed_at"`
+	ID      string `json:"id"`
+	Process string `json:"process"`
+	Active  int    `json:"active_version,omitempty"` // 0: none
+	Shadow  int    `json:"shadow_version,omitempty"` // 0: none
+	// ShadowPercent is the share of instances (1 to 99) the shadow
+	// version applies to as a canary; 0: it is evaluated, never applied.
+	ShadowPercent int       `json:"shadow_percent,omitempty"`
+	Latest        int       `json:"latest_version"`
+	ChangedBy     string    `json:"changed_by"`
+	ChangedAt     time.Time `json:"changed_at"`
+}
+
+// With is the state after making version live in mode (a canary applies to
+// percent of the instances), or after disabling the policy. Activating the
+// shadow or canary version ends it; a canary of the active version is a
+// conflict.
+func (s PolicyState) With(version int, mode string, percent int) (PolicyState, error) {
+	switch mode {
+	case ModeActive:
+		s.Active = version
+		if s.Shadow == version {
+			s.Shadow, s.ShadowPercent = 0, 0
+		}
+	case ModeShadow:
+		s.Shadow, s.ShadowPercent = version, 0
+		if s.Active == version {
+			s.Active = 0
+		}
+	case ModeCanary:
+		if percent < 1 || percent > 99 {
+			return s, fmt.Errorf("%w: a canary applies to 1 to 99 percent of instances (got %d)", ErrConflict, percent)
+		}
+		if s.Active == version {
+			return s, fmt.Errorf("%w: version %d is active; a canary tries another version beside it", ErrConflict, version)
+		}
+		s.Shadow, s.ShadowPercent = version, percent
+	case ModeDisabled:
+		s.Active, s.Shadow, s.ShadowPercent = 0, 0, 0
+	default:
+		return s, fmt.Errorf("%w: mode must be active, shadow, canary or disabled (got %q)", ErrConflict, mode)
+	}
+	return s, nil
 }
 
 // Mode reports the state as one word: active, shadow (only a shadow
@@ -234,7 +275,8 @@ type Finish struct {
 type PolicyChange struct {
 	PolicyID string    `json:"policy_id"`
 	Version  int       `json:"version"`
-	Mode     string    `json:"mode"` // active, shadow or disabled
+	Mode     string    `json:"mode"`              // active, shadow, canary or disabled
+	Percent  int       `json:"percent,omitempty"` // of a canary
 	Author   string    `json:"author"`
 	Note     string    `json:"note,omitempty"`
 	At       time.Time `json:"at"`
@@ -243,14 +285,14 @@ type PolicyChange struct {
 // PolicyChangesQuery selects the changes of a process's policies in a
 // window, oldest first, with the parameters process, from and to (micros);
 // see Numbered.
-const PolicyChangesQuery = `SELECT e.id, e.version, e.action, e.author, e.note, e.at FROM policy_events e JOIN policy_state s ON s.id = e.id
+const PolicyChangesQuery = `SELECT e.id, e.version, e.action, e.percent, e.author, e.note, e.at FROM policy_events e JOIN policy_state s ON s.id = e.id
 	WHERE s.process = {1} AND e.at >= {2} AND e.at < {3} ORDER BY e.at, e.seq`
 
 // ScanPolicyChange reads a row of PolicyChangesQuery.
 func ScanPolicyChange(scan func(dest ...any) error) (PolicyChange, error) {
 	var c PolicyChange
 	var at int64
-	err := scan(&c.PolicyID, &c.Version, &c.Mode, &c.Author, &c.Note, &at)
+	err := scan(&c.PolicyID, &c.Version, &c.Mode, &c.Percent, &c.Author, &c.Note, &at)
 	c.At = time.UnixMicro(at).UTC()
 	return c, err
 }

@@ -72,7 +72,7 @@ func (s *Store) PutPolicy(ctx context.Context, p store.PolicyRecord, mode string
 		if !created && ((mode == store.ModeActive && st.Active == p.Version) || (mode == store.ModeShadow && st.Shadow == p.Version)) {
 			return nil
 		}
-		return setState(ctx, tx, p.ID, p.Process, p.Version, mode, p.Author, p.Note, st)
+		return setState(ctx, tx, p.ID, p.Process, p.Version, mode, 0, p.Author, p.Note, st)
 	})
 	if err != nil && !errors.Is(err, store.ErrConflict) {
 		err = fmt.Errorf("postgres: put policy: %w", err)
@@ -81,27 +81,17 @@ func (s *Store) PutPolicy(ctx context.Context, p store.PolicyRecord, mode string
 	return p, created, err
 }
 
-func setState(ctx context.Context, tx pgx.Tx, id, process string, version int, mode, author, note string, st store.PolicyState) error {
-	switch mode {
-	case store.ModeActive:
-		st.Active = version
-		if st.Shadow == version {
-			st.Shadow = 0
-		}
-	case store.ModeShadow:
-		st.Shadow = version
-		if st.Active == version {
-			st.Active = 0
-		}
-	case store.ModeDisabled:
-		st.Active, st.Shadow = 0, 0
-	default:
-		return fmt.Errorf("%w: mode must be active, shadow or disabled (got %q)", store.ErrConflict, mode)
+// setState makes version live in mode (a canary of percent), or disables
+// the policy, and logs it.
+func setState(ctx context.Context, tx pgx.Tx, id, process string, version int, mode string, percent int, author, note string, st store.PolicyState) error {
+	st, err := st.With(version, mode, percent)
+	if err != nil {
+		return err
 	}
 	now := time.Now().UTC()
 	var seq int64
-	if err := tx.QueryRow(ctx, `INSERT INTO policy_events (id, version, action, author, note, at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq`,
-		id, version, mode, author, note, micros(now)).Scan(&seq); err != nil {
+	if err := tx.QueryRow(ctx, `INSERT INTO policy_events (id, version, action, percent, author, note, at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`,
+		id, version, mode, st.ShadowPercent, author, note, micros(now)).Scan(&seq); err != nil {
 		return err
 	}
 	nullable := func(v int) any {
@@ -110,10 +100,10 @@ func setState(ctx context.Context, tx pgx.Tx, id, process string, version int, m
 		}
 		return v
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO policy_state (id, process, active_version, shadow_version, changed_seq, changed_by, changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (id) DO UPDATE SET active_version = excluded.active_version, shadow_version = excluded.shadow_version,
+	_, err = tx.Exec(ctx, `INSERT INTO policy_state (id, process, active_version, shadow_version, shadow_percent, changed_seq, changed_by, changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (id) DO UPDATE SET active_version = excluded.active_version, shadow_version = excluded.shadow_version, shadow_percent = excluded.shadow_percent,
 		changed_seq = excluded.changed_seq, changed_by = excluded.changed_by, changed_at = excluded.changed_at`,
-		id, process, nullable(st.Active), nullable(st.Shadow), seq, author, micros(now))
+		id, process, nullable(st.Active), nullable(st.Shadow), st.ShadowPercent, seq, author, micros(now))
 	return err
 }
 
@@ -126,9 +116,9 @@ func policyState(ctx context.Context, q querier, id string, forUpdate bool) (sto
 	if forUpdate {
 		lock = " FOR UPDATE"
 	}
-	err := q.QueryRow(ctx, `SELECT process, active_version, shadow_version, changed_by, changed_at,
+	err := q.QueryRow(ctx, `SELECT process, active_version, shadow_version, shadow_percent, changed_by, changed_at,
 		(SELECT MAX(version) FROM policy_versions v WHERE v.id = s.id) FROM policy_state s WHERE id = $1`+lock, id).
-		Scan(&st.Process, &active, &shadow, &st.ChangedBy, &at, &latest)
+		Scan(&st.Process, &active, &shadow, &st.ShadowPercent, &st.ChangedBy, &at, &latest)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return st, fmt.Errorf("policy %q: %w", id, store.ErrNotFound)
 	}
@@ -147,6 +137,15 @@ func policyState(ctx context.Context, q querier, id string, forUpdate bool) (sto
 
 // SetPolicyMode makes a stored version live or disables the policy.
 func (s *Store) SetPolicyMode(ctx context.Context, id string, version int, mode, author, note string) (store.PolicyState, error) {
+	return s.setPolicyMode(ctx, id, version, mode, 0, author, note)
+}
+
+// SetPolicyCanary makes a stored version a canary; see the sqlite store.
+func (s *Store) SetPolicyCanary(ctx context.Context, id string, version, percent int, author, note string) (store.PolicyState, error) {
+	return s.setPolicyMode(ctx, id, version, store.ModeCanary, percent, author, note)
+}
+
+func (s *Store) setPolicyMode(ctx context.Context, id string, version int, mode string, percent int, author, note string) (store.PolicyState, error) {
 	var out store.PolicyState
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		st, err := policyState(ctx, tx, id, true)
@@ -162,7 +161,7 @@ func (s *Store) SetPolicyMode(ctx context.Context, id string, version int, mode,
 				return fmt.Errorf("policy %s version %d: %w", id, version, store.ErrNotFound)
 			}
 		}
-		if err := setState(ctx, tx, id, st.Process, version, mode, author, note, st); err != nil {
+		if err := setState(ctx, tx, id, st.Process, version, mode, percent, author, note, st); err != nil {
 			return err
 		}
 		out, err = policyState(ctx, tx, id, false)
@@ -234,11 +233,13 @@ func (s *Store) ActivePolicies(ctx context.Context, process string) ([]store.Pol
 	}
 	out, err := collect(ctx, s.pool, "active policies", func(r scanner) (store.PolicyRecord, error) {
 		var mode string
-		p, err := scanPolicy(r, &mode)
-		p.Mode = mode
+		var percent int
+		p, err := scanPolicy(r, &mode, &percent)
+		p.Mode, p.Percent = mode, percent
 		return p, err
 	}, `SELECT v.id, v.version, v.process, v.doc, v.digest, v.author, v.note, v.created_at, v.prev_hash, v.hash,
-			CASE WHEN v.version = s.active_version THEN 'active' ELSE 'shadow' END
+			CASE WHEN v.version = s.active_version THEN 'active' ELSE 'shadow' END,
+			CASE WHEN v.version = s.active_version THEN 0 ELSE s.shadow_percent END
 		FROM policy_state s JOIN policy_versions v ON v.id = s.id AND (v.version = s.active_version OR v.version = s.shadow_version)
 		WHERE s.process = $1 ORDER BY v.id, v.version`, process)
 	return out, stamp, err

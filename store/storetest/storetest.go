@@ -31,6 +31,7 @@ type Store interface {
 	ActivePolicies(ctx context.Context, process string) ([]store.PolicyRecord, int64, error)
 	PolicyStamp(ctx context.Context, process string) (int64, error)
 	SetPolicyMode(ctx context.Context, id string, version int, mode, author, note string) (store.PolicyState, error)
+	SetPolicyCanary(ctx context.Context, id string, version, percent int, author, note string) (store.PolicyState, error)
 	PolicyState(ctx context.Context, id string) (store.PolicyState, error)
 	PolicyStates(ctx context.Context, process string) ([]store.PolicyState, error)
 	PolicyVersions(ctx context.Context, id string) ([]store.PolicyRecord, error)
@@ -78,6 +79,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("keys", func(t *testing.T) { testKeys(t, open(t)) })
 	t.Run("definitions", func(t *testing.T) { testDefinitions(t, open(t)) })
 	t.Run("policies", func(t *testing.T) { testPolicies(t, open(t)) })
+	t.Run("policy canary", func(t *testing.T) { testPolicyCanary(t, open(t)) })
 	t.Run("instances", func(t *testing.T) { testInstances(t, open(t)) })
 	t.Run("instance states", func(t *testing.T) { testInstanceStates(t, open(t)) })
 	t.Run("pending starts", func(t *testing.T) { testPendingStarts(t, open(t)) })
@@ -454,6 +456,57 @@ func testPolicies(t *testing.T, s Store) {
 	}
 	if changes, err := s.PolicyChanges(ctx, "orders", time.Now().Add(time.Second), time.Now().Add(time.Hour)); err != nil || len(changes) != 0 {
 		t.Fatalf("changes after the window: %+v %v", changes, err)
+	}
+}
+
+// testPolicyCanary: a canary is the shadow version with the share of
+// instances it applies to; it is read with the live versions, logged, and
+// ended by promoting it, demoting it to a plain shadow or disabling.
+func testPolicyCanary(t *testing.T, s Store) {
+	ctx := t.Context()
+	began := time.Now().Add(-time.Second)
+	p := store.PolicyRecord{ID: "c", Process: "orders", Doc: []byte(`{"id":"c"}`), Digest: "a", Author: "eng", CreatedAt: t0}
+	_, _, err := s.PutPolicy(ctx, p, store.ModeActive)
+	must(t, err)
+	p.Digest, p.Doc = "b", []byte(`{"id":"c","v":2}`)
+	_, _, err = s.PutPolicy(ctx, p, store.ModeShadow)
+	must(t, err)
+	stamp, err := s.PolicyStamp(ctx, "orders")
+	must(t, err)
+	st, err := s.SetPolicyCanary(ctx, "c", 2, 20, "lead", "try on a fifth")
+	must(t, err)
+	if st.Active != 1 || st.Shadow != 2 || st.ShadowPercent != 20 || st.ChangedBy != "lead" {
+		t.Fatalf("canary state %+v", st)
+	}
+	live, stamp2, err := s.ActivePolicies(ctx, "orders")
+	must(t, err)
+	if len(live) != 2 || live[0].Version != 1 || live[0].Percent != 0 || live[1].Version != 2 || live[1].Mode != store.ModeShadow || live[1].Percent != 20 || stamp2 <= stamp {
+		t.Fatalf("live %+v, stamp %d after %d", live, stamp2, stamp)
+	}
+	for _, bad := range []struct{ version, percent int }{{1, 20}, {2, 0}, {2, 100}} {
+		if _, err := s.SetPolicyCanary(ctx, "c", bad.version, bad.percent, "lead", ""); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("canary of v%d at %d%%: %v, want a conflict", bad.version, bad.percent, err)
+		}
+	}
+	if _, err := s.SetPolicyCanary(ctx, "c", 9, 20, "lead", ""); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("canary of an unknown version: %v", err)
+	}
+	if st, err = s.SetPolicyMode(ctx, "c", 2, store.ModeShadow, "lead", "back to shadow"); err != nil || st.Shadow != 2 || st.ShadowPercent != 0 {
+		t.Fatalf("demoted: %+v %v", st, err)
+	}
+	_, err = s.SetPolicyCanary(ctx, "c", 2, 30, "lead", "")
+	must(t, err)
+	if st, err = s.SetPolicyMode(ctx, "c", 2, store.ModeActive, "lead", "promote"); err != nil || st.Active != 2 || st.Shadow != 0 || st.ShadowPercent != 0 {
+		t.Fatalf("promoted: %+v %v", st, err)
+	}
+	changes, err := s.PolicyChanges(ctx, "orders", began, time.Now().Add(time.Second))
+	must(t, err)
+	var got []string
+	for _, c := range changes {
+		got = append(got, fmt.Sprintf("%d %s %d", c.Version, c.Mode, c.Percent))
+	}
+	if want := "1 active 0|2 shadow 0|2 canary 20|2 shadow 0|2 canary 30|2 active 0"; strings.Join(got, "|") != want {
+		t.Fatalf("changes %q, want %q", strings.Join(got, "|"), want)
 	}
 }
 
