@@ -138,7 +138,7 @@ func (a *Activities) policySet(ctx context.Context, def *process.Definition) (*p
 			return nil, temporal.NewNonRetryableApplicationError("stored policy "+r.ID+" is unreadable", ErrTypeInvalid, err)
 		}
 		p.Version = r.Version
-		p.Mode = r.Mode
+		p.Mode, p.Percent = r.Mode, r.Percent
 		ps = append(ps, &p)
 	}
 	set, err := a.Env.NewSet(def, ps)

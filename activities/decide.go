@@ -118,7 +118,7 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, 
 	if err != nil {
 		return DecideResult{}, invalid("decide: "+err.Error(), err)
 	}
-	in.Point.Step = in.Step
+	in.Point.Step, in.Point.Instance = in.Step, in.InstanceID
 	out := set.Decide(ctx, def, vars, in.Point)
 	d := process.Decision{
 		ID:             DecisionID(in.RunID, in.Seq),

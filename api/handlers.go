@@ -162,7 +162,11 @@ func (s *server) listPolicies(c *gin.Context) {
 	}
 	out := make([]gin.H, 0, len(recs))
 	for _, r := range recs {
-		out = append(out, gin.H{"id": r.ID, "version": r.Version, "process": r.Process, "mode": r.Mode, "author": r.Author, "created_at": r.CreatedAt, "policy": r.Doc})
+		item := gin.H{"id": r.ID, "version": r.Version, "process": r.Process, "mode": r.Mode, "author": r.Author, "created_at": r.CreatedAt, "policy": r.Doc}
+		if r.Percent > 0 {
+			item["mode"], item["percent"] = store.ModeCanary, r.Percent
+		}
+		out = append(out, item)
 	}
 	c.JSON(http.StatusOK, gin.H{"policies": out})
 }

@@ -18,6 +18,7 @@ import (
 // PolicyLifecycle reads versions and changes which of them are live.
 type PolicyLifecycle interface {
 	SetPolicyMode(ctx context.Context, id string, version int, mode, author, note string) (store.PolicyState, error)
+	SetPolicyCanary(ctx context.Context, id string, version, percent int, author, note string) (store.PolicyState, error)
 	PolicyState(ctx context.Context, id string) (store.PolicyState, error)
 	PolicyVersions(ctx context.Context, id string) ([]store.PolicyRecord, error)
 	PolicyVersion(ctx context.Context, id string, version int) (store.PolicyRecord, error)
@@ -59,6 +60,9 @@ func (s *server) getPolicy(c *gin.Context) {
 	}
 	out := gin.H{"id": st.ID, "process": st.Process, "mode": st.Mode(), "active_version": st.Active, "shadow_version": st.Shadow,
 		"latest_version": st.Latest, "changed_by": st.ChangedBy, "changed_at": st.ChangedAt}
+	if st.ShadowPercent > 0 {
+		out["shadow_percent"] = st.ShadowPercent
+	}
 	latest, err := s.Lifecycle.PolicyVersion(ctx, st.ID, st.Latest)
 	if err != nil {
 		fail(c, err)
@@ -161,11 +165,14 @@ func (s *server) diffPolicy(c *gin.Context) {
 type activateRequest struct {
 	Version int    `json:"version"`
 	Mode    string `json:"mode,omitempty"`
+	// Percent is the share of instances a canary applies to (1 to 99).
+	Percent int    `json:"percent,omitempty"`
 	Note    string `json:"note,omitempty"`
 }
 
 // activatePolicy makes a stored version live; activating an older version
-// is a rollback.
+// is a rollback. A canary applies the version to a share of the instances,
+// in place of the active version.
 func (s *server) activatePolicy(c *gin.Context) {
 	var req activateRequest
 	if err := bindJSON(c, &req); err != nil {
@@ -179,16 +186,29 @@ func (s *server) activatePolicy(c *gin.Context) {
 	if req.Mode == "" {
 		req.Mode = store.ModeActive
 	}
-	if req.Mode != store.ModeActive && req.Mode != store.ModeShadow {
-		fail(c, badRequest("mode", "must be active or shadow (got %q)", req.Mode))
-		return
+	var st store.PolicyState
+	var err error
+	switch {
+	case req.Mode == store.ModeCanary && (req.Percent < 1 || req.Percent > 99):
+		err = badRequest("percent", "a canary applies to 1 to 99 percent of the instances (got %d)", req.Percent)
+	case req.Mode == store.ModeCanary:
+		st, err = s.Lifecycle.SetPolicyCanary(c.Request.Context(), c.Param("id"), req.Version, req.Percent, caller(c).Name, req.Note)
+	case req.Percent != 0:
+		err = badRequest("percent", "applies only with mode canary")
+	case req.Mode == store.ModeActive || req.Mode == store.ModeShadow:
+		st, err = s.Lifecycle.SetPolicyMode(c.Request.Context(), c.Param("id"), req.Version, req.Mode, caller(c).Name, req.Note)
+	default:
+		err = badRequest("mode", "must be active, shadow or canary (got %q)", req.Mode)
 	}
-	st, err := s.Lifecycle.SetPolicyMode(c.Request.Context(), c.Param("id"), req.Version, req.Mode, caller(c).Name, req.Note)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"id": st.ID, "mode": st.Mode(), "active_version": st.Active, "shadow_version": st.Shadow, "changed_by": st.ChangedBy})
+	out := gin.H{"id": st.ID, "mode": st.Mode(), "active_version": st.Active, "shadow_version": st.Shadow, "changed_by": st.ChangedBy}
+	if st.ShadowPercent > 0 {
+		out["shadow_percent"] = st.ShadowPercent
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 type noteRequest struct {

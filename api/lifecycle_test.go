@@ -122,6 +122,35 @@ func TestPolicyLifecycle(t *testing.T) {
 	if a := do(t, srv, "POST", "/v1/policies/small-skip/activate", eng, "application/json", `{"version":9}`); a.status != http.StatusNotFound {
 		t.Fatalf("activate a missing version: %d", a.status)
 	}
+
+	// A canary: v2 for 30% of the instances, beside v1 for the rest.
+	for _, bad := range []struct {
+		body, field string
+		status      int
+	}{
+		{`{"version":2,"mode":"canary"}`, "percent", http.StatusBadRequest},
+		{`{"version":2,"mode":"canary","percent":100}`, "percent", http.StatusBadRequest},
+		{`{"version":2,"percent":20}`, "percent", http.StatusBadRequest},
+		{`{"version":1,"mode":"canary","percent":20}`, "", http.StatusConflict}, // v1 is active
+	} {
+		if a := do(t, srv, "POST", "/v1/policies/small-skip/activate", eng, "application/json", bad.body); a.status != bad.status || a.err.Field != bad.field {
+			t.Fatalf("%s: %d %+v, want %d naming %q", bad.body, a.status, a.err, bad.status, bad.field)
+		}
+	}
+	if a := do(t, srv, "POST", "/v1/policies/small-skip/activate", eng, "application/json", `{"version":2,"mode":"canary","percent":30,"note":"a third"}`); a.status != http.StatusOK ||
+		a.body["active_version"].(float64) != 1 || a.body["shadow_version"].(float64) != 2 || a.body["shadow_percent"].(float64) != 30 {
+		t.Fatalf("canary: %d %v", a.status, a.body)
+	}
+	if st := do(t, srv, "GET", "/v1/policies/small-skip", eng, "", ""); st.body["shadow_percent"].(float64) != 30 || st.body["mode"] != "active" {
+		t.Fatalf("state with a canary: %v", st.body)
+	}
+	live := do(t, srv, "GET", "/v1/policies?process=shop", eng, "", "").body["policies"].([]any)
+	if len(live) != 2 || live[1].(map[string]any)["mode"] != "canary" || live[1].(map[string]any)["percent"].(float64) != 30 {
+		t.Fatalf("live versions with a canary: %v", live)
+	}
+	if a := do(t, srv, "POST", "/v1/policies/small-skip/activate", eng, "application/json", `{"version":2,"mode":"shadow"}`); a.status != http.StatusOK || a.body["shadow_percent"] != nil {
+		t.Fatalf("back to a plain shadow: %d %v", a.status, a.body)
+	}
 	vs := do(t, srv, "GET", "/v1/policies/small-skip/versions", eng, "", "")
 	if n := len(vs.body["versions"].([]any)); n != 2 {
 		t.Fatalf("%d versions", n)

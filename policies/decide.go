@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,8 +17,10 @@ import (
 // Set is the compiled policy set of one process, in resolution order.
 type Set struct {
 	policies []compiled
-	// shadowed are the ids that have a shadow version.
+	// shadowed are the ids that have a shadow version, canary those whose
+	// shadow version is a canary, with its share of the instances.
 	shadowed map[string]bool
+	canary   map[string]int
 	// atStep lists, per step, the positions of the policies with an action
 	// decided there or anywhere; anywhere those with step-less actions only.
 	atStep   map[string][]int
@@ -83,10 +86,13 @@ func (e *Env) CheckDefinition(d *process.Definition) error {
 
 // NewSet compiles the policies of one process. Every policy must compile.
 func (e *Env) NewSet(def *process.Definition, ps []*process.Policy) (*Set, error) {
-	s := &Set{policies: make([]compiled, 0, len(ps)), shadowed: map[string]bool{}}
+	s := &Set{policies: make([]compiled, 0, len(ps)), shadowed: map[string]bool{}, canary: map[string]int{}}
 	for _, p := range ps {
 		if p.Mode == process.ModeShadow {
 			s.shadowed[p.ID] = true
+			if p.Percent > 0 {
+				s.canary[p.ID] = p.Percent
+			}
 		}
 		prg, err := e.CompilePolicy(p, nil)
 		if err != nil {
@@ -153,6 +159,21 @@ type Point struct {
 	Reviews int
 	// Fired are the policies whose step-less review has already been opened.
 	Fired []string
+	// Instance is the instance's id: it decides, once for all its
+	// decisions, whether it gets a policy's canary version.
+	Instance string
+}
+
+// InCanary reports whether instance gets the canary version of policy that
+// applies to percent of the instances: a hash of the two, so an instance
+// gets the same version at every decision, and each policy's canary its
+// own share.
+func InCanary(instance, policy string, percent int) bool {
+	h := fnv.New32a()
+	h.Write([]byte(instance))
+	h.Write([]byte{0})
+	h.Write([]byte(policy))
+	return int(h.Sum32()%100) < percent
 }
 
 // Outcome is what a decision point resolved to.
@@ -195,6 +216,19 @@ func (s *Set) Decide(ctx context.Context, def *process.Definition, vars map[stri
 		start := len(sc.vals)
 		sc.vals = sc.vals[:start+len(c.when.nodes)]
 		ev := evaluate(ctx, c, act, sc.vals[start:])
+		if pct := s.canary[c.policy.ID]; pct > 0 {
+			// The canary version applies to its share of the instances,
+			// the active one is then only evaluated; elsewhere the other
+			// way round.
+			ev.Canary = pct
+			if InCanary(pt.Instance, c.policy.ID, pct) {
+				if ev.Mode == process.ModeShadow {
+					ev.Mode = process.ModeActive
+				} else {
+					ev.Mode = process.ModeShadow
+				}
+			}
+		}
 		out.Evaluations = append(out.Evaluations, ev)
 		sc.traced = append(sc.traced, c)
 		if !ev.Matched {

@@ -281,3 +281,67 @@ func TestShadowIsRecordedNeverApplied(t *testing.T) {
 		t.Fatalf("explanation:\n%s", ex.Text)
 	}
 }
+
+// A canary version applies to its share of the instances, in place of the
+// active version, which is then their shadow; every other instance keeps
+// the active version with the canary as its shadow. An instance gets the
+// same version at every decision.
+func TestCanaryAppliesToItsShareOfInstances(t *testing.T) {
+	env := newEnv(t)
+	def := mustDef(t, orderDef)
+	active := mustPolicy(t, "id: small\nprocess: orders\nwhen: input.amount < 50\nactions: [{skip: pack}]\n")
+	active.Version = 1
+	canary := mustPolicy(t, "id: small\nprocess: orders\nwhen: input.amount < 200\nactions: [{skip: pack}]\n")
+	canary.Version, canary.Mode, canary.Percent = 2, process.ModeShadow, 30
+	set, err := env.NewSet(def, []*process.Policy{active, canary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	facts := vars(t, policies.Facts{Input: map[string]any{"amount": 120.0}}) // only v2 matches
+	const n = 2000
+	in := 0
+	for i := range n {
+		id := "orders-" + strings.Repeat("x", i%7) + time.Duration(i).String()
+		out := set.Decide(t.Context(), def, facts, policies.Point{Step: "pack", Instance: id})
+		again := set.Decide(t.Context(), def, facts, policies.Point{Step: "pack", Instance: id})
+		if len(out.Applied) != len(again.Applied) {
+			t.Fatalf("instance %s got another version at its next decision", id)
+		}
+		modes := map[int]string{}
+		for _, ev := range out.Evaluations {
+			if ev.Canary != 30 {
+				t.Fatalf("evaluation %+v does not carry the canary split", ev)
+			}
+			modes[ev.PolicyVersion] = ev.Mode
+		}
+		switch policies.InCanary(id, "small", 30) {
+		case true:
+			in++
+			if len(out.Applied) != 1 || out.Applied[0].Action.Skip != "pack" || out.Shadow == nil || len(out.Shadow.Applied) != 0 ||
+				modes[2] != process.ModeActive || modes[1] != process.ModeShadow {
+				t.Fatalf("in the canary: applied %+v, shadow %+v, modes %v", out.Applied, out.Shadow, modes)
+			}
+		default:
+			if len(out.Applied) != 0 || out.Shadow == nil || len(out.Shadow.Applied) != 1 || modes[1] != process.ModeActive || modes[2] != process.ModeShadow {
+				t.Fatalf("outside the canary: applied %+v, shadow %+v, modes %v", out.Applied, out.Shadow, modes)
+			}
+		}
+	}
+	if share := float64(in) / n; share < 0.26 || share > 0.34 {
+		t.Fatalf("%.3f of the instances got the canary, want about 0.30", share)
+	}
+	if policies.InCanary("any", "small", 0) || !policies.InCanary("any", "small", 100) {
+		t.Fatal("0% and 100% canaries")
+	}
+	for i := range n {
+		id := time.Duration(i).String()
+		out := set.Decide(t.Context(), def, facts, policies.Point{Step: "pack", Instance: id})
+		if policies.InCanary(id, "small", 30) {
+			ex := policies.Explain(process.Decision{Step: "pack", Evaluations: out.Evaluations, Applied: out.Applied, Rejected: out.Rejected, Shadow: out.Shadow})
+			if !strings.Contains(ex.Text, "policy small (v2, canary split 30%) matched") || !strings.Contains(ex.Text, "policy small (v1, shadow, canary split 30%) did not match") {
+				t.Fatalf("explanation:\n%s", ex.Text)
+			}
+			break
+		}
+	}
+}

@@ -46,6 +46,9 @@ type PolicyExplanation struct {
 	Error   string              `json:"error,omitempty"`
 	Trace   []process.TraceStep `json:"trace"`
 	Reading string              `json:"reading"`
+	// Canary is the share of instances the policy's canary version applies
+	// to, when it has one; Mode says which version this instance got.
+	Canary int `json:"canary,omitempty"`
 }
 
 // ActionExplanation is an applied or rejected action with its origin.
@@ -93,7 +96,7 @@ func Explain(d process.Decision) Explanation {
 		b.WriteString("- no policy has an action for this step; it runs as planned.\n")
 	}
 	for _, ev := range d.Evaluations {
-		pe := PolicyExplanation{ID: ev.PolicyID, Version: ev.PolicyVersion, Mode: ev.Mode, When: ev.When, Matched: ev.Matched, Error: ev.Error, Trace: ev.Trace, Reading: reading(ev.Trace)}
+		pe := PolicyExplanation{ID: ev.PolicyID, Version: ev.PolicyVersion, Mode: ev.Mode, When: ev.When, Matched: ev.Matched, Error: ev.Error, Trace: ev.Trace, Reading: reading(ev.Trace), Canary: ev.Canary}
 		if pe.Trace == nil {
 			pe.Trace = []process.TraceStep{}
 		}
@@ -108,6 +111,9 @@ func Explain(d process.Decision) Explanation {
 		mode := ""
 		if ev.Mode == process.ModeShadow {
 			mode = ", shadow"
+		}
+		if ev.Canary > 0 {
+			mode += fmt.Sprintf(", canary split %d%%", ev.Canary)
 		}
 		fmt.Fprintf(&b, "- policy %s (v%d%s) %s: %s", ev.PolicyID, ev.PolicyVersion, mode, verdict, ev.When)
 		if pe.Reading != "" {

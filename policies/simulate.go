@@ -249,7 +249,7 @@ func replay(ctx context.Context, candidate *Set, defFor func(int) (*process.Defi
 		return r
 	}
 	g := r.rec.Guard
-	out := candidate.Decide(ctx, def, vars, Point{Step: r.rec.Step, Added: g.Added, Reviews: g.Reviews, Fired: g.Fired})
+	out := candidate.Decide(ctx, def, vars, Point{Step: r.rec.Step, Added: g.Added, Reviews: g.Reviews, Fired: g.Fired, Instance: r.rec.InstanceID})
 	for _, ev := range out.Evaluations {
 		if ev.Error != "" {
 			r.errs++

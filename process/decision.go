@@ -64,6 +64,10 @@ type Evaluation struct {
 	Error         string `json:"error,omitempty"`
 	// Trace lists the values of the sub-expressions that decided the result.
 	Trace []TraceStep `json:"trace,omitempty"`
+	// Canary is set when the policy has a canary version applied to this
+	// share (percent) of the instances: Mode then says which version this
+	// instance got (active) and which one was only evaluated (shadow).
+	Canary int `json:"canary,omitempty"`
 }
 
 // Policy modes of an evaluation.

@@ -24,6 +24,9 @@ type Policy struct {
 	Version int `json:"version,omitempty" yaml:"-"`
 	// Mode is active or shadow when the policy is loaded as a live version.
 	Mode string `json:"-" yaml:"-"`
+	// Percent, for a shadow version, is the share of instances it applies
+	// to in place of the active version (a canary); 0 for a plain shadow.
+	Percent int `json:"-" yaml:"-"`
 }
 
 // PolicyTest is one case of a policy: at a step, with these facts, the

@@ -159,12 +159,15 @@ func (s PolicyState) With(version int, mode string, percent int) (PolicyState, e
 	return s, nil
 }
 
-// Mode reports the state as one word: active, shadow (only a shadow
+// Mode reports the state as one word: active, canary (only a canary
+// version applies, to its share of the instances), shadow (only a shadow
 // version is live) or disabled.
 func (s PolicyState) Mode() string {
 	switch {
 	case s.Active > 0:
 		return ModeActive
+	case s.Shadow > 0 && s.ShadowPercent > 0:
+		return ModeCanary
 	case s.Shadow > 0:
 		return ModeShadow
 	}

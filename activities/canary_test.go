@@ -1,0 +1,62 @@
+package activities_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/adaptflow/adaptflow/activities"
+	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// A policy's canary version, set in the store, decides for the instances
+// in its share and only those: the decision records which version applied
+// and the other as its shadow.
+func TestDecideAppliesACanaryToItsShare(t *testing.T) {
+	acts, st, def := signalActivities(t, ordersDef)
+	put := func(src, mode string) {
+		t.Helper()
+		p, err := process.ParsePolicy([]byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, _ := json.Marshal(p)
+		if _, _, err := st.PutPolicy(t.Context(), store.PolicyRecord{ID: p.ID, Process: p.Process, Doc: doc, Digest: src, Author: "eng", CreatedAt: time.Now()}, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("id: pick-skip\nprocess: orders\nwhen: 'false'\nactions: [{skip: pick}]\n", store.ModeActive)
+	put("id: pick-skip\nprocess: orders\nwhen: 'true'\nactions: [{skip: pick}]\n", store.ModeShadow)
+	if _, err := st.SetPolicyCanary(t.Context(), "pick-skip", 2, 40, "lead", "try it"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	in := 0
+	for i := range 50 {
+		id := fmt.Sprintf("orders-%d", i)
+		res, err := acts.Decide(t.Context(), activities.DecideInput{Definition: def, InstanceID: id, RunID: "run-" + id, Seq: 1, Step: "pick", Now: now, Started: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		canary := policies.InCanary(id, "pick-skip", 40)
+		if canary {
+			in++
+		}
+		if skipped := len(res.Applied) == 1; skipped != canary {
+			t.Fatalf("%s: applied %+v, in the canary %v", id, res.Applied, canary)
+		}
+		d, err := st.Decision(t.Context(), res.DecisionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Shadow == nil || len(d.Evaluations) != 2 || d.Evaluations[0].Canary != 40 {
+			t.Fatalf("%s: decision record %+v", id, d)
+		}
+	}
+	if in == 0 || in == 50 {
+		t.Fatalf("%d of 50 instances in a 40%% canary", in)
+	}
+}
