@@ -199,6 +199,23 @@ func TestApplyAndDiff(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "0 change(s) to apply") || !strings.Contains(out, "v1 active, v2 in shadow") {
 		t.Fatalf("diff after apply: exit %d\n%s", code, out)
 	}
+	// The next change goes out as a canary to a quarter of the instances.
+	if err := os.WriteFile(filepath.Join(dir, "policies/small.yaml"), []byte(policyDoc(300)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out = run(t, policyCmd(t), remoteArgs("apply", "--mode", "canary")...); code != 2 {
+		t.Fatalf("a canary without its percent: exit %d\n%s", code, out)
+	}
+	code, out = run(t, policyCmd(t), remoteArgs("apply", "--mode", "canary", "--percent", "25")...)
+	if code != 0 || !strings.Contains(out, "applied as v3 (canary 25%)") {
+		t.Fatalf("canary apply: exit %d\n%s", code, out)
+	}
+	if stt, err = st.PolicyState(t.Context(), "small-skip"); err != nil || stt.Active != 1 || stt.Shadow != 3 || stt.ShadowPercent != 25 {
+		t.Fatalf("state after the canary: %+v %v", stt, err)
+	}
+	if code, out = run(t, policyCmd(t), remoteArgs("diff")...); code != 0 || !strings.Contains(out, "v1 active, v3 canary 25%") {
+		t.Fatalf("diff after the canary: exit %d\n%s", code, out)
+	}
 }
 
 func TestMLEval(t *testing.T) {

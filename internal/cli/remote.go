@@ -16,6 +16,7 @@ import (
 
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
 )
 
 // remote is a small client of a running adaptflow server.
@@ -81,7 +82,8 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 	dir := fs.String("f", "", "directory of process definitions and policies (required)")
 	server := fs.String("server", envOr("ADAPTFLOW_SERVER", "http://127.0.0.1:8080"), "adaptflow server")
 	key := fs.String("api-key", os.Getenv("ADAPTFLOW_API_KEY"), "API key with the engineer role")
-	mode := fs.String("mode", "active", "apply changed policies as active or shadow")
+	mode := fs.String("mode", "active", "apply changed policies as active, shadow or canary")
+	percent := fs.Int("percent", 0, "with --mode canary: the share of instances (1 to 99) the new versions apply to, in place of the active ones")
 	note := fs.String("note", "", "change note recorded with each new version")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -90,8 +92,9 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 	if *dir == "" && len(pos) == 1 {
 		*dir = pos[0]
 	}
-	if *dir == "" || *key == "" || (*mode != "active" && *mode != "shadow") {
-		fmt.Fprintf(stderr, "usage: adaptflow policy %s -f DIR --api-key KEY [--server URL] [--mode active|shadow]\n", name)
+	canary := *mode == store.ModeCanary
+	if *dir == "" || *key == "" || (*mode != store.ModeActive && *mode != store.ModeShadow && !canary) || canary != (*percent != 0) || *percent < 0 || *percent > 99 {
+		fmt.Fprintf(stderr, "usage: adaptflow policy %s -f DIR --api-key KEY [--server URL] [--mode active|shadow|canary --percent 1-99]\n", name)
 		return 2
 	}
 	b, err := loadDir(*dir)
@@ -136,6 +139,7 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 		var cur struct {
 			ActiveVersion int `json:"active_version"`
 			ShadowVersion int `json:"shadow_version"`
+			ShadowPercent int `json:"shadow_percent"`
 			Latest        struct {
 				Version int             `json:"version"`
 				Policy  *process.Policy `json:"policy"`
@@ -154,7 +158,7 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 			theirs := *cur.Latest.Policy
 			theirs.Version = 0
 			if string(process.JSON(theirs)) == string(process.JSON(local)) {
-				fmt.Fprintf(stdout, "policy %s: unchanged (latest v%d; %s)\n", local.ID, cur.Latest.Version, liveVersions(cur.ActiveVersion, cur.ShadowVersion))
+				fmt.Fprintf(stdout, "policy %s: unchanged (latest v%d; %s)\n", local.ID, cur.Latest.Version, liveVersions(cur.ActiveVersion, cur.ShadowVersion, cur.ShadowPercent))
 				continue
 			}
 			fmt.Fprintf(stdout, "policy %s: changed (server has v%d)\n", local.ID, cur.Latest.Version)
@@ -169,13 +173,22 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 			var res struct {
 				Version int `json:"version"`
 			}
-			err := r.do(ctx, "POST", "/v1/policies?mode="+*mode, "application/yaml", p.body, map[string]string{"X-Change-Note": *note}, &res)
+			// A canary is registered as a shadow, then given its share.
+			register, as := *mode, *mode
+			if canary {
+				register, as = store.ModeShadow, fmt.Sprintf("canary %d%%", *percent)
+			}
+			err := r.do(ctx, "POST", "/v1/policies?mode="+register, "application/yaml", p.body, map[string]string{"X-Change-Note": *note}, &res)
+			if err == nil && canary {
+				body := process.JSON(map[string]any{"version": res.Version, "mode": store.ModeCanary, "percent": *percent, "note": *note})
+				err = r.do(ctx, "POST", "/v1/policies/"+url.PathEscape(local.ID)+"/activate", "application/json", body, nil, nil)
+			}
 			if err != nil {
 				fmt.Fprintf(stderr, "  apply failed: %v\n", err)
 				failures++
 				continue
 			}
-			fmt.Fprintf(stdout, "  applied as v%d (%s)\n", res.Version, *mode)
+			fmt.Fprintf(stdout, "  applied as v%d (%s)\n", res.Version, as)
 		}
 	}
 	switch {
@@ -190,12 +203,15 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 	return 0
 }
 
-func liveVersions(active, shadow int) string {
+func liveVersions(active, shadow, percent int) string {
 	var parts []string
 	if active > 0 {
 		parts = append(parts, fmt.Sprintf("v%d active", active))
 	}
-	if shadow > 0 {
+	switch {
+	case shadow > 0 && percent > 0:
+		parts = append(parts, fmt.Sprintf("v%d canary %d%%", shadow, percent))
+	case shadow > 0:
 		parts = append(parts, fmt.Sprintf("v%d in shadow", shadow))
 	}
 	if len(parts) == 0 {
