@@ -11,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/workflows"
@@ -35,6 +36,22 @@ type kpiReport struct {
 	// PolicyChanges are the changes of the process's live policies in the
 	// window, oldest first: compare the periods before and after each.
 	PolicyChanges []store.PolicyChange `json:"policy_changes"`
+	// Canaries compare, for each policy with a live canary, the instances
+	// it applies to with the rest.
+	Canaries []kpiCanary `json:"canaries"`
+}
+
+// kpiCanary compares the instances started since a policy's canary began
+// (its last change, within the window) that the canary applies to with the
+// rest: by assignment, whether or not a decision reached the policy.
+type kpiCanary struct {
+	PolicyID      string    `json:"policy_id"`
+	ActiveVersion int       `json:"active_version,omitempty"`
+	CanaryVersion int       `json:"canary_version"`
+	Percent       int       `json:"percent"`
+	Since         time.Time `json:"since"`
+	Canary        kpis      `json:"canary"`
+	Rest          kpis      `json:"rest"`
 }
 
 type kpiPeriod struct {
@@ -194,7 +211,12 @@ func (s *server) processKPIs(c *gin.Context) {
 		return
 	}
 	until := time.Now().UTC()
-	rep, err := computeKPIs(ctx, s.Instances, name, version, until.Add(-window), until, bucket)
+	states, err := s.Lifecycle.PolicyStates(ctx, name)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	rep, err := computeKPIs(ctx, s.Instances, name, version, until.Add(-window), until, bucket, states)
 	if err == nil {
 		rep.PolicyChanges, err = s.Lifecycle.PolicyChanges(ctx, name, rep.Since, until)
 	}
@@ -206,15 +228,37 @@ func (s *server) processKPIs(c *gin.Context) {
 }
 
 // computeKPIs reads the outcomes of the instances of a process (of one
-// definition version, unless 0) started in [since, until) and sums them up.
-func computeKPIs(ctx context.Context, st InstanceStore, name string, version int, since, until time.Time, bucket time.Duration) (kpiReport, error) {
+// definition version, unless 0) started in [since, until) and sums them up,
+// splitting those of the policies with a live canary (among states) by
+// whether the canary applies to them.
+func computeKPIs(ctx context.Context, st InstanceStore, name string, version int, since, until time.Time, bucket time.Duration, states []store.PolicyState) (kpiReport, error) {
 	n := int((until.Sub(since) + bucket - 1) / bucket)
 	var overall kpiAcc
 	periods := make([]kpiAcc, n)
 	versions := map[int]*kpiAcc{}
+	type cohorts struct {
+		st       store.PolicyState
+		since    time.Time
+		in, rest kpiAcc
+	}
+	var canaries []*cohorts
+	for _, ps := range states {
+		if ps.Shadow > 0 && ps.ShadowPercent > 0 {
+			canaries = append(canaries, &cohorts{st: ps, since: maxTime(since, ps.ChangedAt)})
+		}
+	}
 	err := st.Outcomes(ctx, name, since, until, func(o store.InstanceOutcome) error {
 		if version != 0 && o.Version != version {
 			return nil
+		}
+		for _, c := range canaries {
+			switch {
+			case o.CreatedAt.Before(c.since):
+			case policies.InCanary(o.ID, c.st.ID, c.st.ShadowPercent):
+				c.in.add(o)
+			default:
+				c.rest.add(o)
+			}
 		}
 		overall.add(o)
 		periods[min(n-1, int(o.CreatedAt.Sub(since)/bucket))].add(o)
@@ -235,5 +279,17 @@ func computeKPIs(ctx context.Context, st InstanceStore, name string, version int
 	for _, v := range slices.Sorted(maps.Keys(versions)) {
 		rep.Versions = append(rep.Versions, kpiVersion{Version: v, kpis: versions[v].figures()})
 	}
+	rep.Canaries = make([]kpiCanary, 0, len(canaries))
+	for _, c := range canaries {
+		rep.Canaries = append(rep.Canaries, kpiCanary{PolicyID: c.st.ID, ActiveVersion: c.st.Active, CanaryVersion: c.st.Shadow, Percent: c.st.ShadowPercent,
+			Since: c.since, Canary: c.in.figures(), Rest: c.rest.figures()})
+	}
 	return rep, nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/adaptflow/adaptflow/api"
+	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/store"
 )
 
@@ -150,5 +152,57 @@ func TestProcessKPIs(t *testing.T) {
 	}
 	if a := do(t, srv, "GET", "/v1/processes/p/kpis", secret, "", ""); a.status != http.StatusForbidden {
 		t.Fatalf("a key limited to another process: %d", a.status)
+	}
+}
+
+// With a canary live, the KPIs compare the instances it applies to with the
+// rest, from when it began.
+func TestProcessKPIsByCanary(t *testing.T) {
+	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"))
+	eng := keys[store.RoleEngineer]
+	if a := do(t, srv, "POST", "/v1/processes", eng, "application/yaml", def); a.status != http.StatusCreated {
+		t.Fatalf("register: %d %+v", a.status, a.err)
+	}
+	for _, p := range []struct{ mode, when string }{{"active", "input.n > 5"}, {"shadow", "input.n > 1"}} {
+		pol := "id: big-n\nprocess: p\nwhen: " + p.when + "\nactions: [{skip: a}]\n"
+		if a := do(t, srv, "POST", "/v1/policies?mode="+p.mode, eng, "application/yaml", pol); a.status != http.StatusCreated {
+			t.Fatalf("policy: %d %+v", a.status, a.err)
+		}
+	}
+	before := time.Now().Add(-time.Minute) // started before the canary: in neither cohort
+	if _, _, err := st.CreateInstance(t.Context(), store.Instance{ID: "old", Process: "p", ProcessVersion: 1, BusinessKey: "old", Input: []byte(`{"n":1}`), CreatedAt: before}); err != nil {
+		t.Fatal(err)
+	}
+	if a := do(t, srv, "POST", "/v1/policies/big-n/activate", eng, "application/json", `{"version":2,"mode":"canary","percent":50}`); a.status != http.StatusOK {
+		t.Fatalf("canary: %d %+v", a.status, a.err)
+	}
+	in := 0
+	for i := range 40 {
+		id := fmt.Sprintf("p-%d", i)
+		if _, _, err := st.CreateInstance(t.Context(), store.Instance{ID: id, Process: "p", ProcessVersion: 1, BusinessKey: id, Input: []byte(`{"n":1}`), CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		status := "failed"
+		if policies.InCanary(id, "big-n", 50) {
+			status = "completed"
+			in++
+		}
+		if _, err := st.SaveInstanceState(t.Context(), id, "run", 1, json.RawMessage(`{"status":"`+status+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := do(t, srv, "GET", "/v1/processes/p/kpis?since=1h&bucket=1h", eng, "", "")
+	cs, _ := a.body["canaries"].([]any)
+	if a.status != http.StatusOK || len(cs) != 1 {
+		t.Fatalf("canaries: %d %v", a.status, a.body["canaries"])
+	}
+	c := cs[0].(map[string]any)
+	canary, rest := c["canary"].(map[string]any), c["rest"].(map[string]any)
+	if c["policy_id"] != "big-n" || c["canary_version"] != 2.0 || c["active_version"] != 1.0 || c["percent"] != 50.0 ||
+		canary["started"] != float64(in) || canary["error_rate"] != 0.0 || rest["started"] != float64(40-in) || rest["error_rate"] != 1.0 {
+		t.Fatalf("canary cohorts (%d of 40 in the canary): %v", in, c)
+	}
+	if in == 0 || in == 40 {
+		t.Fatalf("%d of 40 instances in a 50%% canary", in)
 	}
 }

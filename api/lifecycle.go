@@ -20,6 +20,7 @@ type PolicyLifecycle interface {
 	SetPolicyMode(ctx context.Context, id string, version int, mode, author, note string) (store.PolicyState, error)
 	SetPolicyCanary(ctx context.Context, id string, version, percent int, author, note string) (store.PolicyState, error)
 	PolicyState(ctx context.Context, id string) (store.PolicyState, error)
+	PolicyStates(ctx context.Context, process string) ([]store.PolicyState, error)
 	PolicyVersions(ctx context.Context, id string) ([]store.PolicyRecord, error)
 	PolicyVersion(ctx context.Context, id string, version int) (store.PolicyRecord, error)
 	PolicyChanges(ctx context.Context, process string, from, to time.Time) ([]store.PolicyChange, error)

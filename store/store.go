@@ -239,7 +239,7 @@ func EachRow[T any](rows Rows, scan func(func(dest ...any) error) (T, error), fn
 // OutcomesQuery selects the InstanceOutcome of each instance of a process
 // started in a window, oldest first, with the parameters process, from,
 // to, decided status and expired status (micros); see Numbered.
-const OutcomesQuery = `SELECT i.process_version, i.created_at, i.status, COALESCE(i.finished_at, 0), COUNT(r.id),
+const OutcomesQuery = `SELECT i.id, i.process_version, i.created_at, i.status, COALESCE(i.finished_at, 0), COUNT(r.id),
 	COUNT(CASE WHEN r.status = {4} THEN 1 END), COUNT(CASE WHEN r.status = {5} THEN 1 END), COALESCE(SUM(CASE WHEN r.status = {4} THEN r.decided_at - r.created_at END), 0)
 	FROM instances i LEFT JOIN reviews r ON r.instance_id = i.id
 	WHERE i.process = {1} AND i.created_at >= {2} AND i.created_at < {3}
@@ -254,7 +254,7 @@ func OutcomesArgs(process string, from, to time.Time) []any {
 func ScanOutcome(scan func(dest ...any) error) (InstanceOutcome, error) {
 	var o InstanceOutcome
 	var created, finished, wait int64
-	if err := scan(&o.Version, &created, &o.Status, &finished, &o.Reviews, &o.Decided, &o.Expired, &wait); err != nil {
+	if err := scan(&o.ID, &o.Version, &created, &o.Status, &finished, &o.Reviews, &o.Decided, &o.Expired, &wait); err != nil {
 		return o, err
 	}
 	o.CreatedAt = time.UnixMicro(created).UTC()
@@ -303,6 +303,7 @@ func ScanPolicyChange(scan func(dest ...any) error) (PolicyChange, error) {
 // InstanceOutcome is how one instance went: what the process KPIs are
 // computed from.
 type InstanceOutcome struct {
+	ID        string
 	Version   int
 	CreatedAt time.Time
 	// Status is the status last saved, empty before the workflow's first

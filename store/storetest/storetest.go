@@ -717,6 +717,9 @@ func testOutcomes(t *testing.T, s Store) {
 		t.Fatalf("%d outcomes in the window, want 4 (o-later is after it, o-other another process): %+v", len(got), got)
 	}
 	run, done, failed, fresh := got[0], got[1], got[2], got[3]
+	if run.ID != "o-run" || done.ID != "o-done" || failed.ID != "o-failed" || fresh.ID != "o-new" {
+		t.Fatalf("outcomes out of order: %+v", got)
+	}
 	if run.Status != "waiting_review" || !run.FinishedAt.IsZero() || run.Reviews != 1 || run.Decided != 0 || run.Expired != 0 || run.ReviewWait != 0 || run.Version != 1 || !run.CreatedAt.Equal(t0) {
 		t.Fatalf("running instance: %+v", run)
 	}
