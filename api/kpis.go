@@ -206,7 +206,7 @@ func (s *server) processKPIs(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	if _, _, err := s.definition(ctx, name, version); err != nil {
+	if _, err := s.Definitions.Definition(ctx, name, version); err != nil { // 404 for an unknown process or version
 		fail(c, err)
 		return
 	}

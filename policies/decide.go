@@ -222,11 +222,7 @@ func (s *Set) Decide(ctx context.Context, def *process.Definition, vars map[stri
 			// way round.
 			ev.Canary = pct
 			if InCanary(pt.Instance, c.policy.ID, pct) {
-				if ev.Mode == process.ModeShadow {
-					ev.Mode = process.ModeActive
-				} else {
-					ev.Mode = process.ModeShadow
-				}
+				ev.Mode = otherRole(ev.Mode)
 			}
 		}
 		out.Evaluations = append(out.Evaluations, ev)
@@ -264,6 +260,15 @@ func (s *Set) Decide(ctx context.Context, def *process.Definition, vars map[stri
 	sc.props, sc.shadowProps = clearProposals(props), clearProposals(shadowProps)
 	scratches.Put(sc)
 	return out
+}
+
+// otherRole swaps active and shadow: the roles of a policy's versions for
+// an instance in its canary.
+func otherRole(mode string) string {
+	if mode == process.ModeShadow {
+		return process.ModeActive
+	}
+	return process.ModeShadow
 }
 
 func clearProposals(ps []proposal) []proposal {

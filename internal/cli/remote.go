@@ -93,7 +93,9 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 		*dir = pos[0]
 	}
 	canary := *mode == store.ModeCanary
-	if *dir == "" || *key == "" || (*mode != store.ModeActive && *mode != store.ModeShadow && !canary) || canary != (*percent != 0) || *percent < 0 || *percent > 99 {
+	validMode := *mode == store.ModeActive || *mode == store.ModeShadow || canary
+	validPercent := (canary && *percent >= 1 && *percent <= 99) || (!canary && *percent == 0)
+	if *dir == "" || *key == "" || !validMode || !validPercent {
 		fmt.Fprintf(stderr, "usage: adaptflow policy %s -f DIR --api-key KEY [--server URL] [--mode active|shadow|canary --percent 1-99]\n", name)
 		return 2
 	}
