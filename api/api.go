@@ -254,6 +254,9 @@ func New(opts Options) (*Handler, error) {
 	if !s.MetricsElsewhere {
 		r.GET("/metrics", s.metrics.handler())
 	}
+	if err := uiRoutes(r); err != nil {
+		return nil, err
+	}
 	r.GET("/openapi.json", func(c *gin.Context) {
 		c.Header("Cache-Control", "public, max-age=300")
 		c.Data(http.StatusOK, "application/json", s.contract.json)

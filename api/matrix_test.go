@@ -19,6 +19,7 @@ import (
 // lacks fails the test, so every new route gets a decision here.
 var routeRoles = map[string][]string{
 	"GET /healthz": {"*"}, "GET /metrics": {"*"}, "GET /openapi.json": {"*"},
+	"GET /": {"*"}, "GET /ui": {"*"}, "GET /ui/*file": {"*"}, // the web UI: its data comes from /v1
 	"POST /v1/processes": {"engineer"}, "GET /v1/processes": {"system", "engineer"}, "GET /v1/processes/:name": {"system", "engineer"},
 	"POST /v1/processes/:name/instances": {"system"}, "GET /v1/processes/:name/kpis": {"engineer"},
 	"POST /v1/policies": {"engineer"}, "GET /v1/policies": {"engineer"},

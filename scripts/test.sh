@@ -19,6 +19,17 @@ if ! command -v gcc >/dev/null 2>&1; then
 fi
 export CGO_ENABLED=1
 
+# Headless Chromium for the web UI's browser test.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+	log "installing Chromium for the web UI test"
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+	else
+		echo "chromium is missing: install it (the web UI test drives it headless)" >&2
+		exit 1
+	fi
+fi
+
 # PostgreSQL with pgvector: the one given by DATABASE_URL, or a throwaway
 # cluster for this run, removed after it.
 if [ -z "${DATABASE_URL:-}" ]; then

@@ -216,7 +216,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	lc.add("http server", hs.Shutdown)
-	lg.Info("API listening", "addr", ln.Addr().String())
+	lg.Info("API listening", "addr", ln.Addr().String(), "web_ui", "http://"+ln.Addr().String()+"/ui/")
 	if opts.OnReady != nil {
 		opts.OnReady(ln.Addr().String())
 	}

@@ -1,0 +1,607 @@
+// adaptflow web UI: the reviewers' inbox, instances with their decisions
+// explained, and the engineers' processes, KPIs and policies. It is a thin
+// client of the REST API (/v1): it holds the API key for the tab's session
+// and every call carries it, so each screen is allowed exactly what the
+// key's role is allowed. Text from instances is shown as text, never as
+// markup.
+
+const keyStore = "adaptflow.key";
+const main = document.getElementById("main");
+let me = null; // {id, name, role} of the signed-in key
+
+// ---- the API -------------------------------------------------------------
+
+class APIError extends Error {
+  constructor(status, body) {
+    const e = (body && body.error) || {};
+    let msg = e.message || `HTTP ${status}`;
+    if (e.field && !msg.includes(e.field)) msg = `${e.field}: ${msg}`;
+    super(msg);
+    this.status = status;
+    this.code = e.code;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Authorization: "Bearer " + sessionStorage.getItem(keyStore) };
+  const init = { method, headers };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
+  let data = null;
+  const text = await res.text();
+  if (text) {
+    try { data = JSON.parse(text); } catch { data = null; }
+  }
+  if (!res.ok) {
+    if (res.status === 401 && path !== "/v1/whoami") signOut("Your API key is no longer accepted: sign in again.");
+    throw new APIError(res.status, data);
+  }
+  return data;
+}
+
+// ---- small DOM helpers ---------------------------------------------------
+
+// h builds an element. attrs: on* are listeners, class/for/value set as
+// properties, the rest as attributes. Children are nodes or text.
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else if (k === "for") el.htmlFor = v;
+    else if (k === "value" || k === "checked" || k === "selected") el[k] = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children.flat(Infinity)) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+}
+
+function render(...children) {
+  main.replaceChildren();
+  append(main, children);
+}
+
+function flash(msg, kind = "error") {
+  const el = document.getElementById("flash");
+  el.className = kind;
+  el.textContent = msg || "";
+  if (msg && kind === "info") setTimeout(() => { if (el.textContent === msg) el.textContent = ""; }, 5000);
+}
+
+const badge = (s) => h("span", { class: "badge " + (s || "") }, s || "—");
+const json = (v) => h("pre", {}, JSON.stringify(v, null, 2));
+const link = (href, text) => h("a", { href }, text);
+
+function facts(pairs) {
+  return h("dl", { class: "facts" }, pairs.filter(([, v]) => v !== undefined && v !== null && v !== "")
+    .map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+}
+
+function table(columns, rows, onRow) {
+  return h("table", {},
+    h("thead", {}, h("tr", {}, columns.map((c) => h("th", { class: c.num ? "num" : "" }, c.title)))),
+    h("tbody", {}, rows.length === 0
+      ? h("tr", {}, h("td", { colspan: columns.length, class: "muted" }, "Nothing here."))
+      : rows.map((r) => h("tr", onRow ? { class: "link", onclick: () => onRow(r) } : {},
+        columns.map((c) => h("td", { class: c.num ? "num" : "" }, c.cell(r)))))));
+}
+
+// ---- formatting ----------------------------------------------------------
+
+function duration(seconds) {
+  if (seconds === undefined || seconds === null) return "—";
+  const s = Math.abs(seconds);
+  if (s < 1) return `${Math.round(s * 1000)} ms`;
+  if (s < 90) return `${Math.round(s)} s`;
+  if (s < 90 * 60) return `${Math.round(s / 60)} min`;
+  const unit = (n, u) => `${n < 10 ? n.toFixed(1).replace(/\.0$/, "") : Math.round(n)} ${u}`;
+  if (s < 48 * 3600) return unit(s / 3600, "h");
+  return unit(s / 86400, "d");
+}
+
+function when(t) {
+  if (!t) return "—";
+  const d = new Date(t);
+  const secs = (d.getTime() - Date.now()) / 1000;
+  const rel = secs >= 0 ? `in ${duration(secs)}` : `${duration(-secs)} ago`;
+  return h("time", { datetime: t, title: d.toLocaleString() }, rel);
+}
+
+function due(t) {
+  if (!t) return "—";
+  const late = new Date(t).getTime() < Date.now();
+  return h("span", { class: late ? "overdue" : "" }, when(t), late ? " (overdue)" : "");
+}
+
+const pct = (x) => (x === undefined || x === null ? "—" : `${(x * 100).toFixed(1)}%`);
+const num = (x) => (x === undefined || x === null ? "—" : Number(x).toLocaleString());
+
+// ---- session and navigation ----------------------------------------------
+
+const can = {
+  review: () => ["reviewer", "admin"].includes(me.role),
+  instances: () => ["system", "engineer", "admin"].includes(me.role),
+  engineer: () => ["engineer", "admin"].includes(me.role),
+};
+
+function signOut(msg) {
+  sessionStorage.removeItem(keyStore);
+  me = null;
+  location.hash = "#/";
+  route();
+  if (msg) flash(msg);
+}
+
+function chrome() {
+  const nav = document.getElementById("nav");
+  const who = document.getElementById("who");
+  nav.replaceChildren();
+  who.replaceChildren();
+  if (!me) return;
+  const items = [];
+  if (can.review()) items.push(["#/inbox", "Inbox"]);
+  if (can.instances()) items.push(["#/instances", "Instances"]);
+  if (can.engineer()) items.push(["#/processes", "Processes"]);
+  const here = location.hash.split("?")[0];
+  for (const [href, text] of items) {
+    nav.append(h("a", { href, class: here.startsWith(href) ? "current" : "" }, text));
+  }
+  who.append(h("span", {}, `${me.name} (${me.role})`), h("button", { onclick: () => signOut() }, "Sign out"));
+}
+
+function loginView(msg) {
+  const input = h("input", { type: "password", id: "api-key", autocomplete: "off", placeholder: "the key adaptflow printed, or one made for you", required: true });
+  const form = h("form", {
+    class: "card login",
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      sessionStorage.setItem(keyStore, input.value.trim());
+      try {
+        me = await api("GET", "/v1/whoami");
+        flash("");
+        if (location.hash === "" || location.hash === "#/") location.hash = home();
+        route();
+      } catch (e) {
+        sessionStorage.removeItem(keyStore);
+        flash(e.status === 401 ? "That API key is not accepted." : e.message);
+      }
+    },
+  },
+  h("h1", {}, "Sign in"),
+  h("p", { class: "muted" }, "Use an API key. The screens you see follow its role: reviewers get the inbox, engineers the processes and policies."),
+  h("label", { for: "api-key" }, "API key", input),
+  h("p", {}, h("button", { type: "submit" }, "Sign in")));
+  render(form);
+  if (msg) flash(msg);
+  input.focus();
+}
+
+function home() {
+  if (can.review()) return "#/inbox";
+  if (can.engineer()) return "#/processes";
+  return "#/instances";
+}
+
+// parse "#/a/b?x=1" into {parts: ["a","b"], q: URLSearchParams}
+function parseHash() {
+  const [path, query] = location.hash.replace(/^#\/?/, "").split("?");
+  return { parts: path.split("/").filter(Boolean).map(decodeURIComponent), q: new URLSearchParams(query || "") };
+}
+
+let refresh = null; // the current view's periodic refresh
+
+async function route() {
+  clearInterval(refresh);
+  refresh = null;
+  if (!sessionStorage.getItem(keyStore)) {
+    me = null;
+    chrome();
+    return loginView();
+  }
+  if (!me) {
+    try {
+      me = await api("GET", "/v1/whoami");
+    } catch (e) {
+      sessionStorage.removeItem(keyStore);
+      chrome();
+      return loginView(e.status === 401 ? "Your API key is no longer accepted: sign in again." : e.message);
+    }
+  }
+  chrome();
+  const { parts, q } = parseHash();
+  const views = {
+    inbox: () => inboxView(q),
+    reviews: () => reviewView(parts[1]),
+    instances: () => (parts[1] ? instanceView(parts[1]) : instanceLookup()),
+    processes: () => (parts[1] ? processView(parts[1], q) : processesView()),
+    policies: () => policyView(parts[1]),
+  };
+  const view = views[parts[0]];
+  if (!view) {
+    location.replace(home());
+    return;
+  }
+  try {
+    await view();
+  } catch (e) {
+    render(h("h1", {}, "Something went wrong"), h("p", {}, e.message));
+  }
+}
+
+// ---- inbox -----------------------------------------------------------------
+
+async function inboxView(q) {
+  if (!can.review()) return render(h("p", {}, "The inbox is for reviewer keys."));
+  const status = q.get("status") || "open";
+  const filter = { status, queue: q.get("queue") || "", process: q.get("process") || "", assignee: q.get("assignee") || "" };
+  const params = new URLSearchParams(Object.entries(filter).filter(([, v]) => v));
+  params.set("limit", "50");
+  if (q.get("after")) params.set("after", q.get("after"));
+  const page = await api("GET", "/v1/reviews?" + params);
+
+  const field = (name, el) => h("label", {}, name, el);
+  const statusSel = h("select", { name: "status" },
+    ["open", "claimed", "escalated", "decided", "expired", "all"].map((s) => h("option", { value: s, selected: s === status }, s)));
+  const text = (name) => h("input", { name, value: filter[name], size: 14 });
+  const form = h("form", {
+    class: "filters",
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      const p = new URLSearchParams();
+      for (const el of form.elements) if (el.name && el.value) p.set(el.name, el.value);
+      location.hash = "#/inbox?" + p;
+    },
+  },
+  field("Status", statusSel), field("Queue", text("queue")), field("Process", text("process")), field("Claimed by", text("assignee")),
+  h("button", { type: "submit" }, "Filter"),
+  h("button", { type: "button", class: "secondary", onclick: () => { location.hash = `#/inbox?status=claimed&assignee=${encodeURIComponent(me.name)}`; } }, "Mine"));
+
+  const cols = [
+    { title: "Priority", num: true, cell: (r) => r.priority },
+    { title: "Process", cell: (r) => r.process },
+    { title: "Step", cell: (r) => r.step },
+    { title: "Queue", cell: (r) => r.queue },
+    { title: "Why", cell: (r) => r.reason || "—" },
+    { title: "Raised", cell: (r) => when(r.created_at) },
+    { title: "Due", cell: (r) => (["decided", "expired"].includes(r.status) ? "—" : due(r.due_at)) },
+    { title: "Status", cell: (r) => [badge(r.status), r.claimed_by ? ` ${r.claimed_by}` : ""] },
+  ];
+  render(
+    h("h1", {}, "Inbox"),
+    form,
+    table(cols, page.reviews, (r) => { location.hash = "#/reviews/" + encodeURIComponent(r.id); }),
+    page.next ? h("p", {}, link(`#/inbox?${new URLSearchParams({ ...Object.fromEntries(Object.entries(filter).filter(([, v]) => v)), after: page.next })}`, "Next page →")) : null,
+  );
+  refresh = setInterval(() => { if (!document.hidden && document.activeElement?.tagName !== "INPUT") route(); }, 15000);
+}
+
+// ---- one review ----------------------------------------------------------
+
+async function reviewView(id) {
+  const r = await api("GET", "/v1/reviews/" + encodeURIComponent(id));
+  const open = ["open", "claimed", "escalated"].includes(r.status);
+  const mine = r.status === "claimed" && r.claimed_by === me.name;
+  const takenByOther = r.status === "claimed" && !mine;
+  const act = (label, fn, cls) => h("button", {
+    type: "button", class: cls,
+    onclick: async (ev) => {
+      ev.target.disabled = true;
+      try { await fn(); } catch (e) { flash(e.message); ev.target.disabled = false; }
+    },
+  }, label);
+
+  const cls = r.classification;
+  const answer = cls?.answer || {};
+  const sections = [
+    h("h1", {}, `Review: ${r.process} / ${r.step}`),
+    h("div", { class: "card" }, facts([
+      ["Status", [badge(r.status), r.claimed_by ? ` by ${r.claimed_by}, claim ends ` : "", r.claim_expires_at ? when(r.claim_expires_at) : ""]],
+      ["Why", r.reason],
+      ["Queue", r.queue],
+      ["Priority", String(r.priority)],
+      ["Raised", when(r.created_at)],
+      ["Due", open ? due(r.due_at) : null],
+      ["Escalated", r.escalated_at ? when(r.escalated_at) : null],
+      ["Policy", r.policy_id],
+      ["Instance", can.instances() ? link("#/instances/" + encodeURIComponent(r.instance_id), r.instance_id) : r.instance_id],
+      ["Verdict", r.verdict ? `${r.verdict} by ${r.reviewer}${r.comment ? ": " + r.comment : ""}` : null],
+    ])),
+  ];
+
+  if (open) sections.push(decisionForm(r, { mine, takenByOther, act }));
+
+  if (cls) {
+    sections.push(h("h2", {}, `What the classifier read (${cls.field.split(",").join(", ")})`), h("pre", { class: "text" }, cls.text));
+    sections.push(h("div", { class: "card" }, facts([
+      ["Label", answer.label],
+      ["Confidence", answer.confidence !== undefined ? pct(answer.confidence) : null],
+      ["Answered by", answer.model || answer.source],
+      ["Rationale", answer.rationale],
+      ["Fields", answer.fields && Object.keys(answer.fields).length ? json(answer.fields) : null],
+    ])));
+  }
+  if (r.similar?.length) {
+    sections.push(h("h2", {}, "Similar past cases"), table([
+      { title: "Text", cell: (s) => s.text },
+      { title: "Label", cell: (s) => s.label },
+      { title: "Source", cell: (s) => s.source },
+      { title: "Distance", num: true, cell: (s) => s.distance.toFixed(3) },
+    ], r.similar));
+  }
+  if (r.explanation?.text) sections.push(h("h2", {}, "The decision before this step"), h("pre", {}, r.explanation.text));
+  if (r.input) sections.push(h("h2", {}, "Input"), json(r.input));
+  render(h("p", {}, link("#/inbox", "← Inbox")), sections);
+}
+
+function decisionForm(r, { mine, takenByOther, act }) {
+  const labels = r.classification?.labels || [];
+  const comment = h("textarea", { name: "comment", maxlength: 4000, placeholder: "Why (required to reject)" });
+  const label = labels.length ? h("select", { name: "label" }, h("option", { value: "" }, "— keep the model's label —"),
+    labels.map((l) => h("option", { value: l, selected: l === r.classification?.answer?.label }, l))) : null;
+  const verdicts = ["approve", "reject"].concat(labels.length ? ["correct"] : []);
+  const choice = (v) => h("label", { class: "choice" }, h("input", { type: "radio", name: "verdict", value: v, checked: v === "approve" }), v);
+  const form = h("form", {
+    class: "card",
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      const verdict = form.elements.verdict.value;
+      const body = { verdict };
+      if (comment.value.trim()) body.comment = comment.value.trim();
+      if (verdict === "correct" || (label && label.value && label.value !== r.classification?.answer?.label)) {
+        if (!label?.value) return flash("Pick the right label to correct the classification.");
+        body.verdict = "correct";
+        body.label = label.value;
+      }
+      const button = form.querySelector("button[type=submit]");
+      button.disabled = true;
+      try {
+        const out = await api("POST", `/v1/reviews/${encodeURIComponent(r.id)}/decision`, body);
+        flash(`Decided: ${out.verdict}${out.example ? `; the classifier learned “${out.example.label}” from it` : ""}.`, "info");
+        route();
+      } catch (e) {
+        flash(e.message);
+        button.disabled = false;
+      }
+    },
+  },
+  h("h2", {}, "Your decision"),
+  takenByOther ? h("p", { class: "muted" }, `${r.claimed_by} holds this review; you can decide it when the claim ends or is released.`) : null,
+  h("div", { class: "actions" }, verdicts.map(choice)),
+  label ? h("p", {}, h("label", {}, "Right label", label)) : null,
+  h("p", {}, h("label", {}, "Comment", comment)),
+  h("div", { class: "actions" },
+    h("button", { type: "submit", disabled: takenByOther }, "Submit decision"),
+    mine
+      ? act("Release", async () => { await api("POST", `/v1/reviews/${encodeURIComponent(r.id)}/release`); route(); }, "secondary")
+      : act("Claim", async () => { await api("POST", `/v1/reviews/${encodeURIComponent(r.id)}/claim`, { lease: "30m" }); flash("Claimed for 30 minutes.", "info"); route(); }, "secondary")));
+  if (takenByOther) form.querySelector(".actions button:last-child").disabled = true;
+  return form;
+}
+
+// ---- instances -----------------------------------------------------------
+
+function instanceLookup() {
+  const input = h("input", { name: "id", size: 40, placeholder: "instance id", required: true });
+  render(h("h1", {}, "Instances"), h("form", {
+    class: "inline",
+    onsubmit: (ev) => { ev.preventDefault(); location.hash = "#/instances/" + encodeURIComponent(input.value.trim()); },
+  }, h("label", {}, "Instance id", input), h("button", { type: "submit" }, "Open")),
+  h("p", { class: "muted" }, "An instance's id is in the answer to its start, in its review, and in the simulation and shadow reports."));
+  input.focus();
+}
+
+async function instanceView(id) {
+  const path = "/v1/instances/" + encodeURIComponent(id);
+  const [inst, dec] = await Promise.all([api("GET", path), api("GET", path + "/decisions")]);
+  const decisions = dec.decisions || [];
+  const planCols = [
+    { title: "Step", cell: (p) => p.id },
+    { title: "Kind", cell: (p) => p.kind },
+    { title: "State", cell: (p) => badge(p.state) },
+    { title: "Note", cell: (p) => [p.origin === "added" ? `added by ${p.added_by || "a policy"} ` : "", p.skipped_by ? `skipped by ${p.skipped_by} ` : "", p.mandatory ? "mandatory " : "", p.error || ""] },
+    { title: "Took", num: true, cell: (p) => (p.started_at && p.finished_at ? duration((new Date(p.finished_at) - new Date(p.started_at)) / 1000) : "—") },
+  ];
+  render(
+    h("h1", {}, `${inst.process} — ${inst.business_key}`),
+    h("div", { class: "card" }, facts([
+      ["Status", badge(inst.status)],
+      ["Instance", inst.id],
+      ["Definition", `${inst.process} v${inst.version}`],
+      ["Started", when(inst.created_at)],
+      ["Started by", inst.created_by],
+      ["Error", inst.error],
+      ["Classification", inst.classification ? `${inst.classification.label} (${pct(inst.classification.confidence)})` : null],
+    ])),
+    h("h2", {}, "Plan"),
+    table(planCols, inst.plan || []),
+    inst.reviews?.length ? [h("h2", {}, "Reviews"), table([
+      { title: "Step", cell: (v) => v.step },
+      { title: "Queue", cell: (v) => v.queue },
+      { title: "Why", cell: (v) => v.reason || "—" },
+      { title: "Status", cell: (v) => badge(v.status) },
+      { title: "Verdict", cell: (v) => (v.verdict ? `${v.verdict} by ${v.reviewer}` : "—") },
+    ], inst.reviews, can.review() ? (v) => { location.hash = "#/reviews/" + encodeURIComponent(v.id); } : null)] : null,
+    h("h2", {}, `Decisions (${decisions.length})`),
+    decisions.length ? decisions.map(decisionDetails) : h("p", { class: "muted" }, "No decision yet."),
+    h("h2", {}, "Input"), json(inst.input),
+    inst.results && Object.keys(inst.results).length ? [h("h2", {}, "Results"), json(inst.results)] : null,
+  );
+  if (["starting", "running", "waiting_review"].includes(inst.status)) {
+    refresh = setInterval(() => { if (!document.hidden) route(); }, 5000);
+  }
+}
+
+function actionText(applied) {
+  const a = applied.action || {};
+  let text = "";
+  if (a.skip) text = `skip ${a.skip}`;
+  else if (a.add) text = `add ${a.add}${a.before ? " before " + a.before : ""}${a.after ? " after " + a.after : ""}`;
+  else if (a.review) text = `review in ${a.review.queue || "a queue"}`;
+  else if (a.set) text = `set ${a.set.name}`;
+  return applied.policy_id ? `${text} (${applied.policy_id})` : text;
+}
+
+function decisionDetails(d) {
+  const applied = (d.applied || []).map(actionText);
+  const body = h("div", {}, h("p", { class: "muted" }, "Loading the explanation…"));
+  const el = h("details", {
+    ontoggle: async () => {
+      if (!el.open || el.dataset.loaded) return;
+      el.dataset.loaded = "1";
+      try {
+        const x = await api("GET", `/v1/decisions/${encodeURIComponent(d.id)}/explanation`);
+        body.replaceChildren(h("pre", {}, x.text), h("p", { class: "muted" }, `record hash ${x.hash}`));
+      } catch (e) {
+        body.replaceChildren(h("p", {}, e.message));
+      }
+    },
+  },
+  h("summary", {}, `#${d.seq} before ${d.step} — `, applied.length ? applied.join("; ") : "no action", " · ", when(d.time)),
+  body);
+  return el;
+}
+
+// ---- processes, KPIs and policies ----------------------------------------
+
+async function processesView() {
+  const { processes } = await api("GET", "/v1/processes");
+  render(h("h1", {}, "Processes"), table([
+    { title: "Process", cell: (p) => link("#/processes/" + encodeURIComponent(p.name), p.name) },
+    { title: "Latest version", num: true, cell: (p) => p.version },
+    { title: "By", cell: (p) => p.author },
+    { title: "Registered", cell: (p) => when(p.created_at) },
+  ], processes, (p) => { location.hash = "#/processes/" + encodeURIComponent(p.name); }));
+}
+
+const windows = { "1d": "6h", "7d": "1d", "30d": "1d", "90d": "7d" };
+
+async function processView(name, q) {
+  const since = windows[q.get("since")] ? q.get("since") : "7d";
+  const enc = encodeURIComponent(name);
+  const [def, k, pol] = await Promise.all([
+    api("GET", "/v1/processes/" + enc),
+    api("GET", `/v1/processes/${enc}/kpis?since=${since}&bucket=${windows[since]}`),
+    api("GET", "/v1/policies?process=" + enc),
+  ]);
+  const o = k.overall;
+  const tile = (v, label) => h("div", { class: "tile" }, h("div", { class: "v" }, v), h("div", { class: "k" }, label));
+  const sinceSel = h("select", { onchange: (ev) => { location.hash = `#/processes/${enc}?since=${ev.target.value}`; } },
+    Object.keys(windows).map((w) => h("option", { value: w, selected: w === since }, `last ${w}`)));
+  const kpiCols = (first) => [first,
+    { title: "Started", num: true, cell: (x) => num(x.started) },
+    { title: "Completed", num: true, cell: (x) => num(x.completed) },
+    { title: "Rejected", num: true, cell: (x) => num(x.rejected) },
+    { title: "Failed", num: true, cell: (x) => num(x.failed) },
+    { title: "Error rate", num: true, cell: (x) => pct(x.error_rate) },
+    { title: "Cycle p50", num: true, cell: (x) => duration(x.cycle_time_seconds?.p50) },
+    { title: "Cycle p90", num: true, cell: (x) => duration(x.cycle_time_seconds?.p90) },
+    { title: "Reviewed", num: true, cell: (x) => pct(x.review_rate) },
+  ];
+  const steps = def.definition?.steps || [];
+  render(
+    h("p", {}, link("#/processes", "← Processes")),
+    h("h1", {}, `${name} v${def.version}`),
+    h("div", { class: "filters" }, h("label", {}, "Window", sinceSel), h("span", { class: "muted" }, k.note || "")),
+    h("div", { class: "tiles" },
+      tile(num(o.started), "started"),
+      tile(num(o.in_progress), `in progress (${num(o.waiting_review)} waiting for review)`),
+      tile(num(o.completed), "completed"),
+      tile(pct(o.error_rate), "error rate"),
+      tile(duration(o.cycle_time_seconds?.p50), "cycle time p50"),
+      tile(duration(o.cycle_time_seconds?.p90), "cycle time p90"),
+      tile(pct(o.review_rate), "instances reviewed"),
+      tile(o.reviews_decided ? duration(o.review_wait_seconds) : "—", "mean review wait")),
+    h("h2", {}, "By period"),
+    table(kpiCols({ title: "From", cell: (x) => new Date(x.start).toLocaleString() }), k.periods.filter((p) => p.started > 0).reverse()),
+    k.versions.length > 1 ? [h("h2", {}, "By definition version"), table(kpiCols({ title: "Version", cell: (x) => `v${x.version}` }), k.versions)] : null,
+    k.canaries.length ? [h("h2", {}, "Canaries"), k.canaries.map((c) => h("div", { class: "card" },
+      h("p", {}, `${c.policy_id}: v${c.canary_version} on ${c.percent}% against v${c.active_version ?? "—"}, since `, when(c.since)),
+      table(kpiCols({ title: "Cohort", cell: (x) => x.cohort }), [{ cohort: "canary", ...c.canary }, { cohort: "rest", ...c.rest }])))] : null,
+    h("h2", {}, "Policies in force"),
+    table([
+      { title: "Policy", cell: (p) => link("#/policies/" + encodeURIComponent(p.id), p.id) },
+      { title: "Version", num: true, cell: (p) => p.version },
+      { title: "Mode", cell: (p) => [badge(p.mode), p.percent ? ` ${p.percent}%` : ""] },
+      { title: "By", cell: (p) => p.author },
+      { title: "Since", cell: (p) => when(p.created_at) },
+    ], pol.policies),
+    k.policy_changes.length ? [h("h2", {}, "Policy changes in the window"), table([
+      { title: "When", cell: (c) => when(c.at) },
+      { title: "Policy", cell: (c) => link("#/policies/" + encodeURIComponent(c.policy_id), c.policy_id) },
+      { title: "Change", cell: (c) => `${c.mode}${c.version ? " v" + c.version : ""}${c.percent ? " " + c.percent + "%" : ""}` },
+      { title: "By", cell: (c) => c.author },
+      { title: "Note", cell: (c) => c.note || "" },
+    ], k.policy_changes.slice().reverse())] : null,
+    h("h2", {}, "Steps"),
+    table([
+      { title: "Step", cell: (s) => s.id },
+      { title: "Kind", cell: (s) => s.kind || "task" },
+      { title: "Mandatory", cell: (s) => (s.mandatory ? "yes" : "") },
+    ], steps),
+  );
+}
+
+async function policyView(id) {
+  const enc = encodeURIComponent(id);
+  const [st, vs] = await Promise.all([api("GET", "/v1/policies/" + enc), api("GET", `/v1/policies/${enc}/versions`)]);
+  const note = h("input", { name: "note", size: 40, placeholder: "note for the change log" });
+  const change = async (path, body, msg) => {
+    if (note.value.trim()) body.note = note.value.trim();
+    await api("POST", `/v1/policies/${enc}/${path}`, body);
+    flash(msg, "info");
+    route();
+  };
+  const button = (text, fn, cls) => h("button", {
+    type: "button", class: cls,
+    onclick: async (ev) => {
+      ev.target.disabled = true;
+      try { await fn(); } catch (e) { flash(e.message); ev.target.disabled = false; }
+    },
+  }, text);
+  const versionActions = (v) => {
+    if (v.version === st.active_version) return h("span", { class: "muted" }, "in force");
+    return h("div", { class: "actions" },
+      button(v.version < (st.active_version || 0) ? "Roll back to this" : "Activate", () => change("activate", { version: v.version }, `${id} v${v.version} is active.`)),
+      v.version === st.shadow_version ? null : button("Shadow", () => change("activate", { version: v.version, mode: "shadow" }, `${id} v${v.version} runs in shadow.`), "secondary"));
+  };
+  const latest = st.latest?.policy || {};
+  render(
+    h("p", {}, link("#/processes/" + encodeURIComponent(st.process), "← " + st.process)),
+    h("h1", {}, `Policy ${id}`),
+    h("div", { class: "card" }, facts([
+      ["Mode", [badge(st.mode), st.shadow_percent ? ` canary ${st.shadow_percent}%` : ""]],
+      ["Active version", st.active_version ? `v${st.active_version}` : "none"],
+      ["Shadow version", st.shadow_version ? `v${st.shadow_version}` : null],
+      ["Latest version", `v${st.latest_version}`],
+      ["Last change", st.changed_by ? [st.changed_by, " ", when(st.changed_at)] : null],
+      ["Description", latest.description],
+    ])),
+    h("div", { class: "actions" }, h("label", {}, "Note", note),
+      st.mode !== "disabled" ? button("Disable", () => change("disable", {}, `${id} is disabled.`), "danger") : null),
+    h("h2", {}, "Versions"),
+    table([
+      { title: "Version", num: true, cell: (v) => `v${v.version}` },
+      { title: "Mode", cell: (v) => (v.mode ? badge(v.mode) : "") },
+      { title: "By", cell: (v) => v.author },
+      { title: "Note", cell: (v) => v.note || "" },
+      { title: "Created", cell: (v) => when(v.created_at) },
+      { title: "", cell: versionActions },
+    ], vs.versions.slice().reverse()),
+    h("h2", {}, `Latest (v${st.latest_version})`),
+    json(latest),
+  );
+}
+
+window.addEventListener("hashchange", route);
+route();

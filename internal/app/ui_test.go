@@ -1,0 +1,201 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// browser is a headless Chromium tab on the web UI of a running dev.
+type browser struct {
+	t    *testing.T
+	ctx  context.Context
+	base string
+}
+
+// newBrowser starts headless Chromium. Outside CI a machine without it
+// skips the test; in CI (scripts/test.sh installs it) it must be there.
+func newBrowser(t *testing.T, base string) *browser {
+	t.Helper()
+	found := false
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if _, err := exec.LookPath(name); err == nil {
+			found = true
+		}
+	}
+	if !found {
+		if os.Getenv("CI") != "" {
+			t.Fatal("Chromium is missing: scripts/test.sh installs it (apt-get install chromium)")
+		}
+		t.Skip("no Chromium here; scripts/test.sh installs it")
+	}
+	ctx, cancel := chromedp.NewContext(context.Background(), chromedp.WithLogf(func(string, ...any) {}),
+		chromedp.WithAllocatorOptions(chromedp.NoSandbox, chromedp.DisableGPU,
+			chromedp.Flag("disable-background-networking", true), chromedp.WindowSize(1280, 1000),
+			chromedp.UserDataDir(filepath.Join(t.TempDir(), "chromium"))))
+	t.Cleanup(cancel)
+	ctx, stop := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(stop)
+	return &browser{t: t, ctx: ctx, base: base}
+}
+
+func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, steps...); err != nil {
+		b.t.Fatalf("%s: %v\npage: %s", what, err, b.text("body"))
+	}
+}
+
+// text is what the element shows, or "" when there is none.
+func (b *browser) text(css string) string {
+	q, _ := json.Marshal(css)
+	s, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector(`+string(q)+`)?.innerText ?? ""`))
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	return s
+}
+
+// waitText waits until the element's text holds want.
+func (b *browser) waitText(css, want string) {
+	b.t.Helper()
+	q, _ := json.Marshal(css)
+	w, _ := json.Marshal(want)
+	_, err := chromedp.Run(b.ctx, chromedp.Poll[bool](`(document.querySelector(`+string(q)+`)?.innerText ?? "").includes(`+string(w)+`)`,
+		chromedp.WithPollingTimeout(30*time.Second)))
+	if err != nil {
+		b.t.Fatalf("%q never showed %q (%v); it shows:\n%s", css, want, err, b.text(css))
+	}
+}
+
+func (b *browser) signIn(key string) {
+	b.t.Helper()
+	b.do("sign in",
+		chromedp.Navigate(b.base+"/"),
+		chromedp.WaitVisible(chromedp.ID("api-key")),
+		chromedp.SendKeys(chromedp.ID("api-key"), key),
+		chromedp.Click(chromedp.CSS("form.login button")))
+}
+
+func (b *browser) open(hash, css, want string) {
+	b.t.Helper()
+	b.do("open "+hash, chromedp.Navigate(b.base+"/ui/#"+hash))
+	b.waitText(css, want)
+}
+
+// clickText clicks the first element matching css whose text is text.
+func (b *browser) clickText(css, text string) {
+	b.t.Helper()
+	q, _ := json.Marshal(css)
+	w, _ := json.Marshal(text)
+	ok, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`(() => {
+		const el = [...document.querySelectorAll(`+string(q)+`)].find((e) => e.innerText.trim() === `+string(w)+`);
+		if (!el) return false;
+		el.click();
+		return true;
+	})()`))
+	if err != nil || !ok {
+		b.t.Fatalf("no %s reading %q to click (%v); page:\n%s", css, text, err, b.text("body"))
+	}
+}
+
+// TestWebUI drives the web UI in headless Chromium as a reviewer and as an
+// engineer would: the inbox, a review decided, the instance going on, its
+// decisions explained, the KPIs, and a policy taken out of force and back.
+func TestWebUI(t *testing.T) {
+	d := startDev(t, t.TempDir(), freeAddr(t))
+	reviewer, engineer := d.newKey("reviewer"), d.newKey("engineer")
+	// Markup in an applicant's message must show as text, never run.
+	message := `our company needs a business account with two directors <img src=x onerror="document.title='owned'">`
+	id := d.start("customer-onboarding", "ui-1", map[string]any{"applicant": "Ann", "message": message})
+	d.waitStatus(id, "waiting_review")
+
+	b := newBrowser(t, d.base)
+	b.do("open the UI", chromedp.Navigate(d.base+"/"), chromedp.WaitVisible(chromedp.ID("api-key")))
+	b.do("sign in with a wrong key",
+		chromedp.SendKeys(chromedp.ID("api-key"), "af_not-a-key"),
+		chromedp.Click(chromedp.CSS("form.login button")))
+	b.waitText("#flash", "not accepted")
+
+	// A reviewer lands on the inbox, and sees no engineer screens.
+	b.signIn(reviewer)
+	b.waitText("main h1", "Inbox")
+	b.waitText("main table", "Business account: check the company's registration and directors")
+	if nav := b.text("#nav"); strings.Contains(nav, "Processes") || strings.Contains(nav, "Instances") {
+		t.Fatalf("a reviewer's menu: %q", nav)
+	}
+	b.clickText("main tbody td", "business_kyc")
+	b.waitText("main h1", "Review: customer-onboarding / business_kyc")
+	b.waitText("pre.text", `<img src=x onerror="document.title='owned'">`)
+	if n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll("main img").length`)); err != nil || n != 0 {
+		t.Fatalf("the message's markup became %d element(s) (%v)", n, err)
+	}
+	b.waitText("main", "Similar past cases")
+
+	b.clickText("main button", "Claim")
+	b.waitText("main .card", "claimed by reviewer-1")
+	b.clickText("main button", "Release")
+	b.waitText("main .card", "open")
+	b.do("approve with a comment",
+		chromedp.Click(chromedp.CSS(`input[name=verdict][value=approve]`)),
+		chromedp.SendKeys(chromedp.CSS(`textarea[name=comment]`), "registry extract checked"))
+	b.clickText("main button", "Submit decision")
+	b.waitText("#flash", "Decided: approve")
+	b.waitText("main .card", "approve by reviewer-1: registry extract checked")
+	inst := d.waitStatus(id, "completed")
+	if r := inst["reviews"].([]any)[0].(map[string]any); r["verdict"] != "approve" || r["comment"] != "registry extract checked" {
+		t.Fatalf("the instance's review: %v", r)
+	}
+	if title, _ := chromedp.Run(b.ctx, chromedp.Title()); title == "owned" {
+		t.Fatal("the message's markup ran")
+	}
+
+	// An engineer lands on the processes, and follows the instance's
+	// decisions, the KPIs and a policy.
+	b.clickText("#who button", "Sign out")
+	b.waitText("main h1", "Sign in")
+	b.signIn(engineer)
+	b.waitText("main h1", "Processes")
+	b.waitText("main table", "customer-onboarding")
+	if nav := b.text("#nav"); strings.Contains(nav, "Inbox") {
+		t.Fatalf("an engineer's menu: %q", nav)
+	}
+
+	b.open("/instances/"+id, "main", "completed")
+	b.waitText("main", "add business_kyc before open_account (business-account-kyc)")
+	b.clickText("main details summary", firstLine(b, "main details:nth-of-type(2) summary"))
+	b.waitText("main details[open] pre", "business-account-kyc")
+
+	b.open("/processes/customer-onboarding", "main .tiles", "started")
+	if tiles := b.text("main .tiles"); !strings.Contains(tiles, "1\ncompleted") || !strings.Contains(tiles, "100.0%\ninstances reviewed") {
+		t.Fatalf("KPI tiles:\n%s", tiles)
+	}
+	b.clickText("main a", "business-account-kyc")
+	b.waitText("main h1", "Policy business-account-kyc")
+	b.do("note the change", chromedp.SendKeys(chromedp.CSS(`input[name=note]`), "paused from the UI"))
+	b.clickText("main button", "Disable")
+	b.waitText("#flash", "business-account-kyc is disabled")
+	p := d.expect(d.call("GET", "/v1/policies/business-account-kyc", engineer, ""), http.StatusOK)
+	if p.body["mode"] != "disabled" || p.body["changed_by"] != "engineer-1" {
+		t.Fatalf("after Disable: %s", p.raw)
+	}
+	b.waitText("main table", "v1")
+	b.clickText("main button", "Activate")
+	b.waitText("#flash", "business-account-kyc v1 is active")
+	if p := d.expect(d.call("GET", "/v1/policies/business-account-kyc", engineer, ""), http.StatusOK); p.body["mode"] != "active" || p.body["active_version"] != 1.0 {
+		t.Fatalf("after Activate: %s", p.raw)
+	}
+}
+
+func firstLine(b *browser, css string) string {
+	line, _, _ := strings.Cut(b.text(css), "\n")
+	return strings.TrimSpace(line)
+}
