@@ -64,6 +64,7 @@ type InstanceStore interface {
 	MarkStarted(ctx context.Context, ids []string) error
 	PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error)
 	Outcomes(ctx context.Context, process string, from, to time.Time, fn func(store.InstanceOutcome) error) error
+	Instances(ctx context.Context, f store.InstanceFilter) ([]store.InstanceSummary, error)
 }
 
 // DecisionReader reads decision records.
@@ -270,6 +271,7 @@ func New(opts Options) (*Handler, error) {
 	v1.GET("/processes", s.allow(readers), s.listProcesses)
 	v1.GET("/processes/:name", s.allow(readers), s.getProcess)
 	v1.POST("/processes/:name/instances", s.allow([]string{store.RoleSystem}), s.startInstance)
+	v1.GET("/processes/:name/instances", s.allow(readers), s.listInstances)
 	v1.GET("/processes/:name/kpis", s.allow(engineer), s.processKPIs)
 	v1.POST("/policies", s.allow(engineer), s.putPolicy)
 	v1.GET("/policies", s.allow(engineer), s.listPolicies)

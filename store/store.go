@@ -265,6 +265,117 @@ func ScanOutcome(scan func(dest ...any) error) (InstanceOutcome, error) {
 	return o, nil
 }
 
+// Instance statuses a listing filters by, besides the saved ones.
+const (
+	// InstanceStarting is an instance whose workflow has saved no state yet.
+	InstanceStarting = "starting"
+	// InstanceInProgress is any status that is not final.
+	InstanceInProgress = "in_progress"
+	// InstanceFinished is any final status.
+	InstanceFinished = "finished"
+)
+
+// InstanceFilter selects the instances of a process, newest first; zero
+// fields match everything.
+type InstanceFilter struct {
+	Process string
+	// Status is a saved status (starting, running, waiting_review,
+	// completed, rejected, failed), in_progress or finished.
+	Status      string
+	BusinessKey string
+	// Since keeps the instances started at or after it.
+	Since time.Time
+	// After is the cursor of the last instance of the previous page.
+	After string
+	Limit int
+}
+
+// MaxInstancePage is the most instances one page holds.
+const MaxInstancePage = 500
+
+// InstanceSummary is an instance as a listing shows it.
+type InstanceSummary struct {
+	ID          string     `json:"id"`
+	Process     string     `json:"process"`
+	Version     int        `json:"version"`
+	BusinessKey string     `json:"business_key"`
+	Status      string     `json:"status"`
+	CreatedBy   string     `json:"created_by"`
+	CreatedAt   time.Time  `json:"created_at"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+}
+
+// InstanceCursor is the cursor that continues a listing after in.
+func InstanceCursor(in InstanceSummary) string {
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d.%s", in.CreatedAt.UnixMicro(), in.ID))
+}
+
+// InstancesQuery is the query of an instance listing, for SQL stores; ph
+// renders the n-th placeholder (1-based). A malformed cursor or an unknown
+// status is ErrInvalid.
+func InstancesQuery(f InstanceFilter, ph func(n int) string) (string, []any, error) {
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return ph(len(args))
+	}
+	where := []string{"process = " + arg(f.Process)}
+	final := fmt.Sprintf("status IN ('%s', '%s', '%s')", InstanceCompleted, InstanceRejected, InstanceFailed)
+	switch f.Status {
+	case "":
+	case InstanceStarting:
+		where = append(where, "status IN ('', '"+InstanceStarting+"')")
+	case InstanceInProgress:
+		where = append(where, "NOT "+final)
+	case InstanceFinished:
+		where = append(where, final)
+	case "running", "waiting_review", InstanceCompleted, InstanceRejected, InstanceFailed:
+		where = append(where, "status = "+arg(f.Status))
+	default:
+		return "", nil, fmt.Errorf("%w: unknown instance status %q", ErrInvalid, f.Status)
+	}
+	if f.BusinessKey != "" {
+		where = append(where, "business_key = "+arg(f.BusinessKey))
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "created_at >= "+arg(f.Since.UnixMicro()))
+	}
+	if f.After != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(f.After)
+		at, id, ok := strings.Cut(string(raw), ".")
+		created, perr := strconv.ParseInt(at, 10, 64)
+		if err != nil || !ok || perr != nil {
+			return "", nil, fmt.Errorf("%w: malformed cursor", ErrInvalid)
+		}
+		where = append(where, fmt.Sprintf("(created_at, id) < (%s, %s)", arg(created), arg(id)))
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > MaxInstancePage {
+		limit = 50
+	}
+	q := `SELECT id, process, process_version, business_key, status, created_by, created_at, COALESCE(finished_at, 0) FROM instances WHERE ` +
+		strings.Join(where, " AND ") + " ORDER BY created_at DESC, id DESC LIMIT " + arg(limit)
+	return q, args, nil
+}
+
+// ScanInstanceSummary reads a row of InstancesQuery.
+func ScanInstanceSummary(scan func(dest ...any) error) (InstanceSummary, error) {
+	var in InstanceSummary
+	var created, finished int64
+	if err := scan(&in.ID, &in.Process, &in.Version, &in.BusinessKey, &in.Status, &in.CreatedBy, &created, &finished); err != nil {
+		return in, err
+	}
+	if in.Status == "" {
+		in.Status = InstanceStarting
+	}
+	in.CreatedAt = time.UnixMicro(created).UTC()
+	if finished > 0 {
+		t := time.UnixMicro(finished).UTC()
+		in.FinishedAt = &t
+	}
+	return in, nil
+}
+
 // Finish reports that a state save ended an instance: it was the first
 // save of a final status.
 type Finish struct {

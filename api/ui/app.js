@@ -223,7 +223,7 @@ async function route() {
   const views = {
     inbox: () => inboxView(q),
     reviews: () => reviewView(parts[1]),
-    instances: () => (parts[1] ? instanceView(parts[1]) : instanceLookup()),
+    instances: () => (parts[1] ? instanceView(parts[1]) : instancesView(q)),
     processes: () => (parts[1] ? processView(parts[1], q) : processesView()),
     policies: () => policyView(parts[1]),
   };
@@ -367,8 +367,8 @@ function decisionForm(r, { mine, takenByOther, act }) {
       button.disabled = true;
       try {
         const out = await api("POST", `/v1/reviews/${encodeURIComponent(r.id)}/decision`, body);
+        await route();
         flash(`Decided: ${out.verdict}${out.example ? `; the classifier learned “${out.example.label}” from it` : ""}.`, "info");
-        route();
       } catch (e) {
         flash(e.message);
         button.disabled = false;
@@ -383,22 +383,60 @@ function decisionForm(r, { mine, takenByOther, act }) {
   h("div", { class: "actions" },
     h("button", { type: "submit", disabled: takenByOther }, "Submit decision"),
     mine
-      ? act("Release", async () => { await api("POST", `/v1/reviews/${encodeURIComponent(r.id)}/release`); route(); }, "secondary")
-      : act("Claim", async () => { await api("POST", `/v1/reviews/${encodeURIComponent(r.id)}/claim`, { lease: "30m" }); flash("Claimed for 30 minutes.", "info"); route(); }, "secondary")));
+      ? act("Release", async () => { await api("POST", `/v1/reviews/${encodeURIComponent(r.id)}/release`); await route(); flash("Released.", "info"); }, "secondary")
+      : act("Claim", async () => { await api("POST", `/v1/reviews/${encodeURIComponent(r.id)}/claim`, { lease: "30m" }); await route(); flash("Claimed for 30 minutes.", "info"); }, "secondary")));
   if (takenByOther) form.querySelector(".actions button:last-child").disabled = true;
   return form;
 }
 
 // ---- instances -----------------------------------------------------------
 
-function instanceLookup() {
-  const input = h("input", { name: "id", size: 40, placeholder: "instance id", required: true });
-  render(h("h1", {}, "Instances"), h("form", {
-    class: "inline",
-    onsubmit: (ev) => { ev.preventDefault(); location.hash = "#/instances/" + encodeURIComponent(input.value.trim()); },
-  }, h("label", {}, "Instance id", input), h("button", { type: "submit" }, "Open")),
-  h("p", { class: "muted" }, "An instance's id is in the answer to its start, in its review, and in the simulation and shadow reports."));
-  input.focus();
+const instanceFilters = ["", "in_progress", "waiting_review", "finished", "completed", "rejected", "failed"];
+
+// instancesView lists a process's instances, newest first, and opens one
+// by id.
+async function instancesView(q) {
+  const { processes } = await api("GET", "/v1/processes");
+  const name = q.get("process") || processes[0]?.name || "";
+  const status = instanceFilters.includes(q.get("status")) ? q.get("status") : "";
+  const id = h("input", { name: "id", size: 36, placeholder: "instance id" });
+  const procSel = h("select", { name: "process" }, processes.map((p) => h("option", { value: p.name, selected: p.name === name }, p.name)));
+  const statusSel = h("select", { name: "status" }, instanceFilters.map((f) => h("option", { value: f, selected: f === status }, f || "all")));
+  const key = h("input", { name: "business_key", size: 16, value: q.get("business_key") || "" });
+  const filters = h("form", {
+    class: "filters",
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      const p = new URLSearchParams();
+      for (const el of [procSel, statusSel, key]) if (el.value) p.set(el.name, el.value);
+      location.hash = "#/instances?" + p;
+    },
+  }, h("label", {}, "Process", procSel), h("label", {}, "Status", statusSel), h("label", {}, "Business key", key), h("button", { type: "submit" }, "List"));
+  const lookup = h("form", {
+    class: "filters",
+    onsubmit: (ev) => { ev.preventDefault(); if (id.value.trim()) location.hash = "#/instances/" + encodeURIComponent(id.value.trim()); },
+  }, h("label", {}, "Instance id", id), h("button", { type: "submit", class: "secondary" }, "Open"));
+
+  let listing = h("p", { class: "muted" }, "No process is registered yet.");
+  if (name) {
+    const params = new URLSearchParams({ limit: "50" });
+    for (const k of ["status", "business_key", "after"]) if (q.get(k)) params.set(k, q.get(k));
+    const page = await api("GET", `/v1/processes/${encodeURIComponent(name)}/instances?${params}`);
+    const more = new URLSearchParams(q);
+    if (page.next) more.set("after", page.next);
+    listing = [
+      table([
+        { title: "Business key", cell: (i) => link("#/instances/" + encodeURIComponent(i.id), i.business_key) },
+        { title: "Status", cell: (i) => badge(i.status) },
+        { title: "Version", num: true, cell: (i) => `v${i.version}` },
+        { title: "Started", cell: (i) => when(i.created_at) },
+        { title: "Took", num: true, cell: (i) => (i.finished_at ? duration((new Date(i.finished_at) - new Date(i.created_at)) / 1000) : "—") },
+        { title: "Started by", cell: (i) => i.created_by },
+      ], page.instances, (i) => { location.hash = "#/instances/" + encodeURIComponent(i.id); }),
+      page.next ? h("p", {}, link("#/instances?" + more, "Next page →")) : null,
+    ];
+  }
+  render(h("h1", {}, "Instances"), filters, listing, h("h2", {}, "Open one by id"), lookup);
 }
 
 async function instanceView(id) {
@@ -413,6 +451,7 @@ async function instanceView(id) {
     { title: "Took", num: true, cell: (p) => (p.started_at && p.finished_at ? duration((new Date(p.finished_at) - new Date(p.started_at)) / 1000) : "—") },
   ];
   render(
+    h("p", {}, link("#/instances?process=" + encodeURIComponent(inst.process), `← ${inst.process} instances`)),
     h("h1", {}, `${inst.process} — ${inst.business_key}`),
     h("div", { class: "card" }, facts([
       ["Status", badge(inst.status)],
@@ -512,7 +551,11 @@ async function processView(name, q) {
   render(
     h("p", {}, link("#/processes", "← Processes")),
     h("h1", {}, `${name} v${def.version}`),
-    h("div", { class: "filters" }, h("label", {}, "Window", sinceSel), h("span", { class: "muted" }, k.note || "")),
+    h("div", { class: "filters" }, h("label", {}, "Window", sinceSel),
+      link(`#/instances?process=${enc}&status=failed`, "Failed instances"),
+      link(`#/instances?process=${enc}&status=waiting_review`, "Waiting for review"),
+      link(`#/instances?process=${enc}`, "All instances")),
+    h("p", { class: "muted" }, k.note || ""),
     h("div", { class: "tiles" },
       tile(num(o.started), "started"),
       tile(num(o.in_progress), `in progress (${num(o.waiting_review)} waiting for review)`),
@@ -559,8 +602,8 @@ async function policyView(id) {
   const change = async (path, body, msg) => {
     if (note.value.trim()) body.note = note.value.trim();
     await api("POST", `/v1/policies/${enc}/${path}`, body);
+    await route();
     flash(msg, "info");
-    route();
   };
   const button = (text, fn, cls) => h("button", {
     type: "button", class: cls,
@@ -603,5 +646,5 @@ async function policyView(id) {
   );
 }
 
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => { flash(""); route(); });
 route();

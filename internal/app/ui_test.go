@@ -143,6 +143,7 @@ func TestWebUI(t *testing.T) {
 	b.clickText("main button", "Claim")
 	b.waitText("main .card", "claimed by reviewer-1")
 	b.clickText("main button", "Release")
+	b.waitText("#flash", "Released.")
 	b.waitText("main .card", "open")
 	b.do("approve with a comment",
 		chromedp.Click(chromedp.CSS(`input[name=verdict][value=approve]`)),
@@ -169,7 +170,10 @@ func TestWebUI(t *testing.T) {
 		t.Fatalf("an engineer's menu: %q", nav)
 	}
 
-	b.open("/instances/"+id, "main", "completed")
+	b.open("/instances?process=customer-onboarding&status=finished", "main table", "ui-1")
+	b.clickText("main tbody a", "ui-1")
+	b.waitText("main h1", "customer-onboarding — ui-1")
+	b.waitText("main .card", "completed")
 	b.waitText("main", "add business_kyc before open_account (business-account-kyc)")
 	b.clickText("main details summary", firstLine(b, "main details:nth-of-type(2) summary"))
 	b.waitText("main details[open] pre", "business-account-kyc")

@@ -656,3 +656,12 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEn
 		return e, err
 	}, `SELECT seq, at, key_id, actor, role, action, target, status, remote, request_id FROM audit_log `+tail, args...)
 }
+
+// Instances lists the instances of a process matching f, newest first.
+func (s *Store) Instances(ctx context.Context, f store.InstanceFilter) ([]store.InstanceSummary, error) {
+	q, args, err := store.InstancesQuery(f, func(n int) string { return fmt.Sprintf("$%d", n) })
+	if err != nil {
+		return nil, err
+	}
+	return collect(ctx, s.pool, "instances", func(r scanner) (store.InstanceSummary, error) { return store.ScanInstanceSummary(r.Scan) }, q, args...)
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -56,6 +57,7 @@ type Store interface {
 	StartCounts(ctx context.Context, process string, from, to time.Time, bucket time.Duration) ([]int, error)
 	PolicyChanges(ctx context.Context, process string, from, to time.Time) ([]store.PolicyChange, error)
 	Outcomes(ctx context.Context, process string, from, to time.Time, fn func(store.InstanceOutcome) error) error
+	Instances(ctx context.Context, f store.InstanceFilter) ([]store.InstanceSummary, error)
 	AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error)
 	AppendDecisionWithState(ctx context.Context, d process.Decision, st *store.StateSave) (process.Decision, error)
 	Decision(ctx context.Context, id string) (process.Decision, error)
@@ -84,6 +86,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("instance states", func(t *testing.T) { testInstanceStates(t, open(t)) })
 	t.Run("pending starts", func(t *testing.T) { testPendingStarts(t, open(t)) })
 	t.Run("outcomes", func(t *testing.T) { testOutcomes(t, open(t)) })
+	t.Run("instance listing", func(t *testing.T) { testInstanceListing(t, open(t)) })
 	t.Run("decisions", func(t *testing.T) { testDecisions(t, open(t)) })
 	t.Run("decision with state", func(t *testing.T) { testDecisionWithState(t, open(t)) })
 	t.Run("reviews", func(t *testing.T) { testReviews(t, open(t)) })
@@ -1206,5 +1209,84 @@ func testAudit(t *testing.T, s Store) {
 	must(t, err)
 	if len(keys) != 2 || len(anns) != 1 || anns[0].Action != "POST /v1/keys/:id/revoke" || len(page) != 1 || page[0].Seq != all[1].Seq {
 		t.Fatalf("filtered: %d by action, %+v by actor, page %+v", len(keys), anns, page)
+	}
+}
+
+func testInstanceListing(t *testing.T, s Store) {
+	ctx := t.Context()
+	// Seven instances of p a minute apart (two at the same time, to check
+	// the id breaks the tie), one of another process.
+	ids := []string{"l-0", "l-1", "l-2", "l-3", "l-4", "l-5a", "l-5b"}
+	for i, id := range ids {
+		at := t0.Add(time.Duration(min(i, 5)) * time.Minute)
+		_, _, err := s.CreateInstance(ctx, store.Instance{ID: id, Process: "p", ProcessVersion: 1, BusinessKey: "bk-" + id, Input: []byte(`{}`), CreatedBy: "erp", CreatedAt: at})
+		must(t, err)
+	}
+	_, _, err := s.CreateInstance(ctx, store.Instance{ID: "l-other", Process: "q", ProcessVersion: 1, BusinessKey: "x", Input: []byte(`{}`), CreatedAt: t0.Add(time.Hour)})
+	must(t, err)
+	saveState(t, s, "l-1", "r", 1, json.RawMessage(`{"status":"running"}`))
+	saveState(t, s, "l-2", "r", 1, json.RawMessage(`{"status":"waiting_review"}`))
+	saveState(t, s, "l-3", "r", 1, json.RawMessage(`{"status":"completed"}`))
+	saveState(t, s, "l-4", "r", 1, json.RawMessage(`{"status":"failed"}`))
+
+	list := func(f store.InstanceFilter) []string {
+		t.Helper()
+		f.Process = "p"
+		got, err := s.Instances(ctx, f)
+		must(t, err)
+		out := make([]string, len(got))
+		for i, in := range got {
+			out[i] = in.ID
+		}
+		return out
+	}
+	expect := func(name string, got []string, want ...string) {
+		t.Helper()
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: %v, want %v", name, got, want)
+		}
+	}
+	expect("all, newest first", list(store.InstanceFilter{}), "l-5b", "l-5a", "l-4", "l-3", "l-2", "l-1", "l-0")
+	expect("starting", list(store.InstanceFilter{Status: store.InstanceStarting}), "l-5b", "l-5a", "l-0")
+	expect("in progress", list(store.InstanceFilter{Status: store.InstanceInProgress}), "l-5b", "l-5a", "l-2", "l-1", "l-0")
+	expect("finished", list(store.InstanceFilter{Status: store.InstanceFinished}), "l-4", "l-3")
+	expect("failed", list(store.InstanceFilter{Status: store.InstanceFailed}), "l-4")
+	expect("waiting", list(store.InstanceFilter{Status: "waiting_review"}), "l-2")
+	expect("business key", list(store.InstanceFilter{BusinessKey: "bk-l-3"}), "l-3")
+	expect("since", list(store.InstanceFilter{Since: t0.Add(4 * time.Minute)}), "l-5b", "l-5a", "l-4")
+
+	// Pages of two follow one another with the cursor, across the tie.
+	var paged []string
+	f := store.InstanceFilter{Process: "p", Limit: 2}
+	for {
+		page, err := s.Instances(ctx, f)
+		must(t, err)
+		for _, in := range page {
+			paged = append(paged, in.ID)
+		}
+		if len(page) < f.Limit {
+			break
+		}
+		f.After = store.InstanceCursor(page[len(page)-1])
+	}
+	expect("paged", paged, "l-5b", "l-5a", "l-4", "l-3", "l-2", "l-1", "l-0")
+
+	got, err := s.Instances(ctx, store.InstanceFilter{Process: "p", Status: store.InstanceFinished})
+	must(t, err)
+	failed, completed := got[0], got[1]
+	if failed.Status != store.InstanceFailed || failed.FinishedAt == nil || completed.Status != store.InstanceCompleted || completed.FinishedAt == nil ||
+		completed.BusinessKey != "bk-l-3" || completed.CreatedBy != "erp" || completed.Version != 1 || !completed.CreatedAt.Equal(t0.Add(3*time.Minute)) {
+		t.Fatalf("finished instances: %+v", got)
+	}
+	starting, err := s.Instances(ctx, store.InstanceFilter{Process: "p", Status: store.InstanceStarting, Limit: 1})
+	must(t, err)
+	if len(starting) != 1 || starting[0].Status != store.InstanceStarting || starting[0].FinishedAt != nil {
+		t.Fatalf("a starting instance: %+v", starting)
+	}
+
+	for _, bad := range []store.InstanceFilter{{Process: "p", Status: "sleeping"}, {Process: "p", After: "%%%"}, {Process: "p", After: "bm9wZQ"}} {
+		if _, err := s.Instances(ctx, bad); !errors.Is(err, store.ErrInvalid) {
+			t.Fatalf("%+v: %v, want ErrInvalid", bad, err)
+		}
 	}
 }
