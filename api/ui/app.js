@@ -306,7 +306,7 @@ async function reviewView(id) {
   const sections = [
     h("h1", {}, `Review: ${r.process} / ${r.step}`),
     h("div", { class: "card" }, facts([
-      ["Status", [badge(r.status), r.claimed_by ? ` by ${r.claimed_by}, claim ends ` : "", r.claim_expires_at ? when(r.claim_expires_at) : ""]],
+      ["Status", [badge(r.status), r.status === "claimed" ? [` by ${r.claimed_by}, claim ends `, when(r.claim_expires_at)] : ""]],
       ["Why", r.reason],
       ["Queue", r.queue],
       ["Priority", String(r.priority)],
@@ -528,11 +528,14 @@ const windows = { "1d": "6h", "7d": "1d", "30d": "1d", "90d": "7d" };
 async function processView(name, q) {
   const since = windows[q.get("since")] ? q.get("since") : "7d";
   const enc = encodeURIComponent(name);
-  const [def, k, pol] = await Promise.all([
+  const [def, k, pol, shadow] = await Promise.all([
     api("GET", "/v1/processes/" + enc),
     api("GET", `/v1/processes/${enc}/kpis?since=${since}&bucket=${windows[since]}`),
     api("GET", "/v1/policies?process=" + enc),
+    api("GET", `/v1/policies/shadow-report?process=${enc}&since=${since}`),
   ]);
+  const classifier = def.definition?.classify?.name;
+  const quality = classifier ? await api("GET", `/v1/classifiers/${encodeURIComponent(classifier)}/quality?since=${since}&bucket=${windows[since]}`) : null;
   const o = k.overall;
   const tile = (v, label) => h("div", { class: "tile" }, h("div", { class: "v" }, v), h("div", { class: "k" }, label));
   const sinceSel = h("select", { onchange: (ev) => { location.hash = `#/processes/${enc}?since=${ev.target.value}`; } },
@@ -586,6 +589,32 @@ async function processView(name, q) {
       { title: "By", cell: (c) => c.author },
       { title: "Note", cell: (c) => c.note || "" },
     ], k.policy_changes.slice().reverse())] : null,
+    shadow.policies?.length ? [h("h2", {}, "Shadows and canaries against what was applied"),
+      h("p", { class: "muted" }, `${num(shadow.with_shadow)} of ${num(shadow.decisions)} decisions evaluated a shadow; ${num(shadow.disagreements)} would have gone otherwise.`),
+      table([
+        { title: "Policy", cell: (x) => link("#/policies/" + encodeURIComponent(x.id), x.id) },
+        { title: "Versions", cell: (x) => (x.versions || []).map((v) => "v" + v).join(", ") },
+        { title: "Evaluated", num: true, cell: (x) => num(x.evaluated) },
+        { title: "Matched", num: true, cell: (x) => num(x.matched) },
+        { title: "Disagreed", num: true, cell: (x) => num(x.disagreed) },
+        { title: "Rate", num: true, cell: (x) => pct(x.disagreement_rate) },
+        { title: "For example", cell: (x) => (x.examples || []).slice(0, 3).map((e) => h("div", {}, link("#/instances/" + encodeURIComponent(e.instance_id), e.step), `: ${(e.before || []).join(", ") || "nothing"} → ${(e.after || []).join(", ") || "nothing"}`)) },
+      ], shadow.policies)] : null,
+    quality ? [h("h2", {}, `Classifier ${classifier}: reviewers' verdicts`),
+      quality.overall.verdicts === 0
+        ? h("p", { class: "muted" }, "No verdict on a classification in the window yet.")
+        : [h("div", { class: "tiles" },
+          tile(num(quality.overall.verdicts), "verdicts"),
+          tile(pct(quality.overall.accuracy), "model agreed with reviewers"),
+          tile(pct(quality.overall.mean_confidence), "mean confidence"),
+          tile(quality.overall.ece.toFixed(3), "calibration error (ECE)")),
+        table([
+          { title: "Model's label", cell: (x) => x.label },
+          { title: "Verdicts", num: true, cell: (x) => num(x.verdicts) },
+          { title: "Agreed", num: true, cell: (x) => pct(x.accuracy) },
+          { title: "Confidence", num: true, cell: (x) => pct(x.mean_confidence) },
+          { title: "Corrected to", cell: (x) => Object.entries(x.corrected_to || {}).map(([l, n]) => `${l} ×${n}`).join(", ") },
+        ], quality.labels)]] : null,
     h("h2", {}, "Steps"),
     table([
       { title: "Step", cell: (s) => s.id },
@@ -599,6 +628,7 @@ async function policyView(id) {
   const enc = encodeURIComponent(id);
   const [st, vs] = await Promise.all([api("GET", "/v1/policies/" + enc), api("GET", `/v1/policies/${enc}/versions`)]);
   const note = h("input", { name: "note", size: 40, placeholder: "note for the change log" });
+  const percent = h("input", { name: "percent", type: "number", min: 1, max: 99, value: st.shadow_percent || 10, size: 4 });
   const change = async (path, body, msg) => {
     if (note.value.trim()) body.note = note.value.trim();
     await api("POST", `/v1/policies/${enc}/${path}`, body);
@@ -616,7 +646,8 @@ async function policyView(id) {
     if (v.version === st.active_version) return h("span", { class: "muted" }, "in force");
     return h("div", { class: "actions" },
       button(v.version < (st.active_version || 0) ? "Roll back to this" : "Activate", () => change("activate", { version: v.version }, `${id} v${v.version} is active.`)),
-      v.version === st.shadow_version ? null : button("Shadow", () => change("activate", { version: v.version, mode: "shadow" }, `${id} v${v.version} runs in shadow.`), "secondary"));
+      v.version === st.shadow_version && !st.shadow_percent ? null : button("Shadow", () => change("activate", { version: v.version, mode: "shadow" }, `${id} v${v.version} runs in shadow.`), "secondary"),
+      st.active_version ? button("Canary", () => change("activate", { version: v.version, mode: "canary", percent: Number(percent.value) }, `${id} v${v.version} applies to ${percent.value}% of the instances.`), "secondary") : null);
   };
   const latest = st.latest?.policy || {};
   render(
@@ -630,7 +661,7 @@ async function policyView(id) {
       ["Last change", st.changed_by ? [st.changed_by, " ", when(st.changed_at)] : null],
       ["Description", latest.description],
     ])),
-    h("div", { class: "actions" }, h("label", {}, "Note", note),
+    h("div", { class: "actions" }, h("label", {}, "Note", note), h("label", {}, "Canary share (%)", percent),
       st.mode !== "disabled" ? button("Disable", () => change("disable", {}, `${id} is disabled.`), "danger") : null),
     h("h2", {}, "Versions"),
     table([

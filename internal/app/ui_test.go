@@ -87,7 +87,8 @@ func (b *browser) signIn(key string) {
 
 func (b *browser) open(hash, css, want string) {
 	b.t.Helper()
-	b.do("open "+hash, chromedp.Navigate(b.base+"/ui/#"+hash))
+	// Through a blank page, so the same address loads afresh.
+	b.do("open "+hash, chromedp.Navigate("about:blank"), chromedp.Navigate(b.base+"/ui/#"+hash))
 	b.waitText(css, want)
 }
 
@@ -145,15 +146,21 @@ func TestWebUI(t *testing.T) {
 	b.clickText("main button", "Release")
 	b.waitText("#flash", "Released.")
 	b.waitText("main .card", "open")
-	b.do("approve with a comment",
-		chromedp.Click(chromedp.CSS(`input[name=verdict][value=approve]`)),
-		chromedp.SendKeys(chromedp.CSS(`textarea[name=comment]`), "registry extract checked"))
+	// The reviewer corrects the model: a sole trader, not a company.
+	b.do("correct the label with a comment",
+		chromedp.Click(chromedp.CSS(`input[name=verdict][value=correct]`)),
+		chromedp.SetValue(chromedp.CSS(`select[name=label]`), "personal_account"),
+		chromedp.SendKeys(chromedp.CSS(`textarea[name=comment]`), "sole trader"))
 	b.clickText("main button", "Submit decision")
-	b.waitText("#flash", "Decided: approve")
-	b.waitText("main .card", "approve by reviewer-1: registry extract checked")
+	b.waitText("#flash", "the classifier learned “personal_account” from it")
+	b.waitText("main .card", "approve by reviewer-1: corrected to personal_account. sole trader")
 	inst := d.waitStatus(id, "completed")
-	if r := inst["reviews"].([]any)[0].(map[string]any); r["verdict"] != "approve" || r["comment"] != "registry extract checked" {
+	if r := inst["reviews"].([]any)[0].(map[string]any); r["reviewer"] != "reviewer-1" || !strings.HasSuffix(r["comment"].(string), "sole trader") {
 		t.Fatalf("the instance's review: %v", r)
+	}
+	ex := d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/examples", reviewer, ""), http.StatusOK)
+	if xs := ex.body["examples"].([]any); len(xs) != 1 || xs[0].(map[string]any)["label"] != "personal_account" || xs[0].(map[string]any)["source"] != "review:reviewer-1" {
+		t.Fatalf("the correction is no example: %s", ex.raw)
 	}
 	if title, _ := chromedp.Run(b.ctx, chromedp.Title()); title == "owned" {
 		t.Fatal("the message's markup ran")
@@ -197,6 +204,28 @@ func TestWebUI(t *testing.T) {
 	if p := d.expect(d.call("GET", "/v1/policies/business-account-kyc", engineer, ""), http.StatusOK); p.body["mode"] != "active" || p.body["active_version"] != 1.0 {
 		t.Fatalf("after Activate: %s", p.raw)
 	}
+
+	// A second version, registered in shadow from files, goes to a
+	// quarter of the instances from the policy's page.
+	v2, err := os.ReadFile(filepath.Join("..", "..", "examples", "policies", "onboarding-business-kyc.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 = []byte(strings.Replace(string(v2), "priority: 10", "priority: 11", 1))
+	d.expect(call(t, d.base, "POST", "/v1/policies?mode=shadow", engineer, "application/yaml", string(v2)), http.StatusCreated)
+	b.open("/policies/business-account-kyc", "main table", "v2")
+	b.do("set the share", chromedp.SetValue(chromedp.CSS(`input[name=percent]`), "25"))
+	b.clickText("main button", "Canary")
+	b.waitText("#flash", "business-account-kyc v2 applies to 25% of the instances")
+	if p := d.expect(d.call("GET", "/v1/policies/business-account-kyc", engineer, ""), http.StatusOK); p.body["mode"] != "active" || p.body["shadow_version"] != 2.0 || p.body["shadow_percent"] != 25.0 {
+		t.Fatalf("after Canary: %s", p.raw)
+	}
+	b.waitText("main .card", "canary 25%")
+
+	// The process page shows what reviewers made of the classifier.
+	b.open("/processes/customer-onboarding", "main", "Classifier onboarding-requests")
+	b.waitText("main", "model agreed with reviewers")
+	b.waitText("main", "personal_account ×1")
 }
 
 func firstLine(b *browser, css string) string {
