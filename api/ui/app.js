@@ -133,6 +133,7 @@ const can = {
   review: () => ["reviewer", "admin"].includes(me.role),
   instances: () => ["system", "engineer", "admin"].includes(me.role),
   engineer: () => ["engineer", "admin"].includes(me.role),
+  admin: () => me.role === "admin",
 };
 
 function signOut(msg) {
@@ -153,6 +154,7 @@ function chrome() {
   if (can.review()) items.push(["#/inbox", "Inbox"]);
   if (can.instances()) items.push(["#/instances", "Instances"]);
   if (can.engineer()) items.push(["#/processes", "Processes"]);
+  if (can.admin()) items.push(["#/keys", "Keys"], ["#/audit", "Audit"]);
   const here = location.hash.split("?")[0];
   for (const [href, text] of items) {
     nav.append(h("a", { href, class: here.startsWith(href) ? "current" : "" }, text));
@@ -226,6 +228,8 @@ async function route() {
     instances: () => (parts[1] ? instanceView(parts[1]) : instancesView(q)),
     processes: () => (parts[1] ? processView(parts[1], q) : processesView()),
     policies: () => policyView(parts[1]),
+    keys: () => keysView(),
+    audit: () => auditView(q),
   };
   const view = views[parts[0]];
   if (!view) {
@@ -674,6 +678,107 @@ async function policyView(id) {
     ], vs.versions.slice().reverse()),
     h("h2", {}, `Latest (v${st.latest_version})`),
     json(latest),
+  );
+}
+
+// ---- administration ------------------------------------------------------
+
+const roles = ["system", "reviewer", "engineer", "admin"];
+
+// showSecret shows a new key's secret, the one time the API gives it out.
+function showSecret(k) {
+  return h("div", { class: "card secret" },
+    h("p", {}, `The secret of ${k.name} (${k.role}). Copy it now: it is stored hashed and never shown again.`),
+    h("pre", { id: "new-secret" }, k.key));
+}
+
+async function keysView(fresh) {
+  if (!can.admin()) return render(h("p", {}, "Keys are for admin keys."));
+  const { keys } = await api("GET", "/v1/keys");
+  const name = h("input", { name: "name", size: 18, required: true, placeholder: "ann, erp-prod" });
+  const role = h("select", { name: "role" }, roles.map((r) => h("option", { value: r }, r)));
+  const procs = h("input", { name: "processes", size: 22, placeholder: "all, or returns, payroll" });
+  const expires = h("input", { name: "expires_in", size: 10, placeholder: "never, or 90d" });
+  const form = h("form", {
+    class: "filters",
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      const body = { name: name.value.trim(), role: role.value };
+      const p = procs.value.split(",").map((x) => x.trim()).filter(Boolean);
+      if (p.length) body.processes = p;
+      if (expires.value.trim()) body.expires_in = expires.value.trim();
+      try {
+        const k = await api("POST", "/v1/keys", body);
+        await keysView(k);
+        flash(`Key ${k.name} created.`, "info");
+      } catch (e) { flash(e.message); }
+    },
+  }, h("label", {}, "Name", name), h("label", {}, "Role", role), h("label", {}, "Processes", procs), h("label", {}, "Expires in", expires),
+  h("button", { type: "submit" }, "Create key"));
+  const act = (text, label, fn, cls) => h("button", {
+    type: "button", class: cls, "aria-label": label,
+    onclick: async (ev) => {
+      ev.target.disabled = true;
+      try { await fn(); } catch (e) { flash(e.message); ev.target.disabled = false; }
+    },
+  }, text);
+  const state = (k) => (k.revoked_at ? badge("revoked") : k.expires_at && new Date(k.expires_at) < new Date() ? badge("expired") : badge("active"));
+  render(
+    h("h1", {}, "API keys"),
+    fresh ? showSecret(fresh) : null,
+    form,
+    table([
+      { title: "Name", cell: (k) => k.name },
+      { title: "Role", cell: (k) => k.role },
+      { title: "Processes", cell: (k) => (k.processes?.length ? k.processes.join(", ") : "all") },
+      { title: "State", cell: state },
+      { title: "Created", cell: (k) => when(k.created_at) },
+      { title: "Expires", cell: (k) => (k.expires_at ? when(k.expires_at) : "never") },
+      { title: "", cell: (k) => (k.revoked_at || k.id === me.id ? "" : h("div", { class: "actions" },
+        act("Rotate", `Rotate ${k.name}`, async () => { const r = await api("POST", `/v1/keys/${encodeURIComponent(k.id)}/rotate`); await keysView(r); flash(`${k.name} has a new secret; the old one no longer works.`, "info"); }, "secondary"),
+        act("Revoke", `Revoke ${k.name}`, async () => {
+          if (!confirm(`Revoke ${k.name} for good?`)) return;
+          await api("POST", `/v1/keys/${encodeURIComponent(k.id)}/revoke`);
+          await keysView();
+          flash(`${k.name} is revoked.`, "info");
+        }, "danger"))) },
+    ], keys),
+  );
+}
+
+async function auditView(q) {
+  if (!can.admin()) return render(h("p", {}, "The audit log is for admin keys."));
+  const since = q.get("since") || "7d";
+  const params = new URLSearchParams({ since, limit: "200" });
+  for (const k of ["actor", "action", "after"]) if (q.get(k)) params.set(k, q.get(k));
+  const { entries } = await api("GET", "/v1/audit?" + params);
+  const input = (name, size) => h("input", { name, size, value: q.get(name) || (name === "since" ? since : "") });
+  const form = h("form", {
+    class: "filters",
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      const p = new URLSearchParams();
+      for (const el of form.elements) if (el.name && el.value) p.set(el.name, el.value);
+      location.hash = "#/audit?" + p;
+    },
+  }, h("label", {}, "Since", input("since", 6)), h("label", {}, "Who", input("actor", 14)), h("label", {}, "Route", input("action", 30)),
+  h("button", { type: "submit" }, "Filter"));
+  const more = new URLSearchParams(q);
+  if (entries.length === 200) more.set("after", entries[entries.length - 1].seq);
+  render(
+    h("h1", {}, "Audit log"),
+    h("p", { class: "muted" }, "Every change made through the API, oldest first: processes, policies, keys, claims, verdicts, examples."),
+    form,
+    table([
+      { title: "#", num: true, cell: (e) => e.seq },
+      { title: "When", cell: (e) => when(e.at) },
+      { title: "Who", cell: (e) => `${e.actor} (${e.role})` },
+      { title: "Route", cell: (e) => e.action },
+      { title: "Target", cell: (e) => e.target },
+      { title: "Status", num: true, cell: (e) => e.status },
+      { title: "From", cell: (e) => e.remote },
+    ], entries),
+    entries.length === 200 ? h("p", {}, link("#/audit?" + more, "Next page →")) : null,
   );
 }
 

@@ -226,6 +226,38 @@ func TestWebUI(t *testing.T) {
 	b.open("/processes/customer-onboarding", "main", "Classifier onboarding-requests")
 	b.waitText("main", "model agreed with reviewers")
 	b.waitText("main", "personal_account ×1")
+
+	// An admin makes a key for a new reviewer, rotates and revokes it, and
+	// finds it all in the audit log.
+	b.clickText("#who button", "Sign out")
+	b.signIn(adminKey)
+	b.waitText("#nav", "Keys")
+	b.open("/keys", "main h1", "API keys")
+	b.do("fill in a key",
+		chromedp.SendKeys(chromedp.CSS(`input[name=name]`), "ann"),
+		chromedp.SetValue(chromedp.CSS(`select[name=role]`), "reviewer"),
+		chromedp.SendKeys(chromedp.CSS(`input[name=processes]`), "customer-onboarding"))
+	b.clickText("main button", "Create key")
+	b.waitText("#flash", "Key ann created.")
+	secret := b.text("#new-secret")
+	who := d.expect(d.call("GET", "/v1/whoami", secret, ""), http.StatusOK)
+	if who.body["name"] != "ann" || who.body["role"] != "reviewer" {
+		t.Fatalf("the new key: %s", who.raw)
+	}
+	b.waitText("main table", "customer-onboarding")
+	b.do("rotate ann's key", chromedp.Click(chromedp.CSS(`button[aria-label="Rotate ann"]`)))
+	b.waitText("#flash", "ann has a new secret")
+	rotated := b.text("#new-secret")
+	d.expect(d.call("GET", "/v1/whoami", secret, ""), http.StatusUnauthorized)
+	d.expect(d.call("GET", "/v1/whoami", rotated, ""), http.StatusOK)
+	b.do("revoke ann's key", chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+		chromedp.Click(chromedp.CSS(`button[aria-label="Revoke ann"]`)))
+	b.waitText("#flash", "ann is revoked.")
+	d.expect(d.call("GET", "/v1/whoami", rotated, ""), http.StatusUnauthorized)
+	b.open("/audit?action=POST /v1/keys/:id/revoke", "main table", "POST /v1/keys/:id/revoke")
+	if log := b.text("main tbody"); strings.Count(log, "\n") != 0 || !strings.Contains(log, "admin (admin)") {
+		t.Fatalf("the audit log of revocations:\n%s", log)
+	}
 }
 
 func firstLine(b *browser, css string) string {
