@@ -276,6 +276,7 @@ func New(opts Options) (*Handler, error) {
 	v1.POST("/policies", s.allow(engineer), s.putPolicy)
 	v1.GET("/policies", s.allow(engineer), s.listPolicies)
 	v1.GET("/instances/:id", s.allow(readers), s.getInstance)
+	v1.POST("/instances/:id/cancel", s.allow(readers), s.cancelInstance)
 	v1.GET("/instances/:id/decisions", s.allow(readers), s.listDecisions)
 	v1.GET("/decisions/:id/explanation", s.allow(readers), s.explain)
 	v1.GET("/reviews", s.allow([]string{store.RoleReviewer}), s.listReviews)

@@ -3,6 +3,7 @@ package api
 import (
 	"sync"
 
+	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/workflows"
 )
 
@@ -35,9 +36,7 @@ func (f *finishedStates) get(id string) (workflows.State, bool) {
 
 // put keeps st when the instance has finished.
 func (f *finishedStates) put(id string, st workflows.State) {
-	switch st.Status {
-	case workflows.StatusCompleted, workflows.StatusFailed, workflows.StatusRejected:
-	default:
+	if !store.Final(st.Status) {
 		return
 	}
 	f.mu.Lock()

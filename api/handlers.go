@@ -262,12 +262,17 @@ func (s *server) getInstance(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{
+	c.JSON(http.StatusOK, instanceJSON(inst, st))
+}
+
+// instanceJSON is an instance as the API shows it.
+func instanceJSON(inst store.Instance, st workflows.State) gin.H {
+	return gin.H{
 		"id": inst.ID, "process": inst.Process, "version": inst.ProcessVersion, "business_key": inst.BusinessKey,
 		"input": inst.Input, "created_at": inst.CreatedAt, "created_by": inst.CreatedBy,
 		"status": st.Status, "error": st.Error, "plan": st.Plan, "results": st.Results, "vars": st.Vars,
 		"reviews": st.Reviews, "decisions": st.Decisions, "classification": st.Classification,
-	})
+	}
 }
 
 // instanceState is the instance's state: the projection its workflow saves

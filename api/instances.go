@@ -9,14 +9,18 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/workflows"
 )
 
 // instanceStatuses are what a listing filters by.
 var instanceStatuses = []string{store.InstanceStarting, "running", "waiting_review", store.InstanceCompleted, store.InstanceRejected, store.InstanceFailed,
-	store.InstanceInProgress, store.InstanceFinished}
+	store.InstanceCanceled, store.InstanceInProgress, store.InstanceFinished}
 
 // listInstances lists a process's instances, newest first, paged by
 // cursor: the failed ones to look into, the ones waiting for review, or
@@ -67,4 +71,94 @@ func (s *server) listInstances(c *gin.Context) {
 		out["next"] = store.InstanceCursor(list[len(list)-1])
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// cancelWait is how long a cancel request waits for the instance to end
+// before it answers 202.
+const cancelWait = 10 * time.Second
+
+type cancelRequest struct {
+	Reason string `json:"reason"`
+}
+
+// cancelInstance stops an instance: the step under way and those after it
+// do not run, its open reviews leave the inbox, and it ends as canceled,
+// with who canceled it and why as its error. The answer is the instance
+// once it has ended (200), or as it is when it takes longer (202).
+func (s *server) cancelInstance(c *gin.Context) {
+	var req cancelRequest
+	if c.Request.ContentLength != 0 {
+		if err := bindJSON(c, &req); err != nil {
+			fail(c, err)
+			return
+		}
+	}
+	if len(req.Reason) > 1000 {
+		fail(c, badRequest("reason", "must be at most 1000 characters (got %d)", len(req.Reason)))
+		return
+	}
+	inst, err := s.allowedInstance(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	if st, _ := store.StatusOf(inst.State); store.Final(st) {
+		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "instance " + inst.ID + " has already ended: " + st})
+		return
+	}
+	h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   inst.ID,
+		UpdateName:   workflows.UpdateCancel,
+		Args:         []any{workflows.CancelRequest{By: caller(c).Name, Reason: strings.TrimSpace(req.Reason)}},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, nil)
+	}
+	var ae *temporal.ApplicationError
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &ae):
+		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "instance " + inst.ID + ": " + ae.Message()})
+		return
+	case errors.As(err, &nf) && inst.PendingStart:
+		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "instance " + inst.ID + " is still starting; cancel it once it runs"})
+		return
+	case errors.As(err, &nf):
+		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "instance " + inst.ID + " is no longer running"})
+		return
+	case err != nil:
+		fail(c, err)
+		return
+	}
+	// The workflow ends in moments (it closes reviews and saves its
+	// state); answer with its end.
+	deadline := time.Now().Add(cancelWait)
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		cur, err := s.Instances.Instance(ctx, inst.ID)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		st, err := s.instanceState(ctx, cur)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		if store.Final(st.Status) || time.Now().After(deadline) {
+			code := http.StatusOK
+			if !store.Final(st.Status) {
+				code = http.StatusAccepted
+			}
+			c.JSON(code, instanceJSON(cur, st))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			fail(c, ctx.Err())
+			return
+		case <-time.After(wait):
+		}
+	}
 }

@@ -73,7 +73,9 @@ type kpis struct {
 	Completed     int `json:"completed"`
 	Rejected      int `json:"rejected"`
 	Failed        int `json:"failed"`
-	// ErrorRate is failed over finished (0 when none finished).
+	Canceled      int `json:"canceled"`
+	// ErrorRate is failed over finished (0 when none finished); canceled
+	// instances are not counted in.
 	ErrorRate float64 `json:"error_rate"`
 	// CycleTime is over the finished instances whose finish time is known;
 	// nil when there are none.
@@ -116,13 +118,15 @@ func (a *kpiAcc) add(o store.InstanceOutcome) {
 		a.k.Rejected++
 	case store.InstanceFailed:
 		a.k.Failed++
+	case store.InstanceCanceled:
+		a.k.Canceled++
 	default:
 		a.k.InProgress++
 		if o.Status == workflows.StatusWaitingReview {
 			a.k.WaitingReview++
 		}
 	}
-	if !o.FinishedAt.IsZero() {
+	if !o.FinishedAt.IsZero() && o.Status != store.InstanceCanceled { // a cancel cuts the cycle short
 		a.cycles = append(a.cycles, max(0, o.FinishedAt.Sub(o.CreatedAt).Seconds()))
 	}
 	a.k.Reviews += o.Reviews

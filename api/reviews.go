@@ -45,11 +45,11 @@ func (s *server) listReviews(c *gin.Context) {
 	f := store.ReviewFilter{Status: c.DefaultQuery("status", store.ReviewOpen), Queue: c.Query("queue"), Process: c.Query("process"),
 		Assignee: c.Query("assignee"), After: c.Query("after"), Now: time.Now()}
 	switch f.Status {
-	case store.ReviewOpen, store.ReviewClaimed, store.ReviewEscalated, store.ReviewDecided, store.ReviewExpired:
+	case store.ReviewOpen, store.ReviewClaimed, store.ReviewEscalated, store.ReviewDecided, store.ReviewExpired, store.ReviewCanceled:
 	case "all":
 		f.Status = ""
 	default:
-		fail(c, badRequest("status", "must be open, claimed, escalated, decided, expired or all (got %q)", f.Status))
+		fail(c, badRequest("status", "must be open, claimed, escalated, decided, expired, canceled or all (got %q)", f.Status))
 		return
 	}
 	// A key limited to processes sees only their reviews.

@@ -253,11 +253,12 @@ const (
 	EventCompleted     = "completed"
 	EventFailed        = "failed"
 	EventRejected      = "rejected"
+	EventCanceled      = "canceled"
 	EventWaitingReview = "waiting_review"
 )
 
 // CallbackEvents are all instance events, in order.
-var CallbackEvents = []string{EventCompleted, EventFailed, EventRejected, EventWaitingReview}
+var CallbackEvents = []string{EventCompleted, EventFailed, EventRejected, EventCanceled, EventWaitingReview}
 
 // Wants reports whether the callback asks for the event.
 func (c *Callback) Wants(event string) bool {

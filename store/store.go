@@ -188,6 +188,7 @@ type StateSave struct {
 const (
 	InstanceCompleted = "completed"
 	InstanceFailed    = "failed"
+	InstanceCanceled  = "canceled"
 	InstanceRejected  = "rejected"
 )
 
@@ -200,7 +201,7 @@ func StatusOf(state json.RawMessage) (status string, final bool) {
 	if json.Unmarshal(state, &st) != nil {
 		return "", false
 	}
-	return st.Status, st.Status == InstanceCompleted || st.Status == InstanceFailed || st.Status == InstanceRejected
+	return st.Status, Final(st.Status)
 }
 
 // Numbered writes the placeholders {1} to {9} of q, shared by both
@@ -320,7 +321,7 @@ func InstancesQuery(f InstanceFilter, ph func(n int) string) (string, []any, err
 		return ph(len(args))
 	}
 	where := []string{"process = " + arg(f.Process)}
-	final := fmt.Sprintf("status IN ('%s', '%s', '%s')", InstanceCompleted, InstanceRejected, InstanceFailed)
+	final := fmt.Sprintf("status IN ('%s', '%s', '%s', '%s')", InstanceCompleted, InstanceRejected, InstanceFailed, InstanceCanceled)
 	switch f.Status {
 	case "":
 	case InstanceStarting:
@@ -329,7 +330,7 @@ func InstancesQuery(f InstanceFilter, ph func(n int) string) (string, []any, err
 		where = append(where, "NOT "+final)
 	case InstanceFinished:
 		where = append(where, final)
-	case "running", "waiting_review", InstanceCompleted, InstanceRejected, InstanceFailed:
+	case "running", "waiting_review", InstanceCompleted, InstanceRejected, InstanceFailed, InstanceCanceled:
 		where = append(where, "status = "+arg(f.Status))
 	default:
 		return "", nil, fmt.Errorf("%w: unknown instance status %q", ErrInvalid, f.Status)
@@ -374,6 +375,15 @@ func ScanInstanceSummary(scan func(dest ...any) error) (InstanceSummary, error) 
 		in.FinishedAt = &t
 	}
 	return in, nil
+}
+
+// Final reports whether an instance status is final.
+func Final(status string) bool {
+	switch status {
+	case InstanceCompleted, InstanceFailed, InstanceRejected, InstanceCanceled:
+		return true
+	}
+	return false
 }
 
 // Finish reports that a state save ended an instance: it was the first
@@ -459,6 +469,8 @@ const (
 	ReviewOpen    = "open"
 	ReviewDecided = "decided"
 	ReviewExpired = "expired"
+	// ReviewCanceled: the instance was canceled while the review was open.
+	ReviewCanceled = "canceled"
 	// ReviewClaimed is how an open review reads while a reviewer holds a
 	// live claim on it; the claim is a lease that runs out by itself.
 	ReviewClaimed = "claimed"

@@ -23,6 +23,7 @@ const (
 	ProcessWorkflow      = "adaptflow.Process"
 	QueryState           = "state"
 	UpdateReviewDecision = "review-decision"
+	UpdateCancel         = "cancel"
 )
 
 // Instance statuses.
@@ -34,6 +35,7 @@ const (
 	StatusCompleted     = store.InstanceCompleted
 	StatusRejected      = store.InstanceRejected
 	StatusFailed        = store.InstanceFailed
+	StatusCanceled      = store.InstanceCanceled
 )
 
 // Step states.
@@ -45,6 +47,8 @@ const (
 	StepWaitingReview = "waiting_review"
 	StepFailed        = "failed"
 	StepNotRun        = "not_run"
+	// StepCanceled: the step was under way when the instance was canceled.
+	StepCanceled = "canceled"
 )
 
 // Input starts one instance.
@@ -124,7 +128,17 @@ const (
 	ErrTypeUnknownReview = "UnknownReview"
 	ErrTypeReviewClosed  = "ReviewClosed"
 	ErrTypeBadDecision   = "BadReviewDecision"
+	// ErrTypeFinished refuses to cancel an instance that has ended or is
+	// being canceled (409).
+	ErrTypeFinished = "InstanceFinished"
 )
+
+// CancelRequest is the argument of [UpdateCancel]: who cancels the
+// instance, and why.
+type CancelRequest struct {
+	By     string `json:"by"`
+	Reason string `json:"reason,omitempty"`
+}
 
 // errRejected ends the plan when a reviewer rejects the instance.
 var errRejected = errors.New("rejected by review")
@@ -155,6 +169,10 @@ type runner struct {
 	// localSteps: built-in task and validate steps run as local
 	// activities (from version versionLocalSteps on).
 	localSteps bool
+	// stop cancels the context the steps run in; canceled is the request
+	// that did, when an API client canceled the instance.
+	stop     workflow.CancelFunc
+	canceled *CancelRequest
 }
 
 // Run interprets one instance of a process definition.
@@ -174,14 +192,32 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 		workflow.UpdateHandlerOptions{Validator: r.validateReviewDecision}); err != nil {
 		return Result{}, err
 	}
+	// The steps run in a context of their own: canceling the workflow
+	// (Temporal's cancel) or the cancel update stops them.
+	steps, stop := workflow.WithCancel(ctx)
+	r.stop = stop
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateCancel, r.onCancel,
+		workflow.UpdateHandlerOptions{Validator: r.validateCancel}); err != nil {
+		return Result{}, err
+	}
 
 	r.projection = workflow.GetVersion(ctx, changeProjection, workflow.DefaultVersion, versionSparseSaves)
 	r.localSteps = workflow.GetVersion(ctx, changeLocalSteps, workflow.DefaultVersion, versionLocalSteps) >= versionLocalSteps
-	err := r.classify(ctx)
+	err := r.classify(steps)
 	if err == nil {
-		err = r.run(ctx)
+		err = r.run(steps)
+	}
+	if err != nil && steps.Err() != nil {
+		// Canceled: what follows runs in a disconnected context, as the
+		// workflow's own is canceled too when Temporal canceled it.
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		if workflow.GetVersion(dctx, changeCancel, workflow.DefaultVersion, versionCancel) >= versionCancel {
+			ctx, err = dctx, nil
+			r.cancel(ctx)
+		}
 	}
 	switch {
+	case r.st.Status == StatusCanceled:
 	case errors.Is(err, errRejected):
 		r.st.Status = StatusRejected
 		err = nil
@@ -232,6 +268,11 @@ const (
 	// out, stay activities).
 	changeLocalSteps          = "local-steps"
 	versionLocalSteps Version = 1
+	// changeCancel: a canceled instance ends as canceled, with its open
+	// reviews closed and its state saved, instead of failing with its
+	// state left as it was. Only canceled runs reach the marker.
+	changeCancel          = "instance-cancel"
+	versionCancel Version = 1
 )
 
 // NewState is the state of an instance of def before its first step, with
@@ -738,6 +779,65 @@ func (r *runner) onReviewDecision(ctx workflow.Context, d ReviewDecision) (Revie
 	return out, nil
 }
 
+func (r *runner) validateCancel(_ workflow.Context, c CancelRequest) error {
+	switch {
+	case r.canceled != nil:
+		return temporal.NewApplicationError(fmt.Sprintf("instance is already being canceled by %s", r.canceled.By), ErrTypeFinished)
+	case r.st.Status == StatusCompleted || r.st.Status == StatusRejected || r.st.Status == StatusFailed || r.st.Status == StatusCanceled:
+		return temporal.NewApplicationError("instance has already ended: "+r.st.Status, ErrTypeFinished)
+	case c.By == "":
+		return temporal.NewApplicationError("by is required", ErrTypeBadDecision)
+	}
+	return nil
+}
+
+// onCancel stops the instance's steps; the workflow then ends as canceled
+// (see cancel). The update answers at once.
+func (r *runner) onCancel(ctx workflow.Context, c CancelRequest) error {
+	if err := r.validateCancel(ctx, c); err != nil {
+		return err
+	}
+	r.canceled = &c
+	r.stop()
+	return nil
+}
+
+// cancel ends a canceled instance: the step under way and those after it
+// do not run, its open reviews close as canceled (the inbox drops them),
+// and the reason is its error.
+func (r *runner) cancel(ctx workflow.Context) {
+	r.st.Status = StatusCanceled
+	r.st.Error = "canceled"
+	by := "temporal"
+	if c := r.canceled; c != nil {
+		by = c.By
+		r.st.Error = "canceled by " + c.By
+		if c.Reason != "" {
+			r.st.Error += ": " + c.Reason
+		}
+	}
+	for i := range r.st.Plan {
+		switch r.st.Plan[i].State {
+		case StepRunning, StepWaitingReview:
+			r.st.Plan[i].State = StepCanceled
+		case StepPending:
+			r.st.Plan[i].State = StepNotRun
+		}
+	}
+	actx := workflow.WithActivityOptions(ctx, bookkeepingOptions)
+	for k := range r.st.Reviews {
+		rv := &r.st.Reviews[k]
+		if rv.Status != store.ReviewOpen {
+			continue
+		}
+		rv.Status, rv.Reviewer = store.ReviewCanceled, by
+		in := activities.CloseReviewInput{ReviewID: rv.ID, Status: rv.Status, Reviewer: by, Comment: r.st.Error, At: workflow.Now(ctx)}
+		if err := workflow.ExecuteActivity(actx, a.CloseReview, in).Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Warn("review of a canceled instance not closed", "review", rv.ID, "err", err)
+		}
+	}
+}
+
 var bookkeepingOptions = workflow.ActivityOptions{
 	StartToCloseTimeout: 30 * time.Second,
 	RetryPolicy: &temporal.RetryPolicy{
@@ -853,7 +953,10 @@ func (r *runner) runStep(ctx workflow.Context, i int) error {
 	end := workflow.Now(ctx)
 	ps.FinishedAt = &end
 	if err != nil {
-		if !errors.Is(err, errRejected) {
+		switch {
+		case ctx.Err() != nil:
+			ps.State = StepCanceled
+		case !errors.Is(err, errRejected):
 			ps.State = StepFailed
 			ps.Error = errorMessage(err)
 		}

@@ -861,3 +861,107 @@ func TestDurationSignal(t *testing.T) {
 		t.Fatalf("observations %+v: %v", obs, err)
 	}
 }
+
+// cancelAfter sends the cancel update after delay and reports how the
+// workflow answered it.
+func (h *harness) cancelAfter(delay time.Duration, c workflows.CancelRequest, answer *error) {
+	h.env.RegisterDelayedCallback(func() {
+		h.env.UpdateWorkflow(workflows.UpdateCancel, "", &testsuite.TestUpdateCallback{
+			OnAccept:   func() {},
+			OnReject:   func(err error) { *answer = err },
+			OnComplete: func(_ any, err error) { *answer = err },
+		}, c)
+	}, delay)
+}
+
+func TestCancelWhileWaitingForReview(t *testing.T) {
+	for _, how := range []string{"update", "temporal"} {
+		t.Run(how, func(t *testing.T) {
+			calls := make(chan activities.InstanceEvent, 10)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var ev activities.InstanceEvent
+				_ = json.NewDecoder(r.Body).Decode(&ev)
+				calls <- ev
+				w.WriteHeader(http.StatusNoContent)
+			}))
+			defer srv.Close()
+			def := strings.Replace(ordersYAML, "version: 1\n", "version: 1\ncallback: {url: '"+srv.URL+"', events: [canceled, completed]}\n", 1)
+			h := newHarness(t, def, reviewPolicy)
+			var answer error
+			want := "canceled"
+			if how == "update" {
+				h.cancelAfter(time.Hour, workflows.CancelRequest{By: "erp", Reason: "order withdrawn"}, &answer)
+				want = "canceled by erp: order withdrawn"
+			} else {
+				h.env.RegisterDelayedCallback(h.env.CancelWorkflow, time.Hour)
+			}
+			res, err := h.run(t, orderInput(5000, false))
+			if err != nil || answer != nil {
+				t.Fatalf("err %v, cancel answered %v", err, answer)
+			}
+			st := h.state(t)
+			if res.Status != workflows.StatusCanceled || st.Status != workflows.StatusCanceled || st.Error != want ||
+				planString(st) != "reserve:done pack_check:done charge:not_run notify:not_run" {
+				t.Fatalf("status %s, error %q, plan %q", res.Status, st.Error, planString(st))
+			}
+			// The review leaves the inbox.
+			rv, err := h.store.Review(t.Context(), st.Reviews[0].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rv.Status != store.ReviewCanceled || st.Reviews[0].Status != store.ReviewCanceled || rv.Comment != want {
+				t.Fatalf("stored review %+v, state %+v", rv, st.Reviews[0])
+			}
+			open, err := h.store.Reviews(t.Context(), store.ReviewFilter{Status: store.ReviewOpen})
+			if err != nil || len(open) != 0 {
+				t.Fatalf("open reviews %v %v", open, err)
+			}
+			// The instance's end is stored (the KPIs count it) and its
+			// webhook hears of it.
+			inst, err := h.store.Instance(t.Context(), "i-test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if status, final := store.StatusOf(inst.State); status != workflows.StatusCanceled || !final {
+				t.Fatalf("stored status %s", status)
+			}
+			select {
+			case ev := <-calls:
+				if ev.Event != "instance.canceled" || ev.Status != workflows.StatusCanceled || ev.Error != want {
+					t.Fatalf("callback %+v", ev)
+				}
+			default:
+				t.Fatal("no canceled callback")
+			}
+		})
+	}
+}
+
+func TestCancelStopsAWaitStep(t *testing.T) {
+	def := strings.Replace(ordersYAML, "  - {id: charge,", "  - {id: cool_off, kind: wait, duration: 48h}\n  - {id: charge,", 1)
+	h := newHarness(t, def)
+	var answer error
+	h.cancelAfter(time.Hour, workflows.CancelRequest{By: "ann"}, &answer)
+	res, err := h.run(t, orderInput(50, false))
+	if err != nil || answer != nil {
+		t.Fatalf("err %v, cancel answered %v", err, answer)
+	}
+	st := h.state(t)
+	if res.Status != workflows.StatusCanceled || planString(st) != "reserve:done pack_check:done cool_off:canceled charge:not_run notify:not_run" || st.Error != "canceled by ann" {
+		t.Fatalf("status %s, plan %q, error %q", res.Status, planString(st), st.Error)
+	}
+}
+
+func TestCancelNeedsWhoCancels(t *testing.T) {
+	h := newHarness(t, ordersYAML, reviewPolicy)
+	var answer error
+	h.cancelAfter(time.Hour, workflows.CancelRequest{}, &answer)
+	h.decideAfter(t, 2*time.Hour, store.VerdictApprove, new(error))
+	res, err := h.run(t, orderInput(5000, false))
+	if err != nil || res.Status != workflows.StatusCompleted {
+		t.Fatalf("err %v, status %s: a refused cancel stops nothing", err, res.Status)
+	}
+	if answer == nil || !strings.Contains(answer.Error(), "by is required") {
+		t.Fatalf("cancel without by: %v", answer)
+	}
+}

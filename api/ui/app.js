@@ -256,7 +256,7 @@ async function inboxView(q) {
 
   const field = (name, el) => h("label", {}, name, el);
   const statusSel = h("select", { name: "status" },
-    ["open", "claimed", "escalated", "decided", "expired", "all"].map((s) => h("option", { value: s, selected: s === status }, s)));
+    ["open", "claimed", "escalated", "decided", "expired", "canceled", "all"].map((s) => h("option", { value: s, selected: s === status }, s)));
   const text = (name) => h("input", { name, value: filter[name], size: 14 });
   const form = h("form", {
     class: "filters",
@@ -278,7 +278,7 @@ async function inboxView(q) {
     { title: "Queue", cell: (r) => r.queue },
     { title: "Why", cell: (r) => r.reason || "—" },
     { title: "Raised", cell: (r) => when(r.created_at) },
-    { title: "Due", cell: (r) => (["decided", "expired"].includes(r.status) ? "—" : due(r.due_at)) },
+    { title: "Due", cell: (r) => (["decided", "expired", "canceled"].includes(r.status) ? "—" : due(r.due_at)) },
     { title: "Status", cell: (r) => [badge(r.status), r.claimed_by ? ` ${r.claimed_by}` : ""] },
   ];
   render(
@@ -395,7 +395,7 @@ function decisionForm(r, { mine, takenByOther, act }) {
 
 // ---- instances -----------------------------------------------------------
 
-const instanceFilters = ["", "in_progress", "waiting_review", "finished", "completed", "rejected", "failed"];
+const instanceFilters = ["", "in_progress", "waiting_review", "finished", "completed", "rejected", "failed", "canceled"];
 
 // instancesView lists a process's instances, newest first, and opens one
 // by id.
@@ -454,6 +454,20 @@ async function instanceView(id) {
     { title: "Note", cell: (p) => [p.origin === "added" ? `added by ${p.added_by || "a policy"} ` : "", p.skipped_by ? `skipped by ${p.skipped_by} ` : "", p.mandatory ? "mandatory " : "", p.error || ""] },
     { title: "Took", num: true, cell: (p) => (p.started_at && p.finished_at ? duration((new Date(p.finished_at) - new Date(p.started_at)) / 1000) : "—") },
   ];
+  const running = ["starting", "running", "waiting_review"].includes(inst.status);
+  const reason = h("input", { name: "reason", size: 40, maxlength: 1000, placeholder: "why (kept as the instance's error)" });
+  const cancelForm = running ? h("form", {
+    class: "filters",
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      if (!confirm(`Cancel ${inst.business_key}? Its remaining steps will not run.`)) return;
+      try {
+        const out = await api("POST", `${path}/cancel`, reason.value.trim() ? { reason: reason.value.trim() } : undefined);
+        await route();
+        flash(out.status === "canceled" ? `${inst.business_key} is canceled.` : `${inst.business_key} is being canceled.`, "info");
+      } catch (e) { flash(e.message); }
+    },
+  }, h("label", {}, "Reason", reason), h("button", { type: "submit", class: "danger" }, "Cancel instance")) : null;
   render(
     h("p", {}, link("#/instances?process=" + encodeURIComponent(inst.process), `← ${inst.process} instances`)),
     h("h1", {}, `${inst.process} — ${inst.business_key}`),
@@ -466,6 +480,7 @@ async function instanceView(id) {
       ["Error", inst.error],
       ["Classification", inst.classification ? `${inst.classification.label} (${pct(inst.classification.confidence)})` : null],
     ])),
+    cancelForm,
     h("h2", {}, "Plan"),
     table(planCols, inst.plan || []),
     inst.reviews?.length ? [h("h2", {}, "Reviews"), table([
@@ -481,7 +496,7 @@ async function instanceView(id) {
     inst.results && Object.keys(inst.results).length ? [h("h2", {}, "Results"), json(inst.results)] : null,
   );
   if (["starting", "running", "waiting_review"].includes(inst.status)) {
-    refresh = setInterval(() => { if (!document.hidden) route(); }, 5000);
+    refresh = setInterval(() => { if (!document.hidden && document.activeElement?.tagName !== "INPUT") route(); }, 5000);
   }
 }
 

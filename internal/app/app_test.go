@@ -560,6 +560,62 @@ catalog:
 			recordHistory(t, tc, app.InstanceIDForTest("customer-onboarding", "app-1"), "onboarding_classify_v5.json")
 		}
 	})
+
+	t.Run("cancel", func(t *testing.T) {
+		// Through the API, while it waits for a review: the review leaves
+		// the inbox, and the instance says who canceled it and why.
+		id := d.start("inventory-reconciliation", "inv-cancel", map[string]any{"store_id": "s1", "sku": "Y", "pos_count": 1, "erp_count": 90})
+		d.waitStatus(id, "waiting_review")
+		d.expect(d.call("POST", "/v1/instances/"+id+"/cancel", reviewer, `{"reason":"x"}`), http.StatusForbidden)
+		d.expect(d.call("POST", "/v1/instances/"+id+"/cancel", system, `{"why":"x"}`), http.StatusBadRequest)
+		inst := d.expect(d.call("POST", "/v1/instances/"+id+"/cancel", system, `{"reason":"store closed for good"}`), http.StatusOK).body
+		if inst["status"] != "canceled" || inst["error"] != "canceled by system-1: store closed for good" || !strings.Contains(plan(inst), "post_adjustment:not_run") {
+			t.Fatalf("canceled instance: %v", inst)
+		}
+		rv := inst["reviews"].([]any)[0].(map[string]any)
+		if rv["status"] != "canceled" {
+			t.Fatalf("its review: %v", rv)
+		}
+		stored := d.expect(d.call("GET", "/v1/reviews/"+rv["id"].(string), reviewer, ""), http.StatusOK)
+		if stored.body["status"] != "canceled" || stored.body["reviewer"] != "system-1" {
+			t.Fatalf("the inbox's review: %s", stored.raw)
+		}
+		d.expect(d.call("POST", "/v1/reviews/"+rv["id"].(string)+"/decision", reviewer, `{"verdict":"approve"}`), http.StatusConflict)
+		again := d.expect(d.call("POST", "/v1/instances/"+id+"/cancel", system, ""), http.StatusConflict)
+		if !strings.Contains(again.raw, "has already ended: canceled") {
+			t.Fatalf("canceling again: %s", again.raw)
+		}
+		done := d.start("procurement-approval", "po-cancel-done", map[string]any{"request_id": "PO-9", "requester": "ann", "amount": 300, "budget_remaining": 5000, "supplier": "ACME"})
+		d.waitStatus(done, "completed")
+		d.expect(d.call("POST", "/v1/instances/"+done+"/cancel", engineer, ""), http.StatusConflict)
+		kpi := d.expect(d.call("GET", "/v1/processes/inventory-reconciliation/kpis?since=1d", engineer, ""), http.StatusOK)
+		if o := kpi.body["overall"].(map[string]any); o["canceled"] != 1.0 {
+			t.Fatalf("KPIs: %v", o)
+		}
+		listed := d.expect(d.call("GET", "/v1/processes/inventory-reconciliation/instances?status=canceled", system, ""), http.StatusOK)
+		if xs := listed.body["instances"].([]any); len(xs) != 1 || xs[0].(map[string]any)["id"] != id {
+			t.Fatalf("canceled instances: %s", listed.raw)
+		}
+
+		// Through Temporal, as its CLI or UI would: the same end.
+		native := d.start("inventory-reconciliation", "inv-cancel-temporal", map[string]any{"store_id": "s1", "sku": "Z", "pos_count": 1, "erp_count": 90})
+		d.waitStatus(native, "waiting_review")
+		tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		if err := tc.CancelWorkflow(t.Context(), native, ""); err != nil {
+			t.Fatal(err)
+		}
+		if inst := d.waitStatus(native, "canceled", "failed"); inst["status"] != "canceled" || inst["error"] != "canceled" {
+			t.Fatalf("canceled through Temporal: %v", inst)
+		}
+		if *updateHistory {
+			recordHistory(t, tc, id, "instance_cancel_v7.json")
+			recordHistory(t, tc, native, "instance_cancel_temporal_v7.json")
+		}
+	})
 }
 
 func recordHistory(t *testing.T, tc client.Client, id, name string) {

@@ -185,6 +185,19 @@ func TestWebUI(t *testing.T) {
 	b.clickText("main details summary", firstLine(b, "main details:nth-of-type(2) summary"))
 	b.waitText("main details[open] pre", "business-account-kyc")
 
+	// An engineer cancels an instance stuck in review.
+	stuck := d.start("inventory-reconciliation", "ui-stuck", map[string]any{"store_id": "s1", "sku": "Q", "pos_count": 1, "erp_count": 80})
+	d.waitStatus(stuck, "waiting_review")
+	b.open("/instances/"+stuck, "main h1", "inventory-reconciliation — ui-stuck")
+	b.do("cancel it", chromedp.SendKeys(chromedp.CSS(`input[name=reason]`), "recount scheduled"),
+		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`))
+	b.clickText("main button", "Cancel instance")
+	b.waitText("#flash", "ui-stuck is canceled.")
+	b.waitText("main .card", "canceled by engineer-1: recount scheduled")
+	if inst := d.waitStatus(stuck, "canceled"); inst["reviews"].([]any)[0].(map[string]any)["status"] != "canceled" {
+		t.Fatalf("after the cancel: %v", inst)
+	}
+
 	b.open("/processes/customer-onboarding", "main .tiles", "started")
 	if tiles := b.text("main .tiles"); !strings.Contains(tiles, "1\ncompleted") || !strings.Contains(tiles, "100.0%\ninstances reviewed") {
 		t.Fatalf("KPI tiles:\n%s", tiles)
