@@ -484,6 +484,15 @@ func readBody(c *gin.Context) ([]byte, error) {
 	return b, nil
 }
 
+// bindOptionalJSON is bindJSON for a body the route may go without: no
+// body leaves v as it is.
+func bindOptionalJSON(c *gin.Context, v any) error {
+	if c.Request.ContentLength == 0 {
+		return nil
+	}
+	return bindJSON(c, v)
+}
+
 // bindJSON decodes a JSON body strictly into v.
 func bindJSON(c *gin.Context, v any) error {
 	b, err := readBody(c)

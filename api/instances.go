@@ -87,11 +87,9 @@ type cancelRequest struct {
 // once it has ended (200), or as it is when it takes longer (202).
 func (s *server) cancelInstance(c *gin.Context) {
 	var req cancelRequest
-	if c.Request.ContentLength != 0 {
-		if err := bindJSON(c, &req); err != nil {
-			fail(c, err)
-			return
-		}
+	if err := bindOptionalJSON(c, &req); err != nil {
+		fail(c, err)
+		return
 	}
 	if len(req.Reason) > 1000 {
 		fail(c, badRequest("reason", "must be at most 1000 characters (got %d)", len(req.Reason)))

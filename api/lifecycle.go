@@ -218,11 +218,9 @@ type noteRequest struct {
 
 func (s *server) disablePolicy(c *gin.Context) {
 	var req noteRequest
-	if c.Request.ContentLength != 0 {
-		if err := bindJSON(c, &req); err != nil {
-			fail(c, err)
-			return
-		}
+	if err := bindOptionalJSON(c, &req); err != nil {
+		fail(c, err)
+		return
 	}
 	st, err := s.Lifecycle.SetPolicyMode(c.Request.Context(), c.Param("id"), 0, store.ModeDisabled, caller(c).Name, req.Note)
 	if err != nil {

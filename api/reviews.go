@@ -212,11 +212,9 @@ type claimRequest struct {
 // caller's claim. Another reviewer's live claim, or a closed review, is 409.
 func (s *server) claimReview(c *gin.Context) {
 	var req claimRequest
-	if c.Request.ContentLength != 0 {
-		if err := bindJSON(c, &req); err != nil {
-			fail(c, err)
-			return
-		}
+	if err := bindOptionalJSON(c, &req); err != nil {
+		fail(c, err)
+		return
 	}
 	lease := s.ClaimLease
 	if req.Lease != "" {

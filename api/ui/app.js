@@ -97,6 +97,33 @@ function table(columns, rows, onRow) {
         columns.map((c) => h("td", { class: c.num ? "num" : "" }, c.cell(r)))))));
 }
 
+// actionButton runs fn on a click, disabled meanwhile; a failure is
+// flashed and the button can be pressed again.
+function actionButton(text, fn, attrs = {}) {
+  return h("button", {
+    type: "button", ...attrs,
+    onclick: async (ev) => {
+      ev.target.disabled = true;
+      try { await fn(); } catch (e) { flash(e.message); ev.target.disabled = false; }
+    },
+  }, text);
+}
+
+// filterForm is a row of named fields whose values, on submit, become the
+// query of #/view.
+function filterForm(view, ...children) {
+  const form = h("form", {
+    class: "filters",
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      const p = new URLSearchParams();
+      for (const el of form.elements) if (el.name && el.value) p.set(el.name, el.value);
+      location.hash = `#/${view}?${p}`;
+    },
+  }, children);
+  return form;
+}
+
 // ---- formatting ----------------------------------------------------------
 
 function duration(seconds) {
@@ -258,15 +285,7 @@ async function inboxView(q) {
   const statusSel = h("select", { name: "status" },
     ["open", "claimed", "escalated", "decided", "expired", "canceled", "all"].map((s) => h("option", { value: s, selected: s === status }, s)));
   const text = (name) => h("input", { name, value: filter[name], size: 14 });
-  const form = h("form", {
-    class: "filters",
-    onsubmit: (ev) => {
-      ev.preventDefault();
-      const p = new URLSearchParams();
-      for (const el of form.elements) if (el.name && el.value) p.set(el.name, el.value);
-      location.hash = "#/inbox?" + p;
-    },
-  },
+  const form = filterForm("inbox",
   field("Status", statusSel), field("Queue", text("queue")), field("Process", text("process")), field("Claimed by", text("assignee")),
   h("button", { type: "submit" }, "Filter"),
   h("button", { type: "button", class: "secondary", onclick: () => { location.hash = `#/inbox?status=claimed&assignee=${encodeURIComponent(me.name)}`; } }, "Mine"));
@@ -297,13 +316,7 @@ async function reviewView(id) {
   const open = ["open", "claimed", "escalated"].includes(r.status);
   const mine = r.status === "claimed" && r.claimed_by === me.name;
   const takenByOther = r.status === "claimed" && !mine;
-  const act = (label, fn, cls) => h("button", {
-    type: "button", class: cls,
-    onclick: async (ev) => {
-      ev.target.disabled = true;
-      try { await fn(); } catch (e) { flash(e.message); ev.target.disabled = false; }
-    },
-  }, label);
+  const act = (label, fn, cls) => actionButton(label, fn, { class: cls });
 
   const cls = r.classification;
   const answer = cls?.answer || {};
@@ -407,15 +420,7 @@ async function instancesView(q) {
   const procSel = h("select", { name: "process" }, processes.map((p) => h("option", { value: p.name, selected: p.name === name }, p.name)));
   const statusSel = h("select", { name: "status" }, instanceFilters.map((f) => h("option", { value: f, selected: f === status }, f || "all")));
   const key = h("input", { name: "business_key", size: 16, value: q.get("business_key") || "" });
-  const filters = h("form", {
-    class: "filters",
-    onsubmit: (ev) => {
-      ev.preventDefault();
-      const p = new URLSearchParams();
-      for (const el of [procSel, statusSel, key]) if (el.value) p.set(el.name, el.value);
-      location.hash = "#/instances?" + p;
-    },
-  }, h("label", {}, "Process", procSel), h("label", {}, "Status", statusSel), h("label", {}, "Business key", key), h("button", { type: "submit" }, "List"));
+  const filters = filterForm("instances", h("label", {}, "Process", procSel), h("label", {}, "Status", statusSel), h("label", {}, "Business key", key), h("button", { type: "submit" }, "List"));
   const lookup = h("form", {
     class: "filters",
     onsubmit: (ev) => { ev.preventDefault(); if (id.value.trim()) location.hash = "#/instances/" + encodeURIComponent(id.value.trim()); },
@@ -654,13 +659,7 @@ async function policyView(id) {
     await route();
     flash(msg, "info");
   };
-  const button = (text, fn, cls) => h("button", {
-    type: "button", class: cls,
-    onclick: async (ev) => {
-      ev.target.disabled = true;
-      try { await fn(); } catch (e) { flash(e.message); ev.target.disabled = false; }
-    },
-  }, text);
+  const button = (text, fn, cls) => actionButton(text, fn, { class: cls });
   const versionActions = (v) => {
     if (v.version === st.active_version) return h("span", { class: "muted" }, "in force");
     return h("div", { class: "actions" },
@@ -730,13 +729,7 @@ async function keysView(fresh) {
     },
   }, h("label", {}, "Name", name), h("label", {}, "Role", role), h("label", {}, "Processes", procs), h("label", {}, "Expires in", expires),
   h("button", { type: "submit" }, "Create key"));
-  const act = (text, label, fn, cls) => h("button", {
-    type: "button", class: cls, "aria-label": label,
-    onclick: async (ev) => {
-      ev.target.disabled = true;
-      try { await fn(); } catch (e) { flash(e.message); ev.target.disabled = false; }
-    },
-  }, text);
+  const act = (text, label, fn, cls) => actionButton(text, fn, { class: cls, "aria-label": label });
   const state = (k) => (k.revoked_at ? badge("revoked") : k.expires_at && new Date(k.expires_at) < new Date() ? badge("expired") : badge("active"));
   render(
     h("h1", {}, "API keys"),
@@ -768,15 +761,7 @@ async function auditView(q) {
   for (const k of ["actor", "action", "after"]) if (q.get(k)) params.set(k, q.get(k));
   const { entries } = await api("GET", "/v1/audit?" + params);
   const input = (name, size) => h("input", { name, size, value: q.get(name) || (name === "since" ? since : "") });
-  const form = h("form", {
-    class: "filters",
-    onsubmit: (ev) => {
-      ev.preventDefault();
-      const p = new URLSearchParams();
-      for (const el of form.elements) if (el.name && el.value) p.set(el.name, el.value);
-      location.hash = "#/audit?" + p;
-    },
-  }, h("label", {}, "Since", input("since", 6)), h("label", {}, "Who", input("actor", 14)), h("label", {}, "Route", input("action", 30)),
+  const form = filterForm("audit", h("label", {}, "Since", input("since", 6)), h("label", {}, "Who", input("actor", 14)), h("label", {}, "Route", input("action", 30)),
   h("button", { type: "submit" }, "Filter"));
   const more = new URLSearchParams(q);
   if (entries.length === 200) more.set("after", entries[entries.length - 1].seq);

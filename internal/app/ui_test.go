@@ -64,15 +64,20 @@ func (b *browser) text(css string) string {
 	return s
 }
 
-// waitText waits until the element's text holds want.
+// waitText waits until the element's text holds want. It reads the page
+// again and again, so a page that is still loading is read once it has.
 func (b *browser) waitText(css, want string) {
 	b.t.Helper()
-	q, _ := json.Marshal(css)
-	w, _ := json.Marshal(want)
-	_, err := chromedp.Run(b.ctx, chromedp.Poll[bool](`(document.querySelector(`+string(q)+`)?.innerText ?? "").includes(`+string(w)+`)`,
-		chromedp.WithPollingTimeout(30*time.Second)))
-	if err != nil {
-		b.t.Fatalf("%q never showed %q (%v); it shows:\n%s", css, want, err, b.text(css))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := b.text(css)
+		if strings.Contains(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("%q never showed %q; it shows:\n%s", css, want, got)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
