@@ -35,6 +35,8 @@ Usage:
                                                       replay recorded decisions through DIR's policies (read-only)
   adaptflow policy diff  -f DIR                       compare DIR with a running server
   adaptflow policy apply -f DIR [--mode shadow]       create new versions of what changed
+  adaptflow instances list --process P [--status S]   a process's instances, newest first
+                                                      (show ID, cancel ID [--reason R] too; through a server's API)
   adaptflow audit verify                              check the hash chains of decisions and policy versions
   adaptflow keys create --role R --name N [--processes a,b] [--expires-in 90d]
                                                       create an API key in the store (list, revoke ID too)
@@ -66,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "healthcheck":
 		return healthcheck(rest, stderr)
-	case "policy", "audit", "ml", "keys":
+	case "policy", "audit", "ml", "keys", "instances":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		switch cmd {
@@ -76,6 +78,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return cli.ML(ctx, rest, stdout, stderr)
 		case "keys":
 			return cli.Keys(ctx, rest, stdout, stderr)
+		case "instances":
+			return cli.Instances(ctx, rest, stdout, stderr)
 		}
 		return cli.Audit(ctx, rest, stdout, stderr)
 	}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/adaptflow/adaptflow/api/apitest"
 	"github.com/adaptflow/adaptflow/internal/app"
+	"github.com/adaptflow/adaptflow/internal/cli"
 	"github.com/adaptflow/adaptflow/internal/temporalserver"
 )
 
@@ -595,6 +596,15 @@ catalog:
 		listed := d.expect(d.call("GET", "/v1/processes/inventory-reconciliation/instances?status=canceled", system, ""), http.StatusOK)
 		if xs := listed.body["instances"].([]any); len(xs) != 1 || xs[0].(map[string]any)["id"] != id {
 			t.Fatalf("canceled instances: %s", listed.raw)
+		}
+
+		// With the CLI, as an operator would.
+		viaCLI := d.start("inventory-reconciliation", "inv-cancel-cli", map[string]any{"store_id": "s1", "sku": "W", "pos_count": 1, "erp_count": 90})
+		d.waitStatus(viaCLI, "waiting_review")
+		var out, errOut bytes.Buffer
+		if code := cli.Instances(t.Context(), []string{"cancel", viaCLI, "--reason", "duplicate count", "--server", d.base, "--api-key", engineer}, &out, &errOut); code != 0 ||
+			!strings.Contains(out.String(), ": canceled") || !strings.Contains(out.String(), "error: canceled by engineer-1: duplicate count") {
+			t.Fatalf("adaptflow instances cancel: exit %d\n%s%s", code, out.String(), errOut.String())
 		}
 
 		// Through Temporal, as its CLI or UI would: the same end.

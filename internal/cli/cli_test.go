@@ -151,8 +151,10 @@ func TestAuditVerify(t *testing.T) {
 	}
 }
 
-func TestApplyAndDiff(t *testing.T) {
-	_, st := seed(t)
+// apiServer serves the API on st, with a Temporal that never answers, and
+// gives out a key of role.
+func apiServer(t *testing.T, st *sqlite.Store, name, role string) (*httptest.Server, string) {
+	t.Helper()
 	env, _ := policies.NewEnv()
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := l.Addr().String()
@@ -161,18 +163,24 @@ func TestApplyAndDiff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tc.Close()
+	t.Cleanup(tc.Close)
 	h, err := api.New(api.Options{Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, AuditLog: st, Verdicts: st, Stats: st,
-		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env})
+		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
-	defer srv.Close()
-	k, secret := api.NewKey("gitops", store.RoleEngineer, time.Now())
+	t.Cleanup(srv.Close)
+	k, secret := api.NewKey(name, role, time.Now())
 	if err := st.PutKey(t.Context(), k); err != nil {
 		t.Fatal(err)
 	}
+	return srv, secret
+}
+
+func TestApplyAndDiff(t *testing.T) {
+	_, st := seed(t)
+	srv, secret := apiServer(t, st, "gitops", store.RoleEngineer)
 	dir := writeDir(t, map[string]string{"processes/shop.yaml": shop, "policies/small.yaml": policyDoc(200),
 		"policies/new.yaml": "id: charge-note\nprocess: shop\nwhen: input.amount > 1000\nactions: [{set: {name: big, value: true}}]\n"})
 	remoteArgs := func(cmd string, extra ...string) []string {
@@ -324,5 +332,62 @@ func TestKeysCommand(t *testing.T) {
 	}
 	if code, out := run(t, keys, "list", "--database-url", db); code != 0 || !strings.Contains(out, "was revoked") || !strings.Contains(out, "returns,orders") {
 		t.Fatalf("list: exit %d\n%s", code, out)
+	}
+}
+
+func TestInstancesCommand(t *testing.T) {
+	_, st := seed(t)
+	srv, secret := apiServer(t, st, "ops", store.RoleSystem)
+	ctx := t.Context()
+	now := time.Now()
+	for i, in := range []struct{ id, status string }{{"s-1", "completed"}, {"s-2", "failed"}, {"s-3", "waiting_review"}} {
+		if _, _, err := st.CreateInstance(ctx, store.Instance{ID: in.id, Process: "shop", ProcessVersion: 1, BusinessKey: "order-" + in.id, Input: []byte(`{"amount":1}`), CreatedAt: now.Add(time.Duration(i-5) * time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		state := `{"status":"` + in.status + `","plan":[{"id":"charge","state":"done"},{"id":"ship","state":"not_run","skipped_by":""}],"reviews":[{"id":"rv_1","queue":"finance","status":"open"}]}`
+		if in.status == "failed" {
+			state = `{"status":"failed","error":"charge declined","plan":[{"id":"charge","state":"failed"}]}`
+		}
+		if _, err := st.SaveInstanceState(ctx, in.id, "run", 1, json.RawMessage(state)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := func(args []string, out, errOut *bytes.Buffer) int { return Instances(t.Context(), args, out, errOut) }
+	remote := []string{"--server", srv.URL, "--api-key", secret}
+
+	code, out := run(t, cmd, append([]string{"list", "--process", "shop"}, remote...)...)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[0], "ID") || !strings.HasPrefix(lines[1], "s-3") || !strings.Contains(lines[3], "completed") {
+		t.Fatalf("list: exit %d\n%s", code, out)
+	}
+	code, out = run(t, cmd, append([]string{"list", "--process", "shop", "--status", "finished", "--limit", "1"}, remote...)...)
+	if code != 0 || !strings.Contains(out, "s-2") || strings.Contains(out, "s-1") || !strings.Contains(out, "more: --after ") {
+		t.Fatalf("first page of finished: exit %d\n%s", code, out)
+	}
+	cursor := strings.TrimSpace(out[strings.Index(out, "--after ")+len("--after "):])
+	code, out = run(t, cmd, append([]string{"list", "--process", "shop", "--status", "finished", "--limit", "1", "--after", cursor}, remote...)...)
+	if code != 0 || !strings.Contains(out, "s-1") || strings.Contains(out, "s-2") {
+		t.Fatalf("second page of finished: exit %d\n%s", code, out)
+	}
+	code, out = run(t, cmd, append([]string{"show", "s-2"}, remote...)...)
+	if code != 0 || !strings.Contains(out, "s-2 (shop v1, business key order-s-2): failed") || !strings.Contains(out, "error: charge declined") || !strings.Contains(out, "step charge: failed") {
+		t.Fatalf("show: exit %d\n%s", code, out)
+	}
+	code, out = run(t, cmd, append([]string{"show", "s-3", "--json"}, remote...)...)
+	if code != 0 || !json.Valid([]byte(out)) || !strings.Contains(out, `"status":"waiting_review"`) {
+		t.Fatalf("show --json: exit %d\n%s", code, out)
+	}
+	code, out = run(t, cmd, append([]string{"cancel", "s-1", "--reason", "duplicate"}, remote...)...)
+	if code != 1 || !strings.Contains(out, "409") || !strings.Contains(out, "has already ended: completed") {
+		t.Fatalf("cancel of an ended instance: exit %d\n%s", code, out)
+	}
+	code, out = run(t, cmd, append([]string{"list", "--process", "shop", "--status", "sleeping"}, remote...)...)
+	if code != 1 || !strings.Contains(out, "400") || !strings.Contains(out, `"field":"status"`) {
+		t.Fatalf("a bad status: exit %d\n%s", code, out)
+	}
+	for _, args := range [][]string{{}, {"list"}, {"show"}, {"cancel", "a", "b", "--api-key", "k"}, {"frobnicate"}} {
+		if code, out := run(t, cmd, args...); code != 2 || !strings.Contains(out, "usage:") {
+			t.Fatalf("%v: exit %d\n%s", args, code, out)
+		}
 	}
 }

@@ -1,0 +1,172 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+const instancesUsage = `usage:
+  adaptflow instances list --process P [--status S] [--business-key K] [--since 7d] [--limit 50] [--after CURSOR]
+  adaptflow instances show ID
+  adaptflow instances cancel ID [--reason TEXT]
+flags common to all: --server URL ($ADAPTFLOW_SERVER) --api-key KEY ($ADAPTFLOW_API_KEY) --json`
+
+// instanceSummary is a row of an instance listing.
+type instanceSummary struct {
+	ID          string     `json:"id"`
+	BusinessKey string     `json:"business_key"`
+	Version     int        `json:"version"`
+	Status      string     `json:"status"`
+	CreatedAt   time.Time  `json:"created_at"`
+	FinishedAt  *time.Time `json:"finished_at"`
+}
+
+// instanceView is the part of an instance the CLI prints.
+type instanceView struct {
+	ID          string `json:"id"`
+	Process     string `json:"process"`
+	Version     int    `json:"version"`
+	BusinessKey string `json:"business_key"`
+	Status      string `json:"status"`
+	Error       string `json:"error"`
+	Plan        []struct {
+		ID        string `json:"id"`
+		State     string `json:"state"`
+		AddedBy   string `json:"added_by"`
+		SkippedBy string `json:"skipped_by"`
+	} `json:"plan"`
+	Reviews []struct {
+		ID      string `json:"id"`
+		Queue   string `json:"queue"`
+		Status  string `json:"status"`
+		Verdict string `json:"verdict"`
+	} `json:"reviews"`
+}
+
+// Instances runs `adaptflow instances`: list a process's instances, show
+// one, or cancel one, through a running server's API.
+func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "show" && args[0] != "cancel") {
+		fmt.Fprintln(stderr, instancesUsage)
+		return 2
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("adaptflow instances "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := fs.String("server", envOr("ADAPTFLOW_SERVER", "http://127.0.0.1:8080"), "adaptflow server")
+	key := fs.String("api-key", os.Getenv("ADAPTFLOW_API_KEY"), "API key with the system or engineer role")
+	asJSON := fs.Bool("json", false, "print the server's JSON")
+	processName := fs.String("process", "", "list: the process (required)")
+	status := fs.String("status", "", "list: a status, in_progress or finished")
+	businessKey := fs.String("business-key", "", "list: only this business key")
+	since := fs.String("since", "", "list: only instances started within this long (7d)")
+	limit := fs.Int("limit", 50, "list: instances per page (1 to 500)")
+	after := fs.String("after", "", "list: the cursor the previous page printed")
+	reason := fs.String("reason", "", "cancel: why, kept as the instance's error")
+	pos, err := parseFlags(fs, args[1:])
+	if err != nil {
+		return 2
+	}
+	needsID := sub != "list"
+	if *key == "" || (needsID && len(pos) != 1) || (!needsID && (*processName == "" || len(pos) != 0)) {
+		fmt.Fprintln(stderr, instancesUsage)
+		return 2
+	}
+	r := &remote{base: strings.TrimRight(*server, "/"), key: *key, http: &http.Client{Timeout: time.Minute}}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "adaptflow instances %s: %v\n", sub, err)
+		return 1
+	}
+	var raw json.RawMessage
+	switch sub {
+	case "list":
+		q := url.Values{"limit": {fmt.Sprint(*limit)}}
+		for k, v := range map[string]string{"status": *status, "business_key": *businessKey, "since": *since, "after": *after} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		err = r.do(ctx, "GET", "/v1/processes/"+url.PathEscape(*processName)+"/instances?"+q.Encode(), "", nil, nil, &raw)
+	case "show":
+		err = r.do(ctx, "GET", "/v1/instances/"+url.PathEscape(pos[0]), "", nil, nil, &raw)
+	case "cancel":
+		var body []byte
+		if *reason != "" {
+			body, _ = json.Marshal(map[string]string{"reason": *reason})
+		}
+		err = r.do(ctx, "POST", "/v1/instances/"+url.PathEscape(pos[0])+"/cancel", "application/json", body, nil, &raw)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if *asJSON {
+		fmt.Fprintln(stdout, string(raw))
+		return 0
+	}
+	if sub == "list" {
+		var page struct {
+			Instances []instanceSummary `json:"instances"`
+			Next      string            `json:"next"`
+		}
+		if err := json.Unmarshal(raw, &page); err != nil {
+			return fail(err)
+		}
+		printInstances(stdout, page.Instances, page.Next)
+		return 0
+	}
+	var inst instanceView
+	if err := json.Unmarshal(raw, &inst); err != nil {
+		return fail(err)
+	}
+	printInstance(stdout, inst)
+	return 0
+}
+
+func printInstances(w io.Writer, list []instanceSummary, next string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tBUSINESS KEY\tVERSION\tSTATUS\tSTARTED\tTOOK")
+	for _, in := range list {
+		took := "-"
+		if in.FinishedAt != nil {
+			took = in.FinishedAt.Sub(in.CreatedAt).Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\tv%d\t%s\t%s\t%s\n", in.ID, in.BusinessKey, in.Version, in.Status, in.CreatedAt.Local().Format(time.DateTime), took)
+	}
+	_ = tw.Flush()
+	if next != "" {
+		fmt.Fprintf(w, "more: --after %s\n", next)
+	}
+}
+
+func printInstance(w io.Writer, in instanceView) {
+	fmt.Fprintf(w, "%s (%s v%d, business key %s): %s\n", in.ID, in.Process, in.Version, in.BusinessKey, in.Status)
+	if in.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", in.Error)
+	}
+	for _, p := range in.Plan {
+		note := ""
+		switch {
+		case p.AddedBy != "":
+			note = " (added by " + p.AddedBy + ")"
+		case p.SkippedBy != "":
+			note = " (skipped by " + p.SkippedBy + ")"
+		}
+		fmt.Fprintf(w, "  step %s: %s%s\n", p.ID, p.State, note)
+	}
+	for _, rv := range in.Reviews {
+		verdict := ""
+		if rv.Verdict != "" {
+			verdict = ", " + rv.Verdict
+		}
+		fmt.Fprintf(w, "  review %s in %s: %s%s\n", rv.ID, rv.Queue, rv.Status, verdict)
+	}
+}
