@@ -8,6 +8,7 @@ package activities
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -100,6 +101,54 @@ type Activities struct {
 	stored map[string]storedExamples
 	// embeddings keeps the provider's embeddings of seed examples.
 	embeddings classify.EmbeddingCache
+	// bg is the work the activities leave running (full trainings of a
+	// classifier), which Close stops and waits for.
+	bg struct {
+		once   sync.Once
+		ctx    context.Context
+		cancel context.CancelFunc
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		closed bool
+	}
+}
+
+// background runs fn in a goroutine of its own, with a context that Close
+// ends; after Close it runs nothing and reports false.
+func (a *Activities) background(fn func(ctx context.Context)) bool {
+	a.bg.once.Do(func() { a.bg.ctx, a.bg.cancel = context.WithCancel(context.Background()) })
+	a.bg.mu.Lock()
+	defer a.bg.mu.Unlock()
+	if a.bg.closed {
+		return false
+	}
+	a.bg.wg.Add(1)
+	go func() {
+		defer a.bg.wg.Done()
+		fn(a.bg.ctx)
+	}()
+	return true
+}
+
+// Close stops the work the activities left running and waits for it,
+// until ctx ends. The worker calls it once it has stopped.
+func (a *Activities) Close(ctx context.Context) error {
+	a.bg.once.Do(func() { a.bg.ctx, a.bg.cancel = context.WithCancel(context.Background()) })
+	a.bg.mu.Lock()
+	a.bg.closed = true
+	a.bg.mu.Unlock()
+	a.bg.cancel()
+	done := make(chan struct{})
+	go func() {
+		a.bg.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("background work still running: %w", ctx.Err())
+	}
 }
 
 type cachedSet struct {

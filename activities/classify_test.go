@@ -411,3 +411,46 @@ func TestFewShotsByTheProvidersEmbeddings(t *testing.T) {
 		t.Fatalf("few-shot context with the provider down:\n%s", got)
 	}
 }
+
+// Once the worker has stopped, Close stops the trainings the activities
+// left running, and none starts after it: corrections are still learned
+// by an update.
+func TestCloseStopsBackgroundTrainings(t *testing.T) {
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	reg := prometheus.NewRegistry()
+	acts := &activities.Activities{Examples: st, Metrics: activities.NewMetrics(reg)}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(acts)
+	text := "the parcel tracking number is wrong"
+	before := labelOf(t, env, acts, text)
+	flip := "refund"
+	if before == "refund" {
+		flip = "question"
+	}
+	if err := acts.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for i, text := range []string{"parcel tracking number", "wrong tracking number on my parcel", "tracking number of the parcel is wrong"} {
+		e := store.Example{ID: fmt.Sprintf("ex%d", i), Classifier: spec.Name, Text: text, Label: flip, Embedding: make([]float32, st.EmbeddingDim()), CreatedAt: time.Now()}
+		if err := st.PutExample(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := labelOf(t, env, acts, text); after != flip {
+		t.Fatalf("after the corrections: %s, want %s", after, flip)
+	}
+	// Close waits for whatever runs: had a training started, it would be
+	// counted by now.
+	if err := acts.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s := series(t, reg)
+	if bg := s["adaptflow_classifier_training_seconds{kind=background}count"]; bg != 0 || s["adaptflow_classifier_training_seconds{kind=update}count"] != 1 {
+		t.Fatalf("%v background trainings after Close, want none (and one update)", bg)
+	}
+}

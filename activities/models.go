@@ -83,7 +83,10 @@ func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpe
 		return m, c, nil
 	}
 	start := time.Now()
-	m, err := classify.Train(examples, classify.Options{})
+	m, err := classify.TrainContext(ctx, examples, classify.Options{})
+	if ctx.Err() != nil {
+		return nil, nil, ctx.Err()
+	}
 	if err != nil {
 		return nil, nil, invalid("classify: "+err.Error(), err)
 	}
@@ -184,8 +187,7 @@ func (a *Activities) current(c *classifierModel, name, specKey, key string, exam
 	c.key, c.model, c.patched = key, m, true
 	c.setExamples(examples)
 	if !c.retrain {
-		c.retrain = true
-		go a.retrainInBackground(c, name)
+		c.retrain = a.background(func(ctx context.Context) { a.retrainInBackground(ctx, c, name) })
 	}
 	return m
 }
@@ -232,7 +234,7 @@ func newSince(learned map[string]bool, examples []classify.Example) (added, repl
 // retrainInBackground trains a model on every example while the updated
 // one answers, then puts it in place, updated with the examples that came
 // meanwhile; it trains again while there were some.
-func (a *Activities) retrainInBackground(c *classifierModel, name string) {
+func (a *Activities) retrainInBackground(ctx context.Context, c *classifierModel, name string) {
 	for {
 		c.mu.Lock()
 		if !c.patched {
@@ -243,9 +245,11 @@ func (a *Activities) retrainInBackground(c *classifierModel, name string) {
 		spec, examples := c.spec, c.examples
 		c.mu.Unlock()
 		start := time.Now()
-		m, err := classify.Train(examples, classify.Options{})
+		m, err := classify.TrainContext(ctx, examples, classify.Options{})
 		if err != nil {
-			a.logger().Warn("classifier not retrained", "classifier", name, "err", err)
+			if ctx.Err() == nil {
+				a.logger().Warn("classifier not retrained", "classifier", name, "err", err)
+			}
 			c.mu.Lock()
 			c.retrain = false
 			c.mu.Unlock()

@@ -155,15 +155,18 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		tuneGC(lg)
 		w := worker.New(tc, TaskQueue, workerOptions(mode))
 		w.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
-		w.RegisterActivity(&activities.Activities{
+		acts := &activities.Activities{
 			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, States: st, LLM: llm, Embedder: embedder, Calendar: cal,
 			HTTP: &http.Client{Timeout: 5 * time.Minute}, Logger: lg, WebhookSecret: opts.WebhookSecret,
 			Metrics: activities.NewMetrics(reg),
-		})
+		}
+		w.RegisterActivity(acts)
 		if err := w.Start(); err != nil {
 			return fmt.Errorf("start worker: %w", err)
 		}
-		lc.add("worker", func(context.Context) error { w.Stop(); return nil })
+		// The worker stops first, then what its activities left running
+		// (a classifier's full training), before the store closes.
+		lc.add("worker", func(ctx context.Context) error { w.Stop(); return acts.Close(ctx) })
 		lg.Info("worker started", "task_queue", TaskQueue)
 	}
 

@@ -1,6 +1,8 @@
 package classify_test
 
 import (
+	"context"
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -150,5 +152,29 @@ func TestUpdateLearnsNewExamples(t *testing.T) {
 	}
 	if again := m.Update(added, replay).Classify(text); again.Confidence != u.Classify(text).Confidence {
 		t.Fatal("the same update gave another model")
+	}
+}
+
+func TestTrainContextStopsWhenItEnds(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if m, err := classify.TrainContext(ctx, examples(), classify.Options{}); !errors.Is(err, context.Canceled) || m != nil {
+		t.Fatalf("a canceled training: %v, %v", m, err)
+	}
+	// A model trained under a context that ends afterwards (an activity's)
+	// still learns by Update.
+	ctx, cancel = context.WithCancel(t.Context())
+	m, err := classify.TrainContext(ctx, examples(), classify.Options{})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := m.Update([]classify.Example{
+		{Text: "my new card has not arrived", Label: "card_arrival"},
+		{Text: "how long until the card arrives", Label: "card_arrival"},
+		{Text: "still waiting for my card to arrive", Label: "card_arrival"},
+	}, examples()[:3])
+	if r := u.Classify("when will my new card arrive"); r.Label != "card_arrival" {
+		t.Fatalf("updated after its training's context ended: %s (%.2f)", r.Label, r.Confidence)
 	}
 }

@@ -1,6 +1,7 @@
 package classify
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -29,6 +30,9 @@ type Options struct {
 	// again on every example once the temperature is set.
 	KeepHoldout bool
 	Seed        uint64
+
+	// ctx stops a training (see TrainContext).
+	ctx context.Context
 }
 
 func (o *Options) defaults() {
@@ -84,7 +88,14 @@ type Result struct {
 // Train fits a model on examples, and on each label's name as one more
 // example of it.
 func Train(examples []Example, opts Options) (*Model, error) {
+	return TrainContext(context.Background(), examples, opts)
+}
+
+// TrainContext is Train that gives up, with ctx's error, when ctx ends: it
+// looks between passes over the examples.
+func TrainContext(ctx context.Context, examples []Example, opts Options) (*Model, error) {
 	opts.defaults()
+	opts.ctx = ctx
 	if len(examples) == 0 {
 		return nil, errors.New("classify: no examples to train on")
 	}
@@ -111,6 +122,9 @@ func Train(examples []Example, opts Options) (*Model, error) {
 	train = append(train, names...)
 
 	m := fitModel(labels, labelIdx, train, opts, rng)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if len(hold) == 0 {
 		return m, nil
 	}
@@ -125,6 +139,9 @@ func Train(examples []Example, opts Options) (*Model, error) {
 		// The held-out examples have set the temperature; the model that
 		// answers learns from every example.
 		m = fitModel(labels, labelIdx, append(slices.Clone(examples), names...), opts, rng)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 	}
 	m.Temperature = t
 	return m, nil
@@ -148,7 +165,9 @@ func labelText(label string) string {
 // fitModel builds the vocabulary and idf of examples and trains on them.
 func fitModel(labels []string, labelIdx map[string]int, examples []Example, opts Options, rng *rand.Rand) *Model {
 	counts := make([]map[uint32]float32, len(examples))
-	m := &Model{Labels: labels, vocab: map[uint32]int32{}, bias: make([]float32, len(labels)), Temperature: 1, examples: len(examples), opts: opts, seed: opts.Seed}
+	kept := opts
+	kept.ctx = nil // the model outlives the training's context (Update uses its options)
+	m := &Model{Labels: labels, vocab: map[uint32]int32{}, bias: make([]float32, len(labels)), Temperature: 1, examples: len(examples), opts: kept, seed: opts.Seed}
 	var df []int
 	for i, e := range examples {
 		counts[i] = rawCounts(e.Text)
@@ -273,6 +292,9 @@ func (m *Model) fit(xs [][]row, ys []int, opts Options, rng *rand.Rand) {
 	step := 0
 	total := opts.Epochs * len(xs)
 	for range opts.Epochs {
+		if opts.ctx != nil && opts.ctx.Err() != nil {
+			return
+		}
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		for _, i := range order {
 			lr := opts.LearningRate * (1 - float64(step)/float64(total+1))
