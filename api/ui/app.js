@@ -16,16 +16,22 @@ class APIError extends Error {
     const e = (body && body.error) || {};
     let msg = e.message || `HTTP ${status}`;
     if (e.field && !msg.includes(e.field)) msg = `${e.field}: ${msg}`;
+    for (const d of e.details || []) if (!msg.includes(d.message)) msg += `; ${d.field}: ${d.message}`;
     super(msg);
     this.status = status;
     this.code = e.code;
   }
 }
 
-async function api(method, path, body) {
-  const headers = { Authorization: "Bearer " + sessionStorage.getItem(keyStore) };
+// api calls the API with the signed-in key. A body is sent as JSON, or as
+// it is with raw: {contentType, headers}.
+async function api(method, path, body, raw) {
+  const headers = { Authorization: "Bearer " + sessionStorage.getItem(keyStore), ...(raw?.headers || {}) };
   const init = { method, headers };
-  if (body !== undefined) {
+  if (raw) {
+    headers["Content-Type"] = raw.contentType;
+    init.body = body;
+  } else if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
@@ -103,8 +109,9 @@ function actionButton(text, fn, attrs = {}) {
   return h("button", {
     type: "button", ...attrs,
     onclick: async (ev) => {
-      ev.target.disabled = true;
-      try { await fn(); } catch (e) { flash(e.message); ev.target.disabled = false; }
+      const button = ev.currentTarget;
+      button.disabled = true;
+      try { await fn(); } catch (e) { flash(e.message); } finally { button.disabled = false; }
     },
   }, text);
 }
@@ -651,6 +658,7 @@ async function processView(name, q) {
 async function policyView(id) {
   const enc = encodeURIComponent(id);
   const [st, vs] = await Promise.all([api("GET", "/v1/policies/" + enc), api("GET", `/v1/policies/${enc}/versions`)]);
+  const latestDoc = await api("GET", `/v1/policies/${enc}/versions/${st.latest_version}`);
   const note = h("input", { name: "note", size: 40, placeholder: "note for the change log" });
   const percent = h("input", { name: "percent", type: "number", min: 1, max: 99, value: st.shadow_percent || 10, size: 4 });
   const change = async (path, body, msg) => {
@@ -690,9 +698,55 @@ async function policyView(id) {
       { title: "Created", cell: (v) => when(v.created_at) },
       { title: "", cell: versionActions },
     ], vs.versions.slice().reverse()),
-    h("h2", {}, `Latest (v${st.latest_version})`),
-    json(latest),
+    draftSection(id, st.process, latestDoc.yaml, note),
   );
+}
+
+// draftSection edits a policy's next version: simulate it against the
+// decisions recorded for its process, then save it as a shadow version
+// (its test cases must pass) to watch it, canary it or activate it.
+function draftSection(id, processName, yaml, note) {
+  const text = h("textarea", { name: "policy", rows: Math.min(30, yaml.split("\n").length + 2), spellcheck: "false" });
+  text.value = yaml;
+  text.className = "code";
+  const since = h("select", { name: "since" }, ["7d", "30d", "90d"].map((w) => h("option", { value: w, selected: w === "30d" }, `last ${w}`)));
+  const report = h("div", { id: "simulation" });
+  const simulate = async () => {
+    const r = await api("POST", "/v1/policies/simulate", { process: processName, since: since.value, policies: [text.value], examples: 10 });
+    const delta = (d) => `${num(d.before)} → ${num(d.after)}`;
+    report.replaceChildren(
+      h("h3", {}, "What would have changed"),
+      h("p", {}, `${num(r.decisions)} recorded decisions replayed; ${num(r.changed)} would have gone otherwise, in ${num(r.instances_affected)} instance(s). Reviews ${delta(r.reviews)}, steps run ${delta(r.steps_run)}.`,
+        r.evaluation_errors ? ` ${num(r.evaluation_errors)} evaluation error(s).` : ""),
+      r.actions.length ? table([
+        { title: "Action", cell: (a) => a.action },
+        { title: "Before", num: true, cell: (a) => num(a.before) },
+        { title: "After", num: true, cell: (a) => num(a.after) },
+        { title: "Change", num: true, cell: (a) => (a.delta > 0 ? "+" : "") + a.delta },
+      ], r.actions) : null,
+      (r.examples || []).length ? [h("h3", {}, "For example"), table([
+        { title: "Instance", cell: (e) => link("#/instances/" + encodeURIComponent(e.instance_id), e.instance_id) },
+        { title: "Before step", cell: (e) => e.step },
+        { title: "Was", cell: (e) => (e.before || []).join(", ") || "nothing" },
+        { title: "Would be", cell: (e) => (e.after || []).join(", ") || "nothing" },
+      ], r.examples)] : null,
+      r.note ? h("p", { class: "muted" }, r.note) : null,
+    );
+  };
+  const save = async () => {
+    const headers = note.value.trim() ? { "X-Change-Note": note.value.trim() } : {};
+    const out = await api("POST", "/v1/policies?mode=shadow", text.value, { contentType: "application/yaml", headers });
+    await route();
+    flash(out.created ? `${id} v${out.version} is saved and runs in shadow.` : `No change: it is v${out.version}.`, "info");
+  };
+  return h("div", {},
+    h("h2", {}, "Next version"),
+    h("p", { class: "muted" }, "Edit the latest version, replay the decisions recorded for the process through it, then save it in shadow: its test cases must pass."),
+    text,
+    h("div", { class: "actions" }, h("label", {}, "Replay", since),
+      actionButton("Simulate", simulate, { class: "secondary" }),
+      actionButton("Save as shadow version", save)),
+    report);
 }
 
 // ---- administration ------------------------------------------------------

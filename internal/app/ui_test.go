@@ -240,6 +240,24 @@ func TestWebUI(t *testing.T) {
 	}
 	b.waitText("main .card", "canary 25%")
 
+	// The next version is drafted on the page: simulated against the
+	// recorded decisions, then saved in shadow.
+	b.do("edit the draft", chromedp.Evaluate[chromedp.Void](`(() => {
+		const t = document.querySelector("textarea[name=policy]");
+		t.value = t.value.replace("priority: 11", "priority: 12");
+	})()`))
+	b.clickText("main button", "Simulate")
+	b.waitText("#simulation", "recorded decisions replayed")
+	b.do("note the change", chromedp.SetValue(chromedp.CSS(`input[name=note]`), "priority 12"))
+	b.clickText("main button", "Save as shadow version")
+	b.waitText("#flash", "business-account-kyc v3 is saved and runs in shadow.")
+	if p := d.expect(d.call("GET", "/v1/policies/business-account-kyc/versions/3", engineer, ""), http.StatusOK); !strings.Contains(p.raw, `"priority":12`) || p.body["note"] != "priority 12" {
+		t.Fatalf("the saved draft: %s", p.raw)
+	}
+	b.do("break the draft", chromedp.Evaluate[chromedp.Void](`document.querySelector("textarea[name=policy]").value = "id: business-account-kyc\nprocess: customer-onboarding\nwhen: classification.label ==\nactions: [{skip: welcome}]\n"`))
+	b.clickText("main button", "Save as shadow version")
+	b.waitText("#flash", "when")
+
 	// The process page shows what reviewers made of the classifier.
 	b.open("/processes/customer-onboarding", "main", "Classifier onboarding-requests")
 	b.waitText("main", "model agreed with reviewers")
