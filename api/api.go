@@ -460,6 +460,9 @@ func (s *server) allow(roles []string) gin.HandlerFunc {
 	}
 }
 
+// limited reports whether the caller's key is limited to processes.
+func limited(c *gin.Context) bool { return len(caller(c).Processes) > 0 }
+
 func caller(c *gin.Context) store.APIKey {
 	v, _ := c.Get(ctxKey)
 	k, _ := v.(store.APIKey)

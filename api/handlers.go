@@ -65,6 +65,14 @@ func (s *server) putProcess(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	if limited(c) { // a key limited to processes registers only theirs
+		if def, err := process.ParseDefinition(body); err == nil {
+			if err := allowProcess(c, def.Name); err != nil {
+				fail(c, err)
+				return
+			}
+		}
+	}
 	def, created, err := RegisterDefinition(c.Request.Context(), s.Definitions, s.Env, body, caller(c).Name)
 	if err != nil {
 		fail(c, err)
@@ -84,7 +92,11 @@ func (s *server) listProcesses(c *gin.Context) {
 		return
 	}
 	out := make([]gin.H, 0, len(recs))
+	k := caller(c)
 	for _, r := range recs {
+		if !k.Allows(r.Name) { // a key limited to processes sees only those
+			continue
+		}
 		out = append(out, gin.H{"name": r.Name, "version": r.Version, "author": r.Author, "created_at": r.CreatedAt})
 	}
 	c.JSON(http.StatusOK, gin.H{"processes": out})
@@ -116,6 +128,10 @@ func (s *server) getProcess(c *gin.Context) {
 		}
 		version = n
 	}
+	if err := allowProcess(c, c.Param("name")); err != nil {
+		fail(c, err)
+		return
+	}
 	def, rec, err := s.definition(c.Request.Context(), c.Param("name"), version)
 	if err != nil {
 		fail(c, err)
@@ -137,6 +153,14 @@ func (s *server) putPolicy(c *gin.Context) {
 		fail(c, badRequest("mode", "must be active or shadow (got %q)", mode))
 		return
 	}
+	if limited(c) {
+		if p, err := process.ParsePolicy(body); err == nil {
+			if err := allowProcess(c, p.Process); err != nil {
+				fail(c, err)
+				return
+			}
+		}
+	}
 	p, created, err := RegisterPolicy(c.Request.Context(), s.Definitions, s.Policies, s.Env, body, caller(c).Name, c.GetHeader("X-Change-Note"), mode)
 	if err != nil {
 		fail(c, err)
@@ -153,6 +177,10 @@ func (s *server) listPolicies(c *gin.Context) {
 	name := c.Query("process")
 	if name == "" {
 		fail(c, badRequest("process", "query parameter is required"))
+		return
+	}
+	if err := allowProcess(c, name); err != nil {
+		fail(c, err)
 		return
 	}
 	recs, _, err := s.Policies.ActivePolicies(c.Request.Context(), name)

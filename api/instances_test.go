@@ -99,4 +99,70 @@ func TestListInstances(t *testing.T) {
 	if got := ids(do(t, srv, "GET", "/v1/processes/other/instances", secret, "", "")); got != "i-other:failed" {
 		t.Fatalf("a key limited to its process: %s", got)
 	}
+	// It does not see the other processes' names either.
+	if a := do(t, srv, "GET", "/v1/processes", secret, "", ""); a.status != http.StatusOK || len(a.body["processes"].([]any)) != 1 ||
+		a.body["processes"].([]any)[0].(map[string]any)["name"] != "other" {
+		t.Fatalf("the processes a limited key lists: %v", a.body)
+	}
+	if a := do(t, srv, "GET", "/v1/processes/p", secret, "", ""); a.status != http.StatusForbidden {
+		t.Fatalf("another process's definition: %d", a.status)
+	}
+}
+
+// A key limited to processes reads and changes only theirs: their
+// definitions, policies, simulations and reports.
+func TestProcessLimitedEngineer(t *testing.T) {
+	srv, keys, _ := newServerAt(t, filepath.Join(t.TempDir(), "api.db"))
+	eng := keys[store.RoleEngineer]
+	other := strings.Replace(def, "name: p", "name: other", 1)
+	for _, d := range []string{def, other} {
+		if a := do(t, srv, "POST", "/v1/processes", eng, "application/yaml", d); a.status != http.StatusCreated {
+			t.Fatalf("register: %d %+v", a.status, a.err)
+		}
+	}
+	pol := func(process, id string) string {
+		return "id: " + id + "\nprocess: " + process + "\nwhen: input.n > 5\nactions: [{skip: a}]\n"
+	}
+	for _, p := range []string{pol("p", "p-skip"), pol("other", "other-skip")} {
+		if a := do(t, srv, "POST", "/v1/policies", eng, "application/yaml", p); a.status != http.StatusCreated {
+			t.Fatalf("policy: %d %+v", a.status, a.err)
+		}
+	}
+	made := do(t, srv, "POST", "/v1/keys", keys[store.RoleAdmin], "application/json", `{"name":"other-team","role":"engineer","processes":["other"]}`)
+	limited, _ := made.body["key"].(string)
+	for _, tc := range []struct {
+		method, path, ct, body string
+		mine                   bool
+	}{
+		{"GET", "/v1/processes/p", "", "", false},
+		{"GET", "/v1/processes/other", "", "", true},
+		{"POST", "/v1/processes", "application/yaml", strings.Replace(def, "version: 1", "version: 2", 1), false},
+		{"POST", "/v1/processes", "application/yaml", strings.Replace(other, "version: 1", "version: 2", 1), true},
+		{"POST", "/v1/policies", "application/yaml", strings.Replace(pol("p", "p-skip"), "n > 5", "n > 6", 1), false},
+		{"POST", "/v1/policies", "application/yaml", strings.Replace(pol("other", "other-skip"), "n > 5", "n > 6", 1), true},
+		{"GET", "/v1/policies?process=p", "", "", false},
+		{"GET", "/v1/policies?process=other", "", "", true},
+		{"GET", "/v1/policies/p-skip", "", "", false},
+		{"GET", "/v1/policies/p-skip/versions", "", "", false},
+		{"GET", "/v1/policies/p-skip/versions/1", "", "", false},
+		{"GET", "/v1/policies/p-skip/diff?from=1&to=2", "", "", false},
+		{"POST", "/v1/policies/p-skip/activate", "application/json", `{"version":1}`, false},
+		{"POST", "/v1/policies/p-skip/disable", "", "", false},
+		{"POST", "/v1/policies/other-skip/activate", "application/json", `{"version":1}`, true},
+		{"GET", "/v1/policies/other-skip/versions", "", "", true},
+		{"POST", "/v1/policies/simulate", "application/json", `{"process":"p","policies":["` + strings.ReplaceAll(pol("p", "p-skip"), "\n", `\n`) + `"]}`, false},
+		{"GET", "/v1/policies/shadow-report?process=p", "", "", false},
+		{"GET", "/v1/policies/shadow-report?process=other", "", "", true},
+	} {
+		a := do(t, srv, tc.method, tc.path, limited, tc.ct, tc.body)
+		if refused := a.status == http.StatusForbidden; refused == tc.mine || (tc.mine && a.status >= 300) {
+			t.Errorf("%s %s (its own process: %v): %d %+v", tc.method, tc.path, tc.mine, a.status, a.err)
+		}
+	}
+	if st := do(t, srv, "GET", "/v1/policies/p-skip", eng, "", ""); st.body["mode"] != "active" || st.body["latest_version"] != 1.0 {
+		t.Fatalf("p's policy changed through a key limited to another process: %v", st.body)
+	}
+	if a := do(t, srv, "GET", "/v1/policies/nope", limited, "", ""); a.status != http.StatusNotFound {
+		t.Fatalf("an unknown policy: %d", a.status)
+	}
 }

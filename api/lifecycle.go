@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -32,15 +33,33 @@ type DecisionScanner interface {
 }
 
 func (s *server) lifecycleRoutes(r gin.IRoutes, engineer, admin []string) {
-	r.GET("/policies/:id", s.allow(engineer), s.getPolicy)
-	r.GET("/policies/:id/versions", s.allow(engineer), s.listPolicyVersions)
-	r.GET("/policies/:id/versions/:version", s.allow(engineer), s.getPolicyVersion)
-	r.GET("/policies/:id/diff", s.allow(engineer), s.diffPolicy)
-	r.POST("/policies/:id/activate", s.allow(engineer), s.activatePolicy)
-	r.POST("/policies/:id/disable", s.allow(engineer), s.disablePolicy)
+	r.GET("/policies/:id", s.allow(engineer), s.allowPolicy, s.getPolicy)
+	r.GET("/policies/:id/versions", s.allow(engineer), s.allowPolicy, s.listPolicyVersions)
+	r.GET("/policies/:id/versions/:version", s.allow(engineer), s.allowPolicy, s.getPolicyVersion)
+	r.GET("/policies/:id/diff", s.allow(engineer), s.allowPolicy, s.diffPolicy)
+	r.POST("/policies/:id/activate", s.allow(engineer), s.allowPolicy, s.activatePolicy)
+	r.POST("/policies/:id/disable", s.allow(engineer), s.allowPolicy, s.disablePolicy)
 	r.POST("/policies/simulate", s.allow(engineer), s.simulate)
 	r.GET("/policies/shadow-report", s.allow(engineer), s.shadowReport)
 	r.GET("/audit/verify", s.allow(admin), s.verifyAudit)
+}
+
+// allowPolicy refuses (403) the routes of a policy of another process to a
+// key limited to processes; an unknown policy is left to the route (404).
+func (s *server) allowPolicy(c *gin.Context) {
+	if !limited(c) {
+		c.Next()
+		return
+	}
+	st, err := s.Lifecycle.PolicyState(c.Request.Context(), c.Param("id"))
+	if err == nil {
+		err = allowProcess(c, st.Process)
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		fail(c, err)
+		return
+	}
+	c.Next()
 }
 
 func policyOf(rec store.PolicyRecord) (*process.Policy, error) {
@@ -260,6 +279,10 @@ func (s *server) simulate(c *gin.Context) {
 		fail(c, badRequest("process", "is required"))
 		return
 	}
+	if err := allowProcess(c, req.Process); err != nil {
+		fail(c, err)
+		return
+	}
 	since, err := sinceParam(req.Since)
 	if err != nil {
 		fail(c, err)
@@ -358,6 +381,10 @@ func (s *server) shadowReport(c *gin.Context) {
 	name := c.Query("process")
 	if name == "" {
 		fail(c, badRequest("process", "query parameter is required"))
+		return
+	}
+	if err := allowProcess(c, name); err != nil {
+		fail(c, err)
 		return
 	}
 	since, err := sinceParam(c.Query("since"))

@@ -437,10 +437,16 @@ async function instancesView(q) {
   if (name) {
     const params = new URLSearchParams({ limit: "50" });
     for (const k of ["status", "business_key", "after"]) if (q.get(k)) params.set(k, q.get(k));
-    const page = await api("GET", `/v1/processes/${encodeURIComponent(name)}/instances?${params}`);
+    let page;
+    try {
+      page = await api("GET", `/v1/processes/${encodeURIComponent(name)}/instances?${params}`);
+    } catch (e) {
+      page = null;
+      listing = h("p", {}, e.message); // a key limited to other processes, say
+    }
     const more = new URLSearchParams(q);
-    if (page.next) more.set("after", page.next);
-    listing = [
+    if (page?.next) more.set("after", page.next);
+    if (page) listing = [
       table([
         { title: "Business key", cell: (i) => link("#/instances/" + encodeURIComponent(i.id), i.business_key) },
         { title: "Status", cell: (i) => badge(i.status) },
