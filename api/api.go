@@ -290,9 +290,9 @@ func New(opts Options) (*Handler, error) {
 	v1.POST("/keys/:id/rotate", s.allow(nil), s.rotateKey)
 	v1.POST("/keys/:id/revoke", s.allow(nil), s.revokeKey)
 	s.lifecycleRoutes(v1, engineer, nil)
-	v1.POST("/classifiers/:name/examples", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.addExample)
-	v1.GET("/classifiers/:name/examples", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.listExamples)
-	v1.GET("/classifiers/:name/quality", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.classifierQuality)
+	v1.POST("/classifiers/:name/examples", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.allowClassifier, s.addExample)
+	v1.GET("/classifiers/:name/examples", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.allowClassifier, s.listExamples)
+	v1.GET("/classifiers/:name/quality", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.allowClassifier, s.classifierQuality)
 	v1.GET("/whoami", s.allow(anyRole), s.whoami)
 	return &Handler{Handler: r, starts: s.starts}, nil
 }

@@ -166,3 +166,46 @@ func TestProcessLimitedEngineer(t *testing.T) {
 		t.Fatalf("an unknown policy: %d", a.status)
 	}
 }
+
+// A key limited to processes reaches the classifiers its processes use,
+// and no other.
+func TestProcessLimitedKeyAndClassifiers(t *testing.T) {
+	srv, keys, _ := newServerAt(t, filepath.Join(t.TempDir(), "api.db"))
+	classified := func(process, classifier string) string {
+		return "name: " + process + "\nversion: 1\ninput: {properties: {message: {type: string}}}\n" +
+			"classify: {name: " + classifier + ", field: message, labels: [refund, question], examples: [{text: refund my card, label: refund}, {text: when do you open, label: question}]}\n" +
+			"steps: [{id: a, kind: task, task: noop}]\n"
+	}
+	for _, d := range []string{classified("returns", "returns-mail"), classified("orders", "orders-mail")} {
+		if a := do(t, srv, "POST", "/v1/processes", keys[store.RoleEngineer], "application/yaml", d); a.status != http.StatusCreated {
+			t.Fatalf("register: %d %+v", a.status, a.err)
+		}
+	}
+	made := do(t, srv, "POST", "/v1/keys", keys[store.RoleAdmin], "application/json", `{"name":"returns desk","role":"reviewer","processes":["returns"]}`)
+	key, _ := made.body["key"].(string)
+	example := `{"text":"where is my refund","label":"refund"}`
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"POST", "/v1/classifiers/returns-mail/examples", example, http.StatusCreated},
+		{"GET", "/v1/classifiers/returns-mail/examples", "", http.StatusOK},
+		{"GET", "/v1/classifiers/returns-mail/quality", "", http.StatusOK},
+		{"POST", "/v1/classifiers/orders-mail/examples", example, http.StatusForbidden},
+		{"GET", "/v1/classifiers/orders-mail/examples", "", http.StatusForbidden},
+		{"GET", "/v1/classifiers/orders-mail/quality", "", http.StatusForbidden},
+		{"GET", "/v1/classifiers/nobodys/examples", "", http.StatusForbidden},
+	} {
+		ct := ""
+		if tc.body != "" {
+			ct = "application/json"
+		}
+		if a := do(t, srv, tc.method, tc.path, key, ct, tc.body); a.status != tc.status {
+			t.Errorf("%s %s: %d %+v, want %d", tc.method, tc.path, a.status, a.err, tc.status)
+		}
+	}
+	// An unlimited key reaches them all.
+	if a := do(t, srv, "GET", "/v1/classifiers/orders-mail/examples", keys[store.RoleReviewer], "", ""); a.status != http.StatusOK {
+		t.Fatalf("an unlimited reviewer: %d", a.status)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -60,6 +61,34 @@ func (s *server) allowPolicy(c *gin.Context) {
 		return
 	}
 	c.Next()
+}
+
+// allowClassifier refuses (403) a classifier's routes to a key limited to
+// processes none of which classifies with it (by their latest definitions).
+func (s *server) allowClassifier(c *gin.Context) {
+	if !limited(c) {
+		c.Next()
+		return
+	}
+	name := c.Param("name")
+	recs, err := s.Definitions.Definitions(c.Request.Context())
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	k := caller(c)
+	for _, r := range recs {
+		var d struct {
+			Classify *struct {
+				Name string `json:"name"`
+			} `json:"classify"`
+		}
+		if k.Allows(r.Name) && json.Unmarshal(r.Doc, &d) == nil && d.Classify != nil && d.Classify.Name == name {
+			c.Next()
+			return
+		}
+	}
+	fail(c, &httpError{status: http.StatusForbidden, code: "forbidden", msg: fmt.Sprintf("API key %s may not touch classifier %s: none of its processes (%s) classifies with it", k.ID, name, strings.Join(k.Processes, ", "))})
 }
 
 func policyOf(rec store.PolicyRecord) (*process.Policy, error) {
