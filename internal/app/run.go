@@ -220,6 +220,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	go func() { serveErr <- hs.Serve(ln) }()
 	lc.add("http server", hs.Shutdown)
 	lg.Info("API listening", "addr", ln.Addr().String(), "web_ui", "http://"+ln.Addr().String()+"/ui/")
+	fmt.Fprintf(opts.Out, "adaptflow: web UI on http://%s/ui/ (sign in with an API key)\n", ln.Addr())
 	if opts.OnReady != nil {
 		opts.OnReady(ln.Addr().String())
 	}

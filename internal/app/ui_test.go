@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/adaptflow/adaptflow/internal/app"
 )
 
 // browser is a headless Chromium tab on the web UI of a running dev.
@@ -117,7 +120,11 @@ func (b *browser) clickText(css, text string) {
 // engineer would: the inbox, a review decided, the instance going on, its
 // decisions explained, the KPIs, and a policy taken out of force and back.
 func TestWebUI(t *testing.T) {
-	d := startDev(t, t.TempDir(), freeAddr(t))
+	var banner bytes.Buffer
+	d := startDev(t, t.TempDir(), freeAddr(t), func(o *app.Options) { o.Out = &banner })
+	if want := "adaptflow: web UI on " + d.base + "/ui/"; !strings.Contains(banner.String(), want) {
+		t.Fatalf("adaptflow dev printed %q, want %q", banner.String(), want)
+	}
 	reviewer, engineer := d.newKey("reviewer"), d.newKey("engineer")
 	// Markup in an applicant's message must show as text, never run.
 	message := `our company needs a business account with two directors <img src=x onerror="document.title='owned'">`
