@@ -582,6 +582,7 @@ async function processView(name, q) {
     { title: "Completed", num: true, cell: (x) => num(x.completed) },
     { title: "Rejected", num: true, cell: (x) => num(x.rejected) },
     { title: "Failed", num: true, cell: (x) => num(x.failed) },
+    { title: "Canceled", num: true, cell: (x) => num(x.canceled) },
     { title: "Error rate", num: true, cell: (x) => pct(x.error_rate) },
     { title: "Cycle p50", num: true, cell: (x) => duration(x.cycle_time_seconds?.p50) },
     { title: "Cycle p90", num: true, cell: (x) => duration(x.cycle_time_seconds?.p90) },
