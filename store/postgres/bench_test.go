@@ -275,11 +275,10 @@ func BenchmarkInbox(b *testing.B) {
 // process's KPIs for a 30-day window of 100,000 instances (a fifth with a
 // review), as GET /v1/processes/{name}/kpis does; other processes' 100,000
 // instances share the table.
-func BenchmarkProcessOutcomes(b *testing.B) {
-	const n = 100_000
-	s, conn := openBenchConn(b)
+// seedOutcomes stores n instances of orders and n of returns started in
+// the last 30 days, in mixed statuses, and reviews on a fifth of n.
+func seedOutcomes(b *testing.B, conn *pgx.Conn, n int, now time.Time) {
 	ctx := b.Context()
-	now := time.Now()
 	rng := rand.New(rand.NewPCG(3, 3))
 	statuses := []string{"completed", "completed", "completed", "failed", "rejected", "running"}
 	copied, err := conn.CopyFrom(ctx, pgx.Identifier{"instances"},
@@ -293,7 +292,7 @@ func BenchmarkProcessOutcomes(b *testing.B) {
 			}
 			return []any{fmt.Sprintf("i%d", i), []string{"orders", "returns"}[i%2], 1 + i%3, fmt.Sprintf("k%d", i), "{}", "bench", created.UnixMicro(), status, finished}, nil
 		}))
-	if err != nil || copied != 2*n {
+	if err != nil || copied != int64(2*n) {
 		b.Fatalf("copy instances: %d rows, %v", copied, err)
 	}
 	copied, err = conn.CopyFrom(ctx, pgx.Identifier{"reviews"},
@@ -302,12 +301,20 @@ func BenchmarkProcessOutcomes(b *testing.B) {
 			created := now.Add(-time.Duration(rng.Int64N(int64(30 * 24 * time.Hour))))
 			return []any{fmt.Sprintf("rv_%d", i), fmt.Sprintf("i%d", 10*i), "r", "orders", "approve", "ops", "check", "decided", created.UnixMicro(), created.Add(time.Hour).UnixMicro()}, nil
 		}))
-	if err != nil || copied != n/5 {
+	if err != nil || copied != int64(n/5) {
 		b.Fatalf("copy reviews: %d rows, %v", copied, err)
 	}
 	if _, err := conn.Exec(ctx, "ANALYZE instances; ANALYZE reviews"); err != nil {
 		b.Fatal(err)
 	}
+}
+
+func BenchmarkProcessOutcomes(b *testing.B) {
+	const n = 100_000
+	s, conn := openBenchConn(b)
+	ctx := b.Context()
+	now := time.Now()
+	seedOutcomes(b, conn, n, now)
 	b.ResetTimer()
 	for b.Loop() {
 		count, reviews := 0, 0
@@ -318,6 +325,26 @@ func BenchmarkProcessOutcomes(b *testing.B) {
 		})
 		if err != nil || count != n || reviews != n/5 {
 			b.Fatalf("%d outcomes with %d reviews, %v", count, reviews, err)
+		}
+	}
+}
+
+// BenchmarkInstanceListing pages through a process's failed instances,
+// 50 at a time, five pages by cursor, among 200,000 instances.
+func BenchmarkInstanceListing(b *testing.B) {
+	const n = 100_000
+	s, conn := openBenchConn(b)
+	ctx := b.Context()
+	seedOutcomes(b, conn, n, time.Now())
+	b.ResetTimer()
+	for b.Loop() {
+		f := store.InstanceFilter{Process: "orders", Status: store.InstanceFailed, Limit: 50}
+		for range 5 {
+			page, err := s.Instances(ctx, f)
+			if err != nil || len(page) != 50 || page[0].Status != store.InstanceFailed {
+				b.Fatalf("%d instances, %v", len(page), err)
+			}
+			f.After = store.InstanceCursor(page[len(page)-1])
 		}
 	}
 }
