@@ -300,7 +300,7 @@ async function inboxView(q) {
   const cols = [
     { title: "Priority", num: true, cell: (r) => r.priority },
     { title: "Process", cell: (r) => r.process },
-    { title: "Step", cell: (r) => r.step },
+    { title: "Step", cell: (r) => link("#/reviews/" + encodeURIComponent(r.id), r.step) }, // reachable by keyboard
     { title: "Queue", cell: (r) => r.queue },
     { title: "Why", cell: (r) => r.reason || "—" },
     { title: "Raised", cell: (r) => when(r.created_at) },
