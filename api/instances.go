@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"slices"
@@ -73,6 +74,20 @@ func (s *server) listInstances(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
+// sendCancel asks the instance's workflow to cancel itself.
+func (s *server) sendCancel(ctx context.Context, id string, c workflows.CancelRequest) error {
+	h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   id,
+		UpdateName:   workflows.UpdateCancel,
+		Args:         []any{c},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return err
+	}
+	return h.Get(ctx, nil)
+}
+
 // cancelWait is how long a cancel request waits for the instance to end
 // before it answers 202.
 const cancelWait = 10 * time.Second
@@ -105,23 +120,26 @@ func (s *server) cancelInstance(c *gin.Context) {
 		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "instance " + inst.ID + " has already ended: " + st})
 		return
 	}
-	h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   inst.ID,
-		UpdateName:   workflows.UpdateCancel,
-		Args:         []any{workflows.CancelRequest{By: caller(c).Name, Reason: strings.TrimSpace(req.Reason)}},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err == nil {
-		err = h.Get(ctx, nil)
+	cancel := workflows.CancelRequest{By: caller(c).Name, Reason: strings.TrimSpace(req.Reason)}
+	err = s.sendCancel(ctx, inst.ID, cancel)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) && inst.PendingStart {
+		// Its start has not reached Temporal yet (an outage, a crash): it
+		// is finished now, as the sweep would, and the instance canceled
+		// before it goes far.
+		def, input, perr := pendingStart(ctx, s.Definitions, map[string]*process.Definition{}, inst)
+		if perr != nil {
+			fail(c, perr)
+			return
+		}
+		if err = s.starts.startNow(ctx, def, inst, input); err == nil {
+			err = s.sendCancel(ctx, inst.ID, cancel)
+		}
 	}
 	var ae *temporal.ApplicationError
-	var nf *serviceerror.NotFound
 	switch {
 	case errors.As(err, &ae):
 		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "instance " + inst.ID + ": " + ae.Message()})
-		return
-	case errors.As(err, &nf) && inst.PendingStart:
-		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "instance " + inst.ID + " is still starting; cancel it once it runs"})
 		return
 	case errors.As(err, &nf):
 		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "instance " + inst.ID + " is no longer running"})

@@ -72,3 +72,38 @@ func TestPendingStartFinishedAfterACrash(t *testing.T) {
 	d = startDev(t, dir, tmp)
 	d.waitStatus(id, "completed")
 }
+
+// TestCancelOfAPendingStart: an instance stored but whose workflow start
+// never reached Temporal can be canceled at once: the cancel finishes the
+// start, then cancels, without waiting for the sweep.
+func TestCancelOfAPendingStart(t *testing.T) {
+	dir, tmp := t.TempDir(), freeAddr(t)
+	d := startDev(t, dir, tmp)
+	def := d.expect(d.call("GET", "/v1/processes/inventory-reconciliation", adminKey, ""), 200)
+	version := int(def.body["version"].(float64))
+	d.stop()
+
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "adaptflow.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	input, _ := json.Marshal(map[string]any{"store_id": "s1", "sku": "X", "pos_count": 1, "erp_count": 90})
+	id := app.InstanceIDForTest("inventory-reconciliation", "never-started")
+	// Fresh: the sweep at start leaves it to a request that may still be
+	// finishing it.
+	_, created, err := st.CreateInstance(t.Context(), store.Instance{ID: id, Process: "inventory-reconciliation", ProcessVersion: version, BusinessKey: "never-started",
+		Input: input, CreatedBy: "erp", CreatedAt: time.Now(), PendingStart: true})
+	_ = st.Close()
+	if err != nil || !created {
+		t.Fatalf("store the instance: %v %v", created, err)
+	}
+
+	d = startDev(t, dir, tmp)
+	if inst := d.expect(d.call("GET", "/v1/instances/"+id, adminKey, ""), 200); inst.body["status"] != "starting" {
+		t.Fatalf("before the cancel: %s", inst.raw)
+	}
+	inst := d.expect(d.call("POST", "/v1/instances/"+id+"/cancel", adminKey, `{"reason":"sent twice"}`), 200)
+	if inst.body["status"] != "canceled" || inst.body["error"] != "canceled by admin: sent twice" {
+		t.Fatalf("canceled: %s", inst.raw)
+	}
+}
