@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -458,6 +459,34 @@ func (s *server) allow(roles []string) gin.HandlerFunc {
 		fail(c, &httpError{status: http.StatusForbidden, code: "permission_denied",
 			msg: fmt.Sprintf("key %q has role %s; this route needs %s", k.Name, k.Role, strings.Join(need, " or "))})
 	}
+}
+
+// limitParam reads the limit query parameter: 0 when absent, 400 naming it
+// outside 1 to most.
+func limitParam(c *gin.Context, most int) (int, error) {
+	l := c.Query("limit")
+	if l == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(l)
+	if err != nil || n < 1 || n > most {
+		return 0, badRequest("limit", "must be between 1 and %d (got %q)", most, l)
+	}
+	return n, nil
+}
+
+// ageParam reads a query parameter that is a positive duration (4h, 30d):
+// 0 when absent, 400 naming it otherwise.
+func ageParam(c *gin.Context, name string) (time.Duration, error) {
+	v := c.Query(name)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := process.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, badRequest(name, "must be a duration such as 30m, 4h or 30d (got %q)", v)
+	}
+	return d, nil
 }
 
 // limited reports whether the caller's key is limited to processes.

@@ -8,7 +8,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
 )
 
@@ -50,13 +49,13 @@ func (s *server) audit(c *gin.Context) {
 
 func (s *server) listAudit(c *gin.Context) {
 	f := store.AuditFilter{Actor: c.Query("actor"), Action: c.Query("action")}
-	if v := c.Query("since"); v != "" {
-		d, err := process.ParseDuration(v)
-		if err != nil || d <= 0 {
-			fail(c, badRequest("since", "must be a duration such as 24h or 30d (got %q)", v))
-			return
-		}
-		f.Since = time.Now().Add(-d)
+	since, err := ageParam(c, "since")
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if since > 0 {
+		f.Since = time.Now().Add(-since)
 	}
 	for _, q := range []struct {
 		name     string

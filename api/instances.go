@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -37,21 +36,21 @@ func (s *server) listInstances(c *gin.Context) {
 		fail(c, badRequest("status", "must be one of %s (got %q)", strings.Join(instanceStatuses, ", "), f.Status))
 		return
 	}
-	if l := c.Query("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > store.MaxInstancePage {
-			fail(c, badRequest("limit", "must be between 1 and %d (got %q)", store.MaxInstancePage, l))
-			return
-		}
-		f.Limit = n
+	limit, err := limitParam(c, store.MaxInstancePage)
+	if err != nil {
+		fail(c, err)
+		return
 	}
-	if v := c.Query("since"); v != "" {
-		d, err := process.ParseDuration(v)
-		if err != nil || d <= 0 {
-			fail(c, badRequest("since", "must be a duration such as 4h, 7d or 30d (got %q)", v))
-			return
-		}
-		f.Since = time.Now().Add(-d)
+	if limit > 0 {
+		f.Limit = limit
+	}
+	since, err := ageParam(c, "since")
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if since > 0 {
+		f.Since = time.Now().Add(-since)
 	}
 	ctx := c.Request.Context()
 	if _, err := s.Definitions.Definition(ctx, name, 0); err != nil { // 404 for an unknown process

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -62,21 +61,19 @@ func (s *server) listReviews(c *gin.Context) {
 		}
 		f.Processes = k.Processes
 	}
-	if l := c.Query("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > store.MaxReviewPage {
-			fail(c, badRequest("limit", "must be between 1 and %d (got %q)", store.MaxReviewPage, l))
-			return
-		}
-		f.Limit = n
+	limit, err := limitParam(c, store.MaxReviewPage)
+	if err != nil {
+		fail(c, err)
+		return
 	}
-	if a := c.Query("older_than"); a != "" {
-		d, err := process.ParseDuration(a)
-		if err != nil || d <= 0 {
-			fail(c, badRequest("older_than", "must be a duration such as 30m, 4h or 2d (got %q)", a))
-			return
-		}
-		f.CreatedBefore = f.Now.Add(-d)
+	f.Limit = limit
+	age, err := ageParam(c, "older_than")
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if age > 0 {
+		f.CreatedBefore = f.Now.Add(-age)
 	}
 	rs, err := s.Reviews.Reviews(c.Request.Context(), f)
 	if errors.Is(err, store.ErrInvalid) {
@@ -87,7 +84,6 @@ func (s *server) listReviews(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	limit := f.Limit
 	if limit == 0 {
 		limit = 100
 	}
