@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,7 @@ import (
 	"github.com/adaptflow/adaptflow/api/apitest"
 	"github.com/adaptflow/adaptflow/internal/app"
 	"github.com/adaptflow/adaptflow/internal/cli"
+	"github.com/adaptflow/adaptflow/internal/ports"
 	"github.com/adaptflow/adaptflow/internal/temporalserver"
 )
 
@@ -60,14 +62,15 @@ func runChild(dir string) int {
 	return 0
 }
 
+// freeAddr is a free local address for a Temporal frontend, outside the
+// ephemeral range that connections draw from (see internal/ports).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := ports.Free("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
 }
 
 // dev is one running `adaptflow dev`, in process.

@@ -22,6 +22,8 @@ import (
 	"go.temporal.io/server/common/config"
 	"go.temporal.io/server/common/dynamicconfig"
 	"go.temporal.io/server/common/log"
+
+	"github.com/adaptflow/adaptflow/internal/ports"
 	"go.temporal.io/server/common/log/tag"
 	"go.temporal.io/server/common/membership/static"
 	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
@@ -345,12 +347,11 @@ func trimVisibilityIndexes(file string) error {
 }
 
 func freePort(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	p, err := ports.Free(host)
 	if err != nil {
-		return 0, fmt.Errorf("temporal: find a free port: %w", err)
+		return 0, fmt.Errorf("temporal: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return p, nil
 }
 
 // slogLogger adapts slog to the server's logger interface.
