@@ -295,7 +295,8 @@ async function inboxView(q) {
   const form = filterForm("inbox",
   field("Status", statusSel), field("Queue", text("queue")), field("Process", text("process")), field("Claimed by", text("assignee")),
   h("button", { type: "submit" }, "Filter"),
-  h("button", { type: "button", class: "secondary", onclick: () => { location.hash = `#/inbox?status=claimed&assignee=${encodeURIComponent(me.name)}`; } }, "Mine"));
+  h("button", { type: "button", class: "secondary", onclick: () => { location.hash = `#/inbox?status=claimed&assignee=${encodeURIComponent(me.name)}`; } }, "Mine"),
+  actionButton("Take next", () => takeNext(filter), { class: "secondary" }));
 
   const cols = [
     { title: "Priority", num: true, cell: (r) => r.priority },
@@ -314,6 +315,26 @@ async function inboxView(q) {
     page.next ? h("p", {}, link(`#/inbox?${new URLSearchParams({ ...Object.fromEntries(Object.entries(filter).filter(([, v]) => v)), after: page.next })}`, "Next page →")) : null,
   );
   refresh = setInterval(() => { if (!document.hidden && document.activeElement?.tagName !== "INPUT") route(); }, 15000);
+}
+
+// takeNext claims the first open review of the inbox's queue and process
+// (highest priority, earliest due) that nobody else claims first, and
+// opens it.
+async function takeNext(filter) {
+  const params = new URLSearchParams({ status: "open", limit: "20" });
+  for (const k of ["queue", "process"]) if (filter[k]) params.set(k, filter[k]);
+  const { reviews } = await api("GET", "/v1/reviews?" + params);
+  for (const r of reviews) {
+    try {
+      await api("POST", `/v1/reviews/${encodeURIComponent(r.id)}/claim`, { lease: "30m" });
+    } catch (e) {
+      if (e.status === 409) continue; // another reviewer was quicker
+      throw e;
+    }
+    location.hash = "#/reviews/" + encodeURIComponent(r.id);
+    return;
+  }
+  flash("Nothing open to take here.", "info");
 }
 
 // ---- one review ----------------------------------------------------------

@@ -145,19 +145,22 @@ func TestWebUI(t *testing.T) {
 	if nav := b.text("#nav"); strings.Contains(nav, "Processes") || strings.Contains(nav, "Instances") {
 		t.Fatalf("a reviewer's menu: %q", nav)
 	}
-	b.clickText("main tbody td", "business_kyc")
+	// "Take next" claims the queue's first open review and opens it.
+	b.open("/inbox?queue=kyc", "main table", "business_kyc")
+	b.clickText("main button", "Take next")
 	b.waitText("main h1", "Review: customer-onboarding / business_kyc")
+	b.waitText("main .card", "claimed by reviewer-1")
 	b.waitText("pre.text", `<img src=x onerror="document.title='owned'">`)
 	if n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll("main img").length`)); err != nil || n != 0 {
 		t.Fatalf("the message's markup became %d element(s) (%v)", n, err)
 	}
 	b.waitText("main", "Similar past cases")
 
-	b.clickText("main button", "Claim")
-	b.waitText("main .card", "claimed by reviewer-1")
 	b.clickText("main button", "Release")
 	b.waitText("#flash", "Released.")
 	b.waitText("main .card", "open")
+	b.clickText("main button", "Claim")
+	b.waitText("main .card", "claimed by reviewer-1")
 	// The reviewer corrects the model: a sole trader, not a company.
 	b.do("correct the label with a comment",
 		chromedp.Click(chromedp.CSS(`input[name=verdict][value=correct]`)),
@@ -170,6 +173,9 @@ func TestWebUI(t *testing.T) {
 	if r := inst["reviews"].([]any)[0].(map[string]any); r["reviewer"] != "reviewer-1" || !strings.HasSuffix(r["comment"].(string), "sole trader") {
 		t.Fatalf("the instance's review: %v", r)
 	}
+	b.open("/inbox?queue=kyc", "main h1", "Inbox")
+	b.clickText("main button", "Take next")
+	b.waitText("#flash", "Nothing open to take here.")
 	ex := d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/examples", reviewer, ""), http.StatusOK)
 	if xs := ex.body["examples"].([]any); len(xs) != 1 || xs[0].(map[string]any)["label"] != "personal_account" || xs[0].(map[string]any)["source"] != "review:reviewer-1" {
 		t.Fatalf("the correction is no example: %s", ex.raw)
