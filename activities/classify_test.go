@@ -412,45 +412,65 @@ func TestFewShotsByTheProvidersEmbeddings(t *testing.T) {
 	}
 }
 
-// Once the worker has stopped, Close stops the trainings the activities
-// left running, and none starts after it: corrections are still learned
-// by an update.
+// Close stops the full training the activities left running in the
+// background and waits for it; none starts after it, and corrections are
+// still learned by an update.
 func TestCloseStopsBackgroundTrainings(t *testing.T) {
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	put := func(id, text, label string) {
+		t.Helper()
+		e := store.Example{ID: id, Classifier: spec.Name, Text: text, Label: label, Embedding: make([]float32, st.EmbeddingDim()), CreatedAt: time.Now()}
+		if err := st.PutExample(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Enough examples that a full training takes a while.
+	for i := range 3000 {
+		label := []string{"refund", "question"}[i%2]
+		put(fmt.Sprintf("bulk%d", i), fmt.Sprintf("%s about order %d and parcel %d from shop %d", label, i, i*7%1000, i%37), label)
+	}
 	reg := prometheus.NewRegistry()
 	acts := &activities.Activities{Examples: st, Metrics: activities.NewMetrics(reg)}
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
 	env.RegisterActivity(acts)
 	text := "the parcel tracking number is wrong"
-	before := labelOf(t, env, acts, text)
+	before := labelOf(t, env, acts, text) // the first, full training
 	flip := "refund"
 	if before == "refund" {
 		flip = "question"
 	}
-	if err := acts.Close(t.Context()); err != nil {
-		t.Fatal(err)
+	count := func(kind string) float64 {
+		return series(t, reg)["adaptflow_classifier_training_seconds{kind="+kind+"}count"]
 	}
+	// Corrections: learned at once by an update, and a full training on
+	// every example starts in the background.
 	for i, text := range []string{"parcel tracking number", "wrong tracking number on my parcel", "tracking number of the parcel is wrong"} {
-		e := store.Example{ID: fmt.Sprintf("ex%d", i), Classifier: spec.Name, Text: text, Label: flip, Embedding: make([]float32, st.EmbeddingDim()), CreatedAt: time.Now()}
-		if err := st.PutExample(t.Context(), e); err != nil {
-			t.Fatal(err)
-		}
+		put(fmt.Sprintf("ex%d", i), text, flip)
 	}
 	if after := labelOf(t, env, acts, text); after != flip {
 		t.Fatalf("after the corrections: %s, want %s", after, flip)
 	}
-	// Close waits for whatever runs: had a training started, it would be
-	// counted by now.
 	if err := acts.Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	s := series(t, reg)
-	if bg := s["adaptflow_classifier_training_seconds{kind=background}count"]; bg != 0 || s["adaptflow_classifier_training_seconds{kind=update}count"] != 1 {
-		t.Fatalf("%v background trainings after Close, want none (and one update)", bg)
+	// Close has waited for it: stopped, or (on a fast machine) done.
+	if stopped, done := count("stopped"), count("background"); stopped+done != 1 {
+		t.Fatalf("after Close: %v stopped and %v finished background trainings, want one in all", stopped, done)
+	}
+	// After Close, corrections are still learned, and no training starts.
+	put("ex9", "my tracking number does not work", flip)
+	if got := labelOf(t, env, acts, "my tracking number does not work"); got != flip {
+		t.Fatalf("a correction after Close: %s, want %s", got, flip)
+	}
+	if err := acts.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if stopped, done, updates := count("stopped"), count("background"), count("update"); stopped+done != 1 || updates != 2 {
+		t.Fatalf("after a second correction: %v stopped, %v finished, %v updates", stopped, done, updates)
 	}
 }

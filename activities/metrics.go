@@ -56,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"kind"}),
 		trainings: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "adaptflow_classifier_training_seconds",
-			Help:    "Trainings of embedded classifiers, by kind: full (a classification waited for it), update (new examples learned at once) or background (every example, while an updated model answers).",
+			Help:    "Trainings of embedded classifiers, by kind: full (a classification waited for it), update (new examples learned at once) background (every example, while an updated model answers) or stopped (a background training the worker's shutdown ended).",
 			Buckets: []float64{.01, .05, .25, 1, 4, 16, 64},
 		}, []string{"kind"}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -247,7 +247,9 @@ func (a *Activities) retrainInBackground(ctx context.Context, c *classifierModel
 		start := time.Now()
 		m, err := classify.TrainContext(ctx, examples, classify.Options{})
 		if err != nil {
-			if ctx.Err() == nil {
+			if ctx.Err() != nil {
+				a.Metrics.trained("stopped", time.Since(start))
+			} else {
 				a.logger().Warn("classifier not retrained", "classifier", name, "err", err)
 			}
 			c.mu.Lock()
