@@ -116,7 +116,7 @@ type Activities struct {
 // background runs fn in a goroutine of its own, with a context that Close
 // ends; after Close it runs nothing and reports false.
 func (a *Activities) background(fn func(ctx context.Context)) bool {
-	a.bg.once.Do(func() { a.bg.ctx, a.bg.cancel = context.WithCancel(context.Background()) })
+	a.bgStart()
 	a.bg.mu.Lock()
 	defer a.bg.mu.Unlock()
 	if a.bg.closed {
@@ -130,10 +130,15 @@ func (a *Activities) background(fn func(ctx context.Context)) bool {
 	return true
 }
 
+// bgStart makes the context of the background work, once.
+func (a *Activities) bgStart() {
+	a.bg.once.Do(func() { a.bg.ctx, a.bg.cancel = context.WithCancel(context.Background()) })
+}
+
 // Close stops the work the activities left running and waits for it,
 // until ctx ends. The worker calls it once it has stopped.
 func (a *Activities) Close(ctx context.Context) error {
-	a.bg.once.Do(func() { a.bg.ctx, a.bg.cancel = context.WithCancel(context.Background()) })
+	a.bgStart()
 	a.bg.mu.Lock()
 	a.bg.closed = true
 	a.bg.mu.Unlock()

@@ -105,10 +105,6 @@ func (s *server) cancelInstance(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if len(req.Reason) > 1000 {
-		fail(c, badRequest("reason", "must be at most 1000 characters (got %d)", len(req.Reason)))
-		return
-	}
 	inst, err := s.allowedInstance(c)
 	if err != nil {
 		fail(c, err)

@@ -783,7 +783,7 @@ func (r *runner) validateCancel(_ workflow.Context, c CancelRequest) error {
 	switch {
 	case r.canceled != nil:
 		return temporal.NewApplicationError(fmt.Sprintf("instance is already being canceled by %s", r.canceled.By), ErrTypeFinished)
-	case r.st.Status == StatusCompleted || r.st.Status == StatusRejected || r.st.Status == StatusFailed || r.st.Status == StatusCanceled:
+	case store.Final(r.st.Status):
 		return temporal.NewApplicationError("instance has already ended: "+r.st.Status, ErrTypeFinished)
 	case c.By == "":
 		return temporal.NewApplicationError("by is required", ErrTypeBadDecision)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/adaptflow/adaptflow/store"
 )
 
 const instancesUsage = `usage:
@@ -19,16 +21,6 @@ const instancesUsage = `usage:
   adaptflow instances show ID
   adaptflow instances cancel ID [--reason TEXT]
 flags common to all: --server URL ($ADAPTFLOW_SERVER) --api-key KEY ($ADAPTFLOW_API_KEY) --json`
-
-// instanceSummary is a row of an instance listing.
-type instanceSummary struct {
-	ID          string     `json:"id"`
-	BusinessKey string     `json:"business_key"`
-	Version     int        `json:"version"`
-	Status      string     `json:"status"`
-	CreatedAt   time.Time  `json:"created_at"`
-	FinishedAt  *time.Time `json:"finished_at"`
-}
 
 // instanceView is the part of an instance the CLI prints.
 type instanceView struct {
@@ -114,8 +106,8 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if sub == "list" {
 		var page struct {
-			Instances []instanceSummary `json:"instances"`
-			Next      string            `json:"next"`
+			Instances []store.InstanceSummary `json:"instances"`
+			Next      string                  `json:"next"`
 		}
 		if err := json.Unmarshal(raw, &page); err != nil {
 			return fail(err)
@@ -131,7 +123,7 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	return 0
 }
 
-func printInstances(w io.Writer, list []instanceSummary, next string) {
+func printInstances(w io.Writer, list []store.InstanceSummary, next string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tBUSINESS KEY\tVERSION\tSTATUS\tSTARTED\tTOOK")
 	for _, in := range list {
