@@ -270,12 +270,12 @@ func New(opts Options) (*Handler, error) {
 	readers := []string{store.RoleSystem, store.RoleEngineer}
 	v1.POST("/processes", s.allow(engineer), s.putProcess)
 	v1.GET("/processes", s.allow(readers), s.listProcesses)
-	v1.GET("/processes/:name", s.allow(readers), s.getProcess)
-	v1.POST("/processes/:name/instances", s.allow([]string{store.RoleSystem}), s.startInstance)
-	v1.GET("/processes/:name/instances", s.allow(readers), s.listInstances)
-	v1.GET("/processes/:name/kpis", s.allow(engineer), s.processKPIs)
+	v1.GET("/processes/:name", s.allow(readers), processScoped, s.getProcess)
+	v1.POST("/processes/:name/instances", s.allow([]string{store.RoleSystem}), processScoped, s.startInstance)
+	v1.GET("/processes/:name/instances", s.allow(readers), processScoped, s.listInstances)
+	v1.GET("/processes/:name/kpis", s.allow(engineer), processScoped, s.processKPIs)
 	v1.POST("/policies", s.allow(engineer), s.putPolicy)
-	v1.GET("/policies", s.allow(engineer), s.listPolicies)
+	v1.GET("/policies", s.allow(engineer), processScoped, s.listPolicies)
 	v1.GET("/instances/:id", s.allow(readers), s.getInstance)
 	v1.POST("/instances/:id/cancel", s.allow(readers), s.cancelInstance)
 	v1.GET("/instances/:id/decisions", s.allow(readers), s.listDecisions)
@@ -487,6 +487,23 @@ func ageParam(c *gin.Context, name string) (time.Duration, error) {
 		return 0, badRequest(name, "must be a duration such as 30m, 4h or 30d (got %q)", v)
 	}
 	return d, nil
+}
+
+// processScoped refuses (403) a route about one process, the one its path
+// names (:name) or its process query parameter, to a key limited to other
+// processes.
+func processScoped(c *gin.Context) {
+	name := c.Param("name")
+	if name == "" {
+		name = c.Query("process")
+	}
+	if name != "" {
+		if err := allowProcess(c, name); err != nil {
+			fail(c, err)
+			return
+		}
+	}
+	c.Next()
 }
 
 // limited reports whether the caller's key is limited to processes.
