@@ -78,6 +78,7 @@ type DecisionReader interface {
 type ReviewReader interface {
 	Review(ctx context.Context, id string) (store.Review, error)
 	Reviews(ctx context.Context, f store.ReviewFilter) ([]store.Review, error)
+	QueueSummaries(ctx context.Context, f store.QueueFilter) ([]store.QueueSummary, error)
 }
 
 // VerdictStore keeps what reviewers said about classifications.
@@ -281,6 +282,7 @@ func New(opts Options) (*Handler, error) {
 	v1.GET("/instances/:id/decisions", s.allow(readers), s.listDecisions)
 	v1.GET("/decisions/:id/explanation", s.allow(readers), s.explain)
 	v1.GET("/reviews", s.allow([]string{store.RoleReviewer}), s.listReviews)
+	v1.GET("/queues", s.allow([]string{store.RoleReviewer, store.RoleEngineer}), processScoped, s.listQueues)
 	v1.GET("/reviews/:id", s.allow([]string{store.RoleReviewer}), s.getReview)
 	v1.POST("/reviews/:id/claim", s.allow([]string{store.RoleReviewer}), s.claimReview)
 	v1.POST("/reviews/:id/release", s.allow([]string{store.RoleReviewer}), s.releaseReview)

@@ -134,6 +134,7 @@ func TestErrorsAndLimits(t *testing.T) {
 		{"no method", "DELETE", "/v1/processes", eng, "", "", 405, "method_not_allowed", ""},
 		{"bad version", "GET", "/v1/processes/p?version=x", eng, "", "", 400, "invalid_argument", "version"},
 		{"bad review filter", "GET", "/v1/reviews?status=old", keys[store.RoleReviewer], "", "", 400, "invalid_argument", "status"},
+		{"bad queue window", "GET", "/v1/queues?since=yesterday", keys[store.RoleReviewer], "", "", 400, "invalid_argument", "since"},
 		{"bad role", "POST", "/v1/keys", keys[store.RoleAdmin], "application/json", `{"name":"x","role":"root"}`, 400, "invalid_argument", "role"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -471,6 +472,79 @@ func TestProcessLimitedKeySeesItsReviews(t *testing.T) {
 	}
 	if a := do(t, srv, "GET", "/v1/reviews?process=orders", key, "", ""); a.status != http.StatusForbidden {
 		t.Fatalf("another process's reviews: %d %+v", a.status, a.err)
+	}
+}
+
+// The queue summary counts what waits in each queue and what was closed
+// in the window; a key limited to processes counts only theirs.
+func TestQueueSummaries(t *testing.T) {
+	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"))
+	ctx := t.Context()
+	now := time.Now()
+	overdue := now.Add(-time.Minute)
+	for i, r := range []store.Review{
+		{Process: "returns", Queue: "kyc", CreatedAt: now.Add(-3 * time.Hour), DueAt: &overdue},
+		{Process: "returns", Queue: "kyc", CreatedAt: now.Add(-2 * time.Hour)},
+		{Process: "orders", Queue: "kyc", CreatedAt: now.Add(-5 * time.Hour)},
+		{Process: "orders", Queue: "ops", CreatedAt: now.Add(-30 * time.Hour)},
+		{Process: "returns", Queue: "ops", CreatedAt: now.Add(-4 * time.Hour)},
+	} {
+		r.ID, r.InstanceID, r.RunID, r.Step = fmt.Sprintf("rv%d", i), fmt.Sprintf("i%d", i), "r", "s"
+		if _, err := st.CreateReview(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.ClaimReview(ctx, "rv1", "ann", now, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for id, at := range map[string]time.Time{"rv3": now.Add(-26 * time.Hour), "rv4": now.Add(-time.Hour)} {
+		if _, err := st.CloseReview(ctx, store.Review{ID: id, Status: store.ReviewDecided, Verdict: store.VerdictApprove, Reviewer: "bob", DecidedAt: &at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type queue struct {
+		Queue               string
+		Open, Claimed       int
+		Overdue, Decided    int
+		OldestAt            time.Time `json:"oldest_at"`
+		MeanDecisionSeconds float64   `json:"mean_decision_seconds"`
+	}
+	get := func(key, query string) []queue {
+		t.Helper()
+		a := do(t, srv, "GET", "/v1/queues"+query, key, "", "")
+		if a.status != http.StatusOK {
+			t.Fatalf("queues%s: %d %+v", query, a.status, a.err)
+		}
+		var qs []queue
+		raw, _ := json.Marshal(a.body["queues"])
+		if err := json.Unmarshal(raw, &qs); err != nil {
+			t.Fatal(err)
+		}
+		return qs
+	}
+	got := get(keys[store.RoleReviewer], "")
+	if len(got) != 2 || got[0].Queue != "kyc" || got[0].Open != 2 || got[0].Claimed != 1 || got[0].Overdue != 1 ||
+		!got[0].OldestAt.Equal(now.Add(-5*time.Hour).Truncate(time.Microsecond)) ||
+		got[1].Queue != "ops" || got[1].Open != 0 || got[1].Decided != 1 || got[1].MeanDecisionSeconds != 3*3600 {
+		t.Fatalf("queues: %+v", got)
+	}
+	// A longer window counts the older verdict too; engineers may look.
+	if got := get(keys[store.RoleEngineer], "?since=2d"); len(got) != 2 || got[1].Decided != 2 {
+		t.Fatalf("queues over 2 days: %+v", got)
+	}
+	created := do(t, srv, "POST", "/v1/keys", keys[store.RoleAdmin], "application/json", `{"name":"returns desk","role":"reviewer","processes":["returns"]}`)
+	if created.status != http.StatusCreated {
+		t.Fatalf("create key: %d %+v", created.status, created.err)
+	}
+	limited := created.body["key"].(string)
+	if got := get(limited, ""); len(got) != 2 || got[0].Open != 1 || got[0].Claimed != 1 || got[1].Decided != 1 {
+		t.Fatalf("queues of the returns desk: %+v", got)
+	}
+	if got := get(keys[store.RoleReviewer], "?process=orders"); len(got) != 1 || got[0].Queue != "kyc" || got[0].Open != 1 {
+		t.Fatalf("queues of orders: %+v", got)
+	}
+	if a := do(t, srv, "GET", "/v1/queues?process=orders", limited, "", ""); a.status != http.StatusForbidden {
+		t.Fatalf("another process's queues: %d %+v", a.status, a.err)
 	}
 }
 

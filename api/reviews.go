@@ -98,6 +98,31 @@ func (s *server) listReviews(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
+// defaultQueueWindow is the window of a queue summary's closed counts.
+const defaultQueueWindow = 24 * time.Hour
+
+// listQueues summarizes the review queues: what waits in each now, and
+// what was closed in each over the window (since, default 24h). A key
+// limited to processes counts only theirs.
+func (s *server) listQueues(c *gin.Context) {
+	window, err := ageParam(c, "since")
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if window == 0 {
+		window = defaultQueueWindow
+	}
+	now := time.Now().UTC()
+	f := store.QueueFilter{Process: c.Query("process"), Processes: caller(c).Processes, Since: now.Add(-window), Now: now}
+	qs, err := s.Reviews.QueueSummaries(c.Request.Context(), f)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"as_of": now, "since": f.Since, "queues": qs})
+}
+
 // reviewItem is an inbox item: the review, why it was raised, the
 // instance's input and text with the model's answer, and similar past cases.
 type reviewItem struct {

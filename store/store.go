@@ -599,6 +599,103 @@ func ScanQueueStats(scan func(dest ...any) error) (QueueStats, error) {
 	return q, err
 }
 
+// QueueFilter selects the reviews a queue summary counts; zero fields
+// match everything.
+type QueueFilter struct {
+	Process string
+	// Processes, when set, keeps the reviews of these processes only (the
+	// processes an API key is limited to).
+	Processes []string
+	// Since starts the window of the reviews closed; Now judges claims and
+	// due times (default: the current time).
+	Since, Now time.Time
+}
+
+// QueueSummary is where one review queue stands: the reviews waiting in it
+// now, and those closed in it since a time.
+type QueueSummary struct {
+	Queue string `json:"queue"`
+	// Open reviews wait for a reviewer (nobody holds a live claim); Claimed
+	// ones are held by one.
+	Open    int64 `json:"open"`
+	Claimed int64 `json:"claimed"`
+	// Escalated and Overdue are among the open and claimed: those that
+	// reached the queue by escalation, and those past their due time.
+	Escalated int64 `json:"escalated"`
+	Overdue   int64 `json:"overdue"`
+	// OldestAt is when the oldest waiting review was raised; NextDueAt is
+	// the earliest due time among the waiting (overdue ones included).
+	OldestAt  *time.Time `json:"oldest_at,omitempty"`
+	NextDueAt *time.Time `json:"next_due_at,omitempty"`
+	// Closed since the window's start: decided by a reviewer, expired at
+	// their SLA, canceled with their instance; DecisionSeconds is the mean
+	// time from raising to verdict of the decided ones.
+	Decided         int64   `json:"decided"`
+	Expired         int64   `json:"expired"`
+	Canceled        int64   `json:"canceled"`
+	DecisionSeconds float64 `json:"mean_decision_seconds"`
+}
+
+// QueueSummaryQuery is the query of the queue summaries of f, by queue, for
+// SQL stores; ph renders the n-th placeholder (1-based). Every column
+// after the queue is a BIGINT, in the order ScanQueueSummary reads them.
+func QueueSummaryQuery(f QueueFilter, ph func(n int) string) (string, []any) {
+	now := f.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return ph(len(args))
+	}
+	sum := func(cond, v string) string {
+		return "CAST(COALESCE(SUM(CASE WHEN " + cond + " THEN " + v + " ELSE 0 END), 0) AS BIGINT)"
+	}
+	first := func(col string) string {
+		return "CAST(COALESCE(MIN(CASE WHEN status = 'open' THEN " + col + " END), 0) AS BIGINT)"
+	}
+	q := `SELECT queue, ` + strings.Join([]string{
+		sum("status = 'open' AND (claimed_by = '' OR claim_expires_at <= "+arg(now.UnixMicro())+")", "1"),
+		sum("status = 'open' AND claimed_by <> '' AND claim_expires_at > "+arg(now.UnixMicro()), "1"),
+		sum("status = 'open' AND escalated_at IS NOT NULL", "1"),
+		sum("status = 'open' AND due_at <= "+arg(now.UnixMicro()), "1"),
+		first("created_at"), first("due_at"),
+		sum("status = 'decided'", "1"), sum("status = 'expired'", "1"), sum("status = 'canceled'", "1"),
+		sum("status = 'decided'", "decided_at - created_at"),
+	}, ", ") + ` FROM reviews WHERE (status = 'open' OR decided_at >= ` + arg(f.Since.UnixMicro()) + `)`
+	if f.Process != "" {
+		q += " AND process = " + arg(f.Process)
+	}
+	if len(f.Processes) > 0 {
+		in := make([]string, len(f.Processes))
+		for i, p := range f.Processes {
+			in[i] = arg(p)
+		}
+		q += " AND process IN (" + strings.Join(in, ", ") + ")"
+	}
+	return q + " GROUP BY queue ORDER BY queue", args
+}
+
+// ScanQueueSummary reads one row of QueueSummaryQuery.
+func ScanQueueSummary(scan func(dest ...any) error) (QueueSummary, error) {
+	var q QueueSummary
+	var oldest, due, decidedMicros int64
+	err := scan(&q.Queue, &q.Open, &q.Claimed, &q.Escalated, &q.Overdue, &oldest, &due, &q.Decided, &q.Expired, &q.Canceled, &decidedMicros)
+	if oldest != 0 {
+		t := time.UnixMicro(oldest).UTC()
+		q.OldestAt = &t
+	}
+	if due != 0 {
+		t := time.UnixMicro(due).UTC()
+		q.NextDueAt = &t
+	}
+	if q.Decided > 0 {
+		q.DecisionSeconds = float64(decidedMicros) / 1e6 / float64(q.Decided)
+	}
+	return q, err
+}
+
 // Escalation is where an escalated review goes: its queue, new due time
 // and the priority it is raised to (never lowered).
 type Escalation struct {

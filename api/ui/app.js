@@ -286,7 +286,10 @@ async function inboxView(q) {
   const params = new URLSearchParams(Object.entries(filter).filter(([, v]) => v));
   params.set("limit", "50");
   if (q.get("after")) params.set("after", q.get("after"));
-  const page = await api("GET", "/v1/reviews?" + params);
+  const [page, queues] = await Promise.all([
+    api("GET", "/v1/reviews?" + params),
+    api("GET", "/v1/queues" + (filter.process ? "?" + new URLSearchParams({ process: filter.process }) : "")),
+  ]);
 
   const field = (name, el) => h("label", {}, name, el);
   const statusSel = h("select", { name: "status" },
@@ -310,11 +313,32 @@ async function inboxView(q) {
   ];
   render(
     h("h1", {}, "Inbox"),
+    queueSummary(queues),
     form,
     table(cols, page.reviews, (r) => { location.hash = "#/reviews/" + encodeURIComponent(r.id); }),
     page.next ? h("p", {}, link(`#/inbox?${new URLSearchParams({ ...Object.fromEntries(Object.entries(filter).filter(([, v]) => v)), after: page.next })}`, "Next page →")) : null,
   );
   refresh = setInterval(() => { if (!document.hidden && document.activeElement?.tagName !== "INPUT") route(); }, 15000);
+}
+
+// queueSummary is where each queue stands: what waits in it now, and what
+// was closed in it over the last day. A row filters the inbox to its queue.
+function queueSummary({ queues }) {
+  if (queues.length === 0) return null;
+  const cols = [
+    { title: "Queue", cell: (q) => link(`#/inbox?queue=${encodeURIComponent(q.queue)}`, q.queue) },
+    { title: "Open", num: true, cell: (q) => num(q.open) },
+    { title: "Claimed", num: true, cell: (q) => num(q.claimed) },
+    { title: "Escalated", num: true, cell: (q) => num(q.escalated) },
+    { title: "Overdue", num: true, cell: (q) => h("span", { class: q.overdue ? "overdue" : "" }, num(q.overdue)) },
+    { title: "Oldest waiting", cell: (q) => when(q.oldest_at) },
+    { title: "Next due", cell: (q) => due(q.next_due_at) },
+    { title: "Decided (24 h)", num: true, cell: (q) => num(q.decided) },
+    { title: "Expired (24 h)", num: true, cell: (q) => num(q.expired) },
+    { title: "Mean time to verdict", cell: (q) => (q.decided ? duration(q.mean_decision_seconds) : "—") },
+  ];
+  return h("section", { class: "queues", "aria-label": "Queues" }, h("h2", {}, "Queues"),
+    table(cols, queues, (q) => { location.hash = `#/inbox?queue=${encodeURIComponent(q.queue)}`; }));
 }
 
 // takeNext claims the first open review of the inbox's queue and process

@@ -95,6 +95,17 @@ func (b *browser) open(hash, css, want string) {
 	b.waitText(css, want)
 }
 
+// cells are the texts of the cells of the first row matching css.
+func (b *browser) cells(css string) []string {
+	b.t.Helper()
+	q, _ := json.Marshal(css)
+	got, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`[...(document.querySelector(`+string(q)+`)?.cells ?? [])].map((c) => c.innerText.trim())`))
+	if err != nil {
+		b.t.Fatalf("cells of %s: %v", css, err)
+	}
+	return got
+}
+
 // clickText clicks the first element matching css whose text is text.
 func (b *browser) clickText(css, text string) {
 	b.t.Helper()
@@ -136,12 +147,17 @@ func TestWebUI(t *testing.T) {
 	// A reviewer lands on the inbox, and sees no engineer screens.
 	b.signIn(reviewer)
 	b.waitText("main h1", "Inbox")
-	b.waitText("main table", "Business account: check the company's registration and directors")
+	b.waitText("main > table", "Business account: check the company's registration and directors")
+	// Above it, where each queue stands.
+	b.waitText("section.queues tbody", "kyc")
+	if row := b.cells("section.queues tbody tr"); len(row) != 10 || row[0] != "kyc" || row[1] != "1" || row[2] != "0" || row[4] != "0" || row[7] != "0" {
+		t.Fatalf("the kyc queue's row: %q", row)
+	}
 	if nav := b.text("#nav"); strings.Contains(nav, "Processes") || strings.Contains(nav, "Instances") {
 		t.Fatalf("a reviewer's menu: %q", nav)
 	}
 	// "Take next" claims the queue's first open review and opens it.
-	b.open("/inbox?queue=kyc", "main table", "business_kyc")
+	b.open("/inbox?queue=kyc", "main > table", "business_kyc")
 	b.clickText("main button", "Take next")
 	b.waitText("main h1", "Review: customer-onboarding / business_kyc")
 	b.waitText("main .card", "claimed by reviewer-1")
@@ -171,6 +187,9 @@ func TestWebUI(t *testing.T) {
 	b.open("/inbox?queue=kyc", "main h1", "Inbox")
 	b.clickText("main button", "Take next")
 	b.waitText("#flash", "Nothing open to take here.")
+	if row := b.cells("section.queues tbody tr"); len(row) != 10 || row[0] != "kyc" || row[1] != "0" || row[5] != "—" || row[7] != "1" || row[9] == "—" {
+		t.Fatalf("the kyc queue's row after the verdict: %q", row)
+	}
 	ex := d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/examples", reviewer, ""), http.StatusOK)
 	if xs := ex.body["examples"].([]any); len(xs) != 1 || xs[0].(map[string]any)["label"] != "personal_account" || xs[0].(map[string]any)["source"] != "review:reviewer-1" {
 		t.Fatalf("the correction is no example: %s", ex.raw)

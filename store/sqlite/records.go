@@ -661,6 +661,13 @@ func (s *Store) Verdicts(ctx context.Context, classifier string, since time.Time
 		WHERE classifier = ? AND at >= ? ORDER BY at, review_id`, classifier, micros(since))
 }
 
+// QueueSummaries are where the review queues stand: the reviews waiting in
+// each, and those closed since f.Since.
+func (s *Store) QueueSummaries(ctx context.Context, f store.QueueFilter) ([]store.QueueSummary, error) {
+	q, args := store.QueueSummaryQuery(f, func(int) string { return "?" })
+	return collect(ctx, s.r, "queue summaries", func(r scanner) (store.QueueSummary, error) { return store.ScanQueueSummary(r.Scan) }, q, args...)
+}
+
 // ReviewStats are per-queue counts and durations of reviews at now.
 func (s *Store) ReviewStats(ctx context.Context, now time.Time) ([]store.QueueStats, error) {
 	return collect(ctx, s.r, "review stats", func(r scanner) (store.QueueStats, error) { return store.ScanQueueStats(r.Scan) },

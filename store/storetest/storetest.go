@@ -74,6 +74,7 @@ type Store interface {
 	PutVerdict(ctx context.Context, v store.Verdict) error
 	Verdicts(ctx context.Context, classifier string, since time.Time) ([]store.Verdict, error)
 	ReviewStats(ctx context.Context, now time.Time) ([]store.QueueStats, error)
+	QueueSummaries(ctx context.Context, f store.QueueFilter) ([]store.QueueSummary, error)
 }
 
 // Run runs the suite; open returns a new, empty store.
@@ -93,6 +94,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("review claims", func(t *testing.T) { testReviewClaims(t, open(t)) })
 	t.Run("inbox", func(t *testing.T) { testInbox(t, open(t)) })
 	t.Run("review stats", func(t *testing.T) { testReviewStats(t, open(t)) })
+	t.Run("queue summaries", func(t *testing.T) { testQueueSummaries(t, open(t)) })
 	t.Run("review escalation", func(t *testing.T) { testReviewEscalation(t, open(t)) })
 	t.Run("audit log", func(t *testing.T) { testAudit(t, open(t)) })
 	t.Run("examples", func(t *testing.T) { testExamples(t, open(t)) })
@@ -1134,6 +1136,66 @@ func testReviewStats(t *testing.T, s Store) {
 	}
 	if fmt.Sprint(stats) != fmt.Sprint(want) {
 		t.Fatalf("stats\n%+v\nwant\n%+v", stats, want)
+	}
+}
+
+func testQueueSummaries(t *testing.T, s Store) {
+	ctx := t.Context()
+	due1, due2 := t0.Add(time.Hour), t0.Add(3*time.Hour)
+	for _, r := range []store.Review{
+		{ID: "a", Process: "p", Queue: "kyc", CreatedAt: t0.Add(time.Minute), DueAt: &due1},
+		{ID: "b", Process: "p", Queue: "kyc", CreatedAt: t0, DueAt: &due2},
+		{ID: "c", Process: "p", Queue: "kyc", CreatedAt: t0.Add(2 * time.Minute)},
+		{ID: "d", Process: "p", Queue: "kyc", CreatedAt: t0},
+		{ID: "e", Process: "p", Queue: "kyc", CreatedAt: t0},
+		{ID: "f", Process: "q", Queue: "kyc", CreatedAt: t0.Add(-time.Hour)},
+		{ID: "g", Process: "q", Queue: "ops", CreatedAt: t0},
+		{ID: "h", Process: "p", Queue: "old", CreatedAt: t0.Add(-48 * time.Hour)},
+	} {
+		r.InstanceID, r.RunID, r.Step = "i-"+r.ID, "r", "s"
+		_, err := s.CreateReview(ctx, r)
+		must(t, err)
+	}
+	now := t0.Add(2 * time.Hour) // "a" is overdue, "b" is not yet
+	_, err := s.ClaimReview(ctx, "b", "ann", t0, now.Add(time.Hour))
+	must(t, err)
+	_, err = s.ClaimReview(ctx, "c", "bob", t0, now.Add(-time.Minute)) // lapsed: open again
+	must(t, err)
+	_, err = s.EscalateReview(ctx, "g", store.Escalation{Queue: "kyc", Due: now.Add(time.Hour)}, t0)
+	must(t, err)
+	close := func(id, status string, at time.Time) {
+		t.Helper()
+		_, err := s.CloseReview(ctx, store.Review{ID: id, Status: status, Verdict: store.VerdictApprove, Reviewer: "r", DecidedAt: &at})
+		must(t, err)
+	}
+	close("d", store.ReviewDecided, t0.Add(30*time.Minute))
+	close("e", store.ReviewCanceled, t0.Add(time.Hour))
+	close("f", store.ReviewDecided, t0.Add(time.Hour+30*time.Minute)) // 2.5 h after it was raised
+	close("h", store.ReviewExpired, t0.Add(-24*time.Hour))            // before the window
+	got, err := s.QueueSummaries(ctx, store.QueueFilter{Since: t0, Now: now})
+	must(t, err)
+	at := func(t time.Time) *time.Time { return &t }
+	nextDue := now.Add(time.Hour)
+	want := []store.QueueSummary{{Queue: "kyc", Open: 3, Claimed: 1, Escalated: 1, Overdue: 1, OldestAt: at(t0), NextDueAt: at(due1),
+		Decided: 2, Canceled: 1, DecisionSeconds: (30*time.Minute + 150*time.Minute).Seconds() / 2}}
+	if fmt.Sprint(got) != fmt.Sprint(want) || !got[0].OldestAt.Equal(t0) || !got[0].NextDueAt.Equal(due1) {
+		t.Fatalf("summaries\n%+v\nwant\n%+v", got, want)
+	}
+	// A key limited to processes counts only theirs; a window that starts
+	// earlier counts the expired review of the old queue.
+	got, err = s.QueueSummaries(ctx, store.QueueFilter{Processes: []string{"q"}, Since: t0.Add(-72 * time.Hour), Now: now})
+	must(t, err)
+	if len(got) != 1 || got[0].Queue != "kyc" || got[0].Open != 1 || got[0].Escalated != 1 || got[0].Decided != 1 || got[0].DecisionSeconds != 9000 ||
+		!got[0].NextDueAt.Equal(nextDue) || !got[0].OldestAt.Equal(t0) {
+		t.Fatalf("summaries of q: %+v", got)
+	}
+	got, err = s.QueueSummaries(ctx, store.QueueFilter{Process: "p", Since: t0.Add(-72 * time.Hour), Now: now})
+	must(t, err)
+	if len(got) != 2 || got[0].Queue != "kyc" || got[0].Open != 2 || got[0].Claimed != 1 || got[1].Queue != "old" || got[1].Expired != 1 || got[1].Open != 0 || got[1].OldestAt != nil {
+		t.Fatalf("summaries of p: %+v", got)
+	}
+	if got, err := s.QueueSummaries(ctx, store.QueueFilter{Process: "none", Now: now}); err != nil || len(got) != 0 {
+		t.Fatalf("summaries of an unknown process: %+v %v", got, err)
 	}
 }
 
