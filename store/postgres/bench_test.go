@@ -271,10 +271,6 @@ func BenchmarkInbox(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*95/100].Microseconds())/1000, "p95-ms")
 }
 
-// BenchmarkProcessOutcomes measures reading the outcomes behind a
-// process's KPIs for a 30-day window of 100,000 instances (a fifth with a
-// review), as GET /v1/processes/{name}/kpis does; other processes' 100,000
-// instances share the table.
 // seedOutcomes stores n instances of orders and n of returns started in
 // the last 30 days, in mixed statuses, and reviews on a fifth of n.
 func seedOutcomes(b *testing.B, conn *pgx.Conn, n int, now time.Time) {
@@ -309,6 +305,10 @@ func seedOutcomes(b *testing.B, conn *pgx.Conn, n int, now time.Time) {
 	}
 }
 
+// BenchmarkProcessOutcomes measures reading the outcomes behind a
+// process's KPIs for a 30-day window of 100,000 instances (a fifth with a
+// review), as GET /v1/processes/{name}/kpis does; other processes' 100,000
+// instances share the table.
 func BenchmarkProcessOutcomes(b *testing.B) {
 	const n = 100_000
 	s, conn := openBenchConn(b)

@@ -281,7 +281,7 @@ var (
 )
 
 // Outcomes calls fn with how each instance of a process started in
-// [from, to) went, oldest first.
+// [from, to) went, in no particular order.
 func (s *Store) Outcomes(ctx context.Context, processName string, from, to time.Time, fn func(store.InstanceOutcome) error) error {
 	rows, err := s.pool.Query(ctx, outcomesQuery, store.OutcomesArgs(processName, from, to)...)
 	if err != nil {

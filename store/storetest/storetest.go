@@ -670,7 +670,7 @@ func testInstanceStates(t *testing.T, s Store) {
 // testOutcomes: an instance's status follows its saved state (through
 // either save path), its finish time is that of the first save of a final
 // status, and its reviews are counted; only the process's instances started
-// in the window are read, oldest first.
+// in the window are read.
 func testOutcomes(t *testing.T, s Store) {
 	ctx := t.Context()
 	for i, id := range []string{"o-run", "o-done", "o-failed", "o-new", "o-later"} {
@@ -706,8 +706,14 @@ func testOutcomes(t *testing.T, s Store) {
 		{ID: "ra", InstanceID: "o-run"},
 		{ID: "rb", InstanceID: "o-done"},
 		{ID: "rc", InstanceID: "o-done"},
+		// Stamped by a worker whose clock is behind: before its instance,
+		// and before the window.
+		{ID: "rs", InstanceID: "o-failed", CreatedAt: t0.Add(-30 * time.Second)},
 	} {
-		r.RunID, r.Process, r.Step, r.Queue, r.CreatedAt = "r", "p", "s", "q", t0.Add(time.Minute)
+		r.RunID, r.Process, r.Step, r.Queue = "r", "p", "s", "q"
+		if r.CreatedAt.IsZero() {
+			r.CreatedAt = t0.Add(time.Minute)
+		}
 		_, err := s.CreateReview(ctx, r)
 		must(t, err)
 	}
@@ -721,6 +727,7 @@ func testOutcomes(t *testing.T, s Store) {
 	if len(got) != 4 {
 		t.Fatalf("%d outcomes in the window, want 4 (o-later is after it, o-other another process): %+v", len(got), got)
 	}
+	slices.SortFunc(got, func(a, b store.InstanceOutcome) int { return a.CreatedAt.Compare(b.CreatedAt) }) // they come in no particular order
 	run, done, failed, fresh := got[0], got[1], got[2], got[3]
 	if run.ID != "o-run" || done.ID != "o-done" || failed.ID != "o-failed" || fresh.ID != "o-new" {
 		t.Fatalf("outcomes out of order: %+v", got)
@@ -734,7 +741,7 @@ func testOutcomes(t *testing.T, s Store) {
 	if done.Reviews != 2 || done.Decided != 1 || done.Expired != 1 || done.ReviewWait != 59*time.Minute {
 		t.Fatalf("reviews of the completed instance: %+v", done)
 	}
-	if failed.Status != store.InstanceFailed || failed.FinishedAt.IsZero() {
+	if failed.Status != store.InstanceFailed || failed.FinishedAt.IsZero() || failed.Reviews != 1 {
 		t.Fatalf("failed instance (saved with its decision): %+v", failed)
 	}
 	if fresh.Status != "" || !fresh.FinishedAt.IsZero() || fresh.Reviews != 0 {
