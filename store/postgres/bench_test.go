@@ -223,34 +223,10 @@ func BenchmarkNearestExamples(b *testing.B) {
 // 100,000 reviews stored: most decided, some claimed, spread over 20
 // queues.
 func BenchmarkInbox(b *testing.B) {
-	const n = 100_000
 	s, conn := openBenchConn(b)
 	ctx := b.Context()
 	now := time.Now()
-	rng := rand.New(rand.NewPCG(7, 7))
-	copied, err := conn.CopyFrom(ctx, pgx.Identifier{"reviews"},
-		[]string{"id", "instance_id", "run_id", "process", "step", "queue", "reason", "status", "verdict", "reviewer", "created_at", "due_at", "claimed_by", "claim_expires_at"},
-		pgx.CopyFromSlice(n, func(i int) ([]any, error) {
-			created := now.Add(-time.Duration(rng.IntN(30*24)) * time.Hour)
-			due := created.Add(time.Duration(1+rng.IntN(48)) * time.Hour).UnixMicro()
-			status, verdict, reviewer := "decided", "approve", "ann"
-			var claimedBy string
-			var claimUntil any
-			if (i/20)%5 == 0 { // a fifth open in every queue, a quarter of those claimed
-				status, verdict, reviewer = "open", "", ""
-				if (i/20)%20 == 0 {
-					claimedBy, claimUntil = "bob", now.Add(time.Hour).UnixMicro()
-				}
-			}
-			return []any{fmt.Sprintf("rv_%d", i), fmt.Sprintf("i%d", i), "r", "orders", "approve", fmt.Sprintf("q%d", i%20), "check",
-				status, verdict, reviewer, created.UnixMicro(), due, claimedBy, claimUntil}, nil
-		}))
-	if err != nil || copied != n {
-		b.Fatalf("copy: %d rows, %v", copied, err)
-	}
-	if _, err := conn.Exec(ctx, "ANALYZE reviews"); err != nil {
-		b.Fatal(err)
-	}
+	seedReviews(b, conn, 100_000, now)
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := range b.N {
@@ -269,6 +245,53 @@ func BenchmarkInbox(b *testing.B) {
 	b.StopTimer()
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)*95/100].Microseconds())/1000, "p95-ms")
+}
+
+// seedReviews stores n reviews raised over the last 30 days, spread over
+// 20 queues: a fifth open in every queue (a quarter of those claimed), the
+// rest decided an hour after they were raised.
+func seedReviews(b *testing.B, conn *pgx.Conn, n int, now time.Time) {
+	ctx := b.Context()
+	rng := rand.New(rand.NewPCG(7, 7))
+	copied, err := conn.CopyFrom(ctx, pgx.Identifier{"reviews"},
+		[]string{"id", "instance_id", "run_id", "process", "step", "queue", "reason", "status", "verdict", "reviewer", "created_at", "due_at", "claimed_by", "claim_expires_at", "decided_at"},
+		pgx.CopyFromSlice(n, func(i int) ([]any, error) {
+			created := now.Add(-time.Duration(rng.IntN(30*24)) * time.Hour)
+			due := created.Add(time.Duration(1+rng.IntN(48)) * time.Hour).UnixMicro()
+			status, verdict, reviewer := "decided", "approve", "ann"
+			var claimedBy string
+			var claimUntil, decided any = nil, created.Add(time.Hour).UnixMicro()
+			if (i/20)%5 == 0 {
+				status, verdict, reviewer, decided = "open", "", "", nil
+				if (i/20)%20 == 0 {
+					claimedBy, claimUntil = "bob", now.Add(time.Hour).UnixMicro()
+				}
+			}
+			return []any{fmt.Sprintf("rv_%d", i), fmt.Sprintf("i%d", i), "r", "orders", "approve", fmt.Sprintf("q%d", i%20), "check",
+				status, verdict, reviewer, created.UnixMicro(), due, claimedBy, claimUntil, decided}, nil
+		}))
+	if err != nil || copied != int64(n) {
+		b.Fatalf("copy: %d rows, %v", copied, err)
+	}
+	if _, err := conn.Exec(ctx, "ANALYZE reviews"); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkQueueSummaries measures GET /v1/queues's read: where each of 20
+// queues stands, with the verdicts of the last day, among 100,000 reviews.
+func BenchmarkQueueSummaries(b *testing.B) {
+	s, conn := openBenchConn(b)
+	ctx := b.Context()
+	now := time.Now()
+	seedReviews(b, conn, 100_000, now)
+	b.ResetTimer()
+	for b.Loop() {
+		qs, err := s.QueueSummaries(ctx, store.QueueFilter{Since: now.Add(-24 * time.Hour), Now: now})
+		if err != nil || len(qs) != 20 || qs[0].Open+qs[0].Claimed != 1000 || qs[0].Decided == 0 {
+			b.Fatalf("summaries: %+v, %v", qs, err)
+		}
+	}
 }
 
 // seedOutcomes stores n instances of orders and n of returns started in
