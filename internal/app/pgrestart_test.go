@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/adaptflow/adaptflow/internal/app"
+	"github.com/adaptflow/adaptflow/internal/ports"
 	"github.com/adaptflow/adaptflow/internal/temporalserver"
 )
 
@@ -40,7 +41,17 @@ func startCluster(t *testing.T) *pgCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(pgScript, "start", dir).Output()
+	// A port below the ephemeral range: while the cluster is down, the
+	// app's connection attempts to its port draw their own local ports
+	// from that range, and one that drew the port itself would connect to
+	// itself and hold it, so the cluster could not start again.
+	port, err := ports.Free("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(pgScript, "start", dir)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("PGPORT_TEST=%d", port))
+	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("start cluster: %v", err)
 	}
@@ -58,7 +69,11 @@ func (c *pgCluster) pgctl(args ...string) error {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("pg_ctl %v: %w: %s", args, err, stderr.String())
+		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
+		if len(log) > 2000 {
+			log = log[len(log)-2000:]
+		}
+		return fmt.Errorf("pg_ctl %v: %w: %s\nthe server's log ends:\n%s", args, err, stderr.String(), log)
 	}
 	return nil
 }
