@@ -126,6 +126,10 @@ type Options struct {
 	Embedder  *classify.Embedder
 	Temporal  client.Client
 	TaskQueue string
+	// Namespace is the Temporal namespace of the instances' workflows
+	// (default "default"), for the requests the client does not fill in
+	// (a retry's reset).
+	Namespace string
 	Env       *policies.Env
 	Logger    *slog.Logger
 	// Ready reports whether the server is ready to serve (for /healthz).
@@ -176,6 +180,9 @@ func (o *Options) defaults() {
 	}
 	if o.ClaimLease <= 0 {
 		o.ClaimLease = DefaultClaimLease
+	}
+	if o.Namespace == "" {
+		o.Namespace = "default"
 	}
 	if o.StartWait == 0 {
 		o.StartWait = DefaultStartWait
@@ -279,6 +286,7 @@ func New(opts Options) (*Handler, error) {
 	v1.GET("/policies", s.allow(engineer), processScoped, s.listPolicies)
 	v1.GET("/instances/:id", s.allow(readers), s.getInstance)
 	v1.POST("/instances/:id/cancel", s.allow(readers), s.cancelInstance)
+	v1.POST("/instances/:id/retry", s.allow(readers), s.retryInstance)
 	v1.GET("/instances/:id/decisions", s.allow(readers), s.listDecisions)
 	v1.GET("/decisions/:id/explanation", s.allow(readers), s.explain)
 	v1.GET("/reviews", s.allow([]string{store.RoleReviewer}), s.listReviews)

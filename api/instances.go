@@ -83,9 +83,9 @@ func (s *server) sendCancel(ctx context.Context, id string, c workflows.CancelRe
 	return h.Get(ctx, nil)
 }
 
-// cancelWait is how long a cancel request waits for the instance to end
-// before it answers 202.
-const cancelWait = 10 * time.Second
+// instanceWait is how long a cancel or a retry waits for the instance to
+// end, or to run again, before it answers 202.
+const instanceWait = 10 * time.Second
 
 type cancelRequest struct {
 	Reason string `json:"reason"`
@@ -141,9 +141,16 @@ func (s *server) cancelInstance(c *gin.Context) {
 	}
 	// The workflow ends in moments (it closes reviews and saves its
 	// state); answer with its end.
-	deadline := time.Now().Add(cancelWait)
+	s.answerWhen(c, inst.ID, store.Final)
+}
+
+// answerWhen answers with the instance once its stored status passes done
+// (200), or as it is after instanceWait (202).
+func (s *server) answerWhen(c *gin.Context, id string, done func(status string) bool) {
+	ctx := c.Request.Context()
+	deadline := time.Now().Add(instanceWait)
 	for wait := 20 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
-		cur, err := s.Instances.Instance(ctx, inst.ID)
+		cur, err := s.Instances.Instance(ctx, id)
 		if err != nil {
 			fail(c, err)
 			return
@@ -153,9 +160,9 @@ func (s *server) cancelInstance(c *gin.Context) {
 			fail(c, err)
 			return
 		}
-		if store.Final(st.Status) || time.Now().After(deadline) {
+		if done(st.Status) || time.Now().After(deadline) {
 			code := http.StatusOK
-			if !store.Final(st.Status) {
+			if !done(st.Status) {
 				code = http.StatusAccepted
 			}
 			c.JSON(code, instanceJSON(cur, st))

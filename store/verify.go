@@ -39,7 +39,10 @@ type Flaw struct {
 const maxFlaws = 100
 
 // Verify walks every decision chain (per run: sequence numbers from 1 with
-// no gap, each record's hash over its content, each linked to the one before)
+// no gap, each record's hash over its content, each linked to the one
+// before; a run reset from another, as a retry does, starts after the
+// records it kept and links to the last of them, in the run it was reset
+// from)
 // and the chain of policy versions, and reports the first flaws found. The
 // last records of a chain removed together leave no trace; everything else
 // altered or removed does.
@@ -51,6 +54,19 @@ func Verify(ctx context.Context, r ChainReader) (VerifyReport, error) {
 		}
 	}
 	var prev process.Decision
+	// A run reset from another (a retried instance) starts after the
+	// records it kept of that run, and links to the last of them: checked
+	// once every run has been read.
+	type link struct {
+		instance, hash string
+		seq            int
+	}
+	type reset struct {
+		f    Flaw
+		from link
+	}
+	var resets []reset
+	found := map[link]bool{}
 	err := r.ScanChains(ctx, func(raw []byte) error {
 		var d process.Decision
 		if err := json.Unmarshal(raw, &d); err != nil {
@@ -68,8 +84,9 @@ func Verify(ctx context.Context, r ChainReader) (VerifyReport, error) {
 			f.Message = "content does not match its hash: the record was altered"
 			flaw(f)
 		case newRun && d.Seq != 1:
-			f.Message = fmt.Sprintf("run starts at sequence %d: records 1..%d were removed", d.Seq, d.Seq-1)
-			flaw(f)
+			from := link{d.InstanceID, d.PrevHash, d.Seq - 1}
+			resets = append(resets, reset{f, from})
+			found[from] = false
 		case newRun && d.PrevHash != "":
 			f.Message = "first record of the run links to a previous hash"
 			flaw(f)
@@ -85,6 +102,27 @@ func Verify(ctx context.Context, r ChainReader) (VerifyReport, error) {
 	})
 	if err != nil {
 		return rep, err
+	}
+	if len(resets) > 0 {
+		err = r.ScanChains(ctx, func(raw []byte) error {
+			var d process.Decision
+			if json.Unmarshal(raw, &d) == nil && d.ComputeHash() == d.Hash {
+				l := link{d.InstanceID, d.Hash, d.Seq}
+				if _, ok := found[l]; ok {
+					found[l] = true
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return rep, err
+		}
+		for _, r := range resets {
+			if !found[r.from] {
+				r.f.Message = fmt.Sprintf("run starts at sequence %d and goes on from no record %d of another run of its instance: records were removed or altered", r.f.Seq, r.f.Seq-1)
+				flaw(r.f)
+			}
+		}
 	}
 	prevHash := ""
 	err = r.ScanPolicyVersions(ctx, func(p PolicyRecord) error {

@@ -506,6 +506,24 @@ async function instancesView(q) {
   render(h("h1", {}, "Instances"), filters, listing, h("h2", {}, "Open one by id"), lookup);
 }
 
+// instanceActionForm is a reason and a button that posts it to one of an
+// instance's actions (cancel, retry), after the user confirms.
+function instanceActionForm(path, { action, label, kind, placeholder, ask, done }) {
+  const reason = h("input", { name: "reason", size: 40, maxlength: 1000, placeholder });
+  return h("form", {
+    class: "filters",
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      if (!confirm(ask)) return;
+      try {
+        const out = await api("POST", `${path}/${action}`, reason.value.trim() ? { reason: reason.value.trim() } : undefined);
+        await route();
+        flash(done(out), "info");
+      } catch (e) { flash(e.message); }
+    },
+  }, h("label", {}, "Reason", reason), h("button", { type: "submit", class: kind }, label));
+}
+
 async function instanceView(id) {
   const path = "/v1/instances/" + encodeURIComponent(id);
   const [inst, dec] = await Promise.all([api("GET", path), api("GET", path + "/decisions")]);
@@ -517,20 +535,18 @@ async function instanceView(id) {
     { title: "Note", cell: (p) => [p.origin === "added" ? `added by ${p.added_by || "a policy"} ` : "", p.skipped_by ? `skipped by ${p.skipped_by} ` : "", p.mandatory ? "mandatory " : "", p.error || ""] },
     { title: "Took", num: true, cell: (p) => (p.started_at && p.finished_at ? duration((new Date(p.finished_at) - new Date(p.started_at)) / 1000) : "—") },
   ];
+  const key = inst.business_key;
   const running = ["starting", "running", "waiting_review"].includes(inst.status);
-  const reason = h("input", { name: "reason", size: 40, maxlength: 1000, placeholder: "why (kept as the instance's error)" });
-  const cancelForm = running ? h("form", {
-    class: "filters",
-    onsubmit: async (ev) => {
-      ev.preventDefault();
-      if (!confirm(`Cancel ${inst.business_key}? Its remaining steps will not run.`)) return;
-      try {
-        const out = await api("POST", `${path}/cancel`, reason.value.trim() ? { reason: reason.value.trim() } : undefined);
-        await route();
-        flash(out.status === "canceled" ? `${inst.business_key} is canceled.` : `${inst.business_key} is being canceled.`, "info");
-      } catch (e) { flash(e.message); }
-    },
-  }, h("label", {}, "Reason", reason), h("button", { type: "submit", class: "danger" }, "Cancel instance")) : null;
+  const cancelForm = running ? instanceActionForm(path, {
+    action: "cancel", label: "Cancel instance", kind: "danger", placeholder: "why (kept as the instance's error)",
+    ask: `Cancel ${key}? Its remaining steps will not run.`,
+    done: (out) => (out.status === "canceled" ? `${key} is canceled.` : `${key} is being canceled.`),
+  }) : null;
+  const retryForm = inst.status === "failed" ? instanceActionForm(path, {
+    action: "retry", label: "Retry from the failed step", kind: "", placeholder: "why (kept with the retry)",
+    ask: `Run ${key} again from the step that failed? The steps before it will not run again.`,
+    done: (out) => (out.status === "failed" ? `${key} is being retried.` : `${key} runs again (${out.status}).`),
+  }) : null;
   render(
     h("p", {}, link("#/instances?process=" + encodeURIComponent(inst.process), `← ${inst.process} instances`)),
     h("h1", {}, `${inst.process} — ${inst.business_key}`),
@@ -544,6 +560,7 @@ async function instanceView(id) {
       ["Classification", inst.classification ? `${inst.classification.label} (${pct(inst.classification.confidence)})` : null],
     ])),
     cancelForm,
+    retryForm,
     h("h2", {}, "Plan"),
     table(planCols, inst.plan || []),
     inst.reviews?.length ? [h("h2", {}, "Reviews"), table([

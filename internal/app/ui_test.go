@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -229,6 +231,35 @@ func TestWebUI(t *testing.T) {
 	if inst := d.waitStatus(stuck, "canceled"); inst["reviews"].([]any)[0].(map[string]any)["status"] != "canceled" {
 		t.Fatalf("after the cancel: %v", inst)
 	}
+
+	// An engineer retries an instance whose call to a partner failed, once
+	// the partner is back.
+	var partnerDown atomic.Bool
+	partnerDown.Store(true)
+	partner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if partnerDown.Load() {
+			http.Error(w, "partner is down", http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer partner.Close()
+	d.expect(call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", `
+name: partner-sync
+version: 1
+steps:
+  - {id: push, kind: http, retries: 0, http: {method: POST, url: "`+partner.URL+`"}}
+`), http.StatusCreated)
+	failed := d.start("partner-sync", "ui-sync", map[string]any{})
+	d.waitStatus(failed, "failed")
+	b.open("/instances/"+failed, "main .card", "partner is down")
+	partnerDown.Store(false)
+	b.do("retry it", chromedp.SendKeys(chromedp.CSS(`input[name=reason]`), "partner is back"),
+		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`))
+	b.clickText("main button", "Retry from the failed step")
+	b.waitText("#flash", "ui-sync runs again")
+	d.waitStatus(failed, "completed")
+	b.open("/instances/"+failed, "main .card", "completed")
 
 	b.open("/processes/customer-onboarding", "main .tiles", "started")
 	if tiles := b.text("main .tiles"); !strings.Contains(tiles, "1\ncompleted") || !strings.Contains(tiles, "100.0%\ninstances reviewed") {

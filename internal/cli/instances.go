@@ -20,6 +20,7 @@ const instancesUsage = `usage:
   adaptflow instances list --process P [--status S] [--business-key K] [--since 7d] [--limit 50] [--after CURSOR]
   adaptflow instances show ID
   adaptflow instances cancel ID [--reason TEXT]
+  adaptflow instances retry ID [--reason TEXT]
 flags common to all: --server URL ($ADAPTFLOW_SERVER) --api-key KEY ($ADAPTFLOW_API_KEY) --json`
 
 // instanceView is the part of an instance the CLI prints.
@@ -45,9 +46,9 @@ type instanceView struct {
 }
 
 // Instances runs `adaptflow instances`: list a process's instances, show
-// one, or cancel one, through a running server's API.
+// one, cancel one, or retry a failed one, through a running server's API.
 func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "list" && args[0] != "show" && args[0] != "cancel") {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "show" && args[0] != "cancel" && args[0] != "retry") {
 		fmt.Fprintln(stderr, instancesUsage)
 		return 2
 	}
@@ -63,7 +64,7 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	since := fs.String("since", "", "list: only instances started within this long (7d)")
 	limit := fs.Int("limit", 50, "list: instances per page (1 to 500)")
 	after := fs.String("after", "", "list: the cursor the previous page printed")
-	reason := fs.String("reason", "", "cancel: why, kept as the instance's error")
+	reason := fs.String("reason", "", "cancel: why, kept as the instance's error; retry: why, kept with Temporal's reset")
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return 2
@@ -90,12 +91,12 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		err = r.do(ctx, "GET", "/v1/processes/"+url.PathEscape(*processName)+"/instances?"+q.Encode(), "", nil, nil, &raw)
 	case "show":
 		err = r.do(ctx, "GET", "/v1/instances/"+url.PathEscape(pos[0]), "", nil, nil, &raw)
-	case "cancel":
+	case "cancel", "retry":
 		var body []byte
 		if *reason != "" {
 			body, _ = json.Marshal(map[string]string{"reason": *reason})
 		}
-		err = r.do(ctx, "POST", "/v1/instances/"+url.PathEscape(pos[0])+"/cancel", "application/json", body, nil, &raw)
+		err = r.do(ctx, "POST", "/v1/instances/"+url.PathEscape(pos[0])+"/"+sub, "application/json", body, nil, &raw)
 	}
 	if err != nil {
 		return fail(err)

@@ -90,6 +90,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("instance listing", func(t *testing.T) { testInstanceListing(t, open(t)) })
 	t.Run("decisions", func(t *testing.T) { testDecisions(t, open(t)) })
 	t.Run("decision with state", func(t *testing.T) { testDecisionWithState(t, open(t)) })
+	t.Run("chains of reset runs", func(t *testing.T) { testResetChains(t, open(t)) })
 	t.Run("reviews", func(t *testing.T) { testReviews(t, open(t)) })
 	t.Run("review claims", func(t *testing.T) { testReviewClaims(t, open(t)) })
 	t.Run("inbox", func(t *testing.T) { testInbox(t, open(t)) })
@@ -777,6 +778,36 @@ func decision(run string, seq int, prev string) process.Decision {
 	}
 	d.Hash = d.ComputeHash()
 	return d
+}
+
+// testResetChains: a run reset from another (a retry) keeps that run's
+// first records and goes on from the last of them; the chains verify, and
+// stop verifying once a kept record is removed.
+func testResetChains(t *testing.T, s Store) {
+	ctx := t.Context()
+	a1 := decision("run-a", 1, "")
+	a2 := decision("run-a", 2, a1.Hash)
+	b2 := decision("run-b", 2, a1.Hash) // reset to before run-a's second decision
+	b3 := decision("run-b", 3, b2.Hash)
+	c3 := decision("run-c", 3, b2.Hash) // reset from run-b to before its third decision
+	for _, d := range []process.Decision{a1, a2, b2, b3, c3} {
+		_, err := s.AppendDecision(ctx, d)
+		must(t, err)
+	}
+	rep, err := store.Verify(ctx, s)
+	must(t, err)
+	if !rep.OK || rep.Runs != 3 || rep.Decisions != 5 {
+		t.Fatalf("chains with reset runs: %+v", rep)
+	}
+	// A run that starts late and goes on from nothing kept has lost records.
+	orphan := decision("run-d", 3, b3.Hash) // run-b's third record, not a second one
+	_, err = s.AppendDecision(ctx, orphan)
+	must(t, err)
+	rep, err = store.Verify(ctx, s)
+	must(t, err)
+	if rep.OK || len(rep.Problems) != 1 || rep.Problems[0].RunID != "run-d" || !strings.Contains(rep.Problems[0].Message, "goes on from no record 2") {
+		t.Fatalf("a run that goes on from a record of the wrong sequence: %+v", rep)
+	}
 }
 
 // testDecisionWithState: a decision and the state its workflow carries are

@@ -1,0 +1,150 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// notRetried are the activities whose failure never fails an instance: an
+// instance's callbacks and review notifications are sent on the side.
+var notRetried = map[string]bool{"Callback": true, "Notify": true}
+
+// errNothingToRetry: the failed run has no failed step or decision to run
+// again; its failure is in the process itself and would come back.
+var errNothingToRetry = errors.New("no step or decision of it failed: its failure is in the process itself, and a retry would fail the same way")
+
+// retryPoint finds, in the history of the run of a workflow, the workflow
+// task that scheduled the last activity to fail (a step, a decision, a
+// classification; not a callback): resetting the run to it runs that task
+// again, and with it the failed activity, on top of everything before it.
+func retryPoint(history client.HistoryEventIterator) (int64, error) {
+	scheduled := map[int64]string{}  // activity scheduled event -> its type
+	scheduledBy := map[int64]int64{} // -> the workflow task completed event that scheduled it
+	var point int64
+	for history.HasNext() {
+		ev, err := history.Next()
+		if err != nil {
+			return 0, err
+		}
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			a := ev.GetActivityTaskScheduledEventAttributes()
+			scheduled[ev.GetEventId()] = a.GetActivityType().GetName()
+			scheduledBy[ev.GetEventId()] = a.GetWorkflowTaskCompletedEventId()
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED, enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+			id := ev.GetActivityTaskFailedEventAttributes().GetScheduledEventId()
+			if ev.GetEventType() == enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT {
+				id = ev.GetActivityTaskTimedOutEventAttributes().GetScheduledEventId()
+			}
+			if name, ok := scheduled[id]; ok && !notRetried[name] {
+				point = scheduledBy[id]
+			}
+		case enumspb.EVENT_TYPE_MARKER_RECORDED:
+			m := ev.GetMarkerRecordedEventAttributes()
+			if m.GetMarkerName() != "LocalActivity" || m.GetFailure() == nil {
+				continue
+			}
+			var data struct{ ActivityType string }
+			if p := m.GetDetails()["data"]; p != nil {
+				_ = converter.GetDefaultDataConverter().FromPayloads(p, &data)
+			}
+			if !notRetried[data.ActivityType] {
+				point = m.GetWorkflowTaskCompletedEventId()
+			}
+		}
+	}
+	if point == 0 {
+		return 0, errNothingToRetry
+	}
+	return point, nil
+}
+
+type retryRequest struct {
+	Reason string `json:"reason"`
+}
+
+// retryInstance runs a failed instance again from what failed: its
+// workflow is reset (Temporal's reset, into a new run) to just before the
+// failed step or decision was scheduled. What ran before it stands (steps
+// done, decisions recorded, reviews decided) and is not run again; the
+// failed step runs afresh, then the rest. The answer is the instance once
+// it runs again (200), or as it is when that takes longer (202).
+func (s *server) retryInstance(c *gin.Context) {
+	var req retryRequest
+	if err := bindOptionalJSON(c, &req); err != nil {
+		fail(c, err)
+		return
+	}
+	inst, err := s.allowedInstance(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	conflict := func(msg string) {
+		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "instance " + inst.ID + " " + msg})
+	}
+	if st, _ := store.StatusOf(inst.State); st != store.InstanceFailed {
+		conflict("is " + orStarting(st) + ": only a failed instance can be retried")
+		return
+	}
+	ctx := c.Request.Context()
+	desc, err := s.Temporal.DescribeWorkflowExecution(ctx, inst.ID, "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		conflict("is no longer in Temporal (its namespace's retention has passed)")
+		return
+	}
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	run := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	if desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_FAILED {
+		conflict("is being retried already")
+		return
+	}
+	point, err := retryPoint(s.Temporal.GetWorkflowHistory(ctx, inst.ID, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT))
+	if errors.Is(err, errNothingToRetry) {
+		conflict("cannot be retried: " + err.Error())
+		return
+	}
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	reason := "retried by " + caller(c).Name
+	if r := strings.TrimSpace(req.Reason); r != "" {
+		reason += ": " + r
+	}
+	reqID, _ := c.Get(ctxRequestID)
+	id, _ := reqID.(string)
+	if _, err := s.Temporal.ResetWorkflowExecution(ctx, &workflowservice.ResetWorkflowExecutionRequest{
+		Namespace:                 s.Namespace,
+		WorkflowExecution:         &commonpb.WorkflowExecution{WorkflowId: inst.ID, RunId: run},
+		Reason:                    reason,
+		WorkflowTaskFinishEventId: point,
+		RequestId:                 id, // the same request again resets once
+	}); err != nil {
+		fail(c, err)
+		return
+	}
+	s.answerWhen(c, inst.ID, func(status string) bool { return status != store.InstanceFailed })
+}
+
+func orStarting(status string) string {
+	if status == "" {
+		return store.InstanceStarting
+	}
+	return status
+}

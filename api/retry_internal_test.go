@@ -1,0 +1,92 @@
+package api
+
+import (
+	"errors"
+	"testing"
+
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	failurepb "go.temporal.io/api/failure/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/converter"
+)
+
+// events is a history as the client's iterator hands it out.
+type events []*historypb.HistoryEvent
+
+func (e *events) HasNext() bool { return len(*e) > 0 }
+
+func (e *events) Next() (*historypb.HistoryEvent, error) {
+	ev := (*e)[0]
+	*e = (*e)[1:]
+	return ev, nil
+}
+
+func scheduledEvent(id, byTask int64, activity string) *historypb.HistoryEvent {
+	return &historypb.HistoryEvent{EventId: id, EventType: enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+		Attributes: &historypb.HistoryEvent_ActivityTaskScheduledEventAttributes{ActivityTaskScheduledEventAttributes: &historypb.ActivityTaskScheduledEventAttributes{
+			ActivityType: &commonpb.ActivityType{Name: activity}, WorkflowTaskCompletedEventId: byTask}}}
+}
+
+func failedEvent(id, scheduled int64) *historypb.HistoryEvent {
+	return &historypb.HistoryEvent{EventId: id, EventType: enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+		Attributes: &historypb.HistoryEvent_ActivityTaskFailedEventAttributes{ActivityTaskFailedEventAttributes: &historypb.ActivityTaskFailedEventAttributes{ScheduledEventId: scheduled}}}
+}
+
+func timedOutEvent(id, scheduled int64) *historypb.HistoryEvent {
+	return &historypb.HistoryEvent{EventId: id, EventType: enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+		Attributes: &historypb.HistoryEvent_ActivityTaskTimedOutEventAttributes{ActivityTaskTimedOutEventAttributes: &historypb.ActivityTaskTimedOutEventAttributes{ScheduledEventId: scheduled}}}
+}
+
+// markerEvent is a local activity's marker, as the SDK records it.
+func markerEvent(t *testing.T, id, byTask int64, activity string, failed bool) *historypb.HistoryEvent {
+	t.Helper()
+	data, err := converter.GetDefaultDataConverter().ToPayloads(struct{ ActivityID, ActivityType string }{"1", activity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &historypb.MarkerRecordedEventAttributes{MarkerName: "LocalActivity", WorkflowTaskCompletedEventId: byTask, Details: map[string]*commonpb.Payloads{"data": data}}
+	if failed {
+		m.Failure = &failurepb.Failure{Message: "failed"}
+	}
+	return &historypb.HistoryEvent{EventId: id, EventType: enumspb.EVENT_TYPE_MARKER_RECORDED,
+		Attributes: &historypb.HistoryEvent_MarkerRecordedEventAttributes{MarkerRecordedEventAttributes: m}}
+}
+
+// A retry goes back to the workflow task that scheduled what failed last:
+// a step's activity or a local activity (a decision, a built-in step),
+// never a callback or a notification, which run on the side.
+func TestRetryPoint(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		history func(t *testing.T) events
+		want    int64
+	}{
+		{"a failed http step", func(*testing.T) events {
+			return events{scheduledEvent(5, 4, "CallHTTP"), failedEvent(9, 5), scheduledEvent(12, 11, "SaveState"), scheduledEvent(13, 11, "Callback"), failedEvent(16, 13)}
+		}, 4},
+		{"a step that timed out", func(*testing.T) events {
+			return events{scheduledEvent(7, 6, "CallHTTP"), timedOutEvent(10, 7)}
+		}, 6},
+		{"a failed decision, after a classification that failed and was answered by the embedded classifier", func(t *testing.T) events {
+			return events{scheduledEvent(5, 4, "Classify"), failedEvent(7, 5), markerEvent(t, 10, 9, "Decide", false), markerEvent(t, 14, 13, "Decide", true), markerEvent(t, 15, 13, "Notify", true)}
+		}, 13},
+		{"nothing failed but the process", func(t *testing.T) events {
+			return events{markerEvent(t, 5, 4, "Decide", false), scheduledEvent(6, 4, "Callback"), failedEvent(8, 6)}
+		}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := tc.history(t)
+			got, err := retryPoint(&h)
+			if tc.want == 0 {
+				if !errors.Is(err, errNothingToRetry) {
+					t.Fatalf("got %d, %v; want errNothingToRetry", got, err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %d, %v; want %d", got, err, tc.want)
+			}
+		})
+	}
+}

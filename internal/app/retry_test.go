@@ -1,0 +1,136 @@
+package app_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/adaptflow/adaptflow/internal/cli"
+)
+
+// TestRetryAFailedInstance: an instance whose payment step failed (the
+// payment service was down) is retried once the service is back. It runs
+// again from that step: the step before it is not called again, the
+// failed one is, then the rest; the decision chain stays whole.
+func TestRetryAFailedInstance(t *testing.T) {
+	var down atomic.Bool
+	var reserves, charges atomic.Int32
+	down.Store(true)
+	ext := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/reserve":
+			reserves.Add(1)
+			w.WriteHeader(http.StatusNoContent)
+		case "/charge":
+			charges.Add(1)
+			if down.Load() {
+				http.Error(w, "payments are down", http.StatusServiceUnavailable)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"charged":true}`)
+		}
+	}))
+	defer ext.Close()
+	d := startDev(t, t.TempDir(), freeAddr(t))
+	def := `
+name: billing
+version: 1
+input:
+  properties:
+    amount: {type: number}
+steps:
+  - {id: reserve, kind: http, http: {method: POST, url: "` + ext.URL + `/reserve"}}
+  - {id: charge, kind: http, retries: 1, http: {method: POST, url: "` + ext.URL + `/charge", body: {amount: "${input.amount}"}}}
+  - {id: receipt, kind: task, task: noop}
+`
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	engineer := d.newKey("engineer")
+	id := d.start("billing", "bill-1", map[string]any{"amount": 12})
+	inst := d.waitStatus(id, "failed")
+	if got := plan(inst); got != "reserve:done charge:failed receipt:not_run" || !strings.Contains(inst["error"].(string), "payments are down") {
+		t.Fatalf("failed instance: plan %q, error %v", got, inst["error"])
+	}
+	if n := charges.Load(); n != 2 {
+		t.Fatalf("the payment service was called %d times, want 2 (retries: 1)", n)
+	}
+
+	// While the service is still down, a retry runs the step again, and
+	// the instance fails again.
+	r := d.expect(d.call("POST", "/v1/instances/"+id+"/retry", engineer, `{"reason":"payments said they are back"}`), http.StatusOK)
+	if r.body["status"] == "failed" {
+		t.Fatalf("the retry answered before the instance ran again: %s", r.raw)
+	}
+	d.waitStatus(id, "failed")
+	if n := charges.Load(); n != 4 {
+		t.Fatalf("after a retry the payment service was called %d times, want 4", n)
+	}
+
+	// Once it is back, a retry (from the CLI) completes the instance.
+	down.Store(false)
+	var out, errOut bytes.Buffer
+	if code := cli.Instances(t.Context(), []string{"retry", id, "--reason", "payments are back", "--server", d.base, "--api-key", engineer}, &out, &errOut); code != 0 {
+		t.Fatalf("adaptflow instances retry: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	inst = d.waitStatus(id, "completed")
+	if got := plan(inst); got != "reserve:done charge:done receipt:done" {
+		t.Fatalf("plan after the retry: %q", got)
+	}
+	if charged := inst["results"].(map[string]any)["charge"].(map[string]any)["body"]; fmt.Sprint(charged) != "map[charged:true]" {
+		t.Fatalf("the payment's result: %v", inst["results"])
+	}
+	if n, m := reserves.Load(), charges.Load(); n != 1 || m != 5 {
+		t.Fatalf("reserve called %d times (want once: it had succeeded), charge %d times (want 5)", n, m)
+	}
+	// The steps before the failed one were decided once; the failed one
+	// was decided again by each run that ran it; the rest once.
+	perStep := map[string]int{}
+	for _, x := range d.expect(d.call("GET", "/v1/instances/"+id+"/decisions", adminKey, ""), http.StatusOK).body["decisions"].([]any) {
+		perStep[x.(map[string]any)["step"].(string)]++
+	}
+	if perStep["reserve"] != 1 || perStep["charge"] != 3 || perStep["receipt"] != 1 {
+		t.Fatalf("decisions per step: %v", perStep)
+	}
+	if v := d.expect(d.call("GET", "/v1/audit/verify", adminKey, ""), http.StatusOK); v.body["ok"] != true {
+		t.Fatalf("hash chains after the retries: %s", v.raw)
+	}
+	if a := d.expect(d.call("GET", "/v1/audit?action=POST+/v1/instances/:id/retry", adminKey, ""), http.StatusOK); strings.Count(a.raw, `"actor":"engineer-1"`) != 2 {
+		t.Fatalf("audit of the retries: %s", a.raw)
+	}
+
+	// Temporal holds each run: the latest completed, reset from a failed one
+	// with the reason.
+	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	desc, err := tc.DescribeWorkflowExecution(t.Context(), id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+		t.Fatalf("the latest run is %v", st)
+	}
+
+	// Only a failed instance can be retried.
+	if r := d.call("POST", "/v1/instances/"+id+"/retry", engineer, ""); r.status != http.StatusConflict || !strings.Contains(r.raw, "is completed: only a failed instance can be retried") {
+		t.Fatalf("a retry of a completed instance: %d %s", r.status, r.raw)
+	}
+	if r := d.call("POST", "/v1/instances/"+id+"/retry", engineer, `{"reason":`+fmt.Sprintf("%q", strings.Repeat("x", 1001))+`}`); r.status != http.StatusBadRequest || !strings.Contains(r.raw, `"field":"reason"`) {
+		t.Fatalf("a retry with an over-long reason: %d %s", r.status, r.raw)
+	}
+	if r := d.call("POST", "/v1/instances/nope/retry", engineer, ""); r.status != http.StatusNotFound {
+		t.Fatalf("a retry of an unknown instance: %d %s", r.status, r.raw)
+	}
+}
