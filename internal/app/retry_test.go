@@ -133,4 +133,25 @@ steps:
 	if r := d.call("POST", "/v1/instances/nope/retry", engineer, ""); r.status != http.StatusNotFound {
 		t.Fatalf("a retry of an unknown instance: %d %s", r.status, r.raw)
 	}
+
+	// After another outage, every failed instance of the process is
+	// retried at once from the CLI; the completed one is left alone.
+	down.Store(true)
+	more := []string{d.start("billing", "bill-2", map[string]any{"amount": 5}), d.start("billing", "bill-3", map[string]any{"amount": 7})}
+	for _, id := range more {
+		d.waitStatus(id, "failed")
+	}
+	down.Store(false)
+	out.Reset()
+	errOut.Reset()
+	if code := cli.Instances(t.Context(), []string{"retry", "--process", "billing", "--since", "1h", "--server", d.base, "--api-key", engineer}, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), "retried 2 of 2 failed instances of billing") || !strings.Contains(out.String(), "(business key bill-2)") {
+		t.Fatalf("adaptflow instances retry --process: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	for _, id := range more {
+		d.waitStatus(id, "completed")
+	}
+	if n := reserves.Load(); n != 3 {
+		t.Fatalf("reserve called %d times for three instances", n)
+	}
 }

@@ -21,6 +21,7 @@ const instancesUsage = `usage:
   adaptflow instances show ID
   adaptflow instances cancel ID [--reason TEXT]
   adaptflow instances retry ID [--reason TEXT]
+  adaptflow instances retry --process P [--since 2h] [--reason TEXT]   (every failed instance of P)
 flags common to all: --server URL ($ADAPTFLOW_SERVER) --api-key KEY ($ADAPTFLOW_API_KEY) --json`
 
 // instanceView is the part of an instance the CLI prints.
@@ -58,10 +59,10 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	server := fs.String("server", envOr("ADAPTFLOW_SERVER", "http://127.0.0.1:8080"), "adaptflow server")
 	key := fs.String("api-key", os.Getenv("ADAPTFLOW_API_KEY"), "API key with the system or engineer role")
 	asJSON := fs.Bool("json", false, "print the server's JSON")
-	processName := fs.String("process", "", "list: the process (required)")
+	processName := fs.String("process", "", "list: the process (required); retry without an ID: retry every failed instance of it")
 	status := fs.String("status", "", "list: a status, in_progress or finished")
 	businessKey := fs.String("business-key", "", "list: only this business key")
-	since := fs.String("since", "", "list: only instances started within this long (7d)")
+	since := fs.String("since", "", "list, retry --process: only instances started within this long (7d)")
 	limit := fs.Int("limit", 50, "list: instances per page (1 to 500)")
 	after := fs.String("after", "", "list: the cursor the previous page printed")
 	reason := fs.String("reason", "", "cancel: why, kept as the instance's error; retry: why, kept with Temporal's reset")
@@ -69,12 +70,16 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		return 2
 	}
-	needsID := sub != "list"
+	bulk := sub == "retry" && len(pos) == 0 && *processName != ""
+	needsID := sub != "list" && !bulk
 	if *key == "" || (needsID && len(pos) != 1) || (!needsID && (*processName == "" || len(pos) != 0)) {
 		fmt.Fprintln(stderr, instancesUsage)
 		return 2
 	}
 	r := &remote{base: strings.TrimRight(*server, "/"), key: *key, http: &http.Client{Timeout: time.Minute}}
+	if bulk {
+		return retryFailed(ctx, r, *processName, *since, *reason, stdout, stderr)
+	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "adaptflow instances %s: %v\n", sub, err)
 		return 1
@@ -121,6 +126,53 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return fail(err)
 	}
 	printInstance(stdout, inst)
+	return 0
+}
+
+// retryFailed retries every failed instance of a process (started within
+// since, when given), one after the other, and says how each went: after
+// an outage of a partner, say. It fails when any retry did.
+func retryFailed(ctx context.Context, r *remote, processName, since, reason string, stdout, stderr io.Writer) int {
+	q := url.Values{"status": {store.InstanceFailed}, "limit": {fmt.Sprint(store.MaxInstancePage)}}
+	if since != "" {
+		q.Set("since", since)
+	}
+	var ids []string
+	for {
+		var page struct {
+			Instances []store.InstanceSummary `json:"instances"`
+			Next      string                  `json:"next"`
+		}
+		if err := r.do(ctx, "GET", "/v1/processes/"+url.PathEscape(processName)+"/instances?"+q.Encode(), "", nil, nil, &page); err != nil {
+			fmt.Fprintf(stderr, "adaptflow instances retry: %v\n", err)
+			return 1
+		}
+		for _, in := range page.Instances {
+			ids = append(ids, in.ID)
+		}
+		if page.Next == "" {
+			break
+		}
+		q.Set("after", page.Next)
+	}
+	var body []byte
+	if reason != "" {
+		body, _ = json.Marshal(map[string]string{"reason": reason})
+	}
+	failed := 0
+	for _, id := range ids {
+		var inst instanceView
+		if err := r.do(ctx, "POST", "/v1/instances/"+url.PathEscape(id)+"/retry", "application/json", body, nil, &inst); err != nil {
+			failed++
+			fmt.Fprintf(stdout, "%s: not retried: %v\n", id, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "%s (business key %s): %s\n", id, inst.BusinessKey, inst.Status)
+	}
+	fmt.Fprintf(stdout, "retried %d of %d failed instances of %s\n", len(ids)-failed, len(ids), processName)
+	if failed > 0 {
+		return 1
+	}
 	return 0
 }
 
