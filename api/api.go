@@ -98,6 +98,12 @@ type ReviewStats interface {
 	ReviewStats(ctx context.Context, now time.Time) ([]store.QueueStats, error)
 }
 
+// RetryClaims let one retry of a failed run of an instance go ahead.
+type RetryClaims interface {
+	ClaimRetry(ctx context.Context, id, run string, now time.Time, stale time.Duration) (bool, error)
+	ReleaseRetry(ctx context.Context, id, run string) error
+}
+
 // ReviewClaims holds reviews for one reviewer at a time.
 type ReviewClaims interface {
 	ClaimReview(ctx context.Context, id, reviewer string, now, until time.Time) (store.Review, error)
@@ -114,6 +120,7 @@ type Options struct {
 	Decisions   DecisionReader
 	Reviews     ReviewReader
 	Claims      ReviewClaims
+	Retries     RetryClaims
 	AuditLog    AuditLog
 	Verdicts    VerdictStore
 	Stats       ReviewStats
@@ -193,7 +200,7 @@ func (o *Options) validate() error {
 	var missing []string
 	for name, ok := range map[string]bool{
 		"Keys": o.Keys != nil, "KeyAdmin": o.KeyAdmin != nil, "Definitions": o.Definitions != nil, "Policies": o.Policies != nil,
-		"Instances": o.Instances != nil, "Decisions": o.Decisions != nil, "Reviews": o.Reviews != nil, "Claims": o.Claims != nil, "AuditLog": o.AuditLog != nil, "Verdicts": o.Verdicts != nil, "Stats": o.Stats != nil,
+		"Instances": o.Instances != nil, "Decisions": o.Decisions != nil, "Reviews": o.Reviews != nil, "Claims": o.Claims != nil, "Retries": o.Retries != nil, "AuditLog": o.AuditLog != nil, "Verdicts": o.Verdicts != nil, "Stats": o.Stats != nil,
 		"Lifecycle": o.Lifecycle != nil, "Scanner": o.Scanner != nil, "Chains": o.Chains != nil, "Examples": o.Examples != nil,
 		"Temporal": o.Temporal != nil, "Env": o.Env != nil, "TaskQueue": o.TaskQueue != "",
 	} {

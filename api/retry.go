@@ -1,9 +1,11 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	commonpb "go.temporal.io/api/common/v1"
@@ -15,6 +17,10 @@ import (
 
 	"github.com/adaptflow/adaptflow/store"
 )
+
+// retryClaimStale is how long a claim on retrying a run holds when its
+// holder does not reset the run (it died): then another retry may go.
+const retryClaimStale = time.Minute
 
 // notRetried are the activities whose failure never fails an instance: an
 // instance's callbacks and review notifications are sent on the side.
@@ -114,12 +120,30 @@ func (s *server) retryInstance(c *gin.Context) {
 		conflict("is being retried already")
 		return
 	}
-	point, err := retryPoint(s.Temporal.GetWorkflowHistory(ctx, inst.ID, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT))
-	if errors.Is(err, errNothingToRetry) {
-		conflict("cannot be retried: " + err.Error())
+	// Retries of the run that race (two clicks, two operators, two
+	// replicas) go ahead once: a second reset of the run would end the
+	// first's new run midway.
+	claimed, err := s.Retries.ClaimRetry(ctx, inst.ID, run, time.Now(), retryClaimStale)
+	if err != nil {
+		fail(c, err)
 		return
 	}
+	if !claimed {
+		conflict("is being retried already")
+		return
+	}
+	release := func() {
+		if err := s.Retries.ReleaseRetry(context.WithoutCancel(ctx), inst.ID, run); err != nil {
+			loggerFrom(c).ErrorContext(ctx, "retry claim not released", "instance", inst.ID, "run", run, "err", err)
+		}
+	}
+	point, err := retryPoint(s.Temporal.GetWorkflowHistory(ctx, inst.ID, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT))
 	if err != nil {
+		release()
+		if errors.Is(err, errNothingToRetry) {
+			conflict("cannot be retried: " + err.Error())
+			return
+		}
 		fail(c, err)
 		return
 	}
@@ -127,15 +151,13 @@ func (s *server) retryInstance(c *gin.Context) {
 	if r := strings.TrimSpace(req.Reason); r != "" {
 		reason += ": " + r
 	}
-	reqID, _ := c.Get(ctxRequestID)
-	id, _ := reqID.(string)
 	if _, err := s.Temporal.ResetWorkflowExecution(ctx, &workflowservice.ResetWorkflowExecutionRequest{
 		Namespace:                 s.Namespace,
 		WorkflowExecution:         &commonpb.WorkflowExecution{WorkflowId: inst.ID, RunId: run},
 		Reason:                    reason,
 		WorkflowTaskFinishEventId: point,
-		RequestId:                 id, // the same request again resets once
 	}); err != nil {
+		release()
 		fail(c, err)
 		return
 	}

@@ -237,6 +237,17 @@ func EachRow[T any](rows Rows, scan func(func(dest ...any) error) (T, error), fn
 	return rows.Err()
 }
 
+// ClaimRetryQuery claims the retry of a failed run of an instance, for SQL
+// stores, with the parameters id, run, now and the time before which a
+// claim is stale (micros); see Numbered. It changes a row when nobody
+// claimed retrying that run, or the claim is stale (its holder died
+// before it reset the run).
+const ClaimRetryQuery = `UPDATE instances SET retry_run = {2}, retry_at = {3} WHERE id = {1} AND (retry_run <> {2} OR retry_at < {4})`
+
+// ReleaseRetryQuery drops a claim on the retry of a run (its reset
+// failed), with the parameters id and run; see Numbered.
+const ReleaseRetryQuery = `UPDATE instances SET retry_run = '' WHERE id = {1} AND retry_run = {2}`
+
 // OutcomesQuery selects the InstanceOutcome of each instance of a process
 // started in a window, in no particular order, with the parameters
 // process, from, to, decided status, expired status and the earliest

@@ -219,6 +219,32 @@ func (s *Store) MarkStarted(ctx context.Context, ids []string) error {
 	return nil
 }
 
+// ClaimRetry lets one retry of a failed run of an instance go ahead: true
+// when nobody claimed retrying that run, or the claim is older than stale
+// (its holder died before it reset the run); ErrNotFound for no instance.
+func (s *Store) ClaimRetry(ctx context.Context, id, run string, now time.Time, stale time.Duration) (bool, error) {
+	res, err := s.pool.Exec(ctx, claimRetryQuery, id, run, micros(now), micros(now.Add(-stale)))
+	if err != nil {
+		return false, fmt.Errorf("postgres: claim retry: %w", err)
+	}
+	n := res.RowsAffected()
+	if n == 1 {
+		return true, nil
+	}
+	if _, err := s.Instance(ctx, id); err != nil {
+		return false, err
+	}
+	return false, nil
+}
+
+// ReleaseRetry drops a claim on retrying run whose reset failed.
+func (s *Store) ReleaseRetry(ctx context.Context, id, run string) error {
+	if _, err := s.pool.Exec(ctx, releaseRetryQuery, id, run); err != nil {
+		return fmt.Errorf("postgres: release retry: %w", err)
+	}
+	return nil
+}
+
 // PendingStarts returns up to limit instances created before the time whose
 // workflow Temporal may not have yet, oldest first.
 func (s *Store) PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error) {
@@ -277,6 +303,8 @@ func nullText(b []byte) *string {
 // outcomesQuery and policyChangesQuery are store's with PostgreSQL's placeholders.
 var (
 	outcomesQuery      = store.Numbered(store.OutcomesQuery, "$")
+	claimRetryQuery    = store.Numbered(store.ClaimRetryQuery, "$")
+	releaseRetryQuery  = store.Numbered(store.ReleaseRetryQuery, "$")
 	policyChangesQuery = store.Numbered(store.PolicyChangesQuery, "$")
 )
 

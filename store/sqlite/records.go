@@ -228,6 +228,35 @@ func (s *Store) MarkStarted(ctx context.Context, ids []string) error {
 	return nil
 }
 
+// ClaimRetry lets one retry of a failed run of an instance go ahead: true
+// when nobody claimed retrying that run, or the claim is older than stale
+// (its holder died before it reset the run); ErrNotFound for no instance.
+func (s *Store) ClaimRetry(ctx context.Context, id, run string, now time.Time, stale time.Duration) (bool, error) {
+	res, err := s.w.ExecContext(ctx, claimRetryQuery, id, run, micros(now), micros(now.Add(-stale)))
+	if err != nil {
+		return false, fmt.Errorf("sqlite: claim retry: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("sqlite: claim retry: %w", err)
+	}
+	if n == 1 {
+		return true, nil
+	}
+	if _, err := s.Instance(ctx, id); err != nil {
+		return false, err
+	}
+	return false, nil
+}
+
+// ReleaseRetry drops a claim on retrying run whose reset failed.
+func (s *Store) ReleaseRetry(ctx context.Context, id, run string) error {
+	if _, err := s.w.ExecContext(ctx, releaseRetryQuery, id, run); err != nil {
+		return fmt.Errorf("sqlite: release retry: %w", err)
+	}
+	return nil
+}
+
 // PendingStarts returns up to limit instances created before the time whose
 // workflow Temporal may not have yet, oldest first.
 func (s *Store) PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error) {
@@ -526,6 +555,8 @@ func (s *Store) CloseReview(ctx context.Context, r store.Review) (store.Review, 
 // outcomesQuery and policyChangesQuery are store's with SQLite's placeholders.
 var (
 	outcomesQuery      = store.Numbered(store.OutcomesQuery, "?")
+	claimRetryQuery    = store.Numbered(store.ClaimRetryQuery, "?")
+	releaseRetryQuery  = store.Numbered(store.ReleaseRetryQuery, "?")
 	policyChangesQuery = store.Numbered(store.PolicyChangesQuery, "?")
 )
 

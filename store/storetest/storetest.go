@@ -58,6 +58,8 @@ type Store interface {
 	PolicyChanges(ctx context.Context, process string, from, to time.Time) ([]store.PolicyChange, error)
 	Outcomes(ctx context.Context, process string, from, to time.Time, fn func(store.InstanceOutcome) error) error
 	Instances(ctx context.Context, f store.InstanceFilter) ([]store.InstanceSummary, error)
+	ClaimRetry(ctx context.Context, id, run string, now time.Time, stale time.Duration) (bool, error)
+	ReleaseRetry(ctx context.Context, id, run string) error
 	AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error)
 	AppendDecisionWithState(ctx context.Context, d process.Decision, st *store.StateSave) (process.Decision, error)
 	Decision(ctx context.Context, id string) (process.Decision, error)
@@ -88,6 +90,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("pending starts", func(t *testing.T) { testPendingStarts(t, open(t)) })
 	t.Run("outcomes", func(t *testing.T) { testOutcomes(t, open(t)) })
 	t.Run("instance listing", func(t *testing.T) { testInstanceListing(t, open(t)) })
+	t.Run("retry claims", func(t *testing.T) { testRetryClaims(t, open(t)) })
 	t.Run("decisions", func(t *testing.T) { testDecisions(t, open(t)) })
 	t.Run("decision with state", func(t *testing.T) { testDecisionWithState(t, open(t)) })
 	t.Run("chains of reset runs", func(t *testing.T) { testResetChains(t, open(t)) })
@@ -758,6 +761,40 @@ func testOutcomes(t *testing.T, s Store) {
 	stop := errors.New("stop")
 	if err := s.Outcomes(ctx, "p", t0, t0.Add(time.Hour), func(store.InstanceOutcome) error { return stop }); !errors.Is(err, stop) {
 		t.Fatalf("the callback's error: %v", err)
+	}
+}
+
+// testRetryClaims: one retry of a failed run goes ahead; the next run's
+// retry, a released claim and a stale one go ahead too.
+func testRetryClaims(t *testing.T, s Store) {
+	ctx := t.Context()
+	_, _, err := s.CreateInstance(ctx, store.Instance{ID: "rt", Process: "p", ProcessVersion: 1, BusinessKey: "rt", Input: []byte(`{}`), CreatedAt: t0})
+	must(t, err)
+	claim := func(run string, at time.Time) bool {
+		t.Helper()
+		ok, err := s.ClaimRetry(ctx, "rt", run, at, time.Minute)
+		must(t, err)
+		return ok
+	}
+	if !claim("run-1", t0) || claim("run-1", t0.Add(time.Second)) {
+		t.Fatal("the retry of run-1 went ahead other than once")
+	}
+	if !claim("run-2", t0.Add(time.Second)) { // run-1's retry made run-2, which failed too
+		t.Fatal("the retry of run-2 did not go ahead")
+	}
+	must(t, s.ReleaseRetry(ctx, "rt", "run-1")) // not the claimed run: no effect
+	if claim("run-2", t0.Add(2*time.Second)) {
+		t.Fatal("releasing another run dropped run-2's claim")
+	}
+	must(t, s.ReleaseRetry(ctx, "rt", "run-2")) // its reset failed
+	if !claim("run-2", t0.Add(3*time.Second)) {
+		t.Fatal("a released claim held")
+	}
+	if !claim("run-2", t0.Add(2*time.Minute)) { // its holder died before the reset
+		t.Fatal("a stale claim held")
+	}
+	if _, err := s.ClaimRetry(ctx, "nobody", "run-1", t0, time.Minute); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a claim on no instance: %v", err)
 	}
 }
 
