@@ -72,7 +72,9 @@ steps:
 	var wg sync.WaitGroup
 	answers := make([]resp, 2)
 	for i := range answers {
-		wg.Go(func() { answers[i] = d.call("POST", "/v1/instances/"+id+"/retry", engineer, `{"reason":"payments said they are back"}`) })
+		wg.Go(func() {
+			answers[i] = d.call("POST", "/v1/instances/"+id+"/retry", engineer, `{"reason":"payments said they are back"}`)
+		})
 	}
 	wg.Wait()
 	accepted := 0
@@ -80,7 +82,9 @@ steps:
 		if r.status == http.StatusOK {
 			accepted++
 		}
-		if !(r.status == http.StatusOK && r.body["status"] != "failed") && !(r.status == http.StatusConflict && strings.Contains(r.raw, "is being retried already")) {
+		ranAgain := r.status == http.StatusOK && r.body["status"] != "failed"
+		refused := r.status == http.StatusConflict && strings.Contains(r.raw, "is being retried already")
+		if !ranAgain && !refused {
 			t.Fatalf("racing retries: %d %s", r.status, r.raw)
 		}
 	}
