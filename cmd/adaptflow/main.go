@@ -20,6 +20,7 @@ import (
 
 	"github.com/adaptflow/adaptflow/internal/app"
 	"github.com/adaptflow/adaptflow/internal/cli"
+	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
 )
 
@@ -122,6 +123,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.BoolVar(&opts.LoadExamples, "examples", opts.LoadExamples, "register the embedded example processes and policies")
 		fs.StringVar(&opts.WebhookSecret, "webhook-secret", os.Getenv("ADAPTFLOW_WEBHOOK_SECRET"), "secret that signs webhook bodies (X-Adaptflow-Signature, HMAC-SHA256)")
 		fs.Float64Var(&opts.RateLimit, "rate-limit", opts.RateLimit, "requests per second one API key may make, with bursts of twice that (0: 200; negative: no limit)")
+		if cmd == "dev" {
+			fs.Func("retention", "how long the embedded Temporal server keeps a finished workflow's history (a failed instance can be retried until then), at least 1d (default 7d)", func(v string) error {
+				d, err := process.ParseDuration(v)
+				opts.Retention = d
+				return err
+			})
+		}
 		fs.DurationVar(&opts.ClaimLease, "claim-lease", opts.ClaimLease, "how long a reviewer's claim on a review lasts unless they ask for another lease")
 		fs.DurationVar(&opts.StartWait, "start-wait", opts.StartWait, "how long a start request waits for Temporal before it answers 201 with the instance stored and finishes the start in the background (0: 10ms; negative: always wait)")
 		fs.BoolVar(&migrateAtStart, "migrate", true, "apply the store's pending migrations at start")

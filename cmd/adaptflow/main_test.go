@@ -22,6 +22,8 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"dev", "--listen", "8080"}, 1, `--listen: \"8080\" is not host:port`},
 		{[]string{"dev", "--api-key", "short"}, 1, "--api-key: must be at least 16 characters"},
 		{[]string{"dev", "--log-level", "loud"}, 2, `--log-level: "loud"`},
+		{[]string{"dev", "--retention", "12h"}, 1, "--retention: must be whole hours, at least 1d (got 12h0m0s)"},
+		{[]string{"dev", "--retention", "soon"}, 2, `invalid value "soon" for flag -retention`},
 		{[]string{"server", "--database-url", "postgres://nobody@127.0.0.1:1/none?connect_timeout=2", "--data-dir", "DIR"}, 1, "open store: postgres: connect"},
 		{[]string{"migrate", "later"}, 2, `unexpected argument "later"`},
 		{[]string{"dev", "--llm-base-url", "http://127.0.0.1:1/v1"}, 1, "--llm-base-url and --llm-model: give both"},

@@ -68,6 +68,10 @@ type Options struct {
 	// nowhere); in dev and server mode /metrics leaves the API's listener
 	// for it (empty: it stays on the API).
 	MetricsListen string
+	// Retention is how long the embedded Temporal server (dev) keeps the
+	// history of a finished workflow: a failed instance can be retried, and
+	// Temporal's UI shows it, until then.
+	Retention time.Duration
 	// ClaimLease is how long a reviewer's claim on a review lasts unless
 	// the reviewer asks for another lease.
 	ClaimLease time.Duration
@@ -93,8 +97,12 @@ func DefaultOptions() Options {
 		LoadExamples:    true,
 		ShutdownTimeout: 15 * time.Second,
 		ClaimLease:      30 * time.Minute,
+		Retention:       DefaultRetention,
 	}
 }
+
+// DefaultRetention is how long dev keeps finished workflows' histories.
+const DefaultRetention = 7 * 24 * time.Hour
 
 func (o *Options) validate() error {
 	var errs []error
@@ -121,6 +129,12 @@ func (o *Options) validate() error {
 	}
 	if o.ClaimLease == 0 {
 		o.ClaimLease = 30 * time.Minute
+	}
+	if o.Retention == 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.Retention < 24*time.Hour || o.Retention%time.Hour != 0 {
+		errs = append(errs, fmt.Errorf("--retention: must be whole hours, at least 1d (got %s)", o.Retention))
 	}
 	if o.ClaimLease < time.Minute || o.ClaimLease > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("--claim-lease: must be between 1m and 24h (got %s)", o.ClaimLease))

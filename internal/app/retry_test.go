@@ -10,10 +10,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/adaptflow/adaptflow/internal/app"
 	"github.com/adaptflow/adaptflow/internal/cli"
 )
 
@@ -173,5 +176,34 @@ steps:
 	}
 	if n := reserves.Load(); n != 3 {
 		t.Fatalf("reserve called %d times for three instances", n)
+	}
+}
+
+// TestRetention: dev keeps finished workflows' histories (so failed
+// instances can be retried) for --retention, 7 days by default, and a data
+// directory made before takes a new setting at the next start.
+func TestRetention(t *testing.T) {
+	dir, addr := t.TempDir(), freeAddr(t)
+	retention := func(d *dev) time.Duration {
+		t.Helper()
+		tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		ns, err := tc.WorkflowService().DescribeNamespace(t.Context(), &workflowservice.DescribeNamespaceRequest{Namespace: "default"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ns.GetConfig().GetWorkflowExecutionRetentionTtl().AsDuration()
+	}
+	d := startDev(t, dir, addr)
+	if got := retention(d); got != 7*24*time.Hour {
+		t.Fatalf("retention %s, want 7 days", got)
+	}
+	d.stop()
+	d = startDev(t, dir, addr, func(o *app.Options) { o.Retention = 30 * 24 * time.Hour })
+	if got := retention(d); got != 30*24*time.Hour {
+		t.Fatalf("retention after a restart with 30d: %s", got)
 	}
 }

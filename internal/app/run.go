@@ -21,11 +21,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/trace"
+	namespacepb "go.temporal.io/api/namespace/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"gopkg.in/yaml.v3"
 
 	"github.com/adaptflow/adaptflow/activities"
@@ -137,6 +140,11 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		return fmt.Errorf("connect to Temporal at %s (--temporal-address): %w", opts.TemporalAddress, err)
 	}
 	lc.add("temporal client", func(context.Context) error { tc.Close(); return nil })
+	if mode == ModeDev {
+		if err := keepHistories(ctx, tc, opts.Namespace, opts.Retention); err != nil {
+			return err
+		}
+	}
 
 	// One registry for the worker's and the API's metrics: in dev both are
 	// on the API's /metrics, or on --metrics-listen; a worker alone serves
@@ -513,4 +521,24 @@ func loopback(hostport string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// keepHistories sets how long the embedded server keeps the history of a
+// finished workflow (a failed instance can be retried, and Temporal's UI
+// shows it, until then): on a new data directory and on one made before.
+func keepHistories(ctx context.Context, tc client.Client, namespace string, retention time.Duration) error {
+	svc := tc.WorkflowService()
+	ns, err := svc.DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("temporal: describe namespace %s: %w", namespace, err)
+	}
+	if ns.GetConfig().GetWorkflowExecutionRetentionTtl().AsDuration() == retention {
+		return nil
+	}
+	_, err = svc.UpdateNamespace(ctx, &workflowservice.UpdateNamespaceRequest{Namespace: namespace,
+		Config: &namespacepb.NamespaceConfig{WorkflowExecutionRetentionTtl: durationpb.New(retention)}})
+	if err != nil {
+		return fmt.Errorf("temporal: keep histories of namespace %s for %s: %w", namespace, retention, err)
+	}
+	return nil
 }
