@@ -87,8 +87,26 @@ func (s *server) sendCancel(ctx context.Context, id string, c workflows.CancelRe
 // end, or to run again, before it answers 202.
 const instanceWait = 10 * time.Second
 
-type cancelRequest struct {
+// reasonRequest is the body of an action on an instance (cancel, retry):
+// why, optional.
+type reasonRequest struct {
 	Reason string `json:"reason"`
+}
+
+// actionTarget reads the optional reason of an action on an instance and
+// the instance, one the caller may touch; on an error it has answered.
+func (s *server) actionTarget(c *gin.Context) (store.Instance, string, bool) {
+	var req reasonRequest
+	if err := bindOptionalJSON(c, &req); err != nil {
+		fail(c, err)
+		return store.Instance{}, "", false
+	}
+	inst, err := s.allowedInstance(c)
+	if err != nil {
+		fail(c, err)
+		return store.Instance{}, "", false
+	}
+	return inst, strings.TrimSpace(req.Reason), true
 }
 
 // cancelInstance stops an instance: the step under way and those after it
@@ -96,14 +114,8 @@ type cancelRequest struct {
 // with who canceled it and why as its error. The answer is the instance
 // once it has ended (200), or as it is when it takes longer (202).
 func (s *server) cancelInstance(c *gin.Context) {
-	var req cancelRequest
-	if err := bindOptionalJSON(c, &req); err != nil {
-		fail(c, err)
-		return
-	}
-	inst, err := s.allowedInstance(c)
-	if err != nil {
-		fail(c, err)
+	inst, reason, ok := s.actionTarget(c)
+	if !ok {
 		return
 	}
 	ctx := c.Request.Context()
@@ -111,8 +123,8 @@ func (s *server) cancelInstance(c *gin.Context) {
 		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "instance " + inst.ID + " has already ended: " + st})
 		return
 	}
-	cancel := workflows.CancelRequest{By: caller(c).Name, Reason: strings.TrimSpace(req.Reason)}
-	err = s.sendCancel(ctx, inst.ID, cancel)
+	cancel := workflows.CancelRequest{By: caller(c).Name, Reason: reason}
+	err := s.sendCancel(ctx, inst.ID, cancel)
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) && inst.PendingStart {
 		// Its start has not reached Temporal yet (an outage, a crash): it

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -76,10 +75,6 @@ func retryPoint(history client.HistoryEventIterator) (int64, error) {
 	return point, nil
 }
 
-type retryRequest struct {
-	Reason string `json:"reason"`
-}
-
 // retryInstance runs a failed instance again from what failed: its
 // workflow is reset (Temporal's reset, into a new run) to just before the
 // failed step or decision was scheduled. What ran before it stands (steps
@@ -87,14 +82,8 @@ type retryRequest struct {
 // failed step runs afresh, then the rest. The answer is the instance once
 // it runs again (200), or as it is when that takes longer (202).
 func (s *server) retryInstance(c *gin.Context) {
-	var req retryRequest
-	if err := bindOptionalJSON(c, &req); err != nil {
-		fail(c, err)
-		return
-	}
-	inst, err := s.allowedInstance(c)
-	if err != nil {
-		fail(c, err)
+	inst, why, ok := s.actionTarget(c)
+	if !ok {
 		return
 	}
 	conflict := func(msg string) {
@@ -148,8 +137,8 @@ func (s *server) retryInstance(c *gin.Context) {
 		return
 	}
 	reason := "retried by " + caller(c).Name
-	if r := strings.TrimSpace(req.Reason); r != "" {
-		reason += ": " + r
+	if why != "" {
+		reason += ": " + why
 	}
 	if _, err := s.Temporal.ResetWorkflowExecution(ctx, &workflowservice.ResetWorkflowExecutionRequest{
 		Namespace:                 s.Namespace,

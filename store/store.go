@@ -337,11 +337,8 @@ func InstanceCursor(in InstanceSummary) string {
 // renders the n-th placeholder (1-based). A malformed cursor or an unknown
 // status is ErrInvalid.
 func InstancesQuery(f InstanceFilter, ph func(n int) string) (string, []any, error) {
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return ph(len(args))
-	}
+	p := &params{ph: ph}
+	arg := p.add
 	where := []string{"process = " + arg(f.Process)}
 	final := fmt.Sprintf("status IN ('%s', '%s', '%s', '%s')", InstanceCompleted, InstanceRejected, InstanceFailed, InstanceCanceled)
 	switch f.Status {
@@ -378,7 +375,7 @@ func InstancesQuery(f InstanceFilter, ph func(n int) string) (string, []any, err
 	}
 	q := `SELECT id, process, process_version, business_key, status, created_by, created_at, COALESCE(finished_at, 0) FROM instances WHERE ` +
 		strings.Join(where, " AND ") + " ORDER BY created_at DESC, id DESC LIMIT " + arg(limit)
-	return q, args, nil
+	return q, p.args, nil
 }
 
 // ScanInstanceSummary reads a row of InstancesQuery.
@@ -666,11 +663,8 @@ func QueueSummaryQuery(f QueueFilter, ph func(n int) string) (string, []any) {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return ph(len(args))
-	}
+	p := &params{ph: ph}
+	arg := p.add
 	sum := func(cond, v string) string {
 		return "CAST(COALESCE(SUM(CASE WHEN " + cond + " THEN " + v + " ELSE 0 END), 0) AS BIGINT)"
 	}
@@ -690,13 +684,30 @@ func QueueSummaryQuery(f QueueFilter, ph func(n int) string) (string, []any) {
 		q += " AND process = " + arg(f.Process)
 	}
 	if len(f.Processes) > 0 {
-		in := make([]string, len(f.Processes))
-		for i, p := range f.Processes {
-			in[i] = arg(p)
-		}
-		q += " AND process IN (" + strings.Join(in, ", ") + ")"
+		q += " AND process IN (" + p.list(f.Processes) + ")"
 	}
-	return q + " GROUP BY queue ORDER BY queue", args
+	return q + " GROUP BY queue ORDER BY queue", p.args
+}
+
+// params are a query's arguments, each added with its placeholder.
+type params struct {
+	ph   func(n int) string
+	args []any
+}
+
+// add appends v and returns its placeholder.
+func (p *params) add(v any) string {
+	p.args = append(p.args, v)
+	return p.ph(len(p.args))
+}
+
+// list appends vs and returns their placeholders, comma-separated (for IN).
+func (p *params) list(vs []string) string {
+	phs := make([]string, len(vs))
+	for i, v := range vs {
+		phs[i] = p.add(v)
+	}
+	return strings.Join(phs, ", ")
 }
 
 // ScanQueueSummary reads one row of QueueSummaryQuery.
@@ -752,11 +763,8 @@ type AuditFilter struct {
 // AuditQuery is the WHERE and ORDER BY of an audit listing, for SQL
 // stores; ph renders the n-th placeholder.
 func AuditQuery(f AuditFilter, ph func(n int) string) (string, []any) {
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return ph(len(args))
-	}
+	p := &params{ph: ph}
+	arg := p.add
 	where := []string{"seq > " + arg(f.After)}
 	if !f.Since.IsZero() {
 		where = append(where, "at >= "+arg(f.Since.UnixMicro()))
@@ -771,7 +779,8 @@ func AuditQuery(f AuditFilter, ph func(n int) string) (string, []any) {
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	return "WHERE " + strings.Join(where, " AND ") + " ORDER BY seq LIMIT " + arg(limit), args
+	q := "WHERE " + strings.Join(where, " AND ") + " ORDER BY seq LIMIT " + arg(limit)
+	return q, p.args
 }
 
 // ReviewsAt is each review as it reads at now (default the current time);
@@ -832,11 +841,8 @@ func ReviewQuery(f ReviewFilter, ph func(n int) string) (string, []any, error) {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return ph(len(args))
-	}
+	p := &params{ph: ph}
+	arg := p.add
 	where := []string{"TRUE"}
 	switch f.Status {
 	case "":
@@ -856,11 +862,7 @@ func ReviewQuery(f ReviewFilter, ph func(n int) string) (string, []any, error) {
 		where = append(where, "process = "+arg(f.Process))
 	}
 	if len(f.Processes) > 0 {
-		in := make([]string, len(f.Processes))
-		for i, p := range f.Processes {
-			in[i] = arg(p)
-		}
-		where = append(where, "process IN ("+strings.Join(in, ", ")+")")
+		where = append(where, "process IN ("+p.list(f.Processes)+")")
 	}
 	if f.Assignee != "" {
 		where = append(where, fmt.Sprintf("status = 'open' AND claimed_by = %s AND claim_expires_at > %s", arg(f.Assignee), arg(now.UnixMicro())))
@@ -888,7 +890,7 @@ func ReviewQuery(f ReviewFilter, ph func(n int) string) (string, []any, error) {
 		limit = 100
 	}
 	q := "WHERE " + strings.Join(where, " AND ") + " ORDER BY -priority, " + dueKey + ", created_at, id LIMIT " + arg(limit)
-	return q, args, nil
+	return q, p.args, nil
 }
 
 // PolicyVersionHash chains a policy version to the one stored before it:
