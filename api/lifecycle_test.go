@@ -144,6 +144,25 @@ func TestPolicyLifecycle(t *testing.T) {
 	if st := do(t, srv, "GET", "/v1/policies/small-skip", eng, "", ""); st.body["shadow_percent"].(float64) != 30 || st.body["mode"] != "active" {
 		t.Fatalf("state with a canary: %v", st.body)
 	}
+	// The shadow report keeps the versions apart: v1 is the shadow of the
+	// instances in the canary, v2 (as before) of the rest.
+	inCanary := 0
+	for i := range 20 {
+		id := fmt.Sprintf("c%d", i)
+		record(t, acts, def, id, 100)
+		if policies.InCanary(id, "small-skip", 30) {
+			inCanary++
+		}
+	}
+	rep = do(t, srv, "GET", "/v1/policies/shadow-report?process=shop&since=1h", eng, "", "")
+	rows := rep.body["policies"].([]any)
+	if len(rows) != 2 || inCanary == 0 || inCanary == 20 {
+		t.Fatalf("shadow report with a canary (%d of 20 in it): %v", inCanary, rep.body)
+	}
+	v1, v2 := rows[0].(map[string]any), rows[1].(map[string]any)
+	if fmt.Sprint(v1["versions"], v2["versions"]) != "[1] [2]" || v1["evaluated"].(float64) != float64(inCanary) || v2["evaluated"].(float64) != float64(4+20-inCanary) {
+		t.Fatalf("shadow report rows with a canary (%d of 20 in it): %v", inCanary, rows)
+	}
 	live := do(t, srv, "GET", "/v1/policies?process=shop", eng, "", "").body["policies"].([]any)
 	if len(live) != 2 || live[1].(map[string]any)["mode"] != "canary" || live[1].(map[string]any)["percent"].(float64) != 30 {
 		t.Fatalf("live versions with a canary: %v", live)
@@ -161,7 +180,7 @@ func TestPolicyLifecycle(t *testing.T) {
 	}
 
 	// The audit chain holds, until a record is altered behind the store's back.
-	if v := do(t, srv, "GET", "/v1/audit/verify", admin, "", ""); v.body["ok"] != true || v.body["decisions"].(float64) != 8 {
+	if v := do(t, srv, "GET", "/v1/audit/verify", admin, "", ""); v.body["ok"] != true || v.body["decisions"].(float64) != 28 {
 		t.Fatalf("verify: %v", v.body)
 	}
 	if v := do(t, srv, "GET", "/v1/audit/verify", eng, "", ""); v.status != http.StatusForbidden {

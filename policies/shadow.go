@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,7 +21,8 @@ type ShadowReport struct {
 	Policies      []ShadowPolicyReport `json:"policies"`
 }
 
-// ShadowPolicyReport is one shadow policy's record.
+// ShadowPolicyReport is the record of one version of a policy evaluated
+// in shadow (Versions holds that one version).
 type ShadowPolicyReport struct {
 	ID        string    `json:"id"`
 	Versions  []int     `json:"versions"`
@@ -71,14 +73,13 @@ func BuildShadowReport(ctx context.Context, processName string, scan Scanner, ex
 			if ev.Mode != process.ModeShadow {
 				continue
 			}
-			p := byID[ev.PolicyID]
+			// One row per version: during a canary the new version is the
+			// shadow of the instances outside it, the old one of those in it.
+			key := fmt.Sprintf("%s@%d", ev.PolicyID, ev.PolicyVersion)
+			p := byID[key]
 			if p == nil {
-				p = &ShadowPolicyReport{ID: ev.PolicyID, Examples: []Example{}}
-				byID[ev.PolicyID] = p
-			}
-			if !slices.Contains(p.Versions, ev.PolicyVersion) {
-				p.Versions = append(p.Versions, ev.PolicyVersion)
-				slices.Sort(p.Versions)
+				p = &ShadowPolicyReport{ID: ev.PolicyID, Versions: []int{ev.PolicyVersion}, Examples: []Example{}}
+				byID[key] = p
 			}
 			p.Evaluated++
 			if ev.Matched {
@@ -102,6 +103,8 @@ func BuildShadowReport(ctx context.Context, processName string, scan Scanner, ex
 		}
 		rep.Policies = append(rep.Policies, *p)
 	}
-	slices.SortFunc(rep.Policies, func(a, b ShadowPolicyReport) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(rep.Policies, func(a, b ShadowPolicyReport) int {
+		return cmp.Or(strings.Compare(a.ID, b.ID), cmp.Compare(a.Versions[0], b.Versions[0]))
+	})
 	return rep, nil
 }

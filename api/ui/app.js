@@ -693,7 +693,7 @@ async function processView(name, q) {
       h("p", { class: "muted" }, `${num(shadow.with_shadow)} of ${num(shadow.decisions)} decisions evaluated a shadow; ${num(shadow.disagreements)} would have gone otherwise.`),
       table([
         { title: "Policy", cell: (x) => link("#/policies/" + encodeURIComponent(x.id), x.id) },
-        { title: "Versions", cell: (x) => (x.versions || []).map((v) => "v" + v).join(", ") },
+        { title: "Version", cell: (x) => (x.versions || []).map((v) => "v" + v).join(", ") },
         { title: "Evaluated", num: true, cell: (x) => num(x.evaluated) },
         { title: "Matched", num: true, cell: (x) => num(x.matched) },
         { title: "Disagreed", num: true, cell: (x) => num(x.disagreed) },
