@@ -19,6 +19,7 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	starts   *prometheus.CounterVec
+	retries  *prometheus.CounterVec
 	// backgroundStarts counts the starts that finished after their request.
 	backgroundStarts *prometheus.CounterVec
 }
@@ -33,6 +34,10 @@ func newMetrics(reg *prometheus.Registry, stats ReviewStats, timeout time.Durati
 			Name: "adaptflow_instance_starts_total",
 			Help: "Instance start requests that succeeded, by process and whether they started a new instance (created) or found the business key's instance (existing).",
 		}, []string{"process", "result"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adaptflow_instance_retries_total",
+			Help: "Failed instances run again from what failed (POST /v1/instances/{id}/retry), by process.",
+		}, []string{"process"}),
 		backgroundStarts: newBackgroundStarts(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "adaptflow_http_requests_total", Help: "HTTP requests by route, method and status.",
@@ -42,7 +47,7 @@ func newMetrics(reg *prometheus.Registry, stats ReviewStats, timeout time.Durati
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "method"}),
 	}
-	m.registry.MustRegister(m.requests, m.latency, m.starts, m.backgroundStarts, &reviewCollector{stats: stats, timeout: timeout},
+	m.registry.MustRegister(m.requests, m.latency, m.starts, m.retries, m.backgroundStarts, &reviewCollector{stats: stats, timeout: timeout},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -150,6 +150,7 @@ func (s *server) retryInstance(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	s.metrics.retries.WithLabelValues(inst.Process).Inc()
 	s.answerWhen(c, inst.ID, func(status string) bool { return status != store.InstanceFailed })
 }
 

@@ -131,6 +131,10 @@ steps:
 		t.Fatalf("audit of the retries: %s", a.raw)
 	}
 
+	if m := d.expect(d.call("GET", "/metrics", "", ""), http.StatusOK).raw; !strings.Contains(m, `adaptflow_instance_retries_total{process="billing"} 2`) {
+		t.Fatalf("retries on /metrics:\n%s", m)
+	}
+
 	// Temporal holds each run: the latest completed, reset from a failed one
 	// with the reason.
 	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
