@@ -181,7 +181,7 @@ func TestProcessLimitedKeyAndClassifiers(t *testing.T) {
 			t.Fatalf("register: %d %+v", a.status, a.err)
 		}
 	}
-	made := do(t, srv, "POST", "/v1/keys", keys[store.RoleAdmin], "application/json", `{"name":"returns desk","role":"reviewer","processes":["returns"]}`)
+	made := do(t, srv, "POST", "/v1/keys", keys[store.RoleAdmin], "application/json", `{"name":"returns desk","role":"reviewer","processes":["not-yet-registered","returns"]}`)
 	key, _ := made.body["key"].(string)
 	example := `{"text":"where is my refund","label":"refund"}`
 	for _, tc := range []struct {
