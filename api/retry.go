@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -105,8 +106,13 @@ func (s *server) retryInstance(c *gin.Context) {
 		return
 	}
 	run := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
-	if desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_FAILED {
+	switch st := desc.GetWorkflowExecutionInfo().GetStatus(); st {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
 		conflict("is being retried already")
+		return
+	default: // a retry's new run terminated through Temporal before it ran, say
+		conflict("cannot be retried: its workflow is " + strings.ToLower(st.String()) + " in Temporal, not failed")
 		return
 	}
 	// Retries of the run that race (two clicks, two operators, two
