@@ -121,13 +121,16 @@ type Options struct {
 	Reviews     ReviewReader
 	Claims      ReviewClaims
 	Retries     RetryClaims
-	AuditLog    AuditLog
-	Verdicts    VerdictStore
-	Stats       ReviewStats
-	Lifecycle   PolicyLifecycle
-	Scanner     DecisionScanner
-	Chains      store.ChainReader
-	Examples    ExampleStore
+	// Ended records the end of instances their workflows could not
+	// record (SweepEnded).
+	Ended     EndedStore
+	AuditLog  AuditLog
+	Verdicts  VerdictStore
+	Stats     ReviewStats
+	Lifecycle PolicyLifecycle
+	Scanner   DecisionScanner
+	Chains    store.ChainReader
+	Examples  ExampleStore
 	// Embedder embeds the texts of examples and the queries for similar
 	// cases (nil: the hashing embedding at the store's dimension).
 	Embedder  *classify.Embedder
@@ -200,7 +203,7 @@ func (o *Options) validate() error {
 	var missing []string
 	for name, ok := range map[string]bool{
 		"Keys": o.Keys != nil, "KeyAdmin": o.KeyAdmin != nil, "Definitions": o.Definitions != nil, "Policies": o.Policies != nil,
-		"Instances": o.Instances != nil, "Decisions": o.Decisions != nil, "Reviews": o.Reviews != nil, "Claims": o.Claims != nil, "Retries": o.Retries != nil, "AuditLog": o.AuditLog != nil, "Verdicts": o.Verdicts != nil, "Stats": o.Stats != nil,
+		"Instances": o.Instances != nil, "Decisions": o.Decisions != nil, "Reviews": o.Reviews != nil, "Claims": o.Claims != nil, "Retries": o.Retries != nil, "Ended": o.Ended != nil, "AuditLog": o.AuditLog != nil, "Verdicts": o.Verdicts != nil, "Stats": o.Stats != nil,
 		"Lifecycle": o.Lifecycle != nil, "Scanner": o.Scanner != nil, "Chains": o.Chains != nil, "Examples": o.Examples != nil,
 		"Temporal": o.Temporal != nil, "Env": o.Env != nil, "TaskQueue": o.TaskQueue != "",
 	} {

@@ -68,6 +68,10 @@ type Options struct {
 	// nowhere); in dev and server mode /metrics leaves the API's listener
 	// for it (empty: it stays on the API).
 	MetricsListen string
+	// SweepEvery is how often the API finishes pending workflow starts and
+	// records the end of instances terminated outside their workflows
+	// (default 30s; tests make it shorter).
+	SweepEvery time.Duration
 	// Retention is how long the embedded Temporal server (dev) keeps the
 	// history of a finished workflow: a failed instance can be retried, and
 	// Temporal's UI shows it, until then.

@@ -211,3 +211,35 @@ func TestRetention(t *testing.T) {
 		t.Fatalf("retention after a restart with 30d: %s", got)
 	}
 }
+
+// TestTerminatedInstanceFails: an instance whose workflow an operator
+// terminates through Temporal (its CLI or UI) could not record its end
+// itself; the API's sweep records it as failed, with the reason, and takes
+// its open review out of the inbox.
+func TestTerminatedInstanceFails(t *testing.T) {
+	d := startDev(t, t.TempDir(), freeAddr(t), func(o *app.Options) { o.SweepEvery = 200 * time.Millisecond })
+	id := d.start("inventory-reconciliation", "inv-terminated", map[string]any{"store_id": "s1", "sku": "T", "pos_count": 1, "erp_count": 80})
+	inst := d.waitStatus(id, "waiting_review")
+	rid := inst["reviews"].([]any)[0].(map[string]any)["id"].(string)
+	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if err := tc.TerminateWorkflow(t.Context(), id, "", "stuck since the ERP migration"); err != nil {
+		t.Fatal(err)
+	}
+	inst = d.waitStatus(id, "failed")
+	if inst["error"] != "terminated in Temporal: stuck since the ERP migration" || !strings.Contains(plan(inst), ":failed") || strings.Contains(plan(inst), "waiting_review") {
+		t.Fatalf("terminated instance: error %v, plan %q", inst["error"], plan(inst))
+	}
+	if rv := d.expect(d.call("GET", "/v1/reviews/"+rid, adminKey, ""), http.StatusOK); rv.body["status"] != "canceled" {
+		t.Fatalf("its review: %s", rv.raw)
+	}
+	if open := d.expect(d.call("GET", "/v1/reviews?status=open", adminKey, ""), http.StatusOK); strings.Contains(open.raw, rid) {
+		t.Fatalf("its review is still in the inbox: %s", open.raw)
+	}
+	if r := d.call("POST", "/v1/instances/"+id+"/retry", adminKey, ""); r.status != http.StatusConflict || !strings.Contains(r.raw, "terminated in Temporal, not failed") {
+		t.Fatalf("a retry of a terminated instance: %d %s", r.status, r.raw)
+	}
+}

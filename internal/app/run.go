@@ -202,7 +202,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		return err
 	}
 	apiOpts := api.Options{
-		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, AuditLog: st, Verdicts: st, Stats: st,
+		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Ended: st, AuditLog: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Embedder: embedder, Temporal: tc, TaskQueue: TaskQueue, Namespace: opts.Namespace, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit, Metrics: reg, Tracer: tracer,
 		Ready: func(ctx context.Context) error { return st.Ping(ctx) }, StartWait: opts.StartWait, MetricsElsewhere: opts.MetricsListen != "",
 	}
@@ -215,7 +215,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 			return err
 		}
 	}
-	sweepStarts(ctx, lc, apiOpts)
+	sweepStarts(ctx, lc, apiOpts, opts.SweepEvery)
 	// Stopped after the HTTP server (added before it): no request can
 	// leave a new start behind by then.
 	lc.add("background starts", handler.Drain)
@@ -262,18 +262,34 @@ func workerOptions(mode Mode) worker.Options {
 // pending (after the first sweep, at start).
 const startSweepEvery = 30 * time.Second
 
-// sweepStarts runs api.SweepStarts now and then every startSweepEvery until
-// shutdown.
-func sweepStarts(ctx context.Context, lc *lifecycle, opts api.Options) {
+// endedLookBack is how far back the first sweep for instances ended
+// outside their workflows looks; later ones look back to the one before.
+const endedLookBack = 7 * 24 * time.Hour
+
+// sweepStarts runs api.SweepStarts and api.SweepEnded now and then every
+// interval (startSweepEvery unless given) until shutdown.
+func sweepStarts(ctx context.Context, lc *lifecycle, opts api.Options, every time.Duration) {
+	if every <= 0 {
+		every = startSweepEvery
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(startSweepEvery)
+		t := time.NewTicker(every)
 		defer t.Stop()
+		since := time.Now().Add(-endedLookBack)
 		for {
 			if n, err := api.SweepStarts(ctx, api.SweepOptions{Options: opts}); err != nil && ctx.Err() == nil {
 				opts.Logger.Warn("start sweep", "started", n, "err", err)
+			}
+			// A minute of overlap: a workflow closed just before a pass
+			// may reach Temporal's visibility store just after it.
+			next := time.Now().Add(-time.Minute)
+			if n, err := api.SweepEnded(ctx, opts, since); err != nil && ctx.Err() == nil {
+				opts.Logger.Warn("sweep of instances ended outside their workflows", "ended", n, "err", err)
+			} else if err == nil {
+				since = next
 			}
 			select {
 			case <-ctx.Done():
@@ -322,6 +338,7 @@ type Store interface {
 	api.ReviewReader
 	api.ReviewClaims
 	api.RetryClaims
+	api.EndedStore
 	api.AuditLog
 	api.VerdictStore
 	api.ReviewStats

@@ -164,7 +164,7 @@ func apiServer(t *testing.T, st *sqlite.Store, name, role string) (*httptest.Ser
 		t.Fatal(err)
 	}
 	t.Cleanup(tc.Close)
-	h, err := api.New(api.Options{Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, AuditLog: st, Verdicts: st, Stats: st,
+	h, err := api.New(api.Options{Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Ended: st, AuditLog: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,132 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/workflows"
+)
+
+// EndedStore records the end of an instance its workflow could not record.
+type EndedStore interface {
+	SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) (*store.Finish, error)
+	CloseReview(ctx context.Context, r store.Review) (store.Review, error)
+}
+
+// SweepEnded records the end of the instances whose workflow Temporal
+// ended without the workflow's say, so it could not save its end itself:
+// terminated (through Temporal's CLI or UI) or timed out there, since the
+// given time. Each such instance still in progress is saved as failed, with
+// why; the step under way reads failed, those after it not_run, and its
+// open reviews close as canceled, so they leave the inbox. It returns how
+// many instances it ended.
+func SweepEnded(ctx context.Context, o Options, since time.Time) (int, error) {
+	o.defaults()
+	if o.Ended == nil {
+		return 0, errors.New("sweep ended: no EndedStore")
+	}
+	query := fmt.Sprintf("WorkflowType = '%s' AND (ExecutionStatus = 'Terminated' OR ExecutionStatus = 'TimedOut') AND CloseTime >= '%s'",
+		workflows.ProcessWorkflow, since.UTC().Format(time.RFC3339Nano))
+	ended := 0
+	var token []byte
+	for {
+		page, err := o.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: o.Namespace, Query: query, NextPageToken: token})
+		if err != nil {
+			return ended, fmt.Errorf("sweep ended: list workflows: %w", err)
+		}
+		for _, w := range page.GetExecutions() {
+			why := "timed out in Temporal"
+			if w.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED {
+				why = "terminated in Temporal" + terminateReason(ctx, o, w.GetExecution().GetWorkflowId(), w.GetExecution().GetRunId())
+			}
+			ok, err := endInstance(ctx, o, w.GetExecution().GetWorkflowId(), w.GetExecution().GetRunId(), why)
+			if err != nil {
+				return ended, err
+			}
+			if ok {
+				ended++
+				o.Logger.Warn("instance ended outside its workflow", "instance", w.GetExecution().GetWorkflowId(), "run", w.GetExecution().GetRunId(), "why", why)
+			}
+		}
+		if token = page.GetNextPageToken(); len(token) == 0 {
+			return ended, nil
+		}
+	}
+}
+
+// terminateReason is ": " and the reason a run was terminated with, or
+// nothing when it gave none or the history cannot be read.
+func terminateReason(ctx context.Context, o Options, id, run string) string {
+	it := o.Temporal.GetWorkflowHistory(ctx, id, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return ""
+		}
+		if r := ev.GetWorkflowExecutionTerminatedEventAttributes().GetReason(); r != "" {
+			return ": " + r
+		}
+	}
+	return ""
+}
+
+// endInstance saves instance id, whose workflow run ended outside the
+// workflow, as failed with why, unless a later run saved its state since
+// or it has ended already. It reports whether it did.
+func endInstance(ctx context.Context, o Options, id, run, why string) (bool, error) {
+	inst, err := o.Instances.Instance(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil // not an instance of ours
+	}
+	if err != nil {
+		return false, fmt.Errorf("sweep ended: instance %s: %w", id, err)
+	}
+	if inst.StateRun != "" && inst.StateRun != run {
+		return false, nil // a later run (a retry) has saved its state
+	}
+	var st workflows.State
+	if len(inst.State) > 0 {
+		if err := json.Unmarshal(inst.State, &st); err != nil {
+			return false, fmt.Errorf("sweep ended: instance %s: stored state: %w", id, err)
+		}
+	}
+	if store.Final(st.Status) {
+		return false, nil
+	}
+	st.Status, st.Error = workflows.StatusFailed, why
+	for i := range st.Plan {
+		switch st.Plan[i].State {
+		case workflows.StepRunning, workflows.StepWaitingReview:
+			st.Plan[i].State = workflows.StepFailed
+		case workflows.StepPending:
+			st.Plan[i].State = workflows.StepNotRun
+		}
+	}
+	now := time.Now().UTC()
+	for k := range st.Reviews {
+		rv := &st.Reviews[k]
+		if rv.Status != store.ReviewOpen {
+			continue
+		}
+		_, err := o.Ended.CloseReview(ctx, store.Review{ID: rv.ID, Status: store.ReviewCanceled, Reviewer: "temporal", Comment: why, DecidedAt: &now})
+		if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
+			return false, fmt.Errorf("sweep ended: instance %s: close review %s: %w", id, rv.ID, err)
+		}
+		rv.Status = store.ReviewCanceled
+	}
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return false, err
+	}
+	if _, err := o.Ended.SaveInstanceState(ctx, id, run, inst.StateSeq+1, raw); err != nil {
+		return false, fmt.Errorf("sweep ended: instance %s: %w", id, err)
+	}
+	return true, nil
+}
