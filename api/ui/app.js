@@ -501,9 +501,26 @@ async function instancesView(q) {
         { title: "Started by", cell: (i) => i.created_by },
       ], page.instances, (i) => { location.hash = "#/instances/" + encodeURIComponent(i.id); }),
       page.next ? h("p", {}, link("#/instances?" + more, "Next page →")) : null,
+      status === "failed" && page.instances.length ? retryAll(page.instances) : null,
     ];
   }
   render(h("h1", {}, "Instances"), filters, listing, h("h2", {}, "Open one by id"), lookup);
+}
+
+// retryAll is a button that retries the failed instances listed, one
+// after the other (after an outage of a partner, say), and says how it went.
+function retryAll(instances) {
+  return h("p", {}, actionButton(`Retry these ${instances.length} from their failed steps`, async () => {
+    if (!confirm(`Run ${instances.length} failed instance(s) again from the step that failed?`)) return;
+    const refused = [];
+    for (const i of instances) {
+      try {
+        await api("POST", `/v1/instances/${encodeURIComponent(i.id)}/retry`, { reason: "retried from the instance list" });
+      } catch (e) { refused.push(`${i.business_key}: ${e.message}`); }
+    }
+    await route();
+    flash(`Retried ${instances.length - refused.length} of ${instances.length}.${refused.length ? " Not retried: " + refused.join("; ") : ""}`, refused.length ? "error" : "info");
+  }));
 }
 
 // instanceActionForm is a reason and a button that posts it to one of an

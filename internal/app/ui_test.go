@@ -260,6 +260,20 @@ steps:
 	b.waitText("#flash", "ui-sync runs again")
 	d.waitStatus(failed, "completed")
 	b.open("/instances/"+failed, "main .card", "completed")
+	// After another outage, the failed ones are retried from their list.
+	partnerDown.Store(true)
+	more := []string{d.start("partner-sync", "ui-sync-2", map[string]any{}), d.start("partner-sync", "ui-sync-3", map[string]any{})}
+	for _, id := range more {
+		d.waitStatus(id, "failed")
+	}
+	partnerDown.Store(false)
+	b.open("/instances?process=partner-sync&status=failed", "main table", "ui-sync-3")
+	b.do("confirm", chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`))
+	b.clickText("main button", "Retry these 2 from their failed steps")
+	b.waitText("#flash", "Retried 2 of 2.")
+	for _, id := range more {
+		d.waitStatus(id, "completed")
+	}
 
 	b.open("/processes/customer-onboarding", "main .tiles", "started")
 	if tiles := b.text("main .tiles"); !strings.Contains(tiles, "1\ncompleted") || !strings.Contains(tiles, "100.0%\ninstances reviewed") {
