@@ -8,6 +8,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/adaptflow/adaptflow/store"
@@ -42,6 +43,16 @@ func SweepEnded(ctx context.Context, o Options, since time.Time) (int, error) {
 			return ended, fmt.Errorf("sweep ended: list workflows: %w", err)
 		}
 		for _, w := range page.GetExecutions() {
+			latest, err := o.Temporal.DescribeWorkflowExecution(ctx, w.GetExecution().GetWorkflowId(), "")
+			var nf *serviceerror.NotFound
+			switch {
+			case errors.As(err, &nf):
+				continue // gone from Temporal since
+			case err != nil:
+				return ended, fmt.Errorf("sweep ended: describe %s: %w", w.GetExecution().GetWorkflowId(), err)
+			case latest.GetWorkflowExecutionInfo().GetExecution().GetRunId() != w.GetExecution().GetRunId():
+				continue // a later run goes on: a reset through Temporal terminates the run it replaces
+			}
 			why := "timed out in Temporal"
 			if w.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED {
 				why = "terminated in Temporal" + terminateReason(ctx, o, w.GetExecution().GetWorkflowId(), w.GetExecution().GetRunId())

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -241,5 +242,41 @@ func TestTerminatedInstanceFails(t *testing.T) {
 	}
 	if r := d.call("POST", "/v1/instances/"+id+"/retry", adminKey, ""); r.status != http.StatusConflict || !strings.Contains(r.raw, "terminated in Temporal, not failed") {
 		t.Fatalf("a retry of a terminated instance: %d %s", r.status, r.raw)
+	}
+
+	// A reset through Temporal terminates the run it replaces; the
+	// instance goes on in the new run and is left alone.
+	reset := d.start("inventory-reconciliation", "inv-reset", map[string]any{"store_id": "s1", "sku": "R", "pos_count": 1, "erp_count": 80})
+	inst = d.waitStatus(reset, "waiting_review")
+	rid = inst["reviews"].([]any)[0].(map[string]any)["id"].(string)
+	desc, err := tc.DescribeWorkflowExecution(t.Context(), reset, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	var lastTask int64
+	for it := tc.GetWorkflowHistory(t.Context(), reset, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT); it.HasNext(); {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
+			lastTask = ev.GetEventId()
+		}
+	}
+	if _, err := tc.ResetWorkflowExecution(t.Context(), &workflowservice.ResetWorkflowExecutionRequest{Namespace: "default",
+		WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: reset, RunId: run}, Reason: "operator reset", WorkflowTaskFinishEventId: lastTask}); err != nil {
+		t.Fatal(err)
+	}
+	old, err := tc.DescribeWorkflowExecution(t.Context(), reset, run)
+	if err != nil || old.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED {
+		t.Fatalf("the replaced run: %v %v", old.GetWorkflowExecutionInfo().GetStatus(), err)
+	}
+	time.Sleep(time.Second) // five sweeps
+	if inst := d.waitStatus(reset, "waiting_review"); plan(inst) == "" {
+		t.Fatalf("after a reset: %v", inst)
+	}
+	if rv := d.expect(d.call("GET", "/v1/reviews/"+rid, adminKey, ""), http.StatusOK); rv.body["status"] != "open" {
+		t.Fatalf("the review after a reset through Temporal: %s", rv.raw)
 	}
 }
