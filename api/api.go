@@ -299,7 +299,7 @@ func New(opts Options) (*Handler, error) {
 	v1.POST("/instances/:id/retry", s.allow(readers), s.retryInstance)
 	v1.GET("/instances/:id/decisions", s.allow(readers), s.listDecisions)
 	v1.GET("/decisions/:id/explanation", s.allow(readers), s.explain)
-	v1.GET("/reviews", s.allow([]string{store.RoleReviewer}), s.listReviews)
+	v1.GET("/reviews", s.allow([]string{store.RoleReviewer}), processScoped, s.listReviews)
 	v1.GET("/queues", s.allow([]string{store.RoleReviewer, store.RoleEngineer}), processScoped, s.listQueues)
 	v1.GET("/reviews/:id", s.allow([]string{store.RoleReviewer}), s.getReview)
 	v1.POST("/reviews/:id/claim", s.allow([]string{store.RoleReviewer}), s.claimReview)
@@ -495,18 +495,19 @@ func limitParam(c *gin.Context, most int) (int, error) {
 	return n, nil
 }
 
-// ageParam reads a query parameter that is a positive duration (4h, 30d):
-// 0 when absent, 400 naming it otherwise.
-func ageParam(c *gin.Context, name string) (time.Duration, error) {
+// agoParam reads a query parameter that is a positive duration (4h, 30d)
+// as the time that long before now: the zero time when absent, 400 naming
+// it otherwise.
+func agoParam(c *gin.Context, name string, now time.Time) (time.Time, error) {
 	v := c.Query(name)
 	if v == "" {
-		return 0, nil
+		return time.Time{}, nil
 	}
 	d, err := process.ParseDuration(v)
 	if err != nil || d <= 0 {
-		return 0, badRequest(name, "must be a duration such as 30m, 4h or 30d (got %q)", v)
+		return time.Time{}, badRequest(name, "must be a duration such as 30m, 4h or 30d (got %q)", v)
 	}
-	return d, nil
+	return now.Add(-d), nil
 }
 
 // processScoped refuses (403) a route about one process, the one its path
@@ -667,7 +668,7 @@ func (s *server) rotateKey(c *gin.Context) {
 
 func (s *server) revokeKey(c *gin.Context) {
 	if c.Param("id") == caller(c).ID {
-		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "a key cannot revoke itself; use another admin key"})
+		fail(c, conflict("a key cannot revoke itself; use another admin key"))
 		return
 	}
 	k, err := s.KeyAdmin.RevokeKey(c.Request.Context(), c.Param("id"), time.Now())

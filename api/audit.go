@@ -49,14 +49,12 @@ func (s *server) audit(c *gin.Context) {
 
 func (s *server) listAudit(c *gin.Context) {
 	f := store.AuditFilter{Actor: c.Query("actor"), Action: c.Query("action")}
-	since, err := ageParam(c, "since")
+	since, err := agoParam(c, "since", time.Now())
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	if since > 0 {
-		f.Since = time.Now().Add(-since)
-	}
+	f.Since = since
 	for _, q := range []struct {
 		name     string
 		into     *int64

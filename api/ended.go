@@ -9,6 +9,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/adaptflow/adaptflow/store"
@@ -43,27 +44,12 @@ func SweepEnded(ctx context.Context, o Options, since time.Time) (int, error) {
 			return ended, fmt.Errorf("sweep ended: list workflows: %w", err)
 		}
 		for _, w := range page.GetExecutions() {
-			latest, err := o.Temporal.DescribeWorkflowExecution(ctx, w.GetExecution().GetWorkflowId(), "")
-			var nf *serviceerror.NotFound
-			switch {
-			case errors.As(err, &nf):
-				continue // gone from Temporal since
-			case err != nil:
-				return ended, fmt.Errorf("sweep ended: describe %s: %w", w.GetExecution().GetWorkflowId(), err)
-			case latest.GetWorkflowExecutionInfo().GetExecution().GetRunId() != w.GetExecution().GetRunId():
-				continue // a later run goes on: a reset through Temporal terminates the run it replaces
-			}
-			why := "timed out in Temporal"
-			if w.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED {
-				why = "terminated in Temporal" + terminateReason(ctx, o, w.GetExecution().GetWorkflowId(), w.GetExecution().GetRunId())
-			}
-			ok, err := endInstance(ctx, o, w.GetExecution().GetWorkflowId(), w.GetExecution().GetRunId(), why)
+			ok, err := endInstance(ctx, o, w)
 			if err != nil {
 				return ended, err
 			}
 			if ok {
 				ended++
-				o.Logger.Warn("instance ended outside its workflow", "instance", w.GetExecution().GetWorkflowId(), "run", w.GetExecution().GetRunId(), "why", why)
 			}
 		}
 		if token = page.GetNextPageToken(); len(token) == 0 {
@@ -88,10 +74,12 @@ func terminateReason(ctx context.Context, o Options, id, run string) string {
 	return ""
 }
 
-// endInstance saves instance id, whose workflow run ended outside the
-// workflow, as failed with why, unless a later run saved its state since
-// or it has ended already. It reports whether it did.
-func endInstance(ctx context.Context, o Options, id, run, why string) (bool, error) {
+// endInstance saves the instance of w, a workflow run that ended outside
+// the workflow, as failed with why, unless it has ended already or a later
+// run goes on (it was reset, or retried). It reports whether it did. The
+// store is asked first: each pass sees again the runs it ended before.
+func endInstance(ctx context.Context, o Options, w *workflowpb.WorkflowExecutionInfo) (bool, error) {
+	id, run := w.GetExecution().GetWorkflowId(), w.GetExecution().GetRunId()
 	inst, err := o.Instances.Instance(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil // not an instance of ours
@@ -110,6 +98,20 @@ func endInstance(ctx context.Context, o Options, id, run, why string) (bool, err
 	}
 	if store.Final(st.Status) {
 		return false, nil
+	}
+	latest, err := o.Temporal.DescribeWorkflowExecution(ctx, id, "")
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &nf):
+		return false, nil // gone from Temporal since
+	case err != nil:
+		return false, fmt.Errorf("sweep ended: describe %s: %w", id, err)
+	case latest.GetWorkflowExecutionInfo().GetExecution().GetRunId() != run:
+		return false, nil // a later run goes on: a reset through Temporal terminates the run it replaces
+	}
+	why := "timed out in Temporal"
+	if w.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED {
+		why = "terminated in Temporal" + terminateReason(ctx, o, id, run)
 	}
 	st.Status, st.Error = workflows.StatusFailed, why
 	for i := range st.Plan {
@@ -139,5 +141,6 @@ func endInstance(ctx context.Context, o Options, id, run, why string) (bool, err
 	if _, err := o.Ended.SaveInstanceState(ctx, id, run, inst.StateSeq+1, raw); err != nil {
 		return false, fmt.Errorf("sweep ended: instance %s: %w", id, err)
 	}
+	o.Logger.Warn("instance ended outside its workflow", "instance", id, "run", run, "why", why)
 	return true, nil
 }

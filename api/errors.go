@@ -56,6 +56,12 @@ func badRequest(field, format string, args ...any) error {
 	return &httpError{status: http.StatusBadRequest, code: "invalid_argument", msg: msg, field: field}
 }
 
+// conflict is a 409: the request is well formed, but what it is about
+// is in a state that refuses it.
+func conflict(format string, args ...any) error {
+	return &httpError{status: http.StatusConflict, code: "conflict", msg: fmtMsg(format, args...)}
+}
+
 func fmtMsg(format string, args ...any) string {
 	if len(args) == 0 {
 		return format

@@ -40,13 +40,9 @@ func (s *server) listInstances(c *gin.Context) {
 	if limit > 0 {
 		f.Limit = limit
 	}
-	since, err := ageParam(c, "since")
-	if err != nil {
+	if f.Since, err = agoParam(c, "since", time.Now()); err != nil {
 		fail(c, err)
 		return
-	}
-	if since > 0 {
-		f.Since = time.Now().Add(-since)
 	}
 	ctx := c.Request.Context()
 	if _, err := s.Definitions.Definition(ctx, name, 0); err != nil { // 404 for an unknown process
@@ -120,7 +116,7 @@ func (s *server) cancelInstance(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	if st, _ := store.StatusOf(inst.State); store.Final(st) {
-		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "instance " + inst.ID + " has already ended: " + st})
+		fail(c, conflict("instance %s has already ended: %s", inst.ID, st))
 		return
 	}
 	cancel := workflows.CancelRequest{By: caller(c).Name, Reason: reason}
@@ -142,10 +138,10 @@ func (s *server) cancelInstance(c *gin.Context) {
 	var ae *temporal.ApplicationError
 	switch {
 	case errors.As(err, &ae):
-		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "instance " + inst.ID + ": " + ae.Message()})
+		fail(c, conflict("instance %s: %s", inst.ID, ae.Message()))
 		return
 	case errors.As(err, &nf):
-		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "instance " + inst.ID + " is no longer running"})
+		fail(c, conflict("instance %s is no longer running", inst.ID))
 		return
 	case err != nil:
 		fail(c, err)

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strings"
 	"time"
 
@@ -87,18 +86,16 @@ func (s *server) retryInstance(c *gin.Context) {
 	if !ok {
 		return
 	}
-	conflict := func(msg string) {
-		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "instance " + inst.ID + " " + msg})
-	}
+	refuse := func(msg string) { fail(c, conflict("instance %s %s", inst.ID, msg)) }
 	if st, _ := store.StatusOf(inst.State); st != store.InstanceFailed {
-		conflict("is " + orStarting(st) + ": only a failed instance can be retried")
+		refuse("is " + orStarting(st) + ": only a failed instance can be retried")
 		return
 	}
 	ctx := c.Request.Context()
 	desc, err := s.Temporal.DescribeWorkflowExecution(ctx, inst.ID, "")
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
-		conflict("is no longer in Temporal (its namespace's retention has passed)")
+		refuse("is no longer in Temporal (its namespace's retention has passed)")
 		return
 	}
 	if err != nil {
@@ -109,10 +106,10 @@ func (s *server) retryInstance(c *gin.Context) {
 	switch st := desc.GetWorkflowExecutionInfo().GetStatus(); st {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
-		conflict("is being retried already")
+		refuse("is being retried already")
 		return
 	default: // a retry's new run terminated through Temporal before it ran, say
-		conflict("cannot be retried: its workflow is " + strings.ToLower(st.String()) + " in Temporal, not failed")
+		refuse("cannot be retried: its workflow is " + strings.ToLower(st.String()) + " in Temporal, not failed")
 		return
 	}
 	// Retries of the run that race (two clicks, two operators, two
@@ -124,7 +121,7 @@ func (s *server) retryInstance(c *gin.Context) {
 		return
 	}
 	if !claimed {
-		conflict("is being retried already")
+		refuse("is being retried already")
 		return
 	}
 	release := func() {
@@ -136,7 +133,7 @@ func (s *server) retryInstance(c *gin.Context) {
 	if err != nil {
 		release()
 		if errors.Is(err, errNothingToRetry) {
-			conflict("cannot be retried: " + err.Error())
+			refuse("cannot be retried: " + err.Error())
 			return
 		}
 		fail(c, err)

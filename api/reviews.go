@@ -51,29 +51,18 @@ func (s *server) listReviews(c *gin.Context) {
 		fail(c, badRequest("status", "must be open, claimed, escalated, decided, expired, canceled or all (got %q)", f.Status))
 		return
 	}
-	// A key limited to processes sees only their reviews.
-	if k := caller(c); len(k.Processes) > 0 {
-		if f.Process != "" {
-			if err := allowProcess(c, f.Process); err != nil {
-				fail(c, err)
-				return
-			}
-		}
-		f.Processes = k.Processes
-	}
+	// A key limited to processes sees only their reviews (processScoped
+	// has refused it another process's).
+	f.Processes = caller(c).Processes
 	limit, err := limitParam(c, store.MaxReviewPage)
 	if err != nil {
 		fail(c, err)
 		return
 	}
 	f.Limit = limit
-	age, err := ageParam(c, "older_than")
-	if err != nil {
+	if f.CreatedBefore, err = agoParam(c, "older_than", f.Now); err != nil {
 		fail(c, err)
 		return
-	}
-	if age > 0 {
-		f.CreatedBefore = f.Now.Add(-age)
 	}
 	rs, err := s.Reviews.Reviews(c.Request.Context(), f)
 	if errors.Is(err, store.ErrInvalid) {
@@ -105,16 +94,16 @@ const defaultQueueWindow = 24 * time.Hour
 // what was closed in each over the window (since, default 24h). A key
 // limited to processes counts only theirs.
 func (s *server) listQueues(c *gin.Context) {
-	window, err := ageParam(c, "since")
+	now := time.Now().UTC()
+	since, err := agoParam(c, "since", now)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	if window == 0 {
-		window = defaultQueueWindow
+	if since.IsZero() {
+		since = now.Add(-defaultQueueWindow)
 	}
-	now := time.Now().UTC()
-	f := store.QueueFilter{Process: c.Query("process"), Processes: caller(c).Processes, Since: now.Add(-window), Now: now}
+	f := store.QueueFilter{Process: c.Query("process"), Processes: caller(c).Processes, Since: since, Now: now}
 	qs, err := s.Reviews.QueueSummaries(c.Request.Context(), f)
 	if err != nil {
 		fail(c, err)
@@ -328,7 +317,7 @@ func (s *server) decideReview(c *gin.Context) {
 		return
 	}
 	if rv.Status == store.ReviewDecided || rv.Status == store.ReviewExpired {
-		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: fmt.Sprintf("review %s is already %s (%s by %s)", rv.ID, rv.Status, rv.Verdict, rv.Reviewer)})
+		fail(c, conflict("review %s is already %s (%s by %s)", rv.ID, rv.Status, rv.Verdict, rv.Reviewer))
 		return
 	}
 	if req.Verdict == store.VerdictReject && strings.TrimSpace(req.Comment) == "" {
@@ -379,7 +368,7 @@ func (s *server) decideReview(c *gin.Context) {
 			fail(c, &httpError{status: http.StatusNotFound, code: "not_found", msg: ae.Message()})
 			return
 		case workflows.ErrTypeReviewClosed:
-			fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: ae.Message()})
+			fail(c, conflict("%s", ae.Message()))
 			return
 		case workflows.ErrTypeBadDecision:
 			fail(c, badRequest("verdict", "%s", ae.Message()))
@@ -388,7 +377,7 @@ func (s *server) decideReview(c *gin.Context) {
 	}
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
-		fail(c, &httpError{status: http.StatusConflict, code: "conflict", msg: "the instance of review " + rv.ID + " is no longer running"})
+		fail(c, conflict("the instance of review %s is no longer running", rv.ID))
 		return
 	}
 	if err != nil {

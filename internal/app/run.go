@@ -215,7 +215,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 			return err
 		}
 	}
-	sweepStarts(ctx, lc, apiOpts, opts.SweepEvery)
+	runSweeps(ctx, lc, apiOpts, opts.SweepEvery)
 	// Stopped after the HTTP server (added before it): no request can
 	// leave a new start behind by then.
 	lc.add("background starts", handler.Drain)
@@ -258,19 +258,20 @@ func workerOptions(mode Mode) worker.Options {
 	return worker.Options{MaxConcurrentWorkflowTaskExecutionSize: 2 * procs, MaxConcurrentLocalActivityExecutionSize: 4 * procs}
 }
 
-// startSweepEvery is how often the API finishes the workflow starts left
-// pending (after the first sweep, at start).
-const startSweepEvery = 30 * time.Second
+// sweepEvery is how often the API finishes the workflow starts left
+// pending and records the instances ended outside their workflows (after
+// the first sweep, at start).
+const sweepEvery = 30 * time.Second
 
 // endedLookBack is how far back the first sweep for instances ended
 // outside their workflows looks; later ones look back to the one before.
 const endedLookBack = 7 * 24 * time.Hour
 
-// sweepStarts runs api.SweepStarts and api.SweepEnded now and then every
-// interval (startSweepEvery unless given) until shutdown.
-func sweepStarts(ctx context.Context, lc *lifecycle, opts api.Options, every time.Duration) {
+// runSweeps runs api.SweepStarts and api.SweepEnded now and then every
+// interval (sweepEvery unless given) until shutdown.
+func runSweeps(ctx context.Context, lc *lifecycle, opts api.Options, every time.Duration) {
 	if every <= 0 {
-		every = startSweepEvery
+		every = sweepEvery
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -298,7 +299,7 @@ func sweepStarts(ctx context.Context, lc *lifecycle, opts api.Options, every tim
 			}
 		}
 	}()
-	lc.add("start sweeper", func(context.Context) error { cancel(); <-done; return nil })
+	lc.add("sweeper", func(context.Context) error { cancel(); <-done; return nil })
 }
 
 // serveMetrics serves /metrics and /healthz on --metrics-listen: a

@@ -46,6 +46,22 @@ type instanceView struct {
 	} `json:"reviews"`
 }
 
+// instancePage is a page of GET /v1/processes/{name}/instances.
+type instancePage struct {
+	Instances []store.InstanceSummary `json:"instances"`
+	Next      string                  `json:"next"`
+}
+
+// reasonBody is the body of an action on an instance (cancel, retry):
+// nothing without a reason.
+func reasonBody(reason string) []byte {
+	if reason == "" {
+		return nil
+	}
+	b, _ := json.Marshal(map[string]string{"reason": reason})
+	return b
+}
+
 // Instances runs `adaptflow instances`: list a process's instances, show
 // one, cancel one, or retry a failed one, through a running server's API.
 func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -97,11 +113,7 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	case "show":
 		err = r.do(ctx, "GET", "/v1/instances/"+url.PathEscape(pos[0]), "", nil, nil, &raw)
 	case "cancel", "retry":
-		var body []byte
-		if *reason != "" {
-			body, _ = json.Marshal(map[string]string{"reason": *reason})
-		}
-		err = r.do(ctx, "POST", "/v1/instances/"+url.PathEscape(pos[0])+"/"+sub, "application/json", body, nil, &raw)
+		err = r.do(ctx, "POST", "/v1/instances/"+url.PathEscape(pos[0])+"/"+sub, "application/json", reasonBody(*reason), nil, &raw)
 	}
 	if err != nil {
 		return fail(err)
@@ -111,10 +123,7 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 0
 	}
 	if sub == "list" {
-		var page struct {
-			Instances []store.InstanceSummary `json:"instances"`
-			Next      string                  `json:"next"`
-		}
+		var page instancePage
 		if err := json.Unmarshal(raw, &page); err != nil {
 			return fail(err)
 		}
@@ -139,10 +148,7 @@ func retryFailed(ctx context.Context, r *remote, processName, since, reason stri
 	}
 	var ids []string
 	for {
-		var page struct {
-			Instances []store.InstanceSummary `json:"instances"`
-			Next      string                  `json:"next"`
-		}
+		var page instancePage
 		if err := r.do(ctx, "GET", "/v1/processes/"+url.PathEscape(processName)+"/instances?"+q.Encode(), "", nil, nil, &page); err != nil {
 			fmt.Fprintf(stderr, "adaptflow instances retry: %v\n", err)
 			return 1
@@ -155,10 +161,7 @@ func retryFailed(ctx context.Context, r *remote, processName, since, reason stri
 		}
 		q.Set("after", page.Next)
 	}
-	var body []byte
-	if reason != "" {
-		body, _ = json.Marshal(map[string]string{"reason": reason})
-	}
+	body := reasonBody(reason)
 	failed := 0
 	for _, id := range ids {
 		var inst instanceView

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -300,7 +301,11 @@ func nullText(b []byte) *string {
 	return &s
 }
 
-// outcomesQuery and policyChangesQuery are store's with PostgreSQL's placeholders.
+// placeholder renders the n-th parameter of a query the store package
+// builds, as PostgreSQL writes it.
+func placeholder(n int) string { return "$" + strconv.Itoa(n) }
+
+// The store package's shared queries, with PostgreSQL's placeholders.
 var (
 	outcomesQuery      = store.Numbered(store.OutcomesQuery, "$")
 	claimRetryQuery    = store.Numbered(store.ClaimRetryQuery, "$")
@@ -548,7 +553,7 @@ func (s *Store) reviewWhere(ctx context.Context, q querier, where string, args .
 // Reviews lists reviews matching f, by due time; claims are judged at
 // f.Now.
 func (s *Store) Reviews(ctx context.Context, f store.ReviewFilter) ([]store.Review, error) {
-	tail, args, err := store.ReviewQuery(f, func(n int) string { return fmt.Sprintf("$%d", n) })
+	tail, args, err := store.ReviewQuery(f, placeholder)
 	if err != nil {
 		return nil, err
 	}
@@ -660,7 +665,7 @@ func (s *Store) Verdicts(ctx context.Context, classifier string, since time.Time
 // QueueSummaries are where the review queues stand: the reviews waiting in
 // each, and those closed since f.Since.
 func (s *Store) QueueSummaries(ctx context.Context, f store.QueueFilter) ([]store.QueueSummary, error) {
-	q, args := store.QueueSummaryQuery(f, func(n int) string { return fmt.Sprintf("$%d", n) })
+	q, args := store.QueueSummaryQuery(f, placeholder)
 	return collect(ctx, s.pool, "queue summaries", func(r scanner) (store.QueueSummary, error) { return store.ScanQueueSummary(r.Scan) }, q, args...)
 }
 
@@ -682,7 +687,7 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) error {
 
 // Audit lists audit entries matching f, oldest first.
 func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEntry, error) {
-	tail, args := store.AuditQuery(f, func(n int) string { return fmt.Sprintf("$%d", n) })
+	tail, args := store.AuditQuery(f, placeholder)
 	return collect(ctx, s.pool, "audit", func(row scanner) (store.AuditEntry, error) {
 		var e store.AuditEntry
 		var at int64
@@ -694,7 +699,7 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEn
 
 // Instances lists the instances of a process matching f, newest first.
 func (s *Store) Instances(ctx context.Context, f store.InstanceFilter) ([]store.InstanceSummary, error) {
-	q, args, err := store.InstancesQuery(f, func(n int) string { return fmt.Sprintf("$%d", n) })
+	q, args, err := store.InstancesQuery(f, placeholder)
 	if err != nil {
 		return nil, err
 	}

@@ -461,7 +461,7 @@ func (s *Store) reviewWhere(ctx context.Context, db *cachedDB, where string, arg
 // Reviews lists reviews matching f, by due time; claims are judged at
 // f.Now.
 func (s *Store) Reviews(ctx context.Context, f store.ReviewFilter) ([]store.Review, error) {
-	tail, args, err := store.ReviewQuery(f, func(int) string { return "?" })
+	tail, args, err := store.ReviewQuery(f, placeholder)
 	if err != nil {
 		return nil, err
 	}
@@ -552,7 +552,11 @@ func (s *Store) CloseReview(ctx context.Context, r store.Review) (store.Review, 
 	return s.reviewWhere(ctx, s.w, `id = ?`, r.ID)
 }
 
-// outcomesQuery and policyChangesQuery are store's with SQLite's placeholders.
+// placeholder renders the n-th parameter of a query the store package
+// builds, as SQLite writes it.
+func placeholder(int) string { return "?" }
+
+// The store package's shared queries, with SQLite's placeholders.
 var (
 	outcomesQuery      = store.Numbered(store.OutcomesQuery, "?")
 	claimRetryQuery    = store.Numbered(store.ClaimRetryQuery, "?")
@@ -695,7 +699,7 @@ func (s *Store) Verdicts(ctx context.Context, classifier string, since time.Time
 // QueueSummaries are where the review queues stand: the reviews waiting in
 // each, and those closed since f.Since.
 func (s *Store) QueueSummaries(ctx context.Context, f store.QueueFilter) ([]store.QueueSummary, error) {
-	q, args := store.QueueSummaryQuery(f, func(int) string { return "?" })
+	q, args := store.QueueSummaryQuery(f, placeholder)
 	return collect(ctx, s.r, "queue summaries", func(r scanner) (store.QueueSummary, error) { return store.ScanQueueSummary(r.Scan) }, q, args...)
 }
 
@@ -717,7 +721,7 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) error {
 
 // Audit lists audit entries matching f, oldest first.
 func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEntry, error) {
-	tail, args := store.AuditQuery(f, func(int) string { return "?" })
+	tail, args := store.AuditQuery(f, placeholder)
 	return collect(ctx, s.r, "audit", func(row scanner) (store.AuditEntry, error) {
 		var e store.AuditEntry
 		var at int64
@@ -729,7 +733,7 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEn
 
 // Instances lists the instances of a process matching f, newest first.
 func (s *Store) Instances(ctx context.Context, f store.InstanceFilter) ([]store.InstanceSummary, error) {
-	q, args, err := store.InstancesQuery(f, func(int) string { return "?" })
+	q, args, err := store.InstancesQuery(f, placeholder)
 	if err != nil {
 		return nil, err
 	}
