@@ -9,6 +9,7 @@ import (
 	"github.com/adaptflow/adaptflow/ml/anomaly"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
 )
 
 // An arrival-rate signal is the number of starts of a process in the hour
@@ -83,18 +84,25 @@ func (a *Activities) observeRate(ctx context.Context, def *process.Definition, s
 		buckets := make([]int, n)
 		copy(buckets[n-len(counts):], counts)
 		first := n - len(counts) // the first bucket that may hold a start
-		observed := false
+		var obs []store.Observation
 		for j := max(per, first+1); j <= n; j++ {
 			v := 0
 			for _, b := range buckets[j-per : j] {
 				v += b
 			}
-			o := d.ObserveAt(from.Add(time.Duration(j-per)*rateStep), float64(v))
-			signal, observed = rateSignal(v, o), true
+			boundary := from.Add(time.Duration(j-per) * rateStep)
+			signal = rateSignal(v, d.ObserveAt(boundary, float64(v)))
+			obs = append(obs, observation(def.Name, sig.Name, "", boundary, signal))
 		}
-		if !observed { // no start yet: nothing to learn from
+		if len(obs) == 0 { // no start yet: nothing to learn from
 			signal = policies.Signal{WarmingUp: true, Reason: "warming up: no completed ten-minute period with starts yet"}
 			return nil, false, nil
+		}
+		// The boundaries' history is kept before the state moves past
+		// them: an observer that stops in between leaves them to the
+		// next, and a boundary is kept once.
+		if err := a.Detectors.AppendObservations(ctx, obs...); err != nil {
+			return nil, false, err
 		}
 		return rateState{Detector: d.Snapshot(), Last: at, Signal: signal}, true, nil
 	})

@@ -18,7 +18,7 @@ import (
 type DetectorStore interface {
 	DetectorState(ctx context.Context, key string) (store.DetectorState, error)
 	SaveDetectorState(ctx context.Context, st store.DetectorState) (int64, error)
-	AppendObservation(ctx context.Context, o store.Observation) error
+	AppendObservations(ctx context.Context, obs ...store.Observation) error
 }
 
 // detectorState is what is saved per (process, signal): the detector and
@@ -59,7 +59,6 @@ func (a *Activities) updateDetectorState(ctx context.Context, key string, update
 func (a *Activities) observeValue(ctx context.Context, def *process.Definition, sig process.Signal, instanceID string, value float64, now time.Time) (policies.Signal, error) {
 	key := def.Name + "/" + sig.Name
 	var verdict policies.Signal
-	observed := false
 	err := a.updateDetectorState(ctx, key, func(raw json.RawMessage) (any, bool, error) {
 		st := detectorState{Verdicts: map[string]policies.Signal{}}
 		if raw != nil {
@@ -68,14 +67,14 @@ func (a *Activities) observeValue(ctx context.Context, def *process.Definition, 
 			}
 		}
 		if v, ok := st.Verdicts[instanceID]; ok {
-			verdict, observed = v, false
+			verdict = v
 			return nil, false, nil
 		}
 		d := anomaly.NewDetector(anomaly.DetectorOptions{})
 		if raw != nil {
 			d = anomaly.Restore(st.Detector)
 		}
-		verdict, observed = signalOf(value, d.Observe(value)), true
+		verdict = signalOf(value, d.Observe(value))
 		st.Detector = d.Snapshot()
 		st.Seen = append(st.Seen, instanceID)
 		if st.Verdicts == nil {
@@ -91,12 +90,19 @@ func (a *Activities) observeValue(ctx context.Context, def *process.Definition, 
 	if err != nil {
 		return policies.Signal{}, err
 	}
-	if observed {
-		if err := a.Detectors.AppendObservation(ctx, store.Observation{Process: def.Name, Signal: sig.Name, At: now, Value: value}); err != nil {
-			a.logger().WarnContext(ctx, "observation not kept", "signal", key, "err", err)
-		}
+	// Kept once per instance: a retried decision that finds its verdict
+	// appends it again, in case the attempt that observed it stopped here.
+	if err := a.Detectors.AppendObservations(ctx, observation(def.Name, sig.Name, instanceID, now, verdict)); err != nil {
+		return policies.Signal{}, err
 	}
 	return verdict, nil
+}
+
+// observation is the record of a signal's verdict on a value.
+func observation(process, signal, instanceID string, at time.Time, s policies.Signal) store.Observation {
+	return store.Observation{Process: process, Signal: signal, At: at, Value: s.Value, InstanceID: instanceID, Verdict: &store.SignalVerdict{
+		Score: s.Score, Anomalous: s.Anomalous, WarmingUp: s.WarmingUp, Recurring: s.Recurring,
+		Expected: s.Baseline.Expected, Low: s.Baseline.Low, High: s.Baseline.High, Reason: s.Reason}}
 }
 
 // signalFrom is the signal of an observation of v, without its reason:

@@ -1,6 +1,7 @@
 package activities_test
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -91,8 +92,57 @@ func TestValueSignal(t *testing.T) {
 	if err != nil || !again.Signals["amount"].Anomalous {
 		t.Fatalf("again %+v %v", again.Signals, err)
 	}
-	if obs, _ := st.Observations(t.Context(), "payouts", "amount", time.Time{}); len(obs) != 322 {
-		t.Fatalf("%d observations after a retry, want 322", len(obs))
+	obs, err = st.Observations(t.Context(), "payouts", "amount", time.Time{})
+	if err != nil || len(obs) != 322 {
+		t.Fatalf("%d observations after a retry, want 322: %v", len(obs), err)
+	}
+	// The history keeps each verdict as policies saw it, with its instance.
+	last := obs[len(obs)-1]
+	if v := last.Verdict; last.InstanceID != "big" || last.Value != 5000 || v == nil || !v.Anomalous || v.Score != spike.Signals["amount"].Score ||
+		v.Expected != spike.Signals["amount"].Baseline.Expected || !strings.Contains(v.Reason, "5000 is unusual") {
+		t.Fatalf("the spike's observation %+v %+v", last, last.Verdict)
+	}
+	if v := obs[0].Verdict; obs[0].InstanceID != "i0" || v == nil || !v.WarmingUp {
+		t.Fatalf("the first observation %+v", obs[0])
+	}
+}
+
+// A decision that saved the detector's state and stopped before keeping
+// the observation (a crash) keeps it when it is retried.
+func TestValueSignalKeptAfterACrash(t *testing.T) {
+	acts, st, def := signalActivities(t, amountsDef)
+	path := filepath.Join(t.TempDir(), "s.db")
+	st, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	acts.Detectors = st
+	decide := func() activities.DecideResult {
+		t.Helper()
+		res, err := acts.Decide(t.Context(), activities.DecideInput{Definition: def, InstanceID: "i1", RunID: "run-i1", Seq: 1, Step: "pay",
+			Now: time.Now(), Started: time.Now(), Input: map[string]any{"amount": 70.0}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	decide()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(t.Context(), `DELETE FROM observations`); err != nil { // as if the attempt stopped before it
+		t.Fatal(err)
+	}
+	if obs, err := st.Observations(t.Context(), "payouts", "amount", time.Time{}); err != nil || len(obs) != 0 {
+		t.Fatalf("after the crash: %+v, %v", obs, err)
+	}
+	decide()
+	obs, err := st.Observations(t.Context(), "payouts", "amount", time.Time{})
+	if err != nil || len(obs) != 1 || obs[0].InstanceID != "i1" || obs[0].Value != 70 || obs[0].Verdict == nil || !obs[0].Verdict.WarmingUp {
+		t.Fatalf("after the retry: %+v, %v", obs, err)
 	}
 }
 
@@ -175,6 +225,24 @@ func TestArrivalRateLearnsTheWeeklyRhythm(t *testing.T) {
 	surge := rate("surge", night.Add(35*time.Minute))
 	if !surge.Anomalous || surge.Value < 30 || surge.Baseline.Expected > 5 || !strings.Contains(surge.Reason, "unusual") {
 		t.Fatalf("30 starts in half an hour at night: %+v", surge)
+	}
+	// Its history holds every ten-minute boundary once, in order, each with
+	// the verdict of its time; the latest is the surge.
+	obs, err := st.Observations(t.Context(), "night", "order_volume", time.Time{})
+	if err != nil || len(obs) < 3*7*144 {
+		t.Fatalf("%d boundaries observed in three weeks: %v", len(obs), err)
+	}
+	for i := 1; i < len(obs); i++ {
+		if obs[i].At.Sub(obs[i-1].At) != 10*time.Minute || obs[i].InstanceID != "" || obs[i].Verdict == nil {
+			t.Fatalf("boundaries %d and %d: %+v, %+v", i-1, i, obs[i-1], obs[i])
+		}
+	}
+	last := obs[len(obs)-1]
+	if !last.At.Equal(night.Add(30*time.Minute)) || last.Value != surge.Value || !last.Verdict.Anomalous || last.Verdict.Reason != surge.Reason {
+		t.Fatalf("the latest boundary %s: %+v %+v", last.At, last, last.Verdict)
+	}
+	if !obs[0].Verdict.WarmingUp {
+		t.Fatalf("the first boundary %+v", obs[0].Verdict)
 	}
 }
 

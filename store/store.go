@@ -943,14 +943,6 @@ func CheckEmbedding(v []float32, dim int) error {
 	return nil
 }
 
-// Observation is one value of a signal, for the anomaly detectors.
-type Observation struct {
-	Process string    `json:"process"`
-	Signal  string    `json:"signal"`
-	At      time.Time `json:"at"`
-	Value   float64   `json:"value"`
-}
-
 // DetectorState is the saved state of an online detector. Version grows by
 // one with every save; a save must name the version it read, so two
 // workers updating one detector at once cannot lose an update.

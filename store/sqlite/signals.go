@@ -11,23 +11,45 @@ import (
 	"github.com/adaptflow/adaptflow/store"
 )
 
-// AppendObservation records one value of a signal.
-func (s *Store) AppendObservation(ctx context.Context, o store.Observation) error {
-	if _, err := s.w.ExecContext(ctx, `INSERT INTO observations (process, signal, at, value) VALUES (?, ?, ?, ?)`, o.Process, o.Signal, micros(o.At), o.Value); err != nil {
-		return fmt.Errorf("sqlite: append observation: %w", err)
+// AppendObservations records observations of signals, each with its
+// verdict; one already kept (an instance's of a signal, an arrival rate's
+// of a boundary) is left as it is, so a retried observer may append again.
+func (s *Store) AppendObservations(ctx context.Context, obs ...store.Observation) error {
+	for len(obs) > 0 {
+		n := min(len(obs), store.ObservationBatch)
+		q, args := store.AppendObservationsQuery(obs[:n], placeholder)
+		if _, err := s.w.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("sqlite: append observations: %w", err)
+		}
+		obs = obs[n:]
 	}
 	return nil
 }
 
-// Observations lists the values of a signal since a time, oldest first.
+// Observations lists the observations of a signal since a time, oldest
+// first.
 func (s *Store) Observations(ctx context.Context, process, signal string, since time.Time) ([]store.Observation, error) {
-	return collect(ctx, s.r, "observations", func(r scanner) (store.Observation, error) {
-		o := store.Observation{Process: process, Signal: signal}
-		var at int64
-		err := r.Scan(&at, &o.Value)
-		o.At = fromMicros(at)
-		return o, err
-	}, `SELECT at, value FROM observations WHERE process = ? AND signal = ? AND at >= ? ORDER BY at, seq`, process, signal, micros(since))
+	return collect(ctx, s.r, "observations", func(r scanner) (store.Observation, error) { return store.ScanObservation(r.Scan, process, signal) },
+		`SELECT `+store.ObservationColumns+` FROM observations WHERE process = ? AND signal = ? AND at >= ? ORDER BY at, seq`, process, signal, micros(since))
+}
+
+// SignalHistory sums up a signal's observations over a window.
+func (s *Store) SignalHistory(ctx context.Context, q store.SignalQuery) (store.SignalHistory, error) {
+	pq, lq, fq := store.SignalHistoryQueries(q, placeholder)
+	periods, err := collect(ctx, s.r, "signal history", func(r scanner) (store.SignalPeriod, error) { return store.ScanSignalPeriod(r.Scan, q) }, pq.SQL, pq.Args...)
+	if err != nil {
+		return store.SignalHistory{}, err
+	}
+	scan := func(r scanner) (store.Observation, error) { return store.ScanObservation(r.Scan, q.Process, q.Signal) }
+	latest, err := collect(ctx, s.r, "signal history", scan, lq.SQL, lq.Args...)
+	if err != nil {
+		return store.SignalHistory{}, err
+	}
+	flagged, err := collect(ctx, s.r, "signal history", scan, fq.SQL, fq.Args...)
+	if err != nil {
+		return store.SignalHistory{}, err
+	}
+	return store.NewSignalHistory(periods, latest, flagged), nil
 }
 
 // DetectorState reads a detector's state; a detector never saved has

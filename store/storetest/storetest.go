@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -45,8 +46,9 @@ type Store interface {
 	EmbeddingDim() int
 	ExamplesOf(ctx context.Context, classifier string) ([]store.Example, error)
 	ExamplesVersion(ctx context.Context, classifier string) (int64, error)
-	AppendObservation(ctx context.Context, o store.Observation) error
+	AppendObservations(ctx context.Context, obs ...store.Observation) error
 	Observations(ctx context.Context, process, signal string, since time.Time) ([]store.Observation, error)
+	SignalHistory(ctx context.Context, q store.SignalQuery) (store.SignalHistory, error)
 	DetectorState(ctx context.Context, key string) (store.DetectorState, error)
 	SaveDetectorState(ctx context.Context, st store.DetectorState) (int64, error)
 	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
@@ -103,18 +105,48 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("audit log", func(t *testing.T) { testAudit(t, open(t)) })
 	t.Run("examples", func(t *testing.T) { testExamples(t, open(t)) })
 	t.Run("signals", func(t *testing.T) { testSignals(t, open(t)) })
+	t.Run("signal history", func(t *testing.T) { testSignalHistory(t, open(t)) })
 }
 
 func testSignals(t *testing.T, s Store) {
 	ctx := t.Context()
 	for i, v := range []float64{3, 5, 4} {
-		must(t, s.AppendObservation(ctx, store.Observation{Process: "orders", Signal: "amount", At: t0.Add(time.Duration(i) * time.Minute), Value: v}))
+		must(t, s.AppendObservations(ctx, store.Observation{Process: "orders", Signal: "amount", At: t0.Add(time.Duration(i) * time.Minute), Value: v}))
 	}
-	must(t, s.AppendObservation(ctx, store.Observation{Process: "orders", Signal: "other", At: t0, Value: 9}))
+	must(t, s.AppendObservations(ctx, store.Observation{Process: "orders", Signal: "other", At: t0, Value: 9}))
 	obs, err := s.Observations(ctx, "orders", "amount", t0.Add(time.Minute))
 	must(t, err)
-	if len(obs) != 2 || obs[0].Value != 5 || obs[1].Value != 4 || !obs[0].At.Equal(t0.Add(time.Minute)) {
+	if len(obs) != 2 || obs[0].Value != 5 || obs[1].Value != 4 || !obs[0].At.Equal(t0.Add(time.Minute)) || obs[0].Verdict != nil {
 		t.Fatalf("observations %+v", obs)
+	}
+	// An instance's observation, and an arrival rate's of a boundary, is
+	// kept once however often it is appended (a retried observer), with its
+	// verdict.
+	flagged := &store.SignalVerdict{Score: 0.9, Anomalous: true, Expected: 10, Low: 5, High: 15, Reason: "40 is unusual"}
+	for range 2 {
+		must(t, s.AppendObservations(ctx,
+			store.Observation{Process: "orders", Signal: "total", At: t0, Value: 40, InstanceID: "i-1", Verdict: flagged},
+			store.Observation{Process: "orders", Signal: "rate", At: t0, Value: 7, Verdict: &store.SignalVerdict{WarmingUp: true, Reason: "warming up"}},
+			store.Observation{Process: "orders", Signal: "rate", At: t0.Add(10 * time.Minute), Value: 8, Verdict: &store.SignalVerdict{Score: 0.1, Recurring: true}}))
+	}
+	obs, err = s.Observations(ctx, "orders", "total", time.Time{})
+	must(t, err)
+	if len(obs) != 1 || obs[0].InstanceID != "i-1" || obs[0].Verdict == nil || *obs[0].Verdict != *flagged {
+		t.Fatalf("an instance's observation appended twice: %+v", obs)
+	}
+	obs, err = s.Observations(ctx, "orders", "rate", time.Time{})
+	must(t, err)
+	if len(obs) != 2 || !obs[0].Verdict.WarmingUp || obs[0].Verdict.Reason != "warming up" || !obs[1].Verdict.Recurring || obs[1].Verdict.Score != 0.1 || obs[1].InstanceID != "" {
+		t.Fatalf("a rate's boundaries appended twice: %+v", obs)
+	}
+	// A batch larger than one insert is kept whole.
+	many := make([]store.Observation, store.ObservationBatch+20)
+	for i := range many {
+		many[i] = store.Observation{Process: "orders", Signal: "many", At: t0.Add(time.Duration(i) * time.Minute), Value: float64(i), Verdict: &store.SignalVerdict{}}
+	}
+	must(t, s.AppendObservations(ctx, many...))
+	if obs, err = s.Observations(ctx, "orders", "many", time.Time{}); err != nil || len(obs) != len(many) || obs[len(many)-1].Value != float64(len(many)-1) {
+		t.Fatalf("a batch of %d: %d kept, %v", len(many), len(obs), err)
 	}
 	st, err := s.DetectorState(ctx, "orders/amount")
 	must(t, err)
@@ -167,6 +199,57 @@ func testSignals(t *testing.T, s Store) {
 	}
 	if _, err := s.SaveDetectorState(ctx, store.DetectorState{Key: "orders/amount", Version: 3, State: []byte("0")}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("stale save: %v", err)
+	}
+}
+
+func testSignalHistory(t *testing.T, s Store) {
+	ctx := t.Context()
+	judged := func(at time.Duration, v, expected float64, anomalous bool) store.Observation {
+		return store.Observation{Process: "orders", Signal: "amount", At: t0.Add(at), Value: v, InstanceID: fmt.Sprint("i-", at),
+			Verdict: &store.SignalVerdict{Anomalous: anomalous, Expected: expected, Low: expected - 2, High: expected + 2, Reason: fmt.Sprint(v)}}
+	}
+	must(t, s.AppendObservations(ctx,
+		judged(-time.Hour, 100, 10, true), // before the window
+		store.Observation{Process: "orders", Signal: "amount", At: t0.Add(5 * time.Minute), Value: 4}, // recorded before verdicts
+		judged(10*time.Minute, 10, 9, false),
+		judged(20*time.Minute, 30, 11, true),
+		judged(2*time.Hour+5*time.Minute, 50, 12, true),
+		judged(2*time.Hour+6*time.Minute, 8, 12, false),
+		judged(3*time.Hour, 60, 12, true), // at the window's end: after it
+		store.Observation{Process: "orders", Signal: "other", At: t0.Add(time.Minute), Value: 1, Verdict: &store.SignalVerdict{Anomalous: true}},
+		store.Observation{Process: "returns", Signal: "amount", At: t0.Add(time.Minute), Value: 1, Verdict: &store.SignalVerdict{Anomalous: true}},
+	))
+	q := store.SignalQuery{Process: "orders", Signal: "amount", Since: t0, Until: t0.Add(3 * time.Hour), Bucket: time.Hour, Flagged: 10}
+	h, err := s.SignalHistory(ctx, q)
+	must(t, err)
+	if h.Observations != 5 || h.Anomalous != 2 || len(h.Periods) != 2 {
+		t.Fatalf("history: %d observations, %d anomalous, periods %+v", h.Observations, h.Anomalous, h.Periods)
+	}
+	first, second := h.Periods[0], h.Periods[1]
+	if !first.Start.Equal(t0) || first.Observations != 3 || first.Anomalous != 1 || first.Min != 4 || first.Max != 30 || math.Abs(first.Mean-44.0/3) > 1e-9 ||
+		first.Baseline == nil || first.Baseline.Expected != 10 || first.Baseline.Low != 8 || first.Baseline.High != 12 {
+		t.Fatalf("first period (the unjudged value counts, but not in the baseline): %+v %+v", first, first.Baseline)
+	}
+	if !second.Start.Equal(t0.Add(2*time.Hour)) || second.Observations != 2 || second.Anomalous != 1 || second.Mean != 29 || second.Baseline.Expected != 12 {
+		t.Fatalf("second period: %+v", second)
+	}
+	if h.Latest == nil || h.Latest.Value != 8 || h.Latest.InstanceID != fmt.Sprint("i-", 2*time.Hour+6*time.Minute) || h.Latest.Verdict.Reason != "8" {
+		t.Fatalf("latest before the window's end: %+v", h.Latest)
+	}
+	if len(h.Flagged) != 2 || h.Flagged[0].Value != 50 || h.Flagged[1].Value != 30 || !h.Flagged[0].Verdict.Anomalous || h.Flagged[0].Verdict.High != 14 {
+		t.Fatalf("flagged, newest first: %+v", h.Flagged)
+	}
+	q.Flagged = 1
+	if h, err = s.SignalHistory(ctx, q); err != nil || len(h.Flagged) != 1 || h.Flagged[0].Value != 50 {
+		t.Fatalf("one flagged: %+v, %v", h.Flagged, err)
+	}
+	// Before any observation in the window: the latest is still known.
+	q = store.SignalQuery{Process: "orders", Signal: "amount", Since: t0.Add(10 * time.Hour), Until: t0.Add(20 * time.Hour), Bucket: time.Hour, Flagged: 10}
+	if h, err = s.SignalHistory(ctx, q); err != nil || h.Observations != 0 || len(h.Periods) != 0 || len(h.Flagged) != 0 || h.Latest == nil || h.Latest.Value != 60 {
+		t.Fatalf("an empty window: %+v, %v", h, err)
+	}
+	if h, err = s.SignalHistory(ctx, store.SignalQuery{Process: "orders", Signal: "none", Since: t0, Until: t0.Add(time.Hour), Bucket: time.Hour, Flagged: 10}); err != nil || h.Latest != nil || h.Periods == nil {
+		t.Fatalf("a signal never observed: %+v, %v", h, err)
 	}
 }
 
