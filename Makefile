@@ -37,7 +37,7 @@ bench-postgres:
 # Per-request benchmarks 2,000 times each; the KPI read (100,000 instances
 # a request) 20 times.
 PGBENCH = go test ./store/postgres -run '^$$' -bench 'Append|Explanation|Nearest|Inbox|QueueSummaries' -benchtime 2000x -timeout 60m && \
-	go test ./store/postgres -run '^$$' -bench 'ProcessOutcomes|InstanceListing' -benchtime 20x -timeout 60m
+	go test ./store/postgres -run '^$$' -bench 'ProcessOutcomes|InstanceListing|SignalHistory' -benchtime 20x -timeout 60m
 
 lint:
 	go vet ./...

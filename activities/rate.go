@@ -140,6 +140,8 @@ func rateSignal(v int, o anomaly.Observation) policies.Signal {
 		s.Reason = fmt.Sprintf("%s in the last hour is unusual: expected about %.0f for the time (normal %.1f to %.1f)", starts, o.Expected, s.Baseline.Low, o.High)
 	case o.Recurring:
 		s.Reason = fmt.Sprintf("%s in the last hour is far from the expected %.0f, but rates this far off have recurred lately: not flagged", starts, o.Expected)
+	case o.Score >= anomaly.DefaultThreshold:
+		s.Reason = fmt.Sprintf("%s in the last hour is off the expected %.0f for the time, but a larger miss came lately and this one reads as its aftermath: not flagged", starts, o.Expected)
 	default:
 		s.Reason = fmt.Sprintf("%s in the last hour is within what is usual for the time (about %.0f)", starts, o.Expected)
 	}

@@ -133,6 +133,8 @@ func signalOf(v float64, o anomaly.Observation) policies.Signal {
 		s.Reason = fmt.Sprintf("%g is unusual: expected about %.4g (normal %.4g to %.4g)", v, o.Expected, o.Low, o.High)
 	case o.Recurring:
 		s.Reason = fmt.Sprintf("%g is far from the expected %.4g (normal %.4g to %.4g), but misses this large have recurred lately: not flagged", v, o.Expected, o.Low, o.High)
+	case o.Score >= anomaly.DefaultThreshold:
+		s.Reason = fmt.Sprintf("%g is off the expected %.4g (normal %.4g to %.4g), but a larger miss came lately and this one reads as its aftermath: not flagged", v, o.Expected, o.Low, o.High)
 	default:
 		s.Reason = fmt.Sprintf("%g is within what is usual (about %.4g)", v, o.Expected)
 	}

@@ -20,6 +20,7 @@ func TestSignalReasons(t *testing.T) {
 		{anomaly.Observation{Recurring: true, Score: 0.7, Expected: 10, Low: 8, High: 12}, "40 is far from the expected 10 (normal 8 to 12), but misses this large have recurred lately: not flagged"},
 		{anomaly.Observation{Continuing: true, Score: 0.8, Expected: 10, Low: 8, High: 12}, "40 is unusual, as were the values just before it: expected about 10 (normal 8 to 12)"},
 		{anomaly.Observation{Expected: 10}, "40 is within what is usual (about 10)"},
+		{anomaly.Observation{Score: 0.7, Expected: 100, Low: 90, High: 110}, "40 is off the expected 100 (normal 90 to 110), but a larger miss came lately and this one reads as its aftermath: not flagged"},
 		{anomaly.Observation{WarmingUp: true, WarmupLeft: 12}, "warming up: it judges after 12 more observations"},
 	} {
 		s := signalOf(40, tc.o)
@@ -45,6 +46,7 @@ func TestRateSignalReasons(t *testing.T) {
 		{1, anomaly.Observation{Anomalous: true, Shift: -1, Expected: 30}, "1 start in the last hour continues a sustained shift: the rate has kept running below what is usual for the time"},
 		{60, anomaly.Observation{Recurring: true, Expected: 20}, "rates this far off have recurred lately: not flagged"},
 		{28, anomaly.Observation{Expected: 30}, "28 starts in the last hour is within what is usual for the time (about 30)"},
+		{3, anomaly.Observation{Score: 0.6, Expected: 30}, "3 starts in the last hour is off the expected 30 for the time, but a larger miss came lately and this one reads as its aftermath: not flagged"},
 		{2, anomaly.Observation{WarmingUp: true, WarmupLeft: 60}, "warming up: 2 starts in the last hour; it judges after 10.0 more hours of history"},
 	} {
 		s := rateSignal(tc.v, tc.o)

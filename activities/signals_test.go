@@ -110,7 +110,7 @@ func TestValueSignal(t *testing.T) {
 // A decision that saved the detector's state and stopped before keeping
 // the observation (a crash) keeps it when it is retried.
 func TestValueSignalKeptAfterACrash(t *testing.T) {
-	acts, st, def := signalActivities(t, amountsDef)
+	acts, _, def := signalActivities(t, amountsDef)
 	path := filepath.Join(t.TempDir(), "s.db")
 	st, err := sqlite.Open(t.Context(), path)
 	if err != nil {

@@ -98,6 +98,11 @@ type ReviewStats interface {
 	ReviewStats(ctx context.Context, now time.Time) ([]store.QueueStats, error)
 }
 
+// SignalHistories read the history of a process's signals.
+type SignalHistories interface {
+	SignalHistory(ctx context.Context, q store.SignalQuery) (store.SignalHistory, error)
+}
+
 // RetryClaims let one retry of a failed run of an instance go ahead.
 type RetryClaims interface {
 	ClaimRetry(ctx context.Context, id, run string, now time.Time, stale time.Duration) (bool, error)
@@ -121,6 +126,7 @@ type Options struct {
 	Reviews     ReviewReader
 	Claims      ReviewClaims
 	Retries     RetryClaims
+	Signals     SignalHistories
 	// Ended records the end of instances their workflows could not
 	// record (SweepEnded).
 	Ended     EndedStore
@@ -203,7 +209,7 @@ func (o *Options) validate() error {
 	var missing []string
 	for name, ok := range map[string]bool{
 		"Keys": o.Keys != nil, "KeyAdmin": o.KeyAdmin != nil, "Definitions": o.Definitions != nil, "Policies": o.Policies != nil,
-		"Instances": o.Instances != nil, "Decisions": o.Decisions != nil, "Reviews": o.Reviews != nil, "Claims": o.Claims != nil, "Retries": o.Retries != nil, "Ended": o.Ended != nil, "AuditLog": o.AuditLog != nil, "Verdicts": o.Verdicts != nil, "Stats": o.Stats != nil,
+		"Instances": o.Instances != nil, "Decisions": o.Decisions != nil, "Reviews": o.Reviews != nil, "Claims": o.Claims != nil, "Retries": o.Retries != nil, "Signals": o.Signals != nil, "Ended": o.Ended != nil, "AuditLog": o.AuditLog != nil, "Verdicts": o.Verdicts != nil, "Stats": o.Stats != nil,
 		"Lifecycle": o.Lifecycle != nil, "Scanner": o.Scanner != nil, "Chains": o.Chains != nil, "Examples": o.Examples != nil,
 		"Temporal": o.Temporal != nil, "Env": o.Env != nil, "TaskQueue": o.TaskQueue != "",
 	} {
@@ -292,6 +298,7 @@ func New(opts Options) (*Handler, error) {
 	v1.POST("/processes/:name/instances", s.allow([]string{store.RoleSystem}), processScoped, s.startInstance)
 	v1.GET("/processes/:name/instances", s.allow(readers), processScoped, s.listInstances)
 	v1.GET("/processes/:name/kpis", s.allow(engineer), processScoped, s.processKPIs)
+	v1.GET("/processes/:name/signals", s.allow(engineer), processScoped, s.processSignals)
 	v1.POST("/policies", s.allow(engineer), s.putPolicy)
 	v1.GET("/policies", s.allow(engineer), processScoped, s.listPolicies)
 	v1.GET("/instances/:id", s.allow(readers), s.getInstance)
@@ -484,15 +491,30 @@ func (s *server) allow(roles []string) gin.HandlerFunc {
 // limitParam reads the limit query parameter: 0 when absent, 400 naming it
 // outside 1 to most.
 func limitParam(c *gin.Context, most int) (int, error) {
-	l := c.Query("limit")
-	if l == "" {
-		return 0, nil
+	return intParam(c, "limit", 0, 1, most)
+}
+
+// intParam reads an integer query parameter: def when absent, 400 naming
+// it outside lo to hi.
+func intParam(c *gin.Context, name string, def, lo, hi int) (int, error) {
+	v := c.Query(name)
+	if v == "" {
+		return def, nil
 	}
-	n, err := strconv.Atoi(l)
-	if err != nil || n < 1 || n > most {
-		return 0, badRequest("limit", "must be between 1 and %d (got %q)", most, l)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, badRequest(name, "must be between %d and %d (got %q)", lo, hi, v)
 	}
 	return n, nil
+}
+
+// definitionVersion reads the version query parameter of a definition: 0
+// (the latest) when absent.
+func definitionVersion(c *gin.Context) (int, error) {
+	if v := c.Query("version"); v != "" {
+		return versionParam(c, "version", v)
+	}
+	return 0, nil
 }
 
 // agoParam reads a query parameter that is a positive duration (4h, 30d)

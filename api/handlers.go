@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -119,14 +118,10 @@ func definition(ctx context.Context, ds DefinitionStore, name string, version in
 }
 
 func (s *server) getProcess(c *gin.Context) {
-	version := 0
-	if v := c.Query("version"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			fail(c, badRequest("version", "must be a positive integer (got %q)", v))
-			return
-		}
-		version = n
+	version, err := definitionVersion(c)
+	if err != nil {
+		fail(c, err)
+		return
 	}
 	def, rec, err := s.definition(c.Request.Context(), c.Param("name"), version)
 	if err != nil {

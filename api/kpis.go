@@ -6,7 +6,6 @@ import (
 	"math"
 	"net/http"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -197,12 +196,10 @@ func (s *server) processKPIs(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	version := 0
-	if v := c.Query("version"); v != "" {
-		if version, err = strconv.Atoi(v); err != nil || version < 1 {
-			fail(c, badRequest("version", "must be a positive integer (got %q)", v))
-			return
-		}
+	version, err := definitionVersion(c)
+	if err != nil {
+		fail(c, err)
+		return
 	}
 	name := c.Param("name")
 	ctx := c.Request.Context()

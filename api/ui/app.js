@@ -650,6 +650,7 @@ async function processView(name, q) {
     api("GET", "/v1/policies?process=" + enc),
     api("GET", `/v1/policies/shadow-report?process=${enc}&since=${since}`),
   ]);
+  const sig = def.definition?.signals?.length ? await api("GET", `/v1/processes/${enc}/signals?since=${since}&bucket=${chartBuckets[since]}&flagged=5`) : null;
   const classifier = def.definition?.classify?.name;
   const quality = classifier ? await api("GET", `/v1/classifiers/${encodeURIComponent(classifier)}/quality?since=${since}&bucket=${windows[since]}`) : null;
   const o = k.overall;
@@ -691,6 +692,7 @@ async function processView(name, q) {
     k.canaries.length ? [h("h2", {}, "Canaries"), k.canaries.map((c) => h("div", { class: "card" },
       h("p", {}, `${c.policy_id}: v${c.canary_version} on ${c.percent}% against v${c.active_version ?? "—"}, since `, when(c.since)),
       table(kpiCols({ title: "Cohort", cell: (x) => x.cohort }), [{ cohort: "canary", ...c.canary }, { cohort: "rest", ...c.rest }])))] : null,
+    sig ? signalsSection(sig, since) : null,
     h("h2", {}, "Policies in force"),
     table([
       { title: "Policy", cell: (p) => link("#/policies/" + encodeURIComponent(p.id), p.id) },
@@ -739,6 +741,84 @@ async function processView(name, q) {
       { title: "Mandatory", cell: (s) => (s.mandatory ? "yes" : "") },
     ], steps),
   );
+}
+
+// ---- signals ---------------------------------------------------------------
+
+// chartBuckets are the periods of a signal's chart for each window: about
+// a hundred points.
+const chartBuckets = { "1d": "15m", "7d": "2h", "30d": "6h", "90d": "1d" };
+
+function signalState(v) {
+  if (!v) return ["no verdict", ""];
+  if (v.warming_up) return ["warming up", "shadow"];
+  if (v.anomalous) return ["anomalous", "failed"];
+  if (v.recurring) return ["far off, recurring", "canary"];
+  if (v.score >= 0.5) return ["off, not flagged", "canary"];
+  return ["usual", "completed"];
+}
+
+const fmt = (x) => (x === undefined || x === null ? "—" : Number(x).toLocaleString(undefined, { maximumSignificantDigits: 4 }));
+
+// signalsSection shows where each of the process's signals stands, a chart
+// of the window, and when it fired.
+function signalsSection(rep, since) {
+  return [h("h2", {}, "Signals"), rep.signals.map((s) => {
+    const p = s.latest;
+    const [state, cls] = p ? signalState(p.verdict) : ["no observation yet", ""];
+    const of = s.field ? ` of ${s.field}` : s.step ? ` of step ${s.step}` : "";
+    return h("section", { class: "card signal", "data-signal": s.name },
+      h("h3", {}, s.name, " ", h("span", { class: "muted" }, `${s.kind}${of}`), " ", h("span", { class: "badge " + cls }, state)),
+      p ? h("p", {}, h("b", {}, fmt(p.value)), " ", when(p.at), p.verdict ? ` — ${p.verdict.reason}` : "") : h("p", { class: "muted" }, "Not observed yet: a value or duration is observed at an instance's decisions, an arrival rate once a ten-minute period with starts has passed."),
+      h("p", { class: "muted" }, `${num(s.anomalous)} anomalous of ${num(s.observations)} observations in the last ${since}.`),
+      s.periods.length ? signalChart(s, rep) : null,
+      s.flagged.length ? table([
+        { title: "Flagged", cell: (f) => when(f.at) },
+        { title: "Value", num: true, cell: (f) => fmt(f.value) },
+        { title: "Instance", cell: (f) => (f.instance_id ? link("#/instances/" + encodeURIComponent(f.instance_id), f.instance_id) : "—") },
+        { title: "Why", cell: (f) => f.verdict?.reason || "" },
+      ], s.flagged) : null);
+  })];
+}
+
+// signalChart draws a signal's periods: the usual range (the mean
+// baseline's band), the spread of values, their mean, and the periods with
+// an anomaly in red.
+function signalChart(s, rep) {
+  const W = 720, H = 150, pad = 4;
+  const t0 = new Date(rep.since).getTime(), t1 = new Date(rep.until).getTime(), step = rep.bucket_seconds * 1000;
+  let lo = Infinity, hi = -Infinity;
+  for (const p of s.periods) {
+    lo = Math.min(lo, p.min, p.baseline ? p.baseline.low : Infinity);
+    hi = Math.max(hi, p.max, p.baseline ? p.baseline.high : -Infinity);
+  }
+  if (hi === lo) { hi += 1; lo -= 1; }
+  const x = (p) => pad + ((new Date(p.start).getTime() + step / 2 - t0) / (t1 - t0)) * (W - 2 * pad);
+  const y = (v) => H - pad - ((v - lo) / (hi - lo)) * (H - 2 * pad);
+  const ns = "http://www.w3.org/2000/svg";
+  const el = (tag, attrs, ...kids) => {
+    const e = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    for (const c of kids) e.append(c);
+    return e;
+  };
+  const title = (text) => el("title", {}, text);
+  const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": `${s.name} over the window` });
+  const width = Math.max(2, (step / (t1 - t0)) * (W - 2 * pad));
+  for (const p of s.periods.filter((p) => p.baseline)) {
+    svg.append(el("rect", { x: x(p) - width / 2, width, y: y(p.baseline.high), height: Math.max(1, y(p.baseline.low) - y(p.baseline.high)), class: "usual" }));
+  }
+  for (const p of s.periods) {
+    svg.append(el("line", { x1: x(p), x2: x(p), y1: y(p.min), y2: y(p.max), class: "spread" }));
+  }
+  svg.append(el("polyline", { points: s.periods.map((p) => `${x(p)},${y(p.mean)}`).join(" "), class: "mean" }));
+  for (const p of s.periods) {
+    const label = `${new Date(p.start).toLocaleString()}: ${num(p.observations)} observed, mean ${fmt(p.mean)} (${fmt(p.min)} to ${fmt(p.max)})` +
+      (p.baseline ? `, usual ${fmt(p.baseline.low)} to ${fmt(p.baseline.high)}` : "") + (p.anomalous ? `, ${p.anomalous} anomalous` : "");
+    svg.append(el("circle", { cx: x(p), cy: y(p.anomalous ? p.max : p.mean), r: p.anomalous ? 4 : 2.5, class: p.anomalous ? "anomalous" : "point" }, title(label)));
+  }
+  return h("figure", { class: "chart" }, svg,
+    h("figcaption", { class: "muted" }, `${fmt(lo)} to ${fmt(hi)}; a dot per ${duration(rep.bucket_seconds)}: the mean (red: a period with an anomaly, at its greatest value), the line its spread, green the usual range.`));
 }
 
 async function policyView(id) {

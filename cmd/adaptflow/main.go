@@ -38,6 +38,7 @@ Usage:
   adaptflow policy apply -f DIR [--mode shadow]       create new versions of what changed
   adaptflow instances list --process P [--status S]   a process's instances, newest first
                                                       (show ID, cancel ID [--reason R] too; through a server's API)
+  adaptflow process signals NAME [--since 7d]        where a process's signals stand, and when they fired
   adaptflow audit verify                              check the hash chains of decisions and policy versions
   adaptflow keys create --role R --name N [--processes a,b] [--expires-in 90d]
                                                       create an API key in the store (list, revoke ID too)
@@ -69,7 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "healthcheck":
 		return healthcheck(rest, stderr)
-	case "policy", "audit", "ml", "keys", "instances":
+	case "policy", "audit", "ml", "keys", "instances", "process":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		switch cmd {
@@ -81,6 +82,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return cli.Keys(ctx, rest, stdout, stderr)
 		case "instances":
 			return cli.Instances(ctx, rest, stdout, stderr)
+		case "process":
+			return cli.Process(ctx, rest, stdout, stderr)
 		}
 		return cli.Audit(ctx, rest, stdout, stderr)
 	}

@@ -202,7 +202,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		return err
 	}
 	apiOpts := api.Options{
-		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Ended: st, AuditLog: st, Verdicts: st, Stats: st,
+		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Signals: st, Ended: st, AuditLog: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Embedder: embedder, Temporal: tc, TaskQueue: TaskQueue, Namespace: opts.Namespace, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit, Metrics: reg, Tracer: tracer,
 		Ready: func(ctx context.Context) error { return st.Ping(ctx) }, StartWait: opts.StartWait, MetricsElsewhere: opts.MetricsListen != "",
 	}
@@ -339,6 +339,7 @@ type Store interface {
 	api.ReviewReader
 	api.ReviewClaims
 	api.RetryClaims
+	api.SignalHistories
 	api.EndedStore
 	api.AuditLog
 	api.VerdictStore

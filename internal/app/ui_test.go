@@ -247,10 +247,12 @@ func TestWebUI(t *testing.T) {
 	d.expect(call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", `
 name: partner-sync
 version: 1
+input: {properties: {amount: {type: number}}}
+signals: [{name: amount, kind: value, field: amount}]
 steps:
   - {id: push, kind: http, retries: 0, http: {method: POST, url: "`+partner.URL+`"}}
 `), http.StatusCreated)
-	failed := d.start("partner-sync", "ui-sync", map[string]any{})
+	failed := d.start("partner-sync", "ui-sync", map[string]any{"amount": 120})
 	d.waitStatus(failed, "failed")
 	b.open("/instances/"+failed, "main .card", "partner is down")
 	partnerDown.Store(false)
@@ -262,7 +264,7 @@ steps:
 	b.open("/instances/"+failed, "main .card", "completed")
 	// After another outage, the failed ones are retried from their list.
 	partnerDown.Store(true)
-	more := []string{d.start("partner-sync", "ui-sync-2", map[string]any{}), d.start("partner-sync", "ui-sync-3", map[string]any{})}
+	more := []string{d.start("partner-sync", "ui-sync-2", map[string]any{"amount": 80}), d.start("partner-sync", "ui-sync-3", map[string]any{"amount": 95})}
 	for _, id := range more {
 		d.waitStatus(id, "failed")
 	}
@@ -273,6 +275,15 @@ steps:
 	b.waitText("#flash", "Retried 2 of 2.")
 	for _, id := range more {
 		d.waitStatus(id, "completed")
+	}
+	// The process's page shows its signal: each instance's amount observed
+	// once, retried or not, and the detector still warming up.
+	b.open("/processes/partner-sync", "section.signal", "amount")
+	if sig := b.text("section.signal"); !strings.Contains(sig, "warming up") || !strings.Contains(sig, "0 anomalous of 3 observations in the last 7d") || !strings.Contains(sig, "more observations") {
+		t.Fatalf("the amount signal:\n%s", sig)
+	}
+	if n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll("section.signal svg.chart circle").length`)); err != nil || n < 1 {
+		t.Fatalf("the signal's chart has %d points (%v)", n, err)
 	}
 
 	b.open("/processes/customer-onboarding", "main .tiles", "started")

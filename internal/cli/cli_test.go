@@ -164,7 +164,7 @@ func apiServer(t *testing.T, st *sqlite.Store, name, role string) (*httptest.Ser
 		t.Fatal(err)
 	}
 	t.Cleanup(tc.Close)
-	h, err := api.New(api.Options{Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Ended: st, AuditLog: st, Verdicts: st, Stats: st,
+	h, err := api.New(api.Options{Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Signals: st, Ended: st, AuditLog: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -386,6 +386,64 @@ func TestInstancesCommand(t *testing.T) {
 		t.Fatalf("a bad status: exit %d\n%s", code, out)
 	}
 	for _, args := range [][]string{{}, {"list"}, {"show"}, {"cancel", "a", "b", "--api-key", "k"}, {"frobnicate"}} {
+		if code, out := run(t, cmd, args...); code != 2 || !strings.Contains(out, "usage:") {
+			t.Fatalf("%v: exit %d\n%s", args, code, out)
+		}
+	}
+}
+
+func TestProcessSignalsCommand(t *testing.T) {
+	_, st := seed(t)
+	const payouts = "name: payouts\nversion: 1\ninput: {properties: {amount: {type: number}}}\nsignals: [{name: amount, kind: value, field: amount}, {name: payout_volume, kind: arrival_rate}]\nsteps: [{id: pay, kind: task, task: noop}]\n"
+	env, _ := policies.NewEnv()
+	if _, _, err := api.RegisterDefinition(t.Context(), st, env, []byte(payouts), "t"); err != nil {
+		t.Fatal(err)
+	}
+	def, _ := process.ParseDefinition([]byte(payouts))
+	acts := &activities.Activities{Env: env, Policies: st, Decisions: st, Reviews: st, Detectors: st, Calendar: policies.DefaultCalendar()}
+	now := time.Now()
+	amounts := make([]float64, 250)
+	for i := range amounts {
+		amounts[i] = 100 + float64(i%7)
+	}
+	amounts[170] = 5000 // after the 150 of warm-up
+	for i, amt := range amounts {
+		id := fmt.Sprintf("p%d", i)
+		at := now.Add(time.Duration(i-len(amounts)) * time.Minute)
+		if _, err := acts.Decide(t.Context(), activities.DecideInput{Definition: def, InstanceID: id, RunID: "r" + id, Seq: 1, Step: "pay",
+			Now: at, Started: at, Input: map[string]any{"amount": amt}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv, secret := apiServer(t, st, "eng", store.RoleEngineer)
+	cmd := func(args []string, out, errOut *bytes.Buffer) int { return Process(t.Context(), args, out, errOut) }
+	remote := []string{"--server", srv.URL, "--api-key", secret}
+	code, out := run(t, cmd, append([]string{"signals", "payouts", "--since", "1d"}, remote...)...)
+	lines := strings.Split(out, "\n")
+	if code != 0 || len(lines) < 3 || !strings.HasPrefix(lines[0], "SIGNAL") || !strings.Contains(lines[0], "ANOMALOUS (1d)") {
+		t.Fatalf("signals: exit %d\n%s", code, out)
+	}
+	if !strings.HasPrefix(lines[1], "amount ") || !strings.Contains(lines[1], "value of amount") || !strings.Contains(lines[1], " usual ") || !strings.Contains(lines[1], "1 of 250") {
+		t.Fatalf("the amount's line: %q\n%s", lines[1], out)
+	}
+	if !strings.HasPrefix(lines[2], "payout_volume") || !strings.Contains(lines[2], "no observation yet") {
+		t.Fatalf("the arrival rate's line (no Starts here): %q\n%s", lines[2], out)
+	}
+	if !strings.Contains(out, "amount, latest flagged:") || !strings.Contains(out, "(instance p170): 5000 is unusual") {
+		t.Fatalf("the flagged spike:\n%s", out)
+	}
+	code, out = run(t, cmd, append([]string{"signals", "payouts", "--json", "--flagged", "0"}, remote...)...)
+	if code != 0 || !json.Valid([]byte(out)) || !strings.Contains(out, `"flagged":[]`) || !strings.Contains(out, `"anomalous":1`) {
+		t.Fatalf("--json: exit %d\n%s", code, out)
+	}
+	code, out = run(t, cmd, append([]string{"signals", "payouts", "--since", "soon"}, remote...)...)
+	if code != 1 || !strings.Contains(out, "400") || !strings.Contains(out, `"field":"since"`) {
+		t.Fatalf("a bad window: exit %d\n%s", code, out)
+	}
+	if code, out := run(t, cmd, append([]string{"signals", "nope"}, remote...)...); code != 1 || !strings.Contains(out, "404") {
+		t.Fatalf("an unknown process: exit %d\n%s", code, out)
+	}
+	for _, args := range [][]string{{}, {"signals"}, {"kpis", "payouts", "--api-key", "k"}, {"signals", "a", "b", "--api-key", "k"}} {
 		if code, out := run(t, cmd, args...); code != 2 || !strings.Contains(out, "usage:") {
 			t.Fatalf("%v: exit %d\n%s", args, code, out)
 		}

@@ -371,3 +371,38 @@ func BenchmarkInstanceListing(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSignalHistory measures GET /v1/processes/{name}/signals's read
+// of one value signal observed 100,000 times over a week: 168 hourly
+// periods, the latest observation and the 20 latest flagged.
+func BenchmarkSignalHistory(b *testing.B) {
+	s, conn := openBenchConn(b)
+	ctx := b.Context()
+	now := time.Now().UTC()
+	const n = 100_000
+	rng := rand.New(rand.NewPCG(5, 5))
+	copied, err := conn.CopyFrom(ctx, pgx.Identifier{"observations"},
+		[]string{"process", "signal", "at", "value", "instance_id", "score", "anomalous", "warming_up", "recurring", "expected", "low", "high", "reason"},
+		pgx.CopyFromSlice(n, func(i int) ([]any, error) {
+			at := now.Add(-time.Duration(i) * (7 * 24 * time.Hour / n))
+			anomalous := 0
+			if rng.IntN(200) == 0 {
+				anomalous = 1
+			}
+			return []any{"orders", "amount", at.UnixMicro(), 100 + rng.NormFloat64()*10, fmt.Sprint("i-", i), rng.Float64(), anomalous, 0, 0, 100.0, 70.0, 130.0, "within what is usual"}, nil
+		}))
+	if err != nil || copied != n {
+		b.Fatalf("seed: %d rows, %v", copied, err)
+	}
+	if _, err := conn.Exec(ctx, "VACUUM ANALYZE observations"); err != nil {
+		b.Fatal(err)
+	}
+	q := store.SignalQuery{Process: "orders", Signal: "amount", Since: now.Add(-7 * 24 * time.Hour).Truncate(time.Hour), Until: now.Add(time.Second), Bucket: time.Hour, Flagged: 20}
+	b.ResetTimer()
+	for b.Loop() {
+		h, err := s.SignalHistory(ctx, q)
+		if err != nil || h.Observations != n || len(h.Periods) < 168 || len(h.Flagged) != 20 || h.Latest == nil {
+			b.Fatalf("history: %d observations, %d periods, %d flagged, %v", h.Observations, len(h.Periods), len(h.Flagged), err)
+		}
+	}
+}

@@ -1,0 +1,104 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// signalReport is the history of a process's signals over a window.
+type signalReport struct {
+	Process       string       `json:"process"`
+	Version       int          `json:"version"`
+	Since         time.Time    `json:"since"`
+	Until         time.Time    `json:"until"`
+	BucketSeconds float64      `json:"bucket_seconds"`
+	Signals       []signalView `json:"signals"`
+}
+
+// signalView is one declared signal: what it saw in the window, where it
+// stands now, and when it fired.
+type signalView struct {
+	Name  string `json:"name"`
+	Kind  string `json:"kind"`
+	Field string `json:"field,omitempty"`
+	Step  string `json:"step,omitempty"`
+	// Observations and Anomalous count the window's observations.
+	Observations int `json:"observations"`
+	Anomalous    int `json:"anomalous"`
+	// Latest is the signal's latest observation, in the window or before
+	// it (null when it has none yet): where it stands.
+	Latest *signalPoint `json:"latest"`
+	// Periods are the periods of the window that hold an observation,
+	// oldest first.
+	Periods []store.SignalPeriod `json:"periods"`
+	// Flagged are the window's latest anomalous observations, newest
+	// first.
+	Flagged []signalPoint `json:"flagged"`
+}
+
+// signalPoint is one observation and the detector's verdict on it (none
+// for one recorded before verdicts were kept).
+type signalPoint struct {
+	At         time.Time            `json:"at"`
+	Value      float64              `json:"value"`
+	InstanceID string               `json:"instance_id,omitempty"`
+	Verdict    *store.SignalVerdict `json:"verdict,omitempty"`
+}
+
+func pointOf(o store.Observation) signalPoint {
+	return signalPoint{At: o.At, Value: o.Value, InstanceID: o.InstanceID, Verdict: o.Verdict}
+}
+
+// processSignals reports the history of the signals a process's definition
+// (the latest, or version) declares: per period of the window, the latest
+// observation and the flagged ones.
+func (s *server) processSignals(c *gin.Context) {
+	window, bucket, err := windowParams(c, 7*24*time.Hour, time.Hour)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	version, err := definitionVersion(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	flagged, err := intParam(c, "flagged", 20, 0, 1000)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	def, _, err := s.definition(ctx, c.Param("name"), version)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	// The window starts at a period's boundary (a multiple of the period
+	// since the zero time: whole hours, UTC days), so the periods of two
+	// reports line up.
+	until := time.Now().UTC()
+	rep := signalReport{Process: def.Name, Version: def.Version, Since: until.Add(-window).Truncate(bucket), Until: until, BucketSeconds: bucket.Seconds(), Signals: []signalView{}}
+	for _, sig := range def.Signals {
+		h, err := s.Signals.SignalHistory(ctx, store.SignalQuery{Process: def.Name, Signal: sig.Name, Since: rep.Since, Until: until, Bucket: bucket, Flagged: flagged})
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		v := signalView{Name: sig.Name, Kind: sig.Kind, Field: sig.Field, Step: sig.Step, Observations: h.Observations, Anomalous: h.Anomalous,
+			Periods: h.Periods, Flagged: make([]signalPoint, len(h.Flagged))}
+		if h.Latest != nil {
+			p := pointOf(*h.Latest)
+			v.Latest = &p
+		}
+		for i, o := range h.Flagged {
+			v.Flagged[i] = pointOf(o)
+		}
+		rep.Signals = append(rep.Signals, v)
+	}
+	c.JSON(http.StatusOK, rep)
+}
