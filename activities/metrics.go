@@ -26,6 +26,7 @@ type Metrics struct {
 	trainings       *prometheus.HistogramVec
 	finished        *prometheus.CounterVec
 	cycleTime       *prometheus.HistogramVec
+	signals         *prometheus.CounterVec
 }
 
 // NewMetrics makes the worker's metrics and registers them with reg.
@@ -68,8 +69,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from an instance's start to its end, by process and final status.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 12), // 1 s to 48 days
 		}, []string{"process", "status"}),
+		signals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adaptflow_signal_observations_total",
+			Help: "Observations of signals by their detectors, by process, signal and verdict (usual, anomalous, recurring, warming_up): alert on the anomalous ones. Each is counted once, by the worker that made it.",
+		}, []string{"process", "signal", "verdict"}),
 	}
-	reg.MustRegister(m.decisions, m.rejections, m.classifications, m.llmCalls, m.llmLatency, m.llmTokens, m.trainings, m.finished, m.cycleTime)
+	reg.MustRegister(m.decisions, m.rejections, m.classifications, m.llmCalls, m.llmLatency, m.llmTokens, m.trainings, m.finished, m.cycleTime, m.signals)
 	return m
 }
 
@@ -96,6 +101,27 @@ func (m *Metrics) ended(f *store.Finish) {
 	}
 	m.finished.WithLabelValues(f.Process, f.Status).Inc()
 	m.cycleTime.WithLabelValues(f.Process, f.Status).Observe(f.CycleTime.Seconds())
+}
+
+// observed counts observations of a signal.
+func (m *Metrics) observed(obs []store.Observation) {
+	if m == nil {
+		return
+	}
+	for _, o := range obs {
+		verdict := "usual"
+		switch v := o.Verdict; {
+		case v == nil:
+			continue
+		case v.WarmingUp:
+			verdict = "warming_up"
+		case v.Anomalous:
+			verdict = "anomalous"
+		case v.Recurring:
+			verdict = "recurring"
+		}
+		m.signals.WithLabelValues(o.Process, o.Signal, verdict).Inc()
+	}
 }
 
 func (m *Metrics) classified(model string, review bool) {

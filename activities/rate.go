@@ -56,7 +56,9 @@ func (a *Activities) observeRate(ctx context.Context, def *process.Definition, s
 		return c.signal, nil
 	}
 	var signal policies.Signal
+	var observed []store.Observation
 	err := a.updateDetectorState(ctx, key, func(raw json.RawMessage) (any, bool, error) {
+		observed = nil
 		var st rateState
 		if raw != nil {
 			if err := json.Unmarshal(raw, &st); err != nil {
@@ -104,11 +106,13 @@ func (a *Activities) observeRate(ctx context.Context, def *process.Definition, s
 		if err := a.Detectors.AppendObservations(ctx, obs...); err != nil {
 			return nil, false, err
 		}
+		observed = obs
 		return rateState{Detector: d.Snapshot(), Last: at, Signal: signal}, true, nil
 	})
 	if err != nil {
 		return policies.Signal{}, err
 	}
+	a.Metrics.observed(observed)
 	a.cacheRate(key, at, signal)
 	return signal, nil
 }

@@ -59,6 +59,7 @@ func (a *Activities) updateDetectorState(ctx context.Context, key string, update
 func (a *Activities) observeValue(ctx context.Context, def *process.Definition, sig process.Signal, instanceID string, value float64, now time.Time) (policies.Signal, error) {
 	key := def.Name + "/" + sig.Name
 	var verdict policies.Signal
+	observed := false
 	err := a.updateDetectorState(ctx, key, func(raw json.RawMessage) (any, bool, error) {
 		st := detectorState{Verdicts: map[string]policies.Signal{}}
 		if raw != nil {
@@ -67,14 +68,14 @@ func (a *Activities) observeValue(ctx context.Context, def *process.Definition, 
 			}
 		}
 		if v, ok := st.Verdicts[instanceID]; ok {
-			verdict = v
+			verdict, observed = v, false
 			return nil, false, nil
 		}
 		d := anomaly.NewDetector(anomaly.DetectorOptions{})
 		if raw != nil {
 			d = anomaly.Restore(st.Detector)
 		}
-		verdict = signalOf(value, d.Observe(value))
+		verdict, observed = signalOf(value, d.Observe(value)), true
 		st.Detector = d.Snapshot()
 		st.Seen = append(st.Seen, instanceID)
 		if st.Verdicts == nil {
@@ -92,8 +93,12 @@ func (a *Activities) observeValue(ctx context.Context, def *process.Definition, 
 	}
 	// Kept once per instance: a retried decision that finds its verdict
 	// appends it again, in case the attempt that observed it stopped here.
-	if err := a.Detectors.AppendObservations(ctx, observation(def.Name, sig.Name, instanceID, now, verdict)); err != nil {
+	o := observation(def.Name, sig.Name, instanceID, now, verdict)
+	if err := a.Detectors.AppendObservations(ctx, o); err != nil {
 		return policies.Signal{}, err
+	}
+	if observed {
+		a.Metrics.observed([]store.Observation{o})
 	}
 	return verdict, nil
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/adaptflow/adaptflow/activities"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
@@ -50,6 +52,8 @@ func signalActivities(t *testing.T, defYAML string) (*activities.Activities, *sq
 
 func TestValueSignal(t *testing.T) {
 	acts, st, def := signalActivities(t, amountsDef)
+	reg := prometheus.NewRegistry()
+	acts.Metrics = activities.NewMetrics(reg)
 	decide := func(id string, seq int, amount float64) activities.DecideResult {
 		t.Helper()
 		res, err := acts.Decide(t.Context(), activities.DecideInput{Definition: def, InstanceID: id, RunID: "run-" + id, Seq: seq, Step: "pay",
@@ -95,6 +99,14 @@ func TestValueSignal(t *testing.T) {
 	obs, err = st.Observations(t.Context(), "payouts", "amount", time.Time{})
 	if err != nil || len(obs) != 322 {
 		t.Fatalf("%d observations after a retry, want 322: %v", len(obs), err)
+	}
+	// Each observation is counted once, by verdict: the retry is not.
+	counted := series(t, reg)
+	label := func(verdict string) string {
+		return `adaptflow_signal_observations_total{process=payouts,signal=amount,verdict=` + verdict + `}`
+	}
+	if counted[label("warming_up")] != 150 || counted[label("anomalous")] != 1 || counted[label("usual")]+counted[label("recurring")] != 171 {
+		t.Fatalf("observations counted: %v", counted)
 	}
 	// The history keeps each verdict as policies saw it, with its instance.
 	last := obs[len(obs)-1]
@@ -201,6 +213,8 @@ func TestArrivalRateLearnsTheWeeklyRhythm(t *testing.T) {
 		}
 	}
 	acts, st, def := signalActivities(t, ordersDef)
+	reg := prometheus.NewRegistry()
+	acts.Metrics = activities.NewMetrics(reg)
 	rate := func(id string, now time.Time) policies.Signal { return orderVolume(t, acts, st, def, id, now) }
 	start := monday.Add(-21 * 24 * time.Hour)
 	history(st, "orders", start, start.Add(3*time.Hour))
@@ -243,6 +257,19 @@ func TestArrivalRateLearnsTheWeeklyRhythm(t *testing.T) {
 	}
 	if !obs[0].Verdict.WarmingUp {
 		t.Fatalf("the first boundary %+v", obs[0].Verdict)
+	}
+	// Each boundary is counted once, the surge among the anomalous.
+	var counted, anomalous float64
+	for name, v := range series(t, reg) {
+		if strings.Contains(name, "process=night,signal=order_volume") {
+			counted += v
+			if strings.Contains(name, "verdict=anomalous") {
+				anomalous = v
+			}
+		}
+	}
+	if int(counted) != len(obs) || anomalous < 1 {
+		t.Fatalf("%v boundaries counted (%v anomalous), %d observed", counted, anomalous, len(obs))
 	}
 }
 
