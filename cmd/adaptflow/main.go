@@ -140,6 +140,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&opts.LLMModel, "llm-model", os.Getenv("ADAPTFLOW_LLM_MODEL"), "model name at --llm-base-url")
 		fs.StringVar(&opts.EmbeddingModel, "embedding-model", os.Getenv("ADAPTFLOW_EMBEDDING_MODEL"), "embeddings model at --llm-base-url for examples, few-shot retrieval and similar cases (its dimension must match --embedding-dim); default: the hashing embedding")
 		fs.StringVar(&opts.OTLPEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "send OpenTelemetry traces over OTLP/HTTP to this URL, e.g. http://collector:4318 (default: no tracing)")
+		if cmd == "server" || cmd == "worker" {
+			tlsOn, _ := strconv.ParseBool(os.Getenv("TEMPORAL_TLS"))
+			fs.BoolVar(&opts.TemporalTLS.Enabled, "temporal-tls", tlsOn, "connect to Temporal over TLS, trusting the system's CAs (implied by the other --temporal-tls-* flags and by --temporal-api-key)")
+			fs.StringVar(&opts.TemporalTLS.CertFile, "temporal-tls-cert", os.Getenv("TEMPORAL_TLS_CERT"), "client certificate (PEM) for mutual TLS with Temporal; read again at each connection, so a rotated one applies without a restart")
+			fs.StringVar(&opts.TemporalTLS.KeyFile, "temporal-tls-key", os.Getenv("TEMPORAL_TLS_KEY"), "the client certificate's private key (PEM)")
+			fs.StringVar(&opts.TemporalTLS.CAFile, "temporal-tls-ca", os.Getenv("TEMPORAL_TLS_CA"), "CA bundle (PEM) to trust for Temporal's certificate instead of the system's")
+			fs.StringVar(&opts.TemporalTLS.ServerName, "temporal-tls-server-name", os.Getenv("TEMPORAL_TLS_SERVER_NAME"), "name Temporal's certificate must carry (default: the host of --temporal-address)")
+			fs.StringVar(&opts.TemporalAPIKey, "temporal-api-key", os.Getenv("TEMPORAL_API_KEY"), "API key for Temporal (Temporal Cloud, or a cluster's authorizer), sent over TLS")
+		}
 		if cmd == "worker" {
 			fs.StringVar(&opts.MetricsListen, "metrics-listen", os.Getenv("ADAPTFLOW_METRICS_LISTEN"), "where the worker serves /metrics and /healthz (default: nowhere)")
 		} else {

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"crypto/tls"
+
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -17,3 +19,6 @@ func ProtoJSON(m proto.Message) ([]byte, error) { return protojson.Marshal(m) }
 
 // LoopbackForTest exposes which Temporal addresses count as this machine.
 var LoopbackForTest = loopback
+
+// TLSConfigForTest exposes the TLS configuration made for Temporal.
+func TLSConfigForTest(o TemporalTLS, address string) (*tls.Config, error) { return o.config(address) }

@@ -28,6 +28,13 @@ type Options struct {
 	TemporalAddress string
 	// Namespace is the Temporal namespace.
 	Namespace string
+	// TemporalTLS secures the server's and the worker's connection to
+	// Temporal (not dev's embedded server, which listens on plain TCP).
+	TemporalTLS TemporalTLS
+	// TemporalAPIKey authenticates the server and the worker to Temporal
+	// (Temporal Cloud's API keys, or a cluster's own authorizer), as a
+	// bearer token on every call; it turns TLS on.
+	TemporalAPIKey string
 	// DatabaseURL selects the store: postgres://... for PostgreSQL, else a
 	// SQLite file path (or sqlite:PATH); empty means DataDir/adaptflow.db.
 	DatabaseURL string
@@ -127,6 +134,9 @@ func (o *Options) validate() error {
 	}
 	if o.EmbeddingModel != "" && o.LLMBaseURL == "" {
 		errs = append(errs, errors.New("--embedding-model: needs --llm-base-url (the provider that serves it)"))
+	}
+	if (o.TemporalTLS.CertFile == "") != (o.TemporalTLS.KeyFile == "") {
+		errs = append(errs, errors.New("--temporal-tls-cert and --temporal-tls-key: give both (a client certificate and its key), or neither"))
 	}
 	if o.APIKey != "" && len(o.APIKey) < 16 {
 		errs = append(errs, errors.New("--api-key: must be at least 16 characters"))

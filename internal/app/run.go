@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -117,6 +118,17 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		HostPort:  opts.TemporalAddress,
 		Namespace: opts.Namespace,
 		Logger:    sdklog.NewStructuredLogger(lg.With("component", "temporal-sdk")),
+	}
+	if mode != ModeDev {
+		if copts.ConnectionOptions.TLS, err = opts.TemporalTLS.config(opts.TemporalAddress); err != nil {
+			return err
+		}
+		if opts.TemporalAPIKey != "" {
+			copts.Credentials = client.NewAPIKeyStaticCredentials(opts.TemporalAPIKey)
+			if copts.ConnectionOptions.TLS == nil { // an API key never goes out in clear
+				copts.ConnectionOptions.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+			}
+		}
 	}
 	if loopback(opts.TemporalAddress) {
 		// The SDK gzips every request by default; on the same machine that

@@ -44,6 +44,11 @@ type Options struct {
 	Logger     *slog.Logger
 	// LogLevel filters the server's own logs (default warn).
 	LogLevel slog.Level
+	// ClaimMapper and Authorizer, when set, check every call to the
+	// frontend the way a secured cluster does (an API key in the
+	// authorization header, say); by default every call is allowed.
+	ClaimMapper authorization.ClaimMapper
+	Authorizer  authorization.Authorizer
 }
 
 // DefaultOptions match the flag defaults of `adaptflow dev`.
@@ -107,6 +112,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	claimMapper, err := authorization.GetClaimMapperFromConfig(&conf.Global.Authorization, lg)
 	if err != nil {
 		return nil, fmt.Errorf("temporal claim mapper: %w", err)
+	}
+	if opts.ClaimMapper != nil {
+		claimMapper = opts.ClaimMapper
+	}
+	if opts.Authorizer != nil {
+		authorizer = opts.Authorizer
 	}
 	hostOf := func(svc primitives.ServiceName) static.Hosts {
 		return static.SingleLocalHost(net.JoinHostPort(host, strconv.Itoa(conf.Services[string(svc)].RPC.GRPCPort)))
