@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// readEnv are the environment variables the binary reads, from its source.
+func readEnv(t *testing.T) map[string]bool {
+	t.Helper()
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?:envOr|envInt|os\.Getenv|os\.LookupEnv)\("([A-Z0-9_]+)"`).FindAllSubmatch(src, -1) {
+		names[string(m[1])] = true
+	}
+	if !names["DATABASE_URL"] || !names["TEMPORAL_TLS_CERT"] {
+		t.Fatalf("environment variables read: %v", names)
+	}
+	return names
+}
+
+// yamlDocs are the documents of a YAML file.
+func yamlDocs(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var docs []map[string]any
+	dec := yaml.NewDecoder(f)
+	for {
+		var d map[string]any
+		err := dec.Decode(&d)
+		if errors.Is(err, io.EOF) {
+			return docs
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		docs = append(docs, d)
+	}
+}
+
+// dig follows keys (and, for a number, list indexes) through nested YAML.
+func dig(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, _ := v.(map[string]any)
+			v = m[k]
+		case int:
+			l, _ := v.([]any)
+			if k >= len(l) {
+				return nil
+			}
+			v = l[k]
+		}
+	}
+	return v
+}
+
+func strs(v any) []string {
+	var out []string
+	l, _ := v.([]any)
+	for _, x := range l {
+		out = append(out, x.(string))
+	}
+	return out
+}
+
+// checkArgs runs the binary's flag parsing on a container's arguments: a
+// command or a flag it does not know fails.
+func checkArgs(t *testing.T, where string, args []string) {
+	t.Helper()
+	var out bytes.Buffer
+	if code := run(append(slices.Clone(args), "--help"), &out, &out); code != 0 {
+		t.Errorf("%s: adaptflow %s: exit %d\n%s", where, strings.Join(args, " "), code, out.String())
+	}
+}
+
+// The deployment files only use commands, flags and environment variables
+// the binary knows, and the kustomizations name files that exist:
+// Kubernetes (base and the Temporal Cloud overlay) and docker-compose.yml.
+func TestDeploymentFiles(t *testing.T) {
+	env := readEnv(t)
+	checkEnv := func(where, name string) {
+		if !env[name] {
+			t.Errorf("%s: the binary does not read %s", where, name)
+		}
+	}
+	root := filepath.Join("..", "..")
+	files, err := filepath.Glob(filepath.Join(root, "deploy", "kubernetes", "*", "*.yaml"))
+	if err != nil || len(files) < 5 {
+		t.Fatalf("manifests %v, %v", files, err)
+	}
+	containers := 0
+	for _, path := range files {
+		dir, name := filepath.Dir(path), filepath.Base(path)
+		if name == "tls.yaml" { // a JSON patch that adds environment variables
+			raw, _ := os.ReadFile(path)
+			var ops []map[string]any
+			if err := yaml.Unmarshal(raw, &ops); err != nil {
+				t.Fatal(err)
+			}
+			for _, op := range ops {
+				if strings.HasSuffix(op["path"].(string), "/env") {
+					for _, e := range op["value"].([]any) {
+						checkEnv(path, e.(map[string]any)["name"].(string))
+					}
+				}
+			}
+			continue
+		}
+		for _, doc := range yamlDocs(t, path) {
+			if name == "kustomization.yaml" {
+				refs := strs(dig(doc, "resources"))
+				for i := 0; dig(doc, "patches", i) != nil; i++ {
+					refs = append(refs, dig(doc, "patches", i, "path").(string))
+				}
+				for i := 0; dig(doc, "configMapGenerator", i) != nil; i++ {
+					for _, e := range strs(dig(doc, "configMapGenerator", i, "envs")) {
+						refs = append(refs, e)
+						checkEnvFile(t, filepath.Join(dir, e), checkEnv)
+					}
+					for _, l := range strs(dig(doc, "configMapGenerator", i, "literals")) {
+						checkEnv(path, strings.SplitN(l, "=", 2)[0])
+					}
+				}
+				for _, r := range refs {
+					if _, err := os.Stat(filepath.Join(dir, r)); err != nil {
+						t.Errorf("%s names %s: %v", path, r, err)
+					}
+				}
+				continue
+			}
+			if doc["kind"] == "Secret" {
+				for k := range dig(doc, "stringData").(map[string]any) {
+					checkEnv(path, k)
+				}
+			}
+			if doc["kind"] != "Job" && doc["kind"] != "Deployment" {
+				continue
+			}
+			for i := 0; dig(doc, "spec", "template", "spec", "containers", i) != nil; i++ {
+				c := dig(doc, "spec", "template", "spec", "containers", i)
+				containers++
+				checkArgs(t, path, strs(dig(c, "args")))
+				for j := 0; dig(c, "env", j) != nil; j++ {
+					checkEnv(path, dig(c, "env", j, "name").(string))
+				}
+			}
+		}
+	}
+	if containers != 3 {
+		t.Errorf("%d adaptflow containers in the manifests, want 3 (migrate, server, worker)", containers)
+	}
+	compose := yamlDocs(t, filepath.Join(root, "docker-compose.yml"))[0]
+	for name, svc := range compose["services"].(map[string]any) {
+		if dig(svc, "build", "dockerfile") != "deploy/Dockerfile" {
+			continue
+		}
+		checkArgs(t, "docker-compose.yml "+name, strs(dig(svc, "command")))
+		for k := range dig(svc, "environment").(map[string]any) {
+			checkEnv("docker-compose.yml "+name, k)
+		}
+	}
+}
+
+// checkEnvFile checks the names of a KEY=value file, commented ones too.
+func checkEnvFile(t *testing.T, path string, check func(where, name string)) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(sc.Text()), "#"))
+		if k, _, ok := strings.Cut(line, "="); ok && regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`).MatchString(k) {
+			check(path, k)
+		}
+	}
+}
