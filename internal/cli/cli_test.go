@@ -392,7 +392,7 @@ func TestInstancesCommand(t *testing.T) {
 	}
 }
 
-func TestProcessSignalsCommand(t *testing.T) {
+func TestProcessCommand(t *testing.T) {
 	_, st := seed(t)
 	const payouts = "name: payouts\nversion: 1\ninput: {properties: {amount: {type: number}}}\nsignals: [{name: amount, kind: value, field: amount}, {name: payout_volume, kind: arrival_rate}]\nsteps: [{id: pay, kind: task, task: noop}]\n"
 	env, _ := policies.NewEnv()
@@ -443,7 +443,32 @@ func TestProcessSignalsCommand(t *testing.T) {
 	if code, out := run(t, cmd, append([]string{"signals", "nope"}, remote...)...); code != 1 || !strings.Contains(out, "404") {
 		t.Fatalf("an unknown process: exit %d\n%s", code, out)
 	}
-	for _, args := range [][]string{{}, {"signals"}, {"kpis", "payouts", "--api-key", "k"}, {"signals", "a", "b", "--api-key", "k"}} {
+	// The KPIs of three instances: one completed, one failed, one running.
+	for i, status := range []string{"completed", "failed", "running"} {
+		id := fmt.Sprint("k-", i)
+		if _, _, err := st.CreateInstance(t.Context(), store.Instance{ID: id, Process: "payouts", ProcessVersion: 1, BusinessKey: id, Input: []byte(`{"amount":1}`), CreatedAt: now.Add(-time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.SaveInstanceState(t.Context(), id, "run", 1, json.RawMessage(`{"status":"`+status+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out = run(t, cmd, append([]string{"kpis", "payouts", "--since", "1d", "--bucket", "6h"}, remote...)...)
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 3 || !strings.Contains(lines[0], "STARTED") || !strings.Contains(lines[0], "ERROR RATE") {
+		t.Fatalf("kpis: exit %d\n%s", code, out)
+	}
+	if f := strings.Fields(lines[1]); len(f) != 14 || f[0] != "last" || f[1] != "1d" || f[2] != "3" || f[3] != "1" || f[4] != "1" || f[6] != "1" || f[8] != "50.0%" || f[9] != "60" || f[10] != "min" {
+		t.Fatalf("kpis over the day: %q\n%s", f, out)
+	}
+	if !strings.HasPrefix(strings.TrimSpace(lines[2]), "from ") {
+		t.Fatalf("kpis of the period with the starts: %q", lines[2])
+	}
+	code, out = run(t, cmd, append([]string{"list"}, remote...)...)
+	if code != 0 || !strings.HasPrefix(out, "PROCESS") || !strings.Contains(out, "payouts  v1") || !strings.Contains(out, "shop") {
+		t.Fatalf("list: exit %d\n%s", code, out)
+	}
+	for _, args := range [][]string{{}, {"signals"}, {"kpis", "--api-key", "k"}, {"list", "payouts", "--api-key", "k"}, {"stats", "payouts", "--api-key", "k"}, {"signals", "a", "b", "--api-key", "k"}} {
 		if code, out := run(t, cmd, args...); code != 2 || !strings.Contains(out, "usage:") {
 			t.Fatalf("%v: exit %d\n%s", args, code, out)
 		}

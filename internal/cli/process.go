@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,6 +19,8 @@ import (
 )
 
 const processUsage = `usage:
+  adaptflow process list
+  adaptflow process kpis NAME [--since 30d] [--bucket 1d] [--version N]
   adaptflow process signals NAME [--since 7d] [--bucket 1h] [--version N] [--flagged 5]
 flags common to all: --server URL ($ADAPTFLOW_SERVER) --api-key KEY ($ADAPTFLOW_API_KEY) --json`
 
@@ -47,54 +50,176 @@ type signalsView struct {
 	} `json:"signals"`
 }
 
-// Process runs `adaptflow process`: where a process's signals stand,
-// through a running server's API.
+// kpisView is the part of GET /v1/processes/{name}/kpis the CLI prints.
+type kpisView struct {
+	Process string `json:"process"`
+	Periods []struct {
+		Start time.Time `json:"start"`
+		kpiFigures
+	} `json:"periods"`
+	Overall  kpiFigures `json:"overall"`
+	Versions []struct {
+		Version int `json:"version"`
+		kpiFigures
+	} `json:"versions"`
+	Canaries []struct {
+		PolicyID      string     `json:"policy_id"`
+		CanaryVersion int        `json:"canary_version"`
+		Percent       int        `json:"percent"`
+		Canary        kpiFigures `json:"canary"`
+		Rest          kpiFigures `json:"rest"`
+	} `json:"canaries"`
+}
+
+type kpiFigures struct {
+	Started    int     `json:"started"`
+	InProgress int     `json:"in_progress"`
+	Completed  int     `json:"completed"`
+	Rejected   int     `json:"rejected"`
+	Failed     int     `json:"failed"`
+	Canceled   int     `json:"canceled"`
+	ErrorRate  float64 `json:"error_rate"`
+	CycleTime  *struct {
+		P50 float64 `json:"p50"`
+		P90 float64 `json:"p90"`
+	} `json:"cycle_time_seconds"`
+	ReviewRate float64 `json:"review_rate"`
+}
+
+// Process runs `adaptflow process`: the registered processes, a process's
+// KPIs, and where its signals stand, through a running server's API.
 func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "signals" {
+	if len(args) == 0 || !slices.Contains([]string{"list", "kpis", "signals"}, args[0]) {
 		fmt.Fprintln(stderr, processUsage)
 		return 2
 	}
-	fs := flag.NewFlagSet("adaptflow process signals", flag.ContinueOnError)
+	sub := args[0]
+	fs := flag.NewFlagSet("adaptflow process "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	server := fs.String("server", envOr("ADAPTFLOW_SERVER", "http://127.0.0.1:8080"), "adaptflow server")
 	key := fs.String("api-key", os.Getenv("ADAPTFLOW_API_KEY"), "API key with the engineer role")
 	asJSON := fs.Bool("json", false, "print the server's JSON")
-	since := fs.String("since", "7d", "the window, back from now")
-	bucket := fs.String("bucket", "", "the length of a period of the JSON's periods (default 1h)")
-	version := fs.Int("version", 0, "the definition version whose signals to report (default the latest)")
-	flagged := fs.Int("flagged", 5, "how many of the latest anomalous observations to list per signal")
+	since := fs.String("since", map[string]string{"kpis": "30d", "signals": "7d"}[sub], "kpis, signals: the window, back from now")
+	bucket := fs.String("bucket", "", "kpis: the length of a period (default 1d); signals: of the JSON's periods (default 1h)")
+	version := fs.Int("version", 0, "kpis: only this definition version's instances; signals: this version's signals (default the latest)")
+	flagged := fs.Int("flagged", 5, "signals: how many of the latest anomalous observations to list per signal")
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return 2
 	}
-	if *key == "" || len(pos) != 1 {
+	if *key == "" || (sub == "list") != (len(pos) == 0) || len(pos) > 1 {
 		fmt.Fprintln(stderr, processUsage)
 		return 2
 	}
-	q := url.Values{"since": {*since}, "flagged": {fmt.Sprint(*flagged)}}
+	q := url.Values{}
+	if sub != "list" {
+		q.Set("since", *since)
+	}
+	if sub == "signals" {
+		q.Set("flagged", fmt.Sprint(*flagged))
+	}
 	if *bucket != "" {
 		q.Set("bucket", *bucket)
 	}
 	if *version != 0 {
 		q.Set("version", fmt.Sprint(*version))
 	}
+	path := "/v1/processes"
+	if sub != "list" {
+		path += "/" + url.PathEscape(pos[0]) + "/" + sub + "?" + q.Encode()
+	}
 	r := &remote{base: strings.TrimRight(*server, "/"), key: *key, http: &http.Client{Timeout: time.Minute}}
-	var raw json.RawMessage
-	if err := r.do(ctx, "GET", "/v1/processes/"+url.PathEscape(pos[0])+"/signals?"+q.Encode(), "", nil, nil, &raw); err != nil {
-		fmt.Fprintf(stderr, "adaptflow process signals: %v\n", err)
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "adaptflow process %s: %v\n", sub, err)
 		return 1
+	}
+	var raw json.RawMessage
+	if err := r.do(ctx, "GET", path, "", nil, nil, &raw); err != nil {
+		return fail(err)
 	}
 	if *asJSON {
 		fmt.Fprintln(stdout, string(raw))
 		return 0
 	}
-	var v signalsView
-	if err := json.Unmarshal(raw, &v); err != nil {
-		fmt.Fprintf(stderr, "adaptflow process signals: %v\n", err)
-		return 1
+	switch sub {
+	case "list":
+		var v struct {
+			Processes []struct {
+				Name, Author string
+				Version      int
+				CreatedAt    time.Time `json:"created_at"`
+			}
+		}
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fail(err)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "PROCESS\tVERSION\tBY\tREGISTERED")
+		for _, p := range v.Processes {
+			fmt.Fprintf(tw, "%s\tv%d\t%s\t%s\n", p.Name, p.Version, p.Author, p.CreatedAt.Local().Format(time.DateTime))
+		}
+		_ = tw.Flush()
+	case "kpis":
+		var v kpisView
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fail(err)
+		}
+		printKPIs(stdout, v, *since)
+	default:
+		var v signalsView
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fail(err)
+		}
+		printSignals(stdout, v, *since)
 	}
-	printSignals(stdout, v, *since)
 	return 0
+}
+
+// printKPIs prints a process's KPIs overall, per period with starts, per
+// version and per live canary.
+func printKPIs(w io.Writer, v kpisView, since string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "\tSTARTED\tIN PROGRESS\tCOMPLETED\tREJECTED\tFAILED\tCANCELED\tERROR RATE\tCYCLE P50\tCYCLE P90\tREVIEWED\t")
+	row := func(label string, k kpiFigures) {
+		p50, p90 := "-", "-"
+		if k.CycleTime != nil {
+			p50, p90 = seconds(k.CycleTime.P50), seconds(k.CycleTime.P90)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f%%\t%s\t%s\t%.1f%%\t\n", label, k.Started, k.InProgress, k.Completed, k.Rejected, k.Failed, k.Canceled,
+			100*k.ErrorRate, p50, p90, 100*k.ReviewRate)
+	}
+	row("last "+since, v.Overall)
+	for i := len(v.Periods) - 1; i >= 0; i-- {
+		if p := v.Periods[i]; p.Started > 0 {
+			row("from "+p.Start.Local().Format("2006-01-02 15:04"), p.kpiFigures)
+		}
+	}
+	if len(v.Versions) > 1 {
+		for _, ver := range v.Versions {
+			row(fmt.Sprintf("v%d", ver.Version), ver.kpiFigures)
+		}
+	}
+	for _, c := range v.Canaries {
+		row(fmt.Sprintf("%s v%d (%d%%)", c.PolicyID, c.CanaryVersion, c.Percent), c.Canary)
+		row(fmt.Sprintf("%s rest", c.PolicyID), c.Rest)
+	}
+	_ = tw.Flush()
+}
+
+// seconds prints a duration given in seconds, as the web UI does.
+func seconds(s float64) string {
+	switch {
+	case s < 1:
+		return fmt.Sprintf("%.0f ms", s*1000)
+	case s < 90:
+		return fmt.Sprintf("%.0f s", s)
+	case s < 90*60:
+		return fmt.Sprintf("%.0f min", s/60)
+	case s < 48*3600:
+		return fmt.Sprintf("%.1f h", s/3600)
+	default:
+		return fmt.Sprintf("%.1f d", s/86400)
+	}
 }
 
 // printSignals prints where each signal stands, then the flagged
