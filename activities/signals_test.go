@@ -105,7 +105,8 @@ func TestValueSignal(t *testing.T) {
 	label := func(verdict string) string {
 		return `adaptflow_signal_observations_total{process=payouts,signal=amount,verdict=` + verdict + `}`
 	}
-	if counted[label("warming_up")] != 150 || counted[label("anomalous")] != 1 || counted[label("usual")]+counted[label("recurring")] != 171 {
+	total := counted[label("warming_up")] + counted[label("anomalous")] + counted[label("usual")] + counted[label("recurring")]
+	if counted[label("warming_up")] != 150 || counted[label("anomalous")] < 1 || total != 322 {
 		t.Fatalf("observations counted: %v", counted)
 	}
 	// The history keeps each verdict as policies saw it, with its instance.
