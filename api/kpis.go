@@ -188,15 +188,21 @@ func windowParams(c *gin.Context, window, bucket time.Duration) (time.Duration, 
 	return window, bucket, nil
 }
 
+// reportParams read the parameters of a report on a process: its window
+// and periods (windowParams) and the definition version (0: the latest).
+func reportParams(c *gin.Context, window, bucket time.Duration) (time.Duration, time.Duration, int, error) {
+	window, bucket, err := windowParams(c, window, bucket)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	version, err := definitionVersion(c)
+	return window, bucket, version, err
+}
+
 // processKPIs reports a process's cycle time, error rate and review load
 // over a window, overall, per period and per definition version.
 func (s *server) processKPIs(c *gin.Context) {
-	window, bucket, err := windowParams(c, 30*24*time.Hour, 24*time.Hour)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	version, err := definitionVersion(c)
+	window, bucket, version, err := reportParams(c, 30*24*time.Hour, 24*time.Hour)
 	if err != nil {
 		fail(c, err)
 		return

@@ -57,12 +57,7 @@ func pointOf(o store.Observation) signalPoint {
 // (the latest, or version) declares: per period of the window, the latest
 // observation and the flagged ones.
 func (s *server) processSignals(c *gin.Context) {
-	window, bucket, err := windowParams(c, 7*24*time.Hour, time.Hour)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	version, err := definitionVersion(c)
+	window, bucket, version, err := reportParams(c, 7*24*time.Hour, time.Hour)
 	if err != nil {
 		fail(c, err)
 		return

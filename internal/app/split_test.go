@@ -41,36 +41,15 @@ func testSplit(t *testing.T, databaseURL string, metricsApart bool) {
 	base.TemporalAddress = ts.Address()
 	base.APIKey = adminKey
 
-	run := func(mode app.Mode, o app.Options) chan error {
-		done := make(chan error, 1)
-		go func() { done <- app.Run(ctx, mode, o) }()
-		return done
-	}
 	workerOpts := base
 	workerOpts.MetricsListen = "127.0.0.1:0"
 	workerMetrics := make(chan string, 1)
 	workerOpts.OnReady = func(addr string) { workerMetrics <- addr }
-	workerDone := run(app.ModeWorker, workerOpts)
-	ready := make(chan string, 1)
 	srvOpts := base
-	srvOpts.Listen = "127.0.0.1:0"
-	srvOpts.LoadExamples = true
-	srvOpts.OnReady = func(addr string) { ready <- addr }
 	if metricsApart {
 		srvOpts.MetricsListen = freeAddr(t)
 	}
-	serverDone := run(app.ModeServer, srvOpts)
-
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-serverDone:
-		t.Fatalf("server: %v", err)
-	case err := <-workerDone:
-		t.Fatalf("worker: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("server did not start")
-	}
+	addr, serverDone, workerDone := startParts(ctx, t, workerOpts, srvOpts)
 	d := &dev{t: t, base: "http://" + addr}
 	id := d.start("procurement-approval", "split-1", map[string]any{"request_id": "PO-9", "requester": "ann", "amount": 300, "budget_remaining": 5000, "supplier": "ACME"})
 	inst := d.waitStatus(id, "completed")
@@ -144,4 +123,32 @@ func TestLoopbackAddresses(t *testing.T) {
 			t.Errorf("loopback(%q) = %v, want %v", addr, got, want)
 		}
 	}
+}
+
+// startParts runs a worker and an API server (with the examples) as
+// separate parts until ctx ends, and returns once the server serves: its
+// address, and the channels on which each part's end is reported.
+func startParts(ctx context.Context, t *testing.T, workerOpts, srvOpts app.Options) (addr string, serverDone, workerDone chan error) {
+	t.Helper()
+	run := func(mode app.Mode, o app.Options) chan error {
+		done := make(chan error, 1)
+		go func() { done <- app.Run(ctx, mode, o) }()
+		return done
+	}
+	workerDone = run(app.ModeWorker, workerOpts)
+	ready := make(chan string, 1)
+	srvOpts.Listen = "127.0.0.1:0"
+	srvOpts.LoadExamples = true
+	srvOpts.OnReady = func(addr string) { ready <- addr }
+	serverDone = run(app.ModeServer, srvOpts)
+	select {
+	case addr = <-ready:
+	case err := <-serverDone:
+		t.Fatalf("server: %v", err)
+	case err := <-workerDone:
+		t.Fatalf("worker: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("server did not start")
+	}
+	return addr, serverDone, workerDone
 }

@@ -230,28 +230,7 @@ func TestTemporalOverTLSWithAnAPIKey(t *testing.T) {
 		t.Fatalf("the front refused %d handshakes, the cluster denied %d calls: the cases above never reached them", refused.Load(), denied.Load())
 	}
 
-	run := func(mode app.Mode, o app.Options) chan error {
-		done := make(chan error, 1)
-		go func() { done <- app.Run(ctx, mode, o) }()
-		return done
-	}
-	workerDone := run(app.ModeWorker, base)
-	ready := make(chan string, 1)
-	srvOpts := base
-	srvOpts.Listen = "127.0.0.1:0"
-	srvOpts.LoadExamples = true
-	srvOpts.OnReady = func(addr string) { ready <- addr }
-	serverDone := run(app.ModeServer, srvOpts)
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-serverDone:
-		t.Fatalf("server: %v", err)
-	case err := <-workerDone:
-		t.Fatalf("worker: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("server did not start")
-	}
+	addr, serverDone, workerDone := startParts(ctx, t, base, base)
 	before := handshakes.Load()
 	d := &dev{t: t, base: "http://" + addr}
 	id := d.start("procurement-approval", "tls-1", map[string]any{"request_id": "PO-7", "requester": "ann", "amount": 300, "budget_remaining": 5000, "supplier": "ACME"})

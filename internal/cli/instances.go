@@ -6,10 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
-	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -72,8 +69,7 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	sub := args[0]
 	fs := flag.NewFlagSet("adaptflow instances "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := fs.String("server", envOr("ADAPTFLOW_SERVER", "http://127.0.0.1:8080"), "adaptflow server")
-	key := fs.String("api-key", os.Getenv("ADAPTFLOW_API_KEY"), "API key with the system or engineer role")
+	rf := addRemoteFlags(fs, "system or engineer")
 	asJSON := fs.Bool("json", false, "print the server's JSON")
 	processName := fs.String("process", "", "list: the process (required); retry without an ID: retry every failed instance of it")
 	status := fs.String("status", "", "list: a status, in_progress or finished")
@@ -88,11 +84,11 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	bulk := sub == "retry" && len(pos) == 0 && *processName != ""
 	needsID := sub != "list" && !bulk
-	if *key == "" || (needsID && len(pos) != 1) || (!needsID && (*processName == "" || len(pos) != 0)) {
+	if *rf.key == "" || (needsID && len(pos) != 1) || (!needsID && (*processName == "" || len(pos) != 0)) {
 		fmt.Fprintln(stderr, instancesUsage)
 		return 2
 	}
-	r := &remote{base: strings.TrimRight(*server, "/"), key: *key, http: &http.Client{Timeout: time.Minute}}
+	r := rf.remote()
 	if bulk {
 		return retryFailed(ctx, r, *processName, *since, *reason, stdout, stderr)
 	}

@@ -6,11 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
-	"os"
 	"slices"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -96,8 +93,7 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	sub := args[0]
 	fs := flag.NewFlagSet("adaptflow process "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := fs.String("server", envOr("ADAPTFLOW_SERVER", "http://127.0.0.1:8080"), "adaptflow server")
-	key := fs.String("api-key", os.Getenv("ADAPTFLOW_API_KEY"), "API key with the engineer role")
+	rf := addRemoteFlags(fs, "engineer")
 	asJSON := fs.Bool("json", false, "print the server's JSON")
 	since := fs.String("since", map[string]string{"kpis": "30d", "signals": "7d"}[sub], "kpis, signals: the window, back from now")
 	bucket := fs.String("bucket", "", "kpis: the length of a period (default 1d); signals: of the JSON's periods (default 1h)")
@@ -107,7 +103,7 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return 2
 	}
-	if *key == "" || (sub == "list") != (len(pos) == 0) || len(pos) > 1 {
+	if *rf.key == "" || (sub == "list") != (len(pos) == 0) || len(pos) > 1 {
 		fmt.Fprintln(stderr, processUsage)
 		return 2
 	}
@@ -128,7 +124,7 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if sub != "list" {
 		path += "/" + url.PathEscape(pos[0]) + "/" + sub + "?" + q.Encode()
 	}
-	r := &remote{base: strings.TrimRight(*server, "/"), key: *key, http: &http.Client{Timeout: time.Minute}}
+	r := rf.remote()
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "adaptflow process %s: %v\n", sub, err)
 		return 1

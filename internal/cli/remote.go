@@ -65,6 +65,23 @@ func (r *remote) do(ctx context.Context, method, path, contentType string, body 
 	return nil
 }
 
+// remoteFlags are the flags of a command that talks to a running server:
+// --server and --api-key, defaulting to $ADAPTFLOW_SERVER and
+// $ADAPTFLOW_API_KEY.
+type remoteFlags struct{ server, key *string }
+
+func addRemoteFlags(fs *flag.FlagSet, roles string) remoteFlags {
+	return remoteFlags{
+		server: fs.String("server", envOr("ADAPTFLOW_SERVER", "http://127.0.0.1:8080"), "adaptflow server"),
+		key:    fs.String("api-key", os.Getenv("ADAPTFLOW_API_KEY"), "API key with the "+roles+" role"),
+	}
+}
+
+// remote is the client the parsed flags name.
+func (f remoteFlags) remote() *remote {
+	return &remote{base: strings.TrimRight(*f.server, "/"), key: *f.key, http: &http.Client{Timeout: time.Minute}}
+}
+
 func isStatus(err error, status int) bool {
 	var re *remoteError
 	return errors.As(err, &re) && re.status == status
@@ -80,8 +97,7 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 	fs := flag.NewFlagSet("adaptflow policy "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("f", "", "directory of process definitions and policies (required)")
-	server := fs.String("server", envOr("ADAPTFLOW_SERVER", "http://127.0.0.1:8080"), "adaptflow server")
-	key := fs.String("api-key", os.Getenv("ADAPTFLOW_API_KEY"), "API key with the engineer role")
+	rf := addRemoteFlags(fs, "engineer")
 	mode := fs.String("mode", "active", "apply changed policies as active, shadow or canary")
 	percent := fs.Int("percent", 0, "with --mode canary: the share of instances (1 to 99) the new versions apply to, in place of the active ones")
 	note := fs.String("note", "", "change note recorded with each new version")
@@ -95,7 +111,7 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 	canary := *mode == store.ModeCanary
 	validMode := *mode == store.ModeActive || *mode == store.ModeShadow || canary
 	validPercent := (canary && *percent >= 1 && *percent <= 99) || (!canary && *percent == 0)
-	if *dir == "" || *key == "" || !validMode || !validPercent {
+	if *dir == "" || *rf.key == "" || !validMode || !validPercent {
 		fmt.Fprintf(stderr, "usage: adaptflow policy %s -f DIR --api-key KEY [--server URL] [--mode active|shadow|canary --percent 1-99]\n", name)
 		return 2
 	}
@@ -104,7 +120,7 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 		fmt.Fprintf(stderr, "adaptflow policy %s: %v\n", name, err)
 		return 1
 	}
-	r := &remote{base: strings.TrimRight(*server, "/"), key: *key, http: &http.Client{Timeout: time.Minute}}
+	r := rf.remote()
 	if *note == "" {
 		*note = "adaptflow policy apply -f " + *dir
 	}
