@@ -19,6 +19,7 @@ type DetectorStore interface {
 	DetectorState(ctx context.Context, key string) (store.DetectorState, error)
 	SaveDetectorState(ctx context.Context, st store.DetectorState) (int64, error)
 	AppendObservations(ctx context.Context, obs ...store.Observation) error
+	InstanceObservation(ctx context.Context, process, signal, instanceID string) (store.Observation, error)
 }
 
 // detectorState is what is saved per (process, signal): the detector and
@@ -71,6 +72,15 @@ func (a *Activities) observeValue(ctx context.Context, def *process.Definition, 
 			verdict, observed = v, false
 			return nil, false, nil
 		}
+		// Older than the verdicts kept in the state (a decision retried
+		// after many other instances were observed): the one kept in the
+		// history stands.
+		if o, err := a.Detectors.InstanceObservation(ctx, def.Name, sig.Name, instanceID); err == nil && o.Verdict != nil {
+			verdict, observed = signalOfObservation(o), false
+			return nil, false, nil
+		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, false, err
+		}
 		d := anomaly.NewDetector(anomaly.DetectorOptions{})
 		if raw != nil {
 			d = anomaly.Restore(st.Detector)
@@ -101,6 +111,14 @@ func (a *Activities) observeValue(ctx context.Context, def *process.Definition, 
 		a.Metrics.observed([]store.Observation{o})
 	}
 	return verdict, nil
+}
+
+// signalOfObservation is the signal an observation kept in the history
+// records.
+func signalOfObservation(o store.Observation) policies.Signal {
+	v := o.Verdict
+	return policies.Signal{Value: o.Value, Score: v.Score, Anomalous: v.Anomalous, WarmingUp: v.WarmingUp, Recurring: v.Recurring,
+		Baseline: policies.Baseline{Expected: v.Expected, Low: v.Low, High: v.High}, Reason: v.Reason}
 }
 
 // observation is the record of a signal's verdict on a value.

@@ -120,6 +120,43 @@ func TestValueSignal(t *testing.T) {
 	}
 }
 
+// An instance whose verdict has left the state's memory (many instances
+// were observed since) is still observed once: its kept observation
+// answers.
+func TestValueSignalObservedOnceAfterMany(t *testing.T) {
+	acts, st, def := signalActivities(t, amountsDef)
+	reg := prometheus.NewRegistry()
+	acts.Metrics = activities.NewMetrics(reg)
+	decide := func(id string, seq int, step string, amount float64) policies.Signal {
+		t.Helper()
+		res, err := acts.Decide(t.Context(), activities.DecideInput{Definition: def, InstanceID: id, RunID: "run-" + id, Seq: seq, Step: step,
+			Now: time.Now(), Started: time.Now(), Input: map[string]any{"amount": amount}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Signals["amount"]
+	}
+	first := decide("x", 1, "pay", 42)
+	for i := range 100 {
+		decide(fmt.Sprint("o", i), 1, "pay", 40+float64(i%5))
+	}
+	// x decides again without the signal it was given (a reset to before
+	// its first decision, say).
+	if again := decide("x", 2, "notify", 42); again != first {
+		t.Fatalf("x's signal again: %+v, first %+v", again, first)
+	}
+	var counted float64
+	for name, v := range series(t, reg) {
+		if strings.HasPrefix(name, "adaptflow_signal_observations_total") {
+			counted += v
+		}
+	}
+	obs, err := st.Observations(t.Context(), "payouts", "amount", time.Time{})
+	if err != nil || len(obs) != 101 || counted != 101 {
+		t.Fatalf("%d observations kept, %v counted, want 101 (x once): %v", len(obs), counted, err)
+	}
+}
+
 // A decision that saved the detector's state and stopped before keeping
 // the observation (a crash) keeps it when it is retried.
 func TestValueSignalKeptAfterACrash(t *testing.T) {

@@ -33,6 +33,20 @@ func (s *Store) Observations(ctx context.Context, process, signal string, since 
 		`SELECT `+store.ObservationColumns+` FROM observations WHERE process = ? AND signal = ? AND at >= ? ORDER BY at, seq`, process, signal, micros(since))
 }
 
+// InstanceObservation is the observation of a signal an instance's value
+// (or step duration) made, if any: ErrNotFound when none is kept.
+func (s *Store) InstanceObservation(ctx context.Context, process, signal, instanceID string) (store.Observation, error) {
+	obs, err := collect(ctx, s.r, "instance observation", func(r scanner) (store.Observation, error) { return store.ScanObservation(r.Scan, process, signal) },
+		`SELECT `+store.ObservationColumns+` FROM observations WHERE process = ? AND signal = ? AND instance_id = ?`, process, signal, instanceID)
+	if err != nil {
+		return store.Observation{}, err
+	}
+	if len(obs) == 0 {
+		return store.Observation{}, fmt.Errorf("%w: no observation of %s/%s by instance %s", store.ErrNotFound, process, signal, instanceID)
+	}
+	return obs[0], nil
+}
+
 // SignalHistory sums up a signal's observations over a window.
 func (s *Store) SignalHistory(ctx context.Context, q store.SignalQuery) (store.SignalHistory, error) {
 	pq, lq, fq := store.SignalHistoryQueries(q, placeholder)

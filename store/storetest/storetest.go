@@ -49,6 +49,7 @@ type Store interface {
 	AppendObservations(ctx context.Context, obs ...store.Observation) error
 	Observations(ctx context.Context, process, signal string, since time.Time) ([]store.Observation, error)
 	SignalHistory(ctx context.Context, q store.SignalQuery) (store.SignalHistory, error)
+	InstanceObservation(ctx context.Context, process, signal, instanceID string) (store.Observation, error)
 	DetectorState(ctx context.Context, key string) (store.DetectorState, error)
 	SaveDetectorState(ctx context.Context, st store.DetectorState) (int64, error)
 	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
@@ -133,6 +134,12 @@ func testSignals(t *testing.T, s Store) {
 	must(t, err)
 	if len(obs) != 1 || obs[0].InstanceID != "i-1" || obs[0].Verdict == nil || *obs[0].Verdict != *flagged {
 		t.Fatalf("an instance's observation appended twice: %+v", obs)
+	}
+	if o, err := s.InstanceObservation(ctx, "orders", "total", "i-1"); err != nil || o.Value != 40 || o.Verdict == nil || *o.Verdict != *flagged {
+		t.Fatalf("the observation of instance i-1: %+v, %v", o, err)
+	}
+	if _, err := s.InstanceObservation(ctx, "orders", "total", "i-2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an instance that made none: %v", err)
 	}
 	obs, err = s.Observations(ctx, "orders", "rate", time.Time{})
 	must(t, err)
