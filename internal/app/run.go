@@ -35,6 +35,7 @@ import (
 	"github.com/adaptflow/adaptflow/activities"
 	"github.com/adaptflow/adaptflow/api"
 	"github.com/adaptflow/adaptflow/examples"
+	"github.com/adaptflow/adaptflow/internal/sdkmetrics"
 	"github.com/adaptflow/adaptflow/internal/temporalserver"
 	"github.com/adaptflow/adaptflow/internal/tracing"
 	"github.com/adaptflow/adaptflow/ml/classify"
@@ -114,10 +115,17 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		lg.Info("embedded Temporal server started", "frontend", srv.Address(), "namespace", opts.Namespace)
 	}
 
+	// One registry for the worker's, the API's and the Temporal SDK's
+	// metrics: in dev all are on the API's /metrics, or on
+	// --metrics-listen; a worker alone serves them on --metrics-listen.
+	reg := prometheus.NewRegistry()
 	copts := client.Options{
 		HostPort:  opts.TemporalAddress,
 		Namespace: opts.Namespace,
 		Logger:    sdklog.NewStructuredLogger(lg.With("component", "temporal-sdk")),
+		// Task and schedule-to-start latencies, free worker slots: whether
+		// the workers keep up.
+		MetricsHandler: sdkmetrics.New(reg),
 	}
 	if mode != ModeDev {
 		if copts.ConnectionOptions.TLS, err = opts.TemporalTLS.config(opts.TemporalAddress); err != nil {
@@ -158,10 +166,6 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		}
 	}
 
-	// One registry for the worker's and the API's metrics: in dev both are
-	// on the API's /metrics, or on --metrics-listen; a worker alone serves
-	// them on --metrics-listen.
-	reg := prometheus.NewRegistry()
 	var llm *classify.LLM
 	if opts.LLMBaseURL != "" {
 		if llm, err = classify.NewLLM(classify.LLMOptions{BaseURL: opts.LLMBaseURL, Model: opts.LLMModel, APIKey: opts.LLMAPIKey}); err != nil {

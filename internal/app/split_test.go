@@ -63,6 +63,9 @@ func testSplit(t *testing.T, databaseURL string, metricsApart bool) {
 	w := &dev{t: t, base: "http://" + <-workerMetrics}
 	if m := w.expect(w.call("GET", "/metrics", "", ""), http.StatusOK).raw; !strings.Contains(m, `adaptflow_decisions_total{action="skip",process="procurement-approval"} 1`) {
 		t.Fatalf("worker metrics lack the skip decision:\n%s", grepLines(m, "adaptflow_"))
+	} else if !strings.Contains(m, `temporal_workflow_task_schedule_to_start_latency_seconds_count{`) ||
+		!strings.Contains(m, `temporal_worker_task_slots_available{`) || !strings.Contains(m, `temporal_workflow_completed_total{`) {
+		t.Fatalf("worker metrics lack the Temporal SDK's (schedule-to-start latency, free slots, workflows completed):\n%s", grepLines(m, "temporal_"))
 	}
 	w.expect(w.call("GET", "/healthz", "", ""), http.StatusOK)
 	sm := d
