@@ -11,6 +11,7 @@ ALTER TABLE observations ADD COLUMN high DOUBLE PRECISION;
 ALTER TABLE observations ADD COLUMN reason TEXT NOT NULL DEFAULT '';
 CREATE UNIQUE INDEX observations_instance ON observations (process, signal, instance_id) WHERE instance_id <> '';
 CREATE UNIQUE INDEX observations_boundary ON observations (process, signal, at) WHERE instance_id = '' AND score IS NOT NULL;
-CREATE INDEX observations_flagged ON observations (process, signal, at) WHERE anomalous = 1;
+-- The history of a signal reads from the index alone.
 CREATE INDEX observations_history ON observations (process, signal, at) INCLUDE (value, anomalous, expected, low, high);
 DROP INDEX observations_signal_time;
+CREATE INDEX observations_flagged ON observations (process, signal, at) WHERE anomalous = 1;

@@ -1,0 +1,42 @@
+package sqlite_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/store/sqlite"
+)
+
+// BenchmarkSignalHistory measures GET /v1/processes/{name}/signals's read
+// on the embedded store: one value signal observed 100,000 times over a
+// week, 168 hourly periods, the latest and the 20 latest flagged.
+func BenchmarkSignalHistory(b *testing.B) {
+	st, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "s.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now().UTC()
+	const n = 100_000
+	rng := rand.New(rand.NewPCG(5, 5))
+	obs := make([]store.Observation, n)
+	for i := range obs {
+		obs[i] = store.Observation{Process: "orders", Signal: "amount", At: now.Add(-time.Duration(i) * (7 * 24 * time.Hour / n)), Value: 100 + rng.NormFloat64()*10,
+			InstanceID: fmt.Sprint("i-", i), Verdict: &store.SignalVerdict{Anomalous: rng.IntN(200) == 0, Expected: 100, Low: 70, High: 130, Reason: "within"}}
+	}
+	if err := st.AppendObservations(b.Context(), obs...); err != nil {
+		b.Fatal(err)
+	}
+	q := store.SignalQuery{Process: "orders", Signal: "amount", Since: now.Add(-7 * 24 * time.Hour).Truncate(time.Hour), Until: now.Add(time.Second), Bucket: time.Hour, Flagged: 20}
+	b.ResetTimer()
+	for b.Loop() {
+		h, err := st.SignalHistory(b.Context(), q)
+		if err != nil || h.Observations != n || len(h.Periods) < 168 || len(h.Flagged) != 20 || h.Latest == nil {
+			b.Fatalf("history: %d observations, %d periods, %d flagged, %v", h.Observations, len(h.Periods), len(h.Flagged), err)
+		}
+	}
+}
