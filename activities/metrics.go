@@ -24,9 +24,9 @@ type Metrics struct {
 	llmLatency      prometheus.Histogram
 	llmTokens       *prometheus.CounterVec
 	trainings       *prometheus.HistogramVec
-	finished        *prometheus.CounterVec
-	cycleTime       *prometheus.HistogramVec
 	signals         *prometheus.CounterVec
+	// Finish counts the instances that end.
+	Finish *FinishMetrics
 }
 
 // NewMetrics makes the worker's metrics and registers them with reg.
@@ -60,6 +60,29 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Trainings of embedded classifiers, by kind: full (a classification waited for it), update (new examples learned at once) background (every example, while an updated model answers) or stopped (a background training the worker's shutdown ended).",
 			Buckets: []float64{.01, .05, .25, 1, 4, 16, 64},
 		}, []string{"kind"}),
+		signals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adaptflow_signal_observations_total",
+			Help: "Observations of signals by their detectors, by process, signal and verdict (usual, anomalous, recurring, warming_up): alert on the anomalous ones. Each is counted once, by the worker that made it.",
+		}, []string{"process", "signal", "verdict"}),
+	}
+	reg.MustRegister(m.decisions, m.rejections, m.classifications, m.llmCalls, m.llmLatency, m.llmTokens, m.trainings, m.signals)
+	m.Finish = NewFinishMetrics(reg)
+	return m
+}
+
+// FinishMetrics count the instances that end, with their cycle time, each
+// once: when the store first saves its final status. The worker counts
+// the ends its workflows save; the API those it records itself (an
+// instance terminated in Temporal). A nil *FinishMetrics counts nothing.
+type FinishMetrics struct {
+	finished  *prometheus.CounterVec
+	cycleTime *prometheus.HistogramVec
+}
+
+// NewFinishMetrics makes the metrics of ended instances and registers them
+// with reg.
+func NewFinishMetrics(reg prometheus.Registerer) *FinishMetrics {
+	f := &FinishMetrics{
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "adaptflow_instances_finished_total",
 			Help: "Instances that ended, by process and final status (completed, failed, rejected): the error rate is failed over all.",
@@ -69,13 +92,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from an instance's start to its end, by process and final status.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 12), // 1 s to 48 days
 		}, []string{"process", "status"}),
-		signals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "adaptflow_signal_observations_total",
-			Help: "Observations of signals by their detectors, by process, signal and verdict (usual, anomalous, recurring, warming_up): alert on the anomalous ones. Each is counted once, by the worker that made it.",
-		}, []string{"process", "signal", "verdict"}),
 	}
-	reg.MustRegister(m.decisions, m.rejections, m.classifications, m.llmCalls, m.llmLatency, m.llmTokens, m.trainings, m.finished, m.cycleTime, m.signals)
-	return m
+	reg.MustRegister(f.finished, f.cycleTime)
+	return f
+}
+
+// Ended counts an instance's end, as the store reported it (nil: the save
+// was not the first of its final status).
+func (f *FinishMetrics) Ended(fin *store.Finish) {
+	if f == nil || fin == nil {
+		return
+	}
+	f.finished.WithLabelValues(fin.Process, fin.Status).Inc()
+	f.cycleTime.WithLabelValues(fin.Process, fin.Status).Observe(fin.CycleTime.Seconds())
 }
 
 func (m *Metrics) decided(processName string, applied []process.AppliedAction, rejected int) {
@@ -96,11 +125,9 @@ func (m *Metrics) decided(processName string, applied []process.AppliedAction, r
 // ended counts an instance that ended, once: the store reports the finish
 // only for the first save of its final status.
 func (m *Metrics) ended(f *store.Finish) {
-	if m == nil || f == nil {
-		return
+	if m != nil {
+		m.Finish.Ended(f)
 	}
-	m.finished.WithLabelValues(f.Process, f.Status).Inc()
-	m.cycleTime.WithLabelValues(f.Process, f.Status).Observe(f.CycleTime.Seconds())
 }
 
 // observed counts observations of a signal.

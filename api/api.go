@@ -129,7 +129,10 @@ type Options struct {
 	Signals     SignalHistories
 	// Ended records the end of instances their workflows could not
 	// record (SweepEnded).
-	Ended     EndedStore
+	Ended EndedStore
+	// Finished, when set, is told of each instance's end the API records
+	// (SweepEnded), for the metrics of ended instances.
+	Finished  func(*store.Finish)
 	AuditLog  AuditLog
 	Verdicts  VerdictStore
 	Stats     ReviewStats

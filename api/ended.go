@@ -138,8 +138,12 @@ func endInstance(ctx context.Context, o Options, w *workflowpb.WorkflowExecution
 	if err != nil {
 		return false, err
 	}
-	if _, err := o.Ended.SaveInstanceState(ctx, id, run, inst.StateSeq+1, raw); err != nil {
+	finish, err := o.Ended.SaveInstanceState(ctx, id, run, inst.StateSeq+1, raw)
+	if err != nil {
 		return false, fmt.Errorf("sweep ended: instance %s: %w", id, err)
+	}
+	if o.Finished != nil {
+		o.Finished(finish)
 	}
 	o.Logger.Warn("instance ended outside its workflow", "instance", id, "run", run, "why", why)
 	return true, nil

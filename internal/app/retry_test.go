@@ -237,6 +237,10 @@ func TestTerminatedInstanceFails(t *testing.T) {
 	if rv := d.expect(d.call("GET", "/v1/reviews/"+rid, adminKey, ""), http.StatusOK); rv.body["status"] != "canceled" {
 		t.Fatalf("its review: %s", rv.raw)
 	}
+	// Its end is counted like any other.
+	if m := d.expect(d.call("GET", "/metrics", "", ""), http.StatusOK).raw; !strings.Contains(m, `adaptflow_instances_finished_total{process="inventory-reconciliation",status="failed"} 1`) {
+		t.Fatalf("the end is not counted:\n%s", grepLines(m, "adaptflow_instances_finished"))
+	}
 	if open := d.expect(d.call("GET", "/v1/reviews?status=open", adminKey, ""), http.StatusOK); strings.Contains(open.raw, rid) {
 		t.Fatalf("its review is still in the inbox: %s", open.raw)
 	}

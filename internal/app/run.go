@@ -175,6 +175,9 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	}
 	embedder := classify.NewEmbedder(llm, opts.EmbeddingModel, st.EmbeddingDim())
 	lg.Info("examples embedded", "embedding", embedder.Name(), "dimensions", st.EmbeddingDim())
+	// The ends of instances are counted by the worker that saves them, and
+	// by the API for those it records itself; in dev, on one registry.
+	var finish *activities.FinishMetrics
 	if mode == ModeDev || mode == ModeWorker {
 		tuneGC(lg)
 		w := worker.New(tc, TaskQueue, workerOptions(mode))
@@ -184,6 +187,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 			HTTP: &http.Client{Timeout: 5 * time.Minute}, Logger: lg, WebhookSecret: opts.WebhookSecret,
 			Metrics: activities.NewMetrics(reg),
 		}
+		finish = acts.Metrics.Finish
 		w.RegisterActivity(acts)
 		if err := w.Start(); err != nil {
 			return fmt.Errorf("start worker: %w", err)
@@ -217,10 +221,14 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	if err := ensureAdminKey(ctx, st, opts); err != nil {
 		return err
 	}
+	if finish == nil { // a server alone
+		finish = activities.NewFinishMetrics(reg)
+	}
 	apiOpts := api.Options{
 		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Signals: st, Ended: st, AuditLog: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Embedder: embedder, Temporal: tc, TaskQueue: TaskQueue, Namespace: opts.Namespace, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit, Metrics: reg, Tracer: tracer,
 		Ready: func(ctx context.Context) error { return st.Ping(ctx) }, StartWait: opts.StartWait, MetricsElsewhere: opts.MetricsListen != "",
+		Finished: finish.Ended,
 	}
 	handler, err := api.New(apiOpts)
 	if err != nil {
