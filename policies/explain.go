@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/adaptflow/adaptflow/process"
@@ -124,6 +125,9 @@ func Explain(d process.Decision) Explanation {
 		}
 		b.WriteString("\n")
 	}
+	for _, line := range signalReasons(d.Evaluations, e.Facts) {
+		b.WriteString(line)
+	}
 	for _, ap := range d.Applied {
 		e.Applied = append(e.Applied, ActionExplanation{Action: ap.Action, Text: ap.Action.String(), PolicyID: ap.PolicyID})
 		fmt.Fprintf(&b, "- applied: %s (policy %s)\n", ap.Action, ap.PolicyID)
@@ -187,4 +191,33 @@ func isRead(expr string) bool {
 		}
 	}
 	return true
+}
+
+var signalRef = regexp.MustCompile(`signals\.([A-Za-z_][A-Za-z0-9_]*)|signals\[["']([^"']+)["']\]`)
+
+// signalReasons are the lines that say, in words, what each signal the
+// evaluated policies read stood at (its detector's reason), once per
+// signal, in the order the policies read them.
+func signalReasons(evs []process.Evaluation, facts map[string]any) []string {
+	signals, _ := facts["signals"].(map[string]any)
+	var lines []string
+	seen := map[string]bool{}
+	for _, ev := range evs {
+		for _, m := range signalRef.FindAllStringSubmatch(ev.When, -1) {
+			name := m[1] + m[2]
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			sig, _ := signals[name].(map[string]any)
+			reason, _ := sig["reason"].(string)
+			if sig == nil {
+				reason = "not available at this decision"
+			}
+			if reason != "" {
+				lines = append(lines, fmt.Sprintf("- signal %s: %s\n", name, reason))
+			}
+		}
+	}
+	return lines
 }

@@ -151,3 +151,22 @@ func TestCostLimitHoldsOnLargeFacts(t *testing.T) {
 		t.Fatalf("long string: value %v, err %v", r.Value, r.Err)
 	}
 }
+
+// An explanation says in words where each signal the policies read stood:
+// its detector's reason, once per signal; a signal the decision lacked is
+// said to be unavailable.
+func TestExplanationGivesSignalReasons(t *testing.T) {
+	d := process.Decision{Step: "packing_check", Process: "orders", ProcessVersion: 1,
+		Facts: []byte(`{"signals":{"order_volume":{"value":80,"anomalous":true,"reason":"80 starts in the last hour is unusual: expected about 30 for the time (normal 12.0 to 48.0)"}}}`),
+		Evaluations: []process.Evaluation{
+			{PolicyID: "peak-qa", PolicyVersion: 1, Mode: "active", When: `signals.order_volume.anomalous || calendar.season == "peak"`, Matched: true},
+			{PolicyID: "big-orders", PolicyVersion: 2, Mode: "active", When: `signals["amount"].score > 0.9 && signals.order_volume.value > 10`},
+			{PolicyID: "small", PolicyVersion: 1, Mode: "active", When: `input.amount < 50`},
+		}}
+	text := policies.Explain(d).Text
+	want := "- signal order_volume: 80 starts in the last hour is unusual: expected about 30 for the time (normal 12.0 to 48.0)\n" +
+		"- signal amount: not available at this decision\n"
+	if !strings.Contains(text, want) || strings.Count(text, "signal order_volume") != 1 {
+		t.Fatalf("explanation:\n%s\nwant it to hold:\n%s", text, want)
+	}
+}
