@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -62,13 +61,10 @@ func reasonBody(reason string) []byte {
 // Instances runs `adaptflow instances`: list a process's instances, show
 // one, cancel one, or retry a failed one, through a running server's API.
 func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "list" && args[0] != "show" && args[0] != "cancel" && args[0] != "retry") {
-		fmt.Fprintln(stderr, instancesUsage)
+	sub, fs, ok := subcommand("instances", args, []string{"list", "show", "cancel", "retry"}, instancesUsage, stderr)
+	if !ok {
 		return 2
 	}
-	sub := args[0]
-	fs := flag.NewFlagSet("adaptflow instances "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	rf := addRemoteFlags(fs, "system or engineer")
 	asJSON := fs.Bool("json", false, "print the server's JSON")
 	processName := fs.String("process", "", "list: the process (required); retry without an ID: retry every failed instance of it")

@@ -3,11 +3,9 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
-	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -86,13 +84,10 @@ type kpiFigures struct {
 // Process runs `adaptflow process`: the registered processes, a process's
 // KPIs, and where its signals stand, through a running server's API.
 func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || !slices.Contains([]string{"list", "kpis", "signals"}, args[0]) {
-		fmt.Fprintln(stderr, processUsage)
+	sub, fs, ok := subcommand("process", args, []string{"list", "kpis", "signals"}, processUsage, stderr)
+	if !ok {
 		return 2
 	}
-	sub := args[0]
-	fs := flag.NewFlagSet("adaptflow process "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	rf := addRemoteFlags(fs, "engineer")
 	asJSON := fs.Bool("json", false, "print the server's JSON")
 	since := fs.String("since", map[string]string{"kpis": "30d", "signals": "7d"}[sub], "kpis, signals: the window, back from now")

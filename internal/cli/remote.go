@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,6 +64,18 @@ func (r *remote) do(ctx context.Context, method, path, contentType string, body 
 		return json.Unmarshal(b, out)
 	}
 	return nil
+}
+
+// subcommand is the subcommand args start with, among subs, and a flag set
+// for it; false (after printing usage) when args name none of them.
+func subcommand(command string, args, subs []string, usage string, stderr io.Writer) (string, *flag.FlagSet, bool) {
+	if len(args) == 0 || !slices.Contains(subs, args[0]) {
+		fmt.Fprintln(stderr, usage)
+		return "", nil, false
+	}
+	fs := flag.NewFlagSet("adaptflow "+command+" "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return args[0], fs, true
 }
 
 // remoteFlags are the flags of a command that talks to a running server:
