@@ -113,6 +113,9 @@ func (a *Activities) observeRate(ctx context.Context, def *process.Definition, s
 		return policies.Signal{}, err
 	}
 	a.Metrics.observed(observed)
+	if len(observed) > 0 { // the latest boundary: those before it are history
+		a.logFlagged(ctx, observed[len(observed)-1])
+	}
 	a.cacheRate(key, at, signal)
 	return signal, nil
 }

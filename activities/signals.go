@@ -109,8 +109,20 @@ func (a *Activities) observeValue(ctx context.Context, def *process.Definition, 
 	}
 	if observed {
 		a.Metrics.observed([]store.Observation{o})
+		a.logFlagged(ctx, o)
 	}
 	return verdict, nil
+}
+
+// logFlagged says in the log that a signal flagged an observation, for
+// log-based alerting (the metric adaptflow_signal_observations_total
+// counts them too).
+func (a *Activities) logFlagged(ctx context.Context, o store.Observation) {
+	if o.Verdict == nil || !o.Verdict.Anomalous {
+		return
+	}
+	a.logger().InfoContext(ctx, "signal flagged an anomaly", "process", o.Process, "signal", o.Signal, "value", o.Value, "at", o.At,
+		"instance", o.InstanceID, "score", o.Verdict.Score, "reason", o.Verdict.Reason)
 }
 
 // signalOfObservation is the signal an observation kept in the history

@@ -1,9 +1,11 @@
 package activities_test
 
 import (
+	"bytes"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
@@ -54,6 +56,8 @@ func TestValueSignal(t *testing.T) {
 	acts, st, def := signalActivities(t, amountsDef)
 	reg := prometheus.NewRegistry()
 	acts.Metrics = activities.NewMetrics(reg)
+	var logged syncBuffer
+	acts.Logger = slog.New(slog.NewTextHandler(&logged, nil))
 	decide := func(id string, seq int, amount float64) activities.DecideResult {
 		t.Helper()
 		res, err := acts.Decide(t.Context(), activities.DecideInput{Definition: def, InstanceID: id, RunID: "run-" + id, Seq: seq, Step: "pay",
@@ -88,6 +92,10 @@ func TestValueSignal(t *testing.T) {
 	spike := decide("big", 1, 5000)
 	if s := spike.Signals["amount"]; !s.Anomalous || s.WarmingUp || s.Score < 0.9 {
 		t.Fatalf("outlier %+v", s)
+	}
+	// The log says so, for log-based alerting.
+	if l := logged.String(); !strings.Contains(l, `msg="signal flagged an anomaly" process=payouts signal=amount value=5000`) || !strings.Contains(l, "instance=big") {
+		t.Fatalf("the log:\n%s", l)
 	}
 	// A retried decision of the same instance gets the same verdict and is
 	// not observed twice.
@@ -366,4 +374,22 @@ func BenchmarkArrivalRateFirstObservation(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// syncBuffer is a buffer the log may write to from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
