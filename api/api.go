@@ -101,6 +101,7 @@ type ReviewStats interface {
 // SignalHistories read the history of a process's signals.
 type SignalHistories interface {
 	SignalHistory(ctx context.Context, q store.SignalQuery) (store.SignalHistory, error)
+	ObservationPage(ctx context.Context, f store.ObservationFilter) ([]store.Observation, error)
 }
 
 // RetryClaims let one retry of a failed run of an instance go ahead.
@@ -302,6 +303,7 @@ func New(opts Options) (*Handler, error) {
 	v1.GET("/processes/:name/instances", s.allow(readers), processScoped, s.listInstances)
 	v1.GET("/processes/:name/kpis", s.allow(engineer), processScoped, s.processKPIs)
 	v1.GET("/processes/:name/signals", s.allow(engineer), processScoped, s.processSignals)
+	v1.GET("/processes/:name/signals/:signal/observations", s.allow(engineer), processScoped, s.listObservations)
 	v1.POST("/policies", s.allow(engineer), s.putPolicy)
 	v1.GET("/policies", s.allow(engineer), processScoped, s.listPolicies)
 	v1.GET("/instances/:id", s.allow(readers), s.getInstance)

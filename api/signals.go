@@ -1,11 +1,14 @@
 package api
 
 import (
+	"errors"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
 )
 
@@ -96,4 +99,63 @@ func (s *server) processSignals(c *gin.Context) {
 		rep.Signals = append(rep.Signals, v)
 	}
 	c.JSON(http.StatusOK, rep)
+}
+
+// listObservations pages through one signal's observations, oldest first:
+// every one, or the flagged ones, since a time.
+func (s *server) listObservations(c *gin.Context) {
+	f := store.ObservationFilter{Process: c.Param("name"), Signal: c.Param("signal"), After: c.Query("after"), Limit: 500}
+	limit, err := limitParam(c, store.MaxObservationPage)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if limit > 0 {
+		f.Limit = limit
+	}
+	if f.Since, err = agoParam(c, "since", time.Now()); err != nil {
+		fail(c, err)
+		return
+	}
+	switch v := c.Query("anomalous"); v {
+	case "", "false":
+	case "true":
+		f.Anomalous = true
+	default:
+		fail(c, badRequest("anomalous", "must be true or false (got %q)", v))
+		return
+	}
+	version, err := definitionVersion(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	def, _, err := s.definition(ctx, f.Process, version)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if !slices.ContainsFunc(def.Signals, func(sig process.Signal) bool { return sig.Name == f.Signal }) {
+		fail(c, &httpError{status: http.StatusNotFound, code: "not_found", field: "signal",
+			msg: sprintf("%s v%d declares no signal %q (a signal of another version: give its version)", def.Name, def.Version, f.Signal)})
+		return
+	}
+	list, err := s.Signals.ObservationPage(ctx, f)
+	if errors.Is(err, store.ErrInvalid) {
+		fail(c, badRequest("after", "is not a cursor this listing gave out"))
+		return
+	}
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	out := gin.H{"observations": make([]signalPoint, len(list))}
+	for i, o := range list {
+		out["observations"].([]signalPoint)[i] = pointOf(o)
+	}
+	if len(list) == f.Limit {
+		out["next"] = store.ObservationCursor(list[len(list)-1])
+	}
+	c.JSON(http.StatusOK, out)
 }

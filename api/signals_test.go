@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,8 +136,45 @@ func TestProcessSignals(t *testing.T) {
 	if a := do(t, srv, "GET", "/v1/processes/orders/signals", keys[store.RoleReviewer], "", ""); a.status != http.StatusForbidden {
 		t.Fatalf("a reviewer: %d %+v", a.status, a.err)
 	}
+	// The raw observations, a page at a time, oldest first: the 289
+	// amounts (2 days and the one at the window's end), or the 3 flagged.
+	var all []map[string]any
+	next := "/v1/processes/orders/signals/amount/observations?limit=100"
+	for next != "" {
+		a := do(t, srv, "GET", next, eng, "", "")
+		if a.status != http.StatusOK {
+			t.Fatalf("%s: %d %+v", next, a.status, a.err)
+		}
+		for _, o := range a.body["observations"].([]any) {
+			all = append(all, o.(map[string]any))
+		}
+		next = ""
+		if n, ok := a.body["next"].(string); ok {
+			next = "/v1/processes/orders/signals/amount/observations?limit=100&after=" + n
+		}
+	}
+	if len(all) != 2*144 || all[0]["instance_id"] != "o-287" || all[len(all)-1]["instance_id"] != "o-0" {
+		t.Fatalf("%d observations, first %v, last %v", len(all), all[0], all[len(all)-1])
+	}
+	flaggedAll := do(t, srv, "GET", "/v1/processes/orders/signals/amount/observations?anomalous=true&since=30d", eng, "", "")
+	if flaggedAll.status != http.StatusOK {
+		t.Fatalf("the flagged ones: %d %+v", flaggedAll.status, flaggedAll.err)
+	}
+	if list := flaggedAll.body["observations"].([]any); len(list) != 3 || list[0].(map[string]any)["instance_id"] != "o-207" || flaggedAll.body["next"] != nil {
+		t.Fatalf("the flagged ones: %v", flaggedAll.body)
+	}
+	for query, field := range map[string]string{"?anomalous=maybe": "anomalous", "?limit=0": "limit", "?after=garbage": "after", "?since=soon": "since"} {
+		if a := do(t, srv, "GET", "/v1/processes/orders/signals/amount/observations"+query, eng, "", ""); a.status != http.StatusBadRequest || a.err.Field != field {
+			t.Fatalf("%s: %d %+v", query, a.status, a.err)
+		}
+	}
+	if a := do(t, srv, "GET", "/v1/processes/orders/signals/weather/observations", eng, "", ""); a.status != http.StatusNotFound || a.err.Field != "signal" || !strings.Contains(a.err.Message, `declares no signal "weather"`) {
+		t.Fatalf("an undeclared signal: %d %+v", a.status, a.err)
+	}
 	created := do(t, srv, "POST", "/v1/keys", keys[store.RoleAdmin], "application/json", `{"name":"returns team","role":"engineer","processes":["returns"]}`)
-	if a := do(t, srv, "GET", "/v1/processes/orders/signals", created.body["key"].(string), "", ""); a.status != http.StatusForbidden {
-		t.Fatalf("a key limited to another process: %d %+v", a.status, a.err)
+	for _, path := range []string{"/v1/processes/orders/signals", "/v1/processes/orders/signals/amount/observations"} {
+		if a := do(t, srv, "GET", path, created.body["key"].(string), "", ""); a.status != http.StatusForbidden {
+			t.Fatalf("%s with a key limited to another process: %d %+v", path, a.status, a.err)
+		}
 	}
 }

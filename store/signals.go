@@ -1,6 +1,10 @@
 package store
 
 import (
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -18,6 +22,8 @@ type Observation struct {
 	// Verdict is the detector's verdict, as policies saw it; nil for an
 	// observation recorded before verdicts were kept.
 	Verdict *SignalVerdict `json:"verdict,omitempty"`
+	// Seq orders observations kept at the same time (for cursors).
+	Seq int64 `json:"-"`
 }
 
 // SignalVerdict is a detector's verdict on one observation.
@@ -206,4 +212,65 @@ func NewSignalHistory(periods []SignalPeriod, latest, flagged []Observation) Sig
 		h.Latest = &latest[0]
 	}
 	return h
+}
+
+// MaxObservationPage bounds a page of observations.
+const MaxObservationPage = 5000
+
+// ObservationFilter selects a page of a signal's observations, oldest
+// first.
+type ObservationFilter struct {
+	Process, Signal string
+	// Since and Until bound the observations' times (zero: unbounded).
+	Since, Until time.Time
+	// Anomalous keeps only the flagged observations.
+	Anomalous bool
+	// After is the cursor of the last observation of the previous page.
+	After string
+	Limit int
+}
+
+// ObservationCursor is the cursor that continues a listing after o.
+func ObservationCursor(o Observation) string {
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d.%d", o.At.UnixMicro(), o.Seq))
+}
+
+// ObservationsQuery is the query of a page of observations (read with
+// ScanObservationPage); a malformed cursor is ErrInvalid.
+func ObservationsQuery(f ObservationFilter, ph func(n int) string) (string, []any, error) {
+	p := &params{ph: ph}
+	where := []string{"process = " + p.add(f.Process), "signal = " + p.add(f.Signal)}
+	if !f.Since.IsZero() {
+		where = append(where, "at >= "+p.add(f.Since.UnixMicro()))
+	}
+	if !f.Until.IsZero() {
+		where = append(where, "at < "+p.add(f.Until.UnixMicro()))
+	}
+	if f.Anomalous {
+		where = append(where, "anomalous = 1")
+	}
+	if f.After != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(f.After)
+		at, seq, ok := strings.Cut(string(raw), ".")
+		a, aerr := strconv.ParseInt(at, 10, 64)
+		n, nerr := strconv.ParseInt(seq, 10, 64)
+		if err != nil || !ok || aerr != nil || nerr != nil {
+			return "", nil, fmt.Errorf("%w: malformed cursor", ErrInvalid)
+		}
+		where = append(where, fmt.Sprintf("(at > %s OR (at = %s AND seq > %s))", p.add(a), p.add(a), p.add(n)))
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > MaxObservationPage {
+		limit = 500
+	}
+	q := `SELECT seq, ` + ObservationColumns + ` FROM observations WHERE ` + strings.Join(where, " AND ") + ` ORDER BY at, seq LIMIT ` + p.add(limit)
+	return q, p.args, nil
+}
+
+// ScanObservationPage reads one row of ObservationsQuery.
+func ScanObservationPage(scan func(dest ...any) error, process, signal string) (Observation, error) {
+	var seq int64
+	o, err := ScanObservation(func(dest ...any) error { return scan(append([]any{&seq}, dest...)...) }, process, signal)
+	o.Seq = seq
+	return o, err
 }

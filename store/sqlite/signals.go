@@ -47,6 +47,15 @@ func (s *Store) InstanceObservation(ctx context.Context, process, signal, instan
 	return obs[0], nil
 }
 
+// ObservationPage lists a page of a signal's observations, oldest first.
+func (s *Store) ObservationPage(ctx context.Context, f store.ObservationFilter) ([]store.Observation, error) {
+	q, args, err := store.ObservationsQuery(f, placeholder)
+	if err != nil {
+		return nil, err
+	}
+	return collect(ctx, s.r, "observation page", func(r scanner) (store.Observation, error) { return store.ScanObservationPage(r.Scan, f.Process, f.Signal) }, q, args...)
+}
+
 // SignalHistory sums up a signal's observations over a window.
 func (s *Store) SignalHistory(ctx context.Context, q store.SignalQuery) (store.SignalHistory, error) {
 	pq, lq, fq := store.SignalHistoryQueries(q, placeholder)

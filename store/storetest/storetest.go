@@ -50,6 +50,7 @@ type Store interface {
 	Observations(ctx context.Context, process, signal string, since time.Time) ([]store.Observation, error)
 	SignalHistory(ctx context.Context, q store.SignalQuery) (store.SignalHistory, error)
 	InstanceObservation(ctx context.Context, process, signal, instanceID string) (store.Observation, error)
+	ObservationPage(ctx context.Context, f store.ObservationFilter) ([]store.Observation, error)
 	DetectorState(ctx context.Context, key string) (store.DetectorState, error)
 	SaveDetectorState(ctx context.Context, st store.DetectorState) (int64, error)
 	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
@@ -257,6 +258,35 @@ func testSignalHistory(t *testing.T, s Store) {
 	}
 	if h, err = s.SignalHistory(ctx, store.SignalQuery{Process: "orders", Signal: "none", Since: t0, Until: t0.Add(time.Hour), Bucket: time.Hour, Flagged: 10}); err != nil || h.Latest != nil || h.Periods == nil {
 		t.Fatalf("a signal never observed: %+v, %v", h, err)
+	}
+
+	// Pages of the raw observations, oldest first; two at the same time
+	// keep their order across pages.
+	same := t0.Add(10 * time.Minute)
+	must(t, s.AppendObservations(ctx, store.Observation{Process: "orders", Signal: "amount", At: same, Value: 11, InstanceID: "i-same", Verdict: &store.SignalVerdict{}}))
+	var values []float64
+	f := store.ObservationFilter{Process: "orders", Signal: "amount", Since: t0, Until: t0.Add(3 * time.Hour), Limit: 2}
+	for pages := 0; ; pages++ {
+		page, err := s.ObservationPage(ctx, f)
+		must(t, err)
+		for _, o := range page {
+			values = append(values, o.Value)
+		}
+		if len(page) < f.Limit || pages > 5 {
+			break
+		}
+		f.After = store.ObservationCursor(page[len(page)-1])
+	}
+	if fmt.Sprint(values) != "[4 10 11 30 50 8]" {
+		t.Fatalf("pages of observations: %v", values)
+	}
+	flaggedPage, err := s.ObservationPage(ctx, store.ObservationFilter{Process: "orders", Signal: "amount", Anomalous: true})
+	must(t, err)
+	if len(flaggedPage) != 4 || flaggedPage[0].Value != 100 || flaggedPage[3].Value != 60 || !flaggedPage[0].Verdict.Anomalous {
+		t.Fatalf("every flagged observation: %+v", flaggedPage)
+	}
+	if _, err := s.ObservationPage(ctx, store.ObservationFilter{Process: "orders", Signal: "amount", After: "garbage"}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("a malformed cursor: %v", err)
 	}
 }
 
