@@ -53,7 +53,9 @@ func (s *Store) ObservationPage(ctx context.Context, f store.ObservationFilter) 
 	if err != nil {
 		return nil, err
 	}
-	return collect(ctx, s.r, "observation page", func(r scanner) (store.Observation, error) { return store.ScanObservationPage(r.Scan, f.Process, f.Signal) }, q, args...)
+	return collect(ctx, s.r, "observation page", func(r scanner) (store.Observation, error) {
+		return store.ScanObservationPage(r.Scan, f.Process, f.Signal)
+	}, q, args...)
 }
 
 // SignalHistory sums up a signal's observations over a window.
