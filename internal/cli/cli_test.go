@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/csv"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -443,6 +444,21 @@ func TestProcessCommand(t *testing.T) {
 	if code, out := run(t, cmd, append([]string{"signals", "nope"}, remote...)...); code != 1 || !strings.Contains(out, "404") {
 		t.Fatalf("an unknown process: exit %d\n%s", code, out)
 	}
+	// The observations as CSV, oldest first: every one, or the flagged.
+	code, out = run(t, cmd, append([]string{"observations", "payouts", "amount"}, remote...)...)
+	rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if code != 0 || err != nil || len(rows) != 251 || strings.Join(rows[0], ",") != "at,value,instance_id,score,anomalous,warming_up,recurring,expected,low,high,reason" ||
+		rows[1][2] != "p0" || rows[1][5] != "true" || rows[250][2] != "p249" {
+		t.Fatalf("observations: exit %d, %d rows, %v\n%.500s", code, len(rows), err, out)
+	}
+	code, out = run(t, cmd, append([]string{"observations", "payouts", "amount", "--anomalous", "--since", "1d"}, remote...)...)
+	if rows, err = csv.NewReader(strings.NewReader(out)).ReadAll(); code != 0 || err != nil || len(rows) != 2 || rows[1][1] != "5000" || rows[1][2] != "p170" || rows[1][4] != "true" ||
+		!strings.HasPrefix(rows[1][10], "5000 is unusual") {
+		t.Fatalf("the flagged observation: exit %d, %v\n%s", code, err, out)
+	}
+	if code, out := run(t, cmd, append([]string{"observations", "payouts", "weather"}, remote...)...); code != 1 || !strings.Contains(out, `declares no signal \"weather\"`) {
+		t.Fatalf("an undeclared signal: exit %d\n%s", code, out)
+	}
 	// The KPIs of three instances: one completed, one failed, one running.
 	for i, status := range []string{"completed", "failed", "running"} {
 		id := fmt.Sprint("k-", i)
@@ -468,7 +484,7 @@ func TestProcessCommand(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "PROCESS") || !strings.Contains(out, "payouts  v1") || !strings.Contains(out, "shop") {
 		t.Fatalf("list: exit %d\n%s", code, out)
 	}
-	for _, args := range [][]string{{}, {"signals"}, {"kpis", "--api-key", "k"}, {"list", "payouts", "--api-key", "k"}, {"stats", "payouts", "--api-key", "k"}, {"signals", "a", "b", "--api-key", "k"}} {
+	for _, args := range [][]string{{}, {"signals"}, {"kpis", "--api-key", "k"}, {"list", "payouts", "--api-key", "k"}, {"stats", "payouts", "--api-key", "k"}, {"signals", "a", "b", "--api-key", "k"}, {"observations", "payouts", "--api-key", "k"}} {
 		if code, out := run(t, cmd, args...); code != 2 || !strings.Contains(out, "usage:") {
 			t.Fatalf("%v: exit %d\n%s", args, code, out)
 		}

@@ -2,10 +2,12 @@ package cli
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -17,6 +19,7 @@ const processUsage = `usage:
   adaptflow process list
   adaptflow process kpis NAME [--since 30d] [--bucket 1d] [--version N]
   adaptflow process signals NAME [--since 7d] [--bucket 1h] [--version N] [--flagged 5]
+  adaptflow process observations NAME SIGNAL [--since 30d] [--anomalous] [--version N]   (CSV, oldest first)
 flags common to all: --server URL ($ADAPTFLOW_SERVER) --api-key KEY ($ADAPTFLOW_API_KEY) --json`
 
 // signalPoint is an observation of a signal as the API reports it.
@@ -84,23 +87,32 @@ type kpiFigures struct {
 // Process runs `adaptflow process`: the registered processes, a process's
 // KPIs, and where its signals stand, through a running server's API.
 func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, fs, ok := subcommand("process", args, []string{"list", "kpis", "signals"}, processUsage, stderr)
+	sub, fs, ok := subcommand("process", args, []string{"list", "kpis", "signals", "observations"}, processUsage, stderr)
 	if !ok {
 		return 2
 	}
 	rf := addRemoteFlags(fs, "engineer")
 	asJSON := fs.Bool("json", false, "print the server's JSON")
-	since := fs.String("since", map[string]string{"kpis": "30d", "signals": "7d"}[sub], "kpis, signals: the window, back from now")
+	since := fs.String("since", map[string]string{"kpis": "30d", "signals": "7d"}[sub], "kpis, signals, observations: the window, back from now (observations: default all)")
 	bucket := fs.String("bucket", "", "kpis: the length of a period (default 1d); signals: of the JSON's periods (default 1h)")
 	version := fs.Int("version", 0, "kpis: only this definition version's instances; signals: this version's signals (default the latest)")
 	flagged := fs.Int("flagged", 5, "signals: how many of the latest anomalous observations to list per signal")
+	anomalous := fs.Bool("anomalous", false, "observations: only the flagged ones")
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return 2
 	}
-	if *rf.key == "" || (sub == "list") != (len(pos) == 0) || len(pos) > 1 {
+	wantPos := map[string]int{"list": 0, "kpis": 1, "signals": 1, "observations": 2}[sub]
+	if *rf.key == "" || len(pos) != wantPos {
 		fmt.Fprintln(stderr, processUsage)
 		return 2
+	}
+	if sub == "observations" {
+		if err := exportObservations(ctx, rf.remote(), pos[0], pos[1], *since, *anomalous, *version, stdout); err != nil {
+			fmt.Fprintf(stderr, "adaptflow process observations: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	q := url.Values{}
 	if sub != "list" {
@@ -164,6 +176,49 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printSignals(stdout, v, *since)
 	}
 	return 0
+}
+
+// exportObservations writes a signal's observations as CSV, oldest first,
+// through every page.
+func exportObservations(ctx context.Context, r *remote, name, signal, since string, anomalous bool, version int, w io.Writer) error {
+	q := url.Values{"limit": {fmt.Sprint(store.MaxObservationPage)}}
+	if since != "" {
+		q.Set("since", since)
+	}
+	if anomalous {
+		q.Set("anomalous", "true")
+	}
+	if version != 0 {
+		q.Set("version", fmt.Sprint(version))
+	}
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"at", "value", "instance_id", "score", "anomalous", "warming_up", "recurring", "expected", "low", "high", "reason"})
+	num := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
+	for {
+		var page struct {
+			Observations []signalPoint `json:"observations"`
+			Next         string        `json:"next"`
+		}
+		if err := r.do(ctx, "GET", "/v1/processes/"+url.PathEscape(name)+"/signals/"+url.PathEscape(signal)+"/observations?"+q.Encode(), "", nil, nil, &page); err != nil {
+			return err
+		}
+		for _, o := range page.Observations {
+			row := []string{o.At.UTC().Format(time.RFC3339Nano), num(o.Value), o.InstanceID, "", "", "", "", "", "", "", ""}
+			if v := o.Verdict; v != nil {
+				copy(row[3:], []string{num(v.Score), strconv.FormatBool(v.Anomalous), strconv.FormatBool(v.WarmingUp), strconv.FormatBool(v.Recurring),
+					num(v.Expected), num(v.Low), num(v.High), v.Reason})
+			}
+			if err := cw.Write(row); err != nil {
+				return err
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+		q.Set("after", page.Next)
+	}
+	cw.Flush()
+	return cw.Error()
 }
 
 // printKPIs prints a process's KPIs overall, per period with starts, per
