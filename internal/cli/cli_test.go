@@ -2,8 +2,8 @@ package cli
 
 import (
 	"bytes"
-	"encoding/csv"
 	"database/sql"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net"
