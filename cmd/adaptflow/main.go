@@ -38,7 +38,8 @@ Usage:
   adaptflow policy apply -f DIR [--mode shadow]       create new versions of what changed
   adaptflow instances list --process P [--status S]   a process's instances, newest first
                                                       (show ID, cancel ID [--reason R] too; through a server's API)
-  adaptflow process kpis NAME [--since 30d]          a process's KPIs (list, signals NAME too; through a server's API)
+  adaptflow process kpis NAME [--since 30d]           a process's KPIs (through a server's API; also list,
+                                                      signals NAME, observations NAME SIGNAL as CSV)
   adaptflow audit verify                              check the hash chains of decisions and policy versions
   adaptflow keys create --role R --name N [--processes a,b] [--expires-in 90d]
                                                       create an API key in the store (list, revoke ID too)
