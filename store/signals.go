@@ -127,32 +127,18 @@ func ScanObservation(scan func(dest ...any) error, process, signal string) (Obse
 	return o, nil
 }
 
-// AppendObservationsQuery inserts obs, leaving out those already kept (an
-// instance's observation of a signal, or an arrival rate's of a boundary,
-// is kept once).
-func AppendObservationsQuery(obs []Observation, ph func(n int) string) (string, []any) {
+// AppendObservationQuery inserts one observation (with ObservationRow's
+// values after its process and signal), leaving it out when it is kept
+// already (an instance's observation of a signal, or an arrival rate's of
+// a boundary, is kept once).
+func AppendObservationQuery(ph func(n int) string) string {
 	p := &params{ph: ph}
-	q := `INSERT INTO observations (process, signal, ` + ObservationColumns + `) VALUES `
-	for i, o := range obs {
-		if i > 0 {
-			q += ", "
-		}
-		vals := []any{o.Process, o.Signal}
-		vals = append(vals, ObservationRow(o)...)
-		q += "("
-		for j, v := range vals {
-			if j > 0 {
-				q += ", "
-			}
-			q += p.add(v)
-		}
-		q += ")"
+	phs := make([]string, 13)
+	for i := range phs {
+		phs[i] = p.add(nil)
 	}
-	return q + " ON CONFLICT DO NOTHING", p.args
+	return `INSERT INTO observations (process, signal, ` + ObservationColumns + `) VALUES (` + strings.Join(phs, ", ") + `) ON CONFLICT DO NOTHING`
 }
-
-// ObservationBatch is how many observations one insert carries at most.
-const ObservationBatch = 500
 
 // Query is an SQL query and its arguments.
 type Query struct {

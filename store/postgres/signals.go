@@ -17,13 +17,34 @@ import (
 // verdict; one already kept (an instance's of a signal, an arrival rate's
 // of a boundary) is left as it is, so a retried observer may append again.
 func (s *Store) AppendObservations(ctx context.Context, obs ...store.Observation) error {
-	for len(obs) > 0 {
-		n := min(len(obs), store.ObservationBatch)
-		q, args := store.AppendObservationsQuery(obs[:n], placeholder)
-		if _, err := s.pool.Exec(ctx, q, args...); err != nil {
-			return fmt.Errorf("postgres: append observations: %w", err)
+	if len(obs) == 0 {
+		return nil
+	}
+	// One statement over arrays, however many: a rate's first observation
+	// keeps five weeks of boundaries at once.
+	n := len(obs)
+	procs, signals, instances, reasons := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	at, anomalous, warming, recurring := make([]int64, n), make([]int32, n), make([]int32, n), make([]int32, n)
+	values := make([]float64, n)
+	score, expected, low, high := make([]*float64, n), make([]*float64, n), make([]*float64, n), make([]*float64, n)
+	flag := func(b bool) int32 {
+		if b {
+			return 1
 		}
-		obs = obs[n:]
+		return 0
+	}
+	for i, o := range obs {
+		procs[i], signals[i], instances[i], at[i], values[i] = o.Process, o.Signal, o.InstanceID, micros(o.At), o.Value
+		if v := o.Verdict; v != nil {
+			score[i], expected[i], low[i], high[i] = &v.Score, &v.Expected, &v.Low, &v.High
+			anomalous[i], warming[i], recurring[i], reasons[i] = flag(v.Anomalous), flag(v.WarmingUp), flag(v.Recurring), v.Reason
+		}
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO observations (process, signal, `+store.ObservationColumns+`)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::text[], $6::float8[], $7::int[], $8::int[], $9::int[], $10::float8[], $11::float8[], $12::float8[], $13::text[])
+		ON CONFLICT DO NOTHING`, procs, signals, at, values, instances, score, anomalous, warming, recurring, expected, low, high, reasons)
+	if err != nil {
+		return fmt.Errorf("postgres: append observations: %w", err)
 	}
 	return nil
 }

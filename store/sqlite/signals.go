@@ -15,13 +15,30 @@ import (
 // verdict; one already kept (an instance's of a signal, an arrival rate's
 // of a boundary) is left as it is, so a retried observer may append again.
 func (s *Store) AppendObservations(ctx context.Context, obs ...store.Observation) error {
-	for len(obs) > 0 {
-		n := min(len(obs), store.ObservationBatch)
-		q, args := store.AppendObservationsQuery(obs[:n], placeholder)
-		if _, err := s.w.ExecContext(ctx, q, args...); err != nil {
-			return fmt.Errorf("sqlite: append observations: %w", err)
+	if len(obs) == 1 { // an instance's value, a rate's next boundary
+		o := obs[0]
+		if _, err := s.w.ExecContext(ctx, store.AppendObservationQuery(placeholder), append([]any{o.Process, o.Signal}, store.ObservationRow(o)...)...); err != nil {
+			return fmt.Errorf("sqlite: append observation: %w", err)
 		}
-		obs = obs[n:]
+		return nil
+	}
+	// One transaction and one prepared statement: a rate's first
+	// observation keeps five weeks of boundaries at once.
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, store.AppendObservationQuery(placeholder))
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, o := range obs {
+			if _, err := stmt.ExecContext(ctx, append([]any{o.Process, o.Signal}, store.ObservationRow(o)...)...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: append observations: %w", err)
 	}
 	return nil
 }

@@ -147,8 +147,8 @@ func testSignals(t *testing.T, s Store) {
 	if len(obs) != 2 || !obs[0].Verdict.WarmingUp || obs[0].Verdict.Reason != "warming up" || !obs[1].Verdict.Recurring || obs[1].Verdict.Score != 0.1 || obs[1].InstanceID != "" {
 		t.Fatalf("a rate's boundaries appended twice: %+v", obs)
 	}
-	// A batch larger than one insert is kept whole.
-	many := make([]store.Observation, store.ObservationBatch+20)
+	// A large batch (a rate's five weeks) is kept whole.
+	many := make([]store.Observation, 5040)
 	for i := range many {
 		many[i] = store.Observation{Process: "orders", Signal: "many", At: t0.Add(time.Duration(i) * time.Minute), Value: float64(i), Verdict: &store.SignalVerdict{}}
 	}
