@@ -770,7 +770,9 @@ function signalsSection(rep, since) {
     return h("section", { class: "card signal", "data-signal": s.name },
       h("h3", {}, s.name, " ", h("span", { class: "muted" }, `${s.kind}${of}`), " ", h("span", { class: "badge " + cls }, state)),
       p ? h("p", {}, h("b", {}, fmt(p.value)), " ", when(p.at), p.verdict ? ` — ${p.verdict.reason}` : "") : h("p", { class: "muted" }, "Not observed yet: a value or duration is observed at an instance's decisions, an arrival rate once a ten-minute period with starts has passed."),
-      h("p", { class: "muted" }, `${num(s.anomalous)} anomalous of ${num(s.observations)} observations in the last ${since}.`),
+      h("div", { class: "actions" },
+        h("span", { class: "muted" }, `${num(s.anomalous)} anomalous of ${num(s.observations)} observations in the last ${since}.`),
+        s.observations ? actionButton("Download CSV", () => downloadObservations(rep.process, rep.version, s.name, since), { class: "secondary" }) : null),
       s.periods.length ? signalChart(s, rep) : null,
       s.flagged.length ? table([
         { title: "Flagged", cell: (f) => when(f.at) },
@@ -779,6 +781,28 @@ function signalsSection(rep, since) {
         { title: "Why", cell: (f) => f.verdict?.reason || "" },
       ], s.flagged) : null);
   })];
+}
+
+// downloadObservations saves a signal's observations in the window as a
+// CSV file, fetched a page at a time through the API.
+async function downloadObservations(processName, version, signal, since) {
+  const cols = ["at", "value", "instance_id", "score", "anomalous", "warming_up", "recurring", "expected", "low", "high", "reason"];
+  const cell = (v) => (v === undefined || v === null ? "" : /[",\n]/.test(String(v)) ? `"${String(v).replaceAll('"', '""')}"` : String(v));
+  const lines = [cols.join(",")];
+  let after = "";
+  do {
+    const page = await api("GET", `/v1/processes/${encodeURIComponent(processName)}/signals/${encodeURIComponent(signal)}/observations?since=${since}&version=${version}&limit=5000` + (after ? "&after=" + encodeURIComponent(after) : ""));
+    for (const o of page.observations) {
+      const v = o.verdict || {};
+      lines.push([o.at, o.value, o.instance_id, v.score, v.anomalous, v.warming_up, v.recurring, v.expected, v.low, v.high, v.reason].map(cell).join(","));
+    }
+    after = page.next || "";
+  } while (after);
+  const a = h("a", { href: URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" })), download: `${processName}-${signal}-${since}.csv` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  flash(`Downloaded ${num(lines.length - 1)} observations of ${signal}.`, "info");
 }
 
 // signalChart draws a signal's periods: the usual range (the mean

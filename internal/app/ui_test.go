@@ -285,6 +285,14 @@ steps:
 	if n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll("section.signal svg.chart circle").length`)); err != nil || n < 1 {
 		t.Fatalf("the signal's chart has %d points (%v)", n, err)
 	}
+	// Its observations download as CSV (the file's blob is kept to read).
+	b.do("keep the download", chromedp.Evaluate[chromedp.Void](`window.__blobs = []; const make = URL.createObjectURL; URL.createObjectURL = (b) => { window.__blobs.push(b); return make(b); }`))
+	b.clickText("section.signal button", "Download CSV")
+	b.waitText("#flash", "Downloaded 3 observations of amount.")
+	csv, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`window.__blobs[0].text()`, chromedp.EvalAwaitPromise))
+	if lines := strings.Split(strings.TrimSpace(csv), "\n"); err != nil || len(lines) != 4 || lines[0] != "at,value,instance_id,score,anomalous,warming_up,recurring,expected,low,high,reason" || !strings.Contains(csv, ",120,") {
+		t.Fatalf("the CSV (%v):\n%s", err, csv)
+	}
 
 	b.open("/processes/customer-onboarding", "main .tiles", "started")
 	if tiles := b.text("main .tiles"); !strings.Contains(tiles, "1\ncompleted") || !strings.Contains(tiles, "100.0%\ninstances reviewed") {
