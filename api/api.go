@@ -499,6 +499,15 @@ func limitParam(c *gin.Context, most int) (int, error) {
 	return intParam(c, "limit", 0, 1, most)
 }
 
+// cursorError is a listing's error as the caller should read it: a cursor
+// the store cannot read is a bad "after".
+func cursorError(err error) error {
+	if errors.Is(err, store.ErrInvalid) {
+		return badRequest("after", "is not a cursor this listing gave out")
+	}
+	return err
+}
+
 // intParam reads an integer query parameter: def when absent, 400 naming
 // it outside lo to hi.
 func intParam(c *gin.Context, name string, def, lo, hi int) (int, error) {

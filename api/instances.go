@@ -32,13 +32,10 @@ func (s *server) listInstances(c *gin.Context) {
 		fail(c, badRequest("status", "must be one of %s (got %q)", strings.Join(instanceStatuses, ", "), f.Status))
 		return
 	}
-	limit, err := limitParam(c, store.MaxInstancePage)
-	if err != nil {
+	var err error
+	if f.Limit, err = intParam(c, "limit", 50, 1, store.MaxInstancePage); err != nil {
 		fail(c, err)
 		return
-	}
-	if limit > 0 {
-		f.Limit = limit
 	}
 	if f.Since, err = agoParam(c, "since", time.Now()); err != nil {
 		fail(c, err)
@@ -50,12 +47,8 @@ func (s *server) listInstances(c *gin.Context) {
 		return
 	}
 	list, err := s.Instances.Instances(ctx, f)
-	if errors.Is(err, store.ErrInvalid) {
-		fail(c, badRequest("after", "is not a cursor this listing gave out"))
-		return
-	}
 	if err != nil {
-		fail(c, err)
+		fail(c, cursorError(err))
 		return
 	}
 	out := gin.H{"instances": list}

@@ -65,12 +65,8 @@ func (s *server) listReviews(c *gin.Context) {
 		return
 	}
 	rs, err := s.Reviews.Reviews(c.Request.Context(), f)
-	if errors.Is(err, store.ErrInvalid) {
-		fail(c, badRequest("after", "is not a cursor this listing gave out"))
-		return
-	}
 	if err != nil {
-		fail(c, err)
+		fail(c, cursorError(err))
 		return
 	}
 	if limit == 0 {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"net/http"
 	"slices"
 	"time"
@@ -104,14 +103,11 @@ func (s *server) processSignals(c *gin.Context) {
 // listObservations pages through one signal's observations, oldest first:
 // every one, or the flagged ones, since a time.
 func (s *server) listObservations(c *gin.Context) {
-	f := store.ObservationFilter{Process: c.Param("name"), Signal: c.Param("signal"), After: c.Query("after"), Limit: 500}
-	limit, err := limitParam(c, store.MaxObservationPage)
-	if err != nil {
+	f := store.ObservationFilter{Process: c.Param("name"), Signal: c.Param("signal"), After: c.Query("after")}
+	var err error
+	if f.Limit, err = intParam(c, "limit", 500, 1, store.MaxObservationPage); err != nil {
 		fail(c, err)
 		return
-	}
-	if limit > 0 {
-		f.Limit = limit
 	}
 	if f.Since, err = agoParam(c, "since", time.Now()); err != nil {
 		fail(c, err)
@@ -142,12 +138,8 @@ func (s *server) listObservations(c *gin.Context) {
 		return
 	}
 	list, err := s.Signals.ObservationPage(ctx, f)
-	if errors.Is(err, store.ErrInvalid) {
-		fail(c, badRequest("after", "is not a cursor this listing gave out"))
-		return
-	}
 	if err != nil {
-		fail(c, err)
+		fail(c, cursorError(err))
 		return
 	}
 	out := gin.H{"observations": make([]signalPoint, len(list))}
