@@ -30,6 +30,24 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
 	fi
 fi
 
+# promtool, to check the Prometheus alerting rules in deploy/prometheus:
+# unpacked from Debian's prometheus package into a cache (nothing installed
+# or started).
+promcache="${XDG_CACHE_HOME:-$HOME/.cache}/adaptflow/promtool"
+if ! command -v promtool >/dev/null 2>&1 && [ ! -x "$promcache/promtool" ]; then
+	log "promtool for the alerting rules"
+	if command -v apt-get >/dev/null && command -v dpkg >/dev/null; then
+		promdir=$(mktemp -d /tmp/adaptflow-promtool.XXXXXX)
+		if [ "$(id -u)" = 0 ]; then apt-get update -qq; fi
+		(cd "$promdir" && apt-get download -qq prometheus >/dev/null 2>&1 && dpkg -x prometheus_*.deb root)
+		mkdir -p "$promcache" && mv "$promdir/root/usr/bin/promtool" "$promcache/" && rm -rf "$promdir"
+	else
+		echo "promtool is missing: install Prometheus's promtool (the alerting rules are checked with it)" >&2
+		exit 1
+	fi
+fi
+export PATH="$PATH:$promcache"
+
 # PostgreSQL with pgvector: the one given by DATABASE_URL, or a throwaway
 # cluster for this run, removed after it.
 if [ -z "${DATABASE_URL:-}" ]; then

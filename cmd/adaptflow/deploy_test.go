@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -194,5 +195,87 @@ func checkEnvFile(t *testing.T, path string, check func(where, name string)) {
 		if k, _, ok := strings.Cut(line, "="); ok && regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`).MatchString(k) {
 			check(path, k)
 		}
+	}
+}
+
+// The alerting rules name only metrics adaptflow or the Temporal SDK
+// exports, and each rule has a name, an expression and a summary.
+func TestAlertRules(t *testing.T) {
+	root := filepath.Join("..", "..")
+	doc := yamlDocs(t, filepath.Join(root, "deploy", "prometheus", "alerts.yaml"))[0]
+	// adaptflow's metric names, as its sources spell them.
+	ours := map[string]bool{}
+	for _, dir := range []string{"api", "activities", "internal"} {
+		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			src, err := os.ReadFile(path)
+			for _, m := range regexp.MustCompile(`"(adaptflow_[a-z_]+)"`).FindAllSubmatch(src, -1) {
+				ours[string(m[1])] = true
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The Temporal SDK's, from its constants, as internal/sdkmetrics names
+	// them (counters end in _total, timers in _seconds).
+	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "go.temporal.io/sdk").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	consts, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(dir)), "internal", "common", "metrics", "constants.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdk := map[string]bool{}
+	for _, m := range regexp.MustCompile(`TemporalMetricsPrefix \+ "([a-z_]+)"`).FindAllSubmatch(consts, -1) {
+		sdk["temporal_"+string(m[1])] = true
+	}
+	known := func(name string) bool {
+		for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+			name = strings.TrimSuffix(name, suffix)
+		}
+		if strings.HasPrefix(name, "adaptflow_") {
+			return ours[name]
+		}
+		return sdk[name] || sdk[strings.TrimSuffix(name, "_seconds")] || sdk[strings.TrimSuffix(name, "_total")]
+	}
+	names := map[string]bool{}
+	rules := 0
+	for g := 0; dig(doc, "groups", g) != nil; g++ {
+		for r := 0; dig(doc, "groups", g, "rules", r) != nil; r++ {
+			rule := dig(doc, "groups", g, "rules", r)
+			name, _ := dig(rule, "alert").(string)
+			expr, _ := dig(rule, "expr").(string)
+			summary, _ := dig(rule, "annotations", "summary").(string)
+			if name == "" || expr == "" || summary == "" || names[name] {
+				t.Errorf("rule %d of group %d: name %q, expression %q, summary %q (names must be unique)", r, g, name, expr, summary)
+			}
+			names[name] = true
+			rules++
+			for _, metric := range regexp.MustCompile(`\b(?:adaptflow|temporal)_[a-z_]+`).FindAllString(expr, -1) {
+				if !known(metric) {
+					t.Errorf("%s: no metric %s is exported", name, metric)
+				}
+			}
+		}
+	}
+	if rules < 5 || !ours["adaptflow_signal_observations_total"] || !sdk["temporal_activity_schedule_to_start_latency"] {
+		t.Fatalf("%d rules; adaptflow metrics %d, SDK metrics %d", rules, len(ours), len(sdk))
+	}
+	// Their PromQL and templates, as Prometheus reads them.
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("promtool is missing (scripts/test.sh unpacks it from Debian's prometheus package)")
+		}
+		t.Log("promtool is not installed here: the rules' PromQL is not checked")
+		return
+	}
+	if out, err := exec.Command(promtool, "check", "rules", filepath.Join(root, "deploy", "prometheus", "alerts.yaml")).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
 	}
 }
