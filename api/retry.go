@@ -92,7 +92,7 @@ func (s *server) retryInstance(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	desc, err := s.Temporal.DescribeWorkflowExecution(ctx, inst.ID, "")
+	desc, err := s.describeEnded(ctx, inst)
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
 		refuse("is no longer in Temporal (its namespace's retention has passed)")
@@ -106,6 +106,10 @@ func (s *server) retryInstance(c *gin.Context) {
 	switch st := desc.GetWorkflowExecutionInfo().GetStatus(); st {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		if run == inst.StateRun {
+			refuse("has failed, but its workflow has not ended in Temporal yet: try again in a moment")
+			return
+		}
 		refuse("is being retried already")
 		return
 	default: // a retry's new run terminated through Temporal before it ran, say
@@ -155,6 +159,32 @@ func (s *server) retryInstance(c *gin.Context) {
 	}
 	s.metrics.retries.WithLabelValues(inst.Process).Inc()
 	s.answerWhen(c, inst.ID, func(status string) bool { return status != store.InstanceFailed })
+}
+
+// runEndWait bounds how long a retry waits for the run that saved an
+// instance's failure to end in Temporal.
+const runEndWait = 5 * time.Second
+
+// describeEnded describes the instance's workflow. A run saves its failure
+// just before it ends, so a retry right after the failure may find it
+// still running in Temporal: then it waits a little for it to end.
+func (s *server) describeEnded(ctx context.Context, inst store.Instance) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+	deadline := time.Now().Add(runEndWait)
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		desc, err := s.Temporal.DescribeWorkflowExecution(ctx, inst.ID, "")
+		if err != nil {
+			return nil, err
+		}
+		info := desc.GetWorkflowExecutionInfo()
+		if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || info.GetExecution().GetRunId() != inst.StateRun || time.Now().After(deadline) {
+			return desc, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
 
 func orStarting(status string) string {
