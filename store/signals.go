@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"strconv"
@@ -87,7 +88,7 @@ type Baseline struct {
 	High     float64 `json:"high"`
 }
 
-// ObservationColumns are the columns ScanObservation reads, in order.
+// ObservationColumns are the columns scanObservation reads, in order.
 const ObservationColumns = `at, value, instance_id, score, anomalous, warming_up, recurring, expected, low, high, reason`
 
 // ObservationRow is an observation's values for ObservationColumns, for an
@@ -107,8 +108,8 @@ func flag(b bool) int {
 	return 0
 }
 
-// ScanObservation reads one row of ObservationColumns.
-func ScanObservation(scan func(dest ...any) error, process, signal string) (Observation, error) {
+// scanObservation reads one row of ObservationColumns.
+func scanObservation(scan func(dest ...any) error, process, signal string) (Observation, error) {
 	o := Observation{Process: process, Signal: signal}
 	var at int64
 	var score, expected, low, high *float64
@@ -140,40 +141,40 @@ func AppendObservationQuery(ph func(n int) string) string {
 	return `INSERT INTO observations (process, signal, ` + ObservationColumns + `) VALUES (` + strings.Join(phs, ", ") + `) ON CONFLICT DO NOTHING`
 }
 
-// Query is an SQL query and its arguments.
-type Query struct {
+// query is an SQL query and its arguments.
+type query struct {
 	SQL  string
 	Args []any
 }
 
-// SignalHistoryQueries are the queries that answer q: its periods (read
-// with ScanSignalPeriod), its latest observation and its flagged ones
-// (read with ScanObservation).
-func SignalHistoryQueries(q SignalQuery, ph func(n int) string) (periods, latest, flagged Query) {
+// signalHistoryQueries are the queries that answer q: its periods (read
+// with scanSignalPeriod), its latest observation and its flagged ones
+// (read with scanObservation).
+func signalHistoryQueries(q SignalQuery, ph func(n int) string) (periods, latest, flagged query) {
 	p := &params{ph: ph} // placeholders in the order they appear (SQLite's are positional)
 	period := "(at - CAST(" + p.add(q.Since.UnixMicro()) + " AS BIGINT)) / CAST(" + p.add(q.Bucket.Microseconds()) + " AS BIGINT)"
 	sql := `SELECT ` + period + ` AS period, COUNT(*), CAST(SUM(anomalous) AS BIGINT), AVG(value), MIN(value), MAX(value), AVG(expected), AVG(low), AVG(high)
 		FROM observations WHERE process = ` + p.add(q.Process) + ` AND signal = ` + p.add(q.Signal)
 	sql += ` AND at >= ` + p.add(q.Since.UnixMicro())
 	sql += ` AND at < ` + p.add(q.Until.UnixMicro())
-	periods = Query{sql + ` GROUP BY period ORDER BY period`, p.args}
+	periods = query{sql + ` GROUP BY period ORDER BY period`, p.args}
 
 	p = &params{ph: ph}
 	sql = `SELECT ` + ObservationColumns + ` FROM observations WHERE process = ` + p.add(q.Process) + ` AND signal = ` + p.add(q.Signal)
 	sql += ` AND at < ` + p.add(q.Until.UnixMicro())
-	latest = Query{sql + ` ORDER BY at DESC, seq DESC LIMIT 1`, p.args}
+	latest = query{sql + ` ORDER BY at DESC, seq DESC LIMIT 1`, p.args}
 
 	p = &params{ph: ph}
 	sql = `SELECT ` + ObservationColumns + ` FROM observations WHERE process = ` + p.add(q.Process) + ` AND signal = ` + p.add(q.Signal)
 	sql += ` AND at >= ` + p.add(q.Since.UnixMicro())
 	sql += ` AND at < ` + p.add(q.Until.UnixMicro())
 	sql += ` AND anomalous = 1 ORDER BY at DESC, seq DESC LIMIT ` + p.add(q.Flagged)
-	flagged = Query{sql, p.args}
+	flagged = query{sql, p.args}
 	return periods, latest, flagged
 }
 
-// ScanSignalPeriod reads one row of the periods query of q.
-func ScanSignalPeriod(scan func(dest ...any) error, q SignalQuery) (SignalPeriod, error) {
+// scanSignalPeriod reads one row of the periods query of q.
+func scanSignalPeriod(scan func(dest ...any) error, q SignalQuery) (SignalPeriod, error) {
 	var period int64
 	var sp SignalPeriod
 	var expected, low, high *float64
@@ -187,8 +188,8 @@ func ScanSignalPeriod(scan func(dest ...any) error, q SignalQuery) (SignalPeriod
 	return sp, nil
 }
 
-// NewSignalHistory puts the answers of SignalHistoryQueries together.
-func NewSignalHistory(periods []SignalPeriod, latest, flagged []Observation) SignalHistory {
+// newSignalHistory puts the answers of signalHistoryQueries together.
+func newSignalHistory(periods []SignalPeriod, latest, flagged []Observation) SignalHistory {
 	h := SignalHistory{Periods: periods, Flagged: flagged}
 	for _, p := range periods {
 		h.Observations += p.Observations
@@ -221,9 +222,9 @@ func ObservationCursor(o Observation) string {
 	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d.%d", o.At.UnixMicro(), o.Seq))
 }
 
-// ObservationsQuery is the query of a page of observations (read with
-// ScanObservationPage); a malformed cursor is ErrInvalid.
-func ObservationsQuery(f ObservationFilter, ph func(n int) string) (string, []any, error) {
+// observationsQuery is the query of a page of observations (read with
+// scanObservationPage); a malformed cursor is ErrInvalid.
+func observationsQuery(f ObservationFilter, ph func(n int) string) (string, []any, error) {
 	p := &params{ph: ph}
 	where := []string{"process = " + p.add(f.Process), "signal = " + p.add(f.Signal)}
 	if !f.Since.IsZero() {
@@ -253,10 +254,92 @@ func ObservationsQuery(f ObservationFilter, ph func(n int) string) (string, []an
 	return q, p.args, nil
 }
 
-// ScanObservationPage reads one row of ObservationsQuery.
-func ScanObservationPage(scan func(dest ...any) error, process, signal string) (Observation, error) {
+// scanObservationPage reads one row of observationsQuery.
+func scanObservationPage(scan func(dest ...any) error, process, signal string) (Observation, error) {
 	var seq int64
-	o, err := ScanObservation(func(dest ...any) error { return scan(append([]any{&seq}, dest...)...) }, process, signal)
+	o, err := scanObservation(func(dest ...any) error { return scan(append([]any{&seq}, dest...)...) }, process, signal)
 	o.Seq = seq
 	return o, err
+}
+
+// Reader is a store's way to read: it runs a query and calls row with the
+// Scan of each row it returns. op names the read in errors.
+type Reader func(ctx context.Context, op, sql string, args []any, row func(scan func(dest ...any) error) error) error
+
+// readObservations reads the observations a query of ObservationColumns
+// returns.
+func readObservations(ctx context.Context, rows Reader, op, process, signal, sql string, args []any) ([]Observation, error) {
+	out := []Observation{}
+	err := rows(ctx, op, sql, args, func(scan func(dest ...any) error) error {
+		o, err := scanObservation(scan, process, signal)
+		out = append(out, o)
+		return err
+	})
+	return out, err
+}
+
+// ObservationsOf lists the observations of a signal since a time, oldest
+// first, through a store's reader.
+func ObservationsOf(ctx context.Context, rows Reader, ph func(n int) string, process, signal string, since time.Time) ([]Observation, error) {
+	p := &params{ph: ph}
+	q := `SELECT ` + ObservationColumns + ` FROM observations WHERE process = ` + p.add(process) + ` AND signal = ` + p.add(signal)
+	q += ` AND at >= ` + p.add(since.UnixMicro())
+	return readObservations(ctx, rows, "observations", process, signal, q+` ORDER BY at, seq`, p.args)
+}
+
+// InstanceObservationOf is the observation of a signal an instance's value
+// (or step duration) made, if any, through a store's reader: ErrNotFound
+// when none is kept.
+func InstanceObservationOf(ctx context.Context, rows Reader, ph func(n int) string, process, signal, instanceID string) (Observation, error) {
+	p := &params{ph: ph}
+	q := `SELECT ` + ObservationColumns + ` FROM observations WHERE process = ` + p.add(process) + ` AND signal = ` + p.add(signal)
+	q += ` AND instance_id = ` + p.add(instanceID)
+	obs, err := readObservations(ctx, rows, "instance observation", process, signal, q, p.args)
+	if err != nil {
+		return Observation{}, err
+	}
+	if len(obs) == 0 {
+		return Observation{}, fmt.Errorf("%w: no observation of %s/%s by instance %s", ErrNotFound, process, signal, instanceID)
+	}
+	return obs[0], nil
+}
+
+// ObservationPageOf lists a page of a signal's observations, oldest
+// first, through a store's reader.
+func ObservationPageOf(ctx context.Context, rows Reader, ph func(n int) string, f ObservationFilter) ([]Observation, error) {
+	q, args, err := observationsQuery(f, ph)
+	if err != nil {
+		return nil, err
+	}
+	out := []Observation{}
+	err = rows(ctx, "observation page", q, args, func(scan func(dest ...any) error) error {
+		o, err := scanObservationPage(scan, f.Process, f.Signal)
+		out = append(out, o)
+		return err
+	})
+	return out, err
+}
+
+// SignalHistoryOf sums up a signal's observations over a window, through
+// a store's reader.
+func SignalHistoryOf(ctx context.Context, rows Reader, ph func(n int) string, q SignalQuery) (SignalHistory, error) {
+	pq, lq, fq := signalHistoryQueries(q, ph)
+	periods := []SignalPeriod{}
+	err := rows(ctx, "signal history", pq.SQL, pq.Args, func(scan func(dest ...any) error) error {
+		sp, err := scanSignalPeriod(scan, q)
+		periods = append(periods, sp)
+		return err
+	})
+	if err != nil {
+		return SignalHistory{}, err
+	}
+	latest, err := readObservations(ctx, rows, "signal history", q.Process, q.Signal, lq.SQL, lq.Args)
+	if err != nil {
+		return SignalHistory{}, err
+	}
+	flagged, err := readObservations(ctx, rows, "signal history", q.Process, q.Signal, fq.SQL, fq.Args)
+	if err != nil {
+		return SignalHistory{}, err
+	}
+	return newSignalHistory(periods, latest, flagged), nil
 }

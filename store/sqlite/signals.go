@@ -46,52 +46,29 @@ func (s *Store) AppendObservations(ctx context.Context, obs ...store.Observation
 // Observations lists the observations of a signal since a time, oldest
 // first.
 func (s *Store) Observations(ctx context.Context, process, signal string, since time.Time) ([]store.Observation, error) {
-	return collect(ctx, s.r, "observations", func(r scanner) (store.Observation, error) { return store.ScanObservation(r.Scan, process, signal) },
-		`SELECT `+store.ObservationColumns+` FROM observations WHERE process = ? AND signal = ? AND at >= ? ORDER BY at, seq`, process, signal, micros(since))
+	return store.ObservationsOf(ctx, s.rows, placeholder, process, signal, since)
 }
 
 // InstanceObservation is the observation of a signal an instance's value
-// (or step duration) made, if any: ErrNotFound when none is kept.
+// (or step duration) made: ErrNotFound when none is kept.
 func (s *Store) InstanceObservation(ctx context.Context, process, signal, instanceID string) (store.Observation, error) {
-	obs, err := collect(ctx, s.r, "instance observation", func(r scanner) (store.Observation, error) { return store.ScanObservation(r.Scan, process, signal) },
-		`SELECT `+store.ObservationColumns+` FROM observations WHERE process = ? AND signal = ? AND instance_id = ?`, process, signal, instanceID)
-	if err != nil {
-		return store.Observation{}, err
-	}
-	if len(obs) == 0 {
-		return store.Observation{}, fmt.Errorf("%w: no observation of %s/%s by instance %s", store.ErrNotFound, process, signal, instanceID)
-	}
-	return obs[0], nil
+	return store.InstanceObservationOf(ctx, s.rows, placeholder, process, signal, instanceID)
 }
 
 // ObservationPage lists a page of a signal's observations, oldest first.
 func (s *Store) ObservationPage(ctx context.Context, f store.ObservationFilter) ([]store.Observation, error) {
-	q, args, err := store.ObservationsQuery(f, placeholder)
-	if err != nil {
-		return nil, err
-	}
-	return collect(ctx, s.r, "observation page", func(r scanner) (store.Observation, error) {
-		return store.ScanObservationPage(r.Scan, f.Process, f.Signal)
-	}, q, args...)
+	return store.ObservationPageOf(ctx, s.rows, placeholder, f)
 }
 
 // SignalHistory sums up a signal's observations over a window.
 func (s *Store) SignalHistory(ctx context.Context, q store.SignalQuery) (store.SignalHistory, error) {
-	pq, lq, fq := store.SignalHistoryQueries(q, placeholder)
-	periods, err := collect(ctx, s.r, "signal history", func(r scanner) (store.SignalPeriod, error) { return store.ScanSignalPeriod(r.Scan, q) }, pq.SQL, pq.Args...)
-	if err != nil {
-		return store.SignalHistory{}, err
-	}
-	scan := func(r scanner) (store.Observation, error) { return store.ScanObservation(r.Scan, q.Process, q.Signal) }
-	latest, err := collect(ctx, s.r, "signal history", scan, lq.SQL, lq.Args...)
-	if err != nil {
-		return store.SignalHistory{}, err
-	}
-	flagged, err := collect(ctx, s.r, "signal history", scan, fq.SQL, fq.Args...)
-	if err != nil {
-		return store.SignalHistory{}, err
-	}
-	return store.NewSignalHistory(periods, latest, flagged), nil
+	return store.SignalHistoryOf(ctx, s.rows, placeholder, q)
+}
+
+// rows reads for the queries the stores share (store.Reader).
+func (s *Store) rows(ctx context.Context, op, q string, args []any, row func(scan func(dest ...any) error) error) error {
+	_, err := collect(ctx, s.r, op, func(r scanner) (struct{}, error) { return struct{}{}, row(r.Scan) }, q, args...)
+	return err
 }
 
 // DetectorState reads a detector's state; a detector never saved has
