@@ -142,10 +142,11 @@ func (s *server) listObservations(c *gin.Context) {
 		fail(c, cursorError(err))
 		return
 	}
-	out := gin.H{"observations": make([]signalPoint, len(list))}
+	points := make([]signalPoint, len(list))
 	for i, o := range list {
-		out["observations"].([]signalPoint)[i] = pointOf(o)
+		points[i] = pointOf(o)
 	}
+	out := gin.H{"observations": points}
 	if len(list) == f.Limit {
 		out["next"] = store.ObservationCursor(list[len(list)-1])
 	}

@@ -3,7 +3,6 @@ package app
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -56,10 +55,7 @@ func (o TemporalTLS) config(address string) (*tls.Config, error) {
 			return nil, fmt.Errorf("--temporal-tls-ca: %s holds no PEM certificate", o.CAFile)
 		}
 	}
-	switch {
-	case (o.CertFile == "") != (o.KeyFile == ""):
-		return nil, errors.New("--temporal-tls-cert and --temporal-tls-key: give both (a client certificate and its key), or neither")
-	case o.CertFile != "":
+	if o.CertFile != "" { // with KeyFile: Options.validate checks the pair is whole
 		// Checked now, so a wrong pair stops the start with a clear error
 		// rather than failing every handshake.
 		if _, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile); err != nil {
