@@ -41,6 +41,7 @@ Usage:
   adaptflow process kpis NAME [--since 30d]           a process's KPIs (through a server's API; also list,
                                                       signals NAME, observations NAME SIGNAL as CSV)
   adaptflow audit verify                              check the hash chains of decisions and policy versions
+  adaptflow prune --older-than 400d                   remove ended instances, observations and audit entries older than that
   adaptflow keys create --role R --name N [--processes a,b] [--expires-in 90d]
                                                       create an API key in the store (list, revoke ID too)
   adaptflow ml nab --data DIR [--out DIR] [--json]    run and score the anomaly detector on a NAB layout
@@ -71,7 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "healthcheck":
 		return healthcheck(rest, stderr)
-	case "policy", "audit", "ml", "keys", "instances", "process":
+	case "policy", "audit", "ml", "keys", "instances", "process", "prune":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		switch cmd {
@@ -85,6 +86,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return cli.Instances(ctx, rest, stdout, stderr)
 		case "process":
 			return cli.Process(ctx, rest, stdout, stderr)
+		case "prune":
+			return cli.Prune(ctx, rest, stdout, stderr)
 		}
 		return cli.Audit(ctx, rest, stdout, stderr)
 	}
@@ -149,6 +152,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fs.StringVar(&opts.TemporalTLS.CAFile, "temporal-tls-ca", os.Getenv("TEMPORAL_TLS_CA"), "CA bundle (PEM) to trust for Temporal's certificate instead of the system's")
 			fs.StringVar(&opts.TemporalTLS.ServerName, "temporal-tls-server-name", os.Getenv("TEMPORAL_TLS_SERVER_NAME"), "name Temporal's certificate must carry (default: the host of --temporal-address)")
 			fs.StringVar(&opts.TemporalAPIKey, "temporal-api-key", os.Getenv("TEMPORAL_API_KEY"), "API key for Temporal (Temporal Cloud, or a cluster's authorizer), sent over TLS")
+		}
+		if cmd != "worker" {
+			if v := os.Getenv("ADAPTFLOW_STORE_RETENTION"); v != "" {
+				d, err := process.ParseDuration(v)
+				if err != nil {
+					fmt.Fprintf(stderr, "adaptflow %s: ADAPTFLOW_STORE_RETENTION: %v\n", cmd, err)
+					return 2
+				}
+				opts.StoreRetention = d
+			}
+			fs.Func("store-retention", "prune from the store, every hour, instances that ended (with their decisions, reviews and verdicts), signal observations and audit entries older than this, e.g. 400d; at least 1d, and in dev at least --retention (default 0: keep everything)", func(v string) error {
+				d, err := process.ParseDuration(v)
+				opts.StoreRetention = d
+				return err
+			})
 		}
 		if cmd == "worker" {
 			fs.StringVar(&opts.MetricsListen, "metrics-listen", os.Getenv("ADAPTFLOW_METRICS_LISTEN"), "where the worker serves /metrics and /healthz (default: nowhere)")

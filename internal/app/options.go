@@ -83,6 +83,15 @@ type Options struct {
 	// history of a finished workflow: a failed instance can be retried, and
 	// Temporal's UI shows it, until then.
 	Retention time.Duration
+	// StoreRetention, when set, is how long the store keeps what is done
+	// with: instances that ended (with their decisions, reviews and
+	// verdicts), signal observations and audit entries older than it are
+	// pruned every hour by the API (see store.Prune). Zero keeps
+	// everything.
+	StoreRetention time.Duration
+	// PruneFirst is when the first prune runs after the start (default a
+	// minute; tests make it shorter).
+	PruneFirst time.Duration
 	// ClaimLease is how long a reviewer's claim on a review lasts unless
 	// the reviewer asks for another lease.
 	ClaimLease time.Duration
@@ -149,6 +158,9 @@ func (o *Options) validate() error {
 	}
 	if o.Retention < 24*time.Hour || o.Retention%time.Hour != 0 {
 		errs = append(errs, fmt.Errorf("--retention: must be whole hours, at least 1d (got %s)", o.Retention))
+	}
+	if o.StoreRetention != 0 && o.StoreRetention < 24*time.Hour {
+		errs = append(errs, fmt.Errorf("--store-retention: must be at least 1d, or 0 to keep everything (got %s)", o.StoreRetention))
 	}
 	if o.ClaimLease < time.Minute || o.ClaimLease > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("--claim-lease: must be between 1m and 24h (got %s)", o.ClaimLease))

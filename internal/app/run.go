@@ -74,6 +74,11 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	if err := opts.validate(); err != nil {
 		return err
 	}
+	if mode == ModeDev && opts.StoreRetention > 0 && opts.StoreRetention < opts.Retention {
+		// An instance pruned from the store could not be retried, though
+		// Temporal still keeps its history.
+		return fmt.Errorf("--store-retention: must be at least --retention (%s), how long Temporal keeps finished workflows (got %s)", opts.Retention, opts.StoreRetention)
+	}
 	lg := opts.Logger
 	lc := &lifecycle{logger: lg}
 	defer func() {
@@ -240,6 +245,13 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		}
 	}
 	runSweeps(ctx, lc, apiOpts, opts.SweepEvery)
+	if opts.StoreRetention > 0 {
+		first := opts.PruneFirst
+		if first <= 0 {
+			first = pruneFirst
+		}
+		runPrunes(ctx, lc, st, opts.StoreRetention, lg, reg, first)
+	}
 	// Stopped after the HTTP server (added before it): no request can
 	// leave a new start behind by then.
 	lc.add("background starts", handler.Drain)
@@ -378,6 +390,7 @@ type Store interface {
 	api.PolicyLifecycle
 	api.DecisionScanner
 	store.ChainReader
+	pruner
 	PolicyStamp(ctx context.Context, process string) (int64, error)
 	Ping(ctx context.Context) error
 	Close() error

@@ -490,3 +490,81 @@ func TestProcessCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestPruneCommand: `adaptflow prune` removes the instances that ended
+// before --older-than ago, with their decisions, and the observations and
+// audit entries made before it; an instance that ended later, or runs,
+// stays.
+func TestPruneCommand(t *testing.T) {
+	ctx := t.Context()
+	db := filepath.Join(t.TempDir(), "adaptflow.db")
+	st, err := sqlite.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, id := range []string{"old", "new", "running"} {
+		if _, _, err := st.CreateInstance(ctx, store.Instance{ID: id, Process: "shop", ProcessVersion: 1, BusinessKey: id, Input: []byte(`{}`), CreatedAt: now.Add(-60 * 24 * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		status := "completed"
+		if id == "running" {
+			status = "running"
+		}
+		d := process.Decision{ID: "dc-" + id, InstanceID: id, RunID: "r-" + id, Seq: 1, Time: now.Add(-60 * 24 * time.Hour), Process: "shop", ProcessVersion: 1, Step: "pack",
+			Facts: []byte(`{}`), Evaluations: []process.Evaluation{}, Applied: []process.AppliedAction{}, Rejected: []process.Rejection{}, Model: "none"}
+		d.Hash = d.ComputeHash()
+		if _, err := st.AppendDecisionWithState(ctx, d, &store.StateSave{InstanceID: id, RunID: "r-" + id, Seq: 1, State: json.RawMessage(`{"status":"` + status + `"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.AppendObservations(ctx, store.Observation{Process: "shop", Signal: "amount", At: now.Add(-40 * 24 * time.Hour), Value: 1, InstanceID: "old"},
+		store.Observation{Process: "shop", Signal: "amount", At: now.Add(-time.Hour), Value: 2, InstanceID: "new"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AppendAudit(ctx, store.AuditEntry{At: now.Add(-40 * 24 * time.Hour), KeyID: "k", Actor: "ann", Role: store.RoleAdmin, Action: "POST /v1/keys", Status: 201}); err != nil {
+		t.Fatal(err)
+	}
+	_ = st.Close()
+	// "old" ended 40 days ago.
+	raw, err := sql.Open("sqlite", "file:"+db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.ExecContext(ctx, `UPDATE instances SET finished_at = ? WHERE id = 'old'`, now.Add(-40*24*time.Hour).UnixMicro()); err != nil {
+		t.Fatal(err)
+	}
+	_ = raw.Close()
+
+	prune := func(args []string, o, e *bytes.Buffer) int { return Prune(t.Context(), args, o, e) }
+	for _, bad := range [][]string{{"--database-url", db}, {"--database-url", db, "--older-than", "12h"}, {"--database-url", db, "--older-than", "soon"}} {
+		if code, out := run(t, prune, bad...); code != 2 {
+			t.Errorf("%v: exit %d\n%s", bad, code, out)
+		}
+	}
+	if code, out := run(t, prune, "--older-than", "30d", "--data-dir", t.TempDir()); code != 1 || !strings.Contains(out, "no store at") {
+		t.Errorf("a data directory without a store: exit %d\n%s", code, out)
+	}
+	code, out := run(t, prune, "--older-than", "30d", "--database-url", db, "--json")
+	var got store.Pruned
+	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil {
+		t.Fatalf("prune: exit %d, %v\n%s", code, err, out)
+	}
+	if want := (store.Pruned{Instances: 1, Decisions: 1, Observations: 1, AuditEntries: 1}); got != want {
+		t.Fatalf("pruned %+v, want %+v", got, want)
+	}
+	if code, out := run(t, prune, "--older-than", "30d", "--database-url", db); code != 0 || !strings.HasPrefix(out, "removed 0 instances") {
+		t.Fatalf("a second prune: exit %d\n%s", code, out)
+	}
+	st, err = sqlite.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for id, want := range map[string]bool{"old": false, "new": true, "running": true} {
+		_, err := st.Instance(ctx, id)
+		if kept := err == nil; kept != want {
+			t.Errorf("instance %s kept: %v (%v), want %v", id, kept, err, want)
+		}
+	}
+}

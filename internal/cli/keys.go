@@ -12,6 +12,7 @@ import (
 
 	"github.com/adaptflow/adaptflow/api"
 	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/postgres"
 	"github.com/adaptflow/adaptflow/store/sqlite"
 )
@@ -21,15 +22,17 @@ const keysUsage = `usage:
   adaptflow keys list   [--data-dir DIR | --database-url URL] [--json]
   adaptflow keys revoke ID [--data-dir DIR | --database-url URL]`
 
-// keyStore is what the keys commands need of a store.
-type keyStore interface {
+// writeStore is what the commands that write to a store directly (keys,
+// prune) need of it.
+type writeStore interface {
 	api.KeyStore
 	api.KeyAdmin
+	Prune(ctx context.Context, before time.Time) (store.Pruned, error)
 	Close() error
 }
 
 // openStore opens a store for writing, applying pending migrations.
-func openStore(ctx context.Context, dataDir, dbURL string) (keyStore, error) {
+func openStore(ctx context.Context, dataDir, dbURL string) (writeStore, error) {
 	path, pg := storeAt(dataDir, dbURL)
 	if pg {
 		return postgres.Open(ctx, path, postgres.Options{Migrate: true})
@@ -82,7 +85,7 @@ func Keys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "adaptflow keys create:", err)
 			return 1
 		}
-		return withKeyStore(ctx, *dataDir, *dbURL, stderr, sub, func(st keyStore) error {
+		return withWriteStore(ctx, *dataDir, *dbURL, stderr, "keys "+sub, func(st writeStore) error {
 			if err := st.PutKey(ctx, key); err != nil {
 				return err
 			}
@@ -93,7 +96,7 @@ func Keys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return nil
 		})
 	case "list":
-		return withKeyStore(ctx, *dataDir, *dbURL, stderr, sub, func(st keyStore) error {
+		return withWriteStore(ctx, *dataDir, *dbURL, stderr, "keys "+sub, func(st writeStore) error {
 			ks, err := st.Keys(ctx)
 			if err != nil {
 				return err
@@ -120,7 +123,7 @@ func Keys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, keysUsage)
 			return 2
 		}
-		return withKeyStore(ctx, *dataDir, *dbURL, stderr, sub, func(st keyStore) error {
+		return withWriteStore(ctx, *dataDir, *dbURL, stderr, "keys "+sub, func(st writeStore) error {
 			k, err := st.RevokeKey(ctx, rest[0], time.Now())
 			if err != nil {
 				return err
@@ -133,15 +136,16 @@ func Keys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func withKeyStore(ctx context.Context, dataDir, dbURL string, stderr io.Writer, sub string, fn func(keyStore) error) int {
+// withWriteStore runs fn on the store, reporting a failure as command.
+func withWriteStore(ctx context.Context, dataDir, dbURL string, stderr io.Writer, command string, fn func(writeStore) error) int {
 	st, err := openStore(ctx, dataDir, dbURL)
 	if err != nil {
-		fmt.Fprintf(stderr, "adaptflow keys %s: %v\n", sub, err)
+		fmt.Fprintf(stderr, "adaptflow %s: %v\n", command, err)
 		return 1
 	}
 	defer st.Close()
 	if err := fn(st); err != nil {
-		fmt.Fprintf(stderr, "adaptflow keys %s: %v\n", sub, err)
+		fmt.Fprintf(stderr, "adaptflow %s: %v\n", command, err)
 		return 1
 	}
 	return 0

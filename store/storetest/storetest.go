@@ -81,6 +81,7 @@ type Store interface {
 	Verdicts(ctx context.Context, classifier string, since time.Time) ([]store.Verdict, error)
 	ReviewStats(ctx context.Context, now time.Time) ([]store.QueueStats, error)
 	QueueSummaries(ctx context.Context, f store.QueueFilter) ([]store.QueueSummary, error)
+	Prune(ctx context.Context, before time.Time) (store.Pruned, error)
 }
 
 // Run runs the suite; open returns a new, empty store.
@@ -108,6 +109,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("examples", func(t *testing.T) { testExamples(t, open(t)) })
 	t.Run("signals", func(t *testing.T) { testSignals(t, open(t)) })
 	t.Run("signal history", func(t *testing.T) { testSignalHistory(t, open(t)) })
+	t.Run("prune", func(t *testing.T) { testPrune(t, open(t)) })
 }
 
 func testSignals(t *testing.T, s Store) {
@@ -1545,5 +1547,131 @@ func testInstanceListing(t *testing.T, s Store) {
 		if _, err := s.Instances(ctx, bad); !errors.Is(err, store.ErrInvalid) {
 			t.Fatalf("%+v: %v, want ErrInvalid", bad, err)
 		}
+	}
+}
+
+// testPrune: a prune removes the instances that ended before its time,
+// each whole (decisions of every run, reviews, verdicts), and the
+// observations and audit entries made before it, in batches; what runs,
+// what ended later, examples and detector state stay, and the remaining
+// chains verify.
+func testPrune(t *testing.T, s Store) {
+	ctx := t.Context()
+	create := func(id string) {
+		t.Helper()
+		_, _, err := s.CreateInstance(ctx, store.Instance{ID: id, Process: "orders", ProcessVersion: 1, BusinessKey: id, Input: []byte(`{}`), CreatedAt: t0})
+		must(t, err)
+	}
+	// "done" ended, with two runs of decisions (a retry), a review and a
+	// verdict; "running" has not ended, "failed" failed; 450 more ended
+	// (more than one batch).
+	create("done")
+	d1 := decision("done-r1", 1, "")
+	d1.InstanceID = "done"
+	d1.Hash = d1.ComputeHash()
+	d2 := decision("done-r2", 2, d1.Hash)
+	d2.InstanceID = "done"
+	d2.Hash = d2.ComputeHash()
+	for _, d := range []process.Decision{d1, d2} {
+		_, err := s.AppendDecision(ctx, d)
+		must(t, err)
+	}
+	for _, r := range []store.Review{{ID: "rv-done", InstanceID: "done", RunID: "done-r2", Process: "orders", Step: "s", Queue: "q", CreatedAt: t0},
+		{ID: "rv-running", InstanceID: "running", RunID: "run-r1", Process: "orders", Step: "s", Queue: "q", CreatedAt: t0}} {
+		_, err := s.CreateReview(ctx, r)
+		must(t, err)
+		must(t, s.PutVerdict(ctx, store.Verdict{ReviewID: r.ID, Classifier: "c", Queue: "q", Model: "embedded", Predicted: "a", Confidence: 0.5, Label: "a", Reviewer: "ann", At: t0}))
+	}
+	saveState(t, s, "done", "done-r2", 3, json.RawMessage(`{"status":"completed"}`))
+	create("running")
+	rd := decision("run-r1", 1, "")
+	rd.InstanceID = "running"
+	rd.Hash = rd.ComputeHash()
+	_, err := s.AppendDecisionWithState(ctx, rd, &store.StateSave{InstanceID: "running", RunID: "run-r1", Seq: 1, State: json.RawMessage(`{"status":"waiting_review"}`)})
+	must(t, err)
+	create("failed")
+	saveState(t, s, "failed", "f-r1", 1, json.RawMessage(`{"status":"failed","error":"x"}`))
+	for i := range 450 {
+		id := fmt.Sprintf("bulk-%03d", i)
+		create(id)
+		saveState(t, s, id, "r", 1, json.RawMessage(`{"status":"completed"}`))
+	}
+	ended := time.Now()
+	must(t, s.PutExample(ctx, store.Example{ID: "ex-1", Classifier: "c", Text: "from a review", Label: "a", Source: "review", Embedding: unit(s.EmbeddingDim(), 0, 1, 1), CreatedAt: t0}))
+	_, err = s.SaveDetectorState(ctx, store.DetectorState{Key: "orders/rate", State: []byte(`{}`)})
+	must(t, err)
+	// Observations: a rate with 6,000 boundaries before t0 (more than one
+	// batch), values observed before and after t0+1h.
+	rate := make([]store.Observation, 6000)
+	for i := range rate {
+		rate[i] = store.Observation{Process: "orders", Signal: "rate", At: t0.Add(time.Duration(i-6000) * 10 * time.Minute), Value: 1, Verdict: &store.SignalVerdict{Score: 0.1}}
+	}
+	must(t, s.AppendObservations(ctx, rate...))
+	must(t, s.AppendObservations(ctx, store.Observation{Process: "orders", Signal: "amount", At: t0, Value: 5, InstanceID: "done"},
+		store.Observation{Process: "orders", Signal: "amount", At: t0.Add(2 * time.Hour), Value: 6, InstanceID: "running"},
+		store.Observation{Process: "returns", Signal: "amount", At: t0, Value: 7, InstanceID: "r-1"}))
+	for i := range 3 {
+		must(t, s.AppendAudit(ctx, store.AuditEntry{At: t0.Add(time.Duration(i) * time.Hour), KeyID: "k", Actor: "ann", Role: store.RoleAdmin, Action: "POST /v1/keys", Status: 201}))
+	}
+
+	// Before t0+1h: nothing has ended yet, so only old observations and
+	// entries go.
+	got, err := s.Prune(ctx, t0.Add(time.Hour))
+	must(t, err)
+	if want := (store.Pruned{Observations: 6000 + 1 + 1, AuditEntries: 1}); got != want {
+		t.Fatalf("prune before t0+1h: %+v, want %+v", got, want)
+	}
+	obs, err := s.Observations(ctx, "orders", "amount", time.Time{})
+	must(t, err)
+	if len(obs) != 1 || obs[0].InstanceID != "running" {
+		t.Fatalf("amount observations after the prune: %+v", obs)
+	}
+	if _, err := s.Instance(ctx, "done"); err != nil {
+		t.Fatalf("an instance that ended after the prune's time went: %v", err)
+	}
+
+	// After the instances ended: they go whole, the running one stays.
+	got, err = s.Prune(ctx, ended.Add(time.Millisecond))
+	must(t, err)
+	if want := (store.Pruned{Instances: 452, Decisions: 2, Reviews: 1, Verdicts: 1, Observations: 1, AuditEntries: 2}); got != want {
+		t.Fatalf("prune after the ends: %+v, want %+v", got, want)
+	}
+	for _, id := range []string{"done", "failed", "bulk-000", "bulk-449"} {
+		if _, err := s.Instance(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("instance %s after the prune: %v", id, err)
+		}
+	}
+	if ds, err := s.Decisions(ctx, "done"); err != nil || len(ds) != 0 {
+		t.Fatalf("decisions of a pruned instance: %d, %v", len(ds), err)
+	}
+	if _, err := s.Review(ctx, "rv-done"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("review of a pruned instance: %v", err)
+	}
+	if vs, err := s.Verdicts(ctx, "c", time.Time{}); err != nil || len(vs) != 1 || vs[0].ReviewID != "rv-running" {
+		t.Fatalf("verdicts after the prune: %+v, %v", vs, err)
+	}
+	if in, err := s.Instance(ctx, "running"); err != nil || in.StateSeq != 1 {
+		t.Fatalf("the running instance after the prune: %+v, %v", in, err)
+	}
+	if rv, err := s.Review(ctx, "rv-running"); err != nil || rv.InstanceID != "running" {
+		t.Fatalf("the running instance's review after the prune: %+v, %v", rv, err)
+	}
+	if ds, err := s.Decisions(ctx, "running"); err != nil || len(ds) != 1 {
+		t.Fatalf("the running instance's decisions after the prune: %d, %v", len(ds), err)
+	}
+	if ex, err := s.ExamplesOf(ctx, "c"); err != nil || len(ex) != 1 {
+		t.Fatalf("examples after the prune: %+v, %v", ex, err)
+	}
+	if st, err := s.DetectorState(ctx, "orders/rate"); err != nil || st.Version != 1 {
+		t.Fatalf("detector state after the prune: %+v, %v", st, err)
+	}
+	rep, err := store.Verify(ctx, s)
+	must(t, err)
+	if !rep.OK || rep.Runs != 1 || rep.Decisions != 1 {
+		t.Fatalf("chains after the prune: %+v", rep)
+	}
+	// Nothing more to prune: a second prune removes nothing.
+	if got, err = s.Prune(ctx, ended.Add(time.Millisecond)); err != nil || got != (store.Pruned{}) {
+		t.Fatalf("a second prune: %+v, %v", got, err)
 	}
 }

@@ -1,0 +1,63 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// pruneEvery is how often a server with --store-retention prunes (the
+// first time a minute after it starts, out of the way of its start).
+const (
+	pruneEvery = time.Hour
+	pruneFirst = time.Minute
+)
+
+// pruner is what pruning needs of a store.
+type pruner interface {
+	Prune(ctx context.Context, before time.Time) (store.Pruned, error)
+}
+
+// runPrunes prunes what is older than retention now and then until
+// shutdown (see store.Prune), counting the rows removed in
+// adaptflow_pruned_rows_total. Every API replica prunes; they take
+// different instances, and a row removed twice is removed once.
+func runPrunes(ctx context.Context, lc *lifecycle, st pruner, retention time.Duration, lg *slog.Logger, reg prometheus.Registerer, first time.Duration) {
+	rows := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "adaptflow_pruned_rows_total",
+		Help: "Rows removed from the store by pruning (--store-retention), by table.",
+	}, []string{"table"})
+	reg.MustRegister(rows)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		wait := first
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = pruneEvery
+			start := time.Now()
+			n, err := st.Prune(ctx, start.Add(-retention))
+			for table, v := range map[string]int64{"instances": n.Instances, "decisions": n.Decisions, "reviews": n.Reviews,
+				"verdicts": n.Verdicts, "observations": n.Observations, "audit_log": n.AuditEntries} {
+				rows.WithLabelValues(table).Add(float64(v))
+			}
+			switch {
+			case err != nil && ctx.Err() == nil:
+				lg.Warn("prune of the store failed; the next prune goes on", "retention", retention.String(), "err", err)
+			case err == nil && n.Total() > 0:
+				lg.Info("pruned the store", "retention", retention.String(), "instances", n.Instances, "decisions", n.Decisions, "reviews", n.Reviews,
+					"verdicts", n.Verdicts, "observations", n.Observations, "audit_entries", n.AuditEntries, "took", time.Since(start).String())
+			}
+		}
+	}()
+	lc.add("pruning", func(context.Context) error { cancel(); <-done; return nil })
+}

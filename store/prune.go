@@ -1,0 +1,164 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Pruned counts the rows a prune removed, by what they were.
+type Pruned struct {
+	Instances    int64 `json:"instances"`
+	Decisions    int64 `json:"decisions"`
+	Reviews      int64 `json:"reviews"`
+	Verdicts     int64 `json:"verdicts"`
+	Observations int64 `json:"observations"`
+	AuditEntries int64 `json:"audit_entries"`
+}
+
+// Total is every row removed.
+func (p Pruned) Total() int64 {
+	return p.Instances + p.Decisions + p.Reviews + p.Verdicts + p.Observations + p.AuditEntries
+}
+
+// Add sums two prunes.
+func (p Pruned) Add(q Pruned) Pruned {
+	return Pruned{
+		Instances: p.Instances + q.Instances, Decisions: p.Decisions + q.Decisions, Reviews: p.Reviews + q.Reviews,
+		Verdicts: p.Verdicts + q.Verdicts, Observations: p.Observations + q.Observations, AuditEntries: p.AuditEntries + q.AuditEntries,
+	}
+}
+
+// PruneTx is what a prune needs of one of a store's write transactions.
+type PruneTx interface {
+	// Exec runs a statement and says how many rows it changed.
+	Exec(ctx context.Context, sql string, args ...any) (int64, error)
+	// IDs reads the one text column a query returns.
+	IDs(ctx context.Context, sql string, args ...any) ([]string, error)
+}
+
+// Pruner is how a store runs a prune: its placeholders, the clause that
+// locks the instances a transaction prunes (PostgreSQL's FOR UPDATE SKIP
+// LOCKED, so that replicas pruning at once take other instances and an
+// instance being retried waits; nothing for SQLite, whose writers take
+// turns), a write transaction, and reads outside one.
+type Pruner struct {
+	Placeholder func(n int) string
+	Lock        string
+	Tx          func(ctx context.Context, fn func(PruneTx) error) error
+	Rows        Reader
+}
+
+// pruneBatch bounds the rows one transaction of a prune removes, so that
+// no transaction holds the store long.
+const (
+	pruneInstances = 200
+	pruneRows      = 5000
+)
+
+// Prune removes what is older than before, in short transactions:
+//   - the instances that ended before it, each whole: its decision records
+//     (every run's chain, so `audit verify` finds no gap), its reviews and
+//     the verdicts given on them, then the instance; an instance still
+//     running, or ended since, stays, however old;
+//   - the observations of signals made before it (a detector's state is
+//     kept apart and stays: detection goes on as before; the history
+//     reports start later);
+//   - the entries of the audit log made before it.
+//
+// Labeled examples (reviewers' corrections included), definitions,
+// policies and their versions, and keys are never pruned. A prune stopped
+// half-way (a crash, a canceled ctx) has removed whole instances only;
+// running it again goes on.
+func Prune(ctx context.Context, p Pruner, before time.Time) (Pruned, error) {
+	var out Pruned
+	cut := before.UnixMicro()
+	ph := p.Placeholder
+	for {
+		var n Pruned
+		err := p.Tx(ctx, func(tx PruneTx) error {
+			ids, err := tx.IDs(ctx, fmt.Sprintf(`SELECT id FROM instances WHERE finished_at < %s ORDER BY finished_at, id LIMIT %d%s`, ph(1), pruneInstances, p.Lock), cut)
+			if err != nil || len(ids) == 0 {
+				return err
+			}
+			in := params{ph: ph}
+			list := in.list(ids)
+			for _, s := range []struct {
+				n   *int64
+				sql string
+			}{
+				{&n.Verdicts, `DELETE FROM verdicts WHERE review_id IN (SELECT id FROM reviews WHERE instance_id IN (` + list + `))`},
+				{&n.Reviews, `DELETE FROM reviews WHERE instance_id IN (` + list + `)`},
+				{&n.Decisions, `DELETE FROM decisions WHERE instance_id IN (` + list + `)`},
+				{&n.Instances, `DELETE FROM instances WHERE id IN (` + list + `)`},
+			} {
+				if *s.n, err = tx.Exec(ctx, s.sql, in.args...); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return out, fmt.Errorf("prune instances: %w", err)
+		}
+		out = out.Add(n)
+		if n.Instances < pruneInstances {
+			break
+		}
+	}
+	// Observations, signal by signal, through the index on (process,
+	// signal, at): the next signal is one seek past the last.
+	signals := 0
+	var process, signal string
+	for first := true; ; first = false {
+		q := `SELECT process, signal FROM observations ORDER BY process, signal LIMIT 1`
+		var args []any
+		if !first {
+			q = fmt.Sprintf(`SELECT process, signal FROM observations WHERE (process, signal) > (%s, %s) ORDER BY process, signal LIMIT 1`, ph(1), ph(2))
+			args = []any{process, signal}
+		}
+		found := false
+		err := p.Rows(ctx, "prune: next signal", q, args, func(scan func(dest ...any) error) error {
+			found = true
+			return scan(&process, &signal)
+		})
+		if err != nil {
+			return out, err
+		}
+		if !found {
+			break
+		}
+		signals++
+		del := fmt.Sprintf(`DELETE FROM observations WHERE seq IN (SELECT seq FROM observations WHERE process = %s AND signal = %s AND at < %s ORDER BY at LIMIT %d)`, ph(1), ph(2), ph(3), pruneRows)
+		n, err := pruneRowsOf(ctx, p, del, process, signal, cut)
+		out.Observations += n
+		if err != nil {
+			return out, fmt.Errorf("prune observations of %s/%s: %w", process, signal, err)
+		}
+	}
+	del := fmt.Sprintf(`DELETE FROM audit_log WHERE seq IN (SELECT seq FROM audit_log WHERE at < %s ORDER BY at LIMIT %d)`, ph(1), pruneRows)
+	n, err := pruneRowsOf(ctx, p, del, cut)
+	out.AuditEntries += n
+	if err != nil {
+		return out, fmt.Errorf("prune audit log: %w", err)
+	}
+	return out, nil
+}
+
+// pruneRowsOf runs a statement that deletes up to pruneRows rows until it
+// deletes fewer, one transaction each, and says how many it deleted.
+func pruneRowsOf(ctx context.Context, p Pruner, del string, args ...any) (int64, error) {
+	var total int64
+	for {
+		var n int64
+		err := p.Tx(ctx, func(tx PruneTx) error {
+			var err error
+			n, err = tx.Exec(ctx, del, args...)
+			return err
+		})
+		total += n
+		if err != nil || n < pruneRows {
+			return total, err
+		}
+	}
+}

@@ -1,0 +1,47 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// Prune removes what is older than before: see store.Prune.
+func (s *Store) Prune(ctx context.Context, before time.Time) (store.Pruned, error) {
+	return store.Prune(ctx, store.Pruner{
+		Placeholder: placeholder,
+		Tx: func(ctx context.Context, fn func(store.PruneTx) error) error {
+			return s.tx(ctx, func(tx *sql.Tx) error { return fn(pruneTx{tx}) })
+		},
+		Rows: s.rows,
+	}, before)
+}
+
+type pruneTx struct{ tx *sql.Tx }
+
+func (t pruneTx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	res, err := t.tx.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (t pruneTx) IDs(ctx context.Context, q string, args ...any) ([]string, error) {
+	rows, err := t.tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
