@@ -36,9 +36,10 @@ bench-postgres:
 	fi
 
 # Per-request benchmarks 2,000 times each; the KPI read (100,000 instances
-# a request) 20 times.
+# a request) 20 times; a prune of 1.2 million rows twice.
 PGBENCH = go test ./store/postgres -run '^$$' -bench 'Append|Explanation|Nearest|Inbox|QueueSummaries' -benchtime 2000x -timeout 60m && \
-	go test ./store/postgres -run '^$$' -bench 'ProcessOutcomes|InstanceListing|SignalHistory' -benchtime 20x -timeout 60m
+	go test ./store/postgres -run '^$$' -bench 'ProcessOutcomes|InstanceListing|SignalHistory' -benchtime 20x -timeout 60m && \
+	go test ./store/postgres -run '^$$' -bench 'Prune' -benchtime 2x -timeout 60m
 
 lint:
 	go vet ./...
