@@ -32,3 +32,25 @@ func TestExtractByPatterns(t *testing.T) {
 		t.Fatalf("the given fields were changed: %v", given)
 	}
 }
+
+// Amounts are read as people write them, with either decimal mark.
+func TestParseNumber(t *testing.T) {
+	for in, want := range map[string]float64{
+		"1250": 1250, "1,250.50": 1250.5, "1.250,50": 1250.5, "1 250,50": 1250.5, "1\u00a0250,5": 1250.5, "1\u202f250.75": 1250.75,
+		"1'250.50": 1250.5, "1.250.000": 1250000, "1,250,000": 1250000, "1.250.000,25": 1250000.25, "12,5": 12.5, "12,50": 12.5,
+		"1,250": 1250, "1.25": 1.25, "0,99": 0.99, "-3,5": -3.5, "+7": 7, ".5": 0.5, " 42 ": 42, "1_000": 1000, "1,00,000": 100000, "1.": 1,
+	} {
+		if got, ok := classify.ParseNumber(in); !ok || got != want {
+			t.Errorf("ParseNumber(%q) = %v, %v; want %v", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"", "-", "abc", "12a", ",5,", "1..2", "12.34.56", "1.2345.000", "1,250,00.5", "EUR 5", "1e5"} {
+		if got, ok := classify.ParseNumber(in); ok {
+			t.Errorf("ParseNumber(%q) = %v; want no number", in, got)
+		}
+	}
+	spec := []classify.Field{{Name: "amount", Type: "number", Pattern: `(?i)(?:EUR|€)\s*([0-9][0-9,. ]*[0-9])`}}
+	if got := classify.ExtractByPatterns(spec, "Bitte überweisen Sie EUR 1.000,50 bis Freitag.", nil); got["amount"] != 1000.5 {
+		t.Fatalf("a German amount: %v", got)
+	}
+}

@@ -430,7 +430,9 @@ func BenchmarkPrune(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		// Instance i ended before the cut when i is even.
-		ended := func(i int) int64 { return cut.Add(time.Duration(1-2*(i%2)) * time.Duration(i+1) * time.Second).UnixMicro() }
+		ended := func(i int) int64 {
+			return cut.Add(time.Duration(1-2*(i%2)) * time.Duration(i+1) * time.Second).UnixMicro()
+		}
 		load("instances", []string{"id", "process", "process_version", "business_key", "input", "created_by", "created_at", "status", "finished_at"}, 2*n, func(i int) []any {
 			return []any{fmt.Sprint("i-", i), "orders", 1, fmt.Sprint("k-", i), `{}`, "bench", ended(i) - 3600e6, "completed", ended(i)}
 		})
