@@ -496,6 +496,7 @@ func TestProcessCommand(t *testing.T) {
 // audit entries made before it; an instance that ended later, or runs,
 // stays.
 func TestPruneCommand(t *testing.T) {
+	t.Setenv("DATABASE_URL", "") // the missing-store case must not find the CI server
 	ctx := t.Context()
 	db := filepath.Join(t.TempDir(), "adaptflow.db")
 	st, err := sqlite.Open(ctx, db)
