@@ -1,10 +1,12 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"go.temporal.io/sdk/activity"
 
@@ -28,6 +30,11 @@ type ExampleSource interface {
 type ClassifyInput struct {
 	Spec process.ClassifySpec
 	Text string
+	// Preview is set for a classification tried out of any instance
+	// (POST /v1/processes/{name}/classify): it is not counted in
+	// adaptflow_classifications_total, whose review share is the
+	// instances'.
+	Preview bool `json:",omitempty"`
 }
 
 // ClassifyResult becomes the `classification` facts.
@@ -45,6 +52,33 @@ type ClassifyResult struct {
 	LatencyMS        float64 `json:"latency_ms,omitempty"`
 	PromptTokens     int     `json:"prompt_tokens,omitempty"`
 	CompletionTokens int     `json:"completion_tokens,omitempty"`
+	// Alternatives are, for a preview answered by the embedded classifier,
+	// the most probable labels (up to 3) with their probabilities, most
+	// probable first. Not part of the facts.
+	Alternatives []LabelProbability `json:"alternatives,omitempty"`
+}
+
+// LabelProbability is a label and the embedded classifier's probability
+// of it.
+type LabelProbability struct {
+	Label       string  `json:"label"`
+	Probability float64 `json:"probability"`
+}
+
+// topLabels are the n most probable labels of probs, most probable first
+// (ties by name).
+func topLabels(probs map[string]float64, n int) []LabelProbability {
+	out := make([]LabelProbability, 0, len(probs))
+	for l, p := range probs {
+		out = append(out, LabelProbability{Label: l, Probability: p})
+	}
+	slices.SortFunc(out, func(a, b LabelProbability) int {
+		if c := cmp.Compare(b.Probability, a.Probability); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Label, b.Label)
+	})
+	return out[:min(n, len(out))]
 }
 
 // Facts renders the result as the classification facts.
@@ -91,7 +125,9 @@ func (a *Activities) Classify(ctx context.Context, in ClassifyInput) (ClassifyRe
 		a.Metrics.llm(res, err, retry)
 		switch {
 		case err == nil:
-			a.Metrics.classified("llm", res.Confidence < in.Spec.ReviewBelow)
+			if !in.Preview {
+				a.Metrics.classified("llm", res.Confidence < in.Spec.ReviewBelow)
+			}
 			return ClassifyResult{
 				Label: res.Label, Confidence: res.Confidence, Fields: classify.ExtractByPatterns(spec.Extract, in.Text, res.Fields), Model: "llm:" + res.Model,
 				PromptVersion: res.PromptVersion, LatencyMS: res.LatencyMS, PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens,
@@ -106,11 +142,16 @@ func (a *Activities) Classify(ctx context.Context, in ClassifyInput) (ClassifyRe
 	}
 	r := m.Classify(in.Text)
 	review := r.Confidence < in.Spec.ReviewBelow || fallback != ""
-	a.Metrics.classified("embedded", review)
-	return ClassifyResult{
+	res := ClassifyResult{
 		Label: r.Label, Confidence: r.Confidence, Fields: classify.ExtractByPatterns(extractFields(in.Spec), in.Text, nil), Model: EmbeddedModel,
 		Review: review, Fallback: fallback,
-	}, nil
+	}
+	if in.Preview {
+		res.Alternatives = topLabels(r.Probabilities, 3)
+	} else {
+		a.Metrics.classified("embedded", review)
+	}
+	return res, nil
 }
 
 // extractFields are the fields spec extracts, as package classify takes them.

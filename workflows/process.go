@@ -349,6 +349,16 @@ func (r *runner) save(ctx workflow.Context) {
 // Version is a workflow code version.
 type Version = workflow.Version
 
+// classifyOptions are the Classify activity's: the LLM's 429s and 5xx are
+// retried, and its last attempt falls back to the embedded classifier.
+var classifyOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: time.Minute,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: activities.ClassifyAttempts,
+		NonRetryableErrorTypes: activities.NonRetryable,
+	},
+}
+
 // classify classifies the input text the definition names (from version
 // versionClassify on) and, when the classifier is unsure, opens a review
 // before the first step.
@@ -362,13 +372,7 @@ func (r *runner) classify(ctx workflow.Context) error {
 	}
 	text := spec.Text(r.in.Input)
 	what := strings.Join(spec.TextFields(), " and ")
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: activities.ClassifyAttempts,
-			NonRetryableErrorTypes: activities.NonRetryable,
-		},
-	})
+	actx := workflow.WithActivityOptions(ctx, classifyOptions)
 	var res activities.ClassifyResult
 	if err := workflow.ExecuteActivity(actx, a.Classify, activities.ClassifyInput{Spec: *spec, Text: text}).Get(ctx, &res); err != nil {
 		return fmt.Errorf("classify %s: %w", what, err)

@@ -90,6 +90,7 @@ func newHarnessLLM(t *testing.T, llm *classify.LLM, defYAML string, policyYAML .
 	h.env = h.NewTestWorkflowEnvironment()
 	h.env.SetStartTime(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	h.env.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
+	h.env.RegisterWorkflowWithOptions(workflows.ClassifyPreview, workflow.RegisterOptions{Name: workflows.ClassifyPreviewWorkflow})
 	h.acts = &activities.Activities{
 		Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, States: st, LLM: llm,
 		Calendar: policies.DefaultCalendar(), HTTP: http.DefaultClient,
@@ -558,6 +559,45 @@ func TestLLMDownFallsBackAfterRetries(t *testing.T) {
 	st := h.state(t)
 	if st.Classification["model"] != activities.EmbeddedModel || st.Classification["fallback"] == nil || srv.Calls() != activities.ClassifyAttempts {
 		t.Fatalf("classification %v after %d LLM calls", st.Classification, srv.Calls())
+	}
+}
+
+// TestClassifyPreview: a preview classifies as an instance would (the same
+// activity and retries, the LLM's failure falling back to the embedded
+// classifier) and answers the embedded classifier's most probable labels;
+// it creates no instance.
+func TestClassifyPreview(t *testing.T) {
+	h := onboardingHarness(t, "0.4")
+	text := h.def.Classify.Text(map[string]any{"message": "I complain again: my application was ignored and the service is awful"})
+	h.env.ExecuteWorkflow(workflows.ClassifyPreviewWorkflow, activities.ClassifyInput{Spec: *h.def.Classify, Text: text})
+	var res activities.ClassifyResult
+	if err := h.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Label != "complaint" || res.Model != activities.EmbeddedModel || len(res.Alternatives) != 3 || res.Alternatives[0].Label != "complaint" ||
+		res.Alternatives[0].Probability != res.Confidence || res.Alternatives[1].Probability > res.Confidence || res.Review != (res.Confidence < 0.4) {
+		t.Fatalf("preview %+v", res)
+	}
+	if n, err := h.store.Instances(t.Context(), store.InstanceFilter{Process: h.def.Name}); err != nil || len(n) != 0 {
+		t.Fatalf("a preview left instances: %v %v", n, err)
+	}
+
+	srv := openaitest.New(t, openaitest.Reply{Status: http.StatusInternalServerError})
+	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: srv.BaseURL(), Model: "test-model", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = onboardingHarnessWith(t, "0.0", l)
+	h.env.ExecuteWorkflow(workflows.ClassifyPreviewWorkflow, activities.ClassifyInput{Spec: *h.def.Classify, Text: text})
+	res = activities.ClassifyResult{}
+	if err := h.env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Model != activities.EmbeddedModel || res.Fallback == "" || !res.Review || srv.Calls() != activities.ClassifyAttempts {
+		t.Fatalf("preview with the LLM down: %+v after %d calls", res, srv.Calls())
 	}
 }
 

@@ -27,11 +27,13 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/adaptflow/adaptflow/activities"
 	"github.com/adaptflow/adaptflow/api/apitest"
 	"github.com/adaptflow/adaptflow/internal/app"
 	"github.com/adaptflow/adaptflow/internal/cli"
 	"github.com/adaptflow/adaptflow/internal/ports"
 	"github.com/adaptflow/adaptflow/internal/temporalserver"
+	"github.com/adaptflow/adaptflow/workflows"
 )
 
 var updateHistory = flag.Bool("update-history", false, "record workflows/testdata histories from a run on the embedded server")
@@ -440,6 +442,65 @@ catalog:
 		inst = d.waitStatus(over, "failed")
 		if !strings.Contains(inst["error"].(string), "assertion failed: input.amount <= input.budget_remaining") {
 			t.Fatalf("error %v", inst["error"])
+		}
+	})
+
+	t.Run("a classifier is tried without an instance", func(t *testing.T) {
+		path := "/v1/processes/customer-onboarding/classify"
+		r := d.expect(d.call("POST", path, adminKey, `{"input":{"applicant":"Ann","message":"our company needs a business account with two directors"}}`), http.StatusOK)
+		cl := r.body["classification"].(map[string]any)
+		alts, _ := cl["alternatives"].([]any)
+		if r.body["text"] != "our company needs a business account with two directors" || cl["label"] != "business_account" || cl["model"] != activities.EmbeddedModel ||
+			len(alts) != 3 || alts[0].(map[string]any)["label"] != "business_account" || cl["review"] != (cl["confidence"].(float64) < r.body["review_below"].(float64)) {
+			t.Fatalf("preview %s", r.raw)
+		}
+		r = d.expect(d.call("POST", path, adminKey, `{"text":"I want to move my savings over from my old bank"}`), http.StatusOK)
+		if cl := r.body["classification"].(map[string]any); cl["label"] == "" {
+			t.Fatalf("preview of a text %s", r.raw)
+		}
+		for body, field := range map[string]string{`{}`: "input", `{"text":"x","input":{}}`: "input", `{"text":"  "}`: "text", `{"input":{"applicant":"Bo"}}`: "input"} {
+			if r := d.expect(d.call("POST", path, adminKey, body), http.StatusBadRequest); r.body["error"].(map[string]any)["field"] != field {
+				t.Fatalf("%s: %s, want the field %s named", body, r.raw, field)
+			}
+		}
+		d.expect(d.call("POST", "/v1/processes/order-fulfillment/classify", adminKey, `{"text":"hello"}`), http.StatusConflict)
+		d.expect(d.call("POST", "/v1/processes/nope/classify", adminKey, `{"text":"hello"}`), http.StatusNotFound)
+		if got := d.expect(d.call("GET", "/v1/processes/customer-onboarding/instances", adminKey, ""), http.StatusOK); len(got.body["instances"].([]any)) != 0 {
+			t.Fatalf("a preview started an instance: %s", got.raw)
+		}
+		// The same through the CLI.
+		var out, errOut bytes.Buffer
+		code := cli.Process(t.Context(), []string{"classify", "customer-onboarding", "--input", `{"message":"our company needs a business account with two directors"}`,
+			"--server", d.base, "--api-key", engineer}, &out, &errOut)
+		if code != 0 || !strings.HasPrefix(out.String(), "label") || !strings.Contains(out.String(), "business_account (confidence ") ||
+			!strings.Contains(out.String(), "\nreview ") || !strings.Contains(out.String(), "\nor else ") {
+			t.Fatalf("process classify: exit %d\n%s%s", code, out.String(), errOut.String())
+		}
+		out.Reset()
+		if code := cli.Process(t.Context(), []string{"classify", "order-fulfillment", "--text", "hi", "--server", d.base, "--api-key", engineer}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "classifies nothing") {
+			t.Fatalf("process classify of a process without a classifier: exit %d\n%s%s", code, out.String(), errOut.String())
+		}
+		if *updateHistory {
+			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				list, err := tc.ListWorkflow(t.Context(), &workflowservice.ListWorkflowExecutionsRequest{Namespace: "default", Query: "WorkflowType = '" + workflows.ClassifyPreviewWorkflow + "' AND ExecutionStatus = 'Completed'"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(list.Executions) > 0 {
+					recordHistory(t, tc, list.Executions[0].Execution.WorkflowId, "classify_preview_v1.json")
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("no completed preview in visibility")
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
 		}
 	})
 

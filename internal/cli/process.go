@@ -4,14 +4,20 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
+	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/adaptflow/adaptflow/ml/anomaly"
+	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
 )
 
@@ -20,6 +26,7 @@ const processUsage = `usage:
   adaptflow process kpis NAME [--since 30d] [--bucket 1d] [--version N]
   adaptflow process signals NAME [--since 7d] [--bucket 1h] [--version N] [--flagged 5]
   adaptflow process observations NAME SIGNAL [--since 30d] [--anomalous] [--version N]   (CSV, oldest first)
+  adaptflow process classify NAME (--text TEXT | --text - | --input JSON) [--version N]   (try its classifier; no instance)
 flags common to all: --server URL ($ADAPTFLOW_SERVER) --api-key KEY ($ADAPTFLOW_API_KEY) --json`
 
 // signalPoint is an observation of a signal as the API reports it.
@@ -87,7 +94,7 @@ type kpiFigures struct {
 // Process runs `adaptflow process`: the registered processes, a process's
 // KPIs, and where its signals stand, through a running server's API.
 func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, fs, ok := subcommand("process", args, []string{"list", "kpis", "signals", "observations"}, processUsage, stderr)
+	sub, fs, ok := subcommand("process", args, []string{"list", "kpis", "signals", "observations", "classify"}, processUsage, stderr)
 	if !ok {
 		return 2
 	}
@@ -98,11 +105,13 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	version := fs.Int("version", 0, "kpis: only this definition version's instances; signals: this version's signals (default the latest)")
 	flagged := fs.Int("flagged", 5, "signals: how many of the latest anomalous observations to list per signal")
 	anomalous := fs.Bool("anomalous", false, "observations: only the flagged ones")
+	text := fs.String("text", "", "classify: the text to classify (-: read it from standard input)")
+	input := fs.String("input", "", "classify: an instance's input as JSON; the text is taken from it as for an instance")
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return 2
 	}
-	wantPos := map[string]int{"list": 0, "kpis": 1, "signals": 1, "observations": 2}[sub]
+	wantPos := map[string]int{"list": 0, "kpis": 1, "signals": 1, "observations": 2, "classify": 1}[sub]
 	if *rf.key == "" || len(pos) != wantPos {
 		fmt.Fprintln(stderr, processUsage)
 		return 2
@@ -110,6 +119,13 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if sub == "observations" {
 		if err := exportObservations(ctx, rf.remote(), pos[0], pos[1], *since, *anomalous, *version, stdout); err != nil {
 			fmt.Fprintf(stderr, "adaptflow process observations: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	if sub == "classify" {
+		if err := classifyPreview(ctx, rf.remote(), pos[0], *text, *input, *version, *asJSON, stdout); err != nil {
+			fmt.Fprintf(stderr, "adaptflow process classify: %v\n", err)
 			return 1
 		}
 		return 0
@@ -176,6 +192,89 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printSignals(stdout, v, *since)
 	}
 	return 0
+}
+
+// classifyPreview asks the server how the process's classifier reads a
+// text (or an instance's input) and prints the answer.
+func classifyPreview(ctx context.Context, r *remote, name, text, input string, version int, asJSON bool, w io.Writer) error {
+	body := map[string]any{}
+	switch {
+	case (text == "") == (input == ""):
+		return errors.New("give --text or --input, one of the two")
+	case text == "-":
+		b, err := io.ReadAll(os.Stdin)
+		if err != nil {
+			return err
+		}
+		body["text"] = string(b)
+	case text != "":
+		body["text"] = text
+	default:
+		var in map[string]any
+		if err := json.Unmarshal([]byte(input), &in); err != nil {
+			return fmt.Errorf("--input: not a JSON object: %w", err)
+		}
+		body["input"] = in
+	}
+	path := "/v1/processes/" + url.PathEscape(name) + "/classify"
+	if version != 0 {
+		path += "?version=" + strconv.Itoa(version)
+	}
+	var raw json.RawMessage
+	if err := r.do(ctx, "POST", path, "application/json", process.JSON(body), nil, &raw); err != nil {
+		return err
+	}
+	if asJSON {
+		_, err := fmt.Fprintln(w, string(raw))
+		return err
+	}
+	var v struct {
+		ReviewBelow    float64 `json:"review_below"`
+		Classification struct {
+			Label        string         `json:"label"`
+			Confidence   float64        `json:"confidence"`
+			Fields       map[string]any `json:"fields"`
+			Model        string         `json:"model"`
+			Review       bool           `json:"review"`
+			Fallback     string         `json:"fallback"`
+			Alternatives []struct {
+				Label       string  `json:"label"`
+				Probability float64 `json:"probability"`
+			} `json:"alternatives"`
+		} `json:"classification"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
+	cl := v.Classification
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "label\t%s (confidence %.2f, by %s)\n", cl.Label, cl.Confidence, cl.Model)
+	review := "no"
+	switch {
+	case cl.Fallback != "":
+		review = "yes: the LLM failed (" + cl.Fallback + ")"
+	case cl.Review:
+		review = fmt.Sprintf("yes: confidence under %.2f", v.ReviewBelow)
+	}
+	fmt.Fprintf(tw, "review\t%s\n", review)
+	names := slices.Sorted(maps.Keys(cl.Fields))
+	fields := make([]string, 0, len(names))
+	for _, n := range names {
+		fields = append(fields, fmt.Sprintf("%s=%v", n, cl.Fields[n]))
+	}
+	if len(fields) > 0 {
+		fmt.Fprintf(tw, "fields\t%s\n", strings.Join(fields, " "))
+	}
+	var alts []string
+	for _, a := range cl.Alternatives {
+		if a.Label != cl.Label {
+			alts = append(alts, fmt.Sprintf("%s %.2f", a.Label, a.Probability))
+		}
+	}
+	if len(alts) > 0 {
+		fmt.Fprintf(tw, "or else\t%s\n", strings.Join(alts, ", "))
+	}
+	return tw.Flush()
 }
 
 // exportObservations writes a signal's observations as CSV, oldest first,
