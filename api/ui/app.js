@@ -719,6 +719,7 @@ async function processView(name, q) {
         { title: "Rate", num: true, cell: (x) => pct(x.disagreement_rate) },
         { title: "For example", cell: (x) => (x.examples || []).slice(0, 3).map((e) => h("div", {}, link("#/instances/" + encodeURIComponent(e.instance_id), e.step), `: ${(e.before || []).join(", ") || "nothing"} → ${(e.after || []).join(", ") || "nothing"}`)) },
       ], shadow.policies)] : null,
+    classifier ? classifyTry(name, def.version, def.definition.classify) : null,
     quality ? [h("h2", {}, `Classifier ${classifier}: reviewers' verdicts`),
       quality.overall.verdicts === 0
         ? h("p", { class: "muted" }, "No verdict on a classification in the window yet.")
@@ -741,6 +742,33 @@ async function processView(name, q) {
       { title: "Mandatory", cell: (s) => (s.mandatory ? "yes" : "") },
     ], steps),
   );
+}
+
+// classifyTry lets an engineer see how the process's classifier reads a
+// text before any instance does: the label, the confidence, whether an
+// instance would be reviewed, the fields, the runners-up.
+function classifyTry(name, version, spec) {
+  const text = h("textarea", { name: "text", rows: 3, placeholder: `A ${(spec.fields || [spec.field]).join(" or ")} as it would arrive`, "aria-label": "Text to classify" });
+  const out = h("div", { class: "classified" });
+  const go = actionButton("Classify", async () => {
+    if (!text.value.trim()) throw new Error("Write a text to classify first.");
+    const r = await api("POST", `/v1/processes/${encodeURIComponent(name)}/classify?version=${version}`, { text: text.value });
+    const c = r.classification;
+    const review = c.fallback ? `yes: the LLM failed (${c.fallback})` : c.review ? `yes: confidence under ${pct(r.review_below)}` : "no";
+    const fields = Object.entries(c.fields || {}).map(([k, v]) => `${k} = ${v === null ? "—" : v}`).join(", ");
+    out.replaceChildren(facts([
+      ["Label", h("b", {}, c.label)],
+      ["Confidence", pct(c.confidence)],
+      ["Reviewed", review],
+      ["Fields", fields],
+      ["Or else", (c.alternatives || []).filter((a) => a.label !== c.label).map((a) => `${a.label} ${pct(a.probability)}`).join(", ")],
+      ["Answered by", c.model],
+    ]));
+  });
+  return [h("h2", {}, `Classifier ${spec.name}: try it`),
+    h("section", { class: "card classify-try" },
+      h("p", { class: "muted" }, "How the classifier reads a text, as it would an instance's; nothing is stored."),
+      text, h("div", { class: "actions" }, go), out)];
 }
 
 // ---- signals ---------------------------------------------------------------

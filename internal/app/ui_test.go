@@ -298,6 +298,15 @@ steps:
 	if tiles := b.text("main .tiles"); !strings.Contains(tiles, "1\ncompleted") || !strings.Contains(tiles, "100.0%\ninstances reviewed") {
 		t.Fatalf("KPI tiles:\n%s", tiles)
 	}
+	// Its classifier can be tried on a text.
+	b.clickText("section.classify-try button", "Classify")
+	b.waitText("#flash", "Write a text to classify first.")
+	b.do("write a text", chromedp.SendKeys(chromedp.CSS(`section.classify-try textarea`), "our company needs a business account with two directors"))
+	b.clickText("section.classify-try button", "Classify")
+	b.waitText("section.classify-try .classified", "business_account")
+	if got := b.text("section.classify-try .classified"); !strings.Contains(got, "Confidence") || !strings.Contains(got, "Reviewed") || !strings.Contains(got, "Or else") || !strings.Contains(got, "embedded:") {
+		t.Fatalf("the classifier's answer:\n%s", got)
+	}
 	b.clickText("main a", "business-account-kyc")
 	b.waitText("main h1", "Policy business-account-kyc")
 	b.do("note the change", chromedp.SendKeys(chromedp.CSS(`input[name=note]`), "paused from the UI"))
