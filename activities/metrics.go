@@ -85,7 +85,7 @@ func NewFinishMetrics(reg prometheus.Registerer) *FinishMetrics {
 	f := &FinishMetrics{
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "adaptflow_instances_finished_total",
-			Help: "Instances that ended, by process and final status (completed, failed, rejected): the error rate is failed over all.",
+			Help: "Instances that ended, by process and final status (completed, failed, rejected, canceled). A retried instance ends once per run: take adaptflow_instance_retries_total off both failed and all for the error rate.",
 		}, []string{"process", "status"}),
 		cycleTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "adaptflow_instance_cycle_seconds",

@@ -278,4 +278,10 @@ func TestAlertRules(t *testing.T) {
 	if out, err := exec.Command(promtool, "check", "rules", filepath.Join(root, "deploy", "prometheus", "alerts.yaml")).CombinedOutput(); err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
 	}
+	// And what they do, on series given in alerts_test.yaml.
+	test := exec.Command(promtool, "test", "rules", "alerts_test.yaml")
+	test.Dir = filepath.Join(root, "deploy", "prometheus")
+	if out, err := test.CombinedOutput(); err != nil {
+		t.Fatalf("promtool test rules: %v\n%s", err, out)
+	}
 }
