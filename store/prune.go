@@ -162,3 +162,26 @@ func pruneRowsOf(ctx context.Context, p Pruner, del string, args ...any) (int64,
 		}
 	}
 }
+
+// PruneCounts counts what Prune(before) would remove, reading only.
+func PruneCounts(ctx context.Context, rows Reader, ph func(n int) string, before time.Time) (Pruned, error) {
+	var out Pruned
+	ended := `SELECT id FROM instances WHERE finished_at < ` + ph(1)
+	for _, c := range []struct {
+		n   *int64
+		sql string
+	}{
+		{&out.Instances, `SELECT COUNT(*) FROM instances WHERE finished_at < ` + ph(1)},
+		{&out.Decisions, `SELECT COUNT(*) FROM decisions WHERE instance_id IN (` + ended + `)`},
+		{&out.Reviews, `SELECT COUNT(*) FROM reviews WHERE instance_id IN (` + ended + `)`},
+		{&out.Verdicts, `SELECT COUNT(*) FROM verdicts WHERE review_id IN (SELECT id FROM reviews WHERE instance_id IN (` + ended + `))`},
+		{&out.Observations, `SELECT COUNT(*) FROM observations WHERE at < ` + ph(1)},
+		{&out.AuditEntries, `SELECT COUNT(*) FROM audit_log WHERE at < ` + ph(1)},
+	} {
+		err := rows(ctx, "count what a prune removes", c.sql, []any{before.UnixMicro()}, func(scan func(dest ...any) error) error { return scan(c.n) })
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}

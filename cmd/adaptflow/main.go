@@ -41,7 +41,7 @@ Usage:
   adaptflow process kpis NAME [--since 30d]           a process's KPIs (through a server's API; also list,
                                                       signals NAME, observations NAME SIGNAL as CSV)
   adaptflow audit verify                              check the hash chains of decisions and policy versions
-  adaptflow prune --older-than 400d                   remove ended instances, observations and audit entries older than that
+  adaptflow prune --older-than 400d [--dry-run]       remove ended instances, observations and audit entries older than that
   adaptflow keys create --role R --name N [--processes a,b] [--expires-in 90d]
                                                       create an API key in the store (list, revoke ID too)
   adaptflow ml nab --data DIR [--out DIR] [--json]    run and score the anomaly detector on a NAB layout

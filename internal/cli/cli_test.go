@@ -546,6 +546,17 @@ func TestPruneCommand(t *testing.T) {
 	if code, out := run(t, prune, "--older-than", "30d", "--data-dir", t.TempDir()); code != 1 || !strings.Contains(out, "no store at") {
 		t.Errorf("a data directory without a store: exit %d\n%s", code, out)
 	}
+	before, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out := run(t, prune, "--older-than", "30d", "--database-url", db, "--dry-run"); code != 0 ||
+		out != "would remove 1 instances (with 1 decision records, 0 reviews, 0 verdicts), 1 signal observations and 1 audit entries\n" {
+		t.Fatalf("dry run: exit %d\n%s", code, out)
+	}
+	if after, _ := os.ReadFile(db); !bytes.Equal(before, after) {
+		t.Fatal("a dry run changed the store")
+	}
 	code, out := run(t, prune, "--older-than", "30d", "--database-url", db, "--json")
 	var got store.Pruned
 	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil {

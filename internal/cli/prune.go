@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
 )
 
-const pruneUsage = `usage: adaptflow prune --older-than 400d [--data-dir DIR | --database-url URL] [--json]`
+const pruneUsage = `usage: adaptflow prune --older-than 400d [--dry-run] [--data-dir DIR | --database-url URL] [--json]`
 
 // Prune runs `adaptflow prune`: it removes from a store, at once, what a
 // server with --store-retention removes every hour (store.Prune), and says
@@ -23,6 +24,7 @@ func Prune(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	dataDir := fs.String("data-dir", envOr("ADAPTFLOW_DATA_DIR", ".adaptflow"), "data directory of the store")
 	dbURL := fs.String("database-url", envOr("DATABASE_URL", ""), "store: postgres://... or a SQLite file (default DATA_DIR/adaptflow.db)")
 	olderThan := fs.String("older-than", "", "remove what ended or was recorded longer ago than this, e.g. 400d; at least 1d (required)")
+	dryRun := fs.Bool("dry-run", false, "only count what would be removed (the store is opened read-only)")
 	asJSON := fs.Bool("json", false, "print the counts as JSON")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -46,16 +48,39 @@ func Prune(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	return withWriteStore(ctx, *dataDir, *dbURL, stderr, "prune", func(st writeStore) error {
-		n, err := st.Prune(ctx, time.Now().Add(-age))
+	before := time.Now().Add(-age)
+	report := func(n store.Pruned) {
 		if *asJSON {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
 			_ = enc.Encode(n)
-		} else {
-			fmt.Fprintf(stdout, "removed %d instances (with %d decision records, %d reviews, %d verdicts), %d signal observations and %d audit entries\n",
-				n.Instances, n.Decisions, n.Reviews, n.Verdicts, n.Observations, n.AuditEntries)
+			return
 		}
+		verb := "removed"
+		if *dryRun {
+			verb = "would remove"
+		}
+		fmt.Fprintf(stdout, "%s %d instances (with %d decision records, %d reviews, %d verdicts), %d signal observations and %d audit entries\n",
+			verb, n.Instances, n.Decisions, n.Reviews, n.Verdicts, n.Observations, n.AuditEntries)
+	}
+	if *dryRun {
+		st, err := openReadOnly(ctx, *dataDir, *dbURL)
+		if err != nil {
+			fmt.Fprintln(stderr, "adaptflow prune:", err)
+			return 1
+		}
+		defer st.Close()
+		n, err := st.PruneCounts(ctx, before)
+		if err != nil {
+			fmt.Fprintln(stderr, "adaptflow prune:", err)
+			return 1
+		}
+		report(n)
+		return 0
+	}
+	return withWriteStore(ctx, *dataDir, *dbURL, stderr, "prune", func(st writeStore) error {
+		n, err := st.Prune(ctx, before)
+		report(n)
 		return err
 	})
 }

@@ -21,6 +21,11 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (store.Pruned, erro
 	}, before)
 }
 
+// PruneCounts counts what Prune(before) would remove, reading only.
+func (s *Store) PruneCounts(ctx context.Context, before time.Time) (store.Pruned, error) {
+	return store.PruneCounts(ctx, s.rows, placeholder, before)
+}
+
 type pruneTx struct{ tx pgx.Tx }
 
 func (t pruneTx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
