@@ -189,6 +189,48 @@ func TestStoredExamplesRetrainTheEmbeddedClassifier(t *testing.T) {
 	}
 }
 
+// Examples removed (a wrong correction) are forgotten: the next full
+// training, in the background, learns without them.
+func TestDeletedExamplesAreForgotten(t *testing.T) {
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	acts := &activities.Activities{Examples: st}
+	env.RegisterActivity(acts)
+	ask := func() string { return labelOf(t, env, acts, "where is my parcel tracking number") }
+	before := ask()
+	flip := "refund"
+	if before == "refund" {
+		flip = "question"
+	}
+	texts := []string{"where is my parcel", "parcel tracking number please", "my parcel tracking number is missing", "tracking number for the parcel"}
+	for i, text := range texts {
+		e := store.Example{ID: fmt.Sprintf("ex%d", i), Classifier: spec.Name, Text: text, Label: flip, Embedding: make([]float32, st.EmbeddingDim()), CreatedAt: time.Now()}
+		if err := st.PutExample(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := ask(); after != flip {
+		t.Fatalf("label %s before and %s after four examples labeled %s", before, after, flip)
+	}
+	for i := range texts {
+		if err := st.DeleteExample(t.Context(), spec.Name, fmt.Sprintf("ex%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for ask() != before {
+		if time.Now().After(deadline) {
+			t.Fatalf("still %s 30 s after its examples were removed, want %s again", flip, before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // A reviewer's corrections are learned by the next classification without
 // a full training in the foreground; the full training on every example
 // runs in the background and then answers, with what it learned kept.

@@ -326,6 +326,7 @@ func New(opts Options) (*Handler, error) {
 	s.lifecycleRoutes(v1, engineer, nil)
 	v1.POST("/classifiers/:name/examples", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.allowClassifier, s.addExample)
 	v1.GET("/classifiers/:name/examples", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.allowClassifier, s.listExamples)
+	v1.DELETE("/classifiers/:name/examples/:id", s.allow(engineer), s.allowClassifier, s.deleteExample)
 	v1.GET("/classifiers/:name/quality", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.allowClassifier, s.classifierQuality)
 	v1.GET("/whoami", s.allow(anyRole), s.whoami)
 	return &Handler{Handler: r, starts: s.starts}, nil

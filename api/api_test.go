@@ -329,6 +329,23 @@ func TestClassifierExamples(t *testing.T) {
 	if r := do(t, srv, "POST", path, sys, "application/json", `{"text":"a","label":"b"}`); r.status != http.StatusForbidden {
 		t.Errorf("system key: %d", r.status)
 	}
+	// A wrong example is removed by an engineer, once.
+	id := es[0].(map[string]any)["id"].(string)
+	if r := do(t, srv, "DELETE", path+"/"+id, keys[store.RoleReviewer], "", ""); r.status != http.StatusForbidden {
+		t.Errorf("a reviewer deleted an example: %d", r.status)
+	}
+	if r := do(t, srv, "DELETE", "/v1/classifiers/other/examples/"+id, eng, "", ""); r.status != http.StatusNotFound {
+		t.Errorf("deleted through another classifier: %d", r.status)
+	}
+	if r := do(t, srv, "DELETE", path+"/"+id, eng, "", ""); r.status != http.StatusNoContent {
+		t.Fatalf("delete: %d %+v", r.status, r.err)
+	}
+	if r := do(t, srv, "DELETE", path+"/"+id, eng, "", ""); r.status != http.StatusNotFound || !strings.Contains(r.err.Message, "not found") {
+		t.Errorf("deleted twice: %d %+v", r.status, r.err)
+	}
+	if list := do(t, srv, "GET", path, eng, "", ""); len(list.body["examples"].([]any)) != 0 {
+		t.Fatalf("examples after the delete: %v", list.body)
+	}
 }
 
 func TestKeyLifecycle(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 // ExampleStore keeps classifiers' labeled examples.
 type ExampleStore interface {
 	PutExample(ctx context.Context, e store.Example) error
+	DeleteExample(ctx context.Context, classifier, id string) error
 	ExamplesOf(ctx context.Context, classifier string) ([]store.Example, error)
 	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
 	EmbeddingDim() int
@@ -64,6 +65,18 @@ func (s *server) addExample(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusCreated, e)
+}
+
+// deleteExample removes a stored example (a wrong correction, say): the
+// classifier's models learn without it (the workers retrain in the
+// background). A definition's seed examples change with a new version of
+// the definition, not here.
+func (s *server) deleteExample(c *gin.Context) {
+	if err := s.Examples.DeleteExample(c.Request.Context(), c.Param("name"), c.Param("id")); err != nil {
+		fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
 }
 
 func (s *server) listExamples(c *gin.Context) {

@@ -33,7 +33,7 @@ var routeRoles = map[string][]string{
 	"POST /v1/reviews/:id/release": {"reviewer"}, "POST /v1/reviews/:id/decision": {"reviewer"},
 	"POST /v1/keys": {}, "GET /v1/keys": {}, "POST /v1/keys/:id/rotate": {}, "POST /v1/keys/:id/revoke": {},
 	"GET /v1/audit": {}, "GET /v1/audit/verify": {},
-	"POST /v1/classifiers/:name/examples": {"engineer", "reviewer"}, "GET /v1/classifiers/:name/examples": {"engineer", "reviewer"},
+	"POST /v1/classifiers/:name/examples": {"engineer", "reviewer"}, "GET /v1/classifiers/:name/examples": {"engineer", "reviewer"}, "DELETE /v1/classifiers/:name/examples/:id": {"engineer"},
 	"GET /v1/classifiers/:name/quality": {"engineer", "reviewer"},
 	"GET /v1/whoami":                    {"system", "engineer", "reviewer"},
 }

@@ -48,6 +48,27 @@ func (s *Store) PutExample(ctx context.Context, e store.Example) error {
 	return nil
 }
 
+// DeleteExample removes a stored example of a classifier (ErrNotFound
+// when it has none of that id), and bumps the classifier's version of its
+// examples so that its models learn without it.
+func (s *Store) DeleteExample(ctx context.Context, classifier, id string) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM examples WHERE id = ? AND classifier = ?`, id, classifier)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return errors.Join(err, fmt.Errorf("example %s of %s: %w", id, classifier, store.ErrNotFound))
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE example_versions SET version = version + 1 WHERE classifier = ?`, classifier)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: delete example: %w", err)
+	}
+	return nil
+}
+
 // ExamplesVersion is a classifier's version of its examples: it changes
 // whenever one of them is written; 0 when it has none.
 func (s *Store) ExamplesVersion(ctx context.Context, classifier string) (int64, error) {

@@ -42,6 +42,7 @@ type Store interface {
 	ScanDecisions(ctx context.Context, process string, since time.Time, fn func(record []byte) error) error
 	ScanChains(ctx context.Context, fn func(record []byte) error) error
 	PutExample(ctx context.Context, e store.Example) error
+	DeleteExample(ctx context.Context, classifier, id string) error
 	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
 	EmbeddingDim() int
 	ExamplesOf(ctx context.Context, classifier string) ([]store.Example, error)
@@ -368,6 +369,31 @@ func testExamples(t *testing.T, s Store) {
 	}
 	if _, err := s.NearestExamples(ctx, "emails", make([]float32, 3), 1); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("wrong query dimension: %v", err)
+	}
+	// A deleted example is gone from its classifier's examples and from
+	// the nearest, and changes its classifier's version, not another's.
+	emails, notes = version("emails"), version("notes")
+	if err := s.DeleteExample(ctx, "notes", "e1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an example deleted through another classifier: %v", err)
+	}
+	must(t, s.DeleteExample(ctx, "emails", "e1"))
+	if version("emails") == emails || version("notes") != notes {
+		t.Fatalf("versions after a delete: emails %d (was %d), notes %d (was %d)", version("emails"), emails, version("notes"), notes)
+	}
+	if err := s.DeleteExample(ctx, "emails", "e1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an example deleted twice: %v", err)
+	}
+	listed, err = s.ExamplesOf(ctx, "emails")
+	must(t, err)
+	got, err = s.NearestExamples(ctx, "emails", unit(dim, 0, 1, 0.1), 5)
+	must(t, err)
+	for _, e := range listed {
+		if e.ID == "e1" {
+			t.Fatalf("a deleted example is listed: %+v", listed)
+		}
+	}
+	if len(listed) != 3 || len(got) != 3 {
+		t.Fatalf("after a delete: %d examples, %d nearest", len(listed), len(got))
 	}
 }
 
