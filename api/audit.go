@@ -11,11 +11,13 @@ import (
 	"github.com/adaptflow/adaptflow/store"
 )
 
-// notAudited are the writes that change nothing kept (a simulation) or are
+// notAudited are the writes that change nothing kept (a simulation, a
+// classification tried) or are
 // the business itself rather than its configuration (instance starts,
 // recorded with their instances).
 var notAudited = map[string]bool{
 	"POST /v1/policies/simulate":         true,
+	"POST /v1/processes/:name/classify":  true,
 	"POST /v1/processes/:name/instances": true,
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -467,6 +468,10 @@ catalog:
 		d.expect(d.call("POST", "/v1/processes/nope/classify", adminKey, `{"text":"hello"}`), http.StatusNotFound)
 		if got := d.expect(d.call("GET", "/v1/processes/customer-onboarding/instances", adminKey, ""), http.StatusOK); len(got.body["instances"].([]any)) != 0 {
 			t.Fatalf("a preview started an instance: %s", got.raw)
+		}
+		// A preview changes nothing: the audit log does not list it.
+		if got := d.expect(d.call("GET", "/v1/audit?action="+url.QueryEscape("POST /v1/processes/:name/classify"), adminKey, ""), http.StatusOK); len(got.body["entries"].([]any)) != 0 {
+			t.Fatalf("previews in the audit log: %s", got.raw)
 		}
 		// The same through the CLI.
 		var out, errOut bytes.Buffer
