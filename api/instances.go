@@ -58,18 +58,35 @@ func (s *server) listInstances(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
-// sendCancel asks the instance's workflow to cancel itself.
-func (s *server) sendCancel(ctx context.Context, id string, c workflows.CancelRequest) error {
-	h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   id,
-		UpdateName:   workflows.UpdateCancel,
-		Args:         []any{c},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err != nil {
-		return err
+// sendUpdate sends the instance's workflow an update and reads its
+// answer into out (nil: none). An instance whose start has not reached
+// Temporal yet (an outage, a crash) is started first, as the start sweep
+// would.
+func (s *server) sendUpdate(ctx context.Context, inst store.Instance, name string, arg, out any) error {
+	send := func() error {
+		h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+			WorkflowID:   inst.ID,
+			UpdateName:   name,
+			Args:         []any{arg},
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		})
+		if err != nil {
+			return err
+		}
+		return h.Get(ctx, out)
 	}
-	return h.Get(ctx, nil)
+	err := send()
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) && inst.PendingStart {
+		def, input, perr := pendingStart(ctx, s.Definitions, map[string]*process.Definition{}, inst)
+		if perr != nil {
+			return perr
+		}
+		if err = s.starts.startNow(ctx, def, inst, input); err == nil {
+			err = send()
+		}
+	}
+	return err
 }
 
 // instanceWait is how long a cancel or a retry waits for the instance to
@@ -112,22 +129,10 @@ func (s *server) cancelInstance(c *gin.Context) {
 		fail(c, conflict("instance %s has already ended: %s", inst.ID, st))
 		return
 	}
-	cancel := workflows.CancelRequest{By: caller(c).Name, Reason: reason}
-	err := s.sendCancel(ctx, inst.ID, cancel)
+	// An instance whose start has not reached Temporal yet is started,
+	// and canceled before it goes far.
+	err := s.sendUpdate(ctx, inst, workflows.UpdateCancel, workflows.CancelRequest{By: caller(c).Name, Reason: reason}, nil)
 	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) && inst.PendingStart {
-		// Its start has not reached Temporal yet (an outage, a crash): it
-		// is finished now, as the sweep would, and the instance canceled
-		// before it goes far.
-		def, input, perr := pendingStart(ctx, s.Definitions, map[string]*process.Definition{}, inst)
-		if perr != nil {
-			fail(c, perr)
-			return
-		}
-		if err = s.starts.startNow(ctx, def, inst, input); err == nil {
-			err = s.sendCancel(ctx, inst.ID, cancel)
-		}
-	}
 	var ae *temporal.ApplicationError
 	switch {
 	case errors.As(err, &ae):

@@ -26,7 +26,7 @@ var routeRoles = map[string][]string{
 	"GET /v1/policies/:id": {"engineer"}, "GET /v1/policies/:id/versions": {"engineer"}, "GET /v1/policies/:id/versions/:version": {"engineer"},
 	"GET /v1/policies/:id/diff": {"engineer"}, "POST /v1/policies/:id/activate": {"engineer"}, "POST /v1/policies/:id/disable": {"engineer"},
 	"POST /v1/policies/simulate": {"engineer"}, "GET /v1/policies/shadow-report": {"engineer"},
-	"GET /v1/instances/:id": {"system", "engineer"}, "POST /v1/instances/:id/cancel": {"system", "engineer"}, "POST /v1/instances/:id/retry": {"system", "engineer"}, "GET /v1/instances/:id/decisions": {"system", "engineer"},
+	"GET /v1/instances/:id": {"system", "engineer"}, "POST /v1/instances/:id/cancel": {"system", "engineer"}, "POST /v1/instances/:id/retry": {"system", "engineer"}, "POST /v1/instances/:id/events": {"system", "engineer"}, "GET /v1/instances/:id/decisions": {"system", "engineer"},
 	"GET /v1/decisions/:id/explanation": {"system", "engineer"},
 	"GET /v1/reviews":                   {"reviewer"}, "GET /v1/reviews/:id": {"reviewer"}, "POST /v1/reviews/:id/claim": {"reviewer"},
 	"GET /v1/queues":               {"reviewer", "engineer"},

@@ -21,6 +21,7 @@ const (
 	KindValidate StepKind = "validate" // CEL assertions over input and results
 	KindWait     StepKind = "wait"     // a durable timer
 	KindReview   StepKind = "review"   // a human gate
+	KindEvent    StepKind = "event"    // waits for an event from outside (POST /v1/instances/{id}/events)
 )
 
 // Definition is one immutable version of a process.
@@ -191,6 +192,8 @@ type Step struct {
 	Duration string `json:"duration,omitempty" yaml:"duration,omitempty"`
 	// Review configures a review step.
 	Review *ReviewSpec `json:"review,omitempty" yaml:"review,omitempty"`
+	// Event configures an event step.
+	Event *EventSpec `json:"event,omitempty" yaml:"event,omitempty"`
 	// Timeout bounds one attempt of the step ("30s"); defaults per kind.
 	Timeout string `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 	// Retries is how many times a failed attempt is retried (default 3).
@@ -206,6 +209,36 @@ type HTTPCall struct {
 	URL     string            `json:"url" yaml:"url"`
 	Headers map[string]string `json:"headers,omitempty" yaml:"headers,omitempty"`
 	Body    any               `json:"body,omitempty" yaml:"body,omitempty"`
+}
+
+// EventSpec describes what an event step waits for: an event of that name
+// sent to the instance by another system (a payment received, goods
+// shipped), with its data; one that came before the step was reached
+// counts.
+type EventSpec struct {
+	Name string `json:"name" yaml:"name"`
+	// Timeout is how long the step waits ("72h"); empty: as long as it
+	// takes.
+	Timeout string `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	// OnTimeout is what happens when it runs out: fail the instance (the
+	// default) or continue without the event.
+	OnTimeout string `json:"on_timeout,omitempty" yaml:"on_timeout,omitempty"`
+}
+
+// TimeoutContinue: an event step whose timeout ran out goes on without
+// its event (the other outcome is TimeoutFail).
+const TimeoutContinue = "continue"
+
+// Events are the names of the events the definition's event steps wait
+// for, main path and catalog.
+func (d *Definition) Events() []string {
+	var out []string
+	for _, s := range slices.Concat(d.Steps, d.Catalog) {
+		if s.Kind == KindEvent && s.Event != nil && !slices.Contains(out, s.Event.Name) {
+			out = append(out, s.Event.Name)
+		}
+	}
+	return out
 }
 
 // ReviewSpec describes a human gate.

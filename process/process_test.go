@@ -57,6 +57,11 @@ func TestParseDefinitionErrorsNamePaths(t *testing.T) {
 		"next level missing": {"on_timeout: approve", "on_timeout: escalate, escalate: {queue: senior, sla: 8h, on_timeout: escalate}", "steps[2].review.escalate.escalate: is required with on_timeout: escalate"},
 		"next level stray":   {"on_timeout: approve", "on_timeout: escalate, escalate: {queue: senior, sla: 8h, on_timeout: fail, escalate: {queue: cfo, sla: 1h, on_timeout: reject}}", "steps[2].review.escalate.escalate: applies only with on_timeout: escalate"},
 		"next level invalid": {"on_timeout: approve", "on_timeout: escalate, escalate: {queue: senior, sla: 8h, on_timeout: escalate, escalate: {queue: cfo, sla: soon, on_timeout: reject}}", "steps[2].review.escalate.escalate.sla: is required"},
+		"event name":         {"kind: wait, duration: 1d", "kind: event, event: {name: Paid!}", `steps[1].event.name: is required`},
+		"event missing":      {"kind: wait, duration: 1d", "kind: event", `steps[1].event: an event step names the event it waits for`},
+		"event timeout":      {"kind: wait, duration: 1d", "kind: event, event: {name: paid, timeout: soon}", `steps[1].event.timeout: invalid duration "soon"`},
+		"event on_timeout":   {"kind: wait, duration: 1d", "kind: event, event: {name: paid, timeout: 1d, on_timeout: approve}", `steps[1].event.on_timeout: must be fail or continue`},
+		"event no timeout":   {"kind: wait, duration: 1d", "kind: event, event: {name: paid, on_timeout: continue}", `steps[1].event.on_timeout: needs a timeout`},
 		"too many levels":    {"on_timeout: approve", "on_timeout: escalate, escalate: {queue: l1, sla: 1h, on_timeout: escalate, escalate: {queue: l2, sla: 1h, on_timeout: escalate, escalate: {queue: l3, sla: 1h, on_timeout: escalate, escalate: {queue: l4, sla: 1h, on_timeout: escalate, escalate: {queue: l5, sla: 1h, on_timeout: escalate, escalate: {queue: l6, sla: 1h, on_timeout: reject}}}}}}", "steps[2].review.escalate.escalate.escalate.escalate.escalate.escalate: a review escalates at most 5 times"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -305,10 +305,35 @@ func (s *Step) validate(path string, es *Errors) {
 			return
 		}
 		s.Review.validate(path+".review", es)
+	case KindEvent:
+		if s.Event == nil {
+			es.Add(path+".event", "an event step names the event it waits for")
+			return
+		}
+		s.Event.validate(path+".event", es)
 	case "":
-		es.Add(path+".kind", "is required (task, http, validate, wait or review)")
+		es.Add(path+".kind", "is required (task, http, validate, wait, review or event)")
 	default:
-		es.Add(path+".kind", "unknown step kind %q (task, http, validate, wait or review)", s.Kind)
+		es.Add(path+".kind", "unknown step kind %q (task, http, validate, wait, review or event)", s.Kind)
+	}
+}
+
+func (e *EventSpec) validate(path string, es *Errors) {
+	if !identRE.MatchString(e.Name) {
+		es.Add(path+".name", "is required: lower-case letters, digits, '-' or '_' (got %q)", e.Name)
+	}
+	if e.Timeout != "" {
+		if d, err := ParseDuration(e.Timeout); err != nil || d <= 0 {
+			es.Add(path+".timeout", "invalid duration %q", e.Timeout)
+		}
+	}
+	switch e.OnTimeout {
+	case "", TimeoutFail, TimeoutContinue:
+	default:
+		es.Add(path+".on_timeout", "must be fail or continue (got %q)", e.OnTimeout)
+	}
+	if e.OnTimeout != "" && e.Timeout == "" {
+		es.Add(path+".on_timeout", "needs a timeout")
 	}
 }
 

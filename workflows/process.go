@@ -24,6 +24,7 @@ const (
 	QueryState           = "state"
 	UpdateReviewDecision = "review-decision"
 	UpdateCancel         = "cancel"
+	UpdateEvent          = "event"
 )
 
 // Instance statuses.
@@ -45,8 +46,10 @@ const (
 	StepDone          = "done"
 	StepSkipped       = "skipped"
 	StepWaitingReview = "waiting_review"
-	StepFailed        = "failed"
-	StepNotRun        = "not_run"
+	// StepWaitingEvent: an event step waits for its event.
+	StepWaitingEvent = "waiting_event"
+	StepFailed       = "failed"
+	StepNotRun       = "not_run"
 	// StepCanceled: the step was under way when the instance was canceled.
 	StepCanceled = "canceled"
 )
@@ -112,6 +115,26 @@ type State struct {
 	Error     string         `json:"error,omitempty"`
 	// Classification is the classification of the instance's text.
 	Classification map[string]any `json:"classification,omitempty"`
+	// Events are the events the instance received, by name.
+	Events map[string]EventReceived `json:"events,omitempty"`
+}
+
+// Event is the argument of [UpdateEvent]: an event another system sends
+// the instance (a payment received), for the event steps that wait for it.
+type Event struct {
+	Name string         `json:"name"`
+	Data map[string]any `json:"data,omitempty"`
+	// By is who sent it (the API key's name).
+	By string `json:"by"`
+}
+
+// EventReceived is an event as the instance keeps it: its data, when it
+// came and from whom. An event is received once; sent again, it is
+// acknowledged and kept as it was.
+type EventReceived struct {
+	Data map[string]any `json:"data,omitempty"`
+	At   time.Time      `json:"at"`
+	By   string         `json:"by"`
 }
 
 // ReviewDecision is the argument of [UpdateReviewDecision].
@@ -129,8 +152,11 @@ const (
 	ErrTypeReviewClosed  = "ReviewClosed"
 	ErrTypeBadDecision   = "BadReviewDecision"
 	// ErrTypeFinished refuses to cancel an instance that has ended or is
-	// being canceled (409).
+	// being canceled (409), or to send it an event.
 	ErrTypeFinished = "InstanceFinished"
+	// ErrTypeUnknownEvent refuses an event no event step of the
+	// instance's definition waits for (400).
+	ErrTypeUnknownEvent = "UnknownEvent"
 )
 
 // CancelRequest is the argument of [UpdateCancel]: who cancels the
@@ -198,6 +224,10 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 	r.stop = stop
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateCancel, r.onCancel,
 		workflow.UpdateHandlerOptions{Validator: r.validateCancel}); err != nil {
+		return Result{}, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateEvent, r.onEvent,
+		workflow.UpdateHandlerOptions{Validator: r.validateEvent}); err != nil {
 		return Result{}, err
 	}
 
@@ -822,7 +852,7 @@ func (r *runner) cancel(ctx workflow.Context) {
 	}
 	for i := range r.st.Plan {
 		switch r.st.Plan[i].State {
-		case StepRunning, StepWaitingReview:
+		case StepRunning, StepWaitingReview, StepWaitingEvent:
 			r.st.Plan[i].State = StepCanceled
 		case StepPending:
 			r.st.Plan[i].State = StepNotRun
@@ -942,6 +972,9 @@ func (r *runner) runStep(ctx workflow.Context, i int) error {
 		r.saveBeforeWait(ctx)
 		err = workflow.Sleep(ctx, d)
 		res.Output = map[string]any{"waited": step.Duration}
+	case process.KindEvent:
+		res.Output, err = r.awaitEvent(ctx, i, *step.Event)
+		ps = &r.st.Plan[i]
 	case process.KindReview:
 		ps.State = StepPending
 		id := activities.ReviewID(ps.DecisionID, 0, -1)
@@ -970,6 +1003,69 @@ func (r *runner) runStep(ctx workflow.Context, i int) error {
 	r.st.Results[step.ID] = res.Output
 	r.done = append(r.done, step.ID)
 	return nil
+}
+
+// validateEvent refuses an event no event step of the definition waits
+// for, or one sent to an instance that has ended.
+func (r *runner) validateEvent(_ workflow.Context, e Event) error {
+	switch {
+	case r.canceled != nil || store.Final(r.st.Status):
+		return temporal.NewApplicationError("instance has already ended: "+r.st.Status, ErrTypeFinished)
+	case !slices.Contains(r.def.Events(), e.Name):
+		return temporal.NewApplicationError(fmt.Sprintf("no step of %s waits for an event %q (it waits for: %s)", r.def.Ref(), e.Name, strings.Join(r.def.Events(), ", ")), ErrTypeUnknownEvent)
+	}
+	return nil
+}
+
+// onEvent keeps an event for the event steps that wait for it; the first
+// of a name counts, and it answers with what is kept.
+func (r *runner) onEvent(ctx workflow.Context, e Event) (EventReceived, error) {
+	if got, ok := r.st.Events[e.Name]; ok {
+		return got, nil
+	}
+	if r.st.Events == nil {
+		r.st.Events = map[string]EventReceived{}
+	}
+	got := EventReceived{Data: e.Data, At: workflow.Now(ctx), By: e.By}
+	r.st.Events[e.Name] = got
+	return got, nil
+}
+
+// awaitEvent waits, at plan step i, for the event spec names (at once
+// when it came earlier), and answers its data; when the spec's timeout
+// runs out first, the step fails, or goes on without it.
+func (r *runner) awaitEvent(ctx workflow.Context, i int, spec process.EventSpec) (map[string]any, error) {
+	received := func() bool { _, ok := r.st.Events[spec.Name]; return ok }
+	if !received() {
+		r.st.Plan[i].State = StepWaitingEvent
+		r.saveBeforeWait(ctx)
+		if spec.Timeout == "" {
+			if err := workflow.Await(ctx, received); err != nil {
+				return nil, err
+			}
+		} else {
+			d, err := process.ParseDuration(spec.Timeout)
+			if err != nil {
+				return nil, err
+			}
+			ok, err := workflow.AwaitWithTimeout(ctx, d, received)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				if spec.OnTimeout == process.TimeoutContinue {
+					return map[string]any{"event": spec.Name, "timed_out": true}, nil
+				}
+				return nil, fmt.Errorf("no %s event came within %s", spec.Name, spec.Timeout)
+			}
+		}
+	}
+	got := r.st.Events[spec.Name]
+	data := got.Data
+	if data == nil {
+		data = map[string]any{}
+	}
+	return map[string]any{"event": spec.Name, "data": data, "received_at": got.At.Format(time.RFC3339Nano), "by": got.By}, nil
 }
 
 // errorMessage unwraps Temporal's activity error to the cause's message.

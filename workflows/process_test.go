@@ -1005,3 +1005,120 @@ func TestCancelNeedsWhoCancels(t *testing.T) {
 		t.Fatalf("cancel without by: %v", answer)
 	}
 }
+
+const paymentYAML = `
+name: paid-orders
+version: 1
+input: {properties: {amount: {type: number}}}
+steps:
+  - {id: reserve, kind: task, task: noop}
+  - {id: await_payment, kind: event, event: {name: payment_received, timeout: 72h, on_timeout: ON_TIMEOUT}}
+  - {id: ship, kind: task, task: noop}
+`
+
+// sendEvent sends an event to the workflow after delay and reports how
+// the update ended: the kept event, or the refusal.
+func (h *harness) sendEvent(t *testing.T, delay time.Duration, e workflows.Event, got *workflows.EventReceived, refused *error) {
+	h.env.RegisterDelayedCallback(func() {
+		h.env.UpdateWorkflow(workflows.UpdateEvent, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(err error) { *refused = err },
+			OnComplete: func(v any, err error) {
+				if err != nil {
+					*refused = err
+					return
+				}
+				if got != nil {
+					*got = v.(workflows.EventReceived)
+				}
+			},
+		}, e)
+	}, delay)
+}
+
+// TestEventStep: an event step waits for its event, which another system
+// sends the instance; the event's data is the step's result, an event
+// sent again is acknowledged and kept as it was, and an event no step
+// waits for is refused.
+func TestEventStep(t *testing.T) {
+	h := newHarness(t, strings.Replace(paymentYAML, "ON_TIMEOUT", "fail", 1))
+	h.env.RegisterDelayedCallback(func() {
+		st := h.state(t)
+		if st.Status != workflows.StatusRunning || st.Plan[0].State != workflows.StepDone || st.Plan[1].State != workflows.StepWaitingEvent || st.Plan[2].State != workflows.StepPending {
+			t.Errorf("while waiting: %s %s", st.Status, planString(st))
+		}
+	}, time.Hour)
+	var unknown, first, again error
+	var kept, keptAgain workflows.EventReceived
+	h.sendEvent(t, 2*time.Hour, workflows.Event{Name: "payment_sent", By: "erp"}, nil, &unknown)
+	h.sendEvent(t, 3*time.Hour, workflows.Event{Name: "payment_received", Data: map[string]any{"amount": 120.0, "ref": "TX-1"}, By: "erp"}, &kept, &first)
+	h.sendEvent(t, 3*time.Hour, workflows.Event{Name: "payment_received", Data: map[string]any{"amount": 1.0}, By: "other"}, &keptAgain, &again)
+	res, err := h.run(t, map[string]any{"amount": 120.0})
+	if err != nil || res.Status != workflows.StatusCompleted {
+		t.Fatalf("%v %s", err, res.Status)
+	}
+	if unknown == nil || !strings.Contains(unknown.Error(), `waits for an event "payment_sent" (it waits for: payment_received)`) {
+		t.Fatalf("an event no step waits for: %v", unknown)
+	}
+	if first != nil || again != nil || kept.By != "erp" || keptAgain.By != "erp" || keptAgain.Data["amount"] != 120.0 {
+		t.Fatalf("the event: %+v (%v), sent again: %+v (%v)", kept, first, keptAgain, again)
+	}
+	st := h.state(t)
+	out := st.Results["await_payment"].(map[string]any)
+	if data := out["data"].(map[string]any); data["ref"] != "TX-1" || out["by"] != "erp" || st.Plan[1].FinishedAt.Sub(*st.Plan[1].StartedAt) != 3*time.Hour {
+		t.Fatalf("the step's result %v, plan %+v", out, st.Plan[1])
+	}
+	if st.Events["payment_received"].Data["amount"] != 120.0 {
+		t.Fatalf("events %+v", st.Events)
+	}
+}
+
+// An event that comes before its step is reached counts when it is.
+func TestEventBeforeItsStep(t *testing.T) {
+	yaml := strings.Replace(strings.Replace(paymentYAML, "ON_TIMEOUT", "fail", 1), "{id: reserve, kind: task, task: noop}", "{id: reserve, kind: wait, duration: 1h}", 1)
+	h := newHarness(t, yaml)
+	var refused error
+	h.sendEvent(t, time.Minute, workflows.Event{Name: "payment_received", By: "erp"}, nil, &refused)
+	res, err := h.run(t, map[string]any{"amount": 5.0})
+	if err != nil || refused != nil || res.Status != workflows.StatusCompleted {
+		t.Fatalf("%v %v %s", err, refused, res.Status)
+	}
+	if st := h.state(t); st.Plan[1].FinishedAt.Sub(*st.Plan[1].StartedAt) != 0 {
+		t.Fatalf("the step waited for an event it had: %+v", st.Plan[1])
+	}
+}
+
+// When the timeout runs out, the step fails the instance, or goes on
+// without the event (on_timeout: continue); an ended instance refuses
+// events.
+func TestEventTimeout(t *testing.T) {
+	h := newHarness(t, strings.Replace(paymentYAML, "ON_TIMEOUT", "fail", 1))
+	_, err := h.run(t, map[string]any{"amount": 5.0})
+	st := h.state(t)
+	if err == nil || st.Status != workflows.StatusFailed || st.Plan[1].State != workflows.StepFailed || !strings.Contains(st.Plan[1].Error, "no payment_received event came within 72h") ||
+		st.Plan[2].State != workflows.StepNotRun {
+		t.Fatalf("err %v, status %s, plan %s (%s)", err, st.Status, planString(st), st.Plan[1].Error)
+	}
+
+	h = newHarness(t, strings.Replace(paymentYAML, "ON_TIMEOUT", "continue", 1))
+	if res, err := h.run(t, map[string]any{"amount": 5.0}); err != nil || res.Status != workflows.StatusCompleted {
+		t.Fatalf("continue: %v %s", err, res.Status)
+	}
+	if out := h.state(t).Results["await_payment"].(map[string]any); out["timed_out"] != true {
+		t.Fatalf("continue: the step's result %v", out)
+	}
+}
+
+// A canceled instance stops waiting: the step reads canceled.
+func TestEventStepCanceled(t *testing.T) {
+	h := newHarness(t, strings.Replace(paymentYAML, "ON_TIMEOUT", "fail", 1))
+	h.env.RegisterDelayedCallback(func() {
+		h.env.UpdateWorkflow(workflows.UpdateCancel, "", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(err error) { t.Error(err) }, OnComplete: func(any, error) {}},
+			workflows.CancelRequest{By: "ops", Reason: "customer left"})
+	}, time.Hour)
+	res, err := h.run(t, map[string]any{"amount": 5.0})
+	st := h.state(t)
+	if err != nil || res.Status != workflows.StatusCanceled || st.Plan[1].State != workflows.StepCanceled || st.Plan[2].State != workflows.StepNotRun {
+		t.Fatalf("%v %s %s", err, res.Status, planString(st))
+	}
+}

@@ -580,6 +580,12 @@ async function instanceView(id) {
     retryForm,
     h("h2", {}, "Plan"),
     table(planCols, inst.plan || []),
+    inst.events && Object.keys(inst.events).length ? [h("h2", {}, "Events received"), table([
+      { title: "Event", cell: ([name]) => name },
+      { title: "When", cell: ([, e]) => when(e.at) },
+      { title: "From", cell: ([, e]) => e.by },
+      { title: "Data", cell: ([, e]) => (e.data ? JSON.stringify(e.data) : "—") },
+    ], Object.entries(inst.events))] : null,
     inst.reviews?.length ? [h("h2", {}, "Reviews"), table([
       { title: "Step", cell: (v) => v.step },
       { title: "Queue", cell: (v) => v.queue },

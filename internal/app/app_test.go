@@ -10,8 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -443,6 +443,57 @@ catalog:
 		inst = d.waitStatus(over, "failed")
 		if !strings.Contains(inst["error"].(string), "assertion failed: input.amount <= input.budget_remaining") {
 			t.Fatalf("error %v", inst["error"])
+		}
+	})
+
+	t.Run("an instance waits for an event from another system", func(t *testing.T) {
+		const def = "name: paid-orders\nversion: 1\ninput: {properties: {amount: {type: number}}}\nsteps:\n" +
+			"  - {id: reserve, kind: task, task: noop}\n" +
+			"  - {id: await_payment, kind: event, event: {name: payment_received, timeout: 72h}}\n" +
+			"  - {id: ship, kind: task, task: noop}\n"
+		d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml", def), http.StatusCreated)
+		id := d.start("paid-orders", "po-1", map[string]any{"amount": 120})
+		deadline := time.Now().Add(30 * time.Second)
+		for got := ""; got != "reserve:done await_payment:waiting_event ship:pending"; got = plan(d.call("GET", "/v1/instances/"+id, adminKey, "").body) {
+			if time.Now().After(deadline) {
+				t.Fatalf("plan %q: the instance does not wait for its event", got)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		path := "/v1/instances/" + id + "/events"
+		if r := d.expect(d.call("POST", path, system, `{"name":"payment_sent"}`), http.StatusBadRequest); r.body["error"].(map[string]any)["field"] != "name" ||
+			!strings.Contains(r.raw, "waits for: payment_received") {
+			t.Fatalf("an event no step waits for: %s", r.raw)
+		}
+		d.expect(d.call("POST", path, system, `{"name":"Payment!"}`), http.StatusBadRequest)
+		d.expect(d.call("POST", "/v1/instances/nope/events", system, `{"name":"payment_received"}`), http.StatusNotFound)
+		r := d.expect(d.call("POST", path, system, `{"name":"payment_received","data":{"ref":"TX-1","amount":120}}`), http.StatusOK)
+		if r.body["by"] != "system-1" || r.body["data"].(map[string]any)["ref"] != "TX-1" {
+			t.Fatalf("the event: %s", r.raw)
+		}
+		inst := d.waitStatus(id, "completed")
+		out := inst["results"].(map[string]any)["await_payment"].(map[string]any)
+		if out["data"].(map[string]any)["ref"] != "TX-1" || inst["events"].(map[string]any)["payment_received"] == nil {
+			t.Fatalf("the instance after its event: %v", inst)
+		}
+		d.expect(d.call("POST", path, system, `{"name":"payment_received"}`), http.StatusConflict)
+		// Through the CLI, to a second instance.
+		id2 := d.start("paid-orders", "po-2", map[string]any{"amount": 5})
+		var printed, errOut bytes.Buffer
+		if code := cli.Instances(t.Context(), []string{"event", id2, "payment_received", "--data", `{"ref":"TX-2"}`, "--server", d.base, "--api-key", system}, &printed, &errOut); code != 0 ||
+			!strings.Contains(printed.String(), "event payment_received received ") || !strings.Contains(printed.String(), "from system-1") {
+			t.Fatalf("instances event: exit %d\n%s%s", code, printed.String(), errOut.String())
+		}
+		if inst := d.waitStatus(id2, "completed"); inst["results"].(map[string]any)["await_payment"].(map[string]any)["data"].(map[string]any)["ref"] != "TX-2" {
+			t.Fatalf("the second instance: %v", inst)
+		}
+		if *updateHistory {
+			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			recordHistory(t, tc, id, "event_step_v1.json")
 		}
 	})
 

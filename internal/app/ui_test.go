@@ -394,6 +394,19 @@ steps:
 	if log := b.text("main tbody"); strings.Count(log, "\n") != 0 || !strings.Contains(log, "admin (admin)") {
 		t.Fatalf("the audit log of revocations:\n%s", log)
 	}
+
+	// An instance waiting for an event says so, and shows the event once
+	// another system sent it.
+	const paid = "name: paid-orders\nversion: 1\nsteps:\n  - {id: await_payment, kind: event, event: {name: payment_received}}\n  - {id: ship, kind: task, task: noop}\n"
+	d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml", paid), http.StatusCreated)
+	eid := d.start("paid-orders", "ui-event", map[string]any{})
+	b.open("/instances/"+eid, "main table", "waiting_event")
+	d.expect(d.call("POST", "/v1/instances/"+eid+"/events", adminKey, `{"name":"payment_received","data":{"ref":"TX-9"}}`), http.StatusOK)
+	d.waitStatus(eid, "completed")
+	b.open("/instances/"+eid, "main", "Events received")
+	if got := b.text("main"); !strings.Contains(got, "payment_received") || !strings.Contains(got, `{"ref":"TX-9"}`) {
+		t.Fatalf("the instance's events:\n%s", got)
+	}
 }
 
 func firstLine(b *browser, css string) string {

@@ -18,6 +18,7 @@ const instancesUsage = `usage:
   adaptflow instances cancel ID [--reason TEXT]
   adaptflow instances retry ID [--reason TEXT]
   adaptflow instances retry --process P [--since 2h] [--reason TEXT]   (every failed instance of P)
+  adaptflow instances event ID NAME [--data JSON]                       (send it an event its event steps wait for)
 flags common to all: --server URL ($ADAPTFLOW_SERVER) --api-key KEY ($ADAPTFLOW_API_KEY) --json`
 
 // instanceView is the part of an instance the CLI prints.
@@ -61,7 +62,7 @@ func reasonBody(reason string) []byte {
 // Instances runs `adaptflow instances`: list a process's instances, show
 // one, cancel one, or retry a failed one, through a running server's API.
 func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, fs, ok := subcommand("instances", args, []string{"list", "show", "cancel", "retry"}, instancesUsage, stderr)
+	sub, fs, ok := subcommand("instances", args, []string{"list", "show", "cancel", "retry", "event"}, instancesUsage, stderr)
 	if !ok {
 		return 2
 	}
@@ -74,13 +75,15 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	limit := fs.Int("limit", 50, "list: instances per page (1 to 500)")
 	after := fs.String("after", "", "list: the cursor the previous page printed")
 	reason := fs.String("reason", "", "cancel: why, kept as the instance's error; retry: why, kept with Temporal's reset")
+	data := fs.String("data", "", "event: the event's data, a JSON object")
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return 2
 	}
 	bulk := sub == "retry" && len(pos) == 0 && *processName != ""
 	needsID := sub != "list" && !bulk
-	if *rf.key == "" || (needsID && len(pos) != 1) || (!needsID && (*processName == "" || len(pos) != 0)) {
+	wantPos := map[bool]int{true: 2, false: 1}[sub == "event"]
+	if *rf.key == "" || (needsID && len(pos) != wantPos) || (!needsID && (*processName == "" || len(pos) != 0)) {
 		fmt.Fprintln(stderr, instancesUsage)
 		return 2
 	}
@@ -106,12 +109,35 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		err = r.do(ctx, "GET", "/v1/instances/"+url.PathEscape(pos[0]), "", nil, nil, &raw)
 	case "cancel", "retry":
 		err = r.do(ctx, "POST", "/v1/instances/"+url.PathEscape(pos[0])+"/"+sub, "application/json", reasonBody(*reason), nil, &raw)
+	case "event":
+		body := map[string]any{"name": pos[1]}
+		if *data != "" {
+			var d map[string]any
+			if err := json.Unmarshal([]byte(*data), &d); err != nil {
+				return fail(fmt.Errorf("--data: not a JSON object: %w", err))
+			}
+			body["data"] = d
+		}
+		b, _ := json.Marshal(body)
+		err = r.do(ctx, "POST", "/v1/instances/"+url.PathEscape(pos[0])+"/events", "application/json", b, nil, &raw)
 	}
 	if err != nil {
 		return fail(err)
 	}
 	if *asJSON {
 		fmt.Fprintln(stdout, string(raw))
+		return 0
+	}
+	if sub == "event" {
+		var kept struct {
+			Name string    `json:"name"`
+			At   time.Time `json:"at"`
+			By   string    `json:"by"`
+		}
+		if err := json.Unmarshal(raw, &kept); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "%s: event %s received %s from %s\n", pos[0], kept.Name, kept.At.Local().Format(time.DateTime), kept.By)
 		return 0
 	}
 	if sub == "list" {
