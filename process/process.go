@@ -225,7 +225,7 @@ type EventSpec struct {
 	OnTimeout string `json:"on_timeout,omitempty" yaml:"on_timeout,omitempty"`
 }
 
-// TimeoutContinue: an event step whose timeout ran out goes on without
+// TimeoutContinue is what an event step whose timeout ran out does when it goes on without
 // its event (the other outcome is TimeoutFail).
 const TimeoutContinue = "continue"
 
