@@ -756,12 +756,21 @@ async function processView(name, q) {
 function classifyTry(name, version, spec) {
   const text = h("textarea", { name: "text", rows: 3, placeholder: `A ${(spec.fields || [spec.field]).join(" or ")} as it would arrive`, "aria-label": "Text to classify" });
   const out = h("div", { class: "classified" });
+  const examples = examplesSection(spec);
   const go = actionButton("Classify", async () => {
     if (!text.value.trim()) throw new Error("Write a text to classify first.");
-    const r = await api("POST", `/v1/processes/${encodeURIComponent(name)}/classify?version=${version}`, { text: text.value });
+    const said = text.value;
+    const r = await api("POST", `/v1/processes/${encodeURIComponent(name)}/classify?version=${version}`, { text: said });
     const c = r.classification;
     const review = c.fallback ? `yes: the LLM failed (${c.fallback})` : c.review ? `yes: confidence under ${pct(r.review_below)}` : "no";
     const fields = Object.entries(c.fields || {}).map(([k, v]) => `${k} = ${v === null ? "—" : v}`).join(", ");
+    // Teach it: the text, labeled as it should be, becomes an example.
+    const label = h("select", { name: "label", "aria-label": "Label to teach" }, spec.labels.map((l) => h("option", { value: l, selected: l === c.label }, l)));
+    const teach = actionButton("Add as an example", async () => {
+      await api("POST", `/v1/classifiers/${encodeURIComponent(spec.name)}/examples`, { text: said, label: label.value });
+      flash(`Added as an example of ${label.value}: the classifier learns it at its next classification.`, "info");
+      await examples.reload();
+    }, { class: "secondary" });
     out.replaceChildren(facts([
       ["Label", h("b", {}, c.label)],
       ["Confidence", pct(c.confidence)],
@@ -769,12 +778,44 @@ function classifyTry(name, version, spec) {
       ["Fields", fields],
       ["Or else", (c.alternatives || []).filter((a) => a.label !== c.label).map((a) => `${a.label} ${pct(a.probability)}`).join(", ")],
       ["Answered by", c.model],
-    ]));
+    ]), h("div", { class: "actions teach" }, h("label", {}, "Should be ", label), teach));
   });
   return [h("h2", {}, `Classifier ${spec.name}: try it`),
     h("section", { class: "card classify-try" },
-      h("p", { class: "muted" }, "How the classifier reads a text, as it would an instance's; nothing is stored."),
-      text, h("div", { class: "actions" }, go), out)];
+      h("p", { class: "muted" }, "How the classifier reads a text, as it would an instance's; nothing is stored unless you add it as an example."),
+      text, h("div", { class: "actions" }, go), out),
+    h("h2", {}, `Classifier ${spec.name}: examples`),
+    examples];
+}
+
+// examplesSection lists a classifier's stored examples (reviewers'
+// corrections and those added here), newest first, each of which an
+// engineer may delete; reload fetches them again.
+function examplesSection(spec) {
+  const box = h("section", { class: "card examples" }, h("p", { class: "muted" }, "Loading the examples…"));
+  const path = `/v1/classifiers/${encodeURIComponent(spec.name)}/examples`;
+  const load = async () => {
+    const r = await api("GET", path);
+    const list = (r.examples || []).slice().sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0));
+    const seeds = (spec.examples || []).length;
+    box.replaceChildren(
+      h("p", { class: "muted" }, `${num(list.length)} stored example${list.length === 1 ? "" : "s"} besides the definition's ${num(seeds)} seed example${seeds === 1 ? "" : "s"}${list.length > 50 ? "; the newest 50:" : "."}`),
+      table([
+        { title: "Text", cell: (e) => (e.text.length > 120 ? e.text.slice(0, 117) + "…" : e.text) },
+        { title: "Label", cell: (e) => e.label },
+        { title: "From", cell: (e) => e.source },
+        { title: "Added", cell: (e) => when(e.created_at) },
+        { title: "", cell: (e) => actionButton("Delete", async () => {
+          if (!confirm(`Delete the example "${e.text.slice(0, 60)}" (${e.label})? The classifier retrains without it.`)) return;
+          await api("DELETE", `${path}/${encodeURIComponent(e.id)}`);
+          flash("Example deleted: the classifier retrains without it.", "info");
+          await load();
+        }, { class: "secondary", "aria-label": `Delete the example ${e.id}` }) },
+      ], list.slice(0, 50)));
+  };
+  box.reload = load;
+  load().catch((e) => flash(e.message));
+  return box;
 }
 
 // ---- signals ---------------------------------------------------------------

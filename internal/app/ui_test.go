@@ -307,6 +307,30 @@ steps:
 	if got := b.text("section.classify-try .classified"); !strings.Contains(got, "Confidence") || !strings.Contains(got, "Reviewed") || !strings.Contains(got, "Or else") || !strings.Contains(got, "embedded:") {
 		t.Fatalf("the classifier's answer:\n%s", got)
 	}
+	// The text is taught as another label, listed with the examples, and
+	// deleted again.
+	b.do("pick the label to teach", chromedp.SetValue(chromedp.CSS(`section.classify-try select[name=label]`), "account_transfer"))
+	b.clickText("section.classify-try button", "Add as an example")
+	b.waitText("#flash", "Added as an example of account_transfer")
+	b.waitText("section.examples tbody", "our company needs a business account with two directors")
+	stored := d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/examples", engineer, ""), http.StatusOK)
+	var taught string
+	for _, e := range stored.body["examples"].([]any) {
+		if e := e.(map[string]any); e["text"] == "our company needs a business account with two directors" && e["label"] == "account_transfer" {
+			taught = e["id"].(string)
+		}
+	}
+	if taught == "" {
+		t.Fatalf("the taught example is not stored: %s", stored.raw)
+	}
+	b.do("delete it", chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+		chromedp.Click(chromedp.CSS(`button[aria-label="Delete the example `+taught+`"]`)))
+	b.waitText("#flash", "Example deleted")
+	for _, e := range d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/examples", engineer, ""), http.StatusOK).body["examples"].([]any) {
+		if e.(map[string]any)["id"] == taught {
+			t.Fatal("the deleted example is still stored")
+		}
+	}
 	b.clickText("main a", "business-account-kyc")
 	b.waitText("main h1", "Policy business-account-kyc")
 	b.do("note the change", chromedp.SendKeys(chromedp.CSS(`input[name=note]`), "paused from the UI"))
