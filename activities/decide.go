@@ -35,8 +35,10 @@ type DecideInput struct {
 	Signals map[string]policies.Signal
 	// Durations are the seconds each finished step took, by step id.
 	Durations map[string]float64 `json:",omitempty"`
-	Point     policies.Point
-	PrevHash  string
+	// Events are the events other systems sent the instance so far.
+	Events   map[string]policies.EventFact `json:",omitempty"`
+	Point    policies.Point
+	PrevHash string
 	// State, when set, is the instance's state just before this decision,
 	// saved to the projection as save number StateSeq of the run.
 	State    json.RawMessage `json:",omitempty"`
@@ -112,6 +114,7 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, 
 		Classification: in.Classification,
 		Calendar:       a.Calendar.Facts(in.Now),
 		Reviews:        in.Reviews,
+		Events:         in.Events,
 	}
 	vars := facts.Vars()
 	raw, err := facts.JSON()

@@ -45,7 +45,7 @@ func (sizeBounds) EstimateCallCost(string, string, *checker.AstNode, []checker.A
 }
 
 // FactNames are the variables every expression may read.
-var FactNames = []string{"input", "process", "instance", "steps", "signals", "classification", "calendar", "reviews"}
+var FactNames = []string{"input", "process", "instance", "steps", "signals", "classification", "calendar", "reviews", "events"}
 
 // Env is the CEL environment of adaptflow's expressions. It is safe for
 // concurrent use and caches compiled expressions.

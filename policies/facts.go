@@ -18,6 +18,8 @@ type Facts struct {
 	Classification map[string]any    `json:"classification"`
 	Calendar       CalendarFacts     `json:"calendar"`
 	Reviews        []ReviewFact      `json:"reviews"`
+	// Events are the events other systems sent the instance, by name.
+	Events map[string]EventFact `json:"events"`
 }
 
 // ProcessFacts name the definition an instance runs.
@@ -64,6 +66,14 @@ type CalendarFacts struct {
 	Weekday string `json:"weekday"`
 	Hour    int    `json:"hour"`
 	Season  string `json:"season"`
+}
+
+// EventFact is an event another system sent the instance: its data, when
+// it came (RFC 3339) and from whom.
+type EventFact struct {
+	Data map[string]any `json:"data"`
+	At   string         `json:"at"`
+	By   string         `json:"by"`
 }
 
 // ReviewFact is a review of the instance and its verdict so far.
@@ -164,6 +174,10 @@ func (f *Facts) Vars() map[string]any {
 	for i, s := range f.Instance.StepsDone {
 		done[i] = s
 	}
+	events := make(map[string]any, len(f.Events))
+	for name, e := range f.Events {
+		events[name] = map[string]any{"data": jsonValue(e.Data), "at": e.At, "by": e.By}
+	}
 	reviews := make([]any, len(f.Reviews))
 	for i, r := range f.Reviews {
 		reviews[i] = map[string]any{"id": r.ID, "queue": r.Queue, "step": r.Step, "verdict": r.Verdict}
@@ -183,6 +197,7 @@ func (f *Facts) Vars() map[string]any {
 			"weekday": f.Calendar.Weekday, "hour": float64(f.Calendar.Hour), "season": f.Calendar.Season,
 		},
 		"reviews": reviews,
+		"events":  events,
 	}
 	return vars
 }
@@ -273,5 +288,8 @@ func (f *Facts) normalize() {
 	}
 	if f.Reviews == nil {
 		f.Reviews = []ReviewFact{}
+	}
+	if f.Events == nil {
+		f.Events = map[string]EventFact{}
 	}
 }

@@ -484,6 +484,7 @@ func (r *runner) decide(ctx workflow.Context, i int) (int, error) {
 		Classification: r.classification,
 		Signals:        r.signals,
 		Durations:      r.durations(),
+		Events:         r.eventFacts(),
 		Point:          policies.Point{Added: slices.Clone(r.added), Reviews: r.opened, Fired: slices.Clone(r.fired)},
 		PrevHash:       r.lastHash,
 	}
@@ -1029,6 +1030,21 @@ func (r *runner) onEvent(ctx workflow.Context, e Event) (EventReceived, error) {
 	got := EventReceived{Data: e.Data, At: workflow.Now(ctx), By: e.By}
 	r.st.Events[e.Name] = got
 	return got, nil
+}
+
+// eventFacts are the events received so far, as the policies see them
+// (nil when none came).
+func (r *runner) eventFacts() map[string]policies.EventFact {
+	if len(r.st.Events) == 0 {
+		return nil
+	}
+	out := make(map[string]policies.EventFact, len(r.st.Events))
+	for _, name := range r.def.Events() { // the definition's order, not the map's
+		if e, ok := r.st.Events[name]; ok {
+			out[name] = policies.EventFact{Data: e.Data, At: e.At.UTC().Format(time.RFC3339Nano), By: e.By}
+		}
+	}
+	return out
 }
 
 // awaitEvent waits, at plan step i, for the event spec names (at once

@@ -1122,3 +1122,47 @@ func TestEventStepCanceled(t *testing.T) {
 		t.Fatalf("%v %s %s", err, res.Status, planString(st))
 	}
 }
+
+// Policies see the events received so far: a payment that came early
+// skips the payment reminder.
+func TestPoliciesSeeEvents(t *testing.T) {
+	const def = `
+name: paid-orders
+version: 1
+steps:
+  - {id: pick, kind: wait, duration: 1h}
+  - {id: remind, kind: task, task: noop}
+  - {id: await_payment, kind: event, event: {name: payment_received, timeout: 24h, on_timeout: continue}}
+`
+	const pol = `
+id: paid-early
+process: paid-orders
+when: '"payment_received" in events && events.payment_received.data.amount > 0'
+actions: [{skip: remind}]
+`
+	h := newHarness(t, def, pol)
+	var refused error
+	h.sendEvent(t, 30*time.Minute, workflows.Event{Name: "payment_received", Data: map[string]any{"amount": 10.0}, By: "erp"}, nil, &refused)
+	if res, err := h.run(t, map[string]any{}); err != nil || refused != nil || res.Status != workflows.StatusCompleted {
+		t.Fatalf("%v %v %s", err, refused, res.Status)
+	}
+	if got := planString(h.state(t)); got != "pick:done remind:skipped await_payment:done" {
+		t.Fatalf("plan %q", got)
+	}
+	ds, err := h.store.Decisions(t.Context(), "i-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	facts, _ := policies.VarsFromJSON(ds[1].Facts)
+	if ev, _ := facts["events"].(map[string]any)["payment_received"].(map[string]any); ev == nil || ev["by"] != "erp" {
+		t.Fatalf("the decision before remind recorded events %v", facts["events"])
+	}
+
+	h = newHarness(t, def, pol) // no payment: the reminder runs
+	if _, err := h.run(t, map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := planString(h.state(t)); got != "pick:done remind:done await_payment:done" {
+		t.Fatalf("plan without the event %q", got)
+	}
+}
