@@ -158,7 +158,7 @@ func (a *Activities) Classify(ctx context.Context, in ClassifyInput) (ClassifyRe
 func extractFields(spec process.ClassifySpec) []classify.Field {
 	var out []classify.Field
 	for _, f := range spec.Extract {
-		out = append(out, classify.Field{Name: f.Name, Type: f.Type, Pattern: f.Pattern})
+		out = append(out, classify.Field{Name: f.Name, Type: f.Type, Pattern: f.Pattern, Decimal: f.Decimal})
 	}
 	return out
 }

@@ -130,6 +130,9 @@ type ExtractField struct {
 	// extracts only fields with a pattern, and a pattern fills in a field
 	// the LLM left null.
 	Pattern string `json:"pattern,omitempty" yaml:"pattern,omitempty"`
+	// Decimal is the decimal mark of a number field's texts, "." or ","
+	// (empty: told from each number, a lone dot read as decimal).
+	Decimal string `json:"decimal,omitempty" yaml:"decimal,omitempty"`
 }
 
 // LabeledText is one labeled example.

@@ -210,3 +210,23 @@ func TestClassifyFields(t *testing.T) {
 		})
 	}
 }
+
+// An extracted number's decimal mark is "." or ",", and only a number has
+// one.
+func TestExtractDecimalMark(t *testing.T) {
+	def := func(extract string) string {
+		return "name: notes\nversion: 1\ninput: {properties: {note: {type: string}}}\nsteps: [{id: a, kind: task, task: noop}]\n" +
+			"classify: {name: c, field: note, labels: [x, y], examples: [{text: hi, label: x}, {text: yo, label: y}], extract: [" + extract + "]}\n"
+	}
+	if _, err := process.ParseDefinition([]byte(def("{name: amount, type: number, decimal: ','}"))); err != nil {
+		t.Fatal(err)
+	}
+	for extract, want := range map[string]string{
+		"{name: amount, type: number, decimal: ';'}": `classify.extract[0].decimal: must be "." or ","`,
+		"{name: iban, type: string, decimal: ','}":   "classify.extract[0].decimal: applies to number fields",
+	} {
+		if _, err := process.ParseDefinition([]byte(def(extract))); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", extract, err, want)
+		}
+	}
+}

@@ -228,6 +228,13 @@ func (d *Definition) Validate() error {
 			default:
 				es.Add(fmt.Sprintf("classify.extract[%d].type", i), "must be string, number or boolean (got %q)", f.Type)
 			}
+			switch {
+			case f.Decimal == "":
+			case f.Type != "number":
+				es.Add(fmt.Sprintf("classify.extract[%d].decimal", i), "applies to number fields")
+			case f.Decimal != "." && f.Decimal != ",":
+				es.Add(fmt.Sprintf("classify.extract[%d].decimal", i), `must be "." or "," (got %q)`, f.Decimal)
+			}
 			if f.Pattern != "" {
 				if re, err := regexp.Compile(f.Pattern); err != nil {
 					es.Add(fmt.Sprintf("classify.extract[%d].pattern", i), "is not a regular expression: %v", err)

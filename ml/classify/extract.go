@@ -58,7 +58,11 @@ func ExtractByPatterns(spec []Field, text string, given map[string]any) map[stri
 				fields[f.Name] = v
 			}
 		case "number":
-			if n, ok := ParseNumber(v); ok {
+			var mark byte
+			if f.Decimal != "" {
+				mark = f.Decimal[0]
+			}
+			if n, ok := ParseNumberWith(v, mark); ok {
 				fields[f.Name] = n
 			}
 		}
@@ -82,7 +86,12 @@ var groupSeparators = strings.NewReplacer(" ", "", "\u00a0", "", "\u202f", "", "
 //     "1,00,000"): "1..2" and "12.34.56" are not numbers.
 //
 // A leading sign is kept. It reports false for anything else.
-func ParseNumber(s string) (float64, bool) {
+func ParseNumber(s string) (float64, bool) { return ParseNumberWith(s, 0) }
+
+// ParseNumberWith reads a number whose decimal mark is mark ('.' or ','),
+// the other one grouping thousands: with ',', "1.250" is 1250 and "1,5"
+// is 1.5. A mark of 0 tells it from the number, as ParseNumber does.
+func ParseNumberWith(s string, mark byte) (float64, bool) {
 	s = groupSeparators.Replace(strings.TrimSpace(s))
 	sign := ""
 	if strings.HasPrefix(s, "-") || strings.HasPrefix(s, "+") {
@@ -94,6 +103,14 @@ func ParseNumber(s string) (float64, bool) {
 	dot, comma := strings.LastIndexByte(s, '.'), strings.LastIndexByte(s, ',')
 	decimal := byte(0)
 	switch {
+	case mark != 0:
+		switch strings.Count(s, string(mark)) {
+		case 0:
+		case 1:
+			decimal = mark
+		default:
+			return 0, false
+		}
 	case dot >= 0 && comma >= 0:
 		decimal = s[max(dot, comma)]
 	case comma >= 0:

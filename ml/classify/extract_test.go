@@ -53,4 +53,25 @@ func TestParseNumber(t *testing.T) {
 	if got := classify.ExtractByPatterns(spec, "Bitte überweisen Sie EUR 1.000,50 bis Freitag.", nil); got["amount"] != 1000.5 {
 		t.Fatalf("a German amount: %v", got)
 	}
+	// A field whose texts use the decimal comma reads a lone dot as
+	// grouping thousands.
+	spec[0].Decimal = ","
+	if got := classify.ExtractByPatterns(spec, "Rechnungsbetrag EUR 1.250 netto", nil); got["amount"] != 1250.0 {
+		t.Fatalf("a German amount with a lone dot: %v", got)
+	}
+	for in, want := range map[string]float64{"1.250": 1250, "1,5": 1.5, "1.250,75": 1250.75, "250": 250, "1,250": 1.25} {
+		if got, ok := classify.ParseNumberWith(in, ','); !ok || got != want {
+			t.Errorf("ParseNumberWith(%q, ',') = %v, %v; want %v", in, got, ok, want)
+		}
+	}
+	for in, want := range map[string]float64{"1,250": 1250, "1.5": 1.5, "1,250.75": 1250.75} {
+		if got, ok := classify.ParseNumberWith(in, '.'); !ok || got != want {
+			t.Errorf("ParseNumberWith(%q, '.') = %v, %v; want %v", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"1,2,3", "1.25.0"} {
+		if got, ok := classify.ParseNumberWith(in, in[1]); ok {
+			t.Errorf("ParseNumberWith(%q) = %v; want no number (the decimal mark twice)", in, got)
+		}
+	}
 }

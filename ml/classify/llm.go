@@ -35,6 +35,9 @@ type Field struct {
 	// Pattern, when set, is a regular expression (RE2) that extracts the
 	// field without a model; see ExtractByPatterns.
 	Pattern string
+	// Decimal is a number's decimal mark, "." or "," (empty: told from
+	// each number; see ParseNumber).
+	Decimal string
 }
 
 // Spec is what the LLM classifies into.
