@@ -32,6 +32,8 @@ type StepInput struct {
 	Input       map[string]any
 	Results     map[string]any
 	Vars        map[string]any
+	// Events are the events other systems sent the instance so far.
+	Events map[string]policies.EventFact `json:",omitempty"`
 }
 
 // StepResult is a step's result, kept by the workflow under the step's id.
@@ -44,6 +46,7 @@ func (in StepInput) vars() map[string]any {
 		Input:    in.Input,
 		Steps:    in.Results,
 		Instance: policies.InstanceFacts{ID: in.InstanceID, BusinessKey: in.BusinessKey, Step: in.Step.ID, Vars: in.Vars},
+		Events:   in.Events,
 	}
 	return f.Vars()
 }

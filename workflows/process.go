@@ -942,7 +942,7 @@ func (r *runner) runStep(ctx workflow.Context, i int) error {
 	now := workflow.Now(ctx)
 	ps.StartedAt = &now
 	ps.State = StepRunning
-	in := activities.StepInput{Step: step, InstanceID: r.in.InstanceID, BusinessKey: r.in.BusinessKey, Input: r.in.Input, Results: r.st.Results, Vars: r.st.Vars}
+	in := activities.StepInput{Step: step, InstanceID: r.in.InstanceID, BusinessKey: r.in.BusinessKey, Input: r.in.Input, Results: r.st.Results, Vars: r.st.Vars, Events: r.eventFacts()}
 	opts := stepOptions(step)
 	actx := workflow.WithActivityOptions(ctx, opts)
 	var res activities.StepResult

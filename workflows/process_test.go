@@ -1166,3 +1166,19 @@ actions: [{skip: remind}]
 		t.Fatalf("plan without the event %q", got)
 	}
 }
+
+// Validate assertions (and http templates) read the events too.
+func TestStepsSeeEvents(t *testing.T) {
+	h := newHarness(t, `
+name: paid-orders
+version: 1
+steps:
+  - {id: await_payment, kind: event, event: {name: payment_received}}
+  - {id: check, kind: validate, assertions: ['events.payment_received.data.ref == "TX-1"']}
+`)
+	var refused error
+	h.sendEvent(t, time.Minute, workflows.Event{Name: "payment_received", Data: map[string]any{"ref": "TX-1"}, By: "erp"}, nil, &refused)
+	if res, err := h.run(t, map[string]any{}); err != nil || refused != nil || res.Status != workflows.StatusCompleted {
+		t.Fatalf("%v %v %s: %s", err, refused, res.Status, planString(h.state(t)))
+	}
+}
