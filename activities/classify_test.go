@@ -161,52 +161,28 @@ func labelOf(t *testing.T, env *testsuite.TestActivityEnvironment, acts *activit
 	return res.Label
 }
 
-func TestStoredExamplesRetrainTheEmbeddedClassifier(t *testing.T) {
+// taughtOtherwise stores four examples that label a parcel question the
+// other way than the spec's examples do, and checks that the classifier
+// follows them. It returns the store, the question's label before them,
+// how many examples it stored (ex0, ex1, ...), and a function that asks.
+func taughtOtherwise(t *testing.T) (st *sqlite.Store, before string, stored int, ask func() string) {
+	t.Helper()
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { _ = st.Close() })
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
 	acts := &activities.Activities{Examples: st}
 	env.RegisterActivity(acts)
-	ask := func() string { return labelOf(t, env, acts, "where is my parcel tracking number") }
-	before := ask()
+	ask = func() string { return labelOf(t, env, acts, "where is my parcel tracking number") }
+	before = ask()
 	flip := "refund"
 	if before == "refund" {
 		flip = "question"
 	}
 	// Reviewers teach it: the parcel questions are labeled the other way.
-	for i, text := range []string{"where is my parcel", "parcel tracking number please", "my parcel tracking number is missing", "tracking number for the parcel"} {
-		e := store.Example{ID: fmt.Sprintf("ex%d", i), Classifier: spec.Name, Text: text, Label: flip, Embedding: make([]float32, st.EmbeddingDim()), CreatedAt: time.Now()}
-		if err := st.PutExample(t.Context(), e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if after := ask(); after != flip {
-		t.Fatalf("label %s before and %s after four examples labeled %s", before, after, flip)
-	}
-}
-
-// Examples removed (a wrong correction) are forgotten: the next full
-// training, in the background, learns without them.
-func TestDeletedExamplesAreForgotten(t *testing.T) {
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	acts := &activities.Activities{Examples: st}
-	env.RegisterActivity(acts)
-	ask := func() string { return labelOf(t, env, acts, "where is my parcel tracking number") }
-	before := ask()
-	flip := "refund"
-	if before == "refund" {
-		flip = "question"
-	}
 	texts := []string{"where is my parcel", "parcel tracking number please", "my parcel tracking number is missing", "tracking number for the parcel"}
 	for i, text := range texts {
 		e := store.Example{ID: fmt.Sprintf("ex%d", i), Classifier: spec.Name, Text: text, Label: flip, Embedding: make([]float32, st.EmbeddingDim()), CreatedAt: time.Now()}
@@ -217,7 +193,18 @@ func TestDeletedExamplesAreForgotten(t *testing.T) {
 	if after := ask(); after != flip {
 		t.Fatalf("label %s before and %s after four examples labeled %s", before, after, flip)
 	}
-	for i := range texts {
+	return st, before, len(texts), ask
+}
+
+func TestStoredExamplesRetrainTheEmbeddedClassifier(t *testing.T) {
+	taughtOtherwise(t)
+}
+
+// Examples removed (a wrong correction) are forgotten: the next full
+// training, in the background, learns without them.
+func TestDeletedExamplesAreForgotten(t *testing.T) {
+	st, before, stored, ask := taughtOtherwise(t)
+	for i := range stored {
 		if err := st.DeleteExample(t.Context(), spec.Name, fmt.Sprintf("ex%d", i)); err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +212,7 @@ func TestDeletedExamplesAreForgotten(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for ask() != before {
 		if time.Now().After(deadline) {
-			t.Fatalf("still %s 30 s after its examples were removed, want %s again", flip, before)
+			t.Fatalf("30 s after its examples were removed, the label is not %s again", before)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
