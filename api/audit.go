@@ -12,13 +12,14 @@ import (
 )
 
 // notAudited are the writes that change nothing kept (a simulation, a
-// classification tried) or are
-// the business itself rather than its configuration (instance starts,
+// classification tried) or are the business itself rather than its
+// configuration (instance starts and the events other systems send them,
 // recorded with their instances).
 var notAudited = map[string]bool{
 	"POST /v1/policies/simulate":         true,
 	"POST /v1/processes/:name/classify":  true,
 	"POST /v1/processes/:name/instances": true,
+	"POST /v1/instances/:id/events":      true,
 }
 
 // audit records every successful change made through the API after its

@@ -477,6 +477,10 @@ catalog:
 			t.Fatalf("the instance after its event: %v", inst)
 		}
 		d.expect(d.call("POST", path, system, `{"name":"payment_received"}`), http.StatusConflict)
+		// Events are business traffic, kept with their instances, not audit entries.
+		if got := d.expect(d.call("GET", "/v1/audit?action="+url.QueryEscape("POST /v1/instances/:id/events"), adminKey, ""), http.StatusOK); len(got.body["entries"].([]any)) != 0 {
+			t.Fatalf("events in the audit log: %s", got.raw)
+		}
 		// Through the CLI, to a second instance.
 		id2 := d.start("paid-orders", "po-2", map[string]any{"amount": 5})
 		var printed, errOut bytes.Buffer
