@@ -318,7 +318,7 @@ async function inboxView(q) {
     table(cols, page.reviews, (r) => { location.hash = "#/reviews/" + encodeURIComponent(r.id); }),
     page.next ? h("p", {}, link(`#/inbox?${new URLSearchParams({ ...Object.fromEntries(Object.entries(filter).filter(([, v]) => v)), after: page.next })}`, "Next page →")) : null,
   );
-  refresh = setInterval(() => { if (!document.hidden && document.activeElement?.tagName !== "INPUT") route(); }, 15000);
+  refresh = setInterval(() => { if (!document.hidden && !["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement?.tagName)) route(); }, 15000);
 }
 
 // queueSummary is where each queue stands: what waits in it now, and what
@@ -541,10 +541,40 @@ function instanceActionForm(path, { action, label, kind, placeholder, ask, done 
   }, h("label", {}, "Reason", reason), h("button", { type: "submit", class: kind }, label));
 }
 
+// eventForm sends an instance one of the events its definition's event
+// steps wait for, with data: what the other system would have sent, when
+// an operator confirms it by hand.
+function eventForm(path, key, names) {
+  const name = h("select", { name: "event", "aria-label": "Event" }, names.map((n) => h("option", { value: n }, n)));
+  const data = h("textarea", { name: "data", rows: 2, placeholder: '{"ref": "…"} (optional)', "aria-label": "Event data (JSON)" });
+  return h("form", {
+    class: "filters",
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      try {
+        let body;
+        try { body = data.value.trim() ? JSON.parse(data.value) : undefined; } catch { throw new Error("The event's data is not JSON."); }
+        if (body !== undefined && (typeof body !== "object" || body === null || Array.isArray(body))) throw new Error("The event's data must be a JSON object.");
+        if (!confirm(`Send ${name.value} to ${key}, as the other system would?`)) return;
+        await api("POST", `${path}/events`, { name: name.value, data: body });
+        await route();
+        flash(`Sent ${name.value} to ${key}.`, "info");
+      } catch (e) { flash(e.message); }
+    },
+  }, h("label", {}, "Event", name), h("label", {}, "Data", data), h("button", { type: "submit" }, "Send event"));
+}
+
 async function instanceView(id) {
   const path = "/v1/instances/" + encodeURIComponent(id);
   const [inst, dec] = await Promise.all([api("GET", path), api("GET", path + "/decisions")]);
   const decisions = dec.decisions || [];
+  // The events its event steps wait for that have not come yet.
+  let waitingFor = [];
+  if (["starting", "running"].includes(inst.status) && (inst.plan || []).some((p) => p.kind === "event")) {
+    const def = await api("GET", `/v1/processes/${encodeURIComponent(inst.process)}?version=${inst.version}`);
+    const steps = [...(def.definition.steps || []), ...(def.definition.catalog || [])];
+    waitingFor = [...new Set(steps.filter((s) => s.kind === "event" && s.event).map((s) => s.event.name))].filter((n) => !(inst.events || {})[n]);
+  }
   const planCols = [
     { title: "Step", cell: (p) => p.id },
     { title: "Kind", cell: (p) => p.kind },
@@ -576,6 +606,7 @@ async function instanceView(id) {
       ["Error", inst.error],
       ["Classification", inst.classification ? `${inst.classification.label} (${pct(inst.classification.confidence)})` : null],
     ])),
+    waitingFor.length ? eventForm(path, key, waitingFor) : null,
     cancelForm,
     retryForm,
     h("h2", {}, "Plan"),
@@ -599,7 +630,7 @@ async function instanceView(id) {
     inst.results && Object.keys(inst.results).length ? [h("h2", {}, "Results"), json(inst.results)] : null,
   );
   if (["starting", "running", "waiting_review"].includes(inst.status)) {
-    refresh = setInterval(() => { if (!document.hidden && document.activeElement?.tagName !== "INPUT") route(); }, 5000);
+    refresh = setInterval(() => { if (!document.hidden && !["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement?.tagName)) route(); }, 5000);
   }
 }
 

@@ -425,7 +425,14 @@ steps:
 	d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml", paid), http.StatusCreated)
 	eid := d.start("paid-orders", "ui-event", map[string]any{})
 	b.open("/instances/"+eid, "main table", "waiting_event")
-	d.expect(d.call("POST", "/v1/instances/"+eid+"/events", adminKey, `{"name":"payment_received","data":{"ref":"TX-9"}}`), http.StatusOK)
+	// An operator confirms it by hand: the data must be a JSON object.
+	b.do("write bad data", chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+		chromedp.SendKeys(chromedp.CSS(`textarea[name=data]`), `["TX-9"]`))
+	b.clickText("main form button", "Send event")
+	b.waitText("#flash", "The event's data must be a JSON object.")
+	b.do("write the data", chromedp.SetValue(chromedp.CSS(`textarea[name=data]`), `{"ref": "TX-9"}`))
+	b.clickText("main form button", "Send event")
+	b.waitText("#flash", "Sent payment_received to ui-event.")
 	d.waitStatus(eid, "completed")
 	b.open("/instances/"+eid, "main", "Events received")
 	if got := b.text("main"); !strings.Contains(got, "payment_received") || !strings.Contains(got, `{"ref":"TX-9"}`) {
