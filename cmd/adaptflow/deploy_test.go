@@ -3,13 +3,16 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -198,13 +201,12 @@ func checkEnvFile(t *testing.T, path string, check func(where, name string)) {
 	}
 }
 
-// The alerting rules name only metrics adaptflow or the Temporal SDK
-// exports, and each rule has a name, an expression and a summary.
-func TestAlertRules(t *testing.T) {
-	root := filepath.Join("..", "..")
-	doc := yamlDocs(t, filepath.Join(root, "deploy", "prometheus", "alerts.yaml"))[0]
-	// adaptflow's metric names, as its sources spell them.
-	ours := map[string]bool{}
+// knownMetrics says whether a metric (or a histogram's or summary's
+// series) is one adaptflow or the Temporal SDK exports, and returns the
+// names of both, as their sources spell them.
+func knownMetrics(t *testing.T, root string) (known func(string) bool, ours, sdk map[string]bool) {
+	t.Helper()
+	ours = map[string]bool{}
 	for _, dir := range []string{"api", "activities", "internal"} {
 		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
@@ -230,11 +232,11 @@ func TestAlertRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sdk := map[string]bool{}
+	sdk = map[string]bool{}
 	for _, m := range regexp.MustCompile(`TemporalMetricsPrefix \+ "([a-z_]+)"`).FindAllSubmatch(consts, -1) {
 		sdk["temporal_"+string(m[1])] = true
 	}
-	known := func(name string) bool {
+	known = func(name string) bool {
 		for _, suffix := range []string{"_bucket", "_count", "_sum"} {
 			name = strings.TrimSuffix(name, suffix)
 		}
@@ -243,6 +245,19 @@ func TestAlertRules(t *testing.T) {
 		}
 		return sdk[name] || sdk[strings.TrimSuffix(name, "_seconds")] || sdk[strings.TrimSuffix(name, "_total")]
 	}
+	return known, ours, sdk
+}
+
+// metricNames are the adaptflow and Temporal metrics a PromQL expression
+// names.
+var metricNames = regexp.MustCompile(`\b(?:adaptflow|temporal)_[a-z_]+`)
+
+// The alerting rules name only metrics adaptflow or the Temporal SDK
+// exports, and each rule has a name, an expression and a summary.
+func TestAlertRules(t *testing.T) {
+	root := filepath.Join("..", "..")
+	doc := yamlDocs(t, filepath.Join(root, "deploy", "prometheus", "alerts.yaml"))[0]
+	known, ours, sdk := knownMetrics(t, root)
 	names := map[string]bool{}
 	rules := 0
 	for g := 0; dig(doc, "groups", g) != nil; g++ {
@@ -256,7 +271,7 @@ func TestAlertRules(t *testing.T) {
 			}
 			names[name] = true
 			rules++
-			for _, metric := range regexp.MustCompile(`\b(?:adaptflow|temporal)_[a-z_]+`).FindAllString(expr, -1) {
+			for _, metric := range metricNames.FindAllString(expr, -1) {
 				if !known(metric) {
 					t.Errorf("%s: no metric %s is exported", name, metric)
 				}
@@ -283,5 +298,87 @@ func TestAlertRules(t *testing.T) {
 	test.Dir = filepath.Join(root, "deploy", "prometheus")
 	if out, err := test.CombinedOutput(); err != nil {
 		t.Fatalf("promtool test rules: %v\n%s", err, out)
+	}
+}
+
+// The Grafana dashboard's panels query only metrics adaptflow or the
+// Temporal SDK exports, with PromQL Prometheus parses (checked by promtool
+// as recording rules, Grafana's variables put in), and use only the
+// dashboard's variables.
+func TestGrafanaDashboard(t *testing.T) {
+	root := filepath.Join("..", "..")
+	raw, err := os.ReadFile(filepath.Join(root, "deploy", "grafana", "adaptflow.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		UID        string `json:"uid"`
+		Title      string `json:"title"`
+		Templating struct {
+			List []struct{ Name string } `json:"list"`
+		} `json:"templating"`
+		Panels []struct {
+			Type    string          `json:"type"`
+			Title   string          `json:"title"`
+			GridPos json.RawMessage `json:"gridPos"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatal(err)
+	}
+	if dash.UID == "" || dash.Title == "" {
+		t.Fatalf("uid %q, title %q", dash.UID, dash.Title)
+	}
+	vars := map[string]bool{"__rate_interval": true}
+	for _, v := range dash.Templating.List {
+		vars[v.Name] = true
+	}
+	known, _, _ := knownMetrics(t, root)
+	var rules strings.Builder
+	rules.WriteString("groups:\n  - name: dashboard\n    rules:\n")
+	queries := 0
+	for i, p := range dash.Panels {
+		if p.Type == "row" {
+			continue
+		}
+		if p.Title == "" || len(p.GridPos) == 0 || len(p.Targets) == 0 {
+			t.Errorf("panel %d: title %q, %d queries, gridPos %s", i, p.Title, len(p.Targets), p.GridPos)
+		}
+		for _, q := range p.Targets {
+			queries++
+			for _, metric := range metricNames.FindAllString(q.Expr, -1) {
+				if !known(metric) {
+					t.Errorf("%s: no metric %s is exported", p.Title, metric)
+				}
+			}
+			for _, v := range regexp.MustCompile(`\$\{?(\w+)`).FindAllStringSubmatch(q.Expr, -1) {
+				if !vars[v[1]] {
+					t.Errorf("%s: no variable %s", p.Title, v[1])
+				}
+			}
+			expr := strings.NewReplacer("$__rate_interval", "5m", "$process", ".*", "$queue", ".*").Replace(q.Expr)
+			fmt.Fprintf(&rules, "      - record: dashboard:query_%d\n        expr: %s\n", queries, strconv.Quote(expr))
+		}
+	}
+	if queries < 10 {
+		t.Fatalf("%d queries", queries)
+	}
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("promtool is missing (scripts/test.sh unpacks it from Debian's prometheus package)")
+		}
+		t.Log("promtool is not installed here: the dashboard's PromQL is not checked")
+		return
+	}
+	file := filepath.Join(t.TempDir(), "dashboard-rules.yaml")
+	if err := os.WriteFile(file, []byte(rules.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool, "check", "rules", file).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check rules (the dashboard's queries): %v\n%s", err, out)
 	}
 }
