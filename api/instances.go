@@ -19,7 +19,7 @@ import (
 )
 
 // instanceStatuses are what a listing filters by.
-var instanceStatuses = []string{store.InstanceStarting, "running", "waiting_review", store.InstanceCompleted, store.InstanceRejected, store.InstanceFailed,
+var instanceStatuses = []string{store.InstanceStarting, "running", "waiting_review", "waiting_event", store.InstanceCompleted, store.InstanceRejected, store.InstanceFailed,
 	store.InstanceCanceled, store.InstanceInProgress, store.InstanceFinished}
 
 // listInstances lists a process's instances, newest first, paged by

@@ -69,10 +69,13 @@ type kpis struct {
 	InProgress int `json:"in_progress"`
 	// WaitingReview are the instances in progress that wait for a review.
 	WaitingReview int `json:"waiting_review"`
-	Completed     int `json:"completed"`
-	Rejected      int `json:"rejected"`
-	Failed        int `json:"failed"`
-	Canceled      int `json:"canceled"`
+	// WaitingEvent are the instances in progress whose event step waits
+	// for another system's event.
+	WaitingEvent int `json:"waiting_event"`
+	Completed    int `json:"completed"`
+	Rejected     int `json:"rejected"`
+	Failed       int `json:"failed"`
+	Canceled     int `json:"canceled"`
 	// ErrorRate is failed over finished (0 when none finished); canceled
 	// instances are not counted in.
 	ErrorRate float64 `json:"error_rate"`
@@ -121,8 +124,11 @@ func (a *kpiAcc) add(o store.InstanceOutcome) {
 		a.k.Canceled++
 	default:
 		a.k.InProgress++
-		if o.Status == workflows.StatusWaitingReview {
+		switch o.Status {
+		case workflows.StatusWaitingReview:
 			a.k.WaitingReview++
+		case workflows.StatusWaitingEvent:
+			a.k.WaitingEvent++
 		}
 	}
 	if !o.FinishedAt.IsZero() && o.Status != store.InstanceCanceled { // a cancel cuts the cycle short

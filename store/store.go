@@ -349,7 +349,7 @@ func InstancesQuery(f InstanceFilter, ph func(n int) string) (string, []any, err
 		where = append(where, "NOT "+final)
 	case InstanceFinished:
 		where = append(where, final)
-	case "running", "waiting_review", InstanceCompleted, InstanceRejected, InstanceFailed, InstanceCanceled:
+	case "running", "waiting_review", "waiting_event", InstanceCompleted, InstanceRejected, InstanceFailed, InstanceCanceled:
 		where = append(where, "status = "+arg(f.Status))
 	default:
 		return "", nil, fmt.Errorf("%w: unknown instance status %q", ErrInvalid, f.Status)

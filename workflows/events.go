@@ -86,6 +86,12 @@ func (r *runner) awaitEvent(ctx workflow.Context, i int, spec process.EventSpec)
 	received := func() bool { _, ok := r.st.Events[spec.Name]; return ok }
 	if !received() {
 		r.st.Plan[i].State = StepWaitingEvent
+		r.st.Status = StatusWaitingEvent
+		defer func() {
+			if r.st.Status == StatusWaitingEvent {
+				r.st.Status = StatusRunning
+			}
+		}()
 		r.saveBeforeWait(ctx)
 		if spec.Timeout == "" {
 			if err := workflow.Await(ctx, received); err != nil {

@@ -33,6 +33,8 @@ const (
 	StatusStarting      = "starting"
 	StatusRunning       = "running"
 	StatusWaitingReview = "waiting_review"
+	// StatusWaitingEvent: an event step waits for another system's event.
+	StatusWaitingEvent = "waiting_event"
 	StatusCompleted     = store.InstanceCompleted
 	StatusRejected      = store.InstanceRejected
 	StatusFailed        = store.InstanceFailed

@@ -1044,7 +1044,7 @@ func TestEventStep(t *testing.T) {
 	h := newHarness(t, strings.Replace(paymentYAML, "ON_TIMEOUT", "fail", 1))
 	h.env.RegisterDelayedCallback(func() {
 		st := h.state(t)
-		if st.Status != workflows.StatusRunning || st.Plan[0].State != workflows.StepDone || st.Plan[1].State != workflows.StepWaitingEvent || st.Plan[2].State != workflows.StepPending {
+		if st.Status != workflows.StatusWaitingEvent || st.Plan[0].State != workflows.StepDone || st.Plan[1].State != workflows.StepWaitingEvent || st.Plan[2].State != workflows.StepPending {
 			t.Errorf("while waiting: %s %s", st.Status, planString(st))
 		}
 	}, time.Hour)

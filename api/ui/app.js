@@ -460,7 +460,7 @@ function decisionForm(r, { mine, takenByOther, act }) {
 
 // ---- instances -----------------------------------------------------------
 
-const instanceFilters = ["", "in_progress", "waiting_review", "finished", "completed", "rejected", "failed", "canceled"];
+const instanceFilters = ["", "in_progress", "waiting_review", "waiting_event", "finished", "completed", "rejected", "failed", "canceled"];
 
 // instancesView lists a process's instances, newest first, and opens one
 // by id.
@@ -570,7 +570,7 @@ async function instanceView(id) {
   const decisions = dec.decisions || [];
   // The events its event steps wait for that have not come yet.
   let waitingFor = [];
-  if (["starting", "running"].includes(inst.status) && (inst.plan || []).some((p) => p.kind === "event")) {
+  if (["starting", "running", "waiting_review", "waiting_event"].includes(inst.status) && (inst.plan || []).some((p) => p.kind === "event")) {
     const def = await api("GET", `/v1/processes/${encodeURIComponent(inst.process)}?version=${inst.version}`);
     const steps = [...(def.definition.steps || []), ...(def.definition.catalog || [])];
     waitingFor = [...new Set(steps.filter((s) => s.kind === "event" && s.event).map((s) => s.event.name))].filter((n) => !(inst.events || {})[n]);
@@ -583,7 +583,7 @@ async function instanceView(id) {
     { title: "Took", num: true, cell: (p) => (p.started_at && p.finished_at ? duration((new Date(p.finished_at) - new Date(p.started_at)) / 1000) : "—") },
   ];
   const key = inst.business_key;
-  const running = ["starting", "running", "waiting_review"].includes(inst.status);
+  const running = ["starting", "running", "waiting_review", "waiting_event"].includes(inst.status);
   const cancelForm = running ? instanceActionForm(path, {
     action: "cancel", label: "Cancel instance", kind: "danger", placeholder: "why (kept as the instance's error)",
     ask: `Cancel ${key}? Its remaining steps will not run.`,
@@ -629,7 +629,7 @@ async function instanceView(id) {
     h("h2", {}, "Input"), json(inst.input),
     inst.results && Object.keys(inst.results).length ? [h("h2", {}, "Results"), json(inst.results)] : null,
   );
-  if (["starting", "running", "waiting_review"].includes(inst.status)) {
+  if (["starting", "running", "waiting_review", "waiting_event"].includes(inst.status)) {
     refresh = setInterval(() => { if (!document.hidden && !["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement?.tagName)) route(); }, 5000);
   }
 }
@@ -716,7 +716,7 @@ async function processView(name, q) {
     h("p", { class: "muted" }, k.note || ""),
     h("div", { class: "tiles" },
       tile(num(o.started), "started"),
-      tile(num(o.in_progress), `in progress (${num(o.waiting_review)} waiting for review)`),
+      tile(num(o.in_progress), `in progress (${num(o.waiting_review)} waiting for review${o.waiting_event ? `, ${num(o.waiting_event)} for an event` : ""})`),
       tile(num(o.completed), "completed"),
       tile(pct(o.error_rate), "error rate"),
       tile(duration(o.cycle_time_seconds?.p50), "cycle time p50"),

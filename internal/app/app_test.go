@@ -460,6 +460,13 @@ catalog:
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		// Listed, and counted, as waiting for an event.
+		if got := d.expect(d.call("GET", "/v1/processes/paid-orders/instances?status=waiting_event", adminKey, ""), http.StatusOK); len(got.body["instances"].([]any)) != 1 {
+			t.Fatalf("instances waiting for an event: %s", got.raw)
+		}
+		if k := d.expect(d.call("GET", "/v1/processes/paid-orders/kpis?since=1d", engineer, ""), http.StatusOK); k.body["overall"].(map[string]any)["waiting_event"] != 1.0 {
+			t.Fatalf("KPIs: %s", k.raw)
+		}
 		path := "/v1/instances/" + id + "/events"
 		if r := d.expect(d.call("POST", path, system, `{"name":"payment_sent"}`), http.StatusBadRequest); r.body["error"].(map[string]any)["field"] != "name" ||
 			!strings.Contains(r.raw, "waits for: payment_received") {

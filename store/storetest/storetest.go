@@ -1510,7 +1510,7 @@ func testInstanceListing(t *testing.T, s Store) {
 	}
 	_, _, err := s.CreateInstance(ctx, store.Instance{ID: "l-other", Process: "q", ProcessVersion: 1, BusinessKey: "x", Input: []byte(`{}`), CreatedAt: t0.Add(time.Hour)})
 	must(t, err)
-	saveState(t, s, "l-1", "r", 1, json.RawMessage(`{"status":"running"}`))
+	saveState(t, s, "l-1", "r", 1, json.RawMessage(`{"status":"waiting_event"}`))
 	saveState(t, s, "l-2", "r", 1, json.RawMessage(`{"status":"waiting_review"}`))
 	saveState(t, s, "l-3", "r", 1, json.RawMessage(`{"status":"completed"}`))
 	saveState(t, s, "l-4", "r", 1, json.RawMessage(`{"status":"failed"}`))
@@ -1538,6 +1538,7 @@ func testInstanceListing(t *testing.T, s Store) {
 	expect("finished", list(store.InstanceFilter{Status: store.InstanceFinished}), "l-4", "l-3")
 	expect("failed", list(store.InstanceFilter{Status: store.InstanceFailed}), "l-4")
 	expect("waiting", list(store.InstanceFilter{Status: "waiting_review"}), "l-2")
+	expect("waiting for an event", list(store.InstanceFilter{Status: "waiting_event"}), "l-1")
 	expect("business key", list(store.InstanceFilter{BusinessKey: "bk-l-3"}), "l-3")
 	expect("since", list(store.InstanceFilter{Since: t0.Add(4 * time.Minute)}), "l-5b", "l-5a", "l-4")
 
