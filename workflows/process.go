@@ -35,10 +35,10 @@ const (
 	StatusWaitingReview = "waiting_review"
 	// StatusWaitingEvent: an event step waits for another system's event.
 	StatusWaitingEvent = "waiting_event"
-	StatusCompleted     = store.InstanceCompleted
-	StatusRejected      = store.InstanceRejected
-	StatusFailed        = store.InstanceFailed
-	StatusCanceled      = store.InstanceCanceled
+	StatusCompleted    = store.InstanceCompleted
+	StatusRejected     = store.InstanceRejected
+	StatusFailed       = store.InstanceFailed
+	StatusCanceled     = store.InstanceCanceled
 )
 
 // Step states.
