@@ -248,6 +248,22 @@ func knownMetrics(t *testing.T, root string) (known func(string) bool, ours, sdk
 	return known, ours, sdk
 }
 
+// findPromtool is Prometheus's promtool: in CI it must be there
+// (scripts/test.sh unpacks it); elsewhere, without it, what checks
+// says is not checked, and it returns "".
+func findPromtool(t *testing.T, checks string) string {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("promtool is missing (scripts/test.sh unpacks it from Debian's prometheus package)")
+		}
+		t.Logf("promtool is not installed here: %s is not checked", checks)
+		return ""
+	}
+	return promtool
+}
+
 // metricNames are the adaptflow and Temporal metrics a PromQL expression
 // names.
 var metricNames = regexp.MustCompile(`\b(?:adaptflow|temporal)_[a-z_]+`)
@@ -282,12 +298,8 @@ func TestAlertRules(t *testing.T) {
 		t.Fatalf("%d rules; adaptflow metrics %d, SDK metrics %d", rules, len(ours), len(sdk))
 	}
 	// Their PromQL and templates, as Prometheus reads them.
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("promtool is missing (scripts/test.sh unpacks it from Debian's prometheus package)")
-		}
-		t.Log("promtool is not installed here: the rules' PromQL is not checked")
+	promtool := findPromtool(t, "the rules' PromQL")
+	if promtool == "" {
 		return
 	}
 	if out, err := exec.Command(promtool, "check", "rules", filepath.Join(root, "deploy", "prometheus", "alerts.yaml")).CombinedOutput(); err != nil {
@@ -366,12 +378,8 @@ func TestGrafanaDashboard(t *testing.T) {
 	if queries < 10 {
 		t.Fatalf("%d queries", queries)
 	}
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("promtool is missing (scripts/test.sh unpacks it from Debian's prometheus package)")
-		}
-		t.Log("promtool is not installed here: the dashboard's PromQL is not checked")
+	promtool := findPromtool(t, "the dashboard's PromQL")
+	if promtool == "" {
 		return
 	}
 	file := filepath.Join(t.TempDir(), "dashboard-rules.yaml")
