@@ -366,7 +366,7 @@ type CallbackInput struct {
 
 // InstanceEvent is the body of an instance callback.
 type InstanceEvent struct {
-	Event       string         `json:"event"` // instance.completed, instance.failed, instance.rejected, instance.waiting_review
+	Event       string         `json:"event"` // instance.completed, instance.failed, instance.rejected, instance.canceled, instance.waiting_review, instance.waiting_event
 	InstanceID  string         `json:"instance_id"`
 	BusinessKey string         `json:"business_key"`
 	Process     string         `json:"process"`
@@ -376,7 +376,10 @@ type InstanceEvent struct {
 	Results     map[string]any `json:"results,omitempty"`
 	ReviewID    string         `json:"review_id,omitempty"`
 	Queue       string         `json:"queue,omitempty"`
-	At          time.Time      `json:"at"`
+	// WaitsFor is the event an instance.waiting_event waits for: send it
+	// to POST /v1/instances/{id}/events.
+	WaitsFor string    `json:"waits_for,omitempty"`
+	At       time.Time `json:"at"`
 }
 
 // Callback POSTs an instance event; see post.

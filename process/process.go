@@ -291,10 +291,12 @@ const (
 	EventRejected      = "rejected"
 	EventCanceled      = "canceled"
 	EventWaitingReview = "waiting_review"
+	// EventWaitingEvent: an event step began to wait for its event.
+	EventWaitingEvent = "waiting_event"
 )
 
 // CallbackEvents are all instance events, in order.
-var CallbackEvents = []string{EventCompleted, EventFailed, EventRejected, EventCanceled, EventWaitingReview}
+var CallbackEvents = []string{EventCompleted, EventFailed, EventRejected, EventCanceled, EventWaitingReview, EventWaitingEvent}
 
 // Wants reports whether the callback asks for the event.
 func (c *Callback) Wants(event string) bool {

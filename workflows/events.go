@@ -92,6 +92,7 @@ func (r *runner) awaitEvent(ctx workflow.Context, i int, spec process.EventSpec)
 				r.st.Status = StatusRunning
 			}
 		}()
+		r.callbackFor(ctx, process.EventWaitingEvent, ReviewState{}, spec.Name)
 		r.saveBeforeWait(ctx)
 		if spec.Timeout == "" {
 			if err := workflow.Await(ctx, received); err != nil {

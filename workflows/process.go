@@ -638,6 +638,12 @@ func (r *runner) gate(ctx workflow.Context, i int, id string, spec process.Revie
 // a cancelled instance still reports, and a webhook that never answers
 // costs retries, never the instance.
 func (r *runner) callback(ctx workflow.Context, event string, rv ReviewState) {
+	r.callbackFor(ctx, event, rv, "")
+}
+
+// callbackFor is callback with, for instance.waiting_event, the event the
+// instance waits for.
+func (r *runner) callbackFor(ctx workflow.Context, event string, rv ReviewState, waitsFor string) {
 	cb := r.def.Callback
 	if !cb.Wants(event) {
 		return
@@ -647,14 +653,17 @@ func (r *runner) callback(ctx workflow.Context, event string, rv ReviewState) {
 	}
 	ev := activities.InstanceEvent{
 		Event: "instance." + event, InstanceID: r.in.InstanceID, BusinessKey: r.in.BusinessKey, Process: r.def.Name, Version: r.def.Version,
-		Status: r.st.Status, Error: r.st.Error, ReviewID: rv.ID, Queue: rv.Queue, At: workflow.Now(ctx).UTC(),
+		Status: r.st.Status, Error: r.st.Error, ReviewID: rv.ID, Queue: rv.Queue, WaitsFor: waitsFor, At: workflow.Now(ctx).UTC(),
 	}
-	if event != process.EventWaitingReview {
+	if event != process.EventWaitingReview && event != process.EventWaitingEvent {
 		ev.Results = r.st.Results
 	}
 	key := r.in.InstanceID + "/" + event
 	if rv.ID != "" {
 		key += "/" + rv.ID
+	}
+	if waitsFor != "" {
+		key += "/" + waitsFor
 	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	cctx := workflow.WithActivityOptions(dctx, notifyOptions)

@@ -1182,3 +1182,36 @@ steps:
 		t.Fatalf("%v %v %s: %s", err, refused, res.Status, planString(h.state(t)))
 	}
 }
+
+// An instance whose event step begins to wait tells the definition's
+// webhook which event it waits for, once per event.
+func TestWaitingEventCallback(t *testing.T) {
+	calls := make(chan activities.InstanceEvent, 10)
+	keys := make(chan string, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev activities.InstanceEvent
+		if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
+			t.Errorf("callback body: %v", err)
+		}
+		calls <- ev
+		keys <- r.Header.Get("Idempotency-Key")
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	def := strings.Replace(strings.Replace(paymentYAML, "ON_TIMEOUT", "fail", 1), "version: 1\n", "version: 1\ncallback: {url: '"+srv.URL+"', events: [waiting_event]}\n", 1)
+	h := newHarness(t, def)
+	var refused error
+	h.sendEvent(t, time.Hour, workflows.Event{Name: "payment_received", By: "erp"}, nil, &refused)
+	if res, err := h.run(t, map[string]any{"amount": 5.0}); err != nil || refused != nil || res.Status != workflows.StatusCompleted {
+		t.Fatalf("%v %v %s", err, refused, res.Status)
+	}
+	close(calls)
+	close(keys)
+	var got []string
+	for ev := range calls {
+		got = append(got, ev.Event+" "+ev.WaitsFor+" "+ev.Status+" "+<-keys)
+	}
+	if want := []string{"instance.waiting_event payment_received waiting_event i-test/waiting_event/payment_received"}; !slices.Equal(got, want) {
+		t.Fatalf("callbacks %q, want %q", got, want)
+	}
+}
