@@ -53,26 +53,21 @@ func (s *server) classifyPreview(c *gin.Context) {
 		fail(c, conflict("process %s (version %d) classifies nothing: its definition has no classify", def.Name, def.Version))
 		return
 	}
-	var text string
-	switch {
-	case (req.Input == nil) == (req.Text == nil):
+	if (req.Input == nil) == (req.Text == nil) {
 		fail(c, badRequest("input", "give input (an instance's input) or text, one of the two"))
 		return
-	case req.Text != nil:
-		text = *req.Text
-		if strings.TrimSpace(text) == "" {
-			fail(c, badRequest("text", "is empty"))
-			return
-		}
-	default:
-		text = spec.Text(req.Input)
-		if strings.TrimSpace(text) == "" {
-			fail(c, badRequest("input", "has no text to classify in %s", strings.Join(spec.TextFields(), " or ")))
-			return
-		}
 	}
-	if len(text) > maxPreviewText {
-		fail(c, badRequest(map[bool]string{true: "text", false: "input"}[req.Text != nil], "the text to classify is over %d bytes", maxPreviewText))
+	// field names where the text came from, for the 400s.
+	field, text, empty := "input", spec.Text(req.Input), "has no text to classify in "+strings.Join(spec.TextFields(), " or ")
+	if req.Text != nil {
+		field, text, empty = "text", *req.Text, "is empty"
+	}
+	switch {
+	case strings.TrimSpace(text) == "":
+		fail(c, badRequest(field, "%s", empty))
+		return
+	case len(text) > maxPreviewText:
+		fail(c, badRequest(field, "the text to classify is over %d bytes", maxPreviewText))
 		return
 	}
 	run, err := s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{

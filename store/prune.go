@@ -37,16 +37,15 @@ type PruneTx interface {
 	IDs(ctx context.Context, sql string, args ...any) ([]string, error)
 }
 
-// Pruner is how a store runs a prune: its placeholders, the clause that
-// locks the instances a transaction prunes (PostgreSQL's FOR UPDATE SKIP
-// LOCKED, so that replicas pruning at once take other instances and an
-// instance being retried waits; nothing for SQLite, whose writers take
-// turns), a write transaction, and reads outside one.
+// Pruner is how a store runs a prune: its shared reads (their reader and
+// placeholders), the clause that locks the instances a transaction prunes
+// (PostgreSQL's FOR UPDATE SKIP LOCKED, so that replicas pruning at once
+// take other instances and an instance being retried waits; nothing for
+// SQLite, whose writers take turns), and a write transaction.
 type Pruner struct {
-	Placeholder func(n int) string
-	Lock        string
-	Tx          func(ctx context.Context, fn func(PruneTx) error) error
-	Rows        Reader
+	Reads Reads
+	Lock  string
+	Tx    func(ctx context.Context, fn func(PruneTx) error) error
 }
 
 // pruneBatch bounds the rows one transaction of a prune removes, so that
@@ -73,7 +72,7 @@ const (
 func Prune(ctx context.Context, p Pruner, before time.Time) (Pruned, error) {
 	var out Pruned
 	cut := before.UnixMicro()
-	ph := p.Placeholder
+	ph := p.Reads.ph
 	for {
 		var n Pruned
 		err := p.Tx(ctx, func(tx PruneTx) error {
@@ -118,7 +117,7 @@ func Prune(ctx context.Context, p Pruner, before time.Time) (Pruned, error) {
 			args = []any{process, signal}
 		}
 		found := false
-		err := p.Rows(ctx, "prune: next signal", q, args, func(scan func(dest ...any) error) error {
+		err := p.Reads.rows(ctx, "prune: next signal", q, args, func(scan func(dest ...any) error) error {
 			found = true
 			return scan(&process, &signal)
 		})
@@ -164,7 +163,8 @@ func pruneRowsOf(ctx context.Context, p Pruner, del string, args ...any) (int64,
 }
 
 // PruneCounts counts what Prune(before) would remove, reading only.
-func PruneCounts(ctx context.Context, rows Reader, ph func(n int) string, before time.Time) (Pruned, error) {
+func (r Reads) PruneCounts(ctx context.Context, before time.Time) (Pruned, error) {
+	rows, ph := r.rows, r.ph
 	var out Pruned
 	ended := `SELECT id FROM instances WHERE finished_at < ` + ph(1)
 	for _, c := range []struct {

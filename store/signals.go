@@ -266,6 +266,16 @@ func scanObservationPage(scan func(dest ...any) error, process, signal string) (
 // Scan of each row it returns. op names the read in errors.
 type Reader func(ctx context.Context, op, sql string, args []any, row func(scan func(dest ...any) error) error) error
 
+// Reads are the reads both stores share, written once over a store's
+// Reader and placeholders; each store embeds them (NewReads).
+type Reads struct {
+	rows Reader
+	ph   func(n int) string
+}
+
+// NewReads makes the shared reads of a store.
+func NewReads(rows Reader, ph func(n int) string) Reads { return Reads{rows: rows, ph: ph} }
+
 // readObservations reads the observations a query of ObservationColumns
 // returns.
 func readObservations(ctx context.Context, rows Reader, op, process, signal, sql string, args []any) ([]Observation, error) {
@@ -278,19 +288,20 @@ func readObservations(ctx context.Context, rows Reader, op, process, signal, sql
 	return out, err
 }
 
-// ObservationsOf lists the observations of a signal since a time, oldest
-// first, through a store's reader.
-func ObservationsOf(ctx context.Context, rows Reader, ph func(n int) string, process, signal string, since time.Time) ([]Observation, error) {
+// Observations lists the observations of a signal since a time, oldest
+// first.
+func (r Reads) Observations(ctx context.Context, process, signal string, since time.Time) ([]Observation, error) {
+	rows, ph := r.rows, r.ph
 	p := &params{ph: ph}
 	q := `SELECT ` + ObservationColumns + ` FROM observations WHERE process = ` + p.add(process) + ` AND signal = ` + p.add(signal)
 	q += ` AND at >= ` + p.add(since.UnixMicro())
 	return readObservations(ctx, rows, "observations", process, signal, q+` ORDER BY at, seq`, p.args)
 }
 
-// InstanceObservationOf is the observation of a signal an instance's value
-// (or step duration) made, if any, through a store's reader: ErrNotFound
-// when none is kept.
-func InstanceObservationOf(ctx context.Context, rows Reader, ph func(n int) string, process, signal, instanceID string) (Observation, error) {
+// InstanceObservation is the observation of a signal an instance's value
+// (or step duration) made, if any: ErrNotFound when none is kept.
+func (r Reads) InstanceObservation(ctx context.Context, process, signal, instanceID string) (Observation, error) {
+	rows, ph := r.rows, r.ph
 	p := &params{ph: ph}
 	q := `SELECT ` + ObservationColumns + ` FROM observations WHERE process = ` + p.add(process) + ` AND signal = ` + p.add(signal)
 	q += ` AND instance_id = ` + p.add(instanceID)
@@ -304,9 +315,9 @@ func InstanceObservationOf(ctx context.Context, rows Reader, ph func(n int) stri
 	return obs[0], nil
 }
 
-// ObservationPageOf lists a page of a signal's observations, oldest
-// first, through a store's reader.
-func ObservationPageOf(ctx context.Context, rows Reader, ph func(n int) string, f ObservationFilter) ([]Observation, error) {
+// ObservationPage lists a page of a signal's observations, oldest first.
+func (r Reads) ObservationPage(ctx context.Context, f ObservationFilter) ([]Observation, error) {
+	rows, ph := r.rows, r.ph
 	q, args, err := observationsQuery(f, ph)
 	if err != nil {
 		return nil, err
@@ -320,9 +331,9 @@ func ObservationPageOf(ctx context.Context, rows Reader, ph func(n int) string, 
 	return out, err
 }
 
-// SignalHistoryOf sums up a signal's observations over a window, through
-// a store's reader.
-func SignalHistoryOf(ctx context.Context, rows Reader, ph func(n int) string, q SignalQuery) (SignalHistory, error) {
+// SignalHistory sums up a signal's observations over a window.
+func (r Reads) SignalHistory(ctx context.Context, q SignalQuery) (SignalHistory, error) {
+	rows, ph := r.rows, r.ph
 	pq, lq, fq := signalHistoryQueries(q, ph)
 	periods := []SignalPeriod{}
 	err := rows(ctx, "signal history", pq.SQL, pq.Args, func(scan func(dest ...any) error) error {

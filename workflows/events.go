@@ -39,13 +39,14 @@ type EventReceived struct {
 // validateEvent refuses an event no event step of the definition waits
 // for, or one sent to an instance that has ended.
 func (r *runner) validateEvent(_ workflow.Context, e Event) error {
+	events := r.def.Events()
 	switch {
 	case store.Final(r.st.Status):
 		return temporal.NewApplicationError("instance has already ended: "+r.st.Status, ErrTypeFinished)
 	case r.canceled != nil:
 		return temporal.NewApplicationError("instance is being canceled by "+r.canceled.By, ErrTypeFinished)
-	case !slices.Contains(r.def.Events(), e.Name):
-		return temporal.NewApplicationError(fmt.Sprintf("no step of %s waits for an event %q (it waits for: %s)", r.def.Ref(), e.Name, strings.Join(r.def.Events(), ", ")), ErrTypeUnknownEvent)
+	case !slices.Contains(events, e.Name):
+		return temporal.NewApplicationError(fmt.Sprintf("no step of %s waits for an event %q (it waits for: %s)", r.def.Ref(), e.Name, strings.Join(events, ", ")), ErrTypeUnknownEvent)
 	}
 	return nil
 }

@@ -82,7 +82,10 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	bulk := sub == "retry" && len(pos) == 0 && *processName != ""
 	needsID := sub != "list" && !bulk
-	wantPos := map[bool]int{true: 2, false: 1}[sub == "event"]
+	wantPos := 1 // the instance
+	if sub == "event" {
+		wantPos = 2 // and the event
+	}
 	if *rf.key == "" || (needsID && len(pos) != wantPos) || (!needsID && (*processName == "" || len(pos) != 0)) {
 		fmt.Fprintln(stderr, instancesUsage)
 		return 2

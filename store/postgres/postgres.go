@@ -32,8 +32,9 @@ const policyLock = 7_320_451_002
 
 // Store is the PostgreSQL store. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
-	dim  int
+	pool        *pgxpool.Pool
+	dim         int
+	store.Reads // the reads both stores share, over rows
 }
 
 // Options configure Open.
@@ -78,6 +79,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
 	s := &Store{pool: pool, dim: opts.EmbeddingDim}
+	s.Reads = store.NewReads(s.rows, placeholder)
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect to %s: %w", cfg.ConnConfig.Host, err)

@@ -12,18 +12,12 @@ import (
 // Prune removes what is older than before: see store.Prune.
 func (s *Store) Prune(ctx context.Context, before time.Time) (store.Pruned, error) {
 	return store.Prune(ctx, store.Pruner{
-		Placeholder: placeholder,
-		Lock:        " FOR UPDATE SKIP LOCKED",
+		Reads: s.Reads,
+		Lock:  " FOR UPDATE SKIP LOCKED",
 		Tx: func(ctx context.Context, fn func(store.PruneTx) error) error {
 			return s.tx(ctx, func(tx pgx.Tx) error { return fn(pruneTx{tx}) })
 		},
-		Rows: s.rows,
 	}, before)
-}
-
-// PruneCounts counts what Prune(before) would remove, reading only.
-func (s *Store) PruneCounts(ctx context.Context, before time.Time) (store.Pruned, error) {
-	return store.PruneCounts(ctx, s.rows, placeholder, before)
 }
 
 type pruneTx struct{ tx pgx.Tx }

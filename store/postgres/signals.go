@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -47,28 +46,6 @@ func (s *Store) AppendObservations(ctx context.Context, obs ...store.Observation
 		return fmt.Errorf("postgres: append observations: %w", err)
 	}
 	return nil
-}
-
-// Observations lists the observations of a signal since a time, oldest
-// first.
-func (s *Store) Observations(ctx context.Context, process, signal string, since time.Time) ([]store.Observation, error) {
-	return store.ObservationsOf(ctx, s.rows, placeholder, process, signal, since)
-}
-
-// InstanceObservation is the observation of a signal an instance's value
-// (or step duration) made: ErrNotFound when none is kept.
-func (s *Store) InstanceObservation(ctx context.Context, process, signal, instanceID string) (store.Observation, error) {
-	return store.InstanceObservationOf(ctx, s.rows, placeholder, process, signal, instanceID)
-}
-
-// ObservationPage lists a page of a signal's observations, oldest first.
-func (s *Store) ObservationPage(ctx context.Context, f store.ObservationFilter) ([]store.Observation, error) {
-	return store.ObservationPageOf(ctx, s.rows, placeholder, f)
-}
-
-// SignalHistory sums up a signal's observations over a window.
-func (s *Store) SignalHistory(ctx context.Context, q store.SignalQuery) (store.SignalHistory, error) {
-	return store.SignalHistoryOf(ctx, s.rows, placeholder, q)
 }
 
 // rows reads for the queries the stores share (store.Reader).

@@ -11,17 +11,11 @@ import (
 // Prune removes what is older than before: see store.Prune.
 func (s *Store) Prune(ctx context.Context, before time.Time) (store.Pruned, error) {
 	return store.Prune(ctx, store.Pruner{
-		Placeholder: placeholder,
+		Reads: s.Reads,
 		Tx: func(ctx context.Context, fn func(store.PruneTx) error) error {
 			return s.tx(ctx, func(tx *sql.Tx) error { return fn(pruneTx{tx}) })
 		},
-		Rows: s.rows,
 	}, before)
-}
-
-// PruneCounts counts what Prune(before) would remove, reading only.
-func (s *Store) PruneCounts(ctx context.Context, before time.Time) (store.Pruned, error) {
-	return store.PruneCounts(ctx, s.rows, placeholder, before)
 }
 
 type pruneTx struct{ tx *sql.Tx }

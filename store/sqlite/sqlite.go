@@ -26,9 +26,10 @@ var migrations embed.FS
 
 // Store is the SQLite store. It is safe for concurrent use.
 type Store struct {
-	w   *cachedDB // one connection: SQLite has one writer
-	r   *cachedDB // readers
-	dim int
+	w           *cachedDB // one connection: SQLite has one writer
+	r           *cachedDB // readers
+	dim         int
+	store.Reads // the reads both stores share, over rows
 }
 
 // Options configure OpenWith.
@@ -66,6 +67,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	r.SetMaxOpenConns(8)
 	s := &Store{w: newCachedDB(w), r: newCachedDB(r), dim: opts.EmbeddingDim}
+	s.Reads = store.NewReads(s.rows, placeholder)
 	s.w.gate = &writeGate{}
 	if err := s.Migrate(ctx); err != nil {
 		_ = s.Close()
@@ -110,6 +112,7 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 	db.SetMaxOpenConns(8)
 	cdb := newCachedDB(db)
 	s := &Store{w: cdb, r: cdb}
+	s.Reads = store.NewReads(s.rows, placeholder)
 	var dim string
 	if err := db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'embedding_dim'`).Scan(&dim); err == nil {
 		s.dim, _ = strconv.Atoi(dim)
