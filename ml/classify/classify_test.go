@@ -3,7 +3,9 @@ package classify_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -177,4 +179,71 @@ func TestTrainContextStopsWhenItEnds(t *testing.T) {
 	if r := u.Classify("when will my new card arrive"); r.Label != "card_arrival" {
 		t.Fatalf("updated after its training's context ended: %s (%.2f)", r.Label, r.Confidence)
 	}
+}
+
+// A label taught with few examples, among labels taught with many, is
+// still recognized: that more examples were gathered of a label does not
+// make it more likely. Each label has words of its own, and every text
+// mixes one of them with three words all labels share; the rare label's
+// texts also have a word of its sibling, as "top_up_failed" has of
+// "top_up".
+func TestFewExamplesOfALabel(t *testing.T) {
+	found := 0
+	for seed := range uint64(5) {
+		found += fewExamplesOfALabel(t, seed)
+	}
+	if found < 800 {
+		t.Errorf("%d of 1000 texts of a label taught with 6 examples, among labels taught with 100, recognized; want at least 800", found)
+	}
+}
+
+func fewExamplesOfALabel(t *testing.T, seed uint64) int {
+	rng := rand.New(rand.NewPCG(seed, 2))
+	shared := strings.Fields("please my the account help today again why how can you need want still after")
+	pick := func(w []string) string { return w[rng.IntN(len(w))] }
+	own := make([][]string, 6)
+	for label := range own {
+		for i := range 8 {
+			own[label] = append(own[label], fmt.Sprintf("w%dx%d", label, i))
+		}
+	}
+	text := func(label int, own0 []string) string {
+		words := []string{pick(own[label]), pick(shared), pick(shared), pick(shared)}
+		if label == 0 {
+			words = append(words, pick(own0))
+			words[0] = pick(own[1])
+		}
+		rng.Shuffle(len(words), func(i, j int) { words[i], words[j] = words[j], words[i] })
+		return strings.Join(words, " ")
+	}
+	var ex []classify.Example
+	for label := range 6 {
+		n := 100
+		if label == 0 {
+			n = 6
+		}
+		for range n {
+			ex = append(ex, classify.Example{Text: text(label, own[0]), Label: fmt.Sprint("label", label)})
+		}
+	}
+	m, err := classify.Train(ex, classify.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Texts of the rare label with one of its words the model was taught.
+	var taught []string
+	for _, e := range ex[:6] {
+		for _, w := range strings.Fields(e.Text) {
+			if strings.HasPrefix(w, "w0x") {
+				taught = append(taught, w)
+			}
+		}
+	}
+	found := 0
+	for range 200 {
+		if m.Classify(text(0, taught)).Label == "label0" {
+			found++
+		}
+	}
+	return found
 }

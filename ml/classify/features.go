@@ -6,7 +6,9 @@
 // (3 to 5, within words and across word boundaries) with sublinear TF-IDF
 // weights, L2-normalized; the
 // model is a multinomial logistic regression trained by SGD; confidence is
-// calibrated by temperature scaling on a held-out slice of the examples.
+// calibrated by temperature scaling on a held-out slice of the examples,
+// with each label's share of the examples taken out (logit adjustment), so
+// that no label is favored for having been taught with more examples.
 package classify
 
 import (

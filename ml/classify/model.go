@@ -64,6 +64,13 @@ type Model struct {
 	weights     []float32 // row-major: len(vocab) rows of len(Labels)
 	bias        []float32
 	Temperature float64
+	// logPrior is, per label, the log of its share of the examples the
+	// model was trained on. Classify takes it out of the calibrated
+	// log-odds, so that a label is not favored only because more of its
+	// examples were gathered: how many examples a classifier holds of a
+	// label (seeds, reviewers' corrections) says how it was taught, not
+	// how often the label comes.
+	logPrior []float64
 	// examples is how many examples the model has learned from, for the
 	// idf of features first seen in an update.
 	examples int
@@ -193,6 +200,13 @@ func fitModel(labels []string, labelIdx map[string]int, examples []Example, opts
 		xs[i] = m.vectorize(counts[i])
 		ys[i] = labelIdx[e.Label]
 	}
+	m.logPrior = make([]float64, len(labels))
+	for _, y := range ys {
+		m.logPrior[y]++
+	}
+	for c, k := range m.logPrior {
+		m.logPrior[c] = math.Log(k / n)
+	}
 	m.fit(xs, ys, opts, rng)
 	return m
 }
@@ -230,6 +244,15 @@ func (m *Model) Update(added, replay []Example) *Model {
 		u.vocab[idx] = r
 	}
 	copy(u.bias, m.bias)
+	// The prior stays until the next training. A label new to the model
+	// takes the largest one, so taking it out favors the new label no more
+	// than the most taught one: its weights have learned from a few passes
+	// over a few examples, and a smaller prior would make up for more than
+	// they lack.
+	u.logPrior = slices.Grow(slices.Clone(m.logPrior), k-k0)
+	for range k - k0 {
+		u.logPrior = append(u.logPrior, slices.Max(m.logPrior))
+	}
 	// Features first seen now: their document frequency among the added.
 	df := map[uint32]int{}
 	counts := make([]map[uint32]float32, len(added))
@@ -329,6 +352,22 @@ func (m *Model) logits(x []row, out []float64) {
 	}
 }
 
+// probs sets p to the calibrated probability of each label for x, with
+// the label prior taken out.
+func (m *Model) probs(x []row, p []float64) {
+	m.logits(x, p)
+	m.adjust(p, m.Temperature)
+}
+
+// adjust turns logits z into probabilities at temperature t, with the
+// label prior taken out.
+func (m *Model) adjust(z []float64, t float64) {
+	for c := range z {
+		z[c] = z[c]/t - m.logPrior[c]
+	}
+	softmax(z, 1)
+}
+
 func softmax(z []float64, temperature float64) {
 	mx := math.Inf(-1)
 	for _, v := range z {
@@ -358,7 +397,7 @@ func (m *Model) calibrate(xs [][]row, ys []int) float64 {
 		var s float64
 		for i, z := range raw {
 			copy(p, z)
-			softmax(p, t)
+			m.adjust(p, t)
 			s -= math.Log(max(p[ys[i]], 1e-12))
 		}
 		return s
@@ -385,8 +424,7 @@ func (m *Model) calibrate(xs [][]row, ys []int) float64 {
 // probabilities.
 func (m *Model) Classify(text string) Result {
 	p := make([]float64, len(m.Labels))
-	m.logits(m.features(text), p)
-	softmax(p, m.Temperature)
+	m.probs(m.features(text), p)
 	best := 0
 	for c := range p {
 		if p[c] > p[best] {
