@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -22,16 +23,17 @@ var notAudited = map[string]bool{
 	"POST /v1/instances/:id/events":      true,
 }
 
-// audit records every successful change made through the API after its
-// handler ran: who (the key), when, what (method, route and parameters)
-// and from where.
+// audit records every change made through the API: who (the key), when,
+// what (method, route and parameters), from where, and how it ended. The
+// entry is written before the handler runs, so that no change goes
+// unrecorded: when it cannot be written the change is refused (503), and a
+// server that stops midway leaves the entry with status 0 (not known).
+// Once the handler has run, the entry takes its status; a request refused
+// (4xx) changed nothing, and its entry goes.
 func (s *server) audit(c *gin.Context) {
-	c.Next()
-	if c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead || c.Writer.Status() >= 400 {
-		return
-	}
 	action := c.Request.Method + " " + c.FullPath()
-	if notAudited[action] {
+	if c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead || notAudited[action] {
+		c.Next()
 		return
 	}
 	params := make([]string, 0, len(c.Params))
@@ -41,12 +43,21 @@ func (s *server) audit(c *gin.Context) {
 	k := caller(c)
 	e := store.AuditEntry{
 		At: time.Now().UTC(), KeyID: k.ID, Actor: k.Name, Role: k.Role, Action: action, Target: strings.Join(params, ","),
-		Status: c.Writer.Status(), Remote: c.ClientIP(), RequestID: c.GetString(ctxRequestID),
+		Remote: c.ClientIP(), RequestID: c.GetString(ctxRequestID),
 	}
-	// The change is made; an entry that cannot be kept is logged loudly
-	// rather than turning a done change into an error.
-	if err := s.AuditLog.AppendAudit(c.Request.Context(), e); err != nil {
-		loggerFrom(c).ErrorContext(c.Request.Context(), "audit entry not kept", "action", action, "target", e.Target, "actor", k.Name, "err", err)
+	ctx := c.Request.Context()
+	seq, err := s.AuditLog.AppendAudit(ctx, e)
+	if err != nil {
+		loggerFrom(c).ErrorContext(ctx, "audit entry not written: change refused", "action", action, "target", e.Target, "actor", k.Name, "err", err)
+		c.Header("Retry-After", "5")
+		fail(c, &httpError{status: http.StatusServiceUnavailable, code: "unavailable", msg: "the audit log cannot be written, so no change is made; retry shortly"})
+		return
+	}
+	c.Next()
+	// The change has ended (or not: the entry then keeps status 0, which
+	// says so); the request's context may be gone with its client.
+	if err := s.AuditLog.SettleAudit(context.WithoutCancel(ctx), seq, c.Writer.Status()); err != nil {
+		loggerFrom(c).ErrorContext(ctx, "audit entry's status not kept", "seq", seq, "action", action, "target", e.Target, "status", c.Writer.Status(), "err", err)
 	}
 }
 

@@ -739,17 +739,25 @@ type Escalation struct {
 
 // AuditEntry is one change made through the API.
 type AuditEntry struct {
-	Seq       int64     `json:"seq"`
-	At        time.Time `json:"at"`
-	KeyID     string    `json:"key_id"`
-	Actor     string    `json:"actor"` // the key's name
-	Role      string    `json:"role"`
-	Action    string    `json:"action"` // e.g. "POST /v1/policies/:id/activate"
-	Target    string    `json:"target"` // the route's parameters, e.g. "id=skip-small"
-	Status    int       `json:"status"`
-	Remote    string    `json:"remote"` // the client's address
-	RequestID string    `json:"request_id"`
+	Seq    int64     `json:"seq"`
+	At     time.Time `json:"at"`
+	KeyID  string    `json:"key_id"`
+	Actor  string    `json:"actor"` // the key's name
+	Role   string    `json:"role"`
+	Action string    `json:"action"` // e.g. "POST /v1/policies/:id/activate"
+	Target string    `json:"target"` // the route's parameters, e.g. "id=skip-small"
+	// Status is the HTTP status the change ended with: 2xx done, 5xx
+	// failed (it may have been made in part), 0 not known (the entry is
+	// written before the change is made, and the server stopped, or the
+	// store failed, before the change's end was recorded).
+	Status    int    `json:"status"`
+	Remote    string `json:"remote"` // the client's address
+	RequestID string `json:"request_id"`
 }
+
+// AuditRefused says a change that ended with status was refused (4xx):
+// nothing was changed, so its audit entry goes.
+func AuditRefused(status int) bool { return status >= 400 && status < 500 }
 
 // AuditFilter selects audit entries; zero fields match everything.
 type AuditFilter struct {

@@ -1125,7 +1125,7 @@ async function auditView(q) {
       { title: "Who", cell: (e) => `${e.actor} (${e.role})` },
       { title: "Route", cell: (e) => e.action },
       { title: "Target", cell: (e) => e.target },
-      { title: "Status", num: true, cell: (e) => e.status },
+      { title: "Status", num: true, cell: (e) => e.status || h("span", { title: "The server stopped, or could not record the end, after the change began" }, "not known") },
       { title: "From", cell: (e) => e.remote },
     ], entries),
     entries.length === 200 ? h("p", {}, link("#/audit?" + more, "Next page →")) : null,

@@ -675,12 +675,30 @@ func (s *Store) ReviewStats(ctx context.Context, now time.Time) ([]store.QueueSt
 		store.StatsQuery("$1"), micros(now))
 }
 
-// AppendAudit records a change made through the API.
-func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO audit_log (at, key_id, actor, role, action, target, status, remote, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		micros(e.At), e.KeyID, e.Actor, e.Role, e.Action, e.Target, e.Status, e.Remote, e.RequestID)
+// AppendAudit records a change made through the API before it is made,
+// and returns the entry's seq for SettleAudit.
+func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) (int64, error) {
+	var seq int64
+	err := s.pool.QueryRow(ctx, `INSERT INTO audit_log (at, key_id, actor, role, action, target, status, remote, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq`,
+		micros(e.At), e.KeyID, e.Actor, e.Role, e.Action, e.Target, e.Status, e.Remote, e.RequestID).Scan(&seq)
 	if err != nil {
-		return fmt.Errorf("postgres: append audit: %w", err)
+		return 0, fmt.Errorf("postgres: append audit: %w", err)
+	}
+	return seq, nil
+}
+
+// SettleAudit records the status a change ended with, on its entry while
+// the entry has none yet; a change refused (4xx) made no change, and its
+// entry goes.
+func (s *Store) SettleAudit(ctx context.Context, seq int64, status int) error {
+	var err error
+	if store.AuditRefused(status) {
+		_, err = s.pool.Exec(ctx, `DELETE FROM audit_log WHERE seq = $1 AND status = 0`, seq)
+	} else {
+		_, err = s.pool.Exec(ctx, `UPDATE audit_log SET status = $1 WHERE seq = $2 AND status = 0`, status, seq)
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: settle audit: %w", err)
 	}
 	return nil
 }

@@ -709,12 +709,30 @@ func (s *Store) ReviewStats(ctx context.Context, now time.Time) ([]store.QueueSt
 		store.StatsQuery("?"), micros(now), micros(now))
 }
 
-// AppendAudit records a change made through the API.
-func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO audit_log (at, key_id, actor, role, action, target, status, remote, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		micros(e.At), e.KeyID, e.Actor, e.Role, e.Action, e.Target, e.Status, e.Remote, e.RequestID)
+// AppendAudit records a change made through the API before it is made,
+// and returns the entry's seq for SettleAudit.
+func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) (int64, error) {
+	var seq int64
+	err := s.w.QueryRowContext(ctx, `INSERT INTO audit_log (at, key_id, actor, role, action, target, status, remote, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
+		micros(e.At), e.KeyID, e.Actor, e.Role, e.Action, e.Target, e.Status, e.Remote, e.RequestID).Scan(&seq)
 	if err != nil {
-		return fmt.Errorf("sqlite: append audit: %w", err)
+		return 0, fmt.Errorf("sqlite: append audit: %w", err)
+	}
+	return seq, nil
+}
+
+// SettleAudit records the status a change ended with, on its entry while
+// the entry has none yet; a change refused (4xx) made no change, and its
+// entry goes.
+func (s *Store) SettleAudit(ctx context.Context, seq int64, status int) error {
+	var err error
+	if store.AuditRefused(status) {
+		_, err = s.w.ExecContext(ctx, `DELETE FROM audit_log WHERE seq = ? AND status = 0`, seq)
+	} else {
+		_, err = s.w.ExecContext(ctx, `UPDATE audit_log SET status = ? WHERE seq = ? AND status = 0`, status, seq)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: settle audit: %w", err)
 	}
 	return nil
 }

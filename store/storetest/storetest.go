@@ -76,7 +76,8 @@ type Store interface {
 	ClaimReview(ctx context.Context, id, reviewer string, now, until time.Time) (store.Review, error)
 	ReleaseReview(ctx context.Context, id, reviewer string, now time.Time) (store.Review, error)
 	EscalateReview(ctx context.Context, id string, to store.Escalation, at time.Time) (store.Review, error)
-	AppendAudit(ctx context.Context, e store.AuditEntry) error
+	AppendAudit(ctx context.Context, e store.AuditEntry) (int64, error)
+	SettleAudit(ctx context.Context, seq int64, status int) error
 	Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEntry, error)
 	PutVerdict(ctx context.Context, v store.Verdict) error
 	Verdicts(ctx context.Context, classifier string, since time.Time) ([]store.Verdict, error)
@@ -1478,13 +1479,30 @@ func testReviewEscalation(t *testing.T, s Store) {
 
 func testAudit(t *testing.T, s Store) {
 	ctx := t.Context()
-	for i, a := range []string{"POST /v1/keys", "POST /v1/policies", "POST /v1/keys/:id/revoke"} {
-		must(t, s.AppendAudit(ctx, store.AuditEntry{At: t0.Add(time.Duration(i) * time.Minute), KeyID: "key_1", Actor: []string{"ann", "bob", "ann"}[i],
-			Role: store.RoleAdmin, Action: a, Target: "id=x", Status: 201, Remote: "10.0.0.1", RequestID: fmt.Sprint("r", i)}))
+	// An entry is written before its change is made, with status 0, and
+	// settled with the status the change ended with.
+	var seqs []int64
+	for i, a := range []string{"POST /v1/keys", "POST /v1/policies", "POST /v1/keys/:id/revoke", "POST /v1/keys/:id/rotate", "POST /v1/policies/:id/activate", "POST /v1/policies/:id/disable"} {
+		seq, err := s.AppendAudit(ctx, store.AuditEntry{At: t0.Add(time.Duration(i) * time.Minute), KeyID: "key_1", Actor: []string{"ann", "bob", "ann", "bob", "bob", "bob"}[i],
+			Role: store.RoleAdmin, Action: a, Target: "id=x", Remote: "10.0.0.1", RequestID: fmt.Sprint("r", i)})
+		must(t, err)
+		seqs = append(seqs, seq)
 	}
+	must(t, s.SettleAudit(ctx, seqs[0], 201))
+	must(t, s.SettleAudit(ctx, seqs[1], 200))
+	must(t, s.SettleAudit(ctx, seqs[2], 200))
+	must(t, s.SettleAudit(ctx, seqs[2], 500)) // settled once: the first status stays
+	must(t, s.SettleAudit(ctx, seqs[3], 409)) // refused: nothing changed, the entry goes
+	must(t, s.SettleAudit(ctx, seqs[4], 503)) // failed: kept, with its status
+	// seqs[5] is never settled: its server stopped midway.
 	all, err := s.Audit(ctx, store.AuditFilter{})
 	must(t, err)
-	if len(all) != 3 || all[0].Action != "POST /v1/keys" || all[2].Seq <= all[1].Seq || all[1].Remote != "10.0.0.1" || !all[1].At.Equal(t0.Add(time.Minute)) {
+	var statuses []int
+	for _, e := range all {
+		statuses = append(statuses, e.Status)
+	}
+	if len(all) != 5 || all[0].Action != "POST /v1/keys" || all[0].Seq != seqs[0] || all[2].Seq <= all[1].Seq || all[1].Remote != "10.0.0.1" || !all[1].At.Equal(t0.Add(time.Minute)) ||
+		fmt.Sprint(statuses) != "[201 200 200 503 0]" || all[3].Action != "POST /v1/policies/:id/activate" {
 		t.Fatalf("audit %+v", all)
 	}
 	keys, err := s.Audit(ctx, store.AuditFilter{Action: "POST /v1/keys"})
@@ -1639,7 +1657,8 @@ func testPrune(t *testing.T, s Store) {
 		store.Observation{Process: "orders", Signal: "amount", At: t0.Add(2 * time.Hour), Value: 6, InstanceID: "running"},
 		store.Observation{Process: "returns", Signal: "amount", At: t0, Value: 7, InstanceID: "r-1"}))
 	for i := range 3 {
-		must(t, s.AppendAudit(ctx, store.AuditEntry{At: t0.Add(time.Duration(i) * time.Hour), KeyID: "k", Actor: "ann", Role: store.RoleAdmin, Action: "POST /v1/keys", Status: 201}))
+		_, err := s.AppendAudit(ctx, store.AuditEntry{At: t0.Add(time.Duration(i) * time.Hour), KeyID: "k", Actor: "ann", Role: store.RoleAdmin, Action: "POST /v1/keys", Status: 201})
+		must(t, err)
 	}
 
 	// Before t0+1h: nothing has ended yet, so only old observations and
