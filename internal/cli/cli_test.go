@@ -523,7 +523,7 @@ func TestPruneCommand(t *testing.T) {
 		store.Observation{Process: "shop", Signal: "amount", At: now.Add(-time.Hour), Value: 2, InstanceID: "new"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.AppendAudit(ctx, store.AuditEntry{At: now.Add(-40 * 24 * time.Hour), KeyID: "k", Actor: "ann", Role: store.RoleAdmin, Action: "POST /v1/keys", Status: 201}); err != nil {
+	if _, err := st.AppendAudit(ctx, store.AuditEntry{At: now.Add(-40 * 24 * time.Hour), KeyID: "k", Actor: "ann", Role: store.RoleAdmin, Action: "POST /v1/keys", Status: 201}); err != nil {
 		t.Fatal(err)
 	}
 	_ = st.Close()
