@@ -29,13 +29,22 @@ var notRetried = map[string]bool{"Callback": true, "Notify": true}
 // again; its failure is in the process itself and would come back.
 var errNothingToRetry = errors.New("no step or decision of it failed: its failure is in the process itself, and a retry would fail the same way")
 
+// errNothingUnderWay: the run was stopped in Temporal (terminated, or timed
+// out) while no step or decision was under way: it waited for a review, an
+// event or a timer, and there is nothing to run again.
+var errNothingUnderWay = errors.New("no step or decision of it was under way when it was stopped in Temporal (it was waiting for a review, an event or a timer), so there is nothing to run again: start a new instance")
+
 // retryPoint finds, in the history of the run of a workflow, the workflow
 // task that scheduled the last activity to fail (a step, a decision, a
 // classification; not a callback): resetting the run to it runs that task
 // again, and with it the failed activity, on top of everything before it.
-func retryPoint(history client.HistoryEventIterator) (int64, error) {
+// A run stopped in Temporal (stopped: terminated by an operator, say, as
+// its step hung) goes back instead to the task that scheduled the last
+// activity still under way when it was stopped.
+func retryPoint(history client.HistoryEventIterator, stopped bool) (int64, error) {
 	scheduled := map[int64]string{}  // activity scheduled event -> its type
 	scheduledBy := map[int64]int64{} // -> the workflow task completed event that scheduled it
+	open := map[int64]bool{}         // activities scheduled and not ended
 	var point int64
 	for history.HasNext() {
 		ev, err := history.Next()
@@ -47,12 +56,18 @@ func retryPoint(history client.HistoryEventIterator) (int64, error) {
 			a := ev.GetActivityTaskScheduledEventAttributes()
 			scheduled[ev.GetEventId()] = a.GetActivityType().GetName()
 			scheduledBy[ev.GetEventId()] = a.GetWorkflowTaskCompletedEventId()
+			open[ev.GetEventId()] = true
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			delete(open, ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId())
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
+			delete(open, ev.GetActivityTaskCanceledEventAttributes().GetScheduledEventId())
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED, enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
 			id := ev.GetActivityTaskFailedEventAttributes().GetScheduledEventId()
 			if ev.GetEventType() == enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT {
 				id = ev.GetActivityTaskTimedOutEventAttributes().GetScheduledEventId()
 			}
-			if name, ok := scheduled[id]; ok && !notRetried[name] {
+			delete(open, id)
+			if name, ok := scheduled[id]; ok && !notRetried[name] && !stopped {
 				point = scheduledBy[id]
 			}
 		case enumspb.EVENT_TYPE_MARKER_RECORDED:
@@ -64,10 +79,24 @@ func retryPoint(history client.HistoryEventIterator) (int64, error) {
 			if p := m.GetDetails()["data"]; p != nil {
 				_ = converter.GetDefaultDataConverter().FromPayloads(p, &data)
 			}
-			if !notRetried[data.ActivityType] {
+			if !notRetried[data.ActivityType] && !stopped {
 				point = m.GetWorkflowTaskCompletedEventId()
 			}
 		}
+	}
+	if stopped {
+		// The latest activity under way; a step and its callback can be
+		// under way at once, and only the step counts.
+		var last int64
+		for id := range open {
+			if !notRetried[scheduled[id]] && id > last {
+				last = id
+			}
+		}
+		if last == 0 {
+			return 0, errNothingUnderWay
+		}
+		return scheduledBy[last], nil
 	}
 	if point == 0 {
 		return 0, errNothingToRetry
@@ -103,8 +132,11 @@ func (s *server) retryInstance(c *gin.Context) {
 		return
 	}
 	run := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	var stopped bool
 	switch st := desc.GetWorkflowExecutionInfo().GetStatus(); st {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED, enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:
+		stopped = true
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
 		if run == inst.StateRun {
 			refuse("has failed, but its workflow has not ended in Temporal yet: try again in a moment")
@@ -112,7 +144,7 @@ func (s *server) retryInstance(c *gin.Context) {
 		}
 		refuse("is being retried already")
 		return
-	default: // a retry's new run terminated through Temporal before it ran, say
+	default: // a retry's new run canceled through Temporal before it ran, say
 		refuse("cannot be retried: its workflow is " + strings.ToLower(st.String()) + " in Temporal, not failed")
 		return
 	}
@@ -133,10 +165,10 @@ func (s *server) retryInstance(c *gin.Context) {
 			loggerFrom(c).ErrorContext(ctx, "retry claim not released", "instance", inst.ID, "run", run, "err", err)
 		}
 	}
-	point, err := retryPoint(s.Temporal.GetWorkflowHistory(ctx, inst.ID, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT))
+	point, err := retryPoint(s.Temporal.GetWorkflowHistory(ctx, inst.ID, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT), stopped)
 	if err != nil {
 		release()
-		if errors.Is(err, errNothingToRetry) {
+		if errors.Is(err, errNothingToRetry) || errors.Is(err, errNothingUnderWay) {
 			refuse("cannot be retried: " + err.Error())
 			return
 		}

@@ -38,6 +38,11 @@ func timedOutEvent(id, scheduled int64) *historypb.HistoryEvent {
 		Attributes: &historypb.HistoryEvent_ActivityTaskTimedOutEventAttributes{ActivityTaskTimedOutEventAttributes: &historypb.ActivityTaskTimedOutEventAttributes{ScheduledEventId: scheduled}}}
 }
 
+func completedEvent(id, scheduled int64) *historypb.HistoryEvent {
+	return &historypb.HistoryEvent{EventId: id, EventType: enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+		Attributes: &historypb.HistoryEvent_ActivityTaskCompletedEventAttributes{ActivityTaskCompletedEventAttributes: &historypb.ActivityTaskCompletedEventAttributes{ScheduledEventId: scheduled}}}
+}
+
 // markerEvent is a local activity's marker, as the SDK records it.
 func markerEvent(t *testing.T, id, byTask int64, activity string, failed bool) *historypb.HistoryEvent {
 	t.Helper()
@@ -55,32 +60,45 @@ func markerEvent(t *testing.T, id, byTask int64, activity string, failed bool) *
 
 // A retry goes back to the workflow task that scheduled what failed last:
 // a step's activity or a local activity (a decision, a built-in step),
-// never a callback or a notification, which run on the side.
+// never a callback or a notification, which run on the side. A run stopped
+// in Temporal goes back to the task that scheduled what was under way.
 func TestRetryPoint(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		history func(t *testing.T) events
+		stopped bool // terminated or timed out in Temporal
 		want    int64
 	}{
 		{"a failed http step", func(*testing.T) events {
 			return events{scheduledEvent(5, 4, "CallHTTP"), failedEvent(9, 5), scheduledEvent(12, 11, "SaveState"), scheduledEvent(13, 11, "Callback"), failedEvent(16, 13)}
-		}, 4},
+		}, false, 4},
 		{"a step that timed out", func(*testing.T) events {
 			return events{scheduledEvent(7, 6, "CallHTTP"), timedOutEvent(10, 7)}
-		}, 6},
+		}, false, 6},
 		{"a failed decision, after a classification that failed and was answered by the embedded classifier", func(t *testing.T) events {
 			return events{scheduledEvent(5, 4, "Classify"), failedEvent(7, 5), markerEvent(t, 10, 9, "Decide", false), markerEvent(t, 14, 13, "Decide", true), markerEvent(t, 15, 13, "Notify", true)}
-		}, 13},
+		}, false, 13},
 		{"nothing failed but the process", func(t *testing.T) events {
 			return events{markerEvent(t, 5, 4, "Decide", false), scheduledEvent(6, 4, "Callback"), failedEvent(8, 6)}
-		}, 0},
+		}, false, 0},
+		{"terminated as its http step hung, after a step that had failed and one that ran", func(t *testing.T) events {
+			return events{scheduledEvent(5, 4, "CallHTTP"), failedEvent(7, 5), scheduledEvent(10, 9, "CallHTTP"), completedEvent(12, 10),
+				markerEvent(t, 15, 14, "Decide", false), scheduledEvent(16, 14, "CallHTTP"), scheduledEvent(17, 14, "Callback")}
+		}, true, 14},
+		{"terminated while it waited for a review, its notification under way", func(t *testing.T) events {
+			return events{scheduledEvent(5, 4, "CallHTTP"), completedEvent(7, 5), scheduledEvent(10, 9, "SaveState"), completedEvent(12, 10), scheduledEvent(13, 9, "Notify")}
+		}, true, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := tc.history(t)
-			got, err := retryPoint(&h)
+			got, err := retryPoint(&h, tc.stopped)
 			if tc.want == 0 {
-				if !errors.Is(err, errNothingToRetry) {
-					t.Fatalf("got %d, %v; want errNothingToRetry", got, err)
+				want := errNothingToRetry
+				if tc.stopped {
+					want = errNothingUnderWay
+				}
+				if !errors.Is(err, want) {
+					t.Fatalf("got %d, %v; want %v", got, err, want)
 				}
 				return
 			}

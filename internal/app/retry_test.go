@@ -213,6 +213,93 @@ func TestRetention(t *testing.T) {
 	}
 }
 
+// TestRetryATerminatedInstance: an operator terminates, through Temporal,
+// an instance whose call to a partner hangs. Once the partner is fixed, a
+// retry runs it again from that step: the steps before it stand, the hung
+// one is called again, then the rest.
+func TestRetryATerminatedInstance(t *testing.T) {
+	var hang atomic.Bool
+	var reserves, ships atomic.Int32
+	hang.Store(true)
+	release := make(chan struct{})
+	ext := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/reserve":
+			reserves.Add(1)
+		case "/ship":
+			ships.Add(1)
+			if hang.Load() {
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				}
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"ok":true}`)
+	}))
+	defer ext.Close()
+	defer close(release)
+	d := startDev(t, t.TempDir(), freeAddr(t), func(o *app.Options) { o.SweepEvery = 200 * time.Millisecond })
+	def := `
+name: shipping
+version: 1
+steps:
+  - {id: reserve, kind: http, http: {method: POST, url: "` + ext.URL + `/reserve"}}
+  - {id: ship, kind: http, timeout: 1h, http: {method: POST, url: "` + ext.URL + `/ship"}}
+  - {id: confirm, kind: task, task: noop}
+`
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	id := d.start("shipping", "ship-1", map[string]any{})
+	deadline := time.Now().Add(30 * time.Second)
+	for ships.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the ship step was never called")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if err := tc.TerminateWorkflow(t.Context(), id, "", "the shipping partner hangs"); err != nil {
+		t.Fatal(err)
+	}
+	inst := d.waitStatus(id, "failed")
+	if got := plan(inst); got != "reserve:done ship:failed confirm:not_run" || inst["error"] != "terminated in Temporal: the shipping partner hangs" {
+		t.Fatalf("terminated instance: plan %q, error %v", got, inst["error"])
+	}
+
+	hang.Store(false)
+	r := d.call("POST", "/v1/instances/"+id+"/retry", d.newKey("engineer"), `{"reason":"the partner is fixed"}`)
+	if r.status != http.StatusOK && r.status != http.StatusAccepted {
+		t.Fatalf("retry of a terminated instance: %d %s", r.status, r.raw)
+	}
+	inst = d.waitStatus(id, "completed")
+	if got := plan(inst); got != "reserve:done ship:done confirm:done" {
+		t.Fatalf("plan after the retry: %q", got)
+	}
+	if n, m := reserves.Load(), ships.Load(); n != 1 || m != 2 {
+		t.Fatalf("reserve called %d times (want once: it had succeeded), ship %d times (want 2)", n, m)
+	}
+	if v := d.expect(d.call("GET", "/v1/audit/verify", adminKey, ""), http.StatusOK); v.body["ok"] != true {
+		t.Fatalf("hash chains after the retry: %s", v.raw)
+	}
+	// Temporal holds both runs: the terminated one, and the latest, reset
+	// from it, which completed.
+	desc, err := tc.DescribeWorkflowExecution(t.Context(), id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+		t.Fatalf("the latest run is %v", st)
+	}
+}
+
 // TestTerminatedInstanceFails: an instance whose workflow an operator
 // terminates through Temporal (its CLI or UI) could not record its end
 // itself; the API's sweep records it as failed, with the reason, and takes
@@ -244,8 +331,9 @@ func TestTerminatedInstanceFails(t *testing.T) {
 	if open := d.expect(d.call("GET", "/v1/reviews?status=open", adminKey, ""), http.StatusOK); strings.Contains(open.raw, rid) {
 		t.Fatalf("its review is still in the inbox: %s", open.raw)
 	}
-	if r := d.call("POST", "/v1/instances/"+id+"/retry", adminKey, ""); r.status != http.StatusConflict || !strings.Contains(r.raw, "terminated in Temporal, not failed") {
-		t.Fatalf("a retry of a terminated instance: %d %s", r.status, r.raw)
+	// It was waiting for a review: nothing was under way to run again.
+	if r := d.call("POST", "/v1/instances/"+id+"/retry", adminKey, ""); r.status != http.StatusConflict || !strings.Contains(r.raw, "nothing to run again") {
+		t.Fatalf("a retry of an instance terminated while it waited for a review: %d %s", r.status, r.raw)
 	}
 
 	// A reset through Temporal terminates the run it replaces; the
