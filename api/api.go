@@ -320,6 +320,7 @@ func New(opts Options) (*Handler, error) {
 	v1.POST("/reviews/:id/claim", s.allow([]string{store.RoleReviewer}), s.claimReview)
 	v1.POST("/reviews/:id/release", s.allow([]string{store.RoleReviewer}), s.releaseReview)
 	v1.POST("/reviews/:id/decision", s.allow([]string{store.RoleReviewer}), s.decideReview)
+	v1.POST("/reviews/decisions", s.allow([]string{store.RoleReviewer}), s.decideReviews)
 	v1.POST("/keys", s.allow(nil), s.createKey)
 	v1.GET("/keys", s.allow(nil), s.listKeys)
 	v1.GET("/audit", s.allow(nil), s.listAudit)

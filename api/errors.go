@@ -72,6 +72,13 @@ func fmtMsg(format string, args ...any) string {
 // fail answers with the error, mapping known errors to their status in this
 // one place.
 func fail(c *gin.Context, err error) {
+	status, d := errorDetail(c, err)
+	c.AbortWithStatusJSON(status, ErrorBody{Error: d})
+}
+
+// errorDetail is the status and error body err answers with; it sets
+// Retry-After when the client should retry, and logs what is unexpected.
+func errorDetail(c *gin.Context, err error) (int, ErrorDetail) {
 	d := ErrorDetail{RequestID: c.GetString(ctxRequestID)}
 	status := http.StatusInternalServerError
 	var he *httpError
@@ -118,7 +125,7 @@ func fail(c *gin.Context, err error) {
 		d.Code, d.Message = "internal", "internal error"
 		loggerFrom(c).ErrorContext(c.Request.Context(), "request failed", "err", err, "path", c.FullPath())
 	}
-	c.AbortWithStatusJSON(status, ErrorBody{Error: d})
+	return status, d
 }
 
 func asErrors(err error, es *process.Errors) bool { return errors.As(err, es) }

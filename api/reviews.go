@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -202,7 +203,13 @@ func (s *server) classificationOf(ctx context.Context, inst store.Instance, def 
 // allowedReview is the review the route's id names (404 when unknown),
 // refused (403) to a key limited to other processes.
 func (s *server) allowedReview(c *gin.Context) (store.Review, error) {
-	r, err := s.Reviews.Review(c.Request.Context(), c.Param("id"))
+	return s.allowedReviewID(c, c.Param("id"))
+}
+
+// allowedReviewID is the review id, refused (403) to a key limited to
+// other processes.
+func (s *server) allowedReviewID(c *gin.Context, id string) (store.Review, error) {
+	r, err := s.Reviews.Review(c.Request.Context(), id)
 	if err == nil {
 		err = allowProcess(c, r.Process)
 	}
@@ -306,19 +313,30 @@ func (s *server) decideReview(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	ctx := c.Request.Context()
-	rv, err := s.allowedReview(c)
+	out, err := s.decide(c, c.Param("id"), req)
 	if err != nil {
 		fail(c, err)
 		return
 	}
+	c.JSON(http.StatusOK, out)
+}
+
+// decide gives the review id the caller's verdict (req, validated): it
+// claims the review, sends the verdict to its instance's workflow, and,
+// for a correction or the approval of an unsure classification, keeps
+// what the classifier learns from it.
+func (s *server) decide(c *gin.Context, id string, req reviewDecisionRequest) (decisionResponse, error) {
+	ctx := c.Request.Context()
+	var out decisionResponse
+	rv, err := s.allowedReviewID(c, id)
+	if err != nil {
+		return out, err
+	}
 	if rv.Status == store.ReviewDecided || rv.Status == store.ReviewExpired {
-		fail(c, conflict("review %s is already %s (%s by %s)", rv.ID, rv.Status, rv.Verdict, rv.Reviewer))
-		return
+		return out, conflict("review %s is already %s (%s by %s)", rv.ID, rv.Status, rv.Verdict, rv.Reviewer)
 	}
 	if req.Verdict == store.VerdictReject && strings.TrimSpace(req.Comment) == "" {
-		fail(c, badRequest("comment", "a rejection needs a reason"))
-		return
+		return out, badRequest("comment", "a rejection needs a reason")
 	}
 	var learn *store.Example
 	var answer map[string]any
@@ -328,28 +346,24 @@ func (s *server) decideReview(c *gin.Context) {
 	if req.Verdict == VerdictCorrect || (req.Verdict == store.VerdictApprove && rv.PolicyID == "" && rv.DecisionID == "") {
 		inst, def, err := s.instanceOf(c, rv)
 		if err != nil {
-			fail(c, err)
-			return
+			return out, err
 		}
 		if req.Verdict == VerdictCorrect || classificationReview(rv, def) {
 			cl := s.classificationOf(ctx, inst, def)
 			if req.Verdict == VerdictCorrect && cl == nil {
-				fail(c, badRequest("verdict", "instance %s has no classified text to correct", inst.ID))
-				return
+				return out, badRequest("verdict", "instance %s has no classified text to correct", inst.ID)
 			}
 			if cl != nil {
 				answer = cl.Answer
 				if learn, err = s.exampleFromVerdict(c, cl, req); err != nil {
-					fail(c, err)
-					return
+					return out, err
 				}
 			}
 		}
 	}
 	now := time.Now()
 	if _, err := s.Claims.ClaimReview(ctx, rv.ID, caller(c).Name, now, now.Add(s.ClaimLease)); err != nil {
-		fail(c, err)
-		return
+		return out, err
 	}
 	verdict, comment := req.Verdict, req.Comment
 	if verdict == VerdictCorrect {
@@ -361,26 +375,21 @@ func (s *server) decideReview(c *gin.Context) {
 	if errors.As(err, &ae) {
 		switch ae.Type() {
 		case workflows.ErrTypeUnknownReview:
-			fail(c, &httpError{status: http.StatusNotFound, code: "not_found", msg: ae.Message()})
-			return
+			return out, &httpError{status: http.StatusNotFound, code: "not_found", msg: ae.Message()}
 		case workflows.ErrTypeReviewClosed:
-			fail(c, conflict("%s", ae.Message()))
-			return
+			return out, conflict("%s", ae.Message())
 		case workflows.ErrTypeBadDecision:
-			fail(c, badRequest("verdict", "%s", ae.Message()))
-			return
+			return out, badRequest("verdict", "%s", ae.Message())
 		}
 	}
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
-		fail(c, conflict("the instance of review %s is no longer running", rv.ID))
-		return
+		return out, conflict("the instance of review %s is no longer running", rv.ID)
 	}
 	if err != nil {
-		fail(c, err)
-		return
+		return out, err
 	}
-	out := decisionResponse{ReviewState: result}
+	out.ReviewState = result
 	if learn != nil {
 		// The verdict stands; the example is what the classifier learns
 		// from it. Losing it costs a lesson, not the decision, so a failure
@@ -397,7 +406,97 @@ func (s *server) decideReview(c *gin.Context) {
 			}
 		}
 	}
-	c.JSON(http.StatusOK, out)
+	return out, nil
+}
+
+// maxBulkDecisions bounds the reviews one bulk decision decides.
+const maxBulkDecisions = 100
+
+// bulkDecisionConcurrency is how many reviews of a bulk decision are
+// decided at once.
+const bulkDecisionConcurrency = 4
+
+type bulkDecisionRequest struct {
+	IDs     []string `json:"ids"`
+	Verdict string   `json:"verdict"`
+	Comment string   `json:"comment,omitempty"`
+}
+
+// bulkDecisionResult is how one review of a bulk decision went: its status
+// and state as POST /v1/reviews/{id}/decision would answer, or its error.
+type bulkDecisionResult struct {
+	ID     string            `json:"id"`
+	Status int               `json:"status"`
+	Review *decisionResponse `json:"review,omitempty"`
+	Error  *ErrorDetail      `json:"error,omitempty"`
+}
+
+// decideReviews approves, or rejects, many reviews at once (the orders a
+// spike in volume stopped, once the spike is understood): each is decided
+// as POST /v1/reviews/{id}/decision decides it, and the answer says how
+// each went, in the order asked. One that cannot be decided (another
+// reviewer holds it, it was decided meanwhile) leaves the others decided.
+func (s *server) decideReviews(c *gin.Context) {
+	var req bulkDecisionRequest
+	if err := bindJSON(c, &req); err != nil {
+		fail(c, err)
+		return
+	}
+	if err := req.validate(); err != nil {
+		fail(c, err)
+		return
+	}
+	decided := make([]decisionResponse, len(req.IDs))
+	errs := make([]error, len(req.IDs))
+	one := reviewDecisionRequest{Verdict: req.Verdict, Comment: req.Comment}
+	sem := make(chan struct{}, bulkDecisionConcurrency)
+	var wg sync.WaitGroup
+	for i, id := range req.IDs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			decided[i], errs[i] = s.decide(c, id, one)
+		})
+	}
+	wg.Wait()
+	results := make([]bulkDecisionResult, len(req.IDs))
+	failed := 0
+	for i, id := range req.IDs {
+		if errs[i] != nil {
+			status, d := errorDetail(c, errs[i])
+			results[i] = bulkDecisionResult{ID: id, Status: status, Error: &d}
+			failed++
+			continue
+		}
+		results[i] = bulkDecisionResult{ID: id, Status: http.StatusOK, Review: &decided[i]}
+	}
+	c.JSON(http.StatusOK, gin.H{"decided": len(req.IDs) - failed, "failed": failed, "results": results})
+}
+
+func (req bulkDecisionRequest) validate() error {
+	if len(req.IDs) == 0 || len(req.IDs) > maxBulkDecisions {
+		return badRequest("ids", "names 1 to %d reviews (got %d)", maxBulkDecisions, len(req.IDs))
+	}
+	seen := make(map[string]bool, len(req.IDs))
+	for i, id := range req.IDs {
+		if id == "" {
+			return badRequest(fmt.Sprintf("ids[%d]", i), "is empty")
+		}
+		if seen[id] {
+			return badRequest(fmt.Sprintf("ids[%d]", i), "review %s is named twice", id)
+		}
+		seen[id] = true
+	}
+	switch req.Verdict {
+	case store.VerdictApprove:
+	case store.VerdictReject:
+		if strings.TrimSpace(req.Comment) == "" {
+			return badRequest("comment", "a rejection needs a reason")
+		}
+	default: // a correction names the label of one review: it is made by itself
+		return badRequest("verdict", "must be %q or %q (got %q)", store.VerdictApprove, store.VerdictReject, req.Verdict)
+	}
+	return nil
 }
 
 // classificationReview reports whether rv was raised by an unsure

@@ -301,7 +301,26 @@ async function inboxView(q) {
   h("button", { type: "button", class: "secondary", onclick: () => { location.hash = `#/inbox?status=claimed&assignee=${encodeURIComponent(me.name)}`; } }, "Mine"),
   actionButton("Take next", () => takeNext(filter), { class: "secondary" }));
 
+  // Reviews still waiting can be decided together: tick them, then
+  // approve, or reject with a reason.
+  const waiting = (r) => ["open", "claimed", "escalated"].includes(r.status);
+  const picked = new Set();
+  const reason = h("input", { name: "bulk-reason", size: 24, placeholder: "Reason (needed to reject)" });
+  const bulk = async (verdict) => {
+    if (picked.size === 0) throw new Error("Tick the reviews to decide first.");
+    const res = await api("POST", "/v1/reviews/decisions", { ids: [...picked], verdict, comment: reason.value || undefined });
+    const failed = res.results.filter((x) => x.status !== 200).map((x) => `${x.id}: ${x.error.message}`);
+    await route();
+    flash(`${res.decided} ${verdict === "approve" ? "approved" : "rejected"}` + (failed.length ? `; ${failed.length} not decided: ${failed.join("; ")}` : "."), failed.length ? "error" : "info");
+  };
+  const bulkBar = page.reviews.some(waiting) ? h("p", { class: "bulk" },
+    actionButton("Approve selected", () => bulk("approve")), " ",
+    actionButton("Reject selected", () => bulk("reject"), { class: "secondary" }), " ", reason) : null;
   const cols = [
+    { title: "", cell: (r) => (waiting(r) ? h("input", {
+      type: "checkbox", name: "pick", value: r.id, "aria-label": "Select " + r.id,
+      onclick: (ev) => { ev.stopPropagation(); if (ev.currentTarget.checked) picked.add(r.id); else picked.delete(r.id); },
+    }) : "") },
     { title: "Priority", num: true, cell: (r) => r.priority },
     { title: "Process", cell: (r) => r.process },
     { title: "Step", cell: (r) => link("#/reviews/" + encodeURIComponent(r.id), r.step) }, // reachable by keyboard
@@ -315,10 +334,11 @@ async function inboxView(q) {
     h("h1", {}, "Inbox"),
     queueSummary(queues),
     form,
+    bulkBar,
     table(cols, page.reviews, (r) => { location.hash = "#/reviews/" + encodeURIComponent(r.id); }),
     page.next ? h("p", {}, link(`#/inbox?${new URLSearchParams({ ...Object.fromEntries(Object.entries(filter).filter(([, v]) => v)), after: page.next })}`, "Next page →")) : null,
   );
-  refresh = setInterval(() => { if (!document.hidden && !["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement?.tagName)) route(); }, 15000);
+  refresh = setInterval(() => { if (!document.hidden && picked.size === 0 && !["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement?.tagName)) route(); }, 15000);
 }
 
 // queueSummary is where each queue stands: what waits in it now, and what

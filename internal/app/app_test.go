@@ -208,6 +208,23 @@ func plan(inst map[string]any) string {
 	return strings.Join(parts, " ")
 }
 
+// reviewOf is the id of the open review of instance id, once the inbox
+// lists it.
+func (d *dev) reviewOf(key, id string) string {
+	d.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, x := range d.expect(d.call("GET", "/v1/reviews?limit=500", key, ""), http.StatusOK).body["reviews"].([]any) {
+			if x.(map[string]any)["instance_id"] == id {
+				return x.(map[string]any)["id"].(string)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.t.Fatalf("no open review of %s", id)
+	return ""
+}
+
 func (d *dev) newKey(role string) string {
 	d.t.Helper()
 	return d.named(role+"-1", role)
@@ -346,6 +363,63 @@ catalog:
 		}
 		d.expect(d.call("POST", "/v1/processes/nope/instances", system, `{"business_key":"x","input":{}}`), http.StatusNotFound)
 		d.expect(d.call("GET", "/v1/instances/nope", system, ""), http.StatusNotFound)
+	})
+
+	t.Run("bulk decisions", func(t *testing.T) {
+		// A miscount at four stores stopped four reconciliations: a
+		// reviewer approves them at once, but for one another reviewer
+		// holds, and one that does not exist.
+		var ids, reviews []string
+		for i := range 4 {
+			id := d.start("inventory-reconciliation", fmt.Sprint("inv-bulk-", i), map[string]any{"store_id": fmt.Sprint("b", i), "sku": "B", "pos_count": 10, "erp_count": 40})
+			d.waitStatus(id, "waiting_review")
+			ids = append(ids, id)
+			reviews = append(reviews, d.reviewOf(reviewer, id))
+		}
+		other := d.named("reviewer-bulk", "reviewer")
+		d.expect(d.call("POST", "/v1/reviews/"+reviews[3]+"/claim", other, ""), http.StatusOK)
+		body := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+		r := d.expect(d.call("POST", "/v1/reviews/decisions", reviewer, body(map[string]any{"ids": append(slices.Clone(reviews), "rv_nope"), "verdict": "approve", "comment": "stock take was late"})), http.StatusOK)
+		var got []string
+		for _, x := range r.body["results"].([]any) {
+			m := x.(map[string]any)
+			got = append(got, fmt.Sprint(m["status"]))
+			if m["status"] == 200.0 && m["review"].(map[string]any)["verdict"] != "approve" {
+				t.Fatalf("a decided review: %v", m)
+			}
+			if m["status"] != 200.0 && m["error"].(map[string]any)["message"] == "" {
+				t.Fatalf("a review not decided, with no reason: %v", m)
+			}
+		}
+		if strings.Join(got, " ") != "200 200 200 409 404" || r.body["decided"] != 3.0 || r.body["failed"] != 2.0 {
+			t.Fatalf("bulk approval: %s", r.raw)
+		}
+		for _, id := range ids[:3] {
+			if inst := d.waitStatus(id, "completed"); plan(inst) != "counts_consistent:done post_adjustment:done" {
+				t.Fatalf("plan after the bulk approval: %q", plan(inst))
+			}
+		}
+		if rv := d.expect(d.call("GET", "/v1/reviews/"+reviews[0], reviewer, ""), http.StatusOK); rv.body["reviewer"] != "reviewer-1" || rv.body["comment"] != "stock take was late" {
+			t.Fatalf("a review decided in bulk: %s", rv.raw)
+		}
+		// The one another reviewer held is still theirs to decide.
+		d.expect(d.call("POST", "/v1/reviews/decisions", other, body(map[string]any{"ids": reviews[3:], "verdict": "reject", "comment": "recount first"})), http.StatusOK)
+		if inst := d.waitStatus(ids[3], "rejected"); inst["status"] != "rejected" {
+			t.Fatalf("rejected in bulk: %v", inst["status"])
+		}
+		// Refused as a whole: each names its field.
+		for _, tc := range []struct{ body, field string }{
+			{body(map[string]any{"ids": []string{}, "verdict": "approve"}), "ids"},
+			{body(map[string]any{"ids": []string{"a", "a"}, "verdict": "approve"}), "ids"},
+			{body(map[string]any{"ids": []string{"a"}, "verdict": "correct"}), "verdict"},
+			{body(map[string]any{"ids": []string{"a"}, "verdict": "reject"}), "comment"},
+		} {
+			r := d.expect(d.call("POST", "/v1/reviews/decisions", reviewer, tc.body), http.StatusBadRequest)
+			if f := r.body["error"].(map[string]any)["field"]; f != tc.field {
+				t.Errorf("%s: field %v, want %s", tc.body, f, tc.field)
+			}
+		}
+		d.expect(d.call("POST", "/v1/reviews/decisions", system, body(map[string]any{"ids": []string{"a"}, "verdict": "approve"})), http.StatusForbidden)
 	})
 
 	t.Run("review gate through the API", func(t *testing.T) {

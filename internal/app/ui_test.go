@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bytes"
+	"fmt"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -198,6 +199,28 @@ func TestWebUI(t *testing.T) {
 	}
 	if title, _ := chromedp.Run(b.ctx, chromedp.Title()); title == "owned" {
 		t.Fatal("the message's markup ran")
+	}
+
+	// Two reconciliations stopped for the same late stock take: the
+	// reviewer ticks both in the inbox and approves them at once.
+	var bulk, bulkReviews []string
+	for i := range 2 {
+		bid := d.start("inventory-reconciliation", fmt.Sprint("ui-bulk-", i), map[string]any{"store_id": fmt.Sprint("u", i), "sku": "U", "pos_count": 5, "erp_count": 50})
+		d.waitStatus(bid, "waiting_review")
+		bulk, bulkReviews = append(bulk, bid), append(bulkReviews, d.reviewOf(reviewer, bid))
+	}
+	b.open("/inbox?queue=inventory", "main > table", "inventory-reconciliation")
+	for _, rid := range bulkReviews {
+		b.do("tick a review", chromedp.Click(chromedp.CSS(`input[name=pick][value="`+rid+`"]`)))
+	}
+	b.do("give a reason", chromedp.SendKeys(chromedp.CSS(`input[name=bulk-reason]`), "late stock take"))
+	b.clickText("main button", "Approve selected")
+	b.waitText("#flash", "2 approved.")
+	b.waitText("main > table", "Nothing here.")
+	for _, bid := range bulk {
+		if r := d.waitStatus(bid, "completed")["reviews"].([]any)[0].(map[string]any); r["reviewer"] != "reviewer-1" || r["comment"] != "late stock take" {
+			t.Fatalf("a review approved in bulk: %v", r)
+		}
 	}
 
 	// An engineer lands on the processes, and follows the instance's
