@@ -387,8 +387,13 @@ func (s *Store) AppendDecision(ctx context.Context, d process.Decision) (process
 	return s.AppendDecisionWithState(ctx, d, nil)
 }
 
+// insertDecision skips a decision recorded already: one of the same run
+// and seq, or of the same id (the same attempt, retried while the first
+// was still writing). Without a conflict target every unique index is an
+// arbiter: with (run_id, seq) alone, a concurrent insert of the same id
+// could fail on the primary key instead of being skipped.
 const insertDecision = `INSERT INTO decisions (id, instance_id, run_id, seq, step, time, record, prev_hash, hash, process) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		ON CONFLICT (run_id, seq) DO NOTHING`
+		ON CONFLICT DO NOTHING`
 
 // saveState saves a projection; a saved state shows the workflow exists, so
 // it also clears the instance's pending start.
