@@ -21,6 +21,7 @@ import (
 type PolicyLifecycle interface {
 	SetPolicyMode(ctx context.Context, id string, version int, mode, author, note string) (store.PolicyState, error)
 	SetPolicyCanary(ctx context.Context, id string, version, percent int, author, note string) (store.PolicyState, error)
+	ChangePolicyMode(ctx context.Context, id string, ch store.PolicyModeChange) (store.PolicyState, error)
 	PolicyState(ctx context.Context, id string) (store.PolicyState, error)
 	PolicyStates(ctx context.Context, process string) ([]store.PolicyState, error)
 	PolicyVersions(ctx context.Context, id string) ([]store.PolicyRecord, error)
@@ -116,6 +117,9 @@ func (s *server) getPolicy(c *gin.Context) {
 		"latest_version": st.Latest, "changed_by": st.ChangedBy, "changed_at": st.ChangedAt}
 	if st.ShadowPercent > 0 {
 		out["shadow_percent"] = st.ShadowPercent
+	}
+	if st.Guard != nil {
+		out["canary_guard"] = st.Guard
 	}
 	latest, err := s.Lifecycle.PolicyVersion(ctx, st.ID, st.Latest)
 	if err != nil {
@@ -222,6 +226,25 @@ type activateRequest struct {
 	// Percent is the share of instances a canary applies to (1 to 99).
 	Percent int    `json:"percent,omitempty"`
 	Note    string `json:"note,omitempty"`
+	// Guard rolls a canary back, or promotes it, on its own.
+	Guard *store.CanaryGuard `json:"guard,omitempty"`
+}
+
+// validGuard checks a canary's guard: something to watch or a time to
+// promote, a known duration, and the default least number of instances.
+func validGuard(g *store.CanaryGuard) error {
+	if g.MaxErrorRateIncrease == nil && g.MaxReviewRateIncrease == nil && g.PromoteAfter == "" {
+		return badRequest("guard", "names max_error_rate_increase, max_review_rate_increase or promote_after: what to watch, or when to promote")
+	}
+	if g.PromoteAfter != "" {
+		if d, err := process.ParseDuration(g.PromoteAfter); err != nil || d < time.Minute {
+			return badRequest("guard.promote_after", "must be a duration of at least 1m, such as 24h or 7d (got %q)", g.PromoteAfter)
+		}
+	}
+	if g.MinInstances == 0 {
+		g.MinInstances = defaultGuardMinInstances
+	}
+	return nil
 }
 
 // activatePolicy makes a stored version live; activating an older version
@@ -240,15 +263,24 @@ func (s *server) activatePolicy(c *gin.Context) {
 	if req.Mode == "" {
 		req.Mode = store.ModeActive
 	}
+	if req.Guard != nil && req.Mode == store.ModeCanary {
+		if err := validGuard(req.Guard); err != nil {
+			fail(c, err)
+			return
+		}
+	}
 	var st store.PolicyState
 	var err error
 	switch {
 	case req.Mode == store.ModeCanary && (req.Percent < 1 || req.Percent > 99):
 		err = badRequest("percent", "a canary applies to 1 to 99 percent of the instances (got %d)", req.Percent)
 	case req.Mode == store.ModeCanary:
-		st, err = s.Lifecycle.SetPolicyCanary(c.Request.Context(), c.Param("id"), req.Version, req.Percent, caller(c).Name, req.Note)
+		st, err = s.Lifecycle.ChangePolicyMode(c.Request.Context(), c.Param("id"), store.PolicyModeChange{Version: req.Version, Mode: store.ModeCanary,
+			Percent: req.Percent, Guard: req.Guard, Author: caller(c).Name, Note: req.Note})
 	case req.Percent != 0:
 		err = badRequest("percent", "applies only with mode canary")
+	case req.Guard != nil:
+		err = badRequest("guard", "applies only with mode canary")
 	case req.Mode == store.ModeActive || req.Mode == store.ModeShadow:
 		st, err = s.Lifecycle.SetPolicyMode(c.Request.Context(), c.Param("id"), req.Version, req.Mode, caller(c).Name, req.Note)
 	default:
@@ -261,6 +293,9 @@ func (s *server) activatePolicy(c *gin.Context) {
 	out := gin.H{"id": st.ID, "mode": st.Mode(), "active_version": st.Active, "shadow_version": st.Shadow, "changed_by": st.ChangedBy}
 	if st.ShadowPercent > 0 {
 		out["shadow_percent"] = st.ShadowPercent
+	}
+	if st.Guard != nil {
+		out["canary_guard"] = st.Guard
 	}
 	c.JSON(http.StatusOK, out)
 }

@@ -121,10 +121,34 @@ type PolicyState struct {
 	Shadow  int    `json:"shadow_version,omitempty"` // 0: none
 	// ShadowPercent is the share of instances (1 to 99) the shadow
 	// version applies to as a canary; 0: it is evaluated, never applied.
-	ShadowPercent int       `json:"shadow_percent,omitempty"`
-	Latest        int       `json:"latest_version"`
-	ChangedBy     string    `json:"changed_by"`
-	ChangedAt     time.Time `json:"changed_at"`
+	ShadowPercent int `json:"shadow_percent,omitempty"`
+	// Guard, for a canary, is when it is rolled back or promoted on its
+	// own; nil: only by hand.
+	Guard     *CanaryGuard `json:"canary_guard,omitempty"`
+	Latest    int          `json:"latest_version"`
+	ChangedBy string       `json:"changed_by"`
+	ChangedAt time.Time    `json:"changed_at"`
+}
+
+// CanaryGuard watches a canary: the instances it applies to against the
+// rest, both started since it began. Once MinInstances of the canary's
+// have finished, it is rolled back (its version stays as a plain shadow)
+// when their error rate, or review rate, exceeds the rest's by more than
+// allowed; and promoted to active when PromoteAfter has passed since it
+// began without that.
+type CanaryGuard struct {
+	// MaxErrorRateIncrease is how far (0 to 1) the canary's error rate may
+	// exceed the rest's; nil: not watched.
+	MaxErrorRateIncrease *float64 `json:"max_error_rate_increase,omitempty"`
+	// MaxReviewRateIncrease is how far (0 to 1) the canary's review rate
+	// (the share of instances reviewed) may exceed the rest's.
+	MaxReviewRateIncrease *float64 `json:"max_review_rate_increase,omitempty"`
+	// MinInstances is how many of the canary's instances must have
+	// finished before it is judged (at least 1).
+	MinInstances int `json:"min_instances"`
+	// PromoteAfter ("24h", "7d") is how long after it began the canary is
+	// promoted; empty: never on its own.
+	PromoteAfter string `json:"promote_after,omitempty"`
 }
 
 // With is the state after making version live in mode (a canary applies to
@@ -156,7 +180,23 @@ func (s PolicyState) With(version int, mode string, percent int) (PolicyState, e
 	default:
 		return s, fmt.Errorf("%w: mode must be active, shadow, canary or disabled (got %q)", ErrConflict, mode)
 	}
+	s.Guard = nil // a canary's guard is set with it (see PolicyChange)
 	return s, nil
+}
+
+// PolicyModeChange is a change of a policy's live versions, as the stores
+// make it: Guard watches a new canary; Expect, when set, is when the
+// state the change was judged on was made, and the change is a conflict
+// if the policy changed since (a guard acting on a canary an engineer has
+// just replaced).
+type PolicyModeChange struct {
+	Version int
+	Mode    string
+	Percent int
+	Guard   *CanaryGuard
+	Expect  *time.Time
+	Author  string
+	Note    string
 }
 
 // Mode reports the state as one word: active, canary (only a canary

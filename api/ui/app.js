@@ -977,6 +977,24 @@ async function policyView(id) {
   const latestDoc = await api("GET", `/v1/policies/${enc}/versions/${st.latest_version}`);
   const note = h("input", { name: "note", size: 40, placeholder: "note for the change log" });
   const percent = h("input", { name: "percent", type: "number", min: 1, max: 99, value: st.shadow_percent || 10, size: 4 });
+  // A canary's guard: roll it back when its error rate rises too far
+  // above the rest's, promote it when its time is up.
+  const maxRise = h("input", { name: "max_error_rate_increase", type: "number", min: 0, max: 100, step: "any", size: 4, placeholder: "points" });
+  const promoteAfter = h("input", { name: "promote_after", size: 6, placeholder: "e.g. 24h" });
+  const canaryBody = (v) => {
+    const body = { version: v.version, mode: "canary", percent: Number(percent.value) };
+    const guard = {};
+    if (maxRise.value !== "") guard.max_error_rate_increase = Number(maxRise.value) / 100;
+    if (promoteAfter.value.trim()) guard.promote_after = promoteAfter.value.trim();
+    if (Object.keys(guard).length) body.guard = guard;
+    return body;
+  };
+  const g = st.canary_guard;
+  const guardText = g ? [
+    g.max_error_rate_increase !== undefined ? `roll back if its error rate exceeds the rest's by over ${Math.round(g.max_error_rate_increase * 1000) / 10} points` : null,
+    g.max_review_rate_increase !== undefined ? `roll back if its review rate exceeds the rest's by over ${Math.round(g.max_review_rate_increase * 1000) / 10} points` : null,
+    g.promote_after ? `promote after ${g.promote_after}` : null,
+  ].filter(Boolean).join("; ") + ` (judged once ${g.min_instances} of its instances have finished)` : null;
   const change = async (path, body, msg) => {
     if (note.value.trim()) body.note = note.value.trim();
     await api("POST", `/v1/policies/${enc}/${path}`, body);
@@ -989,7 +1007,7 @@ async function policyView(id) {
     return h("div", { class: "actions" },
       button(v.version < (st.active_version || 0) ? "Roll back to this" : "Activate", () => change("activate", { version: v.version }, `${id} v${v.version} is active.`)),
       v.version === st.shadow_version && !st.shadow_percent ? null : button("Shadow", () => change("activate", { version: v.version, mode: "shadow" }, `${id} v${v.version} runs in shadow.`), "secondary"),
-      st.active_version ? button("Canary", () => change("activate", { version: v.version, mode: "canary", percent: Number(percent.value) }, `${id} v${v.version} applies to ${percent.value}% of the instances.`), "secondary") : null);
+      st.active_version ? button("Canary", () => change("activate", canaryBody(v), `${id} v${v.version} applies to ${percent.value}% of the instances.`), "secondary") : null);
   };
   const latest = st.latest?.policy || {};
   render(
@@ -999,11 +1017,14 @@ async function policyView(id) {
       ["Mode", [badge(st.mode), st.shadow_percent ? ` canary ${st.shadow_percent}%` : ""]],
       ["Active version", st.active_version ? `v${st.active_version}` : "none"],
       ["Shadow version", st.shadow_version ? `v${st.shadow_version}` : null],
+      ["Canary guard", guardText],
       ["Latest version", `v${st.latest_version}`],
       ["Last change", st.changed_by ? [st.changed_by, " ", when(st.changed_at)] : null],
       ["Description", latest.description],
     ])),
     h("div", { class: "actions" }, h("label", {}, "Note", note), h("label", {}, "Canary share (%)", percent),
+      h("label", { title: "Optional: the canary is rolled back on its own when its error rate exceeds the rest's by more than this" }, "Roll back at error rate + (points)", maxRise),
+      h("label", { title: "Optional: the canary is promoted on its own after this long without a breach" }, "Promote after", promoteAfter),
       st.mode !== "disabled" ? button("Disable", () => change("disable", {}, `${id} is disabled.`), "danger") : null),
     h("h2", {}, "Versions"),
     table([

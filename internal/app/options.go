@@ -79,6 +79,9 @@ type Options struct {
 	// records the end of instances terminated outside their workflows
 	// (default 30s; tests make it shorter).
 	SweepEvery time.Duration
+	// CanaryGuardEvery is how often the API judges the canaries that have
+	// a guard (default a minute; tests shorten it).
+	CanaryGuardEvery time.Duration
 	// Retention is how long the embedded Temporal server (dev) keeps the
 	// history of a finished workflow: a failed instance can be retried, and
 	// Temporal's UI shows it, until then.

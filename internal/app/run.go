@@ -246,6 +246,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		}
 	}
 	runSweeps(ctx, lc, apiOpts, opts.SweepEvery)
+	runCanaryGuards(ctx, lc, apiOpts, opts.CanaryGuardEvery, reg)
 	if opts.StoreRetention > 0 {
 		first := opts.PruneFirst
 		if first <= 0 {

@@ -114,6 +114,10 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 	mode := fs.String("mode", "active", "apply changed policies as active, shadow or canary")
 	percent := fs.Int("percent", 0, "with --mode canary: the share of instances (1 to 99) the new versions apply to, in place of the active ones")
 	note := fs.String("note", "", "change note recorded with each new version")
+	guardErr := fs.Float64("guard-max-error-rate-increase", -1, "with --mode canary: roll a canary back on its own when its error rate exceeds the rest's by more than this (0 to 1; 0.05 is 5 points)")
+	guardReview := fs.Float64("guard-max-review-rate-increase", -1, "with --mode canary: roll a canary back on its own when its review rate exceeds the rest's by more than this (0 to 1)")
+	guardMin := fs.Int("guard-min-instances", 0, "with a guard: how many of the canary's instances must have finished before it is judged (default 20)")
+	guardPromote := fs.String("guard-promote-after", "", "with --mode canary: promote a canary on its own after this long without a breach (24h, 7d)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return 2
@@ -124,8 +128,22 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 	canary := *mode == store.ModeCanary
 	validMode := *mode == store.ModeActive || *mode == store.ModeShadow || canary
 	validPercent := (canary && *percent >= 1 && *percent <= 99) || (!canary && *percent == 0)
-	if *dir == "" || *rf.key == "" || !validMode || !validPercent {
-		fmt.Fprintf(stderr, "usage: adaptflow policy %s -f DIR --api-key KEY [--server URL] [--mode active|shadow|canary --percent 1-99]\n", name)
+	guard := map[string]any{}
+	if *guardErr >= 0 {
+		guard["max_error_rate_increase"] = *guardErr
+	}
+	if *guardReview >= 0 {
+		guard["max_review_rate_increase"] = *guardReview
+	}
+	if *guardPromote != "" {
+		guard["promote_after"] = *guardPromote
+	}
+	if *guardMin > 0 {
+		guard["min_instances"] = *guardMin
+	}
+	validGuard := len(guard) == 0 || canary
+	if *dir == "" || *rf.key == "" || !validMode || !validPercent || !validGuard {
+		fmt.Fprintf(stderr, "usage: adaptflow policy %s -f DIR --api-key KEY [--server URL] [--mode active|shadow|canary --percent 1-99 [--guard-max-error-rate-increase X] [--guard-max-review-rate-increase X] [--guard-min-instances N] [--guard-promote-after D]]\n", name)
 		return 2
 	}
 	b, err := loadDir(*dir)
@@ -211,7 +229,11 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 			}
 			err := r.do(ctx, "POST", "/v1/policies?mode="+register, "application/yaml", p.body, map[string]string{"X-Change-Note": *note}, &res)
 			if err == nil && canary {
-				body := process.JSON(map[string]any{"version": res.Version, "mode": store.ModeCanary, "percent": *percent, "note": *note})
+				req := map[string]any{"version": res.Version, "mode": store.ModeCanary, "percent": *percent, "note": *note}
+				if len(guard) > 0 {
+					req["guard"] = guard
+				}
+				body := process.JSON(req)
 				err = r.do(ctx, "POST", "/v1/policies/"+url.PathEscape(local.ID)+"/activate", "application/json", body, nil, nil)
 			}
 			if err != nil {

@@ -72,7 +72,7 @@ func (s *Store) PutPolicy(ctx context.Context, p store.PolicyRecord, mode string
 		if !created && ((mode == store.ModeActive && st.Active == p.Version) || (mode == store.ModeShadow && st.Shadow == p.Version)) {
 			return nil
 		}
-		return setState(ctx, tx, p.ID, p.Process, p.Version, mode, 0, p.Author, p.Note, st)
+		return setState(ctx, tx, p.ID, p.Process, store.PolicyModeChange{Version: p.Version, Mode: mode, Author: p.Author, Note: p.Note}, st)
 	})
 	if err != nil && !errors.Is(err, store.ErrConflict) {
 		err = fmt.Errorf("postgres: put policy: %w", err)
@@ -83,10 +83,19 @@ func (s *Store) PutPolicy(ctx context.Context, p store.PolicyRecord, mode string
 
 // setState makes version live in mode (a canary of percent), or disables
 // the policy, and logs it.
-func setState(ctx context.Context, tx pgx.Tx, id, process string, version int, mode string, percent int, author, note string, st store.PolicyState) error {
-	st, err := st.With(version, mode, percent)
+func setState(ctx context.Context, tx pgx.Tx, id, process string, ch store.PolicyModeChange, st store.PolicyState) error {
+	version, mode, author, note := ch.Version, ch.Mode, ch.Author, ch.Note
+	st, err := st.With(version, mode, ch.Percent)
 	if err != nil {
 		return err
+	}
+	guard := ""
+	if mode == store.ModeCanary && ch.Guard != nil {
+		b, err := json.Marshal(ch.Guard)
+		if err != nil {
+			return err
+		}
+		guard = string(b)
 	}
 	now := time.Now().UTC()
 	var seq int64
@@ -100,10 +109,10 @@ func setState(ctx context.Context, tx pgx.Tx, id, process string, version int, m
 		}
 		return v
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO policy_state (id, process, active_version, shadow_version, shadow_percent, changed_seq, changed_by, changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+	_, err = tx.Exec(ctx, `INSERT INTO policy_state (id, process, active_version, shadow_version, shadow_percent, canary_guard, changed_seq, changed_by, changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (id) DO UPDATE SET active_version = excluded.active_version, shadow_version = excluded.shadow_version, shadow_percent = excluded.shadow_percent,
-		changed_seq = excluded.changed_seq, changed_by = excluded.changed_by, changed_at = excluded.changed_at`,
-		id, process, nullable(st.Active), nullable(st.Shadow), st.ShadowPercent, seq, author, micros(now))
+		canary_guard = excluded.canary_guard, changed_seq = excluded.changed_seq, changed_by = excluded.changed_by, changed_at = excluded.changed_at`,
+		id, process, nullable(st.Active), nullable(st.Shadow), st.ShadowPercent, guard, seq, author, micros(now))
 	return err
 }
 
@@ -116,11 +125,15 @@ func policyState(ctx context.Context, q querier, id string, forUpdate bool) (sto
 	if forUpdate {
 		lock = " FOR UPDATE"
 	}
-	err := q.QueryRow(ctx, `SELECT process, active_version, shadow_version, shadow_percent, changed_by, changed_at,
+	var guard string
+	err := q.QueryRow(ctx, `SELECT process, active_version, shadow_version, shadow_percent, canary_guard, changed_by, changed_at,
 		(SELECT MAX(version) FROM policy_versions v WHERE v.id = s.id) FROM policy_state s WHERE id = $1`+lock, id).
-		Scan(&st.Process, &active, &shadow, &st.ShadowPercent, &st.ChangedBy, &at, &latest)
+		Scan(&st.Process, &active, &shadow, &st.ShadowPercent, &guard, &st.ChangedBy, &at, &latest)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return st, fmt.Errorf("policy %q: %w", id, store.ErrNotFound)
+	}
+	if err == nil && guard != "" {
+		err = json.Unmarshal([]byte(guard), &st.Guard)
 	}
 	if active != nil {
 		st.Active = int(*active)
@@ -137,20 +150,27 @@ func policyState(ctx context.Context, q querier, id string, forUpdate bool) (sto
 
 // SetPolicyMode makes a stored version live or disables the policy.
 func (s *Store) SetPolicyMode(ctx context.Context, id string, version int, mode, author, note string) (store.PolicyState, error) {
-	return s.setPolicyMode(ctx, id, version, mode, 0, author, note)
+	return s.ChangePolicyMode(ctx, id, store.PolicyModeChange{Version: version, Mode: mode, Author: author, Note: note})
 }
 
 // SetPolicyCanary makes a stored version a canary; see the sqlite store.
 func (s *Store) SetPolicyCanary(ctx context.Context, id string, version, percent int, author, note string) (store.PolicyState, error) {
-	return s.setPolicyMode(ctx, id, version, store.ModeCanary, percent, author, note)
+	return s.ChangePolicyMode(ctx, id, store.PolicyModeChange{Version: version, Mode: store.ModeCanary, Percent: percent, Author: author, Note: note})
 }
 
-func (s *Store) setPolicyMode(ctx context.Context, id string, version int, mode string, percent int, author, note string) (store.PolicyState, error) {
+// ChangePolicyMode makes the change ch to a policy's live versions: a
+// version made active, shadow or a canary (with its guard), or the policy
+// disabled; with ch.Expect, only if the policy has not changed since.
+func (s *Store) ChangePolicyMode(ctx context.Context, id string, ch store.PolicyModeChange) (store.PolicyState, error) {
+	version, mode := ch.Version, ch.Mode
 	var out store.PolicyState
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		st, err := policyState(ctx, tx, id, true)
 		if err != nil {
 			return err
+		}
+		if ch.Expect != nil && !st.ChangedAt.Equal(*ch.Expect) {
+			return fmt.Errorf("%w: policy %s changed at %s, after the state this change was judged on", store.ErrConflict, id, st.ChangedAt.Format(time.RFC3339Nano))
 		}
 		if mode != store.ModeDisabled {
 			var n int
@@ -161,7 +181,7 @@ func (s *Store) setPolicyMode(ctx context.Context, id string, version int, mode 
 				return fmt.Errorf("policy %s version %d: %w", id, version, store.ErrNotFound)
 			}
 		}
-		if err := setState(ctx, tx, id, st.Process, version, mode, percent, author, note, st); err != nil {
+		if err := setState(ctx, tx, id, st.Process, ch, st); err != nil {
 			return err
 		}
 		out, err = policyState(ctx, tx, id, false)

@@ -34,6 +34,7 @@ type Store interface {
 	PolicyStamp(ctx context.Context, process string) (int64, error)
 	SetPolicyMode(ctx context.Context, id string, version int, mode, author, note string) (store.PolicyState, error)
 	SetPolicyCanary(ctx context.Context, id string, version, percent int, author, note string) (store.PolicyState, error)
+	ChangePolicyMode(ctx context.Context, id string, ch store.PolicyModeChange) (store.PolicyState, error)
 	PolicyState(ctx context.Context, id string) (store.PolicyState, error)
 	PolicyStates(ctx context.Context, process string) ([]store.PolicyState, error)
 	PolicyVersions(ctx context.Context, id string) ([]store.PolicyRecord, error)
@@ -658,13 +659,33 @@ func testPolicyCanary(t *testing.T, s Store) {
 	if st, err = s.SetPolicyMode(ctx, "c", 2, store.ModeActive, "lead", "promote"); err != nil || st.Active != 2 || st.Shadow != 0 || st.ShadowPercent != 0 {
 		t.Fatalf("promoted: %+v %v", st, err)
 	}
+
+	// A canary with a guard keeps it until it ends; a change judged on a
+	// state the policy has left since is a conflict, and changes nothing.
+	p.Digest, p.Doc = "c", []byte(`{"id":"c","v":3}`)
+	_, _, err = s.PutPolicy(ctx, p, store.ModeShadow)
+	must(t, err)
+	rise := 0.05
+	guard := &store.CanaryGuard{MaxErrorRateIncrease: &rise, MinInstances: 40, PromoteAfter: "2d"}
+	st, err = s.ChangePolicyMode(ctx, "c", store.PolicyModeChange{Version: 3, Mode: store.ModeCanary, Percent: 10, Guard: guard, Author: "lead", Note: "guarded"})
+	must(t, err)
+	if read, err := s.PolicyState(ctx, "c"); err != nil || read.Guard == nil || *read.Guard.MaxErrorRateIncrease != 0.05 || read.Guard.MinInstances != 40 || read.Guard.PromoteAfter != "2d" || read.Guard.MaxReviewRateIncrease != nil {
+		t.Fatalf("a guarded canary: %+v %v", read, err)
+	}
+	stale := st.ChangedAt.Add(-time.Millisecond)
+	if _, err := s.ChangePolicyMode(ctx, "c", store.PolicyModeChange{Version: 3, Mode: store.ModeShadow, Expect: &stale, Author: "canary-guard"}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a change judged on an older state: %v, want a conflict", err)
+	}
+	if st, err = s.ChangePolicyMode(ctx, "c", store.PolicyModeChange{Version: 3, Mode: store.ModeShadow, Expect: &st.ChangedAt, Author: "canary-guard", Note: "rolled back"}); err != nil || st.Shadow != 3 || st.ShadowPercent != 0 || st.Guard != nil || st.Active != 2 {
+		t.Fatalf("rolled back by its guard: %+v %v", st, err)
+	}
 	changes, err := s.PolicyChanges(ctx, "orders", began, time.Now().Add(time.Second))
 	must(t, err)
 	var got []string
 	for _, c := range changes {
 		got = append(got, fmt.Sprintf("%d %s %d", c.Version, c.Mode, c.Percent))
 	}
-	if want := "1 active 0|2 shadow 0|2 canary 20|2 shadow 0|2 canary 30|2 active 0"; strings.Join(got, "|") != want {
+	if want := "1 active 0|2 shadow 0|2 canary 20|2 shadow 0|2 canary 30|2 active 0|3 shadow 0|3 canary 10|3 shadow 0"; strings.Join(got, "|") != want {
 		t.Fatalf("changes %q, want %q", strings.Join(got, "|"), want)
 	}
 }
