@@ -305,12 +305,7 @@ func (req reviewDecisionRequest) validate() error {
 // review confirms the model's label the same way.
 func (s *server) decideReview(c *gin.Context) {
 	var req reviewDecisionRequest
-	if err := bindJSON(c, &req); err != nil {
-		fail(c, err)
-		return
-	}
-	if err := req.validate(); err != nil {
-		fail(c, err)
+	if !bindValid(c, &req) {
 		return
 	}
 	out, err := s.decide(c, c.Param("id"), req)
@@ -409,6 +404,20 @@ func (s *server) decide(c *gin.Context, id string, req reviewDecisionRequest) (d
 	return out, nil
 }
 
+// bindValid decodes the request body into req and validates it; on an
+// error it answers it and returns false.
+func bindValid[T interface{ validate() error }](c *gin.Context, req T) bool {
+	err := bindJSON(c, req)
+	if err == nil {
+		err = req.validate()
+	}
+	if err != nil {
+		fail(c, err)
+		return false
+	}
+	return true
+}
+
 // maxBulkDecisions bounds the reviews one bulk decision decides.
 const maxBulkDecisions = 100
 
@@ -438,12 +447,7 @@ type bulkDecisionResult struct {
 // reviewer holds it, it was decided meanwhile) leaves the others decided.
 func (s *server) decideReviews(c *gin.Context) {
 	var req bulkDecisionRequest
-	if err := bindJSON(c, &req); err != nil {
-		fail(c, err)
-		return
-	}
-	if err := req.validate(); err != nil {
-		fail(c, err)
+	if !bindValid(c, &req) {
 		return
 	}
 	decided := make([]decisionResponse, len(req.IDs))

@@ -184,6 +184,28 @@ func (s PolicyState) With(version int, mode string, percent int) (PolicyState, e
 	return s, nil
 }
 
+// GuardColumn is the guard a change stores with a policy's state: the
+// JSON of its guard for a canary, else empty.
+func (ch PolicyModeChange) GuardColumn() (string, error) {
+	if ch.Mode != ModeCanary || ch.Guard == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(ch.Guard)
+	return string(b), err
+}
+
+// ParseGuard reads a guard stored by GuardColumn (nil when empty).
+func ParseGuard(column string) (*CanaryGuard, error) {
+	if column == "" {
+		return nil, nil
+	}
+	var g CanaryGuard
+	if err := json.Unmarshal([]byte(column), &g); err != nil {
+		return nil, fmt.Errorf("canary guard: %w", err)
+	}
+	return &g, nil
+}
+
 // PolicyModeChange is a change of a policy's live versions, as the stores
 // make it: Guard watches a new canary; Expect, when set, is when the
 // state the change was judged on was made, and the change is a conflict

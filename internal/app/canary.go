@@ -26,31 +26,18 @@ func runCanaryGuards(ctx context.Context, lc *lifecycle, opts api.Options, every
 		Help: "Canaries a guard rolled back or promoted, by process, policy and verdict (rolled_back, promoted).",
 	}, []string{"process", "policy", "verdict"})
 	reg.MustRegister(verdicts)
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
+	runEvery(ctx, lc, "canary guard", every, every, func(ctx context.Context) {
+		vs, err := api.GuardCanaries(ctx, opts, time.Now())
+		for _, v := range vs {
+			verdicts.WithLabelValues(v.Process, v.PolicyID, v.Verdict).Inc()
+			log := opts.Logger.Info
+			if v.Verdict == api.CanaryRolledBack {
+				log = opts.Logger.Warn
 			}
-			vs, err := api.GuardCanaries(ctx, opts, time.Now())
-			for _, v := range vs {
-				verdicts.WithLabelValues(v.Process, v.PolicyID, v.Verdict).Inc()
-				log := opts.Logger.Info
-				if v.Verdict == api.CanaryRolledBack {
-					log = opts.Logger.Warn
-				}
-				log("canary guard", "process", v.Process, "policy", v.PolicyID, "version", v.Version, "verdict", v.Verdict, "why", v.Why)
-			}
-			if err != nil && ctx.Err() == nil {
-				opts.Logger.Warn("canary guard", "err", err)
-			}
+			log("canary guard", "process", v.Process, "policy", v.PolicyID, "version", v.Version, "verdict", v.Verdict, "why", v.Why)
 		}
-	}()
-	lc.add("canary guard", func(context.Context) error { cancel(); <-done; return nil })
+		if err != nil && ctx.Err() == nil {
+			opts.Logger.Warn("canary guard", "err", err)
+		}
+	})
 }

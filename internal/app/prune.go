@@ -32,32 +32,19 @@ func runPrunes(ctx context.Context, lc *lifecycle, st pruner, retention time.Dur
 		Help: "Rows removed from the store by pruning (--store-retention), by table.",
 	}, []string{"table"})
 	reg.MustRegister(rows)
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		wait := first
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-			wait = pruneEvery
-			start := time.Now()
-			n, err := st.Prune(ctx, start.Add(-retention))
-			for table, v := range map[string]int64{"instances": n.Instances, "decisions": n.Decisions, "reviews": n.Reviews,
-				"verdicts": n.Verdicts, "observations": n.Observations, "audit_log": n.AuditEntries} {
-				rows.WithLabelValues(table).Add(float64(v))
-			}
-			switch {
-			case err != nil && ctx.Err() == nil:
-				lg.Warn("prune of the store failed; the next prune goes on", "retention", retention.String(), "err", err)
-			case err == nil && n.Total() > 0:
-				lg.Info("pruned the store", "retention", retention.String(), "instances", n.Instances, "decisions", n.Decisions, "reviews", n.Reviews,
-					"verdicts", n.Verdicts, "observations", n.Observations, "audit_entries", n.AuditEntries, "took", time.Since(start).String())
-			}
+	runEvery(ctx, lc, "pruning", first, pruneEvery, func(ctx context.Context) {
+		start := time.Now()
+		n, err := st.Prune(ctx, start.Add(-retention))
+		for table, v := range map[string]int64{"instances": n.Instances, "decisions": n.Decisions, "reviews": n.Reviews,
+			"verdicts": n.Verdicts, "observations": n.Observations, "audit_log": n.AuditEntries} {
+			rows.WithLabelValues(table).Add(float64(v))
 		}
-	}()
-	lc.add("pruning", func(context.Context) error { cancel(); <-done; return nil })
+		switch {
+		case err != nil && ctx.Err() == nil:
+			lg.Warn("prune of the store failed; the next prune goes on", "retention", retention.String(), "err", err)
+		case err == nil && n.Total() > 0:
+			lg.Info("pruned the store", "retention", retention.String(), "instances", n.Instances, "decisions", n.Decisions, "reviews", n.Reviews,
+				"verdicts", n.Verdicts, "observations", n.Observations, "audit_entries", n.AuditEntries, "took", time.Since(start).String())
+		}
+	})
 }

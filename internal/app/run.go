@@ -311,33 +311,41 @@ func runSweeps(ctx context.Context, lc *lifecycle, opts api.Options, every time.
 	if every <= 0 {
 		every = sweepEvery
 	}
+	since := time.Now().Add(-endedLookBack)
+	runEvery(ctx, lc, "sweeper", 0, every, func(ctx context.Context) {
+		if n, err := api.SweepStarts(ctx, api.SweepOptions{Options: opts}); err != nil && ctx.Err() == nil {
+			opts.Logger.Warn("start sweep", "started", n, "err", err)
+		}
+		// A minute of overlap: a workflow closed just before a pass may
+		// reach Temporal's visibility store just after it.
+		next := time.Now().Add(-time.Minute)
+		if n, err := api.SweepEnded(ctx, opts, since); err != nil && ctx.Err() == nil {
+			opts.Logger.Warn("sweep of instances ended outside their workflows", "ended", n, "err", err)
+		} else if err == nil {
+			since = next
+		}
+	})
+}
+
+// runEvery runs fn after first, then every interval after each run ends,
+// until shutdown, which waits for a run under way (lc stops it as name).
+func runEvery(ctx context.Context, lc *lifecycle, name string, first, every time.Duration, fn func(ctx context.Context)) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		since := time.Now().Add(-endedLookBack)
+		wait := first
 		for {
-			if n, err := api.SweepStarts(ctx, api.SweepOptions{Options: opts}); err != nil && ctx.Err() == nil {
-				opts.Logger.Warn("start sweep", "started", n, "err", err)
-			}
-			// A minute of overlap: a workflow closed just before a pass
-			// may reach Temporal's visibility store just after it.
-			next := time.Now().Add(-time.Minute)
-			if n, err := api.SweepEnded(ctx, opts, since); err != nil && ctx.Err() == nil {
-				opts.Logger.Warn("sweep of instances ended outside their workflows", "ended", n, "err", err)
-			} else if err == nil {
-				since = next
-			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case <-time.After(wait):
 			}
+			wait = every
+			fn(ctx)
 		}
 	}()
-	lc.add("sweeper", func(context.Context) error { cancel(); <-done; return nil })
+	lc.add(name, func(context.Context) error { cancel(); <-done; return nil })
 }
 
 // serveMetrics serves /metrics and /healthz on --metrics-listen: a

@@ -89,13 +89,9 @@ func setState(ctx context.Context, tx pgx.Tx, id, process string, ch store.Polic
 	if err != nil {
 		return err
 	}
-	guard := ""
-	if mode == store.ModeCanary && ch.Guard != nil {
-		b, err := json.Marshal(ch.Guard)
-		if err != nil {
-			return err
-		}
-		guard = string(b)
+	guard, err := ch.GuardColumn()
+	if err != nil {
+		return err
 	}
 	now := time.Now().UTC()
 	var seq int64
@@ -132,8 +128,8 @@ func policyState(ctx context.Context, q querier, id string, forUpdate bool) (sto
 	if errors.Is(err, pgx.ErrNoRows) {
 		return st, fmt.Errorf("policy %q: %w", id, store.ErrNotFound)
 	}
-	if err == nil && guard != "" {
-		err = json.Unmarshal([]byte(guard), &st.Guard)
+	if err == nil {
+		st.Guard, err = store.ParseGuard(guard)
 	}
 	if active != nil {
 		st.Active = int(*active)

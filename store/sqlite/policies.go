@@ -85,13 +85,9 @@ func setState(ctx context.Context, tx *sql.Tx, id, process string, ch store.Poli
 	if err != nil {
 		return err
 	}
-	guard := ""
-	if mode == store.ModeCanary && ch.Guard != nil {
-		b, err := json.Marshal(ch.Guard)
-		if err != nil {
-			return err
-		}
-		guard = string(b)
+	guard, err := ch.GuardColumn()
+	if err != nil {
+		return err
 	}
 	now := time.Now().UTC()
 	res, err := tx.ExecContext(ctx, `INSERT INTO policy_events (id, version, action, percent, author, note, at) VALUES (?, ?, ?, ?, ?, ?, ?)`, id, version, mode, st.ShadowPercent, author, note, micros(now))
@@ -131,8 +127,8 @@ func policyState(ctx context.Context, q queryer, id string) (store.PolicyState, 
 		return st, fmt.Errorf("policy %q: %w", id, store.ErrNotFound)
 	}
 	st.Active, st.Shadow, st.ChangedAt = int(active.Int64), int(shadow.Int64), fromMicros(at)
-	if err == nil && guard != "" {
-		err = json.Unmarshal([]byte(guard), &st.Guard)
+	if err == nil {
+		st.Guard, err = store.ParseGuard(guard)
 	}
 	return st, err
 }
