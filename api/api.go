@@ -65,6 +65,7 @@ type InstanceStore interface {
 	MarkStarted(ctx context.Context, ids []string) error
 	PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error)
 	Outcomes(ctx context.Context, process string, from, to time.Time, fn func(store.InstanceOutcome) error) error
+	InstanceStates(ctx context.Context, process string, version int, from, to time.Time, fn func(store.StateRow) error) error
 	Instances(ctx context.Context, f store.InstanceFilter) ([]store.InstanceSummary, error)
 }
 
@@ -303,6 +304,7 @@ func New(opts Options) (*Handler, error) {
 	v1.POST("/processes/:name/instances", s.allow([]string{store.RoleSystem}), processScoped, s.startInstance)
 	v1.GET("/processes/:name/instances", s.allow(readers), processScoped, s.listInstances)
 	v1.GET("/processes/:name/kpis", s.allow(engineer), processScoped, s.processKPIs)
+	v1.GET("/processes/:name/steps", s.allow(engineer), processScoped, s.processSteps)
 	v1.GET("/processes/:name/signals", s.allow(engineer), processScoped, s.processSignals)
 	v1.GET("/processes/:name/signals/:signal/observations", s.allow(engineer), processScoped, s.listObservations)
 	v1.POST("/processes/:name/classify", s.allow(engineer), processScoped, s.classifyPreview)

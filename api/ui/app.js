@@ -701,11 +701,12 @@ const windows = { "1d": "6h", "7d": "1d", "30d": "1d", "90d": "7d" };
 async function processView(name, q) {
   const since = windows[q.get("since")] ? q.get("since") : "7d";
   const enc = encodeURIComponent(name);
-  const [def, k, pol, shadow] = await Promise.all([
+  const [def, k, pol, shadow, figures] = await Promise.all([
     api("GET", "/v1/processes/" + enc),
     api("GET", `/v1/processes/${enc}/kpis?since=${since}&bucket=${windows[since]}`),
     api("GET", "/v1/policies?process=" + enc),
     api("GET", `/v1/policies/shadow-report?process=${enc}&since=${since}`),
+    api("GET", `/v1/processes/${enc}/steps?since=${since}`),
   ]);
   const sig = def.definition?.signals?.length ? await api("GET", `/v1/processes/${enc}/signals?since=${since}&bucket=${chartBuckets[since]}&flagged=5`) : null;
   const classifier = def.definition?.classify?.name;
@@ -725,7 +726,11 @@ async function processView(name, q) {
     { title: "Cycle p90", num: true, cell: (x) => duration(x.cycle_time_seconds?.p90) },
     { title: "Reviewed", num: true, cell: (x) => pct(x.review_rate) },
   ];
-  const steps = def.definition?.steps || [];
+  // The steps as they ran in the window (those policies added among
+  // them), else as the definition lists them.
+  const mandatory = new Set((def.definition?.steps || []).filter((s) => s.mandatory).map((s) => s.id));
+  const steps = figures.steps.length ? figures.steps : (def.definition?.steps || []).map((s) => ({ id: s.id, kind: s.kind }));
+  const byPolicy = (m) => Object.entries(m || {}).map(([p, n]) => `${p} ×${n}`).join(", ");
   render(
     h("p", {}, link("#/processes", "← Processes")),
     h("h1", {}, `${name} v${def.version}`),
@@ -793,10 +798,19 @@ async function processView(name, q) {
           { title: "Corrected to", cell: (x) => Object.entries(x.corrected_to || {}).map(([l, n]) => `${l} ×${n}`).join(", ") },
         ], quality.labels)]] : null,
     h("h2", {}, "Steps"),
+    figures.instances ? h("p", { class: "muted" }, `Over the ${num(figures.instances)} instances started in the last ${since}: policies added steps to ${num(figures.adapted.added)} and skipped steps of ${num(figures.adapted.skipped)}.`) : null,
     table([
       { title: "Step", cell: (s) => s.id },
       { title: "Kind", cell: (s) => s.kind || "task" },
-      { title: "Mandatory", cell: (s) => (s.mandatory ? "yes" : "") },
+      { title: "Mandatory", cell: (s) => (mandatory.has(s.id) ? "yes" : "") },
+      { title: "In plan", num: true, cell: (s) => (s.in_plan === undefined ? "—" : num(s.in_plan)) },
+      { title: "Added", num: true, cell: (s) => (s.added ? h("span", { title: "by " + byPolicy(s.added_by) }, num(s.added)) : s.in_plan === undefined ? "—" : "0") },
+      { title: "Skipped", num: true, cell: (s) => (s.skipped ? h("span", { title: "by " + byPolicy(s.skipped_by) }, num(s.skipped)) : s.in_plan === undefined ? "—" : "0") },
+      { title: "Done", num: true, cell: (s) => (s.in_plan === undefined ? "—" : num(s.done)) },
+      { title: "Failed", num: true, cell: (s) => (s.in_plan === undefined ? "—" : num(s.failed)) },
+      { title: "Reviews", num: true, cell: (s) => (s.in_plan === undefined ? "—" : num(s.reviews)) },
+      { title: "Took p50", num: true, cell: (s) => duration(s.duration_seconds?.p50) },
+      { title: "Took p90", num: true, cell: (s) => duration(s.duration_seconds?.p90) },
     ], steps),
   );
 }

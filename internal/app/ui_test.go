@@ -321,6 +321,12 @@ steps:
 	if tiles := b.text("main .tiles"); !strings.Contains(tiles, "1\ncompleted") || !strings.Contains(tiles, "100.0%\ninstances reviewed") {
 		t.Fatalf("KPI tiles:\n%s", tiles)
 	}
+	// How each step fared: a policy added the KYC review, which a
+	// reviewer decided; then the mandatory account opening ran.
+	b.waitText("main", "Over the 1 instances started in the last 7d")
+	if n, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("main table")].map((t) => t.innerText).find((t) => t.startsWith("Step\tKind\tMandatory\tIn plan"))`)); err != nil || !strings.Contains(n, "business_kyc\treview\t\t1\t1\t0\t1\t0\t1\t") || !strings.Contains(n, "open_account\ttask\tyes\t1\t0\t0\t1\t0\t0\t") {
+		t.Fatalf("the steps table: %q (%v)", n, err)
+	}
 	// Its classifier can be tried on a text.
 	b.clickText("section.classify-try button", "Classify")
 	b.waitText("#flash", "Write a text to classify first.")

@@ -24,6 +24,7 @@ import (
 const processUsage = `usage:
   adaptflow process list
   adaptflow process kpis NAME [--since 30d] [--bucket 1d] [--version N]
+  adaptflow process steps NAME [--since 30d] [--version N]   (per step: added, skipped, how it ended, how long it took)
   adaptflow process signals NAME [--since 7d] [--bucket 1h] [--version N] [--flagged 5]
   adaptflow process observations NAME SIGNAL [--since 30d] [--anomalous] [--version N]   (CSV, oldest first)
   adaptflow process classify NAME (--text TEXT | --text - | --input JSON) [--version N]   (try its classifier; no instance)
@@ -94,13 +95,13 @@ type kpiFigures struct {
 // Process runs `adaptflow process`: the registered processes, a process's
 // KPIs, and where its signals stand, through a running server's API.
 func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, fs, ok := subcommand("process", args, []string{"list", "kpis", "signals", "observations", "classify"}, processUsage, stderr)
+	sub, fs, ok := subcommand("process", args, []string{"list", "kpis", "steps", "signals", "observations", "classify"}, processUsage, stderr)
 	if !ok {
 		return 2
 	}
 	rf := addRemoteFlags(fs, "engineer")
 	asJSON := fs.Bool("json", false, "print the server's JSON")
-	since := fs.String("since", map[string]string{"kpis": "30d", "signals": "7d"}[sub], "kpis, signals, observations: the window, back from now (observations: default all)")
+	since := fs.String("since", map[string]string{"kpis": "30d", "steps": "30d", "signals": "7d"}[sub], "kpis, steps, signals, observations: the window, back from now (observations: default all)")
 	bucket := fs.String("bucket", "", "kpis: the length of a period (default 1d); signals: of the JSON's periods (default 1h)")
 	version := fs.Int("version", 0, "kpis: only this definition version's instances; signals: this version's signals (default the latest)")
 	flagged := fs.Int("flagged", 5, "signals: how many of the latest anomalous observations to list per signal")
@@ -111,7 +112,7 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return 2
 	}
-	wantPos := map[string]int{"list": 0, "kpis": 1, "signals": 1, "observations": 2, "classify": 1}[sub]
+	wantPos := map[string]int{"list": 0, "kpis": 1, "steps": 1, "signals": 1, "observations": 2, "classify": 1}[sub]
 	if *rf.key == "" || len(pos) != wantPos {
 		fmt.Fprintln(stderr, processUsage)
 		return 2
@@ -184,6 +185,12 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 		printKPIs(stdout, v, *since)
+	case "steps":
+		var v stepsView
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fail(err)
+		}
+		printSteps(stdout, v, *since)
 	default:
 		var v signalsView
 		if err := json.Unmarshal(raw, &v); err != nil {
@@ -192,6 +199,44 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printSignals(stdout, v, *since)
 	}
 	return 0
+}
+
+// stepsView is the steps report as the API gives it.
+type stepsView struct {
+	Instances int `json:"instances"`
+	Adapted   struct {
+		Added   int `json:"added"`
+		Skipped int `json:"skipped"`
+	} `json:"adapted"`
+	Steps []struct {
+		ID         string `json:"id"`
+		Kind       string `json:"kind"`
+		InPlan     int    `json:"in_plan"`
+		Done       int    `json:"done"`
+		Skipped    int    `json:"skipped"`
+		Failed     int    `json:"failed"`
+		InProgress int    `json:"in_progress"`
+		Added      int    `json:"added"`
+		Reviews    int    `json:"reviews"`
+		Duration   *struct {
+			P50 float64 `json:"p50"`
+			P90 float64 `json:"p90"`
+		} `json:"duration_seconds"`
+	} `json:"steps"`
+}
+
+func printSteps(w io.Writer, v stepsView, since string) {
+	fmt.Fprintf(w, "%d instances started in the last %s; a policy added steps to %d and skipped steps of %d\n\n", v.Instances, since, v.Adapted.Added, v.Adapted.Skipped)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "STEP\tKIND\tIN PLAN\tADDED\tSKIPPED\tDONE\tFAILED\tIN PROGRESS\tREVIEWS\tP50\tP90\t")
+	for _, s := range v.Steps {
+		p50, p90 := "—", "—"
+		if s.Duration != nil {
+			p50, p90 = seconds(s.Duration.P50), seconds(s.Duration.P90)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", s.ID, s.Kind, s.InPlan, s.Added, s.Skipped, s.Done, s.Failed, s.InProgress, s.Reviews, p50, p90)
+	}
+	_ = tw.Flush()
 }
 
 // classifyPreview asks the server how the process's classifier reads a

@@ -63,6 +63,7 @@ type Store interface {
 	StartCounts(ctx context.Context, process string, from, to time.Time, bucket time.Duration) ([]int, error)
 	PolicyChanges(ctx context.Context, process string, from, to time.Time) ([]store.PolicyChange, error)
 	Outcomes(ctx context.Context, process string, from, to time.Time, fn func(store.InstanceOutcome) error) error
+	InstanceStates(ctx context.Context, process string, version int, from, to time.Time, fn func(store.StateRow) error) error
 	Instances(ctx context.Context, f store.InstanceFilter) ([]store.InstanceSummary, error)
 	ClaimRetry(ctx context.Context, id, run string, now time.Time, stale time.Duration) (bool, error)
 	ReleaseRetry(ctx context.Context, id, run string) error
@@ -96,6 +97,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("policy canary", func(t *testing.T) { testPolicyCanary(t, open(t)) })
 	t.Run("instances", func(t *testing.T) { testInstances(t, open(t)) })
 	t.Run("instance states", func(t *testing.T) { testInstanceStates(t, open(t)) })
+	t.Run("state rows", func(t *testing.T) { testStateRows(t, open(t)) })
 	t.Run("pending starts", func(t *testing.T) { testPendingStarts(t, open(t)) })
 	t.Run("outcomes", func(t *testing.T) { testOutcomes(t, open(t)) })
 	t.Run("instance listing", func(t *testing.T) { testInstanceListing(t, open(t)) })
@@ -114,6 +116,37 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("signals", func(t *testing.T) { testSignals(t, open(t)) })
 	t.Run("signal history", func(t *testing.T) { testSignalHistory(t, open(t)) })
 	t.Run("prune", func(t *testing.T) { testPrune(t, open(t)) })
+}
+
+// testStateRows: reports read the saved states of a process's instances
+// started in a window, of one definition version or all.
+func testStateRows(t *testing.T, s Store) {
+	ctx := t.Context()
+	for i, in := range []struct {
+		id, process string
+		version     int
+	}{{"s-1", "p", 1}, {"s-2", "p", 2}, {"s-3", "p", 1}, {"s-4", "q", 1}} {
+		_, _, err := s.CreateInstance(ctx, store.Instance{ID: in.id, Process: in.process, ProcessVersion: in.version, BusinessKey: in.id, Input: []byte(`{}`), CreatedAt: t0.Add(time.Duration(i) * time.Minute)})
+		must(t, err)
+	}
+	saveState(t, s, "s-1", "r", 1, json.RawMessage(`{"status":"completed"}`))
+	saveState(t, s, "s-2", "r", 1, json.RawMessage(`{"status":"running"}`))
+	read := func(version int, from, to time.Time) string {
+		t.Helper()
+		var got []string
+		must(t, s.InstanceStates(ctx, "p", version, from, to, func(r store.StateRow) error {
+			got = append(got, fmt.Sprintf("%s v%d %s %s", r.ID, r.Version, r.CreatedAt.Sub(t0), r.State))
+			return nil
+		}))
+		slices.Sort(got)
+		return strings.Join(got, "|")
+	}
+	if got, want := read(0, t0, t0.Add(time.Hour)), `s-1 v1 0s {"status":"completed"}|s-2 v2 1m0s {"status":"running"}|s-3 v1 2m0s `; got != want {
+		t.Fatalf("states %q, want %q", got, want)
+	}
+	if got, want := read(1, t0.Add(time.Second), t0.Add(time.Hour)), `s-3 v1 2m0s `; got != want {
+		t.Fatalf("states of v1 from a second on %q, want %q", got, want)
+	}
 }
 
 func testSignals(t *testing.T, s Store) {
