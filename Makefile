@@ -19,6 +19,7 @@ bench:
 	GOGC=400 go test ./policies -run '^$$' -bench Decide -benchmem -count 3
 	GOGC=100 go test ./policies -run '^$$' -bench Decide -benchmem -count 3
 	go test ./api -run '^$$' -bench Simulate100k -benchtime 3x -timeout 30m
+	go test ./api -run '^$$' -bench ProcessSteps100k -benchtime 3x -timeout 30m
 	go test ./store/sqlite -run '^$$' -bench SignalHistory -benchtime 10x
 
 # HTTP load against adaptflow dev: starts at 100/s, then instance queries at

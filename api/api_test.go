@@ -85,7 +85,7 @@ type answer struct {
 	body   map[string]any
 }
 
-func do(t *testing.T, srv *httptest.Server, method, path, key, ct, body string) answer {
+func do(t testing.TB, srv *httptest.Server, method, path, key, ct, body string) answer {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), method, srv.URL+path, strings.NewReader(body))
 	if key != "" {
