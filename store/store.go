@@ -180,18 +180,29 @@ func (s PolicyState) With(version int, mode string, percent int) (PolicyState, e
 	default:
 		return s, fmt.Errorf("%w: mode must be active, shadow, canary or disabled (got %q)", ErrConflict, mode)
 	}
-	s.Guard = nil // a canary's guard is set with it (see PolicyChange)
+	// A canary's guard goes with it: a new canary comes with its own
+	// (PolicyModeChange.Guard), one that goes on keeps it.
+	if mode == ModeCanary || s.Shadow == 0 || s.ShadowPercent == 0 {
+		s.Guard = nil
+	}
 	return s, nil
 }
 
-// GuardColumn is the guard a change stores with a policy's state: the
-// JSON of its guard for a canary, else empty.
-func (ch PolicyModeChange) GuardColumn() (string, error) {
-	if ch.Mode != ModeCanary || ch.Guard == nil {
-		return "", nil
+// Apply is the state after ch (see PolicyState.With), with the guard of
+// a new canary, and the guard as the stores keep it: its JSON, or empty.
+func (ch PolicyModeChange) Apply(s PolicyState) (PolicyState, string, error) {
+	s, err := s.With(ch.Version, ch.Mode, ch.Percent)
+	if err != nil {
+		return s, "", err
 	}
-	b, err := json.Marshal(ch.Guard)
-	return string(b), err
+	if ch.Mode == ModeCanary {
+		s.Guard = ch.Guard
+	}
+	if s.Guard == nil {
+		return s, "", nil
+	}
+	b, err := json.Marshal(s.Guard)
+	return s, string(b), err
 }
 
 // ParseGuard reads a guard stored by GuardColumn (nil when empty).

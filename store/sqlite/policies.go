@@ -81,11 +81,7 @@ func (s *Store) PutPolicy(ctx context.Context, p store.PolicyRecord, mode string
 // the policy, and logs it.
 func setState(ctx context.Context, tx *sql.Tx, id, process string, ch store.PolicyModeChange, st store.PolicyState) error {
 	version, mode, author, note := ch.Version, ch.Mode, ch.Author, ch.Note
-	st, err := st.With(version, mode, ch.Percent)
-	if err != nil {
-		return err
-	}
-	guard, err := ch.GuardColumn()
+	st, guard, err := ch.Apply(st)
 	if err != nil {
 		return err
 	}

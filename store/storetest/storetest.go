@@ -705,11 +705,15 @@ func testPolicyCanary(t *testing.T, s Store) {
 	if read, err := s.PolicyState(ctx, "c"); err != nil || read.Guard == nil || *read.Guard.MaxErrorRateIncrease != 0.05 || read.Guard.MinInstances != 40 || read.Guard.PromoteAfter != "2d" || read.Guard.MaxReviewRateIncrease != nil {
 		t.Fatalf("a guarded canary: %+v %v", read, err)
 	}
+	// Another version made active meanwhile: the canary goes on, guarded.
+	if st, err = s.SetPolicyMode(ctx, "c", 1, store.ModeActive, "lead", "v1 again"); err != nil || st.Active != 1 || st.Shadow != 3 || st.ShadowPercent != 10 || st.Guard == nil || st.Guard.MinInstances != 40 {
+		t.Fatalf("the canary after another version was activated: %+v %v", st, err)
+	}
 	stale := st.ChangedAt.Add(-time.Millisecond)
 	if _, err := s.ChangePolicyMode(ctx, "c", store.PolicyModeChange{Version: 3, Mode: store.ModeShadow, Expect: &stale, Author: "canary-guard"}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("a change judged on an older state: %v, want a conflict", err)
 	}
-	if st, err = s.ChangePolicyMode(ctx, "c", store.PolicyModeChange{Version: 3, Mode: store.ModeShadow, Expect: &st.ChangedAt, Author: "canary-guard", Note: "rolled back"}); err != nil || st.Shadow != 3 || st.ShadowPercent != 0 || st.Guard != nil || st.Active != 2 {
+	if st, err = s.ChangePolicyMode(ctx, "c", store.PolicyModeChange{Version: 3, Mode: store.ModeShadow, Expect: &st.ChangedAt, Author: "canary-guard", Note: "rolled back"}); err != nil || st.Shadow != 3 || st.ShadowPercent != 0 || st.Guard != nil || st.Active != 1 {
 		t.Fatalf("rolled back by its guard: %+v %v", st, err)
 	}
 	changes, err := s.PolicyChanges(ctx, "orders", began, time.Now().Add(time.Second))
@@ -718,7 +722,7 @@ func testPolicyCanary(t *testing.T, s Store) {
 	for _, c := range changes {
 		got = append(got, fmt.Sprintf("%d %s %d", c.Version, c.Mode, c.Percent))
 	}
-	if want := "1 active 0|2 shadow 0|2 canary 20|2 shadow 0|2 canary 30|2 active 0|3 shadow 0|3 canary 10|3 shadow 0"; strings.Join(got, "|") != want {
+	if want := "1 active 0|2 shadow 0|2 canary 20|2 shadow 0|2 canary 30|2 active 0|3 shadow 0|3 canary 10|1 active 10|3 shadow 0"; strings.Join(got, "|") != want {
 		t.Fatalf("changes %q, want %q", strings.Join(got, "|"), want)
 	}
 }
