@@ -16,13 +16,16 @@ import (
 // eventRequest is the body of POST /v1/instances/{id}/events.
 type eventRequest struct {
 	Name string         `json:"name"`
+	ID   string         `json:"id,omitempty"`
 	Data map[string]any `json:"data,omitempty"`
 }
 
 // sendEvent delivers an event from another system (a payment received,
 // goods shipped) to an instance, for the event steps that wait for it: now
-// or later in its plan. The first event of a name counts; one sent again
-// (a retried delivery) answers the one kept. The answer is the kept event.
+// or later in its plan. Events of a name are told apart by their id (two
+// partial shipments); one sent again (a retried delivery: the same name
+// and id, or the same name with no id) answers the one kept. The answer
+// is the kept event.
 func (s *server) sendEvent(c *gin.Context) {
 	var req eventRequest
 	if err := bindJSON(c, &req); err != nil {
@@ -43,7 +46,7 @@ func (s *server) sendEvent(c *gin.Context) {
 		return
 	}
 	var kept workflows.EventReceived
-	err = s.sendUpdate(c.Request.Context(), inst, workflows.UpdateEvent, workflows.Event{Name: req.Name, Data: req.Data, By: caller(c).Name}, &kept)
+	err = s.sendUpdate(c.Request.Context(), inst, workflows.UpdateEvent, workflows.Event{Name: req.Name, ID: req.ID, Data: req.Data, By: caller(c).Name}, &kept)
 	var ae *temporal.ApplicationError
 	var nf *serviceerror.NotFound
 	switch {
@@ -60,6 +63,10 @@ func (s *server) sendEvent(c *gin.Context) {
 		if data == nil {
 			data = map[string]any{}
 		}
-		c.JSON(http.StatusOK, gin.H{"instance_id": inst.ID, "name": req.Name, "data": data, "at": kept.At, "by": kept.By})
+		out := gin.H{"instance_id": inst.ID, "name": req.Name, "data": data, "at": kept.At, "by": kept.By}
+		if kept.ID != "" {
+			out["id"] = kept.ID
+		}
+		c.JSON(http.StatusOK, out)
 	}
 }

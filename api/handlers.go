@@ -282,7 +282,7 @@ func instanceJSON(inst store.Instance, st workflows.State) gin.H {
 		"id": inst.ID, "process": inst.Process, "version": inst.ProcessVersion, "business_key": inst.BusinessKey,
 		"input": inst.Input, "created_at": inst.CreatedAt, "created_by": inst.CreatedBy,
 		"status": st.Status, "error": st.Error, "plan": st.Plan, "results": st.Results, "vars": st.Vars,
-		"reviews": st.Reviews, "decisions": st.Decisions, "classification": st.Classification, "events": st.Events,
+		"reviews": st.Reviews, "decisions": st.Decisions, "classification": st.Classification, "events": st.Events, "event_log": st.EventLog,
 	}
 }
 

@@ -71,9 +71,15 @@ type CalendarFacts struct {
 // EventFact is an event another system sent the instance: its data, when
 // it came (RFC 3339) and from whom.
 type EventFact struct {
+	ID   string         `json:"id,omitempty"`
 	Data map[string]any `json:"data"`
 	At   string         `json:"at"`
 	By   string         `json:"by"`
+	// Count is how many distinct events of the name came (told apart by
+	// their ids), All those events, oldest first; the fact itself is the
+	// first.
+	Count int         `json:"count,omitempty"`
+	All   []EventFact `json:"all,omitempty"`
 }
 
 // ReviewFact is a review of the instance and its verdict so far.
@@ -176,7 +182,7 @@ func (f *Facts) Vars() map[string]any {
 	}
 	events := make(map[string]any, len(f.Events))
 	for name, e := range f.Events {
-		events[name] = map[string]any{"data": jsonValue(e.Data), "at": e.At, "by": e.By}
+		events[name] = eventValue(e)
 	}
 	reviews := make([]any, len(f.Reviews))
 	for i, r := range f.Reviews {
@@ -292,4 +298,20 @@ func (f *Facts) normalize() {
 	if f.Events == nil {
 		f.Events = map[string]EventFact{}
 	}
+}
+
+// eventValue is an event fact as conditions read it: events.shipped.data,
+// .count (1 for a record made before counts were kept) and .all.
+func eventValue(e EventFact) map[string]any {
+	all := make([]any, 0, len(e.All))
+	for _, x := range e.All {
+		all = append(all, map[string]any{"id": x.ID, "data": jsonValue(x.Data), "at": x.At, "by": x.By})
+	}
+	first := map[string]any{"id": e.ID, "data": jsonValue(e.Data), "at": e.At, "by": e.By}
+	if len(all) == 0 {
+		all = append(all, first)
+	}
+	first["count"] = float64(max(e.Count, 1))
+	first["all"] = all
+	return first
 }

@@ -226,7 +226,14 @@ type EventSpec struct {
 	// OnTimeout is what happens when it runs out: fail the instance (the
 	// default) or continue without the event.
 	OnTimeout string `json:"on_timeout,omitempty" yaml:"on_timeout,omitempty"`
+	// Count is how many events of the name the step waits for (default 1):
+	// partial shipments, signatures, instalments. Events are told apart by
+	// their id; one with no id counts once per name.
+	Count int `json:"count,omitempty" yaml:"count,omitempty"`
 }
+
+// MaxEventCount bounds how many events of a name an event step waits for.
+const MaxEventCount = 1000
 
 // TimeoutContinue is what an event step whose timeout ran out does when it goes on without
 // its event (the other outcome is TimeoutFail).

@@ -62,6 +62,7 @@ func TestParseDefinitionErrorsNamePaths(t *testing.T) {
 		"event timeout":      {"kind: wait, duration: 1d", "kind: event, event: {name: paid, timeout: soon}", `steps[1].event.timeout: invalid duration "soon"`},
 		"event on_timeout":   {"kind: wait, duration: 1d", "kind: event, event: {name: paid, timeout: 1d, on_timeout: approve}", `steps[1].event.on_timeout: must be fail or continue`},
 		"event no timeout":   {"kind: wait, duration: 1d", "kind: event, event: {name: paid, on_timeout: continue}", `steps[1].event.on_timeout: needs a timeout`},
+		"event count":        {"kind: wait, duration: 1d", "kind: event, event: {name: shipped, count: 1001}", `steps[1].event.count: must be 1 to 1000 (got 1001)`},
 		"too many levels":    {"on_timeout: approve", "on_timeout: escalate, escalate: {queue: l1, sla: 1h, on_timeout: escalate, escalate: {queue: l2, sla: 1h, on_timeout: escalate, escalate: {queue: l3, sla: 1h, on_timeout: escalate, escalate: {queue: l4, sla: 1h, on_timeout: escalate, escalate: {queue: l5, sla: 1h, on_timeout: escalate, escalate: {queue: l6, sla: 1h, on_timeout: reject}}}}}}", "steps[2].review.escalate.escalate.escalate.escalate.escalate.escalate: a review escalates at most 5 times"},
 	} {
 		t.Run(name, func(t *testing.T) {

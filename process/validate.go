@@ -342,6 +342,9 @@ func (e *EventSpec) validate(path string, es *Errors) {
 	if e.OnTimeout != "" && e.Timeout == "" {
 		es.Add(path+".on_timeout", "needs a timeout")
 	}
+	if e.Count < 0 || e.Count > MaxEventCount {
+		es.Add(path+".count", "must be 1 to %d (got %d)", MaxEventCount, e.Count)
+	}
 }
 
 func (r *ReviewSpec) validate(path string, es *Errors) {

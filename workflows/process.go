@@ -117,8 +117,12 @@ type State struct {
 	Error     string         `json:"error,omitempty"`
 	// Classification is the classification of the instance's text.
 	Classification map[string]any `json:"classification,omitempty"`
-	// Events are the events the instance received, by name.
+	// Events are the events the instance received, by name: the first of
+	// each.
 	Events map[string]EventReceived `json:"events,omitempty"`
+	// EventLog are all the distinct events received, by name, oldest
+	// first.
+	EventLog map[string][]EventReceived `json:"event_log,omitempty"`
 }
 
 // ReviewDecision is the argument of [UpdateReviewDecision].

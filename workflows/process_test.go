@@ -1073,6 +1073,65 @@ func TestEventStep(t *testing.T) {
 	}
 }
 
+const shipmentsYAML = `
+name: split-orders
+version: 1
+steps:
+  - {id: await_shipments, kind: event, event: {name: shipped, count: 3, timeout: 72h, on_timeout: ON_TIMEOUT}}
+  - {id: invoice, kind: task, task: noop}
+`
+
+// TestEventCount: a step with count waits for that many events of its
+// name, told apart by their ids: partial shipments. One sent again (its
+// id again) is acknowledged with the one kept and counts once; one with no
+// id counts once per name; policies see how many came.
+func TestEventCount(t *testing.T) {
+	h := newHarness(t, strings.Replace(shipmentsYAML, "ON_TIMEOUT", "fail", 1), "id: rush\nprocess: split-orders\nwhen: '\"shipped\" in events && events.shipped.count >= 3'\nactions: [{set: {name: rushed, value: true}}]\n")
+	var errs [6]error
+	var again, noID workflows.EventReceived
+	h.sendEvent(t, time.Hour, workflows.Event{Name: "shipped", ID: "S-1", Data: map[string]any{"qty": 2.0}, By: "wms"}, nil, &errs[0])
+	h.sendEvent(t, 2*time.Hour, workflows.Event{Name: "shipped", ID: "S-1", Data: map[string]any{"qty": 9.0}, By: "retry"}, &again, &errs[1])
+	h.sendEvent(t, 3*time.Hour, workflows.Event{Name: "shipped", Data: map[string]any{"qty": 1.0}, By: "wms"}, nil, &errs[2])
+	h.sendEvent(t, 4*time.Hour, workflows.Event{Name: "shipped", Data: map[string]any{"qty": 7.0}, By: "wms"}, &noID, &errs[3])
+	h.env.RegisterDelayedCallback(func() {
+		if st := h.state(t); st.Status != workflows.StatusWaitingEvent || len(st.EventLog["shipped"]) != 2 {
+			t.Errorf("after two distinct shipments: %s, %d kept", st.Status, len(st.EventLog["shipped"]))
+		}
+	}, 5*time.Hour)
+	h.sendEvent(t, 6*time.Hour, workflows.Event{Name: "shipped", ID: "S-3", Data: map[string]any{"qty": 3.0}, By: "wms"}, nil, &errs[4])
+	res, err := h.run(t, map[string]any{})
+	if err != nil || res.Status != workflows.StatusCompleted {
+		t.Fatalf("%v %s", err, res.Status)
+	}
+	for i, e := range errs {
+		if e != nil {
+			t.Fatalf("event %d refused: %v", i, e)
+		}
+	}
+	if again.ID != "S-1" || again.Data["qty"] != 2.0 || again.By != "wms" || noID.ID != "" || noID.Data["qty"] != 1.0 {
+		t.Fatalf("sent again: %+v; a second one with no id: %+v", again, noID)
+	}
+	st := h.state(t)
+	out := st.Results["await_shipments"].(map[string]any)
+	events, _ := out["events"].([]any)
+	if out["count"] != 3.0 || len(events) != 3 || events[0].(map[string]any)["id"] != "S-1" || events[2].(map[string]any)["id"] != "S-3" ||
+		st.Plan[0].FinishedAt.Sub(*st.Plan[0].StartedAt) != 6*time.Hour {
+		t.Fatalf("the step's result %v, plan %+v", out, st.Plan[0])
+	}
+	if st.Events["shipped"].ID != "S-1" || len(st.EventLog["shipped"]) != 3 || st.Vars["rushed"] != true {
+		t.Fatalf("events %+v, log %+v, vars %v", st.Events, st.EventLog, st.Vars)
+	}
+
+	// Two of three within the timeout: the step fails, saying so.
+	h = newHarness(t, strings.Replace(shipmentsYAML, "ON_TIMEOUT", "fail", 1))
+	var refused error
+	h.sendEvent(t, time.Hour, workflows.Event{Name: "shipped", ID: "S-1", By: "wms"}, nil, &refused)
+	h.sendEvent(t, 2*time.Hour, workflows.Event{Name: "shipped", ID: "S-2", By: "wms"}, nil, &refused)
+	if _, err := h.run(t, map[string]any{}); err == nil || !strings.Contains(h.state(t).Plan[0].Error, "2 of the 3 shipped events came within 72h") {
+		t.Fatalf("short of the count: %v, %+v", err, h.state(t).Plan[0])
+	}
+}
+
 // An event that comes before its step is reached counts when it is.
 func TestEventBeforeItsStep(t *testing.T) {
 	yaml := strings.Replace(strings.Replace(paymentYAML, "ON_TIMEOUT", "fail", 1), "{id: reserve, kind: task, task: noop}", "{id: reserve, kind: wait, duration: 1h}", 1)

@@ -567,6 +567,7 @@ function instanceActionForm(path, { action, label, kind, placeholder, ask, done 
 function eventForm(path, key, names) {
   const name = h("select", { name: "event", "aria-label": "Event" }, names.map((n) => h("option", { value: n }, n)));
   const data = h("textarea", { name: "data", rows: 2, placeholder: '{"ref": "…"} (optional)', "aria-label": "Event data (JSON)" });
+  const eventID = h("input", { name: "event-id", size: 12, placeholder: "optional", "aria-label": "Event id (tells apart events of one name)" });
   return h("form", {
     class: "filters",
     onsubmit: async (ev) => {
@@ -576,24 +577,31 @@ function eventForm(path, key, names) {
         try { body = data.value.trim() ? JSON.parse(data.value) : undefined; } catch { throw new Error("The event's data is not JSON."); }
         if (body !== undefined && (typeof body !== "object" || body === null || Array.isArray(body))) throw new Error("The event's data must be a JSON object.");
         if (!confirm(`Send ${name.value} to ${key}, as the other system would?`)) return;
-        await api("POST", `${path}/events`, { name: name.value, data: body });
+        await api("POST", `${path}/events`, { name: name.value, id: eventID.value.trim() || undefined, data: body });
         await route();
         flash(`Sent ${name.value} to ${key}.`, "info");
       } catch (e) { flash(e.message); }
     },
-  }, h("label", {}, "Event", name), h("label", {}, "Data", data), h("button", { type: "submit" }, "Send event"));
+  }, h("label", {}, "Event", name), h("label", { title: "Tells apart events of one name, for a step that waits for several (shipment numbers)" }, "Id", eventID),
+  h("label", {}, "Data", data), h("button", { type: "submit" }, "Send event"));
 }
 
 async function instanceView(id) {
   const path = "/v1/instances/" + encodeURIComponent(id);
   const [inst, dec] = await Promise.all([api("GET", path), api("GET", path + "/decisions")]);
   const decisions = dec.decisions || [];
+  // Every event received by name (a state saved before the log was kept
+  // has the first of each only).
+  const eventLog = inst.event_log || Object.fromEntries(Object.entries(inst.events || {}).map(([n, e]) => [n, [e]]));
   // The events its event steps wait for that have not come yet.
   let waitingFor = [];
   if (["starting", "running", "waiting_review", "waiting_event"].includes(inst.status) && (inst.plan || []).some((p) => p.kind === "event")) {
     const def = await api("GET", `/v1/processes/${encodeURIComponent(inst.process)}?version=${inst.version}`);
     const steps = [...(def.definition.steps || []), ...(def.definition.catalog || [])];
-    waitingFor = [...new Set(steps.filter((s) => s.kind === "event" && s.event).map((s) => s.event.name))].filter((n) => !(inst.events || {})[n]);
+    // A name is still awaited while fewer of its events came than a step counts.
+    const want = {};
+    for (const s of steps) if (s.kind === "event" && s.event) want[s.event.name] = Math.max(want[s.event.name] || 0, s.event.count || 1);
+    waitingFor = Object.keys(want).filter((n) => (eventLog[n] || []).length < want[n]);
   }
   const planCols = [
     { title: "Step", cell: (p) => p.id },
@@ -631,12 +639,13 @@ async function instanceView(id) {
     retryForm,
     h("h2", {}, "Plan"),
     table(planCols, inst.plan || []),
-    inst.events && Object.keys(inst.events).length ? [h("h2", {}, "Events received"), table([
+    Object.keys(eventLog).length ? [h("h2", {}, "Events received"), table([
       { title: "Event", cell: ([name]) => name },
+      { title: "Id", cell: ([, e]) => e.id || "—" },
       { title: "When", cell: ([, e]) => when(e.at) },
       { title: "From", cell: ([, e]) => e.by },
       { title: "Data", cell: ([, e]) => (e.data ? JSON.stringify(e.data) : "—") },
-    ], Object.entries(inst.events))] : null,
+    ], Object.entries(eventLog).flatMap(([name, es]) => es.map((e) => [name, e])))] : null,
     inst.reviews?.length ? [h("h2", {}, "Reviews"), table([
       { title: "Step", cell: (v) => v.step },
       { title: "Queue", cell: (v) => v.queue },

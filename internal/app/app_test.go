@@ -582,6 +582,44 @@ catalog:
 		}
 	})
 
+	t.Run("an instance waits for several events of a name", func(t *testing.T) {
+		const def = "name: split-orders\nversion: 1\nsteps:\n" +
+			"  - {id: await_shipments, kind: event, event: {name: shipped, count: 2, timeout: 72h}}\n" +
+			"  - {id: invoice, kind: task, task: noop}\n"
+		d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml", def), http.StatusCreated)
+		id := d.start("split-orders", "so-1", map[string]any{})
+		path := "/v1/instances/" + id + "/events"
+		d.expect(d.call("POST", path, system, `{"name":"shipped","id":"","data":{}}`), http.StatusBadRequest)
+		first := d.expect(d.call("POST", path, system, `{"name":"shipped","id":"S-1","data":{"qty":2}}`), http.StatusOK)
+		// A retried delivery of the first shipment is acknowledged with the one kept.
+		if again := d.expect(d.call("POST", path, system, `{"name":"shipped","id":"S-1","data":{"qty":9}}`), http.StatusOK); again.body["id"] != "S-1" ||
+			again.body["data"].(map[string]any)["qty"] != 2.0 || again.body["at"] != first.body["at"] {
+			t.Fatalf("a retried delivery: %s", again.raw)
+		}
+		if inst := d.waitStatus(id, "waiting_event"); len(inst["event_log"].(map[string]any)["shipped"].([]any)) != 1 {
+			t.Fatalf("after one shipment: %v", inst["event_log"])
+		}
+		var printed, errOut bytes.Buffer
+		if code := cli.Instances(t.Context(), []string{"event", id, "shipped", "--id", "S-2", "--data", `{"qty":1}`, "--server", d.base, "--api-key", system}, &printed, &errOut); code != 0 ||
+			!strings.Contains(printed.String(), "event shipped S-2 received ") {
+			t.Fatalf("instances event --id: exit %d\n%s%s", code, printed.String(), errOut.String())
+		}
+		inst := d.waitStatus(id, "completed")
+		out := inst["results"].(map[string]any)["await_shipments"].(map[string]any)
+		events := out["events"].([]any)
+		if out["count"] != 2.0 || len(events) != 2 || events[1].(map[string]any)["id"] != "S-2" || events[1].(map[string]any)["data"].(map[string]any)["qty"] != 1.0 {
+			t.Fatalf("the step's result: %v", out)
+		}
+		if *updateHistory {
+			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			recordHistory(t, tc, id, "event_count_v1.json")
+		}
+	})
+
 	t.Run("a classifier is tried without an instance", func(t *testing.T) {
 		path := "/v1/processes/customer-onboarding/classify"
 		r := d.expect(d.call("POST", path, adminKey, `{"input":{"applicant":"Ann","message":"our company needs a business account with two directors"}}`), http.StatusOK)

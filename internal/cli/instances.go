@@ -18,7 +18,7 @@ const instancesUsage = `usage:
   adaptflow instances cancel ID [--reason TEXT]
   adaptflow instances retry ID [--reason TEXT]
   adaptflow instances retry --process P [--since 2h] [--reason TEXT]   (every failed instance of P)
-  adaptflow instances event ID NAME [--data JSON]                       (send it an event its event steps wait for)
+  adaptflow instances event ID NAME [--id EVENT_ID] [--data JSON]       (send it an event its event steps wait for)
 flags common to all: --server URL ($ADAPTFLOW_SERVER) --api-key KEY ($ADAPTFLOW_API_KEY) --json`
 
 // instanceView is the part of an instance the CLI prints.
@@ -76,6 +76,7 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	after := fs.String("after", "", "list: the cursor the previous page printed")
 	reason := fs.String("reason", "", "cancel: why, kept as the instance's error; retry: why, kept with Temporal's reset")
 	data := fs.String("data", "", "event: the event's data, a JSON object")
+	eventID := fs.String("id", "", "event: tells apart events of one name (a shipment number), for a step that waits for several")
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return 2
@@ -114,6 +115,9 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		err = r.do(ctx, "POST", "/v1/instances/"+url.PathEscape(pos[0])+"/"+sub, "application/json", reasonBody(*reason), nil, &raw)
 	case "event":
 		body := map[string]any{"name": pos[1]}
+		if *eventID != "" {
+			body["id"] = *eventID
+		}
 		if *data != "" {
 			var d map[string]any
 			if err := json.Unmarshal([]byte(*data), &d); err != nil {
@@ -134,13 +138,18 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if sub == "event" {
 		var kept struct {
 			Name string    `json:"name"`
+			ID   string    `json:"id"`
 			At   time.Time `json:"at"`
 			By   string    `json:"by"`
 		}
 		if err := json.Unmarshal(raw, &kept); err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(stdout, "%s: event %s received %s from %s\n", pos[0], kept.Name, kept.At.Local().Format(time.DateTime), kept.By)
+		name := kept.Name
+		if kept.ID != "" {
+			name += " " + kept.ID
+		}
+		fmt.Fprintf(stdout, "%s: event %s received %s from %s\n", pos[0], name, kept.At.Local().Format(time.DateTime), kept.By)
 		return 0
 	}
 	if sub == "list" {
