@@ -303,7 +303,10 @@ func (s *server) instanceState(ctx context.Context, inst store.Instance) (workfl
 	}
 	v, err := s.Temporal.QueryWorkflow(ctx, inst.ID, "", workflows.QueryState)
 	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
+	var notReady *serviceerror.WorkflowNotReady
+	// Not started in Temporal yet, or started and its first workflow task
+	// not done yet (it cannot answer a query until then): starting.
+	if errors.As(err, &nf) || errors.As(err, &notReady) {
 		def, _, derr := s.definition(ctx, inst.Process, inst.ProcessVersion)
 		if derr != nil {
 			return st, derr

@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"slices"
@@ -64,16 +66,7 @@ func (s *server) listInstances(c *gin.Context) {
 // would.
 func (s *server) sendUpdate(ctx context.Context, inst store.Instance, name string, arg, out any) error {
 	send := func() error {
-		h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-			WorkflowID:   inst.ID,
-			UpdateName:   name,
-			Args:         []any{arg},
-			WaitForStage: client.WorkflowUpdateStageCompleted,
-		})
-		if err != nil {
-			return err
-		}
-		return h.Get(ctx, out)
+		return s.updateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: inst.ID, UpdateName: name, Args: []any{arg}}, out)
 	}
 	err := send()
 	var nf *serviceerror.NotFound
@@ -178,6 +171,35 @@ func (s *server) answerWhen(c *gin.Context, id string, done func(status string) 
 		case <-ctx.Done():
 			fail(c, ctx.Err())
 			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// updateWorkflow sends a Temporal Update and waits for its result in out.
+// The server answers WorkflowNotReady when the workflow task carrying the
+// update failed (a task the worker must retry, say, as it raced a new
+// event); the update is sent again, under the same update id so that the
+// workflow takes it once, until ctx ends.
+func (s *server) updateWorkflow(ctx context.Context, opts client.UpdateWorkflowOptions, out any) error {
+	if opts.UpdateID == "" {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		opts.UpdateID = "upd_" + hex.EncodeToString(b[:])
+	}
+	opts.WaitForStage = client.WorkflowUpdateStageCompleted
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		h, err := s.Temporal.UpdateWorkflow(ctx, opts)
+		if err == nil {
+			err = h.Get(ctx, out)
+		}
+		var notReady *serviceerror.WorkflowNotReady
+		if !errors.As(err, &notReady) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
 		case <-time.After(wait):
 		}
 	}

@@ -540,16 +540,7 @@ func (s *server) sendVerdict(ctx context.Context, rv store.Review, d workflows.R
 	wait := 100 * time.Millisecond
 	for {
 		var result workflows.ReviewState
-		h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-			WorkflowID:   rv.InstanceID,
-			RunID:        rv.RunID,
-			UpdateName:   workflows.UpdateReviewDecision,
-			Args:         []any{d},
-			WaitForStage: client.WorkflowUpdateStageCompleted,
-		})
-		if err == nil {
-			err = h.Get(ctx, &result)
-		}
+		err := s.updateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: rv.InstanceID, RunID: rv.RunID, UpdateName: workflows.UpdateReviewDecision, Args: []any{d}}, &result)
 		var ae *temporal.ApplicationError
 		if !errors.As(err, &ae) || ae.Type() != workflows.ErrTypeUnknownReview {
 			return result, err
