@@ -205,6 +205,18 @@ func reportParams(c *gin.Context, window, bucket time.Duration) (time.Duration, 
 	return window, bucket, version, err
 }
 
+// reportTarget is the process a report is about, the route's, refused
+// with 404 when it, or its definition version (0: any), is unknown; on an
+// error it has answered.
+func (s *server) reportTarget(c *gin.Context, version int) (string, bool) {
+	name := c.Param("name")
+	if _, err := s.Definitions.Definition(c.Request.Context(), name, version); err != nil {
+		fail(c, err)
+		return "", false
+	}
+	return name, true
+}
+
 // processKPIs reports a process's cycle time, error rate and review load
 // over a window, overall, per period and per definition version.
 func (s *server) processKPIs(c *gin.Context) {
@@ -213,12 +225,11 @@ func (s *server) processKPIs(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	name := c.Param("name")
-	ctx := c.Request.Context()
-	if _, err := s.Definitions.Definition(ctx, name, version); err != nil { // 404 for an unknown process or version
-		fail(c, err)
+	name, ok := s.reportTarget(c, version)
+	if !ok {
 		return
 	}
+	ctx := c.Request.Context()
 	until := time.Now().UTC()
 	states, err := s.Lifecycle.PolicyStates(ctx, name)
 	if err != nil {

@@ -75,12 +75,11 @@ func (s *server) processSteps(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	name := c.Param("name")
-	ctx := c.Request.Context()
-	if _, err := s.Definitions.Definition(ctx, name, version); err != nil { // 404 for an unknown process or version
-		fail(c, err)
+	name, ok := s.reportTarget(c, version)
+	if !ok {
 		return
 	}
+	ctx := c.Request.Context()
 	until := time.Now().UTC()
 	rep := stepReport{Process: name, Version: version, Since: since.UTC(), Until: until, Steps: []*stepFigures{}}
 	byID := map[string]*stepFigures{}
