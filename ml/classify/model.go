@@ -294,10 +294,69 @@ func (m *Model) Update(added, replay []Example) *Model {
 			ys = append(ys, c)
 		}
 	}
+	if k > k0 {
+		u.prototypes(xs[:len(added)], ys[:len(added)], xs[len(added):], k0)
+	}
 	opts := m.opts
 	opts.LearningRate *= updateRate
 	u.fit(xs, ys, opts, rand.New(rand.NewPCG(u.seed, u.seed^0x9e3779b97f4a7c15)))
 	return u
+}
+
+// prototypes starts each label new to the model (index k0 on) from the
+// mean of its examples' features, scaled so that its examples score as
+// high for it as the model's labels score for theirs (the mean top logit
+// over the replayed examples), and with the labels' mean bias: SGD's few
+// passes at an update's rate, from zero, left a new label all but never
+// answered until the next training.
+func (m *Model) prototypes(xs [][]row, ys []int, replay [][]row, k0 int) {
+	k := len(m.Labels)
+	z := make([]float64, k)
+	var target float64
+	for _, x := range replay {
+		m.logits(x, z)
+		target += slices.Max(z[:k0])
+	}
+	if len(replay) == 0 {
+		return
+	}
+	target /= float64(len(replay))
+	var b float32
+	for c := range k0 {
+		b += m.bias[c]
+	}
+	b /= float32(k0)
+	for c := k0; c < k; c++ {
+		n := 0
+		for i, y := range ys {
+			if y != c {
+				continue
+			}
+			n++
+			for _, f := range xs[i] {
+				m.weights[int(f.idx)*k+c] += f.val / float32(len(xs))
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		m.bias[c] = b
+		var own float64
+		for i, y := range ys {
+			if y == c {
+				m.logits(xs[i], z)
+				own += z[c] - float64(b)
+			}
+		}
+		own /= float64(n)
+		if own <= 0 {
+			continue
+		}
+		scale := float32((target - float64(b)) / own)
+		for r := 0; r < len(m.idf); r++ {
+			m.weights[r*k+c] *= scale
+		}
+	}
 }
 
 // updateRate scales the learning rate of an update: the model is already
