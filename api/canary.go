@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/adaptflow/adaptflow/process"
@@ -46,37 +45,29 @@ type CanaryVerdict struct {
 // the others from being judged.
 func GuardCanaries(ctx context.Context, o Options, now time.Time) ([]CanaryVerdict, error) {
 	o.defaults()
-	if o.Lifecycle == nil || o.Instances == nil || o.Definitions == nil {
-		return nil, errors.New("canary guard: no policy, instance or definition store")
+	if o.Lifecycle == nil || o.Instances == nil {
+		return nil, errors.New("canary guard: no policy or instance store")
 	}
-	defs, err := o.Definitions.Definitions(ctx)
+	ids, err := o.Lifecycle.GuardedCanaries(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("canary guard: %w", err)
 	}
-	var names []string
-	for _, d := range defs {
-		names = append(names, d.Name)
-	}
-	slices.Sort(names)
 	var out []CanaryVerdict
 	var errs []error
-	for _, name := range slices.Compact(names) {
-		states, err := o.Lifecycle.PolicyStates(ctx, name)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+	for _, id := range ids {
+		ps, err := o.Lifecycle.PolicyState(ctx, id)
+		if err == nil && (ps.Guard == nil || ps.Shadow == 0 || ps.ShadowPercent == 0) {
+			continue // ended since it was listed
 		}
-		for _, ps := range states {
-			if ps.Guard == nil || ps.Shadow == 0 || ps.ShadowPercent == 0 {
-				continue
-			}
-			v, err := guardCanary(ctx, o, name, ps, now)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("canary guard of policy %s: %w", ps.ID, err))
-			}
-			if v != nil {
-				out = append(out, *v)
-			}
+		var v *CanaryVerdict
+		if err == nil {
+			v, err = guardCanary(ctx, o, ps.Process, ps, now)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("canary guard of policy %s: %w", id, err))
+		}
+		if v != nil {
+			out = append(out, *v)
 		}
 	}
 	return out, errors.Join(errs...)

@@ -117,15 +117,27 @@ func definition(ctx context.Context, ds DefinitionStore, name string, version in
 	return &def, rec, nil
 }
 
-func (s *server) getProcess(c *gin.Context) {
+// routeDefinition is the definition of the route's process, of the
+// version the query names (returned as asked: 0 for none, which reads the
+// latest), 400 for a bad version and 404 for an unknown process or
+// version; on an error it has answered.
+func (s *server) routeDefinition(c *gin.Context) (*process.Definition, store.DefinitionRecord, int, bool) {
 	version, err := definitionVersion(c)
 	if err != nil {
 		fail(c, err)
-		return
+		return nil, store.DefinitionRecord{}, 0, false
 	}
 	def, rec, err := s.definition(c.Request.Context(), c.Param("name"), version)
 	if err != nil {
 		fail(c, err)
+		return nil, rec, 0, false
+	}
+	return def, rec, version, true
+}
+
+func (s *server) getProcess(c *gin.Context) {
+	def, rec, _, ok := s.routeDefinition(c)
+	if !ok {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"name": def.Name, "version": def.Version, "author": rec.Author, "created_at": rec.CreatedAt, "definition": def})

@@ -194,41 +194,19 @@ func windowParams(c *gin.Context, window, bucket time.Duration) (time.Duration, 
 	return window, bucket, nil
 }
 
-// reportParams read the parameters of a report on a process: its window
-// and periods (windowParams) and the definition version (0: the latest).
-func reportParams(c *gin.Context, window, bucket time.Duration) (time.Duration, time.Duration, int, error) {
-	window, bucket, err := windowParams(c, window, bucket)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	version, err := definitionVersion(c)
-	return window, bucket, version, err
-}
-
-// reportTarget is the process a report is about, the route's, refused
-// with 404 when it, or its definition version (0: any), is unknown; on an
-// error it has answered.
-func (s *server) reportTarget(c *gin.Context, version int) (string, bool) {
-	name := c.Param("name")
-	if _, err := s.Definitions.Definition(c.Request.Context(), name, version); err != nil {
-		fail(c, err)
-		return "", false
-	}
-	return name, true
-}
-
 // processKPIs reports a process's cycle time, error rate and review load
 // over a window, overall, per period and per definition version.
 func (s *server) processKPIs(c *gin.Context) {
-	window, bucket, version, err := reportParams(c, 30*24*time.Hour, 24*time.Hour)
+	window, bucket, err := windowParams(c, 30*24*time.Hour, 24*time.Hour)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	name, ok := s.reportTarget(c, version)
+	def, _, version, ok := s.routeDefinition(c)
 	if !ok {
 		return
 	}
+	name := def.Name
 	ctx := c.Request.Context()
 	until := time.Now().UTC()
 	states, err := s.Lifecycle.PolicyStates(ctx, name)

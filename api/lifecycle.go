@@ -22,6 +22,7 @@ type PolicyLifecycle interface {
 	SetPolicyMode(ctx context.Context, id string, version int, mode, author, note string) (store.PolicyState, error)
 	SetPolicyCanary(ctx context.Context, id string, version, percent int, author, note string) (store.PolicyState, error)
 	ChangePolicyMode(ctx context.Context, id string, ch store.PolicyModeChange) (store.PolicyState, error)
+	GuardedCanaries(ctx context.Context) ([]string, error)
 	PolicyState(ctx context.Context, id string) (store.PolicyState, error)
 	PolicyStates(ctx context.Context, process string) ([]store.PolicyState, error)
 	PolicyVersions(ctx context.Context, id string) ([]store.PolicyRecord, error)

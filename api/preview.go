@@ -32,9 +32,8 @@ const maxPreviewText = 32 << 10
 // without starting one: a worker classifies it exactly as it would an
 // instance's (workflows.ClassifyPreview).
 func (s *server) classifyPreview(c *gin.Context) {
-	version, err := definitionVersion(c)
-	if err != nil {
-		fail(c, err)
+	def, _, _, ok := s.routeDefinition(c)
+	if !ok {
 		return
 	}
 	var req ClassifyRequest
@@ -43,11 +42,6 @@ func (s *server) classifyPreview(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	def, _, err := s.definition(ctx, c.Param("name"), version)
-	if err != nil {
-		fail(c, err)
-		return
-	}
 	spec := def.Classify
 	if spec == nil {
 		fail(c, conflict("process %s (version %d) classifies nothing: its definition has no classify", def.Name, def.Version))

@@ -59,7 +59,7 @@ func pointOf(o store.Observation) signalPoint {
 // (the latest, or version) declares: per period of the window, the latest
 // observation and the flagged ones.
 func (s *server) processSignals(c *gin.Context) {
-	window, bucket, version, err := reportParams(c, 7*24*time.Hour, time.Hour)
+	window, bucket, err := windowParams(c, 7*24*time.Hour, time.Hour)
 	if err != nil {
 		fail(c, err)
 		return
@@ -69,12 +69,11 @@ func (s *server) processSignals(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	ctx := c.Request.Context()
-	def, _, err := s.definition(ctx, c.Param("name"), version)
-	if err != nil {
-		fail(c, err)
+	def, _, _, ok := s.routeDefinition(c)
+	if !ok {
 		return
 	}
+	ctx := c.Request.Context()
 	// The window starts at a period's boundary (a multiple of the period
 	// since the zero time: whole hours, UTC days), so the periods of two
 	// reports line up.
@@ -121,17 +120,11 @@ func (s *server) listObservations(c *gin.Context) {
 		fail(c, badRequest("anomalous", "must be true or false (got %q)", v))
 		return
 	}
-	version, err := definitionVersion(c)
-	if err != nil {
-		fail(c, err)
+	def, _, _, ok := s.routeDefinition(c)
+	if !ok {
 		return
 	}
 	ctx := c.Request.Context()
-	def, _, err := s.definition(ctx, f.Process, version)
-	if err != nil {
-		fail(c, err)
-		return
-	}
 	if !slices.ContainsFunc(def.Signals, func(sig process.Signal) bool { return sig.Name == f.Signal }) {
 		fail(c, &httpError{status: http.StatusNotFound, code: "not_found", field: "signal",
 			msg: sprintf("%s v%d declares no signal %q (a signal of another version: give its version)", def.Name, def.Version, f.Signal)})

@@ -70,15 +70,11 @@ func (s *server) processSteps(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	version, err := definitionVersion(c)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	name, ok := s.reportTarget(c, version)
+	def, _, version, ok := s.routeDefinition(c)
 	if !ok {
 		return
 	}
+	name := def.Name
 	ctx := c.Request.Context()
 	until := time.Now().UTC()
 	rep := stepReport{Process: name, Version: version, Since: since.UTC(), Until: until, Steps: []*stepFigures{}}

@@ -48,8 +48,8 @@ type Pruner struct {
 	Tx    func(ctx context.Context, fn func(PruneTx) error) error
 }
 
-// pruneBatch bounds the rows one transaction of a prune removes, so that
-// no transaction holds the store long.
+// pruneInstances and pruneRows bound what one transaction of a prune
+// removes, so that no transaction holds the store long.
 const (
 	pruneInstances = 200
 	pruneRows      = 5000

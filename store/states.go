@@ -37,3 +37,19 @@ func (r Reads) InstanceStates(ctx context.Context, process string, version int, 
 		return fn(row)
 	})
 }
+
+// GuardedCanaries are the ids of the policies whose live canary has a
+// guard (see CanaryGuard), by id: what a guard's pass reads.
+func (r Reads) GuardedCanaries(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := r.rows(ctx, "guarded canaries", `SELECT id FROM policy_state WHERE canary_guard <> '' AND shadow_percent > 0 ORDER BY id`, nil,
+		func(scan func(dest ...any) error) error {
+			var id string
+			if err := scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+			return nil
+		})
+	return ids, err
+}

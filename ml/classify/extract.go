@@ -124,6 +124,10 @@ func ParseNumberWith(s string, mark byte) (float64, bool) {
 	}
 	// Groups after a thousands separator have 2 or 3 digits (3, or the
 	// 2s of Indian "1,00,000"), the last one 3.
+	decimalAt := -1
+	if decimal != 0 {
+		decimalAt = strings.LastIndexByte(s, decimal)
+	}
 	var b strings.Builder
 	group := -1 // digits since the last thousands separator; -1 before one
 	for i := 0; i < len(s); i++ {
@@ -133,7 +137,7 @@ func ParseNumberWith(s string, mark byte) (float64, bool) {
 			if group >= 0 {
 				group++
 			}
-		case c == decimal && i == strings.LastIndexByte(s, c):
+		case i == decimalAt:
 			if group >= 0 && group != 3 {
 				return 0, false
 			}

@@ -35,6 +35,7 @@ type Store interface {
 	SetPolicyMode(ctx context.Context, id string, version int, mode, author, note string) (store.PolicyState, error)
 	SetPolicyCanary(ctx context.Context, id string, version, percent int, author, note string) (store.PolicyState, error)
 	ChangePolicyMode(ctx context.Context, id string, ch store.PolicyModeChange) (store.PolicyState, error)
+	GuardedCanaries(ctx context.Context) ([]string, error)
 	PolicyState(ctx context.Context, id string) (store.PolicyState, error)
 	PolicyStates(ctx context.Context, process string) ([]store.PolicyState, error)
 	PolicyVersions(ctx context.Context, id string) ([]store.PolicyRecord, error)
@@ -709,12 +710,18 @@ func testPolicyCanary(t *testing.T, s Store) {
 	if st, err = s.SetPolicyMode(ctx, "c", 1, store.ModeActive, "lead", "v1 again"); err != nil || st.Active != 1 || st.Shadow != 3 || st.ShadowPercent != 10 || st.Guard == nil || st.Guard.MinInstances != 40 {
 		t.Fatalf("the canary after another version was activated: %+v %v", st, err)
 	}
+	if ids, err := s.GuardedCanaries(ctx); err != nil || fmt.Sprint(ids) != "[c]" {
+		t.Fatalf("guarded canaries %v, %v", ids, err)
+	}
 	stale := st.ChangedAt.Add(-time.Millisecond)
 	if _, err := s.ChangePolicyMode(ctx, "c", store.PolicyModeChange{Version: 3, Mode: store.ModeShadow, Expect: &stale, Author: "canary-guard"}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("a change judged on an older state: %v, want a conflict", err)
 	}
 	if st, err = s.ChangePolicyMode(ctx, "c", store.PolicyModeChange{Version: 3, Mode: store.ModeShadow, Expect: &st.ChangedAt, Author: "canary-guard", Note: "rolled back"}); err != nil || st.Shadow != 3 || st.ShadowPercent != 0 || st.Guard != nil || st.Active != 1 {
 		t.Fatalf("rolled back by its guard: %+v %v", st, err)
+	}
+	if ids, err := s.GuardedCanaries(ctx); err != nil || len(ids) != 0 {
+		t.Fatalf("guarded canaries after the rollback %v, %v", ids, err)
 	}
 	changes, err := s.PolicyChanges(ctx, "orders", began, time.Now().Add(time.Second))
 	must(t, err)
