@@ -1,5 +1,5 @@
 # Developer entry points. The README's commands work without make.
-.PHONY: run build test bench bench-load bench-postgres lint lint-openapi fmt
+.PHONY: run build test bench bench-ml bench-load bench-postgres lint lint-openapi fmt
 
 run:
 	go run ./cmd/adaptflow dev
@@ -22,6 +22,18 @@ bench:
 	go test ./api -run '^$$' -bench ProcessSteps100k -benchtime 3x -timeout 30m
 	go test ./ml/classify -run '^$$' -bench Classify -benchtime 20000x -count 3
 	go test ./store/sqlite -run '^$$' -bench SignalHistory -benchtime 10x
+
+# Issue 5's figures on the public data in ../shared/data (any directory of
+# the same layout: NAB=DIR, BANKING77=FILE): the NAB score of the anomaly
+# detector (three profiles, fixed and best threshold) and its points/s, and
+# the embedded classifier's accuracy, selective accuracy, ECE, training
+# time and p99 on an 80/20 split, with all examples and with 10 per intent.
+NAB ?= ../shared/data/nab
+BANKING77 ?= ../shared/data/banking77/train.csv
+bench-ml:
+	go run ./cmd/adaptflow ml nab --data $(NAB) --out $$(mktemp -d /tmp/adaptflow-nab.XXXXXX) --json
+	go run ./cmd/adaptflow ml eval --train $(BANKING77) --split 0.2 --json
+	go run ./cmd/adaptflow ml eval --train $(BANKING77) --split 0.2 --per-label 10 --json
 
 # HTTP load against adaptflow dev: starts at 100/s, then instance queries at
 # 500/s, each for ADAPTFLOW_LOAD_SECONDS (default 60); p99 and errors.
