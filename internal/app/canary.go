@@ -14,10 +14,10 @@ const canaryGuardEvery = time.Minute
 
 // runCanaryGuards judges the canaries that have a guard now and then until
 // shutdown (see api.GuardCanaries), counting what the guards did in
-// adaptflow_canary_verdicts_total and logging it. Every API replica
-// judges; a canary is changed once, the others' changes being refused as
-// made on a state that is gone.
-func runCanaryGuards(ctx context.Context, lc *lifecycle, opts api.Options, every time.Duration, reg prometheus.Registerer) {
+// adaptflow_canary_verdicts_total and logging it. One API replica at a
+// time judges (see background); were two to, a canary would still change once,
+// the other change being refused as made on a state that is gone.
+func runCanaryGuards(ctx context.Context, lc *lifecycle, bg *background, opts api.Options, every time.Duration, reg prometheus.Registerer) {
 	if every <= 0 {
 		every = canaryGuardEvery
 	}
@@ -26,7 +26,7 @@ func runCanaryGuards(ctx context.Context, lc *lifecycle, opts api.Options, every
 		Help: "Canaries a guard rolled back or promoted, by process, policy and verdict (rolled_back, promoted).",
 	}, []string{"process", "policy", "verdict"})
 	reg.MustRegister(verdicts)
-	runEvery(ctx, lc, "canary guard", every, every, func(ctx context.Context) {
+	bg.start(ctx, lc, task{name: "canary_guard", first: every, every: every, run: func(ctx context.Context) error {
 		vs, err := api.GuardCanaries(ctx, opts, time.Now())
 		for _, v := range vs {
 			verdicts.WithLabelValues(v.Process, v.PolicyID, v.Verdict).Inc()
@@ -39,5 +39,6 @@ func runCanaryGuards(ctx context.Context, lc *lifecycle, opts api.Options, every
 		if err != nil && ctx.Err() == nil {
 			opts.Logger.Warn("canary guard", "err", err)
 		}
-	})
+		return err
+	}})
 }

@@ -24,15 +24,15 @@ type pruner interface {
 
 // runPrunes prunes what is older than retention now and then until
 // shutdown (see store.Prune), counting the rows removed in
-// adaptflow_pruned_rows_total. Every API replica prunes; they take
-// different instances, and a row removed twice is removed once.
-func runPrunes(ctx context.Context, lc *lifecycle, st pruner, retention time.Duration, lg *slog.Logger, reg prometheus.Registerer, first time.Duration) {
+// adaptflow_pruned_rows_total. One API replica at a time prunes (see
+// background).
+func runPrunes(ctx context.Context, lc *lifecycle, bg *background, st pruner, retention time.Duration, lg *slog.Logger, reg prometheus.Registerer, first time.Duration) {
 	rows := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "adaptflow_pruned_rows_total",
 		Help: "Rows removed from the store by pruning (--store-retention), by table.",
 	}, []string{"table"})
 	reg.MustRegister(rows)
-	runEvery(ctx, lc, "pruning", first, pruneEvery, func(ctx context.Context) {
+	bg.start(ctx, lc, task{name: "prune", first: first, every: pruneEvery, run: func(ctx context.Context) error {
 		start := time.Now()
 		n, err := st.Prune(ctx, start.Add(-retention))
 		for table, v := range map[string]int64{"instances": n.Instances, "decisions": n.Decisions, "reviews": n.Reviews,
@@ -46,5 +46,6 @@ func runPrunes(ctx context.Context, lc *lifecycle, st pruner, retention time.Dur
 			lg.Info("pruned the store", "retention", retention.String(), "instances", n.Instances, "decisions", n.Decisions, "reviews", n.Reviews,
 				"verdicts", n.Verdicts, "observations", n.Observations, "audit_entries", n.AuditEntries, "took", time.Since(start).String())
 		}
-	})
+		return err
+	}})
 }

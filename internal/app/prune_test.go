@@ -31,7 +31,8 @@ func TestRunPrunes(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	lc := &lifecycle{logger: slog.New(slog.DiscardHandler)}
-	runPrunes(ctx, lc, st, 2*24*time.Hour, slog.New(slog.DiscardHandler), reg, time.Millisecond)
+	bg := newBackground(st, "replica-1", slog.New(slog.DiscardHandler), reg)
+	runPrunes(ctx, lc, bg, st, 2*24*time.Hour, slog.New(slog.DiscardHandler), reg, time.Millisecond)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		obs, err := st.Observations(ctx, "shop", "amount", time.Time{})

@@ -245,14 +245,17 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 			return err
 		}
 	}
-	runSweeps(ctx, lc, apiOpts, opts.SweepEvery)
-	runCanaryGuards(ctx, lc, apiOpts, opts.CanaryGuardEvery, reg)
+	// The background tasks run in one API replica at a time: the one that
+	// holds each task's lease in the store.
+	bg := newBackground(st, replicaName(), lg, reg)
+	runSweeps(ctx, lc, bg, apiOpts, opts.SweepEvery)
+	runCanaryGuards(ctx, lc, bg, apiOpts, opts.CanaryGuardEvery, reg)
 	if opts.StoreRetention > 0 {
 		first := opts.PruneFirst
 		if first <= 0 {
 			first = pruneFirst
 		}
-		runPrunes(ctx, lc, st, opts.StoreRetention, lg, reg, first)
+		runPrunes(ctx, lc, bg, st, opts.StoreRetention, lg, reg, first)
 	}
 	// Stopped after the HTTP server (added before it): no request can
 	// leave a new start behind by then.
@@ -307,24 +310,27 @@ const endedLookBack = 7 * 24 * time.Hour
 
 // runSweeps runs api.SweepStarts and api.SweepEnded now and then every
 // interval (sweepEvery unless given) until shutdown.
-func runSweeps(ctx context.Context, lc *lifecycle, opts api.Options, every time.Duration) {
+func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Options, every time.Duration) {
 	if every <= 0 {
 		every = sweepEvery
 	}
 	since := time.Now().Add(-endedLookBack)
-	runEvery(ctx, lc, "sweeper", 0, every, func(ctx context.Context) {
-		if n, err := api.SweepStarts(ctx, api.SweepOptions{Options: opts}); err != nil && ctx.Err() == nil {
-			opts.Logger.Warn("start sweep", "started", n, "err", err)
+	bg.start(ctx, lc, task{name: "sweeper", every: every, run: func(ctx context.Context) error {
+		n, errStarts := api.SweepStarts(ctx, api.SweepOptions{Options: opts})
+		if errStarts != nil && ctx.Err() == nil {
+			opts.Logger.Warn("start sweep", "started", n, "err", errStarts)
 		}
 		// A minute of overlap: a workflow closed just before a pass may
 		// reach Temporal's visibility store just after it.
 		next := time.Now().Add(-time.Minute)
-		if n, err := api.SweepEnded(ctx, opts, since); err != nil && ctx.Err() == nil {
-			opts.Logger.Warn("sweep of instances ended outside their workflows", "ended", n, "err", err)
-		} else if err == nil {
+		n, errEnded := api.SweepEnded(ctx, opts, since)
+		if errEnded != nil && ctx.Err() == nil {
+			opts.Logger.Warn("sweep of instances ended outside their workflows", "ended", n, "err", errEnded)
+		} else if errEnded == nil {
 			since = next
 		}
-	})
+		return errors.Join(errStarts, errEnded)
+	}})
 }
 
 // runEvery runs fn after first, then every interval after each run ends,
@@ -401,6 +407,7 @@ type Store interface {
 	api.DecisionScanner
 	store.ChainReader
 	pruner
+	leaser
 	PolicyStamp(ctx context.Context, process string) (int64, error)
 	Ping(ctx context.Context) error
 	Close() error

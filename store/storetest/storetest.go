@@ -88,6 +88,8 @@ type Store interface {
 	QueueSummaries(ctx context.Context, f store.QueueFilter) ([]store.QueueSummary, error)
 	Prune(ctx context.Context, before time.Time) (store.Pruned, error)
 	PruneCounts(ctx context.Context, before time.Time) (store.Pruned, error)
+	TakeLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (store.Lease, error)
+	ReleaseLease(ctx context.Context, name, holder string) error
 }
 
 // Run runs the suite; open returns a new, empty store.
@@ -103,6 +105,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("outcomes", func(t *testing.T) { testOutcomes(t, open(t)) })
 	t.Run("instance listing", func(t *testing.T) { testInstanceListing(t, open(t)) })
 	t.Run("retry claims", func(t *testing.T) { testRetryClaims(t, open(t)) })
+	t.Run("leases", func(t *testing.T) { testLeases(t, open(t)) })
 	t.Run("decisions", func(t *testing.T) { testDecisions(t, open(t)) })
 	t.Run("decision with state", func(t *testing.T) { testDecisionWithState(t, open(t)) })
 	t.Run("chains of reset runs", func(t *testing.T) { testResetChains(t, open(t)) })
@@ -1010,6 +1013,65 @@ func testRetryClaims(t *testing.T, s Store) {
 	}
 	if _, err := s.ClaimRetry(ctx, "nobody", "run-1", t0, time.Minute); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a claim on no instance: %v", err)
+	}
+}
+
+// testLeases: one replica at a time holds a job's lease; it renews it
+// while it lives, another takes it once it expires or is released, and
+// several replicas taking it at once get one holder.
+func testLeases(t *testing.T, s Store) {
+	ctx := t.Context()
+	take := func(name, holder string, at time.Time) store.Lease {
+		t.Helper()
+		l, err := s.TakeLease(ctx, name, holder, at, time.Minute)
+		must(t, err)
+		if l.Name != name {
+			t.Fatalf("lease %q came back as %q", name, l.Name)
+		}
+		return l
+	}
+	if l := take("sweeper", "a", t0); !l.HeldBy("a", t0) || !l.Expires.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("a free lease: %+v, want a's until t0+1m", l)
+	}
+	if l := take("sweeper", "b", t0.Add(time.Second)); l.HeldBy("b", t0.Add(time.Second)) || l.Holder != "a" || !l.Expires.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("b took a's live lease: %+v", l)
+	}
+	if l := take("prune", "b", t0.Add(time.Second)); !l.HeldBy("b", t0.Add(time.Second)) {
+		t.Fatalf("b did not get another job's lease: %+v", l)
+	}
+	if l := take("sweeper", "a", t0.Add(50*time.Second)); !l.HeldBy("a", t0.Add(50*time.Second)) || !l.Expires.Equal(t0.Add(110*time.Second)) {
+		t.Fatalf("a's renewal: %+v, want a's until t0+110s", l)
+	}
+	if l := take("sweeper", "b", t0.Add(109*time.Second)); l.Holder != "a" {
+		t.Fatalf("b took a's renewed lease: %+v", l)
+	}
+	// a died: b takes over once a's lease expires.
+	at := t0.Add(110 * time.Second)
+	if l := take("sweeper", "b", at); !l.HeldBy("b", at) || !l.Expires.Equal(at.Add(time.Minute)) {
+		t.Fatalf("b after a's lease expired: %+v", l)
+	}
+	must(t, s.ReleaseLease(ctx, "sweeper", "a")) // not a's any more: no effect
+	if l := take("sweeper", "c", at.Add(time.Second)); l.Holder != "b" {
+		t.Fatalf("a's release dropped b's lease: %+v", l)
+	}
+	must(t, s.ReleaseLease(ctx, "sweeper", "b")) // b stops
+	if l := take("sweeper", "c", at.Add(2*time.Second)); !l.HeldBy("c", at.Add(2*time.Second)) {
+		t.Fatalf("c after b released the lease: %+v", l)
+	}
+
+	// Ten replicas start at once: one holds the lease, and all say which.
+	var wg sync.WaitGroup
+	got := make([]store.Lease, 10)
+	errs := make([]error, 10)
+	for i := range got {
+		wg.Go(func() { got[i], errs[i] = s.TakeLease(ctx, "guard", fmt.Sprint("r", i), t0, time.Minute) })
+	}
+	wg.Wait()
+	must(t, errors.Join(errs...))
+	for _, l := range got {
+		if l.Holder != got[0].Holder || !l.Expires.Equal(t0.Add(time.Minute)) {
+			t.Fatalf("replicas taking a lease at once saw %+v and %+v", got[0], l)
+		}
 	}
 }
 
