@@ -114,13 +114,39 @@ func judgeCanary(g store.CanaryGuard, age time.Duration, canary, rest kpis) (str
 		return "", "", nil
 	}
 	restFinished := rest.Completed + rest.Rejected + rest.Failed
-	if g.MaxErrorRateIncrease != nil && canary.ErrorRate-rest.ErrorRate > *g.MaxErrorRateIncrease+1e-9 {
-		return CanaryRolledBack, fmt.Sprintf("error rate %s of %d finished instances against %s of the rest's %d, more than %s above",
-			pct(canary.ErrorRate), finished, pct(rest.ErrorRate), restFinished, points(*g.MaxErrorRateIncrease)), nil
+	var z float64 // the one-sided normal quantile of the confidence
+	if g.Confidence > 0 {
+		z = math.Sqrt2 * math.Erfinv(2*g.Confidence-1)
 	}
-	if g.MaxReviewRateIncrease != nil && canary.ReviewRate-rest.ReviewRate > *g.MaxReviewRateIncrease+1e-9 {
-		return CanaryRolledBack, fmt.Sprintf("review rate %s of %d instances against %s of the rest's %d, more than %s above",
-			pct(canary.ReviewRate), canary.Started, pct(rest.ReviewRate), rest.Started, points(*g.MaxReviewRateIncrease)), nil
+	unsure := "" // a watched rate not yet shown to be within its bound
+	for _, r := range []struct {
+		what     string
+		max      *float64
+		c, r     float64
+		nc, nr   int
+		instance string
+	}{
+		{"error rate", g.MaxErrorRateIncrease, canary.ErrorRate, rest.ErrorRate, finished, restFinished, " finished instances"},
+		{"review rate", g.MaxReviewRateIncrease, canary.ReviewRate, rest.ReviewRate, canary.Started, rest.Started, " instances"},
+	} {
+		if r.max == nil {
+			continue
+		}
+		lo, hi := r.c-r.r, r.c-r.r
+		if z > 0 {
+			lo, hi = rateDifference(r.c, r.nc, r.r, r.nr, z)
+		}
+		if lo > *r.max+1e-9 {
+			why := fmt.Sprintf("%s %s of %d%s against %s of the rest's %d, more than %s above",
+				r.what, pct(r.c), r.nc, r.instance, pct(r.r), r.nr, points(*r.max))
+			if z > 0 {
+				why += fmt.Sprintf(" (at %s confidence, at least %s above)", pct(g.Confidence), points(lo))
+			}
+			return CanaryRolledBack, why, nil
+		}
+		if hi > *r.max+1e-9 && unsure == "" {
+			unsure = r.what
+		}
 	}
 	if g.PromoteAfter == "" {
 		return "", "", nil
@@ -129,11 +155,38 @@ func judgeCanary(g store.CanaryGuard, age time.Duration, canary, rest kpis) (str
 	if err != nil {
 		return "", "", fmt.Errorf("promote_after %q: %w", g.PromoteAfter, err)
 	}
-	if age < after {
+	if age < after || unsure != "" {
 		return "", "", nil
 	}
-	return CanaryPromoted, fmt.Sprintf("%s without a breach, %d of its instances finished (error rate %s against %s of the rest)",
-		g.PromoteAfter, finished, pct(canary.ErrorRate), pct(rest.ErrorRate)), nil
+	why := fmt.Sprintf("%s without a breach, %d of its instances finished (error rate %s against %s of the rest)",
+		g.PromoteAfter, finished, pct(canary.ErrorRate), pct(rest.ErrorRate))
+	if z > 0 {
+		why += fmt.Sprintf("; within the allowed increase at %s confidence", pct(g.Confidence))
+	}
+	return CanaryPromoted, why, nil
+}
+
+// rateDifference is the interval of the difference of two rates, p1 of n1
+// and p2 of n2, whose each bound holds with the one-sided confidence of
+// the normal quantile z: Newcombe's hybrid score interval, built from the
+// Wilson intervals of the two rates, which stays sound for rates near 0
+// and for small samples (a rate of no sample is anywhere in [0, 1]).
+func rateDifference(p1 float64, n1 int, p2 float64, n2 int, z float64) (lo, hi float64) {
+	l1, u1 := wilson(p1, n1, z)
+	l2, u2 := wilson(p2, n2, z)
+	d := p1 - p2
+	return d - math.Hypot(p1-l1, u2-p2), d + math.Hypot(u1-p1, p2-l2)
+}
+
+// wilson is the Wilson score interval of a rate p of n at quantile z.
+func wilson(p float64, n int, z float64) (lo, hi float64) {
+	if n <= 0 {
+		return 0, 1
+	}
+	nf, z2 := float64(n), z*z
+	centre := (p + z2/(2*nf)) / (1 + z2/nf)
+	half := z / (1 + z2/nf) * math.Sqrt(p*(1-p)/nf+z2/(4*nf*nf))
+	return max(0, centre-half), min(1, centre+half)
 }
 
 func pct(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }

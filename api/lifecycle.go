@@ -242,6 +242,9 @@ func validGuard(g *store.CanaryGuard) error {
 			return badRequest("guard.promote_after", "must be a duration of at least 1m, such as 24h or 7d (got %q)", g.PromoteAfter)
 		}
 	}
+	if g.Confidence != 0 && g.MaxErrorRateIncrease == nil && g.MaxReviewRateIncrease == nil {
+		return badRequest("guard.confidence", "needs max_error_rate_increase or max_review_rate_increase: the rates it judges")
+	}
 	if g.MinInstances == 0 {
 		g.MinInstances = defaultGuardMinInstances
 	}

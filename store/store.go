@@ -149,6 +149,12 @@ type CanaryGuard struct {
 	// PromoteAfter ("24h", "7d") is how long after it began the canary is
 	// promoted; empty: never on its own.
 	PromoteAfter string `json:"promote_after,omitempty"`
+	// Confidence (0.5 to 0.999; 0: none) makes the guard judge the rates
+	// as samples: it rolls the canary back only when a rate exceeds the
+	// rest's by more than allowed with this confidence, and promotes it
+	// only when its rates are shown, with this confidence, to exceed the
+	// rest's by no more than allowed.
+	Confidence float64 `json:"confidence,omitempty"`
 }
 
 // With is the state after making version live in mode (a canary applies to

@@ -1004,11 +1004,13 @@ async function policyView(id) {
   // above the rest's, promote it when its time is up.
   const maxRise = h("input", { name: "max_error_rate_increase", type: "number", min: 0, max: 100, step: "any", size: 4, placeholder: "points" });
   const promoteAfter = h("input", { name: "promote_after", size: 6, placeholder: "e.g. 24h" });
+  const confidence = h("input", { name: "confidence", type: "number", min: 50, max: 99.9, step: "any", size: 4, placeholder: "%" });
   const canaryBody = (v) => {
     const body = { version: v.version, mode: "canary", percent: Number(percent.value) };
     const guard = {};
     if (maxRise.value !== "") guard.max_error_rate_increase = Number(maxRise.value) / 100;
     if (promoteAfter.value.trim()) guard.promote_after = promoteAfter.value.trim();
+    if (confidence.value !== "") guard.confidence = Number(confidence.value) / 100;
     if (Object.keys(guard).length) body.guard = guard;
     return body;
   };
@@ -1017,7 +1019,8 @@ async function policyView(id) {
     g.max_error_rate_increase !== undefined ? `roll back if its error rate exceeds the rest's by over ${Math.round(g.max_error_rate_increase * 1000) / 10} points` : null,
     g.max_review_rate_increase !== undefined ? `roll back if its review rate exceeds the rest's by over ${Math.round(g.max_review_rate_increase * 1000) / 10} points` : null,
     g.promote_after ? `promote after ${g.promote_after}` : null,
-  ].filter(Boolean).join("; ") + ` (judged once ${g.min_instances} of its instances have finished)` : null;
+  ].filter(Boolean).join("; ") + ` (judged once ${g.min_instances} of its instances have finished` +
+    (g.confidence ? `, at ${Math.round(g.confidence * 1000) / 10}% confidence)` : ")") : null;
   const change = async (path, body, msg) => {
     if (note.value.trim()) body.note = note.value.trim();
     await api("POST", `/v1/policies/${enc}/${path}`, body);
@@ -1048,6 +1051,7 @@ async function policyView(id) {
     h("div", { class: "actions" }, h("label", {}, "Note", note), h("label", {}, "Canary share (%)", percent),
       h("label", { title: "Optional: the canary is rolled back on its own when its error rate exceeds the rest's by more than this" }, "Roll back at error rate + (points)", maxRise),
       h("label", { title: "Optional: the canary is promoted on its own after this long without a breach" }, "Promote after", promoteAfter),
+      h("label", { title: "Optional: judge the rates as samples; roll back, or promote, only when the figures show it with this confidence" }, "Confidence (%)", confidence),
       st.mode !== "disabled" ? button("Disable", () => change("disable", {}, `${id} is disabled.`), "danger") : null),
     h("h2", {}, "Versions"),
     table([

@@ -118,6 +118,7 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 	guardReview := fs.Float64("guard-max-review-rate-increase", -1, "with --mode canary: roll a canary back on its own when its review rate exceeds the rest's by more than this (0 to 1)")
 	guardMin := fs.Int("guard-min-instances", 0, "with a guard: how many of the canary's instances must have finished before it is judged (default 20)")
 	guardPromote := fs.String("guard-promote-after", "", "with --mode canary: promote a canary on its own after this long without a breach (24h, 7d)")
+	guardConfidence := fs.Float64("guard-confidence", 0, "with a guard's rates: judge them as samples, rolling back or promoting only when the figures show it with this confidence (0.5 to 0.999, such as 0.95)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return 2
@@ -141,9 +142,12 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 	if *guardMin > 0 {
 		guard["min_instances"] = *guardMin
 	}
+	if *guardConfidence != 0 {
+		guard["confidence"] = *guardConfidence
+	}
 	validGuard := len(guard) == 0 || canary
 	if *dir == "" || *rf.key == "" || !validMode || !validPercent || !validGuard {
-		fmt.Fprintf(stderr, "usage: adaptflow policy %s -f DIR --api-key KEY [--server URL] [--mode active|shadow|canary --percent 1-99 [--guard-max-error-rate-increase X] [--guard-max-review-rate-increase X] [--guard-min-instances N] [--guard-promote-after D]]\n", name)
+		fmt.Fprintf(stderr, "usage: adaptflow policy %s -f DIR --api-key KEY [--server URL] [--mode active|shadow|canary --percent 1-99 [--guard-max-error-rate-increase X] [--guard-max-review-rate-increase X] [--guard-min-instances N] [--guard-promote-after D] [--guard-confidence C]]\n", name)
 		return 2
 	}
 	b, err := loadDir(*dir)
