@@ -15,6 +15,7 @@ test:
 bench:
 	go test ./internal/app -run '^$$' -bench DecisionOverhead -benchtime 3x -timeout 30m
 	go test ./internal/app -run '^$$' -bench ReviewResume -benchtime 200x -timeout 30m
+	go test ./internal/app -run '^$$' -bench BatchStart -benchtime 5x -timeout 30m
 	@echo "decision latency as a worker runs it (GOGC=400, see internal/app.WorkerGCPercent) and at Go's default GC target:"
 	GOGC=400 go test ./policies -run '^$$' -bench Decide -benchmem -count 3
 	GOGC=100 go test ./policies -run '^$$' -bench Decide -benchmem -count 3

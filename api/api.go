@@ -302,6 +302,7 @@ func New(opts Options) (*Handler, error) {
 	v1.GET("/processes", s.allow(readers), s.listProcesses)
 	v1.GET("/processes/:name", s.allow(readers), processScoped, s.getProcess)
 	v1.POST("/processes/:name/instances", s.allow([]string{store.RoleSystem}), processScoped, s.startInstance)
+	v1.POST("/processes/:name/instances/batch", s.allow([]string{store.RoleSystem}), processScoped, s.startInstances)
 	v1.GET("/processes/:name/instances", s.allow(readers), processScoped, s.listInstances)
 	v1.GET("/processes/:name/kpis", s.allow(engineer), processScoped, s.processKPIs)
 	v1.GET("/processes/:name/steps", s.allow(engineer), processScoped, s.processSteps)

@@ -220,57 +220,95 @@ func (s *server) startInstance(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if strings.TrimSpace(req.BusinessKey) == "" || len(req.BusinessKey) > 200 {
-		fail(c, badRequest("business_key", "is required (at most 200 characters)"))
+	if err := validBusinessKey("business_key", req.BusinessKey); err != nil {
+		fail(c, err)
 		return
 	}
-	if req.Input == nil {
-		req.Input = map[string]any{}
-	}
-	name := c.Param("name")
-	def, _, err := s.definition(c.Request.Context(), name, req.Version)
+	def, _, err := s.definition(c.Request.Context(), c.Param("name"), req.Version)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	if err := def.ValidateInput(req.Input); err != nil {
+	st, err := s.createInstance(c, def, req.BusinessKey, req.Input)
+	if err == nil {
+		err = s.starts.start(c.Request.Context(), st.def, st.inst, st.input)
+	}
+	if err != nil {
 		fail(c, err)
 		return
 	}
+	s.countStart(st)
+	status := http.StatusOK
+	if st.created {
+		status = http.StatusCreated
+		c.Header("Location", "/v1/instances/"+st.inst.ID)
+	}
+	c.JSON(status, st.response())
+}
+
+// validBusinessKey checks a business key, field naming where it is.
+func validBusinessKey(field, key string) error {
+	if strings.TrimSpace(key) == "" || len(key) > 200 {
+		return badRequest(field, "is required (at most 200 characters)")
+	}
+	return nil
+}
+
+// stored is an instance stored and about to start: its definition
+// (the version it was stored with) and its input as stored.
+type stored struct {
+	inst    store.Instance
+	def     *process.Definition
+	input   map[string]any
+	created bool
+}
+
+// createInstance checks input against def and stores the instance of the
+// business key, or finds the one stored before (which keeps its version
+// and input), ready for its workflow start.
+func (s *server) createInstance(c *gin.Context, def *process.Definition, key string, input map[string]any) (stored, error) {
+	if input == nil {
+		input = map[string]any{}
+	}
+	if err := def.ValidateInput(input); err != nil {
+		return stored{}, err
+	}
 	ctx := c.Request.Context()
 	inst, created, err := s.Instances.CreateInstance(ctx, store.Instance{
-		ID: InstanceID(name, req.BusinessKey), Process: name, ProcessVersion: def.Version, BusinessKey: req.BusinessKey,
-		Input: process.JSON(req.Input), CreatedBy: caller(c).Name, CreatedAt: time.Now().UTC(),
+		ID: InstanceID(def.Name, key), Process: def.Name, ProcessVersion: def.Version, BusinessKey: key,
+		Input: process.JSON(input), CreatedBy: caller(c).Name, CreatedAt: time.Now().UTC(),
 		// Reads find the instance starting until its workflow saves a state.
 		State:        process.JSON(workflows.NewState(def, workflows.StatusStarting)),
 		PendingStart: true,
 	})
 	if err != nil {
-		fail(c, err)
-		return
+		return stored{}, err
 	}
 	if !created && inst.ProcessVersion != def.Version {
-		if def, _, err = s.definition(c.Request.Context(), name, inst.ProcessVersion); err != nil {
-			fail(c, err)
-			return
+		if def, _, err = s.definition(ctx, def.Name, inst.ProcessVersion); err != nil {
+			return stored{}, err
 		}
 	}
-	var input map[string]any
-	if err := json.Unmarshal(inst.Input, &input); err != nil {
-		fail(c, err)
-		return
+	var kept map[string]any
+	if err := json.Unmarshal(inst.Input, &kept); err != nil {
+		return stored{}, err
 	}
-	if err := s.starts.start(ctx, def, inst, input); err != nil {
-		fail(c, err)
-		return
+	return stored{inst: inst, def: def, input: kept, created: created}, nil
+}
+
+// countStart counts a start in adaptflow_instance_starts_total.
+func (s *server) countStart(st stored) {
+	result := "existing"
+	if st.created {
+		result = "created"
 	}
-	status, result := http.StatusOK, "existing"
-	if created {
-		status, result = http.StatusCreated, "created"
-		c.Header("Location", "/v1/instances/"+inst.ID)
-	}
-	s.metrics.starts.WithLabelValues(name, result).Inc()
-	c.JSON(status, gin.H{"id": inst.ID, "process": inst.Process, "version": inst.ProcessVersion, "business_key": inst.BusinessKey, "created": created, "created_at": inst.CreatedAt})
+	s.metrics.starts.WithLabelValues(st.inst.Process, result).Inc()
+}
+
+// response is the started instance as the start routes answer it.
+func (st stored) response() gin.H {
+	in := st.inst
+	return gin.H{"id": in.ID, "process": in.Process, "version": in.ProcessVersion, "business_key": in.BusinessKey, "created": st.created, "created_at": in.CreatedAt}
 }
 
 func (s *server) getInstance(c *gin.Context) {

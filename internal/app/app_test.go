@@ -29,6 +29,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/adaptflow/adaptflow/activities"
+	"github.com/adaptflow/adaptflow/api"
 	"github.com/adaptflow/adaptflow/api/apitest"
 	"github.com/adaptflow/adaptflow/internal/app"
 	"github.com/adaptflow/adaptflow/internal/cli"
@@ -363,6 +364,69 @@ catalog:
 		}
 		d.expect(d.call("POST", "/v1/processes/nope/instances", system, `{"business_key":"x","input":{}}`), http.StatusNotFound)
 		d.expect(d.call("GET", "/v1/instances/nope", system, ""), http.StatusNotFound)
+	})
+
+	t.Run("a batch of starts", func(t *testing.T) {
+		order := func(key string, amount any) string {
+			return fmt.Sprintf(`{"business_key":%q,"input":{"order_id":%q,"customer_id":"c","amount":%v,"items":[{"sku":"X","qty":1}],"previous_orders":4}}`, key, key, amount)
+		}
+		// o-1 was started by itself before; b-2's amount is refused.
+		body := `{"instances":[` + order("b-1", 20) + `,` + order("b-2", `"lots"`) + `,` + order("o-1", 20) + `,` + order("b-3", 35) + `]}`
+		a := d.expect(d.call("POST", "/v1/processes/order-fulfillment/instances/batch", system, body), http.StatusOK)
+		if a.body["created"] != 2.0 || a.body["existing"] != 1.0 || a.body["failed"] != 1.0 {
+			t.Fatalf("batch: %s", a.raw)
+		}
+		results := a.body["results"].([]any)
+		ids := map[string]string{}
+		for i, want := range []float64{201, 400, 200, 201} {
+			r := results[i].(map[string]any)
+			if r["status"] != want {
+				t.Fatalf("result %d: %v, want %v", i, r, want)
+			}
+			if inst, ok := r["instance"].(map[string]any); ok {
+				ids[r["business_key"].(string)] = inst["id"].(string)
+			}
+		}
+		if f := results[1].(map[string]any)["error"].(map[string]any)["field"]; f != "instances[1].input.amount" {
+			t.Fatalf("the refused input's field: %v", f)
+		}
+		if first := d.expect(d.call("GET", "/v1/processes/order-fulfillment/instances?business_key=o-1", system, ""), http.StatusOK); ids["o-1"] != first.body["instances"].([]any)[0].(map[string]any)["id"] {
+			t.Fatalf("the instance started before: %v, %s", ids, first.raw)
+		}
+		for _, key := range []string{"b-1", "b-3"} {
+			d.waitStatus(ids[key], "completed")
+		}
+		// The same batch again starts nothing new.
+		again := d.expect(d.call("POST", "/v1/processes/order-fulfillment/instances/batch", system, body), http.StatusOK)
+		if again.body["created"] != 0.0 || again.body["existing"] != 3.0 {
+			t.Fatalf("the batch again: %s", again.raw)
+		}
+		d.expect(d.call("POST", "/v1/processes/order-fulfillment/instances/batch", system, `{"instances":[]}`), http.StatusBadRequest)
+
+		// From a file, through the CLI: a line a line; run again, nothing
+		// new starts.
+		file := filepath.Join(t.TempDir(), "orders.jsonl")
+		lines := "# tonight's orders\n" + order("f-1", 12) + "\n\n" + order("f-2", -1) + "\n" + order("f-3", 40) + "\n"
+		if err := os.WriteFile(file, []byte(lines), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"created 2, existing 0, failed 1", "created 0, existing 2, failed 1"} {
+			var out, errOut bytes.Buffer
+			code := cli.Instances(t.Context(), []string{"start", "--process", "order-fulfillment", "-f", file, "--server", d.base, "--api-key", system}, &out, &errOut)
+			if code != 1 || !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "line 4 (business key f-2): 400 ") {
+				t.Fatalf("instances start: exit %d, want 1 and %q\n%s%s", code, want, out.String(), errOut.String())
+			}
+		}
+		d.waitStatus(api.InstanceID("order-fulfillment", "f-3"), "completed")
+		if err := os.WriteFile(file, []byte(order("f-4", 1)+"\n{\"business_key\": \"f-5\", \"inptu\": {}}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var out, errOut bytes.Buffer
+		if code := cli.Instances(t.Context(), []string{"start", "--process", "order-fulfillment", "-f", file, "--server", d.base, "--api-key", system}, &out, &errOut); code != 1 ||
+			!strings.Contains(errOut.String(), "line 2: not an object") {
+			t.Fatalf("a file with a bad line: exit %d\n%s%s", code, out.String(), errOut.String())
+		}
+		d.expect(d.call("GET", "/v1/instances/"+api.InstanceID("order-fulfillment", "f-4"), system, ""), http.StatusNotFound)
 	})
 
 	t.Run("bulk decisions", func(t *testing.T) {

@@ -154,7 +154,7 @@ func TestAuditVerify(t *testing.T) {
 
 // apiServer serves the API on st, with a Temporal that never answers, and
 // gives out a key of role.
-func apiServer(t *testing.T, st *sqlite.Store, name, role string) (*httptest.Server, string) {
+func apiServer(t *testing.T, st *sqlite.Store, name, role string, tweak ...func(*api.Options)) (*httptest.Server, string) {
 	t.Helper()
 	env, _ := policies.NewEnv()
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -165,8 +165,12 @@ func apiServer(t *testing.T, st *sqlite.Store, name, role string) (*httptest.Ser
 		t.Fatal(err)
 	}
 	t.Cleanup(tc.Close)
-	h, err := api.New(api.Options{Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Signals: st, Ended: st, AuditLog: st, Verdicts: st, Stats: st,
-		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env, Timeout: 2 * time.Second})
+	opts := api.Options{Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Signals: st, Ended: st, AuditLog: st, Verdicts: st, Stats: st,
+		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env, Timeout: 2 * time.Second}
+	for _, f := range tweak {
+		f(&opts)
+	}
+	h, err := api.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,6 +395,37 @@ func TestInstancesCommand(t *testing.T) {
 		t.Fatalf("a bad status: exit %d\n%s", code, out)
 	}
 	for _, args := range [][]string{{}, {"list"}, {"show"}, {"cancel", "a", "b", "--api-key", "k"}, {"frobnicate"}} {
+		if code, out := run(t, cmd, args...); code != 2 || !strings.Contains(out, "usage:") {
+			t.Fatalf("%v: exit %d\n%s", args, code, out)
+		}
+	}
+}
+
+// TestInstancesStartWaitsOutTheRateLimit: `instances start -f` sends its
+// batches within the key's rate limit, waiting when the server asks it
+// to, so that every line is sent (here Temporal is down: each start is
+// stored, answered 503, and left for the sweep).
+func TestInstancesStartWaitsOutTheRateLimit(t *testing.T) {
+	_, st := seed(t)
+	srv, secret := apiServer(t, st, "erp", store.RoleSystem, func(o *api.Options) { o.RateLimit = 4; o.Timeout = 100 * time.Millisecond })
+	var lines strings.Builder
+	for i := range 12 {
+		fmt.Fprintf(&lines, `{"business_key":"o-%d","input":{"amount":%d}}`+"\n", i, i+1)
+	}
+	file := filepath.Join(t.TempDir(), "orders.jsonl")
+	if err := os.WriteFile(file, []byte(lines.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := func(args []string, out, errOut *bytes.Buffer) int { return Instances(t.Context(), args, out, errOut) }
+	code, out := run(t, cmd, "start", "--process", "shop", "-f", file, "--batch", "6", "--server", srv.URL, "--api-key", secret)
+	if code != 1 || !strings.Contains(out, "created 0, existing 0, failed 12") || strings.Contains(out, "not sent") || strings.Count(out, ": 503 ") != 12 {
+		t.Fatalf("start: exit %d\n%s", code, out)
+	}
+	pending, err := st.PendingStarts(t.Context(), time.Now(), 20)
+	if err != nil || len(pending) != 12 {
+		t.Fatalf("stored: %d %v", len(pending), err)
+	}
+	for _, args := range [][]string{{"start", "--process", "shop", "--api-key", "k"}, {"start", "-f", file, "--api-key", "k"}, {"start", "--process", "shop", "-f", file, "--batch", "501", "--api-key", "k"}} {
 		if code, out := run(t, cmd, args...); code != 2 || !strings.Contains(out, "usage:") {
 			t.Fatalf("%v: exit %d\n%s", args, code, out)
 		}

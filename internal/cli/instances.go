@@ -19,6 +19,8 @@ const instancesUsage = `usage:
   adaptflow instances retry ID [--reason TEXT]
   adaptflow instances retry --process P [--since 2h] [--reason TEXT]   (every failed instance of P)
   adaptflow instances event ID NAME [--id EVENT_ID] [--data JSON]       (send it an event its event steps wait for)
+  adaptflow instances start --process P -f FILE [--version N] [--batch 200]  (start the instances FILE lists, a JSON object
+                                                                          {"business_key", "input"} a line; - reads stdin)
 flags common to all: --server URL ($ADAPTFLOW_SERVER) --api-key KEY ($ADAPTFLOW_API_KEY) --json`
 
 // instanceView is the part of an instance the CLI prints.
@@ -62,7 +64,7 @@ func reasonBody(reason string) []byte {
 // Instances runs `adaptflow instances`: list a process's instances, show
 // one, cancel one, or retry a failed one, through a running server's API.
 func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, fs, ok := subcommand("instances", args, []string{"list", "show", "cancel", "retry", "event"}, instancesUsage, stderr)
+	sub, fs, ok := subcommand("instances", args, []string{"list", "show", "cancel", "retry", "event", "start"}, instancesUsage, stderr)
 	if !ok {
 		return 2
 	}
@@ -77,23 +79,29 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	reason := fs.String("reason", "", "cancel: why, kept as the instance's error; retry: why, kept with Temporal's reset")
 	data := fs.String("data", "", "event: the event's data, a JSON object")
 	eventID := fs.String("id", "", "event: tells apart events of one name (a shipment number), for a step that waits for several")
+	file := fs.String("f", "", "start: the file of instances to start, a JSON object {\"business_key\", \"input\"} a line (- reads stdin)")
+	version := fs.Int("version", 0, "start: the process version of the new instances (default the latest)")
+	batch := fs.Int("batch", 200, "start: starts a request (1 to 500; each counts against the key's rate limit, 200 a second with bursts of 400 by default)")
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return 2
 	}
 	bulk := sub == "retry" && len(pos) == 0 && *processName != ""
-	needsID := sub != "list" && !bulk
+	needsID := sub != "list" && sub != "start" && !bulk
 	wantPos := 1 // the instance
 	if sub == "event" {
 		wantPos = 2 // and the event
 	}
-	if *rf.key == "" || (needsID && len(pos) != wantPos) || (!needsID && (*processName == "" || len(pos) != 0)) {
+	if *rf.key == "" || (needsID && len(pos) != wantPos) || (!needsID && (*processName == "" || len(pos) != 0)) || (sub == "start") != (*file != "") || *batch < 1 || *batch > 500 {
 		fmt.Fprintln(stderr, instancesUsage)
 		return 2
 	}
 	r := rf.remote()
 	if bulk {
 		return retryFailed(ctx, r, *processName, *since, *reason, stdout, stderr)
+	}
+	if sub == "start" {
+		return startFile(ctx, r, *processName, *version, *batch, *file, stdout, stderr)
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "adaptflow instances %s: %v\n", sub, err)

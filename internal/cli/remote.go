@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +31,8 @@ type remote struct {
 type remoteError struct {
 	status int
 	body   string
+	// retryAfter is the server's Retry-After (a 429's, a 503's); 0: none.
+	retryAfter time.Duration
 }
 
 func (e *remoteError) Error() string {
@@ -58,7 +61,11 @@ func (r *remote) do(ctx context.Context, method, path, contentType string, body 
 		return err
 	}
 	if res.StatusCode >= 300 {
-		return &remoteError{status: res.StatusCode, body: string(b)}
+		re := &remoteError{status: res.StatusCode, body: string(b)}
+		if secs, err := strconv.Atoi(res.Header.Get("Retry-After")); err == nil && secs > 0 {
+			re.retryAfter = time.Duration(secs) * time.Second
+		}
+		return re
 	}
 	if out != nil {
 		return json.Unmarshal(b, out)
