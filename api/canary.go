@@ -148,6 +148,18 @@ func judgeCanary(g store.CanaryGuard, age time.Duration, canary, rest kpis) (str
 			unsure = r.what
 		}
 	}
+	if g.MaxCycleTimeIncrease != nil && len(canary.cycles) > 0 && len(rest.cycles) > 0 {
+		verdict, why := judgeCycleTimes(*g.MaxCycleTimeIncrease, z, canary.cycles, rest.cycles)
+		switch {
+		case verdict > 0:
+			if z > 0 {
+				why += fmt.Sprintf(" (at %s confidence)", pct(g.Confidence))
+			}
+			return CanaryRolledBack, why, nil
+		case verdict == 0 && unsure == "":
+			unsure = "cycle time"
+		}
+	}
 	if g.PromoteAfter == "" {
 		return "", "", nil
 	}
@@ -165,6 +177,65 @@ func judgeCanary(g store.CanaryGuard, age time.Duration, canary, rest kpis) (str
 	}
 	return CanaryPromoted, why, nil
 }
+
+// judgeCycleTimes compares the canary's cycle times with the rest's made
+// longer by the allowed increase: 1 when the canary's are longer (a
+// breach, with why in words), -1 when they are not (shown, at quantile
+// z), 0 when that is not shown. With no confidence (z 0) it compares the
+// medians. With one, it is a one-sided Mann-Whitney test of the canary's
+// times against the rest's times scaled by 1+increase (normal
+// approximation, ties at mid-ranks): cycle times are skewed and long
+// tailed, so ranks, not means.
+func judgeCycleTimes(increase, z float64, canary, rest []float64) (int, string) {
+	median := func(xs []float64) float64 { n := len(xs); return (xs[(n-1)/2] + xs[n/2]) / 2 }
+	mc, mr := median(canary), median(rest)
+	why := fmt.Sprintf("median cycle time %s of %d finished instances against %s of the rest's %d, more than %s longer",
+		seconds(mc), len(canary), seconds(mr), len(rest), pctShort(increase))
+	if z <= 0 {
+		if mc > mr*(1+increase)+1e-9 {
+			return 1, why
+		}
+		return -1, ""
+	}
+	switch u := mannWhitneyZ(canary, rest, 1+increase); {
+	case u > z:
+		return 1, why
+	case u < -z:
+		return -1, ""
+	}
+	return 0, ""
+}
+
+// mannWhitneyZ is the z-score of the Mann-Whitney U of xs against ys
+// scaled by k (both sorted ascending): positive when xs tend to be the
+// larger.
+func mannWhitneyZ(xs, ys []float64, k float64) float64 {
+	n1, n2 := float64(len(xs)), float64(len(ys))
+	// U of xs: for each x, the ys below it, and half those equal.
+	var u float64
+	lo, hi := 0, 0
+	for _, x := range xs {
+		for lo < len(ys) && ys[lo]*k < x {
+			lo++
+		}
+		hi = max(hi, lo)
+		for hi < len(ys) && ys[hi]*k <= x {
+			hi++
+		}
+		u += float64(lo) + float64(hi-lo)/2
+	}
+	sd := math.Sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
+	if sd == 0 {
+		return 0
+	}
+	return (u - n1*n2/2) / sd
+}
+
+func seconds(s float64) string {
+	return (time.Duration(s * float64(time.Second))).Round(time.Second).String()
+}
+
+func pctShort(x float64) string { return fmt.Sprintf("%g%%", math.Round(1000*x)/10) }
 
 // rateDifference is the interval of the difference of two rates, p1 of n1
 // and p2 of n2, whose each bound holds with the one-sided confidence of

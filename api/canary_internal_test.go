@@ -1,6 +1,7 @@
 package api
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,17 @@ func TestJudgeCanary(t *testing.T) {
 			k.ErrorRate = float64(failed) / float64(completed+failed)
 		}
 		return k
+	}
+	// timed gives figures cycle times; spread makes n of them around a
+	// median, from half to one and a half times it, as skewed processes
+	// are not but a rank test does not mind.
+	timed := func(k kpis, cycles []float64) kpis { k.cycles = cycles; return k }
+	spread := func(median float64, n int) []float64 {
+		out := make([]float64, n)
+		for i := range out {
+			out[i] = median * (0.5 + float64(i)/float64(max(1, n-1)))
+		}
+		return out
 	}
 	for _, tc := range []struct {
 		name         string
@@ -38,6 +50,14 @@ func TestJudgeCanary(t *testing.T) {
 		{"a review rate shown above", store.CanaryGuard{MaxReviewRateIncrease: f(0.2), MinInstances: 10, Confidence: 0.95}, time.Hour, figures(20, 20, 0, 0.5), figures(90, 90, 0, 0.1), CanaryRolledBack, "at least 21.6 points above"},
 		{"not yet shown within to promote", store.CanaryGuard{MaxErrorRateIncrease: f(0.05), MinInstances: 10, PromoteAfter: "1d", Confidence: 0.95}, 25 * time.Hour, figures(20, 20, 0, 0), figures(90, 89, 1, 0), "", ""},
 		{"shown within, promoted", store.CanaryGuard{MaxErrorRateIncrease: f(0.05), MinInstances: 10, PromoteAfter: "1d", Confidence: 0.95}, 25 * time.Hour, figures(400, 398, 2, 0), figures(1600, 1590, 10, 0), CanaryPromoted, "within the allowed increase at 95.0% confidence"},
+		// Cycle times: the medians without a confidence, their ranks with one.
+		{"cycle time above", store.CanaryGuard{MaxCycleTimeIncrease: f(0.2), MinInstances: 10}, time.Hour, timed(figures(20, 20, 0, 0), spread(300, 20)), timed(figures(90, 90, 0, 0), spread(200, 90)), CanaryRolledBack,
+			"median cycle time 5m0s of 20 finished instances against 3m20s of the rest's 90, more than 20% longer"},
+		{"cycle time within", store.CanaryGuard{MaxCycleTimeIncrease: f(0.2), MinInstances: 10, PromoteAfter: "1d"}, 25 * time.Hour, timed(figures(20, 20, 0, 0), spread(230, 20)), timed(figures(90, 90, 0, 0), spread(200, 90)), CanaryPromoted, "1d without a breach"},
+		{"cycle time shown above", store.CanaryGuard{MaxCycleTimeIncrease: f(0.2), MinInstances: 10, Confidence: 0.95}, time.Hour, timed(figures(30, 30, 0, 0), spread(400, 30)), timed(figures(90, 90, 0, 0), spread(200, 90)), CanaryRolledBack, "more than 20% longer (at 95.0% confidence)"},
+		{"cycle time above by chance", store.CanaryGuard{MaxCycleTimeIncrease: f(0.2), MinInstances: 10, Confidence: 0.95}, time.Hour, timed(figures(12, 12, 0, 0), spread(260, 12)), timed(figures(90, 90, 0, 0), spread(200, 90)), "", ""},
+		{"cycle time not yet shown within", store.CanaryGuard{MaxCycleTimeIncrease: f(0.2), MinInstances: 10, PromoteAfter: "1d", Confidence: 0.95}, 25 * time.Hour, timed(figures(12, 12, 0, 0), spread(230, 12)), timed(figures(90, 90, 0, 0), spread(200, 90)), "", ""},
+		{"cycle time shown within", store.CanaryGuard{MaxCycleTimeIncrease: f(0.2), MinInstances: 10, PromoteAfter: "1d", Confidence: 0.95}, 25 * time.Hour, timed(figures(90, 90, 0, 0), spread(200, 90)), timed(figures(90, 90, 0, 0), spread(200, 90)), CanaryPromoted, "1d without a breach"},
 		{"a breach rather than a promotion", store.CanaryGuard{MaxErrorRateIncrease: f(0), MinInstances: 10, PromoteAfter: "1h"}, 25 * time.Hour, figures(20, 19, 1, 0), figures(90, 90, 0, 0), CanaryRolledBack, "error rate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -46,5 +66,23 @@ func TestJudgeCanary(t *testing.T) {
 				t.Fatalf("got %q (%s), %v; want %q (%s)", got, why, err, tc.want, tc.why)
 			}
 		})
+	}
+}
+
+// mannWhitneyZ: U counts, for each of xs, the ys below it and half of
+// those equal (U of [1 2 3] against [2 4] is 1.5, as scipy's
+// mannwhitneyu has it); scaling ys moves them.
+func TestMannWhitneyZ(t *testing.T) {
+	for _, tc := range []struct {
+		xs, ys []float64
+		k, want float64
+	}{
+		{[]float64{1, 2, 3}, []float64{2, 4}, 1, (1.5 - 3) / math.Sqrt(3)},
+		{[]float64{1, 2, 3}, []float64{1, 2}, 2, (1.5 - 3) / math.Sqrt(3)}, // ys as 2 and 4
+		{[]float64{5, 6}, []float64{1, 2, 3}, 1, (6 - 3) / math.Sqrt(3)},
+	} {
+		if got := mannWhitneyZ(tc.xs, tc.ys, tc.k); math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("%v against %v×%g: z %g, want %g", tc.xs, tc.ys, tc.k, got, tc.want)
+		}
 	}
 }

@@ -91,6 +91,9 @@ type kpis struct {
 	ReviewsDecided     int     `json:"reviews_decided"`
 	ReviewsExpired     int     `json:"reviews_expired"`
 	ReviewWaitSeconds  float64 `json:"review_wait_seconds"`
+	// cycles are the cycle times summarized in CycleTime, sorted (seconds),
+	// for the canary guards.
+	cycles []float64
 }
 
 // durationStats summarizes durations, in seconds.
@@ -156,6 +159,7 @@ func (a *kpiAcc) figures() kpis {
 		k.ReviewWaitSeconds = a.wait.Seconds() / float64(k.ReviewsDecided)
 	}
 	k.CycleTime = summarize(a.cycles)
+	k.cycles = a.cycles
 	return k
 }
 

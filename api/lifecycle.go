@@ -234,16 +234,17 @@ type activateRequest struct {
 // validGuard checks a canary's guard: something to watch or a time to
 // promote, a known duration, and the default least number of instances.
 func validGuard(g *store.CanaryGuard) error {
-	if g.MaxErrorRateIncrease == nil && g.MaxReviewRateIncrease == nil && g.PromoteAfter == "" {
-		return badRequest("guard", "names max_error_rate_increase, max_review_rate_increase or promote_after: what to watch, or when to promote")
+	watched := g.MaxErrorRateIncrease != nil || g.MaxReviewRateIncrease != nil || g.MaxCycleTimeIncrease != nil
+	if !watched && g.PromoteAfter == "" {
+		return badRequest("guard", "names max_error_rate_increase, max_review_rate_increase, max_cycle_time_increase or promote_after: what to watch, or when to promote")
 	}
 	if g.PromoteAfter != "" {
 		if d, err := process.ParseDuration(g.PromoteAfter); err != nil || d < time.Minute {
 			return badRequest("guard.promote_after", "must be a duration of at least 1m, such as 24h or 7d (got %q)", g.PromoteAfter)
 		}
 	}
-	if g.Confidence != 0 && g.MaxErrorRateIncrease == nil && g.MaxReviewRateIncrease == nil {
-		return badRequest("guard.confidence", "needs max_error_rate_increase or max_review_rate_increase: the rates it judges")
+	if g.Confidence != 0 && !watched {
+		return badRequest("guard.confidence", "needs max_error_rate_increase, max_review_rate_increase or max_cycle_time_increase: the figures it judges")
 	}
 	if g.MinInstances == 0 {
 		g.MinInstances = defaultGuardMinInstances

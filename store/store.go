@@ -133,8 +133,8 @@ type PolicyState struct {
 // CanaryGuard watches a canary: the instances it applies to against the
 // rest, both started since it began. Once MinInstances of the canary's
 // have finished, it is rolled back (its version stays as a plain shadow)
-// when their error rate, or review rate, exceeds the rest's by more than
-// allowed; and promoted to active when PromoteAfter has passed since it
+// when their error rate, review rate or cycle time exceeds the rest's by
+// more than allowed; and promoted to active when PromoteAfter has passed since it
 // began without that.
 type CanaryGuard struct {
 	// MaxErrorRateIncrease is how far (0 to 1) the canary's error rate may
@@ -143,6 +143,9 @@ type CanaryGuard struct {
 	// MaxReviewRateIncrease is how far (0 to 1) the canary's review rate
 	// (the share of instances reviewed) may exceed the rest's.
 	MaxReviewRateIncrease *float64 `json:"max_review_rate_increase,omitempty"`
+	// MaxCycleTimeIncrease is how much longer (0.2: 20%) the canary's
+	// median cycle time may be than the rest's.
+	MaxCycleTimeIncrease *float64 `json:"max_cycle_time_increase,omitempty"`
 	// MinInstances is how many of the canary's instances must have
 	// finished before it is judged (at least 1).
 	MinInstances int `json:"min_instances"`

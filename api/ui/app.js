@@ -1003,12 +1003,14 @@ async function policyView(id) {
   // A canary's guard: roll it back when its error rate rises too far
   // above the rest's, promote it when its time is up.
   const maxRise = h("input", { name: "max_error_rate_increase", type: "number", min: 0, max: 100, step: "any", size: 4, placeholder: "points" });
+  const maxCycle = h("input", { name: "max_cycle_time_increase", type: "number", min: 0, step: "any", size: 4, placeholder: "%" });
   const promoteAfter = h("input", { name: "promote_after", size: 6, placeholder: "e.g. 24h" });
   const confidence = h("input", { name: "confidence", type: "number", min: 50, max: 99.9, step: "any", size: 4, placeholder: "%" });
   const canaryBody = (v) => {
     const body = { version: v.version, mode: "canary", percent: Number(percent.value) };
     const guard = {};
     if (maxRise.value !== "") guard.max_error_rate_increase = Number(maxRise.value) / 100;
+    if (maxCycle.value !== "") guard.max_cycle_time_increase = Number(maxCycle.value) / 100;
     if (promoteAfter.value.trim()) guard.promote_after = promoteAfter.value.trim();
     if (confidence.value !== "") guard.confidence = Number(confidence.value) / 100;
     if (Object.keys(guard).length) body.guard = guard;
@@ -1018,6 +1020,7 @@ async function policyView(id) {
   const guardText = g ? [
     g.max_error_rate_increase !== undefined ? `roll back if its error rate exceeds the rest's by over ${Math.round(g.max_error_rate_increase * 1000) / 10} points` : null,
     g.max_review_rate_increase !== undefined ? `roll back if its review rate exceeds the rest's by over ${Math.round(g.max_review_rate_increase * 1000) / 10} points` : null,
+    g.max_cycle_time_increase !== undefined ? `roll back if its median cycle time exceeds the rest's by over ${Math.round(g.max_cycle_time_increase * 1000) / 10}%` : null,
     g.promote_after ? `promote after ${g.promote_after}` : null,
   ].filter(Boolean).join("; ") + ` (judged once ${g.min_instances} of its instances have finished` +
     (g.confidence ? `, at ${Math.round(g.confidence * 1000) / 10}% confidence)` : ")") : null;
@@ -1050,6 +1053,7 @@ async function policyView(id) {
     ])),
     h("div", { class: "actions" }, h("label", {}, "Note", note), h("label", {}, "Canary share (%)", percent),
       h("label", { title: "Optional: the canary is rolled back on its own when its error rate exceeds the rest's by more than this" }, "Roll back at error rate + (points)", maxRise),
+      h("label", { title: "Optional: the canary is rolled back on its own when its median cycle time exceeds the rest's by more than this" }, "Roll back at cycle time + (%)", maxCycle),
       h("label", { title: "Optional: the canary is promoted on its own after this long without a breach" }, "Promote after", promoteAfter),
       h("label", { title: "Optional: judge the rates as samples; roll back, or promote, only when the figures show it with this confidence" }, "Confidence (%)", confidence),
       st.mode !== "disabled" ? button("Disable", () => change("disable", {}, `${id} is disabled.`), "danger") : null),

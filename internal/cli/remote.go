@@ -123,6 +123,7 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 	note := fs.String("note", "", "change note recorded with each new version")
 	guardErr := fs.Float64("guard-max-error-rate-increase", -1, "with --mode canary: roll a canary back on its own when its error rate exceeds the rest's by more than this (0 to 1; 0.05 is 5 points)")
 	guardReview := fs.Float64("guard-max-review-rate-increase", -1, "with --mode canary: roll a canary back on its own when its review rate exceeds the rest's by more than this (0 to 1)")
+	guardCycle := fs.Float64("guard-max-cycle-time-increase", -1, "with --mode canary: roll a canary back on its own when its median cycle time exceeds the rest's by more than this share (0.2 is 20%)")
 	guardMin := fs.Int("guard-min-instances", 0, "with a guard: how many of the canary's instances must have finished before it is judged (default 20)")
 	guardPromote := fs.String("guard-promote-after", "", "with --mode canary: promote a canary on its own after this long without a breach (24h, 7d)")
 	guardConfidence := fs.Float64("guard-confidence", 0, "with a guard's rates: judge them as samples, rolling back or promoting only when the figures show it with this confidence (0.5 to 0.999, such as 0.95)")
@@ -143,6 +144,9 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 	if *guardReview >= 0 {
 		guard["max_review_rate_increase"] = *guardReview
 	}
+	if *guardCycle >= 0 {
+		guard["max_cycle_time_increase"] = *guardCycle
+	}
 	if *guardPromote != "" {
 		guard["promote_after"] = *guardPromote
 	}
@@ -154,7 +158,7 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 	}
 	validGuard := len(guard) == 0 || canary
 	if *dir == "" || *rf.key == "" || !validMode || !validPercent || !validGuard {
-		fmt.Fprintf(stderr, "usage: adaptflow policy %s -f DIR --api-key KEY [--server URL] [--mode active|shadow|canary --percent 1-99 [--guard-max-error-rate-increase X] [--guard-max-review-rate-increase X] [--guard-min-instances N] [--guard-promote-after D] [--guard-confidence C]]\n", name)
+		fmt.Fprintf(stderr, "usage: adaptflow policy %s -f DIR --api-key KEY [--server URL] [--mode active|shadow|canary --percent 1-99 [--guard-max-error-rate-increase X] [--guard-max-review-rate-increase X] [--guard-max-cycle-time-increase X] [--guard-min-instances N] [--guard-promote-after D] [--guard-confidence C]]\n", name)
 		return 2
 	}
 	b, err := loadDir(*dir)
