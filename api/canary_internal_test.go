@@ -74,7 +74,7 @@ func TestJudgeCanary(t *testing.T) {
 // mannwhitneyu has it); scaling ys moves them.
 func TestMannWhitneyZ(t *testing.T) {
 	for _, tc := range []struct {
-		xs, ys []float64
+		xs, ys  []float64
 		k, want float64
 	}{
 		{[]float64{1, 2, 3}, []float64{2, 4}, 1, (1.5 - 3) / math.Sqrt(3)},
