@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -140,7 +141,16 @@ func (s *server) getProcess(c *gin.Context) {
 	if !ok {
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"name": def.Name, "version": def.Version, "author": rec.Author, "created_at": rec.CreatedAt, "definition": def})
+	out := gin.H{"name": def.Name, "version": def.Version, "author": rec.Author, "created_at": rec.CreatedAt, "definition": def}
+	if latest, err := s.Definitions.Definition(c.Request.Context(), def.Name, 0); err == nil && latest.Version == def.Version && len(def.Schedules) > 0 {
+		now := time.Now()
+		schedules := make([]gin.H, len(def.Schedules))
+		for i, sc := range def.Schedules {
+			schedules[i] = gin.H{"id": sc.ID, "cron": sc.Cron, "timezone": cmp.Or(sc.Timezone, "UTC"), "next_run": NextRun(sc, now)}
+		}
+		out["schedules"] = schedules
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 // putPolicy registers a policy version; it must compile against the latest

@@ -24,6 +24,9 @@ func RegisterDefinition(ctx context.Context, defs DefinitionStore, env *policies
 	if err := env.CheckDefinition(def); err != nil {
 		return nil, false, err
 	}
+	if err := checkSchedules(def); err != nil {
+		return nil, false, err
+	}
 	doc := process.JSON(def)
 	created, err := defs.PutDefinition(ctx, store.DefinitionRecord{
 		Name: def.Name, Version: def.Version, Doc: doc, Digest: digest(doc), Author: author, CreatedAt: time.Now().UTC(),

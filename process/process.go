@@ -41,6 +41,45 @@ type Definition struct {
 	Callback *Callback `json:"callback,omitempty" yaml:"callback,omitempty"`
 	// Limits bounds what policies may do to one instance.
 	Limits Limits `json:"limits,omitzero" yaml:"limits,omitempty"`
+	// Schedules start instances on their own at the times of a cron
+	// expression: a nightly reconciliation, a weekly review. Those of the
+	// latest version of a definition apply.
+	Schedules []Schedule `json:"schedules,omitempty" yaml:"schedules,omitempty"`
+}
+
+// Schedule starts an instance of its process at each time of a cron
+// expression, with a fixed input and the business key
+// "schedule:ID:TIME" (the time it was due, UTC, RFC 3339): one instance
+// per due time, however many servers run.
+type Schedule struct {
+	ID string `json:"id" yaml:"id"`
+	// Cron is five fields (minute, hour, day of month, month, day of
+	// week: "0 2 * * *" is 02:00 every day) or a descriptor: @hourly,
+	// @daily, @weekly, @monthly, @every 6h.
+	Cron string `json:"cron" yaml:"cron"`
+	// Timezone is the IANA zone the times are read in (default UTC).
+	Timezone string `json:"timezone,omitempty" yaml:"timezone,omitempty"`
+	// Input is the input of every instance it starts.
+	Input map[string]any `json:"input,omitempty" yaml:"input,omitempty"`
+	// CatchUp is how far back a start missed while no server ran is made
+	// up for ("24h"; default DefaultCatchUp, at most MaxCatchUp).
+	CatchUp string `json:"catch_up,omitempty" yaml:"catch_up,omitempty"`
+}
+
+// The catch-up of a schedule: by default long enough to cover a server's
+// restart or a hand-over between replicas.
+const (
+	DefaultCatchUp = 10 * time.Minute
+	MaxCatchUp     = 7 * 24 * time.Hour
+)
+
+// CatchUpWindow is how far back s makes up for missed starts.
+func (s Schedule) CatchUpWindow() time.Duration {
+	d, err := ParseDuration(s.CatchUp)
+	if s.CatchUp == "" || err != nil || d <= 0 {
+		return DefaultCatchUp
+	}
+	return min(d, MaxCatchUp)
 }
 
 // Limits are per-instance guardrails that no policy can exceed.

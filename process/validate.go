@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -177,6 +178,39 @@ func (d *Definition) Validate() error {
 			}
 		default:
 			es.Add(path+".kind", "unknown signal kind %q (known: arrival_rate, value, duration)", s.Kind)
+		}
+	}
+	ids := map[string]bool{}
+	for i, sc := range d.Schedules {
+		path := fmt.Sprintf("schedules[%d]", i)
+		if !identRE.MatchString(sc.ID) || ids[sc.ID] {
+			es.Add(path+".id", "must be lower-case letters, digits, '-' or '_', starting with a letter, and unique (got %q)", sc.ID)
+		}
+		ids[sc.ID] = true
+		if strings.TrimSpace(sc.Cron) == "" {
+			es.Add(path+".cron", "is required: five fields (\"0 2 * * *\") or a descriptor (@daily, @every 6h)")
+		}
+		if _, err := time.LoadLocation(sc.Timezone); err != nil {
+			es.Add(path+".timezone", "must be an IANA time zone such as Europe/Berlin (got %q)", sc.Timezone)
+		}
+		if sc.CatchUp != "" {
+			if c, err := ParseDuration(sc.CatchUp); err != nil || c <= 0 || c > MaxCatchUp {
+				es.Add(path+".catch_up", "must be a duration from 1s to 7d, such as 24h (got %q)", sc.CatchUp)
+			}
+		}
+		input := sc.Input
+		if input == nil {
+			input = map[string]any{}
+		}
+		if err := d.ValidateInput(input); err != nil {
+			var ies Errors
+			if errors.As(err, &ies) {
+				for _, e := range ies {
+					es.Add(path+"."+e.Path, "%s", e.Message)
+				}
+			} else {
+				es.Add(path+".input", "%s", err.Error())
+			}
 		}
 	}
 	if cb := d.Callback; cb != nil {

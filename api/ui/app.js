@@ -764,6 +764,13 @@ async function processView(name, q) {
       h("p", {}, `${c.policy_id}: v${c.canary_version} on ${c.percent}% against v${c.active_version ?? "—"}, since `, when(c.since)),
       table(kpiCols({ title: "Cohort", cell: (x) => x.cohort }), [{ cohort: "canary", ...c.canary }, { cohort: "rest", ...c.rest }])))] : null,
     sig ? signalsSection(sig, since) : null,
+    def.schedules?.length ? [h("h2", {}, "Schedules"), table([
+      { title: "Schedule", cell: (x) => x.id },
+      { title: "When", cell: (x) => h("code", {}, x.cron) },
+      { title: "Time zone", cell: (x) => x.timezone },
+      { title: "Next start", cell: (x) => when(x.next_run) },
+      { title: "Instances", cell: (x) => link(`#/instances?process=${enc}`, "list") },
+    ], def.schedules)] : null,
     h("h2", {}, "Policies in force"),
     table([
       { title: "Policy", cell: (p) => link("#/policies/" + encodeURIComponent(p.id), p.id) },

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+	_ "time/tzdata" // time zones of schedules and calendars, wherever the binary runs
 
 	"github.com/adaptflow/adaptflow/internal/app"
 	"github.com/adaptflow/adaptflow/internal/cli"

@@ -82,6 +82,9 @@ type Options struct {
 	// CanaryGuardEvery is how often the API judges the canaries that have
 	// a guard (default a minute; tests shorten it).
 	CanaryGuardEvery time.Duration
+	// ScheduleEvery is how often the API starts the instances the
+	// processes' schedules are due for (default 10s; tests shorten it).
+	ScheduleEvery time.Duration
 	// Retention is how long the embedded Temporal server (dev) keeps the
 	// history of a finished workflow: a failed instance can be retried, and
 	// Temporal's UI shows it, until then.

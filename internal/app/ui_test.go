@@ -317,6 +317,14 @@ steps:
 		t.Fatalf("the CSV (%v):\n%s", err, csv)
 	}
 
+	// A process with a schedule shows it, and when it next starts.
+	d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml",
+		"name: stocktake\nversion: 1\ninput: {properties: {region: {type: string}}}\nsteps: [{id: count, kind: task, task: noop}]\nschedules: [{id: weekly, cron: \"0 6 * * 1\", timezone: Europe/Berlin, input: {region: north}}]\n"), http.StatusCreated)
+	b.open("/processes/stocktake", "main", "Next start")
+	if txt := b.text("main"); !strings.Contains(txt, "Schedules") || !strings.Contains(txt, "0 6 * * 1") || !strings.Contains(txt, "Europe/Berlin") {
+		t.Fatalf("the process page's schedules:\n%s", txt)
+	}
+
 	b.open("/processes/customer-onboarding", "main .tiles", "started")
 	if tiles := b.text("main .tiles"); !strings.Contains(tiles, "1\ncompleted") || !strings.Contains(tiles, "100.0%\ninstances reviewed") {
 		t.Fatalf("KPI tiles:\n%s", tiles)

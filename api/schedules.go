@@ -1,0 +1,209 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/workflows"
+)
+
+// cronParser reads the cron expressions of schedules: five fields, or a
+// descriptor (@daily, @every 6h).
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// maxDuePerPass bounds the starts one schedule makes up for in a pass (a
+// schedule @every 1m with a catch-up of 7d is due 10,080 times).
+const maxDuePerPass = 1000
+
+// ScheduledBy is who the instances a schedule starts are created by.
+const ScheduledBy = "scheduler"
+
+// parseSchedule reads a schedule's expression in its time zone.
+func parseSchedule(sc process.Schedule) (cron.Schedule, error) {
+	loc, err := time.LoadLocation(sc.Timezone)
+	if err != nil {
+		return nil, err
+	}
+	sch, err := cronParser.Parse(sc.Cron)
+	if err != nil {
+		return nil, err
+	}
+	// An expression that names its zone (CRON_TZ=Europe/Berlin 0 2 * * *)
+	// keeps it; the others are read in the schedule's (default UTC).
+	if spec, ok := sch.(*cron.SpecSchedule); ok && !strings.HasPrefix(sc.Cron, "CRON_TZ=") && !strings.HasPrefix(sc.Cron, "TZ=") {
+		spec.Location = loc
+	}
+	return sch, nil
+}
+
+// checkSchedules checks the cron expressions of a definition's schedules
+// (the rest of a schedule is checked with the definition).
+func checkSchedules(def *process.Definition) error {
+	var es process.Errors
+	for i, sc := range def.Schedules {
+		if _, err := cronParser.Parse(sc.Cron); err != nil && sc.Cron != "" {
+			es.Add(fmt.Sprintf("schedules[%d].cron", i), "%v: five fields (\"0 2 * * *\" is 02:00 every day) or a descriptor (@hourly, @daily, @weekly, @monthly, @every 6h)", err)
+		}
+	}
+	return es.Err()
+}
+
+// dueTimes are the times of sch in (from, to], oldest first, at most
+// limit (the latest ones, when there are more).
+func dueTimes(sch cron.Schedule, from, to time.Time, limit int) []time.Time {
+	var out []time.Time
+	for t := sch.Next(from); !t.IsZero() && !t.After(to); t = sch.Next(t) {
+		out = append(out, t)
+		if len(out) > limit {
+			out = out[1:]
+		}
+	}
+	return out
+}
+
+// lookBack is where a pass at now looks back to for a schedule: the pass
+// before (last), else its catch-up, but not before its definition version
+// was registered (a new schedule makes up for no time before it was).
+func lookBack(now time.Time, catchUp time.Duration, registered, last time.Time) time.Time {
+	from := now.Add(-catchUp)
+	if registered.After(from) {
+		from = registered
+	}
+	if last.After(from) {
+		from = last
+	}
+	return from
+}
+
+// NextRun is when sc next starts an instance after now (zero when its
+// expression cannot be read).
+func NextRun(sc process.Schedule, now time.Time) time.Time {
+	sch, err := parseSchedule(sc)
+	if err != nil {
+		return time.Time{}
+	}
+	return sch.Next(now)
+}
+
+// ScheduleKey is the business key of the instance a schedule starts for a
+// due time.
+func ScheduleKey(scheduleID string, due time.Time) string {
+	return "schedule:" + scheduleID + ":" + due.UTC().Format(time.RFC3339)
+}
+
+// Scheduler starts the instances the schedules of the latest definitions
+// are due for, as a start through the API would (stored first, then
+// started). One pass looks back to the pass before, or, at first, as far
+// as each schedule's catch-up; each due time is one instance, by its
+// business key, so passes that overlap, or two schedulers, start it once.
+type Scheduler struct {
+	opts Options
+	// since is where the next pass looks back to, by process/schedule.
+	since map[string]time.Time
+	defs  map[string]*process.Definition // parsed, by name@version
+}
+
+// NewScheduler is a Scheduler with the API's options.
+func NewScheduler(o Options) *Scheduler {
+	o.defaults()
+	return &Scheduler{opts: o, since: map[string]time.Time{}, defs: map[string]*process.Definition{}}
+}
+
+// ScheduledStart is one instance a scheduler pass started.
+type ScheduledStart struct {
+	Process, Schedule, InstanceID string
+	Due                           time.Time
+}
+
+// Run starts what is due up to now and returns what it started; an error
+// leaves the schedules it concerns to be looked at again by the next
+// pass.
+func (sc *Scheduler) Run(ctx context.Context, now time.Time) ([]ScheduledStart, error) {
+	recs, err := sc.opts.Definitions.Definitions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("schedules: %w", err)
+	}
+	st := &starter{opts: &sc.opts}
+	defer st.flushMarks()
+	var started []ScheduledStart
+	for _, rec := range recs {
+		def, err := sc.definition(rec)
+		if err != nil {
+			return started, err
+		}
+		for _, s := range def.Schedules {
+			key := def.Name + "/" + s.ID
+			sch, err := parseSchedule(s)
+			if err != nil {
+				continue // refused when the definition was registered
+			}
+			for _, due := range dueTimes(sch, lookBack(now, s.CatchUpWindow(), rec.CreatedAt, sc.since[key]), now, maxDuePerPass) {
+				id, created, err := sc.start(ctx, st, def, s, due)
+				if err != nil {
+					return started, fmt.Errorf("schedule %s of %s, due %s: %w", s.ID, def.Name, due.Format(time.RFC3339), err)
+				}
+				if created {
+					started = append(started, ScheduledStart{Process: def.Name, Schedule: s.ID, InstanceID: id, Due: due})
+				}
+			}
+			sc.since[key] = now
+		}
+	}
+	return started, nil
+}
+
+// definition is the parsed definition of rec, kept across passes.
+func (sc *Scheduler) definition(rec store.DefinitionRecord) (*process.Definition, error) {
+	key := fmt.Sprintf("%s@%d", rec.Name, rec.Version)
+	if def, ok := sc.defs[key]; ok {
+		return def, nil
+	}
+	var def process.Definition
+	if err := json.Unmarshal(rec.Doc, &def); err != nil {
+		return nil, fmt.Errorf("schedules: definition %s: %w", key, err)
+	}
+	sc.defs[key] = &def
+	return &def, nil
+}
+
+// start stores and starts the instance of s due at due, unless it was
+// (then only finishing its start, should that be pending).
+func (sc *Scheduler) start(ctx context.Context, st *starter, def *process.Definition, s process.Schedule, due time.Time) (string, bool, error) {
+	input := s.Input
+	if input == nil {
+		input = map[string]any{}
+	}
+	key := ScheduleKey(s.ID, due)
+	inst, created, err := sc.opts.Instances.CreateInstance(ctx, store.Instance{
+		ID: InstanceID(def.Name, key), Process: def.Name, ProcessVersion: def.Version, BusinessKey: key,
+		Input: process.JSON(input), CreatedBy: ScheduledBy, CreatedAt: time.Now().UTC(),
+		State:        process.JSON(workflows.NewState(def, workflows.StatusStarting)),
+		PendingStart: true,
+	})
+	if err != nil || !inst.PendingStart {
+		return inst.ID, created, err
+	}
+	// Stored before (by a pass that stopped midway) at another version:
+	// started as stored.
+	if inst.ProcessVersion != def.Version {
+		rec, err := sc.opts.Definitions.Definition(ctx, def.Name, inst.ProcessVersion)
+		if err != nil {
+			return inst.ID, created, err
+		}
+		if def, err = sc.definition(rec); err != nil {
+			return inst.ID, created, err
+		}
+	}
+	var stored map[string]any
+	if err := json.Unmarshal(inst.Input, &stored); err != nil {
+		return inst.ID, created, err
+	}
+	return inst.ID, created, st.startNow(ctx, def, inst, stored)
+}

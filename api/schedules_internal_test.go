@@ -1,0 +1,85 @@
+package api
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/adaptflow/adaptflow/process"
+)
+
+func TestScheduleTimes(t *testing.T) {
+	at := func(s string) time.Time {
+		t.Helper()
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, tc := range []struct {
+		name     string
+		sc       process.Schedule
+		from, to string
+		want     []string
+	}{
+		{"daily at 02:00 UTC", process.Schedule{Cron: "0 2 * * *"}, "2026-03-28T00:00:00Z", "2026-03-30T03:00:00Z",
+			[]string{"2026-03-28T02:00:00Z", "2026-03-29T02:00:00Z", "2026-03-30T02:00:00Z"}},
+		// Berlin moves to summer time on 29 March 2026: 02:00 local is 01:00
+		// UTC before, 00:00 UTC after, and that day has no 02:00, so no
+		// start (as the README warns: pick a time clocks do not skip).
+		{"daily at 02:00 in Berlin", process.Schedule{Cron: "0 2 * * *", Timezone: "Europe/Berlin"}, "2026-03-28T00:00:00Z", "2026-03-30T03:00:00Z",
+			[]string{"2026-03-28T01:00:00Z", "2026-03-30T00:00:00Z"}},
+		{"daily at 04:00 in Berlin", process.Schedule{Cron: "0 4 * * *", Timezone: "Europe/Berlin"}, "2026-03-28T00:00:00Z", "2026-03-30T03:00:00Z",
+			[]string{"2026-03-28T03:00:00Z", "2026-03-29T02:00:00Z", "2026-03-30T02:00:00Z"}},
+		{"a zone in the expression", process.Schedule{Cron: "CRON_TZ=Asia/Tokyo 30 9 * * 1"}, "2026-11-20T00:00:00Z", "2026-12-01T00:00:00Z",
+			[]string{"2026-11-23T00:30:00Z", "2026-11-30T00:30:00Z"}},
+		{"every 6h", process.Schedule{Cron: "@every 6h"}, "2026-01-01T00:00:00Z", "2026-01-01T13:00:00Z",
+			[]string{"2026-01-01T06:00:00Z", "2026-01-01T12:00:00Z"}},
+		{"from is left out, to is in", process.Schedule{Cron: "@hourly"}, "2026-01-01T01:00:00Z", "2026-01-01T03:00:00Z",
+			[]string{"2026-01-01T02:00:00Z", "2026-01-01T03:00:00Z"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sch, err := parseSchedule(tc.sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, d := range dueTimes(sch, at(tc.from), at(tc.to), 100) {
+				got = append(got, d.UTC().Format(time.RFC3339))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("due %v, want %v", got, tc.want)
+			}
+		})
+	}
+	// At most limit, the latest.
+	sch, _ := parseSchedule(process.Schedule{Cron: "@hourly"})
+	if got := dueTimes(sch, at("2026-01-01T00:00:00Z"), at("2026-01-02T00:00:00Z"), 3); len(got) != 3 || !got[2].Equal(at("2026-01-02T00:00:00Z")) {
+		t.Fatalf("limited: %v", got)
+	}
+	if got := ScheduleKey("nightly", at("2026-03-29T01:00:00+01:00")); got != "schedule:nightly:2026-03-29T00:00:00Z" {
+		t.Fatalf("key %q", got)
+	}
+}
+
+// lookBack: the pass before, else the catch-up, never before the
+// definition version was registered.
+func TestScheduleLookBack(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name             string
+		catchUp          time.Duration
+		registered, last time.Time
+		want             time.Time
+	}{
+		{"first pass", 10 * time.Minute, now.Add(-30 * 24 * time.Hour), time.Time{}, now.Add(-10 * time.Minute)},
+		{"a long catch-up", 24 * time.Hour, now.Add(-30 * 24 * time.Hour), time.Time{}, now.Add(-24 * time.Hour)},
+		{"a new schedule", 24 * time.Hour, now.Add(-time.Hour), time.Time{}, now.Add(-time.Hour)},
+		{"the pass before", 24 * time.Hour, now.Add(-30 * 24 * time.Hour), now.Add(-10 * time.Second), now.Add(-10 * time.Second)},
+	} {
+		if got := lookBack(now, tc.catchUp, tc.registered, tc.last); !got.Equal(tc.want) {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}

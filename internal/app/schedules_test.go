@@ -1,0 +1,59 @@
+package app_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/adaptflow/adaptflow/internal/app"
+)
+
+// TestScheduleStartsInstances: a process whose definition has a schedule
+// gets an instance at each due time, with the schedule's input and a
+// business key naming the time, and runs it; a new version without the
+// schedule stops it.
+func TestScheduleStartsInstances(t *testing.T) {
+	d := startDev(t, t.TempDir(), freeAddr(t), func(o *app.Options) { o.ScheduleEvery = 200 * time.Millisecond })
+	const head = "name: tick\ninput: {required: [region], properties: {region: {type: string}}}\nsteps: [{id: count, kind: task, task: noop}]\n"
+	d.expect(call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", "version: 1\n"+head+`schedules: [{id: stock, cron: "@every 1s", input: {region: north}}]`+"\n"), http.StatusCreated)
+	if p := d.expect(d.call("GET", "/v1/processes/tick", adminKey, ""), http.StatusOK); !strings.Contains(p.raw, `"next_run"`) {
+		t.Fatalf("the process's schedules: %s", p.raw)
+	}
+	list := func() []any {
+		r := d.expect(d.call("GET", "/v1/processes/tick/instances?limit=500", adminKey, ""), http.StatusOK)
+		return r.body["instances"].([]any)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(list()) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d scheduled instances after 30 s, want 3", len(list()))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	seen := map[string]bool{}
+	for _, it := range list() {
+		in := it.(map[string]any)
+		key := in["business_key"].(string)
+		if !strings.HasPrefix(key, "schedule:stock:") || seen[key] {
+			t.Fatalf("business key %q (twice: %v)", key, seen[key])
+		}
+		seen[key] = true
+		if _, err := time.Parse(time.RFC3339, strings.TrimPrefix(key, "schedule:stock:")); err != nil {
+			t.Fatalf("business key %q: %v", key, err)
+		}
+		got := d.waitStatus(in["id"].(string), "completed")
+		if input, _ := got["input"].(map[string]any); got["created_by"] != "scheduler" || input["region"] != "north" {
+			t.Fatalf("scheduled instance: %v", got)
+		}
+	}
+
+	// Version 2 has no schedule: once a pass has read it, none starts.
+	d.expect(call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", "version: 2\n"+head), http.StatusCreated)
+	time.Sleep(time.Second) // a pass that read version 1 may still start one
+	n := len(list())
+	time.Sleep(2 * time.Second) // two due times of the old schedule
+	if m := len(list()); m != n {
+		t.Fatalf("%d instances started after the schedule was taken out", m-n)
+	}
+}
