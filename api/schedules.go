@@ -35,12 +35,28 @@ func parseSchedule(sc process.Schedule) (cron.Schedule, error) {
 	if err != nil {
 		return nil, err
 	}
-	// An expression that names its zone (CRON_TZ=Europe/Berlin 0 2 * * *)
-	// keeps it; the others are read in the schedule's (default UTC).
-	if spec, ok := sch.(*cron.SpecSchedule); ok && !strings.HasPrefix(sc.Cron, "CRON_TZ=") && !strings.HasPrefix(sc.Cron, "TZ=") {
-		spec.Location = loc
+	switch sch := sch.(type) {
+	case *cron.SpecSchedule:
+		// An expression that names its zone (CRON_TZ=Europe/Berlin 0 2 * *
+		// *) keeps it; the others are read in the schedule's (default UTC).
+		if !strings.HasPrefix(sc.Cron, "CRON_TZ=") && !strings.HasPrefix(sc.Cron, "TZ=") {
+			sch.Location = loc
+		}
+	case cron.ConstantDelaySchedule:
+		return everySchedule{every: sch.Delay}, nil
 	}
 	return sch, nil
+}
+
+// everySchedule is "@every D" on a fixed grid: the multiples of D since
+// the Unix epoch. cron's own counts D from the time it is asked about, so
+// two passes (or replicas) would not agree on the due times, and each
+// would start instances of its own.
+type everySchedule struct{ every time.Duration }
+
+func (e everySchedule) Next(t time.Time) time.Time {
+	since := t.Sub(time.Unix(0, 0))
+	return time.Unix(0, 0).Add((since/e.every + 1) * e.every).In(t.Location())
 }
 
 // checkSchedules checks the cron expressions of a definition's schedules

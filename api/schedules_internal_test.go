@@ -36,6 +36,11 @@ func TestScheduleTimes(t *testing.T) {
 			[]string{"2026-11-23T00:30:00Z", "2026-11-30T00:30:00Z"}},
 		{"every 6h", process.Schedule{Cron: "@every 6h"}, "2026-01-01T00:00:00Z", "2026-01-01T13:00:00Z",
 			[]string{"2026-01-01T06:00:00Z", "2026-01-01T12:00:00Z"}},
+		// On a fixed grid, whenever a pass looks back from.
+		{"every 6h from any time", process.Schedule{Cron: "@every 6h"}, "2026-01-01T03:17:42Z", "2026-01-01T13:00:00Z",
+			[]string{"2026-01-01T06:00:00Z", "2026-01-01T12:00:00Z"}},
+		{"every 90s", process.Schedule{Cron: "@every 90s"}, "2026-01-01T00:00:01Z", "2026-01-01T00:04:00Z",
+			[]string{"2026-01-01T00:01:30Z", "2026-01-01T00:03:00Z"}},
 		{"from is left out, to is in", process.Schedule{Cron: "@hourly"}, "2026-01-01T01:00:00Z", "2026-01-01T03:00:00Z",
 			[]string{"2026-01-01T02:00:00Z", "2026-01-01T03:00:00Z"}},
 	} {
