@@ -523,6 +523,19 @@ func TestProcessCommand(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "PROCESS") || !strings.Contains(out, "payouts  v1") || !strings.Contains(out, "shop") {
 		t.Fatalf("list: exit %d\n%s", code, out)
 	}
+	code, out = run(t, cmd, append([]string{"schedules", "payouts"}, remote...)...)
+	if code != 0 || !strings.Contains(out, "payouts v1 has no schedules") {
+		t.Fatalf("schedules of a process with none: exit %d\n%s", code, out)
+	}
+	const weekly = "name: payouts\nversion: 2\ninput: {properties: {amount: {type: number}}}\nsteps: [{id: pay, kind: task, task: noop}]\nschedules: [{id: weekly, cron: \"0 6 * * 1\", timezone: Asia/Tokyo, input: {amount: 0}}]\n"
+	if _, _, err := api.RegisterDefinition(t.Context(), st, env, []byte(weekly), "t"); err != nil {
+		t.Fatal(err)
+	}
+	code, out = run(t, cmd, append([]string{"schedules", "payouts"}, remote...)...)
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "SCHEDULE") ||
+		!strings.HasPrefix(lines[1], "weekly") || !strings.Contains(lines[1], "0 6 * * 1") || !strings.Contains(lines[1], "Asia/Tokyo") {
+		t.Fatalf("schedules: exit %d\n%s", code, out)
+	}
 	for _, args := range [][]string{{}, {"signals"}, {"kpis", "--api-key", "k"}, {"list", "payouts", "--api-key", "k"}, {"stats", "payouts", "--api-key", "k"}, {"signals", "a", "b", "--api-key", "k"}, {"observations", "payouts", "--api-key", "k"}} {
 		if code, out := run(t, cmd, args...); code != 2 || !strings.Contains(out, "usage:") {
 			t.Fatalf("%v: exit %d\n%s", args, code, out)

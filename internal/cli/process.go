@@ -28,6 +28,7 @@ const processUsage = `usage:
   adaptflow process signals NAME [--since 7d] [--bucket 1h] [--version N] [--flagged 5]
   adaptflow process observations NAME SIGNAL [--since 30d] [--anomalous] [--version N]   (CSV, oldest first)
   adaptflow process classify NAME (--text TEXT | --text - | --input JSON) [--version N]   (try its classifier; no instance)
+  adaptflow process schedules NAME   (its schedules, and when each next starts an instance)
 flags common to all: --server URL ($ADAPTFLOW_SERVER) --api-key KEY ($ADAPTFLOW_API_KEY) --json`
 
 // signalPoint is an observation of a signal as the API reports it.
@@ -95,7 +96,7 @@ type kpiFigures struct {
 // Process runs `adaptflow process`: the registered processes, a process's
 // KPIs, and where its signals stand, through a running server's API.
 func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, fs, ok := subcommand("process", args, []string{"list", "kpis", "steps", "signals", "observations", "classify"}, processUsage, stderr)
+	sub, fs, ok := subcommand("process", args, []string{"list", "kpis", "steps", "signals", "observations", "classify", "schedules"}, processUsage, stderr)
 	if !ok {
 		return 2
 	}
@@ -112,7 +113,7 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return 2
 	}
-	wantPos := map[string]int{"list": 0, "kpis": 1, "steps": 1, "signals": 1, "observations": 2, "classify": 1}[sub]
+	wantPos := map[string]int{"list": 0, "kpis": 1, "steps": 1, "signals": 1, "observations": 2, "classify": 1, "schedules": 1}[sub]
 	if *rf.key == "" || len(pos) != wantPos {
 		fmt.Fprintln(stderr, processUsage)
 		return 2
@@ -132,7 +133,7 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	q := url.Values{}
-	if sub != "list" {
+	if sub != "list" && sub != "schedules" {
 		q.Set("since", *since)
 	}
 	if sub == "signals" {
@@ -145,7 +146,11 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		q.Set("version", fmt.Sprint(*version))
 	}
 	path := "/v1/processes"
-	if sub != "list" {
+	switch sub {
+	case "list":
+	case "schedules": // the process, which lists its schedules
+		path += "/" + url.PathEscape(pos[0])
+	default:
 		path += "/" + url.PathEscape(pos[0]) + "/" + sub + "?" + q.Encode()
 	}
 	r := rf.remote()
@@ -177,6 +182,28 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(tw, "PROCESS\tVERSION\tBY\tREGISTERED")
 		for _, p := range v.Processes {
 			fmt.Fprintf(tw, "%s\tv%d\t%s\t%s\n", p.Name, p.Version, p.Author, p.CreatedAt.Local().Format(time.DateTime))
+		}
+		_ = tw.Flush()
+	case "schedules":
+		var v struct {
+			Name      string
+			Version   int
+			Schedules []struct {
+				ID, Cron, Timezone string
+				NextRun            time.Time `json:"next_run"`
+			}
+		}
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fail(err)
+		}
+		if len(v.Schedules) == 0 {
+			fmt.Fprintf(stdout, "%s v%d has no schedules\n", v.Name, v.Version)
+			return 0
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "SCHEDULE\tCRON\tTIME ZONE\tNEXT START")
+		for _, sc := range v.Schedules {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", sc.ID, sc.Cron, sc.Timezone, sc.NextRun.Local().Format(time.DateTime))
 		}
 		_ = tw.Flush()
 	case "kpis":
