@@ -39,14 +39,47 @@ func parseSchedule(sc process.Schedule) (cron.Schedule, error) {
 	case *cron.SpecSchedule:
 		// An expression that names its zone (CRON_TZ=Europe/Berlin 0 2 * *
 		// *) keeps it; the others are read in the schedule's (default UTC).
-		if !strings.HasPrefix(sc.Cron, "CRON_TZ=") && !strings.HasPrefix(sc.Cron, "TZ=") {
-			sch.Location = loc
+		if strings.HasPrefix(sc.Cron, "CRON_TZ=") || strings.HasPrefix(sc.Cron, "TZ=") {
+			loc = sch.Location
 		}
+		wall := *sch
+		wall.Location = time.UTC
+		return wallSchedule{spec: &wall, loc: loc}, nil
 	case cron.ConstantDelaySchedule:
 		return everySchedule{every: sch.Delay}, nil
 	}
 	return sch, nil
 }
+
+// wallSchedule reads a cron expression on the wall clock of its zone, as
+// cron does: a time the clocks skip (02:30 on the night they spring
+// forward) comes when they have (03:30), and one they repeat (02:30 on
+// the night they fall back) comes once. cron/v3 itself passes over a
+// skipped time, and a nightly schedule at 02:30 would miss a day a year.
+type wallSchedule struct {
+	spec *cron.SpecSchedule // over wall times, written as UTC
+	loc  *time.Location
+}
+
+func (w wallSchedule) Next(t time.Time) time.Time {
+	lt := t.In(w.loc)
+	// The wall clock can read later at t than at a time after it (within
+	// the hour the clocks repeat), by as much as a zone's shift, 2 hours
+	// at most: the search starts that far back, and passes over the wall
+	// times that come at t or before.
+	wall := time.Date(lt.Year(), lt.Month(), lt.Day(), lt.Hour(), lt.Minute(), lt.Second(), lt.Nanosecond(), time.UTC).Add(-maxZoneShift)
+	for {
+		if wall = w.spec.Next(wall); wall.IsZero() {
+			return wall
+		}
+		if at := time.Date(wall.Year(), wall.Month(), wall.Day(), wall.Hour(), wall.Minute(), wall.Second(), 0, w.loc); at.After(t) {
+			return at
+		}
+	}
+}
+
+// maxZoneShift is the largest change of a zone's offset at a transition.
+const maxZoneShift = 2 * time.Hour
 
 // everySchedule is "@every D" on a fixed grid: the multiples of D since
 // the Unix epoch. cron's own counts D from the time it is asked about, so

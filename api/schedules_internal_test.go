@@ -26,10 +26,19 @@ func TestScheduleTimes(t *testing.T) {
 		{"daily at 02:00 UTC", process.Schedule{Cron: "0 2 * * *"}, "2026-03-28T00:00:00Z", "2026-03-30T03:00:00Z",
 			[]string{"2026-03-28T02:00:00Z", "2026-03-29T02:00:00Z", "2026-03-30T02:00:00Z"}},
 		// Berlin moves to summer time on 29 March 2026: 02:00 local is 01:00
-		// UTC before, 00:00 UTC after, and that day has no 02:00, so no
-		// start (as the README warns: pick a time clocks do not skip).
+		// UTC before, 00:00 UTC after; that day has no 02:00, so the start
+		// comes as the clocks jump to 03:00 (01:00 UTC), as cron does.
 		{"daily at 02:00 in Berlin", process.Schedule{Cron: "0 2 * * *", Timezone: "Europe/Berlin"}, "2026-03-28T00:00:00Z", "2026-03-30T03:00:00Z",
-			[]string{"2026-03-28T01:00:00Z", "2026-03-30T00:00:00Z"}},
+			[]string{"2026-03-28T01:00:00Z", "2026-03-29T01:00:00Z", "2026-03-30T00:00:00Z"}},
+		{"two skipped times, one start", process.Schedule{Cron: "0 2,3 * * *", Timezone: "Europe/Berlin"}, "2026-03-29T00:30:00Z", "2026-03-29T03:00:00Z",
+			[]string{"2026-03-29T01:00:00Z"}},
+		// It falls back on 25 October: 02:30 comes twice, and starts once.
+		{"a repeated time in Berlin", process.Schedule{Cron: "30 2 * * *", Timezone: "Europe/Berlin"}, "2026-10-24T00:00:00Z", "2026-10-26T03:00:00Z",
+			[]string{"2026-10-24T00:30:00Z", "2026-10-25T01:30:00Z", "2026-10-26T01:30:00Z"}},
+		{"a repeated time, looked at from within it", process.Schedule{Cron: "30 2 * * *", Timezone: "Europe/Berlin"}, "2026-10-25T00:40:00Z", "2026-10-25T03:00:00Z",
+			[]string{"2026-10-25T01:30:00Z"}},
+		{"every 15 minutes across the change", process.Schedule{Cron: "*/15 * * * *", Timezone: "Europe/Berlin"}, "2026-03-29T00:40:00Z", "2026-03-29T01:20:00Z",
+			[]string{"2026-03-29T00:45:00Z", "2026-03-29T01:00:00Z", "2026-03-29T01:15:00Z"}},
 		{"daily at 04:00 in Berlin", process.Schedule{Cron: "0 4 * * *", Timezone: "Europe/Berlin"}, "2026-03-28T00:00:00Z", "2026-03-30T03:00:00Z",
 			[]string{"2026-03-28T03:00:00Z", "2026-03-29T02:00:00Z", "2026-03-30T02:00:00Z"}},
 		{"a zone in the expression", process.Schedule{Cron: "CRON_TZ=Asia/Tokyo 30 9 * * 1"}, "2026-11-20T00:00:00Z", "2026-12-01T00:00:00Z",
