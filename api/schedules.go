@@ -141,6 +141,44 @@ func NextRun(sc process.Schedule, now time.Time) time.Time {
 	return sch.Next(now)
 }
 
+// ScheduleInput is the input of the instance s starts for due: its
+// input, with ${schedule.time} (the due time, RFC 3339), ${schedule.date}
+// (its day, 2026-11-27) and ${schedule.id} written out in its string
+// values, at any depth; times in the schedule's zone.
+func ScheduleInput(s process.Schedule, due time.Time) map[string]any {
+	loc, err := time.LoadLocation(s.Timezone)
+	if err != nil {
+		loc = time.UTC
+	}
+	at := due.In(loc)
+	r := strings.NewReplacer("${schedule.time}", at.Format(time.RFC3339), "${schedule.date}", at.Format(time.DateOnly), "${schedule.id}", s.ID)
+	var expand func(v any) any
+	expand = func(v any) any {
+		switch v := v.(type) {
+		case string:
+			return r.Replace(v)
+		case map[string]any:
+			out := make(map[string]any, len(v))
+			for k, x := range v {
+				out[k] = expand(x)
+			}
+			return out
+		case []any:
+			out := make([]any, len(v))
+			for i, x := range v {
+				out[i] = expand(x)
+			}
+			return out
+		}
+		return v
+	}
+	out, _ := expand(s.Input).(map[string]any)
+	if out == nil {
+		out = map[string]any{}
+	}
+	return out
+}
+
 // ScheduleKey is the business key of the instance a schedule starts for a
 // due time.
 func ScheduleKey(scheduleID string, due time.Time) string {
@@ -225,10 +263,7 @@ func (sc *Scheduler) definition(rec store.DefinitionRecord) (*process.Definition
 // start stores and starts the instance of s due at due, unless it was
 // (then only finishing its start, should that be pending).
 func (sc *Scheduler) start(ctx context.Context, st *starter, def *process.Definition, s process.Schedule, due time.Time) (string, bool, error) {
-	input := s.Input
-	if input == nil {
-		input = map[string]any{}
-	}
+	input := ScheduleInput(s, due)
 	key := ScheduleKey(s.ID, due)
 	inst, created, err := sc.opts.Instances.CreateInstance(ctx, store.Instance{
 		ID: InstanceID(def.Name, key), Process: def.Name, ProcessVersion: def.Version, BusinessKey: key,

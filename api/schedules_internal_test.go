@@ -97,3 +97,22 @@ func TestScheduleLookBack(t *testing.T) {
 		}
 	}
 }
+
+// A schedule's input names the time it was due for.
+func TestScheduleInput(t *testing.T) {
+	s := process.Schedule{ID: "nightly", Timezone: "Asia/Tokyo", Input: map[string]any{
+		"day": "${schedule.date}", "note": "run ${schedule.id} due ${schedule.time}", "n": 3.0,
+		"scope": map[string]any{"days": []any{"${schedule.date}", "x"}},
+	}}
+	got := ScheduleInput(s, time.Date(2026, 11, 26, 17, 0, 0, 0, time.UTC))
+	want := map[string]any{"day": "2026-11-27", "note": "run nightly due 2026-11-27T02:00:00+09:00", "n": 3.0, "scope": map[string]any{"days": []any{"2026-11-27", "x"}}}
+	if string(process.JSON(got)) != string(process.JSON(want)) {
+		t.Fatalf("input %s, want %s", process.JSON(got), process.JSON(want))
+	}
+	if s.Input["day"] != "${schedule.date}" {
+		t.Fatal("the schedule's own input was changed")
+	}
+	if got := ScheduleInput(process.Schedule{ID: "x"}, time.Now()); got == nil || len(got) != 0 {
+		t.Fatalf("no input: %v", got)
+	}
+}

@@ -59,7 +59,9 @@ type Schedule struct {
 	Cron string `json:"cron" yaml:"cron"`
 	// Timezone is the IANA zone the times are read in (default UTC).
 	Timezone string `json:"timezone,omitempty" yaml:"timezone,omitempty"`
-	// Input is the input of every instance it starts.
+	// Input is the input of every instance it starts; in its strings,
+	// ${schedule.date}, ${schedule.time} and ${schedule.id} name the due
+	// time (see api.ScheduleInput).
 	Input map[string]any `json:"input,omitempty" yaml:"input,omitempty"`
 	// CatchUp is how far back a start missed while no server ran is made
 	// up for ("24h"; default DefaultCatchUp, at most MaxCatchUp).

@@ -15,8 +15,8 @@ import (
 // schedule stops it.
 func TestScheduleStartsInstances(t *testing.T) {
 	d := startDev(t, t.TempDir(), freeAddr(t), func(o *app.Options) { o.ScheduleEvery = 200 * time.Millisecond })
-	const head = "name: tick\ninput: {required: [region], properties: {region: {type: string}}}\nsteps: [{id: count, kind: task, task: noop}]\n"
-	d.expect(call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", "version: 1\n"+head+`schedules: [{id: stock, cron: "@every 1s", input: {region: north}}]`+"\n"), http.StatusCreated)
+	const head = "name: tick\ninput: {required: [region], properties: {region: {type: string}, due: {type: string}}}\nsteps: [{id: count, kind: task, task: noop}]\n"
+	d.expect(call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", "version: 1\n"+head+`schedules: [{id: stock, cron: "@every 1s", input: {region: north, due: "${schedule.time}"}}]`+"\n"), http.StatusCreated)
 	if p := d.expect(d.call("GET", "/v1/processes/tick", adminKey, ""), http.StatusOK); !strings.Contains(p.raw, `"next_run"`) {
 		t.Fatalf("the process's schedules: %s", p.raw)
 	}
@@ -43,7 +43,7 @@ func TestScheduleStartsInstances(t *testing.T) {
 			t.Fatalf("business key %q: %v", key, err)
 		}
 		got := d.waitStatus(in["id"].(string), "completed")
-		if input, _ := got["input"].(map[string]any); got["created_by"] != "scheduler" || input["region"] != "north" {
+		if input, _ := got["input"].(map[string]any); got["created_by"] != "scheduler" || input["region"] != "north" || "schedule:stock:"+input["due"].(string) != key {
 			t.Fatalf("scheduled instance: %v", got)
 		}
 	}
