@@ -250,7 +250,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	bg := newBackground(st, replicaName(), lg, reg)
 	runSweeps(ctx, lc, bg, apiOpts, opts.SweepEvery)
 	runCanaryGuards(ctx, lc, bg, apiOpts, opts.CanaryGuardEvery, reg)
-	runSchedules(ctx, lc, bg, apiOpts, opts.ScheduleEvery)
+	runSchedules(ctx, lc, bg, apiOpts, opts.ScheduleEvery, reg)
 	if opts.StoreRetention > 0 {
 		first := opts.PruneFirst
 		if first <= 0 {

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +47,10 @@ func TestScheduleStartsInstances(t *testing.T) {
 		if input, _ := got["input"].(map[string]any); got["created_by"] != "scheduler" || input["region"] != "north" || "schedule:stock:"+input["due"].(string) != key {
 			t.Fatalf("scheduled instance: %v", got)
 		}
+	}
+
+	if m := regexp.MustCompile(`adaptflow_scheduled_starts_total\{process="tick",schedule="stock"\} (\d+)`).FindStringSubmatch(d.call("GET", "/metrics", "", "").raw); m == nil || m[1] == "0" {
+		t.Fatal("adaptflow_scheduled_starts_total counts no start")
 	}
 
 	// Version 2 has no schedule: once a pass has read it, none starts.
