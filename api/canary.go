@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/adaptflow/adaptflow/process"
@@ -73,17 +74,45 @@ func GuardCanaries(ctx context.Context, o Options, now time.Time) ([]CanaryVerdi
 	return out, errors.Join(errs...)
 }
 
-// guardCanary judges the canary of ps, and rolls it back or promotes it.
-func guardCanary(ctx context.Context, o Options, name string, ps store.PolicyState, now time.Time) (*CanaryVerdict, error) {
-	rep, err := computeKPIs(ctx, o.Instances, name, 0, ps.ChangedAt, now, max(now.Sub(ps.ChangedAt), time.Second), []store.PolicyState{ps})
+// judgeNow is the verdict of ps's guard on its canary at now (see
+// judgeCanary), from the canary's instances and the rest's since it began.
+func judgeNow(ctx context.Context, o Options, ps store.PolicyState, now time.Time) (string, string, error) {
+	rep, err := computeKPIs(ctx, o.Instances, ps.Process, 0, ps.ChangedAt, now, max(now.Sub(ps.ChangedAt), time.Second), []store.PolicyState{ps})
 	if err != nil {
-		return nil, err
+		return "", "", err
 	}
 	if len(rep.Canaries) != 1 {
-		return nil, nil
+		return "", "no canary to judge", nil
 	}
 	c := rep.Canaries[0]
-	verdict, why, err := judgeCanary(*ps.Guard, now.Sub(ps.ChangedAt), c.Canary, c.Rest)
+	return judgeCanary(*ps.Guard, now.Sub(ps.ChangedAt), c.Canary, c.Rest)
+}
+
+// canaryJudgment is what a canary's guard makes of it at a time, as the
+// policy's page shows it: watching (with what it waits for), or about to
+// roll it back or promote it (at its next pass, within a minute).
+type canaryJudgment struct {
+	Verdict string    `json:"verdict"`
+	Why     string    `json:"why"`
+	At      time.Time `json:"at"`
+}
+
+// judgment is judgeNow in the words of a canaryJudgment.
+func judgment(ctx context.Context, o Options, ps store.PolicyState, now time.Time) (canaryJudgment, error) {
+	verdict, why, err := judgeNow(ctx, o, ps, now)
+	j := canaryJudgment{Verdict: "watching", Why: why, At: now.UTC()}
+	switch verdict {
+	case CanaryRolledBack:
+		j.Verdict = "rolling_back"
+	case CanaryPromoted:
+		j.Verdict = "promoting"
+	}
+	return j, err
+}
+
+// guardCanary judges the canary of ps, and rolls it back or promotes it.
+func guardCanary(ctx context.Context, o Options, name string, ps store.PolicyState, now time.Time) (*CanaryVerdict, error) {
+	verdict, why, err := judgeNow(ctx, o, ps, now)
 	if err != nil || verdict == "" {
 		return nil, err
 	}
@@ -103,7 +132,7 @@ func guardCanary(ctx context.Context, o Options, name string, ps store.PolicySta
 
 // judgeCanary is a guard's verdict on a canary that has run for age, from
 // its figures and the rest's: CanaryRolledBack, CanaryPromoted, or "" to
-// go on watching, with why in words.
+// go on watching, with why in words (for watching: what it waits for).
 func judgeCanary(g store.CanaryGuard, age time.Duration, canary, rest kpis) (string, string, error) {
 	minimum := g.MinInstances
 	if minimum <= 0 {
@@ -111,7 +140,7 @@ func judgeCanary(g store.CanaryGuard, age time.Duration, canary, rest kpis) (str
 	}
 	finished := canary.Completed + canary.Rejected + canary.Failed
 	if finished < minimum {
-		return "", "", nil
+		return "", fmt.Sprintf("%d of its instances have finished; it is judged once %d have", finished, minimum), nil
 	}
 	restFinished := rest.Completed + rest.Rejected + rest.Failed
 	var z float64 // the one-sided normal quantile of the confidence
@@ -160,15 +189,22 @@ func judgeCanary(g store.CanaryGuard, age time.Duration, canary, rest kpis) (str
 			unsure = "cycle time"
 		}
 	}
+	within := fmt.Sprintf("within its bounds, %d of its instances finished", finished)
+	if unsure != "" {
+		within = fmt.Sprintf("no breach shown, but its %s is not yet shown within its bound at %s confidence (%d of its instances finished)", unsure, pct(g.Confidence), finished)
+	}
 	if g.PromoteAfter == "" {
-		return "", "", nil
+		return "", within + "; it is promoted by hand", nil
 	}
 	after, err := process.ParseDuration(g.PromoteAfter)
 	if err != nil {
 		return "", "", fmt.Errorf("promote_after %q: %w", g.PromoteAfter, err)
 	}
-	if age < after || unsure != "" {
-		return "", "", nil
+	if age < after {
+		return "", fmt.Sprintf("%s; promoted in %s, %s after it began", within, roughly(after-age), g.PromoteAfter), nil
+	}
+	if unsure != "" {
+		return "", within + "; promoted once it is shown", nil
 	}
 	why := fmt.Sprintf("%s without a breach, %d of its instances finished (error rate %s against %s of the rest)",
 		g.PromoteAfter, finished, pct(canary.ErrorRate), pct(rest.ErrorRate))
@@ -229,6 +265,26 @@ func mannWhitneyZ(xs, ys []float64, k float64) float64 {
 		return 0
 	}
 	return (u - n1*n2/2) / sd
+}
+
+// roughly is d in days, hours and minutes (2d 3h, 1h 5m, 59m).
+func roughly(d time.Duration) string {
+	d = d.Round(time.Minute)
+	days, hours, minutes := d/(24*time.Hour), d%(24*time.Hour)/time.Hour, d%time.Hour/time.Minute
+	var parts []string
+	if days > 0 {
+		parts = append(parts, fmt.Sprintf("%dd", days))
+	}
+	if hours > 0 {
+		parts = append(parts, fmt.Sprintf("%dh", hours))
+	}
+	if minutes > 0 && days == 0 {
+		parts = append(parts, fmt.Sprintf("%dm", minutes))
+	}
+	if len(parts) == 0 {
+		return "under a minute"
+	}
+	return strings.Join(parts, " ")
 }
 
 func seconds(s float64) string {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -82,7 +83,21 @@ func TestCanaryGuard(t *testing.T) {
 	if vs, err := api.GuardCanaries(t.Context(), opts, time.Now()); err != nil || len(vs) != 0 {
 		t.Fatalf("with nothing finished: %+v %v", vs, err)
 	}
+	// The policy's page says what the guard waits for, and then what it is
+	// about to do.
+	if p := do(t, srv, "GET", "/v1/policies/risky", eng, "", ""); p.body["canary_judgment"].(map[string]any)["verdict"] != "watching" ||
+		!strings.Contains(p.body["canary_judgment"].(map[string]any)["why"].(string), "0 of its instances have finished; it is judged once 10 have") {
+		t.Fatalf("risky's judgment with nothing finished: %v", p.body["canary_judgment"])
+	}
 	add(20, 120, flaky)
+	if p := do(t, srv, "GET", "/v1/policies/risky", eng, "", ""); p.body["canary_judgment"].(map[string]any)["verdict"] != "rolling_back" ||
+		!strings.Contains(p.body["canary_judgment"].(map[string]any)["why"].(string), "more than 10 points above") {
+		t.Fatalf("risky's judgment: %v", p.body["canary_judgment"])
+	}
+	if p := do(t, srv, "GET", "/v1/policies/good", eng, "", ""); p.body["canary_judgment"].(map[string]any)["verdict"] != "watching" ||
+		!regexp.MustCompile(`^within its bounds, \d+ of its instances finished; promoted in (59m|1h), 1h after it began$`).MatchString(p.body["canary_judgment"].(map[string]any)["why"].(string)) {
+		t.Fatalf("good's judgment: %v", p.body["canary_judgment"])
+	}
 	vs, err := api.GuardCanaries(t.Context(), opts, time.Now())
 	if err != nil || len(vs) != 1 || vs[0].PolicyID != "risky" || vs[0].Verdict != api.CanaryRolledBack || !strings.Contains(vs[0].Why, "more than 10 points above") {
 		t.Fatalf("verdicts %+v, %v; want risky rolled back", vs, err)

@@ -121,6 +121,14 @@ func (s *server) getPolicy(c *gin.Context) {
 	}
 	if st.Guard != nil {
 		out["canary_guard"] = st.Guard
+		if st.Shadow != 0 && st.ShadowPercent > 0 {
+			j, err := judgment(ctx, s.Options, st, time.Now())
+			if err != nil {
+				fail(c, err)
+				return
+			}
+			out["canary_judgment"] = j
+		}
 	}
 	latest, err := s.Lifecycle.PolicyVersion(ctx, st.ID, st.Latest)
 	if err != nil {

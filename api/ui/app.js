@@ -1054,6 +1054,7 @@ async function policyView(id) {
       ["Active version", st.active_version ? `v${st.active_version}` : "none"],
       ["Shadow version", st.shadow_version ? `v${st.shadow_version}` : null],
       ["Canary guard", guardText],
+      ["Guard now", st.canary_judgment ? [badge({ watching: "watching", rolling_back: "rolling back", promoting: "promoting" }[st.canary_judgment.verdict] || st.canary_judgment.verdict), " ", st.canary_judgment.why] : null],
       ["Latest version", `v${st.latest_version}`],
       ["Last change", st.changed_by ? [st.changed_by, " ", when(st.changed_at)] : null],
       ["Description", latest.description],

@@ -406,6 +406,7 @@ steps:
 		t.Fatalf("after Canary: %s", p.raw)
 	}
 	b.waitText("main .card", "canary 25%")
+	b.waitText("main .card", "watching 0 of its instances have finished; it is judged once 20 have")
 	b.waitText("main .card", "roll back if its error rate exceeds the rest's by over 5 points; roll back if its median cycle time exceeds the rest's by over 25%; promote after 3d (judged once 20 of its instances have finished, at 95% confidence)")
 
 	// The next version is drafted on the page: simulated against the
