@@ -5,8 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"maps"
+	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,7 +47,12 @@ func (s *server) listInstances(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	if _, err := s.Definitions.Definition(ctx, name, 0); err != nil { // 404 for an unknown process
+	def, _, err := s.definition(ctx, name, 0) // 404 for an unknown process
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if f.Input, err = inputMatches(c, def); err != nil {
 		fail(c, err)
 		return
 	}
@@ -58,6 +66,46 @@ func (s *server) listInstances(c *gin.Context) {
 		out["next"] = store.InstanceCursor(list[len(list)-1])
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// inputMatches reads the query parameters input.FIELD=VALUE of an
+// instance listing: FIELD a string, number, integer or boolean field of
+// the process's input (its latest definition), VALUE one of its type.
+func inputMatches(c *gin.Context, def *process.Definition) ([]store.InputMatch, error) {
+	var out []store.InputMatch
+	keys := slices.Sorted(maps.Keys(c.Request.URL.Query()))
+	for _, key := range keys {
+		field, ok := strings.CutPrefix(key, "input.")
+		if !ok {
+			continue
+		}
+		raw := c.Query(key)
+		prop, known := def.Input.Properties[field]
+		if !known {
+			return nil, badRequest(key, "%s has no input field %q", def.Name, field)
+		}
+		var v any
+		var err error
+		switch prop.Type {
+		case "string":
+			v = raw
+		case "number", "integer":
+			var n float64
+			if n, err = strconv.ParseFloat(raw, 64); err == nil && (math.IsInf(n, 0) || math.IsNaN(n)) {
+				err = errors.New("not finite")
+			}
+			v = n
+		case "boolean":
+			v, err = strconv.ParseBool(raw)
+		default:
+			return nil, badRequest(key, "only fields of type string, number, integer or boolean can be matched (%s is %s)", field, prop.Type)
+		}
+		if err != nil {
+			return nil, badRequest(key, "must be a %s (got %q)", prop.Type, raw)
+		}
+		out = append(out, store.InputMatch{Field: field, Value: v})
+	}
+	return out, nil
 }
 
 // sendUpdate sends the instance's workflow an update and reads its

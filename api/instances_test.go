@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -29,7 +30,7 @@ func TestListInstances(t *testing.T) {
 		{"i-other", "other", "failed"},
 	} {
 		created := now.Add(time.Duration(i-10) * time.Hour)
-		if _, _, err := st.CreateInstance(ctx, store.Instance{ID: in.id, Process: in.process, ProcessVersion: 1, BusinessKey: "bk-" + in.id, Input: []byte(`{"n":1}`), CreatedBy: "erp", CreatedAt: created}); err != nil {
+		if _, _, err := st.CreateInstance(ctx, store.Instance{ID: in.id, Process: in.process, ProcessVersion: 1, BusinessKey: "bk-" + in.id, Input: fmt.Appendf(nil, `{"n":%d}`, i+1), CreatedBy: "erp", CreatedAt: created}); err != nil {
 			t.Fatal(err)
 		}
 		if in.status != "" {
@@ -51,19 +52,27 @@ func TestListInstances(t *testing.T) {
 		return strings.Join(out, " ")
 	}
 	for query, want := range map[string]string{
-		"":                          "i-new:starting i-waiting:waiting_review i-failed:failed i-done:completed",
-		"?status=failed":            "i-failed:failed",
-		"?status=in_progress":       "i-new:starting i-waiting:waiting_review",
-		"?status=finished":          "i-failed:failed i-done:completed",
-		"?status=starting":          "i-new:starting",
-		"?business_key=bk-i-done":   "i-done:completed",
-		"?since=8h30m":              "i-new:starting i-waiting:waiting_review",
-		"?status=failed&since=30d":  "i-failed:failed",
-		"?business_key=nope":        "",
-		"?status=rejected&limit=10": "",
+		"":                                   "i-new:starting i-waiting:waiting_review i-failed:failed i-done:completed",
+		"?status=failed":                     "i-failed:failed",
+		"?status=in_progress":                "i-new:starting i-waiting:waiting_review",
+		"?status=finished":                   "i-failed:failed i-done:completed",
+		"?status=starting":                   "i-new:starting",
+		"?business_key=bk-i-done":            "i-done:completed",
+		"?since=8h30m":                       "i-new:starting i-waiting:waiting_review",
+		"?status=failed&since=30d":           "i-failed:failed",
+		"?business_key=nope":                 "",
+		"?status=rejected&limit=10":          "",
+		"?input.n=2":                         "i-failed:failed",
+		"?input.n=3.0&status=waiting_review": "i-waiting:waiting_review",
+		"?input.n=3&status=failed":           "",
 	} {
 		if got := ids(do(t, srv, "GET", "/v1/processes/p/instances"+query, sys, "", "")); got != want {
 			t.Errorf("%q: %s, want %s", query, got, want)
+		}
+	}
+	for query, field := range map[string]string{"?input.x=1": "input.x", "?input.n=two": "input.n", "?input.n=NaN": "input.n"} {
+		if a := do(t, srv, "GET", "/v1/processes/p/instances"+query, sys, "", ""); a.status != http.StatusBadRequest || a.err.Field != field {
+			t.Errorf("%s: %d %+v, want 400 naming %s", query, a.status, a.err, field)
 		}
 	}
 	// A finished instance says when it finished; pages of two follow one

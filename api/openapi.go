@@ -41,7 +41,10 @@ type contract struct {
 
 type operation struct {
 	params map[string]*param // by name; path and query parameters
-	body   *bodySpec         // nil: the route takes no body
+	// prefixed are the query parameters whose name is a prefix and a
+	// name of the caller's (input.FIELD), by prefix: x-adaptflow-prefix.
+	prefixed map[string]*param
+	body     *bodySpec // nil: the route takes no body
 }
 
 type param struct {
@@ -164,7 +167,15 @@ func (d docReader) operation(path, method string, od map[string]any) (*operation
 		}
 		required, _ := pd["required"].(bool)
 		sd, _ := d.resolve("schemas", pd["schema"])
-		op.params[name] = &param{name: name, in: in, required: required, schema: sch, integer: sd["type"] == "integer"}
+		p := &param{name: name, in: in, required: required, schema: sch, integer: sd["type"] == "integer"}
+		if prefix, ok := pd["x-adaptflow-prefix"].(string); ok && in == "query" {
+			if op.prefixed == nil {
+				op.prefixed = map[string]*param{}
+			}
+			op.prefixed[prefix] = p
+			continue
+		}
+		op.params[name] = p
 	}
 	rb, ok := od["requestBody"].(map[string]any)
 	if !ok {
@@ -219,6 +230,11 @@ func (ct *contract) check(c *gin.Context) error {
 	query := c.Request.URL.Query()
 	for name, vs := range query {
 		p := op.params[name]
+		for prefix, pp := range op.prefixed {
+			if p == nil && strings.HasPrefix(name, prefix) && len(name) > len(prefix) {
+				p = pp
+			}
+		}
 		if p == nil || p.in != "query" {
 			return badRequest(name, "is not a parameter of this route")
 		}

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -393,7 +394,20 @@ type InstanceFilter struct {
 	// After is the cursor of the last instance of the previous page.
 	After string
 	Limit int
+	// Input keeps the instances whose input has each of these top-level
+	// fields at the value given (a string, number or boolean).
+	Input []InputMatch
 }
+
+// InputMatch is a field of an instance's input and the value it must have.
+type InputMatch struct {
+	// Field is a top-level field of the input: letters, digits and '_'.
+	Field string
+	Value any
+}
+
+// inputFieldRE is what an InputMatch's field may be, inlined in SQL.
+var inputFieldRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // MaxInstancePage is the most instances one page holds.
 const MaxInstancePage = 500
@@ -418,7 +432,10 @@ func InstanceCursor(in InstanceSummary) string {
 // InstancesQuery is the query of an instance listing, for SQL stores; ph
 // renders the n-th placeholder (1-based). A malformed cursor or an unknown
 // status is ErrInvalid.
-func InstancesQuery(f InstanceFilter, ph func(n int) string) (string, []any, error) {
+//
+// inputEq writes the condition that the input's field holds the JSON
+// value of the placeholder (each store reads JSON its own way).
+func InstancesQuery(f InstanceFilter, ph func(n int) string, inputEq func(field, placeholder string) string) (string, []any, error) {
 	p := &params{ph: ph}
 	arg := p.add
 	where := []string{"process = " + arg(f.Process)}
@@ -438,6 +455,18 @@ func InstancesQuery(f InstanceFilter, ph func(n int) string) (string, []any, err
 	}
 	if f.BusinessKey != "" {
 		where = append(where, "business_key = "+arg(f.BusinessKey))
+	}
+	for _, m := range f.Input {
+		switch m.Value.(type) {
+		case string, float64, int, int64, bool:
+		default:
+			return "", nil, fmt.Errorf("%w: input.%s: only a string, number or boolean can be matched", ErrInvalid, m.Field)
+		}
+		if !inputFieldRE.MatchString(m.Field) {
+			return "", nil, fmt.Errorf("%w: input field %q", ErrInvalid, m.Field)
+		}
+		b, _ := json.Marshal(m.Value)
+		where = append(where, inputEq(m.Field, arg(string(b))))
 	}
 	if !f.Since.IsZero() {
 		where = append(where, "created_at >= "+arg(f.Since.UnixMicro()))

@@ -378,6 +378,22 @@ func TestInstancesCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "s-1") || strings.Contains(out, "s-2") {
 		t.Fatalf("second page of finished: exit %d\n%s", code, out)
 	}
+	// Its latest version declares the input field matched.
+	env, _ := policies.NewEnv()
+	if _, _, err := api.RegisterDefinition(ctx, st, env, []byte(strings.Replace(shop, "version: 1", "version: 2\ninput: {properties: {amount: {type: number}}}", 1)), "t"); err != nil {
+		t.Fatal(err)
+	}
+	code, out = run(t, cmd, append([]string{"list", "--process", "shop", "--input", "amount=1", "--status", "failed"}, remote...)...)
+	if code != 0 || !strings.Contains(out, "s-2") || strings.Contains(out, "s-1") {
+		t.Fatalf("list by input: exit %d\n%s", code, out)
+	}
+	code, out = run(t, cmd, append([]string{"list", "--process", "shop", "--input", "amount=2"}, remote...)...)
+	if code != 0 || strings.Contains(out, "s-") {
+		t.Fatalf("list by an input none has: exit %d\n%s", code, out)
+	}
+	if code, out = run(t, cmd, append([]string{"list", "--process", "shop", "--input", "amount"}, remote...)...); code != 2 {
+		t.Fatalf("--input without a value: exit %d\n%s", code, out)
+	}
 	code, out = run(t, cmd, append([]string{"show", "s-2"}, remote...)...)
 	if code != 0 || !strings.Contains(out, "s-2 (shop v1, business key order-s-2): failed") || !strings.Contains(out, "error: charge declined") || !strings.Contains(out, "step charge: failed") {
 		t.Fatalf("show: exit %d\n%s", code, out)

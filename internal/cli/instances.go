@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 )
 
 const instancesUsage = `usage:
-  adaptflow instances list --process P [--status S] [--business-key K] [--since 7d] [--limit 50] [--after CURSOR]
+  adaptflow instances list --process P [--status S] [--business-key K] [--input FIELD=VALUE ...] [--since 7d] [--limit 50] [--after CURSOR]
   adaptflow instances show ID
   adaptflow instances cancel ID [--reason TEXT]
   adaptflow instances retry ID [--reason TEXT]
@@ -51,6 +52,19 @@ type instancePage struct {
 	Next      string                  `json:"next"`
 }
 
+// fieldValues is a repeated flag of FIELD=VALUE.
+type fieldValues []string
+
+func (f *fieldValues) String() string { return strings.Join(*f, ",") }
+
+func (f *fieldValues) Set(v string) error {
+	if field, _, ok := strings.Cut(v, "="); !ok || field == "" {
+		return fmt.Errorf("want FIELD=VALUE (got %q)", v)
+	}
+	*f = append(*f, v)
+	return nil
+}
+
 // reasonBody is the body of an action on an instance (cancel, retry):
 // nothing without a reason.
 func reasonBody(reason string) []byte {
@@ -73,6 +87,8 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	processName := fs.String("process", "", "list: the process (required); retry without an ID: retry every failed instance of it")
 	status := fs.String("status", "", "list: a status, in_progress or finished")
 	businessKey := fs.String("business-key", "", "list: only this business key")
+	var inputs fieldValues
+	fs.Var(&inputs, "input", "list: only instances whose input has FIELD=VALUE (a top-level string, number or boolean field; repeat for more)")
 	since := fs.String("since", "", "list, retry --process: only instances started within this long (7d)")
 	limit := fs.Int("limit", 50, "list: instances per page (1 to 500)")
 	after := fs.String("after", "", "list: the cursor the previous page printed")
@@ -115,6 +131,10 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			if v != "" {
 				q.Set(k, v)
 			}
+		}
+		for _, fv := range inputs {
+			field, value, _ := strings.Cut(fv, "=")
+			q.Set("input."+field, value)
 		}
 		err = r.do(ctx, "GET", "/v1/processes/"+url.PathEscape(*processName)+"/instances?"+q.Encode(), "", nil, nil, &raw)
 	case "show":

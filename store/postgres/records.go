@@ -722,7 +722,9 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEn
 
 // Instances lists the instances of a process matching f, newest first.
 func (s *Store) Instances(ctx context.Context, f store.InstanceFilter) ([]store.InstanceSummary, error) {
-	q, args, err := store.InstancesQuery(f, placeholder)
+	q, args, err := store.InstancesQuery(f, placeholder, func(field, ph string) string {
+		return "input::jsonb -> '" + field + "' = " + ph + "::jsonb"
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -751,7 +751,10 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEn
 
 // Instances lists the instances of a process matching f, newest first.
 func (s *Store) Instances(ctx context.Context, f store.InstanceFilter) ([]store.InstanceSummary, error) {
-	q, args, err := store.InstancesQuery(f, placeholder)
+	q, args, err := store.InstancesQuery(f, placeholder, func(field, ph string) string {
+		// -> gives the field as JSON text, as the value is written.
+		return "input -> '$." + field + "' = " + ph
+	})
 	if err != nil {
 		return nil, err
 	}

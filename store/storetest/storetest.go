@@ -1687,6 +1687,42 @@ func testInstanceListing(t *testing.T, s Store) {
 	expect("business key", list(store.InstanceFilter{BusinessKey: "bk-l-3"}), "l-3")
 	expect("since", list(store.InstanceFilter{Since: t0.Add(4 * time.Minute)}), "l-5b", "l-5a", "l-4")
 
+	// By fields of their input (as the API writes inputs: Go's JSON).
+	for i, input := range []map[string]any{
+		{"customer": "C-1", "amount": 20.0, "vip": true},
+		{"customer": "C-2", "amount": 20.5, "vip": false},
+		{"customer": "C-1", "amount": 7.0},
+		{"customer": `C-"3`, "amount": 20.0, "note": map[string]any{"customer": "C-2"}},
+	} {
+		id := fmt.Sprintf("in-%d", i)
+		b, _ := json.Marshal(input)
+		_, _, err := s.CreateInstance(ctx, store.Instance{ID: id, Process: "r", ProcessVersion: 1, BusinessKey: id, Input: b, CreatedAt: t0.Add(time.Duration(i) * time.Minute)})
+		must(t, err)
+	}
+	byInput := func(ms ...store.InputMatch) []string {
+		t.Helper()
+		got, err := s.Instances(ctx, store.InstanceFilter{Process: "r", Input: ms})
+		must(t, err)
+		out := make([]string, len(got))
+		for i, in := range got {
+			out[i] = in.ID
+		}
+		return out
+	}
+	expect("a string field", byInput(store.InputMatch{Field: "customer", Value: "C-1"}), "in-2", "in-0")
+	expect("a number", byInput(store.InputMatch{Field: "amount", Value: 20.0}), "in-3", "in-0")
+	expect("a fraction", byInput(store.InputMatch{Field: "amount", Value: 20.5}), "in-1")
+	expect("a boolean", byInput(store.InputMatch{Field: "vip", Value: false}), "in-1")
+	expect("two fields", byInput(store.InputMatch{Field: "customer", Value: "C-1"}, store.InputMatch{Field: "amount", Value: 7.0}), "in-2")
+	expect("a quote in the value", byInput(store.InputMatch{Field: "customer", Value: `C-"3`}), "in-3")
+	expect("top-level fields only", byInput(store.InputMatch{Field: "customer", Value: "C-2"}), "in-1")
+	expect("no such field", byInput(store.InputMatch{Field: "region", Value: "north"}))
+	for _, m := range []store.InputMatch{{Field: "note", Value: map[string]any{}}, {Field: "a' OR '1'='1", Value: "x"}} {
+		if _, err := s.Instances(ctx, store.InstanceFilter{Process: "r", Input: []store.InputMatch{m}}); !errors.Is(err, store.ErrInvalid) {
+			t.Fatalf("match %+v: %v, want ErrInvalid", m, err)
+		}
+	}
+
 	// Pages of two follow one another with the cursor, across the tie.
 	var paged []string
 	f := store.InstanceFilter{Process: "p", Limit: 2}
