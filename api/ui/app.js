@@ -492,7 +492,10 @@ async function instancesView(q) {
   const procSel = h("select", { name: "process" }, processes.map((p) => h("option", { value: p.name, selected: p.name === name }, p.name)));
   const statusSel = h("select", { name: "status" }, instanceFilters.map((f) => h("option", { value: f, selected: f === status }, f || "all")));
   const key = h("input", { name: "business_key", size: 16, value: q.get("business_key") || "" });
-  const filters = filterForm("instances", h("label", {}, "Process", procSel), h("label", {}, "Status", statusSel), h("label", {}, "Business key", key), h("button", { type: "submit" }, "List"));
+  const inputMatch = h("input", { name: "input", size: 20, placeholder: "field=value", value: q.get("input") || "",
+    title: "Only the instances whose input has this field at this value (a string, number or boolean field)" });
+  const filters = filterForm("instances", h("label", {}, "Process", procSel), h("label", {}, "Status", statusSel), h("label", {}, "Business key", key),
+    h("label", {}, "Input", inputMatch), h("button", { type: "submit" }, "List"));
   const lookup = h("form", {
     class: "filters",
     onsubmit: (ev) => { ev.preventDefault(); if (id.value.trim()) location.hash = "#/instances/" + encodeURIComponent(id.value.trim()); },
@@ -502,6 +505,8 @@ async function instancesView(q) {
   if (name) {
     const params = new URLSearchParams({ limit: "50" });
     for (const k of ["status", "business_key", "after"]) if (q.get(k)) params.set(k, q.get(k));
+    const [field, ...value] = (q.get("input") || "").split("=");
+    if (field.trim() && value.length) params.set("input." + field.trim(), value.join("="));
     let page;
     try {
       page = await api("GET", `/v1/processes/${encodeURIComponent(name)}/instances?${params}`);

@@ -299,6 +299,20 @@ steps:
 	for _, id := range more {
 		d.waitStatus(id, "completed")
 	}
+	// The list filters by a field of the input.
+	b.open("/instances?process=partner-sync", "main table", "ui-sync-2")
+	b.do("filter by amount", chromedp.SetValue(chromedp.CSS(`input[name=input]`), "amount=95"))
+	b.clickText("main form button", "List")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		txt := b.text("main table")
+		if strings.Contains(txt, "ui-sync-3") && !strings.Contains(txt, "ui-sync-2") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("filtered by amount=95:\n%s", txt)
+		}
+	}
+
 	// The process's page shows its signal: each instance's amount observed
 	// once, retried or not, and the detector still warming up.
 	b.open("/processes/partner-sync", "section.signal", "amount")
