@@ -2,8 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"os"
 	"sync"
@@ -77,16 +75,16 @@ func newBackground(leases leaser, holder string, lg *slog.Logger, reg prometheus
 }
 
 // replicaName names this process among the API replicas: its host name
-// (a pod's name in Kubernetes) and a random suffix, so that a restarted
-// replica is another holder.
-func replicaName() string {
+// (a pod's name in Kubernetes) and the address its API listens on. It
+// stays the same when the process restarts in place (a container
+// restarted in its pod, adaptflow dev run again), so that it takes its
+// leases back at once rather than wait for them to expire.
+func replicaName(listen string) string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		host = "adaptflow"
 	}
-	b := make([]byte, 4)
-	_, _ = rand.Read(b) // never fails (crypto/rand)
-	return host + "-" + hex.EncodeToString(b)
+	return host + "/" + listen
 }
 
 // start runs tk after tk.first, then every tk.every after each run ends,

@@ -202,3 +202,20 @@ func TestLongRunKeepsItsLease(t *testing.T) {
 		t.Fatalf("runs: a %d, b %d; want 1 and 0 while c holds the lease", a.runs.Load(), b.runs.Load())
 	}
 }
+
+// TestRestartedReplicaTakesItsLeaseBack: a replica that restarts in place
+// (the same name: its host and address) runs its tasks again at once,
+// without waiting for the lease its crashed run left to expire.
+func TestRestartedReplicaTakesItsLeaseBack(t *testing.T) {
+	st := openLeases(t)
+	if _, err := st.TakeLease(t.Context(), "sweeper", replicaName("127.0.0.1:8080"), time.Now(), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	r := startReplica(t, st, replicaName("127.0.0.1:8080"), time.Hour, nil)
+	waitFor(t, "the restarted replica to run its task", func() bool { return r.runs.Load() > 0 })
+	other := startReplica(t, st, replicaName("127.0.0.1:8081"), time.Hour, nil)
+	waitFor(t, "more runs", func() bool { return r.runs.Load() > 5 })
+	if other.runs.Load() != 0 {
+		t.Fatal("another process on the host ran the task too")
+	}
+}

@@ -245,9 +245,13 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 			return err
 		}
 	}
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", opts.Listen, err)
+	}
 	// The background tasks run in one API replica at a time: the one that
 	// holds each task's lease in the store.
-	bg := newBackground(st, replicaName(), lg, reg)
+	bg := newBackground(st, replicaName(ln.Addr().String()), lg, reg)
 	runSweeps(ctx, lc, bg, apiOpts, opts.SweepEvery)
 	runCanaryGuards(ctx, lc, bg, apiOpts, opts.CanaryGuardEvery, reg)
 	runSchedules(ctx, lc, bg, apiOpts, opts.ScheduleEvery, reg)
@@ -261,10 +265,6 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	// Stopped after the HTTP server (added before it): no request can
 	// leave a new start behind by then.
 	lc.add("background starts", handler.Drain)
-	ln, err := net.Listen("tcp", opts.Listen)
-	if err != nil {
-		return fmt.Errorf("--listen %s: %w", opts.Listen, err)
-	}
 	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
