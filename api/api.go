@@ -91,7 +91,7 @@ type VerdictStore interface {
 // AuditLog keeps every change made through the API.
 type AuditLog interface {
 	AppendAudit(ctx context.Context, e store.AuditEntry) (int64, error)
-	SettleAudit(ctx context.Context, seq int64, status int) error
+	SettleAudit(ctx context.Context, seq int64, status int, target string) error
 	Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEntry, error)
 }
 

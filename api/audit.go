@@ -57,10 +57,15 @@ func (s *server) audit(c *gin.Context) {
 	c.Next()
 	// The change has ended (or not: the entry then keeps status 0, which
 	// says so); the request's context may be gone with its client.
-	if err := s.AuditLog.SettleAudit(context.WithoutCancel(ctx), seq, c.Writer.Status()); err != nil {
+	if err := s.AuditLog.SettleAudit(context.WithoutCancel(ctx), seq, c.Writer.Status(), c.GetString(ctxAuditTarget)); err != nil {
 		loggerFrom(c).ErrorContext(ctx, "audit entry's status not kept", "seq", seq, "action", action, "target", e.Target, "status", c.Writer.Status(), "err", err)
 	}
 }
+
+// ctxAuditTarget is the key under which a handler whose change the route's
+// parameters do not name (a bulk decision: its reviews are in the body)
+// says what it changed, for its audit entry.
+const ctxAuditTarget = "adaptflow.audit_target"
 
 func (s *server) listAudit(c *gin.Context) {
 	f := store.AuditFilter{Actor: c.Query("actor"), Action: c.Query("action")}

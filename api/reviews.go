@@ -450,6 +450,7 @@ func (s *server) decideReviews(c *gin.Context) {
 	if !bindValid(c, &req) {
 		return
 	}
+	c.Set(ctxAuditTarget, "ids="+strings.Join(req.IDs, ","))
 	decided := make([]decisionResponse, len(req.IDs))
 	errs := make([]error, len(req.IDs))
 	one := reviewDecisionRequest{Verdict: req.Verdict, Comment: req.Comment}

@@ -471,6 +471,15 @@ catalog:
 		if inst := d.waitStatus(ids[3], "rejected"); inst["status"] != "rejected" {
 			t.Fatalf("rejected in bulk: %v", inst["status"])
 		}
+		// The audit log names the reviews each bulk decision decided.
+		a := d.expect(d.call("GET", "/v1/audit?action="+url.QueryEscape("POST /v1/reviews/decisions"), adminKey, ""), http.StatusOK)
+		var targets []string
+		for _, e := range a.body["entries"].([]any) {
+			targets = append(targets, e.(map[string]any)["target"].(string))
+		}
+		if want := "ids=" + strings.Join(reviews[3:], ","); !slices.Contains(targets, want) {
+			t.Fatalf("audit targets %q, want one %q", targets, want)
+		}
 		// Refused as a whole: each names its field.
 		for _, tc := range []struct{ body, field string }{
 			{body(map[string]any{"ids": []string{}, "verdict": "approve"}), "ids"},

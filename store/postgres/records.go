@@ -693,14 +693,15 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) (int64, err
 }
 
 // SettleAudit records the status a change ended with, on its entry while
-// the entry has none yet; a change refused (4xx) made no change, and its
-// entry goes.
-func (s *Store) SettleAudit(ctx context.Context, seq int64, status int) error {
+// the entry has none yet, and what the change was made to when only the
+// handler knew (target; empty: as written); a change refused (4xx) made
+// no change, and its entry goes.
+func (s *Store) SettleAudit(ctx context.Context, seq int64, status int, target string) error {
 	var err error
 	if store.AuditRefused(status) {
 		_, err = s.pool.Exec(ctx, `DELETE FROM audit_log WHERE seq = $1 AND status = 0`, seq)
 	} else {
-		_, err = s.pool.Exec(ctx, `UPDATE audit_log SET status = $1 WHERE seq = $2 AND status = 0`, status, seq)
+		_, err = s.pool.Exec(ctx, `UPDATE audit_log SET status = $1, target = CASE WHEN $2 = '' THEN target ELSE $2 END WHERE seq = $3 AND status = 0`, status, target, seq)
 	}
 	if err != nil {
 		return fmt.Errorf("postgres: settle audit: %w", err)

@@ -722,14 +722,15 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) (int64, err
 }
 
 // SettleAudit records the status a change ended with, on its entry while
-// the entry has none yet; a change refused (4xx) made no change, and its
-// entry goes.
-func (s *Store) SettleAudit(ctx context.Context, seq int64, status int) error {
+// the entry has none yet, and what the change was made to when only the
+// handler knew (target; empty: as written); a change refused (4xx) made
+// no change, and its entry goes.
+func (s *Store) SettleAudit(ctx context.Context, seq int64, status int, target string) error {
 	var err error
 	if store.AuditRefused(status) {
 		_, err = s.w.ExecContext(ctx, `DELETE FROM audit_log WHERE seq = ? AND status = 0`, seq)
 	} else {
-		_, err = s.w.ExecContext(ctx, `UPDATE audit_log SET status = ? WHERE seq = ? AND status = 0`, status, seq)
+		_, err = s.w.ExecContext(ctx, `UPDATE audit_log SET status = ?, target = CASE WHEN ? = '' THEN target ELSE ? END WHERE seq = ? AND status = 0`, status, target, target, seq)
 	}
 	if err != nil {
 		return fmt.Errorf("sqlite: settle audit: %w", err)

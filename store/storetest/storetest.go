@@ -80,7 +80,7 @@ type Store interface {
 	ReleaseReview(ctx context.Context, id, reviewer string, now time.Time) (store.Review, error)
 	EscalateReview(ctx context.Context, id string, to store.Escalation, at time.Time) (store.Review, error)
 	AppendAudit(ctx context.Context, e store.AuditEntry) (int64, error)
-	SettleAudit(ctx context.Context, seq int64, status int) error
+	SettleAudit(ctx context.Context, seq int64, status int, target string) error
 	Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEntry, error)
 	PutVerdict(ctx context.Context, v store.Verdict) error
 	Verdicts(ctx context.Context, classifier string, since time.Time) ([]store.Verdict, error)
@@ -1615,12 +1615,12 @@ func testAudit(t *testing.T, s Store) {
 		must(t, err)
 		seqs = append(seqs, seq)
 	}
-	must(t, s.SettleAudit(ctx, seqs[0], 201))
-	must(t, s.SettleAudit(ctx, seqs[1], 200))
-	must(t, s.SettleAudit(ctx, seqs[2], 200))
-	must(t, s.SettleAudit(ctx, seqs[2], 500)) // settled once: the first status stays
-	must(t, s.SettleAudit(ctx, seqs[3], 409)) // refused: nothing changed, the entry goes
-	must(t, s.SettleAudit(ctx, seqs[4], 503)) // failed: kept, with its status
+	must(t, s.SettleAudit(ctx, seqs[0], 201, ""))
+	must(t, s.SettleAudit(ctx, seqs[1], 200, "ids=a,b")) // the handler names what it changed
+	must(t, s.SettleAudit(ctx, seqs[2], 200, ""))
+	must(t, s.SettleAudit(ctx, seqs[2], 500, "id=y")) // settled once: the first status stays
+	must(t, s.SettleAudit(ctx, seqs[3], 409, ""))     // refused: nothing changed, the entry goes
+	must(t, s.SettleAudit(ctx, seqs[4], 503, ""))     // failed: kept, with its status
 	// seqs[5] is never settled: its server stopped midway.
 	all, err := s.Audit(ctx, store.AuditFilter{})
 	must(t, err)
@@ -1629,7 +1629,7 @@ func testAudit(t *testing.T, s Store) {
 		statuses = append(statuses, e.Status)
 	}
 	if len(all) != 5 || all[0].Action != "POST /v1/keys" || all[0].Seq != seqs[0] || all[2].Seq <= all[1].Seq || all[1].Remote != "10.0.0.1" || !all[1].At.Equal(t0.Add(time.Minute)) ||
-		fmt.Sprint(statuses) != "[201 200 200 503 0]" || all[3].Action != "POST /v1/policies/:id/activate" {
+		fmt.Sprint(statuses) != "[201 200 200 503 0]" || all[3].Action != "POST /v1/policies/:id/activate" || all[1].Target != "ids=a,b" || all[0].Target != "id=x" || all[2].Target != "id=x" {
 		t.Fatalf("audit %+v", all)
 	}
 	keys, err := s.Audit(ctx, store.AuditFilter{Action: "POST /v1/keys"})
