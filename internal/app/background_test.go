@@ -157,7 +157,9 @@ func TestTaskOfADeadReplicaIsTakenOver(t *testing.T) {
 // from it (its replica stalled past the lease) is stopped.
 func TestLongRunKeepsItsLease(t *testing.T) {
 	st := openLeases(t)
-	const ttl = 150 * time.Millisecond
+	// Renewed every third of it: long enough that a loaded machine (the
+	// race detector, other tests) renews in time.
+	const ttl = 600 * time.Millisecond
 	started := make(chan struct{})
 	release := make(chan struct{})
 	stopped := make(chan error, 1)
@@ -177,9 +179,9 @@ func TestLongRunKeepsItsLease(t *testing.T) {
 	})
 	<-started
 	b := startReplica(t, st, "b", ttl, nil)
-	// Five lease periods: without renewals b, which tries every 5 ms,
-	// would have taken the task over four times.
-	time.Sleep(5 * ttl)
+	// Three lease periods: without renewals b, which tries every 5 ms,
+	// would have taken the task over.
+	time.Sleep(3 * ttl)
 	if n := b.runs.Load(); n != 0 {
 		t.Fatalf("another replica ran the task %d times while a run held its lease", n)
 	}
