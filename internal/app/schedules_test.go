@@ -3,6 +3,7 @@ package app_test
 import (
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -54,8 +55,22 @@ func TestScheduleStartsInstances(t *testing.T) {
 	}
 
 	// Version 2 has no schedule: once a pass has read it, none starts.
+	passes := func() int {
+		m := regexp.MustCompile(`adaptflow_background_task_runs_total\{outcome="ok",task="scheduler"\} (\d+)`).FindStringSubmatch(d.call("GET", "/metrics", "", "").raw)
+		if m == nil {
+			t.Fatal("no scheduler passes counted")
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
 	d.expect(call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", "version: 2\n"+head), http.StatusCreated)
-	time.Sleep(time.Second) // a pass that read version 1 may still start one
+	// A pass under way may have read version 1; the second to end after
+	// the registration began after it.
+	for before, deadline := passes(), time.Now().Add(30*time.Second); passes() < before+2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the scheduler made no pass in 30 s")
+		}
+	}
 	n := len(list())
 	time.Sleep(2 * time.Second) // two due times of the old schedule
 	if m := len(list()); m != n {
