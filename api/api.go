@@ -112,6 +112,12 @@ type RetryClaims interface {
 	ReleaseRetry(ctx context.Context, id, run string) error
 }
 
+// ScheduleSwitches pause and resume processes' schedules.
+type ScheduleSwitches interface {
+	SetScheduleState(ctx context.Context, st store.ScheduleState) error
+	ScheduleStates(ctx context.Context, process string) ([]store.ScheduleState, error)
+}
+
 // ReviewClaims holds reviews for one reviewer at a time.
 type ReviewClaims interface {
 	ClaimReview(ctx context.Context, id, reviewer string, now, until time.Time) (store.Review, error)
@@ -140,6 +146,8 @@ type Options struct {
 	Verdicts  VerdictStore
 	Stats     ReviewStats
 	Lifecycle PolicyLifecycle
+	// Schedules pause and resume the schedules of processes.
+	Schedules ScheduleSwitches
 	Scanner   DecisionScanner
 	Chains    store.ChainReader
 	Examples  ExampleStore
@@ -216,7 +224,7 @@ func (o *Options) validate() error {
 	for name, ok := range map[string]bool{
 		"Keys": o.Keys != nil, "KeyAdmin": o.KeyAdmin != nil, "Definitions": o.Definitions != nil, "Policies": o.Policies != nil,
 		"Instances": o.Instances != nil, "Decisions": o.Decisions != nil, "Reviews": o.Reviews != nil, "Claims": o.Claims != nil, "Retries": o.Retries != nil, "Signals": o.Signals != nil, "Ended": o.Ended != nil, "AuditLog": o.AuditLog != nil, "Verdicts": o.Verdicts != nil, "Stats": o.Stats != nil,
-		"Lifecycle": o.Lifecycle != nil, "Scanner": o.Scanner != nil, "Chains": o.Chains != nil, "Examples": o.Examples != nil,
+		"Lifecycle": o.Lifecycle != nil, "Schedules": o.Schedules != nil, "Scanner": o.Scanner != nil, "Chains": o.Chains != nil, "Examples": o.Examples != nil,
 		"Temporal": o.Temporal != nil, "Env": o.Env != nil, "TaskQueue": o.TaskQueue != "",
 	} {
 		if !ok {
@@ -303,6 +311,8 @@ func New(opts Options) (*Handler, error) {
 	v1.GET("/processes/:name", s.allow(readers), processScoped, s.getProcess)
 	v1.POST("/processes/:name/instances", s.allow([]string{store.RoleSystem}), processScoped, s.startInstance)
 	v1.POST("/processes/:name/instances/batch", s.allow([]string{store.RoleSystem}), processScoped, s.startInstances)
+	v1.POST("/processes/:name/schedules/:schedule/pause", s.allow([]string{store.RoleEngineer}), processScoped, s.switchSchedule(true))
+	v1.POST("/processes/:name/schedules/:schedule/resume", s.allow([]string{store.RoleEngineer}), processScoped, s.switchSchedule(false))
 	v1.GET("/processes/:name/instances", s.allow(readers), processScoped, s.listInstances)
 	v1.GET("/processes/:name/kpis", s.allow(engineer), processScoped, s.processKPIs)
 	v1.GET("/processes/:name/steps", s.allow(engineer), processScoped, s.processSteps)

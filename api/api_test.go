@@ -56,7 +56,7 @@ func newServerAt(t testing.TB, path string, tweak ...func(*api.Options)) (*httpt
 	}
 	opts := api.Options{
 		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Signals: st, Ended: st, AuditLog: st, Verdicts: st, Stats: st,
-		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env, MaxBody: 4096, Timeout: 2 * time.Second,
+		Lifecycle: st, Schedules: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env, MaxBody: 4096, Timeout: 2 * time.Second,
 	}
 	for _, f := range tweak {
 		f(&opts)

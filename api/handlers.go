@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -143,10 +142,10 @@ func (s *server) getProcess(c *gin.Context) {
 	}
 	out := gin.H{"name": def.Name, "version": def.Version, "author": rec.Author, "created_at": rec.CreatedAt, "definition": def}
 	if latest, err := s.Definitions.Definition(c.Request.Context(), def.Name, 0); err == nil && latest.Version == def.Version && len(def.Schedules) > 0 {
-		now := time.Now()
-		schedules := make([]gin.H, len(def.Schedules))
-		for i, sc := range def.Schedules {
-			schedules[i] = gin.H{"id": sc.ID, "cron": sc.Cron, "timezone": cmp.Or(sc.Timezone, "UTC"), "next_run": NextRun(sc, now)}
+		schedules, err := s.scheduleViews(c.Request.Context(), def)
+		if err != nil {
+			fail(c, err)
+			return
 		}
 		out["schedules"] = schedules
 	}

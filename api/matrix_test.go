@@ -21,7 +21,7 @@ var routeRoles = map[string][]string{
 	"GET /healthz": {"*"}, "GET /metrics": {"*"}, "GET /openapi.json": {"*"},
 	"GET /": {"*"}, "GET /ui": {"*"}, "GET /ui/*file": {"*"}, // the web UI: its data comes from /v1
 	"POST /v1/processes": {"engineer"}, "GET /v1/processes": {"system", "engineer"}, "GET /v1/processes/:name": {"system", "engineer"},
-	"POST /v1/processes/:name/instances": {"system"}, "POST /v1/processes/:name/instances/batch": {"system"}, "GET /v1/processes/:name/instances": {"system", "engineer"}, "GET /v1/processes/:name/kpis": {"engineer"}, "GET /v1/processes/:name/steps": {"engineer"}, "GET /v1/processes/:name/signals": {"engineer"}, "GET /v1/processes/:name/signals/:signal/observations": {"engineer"}, "POST /v1/processes/:name/classify": {"engineer"},
+	"POST /v1/processes/:name/instances": {"system"}, "POST /v1/processes/:name/instances/batch": {"system"}, "POST /v1/processes/:name/schedules/:schedule/pause": {"engineer"}, "POST /v1/processes/:name/schedules/:schedule/resume": {"engineer"}, "GET /v1/processes/:name/instances": {"system", "engineer"}, "GET /v1/processes/:name/kpis": {"engineer"}, "GET /v1/processes/:name/steps": {"engineer"}, "GET /v1/processes/:name/signals": {"engineer"}, "GET /v1/processes/:name/signals/:signal/observations": {"engineer"}, "POST /v1/processes/:name/classify": {"engineer"},
 	"POST /v1/policies": {"engineer"}, "GET /v1/policies": {"engineer"},
 	"GET /v1/policies/:id": {"engineer"}, "GET /v1/policies/:id/versions": {"engineer"}, "GET /v1/policies/:id/versions/:version": {"engineer"},
 	"GET /v1/policies/:id/diff": {"engineer"}, "POST /v1/policies/:id/activate": {"engineer"}, "POST /v1/policies/:id/disable": {"engineer"},

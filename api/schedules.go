@@ -1,12 +1,16 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/robfig/cron/v3"
 
 	"github.com/adaptflow/adaptflow/process"
@@ -117,6 +121,77 @@ func dueTimes(sch cron.Schedule, from, to time.Time, limit int) []time.Time {
 	return out
 }
 
+// scheduleView is a schedule as the API shows it: its expression, when it
+// next starts an instance (none while paused), and whether it is paused,
+// by whom.
+func scheduleView(sc process.Schedule, st *store.ScheduleState, now time.Time) gin.H {
+	out := gin.H{"id": sc.ID, "cron": sc.Cron, "timezone": cmp.Or(sc.Timezone, "UTC"), "paused": false}
+	if st != nil {
+		out["paused"], out["changed_by"], out["changed_at"] = st.Paused, st.ChangedBy, st.ChangedAt
+		if st.Note != "" {
+			out["note"] = st.Note
+		}
+	}
+	if st == nil || !st.Paused {
+		out["next_run"] = NextRun(sc, now)
+	}
+	return out
+}
+
+// switchSchedule pauses (or resumes) a schedule of a process's latest
+// definition: an operator's switch, recorded with who and why, that
+// leaves the definition as it was registered.
+func (s *server) switchSchedule(pause bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var req struct {
+			Note string `json:"note,omitempty"`
+		}
+		if c.Request.ContentLength != 0 {
+			if err := bindJSON(c, &req); err != nil {
+				fail(c, err)
+				return
+			}
+		}
+		ctx := c.Request.Context()
+		def, _, err := s.definition(ctx, c.Param("name"), 0)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		i := slices.IndexFunc(def.Schedules, func(sc process.Schedule) bool { return sc.ID == c.Param("schedule") })
+		if i < 0 {
+			fail(c, &httpError{status: http.StatusNotFound, code: "not_found", field: "schedule", msg: fmt.Sprintf("%s v%d has no schedule %q", def.Name, def.Version, c.Param("schedule"))})
+			return
+		}
+		st := store.ScheduleState{Process: def.Name, Schedule: def.Schedules[i].ID, Paused: pause, ChangedBy: caller(c).Name, ChangedAt: time.Now().UTC(), Note: req.Note}
+		if err := s.Schedules.SetScheduleState(ctx, st); err != nil {
+			fail(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, scheduleView(def.Schedules[i], &st, time.Now()))
+	}
+}
+
+// scheduleViews are a definition's schedules as the API shows them.
+func (s *server) scheduleViews(ctx context.Context, def *process.Definition) ([]gin.H, error) {
+	states, err := s.Schedules.ScheduleStates(ctx, def.Name)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	out := make([]gin.H, len(def.Schedules))
+	for i, sc := range def.Schedules {
+		var st *store.ScheduleState
+		for j := range states {
+			if states[j].Schedule == sc.ID {
+				st = &states[j]
+			}
+		}
+		out[i] = scheduleView(sc, st, now)
+	}
+	return out, nil
+}
+
 // lookBack is where a pass at now looks back to for a schedule: the pass
 // before (last), else its catch-up, but not before its definition version
 // was registered (a new schedule makes up for no time before it was).
@@ -217,6 +292,14 @@ func (sc *Scheduler) Run(ctx context.Context, now time.Time) ([]ScheduledStart, 
 	if err != nil {
 		return nil, fmt.Errorf("schedules: %w", err)
 	}
+	switches, err := sc.opts.Schedules.ScheduleStates(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("schedules: %w", err)
+	}
+	states := make(map[string]store.ScheduleState, len(switches))
+	for _, s := range switches {
+		states[s.Process+"/"+s.Schedule] = s
+	}
 	st := &starter{opts: &sc.opts}
 	defer st.flushMarks()
 	var started []ScheduledStart
@@ -231,7 +314,17 @@ func (sc *Scheduler) Run(ctx context.Context, now time.Time) ([]ScheduledStart, 
 			if err != nil {
 				continue // refused when the definition was registered
 			}
-			for _, due := range dueTimes(sch, lookBack(now, s.CatchUpWindow(), rec.CreatedAt, sc.since[key]), now, maxDuePerPass) {
+			// A paused schedule starts nothing, and makes up for nothing of
+			// its pause once resumed.
+			since, registered := sc.since[key], rec.CreatedAt
+			if state, ok := states[key]; ok {
+				if state.Paused {
+					sc.since[key] = now
+					continue
+				}
+				registered = maxTime(registered, state.ChangedAt)
+			}
+			for _, due := range dueTimes(sch, lookBack(now, s.CatchUpWindow(), registered, since), now, maxDuePerPass) {
 				id, created, err := sc.start(ctx, st, def, s, due)
 				if err != nil {
 					return started, fmt.Errorf("schedule %s of %s, due %s: %w", s.ID, def.Name, due.Format(time.RFC3339), err)

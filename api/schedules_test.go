@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -43,5 +44,38 @@ func TestScheduleRegistration(t *testing.T) {
 	berlin, _ := time.LoadLocation("Europe/Berlin")
 	if err != nil || s["id"] != "nightly" || s["timezone"] != "Europe/Berlin" || next.In(berlin).Hour() != 2 || next.Before(time.Now()) || next.After(time.Now().Add(25*time.Hour)) {
 		t.Fatalf("schedule %v (%v)", s, err)
+	}
+}
+
+// A schedule is paused and resumed, with who and why; the process shows
+// it; an unknown schedule is 404 naming it.
+func TestSchedulePause(t *testing.T) {
+	srv, keys := newServer(t)
+	eng := keys[store.RoleEngineer]
+	const d = "name: nightly\nversion: 1\ninput: {properties: {n: {type: number}}}\nsteps: [{id: a, kind: task, task: noop}]\nschedules: [{id: stock, cron: \"@daily\", input: {n: 1}}]\n"
+	if a := do(t, srv, "POST", "/v1/processes", eng, "application/yaml", d); a.status != http.StatusCreated {
+		t.Fatalf("register: %d %+v", a.status, a.err)
+	}
+	p := do(t, srv, "POST", "/v1/processes/nightly/schedules/stock/pause", eng, "application/json", `{"note":"partner down"}`)
+	if p.status != http.StatusOK || p.body["paused"] != true || p.body["note"] != "partner down" || p.body["changed_by"] == nil || p.body["next_run"] != nil {
+		t.Fatalf("pause: %d %v %+v", p.status, p.body, p.err)
+	}
+	got := do(t, srv, "GET", "/v1/processes/nightly", eng, "", "").body["schedules"].([]any)[0].(map[string]any)
+	if got["paused"] != true || got["next_run"] != nil || got["note"] != "partner down" {
+		t.Fatalf("the process's schedule while paused: %v", got)
+	}
+	r := do(t, srv, "POST", "/v1/processes/nightly/schedules/stock/resume", eng, "", "")
+	if r.status != http.StatusOK || r.body["paused"] != false || r.body["next_run"] == nil {
+		t.Fatalf("resume: %d %v %+v", r.status, r.body, r.err)
+	}
+	if a := do(t, srv, "POST", "/v1/processes/nightly/schedules/weekly/pause", eng, "", ""); a.status != http.StatusNotFound || a.err.Field != "schedule" {
+		t.Fatalf("an unknown schedule: %d %+v", a.status, a.err)
+	}
+	if a := do(t, srv, "POST", "/v1/processes/nightly/schedules/stock/pause", keys[store.RoleReviewer], "", ""); a.status != http.StatusForbidden {
+		t.Fatalf("a reviewer: %d", a.status)
+	}
+	audit := do(t, srv, "GET", "/v1/audit?action="+url.QueryEscape("POST /v1/processes/:name/schedules/:schedule/pause"), keys[store.RoleAdmin], "", "")
+	if es, _ := audit.body["entries"].([]any); len(es) != 1 || es[0].(map[string]any)["target"] != "name=nightly,schedule=stock" {
+		t.Fatalf("audit: %v", audit.body)
 	}
 }

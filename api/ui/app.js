@@ -773,8 +773,14 @@ async function processView(name, q) {
       { title: "Schedule", cell: (x) => x.id },
       { title: "When", cell: (x) => h("code", {}, x.cron) },
       { title: "Time zone", cell: (x) => x.timezone },
-      { title: "Next start", cell: (x) => when(x.next_run) },
+      { title: "Next start", cell: (x) => (x.paused ? [badge("paused"), ` by ${x.changed_by}`, x.note ? `: ${x.note}` : ""] : when(x.next_run)) },
       { title: "Instances", cell: (x) => link(`#/instances?process=${enc}`, "list") },
+      { title: "", cell: (x) => actionButton(x.paused ? "Resume" : "Pause", async () => {
+        const verb = x.paused ? "resume" : "pause";
+        await api("POST", `/v1/processes/${enc}/schedules/${encodeURIComponent(x.id)}/${verb}`, {});
+        await route();
+        flash(`Schedule ${x.id} ${x.paused ? "resumed" : "paused"}.`, "info");
+      }, { class: "secondary" }) },
     ], def.schedules)] : null,
     h("h2", {}, "Policies in force"),
     table([

@@ -54,7 +54,6 @@ func TestScheduleStartsInstances(t *testing.T) {
 		t.Fatal("adaptflow_scheduled_starts_total counts no start")
 	}
 
-	// Version 2 has no schedule: once a pass has read it, none starts.
 	passes := func() int {
 		m := regexp.MustCompile(`adaptflow_background_task_runs_total\{outcome="ok",task="scheduler"\} (\d+)`).FindStringSubmatch(d.call("GET", "/metrics", "", "").raw)
 		if m == nil {
@@ -63,14 +62,44 @@ func TestScheduleStartsInstances(t *testing.T) {
 		n, _ := strconv.Atoi(m[1])
 		return n
 	}
-	d.expect(call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", "version: 2\n"+head), http.StatusCreated)
-	// A pass under way may have read version 1; the second to end after
-	// the registration began after it.
-	for before, deadline := passes(), time.Now().Add(30*time.Second); passes() < before+2; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the scheduler made no pass in 30 s")
+	// A pass under way may have read what was before a change; the second
+	// to end after it began after it.
+	twoPasses := func() {
+		t.Helper()
+		for before, deadline := passes(), time.Now().Add(30*time.Second); passes() < before+2; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the scheduler made no pass in 30 s")
+			}
 		}
 	}
+
+	// Paused, it starts nothing; resumed, it starts again, and makes up
+	// for nothing of its pause.
+	d.expect(d.call("POST", "/v1/processes/tick/schedules/stock/pause", adminKey, `{"note":"stock count moved"}`), http.StatusOK)
+	twoPasses()
+	paused := len(list())
+	time.Sleep(2 * time.Second) // two due times
+	if m := len(list()); m != paused {
+		t.Fatalf("%d instances started while paused", m-paused)
+	}
+	resumed := d.expect(d.call("POST", "/v1/processes/tick/schedules/stock/resume", adminKey, ""), http.StatusOK)
+	resumedAt, _ := time.Parse(time.RFC3339Nano, resumed.body["changed_at"].(string))
+	for deadline := time.Now().Add(30 * time.Second); len(list()) <= paused; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no instance since the schedule was resumed")
+		}
+	}
+	all := list()
+	for _, it := range all[:len(all)-paused] { // newest first
+		due, _ := time.Parse(time.RFC3339, strings.TrimPrefix(it.(map[string]any)["business_key"].(string), "schedule:stock:"))
+		if due.Before(resumedAt.Truncate(time.Second)) {
+			t.Fatalf("an instance due at %s, before the schedule was resumed at %s", due, resumedAt)
+		}
+	}
+
+	// Version 2 has no schedule: once a pass has read it, none starts.
+	d.expect(call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", "version: 2\n"+head), http.StatusCreated)
+	twoPasses()
 	n := len(list())
 	time.Sleep(2 * time.Second) // two due times of the old schedule
 	if m := len(list()); m != n {

@@ -338,6 +338,11 @@ steps:
 	if txt := b.text("main"); !strings.Contains(txt, "Schedules") || !strings.Contains(txt, "0 6 * * 1") || !strings.Contains(txt, "Europe/Berlin") {
 		t.Fatalf("the process page's schedules:\n%s", txt)
 	}
+	b.clickText("main button", "Pause")
+	b.waitText("#flash", "Schedule weekly paused.")
+	b.waitText("main", "paused by ")
+	b.clickText("main button", "Resume")
+	b.waitText("#flash", "Schedule weekly resumed.")
 
 	b.open("/processes/customer-onboarding", "main .tiles", "started")
 	if tiles := b.text("main .tiles"); !strings.Contains(tiles, "1\ncompleted") || !strings.Contains(tiles, "100.0%\ninstances reviewed") {

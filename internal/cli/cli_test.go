@@ -166,7 +166,7 @@ func apiServer(t *testing.T, st *sqlite.Store, name, role string, tweak ...func(
 	}
 	t.Cleanup(tc.Close)
 	opts := api.Options{Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Signals: st, Ended: st, AuditLog: st, Verdicts: st, Stats: st,
-		Lifecycle: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env, Timeout: 2 * time.Second}
+		Lifecycle: st, Schedules: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env, Timeout: 2 * time.Second}
 	for _, f := range tweak {
 		f(&opts)
 	}
@@ -551,6 +551,17 @@ func TestProcessCommand(t *testing.T) {
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "SCHEDULE") ||
 		!strings.HasPrefix(lines[1], "weekly") || !strings.Contains(lines[1], "0 6 * * 1") || !strings.Contains(lines[1], "Asia/Tokyo") {
 		t.Fatalf("schedules: exit %d\n%s", code, out)
+	}
+	code, out = run(t, cmd, append([]string{"schedules", "payouts", "--pause", "weekly", "--note", "bank holiday"}, remote...)...)
+	if code != 0 || !strings.Contains(out, "paused by eng") || !strings.Contains(out, ": bank holiday") {
+		t.Fatalf("schedules --pause: exit %d\n%s", code, out)
+	}
+	code, out = run(t, cmd, append([]string{"schedules", "payouts", "--resume", "weekly"}, remote...)...)
+	if code != 0 || strings.Contains(out, "paused") {
+		t.Fatalf("schedules --resume: exit %d\n%s", code, out)
+	}
+	if code, out = run(t, cmd, append([]string{"schedules", "payouts", "--pause", "daily"}, remote...)...); code != 1 || !strings.Contains(out, "404") {
+		t.Fatalf("schedules --pause of an unknown schedule: exit %d\n%s", code, out)
 	}
 	for _, args := range [][]string{{}, {"signals"}, {"kpis", "--api-key", "k"}, {"list", "payouts", "--api-key", "k"}, {"stats", "payouts", "--api-key", "k"}, {"signals", "a", "b", "--api-key", "k"}, {"observations", "payouts", "--api-key", "k"}} {
 		if code, out := run(t, cmd, args...); code != 2 || !strings.Contains(out, "usage:") {

@@ -28,7 +28,7 @@ const processUsage = `usage:
   adaptflow process signals NAME [--since 7d] [--bucket 1h] [--version N] [--flagged 5]
   adaptflow process observations NAME SIGNAL [--since 30d] [--anomalous] [--version N]   (CSV, oldest first)
   adaptflow process classify NAME (--text TEXT | --text - | --input JSON) [--version N]   (try its classifier; no instance)
-  adaptflow process schedules NAME   (its schedules, and when each next starts an instance)
+  adaptflow process schedules NAME [--pause ID | --resume ID] [--note TEXT]   (its schedules, and when each next starts an instance)
 flags common to all: --server URL ($ADAPTFLOW_SERVER) --api-key KEY ($ADAPTFLOW_API_KEY) --json`
 
 // signalPoint is an observation of a signal as the API reports it.
@@ -109,6 +109,9 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	anomalous := fs.Bool("anomalous", false, "observations: only the flagged ones")
 	text := fs.String("text", "", "classify: the text to classify (-: read it from standard input)")
 	input := fs.String("input", "", "classify: an instance's input as JSON; the text is taken from it as for an instance")
+	pause := fs.String("pause", "", "schedules: pause this schedule (it starts nothing until resumed)")
+	resume := fs.String("resume", "", "schedules: resume this schedule")
+	note := fs.String("note", "", "schedules --pause/--resume: why, kept with the switch")
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return 2
@@ -158,6 +161,16 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "adaptflow process %s: %v\n", sub, err)
 		return 1
 	}
+	if sub == "schedules" && (*pause != "" || *resume != "") {
+		id, verb := *pause, "pause"
+		if *resume != "" {
+			id, verb = *resume, "resume"
+		}
+		b, _ := json.Marshal(map[string]string{"note": *note})
+		if err := r.do(ctx, "POST", path+"/schedules/"+url.PathEscape(id)+"/"+verb, "application/json", b, nil, nil); err != nil {
+			return fail(err)
+		}
+	}
 	var raw json.RawMessage
 	if err := r.do(ctx, "GET", path, "", nil, nil, &raw); err != nil {
 		return fail(err)
@@ -191,6 +204,10 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			Schedules []struct {
 				ID, Cron, Timezone string
 				NextRun            time.Time `json:"next_run"`
+				Paused             bool
+				ChangedBy          string    `json:"changed_by"`
+				ChangedAt          time.Time `json:"changed_at"`
+				Note               string
 			}
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
@@ -203,7 +220,14 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "SCHEDULE\tCRON\tTIME ZONE\tNEXT START")
 		for _, sc := range v.Schedules {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", sc.ID, sc.Cron, sc.Timezone, sc.NextRun.Local().Format(time.DateTime))
+			next := sc.NextRun.Local().Format(time.DateTime)
+			if sc.Paused {
+				next = fmt.Sprintf("paused by %s %s", sc.ChangedBy, sc.ChangedAt.Local().Format(time.DateTime))
+				if sc.Note != "" {
+					next += ": " + sc.Note
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", sc.ID, sc.Cron, sc.Timezone, next)
 		}
 		_ = tw.Flush()
 	case "kpis":

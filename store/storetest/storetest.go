@@ -90,6 +90,8 @@ type Store interface {
 	PruneCounts(ctx context.Context, before time.Time) (store.Pruned, error)
 	TakeLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (store.Lease, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
+	SetScheduleState(ctx context.Context, st store.ScheduleState) error
+	ScheduleStates(ctx context.Context, process string) ([]store.ScheduleState, error)
 }
 
 // Run runs the suite; open returns a new, empty store.
@@ -106,6 +108,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("instance listing", func(t *testing.T) { testInstanceListing(t, open(t)) })
 	t.Run("retry claims", func(t *testing.T) { testRetryClaims(t, open(t)) })
 	t.Run("leases", func(t *testing.T) { testLeases(t, open(t)) })
+	t.Run("schedule states", func(t *testing.T) { testScheduleStates(t, open(t)) })
 	t.Run("decisions", func(t *testing.T) { testDecisions(t, open(t)) })
 	t.Run("decision with state", func(t *testing.T) { testDecisionWithState(t, open(t)) })
 	t.Run("chains of reset runs", func(t *testing.T) { testResetChains(t, open(t)) })
@@ -1072,6 +1075,34 @@ func testLeases(t *testing.T, s Store) {
 		if l.Holder != got[0].Holder || !l.Expires.Equal(t0.Add(time.Minute)) {
 			t.Fatalf("replicas taking a lease at once saw %+v and %+v", got[0], l)
 		}
+	}
+}
+
+// testScheduleStates: a schedule is paused and resumed, with who, when
+// and why; states list by process, or all.
+func testScheduleStates(t *testing.T, s Store) {
+	ctx := t.Context()
+	states := func(process string) string {
+		t.Helper()
+		sts, err := s.ScheduleStates(ctx, process)
+		must(t, err)
+		var out []string
+		for _, st := range sts {
+			out = append(out, fmt.Sprintf("%s/%s paused=%v by %s at %s (%s)", st.Process, st.Schedule, st.Paused, st.ChangedBy, st.ChangedAt.Sub(t0), st.Note))
+		}
+		return strings.Join(out, "; ")
+	}
+	if got := states(""); got != "" {
+		t.Fatalf("no states: %q", got)
+	}
+	must(t, s.SetScheduleState(ctx, store.ScheduleState{Process: "p", Schedule: "nightly", Paused: true, ChangedBy: "ann", ChangedAt: t0, Note: "partner down"}))
+	must(t, s.SetScheduleState(ctx, store.ScheduleState{Process: "q", Schedule: "weekly", Paused: true, ChangedBy: "bob", ChangedAt: t0.Add(time.Minute)}))
+	must(t, s.SetScheduleState(ctx, store.ScheduleState{Process: "p", Schedule: "nightly", Paused: false, ChangedBy: "bob", ChangedAt: t0.Add(time.Hour), Note: "back"}))
+	if got, want := states("p"), "p/nightly paused=false by bob at 1h0m0s (back)"; got != want {
+		t.Fatalf("p: %q, want %q", got, want)
+	}
+	if got, want := states(""), "p/nightly paused=false by bob at 1h0m0s (back); q/weekly paused=true by bob at 1m0s ()"; got != want {
+		t.Fatalf("all: %q, want %q", got, want)
 	}
 }
 
