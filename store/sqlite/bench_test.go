@@ -40,3 +40,31 @@ func BenchmarkSignalHistory(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkInstancesByInput lists the instances of a customer among
+// 100,000 of a process, by a field of their input (not indexed: the
+// newest are read until the page is full): 100 match, a page of 50.
+func BenchmarkInstancesByInput(b *testing.B) {
+	st, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "s.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now().UTC()
+	const n = 100_000
+	for i := range n {
+		in := store.Instance{ID: fmt.Sprint("i-", i), Process: "orders", ProcessVersion: 1, BusinessKey: fmt.Sprint("k-", i),
+			Input: fmt.Appendf(nil, `{"amount":%d,"customer":"C-%d","items":[{"qty":1,"sku":"X"}]}`, i%500, i%1000), CreatedAt: now.Add(-time.Duration(i) * time.Second)}
+		if _, _, err := st.CreateInstance(b.Context(), in); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f := store.InstanceFilter{Process: "orders", Input: []store.InputMatch{{Field: "customer", Value: "C-7"}}, Limit: 50}
+	b.ResetTimer()
+	for b.Loop() {
+		page, err := st.Instances(b.Context(), f)
+		if err != nil || len(page) != 50 {
+			b.Fatalf("%d instances, %v", len(page), err)
+		}
+	}
+}
