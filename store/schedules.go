@@ -2,6 +2,19 @@ package store
 
 import "time"
 
+// ScanScheduleStates reads the rows of ScheduleStatesQuery.
+func ScanScheduleStates(rows Rows) ([]ScheduleState, error) {
+	var out []ScheduleState
+	err := EachRow(rows, func(scan func(dest ...any) error) (ScheduleState, error) {
+		var st ScheduleState
+		var at int64
+		err := scan(&st.Process, &st.Schedule, &st.Paused, &st.ChangedBy, &at, &st.Note)
+		st.ChangedAt = time.UnixMicro(at).UTC()
+		return st, err
+	}, func(st ScheduleState) error { out = append(out, st); return nil })
+	return out, err
+}
+
 // ScheduleState is whether a process's schedule is paused: an
 // operator's switch, kept apart from the definition, which stays as it
 // was registered. A schedule with no state runs.

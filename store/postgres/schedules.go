@@ -28,15 +28,9 @@ func (s *Store) ScheduleStates(ctx context.Context, process string) ([]store.Sch
 		return nil, fmt.Errorf("postgres: schedule states: %w", err)
 	}
 	defer rows.Close()
-	var out []store.ScheduleState
-	for rows.Next() {
-		var st store.ScheduleState
-		var at int64
-		if err := rows.Scan(&st.Process, &st.Schedule, &st.Paused, &st.ChangedBy, &at, &st.Note); err != nil {
-			return nil, fmt.Errorf("postgres: schedule states: %w", err)
-		}
-		st.ChangedAt = fromMicros(at)
-		out = append(out, st)
+	out, err := store.ScanScheduleStates(rows)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: schedule states: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
