@@ -98,6 +98,21 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("temporal frontend %s:%d is not free (is another Temporal server running? choose another with --temporal-address): %w", host, port, err)
 	}
 	_ = l.Close()
+	// The services' other ports are picked free just before the server
+	// binds them; another process may bind one in between. Such a start
+	// is tried again, with other ports.
+	for attempt := 1; ; attempt++ {
+		s, err := start(opts, host, port)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return s, err
+		}
+		opts.Logger.Warn("a port of the embedded Temporal server was taken as it started; trying again with others", "err", err)
+	}
+}
+
+// start builds and starts the server on its frontend port, with the other
+// ports picked now.
+func start(opts Options, host string, port int) (*Server, error) {
 	conf, err := buildConfig(opts, host, port)
 	if err != nil {
 		return nil, err
