@@ -136,12 +136,14 @@ func (s *server) routeDefinition(c *gin.Context) (*process.Definition, store.Def
 }
 
 func (s *server) getProcess(c *gin.Context) {
-	def, rec, _, ok := s.routeDefinition(c)
+	def, rec, asked, ok := s.routeDefinition(c)
 	if !ok {
 		return
 	}
 	out := gin.H{"name": def.Name, "version": def.Version, "author": rec.Author, "created_at": rec.CreatedAt, "definition": def}
-	if latest, err := s.Definitions.Definition(c.Request.Context(), def.Name, 0); err == nil && latest.Version == def.Version && len(def.Schedules) > 0 {
+	// The schedules of the latest version apply: an older one asked for
+	// shows none.
+	if len(def.Schedules) > 0 && (asked == 0 || s.isLatest(c.Request.Context(), def)) {
 		schedules, err := s.scheduleViews(c.Request.Context(), def)
 		if err != nil {
 			fail(c, err)
@@ -150,6 +152,12 @@ func (s *server) getProcess(c *gin.Context) {
 		out["schedules"] = schedules
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// isLatest reports whether def is its process's latest version.
+func (s *server) isLatest(ctx context.Context, def *process.Definition) bool {
+	latest, err := s.Definitions.Definition(ctx, def.Name, 0)
+	return err == nil && latest.Version == def.Version
 }
 
 // putPolicy registers a policy version; it must compile against the latest

@@ -270,12 +270,15 @@ type Scheduler struct {
 	// since is where the next pass looks back to, by process/schedule.
 	since map[string]time.Time
 	defs  map[string]*process.Definition // parsed, by name@version
+	// crons are the schedules' expressions read in their zones, by
+	// name@version/id: read once, not at each pass.
+	crons map[string]cron.Schedule
 }
 
 // NewScheduler is a Scheduler with the API's options.
 func NewScheduler(o Options) *Scheduler {
 	o.defaults()
-	return &Scheduler{opts: o, since: map[string]time.Time{}, defs: map[string]*process.Definition{}}
+	return &Scheduler{opts: o, since: map[string]time.Time{}, defs: map[string]*process.Definition{}, crons: map[string]cron.Schedule{}}
 }
 
 // ScheduledStart is one instance a scheduler pass started.
@@ -310,7 +313,7 @@ func (sc *Scheduler) Run(ctx context.Context, now time.Time) ([]ScheduledStart, 
 		}
 		for _, s := range def.Schedules {
 			key := def.Name + "/" + s.ID
-			sch, err := parseSchedule(s)
+			sch, err := sc.cron(def, s)
 			if err != nil {
 				continue // refused when the definition was registered
 			}
@@ -337,6 +340,19 @@ func (sc *Scheduler) Run(ctx context.Context, now time.Time) ([]ScheduledStart, 
 		}
 	}
 	return started, nil
+}
+
+// cron is s's expression (of def) read in its zone, kept across passes.
+func (sc *Scheduler) cron(def *process.Definition, s process.Schedule) (cron.Schedule, error) {
+	key := fmt.Sprintf("%s@%d/%s", def.Name, def.Version, s.ID)
+	if sch, ok := sc.crons[key]; ok {
+		return sch, nil
+	}
+	sch, err := parseSchedule(s)
+	if err == nil {
+		sc.crons[key] = sch
+	}
+	return sch, err
 }
 
 // definition is the parsed definition of rec, kept across passes.

@@ -1,19 +1,9 @@
 package store
 
-import "time"
-
-// ScanScheduleStates reads the rows of ScheduleStatesQuery.
-func ScanScheduleStates(rows Rows) ([]ScheduleState, error) {
-	var out []ScheduleState
-	err := EachRow(rows, func(scan func(dest ...any) error) (ScheduleState, error) {
-		var st ScheduleState
-		var at int64
-		err := scan(&st.Process, &st.Schedule, &st.Paused, &st.ChangedBy, &at, &st.Note)
-		st.ChangedAt = time.UnixMicro(at).UTC()
-		return st, err
-	}, func(st ScheduleState) error { out = append(out, st); return nil })
-	return out, err
-}
+import (
+	"context"
+	"time"
+)
 
 // ScheduleState is whether a process's schedule is paused: an
 // operator's switch, kept apart from the definition, which stays as it
@@ -35,7 +25,24 @@ type ScheduleState struct {
 const SetScheduleQuery = `INSERT INTO schedule_states (process, schedule, paused, changed_by, changed_at, note) VALUES ({1}, {2}, {3}, {4}, {5}, {6})
 	ON CONFLICT (process, schedule) DO UPDATE SET paused = excluded.paused, changed_by = excluded.changed_by, changed_at = excluded.changed_at, note = excluded.note`
 
-// ScheduleStatesQuery reads the schedule states of a process, or of every
-// process when it is empty, with the parameter process; see Numbered.
-const ScheduleStatesQuery = `SELECT process, schedule, paused, changed_by, changed_at, note FROM schedule_states
-	WHERE {1} = '' OR process = {1} ORDER BY process, schedule`
+// ScheduleStates lists the states of a process's schedules (every
+// process's when it is empty); a schedule with none runs.
+func (r Reads) ScheduleStates(ctx context.Context, process string) ([]ScheduleState, error) {
+	p := &params{ph: r.ph}
+	q := `SELECT process, schedule, paused, changed_by, changed_at, note FROM schedule_states`
+	if process != "" {
+		q += ` WHERE process = ` + p.add(process)
+	}
+	var out []ScheduleState
+	err := r.rows(ctx, "schedule states", q+` ORDER BY process, schedule`, p.args, func(scan func(dest ...any) error) error {
+		var st ScheduleState
+		var at int64
+		if err := scan(&st.Process, &st.Schedule, &st.Paused, &st.ChangedBy, &at, &st.Note); err != nil {
+			return err
+		}
+		st.ChangedAt = time.UnixMicro(at).UTC()
+		out = append(out, st)
+		return nil
+	})
+	return out, err
+}
