@@ -135,6 +135,8 @@ func TestErrorsAndLimits(t *testing.T) {
 		{"bad version", "GET", "/v1/processes/p?version=x", eng, "", "", 400, "invalid_argument", "version"},
 		{"bad review filter", "GET", "/v1/reviews?status=old", keys[store.RoleReviewer], "", "", 400, "invalid_argument", "status"},
 		{"bad queue window", "GET", "/v1/queues?since=yesterday", keys[store.RoleReviewer], "", "", 400, "invalid_argument", "since"},
+		{"unknown field of a definition", "POST", "/v1/processes", eng, "application/yaml", strings.Replace(def, "task: noop", "task: noop, tymeout: 1s", 1), 400, "invalid_argument", "steps[0].tymeout"},
+		{"policy field of the wrong kind", "POST", "/v1/policies", eng, "application/yaml", "id: x\nprocess: p\npriority: high\nwhen: 'true'\nactions: [{skip: a}]\n", 400, "invalid_argument", "priority"},
 		{"bad role", "POST", "/v1/keys", keys[store.RoleAdmin], "application/json", `{"name":"x","role":"root"}`, 400, "invalid_argument", "role"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -52,15 +53,23 @@ func (es Errors) Err() error {
 	return es
 }
 
-// decodeStrict decodes YAML (or JSON, a subset of it) into v, refusing
-// unknown fields and trailing documents.
-func decodeStrict(data []byte, v any) error {
+// DecodeStrict decodes YAML (or JSON, a subset of it) into v, refusing
+// unknown fields and trailing documents; a field that is unknown or of the
+// wrong kind is named by its path (`steps[0].timeout`).
+func DecodeStrict(data []byte, v any) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return &FieldError{Message: "empty document"}
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil {
+		// yaml.v3 says where by line only; name the fields at fault.
+		var doc yaml.Node
+		if yaml.Unmarshal(data, &doc) == nil {
+			if es := locate(&doc, reflect.TypeOf(v)); len(es) > 0 {
+				return es
+			}
+		}
 		return &FieldError{Message: "malformed document: " + strings.TrimPrefix(err.Error(), "yaml: ")}
 	}
 	var extra any
@@ -74,7 +83,7 @@ func decodeStrict(data []byte, v any) error {
 // structure. Expressions in it are checked by the policies package.
 func ParseDefinition(data []byte) (*Definition, error) {
 	var d Definition
-	if err := decodeStrict(data, &d); err != nil {
+	if err := DecodeStrict(data, &d); err != nil {
 		return nil, err
 	}
 	if err := d.Validate(); err != nil {
@@ -86,7 +95,7 @@ func ParseDefinition(data []byte) (*Definition, error) {
 // ParsePolicy reads a policy from YAML or JSON and validates its structure.
 func ParsePolicy(data []byte) (*Policy, error) {
 	var p Policy
-	if err := decodeStrict(data, &p); err != nil {
+	if err := DecodeStrict(data, &p); err != nil {
 		return nil, err
 	}
 	p.When = strings.TrimSpace(p.When)

@@ -1161,3 +1161,22 @@ steps:
 		recordHistory(t, tc, id, "review_escalation_v6.json")
 	}
 }
+
+func TestCalendarFileErrorsNameTheField(t *testing.T) {
+	if _, err := app.LoadCalendar(""); err != nil {
+		t.Fatalf("the embedded calendar: %v", err)
+	}
+	for body, want := range map[string]string{
+		"timezone: UTC\nseason:\n  - {name: peak, from: \"11-15\", to: \"12-31\"}\n": `season: unknown field (line 2; did you mean "seasons"?)`,
+		"seasons:\n  - {name: peak, from: \"11-15\", till: \"12-31\"}\n":             `seasons[0].till: unknown field (line 2)`,
+		"seasons: peak\n": `seasons: must be a list (got "peak", line 1)`,
+	} {
+		path := filepath.Join(t.TempDir(), "calendar.yaml")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := app.LoadCalendar(path); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want %q", body, err, want)
+		}
+	}
+}

@@ -22,3 +22,6 @@ var LoopbackForTest = loopback
 
 // TLSConfigForTest exposes the TLS configuration made for Temporal.
 func TLSConfigForTest(o TemporalTLS, address string) (*tls.Config, error) { return o.config(address) }
+
+// LoadCalendar exposes the calendar file's reader to the tests.
+var LoadCalendar = loadCalendar

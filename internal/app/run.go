@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -30,7 +29,6 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"gopkg.in/yaml.v3"
 
 	"github.com/adaptflow/adaptflow/activities"
 	"github.com/adaptflow/adaptflow/api"
@@ -40,6 +38,7 @@ import (
 	"github.com/adaptflow/adaptflow/internal/tracing"
 	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/postgres"
 	"github.com/adaptflow/adaptflow/store/sqlite"
@@ -553,9 +552,7 @@ func loadCalendar(path string) (policies.Calendar, error) {
 		return policies.Calendar{}, fmt.Errorf("calendar: %w", err)
 	}
 	var cf calendarFile
-	dec := yaml.NewDecoder(bytes.NewReader(body))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cf); err != nil {
+	if err := process.DecodeStrict(body, &cf); err != nil {
 		return policies.Calendar{}, fmt.Errorf("calendar %s: %w", path, err)
 	}
 	cal := policies.Calendar{Seasons: cf.Seasons, Default: cf.Default, Location: time.UTC}
