@@ -345,13 +345,14 @@ func New(opts Options) (*Handler, error) {
 	v1.DELETE("/classifiers/:name/examples/:id", s.allow(engineer), s.allowClassifier, s.deleteExample)
 	v1.GET("/classifiers/:name/quality", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.allowClassifier, s.classifierQuality)
 	v1.GET("/whoami", s.allow(anyRole), s.whoami)
-	return &Handler{Handler: r, starts: s.starts}, nil
+	return &Handler{Handler: r, starts: s.starts, limits: s.limits}, nil
 }
 
 // Handler is the API's HTTP handler.
 type Handler struct {
 	http.Handler
 	starts *starter
+	limits *limiters
 }
 
 // Drain waits, until ctx ends, for the workflow starts that requests left

@@ -462,6 +462,37 @@ func TestRateLimitPerKey(t *testing.T) {
 	}
 }
 
+// With several API replicas, each allows a key its share of the limit, so
+// that the key's rate across them stays the limit; each keeps the whole
+// burst.
+func TestRateLimitSharedByReplicas(t *testing.T) {
+	srv, keys, _ := newServerAt(t, filepath.Join(t.TempDir(), "api.db"), func(o *api.Options) { o.RateLimit = 2 })
+	h := srv.Config.Handler.(*api.Handler)
+	sys := keys[store.RoleSystem]
+	whoami := func() answer { return do(t, srv, "GET", "/v1/whoami", sys, "", "") }
+	h.SetReplicas(4) // 0.5 requests a second here
+	for i := range 4 {
+		if a := whoami(); a.status != http.StatusOK {
+			t.Fatalf("request %d of the burst: %d", i, a.status)
+		}
+	}
+	a := whoami()
+	if a.status != http.StatusTooManyRequests || !strings.Contains(a.err.Message, "limit of 2 requests per second (across 4 API replicas)") || a.header.Get("Retry-After") != "2" {
+		t.Fatalf("over the burst: %d %q Retry-After %q", a.status, a.err.Message, a.header.Get("Retry-After"))
+	}
+	// Half a second refills a quarter of a request here, where the whole
+	// limit would have refilled one.
+	time.Sleep(500 * time.Millisecond)
+	if a := whoami(); a.status != http.StatusTooManyRequests {
+		t.Fatalf("a quarter of the limit refilled a request: %d", a.status)
+	}
+	h.SetReplicas(1) // the others stopped: the whole limit here again
+	time.Sleep(500 * time.Millisecond)
+	if a := whoami(); a.status != http.StatusOK {
+		t.Fatalf("alone again: %d %+v", a.status, a.err)
+	}
+}
+
 // A reviewer key limited to a process pages through that process's reviews
 // only, in full pages, and may not ask for another process's.
 func TestProcessLimitedKeySeesItsReviews(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 type leaser interface {
 	TakeLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (store.Lease, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
+	LiveLeases(ctx context.Context, prefix string, now time.Time) ([]store.Lease, error)
 }
 
 // task is a background task of the API: the sweeps, the canary guards,
@@ -48,6 +49,7 @@ type background struct {
 	lastOK   *prometheus.GaugeVec
 	interval *prometheus.GaugeVec
 	runs     *prometheus.CounterVec
+	replicas prometheus.Gauge
 }
 
 func newBackground(leases leaser, holder string, lg *slog.Logger, reg prometheus.Registerer) *background {
@@ -69,8 +71,12 @@ func newBackground(leases leaser, holder string, lg *slog.Logger, reg prometheus
 			Name: "adaptflow_background_task_runs_total",
 			Help: "Runs of a background task in this replica, by outcome (ok, failed).",
 		}, []string{"task", "outcome"}),
+		replicas: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "adaptflow_api_replicas",
+			Help: "The API replicas this one counts as live in the store; they share each key's rate limit.",
+		}),
 	}
-	reg.MustRegister(b.leader, b.lastOK, b.interval, b.runs)
+	reg.MustRegister(b.leader, b.lastOK, b.interval, b.runs, b.replicas)
 	return b
 }
 
@@ -166,4 +172,53 @@ func (b *background) runHeld(ctx context.Context, tk task) error {
 		}
 	})
 	return tk.run(ctx)
+}
+
+// replicaEvery is how often an API replica says in the store that it is
+// alive, and counts the replicas that have.
+const replicaEvery = 10 * time.Second
+
+// replicaLeases prefixes the leases by which API replicas say they are
+// alive: "replica/" and the replica's name.
+const replicaLeases = "replica/"
+
+// countReplicas keeps this replica's lease "replica/NAME" renewed every
+// interval (replicaEvery unless given; it lasts three) and tells share how
+// many replicas hold one: they share each key's rate limit. It gives the
+// lease up when the replica stops, so the others count it out at once; one
+// that dies is counted out when its lease expires. While the store does not
+// answer, the last count stands.
+func (b *background) countReplicas(ctx context.Context, lc *lifecycle, every time.Duration, share func(n int)) {
+	if every <= 0 {
+		every = replicaEvery
+	}
+	name := replicaLeases + b.holder
+	// Added before the loop, so run after it has stopped.
+	lc.add("replica lease", func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return b.leases.ReleaseLease(ctx, name, b.holder)
+	})
+	last := 0
+	runEvery(ctx, lc, "replica count", 0, every, func(ctx context.Context) {
+		now := time.Now()
+		_, err := b.leases.TakeLease(ctx, name, b.holder, now, 3*every)
+		var live []store.Lease
+		if err == nil {
+			live, err = b.leases.LiveLeases(ctx, replicaLeases, now)
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				b.logger.Warn("API replicas cannot be counted; the last count stands", "replicas", max(1, last), "err", err)
+			}
+			return
+		}
+		n := max(1, len(live))
+		if n != last {
+			b.logger.Info("API replicas share each key's rate limit", "replicas", n)
+			last = n
+		}
+		b.replicas.Set(float64(n))
+		share(n)
+	})
 }

@@ -221,3 +221,40 @@ func TestRestartedReplicaTakesItsLeaseBack(t *testing.T) {
 		t.Fatal("another process on the host ran the task too")
 	}
 }
+
+// Every API replica says in the store that it is alive; each counts the
+// live ones, which share the keys' rate limits. One that stops is counted
+// out at once; one that died, when its lease expires.
+func TestReplicasCountEachOther(t *testing.T) {
+	st := openLeases(t)
+	type counted struct {
+		lc *lifecycle
+		n  atomic.Int64
+	}
+	start := func(name string, every time.Duration) *counted {
+		c := &counted{lc: &lifecycle{logger: slog.New(slog.DiscardHandler)}}
+		bg := newBackground(st, name, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		bg.countReplicas(t.Context(), c.lc, every, func(n int) { c.n.Store(int64(n)) })
+		t.Cleanup(func() { _ = c.lc.stop(context.Background()) })
+		return c
+	}
+	a, b := start("a", 5*time.Millisecond), start("b", 5*time.Millisecond)
+	// A replica that died a moment ago: its lease runs out soon.
+	if _, err := st.TakeLease(t.Context(), replicaLeases+"ghost", "ghost", time.Now(), 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both to count three", func() bool { return a.n.Load() == 3 && b.n.Load() == 3 })
+	waitFor(t, "the dead one to be counted out", func() bool { return a.n.Load() == 2 && b.n.Load() == 2 })
+	// c counts once, at its start, and holds a lease of three hours.
+	c := start("c", time.Hour)
+	waitFor(t, "a new one to be counted in", func() bool { return a.n.Load() == 3 && c.n.Load() == 3 })
+	if err := c.lc.stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// c gave its lease up, hours before it would have run out.
+	live, err := st.LiveLeases(t.Context(), replicaLeases, time.Now())
+	if err != nil || len(live) != 2 {
+		t.Fatalf("after c stopped: %v %v", live, err)
+	}
+	waitFor(t, "the others to count c out", func() bool { return a.n.Load() == 2 && b.n.Load() == 2 })
+}

@@ -82,6 +82,10 @@ type Options struct {
 	// CanaryGuardEvery is how often the API judges the canaries that have
 	// a guard (default a minute; tests shorten it).
 	CanaryGuardEvery time.Duration
+	// ReplicaEvery is how often an API replica says in the store that it
+	// is alive and counts the others, which share each key's rate limit
+	// (default 10s).
+	ReplicaEvery time.Duration
 	// ScheduleEvery is how often the API starts the instances the
 	// processes' schedules are due for (default 10s; tests shorten it).
 	ScheduleEvery time.Duration

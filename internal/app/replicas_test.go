@@ -37,6 +37,7 @@ func TestTwoServersShareTheBackgroundTasks(t *testing.T) {
 		o := app.DefaultOptions()
 		o.DataDir, o.DatabaseURL, o.TemporalAddress, o.APIKey = t.TempDir(), pg.url, ts.Address(), adminKey
 		o.Listen, o.SweepEvery, o.ScheduleEvery, o.CanaryGuardEvery = "127.0.0.1:0", 100*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
+		o.ReplicaEvery = 100 * time.Millisecond
 		ready := make(chan string, 1)
 		o.OnReady = func(addr string) { ready <- addr }
 		sctx, scancel := context.WithCancel(ctx)
@@ -52,15 +53,19 @@ func TestTwoServersShareTheBackgroundTasks(t *testing.T) {
 		}
 		return s
 	}
-	leader := func(s *server, task string) int {
+	gauge := func(s *server, series string) int {
 		t.Helper()
 		r := call(t, s.base, "GET", "/metrics", "", "", "")
-		m := regexp.MustCompile(`adaptflow_background_task_leader\{task="` + task + `"\} (\d)`).FindStringSubmatch(r.raw)
+		m := regexp.MustCompile(regexp.QuoteMeta(series) + ` (\d+)`).FindStringSubmatch(r.raw)
 		if m == nil {
 			return 0
 		}
 		n, _ := strconv.Atoi(m[1])
 		return n
+	}
+	leader := func(s *server, task string) int {
+		t.Helper()
+		return gauge(s, `adaptflow_background_task_leader{task="`+task+`"}`)
 	}
 	a, b := start(), start()
 	tasks := []string{"sweeper", "scheduler", "canary_guard"}
@@ -75,6 +80,8 @@ func TestTwoServersShareTheBackgroundTasks(t *testing.T) {
 	for _, task := range tasks {
 		waitUntil(task+" to run in one of the two", func() bool { return leader(a, task)+leader(b, task) == 1 })
 	}
+	// Each counts two replicas, which share each key's rate limit.
+	waitUntil("both to count two replicas", func() bool { return gauge(a, "adaptflow_api_replicas") == 2 && gauge(b, "adaptflow_api_replicas") == 2 })
 	// Over a few more passes it stays with one.
 	for range 10 {
 		time.Sleep(50 * time.Millisecond)
@@ -96,6 +103,7 @@ func TestTwoServersShareTheBackgroundTasks(t *testing.T) {
 	for _, task := range tasks {
 		waitUntil("the other server to take "+task+" over", func() bool { return leader(other, task) == 1 })
 	}
+	waitUntil("the other server to count itself alone", func() bool { return gauge(other, "adaptflow_api_replicas") == 1 })
 	if r := call(t, other.base, "GET", "/healthz", "", "", ""); r.status != http.StatusOK {
 		t.Fatalf("the other server: %d", r.status)
 	}

@@ -251,6 +251,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	// The background tasks run in one API replica at a time: the one that
 	// holds each task's lease in the store.
 	bg := newBackground(st, replicaName(ln.Addr().String()), lg, reg)
+	bg.countReplicas(ctx, lc, opts.ReplicaEvery, handler.SetReplicas)
 	runSweeps(ctx, lc, bg, apiOpts, opts.SweepEvery)
 	runCanaryGuards(ctx, lc, bg, apiOpts, opts.CanaryGuardEvery, reg)
 	runSchedules(ctx, lc, bg, apiOpts, opts.ScheduleEvery, reg)

@@ -89,6 +89,7 @@ type Store interface {
 	Prune(ctx context.Context, before time.Time) (store.Pruned, error)
 	PruneCounts(ctx context.Context, before time.Time) (store.Pruned, error)
 	TakeLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (store.Lease, error)
+	LiveLeases(ctx context.Context, prefix string, now time.Time) ([]store.Lease, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
 	SetScheduleState(ctx context.Context, st store.ScheduleState) error
 	ScheduleStates(ctx context.Context, process string) ([]store.ScheduleState, error)
@@ -1075,6 +1076,30 @@ func testLeases(t *testing.T, s Store) {
 		if l.Holder != got[0].Holder || !l.Expires.Equal(t0.Add(time.Minute)) {
 			t.Fatalf("replicas taking a lease at once saw %+v and %+v", got[0], l)
 		}
+	}
+
+	// Live leases by prefix: the replicas that said they are alive.
+	for _, h := range []string{"a", "b", "c"} {
+		_, err := s.TakeLease(ctx, "replica/"+h, h, t0, time.Minute)
+		must(t, err)
+	}
+	_, err := s.TakeLease(ctx, "replica/c", "c", t0.Add(-time.Hour), time.Minute) // c renews into the past: it stopped
+	must(t, err)
+	_, err = s.TakeLease(ctx, "replicas", "x", t0, time.Minute) // not under the prefix
+	must(t, err)
+	_, err = s.TakeLease(ctx, "replica0", "y", t0, time.Minute) // the prefix's last byte raised
+	must(t, err)
+	live, err := s.LiveLeases(ctx, "replica/", t0.Add(time.Second))
+	must(t, err)
+	var names []string
+	for _, l := range live {
+		names = append(names, l.Name+"@"+l.Holder)
+	}
+	if got := strings.Join(names, " "); got != "replica/a@a replica/b@b" {
+		t.Fatalf("live replicas: %q", got)
+	}
+	if live, err := s.LiveLeases(ctx, "replica/", t0.Add(2*time.Minute)); err != nil || len(live) != 0 {
+		t.Fatalf("after they expired: %v %v", live, err)
 	}
 }
 
