@@ -138,9 +138,16 @@ func judgeCanary(g store.CanaryGuard, age time.Duration, canary, rest kpis) (str
 	if minimum <= 0 {
 		minimum = defaultGuardMinInstances
 	}
+	decideAfter, err := guardDuration("decide_after", g.DecideAfter)
+	if err != nil {
+		return "", "", err
+	}
 	finished := canary.Completed + canary.Rejected + canary.Failed
 	if finished < minimum {
-		return "", fmt.Sprintf("%d of its instances have finished; it is judged once %d have", finished, minimum), nil
+		if decideAfter > 0 && age >= decideAfter {
+			return CanaryRolledBack, fmt.Sprintf("still unjudged %s after it began: %d of its instances finished, fewer than the %d it is judged on", g.DecideAfter, finished, minimum), nil
+		}
+		return "", fmt.Sprintf("%d of its instances have finished; it is judged once %d have%s", finished, minimum, decidedIn(g, decideAfter, age)), nil
 	}
 	restFinished := rest.Completed + rest.Rejected + rest.Failed
 	var z float64 // the one-sided normal quantile of the confidence
@@ -193,12 +200,19 @@ func judgeCanary(g store.CanaryGuard, age time.Duration, canary, rest kpis) (str
 	if unsure != "" {
 		within = fmt.Sprintf("no breach shown, but its %s is not yet shown within its bound at %s confidence (%d of its instances finished)", unsure, pct(g.Confidence), finished)
 	}
+	if unsure != "" && decideAfter > 0 && age >= decideAfter {
+		return CanaryRolledBack, fmt.Sprintf("still unjudged %s after it began: no breach shown, but its %s is not shown within its bound at %s confidence (%d of its instances finished)",
+			g.DecideAfter, unsure, pct(g.Confidence), finished), nil
+	}
+	if unsure != "" {
+		within += decidedIn(g, decideAfter, age)
+	}
 	if g.PromoteAfter == "" {
 		return "", within + "; it is promoted by hand", nil
 	}
-	after, err := process.ParseDuration(g.PromoteAfter)
+	after, err := guardDuration("promote_after", g.PromoteAfter)
 	if err != nil {
-		return "", "", fmt.Errorf("promote_after %q: %w", g.PromoteAfter, err)
+		return "", "", err
 	}
 	if age < after {
 		return "", fmt.Sprintf("%s; promoted in %s, %s after it began", within, roughly(after-age), g.PromoteAfter), nil
@@ -212,6 +226,27 @@ func judgeCanary(g store.CanaryGuard, age time.Duration, canary, rest kpis) (str
 		why += fmt.Sprintf("; within the allowed increase at %s confidence", pct(g.Confidence))
 	}
 	return CanaryPromoted, why, nil
+}
+
+// guardDuration reads a duration of a guard: 0 when it is not set.
+func guardDuration(name, d string) (time.Duration, error) {
+	if d == "" {
+		return 0, nil
+	}
+	v, err := process.ParseDuration(d)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: %w", name, d, err)
+	}
+	return v, nil
+}
+
+// decidedIn says when a canary still unjudged is rolled back, if its
+// guard bounds the wait.
+func decidedIn(g store.CanaryGuard, decideAfter, age time.Duration) string {
+	if decideAfter <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("; rolled back if still unjudged in %s, %s after it began", roughly(decideAfter-age), g.DecideAfter)
 }
 
 // judgeCycleTimes compares the canary's cycle times with the rest's made

@@ -58,6 +58,18 @@ func TestJudgeCanary(t *testing.T) {
 		{"cycle time above by chance", store.CanaryGuard{MaxCycleTimeIncrease: f(0.2), MinInstances: 10, Confidence: 0.95}, time.Hour, timed(figures(12, 12, 0, 0), spread(260, 12)), timed(figures(90, 90, 0, 0), spread(200, 90)), "", ""},
 		{"cycle time not yet shown within", store.CanaryGuard{MaxCycleTimeIncrease: f(0.2), MinInstances: 10, PromoteAfter: "1d", Confidence: 0.95}, 25 * time.Hour, timed(figures(12, 12, 0, 0), spread(230, 12)), timed(figures(90, 90, 0, 0), spread(200, 90)), "", ""},
 		{"cycle time shown within", store.CanaryGuard{MaxCycleTimeIncrease: f(0.2), MinInstances: 10, PromoteAfter: "1d", Confidence: 0.95}, 25 * time.Hour, timed(figures(90, 90, 0, 0), spread(200, 90)), timed(figures(90, 90, 0, 0), spread(200, 90)), CanaryPromoted, "1d without a breach"},
+		// decide_after bounds the wait: too few finished, or a figure not
+		// shown either way, rolls the canary back then.
+		{"too few finished, decided later", store.CanaryGuard{MaxErrorRateIncrease: f(0), MinInstances: 10, DecideAfter: "7d"}, 3 * 24 * time.Hour, figures(30, 5, 4, 0), figures(90, 90, 0, 0), "",
+			"9 of its instances have finished; it is judged once 10 have; rolled back if still unjudged in 4d, 7d after it began"},
+		{"too few finished by decide_after", store.CanaryGuard{MaxErrorRateIncrease: f(0), MinInstances: 10, DecideAfter: "7d"}, 7 * 24 * time.Hour, figures(30, 5, 4, 0), figures(90, 90, 0, 0), CanaryRolledBack,
+			"still unjudged 7d after it began: 9 of its instances finished, fewer than the 10 it is judged on"},
+		{"not shown within, decided later", store.CanaryGuard{MaxErrorRateIncrease: f(0.05), MinInstances: 10, PromoteAfter: "1d", DecideAfter: "3d", Confidence: 0.95}, 25 * time.Hour, figures(20, 20, 0, 0), figures(90, 89, 1, 0), "",
+			"(20 of its instances finished); rolled back if still unjudged in 1d 23h, 3d after it began; promoted once it is shown"},
+		{"not shown within by decide_after", store.CanaryGuard{MaxErrorRateIncrease: f(0.05), MinInstances: 10, PromoteAfter: "1d", DecideAfter: "3d", Confidence: 0.95}, 72 * time.Hour, figures(20, 20, 0, 0), figures(90, 89, 1, 0), CanaryRolledBack,
+			"still unjudged 3d after it began: no breach shown, but its error rate is not shown within its bound at 95.0% confidence (20 of its instances finished)"},
+		{"shown within: decide_after does not apply", store.CanaryGuard{MaxErrorRateIncrease: f(0.05), MinInstances: 10, DecideAfter: "3d", Confidence: 0.95}, 96 * time.Hour, figures(400, 398, 2, 0), figures(1600, 1590, 10, 0), "",
+			"within its bounds, 400 of its instances finished; it is promoted by hand"},
 		{"a breach rather than a promotion", store.CanaryGuard{MaxErrorRateIncrease: f(0), MinInstances: 10, PromoteAfter: "1h"}, 25 * time.Hour, figures(20, 19, 1, 0), figures(90, 90, 0, 0), CanaryRolledBack, "error rate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -40,6 +40,8 @@ func TestCanaryGuard(t *testing.T) {
 		{`{"version":2,"mode":"canary","percent":30,"guard":{"max_error_rate_increase":2}}`, "guard.max_error_rate_increase"},
 		{`{"version":2,"mode":"shadow","guard":{"promote_after":"1d"}}`, "guard"},
 		{`{"version":2,"mode":"canary","percent":30,"guard":{"promote_after":"1d","confidence":0.95}}`, "guard.confidence"},
+		{`{"version":2,"mode":"canary","percent":30,"guard":{"max_error_rate_increase":0.1,"decide_after":"never"}}`, "guard.decide_after"},
+		{`{"version":2,"mode":"canary","percent":30,"guard":{"max_error_rate_increase":0.1,"promote_after":"2d","decide_after":"1d"}}`, "guard.decide_after"},
 		{`{"version":2,"mode":"canary","percent":30,"guard":{"max_cycle_time_increase":-0.1}}`, "guard.max_cycle_time_increase"},
 		{`{"version":2,"mode":"canary","percent":30,"guard":{"max_error_rate_increase":0.1,"confidence":0.2}}`, "guard.confidence"},
 	} {

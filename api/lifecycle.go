@@ -251,6 +251,15 @@ func validGuard(g *store.CanaryGuard) error {
 			return badRequest("guard.promote_after", "must be a duration of at least 1m, such as 24h or 7d (got %q)", g.PromoteAfter)
 		}
 	}
+	if g.DecideAfter != "" {
+		d, err := process.ParseDuration(g.DecideAfter)
+		if err != nil || d < time.Minute {
+			return badRequest("guard.decide_after", "must be a duration of at least 1m, such as 7d (got %q)", g.DecideAfter)
+		}
+		if p, err := process.ParseDuration(g.PromoteAfter); err == nil && g.PromoteAfter != "" && d < p {
+			return badRequest("guard.decide_after", "must not come before promote_after (%s < %s)", g.DecideAfter, g.PromoteAfter)
+		}
+	}
 	if g.Confidence != 0 && !watched {
 		return badRequest("guard.confidence", "needs max_error_rate_increase, max_review_rate_increase or max_cycle_time_increase: the figures it judges")
 	}

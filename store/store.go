@@ -136,7 +136,7 @@ type PolicyState struct {
 // have finished, it is rolled back (its version stays as a plain shadow)
 // when their error rate, review rate or cycle time exceeds the rest's by
 // more than allowed; and promoted to active when PromoteAfter has passed since it
-// began without that.
+// began without that. One still unjudged at DecideAfter is rolled back.
 type CanaryGuard struct {
 	// MaxErrorRateIncrease is how far (0 to 1) the canary's error rate may
 	// exceed the rest's; nil: not watched.
@@ -159,6 +159,11 @@ type CanaryGuard struct {
 	// only when its rates are shown, with this confidence, to exceed the
 	// rest's by no more than allowed.
 	Confidence float64 `json:"confidence,omitempty"`
+	// DecideAfter ("7d") bounds how long the canary may go unjudged: a
+	// canary that by then has too few finished instances, or (with a
+	// confidence) a figure neither shown to breach nor shown within its
+	// bound, is rolled back. Empty: it may wait for ever.
+	DecideAfter string `json:"decide_after,omitempty"`
 }
 
 // With is the state after making version live in mode (a canary applies to

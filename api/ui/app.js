@@ -1024,6 +1024,7 @@ async function policyView(id) {
   const maxCycle = h("input", { name: "max_cycle_time_increase", type: "number", min: 0, step: "any", size: 4, placeholder: "%" });
   const promoteAfter = h("input", { name: "promote_after", size: 6, placeholder: "e.g. 24h" });
   const confidence = h("input", { name: "confidence", type: "number", min: 50, max: 99.9, step: "any", size: 4, placeholder: "%" });
+  const decideAfter = h("input", { name: "decide_after", size: 6, placeholder: "e.g. 7d" });
   const canaryBody = (v) => {
     const body = { version: v.version, mode: "canary", percent: Number(percent.value) };
     const guard = {};
@@ -1031,6 +1032,7 @@ async function policyView(id) {
     if (maxCycle.value !== "") guard.max_cycle_time_increase = Number(maxCycle.value) / 100;
     if (promoteAfter.value.trim()) guard.promote_after = promoteAfter.value.trim();
     if (confidence.value !== "") guard.confidence = Number(confidence.value) / 100;
+    if (decideAfter.value.trim()) guard.decide_after = decideAfter.value.trim();
     if (Object.keys(guard).length) body.guard = guard;
     return body;
   };
@@ -1040,6 +1042,7 @@ async function policyView(id) {
     g.max_review_rate_increase !== undefined ? `roll back if its review rate exceeds the rest's by over ${Math.round(g.max_review_rate_increase * 1000) / 10} points` : null,
     g.max_cycle_time_increase !== undefined ? `roll back if its median cycle time exceeds the rest's by over ${Math.round(g.max_cycle_time_increase * 1000) / 10}%` : null,
     g.promote_after ? `promote after ${g.promote_after}` : null,
+    g.decide_after ? `roll back if still unjudged after ${g.decide_after}` : null,
   ].filter(Boolean).join("; ") + ` (judged once ${g.min_instances} of its instances have finished` +
     (g.confidence ? `, at ${Math.round(g.confidence * 1000) / 10}% confidence)` : ")") : null;
   const change = async (path, body, msg) => {
@@ -1075,6 +1078,7 @@ async function policyView(id) {
       h("label", { title: "Optional: the canary is rolled back on its own when its median cycle time exceeds the rest's by more than this" }, "Roll back at cycle time + (%)", maxCycle),
       h("label", { title: "Optional: the canary is promoted on its own after this long without a breach" }, "Promote after", promoteAfter),
       h("label", { title: "Optional: judge the rates as samples; roll back, or promote, only when the figures show it with this confidence" }, "Confidence (%)", confidence),
+      h("label", { title: "Optional: roll the canary back if by then too few of its instances have finished, or its figures show neither a breach nor that it is within bounds" }, "Decide after", decideAfter),
       st.mode !== "disabled" ? button("Disable", () => change("disable", {}, `${id} is disabled.`), "danger") : null),
     h("h2", {}, "Versions"),
     table([

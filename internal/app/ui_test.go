@@ -417,16 +417,18 @@ steps:
 		chromedp.SetValue(chromedp.CSS(`input[name=max_error_rate_increase]`), "5"),
 		chromedp.SetValue(chromedp.CSS(`input[name=promote_after]`), "3d"),
 		chromedp.SetValue(chromedp.CSS(`input[name=max_cycle_time_increase]`), "25"),
-		chromedp.SetValue(chromedp.CSS(`input[name=confidence]`), "95"))
+		chromedp.SetValue(chromedp.CSS(`input[name=confidence]`), "95"),
+		chromedp.SetValue(chromedp.CSS(`input[name=decide_after]`), "10d"))
 	b.clickText("main button", "Canary")
 	b.waitText("#flash", "business-account-kyc v2 applies to 25% of the instances")
 	if p := d.expect(d.call("GET", "/v1/policies/business-account-kyc", engineer, ""), http.StatusOK); p.body["mode"] != "active" || p.body["shadow_version"] != 2.0 || p.body["shadow_percent"] != 25.0 ||
-		fmt.Sprint(p.body["canary_guard"]) != "map[confidence:0.95 max_cycle_time_increase:0.25 max_error_rate_increase:0.05 min_instances:20 promote_after:3d]" {
+		fmt.Sprint(p.body["canary_guard"]) != "map[confidence:0.95 decide_after:10d max_cycle_time_increase:0.25 max_error_rate_increase:0.05 min_instances:20 promote_after:3d]" {
 		t.Fatalf("after Canary: %s", p.raw)
 	}
 	b.waitText("main .card", "canary 25%")
-	b.waitText("main .card", "watching 0 of its instances have finished; it is judged once 20 have")
-	b.waitText("main .card", "roll back if its error rate exceeds the rest's by over 5 points; roll back if its median cycle time exceeds the rest's by over 25%; promote after 3d (judged once 20 of its instances have finished, at 95% confidence)")
+	b.waitText("main .card", "watching 0 of its instances have finished; it is judged once 20 have; rolled back if still unjudged in ")
+	b.waitText("main .card", ", 10d after it began")
+	b.waitText("main .card", "roll back if its error rate exceeds the rest's by over 5 points; roll back if its median cycle time exceeds the rest's by over 25%; promote after 3d; roll back if still unjudged after 10d (judged once 20 of its instances have finished, at 95% confidence)")
 
 	// The next version is drafted on the page: simulated against the
 	// recorded decisions, then saved in shadow.

@@ -222,12 +222,12 @@ func TestApplyAndDiff(t *testing.T) {
 	if code, out = run(t, policyCmd(t), remoteArgs("apply", "--guard-promote-after", "2d")...); code != 2 {
 		t.Fatalf("a guard without a canary: exit %d\n%s", code, out)
 	}
-	code, out = run(t, policyCmd(t), remoteArgs("apply", "--mode", "canary", "--percent", "25", "--guard-max-error-rate-increase", "0.05", "--guard-promote-after", "2d", "--guard-confidence", "0.9", "--guard-max-cycle-time-increase", "0.25")...)
+	code, out = run(t, policyCmd(t), remoteArgs("apply", "--mode", "canary", "--percent", "25", "--guard-max-error-rate-increase", "0.05", "--guard-promote-after", "2d", "--guard-confidence", "0.9", "--guard-max-cycle-time-increase", "0.25", "--guard-decide-after", "7d")...)
 	if code != 0 || !strings.Contains(out, "applied as v3 (canary 25%)") {
 		t.Fatalf("canary apply: exit %d\n%s", code, out)
 	}
 	if stt, err = st.PolicyState(t.Context(), "small-skip"); err != nil || stt.Active != 1 || stt.Shadow != 3 || stt.ShadowPercent != 25 ||
-		stt.Guard == nil || *stt.Guard.MaxErrorRateIncrease != 0.05 || stt.Guard.PromoteAfter != "2d" || stt.Guard.MinInstances != 20 || stt.Guard.MaxReviewRateIncrease != nil || stt.Guard.Confidence != 0.9 || stt.Guard.MaxCycleTimeIncrease == nil || *stt.Guard.MaxCycleTimeIncrease != 0.25 {
+		stt.Guard == nil || *stt.Guard.MaxErrorRateIncrease != 0.05 || stt.Guard.PromoteAfter != "2d" || stt.Guard.MinInstances != 20 || stt.Guard.MaxReviewRateIncrease != nil || stt.Guard.Confidence != 0.9 || stt.Guard.MaxCycleTimeIncrease == nil || *stt.Guard.MaxCycleTimeIncrease != 0.25 || stt.Guard.DecideAfter != "7d" {
 		t.Fatalf("state after the canary: %+v %v", stt, err)
 	}
 	if code, out = run(t, policyCmd(t), remoteArgs("diff")...); code != 0 || !strings.Contains(out, "v1 active, v3 canary 25%") {

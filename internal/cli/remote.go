@@ -126,6 +126,7 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 	guardCycle := fs.Float64("guard-max-cycle-time-increase", -1, "with --mode canary: roll a canary back on its own when its median cycle time exceeds the rest's by more than this share (0.2 is 20%)")
 	guardMin := fs.Int("guard-min-instances", 0, "with a guard: how many of the canary's instances must have finished before it is judged (default 20)")
 	guardPromote := fs.String("guard-promote-after", "", "with --mode canary: promote a canary on its own after this long without a breach (24h, 7d)")
+	guardDecide := fs.String("guard-decide-after", "", "with a guard: roll the canary back if it is still unjudged after this long (too few finished, or a figure not shown either way at the confidence; 7d)")
 	guardConfidence := fs.Float64("guard-confidence", 0, "with a guard's rates: judge them as samples, rolling back or promoting only when the figures show it with this confidence (0.5 to 0.999, such as 0.95)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -156,9 +157,12 @@ func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer, a
 	if *guardConfidence != 0 {
 		guard["confidence"] = *guardConfidence
 	}
+	if *guardDecide != "" {
+		guard["decide_after"] = *guardDecide
+	}
 	validGuard := len(guard) == 0 || canary
 	if *dir == "" || *rf.key == "" || !validMode || !validPercent || !validGuard {
-		fmt.Fprintf(stderr, "usage: adaptflow policy %s -f DIR --api-key KEY [--server URL] [--mode active|shadow|canary --percent 1-99 [--guard-max-error-rate-increase X] [--guard-max-review-rate-increase X] [--guard-max-cycle-time-increase X] [--guard-min-instances N] [--guard-promote-after D] [--guard-confidence C]]\n", name)
+		fmt.Fprintf(stderr, "usage: adaptflow policy %s -f DIR --api-key KEY [--server URL] [--mode active|shadow|canary --percent 1-99 [--guard-max-error-rate-increase X] [--guard-max-review-rate-increase X] [--guard-max-cycle-time-increase X] [--guard-min-instances N] [--guard-promote-after D] [--guard-confidence C] [--guard-decide-after D]]\n", name)
 		return 2
 	}
 	b, err := loadDir(*dir)
