@@ -60,3 +60,44 @@ func TestDecideAppliesACanaryToItsShare(t *testing.T) {
 		t.Fatalf("%d of 50 instances in a 40%% canary", in)
 	}
 }
+
+// A definition's SLA is in the facts: instance.sla in seconds, and
+// instance.overdue once the instance has run past it, so that a policy can
+// hurry a late instance along.
+func TestDecideSeesTheSLA(t *testing.T) {
+	acts, st, def := signalActivities(t, "name: rush\nversion: 1\nsla: 2h\nsteps:\n  - {id: qa, kind: task, task: noop}\n")
+	p, err := process.ParsePolicy([]byte("id: late-no-qa\nprocess: rush\nwhen: instance.overdue && instance.sla == 7200.0\nactions: [{skip: qa}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := json.Marshal(p)
+	if _, _, err := st.PutPolicy(t.Context(), store.PolicyRecord{ID: p.ID, Process: p.Process, Doc: doc, Digest: "1", Author: "eng", CreatedAt: time.Now()}, store.ModeActive); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	for i, tc := range []struct {
+		elapsed time.Duration
+		skipped bool
+	}{{time.Hour, false}, {2*time.Hour + time.Second, true}} {
+		res, err := acts.Decide(t.Context(), activities.DecideInput{Definition: def, InstanceID: fmt.Sprint("rush-", i), RunID: fmt.Sprint("run-", i), Seq: 1, Step: "qa", Now: start.Add(tc.elapsed), Started: start})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if skipped := len(res.Applied) == 1; skipped != tc.skipped {
+			t.Fatalf("after %s: applied %+v", tc.elapsed, res.Applied)
+		}
+		d, err := st.Decision(t.Context(), res.DecisionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var facts struct {
+			Instance struct {
+				SLA     float64 `json:"sla"`
+				Overdue bool    `json:"overdue"`
+			} `json:"instance"`
+		}
+		if err := json.Unmarshal(d.Facts, &facts); err != nil || facts.Instance.SLA != 7200 || facts.Instance.Overdue != tc.skipped {
+			t.Fatalf("recorded facts %s: %v", d.Facts, err)
+		}
+	}
+}

@@ -116,6 +116,10 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, 
 		Reviews:        in.Reviews,
 		Events:         in.Events,
 	}
+	if sla := def.SLADuration(); sla > 0 {
+		facts.Instance.SLA = sla.Seconds()
+		facts.Instance.Overdue = facts.Instance.Elapsed > facts.Instance.SLA
+	}
 	vars := facts.Vars()
 	raw, err := facts.JSON()
 	if err != nil {

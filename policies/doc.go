@@ -9,7 +9,7 @@
 //
 //	input           the instance's input (a map)
 //	process         {name, version}
-//	instance        {id, business_key, step, steps_done, elapsed (seconds), vars}
+//	instance        {id, business_key, step, steps_done, elapsed (seconds), vars, sla (seconds, 0: none), overdue}
 //	steps           results of the steps run so far, by step id
 //	signals         name -> {value, score, anomalous, warming_up, recurring, baseline, reason}
 //	classification  {label, confidence, fields, model}

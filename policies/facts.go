@@ -36,6 +36,10 @@ type InstanceFacts struct {
 	StepsDone   []string       `json:"steps_done"`
 	Elapsed     float64        `json:"elapsed"` // seconds since the start
 	Vars        map[string]any `json:"vars"`
+	// SLA is the definition's SLA in seconds (0: none); Overdue is set
+	// once Elapsed has passed it.
+	SLA     float64 `json:"sla"`
+	Overdue bool    `json:"overdue"`
 }
 
 // Signal is one computed signal.
@@ -194,6 +198,7 @@ func (f *Facts) Vars() map[string]any {
 		"instance": map[string]any{
 			"id": f.Instance.ID, "business_key": f.Instance.BusinessKey, "step": f.Instance.Step,
 			"steps_done": done, "elapsed": f.Instance.Elapsed, "vars": jsonValue(f.Instance.Vars),
+			"sla": f.Instance.SLA, "overdue": f.Instance.Overdue,
 		},
 		"steps":          jsonValue(f.Steps),
 		"signals":        signals,

@@ -45,6 +45,23 @@ type Definition struct {
 	// expression: a nightly reconciliation, a weekly review. Those of the
 	// latest version of a definition apply.
 	Schedules []Schedule `json:"schedules,omitempty" yaml:"schedules,omitempty"`
+	// SLA ("48h", "5d") is how long an instance may take from its start to
+	// its end: policies read it (instance.sla, instance.overdue), and the
+	// API says where each instance stands against it and how many met it.
+	SLA string `json:"sla,omitempty" yaml:"sla,omitempty"`
+}
+
+// SLADuration is the definition's SLA, 0 when it has none (or it does not
+// parse: Validate refuses that).
+func (d *Definition) SLADuration() time.Duration {
+	if d.SLA == "" {
+		return 0
+	}
+	v, err := ParseDuration(d.SLA)
+	if err != nil || v <= 0 {
+		return 0
+	}
+	return v
 }
 
 // Schedule starts an instance of its process at each time of a cron

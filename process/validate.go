@@ -127,6 +127,11 @@ func (d *Definition) Validate() error {
 	if len(d.Steps) == 0 {
 		es.Add("steps", "a process needs at least one step")
 	}
+	if d.SLA != "" {
+		if v, err := ParseDuration(d.SLA); err != nil || v < time.Minute {
+			es.Add("sla", "must be a duration of at least 1m, such as 48h or 5d (got %q)", d.SLA)
+		}
+	}
 	for _, r := range d.Input.Required {
 		if _, ok := d.Input.Properties[r]; !ok {
 			es.Add("input.required", "field %q has no entry in input.properties", r)

@@ -46,3 +46,17 @@ func (r Reads) ScheduleStates(ctx context.Context, process string) ([]ScheduleSt
 	})
 	return out, err
 }
+
+// DefinitionVersions lists the versions of a process's definition,
+// oldest first.
+func (r Reads) DefinitionVersions(ctx context.Context, process string) ([]int, error) {
+	p := &params{ph: r.ph}
+	var out []int
+	err := r.rows(ctx, "definition versions", `SELECT version FROM definitions WHERE name = `+p.add(process)+` ORDER BY version`, p.args, func(scan func(dest ...any) error) error {
+		var v int
+		err := scan(&v)
+		out = append(out, v)
+		return err
+	})
+	return out, err
+}

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -402,6 +403,43 @@ type InstanceFilter struct {
 	// Input keeps the instances whose input has each of these top-level
 	// fields at the value given (a string, number or boolean).
 	Input []InputMatch
+	// SLA keeps the instances by where they stand against their
+	// definition version's SLA (SLAs; versions without one never match) at
+	// Now: SLAOnTrack, SLAOverdue, SLAMet or SLAMissed.
+	SLA  string
+	SLAs map[int]time.Duration
+	Now  time.Time
+}
+
+// Where an instance stands against its process's SLA: running within it
+// or past it, or ended (completed, rejected or failed; a canceled one has
+// no standing) within it or after it.
+const (
+	SLAOnTrack = "on_track"
+	SLAOverdue = "overdue"
+	SLAMet     = "met"
+	SLAMissed  = "missed"
+)
+
+// SLAStanding is where an instance created at created, with status and
+// (when it ended) finished, stands at now against sla; "" without an SLA,
+// for a canceled one, and for one that ended before the store kept the
+// time.
+func SLAStanding(sla time.Duration, status string, created, finished, now time.Time) string {
+	switch {
+	case sla <= 0 || status == InstanceCanceled:
+		return ""
+	case !Final(status):
+		if now.Sub(created) > sla {
+			return SLAOverdue
+		}
+		return SLAOnTrack
+	case finished.IsZero():
+		return ""
+	case finished.Sub(created) > sla:
+		return SLAMissed
+	}
+	return SLAMet
 }
 
 // InputMatch is a field of an instance's input and the value it must have.
@@ -476,6 +514,13 @@ func InstancesQuery(f InstanceFilter, ph func(n int) string, inputEq func(field,
 	if !f.Since.IsZero() {
 		where = append(where, "created_at >= "+arg(f.Since.UnixMicro()))
 	}
+	if f.SLA != "" {
+		cond, err := slaCondition(f, arg)
+		if err != nil {
+			return "", nil, err
+		}
+		where = append(where, cond)
+	}
 	if f.After != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(f.After)
 		at, id, ok := strings.Cut(string(raw), ".")
@@ -492,6 +537,39 @@ func InstancesQuery(f InstanceFilter, ph func(n int) string, inputEq func(field,
 	q := `SELECT id, process, process_version, business_key, status, created_by, created_at, COALESCE(finished_at, 0) FROM instances WHERE ` +
 		strings.Join(where, " AND ") + " ORDER BY created_at DESC, id DESC LIMIT " + arg(limit)
 	return q, p.args, nil
+}
+
+// slaCondition is the condition of an SLA filter: per definition version
+// with an SLA, the instances that stand so against it (see SLAStanding).
+func slaCondition(f InstanceFilter, arg func(any) string) (string, error) {
+	ended := fmt.Sprintf("status IN ('%s', '%s', '%s')", InstanceCompleted, InstanceRejected, InstanceFailed)
+	final := fmt.Sprintf("status IN ('%s', '%s', '%s', '%s')", InstanceCompleted, InstanceRejected, InstanceFailed, InstanceCanceled)
+	var ors []string
+	for _, v := range slices.Sorted(maps.Keys(f.SLAs)) {
+		sla := f.SLAs[v].Microseconds()
+		if sla <= 0 {
+			continue
+		}
+		// The version's placeholder first: SQLite's are in order.
+		cond := "process_version = " + arg(v) + " AND "
+		switch f.SLA {
+		case SLAOnTrack:
+			cond+= "NOT " + final + " AND created_at >= " + arg(f.Now.UnixMicro()-sla)
+		case SLAOverdue:
+			cond+= "NOT " + final + " AND created_at < " + arg(f.Now.UnixMicro()-sla)
+		case SLAMet:
+			cond+= ended + " AND finished_at > 0 AND finished_at - created_at <= " + arg(sla)
+		case SLAMissed:
+			cond+= ended + " AND finished_at - created_at > " + arg(sla)
+		default:
+			return "", fmt.Errorf("%w: unknown SLA standing %q", ErrInvalid, f.SLA)
+		}
+		ors = append(ors, "("+cond+")")
+	}
+	if len(ors) == 0 {
+		return "1 = 0", nil
+	}
+	return "(" + strings.Join(ors, " OR ") + ")", nil
 }
 
 // ScanInstanceSummary reads a row of InstancesQuery.
@@ -597,6 +675,9 @@ type Instance struct {
 	// workflow is known to exist: the workflow saved a state, or the start
 	// sweep marked it (MarkStarted).
 	PendingStart bool `json:"-"`
+	// FinishedAt is when the store first saw a final status (zero until
+	// then, and for instances that ended before the store kept it).
+	FinishedAt time.Time `json:"-"`
 }
 
 // Review statuses and verdicts.

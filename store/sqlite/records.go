@@ -194,18 +194,21 @@ func (s *Store) instanceWhere(ctx context.Context, db *cachedDB, where string, a
 	return in, nil
 }
 
-const instanceColumns = `id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start`
+const instanceColumns = `id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start, COALESCE(finished_at, 0)`
 
 // scanInstance reads the instanceColumns of a row.
 func scanInstance(row interface{ Scan(...any) error }) (store.Instance, error) {
 	var in store.Instance
 	var input string
 	var state sql.NullString
-	var at int64
-	if err := row.Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at, &state, &in.StateRun, &in.StateSeq, &in.PendingStart); err != nil {
+	var at, finished int64
+	if err := row.Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at, &state, &in.StateRun, &in.StateSeq, &in.PendingStart, &finished); err != nil {
 		return in, err
 	}
 	in.Input, in.CreatedAt = json.RawMessage(input), fromMicros(at)
+	if finished > 0 {
+		in.FinishedAt = fromMicros(finished)
+	}
 	if state.Valid {
 		in.State = json.RawMessage(state.String)
 	}

@@ -66,6 +66,7 @@ type Store interface {
 	Outcomes(ctx context.Context, process string, from, to time.Time, fn func(store.InstanceOutcome) error) error
 	InstanceStates(ctx context.Context, process string, version int, from, to time.Time, fn func(store.StateRow) error) error
 	Instances(ctx context.Context, f store.InstanceFilter) ([]store.InstanceSummary, error)
+	DefinitionVersions(ctx context.Context, process string) ([]int, error)
 	ClaimRetry(ctx context.Context, id, run string, now time.Time, stale time.Duration) (bool, error)
 	ReleaseRetry(ctx context.Context, id, run string) error
 	AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error)
@@ -1777,6 +1778,68 @@ func testInstanceListing(t *testing.T, s Store) {
 		if _, err := s.Instances(ctx, store.InstanceFilter{Process: "r", Input: []store.InputMatch{m}}); !errors.Is(err, store.ErrInvalid) {
 			t.Fatalf("match %+v: %v, want ErrInvalid", m, err)
 		}
+	}
+
+	// By where they stand against their version's SLA (the store times an
+	// instance's end when it first saves a final status: now).
+	now := time.Now().UTC()
+	for _, in := range []struct {
+		id      string
+		version int
+		age     time.Duration
+		status  string
+	}{
+		{"s-on-track", 1, 10 * time.Minute, ""},
+		{"s-overdue", 1, 2 * time.Hour, "waiting_review"},
+		{"s-met", 1, 30 * time.Minute, "completed"},
+		{"s-missed", 1, 3 * time.Hour, "failed"},
+		{"s-canceled", 1, 3 * time.Hour, "canceled"},
+		{"s-v2", 2, 3 * time.Hour, "running"}, // v2 has no SLA
+	} {
+		_, _, err := s.CreateInstance(ctx, store.Instance{ID: in.id, Process: "sla", ProcessVersion: in.version, BusinessKey: in.id, Input: []byte(`{}`), CreatedAt: now.Add(-in.age)})
+		must(t, err)
+		if in.status != "" {
+			saveState(t, s, in.id, "r", 1, json.RawMessage(`{"status":"`+in.status+`"}`))
+		}
+	}
+	bySLA := func(standing string) []string {
+		t.Helper()
+		got, err := s.Instances(ctx, store.InstanceFilter{Process: "sla", SLA: standing, SLAs: map[int]time.Duration{1: time.Hour}, Now: now.Add(time.Second)})
+		must(t, err)
+		out := make([]string, len(got))
+		for i, in := range got {
+			out[i] = in.ID
+			if standing == store.SLAMet || standing == store.SLAMissed {
+				if in.FinishedAt == nil || store.SLAStanding(time.Hour, in.Status, in.CreatedAt, *in.FinishedAt, now) != standing {
+					t.Fatalf("%s: %+v", standing, in)
+				}
+			}
+		}
+		return out
+	}
+	expect("on track", bySLA(store.SLAOnTrack), "s-on-track")
+	expect("overdue", bySLA(store.SLAOverdue), "s-overdue")
+	expect("met", bySLA(store.SLAMet), "s-met")
+	expect("missed", bySLA(store.SLAMissed), "s-missed")
+	if got, err := s.Instances(ctx, store.InstanceFilter{Process: "sla", SLA: store.SLAOverdue, Now: now}); err != nil || len(got) != 0 {
+		t.Fatalf("no version with an SLA: %v %v", got, err)
+	}
+	if _, err := s.Instances(ctx, store.InstanceFilter{Process: "sla", SLA: "late", SLAs: map[int]time.Duration{1: time.Hour}, Now: now}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("an unknown standing: %v", err)
+	}
+	met, err := s.Instance(ctx, "s-met")
+	must(t, err)
+	running, err := s.Instance(ctx, "s-on-track")
+	must(t, err)
+	if met.FinishedAt.Before(now) || !running.FinishedAt.IsZero() {
+		t.Fatalf("finished at: %v (ended), %v (running)", met.FinishedAt, running.FinishedAt)
+	}
+	for _, v := range []int{3, 1} {
+		_, err := s.PutDefinition(ctx, store.DefinitionRecord{Name: "sla", Version: v, Doc: []byte(`{}`), Digest: fmt.Sprint(v), CreatedAt: t0})
+		must(t, err)
+	}
+	if vs, err := s.DefinitionVersions(ctx, "sla"); err != nil || !slices.Equal(vs, []int{1, 3}) {
+		t.Fatalf("definition versions: %v %v", vs, err)
 	}
 
 	// Pages of two follow one another with the cursor, across the tie.
