@@ -50,6 +50,7 @@ type DefinitionStore interface {
 	PutDefinition(ctx context.Context, d store.DefinitionRecord) (bool, error)
 	Definition(ctx context.Context, name string, version int) (store.DefinitionRecord, error)
 	Definitions(ctx context.Context) ([]store.DefinitionRecord, error)
+	DefinitionVersions(ctx context.Context, name string) ([]int, error)
 }
 
 // PolicyStore stores policy versions and which of them are live.
@@ -249,6 +250,8 @@ type server struct {
 	starts    *starter
 	// seeds keeps the embeddings of definitions' seed examples.
 	seeds classify.EmbeddingCache
+	// slas keeps the SLAs of the definition versions read.
+	slas slaCache
 }
 
 const (

@@ -77,7 +77,7 @@ func GuardCanaries(ctx context.Context, o Options, now time.Time) ([]CanaryVerdi
 // judgeNow is the verdict of ps's guard on its canary at now (see
 // judgeCanary), from the canary's instances and the rest's since it began.
 func judgeNow(ctx context.Context, o Options, ps store.PolicyState, now time.Time) (string, string, error) {
-	rep, err := computeKPIs(ctx, o.Instances, ps.Process, 0, ps.ChangedAt, now, max(now.Sub(ps.ChangedAt), time.Second), []store.PolicyState{ps})
+	rep, err := computeKPIs(ctx, o.Instances, ps.Process, 0, ps.ChangedAt, now, max(now.Sub(ps.ChangedAt), time.Second), []store.PolicyState{ps}, nil)
 	if err != nil {
 		return "", "", err
 	}

@@ -340,7 +340,12 @@ func (s *server) getInstance(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, instanceJSON(inst, st))
+	out := instanceJSON(inst, st)
+	if err := s.slaFields(ctx, out, inst, st); err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 // instanceJSON is an instance as the API shows it.

@@ -56,10 +56,40 @@ func (s *server) listInstances(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	slas, err := s.processSLAs(ctx, name)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if f.SLA = c.Query("sla"); f.SLA != "" {
+		standings := []string{store.SLAOnTrack, store.SLAOverdue, store.SLAMet, store.SLAMissed}
+		if !slices.Contains(standings, f.SLA) {
+			fail(c, badRequest("sla", "must be one of %s (got %q)", strings.Join(standings, ", "), f.SLA))
+			return
+		}
+		if len(slas) == 0 {
+			fail(c, badRequest("sla", "no version of %s declares an sla", name))
+			return
+		}
+	}
+	now := time.Now()
+	f.SLAs, f.Now = slas, now
 	list, err := s.Instances.Instances(ctx, f)
 	if err != nil {
 		fail(c, cursorError(err))
 		return
+	}
+	for i, in := range list {
+		sla := slas[in.Version]
+		if sla <= 0 {
+			continue
+		}
+		due := in.CreatedAt.Add(sla)
+		finished := time.Time{}
+		if in.FinishedAt != nil {
+			finished = *in.FinishedAt
+		}
+		list[i].DueAt, list[i].SLAStatus = &due, store.SLAStanding(sla, in.Status, in.CreatedAt, finished, now)
 	}
 	out := gin.H{"instances": list}
 	if len(list) == f.Limit {
@@ -212,7 +242,12 @@ func (s *server) answerWhen(c *gin.Context, id string, done func(status string) 
 			if !done(st.Status) {
 				code = http.StatusAccepted
 			}
-			c.JSON(code, instanceJSON(cur, st))
+			out := instanceJSON(cur, st)
+			if err := s.slaFields(ctx, out, cur, st); err != nil {
+				fail(c, err)
+				return
+			}
+			c.JSON(code, out)
 			return
 		}
 		select {

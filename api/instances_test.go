@@ -218,3 +218,79 @@ func TestProcessLimitedKeyAndClassifiers(t *testing.T) {
 		t.Fatalf("an unlimited reviewer: %d", a.status)
 	}
 }
+
+// A definition's SLA: each instance says when it is due and where it
+// stands against its version's SLA; the listing filters by that, and the
+// KPIs count how many met it.
+func TestInstancesAgainstTheirSLA(t *testing.T) {
+	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"))
+	eng, sys := keys[store.RoleEngineer], keys[store.RoleSystem]
+	v1 := "name: rush\nversion: 1\nsla: 1h\nsteps: [{id: a, kind: task, task: noop}]\n"
+	v2 := "name: rush\nversion: 2\nsteps: [{id: a, kind: task, task: noop}]\n" // no SLA
+	for _, d := range []string{v1, v2} {
+		if a := do(t, srv, "POST", "/v1/processes", eng, "application/yaml", d); a.status != http.StatusCreated {
+			t.Fatalf("register: %d %+v", a.status, a.err)
+		}
+	}
+	if a := do(t, srv, "POST", "/v1/processes", eng, "application/yaml", strings.Replace(v1, "version: 1\nsla: 1h", "version: 3\nsla: 50s", 1)); a.status != http.StatusBadRequest || a.err.Field != "sla" {
+		t.Fatalf("an SLA under a minute: %d %+v", a.status, a.err)
+	}
+	now := time.Now()
+	for _, in := range []struct {
+		id      string
+		version int
+		age     time.Duration
+		status  string
+	}{
+		{"on-track", 1, 10 * time.Minute, "running"},
+		{"overdue", 1, 2 * time.Hour, "waiting_review"},
+		{"met", 1, 20 * time.Minute, "completed"},
+		{"missed", 1, 3 * time.Hour, "rejected"},
+		{"canceled", 1, 3 * time.Hour, "canceled"},
+		{"no-sla", 2, 3 * time.Hour, "running"},
+	} {
+		if _, _, err := st.CreateInstance(t.Context(), store.Instance{ID: in.id, Process: "rush", ProcessVersion: in.version, BusinessKey: in.id, Input: []byte(`{}`), CreatedAt: now.Add(-in.age)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.SaveInstanceState(t.Context(), in.id, "r", 1, json.RawMessage(`{"status":"`+in.status+`","plan":[]}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, want := range map[string]string{"on-track": "on_track", "overdue": "overdue", "met": "met", "missed": "missed", "canceled": "", "no-sla": ""} {
+		a := do(t, srv, "GET", "/v1/instances/"+id, sys, "", "")
+		if a.status != http.StatusOK || fmt.Sprint(a.body["sla_status"]) != map[bool]string{true: "<nil>", false: want}[want == ""] {
+			t.Fatalf("%s: %d sla_status %v, want %q", id, a.status, a.body["sla_status"], want)
+		}
+		if _, due := a.body["due_at"]; due != (id != "no-sla") {
+			t.Fatalf("%s: due_at %v", id, a.body["due_at"])
+		}
+	}
+	if a, want := do(t, srv, "GET", "/v1/instances/overdue", sys, "", ""), now.Add(-time.Hour).UTC().Truncate(time.Microsecond).Format(time.RFC3339Nano); a.body["due_at"] != want {
+		t.Fatalf("due at %v, want an hour after its start, %s", a.body["due_at"], want)
+	}
+	for standing, want := range map[string]string{"on_track": "on-track", "overdue": "overdue", "met": "met", "missed": "missed"} {
+		a := do(t, srv, "GET", "/v1/processes/rush/instances?sla="+standing, sys, "", "")
+		list, _ := a.body["instances"].([]any)
+		if a.status != http.StatusOK || len(list) != 1 || list[0].(map[string]any)["id"] != want || list[0].(map[string]any)["sla_status"] != standing {
+			t.Fatalf("sla=%s: %d %v", standing, a.status, a.body)
+		}
+	}
+	if a := do(t, srv, "GET", "/v1/processes/rush/instances?sla=late", sys, "", ""); a.status != http.StatusBadRequest || a.err.Field != "sla" {
+		t.Fatalf("sla=late: %d %+v", a.status, a.err)
+	}
+	do(t, srv, "POST", "/v1/processes", eng, "application/yaml", def)
+	if a := do(t, srv, "GET", "/v1/processes/p/instances?sla=overdue", sys, "", ""); a.status != http.StatusBadRequest || a.err.Field != "sla" || !strings.Contains(a.err.Message, "no version of p declares an sla") {
+		t.Fatalf("a process without an SLA: %d %+v", a.status, a.err)
+	}
+	k := do(t, srv, "GET", "/v1/processes/rush/kpis?since=1d", eng, "", "")
+	sla, _ := k.body["overall"].(map[string]any)["sla"].(map[string]any)
+	if k.status != http.StatusOK || fmt.Sprint(sla) != "map[met:1 met_rate:0.5 missed:1 on_track:1 overdue:1]" {
+		t.Fatalf("kpis: %d %v", k.status, k.body["overall"])
+	}
+	for _, v := range k.body["versions"].([]any) {
+		v := v.(map[string]any)
+		if _, has := v["sla"]; has != (v["version"] == 1.0) {
+			t.Fatalf("version %v: sla %v", v["version"], v["sla"])
+		}
+	}
+}

@@ -91,9 +91,24 @@ type kpis struct {
 	ReviewsDecided     int     `json:"reviews_decided"`
 	ReviewsExpired     int     `json:"reviews_expired"`
 	ReviewWaitSeconds  float64 `json:"review_wait_seconds"`
+	// SLA counts, among the instances of versions with an SLA, where they
+	// stand against it at the end of the window; nil when none has one.
+	SLA *slaFigures `json:"sla,omitempty"`
 	// cycles are the cycle times summarized in CycleTime, sorted (seconds),
 	// for the canary guards.
 	cycles []float64
+}
+
+// slaFigures are where instances stand against their SLA: ended within
+// it (met) or after it (missed), running within it or past it (overdue);
+// MetRate is met over met and missed. Canceled instances have no
+// standing.
+type slaFigures struct {
+	Met     int     `json:"met"`
+	Missed  int     `json:"missed"`
+	OnTrack int     `json:"on_track"`
+	Overdue int     `json:"overdue"`
+	MetRate float64 `json:"met_rate"`
 }
 
 // durationStats summarizes durations, in seconds.
@@ -112,9 +127,27 @@ type kpiAcc struct {
 	reviewed int
 	wait     time.Duration
 	cycles   []float64
+	sla      *slaFigures
 }
 
-func (a *kpiAcc) add(o store.InstanceOutcome) {
+// add counts an instance's outcome, and where it stands against its SLA
+// ("" for none).
+func (a *kpiAcc) add(o store.InstanceOutcome, standing string) {
+	if standing != "" {
+		if a.sla == nil {
+			a.sla = &slaFigures{}
+		}
+		switch standing {
+		case store.SLAMet:
+			a.sla.Met++
+		case store.SLAMissed:
+			a.sla.Missed++
+		case store.SLAOnTrack:
+			a.sla.OnTrack++
+		case store.SLAOverdue:
+			a.sla.Overdue++
+		}
+	}
 	a.k.Started++
 	switch o.Status {
 	case store.InstanceCompleted:
@@ -160,6 +193,13 @@ func (a *kpiAcc) figures() kpis {
 	}
 	k.CycleTime = summarize(a.cycles)
 	k.cycles = a.cycles
+	if a.sla != nil {
+		sla := *a.sla
+		if ended := sla.Met + sla.Missed; ended > 0 {
+			sla.MetRate = float64(sla.Met) / float64(ended)
+		}
+		k.SLA = &sla
+	}
 	return k
 }
 
@@ -218,7 +258,12 @@ func (s *server) processKPIs(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	rep, err := computeKPIs(ctx, s.Instances, name, version, until.Add(-window), until, bucket, states)
+	slas, err := s.processSLAs(ctx, name)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	rep, err := computeKPIs(ctx, s.Instances, name, version, until.Add(-window), until, bucket, states, slas)
 	if err == nil {
 		rep.PolicyChanges, err = s.Lifecycle.PolicyChanges(ctx, name, rep.Since, until)
 	}
@@ -232,8 +277,9 @@ func (s *server) processKPIs(c *gin.Context) {
 // computeKPIs reads the outcomes of the instances of a process (of one
 // definition version, unless 0) started in [since, until) and sums them up,
 // splitting those of the policies with a live canary (among states) by
-// whether the canary applies to them.
-func computeKPIs(ctx context.Context, st InstanceStore, name string, version int, since, until time.Time, bucket time.Duration, states []store.PolicyState) (kpiReport, error) {
+// whether the canary applies to them; slas (by version) say where each
+// stands against its SLA at until.
+func computeKPIs(ctx context.Context, st InstanceStore, name string, version int, since, until time.Time, bucket time.Duration, states []store.PolicyState, slas map[int]time.Duration) (kpiReport, error) {
 	n := int((until.Sub(since) + bucket - 1) / bucket)
 	var overall kpiAcc
 	periods := make([]kpiAcc, n)
@@ -253,21 +299,22 @@ func computeKPIs(ctx context.Context, st InstanceStore, name string, version int
 		if version != 0 && o.Version != version {
 			return nil
 		}
+		standing := store.SLAStanding(slas[o.Version], o.Status, o.CreatedAt, o.FinishedAt, until)
 		for _, c := range canaries {
 			switch {
 			case o.CreatedAt.Before(c.since):
 			case policies.InCanary(o.ID, c.st.ID, c.st.ShadowPercent):
-				c.in.add(o)
+				c.in.add(o, standing)
 			default:
-				c.rest.add(o)
+				c.rest.add(o, standing)
 			}
 		}
-		overall.add(o)
-		periods[min(n-1, int(o.CreatedAt.Sub(since)/bucket))].add(o)
+		overall.add(o, standing)
+		periods[min(n-1, int(o.CreatedAt.Sub(since)/bucket))].add(o, standing)
 		if versions[o.Version] == nil {
 			versions[o.Version] = &kpiAcc{}
 		}
-		versions[o.Version].add(o)
+		versions[o.Version].add(o, standing)
 		return nil
 	})
 	if err != nil {

@@ -465,6 +465,11 @@ type InstanceSummary struct {
 	CreatedBy   string     `json:"created_by"`
 	CreatedAt   time.Time  `json:"created_at"`
 	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	// DueAt and SLAStatus say, for a version with an SLA, when the
+	// instance is due and where it stands against it (see SLAStanding);
+	// the API fills them in.
+	DueAt     *time.Time `json:"due_at,omitempty"`
+	SLAStatus string     `json:"sla_status,omitempty"`
 }
 
 // InstanceCursor is the cursor that continues a listing after in.

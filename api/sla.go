@@ -1,0 +1,81 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/workflows"
+)
+
+// slaCache keeps the SLA of each definition version read: a version is
+// immutable once registered, so its SLA never changes.
+type slaCache struct {
+	mu sync.Mutex
+	m  map[string]time.Duration
+}
+
+// slaCacheMax bounds the cache; past it, it starts again empty.
+const slaCacheMax = 10_000
+
+// versionSLA is the SLA of a process's definition version (0: none).
+func (s *server) versionSLA(ctx context.Context, name string, version int) (time.Duration, error) {
+	key := fmt.Sprintf("%s@%d", name, version)
+	s.slas.mu.Lock()
+	sla, ok := s.slas.m[key]
+	s.slas.mu.Unlock()
+	if ok {
+		return sla, nil
+	}
+	def, _, err := s.definition(ctx, name, version)
+	if err != nil {
+		return 0, err
+	}
+	sla = def.SLADuration()
+	s.slas.mu.Lock()
+	if s.slas.m == nil || len(s.slas.m) >= slaCacheMax {
+		s.slas.m = map[string]time.Duration{}
+	}
+	s.slas.m[key] = sla
+	s.slas.mu.Unlock()
+	return sla, nil
+}
+
+// processSLAs are the SLAs of every version of a process's definition
+// that has one.
+func (s *server) processSLAs(ctx context.Context, name string) (map[int]time.Duration, error) {
+	versions, err := s.Definitions.DefinitionVersions(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]time.Duration{}
+	for _, v := range versions {
+		sla, err := s.versionSLA(ctx, name, v)
+		if err != nil {
+			return nil, err
+		}
+		if sla > 0 {
+			out[v] = sla
+		}
+	}
+	return out, nil
+}
+
+// slaFields adds to an instance's JSON when it is due by its version's
+// SLA (due_at) and where it stands against it now (sla_status; none for a
+// canceled one).
+func (s *server) slaFields(ctx context.Context, out gin.H, inst store.Instance, st workflows.State) error {
+	sla, err := s.versionSLA(ctx, inst.Process, inst.ProcessVersion)
+	if err != nil || sla <= 0 {
+		return err
+	}
+	out["due_at"] = inst.CreatedAt.Add(sla).UTC()
+	if standing := store.SLAStanding(sla, st.Status, inst.CreatedAt, inst.FinishedAt, time.Now()); standing != "" {
+		out["sla_status"] = standing
+	}
+	return nil
+}
