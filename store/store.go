@@ -559,13 +559,13 @@ func slaCondition(f InstanceFilter, arg func(any) string) (string, error) {
 		cond := "process_version = " + arg(v) + " AND "
 		switch f.SLA {
 		case SLAOnTrack:
-			cond+= "NOT " + final + " AND created_at >= " + arg(f.Now.UnixMicro()-sla)
+			cond += "NOT " + final + " AND created_at >= " + arg(f.Now.UnixMicro()-sla)
 		case SLAOverdue:
-			cond+= "NOT " + final + " AND created_at < " + arg(f.Now.UnixMicro()-sla)
+			cond += "NOT " + final + " AND created_at < " + arg(f.Now.UnixMicro()-sla)
 		case SLAMet:
-			cond+= ended + " AND finished_at > 0 AND finished_at - created_at <= " + arg(sla)
+			cond += ended + " AND finished_at > 0 AND finished_at - created_at <= " + arg(sla)
 		case SLAMissed:
-			cond+= ended + " AND finished_at - created_at > " + arg(sla)
+			cond += ended + " AND finished_at - created_at > " + arg(sla)
 		default:
 			return "", fmt.Errorf("%w: unknown SLA standing %q", ErrInvalid, f.SLA)
 		}
