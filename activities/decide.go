@@ -51,6 +51,9 @@ type SaveStateInput struct {
 	RunID      string
 	Seq        int64
 	State      json.RawMessage
+	// SLA is the definition's SLA, for the metrics of an instance that
+	// ended (0: none).
+	SLA time.Duration `json:",omitempty"`
 }
 
 // SaveState saves an instance's state to the projection that reads of the
@@ -63,7 +66,7 @@ func (a *Activities) SaveState(ctx context.Context, in SaveStateInput) error {
 	if err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
-	a.Metrics.ended(f)
+	a.Metrics.ended(f, in.SLA)
 	return nil
 }
 

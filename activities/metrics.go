@@ -77,6 +77,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 type FinishMetrics struct {
 	finished  *prometheus.CounterVec
 	cycleTime *prometheus.HistogramVec
+	sla       *prometheus.CounterVec
 }
 
 // NewFinishMetrics makes the metrics of ended instances and registers them
@@ -92,9 +93,26 @@ func NewFinishMetrics(reg prometheus.Registerer) *FinishMetrics {
 			Help:    "Time from an instance's start to its end, by process and final status.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 12), // 1 s to 48 days
 		}, []string{"process", "status"}),
+		sla: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adaptflow_instance_sla_total",
+			Help: "Instances of a definition with an SLA that ended (completed, rejected or failed), by process and outcome: met (within the SLA) or missed.",
+		}, []string{"process", "outcome"}),
 	}
-	reg.MustRegister(f.finished, f.cycleTime)
+	reg.MustRegister(f.finished, f.cycleTime, f.sla)
 	return f
+}
+
+// againstSLA counts whether an instance that ended met its SLA (none: not
+// counted; nor is a canceled instance).
+func (f *FinishMetrics) againstSLA(fin *store.Finish, sla time.Duration) {
+	if f == nil || fin == nil || sla <= 0 || fin.Status == store.InstanceCanceled {
+		return
+	}
+	outcome := store.SLAMet
+	if fin.CycleTime > sla {
+		outcome = store.SLAMissed
+	}
+	f.sla.WithLabelValues(fin.Process, outcome).Inc()
 }
 
 // Ended counts an instance's end, as the store reported it (nil: the save
@@ -124,9 +142,10 @@ func (m *Metrics) decided(processName string, applied []process.AppliedAction, r
 
 // ended counts an instance that ended, once: the store reports the finish
 // only for the first save of its final status.
-func (m *Metrics) ended(f *store.Finish) {
+func (m *Metrics) ended(f *store.Finish, sla time.Duration) {
 	if m != nil {
 		m.Finish.Ended(f)
+		m.Finish.againstSLA(f, sla)
 	}
 }
 

@@ -358,7 +358,7 @@ func (r *runner) save(ctx workflow.Context) {
 	if !ok {
 		return
 	}
-	in := activities.SaveStateInput{InstanceID: r.in.InstanceID, RunID: r.runID, Seq: seq, State: state}
+	in := activities.SaveStateInput{InstanceID: r.in.InstanceID, RunID: r.runID, Seq: seq, State: state, SLA: r.def.SLADuration()}
 	if err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, saveOptions), a.SaveState, in).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("state projection not saved; the next save catches up", "seq", seq, "err", err)
 	}

@@ -270,6 +270,7 @@ func TestDevEndToEnd(t *testing.T) {
 		def := `
 name: returns
 version: 1
+sla: 1h
 input:
   required: [order_id, amount]
   properties:
@@ -317,6 +318,10 @@ catalog:
 		if got := plan(inst); got != "inspect:done fraud_check:done refund:done" {
 			t.Fatalf("plan %q", got)
 		}
+		// It ended within the definition's SLA of an hour.
+		if got := d.expect(d.call("GET", "/v1/instances/"+id, system, ""), http.StatusOK).body; got["sla_status"] != "met" || got["due_at"] == nil {
+			t.Fatalf("against its SLA: %v due %v", got["sla_status"], got["due_at"])
+		}
 		ds := d.expect(d.call("GET", "/v1/instances/"+id+"/decisions", system, ""), http.StatusOK).body["decisions"].([]any)
 		var refund map[string]any
 		for _, x := range ds {
@@ -333,7 +338,8 @@ catalog:
 		}
 		// The finished instance counts in the process's KPIs, with its cycle time.
 		k := d.expect(d.call("GET", "/v1/processes/returns/kpis?since=1h", engineer, ""), http.StatusOK).body["overall"].(map[string]any)
-		if c, ok := k["cycle_time_seconds"].(map[string]any); k["started"] != 1.0 || k["completed"] != 1.0 || !ok || c["count"] != 1.0 || c["max"].(float64) <= 0 || c["max"].(float64) > 60 {
+		if c, ok := k["cycle_time_seconds"].(map[string]any); k["started"] != 1.0 || k["completed"] != 1.0 || !ok || c["count"] != 1.0 || c["max"].(float64) <= 0 || c["max"].(float64) > 60 ||
+			fmt.Sprint(k["sla"]) != "map[met:1 met_rate:1 missed:0 on_track:0 overdue:0]" {
 			t.Fatalf("KPIs of returns: %v", k)
 		}
 	})
@@ -824,6 +830,7 @@ catalog:
 			`adaptflow_classifications_total{model="embedded",review=`,
 			`adaptflow_instances_finished_total{process="returns",status="completed"} 1`,
 			`adaptflow_instance_cycle_seconds_count{process="returns",status="completed"} 1`,
+			`adaptflow_instance_sla_total{outcome="met",process="returns"} 1`,
 		}
 		var missing []string
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
