@@ -406,6 +406,24 @@ func TestInstancesCommand(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "409") || !strings.Contains(out, "has already ended: completed") {
 		t.Fatalf("cancel of an ended instance: exit %d\n%s", code, out)
 	}
+	// A version with an SLA of a minute: its instance of ten minutes runs late.
+	if _, _, err := api.RegisterDefinition(ctx, st, env, []byte(strings.Replace(shop, "version: 1", "version: 3\nsla: 1m", 1)), "t"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.CreateInstance(ctx, store.Instance{ID: "s-4", Process: "shop", ProcessVersion: 3, BusinessKey: "order-s-4", Input: []byte(`{}`), CreatedAt: now.Add(-10 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SaveInstanceState(ctx, "s-4", "run", 1, json.RawMessage(`{"status":"running","plan":[{"id":"pack","state":"running"}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	code, out = run(t, cmd, append([]string{"list", "--process", "shop", "--sla", "overdue"}, remote...)...)
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[1], "s-4") || !strings.HasSuffix(lines[1], "overdue") {
+		t.Fatalf("list --sla overdue: exit %d\n%s", code, out)
+	}
+	code, out = run(t, cmd, append([]string{"show", "s-4"}, remote...)...)
+	if code != 0 || !strings.Contains(out, "by its SLA: overdue") {
+		t.Fatalf("show of a late instance: exit %d\n%s", code, out)
+	}
 	code, out = run(t, cmd, append([]string{"list", "--process", "shop", "--status", "sleeping"}, remote...)...)
 	if code != 1 || !strings.Contains(out, "400") || !strings.Contains(out, `"field":"status"`) {
 		t.Fatalf("a bad status: exit %d\n%s", code, out)

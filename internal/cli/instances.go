@@ -14,7 +14,7 @@ import (
 )
 
 const instancesUsage = `usage:
-  adaptflow instances list --process P [--status S] [--business-key K] [--input FIELD=VALUE ...] [--since 7d] [--limit 50] [--after CURSOR]
+  adaptflow instances list --process P [--status S] [--business-key K] [--input FIELD=VALUE ...] [--sla on_track|overdue|met|missed] [--since 7d] [--limit 50] [--after CURSOR]
   adaptflow instances show ID
   adaptflow instances cancel ID [--reason TEXT]
   adaptflow instances retry ID [--reason TEXT]
@@ -26,12 +26,14 @@ flags common to all: --server URL ($ADAPTFLOW_SERVER) --api-key KEY ($ADAPTFLOW_
 
 // instanceView is the part of an instance the CLI prints.
 type instanceView struct {
-	ID          string `json:"id"`
-	Process     string `json:"process"`
-	Version     int    `json:"version"`
-	BusinessKey string `json:"business_key"`
-	Status      string `json:"status"`
-	Error       string `json:"error"`
+	ID          string     `json:"id"`
+	Process     string     `json:"process"`
+	Version     int        `json:"version"`
+	BusinessKey string     `json:"business_key"`
+	Status      string     `json:"status"`
+	Error       string     `json:"error"`
+	DueAt       *time.Time `json:"due_at"`
+	SLAStatus   string     `json:"sla_status"`
 	Plan        []struct {
 		ID        string `json:"id"`
 		State     string `json:"state"`
@@ -87,6 +89,7 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	processName := fs.String("process", "", "list: the process (required); retry without an ID: retry every failed instance of it")
 	status := fs.String("status", "", "list: a status, in_progress or finished")
 	businessKey := fs.String("business-key", "", "list: only this business key")
+	sla := fs.String("sla", "", "list: only the instances that stand so against their process's SLA: on_track, overdue (running within it, past it), met, missed (ended within it, after it)")
 	var inputs fieldValues
 	fs.Var(&inputs, "input", "list: only instances whose input has FIELD=VALUE (a top-level string, number or boolean field; repeat for more)")
 	since := fs.String("since", "", "list, retry --process: only instances started within this long (7d)")
@@ -127,7 +130,7 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	switch sub {
 	case "list":
 		q := url.Values{"limit": {fmt.Sprint(*limit)}}
-		for k, v := range map[string]string{"status": *status, "business_key": *businessKey, "since": *since, "after": *after} {
+		for k, v := range map[string]string{"status": *status, "business_key": *businessKey, "sla": *sla, "since": *since, "after": *after} {
 			if v != "" {
 				q.Set(k, v)
 			}
@@ -239,13 +242,17 @@ func retryFailed(ctx context.Context, r *remote, processName, since, reason stri
 
 func printInstances(w io.Writer, list []store.InstanceSummary, next string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tBUSINESS KEY\tVERSION\tSTATUS\tSTARTED\tTOOK")
+	fmt.Fprintln(tw, "ID\tBUSINESS KEY\tVERSION\tSTATUS\tSTARTED\tTOOK\tSLA")
 	for _, in := range list {
 		took := "-"
 		if in.FinishedAt != nil {
 			took = in.FinishedAt.Sub(in.CreatedAt).Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\tv%d\t%s\t%s\t%s\n", in.ID, in.BusinessKey, in.Version, in.Status, in.CreatedAt.Local().Format(time.DateTime), took)
+		sla := "-"
+		if in.SLAStatus != "" {
+			sla = in.SLAStatus
+		}
+		fmt.Fprintf(tw, "%s\t%s\tv%d\t%s\t%s\t%s\t%s\n", in.ID, in.BusinessKey, in.Version, in.Status, in.CreatedAt.Local().Format(time.DateTime), took, sla)
 	}
 	_ = tw.Flush()
 	if next != "" {
@@ -257,6 +264,13 @@ func printInstance(w io.Writer, in instanceView) {
 	fmt.Fprintf(w, "%s (%s v%d, business key %s): %s\n", in.ID, in.Process, in.Version, in.BusinessKey, in.Status)
 	if in.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", in.Error)
+	}
+	if in.DueAt != nil {
+		fmt.Fprintf(w, "  due %s by its SLA", in.DueAt.Local().Format(time.DateTime))
+		if in.SLAStatus != "" {
+			fmt.Fprintf(w, ": %s", strings.ReplaceAll(in.SLAStatus, "_", " "))
+		}
+		fmt.Fprintln(w)
 	}
 	for _, p := range in.Plan {
 		note := ""
