@@ -481,6 +481,10 @@ function decisionForm(r, { mine, takenByOther, act }) {
 // ---- instances -----------------------------------------------------------
 
 const instanceFilters = ["", "in_progress", "waiting_review", "waiting_event", "finished", "completed", "rejected", "failed", "canceled"];
+// Where an instance stands against its process's SLA.
+const slaFilters = ["", "on_track", "overdue", "met", "missed"];
+const slaText = { on_track: "on track", overdue: "overdue", met: "met", missed: "missed" };
+const slaBadge = (s) => h("span", { class: "badge " + s }, slaText[s] || s);
 
 // instancesView lists a process's instances, newest first, and opens one
 // by id.
@@ -491,10 +495,13 @@ async function instancesView(q) {
   const id = h("input", { name: "id", size: 36, placeholder: "instance id" });
   const procSel = h("select", { name: "process" }, processes.map((p) => h("option", { value: p.name, selected: p.name === name }, p.name)));
   const statusSel = h("select", { name: "status" }, instanceFilters.map((f) => h("option", { value: f, selected: f === status }, f || "all")));
+  const sla = slaFilters.includes(q.get("sla")) ? q.get("sla") : "";
+  const slaSel = h("select", { name: "sla", title: "Where the instances stand against their process's SLA" },
+    slaFilters.map((f) => h("option", { value: f, selected: f === sla }, slaText[f] || "any")));
   const key = h("input", { name: "business_key", size: 16, value: q.get("business_key") || "" });
   const inputMatch = h("input", { name: "input", size: 20, placeholder: "field=value", value: q.get("input") || "",
     title: "Only the instances whose input has this field at this value (a string, number or boolean field)" });
-  const filters = filterForm("instances", h("label", {}, "Process", procSel), h("label", {}, "Status", statusSel), h("label", {}, "Business key", key),
+  const filters = filterForm("instances", h("label", {}, "Process", procSel), h("label", {}, "Status", statusSel), h("label", {}, "SLA", slaSel), h("label", {}, "Business key", key),
     h("label", {}, "Input", inputMatch), h("button", { type: "submit" }, "List"));
   const lookup = h("form", {
     class: "filters",
@@ -504,7 +511,7 @@ async function instancesView(q) {
   let listing = h("p", { class: "muted" }, "No process is registered yet.");
   if (name) {
     const params = new URLSearchParams({ limit: "50" });
-    for (const k of ["status", "business_key", "after"]) if (q.get(k)) params.set(k, q.get(k));
+    for (const k of ["status", "sla", "business_key", "after"]) if (q.get(k)) params.set(k, q.get(k));
     const [field, ...value] = (q.get("input") || "").split("=");
     if (field.trim() && value.length) params.set("input." + field.trim(), value.join("="));
     let page;
@@ -523,6 +530,7 @@ async function instancesView(q) {
         { title: "Version", num: true, cell: (i) => `v${i.version}` },
         { title: "Started", cell: (i) => when(i.created_at) },
         { title: "Took", num: true, cell: (i) => (i.finished_at ? duration((new Date(i.finished_at) - new Date(i.created_at)) / 1000) : "—") },
+        { title: "SLA", cell: (i) => (i.sla_status ? slaBadge(i.sla_status) : "—") },
         { title: "Started by", cell: (i) => i.created_by },
       ], page.instances, (i) => { location.hash = "#/instances/" + encodeURIComponent(i.id); }),
       page.next ? h("p", {}, link("#/instances?" + more, "Next page →")) : null,
@@ -635,6 +643,7 @@ async function instanceView(id) {
       ["Instance", inst.id],
       ["Definition", `${inst.process} v${inst.version}`],
       ["Started", when(inst.created_at)],
+      ["Due", inst.due_at ? [when(inst.due_at), inst.sla_status ? [" ", slaBadge(inst.sla_status)] : null] : null],
       ["Started by", inst.created_by],
       ["Error", inst.error],
       ["Classification", inst.classification ? `${inst.classification.label} (${pct(inst.classification.confidence)})` : null],
@@ -751,6 +760,7 @@ async function processView(name, q) {
     h("div", { class: "filters" }, h("label", {}, "Window", sinceSel),
       link(`#/instances?process=${enc}&status=failed`, "Failed instances"),
       link(`#/instances?process=${enc}&status=waiting_review`, "Waiting for review"),
+      def.definition?.sla ? link(`#/instances?process=${enc}&sla=overdue`, "Running late") : null,
       link(`#/instances?process=${enc}`, "All instances")),
     h("p", { class: "muted" }, k.note || ""),
     h("div", { class: "tiles" },
@@ -761,7 +771,8 @@ async function processView(name, q) {
       tile(duration(o.cycle_time_seconds?.p50), "cycle time p50"),
       tile(duration(o.cycle_time_seconds?.p90), "cycle time p90"),
       tile(pct(o.review_rate), "instances reviewed"),
-      tile(o.reviews_decided ? duration(o.review_wait_seconds) : "—", "mean review wait")),
+      tile(o.reviews_decided ? duration(o.review_wait_seconds) : "—", "mean review wait"),
+      o.sla ? tile(o.sla.met + o.sla.missed ? pct(o.sla.met_rate) : "—", `met the SLA (${num(o.sla.overdue)} running late)`) : null),
     h("h2", {}, "By period"),
     table(kpiCols({ title: "From", cell: (x) => new Date(x.start).toLocaleString() }), k.periods.filter((p) => p.started > 0).reverse()),
     k.versions.length > 1 ? [h("h2", {}, "By definition version"), table(kpiCols({ title: "Version", cell: (x) => `v${x.version}` }), k.versions)] : null,

@@ -313,6 +313,21 @@ steps:
 		}
 	}
 
+	// A process with an SLA: the list filters by where instances stand
+	// against it, an instance says when it is due, and the process's page
+	// how many met it.
+	d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml", "name: quick\nversion: 1\nsla: 1h\nsteps: [{id: a, kind: task, task: noop}]\n"), http.StatusCreated)
+	quick := d.start("quick", "ui-quick", map[string]any{})
+	d.waitStatus(quick, "completed")
+	b.open("/instances?process=quick", "main table", "ui-quick")
+	b.do("filter by the SLA", chromedp.SetValue(chromedp.CSS(`select[name=sla]`), "met"))
+	b.clickText("main form button", "List")
+	b.waitText("main table", "met")
+	b.open("/instances/"+quick, "main .card", "Due")
+	b.waitText("main .card", "met")
+	b.open("/processes/quick", "main .tiles", "met the SLA (0 running late)")
+	b.waitText("main .tiles", "100")
+
 	// The process's page shows its signal: each instance's amount observed
 	// once, retried or not, and the detector still warming up.
 	b.open("/processes/partner-sync", "section.signal", "amount")
