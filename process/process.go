@@ -358,10 +358,13 @@ const (
 	EventWaitingReview = "waiting_review"
 	// EventWaitingEvent: an event step began to wait for its event.
 	EventWaitingEvent = "waiting_event"
+	// EventOverdue: the instance ran past the definition's SLA, still
+	// unfinished.
+	EventOverdue = "overdue"
 )
 
 // CallbackEvents are all instance events, in order.
-var CallbackEvents = []string{EventCompleted, EventFailed, EventRejected, EventCanceled, EventWaitingReview, EventWaitingEvent}
+var CallbackEvents = []string{EventCompleted, EventFailed, EventRejected, EventCanceled, EventWaitingReview, EventWaitingEvent, EventOverdue}
 
 // Wants reports whether the callback asks for the event.
 func (c *Callback) Wants(event string) bool {

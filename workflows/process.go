@@ -187,6 +187,8 @@ type runner struct {
 	// that did, when an API client canceled the instance.
 	stop     workflow.CancelFunc
 	canceled *CancelRequest
+	// stopSLA stops the watch for the SLA (see watchSLA), when one runs.
+	stopSLA workflow.CancelFunc
 }
 
 // Run interprets one instance of a process definition.
@@ -221,6 +223,7 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 
 	r.projection = workflow.GetVersion(ctx, changeProjection, workflow.DefaultVersion, versionSparseSaves)
 	r.localSteps = workflow.GetVersion(ctx, changeLocalSteps, workflow.DefaultVersion, versionLocalSteps) >= versionLocalSteps
+	r.watchSLA(ctx)
 	err := r.classify(steps)
 	if err == nil {
 		err = r.run(steps)
@@ -233,6 +236,9 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 			ctx, err = dctx, nil
 			r.cancel(ctx)
 		}
+	}
+	if r.stopSLA != nil {
+		r.stopSLA() // ended: it can no longer run late
 	}
 	switch {
 	case r.st.Status == StatusCanceled:
@@ -291,7 +297,37 @@ const (
 	// state left as it was. Only canceled runs reach the marker.
 	changeCancel          = "instance-cancel"
 	versionCancel Version = 1
+	// changeOverdue: an instance whose definition has an SLA and a
+	// callback that wants "overdue" reports running past the SLA. Only
+	// such definitions reach the marker.
+	changeOverdue          = "sla-overdue"
+	versionOverdue Version = 1
 )
+
+// watchSLA, for a definition with an SLA whose callback wants "overdue"
+// (from version versionOverdue on), tells the webhook once when the
+// instance runs past its SLA, counted from the workflow's start: a timer
+// in a coroutine of its own, stopped when the instance ends.
+func (r *runner) watchSLA(ctx workflow.Context) {
+	sla := r.def.SLADuration()
+	if sla <= 0 || !r.def.Callback.Wants(process.EventOverdue) {
+		return
+	}
+	if workflow.GetVersion(ctx, changeOverdue, workflow.DefaultVersion, versionOverdue) < versionOverdue {
+		return
+	}
+	wctx, stop := workflow.WithCancel(ctx)
+	r.stopSLA = stop
+	wait := r.started.Add(sla).Sub(workflow.Now(ctx))
+	workflow.Go(wctx, func(ctx workflow.Context) {
+		if wait > 0 {
+			if err := workflow.NewTimer(ctx, wait).Get(ctx, nil); err != nil {
+				return // the instance ended first
+			}
+		}
+		r.callback(ctx, process.EventOverdue, ReviewState{})
+	})
+}
 
 // NewState is the state of an instance of def before its first step, with
 // status (StatusStarting as the API stores it at the start, StatusRunning

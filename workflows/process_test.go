@@ -1274,3 +1274,45 @@ func TestWaitingEventCallback(t *testing.T) {
 		t.Fatalf("callbacks %q, want %q", got, want)
 	}
 }
+
+// With an SLA and a callback that wants "overdue", an instance still
+// running when its SLA runs out tells the webhook once; one that ends
+// within it never does.
+func TestOverdueCallback(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wait string
+		want []string
+	}{
+		{"past its SLA", "2h", []string{"instance.overdue i-test/overdue running", "instance.completed i-test/completed completed"}},
+		{"within its SLA", "30m", []string{"instance.completed i-test/completed completed"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := make(chan string, 10)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var ev activities.InstanceEvent
+				if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
+					t.Errorf("callback body: %v", err)
+				}
+				calls <- ev.Event + " " + r.Header.Get("Idempotency-Key") + " " + ev.Status
+				w.WriteHeader(http.StatusNoContent)
+			}))
+			defer srv.Close()
+			def := "name: slow\nversion: 1\nsla: 1h\ncallback: {url: '" + srv.URL + "', events: [overdue, completed]}\nsteps:\n" +
+				"  - {id: settle, kind: wait, duration: " + tc.wait + "}\n  - {id: close, kind: task, task: noop}\n"
+			h := newHarness(t, def)
+			res, err := h.run(t, map[string]any{})
+			if err != nil || res.Status != workflows.StatusCompleted {
+				t.Fatalf("%v %+v", err, res)
+			}
+			close(calls)
+			var got []string
+			for c := range calls {
+				got = append(got, c)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("callbacks %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -282,6 +282,13 @@ steps:
 catalog:
   - {id: fraud_check, kind: validate, assertions: ["input.amount < 10000"]}
 `
+		// Its callback wants only "overdue": an instance that ends within
+		// the SLA never calls it (the workflow's watch of the SLA is stopped).
+		hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			t.Errorf("callback %s %s: returns ended within its SLA", r.Method, r.URL)
+		}))
+		defer hook.Close()
+		def = strings.Replace(def, "sla: 1h\n", "sla: 1h\ncallback: {url: '"+hook.URL+"', events: [overdue]}\n", 1)
 		post := func(path, key, body string) resp {
 			return call(t, d.base, "POST", path, key, "application/yaml", body)
 		}
@@ -341,6 +348,14 @@ catalog:
 		if c, ok := k["cycle_time_seconds"].(map[string]any); k["started"] != 1.0 || k["completed"] != 1.0 || !ok || c["count"] != 1.0 || c["max"].(float64) <= 0 || c["max"].(float64) > 60 ||
 			fmt.Sprint(k["sla"]) != "map[met:1 met_rate:1 missed:0 on_track:0 overdue:0]" {
 			t.Fatalf("KPIs of returns: %v", k)
+		}
+		if *updateHistory {
+			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			recordHistory(t, tc, id, "sla_watch_v8.json")
 		}
 	})
 
