@@ -78,6 +78,9 @@ type Activities struct {
 	Detectors DetectorStore
 	// States keeps the instances' state projections (nil: none kept).
 	States StateProjection
+	// SubProcesses reads the definitions process steps run and stores
+	// the instances they start (nil: process steps fail).
+	SubProcesses SubProcesses
 	// LLM classifies through an OpenAI-compatible API when set.
 	LLM *classify.LLM
 	// Embedder, when it embeds through the provider, picks the LLM's

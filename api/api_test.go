@@ -742,3 +742,27 @@ func newServerWithEmbeddings(t *testing.T) (*httptest.Server, map[string]string,
 	llmSrv.SetEmbeddings(dim, 0)
 	return srv, keys, st, llmSrv, dim
 }
+
+// A process step must name a registered process (the version, if it names
+// one) other than its own, and its input's templates must compile.
+func TestProcessStepRegistration(t *testing.T) {
+	srv, keys, _ := newServerAt(t, filepath.Join(t.TempDir(), "api.db"))
+	eng := keys[store.RoleEngineer]
+	parent := "name: onboard\nversion: 1\nsteps: [{id: kyc, kind: process, process: {name: kyc, input: {who: '${input.name}'}}}]\n"
+	for _, tc := range []struct{ body, field, msg string }{
+		{parent, "steps[0].process.name", "no process kyc is registered; register it first"},
+		{strings.Replace(parent, "name: kyc,", "name: onboard,", 1), "steps[0].process.name", "cannot run its own process"},
+		{strings.Replace(parent, "name: kyc,", "name: p, version: 3,", 1), "steps[0].process.version", "p has no version 3"},
+		{strings.Replace(parent, "name: kyc,", "name: p,", 1) + "x: 1\n", "x", "unknown field"},
+		{strings.Replace(parent, "${input.name}", "${input.name +}", 1), "steps[0].process.input.who", "template ${input.name +}"},
+	} {
+		do(t, srv, "POST", "/v1/processes", eng, "application/yaml", def) // p, version 1
+		a := do(t, srv, "POST", "/v1/processes", eng, "application/yaml", tc.body)
+		if a.status != http.StatusBadRequest || a.err.Field != tc.field || !strings.Contains(a.err.Message, tc.msg) {
+			t.Errorf("%q: %d %+v", tc.body, a.status, a.err)
+		}
+	}
+	if a := do(t, srv, "POST", "/v1/processes", eng, "application/yaml", strings.Replace(parent, "name: kyc,", "name: p, version: 1,", 1)); a.status != http.StatusCreated {
+		t.Fatalf("a process step running p v1: %d %+v", a.status, a.err)
+	}
+}

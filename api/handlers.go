@@ -224,8 +224,7 @@ type startRequest struct {
 // InstanceID is the id of the instance of a process with a business key:
 // the same key always names the same instance.
 func InstanceID(processName, businessKey string) string {
-	h := sha256.Sum256([]byte(processName + "\x00" + businessKey))
-	return processName + "-" + hex.EncodeToString(h[:10])
+	return process.InstanceID(processName, businessKey)
 }
 
 // startInstance starts an instance, idempotently by business key: the store

@@ -27,6 +27,9 @@ func RegisterDefinition(ctx context.Context, defs DefinitionStore, env *policies
 	if err := checkSchedules(def); err != nil {
 		return nil, false, err
 	}
+	if err := checkSubProcesses(ctx, defs, def); err != nil {
+		return nil, false, err
+	}
 	doc := process.JSON(def)
 	created, err := defs.PutDefinition(ctx, store.DefinitionRecord{
 		Name: def.Name, Version: def.Version, Doc: doc, Digest: digest(doc), Author: author, CreatedAt: time.Now().UTC(),
@@ -89,4 +92,42 @@ func loadDefinition(ctx context.Context, defs DefinitionStore, name string, vers
 		return nil, fmt.Errorf("stored definition %s@%d: %w", name, rec.Version, err)
 	}
 	return &def, nil
+}
+
+// checkSubProcesses checks that the processes a definition's process
+// steps run are registered (the version named, if any), and are not the
+// process itself: an instance cannot wait for an instance of its own
+// process. (A cycle through other processes is bounded at run time by
+// process.MaxSubProcessDepth.)
+func checkSubProcesses(ctx context.Context, defs DefinitionStore, def *process.Definition) error {
+	var es process.Errors
+	check := func(path string, steps []process.Step) error {
+		for i, s := range steps {
+			if s.Kind != process.KindProcess || s.Process == nil {
+				continue
+			}
+			at := fmt.Sprintf("%s[%d].process", path, i)
+			if s.Process.Name == def.Name {
+				es.Add(at+".name", "a process step cannot run its own process (%s)", def.Name)
+				continue
+			}
+			_, err := defs.Definition(ctx, s.Process.Name, s.Process.Version)
+			switch {
+			case errors.Is(err, store.ErrNotFound) && s.Process.Version > 0:
+				es.Add(at+".version", "%s has no version %d; register it first", s.Process.Name, s.Process.Version)
+			case errors.Is(err, store.ErrNotFound):
+				es.Add(at+".name", "no process %s is registered; register it first", s.Process.Name)
+			case err != nil:
+				return err
+			}
+		}
+		return nil
+	}
+	if err := check("steps", def.Steps); err != nil {
+		return err
+	}
+	if err := check("catalog", def.Catalog); err != nil {
+		return err
+	}
+	return es.Err()
 }

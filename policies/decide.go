@@ -77,6 +77,13 @@ func (e *Env) CheckDefinition(d *process.Definition) error {
 					}
 				}
 			}
+			if s.Process != nil {
+				for _, t := range valueTemplates("input", map[string]any(s.Process.Input)) {
+					if _, err := e.Compile(t.expr, false); err != nil {
+						es.Add(path+".process."+t.field, "template ${%s}: %s", t.expr, err.Error())
+					}
+				}
+			}
 		}
 	}
 	check("steps", d.Steps)

@@ -3,6 +3,8 @@ package policies
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -34,14 +36,26 @@ func templatesIn(h *process.HTTPCall) []template {
 	for _, k := range keys {
 		add("headers."+k, h.Headers[k])
 	}
+	return append(out, valueTemplates("body", h.Body)...)
+}
+
+// valueTemplates lists the ${expr} templates in the strings of v (a
+// string, or JSON-like maps and lists of them), with the path of each
+// under field.
+func valueTemplates(field string, v any) []template {
+	var out []template
 	var walk func(path string, v any)
 	walk = func(path string, v any) {
 		switch x := v.(type) {
 		case string:
-			add(path, x)
+			for _, e := range splitTemplates(x) {
+				if e.expr {
+					out = append(out, template{field: path, expr: e.text})
+				}
+			}
 		case map[string]any:
-			for k, vv := range x {
-				walk(path+"."+k, vv)
+			for _, k := range slices.Sorted(maps.Keys(x)) {
+				walk(path+"."+k, x[k])
 			}
 		case []any:
 			for i, vv := range x {
@@ -49,7 +63,7 @@ func templatesIn(h *process.HTTPCall) []template {
 			}
 		}
 	}
-	walk("body", h.Body)
+	walk(field, v)
 	return out
 }
 

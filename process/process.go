@@ -4,6 +4,8 @@
 package process
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -22,7 +24,12 @@ const (
 	KindWait     StepKind = "wait"     // a durable timer
 	KindReview   StepKind = "review"   // a human gate
 	KindEvent    StepKind = "event"    // waits for an event from outside (POST /v1/instances/{id}/events)
+	KindProcess  StepKind = "process"  // runs an instance of another process and waits for its end
 )
+
+// MaxSubProcessDepth bounds how deep process steps nest: an instance
+// started by a process step of an instance started by one, and so on.
+const MaxSubProcessDepth = 5
 
 // Definition is one immutable version of a process.
 type Definition struct {
@@ -255,6 +262,9 @@ type Step struct {
 	Review *ReviewSpec `json:"review,omitempty" yaml:"review,omitempty"`
 	// Event configures an event step.
 	Event *EventSpec `json:"event,omitempty" yaml:"event,omitempty"`
+	// Process configures a process step: the process it starts an
+	// instance of.
+	Process *SubProcess `json:"process,omitempty" yaml:"process,omitempty"`
 	// Timeout bounds one attempt of the step ("30s"); defaults per kind.
 	Timeout string `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 	// Retries is how many times a failed attempt is retried (default 3).
@@ -270,6 +280,28 @@ type HTTPCall struct {
 	URL     string            `json:"url" yaml:"url"`
 	Headers map[string]string `json:"headers,omitempty" yaml:"headers,omitempty"`
 	Body    any               `json:"body,omitempty" yaml:"body,omitempty"`
+}
+
+// SubProcess is what a process step runs: an instance of another
+// registered process (its latest version when the step runs, or Version),
+// with an input whose strings may hold ${expr} templates over the facts
+// input, steps and instance, as an http step's body.
+type SubProcess struct {
+	Name    string         `json:"name" yaml:"name"`
+	Version int            `json:"version,omitempty" yaml:"version,omitempty"`
+	Input   map[string]any `json:"input,omitempty" yaml:"input,omitempty"`
+}
+
+// SubProcessKey is the business key of the instance a process step of an
+// instance starts: one per instance and step, so a step run again (a
+// retry, a replay) finds the same one.
+func SubProcessKey(parentID, step string) string { return "sub:" + parentID + ":" + step }
+
+// InstanceID is the id of the instance of a process with a business key:
+// the same key always names the same instance.
+func InstanceID(processName, businessKey string) string {
+	h := sha256.Sum256([]byte(processName + "\x00" + businessKey))
+	return processName + "-" + hex.EncodeToString(h[:10])
 }
 
 // EventSpec describes what an event step waits for: an event of that name

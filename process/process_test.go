@@ -40,6 +40,8 @@ func TestParseDefinitionErrorsNamePaths(t *testing.T) {
 		"unknown field":      {"task: reserve_stock", "task: reserve_stock, retrys: 3", `steps[0].retrys: unknown field (line 14; did you mean "retries"?)`},
 		"misspelt field":     {"sla: 4h", "slaa: 4h", `steps[2].review.slaa: unknown field (line 16; did you mean "sla"?)`},
 		"far-off field":      {"task: reserve_stock", "task: reserve_stock, colour: red", "steps[0].colour: unknown field (line 14)"},
+		"process step":       {"kind: wait, duration: 1d", "kind: process", "steps[1].process: a process step names the process it runs"},
+		"process step name":  {"kind: wait, duration: 1d", "kind: process, process: {name: KYC}", `steps[1].process.name: is required: lower-case letters, digits, '-' or '_' (got "KYC")`},
 		"sla":                {"name: orders", "name: orders\nsla: soon", `sla: must be a duration of at least 1m, such as 48h or 5d (got "soon")`},
 		"sla too short":      {"name: orders", "name: orders\nsla: 30s", `sla: must be a duration of at least 1m`},
 		"wrong kind":         {"version: 1", "version: first", `version: must be an integer (got "first", line 3)`},

@@ -366,10 +366,21 @@ func (s *Step) validate(path string, es *Errors) {
 			return
 		}
 		s.Event.validate(path+".event", es)
+	case KindProcess:
+		if s.Process == nil {
+			es.Add(path+".process", "a process step names the process it runs")
+			return
+		}
+		if !identRE.MatchString(s.Process.Name) {
+			es.Add(path+".process.name", "is required: lower-case letters, digits, '-' or '_' (got %q)", s.Process.Name)
+		}
+		if s.Process.Version < 0 {
+			es.Add(path+".process.version", "must be a positive integer (or none: the latest)")
+		}
 	case "":
-		es.Add(path+".kind", "is required (task, http, validate, wait, review or event)")
+		es.Add(path+".kind", "is required (task, http, validate, wait, review, event or process)")
 	default:
-		es.Add(path+".kind", "unknown step kind %q (task, http, validate, wait, review or event)", s.Kind)
+		es.Add(path+".kind", "unknown step kind %q (task, http, validate, wait, review, event or process)", s.Kind)
 	}
 }
 

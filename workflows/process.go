@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -62,6 +63,9 @@ type Input struct {
 	InstanceID  string             `json:"instance_id"`
 	BusinessKey string             `json:"business_key"`
 	Input       map[string]any     `json:"input"`
+	// Depth is how deep a process step nested the instance (0: started
+	// from outside).
+	Depth int `json:"depth,omitempty"`
 }
 
 // Result is what a finished instance returns.
@@ -1009,6 +1013,9 @@ func (r *runner) runStep(ctx workflow.Context, i int) error {
 	case process.KindEvent:
 		res.Output, err = r.awaitEvent(ctx, i, *step.Event)
 		ps = &r.st.Plan[i]
+	case process.KindProcess:
+		r.saveBeforeWait(ctx)
+		res.Output, err = r.runSubProcess(ctx, in)
 	case process.KindReview:
 		ps.State = StepPending
 		id := activities.ReviewID(ps.DecisionID, 0, -1)
@@ -1037,6 +1044,63 @@ func (r *runner) runStep(ctx workflow.Context, i int) error {
 	r.st.Results[step.ID] = res.Output
 	r.done = append(r.done, step.ID)
 	return nil
+}
+
+// subProcessOptions store the instance a process step runs: a store
+// write, retried while the store is down.
+var subProcessOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: 30 * time.Second,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+		NonRetryableErrorTypes: activities.NonRetryable,
+	},
+}
+
+// runSubProcess runs a process step: it stores the instance of the other
+// process (StartSubProcess), runs it as a child workflow of this one and
+// waits for its end. Its result is the instance's id, process, version,
+// status and results; the step fails when the instance fails or is
+// canceled, and this instance is rejected when that one is. Canceling
+// this instance cancels that one; it is canceled too if this one's
+// workflow ends first (terminated, say).
+func (r *runner) runSubProcess(ctx workflow.Context, in activities.StepInput) (map[string]any, error) {
+	var start activities.SubProcessStart
+	sin := activities.SubProcessInput{StepInput: in, Process: r.def.Name, Depth: r.in.Depth}
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, subProcessOptions), a.StartSubProcess, sin).Get(ctx, &start); err != nil {
+		return nil, err
+	}
+	out := map[string]any{"instance_id": start.InstanceID, "process": start.Definition.Name, "version": start.Definition.Version}
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:            start.InstanceID,
+		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+	})
+	var res Result
+	err := workflow.ExecuteChildWorkflow(cctx, ProcessWorkflow, Input{
+		Definition: start.Definition, InstanceID: start.InstanceID, BusinessKey: start.BusinessKey, Input: start.Input, Depth: start.Depth,
+	}).Get(ctx, &res)
+	if err != nil {
+		out["status"] = StatusFailed
+		if ctx.Err() != nil { // this instance was canceled, and so that one
+			out["status"] = StatusCanceled
+		}
+		r.st.Results[in.Step.ID] = out
+		return out, fmt.Errorf("%s %s failed: %s", start.Definition.Name, start.InstanceID, errorMessage(err))
+	}
+	out["status"], out["results"] = res.Status, res.Results
+	r.st.Results[in.Step.ID] = out
+	switch res.Status {
+	case StatusCompleted:
+		return out, nil
+	case StatusRejected:
+		for i := range r.st.Plan {
+			if r.st.Plan[i].ID == in.Step.ID && r.st.Plan[i].State == StepRunning {
+				r.st.Plan[i].State, r.st.Plan[i].Error = StepFailed, fmt.Sprintf("%s %s was rejected", start.Definition.Name, start.InstanceID)
+			}
+		}
+		return out, fmt.Errorf("%w: %s %s was rejected", errRejected, start.Definition.Name, start.InstanceID)
+	}
+	return out, fmt.Errorf("%s %s ended %s", start.Definition.Name, start.InstanceID, res.Status)
 }
 
 // errorMessage unwraps Temporal's activity error to the cause's message.

@@ -92,7 +92,7 @@ func newHarnessLLM(t *testing.T, llm *classify.LLM, defYAML string, policyYAML .
 	h.env.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
 	h.env.RegisterWorkflowWithOptions(workflows.ClassifyPreview, workflow.RegisterOptions{Name: workflows.ClassifyPreviewWorkflow})
 	h.acts = &activities.Activities{
-		Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, States: st, LLM: llm,
+		Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, States: st, SubProcesses: st, LLM: llm,
 		Calendar: policies.DefaultCalendar(), HTTP: http.DefaultClient,
 	}
 	h.env.RegisterActivity(h.acts)
@@ -1314,5 +1314,139 @@ func TestOverdueCallback(t *testing.T) {
 				t.Fatalf("callbacks %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+const kycYAML = `
+name: kyc
+version: 1
+input:
+  required: [applicant, amount]
+  properties:
+    applicant: {type: string}
+    amount: {type: number}
+steps:
+  - {id: check, kind: validate, assertions: ["input.amount < 100000"]}
+  - {id: file, kind: task, task: noop}
+`
+
+const onboardYAML = `
+name: onboard
+version: 1
+input:
+  required: [name, amount]
+  properties:
+    name: {type: string}
+    amount: {type: number}
+steps:
+  - {id: kyc, kind: process, process: {name: kyc, input: {applicant: "${input.name}", amount: "${input.amount}"}}}
+  - {id: open, kind: validate, assertions: ["steps.kyc.status == 'completed' && steps.kyc.results.file != null"]}
+`
+
+// register stores a definition in the harness's store, for process steps
+// to find.
+func (h *harness) register(t *testing.T, defYAML string) *process.Definition {
+	t.Helper()
+	def, err := process.ParseDefinition([]byte(defYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.PutDefinition(t.Context(), store.DefinitionRecord{Name: def.Name, Version: def.Version, Doc: process.JSON(def), Digest: defYAML, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	return def
+}
+
+// A process step runs an instance of another process as a child workflow
+// and waits for it: that instance is stored like any (its own id, input,
+// status), its results are the step's, and its end decides the step's.
+func TestProcessStep(t *testing.T) {
+	childID := process.InstanceID("kyc", process.SubProcessKey("i-test", "kyc"))
+	t.Run("the other instance completes", func(t *testing.T) {
+		h := newHarness(t, onboardYAML)
+		h.register(t, kycYAML)
+		res, err := h.run(t, map[string]any{"name": "Ann", "amount": 500.0})
+		if err != nil || res.Status != workflows.StatusCompleted {
+			t.Fatalf("%v %+v", err, res)
+		}
+		kyc := res.Results["kyc"].(map[string]any)
+		if kyc["instance_id"] != childID || kyc["status"] != workflows.StatusCompleted || kyc["process"] != "kyc" || kyc["version"] != 1.0 {
+			t.Fatalf("the step's result %v", kyc)
+		}
+		child, err := h.store.Instance(t.Context(), childID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st workflows.State
+		if err := json.Unmarshal(child.State, &st); err != nil || st.Status != workflows.StatusCompleted || planString(st) != "check:done file:done" {
+			t.Fatalf("the other instance's state %s (%v)", child.State, err)
+		}
+		if child.CreatedBy != "parent:i-test/kyc" || string(child.Input) != `{"amount":500,"applicant":"Ann"}` || child.BusinessKey != "sub:i-test:kyc" {
+			t.Fatalf("the other instance %+v", child)
+		}
+	})
+	t.Run("the other instance fails", func(t *testing.T) {
+		h := newHarness(t, onboardYAML)
+		h.register(t, kycYAML)
+		_, err := h.run(t, map[string]any{"name": "Bob", "amount": 250000.0})
+		st := h.state(t)
+		if err == nil || st.Status != workflows.StatusFailed || planString(st) != "kyc:failed open:not_run" ||
+			!strings.Contains(st.Plan[0].Error, "kyc "+childID+" failed") || !strings.Contains(st.Plan[0].Error, "input.amount < 100000") {
+			t.Fatalf("%v: %s %s (%s)", err, st.Status, planString(st), st.Plan[0].Error)
+		}
+	})
+	t.Run("the other instance is rejected", func(t *testing.T) {
+		h := newHarness(t, onboardYAML)
+		h.register(t, strings.Replace(kycYAML, "  - {id: file, kind: task, task: noop}", "  - {id: file, kind: review, review: {queue: kyc, sla: 1h, on_timeout: reject}}", 1))
+		res, err := h.run(t, map[string]any{"name": "Cy", "amount": 10.0})
+		st := h.state(t)
+		if err != nil || res.Status != workflows.StatusRejected || planString(st) != "kyc:failed open:not_run" || st.Plan[0].Error != "kyc "+childID+" was rejected" {
+			t.Fatalf("%v: %s %s (%s)", err, res.Status, planString(st), st.Plan[0].Error)
+		}
+	})
+	for name, tc := range map[string]struct{ def, want string }{
+		"an unknown process":         {strings.Replace(onboardYAML, "name: kyc,", "name: kyb,", 1), "step kyc: process kyb is not registered"},
+		"an input that does not fit": {strings.Replace(onboardYAML, `applicant: "${input.name}", `, "", 1), "step kyc: the input of kyc@1: input.applicant: is required"},
+		"nested too deep":            {strings.Replace(onboardYAML, `name: kyc, input: {applicant: "${input.name}"`, `name: onboard, input: {name: "${input.name}"`, 1), "process steps nest at most 5 deep"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, tc.def)
+			h.register(t, kycYAML)
+			h.register(t, tc.def)
+			_, err := h.run(t, map[string]any{"name": "Di", "amount": 10.0})
+			st := h.state(t)
+			if err == nil || st.Status != workflows.StatusFailed || !strings.Contains(st.Error+" "+st.Plan[0].Error, tc.want) {
+				t.Fatalf("%v: %s (%s / %s)", err, st.Status, st.Error, st.Plan[0].Error)
+			}
+		})
+	}
+}
+
+// Canceling an instance cancels the instance its process step waits for:
+// that one's open review leaves the inbox, and both end canceled.
+func TestProcessStepCanceled(t *testing.T) {
+	h := newHarness(t, onboardYAML)
+	h.register(t, strings.Replace(kycYAML, "  - {id: file, kind: task, task: noop}", "  - {id: file, kind: review, review: {queue: kyc}}", 1))
+	var answer error
+	h.cancelAfter(time.Hour, workflows.CancelRequest{By: "crm", Reason: "applicant withdrew"}, &answer)
+	res, err := h.run(t, map[string]any{"name": "Ed", "amount": 10.0})
+	if err != nil || answer != nil || res.Status != workflows.StatusCanceled {
+		t.Fatalf("err %v, cancel answered %v, status %s", err, answer, res.Status)
+	}
+	st := h.state(t)
+	if planString(st) != "kyc:canceled open:not_run" || st.Results["kyc"].(map[string]any)["status"] != workflows.StatusCanceled {
+		t.Fatalf("plan %q, results %v", planString(st), st.Results)
+	}
+	child, err := h.store.Instance(t.Context(), process.InstanceID("kyc", process.SubProcessKey("i-test", "kyc")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cst workflows.State
+	if err := json.Unmarshal(child.State, &cst); err != nil || cst.Status != workflows.StatusCanceled {
+		t.Fatalf("the other instance: %s (%v)", child.State, err)
+	}
+	open, err := h.store.Reviews(t.Context(), store.ReviewFilter{Status: store.ReviewOpen})
+	if err != nil || len(open) != 0 {
+		t.Fatalf("open reviews %v %v", open, err)
 	}
 }

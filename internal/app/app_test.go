@@ -900,6 +900,34 @@ catalog:
 		}
 	})
 
+	t.Run("a process step runs another process", func(t *testing.T) {
+		d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml",
+			"name: kyc-check\nversion: 1\ninput: {required: [applicant], properties: {applicant: {type: string}}}\nsteps:\n  - {id: check, kind: validate, assertions: [\"input.applicant != ''\"]}\n  - {id: file, kind: task, task: noop}\n"), http.StatusCreated)
+		d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml",
+			"name: open-account\nversion: 1\ninput: {required: [name], properties: {name: {type: string}}}\nsteps:\n  - {id: kyc, kind: process, process: {name: kyc-check, input: {applicant: '${input.name}'}}}\n  - {id: open, kind: task, task: noop}\n"), http.StatusCreated)
+		id := d.start("open-account", "acc-1", map[string]any{"name": "Ann"})
+		inst := d.waitStatus(id, "completed", "failed")
+		kyc := inst["results"].(map[string]any)["kyc"].(map[string]any)
+		childID := app.InstanceIDForTest("kyc-check", "sub:"+id+":kyc")
+		if plan(inst) != "kyc:done open:done" || kyc["instance_id"] != childID || kyc["status"] != "completed" {
+			t.Fatalf("plan %q, kyc %v", plan(inst), kyc)
+		}
+		// The other instance is an instance like any: its own id, input and
+		// status, and who started it.
+		child := d.expect(d.call("GET", "/v1/instances/"+childID, system, ""), http.StatusOK).body
+		if child["status"] != "completed" || child["created_by"] != "parent:"+id+"/kyc" || child["input"].(map[string]any)["applicant"] != "Ann" {
+			t.Fatalf("the other instance %v", child)
+		}
+		if *updateHistory {
+			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			recordHistory(t, tc, id, "process_step_v8.json")
+		}
+	})
+
 	t.Run("cancel", func(t *testing.T) {
 		// Through the API, while it waits for a review: the review leaves
 		// the inbox, and the instance says who canceled it and why.

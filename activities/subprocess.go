@@ -1,0 +1,119 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// SubProcesses is what a process step needs of the store: the definitions
+// of the processes it runs, and the instances it starts of them.
+type SubProcesses interface {
+	Definition(ctx context.Context, name string, version int) (store.DefinitionRecord, error)
+	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
+}
+
+// SubProcessInput is a process step about to run: the step, and the facts
+// its input's templates read.
+type SubProcessInput struct {
+	StepInput
+	// Process names the instance the step runs in.
+	Process string
+	// Depth is how deep the instance itself is nested (0: started from
+	// outside).
+	Depth int
+}
+
+// SubProcessStart is the instance a process step runs, stored and ready
+// for its workflow: its definition (the version it was stored with), id,
+// business key and input.
+type SubProcessStart struct {
+	Definition  process.Definition
+	InstanceID  string
+	BusinessKey string
+	Input       map[string]any
+	Depth       int
+}
+
+// StartSubProcess stores the instance a process step runs, idempotently:
+// its business key is the parent instance's id and the step's
+// (process.SubProcessKey), so the step run again finds the one stored
+// before, with the version and input it was stored with. Its input is
+// the step's, its templates expanded, and must fit the process's input
+// schema; an unknown process or version, a bad input, or nesting past
+// process.MaxSubProcessDepth fail the step for good.
+func (a *Activities) StartSubProcess(ctx context.Context, in SubProcessInput) (SubProcessStart, error) {
+	spec := in.Step.Process
+	if spec == nil {
+		return SubProcessStart{}, invalid("step "+in.Step.ID+": no process to run", nil)
+	}
+	if a.SubProcesses == nil {
+		return SubProcessStart{}, invalid("step "+in.Step.ID+": this worker runs no process steps (no store)", nil)
+	}
+	if in.Depth+1 > process.MaxSubProcessDepth {
+		return SubProcessStart{}, invalid(fmt.Sprintf("step %s: process steps nest at most %d deep", in.Step.ID, process.MaxSubProcessDepth), nil)
+	}
+	input := map[string]any{}
+	if len(spec.Input) > 0 {
+		rendered, err := a.Env.Render(ctx, map[string]any(spec.Input), in.vars())
+		if err != nil {
+			return SubProcessStart{}, invalid(fmt.Sprintf("step %s: process.input: %v", in.Step.ID, err), err)
+		}
+		input = rendered.(map[string]any)
+	}
+	def, err := a.subDefinition(ctx, in.Step.ID, spec.Name, spec.Version)
+	if err != nil {
+		return SubProcessStart{}, err
+	}
+	if err := def.ValidateInput(input); err != nil {
+		return SubProcessStart{}, invalid(fmt.Sprintf("step %s: the input of %s: %v", in.Step.ID, def.Ref(), err), err)
+	}
+	key := process.SubProcessKey(in.InstanceID, in.Step.ID)
+	inst, created, err := a.SubProcesses.CreateInstance(ctx, store.Instance{
+		ID: process.InstanceID(def.Name, key), Process: def.Name, ProcessVersion: def.Version, BusinessKey: key,
+		Input: process.JSON(input), CreatedBy: "parent:" + in.InstanceID + "/" + in.Step.ID, CreatedAt: time.Now().UTC(),
+		// The parent's workflow starts it, not the start sweep.
+		PendingStart: false,
+	})
+	if err != nil {
+		return SubProcessStart{}, fmt.Errorf("step %s: store the instance of %s: %w", in.Step.ID, def.Name, err)
+	}
+	if !created {
+		if inst.ProcessVersion != def.Version {
+			if def, err = a.subDefinition(ctx, in.Step.ID, spec.Name, inst.ProcessVersion); err != nil {
+				return SubProcessStart{}, err
+			}
+		}
+		input = map[string]any{}
+		if err := json.Unmarshal(inst.Input, &input); err != nil {
+			return SubProcessStart{}, fmt.Errorf("step %s: the stored input of %s: %w", in.Step.ID, inst.ID, err)
+		}
+	}
+	return SubProcessStart{Definition: *def, InstanceID: inst.ID, BusinessKey: key, Input: input, Depth: in.Depth + 1}, nil
+}
+
+// subDefinition reads a process's definition for a process step (version
+// 0: the latest).
+func (a *Activities) subDefinition(ctx context.Context, step, name string, version int) (*process.Definition, error) {
+	rec, err := a.SubProcesses.Definition(ctx, name, version)
+	if errors.Is(err, store.ErrNotFound) {
+		what := "process " + name
+		if version > 0 {
+			what += fmt.Sprintf(" version %d", version)
+		}
+		return nil, invalid(fmt.Sprintf("step %s: %s is not registered", step, what), err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("step %s: definition of %s: %w", step, name, err)
+	}
+	var def process.Definition
+	if err := json.Unmarshal(rec.Doc, &def); err != nil {
+		return nil, invalid(fmt.Sprintf("step %s: stored definition %s@%d: %v", step, name, rec.Version, err), err)
+	}
+	return &def, nil
+}
