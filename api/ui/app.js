@@ -620,7 +620,9 @@ async function instanceView(id) {
     { title: "Step", cell: (p) => p.id },
     { title: "Kind", cell: (p) => p.kind },
     { title: "State", cell: (p) => badge(p.state) },
-    { title: "Note", cell: (p) => [p.origin === "added" ? `added by ${p.added_by || "a policy"} ` : "", p.skipped_by ? `skipped by ${p.skipped_by} ` : "", p.mandatory ? "mandatory " : "", p.error || ""] },
+    { title: "Note", cell: (p) => [p.origin === "added" ? `added by ${p.added_by || "a policy"} ` : "", p.skipped_by ? `skipped by ${p.skipped_by} ` : "", p.mandatory ? "mandatory " : "", p.error || "",
+      // A process step's instance of the other process.
+      inst.results?.[p.id]?.instance_id && p.kind === "process" ? link("#/instances/" + encodeURIComponent(inst.results[p.id].instance_id), `${inst.results[p.id].process} instance`) : ""] },
     { title: "Took", num: true, cell: (p) => (p.started_at && p.finished_at ? duration((new Date(p.finished_at) - new Date(p.started_at)) / 1000) : "—") },
   ];
   const key = inst.business_key;
@@ -644,7 +646,9 @@ async function instanceView(id) {
       ["Definition", `${inst.process} v${inst.version}`],
       ["Started", when(inst.created_at)],
       ["Due", inst.due_at ? [when(inst.due_at), inst.sla_status ? [" ", slaBadge(inst.sla_status)] : null] : null],
-      ["Started by", inst.created_by],
+      ["Started by", inst.created_by?.startsWith("parent:")
+        ? ["step ", inst.created_by.split("/").pop(), " of ", link("#/instances/" + encodeURIComponent(inst.created_by.slice(7).split("/")[0]), inst.created_by.slice(7).split("/")[0])]
+        : inst.created_by],
       ["Error", inst.error],
       ["Classification", inst.classification ? `${inst.classification.label} (${pct(inst.classification.confidence)})` : null],
     ])),

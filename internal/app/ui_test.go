@@ -328,6 +328,17 @@ steps:
 	b.open("/processes/quick", "main .tiles", "met the SLA (0 running late)")
 	b.waitText("main .tiles", "100")
 
+	// A process step's instance of the other process is a link away, and
+	// links back.
+	d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml", "name: check\nversion: 1\nsteps: [{id: a, kind: task, task: noop}]\n"), http.StatusCreated)
+	d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml", "name: outer\nversion: 1\nsteps: [{id: run-check, kind: process, process: {name: check}}]\n"), http.StatusCreated)
+	outer := d.start("outer", "ui-outer", map[string]any{})
+	d.waitStatus(outer, "completed")
+	b.open("/instances/"+outer, "main table", "run-check")
+	b.clickText("main table a", "check instance")
+	b.waitText("main h1", "check — sub:"+outer+":run-check")
+	b.waitText("main .card", "step run-check of "+outer)
+
 	// The process's page shows its signal: each instance's amount observed
 	// once, retried or not, and the detector still warming up.
 	b.open("/processes/partner-sync", "section.signal", "amount")
