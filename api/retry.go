@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -70,6 +71,23 @@ func retryPoint(history client.HistoryEventIterator, stopped bool) (int64, error
 			if name, ok := scheduled[id]; ok && !notRetried[name] && !stopped {
 				point = scheduledBy[id]
 			}
+		case enumspb.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+			// A process step's instance of another process: a child
+			// workflow, under way until it ends.
+			a := ev.GetStartChildWorkflowExecutionInitiatedEventAttributes()
+			scheduled[ev.GetEventId()] = "child " + a.GetWorkflowType().GetName()
+			scheduledBy[ev.GetEventId()] = a.GetWorkflowTaskCompletedEventId()
+			open[ev.GetEventId()] = true
+		case enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED:
+			delete(open, ev.GetChildWorkflowExecutionCompletedEventAttributes().GetInitiatedEventId())
+		case enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED, enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT,
+			enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED, enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED,
+			enumspb.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED:
+			id := childInitiated(ev)
+			delete(open, id)
+			if _, ok := scheduled[id]; ok && !stopped {
+				point = scheduledBy[id]
+			}
 		case enumspb.EVENT_TYPE_MARKER_RECORDED:
 			m := ev.GetMarkerRecordedEventAttributes()
 			if m.GetMarkerName() != "LocalActivity" || m.GetFailure() == nil {
@@ -102,6 +120,24 @@ func retryPoint(history client.HistoryEventIterator, stopped bool) (int64, error
 		return 0, errNothingToRetry
 	}
 	return point, nil
+}
+
+// childInitiated is the initiated event of the child workflow an event
+// ends.
+func childInitiated(ev *historypb.HistoryEvent) int64 {
+	switch ev.GetEventType() {
+	case enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED:
+		return ev.GetChildWorkflowExecutionFailedEventAttributes().GetInitiatedEventId()
+	case enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT:
+		return ev.GetChildWorkflowExecutionTimedOutEventAttributes().GetInitiatedEventId()
+	case enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED:
+		return ev.GetChildWorkflowExecutionTerminatedEventAttributes().GetInitiatedEventId()
+	case enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED:
+		return ev.GetChildWorkflowExecutionCanceledEventAttributes().GetInitiatedEventId()
+	case enumspb.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED:
+		return ev.GetStartChildWorkflowExecutionFailedEventAttributes().GetInitiatedEventId()
+	}
+	return 0
 }
 
 // retryInstance runs a failed instance again from what failed: its

@@ -43,6 +43,23 @@ func completedEvent(id, scheduled int64) *historypb.HistoryEvent {
 		Attributes: &historypb.HistoryEvent_ActivityTaskCompletedEventAttributes{ActivityTaskCompletedEventAttributes: &historypb.ActivityTaskCompletedEventAttributes{ScheduledEventId: scheduled}}}
 }
 
+// childEvents are a process step's child workflow: initiated by a
+// workflow task, then ended as end says ("" for still running).
+func childEvents(id, byTask, endID int64, end enumspb.EventType) events {
+	out := events{{EventId: id, EventType: enumspb.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED,
+		Attributes: &historypb.HistoryEvent_StartChildWorkflowExecutionInitiatedEventAttributes{StartChildWorkflowExecutionInitiatedEventAttributes: &historypb.StartChildWorkflowExecutionInitiatedEventAttributes{
+			WorkflowType: &commonpb.WorkflowType{Name: "adaptflow.Process"}, WorkflowTaskCompletedEventId: byTask}}}}
+	switch end {
+	case enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED:
+		out = append(out, &historypb.HistoryEvent{EventId: endID, EventType: end, Attributes: &historypb.HistoryEvent_ChildWorkflowExecutionCompletedEventAttributes{
+			ChildWorkflowExecutionCompletedEventAttributes: &historypb.ChildWorkflowExecutionCompletedEventAttributes{InitiatedEventId: id}}})
+	case enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED:
+		out = append(out, &historypb.HistoryEvent{EventId: endID, EventType: end, Attributes: &historypb.HistoryEvent_ChildWorkflowExecutionFailedEventAttributes{
+			ChildWorkflowExecutionFailedEventAttributes: &historypb.ChildWorkflowExecutionFailedEventAttributes{InitiatedEventId: id}}})
+	}
+	return out
+}
+
 // markerEvent is a local activity's marker, as the SDK records it.
 func markerEvent(t *testing.T, id, byTask int64, activity string, failed bool) *historypb.HistoryEvent {
 	t.Helper()
@@ -85,6 +102,19 @@ func TestRetryPoint(t *testing.T) {
 			return events{scheduledEvent(5, 4, "CallHTTP"), failedEvent(7, 5), scheduledEvent(10, 9, "CallHTTP"), completedEvent(12, 10),
 				markerEvent(t, 15, 14, "Decide", false), scheduledEvent(16, 14, "CallHTTP"), scheduledEvent(17, 14, "Callback")}
 		}, true, 14},
+		{"a process step whose instance of the other process failed", func(t *testing.T) events {
+			h := events{scheduledEvent(5, 4, "StartSubProcess"), completedEvent(7, 5)}
+			h = append(h, childEvents(10, 9, 14, enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED)...)
+			return append(h, scheduledEvent(17, 16, "SaveState"), completedEvent(19, 17))
+		}, false, 9},
+		{"a process step whose instance completed, then a failed step", func(t *testing.T) events {
+			h := append(childEvents(10, 9, 14, enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED), scheduledEvent(17, 16, "CallHTTP"), failedEvent(19, 17))
+			return h
+		}, false, 16},
+		{"terminated while its process step waited for the other instance", func(t *testing.T) events {
+			h := events{scheduledEvent(5, 4, "CallHTTP"), completedEvent(7, 5)}
+			return append(h, childEvents(10, 9, 0, 0)...)
+		}, true, 9},
 		{"terminated while it waited for a review, its notification under way", func(t *testing.T) events {
 			return events{scheduledEvent(5, 4, "CallHTTP"), completedEvent(7, 5), scheduledEvent(10, 9, "SaveState"), completedEvent(12, 10), scheduledEvent(13, 9, "Notify")}
 		}, true, 0},

@@ -372,3 +372,50 @@ func TestTerminatedInstanceFails(t *testing.T) {
 		t.Fatalf("the review after a reset through Temporal: %s", rv.raw)
 	}
 }
+
+// A process step whose instance of the other process failed (its partner
+// was down): a retry of this instance runs that instance again, and both
+// complete.
+func TestRetryAProcessStep(t *testing.T) {
+	var down atomic.Bool
+	var calls atomic.Int32
+	down.Store(true)
+	ext := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if down.Load() {
+			http.Error(w, "registry is down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"clear":true}`)
+	}))
+	defer ext.Close()
+	d := startDev(t, t.TempDir(), freeAddr(t))
+	for _, def := range []string{
+		"name: registry-check\nversion: 1\nsteps:\n  - {id: ask, kind: http, retries: 0, http: {method: GET, url: '" + ext.URL + "'}}\n",
+		"name: onboarding\nversion: 1\nsteps:\n  - {id: check, kind: process, process: {name: registry-check}}\n  - {id: welcome, kind: task, task: noop}\n",
+	} {
+		if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
+			t.Fatalf("register: %d %s", r.status, r.raw)
+		}
+	}
+	id := d.start("onboarding", "on-1", map[string]any{})
+	inst := d.waitStatus(id, "failed")
+	childID := app.InstanceIDForTest("registry-check", "sub:"+id+":check")
+	if got := plan(inst); got != "check:failed welcome:not_run" || !strings.Contains(inst["error"].(string), "registry is down") {
+		t.Fatalf("failed instance: plan %q, error %v", got, inst["error"])
+	}
+	d.waitStatus(childID, "failed")
+	down.Store(false)
+	if r := d.call("POST", "/v1/instances/"+id+"/retry", adminKey, `{"reason":"the registry is back"}`); r.status != http.StatusOK && r.status != http.StatusAccepted {
+		t.Fatalf("retry: %d %s", r.status, r.raw)
+	}
+	inst = d.waitStatus(id, "completed")
+	if got := plan(inst); got != "check:done welcome:done" {
+		t.Fatalf("plan after the retry: %q", got)
+	}
+	child := d.waitStatus(childID, "completed")
+	if fmt.Sprint(child["results"].(map[string]any)["ask"].(map[string]any)["body"]) != "map[clear:true]" || calls.Load() != 2 {
+		t.Fatalf("the other instance after the retry: %v (%d calls)", child["results"], calls.Load())
+	}
+}
