@@ -1073,7 +1073,11 @@ func (r *runner) runSubProcess(ctx workflow.Context, in activities.StepInput) (m
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:            start.InstanceID,
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		// A retry of this instance that goes back before the step runs
+		// the other instance again, however its last run ended (canceled
+		// with this one's run, say): a run that ended well is never
+		// behind a retry point.
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 	})
 	var res Result
 	err := workflow.ExecuteChildWorkflow(cctx, ProcessWorkflow, Input{

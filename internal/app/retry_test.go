@@ -419,3 +419,49 @@ func TestRetryAProcessStep(t *testing.T) {
 		t.Fatalf("the other instance after the retry: %v (%d calls)", child["results"], calls.Load())
 	}
 }
+
+// An instance terminated in Temporal while its process step waited for
+// the other instance (a review there): that one is canceled with it, and
+// a retry runs it again from its start.
+func TestRetryATerminatedProcessStep(t *testing.T) {
+	d := startDev(t, t.TempDir(), freeAddr(t), func(o *app.Options) { o.SweepEvery = 200 * time.Millisecond })
+	for _, def := range []string{
+		"name: vetting\nversion: 1\nsteps:\n  - {id: look, kind: review, review: {queue: vetting}}\n",
+		"name: hiring\nversion: 1\nsteps:\n  - {id: vet, kind: process, process: {name: vetting}}\n  - {id: hire, kind: task, task: noop}\n",
+	} {
+		if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
+			t.Fatalf("register: %d %s", r.status, r.raw)
+		}
+	}
+	id := d.start("hiring", "h-1", map[string]any{})
+	childID := app.InstanceIDForTest("vetting", "sub:"+id+":vet")
+	d.waitStatus(childID, "waiting_review")
+	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if err := tc.TerminateWorkflow(t.Context(), id, "", "stuck"); err != nil {
+		t.Fatal(err)
+	}
+	if inst := d.waitStatus(id, "failed"); plan(inst) != "vet:failed hire:not_run" {
+		t.Fatalf("terminated: plan %q", plan(inst))
+	}
+	d.waitStatus(childID, "canceled")
+	if r := d.call("POST", "/v1/instances/"+id+"/retry", adminKey, `{"reason":"unstuck"}`); r.status != http.StatusOK && r.status != http.StatusAccepted {
+		t.Fatalf("retry: %d %s", r.status, r.raw)
+	}
+	child := d.waitStatus(childID, "waiting_review")
+	reviews := child["reviews"].([]any)
+	rv := reviews[len(reviews)-1].(map[string]any)
+	if rv["status"] != "open" {
+		t.Fatalf("the other instance's review after the retry: %v", reviews)
+	}
+	reviewer := d.newKey("reviewer")
+	if r := d.call("POST", "/v1/reviews/"+rv["id"].(string)+"/decision", reviewer, `{"verdict":"approve","comment":"fine"}`); r.status != http.StatusOK {
+		t.Fatalf("decision: %d %s", r.status, r.raw)
+	}
+	if inst := d.waitStatus(id, "completed"); plan(inst) != "vet:done hire:done" {
+		t.Fatalf("after the retry: plan %q", plan(inst))
+	}
+}
