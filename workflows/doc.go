@@ -15,8 +15,12 @@
 //     step runs after them without a second decision.
 //
 // Then it runs the step (task, http and validate steps as activities, wait
-// steps as durable timers, review steps as the same gate as review actions)
-// and keeps its result for later facts and templates. The state of the
+// steps as durable timers, review steps as the same gate as review actions,
+// process steps as a child workflow of this one, for an instance of the
+// other process the StartSubProcess activity stored) and keeps its result
+// for later facts and templates. With an SLA and a callback that wants
+// "overdue", a timer in a coroutine of its own reports the instance
+// running past the SLA. The state of the
 // instance is answered by the query [QueryState].
 //
 // # Rules for this package
