@@ -68,6 +68,7 @@ type InstanceStore interface {
 	Outcomes(ctx context.Context, process string, from, to time.Time, fn func(store.InstanceOutcome) error) error
 	InstanceStates(ctx context.Context, process string, version int, from, to time.Time, fn func(store.StateRow) error) error
 	Instances(ctx context.Context, f store.InstanceFilter) ([]store.InstanceSummary, error)
+	CountInstances(ctx context.Context, f store.InstanceFilter) (int, error)
 }
 
 // DecisionReader reads decision records.
@@ -273,6 +274,7 @@ func New(opts Options) (*Handler, error) {
 	s := &server{Options: opts, metrics: newMetrics(opts.Metrics, opts.Stats, opts.Timeout), finished: newFinishedStates(finishedStatesKept), contract: contract,
 		authCache: newKeyCache(opts.KeyCacheTTL)}
 	s.starts = &starter{opts: &s.Options, metrics: s.metrics}
+	s.metrics.registry.MustRegister(&overdueCollector{s: s})
 	if s.Embedder == nil && s.Examples != nil {
 		s.Embedder = classify.NewEmbedder(nil, "", s.Examples.EmbeddingDim())
 	}

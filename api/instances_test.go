@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -281,6 +282,16 @@ func TestInstancesAgainstTheirSLA(t *testing.T) {
 	do(t, srv, "POST", "/v1/processes", eng, "application/yaml", def)
 	if a := do(t, srv, "GET", "/v1/processes/p/instances?sla=overdue", sys, "", ""); a.status != http.StatusBadRequest || a.err.Field != "sla" || !strings.Contains(a.err.Message, "no version of p declares an sla") {
 		t.Fatalf("a process without an SLA: %d %+v", a.status, a.err)
+	}
+	// /metrics counts those running late now, per process with an SLA.
+	res, err := srv.Client().Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(body), `adaptflow_instances_overdue{process="rush"} 1`) || strings.Contains(string(body), `adaptflow_instances_overdue{process="p"}`) {
+		t.Fatalf("metrics:\n%s", body)
 	}
 	k := do(t, srv, "GET", "/v1/processes/rush/kpis?since=1d", eng, "", "")
 	sla, _ := k.body["overall"].(map[string]any)["sla"].(map[string]any)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/workflows"
@@ -78,4 +79,43 @@ func (s *server) slaFields(ctx context.Context, out gin.H, inst store.Instance, 
 		out["sla_status"] = standing
 	}
 	return nil
+}
+
+var descOverdue = prometheus.NewDesc("adaptflow_instances_overdue",
+	"Instances running past their definition version's SLA now, by process (read from the store at each scrape, alike in every API replica: take the max over replicas).", []string{"process"}, nil)
+
+// overdueCollector counts, at each scrape, the instances of each process
+// with an SLA that run past it.
+type overdueCollector struct{ s *server }
+
+func (oc *overdueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descOverdue }
+
+func (oc *overdueCollector) Collect(ch chan<- prometheus.Metric) {
+	s := oc.s
+	if s.Definitions == nil || s.Instances == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
+	defer cancel()
+	defs, err := s.Definitions.Definitions(ctx)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	seen := map[string]bool{}
+	for _, d := range defs {
+		if seen[d.Name] {
+			continue
+		}
+		seen[d.Name] = true
+		slas, err := s.processSLAs(ctx, d.Name)
+		if err != nil || len(slas) == 0 {
+			continue
+		}
+		n, err := s.Instances.CountInstances(ctx, store.InstanceFilter{Process: d.Name, SLA: store.SLAOverdue, SLAs: slas, Now: now})
+		if err != nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(descOverdue, prometheus.GaugeValue, float64(n), d.Name)
+	}
 }

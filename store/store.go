@@ -485,6 +485,40 @@ func InstanceCursor(in InstanceSummary) string {
 // value of the placeholder (each store reads JSON its own way).
 func InstancesQuery(f InstanceFilter, ph func(n int) string, inputEq func(field, placeholder string) string) (string, []any, error) {
 	p := &params{ph: ph}
+	where, err := instanceConditions(f, p, inputEq)
+	if err != nil {
+		return "", nil, err
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > MaxInstancePage {
+		limit = 50
+	}
+	q := `SELECT id, process, process_version, business_key, status, created_by, created_at, COALESCE(finished_at, 0) FROM instances WHERE ` +
+		strings.Join(where, " AND ") + " ORDER BY created_at DESC, id DESC LIMIT " + p.add(limit)
+	return q, p.args, nil
+}
+
+// CountInstances counts the instances a filter keeps (all of them, not a
+// page; matches on the input are not counted: ErrInvalid).
+func (r Reads) CountInstances(ctx context.Context, f InstanceFilter) (int, error) {
+	if len(f.Input) > 0 || f.After != "" {
+		return 0, fmt.Errorf("%w: instances are counted by status, business key, age and SLA only", ErrInvalid)
+	}
+	p := &params{ph: r.ph}
+	where, err := instanceConditions(f, p, nil)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	err = r.rows(ctx, "count instances", `SELECT count(*) FROM instances WHERE `+strings.Join(where, " AND "), p.args, func(scan func(dest ...any) error) error {
+		return scan(&n)
+	})
+	return n, err
+}
+
+// instanceConditions are the conditions of an instance filter, with
+// their parameters added to p.
+func instanceConditions(f InstanceFilter, p *params, inputEq func(field, placeholder string) string) ([]string, error) {
 	arg := p.add
 	where := []string{"process = " + arg(f.Process)}
 	final := fmt.Sprintf("status IN ('%s', '%s', '%s', '%s')", InstanceCompleted, InstanceRejected, InstanceFailed, InstanceCanceled)
@@ -499,7 +533,7 @@ func InstancesQuery(f InstanceFilter, ph func(n int) string, inputEq func(field,
 	case "running", "waiting_review", "waiting_event", InstanceCompleted, InstanceRejected, InstanceFailed, InstanceCanceled:
 		where = append(where, "status = "+arg(f.Status))
 	default:
-		return "", nil, fmt.Errorf("%w: unknown instance status %q", ErrInvalid, f.Status)
+		return nil, fmt.Errorf("%w: unknown instance status %q", ErrInvalid, f.Status)
 	}
 	if f.BusinessKey != "" {
 		where = append(where, "business_key = "+arg(f.BusinessKey))
@@ -508,10 +542,10 @@ func InstancesQuery(f InstanceFilter, ph func(n int) string, inputEq func(field,
 		switch m.Value.(type) {
 		case string, float64, int, int64, bool:
 		default:
-			return "", nil, fmt.Errorf("%w: input.%s: only a string, number or boolean can be matched", ErrInvalid, m.Field)
+			return nil, fmt.Errorf("%w: input.%s: only a string, number or boolean can be matched", ErrInvalid, m.Field)
 		}
 		if !inputFieldRE.MatchString(m.Field) {
-			return "", nil, fmt.Errorf("%w: input field %q", ErrInvalid, m.Field)
+			return nil, fmt.Errorf("%w: input field %q", ErrInvalid, m.Field)
 		}
 		b, _ := json.Marshal(m.Value)
 		where = append(where, inputEq(m.Field, arg(string(b))))
@@ -522,7 +556,7 @@ func InstancesQuery(f InstanceFilter, ph func(n int) string, inputEq func(field,
 	if f.SLA != "" {
 		cond, err := slaCondition(f, arg)
 		if err != nil {
-			return "", nil, err
+			return nil, err
 		}
 		where = append(where, cond)
 	}
@@ -531,17 +565,11 @@ func InstancesQuery(f InstanceFilter, ph func(n int) string, inputEq func(field,
 		at, id, ok := strings.Cut(string(raw), ".")
 		created, perr := strconv.ParseInt(at, 10, 64)
 		if err != nil || !ok || perr != nil {
-			return "", nil, fmt.Errorf("%w: malformed cursor", ErrInvalid)
+			return nil, fmt.Errorf("%w: malformed cursor", ErrInvalid)
 		}
 		where = append(where, fmt.Sprintf("(created_at, id) < (%s, %s)", arg(created), arg(id)))
 	}
-	limit := f.Limit
-	if limit <= 0 || limit > MaxInstancePage {
-		limit = 50
-	}
-	q := `SELECT id, process, process_version, business_key, status, created_by, created_at, COALESCE(finished_at, 0) FROM instances WHERE ` +
-		strings.Join(where, " AND ") + " ORDER BY created_at DESC, id DESC LIMIT " + arg(limit)
-	return q, p.args, nil
+	return where, nil
 }
 
 // slaCondition is the condition of an SLA filter: per definition version

@@ -67,6 +67,7 @@ type Store interface {
 	InstanceStates(ctx context.Context, process string, version int, from, to time.Time, fn func(store.StateRow) error) error
 	Instances(ctx context.Context, f store.InstanceFilter) ([]store.InstanceSummary, error)
 	DefinitionVersions(ctx context.Context, process string) ([]int, error)
+	CountInstances(ctx context.Context, f store.InstanceFilter) (int, error)
 	ClaimRetry(ctx context.Context, id, run string, now time.Time, stale time.Duration) (bool, error)
 	ReleaseRetry(ctx context.Context, id, run string) error
 	AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error)
@@ -1821,6 +1822,22 @@ func testInstanceListing(t *testing.T, s Store) {
 	expect("overdue", bySLA(store.SLAOverdue), "s-overdue")
 	expect("met", bySLA(store.SLAMet), "s-met")
 	expect("missed", bySLA(store.SLAMissed), "s-missed")
+	for _, c := range []struct {
+		f    store.InstanceFilter
+		want int
+	}{
+		{store.InstanceFilter{Process: "sla", SLA: store.SLAOverdue, SLAs: map[int]time.Duration{1: time.Hour}, Now: now}, 1},
+		{store.InstanceFilter{Process: "sla", Status: store.InstanceInProgress}, 3},
+		{store.InstanceFilter{Process: "sla"}, 6},
+		{store.InstanceFilter{Process: "sla", Since: now.Add(-time.Hour)}, 2},
+	} {
+		if n, err := s.CountInstances(ctx, c.f); err != nil || n != c.want {
+			t.Fatalf("count %+v: %d %v, want %d", c.f, n, err, c.want)
+		}
+	}
+	if _, err := s.CountInstances(ctx, store.InstanceFilter{Process: "sla", Input: []store.InputMatch{{Field: "a", Value: "b"}}}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("a count by input: %v", err)
+	}
 	if got, err := s.Instances(ctx, store.InstanceFilter{Process: "sla", SLA: store.SLAOverdue, Now: now}); err != nil || len(got) != 0 {
 		t.Fatalf("no version with an SLA: %v %v", got, err)
 	}
