@@ -319,6 +319,7 @@ func New(opts Options) (*Handler, error) {
 	v1.POST("/processes/:name/schedules/:schedule/pause", s.allow([]string{store.RoleEngineer}), processScoped, s.switchSchedule(true))
 	v1.POST("/processes/:name/schedules/:schedule/resume", s.allow([]string{store.RoleEngineer}), processScoped, s.switchSchedule(false))
 	v1.GET("/processes/:name/instances", s.allow(readers), processScoped, s.listInstances)
+	v1.GET("/instances", s.allow(readers), s.findInstances)
 	v1.GET("/processes/:name/kpis", s.allow(engineer), processScoped, s.processKPIs)
 	v1.GET("/processes/:name/steps", s.allow(engineer), processScoped, s.processSteps)
 	v1.GET("/processes/:name/signals", s.allow(engineer), processScoped, s.processSignals)

@@ -80,16 +80,44 @@ func (s *server) listInstances(c *gin.Context) {
 		return
 	}
 	for i, in := range list {
-		sla := slas[in.Version]
-		if sla <= 0 {
-			continue
+		list[i] = withSLA(in, slas[in.Version], now)
+	}
+	out := gin.H{"instances": list}
+	if len(list) == f.Limit {
+		out["next"] = store.InstanceCursor(list[len(list)-1])
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// findInstances lists the instances of a business key in every process
+// the caller may see, newest first: a business system that knows its
+// order number, not which process runs it; the instance a process step
+// started (its key is sub:PARENT:STEP).
+func (s *server) findInstances(c *gin.Context) {
+	f := store.InstanceFilter{BusinessKey: c.Query("business_key"), After: c.Query("after"), Processes: caller(c).Processes}
+	if err := validBusinessKey("business_key", f.BusinessKey); err != nil {
+		fail(c, err)
+		return
+	}
+	var err error
+	if f.Limit, err = intParam(c, "limit", 50, 1, store.MaxInstancePage); err != nil {
+		fail(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	list, err := s.Instances.Instances(ctx, f)
+	if err != nil {
+		fail(c, cursorError(err))
+		return
+	}
+	now := time.Now()
+	for i, in := range list {
+		sla, err := s.versionSLA(ctx, in.Process, in.Version)
+		if err != nil {
+			fail(c, err)
+			return
 		}
-		due := in.CreatedAt.Add(sla)
-		finished := time.Time{}
-		if in.FinishedAt != nil {
-			finished = *in.FinishedAt
-		}
-		list[i].DueAt, list[i].SLAStatus = &due, store.SLAStanding(sla, in.Status, in.CreatedAt, finished, now)
+		list[i] = withSLA(in, sla, now)
 	}
 	out := gin.H{"instances": list}
 	if len(list) == f.Limit {

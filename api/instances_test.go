@@ -305,3 +305,46 @@ func TestInstancesAgainstTheirSLA(t *testing.T) {
 		}
 	}
 }
+
+// GET /v1/instances?business_key= finds a key's instances in every process
+// the caller may see.
+func TestFindInstancesByBusinessKey(t *testing.T) {
+	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"))
+	now := time.Now()
+	for i, in := range []struct{ id, process string }{{"a-1", "orders"}, {"b-1", "returns"}, {"c-1", "orders"}} {
+		key := "ORD-7"
+		if in.id == "c-1" {
+			key = "ORD-8"
+		}
+		if _, _, err := st.CreateInstance(t.Context(), store.Instance{ID: in.id, Process: in.process, ProcessVersion: 1, BusinessKey: key, Input: []byte(`{}`), CreatedAt: now.Add(time.Duration(i) * time.Minute),
+			State: json.RawMessage(`{"status":"running"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(a answer) string {
+		var out []string
+		for _, x := range a.body["instances"].([]any) {
+			out = append(out, x.(map[string]any)["process"].(string)+"/"+x.(map[string]any)["id"].(string))
+		}
+		return strings.Join(out, " ")
+	}
+	if a := do(t, srv, "GET", "/v1/instances?business_key=ORD-7", keys[store.RoleSystem], "", ""); a.status != http.StatusOK || ids(a) != "returns/b-1 orders/a-1" {
+		t.Fatalf("by key: %d %v", a.status, a.body)
+	}
+	if a := do(t, srv, "GET", "/v1/instances?business_key=ORD-7&limit=1", keys[store.RoleSystem], "", ""); a.status != http.StatusOK || ids(a) != "returns/b-1" || a.body["next"] == nil {
+		t.Fatalf("a page of one: %d %v", a.status, a.body)
+	} else if b := do(t, srv, "GET", "/v1/instances?business_key=ORD-7&limit=1&after="+a.body["next"].(string), keys[store.RoleSystem], "", ""); ids(b) != "orders/a-1" {
+		t.Fatalf("the next page: %d %v", b.status, b.body)
+	}
+	// A key limited to a process sees only its instances.
+	created := do(t, srv, "POST", "/v1/keys", keys[store.RoleAdmin], "application/json", `{"name":"orders desk","role":"system","processes":["orders"]}`)
+	if a := do(t, srv, "GET", "/v1/instances?business_key=ORD-7", created.body["key"].(string), "", ""); a.status != http.StatusOK || ids(a) != "orders/a-1" {
+		t.Fatalf("a limited key: %d %v", a.status, a.body)
+	}
+	if a := do(t, srv, "GET", "/v1/instances", keys[store.RoleSystem], "", ""); a.status != http.StatusBadRequest || a.err.Field != "business_key" {
+		t.Fatalf("no key: %d %+v", a.status, a.err)
+	}
+	if a := do(t, srv, "GET", "/v1/instances?business_key=ORD-7", keys[store.RoleReviewer], "", ""); a.status != http.StatusForbidden {
+		t.Fatalf("a reviewer: %d", a.status)
+	}
+}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -33,6 +34,9 @@ func (s *server) versionSLA(ctx context.Context, name string, version int) (time
 		return sla, nil
 	}
 	def, _, err := s.definition(ctx, name, version)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil // no definition to hold an SLA (not kept for next time)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -79,6 +83,21 @@ func (s *server) slaFields(ctx context.Context, out gin.H, inst store.Instance, 
 		out["sla_status"] = standing
 	}
 	return nil
+}
+
+// withSLA is a listed instance with when it is due by sla and where it
+// stands against it at now (unchanged without an SLA).
+func withSLA(in store.InstanceSummary, sla time.Duration, now time.Time) store.InstanceSummary {
+	if sla <= 0 {
+		return in
+	}
+	due := in.CreatedAt.Add(sla)
+	finished := time.Time{}
+	if in.FinishedAt != nil {
+		finished = *in.FinishedAt
+	}
+	in.DueAt, in.SLAStatus = &due, store.SLAStanding(sla, in.Status, in.CreatedAt, finished, now)
+	return in
 }
 
 var descOverdue = prometheus.NewDesc("adaptflow_instances_overdue",

@@ -390,7 +390,10 @@ const (
 // InstanceFilter selects the instances of a process, newest first; zero
 // fields match everything.
 type InstanceFilter struct {
-	Process string
+	// Process is the process listed; empty lists every process's
+	// instances of BusinessKey (then required), of Processes when given.
+	Process   string
+	Processes []string
 	// Status is a saved status (starting, running, waiting_review,
 	// completed, rejected, failed), in_progress or finished.
 	Status      string
@@ -520,7 +523,22 @@ func (r Reads) CountInstances(ctx context.Context, f InstanceFilter) (int, error
 // their parameters added to p.
 func instanceConditions(f InstanceFilter, p *params, inputEq func(field, placeholder string) string) ([]string, error) {
 	arg := p.add
-	where := []string{"process = " + arg(f.Process)}
+	var where []string
+	switch {
+	case f.Process != "":
+		where = append(where, "process = "+arg(f.Process))
+	case f.BusinessKey == "":
+		return nil, fmt.Errorf("%w: instances are listed by process, or by business key", ErrInvalid)
+	case f.SLA != "":
+		return nil, fmt.Errorf("%w: instances are listed by SLA within one process", ErrInvalid)
+	}
+	if f.Process == "" && len(f.Processes) > 0 {
+		in := make([]string, len(f.Processes))
+		for i, name := range f.Processes {
+			in[i] = arg(name)
+		}
+		where = append(where, "process IN ("+strings.Join(in, ", ")+")")
+	}
 	final := fmt.Sprintf("status IN ('%s', '%s', '%s', '%s')", InstanceCompleted, InstanceRejected, InstanceFailed, InstanceCanceled)
 	switch f.Status {
 	case "":

@@ -406,6 +406,14 @@ func TestInstancesCommand(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "409") || !strings.Contains(out, "has already ended: completed") {
 		t.Fatalf("cancel of an ended instance: exit %d\n%s", code, out)
 	}
+	// By business key alone, in every process.
+	code, out = run(t, cmd, append([]string{"list", "--business-key", "order-s-2"}, remote...)...)
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[1], "s-2") {
+		t.Fatalf("list --business-key: exit %d\n%s", code, out)
+	}
+	if code, out = run(t, cmd, append([]string{"list", "--business-key", "order-s-2", "--status", "failed"}, remote...)...); code != 2 {
+		t.Fatalf("a filter without --process: exit %d\n%s", code, out)
+	}
 	// A version with an SLA of a minute: its instance of ten minutes runs late.
 	if _, _, err := api.RegisterDefinition(ctx, st, env, []byte(strings.Replace(shop, "version: 1", "version: 3\nsla: 1m", 1)), "t"); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 )
 
 const instancesUsage = `usage:
+  adaptflow instances list --business-key K [--limit 50] [--after CURSOR]   # K's instances in every process
   adaptflow instances list --process P [--status S] [--business-key K] [--input FIELD=VALUE ...] [--sla on_track|overdue|met|missed] [--since 7d] [--limit 50] [--after CURSOR]
   adaptflow instances show ID
   adaptflow instances cancel ID [--reason TEXT]
@@ -111,7 +112,9 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if sub == "event" {
 		wantPos = 2 // and the event
 	}
-	if *rf.key == "" || (needsID && len(pos) != wantPos) || (!needsID && (*processName == "" || len(pos) != 0)) || (sub == "start") != (*file != "") || *batch < 1 || *batch > 500 {
+	// list --business-key K without --process finds K in every process.
+	anyProcess := sub == "list" && *processName == "" && *businessKey != "" && *status == "" && *sla == "" && *since == "" && len(inputs) == 0
+	if *rf.key == "" || (needsID && len(pos) != wantPos) || (!needsID && ((*processName == "" && !anyProcess) || len(pos) != 0)) || (sub == "start") != (*file != "") || *batch < 1 || *batch > 500 {
 		fmt.Fprintln(stderr, instancesUsage)
 		return 2
 	}
@@ -130,6 +133,14 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	switch sub {
 	case "list":
 		q := url.Values{"limit": {fmt.Sprint(*limit)}}
+		if anyProcess {
+			q.Set("business_key", *businessKey)
+			if *after != "" {
+				q.Set("after", *after)
+			}
+			err = r.do(ctx, "GET", "/v1/instances?"+q.Encode(), "", nil, nil, &raw)
+			break
+		}
 		for k, v := range map[string]string{"status": *status, "business_key": *businessKey, "sla": *sla, "since": *since, "after": *after} {
 			if v != "" {
 				q.Set(k, v)

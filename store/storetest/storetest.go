@@ -1743,6 +1743,26 @@ func testInstanceListing(t *testing.T, s Store) {
 	expect("waiting", list(store.InstanceFilter{Status: "waiting_review"}), "l-2")
 	expect("waiting for an event", list(store.InstanceFilter{Status: "waiting_event"}), "l-1")
 	expect("business key", list(store.InstanceFilter{BusinessKey: "bk-l-3"}), "l-3")
+	// By business key across processes (another process has the key too).
+	_, _, err = s.CreateInstance(ctx, store.Instance{ID: "l-q3", Process: "q", ProcessVersion: 1, BusinessKey: "bk-l-3", Input: []byte(`{}`), CreatedAt: t0.Add(2 * time.Hour)})
+	must(t, err)
+	byKey := func(f store.InstanceFilter) []string {
+		t.Helper()
+		got, err := s.Instances(ctx, f)
+		must(t, err)
+		var out []string
+		for _, in := range got {
+			out = append(out, in.Process+"/"+in.ID)
+		}
+		return out
+	}
+	expect("a business key in every process", byKey(store.InstanceFilter{BusinessKey: "bk-l-3"}), "q/l-q3", "p/l-3")
+	expect("a business key in some processes", byKey(store.InstanceFilter{BusinessKey: "bk-l-3", Processes: []string{"p", "r"}}), "p/l-3")
+	for _, f := range []store.InstanceFilter{{}, {Status: store.InstanceFinished}, {BusinessKey: "bk-l-3", SLA: store.SLAOverdue}} {
+		if _, err := s.Instances(ctx, f); !errors.Is(err, store.ErrInvalid) {
+			t.Fatalf("%+v: %v, want ErrInvalid", f, err)
+		}
+	}
 	expect("since", list(store.InstanceFilter{Since: t0.Add(4 * time.Minute)}), "l-5b", "l-5a", "l-4")
 
 	// By fields of their input (as the API writes inputs: Go's JSON).
