@@ -1071,8 +1071,8 @@ func (r *runner) runSubProcess(ctx workflow.Context, in activities.StepInput) (m
 	}
 	out := map[string]any{"instance_id": start.InstanceID, "process": start.Definition.Name, "version": start.Definition.Version}
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:            start.InstanceID,
-		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
+		WorkflowID:        start.InstanceID,
+		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 		// A retry of this instance that goes back before the step runs
 		// the other instance again, however its last run ended (canceled
 		// with this one's run, say): a run that ended well is never
