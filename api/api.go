@@ -118,6 +118,8 @@ type RetryClaims interface {
 type ScheduleSwitches interface {
 	SetScheduleState(ctx context.Context, st store.ScheduleState) error
 	ScheduleStates(ctx context.Context, process string) ([]store.ScheduleState, error)
+	SetProcessState(ctx context.Context, st store.ProcessState) error
+	ProcessStates(ctx context.Context, process string) ([]store.ProcessState, error)
 }
 
 // ReviewClaims holds reviews for one reviewer at a time.
@@ -318,6 +320,8 @@ func New(opts Options) (*Handler, error) {
 	v1.POST("/processes/:name/instances/batch", s.allow([]string{store.RoleSystem}), processScoped, s.startInstances)
 	v1.POST("/processes/:name/schedules/:schedule/pause", s.allow([]string{store.RoleEngineer}), processScoped, s.switchSchedule(true))
 	v1.POST("/processes/:name/schedules/:schedule/resume", s.allow([]string{store.RoleEngineer}), processScoped, s.switchSchedule(false))
+	v1.POST("/processes/:name/pause", s.allow([]string{store.RoleEngineer}), processScoped, s.switchProcess(true))
+	v1.POST("/processes/:name/resume", s.allow([]string{store.RoleEngineer}), processScoped, s.switchProcess(false))
 	v1.GET("/processes/:name/instances", s.allow(readers), processScoped, s.listInstances)
 	v1.GET("/instances", s.allow(readers), s.findInstances)
 	v1.GET("/processes/:name/kpis", s.allow(engineer), processScoped, s.processKPIs)

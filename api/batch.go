@@ -106,8 +106,8 @@ func (s *server) startInstances(c *gin.Context) {
 					msg: "not tried, as an earlier start of this batch failed; the instance is stored, and the sweep starts it once Temporal answers (or start it again)"}
 				return
 			}
-			st := starts[i]
-			if errs[i] = s.starts.start(c.Request.Context(), st.def, st.inst, st.input); errs[i] != nil {
+			st := &starts[i]
+			if errs[i] = st.held(s.starts.start(c.Request.Context(), st.def, st.inst, st.input)); errs[i] != nil {
 				stop.Store(true)
 			}
 		})

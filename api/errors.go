@@ -89,7 +89,12 @@ func errorDetail(c *gin.Context, err error) (int, ErrorDetail) {
 	var deadline *serviceerror.DeadlineExceeded
 	var exhausted *serviceerror.ResourceExhausted
 	var tests policies.TestFailures
+	var held *heldError
 	switch {
+	case errors.As(err, &held):
+		// An update to an instance held by a pause: it has no workflow yet.
+		status, d.Code, d.Message = http.StatusServiceUnavailable, "unavailable", held.Error()
+		c.Header("Retry-After", "30")
 	case errors.As(err, &tests):
 		status, d.Code = http.StatusUnprocessableEntity, "tests_failed"
 		d.Message = fmt.Sprintf("%d test case(s) of the policy failed; the version was not stored: %s", len(tests), tests.Error())

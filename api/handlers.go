@@ -141,6 +141,14 @@ func (s *server) getProcess(c *gin.Context) {
 		return
 	}
 	out := gin.H{"name": def.Name, "version": def.Version, "author": rec.Author, "created_at": rec.CreatedAt, "definition": def}
+	paused, err := s.processState(c.Request.Context(), def.Name)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if paused != nil {
+		out["paused"] = paused
+	}
 	// The schedules of the latest version apply: an older one asked for
 	// shows none.
 	if len(def.Schedules) > 0 && (asked == 0 || s.isLatest(c.Request.Context(), def)) {
@@ -247,7 +255,7 @@ func (s *server) startInstance(c *gin.Context) {
 	}
 	st, err := s.createInstance(c, def, req.BusinessKey, req.Input)
 	if err == nil {
-		err = s.starts.start(c.Request.Context(), st.def, st.inst, st.input)
+		err = st.held(s.starts.start(c.Request.Context(), st.def, st.inst, st.input))
 	}
 	if err != nil {
 		fail(c, err)
@@ -277,6 +285,18 @@ type stored struct {
 	def     *process.Definition
 	input   map[string]any
 	created bool
+	// heldBy says why its start is held (its process is paused).
+	heldBy string
+}
+
+// held takes a start's outcome: a start held by a pause is no failure,
+// and the answer says so.
+func (st *stored) held(err error) error {
+	if isHeld(err) {
+		st.heldBy = err.Error()
+		return nil
+	}
+	return err
 }
 
 // createInstance checks input against def and stores the instance of the
@@ -324,7 +344,11 @@ func (s *server) countStart(st stored) {
 // response is the started instance as the start routes answer it.
 func (st stored) response() gin.H {
 	in := st.inst
-	return gin.H{"id": in.ID, "process": in.Process, "version": in.ProcessVersion, "business_key": in.BusinessKey, "created": st.created, "created_at": in.CreatedAt}
+	out := gin.H{"id": in.ID, "process": in.Process, "version": in.ProcessVersion, "business_key": in.BusinessKey, "created": st.created, "created_at": in.CreatedAt}
+	if st.heldBy != "" {
+		out["held"] = st.heldBy
+	}
+	return out
 }
 
 func (s *server) getInstance(c *gin.Context) {

@@ -174,6 +174,15 @@ func (s *server) sendUpdate(ctx context.Context, inst store.Instance, name strin
 	send := func() error {
 		return s.updateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: inst.ID, UpdateName: name, Args: []any{arg}}, out)
 	}
+	if inst.PendingStart {
+		// Held by a pause: no workflow to update until it is resumed.
+		if held, err := s.starts.held(ctx, inst.Process); err != nil || held != nil {
+			if held != nil {
+				return held
+			}
+			return err
+		}
+	}
 	err := send()
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) && inst.PendingStart {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adaptflow/adaptflow/api"
 	"github.com/adaptflow/adaptflow/store"
 )
 
@@ -346,5 +347,55 @@ func TestFindInstancesByBusinessKey(t *testing.T) {
 	}
 	if a := do(t, srv, "GET", "/v1/instances?business_key=ORD-7", keys[store.RoleReviewer], "", ""); a.status != http.StatusForbidden {
 		t.Fatalf("a reviewer: %d", a.status)
+	}
+}
+
+// While a process is paused its new instances are stored and held: the
+// starts answer as usual with held set, nothing reaches Temporal (down
+// here, so a start that tried would fail), the sweep leaves them, and an
+// update to one gets 503 until the process is resumed.
+func TestPauseHoldsNewInstances(t *testing.T) {
+	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"))
+	eng, sys := keys[store.RoleEngineer], keys[store.RoleSystem]
+	do(t, srv, "POST", "/v1/processes", eng, "application/yaml", def)
+	if a := do(t, srv, "POST", "/v1/processes/nope/pause", eng, "application/json", `{}`); a.status != http.StatusNotFound {
+		t.Fatalf("pause of an unknown process: %d", a.status)
+	}
+	a := do(t, srv, "POST", "/v1/processes/p/pause", eng, "application/json", `{"note":"the warehouse API is down"}`)
+	if a.status != http.StatusOK || a.body["paused"] != true || a.body["note"] != "the warehouse API is down" || a.body["changed_by"] != "engineer-key" {
+		t.Fatalf("pause: %d %v", a.status, a.body)
+	}
+	if got := do(t, srv, "GET", "/v1/processes/p", eng, "", ""); got.body["paused"].(map[string]any)["note"] != "the warehouse API is down" {
+		t.Fatalf("the process: %v", got.body["paused"])
+	}
+	one := do(t, srv, "POST", "/v1/processes/p/instances", sys, "application/json", `{"business_key":"k1","input":{"n":1}}`)
+	if one.status != http.StatusCreated || !strings.Contains(fmt.Sprint(one.body["held"]), "process p is paused (by engineer-key") || !strings.Contains(fmt.Sprint(one.body["held"]), "the warehouse API is down") {
+		t.Fatalf("a start while paused: %d %v", one.status, one.body)
+	}
+	batch := do(t, srv, "POST", "/v1/processes/p/instances/batch", sys, "application/json", `{"instances":[{"business_key":"k2","input":{"n":2}},{"business_key":"k1","input":{"n":1}}]}`)
+	if batch.status != http.StatusOK || batch.body["created"] != 1.0 || batch.body["existing"] != 1.0 || batch.body["failed"] != 0.0 {
+		t.Fatalf("a batch while paused: %d %v", batch.status, batch.body)
+	}
+	id := one.body["id"].(string)
+	if got := do(t, srv, "GET", "/v1/instances/"+id, sys, "", ""); got.body["status"] != "starting" {
+		t.Fatalf("a held instance: %v", got.body["status"])
+	}
+	if got := do(t, srv, "POST", "/v1/instances/"+id+"/cancel", sys, "application/json", `{}`); got.status != http.StatusServiceUnavailable || got.header.Get("Retry-After") != "30" || !strings.Contains(got.err.Message, "held") {
+		t.Fatalf("a cancel of a held instance: %d %+v", got.status, got.err)
+	}
+	opts := api.SweepOptions{MinAge: time.Nanosecond}
+	opts.Instances, opts.Definitions, opts.Schedules = st, st, st
+	if n, err := api.SweepStarts(t.Context(), opts); n != 0 || err != nil {
+		t.Fatalf("the sweep took %d held starts (%v)", n, err)
+	}
+	if a := do(t, srv, "POST", "/v1/processes/p/resume", eng, "", ""); a.status != http.StatusOK || a.body["paused"] != false {
+		t.Fatalf("resume: %d %v", a.status, a.body)
+	}
+	if got := do(t, srv, "GET", "/v1/processes/p", eng, "", ""); got.body["paused"] != nil {
+		t.Fatalf("resumed: %v", got.body["paused"])
+	}
+	pending, err := st.PendingStarts(t.Context(), time.Now(), 10)
+	if err != nil || len(pending) != 2 {
+		t.Fatalf("after the resume, the held instances are pending starts: %d %v", len(pending), err)
 	}
 }

@@ -398,5 +398,8 @@ func (sc *Scheduler) start(ctx context.Context, st *starter, def *process.Defini
 	if err := json.Unmarshal(inst.Input, &stored); err != nil {
 		return inst.ID, created, err
 	}
-	return inst.ID, created, st.startNow(ctx, def, inst, stored)
+	if err := st.startNow(ctx, def, inst, stored); err != nil && !isHeld(err) {
+		return inst.ID, created, err
+	}
+	return inst.ID, created, nil // started, or held while its process is paused
 }

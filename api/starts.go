@@ -58,6 +58,9 @@ type starter struct {
 	mu        sync.Mutex
 	started   []string
 	scheduled bool
+
+	// holds are the paused processes, whose new instances are held.
+	holds holds
 }
 
 // markEvery is how long the ids of started instances gather before one
@@ -106,6 +109,14 @@ type handoff struct {
 // to StartWait (or fully, while Temporal is down). A nil error means the
 // workflow exists or its start is under way and recorded.
 func (st *starter) start(ctx context.Context, def *process.Definition, inst store.Instance, input map[string]any) error {
+	if inst.PendingStart {
+		if held, err := st.held(ctx, inst.Process); err != nil || held != nil {
+			if held != nil {
+				return held
+			}
+			return err
+		}
+	}
 	h := &handoff{done: make(chan struct{})}
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), st.opts.Timeout)
 	st.inflight.Add(1)
@@ -158,6 +169,14 @@ func outcome(err error) string {
 // queues the instance's mark (markStarted): one store write per batch, not
 // one per start, off the request's path.
 func (st *starter) startNow(ctx context.Context, def *process.Definition, inst store.Instance, input map[string]any) error {
+	if inst.PendingStart {
+		if held, err := st.held(ctx, inst.Process); err != nil || held != nil {
+			if held != nil {
+				return held
+			}
+			return err
+		}
+	}
 	_, err := st.opts.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       inst.ID,
 		TaskQueue:                st.opts.TaskQueue,
@@ -237,6 +256,9 @@ func SweepStarts(ctx context.Context, o SweepOptions) (int, error) {
 			sctx, cancel := context.WithTimeout(ctx, o.Timeout)
 			err = st.startNow(sctx, def, inst, input)
 			cancel()
+			if isHeld(err) {
+				continue // paused since it was read: started once resumed
+			}
 			if err != nil {
 				return started, fmt.Errorf("sweep starts: instance %s: %w", inst.ID, err)
 			}

@@ -60,3 +60,46 @@ func (r Reads) DefinitionVersions(ctx context.Context, process string) ([]int, e
 	})
 	return out, err
 }
+
+// ProcessState is whether a process is paused: while it is, its new
+// instances are stored and held, their workflows not started, until it is
+// resumed. A process with no state runs.
+type ProcessState struct {
+	Process   string    `json:"process"`
+	Paused    bool      `json:"paused"`
+	ChangedBy string    `json:"changed_by"`
+	ChangedAt time.Time `json:"changed_at"`
+	Note      string    `json:"note,omitempty"`
+}
+
+// SetProcessQuery writes a process's state, for SQL stores, with the
+// parameters process, paused, changed_by, changed_at (micros) and note;
+// see Numbered.
+const SetProcessQuery = `INSERT INTO process_states (process, paused, changed_by, changed_at, note) VALUES ({1}, {2}, {3}, {4}, {5})
+	ON CONFLICT (process) DO UPDATE SET paused = excluded.paused, changed_by = excluded.changed_by, changed_at = excluded.changed_at, note = excluded.note`
+
+// NotHeld is the condition, on a query of instances, that their process
+// is not paused: its pending starts are held.
+const NotHeld = `process NOT IN (SELECT process FROM process_states WHERE paused)`
+
+// ProcessStates lists the processes' states (one process's when process
+// is not empty); a process with none runs.
+func (r Reads) ProcessStates(ctx context.Context, process string) ([]ProcessState, error) {
+	p := &params{ph: r.ph}
+	q := `SELECT process, paused, changed_by, changed_at, note FROM process_states`
+	if process != "" {
+		q += ` WHERE process = ` + p.add(process)
+	}
+	var out []ProcessState
+	err := r.rows(ctx, "process states", q+` ORDER BY process`, p.args, func(scan func(dest ...any) error) error {
+		var st ProcessState
+		var at int64
+		if err := scan(&st.Process, &st.Paused, &st.ChangedBy, &at, &st.Note); err != nil {
+			return err
+		}
+		st.ChangedAt = time.UnixMicro(at).UTC()
+		out = append(out, st)
+		return nil
+	})
+	return out, err
+}

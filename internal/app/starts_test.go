@@ -107,3 +107,33 @@ func TestCancelOfAPendingStart(t *testing.T) {
 		t.Fatalf("canceled: %s", inst.raw)
 	}
 }
+
+// A paused process holds its new instances (a start answers with held set
+// and the workflow does not start); once resumed they start at once and
+// run to their end.
+func TestPausedProcessHoldsItsStarts(t *testing.T) {
+	d := startDev(t, t.TempDir(), freeAddr(t))
+	engineer := d.newKey("engineer")
+	d.expect(d.call("POST", "/v1/processes/procurement-approval/pause", engineer, `{"note":"the supplier portal is down"}`), 200)
+	first := d.call("POST", "/v1/processes/procurement-approval/instances", d.newKey("system"), `{"business_key":"held-1","input":`+string(mustJSON(t, procurementInput))+`}`)
+	if first.status != 201 || first.body["held"] == nil {
+		t.Fatalf("a start while paused: %d %s", first.status, first.raw)
+	}
+	id := first.body["id"].(string)
+	// Held: a second later it has not started (its workflow does not exist).
+	time.Sleep(time.Second)
+	if inst := d.expect(d.call("GET", "/v1/instances/"+id, engineer, ""), 200); inst.body["status"] != "starting" {
+		t.Fatalf("a held instance: %s", inst.raw)
+	}
+	d.expect(d.call("POST", "/v1/processes/procurement-approval/resume", engineer, ""), 200)
+	d.waitStatus(id, "completed", "waiting_review")
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -7,12 +7,24 @@ import (
 	"github.com/adaptflow/adaptflow/store"
 )
 
-var setScheduleQuery = store.Numbered(store.SetScheduleQuery, "$")
+var (
+	setScheduleQuery = store.Numbered(store.SetScheduleQuery, "$")
+	setProcessQuery  = store.Numbered(store.SetProcessQuery, "$")
+)
 
 // SetScheduleState pauses or resumes a process's schedule.
 func (s *Store) SetScheduleState(ctx context.Context, st store.ScheduleState) error {
 	if _, err := s.pool.Exec(ctx, setScheduleQuery, st.Process, st.Schedule, st.Paused, st.ChangedBy, micros(st.ChangedAt), st.Note); err != nil {
 		return fmt.Errorf("postgres: set schedule state: %w", err)
+	}
+	return nil
+}
+
+// SetProcessState pauses or resumes a process: while paused, its new
+// instances are held.
+func (s *Store) SetProcessState(ctx context.Context, st store.ProcessState) error {
+	if _, err := s.pool.Exec(ctx, setProcessQuery, st.Process, st.Paused, st.ChangedBy, micros(st.ChangedAt), st.Note); err != nil {
+		return fmt.Errorf("postgres: set process state: %w", err)
 	}
 	return nil
 }

@@ -94,6 +94,8 @@ type Store interface {
 	LiveLeases(ctx context.Context, prefix string, now time.Time) ([]store.Lease, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
 	SetScheduleState(ctx context.Context, st store.ScheduleState) error
+	SetProcessState(ctx context.Context, st store.ProcessState) error
+	ProcessStates(ctx context.Context, process string) ([]store.ProcessState, error)
 	ScheduleStates(ctx context.Context, process string) ([]store.ScheduleState, error)
 }
 
@@ -837,6 +839,25 @@ func testPendingStarts(t *testing.T, s Store) {
 	if got := ids(t0.Add(time.Hour), 10); got != "[p2 p3]" {
 		t.Fatalf("after MarkStarted: %s", got)
 	}
+	// While p is paused its pending starts are held; another process's
+	// are not (q's is newer than p's, so no sweep waits behind them).
+	_, _, err = s.CreateInstance(ctx, store.Instance{ID: "q1", Process: "q", ProcessVersion: 1, BusinessKey: "q1", Input: []byte(`{"n":1}`), CreatedAt: t0.Add(10 * time.Minute), PendingStart: true})
+	must(t, err)
+	must(t, s.SetProcessState(ctx, store.ProcessState{Process: "p", Paused: true, ChangedBy: "ann", ChangedAt: t0, Note: "partner down"}))
+	if got := ids(t0.Add(time.Hour), 2); got != "[q1]" {
+		t.Fatalf("p paused: %s", got)
+	}
+	if sts, err := s.ProcessStates(ctx, ""); err != nil || len(sts) != 1 || !sts[0].Paused || sts[0].ChangedBy != "ann" || !sts[0].ChangedAt.Equal(t0) || sts[0].Note != "partner down" {
+		t.Fatalf("process states %+v %v", sts, err)
+	}
+	must(t, s.SetProcessState(ctx, store.ProcessState{Process: "p", Paused: false, ChangedBy: "bob", ChangedAt: t0.Add(time.Hour)}))
+	if got := ids(t0.Add(time.Hour), 10); got != "[p2 p3 q1]" {
+		t.Fatalf("p resumed: %s", got)
+	}
+	if sts, err := s.ProcessStates(ctx, "p"); err != nil || len(sts) != 1 || sts[0].Paused || sts[0].ChangedBy != "bob" {
+		t.Fatalf("p's state %+v %v", sts, err)
+	}
+	must(t, s.MarkStarted(ctx, []string{"q1"}))
 	// A state saved by the workflow shows that it exists.
 	saveState(t, s, "p3", "run-a", 1, json.RawMessage(`{"status":"running"}`))
 	if got := ids(t0.Add(time.Hour), 10); got != "[p2]" {

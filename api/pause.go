@@ -1,0 +1,134 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/adaptflow/adaptflow/store"
+)
+
+// A paused process holds its new instances: they are stored, and answered
+// as any start is, but their workflows start only once it is resumed (the
+// start sweep takes them then). For an incident at a partner every
+// instance would call, say: nothing is lost, nothing fails.
+
+// holdTTL is how long a replica trusts the paused states it read: a pause
+// applies in every replica within it.
+const holdTTL = 2 * time.Second
+
+// holds caches the processes' paused states.
+type holds struct {
+	mu     sync.Mutex
+	at     time.Time
+	paused map[string]store.ProcessState
+}
+
+// heldError is a start held because its process is paused.
+type heldError struct{ st store.ProcessState }
+
+func (e *heldError) Error() string {
+	msg := fmt.Sprintf("process %s is paused (by %s, %s)", e.st.Process, e.st.ChangedBy, e.st.ChangedAt.Format(time.RFC3339))
+	if e.st.Note != "" {
+		msg += ": " + e.st.Note
+	}
+	return msg + "; its new instances are held, and start when it is resumed"
+}
+
+// isHeld reports whether err is a start held by a pause.
+func isHeld(err error) bool {
+	var he *heldError
+	return errors.As(err, &he)
+}
+
+// held is the pause that holds a start of process, if any.
+func (st *starter) held(ctx context.Context, process string) (*heldError, error) {
+	if st.opts.Schedules == nil {
+		return nil, nil
+	}
+	h := &st.holds
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.paused == nil || time.Since(h.at) > holdTTL {
+		states, err := st.opts.Schedules.ProcessStates(ctx, "")
+		if err != nil {
+			return nil, err
+		}
+		h.paused, h.at = map[string]store.ProcessState{}, time.Now()
+		for _, s := range states {
+			if s.Paused {
+				h.paused[s.Process] = s
+			}
+		}
+	}
+	if s, ok := h.paused[process]; ok {
+		return &heldError{st: s}, nil
+	}
+	return nil, nil
+}
+
+// forget drops the cached states: this replica just changed one.
+func (st *starter) forget() {
+	st.holds.mu.Lock()
+	st.holds.paused = nil
+	st.holds.mu.Unlock()
+}
+
+// switchProcess pauses (or resumes) a process: POST
+// /v1/processes/{name}/pause and /resume, {"note"} optional.
+func (s *server) switchProcess(pause bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var req struct {
+			Note string `json:"note,omitempty"`
+		}
+		if err := bindOptionalJSON(c, &req); err != nil {
+			fail(c, err)
+			return
+		}
+		ctx := c.Request.Context()
+		def, _, err := s.definition(ctx, c.Param("name"), 0) // 404 for an unknown process
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		st := store.ProcessState{Process: def.Name, Paused: pause, ChangedBy: caller(c).Name, ChangedAt: time.Now().UTC(), Note: req.Note}
+		if err := s.Schedules.SetProcessState(ctx, st); err != nil {
+			fail(c, err)
+			return
+		}
+		s.starts.forget()
+		if !pause {
+			// The held instances start now, not at the sweep's next pass
+			// (which leaves alone starts younger than a minute). A start
+			// is idempotent, so one a request is still finishing is no
+			// harm.
+			s.starts.inflight.Add(1)
+			go func() {
+				defer s.starts.inflight.Add(-1)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+				defer cancel()
+				n, err := SweepStarts(ctx, SweepOptions{Options: s.Options, MinAge: time.Nanosecond})
+				if err != nil {
+					s.Logger.Warn("starting the instances held while a process was paused; the start sweep goes on", "process", def.Name, "started", n, "err", err)
+					return
+				}
+				s.Logger.Info("started the instances held while a process was paused", "process", def.Name, "started", n)
+			}()
+		}
+		c.JSON(http.StatusOK, st)
+	}
+}
+
+// processState is a process's paused state, nil when it runs.
+func (s *server) processState(ctx context.Context, name string) (*store.ProcessState, error) {
+	states, err := s.Schedules.ProcessStates(ctx, name)
+	if err != nil || len(states) == 0 || !states[0].Paused {
+		return nil, err
+	}
+	return &states[0], nil
+}
