@@ -761,6 +761,16 @@ async function processView(name, q) {
   render(
     h("p", {}, link("#/processes", "← Processes")),
     h("h1", {}, `${name} v${def.version}`),
+    // A paused process holds its new instances until it is resumed.
+    def.paused ? h("div", { class: "card paused" }, h("p", {}, badge("paused"), ` by ${def.paused.changed_by} `, when(def.paused.changed_at),
+      def.paused.note ? `: ${def.paused.note}` : "", ". Its new instances are stored and held; they start when it is resumed.")) : null,
+    h("div", { class: "actions" }, actionButton(def.paused ? "Resume the process" : "Pause the process", async () => {
+      const verb = def.paused ? "resume" : "pause";
+      if (!def.paused && !confirm(`Pause ${name}? Its new instances will be held, not started, until it is resumed.`)) return;
+      await api("POST", `/v1/processes/${enc}/${verb}`, {});
+      await route();
+      flash(def.paused ? `${name} runs again; its held instances are starting.` : `${name} is paused: its new instances are held.`, "info");
+    }, { class: def.paused ? "" : "secondary" })),
     h("div", { class: "filters" }, h("label", {}, "Window", sinceSel),
       link(`#/instances?process=${enc}&status=failed`, "Failed instances"),
       link(`#/instances?process=${enc}&status=waiting_review`, "Waiting for review"),

@@ -328,6 +328,20 @@ steps:
 	b.open("/processes/quick", "main .tiles", "met the SLA (0 running late)")
 	b.waitText("main .tiles", "100")
 
+	// The process's page pauses it (its new instances held) and resumes it.
+	b.open("/processes/quick", "main .tiles", "started")
+	b.do("accept the confirmation", chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`))
+	b.clickText("main button", "Pause the process")
+	b.waitText("#flash", "quick is paused")
+	b.waitText("main .card.paused", "Its new instances are stored and held")
+	held := d.call("POST", "/v1/processes/quick/instances", d.newKey("system"), `{"business_key":"ui-held","input":{}}`)
+	if held.status != http.StatusCreated || held.body["held"] == nil {
+		t.Fatalf("a start while paused: %s", held.raw)
+	}
+	b.clickText("main button", "Resume the process")
+	b.waitText("#flash", "quick runs again")
+	d.waitStatus(held.body["id"].(string), "completed")
+
 	// A process step's instance of the other process is a link away, and
 	// links back.
 	d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml", "name: check\nversion: 1\nsteps: [{id: a, kind: task, task: noop}]\n"), http.StatusCreated)

@@ -586,6 +586,19 @@ func TestProcessCommand(t *testing.T) {
 	if code != 0 || strings.Contains(out, "paused") {
 		t.Fatalf("schedules --resume: exit %d\n%s", code, out)
 	}
+	// The whole process: its new instances held, then not.
+	if code, out = run(t, cmd, append([]string{"pause", "payouts", "--note", "bank down"}, remote...)...); code != 0 || !strings.Contains(out, "payouts is paused") {
+		t.Fatalf("pause: exit %d\n%s", code, out)
+	}
+	if sts, err := st.ProcessStates(t.Context(), "payouts"); err != nil || len(sts) != 1 || !sts[0].Paused || sts[0].Note != "bank down" {
+		t.Fatalf("after pause: %+v %v", sts, err)
+	}
+	if code, out = run(t, cmd, append([]string{"resume", "payouts"}, remote...)...); code != 0 || !strings.Contains(out, "payouts runs") {
+		t.Fatalf("resume: exit %d\n%s", code, out)
+	}
+	if code, out = run(t, cmd, append([]string{"pause", "nope"}, remote...)...); code != 1 || !strings.Contains(out, "404") {
+		t.Fatalf("pause of an unknown process: exit %d\n%s", code, out)
+	}
 	if code, out = run(t, cmd, append([]string{"schedules", "payouts", "--pause", "daily"}, remote...)...); code != 1 || !strings.Contains(out, "404") {
 		t.Fatalf("schedules --pause of an unknown schedule: exit %d\n%s", code, out)
 	}

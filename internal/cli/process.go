@@ -29,6 +29,8 @@ const processUsage = `usage:
   adaptflow process observations NAME SIGNAL [--since 30d] [--anomalous] [--version N]   (CSV, oldest first)
   adaptflow process classify NAME (--text TEXT | --text - | --input JSON) [--version N]   (try its classifier; no instance)
   adaptflow process schedules NAME [--pause ID | --resume ID] [--note TEXT]   (its schedules, and when each next starts an instance)
+  adaptflow process pause NAME [--note TEXT]    (hold its new instances: stored, not started, until resumed)
+  adaptflow process resume NAME [--note TEXT]   (start the held instances, and the new ones again)
 flags common to all: --server URL ($ADAPTFLOW_SERVER) --api-key KEY ($ADAPTFLOW_API_KEY) --json`
 
 // signalPoint is an observation of a signal as the API reports it.
@@ -96,7 +98,7 @@ type kpiFigures struct {
 // Process runs `adaptflow process`: the registered processes, a process's
 // KPIs, and where its signals stand, through a running server's API.
 func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, fs, ok := subcommand("process", args, []string{"list", "kpis", "steps", "signals", "observations", "classify", "schedules"}, processUsage, stderr)
+	sub, fs, ok := subcommand("process", args, []string{"list", "kpis", "steps", "signals", "observations", "classify", "schedules", "pause", "resume"}, processUsage, stderr)
 	if !ok {
 		return 2
 	}
@@ -111,12 +113,12 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	input := fs.String("input", "", "classify: an instance's input as JSON; the text is taken from it as for an instance")
 	pause := fs.String("pause", "", "schedules: pause this schedule (it starts nothing until resumed)")
 	resume := fs.String("resume", "", "schedules: resume this schedule")
-	note := fs.String("note", "", "schedules --pause/--resume: why, kept with the switch")
+	note := fs.String("note", "", "pause, resume, schedules --pause/--resume: why, kept with the switch")
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return 2
 	}
-	wantPos := map[string]int{"list": 0, "kpis": 1, "steps": 1, "signals": 1, "observations": 2, "classify": 1, "schedules": 1}[sub]
+	wantPos := map[string]int{"list": 0, "kpis": 1, "steps": 1, "signals": 1, "observations": 2, "classify": 1, "schedules": 1, "pause": 1, "resume": 1}[sub]
 	if *rf.key == "" || len(pos) != wantPos {
 		fmt.Fprintln(stderr, processUsage)
 		return 2
@@ -125,6 +127,20 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err := exportObservations(ctx, rf.remote(), pos[0], pos[1], *since, *anomalous, *version, stdout); err != nil {
 			fmt.Fprintf(stderr, "adaptflow process observations: %v\n", err)
 			return 1
+		}
+		return 0
+	}
+	if sub == "pause" || sub == "resume" {
+		b, _ := json.Marshal(map[string]string{"note": *note})
+		var st store.ProcessState
+		if err := rf.remote().do(ctx, "POST", "/v1/processes/"+url.PathEscape(pos[0])+"/"+sub, "application/json", b, nil, &st); err != nil {
+			fmt.Fprintf(stderr, "adaptflow process %s: %v\n", sub, err)
+			return 1
+		}
+		if st.Paused {
+			fmt.Fprintf(stdout, "%s is paused: its new instances are held until it is resumed\n", st.Process)
+		} else {
+			fmt.Fprintf(stdout, "%s runs: the instances held while it was paused are starting\n", st.Process)
 		}
 		return 0
 	}
