@@ -52,6 +52,7 @@ type ReviewBook interface {
 	CreateReview(ctx context.Context, r store.Review) (store.Review, error)
 	CloseReview(ctx context.Context, r store.Review) (store.Review, error)
 	EscalateReview(ctx context.Context, id string, to store.Escalation, at time.Time) (store.Review, error)
+	ReassignReview(ctx context.Context, id, queue string, at time.Time) (store.Review, error)
 }
 
 // StartCounter counts instance starts per time bucket, for arrival-rate

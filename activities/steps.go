@@ -325,6 +325,23 @@ func (a *Activities) EscalateReview(ctx context.Context, in EscalateReviewInput)
 	return r, err
 }
 
+// ReassignReviewInput moves an open review to another queue.
+type ReassignReviewInput struct {
+	ReviewID string
+	Queue    string
+	Now      time.Time
+}
+
+// ReassignReview moves an open review to another queue in the store (the
+// inbox), its claim released. One closed meanwhile fails for good.
+func (a *Activities) ReassignReview(ctx context.Context, in ReassignReviewInput) (store.Review, error) {
+	r, err := a.Reviews.ReassignReview(ctx, in.ReviewID, in.Queue, in.Now.UTC())
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+		return r, invalid("reassign review: "+err.Error(), err)
+	}
+	return r, err
+}
+
 // NotifyInput is one webhook call.
 type NotifyInput struct {
 	URL string

@@ -342,6 +342,7 @@ func New(opts Options) (*Handler, error) {
 	v1.GET("/reviews/:id", s.allow([]string{store.RoleReviewer}), s.getReview)
 	v1.POST("/reviews/:id/claim", s.allow([]string{store.RoleReviewer}), s.claimReview)
 	v1.POST("/reviews/:id/release", s.allow([]string{store.RoleReviewer}), s.releaseReview)
+	v1.POST("/reviews/:id/reassign", s.allow([]string{store.RoleReviewer}), s.reassignReview)
 	v1.POST("/reviews/:id/decision", s.allow([]string{store.RoleReviewer}), s.decideReview)
 	v1.POST("/reviews/decisions", s.allow([]string{store.RoleReviewer}), s.decideReviews)
 	v1.POST("/keys", s.allow(nil), s.createKey)

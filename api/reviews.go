@@ -251,6 +251,63 @@ func (s *server) claimReview(c *gin.Context) {
 	c.JSON(http.StatusOK, r)
 }
 
+// reassignReview moves an open review to another queue (a case for the
+// fraud desk, not the finance one): POST /v1/reviews/{id}/reassign
+// {"queue"}. The instance's workflow moves it, in the inbox and in its
+// state; the claim on it is released, its SLA, escalation and priority
+// stay.
+func (s *server) reassignReview(c *gin.Context) {
+	var req struct {
+		Queue string `json:"queue"`
+	}
+	if err := bindJSON(c, &req); err != nil {
+		fail(c, err)
+		return
+	}
+	if !process.ValidName(req.Queue) {
+		fail(c, badRequest("queue", "must be lower-case letters, digits, '-' or '_' (got %q)", req.Queue))
+		return
+	}
+	rv, err := s.allowedReview(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	switch {
+	case rv.Status == store.ReviewDecided || rv.Status == store.ReviewExpired || rv.Status == store.ReviewCanceled:
+		fail(c, conflict("review %s is already %s", rv.ID, rv.Status))
+		return
+	case rv.Queue == req.Queue:
+		fail(c, badRequest("queue", "review %s is in queue %s already", rv.ID, req.Queue))
+		return
+	}
+	ctx := c.Request.Context()
+	m := workflows.ReviewReassign{ReviewID: rv.ID, Queue: req.Queue, By: caller(c).Name}
+	err = s.updateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: rv.InstanceID, RunID: rv.RunID, UpdateName: workflows.UpdateReassign, Args: []any{m}}, nil)
+	var ae *temporal.ApplicationError
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &ae) && ae.Type() == workflows.ErrTypeUnknownReview:
+		err = &httpError{status: http.StatusNotFound, code: "not_found", msg: ae.Message()}
+	case errors.As(err, &ae) && ae.Type() == workflows.ErrTypeReviewClosed:
+		err = conflict("%s", ae.Message())
+	case errors.As(err, &ae) && ae.Type() == workflows.ErrTypeBadDecision:
+		err = badRequest("queue", "%s", ae.Message())
+	case errors.As(err, &nf):
+		err = conflict("the instance of review %s is no longer running", rv.ID)
+	}
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	moved, err := s.Reviews.Review(ctx, rv.ID)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, moved.WithClaimAt(time.Now()))
+}
+
 func (s *server) releaseReview(c *gin.Context) {
 	if _, err := s.allowedReview(c); err != nil {
 		fail(c, err)

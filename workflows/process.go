@@ -26,6 +26,8 @@ const (
 	UpdateReviewDecision = "review-decision"
 	UpdateCancel         = "cancel"
 	UpdateEvent          = "event"
+	// UpdateReassign moves an open review to another queue.
+	UpdateReassign = "review-reassign"
 )
 
 // Instance statuses.
@@ -151,6 +153,15 @@ const (
 	ErrTypeUnknownEvent = "UnknownEvent"
 )
 
+// ReviewReassign is the argument of [UpdateReassign]: the review, the
+// queue it moves to, who moves it and why.
+type ReviewReassign struct {
+	ReviewID string `json:"review_id"`
+	Queue    string `json:"queue"`
+	By       string `json:"by"`
+	Note     string `json:"note,omitempty"`
+}
+
 // CancelRequest is the argument of [UpdateCancel]: who cancels the
 // instance, and why.
 type CancelRequest struct {
@@ -222,6 +233,10 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateEvent, r.onEvent,
 		workflow.UpdateHandlerOptions{Validator: r.validateEvent}); err != nil {
+		return Result{}, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReassign, r.onReassign,
+		workflow.UpdateHandlerOptions{Validator: r.validateReassign}); err != nil {
 		return Result{}, err
 	}
 
@@ -847,6 +862,46 @@ func (r *runner) onReviewDecision(ctx workflow.Context, d ReviewDecision) (Revie
 	out := *rv
 	// Saved before the update answers, so the reviewer's next read of the
 	// instance shows the verdict.
+	r.save(ctx)
+	return out, nil
+}
+
+func (r *runner) validateReassign(_ workflow.Context, m ReviewReassign) error {
+	k := r.findReview(m.ReviewID)
+	switch {
+	case k < 0:
+		return temporal.NewApplicationError("review "+m.ReviewID+" is not open in this instance", ErrTypeUnknownReview)
+	case r.st.Reviews[k].Status != store.ReviewOpen:
+		rv := r.st.Reviews[k]
+		return temporal.NewApplicationError(fmt.Sprintf("review %s is already %s", rv.ID, rv.Status), ErrTypeReviewClosed)
+	case !process.ValidName(m.Queue):
+		return temporal.NewApplicationError(fmt.Sprintf("queue must be lower-case letters, digits, '-' or '_' (got %q)", m.Queue), ErrTypeBadDecision)
+	case m.Queue == r.st.Reviews[k].Queue:
+		return temporal.NewApplicationError("review "+m.ReviewID+" is in queue "+m.Queue+" already", ErrTypeBadDecision)
+	case m.By == "":
+		return temporal.NewApplicationError("who reassigns it is required", ErrTypeBadDecision)
+	}
+	return nil
+}
+
+// onReassign moves an open review to another queue: in the store (the
+// inbox; its claim released), then in the instance's state, saved before
+// the update answers. Its SLA, escalation and priority stay as they were.
+func (r *runner) onReassign(ctx workflow.Context, m ReviewReassign) (ReviewState, error) {
+	if err := r.validateReassign(ctx, m); err != nil {
+		return ReviewState{}, err
+	}
+	in := activities.ReassignReviewInput{ReviewID: m.ReviewID, Queue: m.Queue, Now: workflow.Now(ctx)}
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bookkeepingOptions), a.ReassignReview, in).Get(ctx, nil); err != nil {
+		return ReviewState{}, err
+	}
+	k := r.findReview(m.ReviewID)
+	if k < 0 || r.st.Reviews[k].Status != store.ReviewOpen { // decided while the store was written
+		return ReviewState{}, temporal.NewApplicationError("review "+m.ReviewID+" was closed meanwhile", ErrTypeReviewClosed)
+	}
+	rv := &r.st.Reviews[k]
+	rv.Queue = m.Queue
+	out := *rv
 	r.save(ctx)
 	return out, nil
 }

@@ -1450,3 +1450,61 @@ func TestProcessStepCanceled(t *testing.T) {
 		t.Fatalf("open reviews %v %v", open, err)
 	}
 }
+
+// An open review moves to another queue by hand: the inbox (the store)
+// and the instance's state both say so, its claim is released, and it is
+// decided there as before. A closed review, the queue it is in, or a bad
+// queue name are refused.
+func TestReassignReview(t *testing.T) {
+	h := newHarness(t, ordersYAML, reviewPolicy)
+	var answers []string
+	send := func(m workflows.ReviewReassign) {
+		h.env.UpdateWorkflow(workflows.UpdateReassign, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(err error) { answers = append(answers, "rejected: "+err.Error()) },
+			OnComplete: func(v any, err error) {
+				if err != nil {
+					answers = append(answers, "failed: "+err.Error())
+					return
+				}
+				answers = append(answers, "moved to "+v.(workflows.ReviewState).Queue)
+			},
+		}, m)
+	}
+	h.env.RegisterDelayedCallback(func() {
+		st := h.state(t)
+		id := st.Reviews[0].ID
+		if _, err := h.store.ClaimReview(t.Context(), id, "ann", time.Now(), time.Now().Add(time.Hour)); err != nil {
+			t.Error(err)
+		}
+		send(workflows.ReviewReassign{ReviewID: id, Queue: "finance", By: "ann"})
+		send(workflows.ReviewReassign{ReviewID: id, Queue: "Fraud Desk", By: "ann"})
+		send(workflows.ReviewReassign{ReviewID: "rv_nope", Queue: "fraud", By: "ann"})
+		send(workflows.ReviewReassign{ReviewID: id, Queue: "fraud", By: "ann", Note: "looks like card testing"})
+	}, time.Hour)
+	h.env.RegisterDelayedCallback(func() {
+		st := h.state(t)
+		rv, err := h.store.Review(t.Context(), st.Reviews[0].ID)
+		if err != nil || rv.Queue != "fraud" || rv.ClaimedBy != "" || st.Reviews[0].Queue != "fraud" {
+			t.Errorf("after the move: stored %+v (%v), state %+v", rv, err, st.Reviews[0])
+		}
+		h.env.UpdateWorkflow(workflows.UpdateReviewDecision, "", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(err error) { t.Error(err) }, OnComplete: func(any, error) {}},
+			workflows.ReviewDecision{ReviewID: st.Reviews[0].ID, Verdict: store.VerdictApprove, Reviewer: "fred"})
+	}, 2*time.Hour)
+	res, err := h.run(t, orderInput(5000, false))
+	if err != nil || res.Status != workflows.StatusCompleted {
+		t.Fatalf("%v %+v", err, res)
+	}
+	want := []string{"rejected: review", "rejected: queue must be", "rejected: review rv_nope is not open", "moved to fraud"}
+	if len(answers) != len(want) {
+		t.Fatalf("answers %q", answers)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(answers[i], w) {
+			t.Fatalf("answer %d: %q, want %q…", i, answers[i], w)
+		}
+	}
+	if st := h.state(t); st.Reviews[0].Queue != "fraud" || st.Reviews[0].Reviewer != "fred" {
+		t.Fatalf("the review %+v", st.Reviews[0])
+	}
+}

@@ -409,6 +409,7 @@ async function reviewView(id) {
   ];
 
   if (open) sections.push(decisionForm(r, { mine, takenByOther, act }));
+  if (open) sections.push(reassignForm(r));
 
   if (cls) {
     sections.push(h("h2", {}, `What the classifier read (${cls.field.split(",").join(", ")})`), h("pre", { class: "text" }, cls.text));
@@ -476,6 +477,25 @@ function decisionForm(r, { mine, takenByOther, act }) {
       : act("Claim", async () => { await api("POST", `/v1/reviews/${encodeURIComponent(r.id)}/claim`, { lease: "30m" }); await route(); flash("Claimed for 30 minutes.", "info"); }, "secondary")));
   if (takenByOther) form.querySelector(".actions button:last-child").disabled = true;
   return form;
+}
+
+// reassignForm moves an open review to another queue (another desk's).
+function reassignForm(r) {
+  const queue = h("input", { name: "queue", size: 20, placeholder: "queue", pattern: "[a-z][a-z0-9_-]*" });
+  return h("form", {
+    class: "filters",
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      try {
+        const out = await api("POST", `/v1/reviews/${encodeURIComponent(r.id)}/reassign`, { queue: queue.value.trim() });
+        await route();
+        flash(`Moved to queue ${out.queue}.`, "info");
+      } catch (e) {
+        flash(e.message);
+      }
+    },
+  }, h("label", { title: "Another desk's queue: the review leaves this one, its claim released; its SLA stays" }, "Move to queue", queue),
+  h("button", { type: "submit", class: "secondary" }, "Move"));
 }
 
 // ---- instances -----------------------------------------------------------

@@ -900,6 +900,38 @@ catalog:
 		}
 	})
 
+	t.Run("a review moves to another queue", func(t *testing.T) {
+		id := d.start("inventory-reconciliation", "inv-move", map[string]any{"store_id": "s2", "sku": "M", "pos_count": 5, "erp_count": 50})
+		inst := d.waitStatus(id, "waiting_review")
+		reviewID := inst["reviews"].([]any)[0].(map[string]any)["id"].(string)
+		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/claim", reviewer, ""), http.StatusOK)
+		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/reassign", reviewer, `{"queue":"Loss Prevention"}`), http.StatusBadRequest)
+		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/reassign", reviewer, `{"queue":"inventory"}`), http.StatusBadRequest)
+		moved := d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/reassign", reviewer, `{"queue":"loss-prevention"}`), http.StatusOK)
+		if moved.body["queue"] != "loss-prevention" || moved.body["status"] != "open" || moved.body["claimed_by"] != nil && moved.body["claimed_by"] != "" {
+			t.Fatalf("moved: %s", moved.raw)
+		}
+		// The inbox and the instance both have it in the new queue.
+		inbox := d.expect(d.call("GET", "/v1/reviews?queue=loss-prevention", reviewer, ""), http.StatusOK).body["reviews"].([]any)
+		if len(inbox) != 1 || inbox[0].(map[string]any)["id"] != reviewID {
+			t.Fatalf("the new queue's inbox: %v", inbox)
+		}
+		if q := d.expect(d.call("GET", "/v1/instances/"+id, system, ""), http.StatusOK).body["reviews"].([]any)[0].(map[string]any)["queue"]; q != "loss-prevention" {
+			t.Fatalf("the instance's review is in %v", q)
+		}
+		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/decision", reviewer, `{"verdict":"approve","comment":"a delivery was booked twice"}`), http.StatusOK)
+		d.waitStatus(id, "completed")
+		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/reassign", reviewer, `{"queue":"inventory"}`), http.StatusConflict)
+		if *updateHistory {
+			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			recordHistory(t, tc, id, "review_reassign_v8.json")
+		}
+	})
+
 	t.Run("a process step runs another process", func(t *testing.T) {
 		d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml",
 			"name: kyc-check\nversion: 1\ninput: {required: [applicant], properties: {applicant: {type: string}}}\nsteps:\n  - {id: check, kind: validate, assertions: [\"input.applicant != ''\"]}\n  - {id: file, kind: task, task: noop}\n"), http.StatusCreated)

@@ -223,6 +223,16 @@ func TestWebUI(t *testing.T) {
 		}
 	}
 
+	// A review that belongs to another desk moves to its queue.
+	mid := d.start("inventory-reconciliation", "ui-move", map[string]any{"store_id": "m1", "sku": "M", "pos_count": 5, "erp_count": 50})
+	d.waitStatus(mid, "waiting_review")
+	rid := d.reviewOf(reviewer, mid)
+	b.open("/reviews/"+rid, "main h1", "Review")
+	b.do("name the queue", chromedp.SendKeys(chromedp.CSS(`input[name=queue]`), "loss-prevention"))
+	b.clickText("main button", "Move")
+	b.waitText("#flash", "Moved to queue loss-prevention.")
+	b.open("/inbox?queue=loss-prevention", "main > table", "inventory-reconciliation")
+
 	// An engineer lands on the processes, and follows the instance's
 	// decisions, the KPIs and a policy.
 	b.clickText("#who button", "Sign out")

@@ -593,6 +593,16 @@ func (s *Store) EscalateReview(ctx context.Context, id string, to store.Escalati
 	return s.afterClaim(ctx, tag.RowsAffected(), id, at)
 }
 
+// ReassignReview moves an open review to another queue, its claim
+// released; its due time and priority stay. A closed one is ErrConflict.
+func (s *Store) ReassignReview(ctx context.Context, id, queue string, at time.Time) (store.Review, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE reviews SET queue = $1, claimed_by = '', claim_expires_at = NULL WHERE id = $2 AND status = 'open'`, queue, id)
+	if err != nil {
+		return store.Review{}, fmt.Errorf("postgres: reassign review: %w", err)
+	}
+	return s.afterClaim(ctx, tag.RowsAffected(), id, at)
+}
+
 // ReleaseReview gives up reviewer's live claim on a review.
 func (s *Store) ReleaseReview(ctx context.Context, id, reviewer string, now time.Time) (store.Review, error) {
 	tag, err := s.pool.Exec(ctx, `UPDATE reviews SET claimed_by = '', claim_expires_at = NULL

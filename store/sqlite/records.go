@@ -499,6 +499,16 @@ func (s *Store) EscalateReview(ctx context.Context, id string, to store.Escalati
 	return s.afterClaim(ctx, res, id, at)
 }
 
+// ReassignReview moves an open review to another queue, its claim
+// released; its due time and priority stay. A closed one is ErrConflict.
+func (s *Store) ReassignReview(ctx context.Context, id, queue string, at time.Time) (store.Review, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE reviews SET queue = ?, claimed_by = '', claim_expires_at = NULL WHERE id = ? AND status = 'open'`, queue, id)
+	if err != nil {
+		return store.Review{}, fmt.Errorf("sqlite: reassign review: %w", err)
+	}
+	return s.afterClaim(ctx, res, id, at)
+}
+
 // ReleaseReview gives up reviewer's live claim on a review.
 func (s *Store) ReleaseReview(ctx context.Context, id, reviewer string, now time.Time) (store.Review, error) {
 	res, err := s.w.ExecContext(ctx, `UPDATE reviews SET claimed_by = '', claim_expires_at = NULL

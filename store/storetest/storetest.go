@@ -81,6 +81,7 @@ type Store interface {
 	ClaimReview(ctx context.Context, id, reviewer string, now, until time.Time) (store.Review, error)
 	ReleaseReview(ctx context.Context, id, reviewer string, now time.Time) (store.Review, error)
 	EscalateReview(ctx context.Context, id string, to store.Escalation, at time.Time) (store.Review, error)
+	ReassignReview(ctx context.Context, id, queue string, at time.Time) (store.Review, error)
 	AppendAudit(ctx context.Context, e store.AuditEntry) (int64, error)
 	SettleAudit(ctx context.Context, seq int64, status int, target string) error
 	Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEntry, error)
@@ -1680,6 +1681,21 @@ func testReviewEscalation(t *testing.T, s Store) {
 	must(t, err)
 	if _, err := s.EscalateReview(ctx, "rv1", store.Escalation{Queue: "x", Due: newDue}, decided); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("escalated a decided review: %v", err)
+	}
+	// Reassigned by hand: another queue, the claim released, its due time
+	// and priority kept; not once it is closed.
+	_, err = s.ClaimReview(ctx, "rv0", "ann", at, at.Add(time.Hour))
+	must(t, err)
+	moved, err := s.ReassignReview(ctx, "rv0", "fraud", at)
+	must(t, err)
+	if moved.Queue != "fraud" || moved.ClaimedBy != "" || moved.Status != store.ReviewOpen || !moved.DueAt.Equal(soon) || moved.EscalatedAt != nil {
+		t.Fatalf("reassigned %+v", moved)
+	}
+	if inbox, err := s.Reviews(ctx, store.ReviewFilter{Queue: "fraud", Now: at}); err != nil || len(inbox) != 1 || inbox[0].ID != "rv0" {
+		t.Fatalf("the new queue's inbox %+v %v", inbox, err)
+	}
+	if _, err := s.ReassignReview(ctx, "rv1", "fraud", decided); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("reassigned a decided review: %v", err)
 	}
 }
 
