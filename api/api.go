@@ -323,6 +323,7 @@ func New(opts Options) (*Handler, error) {
 	v1.POST("/processes/:name/pause", s.allow([]string{store.RoleEngineer}), processScoped, s.switchProcess(true))
 	v1.POST("/processes/:name/resume", s.allow([]string{store.RoleEngineer}), processScoped, s.switchProcess(false))
 	v1.GET("/processes/:name/instances", s.allow(readers), processScoped, s.listInstances)
+	v1.GET("/processes/:name/diff", s.allow([]string{store.RoleEngineer}), processScoped, s.diffProcess)
 	v1.GET("/instances", s.allow(readers), s.findInstances)
 	v1.GET("/processes/:name/kpis", s.allow(engineer), processScoped, s.processKPIs)
 	v1.GET("/processes/:name/steps", s.allow(engineer), processScoped, s.processSteps)

@@ -766,3 +766,39 @@ func TestProcessStepRegistration(t *testing.T) {
 		t.Fatalf("a process step running p v1: %d %+v", a.status, a.err)
 	}
 }
+
+// GET /v1/processes/{name}/diff shows what changed between two versions
+// of a definition: by default the latest against the one before.
+func TestProcessDiff(t *testing.T) {
+	srv, keys, _ := newServerAt(t, filepath.Join(t.TempDir(), "api.db"))
+	eng := keys[store.RoleEngineer]
+	do(t, srv, "POST", "/v1/processes", eng, "application/yaml", def)
+	if a := do(t, srv, "GET", "/v1/processes/p/diff", eng, "", ""); a.status != http.StatusBadRequest || a.err.Field != "from" {
+		t.Fatalf("one version only: %d %+v", a.status, a.err)
+	}
+	v2 := strings.Replace(strings.Replace(def, "version: 1", "version: 2\nsla: 2h", 1), "task: noop", "task: qa_check", 1)
+	if a := do(t, srv, "POST", "/v1/processes", eng, "application/yaml", v2); a.status != http.StatusCreated {
+		t.Fatalf("v2: %d %+v", a.status, a.err)
+	}
+	a := do(t, srv, "GET", "/v1/processes/p/diff", eng, "", "")
+	diff, _ := a.body["diff"].(string)
+	if a.status != http.StatusOK || a.body["from"] != 1.0 || a.body["to"] != 2.0 || !strings.Contains(diff, "-       task: noop") || !strings.Contains(diff, "+       task: qa_check") ||
+		!strings.Contains(diff, "+ sla: 2h") || strings.Contains(diff, "version") {
+		t.Fatalf("diff: %d %v\n%s", a.status, a.body, diff)
+	}
+	if a := do(t, srv, "GET", "/v1/processes/p/diff?from=2&to=2", eng, "", ""); a.status != http.StatusOK {
+		t.Fatalf("a version against itself: %d", a.status)
+	} else {
+		for _, l := range strings.Split(strings.TrimRight(a.body["diff"].(string), "\n"), "\n") {
+			if !strings.HasPrefix(l, "  ") {
+				t.Fatalf("a version against itself differs: %q", l)
+			}
+		}
+	}
+	if a := do(t, srv, "GET", "/v1/processes/p/diff?from=7", eng, "", ""); a.status != http.StatusNotFound {
+		t.Fatalf("an unknown version: %d", a.status)
+	}
+	if a := do(t, srv, "GET", "/v1/processes/nope/diff", eng, "", ""); a.status != http.StatusNotFound {
+		t.Fatalf("an unknown process: %d", a.status)
+	}
+}

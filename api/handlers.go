@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -160,6 +161,60 @@ func (s *server) getProcess(c *gin.Context) {
 		out["schedules"] = schedules
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// diffProcess shows what changed between two versions of a process's
+// definition, as a line diff of their YAML: GET
+// /v1/processes/{name}/diff?from=&to= (to: the latest by default; from:
+// the version before it).
+func (s *server) diffProcess(c *gin.Context) {
+	ctx := c.Request.Context()
+	name := c.Param("name")
+	versions, err := s.Definitions.DefinitionVersions(ctx, name)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if len(versions) == 0 {
+		fail(c, fmt.Errorf("process %q: %w", name, store.ErrNotFound))
+		return
+	}
+	to, from := versions[len(versions)-1], 0
+	if raw := c.Query("to"); raw != "" {
+		if to, err = versionParam(c, "to", raw); err != nil {
+			fail(c, err)
+			return
+		}
+	}
+	if raw := c.Query("from"); raw != "" {
+		if from, err = versionParam(c, "from", raw); err != nil {
+			fail(c, err)
+			return
+		}
+	} else {
+		for _, v := range versions {
+			if v < to {
+				from = v
+			}
+		}
+		if from == 0 {
+			fail(c, badRequest("from", "%s has no version before %d to compare with", name, to))
+			return
+		}
+	}
+	var texts [2]string
+	for i, v := range []int{from, to} {
+		def, _, err := s.definition(ctx, name, v)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		// The version is the diff's subject, not its content.
+		lines := strings.Split(def.YAML(), "\n")
+		lines = slices.DeleteFunc(lines, func(l string) bool { return strings.HasPrefix(l, "version: ") })
+		texts[i] = strings.Join(lines, "\n")
+	}
+	c.JSON(http.StatusOK, gin.H{"name": name, "from": from, "to": to, "diff": policies.Diff(texts[0], texts[1])})
 }
 
 // isLatest reports whether def is its process's latest version.

@@ -587,6 +587,15 @@ func (p *Policy) CheckAgainst(d *Definition) error {
 	return es.Err()
 }
 
+// YAML renders a definition as the YAML a person would write.
+func (d *Definition) YAML() string {
+	out, err := yaml.Marshal(d)
+	if err != nil {
+		return string(JSON(d))
+	}
+	return string(out)
+}
+
 // YAML renders a policy as the YAML a person would write.
 func (p *Policy) YAML() string {
 	out, err := yaml.Marshal(p)

@@ -586,6 +586,13 @@ func TestProcessCommand(t *testing.T) {
 	if code != 0 || strings.Contains(out, "paused") {
 		t.Fatalf("schedules --resume: exit %d\n%s", code, out)
 	}
+	// What changed between its versions.
+	if _, _, err := api.RegisterDefinition(t.Context(), st, env, []byte(strings.Replace(payouts, "version: 1", "version: 9\nsla: 1d", 1)), "t"); err != nil {
+		t.Fatal(err)
+	}
+	if code, out = run(t, cmd, append([]string{"diff", "payouts"}, remote...)...); code != 0 || !strings.Contains(out, "+++ payouts v9\n") || !strings.Contains(out, "+ sla: 1d") {
+		t.Fatalf("diff: exit %d\n%s", code, out)
+	}
 	// The whole process: its new instances held, then not.
 	if code, out = run(t, cmd, append([]string{"pause", "payouts", "--note", "bank down"}, remote...)...); code != 0 || !strings.Contains(out, "payouts is paused") {
 		t.Fatalf("pause: exit %d\n%s", code, out)

@@ -29,6 +29,7 @@ const processUsage = `usage:
   adaptflow process observations NAME SIGNAL [--since 30d] [--anomalous] [--version N]   (CSV, oldest first)
   adaptflow process classify NAME (--text TEXT | --text - | --input JSON) [--version N]   (try its classifier; no instance)
   adaptflow process schedules NAME [--pause ID | --resume ID] [--note TEXT]   (its schedules, and when each next starts an instance)
+  adaptflow process diff NAME [--from N] [--to N]   (what changed between two versions of its definition; default the latest against the one before)
   adaptflow process pause NAME [--note TEXT]    (hold its new instances: stored, not started, until resumed)
   adaptflow process resume NAME [--note TEXT]   (start the held instances, and the new ones again)
 flags common to all: --server URL ($ADAPTFLOW_SERVER) --api-key KEY ($ADAPTFLOW_API_KEY) --json`
@@ -98,7 +99,7 @@ type kpiFigures struct {
 // Process runs `adaptflow process`: the registered processes, a process's
 // KPIs, and where its signals stand, through a running server's API.
 func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, fs, ok := subcommand("process", args, []string{"list", "kpis", "steps", "signals", "observations", "classify", "schedules", "pause", "resume"}, processUsage, stderr)
+	sub, fs, ok := subcommand("process", args, []string{"list", "kpis", "steps", "signals", "observations", "classify", "schedules", "pause", "resume", "diff"}, processUsage, stderr)
 	if !ok {
 		return 2
 	}
@@ -113,12 +114,14 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	input := fs.String("input", "", "classify: an instance's input as JSON; the text is taken from it as for an instance")
 	pause := fs.String("pause", "", "schedules: pause this schedule (it starts nothing until resumed)")
 	resume := fs.String("resume", "", "schedules: resume this schedule")
+	from := fs.Int("from", 0, "diff: the older version (default the one before --to)")
+	to := fs.Int("to", 0, "diff: the newer version (default the latest)")
 	note := fs.String("note", "", "pause, resume, schedules --pause/--resume: why, kept with the switch")
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return 2
 	}
-	wantPos := map[string]int{"list": 0, "kpis": 1, "steps": 1, "signals": 1, "observations": 2, "classify": 1, "schedules": 1, "pause": 1, "resume": 1}[sub]
+	wantPos := map[string]int{"list": 0, "kpis": 1, "steps": 1, "signals": 1, "observations": 2, "classify": 1, "schedules": 1, "pause": 1, "resume": 1, "diff": 1}[sub]
 	if *rf.key == "" || len(pos) != wantPos {
 		fmt.Fprintln(stderr, processUsage)
 		return 2
@@ -128,6 +131,25 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "adaptflow process observations: %v\n", err)
 			return 1
 		}
+		return 0
+	}
+	if sub == "diff" {
+		q := url.Values{}
+		if *from > 0 {
+			q.Set("from", fmt.Sprint(*from))
+		}
+		if *to > 0 {
+			q.Set("to", fmt.Sprint(*to))
+		}
+		var d struct {
+			From, To int
+			Diff     string
+		}
+		if err := rf.remote().do(ctx, "GET", "/v1/processes/"+url.PathEscape(pos[0])+"/diff?"+q.Encode(), "", nil, nil, &d); err != nil {
+			fmt.Fprintf(stderr, "adaptflow process diff: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "--- %s v%d\n+++ %s v%d\n%s", pos[0], d.From, pos[0], d.To, d.Diff)
 		return 0
 	}
 	if sub == "pause" || sub == "resume" {
