@@ -52,7 +52,7 @@ func (s *server) listInstances(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if f.Input, err = inputMatches(c, def); err != nil {
+	if f.Input, err = inputMatches(c, def, s.olderField(ctx, def)); err != nil {
 		fail(c, err)
 		return
 	}
@@ -126,10 +126,35 @@ func (s *server) findInstances(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
+// olderField finds an input field the latest definition no longer has in
+// the versions before it, newest first: older instances have it.
+func (s *server) olderField(ctx context.Context, latest *process.Definition) func(field string) (process.Property, bool, error) {
+	return func(field string) (process.Property, bool, error) {
+		versions, err := s.Definitions.DefinitionVersions(ctx, latest.Name)
+		if err != nil {
+			return process.Property{}, false, err
+		}
+		for i := len(versions) - 1; i >= 0; i-- {
+			if versions[i] == latest.Version {
+				continue
+			}
+			def, _, err := s.definition(ctx, latest.Name, versions[i])
+			if err != nil {
+				return process.Property{}, false, err
+			}
+			if p, ok := def.Input.Properties[field]; ok {
+				return p, true, nil
+			}
+		}
+		return process.Property{}, false, nil
+	}
+}
+
 // inputMatches reads the query parameters input.FIELD=VALUE of an
 // instance listing: FIELD a string, number, integer or boolean field of
-// the process's input (its latest definition), VALUE one of its type.
-func inputMatches(c *gin.Context, def *process.Definition) ([]store.InputMatch, error) {
+// the process's input (its latest definition, or, for a field it dropped,
+// the newest version before it that has it), VALUE one of its type.
+func inputMatches(c *gin.Context, def *process.Definition, older func(field string) (process.Property, bool, error)) ([]store.InputMatch, error) {
 	var out []store.InputMatch
 	keys := slices.Sorted(maps.Keys(c.Request.URL.Query()))
 	for _, key := range keys {
@@ -139,8 +164,14 @@ func inputMatches(c *gin.Context, def *process.Definition) ([]store.InputMatch, 
 		}
 		raw := c.Query(key)
 		prop, known := def.Input.Properties[field]
+		if !known && older != nil {
+			var err error
+			if prop, known, err = older(field); err != nil {
+				return nil, err
+			}
+		}
 		if !known {
-			return nil, badRequest(key, "%s has no input field %q", def.Name, field)
+			return nil, badRequest(key, "%s has no input field %q in any version", def.Name, field)
 		}
 		var v any
 		var err error

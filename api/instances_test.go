@@ -77,6 +77,17 @@ func TestListInstances(t *testing.T) {
 			t.Errorf("%s: %d %+v, want 400 naming %s", query, a.status, a.err, field)
 		}
 	}
+	// A field a later version dropped still matches the instances that
+	// have it, typed by the newest version that declared it.
+	if a := do(t, srv, "POST", "/v1/processes", eng, "application/yaml", strings.Replace(strings.Replace(def, "version: 1", "version: 2", 1), "input: {required: [n], properties: {n: {type: number}}}", "input: {properties: {m: {type: string}}}", 1)); a.status != http.StatusCreated {
+		t.Fatalf("v2 without n: %d %+v", a.status, a.err)
+	}
+	if got := ids(do(t, srv, "GET", "/v1/processes/p/instances?input.n=2", sys, "", "")); got != "i-failed:failed" {
+		t.Errorf("a dropped field: %s", got)
+	}
+	if a := do(t, srv, "GET", "/v1/processes/p/instances?input.n=two", sys, "", ""); a.status != http.StatusBadRequest || a.err.Field != "input.n" {
+		t.Errorf("a dropped field's type: %d %+v", a.status, a.err)
+	}
 	// A finished instance says when it finished; pages of two follow one
 	// another with the cursor.
 	first := do(t, srv, "GET", "/v1/processes/p/instances?limit=2", eng, "", "")
