@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/workflows"
 )
 
 // retryClaimStale is how long a claim on retrying a run holds when its
@@ -122,6 +124,24 @@ func retryPoint(history client.HistoryEventIterator, stopped bool) (int64, error
 	return point, nil
 }
 
+// compensated lists, from an instance's saved state, the compensations it
+// ran ("release undid reserve").
+func compensated(state []byte) []string {
+	var st struct {
+		Plan []workflows.PlanStep `json:"plan"`
+	}
+	if json.Unmarshal(state, &st) != nil {
+		return nil
+	}
+	var out []string
+	for _, p := range st.Plan {
+		if p.Origin == "compensation" {
+			out = append(out, p.ID+" undid "+p.Compensates)
+		}
+	}
+	return out
+}
+
 // childInitiated is the initiated event of the child workflow an event
 // ends.
 func childInitiated(ev *historypb.HistoryEvent) int64 {
@@ -154,6 +174,12 @@ func (s *server) retryInstance(c *gin.Context) {
 	refuse := func(msg string) { fail(c, conflict("instance %s %s", inst.ID, msg)) }
 	if st, _ := store.StatusOf(inst.State); st != store.InstanceFailed {
 		refuse("is " + orStarting(st) + ": only a failed instance can be retried")
+		return
+	}
+	if undone := compensated(inst.State); len(undone) > 0 {
+		// Running the failed step again on top of steps already undone
+		// would leave the world half done: the instance is over.
+		refuse("has been compensated (" + strings.Join(undone, ", ") + "): its steps were undone, so it cannot go on from where it failed; start a new instance")
 		return
 	}
 	ctx := c.Request.Context()

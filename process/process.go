@@ -265,6 +265,11 @@ type Step struct {
 	// Process configures a process step: the process it starts an
 	// instance of.
 	Process *SubProcess `json:"process,omitempty" yaml:"process,omitempty"`
+	// Compensate names the catalog step that undoes this one (release the
+	// stock a reserve step reserved): when the instance ends without
+	// completing (failed, rejected or canceled), the compensations of the
+	// steps it finished run, the latest first.
+	Compensate string `json:"compensate,omitempty" yaml:"compensate,omitempty"`
 	// Timeout bounds one attempt of the step ("30s"); defaults per kind.
 	Timeout string `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 	// Retries is how many times a failed attempt is retried (default 3).

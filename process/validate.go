@@ -170,6 +170,27 @@ func (d *Definition) Validate() error {
 			es.Add(fmt.Sprintf("catalog[%d].mandatory", i), "catalog steps are optional and cannot be mandatory")
 		}
 	}
+	compensations := func(list string, steps []Step) {
+		for i, s := range steps {
+			if s.Compensate == "" {
+				continue
+			}
+			path := fmt.Sprintf("%s[%d].compensate", list, i)
+			c, ok := d.CatalogStep(s.Compensate)
+			switch {
+			case !ok:
+				es.Add(path, "names the catalog step that undoes %s (got %q, not in catalog)", s.ID, s.Compensate)
+			case c.ID == s.ID:
+				es.Add(path, "a step cannot compensate itself")
+			case c.Kind != KindTask && c.Kind != KindHTTP && c.Kind != KindValidate:
+				es.Add(path, "a compensation is a task, http or validate step (%s is %s)", c.ID, c.Kind)
+			case c.Compensate != "":
+				es.Add(path, "%s compensates %s and has a compensation of its own; compensations do not chain", c.ID, s.ID)
+			}
+		}
+	}
+	compensations("steps", d.Steps)
+	compensations("catalog", d.Catalog)
 	signalAt := map[string]int{}
 	for i, s := range d.Signals {
 		path := fmt.Sprintf("signals[%d]", i)

@@ -81,8 +81,10 @@ type Result struct {
 type PlanStep struct {
 	ID         string           `json:"id"`
 	Kind       process.StepKind `json:"kind"`
-	Origin     string           `json:"origin"` // main or added
+	Origin     string           `json:"origin"` // main, added or compensation
 	AddedBy    string           `json:"added_by,omitempty"`
+	// Compensates names the step a compensation undoes.
+	Compensates string `json:"compensates,omitempty"`
 	Mandatory  bool             `json:"mandatory,omitempty"`
 	State      string           `json:"state"`
 	SkippedBy  string           `json:"skipped_by,omitempty"`
@@ -270,6 +272,7 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 	default:
 		r.st.Status = StatusCompleted
 	}
+	r.compensate(ctx)
 	r.save(ctx)
 	// The final statuses are named as the callback events are.
 	r.callback(ctx, r.st.Status, ReviewState{})
@@ -321,7 +324,62 @@ const (
 	// such definitions reach the marker.
 	changeOverdue          = "sla-overdue"
 	versionOverdue Version = 1
+	// changeCompensate: an instance that ends without completing runs the
+	// compensations of the steps it finished. Only instances with such
+	// steps reach the marker.
+	changeCompensate          = "compensate"
+	versionCompensate Version = 1
 )
+
+// compensate, for an instance that ended without completing (failed,
+// rejected or canceled; from version versionCompensate on), runs the
+// compensation of each step it finished that names one, the latest
+// first: the saga's way back (release the stock reserved, refund the
+// charge). Each is added to the plan (origin compensation) and runs as
+// its step kind, with its retries; one that fails is reported in the
+// instance's error, and the others still run. They run in a
+// disconnected context, so a canceled instance compensates too.
+func (r *runner) compensate(ctx workflow.Context) {
+	if r.st.Status == StatusCompleted {
+		return
+	}
+	var todo []process.Step // the steps to undo, latest first
+	for i := len(r.st.Plan) - 1; i >= 0; i-- {
+		p := r.st.Plan[i]
+		if p.State != StepDone || p.Origin == "compensation" {
+			continue
+		}
+		if s, ok := r.def.Step(p.ID); ok && s.Compensate != "" {
+			todo = append(todo, s)
+		}
+	}
+	if len(todo) == 0 {
+		return
+	}
+	if workflow.GetVersion(ctx, changeCompensate, workflow.DefaultVersion, versionCompensate) < versionCompensate {
+		return
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	var failed []string
+	for _, s := range todo {
+		c, ok := r.def.CatalogStep(s.Compensate)
+		if !ok {
+			failed = append(failed, fmt.Sprintf("%s (undoing %s): not in the catalog", s.Compensate, s.ID))
+			continue
+		}
+		r.st.Plan = append(r.st.Plan, PlanStep{ID: c.ID, Kind: c.Kind, Origin: "compensation", Compensates: s.ID, State: StepPending})
+		if err := r.runStep(dctx, len(r.st.Plan)-1); err != nil {
+			failed = append(failed, fmt.Sprintf("%s (undoing %s): %s", c.ID, s.ID, errorMessage(err)))
+		}
+	}
+	if len(failed) > 0 {
+		msg := "compensation failed: " + strings.Join(failed, "; ")
+		if r.st.Error != "" {
+			msg = r.st.Error + "; " + msg
+		}
+		r.st.Error = msg
+	}
+}
 
 // watchSLA, for a definition with an SLA whose callback wants "overdue"
 // (from version versionOverdue on), tells the webhook once when the

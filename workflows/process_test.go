@@ -1508,3 +1508,65 @@ func TestReassignReview(t *testing.T) {
 		t.Fatalf("the review %+v", st.Reviews[0])
 	}
 }
+
+// An instance that ends without completing runs the compensations of the
+// steps it finished, the latest first; one that completes runs none.
+func TestCompensations(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		payStatus  int
+		releaseErr bool
+		cancel     bool
+		status     string
+		plan       string
+		releases   int
+		errorHas   string
+	}{
+		{"completed", 200, false, false, workflows.StatusCompleted, "reserve:done hold:done pay:done ship:done", 0, ""},
+		{"failed", 500, false, false, workflows.StatusFailed, "reserve:done hold:done pay:failed ship:not_run release:done", 1, "pay"},
+		{"canceled", 200, false, true, workflows.StatusCanceled, "reserve:done hold:canceled pay:not_run ship:not_run release:done", 1, "canceled by crm"},
+		{"compensation failed", 500, true, false, workflows.StatusFailed, "reserve:done hold:done pay:failed ship:not_run release:failed", 1, "compensation failed: release (undoing reserve)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var releases []string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				switch r.URL.Path {
+				case "/reserve":
+					w.Header().Set("Content-Type", "application/json")
+					_, _ = io.WriteString(w, `{"ref":"R-1"}`)
+				case "/pay":
+					w.WriteHeader(tc.payStatus)
+				case "/release":
+					releases = append(releases, string(body))
+					if tc.releaseErr {
+						http.Error(w, "no such reservation", http.StatusNotFound)
+					}
+				}
+			}))
+			defer srv.Close()
+			def := "name: shop\nversion: 1\nsteps:\n" +
+				"  - {id: reserve, kind: http, http: {method: POST, url: '" + srv.URL + "/reserve'}, compensate: release}\n" +
+				"  - {id: hold, kind: wait, duration: 2h}\n" +
+				"  - {id: pay, kind: http, retries: 0, http: {method: POST, url: '" + srv.URL + "/pay'}}\n" +
+				"  - {id: ship, kind: task, task: noop}\n" +
+				"catalog:\n  - {id: release, kind: http, retries: 0, http: {method: POST, url: '" + srv.URL + "/release', body: {ref: '${steps.reserve.body.ref}'}}}\n"
+			h := newHarness(t, def)
+			var answer error
+			if tc.cancel {
+				h.cancelAfter(time.Hour, workflows.CancelRequest{By: "crm", Reason: "customer withdrew"}, &answer)
+			}
+			res, err := h.run(t, map[string]any{})
+			st := h.state(t)
+			if st.Status != tc.status || planString(st) != tc.plan || len(releases) != tc.releases || !strings.Contains(st.Error, tc.errorHas) {
+				t.Fatalf("%v %+v: status %s, plan %q, releases %q, error %q", err, res, st.Status, planString(st), releases, st.Error)
+			}
+			if tc.releases > 0 {
+				last := st.Plan[len(st.Plan)-1]
+				if releases[0] != `{"ref":"R-1"}` || last.Origin != "compensation" || last.Compensates != "reserve" {
+					t.Fatalf("the compensation: body %q, plan step %+v", releases[0], last)
+				}
+			}
+		})
+	}
+}

@@ -640,7 +640,7 @@ async function instanceView(id) {
     { title: "Step", cell: (p) => p.id },
     { title: "Kind", cell: (p) => p.kind },
     { title: "State", cell: (p) => badge(p.state) },
-    { title: "Note", cell: (p) => [p.origin === "added" ? `added by ${p.added_by || "a policy"} ` : "", p.skipped_by ? `skipped by ${p.skipped_by} ` : "", p.mandatory ? "mandatory " : "", p.error || "",
+    { title: "Note", cell: (p) => [p.origin === "added" ? `added by ${p.added_by || "a policy"} ` : "", p.origin === "compensation" ? `undoes ${p.compensates} ` : "", p.skipped_by ? `skipped by ${p.skipped_by} ` : "", p.mandatory ? "mandatory " : "", p.error || "",
       // A process step's instance of the other process.
       inst.results?.[p.id]?.instance_id && p.kind === "process" ? link("#/instances/" + encodeURIComponent(inst.results[p.id].instance_id), `${inst.results[p.id].process} instance`) : ""] },
     { title: "Took", num: true, cell: (p) => (p.started_at && p.finished_at ? duration((new Date(p.finished_at) - new Date(p.started_at)) / 1000) : "—") },

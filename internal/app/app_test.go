@@ -932,6 +932,42 @@ catalog:
 		}
 	})
 
+	t.Run("a failed instance is compensated", func(t *testing.T) {
+		var released atomic.Int32
+		ext := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/reserve":
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, `{"ref":"R-9"}`)
+			case "/pay":
+				http.Error(w, "card declined", http.StatusPaymentRequired)
+			case "/release":
+				released.Add(1)
+			}
+		}))
+		defer ext.Close()
+		d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml", "name: saga\nversion: 1\nsteps:\n"+
+			"  - {id: reserve, kind: http, http: {method: POST, url: '"+ext.URL+"/reserve'}, compensate: release}\n"+
+			"  - {id: pay, kind: http, http: {method: POST, url: '"+ext.URL+"/pay'}}\n"+
+			"catalog:\n  - {id: release, kind: http, http: {method: POST, url: '"+ext.URL+"/release', body: {ref: '${steps.reserve.body.ref}'}}}\n"), http.StatusCreated)
+		id := d.start("saga", "saga-1", map[string]any{})
+		inst := d.waitStatus(id, "failed")
+		if plan(inst) != "reserve:done pay:failed release:done" || released.Load() != 1 {
+			t.Fatalf("plan %q, released %d times", plan(inst), released.Load())
+		}
+		if r := d.call("POST", "/v1/instances/"+id+"/retry", engineer, ""); r.status != http.StatusConflict || !strings.Contains(r.raw, "has been compensated (release undid reserve)") {
+			t.Fatalf("retry of a compensated instance: %d %s", r.status, r.raw)
+		}
+		if *updateHistory {
+			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			recordHistory(t, tc, id, "compensation_v8.json")
+		}
+	})
+
 	t.Run("a process step runs another process", func(t *testing.T) {
 		d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml",
 			"name: kyc-check\nversion: 1\ninput: {required: [applicant], properties: {applicant: {type: string}}}\nsteps:\n  - {id: check, kind: validate, assertions: [\"input.applicant != ''\"]}\n  - {id: file, kind: task, task: noop}\n"), http.StatusCreated)
