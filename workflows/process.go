@@ -891,14 +891,25 @@ func (r *runner) findReview(id string) int {
 	return -1
 }
 
-func (r *runner) validateReviewDecision(_ workflow.Context, d ReviewDecision) error {
-	k := r.findReview(d.ReviewID)
+// openReview is the index of the review id, open in this instance, or
+// the error that says it is unknown or closed.
+func (r *runner) openReview(id string) (int, error) {
+	k := r.findReview(id)
 	switch {
 	case k < 0:
-		return temporal.NewApplicationError("review "+d.ReviewID+" is not open in this instance", ErrTypeUnknownReview)
+		return k, temporal.NewApplicationError("review "+id+" is not open in this instance", ErrTypeUnknownReview)
 	case r.st.Reviews[k].Status != store.ReviewOpen:
 		rv := r.st.Reviews[k]
-		return temporal.NewApplicationError(fmt.Sprintf("review %s is already %s (%s by %s)", rv.ID, rv.Status, rv.Verdict, rv.Reviewer), ErrTypeReviewClosed)
+		return k, temporal.NewApplicationError(fmt.Sprintf("review %s is already %s (%s by %s)", rv.ID, rv.Status, rv.Verdict, rv.Reviewer), ErrTypeReviewClosed)
+	}
+	return k, nil
+}
+
+func (r *runner) validateReviewDecision(_ workflow.Context, d ReviewDecision) error {
+	if _, err := r.openReview(d.ReviewID); err != nil {
+		return err
+	}
+	switch {
 	case d.Verdict != store.VerdictApprove && d.Verdict != store.VerdictReject:
 		return temporal.NewApplicationError("verdict must be approve or reject", ErrTypeBadDecision)
 	case d.Reviewer == "":
@@ -925,13 +936,11 @@ func (r *runner) onReviewDecision(ctx workflow.Context, d ReviewDecision) (Revie
 }
 
 func (r *runner) validateReassign(_ workflow.Context, m ReviewReassign) error {
-	k := r.findReview(m.ReviewID)
+	k, err := r.openReview(m.ReviewID)
+	if err != nil {
+		return err
+	}
 	switch {
-	case k < 0:
-		return temporal.NewApplicationError("review "+m.ReviewID+" is not open in this instance", ErrTypeUnknownReview)
-	case r.st.Reviews[k].Status != store.ReviewOpen:
-		rv := r.st.Reviews[k]
-		return temporal.NewApplicationError(fmt.Sprintf("review %s is already %s", rv.ID, rv.Status), ErrTypeReviewClosed)
 	case !process.ValidName(m.Queue):
 		return temporal.NewApplicationError(fmt.Sprintf("queue must be lower-case letters, digits, '-' or '_' (got %q)", m.Queue), ErrTypeBadDecision)
 	case m.Queue == r.st.Reviews[k].Queue:
