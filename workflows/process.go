@@ -79,20 +79,20 @@ type Result struct {
 
 // PlanStep is one step of an instance's plan and where it stands.
 type PlanStep struct {
-	ID         string           `json:"id"`
-	Kind       process.StepKind `json:"kind"`
-	Origin     string           `json:"origin"` // main, added or compensation
-	AddedBy    string           `json:"added_by,omitempty"`
+	ID      string           `json:"id"`
+	Kind    process.StepKind `json:"kind"`
+	Origin  string           `json:"origin"` // main, added or compensation
+	AddedBy string           `json:"added_by,omitempty"`
 	// Compensates names the step a compensation undoes.
-	Compensates string `json:"compensates,omitempty"`
-	Mandatory  bool             `json:"mandatory,omitempty"`
-	State      string           `json:"state"`
-	SkippedBy  string           `json:"skipped_by,omitempty"`
-	DecisionID string           `json:"decision_id,omitempty"`
-	Error      string           `json:"error,omitempty"`
-	StartedAt  *time.Time       `json:"started_at,omitempty"`
-	FinishedAt *time.Time       `json:"finished_at,omitempty"`
-	Decided    bool             `json:"decided"`
+	Compensates string     `json:"compensates,omitempty"`
+	Mandatory   bool       `json:"mandatory,omitempty"`
+	State       string     `json:"state"`
+	SkippedBy   string     `json:"skipped_by,omitempty"`
+	DecisionID  string     `json:"decision_id,omitempty"`
+	Error       string     `json:"error,omitempty"`
+	StartedAt   *time.Time `json:"started_at,omitempty"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	Decided     bool       `json:"decided"`
 }
 
 // ReviewState is a review of the instance as the workflow sees it.
