@@ -44,6 +44,7 @@ func (s *server) lifecycleRoutes(r gin.IRoutes, engineer, admin []string) {
 	r.POST("/policies/:id/disable", s.allow(engineer), s.allowPolicy, s.disablePolicy)
 	r.POST("/policies/simulate", s.allow(engineer), s.simulate)
 	r.GET("/policies/shadow-report", s.allow(engineer), processScoped, s.shadowReport)
+	r.GET("/policies/activity", s.allow(engineer), processScoped, s.policyActivity)
 	r.GET("/audit/verify", s.allow(admin), s.verifyAudit)
 }
 
@@ -488,6 +489,35 @@ func (s *server) shadowReport(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, rep)
+}
+
+// policyActivity says how each policy of a process fared at the decision
+// points of a window: GET /v1/policies/activity?process=&since=30d.
+func (s *server) policyActivity(c *gin.Context) {
+	name := c.Query("process")
+	if name == "" {
+		fail(c, badRequest("process", "query parameter is required"))
+		return
+	}
+	since, err := sinceParam(c.Query("since"))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	if _, _, err := s.definition(ctx, name, 0); err != nil { // 404 for an unknown process
+		fail(c, err)
+		return
+	}
+	scan := func(ctx context.Context, fn func([]byte) error) error {
+		return s.Scanner.ScanDecisions(ctx, name, since, fn)
+	}
+	rep, err := policies.BuildActivityReport(ctx, name, scan)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"process": rep.Process, "since": since.UTC(), "decisions": rep.Decisions, "policies": rep.Policies})
 }
 
 func (s *server) verifyAudit(c *gin.Context) {

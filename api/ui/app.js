@@ -748,13 +748,16 @@ const windows = { "1d": "6h", "7d": "1d", "30d": "1d", "90d": "7d" };
 async function processView(name, q) {
   const since = windows[q.get("since")] ? q.get("since") : "7d";
   const enc = encodeURIComponent(name);
-  const [def, k, pol, shadow, figures] = await Promise.all([
+  const [def, k, pol, shadow, figures, activity] = await Promise.all([
     api("GET", "/v1/processes/" + enc),
     api("GET", `/v1/processes/${enc}/kpis?since=${since}&bucket=${windows[since]}`),
     api("GET", "/v1/policies?process=" + enc),
     api("GET", `/v1/policies/shadow-report?process=${enc}&since=${since}`),
     api("GET", `/v1/processes/${enc}/steps?since=${since}`),
+    api("GET", `/v1/policies/activity?process=${enc}&since=${since}`),
   ]);
+  // What each live policy version did in the window.
+  const did = (p) => activity.policies.find((a) => a.id === p.id && a.version === p.version && (a.mode === "shadow") === (p.mode === "shadow"));
   const sig = def.definition?.signals?.length ? await api("GET", `/v1/processes/${enc}/signals?since=${since}&bucket=${chartBuckets[since]}&flagged=5`) : null;
   const classifier = def.definition?.classify?.name;
   const quality = classifier ? await api("GET", `/v1/classifiers/${encodeURIComponent(classifier)}/quality?since=${since}&bucket=${windows[since]}`) : null;
@@ -834,6 +837,10 @@ async function processView(name, q) {
       { title: "Mode", cell: (p) => [badge(p.mode), p.percent ? ` ${p.percent}%` : ""] },
       { title: "By", cell: (p) => p.author },
       { title: "Since", cell: (p) => when(p.created_at) },
+      { title: "Matched", num: true, cell: (p) => (did(p) ? `${num(did(p).matched)} of ${num(did(p).evaluated)}` : "—") },
+      { title: "Applied", cell: (p) => Object.entries(did(p)?.applied || {}).map(([kind, n]) => `${kind} ×${n}`).join(", ") || "—" },
+      { title: "Refused", num: true, cell: (p) => (did(p)?.rejected ? num(did(p).rejected) : "—") },
+      { title: "Errors", cell: (p) => (did(p)?.errors ? h("span", { title: did(p).last_error }, `${num(did(p).errors)}: ${did(p).last_error}`) : "—") },
     ], pol.policies),
     k.policy_changes.length ? [h("h2", {}, "Policy changes in the window"), table([
       { title: "When", cell: (c) => when(c.at) },

@@ -349,6 +349,13 @@ catalog:
 			fmt.Sprint(k["sla"]) != "map[met:1 met_rate:1 missed:0 on_track:0 overdue:0]" {
 			t.Fatalf("KPIs of returns: %v", k)
 		}
+		// What the policy did: matched before refund, its add applied, its
+		// skip of the mandatory refund refused.
+		act := d.expect(d.call("GET", "/v1/policies/activity?process=returns&since=1h", engineer, ""), http.StatusOK)
+		if ps := act.body["policies"].([]any); len(ps) != 1 || fmt.Sprint(ps[0].(map[string]any)["matched_at"]) != "map[refund:1]" ||
+			fmt.Sprint(ps[0].(map[string]any)["applied"]) != "map[add:1]" || ps[0].(map[string]any)["rejected"] != 1.0 || ps[0].(map[string]any)["match_rate"] != 1.0 {
+			t.Fatalf("policy activity: %s", act.raw)
+		}
 		if *updateHistory {
 			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
 			if err != nil {

@@ -404,6 +404,11 @@ steps:
 	if n, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("main table")].map((t) => t.innerText).find((t) => t.startsWith("Step\tKind\tMandatory\tIn plan"))`)); err != nil || !strings.Contains(n, "business_kyc\treview\t\t1\t1\t0\t1\t0\t1\t") || !strings.Contains(n, "open_account\ttask\tyes\t1\t0\t0\t1\t0\t0\t") {
 		t.Fatalf("the steps table: %q (%v)", n, err)
 	}
+	// What each policy in force did in the window: business-account-kyc
+	// matched once and had its step added.
+	if n, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("main table")].map((t) => t.innerText).find((t) => t.startsWith("Policy\tVersion\tMode"))`)); err != nil || !strings.Contains(n, "add ×1") || !strings.Contains(n, "1 of ") {
+		t.Fatalf("the policies table: %q (%v)", n, err)
+	}
 	// Its classifier can be tried on a text.
 	b.clickText("section.classify-try button", "Classify")
 	b.waitText("#flash", "Write a text to classify first.")

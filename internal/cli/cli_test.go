@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -184,7 +185,7 @@ func apiServer(t *testing.T, st *sqlite.Store, name, role string, tweak ...func(
 }
 
 func TestApplyAndDiff(t *testing.T) {
-	_, st := seed(t)
+	_, st := seed(t, 10, 100) // two decisions before pack: the first skips it
 	srv, secret := apiServer(t, st, "gitops", store.RoleEngineer)
 	dir := writeDir(t, map[string]string{"processes/shop.yaml": shop, "policies/small.yaml": policyDoc(200),
 		"policies/new.yaml": "id: charge-note\nprocess: shop\nwhen: input.amount > 1000\nactions: [{set: {name: big, value: true}}]\n"})
@@ -232,6 +233,14 @@ func TestApplyAndDiff(t *testing.T) {
 	}
 	if code, out = run(t, policyCmd(t), remoteArgs("diff")...); code != 0 || !strings.Contains(out, "v1 active, v3 canary 25%") {
 		t.Fatalf("diff after the canary: exit %d\n%s", code, out)
+	}
+	// What the policies did at the recorded decisions.
+	code, out = run(t, policyCmd(t), "activity", "--process", "shop", "--since", "30d", "--server", srv.URL, "--api-key", secret)
+	if code != 0 || !strings.Contains(out, "2 decisions of shop in the last 30d") || !regexp.MustCompile(`small-skip\s+v1\s+active\s+1 of 2\s+skip×1\s+0\s+0`).MatchString(out) {
+		t.Fatalf("activity: exit %d\n%s", code, out)
+	}
+	if code, out = run(t, policyCmd(t), "activity", "--server", srv.URL, "--api-key", secret); code != 2 {
+		t.Fatalf("activity without a process: exit %d\n%s", code, out)
 	}
 }
 

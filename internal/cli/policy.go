@@ -7,9 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/adaptflow/adaptflow/api"
@@ -23,7 +27,7 @@ import (
 // Policy runs `adaptflow policy <test|simulate|apply|diff>`.
 func Policy(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: adaptflow policy <test|simulate|apply|diff> ...")
+		fmt.Fprintln(stderr, "usage: adaptflow policy <test|simulate|apply|diff|activity> ...")
 		return 2
 	}
 	switch args[0] {
@@ -35,8 +39,10 @@ func Policy(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return policyApply(ctx, args[1:], stdout, stderr, true)
 	case "diff":
 		return policyApply(ctx, args[1:], stdout, stderr, false)
+	case "activity":
+		return policyActivity(ctx, args[1:], stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "adaptflow policy: unknown command %q (test, simulate, apply, diff)\n", args[0])
+	fmt.Fprintf(stderr, "adaptflow policy: unknown command %q (test, simulate, apply, diff, activity)\n", args[0])
 	return 2
 }
 
@@ -286,4 +292,57 @@ func printSimulation(w io.Writer, rep policies.SimulationReport, candidates int,
 		}
 	}
 	fmt.Fprintf(w, "\nNote: %s.\n", rep.Note)
+}
+
+// policyActivity prints how each policy of a process fared at the
+// decision points of a window (GET /v1/policies/activity).
+func policyActivity(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("policy activity", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	rf := addRemoteFlags(fs, "engineer")
+	processName := fs.String("process", "", "the process (required)")
+	since := fs.String("since", "30d", "the window, back from now")
+	asJSON := fs.Bool("json", false, "print the server's JSON")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return 2
+	}
+	if *processName == "" || *rf.key == "" || len(pos) != 0 {
+		fmt.Fprintln(stderr, "usage: adaptflow policy activity --process P [--since 30d] [--server URL] [--api-key KEY] [--json]")
+		return 2
+	}
+	var raw json.RawMessage
+	q := url.Values{"process": {*processName}, "since": {*since}}
+	if err := rf.remote().do(ctx, "GET", "/v1/policies/activity?"+q.Encode(), "", nil, nil, &raw); err != nil {
+		fmt.Fprintf(stderr, "adaptflow policy activity: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		fmt.Fprintln(stdout, string(raw))
+		return 0
+	}
+	var rep struct {
+		Decisions int                       `json:"decisions"`
+		Policies  []policies.PolicyActivity `json:"policies"`
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		fmt.Fprintf(stderr, "adaptflow policy activity: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%d decisions of %s in the last %s\n", rep.Decisions, *processName, *since)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "POLICY\tVERSION\tMODE\tMATCHED\tAPPLIED\tREFUSED\tERRORS")
+	for _, p := range rep.Policies {
+		var applied []string
+		for _, kind := range slices.Sorted(maps.Keys(p.Applied)) {
+			applied = append(applied, fmt.Sprintf("%s×%d", kind, p.Applied[kind]))
+		}
+		errs := "0"
+		if p.Errors > 0 {
+			errs = fmt.Sprintf("%d (%s)", p.Errors, p.LastError)
+		}
+		fmt.Fprintf(tw, "%s\tv%d\t%s\t%d of %d\t%s\t%d\t%s\n", p.ID, p.Version, p.Mode, p.Matched, p.Evaluated, strings.Join(applied, " "), p.Rejected, errs)
+	}
+	_ = tw.Flush()
+	return 0
 }
