@@ -268,6 +268,23 @@ func (s *server) cancelInstance(c *gin.Context) {
 		fail(c, conflict("instance %s has already ended: %s", inst.ID, st))
 		return
 	}
+	// An instance held by a pause has no workflow: it ends here, canceled
+	// before it started.
+	if inst.PendingStart {
+		held, err := s.starts.held(ctx, inst.Process)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		if held != nil {
+			if err := s.cancelHeld(ctx, inst, caller(c).Name, reason); err != nil {
+				fail(c, err)
+				return
+			}
+			s.answerWhen(c, inst.ID, store.Final)
+			return
+		}
+	}
 	// An instance whose start has not reached Temporal yet is started,
 	// and canceled before it goes far.
 	err := s.sendUpdate(ctx, inst, workflows.UpdateCancel, workflows.CancelRequest{By: caller(c).Name, Reason: reason}, nil)
@@ -287,6 +304,30 @@ func (s *server) cancelInstance(c *gin.Context) {
 	// The workflow ends in moments (it closes reviews and saves its
 	// state); answer with its end.
 	s.answerWhen(c, inst.ID, store.Final)
+}
+
+// cancelHeld ends an instance held by a pause, which has no workflow yet:
+// its state is saved canceled (every step not run), as its workflow would
+// have, which also takes it out of the pending starts.
+func (s *server) cancelHeld(ctx context.Context, inst store.Instance, by, reason string) error {
+	def, _, err := s.definition(ctx, inst.Process, inst.ProcessVersion)
+	if err != nil {
+		return err
+	}
+	st := workflows.NewState(def, workflows.StatusCanceled)
+	for i := range st.Plan {
+		st.Plan[i].State = workflows.StepNotRun
+	}
+	st.Error = "canceled by " + by
+	if reason != "" {
+		st.Error += ": " + reason
+	}
+	st.Error += " (held while " + inst.Process + " was paused; it never started)"
+	fin, err := s.Ended.SaveInstanceState(ctx, inst.ID, "held", 1, process.JSON(st))
+	if err == nil && s.Finished != nil {
+		s.Finished(fin)
+	}
+	return err
 }
 
 // answerWhen answers with the instance once its stored status passes done

@@ -363,8 +363,8 @@ func TestFindInstancesByBusinessKey(t *testing.T) {
 
 // While a process is paused its new instances are stored and held: the
 // starts answer as usual with held set, nothing reaches Temporal (down
-// here, so a start that tried would fail), the sweep leaves them, and an
-// update to one gets 503 until the process is resumed.
+// here, so a start that tried would fail), the sweep leaves them, and one
+// canceled ends without ever starting.
 func TestPauseHoldsNewInstances(t *testing.T) {
 	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"))
 	eng, sys := keys[store.RoleEngineer], keys[store.RoleSystem]
@@ -391,8 +391,10 @@ func TestPauseHoldsNewInstances(t *testing.T) {
 	if got := do(t, srv, "GET", "/v1/instances/"+id, sys, "", ""); got.body["status"] != "starting" {
 		t.Fatalf("a held instance: %v", got.body["status"])
 	}
-	if got := do(t, srv, "POST", "/v1/instances/"+id+"/cancel", sys, "application/json", `{}`); got.status != http.StatusServiceUnavailable || got.header.Get("Retry-After") != "30" || !strings.Contains(got.err.Message, "held") {
-		t.Fatalf("a cancel of a held instance: %d %+v", got.status, got.err)
+	// A held instance is canceled without ever starting.
+	if got := do(t, srv, "POST", "/v1/instances/"+id+"/cancel", sys, "application/json", `{"reason":"duplicate order"}`); got.status != http.StatusOK || got.body["status"] != "canceled" ||
+		got.body["error"] != "canceled by system-key: duplicate order (held while p was paused; it never started)" {
+		t.Fatalf("a cancel of a held instance: %d %v", got.status, got.body)
 	}
 	opts := api.SweepOptions{MinAge: time.Nanosecond}
 	opts.Instances, opts.Definitions, opts.Schedules = st, st, st
@@ -406,7 +408,7 @@ func TestPauseHoldsNewInstances(t *testing.T) {
 		t.Fatalf("resumed: %v", got.body["paused"])
 	}
 	pending, err := st.PendingStarts(t.Context(), time.Now(), 10)
-	if err != nil || len(pending) != 2 {
-		t.Fatalf("after the resume, the held instances are pending starts: %d %v", len(pending), err)
+	if err != nil || len(pending) != 1 || pending[0].BusinessKey != "k2" {
+		t.Fatalf("after the resume, the held instance not canceled is a pending start: %+v %v", pending, err)
 	}
 }
