@@ -360,6 +360,11 @@ func (r *runner) compensate(ctx workflow.Context) {
 		return
 	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	// Running until they are done: the instance has not ended while it
+	// undoes its steps (a save before an http compensation shows it so).
+	final := r.st.Status
+	r.st.Status = StatusRunning
+	defer func() { r.st.Status = final }()
 	var failed []string
 	for _, s := range todo {
 		c, ok := r.def.CatalogStep(s.Compensate)
