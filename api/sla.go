@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -101,40 +103,67 @@ func withSLA(in store.InstanceSummary, sla time.Duration, now time.Time) store.I
 }
 
 var descOverdue = prometheus.NewDesc("adaptflow_instances_overdue",
-	"Instances running past their definition version's SLA now, by process (read from the store at each scrape, alike in every API replica: take the max over replicas).", []string{"process"}, nil)
+	"Instances running past their definition version's SLA now, by process (read from the store at most every 30 s, alike in every API replica: take the max over replicas).", []string{"process"}, nil)
 
-// overdueCollector counts, at each scrape, the instances of each process
-// with an SLA that run past it.
-type overdueCollector struct{ s *server }
+// overdueCollector counts the instances of each process with an SLA that
+// run past it, at a scrape, at most every overdueEvery (a count per
+// process; scrapes in between get the last counts).
+type overdueCollector struct {
+	s      *server
+	mu     sync.Mutex
+	at     time.Time
+	counts map[string]int
+}
+
+// overdueEvery bounds how often a replica counts the overdue instances.
+const overdueEvery = 30 * time.Second
 
 func (oc *overdueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descOverdue }
 
 func (oc *overdueCollector) Collect(ch chan<- prometheus.Metric) {
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	if oc.counts == nil || time.Since(oc.at) > overdueEvery {
+		if counts, ok := oc.count(); ok {
+			oc.counts, oc.at = counts, time.Now()
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(oc.counts)) {
+		ch <- prometheus.MustNewConstMetric(descOverdue, prometheus.GaugeValue, float64(oc.counts[name]), name)
+	}
+}
+
+// count counts, per process with an SLA, its instances running past it;
+// false when the store did not answer.
+func (oc *overdueCollector) count() (map[string]int, bool) {
 	s := oc.s
 	if s.Definitions == nil || s.Instances == nil {
-		return
+		return nil, false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
 	defer cancel()
 	defs, err := s.Definitions.Definitions(ctx)
 	if err != nil {
-		return
+		return nil, false
 	}
 	now := time.Now()
-	seen := map[string]bool{}
+	counts := map[string]int{}
 	for _, d := range defs {
-		if seen[d.Name] {
+		if _, seen := counts[d.Name]; seen {
 			continue
 		}
-		seen[d.Name] = true
 		slas, err := s.processSLAs(ctx, d.Name)
-		if err != nil || len(slas) == 0 {
+		if err != nil {
+			return nil, false
+		}
+		if len(slas) == 0 {
 			continue
 		}
 		n, err := s.Instances.CountInstances(ctx, store.InstanceFilter{Process: d.Name, SLA: store.SLAOverdue, SLAs: slas, Now: now})
 		if err != nil {
-			continue
+			return nil, false
 		}
-		ch <- prometheus.MustNewConstMetric(descOverdue, prometheus.GaugeValue, float64(n), d.Name)
+		counts[d.Name] = n
 	}
+	return counts, true
 }
