@@ -56,6 +56,23 @@ type Definition struct {
 	// its end: policies read it (instance.sla, instance.overdue), and the
 	// API says where each instance stands against it and how many met it.
 	SLA string `json:"sla,omitempty" yaml:"sla,omitempty"`
+	// Retention ("90d") is how long the store keeps the process's
+	// instances after they ended, and its signals' observations: pruned
+	// hourly, however long the store keeps the rest (the latest version's
+	// applies to the whole process).
+	Retention string `json:"retention,omitempty" yaml:"retention,omitempty"`
+}
+
+// RetentionDuration is the definition's retention, 0 when it has none.
+func (d *Definition) RetentionDuration() time.Duration {
+	if d.Retention == "" {
+		return 0
+	}
+	v, err := ParseDuration(d.Retention)
+	if err != nil || v <= 0 {
+		return 0
+	}
+	return v
 }
 
 // SLADuration is the definition's SLA, 0 when it has none (or it does not

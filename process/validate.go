@@ -132,6 +132,11 @@ func (d *Definition) Validate() error {
 			es.Add("sla", "must be a duration of at least 1m, such as 48h or 5d (got %q)", d.SLA)
 		}
 	}
+	if d.Retention != "" {
+		if v, err := ParseDuration(d.Retention); err != nil || v < 24*time.Hour {
+			es.Add("retention", "must be a duration of at least 1d, such as 90d (got %q)", d.Retention)
+		}
+	}
 	for _, r := range d.Input.Required {
 		if _, ok := d.Input.Properties[r]; !ok {
 			es.Add("input.required", "field %q has no entry in input.properties", r)

@@ -70,13 +70,33 @@ const (
 // half-way (a crash, a canceled ctx) has removed whole instances only;
 // running it again goes on.
 func Prune(ctx context.Context, p Pruner, before time.Time) (Pruned, error) {
+	return prune(ctx, p, "", before)
+}
+
+// PruneProcess is Prune for one process's data only: its instances that
+// ended before, each whole, and its signals' observations made before
+// (a process's own retention, shorter than the store's). The audit log
+// is the store's.
+func PruneProcess(ctx context.Context, p Pruner, process string, before time.Time) (Pruned, error) {
+	if process == "" {
+		return Pruned{}, fmt.Errorf("%w: prune of a process: no process", ErrInvalid)
+	}
+	return prune(ctx, p, process, before)
+}
+
+// prune is Prune, or PruneProcess when process is not empty.
+func prune(ctx context.Context, p Pruner, process string, before time.Time) (Pruned, error) {
 	var out Pruned
 	cut := before.UnixMicro()
 	ph := p.Reads.ph
 	for {
 		var n Pruned
 		err := p.Tx(ctx, func(tx PruneTx) error {
-			ids, err := tx.IDs(ctx, fmt.Sprintf(`SELECT id FROM instances WHERE finished_at < %s ORDER BY finished_at, id LIMIT %d%s`, ph(1), pruneInstances, p.Lock), cut)
+			q, args := fmt.Sprintf(`SELECT id FROM instances WHERE finished_at < %s ORDER BY finished_at, id LIMIT %d%s`, ph(1), pruneInstances, p.Lock), []any{cut}
+			if process != "" {
+				q, args = fmt.Sprintf(`SELECT id FROM instances WHERE process = %s AND finished_at < %s ORDER BY finished_at, id LIMIT %d%s`, ph(1), ph(2), pruneInstances, p.Lock), []any{process, cut}
+			}
+			ids, err := tx.IDs(ctx, q, args...)
 			if err != nil || len(ids) == 0 {
 				return err
 			}
@@ -107,12 +127,18 @@ func Prune(ctx context.Context, p Pruner, before time.Time) (Pruned, error) {
 	}
 	// Observations, signal by signal, through the index on (process,
 	// signal, at): the next signal is one seek past the last.
-	signals := 0
-	var process, signal string
+	var signal string
+	of := process // "" for every process
 	for first := true; ; first = false {
 		q := `SELECT process, signal FROM observations ORDER BY process, signal LIMIT 1`
 		var args []any
-		if !first {
+		switch {
+		case of != "" && first:
+			q, args = fmt.Sprintf(`SELECT process, signal FROM observations WHERE process = %s ORDER BY process, signal LIMIT 1`, ph(1)), []any{of}
+		case of != "":
+			q = fmt.Sprintf(`SELECT process, signal FROM observations WHERE process = %s AND signal > %s ORDER BY process, signal LIMIT 1`, ph(1), ph(2))
+			args = []any{of, signal}
+		case !first:
 			q = fmt.Sprintf(`SELECT process, signal FROM observations WHERE (process, signal) > (%s, %s) ORDER BY process, signal LIMIT 1`, ph(1), ph(2))
 			args = []any{process, signal}
 		}
@@ -127,13 +153,15 @@ func Prune(ctx context.Context, p Pruner, before time.Time) (Pruned, error) {
 		if !found {
 			break
 		}
-		signals++
 		del := fmt.Sprintf(`DELETE FROM observations WHERE seq IN (SELECT seq FROM observations WHERE process = %s AND signal = %s AND at < %s ORDER BY at LIMIT %d)`, ph(1), ph(2), ph(3), pruneRows)
 		n, err := pruneRowsOf(ctx, p, del, process, signal, cut)
 		out.Observations += n
 		if err != nil {
 			return out, fmt.Errorf("prune observations of %s/%s: %w", process, signal, err)
 		}
+	}
+	if of != "" {
+		return out, nil // the audit log is the store's
 	}
 	del := fmt.Sprintf(`DELETE FROM audit_log WHERE seq IN (SELECT seq FROM audit_log WHERE at < %s ORDER BY at LIMIT %d)`, ph(1), pruneRows)
 	n, err := pruneRowsOf(ctx, p, del, cut)

@@ -2,11 +2,14 @@ package app
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
 )
 
@@ -20,21 +23,31 @@ const (
 // pruner is what pruning needs of a store.
 type pruner interface {
 	Prune(ctx context.Context, before time.Time) (store.Pruned, error)
+	PruneProcess(ctx context.Context, process string, before time.Time) (store.Pruned, error)
+	Definitions(ctx context.Context) ([]store.DefinitionRecord, error)
 }
 
-// runPrunes prunes what is older than retention now and then until
-// shutdown (see store.Prune), counting the rows removed in
+// runPrunes prunes now and then until shutdown: each process whose latest
+// definition has a retention, its own data older than that (see
+// store.PruneProcess), then, with a store retention (0: none), what is
+// older than it (see store.Prune); it counts the rows removed in
 // adaptflow_pruned_rows_total. One API replica at a time prunes (see
 // background).
 func runPrunes(ctx context.Context, lc *lifecycle, bg *background, st pruner, retention time.Duration, lg *slog.Logger, reg prometheus.Registerer, first time.Duration) {
 	rows := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "adaptflow_pruned_rows_total",
-		Help: "Rows removed from the store by pruning (--store-retention), by table.",
+		Help: "Rows removed from the store by pruning (--store-retention, or a definition's retention), by table.",
 	}, []string{"table"})
 	reg.MustRegister(rows)
 	bg.start(ctx, lc, task{name: "prune", first: first, every: pruneEvery, run: func(ctx context.Context) error {
 		start := time.Now()
-		n, err := st.Prune(ctx, start.Add(-retention))
+		var n store.Pruned
+		var err error
+		if n, err = pruneProcesses(ctx, st, start); err == nil && retention > 0 {
+			var all store.Pruned
+			all, err = st.Prune(ctx, start.Add(-retention))
+			n = n.Add(all)
+		}
 		for table, v := range map[string]int64{"instances": n.Instances, "decisions": n.Decisions, "reviews": n.Reviews,
 			"verdicts": n.Verdicts, "observations": n.Observations, "audit_log": n.AuditEntries} {
 			rows.WithLabelValues(table).Add(float64(v))
@@ -48,4 +61,30 @@ func runPrunes(ctx context.Context, lc *lifecycle, bg *background, st pruner, re
 		}
 		return err
 	}})
+}
+
+// pruneProcesses prunes, for each process whose latest definition has a
+// retention, its data older than that.
+func pruneProcesses(ctx context.Context, st pruner, now time.Time) (store.Pruned, error) {
+	var out store.Pruned
+	recs, err := st.Definitions(ctx)
+	if err != nil {
+		return out, err
+	}
+	for _, rec := range recs {
+		var def process.Definition
+		if err := json.Unmarshal(rec.Doc, &def); err != nil {
+			return out, fmt.Errorf("definition %s@%d: %w", rec.Name, rec.Version, err)
+		}
+		r := def.RetentionDuration()
+		if r <= 0 {
+			continue
+		}
+		n, err := st.PruneProcess(ctx, def.Name, now.Add(-r))
+		out = out.Add(n)
+		if err != nil {
+			return out, fmt.Errorf("prune of %s: %w", def.Name, err)
+		}
+	}
+	return out, nil
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/adaptflow/adaptflow/api"
+	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/sqlite"
 )
@@ -54,7 +56,7 @@ func TestRunPrunes(t *testing.T) {
 		t.Fatal(err)
 	}
 	const want = `
-# HELP adaptflow_pruned_rows_total Rows removed from the store by pruning (--store-retention), by table.
+# HELP adaptflow_pruned_rows_total Rows removed from the store by pruning (--store-retention, or a definition's retention), by table.
 # TYPE adaptflow_pruned_rows_total counter
 adaptflow_pruned_rows_total{table="audit_log"} 0
 adaptflow_pruned_rows_total{table="decisions"} 0
@@ -65,5 +67,56 @@ adaptflow_pruned_rows_total{table="verdicts"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "adaptflow_pruned_rows_total"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A process whose definition has a retention of its own is pruned to it,
+// with no store retention; another process keeps everything.
+func TestRunPrunesAProcessRetention(t *testing.T) {
+	ctx := t.Context()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "adaptflow.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	env, err := policies.NewEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, def := range []string{"name: admissions\nversion: 1\nretention: 1d\nsteps: [{id: a, kind: task, task: noop}]\n", "name: orders\nversion: 1\nsteps: [{id: a, kind: task, task: noop}]\n"} {
+		if _, _, err := api.RegisterDefinition(ctx, st, env, []byte(def), "t"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	for _, p := range []string{"admissions", "orders"} {
+		if err := st.AppendObservations(ctx, store.Observation{Process: p, Signal: "amount", At: now.Add(-3 * 24 * time.Hour), Value: 1},
+			store.Observation{Process: p, Signal: "amount", At: now.Add(-time.Hour), Value: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	lc := &lifecycle{logger: slog.New(slog.DiscardHandler)}
+	bg := newBackground(st, "replica-1", slog.New(slog.DiscardHandler), reg)
+	runPrunes(ctx, lc, bg, st, 0, slog.New(slog.DiscardHandler), reg, time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		obs, err := st.Observations(ctx, "admissions", "amount", time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(obs) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d observations of admissions left, want the last day's", len(obs))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := lc.stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if obs, err := st.Observations(ctx, "orders", "amount", time.Time{}); err != nil || len(obs) != 2 {
+		t.Fatalf("orders (no retention) kept %d observations (%v), want both", len(obs), err)
 	}
 }

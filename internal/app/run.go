@@ -255,13 +255,13 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	runSweeps(ctx, lc, bg, apiOpts, opts.SweepEvery)
 	runCanaryGuards(ctx, lc, bg, apiOpts, opts.CanaryGuardEvery, reg)
 	runSchedules(ctx, lc, bg, apiOpts, opts.ScheduleEvery, reg)
-	if opts.StoreRetention > 0 {
-		first := opts.PruneFirst
-		if first <= 0 {
-			first = pruneFirst
-		}
-		runPrunes(ctx, lc, bg, st, opts.StoreRetention, lg, reg, first)
+	// Pruning runs even without a store retention: a definition may have
+	// a retention of its own.
+	first := opts.PruneFirst
+	if first <= 0 {
+		first = pruneFirst
 	}
+	runPrunes(ctx, lc, bg, st, opts.StoreRetention, lg, reg, first)
 	// Stopped after the HTTP server (added before it): no request can
 	// leave a new start behind by then.
 	lc.add("background starts", handler.Drain)

@@ -11,13 +11,23 @@ import (
 
 // Prune removes what is older than before: see store.Prune.
 func (s *Store) Prune(ctx context.Context, before time.Time) (store.Pruned, error) {
-	return store.Prune(ctx, store.Pruner{
+	return store.Prune(ctx, s.pruner(), before)
+}
+
+// PruneProcess removes a process's data older than before: see
+// store.PruneProcess.
+func (s *Store) PruneProcess(ctx context.Context, process string, before time.Time) (store.Pruned, error) {
+	return store.PruneProcess(ctx, s.pruner(), process, before)
+}
+
+func (s *Store) pruner() store.Pruner {
+	return store.Pruner{
 		Reads: s.Reads,
 		Lock:  " FOR UPDATE SKIP LOCKED",
 		Tx: func(ctx context.Context, fn func(store.PruneTx) error) error {
 			return s.tx(ctx, func(tx pgx.Tx) error { return fn(pruneTx{tx}) })
 		},
-	}, before)
+	}
 }
 
 type pruneTx struct{ tx pgx.Tx }

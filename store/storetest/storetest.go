@@ -90,6 +90,7 @@ type Store interface {
 	ReviewStats(ctx context.Context, now time.Time) ([]store.QueueStats, error)
 	QueueSummaries(ctx context.Context, f store.QueueFilter) ([]store.QueueSummary, error)
 	Prune(ctx context.Context, before time.Time) (store.Pruned, error)
+	PruneProcess(ctx context.Context, process string, before time.Time) (store.Pruned, error)
 	PruneCounts(ctx context.Context, before time.Time) (store.Pruned, error)
 	TakeLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (store.Lease, error)
 	LiveLeases(ctx context.Context, prefix string, now time.Time) ([]store.Lease, error)
@@ -129,6 +130,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("signals", func(t *testing.T) { testSignals(t, open(t)) })
 	t.Run("signal history", func(t *testing.T) { testSignalHistory(t, open(t)) })
 	t.Run("prune", func(t *testing.T) { testPrune(t, open(t)) })
+	t.Run("process prune", func(t *testing.T) { testPruneProcess(t, open(t)) })
 }
 
 // testStateRows: reports read the saved states of a process's instances
@@ -1957,6 +1959,49 @@ func testInstanceListing(t *testing.T, s Store) {
 // observations and audit entries made before it, in batches; what runs,
 // what ended later, examples and detector state stay, and the remaining
 // chains verify.
+// testPruneProcess: a process's own retention prunes only its data: its
+// ended instances, whole, and its observations; not another process's,
+// nor the audit log.
+func testPruneProcess(t *testing.T, s Store) {
+	ctx := t.Context()
+	for _, in := range []struct{ id, process, status string }{
+		{"o-1", "orders", "completed"}, {"o-2", "orders", "failed"}, {"o-3", "orders", "running"}, {"r-1", "returns", "completed"},
+	} {
+		_, _, err := s.CreateInstance(ctx, store.Instance{ID: in.id, Process: in.process, ProcessVersion: 1, BusinessKey: in.id, Input: []byte(`{}`), CreatedAt: t0})
+		must(t, err)
+		saveState(t, s, in.id, "r", 1, json.RawMessage(`{"status":"`+in.status+`"}`))
+	}
+	d := decision("o-1-r", 1, "")
+	d.InstanceID = "o-1"
+	d.Hash = d.ComputeHash()
+	_, err := s.AppendDecision(ctx, d)
+	must(t, err)
+	must(t, s.AppendObservations(ctx, store.Observation{Process: "orders", Signal: "amount", At: t0, Value: 5},
+		store.Observation{Process: "orders", Signal: "rate", At: t0, Value: 1},
+		store.Observation{Process: "returns", Signal: "amount", At: t0, Value: 7}))
+	_, err = s.AppendAudit(ctx, store.AuditEntry{At: t0, KeyID: "k", Actor: "ann", Role: store.RoleAdmin, Action: "POST /v1/keys", Status: 201})
+	must(t, err)
+	got, err := s.PruneProcess(ctx, "orders", time.Now().Add(time.Second))
+	must(t, err)
+	if want := (store.Pruned{Instances: 2, Decisions: 1, Observations: 2}); got != want {
+		t.Fatalf("prune of orders: %+v, want %+v", got, want)
+	}
+	for id, kept := range map[string]bool{"o-1": false, "o-2": false, "o-3": true, "r-1": true} {
+		if _, err := s.Instance(ctx, id); (err == nil) != kept {
+			t.Fatalf("instance %s after the prune of orders: %v", id, err)
+		}
+	}
+	if obs, err := s.Observations(ctx, "returns", "amount", time.Time{}); err != nil || len(obs) != 1 {
+		t.Fatalf("returns' observations: %+v %v", obs, err)
+	}
+	if entries, err := s.Audit(ctx, store.AuditFilter{}); err != nil || len(entries) != 1 {
+		t.Fatalf("the audit log: %d %v", len(entries), err)
+	}
+	if _, err := s.PruneProcess(ctx, "", time.Now()); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("a prune of no process: %v", err)
+	}
+}
+
 func testPrune(t *testing.T, s Store) {
 	ctx := t.Context()
 	create := func(id string) {
