@@ -415,6 +415,11 @@ func TestInstancesCommand(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "409") || !strings.Contains(out, "has already ended: completed") {
 		t.Fatalf("cancel of an ended instance: exit %d\n%s", code, out)
 	}
+	// Every one as CSV, across pages.
+	code, out = run(t, cmd, append([]string{"export", "--process", "shop", "--limit", "1"}, remote...)...)
+	if recs, err := csv.NewReader(strings.NewReader(out)).ReadAll(); code != 0 || err != nil || len(recs) != 4 || recs[0][0] != "id" || recs[1][0] != "s-3" || recs[3][3] != "completed" || recs[3][7] == "" {
+		t.Fatalf("export: exit %d (%v)\n%s", code, err, out)
+	}
 	// By business key alone, in every process.
 	code, out = run(t, cmd, append([]string{"list", "--business-key", "order-s-2"}, remote...)...)
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[1], "s-2") {

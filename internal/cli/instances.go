@@ -2,10 +2,12 @@ package cli
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,6 +18,7 @@ import (
 const instancesUsage = `usage:
   adaptflow instances list --business-key K [--limit 50] [--after CURSOR]   # K's instances in every process
   adaptflow instances list --process P [--status S] [--business-key K] [--input FIELD=VALUE ...] [--sla on_track|overdue|met|missed] [--since 7d] [--limit 50] [--after CURSOR]
+  adaptflow instances export --process P [--status S] [--sla S] [--input FIELD=VALUE ...] [--since 30d] [--limit 500] > instances.csv   (every one that matches, as CSV)
   adaptflow instances show ID
   adaptflow instances cancel ID [--reason TEXT]
   adaptflow instances retry ID [--reason TEXT]
@@ -81,7 +84,7 @@ func reasonBody(reason string) []byte {
 // Instances runs `adaptflow instances`: list a process's instances, show
 // one, cancel one, or retry a failed one, through a running server's API.
 func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, fs, ok := subcommand("instances", args, []string{"list", "show", "cancel", "retry", "event", "start"}, instancesUsage, stderr)
+	sub, fs, ok := subcommand("instances", args, []string{"list", "show", "cancel", "retry", "event", "start", "export"}, instancesUsage, stderr)
 	if !ok {
 		return 2
 	}
@@ -94,7 +97,7 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	var inputs fieldValues
 	fs.Var(&inputs, "input", "list: only instances whose input has FIELD=VALUE (a top-level string, number or boolean field; repeat for more)")
 	since := fs.String("since", "", "list, retry --process: only instances started within this long (7d)")
-	limit := fs.Int("limit", 50, "list: instances per page (1 to 500)")
+	limit := fs.Int("limit", 50, "list: instances per page (1 to 500); export: per request")
 	after := fs.String("after", "", "list: the cursor the previous page printed")
 	reason := fs.String("reason", "", "cancel: why, kept as the instance's error; retry: why, kept with Temporal's reset")
 	data := fs.String("data", "", "event: the event's data, a JSON object")
@@ -107,7 +110,7 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	bulk := sub == "retry" && len(pos) == 0 && *processName != ""
-	needsID := sub != "list" && sub != "start" && !bulk
+	needsID := sub != "list" && sub != "start" && sub != "export" && !bulk
 	wantPos := 1 // the instance
 	if sub == "event" {
 		wantPos = 2 // and the event
@@ -124,6 +127,23 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if sub == "start" {
 		return startFile(ctx, r, *processName, *version, *batch, *file, stdout, stderr)
+	}
+	if sub == "export" {
+		q := url.Values{"limit": {fmt.Sprint(*limit)}} // a page per request
+		for k, v := range map[string]string{"status": *status, "business_key": *businessKey, "sla": *sla, "since": *since} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		for _, fv := range inputs {
+			field, value, _ := strings.Cut(fv, "=")
+			q.Set("input."+field, value)
+		}
+		if err := exportInstances(ctx, r, *processName, q, stdout); err != nil {
+			fmt.Fprintf(stderr, "adaptflow instances export: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "adaptflow instances %s: %v\n", sub, err)
@@ -300,4 +320,39 @@ func printInstance(w io.Writer, in instanceView) {
 		}
 		fmt.Fprintf(w, "  review %s in %s: %s%s\n", rv.ID, rv.Queue, rv.Status, verdict)
 	}
+}
+
+// exportInstances writes, as CSV, every instance of a process the listing
+// query q keeps, newest first, a page at a time.
+func exportInstances(ctx context.Context, r *remote, processName string, q url.Values, w io.Writer) error {
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"id", "business_key", "version", "status", "created_by", "created_at", "finished_at", "cycle_seconds", "due_at", "sla_status"})
+	stamp := func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339Nano)
+	}
+	for {
+		var page instancePage
+		if err := r.do(ctx, "GET", "/v1/processes/"+url.PathEscape(processName)+"/instances?"+q.Encode(), "", nil, nil, &page); err != nil {
+			return err
+		}
+		for _, in := range page.Instances {
+			cycle := ""
+			if in.FinishedAt != nil {
+				cycle = strconv.FormatFloat(in.FinishedAt.Sub(in.CreatedAt).Seconds(), 'f', 3, 64)
+			}
+			row := []string{in.ID, in.BusinessKey, strconv.Itoa(in.Version), in.Status, in.CreatedBy, stamp(&in.CreatedAt), stamp(in.FinishedAt), cycle, stamp(in.DueAt), in.SLAStatus}
+			if err := cw.Write(row); err != nil {
+				return err
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+		q.Set("after", page.Next)
+	}
+	cw.Flush()
+	return cw.Error()
 }
