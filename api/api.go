@@ -337,6 +337,7 @@ func New(opts Options) (*Handler, error) {
 	v1.POST("/instances/:id/retry", s.allow(readers), s.retryInstance)
 	v1.POST("/instances/:id/events", s.allow(readers), s.sendEvent)
 	v1.GET("/instances/:id/decisions", s.allow(readers), s.listDecisions)
+	v1.GET("/instances/:id/timeline", s.allow(readers), s.instanceTimeline)
 	v1.GET("/decisions/:id/explanation", s.allow(readers), s.explain)
 	v1.GET("/reviews", s.allow([]string{store.RoleReviewer}), processScoped, s.listReviews)
 	v1.GET("/queues", s.allow([]string{store.RoleReviewer, store.RoleEngineer}), processScoped, s.listQueues)

@@ -621,7 +621,7 @@ function eventForm(path, key, names) {
 
 async function instanceView(id) {
   const path = "/v1/instances/" + encodeURIComponent(id);
-  const [inst, dec] = await Promise.all([api("GET", path), api("GET", path + "/decisions")]);
+  const [inst, dec, life] = await Promise.all([api("GET", path), api("GET", path + "/decisions"), api("GET", path + "/timeline")]);
   const decisions = dec.decisions || [];
   // Every event received by name (a state saved before the log was kept
   // has the first of each only).
@@ -693,6 +693,12 @@ async function instanceView(id) {
     ], inst.reviews, can.review() ? (v) => { location.hash = "#/reviews/" + encodeURIComponent(v.id); } : null)] : null,
     h("h2", {}, `Decisions (${decisions.length})`),
     decisions.length ? decisions.map(decisionDetails) : h("p", { class: "muted" }, "No decision yet."),
+    h("h2", {}, "Timeline"),
+    h("details", { class: "timeline" }, h("summary", {}, `${life.timeline.length} moments, in the order they happened`), table([
+      { title: "When", cell: (e) => when(e.at) },
+      { title: "", cell: (e) => badge(e.kind) },
+      { title: "What", cell: (e) => e.what },
+    ], life.timeline)),
     h("h2", {}, "Input"), json(inst.input),
     inst.results && Object.keys(inst.results).length ? [h("h2", {}, "Results"), json(inst.results)] : null,
   );

@@ -929,6 +929,26 @@ catalog:
 		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/decision", reviewer, `{"verdict":"approve","comment":"a delivery was booked twice"}`), http.StatusOK)
 		d.waitStatus(id, "completed")
 		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/reassign", reviewer, `{"queue":"inventory"}`), http.StatusConflict)
+		// Its life in the order it happened.
+		var kinds []string
+		var last time.Time
+		for _, x := range d.expect(d.call("GET", "/v1/instances/"+id+"/timeline", system, ""), http.StatusOK).body["timeline"].([]any) {
+			e := x.(map[string]any)
+			at, _ := time.Parse(time.RFC3339Nano, e["at"].(string))
+			if at.Before(last) {
+				t.Fatalf("the timeline goes back in time at %v", e)
+			}
+			last = at
+			if len(kinds) == 0 || kinds[len(kinds)-1] != e["kind"] {
+				kinds = append(kinds, e["kind"].(string))
+			}
+			if e["kind"] == "review" && strings.HasPrefix(e["what"].(string), "review decided") && e["what"] != "review decided: approve by reviewer-1: a delivery was booked twice" {
+				t.Fatalf("the verdict in the timeline: %v", e)
+			}
+		}
+		if got := strings.Join(kinds, " "); !strings.HasPrefix(got, "started decision step") || !strings.Contains(got, "review") || !strings.HasSuffix(got, "ended") {
+			t.Fatalf("the timeline's kinds: %s", got)
+		}
 		if *updateHistory {
 			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
 			if err != nil {

@@ -334,6 +334,8 @@ steps:
 	b.clickText("main form button", "List")
 	b.waitText("main table", "met")
 	b.open("/instances/"+quick, "main .card", "Due")
+	b.clickText("main details.timeline summary", "5 moments, in the order they happened") // started, decision, step started and done, ended
+	b.waitText("main details.timeline[open] table", "ended completed after")
 	b.waitText("main .card", "met")
 	b.open("/processes/quick", "main .tiles", "met the SLA (0 running late)")
 	b.waitText("main .tiles", "100")
