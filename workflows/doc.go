@@ -20,7 +20,8 @@
 // other process the StartSubProcess activity stored) and keeps its result
 // for later facts and templates. With an SLA and a callback that wants
 // "overdue", a timer in a coroutine of its own reports the instance
-// running past the SLA. The state of the
+// running past the SLA. An instance that ends without completing runs the
+// compensations of the steps it finished (compensate), latest first. The state of the
 // instance is answered by the query [QueryState].
 //
 // # Rules for this package
