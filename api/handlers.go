@@ -91,13 +91,26 @@ func (s *server) listProcesses(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	states, err := s.Schedules.ProcessStates(c.Request.Context(), "")
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	paused := map[string]bool{}
+	for _, st := range states {
+		paused[st.Process] = st.Paused
+	}
 	out := make([]gin.H, 0, len(recs))
 	k := caller(c)
 	for _, r := range recs {
 		if !k.Allows(r.Name) { // a key limited to processes sees only those
 			continue
 		}
-		out = append(out, gin.H{"name": r.Name, "version": r.Version, "author": r.Author, "created_at": r.CreatedAt})
+		p := gin.H{"name": r.Name, "version": r.Version, "author": r.Author, "created_at": r.CreatedAt}
+		if paused[r.Name] {
+			p["paused"] = true // its new instances are held
+		}
+		out = append(out, p)
 	}
 	c.JSON(http.StatusOK, gin.H{"processes": out})
 }

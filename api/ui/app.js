@@ -742,7 +742,7 @@ function decisionDetails(d) {
 async function processesView() {
   const { processes } = await api("GET", "/v1/processes");
   render(h("h1", {}, "Processes"), table([
-    { title: "Process", cell: (p) => link("#/processes/" + encodeURIComponent(p.name), p.name) },
+    { title: "Process", cell: (p) => [link("#/processes/" + encodeURIComponent(p.name), p.name), p.paused ? [" ", badge("paused")] : null] },
     { title: "Latest version", num: true, cell: (p) => p.version },
     { title: "By", cell: (p) => p.author },
     { title: "Registered", cell: (p) => when(p.created_at) },

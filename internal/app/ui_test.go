@@ -346,6 +346,11 @@ steps:
 	b.clickText("main button", "Pause the process")
 	b.waitText("#flash", "quick is paused")
 	b.waitText("main .card.paused", "Its new instances are stored and held")
+	b.open("/processes", "main table", "quick")
+	if row := b.text("main table"); !strings.Contains(row, "quick paused") {
+		t.Fatalf("the processes list while quick is paused:\n%s", row)
+	}
+	b.open("/processes/quick", "main .card.paused", "held")
 	held := d.call("POST", "/v1/processes/quick/instances", d.newKey("system"), `{"business_key":"ui-held","input":{}}`)
 	if held.status != http.StatusCreated || held.body["held"] == nil {
 		t.Fatalf("a start while paused: %s", held.raw)
