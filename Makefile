@@ -21,6 +21,7 @@ bench:
 	GOGC=100 go test ./policies -run '^$$' -bench Decide -benchmem -count 3
 	go test ./api -run '^$$' -bench Simulate100k -benchtime 3x -timeout 30m
 	go test ./api -run '^$$' -bench ProcessSteps100k -benchtime 3x -timeout 30m
+	go test ./api -run '^$$' -bench OverdueCount100k -benchtime 20x -timeout 30m
 	go test ./store/sqlite -run '^$$' -bench InstancesByInput -benchtime 20x -timeout 30m
 	go test ./ml/classify -run '^$$' -bench Classify -benchtime 20000x -count 3
 	go test ./store/sqlite -run '^$$' -bench SignalHistory -benchtime 10x

@@ -124,3 +124,36 @@ func BenchmarkProcessSteps100k(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "instances/s")
 }
+
+// BenchmarkOverdueCount100k counts the instances running past their SLA
+// among 100,000 of one process (1,000 of them still running, about half
+// of those overdue), as /metrics does at most every 30 s per replica, on
+// SQLite.
+func BenchmarkOverdueCount100k(b *testing.B) {
+	const n = 100_000
+	_, _, st := newServerAt(b, filepath.Join(b.TempDir(), "api.db"))
+	ctx := b.Context()
+	now := time.Now()
+	for i := range n {
+		id := fmt.Sprintf("i%06d", i)
+		created := now.Add(-time.Duration(n-i) * time.Second) // the newest a second ago, the oldest 28 hours ago
+		if _, _, err := st.CreateInstance(ctx, store.Instance{ID: id, Process: "orders", ProcessVersion: 1, BusinessKey: id, Input: []byte(`{}`), CreatedAt: created}); err != nil {
+			b.Fatal(err)
+		}
+		status := "completed"
+		if i%100 == 0 {
+			status = "running"
+		}
+		if _, err := st.SaveInstanceState(ctx, id, "r", 1, json.RawMessage(`{"status":"`+status+`"}`)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f := store.InstanceFilter{Process: "orders", SLA: store.SLAOverdue, SLAs: map[int]time.Duration{1: 14 * time.Hour}, Now: now}
+	b.ResetTimer()
+	for range b.N {
+		got, err := st.CountInstances(ctx, f)
+		if err != nil || got != 496 { // started more than 14 h (50,400 s) ago: i < 49,600
+			b.Fatalf("%d overdue (%v), want 496", got, err)
+		}
+	}
+}
