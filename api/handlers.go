@@ -419,16 +419,26 @@ func (st stored) response() gin.H {
 	return out
 }
 
-func (s *server) getInstance(c *gin.Context) {
-	ctx := c.Request.Context()
+// routeInstance is the route's instance, one the caller may read, and its
+// state; on an error it has answered.
+func (s *server) routeInstance(c *gin.Context) (store.Instance, workflows.State, bool) {
 	inst, err := s.allowedInstance(c)
 	if err != nil {
 		fail(c, err)
-		return
+		return inst, workflows.State{}, false
 	}
-	st, err := s.instanceState(ctx, inst)
+	st, err := s.instanceState(c.Request.Context(), inst)
 	if err != nil {
 		fail(c, err)
+		return inst, st, false
+	}
+	return inst, st, true
+}
+
+func (s *server) getInstance(c *gin.Context) {
+	ctx := c.Request.Context()
+	inst, st, ok := s.routeInstance(c)
+	if !ok {
 		return
 	}
 	out := instanceJSON(inst, st)

@@ -469,19 +469,30 @@ func prefixErr(prefix string, err error) error {
 	return fmt.Errorf("%s: %w", prefix, err)
 }
 
-func (s *server) shadowReport(c *gin.Context) {
+// decisionWindow reads the process and the window of a report over
+// recorded decisions (?process=&since=30d) and scans them; on an error it
+// has answered.
+func (s *server) decisionWindow(c *gin.Context) (string, time.Time, policies.Scanner, bool) {
 	name := c.Query("process")
 	if name == "" {
 		fail(c, badRequest("process", "query parameter is required"))
-		return
+		return "", time.Time{}, nil, false
 	}
 	since, err := sinceParam(c.Query("since"))
 	if err != nil {
 		fail(c, err)
-		return
+		return "", time.Time{}, nil, false
 	}
 	scan := func(ctx context.Context, fn func([]byte) error) error {
 		return s.Scanner.ScanDecisions(ctx, name, since, fn)
+	}
+	return name, since, scan, true
+}
+
+func (s *server) shadowReport(c *gin.Context) {
+	name, _, scan, ok := s.decisionWindow(c)
+	if !ok {
+		return
 	}
 	rep, err := policies.BuildShadowReport(c.Request.Context(), name, scan, 5)
 	if err != nil {
@@ -494,23 +505,14 @@ func (s *server) shadowReport(c *gin.Context) {
 // policyActivity says how each policy of a process fared at the decision
 // points of a window: GET /v1/policies/activity?process=&since=30d.
 func (s *server) policyActivity(c *gin.Context) {
-	name := c.Query("process")
-	if name == "" {
-		fail(c, badRequest("process", "query parameter is required"))
-		return
-	}
-	since, err := sinceParam(c.Query("since"))
-	if err != nil {
-		fail(c, err)
+	name, since, scan, ok := s.decisionWindow(c)
+	if !ok {
 		return
 	}
 	ctx := c.Request.Context()
 	if _, _, err := s.definition(ctx, name, 0); err != nil { // 404 for an unknown process
 		fail(c, err)
 		return
-	}
-	scan := func(ctx context.Context, fn func([]byte) error) error {
-		return s.Scanner.ScanDecisions(ctx, name, since, fn)
 	}
 	rep, err := policies.BuildActivityReport(ctx, name, scan)
 	if err != nil {

@@ -32,14 +32,8 @@ type timelineEntry struct {
 // escalation and verdict, and each event other systems sent it.
 func (s *server) instanceTimeline(c *gin.Context) {
 	ctx := c.Request.Context()
-	inst, err := s.allowedInstance(c)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	st, err := s.instanceState(ctx, inst)
-	if err != nil {
-		fail(c, err)
+	inst, st, ok := s.routeInstance(c)
+	if !ok {
 		return
 	}
 	decisions, err := s.Decisions.Decisions(ctx, inst.ID)
