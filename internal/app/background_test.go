@@ -160,7 +160,9 @@ func TestLongRunKeepsItsLease(t *testing.T) {
 	// Renewed every third of it: long enough that a loaded machine (the
 	// race detector, other tests) renews in time.
 	const ttl = 600 * time.Millisecond
-	started := make(chan struct{})
+	// Buffered: a's first run may come before the test waits for it (a
+	// loaded machine), and must still be the one that holds on.
+	started := make(chan struct{}, 1)
 	release := make(chan struct{})
 	stopped := make(chan error, 1)
 	a := startReplica(t, st, "a", ttl, func(ctx context.Context) error {

@@ -143,12 +143,20 @@ steps:
 		t.Fatal(err)
 	}
 	defer tc.Close()
-	desc, err := tc.DescribeWorkflowExecution(t.Context(), id, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
-		t.Fatalf("the latest run is %v", st)
+	// (The store has the instance completed a moment before Temporal has
+	// its workflow closed: it waits for its callbacks and handlers.)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		desc, err := tc.DescribeWorkflowExecution(t.Context(), id, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := desc.GetWorkflowExecutionInfo().GetStatus()
+		if st == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the latest run is %v", st)
+		}
 	}
 
 	// Only a failed instance can be retried.
