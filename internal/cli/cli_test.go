@@ -415,6 +415,17 @@ func TestInstancesCommand(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "409") || !strings.Contains(out, "has already ended: completed") {
 		t.Fatalf("cancel of an ended instance: exit %d\n%s", code, out)
 	}
+	// Many canceled at once: first what would go (those in progress).
+	code, out = run(t, cmd, append([]string{"cancel", "--process", "shop", "--dry-run"}, remote...)...)
+	if code != 0 || !strings.Contains(out, "s-3\n") || strings.Contains(out, "s-1") || !strings.Contains(out, "would cancel 1 instances of shop") {
+		t.Fatalf("cancel --dry-run: exit %d\n%s", code, out)
+	}
+	// Temporal is down in this test: each cancel that does not go through
+	// is reported, and the exit status says so.
+	code, out = run(t, cmd, append([]string{"cancel", "--process", "shop", "--reason", "test"}, remote...)...)
+	if code != 1 || !strings.Contains(out, "s-3: not canceled") || !strings.Contains(out, "canceled 0 of 1 instances of shop") {
+		t.Fatalf("cancel --process: exit %d\n%s", code, out)
+	}
 	// Every one as CSV, across pages.
 	code, out = run(t, cmd, append([]string{"export", "--process", "shop", "--limit", "1"}, remote...)...)
 	if recs, err := csv.NewReader(strings.NewReader(out)).ReadAll(); code != 0 || err != nil || len(recs) != 4 || recs[0][0] != "id" || recs[1][0] != "s-3" || recs[3][3] != "completed" || recs[3][7] == "" {

@@ -21,6 +21,7 @@ const instancesUsage = `usage:
   adaptflow instances export --process P [--status S] [--sla S] [--input FIELD=VALUE ...] [--since 30d] [--limit 500] > instances.csv   (every one that matches, as CSV)
   adaptflow instances show ID
   adaptflow instances cancel ID [--reason TEXT]
+  adaptflow instances cancel --process P [--status S] [--sla S] [--input FIELD=VALUE ...] [--since 2h] [--reason TEXT] [--dry-run]   (every one in progress that matches)
   adaptflow instances retry ID [--reason TEXT]
   adaptflow instances retry --process P [--since 2h] [--reason TEXT]   (every failed instance of P)
   adaptflow instances event ID NAME [--id EVENT_ID] [--data JSON]       (send it an event its event steps wait for)
@@ -99,6 +100,7 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	since := fs.String("since", "", "list, retry --process: only instances started within this long (7d)")
 	limit := fs.Int("limit", 50, "list: instances per page (1 to 500); export: per request")
 	after := fs.String("after", "", "list: the cursor the previous page printed")
+	dryRun := fs.Bool("dry-run", false, "cancel --process: only list the instances it would cancel")
 	reason := fs.String("reason", "", "cancel: why, kept as the instance's error; retry: why, kept with Temporal's reset")
 	data := fs.String("data", "", "event: the event's data, a JSON object")
 	eventID := fs.String("id", "", "event: tells apart events of one name (a shipment number), for a step that waits for several")
@@ -109,7 +111,7 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		return 2
 	}
-	bulk := sub == "retry" && len(pos) == 0 && *processName != ""
+	bulk := (sub == "retry" || sub == "cancel") && len(pos) == 0 && *processName != ""
 	needsID := sub != "list" && sub != "start" && sub != "export" && !bulk
 	wantPos := 1 // the instance
 	if sub == "event" {
@@ -122,8 +124,22 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	r := rf.remote()
-	if bulk {
+	if bulk && sub == "retry" {
 		return retryFailed(ctx, r, *processName, *since, *reason, stdout, stderr)
+	}
+	if bulk {
+		// Those in progress unless --status says otherwise.
+		q := url.Values{"status": {store.InstanceInProgress}}
+		for k, v := range map[string]string{"status": *status, "business_key": *businessKey, "sla": *sla, "since": *since} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		for _, fv := range inputs {
+			field, value, _ := strings.Cut(fv, "=")
+			q.Set("input."+field, value)
+		}
+		return cancelMany(ctx, r, *processName, q, *reason, *dryRun, stdout, stderr)
 	}
 	if sub == "start" {
 		return startFile(ctx, r, *processName, *version, *batch, *file, stdout, stderr)
@@ -234,24 +250,14 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 // since, when given), one after the other, and says how each went: after
 // an outage of a partner, say. It fails when any retry did.
 func retryFailed(ctx context.Context, r *remote, processName, since, reason string, stdout, stderr io.Writer) int {
-	q := url.Values{"status": {store.InstanceFailed}, "limit": {fmt.Sprint(store.MaxInstancePage)}}
+	q := url.Values{"status": {store.InstanceFailed}}
 	if since != "" {
 		q.Set("since", since)
 	}
-	var ids []string
-	for {
-		var page instancePage
-		if err := r.do(ctx, "GET", "/v1/processes/"+url.PathEscape(processName)+"/instances?"+q.Encode(), "", nil, nil, &page); err != nil {
-			fmt.Fprintf(stderr, "adaptflow instances retry: %v\n", err)
-			return 1
-		}
-		for _, in := range page.Instances {
-			ids = append(ids, in.ID)
-		}
-		if page.Next == "" {
-			break
-		}
-		q.Set("after", page.Next)
+	ids, err := listIDs(ctx, r, processName, q)
+	if err != nil {
+		fmt.Fprintf(stderr, "adaptflow instances retry: %v\n", err)
+		return 1
 	}
 	body := reasonBody(reason)
 	failed := 0
@@ -265,6 +271,60 @@ func retryFailed(ctx context.Context, r *remote, processName, since, reason stri
 		fmt.Fprintf(stdout, "%s (business key %s): %s\n", id, inst.BusinessKey, inst.Status)
 	}
 	fmt.Fprintf(stdout, "retried %d of %d failed instances of %s\n", len(ids)-failed, len(ids), processName)
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+// listIDs lists the ids of every instance of a process the listing query
+// q keeps, newest first, page after page.
+func listIDs(ctx context.Context, r *remote, processName string, q url.Values) ([]string, error) {
+	q.Set("limit", fmt.Sprint(store.MaxInstancePage))
+	var ids []string
+	for {
+		var page instancePage
+		if err := r.do(ctx, "GET", "/v1/processes/"+url.PathEscape(processName)+"/instances?"+q.Encode(), "", nil, nil, &page); err != nil {
+			return ids, err
+		}
+		for _, in := range page.Instances {
+			ids = append(ids, in.ID)
+		}
+		if page.Next == "" {
+			return ids, nil
+		}
+		q.Set("after", page.Next)
+	}
+}
+
+// cancelMany cancels every instance of a process the listing query q
+// keeps (after an incident: the orders a pause held, say), one after the
+// other, and says how each went; with dryRun it only lists them.
+func cancelMany(ctx context.Context, r *remote, processName string, q url.Values, reason string, dryRun bool, stdout, stderr io.Writer) int {
+	ids, err := listIDs(ctx, r, processName, q)
+	if err != nil {
+		fmt.Fprintf(stderr, "adaptflow instances cancel: %v\n", err)
+		return 1
+	}
+	if dryRun {
+		for _, id := range ids {
+			fmt.Fprintln(stdout, id)
+		}
+		fmt.Fprintf(stdout, "would cancel %d instances of %s\n", len(ids), processName)
+		return 0
+	}
+	body := reasonBody(reason)
+	failed := 0
+	for _, id := range ids {
+		var inst instanceView
+		if err := r.do(ctx, "POST", "/v1/instances/"+url.PathEscape(id)+"/cancel", "application/json", body, nil, &inst); err != nil {
+			failed++
+			fmt.Fprintf(stdout, "%s: not canceled: %v\n", id, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "%s (business key %s): %s\n", id, inst.BusinessKey, inst.Status)
+	}
+	fmt.Fprintf(stdout, "canceled %d of %d instances of %s\n", len(ids)-failed, len(ids), processName)
 	if failed > 0 {
 		return 1
 	}
