@@ -995,6 +995,23 @@ catalog:
 		}
 	})
 
+	t.Run("the supplier example: a process step, a compensation and an SLA", func(t *testing.T) {
+		blocked := d.start("supplier-onboarding", "sup-1", map[string]any{"supplier": "Acme", "country": "KP", "annual_spend": 5000})
+		inst := d.waitStatus(blocked, "failed")
+		if plan(inst) != "register_vendor:done screening:failed sign_contract:not_run deactivate_vendor:done" || inst["sla_status"] != "met" {
+			t.Fatalf("an embargoed supplier: plan %q, sla %v", plan(inst), inst["sla_status"])
+		}
+		ok := d.start("supplier-onboarding", "sup-2", map[string]any{"supplier": "Globex", "country": "DE", "annual_spend": 5000})
+		inst = d.waitStatus(ok, "waiting_review")
+		if plan(inst) != "register_vendor:done screening:done sign_contract:waiting_review" || inst["sla_status"] != "on_track" {
+			t.Fatalf("a cleared supplier: plan %q, sla %v", plan(inst), inst["sla_status"])
+		}
+		screened := inst["results"].(map[string]any)["screening"].(map[string]any)
+		if screened["process"] != "sanctions-screening" || screened["status"] != "completed" {
+			t.Fatalf("the screening step's result: %v", screened)
+		}
+	})
+
 	t.Run("a process step runs another process", func(t *testing.T) {
 		d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml",
 			"name: kyc-check\nversion: 1\ninput: {required: [applicant], properties: {applicant: {type: string}}}\nsteps:\n  - {id: check, kind: validate, assertions: [\"input.applicant != ''\"]}\n  - {id: file, kind: task, task: noop}\n"), http.StatusCreated)
