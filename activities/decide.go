@@ -67,6 +67,9 @@ func (a *Activities) SaveState(ctx context.Context, in SaveStateInput) error {
 		return fmt.Errorf("save state: %w", err)
 	}
 	a.Metrics.ended(f, in.SLA)
+	if f != nil {
+		a.Metrics.compensated(f.Process, in.State)
+	}
 	return nil
 }
 

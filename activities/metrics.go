@@ -1,6 +1,8 @@
 package activities
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -75,9 +77,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // the ends its workflows save; the API those it records itself (an
 // instance terminated in Temporal). A nil *FinishMetrics counts nothing.
 type FinishMetrics struct {
-	finished  *prometheus.CounterVec
-	cycleTime *prometheus.HistogramVec
-	sla       *prometheus.CounterVec
+	finished      *prometheus.CounterVec
+	cycleTime     *prometheus.HistogramVec
+	sla           *prometheus.CounterVec
+	compensations *prometheus.CounterVec
 }
 
 // NewFinishMetrics makes the metrics of ended instances and registers them
@@ -98,8 +101,40 @@ func NewFinishMetrics(reg prometheus.Registerer) *FinishMetrics {
 			Help: "Instances of a definition with an SLA that ended (completed, rejected or failed), by process and outcome: met (within the SLA) or missed.",
 		}, []string{"process", "outcome"}),
 	}
-	reg.MustRegister(f.finished, f.cycleTime, f.sla)
+	f.compensations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "adaptflow_compensations_total",
+		Help: "Compensations run by instances that ended without completing, by process, the step they undid and outcome (done, failed).",
+	}, []string{"process", "step", "outcome"})
+	reg.MustRegister(f.finished, f.cycleTime, f.sla, f.compensations)
 	return f
+}
+
+// compensated counts the compensations an ended instance ran, from its
+// final state (read only then).
+func (m *Metrics) compensated(process string, state []byte) {
+	if m == nil || m.Finish == nil || !bytes.Contains(state, []byte(`"compensation"`)) {
+		return
+	}
+	var st struct {
+		Plan []struct {
+			State       string `json:"state"`
+			Origin      string `json:"origin"`
+			Compensates string `json:"compensates"`
+		} `json:"plan"`
+	}
+	if json.Unmarshal(state, &st) != nil {
+		return
+	}
+	for _, p := range st.Plan {
+		if p.Origin != "compensation" {
+			continue
+		}
+		outcome := "done"
+		if p.State != "done" {
+			outcome = "failed"
+		}
+		m.Finish.compensations.WithLabelValues(process, p.Compensates, outcome).Inc()
+	}
 }
 
 // againstSLA counts whether an instance that ended met its SLA (none: not

@@ -985,6 +985,16 @@ catalog:
 		if r := d.call("POST", "/v1/instances/"+id+"/retry", engineer, ""); r.status != http.StatusConflict || !strings.Contains(r.raw, "has been compensated (release undid reserve)") {
 			t.Fatalf("retry of a compensated instance: %d %s", r.status, r.raw)
 		}
+		// Counted by the save that ended it, a moment after the store has it.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			m := d.expect(d.call("GET", "/metrics", "", ""), http.StatusOK).raw
+			if strings.Contains(m, `adaptflow_compensations_total{outcome="done",process="saga",step="reserve"} 1`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no compensation counted in /metrics")
+			}
+		}
 		if *updateHistory {
 			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
 			if err != nil {
