@@ -205,14 +205,9 @@ func (s *server) sendUpdate(ctx context.Context, inst store.Instance, name strin
 	send := func() error {
 		return s.updateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: inst.ID, UpdateName: name, Args: []any{arg}}, out)
 	}
-	if inst.PendingStart {
-		// Held by a pause: no workflow to update until it is resumed.
-		if held, err := s.starts.held(ctx, inst.Process); err != nil || held != nil {
-			if held != nil {
-				return held
-			}
-			return err
-		}
+	// Held by a pause: no workflow to update until it is resumed.
+	if err := s.starts.hold(ctx, inst); err != nil {
+		return err
 	}
 	err := send()
 	var nf *serviceerror.NotFound
@@ -221,7 +216,7 @@ func (s *server) sendUpdate(ctx context.Context, inst store.Instance, name strin
 		if perr != nil {
 			return perr
 		}
-		if err = s.starts.startNow(ctx, def, inst, input); err == nil {
+		if err = s.starts.startWorkflow(ctx, def, inst, input); err == nil {
 			err = send()
 		}
 	}
@@ -270,20 +265,17 @@ func (s *server) cancelInstance(c *gin.Context) {
 	}
 	// An instance held by a pause has no workflow: it ends here, canceled
 	// before it started.
-	if inst.PendingStart {
-		held, err := s.starts.held(ctx, inst.Process)
-		if err != nil {
+	switch err := s.starts.hold(ctx, inst); {
+	case isHeld(err):
+		if err := s.cancelHeld(ctx, inst, caller(c).Name, reason); err != nil {
 			fail(c, err)
 			return
 		}
-		if held != nil {
-			if err := s.cancelHeld(ctx, inst, caller(c).Name, reason); err != nil {
-				fail(c, err)
-				return
-			}
-			s.answerWhen(c, inst.ID, store.Final)
-			return
-		}
+		s.answerWhen(c, inst.ID, store.Final)
+		return
+	case err != nil:
+		fail(c, err)
+		return
 	}
 	// An instance whose start has not reached Temporal yet is started,
 	// and canceled before it goes far.

@@ -72,6 +72,23 @@ func (st *starter) held(ctx context.Context, process string) (*heldError, error)
 	return nil, nil
 }
 
+// hold is why a stored instance's start waits (a *heldError: its process
+// is paused), or the store's error; nil when it may start (its workflow
+// exists already, or its process runs).
+func (st *starter) hold(ctx context.Context, inst store.Instance) error {
+	if !inst.PendingStart {
+		return nil
+	}
+	held, err := st.held(ctx, inst.Process)
+	if err != nil {
+		return err
+	}
+	if held != nil {
+		return held
+	}
+	return nil
+}
+
 // forget drops the cached states: this replica just changed one.
 func (st *starter) forget() {
 	st.holds.mu.Lock()

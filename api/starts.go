@@ -109,13 +109,8 @@ type handoff struct {
 // to StartWait (or fully, while Temporal is down). A nil error means the
 // workflow exists or its start is under way and recorded.
 func (st *starter) start(ctx context.Context, def *process.Definition, inst store.Instance, input map[string]any) error {
-	if inst.PendingStart {
-		if held, err := st.held(ctx, inst.Process); err != nil || held != nil {
-			if held != nil {
-				return held
-			}
-			return err
-		}
+	if err := st.hold(ctx, inst); err != nil {
+		return err
 	}
 	h := &handoff{done: make(chan struct{})}
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), st.opts.Timeout)
@@ -123,7 +118,7 @@ func (st *starter) start(ctx context.Context, def *process.Definition, inst stor
 	go func() {
 		defer cancel()
 		defer st.inflight.Add(-1)
-		err := st.startNow(bg, def, inst, input)
+		err := st.startWorkflow(bg, def, inst, input)
 		h.mu.Lock()
 		h.err = err
 		close(h.done)
@@ -169,14 +164,14 @@ func outcome(err error) string {
 // queues the instance's mark (markStarted): one store write per batch, not
 // one per start, off the request's path.
 func (st *starter) startNow(ctx context.Context, def *process.Definition, inst store.Instance, input map[string]any) error {
-	if inst.PendingStart {
-		if held, err := st.held(ctx, inst.Process); err != nil || held != nil {
-			if held != nil {
-				return held
-			}
-			return err
-		}
+	if err := st.hold(ctx, inst); err != nil {
+		return err
 	}
+	return st.startWorkflow(ctx, def, inst, input)
+}
+
+// startWorkflow is startNow once the start is known not to be held.
+func (st *starter) startWorkflow(ctx context.Context, def *process.Definition, inst store.Instance, input map[string]any) error {
 	_, err := st.opts.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       inst.ID,
 		TaskQueue:                st.opts.TaskQueue,

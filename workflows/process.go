@@ -1142,7 +1142,8 @@ func (r *runner) runStep(ctx workflow.Context, i int) error {
 		ps = &r.st.Plan[i]
 	case process.KindProcess:
 		r.saveBeforeWait(ctx)
-		res.Output, err = r.runSubProcess(ctx, in)
+		res.Output, err = r.runSubProcess(ctx, i, in)
+		ps = &r.st.Plan[i]
 	case process.KindReview:
 		ps.State = StepPending
 		id := activities.ReviewID(ps.DecisionID, 0, -1)
@@ -1190,7 +1191,7 @@ var subProcessOptions = workflow.ActivityOptions{
 // canceled, and this instance is rejected when that one is. Canceling
 // this instance cancels that one; it is canceled too if this one's
 // workflow ends first (terminated, say).
-func (r *runner) runSubProcess(ctx workflow.Context, in activities.StepInput) (map[string]any, error) {
+func (r *runner) runSubProcess(ctx workflow.Context, i int, in activities.StepInput) (map[string]any, error) {
 	var start activities.SubProcessStart
 	sin := activities.SubProcessInput{StepInput: in, Process: r.def.Name, Depth: r.in.Depth}
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, subProcessOptions), a.StartSubProcess, sin).Get(ctx, &start); err != nil {
@@ -1215,21 +1216,19 @@ func (r *runner) runSubProcess(ctx workflow.Context, in activities.StepInput) (m
 		if ctx.Err() != nil { // this instance was canceled, and so that one
 			out["status"] = StatusCanceled
 		}
-		r.st.Results[in.Step.ID] = out
+		r.st.Results[in.Step.ID] = out // kept though the step failed
 		return out, fmt.Errorf("%s %s failed: %s", start.Definition.Name, start.InstanceID, errorMessage(err))
 	}
 	out["status"], out["results"] = res.Status, res.Results
-	r.st.Results[in.Step.ID] = out
-	switch res.Status {
-	case StatusCompleted:
-		return out, nil
-	case StatusRejected:
-		for i := range r.st.Plan {
-			if r.st.Plan[i].ID == in.Step.ID && r.st.Plan[i].State == StepRunning {
-				r.st.Plan[i].State, r.st.Plan[i].Error = StepFailed, fmt.Sprintf("%s %s was rejected", start.Definition.Name, start.InstanceID)
-			}
-		}
-		return out, fmt.Errorf("%w: %s %s was rejected", errRejected, start.Definition.Name, start.InstanceID)
+	if res.Status == StatusCompleted {
+		return out, nil // the step's result (runStep keeps it)
+	}
+	r.st.Results[in.Step.ID] = out // kept though the step did not complete
+	if res.Status == StatusRejected {
+		// This instance is rejected in turn; the step says why.
+		msg := fmt.Sprintf("%s %s was rejected", start.Definition.Name, start.InstanceID)
+		r.st.Plan[i].State, r.st.Plan[i].Error = StepFailed, msg
+		return out, fmt.Errorf("%w: %s", errRejected, msg)
 	}
 	return out, fmt.Errorf("%s %s ended %s", start.Definition.Name, start.InstanceID, res.Status)
 }

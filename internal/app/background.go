@@ -109,9 +109,7 @@ func (b *background) start(ctx context.Context, lc *lifecycle, tk task) {
 		if !held {
 			return nil
 		}
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		return b.leases.ReleaseLease(ctx, tk.name, b.holder)
+		return b.release(ctx, tk.name)
 	})
 	runEvery(ctx, lc, tk.name, tk.first, tk.every, func(ctx context.Context) {
 		now := time.Now()
@@ -174,6 +172,14 @@ func (b *background) runHeld(ctx context.Context, tk task) error {
 	return tk.run(ctx)
 }
 
+// release gives up this replica's lease name as it stops: within 5 s,
+// even though ctx (the shutdown's) may be ending.
+func (b *background) release(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	return b.leases.ReleaseLease(ctx, name, b.holder)
+}
+
 // replicaEvery is how often an API replica says in the store that it is
 // alive, and counts the replicas that have.
 const replicaEvery = 10 * time.Second
@@ -194,11 +200,7 @@ func (b *background) countReplicas(ctx context.Context, lc *lifecycle, every tim
 	}
 	name := replicaLeases + b.holder
 	// Added before the loop, so run after it has stopped.
-	lc.add("replica lease", func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		return b.leases.ReleaseLease(ctx, name, b.holder)
-	})
+	lc.add("replica lease", func(ctx context.Context) error { return b.release(ctx, name) })
 	last := 0
 	runEvery(ctx, lc, "replica count", 0, every, func(ctx context.Context) {
 		now := time.Now()

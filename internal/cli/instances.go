@@ -124,12 +124,8 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	r := rf.remote()
-	if bulk && sub == "retry" {
-		return retryFailed(ctx, r, *processName, *since, *reason, stdout, stderr)
-	}
-	if bulk {
-		// Those in progress unless --status says otherwise.
-		q := url.Values{"status": {store.InstanceInProgress}}
+	// filter adds the listing's filters the flags give to q.
+	filter := func(q url.Values) {
 		for k, v := range map[string]string{"status": *status, "business_key": *businessKey, "sla": *sla, "since": *since} {
 			if v != "" {
 				q.Set(k, v)
@@ -139,6 +135,14 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			field, value, _ := strings.Cut(fv, "=")
 			q.Set("input."+field, value)
 		}
+	}
+	if bulk && sub == "retry" {
+		return retryFailed(ctx, r, *processName, *since, *reason, stdout, stderr)
+	}
+	if bulk {
+		// Those in progress unless --status says otherwise.
+		q := url.Values{"status": {store.InstanceInProgress}}
+		filter(q)
 		return cancelMany(ctx, r, *processName, q, *reason, *dryRun, stdout, stderr)
 	}
 	if sub == "start" {
@@ -146,15 +150,7 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if sub == "export" {
 		q := url.Values{"limit": {fmt.Sprint(*limit)}} // a page per request
-		for k, v := range map[string]string{"status": *status, "business_key": *businessKey, "sla": *sla, "since": *since} {
-			if v != "" {
-				q.Set(k, v)
-			}
-		}
-		for _, fv := range inputs {
-			field, value, _ := strings.Cut(fv, "=")
-			q.Set("input."+field, value)
-		}
+		filter(q)
 		if err := exportInstances(ctx, r, *processName, q, stdout); err != nil {
 			fmt.Fprintf(stderr, "adaptflow instances export: %v\n", err)
 			return 1
@@ -177,14 +173,9 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			err = r.do(ctx, "GET", "/v1/instances?"+q.Encode(), "", nil, nil, &raw)
 			break
 		}
-		for k, v := range map[string]string{"status": *status, "business_key": *businessKey, "sla": *sla, "since": *since, "after": *after} {
-			if v != "" {
-				q.Set(k, v)
-			}
-		}
-		for _, fv := range inputs {
-			field, value, _ := strings.Cut(fv, "=")
-			q.Set("input."+field, value)
+		filter(q)
+		if *after != "" {
+			q.Set("after", *after)
 		}
 		err = r.do(ctx, "GET", "/v1/processes/"+url.PathEscape(*processName)+"/instances?"+q.Encode(), "", nil, nil, &raw)
 	case "show":
@@ -259,17 +250,7 @@ func retryFailed(ctx context.Context, r *remote, processName, since, reason stri
 		fmt.Fprintf(stderr, "adaptflow instances retry: %v\n", err)
 		return 1
 	}
-	body := reasonBody(reason)
-	failed := 0
-	for _, id := range ids {
-		var inst instanceView
-		if err := r.do(ctx, "POST", "/v1/instances/"+url.PathEscape(id)+"/retry", "application/json", body, nil, &inst); err != nil {
-			failed++
-			fmt.Fprintf(stdout, "%s: not retried: %v\n", id, err)
-			continue
-		}
-		fmt.Fprintf(stdout, "%s (business key %s): %s\n", id, inst.BusinessKey, inst.Status)
-	}
+	failed := each(ctx, r, ids, "retry", reason, "not retried", stdout)
 	fmt.Fprintf(stdout, "retried %d of %d failed instances of %s\n", len(ids)-failed, len(ids), processName)
 	if failed > 0 {
 		return 1
@@ -277,21 +258,51 @@ func retryFailed(ctx context.Context, r *remote, processName, since, reason stri
 	return 0
 }
 
+// each posts action (retry, cancel) with the reason to every instance of
+// ids, one after the other, says how each went, and returns how many did
+// not go through.
+func each(ctx context.Context, r *remote, ids []string, action, reason, refused string, stdout io.Writer) int {
+	body := reasonBody(reason)
+	failed := 0
+	for _, id := range ids {
+		var inst instanceView
+		if err := r.do(ctx, "POST", "/v1/instances/"+url.PathEscape(id)+"/"+action, "application/json", body, nil, &inst); err != nil {
+			failed++
+			fmt.Fprintf(stdout, "%s: %s: %v\n", id, refused, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "%s (business key %s): %s\n", id, inst.BusinessKey, inst.Status)
+	}
+	return failed
+}
+
 // listIDs lists the ids of every instance of a process the listing query
 // q keeps, newest first, page after page.
 func listIDs(ctx context.Context, r *remote, processName string, q url.Values) ([]string, error) {
 	q.Set("limit", fmt.Sprint(store.MaxInstancePage))
 	var ids []string
+	err := eachInstance(ctx, r, processName, q, func(in store.InstanceSummary) error {
+		ids = append(ids, in.ID)
+		return nil
+	})
+	return ids, err
+}
+
+// eachInstance calls fn with every instance of a process the listing
+// query q keeps, newest first, reading a page (q's limit) at a time.
+func eachInstance(ctx context.Context, r *remote, processName string, q url.Values, fn func(store.InstanceSummary) error) error {
 	for {
 		var page instancePage
 		if err := r.do(ctx, "GET", "/v1/processes/"+url.PathEscape(processName)+"/instances?"+q.Encode(), "", nil, nil, &page); err != nil {
-			return ids, err
+			return err
 		}
 		for _, in := range page.Instances {
-			ids = append(ids, in.ID)
+			if err := fn(in); err != nil {
+				return err
+			}
 		}
 		if page.Next == "" {
-			return ids, nil
+			return nil
 		}
 		q.Set("after", page.Next)
 	}
@@ -313,17 +324,7 @@ func cancelMany(ctx context.Context, r *remote, processName string, q url.Values
 		fmt.Fprintf(stdout, "would cancel %d instances of %s\n", len(ids), processName)
 		return 0
 	}
-	body := reasonBody(reason)
-	failed := 0
-	for _, id := range ids {
-		var inst instanceView
-		if err := r.do(ctx, "POST", "/v1/instances/"+url.PathEscape(id)+"/cancel", "application/json", body, nil, &inst); err != nil {
-			failed++
-			fmt.Fprintf(stdout, "%s: not canceled: %v\n", id, err)
-			continue
-		}
-		fmt.Fprintf(stdout, "%s (business key %s): %s\n", id, inst.BusinessKey, inst.Status)
-	}
+	failed := each(ctx, r, ids, "cancel", reason, "not canceled", stdout)
 	fmt.Fprintf(stdout, "canceled %d of %d instances of %s\n", len(ids)-failed, len(ids), processName)
 	if failed > 0 {
 		return 1
@@ -393,25 +394,15 @@ func exportInstances(ctx context.Context, r *remote, processName string, q url.V
 		}
 		return t.UTC().Format(time.RFC3339Nano)
 	}
-	for {
-		var page instancePage
-		if err := r.do(ctx, "GET", "/v1/processes/"+url.PathEscape(processName)+"/instances?"+q.Encode(), "", nil, nil, &page); err != nil {
-			return err
+	err := eachInstance(ctx, r, processName, q, func(in store.InstanceSummary) error {
+		cycle := ""
+		if in.FinishedAt != nil {
+			cycle = strconv.FormatFloat(in.FinishedAt.Sub(in.CreatedAt).Seconds(), 'f', 3, 64)
 		}
-		for _, in := range page.Instances {
-			cycle := ""
-			if in.FinishedAt != nil {
-				cycle = strconv.FormatFloat(in.FinishedAt.Sub(in.CreatedAt).Seconds(), 'f', 3, 64)
-			}
-			row := []string{in.ID, in.BusinessKey, strconv.Itoa(in.Version), in.Status, in.CreatedBy, stamp(&in.CreatedAt), stamp(in.FinishedAt), cycle, stamp(in.DueAt), in.SLAStatus}
-			if err := cw.Write(row); err != nil {
-				return err
-			}
-		}
-		if page.Next == "" {
-			break
-		}
-		q.Set("after", page.Next)
+		return cw.Write([]string{in.ID, in.BusinessKey, strconv.Itoa(in.Version), in.Status, in.CreatedBy, stamp(&in.CreatedAt), stamp(in.FinishedAt), cycle, stamp(in.DueAt), in.SLAStatus})
+	})
+	if err != nil {
+		return err
 	}
 	cw.Flush()
 	return cw.Error()
