@@ -16,6 +16,7 @@ import (
 type SubProcesses interface {
 	Definition(ctx context.Context, name string, version int) (store.DefinitionRecord, error)
 	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
+	Instance(ctx context.Context, id string) (store.Instance, error)
 }
 
 // SubProcessInput is a process step about to run: the step, and the facts
@@ -116,4 +117,26 @@ func (a *Activities) subDefinition(ctx context.Context, step, name string, versi
 		return nil, invalid(fmt.Sprintf("step %s: stored definition %s@%d: %v", step, name, rec.Version, err), err)
 	}
 	return &def, nil
+}
+
+// EndUnstarted ends the instance a process step stored and never started
+// (its parent was canceled in between): in.State, the instance canceled
+// with every step not run, is saved unless a workflow of the instance has
+// saved a state already (that workflow ends it). A missing instance is
+// nothing to end.
+func (a *Activities) EndUnstarted(ctx context.Context, in SaveStateInput) error {
+	if a.SubProcesses == nil || a.States == nil {
+		return nil
+	}
+	inst, err := a.SubProcesses.Instance(ctx, in.InstanceID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("end unstarted instance %s: %w", in.InstanceID, err)
+	}
+	if inst.StateSeq > 0 {
+		return nil // a workflow of it saved a state: it ends the instance
+	}
+	return a.SaveState(ctx, in)
 }

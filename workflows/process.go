@@ -329,6 +329,12 @@ const (
 	// steps reach the marker.
 	changeCompensate          = "compensate"
 	versionCompensate Version = 1
+	// changeSubProcessCancel: an instance canceled while a process step
+	// stores the other instance, or before that one's workflow starts,
+	// ends that one canceled instead of leaving it starting. Every
+	// process step reaches the marker.
+	changeSubProcessCancel          = "sub-process-cancel"
+	versionSubProcessCancel Version = 1
 )
 
 // compensate, for an instance that ended without completing (failed,
@@ -1194,8 +1200,18 @@ var subProcessOptions = workflow.ActivityOptions{
 func (r *runner) runSubProcess(ctx workflow.Context, i int, in activities.StepInput) (map[string]any, error) {
 	var start activities.SubProcessStart
 	sin := activities.SubProcessInput{StepInput: in, Process: r.def.Name, Depth: r.in.Depth}
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, subProcessOptions), a.StartSubProcess, sin).Get(ctx, &start); err != nil {
+	// From versionSubProcessCancel on, a cancel waits for the store's
+	// write to end, so that an instance stored for a child that never
+	// starts is ended (endUnstarted) rather than left starting.
+	ending := workflow.GetVersion(ctx, changeSubProcessCancel, workflow.DefaultVersion, versionSubProcessCancel) >= versionSubProcessCancel
+	opts := subProcessOptions
+	opts.WaitForCancellation = ending
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), a.StartSubProcess, sin).Get(ctx, &start); err != nil {
 		return nil, err
+	}
+	if ending && ctx.Err() != nil { // canceled while it was stored
+		r.endUnstarted(ctx, start)
+		return nil, ctx.Err()
 	}
 	out := map[string]any{"instance_id": start.InstanceID, "process": start.Definition.Name, "version": start.Definition.Version}
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
@@ -1208,13 +1224,17 @@ func (r *runner) runSubProcess(ctx workflow.Context, i int, in activities.StepIn
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 	})
 	var res Result
-	err := workflow.ExecuteChildWorkflow(cctx, ProcessWorkflow, Input{
+	child := workflow.ExecuteChildWorkflow(cctx, ProcessWorkflow, Input{
 		Definition: start.Definition, InstanceID: start.InstanceID, BusinessKey: start.BusinessKey, Input: start.Input, Depth: start.Depth,
-	}).Get(ctx, &res)
+	})
+	err := child.Get(ctx, &res)
 	if err != nil {
 		out["status"] = StatusFailed
 		if ctx.Err() != nil { // this instance was canceled, and so that one
 			out["status"] = StatusCanceled
+			if exec := child.GetChildWorkflowExecution(); ending && exec.IsReady() && exec.Get(ctx, nil) != nil {
+				r.endUnstarted(ctx, start) // canceled before it started
+			}
 		}
 		r.st.Results[in.Step.ID] = out // kept though the step failed
 		return out, fmt.Errorf("%s %s failed: %s", start.Definition.Name, start.InstanceID, errorMessage(err))
@@ -1231,6 +1251,24 @@ func (r *runner) runSubProcess(ctx workflow.Context, i int, in activities.StepIn
 		return out, fmt.Errorf("%w: %s", errRejected, msg)
 	}
 	return out, fmt.Errorf("%s %s ended %s", start.Definition.Name, start.InstanceID, res.Status)
+}
+
+// endUnstarted ends the instance a process step stored, when this
+// instance was canceled before that one's workflow started: it is saved
+// canceled, every step not run, unless a workflow of it has saved a state
+// since (which then ends it itself). It runs in a disconnected context,
+// as this instance's is canceled.
+func (r *runner) endUnstarted(ctx workflow.Context, start activities.SubProcessStart) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	st := NewState(&start.Definition, StatusCanceled)
+	for i := range st.Plan {
+		st.Plan[i].State = StepNotRun
+	}
+	st.Error = "canceled with " + r.in.InstanceID + " before it started"
+	in := activities.SaveStateInput{InstanceID: start.InstanceID, RunID: "parent:" + r.runID, Seq: 1, State: process.JSON(st), SLA: start.Definition.SLADuration()}
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, bookkeepingOptions), a.EndUnstarted, in).Get(dctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("the instance of a process step, never started, not ended", "instance", start.InstanceID, "err", err)
+	}
 }
 
 // errorMessage unwraps Temporal's activity error to the cause's message.
