@@ -39,6 +39,8 @@ type SubProcessStart struct {
 	BusinessKey string
 	Input       map[string]any
 	Depth       int
+	// CreatedAt is when the instance was stored (its SLA counts from it).
+	CreatedAt time.Time `json:",omitzero"`
 }
 
 // StartSubProcess stores the instance a process step runs, idempotently:
@@ -95,7 +97,7 @@ func (a *Activities) StartSubProcess(ctx context.Context, in SubProcessInput) (S
 			return SubProcessStart{}, fmt.Errorf("step %s: the stored input of %s: %w", in.Step.ID, inst.ID, err)
 		}
 	}
-	return SubProcessStart{Definition: *def, InstanceID: inst.ID, BusinessKey: key, Input: input, Depth: in.Depth + 1}, nil
+	return SubProcessStart{Definition: *def, InstanceID: inst.ID, BusinessKey: key, Input: input, Depth: in.Depth + 1, CreatedAt: inst.CreatedAt}, nil
 }
 
 // subDefinition reads a process's definition for a process step (version

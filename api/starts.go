@@ -177,7 +177,7 @@ func (st *starter) startWorkflow(ctx context.Context, def *process.Definition, i
 		TaskQueue:                st.opts.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-	}, workflows.ProcessWorkflow, workflows.Input{Definition: *def, InstanceID: inst.ID, BusinessKey: inst.BusinessKey, Input: input})
+	}, workflows.ProcessWorkflow, workflows.Input{Definition: *def, InstanceID: inst.ID, BusinessKey: inst.BusinessKey, Input: input, CreatedAt: inst.CreatedAt})
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if err != nil && !errors.As(err, &already) {
 		st.up.Store(false)

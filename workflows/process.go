@@ -68,6 +68,11 @@ type Input struct {
 	// Depth is how deep a process step nested the instance (0: started
 	// from outside).
 	Depth int `json:"depth,omitempty"`
+	// CreatedAt is when the instance was stored: its SLA and elapsed time
+	// count from it, as the API's do (zero, from runs started before it
+	// was passed: from the workflow's start). A start held by a pause, or
+	// delayed while Temporal was down, has had that time already.
+	CreatedAt time.Time `json:"created_at,omitzero"`
 }
 
 // Result is what a finished instance returns.
@@ -217,6 +222,9 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 		runID:   info.WorkflowExecution.RunID,
 		started: info.WorkflowStartTime,
 		st:      NewState(&in.Definition, StatusRunning),
+	}
+	if !in.CreatedAt.IsZero() && in.CreatedAt.Before(r.started) {
+		r.started = in.CreatedAt
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryState, func() (State, error) { return r.st, nil }); err != nil {
 		return Result{}, err
@@ -1225,7 +1233,7 @@ func (r *runner) runSubProcess(ctx workflow.Context, i int, in activities.StepIn
 	})
 	var res Result
 	child := workflow.ExecuteChildWorkflow(cctx, ProcessWorkflow, Input{
-		Definition: start.Definition, InstanceID: start.InstanceID, BusinessKey: start.BusinessKey, Input: start.Input, Depth: start.Depth,
+		Definition: start.Definition, InstanceID: start.InstanceID, BusinessKey: start.BusinessKey, Input: start.Input, Depth: start.Depth, CreatedAt: start.CreatedAt,
 	})
 	err := child.Get(ctx, &res)
 	if err != nil {

@@ -52,7 +52,13 @@ type harness struct {
 	store *sqlite.Store
 	def   *process.Definition
 	acts  *activities.Activities
+	// createdAt, when set, is when the instance was stored, before its
+	// workflow's start (a start held by a pause, say).
+	createdAt time.Time
 }
+
+// harnessStart is when the harness's workflows start.
+var harnessStart = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
 
 func newHarness(t *testing.T, defYAML string, policyYAML ...string) *harness {
 	t.Helper()
@@ -88,7 +94,7 @@ func newHarnessLLM(t *testing.T, llm *classify.LLM, defYAML string, policyYAML .
 	}
 	h := &harness{store: st, def: def}
 	h.env = h.NewTestWorkflowEnvironment()
-	h.env.SetStartTime(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
+	h.env.SetStartTime(harnessStart)
 	h.env.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
 	h.env.RegisterWorkflowWithOptions(workflows.ClassifyPreview, workflow.RegisterOptions{Name: workflows.ClassifyPreviewWorkflow})
 	h.acts = &activities.Activities{
@@ -105,7 +111,7 @@ func (h *harness) run(t *testing.T, input map[string]any) (workflows.Result, err
 		Input: process.JSON(input), CreatedAt: time.Now(), State: process.JSON(workflows.NewState(h.def, workflows.StatusStarting))}); err != nil {
 		t.Fatal(err)
 	}
-	h.env.ExecuteWorkflow(workflows.ProcessWorkflow, workflows.Input{Definition: *h.def, InstanceID: "i-test", BusinessKey: "bk-1", Input: input})
+	h.env.ExecuteWorkflow(workflows.ProcessWorkflow, workflows.Input{Definition: *h.def, InstanceID: "i-test", BusinessKey: "bk-1", Input: input, CreatedAt: h.createdAt})
 	if !h.env.IsWorkflowCompleted() {
 		t.Fatal("workflow did not complete")
 	}
@@ -1282,10 +1288,14 @@ func TestOverdueCallback(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		wait string
+		// held is how long the instance was stored before its workflow
+		// started: the SLA counts from when it was stored.
+		held time.Duration
 		want []string
 	}{
-		{"past its SLA", "2h", []string{"instance.overdue i-test/overdue running", "instance.completed i-test/completed completed"}},
-		{"within its SLA", "30m", []string{"instance.completed i-test/completed completed"}},
+		{"past its SLA", "2h", 0, []string{"instance.overdue i-test/overdue running", "instance.completed i-test/completed completed"}},
+		{"within its SLA", "30m", 0, []string{"instance.completed i-test/completed completed"}},
+		{"past its SLA counted from when it was stored", "30m", 45 * time.Minute, []string{"instance.overdue i-test/overdue running", "instance.completed i-test/completed completed"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			calls := make(chan string, 10)
@@ -1301,6 +1311,9 @@ func TestOverdueCallback(t *testing.T) {
 			def := "name: slow\nversion: 1\nsla: 1h\ncallback: {url: '" + srv.URL + "', events: [overdue, completed]}\nsteps:\n" +
 				"  - {id: settle, kind: wait, duration: " + tc.wait + "}\n  - {id: close, kind: task, task: noop}\n"
 			h := newHarness(t, def)
+			if tc.held > 0 {
+				h.createdAt = harnessStart.Add(-tc.held)
+			}
 			res, err := h.run(t, map[string]any{})
 			if err != nil || res.Status != workflows.StatusCompleted {
 				t.Fatalf("%v %+v", err, res)
@@ -1312,6 +1325,17 @@ func TestOverdueCallback(t *testing.T) {
 			}
 			if !slices.Equal(got, tc.want) {
 				t.Fatalf("callbacks %q, want %q", got, tc.want)
+			}
+			// The policies' facts count from when it was stored too.
+			ds, err := h.store.Decisions(t.Context(), "i-test")
+			if err != nil || len(ds) == 0 {
+				t.Fatalf("decisions %v %v", ds, err)
+			}
+			var facts struct {
+				Instance struct{ Elapsed float64 } `json:"instance"`
+			}
+			if err := json.Unmarshal(ds[0].Facts, &facts); err != nil || facts.Instance.Elapsed != tc.held.Seconds() {
+				t.Fatalf("the first decision's elapsed time %v (%v), want %v", facts.Instance.Elapsed, err, tc.held.Seconds())
 			}
 		})
 	}
