@@ -2,8 +2,14 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/adaptflow/adaptflow/process"
 )
 
 // Pruned counts the rows a prune removed, by what they were.
@@ -190,23 +196,109 @@ func pruneRowsOf(ctx context.Context, p Pruner, del string, args ...any) (int64,
 	}
 }
 
-// PruneCounts counts what Prune(before) would remove, reading only.
-func (r Reads) PruneCounts(ctx context.Context, before time.Time) (Pruned, error) {
-	rows, ph := r.rows, r.ph
+// PrunePlan is what one prune removes: what is older than Before (zero:
+// nothing by age alone), and, for each process in Processes, its own data
+// older than the time given (its definition's retention).
+type PrunePlan struct {
+	Before    time.Time
+	Processes map[string]time.Time
+}
+
+// Empty reports whether the plan removes nothing.
+func (p PrunePlan) Empty() bool { return p.Before.IsZero() && len(p.Processes) == 0 }
+
+// RetentionPlan is the plan of a prune at now: for each process whose
+// latest definition (recs, one per process) declares a retention, its
+// data older than that; and, with a store retention (0: none),
+// everything older than it.
+func RetentionPlan(recs []DefinitionRecord, retention time.Duration, now time.Time) (PrunePlan, error) {
+	var plan PrunePlan
+	if retention > 0 {
+		plan.Before = now.Add(-retention)
+	}
+	for _, rec := range recs {
+		var def process.Definition
+		if err := json.Unmarshal(rec.Doc, &def); err != nil {
+			return plan, fmt.Errorf("definition %s@%d: %w", rec.Name, rec.Version, err)
+		}
+		if r := def.RetentionDuration(); r > 0 {
+			if plan.Processes == nil {
+				plan.Processes = map[string]time.Time{}
+			}
+			plan.Processes[def.Name] = now.Add(-r)
+		}
+	}
+	return plan, nil
+}
+
+// PruneStore is a store that prunes.
+type PruneStore interface {
+	Prune(ctx context.Context, before time.Time) (Pruned, error)
+	PruneProcess(ctx context.Context, process string, before time.Time) (Pruned, error)
+}
+
+// PruneByPlan runs a plan: each process's own prune (PruneProcess), in
+// the order of their names, then the store's (Prune). It stops at the
+// first that fails, with what was removed until then.
+func PruneByPlan(ctx context.Context, st PruneStore, plan PrunePlan) (Pruned, error) {
 	var out Pruned
-	ended := `SELECT id FROM instances WHERE finished_at < ` + ph(1)
+	for _, name := range slices.Sorted(maps.Keys(plan.Processes)) {
+		n, err := st.PruneProcess(ctx, name, plan.Processes[name])
+		out = out.Add(n)
+		if err != nil {
+			return out, fmt.Errorf("prune of %s: %w", name, err)
+		}
+	}
+	if plan.Before.IsZero() {
+		return out, nil
+	}
+	n, err := st.Prune(ctx, plan.Before)
+	return out.Add(n), err
+}
+
+// PruneCounts counts what a prune of the plan would remove, reading only:
+// a row counts once, however many of the plan's cuts it falls under.
+func (r Reads) PruneCounts(ctx context.Context, plan PrunePlan) (Pruned, error) {
+	var out Pruned
+	if plan.Empty() {
+		return out, nil
+	}
+	// older is the condition that a row of a process, with its time in
+	// column, falls under a cut of the plan.
+	older := func(in *params, column string) string {
+		var ors []string
+		if !plan.Before.IsZero() {
+			ors = append(ors, column+" < "+in.add(plan.Before.UnixMicro()))
+		}
+		for _, name := range slices.Sorted(maps.Keys(plan.Processes)) {
+			ors = append(ors, "(process = "+in.add(name)+" AND "+column+" < "+in.add(plan.Processes[name].UnixMicro())+")")
+		}
+		return "(" + strings.Join(ors, " OR ") + ")"
+	}
+	count := func(n *int64, build func(in *params) string) error {
+		in := params{ph: r.ph}
+		q := build(&in)
+		return r.rows(ctx, "count what a prune removes", q, in.args, func(scan func(dest ...any) error) error { return scan(n) })
+	}
+	ended := func(in *params) string { return `SELECT id FROM instances WHERE ` + older(in, "finished_at") }
 	for _, c := range []struct {
-		n   *int64
-		sql string
+		n     *int64
+		build func(in *params) string
 	}{
-		{&out.Instances, `SELECT COUNT(*) FROM instances WHERE finished_at < ` + ph(1)},
-		{&out.Decisions, `SELECT COUNT(*) FROM decisions WHERE instance_id IN (` + ended + `)`},
-		{&out.Reviews, `SELECT COUNT(*) FROM reviews WHERE instance_id IN (` + ended + `)`},
-		{&out.Verdicts, `SELECT COUNT(*) FROM verdicts WHERE review_id IN (SELECT id FROM reviews WHERE instance_id IN (` + ended + `))`},
-		{&out.Observations, `SELECT COUNT(*) FROM observations WHERE at < ` + ph(1)},
-		{&out.AuditEntries, `SELECT COUNT(*) FROM audit_log WHERE at < ` + ph(1)},
+		{&out.Instances, func(in *params) string { return `SELECT COUNT(*) FROM instances WHERE ` + older(in, "finished_at") }},
+		{&out.Decisions, func(in *params) string { return `SELECT COUNT(*) FROM decisions WHERE instance_id IN (` + ended(in) + `)` }},
+		{&out.Reviews, func(in *params) string { return `SELECT COUNT(*) FROM reviews WHERE instance_id IN (` + ended(in) + `)` }},
+		{&out.Verdicts, func(in *params) string {
+			return `SELECT COUNT(*) FROM verdicts WHERE review_id IN (SELECT id FROM reviews WHERE instance_id IN (` + ended(in) + `))`
+		}},
+		{&out.Observations, func(in *params) string { return `SELECT COUNT(*) FROM observations WHERE ` + older(in, "at") }},
 	} {
-		err := rows(ctx, "count what a prune removes", c.sql, []any{before.UnixMicro()}, func(scan func(dest ...any) error) error { return scan(c.n) })
+		if err := count(c.n, c.build); err != nil {
+			return out, err
+		}
+	}
+	if !plan.Before.IsZero() { // the audit log is the store's
+		err := count(&out.AuditEntries, func(in *params) string { return `SELECT COUNT(*) FROM audit_log WHERE at < ` + in.add(plan.Before.UnixMicro()) })
 		if err != nil {
 			return out, err
 		}

@@ -2,14 +2,11 @@ package app
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
 )
 
@@ -42,11 +39,12 @@ func runPrunes(ctx context.Context, lc *lifecycle, bg *background, st pruner, re
 	bg.start(ctx, lc, task{name: "prune", first: first, every: pruneEvery, run: func(ctx context.Context) error {
 		start := time.Now()
 		var n store.Pruned
-		var err error
-		if n, err = pruneProcesses(ctx, st, start); err == nil && retention > 0 {
-			var all store.Pruned
-			all, err = st.Prune(ctx, start.Add(-retention))
-			n = n.Add(all)
+		recs, err := st.Definitions(ctx)
+		if err == nil {
+			var plan store.PrunePlan
+			if plan, err = store.RetentionPlan(recs, retention, start); err == nil {
+				n, err = store.PruneByPlan(ctx, st, plan)
+			}
 		}
 		for table, v := range map[string]int64{"instances": n.Instances, "decisions": n.Decisions, "reviews": n.Reviews,
 			"verdicts": n.Verdicts, "observations": n.Observations, "audit_log": n.AuditEntries} {
@@ -61,30 +59,4 @@ func runPrunes(ctx context.Context, lc *lifecycle, bg *background, st pruner, re
 		}
 		return err
 	}})
-}
-
-// pruneProcesses prunes, for each process whose latest definition has a
-// retention, its data older than that.
-func pruneProcesses(ctx context.Context, st pruner, now time.Time) (store.Pruned, error) {
-	var out store.Pruned
-	recs, err := st.Definitions(ctx)
-	if err != nil {
-		return out, err
-	}
-	for _, rec := range recs {
-		var def process.Definition
-		if err := json.Unmarshal(rec.Doc, &def); err != nil {
-			return out, fmt.Errorf("definition %s@%d: %w", rec.Name, rec.Version, err)
-		}
-		r := def.RetentionDuration()
-		if r <= 0 {
-			continue
-		}
-		n, err := st.PruneProcess(ctx, def.Name, now.Add(-r))
-		out = out.Add(n)
-		if err != nil {
-			return out, fmt.Errorf("prune of %s: %w", def.Name, err)
-		}
-	}
-	return out, nil
 }

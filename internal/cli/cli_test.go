@@ -688,10 +688,13 @@ func TestPruneCommand(t *testing.T) {
 	_ = raw.Close()
 
 	prune := func(args []string, o, e *bytes.Buffer) int { return Prune(t.Context(), args, o, e) }
-	for _, bad := range [][]string{{"--database-url", db}, {"--database-url", db, "--older-than", "12h"}, {"--database-url", db, "--older-than", "soon"}} {
+	for _, bad := range [][]string{{"--database-url", db, "--older-than", "12h"}, {"--database-url", db, "--older-than", "soon"}, {"--database-url", db, "extra"}} {
 		if code, out := run(t, prune, bad...); code != 2 {
 			t.Errorf("%v: exit %d\n%s", bad, code, out)
 		}
+	}
+	if code, out := run(t, prune, "--database-url", db); code != 1 || !strings.Contains(out, "nothing to prune: no --older-than, and no process's definition declares a retention") {
+		t.Errorf("no --older-than and no retention: exit %d\n%s", code, out)
 	}
 	if code, out := run(t, prune, "--older-than", "30d", "--data-dir", t.TempDir()); code != 1 || !strings.Contains(out, "no store at") {
 		t.Errorf("a data directory without a store: exit %d\n%s", code, out)
@@ -727,6 +730,48 @@ func TestPruneCommand(t *testing.T) {
 		_, err := st.Instance(ctx, id)
 		if kept := err == nil; kept != want {
 			t.Errorf("instance %s kept: %v (%v), want %v", id, kept, err, want)
+		}
+	}
+
+	// A definition's own retention applies without --older-than, and to
+	// its process only: "new" (ended 3 days ago) goes under shop's 2d; an
+	// instance of another process, as old, stays.
+	def, err := process.ParseDefinition([]byte("name: shop\nversion: 1\nretention: 2d\nsteps:\n  - {id: pack, kind: task, task: noop}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.PutDefinition(ctx, store.DefinitionRecord{Name: "shop", Version: 1, Doc: process.JSON(def), Digest: "1", Author: "eng", CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.CreateInstance(ctx, store.Instance{ID: "other", Process: "returns", ProcessVersion: 1, BusinessKey: "other", Input: []byte(`{}`), CreatedAt: now.Add(-4 * 24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SaveInstanceState(ctx, "other", "r", 1, json.RawMessage(`{"status":"completed"}`)); err != nil {
+		t.Fatal(err)
+	}
+	_ = st.Close()
+	if raw, err = sql.Open("sqlite", "file:"+db); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.ExecContext(ctx, `UPDATE instances SET finished_at = ? WHERE id IN ('new', 'other')`, now.Add(-3*24*time.Hour).UnixMicro()); err != nil {
+		t.Fatal(err)
+	}
+	_ = raw.Close()
+	if code, out := run(t, prune, "--database-url", db, "--dry-run"); code != 0 || !strings.HasPrefix(out, "shop: its definition keeps 2d (what ended before ") ||
+		!strings.HasSuffix(out, "would remove 1 instances (with 1 decision records, 0 reviews, 0 verdicts), 0 signal observations and 0 audit entries\n") {
+		t.Fatalf("dry run by retention: exit %d\n%s", code, out)
+	}
+	if code, out := run(t, prune, "--database-url", db); code != 0 || !strings.HasSuffix(out, "removed 1 instances (with 1 decision records, 0 reviews, 0 verdicts), 0 signal observations and 0 audit entries\n") {
+		t.Fatalf("prune by retention: exit %d\n%s", code, out)
+	}
+	if st, err = sqlite.Open(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for id, want := range map[string]bool{"new": false, "running": true, "other": true} {
+		_, err := st.Instance(ctx, id)
+		if kept := err == nil; kept != want {
+			t.Errorf("after the retention's prune, instance %s kept: %v (%v), want %v", id, kept, err, want)
 		}
 	}
 }

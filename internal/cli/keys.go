@@ -27,7 +27,8 @@ const keysUsage = `usage:
 type writeStore interface {
 	api.KeyStore
 	api.KeyAdmin
-	Prune(ctx context.Context, before time.Time) (store.Pruned, error)
+	api.DefinitionStore
+	store.PruneStore
 	Close() error
 }
 

@@ -156,7 +156,7 @@ type readStore interface {
 	store.ChainReader
 	ActivePolicies(ctx context.Context, process string) ([]store.PolicyRecord, int64, error)
 	CountDecisions(ctx context.Context, process string, since time.Time) (int, error)
-	PruneCounts(ctx context.Context, before time.Time) (store.Pruned, error)
+	PruneCounts(ctx context.Context, plan store.PrunePlan) (store.Pruned, error)
 	Close() error
 }
 

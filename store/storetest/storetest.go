@@ -91,7 +91,7 @@ type Store interface {
 	QueueSummaries(ctx context.Context, f store.QueueFilter) ([]store.QueueSummary, error)
 	Prune(ctx context.Context, before time.Time) (store.Pruned, error)
 	PruneProcess(ctx context.Context, process string, before time.Time) (store.Pruned, error)
-	PruneCounts(ctx context.Context, before time.Time) (store.Pruned, error)
+	PruneCounts(ctx context.Context, plan store.PrunePlan) (store.Pruned, error)
 	TakeLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (store.Lease, error)
 	LiveLeases(ctx context.Context, prefix string, now time.Time) ([]store.Lease, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
@@ -1954,14 +1954,10 @@ func testInstanceListing(t *testing.T, s Store) {
 	}
 }
 
-// testPrune: a prune removes the instances that ended before its time,
-// each whole (decisions of every run, reviews, verdicts), and the
-// observations and audit entries made before it, in batches; what runs,
-// what ended later, examples and detector state stay, and the remaining
-// chains verify.
 // testPruneProcess: a process's own retention prunes only its data: its
 // ended instances, whole, and its observations; not another process's,
-// nor the audit log.
+// nor the audit log. A plan of processes' retentions and a store cut
+// prunes each row once, as its count said.
 func testPruneProcess(t *testing.T, s Store) {
 	ctx := t.Context()
 	for _, in := range []struct{ id, process, status string }{
@@ -2000,8 +1996,30 @@ func testPruneProcess(t *testing.T, s Store) {
 	if _, err := s.PruneProcess(ctx, "", time.Now()); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("a prune of no process: %v", err)
 	}
+
+	// Left: o-3 (running), r-1 (ended now), returns' observation and the
+	// audit entry (both at t0). The observation falls under both cuts.
+	plan := store.PrunePlan{Before: t0.Add(time.Second), Processes: map[string]time.Time{"returns": time.Now().Add(time.Second)}}
+	counted, err := s.PruneCounts(ctx, plan)
+	must(t, err)
+	got, err = store.PruneByPlan(ctx, s, plan)
+	must(t, err)
+	if want := (store.Pruned{Instances: 1, Observations: 1, AuditEntries: 1}); got != want || counted != want {
+		t.Fatalf("prune by plan: %+v (counted %+v), want %+v", got, counted, want)
+	}
+	if _, err := s.Instance(ctx, "o-3"); err != nil {
+		t.Fatalf("the running instance after the plan's prune: %v", err)
+	}
+	if n, err := s.PruneCounts(ctx, store.PrunePlan{}); err != nil || n != (store.Pruned{}) {
+		t.Fatalf("an empty plan counts %+v %v", n, err)
+	}
 }
 
+// testPrune: a prune removes the instances that ended before its time,
+// each whole (decisions of every run, reviews, verdicts), and the
+// observations and audit entries made before it, in batches; what runs,
+// what ended later, examples and detector state stay, and the remaining
+// chains verify.
 func testPrune(t *testing.T, s Store) {
 	ctx := t.Context()
 	create := func(id string) {
@@ -2064,7 +2082,7 @@ func testPrune(t *testing.T, s Store) {
 
 	// Before t0+1h: nothing has ended yet, so only old observations and
 	// entries go. A count beforehand says what goes.
-	counted, err := s.PruneCounts(ctx, t0.Add(time.Hour))
+	counted, err := s.PruneCounts(ctx, store.PrunePlan{Before: t0.Add(time.Hour)})
 	must(t, err)
 	got, err := s.Prune(ctx, t0.Add(time.Hour))
 	must(t, err)
@@ -2081,7 +2099,7 @@ func testPrune(t *testing.T, s Store) {
 	}
 
 	// After the instances ended: they go whole, the running one stays.
-	counted, err = s.PruneCounts(ctx, ended.Add(time.Millisecond))
+	counted, err = s.PruneCounts(ctx, store.PrunePlan{Before: ended.Add(time.Millisecond)})
 	must(t, err)
 	got, err = s.Prune(ctx, ended.Add(time.Millisecond))
 	must(t, err)
