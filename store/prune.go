@@ -286,8 +286,12 @@ func (r Reads) PruneCounts(ctx context.Context, plan PrunePlan) (Pruned, error) 
 		build func(in *params) string
 	}{
 		{&out.Instances, func(in *params) string { return `SELECT COUNT(*) FROM instances WHERE ` + older(in, "finished_at") }},
-		{&out.Decisions, func(in *params) string { return `SELECT COUNT(*) FROM decisions WHERE instance_id IN (` + ended(in) + `)` }},
-		{&out.Reviews, func(in *params) string { return `SELECT COUNT(*) FROM reviews WHERE instance_id IN (` + ended(in) + `)` }},
+		{&out.Decisions, func(in *params) string {
+			return `SELECT COUNT(*) FROM decisions WHERE instance_id IN (` + ended(in) + `)`
+		}},
+		{&out.Reviews, func(in *params) string {
+			return `SELECT COUNT(*) FROM reviews WHERE instance_id IN (` + ended(in) + `)`
+		}},
 		{&out.Verdicts, func(in *params) string {
 			return `SELECT COUNT(*) FROM verdicts WHERE review_id IN (SELECT id FROM reviews WHERE instance_id IN (` + ended(in) + `))`
 		}},
@@ -298,7 +302,9 @@ func (r Reads) PruneCounts(ctx context.Context, plan PrunePlan) (Pruned, error) 
 		}
 	}
 	if !plan.Before.IsZero() { // the audit log is the store's
-		err := count(&out.AuditEntries, func(in *params) string { return `SELECT COUNT(*) FROM audit_log WHERE at < ` + in.add(plan.Before.UnixMicro()) })
+		err := count(&out.AuditEntries, func(in *params) string {
+			return `SELECT COUNT(*) FROM audit_log WHERE at < ` + in.add(plan.Before.UnixMicro())
+		})
 		if err != nil {
 			return out, err
 		}
