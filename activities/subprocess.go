@@ -17,6 +17,7 @@ type SubProcesses interface {
 	Definition(ctx context.Context, name string, version int) (store.DefinitionRecord, error)
 	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
 	Instance(ctx context.Context, id string) (store.Instance, error)
+	ProcessStates(ctx context.Context, process string) ([]store.ProcessState, error)
 }
 
 // SubProcessInput is a process step about to run: the step, and the facts
@@ -41,6 +42,9 @@ type SubProcessStart struct {
 	Depth       int
 	// CreatedAt is when the instance was stored (its SLA counts from it).
 	CreatedAt time.Time `json:",omitzero"`
+	// Held says why the instance may not start yet: its process is
+	// paused ("" when it may start).
+	Held string `json:",omitempty"`
 }
 
 // StartSubProcess stores the instance a process step runs, idempotently:
@@ -76,12 +80,17 @@ func (a *Activities) StartSubProcess(ctx context.Context, in SubProcessInput) (S
 	if err := def.ValidateInput(input); err != nil {
 		return SubProcessStart{}, invalid(fmt.Sprintf("step %s: the input of %s: %v", in.Step.ID, def.Ref(), err), err)
 	}
+	held, err := a.paused(ctx, def.Name)
+	if err != nil {
+		return SubProcessStart{}, fmt.Errorf("step %s: %w", in.Step.ID, err)
+	}
 	key := process.SubProcessKey(in.InstanceID, in.Step.ID)
 	inst, created, err := a.SubProcesses.CreateInstance(ctx, store.Instance{
 		ID: process.InstanceID(def.Name, key), Process: def.Name, ProcessVersion: def.Version, BusinessKey: key,
-		Input: process.JSON(input), CreatedBy: "parent:" + in.InstanceID + "/" + in.Step.ID, CreatedAt: time.Now().UTC(),
-		// The parent's workflow starts it, not the start sweep.
-		PendingStart: false,
+		Input: process.JSON(input), CreatedBy: process.SubProcessCreator(in.InstanceID, in.Step.ID), CreatedAt: time.Now().UTC(),
+		// The parent's workflow starts it, never the start sweep; one
+		// held by a pause reads as held, as other held starts do.
+		PendingStart: held != "",
 	})
 	if err != nil {
 		return SubProcessStart{}, fmt.Errorf("step %s: store the instance of %s: %w", in.Step.ID, def.Name, err)
@@ -97,7 +106,45 @@ func (a *Activities) StartSubProcess(ctx context.Context, in SubProcessInput) (S
 			return SubProcessStart{}, fmt.Errorf("step %s: the stored input of %s: %w", in.Step.ID, inst.ID, err)
 		}
 	}
-	return SubProcessStart{Definition: *def, InstanceID: inst.ID, BusinessKey: key, Input: input, Depth: in.Depth + 1, CreatedAt: inst.CreatedAt}, nil
+	return SubProcessStart{Definition: *def, InstanceID: inst.ID, BusinessKey: key, Input: input, Depth: in.Depth + 1, CreatedAt: inst.CreatedAt, Held: held}, nil
+}
+
+// paused says why a process's new instances are held ("" when it runs).
+func (a *Activities) paused(ctx context.Context, name string) (string, error) {
+	states, err := a.SubProcesses.ProcessStates(ctx, name)
+	if err != nil {
+		return "", fmt.Errorf("is %s paused: %w", name, err)
+	}
+	if len(states) == 0 || !states[0].Paused {
+		return "", nil
+	}
+	why := fmt.Sprintf("process %s is paused (by %s)", name, states[0].ChangedBy)
+	if states[0].Note != "" {
+		why += ": " + states[0].Note
+	}
+	return why, nil
+}
+
+// HeldSubProcess is where a process step's instance, held by a pause,
+// stands: still held (why), or ended without starting (Status, a
+// reviewer or system canceled it), or free to start (both empty).
+type HeldSubProcess struct {
+	Held   string `json:",omitempty"`
+	Status string `json:",omitempty"`
+}
+
+// SubProcessHeld says whether the instance a process step stored, held by
+// a pause of its process, may start now.
+func (a *Activities) SubProcessHeld(ctx context.Context, start SubProcessStart) (HeldSubProcess, error) {
+	inst, err := a.SubProcesses.Instance(ctx, start.InstanceID)
+	if err != nil {
+		return HeldSubProcess{}, fmt.Errorf("instance %s: %w", start.InstanceID, err)
+	}
+	if status, _ := store.StatusOf(inst.State); inst.StateRun == store.HeldRun && store.Final(status) {
+		return HeldSubProcess{Status: status}, nil // canceled while held
+	}
+	held, err := a.paused(ctx, start.Definition.Name)
+	return HeldSubProcess{Held: held}, err
 }
 
 // subDefinition reads a process's definition for a process step (version

@@ -315,9 +315,12 @@ func (s *server) cancelHeld(ctx context.Context, inst store.Instance, by, reason
 		st.Error += ": " + reason
 	}
 	st.Error += " (held while " + inst.Process + " was paused; it never started)"
-	fin, err := s.Ended.SaveInstanceState(ctx, inst.ID, "held", 1, process.JSON(st))
+	fin, err := s.Ended.SaveInstanceState(ctx, inst.ID, store.HeldRun, 1, process.JSON(st))
 	if err == nil && s.Finished != nil {
 		s.Finished(fin)
+	}
+	if parent, ok := process.SubProcessParent(inst.CreatedBy); ok && err == nil {
+		s.wakeParent(ctx, parent) // its process step fails now, not at its next look
 	}
 	return err
 }

@@ -9,8 +9,11 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.temporal.io/api/serviceerror"
 
+	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/workflows"
 )
 
 // A paused process holds its new instances: they are stored, and answered
@@ -129,6 +132,7 @@ func (s *server) switchProcess(pause bool) gin.HandlerFunc {
 				defer s.starts.inflight.Add(-1)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 				defer cancel()
+				s.releaseChildren(ctx, def.Name)
 				n, err := SweepStarts(ctx, SweepOptions{Options: s.Options, MinAge: time.Nanosecond})
 				if err != nil {
 					s.Logger.Warn("starting the instances held while a process was paused; the start sweep goes on", "process", def.Name, "started", n, "err", err)
@@ -138,6 +142,45 @@ func (s *server) switchProcess(pause bool) gin.HandlerFunc {
 			}()
 		}
 		c.JSON(http.StatusOK, st)
+	}
+}
+
+// releaseChildren wakes the instances whose process steps wait for a
+// process just resumed: the parents of its instances still starting (a
+// signal; each then asks the store and starts its child). One missed
+// looks again within workflows' hold poll by itself.
+func (s *server) releaseChildren(ctx context.Context, name string) {
+	woken := map[string]bool{}
+	f := store.InstanceFilter{Process: name, Status: store.InstanceStarting, Limit: store.MaxInstancePage}
+	for {
+		page, err := s.Instances.Instances(ctx, f)
+		if err != nil {
+			s.Logger.Warn("waking the process steps that waited for a resumed process; they look again by themselves", "process", name, "err", err)
+			return
+		}
+		for _, in := range page {
+			parent, ok := process.SubProcessParent(in.CreatedBy)
+			if !ok || woken[parent] {
+				continue
+			}
+			woken[parent] = true
+			s.wakeParent(ctx, parent)
+		}
+		if len(page) < f.Limit {
+			return
+		}
+		f.After = store.InstanceCursor(page[len(page)-1])
+	}
+}
+
+// wakeParent tells an instance whose process step waits for a held
+// instance to look at it again (the step otherwise looks every ten
+// minutes by itself).
+func (s *server) wakeParent(ctx context.Context, parent string) {
+	err := s.Temporal.SignalWorkflow(ctx, parent, "", workflows.SignalSubProcessReleased, nil)
+	var nf *serviceerror.NotFound
+	if err != nil && !errors.As(err, &nf) {
+		s.Logger.Warn("waking a process step that waits for a held instance; it looks again by itself", "instance", parent, "err", err)
 	}
 }
 

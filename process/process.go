@@ -319,6 +319,21 @@ type SubProcess struct {
 // retry, a replay) finds the same one.
 func SubProcessKey(parentID, step string) string { return "sub:" + parentID + ":" + step }
 
+// SubProcessCreator is the created_by of the instance a process step of
+// an instance starts.
+func SubProcessCreator(parentID, step string) string { return "parent:" + parentID + "/" + step }
+
+// SubProcessParent is the instance whose process step started an
+// instance, read from the instance's created_by (see SubProcessCreator).
+func SubProcessParent(createdBy string) (string, bool) {
+	rest, ok := strings.CutPrefix(createdBy, "parent:")
+	if !ok {
+		return "", false
+	}
+	id, _, ok := strings.Cut(rest, "/")
+	return id, ok && id != ""
+}
+
 // InstanceID is the id of the instance of a process with a business key:
 // the same key always names the same instance.
 func InstanceID(processName, businessKey string) string {

@@ -82,6 +82,15 @@ const SetProcessQuery = `INSERT INTO process_states (process, paused, changed_by
 // is not paused: its pending starts are held.
 const NotHeld = `process NOT IN (SELECT process FROM process_states WHERE paused)`
 
+// HeldRun is the run that saves the state of an instance a pause held
+// and that ended without starting (canceled): it has no workflow run.
+const HeldRun = "held"
+
+// NotAChild is the condition, on a query of instances, that a process
+// step did not store them: a child's workflow is started by its parent's
+// (held by a pause, it waits there), never by the start sweep.
+const NotAChild = `created_by NOT LIKE 'parent:%'`
+
 // ProcessStates lists the processes' states (one process's when process
 // is not empty); a process with none runs.
 func (r Reads) ProcessStates(ctx context.Context, process string) ([]ProcessState, error) {

@@ -28,6 +28,9 @@ const (
 	UpdateEvent          = "event"
 	// UpdateReassign moves an open review to another queue.
 	UpdateReassign = "review-reassign"
+	// SignalSubProcessReleased wakes an instance whose process step waits
+	// for a paused process: it was resumed (the instance then looks).
+	SignalSubProcessReleased = "sub-process-released"
 )
 
 // Instance statuses.
@@ -43,6 +46,10 @@ const (
 	StatusFailed       = store.InstanceFailed
 	StatusCanceled     = store.InstanceCanceled
 )
+
+// StatusHeld is the status a process step's result gives the instance it
+// stored while that one's process is paused (the step waits).
+const StatusHeld = "held"
 
 // Step states.
 const (
@@ -343,6 +350,11 @@ const (
 	// process step reaches the marker.
 	changeSubProcessCancel          = "sub-process-cancel"
 	versionSubProcessCancel Version = 1
+	// changeSubProcessHold: a process step whose process is paused waits
+	// until it is resumed before it starts the instance. Only such steps
+	// reach the marker.
+	changeSubProcessHold          = "sub-process-hold"
+	versionSubProcessHold Version = 1
 )
 
 // compensate, for an instance that ended without completing (failed,
@@ -1222,6 +1234,25 @@ func (r *runner) runSubProcess(ctx workflow.Context, i int, in activities.StepIn
 		return nil, ctx.Err()
 	}
 	out := map[string]any{"instance_id": start.InstanceID, "process": start.Definition.Name, "version": start.Definition.Version}
+	if start.Held != "" && workflow.GetVersion(ctx, changeSubProcessHold, workflow.DefaultVersion, versionSubProcessHold) >= versionSubProcessHold {
+		// Its process is paused: the step waits until it is resumed.
+		out["status"], out["held"] = StatusHeld, start.Held
+		r.st.Results[in.Step.ID] = out
+		r.saveBeforeWait(ctx)
+		ended, err := r.awaitRelease(ctx, start)
+		delete(out, "held")
+		switch {
+		case err != nil && ctx.Err() != nil:
+			out["status"] = StatusCanceled
+			r.endUnstarted(ctx, start)
+			return out, err
+		case err != nil:
+			return out, err
+		case ended != "": // canceled while held, by an API client
+			out["status"] = ended
+			return out, fmt.Errorf("%s %s was %s before it started", start.Definition.Name, start.InstanceID, ended)
+		}
+	}
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:        start.InstanceID,
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
@@ -1261,6 +1292,38 @@ func (r *runner) runSubProcess(ctx workflow.Context, i int, in activities.StepIn
 	return out, fmt.Errorf("%s %s ended %s", start.Definition.Name, start.InstanceID, res.Status)
 }
 
+// holdPoll is how often a process step held by a pause looks whether the
+// pause is over, besides being woken by the resume.
+const holdPoll = 10 * time.Minute
+
+// awaitRelease waits while the process of the instance a process step
+// stored is paused: until a resume wakes it (SignalSubProcessReleased),
+// or every holdPoll, it asks the store (SubProcessHeld). It returns the
+// instance's status when it ended while held (canceled through the API),
+// else "" once it may start.
+func (r *runner) awaitRelease(ctx workflow.Context, start activities.SubProcessStart) (string, error) {
+	released := workflow.GetSignalChannel(ctx, SignalSubProcessReleased)
+	actx := workflow.WithActivityOptions(ctx, bookkeepingOptions)
+	for {
+		tctx, stop := workflow.WithCancel(ctx)
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(released, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
+		sel.AddFuture(workflow.NewTimer(tctx, holdPoll), func(workflow.Future) {})
+		sel.Select(ctx)
+		stop()
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		var h activities.HeldSubProcess
+		if err := workflow.ExecuteActivity(actx, a.SubProcessHeld, start).Get(ctx, &h); err != nil {
+			return "", err
+		}
+		if h.Held == "" {
+			return h.Status, nil
+		}
+	}
+}
+
 // endUnstarted ends the instance a process step stored, when this
 // instance was canceled before that one's workflow started: it is saved
 // canceled, every step not run, unless a workflow of it has saved a state
@@ -1273,7 +1336,11 @@ func (r *runner) endUnstarted(ctx workflow.Context, start activities.SubProcessS
 		st.Plan[i].State = StepNotRun
 	}
 	st.Error = "canceled with " + r.in.InstanceID + " before it started"
-	in := activities.SaveStateInput{InstanceID: start.InstanceID, RunID: "parent:" + r.runID, Seq: 1, State: process.JSON(st), SLA: start.Definition.SLADuration()}
+	state, err := json.Marshal(st) //workflowcheck:ignore (map keys are sorted)
+	if err != nil {
+		return
+	}
+	in := activities.SaveStateInput{InstanceID: start.InstanceID, RunID: "parent:" + r.runID, Seq: 1, State: state, SLA: start.Definition.SLADuration()}
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, bookkeepingOptions), a.EndUnstarted, in).Get(dctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("the instance of a process step, never started, not ended", "instance", start.InstanceID, "err", err)
 	}

@@ -1475,6 +1475,99 @@ func TestProcessStepCanceled(t *testing.T) {
 	}
 }
 
+// A process step whose process is paused stores the instance held and
+// waits: until the resume wakes it, or its own look every ten minutes,
+// then runs it; one canceled while held fails the step; canceling this
+// instance meanwhile ends that one canceled.
+func TestProcessStepHeldByAPause(t *testing.T) {
+	childID := process.InstanceID("kyc", process.SubProcessKey("i-test", "kyc"))
+	pause := func(t *testing.T, h *harness, paused bool) {
+		t.Helper()
+		if err := h.store.SetProcessState(t.Context(), store.ProcessState{Process: "kyc", Paused: paused, ChangedBy: "ann", ChangedAt: time.Now(), Note: "provider down"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		wake   bool
+		at     time.Duration // when the pause ends, or what else happens
+		status string
+		plan   string
+	}{
+		{"resumed and woken", true, 30 * time.Minute, workflows.StatusCompleted, "kyc:done open:done"},
+		{"resumed, not woken: it looks again by itself", false, 25 * time.Minute, workflows.StatusCompleted, "kyc:done open:done"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, onboardYAML)
+			h.register(t, kycYAML)
+			pause(t, h, true)
+			h.env.RegisterDelayedCallback(func() {
+				kyc, _ := h.state(t).Results["kyc"].(map[string]any)
+				child, err := h.store.Instance(t.Context(), childID)
+				if kyc["status"] != workflows.StatusHeld || kyc["held"] != "process kyc is paused (by ann): provider down" || err != nil || !child.PendingStart || child.StateSeq != 0 {
+					t.Errorf("while held: result %v; the other instance %+v (%v)", kyc, child, err)
+				}
+			}, 5*time.Minute)
+			h.env.RegisterDelayedCallback(func() {
+				pause(t, h, false)
+				if tc.wake {
+					h.env.SignalWorkflow(workflows.SignalSubProcessReleased, nil)
+				}
+			}, tc.at)
+			res, err := h.run(t, map[string]any{"name": "Gil", "amount": 10.0})
+			st := h.state(t)
+			if err != nil || res.Status != tc.status || planString(st) != tc.plan {
+				t.Fatalf("%v: %s %s", err, res.Status, planString(st))
+			}
+			kyc := st.Results["kyc"].(map[string]any)
+			if kyc["status"] != workflows.StatusCompleted || kyc["held"] != nil {
+				t.Fatalf("the step's result %v", kyc)
+			}
+			ran := *st.Plan[0].FinishedAt
+			if want := harnessStart.Add(tc.at); ran.Before(want) || ran.After(harnessStart.Add(31*time.Minute)) {
+				t.Fatalf("the step ended at %s: held until %s, then woken or looked again within 10 minutes", ran, want)
+			}
+		})
+	}
+	t.Run("canceled while held", func(t *testing.T) {
+		h := newHarness(t, onboardYAML)
+		def := h.register(t, kycYAML)
+		pause(t, h, true)
+		h.env.RegisterDelayedCallback(func() {
+			// As the API cancels a held instance.
+			cst := workflows.NewState(def, workflows.StatusCanceled)
+			if _, err := h.store.SaveInstanceState(t.Context(), childID, store.HeldRun, 1, process.JSON(cst)); err != nil {
+				t.Error(err)
+			}
+			h.env.SignalWorkflow(workflows.SignalSubProcessReleased, nil)
+		}, 20*time.Minute)
+		_, err := h.run(t, map[string]any{"name": "Hal", "amount": 10.0})
+		st := h.state(t)
+		if err == nil || st.Status != workflows.StatusFailed || planString(st) != "kyc:failed open:not_run" || st.Plan[0].Error != "kyc "+childID+" was canceled before it started" {
+			t.Fatalf("%v: %s %s (%s)", err, st.Status, planString(st), st.Plan[0].Error)
+		}
+	})
+	t.Run("this instance canceled while it is held", func(t *testing.T) {
+		h := newHarness(t, onboardYAML)
+		h.register(t, kycYAML)
+		pause(t, h, true)
+		var answer error
+		h.cancelAfter(20*time.Minute, workflows.CancelRequest{By: "crm", Reason: "withdrawn"}, &answer)
+		res, err := h.run(t, map[string]any{"name": "Ida", "amount": 10.0})
+		if err != nil || answer != nil || res.Status != workflows.StatusCanceled || planString(h.state(t)) != "kyc:canceled open:not_run" {
+			t.Fatalf("%v (cancel %v): %s %s", err, answer, res.Status, planString(h.state(t)))
+		}
+		child, err := h.store.Instance(t.Context(), childID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cst workflows.State
+		if err := json.Unmarshal(child.State, &cst); err != nil || cst.Status != workflows.StatusCanceled || cst.Error != "canceled with i-test before it started" || child.PendingStart {
+			t.Fatalf("the other instance %s (%v), pending %v", child.State, err, child.PendingStart)
+		}
+	})
+}
+
 // An open review moves to another queue by hand: the inbox (the store)
 // and the instance's state both say so, its claim is released, and it is
 // decided there as before. A closed review, the queue it is in, or a bad

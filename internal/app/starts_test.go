@@ -2,11 +2,16 @@ package app_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"go.temporal.io/sdk/client"
 
 	"github.com/adaptflow/adaptflow/internal/app"
 	"github.com/adaptflow/adaptflow/store"
@@ -127,6 +132,54 @@ func TestPausedProcessHoldsItsStarts(t *testing.T) {
 	}
 	d.expect(d.call("POST", "/v1/processes/procurement-approval/resume", engineer, ""), 200)
 	d.waitStatus(id, "completed", "waiting_review")
+
+	// A process step of another process holds the instance it stores too,
+	// and waits: canceled while held, that instance fails the step at
+	// once; the resume runs the other at once (not at the step's own look,
+	// ten minutes on).
+	for _, def := range []string{
+		"name: vetting\nversion: 1\nsteps:\n  - {id: look, kind: task, task: noop}\n",
+		"name: hiring\nversion: 1\nsteps:\n  - {id: vet, kind: process, process: {name: vetting}}\n  - {id: hire, kind: task, task: noop}\n",
+	} {
+		if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
+			t.Fatalf("register: %d %s", r.status, r.raw)
+		}
+	}
+	d.expect(d.call("POST", "/v1/processes/vetting/pause", engineer, `{"note":"the vetting desk is closed"}`), 200)
+	kept, dropped := d.start("hiring", "h-1", map[string]any{}), d.start("hiring", "h-2", map[string]any{})
+	for _, id := range []string{kept, dropped} {
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			r := d.call("GET", "/v1/instances/"+id, engineer, "")
+			results, _ := r.body["results"].(map[string]any)
+			vet, _ := results["vet"].(map[string]any)
+			if vet["status"] == "held" && strings.Contains(fmt.Sprint(vet["held"]), "process vetting is paused (by engineer") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the step is not held: %s", r.raw)
+			}
+		}
+	}
+	child := app.InstanceIDForTest("vetting", "sub:"+dropped+":vet")
+	if r := d.call("POST", "/v1/instances/"+child+"/cancel", engineer, `{"reason":"not needed"}`); r.status != http.StatusOK || r.body["status"] != "canceled" {
+		t.Fatalf("cancel a held instance of a process step: %d %s", r.status, r.raw)
+	}
+	if inst := d.waitStatus(dropped, "failed"); plan(inst) != "vet:failed hire:not_run" {
+		t.Fatalf("its parent: %v", inst)
+	}
+	d.expect(d.call("POST", "/v1/processes/vetting/resume", engineer, ""), 200)
+	if inst := d.waitStatus(kept, "completed"); plan(inst) != "vet:done hire:done" {
+		t.Fatalf("resumed: %v", inst)
+	}
+	if *updateHistory {
+		tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		recordHistory(t, tc, kept, "process_step_held_v9.json")
+		recordHistory(t, tc, dropped, "process_step_held_canceled_v9.json")
+	}
 }
 
 func mustJSON(t *testing.T, v any) []byte {

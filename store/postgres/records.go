@@ -253,7 +253,7 @@ func (s *Store) ReleaseRetry(ctx context.Context, id, run string) error {
 // workflow Temporal may not have yet, oldest first; those of a paused
 // process are held, not returned.
 func (s *Store) PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+instanceColumns+` FROM instances WHERE pending_start AND created_at < $1 AND `+store.NotHeld+` ORDER BY created_at LIMIT $2`, micros(before), limit)
+	rows, err := s.pool.Query(ctx, `SELECT `+instanceColumns+` FROM instances WHERE pending_start AND created_at < $1 AND `+store.NotHeld+` AND `+store.NotAChild+` ORDER BY created_at LIMIT $2`, micros(before), limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: pending starts: %w", err)
 	}

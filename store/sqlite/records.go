@@ -264,7 +264,7 @@ func (s *Store) ReleaseRetry(ctx context.Context, id, run string) error {
 // workflow Temporal may not have yet, oldest first; those of a paused
 // process are held, not returned.
 func (s *Store) PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+instanceColumns+` FROM instances WHERE pending_start = 1 AND created_at < ? AND `+store.NotHeld+` ORDER BY created_at LIMIT ?`, micros(before), limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT `+instanceColumns+` FROM instances WHERE pending_start = 1 AND created_at < ? AND `+store.NotHeld+` AND `+store.NotAChild+` ORDER BY created_at LIMIT ?`, micros(before), limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: pending starts: %w", err)
 	}

@@ -853,6 +853,11 @@ func testPendingStarts(t *testing.T, s Store) {
 	if sts, err := s.ProcessStates(ctx, ""); err != nil || len(sts) != 1 || !sts[0].Paused || sts[0].ChangedBy != "ann" || !sts[0].ChangedAt.Equal(t0) || sts[0].Note != "partner down" {
 		t.Fatalf("process states %+v %v", sts, err)
 	}
+	// A process step's instance, held while p is paused, waits for its
+	// parent's workflow to start it: the sweep never takes it.
+	_, _, err = s.CreateInstance(ctx, store.Instance{ID: "child", Process: "p", ProcessVersion: 1, BusinessKey: "sub:x:kyc", Input: []byte(`{"n":1}`),
+		CreatedBy: "parent:x/kyc", CreatedAt: t0, PendingStart: true})
+	must(t, err)
 	must(t, s.SetProcessState(ctx, store.ProcessState{Process: "p", Paused: false, ChangedBy: "bob", ChangedAt: t0.Add(time.Hour)}))
 	if got := ids(t0.Add(time.Hour), 10); got != "[p2 p3 q1]" {
 		t.Fatalf("p resumed: %s", got)
