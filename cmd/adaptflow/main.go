@@ -42,7 +42,9 @@ Usage:
   adaptflow process kpis NAME [--since 30d]           a process's KPIs (through a server's API; also list,
                                                       signals NAME, observations NAME SIGNAL as CSV)
   adaptflow audit verify                              check the hash chains of decisions and policy versions
-  adaptflow prune --older-than 400d [--dry-run]       remove ended instances, observations and audit entries older than that
+  adaptflow prune [--older-than 400d] [--dry-run]     remove ended instances, observations and audit entries older than that
+                                                      (and each definition's retention)
+  adaptflow backup --out DIR                          copy the embedded SQLite store (and, in dev, Temporal's) while it runs
   adaptflow keys create --role R --name N [--processes a,b] [--expires-in 90d]
                                                       create an API key in the store (list, revoke ID too)
   adaptflow ml nab --data DIR [--out DIR] [--json]    run and score the anomaly detector on a NAB layout
@@ -73,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "healthcheck":
 		return healthcheck(rest, stderr)
-	case "policy", "audit", "ml", "keys", "instances", "process", "prune":
+	case "policy", "audit", "ml", "keys", "instances", "process", "prune", "backup":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		switch cmd {
@@ -89,6 +91,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return cli.Process(ctx, rest, stdout, stderr)
 		case "prune":
 			return cli.Prune(ctx, rest, stdout, stderr)
+		case "backup":
+			return cli.Backup(ctx, rest, stdout, stderr)
 		}
 		return cli.Audit(ctx, rest, stdout, stderr)
 	}

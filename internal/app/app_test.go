@@ -1161,6 +1161,44 @@ func TestRestartResumes(t *testing.T) {
 	finishAfterRestart(t, d, id)
 }
 
+// TestBackupWhileRunning backs up adaptflow dev's data directory while it
+// runs (adaptflow backup) with one instance waiting for a review and
+// others starting, then runs a new adaptflow dev on the backup: the
+// instance completed before is there, and the waiting one finishes.
+func TestBackupWhileRunning(t *testing.T) {
+	dir, tmp := t.TempDir(), freeAddr(t)
+	d := startDev(t, dir, tmp)
+	input := map[string]any{"request_id": "PO-1", "requester": "ann", "amount": 300, "budget_remaining": 5000, "supplier": "ACME"}
+	done := d.start("procurement-approval", "before", input)
+	d.waitStatus(done, "completed")
+	id := d.start("inventory-reconciliation", "inv-b", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 1, "erp_count": 30})
+	d.waitStatus(id, "waiting_review")
+	busy := make(chan struct{})
+	go func() { // starts go on while the backup runs
+		defer close(busy)
+		for i := range 20 {
+			b, _ := json.Marshal(map[string]any{"business_key": fmt.Sprint("during-", i), "input": input})
+			d.call("POST", "/v1/processes/procurement-approval/instances", adminKey, string(b))
+		}
+	}()
+	out := filepath.Join(t.TempDir(), "backup")
+	var stdout, stderr bytes.Buffer
+	if code := cli.Backup(t.Context(), []string{"--data-dir", dir, "--out", out}, &stdout, &stderr); code != 0 {
+		t.Fatalf("backup: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	<-busy
+	for _, f := range []string{"temporal.db", "temporal-visibility.db", "adaptflow.db"} {
+		if !strings.Contains(stdout.String(), f+"\t") {
+			t.Fatalf("backup output:\n%s", stdout.String())
+		}
+	}
+	d.stop()
+
+	d = startDev(t, out, freeAddr(t))
+	d.waitStatus(done, "completed")
+	finishAfterRestart(t, d, id)
+}
+
 // TestDataDirFromBeforeTheVisibilitySplit: a data directory whose Temporal
 // database holds visibility itself (made before visibility got a database
 // of its own) goes on running that way.
