@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/server/common/authorization"
@@ -112,14 +113,24 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 // start builds and starts the server on its frontend port, with the other
 // ports picked now.
-func start(opts Options, host string, port int) (*Server, error) {
+func start(opts Options, host string, port int) (_ *Server, err error) {
 	conf, err := buildConfig(opts, host, port)
 	if err != nil {
 		return nil, err
 	}
 	level := &slog.LevelVar{}
 	level.Set(opts.LogLevel)
-	lg := slogLogger{log: opts.Logger.With("component", "temporal"), level: level}
+	lg := slogLogger{log: opts.Logger.With("component", "temporal"), level: level, starting: &atomic.Bool{}}
+	lg.starting.Store(true)
+	defer func() {
+		lg.starting.Store(false)
+		r := recover()
+		if f, ok := r.(startFailure); ok {
+			err = fmt.Errorf("temporal: start server: %s", f.msg) // a port taken: tried again
+		} else if r != nil {
+			panic(r)
+		}
+	}()
 	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
 	if err != nil {
 		return nil, fmt.Errorf("temporal authorizer: %w", err)
@@ -384,7 +395,14 @@ func freePort(host string) (int, error) {
 type slogLogger struct {
 	log   *slog.Logger
 	level *slog.LevelVar
+	// starting, while set, makes Fatal panic with a startFailure (the
+	// server's own Fatal exits; it goes on with a nil listener, say, and
+	// panics further in): start recovers it as an error.
+	starting *atomic.Bool
 }
+
+// startFailure is what the server called Fatal with while it started.
+type startFailure struct{ msg string }
 
 var _ log.Logger = slogLogger{}
 
@@ -394,7 +412,15 @@ func (s slogLogger) Warn(msg string, tags ...tag.Tag)   { s.emit(slog.LevelWarn,
 func (s slogLogger) Error(msg string, tags ...tag.Tag)  { s.emit(slog.LevelError, msg, tags) }
 func (s slogLogger) DPanic(msg string, tags ...tag.Tag) { s.emit(slog.LevelError, msg, tags) }
 func (s slogLogger) Panic(msg string, tags ...tag.Tag)  { s.emit(slog.LevelError, msg, tags) }
-func (s slogLogger) Fatal(msg string, tags ...tag.Tag)  { s.emit(slog.LevelError, msg, tags) }
+func (s slogLogger) Fatal(msg string, tags ...tag.Tag) {
+	s.emit(slog.LevelError, msg, tags)
+	if s.starting != nil && s.starting.Load() {
+		for _, t := range tags {
+			msg += fmt.Sprintf(" %s=%v", t.Key(), t.Value())
+		}
+		panic(startFailure{msg: msg})
+	}
+}
 
 func (s slogLogger) emit(level slog.Level, msg string, tags []tag.Tag) {
 	if level < s.level.Level() {
