@@ -111,12 +111,18 @@ func (s *server) listQueues(c *gin.Context) {
 
 // reviewItem is an inbox item: the review, why it was raised, the
 // instance's input and text with the model's answer, and similar past cases.
+// maxNote bounds a reassignment's note.
+const maxNote = 2000
+
 type reviewItem struct {
 	store.Review
 	Input          json.RawMessage          `json:"input,omitempty"`
 	Explanation    *policies.Explanation    `json:"explanation,omitempty"`
 	Classification *classificationForReview `json:"classification,omitempty"`
 	Similar        []similarCase            `json:"similar,omitempty"`
+	// Moves are the review's moves to other queues, from the instance's
+	// state.
+	Moves []workflows.ReviewMove `json:"moves,omitempty"`
 }
 
 type classificationForReview struct {
@@ -155,6 +161,13 @@ func (s *server) getReview(c *gin.Context) {
 		return
 	}
 	item.Input = inst.Input
+	if st, err := s.instanceState(ctx, inst); err == nil {
+		for _, rv := range st.Reviews {
+			if rv.ID == r.ID {
+				item.Moves = rv.Moves
+			}
+		}
+	}
 	if cl := s.classificationOf(ctx, inst, def); cl != nil {
 		item.Classification = cl
 		item.Similar, err = s.similarCases(ctx, cl, def)
@@ -259,6 +272,7 @@ func (s *server) claimReview(c *gin.Context) {
 func (s *server) reassignReview(c *gin.Context) {
 	var req struct {
 		Queue string `json:"queue"`
+		Note  string `json:"note"`
 	}
 	if err := bindJSON(c, &req); err != nil {
 		fail(c, err)
@@ -266,6 +280,10 @@ func (s *server) reassignReview(c *gin.Context) {
 	}
 	if !process.ValidName(req.Queue) {
 		fail(c, badRequest("queue", "must be lower-case letters, digits, '-' or '_' (got %q)", req.Queue))
+		return
+	}
+	if req.Note = strings.TrimSpace(req.Note); len(req.Note) > maxNote {
+		fail(c, badRequest("note", "must be at most %d bytes (got %d)", maxNote, len(req.Note)))
 		return
 	}
 	rv, err := s.allowedReview(c)
@@ -282,7 +300,7 @@ func (s *server) reassignReview(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	m := workflows.ReviewReassign{ReviewID: rv.ID, Queue: req.Queue, By: caller(c).Name}
+	m := workflows.ReviewReassign{ReviewID: rv.ID, Queue: req.Queue, By: caller(c).Name, Note: req.Note}
 	err = s.updateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: rv.InstanceID, RunID: rv.RunID, UpdateName: workflows.UpdateReassign, Args: []any{m}}, nil)
 	var ae *temporal.ApplicationError
 	var nf *serviceerror.NotFound

@@ -88,11 +88,24 @@ func (s *server) instanceTimeline(c *gin.Context) {
 			return
 		}
 		opened := "review opened (in queue " + rv.Queue + " now)"
+		if len(rs.Moves) > 0 {
+			opened = "review opened in queue " + rs.Moves[0].From
+		}
 		if rs.Reason != "" {
 			opened += ": " + rs.Reason
 		}
 		add(rv.CreatedAt, "review", rs.Step, rs.ID, opened)
-		if rv.EscalatedAt != nil {
+		for _, m := range rs.Moves {
+			what := "review moved from queue " + m.From + " to " + m.To + " by " + m.By
+			if m.By == "sla" {
+				what = "review moved from queue " + m.From + " to " + m.To
+			}
+			if m.Note != "" {
+				what += ": " + m.Note
+			}
+			add(m.At, "review", rs.Step, rs.ID, what)
+		}
+		if rv.EscalatedAt != nil && len(rs.Moves) == 0 { // saved before moves were kept
 			add(*rv.EscalatedAt, "review", rs.Step, rs.ID, "review escalated to queue "+rv.Queue)
 		}
 		if rv.DecidedAt != nil {

@@ -122,6 +122,18 @@ type ReviewState struct {
 	Verdict   string `json:"verdict,omitempty"`
 	Reviewer  string `json:"reviewer,omitempty"`
 	Comment   string `json:"comment,omitempty"`
+	// Moves are the review's moves to other queues, oldest first: by a
+	// reviewer (reassigned) or by its SLA running out (escalated).
+	Moves []ReviewMove `json:"moves,omitempty"`
+}
+
+// ReviewMove is a review's move from one queue to another.
+type ReviewMove struct {
+	From string    `json:"from"`
+	To   string    `json:"to"`
+	By   string    `json:"by"` // the reviewer, or "sla" for an escalation
+	At   time.Time `json:"at"`
+	Note string    `json:"note,omitempty"`
 }
 
 // State is the whole state of an instance, answered by [QueryState].
@@ -880,6 +892,7 @@ func (r *runner) escalate(ctx workflow.Context, k int, step string, esc process.
 	}
 	from := rv.Queue
 	rv.Queue, rv.Escalated = esc.Queue, true
+	rv.Moves = append(rv.Moves, ReviewMove{From: from, To: esc.Queue, By: "sla", At: now, Note: fmt.Sprintf("escalated (level %d): its SLA ran out", level)})
 	if esc.Notify != "" {
 		event := activities.ReviewEvent{
 			Event: "review.escalated", ReviewID: rv.ID, InstanceID: r.in.InstanceID, BusinessKey: r.in.BusinessKey,
@@ -998,6 +1011,7 @@ func (r *runner) onReassign(ctx workflow.Context, m ReviewReassign) (ReviewState
 		return ReviewState{}, temporal.NewApplicationError("review "+m.ReviewID+" was closed meanwhile", ErrTypeReviewClosed)
 	}
 	rv := &r.st.Reviews[k]
+	rv.Moves = append(rv.Moves, ReviewMove{From: rv.Queue, To: m.Queue, By: m.By, At: in.Now, Note: m.Note})
 	rv.Queue = m.Queue
 	out := *rv
 	r.save(ctx)

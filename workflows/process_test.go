@@ -700,6 +700,10 @@ func TestReviewEscalatesLevelAfterLevel(t *testing.T) {
 	if res.Status != workflows.StatusRejected || st.Reviews[0].Verdict != store.VerdictReject || st.Reviews[0].Queue != "cfo" {
 		t.Fatalf("status %s, review %+v", res.Status, st.Reviews[0])
 	}
+	if m := st.Reviews[0].Moves; len(m) != 2 || m[0].From != "finance" || m[0].To != "finance-senior" || m[0].By != "sla" || !m[0].At.Equal(harnessStart.Add(4*time.Hour)) ||
+		m[1].To != "cfo" || m[1].Note != "escalated (level 2): its SLA ran out" {
+		t.Fatalf("the review's moves %+v", m)
+	}
 	rv, err := h.store.Review(t.Context(), st.Reviews[0].ID)
 	if err != nil {
 		t.Fatal(err)
@@ -1621,8 +1625,14 @@ func TestReassignReview(t *testing.T) {
 			t.Fatalf("answer %d: %q, want %q…", i, answers[i], w)
 		}
 	}
-	if st := h.state(t); st.Reviews[0].Queue != "fraud" || st.Reviews[0].Reviewer != "fred" {
+	st := h.state(t)
+	if st.Reviews[0].Queue != "fraud" || st.Reviews[0].Reviewer != "fred" {
 		t.Fatalf("the review %+v", st.Reviews[0])
+	}
+	// The move is kept with the review: from where, by whom, when, why.
+	moves := st.Reviews[0].Moves
+	if len(moves) != 1 || moves[0].From != "finance" || moves[0].To != "fraud" || moves[0].By != "ann" || moves[0].Note != "looks like card testing" || !moves[0].At.Equal(harnessStart.Add(time.Hour)) {
+		t.Fatalf("the review's moves %+v", moves)
 	}
 }
 

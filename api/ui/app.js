@@ -402,6 +402,7 @@ async function reviewView(id) {
       ["Raised", when(r.created_at)],
       ["Due", open ? due(r.due_at) : null],
       ["Escalated", r.escalated_at ? when(r.escalated_at) : null],
+      ["Moved", r.moves?.length ? r.moves.map((m) => h("div", { class: "move" }, `from ${m.from} to ${m.to} ${m.by === "sla" ? "(its SLA ran out)" : "by " + m.by}, `, when(m.at), m.note ? `: ${m.note}` : "")) : null],
       ["Policy", r.policy_id],
       ["Instance", can.instances() ? link("#/instances/" + encodeURIComponent(r.instance_id), r.instance_id) : r.instance_id],
       ["Verdict", r.verdict ? `${r.verdict} by ${r.reviewer}${r.comment ? ": " + r.comment : ""}` : null],
@@ -482,12 +483,13 @@ function decisionForm(r, { mine, takenByOther, act }) {
 // reassignForm moves an open review to another queue (another desk's).
 function reassignForm(r) {
   const queue = h("input", { name: "queue", size: 20, placeholder: "queue", pattern: "[a-z][a-z0-9_-]*" });
+  const note = h("input", { name: "note", size: 40, maxlength: 2000, placeholder: "why (optional)" });
   return h("form", {
     class: "filters",
     onsubmit: async (ev) => {
       ev.preventDefault();
       try {
-        const out = await api("POST", `/v1/reviews/${encodeURIComponent(r.id)}/reassign`, { queue: queue.value.trim() });
+        const out = await api("POST", `/v1/reviews/${encodeURIComponent(r.id)}/reassign`, { queue: queue.value.trim(), note: note.value.trim() });
         await route();
         flash(`Moved to queue ${out.queue}.`, "info");
       } catch (e) {
@@ -495,6 +497,7 @@ function reassignForm(r) {
       }
     },
   }, h("label", { title: "Another desk's queue: the review leaves this one, its claim released; its SLA stays" }, "Move to queue", queue),
+  h("label", { title: "Said to the desk that receives it" }, "Note", note),
   h("button", { type: "submit", class: "secondary" }, "Move"));
 }
 

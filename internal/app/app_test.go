@@ -914,7 +914,10 @@ catalog:
 		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/claim", reviewer, ""), http.StatusOK)
 		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/reassign", reviewer, `{"queue":"Loss Prevention"}`), http.StatusBadRequest)
 		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/reassign", reviewer, `{"queue":"inventory"}`), http.StatusBadRequest)
-		moved := d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/reassign", reviewer, `{"queue":"loss-prevention"}`), http.StatusOK)
+		if r := d.call("POST", "/v1/reviews/"+reviewID+"/reassign", reviewer, `{"queue":"loss-prevention","note":"`+strings.Repeat("x", 2001)+`"}`); r.status != http.StatusBadRequest || !strings.Contains(r.raw, "note") {
+			t.Fatalf("a note too long: %d %s", r.status, r.raw)
+		}
+		moved := d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/reassign", reviewer, `{"queue":"loss-prevention","note":"stock keeps vanishing at this store"}`), http.StatusOK)
 		if moved.body["queue"] != "loss-prevention" || moved.body["status"] != "open" || moved.body["claimed_by"] != nil && moved.body["claimed_by"] != "" {
 			t.Fatalf("moved: %s", moved.raw)
 		}
@@ -926,11 +929,16 @@ catalog:
 		if q := d.expect(d.call("GET", "/v1/instances/"+id, system, ""), http.StatusOK).body["reviews"].([]any)[0].(map[string]any)["queue"]; q != "loss-prevention" {
 			t.Fatalf("the instance's review is in %v", q)
 		}
+		// The desk that receives it reads why.
+		item := d.expect(d.call("GET", "/v1/reviews/"+reviewID, reviewer, ""), http.StatusOK)
+		if moves, _ := item.body["moves"].([]any); len(moves) != 1 || moves[0].(map[string]any)["from"] != "inventory" || moves[0].(map[string]any)["note"] != "stock keeps vanishing at this store" {
+			t.Fatalf("the review item's moves: %s", item.raw)
+		}
 		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/decision", reviewer, `{"verdict":"approve","comment":"a delivery was booked twice"}`), http.StatusOK)
 		d.waitStatus(id, "completed")
 		d.expect(d.call("POST", "/v1/reviews/"+reviewID+"/reassign", reviewer, `{"queue":"inventory"}`), http.StatusConflict)
 		// Its life in the order it happened.
-		var kinds []string
+		var kinds, moves []string
 		var last time.Time
 		for _, x := range d.expect(d.call("GET", "/v1/instances/"+id+"/timeline", system, ""), http.StatusOK).body["timeline"].([]any) {
 			e := x.(map[string]any)
@@ -945,6 +953,12 @@ catalog:
 			if e["kind"] == "review" && strings.HasPrefix(e["what"].(string), "review decided") && e["what"] != "review decided: approve by reviewer-1: a delivery was booked twice" {
 				t.Fatalf("the verdict in the timeline: %v", e)
 			}
+			if e["kind"] == "review" && strings.HasPrefix(e["what"].(string), "review moved") {
+				moves = append(moves, e["what"].(string))
+			}
+		}
+		if want := []string{"review moved from queue inventory to loss-prevention by reviewer-1: stock keeps vanishing at this store"}; !slices.Equal(moves, want) {
+			t.Fatalf("the moves in the timeline %q, want %q", moves, want)
 		}
 		if got := strings.Join(kinds, " "); !strings.HasPrefix(got, "started decision step") || !strings.Contains(got, "review") || !strings.HasSuffix(got, "ended") {
 			t.Fatalf("the timeline's kinds: %s", got)

@@ -229,8 +229,11 @@ func TestWebUI(t *testing.T) {
 	rid := d.reviewOf(reviewer, mid)
 	b.open("/reviews/"+rid, "main h1", "Review")
 	b.do("name the queue", chromedp.SendKeys(chromedp.CSS(`input[name=queue]`), "loss-prevention"))
+	b.do("say why", chromedp.SendKeys(chromedp.CSS(`input[name=note]`), "shrinkage pattern"))
 	b.clickText("main button", "Move")
 	b.waitText("#flash", "Moved to queue loss-prevention.")
+	b.waitText("main .card", "from inventory to loss-prevention by reviewer-1")
+	b.waitText("main .card", ": shrinkage pattern")
 	b.open("/inbox?queue=loss-prevention", "main > table", "inventory-reconciliation")
 
 	// An engineer lands on the processes, and follows the instance's
