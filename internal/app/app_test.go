@@ -1180,6 +1180,7 @@ func TestRestartResumes(t *testing.T) {
 // others starting, then runs a new adaptflow dev on the backup: the
 // instance completed before is there, and the waiting one finishes.
 func TestBackupWhileRunning(t *testing.T) {
+	t.Setenv("DATABASE_URL", "") // the data directory's SQLite store, not CI's server
 	dir, tmp := t.TempDir(), freeAddr(t)
 	d := startDev(t, dir, tmp)
 	input := map[string]any{"request_id": "PO-1", "requester": "ann", "amount": 300, "budget_remaining": 5000, "supplier": "ACME"}
@@ -1197,10 +1198,11 @@ func TestBackupWhileRunning(t *testing.T) {
 	}()
 	out := filepath.Join(t.TempDir(), "backup")
 	var stdout, stderr bytes.Buffer
-	if code := cli.Backup(t.Context(), []string{"--data-dir", dir, "--out", out}, &stdout, &stderr); code != 0 {
+	code := cli.Backup(t.Context(), []string{"--data-dir", dir, "--out", out}, &stdout, &stderr)
+	<-busy
+	if code != 0 {
 		t.Fatalf("backup: exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
-	<-busy
 	for _, f := range []string{"temporal.db", "temporal-visibility.db", "adaptflow.db"} {
 		if !strings.Contains(stdout.String(), f+"\t") {
 			t.Fatalf("backup output:\n%s", stdout.String())
