@@ -356,14 +356,7 @@ catalog:
 			fmt.Sprint(ps[0].(map[string]any)["applied"]) != "map[add:1]" || ps[0].(map[string]any)["rejected"] != 1.0 || ps[0].(map[string]any)["match_rate"] != 1.0 {
 			t.Fatalf("policy activity: %s", act.raw)
 		}
-		if *updateHistory {
-			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tc.Close()
-			recordHistory(t, tc, id, "sla_watch_v8.json")
-		}
+		d.recordHistories(map[string]string{id: "sla_watch_v8.json"})
 	})
 
 	t.Run("idempotent start and input errors", func(t *testing.T) {
@@ -673,14 +666,7 @@ catalog:
 		if inst := d.waitStatus(id2, "completed"); inst["results"].(map[string]any)["await_payment"].(map[string]any)["data"].(map[string]any)["ref"] != "TX-2" {
 			t.Fatalf("the second instance: %v", inst)
 		}
-		if *updateHistory {
-			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tc.Close()
-			recordHistory(t, tc, id, "event_step_v1.json")
-		}
+		d.recordHistories(map[string]string{id: "event_step_v1.json"})
 	})
 
 	t.Run("an instance waits for several events of a name", func(t *testing.T) {
@@ -711,14 +697,7 @@ catalog:
 		if out["count"] != 2.0 || len(events) != 2 || events[1].(map[string]any)["id"] != "S-2" || events[1].(map[string]any)["data"].(map[string]any)["qty"] != 1.0 {
 			t.Fatalf("the step's result: %v", out)
 		}
-		if *updateHistory {
-			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tc.Close()
-			recordHistory(t, tc, id, "event_count_v1.json")
-		}
+		d.recordHistories(map[string]string{id: "event_count_v1.json"})
 	})
 
 	t.Run("a classifier is tried without an instance", func(t *testing.T) {
@@ -963,14 +942,7 @@ catalog:
 		if got := strings.Join(kinds, " "); !strings.HasPrefix(got, "started decision step") || !strings.Contains(got, "review") || !strings.HasSuffix(got, "ended") {
 			t.Fatalf("the timeline's kinds: %s", got)
 		}
-		if *updateHistory {
-			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tc.Close()
-			recordHistory(t, tc, id, "review_reassign_v8.json")
-		}
+		d.recordHistories(map[string]string{id: "review_reassign_v8.json"})
 	})
 
 	t.Run("a failed instance is compensated", func(t *testing.T) {
@@ -1009,14 +981,7 @@ catalog:
 				t.Fatal("no compensation counted in /metrics")
 			}
 		}
-		if *updateHistory {
-			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tc.Close()
-			recordHistory(t, tc, id, "compensation_v8.json")
-		}
+		d.recordHistories(map[string]string{id: "compensation_v8.json"})
 	})
 
 	t.Run("the supplier example: a process step, a compensation and an SLA", func(t *testing.T) {
@@ -1054,14 +1019,7 @@ catalog:
 		if child["status"] != "completed" || child["created_by"] != "parent:"+id+"/kyc" || child["input"].(map[string]any)["applicant"] != "Ann" {
 			t.Fatalf("the other instance %v", child)
 		}
-		if *updateHistory {
-			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tc.Close()
-			recordHistory(t, tc, id, "process_step_v8.json")
-		}
+		d.recordHistories(map[string]string{id: "process_step_v8.json"})
 	})
 
 	t.Run("cancel", func(t *testing.T) {
@@ -1130,7 +1088,28 @@ catalog:
 	})
 }
 
-func recordHistory(t *testing.T, tc client.Client, id, name string) {
+// recordHistories, with -update-history, writes the histories of the
+// instances (id: file name) to workflows/testdata, each once its
+// workflow has closed (or as it is after 10 s: one that waits on).
+func (d *dev) recordHistories(files map[string]string) {
+	d.t.Helper()
+	if !*updateHistory {
+		return
+	}
+	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer tc.Close()
+	for id, name := range files {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = tc.GetWorkflow(ctx, id, "").Get(ctx, nil) // failed and canceled ones are recorded too
+		cancel()
+		recordHistory(d.t, tc, id, name)
+	}
+}
+
+func recordHistory(t testing.TB, tc client.Client, id, name string) {
 	t.Helper()
 	it := tc.GetWorkflowHistory(t.Context(), id, "", false, 0)
 	var events []json.RawMessage
@@ -1375,17 +1354,7 @@ steps:
 	if n := hits.Load(); n != 2 {
 		t.Fatalf("the webhook heard of the escalations %d times, want once per level", n)
 	}
-	if *updateHistory { // once the workflow has closed
-		tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tc.Close()
-		if err := tc.GetWorkflow(t.Context(), id, "").Get(t.Context(), nil); err != nil {
-			t.Fatal(err)
-		}
-		recordHistory(t, tc, id, "review_escalation_v6.json")
-	}
+	d.recordHistories(map[string]string{id: "review_escalation_v6.json"})
 }
 
 func TestCalendarFileErrorsNameTheField(t *testing.T) {

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
 	"github.com/adaptflow/adaptflow/internal/app"
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/sqlite"
@@ -171,15 +169,7 @@ func TestPausedProcessHoldsItsStarts(t *testing.T) {
 	if inst := d.waitStatus(kept, "completed"); plan(inst) != "vet:done hire:done" {
 		t.Fatalf("resumed: %v", inst)
 	}
-	if *updateHistory {
-		tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tc.Close()
-		recordHistory(t, tc, kept, "process_step_held_v9.json")
-		recordHistory(t, tc, dropped, "process_step_held_canceled_v9.json")
-	}
+	d.recordHistories(map[string]string{kept: "process_step_held_v9.json", dropped: "process_step_held_canceled_v9.json"})
 }
 
 func mustJSON(t *testing.T, v any) []byte {

@@ -5,11 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"go.temporal.io/sdk/client"
-
 	"github.com/adaptflow/adaptflow/internal/app"
 	"github.com/adaptflow/adaptflow/store/storetest"
+	"github.com/jackc/pgx/v5"
 )
 
 // TestCancelWhileAProcessStepStoresItsInstance cancels an instance while
@@ -82,12 +80,5 @@ func TestCancelWhileAProcessStepStoresItsInstance(t *testing.T) {
 	if child["status"] != "canceled" || plan(child) != "look:not_run" || child["error"] != "canceled with "+id+" before it started" {
 		t.Fatalf("the other instance: %v", child)
 	}
-	if *updateHistory {
-		tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tc.Close()
-		recordHistory(t, tc, id, "process_step_cancel_v9.json")
-	}
+	d.recordHistories(map[string]string{id: "process_step_cancel_v9.json"})
 }

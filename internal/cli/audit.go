@@ -19,7 +19,7 @@ func Audit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("adaptflow audit verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir, dbURL := storeFlags(fs)
+	dataDir, dbURL := storeFlags(fs, "read")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if _, err := parseFlags(fs, args[1:]); err != nil {
 		return 2

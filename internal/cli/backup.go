@@ -22,8 +22,7 @@ const backupUsage = `usage: adaptflow backup --out DIR [--data-dir DIR | --datab
 func Backup(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("adaptflow backup", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", envOr("ADAPTFLOW_DATA_DIR", ".adaptflow"), "data directory to back up")
-	dbURL := fs.String("database-url", envOr("DATABASE_URL", ""), "the store's SQLite file, when not DATA_DIR/adaptflow.db")
+	dataDir, dbURL := storeFlags(fs, "back up")
 	out := fs.String("out", "", "directory to write the backup to; it must not exist (required)")
 	asJSON := fs.Bool("json", false, "print what was copied as JSON")
 	pos, err := parseFlags(fs, args)

@@ -142,10 +142,11 @@ func compactFacts(vars map[string]any) map[string]any {
 	return out
 }
 
-// storeFlags adds the flags that locate a store for local, read-only use.
-func storeFlags(fs *flag.FlagSet) (dataDir, dbURL *string) {
-	dataDir = fs.String("data-dir", envOr("ADAPTFLOW_DATA_DIR", ".adaptflow"), "data directory of the store to read")
-	dbURL = fs.String("database-url", os.Getenv("DATABASE_URL"), "store to read: a SQLite file (default DATA_DIR/adaptflow.db)")
+// storeFlags adds the flags that locate a store for a command's local
+// use (what it does with it: "read", "prune", "back up").
+func storeFlags(fs *flag.FlagSet, use string) (dataDir, dbURL *string) {
+	dataDir = fs.String("data-dir", envOr("ADAPTFLOW_DATA_DIR", ".adaptflow"), "data directory of the store to "+use)
+	dbURL = fs.String("database-url", os.Getenv("DATABASE_URL"), "store to "+use+": postgres://... or a SQLite file (default DATA_DIR/adaptflow.db)")
 	return dataDir, dbURL
 }
 
@@ -198,7 +199,7 @@ func policySimulate(ctx context.Context, args []string, stdout, stderr io.Writer
 	sinceFlag := fs.String("since", "30d", "how far back to replay (24h, 30d)")
 	examples := fs.Int("examples", 10, "changed decisions to list")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	dataDir, dbURL := storeFlags(fs)
+	dataDir, dbURL := storeFlags(fs, "read")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return 2

@@ -28,8 +28,7 @@ const pruneUsage = `usage: adaptflow prune [--older-than 400d] [--dry-run] [--da
 func Prune(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("adaptflow prune", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", envOr("ADAPTFLOW_DATA_DIR", ".adaptflow"), "data directory of the store")
-	dbURL := fs.String("database-url", envOr("DATABASE_URL", ""), "store: postgres://... or a SQLite file (default DATA_DIR/adaptflow.db)")
+	dataDir, dbURL := storeFlags(fs, "prune")
 	olderThan := fs.String("older-than", "", "also remove what ended or was recorded longer ago than this, e.g. 400d; at least 1d (the definitions' own retentions apply either way)")
 	dryRun := fs.Bool("dry-run", false, "only count what would be removed (the store is opened read-only)")
 	asJSON := fs.Bool("json", false, "print the counts as JSON")
