@@ -411,4 +411,16 @@ func TestPauseHoldsNewInstances(t *testing.T) {
 	if err != nil || len(pending) != 1 || pending[0].BusinessKey != "k2" {
 		t.Fatalf("after the resume, the held instance not canceled is a pending start: %+v %v", pending, err)
 	}
+	// The instance a process step stored is its step's to start: the API
+	// never starts it, nor ends it behind the step's back.
+	if _, _, err := st.CreateInstance(t.Context(), store.Instance{ID: "p-child", Process: "p", ProcessVersion: 1, BusinessKey: "sub:x:s", Input: []byte(`{"n":3}`),
+		CreatedBy: "parent:x/s", CreatedAt: time.Now(), PendingStart: true}); err != nil {
+		t.Fatal(err)
+	}
+	for path, body := range map[string]string{"/v1/instances/p-child/cancel": `{}`, "/v1/instances/p-child/events": `{"name":"paid"}`} {
+		if got := do(t, srv, "POST", path, sys, "application/json", body); got.status != http.StatusConflict ||
+			!strings.Contains(fmt.Sprint(got.body["error"]), "being started by the process step of x") {
+			t.Fatalf("%s of a process step's instance not started yet: %d %v", path, got.status, got.body)
+		}
+	}
 }

@@ -77,7 +77,8 @@ func (st *starter) held(ctx context.Context, process string) (*heldError, error)
 
 // hold is why a stored instance's start waits (a *heldError: its process
 // is paused), or the store's error; nil when it may start (its workflow
-// exists already, or its process runs).
+// exists already, or its process runs). The instance a process step
+// stored is started by that step only: 409 while it has not started.
 func (st *starter) hold(ctx context.Context, inst store.Instance) error {
 	if !inst.PendingStart {
 		return nil
@@ -88,6 +89,9 @@ func (st *starter) hold(ctx context.Context, inst store.Instance) error {
 	}
 	if held != nil {
 		return held
+	}
+	if parent, ok := process.SubProcessParent(inst.CreatedBy); ok {
+		return conflict("instance %s is being started by the process step of %s that stored it; try again in a moment", inst.ID, parent)
 	}
 	return nil
 }
