@@ -446,6 +446,11 @@ func (s *server) getInstance(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	if inst.PendingStart { // why it has not started, when a pause holds it
+		if held, err := s.starts.held(ctx, inst.Process); err == nil && held != nil {
+			out["held"] = held.Error()
+		}
+	}
 	c.JSON(http.StatusOK, out)
 }
 

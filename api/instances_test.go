@@ -388,8 +388,8 @@ func TestPauseHoldsNewInstances(t *testing.T) {
 		t.Fatalf("a batch while paused: %d %v", batch.status, batch.body)
 	}
 	id := one.body["id"].(string)
-	if got := do(t, srv, "GET", "/v1/instances/"+id, sys, "", ""); got.body["status"] != "starting" {
-		t.Fatalf("a held instance: %v", got.body["status"])
+	if got := do(t, srv, "GET", "/v1/instances/"+id, sys, "", ""); got.body["status"] != "starting" || !strings.Contains(fmt.Sprint(got.body["held"]), "the warehouse API is down; its new instances are held") {
+		t.Fatalf("a held instance: %v (held %v)", got.body["status"], got.body["held"])
 	}
 	// A held instance is canceled without ever starting.
 	if got := do(t, srv, "POST", "/v1/instances/"+id+"/cancel", sys, "application/json", `{"reason":"duplicate order"}`); got.status != http.StatusOK || got.body["status"] != "canceled" ||

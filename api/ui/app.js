@@ -665,6 +665,7 @@ async function instanceView(id) {
     h("h1", {}, `${inst.process} — ${inst.business_key}`),
     h("div", { class: "card" }, facts([
       ["Status", badge(inst.status)],
+      ["Held", inst.held],
       ["Instance", inst.id],
       ["Definition", `${inst.process} v${inst.version}`],
       ["Started", when(inst.created_at)],

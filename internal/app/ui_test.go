@@ -358,6 +358,9 @@ steps:
 	if held.status != http.StatusCreated || held.body["held"] == nil {
 		t.Fatalf("a start while paused: %s", held.raw)
 	}
+	// Its page says why it has not started.
+	b.open("/instances/"+held.body["id"].(string), "main .card", "process quick is paused")
+	b.open("/processes/quick", "main .card.paused", "held")
 	b.clickText("main button", "Resume the process")
 	b.waitText("#flash", "quick runs again")
 	d.waitStatus(held.body["id"].(string), "completed")
