@@ -61,7 +61,15 @@ type Definition struct {
 	// hourly, however long the store keeps the rest (the latest version's
 	// applies to the whole process).
 	Retention string `json:"retention,omitempty" yaml:"retention,omitempty"`
+	// Concurrency, when set, is how many instances of the process may run
+	// at once (the latest version's applies to the whole process): those
+	// started beyond it are stored and held, and start, oldest first, as
+	// others end. For a partner that takes so many orders at a time, say.
+	Concurrency int `json:"concurrency,omitempty" yaml:"concurrency,omitempty"`
 }
+
+// MaxConcurrency bounds a definition's concurrency.
+const MaxConcurrency = 100000
 
 // RetentionDuration is the definition's retention, 0 when it has none.
 func (d *Definition) RetentionDuration() time.Duration {

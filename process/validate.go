@@ -137,6 +137,9 @@ func (d *Definition) Validate() error {
 			es.Add("retention", "must be a duration of at least 1d, such as 90d (got %q)", d.Retention)
 		}
 	}
+	if d.Concurrency < 0 || d.Concurrency > MaxConcurrency {
+		es.Add("concurrency", "must be from 1 to %d instances running at once (got %d)", MaxConcurrency, d.Concurrency)
+	}
 	for _, r := range d.Input.Required {
 		if _, ok := d.Input.Properties[r]; !ok {
 			es.Add("input.required", "field %q has no entry in input.properties", r)

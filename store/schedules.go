@@ -82,6 +82,11 @@ const SetProcessQuery = `INSERT INTO process_states (process, paused, changed_by
 // is not paused: its pending starts are held.
 const NotHeld = `process NOT IN (SELECT process FROM process_states WHERE paused)`
 
+// Unfinished is the condition, on a query of instances, that they have
+// not ended (a final status, or its time, saved): with not queued, those
+// that hold a slot under their process's concurrency limit.
+const Unfinished = `finished_at IS NULL AND COALESCE(status, '') NOT IN ('completed', 'rejected', 'failed', 'canceled')`
+
 // HeldRun is the run that saves the state of an instance a pause held
 // and that ended without starting (canceled): it has no workflow run.
 const HeldRun = "held"

@@ -731,6 +731,10 @@ type Instance struct {
 	// FinishedAt is when the store first saw a final status (zero until
 	// then, and for instances that ended before the store kept it).
 	FinishedAt time.Time `json:"-"`
+	// Queued is true while the instance waits for a slot under its
+	// process's concurrency limit (see Admit); it then holds one until
+	// it ends.
+	Queued bool `json:"-"`
 }
 
 // Review statuses and verdicts.

@@ -162,9 +162,9 @@ func (s *Store) Definitions(ctx context.Context) ([]store.DefinitionRecord, erro
 
 // CreateInstance records a started instance; see the sqlite store.
 func (s *Store) CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error) {
-	tag, err := s.pool.Exec(ctx, `INSERT INTO instances (id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+	tag, err := s.pool.Exec(ctx, `INSERT INTO instances (id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start, queued) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (process, business_key) DO NOTHING`,
-		in.ID, in.Process, in.ProcessVersion, in.BusinessKey, string(in.Input), in.CreatedBy, micros(in.CreatedAt), nullText(in.State), in.StateRun, in.StateSeq, in.PendingStart)
+		in.ID, in.Process, in.ProcessVersion, in.BusinessKey, string(in.Input), in.CreatedBy, micros(in.CreatedAt), nullText(in.State), in.StateRun, in.StateSeq, in.PendingStart, in.Queued)
 	if err != nil {
 		return in, false, fmt.Errorf("postgres: create instance: %w", err)
 	}
@@ -191,7 +191,7 @@ func (s *Store) instanceWhere(ctx context.Context, where string, args ...any) (s
 	return in, nil
 }
 
-const instanceColumns = `id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start, COALESCE(finished_at, 0)`
+const instanceColumns = `id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start, COALESCE(finished_at, 0), queued`
 
 // scanInstance reads the instanceColumns of a row.
 func scanInstance(row pgx.Row) (store.Instance, error) {
@@ -199,7 +199,7 @@ func scanInstance(row pgx.Row) (store.Instance, error) {
 	var input string
 	var state *string
 	var at, finished int64
-	if err := row.Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at, &state, &in.StateRun, &in.StateSeq, &in.PendingStart, &finished); err != nil {
+	if err := row.Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at, &state, &in.StateRun, &in.StateSeq, &in.PendingStart, &finished, &in.Queued); err != nil {
 		return in, err
 	}
 	in.Input, in.CreatedAt = json.RawMessage(input), fromMicros(at)
@@ -210,6 +210,64 @@ func scanInstance(row pgx.Row) (store.Instance, error) {
 		in.State = json.RawMessage(*state)
 	}
 	return in, nil
+}
+
+// Admit gives a queued instance a slot under its process's concurrency
+// limit when fewer than limit of the process's instances hold one, and
+// reports whether it holds one now (one not queued holds one already).
+// Admissions to one process take turns (a transaction-scoped advisory
+// lock), so two cannot both take the last slot.
+func (s *Store) Admit(ctx context.Context, id string, limit int) (bool, error) {
+	admitted := false
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		var process string
+		var queued bool
+		if err := tx.QueryRow(ctx, `SELECT process, queued FROM instances WHERE id = $1`, id).Scan(&process, &queued); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("instance %s: %w", id, store.ErrNotFound)
+			}
+			return err
+		}
+		if !queued {
+			admitted = true
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('admit/' || $1, 0))`, process); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `UPDATE instances SET queued = false WHERE id = $1 AND queued AND
+			(SELECT COUNT(*) FROM instances r WHERE r.process = $2 AND NOT r.queued AND r.`+store.Unfinished+`) < $3`, id, process, limit)
+		admitted = err == nil && tag.RowsAffected() == 1
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("postgres: admit %s: %w", id, err)
+	}
+	return admitted, nil
+}
+
+// QueuedStarts returns up to limit of a process's instances queued under
+// its concurrency limit, oldest first; process "" lists the processes
+// that have some instead (one instance each, in no order).
+func (s *Store) QueuedStarts(ctx context.Context, process string, limit int) ([]store.Instance, error) {
+	q, args := `SELECT `+instanceColumns+` FROM instances WHERE pending_start AND queued AND process = $1 ORDER BY created_at LIMIT $2`, []any{process, limit}
+	if process == "" {
+		q, args = `SELECT DISTINCT ON (process) `+instanceColumns+` FROM instances WHERE pending_start AND queued ORDER BY process LIMIT $1`, []any{limit}
+	}
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: queued starts: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Instance
+	for rows.Next() {
+		in, err := scanInstance(rows)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: queued starts: %w", err)
+		}
+		out = append(out, in)
+	}
+	return out, rows.Err()
 }
 
 // MarkStarted records that Temporal has the workflows of the instances.
@@ -253,7 +311,7 @@ func (s *Store) ReleaseRetry(ctx context.Context, id, run string) error {
 // workflow Temporal may not have yet, oldest first; those of a paused
 // process are held, not returned.
 func (s *Store) PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+instanceColumns+` FROM instances WHERE pending_start AND created_at < $1 AND `+store.NotHeld+` AND `+store.NotAChild+` ORDER BY created_at LIMIT $2`, micros(before), limit)
+	rows, err := s.pool.Query(ctx, `SELECT `+instanceColumns+` FROM instances WHERE pending_start AND NOT queued AND created_at < $1 AND `+store.NotHeld+` AND `+store.NotAChild+` ORDER BY created_at LIMIT $2`, micros(before), limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: pending starts: %w", err)
 	}

@@ -165,9 +165,9 @@ func (s *Store) Definitions(ctx context.Context) ([]store.DefinitionRecord, erro
 // CreateInstance records a started instance. When the process already has an
 // instance with the business key, that one is returned with created false.
 func (s *Store) CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error) {
-	res, err := s.w.ExecContext(ctx, `INSERT INTO instances (id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	res, err := s.w.ExecContext(ctx, `INSERT INTO instances (id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start, queued) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (process, business_key) DO NOTHING`,
-		in.ID, in.Process, in.ProcessVersion, in.BusinessKey, string(in.Input), in.CreatedBy, micros(in.CreatedAt), nullText(in.State), in.StateRun, in.StateSeq, in.PendingStart)
+		in.ID, in.Process, in.ProcessVersion, in.BusinessKey, string(in.Input), in.CreatedBy, micros(in.CreatedAt), nullText(in.State), in.StateRun, in.StateSeq, in.PendingStart, in.Queued)
 	if err != nil {
 		return in, false, fmt.Errorf("sqlite: create instance: %w", err)
 	}
@@ -194,7 +194,7 @@ func (s *Store) instanceWhere(ctx context.Context, db *cachedDB, where string, a
 	return in, nil
 }
 
-const instanceColumns = `id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start, COALESCE(finished_at, 0)`
+const instanceColumns = `id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start, COALESCE(finished_at, 0), queued`
 
 // scanInstance reads the instanceColumns of a row.
 func scanInstance(row interface{ Scan(...any) error }) (store.Instance, error) {
@@ -202,7 +202,7 @@ func scanInstance(row interface{ Scan(...any) error }) (store.Instance, error) {
 	var input string
 	var state sql.NullString
 	var at, finished int64
-	if err := row.Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at, &state, &in.StateRun, &in.StateSeq, &in.PendingStart, &finished); err != nil {
+	if err := row.Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at, &state, &in.StateRun, &in.StateSeq, &in.PendingStart, &finished, &in.Queued); err != nil {
 		return in, err
 	}
 	in.Input, in.CreatedAt = json.RawMessage(input), fromMicros(at)
@@ -264,7 +264,7 @@ func (s *Store) ReleaseRetry(ctx context.Context, id, run string) error {
 // workflow Temporal may not have yet, oldest first; those of a paused
 // process are held, not returned.
 func (s *Store) PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+instanceColumns+` FROM instances WHERE pending_start = 1 AND created_at < ? AND `+store.NotHeld+` AND `+store.NotAChild+` ORDER BY created_at LIMIT ?`, micros(before), limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT `+instanceColumns+` FROM instances WHERE pending_start = 1 AND queued = 0 AND created_at < ? AND `+store.NotHeld+` AND `+store.NotAChild+` ORDER BY created_at LIMIT ?`, micros(before), limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: pending starts: %w", err)
 	}
@@ -281,6 +281,48 @@ func (s *Store) PendingStarts(ctx context.Context, before time.Time, limit int) 
 		return nil, fmt.Errorf("sqlite: pending starts: %w", err)
 	}
 	return out, nil
+}
+
+// Admit gives a queued instance a slot under its process's concurrency
+// limit when fewer than limit of the process's instances hold one, and
+// reports whether it holds one now (one not queued holds one already).
+// Writes take turns in SQLite, so two admissions cannot both take the
+// last slot.
+func (s *Store) Admit(ctx context.Context, id string, limit int) (bool, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE instances SET queued = 0 WHERE id = ? AND queued = 1 AND
+		(SELECT COUNT(*) FROM instances r WHERE r.process = instances.process AND r.queued = 0 AND r.`+store.Unfinished+`) < ?`, id, limit)
+	if err != nil {
+		return false, fmt.Errorf("sqlite: admit %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return true, nil
+	}
+	in, err := s.instanceWhere(ctx, s.w, `id = ?`, id)
+	return err == nil && !in.Queued, err
+}
+
+// QueuedStarts returns up to limit of a process's instances queued under
+// its concurrency limit, oldest first; process "" lists the processes
+// that have some instead (one instance each, in no order).
+func (s *Store) QueuedStarts(ctx context.Context, process string, limit int) ([]store.Instance, error) {
+	q, args := `SELECT `+instanceColumns+` FROM instances WHERE pending_start = 1 AND queued = 1 AND process = ? ORDER BY created_at LIMIT ?`, []any{process, limit}
+	if process == "" {
+		q, args = `SELECT `+instanceColumns+` FROM instances WHERE id IN (SELECT MIN(id) FROM instances WHERE pending_start = 1 AND queued = 1 GROUP BY process) LIMIT ?`, []any{limit}
+	}
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: queued starts: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Instance
+	for rows.Next() {
+		in, err := scanInstance(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: queued starts: %w", err)
+		}
+		out = append(out, in)
+	}
+	return out, rows.Err()
 }
 
 // SaveInstanceState stores the state a run of the instance saved as its

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,6 +62,8 @@ type Store interface {
 	SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) (*store.Finish, error)
 	MarkStarted(ctx context.Context, ids []string) error
 	PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error)
+	Admit(ctx context.Context, id string, limit int) (bool, error)
+	QueuedStarts(ctx context.Context, process string, limit int) ([]store.Instance, error)
 	StartCounts(ctx context.Context, process string, from, to time.Time, bucket time.Duration) ([]int, error)
 	PolicyChanges(ctx context.Context, process string, from, to time.Time) ([]store.PolicyChange, error)
 	Outcomes(ctx context.Context, process string, from, to time.Time, fn func(store.InstanceOutcome) error) error
@@ -111,6 +114,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("instance states", func(t *testing.T) { testInstanceStates(t, open(t)) })
 	t.Run("state rows", func(t *testing.T) { testStateRows(t, open(t)) })
 	t.Run("pending starts", func(t *testing.T) { testPendingStarts(t, open(t)) })
+	t.Run("concurrency limit", func(t *testing.T) { testConcurrencyLimit(t, open(t)) })
 	t.Run("outcomes", func(t *testing.T) { testOutcomes(t, open(t)) })
 	t.Run("instance listing", func(t *testing.T) { testInstanceListing(t, open(t)) })
 	t.Run("retry claims", func(t *testing.T) { testRetryClaims(t, open(t)) })
@@ -1163,6 +1167,80 @@ func testScheduleStates(t *testing.T, s Store) {
 }
 
 // saveState saves a state projection and returns the finish it reports.
+// testConcurrencyLimit: an instance queued under its process's
+// concurrency limit gets a slot (Admit) only while fewer than the limit
+// hold one: instances not queued hold one until they end. Queued
+// instances are listed oldest first and are no pending starts of the
+// sweep; admissions side by side never take more slots than there are.
+func testConcurrencyLimit(t *testing.T, s Store) {
+	ctx := t.Context()
+	create := func(id, process string, queued bool, at time.Duration) {
+		t.Helper()
+		_, _, err := s.CreateInstance(ctx, store.Instance{ID: id, Process: process, ProcessVersion: 1, BusinessKey: id, Input: []byte(`{}`),
+			CreatedAt: t0.Add(at), PendingStart: true, Queued: queued})
+		must(t, err)
+	}
+	create("run", "p", false, 0)
+	saveState(t, s, "run", "r", 1, json.RawMessage(`{"status":"running"}`))
+	create("done", "p", false, 0)
+	saveState(t, s, "done", "r", 1, json.RawMessage(`{"status":"completed"}`))
+	create("a", "p", true, time.Minute)
+	create("b", "p", true, 2*time.Minute)
+	create("c", "p", true, 3*time.Minute)
+	create("q", "q", true, time.Minute)
+	ids := func(in []store.Instance) string {
+		var out []string
+		for _, i := range in {
+			out = append(out, i.ID)
+		}
+		return strings.Join(out, " ")
+	}
+	if got, err := s.QueuedStarts(ctx, "p", 10); err != nil || ids(got) != "a b c" || !got[0].Queued {
+		t.Fatalf("queued starts of p: %q %v", ids(got), err)
+	}
+	if got, err := s.QueuedStarts(ctx, "", 10); err != nil || len(got) != 2 {
+		t.Fatalf("processes with queued starts: %q %v", ids(got), err)
+	}
+	admit := func(id string, limit int, want bool) {
+		t.Helper()
+		if ok, err := s.Admit(ctx, id, limit); err != nil || ok != want {
+			t.Fatalf("admit %s under %d: %v %v, want %v", id, limit, ok, err, want)
+		}
+	}
+	admit("a", 2, true) // "run" holds the other slot; "done" ended
+	admit("b", 2, false)
+	admit("a", 2, true) // holds one already
+	if got, err := s.PendingStarts(ctx, t0.Add(time.Hour), 10); err != nil || ids(got) != "a" {
+		t.Fatalf("pending starts: %q %v (queued ones are not the sweep's)", ids(got), err)
+	}
+	saveState(t, s, "run", "r", 2, json.RawMessage(`{"status":"failed"}`))
+	admit("b", 2, true)
+	admit("c", 2, false)
+	admit("q", 1, true)
+	if _, err := s.Admit(ctx, "nobody", 1); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("admit an unknown instance: %v", err)
+	}
+	// Side by side: ten queued instances, three slots.
+	for i := range 10 {
+		create(fmt.Sprint("r-", i), "r", true, time.Duration(i)*time.Second)
+	}
+	var admitted atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Go(func() {
+			if ok, err := s.Admit(ctx, fmt.Sprint("r-", i), 3); err != nil {
+				t.Error(err)
+			} else if ok {
+				admitted.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := admitted.Load(); n != 3 {
+		t.Fatalf("%d admitted side by side, want 3", n)
+	}
+}
+
 func saveState(t *testing.T, s Store, id, run string, seq int64, state json.RawMessage) *store.Finish {
 	t.Helper()
 	f, err := s.SaveInstanceState(t.Context(), id, run, seq, state)
