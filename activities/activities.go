@@ -79,6 +79,10 @@ type Activities struct {
 	Detectors DetectorStore
 	// States keeps the instances' state projections (nil: none kept).
 	States StateProjection
+	// StartQueuedFn starts a process's instances queued under its
+	// concurrency limit while slots are free (see api.StartQueued), and
+	// says how many it started; nil leaves them to the start sweep.
+	StartQueuedFn func(ctx context.Context, process string) (int, error)
 	// SubProcesses reads the definitions process steps run and stores
 	// the instances they start (nil: process steps fail).
 	SubProcesses SubProcesses

@@ -189,3 +189,15 @@ func (a *Activities) EndUnstarted(ctx context.Context, in SaveStateInput) error 
 	}
 	return a.SaveState(ctx, in)
 }
+
+// StartQueued starts the instances of a process queued under its
+// concurrency limit, oldest first, while slots are free: an instance of it
+// has just ended. A worker without a way to start them (StartQueuedFn
+// nil) leaves them to the API's start sweep.
+func (a *Activities) StartQueued(ctx context.Context, process string) error {
+	if a.StartQueuedFn == nil {
+		return nil
+	}
+	_, err := a.StartQueuedFn(ctx, process)
+	return err
+}

@@ -65,6 +65,8 @@ type InstanceStore interface {
 	Instance(ctx context.Context, id string) (store.Instance, error)
 	MarkStarted(ctx context.Context, ids []string) error
 	PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error)
+	Admit(ctx context.Context, id string, limit int) (bool, error)
+	QueuedStarts(ctx context.Context, process string, limit int) ([]store.Instance, error)
 	Outcomes(ctx context.Context, process string, from, to time.Time, fn func(store.InstanceOutcome) error) error
 	InstanceStates(ctx context.Context, process string, version int, from, to time.Time, fn func(store.StateRow) error) error
 	Instances(ctx context.Context, f store.InstanceFilter) ([]store.InstanceSummary, error)

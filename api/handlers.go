@@ -378,12 +378,19 @@ func (s *server) createInstance(c *gin.Context, def *process.Definition, key str
 		return stored{}, err
 	}
 	ctx := c.Request.Context()
+	limit, err := s.starts.limit(ctx, def.Name)
+	if err != nil {
+		return stored{}, err
+	}
 	inst, created, err := s.Instances.CreateInstance(ctx, store.Instance{
 		ID: InstanceID(def.Name, key), Process: def.Name, ProcessVersion: def.Version, BusinessKey: key,
 		Input: process.JSON(input), CreatedBy: caller(c).Name, CreatedAt: time.Now().UTC(),
 		// Reads find the instance starting until its workflow saves a state.
 		State:        process.JSON(workflows.NewState(def, workflows.StatusStarting)),
 		PendingStart: true,
+		// Under a concurrency limit it takes a slot as it starts, if one
+		// is free (see starter.hold).
+		Queued: limit > 0,
 	})
 	if err != nil {
 		return stored{}, err
@@ -446,9 +453,9 @@ func (s *server) getInstance(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if inst.PendingStart { // why it has not started, when a pause holds it
-		if held, err := s.starts.held(ctx, inst.Process); err == nil && held != nil {
-			out["held"] = held.Error()
+	if inst.PendingStart { // why it has not started, when a pause or the concurrency limit holds it
+		if err := s.starts.hold(ctx, &inst, false); isHeld(err) {
+			out["held"] = err.Error()
 		}
 	}
 	c.JSON(http.StatusOK, out)

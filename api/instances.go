@@ -206,7 +206,7 @@ func (s *server) sendUpdate(ctx context.Context, inst store.Instance, name strin
 		return s.updateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: inst.ID, UpdateName: name, Args: []any{arg}}, out)
 	}
 	// Held by a pause: no workflow to update until it is resumed.
-	if err := s.starts.hold(ctx, inst); err != nil {
+	if err := s.starts.hold(ctx, &inst, false); err != nil {
 		return err
 	}
 	err := send()
@@ -265,7 +265,7 @@ func (s *server) cancelInstance(c *gin.Context) {
 	}
 	// An instance held by a pause has no workflow: it ends here, canceled
 	// before it started.
-	switch err := s.starts.hold(ctx, inst); {
+	switch err := s.starts.hold(ctx, &inst, false); {
 	case isHeld(err):
 		if err := s.cancelHeld(ctx, inst, caller(c).Name, reason); err != nil {
 			fail(c, err)
@@ -314,7 +314,11 @@ func (s *server) cancelHeld(ctx context.Context, inst store.Instance, by, reason
 	if reason != "" {
 		st.Error += ": " + reason
 	}
-	st.Error += " (held while " + inst.Process + " was paused; it never started)"
+	if inst.Queued {
+		st.Error += " (queued under the concurrency limit of " + inst.Process + "; it never started)"
+	} else {
+		st.Error += " (held while " + inst.Process + " was paused; it never started)"
+	}
 	fin, err := s.Ended.SaveInstanceState(ctx, inst.ID, store.HeldRun, 1, process.JSON(st))
 	if err == nil && s.Finished != nil {
 		s.Finished(fin)

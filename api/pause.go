@@ -1,9 +1,12 @@
 package api
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"sync"
 	"time"
@@ -25,22 +28,34 @@ import (
 // applies in every replica within it.
 const holdTTL = 2 * time.Second
 
-// holds caches the processes' paused states.
+// holds caches the processes' paused states and concurrency limits.
 type holds struct {
-	mu     sync.Mutex
-	at     time.Time
-	paused map[string]store.ProcessState
+	mu       sync.Mutex
+	at       time.Time
+	paused   map[string]store.ProcessState
+	limitsAt time.Time
+	limits   map[string]int
 }
 
-// heldError is a start held because its process is paused.
-type heldError struct{ st store.ProcessState }
+// heldError is a start held because its process is paused, or queued
+// under its concurrency limit: why.
+type heldError struct{ why string }
 
-func (e *heldError) Error() string {
-	msg := fmt.Sprintf("process %s is paused (by %s, %s)", e.st.Process, e.st.ChangedBy, e.st.ChangedAt.Format(time.RFC3339))
-	if e.st.Note != "" {
-		msg += ": " + e.st.Note
+func (e *heldError) Error() string { return e.why }
+
+// pausedError is the heldError of a start its process's pause holds.
+func pausedError(st store.ProcessState) *heldError {
+	msg := fmt.Sprintf("process %s is paused (by %s, %s)", st.Process, st.ChangedBy, st.ChangedAt.Format(time.RFC3339))
+	if st.Note != "" {
+		msg += ": " + st.Note
 	}
-	return msg + "; its new instances are held, and start when it is resumed"
+	return &heldError{why: msg + "; its new instances are held, and start when it is resumed"}
+}
+
+// queuedError is the heldError of a start queued under its process's
+// concurrency limit.
+func queuedError(process string, limit int) *heldError {
+	return &heldError{why: fmt.Sprintf("process %s runs %d instances at once, its concurrency limit: this one is queued, and starts as others end, oldest first", process, limit)}
 }
 
 // isHeld reports whether err is a start held by a pause.
@@ -70,16 +85,18 @@ func (st *starter) held(ctx context.Context, process string) (*heldError, error)
 		}
 	}
 	if s, ok := h.paused[process]; ok {
-		return &heldError{st: s}, nil
+		return pausedError(s), nil
 	}
 	return nil, nil
 }
 
 // hold is why a stored instance's start waits (a *heldError: its process
-// is paused), or the store's error; nil when it may start (its workflow
-// exists already, or its process runs). The instance a process step
-// stored is started by that step only: 409 while it has not started.
-func (st *starter) hold(ctx context.Context, inst store.Instance) error {
+// is paused, or it is queued under its process's concurrency limit), or
+// the store's error; nil when it may start (its workflow exists already,
+// or its process runs). With admit, a queued instance takes a free slot
+// (and inst says so) rather than wait. The instance a process step stored
+// is started by that step only: 409 while it has not started.
+func (st *starter) hold(ctx context.Context, inst *store.Instance, admit bool) error {
 	if !inst.PendingStart {
 		return nil
 	}
@@ -90,10 +107,51 @@ func (st *starter) hold(ctx context.Context, inst store.Instance) error {
 	if held != nil {
 		return held
 	}
+	if inst.Queued {
+		limit, err := st.limit(ctx, inst.Process)
+		if err != nil {
+			return err
+		}
+		if !admit {
+			return queuedError(inst.Process, limit)
+		}
+		ok, err := st.opts.Instances.Admit(ctx, inst.ID, cmp.Or(limit, math.MaxInt32)) // no limit now: a slot for each
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return queuedError(inst.Process, limit)
+		}
+		inst.Queued = false
+	}
 	if parent, ok := process.SubProcessParent(inst.CreatedBy); ok {
 		return conflict("instance %s is being started by the process step of %s that stored it; try again in a moment", inst.ID, parent)
 	}
 	return nil
+}
+
+// limit is a process's concurrency limit, its latest definition's (0:
+// none), as read within holdTTL.
+func (st *starter) limit(ctx context.Context, process string) (int, error) {
+	h := &st.holds
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.limits == nil || time.Since(h.limitsAt) > holdTTL {
+		recs, err := st.opts.Definitions.Definitions(ctx)
+		if err != nil {
+			return 0, err
+		}
+		h.limits, h.limitsAt = map[string]int{}, time.Now()
+		for _, rec := range recs {
+			var def struct {
+				Concurrency int `json:"concurrency"`
+			}
+			if err := json.Unmarshal(rec.Doc, &def); err == nil && def.Concurrency > 0 {
+				h.limits[rec.Name] = def.Concurrency
+			}
+		}
+	}
+	return h.limits[process], nil
 }
 
 // forget drops the cached states: this replica just changed one.

@@ -379,6 +379,7 @@ func (sc *Scheduler) start(ctx context.Context, st *starter, def *process.Defini
 		Input: process.JSON(input), CreatedBy: ScheduledBy, CreatedAt: time.Now().UTC(),
 		State:        process.JSON(workflows.NewState(def, workflows.StatusStarting)),
 		PendingStart: true,
+		Queued:       def.Concurrency > 0,
 	})
 	if err != nil || !inst.PendingStart {
 		return inst.ID, created, err
@@ -401,5 +402,5 @@ func (sc *Scheduler) start(ctx context.Context, st *starter, def *process.Defini
 	if err := st.startNow(ctx, def, inst, stored); err != nil && !isHeld(err) {
 		return inst.ID, created, err
 	}
-	return inst.ID, created, nil // started, or held while its process is paused
+	return inst.ID, created, nil // started, or held while its process is paused or at its concurrency limit
 }

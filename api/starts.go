@@ -109,7 +109,7 @@ type handoff struct {
 // to StartWait (or fully, while Temporal is down). A nil error means the
 // workflow exists or its start is under way and recorded.
 func (st *starter) start(ctx context.Context, def *process.Definition, inst store.Instance, input map[string]any) error {
-	if err := st.hold(ctx, inst); err != nil {
+	if err := st.hold(ctx, &inst, true); err != nil {
 		return err
 	}
 	h := &handoff{done: make(chan struct{})}
@@ -164,7 +164,7 @@ func outcome(err error) string {
 // queues the instance's mark (markStarted): one store write per batch, not
 // one per start, off the request's path.
 func (st *starter) startNow(ctx context.Context, def *process.Definition, inst store.Instance, input map[string]any) error {
-	if err := st.hold(ctx, inst); err != nil {
+	if err := st.hold(ctx, &inst, true); err != nil {
 		return err
 	}
 	return st.startWorkflow(ctx, def, inst, input)
@@ -263,8 +263,63 @@ func SweepStarts(ctx context.Context, o SweepOptions) (int, error) {
 		// The batch's marks are written before the next batch is read.
 		st.flushMarks()
 		if len(pending) < o.Batch || progress == 0 {
-			return started, nil
+			break
 		}
+	}
+	// Then the instances queued under concurrency limits, as slots free.
+	processes, err := o.Instances.QueuedStarts(ctx, "", 1000)
+	if err != nil {
+		return started, err
+	}
+	for _, p := range processes {
+		n, err := startQueued(ctx, st, o, defs, p.Process)
+		started += n
+		if err != nil {
+			return started, err
+		}
+	}
+	return started, nil
+}
+
+// StartQueued starts the instances of a process queued under its
+// concurrency limit, oldest first, while slots are free (an instance of it
+// just ended, say), and says how many it started.
+func StartQueued(ctx context.Context, o SweepOptions, name string) (int, error) {
+	o.defaults()
+	if o.Batch <= 0 {
+		o.Batch = 100
+	}
+	st := &starter{opts: &o.Options}
+	defer st.flushMarks()
+	return startQueued(ctx, st, o, map[string]*process.Definition{}, name)
+}
+
+// startQueued is StartQueued with the sweep's starter and definitions.
+func startQueued(ctx context.Context, st *starter, o SweepOptions, defs map[string]*process.Definition, name string) (int, error) {
+	started := 0
+	for {
+		queued, err := o.Instances.QueuedStarts(ctx, name, o.Batch)
+		if err != nil || len(queued) == 0 {
+			return started, err
+		}
+		for _, inst := range queued {
+			def, input, err := pendingStart(ctx, o.Definitions, defs, inst)
+			if err != nil {
+				return started, fmt.Errorf("start queued instance %s: %w", inst.ID, err)
+			}
+			sctx, cancel := context.WithTimeout(ctx, o.Timeout)
+			err = st.startNow(sctx, def, inst, input)
+			cancel()
+			if isHeld(err) {
+				return started, nil // no slot free (or paused): the rest wait
+			}
+			if err != nil {
+				return started, fmt.Errorf("start queued instance %s: %w", inst.ID, err)
+			}
+			o.Logger.Info("started an instance queued under its process's concurrency limit", "instance", inst.ID)
+			started++
+		}
+		st.flushMarks()
 	}
 }
 

@@ -48,6 +48,7 @@ func TestParseDefinitionErrorsNamePaths(t *testing.T) {
 		"process step name":  {"kind: wait, duration: 1d", "kind: process, process: {name: KYC}", `steps[1].process.name: is required: lower-case letters, digits, '-' or '_' (got "KYC")`},
 		"sla":                {"name: orders", "name: orders\nsla: soon", `sla: must be a duration of at least 1m, such as 48h or 5d (got "soon")`},
 		"retention":          {"name: orders", "name: orders\nretention: 12h", `retention: must be a duration of at least 1d, such as 90d (got "12h")`},
+		"concurrency":        {"name: orders", "name: orders\nconcurrency: -2", `concurrency: must be from 1 to 100000 instances running at once (got -2)`},
 		"sla too short":      {"name: orders", "name: orders\nsla: 30s", `sla: must be a duration of at least 1m`},
 		"wrong kind":         {"version: 1", "version: first", `version: must be an integer (got "first", line 3)`},
 		"object for a list":  {"required: [amount]", "required: {amount: true}", "input.required: must be a list (got an object, line 5)"},

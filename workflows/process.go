@@ -301,6 +301,7 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 	}
 	r.compensate(ctx)
 	r.save(ctx)
+	r.freeSlot(ctx)
 	// The final statuses are named as the callback events are.
 	r.callback(ctx, r.st.Status, ReviewState{})
 	r.awaitCallbacks(ctx)
@@ -367,6 +368,11 @@ const (
 	// reach the marker.
 	changeSubProcessHold          = "sub-process-hold"
 	versionSubProcessHold Version = 1
+	// changeConcurrency: an instance of a process with a concurrency limit
+	// starts the instances queued for its slot when it ends. Only such
+	// definitions reach the marker.
+	changeConcurrency          = "concurrency-slot"
+	versionConcurrency Version = 1
 )
 
 // compensate, for an instance that ended without completing (failed,
@@ -1304,6 +1310,23 @@ func (r *runner) runSubProcess(ctx workflow.Context, i int, in activities.StepIn
 		return out, fmt.Errorf("%w: %s", errRejected, msg)
 	}
 	return out, fmt.Errorf("%s %s ended %s", start.Definition.Name, start.InstanceID, res.Status)
+}
+
+// freeSlot, for an instance whose definition limits how many run at once
+// (from versionConcurrency on), starts the instances of the process queued
+// for the slot it leaves, now rather than at the start sweep's next pass.
+// One that fails is logged: the sweep starts them all the same.
+func (r *runner) freeSlot(ctx workflow.Context) {
+	if r.def.Concurrency <= 0 || workflow.GetVersion(ctx, changeConcurrency, workflow.DefaultVersion, versionConcurrency) < versionConcurrency {
+		return
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumAttempts: 3},
+	})
+	if err := workflow.ExecuteActivity(actx, a.StartQueued, r.def.Name).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("the instances queued for this one's slot wait for the start sweep", "err", err)
+	}
 }
 
 // holdPoll is how often a process step held by a pause looks whether the

@@ -192,6 +192,13 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 			HTTP: &http.Client{Timeout: 5 * time.Minute}, Logger: lg, WebhookSecret: opts.WebhookSecret,
 			Metrics: activities.NewMetrics(reg),
 		}
+		// An instance of a process with a concurrency limit starts those
+		// queued for its slot as it ends.
+		acts.StartQueuedFn = func(ctx context.Context, process string) (int, error) {
+			return api.StartQueued(ctx, api.SweepOptions{Options: api.Options{
+				Instances: st, Definitions: st, Schedules: st, Temporal: tc, TaskQueue: TaskQueue, Namespace: opts.Namespace, Logger: lg,
+			}}, process)
+		}
 		finish = acts.Metrics.Finish
 		w.RegisterActivity(acts)
 		if err := w.Start(); err != nil {

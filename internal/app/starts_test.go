@@ -180,3 +180,62 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// TestConcurrencyLimit: a process that runs one instance at a time queues
+// the next ones (stored, answered with held, read as held), starts the
+// oldest as soon as the running one ends (the instance that ends starts
+// it, not the start sweep, which is an hour off here), and a queued one
+// canceled ends without ever starting.
+func TestConcurrencyLimit(t *testing.T) {
+	d := startDev(t, t.TempDir(), freeAddr(t), func(o *app.Options) { o.SweepEvery = time.Hour })
+	def := "name: desk\nversion: 1\nconcurrency: 1\nsteps:\n  - {id: look, kind: review, review: {queue: desk}}\n"
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	system := d.newKey("system")
+	start := func(key string) resp {
+		t.Helper()
+		r := d.call("POST", "/v1/processes/desk/instances", system, `{"business_key":"`+key+`","input":{}}`)
+		if r.status != http.StatusCreated {
+			t.Fatalf("start %s: %d %s", key, r.status, r.raw)
+		}
+		return r
+	}
+	first := start("d-1")
+	if first.body["held"] != nil {
+		t.Fatalf("the first start is held: %s", first.raw)
+	}
+	firstID := first.body["id"].(string)
+	d.waitStatus(firstID, "waiting_review")
+	second, third := start("d-2"), start("d-3")
+	for _, r := range []resp{second, third} {
+		if !strings.Contains(fmt.Sprint(r.body["held"]), "process desk runs 1 instances at once, its concurrency limit: this one is queued") {
+			t.Fatalf("a start over the limit: %s", r.raw)
+		}
+	}
+	secondID, thirdID := second.body["id"].(string), third.body["id"].(string)
+	if got := d.call("GET", "/v1/instances/"+secondID, system, ""); got.body["status"] != "starting" || !strings.Contains(fmt.Sprint(got.body["held"]), "queued") {
+		t.Fatalf("a queued instance: %s", got.raw)
+	}
+	// The third is canceled while queued: it never starts.
+	if got := d.call("POST", "/v1/instances/"+thirdID+"/cancel", system, `{"reason":"duplicate"}`); got.status != http.StatusOK ||
+		got.body["error"] != "canceled by system-1: duplicate (queued under the concurrency limit of desk; it never started)" {
+		t.Fatalf("cancel a queued instance: %d %s", got.status, got.raw)
+	}
+	reviewer := d.newKey("reviewer")
+	decide := func(id string) {
+		t.Helper()
+		inst := d.waitStatus(id, "waiting_review")
+		rv := inst["reviews"].([]any)[0].(map[string]any)["id"].(string)
+		d.expect(d.call("POST", "/v1/reviews/"+rv+"/decision", reviewer, `{"verdict":"approve"}`), http.StatusOK)
+	}
+	decide(firstID)
+	d.waitStatus(firstID, "completed")
+	// Its slot goes to the second at once.
+	decide(secondID)
+	d.waitStatus(secondID, "completed")
+	if got := d.call("GET", "/v1/instances/"+thirdID, system, ""); got.body["status"] != "canceled" {
+		t.Fatalf("the canceled one: %s", got.raw)
+	}
+	d.recordHistories(map[string]string{firstID: "concurrency_v9.json"})
+}
