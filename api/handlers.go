@@ -163,6 +163,14 @@ func (s *server) getProcess(c *gin.Context) {
 	if paused != nil {
 		out["paused"] = paused
 	}
+	if def.Concurrency > 0 { // how many wait for a slot now
+		queued, err := s.Instances.QueuedCounts(c.Request.Context())
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		out["queued"] = queued[def.Name]
+	}
 	// The schedules of the latest version apply: an older one asked for
 	// shows none.
 	if len(def.Schedules) > 0 && (asked == 0 || s.isLatest(c.Request.Context(), def)) {

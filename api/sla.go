@@ -102,23 +102,28 @@ func withSLA(in store.InstanceSummary, sla time.Duration, now time.Time) store.I
 	return in
 }
 
-var descOverdue = prometheus.NewDesc("adaptflow_instances_overdue",
-	"Instances running past their definition version's SLA now, by process (read from the store at most every 30 s, alike in every API replica: take the max over replicas).", []string{"process"}, nil)
+var (
+	descOverdue = prometheus.NewDesc("adaptflow_instances_overdue",
+		"Instances running past their definition version's SLA now, by process (read from the store at most every 30 s, alike in every API replica: take the max over replicas).", []string{"process"}, nil)
+	descQueued = prometheus.NewDesc("adaptflow_instances_queued",
+		"Instances queued under their process's concurrency limit now, by process (read from the store at most every 30 s, alike in every API replica: take the max over replicas).", []string{"process"}, nil)
+)
 
 // overdueCollector counts the instances of each process with an SLA that
-// run past it, at a scrape, at most every overdueEvery (a count per
-// process; scrapes in between get the last counts).
+// run past it, and those queued under a concurrency limit, at a scrape,
+// at most every overdueEvery (scrapes in between get the last counts).
 type overdueCollector struct {
 	s      *server
 	mu     sync.Mutex
 	at     time.Time
 	counts map[string]int
+	queued map[string]int
 }
 
 // overdueEvery bounds how often a replica counts the overdue instances.
 const overdueEvery = 30 * time.Second
 
-func (oc *overdueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descOverdue }
+func (oc *overdueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descOverdue; ch <- descQueued }
 
 func (oc *overdueCollector) Collect(ch chan<- prometheus.Metric) {
 	oc.mu.Lock()
@@ -127,9 +132,18 @@ func (oc *overdueCollector) Collect(ch chan<- prometheus.Metric) {
 		if counts, ok := oc.count(); ok {
 			oc.counts, oc.at = counts, time.Now()
 		}
+		if oc.s.Instances != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), oc.s.Timeout)
+			if queued, err := oc.s.Instances.QueuedCounts(ctx); err == nil {
+				oc.queued = queued
+			}
+			cancel()
+		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(oc.counts)) {
-		ch <- prometheus.MustNewConstMetric(descOverdue, prometheus.GaugeValue, float64(oc.counts[name]), name)
+	for desc, counts := range map[*prometheus.Desc]map[string]int{descOverdue: oc.counts, descQueued: oc.queued} {
+		for _, name := range slices.Sorted(maps.Keys(counts)) {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(counts[name]), name)
+		}
 	}
 }
 

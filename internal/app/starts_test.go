@@ -214,6 +214,13 @@ func TestConcurrencyLimit(t *testing.T) {
 		}
 	}
 	secondID, thirdID := second.body["id"].(string), third.body["id"].(string)
+	// The process and /metrics say how many wait.
+	if got := d.call("GET", "/v1/processes/desk", adminKey, ""); got.body["queued"] != 2.0 {
+		t.Fatalf("the process: %s", got.raw)
+	}
+	if m := d.call("GET", "/metrics", "", ""); !strings.Contains(m.raw, `adaptflow_instances_queued{process="desk"} 2`) {
+		t.Fatalf("/metrics has no queued gauge of 2 for desk")
+	}
 	if got := d.call("GET", "/v1/instances/"+secondID, system, ""); got.body["status"] != "starting" || !strings.Contains(fmt.Sprint(got.body["held"]), "queued") {
 		t.Fatalf("a queued instance: %s", got.raw)
 	}

@@ -64,6 +64,7 @@ type Store interface {
 	PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error)
 	Admit(ctx context.Context, id string, limit int) (bool, error)
 	QueuedStarts(ctx context.Context, process string, limit int) ([]store.Instance, error)
+	QueuedCounts(ctx context.Context) (map[string]int, error)
 	StartCounts(ctx context.Context, process string, from, to time.Time, bucket time.Duration) ([]int, error)
 	PolicyChanges(ctx context.Context, process string, from, to time.Time) ([]store.PolicyChange, error)
 	Outcomes(ctx context.Context, process string, from, to time.Time, fn func(store.InstanceOutcome) error) error
@@ -1200,6 +1201,9 @@ func testConcurrencyLimit(t *testing.T, s Store) {
 	}
 	if got, err := s.QueuedStarts(ctx, "", 10); err != nil || len(got) != 2 {
 		t.Fatalf("processes with queued starts: %q %v", ids(got), err)
+	}
+	if got, err := s.QueuedCounts(ctx); err != nil || len(got) != 2 || got["p"] != 3 || got["q"] != 1 {
+		t.Fatalf("queued counts %v %v", got, err)
 	}
 	admit := func(id string, limit int, want bool) {
 		t.Helper()
