@@ -304,7 +304,16 @@ func startQueued(ctx context.Context, st *starter, o SweepOptions, defs map[stri
 		}
 		for _, inst := range queued {
 			def, input, err := pendingStart(ctx, o.Definitions, defs, inst)
-			if err != nil {
+			var syntax *json.SyntaxError
+			switch {
+			case errors.Is(err, store.ErrNotFound) || errors.As(err, &syntax):
+				// It can never start: out of the queue, so that it holds
+				// up none behind it.
+				o.Logger.Error("an instance queued under its process's concurrency limit can never start; it leaves the queue", "instance", inst.ID, "err", err)
+				st.markStarted(inst.ID)
+				st.flushMarks()
+				continue
+			case err != nil:
 				return started, fmt.Errorf("start queued instance %s: %w", inst.ID, err)
 			}
 			sctx, cancel := context.WithTimeout(ctx, o.Timeout)

@@ -213,9 +213,10 @@ func scanInstance(row pgx.Row) (store.Instance, error) {
 }
 
 // Admit gives a queued instance a slot under its process's concurrency
-// limit when fewer than limit of the process's instances hold one, and
-// reports whether it holds one now (one not queued holds one already).
-// Admissions to one process take turns (a transaction-scoped advisory
+// limit when fewer than limit of the process's instances hold one and no
+// older one waits (first come, first served), and reports whether it
+// holds one now (one not queued holds one already). Admissions to one
+// process take turns (a transaction-scoped advisory
 // lock), so two cannot both take the last slot.
 func (s *Store) Admit(ctx context.Context, id string, limit int) (bool, error) {
 	admitted := false
@@ -236,7 +237,9 @@ func (s *Store) Admit(ctx context.Context, id string, limit int) (bool, error) {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `UPDATE instances SET queued = false WHERE id = $1 AND queued AND
-			(SELECT COUNT(*) FROM instances r WHERE r.process = $2 AND NOT r.queued AND r.`+store.Unfinished+`) < $3`, id, process, limit)
+			(SELECT COUNT(*) FROM instances r WHERE r.process = $2 AND NOT r.queued AND r.`+store.Unfinished+`) < $3 AND
+			NOT EXISTS (SELECT 1 FROM instances o WHERE o.process = $2 AND o.pending_start AND o.queued AND
+				(o.created_at, o.id) < (instances.created_at, instances.id))`, id, process, limit)
 		admitted = err == nil && tag.RowsAffected() == 1
 		return err
 	})

@@ -284,13 +284,15 @@ func (s *Store) PendingStarts(ctx context.Context, before time.Time, limit int) 
 }
 
 // Admit gives a queued instance a slot under its process's concurrency
-// limit when fewer than limit of the process's instances hold one, and
-// reports whether it holds one now (one not queued holds one already).
-// Writes take turns in SQLite, so two admissions cannot both take the
-// last slot.
+// limit when fewer than limit of the process's instances hold one and no
+// older one waits (first come, first served), and reports whether it
+// holds one now (one not queued holds one already). Writes take turns in
+// SQLite, so two admissions cannot both take the last slot.
 func (s *Store) Admit(ctx context.Context, id string, limit int) (bool, error) {
 	res, err := s.w.ExecContext(ctx, `UPDATE instances SET queued = 0 WHERE id = ? AND queued = 1 AND
-		(SELECT COUNT(*) FROM instances r WHERE r.process = instances.process AND r.queued = 0 AND r.`+store.Unfinished+`) < ?`, id, limit)
+		(SELECT COUNT(*) FROM instances r WHERE r.process = instances.process AND r.queued = 0 AND r.`+store.Unfinished+`) < ? AND
+		NOT EXISTS (SELECT 1 FROM instances o WHERE o.process = instances.process AND o.pending_start = 1 AND o.queued = 1 AND
+			(o.created_at, o.id) < (instances.created_at, instances.id))`, id, limit)
 	if err != nil {
 		return false, fmt.Errorf("sqlite: admit %s: %w", id, err)
 	}

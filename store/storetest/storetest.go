@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1211,37 +1210,43 @@ func testConcurrencyLimit(t *testing.T, s Store) {
 			t.Fatalf("admit %s under %d: %v %v, want %v", id, limit, ok, err, want)
 		}
 	}
-	admit("a", 2, true) // "run" holds the other slot; "done" ended
+	admit("c", 2, false) // a and b came first
+	admit("a", 2, true)  // "run" holds the other slot; "done" ended
 	admit("b", 2, false)
 	admit("a", 2, true) // holds one already
 	if got, err := s.PendingStarts(ctx, t0.Add(time.Hour), 10); err != nil || ids(got) != "a" {
 		t.Fatalf("pending starts: %q %v (queued ones are not the sweep's)", ids(got), err)
 	}
 	saveState(t, s, "run", "r", 2, json.RawMessage(`{"status":"failed"}`))
+	admit("c", 2, false) // a slot is free, but b waits longer
 	admit("b", 2, true)
 	admit("c", 2, false)
 	admit("q", 1, true)
 	if _, err := s.Admit(ctx, "nobody", 1); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("admit an unknown instance: %v", err)
 	}
-	// Side by side: ten queued instances, three slots.
+	// Side by side: ten queued instances, three slots (all created at
+	// once: the first three by id come first).
 	for i := range 10 {
-		create(fmt.Sprint("r-", i), "r", true, time.Duration(i)*time.Second)
+		create(fmt.Sprint("r-", i), "r", true, 0)
 	}
-	var admitted atomic.Int32
+	// Five sweepers at once, each admitting them in order as a start
+	// sweep does.
 	var wg sync.WaitGroup
-	for i := range 10 {
+	for range 5 {
 		wg.Go(func() {
-			if ok, err := s.Admit(ctx, fmt.Sprint("r-", i), 3); err != nil {
-				t.Error(err)
-			} else if ok {
-				admitted.Add(1)
+			for i := range 10 {
+				if _, err := s.Admit(ctx, fmt.Sprint("r-", i), 3); err != nil {
+					t.Error(err)
+				}
 			}
 		})
 	}
 	wg.Wait()
-	if n := admitted.Load(); n != 3 {
-		t.Fatalf("%d admitted side by side, want 3", n)
+	left, err := s.QueuedStarts(ctx, "r", 100)
+	must(t, err)
+	if len(left) != 7 || left[0].ID != "r-3" {
+		t.Fatalf("after admissions side by side, queued %q, want r-3 to r-9", ids(left))
 	}
 }
 
