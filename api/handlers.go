@@ -100,6 +100,11 @@ func (s *server) listProcesses(c *gin.Context) {
 	for _, st := range states {
 		paused[st.Process] = st.Paused
 	}
+	queued, err := s.Instances.QueuedCounts(c.Request.Context())
+	if err != nil {
+		fail(c, err)
+		return
+	}
 	out := make([]gin.H, 0, len(recs))
 	k := caller(c)
 	for _, r := range recs {
@@ -109,6 +114,9 @@ func (s *server) listProcesses(c *gin.Context) {
 		p := gin.H{"name": r.Name, "version": r.Version, "author": r.Author, "created_at": r.CreatedAt}
 		if paused[r.Name] {
 			p["paused"] = true // its new instances are held
+		}
+		if n := queued[r.Name]; n > 0 {
+			p["queued"] = n // waiting for a slot under its concurrency limit
 		}
 		out = append(out, p)
 	}

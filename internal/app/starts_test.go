@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/adaptflow/adaptflow/internal/app"
+	"github.com/adaptflow/adaptflow/internal/cli"
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/sqlite"
 )
@@ -220,6 +222,11 @@ func TestConcurrencyLimit(t *testing.T) {
 	}
 	if m := d.call("GET", "/metrics", "", ""); !strings.Contains(m.raw, `adaptflow_instances_queued{process="desk"} 2`) {
 		t.Fatalf("/metrics has no queued gauge of 2 for desk")
+	}
+	var out, errOut bytes.Buffer
+	if code := cli.Process(t.Context(), []string{"list", "--server", d.base, "--api-key", adminKey}, &out, &errOut); code != 0 ||
+		!regexp.MustCompile(`(?m)^desk +v1 +.*2 queued$`).MatchString(out.String()) {
+		t.Fatalf("process list: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 	if got := d.call("GET", "/v1/instances/"+secondID, system, ""); got.body["status"] != "starting" || !strings.Contains(fmt.Sprint(got.body["held"]), "queued") {
 		t.Fatalf("a queued instance: %s", got.raw)

@@ -224,15 +224,24 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				Name, Author string
 				Version      int
 				CreatedAt    time.Time `json:"created_at"`
+				Paused       bool
+				Queued       int
 			}
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
 			return fail(err)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "PROCESS\tVERSION\tBY\tREGISTERED")
+		fmt.Fprintln(tw, "PROCESS\tVERSION\tBY\tREGISTERED\tSTATE")
 		for _, p := range v.Processes {
-			fmt.Fprintf(tw, "%s\tv%d\t%s\t%s\n", p.Name, p.Version, p.Author, p.CreatedAt.Local().Format(time.DateTime))
+			var state []string
+			if p.Paused {
+				state = append(state, "paused")
+			}
+			if p.Queued > 0 {
+				state = append(state, fmt.Sprintf("%d queued", p.Queued))
+			}
+			fmt.Fprintf(tw, "%s\tv%d\t%s\t%s\t%s\n", p.Name, p.Version, p.Author, p.CreatedAt.Local().Format(time.DateTime), strings.Join(state, ", "))
 		}
 		_ = tw.Flush()
 	case "schedules":
