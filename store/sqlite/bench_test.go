@@ -68,3 +68,52 @@ func BenchmarkInstancesByInput(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAdmit100k admits instances of a process with a concurrency
+// limit among 100,000 of it that ended and 1,000 running: each admission
+// counts the slots held and looks for an older queued instance, as a
+// start under the limit does. Every other one finds the limit full and is
+// refused; the others find a slot.
+func BenchmarkAdmit100k(b *testing.B) {
+	ctx := b.Context()
+	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "s.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now()
+	create := func(id string, queued bool, status string) {
+		if _, _, err := st.CreateInstance(ctx, store.Instance{ID: id, Process: "orders", ProcessVersion: 1, BusinessKey: id, Input: []byte(`{}`),
+			CreatedAt: now, PendingStart: true, Queued: queued}); err != nil {
+			b.Fatal(err)
+		}
+		if status != "" {
+			if _, err := st.SaveInstanceState(ctx, id, "r", 1, []byte(`{"status":"`+status+`"}`)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for i := range 100_000 {
+		create(fmt.Sprintf("done-%06d", i), false, "completed")
+	}
+	for i := range 1000 {
+		create(fmt.Sprintf("run-%04d", i), false, "running")
+	}
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		id := fmt.Sprintf("q-%08d", i)
+		create(id, true, "")
+		limit := 1000 + 1 - i%2 // a slot free, or none
+		b.StartTimer()
+		ok, err := st.Admit(ctx, id, limit)
+		b.StopTimer()
+		if err != nil || ok != (i%2 == 0) {
+			b.Fatalf("admission %d: %v %v", i, ok, err)
+		}
+		// It ends (it ran, or was canceled while queued): 1,000 run again.
+		if _, err := st.SaveInstanceState(ctx, id, "r", 1, []byte(`{"status":"canceled"}`)); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
