@@ -365,6 +365,14 @@ steps:
 	b.waitText("#flash", "quick runs again")
 	d.waitStatus(held.body["id"].(string), "completed")
 
+	// A process with a concurrency limit shows its queue, a link away.
+	d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml", "name: desk\nversion: 1\nconcurrency: 1\nsteps: [{id: look, kind: review, review: {queue: desk}}]\n"), http.StatusCreated)
+	d.waitStatus(d.start("desk", "ui-desk-1", map[string]any{}), "waiting_review")
+	d.start("desk", "ui-desk-2", map[string]any{})
+	b.open("/processes/desk", "main .concurrency", "Runs at most 1 at once; 1 queued.")
+	b.clickText("main .concurrency a", "1 queued")
+	b.waitText("main table", "ui-desk-2")
+
 	// A process step's instance of the other process is a link away, and
 	// links back.
 	d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml", "name: check\nversion: 1\nsteps: [{id: a, kind: task, task: noop}]\n"), http.StatusCreated)
