@@ -236,14 +236,8 @@ func SweepStarts(ctx context.Context, o SweepOptions) (int, error) {
 			seen[inst.ID] = true
 			progress++
 			def, input, err := pendingStart(ctx, o.Definitions, defs, inst)
-			var syntax *json.SyntaxError
 			switch {
-			case errors.Is(err, store.ErrNotFound) || errors.As(err, &syntax):
-				// It can never start (its definition version is gone, or
-				// its stored input is not JSON): said loudly and taken out
-				// of the sweep, so it cannot hold up the starts behind it.
-				o.Logger.Error("a pending workflow start can never finish; it is no longer swept", "instance", inst.ID, "err", err)
-				st.markStarted(inst.ID)
+			case st.unstartable(inst, err):
 				continue
 			case err != nil:
 				return started, fmt.Errorf("sweep starts: instance %s: %w", inst.ID, err)
@@ -304,14 +298,9 @@ func startQueued(ctx context.Context, st *starter, o SweepOptions, defs map[stri
 		}
 		for _, inst := range queued {
 			def, input, err := pendingStart(ctx, o.Definitions, defs, inst)
-			var syntax *json.SyntaxError
 			switch {
-			case errors.Is(err, store.ErrNotFound) || errors.As(err, &syntax):
-				// It can never start: out of the queue, so that it holds
-				// up none behind it.
-				o.Logger.Error("an instance queued under its process's concurrency limit can never start; it leaves the queue", "instance", inst.ID, "err", err)
-				st.markStarted(inst.ID)
-				st.flushMarks()
+			case st.unstartable(inst, err):
+				st.flushMarks() // out of the queue before it is read again
 				continue
 			case err != nil:
 				return started, fmt.Errorf("start queued instance %s: %w", inst.ID, err)
@@ -330,6 +319,21 @@ func startQueued(ctx context.Context, st *starter, o SweepOptions, defs map[stri
 		}
 		st.flushMarks()
 	}
+}
+
+// unstartable reports whether reading what a pending instance starts
+// with failed for good (err: its definition version is gone, or its
+// stored input is not JSON): then it is said loudly and marked started,
+// out of the sweep and of its process's queue, so that it holds up none
+// behind it.
+func (st *starter) unstartable(inst store.Instance, err error) bool {
+	var syntax *json.SyntaxError
+	if !errors.Is(err, store.ErrNotFound) && !errors.As(err, &syntax) {
+		return false
+	}
+	st.opts.Logger.Error("a pending workflow start can never finish; it is no longer swept", "instance", inst.ID, "err", err)
+	st.markStarted(inst.ID)
+	return true
 }
 
 // pendingStart reads what a pending instance's workflow starts with.

@@ -276,6 +276,22 @@ type Reads struct {
 // NewReads makes the shared reads of a store.
 func NewReads(rows Reader, ph func(n int) string) Reads { return Reads{rows: rows, ph: ph} }
 
+// CountBy runs a query that returns a text and a count per row (a GROUP
+// BY), as a map; what names it in errors.
+func (r Reads) CountBy(ctx context.Context, what, q string, args ...any) (map[string]int, error) {
+	out := map[string]int{}
+	err := r.rows(ctx, what, q, args, func(scan func(dest ...any) error) error {
+		var k string
+		var n int
+		if err := scan(&k, &n); err != nil {
+			return err
+		}
+		out[k] = n
+		return nil
+	})
+	return out, err
+}
+
 // readObservations reads the observations a query of ObservationColumns
 // returns.
 func readObservations(ctx context.Context, rows Reader, op, process, signal, sql string, args []any) ([]Observation, error) {

@@ -276,21 +276,7 @@ func (s *Store) QueuedStarts(ctx context.Context, process string, limit int) ([]
 // QueuedCounts counts, per process, the instances queued under its
 // concurrency limit.
 func (s *Store) QueuedCounts(ctx context.Context) (map[string]int, error) {
-	rows, err := s.pool.Query(ctx, `SELECT process, COUNT(*) FROM instances WHERE pending_start AND queued GROUP BY process`)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: queued counts: %w", err)
-	}
-	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var p string
-		var n int
-		if err := rows.Scan(&p, &n); err != nil {
-			return nil, fmt.Errorf("postgres: queued counts: %w", err)
-		}
-		out[p] = n
-	}
-	return out, rows.Err()
+	return s.CountBy(ctx, "queued counts", `SELECT process, COUNT(*) FROM instances WHERE pending_start AND queued GROUP BY process`)
 }
 
 // MarkStarted records that Temporal has the workflows of the instances.
