@@ -1,10 +1,12 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/adaptflow/adaptflow/process"
@@ -18,6 +20,7 @@ type SubProcesses interface {
 	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
 	Instance(ctx context.Context, id string) (store.Instance, error)
 	ProcessStates(ctx context.Context, process string) ([]store.ProcessState, error)
+	Admit(ctx context.Context, id string, limit int) (bool, error)
 }
 
 // SubProcessInput is a process step about to run: the step, and the facts
@@ -84,16 +87,27 @@ func (a *Activities) StartSubProcess(ctx context.Context, in SubProcessInput) (S
 	if err != nil {
 		return SubProcessStart{}, fmt.Errorf("step %s: %w", in.Step.ID, err)
 	}
+	limit, err := a.concurrency(ctx, def.Name)
+	if err != nil {
+		return SubProcessStart{}, fmt.Errorf("step %s: %w", in.Step.ID, err)
+	}
 	key := process.SubProcessKey(in.InstanceID, in.Step.ID)
 	inst, created, err := a.SubProcesses.CreateInstance(ctx, store.Instance{
 		ID: process.InstanceID(def.Name, key), Process: def.Name, ProcessVersion: def.Version, BusinessKey: key,
 		Input: process.JSON(input), CreatedBy: process.SubProcessCreator(in.InstanceID, in.Step.ID), CreatedAt: time.Now().UTC(),
 		// The parent's workflow starts it, never the start sweep; one
-		// held by a pause reads as held, as other held starts do.
-		PendingStart: held != "",
+		// held by a pause, or queued under the process's concurrency
+		// limit, reads as held, as other held starts do.
+		PendingStart: held != "" || limit > 0,
+		Queued:       limit > 0,
 	})
 	if err != nil {
 		return SubProcessStart{}, fmt.Errorf("step %s: store the instance of %s: %w", in.Step.ID, def.Name, err)
+	}
+	if held == "" {
+		if held, err = a.admit(ctx, inst, limit); err != nil {
+			return SubProcessStart{}, fmt.Errorf("step %s: %w", in.Step.ID, err)
+		}
 	}
 	if !created {
 		if inst.ProcessVersion != def.Version {
@@ -144,7 +158,51 @@ func (a *Activities) SubProcessHeld(ctx context.Context, start SubProcessStart) 
 		return HeldSubProcess{Status: status}, nil // canceled while held
 	}
 	held, err := a.paused(ctx, start.Definition.Name)
+	if err != nil || held != "" {
+		return HeldSubProcess{Held: held}, err
+	}
+	limit, err := a.concurrency(ctx, start.Definition.Name)
+	if err != nil {
+		return HeldSubProcess{}, err
+	}
+	held, err = a.admit(ctx, inst, limit)
+	if err == nil && held == "" && inst.Queued && a.StartQueuedFn != nil {
+		// Admitted: the queue moves on behind it while slots are free.
+		if _, err := a.StartQueuedFn(ctx, start.Definition.Name); err != nil {
+			a.logger().Warn("starting the instances queued behind a process step's", "process", start.Definition.Name, "err", err)
+		}
+	}
 	return HeldSubProcess{Held: held}, err
+}
+
+// concurrency is a process's concurrency limit, its latest definition's
+// (0: none).
+func (a *Activities) concurrency(ctx context.Context, name string) (int, error) {
+	rec, err := a.SubProcesses.Definition(ctx, name, 0)
+	if err != nil {
+		return 0, fmt.Errorf("definition of %s: %w", name, err)
+	}
+	var def struct {
+		Concurrency int `json:"concurrency"`
+	}
+	if err := json.Unmarshal(rec.Doc, &def); err != nil {
+		return 0, fmt.Errorf("definition of %s: %w", name, err)
+	}
+	return def.Concurrency, nil
+}
+
+// admit gives the instance a process step stored, queued under its
+// process's concurrency limit, a slot if one is free; it says why it
+// waits when none is ("" once it holds one).
+func (a *Activities) admit(ctx context.Context, inst store.Instance, limit int) (string, error) {
+	if !inst.Queued {
+		return "", nil
+	}
+	ok, err := a.SubProcesses.Admit(ctx, inst.ID, cmp.Or(limit, math.MaxInt32)) // no limit now: a slot for each
+	if err != nil || ok {
+		return "", err
+	}
+	return store.QueuedWhy(inst.Process, limit), nil
 }
 
 // subDefinition reads a process's definition for a process step (version

@@ -324,7 +324,7 @@ func (s *server) cancelHeld(ctx context.Context, inst store.Instance, by, reason
 		s.Finished(fin)
 	}
 	if parent, ok := process.SubProcessParent(inst.CreatedBy); ok && err == nil {
-		s.wakeParent(ctx, parent) // its process step fails now, not at its next look
+		s.starts.wakeParent(ctx, parent) // its process step fails now, not at its next look
 	}
 	return err
 }

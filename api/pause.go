@@ -55,7 +55,7 @@ func pausedError(st store.ProcessState) *heldError {
 // queuedError is the heldError of a start queued under its process's
 // concurrency limit.
 func queuedError(process string, limit int) *heldError {
-	return &heldError{why: fmt.Sprintf("process %s runs %d instances at once, its concurrency limit: this one is queued, and starts as others end, oldest first", process, limit)}
+	return &heldError{why: store.QueuedWhy(process, limit)}
 }
 
 // isHeld reports whether err is a start held by a pause.
@@ -226,7 +226,7 @@ func (s *server) releaseChildren(ctx context.Context, name string) {
 				continue
 			}
 			woken[parent] = true
-			s.wakeParent(ctx, parent)
+			s.starts.wakeParent(ctx, parent)
 		}
 		if len(page) < f.Limit {
 			return
@@ -238,11 +238,11 @@ func (s *server) releaseChildren(ctx context.Context, name string) {
 // wakeParent tells an instance whose process step waits for a held
 // instance to look at it again (the step otherwise looks every ten
 // minutes by itself).
-func (s *server) wakeParent(ctx context.Context, parent string) {
-	err := s.Temporal.SignalWorkflow(ctx, parent, "", workflows.SignalSubProcessReleased, nil)
+func (st *starter) wakeParent(ctx context.Context, parent string) {
+	err := st.opts.Temporal.SignalWorkflow(ctx, parent, "", workflows.SignalSubProcessReleased, nil)
 	var nf *serviceerror.NotFound
 	if err != nil && !errors.As(err, &nf) {
-		s.Logger.Warn("waking a process step that waits for a held instance; it looks again by itself", "instance", parent, "err", err)
+		st.opts.Logger.Warn("waking a process step that waits for a held instance; it looks again by itself", "instance", parent, "err", err)
 	}
 }
 

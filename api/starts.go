@@ -297,6 +297,12 @@ func startQueued(ctx context.Context, st *starter, o SweepOptions, defs map[stri
 			return started, err
 		}
 		for _, inst := range queued {
+			if parent, ok := process.SubProcessParent(inst.CreatedBy); ok {
+				// A process step's: its step takes the slot (woken now,
+				// or at its own look); those behind it wait their turn.
+				st.wakeParent(ctx, parent)
+				return started, nil
+			}
 			def, input, err := pendingStart(ctx, o.Definitions, defs, inst)
 			switch {
 			case st.unstartable(inst, err):

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -86,6 +87,12 @@ const NotHeld = `process NOT IN (SELECT process FROM process_states WHERE paused
 // not ended (a final status, or its time, saved): with not queued, those
 // that hold a slot under their process's concurrency limit.
 const Unfinished = `finished_at IS NULL AND COALESCE(status, '') NOT IN ('completed', 'rejected', 'failed', 'canceled')`
+
+// QueuedWhy says why an instance waits under its process's concurrency
+// limit.
+func QueuedWhy(process string, limit int) string {
+	return fmt.Sprintf("process %s runs %d instances at once, its concurrency limit: this one is queued, and starts as others end, oldest first", process, limit)
+}
 
 // HeldRun is the run that saves the state of an instance a pause held
 // and that ended without starting (canceled): it has no workflow run.

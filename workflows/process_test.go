@@ -3,6 +3,7 @@ package workflows_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -1570,6 +1571,46 @@ func TestProcessStepHeldByAPause(t *testing.T) {
 			t.Fatalf("the other instance %s (%v), pending %v", child.State, err, child.PendingStart)
 		}
 	})
+}
+
+// A process step whose process runs its concurrency limit stores the
+// instance queued and waits for a slot: when one frees (and it is woken,
+// or looks again), the instance takes it and runs.
+func TestProcessStepQueuedUnderALimit(t *testing.T) {
+	h := newHarness(t, onboardYAML)
+	h.register(t, strings.Replace(kycYAML, "version: 1\n", "version: 1\nconcurrency: 1\n", 1))
+	ctx := t.Context()
+	// Another kyc instance holds the one slot.
+	if _, _, err := h.store.CreateInstance(ctx, store.Instance{ID: "kyc-other", Process: "kyc", ProcessVersion: 1, BusinessKey: "other", Input: []byte(`{}`), CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.SaveInstanceState(ctx, "kyc-other", "r", 1, json.RawMessage(`{"status":"running"}`)); err != nil {
+		t.Fatal(err)
+	}
+	childID := process.InstanceID("kyc", process.SubProcessKey("i-test", "kyc"))
+	h.env.RegisterDelayedCallback(func() {
+		kyc, _ := h.state(t).Results["kyc"].(map[string]any)
+		child, err := h.store.Instance(ctx, childID)
+		if kyc["status"] != workflows.StatusHeld || !strings.Contains(fmt.Sprint(kyc["held"]), "process kyc runs 1 instances at once, its concurrency limit") || err != nil || !child.Queued {
+			t.Errorf("while queued: result %v; the other instance %+v (%v)", kyc, child, err)
+		}
+		// The other ends: its slot frees.
+		if _, err := h.store.SaveInstanceState(ctx, "kyc-other", "r", 2, json.RawMessage(`{"status":"completed"}`)); err != nil {
+			t.Error(err)
+		}
+		h.env.SignalWorkflow(workflows.SignalSubProcessReleased, nil)
+	}, 30*time.Minute)
+	res, err := h.run(t, map[string]any{"name": "Jo", "amount": 10.0})
+	st := h.state(t)
+	if err != nil || res.Status != workflows.StatusCompleted || planString(st) != "kyc:done open:done" {
+		t.Fatalf("%v: %s %s", err, res.Status, planString(st))
+	}
+	if ran := *st.Plan[0].FinishedAt; ran.Before(harnessStart.Add(30 * time.Minute)) {
+		t.Fatalf("the step ended at %s, before the slot freed", ran)
+	}
+	if child, err := h.store.Instance(ctx, childID); err != nil || child.Queued {
+		t.Fatalf("the other instance %+v %v", child, err)
+	}
 }
 
 // An open review moves to another queue by hand: the inbox (the store)

@@ -251,5 +251,30 @@ func TestConcurrencyLimit(t *testing.T) {
 	if got := d.call("GET", "/v1/instances/"+thirdID, system, ""); got.body["status"] != "canceled" {
 		t.Fatalf("the canceled one: %s", got.raw)
 	}
-	d.recordHistories(map[string]string{firstID: "concurrency_v9.json"})
+
+	// Another process's step queues for a slot too: the instance that ends
+	// wakes it, and it runs.
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", "name: hire\nversion: 1\nsteps:\n  - {id: vet, kind: process, process: {name: desk}}\n"); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	fourthID := start("d-4").body["id"].(string)
+	d.waitStatus(fourthID, "waiting_review")
+	hireID := d.start("hire", "h-1", map[string]any{})
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r := d.call("GET", "/v1/instances/"+hireID, system, "")
+		results, _ := r.body["results"].(map[string]any)
+		if vet, _ := results["vet"].(map[string]any); vet["status"] == "held" && strings.Contains(fmt.Sprint(vet["held"]), "its concurrency limit") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the step is not queued: %s", r.raw)
+		}
+	}
+	decide(fourthID)
+	child := app.InstanceIDForTest("desk", "sub:"+hireID+":vet")
+	decide(child) // it got the slot, and waits for its review
+	if inst := d.waitStatus(hireID, "completed"); plan(inst) != "vet:done" {
+		t.Fatalf("hire: %v", inst)
+	}
+	d.recordHistories(map[string]string{firstID: "concurrency_v9.json", hireID: "process_step_queued_v9.json"})
 }
