@@ -237,13 +237,18 @@ func (s *server) releaseChildren(ctx context.Context, name string) {
 
 // wakeParent tells an instance whose process step waits for a held
 // instance to look at it again (the step otherwise looks every ten
-// minutes by itself).
-func (st *starter) wakeParent(ctx context.Context, parent string) {
+// minutes by itself). It reports false when the instance's workflow has
+// ended (terminated in Temporal, say): nothing waits any more.
+func (st *starter) wakeParent(ctx context.Context, parent string) bool {
 	err := st.opts.Temporal.SignalWorkflow(ctx, parent, "", workflows.SignalSubProcessReleased, nil)
 	var nf *serviceerror.NotFound
-	if err != nil && !errors.As(err, &nf) {
+	if errors.As(err, &nf) {
+		return false
+	}
+	if err != nil {
 		st.opts.Logger.Warn("waking a process step that waits for a held instance; it looks again by itself", "instance", parent, "err", err)
 	}
+	return true
 }
 
 // processState is a process's paused state, nil when it runs.

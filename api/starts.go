@@ -300,8 +300,16 @@ func startQueued(ctx context.Context, st *starter, o SweepOptions, defs map[stri
 			if parent, ok := process.SubProcessParent(inst.CreatedBy); ok {
 				// A process step's: its step takes the slot (woken now,
 				// or at its own look); those behind it wait their turn.
-				st.wakeParent(ctx, parent)
-				return started, nil
+				if st.wakeParent(ctx, parent) {
+					return started, nil
+				}
+				// Its parent's workflow ended (terminated): nothing will
+				// take its slot. It leaves the queue; a retry of the
+				// parent queues it again at its step.
+				o.Logger.Warn("an instance queued for a process step whose instance has ended leaves the queue", "instance", inst.ID, "parent", parent)
+				st.markStarted(inst.ID)
+				st.flushMarks()
+				continue
 			}
 			def, input, err := pendingStart(ctx, o.Definitions, defs, inst)
 			switch {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/adaptflow/adaptflow/internal/app"
 	"github.com/adaptflow/adaptflow/internal/cli"
 	"github.com/adaptflow/adaptflow/store"
@@ -276,5 +278,34 @@ func TestConcurrencyLimit(t *testing.T) {
 	if inst := d.waitStatus(hireID, "completed"); plan(inst) != "vet:done" {
 		t.Fatalf("hire: %v", inst)
 	}
+
+	// A parent terminated in Temporal while its step's instance is queued
+	// leaves the queue free: the next in line gets the slot.
+	fifthID := start("d-5").body["id"].(string)
+	d.waitStatus(fifthID, "waiting_review")
+	stuckID := d.start("hire", "h-2", map[string]any{})
+	stuckChild := app.InstanceIDForTest("desk", "sub:"+stuckID+":vet")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if r := d.call("GET", "/v1/instances/"+stuckChild, system, ""); r.status == http.StatusOK && strings.Contains(fmt.Sprint(r.body["held"]), "queued") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the step's instance is not queued")
+		}
+	}
+	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if err := tc.TerminateWorkflow(t.Context(), stuckID, "", "stuck"); err != nil {
+		t.Fatal(err)
+	}
+	sixth := start("d-6")
+	if !strings.Contains(fmt.Sprint(sixth.body["held"]), "queued") {
+		t.Fatalf("d-6 jumped the queue: %s", sixth.raw)
+	}
+	decide(fifthID)
+	d.waitStatus(sixth.body["id"].(string), "waiting_review")
 	d.recordHistories(map[string]string{firstID: "concurrency_v9.json", hireID: "process_step_queued_v9.json"})
 }
