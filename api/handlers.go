@@ -81,6 +81,7 @@ func (s *server) putProcess(c *gin.Context) {
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
+		s.starts.forget() // its concurrency limit applies at once here
 	}
 	c.JSON(status, gin.H{"name": def.Name, "version": def.Version, "created": created, "definition": def})
 }

@@ -424,3 +424,23 @@ func TestPauseHoldsNewInstances(t *testing.T) {
 		}
 	}
 }
+
+// A concurrency limit applies from the definition's registration on, in
+// the replica that registered it: the start after the one that took the
+// only slot is queued, even when the replica had read the limits just
+// before.
+func TestConcurrencyLimitAppliesAtOnce(t *testing.T) {
+	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"))
+	eng, sys := keys[store.RoleEngineer], keys[store.RoleSystem]
+	do(t, srv, "POST", "/v1/processes", eng, "application/yaml", def)
+	do(t, srv, "POST", "/v1/processes/p/instances", sys, "application/json", `{"business_key":"warm","input":{"n":1}}`) // the limits are read
+	do(t, srv, "POST", "/v1/processes", eng, "application/yaml", "name: desk\nversion: 1\nconcurrency: 1\nsteps: [{id: a, kind: task, task: noop}]\n")
+	do(t, srv, "POST", "/v1/processes/desk/instances", sys, "application/json", `{"business_key":"d1","input":{}}`)
+	second := do(t, srv, "POST", "/v1/processes/desk/instances", sys, "application/json", `{"business_key":"d2","input":{}}`)
+	if second.status != http.StatusCreated || !strings.Contains(fmt.Sprint(second.body["held"]), "process desk runs 1 instances at once, its concurrency limit: this one is queued") {
+		t.Fatalf("the second start: %d %v", second.status, second.body)
+	}
+	if q, err := st.QueuedCounts(t.Context()); err != nil || q["desk"] != 1 {
+		t.Fatalf("queued %v %v", q, err)
+	}
+}

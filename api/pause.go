@@ -154,10 +154,11 @@ func (st *starter) limit(ctx context.Context, process string) (int, error) {
 	return h.limits[process], nil
 }
 
-// forget drops the cached states: this replica just changed one.
+// forget drops the cached states and limits: this replica just changed
+// one (a pause, a resume, a definition).
 func (st *starter) forget() {
 	st.holds.mu.Lock()
-	st.holds.paused = nil
+	st.holds.paused, st.holds.limits = nil, nil
 	st.holds.mu.Unlock()
 }
 
