@@ -437,7 +437,7 @@ func TestConcurrencyLimitAppliesAtOnce(t *testing.T) {
 	do(t, srv, "POST", "/v1/processes", eng, "application/yaml", "name: desk\nversion: 1\nconcurrency: 1\nsteps: [{id: a, kind: task, task: noop}]\n")
 	do(t, srv, "POST", "/v1/processes/desk/instances", sys, "application/json", `{"business_key":"d1","input":{}}`)
 	second := do(t, srv, "POST", "/v1/processes/desk/instances", sys, "application/json", `{"business_key":"d2","input":{}}`)
-	if second.status != http.StatusCreated || !strings.Contains(fmt.Sprint(second.body["held"]), "process desk runs 1 instances at once, its concurrency limit: this one is queued") {
+	if second.status != http.StatusCreated || !strings.Contains(fmt.Sprint(second.body["held"]), "process desk runs 1 instance at once, its concurrency limit: this one is queued") {
 		t.Fatalf("the second start: %d %v", second.status, second.body)
 	}
 	if q, err := st.QueuedCounts(t.Context()); err != nil || q["desk"] != 1 {

@@ -91,7 +91,11 @@ const Unfinished = `finished_at IS NULL AND COALESCE(status, '') NOT IN ('comple
 // QueuedWhy says why an instance waits under its process's concurrency
 // limit.
 func QueuedWhy(process string, limit int) string {
-	return fmt.Sprintf("process %s runs %d instances at once, its concurrency limit: this one is queued, and starts as others end, oldest first", process, limit)
+	n := fmt.Sprintf("%d instances", limit)
+	if limit == 1 {
+		n = "1 instance"
+	}
+	return fmt.Sprintf("process %s runs %s at once, its concurrency limit: this one is queued, and starts as others end, oldest first", process, n)
 }
 
 // HeldRun is the run that saves the state of an instance a pause held

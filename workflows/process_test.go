@@ -1591,7 +1591,7 @@ func TestProcessStepQueuedUnderALimit(t *testing.T) {
 	h.env.RegisterDelayedCallback(func() {
 		kyc, _ := h.state(t).Results["kyc"].(map[string]any)
 		child, err := h.store.Instance(ctx, childID)
-		if kyc["status"] != workflows.StatusHeld || !strings.Contains(fmt.Sprint(kyc["held"]), "process kyc runs 1 instances at once, its concurrency limit") || err != nil || !child.Queued {
+		if kyc["status"] != workflows.StatusHeld || !strings.Contains(fmt.Sprint(kyc["held"]), "process kyc runs 1 instance at once, its concurrency limit") || err != nil || !child.Queued {
 			t.Errorf("while queued: result %v; the other instance %+v (%v)", kyc, child, err)
 		}
 		// The other ends: its slot frees.

@@ -213,7 +213,7 @@ func TestConcurrencyLimit(t *testing.T) {
 	d.waitStatus(firstID, "waiting_review")
 	second, third := start("d-2"), start("d-3")
 	for _, r := range []resp{second, third} {
-		if !strings.Contains(fmt.Sprint(r.body["held"]), "process desk runs 1 instances at once, its concurrency limit: this one is queued") {
+		if !strings.Contains(fmt.Sprint(r.body["held"]), "process desk runs 1 instance at once, its concurrency limit: this one is queued") {
 			t.Fatalf("a start over the limit: %s", r.raw)
 		}
 	}
