@@ -12,6 +12,7 @@ import (
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/workflows"
 )
@@ -146,5 +147,48 @@ func endInstance(ctx context.Context, o Options, w *workflowpb.WorkflowExecution
 		o.Finished(finish)
 	}
 	o.Logger.Warn("instance ended outside its workflow", "instance", id, "run", run, "why", why)
+	endUnstartedChildren(ctx, o, inst, st)
 	return true, nil
+}
+
+// endUnstartedChildren ends the instances the process steps of an
+// instance ended outside its workflow stored and never started (held by
+// a pause, or holding or awaiting a slot under a concurrency limit):
+// nothing starts them now, so they are saved canceled, every step not run,
+// and free their slot. A retry of the parent starts them again at its
+// step. One that cannot be ended is logged; the parent's end stands.
+func endUnstartedChildren(ctx context.Context, o Options, parent store.Instance, st workflows.State) {
+	pdef, _, err := definition(ctx, o.Definitions, parent.Process, parent.ProcessVersion)
+	if err != nil {
+		return
+	}
+	for _, p := range st.Plan {
+		step, ok := pdef.Step(p.ID)
+		if p.Kind != process.KindProcess || !ok || step.Process == nil {
+			continue
+		}
+		id := process.InstanceID(step.Process.Name, process.SubProcessKey(parent.ID, p.ID))
+		child, err := o.Instances.Instance(ctx, id)
+		if err != nil || child.StateSeq > 0 {
+			continue // never stored, or its workflow ran (and ends with its parent)
+		}
+		def, _, err := definition(ctx, o.Definitions, child.Process, child.ProcessVersion)
+		if err != nil {
+			o.Logger.Warn("an instance of a process step, never started, not ended with its parent", "instance", id, "err", err)
+			continue
+		}
+		cst := workflows.NewState(def, workflows.StatusCanceled)
+		for i := range cst.Plan {
+			cst.Plan[i].State = workflows.StepNotRun
+		}
+		cst.Error = "canceled: " + parent.ID + " ended in Temporal before it started"
+		fin, err := o.Ended.SaveInstanceState(ctx, id, "parent-ended", 1, process.JSON(cst))
+		if err != nil {
+			o.Logger.Warn("an instance of a process step, never started, not ended with its parent", "instance", id, "err", err)
+			continue
+		}
+		if o.Finished != nil {
+			o.Finished(fin)
+		}
+	}
 }

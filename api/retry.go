@@ -43,12 +43,18 @@ var errNothingUnderWay = errors.New("no step or decision of it was under way whe
 // again, and with it the failed activity, on top of everything before it.
 // A run stopped in Temporal (stopped: terminated by an operator, say, as
 // its step hung) goes back instead to the task that scheduled the last
-// activity still under way when it was stopped.
+// activity still under way when it was stopped, or, with none, to the
+// task that stored the instance a process step waited to start.
 func retryPoint(history client.HistoryEventIterator, stopped bool) (int64, error) {
 	scheduled := map[int64]string{}  // activity scheduled event -> its type
 	scheduledBy := map[int64]int64{} // -> the workflow task completed event that scheduled it
 	open := map[int64]bool{}         // activities scheduled and not ended
 	var point int64
+	// held is the task that scheduled a process step's StartSubProcess
+	// that completed with no child workflow after it (yet): the step
+	// waits for its instance's turn (held by a pause, or queued under a
+	// concurrency limit).
+	var held int64
 	for history.HasNext() {
 		ev, err := history.Next()
 		if err != nil {
@@ -61,7 +67,11 @@ func retryPoint(history client.HistoryEventIterator, stopped bool) (int64, error
 			scheduledBy[ev.GetEventId()] = a.GetWorkflowTaskCompletedEventId()
 			open[ev.GetEventId()] = true
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-			delete(open, ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId())
+			id := ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()
+			delete(open, id)
+			if scheduled[id] == "StartSubProcess" {
+				held = scheduledBy[id]
+			}
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
 			delete(open, ev.GetActivityTaskCanceledEventAttributes().GetScheduledEventId())
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED, enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
@@ -77,6 +87,7 @@ func retryPoint(history client.HistoryEventIterator, stopped bool) (int64, error
 			// A process step's instance of another process: a child
 			// workflow, under way until it ends.
 			a := ev.GetStartChildWorkflowExecutionInitiatedEventAttributes()
+			held = 0
 			scheduled[ev.GetEventId()] = "child " + a.GetWorkflowType().GetName()
 			scheduledBy[ev.GetEventId()] = a.GetWorkflowTaskCompletedEventId()
 			open[ev.GetEventId()] = true
@@ -113,10 +124,13 @@ func retryPoint(history client.HistoryEventIterator, stopped bool) (int64, error
 				last = id
 			}
 		}
-		if last == 0 {
-			return 0, errNothingUnderWay
+		switch {
+		case last != 0:
+			return scheduledBy[last], nil
+		case held != 0: // its process step waited for its instance's turn
+			return held, nil
 		}
-		return scheduledBy[last], nil
+		return 0, errNothingUnderWay
 	}
 	if point == 0 {
 		return 0, errNothingToRetry

@@ -115,6 +115,10 @@ func TestRetryPoint(t *testing.T) {
 			h := events{scheduledEvent(5, 4, "CallHTTP"), completedEvent(7, 5)}
 			return append(h, childEvents(10, 9, 0, 0)...)
 		}, true, 9},
+		{"terminated while its process step waited for its instance's turn (held by a pause)", func(t *testing.T) events {
+			return events{scheduledEvent(5, 4, "CallHTTP"), completedEvent(7, 5), scheduledEvent(10, 9, "StartSubProcess"), completedEvent(12, 10),
+				scheduledEvent(15, 14, "SubProcessHeld"), completedEvent(17, 15)}
+		}, true, 9},
 		{"terminated while it waited for a review, its notification under way", func(t *testing.T) events {
 			return events{scheduledEvent(5, 4, "CallHTTP"), completedEvent(7, 5), scheduledEvent(10, 9, "SaveState"), completedEvent(12, 10), scheduledEvent(13, 9, "Notify")}
 		}, true, 0},

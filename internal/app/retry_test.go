@@ -472,4 +472,34 @@ func TestRetryATerminatedProcessStep(t *testing.T) {
 	if inst := d.waitStatus(id, "completed"); plan(inst) != "vet:done hire:done" {
 		t.Fatalf("after the retry: plan %q", plan(inst))
 	}
+
+	// Terminated while the other instance was held by a pause (stored,
+	// never started): that one ends canceled with it, rather than read
+	// starting for ever; a retry, once resumed, runs it after all.
+	d.expect(d.call("POST", "/v1/processes/vetting/pause", adminKey, `{"note":"desk closed"}`), http.StatusOK)
+	id2 := d.start("hiring", "h-2", map[string]any{})
+	child2 := app.InstanceIDForTest("vetting", "sub:"+id2+":vet")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if r := d.call("GET", "/v1/instances/"+child2, adminKey, ""); r.status == http.StatusOK && r.body["held"] != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the other instance is not held")
+		}
+	}
+	if err := tc.TerminateWorkflow(t.Context(), id2, "", "stuck"); err != nil {
+		t.Fatal(err)
+	}
+	d.waitStatus(id2, "failed")
+	if c := d.waitStatus(child2, "canceled"); c["error"] != "canceled: "+id2+" ended in Temporal before it started" || plan(c) != "look:not_run" {
+		t.Fatalf("the held instance of a terminated parent: %v", c)
+	}
+	d.expect(d.call("POST", "/v1/processes/vetting/resume", adminKey, ""), http.StatusOK)
+	if r := d.call("POST", "/v1/instances/"+id2+"/retry", adminKey, `{"reason":"desk open"}`); r.status != http.StatusOK && r.status != http.StatusAccepted {
+		t.Fatalf("retry: %d %s", r.status, r.raw)
+	}
+	c := d.waitStatus(child2, "waiting_review")
+	rv2 := c["reviews"].([]any)[0].(map[string]any)["id"].(string)
+	d.expect(d.call("POST", "/v1/reviews/"+rv2+"/decision", reviewer, `{"verdict":"approve"}`), http.StatusOK)
+	d.waitStatus(id2, "completed")
 }
