@@ -443,4 +443,14 @@ func TestConcurrencyLimitAppliesAtOnce(t *testing.T) {
 	if q, err := st.QueuedCounts(t.Context()); err != nil || q["desk"] != 1 {
 		t.Fatalf("queued %v %v", q, err)
 	}
+	// A process step's instance takes its slot through its step only: a
+	// start of its business key finds it, still queued.
+	if _, _, err := st.CreateInstance(t.Context(), store.Instance{ID: "desk-child", Process: "desk", ProcessVersion: 1, BusinessKey: "sub:x:s", Input: []byte(`{}`),
+		CreatedBy: "parent:x/s", CreatedAt: time.Now(), PendingStart: true, Queued: true}); err != nil {
+		t.Fatal(err)
+	}
+	do(t, srv, "POST", "/v1/processes/desk/instances", sys, "application/json", `{"business_key":"sub:x:s","input":{}}`)
+	if in, err := st.Instance(t.Context(), "desk-child"); err != nil || !in.Queued {
+		t.Fatalf("a process step's instance after a start of its key: %+v %v", in, err)
+	}
 }

@@ -107,12 +107,13 @@ func (st *starter) hold(ctx context.Context, inst *store.Instance, admit bool) e
 	if held != nil {
 		return held
 	}
+	parent, child := process.SubProcessParent(inst.CreatedBy)
 	if inst.Queued {
 		limit, err := st.limit(ctx, inst.Process)
 		if err != nil {
 			return err
 		}
-		if !admit {
+		if !admit || child { // a process step's instance takes its slot through its step
 			return queuedError(inst.Process, limit)
 		}
 		ok, err := st.opts.Instances.Admit(ctx, inst.ID, cmp.Or(limit, math.MaxInt32)) // no limit now: a slot for each
@@ -124,7 +125,7 @@ func (st *starter) hold(ctx context.Context, inst *store.Instance, admit bool) e
 		}
 		inst.Queued = false
 	}
-	if parent, ok := process.SubProcessParent(inst.CreatedBy); ok {
+	if child {
 		return conflict("instance %s is being started by the process step of %s that stored it; try again in a moment", inst.ID, parent)
 	}
 	return nil
