@@ -444,7 +444,13 @@ func TestConcurrencyLimitAppliesAtOnce(t *testing.T) {
 		t.Fatalf("queued %v %v", q, err)
 	}
 	// A process step's instance takes its slot through its step only: a
-	// start of its business key finds it, still queued.
+	// start of its business key finds it, still queued, though a slot is
+	// free (d1 ended, d2 was canceled).
+	for id, status := range map[string]string{api.InstanceID("desk", "d1"): "completed", api.InstanceID("desk", "d2"): "canceled"} {
+		if _, err := st.SaveInstanceState(t.Context(), id, "r", 1, json.RawMessage(`{"status":"`+status+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, _, err := st.CreateInstance(t.Context(), store.Instance{ID: "desk-child", Process: "desk", ProcessVersion: 1, BusinessKey: "sub:x:s", Input: []byte(`{}`),
 		CreatedBy: "parent:x/s", CreatedAt: time.Now(), PendingStart: true, Queued: true}); err != nil {
 		t.Fatal(err)
