@@ -29,7 +29,8 @@ const (
 	// UpdateReassign moves an open review to another queue.
 	UpdateReassign = "review-reassign"
 	// SignalSubProcessReleased wakes an instance whose process step waits
-	// for a paused process: it was resumed (the instance then looks).
+	// for its instance's turn: the process was resumed, or a slot under
+	// its concurrency limit freed (the instance then looks).
 	SignalSubProcessReleased = "sub-process-released"
 )
 
@@ -48,7 +49,8 @@ const (
 )
 
 // StatusHeld is the status a process step's result gives the instance it
-// stored while that one's process is paused (the step waits).
+// stored while that one waits its turn: its process is paused, or runs
+// its concurrency limit (the step waits).
 const StatusHeld = "held"
 
 // Step states.
@@ -363,9 +365,9 @@ const (
 	// process step reaches the marker.
 	changeSubProcessCancel          = "sub-process-cancel"
 	versionSubProcessCancel Version = 1
-	// changeSubProcessHold: a process step whose process is paused waits
-	// until it is resumed before it starts the instance. Only such steps
-	// reach the marker.
+	// changeSubProcessHold: a process step whose instance must wait its
+	// turn (its process paused, or at its concurrency limit) waits before
+	// it starts it. Only such steps reach the marker.
 	changeSubProcessHold          = "sub-process-hold"
 	versionSubProcessHold Version = 1
 	// changeConcurrency: an instance of a process with a concurrency limit
@@ -1255,7 +1257,8 @@ func (r *runner) runSubProcess(ctx workflow.Context, i int, in activities.StepIn
 	}
 	out := map[string]any{"instance_id": start.InstanceID, "process": start.Definition.Name, "version": start.Definition.Version}
 	if start.Held != "" && workflow.GetVersion(ctx, changeSubProcessHold, workflow.DefaultVersion, versionSubProcessHold) >= versionSubProcessHold {
-		// Its process is paused: the step waits until it is resumed.
+		// Its process is paused, or runs its concurrency limit: the step
+		// waits for its turn.
 		out["status"], out["held"] = StatusHeld, start.Held
 		r.st.Results[in.Step.ID] = out
 		r.saveBeforeWait(ctx)
@@ -1329,15 +1332,16 @@ func (r *runner) freeSlot(ctx workflow.Context) {
 	}
 }
 
-// holdPoll is how often a process step held by a pause looks whether the
-// pause is over, besides being woken by the resume.
+// holdPoll is how often a process step whose instance waits its turn
+// looks again, besides being woken (by the resume, or a freed slot).
 const holdPoll = 10 * time.Minute
 
-// awaitRelease waits while the process of the instance a process step
-// stored is paused: until a resume wakes it (SignalSubProcessReleased),
-// or every holdPoll, it asks the store (SubProcessHeld). It returns the
-// instance's status when it ended while held (canceled through the API),
-// else "" once it may start.
+// awaitRelease waits while the instance a process step stored waits its
+// turn (its process paused, or at its concurrency limit): when woken
+// (SignalSubProcessReleased), or every holdPoll, it asks the store
+// (SubProcessHeld, which gives it a free slot). It returns the instance's
+// status when it ended while held (canceled through the API), else ""
+// once it may start.
 func (r *runner) awaitRelease(ctx workflow.Context, start activities.SubProcessStart) (string, error) {
 	released := workflow.GetSignalChannel(ctx, SignalSubProcessReleased)
 	actx := workflow.WithActivityOptions(ctx, bookkeepingOptions)
