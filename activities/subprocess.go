@@ -46,7 +46,7 @@ type SubProcessStart struct {
 	// CreatedAt is when the instance was stored (its SLA counts from it).
 	CreatedAt time.Time `json:",omitzero"`
 	// Held says why the instance may not start yet: its process is
-	// paused ("" when it may start).
+	// paused, or runs its concurrency limit ("" when it may start).
 	Held string `json:",omitempty"`
 }
 
@@ -139,7 +139,7 @@ func (a *Activities) paused(ctx context.Context, name string) (string, error) {
 	return why, nil
 }
 
-// HeldSubProcess is where a process step's instance, held by a pause,
+// HeldSubProcess is where a process step's instance that waits its turn
 // stands: still held (why), or ended without starting (Status, a
 // reviewer or system canceled it), or free to start (both empty).
 type HeldSubProcess struct {
@@ -147,8 +147,9 @@ type HeldSubProcess struct {
 	Status string `json:",omitempty"`
 }
 
-// SubProcessHeld says whether the instance a process step stored, held by
-// a pause of its process, may start now.
+// SubProcessHeld says whether the instance a process step stored, waiting
+// its turn (a pause of its process, or its concurrency limit), may start
+// now; a queued one takes a free slot, and the queue moves on behind it.
 func (a *Activities) SubProcessHeld(ctx context.Context, start SubProcessStart) (HeldSubProcess, error) {
 	inst, err := a.SubProcesses.Instance(ctx, start.InstanceID)
 	if err != nil {
