@@ -87,9 +87,11 @@ func (a *Activities) StartSubProcess(ctx context.Context, in SubProcessInput) (S
 	if err != nil {
 		return SubProcessStart{}, fmt.Errorf("step %s: %w", in.Step.ID, err)
 	}
-	limit, err := a.concurrency(ctx, def.Name)
-	if err != nil {
-		return SubProcessStart{}, fmt.Errorf("step %s: %w", in.Step.ID, err)
+	limit := def.Concurrency // the latest version's, which def is unless the step names one
+	if spec.Version != 0 {
+		if limit, err = a.concurrency(ctx, def.Name); err != nil {
+			return SubProcessStart{}, fmt.Errorf("step %s: %w", in.Step.ID, err)
+		}
 	}
 	key := process.SubProcessKey(in.InstanceID, in.Step.ID)
 	inst, created, err := a.SubProcesses.CreateInstance(ctx, store.Instance{

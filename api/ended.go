@@ -177,11 +177,7 @@ func endUnstartedChildren(ctx context.Context, o Options, parent store.Instance,
 			o.Logger.Warn("an instance of a process step, never started, not ended with its parent", "instance", id, "err", err)
 			continue
 		}
-		cst := workflows.NewState(def, workflows.StatusCanceled)
-		for i := range cst.Plan {
-			cst.Plan[i].State = workflows.StepNotRun
-		}
-		cst.Error = "canceled: " + parent.ID + " ended in Temporal before it started"
+		cst := workflows.UnstartedState(def, "canceled: "+parent.ID+" ended in Temporal before it started")
 		fin, err := o.Ended.SaveInstanceState(ctx, id, "parent-ended", 1, process.JSON(cst))
 		if err != nil {
 			o.Logger.Warn("an instance of a process step, never started, not ended with its parent", "instance", id, "err", err)

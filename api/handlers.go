@@ -101,10 +101,21 @@ func (s *server) listProcesses(c *gin.Context) {
 	for _, st := range states {
 		paused[st.Process] = st.Paused
 	}
-	queued, err := s.Instances.QueuedCounts(c.Request.Context())
-	if err != nil {
-		fail(c, err)
-		return
+	// The queues under concurrency limits, read only when a process has a
+	// limit.
+	var queued map[string]int
+	for _, r := range recs {
+		limit, err := s.starts.limit(c.Request.Context(), r.Name)
+		if err == nil && limit > 0 {
+			queued, err = s.Instances.QueuedCounts(c.Request.Context())
+		}
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		if queued != nil {
+			break
+		}
 	}
 	out := make([]gin.H, 0, len(recs))
 	k := caller(c)

@@ -306,19 +306,16 @@ func (s *server) cancelHeld(ctx context.Context, inst store.Instance, by, reason
 	if err != nil {
 		return err
 	}
-	st := workflows.NewState(def, workflows.StatusCanceled)
-	for i := range st.Plan {
-		st.Plan[i].State = workflows.StepNotRun
-	}
-	st.Error = "canceled by " + by
+	why := "canceled by " + by
 	if reason != "" {
-		st.Error += ": " + reason
+		why += ": " + reason
 	}
 	if inst.Queued {
-		st.Error += " (queued under the concurrency limit of " + inst.Process + "; it never started)"
+		why += " (queued under the concurrency limit of " + inst.Process + "; it never started)"
 	} else {
-		st.Error += " (held while " + inst.Process + " was paused; it never started)"
+		why += " (held while " + inst.Process + " was paused; it never started)"
 	}
+	st := workflows.UnstartedState(def, why)
 	fin, err := s.Ended.SaveInstanceState(ctx, inst.ID, store.HeldRun, 1, process.JSON(st))
 	if err == nil && s.Finished != nil {
 		s.Finished(fin)

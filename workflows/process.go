@@ -477,6 +477,18 @@ func NewState(def *process.Definition, status string) State {
 	return st
 }
 
+// UnstartedState is the state of an instance of def that ended canceled
+// before its workflow ran (held, queued, or its parent gone): every step
+// not run, and why.
+func UnstartedState(def *process.Definition, why string) State {
+	st := NewState(def, StatusCanceled)
+	for i := range st.Plan {
+		st.Plan[i].State = StepNotRun
+	}
+	st.Error = why
+	return st
+}
+
 // saveOptions bound a save of the state projection; one that fails for
 // good is logged and the next save catches up.
 var saveOptions = workflow.LocalActivityOptions{
@@ -1372,11 +1384,7 @@ func (r *runner) awaitRelease(ctx workflow.Context, start activities.SubProcessS
 // as this instance's is canceled.
 func (r *runner) endUnstarted(ctx workflow.Context, start activities.SubProcessStart) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	st := NewState(&start.Definition, StatusCanceled)
-	for i := range st.Plan {
-		st.Plan[i].State = StepNotRun
-	}
-	st.Error = "canceled with " + r.in.InstanceID + " before it started"
+	st := UnstartedState(&start.Definition, "canceled with "+r.in.InstanceID+" before it started")
 	state, err := json.Marshal(st) //workflowcheck:ignore (map keys are sorted)
 	if err != nil {
 		return

@@ -137,13 +137,17 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 	}
 	if bulk && sub == "retry" {
-		return retryFailed(ctx, r, *processName, *since, *reason, stdout, stderr)
+		q := url.Values{"status": {store.InstanceFailed}}
+		if *since != "" {
+			q.Set("since", *since)
+		}
+		return retryFailed.run(ctx, r, *processName, q, *reason, false, stdout, stderr)
 	}
 	if bulk {
 		// Those in progress unless --status says otherwise.
 		q := url.Values{"status": {store.InstanceInProgress}}
 		filter(q)
-		return cancelMany(ctx, r, *processName, q, *reason, *dryRun, stdout, stderr)
+		return cancelMany.run(ctx, r, *processName, q, *reason, *dryRun, stdout, stderr)
 	}
 	if sub == "start" {
 		return startFile(ctx, r, *processName, *version, *batch, *file, stdout, stderr)
@@ -237,21 +241,40 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	return 0
 }
 
-// retryFailed retries every failed instance of a process (started within
-// since, when given), one after the other, and says how each went: after
-// an outage of a partner, say. It fails when any retry did.
-func retryFailed(ctx context.Context, r *remote, processName, since, reason string, stdout, stderr io.Writer) int {
-	q := url.Values{"status": {store.InstanceFailed}}
-	if since != "" {
-		q.Set("since", since)
-	}
+// bulkAction is an action posted to many instances of a process, and
+// how its outcome reads.
+type bulkAction struct {
+	action, done, refused, what string
+}
+
+var (
+	// retryFailed retries every failed instance of a process (started
+	// within since, when given), one after the other: after an outage of a
+	// partner, say.
+	retryFailed = bulkAction{action: "retry", done: "retried", refused: "not retried", what: "failed instances"}
+	// cancelMany cancels every instance of a process a listing keeps
+	// (after an incident: the orders a pause held, say).
+	cancelMany = bulkAction{action: "cancel", done: "canceled", refused: "not canceled", what: "instances"}
+)
+
+// run posts the action to every instance of a process the listing query
+// q keeps, one after the other, and says how each went; with dryRun it
+// only lists them. It fails when any did not go through.
+func (b bulkAction) run(ctx context.Context, r *remote, processName string, q url.Values, reason string, dryRun bool, stdout, stderr io.Writer) int {
 	ids, err := listIDs(ctx, r, processName, q)
 	if err != nil {
-		fmt.Fprintf(stderr, "adaptflow instances retry: %v\n", err)
+		fmt.Fprintf(stderr, "adaptflow instances %s: %v\n", b.action, err)
 		return 1
 	}
-	failed := each(ctx, r, ids, "retry", reason, "not retried", stdout)
-	fmt.Fprintf(stdout, "retried %d of %d failed instances of %s\n", len(ids)-failed, len(ids), processName)
+	if dryRun {
+		for _, id := range ids {
+			fmt.Fprintln(stdout, id)
+		}
+		fmt.Fprintf(stdout, "would %s %d %s of %s\n", b.action, len(ids), b.what, processName)
+		return 0
+	}
+	failed := each(ctx, r, ids, b.action, reason, b.refused, stdout)
+	fmt.Fprintf(stdout, "%s %d of %d %s of %s\n", b.done, len(ids)-failed, len(ids), b.what, processName)
 	if failed > 0 {
 		return 1
 	}
@@ -306,30 +329,6 @@ func eachInstance(ctx context.Context, r *remote, processName string, q url.Valu
 		}
 		q.Set("after", page.Next)
 	}
-}
-
-// cancelMany cancels every instance of a process the listing query q
-// keeps (after an incident: the orders a pause held, say), one after the
-// other, and says how each went; with dryRun it only lists them.
-func cancelMany(ctx context.Context, r *remote, processName string, q url.Values, reason string, dryRun bool, stdout, stderr io.Writer) int {
-	ids, err := listIDs(ctx, r, processName, q)
-	if err != nil {
-		fmt.Fprintf(stderr, "adaptflow instances cancel: %v\n", err)
-		return 1
-	}
-	if dryRun {
-		for _, id := range ids {
-			fmt.Fprintln(stdout, id)
-		}
-		fmt.Fprintf(stdout, "would cancel %d instances of %s\n", len(ids), processName)
-		return 0
-	}
-	failed := each(ctx, r, ids, "cancel", reason, "not canceled", stdout)
-	fmt.Fprintf(stdout, "canceled %d of %d instances of %s\n", len(ids)-failed, len(ids), processName)
-	if failed > 0 {
-		return 1
-	}
-	return 0
 }
 
 func printInstances(w io.Writer, list []store.InstanceSummary, next string) {
