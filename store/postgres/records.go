@@ -253,24 +253,10 @@ func (s *Store) Admit(ctx context.Context, id string, limit int) (bool, error) {
 // its concurrency limit, oldest first; process "" lists the processes
 // that have some instead (one instance each, in no order).
 func (s *Store) QueuedStarts(ctx context.Context, process string, limit int) ([]store.Instance, error) {
-	q, args := `SELECT `+instanceColumns+` FROM instances WHERE pending_start AND queued AND process = $1 ORDER BY created_at LIMIT $2`, []any{process, limit}
 	if process == "" {
-		q, args = `SELECT DISTINCT ON (process) `+instanceColumns+` FROM instances WHERE pending_start AND queued ORDER BY process LIMIT $1`, []any{limit}
+		return s.instancesWhere(ctx, "queued starts", `id IN (SELECT DISTINCT ON (process) id FROM instances WHERE pending_start AND queued ORDER BY process) LIMIT $1`, limit)
 	}
-	rows, err := s.pool.Query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: queued starts: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Instance
-	for rows.Next() {
-		in, err := scanInstance(rows)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: queued starts: %w", err)
-		}
-		out = append(out, in)
-	}
-	return out, rows.Err()
+	return s.instancesWhere(ctx, "queued starts", `pending_start AND queued AND process = $1 ORDER BY created_at LIMIT $2`, process, limit)
 }
 
 // QueuedCounts counts, per process, the instances queued under its
@@ -320,21 +306,27 @@ func (s *Store) ReleaseRetry(ctx context.Context, id, run string) error {
 // workflow Temporal may not have yet, oldest first; those of a paused
 // process are held, not returned.
 func (s *Store) PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+instanceColumns+` FROM instances WHERE pending_start AND NOT queued AND created_at < $1 AND `+store.NotHeld+` AND `+store.NotAChild+` ORDER BY created_at LIMIT $2`, micros(before), limit)
+	return s.instancesWhere(ctx, "pending starts", `pending_start AND NOT queued AND created_at < $1 AND `+store.NotHeld+` AND `+store.NotAChild+` ORDER BY created_at LIMIT $2`, micros(before), limit)
+}
+
+// instancesWhere reads the instances a condition (with its order and
+// limit) keeps; what names the read in errors.
+func (s *Store) instancesWhere(ctx context.Context, what, where string, args ...any) ([]store.Instance, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+instanceColumns+` FROM instances WHERE `+where, args...)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: pending starts: %w", err)
+		return nil, fmt.Errorf("postgres: %s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []store.Instance
 	for rows.Next() {
 		in, err := scanInstance(rows)
 		if err != nil {
-			return nil, fmt.Errorf("postgres: pending starts: %w", err)
+			return nil, fmt.Errorf("postgres: %s: %w", what, err)
 		}
 		out = append(out, in)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: pending starts: %w", err)
+		return nil, fmt.Errorf("postgres: %s: %w", what, err)
 	}
 	return out, nil
 }

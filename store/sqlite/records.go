@@ -264,21 +264,27 @@ func (s *Store) ReleaseRetry(ctx context.Context, id, run string) error {
 // workflow Temporal may not have yet, oldest first; those of a paused
 // process are held, not returned.
 func (s *Store) PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+instanceColumns+` FROM instances WHERE pending_start = 1 AND queued = 0 AND created_at < ? AND `+store.NotHeld+` AND `+store.NotAChild+` ORDER BY created_at LIMIT ?`, micros(before), limit)
+	return s.instancesWhere(ctx, "pending starts", `pending_start = 1 AND queued = 0 AND created_at < ? AND `+store.NotHeld+` AND `+store.NotAChild+` ORDER BY created_at LIMIT ?`, micros(before), limit)
+}
+
+// instancesWhere reads the instances a condition (with its order and
+// limit) keeps; what names the read in errors.
+func (s *Store) instancesWhere(ctx context.Context, what, where string, args ...any) ([]store.Instance, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+instanceColumns+` FROM instances WHERE `+where, args...)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: pending starts: %w", err)
+		return nil, fmt.Errorf("sqlite: %s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []store.Instance
 	for rows.Next() {
 		in, err := scanInstance(rows)
 		if err != nil {
-			return nil, fmt.Errorf("sqlite: pending starts: %w", err)
+			return nil, fmt.Errorf("sqlite: %s: %w", what, err)
 		}
 		out = append(out, in)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: pending starts: %w", err)
+		return nil, fmt.Errorf("sqlite: %s: %w", what, err)
 	}
 	return out, nil
 }
@@ -307,24 +313,10 @@ func (s *Store) Admit(ctx context.Context, id string, limit int) (bool, error) {
 // its concurrency limit, oldest first; process "" lists the processes
 // that have some instead (one instance each, in no order).
 func (s *Store) QueuedStarts(ctx context.Context, process string, limit int) ([]store.Instance, error) {
-	q, args := `SELECT `+instanceColumns+` FROM instances WHERE pending_start = 1 AND queued = 1 AND process = ? ORDER BY created_at LIMIT ?`, []any{process, limit}
 	if process == "" {
-		q, args = `SELECT `+instanceColumns+` FROM instances WHERE id IN (SELECT MIN(id) FROM instances WHERE pending_start = 1 AND queued = 1 GROUP BY process) LIMIT ?`, []any{limit}
+		return s.instancesWhere(ctx, "queued starts", `id IN (SELECT MIN(id) FROM instances WHERE pending_start = 1 AND queued = 1 GROUP BY process) LIMIT ?`, limit)
 	}
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: queued starts: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Instance
-	for rows.Next() {
-		in, err := scanInstance(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: queued starts: %w", err)
-		}
-		out = append(out, in)
-	}
-	return out, rows.Err()
+	return s.instancesWhere(ctx, "queued starts", `pending_start = 1 AND queued = 1 AND process = ? ORDER BY created_at LIMIT ?`, process, limit)
 }
 
 // QueuedCounts counts, per process, the instances queued under its
