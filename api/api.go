@@ -113,7 +113,7 @@ type SignalHistories interface {
 
 // RetryClaims let one retry of a failed run of an instance go ahead.
 type RetryClaims interface {
-	ClaimRetry(ctx context.Context, id, run string, now time.Time, stale time.Duration) (bool, error)
+	ClaimRetry(ctx context.Context, id, run string, now time.Time, stale time.Duration, limit int) (bool, error)
 	ReleaseRetry(ctx context.Context, id, run string) error
 }
 

@@ -20,10 +20,6 @@ import (
 	"github.com/adaptflow/adaptflow/workflows"
 )
 
-// retryClaimStale is how long a claim on retrying a run holds when its
-// holder does not reset the run (it died): then another retry may go.
-const retryClaimStale = time.Minute
-
 // notRetried are the activities whose failure never fails an instance: an
 // instance's callbacks and review notifications are sent on the side.
 var notRetried = map[string]bool{"Callback": true, "Notify": true}
@@ -227,7 +223,18 @@ func (s *server) retryInstance(c *gin.Context) {
 	// Retries of the run that race (two clicks, two operators, two
 	// replicas) go ahead once: a second reset of the run would end the
 	// first's new run midway.
-	claimed, err := s.Retries.ClaimRetry(ctx, inst.ID, run, time.Now(), retryClaimStale)
+	// Under a concurrency limit the retry takes a free slot, as a start
+	// would, or is refused: it would run beyond the limit.
+	limit, err := s.starts.limit(ctx, inst.Process)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	claimed, err := s.Retries.ClaimRetry(ctx, inst.ID, run, time.Now(), store.RetryClaimStale, limit)
+	if errors.Is(err, store.ErrNoSlot) {
+		refuse("cannot be retried now: " + store.RunsAtOnce(inst.Process, limit) + ", and none is free; retry it once one of them ends")
+		return
+	}
 	if err != nil {
 		fail(c, err)
 		return

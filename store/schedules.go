@@ -88,14 +88,36 @@ const NotHeld = `process NOT IN (SELECT process FROM process_states WHERE paused
 // that hold a slot under their process's concurrency limit.
 const Unfinished = `finished_at IS NULL AND COALESCE(status, '') NOT IN ('completed', 'rejected', 'failed', 'canceled')`
 
+// RetryClaimStale is how long a claim on retrying a failed run of an
+// instance holds when its holder neither reset the run nor released the
+// claim (it died between the two).
+const RetryClaimStale = time.Minute
+
+// SlotsHeld is an SQL expression counting the instances of process (an
+// SQL expression: a parameter or a column) that hold a slot under its
+// concurrency limit: those admitted (notQueued, the store's test of the
+// column on the alias r) that have not ended, and those a claim is about
+// to retry (see ClaimRetry): the claim is on the run that saved their
+// state, so the retry's new run has saved none yet, and it was made after
+// cut (an SQL expression, micros). Each count has an index of its own.
+func SlotsHeld(process, notQueued, cut string) string {
+	return `((SELECT COUNT(*) FROM instances r WHERE r.process = ` + process + ` AND ` + notQueued + ` AND r.` + Unfinished + `) +
+		(SELECT COUNT(*) FROM instances t WHERE t.process = ` + process + ` AND t.retry_run <> '' AND t.retry_at >= ` + cut + ` AND t.retry_run = t.state_run))`
+}
+
 // QueuedWhy says why an instance waits under its process's concurrency
 // limit.
 func QueuedWhy(process string, limit int) string {
+	return RunsAtOnce(process, limit) + ": this one is queued, and starts as others end, oldest first"
+}
+
+// RunsAtOnce states a process's concurrency limit.
+func RunsAtOnce(process string, limit int) string {
 	n := fmt.Sprintf("%d instances", limit)
 	if limit == 1 {
 		n = "1 instance"
 	}
-	return fmt.Sprintf("process %s runs %s at once, its concurrency limit: this one is queued, and starts as others end, oldest first", process, n)
+	return fmt.Sprintf("process %s runs %s at once, its concurrency limit", process, n)
 }
 
 // HeldRun is the run that saves the state of an instance a pause held

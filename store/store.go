@@ -24,6 +24,9 @@ import (
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
+	// ErrNoSlot: a retry would run an instance beyond its process's
+	// concurrency limit (see ClaimRetry).
+	ErrNoSlot = errors.New("no free slot under the process's concurrency limit")
 )
 
 // Roles of API keys.
@@ -327,11 +330,28 @@ func EachRow[T any](rows Rows, scan func(func(dest ...any) error) (T, error), fn
 }
 
 // ClaimRetryQuery claims the retry of a failed run of an instance, for SQL
-// stores, with the parameters id, run, now and the time before which a
-// claim is stale (micros); see Numbered. It changes a row when nobody
-// claimed retrying that run, or the claim is stale (its holder died
-// before it reset the run).
-const ClaimRetryQuery = `UPDATE instances SET retry_run = {2}, retry_at = {3} WHERE id = {1} AND (retry_run <> {2} OR retry_at < {4})`
+// stores, with the parameters id, run, now, the time before which a claim
+// is stale (micros) and the process's concurrency limit (0 for none); see
+// Numbered. It changes a row when nobody claimed retrying that run, or
+// the claim is stale (its holder died before it reset the run), and the
+// retry takes a free slot under the limit: fewer than the limit hold one
+// (SlotsHeld, whose notQueued it takes) and none is queued (queued, the
+// store's test of the column on the alias o), as a start would need.
+func ClaimRetryQuery(notQueued, queued string) string {
+	return `UPDATE instances SET retry_run = {2}, retry_at = {3} WHERE id = {1} AND (retry_run <> {2} OR retry_at < {4}) AND
+		({5} = 0 OR (` + SlotsHeld("instances.process", notQueued, "{4}") + ` < {5} AND
+			NOT EXISTS (SELECT 1 FROM instances o WHERE o.process = instances.process AND ` + queued + `)))`
+}
+
+// ClaimedRetry tells why a claim on the retry of run (ClaimRetryQuery)
+// changed no row, from the instance's claim as it is now: another holds
+// it (false), or the retry would take a slot there is not (ErrNoSlot).
+func ClaimedRetry(claimRun string, claimAt, stale int64, run string) (bool, error) {
+	if claimRun == run && claimAt >= stale {
+		return false, nil
+	}
+	return false, ErrNoSlot
+}
 
 // ReleaseRetryQuery drops a claim on the retry of a run (its reset
 // failed), with the parameters id and run; see Numbered.

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -308,4 +310,39 @@ func TestConcurrencyLimit(t *testing.T) {
 	decide(fifthID)
 	d.waitStatus(sixth.body["id"].(string), "waiting_review")
 	d.recordHistories(map[string]string{firstID: "concurrency_v9.json", hireID: "process_step_queued_v9.json"})
+
+	// A retry takes a slot as a start does: refused while none is free,
+	// and once it runs, it holds the slot.
+	var down atomic.Bool
+	down.Store(true)
+	carrier := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if down.Load() {
+			http.Error(w, "the carrier is down", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer carrier.Close()
+	def = "name: courier\nversion: 1\nconcurrency: 1\nsteps:\n  - {id: book, kind: http, retries: 0, http: {method: POST, url: \"" + carrier.URL + "\"}}\n  - {id: check, kind: review, review: {queue: desk}}\n"
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	failedID := d.start("courier", "c-1", map[string]any{})
+	d.waitStatus(failedID, "failed")
+	down.Store(false)
+	runningID := d.start("courier", "c-2", map[string]any{})
+	d.waitStatus(runningID, "waiting_review")
+	engineer := d.newKey("engineer")
+	if r := d.call("POST", "/v1/instances/"+failedID+"/retry", engineer, `{"reason":"the carrier is back"}`); r.status != http.StatusConflict ||
+		!strings.Contains(fmt.Sprint(r.body["error"]), "cannot be retried now: process courier runs 1 instance at once, its concurrency limit, and none is free") {
+		t.Fatalf("a retry with no free slot: %d %s", r.status, r.raw)
+	}
+	decide(runningID)
+	d.waitStatus(runningID, "completed")
+	d.expect(d.call("POST", "/v1/instances/"+failedID+"/retry", engineer, `{"reason":"the carrier is back"}`), http.StatusOK)
+	d.waitStatus(failedID, "waiting_review")
+	if r := d.call("POST", "/v1/processes/courier/instances", system, `{"business_key":"c-3","input":{}}`); r.status != http.StatusCreated ||
+		!strings.Contains(fmt.Sprint(r.body["held"]), "queued") {
+		t.Fatalf("a start while the retried instance runs: %d %s", r.status, r.raw)
+	}
 }

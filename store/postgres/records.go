@@ -233,13 +233,13 @@ func (s *Store) Admit(ctx context.Context, id string, limit int) (bool, error) {
 			admitted = true
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('admit/' || $1, 0))`, process); err != nil {
+		if err := admissionLock(ctx, tx, process); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `UPDATE instances SET queued = false WHERE id = $1 AND queued AND
-			(SELECT COUNT(*) FROM instances r WHERE r.process = $2 AND NOT r.queued AND r.`+store.Unfinished+`) < $3 AND
+			`+store.SlotsHeld("$2", "NOT r.queued", "$4")+` < $3 AND
 			NOT EXISTS (SELECT 1 FROM instances o WHERE o.process = $2 AND o.pending_start AND o.queued AND
-				(o.created_at, o.id) < (instances.created_at, instances.id))`, id, process, limit)
+				(o.created_at, o.id) < (instances.created_at, instances.id))`, id, process, limit, micros(time.Now().Add(-store.RetryClaimStale)))
 		admitted = err == nil && tag.RowsAffected() == 1
 		return err
 	})
@@ -279,19 +279,54 @@ func (s *Store) MarkStarted(ctx context.Context, ids []string) error {
 // ClaimRetry lets one retry of a failed run of an instance go ahead: true
 // when nobody claimed retrying that run, or the claim is older than stale
 // (its holder died before it reset the run); ErrNotFound for no instance.
-func (s *Store) ClaimRetry(ctx context.Context, id, run string, now time.Time, stale time.Duration) (bool, error) {
-	res, err := s.pool.Exec(ctx, claimRetryQuery, id, run, micros(now), micros(now.Add(-stale)))
-	if err != nil {
+// Under a concurrency limit (limit > 0) the retry also takes a slot, as
+// a start would: ErrNoSlot when none is free or instances are queued.
+// The claim holds the slot until the retry's new run saves the
+// instance's state, or the claim goes stale. It takes the process's
+// admission lock, as Admit does.
+func (s *Store) ClaimRetry(ctx context.Context, id, run string, now time.Time, stale time.Duration, limit int) (bool, error) {
+	cut := micros(now.Add(-stale))
+	claimed := false
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		var process string
+		if err := tx.QueryRow(ctx, `SELECT process FROM instances WHERE id = $1`, id).Scan(&process); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("instance %s: %w", id, store.ErrNotFound)
+			}
+			return err
+		}
+		if limit > 0 {
+			if err := admissionLock(ctx, tx, process); err != nil {
+				return err
+			}
+		}
+		tag, err := tx.Exec(ctx, claimRetryQuery, id, run, micros(now), cut, limit)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 1 {
+			claimed = true
+			return nil
+		}
+		var claimRun string
+		var claimAt int64
+		if err := tx.QueryRow(ctx, `SELECT retry_run, retry_at FROM instances WHERE id = $1`, id).Scan(&claimRun, &claimAt); err != nil {
+			return err
+		}
+		_, err = store.ClaimedRetry(claimRun, claimAt, cut, run)
+		return err
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrNoSlot) {
 		return false, fmt.Errorf("postgres: claim retry: %w", err)
 	}
-	n := res.RowsAffected()
-	if n == 1 {
-		return true, nil
-	}
-	if _, err := s.Instance(ctx, id); err != nil {
-		return false, err
-	}
-	return false, nil
+	return claimed, err
+}
+
+// admissionLock serializes, until tx ends, the admissions and limited
+// retries of a process: each counts the slots held before it takes one.
+func admissionLock(ctx context.Context, tx pgx.Tx, process string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('admit/' || $1, 0))`, process)
+	return err
 }
 
 // ReleaseRetry drops a claim on retrying run whose reset failed.
@@ -371,7 +406,7 @@ func placeholder(n int) string { return "$" + strconv.Itoa(n) }
 // The store package's shared queries, with PostgreSQL's placeholders.
 var (
 	outcomesQuery      = store.Numbered(store.OutcomesQuery, "$")
-	claimRetryQuery    = store.Numbered(store.ClaimRetryQuery, "$")
+	claimRetryQuery    = store.Numbered(store.ClaimRetryQuery("NOT r.queued", "o.pending_start AND o.queued"), "$")
 	releaseRetryQuery  = store.Numbered(store.ReleaseRetryQuery, "$")
 	policyChangesQuery = store.Numbered(store.PolicyChangesQuery, "$")
 )

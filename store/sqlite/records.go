@@ -234,8 +234,14 @@ func (s *Store) MarkStarted(ctx context.Context, ids []string) error {
 // ClaimRetry lets one retry of a failed run of an instance go ahead: true
 // when nobody claimed retrying that run, or the claim is older than stale
 // (its holder died before it reset the run); ErrNotFound for no instance.
-func (s *Store) ClaimRetry(ctx context.Context, id, run string, now time.Time, stale time.Duration) (bool, error) {
-	res, err := s.w.ExecContext(ctx, claimRetryQuery, id, run, micros(now), micros(now.Add(-stale)))
+// Under a concurrency limit (limit > 0) the retry also takes a slot, as
+// a start would: ErrNoSlot when none is free or instances are queued.
+// The claim holds the slot until the retry's new run saves the
+// instance's state, or the claim goes stale. Writes take turns in
+// SQLite, so a claim and an admission cannot both take the last slot.
+func (s *Store) ClaimRetry(ctx context.Context, id, run string, now time.Time, stale time.Duration, limit int) (bool, error) {
+	cut := micros(now.Add(-stale))
+	res, err := s.w.ExecContext(ctx, claimRetryQuery, id, run, micros(now), cut, limit)
 	if err != nil {
 		return false, fmt.Errorf("sqlite: claim retry: %w", err)
 	}
@@ -246,10 +252,16 @@ func (s *Store) ClaimRetry(ctx context.Context, id, run string, now time.Time, s
 	if n == 1 {
 		return true, nil
 	}
-	if _, err := s.Instance(ctx, id); err != nil {
-		return false, err
+	var claimRun string
+	var claimAt int64
+	err = s.w.QueryRowContext(ctx, `SELECT retry_run, retry_at FROM instances WHERE id = ?`, id).Scan(&claimRun, &claimAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("instance %s: %w", id, store.ErrNotFound)
 	}
-	return false, nil
+	if err != nil {
+		return false, fmt.Errorf("sqlite: claim retry: %w", err)
+	}
+	return store.ClaimedRetry(claimRun, claimAt, cut, run)
 }
 
 // ReleaseRetry drops a claim on retrying run whose reset failed.
@@ -296,9 +308,9 @@ func (s *Store) instancesWhere(ctx context.Context, what, where string, args ...
 // SQLite, so two admissions cannot both take the last slot.
 func (s *Store) Admit(ctx context.Context, id string, limit int) (bool, error) {
 	res, err := s.w.ExecContext(ctx, `UPDATE instances SET queued = 0 WHERE id = ? AND queued = 1 AND
-		(SELECT COUNT(*) FROM instances r WHERE r.process = instances.process AND r.queued = 0 AND r.`+store.Unfinished+`) < ? AND
+		`+store.SlotsHeld("instances.process", "r.queued = 0", "?")+` < ? AND
 		NOT EXISTS (SELECT 1 FROM instances o WHERE o.process = instances.process AND o.pending_start = 1 AND o.queued = 1 AND
-			(o.created_at, o.id) < (instances.created_at, instances.id))`, id, limit)
+			(o.created_at, o.id) < (instances.created_at, instances.id))`, id, micros(time.Now().Add(-store.RetryClaimStale)), limit)
 	if err != nil {
 		return false, fmt.Errorf("sqlite: admit %s: %w", id, err)
 	}
@@ -615,7 +627,7 @@ func placeholder(int) string { return "?" }
 // The store package's shared queries, with SQLite's placeholders.
 var (
 	outcomesQuery      = store.Numbered(store.OutcomesQuery, "?")
-	claimRetryQuery    = store.Numbered(store.ClaimRetryQuery, "?")
+	claimRetryQuery    = store.Numbered(store.ClaimRetryQuery("r.queued = 0", "o.pending_start = 1 AND o.queued = 1"), "?")
 	releaseRetryQuery  = store.Numbered(store.ReleaseRetryQuery, "?")
 	policyChangesQuery = store.Numbered(store.PolicyChangesQuery, "?")
 )

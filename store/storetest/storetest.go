@@ -71,7 +71,7 @@ type Store interface {
 	Instances(ctx context.Context, f store.InstanceFilter) ([]store.InstanceSummary, error)
 	DefinitionVersions(ctx context.Context, process string) ([]int, error)
 	CountInstances(ctx context.Context, f store.InstanceFilter) (int, error)
-	ClaimRetry(ctx context.Context, id, run string, now time.Time, stale time.Duration) (bool, error)
+	ClaimRetry(ctx context.Context, id, run string, now time.Time, stale time.Duration, limit int) (bool, error)
 	ReleaseRetry(ctx context.Context, id, run string) error
 	AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error)
 	AppendDecisionWithState(ctx context.Context, d process.Decision, st *store.StateSave) (process.Decision, error)
@@ -1029,7 +1029,7 @@ func testRetryClaims(t *testing.T, s Store) {
 	must(t, err)
 	claim := func(run string, at time.Time) bool {
 		t.Helper()
-		ok, err := s.ClaimRetry(ctx, "rt", run, at, time.Minute)
+		ok, err := s.ClaimRetry(ctx, "rt", run, at, time.Minute, 0)
 		must(t, err)
 		return ok
 	}
@@ -1050,7 +1050,7 @@ func testRetryClaims(t *testing.T, s Store) {
 	if !claim("run-2", t0.Add(2*time.Minute)) { // its holder died before the reset
 		t.Fatal("a stale claim held")
 	}
-	if _, err := s.ClaimRetry(ctx, "nobody", "run-1", t0, time.Minute); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.ClaimRetry(ctx, "nobody", "run-1", t0, time.Minute, 0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a claim on no instance: %v", err)
 	}
 }
@@ -1248,6 +1248,54 @@ func testConcurrencyLimit(t *testing.T, s Store) {
 	if len(left) != 7 || left[0].ID != "r-3" {
 		t.Fatalf("after admissions side by side, queued %q, want r-3 to r-9", ids(left))
 	}
+	testRetryTakesASlot(t, s)
+}
+
+// testRetryTakesASlot: a retry under a concurrency limit takes a free
+// slot, as a start would, and holds it from its claim on; it is refused
+// when none is free or older instances are queued. A stale claim holds
+// none. (Admit reads the clock, so the claims are made now.)
+func testRetryTakesASlot(t *testing.T, s Store) {
+	ctx := t.Context()
+	now := time.Now()
+	create := func(id string, queued bool) {
+		t.Helper()
+		_, _, err := s.CreateInstance(ctx, store.Instance{ID: id, Process: "s", ProcessVersion: 1, BusinessKey: id, Input: []byte(`{}`),
+			CreatedAt: now, PendingStart: true, Queued: queued})
+		must(t, err)
+	}
+	claim := func(id, run string, at time.Time, limit int, want error) {
+		t.Helper()
+		ok, err := s.ClaimRetry(ctx, id, run, at, time.Minute, limit)
+		if !errors.Is(err, want) || (want == nil) != ok {
+			t.Fatalf("retry of %s's run %s under %d: %v %v, want %v", id, run, limit, ok, err, want)
+		}
+	}
+	admit := func(id string, limit int, want bool) {
+		t.Helper()
+		if ok, err := s.Admit(ctx, id, limit); err != nil || ok != want {
+			t.Fatalf("admit %s under %d: %v %v, want %v", id, limit, ok, err, want)
+		}
+	}
+	create("s1", false)
+	saveState(t, s, "s1", "r", 1, json.RawMessage(`{"status":"running"}`))
+	create("s2", false)
+	saveState(t, s, "s2", "f1", 1, json.RawMessage(`{"status":"failed"}`))
+	claim("s2", "f1", now, 1, store.ErrNoSlot) // s1 holds the only slot
+	claim("s2", "f1", now, 2, nil)
+	if ok, err := s.ClaimRetry(ctx, "s2", "f1", now, time.Minute, 2); ok || err != nil {
+		t.Fatalf("a second retry of the run: %v %v, want refused as claimed", ok, err)
+	}
+	create("s3", true)
+	admit("s3", 2, false) // the retry holds the second slot from its claim
+	saveState(t, s, "s2", "f2", 1, json.RawMessage(`{"status":"running"}`))
+	admit("s3", 2, false) // and its new run holds it
+	saveState(t, s, "s2", "f2", 2, json.RawMessage(`{"status":"failed"}`))
+	claim("s2", "f2", now, 2, store.ErrNoSlot) // a slot is free, but s3 was queued first
+	admit("s3", 2, true)
+	claim("s2", "f2", now.Add(-2*time.Minute), 3, nil) // its holder died: stale at once
+	create("s4", true)
+	admit("s4", 3, true) // s1 and s3 hold slots; the stale claim does not
 }
 
 func saveState(t *testing.T, s Store, id, run string, seq int64, state json.RawMessage) *store.Finish {
