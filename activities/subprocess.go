@@ -21,6 +21,7 @@ type SubProcesses interface {
 	Instance(ctx context.Context, id string) (store.Instance, error)
 	ProcessStates(ctx context.Context, process string) ([]store.ProcessState, error)
 	Admit(ctx context.Context, id string, limit int) (bool, error)
+	Restore(ctx context.Context, id string, pending, queued bool) (store.Instance, bool, error)
 }
 
 // SubProcessInput is a process step about to run: the step, and the facts
@@ -105,6 +106,16 @@ func (a *Activities) StartSubProcess(ctx context.Context, in SubProcessInput) (S
 	})
 	if err != nil {
 		return SubProcessStart{}, fmt.Errorf("step %s: store the instance of %s: %w", in.Step.ID, def.Name, err)
+	}
+	if !created && store.NeverRan(inst) && (inst.StateSeq > 0 || inst.Queued && !inst.PendingStart) {
+		// Stored by this step before, and it never ran: ended with this
+		// instance's last run (terminated), or out of its queue as that
+		// run no longer waited. The step, run again (a retry), stores it
+		// again: starting, held or queued as a new one, so that a resume
+		// or a freed slot wakes this step again.
+		if inst, _, err = a.SubProcesses.Restore(ctx, inst.ID, held != "" || limit > 0, limit > 0); err != nil {
+			return SubProcessStart{}, fmt.Errorf("step %s: store the instance of %s again: %w", in.Step.ID, def.Name, err)
+		}
 	}
 	if held == "" {
 		if held, err = a.admit(ctx, inst, limit); err != nil {

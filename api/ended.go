@@ -178,7 +178,7 @@ func endUnstartedChildren(ctx context.Context, o Options, parent store.Instance,
 			continue
 		}
 		cst := workflows.UnstartedState(def, "canceled: "+parent.ID+" ended in Temporal before it started")
-		fin, err := o.Ended.SaveInstanceState(ctx, id, "parent-ended", 1, process.JSON(cst))
+		fin, err := o.Ended.SaveInstanceState(ctx, id, store.ParentEndedRun, 1, process.JSON(cst))
 		if err != nil {
 			o.Logger.Warn("an instance of a process step, never started, not ended with its parent", "instance", id, "err", err)
 			continue

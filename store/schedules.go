@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -123,6 +124,32 @@ func RunsAtOnce(process string, limit int) string {
 // HeldRun is the run that saves the state of an instance a pause held
 // and that ended without starting (canceled): it has no workflow run.
 const HeldRun = "held"
+
+// ParentEndedRun is the run that saves the state of an instance a process
+// step stored and never started, ended because its parent's workflow
+// ended in Temporal (terminated); one ended with its parent's cancel is
+// saved by the run "parent:" and the parent's run.
+const ParentEndedRun = "parent-ended"
+
+// NeverRanQuery is the condition, on a query of instances, that no
+// workflow of theirs saved a state: none did, or the state saved says
+// they ended before their workflow started (HeldRun, ParentEndedRun,
+// "parent:").
+const NeverRanQuery = `(state_seq = 0 OR state_run IN ('` + HeldRun + `', '` + ParentEndedRun + `') OR state_run LIKE 'parent:%')`
+
+// NeverRan says whether no workflow of the instance saved a state
+// (NeverRanQuery).
+func NeverRan(in Instance) bool {
+	return in.StateSeq == 0 || in.StateRun == HeldRun || in.StateRun == ParentEndedRun || strings.HasPrefix(in.StateRun, "parent:")
+}
+
+// RestoreQuery stores again an instance a process step stored before
+// and that never ran (NeverRanQuery), for the step run again (a retry of
+// its parent): its state goes, so it reads as starting, and it is pending
+// and queued as a new one would be. It has the parameters id, pending
+// start and queued; see Numbered.
+const RestoreQuery = `UPDATE instances SET state = NULL, status = '', finished_at = NULL, state_run = '', state_seq = 0, pending_start = {2}, queued = {3}
+	WHERE id = {1} AND ` + NeverRanQuery
 
 // NotAChild is the condition, on a query of instances, that a process
 // step did not store them: a child's workflow is started by its parent's

@@ -494,12 +494,58 @@ func TestRetryATerminatedProcessStep(t *testing.T) {
 	if c := d.waitStatus(child2, "canceled"); c["error"] != "canceled: "+id2+" ended in Temporal before it started" || plan(c) != "look:not_run" {
 		t.Fatalf("the held instance of a terminated parent: %v", c)
 	}
-	d.expect(d.call("POST", "/v1/processes/vetting/resume", adminKey, ""), http.StatusOK)
-	if r := d.call("POST", "/v1/instances/"+id2+"/retry", adminKey, `{"reason":"desk open"}`); r.status != http.StatusOK && r.status != http.StatusAccepted {
-		t.Fatalf("retry: %d %s", r.status, r.raw)
+	// Retried while still paused, the step stores it again, held: it reads
+	// starting, and the resume wakes the step (whose own look would take
+	// ten minutes).
+	retry := func(id string) {
+		t.Helper()
+		if r := d.call("POST", "/v1/instances/"+id+"/retry", adminKey, `{"reason":"desk open"}`); r.status != http.StatusOK && r.status != http.StatusAccepted {
+			t.Fatalf("retry: %d %s", r.status, r.raw)
+		}
 	}
-	c := d.waitStatus(child2, "waiting_review")
-	rv2 := c["reviews"].([]any)[0].(map[string]any)["id"].(string)
-	d.expect(d.call("POST", "/v1/reviews/"+rv2+"/decision", reviewer, `{"verdict":"approve"}`), http.StatusOK)
+	retry(id2)
+	waitHeld := func(id, why string) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			r := d.call("GET", "/v1/instances/"+id, adminKey, "")
+			if r.body["status"] == "starting" && strings.Contains(fmt.Sprint(r.body["held"]), why) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the other instance, stored again, is not held (%s): %s", why, r.raw)
+			}
+		}
+	}
+	waitHeld(child2, "paused")
+	d.expect(d.call("POST", "/v1/processes/vetting/resume", adminKey, ""), http.StatusOK)
+	decide := func(id string) {
+		t.Helper()
+		c := d.waitStatus(id, "waiting_review")
+		rv := c["reviews"].([]any)[0].(map[string]any)["id"].(string)
+		d.expect(d.call("POST", "/v1/reviews/"+rv+"/decision", reviewer, `{"verdict":"approve"}`), http.StatusOK)
+	}
+	decide(child2)
 	d.waitStatus(id2, "completed")
+
+	// Terminated while the other instance was queued under its process's
+	// concurrency limit: a retry queues it again, and the instance that
+	// frees the slot wakes the step.
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", "name: vetting\nversion: 2\nconcurrency: 1\nsteps:\n  - {id: look, kind: review, review: {queue: vetting}}\n"); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	busy := d.start("vetting", "v-1", map[string]any{})
+	d.waitStatus(busy, "waiting_review")
+	id3 := d.start("hiring", "h-3", map[string]any{})
+	child3 := app.InstanceIDForTest("vetting", "sub:"+id3+":vet")
+	waitHeld(child3, "queued")
+	if err := tc.TerminateWorkflow(t.Context(), id3, "", "stuck"); err != nil {
+		t.Fatal(err)
+	}
+	d.waitStatus(id3, "failed")
+	d.waitStatus(child3, "canceled")
+	retry(id3)
+	waitHeld(child3, "queued")
+	decide(busy)
+	decide(child3)
+	d.waitStatus(id3, "completed")
 }

@@ -410,6 +410,7 @@ type Store interface {
 	activities.ExampleSource
 	activities.DetectorStore
 	activities.StateProjection
+	activities.SubProcesses
 	api.ExampleStore
 	api.PolicyLifecycle
 	api.ScheduleSwitches

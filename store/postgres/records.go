@@ -329,6 +329,20 @@ func admissionLock(ctx context.Context, tx pgx.Tx, process string) error {
 	return err
 }
 
+// Restore stores again an instance a process step stored before and that
+// never ran (store.RestoreQuery): it reads as starting, pending (the step
+// starts it) and queued as given, and is returned as it is now. One a
+// workflow ran is returned as it is, restored false.
+func (s *Store) Restore(ctx context.Context, id string, pending, queued bool) (store.Instance, bool, error) {
+	res, err := s.pool.Exec(ctx, restoreQuery, id, pending, queued)
+	if err != nil {
+		return store.Instance{}, false, fmt.Errorf("postgres: restore %s: %w", id, err)
+	}
+	n := res.RowsAffected()
+	in, err := s.Instance(ctx, id)
+	return in, n == 1, err
+}
+
 // ReleaseRetry drops a claim on retrying run whose reset failed.
 func (s *Store) ReleaseRetry(ctx context.Context, id, run string) error {
 	if _, err := s.pool.Exec(ctx, releaseRetryQuery, id, run); err != nil {
@@ -408,6 +422,7 @@ var (
 	outcomesQuery      = store.Numbered(store.OutcomesQuery, "$")
 	claimRetryQuery    = store.Numbered(store.ClaimRetryQuery("NOT r.queued", "o.pending_start AND o.queued"), "$")
 	releaseRetryQuery  = store.Numbered(store.ReleaseRetryQuery, "$")
+	restoreQuery       = store.Numbered(store.RestoreQuery, "$")
 	policyChangesQuery = store.Numbered(store.PolicyChangesQuery, "$")
 )
 

@@ -264,6 +264,20 @@ func (s *Store) ClaimRetry(ctx context.Context, id, run string, now time.Time, s
 	return store.ClaimedRetry(claimRun, claimAt, cut, run)
 }
 
+// Restore stores again an instance a process step stored before and that
+// never ran (store.RestoreQuery): it reads as starting, pending (the step
+// starts it) and queued as given, and is returned as it is now. One a
+// workflow ran is returned as it is, restored false.
+func (s *Store) Restore(ctx context.Context, id string, pending, queued bool) (store.Instance, bool, error) {
+	res, err := s.w.ExecContext(ctx, restoreQuery, id, pending, queued)
+	if err != nil {
+		return store.Instance{}, false, fmt.Errorf("sqlite: restore %s: %w", id, err)
+	}
+	n, _ := res.RowsAffected()
+	in, err := s.Instance(ctx, id)
+	return in, n == 1, err
+}
+
 // ReleaseRetry drops a claim on retrying run whose reset failed.
 func (s *Store) ReleaseRetry(ctx context.Context, id, run string) error {
 	if _, err := s.w.ExecContext(ctx, releaseRetryQuery, id, run); err != nil {
@@ -629,6 +643,7 @@ var (
 	outcomesQuery      = store.Numbered(store.OutcomesQuery, "?")
 	claimRetryQuery    = store.Numbered(store.ClaimRetryQuery("r.queued = 0", "o.pending_start = 1 AND o.queued = 1"), "?")
 	releaseRetryQuery  = store.Numbered(store.ReleaseRetryQuery, "?")
+	restoreQuery       = store.Numbered(store.RestoreQuery, "?")
 	policyChangesQuery = store.Numbered(store.PolicyChangesQuery, "?")
 )
 

@@ -62,6 +62,7 @@ type Store interface {
 	MarkStarted(ctx context.Context, ids []string) error
 	PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error)
 	Admit(ctx context.Context, id string, limit int) (bool, error)
+	Restore(ctx context.Context, id string, pending, queued bool) (store.Instance, bool, error)
 	QueuedStarts(ctx context.Context, process string, limit int) ([]store.Instance, error)
 	QueuedCounts(ctx context.Context) (map[string]int, error)
 	StartCounts(ctx context.Context, process string, from, to time.Time, bucket time.Duration) ([]int, error)
@@ -115,6 +116,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("state rows", func(t *testing.T) { testStateRows(t, open(t)) })
 	t.Run("pending starts", func(t *testing.T) { testPendingStarts(t, open(t)) })
 	t.Run("concurrency limit", func(t *testing.T) { testConcurrencyLimit(t, open(t)) })
+	t.Run("restore a process step's instance", func(t *testing.T) { testRestore(t, open(t)) })
 	t.Run("outcomes", func(t *testing.T) { testOutcomes(t, open(t)) })
 	t.Run("instance listing", func(t *testing.T) { testInstanceListing(t, open(t)) })
 	t.Run("retry claims", func(t *testing.T) { testRetryClaims(t, open(t)) })
@@ -1249,6 +1251,59 @@ func testConcurrencyLimit(t *testing.T, s Store) {
 		t.Fatalf("after admissions side by side, queued %q, want r-3 to r-9", ids(left))
 	}
 	testRetryTakesASlot(t, s)
+}
+
+// testRestore: an instance a process step stored and that never ran
+// (ended with its parent, or out of its queue) is stored again for the
+// step run again: starting, pending and queued as given, and back in its
+// queue; one a workflow ran is left as it is.
+func testRestore(t *testing.T, s Store) {
+	ctx := t.Context()
+	create := func(id string) {
+		t.Helper()
+		_, _, err := s.CreateInstance(ctx, store.Instance{ID: id, Process: "k", ProcessVersion: 1, BusinessKey: id, Input: []byte(`{}`),
+			CreatedAt: t0, CreatedBy: "parent:p-1/vet", PendingStart: true, Queued: true})
+		must(t, err)
+	}
+	restore := func(id string, want bool) store.Instance {
+		t.Helper()
+		in, ok, err := s.Restore(ctx, id, true, true)
+		must(t, err)
+		if ok != want {
+			t.Fatalf("restore %s: %v, want %v", id, ok, want)
+		}
+		return in
+	}
+	create("ended")
+	saveState(t, s, "ended", store.ParentEndedRun, 1, json.RawMessage(`{"status":"canceled"}`))
+	create("left")
+	must(t, s.MarkStarted(ctx, []string{"left"})) // out of its queue: its parent no longer waited
+	create("ran")
+	saveState(t, s, "ran", "run-1", 1, json.RawMessage(`{"status":"failed"}`))
+	if q, err := s.QueuedStarts(ctx, "k", 10); err != nil || len(q) != 0 {
+		t.Fatalf("queued before: %v %v", q, err)
+	}
+	for _, id := range []string{"ended", "left"} {
+		in := restore(id, true)
+		if in.State != nil || in.StateSeq != 0 || !in.PendingStart || !in.Queued || !in.FinishedAt.IsZero() {
+			t.Fatalf("%s restored: %+v", id, in)
+		}
+		if st, _ := store.StatusOf(in.State); st != "" {
+			t.Fatalf("%s restored reads %q, want starting", id, st)
+		}
+	}
+	if q, err := s.QueuedStarts(ctx, "k", 10); err != nil || len(q) != 2 {
+		t.Fatalf("queued after: %v %v", q, err)
+	}
+	if n, err := s.QueuedCounts(ctx); err != nil || n["k"] != 2 {
+		t.Fatalf("queued counts after: %v %v", n, err)
+	}
+	if in := restore("ran", false); in.StateRun != "run-1" || in.PendingStart {
+		t.Fatalf("an instance a workflow ran was changed: %+v", in)
+	}
+	if _, _, err := s.Restore(ctx, "nobody", true, true); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("restore no instance: %v", err)
+	}
 }
 
 // testRetryTakesASlot: a retry under a concurrency limit takes a free
