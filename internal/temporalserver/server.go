@@ -221,7 +221,7 @@ func buildConfig(opts Options, host string, port int) (*config.Config, error) {
 		conf.Persistence.VisibilityStore = "sqlite-visibility"
 		conf.Persistence.DataStores["sqlite-visibility"] = config.DataStore{SQL: visConf}
 	}
-	httpPort, err := freePort(host)
+	httpPort, err := servicePort(host)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +248,7 @@ func buildConfig(opts Options, host string, port int) (*config.Config, error) {
 		if name == "frontend" {
 			svc.RPC.GRPCPort = port
 			svc.RPC.HTTPPort = httpPort
-		} else if svc.RPC.GRPCPort, err = freePort(host); err != nil {
+		} else if svc.RPC.GRPCPort, err = servicePort(host); err != nil {
 			return nil, err
 		}
 		conf.Services[name] = svc
@@ -390,6 +390,10 @@ func freePort(host string) (int, error) {
 	}
 	return p, nil
 }
+
+// servicePort picks the ports of the services other than the frontend's
+// gRPC (a test takes one first).
+var servicePort = freePort
 
 // slogLogger adapts slog to the server's logger interface.
 type slogLogger struct {

@@ -1,0 +1,102 @@
+package temporalserver
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+)
+
+// lockedBuffer is a log the server's goroutines write to side by side.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// takePorts makes the services' ports picked while taken true be one
+// another process holds (bound between the pick and the server's bind).
+func takePorts(t *testing.T, taken func(pick int) bool) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	held := l.Addr().(*net.TCPAddr).Port
+	var picks atomic.Int32
+	servicePort = func(host string) (int, error) {
+		if taken(int(picks.Add(1))) {
+			return held, nil
+		}
+		return freePort(host)
+	}
+	t.Cleanup(func() { servicePort = freePort })
+}
+
+// TestStartWithAPortTaken: a port of a service taken as the server starts
+// (its Fatal, which would otherwise leave it half started) makes the
+// start try again with other ports, and the server then answers.
+func TestStartWithAPortTaken(t *testing.T) {
+	// Picks 1 to 4 are the first attempt's: the frontend's HTTP port, then
+	// the history, matching and worker services' gRPC ports.
+	takePorts(t, func(pick int) bool { return pick == 2 })
+	var logs lockedBuffer
+	opts := DefaultOptions()
+	opts.FrontendAddress = "127.0.0.1:0"
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	s, err := Start(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, logs.String())
+	}
+	defer func() { _ = s.Stop() }()
+	if !strings.Contains(logs.String(), "trying again with others") {
+		t.Fatalf("the start was not tried again:\n%s", logs.String())
+	}
+	c, err := client.Dial(client.Options{HostPort: s.Address(), Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"}); err != nil {
+		t.Fatalf("the server started on a second try does not answer: %v", err)
+	}
+}
+
+// TestStartWithPortsAlwaysTaken: a start that keeps finding its ports
+// taken gives up after three tries with the error, never a panic.
+func TestStartWithPortsAlwaysTaken(t *testing.T) {
+	takePorts(t, func(pick int) bool { return pick%4 == 2 })
+	opts := DefaultOptions()
+	opts.FrontendAddress = "127.0.0.1:0"
+	opts.Logger = slog.New(slog.DiscardHandler)
+	s, err := Start(t.Context(), opts)
+	if err == nil {
+		_ = s.Stop()
+		t.Fatal("started with the history service's port taken every time")
+	}
+	if !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("the error does not say a port was taken: %v", err)
+	}
+}
