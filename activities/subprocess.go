@@ -145,11 +145,7 @@ func (a *Activities) paused(ctx context.Context, name string) (string, error) {
 	if len(states) == 0 || !states[0].Paused {
 		return "", nil
 	}
-	why := fmt.Sprintf("process %s is paused (by %s)", name, states[0].ChangedBy)
-	if states[0].Note != "" {
-		why += ": " + states[0].Note
-	}
-	return why, nil
+	return store.PausedWhy(states[0]), nil
 }
 
 // HeldSubProcess is where a process step's instance that waits its turn

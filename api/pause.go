@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"net/http"
 	"sync"
@@ -45,11 +44,7 @@ func (e *heldError) Error() string { return e.why }
 
 // pausedError is the heldError of a start its process's pause holds.
 func pausedError(st store.ProcessState) *heldError {
-	msg := fmt.Sprintf("process %s is paused (by %s, %s)", st.Process, st.ChangedBy, st.ChangedAt.Format(time.RFC3339))
-	if st.Note != "" {
-		msg += ": " + st.Note
-	}
-	return &heldError{why: msg + "; its new instances are held, and start when it is resumed"}
+	return &heldError{why: store.PausedWhy(st)}
 }
 
 // queuedError is the heldError of a start queued under its process's

@@ -106,6 +106,16 @@ func SlotsHeld(process, notQueued, cut string) string {
 		(SELECT COUNT(*) FROM instances t WHERE t.process = ` + process + ` AND t.retry_run <> '' AND t.retry_at >= ` + cut + ` AND t.retry_run = t.state_run))`
 }
 
+// PausedWhy says why a paused process's new instances wait: who paused
+// it, when, and their note.
+func PausedWhy(st ProcessState) string {
+	msg := fmt.Sprintf("process %s is paused (by %s, %s)", st.Process, st.ChangedBy, st.ChangedAt.Format(time.RFC3339))
+	if st.Note != "" {
+		msg += ": " + st.Note
+	}
+	return msg + "; its new instances are held, and start when it is resumed"
+}
+
 // QueuedWhy says why an instance waits under its process's concurrency
 // limit.
 func QueuedWhy(process string, limit int) string {
