@@ -82,6 +82,7 @@ func (s *server) putProcess(c *gin.Context) {
 	if created {
 		status = http.StatusCreated
 		s.starts.forget() // its concurrency limit applies at once here
+		s.startQueuedNow(def.Name)
 	}
 	c.JSON(status, gin.H{"name": def.Name, "version": def.Version, "created": created, "definition": def})
 }

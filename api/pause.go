@@ -204,6 +204,25 @@ func (s *server) switchProcess(pause bool) gin.HandlerFunc {
 	}
 }
 
+// startQueuedNow starts, in the background, the instances of a process
+// queued under its concurrency limit as slots are free: its new version
+// may have raised the limit, or dropped it. The start sweep's next pass
+// would, later.
+func (s *server) startQueuedNow(name string) {
+	s.starts.inflight.Add(1)
+	go func() {
+		defer s.starts.inflight.Add(-1)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		if q, err := s.Instances.QueuedStarts(ctx, name, 1); err != nil || len(q) == 0 {
+			return
+		}
+		if n, err := StartQueued(ctx, SweepOptions{Options: s.Options}, name); err != nil {
+			s.Logger.Warn("starting the instances queued under a process's concurrency limit after its new version; the start sweep goes on", "process", name, "started", n, "err", err)
+		}
+	}()
+}
+
 // releaseChildren wakes the instances whose process steps wait for a
 // process just resumed: the parents of its instances still starting (a
 // signal; each then asks the store and starts its child). One missed

@@ -341,8 +341,15 @@ func TestConcurrencyLimit(t *testing.T) {
 	d.waitStatus(runningID, "completed")
 	d.expect(d.call("POST", "/v1/instances/"+failedID+"/retry", engineer, `{"reason":"the carrier is back"}`), http.StatusOK)
 	d.waitStatus(failedID, "waiting_review")
-	if r := d.call("POST", "/v1/processes/courier/instances", system, `{"business_key":"c-3","input":{}}`); r.status != http.StatusCreated ||
-		!strings.Contains(fmt.Sprint(r.body["held"]), "queued") {
-		t.Fatalf("a start while the retried instance runs: %d %s", r.status, r.raw)
+	queued := d.call("POST", "/v1/processes/courier/instances", system, `{"business_key":"c-3","input":{}}`)
+	if queued.status != http.StatusCreated || !strings.Contains(fmt.Sprint(queued.body["held"]), "queued") {
+		t.Fatalf("a start while the retried instance runs: %d %s", queued.status, queued.raw)
 	}
+
+	// A new version that raises the limit starts the queued instance at
+	// once (the start sweep is an hour off here).
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", strings.NewReplacer("version: 1", "version: 2", "concurrency: 1", "concurrency: 2").Replace(def)); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	d.waitStatus(queued.body["id"].(string), "waiting_review")
 }
