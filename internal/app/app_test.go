@@ -1375,3 +1375,20 @@ func TestCalendarFileErrorsNameTheField(t *testing.T) {
 		}
 	}
 }
+
+// flakyPartner is a partner's HTTP service that answers 204, or 502
+// "partner is down" while the flag it returns is set (it starts set).
+func flakyPartner(t *testing.T) (down *atomic.Bool, url string) {
+	t.Helper()
+	down = &atomic.Bool{}
+	down.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if down.Load() {
+			http.Error(w, "partner is down", http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	return down, srv.URL
+}

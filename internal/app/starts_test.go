@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -313,17 +311,8 @@ func TestConcurrencyLimit(t *testing.T) {
 
 	// A retry takes a slot as a start does: refused while none is free,
 	// and once it runs, it holds the slot.
-	var down atomic.Bool
-	down.Store(true)
-	carrier := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		if down.Load() {
-			http.Error(w, "the carrier is down", http.StatusServiceUnavailable)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer carrier.Close()
-	def = "name: courier\nversion: 1\nconcurrency: 1\nsteps:\n  - {id: book, kind: http, retries: 0, http: {method: POST, url: \"" + carrier.URL + "\"}}\n  - {id: check, kind: review, review: {queue: desk}}\n"
+	down, carrier := flakyPartner(t)
+	def = "name: courier\nversion: 1\nconcurrency: 1\nsteps:\n  - {id: book, kind: http, retries: 0, http: {method: POST, url: \"" + carrier + "\"}}\n  - {id: check, kind: review, review: {queue: desk}}\n"
 	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
 		t.Fatalf("register: %d %s", r.status, r.raw)
 	}
@@ -333,13 +322,13 @@ func TestConcurrencyLimit(t *testing.T) {
 	runningID := d.start("courier", "c-2", map[string]any{})
 	d.waitStatus(runningID, "waiting_review")
 	engineer := d.newKey("engineer")
-	if r := d.call("POST", "/v1/instances/"+failedID+"/retry", engineer, `{"reason":"the carrier is back"}`); r.status != http.StatusConflict ||
+	if r := d.call("POST", "/v1/instances/"+failedID+"/retry", engineer, `{"reason":"the partner is back"}`); r.status != http.StatusConflict ||
 		!strings.Contains(fmt.Sprint(r.body["error"]), "cannot be retried now: process courier runs 1 instance at once, its concurrency limit, and none is free") {
 		t.Fatalf("a retry with no free slot: %d %s", r.status, r.raw)
 	}
 	decide(runningID)
 	d.waitStatus(runningID, "completed")
-	d.expect(d.call("POST", "/v1/instances/"+failedID+"/retry", engineer, `{"reason":"the carrier is back"}`), http.StatusOK)
+	d.expect(d.call("POST", "/v1/instances/"+failedID+"/retry", engineer, `{"reason":"the partner is back"}`), http.StatusOK)
 	d.waitStatus(failedID, "waiting_review")
 	queued := d.call("POST", "/v1/processes/courier/instances", system, `{"business_key":"c-3","input":{}}`)
 	if queued.status != http.StatusCreated || !strings.Contains(fmt.Sprint(queued.body["held"]), "queued") {

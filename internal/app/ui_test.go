@@ -6,13 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -270,23 +268,14 @@ func TestWebUI(t *testing.T) {
 
 	// An engineer retries an instance whose call to a partner failed, once
 	// the partner is back.
-	var partnerDown atomic.Bool
-	partnerDown.Store(true)
-	partner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if partnerDown.Load() {
-			http.Error(w, "partner is down", http.StatusBadGateway)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer partner.Close()
+	partnerDown, partner := flakyPartner(t)
 	d.expect(call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", `
 name: partner-sync
 version: 1
 input: {properties: {amount: {type: number}}}
 signals: [{name: amount, kind: value, field: amount}]
 steps:
-  - {id: push, kind: http, retries: 0, http: {method: POST, url: "`+partner.URL+`"}}
+  - {id: push, kind: http, retries: 0, http: {method: POST, url: "`+partner+`"}}
 `), http.StatusCreated)
 	failed := d.start("partner-sync", "ui-sync", map[string]any{"amount": 120})
 	d.waitStatus(failed, "failed")
