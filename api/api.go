@@ -115,6 +115,8 @@ type SignalHistories interface {
 type RetryClaims interface {
 	ClaimRetry(ctx context.Context, id, run string, now time.Time, stale time.Duration, limit int) (bool, error)
 	ReleaseRetry(ctx context.Context, id, run string) error
+	QueueRetry(ctx context.Context, id, reason string) (bool, error)
+	TakeQueuedRetry(ctx context.Context, id string, now time.Time) (bool, error)
 }
 
 // ScheduleSwitches pause and resume processes' schedules.

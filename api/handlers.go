@@ -472,22 +472,11 @@ func (s *server) routeInstance(c *gin.Context) (store.Instance, workflows.State,
 }
 
 func (s *server) getInstance(c *gin.Context) {
-	ctx := c.Request.Context()
 	inst, st, ok := s.routeInstance(c)
 	if !ok {
 		return
 	}
-	out := instanceJSON(inst, st)
-	if err := s.slaFields(ctx, out, inst, st); err != nil {
-		fail(c, err)
-		return
-	}
-	if inst.PendingStart { // why it has not started, when a pause or the concurrency limit holds it
-		if err := s.starts.hold(ctx, &inst, false); isHeld(err) {
-			out["held"] = err.Error()
-		}
-	}
-	c.JSON(http.StatusOK, out)
+	s.answerInstance(c, http.StatusOK, inst, st)
 }
 
 // instanceJSON is an instance as the API shows it.

@@ -347,12 +347,7 @@ func (s *server) answerWhen(c *gin.Context, id string, done func(status string) 
 			if !done(st.Status) {
 				code = http.StatusAccepted
 			}
-			out := instanceJSON(cur, st)
-			if err := s.slaFields(ctx, out, cur, st); err != nil {
-				fail(c, err)
-				return
-			}
-			c.JSON(code, out)
+			s.answerInstance(c, code, cur, st)
 			return
 		}
 		select {
@@ -362,6 +357,40 @@ func (s *server) answerWhen(c *gin.Context, id string, done func(status string) 
 		case <-time.After(wait):
 		}
 	}
+}
+
+// answerHeld answers 202 with the instance as it is now: it waits (held
+// says why).
+func (s *server) answerHeld(c *gin.Context, id string) {
+	ctx := c.Request.Context()
+	cur, err := s.Instances.Instance(ctx, id)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	st, err := s.instanceState(ctx, cur)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	s.answerInstance(c, http.StatusAccepted, cur, st)
+}
+
+// answerInstance answers with the instance as the API shows it: its SLA,
+// and why it waits when a pause or the concurrency limit holds it.
+func (s *server) answerInstance(c *gin.Context, code int, inst store.Instance, st workflows.State) {
+	ctx := c.Request.Context()
+	out := instanceJSON(inst, st)
+	if err := s.slaFields(ctx, out, inst, st); err != nil {
+		fail(c, err)
+		return
+	}
+	if inst.PendingStart {
+		if err := s.starts.hold(ctx, &inst, false); isHeld(err) {
+			out["held"] = err.Error()
+		}
+	}
+	c.JSON(code, out)
 }
 
 // updateWorkflow sends a Temporal Update and waits for its result in out.

@@ -102,6 +102,15 @@ func (st *starter) hold(ctx context.Context, inst *store.Instance, admit bool) e
 	if held != nil {
 		return held
 	}
+	if inst.RetryQueued != "" {
+		// A retry waiting its turn: the queue runs it (retryQueued),
+		// never a start.
+		limit, err := st.limit(ctx, inst.Process)
+		if err != nil {
+			return err
+		}
+		return &heldError{why: store.RunsAtOnce(inst.Process, limit) + ": its retry (" + inst.RetryQueued + ") is queued, and runs as others end, oldest first"}
+	}
 	parent, child := process.SubProcessParent(inst.CreatedBy)
 	if inst.Queued {
 		limit, err := st.limit(ctx, inst.Process)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -193,6 +194,10 @@ func (s *server) retryInstance(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
+	if inst.RetryQueued != "" {
+		refuse("has a retry queued already (" + inst.RetryQueued + "): it runs as a slot frees under the concurrency limit of " + inst.Process)
+		return
+	}
 	desc, err := s.describeEnded(ctx, inst)
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
@@ -203,36 +208,27 @@ func (s *server) retryInstance(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	run := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
-	var stopped bool
-	switch st := desc.GetWorkflowExecutionInfo().GetStatus(); st {
-	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
-	case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED, enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:
-		stopped = true
-	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
-		if run == inst.StateRun {
-			refuse("has failed, but its workflow has not ended in Temporal yet: try again in a moment")
-			return
-		}
-		refuse("is being retried already")
-		return
-	default: // a retry's new run canceled through Temporal before it ran, say
-		refuse("cannot be retried: its workflow is " + strings.ToLower(st.String()) + " in Temporal, not failed")
+	run, stopped, err := retryableRun(desc, inst)
+	if err != nil {
+		refuse(err.Error())
 		return
 	}
 	// Retries of the run that race (two clicks, two operators, two
 	// replicas) go ahead once: a second reset of the run would end the
-	// first's new run midway.
-	// Under a concurrency limit the retry takes a free slot, as a start
-	// would, or is refused: it would run beyond the limit.
+	// first's new run midway. Under a concurrency limit the retry takes
+	// a free slot, as a start would, or waits in the queue for one.
 	limit, err := s.starts.limit(ctx, inst.Process)
 	if err != nil {
 		fail(c, err)
 		return
 	}
+	reason := "retried by " + caller(c).Name
+	if why != "" {
+		reason += ": " + why
+	}
 	claimed, err := s.Retries.ClaimRetry(ctx, inst.ID, run, time.Now(), store.RetryClaimStale, limit)
 	if errors.Is(err, store.ErrNoSlot) {
-		refuse("cannot be retried now: " + store.RunsAtOnce(inst.Process, limit) + ", and none is free; retry it once one of them ends")
+		s.queueRetry(c, inst, run, stopped, reason)
 		return
 	}
 	if err != nil {
@@ -243,14 +239,10 @@ func (s *server) retryInstance(c *gin.Context) {
 		refuse("is being retried already")
 		return
 	}
-	release := func() {
+	if err := resetForRetry(ctx, &s.Options, inst.ID, run, stopped, reason); err != nil {
 		if err := s.Retries.ReleaseRetry(context.WithoutCancel(ctx), inst.ID, run); err != nil {
 			loggerFrom(c).ErrorContext(ctx, "retry claim not released", "instance", inst.ID, "run", run, "err", err)
 		}
-	}
-	point, err := retryPoint(s.Temporal.GetWorkflowHistory(ctx, inst.ID, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT), stopped)
-	if err != nil {
-		release()
 		if errors.Is(err, errNothingToRetry) || errors.Is(err, errNothingUnderWay) {
 			refuse("cannot be retried: " + err.Error())
 			return
@@ -258,22 +250,122 @@ func (s *server) retryInstance(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	reason := "retried by " + caller(c).Name
-	if why != "" {
-		reason += ": " + why
-	}
-	if _, err := s.Temporal.ResetWorkflowExecution(ctx, &workflowservice.ResetWorkflowExecutionRequest{
-		Namespace:                 s.Namespace,
-		WorkflowExecution:         &commonpb.WorkflowExecution{WorkflowId: inst.ID, RunId: run},
-		Reason:                    reason,
-		WorkflowTaskFinishEventId: point,
-	}); err != nil {
-		release()
+	s.metrics.retries.WithLabelValues(inst.Process).Inc()
+	s.answerWhen(c, inst.ID, func(status string) bool { return status != store.InstanceFailed })
+}
+
+// queueRetry queues the retry of a failed instance whose process runs its
+// concurrency limit: it runs as a slot frees, in turn (first come, first
+// served), as a start would. One that could not run (nothing to retry) is
+// refused now rather than queued. The answer is 202 with the instance,
+// its held saying it waits.
+func (s *server) queueRetry(c *gin.Context, inst store.Instance, run string, stopped bool, reason string) {
+	ctx := c.Request.Context()
+	if _, err := retryPoint(s.Temporal.GetWorkflowHistory(ctx, inst.ID, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT), stopped); err != nil {
+		if errors.Is(err, errNothingToRetry) || errors.Is(err, errNothingUnderWay) {
+			fail(c, conflict("instance %s cannot be retried: %s", inst.ID, err))
+			return
+		}
 		fail(c, err)
 		return
 	}
+	queued, err := s.Retries.QueueRetry(ctx, inst.ID, reason)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if !queued {
+		fail(c, conflict("instance %s has a retry queued already, or is being retried", inst.ID))
+		return
+	}
 	s.metrics.retries.WithLabelValues(inst.Process).Inc()
-	s.answerWhen(c, inst.ID, func(status string) bool { return status != store.InstanceFailed })
+	s.answerHeld(c, inst.ID)
+}
+
+// retryableRun is the run of an instance's workflow a retry resets, from
+// its description, and whether it was stopped in Temporal (terminated,
+// timed out) rather than failed; an error says why it cannot be retried.
+func retryableRun(desc *workflowservice.DescribeWorkflowExecutionResponse, inst store.Instance) (string, bool, error) {
+	run := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	switch st := desc.GetWorkflowExecutionInfo().GetStatus(); st {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
+		return run, false, nil
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED, enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:
+		return run, true, nil
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		if run == inst.StateRun {
+			return "", false, errors.New("has failed, but its workflow has not ended in Temporal yet: try again in a moment")
+		}
+		return "", false, errors.New("is being retried already")
+	default: // a retry's new run canceled through Temporal before it ran, say
+		return "", false, errors.New("cannot be retried: its workflow is " + strings.ToLower(st.String()) + " in Temporal, not failed")
+	}
+}
+
+// resetForRetry resets the failed (or stopped) run of an instance's
+// workflow to its retry point, into a new run that keeps the reason.
+func resetForRetry(ctx context.Context, o *Options, id, run string, stopped bool, reason string) error {
+	point, err := retryPoint(o.Temporal.GetWorkflowHistory(ctx, id, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT), stopped)
+	if err != nil {
+		return err
+	}
+	_, err = o.Temporal.ResetWorkflowExecution(ctx, &workflowservice.ResetWorkflowExecutionRequest{
+		Namespace:                 o.Namespace,
+		WorkflowExecution:         &commonpb.WorkflowExecution{WorkflowId: id, RunId: run},
+		Reason:                    reason,
+		WorkflowTaskFinishEventId: point,
+	})
+	return err
+}
+
+// retryQueued runs a queued retry that holds its slot (admitted): it
+// takes it (once, whichever starter comes first) and resets the run. One
+// that can no longer run (its workflow gone, or no longer failed) is
+// logged and dropped; one Temporal did not take (an outage) is queued
+// again.
+func (st *starter) retryQueued(ctx context.Context, inst store.Instance) error {
+	o := st.opts
+	if o.Retries == nil {
+		return nil // a starter that cannot retry leaves it to the API's sweep
+	}
+	taken, err := o.Retries.TakeQueuedRetry(ctx, inst.ID, time.Now())
+	if err != nil || !taken {
+		return err
+	}
+	drop := func(why string) error {
+		o.Logger.Warn("a queued retry could not run; retry the instance again", "instance", inst.ID, "why", why)
+		return nil
+	}
+	desc, err := o.Temporal.DescribeWorkflowExecution(ctx, inst.ID, "")
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &nf):
+		return drop("it is no longer in Temporal")
+	case err != nil:
+		return st.requeueRetry(ctx, inst, err)
+	}
+	run, stopped, err := retryableRun(desc, inst)
+	if err != nil {
+		return drop("it " + err.Error())
+	}
+	err = resetForRetry(ctx, o, inst.ID, run, stopped, inst.RetryQueued+" (queued under the concurrency limit of "+inst.Process+")")
+	switch {
+	case errors.Is(err, errNothingToRetry) || errors.Is(err, errNothingUnderWay):
+		return drop(err.Error())
+	case err != nil:
+		return st.requeueRetry(ctx, inst, err)
+	}
+	o.Logger.Info("ran a retry queued under its process's concurrency limit", "instance", inst.ID)
+	return nil
+}
+
+// requeueRetry puts a queued retry that Temporal did not take back in
+// the queue, and returns why it did not run.
+func (st *starter) requeueRetry(ctx context.Context, inst store.Instance, cause error) error {
+	if _, err := st.opts.Retries.QueueRetry(context.WithoutCancel(ctx), inst.ID, inst.RetryQueued); err != nil {
+		st.opts.Logger.Error("a queued retry that did not run is lost; retry the instance again", "instance", inst.ID, "err", err)
+	}
+	return fmt.Errorf("queued retry of %s: %w", inst.ID, cause)
 }
 
 // runEndWait bounds how long a retry waits for the run that saved an

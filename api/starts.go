@@ -1,10 +1,12 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -235,6 +237,13 @@ func SweepStarts(ctx context.Context, o SweepOptions) (int, error) {
 			}
 			seen[inst.ID] = true
 			progress++
+			if inst.RetryQueued != "" { // a queued retry admitted, not yet run (its starter stopped)
+				if err := st.retryQueued(ctx, inst); err != nil {
+					return started, fmt.Errorf("sweep starts: %w", err)
+				}
+				started++
+				continue
+			}
 			def, input, err := pendingStart(ctx, o.Definitions, defs, inst)
 			switch {
 			case st.unstartable(inst, err):
@@ -309,6 +318,23 @@ func startQueued(ctx context.Context, st *starter, o SweepOptions, defs map[stri
 				o.Logger.Warn("an instance queued for a process step whose instance has ended leaves the queue", "instance", inst.ID, "parent", parent)
 				st.markStarted(inst.ID)
 				st.flushMarks()
+				continue
+			}
+			if inst.RetryQueued != "" {
+				// A retry waiting its turn takes its slot as a start
+				// would, then runs.
+				limit, err := st.limit(ctx, inst.Process)
+				if err != nil {
+					return started, err
+				}
+				ok, err := o.Instances.Admit(ctx, inst.ID, cmp.Or(limit, math.MaxInt32))
+				if err != nil || !ok {
+					return started, err // no slot free: the rest wait
+				}
+				if err := st.retryQueued(ctx, inst); err != nil {
+					return started, err
+				}
+				started++
 				continue
 			}
 			def, input, err := pendingStart(ctx, o.Definitions, defs, inst)

@@ -98,9 +98,9 @@ func prune(ctx context.Context, p Pruner, process string, before time.Time) (Pru
 	for {
 		var n Pruned
 		err := p.Tx(ctx, func(tx PruneTx) error {
-			q, args := fmt.Sprintf(`SELECT id FROM instances WHERE finished_at < %s ORDER BY finished_at, id LIMIT %d%s`, ph(1), pruneInstances, p.Lock), []any{cut}
+			q, args := fmt.Sprintf(`SELECT id FROM instances WHERE finished_at < %s AND retry_queued = '' ORDER BY finished_at, id LIMIT %d%s`, ph(1), pruneInstances, p.Lock), []any{cut}
 			if process != "" {
-				q, args = fmt.Sprintf(`SELECT id FROM instances WHERE process = %s AND finished_at < %s ORDER BY finished_at, id LIMIT %d%s`, ph(1), ph(2), pruneInstances, p.Lock), []any{process, cut}
+				q, args = fmt.Sprintf(`SELECT id FROM instances WHERE process = %s AND finished_at < %s AND retry_queued = '' ORDER BY finished_at, id LIMIT %d%s`, ph(1), ph(2), pruneInstances, p.Lock), []any{process, cut}
 			}
 			ids, err := tx.IDs(ctx, q, args...)
 			if err != nil || len(ids) == 0 {
@@ -280,12 +280,17 @@ func (r Reads) PruneCounts(ctx context.Context, plan PrunePlan) (Pruned, error) 
 		q := build(&in)
 		return r.rows(ctx, "count what a prune removes", q, in.args, func(scan func(dest ...any) error) error { return scan(n) })
 	}
-	ended := func(in *params) string { return `SELECT id FROM instances WHERE ` + older(in, "finished_at") }
+	// A failed instance whose retry is queued stays (see PruneByPlan).
+	ended := func(in *params) string {
+		return `SELECT id FROM instances WHERE retry_queued = '' AND ` + older(in, "finished_at")
+	}
 	for _, c := range []struct {
 		n     *int64
 		build func(in *params) string
 	}{
-		{&out.Instances, func(in *params) string { return `SELECT COUNT(*) FROM instances WHERE ` + older(in, "finished_at") }},
+		{&out.Instances, func(in *params) string {
+			return `SELECT COUNT(*) FROM instances WHERE retry_queued = '' AND ` + older(in, "finished_at")
+		}},
 		{&out.Decisions, func(in *params) string {
 			return `SELECT COUNT(*) FROM decisions WHERE instance_id IN (` + ended(in) + `)`
 		}},

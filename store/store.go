@@ -343,6 +343,30 @@ func ClaimRetryQuery(notQueued, queued string) string {
 			NOT EXISTS (SELECT 1 FROM instances o WHERE o.process = instances.process AND ` + queued + `)))`
 }
 
+// QueueRetryQuery queues the retry of a failed instance for a slot under
+// its process's concurrency limit (ClaimRetry found none), with the
+// parameters id and reason (who asked, and why); see Numbered. The
+// instance becomes pending and queued, in the queue by its creation, as
+// a start would be; it changes no row when a retry is queued already or
+// the instance has not failed.
+const QueueRetryQuery = `UPDATE instances SET retry_queued = {2}, pending_start = {3}, queued = {3}
+	WHERE id = {1} AND retry_queued = '' AND status = 'failed'`
+
+// TakeQueuedRetryQuery takes a queued retry that holds its slot (Admit)
+// for one starter to run, with the parameters id and now (micros); see
+// Numbered. The instance leaves the queue, and the claim it holds (on the
+// run that saved its state) keeps its slot until the retry's new run
+// saves (SlotsHeld). It changes no row when another took it.
+const TakeQueuedRetryQuery = `UPDATE instances SET retry_queued = '', pending_start = {3}, retry_run = state_run, retry_at = {2}
+	WHERE id = {1} AND retry_queued <> '' AND queued = {3}`
+
+// AdmitClaim is what Admit sets beside the slot, with the parameter now
+// (an SQL expression): a queued retry admitted holds its slot by a claim
+// (SlotsHeld) until a starter takes it, as it has not run yet.
+func AdmitClaim(now string) string {
+	return `retry_run = CASE WHEN retry_queued <> '' THEN state_run ELSE retry_run END, retry_at = CASE WHEN retry_queued <> '' THEN ` + now + ` ELSE retry_at END`
+}
+
 // ClaimedRetry tells why a claim on the retry of run (ClaimRetryQuery)
 // changed no row, from the instance's claim as it is now: another holds
 // it (false), or the retry would take a slot there is not (ErrNoSlot).
@@ -755,6 +779,10 @@ type Instance struct {
 	// process's concurrency limit (see Admit); it then holds one until
 	// it ends.
 	Queued bool `json:"-"`
+	// RetryQueued is, while a retry of the failed instance waits for a
+	// slot under its process's concurrency limit, who asked for it and
+	// why (see QueueRetry); the instance is pending and queued meanwhile.
+	RetryQueued string `json:"-"`
 }
 
 // Review statuses and verdicts.

@@ -196,7 +196,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		// queued for its slot as it ends.
 		acts.StartQueuedFn = func(ctx context.Context, process string) (int, error) {
 			return api.StartQueued(ctx, api.SweepOptions{Options: api.Options{
-				Instances: st, Definitions: st, Schedules: st, Temporal: tc, TaskQueue: TaskQueue, Namespace: opts.Namespace, Logger: lg,
+				Instances: st, Definitions: st, Schedules: st, Retries: st, Temporal: tc, TaskQueue: TaskQueue, Namespace: opts.Namespace, Logger: lg,
 			}}, process)
 		}
 		finish = acts.Metrics.Finish

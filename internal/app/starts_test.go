@@ -309,8 +309,9 @@ func TestConcurrencyLimit(t *testing.T) {
 	d.waitStatus(sixth.body["id"].(string), "waiting_review")
 	d.recordHistories(map[string]string{firstID: "concurrency_v9.json", hireID: "process_step_queued_v9.json"})
 
-	// A retry takes a slot as a start does: refused while none is free,
-	// and once it runs, it holds the slot.
+	// A retry takes a slot as a start does: with none free it waits in
+	// the queue, and the instance that frees one runs it; then it holds
+	// the slot.
 	down, carrier := flakyPartner(t)
 	def = "name: courier\nversion: 1\nconcurrency: 1\nsteps:\n  - {id: book, kind: http, retries: 0, http: {method: POST, url: \"" + carrier + "\"}}\n  - {id: check, kind: review, review: {queue: desk}}\n"
 	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
@@ -322,13 +323,22 @@ func TestConcurrencyLimit(t *testing.T) {
 	runningID := d.start("courier", "c-2", map[string]any{})
 	d.waitStatus(runningID, "waiting_review")
 	engineer := d.newKey("engineer")
-	if r := d.call("POST", "/v1/instances/"+failedID+"/retry", engineer, `{"reason":"the partner is back"}`); r.status != http.StatusConflict ||
-		!strings.Contains(fmt.Sprint(r.body["error"]), "cannot be retried now: process courier runs 1 instance at once, its concurrency limit, and none is free") {
+	const queuedRetry = "process courier runs 1 instance at once, its concurrency limit: its retry (retried by engineer-1: the partner is back) is queued, and runs as others end, oldest first"
+	if r := d.call("POST", "/v1/instances/"+failedID+"/retry", engineer, `{"reason":"the partner is back"}`); r.status != http.StatusAccepted ||
+		r.body["status"] != "failed" || r.body["held"] != queuedRetry {
 		t.Fatalf("a retry with no free slot: %d %s", r.status, r.raw)
+	}
+	if r := d.call("POST", "/v1/instances/"+failedID+"/retry", engineer, ""); r.status != http.StatusConflict || !strings.Contains(r.raw, "has a retry queued already") {
+		t.Fatalf("a second retry while one is queued: %d %s", r.status, r.raw)
+	}
+	if r := d.call("GET", "/v1/instances/"+failedID, engineer, ""); r.body["held"] != queuedRetry {
+		t.Fatalf("an instance whose retry is queued: %s", r.raw)
+	}
+	if got := d.call("GET", "/v1/processes/courier", adminKey, ""); got.body["queued"] != 1.0 {
+		t.Fatalf("the process with a queued retry: %s", got.raw)
 	}
 	decide(runningID)
 	d.waitStatus(runningID, "completed")
-	d.expect(d.call("POST", "/v1/instances/"+failedID+"/retry", engineer, `{"reason":"the partner is back"}`), http.StatusOK)
 	d.waitStatus(failedID, "waiting_review")
 	queued := d.call("POST", "/v1/processes/courier/instances", system, `{"business_key":"c-3","input":{}}`)
 	if queued.status != http.StatusCreated || !strings.Contains(fmt.Sprint(queued.body["held"]), "queued") {

@@ -191,7 +191,7 @@ func (s *Store) instanceWhere(ctx context.Context, where string, args ...any) (s
 	return in, nil
 }
 
-const instanceColumns = `id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start, COALESCE(finished_at, 0), queued`
+const instanceColumns = `id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start, COALESCE(finished_at, 0), queued, retry_queued`
 
 // scanInstance reads the instanceColumns of a row.
 func scanInstance(row pgx.Row) (store.Instance, error) {
@@ -199,7 +199,7 @@ func scanInstance(row pgx.Row) (store.Instance, error) {
 	var input string
 	var state *string
 	var at, finished int64
-	if err := row.Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at, &state, &in.StateRun, &in.StateSeq, &in.PendingStart, &finished, &in.Queued); err != nil {
+	if err := row.Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at, &state, &in.StateRun, &in.StateSeq, &in.PendingStart, &finished, &in.Queued, &in.RetryQueued); err != nil {
 		return in, err
 	}
 	in.Input, in.CreatedAt = json.RawMessage(input), fromMicros(at)
@@ -220,6 +220,7 @@ func scanInstance(row pgx.Row) (store.Instance, error) {
 // lock), so two cannot both take the last slot.
 func (s *Store) Admit(ctx context.Context, id string, limit int) (bool, error) {
 	admitted := false
+	now := micros(time.Now())
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		var process string
 		var queued bool
@@ -236,10 +237,10 @@ func (s *Store) Admit(ctx context.Context, id string, limit int) (bool, error) {
 		if err := admissionLock(ctx, tx, process); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `UPDATE instances SET queued = false WHERE id = $1 AND queued AND
+		tag, err := tx.Exec(ctx, `UPDATE instances SET queued = false, `+store.AdmitClaim("$5")+` WHERE id = $1 AND queued AND
 			`+store.SlotsHeld("$2", "NOT r.queued", "$4")+` < $3 AND
 			NOT EXISTS (SELECT 1 FROM instances o WHERE o.process = $2 AND o.pending_start AND o.queued AND
-				(o.created_at, o.id) < (instances.created_at, instances.id))`, id, process, limit, micros(time.Now().Add(-store.RetryClaimStale)))
+				(o.created_at, o.id) < (instances.created_at, instances.id))`, id, process, limit, now-store.RetryClaimStale.Microseconds(), now)
 		admitted = err == nil && tag.RowsAffected() == 1
 		return err
 	})
@@ -343,6 +344,29 @@ func (s *Store) Restore(ctx context.Context, id string, pending, queued bool) (s
 	return in, n == 1, err
 }
 
+// QueueRetry queues the retry of a failed instance, reason saying who
+// asked and why, for a slot under its process's concurrency limit
+// (store.QueueRetryQuery): false when one is queued already, or the
+// instance has not failed.
+func (s *Store) QueueRetry(ctx context.Context, id, reason string) (bool, error) {
+	return s.changed(ctx, "queue retry", queueRetryQuery, id, reason, true)
+}
+
+// TakeQueuedRetry takes a queued retry that holds its slot for the
+// caller to run (store.TakeQueuedRetryQuery): false when another took it.
+func (s *Store) TakeQueuedRetry(ctx context.Context, id string, now time.Time) (bool, error) {
+	return s.changed(ctx, "take queued retry", takeQueuedRetryQuery, id, micros(now), false)
+}
+
+// changed runs a statement that changes one row, or none: whether it did.
+func (s *Store) changed(ctx context.Context, what, q string, args ...any) (bool, error) {
+	tag, err := s.pool.Exec(ctx, q, args...)
+	if err != nil {
+		return false, fmt.Errorf("postgres: %s: %w", what, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
 // ReleaseRetry drops a claim on retrying run whose reset failed.
 func (s *Store) ReleaseRetry(ctx context.Context, id, run string) error {
 	if _, err := s.pool.Exec(ctx, releaseRetryQuery, id, run); err != nil {
@@ -419,11 +443,13 @@ func placeholder(n int) string { return "$" + strconv.Itoa(n) }
 
 // The store package's shared queries, with PostgreSQL's placeholders.
 var (
-	outcomesQuery      = store.Numbered(store.OutcomesQuery, "$")
-	claimRetryQuery    = store.Numbered(store.ClaimRetryQuery("NOT r.queued", "o.pending_start AND o.queued"), "$")
-	releaseRetryQuery  = store.Numbered(store.ReleaseRetryQuery, "$")
-	restoreQuery       = store.Numbered(store.RestoreQuery, "$")
-	policyChangesQuery = store.Numbered(store.PolicyChangesQuery, "$")
+	outcomesQuery        = store.Numbered(store.OutcomesQuery, "$")
+	claimRetryQuery      = store.Numbered(store.ClaimRetryQuery("NOT r.queued", "o.pending_start AND o.queued"), "$")
+	releaseRetryQuery    = store.Numbered(store.ReleaseRetryQuery, "$")
+	restoreQuery         = store.Numbered(store.RestoreQuery, "$")
+	queueRetryQuery      = store.Numbered(store.QueueRetryQuery, "$")
+	takeQueuedRetryQuery = store.Numbered(store.TakeQueuedRetryQuery, "$")
+	policyChangesQuery   = store.Numbered(store.PolicyChangesQuery, "$")
 )
 
 // Outcomes calls fn with how each instance of a process started in

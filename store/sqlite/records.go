@@ -194,7 +194,7 @@ func (s *Store) instanceWhere(ctx context.Context, db *cachedDB, where string, a
 	return in, nil
 }
 
-const instanceColumns = `id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start, COALESCE(finished_at, 0), queued`
+const instanceColumns = `id, process, process_version, business_key, input, created_by, created_at, state, state_run, state_seq, pending_start, COALESCE(finished_at, 0), queued, retry_queued`
 
 // scanInstance reads the instanceColumns of a row.
 func scanInstance(row interface{ Scan(...any) error }) (store.Instance, error) {
@@ -202,7 +202,7 @@ func scanInstance(row interface{ Scan(...any) error }) (store.Instance, error) {
 	var input string
 	var state sql.NullString
 	var at, finished int64
-	if err := row.Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at, &state, &in.StateRun, &in.StateSeq, &in.PendingStart, &finished, &in.Queued); err != nil {
+	if err := row.Scan(&in.ID, &in.Process, &in.ProcessVersion, &in.BusinessKey, &input, &in.CreatedBy, &at, &state, &in.StateRun, &in.StateSeq, &in.PendingStart, &finished, &in.Queued, &in.RetryQueued); err != nil {
 		return in, err
 	}
 	in.Input, in.CreatedAt = json.RawMessage(input), fromMicros(at)
@@ -278,6 +278,33 @@ func (s *Store) Restore(ctx context.Context, id string, pending, queued bool) (s
 	return in, n == 1, err
 }
 
+// QueueRetry queues the retry of a failed instance, reason saying who
+// asked and why, for a slot under its process's concurrency limit
+// (store.QueueRetryQuery): false when one is queued already, or the
+// instance has not failed.
+func (s *Store) QueueRetry(ctx context.Context, id, reason string) (bool, error) {
+	return s.changed(ctx, "queue retry", queueRetryQuery, id, reason, true)
+}
+
+// TakeQueuedRetry takes a queued retry that holds its slot for the
+// caller to run (store.TakeQueuedRetryQuery): false when another took it.
+func (s *Store) TakeQueuedRetry(ctx context.Context, id string, now time.Time) (bool, error) {
+	return s.changed(ctx, "take queued retry", takeQueuedRetryQuery, id, micros(now), false)
+}
+
+// changed runs a statement that changes one row, or none: whether it did.
+func (s *Store) changed(ctx context.Context, what, q string, args ...any) (bool, error) {
+	res, err := s.w.ExecContext(ctx, q, args...)
+	if err != nil {
+		return false, fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	return n == 1, nil
+}
+
 // ReleaseRetry drops a claim on retrying run whose reset failed.
 func (s *Store) ReleaseRetry(ctx context.Context, id, run string) error {
 	if _, err := s.w.ExecContext(ctx, releaseRetryQuery, id, run); err != nil {
@@ -321,10 +348,11 @@ func (s *Store) instancesWhere(ctx context.Context, what, where string, args ...
 // holds one now (one not queued holds one already). Writes take turns in
 // SQLite, so two admissions cannot both take the last slot.
 func (s *Store) Admit(ctx context.Context, id string, limit int) (bool, error) {
-	res, err := s.w.ExecContext(ctx, `UPDATE instances SET queued = 0 WHERE id = ? AND queued = 1 AND
+	now := micros(time.Now())
+	res, err := s.w.ExecContext(ctx, `UPDATE instances SET queued = 0, `+store.AdmitClaim("?")+` WHERE id = ? AND queued = 1 AND
 		`+store.SlotsHeld("instances.process", "r.queued = 0", "?")+` < ? AND
 		NOT EXISTS (SELECT 1 FROM instances o WHERE o.process = instances.process AND o.pending_start = 1 AND o.queued = 1 AND
-			(o.created_at, o.id) < (instances.created_at, instances.id))`, id, micros(time.Now().Add(-store.RetryClaimStale)), limit)
+			(o.created_at, o.id) < (instances.created_at, instances.id))`, now, id, now-store.RetryClaimStale.Microseconds(), limit)
 	if err != nil {
 		return false, fmt.Errorf("sqlite: admit %s: %w", id, err)
 	}
@@ -640,11 +668,13 @@ func placeholder(int) string { return "?" }
 
 // The store package's shared queries, with SQLite's placeholders.
 var (
-	outcomesQuery      = store.Numbered(store.OutcomesQuery, "?")
-	claimRetryQuery    = store.Numbered(store.ClaimRetryQuery("r.queued = 0", "o.pending_start = 1 AND o.queued = 1"), "?")
-	releaseRetryQuery  = store.Numbered(store.ReleaseRetryQuery, "?")
-	restoreQuery       = store.Numbered(store.RestoreQuery, "?")
-	policyChangesQuery = store.Numbered(store.PolicyChangesQuery, "?")
+	outcomesQuery        = store.Numbered(store.OutcomesQuery, "?")
+	claimRetryQuery      = store.Numbered(store.ClaimRetryQuery("r.queued = 0", "o.pending_start = 1 AND o.queued = 1"), "?")
+	releaseRetryQuery    = store.Numbered(store.ReleaseRetryQuery, "?")
+	restoreQuery         = store.Numbered(store.RestoreQuery, "?")
+	queueRetryQuery      = store.Numbered(store.QueueRetryQuery, "?")
+	takeQueuedRetryQuery = store.Numbered(store.TakeQueuedRetryQuery, "?")
+	policyChangesQuery   = store.Numbered(store.PolicyChangesQuery, "?")
 )
 
 // Outcomes calls fn with how each instance of a process started in

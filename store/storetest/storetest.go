@@ -63,6 +63,8 @@ type Store interface {
 	PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error)
 	Admit(ctx context.Context, id string, limit int) (bool, error)
 	Restore(ctx context.Context, id string, pending, queued bool) (store.Instance, bool, error)
+	QueueRetry(ctx context.Context, id, reason string) (bool, error)
+	TakeQueuedRetry(ctx context.Context, id string, now time.Time) (bool, error)
 	QueuedStarts(ctx context.Context, process string, limit int) ([]store.Instance, error)
 	QueuedCounts(ctx context.Context) (map[string]int, error)
 	StartCounts(ctx context.Context, process string, from, to time.Time, bucket time.Duration) ([]int, error)
@@ -1351,6 +1353,45 @@ func testRetryTakesASlot(t *testing.T, s Store) {
 	claim("s2", "f2", now.Add(-2*time.Minute), 3, nil) // its holder died: stale at once
 	create("s4", true)
 	admit("s4", 3, true) // s1 and s3 hold slots; the stale claim does not
+
+	// A retry with no slot free waits in the queue, in turn; admitted, it
+	// holds its slot by a claim until a starter takes it, once.
+	create("s5", false)
+	saveState(t, s, "s5", "g1", 1, json.RawMessage(`{"status":"failed"}`))
+	ok := func(v bool, err error) bool {
+		t.Helper()
+		must(t, err)
+		return v
+	}
+	if !ok(s.QueueRetry(ctx, "s5", "retried by ann: back")) || ok(s.QueueRetry(ctx, "s5", "retried by bob")) {
+		t.Fatal("a retry queued other than once")
+	}
+	if ok(s.QueueRetry(ctx, "s1", "retried by ann")) {
+		t.Fatal("the retry of a running instance was queued")
+	}
+	in, err := s.Instance(ctx, "s5")
+	if err != nil || in.RetryQueued != "retried by ann: back" || !in.Queued || !in.PendingStart {
+		t.Fatalf("a queued retry: %+v %v", in, err)
+	}
+	if q, err := s.QueuedStarts(ctx, "s", 10); err != nil || len(q) != 1 || q[0].ID != "s5" || q[0].RetryQueued == "" {
+		t.Fatalf("the queue with a retry: %+v %v", q, err)
+	}
+	admit("s5", 3, false) // s1, s3 and s4 hold the slots
+	admit("s5", 4, true)
+	create("s6", true)
+	admit("s6", 4, false) // s5's retry holds the fourth before it runs
+	if p, err := s.PendingStarts(ctx, now.Add(time.Hour), 10); err != nil || !slices.ContainsFunc(p, func(i store.Instance) bool { return i.ID == "s5" && i.RetryQueued != "" }) {
+		t.Fatalf("an admitted retry is no pending start to take over: %+v %v", p, err)
+	}
+	if !ok(s.TakeQueuedRetry(ctx, "s5", now)) || ok(s.TakeQueuedRetry(ctx, "s5", now)) {
+		t.Fatal("a queued retry taken other than once")
+	}
+	if in, err := s.Instance(ctx, "s5"); err != nil || in.RetryQueued != "" || in.PendingStart || in.Queued {
+		t.Fatalf("a queued retry taken: %+v %v", in, err)
+	}
+	admit("s6", 4, false) // and holds it until its new run saves
+	saveState(t, s, "s5", "g2", 1, json.RawMessage(`{"status":"completed"}`))
+	admit("s6", 4, true)
 }
 
 func saveState(t *testing.T, s Store, id, run string, seq int64, state json.RawMessage) *store.Finish {
