@@ -117,6 +117,7 @@ type RetryClaims interface {
 	ReleaseRetry(ctx context.Context, id, run string) error
 	QueueRetry(ctx context.Context, id, reason string) (bool, error)
 	TakeQueuedRetry(ctx context.Context, id string, now time.Time) (bool, error)
+	DropQueuedRetry(ctx context.Context, id string) (bool, error)
 }
 
 // ScheduleSwitches pause and resume processes' schedules.

@@ -259,6 +259,22 @@ func (s *server) cancelInstance(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
+	if inst.RetryQueued != "" {
+		// A failed instance whose retry waits in the queue: the cancel
+		// withdraws the retry, and it stays failed.
+		dropped, err := s.Retries.DropQueuedRetry(ctx, inst.ID)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		if !dropped {
+			fail(c, conflict("instance %s: its queued retry has taken a slot and is running; cancel it once it runs", inst.ID))
+			return
+		}
+		loggerFrom(c).InfoContext(ctx, "queued retry withdrawn", "instance", inst.ID, "by", caller(c).Name, "reason", reason)
+		s.answerWhen(c, inst.ID, func(string) bool { return true })
+		return
+	}
 	if st, _ := store.StatusOf(inst.State); store.Final(st) {
 		fail(c, conflict("instance %s has already ended: %s", inst.ID, st))
 		return

@@ -360,6 +360,12 @@ const QueueRetryQuery = `UPDATE instances SET retry_queued = {2}, pending_start 
 const TakeQueuedRetryQuery = `UPDATE instances SET retry_queued = '', pending_start = {3}, retry_run = state_run, retry_at = {2}
 	WHERE id = {1} AND retry_queued <> '' AND queued = {3}`
 
+// DropQueuedRetryQuery withdraws a retry still waiting in the queue, with
+// the parameters id and false; see Numbered. One admitted (about to run)
+// is not withdrawn: it changes no row.
+const DropQueuedRetryQuery = `UPDATE instances SET retry_queued = '', pending_start = {2}, queued = {2}
+	WHERE id = {1} AND retry_queued <> '' AND queued <> {2}`
+
 // AdmitClaim is what Admit sets beside the slot, with the parameter now
 // (an SQL expression): a queued retry admitted holds its slot by a claim
 // (SlotsHeld) until a starter takes it, as it has not run yet.

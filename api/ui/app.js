@@ -654,11 +654,16 @@ async function instanceView(id) {
     action: "cancel", label: "Cancel instance", kind: "danger", placeholder: "why (kept as the instance's error)",
     ask: `Cancel ${key}? Its remaining steps will not run.`,
     done: (out) => (out.status === "canceled" ? `${key} is canceled.` : `${key} is being canceled.`),
+  }) : inst.status === "failed" && inst.held ? instanceActionForm(path, {
+    // Its retry waits for a slot under the process's concurrency limit.
+    action: "cancel", label: "Withdraw the queued retry", kind: "danger", placeholder: "why",
+    ask: `Withdraw the queued retry of ${key}? It stays failed.`,
+    done: () => `The retry of ${key} is withdrawn.`,
   }) : null;
-  const retryForm = inst.status === "failed" ? instanceActionForm(path, {
+  const retryForm = inst.status === "failed" && !inst.held ? instanceActionForm(path, {
     action: "retry", label: "Retry from the failed step", kind: "", placeholder: "why (kept with the retry)",
     ask: `Run ${key} again from the step that failed? The steps before it will not run again.`,
-    done: (out) => (out.status === "failed" ? `${key} is being retried.` : `${key} runs again (${out.status}).`),
+    done: (out) => (out.held ? `The retry of ${key} is queued: ${out.held}` : out.status === "failed" ? `${key} is being retried.` : `${key} runs again (${out.status}).`),
   }) : null;
   render(
     h("p", {}, link("#/instances?process=" + encodeURIComponent(inst.process), `← ${inst.process} instances`)),

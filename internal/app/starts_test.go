@@ -337,6 +337,15 @@ func TestConcurrencyLimit(t *testing.T) {
 	if got := d.call("GET", "/v1/processes/courier", adminKey, ""); got.body["queued"] != 1.0 {
 		t.Fatalf("the process with a queued retry: %s", got.raw)
 	}
+	// A cancel withdraws the queued retry; it stays failed. Queued again,
+	// it runs when the slot frees.
+	if r := d.call("POST", "/v1/instances/"+failedID+"/cancel", engineer, `{"reason":"not yet"}`); r.status != http.StatusOK || r.body["status"] != "failed" || r.body["held"] != nil {
+		t.Fatalf("withdraw a queued retry: %d %s", r.status, r.raw)
+	}
+	if got := d.call("GET", "/v1/processes/courier", adminKey, ""); got.body["queued"] != 0.0 {
+		t.Fatalf("the process after the retry was withdrawn: %s", got.raw)
+	}
+	d.expect(d.call("POST", "/v1/instances/"+failedID+"/retry", engineer, `{"reason":"the partner is back"}`), http.StatusAccepted)
 	decide(runningID)
 	d.waitStatus(runningID, "completed")
 	d.waitStatus(failedID, "waiting_review")

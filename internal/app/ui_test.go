@@ -301,6 +301,31 @@ steps:
 	for _, id := range more {
 		d.waitStatus(id, "completed")
 	}
+	// Under a concurrency limit with no slot free, a retry is queued; the
+	// page says so, and withdraws it.
+	d.expect(call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", `
+name: partner-queue
+version: 1
+concurrency: 1
+steps:
+  - {id: push, kind: http, retries: 0, http: {method: POST, url: "`+partner+`"}}
+  - {id: check, kind: review, review: {queue: ops}}
+`), http.StatusCreated)
+	partnerDown.Store(true)
+	waiting := d.start("partner-queue", "ui-queue-1", map[string]any{})
+	d.waitStatus(waiting, "failed")
+	partnerDown.Store(false)
+	d.waitStatus(d.start("partner-queue", "ui-queue-2", map[string]any{}), "waiting_review")
+	b.open("/instances/"+waiting, "main .card", "partner is down")
+	b.do("retry it", chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`))
+	b.clickText("main button", "Retry from the failed step")
+	b.waitText("#flash", "The retry of ui-queue-1 is queued")
+	b.waitText("main .card", "its retry (retried by engineer-1) is queued")
+	b.clickText("main button", "Withdraw the queued retry")
+	b.waitText("#flash", "The retry of ui-queue-1 is withdrawn.")
+	if inst := d.call("GET", "/v1/instances/"+waiting, adminKey, ""); inst.body["status"] != "failed" || inst.body["held"] != nil {
+		t.Fatalf("after the queued retry was withdrawn: %s", inst.raw)
+	}
 	// The list filters by a field of the input.
 	b.open("/instances?process=partner-sync", "main table", "ui-sync-2")
 	b.do("filter by amount", chromedp.SetValue(chromedp.CSS(`input[name=input]`), "amount=95"))

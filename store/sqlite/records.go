@@ -292,6 +292,12 @@ func (s *Store) TakeQueuedRetry(ctx context.Context, id string, now time.Time) (
 	return s.changed(ctx, "take queued retry", takeQueuedRetryQuery, id, micros(now), false)
 }
 
+// DropQueuedRetry withdraws a retry still waiting in the queue
+// (store.DropQueuedRetryQuery): false when none waits there.
+func (s *Store) DropQueuedRetry(ctx context.Context, id string) (bool, error) {
+	return s.changed(ctx, "drop queued retry", dropQueuedRetryQuery, id, false)
+}
+
 // changed runs a statement that changes one row, or none: whether it did.
 func (s *Store) changed(ctx context.Context, what, q string, args ...any) (bool, error) {
 	res, err := s.w.ExecContext(ctx, q, args...)
@@ -674,6 +680,7 @@ var (
 	restoreQuery         = store.Numbered(store.RestoreQuery, "?")
 	queueRetryQuery      = store.Numbered(store.QueueRetryQuery, "?")
 	takeQueuedRetryQuery = store.Numbered(store.TakeQueuedRetryQuery, "?")
+	dropQueuedRetryQuery = store.Numbered(store.DropQueuedRetryQuery, "?")
 	policyChangesQuery   = store.Numbered(store.PolicyChangesQuery, "?")
 )
 

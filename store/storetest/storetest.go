@@ -65,6 +65,7 @@ type Store interface {
 	Restore(ctx context.Context, id string, pending, queued bool) (store.Instance, bool, error)
 	QueueRetry(ctx context.Context, id, reason string) (bool, error)
 	TakeQueuedRetry(ctx context.Context, id string, now time.Time) (bool, error)
+	DropQueuedRetry(ctx context.Context, id string) (bool, error)
 	QueuedStarts(ctx context.Context, process string, limit int) ([]store.Instance, error)
 	QueuedCounts(ctx context.Context) (map[string]int, error)
 	StartCounts(ctx context.Context, process string, from, to time.Time, bucket time.Duration) ([]int, error)
@@ -1392,6 +1393,22 @@ func testRetryTakesASlot(t *testing.T, s Store) {
 	admit("s6", 4, false) // and holds it until its new run saves
 	saveState(t, s, "s5", "g2", 1, json.RawMessage(`{"status":"completed"}`))
 	admit("s6", 4, true)
+
+	// A retry still queued may be withdrawn; one admitted runs.
+	create("s7", false)
+	saveState(t, s, "s7", "h1", 1, json.RawMessage(`{"status":"failed"}`))
+	ok(s.QueueRetry(ctx, "s7", "retried by ann"))
+	if !ok(s.DropQueuedRetry(ctx, "s7")) || ok(s.DropQueuedRetry(ctx, "s7")) {
+		t.Fatal("a queued retry withdrawn other than once")
+	}
+	if in, err := s.Instance(ctx, "s7"); err != nil || in.RetryQueued != "" || in.PendingStart || in.Queued {
+		t.Fatalf("a withdrawn retry: %+v %v", in, err)
+	}
+	ok(s.QueueRetry(ctx, "s7", "retried by ann"))
+	admit("s7", 10, true)
+	if ok(s.DropQueuedRetry(ctx, "s7")) {
+		t.Fatal("an admitted retry was withdrawn")
+	}
 }
 
 func saveState(t *testing.T, s Store, id, run string, seq int64, state json.RawMessage) *store.Finish {
