@@ -96,11 +96,17 @@ func startDev(t testing.TB, dataDir, temporalAddr string, tweak ...func(*app.Opt
 	opts.TemporalAddress = temporalAddr
 	opts.APIKey = adminKey
 	opts.OnReady = func(addr string) { ready <- addr }
+	d := &dev{t: t, temporal: temporalAddr}
+	if temporalAddr == "" {
+		// The embedded Temporal picks its ports, again should one be
+		// taken as it starts (by another package's tests, say).
+		opts.TemporalAddress = "127.0.0.1:0"
+		opts.OnTemporal = func(addr string) { d.temporal = addr }
+	}
 	for _, f := range tweak {
 		f(&opts)
 	}
 	go func() { done <- app.Run(ctx, app.ModeDev, opts) }()
-	d := &dev{t: t, temporal: temporalAddr}
 	select {
 	case addr := <-ready:
 		d.base = "http://" + addr
@@ -238,7 +244,7 @@ func (d *dev) named(name, role string) string {
 }
 
 func TestDevEndToEnd(t *testing.T) {
-	d := startDev(t, t.TempDir(), freeAddr(t))
+	d := startDev(t, t.TempDir(), "")
 	system, reviewer, engineer := d.newKey("system"), d.newKey("reviewer"), d.newKey("engineer")
 
 	t.Run("auth and roles", func(t *testing.T) {
@@ -1189,7 +1195,7 @@ func TestBackupWhileRunning(t *testing.T) {
 	}
 	d.stop()
 
-	d = startDev(t, out, freeAddr(t))
+	d = startDev(t, out, "")
 	d.waitStatus(done, "completed")
 	finishAfterRestart(t, d, id)
 }

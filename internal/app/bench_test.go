@@ -84,7 +84,7 @@ func plainWorkflow(ctx workflow.Context, in workflows.Input) error {
 // ratio. Each iteration runs one batch of each, interleaved.
 func BenchmarkDecisionOverhead(b *testing.B) {
 	const batch = 200
-	d := startDev(b, b.TempDir(), freeAddr(b))
+	d := startDev(b, b.TempDir(), "")
 	post := func(path, body string) {
 		r := call(b, d.base, "POST", path, adminKey, "application/yaml", body)
 		if r.status >= 300 {
@@ -180,7 +180,7 @@ steps:
 // percentile.
 func BenchmarkReviewResume(b *testing.B) {
 	const open = 100
-	d := startDev(b, b.TempDir(), freeAddr(b))
+	d := startDev(b, b.TempDir(), "")
 	if r := call(b, d.base, "POST", "/v1/processes", adminKey, "application/yaml", resumeDef); r.status >= 300 {
 		b.Fatalf("register: %d %s", r.status, r.raw)
 	}
@@ -273,7 +273,7 @@ func BenchmarkAPILoad(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("ADAPTFLOW_LOAD_SECONDS")); err == nil && v > 0 {
 		secs = v
 	}
-	d := startDev(b, b.TempDir(), freeAddr(b))
+	d := startDev(b, b.TempDir(), "")
 	if r := call(b, d.base, "POST", "/v1/processes", adminKey, "application/yaml", benchDef); r.status >= 300 {
 		b.Fatalf("register: %d %s", r.status, r.raw)
 	}

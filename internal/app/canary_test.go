@@ -14,7 +14,7 @@ import (
 // the instances with a guard, makes them fail; the server's guard rolls it
 // back on its own, and the instances after that run the active version.
 func TestCanaryGuardRollsBack(t *testing.T) {
-	d := startDev(t, t.TempDir(), freeAddr(t), func(o *app.Options) { o.CanaryGuardEvery = 100 * time.Millisecond })
+	d := startDev(t, t.TempDir(), "", func(o *app.Options) { o.CanaryGuardEvery = 100 * time.Millisecond })
 	def := `
 name: guarded
 version: 1

@@ -115,6 +115,9 @@ type Options struct {
 	Out io.Writer
 	// OnReady, when set, is called with the API's address once it serves.
 	OnReady func(apiAddr string)
+	// OnTemporal, when set, is called in dev with the embedded Temporal
+	// frontend's address once it answers (TemporalAddress may name port 0).
+	OnTemporal func(frontend string)
 }
 
 // DefaultOptions match the flag defaults.

@@ -45,7 +45,7 @@ func TestRetryAFailedInstance(t *testing.T) {
 		}
 	}))
 	defer ext.Close()
-	d := startDev(t, t.TempDir(), freeAddr(t))
+	d := startDev(t, t.TempDir(), "")
 	def := `
 name: billing
 version: 1
@@ -249,7 +249,7 @@ func TestRetryATerminatedInstance(t *testing.T) {
 	}))
 	defer ext.Close()
 	defer close(release)
-	d := startDev(t, t.TempDir(), freeAddr(t), func(o *app.Options) { o.SweepEvery = 200 * time.Millisecond })
+	d := startDev(t, t.TempDir(), "", func(o *app.Options) { o.SweepEvery = 200 * time.Millisecond })
 	def := `
 name: shipping
 version: 1
@@ -313,7 +313,7 @@ steps:
 // itself; the API's sweep records it as failed, with the reason, and takes
 // its open review out of the inbox.
 func TestTerminatedInstanceFails(t *testing.T) {
-	d := startDev(t, t.TempDir(), freeAddr(t), func(o *app.Options) { o.SweepEvery = 200 * time.Millisecond })
+	d := startDev(t, t.TempDir(), "", func(o *app.Options) { o.SweepEvery = 200 * time.Millisecond })
 	id := d.start("inventory-reconciliation", "inv-terminated", map[string]any{"store_id": "s1", "sku": "T", "pos_count": 1, "erp_count": 80})
 	inst := d.waitStatus(id, "waiting_review")
 	rid := inst["reviews"].([]any)[0].(map[string]any)["id"].(string)
@@ -398,7 +398,7 @@ func TestRetryAProcessStep(t *testing.T) {
 		_, _ = io.WriteString(w, `{"clear":true}`)
 	}))
 	defer ext.Close()
-	d := startDev(t, t.TempDir(), freeAddr(t))
+	d := startDev(t, t.TempDir(), "")
 	for _, def := range []string{
 		"name: registry-check\nversion: 1\nsteps:\n  - {id: ask, kind: http, retries: 0, http: {method: GET, url: '" + ext.URL + "'}}\n",
 		"name: onboarding\nversion: 1\nsteps:\n  - {id: check, kind: process, process: {name: registry-check}}\n  - {id: welcome, kind: task, task: noop}\n",
@@ -432,7 +432,7 @@ func TestRetryAProcessStep(t *testing.T) {
 // the other instance (a review there): that one is canceled with it, and
 // a retry runs it again from its start.
 func TestRetryATerminatedProcessStep(t *testing.T) {
-	d := startDev(t, t.TempDir(), freeAddr(t), func(o *app.Options) { o.SweepEvery = 200 * time.Millisecond })
+	d := startDev(t, t.TempDir(), "", func(o *app.Options) { o.SweepEvery = 200 * time.Millisecond })
 	for _, def := range []string{
 		"name: vetting\nversion: 1\nsteps:\n  - {id: look, kind: review, review: {queue: vetting}}\n",
 		"name: hiring\nversion: 1\nsteps:\n  - {id: vet, kind: process, process: {name: vetting}}\n  - {id: hire, kind: task, task: noop}\n",

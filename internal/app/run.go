@@ -117,6 +117,10 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		}
 		lc.add("temporal server", func(context.Context) error { return srv.Stop() })
 		lg.Info("embedded Temporal server started", "frontend", srv.Address(), "namespace", opts.Namespace)
+		opts.TemporalAddress = srv.Address() // port 0: the one picked
+		if opts.OnTemporal != nil {
+			opts.OnTemporal(srv.Address())
+		}
 	}
 
 	// One registry for the worker's, the API's and the Temporal SDK's

@@ -16,7 +16,7 @@ import (
 // business key naming the time, and runs it; a new version without the
 // schedule stops it.
 func TestScheduleStartsInstances(t *testing.T) {
-	d := startDev(t, t.TempDir(), freeAddr(t), func(o *app.Options) { o.ScheduleEvery = 200 * time.Millisecond })
+	d := startDev(t, t.TempDir(), "", func(o *app.Options) { o.ScheduleEvery = 200 * time.Millisecond })
 	const head = "name: tick\ninput: {required: [region], properties: {region: {type: string}, due: {type: string}}}\nsteps: [{id: count, kind: task, task: noop}]\n"
 	d.expect(call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", "version: 1\n"+head+`schedules: [{id: stock, cron: "@every 1s", input: {region: north, due: "${schedule.time}"}}]`+"\n"), http.StatusCreated)
 	if p := d.expect(d.call("GET", "/v1/processes/tick", adminKey, ""), http.StatusOK); !strings.Contains(p.raw, `"next_run"`) {

@@ -27,7 +27,7 @@ var procurementInput = map[string]any{"request_id": "PO-1", "requester": "ann", 
 // every instance still runs to completion, and none is left pending.
 func TestStartsFinishedInTheBackground(t *testing.T) {
 	dir := t.TempDir()
-	d := startDev(t, dir, freeAddr(t), func(o *app.Options) { o.StartWait = time.Nanosecond })
+	d := startDev(t, dir, "", func(o *app.Options) { o.StartWait = time.Nanosecond })
 	var ids []string
 	for i := range 10 {
 		ids = append(ids, d.start("procurement-approval", "bg-"+strconv.Itoa(i), procurementInput))
@@ -119,7 +119,7 @@ func TestCancelOfAPendingStart(t *testing.T) {
 // and the workflow does not start); once resumed they start at once and
 // run to their end.
 func TestPausedProcessHoldsItsStarts(t *testing.T) {
-	d := startDev(t, t.TempDir(), freeAddr(t))
+	d := startDev(t, t.TempDir(), "")
 	engineer := d.newKey("engineer")
 	d.expect(d.call("POST", "/v1/processes/procurement-approval/pause", engineer, `{"note":"the supplier portal is down"}`), 200)
 	first := d.call("POST", "/v1/processes/procurement-approval/instances", d.newKey("system"), `{"business_key":"held-1","input":`+string(mustJSON(t, procurementInput))+`}`)
@@ -191,7 +191,7 @@ func mustJSON(t *testing.T, v any) []byte {
 // it, not the start sweep, which is an hour off here), and a queued one
 // canceled ends without ever starting.
 func TestConcurrencyLimit(t *testing.T) {
-	d := startDev(t, t.TempDir(), freeAddr(t), func(o *app.Options) { o.SweepEvery = time.Hour })
+	d := startDev(t, t.TempDir(), "", func(o *app.Options) { o.SweepEvery = time.Hour })
 	def := "name: desk\nversion: 1\nconcurrency: 1\nsteps:\n  - {id: look, kind: review, review: {queue: desk}}\n"
 	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
 		t.Fatalf("register: %d %s", r.status, r.raw)

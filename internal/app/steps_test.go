@@ -15,7 +15,7 @@ import (
 // TestStepFigures: the steps report says, per step, how often the
 // policies added or skipped it, how it ended and how long it took.
 func TestStepFigures(t *testing.T) {
-	d := startDev(t, t.TempDir(), freeAddr(t))
+	d := startDev(t, t.TempDir(), "")
 	def := `
 name: fulfil
 version: 1

@@ -18,7 +18,7 @@ import (
 // starting for ever.
 func TestCancelWhileAProcessStepStoresItsInstance(t *testing.T) {
 	url := storetest.FreshPostgres(t)
-	d := startDev(t, t.TempDir(), freeAddr(t), func(o *app.Options) { o.DatabaseURL = url })
+	d := startDev(t, t.TempDir(), "", func(o *app.Options) { o.DatabaseURL = url })
 	for _, def := range []string{
 		"name: vetting\nversion: 1\nsteps:\n  - {id: look, kind: task, task: noop}\n",
 		"name: hiring\nversion: 1\nsteps:\n  - {id: vet, kind: process, process: {name: vetting}}\n  - {id: hire, kind: task, task: noop}\n",

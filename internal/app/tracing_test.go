@@ -63,7 +63,7 @@ func TestTracesReachAnOTLPCollector(t *testing.T) {
 	col := &collector{names: map[string]string{}}
 	srv := httptest.NewServer(col)
 	defer srv.Close()
-	d := startDev(t, t.TempDir(), freeAddr(t), func(o *app.Options) { o.OTLPEndpoint = srv.URL })
+	d := startDev(t, t.TempDir(), "", func(o *app.Options) { o.OTLPEndpoint = srv.URL })
 
 	const traceID, parentID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	req, _ := http.NewRequestWithContext(t.Context(), "POST", d.base+"/v1/processes/procurement-approval/instances",

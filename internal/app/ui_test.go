@@ -128,7 +128,7 @@ func (b *browser) clickText(css, text string) {
 // decisions explained, the KPIs, and a policy taken out of force and back.
 func TestWebUI(t *testing.T) {
 	var banner bytes.Buffer
-	d := startDev(t, t.TempDir(), freeAddr(t), func(o *app.Options) { o.Out = &banner })
+	d := startDev(t, t.TempDir(), "", func(o *app.Options) { o.Out = &banner })
 	if want := "adaptflow: web UI on " + d.base + "/ui/"; !strings.Contains(banner.String(), want) {
 		t.Fatalf("adaptflow dev printed %q, want %q", banner.String(), want)
 	}

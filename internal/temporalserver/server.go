@@ -87,7 +87,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("temporal frontend port %q: %w", portStr, err)
 	}
-	if port == 0 {
+	picked := port == 0
+	if picked {
 		if port, err = freePort(host); err != nil {
 			return nil, err
 		}
@@ -101,13 +102,22 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	_ = l.Close()
 	// The services' other ports are picked free just before the server
 	// binds them; another process may bind one in between. Such a start
-	// is tried again, with other ports.
+	// is tried again, with other ports. The server binds each service's
+	// port as it builds it, and one that fails midway leaves those it
+	// bound open, the frontend's among them: a frontend port of our
+	// choosing is chosen again too; one the caller named stays taken, and
+	// the next try fails on it.
 	for attempt := 1; ; attempt++ {
 		s, err := start(opts, host, port)
 		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
 			return s, err
 		}
 		opts.Logger.Warn("a port of the embedded Temporal server was taken as it started; trying again with others", "err", err)
+		if picked {
+			if port, err = freePort(host); err != nil {
+				return nil, err
+			}
+		}
 	}
 }
 

@@ -55,32 +55,42 @@ func takePorts(t *testing.T, taken func(pick int) bool) {
 
 // TestStartWithAPortTaken: a port of a service taken as the server starts
 // (its Fatal, which would otherwise leave it half started) makes the
-// start try again with other ports, and the server then answers.
+// start try again with other ports, and the server then answers. A try
+// that failed midway leaves the frontend's port bound: the next binds
+// another.
 func TestStartWithAPortTaken(t *testing.T) {
-	// Picks 1 to 4 are the first attempt's: the frontend's HTTP port, then
-	// the history, matching and worker services' gRPC ports.
-	takePorts(t, func(pick int) bool { return pick == 2 })
-	var logs lockedBuffer
-	opts := DefaultOptions()
-	opts.FrontendAddress = "127.0.0.1:0"
-	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	s, err := Start(t.Context(), opts)
-	if err != nil {
-		t.Fatalf("start: %v\n%s", err, logs.String())
-	}
-	defer func() { _ = s.Stop() }()
-	if !strings.Contains(logs.String(), "trying again with others") {
-		t.Fatalf("the start was not tried again:\n%s", logs.String())
-	}
-	c, err := client.Dial(client.Options{HostPort: s.Address(), Namespace: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	if _, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"}); err != nil {
-		t.Fatalf("the server started on a second try does not answer: %v", err)
+	// Picks 1 to 4 are the first try's: the frontend's HTTP port, then
+	// the history, matching and worker services' gRPC ports. The server
+	// binds the frontend's gRPC port before the HTTP and worker ones.
+	for _, tc := range []struct {
+		name string
+		pick int
+	}{{"http", 1}, {"history", 2}, {"worker", 4}} {
+		t.Run(tc.name, func(t *testing.T) {
+			takePorts(t, func(pick int) bool { return pick == tc.pick })
+			var logs lockedBuffer
+			opts := DefaultOptions()
+			opts.FrontendAddress = "127.0.0.1:0"
+			opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			s, err := Start(t.Context(), opts)
+			if err != nil {
+				t.Fatalf("start: %v\n%s", err, logs.String())
+			}
+			defer func() { _ = s.Stop() }()
+			if !strings.Contains(logs.String(), "trying again with others") {
+				t.Fatalf("the start was not tried again:\n%s", logs.String())
+			}
+			c, err := client.Dial(client.Options{HostPort: s.Address(), Namespace: "default"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			if _, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"}); err != nil {
+				t.Fatalf("the server started on a second try does not answer: %v", err)
+			}
+		})
 	}
 }
 
