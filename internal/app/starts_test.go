@@ -345,7 +345,12 @@ func TestConcurrencyLimit(t *testing.T) {
 	if got := d.call("GET", "/v1/processes/courier", adminKey, ""); got.body["queued"] != 0.0 {
 		t.Fatalf("the process after the retry was withdrawn: %s", got.raw)
 	}
-	d.expect(d.call("POST", "/v1/instances/"+failedID+"/retry", engineer, `{"reason":"the partner is back"}`), http.StatusAccepted)
+	out.Reset()
+	errOut.Reset()
+	if code := cli.Instances(t.Context(), []string{"retry", failedID, "--reason", "the partner is back", "--server", d.base, "--api-key", engineer}, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), ": failed\n  error: ") || !strings.Contains(out.String(), "\n  held: "+queuedRetry+"\n") {
+		t.Fatalf("adaptflow instances retry, queued: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
 	decide(runningID)
 	d.waitStatus(runningID, "completed")
 	d.waitStatus(failedID, "waiting_review")

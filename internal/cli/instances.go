@@ -37,6 +37,7 @@ type instanceView struct {
 	BusinessKey string     `json:"business_key"`
 	Status      string     `json:"status"`
 	Error       string     `json:"error"`
+	Held        string     `json:"held"`
 	DueAt       *time.Time `json:"due_at"`
 	SLAStatus   string     `json:"sla_status"`
 	Plan        []struct {
@@ -294,7 +295,11 @@ func each(ctx context.Context, r *remote, ids []string, action, reason, refused 
 			fmt.Fprintf(stdout, "%s: %s: %v\n", id, refused, err)
 			continue
 		}
-		fmt.Fprintf(stdout, "%s (business key %s): %s\n", id, inst.BusinessKey, inst.Status)
+		held := ""
+		if inst.Held != "" {
+			held = " (held: " + inst.Held + ")"
+		}
+		fmt.Fprintf(stdout, "%s (business key %s): %s%s\n", id, inst.BusinessKey, inst.Status, held)
 	}
 	return failed
 }
@@ -355,6 +360,9 @@ func printInstance(w io.Writer, in instanceView) {
 	fmt.Fprintf(w, "%s (%s v%d, business key %s): %s\n", in.ID, in.Process, in.Version, in.BusinessKey, in.Status)
 	if in.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", in.Error)
+	}
+	if in.Held != "" {
+		fmt.Fprintf(w, "  held: %s\n", in.Held)
 	}
 	if in.DueAt != nil {
 		fmt.Fprintf(w, "  due %s by its SLA", in.DueAt.Local().Format(time.DateTime))
