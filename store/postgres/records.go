@@ -541,11 +541,12 @@ func (s *Store) AppendDecision(ctx context.Context, d process.Decision) (process
 const insertDecision = `INSERT INTO decisions (id, instance_id, run_id, seq, step, time, record, prev_hash, hash, process) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT DO NOTHING`
 
-// saveState saves a projection; a saved state shows the workflow exists, so
-// it also clears the instance's pending start.
+// saveState saves a projection; a saved state shows the workflow exists (or
+// the instance ended before it), so it also clears the instance's pending
+// start, and its place in a queue (a retry queued as another's ran it).
 // It keeps the state's status beside it, and the time of the first save of
 // a final status.
-const saveState = `UPDATE instances SET state = $1, state_run = $2, state_seq = $3, pending_start = false, status = $5, finished_at = CASE WHEN $6::boolean THEN COALESCE(finished_at, $7) END
+const saveState = `UPDATE instances SET state = $1, state_run = $2, state_seq = $3, pending_start = false, queued = false, retry_queued = '', status = $5, finished_at = CASE WHEN $6::boolean THEN COALESCE(finished_at, $7) END
 	WHERE id = $4 AND (state_run <> $2 OR state_seq < $3)`
 
 // saveStateArgs are the parameters of saveState for st at now (micros),

@@ -439,11 +439,12 @@ func (s *Store) AppendDecision(ctx context.Context, d process.Decision) (process
 const insertDecision = `INSERT INTO decisions (id, instance_id, run_id, seq, step, time, record, prev_hash, hash, process) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (run_id, seq) DO NOTHING`
 
-// saveState saves a projection; a saved state shows the workflow exists, so
-// it also clears the instance's pending start.
+// saveState saves a projection; a saved state shows the workflow exists (or
+// the instance ended before it), so it also clears the instance's pending
+// start, and its place in a queue (a retry queued as another's ran it).
 // It keeps the state's status beside it, and the time of the first save of
 // a final status.
-const saveState = `UPDATE instances SET state = ?, state_run = ?, state_seq = ?, pending_start = 0, status = ?, finished_at = CASE WHEN ? THEN COALESCE(finished_at, ?) END
+const saveState = `UPDATE instances SET state = ?, state_run = ?, state_seq = ?, pending_start = 0, queued = 0, retry_queued = '', status = ?, finished_at = CASE WHEN ? THEN COALESCE(finished_at, ?) END
 	WHERE id = ? AND (state_run <> ? OR state_seq < ?)`
 
 // saveStateArgs are the parameters of saveState for st at now (micros),

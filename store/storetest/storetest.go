@@ -1409,6 +1409,17 @@ func testRetryTakesASlot(t *testing.T, s Store) {
 	if ok(s.DropQueuedRetry(ctx, "s7")) {
 		t.Fatal("an admitted retry was withdrawn")
 	}
+
+	// A retry queued as another ran the instance (two replicas, one of
+	// which found a slot): the run's save takes it out of the queue, so
+	// the running instance holds its slot.
+	create("s8", false)
+	saveState(t, s, "s8", "k1", 1, json.RawMessage(`{"status":"failed"}`))
+	ok(s.QueueRetry(ctx, "s8", "retried by bob"))
+	saveState(t, s, "s8", "k2", 1, json.RawMessage(`{"status":"running"}`))
+	if in, err := s.Instance(ctx, "s8"); err != nil || in.RetryQueued != "" || in.PendingStart || in.Queued {
+		t.Fatalf("a queued retry of an instance that runs again: %+v %v", in, err)
+	}
 }
 
 func saveState(t *testing.T, s Store, id, run string, seq int64, state json.RawMessage) *store.Finish {
