@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/adaptflow/adaptflow/api"
 	"github.com/adaptflow/adaptflow/internal/app"
 	"github.com/adaptflow/adaptflow/internal/cli"
 	"github.com/adaptflow/adaptflow/store"
@@ -365,4 +367,47 @@ func TestConcurrencyLimit(t *testing.T) {
 		t.Fatalf("register: %d %s", r.status, r.raw)
 	}
 	d.waitStatus(queued.body["id"].(string), "waiting_review")
+}
+
+// A queued retry that took its slot, but whose starter stopped before it
+// ran it (a crash), is run by the start sweep.
+func TestQueuedRetryRunByTheSweep(t *testing.T) {
+	dir := t.TempDir()
+	d := startDev(t, dir, "", func(o *app.Options) { o.SweepEvery = time.Hour })
+	down, partner := flakyPartner(t)
+	def := "name: courier\nversion: 1\nconcurrency: 1\nsteps:\n  - {id: book, kind: http, retries: 0, http: {method: POST, url: \"" + partner + "\"}}\n  - {id: check, kind: review, review: {queue: desk}}\n"
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	failedID := d.start("courier", "c-1", map[string]any{})
+	d.waitStatus(failedID, "failed")
+	down.Store(false)
+	d.waitStatus(d.start("courier", "c-2", map[string]any{}), "waiting_review")
+	d.expect(d.call("POST", "/v1/instances/"+failedID+"/retry", adminKey, `{"reason":"back"}`), http.StatusAccepted)
+
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "adaptflow.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	// A starter admitted it (under a limit raised a moment before), then
+	// stopped.
+	if ok, err := st.Admit(t.Context(), failedID, 2); err != nil || !ok {
+		t.Fatalf("admit the queued retry: %v %v", ok, err)
+	}
+	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	n, err := api.SweepStarts(t.Context(), api.SweepOptions{Options: api.Options{
+		Instances: st, Definitions: st, Schedules: st, Retries: st, Temporal: tc, TaskQueue: app.TaskQueue, Namespace: "default", Logger: slog.New(slog.DiscardHandler),
+	}, MinAge: time.Nanosecond})
+	if err != nil || n != 1 {
+		t.Fatalf("the sweep ran %d: %v", n, err)
+	}
+	d.waitStatus(failedID, "waiting_review")
+	if in, err := st.Instance(t.Context(), failedID); err != nil || in.RetryQueued != "" || in.PendingStart || in.Queued {
+		t.Fatalf("the retried instance in the store: %+v %v", in, err)
+	}
 }
