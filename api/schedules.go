@@ -23,7 +23,8 @@ import (
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
 // maxDuePerPass bounds the starts one schedule makes up for in a pass (a
-// schedule @every 1m with a catch-up of 7d is due 10,080 times).
+// schedule @every 1m with a catch-up of 7d is due 10,080 times): the
+// oldest go first, and the next pass goes on from the last.
 const maxDuePerPass = 1000
 
 // ScheduledBy is who the instances a schedule starts are created by.
@@ -109,16 +110,15 @@ func checkSchedules(def *process.Definition) error {
 }
 
 // dueTimes are the times of sch in (from, to], oldest first, at most
-// limit (the latest ones, when there are more).
-func dueTimes(sch cron.Schedule, from, to time.Time, limit int) []time.Time {
-	var out []time.Time
+// limit of them; more says later ones were left out.
+func dueTimes(sch cron.Schedule, from, to time.Time, limit int) (out []time.Time, more bool) {
 	for t := sch.Next(from); !t.IsZero() && !t.After(to); t = sch.Next(t) {
-		out = append(out, t)
-		if len(out) > limit {
-			out = out[1:]
+		if len(out) == limit {
+			return out, true
 		}
+		out = append(out, t)
 	}
-	return out
+	return out, false
 }
 
 // scheduleView is a schedule as the API shows it: its expression, when it
@@ -327,16 +327,20 @@ func (sc *Scheduler) Run(ctx context.Context, now time.Time) ([]ScheduledStart, 
 				}
 				registered = maxTime(registered, state.ChangedAt)
 			}
-			for _, due := range dueTimes(sch, lookBack(now, s.CatchUpWindow(), registered, since), now, maxDuePerPass) {
-				id, created, err := sc.start(ctx, st, def, s, due)
+			due, more := dueTimes(sch, lookBack(now, s.CatchUpWindow(), registered, since), now, maxDuePerPass)
+			for _, at := range due {
+				id, created, err := sc.start(ctx, st, def, s, at)
 				if err != nil {
-					return started, fmt.Errorf("schedule %s of %s, due %s: %w", s.ID, def.Name, due.Format(time.RFC3339), err)
+					return started, fmt.Errorf("schedule %s of %s, due %s: %w", s.ID, def.Name, at.Format(time.RFC3339), err)
 				}
 				if created {
-					started = append(started, ScheduledStart{Process: def.Name, Schedule: s.ID, InstanceID: id, Due: due})
+					started = append(started, ScheduledStart{Process: def.Name, Schedule: s.ID, InstanceID: id, Due: at})
 				}
 			}
 			sc.since[key] = now
+			if more { // a long outage: the next pass makes up for the rest
+				sc.since[key] = due[len(due)-1]
+			}
 		}
 	}
 	return started, nil

@@ -59,7 +59,8 @@ func TestScheduleTimes(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
-			for _, d := range dueTimes(sch, at(tc.from), at(tc.to), 100) {
+			due, _ := dueTimes(sch, at(tc.from), at(tc.to), 100)
+			for _, d := range due {
 				got = append(got, d.UTC().Format(time.RFC3339))
 			}
 			if !slices.Equal(got, tc.want) {
@@ -67,10 +68,27 @@ func TestScheduleTimes(t *testing.T) {
 			}
 		})
 	}
-	// At most limit, the latest.
+	// At most limit, the oldest: a pass that goes on from the last of
+	// them gets the rest, and none is passed over.
 	sch, _ := parseSchedule(process.Schedule{Cron: "@hourly"})
-	if got := dueTimes(sch, at("2026-01-01T00:00:00Z"), at("2026-01-02T00:00:00Z"), 3); len(got) != 3 || !got[2].Equal(at("2026-01-02T00:00:00Z")) {
-		t.Fatalf("limited: %v", got)
+	from, to := at("2026-01-01T00:00:00Z"), at("2026-01-02T00:00:00Z")
+	var all []time.Time
+	for pass := 1; ; pass++ {
+		got, more := dueTimes(sch, from, to, 10)
+		all = append(all, got...)
+		if !more {
+			if pass != 3 || len(got) != 4 {
+				t.Fatalf("pass %d made up for %d, want the last 4 in pass 3", pass, len(got))
+			}
+			break
+		}
+		if len(got) != 10 {
+			t.Fatalf("pass %d made up for %d of more, want 10", pass, len(got))
+		}
+		from = got[len(got)-1]
+	}
+	if len(all) != 24 || !all[0].Equal(at("2026-01-01T01:00:00Z")) || !all[23].Equal(to) {
+		t.Fatalf("limited passes made up for %d, from %v to %v", len(all), all[0], all[len(all)-1])
 	}
 	if got := ScheduleKey("nightly", at("2026-03-29T01:00:00+01:00")); got != "schedule:nightly:2026-03-29T00:00:00Z" {
 		t.Fatalf("key %q", got)
