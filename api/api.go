@@ -124,6 +124,7 @@ type RetryClaims interface {
 type ScheduleSwitches interface {
 	SetScheduleState(ctx context.Context, st store.ScheduleState) error
 	ScheduleStates(ctx context.Context, process string) ([]store.ScheduleState, error)
+	KeepScheduleStates(ctx context.Context, process string, keep []string) error
 	SetProcessState(ctx context.Context, st store.ProcessState) error
 	ProcessStates(ctx context.Context, process string) ([]store.ProcessState, error)
 }

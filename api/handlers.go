@@ -83,8 +83,27 @@ func (s *server) putProcess(c *gin.Context) {
 		status = http.StatusCreated
 		s.starts.forget() // its concurrency limit applies at once here
 		s.startQueuedNow(def.Name)
+		if err := s.keepSchedules(c.Request.Context(), def); err != nil {
+			fail(c, err)
+			return
+		}
 	}
 	c.JSON(status, gin.H{"name": def.Name, "version": def.Version, "created": created, "definition": def})
+}
+
+// keepSchedules drops the pauses of the schedules a process's new latest
+// version left out (a later version that brings one back starts it
+// afresh); a version registered below the latest changes nothing.
+func (s *server) keepSchedules(ctx context.Context, def *process.Definition) error {
+	latest, err := s.Definitions.Definition(ctx, def.Name, 0)
+	if err != nil || latest.Version != def.Version {
+		return err
+	}
+	keep := make([]string, 0, len(def.Schedules))
+	for _, sc := range def.Schedules {
+		keep = append(keep, sc.ID)
+	}
+	return s.Schedules.KeepScheduleStates(ctx, def.Name, keep)
 }
 
 func (s *server) listProcesses(c *gin.Context) {

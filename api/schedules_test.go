@@ -3,6 +3,7 @@ package api_test
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,5 +78,19 @@ func TestSchedulePause(t *testing.T) {
 	audit := do(t, srv, "GET", "/v1/audit?action="+url.QueryEscape("POST /v1/processes/:name/schedules/:schedule/pause"), keys[store.RoleAdmin], "", "")
 	if es, _ := audit.body["entries"].([]any); len(es) != 1 || es[0].(map[string]any)["target"] != "name=nightly,schedule=stock" {
 		t.Fatalf("audit: %v", audit.body)
+	}
+
+	// A pause ends with the schedule: a version without it drops its
+	// state, and a later one that brings it back starts it afresh.
+	do(t, srv, "POST", "/v1/processes/nightly/schedules/stock/pause", eng, "application/json", `{"note":"partner down"}`)
+	without := strings.Replace(strings.Replace(d, "version: 1", "version: 2", 1), "schedules: [{id: stock, cron: \"@daily\", input: {n: 1}}]\n", "", 1)
+	if a := do(t, srv, "POST", "/v1/processes", eng, "application/yaml", without); a.status != http.StatusCreated {
+		t.Fatalf("register v2: %d %+v", a.status, a.err)
+	}
+	if a := do(t, srv, "POST", "/v1/processes", eng, "application/yaml", strings.Replace(d, "version: 1", "version: 3", 1)); a.status != http.StatusCreated {
+		t.Fatalf("register v3: %d %+v", a.status, a.err)
+	}
+	if got := do(t, srv, "GET", "/v1/processes/nightly", eng, "", "").body["schedules"].([]any)[0].(map[string]any); got["paused"] != false || got["next_run"] == nil {
+		t.Fatalf("the schedule brought back: %v", got)
 	}
 }

@@ -28,3 +28,17 @@ func (s *Store) SetProcessState(ctx context.Context, st store.ProcessState) erro
 	}
 	return nil
 }
+
+// KeepScheduleStates drops the states (pauses) of a process's schedules
+// other than keep: a new version of its definition left them out, and a
+// later version that brings back a schedule of the same id starts it
+// afresh, not paused.
+func (s *Store) KeepScheduleStates(ctx context.Context, process string, keep []string) error {
+	if keep == nil {
+		keep = []string{}
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM schedule_states WHERE process = $1 AND schedule <> ALL($2)`, process, keep); err != nil {
+		return fmt.Errorf("postgres: keep schedule states: %w", err)
+	}
+	return nil
+}

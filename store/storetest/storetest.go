@@ -106,6 +106,7 @@ type Store interface {
 	SetProcessState(ctx context.Context, st store.ProcessState) error
 	ProcessStates(ctx context.Context, process string) ([]store.ProcessState, error)
 	ScheduleStates(ctx context.Context, process string) ([]store.ScheduleState, error)
+	KeepScheduleStates(ctx context.Context, process string, keep []string) error
 }
 
 // Run runs the suite; open returns a new, empty store.
@@ -1168,6 +1169,16 @@ func testScheduleStates(t *testing.T, s Store) {
 	}
 	if got, want := states(""), "p/nightly paused=false by bob at 1h0m0s (back); q/weekly paused=true by bob at 1m0s ()"; got != want {
 		t.Fatalf("all: %q, want %q", got, want)
+	}
+	// A new version of p keeps its schedule "hourly" only; q's stay.
+	must(t, s.SetScheduleState(ctx, store.ScheduleState{Process: "p", Schedule: "hourly", Paused: true, ChangedBy: "ann", ChangedAt: t0}))
+	must(t, s.KeepScheduleStates(ctx, "p", []string{"hourly"}))
+	if got, want := states(""), "p/hourly paused=true by ann at 0s (); q/weekly paused=true by bob at 1m0s ()"; got != want {
+		t.Fatalf("after a version kept p's hourly only: %q, want %q", got, want)
+	}
+	must(t, s.KeepScheduleStates(ctx, "p", nil))
+	if got, want := states("p"), ""; got != want {
+		t.Fatalf("after a version without schedules: %q, want %q", got, want)
 	}
 }
 
