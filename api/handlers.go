@@ -84,8 +84,9 @@ func (s *server) putProcess(c *gin.Context) {
 		s.starts.forget() // its concurrency limit applies at once here
 		s.startQueuedNow(def.Name)
 		if err := s.keepSchedules(c.Request.Context(), def); err != nil {
-			fail(c, err)
-			return
+			// The version is registered; a pause left of a schedule it
+			// dropped only matters should a later one bring it back.
+			loggerFrom(c).WarnContext(c.Request.Context(), "the pauses of schedules the new version dropped are kept", "process", def.Name, "err", err)
 		}
 	}
 	c.JSON(status, gin.H{"name": def.Name, "version": def.Version, "created": created, "definition": def})
