@@ -343,7 +343,8 @@ func (s *server) cancelHeld(ctx context.Context, inst store.Instance, by, reason
 }
 
 // answerWhen answers with the instance once its stored status passes done
-// (200), or as it is after instanceWait (202).
+// (200), or as it is after instanceWait (202); with done nil, as it is now
+// (202: it waits, held says why).
 func (s *server) answerWhen(c *gin.Context, id string, done func(status string) bool) {
 	ctx := c.Request.Context()
 	deadline := time.Now().Add(instanceWait)
@@ -358,9 +359,9 @@ func (s *server) answerWhen(c *gin.Context, id string, done func(status string) 
 			fail(c, err)
 			return
 		}
-		if done(st.Status) || time.Now().After(deadline) {
+		if finished := done != nil && done(st.Status); finished || done == nil || time.Now().After(deadline) {
 			code := http.StatusOK
-			if !done(st.Status) {
+			if !finished {
 				code = http.StatusAccepted
 			}
 			s.answerInstance(c, code, cur, st)
@@ -373,23 +374,6 @@ func (s *server) answerWhen(c *gin.Context, id string, done func(status string) 
 		case <-time.After(wait):
 		}
 	}
-}
-
-// answerHeld answers 202 with the instance as it is now: it waits (held
-// says why).
-func (s *server) answerHeld(c *gin.Context, id string) {
-	ctx := c.Request.Context()
-	cur, err := s.Instances.Instance(ctx, id)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	st, err := s.instanceState(ctx, cur)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	s.answerInstance(c, http.StatusAccepted, cur, st)
 }
 
 // answerInstance answers with the instance as the API shows it: its SLA,

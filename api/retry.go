@@ -279,7 +279,7 @@ func (s *server) queueRetry(c *gin.Context, inst store.Instance, run string, sto
 		return
 	}
 	s.metrics.retries.WithLabelValues(inst.Process).Inc()
-	s.answerHeld(c, inst.ID)
+	s.answerWhen(c, inst.ID, nil)
 }
 
 // retryableRun is the run of an instance's workflow a retry resets, from
