@@ -279,6 +279,10 @@ func (s *server) queueRetry(c *gin.Context, inst store.Instance, run string, sto
 		return
 	}
 	s.metrics.retries.WithLabelValues(inst.Process).Inc()
+	// A slot that freed since the claim found none (its instance's end
+	// looked at the queue before this retry was in it) goes to the queue
+	// now, not at the next end or sweep.
+	s.startQueuedNow(inst.Process)
 	s.answerWhen(c, inst.ID, nil)
 }
 
