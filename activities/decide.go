@@ -69,8 +69,28 @@ func (a *Activities) SaveState(ctx context.Context, in SaveStateInput) error {
 	a.Metrics.ended(f, in.SLA)
 	if f != nil {
 		a.Metrics.compensated(f.Process, in.State)
+		a.freedSlot(ctx, f.Process)
 	}
 	return nil
+}
+
+// freedSlot starts the instances of a process queued under its
+// concurrency limit, now that one of its instances has ended: the latest
+// version's limit holds for the instances of every version, and those of
+// a version that declared none do not start the queue as they end (the
+// workflow's StartQueued runs only from a version with a limit). Best
+// effort: the start sweep catches up.
+func (a *Activities) freedSlot(ctx context.Context, process string) {
+	if a.StartQueuedFn == nil || a.SubProcesses == nil {
+		return
+	}
+	limit, err := a.concurrency(ctx, process)
+	if err == nil && limit > 0 {
+		_, err = a.StartQueuedFn(ctx, process)
+	}
+	if err != nil {
+		a.logger().Warn("starting the instances queued for a freed slot; the start sweep will", "process", process, "err", err)
+	}
 }
 
 // DecideResult is the recorded decision the workflow must apply.

@@ -411,3 +411,28 @@ func TestQueuedRetryRunByTheSweep(t *testing.T) {
 		t.Fatalf("the retried instance in the store: %+v %v", in, err)
 	}
 }
+
+// The latest version's limit holds for the instances of every version: an
+// instance of a version that declared none, ending, starts the one queued
+// behind it (the start sweep is an hour off here).
+func TestConcurrencyLimitAcrossVersions(t *testing.T) {
+	d := startDev(t, t.TempDir(), "", func(o *app.Options) { o.SweepEvery = time.Hour })
+	const steps = "steps:\n  - {id: look, kind: review, review: {queue: line}}\n"
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", "name: line\nversion: 1\n"+steps); r.status != http.StatusCreated {
+		t.Fatalf("register v1: %d %s", r.status, r.raw)
+	}
+	first := d.start("line", "l-1", map[string]any{})
+	d.waitStatus(first, "waiting_review")
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", "name: line\nversion: 2\nconcurrency: 1\n"+steps); r.status != http.StatusCreated {
+		t.Fatalf("register v2: %d %s", r.status, r.raw)
+	}
+	second := d.call("POST", "/v1/processes/line/instances", adminKey, `{"business_key":"l-2","input":{}}`)
+	if second.status != http.StatusCreated || !strings.Contains(fmt.Sprint(second.body["held"]), "queued") {
+		t.Fatalf("a start while v1's instance holds the slot: %d %s", second.status, second.raw)
+	}
+	inst := d.waitStatus(first, "waiting_review")
+	rv := inst["reviews"].([]any)[0].(map[string]any)["id"].(string)
+	d.expect(d.call("POST", "/v1/reviews/"+rv+"/decision", adminKey, `{"verdict":"approve"}`), http.StatusOK)
+	d.waitStatus(first, "completed")
+	d.waitStatus(second.body["id"].(string), "waiting_review")
+}
