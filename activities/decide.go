@@ -84,6 +84,10 @@ func (a *Activities) freedSlot(ctx context.Context, process string) {
 	if a.StartQueuedFn == nil || a.SubProcesses == nil {
 		return
 	}
+	// Bounded well within the save's own timeout: a queue a raised limit
+	// frees at once is the sweep's to finish.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	limit, err := a.concurrency(ctx, process)
 	if err == nil && limit > 0 {
 		_, err = a.StartQueuedFn(ctx, process)
