@@ -25,7 +25,7 @@ import (
 
 // instanceStatuses are what a listing filters by.
 var instanceStatuses = []string{store.InstanceStarting, "running", "waiting_review", "waiting_event", store.InstanceCompleted, store.InstanceRejected, store.InstanceFailed,
-	store.InstanceCanceled, store.InstanceInProgress, store.InstanceFinished}
+	store.InstanceCanceled, store.InstanceInProgress, store.InstanceFinished, store.InstanceQueued}
 
 // listInstances lists a process's instances, newest first, paged by
 // cursor: the failed ones to look into, the ones waiting for review, or

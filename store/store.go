@@ -435,6 +435,9 @@ const (
 	InstanceInProgress = "in_progress"
 	// InstanceFinished is any final status.
 	InstanceFinished = "finished"
+	// InstanceQueued is an instance waiting under its process's
+	// concurrency limit: a start, or a failed instance's retry.
+	InstanceQueued = "queued"
 )
 
 // InstanceFilter selects the instances of a process, newest first; zero
@@ -598,6 +601,8 @@ func instanceConditions(f InstanceFilter, p *params, inputEq func(field, placeho
 		where = append(where, "NOT "+final)
 	case InstanceFinished:
 		where = append(where, final)
+	case InstanceQueued:
+		where = append(where, "pending_start = "+arg(true)+" AND queued = "+arg(true))
 	case "running", "waiting_review", "waiting_event", InstanceCompleted, InstanceRejected, InstanceFailed, InstanceCanceled:
 		where = append(where, "status = "+arg(f.Status))
 	default:

@@ -503,7 +503,7 @@ function reassignForm(r) {
 
 // ---- instances -----------------------------------------------------------
 
-const instanceFilters = ["", "starting", "in_progress", "waiting_review", "waiting_event", "finished", "completed", "rejected", "failed", "canceled"];
+const instanceFilters = ["", "starting", "queued", "in_progress", "waiting_review", "waiting_event", "finished", "completed", "rejected", "failed", "canceled"];
 // Where an instance stands against its process's SLA.
 const slaFilters = ["", "on_track", "overdue", "met", "missed"];
 const slaText = { on_track: "on track", overdue: "overdue", met: "met", missed: "missed" };
@@ -804,7 +804,7 @@ async function processView(name, q) {
       def.paused.note ? `: ${def.paused.note}` : "", ". Its new instances are stored and held; they start when it is resumed.")) : null,
     // A concurrency limit queues the starts beyond it.
     def.definition?.concurrency ? h("p", { class: "concurrency" }, `Runs at most ${def.definition.concurrency} at once; `,
-      def.queued ? link(`#/instances?process=${enc}&status=starting`, `${def.queued} queued`) : "none queued", ".") : null,
+      def.queued ? link(`#/instances?process=${enc}&status=queued`, `${def.queued} queued`) : "none queued", ".") : null,
     h("div", { class: "actions" }, actionButton(def.paused ? "Resume the process" : "Pause the process", async () => {
       const verb = def.paused ? "resume" : "pause";
       if (!def.paused && !confirm(`Pause ${name}? Its new instances will be held, not started, until it is resumed.`)) return;

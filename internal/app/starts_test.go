@@ -339,6 +339,9 @@ func TestConcurrencyLimit(t *testing.T) {
 	if got := d.call("GET", "/v1/processes/courier", adminKey, ""); got.body["queued"] != 1.0 {
 		t.Fatalf("the process with a queued retry: %s", got.raw)
 	}
+	if got := d.call("GET", "/v1/processes/courier/instances?status=queued", adminKey, ""); got.status != http.StatusOK || !strings.Contains(got.raw, failedID) || strings.Contains(got.raw, runningID) {
+		t.Fatalf("the queued instances of courier: %d %s", got.status, got.raw)
+	}
 	// A cancel withdraws the queued retry; it stays failed. Queued again,
 	// it runs when the slot frees.
 	if r := d.call("POST", "/v1/instances/"+failedID+"/cancel", engineer, `{"reason":"not yet"}`); r.status != http.StatusOK || r.body["status"] != "failed" || r.body["held"] != nil {

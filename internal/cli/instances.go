@@ -93,7 +93,7 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	rf := addRemoteFlags(fs, "system or engineer")
 	asJSON := fs.Bool("json", false, "print the server's JSON")
 	processName := fs.String("process", "", "list: the process (required); retry without an ID: retry every failed instance of it")
-	status := fs.String("status", "", "list: a status, in_progress or finished")
+	status := fs.String("status", "", "list: a status, in_progress, finished or queued")
 	businessKey := fs.String("business-key", "", "list: only this business key")
 	sla := fs.String("sla", "", "list: only the instances that stand so against their process's SLA: on_track, overdue (running within it, past it), met, missed (ended within it, after it)")
 	var inputs fieldValues

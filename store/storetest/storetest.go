@@ -1214,6 +1214,9 @@ func testConcurrencyLimit(t *testing.T, s Store) {
 	if got, err := s.QueuedStarts(ctx, "p", 10); err != nil || ids(got) != "a b c" || !got[0].Queued {
 		t.Fatalf("queued starts of p: %q %v", ids(got), err)
 	}
+	if l, err := s.Instances(ctx, store.InstanceFilter{Process: "p", Status: store.InstanceQueued, Limit: 10}); err != nil || len(l) != 3 || l[0].ID != "c" {
+		t.Fatalf("the listing of p's queued instances, newest first: %+v %v", l, err)
+	}
 	if got, err := s.QueuedStarts(ctx, "", 10); err != nil || len(got) != 2 {
 		t.Fatalf("processes with queued starts: %q %v", ids(got), err)
 	}
@@ -1387,6 +1390,9 @@ func testRetryTakesASlot(t *testing.T, s Store) {
 	}
 	if q, err := s.QueuedStarts(ctx, "s", 10); err != nil || len(q) != 1 || q[0].ID != "s5" || q[0].RetryQueued == "" {
 		t.Fatalf("the queue with a retry: %+v %v", q, err)
+	}
+	if l, err := s.Instances(ctx, store.InstanceFilter{Process: "s", Status: store.InstanceQueued, Limit: 10}); err != nil || len(l) != 1 || l[0].ID != "s5" {
+		t.Fatalf("the listing of queued instances: %+v %v", l, err)
 	}
 	admit("s5", 3, false) // s1, s3 and s4 hold the slots
 	admit("s5", 4, true)
