@@ -569,13 +569,15 @@ function retryAll(instances) {
   return h("p", {}, actionButton(`Retry these ${instances.length} from their failed steps`, async () => {
     if (!confirm(`Run ${instances.length} failed instance(s) again from the step that failed?`)) return;
     const refused = [];
+    let queued = 0;
     for (const i of instances) {
       try {
-        await api("POST", `/v1/instances/${encodeURIComponent(i.id)}/retry`, { reason: "retried from the instance list" });
+        const out = await api("POST", `/v1/instances/${encodeURIComponent(i.id)}/retry`, { reason: "retried from the instance list" });
+        if (out.held) queued++; // waits for a slot under the concurrency limit
       } catch (e) { refused.push(`${i.business_key}: ${e.message}`); }
     }
     await route();
-    flash(`Retried ${instances.length - refused.length} of ${instances.length}.${refused.length ? " Not retried: " + refused.join("; ") : ""}`, refused.length ? "error" : "info");
+    flash(`Retried ${instances.length - refused.length} of ${instances.length}.${queued ? ` ${queued} wait in the queue of the concurrency limit.` : ""}${refused.length ? " Not retried: " + refused.join("; ") : ""}`, refused.length ? "error" : "info");
   }));
 }
 

@@ -350,11 +350,18 @@ func TestConcurrencyLimit(t *testing.T) {
 	if got := d.call("GET", "/v1/processes/courier", adminKey, ""); got.body["queued"] != 0.0 {
 		t.Fatalf("the process after the retry was withdrawn: %s", got.raw)
 	}
+	// Queued again from the CLI, for every failed instance of the process.
 	out.Reset()
 	errOut.Reset()
-	if code := cli.Instances(t.Context(), []string{"retry", failedID, "--reason", "the partner is back", "--server", d.base, "--api-key", engineer}, &out, &errOut); code != 0 ||
+	if code := cli.Instances(t.Context(), []string{"retry", "--process", "courier", "--reason", "the partner is back", "--server", d.base, "--api-key", engineer}, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), failedID+" (business key c-1): failed (held: "+queuedRetry+")\n") ||
+		!strings.HasSuffix(out.String(), "retried 1 of 1 failed instances of courier (1 held: queued under the concurrency limit, or paused)\n") {
+		t.Fatalf("adaptflow instances retry --process, queued: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	if code := cli.Instances(t.Context(), []string{"show", failedID, "--server", d.base, "--api-key", engineer}, &out, &errOut); code != 0 ||
 		!strings.Contains(out.String(), ": failed\n  error: ") || !strings.Contains(out.String(), "\n  held: "+queuedRetry+"\n") {
-		t.Fatalf("adaptflow instances retry, queued: exit %d\n%s%s", code, out.String(), errOut.String())
+		t.Fatalf("adaptflow instances show, its retry queued: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 	decide(runningID)
 	d.waitStatus(runningID, "completed")

@@ -274,8 +274,12 @@ func (b bulkAction) run(ctx context.Context, r *remote, processName string, q ur
 		fmt.Fprintf(stdout, "would %s %d %s of %s\n", b.action, len(ids), b.what, processName)
 		return 0
 	}
-	failed := each(ctx, r, ids, b.action, reason, b.refused, stdout)
-	fmt.Fprintf(stdout, "%s %d of %d %s of %s\n", b.done, len(ids)-failed, len(ids), b.what, processName)
+	failed, held := each(ctx, r, ids, b.action, reason, b.refused, stdout)
+	waiting := ""
+	if held > 0 {
+		waiting = fmt.Sprintf(" (%d held: queued under the concurrency limit, or paused)", held)
+	}
+	fmt.Fprintf(stdout, "%s %d of %d %s of %s%s\n", b.done, len(ids)-failed, len(ids), b.what, processName, waiting)
 	if failed > 0 {
 		return 1
 	}
@@ -284,10 +288,10 @@ func (b bulkAction) run(ctx context.Context, r *remote, processName string, q ur
 
 // each posts action (retry, cancel) with the reason to every instance of
 // ids, one after the other, says how each went, and returns how many did
-// not go through.
-func each(ctx context.Context, r *remote, ids []string, action, reason, refused string, stdout io.Writer) int {
+// not go through, and how many of those that did wait (held: a retry
+// queued under the concurrency limit, say).
+func each(ctx context.Context, r *remote, ids []string, action, reason, refused string, stdout io.Writer) (failed, waiting int) {
 	body := reasonBody(reason)
-	failed := 0
 	for _, id := range ids {
 		var inst instanceView
 		if err := r.do(ctx, "POST", "/v1/instances/"+url.PathEscape(id)+"/"+action, "application/json", body, nil, &inst); err != nil {
@@ -298,10 +302,11 @@ func each(ctx context.Context, r *remote, ids []string, action, reason, refused 
 		held := ""
 		if inst.Held != "" {
 			held = " (held: " + inst.Held + ")"
+			waiting++
 		}
 		fmt.Fprintf(stdout, "%s (business key %s): %s%s\n", id, inst.BusinessKey, inst.Status, held)
 	}
-	return failed
+	return failed, waiting
 }
 
 // listIDs lists the ids of every instance of a process the listing query
