@@ -1,12 +1,10 @@
 package activities
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/adaptflow/adaptflow/process"
@@ -192,13 +190,11 @@ func (a *Activities) concurrency(ctx context.Context, name string) (int, error) 
 	if err != nil {
 		return 0, fmt.Errorf("definition of %s: %w", name, err)
 	}
-	var def struct {
-		Concurrency int `json:"concurrency"`
-	}
-	if err := json.Unmarshal(rec.Doc, &def); err != nil {
+	n, err := process.ConcurrencyOf(rec.Doc)
+	if err != nil {
 		return 0, fmt.Errorf("definition of %s: %w", name, err)
 	}
-	return def.Concurrency, nil
+	return n, nil
 }
 
 // admit gives the instance a process step stored, queued under its
@@ -208,7 +204,7 @@ func (a *Activities) admit(ctx context.Context, inst store.Instance, limit int) 
 	if !inst.Queued {
 		return "", nil
 	}
-	ok, err := a.SubProcesses.Admit(ctx, inst.ID, cmp.Or(limit, math.MaxInt32)) // no limit now: a slot for each
+	ok, err := a.SubProcesses.Admit(ctx, inst.ID, limit)
 	if err != nil || ok {
 		return "", err
 	}

@@ -1,11 +1,8 @@
 package api
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
-	"math"
 	"net/http"
 	"sync"
 	"time"
@@ -120,7 +117,7 @@ func (st *starter) hold(ctx context.Context, inst *store.Instance, admit bool) e
 		if !admit || child { // a process step's instance takes its slot through its step
 			return queuedError(inst.Process, limit)
 		}
-		ok, err := st.opts.Instances.Admit(ctx, inst.ID, cmp.Or(limit, math.MaxInt32)) // no limit now: a slot for each
+		ok, err := st.opts.Instances.Admit(ctx, inst.ID, limit)
 		if err != nil {
 			return err
 		}
@@ -137,7 +134,7 @@ func (st *starter) hold(ctx context.Context, inst *store.Instance, admit bool) e
 
 // limit is a process's concurrency limit, its latest definition's (0:
 // none), as read within holdTTL.
-func (st *starter) limit(ctx context.Context, process string) (int, error) {
+func (st *starter) limit(ctx context.Context, name string) (int, error) {
 	h := &st.holds
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -148,15 +145,12 @@ func (st *starter) limit(ctx context.Context, process string) (int, error) {
 		}
 		h.limits, h.limitsAt = map[string]int{}, time.Now()
 		for _, rec := range recs {
-			var def struct {
-				Concurrency int `json:"concurrency"`
-			}
-			if err := json.Unmarshal(rec.Doc, &def); err == nil && def.Concurrency > 0 {
-				h.limits[rec.Name] = def.Concurrency
+			if n, err := process.ConcurrencyOf(rec.Doc); err == nil && n > 0 {
+				h.limits[rec.Name] = n
 			}
 		}
 	}
-	return h.limits[process], nil
+	return h.limits[name], nil
 }
 
 // forget drops the cached states and limits: this replica just changed

@@ -1,12 +1,10 @@
 package api
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -327,7 +325,7 @@ func startQueued(ctx context.Context, st *starter, o SweepOptions, defs map[stri
 				if err != nil {
 					return started, err
 				}
-				ok, err := o.Instances.Admit(ctx, inst.ID, cmp.Or(limit, math.MaxInt32))
+				ok, err := o.Instances.Admit(ctx, inst.ID, limit)
 				if err != nil || !ok {
 					return started, err // no slot free: the rest wait
 				}

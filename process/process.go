@@ -71,6 +71,16 @@ type Definition struct {
 // MaxConcurrency bounds a definition's concurrency.
 const MaxConcurrency = 100000
 
+// ConcurrencyOf reads the concurrency limit of a stored definition's
+// document (0: none), without decoding the rest.
+func ConcurrencyOf(doc []byte) (int, error) {
+	var def struct {
+		Concurrency int `json:"concurrency"`
+	}
+	err := json.Unmarshal(doc, &def)
+	return def.Concurrency, err
+}
+
 // RetentionDuration is the definition's retention, 0 when it has none.
 func (d *Definition) RetentionDuration() time.Duration {
 	if d.Retention == "" {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -93,6 +94,15 @@ const Unfinished = `finished_at IS NULL AND COALESCE(status, '') NOT IN ('comple
 // instance holds when its holder neither reset the run nor released the
 // claim (it died between the two).
 const RetryClaimStale = time.Minute
+
+// SlotLimit is the number of slots a concurrency limit gives Admit: limit
+// 0 (none, say a new version dropped it) gives one to each.
+func SlotLimit(limit int) int {
+	if limit <= 0 {
+		return math.MaxInt32
+	}
+	return limit
+}
 
 // SlotsHeld is an SQL expression counting the instances of process (an
 // SQL expression: a parameter or a column) that hold a slot under its

@@ -219,6 +219,7 @@ func scanInstance(row pgx.Row) (store.Instance, error) {
 // process take turns (a transaction-scoped advisory
 // lock), so two cannot both take the last slot.
 func (s *Store) Admit(ctx context.Context, id string, limit int) (bool, error) {
+	limit = store.SlotLimit(limit)
 	admitted := false
 	now := micros(time.Now())
 	err := s.tx(ctx, func(tx pgx.Tx) error {

@@ -354,6 +354,7 @@ func (s *Store) instancesWhere(ctx context.Context, what, where string, args ...
 // holds one now (one not queued holds one already). Writes take turns in
 // SQLite, so two admissions cannot both take the last slot.
 func (s *Store) Admit(ctx context.Context, id string, limit int) (bool, error) {
+	limit = store.SlotLimit(limit)
 	now := micros(time.Now())
 	res, err := s.w.ExecContext(ctx, `UPDATE instances SET queued = 0, `+store.AdmitClaim("?")+` WHERE id = ? AND queued = 1 AND
 		`+store.SlotsHeld("instances.process", "r.queued = 0", "?")+` < ? AND
