@@ -152,7 +152,12 @@ type Options struct {
 	Ended EndedStore
 	// Finished, when set, is told of each instance's end the API records
 	// (SweepEnded), for the metrics of ended instances.
-	Finished  func(*store.Finish)
+	Finished func(*store.Finish)
+	// Retried, when set, counts a failed instance run again, by process:
+	// at the request, or when a retry queued under the process's
+	// concurrency limit runs (by whichever starter runs it). Unset, the
+	// API counts its own in adaptflow_instance_retries_total.
+	Retried   func(process string)
 	AuditLog  AuditLog
 	Verdicts  VerdictStore
 	Stats     ReviewStats
@@ -282,6 +287,9 @@ func New(opts Options) (*Handler, error) {
 	opts.defaults()
 	s := &server{Options: opts, metrics: newMetrics(opts.Metrics, opts.Stats, opts.Timeout), finished: newFinishedStates(finishedStatesKept), contract: contract,
 		authCache: newKeyCache(opts.KeyCacheTTL)}
+	if s.Retried == nil {
+		s.Retried = RetryCounter(s.metrics.registry)
+	}
 	s.starts = &starter{opts: &s.Options, metrics: s.metrics}
 	s.metrics.registry.MustRegister(&overdueCollector{s: s})
 	if s.Embedder == nil && s.Examples != nil {

@@ -19,9 +19,20 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	starts   *prometheus.CounterVec
-	retries  *prometheus.CounterVec
 	// backgroundStarts counts the starts that finished after their request.
 	backgroundStarts *prometheus.CounterVec
+}
+
+// RetryCounter registers adaptflow_instance_retries_total with reg and
+// returns what counts one retry of a process's failed instance: the
+// Options.Retried of the API and of the starters that run queued retries.
+func RetryCounter(reg prometheus.Registerer) func(process string) {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "adaptflow_instance_retries_total",
+		Help: "Failed instances run again from what failed (POST /v1/instances/{id}/retry), by process: counted as the retry runs, so a retry queued under a concurrency limit counts when it leaves the queue, and not if it is withdrawn.",
+	}, []string{"process"})
+	reg.MustRegister(c)
+	return func(process string) { c.WithLabelValues(process).Inc() }
 }
 
 func newMetrics(reg *prometheus.Registry, stats ReviewStats, timeout time.Duration) *metrics {
@@ -34,10 +45,6 @@ func newMetrics(reg *prometheus.Registry, stats ReviewStats, timeout time.Durati
 			Name: "adaptflow_instance_starts_total",
 			Help: "Instance start requests that succeeded, by process and whether they started a new instance (created) or found the business key's instance (existing).",
 		}, []string{"process", "result"}),
-		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "adaptflow_instance_retries_total",
-			Help: "Failed instances run again from what failed (POST /v1/instances/{id}/retry), by process.",
-		}, []string{"process"}),
 		backgroundStarts: newBackgroundStarts(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "adaptflow_http_requests_total", Help: "HTTP requests by route, method and status.",
@@ -47,7 +54,7 @@ func newMetrics(reg *prometheus.Registry, stats ReviewStats, timeout time.Durati
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "method"}),
 	}
-	m.registry.MustRegister(m.requests, m.latency, m.starts, m.retries, m.backgroundStarts, &reviewCollector{stats: stats, timeout: timeout},
+	m.registry.MustRegister(m.requests, m.latency, m.starts, m.backgroundStarts, &reviewCollector{stats: stats, timeout: timeout},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

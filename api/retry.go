@@ -250,7 +250,7 @@ func (s *server) retryInstance(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	s.metrics.retries.WithLabelValues(inst.Process).Inc()
+	s.Retried(inst.Process)
 	s.answerWhen(c, inst.ID, func(status string) bool { return status != store.InstanceFailed })
 }
 
@@ -278,7 +278,6 @@ func (s *server) queueRetry(c *gin.Context, inst store.Instance, run string, sto
 		fail(c, conflict("instance %s has a retry queued already, or is being retried", inst.ID))
 		return
 	}
-	s.metrics.retries.WithLabelValues(inst.Process).Inc()
 	// A slot that freed since the claim found none (its instance's end
 	// looked at the queue before this retry was in it) goes to the queue
 	// now, not at the next end or sweep.
@@ -358,6 +357,9 @@ func (st *starter) retryQueued(ctx context.Context, inst store.Instance) error {
 		return drop(err.Error())
 	case err != nil:
 		return st.requeueRetry(ctx, inst, err)
+	}
+	if o.Retried != nil {
+		o.Retried(inst.Process)
 	}
 	o.Logger.Info("ran a retry queued under its process's concurrency limit", "instance", inst.ID)
 	return nil

@@ -186,6 +186,10 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	// The ends of instances are counted by the worker that saves them, and
 	// by the API for those it records itself; in dev, on one registry.
 	var finish *activities.FinishMetrics
+	// Retries are counted by the API at the request, or by whichever
+	// starter runs one queued under a concurrency limit (a worker's end of
+	// an instance, an API's sweep).
+	retried := api.RetryCounter(reg)
 	if mode == ModeDev || mode == ModeWorker {
 		tuneGC(lg)
 		w := worker.New(tc, TaskQueue, workerOptions(mode))
@@ -200,7 +204,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		// queued for its slot as it ends.
 		acts.StartQueuedFn = func(ctx context.Context, process string) (int, error) {
 			return api.StartQueued(ctx, api.SweepOptions{Options: api.Options{
-				Instances: st, Definitions: st, Schedules: st, Retries: st, Temporal: tc, TaskQueue: TaskQueue, Namespace: opts.Namespace, Logger: lg,
+				Instances: st, Definitions: st, Schedules: st, Retries: st, Temporal: tc, TaskQueue: TaskQueue, Namespace: opts.Namespace, Logger: lg, Retried: retried,
 			}}, process)
 		}
 		finish = acts.Metrics.Finish
@@ -244,7 +248,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Signals: st, Ended: st, AuditLog: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Schedules: st, Scanner: st, Chains: st, Examples: st, Embedder: embedder, Temporal: tc, TaskQueue: TaskQueue, Namespace: opts.Namespace, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit, Metrics: reg, Tracer: tracer,
 		Ready: func(ctx context.Context) error { return st.Ping(ctx) }, StartWait: opts.StartWait, MetricsElsewhere: opts.MetricsListen != "",
-		Finished: finish.Ended,
+		Finished: finish.Ended, Retried: retried,
 	}
 	handler, err := api.New(apiOpts)
 	if err != nil {

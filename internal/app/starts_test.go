@@ -350,6 +350,10 @@ func TestConcurrencyLimit(t *testing.T) {
 	if got := d.call("GET", "/v1/processes/courier", adminKey, ""); got.body["queued"] != 0.0 {
 		t.Fatalf("the process after the retry was withdrawn: %s", got.raw)
 	}
+	// A retry counts as it runs: the withdrawn one never did.
+	if m := d.call("GET", "/metrics", "", "").raw; strings.Contains(m, `adaptflow_instance_retries_total{process="courier"}`) {
+		t.Fatalf("a withdrawn retry is counted on /metrics")
+	}
 	// Queued again from the CLI, for every failed instance of the process.
 	out.Reset()
 	errOut.Reset()
@@ -366,6 +370,9 @@ func TestConcurrencyLimit(t *testing.T) {
 	decide(runningID)
 	d.waitStatus(runningID, "completed")
 	d.waitStatus(failedID, "waiting_review")
+	if m := d.call("GET", "/metrics", "", "").raw; !strings.Contains(m, `adaptflow_instance_retries_total{process="courier"} 1`+"\n") {
+		t.Fatalf("/metrics does not count the queued retry that ran once")
+	}
 	queued := d.call("POST", "/v1/processes/courier/instances", system, `{"business_key":"c-3","input":{}}`)
 	if queued.status != http.StatusCreated || !strings.Contains(fmt.Sprint(queued.body["held"]), "queued") {
 		t.Fatalf("a start while the retried instance runs: %d %s", queued.status, queued.raw)
