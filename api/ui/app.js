@@ -5,6 +5,8 @@
 // key's role is allowed. Text from instances is shown as text, never as
 // markup.
 
+import { chartScale } from "./chart.js";
+
 const keyStore = "adaptflow.key";
 const main = document.getElementById("main");
 let me = null; // {id, name, role} of the signed-in key
@@ -1048,16 +1050,11 @@ async function downloadObservations(processName, version, signal, since) {
 // baseline's band), the spread of values, their mean, and the periods with
 // an anomaly in red.
 function signalChart(s, rep) {
-  const W = 720, H = 150, pad = 4;
+  const W = 720, H = 150, pad = 6;
   const t0 = new Date(rep.since).getTime(), t1 = new Date(rep.until).getTime(), step = rep.bucket_seconds * 1000;
-  let lo = Infinity, hi = -Infinity;
-  for (const p of s.periods) {
-    lo = Math.min(lo, p.min, p.baseline ? p.baseline.low : Infinity);
-    hi = Math.max(hi, p.max, p.baseline ? p.baseline.high : -Infinity);
-  }
-  if (hi === lo) { hi += 1; lo -= 1; }
+  const { lo, hi, clipped } = chartScale(s.periods);
   const x = (p) => pad + ((new Date(p.start).getTime() + step / 2 - t0) / (t1 - t0)) * (W - 2 * pad);
-  const y = (v) => H - pad - ((v - lo) / (hi - lo)) * (H - 2 * pad);
+  const y = (v) => H - pad - ((Math.min(hi, Math.max(lo, v)) - lo) / (hi - lo)) * (H - 2 * pad);
   const ns = "http://www.w3.org/2000/svg";
   const el = (tag, attrs, ...kids) => {
     const e = document.createElementNS(ns, tag);
@@ -1079,9 +1076,13 @@ function signalChart(s, rep) {
     const label = `${new Date(p.start).toLocaleString()}: ${num(p.observations)} observed, mean ${fmt(p.mean)} (${fmt(p.min)} to ${fmt(p.max)})` +
       (p.baseline ? `, usual ${fmt(p.baseline.low)} to ${fmt(p.baseline.high)}` : "") + (p.anomalous ? `, ${p.anomalous} anomalous` : "");
     svg.append(el("circle", { cx: x(p), cy: y(p.anomalous ? p.max : p.mean), r: p.anomalous ? 4 : 2.5, class: p.anomalous ? "anomalous" : "point" }, title(label)));
+    // A value off the scale: a mark at the edge it went past.
+    if (p.max > hi) svg.append(el("path", { d: `M${x(p) - 5},${pad} L${x(p) + 5},${pad} L${x(p)},${pad - 6} Z`, class: "offscale" }, title(`${label}; ${fmt(p.max)} is above the scale`)));
+    if (p.min < lo) svg.append(el("path", { d: `M${x(p) - 5},${H - pad} L${x(p) + 5},${H - pad} L${x(p)},${H - pad + 6} Z`, class: "offscale" }, title(`${label}; ${fmt(p.min)} is below the scale`)));
   }
   return h("figure", { class: "chart" }, svg,
-    h("figcaption", { class: "muted" }, `${fmt(lo)} to ${fmt(hi)}; a dot per ${duration(rep.bucket_seconds)}: the mean (red: a period with an anomaly, at its greatest value), the line its spread, green the usual range.`));
+    h("figcaption", { class: "muted" }, `${fmt(lo)} to ${fmt(hi)}; a dot per ${duration(rep.bucket_seconds)}: the mean (red: a period with an anomaly, at its greatest value), the line its spread, green the usual range.` +
+      (clipped ? " Values far off the usual are drawn at the edge, marked by a triangle (hover for them), so that they do not flatten the rest." : "")));
 }
 
 async function policyView(id) {

@@ -407,6 +407,30 @@ steps:
 	if n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll("section.signal svg.chart circle").length`)); err != nil || n < 1 {
 		t.Fatalf("the signal's chart has %d points (%v)", n, err)
 	}
+	// The chart's scale keeps to the usual values: one spike among forty
+	// periods is drawn at the edge rather than flatten the rest; a steady
+	// trend, or a spike among two periods, keeps the whole range.
+	scale := func(periods string) string {
+		t.Helper()
+		got, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`import("/ui/chart.js").then((m) => JSON.stringify(m.chartScale(`+periods+`)))`, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatalf("chartScale(%s): %v", periods, err)
+		}
+		return got
+	}
+	const usual = `Array.from({length: 40}, (_, i) => ({mean: 100 + i % 5, min: 95, max: 110, baseline: {low: 90, high: 115}}))`
+	for periods, want := range map[string]string{
+		usual: `{"lo":90,"hi":115,"clipped":false}`,
+		`[...` + usual + `, {mean: 1e6, min: 1e6, max: 1e6}]`:                                    `{"lo":90,"hi":140,"clipped":true}`,
+		`[...` + usual + `, {mean: -5000, min: -5000, max: 90}]`:                                 `{"lo":65,"hi":115,"clipped":true}`,
+		`Array.from({length: 40}, (_, i) => ({mean: i * 10, min: i * 10 - 5, max: i * 10 + 5}))`: `{"lo":-5,"hi":395,"clipped":false}`,
+		`[{mean: 100, min: 100, max: 100}, {mean: 1e6, min: 1e6, max: 1e6}]`:                     `{"lo":100,"hi":1000000,"clipped":false}`,
+		`[{mean: 5, min: 5, max: 5}]`:                                                            `{"lo":4,"hi":6,"clipped":false}`,
+	} {
+		if got := scale(periods); got != want {
+			t.Errorf("chartScale(%s) = %s, want %s", periods, got, want)
+		}
+	}
 	// Its observations download as CSV (the file's blob is kept to read).
 	b.do("keep the download", chromedp.Evaluate[chromedp.Void](`window.__blobs = []; const make = URL.createObjectURL; URL.createObjectURL = (b) => { window.__blobs.push(b); return make(b); }`))
 	b.clickText("section.signal button", "Download CSV")
