@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/workflows"
 )
@@ -79,15 +79,13 @@ func (s *server) processSteps(c *gin.Context) {
 	until := time.Now().UTC()
 	rep := stepReport{Process: name, Version: version, Since: since.UTC(), Until: until, Steps: []*stepFigures{}}
 	byID := map[string]*stepFigures{}
+	var states stateScanner
 	err = s.Instances.InstanceStates(ctx, name, version, rep.Since, until, func(row store.StateRow) error {
 		if len(row.State) == 0 {
 			return nil
 		}
-		var st struct {
-			Plan    []workflows.PlanStep    `json:"plan"`
-			Reviews []workflows.ReviewState `json:"reviews"`
-		}
-		if err := json.Unmarshal(row.State, &st); err != nil {
+		st, err := states.scanStepState(row.State)
+		if err != nil {
 			return fmt.Errorf("instance %s: stored state: %w", row.ID, err)
 		}
 		rep.Instances++
@@ -109,8 +107,8 @@ func (s *server) processSteps(c *gin.Context) {
 			added = added || p.Origin == "added"
 			skipped = skipped || p.State == workflows.StepSkipped
 		}
-		for _, r := range st.Reviews {
-			if f := byID[r.Step]; f != nil {
+		for _, step := range st.Reviews {
+			if f := byID[step]; f != nil {
 				f.Reviews++
 			}
 		}
@@ -132,8 +130,21 @@ func (s *server) processSteps(c *gin.Context) {
 	c.JSON(http.StatusOK, rep)
 }
 
+// reportStep is what the report reads of a plan's step (a
+// workflows.PlanStep).
+type reportStep struct {
+	ID         string           `json:"id"`
+	Kind       process.StepKind `json:"kind"`
+	Origin     string           `json:"origin"`
+	AddedBy    string           `json:"added_by"`
+	State      string           `json:"state"`
+	SkippedBy  string           `json:"skipped_by"`
+	StartedAt  *time.Time       `json:"started_at"`
+	FinishedAt *time.Time       `json:"finished_at"`
+}
+
 // add counts one plan's step.
-func (f *stepFigures) add(p workflows.PlanStep) {
+func (f *stepFigures) add(p reportStep) {
 	f.InPlan++
 	if p.Origin == "added" {
 		f.Added++
