@@ -68,7 +68,8 @@ const (
 //     running, or ended since, stays, however old;
 //   - the observations of signals made before it (a detector's state is
 //     kept apart and stays: detection goes on as before; the history
-//     reports start later);
+//     reports start later), but those of an instance still running, or
+//     whose retry is queued, which stay until it ends;
 //   - the entries of the audit log made before it.
 //
 // Labeled examples (reviewers' corrections included), definitions,
@@ -159,7 +160,7 @@ func prune(ctx context.Context, p Pruner, process string, before time.Time) (Pru
 		if !found {
 			break
 		}
-		del := fmt.Sprintf(`DELETE FROM observations WHERE seq IN (SELECT seq FROM observations WHERE process = %s AND signal = %s AND at < %s ORDER BY at LIMIT %d)`, ph(1), ph(2), ph(3), pruneRows)
+		del := fmt.Sprintf(`DELETE FROM observations WHERE seq IN (SELECT seq FROM observations WHERE process = %s AND signal = %s AND at < %s AND NOT (%s) ORDER BY at LIMIT %d)`, ph(1), ph(2), ph(3), observationKept, pruneRows)
 		n, err := pruneRowsOf(ctx, p, del, process, signal, cut)
 		out.Observations += n
 		if err != nil {
@@ -177,6 +178,13 @@ func prune(ctx context.Context, p Pruner, process string, before time.Time) (Pru
 	}
 	return out, nil
 }
+
+// observationKept is, in SQL, whether an observation stays whatever its
+// age: its instance has not ended, or has a retry queued. Such an
+// instance's decisions may run again (a retry, a decision retried after
+// a long wait), and find their observation kept rather than observe the
+// value a second time.
+const observationKept = `instance_id <> '' AND EXISTS (SELECT 1 FROM instances i WHERE i.id = observations.instance_id AND (i.finished_at IS NULL OR i.retry_queued <> ''))`
 
 // pruneRowsOf runs a statement that deletes up to pruneRows rows until it
 // deletes fewer, one transaction each, and says how many it deleted.
@@ -300,7 +308,9 @@ func (r Reads) PruneCounts(ctx context.Context, plan PrunePlan) (Pruned, error) 
 		{&out.Verdicts, func(in *params) string {
 			return `SELECT COUNT(*) FROM verdicts WHERE review_id IN (SELECT id FROM reviews WHERE instance_id IN (` + ended(in) + `))`
 		}},
-		{&out.Observations, func(in *params) string { return `SELECT COUNT(*) FROM observations WHERE ` + older(in, "at") }},
+		{&out.Observations, func(in *params) string {
+			return `SELECT COUNT(*) FROM observations WHERE ` + older(in, "at") + ` AND NOT (` + observationKept + `)`
+		}},
 	} {
 		if err := count(c.n, c.build); err != nil {
 			return out, err

@@ -2384,8 +2384,13 @@ func testPrune(t *testing.T, s Store) {
 	must(t, err)
 	got, err = s.Prune(ctx, ended.Add(time.Millisecond))
 	must(t, err)
-	if want := (store.Pruned{Instances: 452, Decisions: 2, Reviews: 1, Verdicts: 1, Observations: 1, AuditEntries: 2}); got != want || counted != want {
+	if want := (store.Pruned{Instances: 452, Decisions: 2, Reviews: 1, Verdicts: 1, AuditEntries: 2}); got != want || counted != want {
 		t.Fatalf("prune after the ends: %+v (counted %+v), want %+v", got, counted, want)
+	}
+	// The running instance's observation stays, however old, until it
+	// ends: a decision of it run again finds it rather than observe anew.
+	if obs, err := s.Observations(ctx, "orders", "amount", time.Time{}); err != nil || len(obs) != 1 || obs[0].InstanceID != "running" {
+		t.Fatalf("the running instance's observation after the prune: %+v %v", obs, err)
 	}
 	for _, id := range []string{"done", "failed", "bulk-000", "bulk-449"} {
 		if _, err := s.Instance(ctx, id); !errors.Is(err, store.ErrNotFound) {
@@ -2424,5 +2429,11 @@ func testPrune(t *testing.T, s Store) {
 	// Nothing more to prune: a second prune removes nothing.
 	if got, err = s.Prune(ctx, ended.Add(time.Millisecond)); err != nil || got != (store.Pruned{}) {
 		t.Fatalf("a second prune: %+v, %v", got, err)
+	}
+	// Once the running instance has ended, its old observation goes
+	// with the next prune (it ended after the prune's time, so it stays).
+	saveState(t, s, "running", "run-r1", 2, json.RawMessage(`{"status":"completed"}`))
+	if got, err = s.Prune(ctx, ended.Add(time.Millisecond)); err != nil || got != (store.Pruned{Observations: 1}) {
+		t.Fatalf("a prune after the running instance ended: %+v, %v", got, err)
 	}
 }
