@@ -58,8 +58,7 @@ func (ss *stateScanner) scanStepState(data []byte) (stepState, error) {
 	return st, nil
 }
 
-// state reads the top object. A key given twice is read again into what
-// the first left, element by element, as encoding/json does.
+// state reads the top object.
 func (s *scanner) state(st *stepState) error {
 	if null, err := s.enter('{'); null || err != nil {
 		return err
@@ -71,9 +70,9 @@ func (s *scanner) state(st *stepState) error {
 		}
 		switch {
 		case bytes.EqualFold(key, []byte("plan")):
-			err = s.plan(st)
+			err = list(s, &st.Plan, s.step)
 		case bytes.EqualFold(key, []byte("reviews")):
-			err = s.reviews(st)
+			err = list(s, &st.Reviews, s.review)
 		default:
 			err = s.skip()
 		}
@@ -83,69 +82,51 @@ func (s *scanner) state(st *stepState) error {
 	}
 }
 
-func (s *scanner) plan(st *stepState) error {
+// list reads an array into *xs as encoding/json reads one into a slice:
+// null empties it, and a key given twice is read again into what the
+// first left, element by element.
+func list[T any](s *scanner, xs *[]T, elem func(*T) error) error {
 	null, err := s.enter('[')
 	if null {
-		st.Plan = nil
+		*xs = nil
 	}
 	if null || err != nil {
 		return err
 	}
-	st.Plan = st.Plan[:0]
+	*xs = (*xs)[:0]
 	for first := true; ; first = false {
 		if more, err := s.elem(first); !more || err != nil {
 			return err
 		}
-		var p reportStep
-		if i := len(st.Plan); i < cap(st.Plan) {
-			p = st.Plan[:i+1][i]
+		var x T
+		if i := len(*xs); i < cap(*xs) {
+			x = (*xs)[:i+1][i]
 		}
-		if err := s.step(&p); err != nil {
+		if err := elem(&x); err != nil {
 			return err
 		}
-		st.Plan = append(st.Plan, p)
+		*xs = append(*xs, x)
 	}
 }
 
-func (s *scanner) reviews(st *stepState) error {
-	null, err := s.enter('[')
-	if null {
-		st.Reviews = nil
-	}
-	if null || err != nil {
+// review reads the step of one review (or null, which leaves it).
+func (s *scanner) review(step *string) error {
+	if null, err := s.enter('{'); null || err != nil {
 		return err
 	}
-	st.Reviews = st.Reviews[:0]
 	for first := true; ; first = false {
-		if more, err := s.elem(first); !more || err != nil {
+		key, more, err := s.key('}', first)
+		if !more || err != nil {
 			return err
 		}
-		step := ""
-		if i := len(st.Reviews); i < cap(st.Reviews) {
-			step = st.Reviews[:i+1][i]
+		if bytes.EqualFold(key, []byte("step")) {
+			err = s.str(step)
+		} else {
+			err = s.skip()
 		}
-		null, err := s.enter('{')
 		if err != nil {
 			return err
 		}
-		for first := true; !null; first = false {
-			key, more, err := s.key('}', first)
-			if err != nil {
-				return err
-			}
-			if !more {
-				break
-			}
-			if bytes.EqualFold(key, []byte("step")) {
-				err = s.str(&step)
-			} else {
-				err = s.skip()
-			}
-			if err != nil {
-				return err
-			}
-		}
-		st.Reviews = append(st.Reviews, step)
 	}
 }
 
