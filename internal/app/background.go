@@ -18,6 +18,9 @@ type leaser interface {
 	TakeLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (store.Lease, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
 	LiveLeases(ctx context.Context, prefix string, now time.Time) ([]store.Lease, error)
+	// Clock is the store's time, which the leases go by: replicas share
+	// the store, not a clock.
+	Clock(ctx context.Context) (time.Time, error)
 }
 
 // task is a background task of the API: the sweeps, the canary guards,
@@ -45,6 +48,14 @@ type background struct {
 	holder string
 	logger *slog.Logger
 
+	// local is this replica's clock (time.Now; a test's skewed one).
+	local func() time.Time
+	// mu guards offset, the store's clock minus this replica's as last
+	// measured, and synced, when (locally) it was.
+	mu     sync.Mutex
+	offset time.Duration
+	synced time.Time
+
 	leader   *prometheus.GaugeVec
 	lastOK   *prometheus.GaugeVec
 	interval *prometheus.GaugeVec
@@ -54,7 +65,7 @@ type background struct {
 
 func newBackground(leases leaser, holder string, lg *slog.Logger, reg prometheus.Registerer) *background {
 	b := &background{
-		leases: leases, holder: holder, logger: lg,
+		leases: leases, holder: holder, logger: lg, local: time.Now,
 		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "adaptflow_background_task_leader",
 			Help: "1 when this replica holds the lease of a background task (it runs it), else 0.",
@@ -78,6 +89,48 @@ func newBackground(leases leaser, holder string, lg *slog.Logger, reg prometheus
 	}
 	reg.MustRegister(b.leader, b.lastOK, b.interval, b.runs, b.replicas)
 	return b
+}
+
+// clockEvery is how often a replica measures its clock against the
+// store's.
+const clockEvery = time.Minute
+
+// now is the store's time as this replica reckons it: its own clock,
+// corrected by the offset to the store's last measured. A replica whose
+// clock runs behind would otherwise write leases that the others find
+// expired already, and run a task beside its holder; one whose clock
+// runs ahead would hold a task well past its death.
+func (b *background) now(ctx context.Context) time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if local := b.local(); b.synced.IsZero() || local.Sub(b.synced) >= clockEvery || local.Before(b.synced) {
+		b.syncClock(ctx)
+	}
+	return b.local().Add(b.offset)
+}
+
+// syncClock measures the offset of the store's clock to this replica's
+// (the midpoint of the round trip, as NTP does). A failed or slow
+// measure keeps the last offset; the next call tries again.
+func (b *background) syncClock(ctx context.Context) {
+	t0 := b.local()
+	at, err := b.leases.Clock(ctx)
+	t1 := b.local()
+	if err != nil {
+		if ctx.Err() == nil {
+			b.logger.Warn("the store's clock cannot be read; the leases go by the last offset to it", "offset", b.offset, "err", err)
+		}
+		return
+	}
+	rtt := t1.Sub(t0)
+	if rtt < 0 || rtt > 2*time.Second {
+		return // too slow a round trip to measure by
+	}
+	offset := at.Sub(t0.Add(rtt / 2))
+	if off := offset.Abs(); off > time.Second && (offset-b.offset).Abs() > time.Second {
+		b.logger.Warn("this replica's clock is off the store's; its leases go by the store's", "offset", offset.Round(time.Millisecond))
+	}
+	b.offset, b.synced = offset, t1
 }
 
 // replicaName names this process among the API replicas: its host name
@@ -112,7 +165,7 @@ func (b *background) start(ctx context.Context, lc *lifecycle, tk task) {
 		return b.release(ctx, tk.name)
 	})
 	runEvery(ctx, lc, tk.name, tk.first, tk.every, func(ctx context.Context) {
-		now := time.Now()
+		now := b.now(ctx)
 		l, err := b.leases.TakeLease(ctx, tk.name, b.holder, now, tk.ttl)
 		switch {
 		case err != nil:
@@ -160,7 +213,7 @@ func (b *background) runHeld(ctx context.Context, tk task) error {
 				return
 			case <-tick.C:
 			}
-			now := time.Now()
+			now := b.now(ctx)
 			l, err := b.leases.TakeLease(ctx, tk.name, b.holder, now, tk.ttl)
 			if err == nil && !l.HeldBy(b.holder, now) {
 				b.logger.Warn("background task lost its lease while it ran; stopped", "task", tk.name, "holder", l.Holder)
@@ -203,7 +256,7 @@ func (b *background) countReplicas(ctx context.Context, lc *lifecycle, every tim
 	lc.add("replica lease", func(ctx context.Context) error { return b.release(ctx, name) })
 	last := 0
 	runEvery(ctx, lc, "replica count", 0, every, func(ctx context.Context) {
-		now := time.Now()
+		now := b.now(ctx)
 		_, err := b.leases.TakeLease(ctx, name, b.holder, now, 3*every)
 		var live []store.Lease
 		if err == nil {

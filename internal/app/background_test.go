@@ -39,8 +39,16 @@ func openLeases(t *testing.T) *sqlite.Store {
 // in a replica named name; run, when given, runs after the count.
 func startReplica(t *testing.T, st leaser, name string, ttl time.Duration, run func(ctx context.Context) error) *replica {
 	t.Helper()
+	return startReplicaAt(t, st, name, ttl, 0, run)
+}
+
+// startReplicaAt is startReplica in a replica whose clock is skew off
+// the store's (and the machine's).
+func startReplicaAt(t *testing.T, st leaser, name string, ttl, skew time.Duration, run func(ctx context.Context) error) *replica {
+	t.Helper()
 	r := &replica{lc: &lifecycle{logger: slog.New(slog.DiscardHandler)}, reg: prometheus.NewRegistry()}
 	bg := newBackground(st, name, slog.New(slog.DiscardHandler), r.reg)
+	bg.local = func() time.Time { return time.Now().Add(skew) }
 	bg.start(t.Context(), r.lc, task{name: "sweeper", every: 5 * time.Millisecond, ttl: ttl, run: func(ctx context.Context) error {
 		r.runs.Add(1)
 		if run != nil {
@@ -131,6 +139,35 @@ adaptflow_background_task_interval_seconds{task="sweeper"} 0.005
 		t.Fatal("the stopped replica ran the task again")
 	}
 	waitFor(t, "the new leader's gauge", func() bool { return metric(t, other, "adaptflow_background_task_leader") == 1 })
+}
+
+// TestSkewedClocksShareALease: replicas whose clocks are minutes apart
+// still run a task one at a time, and hand it on when its holder stops:
+// the leases go by the store's clock. (Were each to go by its own, the
+// lease of the replica behind would look expired to the other at once,
+// and both would run the task; the one ahead would hold it for minutes
+// after it died.)
+func TestSkewedClocksShareALease(t *testing.T) {
+	st := openLeases(t)
+	behind := startReplicaAt(t, st, "behind", time.Minute, -10*time.Minute, nil)
+	waitFor(t, "the replica behind to run the task", func() bool { return behind.runs.Load() > 0 })
+	ahead := startReplicaAt(t, st, "ahead", time.Minute, 10*time.Minute, nil)
+	waitFor(t, "20 more runs", func() bool { return behind.runs.Load() >= 20 })
+	if n := ahead.runs.Load(); n != 0 {
+		t.Fatalf("the replica ahead ran the task %d times beside its holder", n)
+	}
+	if err := behind.lc.stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the replica ahead to take the task over", func() bool { return ahead.runs.Load() > 0 })
+	// Its lease, written by the store's clock, is a minute long.
+	l, err := st.TakeLease(t.Context(), "sweeper", "probe", time.Now(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Holder != "ahead" || l.Expires.After(time.Now().Add(time.Minute+time.Second)) {
+		t.Fatalf("the lease of the replica ahead: %+v, want it held until about a minute from now", l)
+	}
 }
 
 // TestTaskOfADeadReplicaIsTakenOver: a replica that died holding a task's

@@ -41,3 +41,13 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 	}
 	return nil
 }
+
+// Clock is the database server's time: the replicas of a deployment
+// share one store, but not one clock, so their leases go by this one.
+func (s *Store) Clock(ctx context.Context) (time.Time, error) {
+	var us int64
+	if err := s.pool.QueryRow(ctx, `SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint`).Scan(&us); err != nil {
+		return time.Time{}, fmt.Errorf("postgres: clock: %w", err)
+	}
+	return fromMicros(us), nil
+}

@@ -101,6 +101,7 @@ type Store interface {
 	PruneCounts(ctx context.Context, plan store.PrunePlan) (store.Pruned, error)
 	TakeLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (store.Lease, error)
 	LiveLeases(ctx context.Context, prefix string, now time.Time) ([]store.Lease, error)
+	Clock(ctx context.Context) (time.Time, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
 	SetScheduleState(ctx context.Context, st store.ScheduleState) error
 	SetProcessState(ctx context.Context, st store.ProcessState) error
@@ -1119,12 +1120,21 @@ func testLeases(t *testing.T, s Store) {
 		}
 	}
 
+	// The store's clock, which the replicas' leases go by: the server's
+	// (here on this machine, so within moments of this clock).
+	before := time.Now()
+	at, err := s.Clock(ctx)
+	must(t, err)
+	if at.Before(before.Add(-time.Second)) || at.After(time.Now().Add(time.Second)) {
+		t.Fatalf("the store's clock reads %s, at %s here", at, before)
+	}
+
 	// Live leases by prefix: the replicas that said they are alive.
 	for _, h := range []string{"a", "b", "c"} {
 		_, err := s.TakeLease(ctx, "replica/"+h, h, t0, time.Minute)
 		must(t, err)
 	}
-	_, err := s.TakeLease(ctx, "replica/c", "c", t0.Add(-time.Hour), time.Minute) // c renews into the past: it stopped
+	_, err = s.TakeLease(ctx, "replica/c", "c", t0.Add(-time.Hour), time.Minute) // c renews into the past: it stopped
 	must(t, err)
 	_, err = s.TakeLease(ctx, "replicas", "x", t0, time.Minute) // not under the prefix
 	must(t, err)
