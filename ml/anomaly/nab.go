@@ -158,7 +158,14 @@ func LoadNAB(dir string) ([]Series, error) {
 		}
 		s.Name = rel
 		for _, w := range windows[rel] {
-			lo, hi := parseTime(w[0]), parseTime(w[1])
+			lo, err := parseTime(w[0])
+			if err != nil {
+				return fmt.Errorf("nab: labels: a window of %s: %w", rel, err)
+			}
+			hi, err := parseTime(w[1])
+			if err != nil {
+				return fmt.Errorf("nab: labels: a window of %s: %w", rel, err)
+			}
 			a, b := -1, -1
 			for i, t := range s.Times {
 				if a < 0 && !t.Before(lo) {
@@ -185,13 +192,15 @@ func LoadNAB(dir string) ([]Series, error) {
 	return out, nil
 }
 
-func parseTime(s string) time.Time {
-	for _, layout := range []string{"2006-01-02 15:04:05.000000", "2006-01-02 15:04:05", time.RFC3339} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t
+// parseTime reads a NAB timestamp ("2014-04-01 00:00:00", with or
+// without fractions of a second), or an RFC 3339 one.
+func parseTime(s string) (time.Time, error) {
+	for _, layout := range []string{"2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999", time.RFC3339Nano} {
+		if t, err := time.Parse(layout, strings.TrimSpace(s)); err == nil {
+			return t, nil
 		}
 	}
-	return time.Time{}
+	return time.Time{}, fmt.Errorf("timestamp %q is not a date and time such as 2014-04-01 00:00:00", s)
 }
 
 func readSeries(path string) (Series, error) {
@@ -213,11 +222,19 @@ func readSeries(path string) (Series, error) {
 		if err != nil {
 			return s, err
 		}
-		v, err := strconv.ParseFloat(rec[1], 64)
-		if err != nil {
-			return s, err
+		line, _ := r.FieldPos(0)
+		if len(rec) < 2 {
+			return s, fmt.Errorf("line %d: want the columns timestamp,value", line)
 		}
-		s.Times = append(s.Times, parseTime(rec[0]))
+		t, err := parseTime(rec[0])
+		if err != nil {
+			return s, fmt.Errorf("line %d: %w", line, err)
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rec[1]), 64)
+		if err != nil {
+			return s, fmt.Errorf("line %d: value %q is not a number", line, rec[1])
+		}
+		s.Times = append(s.Times, t)
 		s.Values = append(s.Values, v)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -94,6 +95,17 @@ func TestEvaluateAndCSV(t *testing.T) {
 	}
 	if _, err := classify.ReadCSV(strings.NewReader("msg,label\nhi,x\n")); err == nil {
 		t.Fatal("wrong header accepted")
+	}
+}
+
+// A CSV as a spreadsheet saves it reads the same: a byte-order mark,
+// CRLF line ends, every field quoted, the columns in another order and
+// case, a text over two lines with a comma.
+func TestReadCSVFromASpreadsheet(t *testing.T) {
+	got, err := classify.ReadCSV(strings.NewReader("\uFEFF\"Category\",\" Text\"\r\n\"card_arrival\",\"where is my card, still\r\nnothing\"\r\n\"exchange_rate\",\"rate?\"\r\n"))
+	want := []classify.Example{{Text: "where is my card, still\nnothing", Label: "card_arrival"}, {Text: "rate?", Label: "exchange_rate"}}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("read %+v, %v; want %+v", got, err, want)
 	}
 }
 

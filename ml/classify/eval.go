@@ -1,25 +1,36 @@
 package classify
 
 import (
+	"bufio"
 	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
-// ReadCSV reads `text,category` rows (with that header) into examples.
+// ReadCSV reads `text,category` rows (with that header, in any column
+// order and case) into examples. A byte-order mark, as spreadsheets
+// write one, is skipped.
 func ReadCSV(r io.Reader) ([]Example, error) {
-	cr := csv.NewReader(r)
+	br := bufio.NewReader(r)
+	if bom, err := br.Peek(3); err == nil && string(bom) == "\uFEFF" {
+		_, _ = br.Discard(3)
+	}
+	cr := csv.NewReader(br)
 	header, err := cr.Read()
 	if err != nil {
 		return nil, fmt.Errorf("read header: %w", err)
 	}
-	ti, ci := slices.Index(header, "text"), slices.Index(header, "category")
+	column := func(name string) int {
+		return slices.IndexFunc(header, func(h string) bool { return strings.EqualFold(strings.TrimSpace(h), name) })
+	}
+	ti, ci := column("text"), column("category")
 	if ti < 0 || ci < 0 {
-		return nil, errors.New("the CSV needs the columns text and category")
+		return nil, fmt.Errorf("the CSV needs the columns text and category (its header: %s)", strings.Join(header, ","))
 	}
 	var out []Example
 	for {
