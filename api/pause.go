@@ -97,6 +97,9 @@ func (st *starter) hold(ctx context.Context, inst *store.Instance, admit bool) e
 		return err
 	}
 	if held != nil {
+		if inst.RetryQueued != "" {
+			return &heldError{why: held.why + "; its retry (" + inst.RetryQueued + ") waits too, and runs then"}
+		}
 		return held
 	}
 	if inst.RetryQueued != "" {

@@ -213,6 +213,22 @@ func (s *server) retryInstance(c *gin.Context) {
 		refuse(err.Error())
 		return
 	}
+	reason := "retried by " + caller(c).Name
+	if why != "" {
+		reason += ": " + why
+	}
+	// A pause holds retries as it holds new instances (the partner every
+	// instance calls is down): the retry is queued, and runs once the
+	// process is resumed.
+	paused, err := s.starts.held(ctx, inst.Process)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if paused != nil {
+		s.queueRetry(c, inst, run, stopped, reason)
+		return
+	}
 	// Retries of the run that race (two clicks, two operators, two
 	// replicas) go ahead once: a second reset of the run would end the
 	// first's new run midway. Under a concurrency limit the retry takes
@@ -221,10 +237,6 @@ func (s *server) retryInstance(c *gin.Context) {
 	if err != nil {
 		fail(c, err)
 		return
-	}
-	reason := "retried by " + caller(c).Name
-	if why != "" {
-		reason += ": " + why
 	}
 	claimed, err := s.Retries.ClaimRetry(ctx, inst.ID, run, time.Now(), store.RetryClaimStale, limit)
 	if errors.Is(err, store.ErrNoSlot) {
@@ -255,8 +267,9 @@ func (s *server) retryInstance(c *gin.Context) {
 }
 
 // queueRetry queues the retry of a failed instance whose process runs its
-// concurrency limit: it runs as a slot frees, in turn (first come, first
-// served), as a start would. One that could not run (nothing to retry) is
+// concurrency limit, or is paused: it runs as a slot frees, in turn (first
+// come, first served), as a start would, and not while the process is
+// paused. One that could not run (nothing to retry) is
 // refused now rather than queued. The answer is 202 with the instance,
 // its held saying it waits.
 func (s *server) queueRetry(c *gin.Context, inst store.Instance, run string, stopped bool, reason string) {

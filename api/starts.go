@@ -320,7 +320,11 @@ func startQueued(ctx context.Context, st *starter, o SweepOptions, defs map[stri
 			}
 			if inst.RetryQueued != "" {
 				// A retry waiting its turn takes its slot as a start
-				// would, then runs.
+				// would, then runs; not while its process is paused (nor
+				// do those behind it).
+				if paused, err := st.held(ctx, inst.Process); err != nil || paused != nil {
+					return started, err
+				}
 				limit, err := st.limit(ctx, inst.Process)
 				if err != nil {
 					return started, err

@@ -659,7 +659,8 @@ async function instanceView(id) {
     ask: `Cancel ${key}? Its remaining steps will not run.`,
     done: (out) => (out.status === "canceled" ? `${key} is canceled.` : `${key} is being canceled.`),
   }) : inst.status === "failed" && inst.held ? instanceActionForm(path, {
-    // Its retry waits for a slot under the process's concurrency limit.
+    // Its retry waits for a slot under the process's concurrency limit,
+    // or for its paused process to be resumed.
     action: "cancel", label: "Withdraw the queued retry", kind: "danger", placeholder: "why",
     ask: `Withdraw the queued retry of ${key}? It stays failed.`,
     done: () => `The retry of ${key} is withdrawn.`,

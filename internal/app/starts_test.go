@@ -429,6 +429,46 @@ func TestQueuedRetryRunByTheSweep(t *testing.T) {
 	}
 }
 
+// A pause holds retries as it holds new instances: a retry of a paused
+// process's failed instance is queued (202, held saying so), waits while
+// the process is paused, and runs when it is resumed.
+func TestPausedProcessHoldsRetries(t *testing.T) {
+	d := startDev(t, t.TempDir(), "", func(o *app.Options) { o.SweepEvery = time.Hour })
+	down, partner := flakyPartner(t)
+	def := "name: courier\nversion: 1\nsteps:\n  - {id: book, kind: http, retries: 0, http: {method: POST, url: \"" + partner + "\"}}\n  - {id: check, kind: review, review: {queue: desk}}\n"
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	failedID := d.start("courier", "c-1", map[string]any{})
+	d.waitStatus(failedID, "failed")
+	d.expect(d.call("POST", "/v1/processes/courier/pause", adminKey, `{"note":"the partner is down"}`), http.StatusOK)
+	down.Store(false)
+
+	r := d.call("POST", "/v1/instances/"+failedID+"/retry", adminKey, `{"reason":"back"}`)
+	held := fmt.Sprint(r.body["held"])
+	if r.status != http.StatusAccepted || r.body["status"] != "failed" || !strings.Contains(held, "process courier is paused") ||
+		!strings.HasSuffix(held, "; its retry (retried by admin: back) waits too, and runs then") {
+		t.Fatalf("a retry while paused: %d %s", r.status, r.raw)
+	}
+	if got := d.call("GET", "/v1/processes/courier/instances?status=queued", adminKey, ""); !strings.Contains(got.raw, failedID) {
+		t.Fatalf("the paused process's waiting retries: %s", got.raw)
+	}
+	// The queue looked at once, and left it: still failed, still held.
+	time.Sleep(300 * time.Millisecond)
+	if got := d.call("GET", "/v1/instances/"+failedID, adminKey, ""); got.body["status"] != "failed" || got.body["held"] != r.body["held"] {
+		t.Fatalf("a retry held by the pause ran: %s", got.raw)
+	}
+	if m := d.call("GET", "/metrics", "", "").raw; strings.Contains(m, `adaptflow_instance_retries_total{process="courier"}`) {
+		t.Fatalf("a retry held by the pause is counted as run")
+	}
+
+	d.expect(d.call("POST", "/v1/processes/courier/resume", adminKey, ""), http.StatusOK)
+	d.waitStatus(failedID, "waiting_review")
+	if m := d.call("GET", "/metrics", "", "").raw; !strings.Contains(m, `adaptflow_instance_retries_total{process="courier"} 1`+"\n") {
+		t.Fatalf("/metrics does not count the retry run on resume")
+	}
+}
+
 // The latest version's limit holds for the instances of every version: an
 // instance of a version that declared none, ending, starts the one queued
 // behind it (the start sweep is an hour off here).

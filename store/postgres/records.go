@@ -272,7 +272,7 @@ func (s *Store) MarkStarted(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, `UPDATE instances SET pending_start = false WHERE pending_start AND id = ANY($1)`, ids); err != nil {
+	if _, err := s.pool.Exec(ctx, `UPDATE instances SET pending_start = false WHERE pending_start AND retry_queued = '' AND id = ANY($1)`, ids); err != nil {
 		return fmt.Errorf("postgres: mark started: %w", err)
 	}
 	return nil

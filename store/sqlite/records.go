@@ -225,7 +225,7 @@ func (s *Store) MarkStarted(ctx context.Context, ids []string) error {
 		return fmt.Errorf("sqlite: mark started: %w", err)
 	}
 	// One statement for any number of ids: the list is a JSON array.
-	if _, err := s.w.ExecContext(ctx, `UPDATE instances SET pending_start = 0 WHERE pending_start = 1 AND id IN (SELECT value FROM json_each(?))`, string(list)); err != nil {
+	if _, err := s.w.ExecContext(ctx, `UPDATE instances SET pending_start = 0 WHERE pending_start = 1 AND retry_queued = '' AND id IN (SELECT value FROM json_each(?))`, string(list)); err != nil {
 		return fmt.Errorf("sqlite: mark started: %w", err)
 	}
 	return nil
