@@ -149,7 +149,7 @@ func (s *server) listProcesses(c *gin.Context) {
 			p["paused"] = true // its new instances are held
 		}
 		if n := queued[r.Name]; n > 0 {
-			p["queued"] = n // waiting for a slot under its concurrency limit
+			p["queued"] = n // waiting for a slot under its concurrency limit, or retries a pause holds
 		}
 		out = append(out, p)
 	}
@@ -204,7 +204,7 @@ func (s *server) getProcess(c *gin.Context) {
 	if paused != nil {
 		out["paused"] = paused
 	}
-	if def.Concurrency > 0 { // how many wait for a slot now
+	if def.Concurrency > 0 || paused != nil { // how many wait for a slot, or for the resume, now
 		queued, err := s.Instances.QueuedCounts(c.Request.Context())
 		if err != nil {
 			fail(c, err)

@@ -575,11 +575,11 @@ function retryAll(instances) {
     for (const i of instances) {
       try {
         const out = await api("POST", `/v1/instances/${encodeURIComponent(i.id)}/retry`, { reason: "retried from the instance list" });
-        if (out.held) queued++; // waits for a slot under the concurrency limit
+        if (out.held) queued++; // waits for a slot under the concurrency limit, or for the process's resume
       } catch (e) { refused.push(`${i.business_key}: ${e.message}`); }
     }
     await route();
-    flash(`Retried ${instances.length - refused.length} of ${instances.length}.${queued ? ` ${queued} wait in the queue of the concurrency limit.` : ""}${refused.length ? " Not retried: " + refused.join("; ") : ""}`, refused.length ? "error" : "info");
+    flash(`Retried ${instances.length - refused.length} of ${instances.length}.${queued ? ` ${queued} wait: queued under the concurrency limit, or held by a pause.` : ""}${refused.length ? " Not retried: " + refused.join("; ") : ""}`, refused.length ? "error" : "info");
   }));
 }
 
@@ -806,7 +806,9 @@ async function processView(name, q) {
     h("h1", {}, `${name} v${def.version}`),
     // A paused process holds its new instances until it is resumed.
     def.paused ? h("div", { class: "card paused" }, h("p", {}, badge("paused"), ` by ${def.paused.changed_by} `, when(def.paused.changed_at),
-      def.paused.note ? `: ${def.paused.note}` : "", ". Its new instances are stored and held; they start when it is resumed.")) : null,
+      def.paused.note ? `: ${def.paused.note}` : "", ". Its new instances are stored and held, and retries of its failed ones wait; they start when it is resumed.",
+      // Without a limit, what is queued is the retries the pause holds.
+      def.queued && !def.definition?.concurrency ? [" ", link(`#/instances?process=${enc}&status=queued`, `${def.queued} ${def.queued === 1 ? "retry waits" : "retries wait"}`), "."] : null)) : null,
     // A concurrency limit queues the starts beyond it.
     def.definition?.concurrency ? h("p", { class: "concurrency" }, `Runs at most ${def.definition.concurrency} at once; `,
       def.queued ? link(`#/instances?process=${enc}&status=queued`, `${def.queued} queued`) : "none queued", ".") : null,

@@ -453,6 +453,9 @@ func TestPausedProcessHoldsRetries(t *testing.T) {
 	if got := d.call("GET", "/v1/processes/courier/instances?status=queued", adminKey, ""); !strings.Contains(got.raw, failedID) {
 		t.Fatalf("the paused process's waiting retries: %s", got.raw)
 	}
+	if got := d.call("GET", "/v1/processes/courier", adminKey, ""); got.body["queued"] != 1.0 {
+		t.Fatalf("the paused process says how many retries wait: %s", got.raw)
+	}
 	// The queue looked at once, and left it: still failed, still held.
 	time.Sleep(300 * time.Millisecond)
 	if got := d.call("GET", "/v1/instances/"+failedID, adminKey, ""); got.body["status"] != "failed" || got.body["held"] != r.body["held"] {

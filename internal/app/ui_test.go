@@ -440,6 +440,24 @@ steps:
 		t.Fatalf("the CSV (%v):\n%s", err, csv)
 	}
 
+	// While the process is paused a retry waits: the page says so, the
+	// process's page links to it, and the resume runs it.
+	partnerDown.Store(true)
+	paused := d.start("partner-sync", "ui-sync-4", map[string]any{"amount": 110})
+	d.waitStatus(paused, "failed")
+	partnerDown.Store(false)
+	d.expect(d.call("POST", "/v1/processes/partner-sync/pause", engineer, `{"note":"partner maintenance"}`), http.StatusOK)
+	b.open("/instances/"+paused, "main .card", "partner is down")
+	b.do("retry it", chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`))
+	b.clickText("main button", "Retry from the failed step")
+	b.waitText("#flash", "The retry of ui-sync-4 is queued: process partner-sync is paused")
+	b.open("/processes/partner-sync", "main .card.paused", "retries of its failed ones wait")
+	b.clickText("main .card.paused a", "1 retry waits")
+	b.waitText("main table", "ui-sync-4")
+	b.open("/processes/partner-sync", "main .card.paused", "partner maintenance")
+	b.clickText("main button", "Resume the process")
+	d.waitStatus(paused, "completed")
+
 	// A process with a schedule shows it, and when it next starts.
 	d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml",
 		"name: stocktake\nversion: 1\ninput: {properties: {region: {type: string}}}\nsteps: [{id: count, kind: task, task: noop}]\nschedules: [{id: weekly, cron: \"0 6 * * 1\", timezone: Europe/Berlin, input: {region: north}}]\n"), http.StatusCreated)
