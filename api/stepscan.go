@@ -60,6 +60,20 @@ func (ss *stateScanner) scanStepState(data []byte) (stepState, error) {
 
 // state reads the top object.
 func (s *scanner) state(st *stepState) error {
+	return s.fields(func(key []byte) error {
+		switch {
+		case bytes.EqualFold(key, []byte("plan")):
+			return list(s, &st.Plan, s.step)
+		case bytes.EqualFold(key, []byte("reviews")):
+			return list(s, &st.Reviews, s.review)
+		}
+		return s.skip()
+	})
+}
+
+// fields reads an object (or null), calling field with each key; field
+// reads the key's value.
+func (s *scanner) fields(field func(key []byte) error) error {
 	if null, err := s.enter('{'); null || err != nil {
 		return err
 	}
@@ -68,15 +82,7 @@ func (s *scanner) state(st *stepState) error {
 		if !more || err != nil {
 			return err
 		}
-		switch {
-		case bytes.EqualFold(key, []byte("plan")):
-			err = list(s, &st.Plan, s.step)
-		case bytes.EqualFold(key, []byte("reviews")):
-			err = list(s, &st.Reviews, s.review)
-		default:
-			err = s.skip()
-		}
-		if err != nil {
+		if err := field(key); err != nil {
 			return err
 		}
 	}
@@ -111,61 +117,40 @@ func list[T any](s *scanner, xs *[]T, elem func(*T) error) error {
 
 // review reads the step of one review (or null, which leaves it).
 func (s *scanner) review(step *string) error {
-	if null, err := s.enter('{'); null || err != nil {
-		return err
-	}
-	for first := true; ; first = false {
-		key, more, err := s.key('}', first)
-		if !more || err != nil {
-			return err
-		}
+	return s.fields(func(key []byte) error {
 		if bytes.EqualFold(key, []byte("step")) {
-			err = s.str(step)
-		} else {
-			err = s.skip()
+			return s.str(step)
 		}
-		if err != nil {
-			return err
-		}
-	}
+		return s.skip()
+	})
 }
 
 // step reads one step of a plan (or null, which leaves it).
 func (s *scanner) step(p *reportStep) error {
-	if null, err := s.enter('{'); null || err != nil {
-		return err
-	}
-	for first := true; ; first = false {
-		key, more, err := s.key('}', first)
-		if !more || err != nil {
-			return err
-		}
+	return s.fields(func(key []byte) error {
 		switch {
 		case bytes.EqualFold(key, []byte("id")):
-			err = s.str(&p.ID)
+			return s.str(&p.ID)
 		case bytes.EqualFold(key, []byte("kind")):
 			k := string(p.Kind)
-			err = s.str(&k)
+			err := s.str(&k)
 			p.Kind = process.StepKind(k)
-		case bytes.EqualFold(key, []byte("origin")):
-			err = s.str(&p.Origin)
-		case bytes.EqualFold(key, []byte("added_by")):
-			err = s.str(&p.AddedBy)
-		case bytes.EqualFold(key, []byte("state")):
-			err = s.str(&p.State)
-		case bytes.EqualFold(key, []byte("skipped_by")):
-			err = s.str(&p.SkippedBy)
-		case bytes.EqualFold(key, []byte("started_at")):
-			err = s.time(&p.StartedAt)
-		case bytes.EqualFold(key, []byte("finished_at")):
-			err = s.time(&p.FinishedAt)
-		default:
-			err = s.skip()
-		}
-		if err != nil {
 			return err
+		case bytes.EqualFold(key, []byte("origin")):
+			return s.str(&p.Origin)
+		case bytes.EqualFold(key, []byte("added_by")):
+			return s.str(&p.AddedBy)
+		case bytes.EqualFold(key, []byte("state")):
+			return s.str(&p.State)
+		case bytes.EqualFold(key, []byte("skipped_by")):
+			return s.str(&p.SkippedBy)
+		case bytes.EqualFold(key, []byte("started_at")):
+			return s.time(&p.StartedAt)
+		case bytes.EqualFold(key, []byte("finished_at")):
+			return s.time(&p.FinishedAt)
 		}
-	}
+		return s.skip()
+	})
 }
 
 // scanner walks JSON bytes.
