@@ -314,14 +314,7 @@ func TestConcurrencyLimit(t *testing.T) {
 	// A retry takes a slot as a start does: with none free it waits in
 	// the queue, and the instance that frees one runs it; then it holds
 	// the slot.
-	down, carrier := flakyPartner(t)
-	def = "name: courier\nversion: 1\nconcurrency: 1\nsteps:\n  - {id: book, kind: http, retries: 0, http: {method: POST, url: \"" + carrier + "\"}}\n  - {id: check, kind: review, review: {queue: desk}}\n"
-	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
-		t.Fatalf("register: %d %s", r.status, r.raw)
-	}
-	failedID := d.start("courier", "c-1", map[string]any{})
-	d.waitStatus(failedID, "failed")
-	down.Store(false)
+	failedID, def := failedCourier(t, d, 1)
 	runningID := d.start("courier", "c-2", map[string]any{})
 	d.waitStatus(runningID, "waiting_review")
 	engineer := d.newKey("engineer")
@@ -391,14 +384,7 @@ func TestConcurrencyLimit(t *testing.T) {
 func TestQueuedRetryRunByTheSweep(t *testing.T) {
 	dir := t.TempDir()
 	d := startDev(t, dir, "", func(o *app.Options) { o.SweepEvery = time.Hour })
-	down, partner := flakyPartner(t)
-	def := "name: courier\nversion: 1\nconcurrency: 1\nsteps:\n  - {id: book, kind: http, retries: 0, http: {method: POST, url: \"" + partner + "\"}}\n  - {id: check, kind: review, review: {queue: desk}}\n"
-	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
-		t.Fatalf("register: %d %s", r.status, r.raw)
-	}
-	failedID := d.start("courier", "c-1", map[string]any{})
-	d.waitStatus(failedID, "failed")
-	down.Store(false)
+	failedID, _ := failedCourier(t, d, 1)
 	d.waitStatus(d.start("courier", "c-2", map[string]any{}), "waiting_review")
 	d.expect(d.call("POST", "/v1/instances/"+failedID+"/retry", adminKey, `{"reason":"back"}`), http.StatusAccepted)
 
@@ -434,15 +420,8 @@ func TestQueuedRetryRunByTheSweep(t *testing.T) {
 // the process is paused, and runs when it is resumed.
 func TestPausedProcessHoldsRetries(t *testing.T) {
 	d := startDev(t, t.TempDir(), "", func(o *app.Options) { o.SweepEvery = time.Hour })
-	down, partner := flakyPartner(t)
-	def := "name: courier\nversion: 1\nsteps:\n  - {id: book, kind: http, retries: 0, http: {method: POST, url: \"" + partner + "\"}}\n  - {id: check, kind: review, review: {queue: desk}}\n"
-	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
-		t.Fatalf("register: %d %s", r.status, r.raw)
-	}
-	failedID := d.start("courier", "c-1", map[string]any{})
-	d.waitStatus(failedID, "failed")
+	failedID, _ := failedCourier(t, d, 0)
 	d.expect(d.call("POST", "/v1/processes/courier/pause", adminKey, `{"note":"the partner is down"}`), http.StatusOK)
-	down.Store(false)
 
 	r := d.call("POST", "/v1/instances/"+failedID+"/retry", adminKey, `{"reason":"back"}`)
 	held := fmt.Sprint(r.body["held"])
@@ -495,4 +474,25 @@ func TestConcurrencyLimitAcrossVersions(t *testing.T) {
 	d.expect(d.call("POST", "/v1/reviews/"+rv+"/decision", adminKey, `{"verdict":"approve"}`), http.StatusOK)
 	d.waitStatus(first, "completed")
 	d.waitStatus(second.body["id"].(string), "waiting_review")
+}
+
+// failedCourier registers the process courier (with the concurrency
+// limit given, 0 for none): a call to a partner, then a review. Its
+// instance c-1 fails while the partner is down; then the partner is back.
+// It returns that instance and the definition.
+func failedCourier(t *testing.T, d *dev, concurrency int) (failedID, def string) {
+	t.Helper()
+	down, partner := flakyPartner(t)
+	def = "name: courier\nversion: 1\n"
+	if concurrency > 0 {
+		def += fmt.Sprintf("concurrency: %d\n", concurrency)
+	}
+	def += "steps:\n  - {id: book, kind: http, retries: 0, http: {method: POST, url: \"" + partner + "\"}}\n  - {id: check, kind: review, review: {queue: desk}}\n"
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	failedID = d.start("courier", "c-1", map[string]any{})
+	d.waitStatus(failedID, "failed")
+	down.Store(false)
+	return failedID, def
 }
