@@ -344,7 +344,8 @@ func ClaimRetryQuery(notQueued, queued string) string {
 }
 
 // QueueRetryQuery queues the retry of a failed instance for a slot under
-// its process's concurrency limit (ClaimRetry found none), with the
+// its process's concurrency limit (ClaimRetry found none), or for its
+// paused process's resume, with the
 // parameters id and reason (who asked, and why); see Numbered. The
 // instance becomes pending and queued, in the queue by its creation, as
 // a start would be; it changes no row when a retry is queued already or

@@ -32,9 +32,10 @@ const policyLock = 7_320_451_002
 
 // Store is the PostgreSQL store. It is safe for concurrent use.
 type Store struct {
-	pool        *pgxpool.Pool
-	dim         int
-	store.Reads // the reads both stores share, over rows
+	pool          *pgxpool.Pool
+	dim           int
+	store.Reads   // the reads both stores share, over rows
+	store.Changes // the one-row writes both share, over exec
 }
 
 // Options configure Open.
@@ -80,6 +81,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	s := &Store{pool: pool, dim: opts.EmbeddingDim}
 	s.Reads = store.NewReads(s.rows, placeholder)
+	s.Changes = store.NewChanges(s.exec, "$")
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect to %s: %w", cfg.ConnConfig.Host, err)

@@ -345,33 +345,13 @@ func (s *Store) Restore(ctx context.Context, id string, pending, queued bool) (s
 	return in, n == 1, err
 }
 
-// QueueRetry queues the retry of a failed instance, reason saying who
-// asked and why, for a slot under its process's concurrency limit
-// (store.QueueRetryQuery): false when one is queued already, or the
-// instance has not failed.
-func (s *Store) QueueRetry(ctx context.Context, id, reason string) (bool, error) {
-	return s.changed(ctx, "queue retry", queueRetryQuery, id, reason, true)
-}
-
-// TakeQueuedRetry takes a queued retry that holds its slot for the
-// caller to run (store.TakeQueuedRetryQuery): false when another took it.
-func (s *Store) TakeQueuedRetry(ctx context.Context, id string, now time.Time) (bool, error) {
-	return s.changed(ctx, "take queued retry", takeQueuedRetryQuery, id, micros(now), false)
-}
-
-// DropQueuedRetry withdraws a retry still waiting in the queue
-// (store.DropQueuedRetryQuery): false when none waits there.
-func (s *Store) DropQueuedRetry(ctx context.Context, id string) (bool, error) {
-	return s.changed(ctx, "drop queued retry", dropQueuedRetryQuery, id, false)
-}
-
-// changed runs a statement that changes one row, or none: whether it did.
-func (s *Store) changed(ctx context.Context, what, q string, args ...any) (bool, error) {
+// exec runs a statement: how many rows it changed (store.Changes).
+func (s *Store) exec(ctx context.Context, op, q string, args ...any) (int64, error) {
 	tag, err := s.pool.Exec(ctx, q, args...)
 	if err != nil {
-		return false, fmt.Errorf("postgres: %s: %w", what, err)
+		return 0, fmt.Errorf("postgres: %s: %w", op, err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return tag.RowsAffected(), nil
 }
 
 // ReleaseRetry drops a claim on retrying run whose reset failed.
@@ -450,14 +430,11 @@ func placeholder(n int) string { return "$" + strconv.Itoa(n) }
 
 // The store package's shared queries, with PostgreSQL's placeholders.
 var (
-	outcomesQuery        = store.Numbered(store.OutcomesQuery, "$")
-	claimRetryQuery      = store.Numbered(store.ClaimRetryQuery("NOT r.queued", "o.pending_start AND o.queued"), "$")
-	releaseRetryQuery    = store.Numbered(store.ReleaseRetryQuery, "$")
-	restoreQuery         = store.Numbered(store.RestoreQuery, "$")
-	queueRetryQuery      = store.Numbered(store.QueueRetryQuery, "$")
-	takeQueuedRetryQuery = store.Numbered(store.TakeQueuedRetryQuery, "$")
-	dropQueuedRetryQuery = store.Numbered(store.DropQueuedRetryQuery, "$")
-	policyChangesQuery   = store.Numbered(store.PolicyChangesQuery, "$")
+	outcomesQuery      = store.Numbered(store.OutcomesQuery, "$")
+	claimRetryQuery    = store.Numbered(store.ClaimRetryQuery("NOT r.queued", "o.pending_start AND o.queued"), "$")
+	releaseRetryQuery  = store.Numbered(store.ReleaseRetryQuery, "$")
+	restoreQuery       = store.Numbered(store.RestoreQuery, "$")
+	policyChangesQuery = store.Numbered(store.PolicyChangesQuery, "$")
 )
 
 // Outcomes calls fn with how each instance of a process started in

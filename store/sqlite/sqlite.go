@@ -26,10 +26,11 @@ var migrations embed.FS
 
 // Store is the SQLite store. It is safe for concurrent use.
 type Store struct {
-	w           *cachedDB // one connection: SQLite has one writer
-	r           *cachedDB // readers
-	dim         int
-	store.Reads // the reads both stores share, over rows
+	w             *cachedDB // one connection: SQLite has one writer
+	r             *cachedDB // readers
+	dim           int
+	store.Reads   // the reads both stores share, over rows
+	store.Changes // the one-row writes both share, over exec
 }
 
 // Options configure OpenWith.
@@ -68,6 +69,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
 	r.SetMaxOpenConns(8)
 	s := &Store{w: newCachedDB(w), r: newCachedDB(r), dim: opts.EmbeddingDim}
 	s.Reads = store.NewReads(s.rows, placeholder)
+	s.Changes = store.NewChanges(s.exec, "?")
 	s.w.gate = &writeGate{}
 	if err := s.Migrate(ctx); err != nil {
 		_ = s.Close()
@@ -113,6 +115,7 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 	cdb := newCachedDB(db)
 	s := &Store{w: cdb, r: cdb}
 	s.Reads = store.NewReads(s.rows, placeholder)
+	s.Changes = store.NewChanges(s.exec, "?")
 	var dim string
 	if err := db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'embedding_dim'`).Scan(&dim); err == nil {
 		s.dim, _ = strconv.Atoi(dim)
