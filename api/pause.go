@@ -103,13 +103,26 @@ func (st *starter) hold(ctx context.Context, inst *store.Instance, admit bool) e
 		return held
 	}
 	if inst.RetryQueued != "" {
-		// A retry waiting its turn: the queue runs it (retryQueued),
-		// never a start.
+		// A retry waiting its turn: with admit it takes a free slot, as a
+		// queued start does, for the queue to run it (retryQueued); it is
+		// never started as a start.
 		limit, err := st.limit(ctx, inst.Process)
 		if err != nil {
 			return err
 		}
-		return &heldError{why: store.RunsAtOnce(inst.Process, limit) + ": its retry (" + inst.RetryQueued + ") is queued, and runs as others end, oldest first"}
+		queued := &heldError{why: store.RunsAtOnce(inst.Process, limit) + ": its retry (" + inst.RetryQueued + ") is queued, and runs as others end, oldest first"}
+		if !admit {
+			return queued
+		}
+		ok, err := st.opts.Instances.Admit(ctx, inst.ID, limit)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return queued
+		}
+		inst.Queued = false
+		return nil
 	}
 	parent, child := process.SubProcessParent(inst.CreatedBy)
 	if inst.Queued {
@@ -212,19 +225,16 @@ func (s *server) switchProcess(pause bool) gin.HandlerFunc {
 
 // startQueuedNow starts, in the background, the instances of a process
 // queued under its concurrency limit as slots are free: its new version
-// may have raised the limit, or dropped it. The start sweep's next pass
-// would, later.
+// may have raised the limit, or dropped it; a retry just queued may find
+// a slot freed since its claim. The start sweep's next pass would, later.
 func (s *server) startQueuedNow(name string) {
 	s.starts.inflight.Add(1)
 	go func() {
 		defer s.starts.inflight.Add(-1)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		if q, err := s.Instances.QueuedStarts(ctx, name, 1); err != nil || len(q) == 0 {
-			return
-		}
 		if n, err := StartQueued(ctx, SweepOptions{Options: s.Options}, name); err != nil {
-			s.Logger.Warn("starting the instances queued under a process's concurrency limit after its new version; the start sweep goes on", "process", name, "started", n, "err", err)
+			s.Logger.Warn("starting the instances queued under a process's concurrency limit; the start sweep goes on", "process", name, "started", n, "err", err)
 		}
 	}()
 }

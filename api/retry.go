@@ -195,7 +195,7 @@ func (s *server) retryInstance(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	if inst.RetryQueued != "" {
-		refuse("has a retry queued already (" + inst.RetryQueued + "): it runs as a slot frees under the concurrency limit of " + inst.Process)
+		refuse("has a retry queued already (" + inst.RetryQueued + "): it runs once process " + inst.Process + " has a slot free, and is not paused")
 		return
 	}
 	desc, err := s.describeEnded(ctx, inst)
@@ -334,7 +334,8 @@ func resetForRetry(ctx context.Context, o *Options, id, run string, stopped bool
 	return err
 }
 
-// retryQueued runs a queued retry that holds its slot (admitted): it
+// retryQueued runs a queued retry that holds its slot (admitted, see
+// starter.hold): it
 // takes it (once, whichever starter comes first) and resets the run. One
 // that can no longer run (its workflow gone, or no longer failed) is
 // logged and dropped; one Temporal did not take (an outage) is queued
@@ -364,7 +365,7 @@ func (st *starter) retryQueued(ctx context.Context, inst store.Instance) error {
 	if err != nil {
 		return drop("it " + err.Error())
 	}
-	err = resetForRetry(ctx, o, inst.ID, run, stopped, inst.RetryQueued+" (queued under the concurrency limit of "+inst.Process+")")
+	err = resetForRetry(ctx, o, inst.ID, run, stopped, inst.RetryQueued+" (queued until process "+inst.Process+" could run it)")
 	switch {
 	case errors.Is(err, errNothingToRetry) || errors.Is(err, errNothingUnderWay):
 		return drop(err.Error())
@@ -374,7 +375,7 @@ func (st *starter) retryQueued(ctx context.Context, inst store.Instance) error {
 	if o.Retried != nil {
 		o.Retried(inst.Process)
 	}
-	o.Logger.Info("ran a retry queued under its process's concurrency limit", "instance", inst.ID)
+	o.Logger.Info("ran a queued retry", "instance", inst.ID)
 	return nil
 }
 

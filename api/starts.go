@@ -320,18 +320,13 @@ func startQueued(ctx context.Context, st *starter, o SweepOptions, defs map[stri
 			}
 			if inst.RetryQueued != "" {
 				// A retry waiting its turn takes its slot as a start
-				// would, then runs; not while its process is paused (nor
-				// do those behind it).
-				if paused, err := st.held(ctx, inst.Process); err != nil || paused != nil {
+				// would, then runs; while it cannot (no slot free, or
+				// its process paused), the rest wait.
+				if err := st.hold(ctx, &inst, true); err != nil {
+					if isHeld(err) {
+						return started, nil
+					}
 					return started, err
-				}
-				limit, err := st.limit(ctx, inst.Process)
-				if err != nil {
-					return started, err
-				}
-				ok, err := o.Instances.Admit(ctx, inst.ID, limit)
-				if err != nil || !ok {
-					return started, err // no slot free: the rest wait
 				}
 				if err := st.retryQueued(ctx, inst); err != nil {
 					return started, err
