@@ -110,3 +110,112 @@ func TestSnapshotWhileWriting(t *testing.T) {
 		t.Fatalf("a missing database: %v", err)
 	}
 }
+
+// TestSnapshotHoldsNoWriterWhileCopying: the writers of the store are let
+// go before the copies are made, so a large database's copy holds up no
+// write (a write that cannot wait is not refused), and what is written
+// meanwhile, to the store or to the other database, is not in the backup.
+func TestSnapshotHoldsNoWriterWhileCopying(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	primary, temporal := filepath.Join(dir, "adaptflow.db"), filepath.Join(dir, "temporal.db")
+	st, err := sqlite.Open(ctx, primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	other, err := sql.Open("sqlite", "file:"+temporal+"?_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.ExecContext(ctx, `CREATE TABLE progress (n INTEGER PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	create := func(id string) {
+		t.Helper()
+		if _, _, err := st.CreateInstance(ctx, store.Instance{ID: id, Process: "p", ProcessVersion: 1, BusinessKey: id, Input: []byte(`{}`), CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create("before")
+	if _, err := other.ExecContext(ctx, `INSERT INTO progress (n) VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	// Space the other database no longer uses: the copy leaves it out.
+	for _, q := range []string{
+		`CREATE TABLE junk (b BLOB)`,
+		`WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 2000) INSERT INTO junk SELECT randomblob(1000) FROM c`,
+		`DELETE FROM junk`,
+	} {
+		if _, err := other.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A writer that does not wait at all: it fails at once if the store's
+	// writers are held.
+	impatient, err := sql.Open("sqlite", "file:"+primary+"?_pragma=busy_timeout(0)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer impatient.Close()
+	var during error
+	defer sqlite.OnSnapshotPinned(func() {
+		conn, err := impatient.Conn(ctx)
+		if err != nil {
+			during = err
+			return
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+			during = fmt.Errorf("a write to the store while the backup copies: %w", err)
+			return
+		}
+		if _, err := conn.ExecContext(ctx, `ROLLBACK`); err != nil {
+			during = err
+			return
+		}
+		create("during")
+		_, during = other.ExecContext(ctx, `INSERT INTO progress (n) VALUES (2)`)
+	})()
+	out := filepath.Join(t.TempDir(), "backup")
+	if _, err := sqlite.Snapshot(ctx, primary, []string{temporal}, out); err != nil {
+		t.Fatal(err)
+	}
+	if during != nil {
+		t.Fatal(during)
+	}
+	copied, err := sqlite.Open(ctx, filepath.Join(out, "adaptflow.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer copied.Close()
+	if _, err := copied.Instance(ctx, "before"); err != nil {
+		t.Fatalf("the instance written before the backup: %v", err)
+	}
+	if _, err := copied.Instance(ctx, "during"); err == nil {
+		t.Fatal("the backup holds an instance written while it copied")
+	}
+	tdb, err := sql.Open("sqlite", "file:"+filepath.Join(out, "temporal.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tdb.Close()
+	var rows []int
+	r, err := tdb.QueryContext(ctx, `SELECT n FROM progress ORDER BY n`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r.Next() {
+		var n int
+		_ = r.Scan(&n)
+		rows = append(rows, n)
+	}
+	if r.Err() != nil || len(rows) != 1 || rows[0] != 1 {
+		t.Fatalf("the other database's copy holds %v (%v), want [1]", rows, r.Err())
+	}
+	var free int
+	if err := tdb.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil || free != 0 {
+		t.Fatalf("the copy keeps %d free pages (%v)", free, err)
+	}
+}
