@@ -82,7 +82,9 @@ type DecisionReader interface {
 
 // ReviewReader reads reviews.
 type ReviewReader interface {
-	Review(ctx context.Context, id string) (store.Review, error)
+	// Review is the review with the id as it reads at now (a claim run
+	// out is gone).
+	Review(ctx context.Context, id string, now time.Time) (store.Review, error)
 	Reviews(ctx context.Context, f store.ReviewFilter) ([]store.Review, error)
 	QueueSummaries(ctx context.Context, f store.QueueFilter) ([]store.QueueSummary, error)
 }
@@ -186,6 +188,10 @@ type Options struct {
 	// ClaimLease is how long a claim on a review lasts unless the reviewer
 	// asks for another lease (default 30 min).
 	ClaimLease time.Duration
+	// Clock is the time claims on reviews and retries go by (default
+	// time.Now): the store's, as the replica reckons it, so that replicas
+	// whose clocks differ judge a claim alike.
+	Clock func() time.Time
 	// KeyCacheTTL is how long a key record read from the store is trusted
 	// (default DefaultKeyCacheTTL; negative reads the store on every
 	// request). Revocations made through this server apply at once, those
@@ -226,6 +232,9 @@ func (o *Options) defaults() {
 	}
 	if o.ClaimLease <= 0 {
 		o.ClaimLease = DefaultClaimLease
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
 	}
 	if o.Namespace == "" {
 		o.Namespace = "default"

@@ -238,7 +238,7 @@ func (s *server) retryInstance(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	claimed, err := s.Retries.ClaimRetry(ctx, inst.ID, run, time.Now(), store.RetryClaimStale, limit)
+	claimed, err := s.Retries.ClaimRetry(ctx, inst.ID, run, s.Clock(), store.RetryClaimStale, limit)
 	if errors.Is(err, store.ErrNoSlot) {
 		s.queueRetry(c, inst, run, stopped, reason)
 		return
@@ -345,7 +345,7 @@ func (st *starter) retryQueued(ctx context.Context, inst store.Instance) error {
 	if o.Retries == nil {
 		return nil // a starter that cannot retry leaves it to the API's sweep
 	}
-	taken, err := o.Retries.TakeQueuedRetry(ctx, inst.ID, time.Now())
+	taken, err := o.Retries.TakeQueuedRetry(ctx, inst.ID, o.Clock())
 	if err != nil || !taken {
 		return err
 	}

@@ -43,7 +43,7 @@ const similarCases = 5
 
 func (s *server) listReviews(c *gin.Context) {
 	f := store.ReviewFilter{Status: c.DefaultQuery("status", store.ReviewOpen), Queue: c.Query("queue"), Process: c.Query("process"),
-		Assignee: c.Query("assignee"), After: c.Query("after"), Now: time.Now()}
+		Assignee: c.Query("assignee"), After: c.Query("after"), Now: s.Clock()}
 	switch f.Status {
 	case store.ReviewOpen, store.ReviewClaimed, store.ReviewEscalated, store.ReviewDecided, store.ReviewExpired, store.ReviewCanceled:
 	case "all":
@@ -91,7 +91,7 @@ const defaultQueueWindow = 24 * time.Hour
 // what was closed in each over the window (since, default 24h). A key
 // limited to processes counts only theirs.
 func (s *server) listQueues(c *gin.Context) {
-	now := time.Now().UTC()
+	now := s.Clock().UTC()
 	since, err := agoParam(c, "since", now)
 	if err != nil {
 		fail(c, err)
@@ -222,7 +222,7 @@ func (s *server) allowedReview(c *gin.Context) (store.Review, error) {
 // allowedReviewID is the review id, refused (403) to a key limited to
 // other processes.
 func (s *server) allowedReviewID(c *gin.Context, id string) (store.Review, error) {
-	r, err := s.Reviews.Review(c.Request.Context(), id)
+	r, err := s.Reviews.Review(c.Request.Context(), id, s.Clock())
 	if err == nil {
 		err = allowProcess(c, r.Process)
 	}
@@ -255,7 +255,7 @@ func (s *server) claimReview(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	now := time.Now()
+	now := s.Clock()
 	r, err := s.Claims.ClaimReview(c.Request.Context(), c.Param("id"), caller(c).Name, now, now.Add(lease))
 	if err != nil {
 		fail(c, err)
@@ -318,12 +318,12 @@ func (s *server) reassignReview(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	moved, err := s.Reviews.Review(ctx, rv.ID)
+	moved, err := s.Reviews.Review(ctx, rv.ID, s.Clock())
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, moved.WithClaimAt(time.Now()))
+	c.JSON(http.StatusOK, moved)
 }
 
 func (s *server) releaseReview(c *gin.Context) {
@@ -331,7 +331,7 @@ func (s *server) releaseReview(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	r, err := s.Claims.ReleaseReview(c.Request.Context(), c.Param("id"), caller(c).Name, time.Now())
+	r, err := s.Claims.ReleaseReview(c.Request.Context(), c.Param("id"), caller(c).Name, s.Clock())
 	if err != nil {
 		fail(c, err)
 		return
@@ -431,7 +431,7 @@ func (s *server) decide(c *gin.Context, id string, req reviewDecisionRequest) (d
 			}
 		}
 	}
-	now := time.Now()
+	now := s.Clock()
 	if _, err := s.Claims.ClaimReview(ctx, rv.ID, caller(c).Name, now, now.Add(s.ClaimLease)); err != nil {
 		return out, err
 	}

@@ -79,7 +79,7 @@ func (s *server) instanceTimeline(c *gin.Context) {
 		}
 	}
 	for _, rs := range st.Reviews {
-		rv, err := s.Reviews.Review(ctx, rs.ID)
+		rv, err := s.Reviews.Review(ctx, rs.ID, s.Clock())
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}

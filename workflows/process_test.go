@@ -274,7 +274,7 @@ func TestReviewGate(t *testing.T) {
 			if res.Status != tc.status || planString(st) != tc.plan {
 				t.Fatalf("status %s plan %q", res.Status, planString(st))
 			}
-			rv, err := h.store.Review(t.Context(), st.Reviews[0].ID)
+			rv, err := h.store.Review(t.Context(), st.Reviews[0].ID, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -318,7 +318,7 @@ func TestReviewSLAExpires(t *testing.T) {
 	if res.Status != workflows.StatusRejected || st.Reviews[0].Status != store.ReviewExpired {
 		t.Fatalf("status %s, review %+v", res.Status, st.Reviews[0])
 	}
-	rv, _ := h.store.Review(t.Context(), st.Reviews[0].ID)
+	rv, _ := h.store.Review(t.Context(), st.Reviews[0].ID, time.Now())
 	if rv.Status != store.ReviewExpired || rv.Verdict != store.VerdictReject || rv.DueAt == nil {
 		t.Fatalf("stored review %+v", rv)
 	}
@@ -655,7 +655,7 @@ func TestReviewEscalatesThenRejects(t *testing.T) {
 	if res.Status != workflows.StatusRejected || st.Reviews[0].Status != store.ReviewExpired || st.Reviews[0].Verdict != store.VerdictReject {
 		t.Fatalf("status %s, review %+v", res.Status, st.Reviews[0])
 	}
-	rv, err := h.store.Review(t.Context(), st.Reviews[0].ID)
+	rv, err := h.store.Review(t.Context(), st.Reviews[0].ID, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -705,7 +705,7 @@ func TestReviewEscalatesLevelAfterLevel(t *testing.T) {
 		m[1].To != "cfo" || m[1].Note != "escalated (level 2): its SLA ran out" {
 		t.Fatalf("the review's moves %+v", m)
 	}
-	rv, err := h.store.Review(t.Context(), st.Reviews[0].ID)
+	rv, err := h.store.Review(t.Context(), st.Reviews[0].ID, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -956,7 +956,7 @@ func TestCancelWhileWaitingForReview(t *testing.T) {
 				t.Fatalf("status %s, error %q, plan %q", res.Status, st.Error, planString(st))
 			}
 			// The review leaves the inbox.
-			rv, err := h.store.Review(t.Context(), st.Reviews[0].ID)
+			rv, err := h.store.Review(t.Context(), st.Reviews[0].ID, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1646,7 +1646,7 @@ func TestReassignReview(t *testing.T) {
 	}, time.Hour)
 	h.env.RegisterDelayedCallback(func() {
 		st := h.state(t)
-		rv, err := h.store.Review(t.Context(), st.Reviews[0].ID)
+		rv, err := h.store.Review(t.Context(), st.Reviews[0].ID, time.Now())
 		if err != nil || rv.Queue != "fraud" || rv.ClaimedBy != "" || st.Reviews[0].Queue != "fraud" {
 			t.Errorf("after the move: stored %+v (%v), state %+v", rv, err, st.Reviews[0])
 		}

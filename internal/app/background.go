@@ -18,9 +18,7 @@ type leaser interface {
 	TakeLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (store.Lease, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
 	LiveLeases(ctx context.Context, prefix string, now time.Time) ([]store.Lease, error)
-	// Clock is the store's time, which the leases go by: replicas share
-	// the store, not a clock.
-	Clock(ctx context.Context) (time.Time, error)
+	clockSource
 }
 
 // task is a background task of the API: the sweeps, the canary guards,
@@ -48,13 +46,8 @@ type background struct {
 	holder string
 	logger *slog.Logger
 
-	// local is this replica's clock (time.Now; a test's skewed one).
-	local func() time.Time
-	// mu guards offset, the store's clock minus this replica's as last
-	// measured, and synced, when (locally) it was.
-	mu     sync.Mutex
-	offset time.Duration
-	synced time.Time
+	// storeClock is the time the leases go by.
+	*storeClock
 
 	leader   *prometheus.GaugeVec
 	lastOK   *prometheus.GaugeVec
@@ -65,7 +58,7 @@ type background struct {
 
 func newBackground(leases leaser, holder string, lg *slog.Logger, reg prometheus.Registerer) *background {
 	b := &background{
-		leases: leases, holder: holder, logger: lg, local: time.Now,
+		leases: leases, holder: holder, logger: lg, storeClock: newStoreClock(leases, lg),
 		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "adaptflow_background_task_leader",
 			Help: "1 when this replica holds the lease of a background task (it runs it), else 0.",
@@ -89,48 +82,6 @@ func newBackground(leases leaser, holder string, lg *slog.Logger, reg prometheus
 	}
 	reg.MustRegister(b.leader, b.lastOK, b.interval, b.runs, b.replicas)
 	return b
-}
-
-// clockEvery is how often a replica measures its clock against the
-// store's.
-const clockEvery = time.Minute
-
-// now is the store's time as this replica reckons it: its own clock,
-// corrected by the offset to the store's last measured. A replica whose
-// clock runs behind would otherwise write leases that the others find
-// expired already, and run a task beside its holder; one whose clock
-// runs ahead would hold a task well past its death.
-func (b *background) now(ctx context.Context) time.Time {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if local := b.local(); b.synced.IsZero() || local.Sub(b.synced) >= clockEvery || local.Before(b.synced) {
-		b.syncClock(ctx)
-	}
-	return b.local().Add(b.offset)
-}
-
-// syncClock measures the offset of the store's clock to this replica's
-// (the midpoint of the round trip, as NTP does). A failed or slow
-// measure keeps the last offset; the next call tries again.
-func (b *background) syncClock(ctx context.Context) {
-	t0 := b.local()
-	at, err := b.leases.Clock(ctx)
-	t1 := b.local()
-	if err != nil {
-		if ctx.Err() == nil {
-			b.logger.Warn("the store's clock cannot be read; the leases go by the last offset to it", "offset", b.offset, "err", err)
-		}
-		return
-	}
-	rtt := t1.Sub(t0)
-	if rtt < 0 || rtt > 2*time.Second {
-		return // too slow a round trip to measure by
-	}
-	offset := at.Sub(t0.Add(rtt / 2))
-	if off := offset.Abs(); off > time.Second && (offset-b.offset).Abs() > time.Second {
-		b.logger.Warn("this replica's clock is off the store's; its leases go by the store's", "offset", offset.Round(time.Millisecond))
-	}
-	b.offset, b.synced = offset, t1
 }
 
 // replicaName names this process among the API replicas: its host name

@@ -91,6 +91,10 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		return err
 	}
 	lc.add("store", func(context.Context) error { return st.Close() })
+	// Claims on reviews and retries, and the background tasks' leases, go
+	// by the store's clock, measured now and then every minute.
+	clock := newStoreClock(st, lg)
+	clock.now(ctx)
 
 	env, err := policies.NewEnv()
 	if err != nil {
@@ -204,7 +208,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		// queued for its slot as it ends.
 		acts.StartQueuedFn = func(ctx context.Context, process string) (int, error) {
 			return api.StartQueued(ctx, api.SweepOptions{Options: api.Options{
-				Instances: st, Definitions: st, Schedules: st, Retries: st, Temporal: tc, TaskQueue: TaskQueue, Namespace: opts.Namespace, Logger: lg, Retried: retried,
+				Instances: st, Definitions: st, Schedules: st, Retries: st, Temporal: tc, TaskQueue: TaskQueue, Namespace: opts.Namespace, Logger: lg, Retried: retried, Clock: clock.read,
 			}}, process)
 		}
 		finish = acts.Metrics.Finish
@@ -248,7 +252,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Signals: st, Ended: st, AuditLog: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Schedules: st, Scanner: st, Chains: st, Examples: st, Embedder: embedder, Temporal: tc, TaskQueue: TaskQueue, Namespace: opts.Namespace, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit, Metrics: reg, Tracer: tracer,
 		Ready: func(ctx context.Context) error { return st.Ping(ctx) }, StartWait: opts.StartWait, MetricsElsewhere: opts.MetricsListen != "",
-		Finished: finish.Ended, Retried: retried,
+		Finished: finish.Ended, Retried: retried, Clock: clock.read,
 	}
 	handler, err := api.New(apiOpts)
 	if err != nil {
@@ -266,6 +270,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	// The background tasks run in one API replica at a time: the one that
 	// holds each task's lease in the store.
 	bg := newBackground(st, replicaName(ln.Addr().String()), lg, reg)
+	bg.storeClock = clock
 	bg.countReplicas(ctx, lc, opts.ReplicaEvery, handler.SetReplicas)
 	runSweeps(ctx, lc, bg, apiOpts, opts.SweepEvery)
 	runCanaryGuards(ctx, lc, bg, apiOpts, opts.CanaryGuardEvery, reg)

@@ -652,10 +652,10 @@ func (s *Store) CreateReview(ctx context.Context, r store.Review) (store.Review,
 	return s.reviewWhere(ctx, s.pool, `id = $1`, r.ID)
 }
 
-// Review returns the review with the id.
-func (s *Store) Review(ctx context.Context, id string) (store.Review, error) {
+// Review returns the review with the id as it reads at now.
+func (s *Store) Review(ctx context.Context, id string, now time.Time) (store.Review, error) {
 	r, err := s.reviewWhere(ctx, s.pool, `id = $1`, id)
-	return r.WithClaimAt(time.Now()), err
+	return r.WithClaimAt(now), err
 }
 
 const reviewCols = `id, instance_id, run_id, process, step, queue, reason, policy_id, decision_id, status, verdict, reviewer, comment, created_at, due_at, decided_at, claimed_by, claim_expires_at, escalated_at, priority`

@@ -82,7 +82,7 @@ type Store interface {
 	Decision(ctx context.Context, id string) (process.Decision, error)
 	Decisions(ctx context.Context, instanceID string) ([]process.Decision, error)
 	CreateReview(ctx context.Context, r store.Review) (store.Review, error)
-	Review(ctx context.Context, id string) (store.Review, error)
+	Review(ctx context.Context, id string, now time.Time) (store.Review, error)
 	Reviews(ctx context.Context, f store.ReviewFilter) ([]store.Review, error)
 	CloseReview(ctx context.Context, r store.Review) (store.Review, error)
 	ClaimReview(ctx context.Context, id, reviewer string, now, until time.Time) (store.Review, error)
@@ -2413,7 +2413,7 @@ func testPrune(t *testing.T, s Store) {
 	if ds, err := s.Decisions(ctx, "done"); err != nil || len(ds) != 0 {
 		t.Fatalf("decisions of a pruned instance: %d, %v", len(ds), err)
 	}
-	if _, err := s.Review(ctx, "rv-done"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Review(ctx, "rv-done", time.Now()); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("review of a pruned instance: %v", err)
 	}
 	if vs, err := s.Verdicts(ctx, "c", time.Time{}); err != nil || len(vs) != 1 || vs[0].ReviewID != "rv-running" {
@@ -2422,7 +2422,7 @@ func testPrune(t *testing.T, s Store) {
 	if in, err := s.Instance(ctx, "running"); err != nil || in.StateSeq != 1 {
 		t.Fatalf("the running instance after the prune: %+v, %v", in, err)
 	}
-	if rv, err := s.Review(ctx, "rv-running"); err != nil || rv.InstanceID != "running" {
+	if rv, err := s.Review(ctx, "rv-running", time.Now()); err != nil || rv.InstanceID != "running" {
 		t.Fatalf("the running instance's review after the prune: %+v, %v", rv, err)
 	}
 	if ds, err := s.Decisions(ctx, "running"); err != nil || len(ds) != 1 {
