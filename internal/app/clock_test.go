@@ -31,7 +31,7 @@ func skewedClock(st clockSource, skew time.Duration) *storeClock {
 func TestStoreClockCorrectsASkewedReplica(t *testing.T) {
 	st := openLeases(t)
 	for _, skew := range []time.Duration{-10 * time.Minute, 10 * time.Minute} {
-		if off := skewedClock(st, skew).read().Sub(time.Now()); off.Abs() > time.Second {
+		if off := time.Until(skewedClock(st, skew).read()); off.Abs() > time.Second {
 			t.Fatalf("a replica %v off reads the store's time %v off", skew, off)
 		}
 	}
