@@ -371,10 +371,14 @@ const (
 	changeSubProcessHold          = "sub-process-hold"
 	versionSubProcessHold Version = 1
 	// changeConcurrency: an instance of a process with a concurrency limit
-	// starts the instances queued for its slot when it ends. Only such
-	// definitions reach the marker.
+	// starts the instances queued for its slot when it ends
+	// (versionConcurrency). From versionSlotOnSave on, the workflow leaves
+	// that to its final save (the activity's freedSlot, which covers the
+	// versions without a limit too): both started the queue, the second
+	// for nothing. Only such definitions reach the marker.
 	changeConcurrency          = "concurrency-slot"
 	versionConcurrency Version = 1
+	versionSlotOnSave  Version = 2
 )
 
 // compensate, for an instance that ended without completing (failed,
@@ -1328,11 +1332,15 @@ func (r *runner) runSubProcess(ctx workflow.Context, i int, in activities.StepIn
 }
 
 // freeSlot, for an instance whose definition limits how many run at once
-// (from versionConcurrency on), starts the instances of the process queued
-// for the slot it leaves, now rather than at the start sweep's next pass.
-// One that fails is logged: the sweep starts them all the same.
+// (from versionConcurrency to versionSlotOnSave), starts the instances of
+// the process queued for the slot it leaves, now rather than at the start
+// sweep's next pass. One that fails is logged: the sweep starts them all
+// the same. From versionSlotOnSave on, the final save starts them.
 func (r *runner) freeSlot(ctx workflow.Context) {
-	if r.def.Concurrency <= 0 || workflow.GetVersion(ctx, changeConcurrency, workflow.DefaultVersion, versionConcurrency) < versionConcurrency {
+	if r.def.Concurrency <= 0 {
+		return
+	}
+	if v := workflow.GetVersion(ctx, changeConcurrency, workflow.DefaultVersion, versionSlotOnSave); v < versionConcurrency || v >= versionSlotOnSave {
 		return
 	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{

@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -1736,5 +1737,26 @@ func TestCompensations(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An instance of a process with a concurrency limit starts the queue for
+// the slot it frees once as it ends: its final save does (as for a
+// version without a limit), and the workflow no longer does it again.
+func TestEndFreesItsSlotOnce(t *testing.T) {
+	limited := strings.Replace(ordersYAML, "version: 1\n", "version: 1\nconcurrency: 2\n", 1)
+	h := newHarness(t, limited)
+	h.register(t, limited)
+	var starts []string
+	h.acts.StartQueuedFn = func(_ context.Context, process string) (int, error) {
+		starts = append(starts, process)
+		return 0, nil
+	}
+	res, err := h.run(t, orderInput(120, false))
+	if err != nil || res.Status != workflows.StatusCompleted {
+		t.Fatalf("%v %s", err, res.Status)
+	}
+	if len(starts) != 1 || starts[0] != "orders" {
+		t.Fatalf("the queue was started %d times (%v), want once", len(starts), starts)
 	}
 }

@@ -309,7 +309,7 @@ func TestConcurrencyLimit(t *testing.T) {
 	}
 	decide(fifthID)
 	d.waitStatus(sixth.body["id"].(string), "waiting_review")
-	d.recordHistories(map[string]string{firstID: "concurrency_v9.json", hireID: "process_step_queued_v9.json"})
+	d.recordHistories(map[string]string{firstID: "concurrency_v10.json", hireID: "process_step_queued_v9.json"})
 
 	// A retry takes a slot as a start does: with none free it waits in
 	// the queue, and the instance that frees one runs it; then it holds
