@@ -1163,10 +1163,13 @@ func TestRestartResumes(t *testing.T) {
 // TestBackupWhileRunning backs up adaptflow dev's data directory while it
 // runs (adaptflow backup) with one instance waiting for a review and
 // others starting, then runs a new adaptflow dev on the backup: the
-// instance completed before is there, and the waiting one finishes.
+// instance completed before is there, and the waiting one finishes. The
+// directories' names hold what a "file:" URI reads otherwise ('?', '#',
+// '%'): the databases are where they are named, and nowhere else.
 func TestBackupWhileRunning(t *testing.T) {
 	t.Setenv("DATABASE_URL", "") // the data directory's SQLite store, not CI's server
-	dir, tmp := t.TempDir(), freeAddr(t)
+	parent, tmp := t.TempDir(), freeAddr(t)
+	dir := filepath.Join(parent, "data #1?mode=ro 100%")
 	d := startDev(t, dir, tmp)
 	input := map[string]any{"request_id": "PO-1", "requester": "ann", "amount": 300, "budget_remaining": 5000, "supplier": "ACME"}
 	done := d.start("procurement-approval", "before", input)
@@ -1181,7 +1184,7 @@ func TestBackupWhileRunning(t *testing.T) {
 			d.call("POST", "/v1/processes/procurement-approval/instances", adminKey, string(b))
 		}
 	}()
-	out := filepath.Join(t.TempDir(), "backup")
+	out := filepath.Join(t.TempDir(), "backup #2?x 50%")
 	var stdout, stderr bytes.Buffer
 	code := cli.Backup(t.Context(), []string{"--data-dir", dir, "--out", out}, &stdout, &stderr)
 	<-busy
@@ -1194,6 +1197,14 @@ func TestBackupWhileRunning(t *testing.T) {
 		}
 	}
 	d.stop()
+	for _, f := range []string{"temporal.db", "temporal-visibility.db", "adaptflow.db"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Fatalf("the data directory: %v", err)
+		}
+	}
+	if entries, _ := os.ReadDir(parent); len(entries) != 1 {
+		t.Fatalf("beside the data directory: %v", entries)
+	}
 
 	d = startDev(t, out, "")
 	d.waitStatus(done, "completed")

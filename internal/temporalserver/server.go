@@ -25,6 +25,7 @@ import (
 	"go.temporal.io/server/common/log"
 
 	"github.com/adaptflow/adaptflow/internal/ports"
+	"github.com/adaptflow/adaptflow/store/sqlite"
 	"go.temporal.io/server/common/log/tag"
 	"go.temporal.io/server/common/membership/static"
 	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
@@ -278,7 +279,7 @@ func sqlConfig(opts Options) (*config.SQL, error) {
 		conf, err = memorySQL("adaptflow-")
 	} else {
 		conf = fileSQL(opts.DatabaseFile)
-		err = setUpIfMissing(&conf, "schema", nil)
+		err = setUpIfMissing(&conf, opts.DatabaseFile, "schema", nil)
 	}
 	if err != nil {
 		return nil, err
@@ -312,7 +313,7 @@ func visibilityConfig(opts Options) (*config.SQL, error) {
 	}
 	file := VisibilityFile(opts.DatabaseFile)
 	conf := fileSQL(file)
-	if err := setUpIfMissing(&conf, "visibility schema", func() error { return trimVisibilityIndexes(file) }); err != nil {
+	if err := setUpIfMissing(&conf, file, "visibility schema", func() error { return trimVisibilityIndexes(file) }); err != nil {
 		return nil, err
 	}
 	return &conf, nil
@@ -341,16 +342,16 @@ func memorySQL(prefix string) (config.SQL, error) {
 // (about twice the throughput, a third of the start latency under load).
 func fileSQL(file string) config.SQL {
 	return config.SQL{
-		PluginName: sqliteplugin.PluginName, DatabaseName: file, MaxConns: 1, MaxIdleConns: 1,
+		// The plugin opens "file:" + DatabaseName: a URI's path.
+		PluginName: sqliteplugin.PluginName, DatabaseName: sqlite.URIPath(file), MaxConns: 1, MaxIdleConns: 1,
 		ConnectAttributes: map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "normal", "busy_timeout": "10000"},
 	}
 }
 
-// setUpIfMissing creates the schema of conf's database file, and runs
+// setUpIfMissing creates the schema of conf's database, file, and runs
 // after (when not nil), unless the file exists. A half-made file is
 // removed: it must not look like a database.
-func setUpIfMissing(conf *config.SQL, what string, after func() error) error {
-	file := conf.DatabaseName
+func setUpIfMissing(conf *config.SQL, file, what string, after func() error) error {
 	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -374,7 +375,7 @@ func setUpIfMissing(conf *config.SQL, what string, after func() error) error {
 // attributes, and each index costs every visibility write an update. A
 // query on such an attribute still works, by scanning.
 func trimVisibilityIndexes(file string) error {
-	db, err := sql.Open("sqlite", file)
+	db, err := sql.Open("sqlite", "file:"+sqlite.URIPath(file))
 	if err != nil {
 		return fmt.Errorf("temporal: visibility database: %w", err)
 	}

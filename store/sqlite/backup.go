@@ -170,7 +170,7 @@ func (p *pinned) copyTo(ctx context.Context, dst string) error {
 		if !ok {
 			return fmt.Errorf("the driver's connection (%T) has no online backup", dc)
 		}
-		bk, err := b.NewBackup("file:" + dst)
+		bk, err := b.NewBackup("file:" + URIPath(dst))
 		if err != nil {
 			return err
 		}
@@ -195,7 +195,7 @@ const compactFree = 10
 // compact rewrites a copy without its free pages (VACUUM) when many are
 // free, and checks it.
 func compact(ctx context.Context, path string) error {
-	db, err := sql.Open("sqlite", "file:"+path)
+	db, err := sql.Open("sqlite", "file:"+URIPath(path))
 	if err != nil {
 		return fmt.Errorf("sqlite: open the copy %s: %w", path, err)
 	}
@@ -222,7 +222,7 @@ func compact(ctx context.Context, path string) error {
 // openForSnapshot opens a database to copy from, as its writers do (WAL,
 // with their busy timeout).
 func openForSnapshot(path string) (*sql.DB, error) {
-	db, err := sql.Open("sqlite", "file:"+path+"?"+url.Values{"_pragma": {"busy_timeout(10000)"}}.Encode())
+	db, err := sql.Open("sqlite", "file:"+URIPath(path)+"?"+url.Values{"_pragma": {"busy_timeout(10000)"}}.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}

@@ -46,6 +46,14 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return OpenWith(ctx, path, Options{})
 }
 
+// URIPath is path as the path of a "file:" URI, which SQLite opens: '%',
+// '?' and '#' percent-encoded. Unencoded, a '?' or '#' in a directory's
+// name would end the path there (and drop the pragmas after it), opening
+// another file, and a '%' would be read as an escape.
+func URIPath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+}
+
 // OpenWith is Open with options.
 func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.EmbeddingDim <= 0 {
@@ -55,7 +63,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
 	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(1)"} {
 		q.Add("_pragma", p)
 	}
-	dsn := "file:" + path + "?" + q.Encode()
+	dsn := "file:" + URIPath(path) + "?" + q.Encode()
 	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -107,7 +115,7 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 	for _, p := range []string{"busy_timeout(10000)", "query_only(1)"} {
 		q.Add("_pragma", p)
 	}
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&"+q.Encode())
+	db, err := sql.Open("sqlite", "file:"+URIPath(path)+"?mode=ro&"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -307,7 +315,7 @@ func MigrationStatus(ctx context.Context, path string) ([]store.Migration, error
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return out, nil
 	}
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	db, err := sql.Open("sqlite", "file:"+URIPath(path)+"?mode=ro")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
