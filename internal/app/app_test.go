@@ -1148,12 +1148,20 @@ func recordHistory(t testing.TB, tc client.Client, id, name string) {
 
 // TestRestartResumes stops adaptflow dev cleanly while an instance waits for
 // a review, starts it again on the same data directory, and finishes the
-// instance: nothing lost, no decision recorded twice.
+// instance: nothing lost, no decision recorded twice. A second adaptflow
+// dev on the directory while the first runs is refused, naming the first:
+// two Temporal servers on one database take each other's shards.
 func TestRestartResumes(t *testing.T) {
 	dir, tmp := t.TempDir(), freeAddr(t)
 	d := startDev(t, dir, tmp)
 	id := d.start("inventory-reconciliation", "inv-r", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 1, "erp_count": 30})
 	d.waitStatus(id, "waiting_review")
+	second := app.DefaultOptions()
+	second.DataDir, second.Listen, second.TemporalAddress, second.APIKey = dir, "127.0.0.1:0", "127.0.0.1:0", adminKey
+	err := app.Run(t.Context(), app.ModeDev, second)
+	if want := fmt.Sprintf("--data-dir %s: in use by adaptflow dev (pid %d, --listen 127.0.0.1:0); stop it first, or give another directory", dir, os.Getpid()); err == nil || err.Error() != want {
+		t.Fatalf("a second adaptflow dev on the directory: %v", err)
+	}
 	d.stop()
 
 	d = startDev(t, dir, tmp)

@@ -86,6 +86,13 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		err = errors.Join(err, lc.stop(sctx))
 	}()
 
+	if mode == ModeDev && opts.DataDir != "" {
+		unlock, err := lockDataDir(opts.DataDir, opts.Listen)
+		if err != nil {
+			return err
+		}
+		lc.add("data directory lock", func(context.Context) error { return unlock() })
+	}
 	st, err := openStore(ctx, opts)
 	if err != nil {
 		return err
