@@ -19,7 +19,6 @@ import (
 	"github.com/adaptflow/adaptflow/api/apitest"
 	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/ml/classify/openaitest"
-	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/sqlite"
 )
@@ -39,25 +38,8 @@ func newServerAt(t testing.TB, path string, tweak ...func(*api.Options)) (*httpt
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := l.Addr().String()
-	_ = l.Close()
-	tc, err := client.NewLazyClient(client.Options{HostPort: dead})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tc.Close)
-	env, err := policies.NewEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := api.Options{
-		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Signals: st, Ended: st, AuditLog: st, Verdicts: st, Stats: st,
-		Lifecycle: st, Schedules: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env, MaxBody: 4096, Timeout: 2 * time.Second,
-	}
+	opts := apitest.Options(t, st)
+	opts.MaxBody = 4096
 	for _, f := range tweak {
 		f(&opts)
 	}

@@ -3,17 +3,14 @@ package app
 import (
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
 	"github.com/adaptflow/adaptflow/api"
-	"github.com/adaptflow/adaptflow/policies"
+	"github.com/adaptflow/adaptflow/api/apitest"
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/sqlite"
 )
@@ -75,25 +72,9 @@ func TestSkewedReplicasJudgeAClaimAlike(t *testing.T) {
 // apiReplica serves the API on st with clock, Temporal down.
 func apiReplica(t *testing.T, st *sqlite.Store, clock func() time.Time) *httptest.Server {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := l.Addr().String()
-	_ = l.Close()
-	tc, err := client.NewLazyClient(client.Options{HostPort: dead})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tc.Close)
-	env, err := policies.NewEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := api.New(api.Options{
-		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Signals: st, Ended: st, AuditLog: st, Verdicts: st, Stats: st,
-		Lifecycle: st, Schedules: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: TaskQueue, Env: env, Clock: clock,
-	})
+	opts := apitest.Options(t, st)
+	opts.TaskQueue, opts.Clock = TaskQueue, clock
+	h, err := api.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

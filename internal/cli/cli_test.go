@@ -6,7 +6,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -15,11 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
 	_ "modernc.org/sqlite"
 
 	"github.com/adaptflow/adaptflow/activities"
 	"github.com/adaptflow/adaptflow/api"
+	"github.com/adaptflow/adaptflow/api/apitest"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
@@ -157,17 +156,7 @@ func TestAuditVerify(t *testing.T) {
 // gives out a key of role.
 func apiServer(t *testing.T, st *sqlite.Store, name, role string, tweak ...func(*api.Options)) (*httptest.Server, string) {
 	t.Helper()
-	env, _ := policies.NewEnv()
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := l.Addr().String()
-	_ = l.Close()
-	tc, err := client.NewLazyClient(client.Options{HostPort: dead})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tc.Close)
-	opts := api.Options{Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Signals: st, Ended: st, AuditLog: st, Verdicts: st, Stats: st,
-		Lifecycle: st, Schedules: st, Scanner: st, Chains: st, Examples: st, Temporal: tc, TaskQueue: "q", Env: env, Timeout: 2 * time.Second}
+	opts := apitest.Options(t, st)
 	for _, f := range tweak {
 		f(&opts)
 	}
