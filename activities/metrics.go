@@ -27,6 +27,7 @@ type Metrics struct {
 	llmTokens       *prometheus.CounterVec
 	trainings       *prometheus.HistogramVec
 	signals         *prometheus.CounterVec
+	webhooks        *prometheus.CounterVec
 	// Finish counts the instances that end.
 	Finish *FinishMetrics
 }
@@ -67,7 +68,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Observations of signals by their detectors, by process, signal and verdict (usual, anomalous, recurring, warming_up): alert on the anomalous ones. Each is counted once, by the worker that made it.",
 		}, []string{"process", "signal", "verdict"}),
 	}
-	reg.MustRegister(m.decisions, m.rejections, m.classifications, m.llmCalls, m.llmLatency, m.llmTokens, m.trainings, m.signals)
+	m.webhooks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "adaptflow_webhook_deliveries_total",
+		Help: "Attempts to deliver a webhook (instance callbacks, review escalations), by process, event and outcome: delivered (a 2xx answer), retrying (it failed, and is tried again) or undelivered (given up: a 4xx answer, or the last attempt failed).",
+	}, []string{"process", "event", "outcome"})
+	reg.MustRegister(m.decisions, m.rejections, m.classifications, m.llmCalls, m.llmLatency, m.llmTokens, m.trainings, m.signals, m.webhooks)
 	m.Finish = NewFinishMetrics(reg)
 	return m
 }
@@ -158,6 +163,14 @@ func (f *FinishMetrics) Ended(fin *store.Finish) {
 	}
 	f.finished.WithLabelValues(fin.Process, fin.Status).Inc()
 	f.cycleTime.WithLabelValues(fin.Process, fin.Status).Observe(fin.CycleTime.Seconds())
+}
+
+// webhook counts an attempt to deliver a webhook, by its outcome.
+func (m *Metrics) webhook(process, event, outcome string) {
+	if m == nil {
+		return
+	}
+	m.webhooks.WithLabelValues(process, event, outcome).Inc()
 }
 
 func (m *Metrics) decided(processName string, applied []process.AppliedAction, rejected int) {

@@ -371,7 +371,9 @@ type ReviewEvent struct {
 
 // Notify POSTs a review event; see post.
 func (a *Activities) Notify(ctx context.Context, in NotifyInput) error {
-	return a.post(ctx, in.URL, in.Key, process.JSON(in.Event))
+	err := a.post(ctx, in.URL, in.Key, process.JSON(in.Event))
+	a.delivered(ctx, in.Event.Process, in.Event.InstanceID, in.Event.Event, in.URL, err)
+	return err
 }
 
 // CallbackInput is one instance event for the business system's webhook.
@@ -401,7 +403,43 @@ type InstanceEvent struct {
 
 // Callback POSTs an instance event; see post.
 func (a *Activities) Callback(ctx context.Context, in CallbackInput) error {
-	return a.post(ctx, in.URL, in.Key, process.JSON(in.Event))
+	err := a.post(ctx, in.URL, in.Key, process.JSON(in.Event))
+	a.delivered(ctx, in.Event.Process, in.Event.InstanceID, in.Event.Event, in.URL, err)
+	return err
+}
+
+// WebhookAttempts is how often a webhook is tried (about an hour, with the
+// workflows' backoff), the last attempt's failure giving it up.
+const WebhookAttempts = 12
+
+// delivered counts an attempt to deliver a webhook (err its failure) and
+// logs one given up: a final answer (4xx), or the activity's last attempt.
+// The business system never hears of that event; the log line and
+// adaptflow_webhook_deliveries_total{outcome="undelivered"} say which.
+func (a *Activities) delivered(ctx context.Context, process, instance, event, url string, err error) {
+	if err == nil {
+		a.Metrics.webhook(process, event, "delivered")
+		return
+	}
+	var ae *temporal.ApplicationError
+	final := errors.As(err, &ae) && ae.NonRetryable()
+	attempt, last := int32(1), int32(WebhookAttempts)
+	if activity.IsActivity(ctx) {
+		info := activity.GetInfo(ctx)
+		attempt = info.Attempt
+		if p := info.RetryPolicy; p != nil { // Temporal's test suite gives none
+			last = p.MaximumAttempts
+		}
+	}
+	if last > 0 && attempt >= last {
+		final = true
+	}
+	if !final {
+		a.Metrics.webhook(process, event, "retrying")
+		return
+	}
+	a.Metrics.webhook(process, event, "undelivered")
+	a.logger().Error("webhook not delivered, given up", "process", process, "instance", instance, "event", event, "url", url, "attempts", attempt, "err", err)
 }
 
 // post sends body as JSON with an Idempotency-Key header and, when the

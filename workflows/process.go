@@ -945,7 +945,7 @@ var notifyOptions = workflow.ActivityOptions{
 		InitialInterval:        time.Second,
 		BackoffCoefficient:     2,
 		MaximumInterval:        10 * time.Minute,
-		MaximumAttempts:        12,
+		MaximumAttempts:        activities.WebhookAttempts,
 		NonRetryableErrorTypes: activities.NonRetryable,
 	},
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -1758,5 +1759,66 @@ func TestEndFreesItsSlotOnce(t *testing.T) {
 	}
 	if len(starts) != 1 || starts[0] != "orders" {
 		t.Fatalf("the queue was started %d times (%v), want once", len(starts), starts)
+	}
+}
+
+// A webhook that cannot be delivered is counted as it goes: each failed
+// attempt that is tried again as retrying, then undelivered once given
+// up (the last attempt failed, or a 4xx answer at once); the instance
+// ends all the same.
+func TestUndeliveredWebhooksAreCounted(t *testing.T) {
+	for _, tc := range []struct {
+		name                  string
+		status                int
+		retrying, undelivered float64
+	}{
+		{"down", http.StatusBadGateway, 11, 1},
+		{"refused", http.StatusNotFound, 0, 1},
+		{"up", http.StatusNoContent, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				w.WriteHeader(tc.status)
+			}))
+			defer srv.Close()
+			h := newHarness(t, strings.Replace(ordersYAML, "version: 1\n", "version: 1\ncallback: {url: '"+srv.URL+"', events: [completed]}\n", 1))
+			reg := prometheus.NewRegistry()
+			h.acts.Metrics = activities.NewMetrics(reg)
+			res, err := h.run(t, orderInput(20, false))
+			if err != nil || res.Status != workflows.StatusCompleted {
+				t.Fatalf("%v %s", err, res.Status)
+			}
+			count := func(outcome string) float64 {
+				mfs, err := reg.Gather()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, mf := range mfs {
+					if mf.GetName() != "adaptflow_webhook_deliveries_total" {
+						continue
+					}
+					for _, m := range mf.GetMetric() {
+						labels := map[string]string{}
+						for _, l := range m.GetLabel() {
+							labels[l.GetName()] = l.GetValue()
+						}
+						if labels["process"] == "orders" && labels["event"] == "instance.completed" && labels["outcome"] == outcome {
+							return m.GetCounter().GetValue()
+						}
+					}
+				}
+				return 0
+			}
+			delivered := 0.0
+			if tc.undelivered == 0 {
+				delivered = 1
+			}
+			if count("delivered") != delivered || count("retrying") != tc.retrying || count("undelivered") != tc.undelivered ||
+				float64(calls.Load()) != delivered+tc.retrying+tc.undelivered {
+				t.Fatalf("delivered %v, retrying %v, undelivered %v, after %d calls", count("delivered"), count("retrying"), count("undelivered"), calls.Load())
+			}
+		})
 	}
 }
