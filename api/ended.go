@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -114,6 +115,19 @@ func endInstance(ctx context.Context, o Options, w *workflowpb.WorkflowExecution
 	if w.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED {
 		why = "terminated in Temporal" + terminateReason(ctx, o, id, run)
 	}
+	if err := failOutside(ctx, o, inst, st, run, why); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// failOutside saves inst, whose workflow run ended (or vanished) without
+// its say, as failed with why: the step under way reads failed, those
+// after it not_run, its open reviews close as canceled (they leave the
+// inbox), and the instances its process steps stored and never started
+// end too.
+func failOutside(ctx context.Context, o Options, inst store.Instance, st workflows.State, run, why string) error {
+	id := inst.ID
 	st.Status, st.Error = workflows.StatusFailed, why
 	for i := range st.Plan {
 		switch st.Plan[i].State {
@@ -131,23 +145,121 @@ func endInstance(ctx context.Context, o Options, w *workflowpb.WorkflowExecution
 		}
 		_, err := o.Ended.CloseReview(ctx, store.Review{ID: rv.ID, Status: store.ReviewCanceled, Reviewer: "temporal", Comment: why, DecidedAt: &now})
 		if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
-			return false, fmt.Errorf("sweep ended: instance %s: close review %s: %w", id, rv.ID, err)
+			return fmt.Errorf("sweep ended: instance %s: close review %s: %w", id, rv.ID, err)
 		}
 		rv.Status = store.ReviewCanceled
 	}
 	raw, err := json.Marshal(st)
 	if err != nil {
-		return false, err
+		return err
 	}
 	finish, err := o.Ended.SaveInstanceState(ctx, id, run, inst.StateSeq+1, raw)
 	if err != nil {
-		return false, fmt.Errorf("sweep ended: instance %s: %w", id, err)
+		return fmt.Errorf("sweep ended: instance %s: %w", id, err)
 	}
 	if o.Finished != nil {
 		o.Finished(finish)
 	}
 	o.Logger.Warn("instance ended outside its workflow", "instance", id, "run", run, "why", why)
 	endUnstartedChildren(ctx, o, inst, st)
+	return nil
+}
+
+// LostWorkflow is the error of an instance whose workflow Temporal no
+// longer has.
+const LostWorkflow = "its workflow is no longer in Temporal (its history was lost: a new Temporal database, or its namespace deleted); start it again as a new instance"
+
+// LostSweep ends the instances in progress whose workflow Temporal no
+// longer has at all (its database lost or replaced, its namespace
+// deleted): nothing would ever move them, and their reviews could not be
+// decided. Each is saved as failed with LostWorkflow, as SweepEnded does.
+// A pass asks Temporal about at most Budget instances (one Describe
+// each), and the next pass goes on from there: a round covers every
+// process's instances in progress, newest first, that started (their
+// workflow saved a state) at least MinAge ago.
+type LostSweep struct {
+	Budget int
+	MinAge time.Duration
+
+	processes []string // left in this round, the current one first
+	after     string   // the cursor in the current process
+}
+
+// Run makes one pass; it returns how many instances it ended.
+func (l *LostSweep) Run(ctx context.Context, o Options) (int, error) {
+	o.defaults()
+	if o.Ended == nil {
+		return 0, errors.New("sweep lost: no EndedStore")
+	}
+	if len(l.processes) == 0 { // a new round
+		defs, err := o.Definitions.Definitions(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("sweep lost: definitions: %w", err)
+		}
+		for _, d := range defs {
+			if !slices.Contains(l.processes, d.Name) {
+				l.processes = append(l.processes, d.Name)
+			}
+		}
+		l.after = ""
+	}
+	ended, asked := 0, 0
+	before := time.Now().Add(-l.MinAge)
+	for len(l.processes) > 0 && asked < l.Budget {
+		limit := min(200, l.Budget-asked)
+		page, err := o.Instances.Instances(ctx, store.InstanceFilter{Process: l.processes[0], Status: store.InstanceInProgress, After: l.after, Limit: limit})
+		if err != nil {
+			return ended, fmt.Errorf("sweep lost: instances of %s: %w", l.processes[0], err)
+		}
+		for _, sum := range page {
+			l.after = store.InstanceCursor(sum)
+			if sum.Status == workflows.StatusStarting || sum.CreatedAt.After(before) {
+				continue // not started yet (the start sweep's), or just started
+			}
+			asked++
+			ok, err := endLost(ctx, o, sum.ID)
+			if err != nil {
+				return ended, err
+			}
+			if ok {
+				ended++
+			}
+		}
+		if len(page) < limit { // the process's last page
+			l.processes, l.after = l.processes[1:], ""
+		}
+	}
+	return ended, nil
+}
+
+// endLost ends the instance id as lost if Temporal has no workflow of it
+// and it ran (a workflow saved its state); it reports whether it did.
+func endLost(ctx context.Context, o Options, id string) (bool, error) {
+	_, err := o.Temporal.DescribeWorkflowExecution(ctx, id, "")
+	var nf *serviceerror.NotFound
+	if !errors.As(err, &nf) {
+		if err != nil {
+			return false, fmt.Errorf("sweep lost: describe %s: %w", id, err)
+		}
+		return false, nil // there: it moves
+	}
+	inst, err := o.Instances.Instance(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("sweep lost: instance %s: %w", id, err)
+	}
+	if inst.PendingStart || inst.StateSeq == 0 || inst.StateRun == "" {
+		return false, nil // its workflow has not started (held, queued, or starting)
+	}
+	var st workflows.State
+	if err := json.Unmarshal(inst.State, &st); err != nil {
+		return false, fmt.Errorf("sweep lost: instance %s: stored state: %w", id, err)
+	}
+	if store.Final(st.Status) {
+		return false, nil
+	}
+	if err := failOutside(ctx, o, inst, st, inst.StateRun, LostWorkflow); err != nil {
+		return false, err
+	}
 	return true, nil
 }
 

@@ -1168,6 +1168,66 @@ func TestRestartResumes(t *testing.T) {
 	finishAfterRestart(t, d, id)
 }
 
+// startTemporal starts an embedded Temporal server (in memory) for the
+// test, stopped at its end; tweak adjusts its options.
+func startTemporal(t *testing.T, tweak ...func(*temporalserver.Options)) *temporalserver.Server {
+	t.Helper()
+	opts := temporalserver.DefaultOptions()
+	opts.FrontendAddress = freeAddr(t)
+	for _, f := range tweak {
+		f(&opts)
+	}
+	ts, err := temporalserver.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ts.Stop() })
+	return ts
+}
+
+// TestLostWorkflowsFail: Temporal's database is lost while an instance
+// waits for a review (adaptflow dev runs again on its store alone). On the
+// next start the sweep finds Temporal has no workflow of it and ends it
+// failed, saying so, with its review canceled: before, it waited for ever,
+// and a verdict on its review was refused. An instance started afresh
+// runs as usual.
+func TestLostWorkflowsFail(t *testing.T) {
+	t.Setenv("DATABASE_URL", "") // the data directory's SQLite store, not CI's server
+	defer app.LostMinAgeForTest(0)()
+	dir := t.TempDir()
+	fast := func(o *app.Options) { o.SweepEvery = 100 * time.Millisecond }
+	d := startDev(t, dir, "", fast)
+	id := d.start("inventory-reconciliation", "inv-lost", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 1, "erp_count": 30})
+	inst := d.waitStatus(id, "waiting_review")
+	review := inst["reviews"].([]any)[0].(map[string]any)["id"].(string)
+	d.stop()
+	// The store alone in a new directory: the embedded server keeps its
+	// databases open across an in-process restart, so removing them in
+	// place would not lose them.
+	storeOnly := t.TempDir()
+	files, _ := filepath.Glob(filepath.Join(dir, "adaptflow.db*"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(storeOnly, filepath.Base(f)), b, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	d = startDev(t, storeOnly, "", fast)
+	inst = d.waitStatus(id, "failed")
+	if inst["error"] != api.LostWorkflow || plan(inst) != "counts_consistent:done post_adjustment:failed" {
+		t.Fatalf("the lost instance: %v", inst)
+	}
+	if r := d.call("GET", "/v1/reviews/"+review, adminKey, ""); r.body["status"] != "canceled" {
+		t.Fatalf("its review: %s", r.raw)
+	}
+	again := d.start("inventory-reconciliation", "inv-new", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 3, "erp_count": 3})
+	d.waitStatus(again, "completed")
+}
+
 // TestBackupWhileRunning backs up adaptflow dev's data directory while it
 // runs (adaptflow backup) with one instance waiting for a review and
 // others starting, then runs a new adaptflow dev on the backup: the

@@ -2,6 +2,7 @@ package app
 
 import (
 	"crypto/tls"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -25,3 +26,11 @@ func TLSConfigForTest(o TemporalTLS, address string) (*tls.Config, error) { retu
 
 // LoadCalendar exposes the calendar file's reader to the tests.
 var LoadCalendar = loadCalendar
+
+// LostMinAgeForTest sets how long an instance runs before the sweep asks
+// Temporal whether it still has its workflow; the returned func undoes it.
+func LostMinAgeForTest(d time.Duration) func() {
+	old := lostMinAge
+	lostMinAge = d
+	return func() { lostMinAge = old }
+}

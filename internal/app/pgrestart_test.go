@@ -16,7 +16,6 @@ import (
 
 	"github.com/adaptflow/adaptflow/internal/app"
 	"github.com/adaptflow/adaptflow/internal/ports"
-	"github.com/adaptflow/adaptflow/internal/temporalserver"
 )
 
 // pgCluster is a PostgreSQL cluster of the test's own, so it can be stopped
@@ -85,13 +84,7 @@ func TestPostgresRestartLosesNothing(t *testing.T) {
 	pg := startCluster(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	opts := temporalserver.DefaultOptions()
-	opts.FrontendAddress = freeAddr(t)
-	ts, err := temporalserver.Start(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ts.Stop() }()
+	ts := startTemporal(t)
 
 	base := app.DefaultOptions()
 	base.DataDir = t.TempDir()

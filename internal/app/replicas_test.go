@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/adaptflow/adaptflow/internal/app"
-	"github.com/adaptflow/adaptflow/internal/temporalserver"
 )
 
 // TestTwoServersShareTheBackgroundTasks runs the production shape, two
@@ -19,13 +18,7 @@ func TestTwoServersShareTheBackgroundTasks(t *testing.T) {
 	pg := startCluster(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	topts := temporalserver.DefaultOptions()
-	topts.FrontendAddress = freeAddr(t)
-	ts, err := temporalserver.Start(ctx, topts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ts.Stop() }()
+	ts := startTemporal(t)
 
 	type server struct {
 		base   string

@@ -343,6 +343,7 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 		every = sweepEvery
 	}
 	since := time.Now().Add(-endedLookBack)
+	lost := &api.LostSweep{Budget: lostBudget, MinAge: lostMinAge}
 	bg.start(ctx, lc, task{name: "sweeper", every: every, run: func(ctx context.Context) error {
 		n, errStarts := api.SweepStarts(ctx, api.SweepOptions{Options: opts})
 		if errStarts != nil && ctx.Err() == nil {
@@ -357,9 +358,21 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 		} else if errEnded == nil {
 			since = next
 		}
-		return errors.Join(errStarts, errEnded)
+		n, errLost := lost.Run(ctx, opts)
+		if errLost != nil && ctx.Err() == nil {
+			opts.Logger.Warn("sweep of instances whose workflow Temporal lost", "ended", n, "err", errLost)
+		}
+		return errors.Join(errStarts, errEnded, errLost)
 	}})
 }
+
+// lostBudget is how many instances in progress a sweep asks Temporal
+// about, looking for workflows it lost (400 a minute: a round over
+// 100,000 instances in progress takes about 4 hours); lostMinAge is how
+// long an instance runs before it is asked about.
+const lostBudget = 200
+
+var lostMinAge = 2 * time.Minute
 
 // runEvery runs fn after first, then every interval after each run ends,
 // until shutdown, which waits for a run under way (lc stops it as name).

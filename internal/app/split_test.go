@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/adaptflow/adaptflow/internal/app"
-	"github.com/adaptflow/adaptflow/internal/temporalserver"
 	"github.com/adaptflow/adaptflow/store/storetest"
 )
 
@@ -27,13 +26,7 @@ func TestServerAndWorkerSplit(t *testing.T) {
 func testSplit(t *testing.T, databaseURL string, metricsApart bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	opts := temporalserver.DefaultOptions()
-	opts.FrontendAddress = freeAddr(t)
-	ts, err := temporalserver.Start(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ts.Stop() }()
+	ts := startTemporal(t)
 
 	base := app.DefaultOptions()
 	base.DataDir = t.TempDir()

@@ -184,14 +184,9 @@ func TestTemporalOverTLSWithAnAPIKey(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var denied atomic.Int64
-	opts := temporalserver.DefaultOptions()
-	opts.FrontendAddress = freeAddr(t)
-	opts.ClaimMapper, opts.Authorizer = keyClaims{}, keyAuthorizer{denied: &denied}
-	ts, err := temporalserver.Start(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ts.Stop() }()
+	ts := startTemporal(t, func(o *temporalserver.Options) {
+		o.ClaimMapper, o.Authorizer = keyClaims{}, keyAuthorizer{denied: &denied}
+	})
 	p := newPKI(t, "cluster")
 	front, handshakes, refused := tlsFront(t, p, ts.Address())
 
