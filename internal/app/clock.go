@@ -63,6 +63,16 @@ func (c *storeClock) read() time.Time {
 // clockWait bounds a measure of the store's clock made for a request.
 const clockWait = 2 * time.Second
 
+// clockRetry is how soon a measure that failed is tried again: not at
+// every call, which would queue every request behind a store that does
+// not answer.
+const clockRetry = 5 * time.Second
+
+// retryAt makes the next measure due clockRetry after t.
+func (c *storeClock) retryAt(t time.Time) {
+	c.synced = t.Add(clockRetry - clockEvery)
+}
+
 // syncClock measures the offset of the store's clock to this replica's
 // (the midpoint of the round trip, as NTP does). A failed or slow
 // measure keeps the last offset; the next call tries again.
@@ -74,11 +84,13 @@ func (c *storeClock) syncClock(ctx context.Context) {
 		if ctx.Err() == nil {
 			c.logger.Warn("the store's clock cannot be read; leases and claims go by the last offset to it", "offset", c.offset, "err", err)
 		}
+		c.retryAt(t1)
 		return
 	}
 	rtt := t1.Sub(t0)
 	if rtt < 0 || rtt > 2*time.Second {
-		return // too slow a round trip to measure by
+		c.retryAt(t1) // too slow a round trip to measure by
+		return
 	}
 	offset := at.Sub(t0.Add(rtt / 2))
 	if off := offset.Abs(); off > time.Second && (offset-c.offset).Abs() > time.Second {

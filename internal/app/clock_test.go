@@ -1,18 +1,22 @@
 package app
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/adaptflow/adaptflow/api"
 	"github.com/adaptflow/adaptflow/api/apitest"
 	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/store/postgres"
 	"github.com/adaptflow/adaptflow/store/sqlite"
+	"github.com/adaptflow/adaptflow/store/storetest"
 )
 
 // skewedClock is the store's clock as a replica whose own clock is skew
@@ -108,4 +112,43 @@ func post(t *testing.T, srv *httptest.Server, path, key, body string) (int, stri
 	var b strings.Builder
 	_, _ = io.Copy(&b, res.Body)
 	return res.StatusCode, b.String()
+}
+
+// countedClock counts the reads of a store's clock.
+type countedClock struct {
+	clockSource
+	reads atomic.Int32
+}
+
+func (c *countedClock) Clock(ctx context.Context) (time.Time, error) {
+	c.reads.Add(1)
+	return c.clockSource.Clock(ctx)
+}
+
+// TestStoreClockWaitsBeforeMeasuringAgain: a store whose clock cannot be
+// read (PostgreSQL gone) is asked again only after clockRetry, not by
+// every request, which would each wait for it in turn.
+func TestStoreClockWaitsBeforeMeasuringAgain(t *testing.T) {
+	st, err := postgres.Open(t.Context(), storetest.FreshPostgres(t), postgres.Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &countedClock{clockSource: st}
+	c := newStoreClock(src, slog.New(slog.DiscardHandler))
+	local := time.Now()
+	c.local = func() time.Time { return local }
+	c.read()
+	st.Close()
+	local = local.Add(clockEvery) // due again
+	for range 3 {
+		c.read()
+	}
+	if n := src.reads.Load(); n != 2 {
+		t.Fatalf("the clock was read %d times, want 2 (the first, one failed)", n)
+	}
+	local = local.Add(clockRetry)
+	c.read()
+	if n := src.reads.Load(); n != 3 {
+		t.Fatalf("after %v, the clock was read %d times in all, want 3", clockRetry, n)
+	}
 }
