@@ -26,6 +26,7 @@ bench:
 	go test ./ml/classify -run '^$$' -bench Classify -benchtime 20000x -count 3
 	go test ./store/sqlite -run '^$$' -bench SignalHistory -benchtime 10x
 	go test ./store/sqlite -run '^$$' -bench Admit100k -benchtime 200x
+	go test ./store/sqlite -run '^$$' -bench Snapshot300MB -benchtime 3x
 
 # Issue 5's figures on the public data in ../shared/data (any directory of
 # the same layout: NAB=DIR, BANKING77=FILE): the NAB score of the anomaly
