@@ -18,10 +18,12 @@ import (
 	"github.com/adaptflow/adaptflow/workflows"
 )
 
-// EndedStore records the end of an instance its workflow could not record.
+// EndedStore records the end of an instance its workflow could not
+// record, and brings back the reviews of an instance the store lost.
 type EndedStore interface {
 	SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) (*store.Finish, error)
 	CloseReview(ctx context.Context, r store.Review) (store.Review, error)
+	CreateReview(ctx context.Context, r store.Review) (store.Review, error)
 }
 
 // SweepEnded records the end of the instances whose workflow Temporal

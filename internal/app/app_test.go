@@ -1185,6 +1185,18 @@ func startTemporal(t *testing.T, tweak ...func(*temporalserver.Options)) *tempor
 	return ts
 }
 
+// sweepingDev is a new data directory for adaptflow dev on its SQLite
+// store, and start, which starts it on a directory with the sweeper every
+// 100 ms and no minimum age for the sweeps' looks at Temporal.
+func sweepingDev(t *testing.T) (string, func(dir string) *dev) {
+	t.Helper()
+	t.Setenv("DATABASE_URL", "") // the data directory's SQLite store, not CI's server
+	t.Cleanup(app.LostMinAgeForTest(0))
+	return t.TempDir(), func(dir string) *dev {
+		return startDev(t, dir, "", func(o *app.Options) { o.SweepEvery = 100 * time.Millisecond })
+	}
+}
+
 // TestLostWorkflowsFail: Temporal's database is lost while an instance
 // waits for a review (adaptflow dev runs again on its store alone). On the
 // next start the sweep finds Temporal has no workflow of it and ends it
@@ -1192,11 +1204,8 @@ func startTemporal(t *testing.T, tweak ...func(*temporalserver.Options)) *tempor
 // and a verdict on its review was refused. An instance started afresh
 // runs as usual.
 func TestLostWorkflowsFail(t *testing.T) {
-	t.Setenv("DATABASE_URL", "") // the data directory's SQLite store, not CI's server
-	defer app.LostMinAgeForTest(0)()
-	dir := t.TempDir()
-	fast := func(o *app.Options) { o.SweepEvery = 100 * time.Millisecond }
-	d := startDev(t, dir, "", fast)
+	dir, start := sweepingDev(t)
+	d := start(dir)
 	id := d.start("inventory-reconciliation", "inv-lost", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 1, "erp_count": 30})
 	inst := d.waitStatus(id, "waiting_review")
 	review := inst["reviews"].([]any)[0].(map[string]any)["id"].(string)
@@ -1216,7 +1225,7 @@ func TestLostWorkflowsFail(t *testing.T) {
 		}
 	}
 
-	d = startDev(t, storeOnly, "", fast)
+	d = start(storeOnly)
 	inst = d.waitStatus(id, "failed")
 	if inst["error"] != api.LostWorkflow || plan(inst) != "counts_consistent:done post_adjustment:failed" {
 		t.Fatalf("the lost instance: %v", inst)
@@ -1226,6 +1235,44 @@ func TestLostWorkflowsFail(t *testing.T) {
 	}
 	again := d.start("inventory-reconciliation", "inv-new", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 3, "erp_count": 3})
 	d.waitStatus(again, "completed")
+}
+
+// TestStoreLostInstancesComeBack: the store is restored from a backup
+// taken before an instance started (here: adaptflow dev runs again with
+// Temporal's databases and a new store), while its workflow waits for a
+// review in Temporal. The sweep brings the instance back into the store
+// from its workflow, with its definition and its open review: the API
+// answers for it, the review is in the inbox, and a verdict finishes it.
+func TestStoreLostInstancesComeBack(t *testing.T) {
+	dir, start := sweepingDev(t)
+	d := start(dir)
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml",
+		"name: count-check\nversion: 3\nsteps:\n  - {id: look, kind: review, review: {queue: counts}}\n  - {id: done, kind: task, task: noop}\n"); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	id := d.start("count-check", "cc-1", map[string]any{"store": "s1"})
+	inst := d.waitStatus(id, "waiting_review")
+	review := inst["reviews"].([]any)[0].(map[string]any)["id"].(string)
+	d.stop()
+	for _, f := range []string{"adaptflow.db", "adaptflow.db-wal", "adaptflow.db-shm"} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+
+	d = start(dir)
+	inst = d.waitStatus(id, "waiting_review")
+	if inst["business_key"] != "cc-1" || inst["created_by"] != api.RecoveredBy || inst["version"] != 3.0 || fmt.Sprint(inst["input"]) != "map[store:s1]" {
+		t.Fatalf("the instance brought back: %v", inst)
+	}
+	reviewer := d.newKey("reviewer")
+	if r := d.call("GET", "/v1/reviews?queue=counts", reviewer, ""); !strings.Contains(r.raw, review) {
+		t.Fatalf("the inbox: %s", r.raw)
+	}
+	d.expect(d.call("POST", "/v1/reviews/"+review+"/decision", reviewer, `{"verdict":"approve"}`), http.StatusOK)
+	if inst := d.waitStatus(id, "completed"); plan(inst) != "look:done done:done" {
+		t.Fatalf("after the verdict: %v", inst)
+	}
 }
 
 // TestBackupWhileRunning backs up adaptflow dev's data directory while it

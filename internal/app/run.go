@@ -344,6 +344,7 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 	}
 	since := time.Now().Add(-endedLookBack)
 	lost := &api.LostSweep{Budget: lostBudget, MinAge: lostMinAge}
+	recovered := &api.RecoverSweep{Budget: recoverBudget, MinAge: lostMinAge}
 	bg.start(ctx, lc, task{name: "sweeper", every: every, run: func(ctx context.Context) error {
 		n, errStarts := api.SweepStarts(ctx, api.SweepOptions{Options: opts})
 		if errStarts != nil && ctx.Err() == nil {
@@ -362,7 +363,11 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 		if errLost != nil && ctx.Err() == nil {
 			opts.Logger.Warn("sweep of instances whose workflow Temporal lost", "ended", n, "err", errLost)
 		}
-		return errors.Join(errStarts, errEnded, errLost)
+		n, errRecover := recovered.Run(ctx, opts)
+		if errRecover != nil && ctx.Err() == nil {
+			opts.Logger.Warn("sweep of instances the store lost", "recovered", n, "err", errRecover)
+		}
+		return errors.Join(errStarts, errEnded, errLost, errRecover)
 	}})
 }
 
@@ -371,6 +376,11 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 // 100,000 instances in progress takes about 4 hours); lostMinAge is how
 // long an instance runs before it is asked about.
 const lostBudget = 200
+
+// recoverBudget is how many running workflows a sweep reads from
+// Temporal's list, looking for instances the store lost (one store read
+// each): 2,000 a minute.
+const recoverBudget = 1000
 
 var lostMinAge = 2 * time.Minute
 

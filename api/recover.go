@@ -1,0 +1,150 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/workflows"
+)
+
+// RecoveredBy is the created_by of an instance brought back into the
+// store from its workflow, and the author of a definition version
+// brought back with it.
+const RecoveredBy = "recovered"
+
+// RecoverSweep brings back into the store the instances whose workflow
+// Temporal runs and the store does not know: the store restored from a
+// backup older than Temporal's state (a point-in-time recovery of
+// PostgreSQL, say) lost the instances started since. Their workflows go
+// on, but the API answered 404 for them and their reviews were not in the
+// inbox, so nobody could decide them. Each is stored again from its
+// workflow: the definition version, business key, input and creation time
+// it started with (its history's first event), its state (the workflow's
+// answer to QueryState), its open reviews, and the definition version
+// when the store lost that too. The decisions recorded since the backup
+// are not brought back: the workflow's state lists their ids.
+//
+// A pass reads at most Budget running workflows from Temporal's list
+// (one store read each, and the recovery of those missing), and the next
+// pass goes on from there; a round covers the workflows that started at
+// least MinAge before it began.
+type RecoverSweep struct {
+	Budget int
+	MinAge time.Duration
+
+	query string // of this round
+	token []byte // the next page of this round
+}
+
+// Run makes one pass; it returns how many instances it brought back.
+func (r *RecoverSweep) Run(ctx context.Context, o Options) (int, error) {
+	o.defaults()
+	if r.query == "" {
+		// This deployment's workflows only: its task queue.
+		r.query = fmt.Sprintf("WorkflowType = '%s' AND TaskQueue = '%s' AND ExecutionStatus = 'Running' AND StartTime < '%s'",
+			workflows.ProcessWorkflow, o.TaskQueue, time.Now().Add(-r.MinAge).UTC().Format(time.RFC3339Nano))
+		r.token = nil
+	}
+	page, err := o.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: o.Namespace, Query: r.query, PageSize: int32(r.Budget), NextPageToken: r.token})
+	if err != nil {
+		return 0, fmt.Errorf("sweep recover: list workflows: %w", err)
+	}
+	n := 0
+	for _, w := range page.GetExecutions() {
+		ok, err := recoverInstance(ctx, o, w)
+		if err != nil {
+			return n, err
+		}
+		if ok {
+			n++
+		}
+	}
+	if r.token = page.GetNextPageToken(); len(r.token) == 0 {
+		r.query = "" // the round is over
+	}
+	return n, nil
+}
+
+// recoverInstance stores again the instance of w, a running workflow,
+// unless the store has it; it reports whether it did.
+func recoverInstance(ctx context.Context, o Options, w *workflowpb.WorkflowExecutionInfo) (bool, error) {
+	id, run := w.GetExecution().GetWorkflowId(), w.GetExecution().GetRunId()
+	if _, err := o.Instances.Instance(ctx, id); !errors.Is(err, store.ErrNotFound) {
+		if err != nil {
+			return false, fmt.Errorf("sweep recover: instance %s: %w", id, err)
+		}
+		return false, nil
+	}
+	in, err := workflowInput(ctx, o, id, run)
+	if err != nil {
+		return false, fmt.Errorf("sweep recover: %s: %w", id, err)
+	}
+	v, err := o.Temporal.QueryWorkflow(ctx, id, run, workflows.QueryState)
+	var st workflows.State
+	if err == nil {
+		err = v.Get(&st)
+	}
+	if err != nil {
+		return false, fmt.Errorf("sweep recover: %s: its state: %w", id, err)
+	}
+	def := in.Definition
+	if _, err := o.Definitions.Definition(ctx, def.Name, def.Version); errors.Is(err, store.ErrNotFound) {
+		doc := process.JSON(def)
+		if _, err := o.Definitions.PutDefinition(ctx, store.DefinitionRecord{Name: def.Name, Version: def.Version, Doc: doc, Digest: digest(doc), Author: RecoveredBy, CreatedAt: time.Now().UTC()}); err != nil {
+			return false, fmt.Errorf("sweep recover: %s: definition %s: %w", id, def.Ref(), err)
+		}
+	} else if err != nil {
+		return false, fmt.Errorf("sweep recover: %s: definition %s: %w", id, def.Ref(), err)
+	}
+	created := in.CreatedAt
+	if created.IsZero() {
+		created = w.GetStartTime().AsTime()
+	}
+	if _, _, err := o.Instances.CreateInstance(ctx, store.Instance{ID: id, Process: def.Name, ProcessVersion: def.Version, BusinessKey: in.BusinessKey,
+		Input: process.JSON(in.Input), CreatedBy: RecoveredBy, CreatedAt: created.UTC(), State: process.JSON(st)}); err != nil {
+		return false, fmt.Errorf("sweep recover: %s: %w", id, err)
+	}
+	now := time.Now().UTC()
+	for _, rv := range st.Reviews {
+		if rv.Status != store.ReviewOpen {
+			continue
+		}
+		if _, err := o.Ended.CreateReview(ctx, store.Review{ID: rv.ID, InstanceID: id, RunID: run, Process: def.Name, Step: rv.Step, Queue: rv.Queue, Reason: rv.Reason,
+			PolicyID: rv.PolicyID, DecisionID: rv.DecisionID, CreatedAt: now}); err != nil {
+			return false, fmt.Errorf("sweep recover: %s: review %s: %w", id, rv.ID, err)
+		}
+	}
+	o.Logger.Warn("instance brought back into the store from its workflow (the store lost it)", "instance", id, "run", run, "status", st.Status)
+	return true, nil
+}
+
+// workflowInput is the input a workflow run started with: its history's
+// first event.
+func workflowInput(ctx context.Context, o Options, id, run string) (workflows.Input, error) {
+	var in workflows.Input
+	it := o.Temporal.GetWorkflowHistory(ctx, id, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	if !it.HasNext() {
+		return in, errors.New("no history")
+	}
+	ev, err := it.Next()
+	if err != nil {
+		return in, fmt.Errorf("its history: %w", err)
+	}
+	attrs := ev.GetWorkflowExecutionStartedEventAttributes()
+	if attrs == nil {
+		return in, errors.New("its history does not start with its start")
+	}
+	if err := converter.GetDefaultDataConverter().FromPayloads(attrs.GetInput(), &in); err != nil {
+		return in, fmt.Errorf("its input: %w", err)
+	}
+	return in, nil
+}
