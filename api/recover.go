@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -17,8 +18,8 @@ import (
 )
 
 // RecoveredBy is the created_by of an instance brought back into the
-// store from its workflow, and the author of a definition version
-// brought back with it.
+// store from its workflow (a process step's keeps its parent's), and the
+// author of a definition version brought back with it.
 const RecoveredBy = "recovered"
 
 // RecoverSweep brings back into the store the instances whose workflow
@@ -109,8 +110,15 @@ func recoverInstance(ctx context.Context, o Options, w *workflowpb.WorkflowExecu
 	if created.IsZero() {
 		created = w.GetStartTime().AsTime()
 	}
+	by := RecoveredBy
+	if rest, ok := strings.CutPrefix(in.BusinessKey, "sub:"); ok && in.Depth > 0 {
+		// A process step's instance: its parent, as the step stored it.
+		if i := strings.LastIndexByte(rest, ':'); i > 0 {
+			by = process.SubProcessCreator(rest[:i], rest[i+1:])
+		}
+	}
 	if _, _, err := o.Instances.CreateInstance(ctx, store.Instance{ID: id, Process: def.Name, ProcessVersion: def.Version, BusinessKey: in.BusinessKey,
-		Input: process.JSON(in.Input), CreatedBy: RecoveredBy, CreatedAt: created.UTC(), State: process.JSON(st)}); err != nil {
+		Input: process.JSON(in.Input), CreatedBy: by, CreatedAt: created.UTC(), State: process.JSON(st)}); err != nil {
 		return false, fmt.Errorf("sweep recover: %s: %w", id, err)
 	}
 	now := time.Now().UTC()

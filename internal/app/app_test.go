@@ -1250,9 +1250,16 @@ func TestStoreLostInstancesComeBack(t *testing.T) {
 		"name: count-check\nversion: 3\nsteps:\n  - {id: look, kind: review, review: {queue: counts}}\n  - {id: done, kind: task, task: noop}\n"); r.status != http.StatusCreated {
 		t.Fatalf("register: %d %s", r.status, r.raw)
 	}
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml",
+		"name: stock-audit\nversion: 1\nsteps:\n  - {id: check, kind: process, process: {name: count-check, input: {store: s2}}}\n"); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
 	id := d.start("count-check", "cc-1", map[string]any{"store": "s1"})
 	inst := d.waitStatus(id, "waiting_review")
 	review := inst["reviews"].([]any)[0].(map[string]any)["id"].(string)
+	parent := d.start("stock-audit", "sa-1", map[string]any{})
+	child := app.InstanceIDForTest("count-check", "sub:"+parent+":check")
+	childReview := d.waitStatus(child, "waiting_review")["reviews"].([]any)[0].(map[string]any)["id"].(string)
 	d.stop()
 	for _, f := range []string{"adaptflow.db", "adaptflow.db-wal", "adaptflow.db-shm"} {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -1272,6 +1279,17 @@ func TestStoreLostInstancesComeBack(t *testing.T) {
 	d.expect(d.call("POST", "/v1/reviews/"+review+"/decision", reviewer, `{"verdict":"approve"}`), http.StatusOK)
 	if inst := d.waitStatus(id, "completed"); plan(inst) != "look:done done:done" {
 		t.Fatalf("after the verdict: %v", inst)
+	}
+	// A process step's instance comes back with its parent's link, and
+	// its verdict finishes both.
+	if c := d.waitStatus(child, "waiting_review"); c["created_by"] != "parent:"+parent+"/check" {
+		t.Fatalf("the process step's instance brought back: %v", c)
+	}
+	d.waitStatus(parent, "running")
+	d.expect(d.call("POST", "/v1/reviews/"+childReview+"/decision", reviewer, `{"verdict":"approve"}`), http.StatusOK)
+	d.waitStatus(child, "completed")
+	if p := d.waitStatus(parent, "completed"); plan(p) != "check:done" {
+		t.Fatalf("the parent after its step's verdict: %v", p)
 	}
 }
 
