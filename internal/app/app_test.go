@@ -1235,6 +1235,9 @@ func TestLostWorkflowsFail(t *testing.T) {
 	}
 	again := d.start("inventory-reconciliation", "inv-new", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 3, "erp_count": 3})
 	d.waitStatus(again, "completed")
+	if m := d.call("GET", "/metrics", "", ""); !strings.Contains(m.raw, `adaptflow_swept_instances_total{found="lost"} 1`) {
+		t.Fatal("/metrics does not count the lost instance")
+	}
 }
 
 // TestStoreLostInstancesComeBack: the store is restored from a backup
@@ -1290,6 +1293,9 @@ func TestStoreLostInstancesComeBack(t *testing.T) {
 	d.waitStatus(child, "completed")
 	if p := d.waitStatus(parent, "completed"); plan(p) != "check:done" {
 		t.Fatalf("the parent after its step's verdict: %v", p)
+	}
+	if m := d.call("GET", "/metrics", "", ""); !strings.Contains(m.raw, `adaptflow_swept_instances_total{found="recovered"} 3`) {
+		t.Fatal("/metrics does not count the instances brought back")
 	}
 }
 

@@ -279,7 +279,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	bg := newBackground(st, replicaName(ln.Addr().String()), lg, reg)
 	bg.storeClock = clock
 	bg.countReplicas(ctx, lc, opts.ReplicaEvery, handler.SetReplicas)
-	runSweeps(ctx, lc, bg, apiOpts, opts.SweepEvery)
+	runSweeps(ctx, lc, bg, apiOpts, opts.SweepEvery, reg)
 	runCanaryGuards(ctx, lc, bg, apiOpts, opts.CanaryGuardEvery, reg)
 	runSchedules(ctx, lc, bg, apiOpts, opts.ScheduleEvery, reg)
 	// Pruning runs even without a store retention: a definition may have
@@ -338,9 +338,17 @@ const endedLookBack = 7 * 24 * time.Hour
 
 // runSweeps runs api.SweepStarts and api.SweepEnded now and then every
 // interval (sweepEvery unless given) until shutdown.
-func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Options, every time.Duration) {
+func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Options, every time.Duration, reg prometheus.Registerer) {
 	if every <= 0 {
 		every = sweepEvery
+	}
+	swept := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "adaptflow_swept_instances_total",
+		Help: "Instances the sweeper set right, by what it found: ended_outside (terminated or timed out in Temporal), lost (Temporal no longer has their workflow) or recovered (the store had lost them; brought back from their workflow).",
+	}, []string{"found"})
+	reg.MustRegister(swept)
+	for _, found := range []string{"ended_outside", "lost", "recovered"} {
+		swept.WithLabelValues(found) // from 0, for the alerts' increase
 	}
 	since := time.Now().Add(-endedLookBack)
 	lost := &api.LostSweep{Budget: lostBudget, MinAge: lostMinAge}
@@ -354,16 +362,19 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 		// reach Temporal's visibility store just after it.
 		next := time.Now().Add(-time.Minute)
 		n, errEnded := api.SweepEnded(ctx, opts, since)
+		swept.WithLabelValues("ended_outside").Add(float64(n))
 		if errEnded != nil && ctx.Err() == nil {
 			opts.Logger.Warn("sweep of instances ended outside their workflows", "ended", n, "err", errEnded)
 		} else if errEnded == nil {
 			since = next
 		}
 		n, errLost := lost.Run(ctx, opts)
+		swept.WithLabelValues("lost").Add(float64(n))
 		if errLost != nil && ctx.Err() == nil {
 			opts.Logger.Warn("sweep of instances whose workflow Temporal lost", "ended", n, "err", errLost)
 		}
 		n, errRecover := recovered.Run(ctx, opts)
+		swept.WithLabelValues("recovered").Add(float64(n))
 		if errRecover != nil && ctx.Err() == nil {
 			opts.Logger.Warn("sweep of instances the store lost", "recovered", n, "err", errRecover)
 		}
