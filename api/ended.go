@@ -117,24 +117,28 @@ func endInstance(ctx context.Context, o Options, w *workflowpb.WorkflowExecution
 	if w.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED {
 		why = "terminated in Temporal" + terminateReason(ctx, o, id, run)
 	}
-	if err := failOutside(ctx, o, inst, st, run, why); err != nil {
+	if err := endOutside(ctx, o, inst, st, run, workflows.StatusFailed, why, "temporal"); err != nil {
 		return false, err
 	}
 	return true, nil
 }
 
-// failOutside saves inst, whose workflow run ended (or vanished) without
-// its say, as failed with why: the step under way reads failed, those
-// after it not_run, its open reviews close as canceled (they leave the
-// inbox), and the instances its process steps stored and never started
-// end too.
-func failOutside(ctx context.Context, o Options, inst store.Instance, st workflows.State, run, why string) error {
+// endOutside saves inst, whose workflow run ended (or vanished) without
+// its say, as status (failed, or canceled by a person) with why: the step
+// under way reads failed (or canceled), those after it not_run, its open
+// reviews close as canceled by by (they leave the inbox), and the
+// instances its process steps stored and never started end too.
+func endOutside(ctx context.Context, o Options, inst store.Instance, st workflows.State, run, status, why, by string) error {
 	id := inst.ID
-	st.Status, st.Error = workflows.StatusFailed, why
+	st.Status, st.Error = status, why
+	under := workflows.StepFailed
+	if status == workflows.StatusCanceled {
+		under = workflows.StepCanceled
+	}
 	for i := range st.Plan {
 		switch st.Plan[i].State {
-		case workflows.StepRunning, workflows.StepWaitingReview:
-			st.Plan[i].State = workflows.StepFailed
+		case workflows.StepRunning, workflows.StepWaitingReview, workflows.StepWaitingEvent:
+			st.Plan[i].State = under
 		case workflows.StepPending:
 			st.Plan[i].State = workflows.StepNotRun
 		}
@@ -145,7 +149,7 @@ func failOutside(ctx context.Context, o Options, inst store.Instance, st workflo
 		if rv.Status != store.ReviewOpen {
 			continue
 		}
-		_, err := o.Ended.CloseReview(ctx, store.Review{ID: rv.ID, Status: store.ReviewCanceled, Reviewer: "temporal", Comment: why, DecidedAt: &now})
+		_, err := o.Ended.CloseReview(ctx, store.Review{ID: rv.ID, Status: store.ReviewCanceled, Reviewer: by, Comment: why, DecidedAt: &now})
 		if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("sweep ended: instance %s: close review %s: %w", id, rv.ID, err)
 		}
@@ -169,12 +173,22 @@ func failOutside(ctx context.Context, o Options, inst store.Instance, st workflo
 
 // LostWorkflow is the error of an instance whose workflow Temporal no
 // longer has.
-const LostWorkflow = "its workflow is no longer in Temporal (its history was lost: a new Temporal database, or its namespace deleted); start it again as a new instance"
+const LostWorkflow = "its workflow is no longer in Temporal (its history was lost); start it again as a new instance"
 
 // LostSweep ends the instances in progress whose workflow Temporal no
-// longer has at all (its database lost or replaced, its namespace
-// deleted): nothing would ever move them, and their reviews could not be
-// decided. Each is saved as failed with LostWorkflow, as SweepEnded does.
+// longer has (deleted or purged there): nothing would ever move them, and
+// their reviews could not be decided. Each is saved as failed with
+// LostWorkflow, as SweepEnded does.
+//
+// It ends one only where Temporal shows it holds this store's history
+// from before that instance: a workflow of another instance the store
+// knows, started earlier. A Temporal with none (its database replaced, or
+// the wrong cluster or namespace configured) would otherwise have every
+// instance in progress ended; those are left as they are and counted as
+// Unconfirmed, for a person to look at (and cancel them, if Temporal's
+// history was truly lost: the cancel of an instance whose workflow is
+// gone ends it).
+//
 // A pass asks Temporal about at most Budget instances (one Describe
 // each), and the next pass goes on from there: a round covers every
 // process's instances in progress, newest first, that started (their
@@ -187,16 +201,23 @@ type LostSweep struct {
 	after     string   // the cursor in the current process
 }
 
-// Run makes one pass; it returns how many instances it ended.
-func (l *LostSweep) Run(ctx context.Context, o Options) (int, error) {
+// LostCounts is what a pass of LostSweep found: the instances it ended,
+// and those whose workflow Temporal does not have, left as they are.
+type LostCounts struct {
+	Ended, Unconfirmed int
+}
+
+// Run makes one pass.
+func (l *LostSweep) Run(ctx context.Context, o Options) (LostCounts, error) {
+	var n LostCounts
 	o.defaults()
 	if o.Ended == nil {
-		return 0, errors.New("sweep lost: no EndedStore")
+		return n, errors.New("sweep lost: no EndedStore")
 	}
 	if len(l.processes) == 0 { // a new round
 		defs, err := o.Definitions.Definitions(ctx)
 		if err != nil {
-			return 0, fmt.Errorf("sweep lost: definitions: %w", err)
+			return n, fmt.Errorf("sweep lost: definitions: %w", err)
 		}
 		for _, d := range defs {
 			if !slices.Contains(l.processes, d.Name) {
@@ -205,13 +226,13 @@ func (l *LostSweep) Run(ctx context.Context, o Options) (int, error) {
 		}
 		l.after = ""
 	}
-	ended, asked := 0, 0
+	asked := 0
 	before := time.Now().Add(-l.MinAge)
 	for len(l.processes) > 0 && asked < l.Budget {
 		limit := min(200, l.Budget-asked)
 		page, err := o.Instances.Instances(ctx, store.InstanceFilter{Process: l.processes[0], Status: store.InstanceInProgress, After: l.after, Limit: limit})
 		if err != nil {
-			return ended, fmt.Errorf("sweep lost: instances of %s: %w", l.processes[0], err)
+			return n, fmt.Errorf("sweep lost: instances of %s: %w", l.processes[0], err)
 		}
 		for _, sum := range page {
 			l.after = store.InstanceCursor(sum)
@@ -219,50 +240,92 @@ func (l *LostSweep) Run(ctx context.Context, o Options) (int, error) {
 				continue // not started yet (the start sweep's), or just started
 			}
 			asked++
-			ok, err := endLost(ctx, o, sum.ID)
+			found, err := endLost(ctx, o, sum.ID)
 			if err != nil {
-				return ended, err
+				return n, err
 			}
-			if ok {
-				ended++
+			switch found {
+			case lostEnded:
+				n.Ended++
+			case lostUnconfirmed:
+				n.Unconfirmed++
 			}
 		}
 		if len(page) < limit { // the process's last page
 			l.processes, l.after = l.processes[1:], ""
 		}
 	}
-	return ended, nil
+	return n, nil
 }
 
-// endLost ends the instance id as lost if Temporal has no workflow of it
-// and it ran (a workflow saved its state); it reports whether it did.
-func endLost(ctx context.Context, o Options, id string) (bool, error) {
+// What endLost found of an instance.
+const (
+	lostNot = iota
+	lostEnded
+	lostUnconfirmed
+)
+
+// endLost ends the instance id as lost if Temporal has no workflow of it,
+// it ran (a workflow saved its state), and Temporal holds this store's
+// history from before it (see LostSweep).
+func endLost(ctx context.Context, o Options, id string) (int, error) {
 	_, err := o.Temporal.DescribeWorkflowExecution(ctx, id, "")
 	var nf *serviceerror.NotFound
 	if !errors.As(err, &nf) {
 		if err != nil {
-			return false, fmt.Errorf("sweep lost: describe %s: %w", id, err)
+			return lostNot, fmt.Errorf("sweep lost: describe %s: %w", id, err)
 		}
-		return false, nil // there: it moves
+		return lostNot, nil // there: it moves
 	}
 	inst, err := o.Instances.Instance(ctx, id)
 	if err != nil {
-		return false, fmt.Errorf("sweep lost: instance %s: %w", id, err)
+		return lostNot, fmt.Errorf("sweep lost: instance %s: %w", id, err)
 	}
 	if inst.PendingStart || inst.StateSeq == 0 || inst.StateRun == "" {
-		return false, nil // its workflow has not started (held, queued, or starting)
+		return lostNot, nil // its workflow has not started (held, queued, or starting)
 	}
 	var st workflows.State
 	if err := json.Unmarshal(inst.State, &st); err != nil {
-		return false, fmt.Errorf("sweep lost: instance %s: stored state: %w", id, err)
+		return lostNot, fmt.Errorf("sweep lost: instance %s: stored state: %w", id, err)
 	}
 	if store.Final(st.Status) {
-		return false, nil
+		return lostNot, nil
 	}
-	if err := failOutside(ctx, o, inst, st, inst.StateRun, LostWorkflow); err != nil {
-		return false, err
+	known, err := holdsHistoryBefore(ctx, o, inst.CreatedAt)
+	if err != nil {
+		return lostNot, err
 	}
-	return true, nil
+	if !known {
+		o.Logger.Error("Temporal has no workflow of an instance in progress, nor of any instance this store knows from before it: a new Temporal database, or the wrong Temporal (--temporal-address, --namespace). It is left as it is; if Temporal's history was lost, cancel it (adaptflow instances cancel)",
+			"instance", id, "namespace", o.Namespace)
+		return lostUnconfirmed, nil
+	}
+	if err := endOutside(ctx, o, inst, st, inst.StateRun, workflows.StatusFailed, LostWorkflow, "temporal"); err != nil {
+		return lostNot, err
+	}
+	return lostEnded, nil
+}
+
+// holdsHistoryBefore says whether Temporal holds a workflow, started
+// before t, of an instance the store knows: history of this deployment
+// from before then.
+func holdsHistoryBefore(ctx context.Context, o Options, t time.Time) (bool, error) {
+	query := fmt.Sprintf("WorkflowType = '%s' AND TaskQueue = '%s' AND StartTime < '%s'",
+		workflows.ProcessWorkflow, o.TaskQueue, t.UTC().Format(time.RFC3339Nano))
+	page, err := o.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: o.Namespace, Query: query, PageSize: 20})
+	if err != nil {
+		return false, fmt.Errorf("sweep lost: list workflows: %w", err)
+	}
+	for _, w := range page.GetExecutions() {
+		_, err := o.Instances.Instance(ctx, w.GetExecution().GetWorkflowId())
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return false, fmt.Errorf("sweep lost: instance %s: %w", w.GetExecution().GetWorkflowId(), err)
+		}
+	}
+	return false, nil
 }
 
 // endUnstartedChildren ends the instances the process steps of an

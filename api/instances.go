@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"math"
 	"net/http"
@@ -303,7 +305,18 @@ func (s *server) cancelInstance(c *gin.Context) {
 		fail(c, conflict("instance %s: %s", inst.ID, ae.Message()))
 		return
 	case errors.As(err, &nf):
-		fail(c, conflict("instance %s is no longer running", inst.ID))
+		_, derr := s.Temporal.DescribeWorkflowExecution(ctx, inst.ID, "")
+		if inst.PendingStart || inst.StateSeq == 0 || inst.StateRun == "" || !errors.As(derr, &nf) {
+			fail(c, conflict("instance %s is no longer running", inst.ID))
+			return
+		}
+		// It ran, and Temporal no longer has its workflow (its history
+		// was lost): nothing else would ever end it.
+		if err := s.cancelLost(ctx, inst, caller(c).Name, reason); err != nil {
+			fail(c, err)
+			return
+		}
+		s.answerWhen(c, inst.ID, store.Final)
 		return
 	case err != nil:
 		fail(c, err)
@@ -312,6 +325,22 @@ func (s *server) cancelInstance(c *gin.Context) {
 	// The workflow ends in moments (it closes reviews and saves its
 	// state); answer with its end.
 	s.answerWhen(c, inst.ID, store.Final)
+}
+
+// cancelLost ends an instance whose workflow Temporal no longer has, as
+// canceled by by: its state is saved as its workflow would have, its open
+// reviews close.
+func (s *server) cancelLost(ctx context.Context, inst store.Instance, by, reason string) error {
+	var st workflows.State
+	if err := json.Unmarshal(inst.State, &st); err != nil {
+		return fmt.Errorf("instance %s: stored state: %w", inst.ID, err)
+	}
+	why := "canceled by " + by
+	if reason != "" {
+		why += ": " + reason
+	}
+	why += " (its workflow was no longer in Temporal)"
+	return endOutside(ctx, s.Options, inst, st, inst.StateRun, workflows.StatusCanceled, why, by)
 }
 
 // cancelHeld ends an instance held by a pause, which has no workflow yet:

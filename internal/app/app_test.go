@@ -1197,13 +1197,15 @@ func sweepingDev(t *testing.T) (string, func(dir string) *dev) {
 	}
 }
 
-// TestLostWorkflowsFail: Temporal's database is lost while an instance
-// waits for a review (adaptflow dev runs again on its store alone). On the
-// next start the sweep finds Temporal has no workflow of it and ends it
-// failed, saying so, with its review canceled: before, it waited for ever,
-// and a verdict on its review was refused. An instance started afresh
-// runs as usual.
-func TestLostWorkflowsFail(t *testing.T) {
+// TestLostWorkflowsOnANewTemporal: Temporal's database is lost while an instance
+// waits for a review (adaptflow dev runs again on its store alone). The
+// sweep finds Temporal has no workflow of it, and no history of this
+// store's from before it either (as it would if the wrong Temporal were
+// configured), so it leaves the instance as it is and counts it
+// unconfirmed. A person's cancel ends it, with its review: before, the
+// cancel was refused (409) and the instance waited for ever. An instance
+// started afresh runs as usual.
+func TestLostWorkflowsOnANewTemporal(t *testing.T) {
 	dir, start := sweepingDev(t)
 	d := start(dir)
 	id := d.start("inventory-reconciliation", "inv-lost", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 1, "erp_count": 30})
@@ -1226,17 +1228,30 @@ func TestLostWorkflowsFail(t *testing.T) {
 	}
 
 	d = start(storeOnly)
-	inst = d.waitStatus(id, "failed")
-	if inst["error"] != api.LostWorkflow || plan(inst) != "counts_consistent:done post_adjustment:failed" {
-		t.Fatalf("the lost instance: %v", inst)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if m := d.call("GET", "/metrics", "", ""); strings.Contains(m.raw, `adaptflow_swept_instances_total{found="lost_unconfirmed"} `) &&
+			!strings.Contains(m.raw, `adaptflow_swept_instances_total{found="lost_unconfirmed"} 0`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sweep did not count the instance as unconfirmed")
+		}
+	}
+	if inst := d.waitStatus(id, "waiting_review"); inst["error"] != "" {
+		t.Fatalf("an unconfirmed instance is left as it is: %v", inst)
+	}
+	r := d.call("POST", "/v1/instances/"+id+"/cancel", adminKey, `{"reason":"Temporal's database was lost"}`)
+	if r.status != http.StatusOK || r.body["status"] != "canceled" ||
+		r.body["error"] != "canceled by admin: Temporal's database was lost (its workflow was no longer in Temporal)" || plan(r.body) != "counts_consistent:done post_adjustment:canceled" {
+		t.Fatalf("the cancel of an instance whose workflow is gone: %d %s", r.status, r.raw)
 	}
 	if r := d.call("GET", "/v1/reviews/"+review, adminKey, ""); r.body["status"] != "canceled" {
 		t.Fatalf("its review: %s", r.raw)
 	}
 	again := d.start("inventory-reconciliation", "inv-new", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 3, "erp_count": 3})
 	d.waitStatus(again, "completed")
-	if m := d.call("GET", "/metrics", "", ""); !strings.Contains(m.raw, `adaptflow_swept_instances_total{found="lost"} 1`) {
-		t.Fatal("/metrics does not count the lost instance")
+	if m := d.call("GET", "/metrics", "", ""); !strings.Contains(m.raw, `adaptflow_swept_instances_total{found="lost"} 0`) {
+		t.Fatal("/metrics counts an instance as lost")
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/adaptflow/adaptflow/api"
@@ -19,7 +20,11 @@ import (
 // TestLostSweepGoesOnWhereItStopped: a pass asks Temporal about at most
 // its budget of instances, and the next goes on from there, process by
 // process; an instance whose workflow has not started (starting, or held)
-// is left alone, as is one Temporal has.
+// is left alone. Temporal having no workflow of an instance ends it only
+// where Temporal holds this store's history from before it (another
+// instance's workflow, started earlier): a Temporal without it (its
+// database replaced, or the wrong one configured) leaves every instance
+// as it is, counted as unconfirmed.
 func TestLostSweepGoesOnWhereItStopped(t *testing.T) {
 	ctx := t.Context()
 	ts := startTemporal(t)
@@ -47,11 +52,25 @@ func TestLostSweepGoesOnWhereItStopped(t *testing.T) {
 		return d
 	}
 	a, b := def("a"), def("b")
+	// An earlier instance's workflow, in Temporal (no worker runs it).
+	earlier := api.InstanceID("a", "earlier")
+	if _, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: earlier, TaskQueue: opts.TaskQueue}, workflows.ProcessWorkflow, workflows.Input{Definition: *a, InstanceID: earlier}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		n, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: "default", Query: "WorkflowId = '" + earlier + "'"})
+		if err == nil && n.GetCount() == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the earlier workflow is not listed: %v", err)
+		}
+	}
 	// ran stores an instance whose workflow ran (saved its state) and
 	// which Temporal has never heard of.
 	ran := func(d *process.Definition, key string) string {
 		id := api.InstanceID(d.Name, key)
-		if _, _, err := st.CreateInstance(ctx, store.Instance{ID: id, Process: d.Name, ProcessVersion: 1, BusinessKey: key, Input: []byte(`{}`), CreatedAt: time.Now().Add(-time.Hour)}); err != nil {
+		if _, _, err := st.CreateInstance(ctx, store.Instance{ID: id, Process: d.Name, ProcessVersion: 1, BusinessKey: key, Input: []byte(`{}`), CreatedAt: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
 		s := workflows.NewState(d, workflows.StatusRunning)
@@ -62,26 +81,48 @@ func TestLostSweepGoesOnWhereItStopped(t *testing.T) {
 	}
 	lost := []string{ran(a, "a1"), ran(a, "a2"), ran(a, "a3"), ran(b, "b1")}
 	starting := api.InstanceID("b", "b2") // stored, its workflow not started
-	if _, _, err := st.CreateInstance(ctx, store.Instance{ID: starting, Process: "b", ProcessVersion: 1, BusinessKey: "b2", Input: []byte(`{}`), CreatedAt: time.Now().Add(-time.Hour), PendingStart: true,
+	if _, _, err := st.CreateInstance(ctx, store.Instance{ID: starting, Process: "b", ProcessVersion: 1, BusinessKey: "b2", Input: []byte(`{}`), CreatedAt: time.Now(), PendingStart: true,
 		State: process.JSON(workflows.NewState(b, workflows.StatusStarting))}); err != nil {
 		t.Fatal(err)
 	}
-
-	sweep := &api.LostSweep{Budget: 2}
-	for pass, want := range []int{2, 2, 0} {
-		n, err := sweep.Run(ctx, opts)
-		if err != nil || n != want {
-			t.Fatalf("pass %d: ended %d (%v), want %d", pass+1, n, err, want)
-		}
-	}
-	for _, id := range lost {
+	status := func(id string) string {
 		inst, err := st.Instance(ctx, id)
 		var s workflows.State
 		if err == nil {
 			err = json.Unmarshal(inst.State, &s)
 		}
-		if err != nil || s.Status != workflows.StatusFailed || s.Error != api.LostWorkflow {
-			t.Fatalf("%s: %s %q (%v)", id, s.Status, s.Error, err)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Status + " " + s.Error
+	}
+	passes := func(want ...api.LostCounts) {
+		t.Helper()
+		sweep := &api.LostSweep{Budget: 2}
+		for pass, w := range want {
+			n, err := sweep.Run(ctx, opts)
+			if err != nil || n != w {
+				t.Fatalf("pass %d: %+v (%v), want %+v", pass+1, n, err, w)
+			}
+		}
+	}
+
+	// The store does not know the earlier workflow's instance: nothing
+	// shows this Temporal holds its history.
+	passes(api.LostCounts{Unconfirmed: 2}, api.LostCounts{Unconfirmed: 2}, api.LostCounts{})
+	for _, id := range lost {
+		if got := status(id); got != "running " {
+			t.Fatalf("%s, unconfirmed: %s", id, got)
+		}
+	}
+	// It does: the instances Temporal lost end.
+	if _, _, err := st.CreateInstance(ctx, store.Instance{ID: earlier, Process: "a", ProcessVersion: 1, BusinessKey: "earlier", Input: []byte(`{}`), CreatedAt: time.Now().Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	passes(api.LostCounts{Ended: 2}, api.LostCounts{Ended: 2}, api.LostCounts{})
+	for _, id := range lost {
+		if got := status(id); got != "failed "+api.LostWorkflow {
+			t.Fatalf("%s: %s", id, got)
 		}
 	}
 	if inst, err := st.Instance(ctx, starting); err != nil || !inst.PendingStart || inst.StateSeq != 0 {

@@ -344,10 +344,10 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 	}
 	swept := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "adaptflow_swept_instances_total",
-		Help: "Instances the sweeper set right, by what it found: ended_outside (terminated or timed out in Temporal), lost (Temporal no longer has their workflow) or recovered (the store had lost them; brought back from their workflow).",
+		Help: "Instances the sweeper set right, by what it found: ended_outside (terminated or timed out in Temporal), lost (Temporal no longer has their workflow: ended failed), lost_unconfirmed (Temporal has neither their workflow nor any older history of this store's: left as they are, for a person) or recovered (the store had lost them; brought back from their workflow). Counted each time a sweep finds them.",
 	}, []string{"found"})
 	reg.MustRegister(swept)
-	for _, found := range []string{"ended_outside", "lost", "recovered"} {
+	for _, found := range []string{"ended_outside", "lost", "lost_unconfirmed", "recovered"} {
 		swept.WithLabelValues(found) // from 0, for the alerts' increase
 	}
 	since := time.Now().Add(-endedLookBack)
@@ -368,10 +368,11 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 		} else if errEnded == nil {
 			since = next
 		}
-		n, errLost := lost.Run(ctx, opts)
-		swept.WithLabelValues("lost").Add(float64(n))
+		lc, errLost := lost.Run(ctx, opts)
+		swept.WithLabelValues("lost").Add(float64(lc.Ended))
+		swept.WithLabelValues("lost_unconfirmed").Add(float64(lc.Unconfirmed))
 		if errLost != nil && ctx.Err() == nil {
-			opts.Logger.Warn("sweep of instances whose workflow Temporal lost", "ended", n, "err", errLost)
+			opts.Logger.Warn("sweep of instances whose workflow Temporal lost", "ended", lc.Ended, "err", errLost)
 		}
 		n, errRecover := recovered.Run(ctx, opts)
 		swept.WithLabelValues("recovered").Add(float64(n))
