@@ -34,6 +34,11 @@ const RecoveredBy = "recovered"
 // when the store lost that too. The decisions recorded since the backup
 // are not brought back: the workflow's state lists their ids.
 //
+// It brings one back only where Temporal holds this store's history from
+// before it (a workflow, started earlier, of an instance the store knows:
+// the store is this Temporal's, restored), and logs the others: the wrong
+// Temporal configured would otherwise have its workflows copied in.
+//
 // A pass reads at most Budget running workflows from Temporal's list
 // (one store read each, and the recovery of those missing), and the next
 // pass goes on from there; a round covers the workflows that started at
@@ -83,6 +88,18 @@ func recoverInstance(ctx context.Context, o Options, w *workflowpb.WorkflowExecu
 		if err != nil {
 			return false, fmt.Errorf("sweep recover: instance %s: %w", id, err)
 		}
+		return false, nil
+	}
+	// Brought back only where Temporal holds this store's history from
+	// before it: the wrong Temporal configured would otherwise have its
+	// workflows copied into this store.
+	known, err := holdsHistoryBefore(ctx, o, w.GetStartTime().AsTime())
+	if err != nil {
+		return false, err
+	}
+	if !known {
+		o.Logger.Error("Temporal runs a workflow of an instance this store does not know, and none of this store's from before it: the wrong Temporal (--temporal-address, --namespace), or a store that was never this one's. It is not brought back",
+			"instance", id, "namespace", o.Namespace)
 		return false, nil
 	}
 	in, err := workflowInput(ctx, o, id, run)

@@ -35,6 +35,7 @@ import (
 	"github.com/adaptflow/adaptflow/internal/cli"
 	"github.com/adaptflow/adaptflow/internal/ports"
 	"github.com/adaptflow/adaptflow/internal/temporalserver"
+	"github.com/adaptflow/adaptflow/store/sqlite"
 	"github.com/adaptflow/adaptflow/workflows"
 )
 
@@ -1256,21 +1257,27 @@ func TestLostWorkflowsOnANewTemporal(t *testing.T) {
 }
 
 // TestStoreLostInstancesComeBack: the store is restored from a backup
-// taken before an instance started (here: adaptflow dev runs again with
-// Temporal's databases and a new store), while its workflow waits for a
-// review in Temporal. The sweep brings the instance back into the store
-// from its workflow, with its definition and its open review: the API
-// answers for it, the review is in the inbox, and a verdict finishes it.
+// taken before some instances started, while their workflows wait for
+// reviews in Temporal. The sweep brings them back into the store from
+// their workflows, with the definitions registered since and their open
+// reviews: the API answers for them, the reviews are in the inbox, and
+// verdicts finish them.
 func TestStoreLostInstancesComeBack(t *testing.T) {
 	dir, start := sweepingDev(t)
 	d := start(dir)
-	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml",
-		"name: count-check\nversion: 3\nsteps:\n  - {id: look, kind: review, review: {queue: counts}}\n  - {id: done, kind: task, task: noop}\n"); r.status != http.StatusCreated {
-		t.Fatalf("register: %d %s", r.status, r.raw)
+	before := d.start("inventory-reconciliation", "inv-before", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 3, "erp_count": 3})
+	d.waitStatus(before, "completed")
+	backup := filepath.Join(t.TempDir(), "backup")
+	if _, err := sqlite.Snapshot(t.Context(), filepath.Join(dir, "adaptflow.db"), nil, backup); err != nil {
+		t.Fatal(err)
 	}
-	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml",
-		"name: stock-audit\nversion: 1\nsteps:\n  - {id: check, kind: process, process: {name: count-check, input: {store: s2}}}\n"); r.status != http.StatusCreated {
-		t.Fatalf("register: %d %s", r.status, r.raw)
+	for _, y := range []string{
+		"name: count-check\nversion: 3\nsteps:\n  - {id: look, kind: review, review: {queue: counts}}\n  - {id: done, kind: task, task: noop}\n",
+		"name: stock-audit\nversion: 1\nsteps:\n  - {id: check, kind: process, process: {name: count-check, input: {store: s2}}}\n",
+	} {
+		if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", y); r.status != http.StatusCreated {
+			t.Fatalf("register: %d %s", r.status, r.raw)
+		}
 	}
 	id := d.start("count-check", "cc-1", map[string]any{"store": "s1"})
 	inst := d.waitStatus(id, "waiting_review")
@@ -1279,10 +1286,18 @@ func TestStoreLostInstancesComeBack(t *testing.T) {
 	child := app.InstanceIDForTest("count-check", "sub:"+parent+":check")
 	childReview := d.waitStatus(child, "waiting_review")["reviews"].([]any)[0].(map[string]any)["id"].(string)
 	d.stop()
-	for _, f := range []string{"adaptflow.db", "adaptflow.db-wal", "adaptflow.db-shm"} {
+	// The store restored from the backup.
+	for _, f := range []string{"adaptflow.db-wal", "adaptflow.db-shm"} {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			t.Fatal(err)
 		}
+	}
+	b, err := os.ReadFile(filepath.Join(backup, "adaptflow.db"))
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "adaptflow.db"), b, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	d = start(dir)
