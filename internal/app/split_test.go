@@ -54,6 +54,13 @@ func testSplit(t *testing.T, databaseURL string, metricsApart bool) {
 	// The worker counts its decisions on its own /metrics; the server
 	// counts starts on the API's.
 	w := &dev{t: t, base: "http://" + <-workerMetrics}
+	// The store reads completed at the instance's final save; its
+	// workflow completes a moment later.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(w.call("GET", "/metrics", "", "").raw, `temporal_workflow_completed_total{`) {
+			break
+		}
+	}
 	if m := w.expect(w.call("GET", "/metrics", "", ""), http.StatusOK).raw; !strings.Contains(m, `adaptflow_decisions_total{action="skip",process="procurement-approval"} 1`) {
 		t.Fatalf("worker metrics lack the skip decision:\n%s", grepLines(m, "adaptflow_"))
 	} else if !strings.Contains(m, `temporal_workflow_task_schedule_to_start_latency_seconds_count{`) ||
