@@ -51,8 +51,16 @@ type RecoverSweep struct {
 	token []byte // the next page of this round
 }
 
-// Run makes one pass; it returns how many instances it brought back.
-func (r *RecoverSweep) Run(ctx context.Context, o Options) (int, error) {
+// RecoverCounts is what a pass of RecoverSweep found: the instances it
+// brought back, and the running workflows the store does not know that
+// it left (no sign that this Temporal holds the store's history).
+type RecoverCounts struct {
+	Recovered, Unconfirmed int
+}
+
+// Run makes one pass.
+func (r *RecoverSweep) Run(ctx context.Context, o Options) (RecoverCounts, error) {
+	var n RecoverCounts
 	o.defaults()
 	if r.query == "" {
 		// This deployment's workflows only: its task queue.
@@ -62,16 +70,18 @@ func (r *RecoverSweep) Run(ctx context.Context, o Options) (int, error) {
 	}
 	page, err := o.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: o.Namespace, Query: r.query, PageSize: int32(r.Budget), NextPageToken: r.token})
 	if err != nil {
-		return 0, fmt.Errorf("sweep recover: list workflows: %w", err)
+		return n, fmt.Errorf("sweep recover: list workflows: %w", err)
 	}
-	n := 0
 	for _, w := range page.GetExecutions() {
-		ok, err := recoverInstance(ctx, o, w)
+		found, err := recoverInstance(ctx, o, w)
 		if err != nil {
 			return n, err
 		}
-		if ok {
-			n++
+		switch found {
+		case recovered:
+			n.Recovered++
+		case recoverUnconfirmed:
+			n.Unconfirmed++
 		}
 	}
 	if r.token = page.GetNextPageToken(); len(r.token) == 0 {
@@ -80,31 +90,38 @@ func (r *RecoverSweep) Run(ctx context.Context, o Options) (int, error) {
 	return n, nil
 }
 
+// What recoverInstance did with a running workflow.
+const (
+	recoverNot = iota
+	recovered
+	recoverUnconfirmed
+)
+
 // recoverInstance stores again the instance of w, a running workflow,
-// unless the store has it; it reports whether it did.
-func recoverInstance(ctx context.Context, o Options, w *workflowpb.WorkflowExecutionInfo) (bool, error) {
+// unless the store has it; it says what it did.
+func recoverInstance(ctx context.Context, o Options, w *workflowpb.WorkflowExecutionInfo) (int, error) {
 	id, run := w.GetExecution().GetWorkflowId(), w.GetExecution().GetRunId()
 	if _, err := o.Instances.Instance(ctx, id); !errors.Is(err, store.ErrNotFound) {
 		if err != nil {
-			return false, fmt.Errorf("sweep recover: instance %s: %w", id, err)
+			return recoverNot, fmt.Errorf("sweep recover: instance %s: %w", id, err)
 		}
-		return false, nil
+		return recoverNot, nil
 	}
 	// Brought back only where Temporal holds this store's history from
 	// before it: the wrong Temporal configured would otherwise have its
 	// workflows copied into this store.
 	known, err := holdsHistoryBefore(ctx, o, w.GetStartTime().AsTime())
 	if err != nil {
-		return false, err
+		return recoverNot, err
 	}
 	if !known {
 		o.Logger.Error("Temporal runs a workflow of an instance this store does not know, and none of this store's from before it: the wrong Temporal (--temporal-address, --namespace), or a store that was never this one's. It is not brought back",
 			"instance", id, "namespace", o.Namespace)
-		return false, nil
+		return recoverUnconfirmed, nil
 	}
 	in, err := workflowInput(ctx, o, id, run)
 	if err != nil {
-		return false, fmt.Errorf("sweep recover: %s: %w", id, err)
+		return recoverNot, fmt.Errorf("sweep recover: %s: %w", id, err)
 	}
 	v, err := o.Temporal.QueryWorkflow(ctx, id, run, workflows.QueryState)
 	var st workflows.State
@@ -112,16 +129,16 @@ func recoverInstance(ctx context.Context, o Options, w *workflowpb.WorkflowExecu
 		err = v.Get(&st)
 	}
 	if err != nil {
-		return false, fmt.Errorf("sweep recover: %s: its state: %w", id, err)
+		return recoverNot, fmt.Errorf("sweep recover: %s: its state: %w", id, err)
 	}
 	def := in.Definition
 	if _, err := o.Definitions.Definition(ctx, def.Name, def.Version); errors.Is(err, store.ErrNotFound) {
 		doc := process.JSON(def)
 		if _, err := o.Definitions.PutDefinition(ctx, store.DefinitionRecord{Name: def.Name, Version: def.Version, Doc: doc, Digest: digest(doc), Author: RecoveredBy, CreatedAt: time.Now().UTC()}); err != nil {
-			return false, fmt.Errorf("sweep recover: %s: definition %s: %w", id, def.Ref(), err)
+			return recoverNot, fmt.Errorf("sweep recover: %s: definition %s: %w", id, def.Ref(), err)
 		}
 	} else if err != nil {
-		return false, fmt.Errorf("sweep recover: %s: definition %s: %w", id, def.Ref(), err)
+		return recoverNot, fmt.Errorf("sweep recover: %s: definition %s: %w", id, def.Ref(), err)
 	}
 	created := in.CreatedAt
 	if created.IsZero() {
@@ -136,7 +153,7 @@ func recoverInstance(ctx context.Context, o Options, w *workflowpb.WorkflowExecu
 	}
 	if _, _, err := o.Instances.CreateInstance(ctx, store.Instance{ID: id, Process: def.Name, ProcessVersion: def.Version, BusinessKey: in.BusinessKey,
 		Input: process.JSON(in.Input), CreatedBy: by, CreatedAt: created.UTC(), State: process.JSON(st)}); err != nil {
-		return false, fmt.Errorf("sweep recover: %s: %w", id, err)
+		return recoverNot, fmt.Errorf("sweep recover: %s: %w", id, err)
 	}
 	now := time.Now().UTC()
 	for _, rv := range st.Reviews {
@@ -145,11 +162,11 @@ func recoverInstance(ctx context.Context, o Options, w *workflowpb.WorkflowExecu
 		}
 		if _, err := o.Ended.CreateReview(ctx, store.Review{ID: rv.ID, InstanceID: id, RunID: run, Process: def.Name, Step: rv.Step, Queue: rv.Queue, Reason: rv.Reason,
 			PolicyID: rv.PolicyID, DecisionID: rv.DecisionID, CreatedAt: now}); err != nil {
-			return false, fmt.Errorf("sweep recover: %s: review %s: %w", id, rv.ID, err)
+			return recoverNot, fmt.Errorf("sweep recover: %s: review %s: %w", id, rv.ID, err)
 		}
 	}
 	o.Logger.Warn("instance brought back into the store from its workflow (the store lost it)", "instance", id, "run", run, "status", st.Status)
-	return true, nil
+	return recovered, nil
 }
 
 // workflowInput is the input a workflow run started with: its history's

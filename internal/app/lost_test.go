@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -24,7 +25,8 @@ import (
 // where Temporal holds this store's history from before it (another
 // instance's workflow, started earlier): a Temporal without it (its
 // database replaced, or the wrong one configured) leaves every instance
-// as it is, counted as unconfirmed.
+// as it is, counted as unconfirmed; and its workflows the store does not
+// know are not brought in.
 func TestLostSweepGoesOnWhereItStopped(t *testing.T) {
 	ctx := t.Context()
 	ts := startTemporal(t)
@@ -108,8 +110,15 @@ func TestLostSweepGoesOnWhereItStopped(t *testing.T) {
 	}
 
 	// The store does not know the earlier workflow's instance: nothing
-	// shows this Temporal holds its history.
+	// shows this Temporal holds its history. Nor is that workflow's
+	// instance brought into the store.
 	passes(api.LostCounts{Unconfirmed: 2}, api.LostCounts{Unconfirmed: 2}, api.LostCounts{})
+	if n, err := (&api.RecoverSweep{Budget: 10}).Run(ctx, opts); err != nil || n != (api.RecoverCounts{Unconfirmed: 1}) {
+		t.Fatalf("the recover sweep: %+v (%v)", n, err)
+	}
+	if _, err := st.Instance(ctx, earlier); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a workflow with no earlier history of the store's was brought in: %v", err)
+	}
 	for _, id := range lost {
 		if got := status(id); got != "running " {
 			t.Fatalf("%s, unconfirmed: %s", id, got)

@@ -344,10 +344,10 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 	}
 	swept := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "adaptflow_swept_instances_total",
-		Help: "Instances the sweeper set right, by what it found: ended_outside (terminated or timed out in Temporal), lost (Temporal no longer has their workflow: ended failed), lost_unconfirmed (Temporal has neither their workflow nor any older history of this store's: left as they are, for a person) or recovered (the store had lost them; brought back from their workflow). Counted each time a sweep finds them.",
+		Help: "Instances the sweeper set right, by what it found: ended_outside (terminated or timed out in Temporal), lost (Temporal no longer has their workflow: ended failed), lost_unconfirmed (Temporal has neither their workflow nor any older history of this store's: left as they are, for a person), recovered (the store had lost them; brought back from their workflow) or unknown_unconfirmed (workflows Temporal runs that the store does not know, with no older history of this store's in Temporal: not brought back). Counted each time a sweep finds them.",
 	}, []string{"found"})
 	reg.MustRegister(swept)
-	for _, found := range []string{"ended_outside", "lost", "lost_unconfirmed", "recovered"} {
+	for _, found := range []string{"ended_outside", "lost", "lost_unconfirmed", "recovered", "unknown_unconfirmed"} {
 		swept.WithLabelValues(found) // from 0, for the alerts' increase
 	}
 	since := time.Now().Add(-endedLookBack)
@@ -374,10 +374,11 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 		if errLost != nil && ctx.Err() == nil {
 			opts.Logger.Warn("sweep of instances whose workflow Temporal lost", "ended", lc.Ended, "err", errLost)
 		}
-		n, errRecover := recovered.Run(ctx, opts)
-		swept.WithLabelValues("recovered").Add(float64(n))
+		rc, errRecover := recovered.Run(ctx, opts)
+		swept.WithLabelValues("recovered").Add(float64(rc.Recovered))
+		swept.WithLabelValues("unknown_unconfirmed").Add(float64(rc.Unconfirmed))
 		if errRecover != nil && ctx.Err() == nil {
-			opts.Logger.Warn("sweep of instances the store lost", "recovered", n, "err", errRecover)
+			opts.Logger.Warn("sweep of instances the store lost", "recovered", rc.Recovered, "err", errRecover)
 		}
 		return errors.Join(errStarts, errEnded, errLost, errRecover)
 	}})
