@@ -1159,7 +1159,9 @@ func TestRestartResumes(t *testing.T) {
 	d.waitStatus(id, "waiting_review")
 	second := app.DefaultOptions()
 	second.DataDir, second.Listen, second.TemporalAddress, second.APIKey = dir, "127.0.0.1:0", "127.0.0.1:0", adminKey
-	err := app.Run(t.Context(), app.ModeDev, second)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a run that was not refused ends there
+	defer cancel()
+	err := app.Run(ctx, app.ModeDev, second)
 	if want := fmt.Sprintf("--data-dir %s: in use by adaptflow dev (pid %d, --listen 127.0.0.1:0); stop it first, or give another directory", dir, os.Getpid()); err == nil || err.Error() != want {
 		t.Fatalf("a second adaptflow dev on the directory: %v", err)
 	}
@@ -1404,7 +1406,10 @@ func TestDataDirFromBeforeTheVisibilitySplit(t *testing.T) {
 	}
 }
 
-// TestKillResumes does the same with kill -9 of the whole process.
+// TestKillResumes does the same with kill -9 of the whole process. While
+// the process runs, another adaptflow dev on its data directory is
+// refused, naming it; its lock goes with it, so the restart after the
+// kill takes the directory.
 func TestKillResumes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a child process")
@@ -1435,6 +1440,13 @@ func TestKillResumes(t *testing.T) {
 	}
 	id := child.start("inventory-reconciliation", "inv-k", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 1, "erp_count": 30})
 	child.waitStatus(id, "waiting_review")
+	second := app.DefaultOptions()
+	second.DataDir, second.Listen, second.TemporalAddress, second.APIKey = dir, "127.0.0.1:0", "127.0.0.1:0", adminKey
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a run that was not refused ends there
+	defer cancel()
+	if err, want := app.Run(ctx, app.ModeDev, second), fmt.Sprintf("--data-dir %s: in use by adaptflow dev (pid %d, --listen %s)", dir, cmd.Process.Pid, listen); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("a second adaptflow dev on the directory: %v", err)
+	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
