@@ -228,6 +228,7 @@ func (l *LostSweep) Run(ctx context.Context, o Options) (LostCounts, error) {
 	}
 	asked := 0
 	before := time.Now().Add(-l.MinAge)
+	var h history
 	for len(l.processes) > 0 && asked < l.Budget {
 		limit := min(200, l.Budget-asked)
 		page, err := o.Instances.Instances(ctx, store.InstanceFilter{Process: l.processes[0], Status: store.InstanceInProgress, After: l.after, Limit: limit})
@@ -240,7 +241,7 @@ func (l *LostSweep) Run(ctx context.Context, o Options) (LostCounts, error) {
 				continue // not started yet (the start sweep's), or just started
 			}
 			asked++
-			found, err := endLost(ctx, o, sum.ID)
+			found, err := endLost(ctx, o, &h, sum.ID)
 			if err != nil {
 				return n, err
 			}
@@ -268,7 +269,7 @@ const (
 // endLost ends the instance id as lost if Temporal has no workflow of it,
 // it ran (a workflow saved its state), and Temporal holds this store's
 // history from before it (see LostSweep).
-func endLost(ctx context.Context, o Options, id string) (int, error) {
+func endLost(ctx context.Context, o Options, h *history, id string) (int, error) {
 	_, err := o.Temporal.DescribeWorkflowExecution(ctx, id, "")
 	var nf *serviceerror.NotFound
 	if !errors.As(err, &nf) {
@@ -291,7 +292,7 @@ func endLost(ctx context.Context, o Options, id string) (int, error) {
 	if store.Final(st.Status) {
 		return lostNot, nil
 	}
-	known, err := holdsHistoryBefore(ctx, o, inst.CreatedAt)
+	known, err := h.before(ctx, o, inst.CreatedAt)
 	if err != nil {
 		return lostNot, err
 	}
@@ -304,6 +305,36 @@ func endLost(ctx context.Context, o Options, id string) (int, error) {
 		return lostNot, err
 	}
 	return lostEnded, nil
+}
+
+// history remembers, within a sweep's pass, what holdsHistoryBefore
+// answered, so that a Temporal missing many instances is asked once or
+// twice rather than once per instance: history before knownFrom means
+// history before any later time; none before noneTo, none before any
+// earlier time (among the latest workflows listed).
+type history struct {
+	knownFrom, noneTo time.Time
+}
+
+// before is holdsHistoryBefore(t), from what the pass has learned when
+// it can be.
+func (h *history) before(ctx context.Context, o Options, t time.Time) (bool, error) {
+	if !h.knownFrom.IsZero() && !t.Before(h.knownFrom) {
+		return true, nil
+	}
+	if !h.noneTo.IsZero() && !t.After(h.noneTo) {
+		return false, nil
+	}
+	known, err := holdsHistoryBefore(ctx, o, t)
+	if err != nil {
+		return false, err
+	}
+	if known {
+		h.knownFrom = t
+	} else if t.After(h.noneTo) {
+		h.noneTo = t
+	}
+	return known, nil
 }
 
 // holdsHistoryBefore says whether Temporal holds a workflow, started

@@ -335,12 +335,17 @@ func (s *server) cancelLost(ctx context.Context, inst store.Instance, by, reason
 	if err := json.Unmarshal(inst.State, &st); err != nil {
 		return fmt.Errorf("instance %s: stored state: %w", inst.ID, err)
 	}
-	why := "canceled by " + by
-	if reason != "" {
-		why += ": " + reason
-	}
-	why += " (its workflow was no longer in Temporal)"
+	why := canceledBy(by, reason) + " (its workflow was no longer in Temporal)"
 	return endOutside(ctx, s.Options, inst, st, inst.StateRun, workflows.StatusCanceled, why, by)
+}
+
+// canceledBy is the error of an instance canceled by by, for reason, as
+// its workflow words it.
+func canceledBy(by, reason string) string {
+	if reason == "" {
+		return "canceled by " + by
+	}
+	return "canceled by " + by + ": " + reason
 }
 
 // cancelHeld ends an instance held by a pause, which has no workflow yet:
@@ -351,10 +356,7 @@ func (s *server) cancelHeld(ctx context.Context, inst store.Instance, by, reason
 	if err != nil {
 		return err
 	}
-	why := "canceled by " + by
-	if reason != "" {
-		why += ": " + reason
-	}
+	why := canceledBy(by, reason)
 	if inst.Queued {
 		why += " (queued under the concurrency limit of " + inst.Process + "; it never started)"
 	} else {

@@ -72,8 +72,9 @@ func (r *RecoverSweep) Run(ctx context.Context, o Options) (RecoverCounts, error
 	if err != nil {
 		return n, fmt.Errorf("sweep recover: list workflows: %w", err)
 	}
+	var h history
 	for _, w := range page.GetExecutions() {
-		found, err := recoverInstance(ctx, o, w)
+		found, err := recoverInstance(ctx, o, &h, w)
 		if err != nil {
 			return n, err
 		}
@@ -99,7 +100,7 @@ const (
 
 // recoverInstance stores again the instance of w, a running workflow,
 // unless the store has it; it says what it did.
-func recoverInstance(ctx context.Context, o Options, w *workflowpb.WorkflowExecutionInfo) (int, error) {
+func recoverInstance(ctx context.Context, o Options, h *history, w *workflowpb.WorkflowExecutionInfo) (int, error) {
 	id, run := w.GetExecution().GetWorkflowId(), w.GetExecution().GetRunId()
 	if _, err := o.Instances.Instance(ctx, id); !errors.Is(err, store.ErrNotFound) {
 		if err != nil {
@@ -110,7 +111,7 @@ func recoverInstance(ctx context.Context, o Options, w *workflowpb.WorkflowExecu
 	// Brought back only where Temporal holds this store's history from
 	// before it: the wrong Temporal configured would otherwise have its
 	// workflows copied into this store.
-	known, err := holdsHistoryBefore(ctx, o, w.GetStartTime().AsTime())
+	known, err := h.before(ctx, o, w.GetStartTime().AsTime())
 	if err != nil {
 		return recoverNot, err
 	}
