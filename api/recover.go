@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
+	commonpb "go.temporal.io/api/common/v1"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
@@ -171,18 +171,20 @@ func recoverInstance(ctx context.Context, o Options, h *history, w *workflowpb.W
 }
 
 // workflowInput is the input a workflow run started with: its history's
-// first event.
+// first event, read alone.
 func workflowInput(ctx context.Context, o Options, id, run string) (workflows.Input, error) {
 	var in workflows.Input
-	it := o.Temporal.GetWorkflowHistory(ctx, id, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	if !it.HasNext() {
-		return in, errors.New("no history")
-	}
-	ev, err := it.Next()
+	res, err := o.Temporal.WorkflowService().GetWorkflowExecutionHistory(ctx, &workflowservice.GetWorkflowExecutionHistoryRequest{
+		Namespace: o.Namespace, Execution: &commonpb.WorkflowExecution{WorkflowId: id, RunId: run}, MaximumPageSize: 1,
+	})
 	if err != nil {
 		return in, fmt.Errorf("its history: %w", err)
 	}
-	attrs := ev.GetWorkflowExecutionStartedEventAttributes()
+	events := res.GetHistory().GetEvents()
+	if len(events) == 0 {
+		return in, errors.New("no history")
+	}
+	attrs := events[0].GetWorkflowExecutionStartedEventAttributes()
 	if attrs == nil {
 		return in, errors.New("its history does not start with its start")
 	}
