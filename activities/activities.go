@@ -68,6 +68,11 @@ type StateProjection interface {
 	SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) (*store.Finish, error)
 }
 
+// WebhookLetters keeps the webhooks given up, to be redelivered.
+type WebhookLetters interface {
+	AddUndeliveredWebhook(ctx context.Context, w store.UndeliveredWebhook) (store.UndeliveredWebhook, error)
+}
+
 // Activities are the activities of the process workflow.
 type Activities struct {
 	Env       *policies.Env
@@ -99,6 +104,9 @@ type Activities struct {
 	Model string
 	// WebhookSecret signs webhook bodies (HMAC-SHA256) when set.
 	WebhookSecret string
+	// Undelivered keeps the webhooks given up, for a redelivery (nil:
+	// they are only logged and counted).
+	Undelivered WebhookLetters
 	// Metrics counts decisions, classifications and LLM calls (nil: none).
 	Metrics *Metrics
 

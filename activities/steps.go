@@ -371,9 +371,9 @@ type ReviewEvent struct {
 
 // Notify POSTs a review event; see post.
 func (a *Activities) Notify(ctx context.Context, in NotifyInput) error {
-	err := a.post(ctx, in.URL, in.Key, process.JSON(in.Event))
-	a.delivered(ctx, in.Event.Process, in.Event.InstanceID, in.Event.Event, in.URL, err)
-	return err
+	body := process.JSON(in.Event)
+	return a.delivered(ctx, store.UndeliveredWebhook{Process: in.Event.Process, InstanceID: in.Event.InstanceID, Event: in.Event.Event,
+		URL: in.URL, Key: in.Key, Body: body}, a.post(ctx, in.URL, in.Key, body))
 }
 
 // CallbackInput is one instance event for the business system's webhook.
@@ -403,23 +403,26 @@ type InstanceEvent struct {
 
 // Callback POSTs an instance event; see post.
 func (a *Activities) Callback(ctx context.Context, in CallbackInput) error {
-	err := a.post(ctx, in.URL, in.Key, process.JSON(in.Event))
-	a.delivered(ctx, in.Event.Process, in.Event.InstanceID, in.Event.Event, in.URL, err)
-	return err
+	body := process.JSON(in.Event)
+	return a.delivered(ctx, store.UndeliveredWebhook{Process: in.Event.Process, InstanceID: in.Event.InstanceID, Event: in.Event.Event,
+		URL: in.URL, Key: in.Key, Body: body}, a.post(ctx, in.URL, in.Key, body))
 }
 
 // WebhookAttempts is how often a webhook is tried (about an hour, with the
 // workflows' backoff), the last attempt's failure giving it up.
 const WebhookAttempts = 12
 
-// delivered counts an attempt to deliver a webhook (err its failure) and
-// logs one given up: a final answer (4xx), or the activity's last attempt.
-// The business system never hears of that event; the log line and
-// adaptflow_webhook_deliveries_total{outcome="undelivered"} say which.
-func (a *Activities) delivered(ctx context.Context, process, instance, event, url string, err error) {
+// delivered counts an attempt to deliver webhook w (err its failure),
+// and keeps one given up, a final answer (4xx) or the activity's last
+// attempt, in the store (Undelivered) to be redelivered: the business
+// system has not heard of that event yet. It returns the activity's
+// error: err, or, when a webhook given up could not be kept, a retryable
+// error, so that a later attempt keeps it (at the last attempt it is
+// logged with its body, the only record left).
+func (a *Activities) delivered(ctx context.Context, w store.UndeliveredWebhook, err error) error {
 	if err == nil {
-		a.Metrics.webhook(process, event, "delivered")
-		return
+		a.Metrics.webhook(w.Process, w.Event, "delivered")
+		return nil
 	}
 	var ae *temporal.ApplicationError
 	final := errors.As(err, &ae) && ae.NonRetryable()
@@ -435,11 +438,29 @@ func (a *Activities) delivered(ctx context.Context, process, instance, event, ur
 		final = true
 	}
 	if !final {
-		a.Metrics.webhook(process, event, "retrying")
-		return
+		a.Metrics.webhook(w.Process, w.Event, "retrying")
+		return err
 	}
-	a.Metrics.webhook(process, event, "undelivered")
-	a.logger().Error("webhook not delivered, given up", "process", process, "instance", instance, "event", event, "url", url, "attempts", attempt, "err", err)
+	w.Attempts, w.Error, w.FailedAt = int(attempt), err.Error(), time.Now().UTC()
+	kept := "not kept (no store)"
+	if a.Undelivered != nil {
+		stored, serr := a.Undelivered.AddUndeliveredWebhook(ctx, w)
+		switch {
+		case serr != nil && attempt < last:
+			a.Metrics.webhook(w.Process, w.Event, "retrying")
+			a.logger().Warn("webhook not delivered, and could not be kept for a redelivery; it is tried again", "process", w.Process, "instance", w.InstanceID,
+				"event", w.Event, "url", w.URL, "attempts", attempt, "err", err, "store_err", serr)
+			return fmt.Errorf("%s; keeping it for a redelivery: %w", err.Error(), serr)
+		case serr != nil:
+			kept = "NOT KEPT: " + serr.Error() + "; body: " + string(w.Body)
+		default:
+			kept = "kept as undelivered webhook " + strconv.FormatInt(stored.ID, 10)
+		}
+	}
+	a.Metrics.webhook(w.Process, w.Event, "undelivered")
+	a.logger().Error("webhook not delivered, given up", "process", w.Process, "instance", w.InstanceID, "event", w.Event, "url", w.URL,
+		"attempts", attempt, "err", err, "redelivery", kept)
+	return err
 }
 
 // post sends body as JSON with an Idempotency-Key header and, when the
@@ -449,6 +470,13 @@ func (a *Activities) delivered(ctx context.Context, process, instance, event, ur
 // delivery; 4xx (but 408 and 429) will not change on retry and is final;
 // anything else is retried by the activity's policy.
 func (a *Activities) post(ctx context.Context, url, key string, body []byte) error {
+	return PostWebhook(ctx, a.httpClient(), a.WebhookSecret, url, key, body)
+}
+
+// PostWebhook is one attempt to deliver a webhook (see post): with client,
+// signed with secret when it is set; a redelivery sends it as the
+// workflow did.
+func PostWebhook(ctx context.Context, client *http.Client, secret, url, key string, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return invalid("webhook: "+err.Error(), err)
@@ -456,10 +484,10 @@ func (a *Activities) post(ctx context.Context, url, key string, body []byte) err
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
 	req.Header.Set("User-Agent", "adaptflow")
-	if a.WebhookSecret != "" {
-		req.Header.Set("X-Adaptflow-Signature", SignWebhook(a.WebhookSecret, time.Now(), body))
+	if secret != "" {
+		req.Header.Set("X-Adaptflow-Signature", SignWebhook(secret, time.Now(), body))
 	}
-	resp, err := a.httpClient().Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("webhook %s: %w", url, err)
 	}

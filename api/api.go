@@ -159,11 +159,18 @@ type Options struct {
 	// at the request, or when a retry queued under the process's
 	// concurrency limit runs (by whichever starter runs it). Unset, the
 	// API counts its own in adaptflow_instance_retries_total.
-	Retried   func(process string)
-	AuditLog  AuditLog
-	Verdicts  VerdictStore
-	Stats     ReviewStats
-	Lifecycle PolicyLifecycle
+	Retried  func(process string)
+	AuditLog AuditLog
+	// Webhooks lists the webhooks given up and records their
+	// redeliveries.
+	Webhooks WebhookStore
+	// WebhookSecret signs redelivered webhooks, as the workers sign them.
+	WebhookSecret string
+	// WebhookClient sends redeliveries (default http.DefaultClient).
+	WebhookClient *http.Client
+	Verdicts      VerdictStore
+	Stats         ReviewStats
+	Lifecycle     PolicyLifecycle
 	// Schedules pause and resume the schedules of processes.
 	Schedules ScheduleSwitches
 	Scanner   DecisionScanner
@@ -381,6 +388,9 @@ func New(opts Options) (*Handler, error) {
 	v1.GET("/classifiers/:name/examples", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.allowClassifier, s.listExamples)
 	v1.DELETE("/classifiers/:name/examples/:id", s.allow(engineer), s.allowClassifier, s.deleteExample)
 	v1.GET("/classifiers/:name/quality", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.allowClassifier, s.classifierQuality)
+	v1.GET("/webhooks/undelivered", s.allow(readers), processScoped, s.listUndeliveredWebhooks)
+	v1.GET("/webhooks/undelivered/:id", s.allow(readers), s.getUndeliveredWebhook)
+	v1.POST("/webhooks/undelivered/:id/redeliver", s.allow(readers), s.redeliverWebhook)
 	v1.GET("/whoami", s.allow(anyRole), s.whoami)
 	return &Handler{Handler: r, starts: s.starts, limits: s.limits}, nil
 }

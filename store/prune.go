@@ -20,11 +20,13 @@ type Pruned struct {
 	Verdicts     int64 `json:"verdicts"`
 	Observations int64 `json:"observations"`
 	AuditEntries int64 `json:"audit_entries"`
+	// Webhooks are the undelivered webhooks kept of the instances pruned.
+	Webhooks int64 `json:"webhooks"`
 }
 
 // Total is every row removed.
 func (p Pruned) Total() int64 {
-	return p.Instances + p.Decisions + p.Reviews + p.Verdicts + p.Observations + p.AuditEntries
+	return p.Instances + p.Decisions + p.Reviews + p.Verdicts + p.Observations + p.AuditEntries + p.Webhooks
 }
 
 // Add sums two prunes.
@@ -32,6 +34,7 @@ func (p Pruned) Add(q Pruned) Pruned {
 	return Pruned{
 		Instances: p.Instances + q.Instances, Decisions: p.Decisions + q.Decisions, Reviews: p.Reviews + q.Reviews,
 		Verdicts: p.Verdicts + q.Verdicts, Observations: p.Observations + q.Observations, AuditEntries: p.AuditEntries + q.AuditEntries,
+		Webhooks: p.Webhooks + q.Webhooks,
 	}
 }
 
@@ -64,8 +67,9 @@ const (
 // Prune removes what is older than before, in short transactions:
 //   - the instances that ended before it, each whole: its decision records
 //     (every run's chain, so `audit verify` finds no gap), its reviews and
-//     the verdicts given on them, then the instance; an instance still
-//     running, or ended since, stays, however old;
+//     the verdicts given on them, its undelivered webhooks, then the
+//     instance; an instance still running, or ended since, stays, however
+//     old;
 //   - the observations of signals made before it (a detector's state is
 //     kept apart and stays: detection goes on as before; the history
 //     reports start later), but those of an instance still running, or
@@ -116,6 +120,7 @@ func prune(ctx context.Context, p Pruner, process string, before time.Time) (Pru
 				{&n.Verdicts, `DELETE FROM verdicts WHERE review_id IN (SELECT id FROM reviews WHERE instance_id IN (` + list + `))`},
 				{&n.Reviews, `DELETE FROM reviews WHERE instance_id IN (` + list + `)`},
 				{&n.Decisions, `DELETE FROM decisions WHERE instance_id IN (` + list + `)`},
+				{&n.Webhooks, `DELETE FROM undelivered_webhooks WHERE instance_id IN (` + list + `)`},
 				{&n.Instances, `DELETE FROM instances WHERE id IN (` + list + `)`},
 			} {
 				if *s.n, err = tx.Exec(ctx, s.sql, in.args...); err != nil {
@@ -304,6 +309,9 @@ func (r Reads) PruneCounts(ctx context.Context, plan PrunePlan) (Pruned, error) 
 		}},
 		{&out.Reviews, func(in *params) string {
 			return `SELECT COUNT(*) FROM reviews WHERE instance_id IN (` + ended(in) + `)`
+		}},
+		{&out.Webhooks, func(in *params) string {
+			return `SELECT COUNT(*) FROM undelivered_webhooks WHERE instance_id IN (` + ended(in) + `)`
 		}},
 		{&out.Verdicts, func(in *params) string {
 			return `SELECT COUNT(*) FROM verdicts WHERE review_id IN (SELECT id FROM reviews WHERE instance_id IN (` + ended(in) + `))`

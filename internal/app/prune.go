@@ -47,7 +47,7 @@ func runPrunes(ctx context.Context, lc *lifecycle, bg *background, st pruner, re
 			}
 		}
 		for table, v := range map[string]int64{"instances": n.Instances, "decisions": n.Decisions, "reviews": n.Reviews,
-			"verdicts": n.Verdicts, "observations": n.Observations, "audit_log": n.AuditEntries} {
+			"verdicts": n.Verdicts, "observations": n.Observations, "audit_log": n.AuditEntries, "undelivered_webhooks": n.Webhooks} {
 			rows.WithLabelValues(table).Add(float64(v))
 		}
 		switch {
@@ -55,7 +55,7 @@ func runPrunes(ctx context.Context, lc *lifecycle, bg *background, st pruner, re
 			lg.Warn("prune of the store failed; the next prune goes on", "retention", retention.String(), "err", err)
 		case err == nil && n.Total() > 0:
 			lg.Info("pruned the store", "retention", retention.String(), "instances", n.Instances, "decisions", n.Decisions, "reviews", n.Reviews,
-				"verdicts", n.Verdicts, "observations", n.Observations, "audit_entries", n.AuditEntries, "took", time.Since(start).String())
+				"verdicts", n.Verdicts, "observations", n.Observations, "audit_entries", n.AuditEntries, "webhooks", n.Webhooks, "took", time.Since(start).String())
 		}
 		return err
 	}})

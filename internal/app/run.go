@@ -208,7 +208,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		w.RegisterWorkflowWithOptions(workflows.ClassifyPreview, workflow.RegisterOptions{Name: workflows.ClassifyPreviewWorkflow})
 		acts := &activities.Activities{
 			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, States: st, SubProcesses: st, LLM: llm, Embedder: embedder, Calendar: cal,
-			HTTP: &http.Client{Timeout: 5 * time.Minute}, Logger: lg, WebhookSecret: opts.WebhookSecret,
+			HTTP: &http.Client{Timeout: 5 * time.Minute}, Logger: lg, WebhookSecret: opts.WebhookSecret, Undelivered: st,
 			Metrics: activities.NewMetrics(reg),
 		}
 		// An instance of a process with a concurrency limit starts those
@@ -256,10 +256,11 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		finish = activities.NewFinishMetrics(reg)
 	}
 	apiOpts := api.Options{
-		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Signals: st, Ended: st, AuditLog: st, Verdicts: st, Stats: st,
+		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Signals: st, Ended: st, AuditLog: st, Webhooks: st, Verdicts: st, Stats: st,
 		Lifecycle: st, Schedules: st, Scanner: st, Chains: st, Examples: st, Embedder: embedder, Temporal: tc, TaskQueue: TaskQueue, Namespace: opts.Namespace, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit, Metrics: reg, Tracer: tracer,
 		Ready: func(ctx context.Context) error { return st.Ping(ctx) }, StartWait: opts.StartWait, MetricsElsewhere: opts.MetricsListen != "",
 		Finished: finish.Ended, Retried: retried, Clock: clock.read,
+		WebhookSecret: opts.WebhookSecret,
 	}
 	handler, err := api.New(apiOpts)
 	if err != nil {
@@ -467,6 +468,8 @@ type Store interface {
 	activities.DetectorStore
 	activities.StateProjection
 	activities.SubProcesses
+	activities.WebhookLetters
+	api.WebhookStore
 	api.ExampleStore
 	api.PolicyLifecycle
 	api.ScheduleSwitches

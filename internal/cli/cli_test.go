@@ -693,7 +693,7 @@ func TestPruneCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	if code, out := run(t, prune, "--older-than", "30d", "--database-url", db, "--dry-run"); code != 0 ||
-		out != "would remove 1 instances (with 1 decision records, 0 reviews, 0 verdicts), 1 signal observations and 1 audit entries\n" {
+		out != "would remove 1 instances (with 1 decision records, 0 reviews, 0 verdicts, 0 undelivered webhooks), 1 signal observations and 1 audit entries\n" {
 		t.Fatalf("dry run: exit %d\n%s", code, out)
 	}
 	if after, _ := os.ReadFile(db); !bytes.Equal(before, after) {
@@ -747,10 +747,10 @@ func TestPruneCommand(t *testing.T) {
 	}
 	_ = raw.Close()
 	if code, out := run(t, prune, "--database-url", db, "--dry-run"); code != 0 || !strings.HasPrefix(out, "shop: its definition keeps 2d (what ended before ") ||
-		!strings.HasSuffix(out, "would remove 1 instances (with 1 decision records, 0 reviews, 0 verdicts), 0 signal observations and 0 audit entries\n") {
+		!strings.HasSuffix(out, "would remove 1 instances (with 1 decision records, 0 reviews, 0 verdicts, 0 undelivered webhooks), 0 signal observations and 0 audit entries\n") {
 		t.Fatalf("dry run by retention: exit %d\n%s", code, out)
 	}
-	if code, out := run(t, prune, "--database-url", db); code != 0 || !strings.HasSuffix(out, "removed 1 instances (with 1 decision records, 0 reviews, 0 verdicts), 0 signal observations and 0 audit entries\n") {
+	if code, out := run(t, prune, "--database-url", db); code != 0 || !strings.HasSuffix(out, "removed 1 instances (with 1 decision records, 0 reviews, 0 verdicts, 0 undelivered webhooks), 0 signal observations and 0 audit entries\n") {
 		t.Fatalf("prune by retention: exit %d\n%s", code, out)
 	}
 	if st, err = sqlite.Open(ctx, db); err != nil {

@@ -72,8 +72,8 @@ func Prune(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if *dryRun {
 			verb = "would remove"
 		}
-		fmt.Fprintf(stdout, "%s %d instances (with %d decision records, %d reviews, %d verdicts), %d signal observations and %d audit entries\n",
-			verb, n.Instances, n.Decisions, n.Reviews, n.Verdicts, n.Observations, n.AuditEntries)
+		fmt.Fprintf(stdout, "%s %d instances (with %d decision records, %d reviews, %d verdicts, %d undelivered webhooks), %d signal observations and %d audit entries\n",
+			verb, n.Instances, n.Decisions, n.Reviews, n.Verdicts, n.Webhooks, n.Observations, n.AuditEntries)
 	}
 	// plan reads the definitions' retentions; with none and no
 	// --older-than, there is nothing to prune.

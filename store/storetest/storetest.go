@@ -108,6 +108,11 @@ type Store interface {
 	ProcessStates(ctx context.Context, process string) ([]store.ProcessState, error)
 	ScheduleStates(ctx context.Context, process string) ([]store.ScheduleState, error)
 	KeepScheduleStates(ctx context.Context, process string, keep []string) error
+	AddUndeliveredWebhook(ctx context.Context, w store.UndeliveredWebhook) (store.UndeliveredWebhook, error)
+	UndeliveredWebhooks(ctx context.Context, f store.WebhookFilter) ([]store.UndeliveredWebhook, error)
+	UndeliveredWebhook(ctx context.Context, id int64) (store.UndeliveredWebhook, error)
+	WebhookRedelivered(ctx context.Context, id int64, by string, at time.Time) (store.UndeliveredWebhook, error)
+	WebhookRedeliveryFailed(ctx context.Context, id int64, reason string, at time.Time) (store.UndeliveredWebhook, error)
 }
 
 // Run runs the suite; open returns a new, empty store.
@@ -137,6 +142,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("queue summaries", func(t *testing.T) { testQueueSummaries(t, open(t)) })
 	t.Run("review escalation", func(t *testing.T) { testReviewEscalation(t, open(t)) })
 	t.Run("audit log", func(t *testing.T) { testAudit(t, open(t)) })
+	t.Run("undelivered webhooks", func(t *testing.T) { testUndeliveredWebhooks(t, open(t)) })
 	t.Run("examples", func(t *testing.T) { testExamples(t, open(t)) })
 	t.Run("signals", func(t *testing.T) { testSignals(t, open(t)) })
 	t.Run("signal history", func(t *testing.T) { testSignalHistory(t, open(t)) })
@@ -2342,6 +2348,11 @@ func testPrune(t *testing.T, s Store) {
 		must(t, s.PutVerdict(ctx, store.Verdict{ReviewID: r.ID, Classifier: "c", Queue: "q", Model: "embedded", Predicted: "a", Confidence: 0.5, Label: "a", Reviewer: "ann", At: t0}))
 	}
 	saveState(t, s, "done", "done-r2", 3, json.RawMessage(`{"status":"completed"}`))
+	for _, id := range []string{"done", "running"} {
+		_, err := s.AddUndeliveredWebhook(ctx, store.UndeliveredWebhook{Process: "orders", InstanceID: id, Event: "instance.failed",
+			URL: "http://erp/hook", Key: id + "/failed", Body: json.RawMessage(`{}`), Attempts: 12, Error: "503", FailedAt: t0})
+		must(t, err)
+	}
 	create("running")
 	rd := decision("run-r1", 1, "")
 	rd.InstanceID = "running"
@@ -2397,7 +2408,7 @@ func testPrune(t *testing.T, s Store) {
 	must(t, err)
 	got, err = s.Prune(ctx, ended.Add(time.Millisecond))
 	must(t, err)
-	if want := (store.Pruned{Instances: 452, Decisions: 2, Reviews: 1, Verdicts: 1, AuditEntries: 2}); got != want || counted != want {
+	if want := (store.Pruned{Instances: 452, Decisions: 2, Reviews: 1, Verdicts: 1, AuditEntries: 2, Webhooks: 1}); got != want || counted != want {
 		t.Fatalf("prune after the ends: %+v (counted %+v), want %+v", got, counted, want)
 	}
 	// The running instance's observation stays, however old, until it
@@ -2412,6 +2423,9 @@ func testPrune(t *testing.T, s Store) {
 	}
 	if ds, err := s.Decisions(ctx, "done"); err != nil || len(ds) != 0 {
 		t.Fatalf("decisions of a pruned instance: %d, %v", len(ds), err)
+	}
+	if ws, err := s.UndeliveredWebhooks(ctx, store.WebhookFilter{}); err != nil || len(ws) != 1 || ws[0].InstanceID != "running" {
+		t.Fatalf("undelivered webhooks after the prune: %+v, %v (want the running instance's only)", ws, err)
 	}
 	if _, err := s.Review(ctx, "rv-done", time.Now()); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("review of a pruned instance: %v", err)
@@ -2448,5 +2462,111 @@ func testPrune(t *testing.T, s Store) {
 	saveState(t, s, "running", "run-r1", 2, json.RawMessage(`{"status":"completed"}`))
 	if got, err = s.Prune(ctx, ended.Add(time.Millisecond)); err != nil || got != (store.Pruned{Observations: 1}) {
 		t.Fatalf("a prune after the running instance ended: %+v, %v", got, err)
+	}
+}
+
+func testUndeliveredWebhooks(t *testing.T, s Store) {
+	ctx := t.Context()
+	add := func(process, instance, event, key string, attempts int) store.UndeliveredWebhook {
+		t.Helper()
+		w, err := s.AddUndeliveredWebhook(ctx, store.UndeliveredWebhook{Process: process, InstanceID: instance, Event: event, URL: "http://erp.example/hooks",
+			Key: key, Body: json.RawMessage(`{"event":"` + event + `","instance_id":"` + instance + `"}`), Attempts: attempts, Error: "webhook: 503 Service Unavailable", FailedAt: t0})
+		must(t, err)
+		return w
+	}
+	a := add("orders", "i1", "instance.completed", "i1/completed", 12)
+	if a.ID == 0 || a.Attempts != 12 || a.RedeliveredAt != nil || !a.FailedAt.Equal(t0) || string(a.Body) != `{"event":"instance.completed","instance_id":"i1"}` {
+		t.Fatalf("kept: %+v", a)
+	}
+	b := add("orders", "i2", "instance.failed", "i2/failed", 1)
+	c := add("returns", "i3", "review.escalated", "rv3/escalated", 12)
+	if !(a.ID < b.ID && b.ID < c.ID) {
+		t.Fatalf("ids not increasing: %d %d %d", a.ID, b.ID, c.ID)
+	}
+	for _, bad := range []store.UndeliveredWebhook{
+		{Process: "orders", InstanceID: "i9", Key: "k", Body: json.RawMessage(`{}`), Attempts: 1},                  // no URL
+		{Process: "orders", InstanceID: "i9", URL: "http://x", Body: json.RawMessage(`{}`), Attempts: 1},           // no key
+		{Process: "orders", InstanceID: "i9", URL: "http://x", Key: "k", Body: json.RawMessage(`{`), Attempts: 1},  // not JSON
+		{Process: "orders", InstanceID: "i9", URL: "http://x", Key: "k", Body: json.RawMessage(`{}`), Attempts: 0}, // no attempt
+	} {
+		if _, err := s.AddUndeliveredWebhook(ctx, bad); !errors.Is(err, store.ErrInvalid) {
+			t.Fatalf("kept %+v: %v, want ErrInvalid", bad, err)
+		}
+	}
+	ids := func(f store.WebhookFilter) []int64 {
+		t.Helper()
+		ws, err := s.UndeliveredWebhooks(ctx, f)
+		must(t, err)
+		out := []int64{}
+		for _, w := range ws {
+			out = append(out, w.ID)
+		}
+		return out
+	}
+	for name, c2 := range map[string]struct {
+		f    store.WebhookFilter
+		want []int64
+	}{
+		"all, newest first":     {store.WebhookFilter{}, []int64{c.ID, b.ID, a.ID}},
+		"one process":           {store.WebhookFilter{Process: "orders"}, []int64{b.ID, a.ID}},
+		"a key's processes":     {store.WebhookFilter{Processes: []string{"returns", "other"}}, []int64{c.ID}},
+		"one instance":          {store.WebhookFilter{InstanceID: "i2"}, []int64{b.ID}},
+		"a page":                {store.WebhookFilter{Limit: 2}, []int64{c.ID, b.ID}},
+		"the next page":         {store.WebhookFilter{Limit: 2, Before: b.ID}, []int64{a.ID}},
+		"redelivered, none yet": {store.WebhookFilter{Status: store.WebhookRedelivered}, []int64{}},
+	} {
+		if got := ids(c2.f); !slices.Equal(got, c2.want) {
+			t.Fatalf("%s: %v, want %v", name, got, c2.want)
+		}
+	}
+	if _, err := s.UndeliveredWebhooks(ctx, store.WebhookFilter{Status: "lost"}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("status lost: %v, want ErrInvalid", err)
+	}
+
+	// A failed redelivery counts, and the webhook stays pending.
+	at := t0.Add(time.Hour)
+	f, err := s.WebhookRedeliveryFailed(ctx, a.ID, "webhook: 500", at)
+	must(t, err)
+	if f.Attempts != 13 || f.Error != "webhook: 500" || !f.FailedAt.Equal(at) || f.RedeliveredAt != nil {
+		t.Fatalf("after a failed redelivery: %+v", f)
+	}
+	// A redelivery that worked marks it, once.
+	r, err := s.WebhookRedelivered(ctx, a.ID, "ops", at.Add(time.Minute))
+	must(t, err)
+	if r.Attempts != 14 || r.RedeliveredAt == nil || !r.RedeliveredAt.Equal(at.Add(time.Minute)) || r.RedeliveredBy != "ops" {
+		t.Fatalf("redelivered: %+v", r)
+	}
+	if _, err := s.WebhookRedelivered(ctx, a.ID, "ops2", at); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("redelivered twice: %v, want ErrConflict", err)
+	}
+	if _, err := s.WebhookRedeliveryFailed(ctx, a.ID, "x", at); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a failure counted on a redelivered webhook: %v, want ErrConflict", err)
+	}
+	if _, err := s.WebhookRedelivered(ctx, c.ID+100, "ops", at); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("redelivered a webhook that is not there: %v, want ErrNotFound", err)
+	}
+	if _, err := s.UndeliveredWebhook(ctx, c.ID+100); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("read a webhook that is not there: %v, want ErrNotFound", err)
+	}
+	got, err := s.UndeliveredWebhook(ctx, a.ID)
+	must(t, err)
+	if got.RedeliveredBy != "ops" || got.Attempts != 14 || got.Key != "i1/completed" || got.URL != "http://erp.example/hooks" || got.Event != "instance.completed" || got.Process != "orders" {
+		t.Fatalf("read back: %+v", got)
+	}
+	if got := ids(store.WebhookFilter{Status: store.WebhookPending}); !slices.Equal(got, []int64{c.ID, b.ID}) {
+		t.Fatalf("pending: %v", got)
+	}
+	if got := ids(store.WebhookFilter{Status: store.WebhookRedelivered}); !slices.Equal(got, []int64{a.ID}) {
+		t.Fatalf("redelivered: %v", got)
+	}
+
+	// The same event given up again (its instance retried) is the same
+	// row, pending again, its attempts added.
+	again := add("orders", "i1", "instance.completed", "i1/completed", 12)
+	if again.ID != a.ID || again.RedeliveredAt != nil || again.RedeliveredBy != "" || again.Attempts != 26 {
+		t.Fatalf("given up again: %+v (first %+v)", again, a)
+	}
+	if got := ids(store.WebhookFilter{}); len(got) != 3 {
+		t.Fatalf("rows after the same event was given up again: %v", got)
 	}
 }
