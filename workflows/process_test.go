@@ -102,7 +102,7 @@ func newHarnessLLM(t *testing.T, llm *classify.LLM, defYAML string, policyYAML .
 	h.env.RegisterWorkflowWithOptions(workflows.ClassifyPreview, workflow.RegisterOptions{Name: workflows.ClassifyPreviewWorkflow})
 	h.acts = &activities.Activities{
 		Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, States: st, SubProcesses: st, LLM: llm,
-		Calendar: policies.DefaultCalendar(), HTTP: http.DefaultClient,
+		Calendar: policies.DefaultCalendar(), HTTP: http.DefaultClient, Undelivered: st,
 	}
 	h.env.RegisterActivity(h.acts)
 	return h
@@ -1770,11 +1770,16 @@ func TestUndeliveredWebhooksAreCounted(t *testing.T) {
 	for _, tc := range []struct {
 		name                  string
 		status                int
+		storeDown             bool
 		retrying, undelivered float64
+		kept                  int // attempts of the webhook kept, 0: none
 	}{
-		{"down", http.StatusBadGateway, 11, 1},
-		{"refused", http.StatusNotFound, 0, 1},
-		{"up", http.StatusNoContent, 0, 0},
+		{"down", http.StatusBadGateway, false, 11, 1, 12},
+		{"refused", http.StatusNotFound, false, 0, 1, 1},
+		{"up", http.StatusNoContent, false, 0, 0, 0},
+		// A webhook given up that cannot be kept is tried again, so that a
+		// later attempt keeps it; at the last one it is only logged.
+		{"refused, the store down", http.StatusNotFound, true, 11, 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var calls atomic.Int32
@@ -1786,6 +1791,14 @@ func TestUndeliveredWebhooksAreCounted(t *testing.T) {
 			h := newHarness(t, strings.Replace(ordersYAML, "version: 1\n", "version: 1\ncallback: {url: '"+srv.URL+"', events: [completed]}\n", 1))
 			reg := prometheus.NewRegistry()
 			h.acts.Metrics = activities.NewMetrics(reg)
+			if tc.storeDown {
+				down, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "down.db"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = down.Close()
+				h.acts.Undelivered = down
+			}
 			res, err := h.run(t, orderInput(20, false))
 			if err != nil || res.Status != workflows.StatusCompleted {
 				t.Fatalf("%v %s", err, res.Status)
@@ -1818,6 +1831,31 @@ func TestUndeliveredWebhooksAreCounted(t *testing.T) {
 			if count("delivered") != delivered || count("retrying") != tc.retrying || count("undelivered") != tc.undelivered ||
 				float64(calls.Load()) != delivered+tc.retrying+tc.undelivered {
 				t.Fatalf("delivered %v, retrying %v, undelivered %v, after %d calls", count("delivered"), count("retrying"), count("undelivered"), calls.Load())
+			}
+			// The webhook given up is kept, to be redelivered: the body the
+			// receiver would have had, and its idempotency key.
+			kept, err := h.store.UndeliveredWebhooks(t.Context(), store.WebhookFilter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.kept == 0 {
+				if len(kept) != 0 {
+					t.Fatalf("kept %+v, want none", kept)
+				}
+				return
+			}
+			if len(kept) != 1 {
+				t.Fatalf("kept %d webhooks, want 1: %+v", len(kept), kept)
+			}
+			w := kept[0]
+			var body activities.InstanceEvent
+			if err := json.Unmarshal(w.Body, &body); err != nil {
+				t.Fatal(err)
+			}
+			if w.Process != "orders" || w.InstanceID != "i-test" || w.Event != "instance.completed" || w.URL != srv.URL ||
+				w.Key != "i-test/completed" || w.Attempts != tc.kept || !strings.Contains(w.Error, strconv.Itoa(tc.status)) || w.RedeliveredAt != nil ||
+				body.Event != "instance.completed" || body.InstanceID != "i-test" || body.Status != workflows.StatusCompleted {
+				t.Fatalf("kept %+v (body %s)", w, w.Body)
 			}
 		})
 	}

@@ -6,11 +6,14 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -761,6 +764,93 @@ func TestPruneCommand(t *testing.T) {
 		_, err := st.Instance(ctx, id)
 		if kept := err == nil; kept != want {
 			t.Errorf("after the retention's prune, instance %s kept: %v (%v), want %v", id, kept, err, want)
+		}
+	}
+}
+
+func TestWebhooksCommand(t *testing.T) {
+	_, st := seed(t)
+	var mu sync.Mutex
+	refuse := "i2" // the receiver refuses this instance's webhook
+	var got []string
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev struct {
+			InstanceID string `json:"instance_id"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&ev)
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, ev.InstanceID)
+		if ev.InstanceID == refuse {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer receiver.Close()
+	srv, secret := apiServer(t, st, "ops", store.RoleSystem)
+	for _, id := range []string{"i1", "i2", "i3"} {
+		if _, err := st.AddUndeliveredWebhook(t.Context(), store.UndeliveredWebhook{Process: "shop", InstanceID: id, Event: "instance.completed", URL: receiver.URL,
+			Key: id + "/completed", Body: json.RawMessage(`{"event":"instance.completed","instance_id":"` + id + `"}`), Attempts: 12, Error: "webhook: 503", FailedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.AddUndeliveredWebhook(t.Context(), store.UndeliveredWebhook{Process: "other", InstanceID: "o1", Event: "instance.failed", URL: receiver.URL,
+		Key: "o1/failed", Body: json.RawMessage(`{"instance_id":"o1"}`), Attempts: 12, Error: "webhook: 503", FailedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := func(args []string, out, errOut *bytes.Buffer) int { return Webhooks(t.Context(), args, out, errOut) }
+	remote := []string{"--server", srv.URL, "--api-key", secret}
+
+	code, out := run(t, cmd, append([]string{"list", "--process", "shop"}, remote...)...)
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 3 || !strings.Contains(lines[0], "i3") || !strings.Contains(lines[2], "i1") || !strings.Contains(out, "pending") {
+		t.Fatalf("list: exit %d\n%s", code, out)
+	}
+	code, out = run(t, cmd, append([]string{"redeliver", "--process", "shop", "--dry-run"}, remote...)...)
+	if code != 0 || !strings.Contains(out, "would redeliver 3 pending webhooks of shop") || len(got) != 0 {
+		t.Fatalf("dry run: exit %d, %d sent\n%s", code, len(got), out)
+	}
+	// Oldest first; it stops at the first the receiver refuses.
+	code, out = run(t, cmd, append([]string{"redeliver", "--process", "shop"}, remote...)...)
+	mu.Lock()
+	sent := strings.Join(got, ",")
+	mu.Unlock()
+	if code != 1 || sent != "i1,i2" || !strings.Contains(out, "was refused, so the 1 after it were not sent") || !strings.Contains(out, "redelivered 1 of 3 pending webhooks of shop") {
+		t.Fatalf("redeliver with one refused: exit %d, sent %s\n%s", code, sent, out)
+	}
+	mu.Lock()
+	refuse = ""
+	mu.Unlock()
+	code, out = run(t, cmd, append([]string{"redeliver", "--process", "shop"}, remote...)...)
+	mu.Lock()
+	sent = strings.Join(got, ",")
+	mu.Unlock()
+	if code != 0 || sent != "i1,i2,i2,i3" || !strings.Contains(out, "redelivered 2 of 2 pending webhooks of shop") {
+		t.Fatalf("redeliver the rest: exit %d, sent %s\n%s", code, sent, out)
+	}
+	code, out = run(t, cmd, append([]string{"list", "--process", "shop", "--status", "redelivered"}, remote...)...)
+	if code != 0 || strings.Count(out, "redelivered ") != 3 || !strings.Contains(out, "by ops") {
+		t.Fatalf("redelivered: exit %d\n%s", code, out)
+	}
+	// One by one: show, then redeliver.
+	ws, err := st.UndeliveredWebhooks(t.Context(), store.WebhookFilter{Process: "other"})
+	if err != nil || len(ws) != 1 {
+		t.Fatal(ws, err)
+	}
+	id := strconv.FormatInt(ws[0].ID, 10)
+	code, out = run(t, cmd, append([]string{"show", id}, remote...)...)
+	if code != 0 || !strings.Contains(out, "idempotency key: o1/failed") || !strings.Contains(out, `body: {"instance_id":"o1"}`) {
+		t.Fatalf("show: exit %d\n%s", code, out)
+	}
+	if code, out = run(t, cmd, append([]string{"redeliver", id}, remote...)...); code != 0 || out != "redelivered webhook "+id+"\n" {
+		t.Fatalf("redeliver one: exit %d\n%s", code, out)
+	}
+	if code, out = run(t, cmd, append([]string{"redeliver", id}, remote...)...); code != 1 || !strings.Contains(out, "409") {
+		t.Fatalf("redeliver one again: exit %d\n%s", code, out)
+	}
+	for _, args := range [][]string{{"redeliver"}, {"show"}, {"list", "x"}, {"resend"}} {
+		if code, _ := run(t, cmd, append(args, remote...)...); code != 2 {
+			t.Fatalf("%v: exit %d, want 2", args, code)
 		}
 	}
 }
