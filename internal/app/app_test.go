@@ -394,6 +394,49 @@ catalog:
 		d.expect(d.call("GET", "/v1/instances/nope", system, ""), http.StatusNotFound)
 	})
 
+	t.Run("a webhook given up is redelivered", func(t *testing.T) {
+		// The receiver refuses (410, final) until it is fixed.
+		var mu sync.Mutex
+		fixed := false
+		var got []string
+		hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			mu.Lock()
+			defer mu.Unlock()
+			if !fixed {
+				w.WriteHeader(http.StatusGone)
+				return
+			}
+			got = append(got, r.Header.Get("Idempotency-Key")+" "+string(b))
+		}))
+		defer hook.Close()
+		def := "name: hooked\nversion: 1\ncallback: {url: '" + hook.URL + "', events: [completed]}\nsteps: [{id: a, kind: task, task: noop}]\n"
+		d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml", def), http.StatusCreated)
+		id := d.start("hooked", "h-1", map[string]any{})
+		d.waitStatus(id, "completed")
+		var kept []any
+		for deadline := time.Now().Add(20 * time.Second); len(kept) == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			kept = d.expect(d.call("GET", "/v1/webhooks/undelivered?process=hooked", system, ""), http.StatusOK).body["webhooks"].([]any)
+		}
+		if len(kept) != 1 {
+			t.Fatalf("kept %v, want the completed callback", kept)
+		}
+		w := kept[0].(map[string]any)
+		if w["instance_id"] != id || w["event"] != "instance.completed" || w["attempts"] != 1.0 || !strings.Contains(w["error"].(string), "410") {
+			t.Fatalf("kept %v", w)
+		}
+		mu.Lock()
+		fixed = true
+		mu.Unlock()
+		path := fmt.Sprintf("/v1/webhooks/undelivered/%.0f/redeliver", w["id"].(float64))
+		d.expect(d.call("POST", path, system, ""), http.StatusOK)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) != 1 || !strings.HasPrefix(got[0], id+"/completed {") || !strings.Contains(got[0], `"event":"instance.completed"`) {
+			t.Fatalf("the receiver got %q", got)
+		}
+	})
+
 	t.Run("a batch of starts", func(t *testing.T) {
 		order := func(key string, amount any) string {
 			return fmt.Sprintf(`{"business_key":%q,"input":{"order_id":%q,"customer_id":"c","amount":%v,"items":[{"sku":"X","qty":1}],"previous_orders":4}}`, key, key, amount)
