@@ -583,6 +583,24 @@ function retryAll(instances) {
   }));
 }
 
+// undeliveredTable lists webhooks given up (the receiver refused them, or
+// never answered), each pending one with a button that sends it again.
+function undeliveredTable(hooks) {
+  return table([
+    { title: "Event", cell: (w) => w.event },
+    { title: "To", cell: (w) => w.url },
+    { title: "Attempts", num: true, cell: (w) => w.attempts },
+    { title: "Last error", cell: (w) => [w.error, " (", when(w.failed_at), ")"] },
+    { title: "", cell: (w) => (w.redelivered_at ? `redelivered by ${w.redelivered_by}, ${when(w.redelivered_at)}`
+      : actionButton("Redeliver", async () => {
+        // Refused, it stays pending with one more attempt: show that too.
+        try { await api("POST", `/v1/webhooks/undelivered/${w.id}/redeliver`); } catch (e) { await route(); throw e; }
+        await route();
+        flash(`${w.event} was delivered to ${w.url}.`, "info");
+      }, { class: "secondary", "aria-label": `Redeliver ${w.event}` })) },
+  ], hooks);
+}
+
 // instanceActionForm is a reason and a button that posts it to one of an
 // instance's actions (cancel, retry), after the user confirms.
 function instanceActionForm(path, { action, label, kind, placeholder, ask, done }) {
@@ -628,7 +646,8 @@ function eventForm(path, key, names) {
 
 async function instanceView(id) {
   const path = "/v1/instances/" + encodeURIComponent(id);
-  const [inst, dec, life] = await Promise.all([api("GET", path), api("GET", path + "/decisions"), api("GET", path + "/timeline")]);
+  const [inst, dec, life, hooks] = await Promise.all([api("GET", path), api("GET", path + "/decisions"), api("GET", path + "/timeline"),
+    api("GET", "/v1/webhooks/undelivered?" + new URLSearchParams({ instance_id: id, status: "all" }))]);
   const decisions = dec.decisions || [];
   // Every event received by name (a state saved before the log was kept
   // has the first of each only).
@@ -705,6 +724,7 @@ async function instanceView(id) {
       { title: "Status", cell: (v) => badge(v.status) },
       { title: "Verdict", cell: (v) => (v.verdict ? `${v.verdict} by ${v.reviewer}` : "—") },
     ], inst.reviews, can.review() ? (v) => { location.hash = "#/reviews/" + encodeURIComponent(v.id); } : null)] : null,
+    hooks.webhooks.length ? [h("h2", {}, "Webhooks not delivered"), undeliveredTable(hooks.webhooks)] : null,
     h("h2", {}, `Decisions (${decisions.length})`),
     decisions.length ? decisions.map(decisionDetails) : h("p", { class: "muted" }, "No decision yet."),
     h("h2", {}, "Timeline"),

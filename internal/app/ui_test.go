@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -636,6 +638,43 @@ steps:
 	if got := b.text("main"); !strings.Contains(got, "payment_received") || !strings.Contains(got, `{"ref":"TX-9"}`) {
 		t.Fatalf("the instance's events:\n%s", got)
 	}
+
+	// A callback its receiver refused is shown on the instance, and sent
+	// again from there once the receiver is fixed.
+	var mu sync.Mutex
+	fixed := false
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !fixed {
+			w.WriteHeader(http.StatusGone)
+		}
+	}))
+	defer hook.Close()
+	hooked := "name: ui-hooked\nversion: 1\ncallback: {url: '" + hook.URL + "', events: [completed]}\nsteps: [{id: a, kind: task, task: noop}]\n"
+	d.expect(call(t, d.base, "POST", "/v1/processes", engineer, "application/yaml", hooked), http.StatusCreated)
+	hid := d.start("ui-hooked", "ui-hook", map[string]any{})
+	d.waitStatus(hid, "completed")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		kept := d.expect(d.call("GET", "/v1/webhooks/undelivered?instance_id="+hid, engineer, ""), http.StatusOK).body["webhooks"].([]any)
+		if len(kept) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the refused callback was not kept: %v", kept)
+		}
+	}
+	b.open("/instances/"+hid, "main", "Webhooks not delivered")
+	b.waitText("main", "410 Gone")
+	b.clickText("main button", "Redeliver")
+	b.waitText("#flash", "was not delivered again, and stays pending")
+	b.waitText("main", "\t2\twebhook "+hook.URL) // one more attempt, and its error
+	mu.Lock()
+	fixed = true
+	mu.Unlock()
+	b.clickText("main button", "Redeliver")
+	b.waitText("#flash", "instance.completed was delivered to "+hook.URL)
+	b.waitText("main", "redelivered by admin")
 }
 
 func firstLine(b *browser, css string) string {

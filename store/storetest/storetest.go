@@ -2480,7 +2480,7 @@ func testUndeliveredWebhooks(t *testing.T, s Store) {
 	}
 	b := add("orders", "i2", "instance.failed", "i2/failed", 1)
 	c := add("returns", "i3", "review.escalated", "rv3/escalated", 12)
-	if !(a.ID < b.ID && b.ID < c.ID) {
+	if a.ID >= b.ID || b.ID >= c.ID {
 		t.Fatalf("ids not increasing: %d %d %d", a.ID, b.ID, c.ID)
 	}
 	for _, bad := range []store.UndeliveredWebhook{
