@@ -202,9 +202,10 @@ type LostSweep struct {
 }
 
 // LostCounts is what a pass of LostSweep found: the instances it ended,
-// and those whose workflow Temporal does not have, left as they are.
+// those whose workflow Temporal does not have, left as they are, and
+// those whose state in the store it brought up to their workflow's.
 type LostCounts struct {
-	Ended, Unconfirmed int
+	Ended, Unconfirmed, CaughtUp int
 }
 
 // Run makes one pass.
@@ -229,6 +230,7 @@ func (l *LostSweep) Run(ctx context.Context, o Options) (LostCounts, error) {
 	asked := 0
 	before := time.Now().Add(-l.MinAge)
 	var h history
+	c := catchUp{o: o}
 	for len(l.processes) > 0 && asked < l.Budget {
 		limit := min(200, l.Budget-asked)
 		page, err := o.Instances.Instances(ctx, store.InstanceFilter{Process: l.processes[0], Status: store.InstanceInProgress, After: l.after, Limit: limit})
@@ -241,7 +243,7 @@ func (l *LostSweep) Run(ctx context.Context, o Options) (LostCounts, error) {
 				continue // not started yet (the start sweep's), or just started
 			}
 			asked++
-			found, err := endLost(ctx, o, &h, sum.ID)
+			found, err := endLost(ctx, o, &h, &c, sum.ID)
 			if err != nil {
 				return n, err
 			}
@@ -250,6 +252,8 @@ func (l *LostSweep) Run(ctx context.Context, o Options) (LostCounts, error) {
 				n.Ended++
 			case lostUnconfirmed:
 				n.Unconfirmed++
+			case lostCaughtUp:
+				n.CaughtUp++
 			}
 		}
 		if len(page) < limit { // the process's last page
@@ -264,19 +268,21 @@ const (
 	lostNot = iota
 	lostEnded
 	lostUnconfirmed
+	lostCaughtUp
 )
 
 // endLost ends the instance id as lost if Temporal has no workflow of it,
 // it ran (a workflow saved its state), and Temporal holds this store's
-// history from before it (see LostSweep).
-func endLost(ctx context.Context, o Options, h *history, id string) (int, error) {
-	_, err := o.Temporal.DescribeWorkflowExecution(ctx, id, "")
+// history from before it (see LostSweep); if Temporal has its workflow,
+// it brings the instance's state up to the workflow's (see catchUp).
+func endLost(ctx context.Context, o Options, h *history, c *catchUp, id string) (int, error) {
+	desc, err := o.Temporal.DescribeWorkflowExecution(ctx, id, "")
 	var nf *serviceerror.NotFound
 	if !errors.As(err, &nf) {
 		if err != nil {
 			return lostNot, fmt.Errorf("sweep lost: describe %s: %w", id, err)
 		}
-		return lostNot, nil // there: it moves
+		return c.run(ctx, id, desc.GetWorkflowExecutionInfo())
 	}
 	inst, err := o.Instances.Instance(ctx, id)
 	if err != nil {
@@ -395,4 +401,108 @@ func endUnstartedChildren(ctx context.Context, o Options, parent store.Instance,
 			o.Finished(fin)
 		}
 	}
+}
+
+// catchUp brings the state the store holds of an instance in progress up
+// to its workflow's, where the store is behind it: a store restored from
+// a backup older than Temporal's state holds instances as they were then
+// (running, where their workflows have since gone on, opened reviews the
+// inbox never showed, or ended). The workflow answers QuerySaved with its
+// latest save's number; where the store holds an earlier one (or another
+// run's), the workflow's state is saved, its open reviews the store lacks
+// are opened, and those it closed are closed. A workflow terminated or
+// timed out is SweepEnded's. A pass stops asking after the first query
+// that fails (no worker answers, say), and the next pass tries again.
+type catchUp struct {
+	o      Options
+	failed bool
+}
+
+// catchUpQueryTimeout bounds a query: a workflow no worker answers for
+// must not hold the sweep up.
+const catchUpQueryTimeout = 5 * time.Second
+
+// catchUpSettle is how long an instance found behind is given to catch
+// up by itself (a save under way) before its state is written for it.
+var catchUpSettle = 2 * time.Second
+
+func (c *catchUp) run(ctx context.Context, id string, info *workflowpb.WorkflowExecutionInfo) (int, error) {
+	switch info.GetStatus() {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED,
+		enumspb.WORKFLOW_EXECUTION_STATUS_FAILED, enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
+	default:
+		return lostNot, nil // terminated or timed out: SweepEnded's
+	}
+	if c.failed {
+		return lostNot, nil
+	}
+	o := c.o
+	run := info.GetExecution().GetRunId()
+	saved, err := c.query(ctx, id, run)
+	if err != nil {
+		c.failed = true
+		o.Logger.Warn("sweep: the state of a workflow could not be read; catching up with workflows waits for the next pass", "instance", id, "err", err)
+		return lostNot, nil
+	}
+	behind := func() (bool, error) {
+		inst, err := o.Instances.Instance(ctx, id)
+		if err != nil {
+			return false, fmt.Errorf("sweep catch-up: instance %s: %w", id, err)
+		}
+		return saved.Seq > 0 && (inst.StateRun != saved.Run || inst.StateSeq < saved.Seq), nil
+	}
+	if b, err := behind(); err != nil || !b {
+		return lostNot, err
+	}
+	// A save under way catches up by itself.
+	select {
+	case <-ctx.Done():
+		return lostNot, ctx.Err()
+	case <-time.After(catchUpSettle):
+	}
+	if saved, err = c.query(ctx, id, run); err != nil {
+		c.failed = true
+		return lostNot, nil
+	}
+	if b, err := behind(); err != nil || !b {
+		return lostNot, err
+	}
+	// Reviews first: once the state reads waiting_review, its review is
+	// in the inbox.
+	now := time.Now().UTC()
+	for _, rv := range saved.State.Reviews {
+		if rv.Status == store.ReviewOpen {
+			if _, err := o.Ended.CreateReview(ctx, store.Review{ID: rv.ID, InstanceID: id, RunID: saved.Run, Process: saved.State.Process, Step: rv.Step, Queue: rv.Queue,
+				Reason: rv.Reason, PolicyID: rv.PolicyID, DecisionID: rv.DecisionID, CreatedAt: now}); err != nil {
+				return lostNot, fmt.Errorf("sweep catch-up: %s: review %s: %w", id, rv.ID, err)
+			}
+			continue
+		}
+		_, err := o.Ended.CloseReview(ctx, store.Review{ID: rv.ID, Status: rv.Status, Verdict: rv.Verdict, Reviewer: rv.Reviewer, Comment: rv.Comment, DecidedAt: &now})
+		if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
+			return lostNot, fmt.Errorf("sweep catch-up: %s: close review %s: %w", id, rv.ID, err)
+		}
+	}
+	finish, err := o.Ended.SaveInstanceState(ctx, id, saved.Run, saved.Seq, process.JSON(saved.State))
+	if err != nil {
+		return lostNot, fmt.Errorf("sweep catch-up: %s: %w", id, err)
+	}
+	if o.Finished != nil {
+		o.Finished(finish)
+	}
+	o.Logger.Warn("instance's state caught up with its workflow's: the store was behind it (restored from an older backup, or its writes were lost)",
+		"instance", id, "run", saved.Run, "save", saved.Seq, "status", saved.State.Status)
+	return lostCaughtUp, nil
+}
+
+// query asks a workflow run for its latest save.
+func (c *catchUp) query(ctx context.Context, id, run string) (workflows.Saved, error) {
+	var saved workflows.Saved
+	qctx, cancel := context.WithTimeout(ctx, catchUpQueryTimeout)
+	defer cancel()
+	v, err := c.o.Temporal.QueryWorkflow(qctx, id, run, workflows.QuerySaved)
+	if err == nil {
+		err = v.Get(&saved)
+	}
+	return saved, err
 }

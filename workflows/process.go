@@ -21,8 +21,12 @@ import (
 
 // Names of the workflow, its query and its update.
 const (
-	ProcessWorkflow      = "adaptflow.Process"
-	QueryState           = "state"
+	ProcessWorkflow = "adaptflow.Process"
+	QueryState      = "state"
+	// QuerySaved answers the state with the number of the workflow's
+	// latest save of it to the store (Saved), so that the store, restored
+	// from a backup, can tell it is behind and catch up.
+	QuerySaved           = "saved"
 	UpdateReviewDecision = "review-decision"
 	UpdateCancel         = "cancel"
 	UpdateEvent          = "event"
@@ -138,6 +142,15 @@ type ReviewMove struct {
 	Note string    `json:"note,omitempty"`
 }
 
+// Saved is the answer to [QuerySaved]: the workflow's run, the number of
+// its latest save of its state to the store (0: it saves none), and its
+// state now (the one saved, or newer).
+type Saved struct {
+	Run   string `json:"run"`
+	Seq   int64  `json:"seq"`
+	State State  `json:"state"`
+}
+
 // State is the whole state of an instance, answered by [QueryState].
 type State struct {
 	Status    string         `json:"status"`
@@ -248,6 +261,11 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 		r.started = in.CreatedAt
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryState, func() (State, error) { return r.st, nil }); err != nil {
+		return Result{}, err
+	}
+	// A query handler adds nothing to the history: workflows started
+	// before it answer it too.
+	if err := workflow.SetQueryHandler(ctx, QuerySaved, func() (Saved, error) { return Saved{Run: r.runID, Seq: r.saves, State: r.st}, nil }); err != nil {
 		return Result{}, err
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReviewDecision, r.onReviewDecision,

@@ -1860,3 +1860,27 @@ func TestUndeliveredWebhooksAreCounted(t *testing.T) {
 		})
 	}
 }
+
+// QuerySaved answers the workflow's run, the number of its latest save to
+// the store, and its state: what the store holds once the saves are in.
+func TestQuerySavedIsTheLatestSave(t *testing.T) {
+	h := newHarness(t, ordersYAML)
+	if res, err := h.run(t, orderInput(20, false)); err != nil || res.Status != workflows.StatusCompleted {
+		t.Fatalf("%v %s", err, res.Status)
+	}
+	v, err := h.env.QueryWorkflow(workflows.QuerySaved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved workflows.Saved
+	if err := v.Get(&saved); err != nil {
+		t.Fatal(err)
+	}
+	inst, err := h.store.Instance(t.Context(), "i-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if saved.Seq < 2 || saved.Seq != inst.StateSeq || saved.Run != inst.StateRun || !bytes.Equal(process.JSON(saved.State), process.JSON(h.state(t))) {
+		t.Fatalf("saved: run %q seq %d, the store: run %q seq %d", saved.Run, saved.Seq, inst.StateRun, inst.StateSeq)
+	}
+}

@@ -1374,6 +1374,89 @@ func TestStoreLostInstancesComeBack(t *testing.T) {
 	}
 }
 
+// TestStoreBehindCatchesUp: the store is restored from a backup taken
+// while two instances waited for their first review; since, one went on
+// to its second review, the other completed. The restored store held
+// both as they were: the first review open (its verdict refused), the
+// second never in the inbox, the completed one running. The sweep asks
+// each workflow for its latest save, finds the store behind, and saves
+// their states and reviews: the second review is in the inbox, and its
+// verdict completes the instance.
+func TestStoreBehindCatchesUp(t *testing.T) {
+	dir, start := sweepingDev(t)
+	d := start(dir)
+	const looks = "name: two-looks\nversion: 1\nsteps:\n  - {id: look1, kind: review, review: {queue: looks}}\n  - {id: look2, kind: review, review: {queue: looks}}\n  - {id: done, kind: task, task: noop}\n"
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", looks); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	reviewer := d.newKey("reviewer")
+	goesOn, ends := d.start("two-looks", "tl-1", map[string]any{}), d.start("two-looks", "tl-2", map[string]any{})
+	first := map[string]string{}
+	for _, id := range []string{goesOn, ends} {
+		first[id] = d.waitStatus(id, "waiting_review")["reviews"].([]any)[0].(map[string]any)["id"].(string)
+	}
+	backup := filepath.Join(t.TempDir(), "backup")
+	if _, err := sqlite.Snapshot(t.Context(), filepath.Join(dir, "adaptflow.db"), nil, backup); err != nil {
+		t.Fatal(err)
+	}
+	decide := func(review string) {
+		t.Helper()
+		d.expect(d.call("POST", "/v1/reviews/"+review+"/decision", reviewer, `{"verdict":"approve"}`), http.StatusOK)
+	}
+	secondOf := func(id string) string {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			inst := d.expect(d.call("GET", "/v1/instances/"+id, adminKey, ""), http.StatusOK).body
+			if rs := inst["reviews"].([]any); len(rs) == 2 {
+				return rs[1].(map[string]any)["id"].(string)
+			}
+		}
+		t.Fatalf("%s opened no second review", id)
+		return ""
+	}
+	decide(first[goesOn])
+	second := secondOf(goesOn)
+	decide(first[ends])
+	decide(secondOf(ends))
+	d.waitStatus(ends, "completed")
+	d.stop()
+	for _, f := range []string{"adaptflow.db-wal", "adaptflow.db-shm"} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(backup, "adaptflow.db"))
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "adaptflow.db"), b, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	d = start(dir)
+	if inst := d.waitStatus(ends, "completed"); plan(inst) != "look1:done look2:done done:done" {
+		t.Fatalf("the instance that completed since the backup: %v", inst)
+	}
+	var inst map[string]any
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if inst = d.expect(d.call("GET", "/v1/instances/"+goesOn, adminKey, ""), http.StatusOK).body; plan(inst) == "look1:done look2:waiting_review done:pending" {
+			break
+		}
+	}
+	if plan(inst) != "look1:done look2:waiting_review done:pending" || inst["status"] != "waiting_review" {
+		t.Fatalf("the instance that went on since the backup: %v", inst)
+	}
+	inbox := d.call("GET", "/v1/reviews?queue=looks", reviewer, "")
+	if !strings.Contains(inbox.raw, second) || strings.Contains(inbox.raw, first[goesOn]) || strings.Contains(inbox.raw, first[ends]) {
+		t.Fatalf("the inbox after the catch-up: %s", inbox.raw)
+	}
+	decide(second)
+	d.waitStatus(goesOn, "completed")
+	if m := d.call("GET", "/metrics", "", ""); !strings.Contains(m.raw, `adaptflow_swept_instances_total{found="caught_up"} 2`) {
+		t.Fatal("/metrics does not count the instances caught up")
+	}
+}
+
 // TestBackupWhileRunning backs up adaptflow dev's data directory while it
 // runs (adaptflow backup) with one instance waiting for a review and
 // others starting, then runs a new adaptflow dev on the backup: the

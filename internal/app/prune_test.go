@@ -63,6 +63,7 @@ adaptflow_pruned_rows_total{table="decisions"} 0
 adaptflow_pruned_rows_total{table="instances"} 0
 adaptflow_pruned_rows_total{table="observations"} 1
 adaptflow_pruned_rows_total{table="reviews"} 0
+adaptflow_pruned_rows_total{table="undelivered_webhooks"} 0
 adaptflow_pruned_rows_total{table="verdicts"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "adaptflow_pruned_rows_total"); err != nil {

@@ -345,10 +345,10 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 	}
 	swept := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "adaptflow_swept_instances_total",
-		Help: "Instances the sweeper set right, by what it found: ended_outside (terminated or timed out in Temporal), lost (Temporal no longer has their workflow: ended failed), lost_unconfirmed (Temporal has neither their workflow nor any older history of this store's: left as they are, for a person), recovered (the store had lost them; brought back from their workflow) or unknown_unconfirmed (workflows Temporal runs that the store does not know, with no older history of this store's in Temporal: not brought back). Counted each time a sweep finds them.",
+		Help: "Instances the sweeper set right, by what it found: ended_outside (terminated or timed out in Temporal), lost (Temporal no longer has their workflow: ended failed), lost_unconfirmed (Temporal has neither their workflow nor any older history of this store's: left as they are, for a person), recovered (the store had lost them; brought back from their workflow), caught_up (the store held them as they were before: their state and reviews brought up to their workflow's) or unknown_unconfirmed (workflows Temporal runs that the store does not know, with no older history of this store's in Temporal: not brought back). Counted each time a sweep finds them.",
 	}, []string{"found"})
 	reg.MustRegister(swept)
-	for _, found := range []string{"ended_outside", "lost", "lost_unconfirmed", "recovered", "unknown_unconfirmed"} {
+	for _, found := range []string{"ended_outside", "lost", "lost_unconfirmed", "caught_up", "recovered", "unknown_unconfirmed"} {
 		swept.WithLabelValues(found) // from 0, for the alerts' increase
 	}
 	since := time.Now().Add(-endedLookBack)
@@ -372,6 +372,7 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 		lc, errLost := lost.Run(ctx, opts)
 		swept.WithLabelValues("lost").Add(float64(lc.Ended))
 		swept.WithLabelValues("lost_unconfirmed").Add(float64(lc.Unconfirmed))
+		swept.WithLabelValues("caught_up").Add(float64(lc.CaughtUp))
 		if errLost != nil && ctx.Err() == nil {
 			opts.Logger.Warn("sweep of instances whose workflow Temporal lost", "ended", lc.Ended, "err", errLost)
 		}
