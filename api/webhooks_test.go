@@ -160,6 +160,17 @@ func TestRedeliverUndeliveredWebhooks(t *testing.T) {
 	if got := list(eng, "?status=all"); len(got) != 2 {
 		t.Fatalf("all: %v", got)
 	}
+	// Each redelivery is in the audit log, with how it ended (refusals,
+	// 4xx, changed nothing and leave none).
+	audit := do(t, srv, "GET", "/v1/audit?action=POST%20/v1/webhooks/undelivered/:id/redeliver", keys[store.RoleAdmin], "", "")
+	var ends []string
+	for _, e := range audit.body["entries"].([]any) {
+		e := e.(map[string]any)
+		ends = append(ends, fmt.Sprint(e["status"], " ", e["actor"], " ", e["target"]))
+	}
+	if want := fmt.Sprintf("[502 engineer-key id=%d 200 engineer-key id=%d]", orders.ID, orders.ID); fmt.Sprint(ends) != want {
+		t.Fatalf("the audit log of redeliveries: %v, want %s", ends, want)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(calls) != 2 {
