@@ -24,6 +24,7 @@ type EndedStore interface {
 	SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) (*store.Finish, error)
 	CloseReview(ctx context.Context, r store.Review) (store.Review, error)
 	CreateReview(ctx context.Context, r store.Review) (store.Review, error)
+	ReassignReview(ctx context.Context, id, queue string, at time.Time) (store.Review, error)
 }
 
 // SweepEnded records the end of the instances whose workflow Temporal
@@ -410,7 +411,8 @@ func endUnstartedChildren(ctx context.Context, o Options, parent store.Instance,
 // inbox never showed, or ended). The workflow answers QuerySaved with its
 // latest save's number; where the store holds an earlier one (or another
 // run's), the workflow's state is saved, its open reviews the store lacks
-// are opened, and those it closed are closed. A workflow terminated or
+// are opened, those moved to another queue since are moved, and those it
+// closed are closed. A workflow terminated or
 // timed out is SweepEnded's. A pass stops asking after the first query
 // that fails (no worker answers, say), and the next pass tries again.
 type catchUp struct {
@@ -472,8 +474,13 @@ func (c *catchUp) run(ctx context.Context, id string, info *workflowpb.WorkflowE
 	now := time.Now().UTC()
 	for _, rv := range saved.State.Reviews {
 		if rv.Status == store.ReviewOpen {
-			if _, err := o.Ended.CreateReview(ctx, store.Review{ID: rv.ID, InstanceID: id, RunID: saved.Run, Process: saved.State.Process, Step: rv.Step, Queue: rv.Queue,
-				Reason: rv.Reason, PolicyID: rv.PolicyID, DecisionID: rv.DecisionID, CreatedAt: now}); err != nil {
+			had, err := o.Ended.CreateReview(ctx, store.Review{ID: rv.ID, InstanceID: id, RunID: saved.Run, Process: saved.State.Process, Step: rv.Step, Queue: rv.Queue,
+				Reason: rv.Reason, PolicyID: rv.PolicyID, DecisionID: rv.DecisionID, CreatedAt: now})
+			if err == nil && had.Status == store.ReviewOpen && had.Queue != rv.Queue {
+				// Moved since (reassigned, or escalated): to its queue now.
+				_, err = o.Ended.ReassignReview(ctx, rv.ID, rv.Queue, now)
+			}
+			if err != nil {
 				return lostNot, fmt.Errorf("sweep catch-up: %s: review %s: %w", id, rv.ID, err)
 			}
 			continue

@@ -1375,8 +1375,9 @@ func TestStoreLostInstancesComeBack(t *testing.T) {
 }
 
 // TestStoreBehindCatchesUp: the store is restored from a backup taken
-// while two instances waited for their first review; since, one went on
-// to its second review, the other completed. The restored store held
+// while three instances waited for their first review; since, one went on
+// to its second review, one completed, and one's review moved to another
+// queue. The restored store held
 // both as they were: the first review open (its verdict refused), the
 // second never in the inbox, the completed one running. The sweep asks
 // each workflow for its latest save, finds the store behind, and saves
@@ -1390,9 +1391,9 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 		t.Fatalf("register: %d %s", r.status, r.raw)
 	}
 	reviewer := d.newKey("reviewer")
-	goesOn, ends := d.start("two-looks", "tl-1", map[string]any{}), d.start("two-looks", "tl-2", map[string]any{})
+	goesOn, ends, moved := d.start("two-looks", "tl-1", map[string]any{}), d.start("two-looks", "tl-2", map[string]any{}), d.start("two-looks", "tl-3", map[string]any{})
 	first := map[string]string{}
-	for _, id := range []string{goesOn, ends} {
+	for _, id := range []string{goesOn, ends, moved} {
 		first[id] = d.waitStatus(id, "waiting_review")["reviews"].([]any)[0].(map[string]any)["id"].(string)
 	}
 	backup := filepath.Join(t.TempDir(), "backup")
@@ -1419,6 +1420,7 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 	decide(first[ends])
 	decide(secondOf(ends))
 	d.waitStatus(ends, "completed")
+	d.expect(d.call("POST", "/v1/reviews/"+first[moved]+"/reassign", reviewer, `{"queue":"elsewhere"}`), http.StatusOK)
 	d.stop()
 	for _, f := range []string{"adaptflow.db-wal", "adaptflow.db-shm"} {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -1452,7 +1454,11 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 	}
 	decide(second)
 	d.waitStatus(goesOn, "completed")
-	if m := d.call("GET", "/metrics", "", ""); !strings.Contains(m.raw, `adaptflow_swept_instances_total{found="caught_up"} 2`) {
+	// The review moved to another queue since is in that queue's inbox.
+	if r := d.call("GET", "/v1/reviews?queue=elsewhere", reviewer, ""); !strings.Contains(r.raw, first[moved]) {
+		t.Fatalf("the inbox of the queue the review moved to: %s", r.raw)
+	}
+	if m := d.call("GET", "/metrics", "", ""); !strings.Contains(m.raw, `adaptflow_swept_instances_total{found="caught_up"} 3`) {
 		t.Fatal("/metrics does not count the instances caught up")
 	}
 }
