@@ -1331,19 +1331,7 @@ func TestStoreLostInstancesComeBack(t *testing.T) {
 	child := app.InstanceIDForTest("count-check", "sub:"+parent+":check")
 	childReview := d.waitStatus(child, "waiting_review")["reviews"].([]any)[0].(map[string]any)["id"].(string)
 	d.stop()
-	// The store restored from the backup.
-	for _, f := range []string{"adaptflow.db-wal", "adaptflow.db-shm"} {
-		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(filepath.Join(backup, "adaptflow.db"))
-	if err == nil {
-		err = os.WriteFile(filepath.Join(dir, "adaptflow.db"), b, 0o644)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	restoreStore(t, dir, backup)
 
 	d = start(dir)
 	inst = d.waitStatus(id, "waiting_review")
@@ -1371,6 +1359,25 @@ func TestStoreLostInstancesComeBack(t *testing.T) {
 	}
 	if m := d.call("GET", "/metrics", "", ""); !strings.Contains(m.raw, `adaptflow_swept_instances_total{found="recovered"} 3`) {
 		t.Fatal("/metrics does not count the instances brought back")
+	}
+}
+
+// restoreStore puts the store of backup (made by sqlite.Snapshot) in
+// place of dir's, as a restore of the store alone does: Temporal's
+// databases stay as they are.
+func restoreStore(t *testing.T, dir, backup string) {
+	t.Helper()
+	for _, f := range []string{"adaptflow.db-wal", "adaptflow.db-shm"} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(backup, "adaptflow.db"))
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "adaptflow.db"), b, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -1422,18 +1429,7 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 	d.waitStatus(ends, "completed")
 	d.expect(d.call("POST", "/v1/reviews/"+first[moved]+"/reassign", reviewer, `{"queue":"elsewhere"}`), http.StatusOK)
 	d.stop()
-	for _, f := range []string{"adaptflow.db-wal", "adaptflow.db-shm"} {
-		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(filepath.Join(backup, "adaptflow.db"))
-	if err == nil {
-		err = os.WriteFile(filepath.Join(dir, "adaptflow.db"), b, 0o644)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	restoreStore(t, dir, backup)
 
 	d = start(dir)
 	if inst := d.waitStatus(ends, "completed"); plan(inst) != "look1:done look2:done done:done" {
