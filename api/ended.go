@@ -198,6 +198,12 @@ type LostSweep struct {
 	Budget int
 	MinAge time.Duration
 
+	// checked remembers, of the instances found up to date with their
+	// workflows this round and the last, what was seen then: a workflow
+	// whose history has not grown since, beside the same save in the
+	// store, is not asked again.
+	checked, before map[string]checkedAt
+
 	processes []string // left in this round, the current one first
 	after     string   // the cursor in the current process
 }
@@ -217,6 +223,7 @@ func (l *LostSweep) Run(ctx context.Context, o Options) (LostCounts, error) {
 		return n, errors.New("sweep lost: no EndedStore")
 	}
 	if len(l.processes) == 0 { // a new round
+		l.before, l.checked = l.checked, map[string]checkedAt{}
 		defs, err := o.Definitions.Definitions(ctx)
 		if err != nil {
 			return n, fmt.Errorf("sweep lost: definitions: %w", err)
@@ -231,7 +238,7 @@ func (l *LostSweep) Run(ctx context.Context, o Options) (LostCounts, error) {
 	asked := 0
 	before := time.Now().Add(-l.MinAge)
 	var h history
-	c := catchUp{o: o}
+	c := catchUp{o: o, sweep: l}
 	for len(l.processes) > 0 && asked < l.Budget {
 		limit := min(200, l.Budget-asked)
 		page, err := o.Instances.Instances(ctx, store.InstanceFilter{Process: l.processes[0], Status: store.InstanceInProgress, After: l.after, Limit: limit})
@@ -417,7 +424,16 @@ func endUnstartedChildren(ctx context.Context, o Options, parent store.Instance,
 // that fails (no worker answers, say), and the next pass tries again.
 type catchUp struct {
 	o      Options
+	sweep  *LostSweep // its memo of the instances checked (nil: none)
 	failed bool
+}
+
+// checkedAt is what a check of an instance found up to date saw: its
+// workflow run's history length, and the save the store held.
+type checkedAt struct {
+	history int64
+	run     string
+	seq     int64
 }
 
 // catchUpQueryTimeout bounds a query: a workflow no worker answers for
@@ -440,6 +456,14 @@ func (c *catchUp) run(ctx context.Context, id string, info *workflowpb.WorkflowE
 	}
 	o := c.o
 	run := info.GetExecution().GetRunId()
+	inst, err := o.Instances.Instance(ctx, id)
+	if err != nil {
+		return lostNot, fmt.Errorf("sweep catch-up: instance %s: %w", id, err)
+	}
+	seen := checkedAt{history: info.GetHistoryLength(), run: inst.StateRun, seq: inst.StateSeq}
+	if c.remembers(id, seen) {
+		return lostNot, nil // neither has moved since it was found up to date
+	}
 	saved, err := c.query(ctx, id, run)
 	if err != nil {
 		c.failed = true
@@ -454,6 +478,9 @@ func (c *catchUp) run(ctx context.Context, id string, info *workflowpb.WorkflowE
 		return saved.Seq > 0 && (inst.StateRun != saved.Run || inst.StateSeq < saved.Seq), nil
 	}
 	if b, err := behind(); err != nil || !b {
+		if err == nil {
+			c.remember(id, seen)
+		}
 		return lostNot, err
 	}
 	// A save under way catches up by itself.
@@ -500,6 +527,29 @@ func (c *catchUp) run(ctx context.Context, id string, info *workflowpb.WorkflowE
 	o.Logger.Warn("instance's state caught up with its workflow's: the store was behind it (restored from an older backup, or its writes were lost)",
 		"instance", id, "run", saved.Run, "save", saved.Seq, "status", saved.State.Status)
 	return lostCaughtUp, nil
+}
+
+// remembers reports whether the instance id was found up to date, this
+// round or the last, as it is seen now (and carries that on).
+func (c *catchUp) remembers(id string, seen checkedAt) bool {
+	if c.sweep == nil {
+		return false
+	}
+	was, ok := c.sweep.checked[id]
+	if !ok {
+		was, ok = c.sweep.before[id]
+	}
+	if ok && was == seen {
+		c.remember(id, seen)
+		return true
+	}
+	return false
+}
+
+func (c *catchUp) remember(id string, seen checkedAt) {
+	if c.sweep != nil && c.sweep.checked != nil {
+		c.sweep.checked[id] = seen
+	}
 }
 
 // query asks a workflow run for its latest save.

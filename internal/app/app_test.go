@@ -1457,6 +1457,26 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 	if m := d.call("GET", "/metrics", "", ""); !strings.Contains(m.raw, `adaptflow_swept_instances_total{found="caught_up"} 3`) {
 		t.Fatal("/metrics does not count the instances caught up")
 	}
+	// The instance left waiting is asked about once, not at every pass
+	// (ten a second here): its workflow has not moved since, nor has the
+	// store.
+	queries := func() float64 {
+		var n float64
+		for _, line := range strings.Split(d.call("GET", "/metrics", "", "").raw, "\n") {
+			if strings.HasPrefix(line, "temporal_request_total{") && strings.Contains(line, `operation="QueryWorkflow"`) {
+				var v float64
+				_, _ = fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+				n += v
+			}
+		}
+		return n
+	}
+	time.Sleep(500 * time.Millisecond)
+	q := queries()
+	time.Sleep(time.Second)
+	if q == 0 || queries() != q {
+		t.Fatalf("the sweep asked the waiting instance's workflow again: %v queries, then %v", q, queries())
+	}
 }
 
 // TestBackupWhileRunning backs up adaptflow dev's data directory while it
