@@ -188,7 +188,7 @@ function chrome() {
   if (!me) return;
   const items = [];
   if (can.review()) items.push(["#/inbox", "Inbox"]);
-  if (can.instances()) items.push(["#/instances", "Instances"]);
+  if (can.instances()) items.push(["#/instances", "Instances"], ["#/webhooks", "Webhooks"]);
   if (can.engineer()) items.push(["#/processes", "Processes"]);
   if (can.admin()) items.push(["#/keys", "Keys"], ["#/audit", "Audit"]);
   const here = location.hash.split("?")[0];
@@ -266,6 +266,7 @@ async function route() {
     policies: () => policyView(parts[1]),
     keys: () => keysView(),
     audit: () => auditView(q),
+    webhooks: () => webhooksView(q),
   };
   const view = views[parts[0]];
   if (!view) {
@@ -584,9 +585,11 @@ function retryAll(instances) {
 }
 
 // undeliveredTable lists webhooks given up (the receiver refused them, or
-// never answered), each pending one with a button that sends it again.
-function undeliveredTable(hooks) {
+// never answered), each pending one with a button that sends it again;
+// withInstance adds a column linking each to its instance.
+function undeliveredTable(hooks, withInstance) {
   return table([
+    ...(withInstance ? [{ title: "Instance", cell: (w) => link("#/instances/" + encodeURIComponent(w.instance_id), `${w.process} ${w.instance_id}`) }] : []),
     { title: "Event", cell: (w) => w.event },
     { title: "To", cell: (w) => w.url },
     { title: "Attempts", num: true, cell: (w) => w.attempts },
@@ -599,6 +602,47 @@ function undeliveredTable(hooks) {
         flash(`${w.event} was delivered to ${w.url}.`, "info");
       }, { class: "secondary", "aria-label": `Redeliver ${w.event}` })) },
   ], hooks);
+}
+
+// webhooksView lists the webhooks given up, pending ones by default, and
+// sends them again: one, or those listed, oldest first (the order the
+// receiver should have had them in), stopping at the first it refuses.
+async function webhooksView(q) {
+  if (!can.instances()) return render(h("p", {}, "Webhooks are for system and engineer keys."));
+  const status = q.get("status") || "pending";
+  const params = new URLSearchParams({ status, limit: "100" });
+  for (const k of ["process", "after"]) if (q.get(k)) params.set(k, q.get(k));
+  const page = await api("GET", "/v1/webhooks/undelivered?" + params);
+  const statusSel = h("select", { name: "status" }, ["pending", "redelivered", "all"].map((v) => h("option", { value: v, selected: v === status }, v)));
+  const form = filterForm("webhooks", h("label", {}, "Process", h("input", { name: "process", size: 16, value: q.get("process") || "" })),
+    h("label", {}, "Status", statusSel), h("button", { type: "submit" }, "Filter"));
+  const pending = page.webhooks.filter((w) => !w.redelivered_at);
+  const more = new URLSearchParams(q);
+  if (page.next) more.set("after", page.next);
+  render(
+    h("h1", {}, "Webhooks not delivered"),
+    h("p", { class: "muted" }, "Callbacks and escalation notices the receiver refused (4xx), or did not take within its attempts (about an hour). Fix the receiver, then send them again: the same body and Idempotency-Key."),
+    form,
+    page.webhooks.length ? undeliveredTable(page.webhooks, true) : h("p", { class: "muted" }, status === "pending" ? "None pending." : "None."),
+    page.next ? h("p", {}, link("#/webhooks?" + more, "Next page →")) : null,
+    pending.length > 1 ? h("p", {}, actionButton(`Redeliver these ${pending.length}, oldest first`, async () => {
+      if (!confirm(`Send ${pending.length} webhook(s) again, oldest first?`)) return;
+      let sent = 0;
+      for (const w of [...pending].reverse()) { // listed newest first
+        try {
+          await api("POST", `/v1/webhooks/undelivered/${w.id}/redeliver`);
+          sent++;
+        } catch (e) {
+          if (e.status === 409) continue; // redelivered meanwhile
+          await route();
+          flash(`Redelivered ${sent} of ${pending.length}; ${w.event} of ${w.instance_id} was refused, so the ones after it were not sent: ${e.message}`);
+          return;
+        }
+      }
+      await route();
+      flash(`Redelivered ${sent} of ${pending.length}.`, "info");
+    })) : null,
+  );
 }
 
 // instanceActionForm is a reason and a button that posts it to one of an

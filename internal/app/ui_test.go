@@ -675,6 +675,38 @@ steps:
 	b.clickText("main button", "Redeliver")
 	b.waitText("#flash", "instance.completed was delivered to "+hook.URL)
 	b.waitText("main", "redelivered by admin")
+
+	// The webhooks page lists those pending, and sends them again, oldest
+	// first, stopping at the first the receiver refuses.
+	mu.Lock()
+	fixed = false
+	mu.Unlock()
+	for _, key := range []string{"ui-hook-2", "ui-hook-3"} {
+		d.waitStatus(d.start("ui-hooked", key, map[string]any{}), "completed")
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		kept := d.expect(d.call("GET", "/v1/webhooks/undelivered?process=ui-hooked", engineer, ""), http.StatusOK).body["webhooks"].([]any)
+		if len(kept) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the refused callbacks were not kept: %v", kept)
+		}
+	}
+	if nav := b.text("#nav"); !strings.Contains(nav, "Webhooks") {
+		t.Fatalf("an admin's menu: %q", nav)
+	}
+	b.open("/webhooks?process=ui-hooked", "main h1", "Webhooks not delivered")
+	b.waitText("main table", "ui-hooked")
+	b.do("confirm", chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`))
+	b.clickText("main button", "Redeliver these 2, oldest first")
+	b.waitText("#flash", "Redelivered 0 of 2; instance.completed of ")
+	mu.Lock()
+	fixed = true
+	mu.Unlock()
+	b.clickText("main button", "Redeliver these 2, oldest first")
+	b.waitText("#flash", "Redelivered 2 of 2.")
+	b.waitText("main", "None pending.")
 }
 
 func firstLine(b *browser, css string) string {
