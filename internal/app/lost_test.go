@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/adaptflow/adaptflow/api"
 	"github.com/adaptflow/adaptflow/api/apitest"
+	"github.com/adaptflow/adaptflow/internal/app"
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/sqlite"
@@ -136,5 +138,51 @@ func TestLostSweepGoesOnWhereItStopped(t *testing.T) {
 	}
 	if inst, err := st.Instance(ctx, starting); err != nil || !inst.PendingStart || inst.StateSeq != 0 {
 		t.Fatalf("the instance not started: %+v (%v)", inst, err)
+	}
+}
+
+// adaptflow dev holds its data directory, so the leases its store holds
+// at start are an earlier run's (a crash, or a backup restored): they are
+// cleared, and its sweeper runs at once, not once they expire.
+func TestDevClearsAnEarlierRunsLeases(t *testing.T) {
+	t.Setenv("DATABASE_URL", "") // the data directory's SQLite store
+	dir := t.TempDir()
+	path := filepath.Join(dir, "adaptflow.db")
+	st, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"sweeper", "replica/old-host:8080"} {
+		if _, err := st.TakeLease(t.Context(), name, "old-host:8080", time.Now(), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d := startDev(t, dir, "", func(o *app.Options) { o.SweepEvery = 100 * time.Millisecond })
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	holder := func(name string) string {
+		t.Helper()
+		var h string
+		if err := db.QueryRowContext(t.Context(), `SELECT holder FROM leases WHERE name = ?`, name).Scan(&h); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			t.Fatal(err)
+		}
+		return h
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if h := holder("sweeper"); h != "" && h != "old-host:8080" {
+			break // the new run holds it
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sweeper's lease is still %q; the dev at %s never took it", holder("sweeper"), d.base)
+		}
+	}
+	if h := holder("replica/old-host:8080"); h != "" {
+		t.Fatalf("the earlier run's replica lease is still there, held by %q", h)
 	}
 }

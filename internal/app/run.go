@@ -98,6 +98,19 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		return err
 	}
 	lc.add("store", func(context.Context) error { return st.Close() })
+	if s, ok := st.(*sqlite.Store); ok && mode == ModeDev && opts.DataDir != "" && opts.DatabaseURL == "" {
+		// The data directory is this process's (locked above), and so is
+		// its store: its leases are an earlier run's (one that crashed, or
+		// a backup's), held by nobody. Waiting for them to expire would
+		// hold the sweeps up for a minute or more.
+		n, err := s.ClearLeases(ctx)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			lg.Info("leases of an earlier run cleared: this data directory's store is this process's", "leases", n)
+		}
+	}
 	// Claims on reviews and retries, and the background tasks' leases, go
 	// by the store's clock, measured now and then every minute.
 	clock := newStoreClock(st, lg)

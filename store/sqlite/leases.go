@@ -44,3 +44,15 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 // Clock is the store's time. An SQLite store is a file on this machine,
 // which every process using it shares the clock of.
 func (s *Store) Clock(context.Context) (time.Time, error) { return time.Now(), nil }
+
+// ClearLeases removes every lease, and says how many there were. It is
+// for a store no other process uses: adaptflow dev's own, whose data
+// directory it holds locked, so the leases in it were held by an earlier
+// run (a crash, or a backup restored), and nobody holds them now.
+func (s *Store) ClearLeases(ctx context.Context) (int64, error) {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM leases`)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: clear leases: %w", err)
+	}
+	return res.RowsAffected()
+}
