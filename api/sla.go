@@ -107,23 +107,30 @@ var (
 		"Instances running past their definition version's SLA now, by process (read from the store at most every 30 s, alike in every API replica: take the max over replicas).", []string{"process"}, nil)
 	descQueued = prometheus.NewDesc("adaptflow_instances_queued",
 		"Instances queued under their process's concurrency limit now, by process (read from the store at most every 30 s, alike in every API replica: take the max over replicas).", []string{"process"}, nil)
+	descPendingWebhooks = prometheus.NewDesc("adaptflow_webhooks_pending",
+		"Webhooks given up and not redelivered yet, by process (read from the store at most every 30 s, alike in every API replica: take the max over replicas).", []string{"process"}, nil)
 )
 
 // overdueCollector counts the instances of each process with an SLA that
 // run past it, and those queued under a concurrency limit, at a scrape,
 // at most every overdueEvery (scrapes in between get the last counts).
 type overdueCollector struct {
-	s      *server
-	mu     sync.Mutex
-	at     time.Time
-	counts map[string]int
-	queued map[string]int
+	s       *server
+	mu      sync.Mutex
+	at      time.Time
+	counts  map[string]int
+	queued  map[string]int
+	pending map[string]int // webhooks
 }
 
 // overdueEvery bounds how often a replica counts the overdue instances.
 const overdueEvery = 30 * time.Second
 
-func (oc *overdueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descOverdue; ch <- descQueued }
+func (oc *overdueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descOverdue
+	ch <- descQueued
+	ch <- descPendingWebhooks
+}
 
 func (oc *overdueCollector) Collect(ch chan<- prometheus.Metric) {
 	oc.mu.Lock()
@@ -139,8 +146,15 @@ func (oc *overdueCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			cancel()
 		}
+		if oc.s.Webhooks != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), oc.s.Timeout)
+			if pending, err := oc.s.Webhooks.PendingWebhooks(ctx); err == nil {
+				oc.pending = pending
+			}
+			cancel()
+		}
 	}
-	for desc, counts := range map[*prometheus.Desc]map[string]int{descOverdue: oc.counts, descQueued: oc.queued} {
+	for desc, counts := range map[*prometheus.Desc]map[string]int{descOverdue: oc.counts, descQueued: oc.queued, descPendingWebhooks: oc.pending} {
 		for _, name := range slices.Sorted(maps.Keys(counts)) {
 			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(counts[name]), name)
 		}

@@ -18,6 +18,7 @@ type WebhookStore interface {
 	UndeliveredWebhook(ctx context.Context, id int64) (store.UndeliveredWebhook, error)
 	WebhookRedelivered(ctx context.Context, id int64, by string, at time.Time) (store.UndeliveredWebhook, error)
 	WebhookRedeliveryFailed(ctx context.Context, id int64, reason string, at time.Time) (store.UndeliveredWebhook, error)
+	PendingWebhooks(ctx context.Context) (map[string]int, error)
 }
 
 // redeliveryTimeout bounds one redelivery: the receiver's answer, as a

@@ -52,6 +52,18 @@ func TestRedeliverUndeliveredWebhooks(t *testing.T) {
 	}
 	orders := keep("orders", "i1", "instance.completed")
 	returns := keep("returns", "i2", "instance.failed")
+	// Those waiting for a redelivery are a gauge, by process.
+	res, err := srv.Client().Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	for _, want := range []string{`adaptflow_webhooks_pending{process="orders"} 1`, `adaptflow_webhooks_pending{process="returns"} 1`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Fatalf("/metrics lacks %s", want)
+		}
+	}
 	list := func(key, query string) []float64 {
 		t.Helper()
 		r := do(t, srv, "GET", "/v1/webhooks/undelivered"+query, key, "", "")

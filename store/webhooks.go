@@ -177,6 +177,12 @@ func (r Reads) UndeliveredWebhook(ctx context.Context, id int64) (UndeliveredWeb
 	return w, err
 }
 
+// PendingWebhooks counts the webhooks waiting for a redelivery, by
+// process.
+func (r Reads) PendingWebhooks(ctx context.Context) (map[string]int, error) {
+	return r.CountBy(ctx, "pending webhooks", `SELECT process, COUNT(*) FROM undelivered_webhooks WHERE redelivered_at IS NULL GROUP BY process`)
+}
+
 // WebhookNotPending is the error of a redelivery's record when the
 // webhook is not pending: ErrNotFound, or ErrConflict when it was
 // redelivered already.

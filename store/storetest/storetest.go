@@ -113,6 +113,7 @@ type Store interface {
 	UndeliveredWebhook(ctx context.Context, id int64) (store.UndeliveredWebhook, error)
 	WebhookRedelivered(ctx context.Context, id int64, by string, at time.Time) (store.UndeliveredWebhook, error)
 	WebhookRedeliveryFailed(ctx context.Context, id int64, reason string, at time.Time) (store.UndeliveredWebhook, error)
+	PendingWebhooks(ctx context.Context) (map[string]int, error)
 }
 
 // Run runs the suite; open returns a new, empty store.
@@ -2568,5 +2569,15 @@ func testUndeliveredWebhooks(t *testing.T, s Store) {
 	}
 	if got := ids(store.WebhookFilter{}); len(got) != 3 {
 		t.Fatalf("rows after the same event was given up again: %v", got)
+	}
+	pending, err := s.PendingWebhooks(ctx)
+	must(t, err)
+	if fmt.Sprint(pending) != "map[orders:2 returns:1]" {
+		t.Fatalf("pending by process: %v", pending)
+	}
+	_, err = s.WebhookRedelivered(ctx, c.ID, "ops", at)
+	must(t, err)
+	if pending, err := s.PendingWebhooks(ctx); err != nil || fmt.Sprint(pending) != "map[orders:2]" {
+		t.Fatalf("pending by process once returns' was redelivered: %v %v", pending, err)
 	}
 }

@@ -18,3 +18,4 @@ CREATE TABLE undelivered_webhooks (
 );
 CREATE INDEX undelivered_webhooks_instance ON undelivered_webhooks (instance_id);
 CREATE INDEX undelivered_webhooks_process ON undelivered_webhooks (process, id);
+CREATE INDEX undelivered_webhooks_pending ON undelivered_webhooks (process) WHERE redelivered_at IS NULL;
