@@ -22,6 +22,7 @@ import (
 // record, and brings back the reviews of an instance the store lost.
 type EndedStore interface {
 	SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) (*store.Finish, error)
+	SaveInstanceStateAt(ctx context.Context, id, run string, seq int64, state json.RawMessage, at time.Time) (*store.Finish, error)
 	CloseReview(ctx context.Context, r store.Review) (store.Review, error)
 	CreateReview(ctx context.Context, r store.Review) (store.Review, error)
 	ReassignReview(ctx context.Context, id, queue string, at time.Time) (store.Review, error)
@@ -517,7 +518,13 @@ func (c *catchUp) run(ctx context.Context, id string, info *workflowpb.WorkflowE
 			return lostNot, fmt.Errorf("sweep catch-up: %s: close review %s: %w", id, rv.ID, err)
 		}
 	}
-	finish, err := o.Ended.SaveInstanceState(ctx, id, saved.Run, saved.Seq, process.JSON(saved.State))
+	// A workflow that ended: its end is when the instance finished (its
+	// cycle time), not now.
+	at := now
+	if ct := info.GetCloseTime(); ct != nil && info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		at = ct.AsTime()
+	}
+	finish, err := o.Ended.SaveInstanceStateAt(ctx, id, saved.Run, saved.Seq, process.JSON(saved.State), at)
 	if err != nil {
 		return lostNot, fmt.Errorf("sweep catch-up: %s: %w", id, err)
 	}

@@ -1431,9 +1431,17 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 	d.stop()
 	restoreStore(t, dir, backup)
 
+	restarted := time.Now()
 	d = start(dir)
 	if inst := d.waitStatus(ends, "completed"); plan(inst) != "look1:done look2:done done:done" {
 		t.Fatalf("the instance that completed since the backup: %v", inst)
+	}
+	// It finished when its workflow did, before the restart (its cycle
+	// time), not when the store caught up.
+	if l := d.expect(d.call("GET", "/v1/processes/two-looks/instances?status=finished", adminKey, ""), http.StatusOK).body["instances"].([]any); len(l) != 1 {
+		t.Fatalf("finished instances: %v", l)
+	} else if at, err := time.Parse(time.RFC3339Nano, fmt.Sprint(l[0].(map[string]any)["finished_at"])); err != nil || !at.Before(restarted) {
+		t.Fatalf("the instance that completed since the backup finished at %v (%v); the restart was at %v", l[0].(map[string]any)["finished_at"], err, restarted)
 	}
 	var inst map[string]any
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {

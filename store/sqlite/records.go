@@ -372,7 +372,14 @@ func (s *Store) QueuedCounts(ctx context.Context) (map[string]int, error) {
 // instance with no row (started outside the API) keeps nothing. When the
 // save is the first of a final status, it reports the instance's finish.
 func (s *Store) SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) (*store.Finish, error) {
-	now := micros(time.Now())
+	return s.SaveInstanceStateAt(ctx, id, run, seq, state, time.Now())
+}
+
+// SaveInstanceStateAt is SaveInstanceState with the time the state was
+// reached: a final state's is the instance's finish time (that of a
+// workflow that ended while the store was behind it).
+func (s *Store) SaveInstanceStateAt(ctx context.Context, id, run string, seq int64, state json.RawMessage, at time.Time) (*store.Finish, error) {
+	now := micros(at)
 	args, status, final := saveStateArgs(store.StateSave{InstanceID: id, RunID: run, Seq: seq, State: state}, now)
 	res, err := s.w.ExecContext(ctx, saveState, args...)
 	if err != nil {

@@ -59,6 +59,7 @@ type Store interface {
 	CreateInstance(ctx context.Context, in store.Instance) (store.Instance, bool, error)
 	Instance(ctx context.Context, id string) (store.Instance, error)
 	SaveInstanceState(ctx context.Context, id, run string, seq int64, state json.RawMessage) (*store.Finish, error)
+	SaveInstanceStateAt(ctx context.Context, id, run string, seq int64, state json.RawMessage, at time.Time) (*store.Finish, error)
 	MarkStarted(ctx context.Context, ids []string) error
 	PendingStarts(ctx context.Context, before time.Time, limit int) ([]store.Instance, error)
 	Admit(ctx context.Context, id string, limit int) (bool, error)
@@ -935,6 +936,17 @@ func testInstanceStates(t *testing.T, s Store) {
 	saveState(t, s, "st-1", "run-b", 1, json.RawMessage(`{"status":"completed"}`)) // a new run
 	if st, run, seq := state("st-1"); st != `{"status":"completed"}` || run != "run-b" || seq != 1 {
 		t.Fatalf("after a new run: %q %q %d", st, run, seq)
+	}
+	// A final state saved with the time it was reached (a workflow that
+	// ended while the store was behind it) finishes the instance then.
+	_, _, err = s.CreateInstance(ctx, store.Instance{ID: "st-late", Process: "p", ProcessVersion: 1, BusinessKey: "late", Input: []byte(`{}`), CreatedAt: t0})
+	must(t, err)
+	f, err := s.SaveInstanceStateAt(ctx, "st-late", "run-a", 3, json.RawMessage(`{"status":"completed"}`), t0.Add(5*time.Minute))
+	must(t, err)
+	late, err := s.Instance(ctx, "st-late")
+	must(t, err)
+	if f == nil || f.Status != "completed" || f.CycleTime != 5*time.Minute || !late.FinishedAt.Equal(t0.Add(5*time.Minute)) {
+		t.Fatalf("a final state saved at its time: %+v, finished %v", f, late.FinishedAt)
 	}
 	saveState(t, s, "nobody", "run-a", 1, json.RawMessage(`{}`))
 	if _, err := s.Instance(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
