@@ -422,7 +422,9 @@ func endUnstartedChildren(ctx context.Context, o Options, parent store.Instance,
 // are opened, those moved to another queue since are moved, and those it
 // closed are closed. A workflow terminated or
 // timed out is SweepEnded's. A pass stops asking after the first query
-// that fails (no worker answers, say), and the next pass tries again.
+// that goes unanswered (no worker answers, say), and the next pass tries
+// again; a workflow that answers with an error (its history does not
+// replay) is asked again once it moves.
 type catchUp struct {
 	o      Options
 	sweep  *LostSweep // its memo of the instances checked (nil: none)
@@ -466,7 +468,15 @@ func (c *catchUp) run(ctx context.Context, id string, info *workflowpb.WorkflowE
 		return lostNot, nil // neither has moved since it was found up to date
 	}
 	saved, err := c.query(ctx, id, run)
-	if err != nil {
+	var qf *serviceerror.QueryFailed
+	switch {
+	case errors.As(err, &qf):
+		// This workflow could not answer (its history does not replay,
+		// say): it is asked again once it moves, and the others now.
+		c.remember(id, seen)
+		o.Logger.Warn("sweep: a workflow could not tell its latest save; it is asked again once it moves", "instance", id, "err", err)
+		return lostNot, nil
+	case err != nil:
 		c.failed = true
 		o.Logger.Warn("sweep: the state of a workflow could not be read; catching up with workflows waits for the next pass", "instance", id, "err", err)
 		return lostNot, nil
