@@ -10,19 +10,26 @@ import (
 type Execer func(ctx context.Context, op, sql string, args ...any) (int64, error)
 
 // Changes are the one-row writes both stores share, written once over a
-// store's Execer and placeholder mark (see Numbered); each store embeds
-// them (NewChanges).
+// store's Execer, its Reader on the connection that writes (for writes
+// that return their row), its shared reads, and its placeholder mark (see
+// Numbered); each store embeds them (NewChanges).
 type Changes struct {
-	exec                                         Execer
-	queueRetry, takeQueuedRetry, dropQueuedRetry string
+	exec                                          Execer
+	writeRows                                     Reader
+	reads                                         Reads
+	queueRetry, takeQueuedRetry, dropQueuedRetry  string
+	addWebhook, webhookRedelivered, webhookFailed string
 }
 
 // NewChanges makes the shared writes of a store.
-func NewChanges(exec Execer, mark string) Changes {
-	return Changes{exec: exec,
-		queueRetry:      Numbered(QueueRetryQuery, mark),
-		takeQueuedRetry: Numbered(TakeQueuedRetryQuery, mark),
-		dropQueuedRetry: Numbered(DropQueuedRetryQuery, mark),
+func NewChanges(exec Execer, writeRows Reader, reads Reads, mark string) Changes {
+	return Changes{exec: exec, writeRows: writeRows, reads: reads,
+		queueRetry:         Numbered(QueueRetryQuery, mark),
+		takeQueuedRetry:    Numbered(TakeQueuedRetryQuery, mark),
+		dropQueuedRetry:    Numbered(DropQueuedRetryQuery, mark),
+		addWebhook:         Numbered(AddUndeliveredWebhookQuery, mark),
+		webhookRedelivered: Numbered(RedeliveredWebhookQuery, mark),
+		webhookFailed:      Numbered(RedeliveryFailedQuery, mark),
 	}
 }
 

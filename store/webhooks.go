@@ -183,10 +183,49 @@ func (r Reads) PendingWebhooks(ctx context.Context) (map[string]int, error) {
 	return r.CountBy(ctx, "pending webhooks", `SELECT process, COUNT(*) FROM undelivered_webhooks WHERE redelivered_at IS NULL GROUP BY process`)
 }
 
-// WebhookNotPending is the error of a redelivery's record when the
+// AddUndeliveredWebhook keeps a webhook given up (see
+// UndeliveredWebhook): the same event given up again is the same row,
+// pending again.
+func (c Changes) AddUndeliveredWebhook(ctx context.Context, w UndeliveredWebhook) (UndeliveredWebhook, error) {
+	if err := ValidUndeliveredWebhook(w); err != nil {
+		return w, err
+	}
+	return c.webhookRow(ctx, "keep undelivered webhook", c.addWebhook, 0,
+		w.Process, w.InstanceID, w.Event, w.URL, w.Key, string(w.Body), w.Attempts, w.Error, w.FailedAt.UnixMicro())
+}
+
+// WebhookRedelivered marks a pending webhook delivered after all, by who
+// at at: ErrNotFound, or ErrConflict when it was redelivered already.
+func (c Changes) WebhookRedelivered(ctx context.Context, id int64, by string, at time.Time) (UndeliveredWebhook, error) {
+	return c.webhookRow(ctx, "mark webhook redelivered", c.webhookRedelivered, id, id, by, at.UnixMicro())
+}
+
+// WebhookRedeliveryFailed counts a failed redelivery of a pending webhook.
+func (c Changes) WebhookRedeliveryFailed(ctx context.Context, id int64, reason string, at time.Time) (UndeliveredWebhook, error) {
+	return c.webhookRow(ctx, "count failed redelivery", c.webhookFailed, id, id, reason, at.UnixMicro())
+}
+
+// webhookRow runs a write that returns a webhook's row; none is the
+// pending webhook id missing (see webhookNotPending).
+func (c Changes) webhookRow(ctx context.Context, op, q string, id int64, args ...any) (UndeliveredWebhook, error) {
+	var w UndeliveredWebhook
+	found := false
+	err := c.writeRows(ctx, op, q, args, func(scan func(dest ...any) error) error {
+		var err error
+		w, err = ScanUndeliveredWebhook(scan)
+		found = true
+		return err
+	})
+	if err == nil && !found {
+		err = webhookNotPending(ctx, c.reads, id)
+	}
+	return w, err
+}
+
+// webhookNotPending is the error of a redelivery's record when the
 // webhook is not pending: ErrNotFound, or ErrConflict when it was
 // redelivered already.
-func WebhookNotPending(ctx context.Context, r Reads, id int64) error {
+func webhookNotPending(ctx context.Context, r Reads, id int64) error {
 	w, err := r.UndeliveredWebhook(ctx, id)
 	if err != nil {
 		return err

@@ -81,7 +81,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	s := &Store{pool: pool, dim: opts.EmbeddingDim}
 	s.Reads = store.NewReads(s.rows, placeholder)
-	s.Changes = store.NewChanges(s.exec, "$")
+	s.Changes = store.NewChanges(s.exec, s.rows, s.Reads, "$")
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect to %s: %w", cfg.ConnConfig.Host, err)

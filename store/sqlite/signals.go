@@ -48,6 +48,13 @@ func (s *Store) rows(ctx context.Context, op, q string, args []any, row func(sca
 	return err
 }
 
+// writeRows is rows on the connection that writes, for writes that return
+// their rows (RETURNING).
+func (s *Store) writeRows(ctx context.Context, op, q string, args []any, row func(scan func(dest ...any) error) error) error {
+	_, err := collect(ctx, s.w, op, func(r scanner) (struct{}, error) { return struct{}{}, row(r.Scan) }, q, args...)
+	return err
+}
+
 // DetectorState reads a detector's state; a detector never saved has
 // version 0 and no state.
 func (s *Store) DetectorState(ctx context.Context, key string) (store.DetectorState, error) {
