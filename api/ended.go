@@ -429,6 +429,7 @@ type catchUp struct {
 	o      Options
 	sweep  *LostSweep // its memo of the instances checked (nil: none)
 	failed bool
+	told   bool // a query answered with an error was logged
 }
 
 // checkedAt is what a check of an instance found up to date saw: its
@@ -471,10 +472,15 @@ func (c *catchUp) run(ctx context.Context, id string, info *workflowpb.WorkflowE
 	var qf *serviceerror.QueryFailed
 	switch {
 	case errors.As(err, &qf):
-		// This workflow could not answer (its history does not replay,
-		// say): it is asked again once it moves, and the others now.
+		// This workflow could not answer (its history does not replay, or
+		// its worker is older than the query): it is asked again once it
+		// moves, and the others now. Logged once a pass: workers older
+		// than the query (an upgrade under way) fail it for every one.
 		c.remember(id, seen)
-		o.Logger.Warn("sweep: a workflow could not tell its latest save; it is asked again once it moves", "instance", id, "err", err)
+		if !c.told {
+			c.told = true
+			o.Logger.Warn("sweep: a workflow could not tell its latest save (an older worker, or a history that does not replay); it is asked again once it moves", "instance", id, "err", err)
+		}
 		return lostNot, nil
 	case err != nil:
 		c.failed = true
