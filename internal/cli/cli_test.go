@@ -395,8 +395,15 @@ func TestInstancesCommand(t *testing.T) {
 	if code, out = run(t, cmd, append([]string{"list", "--process", "shop", "--input", "amount"}, remote...)...); code != 2 {
 		t.Fatalf("--input without a value: exit %d\n%s", code, out)
 	}
+	// Its failed callback, given up, waits for a redelivery.
+	hook, err := st.AddUndeliveredWebhook(ctx, store.UndeliveredWebhook{Process: "shop", InstanceID: "s-2", Event: "instance.failed", URL: "http://erp.example/hooks",
+		Key: "s-2/failed", Body: json.RawMessage(`{}`), Attempts: 12, Error: "webhook http://erp.example/hooks: 503 Service Unavailable", FailedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
 	code, out = run(t, cmd, append([]string{"show", "s-2"}, remote...)...)
-	if code != 0 || !strings.Contains(out, "s-2 (shop v1, business key order-s-2): failed") || !strings.Contains(out, "error: charge declined") || !strings.Contains(out, "step charge: failed") {
+	if code != 0 || !strings.Contains(out, "s-2 (shop v1, business key order-s-2): failed") || !strings.Contains(out, "error: charge declined") || !strings.Contains(out, "step charge: failed") ||
+		!strings.Contains(out, fmt.Sprintf("webhook instance.failed to http://erp.example/hooks not delivered (12 attempts, webhook http://erp.example/hooks: 503 Service Unavailable): adaptflow webhooks redeliver %d", hook.ID)) {
 		t.Fatalf("show: exit %d\n%s", code, out)
 	}
 	code, out = run(t, cmd, append([]string{"show", "s-3", "--json"}, remote...)...)

@@ -239,6 +239,18 @@ func Instances(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return fail(err)
 	}
 	printInstance(stdout, inst)
+	if sub == "show" {
+		// Its webhooks given up, which wait for a redelivery.
+		var hooks struct {
+			Webhooks []store.UndeliveredWebhook `json:"webhooks"`
+		}
+		q := url.Values{"instance_id": {inst.ID}, "status": {store.WebhookPending}}
+		if err := r.do(ctx, "GET", "/v1/webhooks/undelivered?"+q.Encode(), "", nil, nil, &hooks); err == nil {
+			for _, w := range hooks.Webhooks {
+				fmt.Fprintf(stdout, "  webhook %s to %s not delivered (%d attempts, %s): adaptflow webhooks redeliver %d\n", w.Event, w.URL, w.Attempts, w.Error, w.ID)
+			}
+		}
+	}
 	return 0
 }
 
