@@ -23,7 +23,8 @@ import (
 const RecoveredBy = "recovered"
 
 // RecoverSweep brings back into the store the instances whose workflow
-// Temporal runs and the store does not know: the store restored from a
+// Temporal runs (or ended recently: see LookAtClosed) and the store does
+// not know: the store restored from a
 // backup older than Temporal's state (a point-in-time recovery of
 // PostgreSQL, say) lost the instances started since. Their workflows go
 // on, but the API answered 404 for them and their reviews were not in the
@@ -49,7 +50,23 @@ type RecoverSweep struct {
 
 	query string // of this round
 	token []byte // the next page of this round
+	// closed asks for a round over the workflows that ended within
+	// ClosedWithin (see LookAtClosed).
+	closed bool
 }
+
+// ClosedWithin is how far back a round over ended workflows looks:
+// Temporal's default retention of a closed workflow's history.
+const ClosedWithin = 7 * 24 * time.Hour
+
+// LookAtClosed asks for one round, after the current one, over the
+// workflows that ended within ClosedWithin, bringing back those the store
+// does not know: instances started and ended since the store's backup.
+// Without them, their business keys would start new instances, and the
+// KPIs would miss them. The sweeper asks for it when a pass found signs
+// of a restore (instances brought back, or caught up): a round over every
+// ended workflow at each pass would cost a store read per workflow.
+func (r *RecoverSweep) LookAtClosed() { r.closed = true }
 
 // RecoverCounts is what a pass of RecoverSweep found: the instances it
 // brought back, and the running workflows the store does not know that
@@ -64,8 +81,16 @@ func (r *RecoverSweep) Run(ctx context.Context, o Options) (RecoverCounts, error
 	o.defaults()
 	if r.query == "" {
 		// This deployment's workflows only: its task queue.
+		now := time.Now()
 		r.query = fmt.Sprintf("WorkflowType = '%s' AND TaskQueue = '%s' AND ExecutionStatus = 'Running' AND StartTime < '%s'",
-			workflows.ProcessWorkflow, o.TaskQueue, time.Now().Add(-r.MinAge).UTC().Format(time.RFC3339Nano))
+			workflows.ProcessWorkflow, o.TaskQueue, now.Add(-r.MinAge).UTC().Format(time.RFC3339Nano))
+		if r.closed {
+			// Ended by the workflow itself; terminated and timed-out ones
+			// end their instances failed (SweepEnded), and so need theirs.
+			r.closed = false
+			r.query = fmt.Sprintf("WorkflowType = '%s' AND TaskQueue = '%s' AND ExecutionStatus IN ('Completed', 'Failed', 'Canceled') AND CloseTime > '%s'",
+				workflows.ProcessWorkflow, o.TaskQueue, now.Add(-ClosedWithin).UTC().Format(time.RFC3339Nano))
+		}
 		r.token = nil
 	}
 	page, err := o.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: o.Namespace, Query: r.query, PageSize: int32(r.Budget), NextPageToken: r.token})
@@ -124,14 +149,15 @@ func recoverInstance(ctx context.Context, o Options, h *history, w *workflowpb.W
 	if err != nil {
 		return recoverNot, fmt.Errorf("sweep recover: %s: %w", id, err)
 	}
-	v, err := o.Temporal.QueryWorkflow(ctx, id, run, workflows.QueryState)
-	var st workflows.State
+	v, err := o.Temporal.QueryWorkflow(ctx, id, run, workflows.QuerySaved)
+	var saved workflows.Saved
 	if err == nil {
-		err = v.Get(&st)
+		err = v.Get(&saved)
 	}
 	if err != nil {
 		return recoverNot, fmt.Errorf("sweep recover: %s: its state: %w", id, err)
 	}
+	st := saved.State
 	def := in.Definition
 	if _, err := o.Definitions.Definition(ctx, def.Name, def.Version); errors.Is(err, store.ErrNotFound) {
 		doc := process.JSON(def)
@@ -157,6 +183,17 @@ func recoverInstance(ctx context.Context, o Options, h *history, w *workflowpb.W
 		return recoverNot, fmt.Errorf("sweep recover: %s: %w", id, err)
 	}
 	now := time.Now().UTC()
+	if saved.Seq > 0 {
+		// As its workflow's latest save: its status, and for one that
+		// ended, when it did; the workflow's next save follows on.
+		at := now
+		if ct := w.GetCloseTime(); ct != nil {
+			at = ct.AsTime()
+		}
+		if _, err := o.Ended.SaveInstanceStateAt(ctx, id, saved.Run, saved.Seq, process.JSON(st), at); err != nil {
+			return recoverNot, fmt.Errorf("sweep recover: %s: %w", id, err)
+		}
+	}
 	for _, rv := range st.Reviews {
 		if rv.Status != store.ReviewOpen {
 			continue

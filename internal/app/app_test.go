@@ -1428,6 +1428,12 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 	decide(secondOf(ends))
 	d.waitStatus(ends, "completed")
 	d.expect(d.call("POST", "/v1/reviews/"+first[moved]+"/reassign", reviewer, `{"queue":"elsewhere"}`), http.StatusOK)
+	// One more started and ended since the backup.
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", "name: quick-one\nversion: 1\nsteps: [{id: a, kind: task, task: noop}]\n"); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	quick := d.start("quick-one", "q-1", map[string]any{})
+	d.waitStatus(quick, "completed")
 	d.stop()
 	restoreStore(t, dir, backup)
 
@@ -1458,6 +1464,15 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 	}
 	decide(second)
 	d.waitStatus(goesOn, "completed")
+	// The instance started and ended since the backup is back, ended when
+	// it did: its business key starts no second instance.
+	if inst := d.waitStatus(quick, "completed"); inst["business_key"] != "q-1" || inst["created_by"] != api.RecoveredBy {
+		t.Fatalf("the instance started and ended since the backup: %v", inst)
+	}
+	again := d.expect(d.call("POST", "/v1/processes/quick-one/instances", adminKey, `{"business_key":"q-1","input":{}}`), http.StatusOK)
+	if again.body["id"] != quick {
+		t.Fatalf("a start with its business key: %s", again.raw)
+	}
 	// The review moved to another queue since is in that queue's inbox.
 	if r := d.call("GET", "/v1/reviews?queue=elsewhere", reviewer, ""); !strings.Contains(r.raw, first[moved]) {
 		t.Fatalf("the inbox of the queue the review moved to: %s", r.raw)

@@ -390,6 +390,11 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 			opts.Logger.Warn("sweep of instances whose workflow Temporal lost", "ended", lc.Ended, "err", errLost)
 		}
 		rc, errRecover := recovered.Run(ctx, opts)
+		if lc.CaughtUp > 0 || rc.Recovered > 0 {
+			// Signs of a store restored from an older backup: the
+			// instances that started and ended since are missing too.
+			recovered.LookAtClosed()
+		}
 		swept.WithLabelValues("recovered").Add(float64(rc.Recovered))
 		swept.WithLabelValues("unknown_unconfirmed").Add(float64(rc.Unconfirmed))
 		if errRecover != nil && ctx.Err() == nil {
