@@ -79,6 +79,15 @@ type RecoverCounts struct {
 func (r *RecoverSweep) Run(ctx context.Context, o Options) (RecoverCounts, error) {
 	var n RecoverCounts
 	o.defaults()
+	if r.query == "" && !r.closed {
+		// A cheap sign of a store restored from an older backup with
+		// nothing in progress: the workflow that ended last is unknown.
+		unknown, err := newestEndedUnknown(ctx, o, r.MinAge)
+		if err != nil {
+			return n, err
+		}
+		r.closed = unknown
+	}
 	if r.query == "" {
 		// This deployment's workflows only: its task queue.
 		now := time.Now()
@@ -88,8 +97,7 @@ func (r *RecoverSweep) Run(ctx context.Context, o Options) (RecoverCounts, error
 			// Ended by the workflow itself; terminated and timed-out ones
 			// end their instances failed (SweepEnded), and so need theirs.
 			r.closed = false
-			r.query = fmt.Sprintf("WorkflowType = '%s' AND TaskQueue = '%s' AND ExecutionStatus IN ('Completed', 'Failed', 'Canceled') AND CloseTime > '%s'",
-				workflows.ProcessWorkflow, o.TaskQueue, now.Add(-ClosedWithin).UTC().Format(time.RFC3339Nano))
+			r.query = endedQuery(o, now)
 		}
 		r.token = nil
 	}
@@ -114,6 +122,41 @@ func (r *RecoverSweep) Run(ctx context.Context, o Options) (RecoverCounts, error
 		r.query = "" // the round is over
 	}
 	return n, nil
+}
+
+// endedQuery lists this deployment's workflows that ended by themselves
+// (terminated and timed-out ones end their instances failed: SweepEnded)
+// within ClosedWithin of now, the one that ended last first.
+func endedQuery(o Options, now time.Time) string {
+	return fmt.Sprintf("WorkflowType = '%s' AND TaskQueue = '%s' AND ExecutionStatus IN ('Completed', 'Failed', 'Canceled') AND CloseTime > '%s'",
+		workflows.ProcessWorkflow, o.TaskQueue, now.Add(-ClosedWithin).UTC().Format(time.RFC3339Nano))
+}
+
+// newestEndedUnknown reports whether the workflow that ended last (and
+// started at least minAge ago) is one of an instance the store does not
+// know, and Temporal holds this store's history from before it: the store
+// has not seen the latest ends.
+func newestEndedUnknown(ctx context.Context, o Options, minAge time.Duration) (bool, error) {
+	now := time.Now()
+	q := endedQuery(o, now) + fmt.Sprintf(" AND StartTime < '%s'", now.Add(-minAge).UTC().Format(time.RFC3339Nano))
+	page, err := o.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: o.Namespace, Query: q, PageSize: 1})
+	if err != nil {
+		return false, fmt.Errorf("sweep recover: list ended workflows: %w", err)
+	}
+	for _, w := range page.GetExecutions() {
+		_, err := o.Instances.Instance(ctx, w.GetExecution().GetWorkflowId())
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return false, fmt.Errorf("sweep recover: %w", err)
+		}
+		if err == nil {
+			return false, nil
+		}
+		// Only where Temporal holds this store's history from before it,
+		// as for a running one: the wrong Temporal would otherwise have a
+		// round over its ended workflows at every pass.
+		return (&history{}).before(ctx, o, w.GetStartTime().AsTime())
+	}
+	return false, nil
 }
 
 // What recoverInstance did with a running workflow.

@@ -1761,3 +1761,37 @@ func flakyPartner(t *testing.T) (down *atomic.Bool, url string) {
 	t.Cleanup(srv.Close)
 	return down, srv.URL
 }
+
+// TestEndedSinceTheBackupComeBack: the store is restored from a backup
+// while nothing is in progress, and an instance started and completed
+// since. The workflow that ended last is unknown to the store: the sweep
+// reads the workflows that ended recently and brings it back, completed,
+// so its business key starts no second instance.
+func TestEndedSinceTheBackupComeBack(t *testing.T) {
+	dir, start := sweepingDev(t)
+	d := start(dir)
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", "name: quick-one\nversion: 1\nsteps: [{id: a, kind: task, task: noop}]\n"); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	d.waitStatus(d.start("quick-one", "q-0", map[string]any{}), "completed")
+	backup := filepath.Join(t.TempDir(), "backup")
+	if _, err := sqlite.Snapshot(t.Context(), filepath.Join(dir, "adaptflow.db"), nil, backup); err != nil {
+		t.Fatal(err)
+	}
+	quick := d.start("quick-one", "q-1", map[string]any{})
+	d.waitStatus(quick, "completed")
+	d.stop()
+	restoreStore(t, dir, backup)
+
+	d = start(dir)
+	if inst := d.waitStatus(quick, "completed"); inst["business_key"] != "q-1" || inst["created_by"] != api.RecoveredBy || plan(inst) != "a:done" {
+		t.Fatalf("the instance started and ended since the backup: %v", inst)
+	}
+	again := d.expect(d.call("POST", "/v1/processes/quick-one/instances", adminKey, `{"business_key":"q-1","input":{}}`), http.StatusOK)
+	if again.body["id"] != quick {
+		t.Fatalf("a start with its business key: %s", again.raw)
+	}
+	if m := d.call("GET", "/metrics", "", ""); !strings.Contains(m.raw, `adaptflow_swept_instances_total{found="recovered"} 1`) {
+		t.Fatal("/metrics does not count the instance brought back")
+	}
+}
