@@ -143,20 +143,22 @@ func newestEndedUnknown(ctx context.Context, o Options, minAge time.Duration) (b
 	if err != nil {
 		return false, fmt.Errorf("sweep recover: list ended workflows: %w", err)
 	}
-	for _, w := range page.GetExecutions() {
-		_, err := o.Instances.Instance(ctx, w.GetExecution().GetWorkflowId())
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return false, fmt.Errorf("sweep recover: %w", err)
-		}
-		if err == nil {
-			return false, nil
-		}
-		// Only where Temporal holds this store's history from before it,
-		// as for a running one: the wrong Temporal would otherwise have a
-		// round over its ended workflows at every pass.
-		return (&history{}).before(ctx, o, w.GetStartTime().AsTime())
+	ended := page.GetExecutions()
+	if len(ended) == 0 {
+		return false, nil
 	}
-	return false, nil
+	w := ended[0]
+	_, err = o.Instances.Instance(ctx, w.GetExecution().GetWorkflowId())
+	if err == nil || !errors.Is(err, store.ErrNotFound) {
+		if err != nil {
+			err = fmt.Errorf("sweep recover: %w", err)
+		}
+		return false, err
+	}
+	// Only where Temporal holds this store's history from before it, as
+	// for a running one: the wrong Temporal would otherwise have a round
+	// over its ended workflows at every pass.
+	return (&history{}).before(ctx, o, w.GetStartTime().AsTime())
 }
 
 // What recoverInstance did with a running workflow.
