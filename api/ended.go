@@ -261,15 +261,15 @@ func (l *LostSweep) Run(ctx context.Context, o Options) (LostCounts, error) {
 				n.Ended++
 			case lostUnconfirmed:
 				n.Unconfirmed++
-			case lostCaughtUp:
-				n.CaughtUp++
 			}
 		}
 		if len(page) < limit { // the process's last page
 			l.processes, l.after = l.processes[1:], ""
 		}
 	}
-	return n, nil
+	caught, err := c.finish(ctx)
+	n.CaughtUp += caught
+	return n, err
 }
 
 // What endLost found of an instance.
@@ -277,13 +277,12 @@ const (
 	lostNot = iota
 	lostEnded
 	lostUnconfirmed
-	lostCaughtUp
 )
 
 // endLost ends the instance id as lost if Temporal has no workflow of it,
 // it ran (a workflow saved its state), and Temporal holds this store's
 // history from before it (see LostSweep); if Temporal has its workflow,
-// it brings the instance's state up to the workflow's (see catchUp).
+// it checks the instance's state against the workflow's (see catchUp).
 func endLost(ctx context.Context, o Options, h *history, c *catchUp, id string) (int, error) {
 	desc, err := o.Temporal.DescribeWorkflowExecution(ctx, id, "")
 	var nf *serviceerror.NotFound
@@ -291,7 +290,7 @@ func endLost(ctx context.Context, o Options, h *history, c *catchUp, id string) 
 		if err != nil {
 			return lostNot, fmt.Errorf("sweep lost: describe %s: %w", id, err)
 		}
-		return c.run(ctx, id, desc.GetWorkflowExecutionInfo())
+		return lostNot, c.run(ctx, id, desc.GetWorkflowExecutionInfo())
 	}
 	inst, err := o.Instances.Instance(ctx, id)
 	if err != nil {
@@ -420,16 +419,26 @@ func endUnstartedChildren(ctx context.Context, o Options, parent store.Instance,
 // latest save's number; where the store holds an earlier one (or another
 // run's), the workflow's state is saved, its open reviews the store lacks
 // are opened, those moved to another queue since are moved, and those it
-// closed are closed. A workflow terminated or
-// timed out is SweepEnded's. A pass stops asking after the first query
-// that goes unanswered (no worker answers, say), and the next pass tries
-// again; a workflow that answers with an error (its history does not
-// replay) is asked again once it moves.
+// closed are closed. A workflow terminated or timed out is SweepEnded's.
+//
+// The instances a pass finds behind are given catchUpSettle to catch up
+// by themselves (a save under way), once for them all, at the pass's end
+// (finish). A pass stops asking after the first query that goes
+// unanswered (no worker answers, say), and the next pass tries again; a
+// workflow that answers with an error (its history does not replay) is
+// asked again once it moves.
 type catchUp struct {
-	o      Options
-	sweep  *LostSweep // its memo of the instances checked (nil: none)
-	failed bool
-	told   bool // a query answered with an error was logged
+	o       Options
+	sweep   *LostSweep // its memo of the instances checked (nil: none)
+	failed  bool
+	told    bool // a query answered with an error was logged
+	pending []behindAt
+}
+
+// behindAt is an instance found behind its workflow, as it was found.
+type behindAt struct {
+	id   string
+	info *workflowpb.WorkflowExecutionInfo
 }
 
 // checkedAt is what a check of an instance found up to date saw: its
@@ -444,30 +453,88 @@ type checkedAt struct {
 // must not hold the sweep up.
 const catchUpQueryTimeout = 5 * time.Second
 
-// catchUpSettle is how long an instance found behind is given to catch
-// up by itself (a save under way) before its state is written for it.
+// catchUpSettle is how long the instances found behind are given to
+// catch up by themselves (a save under way) before their states are
+// written for them.
 var catchUpSettle = 2 * time.Second
 
-func (c *catchUp) run(ctx context.Context, id string, info *workflowpb.WorkflowExecutionInfo) (int, error) {
+// run checks the instance id against its workflow, info, and keeps it for
+// finish if the store is behind.
+func (c *catchUp) run(ctx context.Context, id string, info *workflowpb.WorkflowExecutionInfo) error {
 	switch info.GetStatus() {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED,
 		enumspb.WORKFLOW_EXECUTION_STATUS_FAILED, enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
 	default:
-		return lostNot, nil // terminated or timed out: SweepEnded's
+		return nil // terminated or timed out: SweepEnded's
 	}
 	if c.failed {
-		return lostNot, nil
+		return nil
 	}
-	o := c.o
-	run := info.GetExecution().GetRunId()
-	inst, err := o.Instances.Instance(ctx, id)
+	inst, err := c.o.Instances.Instance(ctx, id)
 	if err != nil {
-		return lostNot, fmt.Errorf("sweep catch-up: instance %s: %w", id, err)
+		return fmt.Errorf("sweep catch-up: instance %s: %w", id, err)
 	}
 	seen := checkedAt{history: info.GetHistoryLength(), run: inst.StateRun, seq: inst.StateSeq}
 	if c.remembers(id, seen) {
-		return lostNot, nil // neither has moved since it was found up to date
+		return nil // neither has moved since it was found up to date
 	}
+	saved, ok := c.ask(ctx, id, info.GetExecution().GetRunId(), seen)
+	if !ok {
+		return nil
+	}
+	if !behind(inst, saved) {
+		c.remember(id, seen)
+		return nil
+	}
+	c.pending = append(c.pending, behindAt{id: id, info: info})
+	return nil
+}
+
+// finish waits catchUpSettle, then brings up the instances run found
+// behind that still are, and says how many.
+func (c *catchUp) finish(ctx context.Context) (int, error) {
+	if len(c.pending) == 0 {
+		return 0, nil
+	}
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(catchUpSettle):
+	}
+	n := 0
+	for _, b := range c.pending {
+		saved, ok := c.ask(ctx, b.id, b.info.GetExecution().GetRunId(), checkedAt{})
+		if !ok {
+			if c.failed {
+				break
+			}
+			continue
+		}
+		inst, err := c.o.Instances.Instance(ctx, b.id)
+		if err != nil {
+			return n, fmt.Errorf("sweep catch-up: instance %s: %w", b.id, err)
+		}
+		if !behind(inst, saved) {
+			continue // it caught up by itself
+		}
+		if err := c.bringUp(ctx, b.id, saved, b.info); err != nil {
+			return n, err
+		}
+		n++
+	}
+	c.pending = nil
+	return n, nil
+}
+
+// behind reports whether the store holds an earlier save of the instance
+// than its workflow's latest, or another run's.
+func behind(inst store.Instance, saved workflows.Saved) bool {
+	return saved.Seq > 0 && (inst.StateRun != saved.Run || inst.StateSeq < saved.Seq)
+}
+
+// ask queries a workflow run for its latest save; false when it could not
+// tell (see catchUp).
+func (c *catchUp) ask(ctx context.Context, id, run string, seen checkedAt) (workflows.Saved, bool) {
 	saved, err := c.query(ctx, id, run)
 	var qf *serviceerror.QueryFailed
 	switch {
@@ -476,45 +543,27 @@ func (c *catchUp) run(ctx context.Context, id string, info *workflowpb.WorkflowE
 		// its worker is older than the query): it is asked again once it
 		// moves, and the others now. Logged once a pass: workers older
 		// than the query (an upgrade under way) fail it for every one.
-		c.remember(id, seen)
-		if !c.told {
-			c.told = true
-			o.Logger.Warn("sweep: a workflow could not tell its latest save (an older worker, or a history that does not replay); it is asked again once it moves", "instance", id, "err", err)
-		}
-		return lostNot, nil
-	case err != nil:
-		c.failed = true
-		o.Logger.Warn("sweep: the state of a workflow could not be read; catching up with workflows waits for the next pass", "instance", id, "err", err)
-		return lostNot, nil
-	}
-	behind := func() (bool, error) {
-		inst, err := o.Instances.Instance(ctx, id)
-		if err != nil {
-			return false, fmt.Errorf("sweep catch-up: instance %s: %w", id, err)
-		}
-		return saved.Seq > 0 && (inst.StateRun != saved.Run || inst.StateSeq < saved.Seq), nil
-	}
-	if b, err := behind(); err != nil || !b {
-		if err == nil {
+		if seen != (checkedAt{}) {
 			c.remember(id, seen)
 		}
-		return lostNot, err
-	}
-	// A save under way catches up by itself.
-	select {
-	case <-ctx.Done():
-		return lostNot, ctx.Err()
-	case <-time.After(catchUpSettle):
-	}
-	if saved, err = c.query(ctx, id, run); err != nil {
+		if !c.told {
+			c.told = true
+			c.o.Logger.Warn("sweep: a workflow could not tell its latest save (an older worker, or a history that does not replay); it is asked again once it moves", "instance", id, "err", err)
+		}
+		return saved, false
+	case err != nil:
 		c.failed = true
-		return lostNot, nil
+		c.o.Logger.Warn("sweep: the state of a workflow could not be read; catching up with workflows waits for the next pass", "instance", id, "err", err)
+		return saved, false
 	}
-	if b, err := behind(); err != nil || !b {
-		return lostNot, err
-	}
-	// Reviews first: once the state reads waiting_review, its review is
-	// in the inbox.
+	return saved, true
+}
+
+// bringUp saves the workflow's latest state as the instance's, after its
+// reviews: once the state reads waiting_review, its review is in the
+// inbox.
+func (c *catchUp) bringUp(ctx context.Context, id string, saved workflows.Saved, info *workflowpb.WorkflowExecutionInfo) error {
+	o := c.o
 	now := time.Now().UTC()
 	for _, rv := range saved.State.Reviews {
 		if rv.Status == store.ReviewOpen {
@@ -525,13 +574,13 @@ func (c *catchUp) run(ctx context.Context, id string, info *workflowpb.WorkflowE
 				_, err = o.Ended.ReassignReview(ctx, rv.ID, rv.Queue, now)
 			}
 			if err != nil {
-				return lostNot, fmt.Errorf("sweep catch-up: %s: review %s: %w", id, rv.ID, err)
+				return fmt.Errorf("sweep catch-up: %s: review %s: %w", id, rv.ID, err)
 			}
 			continue
 		}
 		_, err := o.Ended.CloseReview(ctx, store.Review{ID: rv.ID, Status: rv.Status, Verdict: rv.Verdict, Reviewer: rv.Reviewer, Comment: rv.Comment, DecidedAt: &now})
 		if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
-			return lostNot, fmt.Errorf("sweep catch-up: %s: close review %s: %w", id, rv.ID, err)
+			return fmt.Errorf("sweep catch-up: %s: close review %s: %w", id, rv.ID, err)
 		}
 	}
 	// A workflow that ended: its end is when the instance finished (its
@@ -542,14 +591,14 @@ func (c *catchUp) run(ctx context.Context, id string, info *workflowpb.WorkflowE
 	}
 	finish, err := o.Ended.SaveInstanceStateAt(ctx, id, saved.Run, saved.Seq, process.JSON(saved.State), at)
 	if err != nil {
-		return lostNot, fmt.Errorf("sweep catch-up: %s: %w", id, err)
+		return fmt.Errorf("sweep catch-up: %s: %w", id, err)
 	}
 	if o.Finished != nil {
 		o.Finished(finish)
 	}
 	o.Logger.Warn("instance's state caught up with its workflow's: the store was behind it (restored from an older backup, or its writes were lost)",
 		"instance", id, "run", saved.Run, "save", saved.Seq, "status", saved.State.Status)
-	return lostCaughtUp, nil
+	return nil
 }
 
 // remembers reports whether the instance id was found up to date, this
