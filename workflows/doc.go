@@ -22,7 +22,9 @@
 // "overdue", a timer in a coroutine of its own reports the instance
 // running past the SLA. An instance that ends without completing runs the
 // compensations of the steps it finished (compensate), latest first. The state of the
-// instance is answered by the query [QueryState].
+// instance is answered by the query [QueryState], and with the number of
+// its latest save to the store by [QuerySaved] (the API's sweep brings a
+// store restored from an older backup up to it).
 //
 // # Rules for this package
 //
