@@ -204,6 +204,9 @@ type LostSweep struct {
 	// whose history has not grown since, beside the same save in the
 	// store, is not asked again.
 	checked, before map[string]checkedAt
+	// stuck holds the instances whose workflow left a query unanswered,
+	// until when they are not asked again.
+	stuck map[string]time.Time
 
 	processes []string // left in this round, the current one first
 	after     string   // the cursor in the current process
@@ -225,6 +228,11 @@ func (l *LostSweep) Run(ctx context.Context, o Options) (LostCounts, error) {
 	}
 	if len(l.processes) == 0 { // a new round
 		l.before, l.checked = l.checked, map[string]checkedAt{}
+		for id, until := range l.stuck {
+			if time.Now().After(until) {
+				delete(l.stuck, id)
+			}
+		}
 		defs, err := o.Definitions.Definitions(ctx)
 		if err != nil {
 			return n, fmt.Errorf("sweep lost: definitions: %w", err)
@@ -423,16 +431,17 @@ func endUnstartedChildren(ctx context.Context, o Options, parent store.Instance,
 //
 // The instances a pass finds behind are given catchUpSettle to catch up
 // by themselves (a save under way), once for them all, at the pass's end
-// (finish). A pass stops asking after the first query that goes
-// unanswered (no worker answers, say), and the next pass tries again; a
-// workflow that answers with an error (its history does not replay) is
-// asked again once it moves.
+// (finish). A query that goes unanswered skips its instance for
+// catchUpStuckFor; a pass stops asking after the second (no worker
+// answers, say), and the next pass tries again. A workflow that answers
+// with an error is asked again once it moves.
 type catchUp struct {
-	o       Options
-	sweep   *LostSweep // its memo of the instances checked (nil: none)
-	failed  bool
-	told    bool // a query answered with an error was logged
-	pending []behindAt
+	o          Options
+	sweep      *LostSweep // its memo of the instances checked (nil: none)
+	failed     bool       // no more queries this pass
+	unanswered int        // queries that went unanswered this pass
+	told       bool       // a query answered with an error was logged
+	pending    []behindAt
 }
 
 // behindAt is an instance found behind its workflow, as it was found.
@@ -477,6 +486,9 @@ func (c *catchUp) run(ctx context.Context, id string, info *workflowpb.WorkflowE
 	seen := checkedAt{history: info.GetHistoryLength(), run: inst.StateRun, seq: inst.StateSeq}
 	if c.remembers(id, seen) {
 		return nil // neither has moved since it was found up to date
+	}
+	if c.sweep != nil && time.Now().Before(c.sweep.stuck[id]) {
+		return nil // its workflow left the last query unanswered
 	}
 	saved, ok := c.ask(ctx, id, info.GetExecution().GetRunId(), seen)
 	if !ok {
@@ -552,12 +564,32 @@ func (c *catchUp) ask(ctx context.Context, id, run string, seen checkedAt) (work
 		}
 		return saved, false
 	case err != nil:
-		c.failed = true
-		c.o.Logger.Warn("sweep: the state of a workflow could not be read; catching up with workflows waits for the next pass", "instance", id, "err", err)
+		// Unanswered: a workflow whose tasks fail (a type no worker
+		// knows, a history that no longer replays) is skipped this pass;
+		// a second one stops the pass's queries (no worker answers).
+		c.unanswered++
+		c.failed = c.unanswered >= catchUpUnanswered
+		if c.sweep != nil && !c.failed {
+			if c.sweep.stuck == nil {
+				c.sweep.stuck = map[string]time.Time{}
+			}
+			c.sweep.stuck[id] = time.Now().Add(catchUpStuckFor)
+		}
+		if c.failed {
+			c.o.Logger.Warn("sweep: workflows do not answer queries (no worker?); catching up with workflows waits for the next pass", "instance", id, "err", err)
+		}
 		return saved, false
 	}
 	return saved, true
 }
+
+// catchUpUnanswered is how many unanswered queries stop a pass's, and
+// catchUpStuckFor how long an instance whose query went unanswered (alone
+// in its pass) is not asked again.
+const (
+	catchUpUnanswered = 2
+	catchUpStuckFor   = 10 * time.Minute
+)
 
 // bringUp saves the workflow's latest state as the instance's, after its
 // reviews: once the state reads waiting_review, its review is in the

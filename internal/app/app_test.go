@@ -35,6 +35,7 @@ import (
 	"github.com/adaptflow/adaptflow/internal/cli"
 	"github.com/adaptflow/adaptflow/internal/ports"
 	"github.com/adaptflow/adaptflow/internal/temporalserver"
+	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/sqlite"
 	"github.com/adaptflow/adaptflow/workflows"
 )
@@ -1434,8 +1435,32 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 	}
 	quick := d.start("quick-one", "q-1", map[string]any{})
 	d.waitStatus(quick, "completed")
+	// A workflow that leaves the sweep's query unanswered (no worker knows
+	// its type; so would a history that no longer replays), of the newest
+	// instance in progress: it is skipped for a while, and the others are
+	// caught up all the same (before, it stopped every pass's queries).
+	odd := api.InstanceID("two-looks", "odd")
+	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.ExecuteWorkflow(t.Context(), client.StartWorkflowOptions{ID: odd, TaskQueue: app.TaskQueue}, "adaptflow.NotAProcess"); err != nil {
+		t.Fatal(err)
+	}
+	tc.Close()
 	d.stop()
 	restoreStore(t, dir, backup)
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "adaptflow.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.CreateInstance(t.Context(), store.Instance{ID: odd, Process: "two-looks", ProcessVersion: 1, BusinessKey: "odd", Input: []byte(`{}`), CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SaveInstanceState(t.Context(), odd, "run-x", 1, []byte(`{"status":"running","process":"two-looks"}`)); err != nil {
+		t.Fatal(err)
+	}
+	_ = st.Close()
 
 	restarted := time.Now()
 	d = start(dir)
