@@ -192,15 +192,29 @@ func recoverInstance(ctx context.Context, o Options, h *history, w *workflowpb.W
 	}
 	in, err := workflowInput(ctx, o, id, run)
 	if err != nil {
-		return recoverNot, fmt.Errorf("sweep recover: %s: %w", id, err)
+		if ctx.Err() != nil {
+			return recoverNot, ctx.Err()
+		}
+		// Not one of this product's inputs (a workflow started by hand,
+		// say): the workflows after it are not held up.
+		o.Logger.Warn("sweep recover: a workflow the store does not know has no input it can read; it is left alone", "instance", id, "err", err)
+		return recoverNot, nil
 	}
-	v, err := o.Temporal.QueryWorkflow(ctx, id, run, workflows.QuerySaved)
+	qctx, cancel := context.WithTimeout(ctx, catchUpQueryTimeout)
+	v, err := o.Temporal.QueryWorkflow(qctx, id, run, workflows.QuerySaved)
 	var saved workflows.Saved
 	if err == nil {
 		err = v.Get(&saved)
 	}
+	cancel()
 	if err != nil {
-		return recoverNot, fmt.Errorf("sweep recover: %s: its state: %w", id, err)
+		if ctx.Err() != nil {
+			return recoverNot, ctx.Err()
+		}
+		// Its tasks fail, or no worker answers: the next round asks
+		// again, and the workflows after it are not held up.
+		o.Logger.Warn("sweep recover: a workflow the store does not know did not tell its state; the next round asks again", "instance", id, "err", err)
+		return recoverNot, nil
 	}
 	st := saved.State
 	def := in.Definition

@@ -1331,6 +1331,16 @@ func TestStoreLostInstancesComeBack(t *testing.T) {
 	parent := d.start("stock-audit", "sa-1", map[string]any{})
 	child := app.InstanceIDForTest("count-check", "sub:"+parent+":check")
 	childReview := d.waitStatus(child, "waiting_review")["reviews"].([]any)[0].(map[string]any)["id"].(string)
+	// A workflow of the process type started by hand, with an input it
+	// cannot read: it fails, and is left alone.
+	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.ExecuteWorkflow(t.Context(), client.StartWorkflowOptions{ID: "by-hand", TaskQueue: app.TaskQueue}, workflows.ProcessWorkflow, "not an input"); err != nil {
+		t.Fatal(err)
+	}
+	tc.Close()
 	d.stop()
 	restoreStore(t, dir, backup)
 
@@ -1360,6 +1370,24 @@ func TestStoreLostInstancesComeBack(t *testing.T) {
 	}
 	if m := d.call("GET", "/metrics", "", ""); !strings.Contains(m.raw, `adaptflow_swept_instances_total{found="recovered"} 3`) {
 		t.Fatal("/metrics does not count the instances brought back")
+	}
+	// The workflow started by hand (it failed: no input it can read) is
+	// left alone, and the sweeper's passes go on succeeding.
+	lastOK := func() string {
+		for _, line := range strings.Split(d.call("GET", "/metrics", "", "").raw, "\n") {
+			if strings.HasPrefix(line, `adaptflow_background_task_last_success_timestamp_seconds{task="sweeper"}`) {
+				return line
+			}
+		}
+		return ""
+	}
+	first := lastOK()
+	time.Sleep(time.Second)
+	if first == "" || lastOK() == first {
+		t.Fatalf("the sweeper's passes do not succeed: %q, then %q", first, lastOK())
+	}
+	if r := d.call("GET", "/v1/instances/by-hand", adminKey, ""); r.status != http.StatusNotFound {
+		t.Fatalf("the workflow started by hand: %d %s", r.status, r.raw)
 	}
 }
 
