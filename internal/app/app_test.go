@@ -1373,18 +1373,20 @@ func TestStoreLostInstancesComeBack(t *testing.T) {
 	}
 	// The workflow started by hand (it failed: no input it can read) is
 	// left alone, and the sweeper's passes go on succeeding.
-	lastOK := func() string {
+	lastOK := func() float64 {
 		for _, line := range strings.Split(d.call("GET", "/metrics", "", "").raw, "\n") {
-			if strings.HasPrefix(line, `adaptflow_background_task_last_success_timestamp_seconds{task="sweeper"}`) {
-				return line
+			if v, ok := strings.CutPrefix(line, `adaptflow_background_task_last_success_timestamp_seconds{task="sweeper"} `); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				return f
 			}
 		}
-		return ""
+		return 0
 	}
-	first := lastOK()
-	time.Sleep(time.Second)
-	if first == "" || lastOK() == first {
-		t.Fatalf("the sweeper's passes do not succeed: %q, then %q", first, lastOK())
+	since := float64(time.Now().UnixNano()) / 1e9
+	for deadline := time.Now().Add(30 * time.Second); lastOK() <= since; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no pass of the sweeper has succeeded since %v (the last at %v)", since, lastOK())
+		}
 	}
 	if r := d.call("GET", "/v1/instances/by-hand", adminKey, ""); r.status != http.StatusNotFound {
 		t.Fatalf("the workflow started by hand: %d %s", r.status, r.raw)
