@@ -547,7 +547,7 @@ func behind(inst store.Instance, saved workflows.Saved) bool {
 // ask queries a workflow run for its latest save; false when it could not
 // tell (see catchUp).
 func (c *catchUp) ask(ctx context.Context, id, run string, seen checkedAt) (workflows.Saved, bool) {
-	saved, err := c.query(ctx, id, run)
+	saved, err := querySaved(ctx, c.o, id, run)
 	var qf *serviceerror.QueryFailed
 	switch {
 	case errors.As(err, &qf):
@@ -656,12 +656,13 @@ func (c *catchUp) remember(id string, seen checkedAt) {
 	}
 }
 
-// query asks a workflow run for its latest save.
-func (c *catchUp) query(ctx context.Context, id, run string) (workflows.Saved, error) {
+// querySaved asks a workflow run for its latest save (QuerySaved),
+// within catchUpQueryTimeout: the catch-up's and the recover sweep's.
+func querySaved(ctx context.Context, o Options, id, run string) (workflows.Saved, error) {
 	var saved workflows.Saved
 	qctx, cancel := context.WithTimeout(ctx, catchUpQueryTimeout)
 	defer cancel()
-	v, err := c.o.Temporal.QueryWorkflow(qctx, id, run, workflows.QuerySaved)
+	v, err := o.Temporal.QueryWorkflow(qctx, id, run, workflows.QuerySaved)
 	if err == nil {
 		err = v.Get(&saved)
 	}

@@ -79,10 +79,11 @@ type RecoverCounts struct {
 func (r *RecoverSweep) Run(ctx context.Context, o Options) (RecoverCounts, error) {
 	var n RecoverCounts
 	o.defaults()
+	var h history // what this pass learns of Temporal's history
 	if r.query == "" && !r.closed {
 		// A cheap sign of a store restored from an older backup with
 		// nothing in progress: the workflow that ended last is unknown.
-		unknown, err := newestEndedUnknown(ctx, o, r.MinAge)
+		unknown, err := newestEndedUnknown(ctx, o, &h, r.MinAge)
 		if err != nil {
 			return n, err
 		}
@@ -105,7 +106,6 @@ func (r *RecoverSweep) Run(ctx context.Context, o Options) (RecoverCounts, error
 	if err != nil {
 		return n, fmt.Errorf("sweep recover: list workflows: %w", err)
 	}
-	var h history
 	for _, w := range page.GetExecutions() {
 		found, err := recoverInstance(ctx, o, &h, w)
 		if err != nil {
@@ -136,7 +136,7 @@ func endedQuery(o Options, now time.Time) string {
 // started at least minAge ago) is one of an instance the store does not
 // know, and Temporal holds this store's history from before it: the store
 // has not seen the latest ends.
-func newestEndedUnknown(ctx context.Context, o Options, minAge time.Duration) (bool, error) {
+func newestEndedUnknown(ctx context.Context, o Options, h *history, minAge time.Duration) (bool, error) {
 	now := time.Now()
 	q := endedQuery(o, now) + fmt.Sprintf(" AND StartTime < '%s'", now.Add(-minAge).UTC().Format(time.RFC3339Nano))
 	page, err := o.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: o.Namespace, Query: q, PageSize: 1})
@@ -158,7 +158,7 @@ func newestEndedUnknown(ctx context.Context, o Options, minAge time.Duration) (b
 	// Only where Temporal holds this store's history from before it, as
 	// for a running one: the wrong Temporal would otherwise have a round
 	// over its ended workflows at every pass.
-	return (&history{}).before(ctx, o, w.GetStartTime().AsTime())
+	return h.before(ctx, o, w.GetStartTime().AsTime())
 }
 
 // What recoverInstance did with a running workflow.
@@ -200,13 +200,7 @@ func recoverInstance(ctx context.Context, o Options, h *history, w *workflowpb.W
 		o.Logger.Warn("sweep recover: a workflow the store does not know has no input it can read; it is left alone", "instance", id, "err", err)
 		return recoverNot, nil
 	}
-	qctx, cancel := context.WithTimeout(ctx, catchUpQueryTimeout)
-	v, err := o.Temporal.QueryWorkflow(qctx, id, run, workflows.QuerySaved)
-	var saved workflows.Saved
-	if err == nil {
-		err = v.Get(&saved)
-	}
-	cancel()
+	saved, err := querySaved(ctx, o, id, run)
 	if err != nil {
 		if ctx.Err() != nil {
 			return recoverNot, ctx.Err()

@@ -164,6 +164,25 @@ func call(t testing.TB, base, method, path, key, contentType, body string) resp 
 	return r
 }
 
+// metric sums the series of the metric name on /metrics whose labels
+// hold each of labels (`task="sweeper"`).
+func (d *dev) metric(name string, labels ...string) float64 {
+	d.t.Helper()
+	var sum float64
+	for _, line := range strings.Split(d.call("GET", "/metrics", "", "").raw, "\n") {
+		series, value, ok := strings.Cut(line, " ")
+		if !ok || !strings.HasPrefix(series, name+"{") || slices.ContainsFunc(labels, func(l string) bool { return !strings.Contains(series, l) }) {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			d.t.Fatalf("%s: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
+}
+
 func (d *dev) call(method, path, key, body string) resp {
 	d.t.Helper()
 	ct := ""
@@ -1374,13 +1393,7 @@ func TestStoreLostInstancesComeBack(t *testing.T) {
 	// The workflow started by hand (it failed: no input it can read) is
 	// left alone, and the sweeper's passes go on succeeding.
 	lastOK := func() float64 {
-		for _, line := range strings.Split(d.call("GET", "/metrics", "", "").raw, "\n") {
-			if v, ok := strings.CutPrefix(line, `adaptflow_background_task_last_success_timestamp_seconds{task="sweeper"} `); ok {
-				f, _ := strconv.ParseFloat(v, 64)
-				return f
-			}
-		}
-		return 0
+		return d.metric("adaptflow_background_task_last_success_timestamp_seconds", `task="sweeper"`)
 	}
 	since := float64(time.Now().UnixNano()) / 1e9
 	for deadline := time.Now().Add(30 * time.Second); lastOK() <= since; time.Sleep(50 * time.Millisecond) {
@@ -1538,17 +1551,7 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 	// The instance left waiting is asked about once, not at every pass
 	// (ten a second here): its workflow has not moved since, nor has the
 	// store.
-	queries := func() float64 {
-		var n float64
-		for _, line := range strings.Split(d.call("GET", "/metrics", "", "").raw, "\n") {
-			if strings.HasPrefix(line, "temporal_request_total{") && strings.Contains(line, `operation="QueryWorkflow"`) {
-				var v float64
-				_, _ = fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
-				n += v
-			}
-		}
-		return n
-	}
+	queries := func() float64 { return d.metric("temporal_request_total", `operation="QueryWorkflow"`) }
 	time.Sleep(500 * time.Millisecond)
 	q := queries()
 	time.Sleep(time.Second)
