@@ -27,9 +27,9 @@ func NewChanges(exec Execer, writeRows Reader, reads Reads, mark string) Changes
 		queueRetry:         Numbered(QueueRetryQuery, mark),
 		takeQueuedRetry:    Numbered(TakeQueuedRetryQuery, mark),
 		dropQueuedRetry:    Numbered(DropQueuedRetryQuery, mark),
-		addWebhook:         Numbered(AddUndeliveredWebhookQuery, mark),
-		webhookRedelivered: Numbered(RedeliveredWebhookQuery, mark),
-		webhookFailed:      Numbered(RedeliveryFailedQuery, mark),
+		addWebhook:         Numbered(addUndeliveredWebhookQuery, mark),
+		webhookRedelivered: Numbered(redeliveredWebhookQuery, mark),
+		webhookFailed:      Numbered(redeliveryFailedQuery, mark),
 	}
 }
 

@@ -57,32 +57,32 @@ type WebhookFilter struct {
 // MaxWebhookPage is the most undelivered webhooks one listing returns.
 const MaxWebhookPage = 500
 
-// webhookColumns are the columns ScanUndeliveredWebhook reads, in order.
+// webhookColumns are the columns scanUndeliveredWebhook reads, in order.
 const webhookColumns = `id, process, instance_id, event, url, idempotency_key, body, attempts, error, failed_at, redelivered_at, redelivered_by`
 
-// AddUndeliveredWebhookQuery keeps a webhook given up, for SQL stores,
+// addUndeliveredWebhookQuery keeps a webhook given up, for SQL stores,
 // with the parameters process, instance id, event, url, key, body,
 // attempts, error and time (micros); see Numbered. The same event given
 // up again (its instance retried) is one row, pending again.
-const AddUndeliveredWebhookQuery = `INSERT INTO undelivered_webhooks (process, instance_id, event, url, idempotency_key, body, attempts, error, failed_at)
+const addUndeliveredWebhookQuery = `INSERT INTO undelivered_webhooks (process, instance_id, event, url, idempotency_key, body, attempts, error, failed_at)
 	VALUES ({1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9})
 	ON CONFLICT (idempotency_key, url) DO UPDATE SET body = excluded.body, attempts = undelivered_webhooks.attempts + excluded.attempts,
 		error = excluded.error, failed_at = excluded.failed_at, redelivered_at = NULL, redelivered_by = ''
 	RETURNING ` + webhookColumns
 
-// RedeliveredWebhookQuery marks a pending webhook delivered after all,
+// redeliveredWebhookQuery marks a pending webhook delivered after all,
 // with the parameters id, who and when (micros), counting the attempt;
 // see Numbered. No row: it is not pending (or not there).
-const RedeliveredWebhookQuery = `UPDATE undelivered_webhooks SET redelivered_at = {3}, redelivered_by = {2}, attempts = attempts + 1
+const redeliveredWebhookQuery = `UPDATE undelivered_webhooks SET redelivered_at = {3}, redelivered_by = {2}, attempts = attempts + 1
 	WHERE id = {1} AND redelivered_at IS NULL RETURNING ` + webhookColumns
 
-// RedeliveryFailedQuery counts a failed redelivery of a pending webhook,
+// redeliveryFailedQuery counts a failed redelivery of a pending webhook,
 // with the parameters id, the error and when (micros); see Numbered.
-const RedeliveryFailedQuery = `UPDATE undelivered_webhooks SET attempts = attempts + 1, error = {2}, failed_at = {3}
+const redeliveryFailedQuery = `UPDATE undelivered_webhooks SET attempts = attempts + 1, error = {2}, failed_at = {3}
 	WHERE id = {1} AND redelivered_at IS NULL RETURNING ` + webhookColumns
 
-// ScanUndeliveredWebhook reads one row of webhookColumns.
-func ScanUndeliveredWebhook(scan func(dest ...any) error) (UndeliveredWebhook, error) {
+// scanUndeliveredWebhook reads one row of webhookColumns.
+func scanUndeliveredWebhook(scan func(dest ...any) error) (UndeliveredWebhook, error) {
 	var w UndeliveredWebhook
 	var body string
 	var failed int64
@@ -99,8 +99,8 @@ func ScanUndeliveredWebhook(scan func(dest ...any) error) (UndeliveredWebhook, e
 	return w, nil
 }
 
-// ValidUndeliveredWebhook checks a webhook before it is kept.
-func ValidUndeliveredWebhook(w UndeliveredWebhook) error {
+// validUndeliveredWebhook checks a webhook before it is kept.
+func validUndeliveredWebhook(w UndeliveredWebhook) error {
 	switch {
 	case w.URL == "":
 		return fmt.Errorf("%w: undelivered webhook: no url", ErrInvalid)
@@ -151,7 +151,7 @@ func (r Reads) UndeliveredWebhooks(ctx context.Context, f WebhookFilter) ([]Unde
 	q += fmt.Sprintf(` ORDER BY id DESC LIMIT %d`, limit)
 	out := []UndeliveredWebhook{}
 	err := r.rows(ctx, "undelivered webhooks", q, p.args, func(scan func(dest ...any) error) error {
-		w, err := ScanUndeliveredWebhook(scan)
+		w, err := scanUndeliveredWebhook(scan)
 		out = append(out, w)
 		return err
 	})
@@ -167,7 +167,7 @@ func (r Reads) UndeliveredWebhook(ctx context.Context, id int64) (UndeliveredWeb
 	q := `SELECT ` + webhookColumns + ` FROM undelivered_webhooks WHERE id = ` + p.add(id)
 	err := r.rows(ctx, "undelivered webhook", q, p.args, func(scan func(dest ...any) error) error {
 		var err error
-		w, err = ScanUndeliveredWebhook(scan)
+		w, err = scanUndeliveredWebhook(scan)
 		found = true
 		return err
 	})
@@ -187,7 +187,7 @@ func (r Reads) PendingWebhooks(ctx context.Context) (map[string]int, error) {
 // UndeliveredWebhook): the same event given up again is the same row,
 // pending again.
 func (c Changes) AddUndeliveredWebhook(ctx context.Context, w UndeliveredWebhook) (UndeliveredWebhook, error) {
-	if err := ValidUndeliveredWebhook(w); err != nil {
+	if err := validUndeliveredWebhook(w); err != nil {
 		return w, err
 	}
 	return c.webhookRow(ctx, "keep undelivered webhook", c.addWebhook, 0,
@@ -212,7 +212,7 @@ func (c Changes) webhookRow(ctx context.Context, op, q string, id int64, args ..
 	found := false
 	err := c.writeRows(ctx, op, q, args, func(scan func(dest ...any) error) error {
 		var err error
-		w, err = ScanUndeliveredWebhook(scan)
+		w, err = scanUndeliveredWebhook(scan)
 		found = true
 		return err
 	})
