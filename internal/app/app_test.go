@@ -1216,8 +1216,11 @@ func recordHistory(t testing.TB, tc client.Client, id, name string) {
 // dev on the directory while the first runs is refused, naming the first:
 // two Temporal servers on one database take each other's shards.
 func TestRestartResumes(t *testing.T) {
-	dir, tmp := t.TempDir(), freeAddr(t)
-	d := startDev(t, dir, tmp)
+	// Each run picks its Temporal ports: a port named for both, released
+	// by the first and bound again by the second, races with other
+	// packages' tests picking free ports (CI run 11 of stop 25 lost it).
+	dir := t.TempDir()
+	d := startDev(t, dir, "")
 	id := d.start("inventory-reconciliation", "inv-r", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 1, "erp_count": 30})
 	d.waitStatus(id, "waiting_review")
 	second := app.DefaultOptions()
@@ -1230,7 +1233,7 @@ func TestRestartResumes(t *testing.T) {
 	}
 	d.stop()
 
-	d = startDev(t, dir, tmp)
+	d = startDev(t, dir, "")
 	finishAfterRestart(t, d, id)
 }
 
@@ -1568,9 +1571,9 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 // '%'): the databases are where they are named, and nowhere else.
 func TestBackupWhileRunning(t *testing.T) {
 	t.Setenv("DATABASE_URL", "") // the data directory's SQLite store, not CI's server
-	parent, tmp := t.TempDir(), freeAddr(t)
+	parent := t.TempDir()
 	dir := filepath.Join(parent, "data #1?mode=ro 100%")
-	d := startDev(t, dir, tmp)
+	d := startDev(t, dir, "")
 	input := map[string]any{"request_id": "PO-1", "requester": "ann", "amount": 300, "budget_remaining": 5000, "supplier": "ACME"}
 	done := d.start("procurement-approval", "before", input)
 	d.waitStatus(done, "completed")
@@ -1615,9 +1618,9 @@ func TestBackupWhileRunning(t *testing.T) {
 // database holds visibility itself (made before visibility got a database
 // of its own) goes on running that way.
 func TestDataDirFromBeforeTheVisibilitySplit(t *testing.T) {
-	dir, tmp := t.TempDir(), freeAddr(t)
+	dir := t.TempDir()
 	vis := temporalserver.VisibilityFile(filepath.Join(dir, "temporal.db"))
-	d := startDev(t, dir, tmp)
+	d := startDev(t, dir, "")
 	input := map[string]any{"request_id": "PO-1", "requester": "ann", "amount": 300, "budget_remaining": 5000, "supplier": "ACME"}
 	d.waitStatus(d.start("procurement-approval", "before", input), "completed")
 	d.stop()
@@ -1627,7 +1630,7 @@ func TestDataDirFromBeforeTheVisibilitySplit(t *testing.T) {
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		_ = os.Remove(vis + suffix) // now it looks like a data directory from before
 	}
-	d = startDev(t, dir, tmp)
+	d = startDev(t, dir, "")
 	d.waitStatus(d.start("procurement-approval", "after", input), "completed")
 	d.stop()
 	if _, err := os.Stat(vis); !errors.Is(err, os.ErrNotExist) {
@@ -1685,7 +1688,7 @@ func TestKillResumes(t *testing.T) {
 		t.Fatalf("child exited with %v", err)
 	}
 
-	d := startDev(t, dir, tmp)
+	d := startDev(t, dir, "")
 	finishAfterRestart(t, d, id)
 }
 
@@ -1735,8 +1738,8 @@ func TestEscalationAcrossRestart(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer hook.Close()
-	dir, tmp := t.TempDir(), freeAddr(t)
-	d := startDev(t, dir, tmp)
+	dir := t.TempDir()
+	d := startDev(t, dir, "")
 	def := `
 name: escalating
 version: 1
@@ -1758,7 +1761,7 @@ steps:
 	rid := inst["reviews"].([]any)[0].(map[string]any)["id"].(string)
 	d.stop()
 
-	d = startDev(t, dir, tmp)
+	d = startDev(t, dir, "")
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		rv := d.expect(d.call("GET", "/v1/reviews/"+rid, adminKey, ""), http.StatusOK)

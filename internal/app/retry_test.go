@@ -196,7 +196,7 @@ steps:
 // instances can be retried) for --retention, 7 days by default, and a data
 // directory made before takes a new setting at the next start.
 func TestRetention(t *testing.T) {
-	dir, addr := t.TempDir(), freeAddr(t)
+	dir := t.TempDir()
 	retention := func(d *dev) time.Duration {
 		t.Helper()
 		tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
@@ -210,12 +210,12 @@ func TestRetention(t *testing.T) {
 		}
 		return ns.GetConfig().GetWorkflowExecutionRetentionTtl().AsDuration()
 	}
-	d := startDev(t, dir, addr)
+	d := startDev(t, dir, "")
 	if got := retention(d); got != 7*24*time.Hour {
 		t.Fatalf("retention %s, want 7 days", got)
 	}
 	d.stop()
-	d = startDev(t, dir, addr, func(o *app.Options) { o.Retention = 30 * 24 * time.Hour })
+	d = startDev(t, dir, "", func(o *app.Options) { o.Retention = 30 * 24 * time.Hour })
 	if got := retention(d); got != 30*24*time.Hour {
 		t.Fatalf("retention after a restart with 30d: %s", got)
 	}

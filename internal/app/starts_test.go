@@ -59,8 +59,8 @@ func TestStartsFinishedInTheBackground(t *testing.T) {
 // is started by the sweep when adaptflow comes back, without the business
 // system retrying.
 func TestPendingStartFinishedAfterACrash(t *testing.T) {
-	dir, tmp := t.TempDir(), freeAddr(t)
-	d := startDev(t, dir, tmp)
+	dir := t.TempDir()
+	d := startDev(t, dir, "")
 	def := d.expect(d.call("GET", "/v1/processes/procurement-approval", adminKey, ""), 200)
 	version := int(def.body["version"].(float64))
 	d.stop()
@@ -78,7 +78,7 @@ func TestPendingStartFinishedAfterACrash(t *testing.T) {
 		t.Fatalf("store the instance: %v %v", created, err)
 	}
 
-	d = startDev(t, dir, tmp)
+	d = startDev(t, dir, "")
 	d.waitStatus(id, "completed")
 }
 
@@ -86,8 +86,8 @@ func TestPendingStartFinishedAfterACrash(t *testing.T) {
 // never reached Temporal can be canceled at once: the cancel finishes the
 // start, then cancels, without waiting for the sweep.
 func TestCancelOfAPendingStart(t *testing.T) {
-	dir, tmp := t.TempDir(), freeAddr(t)
-	d := startDev(t, dir, tmp)
+	dir := t.TempDir()
+	d := startDev(t, dir, "")
 	def := d.expect(d.call("GET", "/v1/processes/inventory-reconciliation", adminKey, ""), 200)
 	version := int(def.body["version"].(float64))
 	d.stop()
@@ -107,7 +107,7 @@ func TestCancelOfAPendingStart(t *testing.T) {
 		t.Fatalf("store the instance: %v %v", created, err)
 	}
 
-	d = startDev(t, dir, tmp)
+	d = startDev(t, dir, "")
 	if inst := d.expect(d.call("GET", "/v1/instances/"+id, adminKey, ""), 200); inst.body["status"] != "starting" {
 		t.Fatalf("before the cancel: %s", inst.raw)
 	}
