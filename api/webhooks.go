@@ -18,12 +18,19 @@ type WebhookStore interface {
 	UndeliveredWebhook(ctx context.Context, id int64) (store.UndeliveredWebhook, error)
 	WebhookRedelivered(ctx context.Context, id int64, by string, at time.Time) (store.UndeliveredWebhook, error)
 	WebhookRedeliveryFailed(ctx context.Context, id int64, reason string, at time.Time) (store.UndeliveredWebhook, error)
+	ClaimWebhookRedelivery(ctx context.Context, id int64, now, until time.Time) (store.UndeliveredWebhook, error)
 	PendingWebhooks(ctx context.Context) (map[string]int, error)
 }
 
 // redeliveryTimeout bounds one redelivery: the receiver's answer, as a
 // workflow's attempt is bounded.
 const redeliveryTimeout = 30 * time.Second
+
+// redeliveryHold is how long a redelivery holds its webhook against a
+// second one at once: its timeout, and leeway for the replicas' clocks
+// and the record of its outcome. A server that crashes mid-send leaves
+// it held that long.
+const redeliveryHold = 2 * redeliveryTimeout
 
 // listUndeliveredWebhooks answers GET /v1/webhooks/undelivered: the
 // webhooks given up, newest first, pending ones by default.
@@ -90,7 +97,8 @@ func (s *server) getUndeliveredWebhook(c *gin.Context) {
 // it sends the webhook again, as its workflow did (the same body and
 // Idempotency-Key, signed anew), once. Delivered, it is marked so (200);
 // refused or unanswered, it stays pending, the attempt counted, and the
-// answer is 502 with the receiver's answer.
+// answer is 502 with the receiver's answer. The webhook is held while it
+// is sent: a second redelivery meanwhile is refused (409), not sent too.
 func (s *server) redeliverWebhook(c *gin.Context) {
 	w, ok := s.undeliveredWebhook(c)
 	if !ok {
@@ -101,6 +109,14 @@ func (s *server) redeliverWebhook(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
+	claimed := time.Now()
+	if _, err := s.Webhooks.ClaimWebhookRedelivery(ctx, w.ID, claimed, claimed.Add(redeliveryHold)); err != nil {
+		fail(c, err)
+		return
+	}
+	// The outcome is recorded even when the caller goes away meanwhile:
+	// the webhook is sent by then, or not.
+	ctx = context.WithoutCancel(ctx)
 	pctx, cancel := context.WithTimeout(ctx, redeliveryTimeout)
 	sendErr := activities.PostWebhook(pctx, s.webhookClient(), s.WebhookSecret, w.URL, w.Key, w.Body)
 	cancel()

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -187,5 +189,70 @@ func TestRedeliverUndeliveredWebhooks(t *testing.T) {
 	defer mu.Unlock()
 	if len(calls) != 2 {
 		t.Fatalf("%d calls, want 2", len(calls))
+	}
+}
+
+// Two redeliveries of one webhook at once (two people, two replicas)
+// send it once: the second is refused while the first waits for the
+// receiver, and the first's outcome is recorded even when its caller
+// went away meanwhile.
+func TestConcurrentRedeliveriesSendOnce(t *testing.T) {
+	arrived, release := make(chan struct{}, 4), make(chan struct{})
+	var sent atomic.Int32
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sent.Add(1) == 1 { // the first waits
+			arrived <- struct{}{}
+			<-release
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer receiver.Close()
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free() // before the receiver closes, which waits for its handlers
+	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"))
+	eng := keys[store.RoleEngineer]
+	hook, err := st.AddUndeliveredWebhook(t.Context(), store.UndeliveredWebhook{Process: "orders", InstanceID: "i1", Event: "instance.completed", URL: receiver.URL,
+		Key: "i1/instance.completed", Body: json.RawMessage(`{"event":"instance.completed"}`), Attempts: 12, Error: "webhook: 503", FailedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/v1/webhooks/undelivered/" + strconv.FormatInt(hook.ID, 10) + "/redeliver"
+	// The first caller gives up waiting while the receiver holds its answer.
+	ctx, cancel := context.WithCancel(t.Context())
+	first := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+eng)
+		_, err := srv.Client().Do(req)
+		first <- err
+	}()
+	<-arrived
+	second := do(t, srv, http.MethodPost, path, eng, "", "")
+	if second.status != http.StatusConflict || !strings.Contains(second.err.Message, "being redelivered") {
+		t.Fatalf("a second redelivery while the first is under way: %d %+v", second.status, second.err)
+	}
+	cancel()
+	if err := <-first; err == nil {
+		t.Fatal("the first caller's request did not end with its context")
+	}
+	free()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		w, err := st.UndeliveredWebhook(t.Context(), hook.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.RedeliveredAt != nil && w.RedeliveredBy == "engineer-key" && w.SendingUntil == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first redelivery's outcome was not recorded after its caller left: %+v", w)
+		}
+	}
+	if third := do(t, srv, http.MethodPost, path, eng, "", ""); third.status != http.StatusConflict || !strings.Contains(third.err.Message, "redelivered already") {
+		t.Fatalf("a redelivery once delivered: %d %+v", third.status, third.err)
+	}
+	if n := sent.Load(); n != 1 {
+		t.Fatalf("the receiver had it %d times, want 1", n)
 	}
 }

@@ -19,6 +19,7 @@ type Changes struct {
 	reads                                         Reads
 	queueRetry, takeQueuedRetry, dropQueuedRetry  string
 	addWebhook, webhookRedelivered, webhookFailed string
+	claimRedelivery                               string
 }
 
 // NewChanges makes the shared writes of a store.
@@ -30,6 +31,7 @@ func NewChanges(exec Execer, writeRows Reader, reads Reads, mark string) Changes
 		addWebhook:         Numbered(addUndeliveredWebhookQuery, mark),
 		webhookRedelivered: Numbered(redeliveredWebhookQuery, mark),
 		webhookFailed:      Numbered(redeliveryFailedQuery, mark),
+		claimRedelivery:    Numbered(claimRedeliveryQuery, mark),
 	}
 }
 

@@ -33,6 +33,9 @@ type UndeliveredWebhook struct {
 	// API key's name) it was delivered after all.
 	RedeliveredAt *time.Time `json:"redelivered_at,omitempty"`
 	RedeliveredBy string     `json:"redelivered_by,omitempty"`
+	// SendingUntil, while set, is how long a redelivery under way holds
+	// it (ClaimWebhookRedelivery).
+	SendingUntil *time.Time `json:"-"`
 }
 
 // Statuses of undelivered webhooks, for WebhookFilter.Status.
@@ -58,7 +61,7 @@ type WebhookFilter struct {
 const MaxWebhookPage = 500
 
 // webhookColumns are the columns scanUndeliveredWebhook reads, in order.
-const webhookColumns = `id, process, instance_id, event, url, idempotency_key, body, attempts, error, failed_at, redelivered_at, redelivered_by`
+const webhookColumns = `id, process, instance_id, event, url, idempotency_key, body, attempts, error, failed_at, redelivered_at, redelivered_by, sending_until`
 
 // addUndeliveredWebhookQuery keeps a webhook given up, for SQL stores,
 // with the parameters process, instance id, event, url, key, body,
@@ -67,28 +70,38 @@ const webhookColumns = `id, process, instance_id, event, url, idempotency_key, b
 const addUndeliveredWebhookQuery = `INSERT INTO undelivered_webhooks (process, instance_id, event, url, idempotency_key, body, attempts, error, failed_at)
 	VALUES ({1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9})
 	ON CONFLICT (idempotency_key, url) DO UPDATE SET body = excluded.body, attempts = undelivered_webhooks.attempts + excluded.attempts,
-		error = excluded.error, failed_at = excluded.failed_at, redelivered_at = NULL, redelivered_by = ''
+		error = excluded.error, failed_at = excluded.failed_at, redelivered_at = NULL, redelivered_by = '', sending_until = NULL
 	RETURNING ` + webhookColumns
 
 // redeliveredWebhookQuery marks a pending webhook delivered after all,
 // with the parameters id, who and when (micros), counting the attempt;
 // see Numbered. No row: it is not pending (or not there).
-const redeliveredWebhookQuery = `UPDATE undelivered_webhooks SET redelivered_at = {3}, redelivered_by = {2}, attempts = attempts + 1
+const redeliveredWebhookQuery = `UPDATE undelivered_webhooks SET redelivered_at = {3}, redelivered_by = {2}, attempts = attempts + 1, sending_until = NULL
 	WHERE id = {1} AND redelivered_at IS NULL RETURNING ` + webhookColumns
 
 // redeliveryFailedQuery counts a failed redelivery of a pending webhook,
 // with the parameters id, the error and when (micros); see Numbered.
-const redeliveryFailedQuery = `UPDATE undelivered_webhooks SET attempts = attempts + 1, error = {2}, failed_at = {3}
+const redeliveryFailedQuery = `UPDATE undelivered_webhooks SET attempts = attempts + 1, error = {2}, failed_at = {3}, sending_until = NULL
 	WHERE id = {1} AND redelivered_at IS NULL RETURNING ` + webhookColumns
+
+// claimRedeliveryQuery holds a pending webhook for a redelivery, with the
+// parameters id, until and now (micros); see Numbered. No row: it is not
+// pending, or another redelivery holds it.
+const claimRedeliveryQuery = `UPDATE undelivered_webhooks SET sending_until = {2}
+	WHERE id = {1} AND redelivered_at IS NULL AND (sending_until IS NULL OR sending_until <= {3}) RETURNING ` + webhookColumns
 
 // scanUndeliveredWebhook reads one row of webhookColumns.
 func scanUndeliveredWebhook(scan func(dest ...any) error) (UndeliveredWebhook, error) {
 	var w UndeliveredWebhook
 	var body string
 	var failed int64
-	var redelivered *int64
-	if err := scan(&w.ID, &w.Process, &w.InstanceID, &w.Event, &w.URL, &w.Key, &body, &w.Attempts, &w.Error, &failed, &redelivered, &w.RedeliveredBy); err != nil {
+	var redelivered, sending *int64
+	if err := scan(&w.ID, &w.Process, &w.InstanceID, &w.Event, &w.URL, &w.Key, &body, &w.Attempts, &w.Error, &failed, &redelivered, &w.RedeliveredBy, &sending); err != nil {
 		return w, err
+	}
+	if sending != nil {
+		t := time.UnixMicro(*sending).UTC()
+		w.SendingUntil = &t
 	}
 	w.Body = json.RawMessage(body)
 	w.FailedAt = time.UnixMicro(failed).UTC()
@@ -205,6 +218,16 @@ func (c Changes) WebhookRedeliveryFailed(ctx context.Context, id int64, reason s
 	return c.webhookRow(ctx, "count failed redelivery", c.webhookFailed, id, id, reason, at.UnixMicro())
 }
 
+// ClaimWebhookRedelivery holds a pending webhook for the caller's
+// redelivery until until, so that a second one at once (another
+// person's, another replica's) does not send it too: ErrConflict while
+// another holds it, or once it was redelivered; ErrNotFound. Its outcome
+// (WebhookRedelivered, WebhookRedeliveryFailed) lets it go; a redelivery
+// that never reports one (its server crashed) holds it until until.
+func (c Changes) ClaimWebhookRedelivery(ctx context.Context, id int64, now, until time.Time) (UndeliveredWebhook, error) {
+	return c.webhookRow(ctx, "claim webhook redelivery", c.claimRedelivery, id, id, until.UnixMicro(), now.UnixMicro())
+}
+
 // webhookRow runs a write that returns a webhook's row; none is the
 // pending webhook id missing (see webhookNotPending).
 func (c Changes) webhookRow(ctx context.Context, op, q string, id int64, args ...any) (UndeliveredWebhook, error) {
@@ -222,13 +245,16 @@ func (c Changes) webhookRow(ctx context.Context, op, q string, id int64, args ..
 	return w, err
 }
 
-// webhookNotPending is the error of a redelivery's record when the
-// webhook is not pending: ErrNotFound, or ErrConflict when it was
-// redelivered already.
+// webhookNotPending is the error of a redelivery's claim or record when
+// the webhook is not pending: ErrNotFound, or ErrConflict when it was
+// redelivered already or another redelivery holds it.
 func webhookNotPending(ctx context.Context, r Reads, id int64) error {
 	w, err := r.UndeliveredWebhook(ctx, id)
 	if err != nil {
 		return err
+	}
+	if w.RedeliveredAt == nil && w.SendingUntil != nil {
+		return fmt.Errorf("undelivered webhook %d is being redelivered by another request (held until %s at the latest): %w", id, w.SendingUntil.Format(time.RFC3339), ErrConflict)
 	}
 	if w.RedeliveredAt == nil {
 		return fmt.Errorf("undelivered webhook %d is not pending: %w", id, ErrConflict)

@@ -114,6 +114,7 @@ type Store interface {
 	UndeliveredWebhook(ctx context.Context, id int64) (store.UndeliveredWebhook, error)
 	WebhookRedelivered(ctx context.Context, id int64, by string, at time.Time) (store.UndeliveredWebhook, error)
 	WebhookRedeliveryFailed(ctx context.Context, id int64, reason string, at time.Time) (store.UndeliveredWebhook, error)
+	ClaimWebhookRedelivery(ctx context.Context, id int64, now, until time.Time) (store.UndeliveredWebhook, error)
 	PendingWebhooks(ctx context.Context) (map[string]int, error)
 }
 
@@ -2591,5 +2592,35 @@ func testUndeliveredWebhooks(t *testing.T, s Store) {
 	must(t, err)
 	if pending, err := s.PendingWebhooks(ctx); err != nil || fmt.Sprint(pending) != "map[orders:2]" {
 		t.Fatalf("pending by process once returns' was redelivered: %v %v", pending, err)
+	}
+
+	// A redelivery holds its webhook: a second at once is refused until
+	// the first's outcome, or its hold runs out.
+	now := t0.Add(2 * time.Hour)
+	held, err := s.ClaimWebhookRedelivery(ctx, b.ID, now, now.Add(time.Minute))
+	must(t, err)
+	if held.ID != b.ID || held.SendingUntil == nil || !held.SendingUntil.Equal(now.Add(time.Minute)) {
+		t.Fatalf("claimed: %+v", held)
+	}
+	if _, err := s.ClaimWebhookRedelivery(ctx, b.ID, now.Add(time.Second), now.Add(time.Minute)); !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "being redelivered") {
+		t.Fatalf("a second claim at once: %v, want ErrConflict naming the redelivery under way", err)
+	}
+	_, err = s.WebhookRedeliveryFailed(ctx, b.ID, "webhook: 502", now.Add(2*time.Second))
+	must(t, err)
+	again, err = s.ClaimWebhookRedelivery(ctx, b.ID, now.Add(3*time.Second), now.Add(time.Minute))
+	must(t, err) // the failure let it go
+	if _, err := s.ClaimWebhookRedelivery(ctx, b.ID, now.Add(time.Minute), now.Add(2*time.Minute)); err != nil {
+		t.Fatalf("a claim once the hold ran out (its server crashed mid-send): %v", err)
+	}
+	done, err := s.WebhookRedelivered(ctx, b.ID, "ops", now.Add(61*time.Second))
+	must(t, err)
+	if done.SendingUntil != nil || done.RedeliveredAt == nil || again.SendingUntil == nil {
+		t.Fatalf("redelivered after a claim: %+v", done)
+	}
+	if _, err := s.ClaimWebhookRedelivery(ctx, b.ID, now.Add(2*time.Minute), now.Add(3*time.Minute)); !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "redelivered already") {
+		t.Fatalf("a claim of a webhook redelivered: %v, want ErrConflict", err)
+	}
+	if _, err := s.ClaimWebhookRedelivery(ctx, c.ID+100, now, now.Add(time.Minute)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a claim of a webhook that is not there: %v, want ErrNotFound", err)
 	}
 }
