@@ -26,6 +26,7 @@ type EndedStore interface {
 	CloseReview(ctx context.Context, r store.Review) (store.Review, error)
 	CreateReview(ctx context.Context, r store.Review) (store.Review, error)
 	ReassignReview(ctx context.Context, id, queue string, at time.Time) (store.Review, error)
+	EscalateReview(ctx context.Context, id string, to store.Escalation, at time.Time) (store.Review, error)
 }
 
 // SweepEnded records the end of the instances whose workflow Temporal
@@ -599,13 +600,7 @@ func (c *catchUp) bringUp(ctx context.Context, id string, saved workflows.Saved,
 	now := time.Now().UTC()
 	for _, rv := range saved.State.Reviews {
 		if rv.Status == store.ReviewOpen {
-			had, err := o.Ended.CreateReview(ctx, store.Review{ID: rv.ID, InstanceID: id, RunID: saved.Run, Process: saved.State.Process, Step: rv.Step, Queue: rv.Queue,
-				Reason: rv.Reason, PolicyID: rv.PolicyID, DecisionID: rv.DecisionID, CreatedAt: now})
-			if err == nil && had.Status == store.ReviewOpen && had.Queue != rv.Queue {
-				// Moved since (reassigned, or escalated): to its queue now.
-				_, err = o.Ended.ReassignReview(ctx, rv.ID, rv.Queue, now)
-			}
-			if err != nil {
+			if err := reopenReview(ctx, o.Ended, id, saved.Run, saved.State.Process, rv, now); err != nil {
 				return fmt.Errorf("sweep catch-up: %s: review %s: %w", id, rv.ID, err)
 			}
 			continue
@@ -631,6 +626,37 @@ func (c *catchUp) bringUp(ctx context.Context, id string, saved workflows.Saved,
 	o.Logger.Warn("instance's state caught up with its workflow's: the store was behind it (restored from an older backup, or its writes were lost)",
 		"instance", id, "run", saved.Run, "save", saved.Seq, "status", saved.State.Status)
 	return nil
+}
+
+// reopenReview puts an open review of a workflow's state in the inbox (a
+// store that lost it, or has it as it was before it moved) as the
+// workflow has it: opened when it opened, due when it is due, in the queue
+// it moved to since, escalated by its SLA or reassigned by a reviewer.
+// States saved before they kept the review's times read as opened now.
+func reopenReview(ctx context.Context, ended EndedStore, instance, run, processName string, rv workflows.ReviewState, now time.Time) error {
+	opened := rv.OpenedAt
+	if opened.IsZero() {
+		opened = now
+	}
+	had, err := ended.CreateReview(ctx, store.Review{ID: rv.ID, InstanceID: instance, RunID: run, Process: processName, Step: rv.Step, Queue: rv.Queue,
+		Reason: rv.Reason, PolicyID: rv.PolicyID, DecisionID: rv.DecisionID, CreatedAt: opened, DueAt: rv.DueAt})
+	if err != nil || had.Status != store.ReviewOpen {
+		return err
+	}
+	var escalated *workflows.ReviewMove // the first, when the inbox's review was escalated
+	for i, m := range rv.Moves {
+		if m.By == "sla" {
+			escalated = &rv.Moves[i]
+			break
+		}
+	}
+	switch {
+	case escalated != nil && rv.DueAt != nil && (had.EscalatedAt == nil || had.Queue != rv.Queue):
+		_, err = ended.EscalateReview(ctx, rv.ID, store.Escalation{Queue: rv.Queue, Due: *rv.DueAt, Priority: rv.Priority}, escalated.At)
+	case had.Queue != rv.Queue: // reassigned since
+		_, err = ended.ReassignReview(ctx, rv.ID, rv.Queue, now)
+	}
+	return err
 }
 
 // remembers reports whether the instance id was found up to date, this

@@ -251,8 +251,7 @@ func recoverInstance(ctx context.Context, o Options, h *history, w *workflowpb.W
 		if rv.Status != store.ReviewOpen {
 			continue
 		}
-		if _, err := o.Ended.CreateReview(ctx, store.Review{ID: rv.ID, InstanceID: id, RunID: run, Process: def.Name, Step: rv.Step, Queue: rv.Queue, Reason: rv.Reason,
-			PolicyID: rv.PolicyID, DecisionID: rv.DecisionID, CreatedAt: now}); err != nil {
+		if err := reopenReview(ctx, o.Ended, id, run, def.Name, rv, now); err != nil {
 			return recoverNot, fmt.Errorf("sweep recover: %s: review %s: %w", id, rv.ID, err)
 		}
 	}

@@ -131,6 +131,13 @@ type ReviewState struct {
 	// Moves are the review's moves to other queues, oldest first: by a
 	// reviewer (reassigned) or by its SLA running out (escalated).
 	Moves []ReviewMove `json:"moves,omitempty"`
+	// OpenedAt is when it opened, DueAt when its SLA (or its latest
+	// escalation's) runs out, and Priority the one its escalations gave
+	// it: as the inbox has them, so that a store that lost the review can
+	// take it back as it was. Zero in states saved before they were kept.
+	OpenedAt time.Time  `json:"opened_at,omitzero"`
+	DueAt    *time.Time `json:"due_at,omitempty"`
+	Priority int        `json:"priority,omitempty"`
 }
 
 // ReviewMove is a review's move from one queue to another.
@@ -766,7 +773,12 @@ func (r *runner) gate(ctx workflow.Context, i int, id string, spec process.Revie
 	}
 	// The instance shows the review only once the inbox has it, so a
 	// client that reads it from the instance finds it there.
-	r.st.Reviews = append(r.st.Reviews, ReviewState{ID: id, Step: step, Queue: spec.Queue, Reason: spec.Reason, PolicyID: policyID, DecisionID: decisionID, Status: store.ReviewOpen})
+	rs := ReviewState{ID: id, Step: step, Queue: spec.Queue, Reason: spec.Reason, PolicyID: policyID, DecisionID: decisionID, Status: store.ReviewOpen, OpenedAt: open.Now.UTC()}
+	if sla, err := process.ParseDuration(spec.SLA); spec.SLA != "" && err == nil { // as OpenReview reads it
+		due := open.Now.Add(sla).UTC()
+		rs.DueAt = &due
+	}
+	r.st.Reviews = append(r.st.Reviews, rs)
 	k := len(r.st.Reviews) - 1
 	prevState := r.st.Plan[i].State
 	r.st.Plan[i].State = StepWaitingReview
@@ -933,7 +945,8 @@ func (r *runner) escalate(ctx workflow.Context, k int, step string, esc process.
 		return false, fmt.Errorf("escalate review %s: %w", rv.ID, err)
 	}
 	from := rv.Queue
-	rv.Queue, rv.Escalated = esc.Queue, true
+	due := now.Add(sla).UTC()
+	rv.Queue, rv.Escalated, rv.DueAt, rv.Priority = esc.Queue, true, &due, max(rv.Priority, esc.Priority) // as EscalateReview stores them
 	rv.Moves = append(rv.Moves, ReviewMove{From: from, To: esc.Queue, By: "sla", At: now, Note: fmt.Sprintf("escalated (level %d): its SLA ran out", level)})
 	if esc.Notify != "" {
 		event := activities.ReviewEvent{

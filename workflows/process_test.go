@@ -715,6 +715,10 @@ func TestReviewEscalatesLevelAfterLevel(t *testing.T) {
 	if rv.Queue != "cfo" || rv.Priority != 50 || rv.DueAt == nil || !rv.DueAt.Equal(start.Add(24*time.Hour)) || !rv.EscalatedAt.Equal(start.Add(4*time.Hour)) {
 		t.Fatalf("stored review %+v", rv)
 	}
+	// The state carries what the inbox has (for a store that loses it).
+	if s := st.Reviews[0]; !s.OpenedAt.Equal(rv.CreatedAt) || s.DueAt == nil || !s.DueAt.Equal(*rv.DueAt) || s.Priority != rv.Priority {
+		t.Fatalf("the state's review: opened %v, due %v, priority %d; the inbox's %+v", s.OpenedAt, s.DueAt, s.Priority, rv)
+	}
 	if n := hook.hits.Load(); n != 2 {
 		t.Fatalf("webhook called %d times, want once per level with a webhook", n)
 	}

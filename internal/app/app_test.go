@@ -1340,7 +1340,7 @@ func TestStoreLostInstancesComeBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, y := range []string{
-		"name: count-check\nversion: 3\nsteps:\n  - {id: look, kind: review, review: {queue: counts}}\n  - {id: done, kind: task, task: noop}\n",
+		"name: count-check\nversion: 3\nsteps:\n  - {id: look, kind: review, review: {queue: counts, sla: 2d, on_timeout: fail}}\n  - {id: done, kind: task, task: noop}\n",
 		"name: stock-audit\nversion: 1\nsteps:\n  - {id: check, kind: process, process: {name: count-check, input: {store: s2}}}\n",
 	} {
 		if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", y); r.status != http.StatusCreated {
@@ -1350,6 +1350,7 @@ func TestStoreLostInstancesComeBack(t *testing.T) {
 	id := d.start("count-check", "cc-1", map[string]any{"store": "s1"})
 	inst := d.waitStatus(id, "waiting_review")
 	review := inst["reviews"].([]any)[0].(map[string]any)["id"].(string)
+	opened := d.expect(d.call("GET", "/v1/reviews/"+review, adminKey, ""), http.StatusOK).body
 	parent := d.start("stock-audit", "sa-1", map[string]any{})
 	child := app.InstanceIDForTest("count-check", "sub:"+parent+":check")
 	childReview := d.waitStatus(child, "waiting_review")["reviews"].([]any)[0].(map[string]any)["id"].(string)
@@ -1374,6 +1375,10 @@ func TestStoreLostInstancesComeBack(t *testing.T) {
 	reviewer := d.newKey("reviewer")
 	if r := d.call("GET", "/v1/reviews?queue=counts", reviewer, ""); !strings.Contains(r.raw, review) {
 		t.Fatalf("the inbox: %s", r.raw)
+	}
+	// As it was opened: when, and due when.
+	if back := d.expect(d.call("GET", "/v1/reviews/"+review, reviewer, ""), http.StatusOK).body; back["created_at"] != opened["created_at"] || back["due_at"] != opened["due_at"] || back["due_at"] == nil {
+		t.Fatalf("the review brought back: opened %v, due %v; it was opened %v, due %v", back["created_at"], back["due_at"], opened["created_at"], opened["due_at"])
 	}
 	d.expect(d.call("POST", "/v1/reviews/"+review+"/decision", reviewer, `{"verdict":"approve"}`), http.StatusOK)
 	if inst := d.waitStatus(id, "completed"); plan(inst) != "look:done done:done" {
@@ -1440,7 +1445,10 @@ func restoreStore(t *testing.T, dir, backup string) {
 func TestStoreBehindCatchesUp(t *testing.T) {
 	dir, start := sweepingDev(t)
 	d := start(dir)
-	const looks = "name: two-looks\nversion: 1\nsteps:\n  - {id: look1, kind: review, review: {queue: looks}}\n  - {id: look2, kind: review, review: {queue: looks}}\n  - {id: done, kind: task, task: noop}\n"
+	// The second look escalates once its SLA runs out.
+	const looks = "name: two-looks\nversion: 1\nsteps:\n  - {id: look1, kind: review, review: {queue: looks}}\n" +
+		"  - {id: look2, kind: review, review: {queue: looks, reason: again, sla: 1s, on_timeout: escalate, escalate: {queue: seniors, sla: 1h, on_timeout: fail, priority: 5}}}\n" +
+		"  - {id: done, kind: task, task: noop}\n"
 	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", looks); r.status != http.StatusCreated {
 		t.Fatalf("register: %d %s", r.status, r.raw)
 	}
@@ -1471,6 +1479,16 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 	}
 	decide(first[goesOn])
 	second := secondOf(goesOn)
+	// The inbox's review, escalated, as it reads before the store loses it.
+	var before map[string]any
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if before = d.expect(d.call("GET", "/v1/reviews/"+second, reviewer, ""), http.StatusOK).body; before["escalated_at"] != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the second look was not escalated: %v", before)
+		}
+	}
 	decide(first[ends])
 	decide(secondOf(ends))
 	d.waitStatus(ends, "completed")
@@ -1529,9 +1547,18 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 	if plan(inst) != "look1:done look2:waiting_review done:pending" || inst["status"] != "waiting_review" {
 		t.Fatalf("the instance that went on since the backup: %v", inst)
 	}
-	inbox := d.call("GET", "/v1/reviews?queue=looks", reviewer, "")
+	inbox := d.call("GET", "/v1/reviews?queue=seniors", reviewer, "")
 	if !strings.Contains(inbox.raw, second) || strings.Contains(inbox.raw, first[goesOn]) || strings.Contains(inbox.raw, first[ends]) {
 		t.Fatalf("the inbox after the catch-up: %s", inbox.raw)
+	}
+	// The review the store lost is back as it was: opened, escalated and
+	// due when the workflow did so, at its escalation's priority (before,
+	// it read as opened at the catch-up, due never).
+	after := d.expect(d.call("GET", "/v1/reviews/"+second, reviewer, ""), http.StatusOK).body
+	for _, k := range []string{"queue", "created_at", "due_at", "escalated_at", "priority", "reason", "step"} {
+		if fmt.Sprint(after[k]) != fmt.Sprint(before[k]) {
+			t.Fatalf("the review caught up: %s %v, was %v", k, after[k], before[k])
+		}
 	}
 	decide(second)
 	d.waitStatus(goesOn, "completed")
@@ -1784,7 +1811,7 @@ steps:
 	if n := hits.Load(); n != 2 {
 		t.Fatalf("the webhook heard of the escalations %d times, want once per level", n)
 	}
-	d.recordHistories(map[string]string{id: "review_escalation_v6.json"})
+	d.recordHistories(map[string]string{id: "review_escalation_v11.json"}) // v6: the same before reviews kept their times in the state
 }
 
 func TestCalendarFileErrorsNameTheField(t *testing.T) {
