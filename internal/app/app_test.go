@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
@@ -1511,6 +1512,20 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 	if _, err := tc.ExecuteWorkflow(t.Context(), client.StartWorkflowOptions{ID: odd, TaskQueue: app.TaskQueue}, "adaptflow.NotAProcess"); err != nil {
 		t.Fatal(err)
 	}
+	// And one that answers the query with an error: a process workflow
+	// started by hand with an input it cannot read fails before it has
+	// the query. It is asked again only once it moves.
+	broken := api.InstanceID("two-looks", "broken")
+	if run, err := tc.ExecuteWorkflow(t.Context(), client.StartWorkflowOptions{ID: broken, TaskQueue: app.TaskQueue}, workflows.ProcessWorkflow, "not an input"); err != nil {
+		t.Fatal(err)
+	} else if err := run.Get(t.Context(), nil); err == nil {
+		t.Fatal("a process workflow with an input it cannot read did not fail")
+	}
+	if _, err := tc.QueryWorkflow(t.Context(), broken, "", workflows.QuerySaved); err == nil {
+		t.Fatal("the failed workflow answered the query")
+	} else if qf := (*serviceerror.QueryFailed)(nil); !errors.As(err, &qf) {
+		t.Fatalf("the failed workflow's query: %T %v, want QueryFailed", err, err)
+	}
 	tc.Close()
 	d.stop()
 	restoreStore(t, dir, backup)
@@ -1522,6 +1537,12 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := st.SaveInstanceState(t.Context(), odd, "run-x", 1, []byte(`{"status":"running","process":"two-looks"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.CreateInstance(t.Context(), store.Instance{ID: broken, Process: "two-looks", ProcessVersion: 1, BusinessKey: "broken", Input: []byte(`{}`), CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SaveInstanceState(t.Context(), broken, "run-y", 1, []byte(`{"status":"running","process":"two-looks"}`)); err != nil {
 		t.Fatal(err)
 	}
 	_ = st.Close()
