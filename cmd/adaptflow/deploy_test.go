@@ -17,6 +17,11 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 )
 
 // readEnv are the environment variables the binary reads, from its source.
@@ -388,5 +393,51 @@ func TestGrafanaDashboard(t *testing.T) {
 	}
 	if out, err := exec.Command(promtool, "check", "rules", file).CombinedOutput(); err != nil {
 		t.Fatalf("promtool check rules (the dashboard's queries): %v\n%s", err, out)
+	}
+}
+
+// The Kubernetes manifests decode strictly into the API's own types, as
+// the API server would take them: no misspelt or misplaced field, no
+// quantity, port or probe of the wrong form.
+func TestKubernetesManifestsDecodeStrictly(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "deploy", "kubernetes", "*", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]func() any{
+		"apps/v1 Deployment":                     func() any { return &appsv1.Deployment{} },
+		"batch/v1 Job":                           func() any { return &batchv1.Job{} },
+		"v1 Service":                             func() any { return &corev1.Service{} },
+		"v1 Secret":                              func() any { return &corev1.Secret{} },
+		"v1 ConfigMap":                           func() any { return &corev1.ConfigMap{} },
+		"policy/v1 PodDisruptionBudget":          func() any { return &policyv1.PodDisruptionBudget{} },
+		"autoscaling/v2 HorizontalPodAutoscaler": func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
+	}
+	decoded := 0
+	for _, path := range files {
+		if filepath.Base(path) == "kustomization.yaml" || filepath.Base(path) == "tls.yaml" {
+			continue // kustomize's, and a JSON patch (TestDeploymentFiles)
+		}
+		for i, doc := range yamlDocs(t, path) {
+			kind := fmt.Sprintf("%v %v", doc["apiVersion"], doc["kind"])
+			newObj, ok := kinds[kind]
+			if !ok {
+				t.Errorf("%s, document %d: %s is not a kind this test knows; add it", path, i+1, kind)
+				continue
+			}
+			raw, err := json.Marshal(doc)
+			if err != nil {
+				t.Fatalf("%s, document %d: %v", path, i+1, err)
+			}
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(newObj()); err != nil {
+				t.Errorf("%s, document %d (%s): %v", path, i+1, kind, err)
+			}
+			decoded++
+		}
+	}
+	if decoded < 9 {
+		t.Fatalf("%d manifests decoded, want the 9 of deploy/kubernetes", decoded)
 	}
 }
