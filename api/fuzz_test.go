@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -35,6 +36,8 @@ classify:
   examples:
     - {text: "refund my card payment", label: refund}
     - {text: "when do you open", label: question}
+signals:
+  - {name: order_volume, kind: arrival_rate}
 schedules:
   - {id: nightly, cron: "0 2 * * *", input: {n: 1}}
 steps:
@@ -67,7 +70,7 @@ func FuzzJSONHandlers(f *testing.F) {
 	srv, keys, st := newServerAt(f, filepath.Join(f.TempDir(), "api.db"), func(o *api.Options) { o.RateLimit = -1 })
 	admin := keys[store.RoleAdmin]
 	ids := fuzzFixtures(f, srv, admin, st)
-	routes := actingRoutes(f, ids)
+	routes := contractRoutes(f, ids, "post", "delete")
 	for _, seed := range fuzzSeeds {
 		yaml := strings.Contains(seed, "\n")
 		for i := range routes {
@@ -111,7 +114,9 @@ func fuzzFixtures(t testing.TB, srv *httptest.Server, admin string, st *sqlite.S
 	if _, _, err := st.CreateInstance(ctx, store.Instance{ID: "i1", Process: "p", ProcessVersion: 1, BusinessKey: "b1", Input: []byte(`{"n":1,"message":"refund 12"}`), CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.SaveInstanceState(ctx, "i1", "r", 1, json.RawMessage(`{"status":"waiting_review"}`)); err != nil {
+	if _, err := st.SaveInstanceState(ctx, "i1", "r", 1, json.RawMessage(`{"status":"waiting_review","process":"p","version":1,`+
+		`"plan":[{"id":"check","kind":"review","origin":"main","state":"waiting_review"},{"id":"goods","kind":"event","origin":"main","state":"pending"},{"id":"done","kind":"task","origin":"main","state":"pending"}],`+
+		`"results":{},"vars":{},"reviews":[{"id":"rv1","step":"check","queue":"first-line","status":"open"}],"decisions":[]}`)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.CreateReview(ctx, store.Review{ID: "rv1", InstanceID: "i1", RunID: "r", Process: "p", Step: "check", Queue: "first-line", CreatedAt: now}); err != nil {
@@ -126,17 +131,17 @@ func fuzzFixtures(t testing.TB, srv *httptest.Server, admin string, st *sqlite.S
 	return map[string]string{
 		"processes": "p", "schedules": "nightly", "instances": "i1", "policies": "x", "reviews": "rv1", "classifiers": "c",
 		"examples": fmt.Sprint(example.body["id"]), "keys": fmt.Sprint(key.body["id"]), "undelivered": fmt.Sprint(hook.ID),
-		"revoke": fmt.Sprint(revoked.body["id"]),
+		"revoke": fmt.Sprint(revoked.body["id"]), "versions": "1", "signals": "order_volume", "decisions": "dc_none",
 	}
 }
 
 type route struct{ method, path string }
 
-// actingRoutes are the contract's POST and DELETE operations, each path
+// contractRoutes are the contract's operations of the methods given, each path
 // parameter filled from ids by the collection it follows
 // (/v1/reviews/{id}: ids["reviews"]); a key revoked, from ids["revoke"],
 // so that the others' key stays one to rotate.
-func actingRoutes(t testing.TB, ids map[string]string) []route {
+func contractRoutes(t testing.TB, ids map[string]string, methods ...string) []route {
 	t.Helper()
 	var doc struct {
 		Paths map[string]map[string]json.RawMessage `json:"paths"`
@@ -148,7 +153,7 @@ func actingRoutes(t testing.TB, ids map[string]string) []route {
 	var out []route
 	for path, ops := range doc.Paths {
 		for method := range ops {
-			if method != "post" && method != "delete" {
+			if !slices.Contains(methods, method) {
 				continue
 			}
 			filled := param.ReplaceAllStringFunc(path, func(m string) string {
@@ -167,7 +172,39 @@ func actingRoutes(t testing.TB, ids map[string]string) []route {
 	}
 	slices.SortFunc(out, func(a, b route) int { return strings.Compare(a.method+a.path, b.method+b.path) })
 	if len(out) < 20 {
-		t.Fatalf("only %d acting routes in the contract", len(out))
+		t.Fatalf("only %d %v routes in the contract", len(out), methods)
 	}
 	return out
+}
+
+// FuzzQueries sends arbitrary query strings to every GET operation of the
+// contract, its path naming things that exist: the answer is never a 500,
+// and every error has the one error shape with a message.
+func FuzzQueries(f *testing.F) {
+	srv, keys, st := newServerAt(f, filepath.Join(f.TempDir(), "api.db"), func(o *api.Options) { o.RateLimit = -1 })
+	admin := keys[store.RoleAdmin]
+	routes := contractRoutes(f, fuzzFixtures(f, srv, admin, st), "get")
+	for _, seed := range []string{
+		"", "limit=10", "limit=-1", "limit=abc", "limit=99999999999999999999", "after=x", "after=%ff", "since=30d", "since=-1h", "since=2026-01-01T00:00:00Z",
+		"status=pending", "status=finished", "status=nope", "queue=first-line&claimed=true", "process=p&instance_id=i1", "input.n=1", "input.n=x", "input.zzz=1",
+		"sla=overdue", "from=2026-01-01&to=2025-01-01", "bucket=1h", "signal=order_volume&window=7d", "version=1&mode=shadow", "%zz", "a=1&a=2&a=3",
+		"process=" + strings.Repeat("x", 3000),
+	} {
+		for i := range routes {
+			f.Add(uint8(i), seed)
+		}
+	}
+	f.Fuzz(func(t *testing.T, route uint8, query string) {
+		r := routes[int(route)%len(routes)]
+		if _, err := url.ParseRequestURI(r.path + "?" + query); err != nil || strings.ContainsAny(query, "# ") {
+			return // not a query string a client can send
+		}
+		a := do(t, srv, r.method, r.path+"?"+query, admin, "", "")
+		if a.status >= 500 && a.status != http.StatusServiceUnavailable {
+			t.Fatalf("%s %s?%s: %d %+v", r.method, r.path, query, a.status, a.err)
+		}
+		if a.status >= 400 && (a.err.Code == "" || a.err.Message == "") {
+			t.Fatalf("%s %s?%s: %d without the error shape", r.method, r.path, query, a.status)
+		}
+	})
 }

@@ -51,8 +51,11 @@ type RecoverSweep struct {
 	query string // of this round
 	token []byte // the next page of this round
 	// closed asks for a round over the workflows that ended within
-	// ClosedWithin (see LookAtClosed).
-	closed bool
+	// ClosedWithin (see LookAtClosed); endedSign is the workflow (id and
+	// run) that ended last and was unknown to the store when it last
+	// asked for one.
+	closed    bool
+	endedSign string
 }
 
 // ClosedWithin is how far back a round over ended workflows looks:
@@ -83,11 +86,18 @@ func (r *RecoverSweep) Run(ctx context.Context, o Options) (RecoverCounts, error
 	if r.query == "" && !r.closed {
 		// A cheap sign of a store restored from an older backup with
 		// nothing in progress: the workflow that ended last is unknown.
-		unknown, err := newestEndedUnknown(ctx, o, &h, r.MinAge)
+		sign, err := newestEndedUnknown(ctx, o, &h, r.MinAge)
 		if err != nil {
 			return n, err
 		}
-		r.closed = unknown
+		// The same one as last time: the round it asked for could not
+		// bring it back (an input not this product's). Another would not
+		// either, and rounds over ended workflows, one after another,
+		// would hold up those over running ones for good.
+		r.closed = sign != "" && sign != r.endedSign
+		if sign != "" {
+			r.endedSign = sign
+		}
 	}
 	if r.query == "" {
 		// This deployment's workflows only: its task queue.
@@ -132,20 +142,20 @@ func endedQuery(o Options, now time.Time) string {
 		workflows.ProcessWorkflow, o.TaskQueue, now.Add(-ClosedWithin).UTC().Format(time.RFC3339Nano))
 }
 
-// newestEndedUnknown reports whether the workflow that ended last (and
-// started at least minAge ago) is one of an instance the store does not
-// know, and Temporal holds this store's history from before it: the store
-// has not seen the latest ends.
-func newestEndedUnknown(ctx context.Context, o Options, h *history, minAge time.Duration) (bool, error) {
+// newestEndedUnknown names the workflow that ended last (and started at
+// least minAge ago), its id and run, when it is one of an instance the
+// store does not know and Temporal holds this store's history from before
+// it: the store has not seen the latest ends. "" otherwise.
+func newestEndedUnknown(ctx context.Context, o Options, h *history, minAge time.Duration) (string, error) {
 	now := time.Now()
 	q := endedQuery(o, now) + fmt.Sprintf(" AND StartTime < '%s'", now.Add(-minAge).UTC().Format(time.RFC3339Nano))
 	page, err := o.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: o.Namespace, Query: q, PageSize: 1})
 	if err != nil {
-		return false, fmt.Errorf("sweep recover: list ended workflows: %w", err)
+		return "", fmt.Errorf("sweep recover: list ended workflows: %w", err)
 	}
 	ended := page.GetExecutions()
 	if len(ended) == 0 {
-		return false, nil
+		return "", nil
 	}
 	w := ended[0]
 	_, err = o.Instances.Instance(ctx, w.GetExecution().GetWorkflowId())
@@ -153,12 +163,15 @@ func newestEndedUnknown(ctx context.Context, o Options, h *history, minAge time.
 		if err != nil {
 			err = fmt.Errorf("sweep recover: %w", err)
 		}
-		return false, err
+		return "", err
 	}
 	// Only where Temporal holds this store's history from before it, as
 	// for a running one: the wrong Temporal would otherwise have a round
 	// over its ended workflows at every pass.
-	return h.before(ctx, o, w.GetStartTime().AsTime())
+	if known, err := h.before(ctx, o, w.GetStartTime().AsTime()); !known || err != nil {
+		return "", err
+	}
+	return w.GetExecution().GetWorkflowId() + "/" + w.GetExecution().GetRunId(), nil
 }
 
 // What recoverInstance did with a running workflow.
