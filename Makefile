@@ -1,5 +1,5 @@
 # Developer entry points. The README's commands work without make.
-.PHONY: run build test bench bench-ml bench-load bench-postgres lint lint-openapi fmt
+.PHONY: run build test bench bench-ml bench-load bench-postgres fuzz lint lint-openapi fmt
 
 run:
 	go run ./cmd/adaptflow dev
@@ -59,6 +59,19 @@ bench-postgres:
 PGBENCH = go test ./store/postgres -run '^$$' -bench 'Append|Explanation|Nearest|Inbox|QueueSummaries' -benchtime 2000x -timeout 60m && \
 	go test ./store/postgres -run '^$$' -bench 'ProcessOutcomes|InstanceListing|SignalHistory' -benchtime 20x -timeout 60m && \
 	go test ./store/postgres -run '^$$' -bench 'Prune' -benchtime 2x -timeout 60m
+
+# Each fuzz target for FUZZTIME (default 2m; the tests run only their
+# seeds): the API's routes with arbitrary bodies and query strings, the
+# steps report's scan of saved states, the definition and policy parsers,
+# the policy engine. A finding is written
+# under the package's testdata/fuzz and fails `go test` until fixed.
+FUZZTIME ?= 2m
+fuzz:
+	go test ./api -run '^$$' -fuzz '^FuzzJSONHandlers$$' -fuzztime $(FUZZTIME)
+	go test ./api -run '^$$' -fuzz '^FuzzQueries$$' -fuzztime $(FUZZTIME)
+	go test ./api -run '^$$' -fuzz '^FuzzScanStepState$$' -fuzztime $(FUZZTIME)
+	go test ./process -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	go test ./policies -run '^$$' -fuzz '^FuzzCompileAndEvaluate$$' -fuzztime $(FUZZTIME)
 
 lint:
 	go vet ./...
