@@ -26,6 +26,7 @@ func unmarshalStepState(data []byte) (stepState, error) {
 
 var stepStateSeeds = []string{
 	`{"status":"completed","process":"orders","version":1,"plan":[{"id":"reserve","kind":"task","origin":"main","state":"done","started_at":"2026-11-27T01:00:00.123456789Z","finished_at":"2026-11-27T01:00:01Z","decided":true},{"id":"extra_qa","kind":"review","origin":"added","added_by":"peak-qa","state":"skipped","skipped_by":"small","decided":false,"params":{"a":[1,2.5e3,-0.1,true,false,null,"x\"y"]}}],"results":{"reserve":{"ok":true}},"reviews":[{"id":"rv_1","step":"extra_qa","queue":"qa","moves":[{"from":"a","to":"b"}]}]}`,
+	`{"plan":[{"id":"check","kind":"review","state":"waiting_review"}],"reviews":[{"id":"rv_2","step":"check","queue":"seniors","status":"open","escalated":true,"moves":[{"from":"first","to":"seniors","by":"sla","at":"2026-11-27T02:00:00Z"}],"opened_at":"2026-11-27T01:00:00Z","due_at":"2026-11-28T02:00:00Z","priority":5}]}`,
 	`{"plan":null,"reviews":null}`,
 	`{"plan":[],"reviews":[]}`,
 	` { "plan" : [ { "id" : "a\u00e9\n" , "state" : null , "started_at" : null } ] , "x" : { } , "y" : [ ] } `,
