@@ -100,17 +100,15 @@ func (s *server) getUndeliveredWebhook(c *gin.Context) {
 // answer is 502 with the receiver's answer. The webhook is held while it
 // is sent: a second redelivery meanwhile is refused (409), not sent too.
 func (s *server) redeliverWebhook(c *gin.Context) {
-	w, ok := s.undeliveredWebhook(c)
+	w, ok := s.undeliveredWebhook(c) // 404, and a key limited to other processes
 	if !ok {
-		return
-	}
-	if w.RedeliveredAt != nil {
-		fail(c, conflict("undelivered webhook %d was redelivered already (%s by %s)", w.ID, w.RedeliveredAt.Format(time.RFC3339), w.RedeliveredBy))
 		return
 	}
 	ctx := c.Request.Context()
 	claimed := time.Now()
-	if _, err := s.Webhooks.ClaimWebhookRedelivery(ctx, w.ID, claimed, claimed.Add(redeliveryHold)); err != nil {
+	// 409 once redelivered, or while another redelivery holds it.
+	w, err := s.Webhooks.ClaimWebhookRedelivery(ctx, w.ID, claimed, claimed.Add(redeliveryHold))
+	if err != nil {
 		fail(c, err)
 		return
 	}
@@ -131,7 +129,7 @@ func (s *server) redeliverWebhook(c *gin.Context) {
 			msg: "undelivered webhook " + strconv.FormatInt(w.ID, 10) + " was not delivered again, and stays pending: " + sendErr.Error()})
 		return
 	}
-	w, err := s.Webhooks.WebhookRedelivered(ctx, w.ID, caller(c).Name, now)
+	w, err = s.Webhooks.WebhookRedelivered(ctx, w.ID, caller(c).Name, now)
 	if err != nil {
 		fail(c, err)
 		return

@@ -768,17 +768,14 @@ func (r *runner) gate(ctx workflow.Context, i int, id string, spec process.Revie
 		ReviewID: id, InstanceID: r.in.InstanceID, RunID: r.runID, Process: r.def.Name, Step: step,
 		Spec: spec, PolicyID: policyID, DecisionID: decisionID, Now: workflow.Now(ctx),
 	}
-	if err := workflow.ExecuteActivity(actx, a.OpenReview, open).Get(ctx, nil); err != nil {
+	var opened store.Review // as the inbox has it
+	if err := workflow.ExecuteActivity(actx, a.OpenReview, open).Get(ctx, &opened); err != nil {
 		return fmt.Errorf("open review before %s: %w", step, err)
 	}
 	// The instance shows the review only once the inbox has it, so a
 	// client that reads it from the instance finds it there.
-	rs := ReviewState{ID: id, Step: step, Queue: spec.Queue, Reason: spec.Reason, PolicyID: policyID, DecisionID: decisionID, Status: store.ReviewOpen, OpenedAt: open.Now.UTC()}
-	if sla, err := process.ParseDuration(spec.SLA); spec.SLA != "" && err == nil { // as OpenReview reads it
-		due := open.Now.Add(sla).UTC()
-		rs.DueAt = &due
-	}
-	r.st.Reviews = append(r.st.Reviews, rs)
+	r.st.Reviews = append(r.st.Reviews, ReviewState{ID: id, Step: step, Queue: spec.Queue, Reason: spec.Reason, PolicyID: policyID, DecisionID: decisionID,
+		Status: store.ReviewOpen, OpenedAt: opened.CreatedAt, DueAt: opened.DueAt})
 	k := len(r.st.Reviews) - 1
 	prevState := r.st.Plan[i].State
 	r.st.Plan[i].State = StepWaitingReview
@@ -941,12 +938,12 @@ func (r *runner) escalate(ctx workflow.Context, k int, step string, esc process.
 	rv := &r.st.Reviews[k]
 	now := workflow.Now(ctx)
 	in := activities.EscalateReviewInput{ReviewID: rv.ID, InstanceID: r.in.InstanceID, Process: r.def.Name, Step: step, Escalate: esc, Now: now}
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bookkeepingOptions), a.EscalateReview, in).Get(ctx, nil); err != nil {
+	var moved store.Review // as the inbox has it
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bookkeepingOptions), a.EscalateReview, in).Get(ctx, &moved); err != nil {
 		return false, fmt.Errorf("escalate review %s: %w", rv.ID, err)
 	}
 	from := rv.Queue
-	due := now.Add(sla).UTC()
-	rv.Queue, rv.Escalated, rv.DueAt, rv.Priority = esc.Queue, true, &due, max(rv.Priority, esc.Priority) // as EscalateReview stores them
+	rv.Queue, rv.Escalated, rv.DueAt, rv.Priority = esc.Queue, true, moved.DueAt, moved.Priority
 	rv.Moves = append(rv.Moves, ReviewMove{From: from, To: esc.Queue, By: "sla", At: now, Note: fmt.Sprintf("escalated (level %d): its SLA ran out", level)})
 	if esc.Notify != "" {
 		event := activities.ReviewEvent{
