@@ -131,3 +131,48 @@ func TestWriteGateExcludesUnderContention(t *testing.T) {
 		t.Fatalf("gate left held %v with waiters %d/%d", g.held, len(g.waiting[0]), len(g.waiting[1]))
 	}
 }
+
+// Writes that return their rows (RETURNING) run through a query, not an
+// Exec: they take their turn in the gate too, so an API request's lease,
+// audit entry or webhook claim is not left behind the workers' writes.
+func TestWritesReturningRowsTakeTheGate(t *testing.T) {
+	s := openTemp(t)
+	ctx := store.Interactive(t.Context())
+	now := time.Now()
+	if err := s.w.gate.lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	writes := []func() error{
+		func() error { _, err := s.TakeLease(ctx, "sweeper", "a", now, time.Minute); return err },
+		func() error {
+			_, err := s.AppendAudit(ctx, store.AuditEntry{At: now, Actor: "ops", Role: "system", Action: "test", Target: "x"})
+			return err
+		},
+		func() error {
+			_, err := s.ClaimWebhookRedelivery(ctx, 1, now, now.Add(time.Minute))
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			return err
+		},
+	}
+	done := make(chan error, len(writes))
+	for i, w := range writes {
+		go func() { done <- w() }()
+		waitQueued(t, s.w.gate, 0, i+1)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("a write ran while another held the gate (err %v)", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	s.w.gate.unlock()
+	for range writes {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l, err := s.TakeLease(ctx, "sweeper", "b", now, time.Minute); err != nil || l.Holder != "a" {
+		t.Fatalf("lease after the gate opened: %+v, %v", l, err)
+	}
+}

@@ -22,7 +22,7 @@ var (
 func (s *Store) TakeLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (store.Lease, error) {
 	l := store.Lease{Name: name}
 	var expires int64
-	err := s.w.QueryRowContext(ctx, takeLeaseQuery, name, holder, micros(now), micros(now.Add(ttl))).Scan(&l.Holder, &expires)
+	err := s.w.writeRow(ctx, takeLeaseQuery, []any{name, holder, micros(now), micros(now.Add(ttl))}, &l.Holder, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = s.w.QueryRowContext(ctx, leaseQuery, name).Scan(&l.Holder, &expires)
 	}

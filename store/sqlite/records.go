@@ -820,8 +820,8 @@ func (s *Store) ReviewStats(ctx context.Context, now time.Time) ([]store.QueueSt
 // and returns the entry's seq for SettleAudit.
 func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) (int64, error) {
 	var seq int64
-	err := s.w.QueryRowContext(ctx, `INSERT INTO audit_log (at, key_id, actor, role, action, target, status, remote, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
-		micros(e.At), e.KeyID, e.Actor, e.Role, e.Action, e.Target, e.Status, e.Remote, e.RequestID).Scan(&seq)
+	err := s.w.writeRow(ctx, `INSERT INTO audit_log (at, key_id, actor, role, action, target, status, remote, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
+		[]any{micros(e.At), e.KeyID, e.Actor, e.Role, e.Action, e.Target, e.Status, e.Remote, e.RequestID}, &seq)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: append audit: %w", err)
 	}

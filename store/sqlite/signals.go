@@ -49,10 +49,12 @@ func (s *Store) rows(ctx context.Context, op, q string, args []any, row func(sca
 }
 
 // writeRows is rows on the connection that writes, for writes that return
-// their rows (RETURNING).
+// their rows (RETURNING), in the write gate's order.
 func (s *Store) writeRows(ctx context.Context, op, q string, args []any, row func(scan func(dest ...any) error) error) error {
-	_, err := collect(ctx, s.w, op, func(r scanner) (struct{}, error) { return struct{}{}, row(r.Scan) }, q, args...)
-	return err
+	return s.w.gated(ctx, func() error {
+		_, err := collect(ctx, s.w, op, func(r scanner) (struct{}, error) { return struct{}{}, row(r.Scan) }, q, args...)
+		return err
+	})
 }
 
 // DetectorState reads a detector's state; a detector never saved has

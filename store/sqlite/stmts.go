@@ -50,17 +50,36 @@ func (d *cachedDB) stmt(ctx context.Context, q string) *sql.Stmt {
 	return st
 }
 
-func (d *cachedDB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+func (d *cachedDB) ExecContext(ctx context.Context, q string, args ...any) (res sql.Result, err error) {
+	err = d.gated(ctx, func() error {
+		if st := d.stmt(ctx, q); st != nil {
+			res, err = st.ExecContext(ctx, args...)
+		} else {
+			res, err = d.DB.ExecContext(ctx, q, args...)
+		}
+		return err
+	})
+	return res, err
+}
+
+// gated runs fn holding the write gate, when d has one (the writer). A
+// write that returns its rows (RETURNING) runs through QueryContext and
+// must take its turn there as ExecContext's writes do: fn reads its rows
+// to the end before it returns.
+func (d *cachedDB) gated(ctx context.Context, fn func() error) error {
 	if d.gate != nil {
 		if err := d.gate.lock(ctx); err != nil {
-			return nil, err
+			return err
 		}
 		defer d.gate.unlock()
 	}
-	if st := d.stmt(ctx, q); st != nil {
-		return st.ExecContext(ctx, args...)
-	}
-	return d.DB.ExecContext(ctx, q, args...)
+	return fn()
+}
+
+// writeRow runs a write that returns one row (RETURNING) in the gate's
+// order and scans it into dest.
+func (d *cachedDB) writeRow(ctx context.Context, q string, args []any, dest ...any) error {
+	return d.gated(ctx, func() error { return d.QueryRowContext(ctx, q, args...).Scan(dest...) })
 }
 
 func (d *cachedDB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
