@@ -3,6 +3,7 @@ package activities_test
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,6 +99,49 @@ func TestDecideSeesTheSLA(t *testing.T) {
 		}
 		if err := json.Unmarshal(d.Facts, &facts); err != nil || facts.Instance.SLA != 7200 || facts.Instance.Overdue != tc.skipped {
 			t.Fatalf("recorded facts %s: %v", d.Facts, err)
+		}
+	}
+}
+
+// A decision's result carries its stored record into the workflow's
+// history, from which a store restored from an older backup takes it back;
+// a record too large for the history is left out of it, and the decision
+// applies all the same.
+func TestDecideResultCarriesItsRecord(t *testing.T) {
+	acts, st, def := signalActivities(t, "name: notes\nversion: 1\nsteps:\n  - {id: read, kind: task, task: noop}\n")
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		id      string
+		note    string
+		carried bool
+	}{{"short", "a short note", true}, {"long", strings.Repeat("x", activities.RecordInHistoryMax), false}} {
+		res, err := acts.Decide(t.Context(), activities.DecideInput{Definition: def, InstanceID: tc.id, RunID: "run-" + tc.id, Seq: 1, Step: "read",
+			Input: map[string]any{"note": tc.note}, Now: now, Started: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, err := st.Decision(t.Context(), res.DecisionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (res.Record != nil) != tc.carried {
+			t.Fatalf("%s: record carried %v, want %v", tc.id, res.Record != nil, tc.carried)
+		}
+		if res.Record == nil {
+			continue
+		}
+		// Through the history's encoding, it is the stored record.
+		b, err := json.Marshal(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back activities.DecideResult
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(stored)
+		if got, _ := json.Marshal(back.Record); string(got) != string(want) || back.Record.ComputeHash() != stored.Hash {
+			t.Fatalf("the record carried:\n%s\nthe stored one:\n%s", got, want)
 		}
 	}
 }

@@ -106,6 +106,26 @@ type DecideResult struct {
 	Hash       string
 	Applied    []process.AppliedAction
 	Rejected   int
+	// Record is the stored record itself. The result is kept in the
+	// workflow's history, so a store restored from an older backup takes
+	// back the records made since from there (api's catch-up and recover
+	// sweeps). Nil for one larger than RecordInHistoryMax, which the
+	// history does not carry (Temporal bounds a result's size).
+	Record *process.Decision `json:",omitempty"`
+}
+
+// RecordInHistoryMax bounds the encoded size of a record a DecideResult
+// carries into the workflow's history: well within Temporal's 2 MB bound
+// on one payload, and a history that holds a record per decision.
+const RecordInHistoryMax = 256 << 10
+
+// result is the DecideResult of the stored record d.
+func result(d process.Decision) DecideResult {
+	r := DecideResult{DecisionID: d.ID, Hash: d.Hash, Applied: d.Applied, Rejected: len(d.Rejected)}
+	if b, err := json.Marshal(d); err == nil && len(b) <= RecordInHistoryMax {
+		r.Record = &d
+	}
+	return r
 }
 
 // DecisionID is the id of the decision with sequence number seq in a run.
@@ -196,7 +216,9 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, 
 		return DecideResult{}, fmt.Errorf("decide: record: %w", err)
 	}
 	a.Metrics.decided(def.Name, stored.Applied, len(stored.Rejected))
-	return DecideResult{DecisionID: stored.ID, Hash: stored.Hash, Applied: stored.Applied, Rejected: len(stored.Rejected), Signals: observed}, nil
+	res := result(stored)
+	res.Signals = observed
+	return res, nil
 }
 
 // modelOf names the model that classified the instance, for the record.
@@ -295,5 +317,5 @@ func (a *Activities) RecordReview(ctx context.Context, in RecordReviewInput) (De
 	if err != nil {
 		return DecideResult{}, fmt.Errorf("record review: %w", err)
 	}
-	return DecideResult{DecisionID: stored.ID, Hash: stored.Hash}, nil
+	return result(stored), nil
 }

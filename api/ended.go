@@ -27,6 +27,9 @@ type EndedStore interface {
 	CreateReview(ctx context.Context, r store.Review) (store.Review, error)
 	ReassignReview(ctx context.Context, id, queue string, at time.Time) (store.Review, error)
 	EscalateReview(ctx context.Context, id string, to store.Escalation, at time.Time) (store.Review, error)
+	// AppendDecision writes a decision record the store lost (see
+	// takeBackDecisions), once per (run, sequence).
+	AppendDecision(ctx context.Context, d process.Decision) (process.Decision, error)
 }
 
 // SweepEnded records the end of the instances whose workflow Temporal
@@ -427,8 +430,10 @@ func endUnstartedChildren(ctx context.Context, o Options, parent store.Instance,
 // inbox never showed, or ended). The workflow answers QuerySaved with its
 // latest save's number; where the store holds an earlier one (or another
 // run's), the workflow's state is saved, its open reviews the store lacks
-// are opened, those moved to another queue since are moved, and those it
-// closed are closed. A workflow terminated or timed out is SweepEnded's.
+// are opened, those moved to another queue since are moved, those it
+// closed are closed, and the decision records its history holds and the
+// store lacks are written (takeBackDecisions). A workflow terminated or
+// timed out is SweepEnded's.
 //
 // The instances a pass finds behind are given catchUpSettle to catch up
 // by themselves (a save under way), once for them all, at the pass's end
@@ -609,6 +614,11 @@ func (c *catchUp) bringUp(ctx context.Context, id string, saved workflows.Saved,
 		if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("sweep catch-up: %s: close review %s: %w", id, rv.ID, err)
 		}
+	}
+	if n, err := takeBackDecisions(ctx, o, id, info.GetExecution().GetRunId()); err != nil {
+		return fmt.Errorf("sweep catch-up: %w", err)
+	} else if n > 0 {
+		o.Logger.Warn("decision records taken back from the workflow's history (the store was behind it)", "instance", id, "decisions", n)
 	}
 	// A workflow that ended: its end is when the instance finished (its
 	// cycle time), not now.

@@ -32,8 +32,8 @@ const RecoveredBy = "recovered"
 // workflow: the definition version, business key, input and creation time
 // it started with (its history's first event), its state (the workflow's
 // answer to QueryState), its open reviews, and the definition version
-// when the store lost that too. The decisions recorded since the backup
-// are not brought back: the workflow's state lists their ids.
+// when the store lost that too, and its decision records (from its
+// history: see takeBackDecisions).
 //
 // It brings one back only where Temporal holds this store's history from
 // before it (a workflow, started earlier, of an instance the store knows:
@@ -248,6 +248,10 @@ func recoverInstance(ctx context.Context, o Options, h *history, w *workflowpb.W
 		Input: process.JSON(in.Input), CreatedBy: by, CreatedAt: created.UTC(), State: process.JSON(st)}); err != nil {
 		return recoverNot, fmt.Errorf("sweep recover: %s: %w", id, err)
 	}
+	decided, err := takeBackDecisions(ctx, o, id, run)
+	if err != nil {
+		return recoverNot, fmt.Errorf("sweep recover: %w", err)
+	}
 	now := time.Now().UTC()
 	if saved.Seq > 0 {
 		// As its workflow's latest save: its status, and for one that
@@ -268,7 +272,7 @@ func recoverInstance(ctx context.Context, o Options, h *history, w *workflowpb.W
 			return recoverNot, fmt.Errorf("sweep recover: %s: review %s: %w", id, rv.ID, err)
 		}
 	}
-	o.Logger.Warn("instance brought back into the store from its workflow (the store lost it)", "instance", id, "run", run, "status", st.Status)
+	o.Logger.Warn("instance brought back into the store from its workflow (the store lost it)", "instance", id, "run", run, "status", st.Status, "decisions", decided)
 	return recovered, nil
 }
 

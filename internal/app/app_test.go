@@ -165,6 +165,18 @@ func call(t testing.TB, base, method, path, key, contentType, body string) resp 
 	return r
 }
 
+// decisions lists the decision records of instance id, one line each:
+// its id, sequence, step and hash.
+func (d *dev) decisions(id string) string {
+	d.t.Helper()
+	var b strings.Builder
+	for _, r := range d.expect(d.call("GET", "/v1/instances/"+id+"/decisions", adminKey, ""), http.StatusOK).body["decisions"].([]any) {
+		rec := r.(map[string]any)
+		fmt.Fprintln(&b, rec["id"], rec["seq"], rec["step"], rec["hash"])
+	}
+	return b.String()
+}
+
 // metric sums the series of the metric name on /metrics whose labels
 // hold each of labels (`task="sweeper"`).
 func (d *dev) metric(name string, labels ...string) float64 {
@@ -1371,11 +1383,15 @@ func TestStoreLostInstancesComeBack(t *testing.T) {
 		t.Fatal("a process workflow with an input it cannot read did not fail")
 	}
 	tc.Close()
+	decided := d.decisions(id)
 	d.stop()
 	restoreStore(t, dir, backup)
 
 	d = start(dir)
 	inst = d.waitStatus(id, "waiting_review")
+	if got := d.decisions(id); got != decided || got == "" {
+		t.Fatalf("the decisions of the instance brought back:\n%s\nbefore the restore:\n%s", got, decided)
+	}
 	if inst["business_key"] != "cc-1" || inst["created_by"] != api.RecoveredBy || inst["version"] != 3.0 || fmt.Sprint(inst["input"]) != "map[store:s1]" {
 		t.Fatalf("the instance brought back: %v", inst)
 	}
@@ -1533,6 +1549,10 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 		t.Fatalf("the failed workflow's query: %T %v, want QueryFailed", err, err)
 	}
 	tc.Close()
+	decided := map[string]string{}
+	for _, id := range []string{goesOn, ends, quick} {
+		decided[id] = d.decisions(id)
+	}
 	d.stop()
 	restoreStore(t, dir, backup)
 	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "adaptflow.db"))
@@ -1587,12 +1607,25 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 			t.Fatalf("the review caught up: %s %v, was %v", k, after[k], before[k])
 		}
 	}
+	// The decision records made since the backup are back, from the
+	// workflows' histories: the same records, the chain whole.
+	for _, id := range []string{goesOn, ends} {
+		if got := d.decisions(id); got != decided[id] {
+			t.Fatalf("the decisions of %s after the catch-up:\n%s\nbefore the restore:\n%s", id, got, decided[id])
+		}
+	}
 	decide(second)
 	d.waitStatus(goesOn, "completed")
 	// The instance started and ended since the backup is back, ended when
 	// it did: its business key starts no second instance.
 	if inst := d.waitStatus(quick, "completed"); inst["business_key"] != "q-1" || inst["created_by"] != api.RecoveredBy {
 		t.Fatalf("the instance started and ended since the backup: %v", inst)
+	}
+	if got := d.decisions(quick); got != decided[quick] {
+		t.Fatalf("the decisions of the instance brought back:\n%s\nbefore the restore:\n%s", got, decided[quick])
+	}
+	if v := d.expect(d.call("GET", "/v1/audit/verify", adminKey, ""), http.StatusOK).body; v["ok"] != true {
+		t.Fatalf("the audit chain after the catch-up: %v", v)
 	}
 	again := d.expect(d.call("POST", "/v1/processes/quick-one/instances", adminKey, `{"business_key":"q-1","input":{}}`), http.StatusOK)
 	if again.body["id"] != quick {

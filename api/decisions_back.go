@@ -1,0 +1,82 @@
+package api
+
+import (
+	"context"
+	"fmt"
+
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/adaptflow/adaptflow/process"
+)
+
+// localActivityMarker is the marker by which Temporal's SDKs keep a local
+// activity's result (a Decide) in the workflow's history.
+const localActivityMarker = "LocalActivity"
+
+// takeBackDecisions writes to the store the decision records of the
+// instance id that its workflow run's history holds and the store lacks:
+// a store restored from a backup older than Temporal's state lost those
+// made since. Each Decide and RecordReview result carries its record
+// (activities.DecideResult.Record), the same bytes and hash as the store
+// had, so the chain reads whole again. It says how many it wrote.
+//
+// Records made before releases that kept them in the history, and those
+// too large for it (activities.RecordInHistoryMax), are not there to take
+// back: the instance's explanation then misses them, and verifying its
+// chain says where.
+func takeBackDecisions(ctx context.Context, o Options, id, run string) (int, error) {
+	have, err := o.Decisions.Decisions(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("decisions of %s: %w", id, err)
+	}
+	known := make(map[string]bool, len(have))
+	for _, d := range have {
+		known[d.ID] = true
+	}
+	written := 0
+	it := o.Temporal.GetWorkflowHistory(ctx, id, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return written, fmt.Errorf("history of %s: %w", id, err)
+		}
+		var result *commonpb.Payloads
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_MARKER_RECORDED:
+			if m := ev.GetMarkerRecordedEventAttributes(); m.GetMarkerName() == localActivityMarker {
+				result = m.GetDetails()["result"]
+			}
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			result = ev.GetActivityTaskCompletedEventAttributes().GetResult()
+		}
+		d := recordIn(result)
+		if d == nil || d.InstanceID != id || known[d.ID] {
+			continue
+		}
+		if d.Hash != d.ComputeHash() {
+			o.Logger.Error("a decision record in the workflow's history does not match its hash; it is not taken back", "instance", id, "decision", d.ID)
+			continue
+		}
+		if _, err := o.Ended.AppendDecision(ctx, *d); err != nil {
+			return written, fmt.Errorf("decision %s of %s: %w", d.ID, id, err)
+		}
+		known[d.ID] = true
+		written++
+	}
+	return written, nil
+}
+
+// recordIn is the decision record an activity's result carries, if it is
+// a DecideResult that carries one.
+func recordIn(result *commonpb.Payloads) *process.Decision {
+	if len(result.GetPayloads()) != 1 {
+		return nil
+	}
+	var r struct{ Record *process.Decision }
+	if converter.GetDefaultDataConverter().FromPayload(result.GetPayloads()[0], &r) != nil || r.Record == nil || r.Record.ID == "" {
+		return nil
+	}
+	return r.Record
+}
