@@ -221,6 +221,9 @@ type LostSweep struct {
 // those whose state in the store it brought up to their workflow's.
 type LostCounts struct {
 	Ended, Unconfirmed, CaughtUp int
+	// Decisions is how many decision records the instances caught up
+	// took back from their workflows' histories.
+	Decisions int
 }
 
 // Run makes one pass.
@@ -281,6 +284,7 @@ func (l *LostSweep) Run(ctx context.Context, o Options) (LostCounts, error) {
 	}
 	caught, err := c.finish(ctx)
 	n.CaughtUp += caught
+	n.Decisions += c.decisions
 	return n, err
 }
 
@@ -448,6 +452,7 @@ type catchUp struct {
 	unanswered int        // queries that went unanswered this pass
 	told       bool       // a query answered with an error was logged
 	pending    []behindAt
+	decisions  int // records taken back this pass (takeBackDecisions)
 }
 
 // behindAt is an instance found behind its workflow, as it was found.
@@ -615,10 +620,10 @@ func (c *catchUp) bringUp(ctx context.Context, id string, saved workflows.Saved,
 			return fmt.Errorf("sweep catch-up: %s: close review %s: %w", id, rv.ID, err)
 		}
 	}
-	if n, err := takeBackDecisions(ctx, o, id, info.GetExecution().GetRunId()); err != nil {
+	decided, err := takeBackDecisions(ctx, o, id, info.GetExecution().GetRunId())
+	c.decisions += decided
+	if err != nil {
 		return fmt.Errorf("sweep catch-up: %w", err)
-	} else if n > 0 {
-		o.Logger.Warn("decision records taken back from the workflow's history (the store was behind it)", "instance", id, "decisions", n)
 	}
 	// A workflow that ended: its end is when the instance finished (its
 	// cycle time), not now.
@@ -634,7 +639,7 @@ func (c *catchUp) bringUp(ctx context.Context, id string, saved workflows.Saved,
 		o.Finished(finish)
 	}
 	o.Logger.Warn("instance's state caught up with its workflow's: the store was behind it (restored from an older backup, or its writes were lost)",
-		"instance", id, "run", saved.Run, "save", saved.Seq, "status", saved.State.Status)
+		"instance", id, "run", saved.Run, "save", saved.Seq, "status", saved.State.Status, "decisions", decided)
 	return nil
 }
 

@@ -76,6 +76,9 @@ func (r *RecoverSweep) LookAtClosed() { r.closed = true }
 // it left (no sign that this Temporal holds the store's history).
 type RecoverCounts struct {
 	Recovered, Unconfirmed int
+	// Decisions is how many decision records the instances brought back
+	// took back from their workflows' histories.
+	Decisions int
 }
 
 // Run makes one pass.
@@ -117,7 +120,7 @@ func (r *RecoverSweep) Run(ctx context.Context, o Options) (RecoverCounts, error
 		return n, fmt.Errorf("sweep recover: list workflows: %w", err)
 	}
 	for _, w := range page.GetExecutions() {
-		found, err := recoverInstance(ctx, o, &h, w)
+		found, err := recoverInstance(ctx, o, &h, w, &n.Decisions)
 		if err != nil {
 			return n, err
 		}
@@ -182,8 +185,9 @@ const (
 )
 
 // recoverInstance stores again the instance of w, a running workflow,
-// unless the store has it; it says what it did.
-func recoverInstance(ctx context.Context, o Options, h *history, w *workflowpb.WorkflowExecutionInfo) (int, error) {
+// unless the store has it; it says what it did, and adds the decision
+// records it took back to decisions.
+func recoverInstance(ctx context.Context, o Options, h *history, w *workflowpb.WorkflowExecutionInfo, decisions *int) (int, error) {
 	id, run := w.GetExecution().GetWorkflowId(), w.GetExecution().GetRunId()
 	if _, err := o.Instances.Instance(ctx, id); !errors.Is(err, store.ErrNotFound) {
 		if err != nil {
@@ -249,6 +253,7 @@ func recoverInstance(ctx context.Context, o Options, h *history, w *workflowpb.W
 		return recoverNot, fmt.Errorf("sweep recover: %s: %w", id, err)
 	}
 	decided, err := takeBackDecisions(ctx, o, id, run)
+	*decisions += decided
 	if err != nil {
 		return recoverNot, fmt.Errorf("sweep recover: %w", err)
 	}

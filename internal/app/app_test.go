@@ -1559,6 +1559,18 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What the restored store lacks of the decisions made until the restart.
+	missing := 0
+	for _, id := range []string{goesOn, ends, quick} {
+		had, err := st.Decisions(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		missing += strings.Count(decided[id], "\n") - len(had)
+	}
+	if missing < 5 {
+		t.Fatalf("the restored store lacks %d decision records; the test means it to lack those of both looks since the backup", missing)
+	}
 	if _, _, err := st.CreateInstance(t.Context(), store.Instance{ID: odd, Process: "two-looks", ProcessVersion: 1, BusinessKey: "odd", Input: []byte(`{}`), CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
@@ -1626,6 +1638,9 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 	}
 	if v := d.expect(d.call("GET", "/v1/audit/verify", adminKey, ""), http.StatusOK).body; v["ok"] != true {
 		t.Fatalf("the audit chain after the catch-up: %v", v)
+	}
+	if m := d.call("GET", "/metrics", "", "").raw; !strings.Contains(m, fmt.Sprintf("\nadaptflow_decisions_taken_back_total %d\n", missing)) {
+		t.Fatalf("/metrics does not count the %d decision records taken back", missing)
 	}
 	again := d.expect(d.call("POST", "/v1/processes/quick-one/instances", adminKey, `{"business_key":"q-1","input":{}}`), http.StatusOK)
 	if again.body["id"] != quick {

@@ -364,6 +364,11 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 	for _, found := range []string{"ended_outside", "lost", "lost_unconfirmed", "caught_up", "recovered", "unknown_unconfirmed"} {
 		swept.WithLabelValues(found) // from 0, for the alerts' increase
 	}
+	takenBack := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "adaptflow_decisions_taken_back_total",
+		Help: "Decision records the sweeper wrote back into the store from the workflows' histories: the store, restored from an older backup, had lost them (with the instances caught_up or recovered).",
+	})
+	reg.MustRegister(takenBack)
 	since := time.Now().Add(-endedLookBack)
 	lost := &api.LostSweep{Budget: lostBudget, MinAge: lostMinAge}
 	recovered := &api.RecoverSweep{Budget: recoverBudget, MinAge: lostMinAge}
@@ -396,6 +401,7 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 			recovered.LookAtClosed()
 		}
 		swept.WithLabelValues("recovered").Add(float64(rc.Recovered))
+		takenBack.Add(float64(lc.Decisions + rc.Decisions))
 		swept.WithLabelValues("unknown_unconfirmed").Add(float64(rc.Unconfirmed))
 		if errRecover != nil && ctx.Err() == nil {
 			opts.Logger.Warn("sweep of instances the store lost", "recovered", rc.Recovered, "err", errRecover)
