@@ -105,18 +105,25 @@ func TestDecideSeesTheSLA(t *testing.T) {
 
 // A decision's result carries its stored record into the workflow's
 // history, from which a store restored from an older backup takes it back;
-// a record too large for the history is left out of it, and the decision
-// applies all the same.
+// a record too large for the history, or one that would take the history
+// past its budget, is left out of it, and the decision applies all the
+// same.
 func TestDecideResultCarriesItsRecord(t *testing.T) {
 	acts, st, def := signalActivities(t, "name: notes\nversion: 1\nsteps:\n  - {id: read, kind: task, task: noop}\n")
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		id      string
 		note    string
+		history int // bytes of history so far
 		carried bool
-	}{{"short", "a short note", true}, {"long", strings.Repeat("x", activities.RecordInHistoryMax), false}} {
+	}{
+		{"short", "a short note", 0, true},
+		{"long", strings.Repeat("x", activities.RecordInHistoryMax), 0, false},
+		{"late", "a short note", activities.RecordsInHistoryBudget - 100, false}, // the history is near its budget
+		{"in-time", "a short note", activities.RecordsInHistoryBudget - 10000, true},
+	} {
 		res, err := acts.Decide(t.Context(), activities.DecideInput{Definition: def, InstanceID: tc.id, RunID: "run-" + tc.id, Seq: 1, Step: "read",
-			Input: map[string]any{"note": tc.note}, Now: now, Started: now})
+			Input: map[string]any{"note": tc.note}, Now: now, Started: now, HistorySize: tc.history})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -43,6 +43,10 @@ type DecideInput struct {
 	// saved to the projection as save number StateSeq of the run.
 	State    json.RawMessage `json:",omitempty"`
 	StateSeq int64           `json:",omitempty"`
+	// HistorySize is the workflow's history's size in bytes so far: the
+	// record rides in the history only while it stays within
+	// RecordsInHistoryBudget.
+	HistorySize int `json:",omitempty"`
 }
 
 // SaveStateInput is one save of an instance's state projection.
@@ -115,14 +119,23 @@ type DecideResult struct {
 }
 
 // RecordInHistoryMax bounds the encoded size of a record a DecideResult
-// carries into the workflow's history: well within Temporal's 2 MB bound
-// on one payload, and a history that holds a record per decision.
+// carries into the workflow's history: well within Temporal's bound on
+// one payload (a warning at 512 KB, a failure at 2 MB).
 const RecordInHistoryMax = 256 << 10
 
-// result is the DecideResult of the stored record d.
-func result(d process.Decision) DecideResult {
+// RecordsInHistoryBudget bounds the history a workflow may have for its
+// decisions to carry their records: a record's facts hold the instance's
+// input and every step's result so far, so a long instance with large
+// ones would otherwise near Temporal's bound on a history's size (a
+// warning at 10 MB, termination at 50 MB). The decisions after that keep
+// their records in the store only.
+const RecordsInHistoryBudget = 4 << 20
+
+// result is the DecideResult of the stored record d, for a workflow whose
+// history has historySize bytes so far.
+func result(d process.Decision, historySize int) DecideResult {
 	r := DecideResult{DecisionID: d.ID, Hash: d.Hash, Applied: d.Applied, Rejected: len(d.Rejected)}
-	if b, err := json.Marshal(d); err == nil && len(b) <= RecordInHistoryMax {
+	if b, err := json.Marshal(d); err == nil && len(b) <= RecordInHistoryMax && historySize+len(b) <= RecordsInHistoryBudget {
 		r.Record = &d
 	}
 	return r
@@ -216,7 +229,7 @@ func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideResult, 
 		return DecideResult{}, fmt.Errorf("decide: record: %w", err)
 	}
 	a.Metrics.decided(def.Name, stored.Applied, len(stored.Rejected))
-	res := result(stored)
+	res := result(stored, in.HistorySize)
 	res.Signals = observed
 	return res, nil
 }
@@ -317,5 +330,7 @@ func (a *Activities) RecordReview(ctx context.Context, in RecordReviewInput) (De
 	if err != nil {
 		return DecideResult{}, fmt.Errorf("record review: %w", err)
 	}
-	return result(stored), nil
+	// A review's record holds no facts: a few hundred bytes, carried
+	// whatever the history's size.
+	return result(stored, 0), nil
 }

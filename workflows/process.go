@@ -680,6 +680,7 @@ func (r *runner) decide(ctx workflow.Context, i int) (int, error) {
 		Events:         r.eventFacts(),
 		Point:          policies.Point{Added: slices.Clone(r.added), Reviews: r.opened, Fired: slices.Clone(r.fired)},
 		PrevHash:       r.lastHash,
+		HistorySize:    workflow.GetInfo(ctx).GetCurrentHistorySize(),
 	}
 	// Steps that run in the worker follow each other within one workflow
 	// task in milliseconds: saving before each would only write states
