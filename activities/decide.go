@@ -113,8 +113,9 @@ type DecideResult struct {
 	// Record is the stored record itself. The result is kept in the
 	// workflow's history, so a store restored from an older backup takes
 	// back the records made since from there (api's catch-up and recover
-	// sweeps). Nil for one larger than RecordInHistoryMax, which the
-	// history does not carry (Temporal bounds a result's size).
+	// sweeps). Nil for one larger than RecordInHistoryMax, or once the
+	// history has passed RecordsInHistoryBudget: Temporal bounds a
+	// payload's size and a history's.
 	Record *process.Decision `json:",omitempty"`
 }
 

@@ -23,9 +23,9 @@ const localActivityMarker = "LocalActivity"
 // had, so the chain reads whole again. It says how many it wrote.
 //
 // Records made before releases that kept them in the history, and those
-// too large for it (activities.RecordInHistoryMax), are not there to take
-// back: the instance's explanation then misses them, and verifying its
-// chain says where.
+// it could not carry (activities.RecordInHistoryMax and
+// RecordsInHistoryBudget), are not there to take back: the instance's
+// explanation then misses them, and verifying its chain says where.
 func takeBackDecisions(ctx context.Context, o Options, id, run string) (int, error) {
 	have, err := o.Decisions.Decisions(ctx, id)
 	if err != nil {

@@ -248,14 +248,16 @@ func recoverInstance(ctx context.Context, o Options, h *history, w *workflowpb.W
 			by = process.SubProcessCreator(rest[:i], rest[i+1:])
 		}
 	}
-	if _, _, err := o.Instances.CreateInstance(ctx, store.Instance{ID: id, Process: def.Name, ProcessVersion: def.Version, BusinessKey: in.BusinessKey,
-		Input: process.JSON(in.Input), CreatedBy: by, CreatedAt: created.UTC(), State: process.JSON(st)}); err != nil {
-		return recoverNot, fmt.Errorf("sweep recover: %s: %w", id, err)
-	}
+	// Its decision records first: once the instance reads again, they do
+	// too, and a failure here leaves it for the next round whole.
 	decided, err := takeBackDecisions(ctx, o, id, run)
 	*decisions += decided
 	if err != nil {
 		return recoverNot, fmt.Errorf("sweep recover: %w", err)
+	}
+	if _, _, err := o.Instances.CreateInstance(ctx, store.Instance{ID: id, Process: def.Name, ProcessVersion: def.Version, BusinessKey: in.BusinessKey,
+		Input: process.JSON(in.Input), CreatedBy: by, CreatedAt: created.UTC(), State: process.JSON(st)}); err != nil {
+		return recoverNot, fmt.Errorf("sweep recover: %s: %w", id, err)
 	}
 	now := time.Now().UTC()
 	if saved.Seq > 0 {
