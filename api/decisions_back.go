@@ -15,6 +15,10 @@ import (
 // activity's result (a Decide) in the workflow's history.
 const localActivityMarker = "LocalActivity"
 
+// recordReviewActivity is the activity that appends a review's outcome to
+// the decision chain (activities.RecordReview, registered by its name).
+const recordReviewActivity = "RecordReview"
+
 // takeBackDecisions writes to the store the decision records of the
 // instance id that its workflow run's history holds and the store lacks:
 // a store restored from a backup older than Temporal's state lost those
@@ -36,6 +40,7 @@ func takeBackDecisions(ctx context.Context, o Options, id, run string) (int, err
 		known[d.ID] = true
 	}
 	written := 0
+	reviewRecords := map[int64]bool{} // RecordReview activities scheduled, by event id
 	it := o.Temporal.GetWorkflowHistory(ctx, id, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
@@ -48,8 +53,16 @@ func takeBackDecisions(ctx context.Context, o Options, id, run string) (int, err
 			if m := ev.GetMarkerRecordedEventAttributes(); m.GetMarkerName() == localActivityMarker {
 				result = m.GetDetails()["result"]
 			}
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			if ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == recordReviewActivity {
+				reviewRecords[ev.GetEventId()] = true
+			}
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-			result = ev.GetActivityTaskCompletedEventAttributes().GetResult()
+			// Only RecordReview's: a step's result is the business
+			// system's data, read no further.
+			if a := ev.GetActivityTaskCompletedEventAttributes(); reviewRecords[a.GetScheduledEventId()] {
+				result = a.GetResult()
+			}
 		}
 		d := recordIn(result)
 		if d == nil || d.InstanceID != id || known[d.ID] {
