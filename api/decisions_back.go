@@ -15,9 +15,23 @@ import (
 // activity's result (a Decide) in the workflow's history.
 const localActivityMarker = "LocalActivity"
 
-// recordReviewActivity is the activity that appends a review's outcome to
-// the decision chain (activities.RecordReview, registered by its name).
-const recordReviewActivity = "RecordReview"
+// The activities whose results carry decision records, by the names the
+// worker registers them under (activities.Decide runs as a local activity,
+// activities.RecordReview as an activity).
+const (
+	decideActivity       = "Decide"
+	recordReviewActivity = "RecordReview"
+)
+
+// localActivityType is the activity type a local activity marker's data
+// names (the SDKs keep it with the result).
+func localActivityType(data *commonpb.Payloads) string {
+	var d struct{ ActivityType string }
+	if len(data.GetPayloads()) != 1 || converter.GetDefaultDataConverter().FromPayload(data.GetPayloads()[0], &d) != nil {
+		return ""
+	}
+	return d.ActivityType
+}
 
 // takeBackDecisions writes to the store the decision records of the
 // instance id that its workflow run's history holds and the store lacks:
@@ -50,7 +64,7 @@ func takeBackDecisions(ctx context.Context, o Options, id, run string) (int, err
 		var result *commonpb.Payloads
 		switch ev.GetEventType() {
 		case enumspb.EVENT_TYPE_MARKER_RECORDED:
-			if m := ev.GetMarkerRecordedEventAttributes(); m.GetMarkerName() == localActivityMarker {
+			if m := ev.GetMarkerRecordedEventAttributes(); m.GetMarkerName() == localActivityMarker && localActivityType(m.GetDetails()["data"]) == decideActivity {
 				result = m.GetDetails()["result"]
 			}
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
@@ -58,8 +72,8 @@ func takeBackDecisions(ctx context.Context, o Options, id, run string) (int, err
 				reviewRecords[ev.GetEventId()] = true
 			}
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-			// Only RecordReview's: a step's result is the business
-			// system's data, read no further.
+			// Only RecordReview's (and Decide's above): a step's
+			// result is the business system's data, read no further.
 			if a := ev.GetActivityTaskCompletedEventAttributes(); reviewRecords[a.GetScheduledEventId()] {
 				result = a.GetResult()
 			}
