@@ -3,9 +3,11 @@ package api
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
 
 	"github.com/adaptflow/adaptflow/process"
@@ -34,11 +36,14 @@ func localActivityType(data *commonpb.Payloads) string {
 }
 
 // takeBackDecisions writes to the store the decision records of the
-// instance id that its workflow run's history holds and the store lacks:
-// a store restored from a backup older than Temporal's state lost those
+// instance id that its workflow's histories hold and the store lacks: a
+// store restored from a backup older than Temporal's state lost those
 // made since. Each Decide and RecordReview result carries its record
 // (activities.DecideResult.Record), the same bytes and hash as the store
-// had, so the chain reads whole again. It says how many it wrote.
+// had, so the chain reads whole again. It reads the history of run, and
+// of every other run of the instance's workflow Temporal still holds (a
+// retry resets the workflow into a new run; the run it reset keeps its
+// own records). It says how many it wrote.
 //
 // Records made before releases that kept them in the history, and those
 // it could not carry (activities.RecordInHistoryMax and
@@ -53,6 +58,45 @@ func takeBackDecisions(ctx context.Context, o Options, id, run string) (int, err
 	for _, d := range have {
 		known[d.ID] = true
 	}
+	runs, err := runsOf(ctx, o, id, run)
+	if err != nil {
+		return 0, err
+	}
+	written := 0
+	for _, r := range runs {
+		n, err := takeBackRun(ctx, o, id, r, known)
+		written += n
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+// runsOf lists the runs of workflow id that Temporal holds, run first.
+func runsOf(ctx context.Context, o Options, id, run string) ([]string, error) {
+	runs := []string{run}
+	q := fmt.Sprintf("WorkflowId = '%s'", strings.ReplaceAll(id, "'", "\\'"))
+	var token []byte
+	for {
+		page, err := o.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: o.Namespace, Query: q, NextPageToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("runs of %s: %w", id, err)
+		}
+		for _, w := range page.GetExecutions() {
+			if r := w.GetExecution().GetRunId(); r != run && w.GetExecution().GetWorkflowId() == id {
+				runs = append(runs, r)
+			}
+		}
+		if token = page.GetNextPageToken(); len(token) == 0 {
+			return runs, nil
+		}
+	}
+}
+
+// takeBackRun is takeBackDecisions over one run's history; known holds the
+// records the store has, and gains those written.
+func takeBackRun(ctx context.Context, o Options, id, run string, known map[string]bool) (int, error) {
 	written := 0
 	reviewRecords := map[int64]bool{} // RecordReview activities scheduled, by event id
 	it := o.Temporal.GetWorkflowHistory(ctx, id, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/adaptflow/adaptflow/internal/app"
 	"github.com/adaptflow/adaptflow/internal/cli"
+	"github.com/adaptflow/adaptflow/store/sqlite"
 )
 
 // TestRetryAFailedInstance: an instance whose payment step failed (the
@@ -548,4 +550,51 @@ func TestRetryATerminatedProcessStep(t *testing.T) {
 	decide(busy)
 	decide(child3)
 	d.waitStatus(id3, "completed")
+}
+
+// TestRetriedInstanceDecisionsComeBack: an instance failed, was retried and
+// completed after the store's backup. Restored, the store gets it back with
+// every decision record it had: those of the run the retry reset (its own
+// history holds the ones after the retry's point) and the new run's.
+func TestRetriedInstanceDecisionsComeBack(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	ext := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "payments are down", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer ext.Close()
+	dir, start := sweepingDev(t)
+	d := start(dir)
+	def := "name: billing\nversion: 1\nsteps:\n  - {id: reserve, kind: task, task: noop}\n  - {id: charge, kind: http, retries: 0, http: {method: POST, url: \"" + ext.URL + "/charge\"}}\n  - {id: receipt, kind: task, task: noop}\n"
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	// One instance the backup holds, so that the restored store is known
+	// to this Temporal.
+	d.waitStatus(d.start("inventory-reconciliation", "inv-before", map[string]any{"store_id": "s1", "sku": "X", "pos_count": 3, "erp_count": 3}), "completed")
+	backup := filepath.Join(t.TempDir(), "backup")
+	if _, err := sqlite.Snapshot(t.Context(), filepath.Join(dir, "adaptflow.db"), nil, backup); err != nil {
+		t.Fatal(err)
+	}
+	id := d.start("billing", "bill-1", map[string]any{})
+	d.waitStatus(id, "failed")
+	down.Store(false)
+	d.expect(d.call("POST", "/v1/instances/"+id+"/retry", adminKey, `{"reason":"payments are back"}`), http.StatusOK)
+	d.waitStatus(id, "completed")
+	decided := d.decisions(id)
+	d.stop()
+	restoreStore(t, dir, backup)
+
+	d = start(dir)
+	d.waitStatus(id, "completed")
+	if got := d.decisions(id); got != decided {
+		t.Fatalf("the decisions of the retried instance brought back:\n%s\nbefore the restore:\n%s", got, decided)
+	}
+	if v := d.expect(d.call("GET", "/v1/audit/verify", adminKey, ""), http.StatusOK).body; v["ok"] != true {
+		t.Fatalf("the audit chain after the restore: %v", v)
+	}
 }
