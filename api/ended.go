@@ -169,9 +169,7 @@ func endOutside(ctx context.Context, o Options, inst store.Instance, st workflow
 	if err != nil {
 		return fmt.Errorf("sweep ended: instance %s: %w", id, err)
 	}
-	if o.Finished != nil {
-		o.Finished(finish)
-	}
+	finished(ctx, o, finish)
 	o.Logger.Warn("instance ended outside its workflow", "instance", id, "run", run, "why", why)
 	endUnstartedChildren(ctx, o, inst, st)
 	return nil
@@ -421,9 +419,24 @@ func endUnstartedChildren(ctx context.Context, o Options, parent store.Instance,
 			o.Logger.Warn("an instance of a process step, never started, not ended with its parent", "instance", id, "err", err)
 			continue
 		}
-		if o.Finished != nil {
-			o.Finished(fin)
-		}
+		finished(ctx, o, fin)
+	}
+}
+
+// finished counts an instance a sweep ended (o.Finished) and starts the
+// instances queued under its process's concurrency limit, now that its
+// slot is free, as a workflow's own end does (the SaveState activity):
+// they would otherwise wait for the next start sweep. A failure is left
+// to that sweep.
+func finished(ctx context.Context, o Options, fin *store.Finish) {
+	if o.Finished != nil {
+		o.Finished(fin)
+	}
+	if fin == nil {
+		return
+	}
+	if _, err := StartQueued(ctx, SweepOptions{Options: o}, fin.Process); err != nil && ctx.Err() == nil {
+		o.Logger.Warn("starting the instances queued for a freed slot; the start sweep will", "process", fin.Process, "err", err)
 	}
 }
 
@@ -635,9 +648,7 @@ func (c *catchUp) bringUp(ctx context.Context, id string, saved workflows.Saved,
 	if err != nil {
 		return fmt.Errorf("sweep catch-up: %s: %w", id, err)
 	}
-	if o.Finished != nil {
-		o.Finished(finish)
-	}
+	finished(ctx, o, finish)
 	o.Logger.Warn("instance's state caught up with its workflow's: the store was behind it (restored from an older backup, or its writes were lost)",
 		"instance", id, "run", saved.Run, "save", saved.Seq, "status", saved.State.Status, "decisions", decided)
 	return nil

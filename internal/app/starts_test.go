@@ -496,3 +496,44 @@ func failedCourier(t *testing.T, d *dev, concurrency int) (failedID, def string)
 	down.Store(false)
 	return failedID, def
 }
+
+// TestEndInTemporalStartsTheQueue: an instance of a process that runs one
+// at a time is terminated in Temporal (an operator, through its UI or
+// CLI). The sweep that records its end starts the instance queued behind
+// it at once, as the workflow's own end would, not at the sweep's next
+// pass (an hour here; 30 s by default).
+func TestEndInTemporalStartsTheQueue(t *testing.T) {
+	t.Setenv("DATABASE_URL", "") // the data directory's SQLite store
+	dir := t.TempDir()
+	start := func() *dev {
+		return startDev(t, dir, "", func(o *app.Options) { o.SweepEvery = time.Hour })
+	}
+	d := start()
+	def := "name: desk\nversion: 1\nconcurrency: 1\nsteps:\n  - {id: look, kind: review, review: {queue: desk}}\n"
+	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	first := d.start("desk", "d-1", map[string]any{})
+	d.waitStatus(first, "waiting_review")
+	r := d.expect(d.call("POST", "/v1/processes/desk/instances", adminKey, `{"business_key":"d-2","input":{}}`), http.StatusCreated)
+	second := r.body["id"].(string)
+	if !strings.Contains(fmt.Sprint(r.body["held"]), "queued") {
+		t.Fatalf("the second start is not queued: %s", r.raw)
+	}
+	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.TerminateWorkflow(t.Context(), first, "", "stuck"); err != nil {
+		t.Fatal(err)
+	}
+	tc.Close()
+	// A new run's first pass of the sweeper finds the end (the one before
+	// it ran as the server started).
+	d.stop()
+	d = start()
+	if inst := d.waitStatus(first, "failed"); !strings.Contains(fmt.Sprint(inst["error"]), "terminated in Temporal") {
+		t.Fatalf("the terminated instance: %v", inst)
+	}
+	d.waitStatus(second, "waiting_review")
+}
