@@ -554,22 +554,13 @@ func TestRetryATerminatedProcessStep(t *testing.T) {
 
 // TestRetriedInstanceDecisionsComeBack: an instance failed, was retried and
 // completed after the store's backup. Restored, the store gets it back with
-// every decision record it had: those of the run the retry reset (its own
-// history holds the ones after the retry's point) and the new run's.
+// every decision record it had: the new run's, and those of the run the
+// retry reset, which only that run's history holds.
 func TestRetriedInstanceDecisionsComeBack(t *testing.T) {
-	var down atomic.Bool
-	down.Store(true)
-	ext := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if down.Load() {
-			http.Error(w, "payments are down", http.StatusServiceUnavailable)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer ext.Close()
+	down, partner := flakyPartner(t)
 	dir, start := sweepingDev(t)
 	d := start(dir)
-	def := "name: billing\nversion: 1\nsteps:\n  - {id: reserve, kind: task, task: noop}\n  - {id: charge, kind: http, retries: 0, http: {method: POST, url: \"" + ext.URL + "/charge\"}}\n  - {id: receipt, kind: task, task: noop}\n"
+	def := "name: billing\nversion: 1\nsteps:\n  - {id: reserve, kind: task, task: noop}\n  - {id: charge, kind: http, retries: 0, http: {method: POST, url: \"" + partner + "/charge\"}}\n  - {id: receipt, kind: task, task: noop}\n"
 	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
 		t.Fatalf("register: %d %s", r.status, r.raw)
 	}
