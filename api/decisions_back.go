@@ -84,7 +84,7 @@ func runsOf(ctx context.Context, o Options, id, run string) ([]string, error) {
 			return nil, fmt.Errorf("runs of %s: %w", id, err)
 		}
 		for _, w := range page.GetExecutions() {
-			if r := w.GetExecution().GetRunId(); r != run && w.GetExecution().GetWorkflowId() == id {
+			if r := w.GetExecution().GetRunId(); r != run {
 				runs = append(runs, r)
 			}
 		}

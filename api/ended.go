@@ -419,7 +419,9 @@ func endUnstartedChildren(ctx context.Context, o Options, parent store.Instance,
 			o.Logger.Warn("an instance of a process step, never started, not ended with its parent", "instance", id, "err", err)
 			continue
 		}
-		finished(ctx, o, fin)
+		if o.Finished != nil {
+			o.Finished(fin) // it never started: it frees no slot
+		}
 	}
 }
 

@@ -165,6 +165,20 @@ func call(t testing.TB, base, method, path, key, contentType, body string) resp 
 	return r
 }
 
+// secondReview is the id of the second review instance id opens, once it
+// has.
+func (d *dev) secondReview(id string) string {
+	d.t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		inst := d.expect(d.call("GET", "/v1/instances/"+id, adminKey, ""), http.StatusOK).body
+		if rs := inst["reviews"].([]any); len(rs) == 2 {
+			return rs[1].(map[string]any)["id"].(string)
+		}
+	}
+	d.t.Fatalf("%s opened no second review", id)
+	return ""
+}
+
 // decisions lists the decision records of instance id, one line each:
 // its id, sequence, step and hash.
 func (d *dev) decisions(id string) string {
@@ -1489,19 +1503,8 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 		t.Helper()
 		d.expect(d.call("POST", "/v1/reviews/"+review+"/decision", reviewer, `{"verdict":"approve"}`), http.StatusOK)
 	}
-	secondOf := func(id string) string {
-		t.Helper()
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			inst := d.expect(d.call("GET", "/v1/instances/"+id, adminKey, ""), http.StatusOK).body
-			if rs := inst["reviews"].([]any); len(rs) == 2 {
-				return rs[1].(map[string]any)["id"].(string)
-			}
-		}
-		t.Fatalf("%s opened no second review", id)
-		return ""
-	}
 	decide(first[goesOn])
-	second := secondOf(goesOn)
+	second := d.secondReview(goesOn)
 	// The inbox's review, escalated, as it reads before the store loses it.
 	var before map[string]any
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -1513,7 +1516,7 @@ func TestStoreBehindCatchesUp(t *testing.T) {
 		}
 	}
 	decide(first[ends])
-	decide(secondOf(ends))
+	decide(d.secondReview(ends))
 	d.waitStatus(ends, "completed")
 	d.expect(d.call("POST", "/v1/reviews/"+first[moved]+"/reassign", reviewer, `{"queue":"elsewhere"}`), http.StatusOK)
 	// One more started and ended since the backup.

@@ -52,14 +52,7 @@ func TestPostgresRestoredFromADump(t *testing.T) {
 	pgTool(t, "pg_dump", "--format=custom", "--file="+dump, "--dbname="+pg.url)
 
 	d.expect(d.call("POST", "/v1/reviews/"+first+"/decision", reviewer, `{"verdict":"approve"}`), http.StatusOK)
-	var second string
-	for deadline := time.Now().Add(30 * time.Second); second == ""; time.Sleep(50 * time.Millisecond) {
-		if rs := d.expect(d.call("GET", "/v1/instances/"+id, adminKey, ""), http.StatusOK).body["reviews"].([]any); len(rs) == 2 {
-			second = rs[1].(map[string]any)["id"].(string)
-		} else if time.Now().After(deadline) {
-			t.Fatal("no second review")
-		}
-	}
+	second := d.secondReview(id)
 	quick := d.start("quick-one", "q-1", map[string]any{})
 	d.waitStatus(quick, "completed")
 	decided := map[string]string{id: d.decisions(id), quick: d.decisions(quick)}
