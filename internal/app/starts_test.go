@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/adaptflow/adaptflow/api"
 	"github.com/adaptflow/adaptflow/internal/app"
 	"github.com/adaptflow/adaptflow/internal/cli"
+	"github.com/adaptflow/adaptflow/internal/temporalserver"
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/sqlite"
 )
@@ -382,11 +384,27 @@ func TestConcurrencyLimit(t *testing.T) {
 // A queued retry that took its slot, but whose starter stopped before it
 // ran it (a crash), is run by the start sweep.
 func TestQueuedRetryRunByTheSweep(t *testing.T) {
+	t.Setenv("DATABASE_URL", "") // the data directory's SQLite store
 	dir := t.TempDir()
-	d := startDev(t, dir, "", func(o *app.Options) { o.SweepEvery = time.Hour })
+	start := func() *dev {
+		return startDev(t, dir, "", func(o *app.Options) { o.SweepEvery = time.Hour })
+	}
+	d := start()
 	failedID, _ := failedCourier(t, d, 1)
 	d.waitStatus(d.start("courier", "c-2", map[string]any{}), "waiting_review")
 	d.expect(d.call("POST", "/v1/instances/"+failedID+"/retry", adminKey, `{"reason":"back"}`), http.StatusAccepted)
+	// The server looks at the queue as it queues the retry: stopped, it
+	// cannot take the retry the starter below admits. Its Temporal runs
+	// on for the sweep, on the same database.
+	d.stop()
+	topts := temporalserver.DefaultOptions()
+	topts.FrontendAddress, topts.DatabaseFile = freeAddr(t), filepath.Join(dir, "temporal.db")
+	ts, err := temporalserver.Start(t.Context(), topts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopTemporal := sync.OnceValue(ts.Stop)
+	t.Cleanup(func() { _ = stopTemporal() })
 
 	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "adaptflow.db"))
 	if err != nil {
@@ -398,7 +416,7 @@ func TestQueuedRetryRunByTheSweep(t *testing.T) {
 	if ok, err := st.Admit(t.Context(), failedID, 2); err != nil || !ok {
 		t.Fatalf("admit the queued retry: %v %v", ok, err)
 	}
-	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+	tc, err := client.Dial(client.Options{HostPort: ts.Address(), Namespace: "default"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,10 +427,14 @@ func TestQueuedRetryRunByTheSweep(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("the sweep ran %d: %v", n, err)
 	}
-	d.waitStatus(failedID, "waiting_review")
 	if in, err := st.Instance(t.Context(), failedID); err != nil || in.RetryQueued != "" || in.PendingStart || in.Queued {
 		t.Fatalf("the retried instance in the store: %+v %v", in, err)
 	}
+	// The retried run goes on once the server (its worker) is back.
+	if err := stopTemporal(); err != nil {
+		t.Fatal(err)
+	}
+	start().waitStatus(failedID, "waiting_review")
 }
 
 // A pause holds retries as it holds new instances: a retry of a paused
