@@ -81,6 +81,9 @@ type Activities struct {
 	Reviews   ReviewBook
 	Starts    StartCounter
 	Examples  ExampleSource
+	// Lessons keeps what reviewers' verdicts on classifications teach
+	// (CloseReviewInput.Lesson).
+	Lessons   LessonBook
 	Detectors DetectorStore
 	// States keeps the instances' state projections (nil: none kept).
 	States StateProjection

@@ -287,16 +287,71 @@ type CloseReviewInput struct {
 	Reviewer string
 	Comment  string
 	At       time.Time
+	// Lesson is what the verdict teaches the classifier, if anything: it
+	// travels with the verdict, in the workflow's history, so it is kept
+	// however the API that took the verdict fares after.
+	Lesson *Lesson `json:",omitempty"`
 }
 
-// CloseReview stores a review's verdict.
+// Lesson is what a reviewer's verdict on a classification teaches: the
+// labeled example the classifier learns from (the corrected label, or the
+// model's confirmed), with its embedding, and the verdict on the model's
+// answer that the classifier's quality figures count.
+type Lesson struct {
+	Example   store.Example  `json:"example"`
+	Embedding []float32      `json:"embedding"`
+	Verdict   *store.Verdict `json:"verdict,omitempty"`
+}
+
+// LessonBook keeps what reviewers' verdicts teach.
+type LessonBook interface {
+	PutExample(ctx context.Context, e store.Example) error
+	PutVerdict(ctx context.Context, v store.Verdict) error
+}
+
+// Keep writes the lesson: the example (replacing one of the same text)
+// and the verdict (once per review). Both are idempotent, so a retry
+// after a partial write only writes again.
+func (l Lesson) Keep(ctx context.Context, to LessonBook) error {
+	e := l.Example
+	e.Embedding = l.Embedding
+	if err := to.PutExample(ctx, e); err != nil {
+		return fmt.Errorf("labeled example %s: %w", e.ID, err)
+	}
+	if l.Verdict != nil {
+		if err := to.PutVerdict(ctx, *l.Verdict); err != nil {
+			return fmt.Errorf("verdict on review %s: %w", l.Verdict.ReviewID, err)
+		}
+	}
+	return nil
+}
+
+// CloseReview stores a review's verdict, and first what it teaches the
+// classifier. A lesson the store refuses for good (an embedding of
+// another dimension than the store's, after a change of embedding model)
+// is logged and left: it costs a lesson, never the instance.
 func (a *Activities) CloseReview(ctx context.Context, in CloseReviewInput) error {
+	if in.Lesson != nil {
+		switch err := a.keepLesson(ctx, *in.Lesson); {
+		case errors.Is(err, store.ErrInvalid):
+			a.logger().ErrorContext(ctx, "a reviewer's lesson is not kept", "review", in.ReviewID, "err", err)
+		case err != nil:
+			return err
+		}
+	}
 	at := in.At.UTC()
 	_, err := a.Reviews.CloseReview(ctx, store.Review{ID: in.ReviewID, Status: in.Status, Verdict: in.Verdict, Reviewer: in.Reviewer, Comment: in.Comment, DecidedAt: &at})
 	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
 		return invalid("close review: "+err.Error(), err)
 	}
 	return err
+}
+
+func (a *Activities) keepLesson(ctx context.Context, l Lesson) error {
+	if a.Lessons == nil {
+		return fmt.Errorf("%w: this worker keeps no lessons", store.ErrInvalid)
+	}
+	return l.Keep(ctx, a.Lessons)
 }
 
 // EscalateReviewInput moves a review whose SLA ran out.

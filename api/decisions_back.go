@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -10,7 +11,9 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/adaptflow/adaptflow/activities"
 	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
 )
 
 // localActivityMarker is the marker by which Temporal's SDKs keep a local
@@ -23,6 +26,10 @@ const localActivityMarker = "LocalActivity"
 const (
 	decideActivity       = "Decide"
 	recordReviewActivity = "RecordReview"
+	// closeReviewActivity's input carries a verdict's lesson
+	// (activities.CloseReviewInput.Lesson), taken back with the review's
+	// record.
+	closeReviewActivity = "CloseReview"
 )
 
 // localActivityType is the activity type a local activity marker's data
@@ -44,6 +51,10 @@ func localActivityType(data *commonpb.Payloads) string {
 // of every other run of the instance's workflow Temporal still holds (a
 // retry resets the workflow into a new run; the run it reset keeps its
 // own records). It says how many it wrote.
+//
+// A review's record brings back the lesson its verdict taught the
+// classifier (the labeled example and the verdict on the model's answer),
+// which the review's close kept in the same store.
 //
 // Records made before releases that kept them in the history, and those
 // it could not carry (activities.RecordInHistoryMax and
@@ -98,7 +109,8 @@ func runsOf(ctx context.Context, o Options, id, run string) ([]string, error) {
 // records the store has, and gains those written.
 func takeBackRun(ctx context.Context, o Options, id, run string, known map[string]bool) (int, error) {
 	written := 0
-	reviewRecords := map[int64]bool{} // RecordReview activities scheduled, by event id
+	reviewRecords := map[int64]bool{}          // RecordReview activities scheduled, by event id
+	lessons := map[string]*activities.Lesson{} // the lessons the reviews' closes kept, by review
 	it := o.Temporal.GetWorkflowHistory(ctx, id, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
@@ -112,8 +124,13 @@ func takeBackRun(ctx context.Context, o Options, id, run string, known map[strin
 				result = m.GetDetails()["result"]
 			}
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-			if ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == recordReviewActivity {
+			switch a := ev.GetActivityTaskScheduledEventAttributes(); a.GetActivityType().GetName() {
+			case recordReviewActivity:
 				reviewRecords[ev.GetEventId()] = true
+			case closeReviewActivity:
+				if in := closeInput(a.GetInput()); in.Lesson != nil {
+					lessons[in.ReviewID] = in.Lesson
+				}
 			}
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
 			// Only RecordReview's (and Decide's above): a step's
@@ -130,6 +147,13 @@ func takeBackRun(ctx context.Context, o Options, id, run string, known map[strin
 			o.Logger.Error("a decision record in the workflow's history does not match its hash; it is not taken back", "instance", id, "decision", d.ID)
 			continue
 		}
+		// The lesson before the record: a failure leaves both for the
+		// next pass.
+		if d.Review != nil && lessons[d.Review.ReviewID] != nil {
+			if err := takeBackLesson(ctx, o, id, *lessons[d.Review.ReviewID]); err != nil {
+				return written, err
+			}
+		}
 		if _, err := o.Ended.AppendDecision(ctx, *d); err != nil {
 			return written, fmt.Errorf("decision %s of %s: %w", d.ID, id, err)
 		}
@@ -137,6 +161,41 @@ func takeBackRun(ctx context.Context, o Options, id, run string, known map[strin
 		written++
 	}
 	return written, nil
+}
+
+// takeBackLesson keeps again a lesson of the instance id's reviews; one
+// the store refuses for good (an embedding of another dimension, the
+// embedding model changed since) is logged and left.
+func takeBackLesson(ctx context.Context, o Options, id string, l activities.Lesson) error {
+	if o.Examples == nil || o.Verdicts == nil {
+		return nil
+	}
+	err := l.Keep(ctx, lessonBook{o.Examples, o.Verdicts})
+	switch {
+	case errors.Is(err, store.ErrInvalid):
+		o.Logger.Error("a reviewer's lesson in the workflow's history is not taken back", "instance", id, "example", l.Example.ID, "err", err)
+	case err != nil:
+		return fmt.Errorf("lesson of %s: %w", id, err)
+	default:
+		o.Logger.Info("took back a reviewer's lesson the store had lost", "instance", id, "classifier", l.Example.Classifier, "example", l.Example.ID)
+	}
+	return nil
+}
+
+// lessonBook is where the API keeps lessons: its examples and verdicts.
+type lessonBook struct {
+	ExampleStore
+	VerdictStore
+}
+
+// closeInput is the CloseReview input an activity's scheduling carries
+// (its review and lesson; empty when it is not one).
+func closeInput(in *commonpb.Payloads) activities.CloseReviewInput {
+	var c activities.CloseReviewInput
+	if len(in.GetPayloads()) != 1 || converter.GetDefaultDataConverter().FromPayload(in.GetPayloads()[0], &c) != nil {
+		return activities.CloseReviewInput{}
+	}
+	return c
 }
 
 // recordIn is the decision record an activity's result carries, if it is

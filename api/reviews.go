@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/adaptflow/adaptflow/activities"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
@@ -440,7 +441,14 @@ func (s *server) decide(c *gin.Context, id string, req reviewDecisionRequest) (d
 		verdict = store.VerdictApprove
 		comment = strings.TrimSpace("corrected to " + learn.Label + ". " + comment)
 	}
-	result, err := s.sendVerdict(ctx, rv, workflows.ReviewDecision{ReviewID: rv.ID, Verdict: verdict, Reviewer: caller(c).Name, Comment: comment})
+	d := workflows.ReviewDecision{ReviewID: rv.ID, Verdict: verdict, Reviewer: caller(c).Name, Comment: comment}
+	if learn != nil {
+		d.Lesson = &activities.Lesson{Example: *learn, Embedding: learn.Embedding}
+		if v, ok := verdictOf(rv, learn, answer); ok {
+			d.Lesson.Verdict = &v
+		}
+	}
+	result, err := s.sendVerdict(ctx, rv, d)
 	var ae *temporal.ApplicationError
 	if errors.As(err, &ae) {
 		switch ae.Type() {
@@ -460,22 +468,7 @@ func (s *server) decide(c *gin.Context, id string, req reviewDecisionRequest) (d
 		return out, err
 	}
 	out.ReviewState = result
-	if learn != nil {
-		// The verdict stands; the example is what the classifier learns
-		// from it. Losing it costs a lesson, not the decision, so a failure
-		// is reported beside the verdict rather than as the answer.
-		if err := s.Examples.PutExample(ctx, *learn); err != nil {
-			loggerFrom(c).WarnContext(ctx, "labeled example from a review not kept", "review", rv.ID, "err", err)
-			out.ExampleError = err.Error()
-		} else {
-			out.Example = learn
-		}
-		if v, ok := verdictOf(rv, learn, answer); ok {
-			if err := s.Verdicts.PutVerdict(ctx, v); err != nil {
-				loggerFrom(c).WarnContext(ctx, "verdict on a classification not kept", "review", rv.ID, "err", err)
-			}
-		}
-	}
+	out.Example = learn
 	return out, nil
 }
 
@@ -631,11 +624,11 @@ func (s *server) sendVerdict(ctx context.Context, rv store.Review, d workflows.R
 }
 
 // decisionResponse is the review as the workflow now has it, and the
-// labeled example the verdict taught the classifier, if any.
+// labeled example the verdict teaches the classifier, if any (kept with
+// the review's close, moments after the answer).
 type decisionResponse struct {
 	workflows.ReviewState
-	Example      *store.Example `json:"example,omitempty"`
-	ExampleError string         `json:"example_error,omitempty"`
+	Example *store.Example `json:"example,omitempty"`
 }
 
 // exampleFromVerdict is the labeled example a verdict teaches: the

@@ -185,6 +185,10 @@ type ReviewDecision struct {
 	Verdict  string `json:"verdict"` // approve or reject
 	Reviewer string `json:"reviewer"`
 	Comment  string `json:"comment,omitempty"`
+	// Lesson is what the verdict teaches the classifier (a correction, or
+	// an unsure classification confirmed): the review's close keeps it
+	// (activities.CloseReview), retried as the workflow's activities are.
+	Lesson *activities.Lesson `json:"lesson,omitempty"`
 }
 
 // Error types of refused review decisions; the API maps them to 404, 409
@@ -252,6 +256,9 @@ type runner struct {
 	canceled *CancelRequest
 	// stopSLA stops the watch for the SLA (see watchSLA), when one runs.
 	stopSLA workflow.CancelFunc
+	// lessons are the lessons of the verdicts given, by review, until
+	// their reviews close.
+	lessons map[string]*activities.Lesson
 }
 
 // Run interprets one instance of a process definition.
@@ -821,10 +828,11 @@ func (r *runner) gate(ctx workflow.Context, i int, id string, spec process.Revie
 		}
 	}
 	rv := r.st.Reviews[k]
-	closeIn := activities.CloseReviewInput{ReviewID: id, Status: rv.Status, Verdict: rv.Verdict, Reviewer: rv.Reviewer, Comment: rv.Comment, At: workflow.Now(ctx)}
+	closeIn := activities.CloseReviewInput{ReviewID: id, Status: rv.Status, Verdict: rv.Verdict, Reviewer: rv.Reviewer, Comment: rv.Comment, At: workflow.Now(ctx), Lesson: r.lessons[id]}
 	if err := workflow.ExecuteActivity(actx, a.CloseReview, closeIn).Get(ctx, nil); err != nil {
 		return fmt.Errorf("close review %s: %w", id, err)
 	}
+	delete(r.lessons, id)
 	if err := r.recordReview(ctx, step, rv); err != nil {
 		return err
 	}
@@ -1011,6 +1019,8 @@ func (r *runner) validateReviewDecision(_ workflow.Context, d ReviewDecision) er
 		return temporal.NewApplicationError("verdict must be approve or reject", ErrTypeBadDecision)
 	case d.Reviewer == "":
 		return temporal.NewApplicationError("reviewer is required", ErrTypeBadDecision)
+	case d.Lesson != nil && (d.Lesson.Example.ID == "" || d.Lesson.Example.Classifier == "" || d.Lesson.Example.Label == ""):
+		return temporal.NewApplicationError("a lesson needs its example's id, classifier and label", ErrTypeBadDecision)
 	}
 	return nil
 }
@@ -1025,6 +1035,12 @@ func (r *runner) onReviewDecision(ctx workflow.Context, d ReviewDecision) (Revie
 	rv.Verdict = d.Verdict
 	rv.Reviewer = d.Reviewer
 	rv.Comment = d.Comment
+	if d.Lesson != nil {
+		if r.lessons == nil {
+			r.lessons = map[string]*activities.Lesson{}
+		}
+		r.lessons[d.ReviewID] = d.Lesson
+	}
 	out := *rv
 	// Saved before the update answers, so the reviewer's next read of the
 	// instance shows the verdict.

@@ -1,0 +1,125 @@
+package app_test
+
+import (
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/adaptflow/adaptflow/activities"
+	"github.com/adaptflow/adaptflow/store"
+	"github.com/adaptflow/adaptflow/store/sqlite"
+	"github.com/adaptflow/adaptflow/workflows"
+)
+
+// onboardingReview starts a customer onboarding whose message the
+// classifier is unsure of, and returns the instance and its KYC review.
+func onboardingReview(d *dev, key string) (id, review string) {
+	d.t.Helper()
+	id = d.start("customer-onboarding", key, map[string]any{"applicant": "Ann", "message": "our company needs a business account with two directors"})
+	reviews := d.waitStatus(id, "waiting_review")["reviews"].([]any)
+	return id, reviews[len(reviews)-1].(map[string]any)["id"].(string)
+}
+
+// lessonKept waits until the onboarding classifier holds an example of
+// text labeled label by source, and the quality report counts verdicts
+// verdicts; it fails the test after 30 s.
+func (d *dev) lessonKept(text, label, source string, verdicts float64) {
+	d.t.Helper()
+	var ex, q resp
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		ex = d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/examples", adminKey, ""), http.StatusOK)
+		q = d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/quality?since=1d", adminKey, ""), http.StatusOK)
+		found := false
+		for _, e := range ex.body["examples"].([]any) {
+			if e := e.(map[string]any); e["text"] == text && e["label"] == label && e["source"] == source {
+				found = true
+			}
+		}
+		if found && q.body["overall"].(map[string]any)["verdicts"] == verdicts {
+			return
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("the lesson (%q as %s by %s, %v verdicts) is not kept:\nexamples %s\nquality %s", text, label, source, verdicts, ex.raw, q.raw)
+		}
+	}
+}
+
+// TestWorkflowKeepsTheReviewersLesson: the lesson of a verdict travels
+// with it to the instance's workflow, which keeps it as the review
+// closes. A verdict delivered (as the API delivers it), whose API then
+// goes away before it writes anything more, still teaches the classifier;
+// a lesson the store refuses for good (an embedding of another
+// dimension) costs the lesson, not the instance.
+func TestWorkflowKeepsTheReviewersLesson(t *testing.T) {
+	d := startDev(t, t.TempDir(), "")
+	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	const text = "our company needs a business account with two directors"
+	send := func(id, review, exampleID string, dim int) {
+		t.Helper()
+		v := make([]float32, dim)
+		v[0] = 1
+		now := time.Now().UTC()
+		lesson := &activities.Lesson{
+			Example:   store.Example{ID: exampleID, Classifier: "onboarding-requests", Text: text, Label: "account_transfer", Source: "review:kim", CreatedAt: now},
+			Embedding: v,
+			Verdict: &store.Verdict{ReviewID: review, Classifier: "onboarding-requests", Queue: "kyc", Model: "embedded", Predicted: "business_account",
+				Confidence: 0.4, Label: "account_transfer", Reviewer: "kim", At: now},
+		}
+		h, err := tc.UpdateWorkflow(t.Context(), client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: workflows.UpdateReviewDecision, WaitForStage: client.WorkflowUpdateStageCompleted,
+			Args: []any{workflows.ReviewDecision{ReviewID: review, Verdict: store.VerdictApprove, Reviewer: "kim", Comment: "corrected to account_transfer.", Lesson: lesson}}})
+		if err == nil {
+			err = h.Get(t.Context(), nil)
+		}
+		if err != nil {
+			t.Fatalf("the verdict: %v", err)
+		}
+	}
+	id, review := onboardingReview(d, "lesson-1")
+	send(id, review, "ex_from_the_workflow", store.DefaultEmbeddingDim)
+	d.waitStatus(id, "completed")
+	d.lessonKept(text, "account_transfer", "review:kim", 1)
+
+	refused, review := onboardingReview(d, "lesson-2")
+	send(refused, review, "ex_of_another_dimension", 3)
+	d.waitStatus(refused, "completed")
+	for _, e := range d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/examples", adminKey, ""), http.StatusOK).body["examples"].([]any) {
+		if e.(map[string]any)["id"] == "ex_of_another_dimension" {
+			t.Fatalf("an example of another dimension was kept: %v", e)
+		}
+	}
+}
+
+// TestReviewersLessonsComeBack: the store is restored from a backup taken
+// while an onboarding waited for its KYC review; since, a reviewer
+// corrected its classification, and the instance completed. The restored
+// store lacks the lesson (the labeled example, the verdict the quality
+// report counts); the catch-up takes it back from the workflow's history
+// with the review's record.
+func TestReviewersLessonsComeBack(t *testing.T) {
+	dir, start := sweepingDev(t)
+	d := start(dir)
+	const text = "our company needs a business account with two directors"
+	id, review := onboardingReview(d, "lesson-back")
+	backup := filepath.Join(t.TempDir(), "backup")
+	if _, err := sqlite.Snapshot(t.Context(), filepath.Join(dir, "adaptflow.db"), nil, backup); err != nil {
+		t.Fatal(err)
+	}
+	reviewer := d.newKey("reviewer")
+	d.expect(d.call("POST", "/v1/reviews/"+review+"/decision", reviewer, `{"verdict":"correct","label":"account_transfer"}`), http.StatusOK)
+	d.waitStatus(id, "completed")
+	d.lessonKept(text, "account_transfer", "review:reviewer-1", 1)
+	d.recordHistories(map[string]string{id: "review_lesson_v12.json"})
+	d.stop()
+	restoreStore(t, dir, backup)
+
+	d = start(dir)
+	d.waitStatus(id, "completed")
+	d.lessonKept(text, "account_transfer", "review:reviewer-1", 1)
+}
