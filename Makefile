@@ -64,14 +64,11 @@ PGBENCH = go test ./store/postgres -run '^$$' -bench 'Append|Explanation|Nearest
 # seeds): the API's routes with arbitrary bodies and query strings, the
 # steps report's scan of saved states, the definition and policy parsers,
 # the policy engine. A finding is written
-# under the package's testdata/fuzz and fails `go test` until fixed.
+# under the package's testdata/fuzz and fails `go test` until fixed; Go's
+# own race at the time limit (no finding) does not fail it (scripts/fuzz.sh).
 FUZZTIME ?= 2m
 fuzz:
-	go test ./api -run '^$$' -fuzz '^FuzzJSONHandlers$$' -fuzztime $(FUZZTIME)
-	go test ./api -run '^$$' -fuzz '^FuzzQueries$$' -fuzztime $(FUZZTIME)
-	go test ./api -run '^$$' -fuzz '^FuzzScanStepState$$' -fuzztime $(FUZZTIME)
-	go test ./process -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
-	go test ./policies -run '^$$' -fuzz '^FuzzCompileAndEvaluate$$' -fuzztime $(FUZZTIME)
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 lint:
 	go vet ./...
