@@ -1257,6 +1257,15 @@ type Neighbor struct {
 	Distance float64 `json:"distance"`
 }
 
+// CheckExampleEmbedding refuses an example's embedding whose dimension is
+// not dim; an example may have none yet.
+func CheckExampleEmbedding(v []float32, dim int) error {
+	if len(v) == 0 {
+		return nil
+	}
+	return CheckEmbedding(v, dim)
+}
+
 // CheckEmbedding refuses an embedding whose dimension is not dim.
 func CheckEmbedding(v []float32, dim int) error {
 	if len(v) != dim {

@@ -12,10 +12,17 @@ import (
 	"github.com/adaptflow/adaptflow/store"
 )
 
-// PutExample stores (or replaces) a labeled example.
+// PutExample stores (or replaces) a labeled example. One without an
+// embedding (the provider did not answer) keeps the one its text had, if
+// any, and is embedded later (ExamplesToEmbed).
 func (s *Store) PutExample(ctx context.Context, e store.Example) error {
-	if err := store.CheckEmbedding(e.Embedding, s.dim); err != nil {
+	if err := store.CheckExampleEmbedding(e.Embedding, s.dim); err != nil {
 		return err
+	}
+	var v *pgvector.Vector
+	if len(e.Embedding) > 0 {
+		vv := pgvector.NewVector(e.Embedding)
+		v = &vv
 	}
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		// The classifier the example belonged to, if it moves to another.
@@ -25,8 +32,9 @@ func (s *Store) PutExample(ctx context.Context, e store.Example) error {
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO examples (id, classifier, text, label, fields, source, embedding, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (id) DO UPDATE SET classifier = excluded.classifier, text = excluded.text, label = excluded.label, fields = excluded.fields,
-		source = excluded.source, embedding = excluded.embedding, created_at = excluded.created_at`,
-			e.ID, e.Classifier, e.Text, e.Label, string(e.Fields), e.Source, pgvector.NewVector(e.Embedding), micros(e.CreatedAt)); err != nil {
+		source = excluded.source, created_at = excluded.created_at,
+		embedding = CASE WHEN excluded.embedding IS NOT NULL OR excluded.text <> examples.text THEN excluded.embedding ELSE examples.embedding END`,
+			e.ID, e.Classifier, e.Text, e.Label, string(e.Fields), e.Source, v, micros(e.CreatedAt)); err != nil {
 			return err
 		}
 		for _, c := range store.ChangedClassifiers(e.Classifier, was) {
@@ -96,7 +104,7 @@ func (s *Store) NearestExamples(ctx context.Context, classifier string, q []floa
 		n.Embedding, n.CreatedAt = v.Slice(), fromMicros(at)
 		return n, err
 	}, `SELECT id, classifier, text, label, fields, source, embedding, created_at, embedding <=> $1 AS distance
-		FROM examples WHERE classifier = $2 ORDER BY embedding <=> $1 LIMIT $3`, pgvector.NewVector(q), classifier, k)
+		FROM examples WHERE classifier = $2 AND embedding IS NOT NULL ORDER BY embedding <=> $1 LIMIT $3`, pgvector.NewVector(q), classifier, k)
 }
 
 // ExamplesOf lists the examples of a classifier, oldest first, without
@@ -113,4 +121,30 @@ func (s *Store) ExamplesOf(ctx context.Context, classifier string) ([]store.Exam
 		e.CreatedAt = fromMicros(at)
 		return e, err
 	}, `SELECT id, classifier, text, label, fields, source, created_at FROM examples WHERE classifier = $1 ORDER BY created_at, id`, classifier)
+}
+
+// ExamplesToEmbed lists up to limit examples stored without an embedding,
+// oldest first, without their fields.
+func (s *Store) ExamplesToEmbed(ctx context.Context, limit int) ([]store.Example, error) {
+	return collect(ctx, s.pool, "examples to embed", func(r scanner) (store.Example, error) {
+		var e store.Example
+		var at int64
+		err := r.Scan(&e.ID, &e.Classifier, &e.Text, &e.Label, &at)
+		e.CreatedAt = fromMicros(at)
+		return e, err
+	}, `SELECT id, classifier, text, label, created_at FROM examples WHERE embedding IS NULL ORDER BY created_at, id LIMIT $1`, limit)
+}
+
+// SetExampleEmbedding gives the example id of text its embedding, unless
+// it has one or its text changed since it was read (it reports whether it
+// did).
+func (s *Store) SetExampleEmbedding(ctx context.Context, id, text string, v []float32) (bool, error) {
+	if err := store.CheckEmbedding(v, s.dim); err != nil {
+		return false, err
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE examples SET embedding = $1 WHERE id = $2 AND text = $3 AND embedding IS NULL`, pgvector.NewVector(v), id, text)
+	if err != nil {
+		return false, fmt.Errorf("postgres: set example embedding: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
 }

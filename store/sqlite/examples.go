@@ -13,15 +13,14 @@ import (
 	"github.com/adaptflow/adaptflow/store/vectors"
 )
 
-// PutExample stores (or replaces) a labeled example.
+// PutExample stores (or replaces) a labeled example. One without an
+// embedding (the provider did not answer) keeps the one its text had, if
+// any, and is embedded later (ExamplesToEmbed).
 func (s *Store) PutExample(ctx context.Context, e store.Example) error {
-	if err := store.CheckEmbedding(e.Embedding, s.dim); err != nil {
+	if err := store.CheckExampleEmbedding(e.Embedding, s.dim); err != nil {
 		return err
 	}
-	blob := make([]byte, 4*len(e.Embedding))
-	for i, f := range e.Embedding {
-		binary.LittleEndian.PutUint32(blob[4*i:], math.Float32bits(f))
-	}
+	blob := embeddingBlob(e.Embedding)
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		// The classifier the example belonged to, if it moves to another.
 		var was string
@@ -30,7 +29,8 @@ func (s *Store) PutExample(ctx context.Context, e store.Example) error {
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO examples (id, classifier, text, label, fields, source, embedding, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET classifier = excluded.classifier, text = excluded.text, label = excluded.label, fields = excluded.fields,
-		source = excluded.source, embedding = excluded.embedding, created_at = excluded.created_at`,
+		source = excluded.source, created_at = excluded.created_at,
+		embedding = CASE WHEN length(excluded.embedding) > 0 OR excluded.text <> examples.text THEN excluded.embedding ELSE examples.embedding END`,
 			e.ID, e.Classifier, e.Text, e.Label, string(e.Fields), e.Source, blob, micros(e.CreatedAt)); err != nil {
 			return err
 		}
@@ -91,7 +91,7 @@ func (s *Store) NearestExamples(ctx context.Context, classifier string, q []floa
 		return nil, err
 	}
 	top := vectors.NewTopK[store.Example](k)
-	rows, err := s.r.QueryContext(ctx, `SELECT id, classifier, text, label, fields, source, embedding, created_at FROM examples WHERE classifier = ?`, classifier)
+	rows, err := s.r.QueryContext(ctx, `SELECT id, classifier, text, label, fields, source, embedding, created_at FROM examples WHERE classifier = ? AND length(embedding) > 0`, classifier)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: nearest examples: %w", err)
 	}
@@ -148,4 +148,41 @@ func (s *Store) ExamplesOf(ctx context.Context, classifier string) ([]store.Exam
 		e.CreatedAt = fromMicros(at)
 		return e, err
 	}, `SELECT id, classifier, text, label, fields, source, created_at FROM examples WHERE classifier = ? ORDER BY created_at, id`, classifier)
+}
+
+// ExamplesToEmbed lists up to limit examples stored without an embedding,
+// oldest first, without their fields.
+func (s *Store) ExamplesToEmbed(ctx context.Context, limit int) ([]store.Example, error) {
+	return collect(ctx, s.r, "examples to embed", func(r scanner) (store.Example, error) {
+		var e store.Example
+		var at int64
+		err := r.Scan(&e.ID, &e.Classifier, &e.Text, &e.Label, &at)
+		e.CreatedAt = fromMicros(at)
+		return e, err
+	}, `SELECT id, classifier, text, label, created_at FROM examples WHERE length(embedding) = 0 ORDER BY created_at, id LIMIT ?`, limit)
+}
+
+// SetExampleEmbedding gives the example id of text its embedding, unless
+// it has one or its text changed since it was read (it reports whether it
+// did).
+func (s *Store) SetExampleEmbedding(ctx context.Context, id, text string, v []float32) (bool, error) {
+	if err := store.CheckEmbedding(v, s.dim); err != nil {
+		return false, err
+	}
+	res, err := s.w.ExecContext(ctx, `UPDATE examples SET embedding = ? WHERE id = ? AND text = ? AND length(embedding) = 0`, embeddingBlob(v), id, text)
+	if err != nil {
+		return false, fmt.Errorf("sqlite: set example embedding: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// embeddingBlob is an embedding as the store keeps it (little-endian
+// float32s; none is empty).
+func embeddingBlob(v []float32) []byte {
+	blob := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(blob[4*i:], math.Float32bits(f))
+	}
+	return blob
 }

@@ -46,6 +46,8 @@ type Store interface {
 	PutExample(ctx context.Context, e store.Example) error
 	DeleteExample(ctx context.Context, classifier, id string) error
 	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
+	ExamplesToEmbed(ctx context.Context, limit int) ([]store.Example, error)
+	SetExampleEmbedding(ctx context.Context, id, text string, v []float32) (bool, error)
 	EmbeddingDim() int
 	ExamplesOf(ctx context.Context, classifier string) ([]store.Example, error)
 	ExamplesVersion(ctx context.Context, classifier string) (int64, error)
@@ -464,6 +466,58 @@ func testExamples(t *testing.T, s Store) {
 	}
 	if len(listed) != 3 || len(got) != 3 {
 		t.Fatalf("after a delete: %d examples, %d nearest", len(listed), len(got))
+	}
+
+	// An example stored without an embedding (the provider down) is a
+	// classifier's example at once, not a neighbour until it is embedded.
+	emails = version("emails")
+	put("e6", "emails", "refund", nil)
+	if version("emails") == emails {
+		t.Fatal("an example without an embedding did not change its classifier's version")
+	}
+	nearest := func() []string {
+		t.Helper()
+		got, err := s.NearestExamples(ctx, "emails", unit(dim, 6, 7, 0), 10)
+		must(t, err)
+		var ids []string
+		for _, n := range got {
+			ids = append(ids, n.ID)
+		}
+		return ids
+	}
+	listed, err = s.ExamplesOf(ctx, "emails")
+	must(t, err)
+	if len(listed) != 4 || slices.Contains(nearest(), "e6") {
+		t.Fatalf("an example without an embedding: listed %+v, nearest %v", listed, nearest())
+	}
+	toEmbed, err := s.ExamplesToEmbed(ctx, 10)
+	must(t, err)
+	if len(toEmbed) != 1 || toEmbed[0].ID != "e6" || toEmbed[0].Text != "text e6" || toEmbed[0].Classifier != "emails" {
+		t.Fatalf("examples to embed: %+v", toEmbed)
+	}
+	if ok, err := s.SetExampleEmbedding(ctx, "e6", "another text", unit(dim, 6, 7, 0)); err != nil || ok {
+		t.Fatalf("an embedding of another text was set: %v %v", ok, err)
+	}
+	if _, err := s.SetExampleEmbedding(ctx, "e6", "text e6", make([]float32, dim+1)); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("an embedding of another dimension: %v", err)
+	}
+	if ok, err := s.SetExampleEmbedding(ctx, "e6", "text e6", unit(dim, 6, 7, 0)); err != nil || !ok {
+		t.Fatalf("set the embedding: %v %v", ok, err)
+	}
+	if ok, err := s.SetExampleEmbedding(ctx, "e6", "text e6", unit(dim, 0, 1, 0)); err != nil || ok {
+		t.Fatalf("an embedding set twice: %v %v", ok, err)
+	}
+	if ids := nearest(); len(ids) == 0 || ids[0] != "e6" {
+		t.Fatalf("the embedded example is not the nearest: %v", ids)
+	}
+	// Stored again without one (a lesson while the provider is down), it
+	// keeps the embedding its text has.
+	put("e6", "emails", "complaint", nil)
+	if ids := nearest(); len(ids) == 0 || ids[0] != "e6" {
+		t.Fatalf("an example stored again without an embedding lost its own: %v", ids)
+	}
+	if toEmbed, err := s.ExamplesToEmbed(ctx, 10); err != nil || len(toEmbed) != 0 {
+		t.Fatalf("examples to embed after: %+v %v", toEmbed, err)
 	}
 }
 

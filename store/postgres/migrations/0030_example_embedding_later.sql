@@ -1,0 +1,4 @@
+-- An example whose embedding the provider could not give when it was
+-- stored (a reviewer's lesson while the embeddings endpoint is down) is
+-- kept without one, and embedded later by the API's sweep.
+ALTER TABLE examples ALTER COLUMN embedding DROP NOT NULL;
