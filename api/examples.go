@@ -5,12 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/store"
 )
 
@@ -20,7 +22,51 @@ type ExampleStore interface {
 	DeleteExample(ctx context.Context, classifier, id string) error
 	ExamplesOf(ctx context.Context, classifier string) ([]store.Example, error)
 	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
+	ExamplesToEmbed(ctx context.Context, limit int) ([]store.Example, error)
+	SetExampleEmbedding(ctx context.Context, id, text string, v []float32) (bool, error)
 	EmbeddingDim() int
+}
+
+// embedPass bounds how many examples one pass of EmbedExamples embeds.
+const embedPass = 256
+
+// EmbedExamples embeds the examples stored without an embedding (a
+// reviewer's lesson kept while the embeddings provider did not answer),
+// up to embedPass a pass, and says how many it embedded. Until then they
+// teach the embedded classifier (which reads their text) but are no
+// neighbour for few-shot retrieval or similar cases. A failure to embed
+// leaves the rest for the next pass.
+func EmbedExamples(ctx context.Context, o Options) (int, error) {
+	if o.Examples == nil {
+		return 0, nil
+	}
+	pending, err := o.Examples.ExamplesToEmbed(ctx, embedPass)
+	if err != nil || len(pending) == 0 {
+		return 0, err
+	}
+	emb := o.Embedder
+	if emb == nil {
+		emb = classify.NewEmbedder(nil, "", o.Examples.EmbeddingDim())
+	}
+	texts := make([]string, len(pending))
+	for i, e := range pending {
+		texts[i] = e.Text
+	}
+	vs, err := emb.Embed(ctx, texts)
+	if err != nil {
+		return 0, fmt.Errorf("embed %d examples: %w", len(pending), err)
+	}
+	n := 0
+	for i, e := range pending {
+		ok, err := o.Examples.SetExampleEmbedding(ctx, e.ID, e.Text, vs[i])
+		if err != nil {
+			return n, fmt.Errorf("embedding of example %s: %w", e.ID, err)
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, nil
 }
 
 type exampleRequest struct {

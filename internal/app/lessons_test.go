@@ -3,12 +3,15 @@ package app_test
 import (
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/client"
 
 	"github.com/adaptflow/adaptflow/activities"
+	"github.com/adaptflow/adaptflow/internal/app"
+	"github.com/adaptflow/adaptflow/ml/classify/openaitest"
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/sqlite"
 	"github.com/adaptflow/adaptflow/workflows"
@@ -122,4 +125,40 @@ func TestReviewersLessonsComeBack(t *testing.T) {
 	d = start(dir)
 	d.waitStatus(id, "completed")
 	d.lessonKept(text, "account_transfer", "review:reviewer-1", 1)
+}
+
+// TestLessonWaitsForTheEmbeddingsProvider: with the provider's embeddings
+// configured, a reviewer corrects a classification while the embeddings
+// endpoint fails. The verdict goes through all the same (before, it was
+// refused with 503 until the provider answered), the lesson is kept at
+// once without its embedding (the embedded classifier and the quality
+// report have it), and the sweeper embeds it once the provider answers.
+func TestLessonWaitsForTheEmbeddingsProvider(t *testing.T) {
+	llm := openaitest.New(t, openaitest.Reply{Content: `{"label":"business_account","confidence":0.3,"fields":{"applicant_name":"Ann","account_type":"business","amount":null,"risk_hints":"none"},"rationale":"a company"}`})
+	llm.SetEmbeddings(store.DefaultEmbeddingDim, 0)
+	d := startDev(t, t.TempDir(), "", func(o *app.Options) {
+		o.LLMBaseURL, o.LLMModel, o.EmbeddingModel = llm.BaseURL(), "test-model", "test-embed"
+		o.SweepEvery = 100 * time.Millisecond
+	})
+	const text = "our company needs a business account with two directors"
+	_, review := onboardingReview(d, "lesson-later")
+	llm.SetEmbeddings(store.DefaultEmbeddingDim, http.StatusInternalServerError)
+	dec := d.expect(d.call("POST", "/v1/reviews/"+review+"/decision", d.newKey("reviewer"), `{"verdict":"correct","label":"account_transfer"}`), http.StatusOK)
+	if ex, _ := dec.body["example"].(map[string]any); ex == nil || ex["label"] != "account_transfer" {
+		t.Fatalf("the correction's answer: %s", dec.raw)
+	}
+	d.lessonKept(text, "account_transfer", "review:reviewer-1", 1)
+	embedded := func() string {
+		return regexp.MustCompile(`adaptflow_examples_embedded_late_total (\d+)`).FindStringSubmatch(d.call("GET", "/metrics", "", "").raw + "adaptflow_examples_embedded_late_total -1")[1]
+	}
+	time.Sleep(500 * time.Millisecond) // a few passes of the sweeper, all failing
+	if n := embedded(); n != "0" {
+		t.Fatalf("examples embedded while the provider failed: %s", n)
+	}
+	llm.SetEmbeddings(store.DefaultEmbeddingDim, 0)
+	for deadline := time.Now().Add(30 * time.Second); embedded() != "1"; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lesson was not embedded once the provider answered: %s", embedded())
+		}
+	}
 }

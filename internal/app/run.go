@@ -369,6 +369,11 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 		Help: "Decision records the sweeper wrote back into the store from the workflows' histories: the store, restored from an older backup, had lost them (with the instances caught_up or recovered).",
 	})
 	reg.MustRegister(takenBack)
+	embedded := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "adaptflow_examples_embedded_late_total",
+		Help: "Labeled examples the sweeper embedded after they were stored without an embedding (reviewers' lessons kept while the embeddings provider did not answer).",
+	})
+	reg.MustRegister(embedded)
 	since := time.Now().Add(-endedLookBack)
 	lost := &api.LostSweep{Budget: lostBudget, MinAge: lostMinAge}
 	recovered := &api.RecoverSweep{Budget: recoverBudget, MinAge: lostMinAge}
@@ -405,6 +410,13 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 		swept.WithLabelValues("unknown_unconfirmed").Add(float64(rc.Unconfirmed))
 		if errRecover != nil && ctx.Err() == nil {
 			opts.Logger.Warn("sweep of instances the store lost", "recovered", rc.Recovered, "err", errRecover)
+		}
+		// The embeddings provider down is no failure of the sweeper's
+		// (whose staleness is alerted on): logged, and tried next pass.
+		m, errEmbed := api.EmbedExamples(ctx, opts)
+		embedded.Add(float64(m))
+		if errEmbed != nil && ctx.Err() == nil {
+			opts.Logger.Warn("examples kept without their embedding wait for the provider", "embedded", m, "err", errEmbed)
 		}
 		return errors.Join(errStarts, errEnded, errLost, errRecover)
 	}})
