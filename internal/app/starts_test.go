@@ -398,7 +398,7 @@ func TestQueuedRetryRunByTheSweep(t *testing.T) {
 	// on for the sweep, on the same database.
 	d.stop()
 	topts := temporalserver.DefaultOptions()
-	topts.FrontendAddress, topts.DatabaseFile = freeAddr(t), filepath.Join(dir, "temporal.db")
+	topts.FrontendAddress, topts.DatabaseFile = "127.0.0.1:0", filepath.Join(dir, "temporal.db")
 	ts, err := temporalserver.Start(t.Context(), topts)
 	if err != nil {
 		t.Fatal(err)
