@@ -5,6 +5,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -1299,11 +1300,19 @@ func IsInteractive(ctx context.Context) bool {
 }
 
 // ChangedClassifiers are the classifiers whose examples version an example
-// written for classifier changes: that one, and the one it belonged to
-// before (was, empty for a new example) when it moves.
-func ChangedClassifiers(classifier, was string) []string {
-	if was == "" || was == classifier {
-		return []string{classifier}
+// written as e changes, was being the example stored before under its id
+// (nil for a new one): e's classifier, and the one it belonged to when it
+// moves; none when it teaches nothing new (the same text, label and
+// fields: a retried write, or one taken back after a restore), so that its
+// models do not retrain for it.
+func ChangedClassifiers(e Example, was *Example) []string {
+	switch {
+	case was == nil:
+		return []string{e.Classifier}
+	case was.Classifier != e.Classifier:
+		return []string{e.Classifier, was.Classifier}
+	case was.Text == e.Text && was.Label == e.Label && bytes.Equal(was.Fields, e.Fields):
+		return nil
 	}
-	return []string{classifier, was}
+	return []string{e.Classifier}
 }

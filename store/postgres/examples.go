@@ -25,9 +25,14 @@ func (s *Store) PutExample(ctx context.Context, e store.Example) error {
 		v = &vv
 	}
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		// The classifier the example belonged to, if it moves to another.
-		var was string
-		if err := tx.QueryRow(ctx, `SELECT classifier FROM examples WHERE id = $1 FOR UPDATE`, e.ID).Scan(&was); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		// The example as it was, if there was one.
+		var was *store.Example
+		var old store.Example
+		var fields string
+		switch err := tx.QueryRow(ctx, `SELECT classifier, text, label, fields FROM examples WHERE id = $1 FOR UPDATE`, e.ID).Scan(&old.Classifier, &old.Text, &old.Label, &fields); {
+		case err == nil:
+			old.Fields, was = []byte(fields), &old
+		case !errors.Is(err, pgx.ErrNoRows):
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO examples (id, classifier, text, label, fields, source, embedding, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -37,7 +42,7 @@ func (s *Store) PutExample(ctx context.Context, e store.Example) error {
 			e.ID, e.Classifier, e.Text, e.Label, string(e.Fields), e.Source, v, micros(e.CreatedAt)); err != nil {
 			return err
 		}
-		for _, c := range store.ChangedClassifiers(e.Classifier, was) {
+		for _, c := range store.ChangedClassifiers(e, was) {
 			if _, err := tx.Exec(ctx, `INSERT INTO example_versions (classifier, version) VALUES ($1, 1)
 				ON CONFLICT (classifier) DO UPDATE SET version = example_versions.version + 1`, c); err != nil {
 				return err

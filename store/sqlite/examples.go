@@ -22,9 +22,14 @@ func (s *Store) PutExample(ctx context.Context, e store.Example) error {
 	}
 	blob := embeddingBlob(e.Embedding)
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		// The classifier the example belonged to, if it moves to another.
-		var was string
-		if err := tx.QueryRowContext(ctx, `SELECT classifier FROM examples WHERE id = ?`, e.ID).Scan(&was); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		// The example as it was, if there was one.
+		var was *store.Example
+		var old store.Example
+		var fields string
+		switch err := tx.QueryRowContext(ctx, `SELECT classifier, text, label, fields FROM examples WHERE id = ?`, e.ID).Scan(&old.Classifier, &old.Text, &old.Label, &fields); {
+		case err == nil:
+			old.Fields, was = []byte(fields), &old
+		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO examples (id, classifier, text, label, fields, source, embedding, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -34,7 +39,7 @@ func (s *Store) PutExample(ctx context.Context, e store.Example) error {
 			e.ID, e.Classifier, e.Text, e.Label, string(e.Fields), e.Source, blob, micros(e.CreatedAt)); err != nil {
 			return err
 		}
-		for _, c := range store.ChangedClassifiers(e.Classifier, was) {
+		for _, c := range store.ChangedClassifiers(e, was) {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO example_versions (classifier, version) VALUES (?, 1)
 				ON CONFLICT (classifier) DO UPDATE SET version = version + 1`, c); err != nil {
 				return err
