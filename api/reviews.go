@@ -469,6 +469,16 @@ func (s *server) decide(c *gin.Context, id string, req reviewDecisionRequest) (d
 	}
 	out.ReviewState = result
 	out.Example = learn
+	if d.Lesson != nil {
+		// The workflow keeps the lesson as the review closes, retried
+		// until the store takes it. Written here too, it reads at once,
+		// and a worker of an earlier release, which does not know
+		// lessons, loses none during an upgrade; the same example again
+		// changes nothing (no retraining), the verdict is kept once.
+		if err := d.Lesson.Keep(ctx, lessonBook{s.Examples, s.Verdicts}); err != nil {
+			loggerFrom(c).WarnContext(ctx, "a reviewer's lesson is left to the workflow", "review", rv.ID, "err", err)
+		}
+	}
 	return out, nil
 }
 
@@ -624,8 +634,7 @@ func (s *server) sendVerdict(ctx context.Context, rv store.Review, d workflows.R
 }
 
 // decisionResponse is the review as the workflow now has it, and the
-// labeled example the verdict teaches the classifier, if any (kept with
-// the review's close, moments after the answer).
+// labeled example the verdict teaches the classifier, if any.
 type decisionResponse struct {
 	workflows.ReviewState
 	Example *store.Example `json:"example,omitempty"`
