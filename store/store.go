@@ -1258,6 +1258,19 @@ type Neighbor struct {
 	Distance float64 `json:"distance"`
 }
 
+// ExamplesToEmbedColumns are the columns ScanExampleToEmbed reads, in
+// order, of the examples ExamplesToEmbed lists.
+const ExamplesToEmbedColumns = `id, classifier, text, label, created_at`
+
+// ScanExampleToEmbed reads an example to embed (ExamplesToEmbedColumns).
+func ScanExampleToEmbed(scan func(dest ...any) error) (Example, error) {
+	var e Example
+	var at int64
+	err := scan(&e.ID, &e.Classifier, &e.Text, &e.Label, &at)
+	e.CreatedAt = time.UnixMicro(at).UTC()
+	return e, err
+}
+
 // CheckExampleEmbedding refuses an example's embedding whose dimension is
 // not dim; an example may have none yet.
 func CheckExampleEmbedding(v []float32, dim int) error {

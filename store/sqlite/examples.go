@@ -158,13 +158,8 @@ func (s *Store) ExamplesOf(ctx context.Context, classifier string) ([]store.Exam
 // ExamplesToEmbed lists up to limit examples stored without an embedding,
 // oldest first, without their fields.
 func (s *Store) ExamplesToEmbed(ctx context.Context, limit int) ([]store.Example, error) {
-	return collect(ctx, s.r, "examples to embed", func(r scanner) (store.Example, error) {
-		var e store.Example
-		var at int64
-		err := r.Scan(&e.ID, &e.Classifier, &e.Text, &e.Label, &at)
-		e.CreatedAt = fromMicros(at)
-		return e, err
-	}, `SELECT id, classifier, text, label, created_at FROM examples WHERE length(embedding) = 0 ORDER BY created_at, id LIMIT ?`, limit)
+	return collect(ctx, s.r, "examples to embed", func(r scanner) (store.Example, error) { return store.ScanExampleToEmbed(r.Scan) },
+		`SELECT `+store.ExamplesToEmbedColumns+` FROM examples WHERE length(embedding) = 0 ORDER BY created_at, id LIMIT ?`, limit)
 }
 
 // SetExampleEmbedding gives the example id of text its embedding, unless
