@@ -308,8 +308,8 @@ func New(opts Options) (*Handler, error) {
 	}
 	s.starts = &starter{opts: &s.Options, metrics: s.metrics}
 	s.metrics.registry.MustRegister(&overdueCollector{s: s})
-	if s.Embedder == nil && s.Examples != nil {
-		s.Embedder = classify.NewEmbedder(nil, "", s.Examples.EmbeddingDim())
+	if s.Examples != nil {
+		s.Embedder = s.examplesEmbedder()
 	}
 	if opts.RateLimit == 0 {
 		s.RateLimit = DefaultRateLimit

@@ -44,10 +44,7 @@ func EmbedExamples(ctx context.Context, o Options) (int, error) {
 	if err != nil || len(pending) == 0 {
 		return 0, err
 	}
-	emb := o.Embedder
-	if emb == nil {
-		emb = classify.NewEmbedder(nil, "", o.Examples.EmbeddingDim())
-	}
+	emb := o.examplesEmbedder()
 	texts := make([]string, len(pending))
 	for i, e := range pending {
 		texts[i] = e.Text
@@ -67,6 +64,16 @@ func EmbedExamples(ctx context.Context, o Options) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// examplesEmbedder is the embedder of examples and of the queries for
+// them: Options.Embedder, or the hashing embedding of the store's
+// dimension.
+func (o *Options) examplesEmbedder() *classify.Embedder {
+	if o.Embedder != nil {
+		return o.Embedder
+	}
+	return classify.NewEmbedder(nil, "", o.Examples.EmbeddingDim())
 }
 
 type exampleRequest struct {

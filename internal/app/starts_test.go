@@ -384,11 +384,7 @@ func TestConcurrencyLimit(t *testing.T) {
 // A queued retry that took its slot, but whose starter stopped before it
 // ran it (a crash), is run by the start sweep.
 func TestQueuedRetryRunByTheSweep(t *testing.T) {
-	t.Setenv("DATABASE_URL", "") // the data directory's SQLite store
-	dir := t.TempDir()
-	start := func() *dev {
-		return startDev(t, dir, "", func(o *app.Options) { o.SweepEvery = time.Hour })
-	}
+	dir, start := hourlySweeps(t)
 	d := start()
 	failedID, _ := failedCourier(t, d, 1)
 	d.waitStatus(d.start("courier", "c-2", map[string]any{}), "waiting_review")
@@ -525,11 +521,7 @@ func failedCourier(t *testing.T, d *dev, concurrency int) (failedID, def string)
 // it at once, as the workflow's own end would, not at the sweep's next
 // pass (an hour here; 30 s by default).
 func TestEndInTemporalStartsTheQueue(t *testing.T) {
-	t.Setenv("DATABASE_URL", "") // the data directory's SQLite store
-	dir := t.TempDir()
-	start := func() *dev {
-		return startDev(t, dir, "", func(o *app.Options) { o.SweepEvery = time.Hour })
-	}
+	_, start := hourlySweeps(t)
 	d := start()
 	def := "name: desk\nversion: 1\nconcurrency: 1\nsteps:\n  - {id: look, kind: review, review: {queue: desk}}\n"
 	if r := call(t, d.base, "POST", "/v1/processes", adminKey, "application/yaml", def); r.status != http.StatusCreated {
@@ -558,4 +550,17 @@ func TestEndInTemporalStartsTheQueue(t *testing.T) {
 		t.Fatalf("the terminated instance: %v", inst)
 	}
 	d.waitStatus(second, "waiting_review")
+}
+
+// hourlySweeps is a new data directory for adaptflow dev on its SQLite
+// store, and start, which starts it there (again after a stop) with the
+// sweeper an hour apart: only its first pass, as it starts, runs in a
+// test.
+func hourlySweeps(t *testing.T) (string, func() *dev) {
+	t.Helper()
+	t.Setenv("DATABASE_URL", "") // the data directory's SQLite store
+	dir := t.TempDir()
+	return dir, func() *dev {
+		return startDev(t, dir, "", func(o *app.Options) { o.SweepEvery = time.Hour })
+	}
 }
