@@ -178,7 +178,11 @@ type Options struct {
 	Examples  ExampleStore
 	// Embedder embeds the texts of examples and the queries for similar
 	// cases (nil: the hashing embedding at the store's dimension).
-	Embedder  *classify.Embedder
+	Embedder *classify.Embedder
+	// EmbedWait is how long a request waits for the embeddings provider
+	// (default DefaultEmbedWait); after a failure, requests do not ask it
+	// for 30 s and go on without an embedding where they can.
+	EmbedWait time.Duration
 	Temporal  client.Client
 	TaskQueue string
 	// Namespace is the Temporal namespace of the instances' workflows
@@ -243,6 +247,9 @@ func (o *Options) defaults() {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
+	if o.EmbedWait <= 0 {
+		o.EmbedWait = DefaultEmbedWait
+	}
 	if o.Namespace == "" {
 		o.Namespace = "default"
 	}
@@ -281,6 +288,9 @@ type server struct {
 	starts    *starter
 	// seeds keeps the embeddings of definitions' seed examples.
 	seeds classify.EmbeddingCache
+	// embedGate keeps requests from waiting on an embeddings provider
+	// that does not answer.
+	embedGate embedGate
 	// slas keeps the SLAs of the definition versions read.
 	slas slaCache
 }

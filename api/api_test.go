@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -617,14 +618,14 @@ func TestKeyChangesMadeElsewhereApplyWithinTheCacheTTL(t *testing.T) {
 }
 
 // With an embeddings model configured, an example is stored with the
-// provider's embedding; while the provider is down, adding one answers 503
-// with Retry-After and stores nothing.
+// provider's embedding; while the provider is down, it is kept without one
+// (embedding_pending), no neighbour until the sweeper embeds it.
 func TestClassifierExamplesEmbeddedByTheProvider(t *testing.T) {
 	srv, keys, st, llmSrv, dim := newServerWithEmbeddings(t)
 	eng := keys[store.RoleEngineer]
 	path := "/v1/classifiers/requests/examples"
 	text := "please refund my order"
-	if a := do(t, srv, "POST", path, eng, "application/json", `{"text":"`+text+`","label":"refund"}`); a.status != http.StatusCreated {
+	if a := do(t, srv, "POST", path, eng, "application/json", `{"text":"`+text+`","label":"refund"}`); a.status != http.StatusCreated || a.body["embedding_pending"] != nil {
 		t.Fatalf("add: %d %v", a.status, a.body)
 	}
 	ns, err := st.NearestExamples(t.Context(), "requests", openaitest.Embedding(text, dim), 1)
@@ -632,11 +633,75 @@ func TestClassifierExamplesEmbeddedByTheProvider(t *testing.T) {
 		t.Fatalf("stored example %+v (%d embeddings requests): %v", ns, llmSrv.EmbedCalls(), err)
 	}
 	llmSrv.SetEmbeddings(dim, http.StatusInternalServerError)
-	if a := do(t, srv, "POST", path, eng, "application/json", `{"text":"another one","label":"refund"}`); a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" {
+	late := "another one for a refund"
+	if a := do(t, srv, "POST", path, eng, "application/json", `{"text":"`+late+`","label":"refund"}`); a.status != http.StatusCreated || a.body["embedding_pending"] != true || a.body["label"] != "refund" {
 		t.Fatalf("provider down: %d %v", a.status, a.body)
 	}
-	if es, _ := st.ExamplesOf(t.Context(), "requests"); len(es) != 1 {
-		t.Fatalf("%d examples after the provider failed, want 1", len(es))
+	if es, _ := st.ExamplesOf(t.Context(), "requests"); len(es) != 2 {
+		t.Fatalf("%d examples after the provider failed, want 2", len(es))
+	}
+	if ns, _ := st.NearestExamples(t.Context(), "requests", openaitest.Embedding(late, dim), 2); len(ns) != 1 || ns[0].Text != text {
+		t.Fatalf("neighbours before the late example is embedded: %+v", ns)
+	}
+	// The sweeper's pass embeds it once the provider answers.
+	llmSrv.SetEmbeddings(dim, 0)
+	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: llmSrv.BaseURL(), Model: "test-model", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := api.EmbedExamples(t.Context(), api.Options{Examples: st, Embedder: classify.NewEmbedder(l, "test-embed", dim)}); n != 1 || err != nil {
+		t.Fatalf("the sweeper embedded %d: %v", n, err)
+	}
+	if ns, _ := st.NearestExamples(t.Context(), "requests", openaitest.Embedding(late, dim), 1); len(ns) != 1 || ns[0].Text != late || ns[0].Distance > 1e-6 {
+		t.Fatalf("nearest to the late example once embedded: %+v", ns)
+	}
+}
+
+// A request does not wait on an embeddings provider that does not answer:
+// it gives up after Options.EmbedWait, and for 30 s after that requests do
+// not ask it at all (the review is shown without its similar cases, the
+// example kept without its embedding); then they ask it again.
+func TestRequestsDoNotWaitForAHangingEmbeddingsProvider(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	srv, keys, st, llmSrv, dim := newServerWithEmbeddings(t, func(o *api.Options) {
+		o.EmbedWait = 100 * time.Millisecond
+		o.Clock = clock
+	})
+	release := llmSrv.HoldEmbeddings()
+	t.Cleanup(release)
+	eng := keys[store.RoleEngineer]
+	path := "/v1/classifiers/requests/examples"
+	// The first request asks the provider and gives up; it would hang
+	// until the release otherwise.
+	if a := do(t, srv, "POST", path, eng, "application/json", `{"text":"refund my order","label":"refund"}`); a.status != http.StatusCreated || a.body["embedding_pending"] != true {
+		t.Fatalf("add while the provider hangs: %d %v", a.status, a.body)
+	}
+	if n := llmSrv.EmbedCalls(); n != 1 {
+		t.Fatalf("%d embeddings requests, want 1", n)
+	}
+	// The next ones do not ask it.
+	similarCasesReview(t, srv, keys, st, dim)
+	if item := do(t, srv, "GET", "/v1/reviews/rv1", keys[store.RoleReviewer], "", ""); item.status != http.StatusOK || item.body["similar"] != nil && len(item.body["similar"].([]any)) != 0 {
+		t.Fatalf("review while the provider hangs: %d %v", item.status, item.body["similar"])
+	}
+	if a := do(t, srv, "POST", path, eng, "application/json", `{"text":"a refund please","label":"refund"}`); a.status != http.StatusCreated || a.body["embedding_pending"] != true {
+		t.Fatalf("second add: %d %v", a.status, a.body)
+	}
+	if n := llmSrv.EmbedCalls(); n != 1 {
+		t.Fatalf("%d embeddings requests during the pause, want 1", n)
+	}
+	// After the pause, it is asked again.
+	release()
+	mu.Lock()
+	now = now.Add(31 * time.Second)
+	mu.Unlock()
+	if a := do(t, srv, "POST", path, eng, "application/json", `{"text":"refund the order please","label":"refund"}`); a.status != http.StatusCreated || a.body["embedding_pending"] != nil {
+		t.Fatalf("add after the pause: %d %v", a.status, a.body)
+	}
+	if item := do(t, srv, "GET", "/v1/reviews/rv1", keys[store.RoleReviewer], "", ""); item.status != http.StatusOK || len(item.body["similar"].([]any)) == 0 {
+		t.Fatalf("review after the pause: %d %v", item.status, item.body["similar"])
 	}
 }
 
@@ -646,6 +711,36 @@ func TestClassifierExamplesEmbeddedByTheProvider(t *testing.T) {
 // without them.
 func TestSimilarCasesByTheProvidersEmbeddings(t *testing.T) {
 	srv, keys, st, llmSrv, dim := newServerWithEmbeddings(t)
+	similarCasesReview(t, srv, keys, st, dim)
+	item := do(t, srv, "GET", "/v1/reviews/rv1", keys[store.RoleReviewer], "", "")
+	if cl, _ := item.body["classification"].(map[string]any); cl == nil || cl["answer"] == nil || cl["answer"].(map[string]any)["confidence"] != 0.42 {
+		t.Fatalf("the model's answer is missing from the item: %v", item.body["classification"])
+	}
+	sim, _ := item.body["similar"].([]any)
+	if item.status != http.StatusOK || len(sim) != 4 || llmSrv.EmbedCalls() != 2 ||
+		sim[0].(map[string]any)["label"] != "refund" || sim[1].(map[string]any)["label"] != "refund" {
+		t.Fatalf("similar cases (%d embeddings requests): %d %v", llmSrv.EmbedCalls(), item.status, item.body["similar"])
+	}
+	seeds := 0
+	for _, s := range sim {
+		if s.(map[string]any)["source"] == "seed" {
+			seeds++
+		}
+	}
+	if seeds != 2 {
+		t.Fatalf("similar cases %v: want both seeds", sim)
+	}
+	llmSrv.SetEmbeddings(dim, http.StatusServiceUnavailable)
+	if item := do(t, srv, "GET", "/v1/reviews/rv1", keys[store.RoleReviewer], "", ""); item.status != http.StatusOK || item.body["similar"] != nil && len(item.body["similar"].([]any)) != 0 {
+		t.Fatalf("provider down: %d %v", item.status, item.body["similar"])
+	}
+}
+
+// similarCasesReview registers process requests, whose classifier has two
+// seed examples, stores two examples embedded as the OpenAI test server
+// does, and opens review rv1 of a text close to the refund ones.
+func similarCasesReview(t *testing.T, srv *httptest.Server, keys map[string]string, st *sqlite.Store, dim int) {
+	t.Helper()
 	def := `
 name: requests
 version: 1
@@ -683,33 +778,11 @@ steps:
 	if _, err := st.CreateReview(t.Context(), store.Review{ID: "rv1", InstanceID: "i1", RunID: "r", Process: "requests", Step: "answer", Queue: "classification", CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	item := do(t, srv, "GET", "/v1/reviews/rv1", keys[store.RoleReviewer], "", "")
-	if cl, _ := item.body["classification"].(map[string]any); cl == nil || cl["answer"] == nil || cl["answer"].(map[string]any)["confidence"] != 0.42 {
-		t.Fatalf("the model's answer is missing from the item: %v", item.body["classification"])
-	}
-	sim, _ := item.body["similar"].([]any)
-	if item.status != http.StatusOK || len(sim) != 4 || llmSrv.EmbedCalls() != 2 ||
-		sim[0].(map[string]any)["label"] != "refund" || sim[1].(map[string]any)["label"] != "refund" {
-		t.Fatalf("similar cases (%d embeddings requests): %d %v", llmSrv.EmbedCalls(), item.status, item.body["similar"])
-	}
-	seeds := 0
-	for _, s := range sim {
-		if s.(map[string]any)["source"] == "seed" {
-			seeds++
-		}
-	}
-	if seeds != 2 {
-		t.Fatalf("similar cases %v: want both seeds", sim)
-	}
-	llmSrv.SetEmbeddings(dim, http.StatusServiceUnavailable)
-	if item := do(t, srv, "GET", "/v1/reviews/rv1", keys[store.RoleReviewer], "", ""); item.status != http.StatusOK || item.body["similar"] != nil && len(item.body["similar"].([]any)) != 0 {
-		t.Fatalf("provider down: %d %v", item.status, item.body["similar"])
-	}
 }
 
 // newServerWithEmbeddings is a server whose examples are embedded by an
 // OpenAI test server's embeddings endpoint, of the store's dimension.
-func newServerWithEmbeddings(t *testing.T) (*httptest.Server, map[string]string, *sqlite.Store, *openaitest.Server, int) {
+func newServerWithEmbeddings(t *testing.T, tweak ...func(*api.Options)) (*httptest.Server, map[string]string, *sqlite.Store, *openaitest.Server, int) {
 	t.Helper()
 	llmSrv := openaitest.New(t, openaitest.Reply{Content: "{}"})
 	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: llmSrv.BaseURL(), Model: "test-model", Timeout: time.Second})
@@ -720,6 +793,9 @@ func newServerWithEmbeddings(t *testing.T) (*httptest.Server, map[string]string,
 	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"), func(o *api.Options) {
 		dim = o.Examples.EmbeddingDim()
 		o.Embedder = classify.NewEmbedder(l, "test-embed", dim)
+		for _, f := range tweak {
+			f(o)
+		}
 	})
 	llmSrv.SetEmbeddings(dim, 0)
 	return srv, keys, st, llmSrv, dim

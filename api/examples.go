@@ -31,7 +31,8 @@ type ExampleStore interface {
 const embedPass = 256
 
 // EmbedExamples embeds the examples stored without an embedding (a
-// reviewer's lesson kept while the embeddings provider did not answer),
+// reviewer's lesson, or an example added through the API, kept while the
+// embeddings provider did not answer),
 // up to embedPass a pass, and says how many it embedded. Until then they
 // teach the embedded classifier (which reads their text) but are no
 // neighbour for few-shot retrieval or similar cases. A failure to embed
@@ -103,10 +104,13 @@ func (s *server) addExample(c *gin.Context) {
 		fail(c, badRequest("fields", "must be a JSON object"))
 		return
 	}
+	// An example does not wait for the embeddings provider: while it does
+	// not answer, the example is kept without its embedding, which the
+	// sweeper adds later (EmbedExamples).
 	v, err := s.embed(c.Request.Context(), req.Text)
 	if err != nil {
-		fail(c, err)
-		return
+		loggerFrom(c).WarnContext(c.Request.Context(), "an example is kept without its embedding for now; the sweeper adds it", "classifier", name, "err", err)
+		v = nil
 	}
 	h := sha256.Sum256([]byte(name + "\x00" + req.Text))
 	e := store.Example{
@@ -117,7 +121,16 @@ func (s *server) addExample(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusCreated, e)
+	c.JSON(http.StatusCreated, addedExample{Example: e, EmbeddingPending: v == nil})
+}
+
+// addedExample is the answer to an added example: embedding_pending while
+// the embeddings provider did not answer (the sweeper embeds it; until
+// then it teaches the embedded classifier but is no similar case nor
+// few-shot example).
+type addedExample struct {
+	store.Example
+	EmbeddingPending bool `json:"embedding_pending,omitempty"`
 }
 
 // deleteExample removes a stored example (a wrong correction, say): the

@@ -703,7 +703,9 @@ func (s *server) similarCases(ctx context.Context, cl *classificationForReview, 
 			seeds, texts = append(seeds, e), append(texts, e.Text)
 		}
 	}
-	vs, err := s.seeds.Embed(ctx, s.Embedder, texts)
+	vs, err := s.embedTexts(ctx, func(ctx context.Context) ([][]float32, error) {
+		return s.seeds.Embed(ctx, s.Embedder, texts)
+	})
 	if err != nil {
 		s.Logger.WarnContext(ctx, "seed examples left out of the similar cases", "err", err)
 		vs = nil

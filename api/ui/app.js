@@ -1000,8 +1000,9 @@ function classifyTry(name, version, spec) {
     // Teach it: the text, labeled as it should be, becomes an example.
     const label = h("select", { name: "label", "aria-label": "Label to teach" }, spec.labels.map((l) => h("option", { value: l, selected: l === c.label }, l)));
     const teach = actionButton("Add as an example", async () => {
-      await api("POST", `/v1/classifiers/${encodeURIComponent(spec.name)}/examples`, { text: said, label: label.value });
-      flash(`Added as an example of ${label.value}: the classifier learns it at its next classification.`, "info");
+      const added = await api("POST", `/v1/classifiers/${encodeURIComponent(spec.name)}/examples`, { text: said, label: label.value });
+      const later = added.embedding_pending ? " The embeddings provider did not answer: it becomes a similar case once the server has embedded it." : "";
+      flash(`Added as an example of ${label.value}: the classifier learns it at its next classification.${later}`, "info");
       await examples.reload();
     }, { class: "secondary" });
     out.replaceChildren(facts([

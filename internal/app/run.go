@@ -371,7 +371,7 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 	reg.MustRegister(takenBack)
 	embedded := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "adaptflow_examples_embedded_late_total",
-		Help: "Labeled examples the sweeper embedded after they were stored without an embedding (reviewers' lessons kept while the embeddings provider did not answer).",
+		Help: "Labeled examples the sweeper embedded after they were stored without an embedding (reviewers' lessons, and examples added through the API, kept while the embeddings provider did not answer).",
 	})
 	reg.MustRegister(embedded)
 	since := time.Now().Add(-endedLookBack)

@@ -39,6 +39,26 @@ type Server struct {
 	embedCalls  atomic.Int32
 	embedDim    int
 	embedStatus int
+	// embedHold, while set, holds embeddings requests until it is closed
+	// (or their client gives up): a provider that does not answer.
+	embedHold chan struct{}
+}
+
+// HoldEmbeddings makes embeddings requests wait, as a provider that does
+// not answer, until release is called (or their client gives up).
+func (s *Server) HoldEmbeddings() (release func()) {
+	hold := make(chan struct{})
+	s.mu.Lock()
+	s.embedHold = hold
+	s.mu.Unlock()
+	return sync.OnceFunc(func() {
+		s.mu.Lock()
+		if s.embedHold == hold {
+			s.embedHold = nil
+		}
+		s.mu.Unlock()
+		close(hold)
+	})
 }
 
 // SetEmbeddings sets the dimension of the embeddings the server answers
@@ -84,8 +104,15 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	dim, status := s.embedDim, s.embedStatus
+	dim, status, hold := s.embedDim, s.embedStatus, s.embedHold
 	s.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if dim == 0 {
 		dim = 16
 	}
