@@ -68,6 +68,7 @@ type InstanceStore interface {
 	Admit(ctx context.Context, id string, limit int) (bool, error)
 	QueuedStarts(ctx context.Context, process string, limit int) ([]store.Instance, error)
 	QueuedCounts(ctx context.Context) (map[string]int, error)
+	ProcessLoads(ctx context.Context, failedSince time.Time) (map[string]store.ProcessLoad, error)
 	Outcomes(ctx context.Context, process string, from, to time.Time, fn func(store.InstanceOutcome) error) error
 	InstanceStates(ctx context.Context, process string, version int, from, to time.Time, fn func(store.StateRow) error) error
 	Instances(ctx context.Context, f store.InstanceFilter) ([]store.InstanceSummary, error)

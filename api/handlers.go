@@ -122,6 +122,11 @@ func (s *server) listProcesses(c *gin.Context) {
 	for _, st := range states {
 		paused[st.Process] = st.Paused
 	}
+	loads, err := s.Instances.ProcessLoads(c.Request.Context(), s.Clock().Add(-24*time.Hour))
+	if err != nil {
+		fail(c, err)
+		return
+	}
 	// The queues under concurrency limits, read only when a process has a
 	// limit.
 	var queued map[string]int
@@ -144,7 +149,9 @@ func (s *server) listProcesses(c *gin.Context) {
 		if !k.Allows(r.Name) { // a key limited to processes sees only those
 			continue
 		}
-		p := gin.H{"name": r.Name, "version": r.Version, "author": r.Author, "created_at": r.CreatedAt}
+		l := loads[r.Name]
+		p := gin.H{"name": r.Name, "version": r.Version, "author": r.Author, "created_at": r.CreatedAt,
+			"in_progress": l.InProgress, "waiting_review": l.WaitingReview, "failed_24h": l.Failed}
 		if paused[r.Name] {
 			p["paused"] = true // its new instances are held
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -71,6 +72,15 @@ func TestListInstances(t *testing.T) {
 		if got := ids(do(t, srv, "GET", "/v1/processes/p/instances"+query, sys, "", "")); got != want {
 			t.Errorf("%q: %s, want %s", query, got, want)
 		}
+	}
+	// The list of processes says where each one's instances stand.
+	loads := map[string]string{}
+	for _, x := range do(t, srv, "GET", "/v1/processes", eng, "", "").body["processes"].([]any) {
+		p := x.(map[string]any)
+		loads[p["name"].(string)] = fmt.Sprintf("%v in progress, %v waiting for review, %v failed", p["in_progress"], p["waiting_review"], p["failed_24h"])
+	}
+	if want := map[string]string{"p": "2 in progress, 1 waiting for review, 1 failed", "other": "0 in progress, 0 waiting for review, 1 failed"}; !maps.Equal(loads, want) {
+		t.Errorf("the processes' loads: %v, want %v", loads, want)
 	}
 	for query, field := range map[string]string{"?input.x=1": "input.x", "?input.n=two": "input.n", "?input.n=NaN": "input.n"} {
 		if a := do(t, srv, "GET", "/v1/processes/p/instances"+query, sys, "", ""); a.status != http.StatusBadRequest || a.err.Field != field {

@@ -370,3 +370,45 @@ func (r Reads) SignalHistory(ctx context.Context, q SignalQuery) (SignalHistory,
 	}
 	return newSignalHistory(periods, latest, flagged), nil
 }
+
+// ProcessLoad is where a process's instances stand: how many are in
+// progress (started, not queued under a concurrency limit), how many of
+// those wait for a review, and how many failed since a time (and were not
+// retried since).
+type ProcessLoad struct {
+	InProgress    int `json:"in_progress"`
+	WaitingReview int `json:"waiting_review"`
+	Failed        int `json:"failed"`
+}
+
+// ProcessLoadsBy reads the ProcessLoad of every process that has any,
+// with the store's queries (each written for its partial index): running
+// gives process, status and count over the instances in progress; failed,
+// process and count over those failed since its one parameter.
+func (r Reads) ProcessLoadsBy(ctx context.Context, running, failed string, failedSince time.Time) (map[string]ProcessLoad, error) {
+	out := map[string]ProcessLoad{}
+	err := r.rows(ctx, "process loads", running, nil, func(scan func(dest ...any) error) error {
+		var p, status string
+		var n int
+		if err := scan(&p, &status, &n); err != nil {
+			return err
+		}
+		l := out[p]
+		l.InProgress += n
+		if status == "waiting_review" {
+			l.WaitingReview += n
+		}
+		out[p] = l
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	failures, err := r.CountBy(ctx, "failed instances", failed, failedSince.UnixMicro())
+	for p, n := range failures {
+		l := out[p]
+		l.Failed = n
+		out[p] = l
+	}
+	return out, err
+}

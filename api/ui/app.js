@@ -819,9 +819,17 @@ function decisionDetails(d) {
 
 async function processesView() {
   const { processes } = await api("GET", "/v1/processes");
+  // A count links to the instances it counts (without opening the process).
+  const count = (p, n, status, warn) => n
+    ? h("a", { href: `#/instances?process=${encodeURIComponent(p.name)}&status=${status}`, class: warn ? "warn" : "", onclick: (ev) => ev.stopPropagation() }, String(n))
+    : h("span", { class: "muted" }, "0");
   render(h("h1", {}, "Processes"), table([
     { title: "Process", cell: (p) => [link("#/processes/" + encodeURIComponent(p.name), p.name), p.paused ? [" ", badge("paused")] : null] },
     { title: "Latest version", num: true, cell: (p) => p.version },
+    { title: "In progress", num: true, cell: (p) => count(p, p.in_progress, "in_progress") },
+    { title: "Waiting for review", num: true, cell: (p) => count(p, p.waiting_review, "waiting_review") },
+    { title: "Failed (24 h)", num: true, cell: (p) => count(p, p.failed_24h, "failed", true) },
+    { title: "Queued", num: true, cell: (p) => count(p, p.queued || 0, "queued") },
     { title: "By", cell: (p) => p.author },
     { title: "Registered", cell: (p) => when(p.created_at) },
   ], processes, (p) => { location.hash = "#/processes/" + encodeURIComponent(p.name); }));

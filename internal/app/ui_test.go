@@ -388,6 +388,15 @@ steps:
 	b.open("/processes/desk", "main .concurrency", "Runs at most 1 at once; 1 queued.")
 	b.clickText("main .concurrency a", "1 queued")
 	b.waitText("main table", "ui-desk-2")
+	// The list of processes says where each one's instances stand, and
+	// its counts lead to them.
+	b.open("/processes", "main table", "desk")
+	row, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`[...[...document.querySelectorAll("main tbody tr")].find((r) => r.cells[0].innerText.trim() === "desk")?.cells ?? []].map((c) => c.innerText.trim())`))
+	if err != nil || len(row) < 6 || !slices.Equal(row[1:6], []string{"1", "1", "1", "0", "1"}) {
+		t.Fatalf("desk's row in the processes (version, in progress, waiting for review, failed, queued): %q %v", row, err)
+	}
+	b.clickText("main tbody a[href*='process=desk&status=waiting_review']", "1")
+	b.waitText("main table", "ui-desk-1")
 
 	// A process step's instance of the other process is a link away, and
 	// links back.

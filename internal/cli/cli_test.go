@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -586,8 +587,14 @@ func TestProcessCommand(t *testing.T) {
 		t.Fatalf("kpis of the period with the starts: %q", lines[2])
 	}
 	code, out = run(t, cmd, append([]string{"list"}, remote...)...)
-	if code != 0 || !strings.HasPrefix(out, "PROCESS") || !strings.Contains(out, "payouts  v1") || !strings.Contains(out, "shop") {
+	if code != 0 || !strings.HasPrefix(out, "PROCESS") || !strings.Contains(out, "IN PROGRESS") || !strings.Contains(out, "shop") {
 		t.Fatalf("list: exit %d\n%s", code, out)
+	}
+	for l := range strings.Lines(out) {
+		// One in progress, none in review, one failed, by t.
+		if f := strings.Fields(l); f[0] == "payouts" && !slices.Equal(f[:6], []string{"payouts", "v1", "1", "0", "1", "t"}) {
+			t.Fatalf("list: payouts reads %q\n%s", f, out)
+		}
 	}
 	code, out = run(t, cmd, append([]string{"schedules", "payouts"}, remote...)...)
 	if code != 0 || !strings.Contains(out, "payouts v1 has no schedules") {

@@ -226,13 +226,16 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				CreatedAt    time.Time `json:"created_at"`
 				Paused       bool
 				Queued       int
+				InProgress   int `json:"in_progress"`
+				Review       int `json:"waiting_review"`
+				Failed       int `json:"failed_24h"`
 			}
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
 			return fail(err)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "PROCESS\tVERSION\tBY\tREGISTERED\tSTATE")
+		fmt.Fprintln(tw, "PROCESS\tVERSION\tIN PROGRESS\tIN REVIEW\tFAILED 24H\tBY\tREGISTERED\tSTATE")
 		for _, p := range v.Processes {
 			var state []string
 			if p.Paused {
@@ -241,7 +244,7 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			if p.Queued > 0 {
 				state = append(state, fmt.Sprintf("%d queued", p.Queued))
 			}
-			fmt.Fprintf(tw, "%s\tv%d\t%s\t%s\t%s\n", p.Name, p.Version, p.Author, p.CreatedAt.Local().Format(time.DateTime), strings.Join(state, ", "))
+			fmt.Fprintf(tw, "%s\tv%d\t%d\t%d\t%d\t%s\t%s\t%s\n", p.Name, p.Version, p.InProgress, p.Review, p.Failed, p.Author, p.CreatedAt.Local().Format(time.DateTime), strings.Join(state, ", "))
 		}
 		_ = tw.Flush()
 	case "schedules":

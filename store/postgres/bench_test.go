@@ -352,6 +352,25 @@ func BenchmarkProcessOutcomes(b *testing.B) {
 	}
 }
 
+// BenchmarkProcessLoads measures the counts GET /v1/processes gives each
+// process (in progress, waiting for review, failed in the last day) among
+// 200,000 instances of 30 days, a sixth of them running and a sixth
+// failed.
+func BenchmarkProcessLoads(b *testing.B) {
+	const n = 100_000
+	s, conn := openBenchConn(b)
+	ctx := b.Context()
+	now := time.Now()
+	seedOutcomes(b, conn, n, now)
+	b.ResetTimer()
+	for b.Loop() {
+		loads, err := s.ProcessLoads(ctx, now.Add(-24*time.Hour))
+		if o := loads["orders"]; err != nil || len(loads) != 2 || o.InProgress < n/10 || o.Failed == 0 || o.Failed > n/100 {
+			b.Fatalf("loads %+v, %v", loads, err)
+		}
+	}
+}
+
 // BenchmarkInstanceListing pages through a process's failed instances,
 // 50 at a time, five pages by cursor, among 200,000 instances.
 func BenchmarkInstanceListing(b *testing.B) {

@@ -267,6 +267,13 @@ func (s *Store) QueuedCounts(ctx context.Context) (map[string]int, error) {
 	return s.CountBy(ctx, "queued counts", `SELECT process, COUNT(*) FROM instances WHERE pending_start AND queued GROUP BY process`)
 }
 
+// ProcessLoads reads where each process's instances stand
+// (store.ProcessLoad), through the partial index of those in progress.
+func (s *Store) ProcessLoads(ctx context.Context, failedSince time.Time) (map[string]store.ProcessLoad, error) {
+	return s.ProcessLoadsBy(ctx, `SELECT process, status, COUNT(*) FROM instances WHERE NOT queued AND finished_at IS NULL GROUP BY process, status`,
+		`SELECT process, COUNT(*) FROM instances WHERE status = 'failed' AND finished_at >= $1 GROUP BY process`, failedSince)
+}
+
 // MarkStarted records that Temporal has the workflows of the instances.
 func (s *Store) MarkStarted(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {

@@ -367,6 +367,13 @@ func (s *Store) QueuedCounts(ctx context.Context) (map[string]int, error) {
 	return s.CountBy(ctx, "queued counts", `SELECT process, COUNT(*) FROM instances WHERE pending_start = 1 AND queued = 1 GROUP BY process`)
 }
 
+// ProcessLoads reads where each process's instances stand
+// (store.ProcessLoad), through the partial index of those in progress.
+func (s *Store) ProcessLoads(ctx context.Context, failedSince time.Time) (map[string]store.ProcessLoad, error) {
+	return s.ProcessLoadsBy(ctx, `SELECT process, status, COUNT(*) FROM instances WHERE queued = 0 AND finished_at IS NULL GROUP BY process, status`,
+		`SELECT process, COUNT(*) FROM instances INDEXED BY instances_failed WHERE status = 'failed' AND finished_at >= ? GROUP BY process`, failedSince)
+}
+
 // SaveInstanceState stores the state a run of the instance saved as its
 // seq-th save, unless the instance holds a later save of that run. An
 // instance with no row (started outside the API) keeps nothing. When the

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -71,6 +72,7 @@ type Store interface {
 	DropQueuedRetry(ctx context.Context, id string) (bool, error)
 	QueuedStarts(ctx context.Context, process string, limit int) ([]store.Instance, error)
 	QueuedCounts(ctx context.Context) (map[string]int, error)
+	ProcessLoads(ctx context.Context, failedSince time.Time) (map[string]store.ProcessLoad, error)
 	StartCounts(ctx context.Context, process string, from, to time.Time, bucket time.Duration) ([]int, error)
 	PolicyChanges(ctx context.Context, process string, from, to time.Time) ([]store.PolicyChange, error)
 	Outcomes(ctx context.Context, process string, from, to time.Time, fn func(store.InstanceOutcome) error) error
@@ -145,6 +147,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("inbox", func(t *testing.T) { testInbox(t, open(t)) })
 	t.Run("review stats", func(t *testing.T) { testReviewStats(t, open(t)) })
 	t.Run("queue summaries", func(t *testing.T) { testQueueSummaries(t, open(t)) })
+	t.Run("process loads", func(t *testing.T) { testProcessLoads(t, open(t)) })
 	t.Run("review escalation", func(t *testing.T) { testReviewEscalation(t, open(t)) })
 	t.Run("audit log", func(t *testing.T) { testAudit(t, open(t)) })
 	t.Run("undelivered webhooks", func(t *testing.T) { testUndeliveredWebhooks(t, open(t)) })
@@ -1530,6 +1533,47 @@ func testRetryTakesASlot(t *testing.T, s Store) {
 	saveState(t, s, "s8", "k2", 1, json.RawMessage(`{"status":"running"}`))
 	if in, err := s.Instance(ctx, "s8"); err != nil || in.RetryQueued != "" || in.PendingStart || in.Queued {
 		t.Fatalf("a queued retry of an instance that runs again: %+v %v", in, err)
+	}
+}
+
+// testProcessLoads: per process, the instances in progress (started or
+// starting, not queued), those waiting for a review, and those failed
+// since a time and not retried since.
+func testProcessLoads(t *testing.T, s Store) {
+	ctx := t.Context()
+	create := func(id, process, status string, queued bool, at time.Time) {
+		t.Helper()
+		_, _, err := s.CreateInstance(ctx, store.Instance{ID: id, Process: process, ProcessVersion: 1, BusinessKey: id, Input: []byte(`{}`),
+			CreatedAt: at.Add(-time.Minute), PendingStart: true, Queued: queued})
+		must(t, err)
+		if status != "" {
+			_, err := s.SaveInstanceStateAt(ctx, id, "r", 1, json.RawMessage(`{"status":"`+status+`"}`), at)
+			must(t, err)
+		}
+	}
+	if got, err := s.ProcessLoads(ctx, t0); err != nil || len(got) != 0 {
+		t.Fatalf("no instances: %v %v", got, err)
+	}
+	create("starting", "p", "", false, t0)
+	create("queued", "p", "", true, t0)
+	create("running", "p", "running", false, t0)
+	create("review-1", "p", "waiting_review", false, t0)
+	create("review-2", "p", "waiting_review", false, t0)
+	create("event", "p", "waiting_event", false, t0)
+	create("done", "p", "completed", false, t0)
+	create("failed-long-ago", "p", "failed", false, t0.Add(-48*time.Hour))
+	create("failed", "p", "failed", false, t0)
+	create("failed-q", "q", "failed", false, t0.Add(-time.Hour))
+	create("retried", "q", "failed", false, t0)
+	_, err := s.SaveInstanceStateAt(ctx, "retried", "r2", 1, json.RawMessage(`{"status":"running"}`), t0.Add(time.Minute))
+	must(t, err)
+	got, err := s.ProcessLoads(ctx, t0.Add(-24*time.Hour))
+	want := map[string]store.ProcessLoad{
+		"p": {InProgress: 5, WaitingReview: 2, Failed: 1},
+		"q": {InProgress: 1, Failed: 1},
+	}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("process loads %+v (%v), want %+v", got, err, want)
 	}
 }
 
