@@ -328,17 +328,24 @@ func seedOutcomes(b *testing.B, conn *pgx.Conn, n int, now time.Time) {
 	}
 }
 
+// withOutcomes is a store holding seedOutcomes's instances, seeded up to
+// now, with the benchmark's timer reset.
+func withOutcomes(b *testing.B, n int) (*postgres.Store, time.Time) {
+	s, conn := openBenchConn(b)
+	now := time.Now()
+	seedOutcomes(b, conn, n, now)
+	b.ResetTimer()
+	return s, now
+}
+
 // BenchmarkProcessOutcomes measures reading the outcomes behind a
 // process's KPIs for a 30-day window of 100,000 instances (a fifth with a
 // review), as GET /v1/processes/{name}/kpis does; other processes' 100,000
 // instances share the table.
 func BenchmarkProcessOutcomes(b *testing.B) {
 	const n = 100_000
-	s, conn := openBenchConn(b)
+	s, now := withOutcomes(b, n)
 	ctx := b.Context()
-	now := time.Now()
-	seedOutcomes(b, conn, n, now)
-	b.ResetTimer()
 	for b.Loop() {
 		count, reviews := 0, 0
 		err := s.Outcomes(ctx, "orders", now.Add(-30*24*time.Hour), now.Add(time.Minute), func(o store.InstanceOutcome) error {
@@ -358,11 +365,8 @@ func BenchmarkProcessOutcomes(b *testing.B) {
 // failed.
 func BenchmarkProcessLoads(b *testing.B) {
 	const n = 100_000
-	s, conn := openBenchConn(b)
+	s, now := withOutcomes(b, n)
 	ctx := b.Context()
-	now := time.Now()
-	seedOutcomes(b, conn, n, now)
-	b.ResetTimer()
 	for b.Loop() {
 		loads, err := s.ProcessLoads(ctx, now.Add(-24*time.Hour))
 		if o := loads["orders"]; err != nil || len(loads) != 2 || o.InProgress < n/10 || o.Failed == 0 || o.Failed > n/100 {
@@ -374,11 +378,8 @@ func BenchmarkProcessLoads(b *testing.B) {
 // BenchmarkInstanceListing pages through a process's failed instances,
 // 50 at a time, five pages by cursor, among 200,000 instances.
 func BenchmarkInstanceListing(b *testing.B) {
-	const n = 100_000
-	s, conn := openBenchConn(b)
+	s, _ := withOutcomes(b, 100_000)
 	ctx := b.Context()
-	seedOutcomes(b, conn, n, time.Now())
-	b.ResetTimer()
 	for b.Loop() {
 		f := store.InstanceFilter{Process: "orders", Status: store.InstanceFailed, Limit: 50}
 		for range 5 {
