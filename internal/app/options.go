@@ -12,6 +12,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/adaptflow/adaptflow/api"
 )
 
 // TaskQueue is the task queue adaptflow's workers poll.
@@ -49,6 +51,9 @@ type Options struct {
 	// the provider's embeddings endpoint; without it the hashing embedding
 	// does. Its vectors must have EmbeddingDim dimensions.
 	EmbeddingModel string
+	// EmbeddingWait is how long an API request waits for the embeddings
+	// provider (default api.DefaultEmbedWait).
+	EmbeddingWait time.Duration
 	// SkipMigrate leaves the store's schema as it is at start (run
 	// `adaptflow migrate` separately).
 	SkipMigrate bool
@@ -131,6 +136,7 @@ func DefaultOptions() Options {
 		ShutdownTimeout: 15 * time.Second,
 		ClaimLease:      30 * time.Minute,
 		Retention:       DefaultRetention,
+		EmbeddingWait:   api.DefaultEmbedWait,
 	}
 }
 
@@ -174,6 +180,12 @@ func (o *Options) validate() error {
 	}
 	if o.StoreRetention != 0 && o.StoreRetention < 24*time.Hour {
 		errs = append(errs, fmt.Errorf("--store-retention: must be at least 1d, or 0 to keep everything (got %s)", o.StoreRetention))
+	}
+	if o.EmbeddingWait == 0 {
+		o.EmbeddingWait = api.DefaultEmbedWait
+	}
+	if o.EmbeddingWait < 100*time.Millisecond || o.EmbeddingWait > time.Minute {
+		errs = append(errs, fmt.Errorf("--embedding-wait: must be between 100ms and 1m (got %s)", o.EmbeddingWait))
 	}
 	if o.ClaimLease < time.Minute || o.ClaimLease > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("--claim-lease: must be between 1m and 24h (got %s)", o.ClaimLease))
