@@ -100,9 +100,14 @@ type Activities struct {
 	// few-shot examples by the embeddings stored with them; otherwise they
 	// are picked by the hashing embedding in the worker.
 	Embedder *classify.Embedder
-	Calendar policies.Calendar
-	HTTP     *http.Client
-	Logger   *slog.Logger
+	// EmbedWait is how long a classification waits for the provider's
+	// embeddings of its text (default classify.DefaultWait); the hashing
+	// embedding picks the few-shot examples after that, and for 30 s after
+	// a failure.
+	EmbedWait time.Duration
+	Calendar  policies.Calendar
+	HTTP      *http.Client
+	Logger    *slog.Logger
 	// Model names the classifier whose output decisions see.
 	Model string
 	// WebhookSecret signs webhook bodies (HMAC-SHA256) when set.
@@ -120,6 +125,10 @@ type Activities struct {
 	stored map[string]storedExamples
 	// embeddings keeps the provider's embeddings of seed examples.
 	embeddings classify.EmbeddingCache
+	// embedGate keeps classifications from waiting on an embeddings
+	// provider that does not answer: the hashing embedding picks their
+	// few-shot examples meanwhile.
+	embedGate classify.Gate
 	// bg is the work the activities leave running (full trainings of a
 	// classifier), which Close stops and waits for.
 	bg struct {

@@ -439,6 +439,26 @@ func TestFewShotsByTheProvidersEmbeddings(t *testing.T) {
 	if got := f.shots(t, "a refund to my card of 20 EUR"); !strings.Contains(got, "refund 20 EUR to my card please") {
 		t.Fatalf("few-shot context with the provider down:\n%s", got)
 	}
+	// For 30 s after the failure, classifications do not ask it.
+	calls := f.srv.EmbedCalls()
+	if got := f.shots(t, "a refund of 20 EUR to my card"); !strings.Contains(got, "refund 20 EUR to my card please") || f.srv.EmbedCalls() != calls {
+		t.Fatalf("few-shot context right after the failure (%d embeddings requests, want %d):\n%s", f.srv.EmbedCalls(), calls, got)
+	}
+}
+
+// A classification does not wait on an embeddings provider that does not
+// answer: it gives up after EmbedWait, the hashing embedding picks its
+// few-shot examples, and the next ones do not ask it for 30 s.
+func TestFewShotsDoNotWaitForAHangingProvider(t *testing.T) {
+	f := newFewShots(t, true)
+	f.acts.EmbedWait = 100 * time.Millisecond
+	release := f.srv.HoldEmbeddings()
+	t.Cleanup(release)
+	for i, text := range []string{"refund my card 20 EUR", "refund of 20 EUR to my card"} {
+		if got := f.shots(t, text); !strings.Contains(got, "refund 20 EUR to my card please") || f.srv.EmbedCalls() != 1 {
+			t.Fatalf("classification %d while the provider hangs (%d embeddings requests, want 1):\n%s", i+1, f.srv.EmbedCalls(), got)
+		}
+	}
 }
 
 // Close stops the full training the activities left running in the

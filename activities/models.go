@@ -279,7 +279,8 @@ func (a *Activities) retrainInBackground(ctx context.Context, c *classifierModel
 // context. With the provider's embeddings they are the stored examples
 // nearest by the embeddings stored with them (pgvector's index on
 // PostgreSQL) and the spec's seed examples, embedded once; while the
-// provider does not answer, and without it, they are picked by the
+// provider does not answer (a wait of EmbedWait at most, and none for 30 s
+// after a failure: classify.Gate), and without it, they are picked by the
 // hashing embedding.
 func (a *Activities) fewShots(ctx context.Context, c *classifierModel, spec process.ClassifySpec, text string) []classify.Shot {
 	if a.Embedder == nil || !a.Embedder.Provider() || a.Examples == nil {
@@ -299,7 +300,11 @@ func (a *Activities) nearestShots(ctx context.Context, spec process.ClassifySpec
 	for _, e := range spec.Examples {
 		texts = append(texts, e.Text)
 	}
-	vs, err := a.embeddings.Embed(ctx, a.Embedder, texts)
+	var vs [][]float32
+	err := a.embedGate.Do(ctx, a.EmbedWait, func(ctx context.Context) (err error) {
+		vs, err = a.embeddings.Embed(ctx, a.Embedder, texts)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -291,7 +291,7 @@ type server struct {
 	seeds classify.EmbeddingCache
 	// embedGate keeps requests from waiting on an embeddings provider
 	// that does not answer.
-	embedGate embedGate
+	embedGate *classify.Gate
 	// slas keeps the SLAs of the definition versions read.
 	slas slaCache
 }
@@ -322,6 +322,7 @@ func New(opts Options) (*Handler, error) {
 	if s.Examples != nil {
 		s.Embedder = s.examplesEmbedder()
 	}
+	s.embedGate = &classify.Gate{Pause: embedPause, Now: s.Clock}
 	if opts.RateLimit == 0 {
 		s.RateLimit = DefaultRateLimit
 	}

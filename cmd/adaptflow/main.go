@@ -151,7 +151,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&opts.LLMBaseURL, "llm-base-url", os.Getenv("ADAPTFLOW_LLM_BASE_URL"), "OpenAI-compatible API for classification (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp); default: the embedded classifier")
 		fs.StringVar(&opts.LLMModel, "llm-model", os.Getenv("ADAPTFLOW_LLM_MODEL"), "model name at --llm-base-url")
 		fs.StringVar(&opts.EmbeddingModel, "embedding-model", os.Getenv("ADAPTFLOW_EMBEDDING_MODEL"), "embeddings model at --llm-base-url for examples, few-shot retrieval and similar cases (its dimension must match --embedding-dim); default: the hashing embedding")
-		fs.DurationVar(&opts.EmbeddingWait, "embedding-wait", opts.EmbeddingWait, "how long an API request waits for the embeddings provider (--embedding-model) before it goes on without (a review without similar cases, an example embedded later); after a failure no request asks it for 30s")
+		fs.DurationVar(&opts.EmbeddingWait, "embedding-wait", opts.EmbeddingWait, "how long an API request or a classification waits for the embeddings provider (--embedding-model) before it goes on without (a review without similar cases, an example embedded later, few-shot examples picked by the hashing embedding); after a failure none asks it for 30s")
 		fs.StringVar(&opts.OTLPEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "send OpenTelemetry traces over OTLP/HTTP to this URL, e.g. http://collector:4318 (default: no tracing)")
 		if cmd == "server" || cmd == "worker" {
 			tlsOn, _ := strconv.ParseBool(os.Getenv("TEMPORAL_TLS"))

@@ -51,8 +51,9 @@ type Options struct {
 	// the provider's embeddings endpoint; without it the hashing embedding
 	// does. Its vectors must have EmbeddingDim dimensions.
 	EmbeddingModel string
-	// EmbeddingWait is how long an API request waits for the embeddings
-	// provider (default api.DefaultEmbedWait).
+	// EmbeddingWait is how long an API request, or a classification's
+	// pick of few-shot examples, waits for the embeddings provider
+	// (default api.DefaultEmbedWait).
 	EmbeddingWait time.Duration
 	// SkipMigrate leaves the store's schema as it is at start (run
 	// `adaptflow migrate` separately).
