@@ -2,6 +2,7 @@ package classify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -9,8 +10,9 @@ import (
 
 // Gate keeps callers from waiting on a provider that does not answer: a
 // call through it gets at most the wait its caller gives, and after a
-// failure no call asks the provider for Pause (the first one after asks
-// again). A caller that has something else to do meanwhile (the hashing
+// temporary failure (ErrRetryable: no answer in time, 429, 5xx) no call
+// asks the provider for Pause (the first one after asks again); a refusal
+// of one call's input (a 4xx) pauses nothing. A caller that has something else to do meanwhile (the hashing
 // embedding, a review without similar cases, an example embedded later)
 // does it at once. The zero value pauses 30 s by the wall clock; it is
 // safe for concurrent use.
@@ -46,7 +48,7 @@ func (g *Gate) Do(ctx context.Context, wait time.Duration, call func(context.Con
 	defer cancel()
 	err := call(cctx)
 	// A call its caller gave up on is no failure of the provider's.
-	if err != nil && ctx.Err() == nil {
+	if err != nil && ctx.Err() == nil && (errors.Is(err, ErrRetryable) || errors.Is(err, context.DeadlineExceeded)) {
 		pause := g.Pause
 		if pause <= 0 {
 			pause = 30 * time.Second

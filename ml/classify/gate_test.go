@@ -3,21 +3,23 @@ package classify_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/adaptflow/adaptflow/ml/classify"
 )
 
-// After a failure the gate asks nothing for its pause, then asks again; a
-// call its caller gave up on is no failure; a call that outlasts the wait
-// is one.
+// After a temporary failure the gate asks nothing for its pause, then asks
+// again; a call its caller gave up on is no failure, nor is a refusal of a
+// call's input; a call that outlasts the wait is one.
 func TestGate(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	g := &classify.Gate{Pause: 30 * time.Second, Now: func() time.Time { return now }}
 	calls := 0
 	ok := func(context.Context) error { calls++; return nil }
-	down := errors.New("503 from the provider")
+	down := fmt.Errorf("%w: 503 from the provider", classify.ErrRetryable)
+	refused := fmt.Errorf("%w: 400, the input is too long", classify.ErrRejected)
 	failing := func(context.Context) error { calls++; return down }
 	hanging := func(ctx context.Context) error { calls++; <-ctx.Done(); return ctx.Err() }
 
@@ -30,22 +32,29 @@ func TestGate(t *testing.T) {
 	if err := g.Do(t.Context(), time.Second, ok); err != nil || calls != 2 {
 		t.Fatalf("after the caller gave up: %v, %d calls", err, calls)
 	}
-	// A failure pauses the gate.
+	// A refusal of the input pauses nothing.
+	if err := g.Do(t.Context(), time.Second, func(context.Context) error { calls++; return refused }); !errors.Is(err, refused) {
+		t.Fatalf("refused call: %v", err)
+	}
+	if err := g.Do(t.Context(), time.Second, ok); err != nil || calls != 4 {
+		t.Fatalf("after a refusal: %v, %d calls", err, calls)
+	}
+	// A temporary failure pauses the gate.
 	if err := g.Do(t.Context(), time.Second, failing); !errors.Is(err, down) {
 		t.Fatalf("failing call: %v", err)
 	}
-	if err := g.Do(t.Context(), time.Second, ok); !errors.Is(err, down) || calls != 3 {
+	if err := g.Do(t.Context(), time.Second, ok); !errors.Is(err, down) || calls != 5 {
 		t.Fatalf("during the pause: %v, %d calls (want the first failure, and no call)", err, calls)
 	}
 	now = now.Add(31 * time.Second)
-	if err := g.Do(t.Context(), time.Second, ok); err != nil || calls != 4 {
+	if err := g.Do(t.Context(), time.Second, ok); err != nil || calls != 6 {
 		t.Fatalf("after the pause: %v, %d calls", err, calls)
 	}
 	// A call that outlasts the wait fails, and pauses the gate.
 	if err := g.Do(t.Context(), 10*time.Millisecond, hanging); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a call past its wait: %v", err)
 	}
-	if err := g.Do(t.Context(), time.Second, ok); err == nil || calls != 5 {
+	if err := g.Do(t.Context(), time.Second, ok); err == nil || calls != 7 {
 		t.Fatalf("after a call past its wait: %v, %d calls", err, calls)
 	}
 }
