@@ -105,9 +105,13 @@ type Activities struct {
 	// embedding picks the few-shot examples after that, and for 30 s after
 	// a failure.
 	EmbedWait time.Duration
-	Calendar  policies.Calendar
-	HTTP      *http.Client
-	Logger    *slog.Logger
+	// EmbedObserve, when set, is told how each call to the embeddings
+	// provider went (classify.Gate's Observe). Set it before the first
+	// classification.
+	EmbedObserve func(outcome string)
+	Calendar     policies.Calendar
+	HTTP         *http.Client
+	Logger       *slog.Logger
 	// Model names the classifier whose output decisions see.
 	Model string
 	// WebhookSecret signs webhook bodies (HMAC-SHA256) when set.
@@ -129,6 +133,7 @@ type Activities struct {
 	// provider that does not answer: the hashing embedding picks their
 	// few-shot examples meanwhile.
 	embedGate classify.Gate
+	gateOnce  sync.Once
 	// bg is the work the activities leave running (full trainings of a
 	// classifier), which Close stops and waits for.
 	bg struct {

@@ -301,6 +301,7 @@ func (a *Activities) nearestShots(ctx context.Context, spec process.ClassifySpec
 		texts = append(texts, e.Text)
 	}
 	var vs [][]float32
+	a.gateOnce.Do(func() { a.embedGate.Observe = a.EmbedObserve })
 	err := a.embedGate.Do(ctx, a.EmbedWait, func(ctx context.Context) (err error) {
 		vs, err = a.embeddings.Embed(ctx, a.Embedder, texts)
 		return err

@@ -184,6 +184,9 @@ type Options struct {
 	// (default DefaultEmbedWait); after a failure, requests do not ask it
 	// for 30 s and go on without an embedding where they can.
 	EmbedWait time.Duration
+	// EmbedObserve, when set, is told how each request's call to the
+	// embeddings provider went (classify.Gate's Observe).
+	EmbedObserve func(outcome string)
 	Temporal  client.Client
 	TaskQueue string
 	// Namespace is the Temporal namespace of the instances' workflows
@@ -322,7 +325,7 @@ func New(opts Options) (*Handler, error) {
 	if s.Examples != nil {
 		s.Embedder = s.examplesEmbedder()
 	}
-	s.embedGate = &classify.Gate{Pause: embedPause, Now: s.Clock}
+	s.embedGate = &classify.Gate{Pause: embedPause, Now: s.Clock, Observe: s.EmbedObserve}
 	if opts.RateLimit == 0 {
 		s.RateLimit = DefaultRateLimit
 	}

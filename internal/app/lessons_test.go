@@ -148,6 +148,20 @@ func TestLessonWaitsForTheEmbeddingsProvider(t *testing.T) {
 		t.Fatalf("the correction's answer: %s", dec.raw)
 	}
 	d.lessonKept(text, "account_transfer", "review:reviewer-1", 1)
+	// The metrics tell the provider's state: the worker's few-shot pick
+	// asked it fine, the verdict's call failed, and the review read again
+	// does not ask it (for 30 s after the failure).
+	d.expect(d.call("GET", "/v1/reviews/"+review, d.newKey("reviewer"), ""), http.StatusOK)
+	calls := func(caller, outcome string) string {
+		m := regexp.MustCompile(`adaptflow_embeddings_requests_total\{caller="` + caller + `",outcome="` + outcome + `"\} (\d+)`).FindStringSubmatch(d.call("GET", "/metrics", "", "").raw)
+		if m == nil {
+			return "0"
+		}
+		return m[1]
+	}
+	if ok, failed, skipped := calls("worker", "ok"), calls("api", "failed"), calls("api", "skipped"); ok == "0" || failed != "1" || skipped != "1" {
+		t.Fatalf("embeddings requests: worker ok %s, api failed %s (want 1), api skipped %s (want 1)", ok, failed, skipped)
+	}
 	embedded := func() string {
 		return regexp.MustCompile(`adaptflow_examples_embedded_late_total (\d+)`).FindStringSubmatch(d.call("GET", "/metrics", "", "").raw + "adaptflow_examples_embedded_late_total -1")[1]
 	}

@@ -207,6 +207,14 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	}
 	embedder := classify.NewEmbedder(llm, opts.EmbeddingModel, st.EmbeddingDim())
 	lg.Info("examples embedded", "embedding", embedder.Name(), "dimensions", st.EmbeddingDim())
+	embedCalls := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "adaptflow_embeddings_requests_total",
+		Help: "Calls to the embeddings provider (--embedding-model) by the API's requests and the worker's classifications, by outcome: ok, failed (an error, or no answer within --embedding-wait), skipped (not asked: it failed in the last 30 s).",
+	}, []string{"caller", "outcome"})
+	reg.MustRegister(embedCalls)
+	embedObserve := func(caller string) func(string) {
+		return func(outcome string) { embedCalls.WithLabelValues(caller, outcome).Inc() }
+	}
 	// The ends of instances are counted by the worker that saves them, and
 	// by the API for those it records itself; in dev, on one registry.
 	var finish *activities.FinishMetrics
@@ -220,7 +228,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		w.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
 		w.RegisterWorkflowWithOptions(workflows.ClassifyPreview, workflow.RegisterOptions{Name: workflows.ClassifyPreviewWorkflow})
 		acts := &activities.Activities{
-			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Lessons: st, Detectors: st, States: st, SubProcesses: st, LLM: llm, Embedder: embedder, EmbedWait: opts.EmbeddingWait, Calendar: cal,
+			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Lessons: st, Detectors: st, States: st, SubProcesses: st, LLM: llm, Embedder: embedder, EmbedWait: opts.EmbeddingWait, EmbedObserve: embedObserve("worker"), Calendar: cal,
 			HTTP: &http.Client{Timeout: 5 * time.Minute}, Logger: lg, WebhookSecret: opts.WebhookSecret, Undelivered: st,
 			Metrics: activities.NewMetrics(reg),
 		}
@@ -270,7 +278,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	}
 	apiOpts := api.Options{
 		Keys: st, KeyAdmin: st, Definitions: st, Policies: st, Instances: st, Decisions: st, Reviews: st, Claims: st, Retries: st, Signals: st, Ended: st, AuditLog: st, Webhooks: st, Verdicts: st, Stats: st,
-		Lifecycle: st, Schedules: st, Scanner: st, Chains: st, Examples: st, Embedder: embedder, EmbedWait: opts.EmbeddingWait, Temporal: tc, TaskQueue: TaskQueue, Namespace: opts.Namespace, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit, Metrics: reg, Tracer: tracer,
+		Lifecycle: st, Schedules: st, Scanner: st, Chains: st, Examples: st, Embedder: embedder, EmbedWait: opts.EmbeddingWait, EmbedObserve: embedObserve("api"), Temporal: tc, TaskQueue: TaskQueue, Namespace: opts.Namespace, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit, Metrics: reg, Tracer: tracer,
 		Ready: func(ctx context.Context) error { return st.Ping(ctx) }, StartWait: opts.StartWait, MetricsElsewhere: opts.MetricsListen != "",
 		Finished: finish.Ended, Retried: retried, Clock: clock.read,
 		WebhookSecret: opts.WebhookSecret,

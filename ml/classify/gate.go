@@ -20,6 +20,10 @@ type Gate struct {
 	Pause time.Duration
 	// Now is the clock the pause goes by (default time.Now).
 	Now func() time.Time
+	// Observe, when set, is told how each call went: "ok", "failed" (an
+	// error, or no answer within the wait), or "skipped" (not asked: the
+	// gate was paused). A call its caller gave up on is not told.
+	Observe func(outcome string)
 
 	mu        sync.Mutex
 	downSince time.Time
@@ -38,6 +42,7 @@ func (g *Gate) Do(ctx context.Context, wait time.Duration, call func(context.Con
 	if now.Before(g.downUntil) {
 		err := fmt.Errorf("not asked again until %s (it failed at %s: %w)", g.downUntil.UTC().Format(time.RFC3339), g.downSince.UTC().Format(time.RFC3339), g.err)
 		g.mu.Unlock()
+		g.observe("skipped")
 		return err
 	}
 	g.mu.Unlock()
@@ -47,6 +52,12 @@ func (g *Gate) Do(ctx context.Context, wait time.Duration, call func(context.Con
 	cctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	err := call(cctx)
+	switch {
+	case err == nil:
+		g.observe("ok")
+	case ctx.Err() == nil:
+		g.observe("failed")
+	}
 	// A call its caller gave up on is no failure of the provider's.
 	if err != nil && ctx.Err() == nil && (errors.Is(err, ErrRetryable) || errors.Is(err, context.DeadlineExceeded)) {
 		pause := g.Pause
@@ -59,6 +70,12 @@ func (g *Gate) Do(ctx context.Context, wait time.Duration, call func(context.Con
 		g.mu.Unlock()
 	}
 	return err
+}
+
+func (g *Gate) observe(outcome string) {
+	if g.Observe != nil {
+		g.Observe(outcome)
+	}
 }
 
 func (g *Gate) now() time.Time {

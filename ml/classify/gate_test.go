@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 // call's input; a call that outlasts the wait is one.
 func TestGate(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	g := &classify.Gate{Pause: 30 * time.Second, Now: func() time.Time { return now }}
+	var told []string
+	g := &classify.Gate{Pause: 30 * time.Second, Now: func() time.Time { return now }, Observe: func(o string) { told = append(told, o) }}
 	calls := 0
 	ok := func(context.Context) error { calls++; return nil }
 	down := fmt.Errorf("%w: 503 from the provider", classify.ErrRetryable)
@@ -56,5 +58,9 @@ func TestGate(t *testing.T) {
 	}
 	if err := g.Do(t.Context(), time.Second, ok); err == nil || calls != 7 {
 		t.Fatalf("after a call past its wait: %v, %d calls", err, calls)
+	}
+	// Each call is told but the one its caller gave up on.
+	if want := "ok failed ok failed skipped ok failed skipped"; strings.Join(told, " ") != want {
+		t.Fatalf("outcomes told %q, want %q", told, want)
 	}
 }
