@@ -187,8 +187,8 @@ type Options struct {
 	// EmbedObserve, when set, is told how each request's call to the
 	// embeddings provider went (classify.Gate's Observe).
 	EmbedObserve func(outcome string)
-	Temporal  client.Client
-	TaskQueue string
+	Temporal     client.Client
+	TaskQueue    string
 	// Namespace is the Temporal namespace of the instances' workflows
 	// (default "default"), for the requests the client does not fill in
 	// (a retry's reset).
