@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 
@@ -113,6 +114,7 @@ const shots = 5
 // when the LLM fails for good) with the embedded classifier. A fallback is
 // always reviewed; the result names the model that answered.
 func (a *Activities) Classify(ctx context.Context, in ClassifyInput) (ClassifyResult, error) {
+	defer heartbeating(ctx)()
 	m, c, err := a.embeddedModel(ctx, in.Spec)
 	if err != nil {
 		return ClassifyResult{}, err
@@ -215,4 +217,34 @@ func (a *Activities) storedExamples(ctx context.Context, classifier string) ([]c
 	a.stored[classifier] = storedExamples{version: v, examples: examples}
 	a.mu.Unlock()
 	return examples, v, nil
+}
+
+// heartbeatEvery is how often a long activity heartbeats.
+const heartbeatEvery = 5 * time.Second
+
+// heartbeating heartbeats for the activity of ctx, at once and then every
+// heartbeatEvery, until the stop it returns is called: Temporal tells a
+// worker that died (heartbeats stop) from one still at work (a first
+// training on many examples, a slow LLM), however long that takes.
+func heartbeating(ctx context.Context) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
+	activity.RecordHeartbeat(ctx)
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(heartbeatEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
+	return func() { close(done) }
 }

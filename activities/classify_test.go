@@ -1,15 +1,19 @@
 package activities_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/adaptflow/adaptflow/activities"
@@ -521,5 +525,62 @@ func TestCloseStopsBackgroundTrainings(t *testing.T) {
 	}
 	if stopped, done, updates := count("stopped"), count("background"), count("update"); stopped+done != 1 || updates != 2 {
 		t.Fatalf("after a second correction: %v stopped, %v finished, %v updates", stopped, done, updates)
+	}
+}
+
+// A classifier's first model takes longer to train than one attempt of the
+// Classify activity may last (many examples, a busy worker): the training
+// goes on after the attempt ends, the next attempts wait for the same
+// training rather than start it again, and one of them gets the model.
+// The attempts heartbeat meanwhile, so Temporal tells a worker that died
+// from one still training.
+func TestFirstTrainingOutlastsAnAttempt(t *testing.T) {
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	// Long texts, so that training takes long next to reading them.
+	for i := range 1500 {
+		label := []string{"refund", "question"}[i%2]
+		var text strings.Builder
+		for j := range 40 {
+			fmt.Fprintf(&text, "%s%d ", []string{"order", "parcel", "shop", "invoice", "card"}[j%5], (i*31+j*17)%997)
+		}
+		e := store.Example{ID: fmt.Sprintf("bulk%d", i), Classifier: spec.Name, Text: label + " " + text.String(), Label: label, Embedding: make([]float32, st.EmbeddingDim()), CreatedAt: time.Now()}
+		if err := st.PutExample(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	acts := &activities.Activities{Examples: st, Metrics: activities.NewMetrics(reg)}
+	defer func() { _ = acts.Close(t.Context()) }()
+	in := activities.ClassifyInput{Spec: spec, Text: "the parcel of order 12 is late"}
+	// Attempts of 400 ms, each far shorter than the training (over a
+	// second here, 20 s with the race detector).
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(t.Context(), 400*time.Millisecond)
+		_, err := acts.Classify(ctx, in)
+		cancel()
+		if err == nil {
+			break
+		}
+		if attempt == 300 {
+			t.Fatalf("no attempt of 300 got the model (does the training start again with each?): %v", err)
+		}
+	}
+	// An attempt waiting for the training heartbeats.
+	var heartbeats atomic.Int32
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	fresh := &activities.Activities{Examples: st}
+	defer func() { _ = fresh.Close(t.Context()) }()
+	env.RegisterActivity(fresh)
+	env.SetOnActivityHeartbeatListener(func(*activity.Info, converter.EncodedValues) { heartbeats.Add(1) })
+	if _, err := env.ExecuteActivity(fresh.Classify, in); err != nil {
+		t.Fatal(err)
+	}
+	if full := series(t, reg)["adaptflow_classifier_training_seconds{kind=full}count"]; full != 1 || heartbeats.Load() == 0 {
+		t.Fatalf("%v full trainings (want 1), %d heartbeats", full, heartbeats.Load())
 	}
 }

@@ -49,8 +49,23 @@ type classifierModel struct {
 	vecByKey map[string][]float32
 	patched  bool // some examples were learned by an update only
 	retrain  bool // a full training runs in the background
+	// full is the full training a classification waits for, while it
+	// runs: one at a time, apart from the attempts that wait for it.
+	full *fullTraining
+}
 
-	train sync.Mutex // one foreground training at a time
+// fullTraining is a full training of a classifier's model that
+// classifications wait for (its first model, or one for a new spec or for
+// many new examples). It runs apart from the Classify attempt that started
+// it: an attempt that ends (its time is up on a busy worker, with many
+// examples) leaves it running, and the next attempt waits for the same
+// training instead of starting it again, which would never end.
+type fullTraining struct {
+	key  string // what it learns (embeddedModel's key)
+	done chan struct{}
+	// Set before done is closed.
+	model *classify.Model
+	err   error
 }
 
 func exampleKey(e classify.Example) string { return e.Label + "\x00" + e.Text }
@@ -77,25 +92,80 @@ func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpe
 	if m := a.current(c, spec.Name, specKey, key, examples); m != nil {
 		return m, c, nil
 	}
-	c.train.Lock()
-	defer c.train.Unlock()
-	if m := c.modelFor(key); m != nil { // another caller trained it meanwhile
-		return m, c, nil
+	for {
+		tr := a.trainFull(c, specKey, key, examples)
+		if tr == nil { // the worker is stopping: train within the attempt
+			m, err := a.trainNow(ctx, c, specKey, key, examples)
+			return m, c, err
+		}
+		if err := waitFor(ctx, tr.done); err != nil {
+			return nil, nil, err
+		}
+		if tr.key != key {
+			// It learned what an earlier classification asked for: an
+			// update may now bring it to these examples.
+			if m := a.current(c, spec.Name, specKey, key, examples); m != nil {
+				return m, c, nil
+			}
+			continue
+		}
+		if tr.err != nil {
+			return nil, nil, tr.err
+		}
+		return tr.model, c, nil
 	}
+}
+
+// trainFull is the full training running for c, or one started on
+// examples (which key names) in the background; nil once Close has
+// stopped the background work.
+func (a *Activities) trainFull(c *classifierModel, specKey, key string, examples []classify.Example) *fullTraining {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.full != nil {
+		return c.full
+	}
+	tr := &fullTraining{key: key, done: make(chan struct{})}
+	if !a.background(func(ctx context.Context) {
+		tr.model, tr.err = a.trainNow(ctx, c, specKey, key, examples)
+		c.mu.Lock()
+		c.full = nil
+		c.mu.Unlock()
+		close(tr.done)
+	}) {
+		return nil
+	}
+	c.full = tr
+	return tr
+}
+
+// trainNow trains c's model on examples and puts it in place.
+func (a *Activities) trainNow(ctx context.Context, c *classifierModel, specKey, key string, examples []classify.Example) (*classify.Model, error) {
 	start := time.Now()
 	m, err := classify.TrainContext(ctx, examples, classify.Options{})
 	if ctx.Err() != nil {
-		return nil, nil, ctx.Err()
+		a.Metrics.trained("stopped", time.Since(start))
+		return nil, ctx.Err()
 	}
 	if err != nil {
-		return nil, nil, invalid("classify: "+err.Error(), err)
+		return nil, invalid("classify: "+err.Error(), err)
 	}
 	a.Metrics.trained("full", time.Since(start))
 	c.mu.Lock()
 	c.spec, c.key, c.model, c.patched = specKey, key, m, false
 	c.setExamples(examples)
 	c.mu.Unlock()
-	return m, c, nil
+	return m, nil
+}
+
+// waitFor waits until done is closed or ctx ends.
+func waitFor(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // modelFor is the model when it has learned what key says, else nil.

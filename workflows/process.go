@@ -580,9 +580,14 @@ func (r *runner) save(ctx workflow.Context) {
 type Version = workflow.Version
 
 // classifyOptions are the Classify activity's: the LLM's 429s and 5xx are
-// retried, and its last attempt falls back to the embedded classifier.
+// retried, and its last attempt falls back to the embedded classifier. An
+// attempt heartbeats while it works, so a worker that died is told by the
+// heartbeats' stop, and an attempt may take long (a first training on many
+// examples, a slow LLM with its repair attempt). Activity options are not
+// part of what a replay compares: histories recorded with others replay.
 var classifyOptions = workflow.ActivityOptions{
-	StartToCloseTimeout: time.Minute,
+	StartToCloseTimeout: 10 * time.Minute,
+	HeartbeatTimeout:    30 * time.Second,
 	RetryPolicy: &temporal.RetryPolicy{
 		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: activities.ClassifyAttempts,
 		NonRetryableErrorTypes: activities.NonRetryable,

@@ -47,6 +47,8 @@ type Options struct {
 	// endpoint for classification; without them the embedded classifier
 	// answers.
 	LLMBaseURL, LLMModel, LLMAPIKey string
+	// LLMTimeout bounds one request to the LLM (default 20s).
+	LLMTimeout time.Duration
 	// EmbeddingModel, with LLMBaseURL, embeds examples and queries through
 	// the provider's embeddings endpoint; without it the hashing embedding
 	// does. Its vectors must have EmbeddingDim dimensions.
@@ -138,8 +140,12 @@ func DefaultOptions() Options {
 		ClaimLease:      30 * time.Minute,
 		Retention:       DefaultRetention,
 		EmbeddingWait:   api.DefaultEmbedWait,
+		LLMTimeout:      DefaultLLMTimeout,
 	}
 }
+
+// DefaultLLMTimeout bounds one request to the LLM by default.
+const DefaultLLMTimeout = 20 * time.Second
 
 // DefaultRetention is how long dev keeps finished workflows' histories.
 const DefaultRetention = 7 * 24 * time.Hour
@@ -181,6 +187,12 @@ func (o *Options) validate() error {
 	}
 	if o.StoreRetention != 0 && o.StoreRetention < 24*time.Hour {
 		errs = append(errs, fmt.Errorf("--store-retention: must be at least 1d, or 0 to keep everything (got %s)", o.StoreRetention))
+	}
+	if o.LLMTimeout == 0 {
+		o.LLMTimeout = DefaultLLMTimeout
+	}
+	if o.LLMTimeout < time.Second || o.LLMTimeout > 4*time.Minute {
+		errs = append(errs, fmt.Errorf("--llm-timeout: must be between 1s and 4m (got %s)", o.LLMTimeout))
 	}
 	if o.EmbeddingWait == 0 {
 		o.EmbeddingWait = api.DefaultEmbedWait

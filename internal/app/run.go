@@ -200,7 +200,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 
 	var llm *classify.LLM
 	if opts.LLMBaseURL != "" {
-		if llm, err = classify.NewLLM(classify.LLMOptions{BaseURL: opts.LLMBaseURL, Model: opts.LLMModel, APIKey: opts.LLMAPIKey}); err != nil {
+		if llm, err = classify.NewLLM(classify.LLMOptions{BaseURL: opts.LLMBaseURL, Model: opts.LLMModel, APIKey: opts.LLMAPIKey, Timeout: opts.LLMTimeout}); err != nil {
 			return err
 		}
 		lg.Info("classification through an LLM", "base_url", opts.LLMBaseURL, "model", opts.LLMModel)
