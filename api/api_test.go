@@ -619,7 +619,7 @@ func TestKeyChangesMadeElsewhereApplyWithinTheCacheTTL(t *testing.T) {
 
 // With an embeddings model configured, an example is stored with the
 // provider's embedding; while the provider is down, it is kept without one
-// (embedding_pending), no neighbour until the sweeper embeds it.
+// (embedding_pending), no neighbour until the example embedder embeds it.
 func TestClassifierExamplesEmbeddedByTheProvider(t *testing.T) {
 	srv, keys, st, llmSrv, dim := newServerWithEmbeddings(t)
 	eng := keys[store.RoleEngineer]

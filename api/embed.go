@@ -38,7 +38,7 @@ func (s *server) embed(ctx context.Context, text string) ([]float32, error) {
 // Options.EmbedWait, and not for embedPause after a failure. What needs an
 // embedding goes on without one: a review is shown without its similar
 // cases, a lesson or an example is kept without its embedding, which the
-// sweeper adds (EmbedExamples, not gated: it has time). A failure is an
+// example embedder adds (EmbedExamples, not gated: it has time). A failure is an
 // embeddingError.
 func (s *server) embedTexts(ctx context.Context, embed func(context.Context) ([][]float32, error)) ([][]float32, error) {
 	var vs [][]float32

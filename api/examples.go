@@ -106,10 +106,10 @@ func (s *server) addExample(c *gin.Context) {
 	}
 	// An example does not wait for the embeddings provider: while it does
 	// not answer, the example is kept without its embedding, which the
-	// sweeper adds later (EmbedExamples).
+	// example embedder (a background task) adds later (EmbedExamples).
 	v, err := s.embed(c.Request.Context(), req.Text)
 	if err != nil {
-		loggerFrom(c).WarnContext(c.Request.Context(), "an example is kept without its embedding for now; the sweeper adds it", "classifier", name, "err", err)
+		loggerFrom(c).WarnContext(c.Request.Context(), "an example is kept without its embedding for now; the example embedder adds it", "classifier", name, "err", err)
 		v = nil
 	}
 	h := sha256.Sum256([]byte(name + "\x00" + req.Text))
@@ -125,7 +125,7 @@ func (s *server) addExample(c *gin.Context) {
 }
 
 // addedExample is the answer to an added example: embedding_pending while
-// the embeddings provider did not answer (the sweeper embeds it; until
+// the embeddings provider did not answer (the example embedder embeds it; until
 // then it teaches the embedded classifier but is no similar case nor
 // few-shot example).
 type addedExample struct {

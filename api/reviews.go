@@ -663,10 +663,10 @@ func (s *server) exampleFromVerdict(c *gin.Context, cl *classificationForReview,
 	}
 	// A verdict does not wait for the embeddings provider: while it does
 	// not answer, the lesson is kept without an embedding, which the
-	// sweeper adds later (EmbedExamples).
+	// example embedder (a background task) adds later (EmbedExamples).
 	v, err := s.embed(c.Request.Context(), cl.Text)
 	if err != nil {
-		loggerFrom(c).WarnContext(c.Request.Context(), "a reviewer's lesson is kept without its embedding for now; the sweeper adds it", "classifier", cl.Classifier, "err", err)
+		loggerFrom(c).WarnContext(c.Request.Context(), "a reviewer's lesson is kept without its embedding for now; the example embedder adds it", "classifier", cl.Classifier, "err", err)
 		v = nil
 	}
 	h := sha256.Sum256([]byte(cl.Classifier + "\x00" + cl.Text))

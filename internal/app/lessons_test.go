@@ -132,7 +132,7 @@ func TestReviewersLessonsComeBack(t *testing.T) {
 // endpoint fails. The verdict goes through all the same (before, it was
 // refused with 503 until the provider answered), the lesson is kept at
 // once without its embedding (the embedded classifier and the quality
-// report have it), and the sweeper embeds it once the provider answers.
+// report have it), and the example embedder embeds it once the provider answers.
 func TestLessonWaitsForTheEmbeddingsProvider(t *testing.T) {
 	llm := openaitest.New(t, openaitest.Reply{Content: `{"label":"business_account","confidence":0.3,"fields":{"applicant_name":"Ann","account_type":"business","amount":null,"risk_hints":"none"},"rationale":"a company"}`})
 	llm.SetEmbeddings(store.DefaultEmbeddingDim, 0)
@@ -169,7 +169,22 @@ func TestLessonWaitsForTheEmbeddingsProvider(t *testing.T) {
 	if n := embedded(); n != "0" {
 		t.Fatalf("examples embedded while the provider failed: %s", n)
 	}
+	// A provider that does not answer holds up the example embedder's
+	// pass, never the sweeper's: its passes go on succeeding.
+	release := llm.HoldEmbeddings()
+	defer release()
 	llm.SetEmbeddings(store.DefaultEmbeddingDim, 0)
+	sweeperOK := func() float64 {
+		return d.metric("adaptflow_background_task_last_success_timestamp_seconds", `task="sweeper"`)
+	}
+	for _, since := range []float64{float64(time.Now().Add(time.Second).UnixNano()) / 1e9, float64(time.Now().Add(3*time.Second).UnixNano()) / 1e9} {
+		for deadline := time.Now().Add(15 * time.Second); sweeperOK() <= since; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no pass of the sweeper has succeeded since %v while the provider hangs (the last at %v)", since, sweeperOK())
+			}
+		}
+	}
+	release()
 	for deadline := time.Now().Add(30 * time.Second); embedded() != "1"; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the lesson was not embedded once the provider answered: %s", embedded())

@@ -379,7 +379,7 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 	reg.MustRegister(takenBack)
 	embedded := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "adaptflow_examples_embedded_late_total",
-		Help: "Labeled examples the sweeper embedded after they were stored without an embedding (reviewers' lessons, and examples added through the API, kept while the embeddings provider did not answer).",
+		Help: "Labeled examples the example_embedder task embedded after they were stored without an embedding (reviewers' lessons, and examples added through the API, kept while the embeddings provider did not answer).",
 	})
 	reg.MustRegister(embedded)
 	since := time.Now().Add(-endedLookBack)
@@ -419,14 +419,19 @@ func runSweeps(ctx context.Context, lc *lifecycle, bg *background, opts api.Opti
 		if errRecover != nil && ctx.Err() == nil {
 			opts.Logger.Warn("sweep of instances the store lost", "recovered", rc.Recovered, "err", errRecover)
 		}
-		// The embeddings provider down is no failure of the sweeper's
-		// (whose staleness is alerted on): logged, and tried next pass.
-		m, errEmbed := api.EmbedExamples(ctx, opts)
-		embedded.Add(float64(m))
-		if errEmbed != nil && ctx.Err() == nil {
-			opts.Logger.Warn("examples kept without their embedding wait for the provider", "embedded", m, "err", errEmbed)
-		}
 		return errors.Join(errStarts, errEnded, errLost, errRecover)
+	}})
+	// A task of its own: an embeddings provider that does not answer
+	// holds up its pass (up to --llm-timeout), never the sweeper's. Its
+	// being down is no failure of the task's (whose staleness is alerted
+	// on): logged, and tried next pass; AdaptflowEmbeddingsFailing alerts.
+	bg.start(ctx, lc, task{name: "example_embedder", every: every, run: func(ctx context.Context) error {
+		m, err := api.EmbedExamples(ctx, opts)
+		embedded.Add(float64(m))
+		if err != nil && ctx.Err() == nil {
+			opts.Logger.Warn("examples kept without their embedding wait for the provider", "embedded", m, "err", err)
+		}
+		return nil
 	}})
 }
 
