@@ -400,6 +400,7 @@ func New(opts Options) (*Handler, error) {
 	v1.POST("/keys/:id/revoke", s.allow(nil), s.revokeKey)
 	s.lifecycleRoutes(v1, engineer, nil)
 	v1.POST("/classifiers/:name/examples", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.allowClassifier, s.addExample)
+	v1.POST("/classifiers/:name/examples/batch", s.allow(engineer), s.allowClassifier, s.addExamples)
 	v1.GET("/classifiers/:name/examples", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.allowClassifier, s.listExamples)
 	v1.DELETE("/classifiers/:name/examples/:id", s.allow(engineer), s.allowClassifier, s.deleteExample)
 	v1.GET("/classifiers/:name/quality", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.allowClassifier, s.classifierQuality)

@@ -657,6 +657,55 @@ func TestClassifierExamplesEmbeddedByTheProvider(t *testing.T) {
 	}
 }
 
+// POST .../examples/batch adds many examples at once, embedded together
+// (one request to the provider for them all), each as the single route
+// would; a batch with a bad example is refused whole, naming it.
+func TestAddExamplesInABatch(t *testing.T) {
+	srv, keys, st, llmSrv, dim := newServerWithEmbeddings(t, func(o *api.Options) { o.MaxBody = 1 << 20 })
+	eng := keys[store.RoleEngineer]
+	path := "/v1/classifiers/requests/examples/batch"
+	for _, tc := range []struct{ body, field string }{
+		{`{"examples":[]}`, "examples"},
+		{`{"examples":[{"text":"a","label":"x"},{"text":"a","label":"y"}]}`, "examples[1].text"},
+		{`{"examples":[{"text":"a","label":"x"},{"text":"b","label":"x"},{"text":"c"}]}`, "examples[2].label"},
+		{`{"examples":[{"text":"a","label":"x","fields":[1]}]}`, "examples[0].fields"},
+		{`{"examples":[{"text":"a","label":"x","extra":1}]}`, "examples[0].extra"},
+		{`{"examples":[` + strings.Repeat(`{"text":"a","label":"x"},`, 1000) + `{"text":"a","label":"x"}]}`, "examples"},
+	} {
+		if a := do(t, srv, "POST", path, eng, "application/json", tc.body); a.status != http.StatusBadRequest || a.err.Field != tc.field {
+			t.Errorf("%.80s: %d %+v, want 400 naming %s", tc.body, a.status, a.err, tc.field)
+		}
+	}
+	if es, _ := st.ExamplesOf(t.Context(), "requests"); len(es) != 0 || llmSrv.EmbedCalls() != 0 {
+		t.Fatalf("refused batches stored %d examples, asked for %d embeddings", len(es), llmSrv.EmbedCalls())
+	}
+	if a := do(t, srv, "POST", path, keys[store.RoleReviewer], "application/json", `{"examples":[{"text":"a","label":"x"}]}`); a.status != http.StatusForbidden {
+		t.Fatalf("a reviewer's batch: %d", a.status)
+	}
+	texts := []string{"please refund my order", "when do you open on sunday", "refund the double payment"}
+	body := `{"examples":[{"text":"` + texts[0] + `","label":"refund"},{"text":"` + texts[1] + `","label":"question","fields":{"day":"sunday"}},{"text":"` + texts[2] + `","label":"refund"}]}`
+	if a := do(t, srv, "POST", path, eng, "application/json", body); a.status != http.StatusCreated || a.body["examples"] != 3.0 || a.body["embedding_pending"] != false {
+		t.Fatalf("batch: %d %v", a.status, a.body)
+	}
+	es, err := st.ExamplesOf(t.Context(), "requests")
+	if err != nil || len(es) != 3 || llmSrv.EmbedCalls() != 1 {
+		t.Fatalf("%d examples stored (%v), %d embeddings requests (want 3, 1)", len(es), err, llmSrv.EmbedCalls())
+	}
+	for _, text := range texts {
+		if ns, err := st.NearestExamples(t.Context(), "requests", openaitest.Embedding(text, dim), 1); err != nil || len(ns) != 1 || ns[0].Text != text || ns[0].Distance > 1e-6 {
+			t.Fatalf("nearest to %q: %+v %v", text, ns, err)
+		}
+	}
+	// The provider down: stored all the same, embedded later.
+	llmSrv.SetEmbeddings(dim, http.StatusServiceUnavailable)
+	if a := do(t, srv, "POST", path, eng, "application/json", `{"examples":[{"text":"are you open today","label":"question"}]}`); a.status != http.StatusCreated || a.body["embedding_pending"] != true {
+		t.Fatalf("batch while the provider is down: %d %v", a.status, a.body)
+	}
+	if pending, err := st.ExamplesToEmbed(t.Context(), 10); err != nil || len(pending) != 1 || pending[0].Text != "are you open today" {
+		t.Fatalf("examples to embed: %+v %v", pending, err)
+	}
+}
+
 // A request does not wait on an embeddings provider that does not answer:
 // it gives up after Options.EmbedWait, and for 30 s after that requests do
 // not ask it at all (the review is shown without its similar cases, the

@@ -33,6 +33,15 @@ func (s *server) embed(ctx context.Context, text string) ([]float32, error) {
 	return vs[0], nil
 }
 
+// embedBatch embeds texts for a request, the wait growing with the
+// provider's requests they take (classify.Embedder's batches).
+func (s *server) embedBatch(ctx context.Context, texts []string) ([][]float32, error) {
+	requests := (len(texts) + classify.EmbedBatch - 1) / classify.EmbedBatch
+	return s.embedTextsWithin(ctx, time.Duration(requests)*s.EmbedWait, func(ctx context.Context) ([][]float32, error) {
+		return s.Embedder.Embed(ctx, texts)
+	})
+}
+
 // embedTexts runs embed, a request's call to the embeddings provider
 // (when one is configured), through the server's gate: within
 // Options.EmbedWait, and not for embedPause after a failure. What needs an
@@ -41,6 +50,11 @@ func (s *server) embed(ctx context.Context, text string) ([]float32, error) {
 // example embedder adds (EmbedExamples, not gated: it has time). A failure is an
 // embeddingError.
 func (s *server) embedTexts(ctx context.Context, embed func(context.Context) ([][]float32, error)) ([][]float32, error) {
+	return s.embedTextsWithin(ctx, s.EmbedWait, embed)
+}
+
+// embedTextsWithin is embedTexts with a wait of its own.
+func (s *server) embedTextsWithin(ctx context.Context, wait time.Duration, embed func(context.Context) ([][]float32, error)) ([][]float32, error) {
 	var vs [][]float32
 	call := func(ctx context.Context) (err error) {
 		vs, err = embed(ctx)
@@ -48,7 +62,7 @@ func (s *server) embedTexts(ctx context.Context, embed func(context.Context) ([]
 	}
 	var err error
 	if s.Embedder.Provider() {
-		err = s.embedGate.Do(ctx, s.EmbedWait, call)
+		err = s.embedGate.Do(ctx, wait, call)
 	} else {
 		err = call(ctx)
 	}

@@ -83,6 +83,30 @@ type exampleRequest struct {
 	Fields json.RawMessage `json:"fields,omitempty"`
 }
 
+// validate says what is wrong with the example, its fields named with
+// prefix ("" for the single example's route, "examples[3]." in a batch).
+func (req exampleRequest) validate(prefix string) error {
+	switch {
+	case strings.TrimSpace(req.Text) == "" || len(req.Text) > 20000:
+		return badRequest(prefix+"text", "is required (at most 20,000 characters)")
+	case strings.TrimSpace(req.Label) == "" || len(req.Label) > 100:
+		return badRequest(prefix+"label", "is required (at most 100 characters)")
+	case len(req.Fields) > 0 && !json.Valid(req.Fields):
+		return badRequest(prefix+"fields", "must be a JSON object")
+	}
+	return nil
+}
+
+// example is the stored example req makes for classifier name, embedded
+// by v (nil: not yet).
+func (req exampleRequest) example(c *gin.Context, name string, v []float32) store.Example {
+	h := sha256.Sum256([]byte(name + "\x00" + req.Text))
+	return store.Example{
+		ID: "ex_" + hex.EncodeToString(h[:12]), Classifier: name, Text: req.Text, Label: req.Label, Fields: req.Fields,
+		Source: "api:" + caller(c).Name, Embedding: v, CreatedAt: time.Now().UTC(),
+	}
+}
+
 // addExample stores a labeled example for a classifier; the embedded
 // classifier retrains with it at its next use. The same text again replaces
 // its label.
@@ -92,18 +116,11 @@ func (s *server) addExample(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	name := c.Param("name")
-	switch {
-	case strings.TrimSpace(req.Text) == "" || len(req.Text) > 20000:
-		fail(c, badRequest("text", "is required (at most 20,000 characters)"))
-		return
-	case strings.TrimSpace(req.Label) == "" || len(req.Label) > 100:
-		fail(c, badRequest("label", "is required (at most 100 characters)"))
-		return
-	case len(req.Fields) > 0 && !json.Valid(req.Fields):
-		fail(c, badRequest("fields", "must be a JSON object"))
+	if err := req.validate(""); err != nil {
+		fail(c, err)
 		return
 	}
+	name := c.Param("name")
 	// An example does not wait for the embeddings provider: while it does
 	// not answer, the example is kept without its embedding, which the
 	// example embedder (a background task) adds later (EmbedExamples).
@@ -112,16 +129,75 @@ func (s *server) addExample(c *gin.Context) {
 		loggerFrom(c).WarnContext(c.Request.Context(), "an example is kept without its embedding for now; the example embedder adds it", "classifier", name, "err", err)
 		v = nil
 	}
-	h := sha256.Sum256([]byte(name + "\x00" + req.Text))
-	e := store.Example{
-		ID: "ex_" + hex.EncodeToString(h[:12]), Classifier: name, Text: req.Text, Label: req.Label, Fields: req.Fields,
-		Source: "api:" + caller(c).Name, Embedding: v, CreatedAt: time.Now().UTC(),
-	}
+	e := req.example(c, name, v)
 	if err := s.Examples.PutExample(c.Request.Context(), e); err != nil {
 		fail(c, err)
 		return
 	}
 	c.JSON(http.StatusCreated, addedExample{Example: e, EmbeddingPending: v == nil})
+}
+
+// maxBatchExamples bounds the examples one batch adds.
+const maxBatchExamples = 1000
+
+type batchExamplesRequest struct {
+	Examples []exampleRequest `json:"examples"`
+}
+
+func (req batchExamplesRequest) validate() error {
+	if len(req.Examples) == 0 || len(req.Examples) > maxBatchExamples {
+		return badRequest("examples", "holds 1 to %d examples (got %d)", maxBatchExamples, len(req.Examples))
+	}
+	seen := make(map[string]int, len(req.Examples))
+	for i, e := range req.Examples {
+		if err := e.validate(fmt.Sprintf("examples[%d].", i)); err != nil {
+			return err
+		}
+		if j, ok := seen[e.Text]; ok {
+			return badRequest(fmt.Sprintf("examples[%d].text", i), "is examples[%d]'s too: each text once (an example is its text's label)", j)
+		}
+		seen[e.Text] = i
+	}
+	return nil
+}
+
+// addExamples stores many labeled examples at once (a classifier's
+// examples imported from a file): each as POST .../examples would, their
+// texts embedded together (the provider's requests of 256 each get the
+// request's wait). Each counts against the key's rate limit. A batch
+// refused (400) stores nothing; one that fails midway is sent again whole
+// (an example written again alike changes nothing).
+func (s *server) addExamples(c *gin.Context) {
+	var req batchExamplesRequest
+	if !bindValid(c, &req) {
+		return
+	}
+	if err := s.spend(c, len(req.Examples)-1); err != nil {
+		fail(c, err)
+		return
+	}
+	name := c.Param("name")
+	ctx := c.Request.Context()
+	texts := make([]string, len(req.Examples))
+	for i, e := range req.Examples {
+		texts[i] = e.Text
+	}
+	vs, err := s.embedBatch(ctx, texts)
+	if err != nil {
+		loggerFrom(c).WarnContext(ctx, "examples are kept without their embedding for now; the example embedder adds them", "classifier", name, "examples", len(texts), "err", err)
+		vs = nil
+	}
+	for i, e := range req.Examples {
+		var v []float32
+		if vs != nil {
+			v = vs[i]
+		}
+		if err := s.Examples.PutExample(ctx, e.example(c, name, v)); err != nil {
+			fail(c, err)
+			return
+		}
+	}
+	c.JSON(http.StatusCreated, gin.H{"classifier": name, "examples": len(req.Examples), "embedding_pending": vs == nil})
 }
 
 // addedExample is the answer to an added example: embedding_pending while

@@ -42,6 +42,7 @@ Usage:
   adaptflow process kpis NAME [--since 30d]           a process's KPIs (through a server's API; also list,
                                                       signals NAME, observations NAME SIGNAL as CSV)
   adaptflow webhooks list [--process P]               webhooks given up (redeliver ID, or --process P: all of them again)
+  adaptflow examples import --classifier C -f FILE    add a classifier's labeled examples from a text,category CSV (list too)
   adaptflow audit verify                              check the hash chains of decisions and policy versions
   adaptflow prune [--older-than 400d] [--dry-run]     remove ended instances, observations and audit entries older than that
                                                       (and each definition's retention)
@@ -76,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "healthcheck":
 		return healthcheck(rest, stderr)
-	case "policy", "audit", "ml", "keys", "instances", "process", "prune", "backup", "webhooks":
+	case "policy", "audit", "ml", "keys", "instances", "process", "prune", "backup", "webhooks", "examples":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		switch cmd {
@@ -90,6 +91,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return cli.Instances(ctx, rest, stdout, stderr)
 		case "webhooks":
 			return cli.Webhooks(ctx, rest, stdout, stderr)
+		case "examples":
+			return cli.Examples(ctx, rest, stdout, stderr)
 		case "process":
 			return cli.Process(ctx, rest, stdout, stderr)
 		case "prune":

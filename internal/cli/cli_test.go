@@ -868,3 +868,49 @@ func TestWebhooksCommand(t *testing.T) {
 		}
 	}
 }
+
+// `adaptflow examples import` adds a CSV's examples in batches (a text
+// named twice takes its last label), and `list` shows them; a file
+// without the columns is refused before anything is sent.
+func TestExamplesCommand(t *testing.T) {
+	_, st := seed(t)
+	srv, secret := apiServer(t, st, "engineer-1", store.RoleEngineer)
+	cmd := func(args []string, out, errOut *bytes.Buffer) int { return Examples(t.Context(), args, out, errOut) }
+	remote := []string{"--server", srv.URL, "--api-key", secret, "--classifier", "requests"}
+	var csv strings.Builder
+	csv.WriteString("text,category\n")
+	for i := range 25 {
+		fmt.Fprintf(&csv, "\"refund %d, please\",refund\n", i)
+	}
+	csv.WriteString("\"refund 3, please\",question\n") // named again: the last label counts
+	file := filepath.Join(t.TempDir(), "examples.csv")
+	if err := os.WriteFile(file, []byte(csv.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out := run(t, cmd, append([]string{"import", "-f", file, "--batch", "10"}, remote...)...)
+	if code != 0 || !strings.Contains(out, "added 25 examples to requests (1 texts named again: their last label counts)") {
+		t.Fatalf("import: exit %d\n%s", code, out)
+	}
+	es, err := st.ExamplesOf(t.Context(), "requests")
+	labels := map[string]string{}
+	for _, e := range es {
+		labels[e.Text] = e.Label
+	}
+	if err != nil || len(es) != 25 || labels["refund 3, please"] != "question" || labels["refund 24, please"] != "refund" || es[0].Source != "api:engineer-1" {
+		t.Fatalf("%d examples stored (%v): %v", len(es), err, labels)
+	}
+	code, out = run(t, cmd, append([]string{"list"}, remote...)...)
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 26 || !strings.HasPrefix(lines[0], "ID") || !strings.Contains(out, "refund 3, please") {
+		t.Fatalf("list: exit %d\n%s", code, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.csv")
+	if err := os.WriteFile(bad, []byte("message,intent\nhello,greeting\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := run(t, cmd, append([]string{"import", "-f", bad}, remote...)...); code != 1 || !strings.Contains(out, "the CSV needs the columns text and category") {
+		t.Fatalf("a file without the columns: exit %d\n%s", code, out)
+	}
+	if code, _ := run(t, cmd, "import", "-f", file, "--api-key", secret); code != 2 {
+		t.Fatalf("no --classifier: exit %d, want 2", code)
+	}
+}

@@ -68,8 +68,8 @@ func (e *Embedder) Name() string {
 	return "provider:" + e.model
 }
 
-// embedBatch is the most texts one request to the provider carries.
-const embedBatch = 256
+// EmbedBatch is the most texts one request to the provider carries.
+const EmbedBatch = 256
 
 // Embed embeds texts. A provider's failure is returned as is
 // (ErrRetryable when another try may succeed); vectors of another
@@ -82,8 +82,8 @@ func (e *Embedder) Embed(ctx context.Context, texts []string) ([][]float32, erro
 		}
 		return out, nil
 	}
-	for i := 0; i < len(texts); i += embedBatch {
-		vs, err := e.llm.Embed(ctx, e.model, texts[i:min(i+embedBatch, len(texts))])
+	for i := 0; i < len(texts); i += EmbedBatch {
+		vs, err := e.llm.Embed(ctx, e.model, texts[i:min(i+EmbedBatch, len(texts))])
 		if err != nil {
 			return nil, err
 		}
