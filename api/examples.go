@@ -19,6 +19,7 @@ import (
 // ExampleStore keeps classifiers' labeled examples.
 type ExampleStore interface {
 	PutExample(ctx context.Context, e store.Example) error
+	PutExamples(ctx context.Context, es []store.Example) error
 	DeleteExample(ctx context.Context, classifier, id string) error
 	ExamplesOf(ctx context.Context, classifier string) ([]store.Example, error)
 	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
@@ -164,9 +165,8 @@ func (req batchExamplesRequest) validate() error {
 // addExamples stores many labeled examples at once (a classifier's
 // examples imported from a file): each as POST .../examples would, their
 // texts embedded together (the provider's requests of 256 each get the
-// request's wait). Each counts against the key's rate limit. A batch
-// refused (400) stores nothing; one that fails midway is sent again whole
-// (an example written again alike changes nothing).
+// request's wait). Each counts against the key's rate limit. They are
+// stored in one transaction: all of them, or none.
 func (s *server) addExamples(c *gin.Context) {
 	var req batchExamplesRequest
 	if !bindValid(c, &req) {
@@ -187,15 +187,17 @@ func (s *server) addExamples(c *gin.Context) {
 		loggerFrom(c).WarnContext(ctx, "examples are kept without their embedding for now; the example embedder adds them", "classifier", name, "examples", len(texts), "err", err)
 		vs = nil
 	}
+	es := make([]store.Example, len(req.Examples))
 	for i, e := range req.Examples {
 		var v []float32
 		if vs != nil {
 			v = vs[i]
 		}
-		if err := s.Examples.PutExample(ctx, e.example(c, name, v)); err != nil {
-			fail(c, err)
-			return
-		}
+		es[i] = e.example(c, name, v)
+	}
+	if err := s.Examples.PutExamples(ctx, es); err != nil {
+		fail(c, err)
+		return
 	}
 	c.JSON(http.StatusCreated, gin.H{"classifier": name, "examples": len(req.Examples), "embedding_pending": vs == nil})
 }

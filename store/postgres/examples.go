@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgvector/pgvector-go"
@@ -16,33 +19,50 @@ import (
 // embedding (the provider did not answer) keeps the one its text had, if
 // any, and is embedded later (ExamplesToEmbed).
 func (s *Store) PutExample(ctx context.Context, e store.Example) error {
-	if err := store.CheckExampleEmbedding(e.Embedding, s.dim); err != nil {
-		return err
+	return s.PutExamples(ctx, []store.Example{e})
+}
+
+// PutExamples stores examples as PutExample does each, in one transaction:
+// all of them, or none. Each changed classifier's version is bumped once.
+// The rows are taken in the order of their ids, so that batches writing
+// the same examples at once wait for each other rather than deadlock.
+func (s *Store) PutExamples(ctx context.Context, es []store.Example) error {
+	for _, e := range es {
+		if err := store.CheckExampleEmbedding(e.Embedding, s.dim); err != nil {
+			return fmt.Errorf("example %s: %w", e.ID, err)
+		}
 	}
-	var v *pgvector.Vector
-	if len(e.Embedding) > 0 {
-		vv := pgvector.NewVector(e.Embedding)
-		v = &vv
-	}
+	es = slices.SortedStableFunc(slices.Values(es), func(a, b store.Example) int { return strings.Compare(a.ID, b.ID) })
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		// The example as it was, if there was one.
-		var was *store.Example
-		var old store.Example
-		var fields string
-		switch err := tx.QueryRow(ctx, `SELECT classifier, text, label, fields FROM examples WHERE id = $1 FOR UPDATE`, e.ID).Scan(&old.Classifier, &old.Text, &old.Label, &fields); {
-		case err == nil:
-			old.Fields, was = []byte(fields), &old
-		case !errors.Is(err, pgx.ErrNoRows):
-			return err
+		changed := map[string]bool{}
+		for _, e := range es {
+			var v *pgvector.Vector
+			if len(e.Embedding) > 0 {
+				vv := pgvector.NewVector(e.Embedding)
+				v = &vv
+			}
+			// The example as it was, if there was one.
+			var was *store.Example
+			var old store.Example
+			var fields string
+			switch err := tx.QueryRow(ctx, `SELECT classifier, text, label, fields FROM examples WHERE id = $1 FOR UPDATE`, e.ID).Scan(&old.Classifier, &old.Text, &old.Label, &fields); {
+			case err == nil:
+				old.Fields, was = []byte(fields), &old
+			case !errors.Is(err, pgx.ErrNoRows):
+				return err
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO examples (id, classifier, text, label, fields, source, embedding, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			ON CONFLICT (id) DO UPDATE SET classifier = excluded.classifier, text = excluded.text, label = excluded.label, fields = excluded.fields,
+			source = excluded.source, created_at = excluded.created_at,
+			embedding = CASE WHEN excluded.embedding IS NOT NULL OR excluded.text <> examples.text THEN excluded.embedding ELSE examples.embedding END`,
+				e.ID, e.Classifier, e.Text, e.Label, string(e.Fields), e.Source, v, micros(e.CreatedAt)); err != nil {
+				return err
+			}
+			for _, c := range store.ChangedClassifiers(e, was) {
+				changed[c] = true
+			}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO examples (id, classifier, text, label, fields, source, embedding, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-		ON CONFLICT (id) DO UPDATE SET classifier = excluded.classifier, text = excluded.text, label = excluded.label, fields = excluded.fields,
-		source = excluded.source, created_at = excluded.created_at,
-		embedding = CASE WHEN excluded.embedding IS NOT NULL OR excluded.text <> examples.text THEN excluded.embedding ELSE examples.embedding END`,
-			e.ID, e.Classifier, e.Text, e.Label, string(e.Fields), e.Source, v, micros(e.CreatedAt)); err != nil {
-			return err
-		}
-		for _, c := range store.ChangedClassifiers(e, was) {
+		for _, c := range slices.Sorted(maps.Keys(changed)) {
 			if _, err := tx.Exec(ctx, `INSERT INTO example_versions (classifier, version) VALUES ($1, 1)
 				ON CONFLICT (classifier) DO UPDATE SET version = example_versions.version + 1`, c); err != nil {
 				return err
@@ -51,7 +71,7 @@ func (s *Store) PutExample(ctx context.Context, e store.Example) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("postgres: put example: %w", err)
+		return fmt.Errorf("postgres: put examples: %w", err)
 	}
 	return nil
 }

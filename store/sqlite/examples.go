@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/vectors"
@@ -17,29 +19,42 @@ import (
 // embedding (the provider did not answer) keeps the one its text had, if
 // any, and is embedded later (ExamplesToEmbed).
 func (s *Store) PutExample(ctx context.Context, e store.Example) error {
-	if err := store.CheckExampleEmbedding(e.Embedding, s.dim); err != nil {
-		return err
+	return s.PutExamples(ctx, []store.Example{e})
+}
+
+// PutExamples stores examples as PutExample does each, in one transaction:
+// all of them, or none. Each changed classifier's version is bumped once.
+func (s *Store) PutExamples(ctx context.Context, es []store.Example) error {
+	for _, e := range es {
+		if err := store.CheckExampleEmbedding(e.Embedding, s.dim); err != nil {
+			return fmt.Errorf("example %s: %w", e.ID, err)
+		}
 	}
-	blob := embeddingBlob(e.Embedding)
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		// The example as it was, if there was one.
-		var was *store.Example
-		var old store.Example
-		var fields string
-		switch err := tx.QueryRowContext(ctx, `SELECT classifier, text, label, fields FROM examples WHERE id = ?`, e.ID).Scan(&old.Classifier, &old.Text, &old.Label, &fields); {
-		case err == nil:
-			old.Fields, was = []byte(fields), &old
-		case !errors.Is(err, sql.ErrNoRows):
-			return err
+		changed := map[string]bool{}
+		for _, e := range es {
+			// The example as it was, if there was one.
+			var was *store.Example
+			var old store.Example
+			var fields string
+			switch err := tx.QueryRowContext(ctx, `SELECT classifier, text, label, fields FROM examples WHERE id = ?`, e.ID).Scan(&old.Classifier, &old.Text, &old.Label, &fields); {
+			case err == nil:
+				old.Fields, was = []byte(fields), &old
+			case !errors.Is(err, sql.ErrNoRows):
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO examples (id, classifier, text, label, fields, source, embedding, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET classifier = excluded.classifier, text = excluded.text, label = excluded.label, fields = excluded.fields,
+			source = excluded.source, created_at = excluded.created_at,
+			embedding = CASE WHEN length(excluded.embedding) > 0 OR excluded.text <> examples.text THEN excluded.embedding ELSE examples.embedding END`,
+				e.ID, e.Classifier, e.Text, e.Label, string(e.Fields), e.Source, embeddingBlob(e.Embedding), micros(e.CreatedAt)); err != nil {
+				return err
+			}
+			for _, c := range store.ChangedClassifiers(e, was) {
+				changed[c] = true
+			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO examples (id, classifier, text, label, fields, source, embedding, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET classifier = excluded.classifier, text = excluded.text, label = excluded.label, fields = excluded.fields,
-		source = excluded.source, created_at = excluded.created_at,
-		embedding = CASE WHEN length(excluded.embedding) > 0 OR excluded.text <> examples.text THEN excluded.embedding ELSE examples.embedding END`,
-			e.ID, e.Classifier, e.Text, e.Label, string(e.Fields), e.Source, blob, micros(e.CreatedAt)); err != nil {
-			return err
-		}
-		for _, c := range store.ChangedClassifiers(e, was) {
+		for _, c := range slices.Sorted(maps.Keys(changed)) {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO example_versions (classifier, version) VALUES (?, 1)
 				ON CONFLICT (classifier) DO UPDATE SET version = version + 1`, c); err != nil {
 				return err
@@ -48,7 +63,7 @@ func (s *Store) PutExample(ctx context.Context, e store.Example) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("sqlite: put example: %w", err)
+		return fmt.Errorf("sqlite: put examples: %w", err)
 	}
 	return nil
 }

@@ -45,6 +45,7 @@ type Store interface {
 	ScanDecisions(ctx context.Context, process string, since time.Time, fn func(record []byte) error) error
 	ScanChains(ctx context.Context, fn func(record []byte) error) error
 	PutExample(ctx context.Context, e store.Example) error
+	PutExamples(ctx context.Context, es []store.Example) error
 	DeleteExample(ctx context.Context, classifier, id string) error
 	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
 	ExamplesToEmbed(ctx context.Context, limit int) ([]store.Example, error)
@@ -451,6 +452,29 @@ func testExamples(t *testing.T, s Store) {
 	}
 	if _, err := s.NearestExamples(ctx, "emails", make([]float32, 3), 1); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("wrong query dimension: %v", err)
+	}
+	// A batch is written whole or not at all, and bumps a classifier's
+	// version once.
+	emails = version("emails")
+	example := func(id, label string, v []float32) store.Example {
+		return store.Example{ID: id, Classifier: "emails", Text: "text " + id, Label: label, Fields: []byte(`{"k":1}`), Source: "import", Embedding: v, CreatedAt: t0}
+	}
+	if err := s.PutExamples(ctx, []store.Example{example("b1", "refund", unit(dim, 6, 7, 0)), example("b2", "refund", make([]float32, dim+1))}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("a batch with a wrong dimension: %v", err)
+	}
+	if listed, _ := s.ExamplesOf(ctx, "emails"); len(listed) != 4 || version("emails") != emails {
+		t.Fatalf("a refused batch left %d examples (want 4), version %d (was %d)", len(listed), version("emails"), emails)
+	}
+	must(t, s.PutExamples(ctx, []store.Example{example("b2", "refund", nil), example("b1", "refund", unit(dim, 6, 7, 0)), example("b3", "question", unit(dim, 6, 7, 1))}))
+	if listed, _ := s.ExamplesOf(ctx, "emails"); len(listed) != 7 || version("emails") != emails+1 {
+		t.Fatalf("after a batch of 3: %d examples (want 7), version %d (want %d)", len(listed), version("emails"), emails+1)
+	}
+	must(t, s.PutExamples(ctx, []store.Example{example("b1", "refund", unit(dim, 6, 7, 0)), example("b3", "question", unit(dim, 6, 7, 1))}))
+	if version("emails") != emails+1 {
+		t.Fatalf("a batch written again alike: version %d (want %d)", version("emails"), emails+1)
+	}
+	for _, id := range []string{"b1", "b2", "b3"} {
+		must(t, s.DeleteExample(ctx, "emails", id))
 	}
 	// A deleted example is gone from its classifier's examples and from
 	// the nearest, and changes its classifier's version, not another's.
