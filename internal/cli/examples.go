@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"text/tabwriter"
@@ -109,17 +107,7 @@ func Examples(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			Examples         int  `json:"examples"`
 			EmbeddingPending bool `json:"embedding_pending"`
 		}
-		err := r.do(ctx, "POST", path+"/batch", "application/json", body, nil, &res)
-		var re *remoteError
-		for waits := 0; errors.As(err, &re) && re.status == http.StatusTooManyRequests && waits < maxRateWaits; waits++ {
-			select {
-			case <-ctx.Done():
-				return fail(ctx.Err())
-			case <-time.After(max(re.retryAfter, time.Second)):
-			}
-			err = r.do(ctx, "POST", path+"/batch", "application/json", body, nil, &res)
-		}
-		if err != nil {
+		if err := r.postPaced(ctx, path+"/batch", body, &res); err != nil {
 			fmt.Fprintf(stdout, "added %d of %d examples\n", added, len(unique))
 			return fail(fmt.Errorf("examples %d to %d: %w (adding an example again changes nothing: run it again)", start+1, start+len(batch), err))
 		}

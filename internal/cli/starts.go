@@ -100,17 +100,7 @@ func startFile(ctx context.Context, r *remote, processName string, version, size
 				} `json:"error"`
 			} `json:"results"`
 		}
-		err := r.do(ctx, "POST", path, "application/json", body, nil, &res)
-		var re *remoteError
-		for waits := 0; errors.As(err, &re) && re.status == http.StatusTooManyRequests && waits < maxRateWaits; waits++ {
-			select {
-			case <-ctx.Done():
-				return fail(ctx.Err())
-			case <-time.After(max(re.retryAfter, time.Second)):
-			}
-			err = r.do(ctx, "POST", path, "application/json", body, nil, &res)
-		}
-		if err != nil {
+		if err := r.postPaced(ctx, path, body, &res); err != nil {
 			fmt.Fprintf(stdout, "created %d, existing %d, failed %d; %d not sent\n", created, existing, failed, len(batch)+len(lines))
 			return fail(fmt.Errorf("lines %d to %d: %w (every start is idempotent: run it again)", batch[0].line, batch[len(batch)-1].line, err))
 		}
@@ -131,6 +121,23 @@ func startFile(ctx context.Context, r *remote, processName string, version, size
 		return 1
 	}
 	return 0
+}
+
+// postPaced POSTs body to path as JSON, and again, after the wait the
+// server asks for, while the key's rate limit refuses it (429), up to
+// maxRateWaits times.
+func (r *remote) postPaced(ctx context.Context, path string, body []byte, out any) error {
+	err := r.do(ctx, "POST", path, "application/json", body, nil, out)
+	var re *remoteError
+	for waits := 0; errors.As(err, &re) && re.status == http.StatusTooManyRequests && waits < maxRateWaits; waits++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(max(re.retryAfter, time.Second)):
+		}
+		err = r.do(ctx, "POST", path, "application/json", body, nil, out)
+	}
+	return err
 }
 
 // nextBatch is the longest run of lines from the first that fits one
