@@ -45,7 +45,9 @@ async function api(method, path, body, raw) {
   }
   if (!res.ok) {
     if (res.status === 401 && path !== "/v1/whoami") signOut("Your API key is no longer accepted: sign in again.");
-    throw new APIError(res.status, data);
+    const err = new APIError(res.status, data);
+    err.retryAfter = Number(res.headers.get("Retry-After")) || 0;
+    throw err;
   }
   return data;
 }
@@ -1036,11 +1038,30 @@ function classifyTry(name, version, spec) {
 function examplesSection(spec) {
   const box = h("section", { class: "card examples" }, h("p", { class: "muted" }, "Loading the examples…"));
   const path = `/v1/classifiers/${encodeURIComponent(spec.name)}/examples`;
+  // A CSV of labeled texts (text,category, as adaptflow examples import
+  // and ml eval read it) is added in batches.
+  const file = h("input", { type: "file", name: "examples-file", accept: ".csv,text/csv", "aria-label": "CSV of labeled examples" });
+  const importForm = h("div", { class: "actions import" }, h("label", {}, "Import a CSV (columns text and category) ", file),
+    actionButton("Import", async () => {
+      if (!file.files.length) throw new Error("Pick a CSV file first.");
+      const examples = examplesFromCSV(await file.files[0].text(), spec.labels);
+      let added = 0, pending = 0;
+      for (let i = 0; i < examples.length; i += 500) {
+        const r = await paced(() => api("POST", `${path}/batch`, { examples: examples.slice(i, i + 500) }));
+        added += r.examples;
+        if (r.embedding_pending) pending += r.examples;
+        flash(`Importing: ${num(added)} of ${num(examples.length)} examples added…`, "info");
+      }
+      flash(`Imported ${num(added)} examples${pending ? ` (${num(pending)} wait for their embedding: the embeddings provider did not answer)` : ""}: the classifier learns them at its next classification.`, "info");
+      file.value = "";
+      await load();
+    }, { class: "secondary" }));
   const load = async () => {
     const r = await api("GET", path);
     const list = (r.examples || []).slice().sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0));
     const seeds = (spec.examples || []).length;
     box.replaceChildren(
+      can.engineer() ? importForm : "",
       h("p", { class: "muted" }, `${num(list.length)} stored example${list.length === 1 ? "" : "s"} besides the definition's ${num(seeds)} seed example${seeds === 1 ? "" : "s"}${list.length > 50 ? "; the newest 50:" : "."}`),
       table([
         { title: "Text", cell: (e) => (e.text.length > 120 ? e.text.slice(0, 117) + "…" : e.text) },
@@ -1058,6 +1079,56 @@ function examplesSection(spec) {
   box.reload = load;
   load().catch((e) => flash(e.message));
   return box;
+}
+
+// examplesFromCSV reads the labeled examples of a CSV whose header names
+// the columns text and category (or label), as RFC 4180 quotes them; a
+// text named twice takes its last label. A label the classifier lacks, or
+// a row without its text, stops it before anything is sent.
+function examplesFromCSV(csv, labels) {
+  const rows = [];
+  let row = [], field = "", quoted = false;
+  csv = csv.replace(/^\uFEFF/, "");
+  for (let i = 0; i < csv.length; i++) {
+    const ch = csv[i];
+    if (quoted) {
+      if (ch === '"' && csv[i + 1] === '"') { field += '"'; i++; } else if (ch === '"') quoted = false; else field += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ",") { row.push(field); field = ""; } else if (ch === "\n" || ch === "\r") {
+      if (ch === "\r" && csv[i + 1] === "\n") i++;
+      row.push(field); field = "";
+      if (row.some((f) => f !== "")) rows.push(row);
+      row = [];
+    } else field += ch;
+  }
+  row.push(field);
+  if (row.some((f) => f !== "")) rows.push(row);
+  const header = (rows.shift() || []).map((c) => c.trim().toLowerCase());
+  const ti = header.indexOf("text"), li = header.indexOf("category") >= 0 ? header.indexOf("category") : header.indexOf("label");
+  if (ti < 0 || li < 0) throw new Error(`The CSV needs the columns text and category (its header: ${header.join(",")}).`);
+  const byText = new Map();
+  rows.forEach((r, n) => {
+    const text = r[ti] || "", label = (r[li] || "").trim();
+    if (!text.trim()) throw new Error(`Row ${n + 2} has no text.`);
+    if (!labels.includes(label)) throw new Error(`Row ${n + 2}: "${label}" is not one of the classifier's labels.`);
+    byText.delete(text);
+    byText.set(text, { text, label });
+  });
+  if (!byText.size) throw new Error("The CSV holds no examples.");
+  return [...byText.values()];
+}
+
+// paced runs call, and again after the wait the server asks for while the
+// key's rate limit refuses it (429), up to ten times.
+async function paced(call) {
+  for (let waits = 0; ; waits++) {
+    try {
+      return await call();
+    } catch (e) {
+      if (e.status !== 429 || waits === 10) throw e;
+      await new Promise((ok) => setTimeout(ok, 1000 * (e.retryAfter || 1)));
+    }
+  }
 }
 
 // ---- signals ---------------------------------------------------------------

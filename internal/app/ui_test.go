@@ -530,6 +530,31 @@ steps:
 			t.Fatal("the deleted example is still stored")
 		}
 	}
+	// A CSV of labeled texts is imported (a text named twice takes its
+	// last label); one naming a label the classifier lacks stops before
+	// anything is sent.
+	examplesCSV := filepath.Join(t.TempDir(), "examples.csv")
+	if err := os.WriteFile(examplesCSV, []byte("text,category\n\"we are a shop, two owners\",business_account\nmove my savings over,account_transfer\n\"we are a shop, two owners\",personal_account\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.do("pick the CSV", chromedp.SetUploadFiles(chromedp.CSS(`input[name=examples-file]`), []string{examplesCSV}))
+	b.clickText("section.examples button", "Import")
+	b.waitText("#flash", "Imported 2 examples")
+	b.waitText("section.examples tbody", "move my savings over")
+	imported := map[string]string{}
+	for _, e := range d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/examples", engineer, ""), http.StatusOK).body["examples"].([]any) {
+		e := e.(map[string]any)
+		imported[e["text"].(string)] = e["label"].(string)
+	}
+	if imported["we are a shop, two owners"] != "personal_account" || imported["move my savings over"] != "account_transfer" {
+		t.Fatalf("the imported examples: %v", imported)
+	}
+	if err := os.WriteFile(examplesCSV, []byte("text,category\nhello,greeting\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.do("pick a CSV with an unknown label", chromedp.SetUploadFiles(chromedp.CSS(`input[name=examples-file]`), []string{examplesCSV}))
+	b.clickText("section.examples button", "Import")
+	b.waitText("#flash", `"greeting" is not one of the classifier's labels`)
 	b.clickText("main a", "business-account-kyc")
 	b.waitText("main h1", "Policy business-account-kyc")
 	b.do("note the change", chromedp.SendKeys(chromedp.CSS(`input[name=note]`), "paused from the UI"))
