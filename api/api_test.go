@@ -706,6 +706,29 @@ func TestAddExamplesInABatch(t *testing.T) {
 	}
 }
 
+// Each example of a batch counts against the key's rate limit: a batch
+// larger than the key's burst is refused, naming it.
+func TestExamplesBatchWithinTheRateLimit(t *testing.T) {
+	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"), func(o *api.Options) { o.RateLimit = 10; o.MaxBody = 1 << 20 })
+	batch := func(n int) string {
+		items := make([]string, n)
+		for i := range items {
+			items[i] = fmt.Sprintf(`{"text":"refund %d","label":"refund"}`, i)
+		}
+		return `{"examples":[` + strings.Join(items, ",") + `]}`
+	}
+	a := do(t, srv, "POST", "/v1/classifiers/c/examples/batch", keys[store.RoleEngineer], "application/json", batch(25))
+	if a.status != http.StatusBadRequest || a.err.Field != "examples" || !strings.Contains(a.err.Message, "a batch of 25 examples is more than this key may send at once") {
+		t.Fatalf("a batch over the burst: %d %+v", a.status, a.err)
+	}
+	if a := do(t, srv, "POST", "/v1/classifiers/c/examples/batch", keys[store.RoleEngineer], "application/json", batch(15)); a.status != http.StatusCreated {
+		t.Fatalf("a batch within it: %d %+v", a.status, a.err)
+	}
+	if es, _ := st.ExamplesOf(t.Context(), "c"); len(es) != 15 {
+		t.Fatalf("%d examples stored, want 15", len(es))
+	}
+}
+
 // A request does not wait on an embeddings provider that does not answer:
 // it gives up after Options.EmbedWait, and for 30 s after that requests do
 // not ask it at all (the review is shown without its similar cases, the

@@ -71,7 +71,7 @@ func (s *server) startInstances(c *gin.Context) {
 	}
 	// Each start counts as a request against the key's rate limit (the
 	// request itself took one): a batch is no way around it.
-	if err := s.spend(c, len(req.Instances)-1); err != nil {
+	if err := s.spendBatch(c, len(req.Instances)-1, "instances", "starts"); err != nil {
 		fail(c, err)
 		return
 	}

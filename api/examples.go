@@ -172,7 +172,7 @@ func (s *server) addExamples(c *gin.Context) {
 	if !bindValid(c, &req) {
 		return
 	}
-	if err := s.spend(c, len(req.Examples)-1); err != nil {
+	if err := s.spendBatch(c, len(req.Examples)-1, "examples", "examples"); err != nil {
 		fail(c, err)
 		return
 	}

@@ -78,33 +78,39 @@ func (s *server) rateLimit(c *gin.Context) {
 	c.Next()
 }
 
-// spend takes n more requests of the caller's limit (a batch of n+1
-// starts, whose request took one; the request itself: n is 1): 429 with
-// Retry-After when they are not there now, 400 naming instances when a
-// batch is larger than the key may ever send at once (its burst).
+// spend takes n more requests of the caller's limit (the request itself:
+// n is 1): 429 with Retry-After when they are not there now.
 func (s *server) spend(c *gin.Context, n int) error {
+	return s.spendBatch(c, n, "", "")
+}
+
+// spendBatch is spend for a batch of n+1 items (whose request took one),
+// named field in the body and what in messages ("starts"); 400 naming
+// field when the batch is larger than the key may ever send at once (its
+// burst).
+func (s *server) spendBatch(c *gin.Context, n int, field, what string) error {
 	if s.limits == nil || n <= 0 {
 		return nil
 	}
 	lim, replicas := s.limits.get(caller(c).ID)
 	if n > lim.Burst() {
-		return badRequest("instances", "a batch of %d starts is more than this key may send at once (%d: %g requests per second, bursts of twice that); send smaller batches", n+1, lim.Burst()+1, s.limits.perSecond)
+		return badRequest(field, "a batch of %d %s is more than this key may send at once (%d: %g requests per second, bursts of twice that); send smaller batches", n+1, what, lim.Burst()+1, s.limits.perSecond)
 	}
 	r := lim.ReserveN(time.Now(), n)
 	if d := r.Delay(); d > 0 {
 		r.Cancel()
 		secs := max(1, int(math.Ceil(d.Seconds())))
 		c.Header("Retry-After", strconv.Itoa(secs))
-		what := "requests"
+		counted := "requests"
 		if n > 1 {
-			what = fmt.Sprintf("requests (a batch of %d starts counts as %d)", n+1, n+1)
+			counted = fmt.Sprintf("requests (a batch of %d %s counts as %d)", n+1, what, n+1)
 		}
 		shared := ""
 		if replicas > 1 {
 			shared = fmt.Sprintf(" (across %d API replicas)", replicas)
 		}
 		return &httpError{status: http.StatusTooManyRequests, code: "rate_limited",
-			msg: fmt.Sprintf("API key %s is over its limit of %g %s per second%s; retry in %s", caller(c).ID, s.limits.perSecond, what, shared, d.Round(time.Millisecond))}
+			msg: fmt.Sprintf("API key %s is over its limit of %g %s per second%s; retry in %s", caller(c).ID, s.limits.perSecond, counted, shared, d.Round(time.Millisecond))}
 	}
 	return nil
 }

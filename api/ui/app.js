@@ -1046,8 +1046,9 @@ function examplesSection(spec) {
       if (!file.files.length) throw new Error("Pick a CSV file first.");
       const examples = examplesFromCSV(await file.files[0].text(), spec.labels);
       let added = 0, pending = 0;
-      for (let i = 0; i < examples.length; i += 500) {
-        const r = await paced(() => api("POST", `${path}/batch`, { examples: examples.slice(i, i + 500) }));
+      // Batches of 200: within a key's burst at the default rate limit.
+      for (let i = 0; i < examples.length; i += 200) {
+        const r = await paced(() => api("POST", `${path}/batch`, { examples: examples.slice(i, i + 200) }));
         added += r.examples;
         if (r.embedding_pending) pending += r.examples;
         flash(`Importing: ${num(added)} of ${num(examples.length)} examples added…`, "info");
