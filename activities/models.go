@@ -349,8 +349,9 @@ func (a *Activities) retrainInBackground(ctx context.Context, c *classifierModel
 // context. With the provider's embeddings they are the stored examples
 // nearest by the embeddings stored with them (pgvector's index on
 // PostgreSQL) and the spec's seed examples, embedded once; while the
-// provider does not answer (a wait of EmbedWait at most, and none for 30 s
-// after a failure: classify.Gate), and without it, they are picked by the
+// provider does not answer (a wait of EmbedWait at most, and none after a
+// failure until a probe in the background finds it answers again, 30 s
+// later at the earliest: classify.Gate), and without it, they are picked by the
 // hashing embedding.
 func (a *Activities) fewShots(ctx context.Context, c *classifierModel, spec process.ClassifySpec, text string) []classify.Shot {
 	if a.Embedder == nil || !a.Embedder.Provider() || a.Examples == nil {
@@ -371,7 +372,13 @@ func (a *Activities) nearestShots(ctx context.Context, spec process.ClassifySpec
 		texts = append(texts, e.Text)
 	}
 	var vs [][]float32
-	a.gateOnce.Do(func() { a.embedGate.Observe = a.EmbedObserve })
+	a.gateOnce.Do(func() {
+		a.embedGate.Observe = a.EmbedObserve
+		a.embedGate.Probe = func(ctx context.Context) error {
+			_, err := a.Embedder.Embed(ctx, []string{"probe"})
+			return err
+		}
+	})
 	err := a.embedGate.Do(ctx, a.EmbedWait, func(ctx context.Context) (err error) {
 		vs, err = a.embeddings.Embed(ctx, a.Embedder, texts)
 		return err

@@ -325,7 +325,7 @@ func New(opts Options) (*Handler, error) {
 	if s.Examples != nil {
 		s.Embedder = s.examplesEmbedder()
 	}
-	s.embedGate = &classify.Gate{Pause: embedPause, Now: s.Clock, Observe: s.EmbedObserve}
+	s.embedGate = &classify.Gate{Pause: embedPause, Now: s.Clock, Observe: s.EmbedObserve, Probe: s.probeEmbeddings}
 	if opts.RateLimit == 0 {
 		s.RateLimit = DefaultRateLimit
 	}

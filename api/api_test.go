@@ -730,9 +730,10 @@ func TestExamplesBatchWithinTheRateLimit(t *testing.T) {
 }
 
 // A request does not wait on an embeddings provider that does not answer:
-// it gives up after Options.EmbedWait, and for 30 s after that requests do
-// not ask it at all (the review is shown without its similar cases, the
-// example kept without its embedding); then they ask it again.
+// it gives up after Options.EmbedWait, and after that requests do not ask
+// it at all (the review is shown without its similar cases, the example
+// kept without its embedding) until a probe in the background, 30 s later
+// at the earliest, finds it answers again.
 func TestRequestsDoNotWaitForAHangingEmbeddingsProvider(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Now()
@@ -764,13 +765,33 @@ func TestRequestsDoNotWaitForAHangingEmbeddingsProvider(t *testing.T) {
 	if n := llmSrv.EmbedCalls(); n != 1 {
 		t.Fatalf("%d embeddings requests during the pause, want 1", n)
 	}
-	// After the pause, it is asked again.
+	// After the pause a probe asks it in the background: the request that
+	// found the pause over does not wait for it (still hanging, the probe
+	// gives up after the wait; nothing is asked meanwhile).
+	mu.Lock()
+	now = now.Add(31 * time.Second)
+	mu.Unlock()
+	if a := do(t, srv, "POST", path, eng, "application/json", `{"text":"refund the order now","label":"refund"}`); a.status != http.StatusCreated || a.body["embedding_pending"] != true {
+		t.Fatalf("add as the pause ends: %d %v", a.status, a.body)
+	}
+	for deadline := time.Now().Add(10 * time.Second); llmSrv.EmbedCalls() != 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d embeddings requests, want 2: the probe", llmSrv.EmbedCalls())
+		}
+	}
+	// Once the provider answers, the next probe opens the gate again.
 	release()
 	mu.Lock()
 	now = now.Add(31 * time.Second)
 	mu.Unlock()
-	if a := do(t, srv, "POST", path, eng, "application/json", `{"text":"refund the order please","label":"refund"}`); a.status != http.StatusCreated || a.body["embedding_pending"] != nil {
-		t.Fatalf("add after the pause: %d %v", a.status, a.body)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		a := do(t, srv, "POST", path, eng, "application/json", `{"text":"refund the order please","label":"refund"}`)
+		if a.status == http.StatusCreated && a.body["embedding_pending"] == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("add once the provider answers: %d %v", a.status, a.body)
+		}
 	}
 	if item := do(t, srv, "GET", "/v1/reviews/rv1", keys[store.RoleReviewer], "", ""); item.status != http.StatusOK || len(item.body["similar"].([]any)) == 0 {
 		t.Fatalf("review after the pause: %d %v", item.status, item.body["similar"])

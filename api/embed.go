@@ -22,6 +22,14 @@ const DefaultEmbedWait = classify.DefaultWait
 // after it failed a request.
 const embedPause = 30 * time.Second
 
+// probeEmbeddings asks the embeddings provider whether it answers again,
+// once a pause after its failure is over (classify.Gate's Probe): no
+// request waits for that.
+func (s *server) probeEmbeddings(ctx context.Context) error {
+	_, err := s.Embedder.Embed(ctx, []string{"probe"})
+	return err
+}
+
 // embed embeds text for a request (embedTexts).
 func (s *server) embed(ctx context.Context, text string) ([]float32, error) {
 	vs, err := s.embedTexts(ctx, func(ctx context.Context) ([][]float32, error) {
@@ -44,7 +52,8 @@ func (s *server) embedBatch(ctx context.Context, texts []string) ([][]float32, e
 
 // embedTexts runs embed, a request's call to the embeddings provider
 // (when one is configured), through the server's gate: within
-// Options.EmbedWait, and not for embedPause after a failure. What needs an
+// Options.EmbedWait, and after a failure not until a probe in the
+// background (after embedPause) finds it answers again. What needs an
 // embedding goes on without one: a review is shown without its similar
 // cases, a lesson or an example is kept without its embedding, which the
 // example embedder adds (EmbedExamples, not gated: it has time). A failure is an

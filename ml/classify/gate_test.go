@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,5 +63,59 @@ func TestGate(t *testing.T) {
 	// Each call is told but the one its caller gave up on.
 	if want := "ok failed ok failed skipped ok failed skipped"; strings.Join(told, " ") != want {
 		t.Fatalf("outcomes told %q, want %q", told, want)
+	}
+}
+
+// With a probe, no call waits on a provider still down once a pause is
+// over: the call that finds it over is skipped and the probe asks in the
+// background; calls are skipped until the probe gets an answer.
+func TestGateProbes(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	down := fmt.Errorf("%w: 503 from the provider", classify.ErrRetryable)
+	probeErr := down
+	probes := make(chan struct{}, 10)
+	g := &classify.Gate{
+		Pause: 30 * time.Second,
+		Now:   func() time.Time { mu.Lock(); defer mu.Unlock(); return now },
+		Probe: func(context.Context) error {
+			defer func() { probes <- struct{}{} }()
+			mu.Lock()
+			defer mu.Unlock()
+			return probeErr
+		},
+	}
+	calls := 0
+	ok := func(context.Context) error { calls++; return nil }
+	if err := g.Do(t.Context(), time.Second, func(context.Context) error { calls++; return down }); !errors.Is(err, down) {
+		t.Fatal(err)
+	}
+	later := func() { mu.Lock(); now = now.Add(31 * time.Second); mu.Unlock() }
+	later()
+	// The pause is over: this call is skipped, and the probe (still down)
+	// asks in the background.
+	if err := g.Do(t.Context(), time.Second, ok); err == nil || calls != 1 {
+		t.Fatalf("the call that found the pause over: %v, %d calls", err, calls)
+	}
+	<-probes
+	if err := g.Do(t.Context(), time.Second, ok); err == nil || calls != 1 {
+		t.Fatalf("after a probe that failed: %v, %d calls", err, calls)
+	}
+	// The next probe gets an answer: calls go through again.
+	mu.Lock()
+	probeErr = nil
+	mu.Unlock()
+	later()
+	if err := g.Do(t.Context(), time.Second, ok); err == nil || calls != 1 {
+		t.Fatalf("the call that started the second probe: %v, %d calls", err, calls)
+	}
+	<-probes
+	for deadline := time.Now().Add(10 * time.Second); g.Do(t.Context(), time.Second, ok) != nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("calls still skipped after a probe that got an answer")
+		}
+	}
+	if calls != 2 {
+		t.Fatalf("%d calls, want 2", calls)
 	}
 }
