@@ -51,6 +51,8 @@ type DefinitionStore interface {
 	Definition(ctx context.Context, name string, version int) (store.DefinitionRecord, error)
 	Definitions(ctx context.Context) ([]store.DefinitionRecord, error)
 	DefinitionVersions(ctx context.Context, name string) ([]int, error)
+	// ExampleLabels are the labels of a classifier's stored examples.
+	ExampleLabels(ctx context.Context, classifier string) (map[string]bool, error)
 }
 
 // PolicyStore stores policy versions and which of them are live.

@@ -706,6 +706,25 @@ func TestAddExamplesInABatch(t *testing.T) {
 	}
 }
 
+// A classifier's label needs an example to learn from: a seed in the
+// definition, or examples of it stored first (imported, say), which the
+// registration counts.
+func TestLabelsLearnFromSeedsOrStoredExamples(t *testing.T) {
+	srv, keys, _ := newServerAt(t, filepath.Join(t.TempDir(), "api.db"))
+	eng := keys[store.RoleEngineer]
+	def := "name: desk\nversion: 1\ninput: {properties: {message: {type: string}}}\nclassify: {name: desk-requests, field: message, labels: [refund, question], examples: [{text: 'refund my card', label: refund}]}\nsteps: [{id: a, kind: task, task: noop}]\n"
+	a := do(t, srv, "POST", "/v1/processes", eng, "application/yaml", def)
+	if a.status != http.StatusBadRequest || a.err.Field != "classify.examples" || !strings.Contains(a.err.Message, `label "question" has no example`) || !strings.Contains(a.err.Message, "adaptflow examples import") {
+		t.Fatalf("a label with no example: %d %+v", a.status, a.err)
+	}
+	if a := do(t, srv, "POST", "/v1/classifiers/desk-requests/examples/batch", eng, "application/json", `{"examples":[{"text":"when do you open","label":"question"}]}`); a.status != http.StatusCreated {
+		t.Fatalf("examples first: %d %+v", a.status, a.err)
+	}
+	if a := do(t, srv, "POST", "/v1/processes", eng, "application/yaml", def); a.status != http.StatusCreated {
+		t.Fatalf("the label's examples stored: %d %+v", a.status, a.err)
+	}
+}
+
 // Each example of a batch counts against the key's rate limit: a batch
 // larger than the key's burst is refused, naming it.
 func TestExamplesBatchWithinTheRateLimit(t *testing.T) {

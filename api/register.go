@@ -30,6 +30,15 @@ func RegisterDefinition(ctx context.Context, defs DefinitionStore, env *policies
 	if err := checkSubProcesses(ctx, defs, def); err != nil {
 		return nil, false, err
 	}
+	if def.Classify != nil {
+		stored, err := defs.ExampleLabels(ctx, def.Classify.Name)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := def.CheckExamples(stored); err != nil {
+			return nil, false, err
+		}
+	}
 	doc := process.JSON(def)
 	created, err := defs.PutDefinition(ctx, store.DefinitionRecord{
 		Name: def.Name, Version: def.Version, Doc: doc, Digest: digest(doc), Author: author, CreatedAt: time.Now().UTC(),

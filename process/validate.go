@@ -326,16 +326,9 @@ func (d *Definition) Validate() error {
 		if c.ReviewQueue != "" && !identRE.MatchString(c.ReviewQueue) {
 			es.Add("classify.review_queue", "is not a valid queue name (got %q)", c.ReviewQueue)
 		}
-		perLabel := map[string]int{}
 		for i, e := range c.Examples {
 			if !labels[e.Label] {
 				es.Add(fmt.Sprintf("classify.examples[%d].label", i), "label %q is not in classify.labels", e.Label)
-			}
-			perLabel[e.Label]++
-		}
-		for _, l := range c.Labels {
-			if perLabel[l] == 0 {
-				es.Add("classify.examples", "label %q has no example; give each label at least one", l)
 			}
 		}
 	}
@@ -632,4 +625,26 @@ func (p *Policy) YAML() string {
 		return string(JSON(p))
 	}
 	return string(out)
+}
+
+// CheckExamples says which of the classifier's labels has no example to
+// learn from: no seed in classify.examples, and none among the examples
+// stored for the classifier (stored: their labels; those imported, or
+// reviewers' corrections). A registration checks it against its store;
+// Validate cannot, so a definition read offline is not refused for it.
+func (d *Definition) CheckExamples(stored map[string]bool) error {
+	if d.Classify == nil {
+		return nil
+	}
+	seeded := map[string]bool{}
+	for _, e := range d.Classify.Examples {
+		seeded[e.Label] = true
+	}
+	var es Errors
+	for _, l := range d.Classify.Labels {
+		if !seeded[l] && !stored[l] {
+			es.Add("classify.examples", "label %q has no example: give it a seed here, or store examples of it first (POST /v1/classifiers/%s/examples, or adaptflow examples import)", l, d.Classify.Name)
+		}
+	}
+	return es.Err()
 }

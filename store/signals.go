@@ -412,3 +412,17 @@ func (r Reads) ProcessLoadsBy(ctx context.Context, running, failed string, faile
 	}
 	return out, err
 }
+
+// ExampleLabels are the labels of a classifier's stored examples.
+func (r Reads) ExampleLabels(ctx context.Context, classifier string) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := r.rows(ctx, "example labels", `SELECT DISTINCT label FROM examples WHERE classifier = `+r.ph(1), []any{classifier}, func(scan func(dest ...any) error) error {
+		var l string
+		if err := scan(&l); err != nil {
+			return err
+		}
+		out[l] = true
+		return nil
+	})
+	return out, err
+}

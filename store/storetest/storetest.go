@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
 	"slices"
@@ -46,6 +47,7 @@ type Store interface {
 	ScanChains(ctx context.Context, fn func(record []byte) error) error
 	PutExample(ctx context.Context, e store.Example) error
 	PutExamples(ctx context.Context, es []store.Example) error
+	ExampleLabels(ctx context.Context, classifier string) (map[string]bool, error)
 	DeleteExample(ctx context.Context, classifier, id string) error
 	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
 	ExamplesToEmbed(ctx context.Context, limit int) ([]store.Example, error)
@@ -434,6 +436,12 @@ func testExamples(t *testing.T, s Store) {
 	must(t, err)
 	if len(listed) != 3 || listed[0].ID != "e1" || listed[1].Label != "complaint" || listed[0].Embedding != nil {
 		t.Fatalf("examples of emails: %+v", listed)
+	}
+	if labels, err := s.ExampleLabels(ctx, "emails"); err != nil || !maps.Equal(labels, map[string]bool{"refund": true, "complaint": true, "question": true}) {
+		t.Fatalf("labels of the emails' examples: %v %v", labels, err)
+	}
+	if labels, err := s.ExampleLabels(ctx, "nobody"); err != nil || len(labels) != 0 {
+		t.Fatalf("labels of no examples: %v %v", labels, err)
 	}
 	// An example moved to another classifier changes both versions.
 	put("e5", "notes", "refund", unit(dim, 4, 5, 0))
