@@ -22,9 +22,10 @@ type Gate struct {
 	Pause time.Duration
 	// Now is the clock the pause goes by (default time.Now).
 	Now func() time.Time
-	// Observe, when set, is told how each call went: "ok", "failed" (an
-	// error, or no answer within the wait), or "skipped" (not asked: the
-	// gate was paused). A call its caller gave up on is not told.
+	// Observe, when set, is told how each call and each probe went: "ok",
+	// "failed" (an error, or no answer within the wait), or "skipped" (a
+	// call not made: the gate was paused). A call its caller gave up on is
+	// not told.
 	Observe func(outcome string)
 	// Probe, when set, asks the provider whether it answers again once a
 	// pause is over (a small request of its own), within the wait of the
