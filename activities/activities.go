@@ -102,8 +102,8 @@ type Activities struct {
 	Embedder *classify.Embedder
 	// EmbedWait is how long a classification waits for the provider's
 	// embeddings of its text (default classify.DefaultWait); the hashing
-	// embedding picks the few-shot examples after that, and for 30 s after
-	// a failure.
+	// embedding picks the few-shot examples after that, and after a
+	// failure until a probe finds the provider answers again.
 	EmbedWait time.Duration
 	// EmbedObserve, when set, is told how each call to the embeddings
 	// provider went (classify.Gate's Observe). Set it before the first

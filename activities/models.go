@@ -373,11 +373,7 @@ func (a *Activities) nearestShots(ctx context.Context, spec process.ClassifySpec
 	}
 	var vs [][]float32
 	a.gateOnce.Do(func() {
-		a.embedGate.Observe = a.EmbedObserve
-		a.embedGate.Probe = func(ctx context.Context) error {
-			_, err := a.Embedder.Embed(ctx, []string{"probe"})
-			return err
-		}
+		a.embedGate.Observe, a.embedGate.Probe = a.EmbedObserve, a.Embedder.Probe
 	})
 	err := a.embedGate.Do(ctx, a.EmbedWait, func(ctx context.Context) (err error) {
 		vs, err = a.embeddings.Embed(ctx, a.Embedder, texts)

@@ -184,7 +184,8 @@ type Options struct {
 	Embedder *classify.Embedder
 	// EmbedWait is how long a request waits for the embeddings provider
 	// (default DefaultEmbedWait); after a failure, requests do not ask it
-	// for 30 s and go on without an embedding where they can.
+	// until a probe finds it answers again (classify.Gate), and go on
+	// without an embedding where they can.
 	EmbedWait time.Duration
 	// EmbedObserve, when set, is told how each request's call to the
 	// embeddings provider went (classify.Gate's Observe).
@@ -327,7 +328,7 @@ func New(opts Options) (*Handler, error) {
 	if s.Examples != nil {
 		s.Embedder = s.examplesEmbedder()
 	}
-	s.embedGate = &classify.Gate{Pause: embedPause, Now: s.Clock, Observe: s.EmbedObserve, Probe: s.probeEmbeddings}
+	s.embedGate = &classify.Gate{Pause: embedPause, Now: s.Clock, Observe: s.EmbedObserve, Probe: s.Embedder.Probe}
 	if opts.RateLimit == 0 {
 		s.RateLimit = DefaultRateLimit
 	}

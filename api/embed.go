@@ -22,19 +22,9 @@ const DefaultEmbedWait = classify.DefaultWait
 // after it failed a request.
 const embedPause = 30 * time.Second
 
-// probeEmbeddings asks the embeddings provider whether it answers again,
-// once a pause after its failure is over (classify.Gate's Probe): no
-// request waits for that.
-func (s *server) probeEmbeddings(ctx context.Context) error {
-	_, err := s.Embedder.Embed(ctx, []string{"probe"})
-	return err
-}
-
-// embed embeds text for a request (embedTexts).
+// embed embeds text for a request (embedBatch).
 func (s *server) embed(ctx context.Context, text string) ([]float32, error) {
-	vs, err := s.embedTexts(ctx, func(ctx context.Context) ([][]float32, error) {
-		return s.Embedder.Embed(ctx, []string{text})
-	})
+	vs, err := s.embedBatch(ctx, []string{text})
 	if err != nil {
 		return nil, err
 	}
@@ -45,25 +35,20 @@ func (s *server) embed(ctx context.Context, text string) ([]float32, error) {
 // provider's requests they take (classify.Embedder's batches).
 func (s *server) embedBatch(ctx context.Context, texts []string) ([][]float32, error) {
 	requests := (len(texts) + classify.EmbedBatch - 1) / classify.EmbedBatch
-	return s.embedTextsWithin(ctx, time.Duration(requests)*s.EmbedWait, func(ctx context.Context) ([][]float32, error) {
+	return s.embedWithin(ctx, time.Duration(requests)*s.EmbedWait, func(ctx context.Context) ([][]float32, error) {
 		return s.Embedder.Embed(ctx, texts)
 	})
 }
 
-// embedTexts runs embed, a request's call to the embeddings provider
-// (when one is configured), through the server's gate: within
-// Options.EmbedWait, and after a failure not until a probe in the
-// background (after embedPause) finds it answers again. What needs an
-// embedding goes on without one: a review is shown without its similar
-// cases, a lesson or an example is kept without its embedding, which the
-// example embedder adds (EmbedExamples, not gated: it has time). A failure is an
+// embedWithin runs embed, a request's call to the embeddings provider
+// (when one is configured), through the server's gate: within wait, and
+// after a failure not until a probe in the background (after embedPause)
+// finds it answers again. What needs an embedding goes on without one: a
+// review is shown without its similar cases, a lesson or an example is
+// kept without its embedding, which the example embedder adds
+// (EmbedExamples, not gated: it has time). A failure is an
 // embeddingError.
-func (s *server) embedTexts(ctx context.Context, embed func(context.Context) ([][]float32, error)) ([][]float32, error) {
-	return s.embedTextsWithin(ctx, s.EmbedWait, embed)
-}
-
-// embedTextsWithin is embedTexts with a wait of its own.
-func (s *server) embedTextsWithin(ctx context.Context, wait time.Duration, embed func(context.Context) ([][]float32, error)) ([][]float32, error) {
+func (s *server) embedWithin(ctx context.Context, wait time.Duration, embed func(context.Context) ([][]float32, error)) ([][]float32, error) {
 	var vs [][]float32
 	call := func(ctx context.Context) (err error) {
 		vs, err = embed(ctx)

@@ -703,7 +703,7 @@ func (s *server) similarCases(ctx context.Context, cl *classificationForReview, 
 			seeds, texts = append(seeds, e), append(texts, e.Text)
 		}
 	}
-	vs, err := s.embedTexts(ctx, func(ctx context.Context) ([][]float32, error) {
+	vs, err := s.embedWithin(ctx, s.EmbedWait, func(ctx context.Context) ([][]float32, error) {
 		return s.seeds.Embed(ctx, s.Embedder, texts)
 	})
 	if err != nil {

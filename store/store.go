@@ -574,6 +574,48 @@ func (r Reads) CountInstances(ctx context.Context, f InstanceFilter) (int, error
 	return n, err
 }
 
+// ProcessLoad is where a process's instances stand: how many are in
+// progress (started, not queued under a concurrency limit), how many of
+// those wait for a review, and how many failed since a time (and were not
+// retried since).
+type ProcessLoad struct {
+	InProgress    int `json:"in_progress"`
+	WaitingReview int `json:"waiting_review"`
+	Failed        int `json:"failed"`
+}
+
+// ProcessLoadsBy reads the ProcessLoad of every process that has any,
+// with the store's queries (each written for its partial index): running
+// gives process, status and count over the instances in progress; failed,
+// process and count over those failed since its one parameter.
+func (r Reads) ProcessLoadsBy(ctx context.Context, running, failed string, failedSince time.Time) (map[string]ProcessLoad, error) {
+	out := map[string]ProcessLoad{}
+	err := r.rows(ctx, "process loads", running, nil, func(scan func(dest ...any) error) error {
+		var p, status string
+		var n int
+		if err := scan(&p, &status, &n); err != nil {
+			return err
+		}
+		l := out[p]
+		l.InProgress += n
+		if status == "waiting_review" {
+			l.WaitingReview += n
+		}
+		out[p] = l
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	failures, err := r.CountBy(ctx, "failed instances", failed, failedSince.UnixMicro())
+	for p, n := range failures {
+		l := out[p]
+		l.Failed = n
+		out[p] = l
+	}
+	return out, err
+}
+
 // instanceConditions are the conditions of an instance filter, with
 // their parameters added to p.
 func instanceConditions(f InstanceFilter, p *params, inputEq func(field, placeholder string) string) ([]string, error) {
@@ -1328,4 +1370,18 @@ func ChangedClassifiers(e Example, was *Example) []string {
 		return nil
 	}
 	return []string{e.Classifier}
+}
+
+// ExampleLabels are the labels of a classifier's stored examples.
+func (r Reads) ExampleLabels(ctx context.Context, classifier string) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := r.rows(ctx, "example labels", `SELECT DISTINCT label FROM examples WHERE classifier = `+r.ph(1), []any{classifier}, func(scan func(dest ...any) error) error {
+		var l string
+		if err := scan(&l); err != nil {
+			return err
+		}
+		out[l] = true
+		return nil
+	})
+	return out, err
 }

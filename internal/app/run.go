@@ -209,7 +209,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 	lg.Info("examples embedded", "embedding", embedder.Name(), "dimensions", st.EmbeddingDim())
 	embedCalls := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "adaptflow_embeddings_requests_total",
-		Help: "Calls to the embeddings provider (--embedding-model) by the API's requests and the worker's classifications, by outcome: ok, failed (an error, or no answer within --embedding-wait), skipped (not asked: it failed in the last 30 s).",
+		Help: "Calls to the embeddings provider (--embedding-model) by the API's requests and the worker's classifications, by outcome: ok, failed (an error, or no answer within --embedding-wait), skipped (not asked: it failed, and no probe, every 30 s, has found it answering since); the probes are counted too.",
 	}, []string{"caller", "outcome"})
 	reg.MustRegister(embedCalls)
 	embedObserve := func(caller string) func(string) {

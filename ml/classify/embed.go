@@ -60,6 +60,13 @@ func NewEmbedder(llm *LLM, model string, dim int) *Embedder {
 // Provider says whether the embeddings come from the provider.
 func (e *Embedder) Provider() bool { return e.llm != nil }
 
+// Probe asks the provider whether it answers, with a one-word request
+// (a Gate's Probe).
+func (e *Embedder) Probe(ctx context.Context) error {
+	_, err := e.Embed(ctx, []string{"probe"})
+	return err
+}
+
 // Name names the embedding: "provider:MODEL" or "hashing".
 func (e *Embedder) Name() string {
 	if e.llm == nil {
