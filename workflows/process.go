@@ -352,6 +352,11 @@ func Run(ctx workflow.Context, in Input) (Result, error) {
 const (
 	changeClassify          = "classify-input"
 	versionClassify Version = 1
+	// changeClassifySave: an instance whose input is classified saves its
+	// state (running) before the classification. Only such definitions
+	// reach the marker.
+	changeClassifySave          = "classify-save"
+	versionClassifySave Version = 1
 	// changeReviewRecord: a review's outcome is appended to the decision
 	// chain.
 	changeReviewRecord          = "review-record"
@@ -604,6 +609,12 @@ func (r *runner) classify(ctx workflow.Context) error {
 	spec := r.def.Classify
 	if spec == nil || len(r.st.Plan) == 0 {
 		return nil
+	}
+	// Readers see the instance running while it is classified (a second
+	// normally, minutes while the LLM does not answer), not starting: the
+	// first save otherwise comes with the first decision, after it.
+	if workflow.GetVersion(ctx, changeClassifySave, workflow.DefaultVersion, versionClassifySave) >= versionClassifySave {
+		r.save(ctx)
 	}
 	text := spec.Text(r.in.Input)
 	what := strings.Join(spec.TextFields(), " and ")

@@ -561,9 +561,25 @@ func TestLLMDownFallsBackAfterRetries(t *testing.T) {
 	}
 	h := onboardingHarnessWith(t, "0.0", l)
 	h.approveOnlyReviewAfter(t, time.Hour)
+	// Between the attempts, readers see the instance running (saved before
+	// the classification), not starting.
+	var during string
+	h.env.RegisterDelayedCallback(func() {
+		inst, err := h.store.Instance(t.Context(), "i-test")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		var st workflows.State
+		_ = json.Unmarshal(inst.State, &st)
+		during = fmt.Sprintf("%s, %d steps pending, classification %v", st.Status, len(st.Plan), st.Classification)
+	}, 2*time.Second)
 	res, err := h.run(t, map[string]any{"applicant": "Cy", "message": "I want a personal account"})
 	if err != nil || res.Status != workflows.StatusCompleted {
 		t.Fatalf("%v %s", err, res.Status)
+	}
+	if want := fmt.Sprintf("running, %d steps pending, classification map[]", len(h.def.Steps)); during != want {
+		t.Fatalf("while classified, the instance read %q, want %q", during, want)
 	}
 	st := h.state(t)
 	if st.Classification["model"] != activities.EmbeddedModel || st.Classification["fallback"] == nil || srv.Calls() != activities.ClassifyAttempts {

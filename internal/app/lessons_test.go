@@ -191,3 +191,23 @@ func TestLessonWaitsForTheEmbeddingsProvider(t *testing.T) {
 		}
 	}
 }
+
+// TestInstanceRunsWhileClassified: while the LLM takes its time, the
+// instance reads running, with its plan and no classification yet; before,
+// it read starting until its first decision, after the classification.
+func TestInstanceRunsWhileClassified(t *testing.T) {
+	llm := openaitest.New(t, openaitest.Reply{Delay: 3 * time.Second, Content: `{"label":"personal_account","confidence":0.97,"fields":{"applicant_name":"Ann","account_type":"personal","amount":null,"risk_hints":"none"},"rationale":"a person"}`})
+	d := startDev(t, t.TempDir(), "", func(o *app.Options) {
+		o.LLMBaseURL, o.LLMModel = llm.BaseURL(), "test-model"
+	})
+	id := d.start("customer-onboarding", "slow-llm", map[string]any{"applicant": "Ann", "message": "I would like a current account for myself"})
+	inst := d.waitStatus(id, "running", "completed")
+	if inst["status"] != "running" || inst["classification"] != nil || plan(inst) == "" || llm.Calls() != 1 {
+		t.Fatalf("while the LLM answers (%d calls): %v, plan %s", llm.Calls(), inst, plan(inst))
+	}
+	inst = d.waitStatus(id, "completed")
+	if cls, _ := inst["classification"].(map[string]any); cls == nil || cls["label"] != "personal_account" || cls["model"] != "llm:test-model" {
+		t.Fatalf("classification %v", inst["classification"])
+	}
+	d.recordHistories(map[string]string{id: "onboarding_classify_v13.json"})
+}
