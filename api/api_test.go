@@ -706,6 +706,65 @@ func TestAddExamplesInABatch(t *testing.T) {
 	}
 }
 
+// GET .../examples pages through a classifier's examples, newest first,
+// by label, source and a piece of text, with the count of each label: a
+// classifier with an imported set holds thousands.
+func TestListExamples(t *testing.T) {
+	srv, keys, _ := newServerAt(t, filepath.Join(t.TempDir(), "api.db"), func(o *api.Options) { o.MaxBody = 1 << 20 })
+	eng, rev := keys[store.RoleEngineer], keys[store.RoleReviewer]
+	path := "/v1/classifiers/requests/examples"
+	var items []string
+	for i := range 150 {
+		label := "question"
+		if i%3 == 0 {
+			label = "refund"
+		}
+		items = append(items, fmt.Sprintf(`{"text":"message %d about my order","label":"%s"}`, i, label))
+	}
+	if a := do(t, srv, "POST", path+"/batch", eng, "application/json", `{"examples":[`+strings.Join(items, ",")+`]}`); a.status != http.StatusCreated {
+		t.Fatalf("batch: %d %v", a.status, a.body)
+	}
+	if a := do(t, srv, "POST", path, rev, "application/json", `{"text":"Where is my REFUND?","label":"refund"}`); a.status != http.StatusCreated {
+		t.Fatalf("add: %d %v", a.status, a.body)
+	}
+	page := do(t, srv, "GET", path, rev, "", "")
+	list, _ := page.body["examples"].([]any)
+	if page.status != http.StatusOK || len(list) != 100 || page.body["total"] != 151.0 || page.body["next"] == nil ||
+		list[0].(map[string]any)["text"] != "Where is my REFUND?" || page.body["labels"].(map[string]any)["refund"] != 51.0 || page.body["labels"].(map[string]any)["question"] != 100.0 {
+		t.Fatalf("first page: %d, %d examples, total %v, labels %v, next %v", page.status, len(list), page.body["total"], page.body["labels"], page.body["next"])
+	}
+	seen := map[string]bool{}
+	for _, e := range list {
+		seen[e.(map[string]any)["id"].(string)] = true
+	}
+	rest := do(t, srv, "GET", path+"?after="+page.body["next"].(string), rev, "", "")
+	if rest.status != http.StatusOK {
+		t.Fatalf("second page: %d %v %+v", rest.status, rest.body, rest.err)
+	}
+	for _, e := range rest.body["examples"].([]any) {
+		seen[e.(map[string]any)["id"].(string)] = true
+	}
+	if len(seen) != 151 || rest.body["next"] != nil {
+		t.Fatalf("two pages hold %d examples (next %v), want 151", len(seen), rest.body["next"])
+	}
+	for q, want := range map[string]int{
+		"?label=refund&limit=1000":   51,
+		"?source=review":             0,
+		"?source=api&label=question": 100,
+		"?q=refund":                  1,
+		"?q=message+1&limit=5":       5, // 1, 10 to 19, 100 to 149: a full page
+	} {
+		if r := do(t, srv, "GET", path+q, eng, "", ""); r.status != http.StatusOK || len(r.body["examples"].([]any)) != want {
+			t.Errorf("%s: %d, %d examples, want %d", q, r.status, len(r.body["examples"].([]any)), want)
+		}
+	}
+	for q, field := range map[string]string{"?limit=0": "limit", "?limit=1001": "limit", "?after=garbage": "after", "?q=" + strings.Repeat("x", 1001): "q"} {
+		if r := do(t, srv, "GET", path+q, eng, "", ""); r.status != http.StatusBadRequest || r.err.Field != field {
+			t.Errorf("%.40s: %d %+v, want 400 naming %s", q, r.status, r.err, field)
+		}
+	}
+}
+
 // A classifier's label needs an example to learn from: a seed in the
 // definition, or examples of it stored first (imported, say), which the
 // registration counts.

@@ -21,7 +21,8 @@ type ExampleStore interface {
 	PutExample(ctx context.Context, e store.Example) error
 	PutExamples(ctx context.Context, es []store.Example) error
 	DeleteExample(ctx context.Context, classifier, id string) error
-	ExamplesOf(ctx context.Context, classifier string) ([]store.Example, error)
+	ExamplesPage(ctx context.Context, f store.ExampleFilter) ([]store.Example, error)
+	ExampleCounts(ctx context.Context, classifier string) (map[string]int, error)
 	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
 	ExamplesToEmbed(ctx context.Context, limit int) ([]store.Example, error)
 	SetExampleEmbedding(ctx context.Context, id, text string, v []float32) (bool, error)
@@ -224,10 +225,42 @@ func (s *server) deleteExample(c *gin.Context) {
 }
 
 func (s *server) listExamples(c *gin.Context) {
-	es, err := s.Examples.ExamplesOf(c.Request.Context(), c.Param("name"))
+	name := c.Param("name")
+	f := store.ExampleFilter{Classifier: name, Label: c.Query("label"), Source: c.Query("source"), Text: c.Query("q"), After: c.Query("after")}
+	for _, p := range []struct {
+		name, value string
+	}{{"label", f.Label}, {"source", f.Source}, {"q", f.Text}} {
+		if len(p.value) > maxExampleQuery {
+			fail(c, badRequest(p.name, "at most %d bytes (got %d)", maxExampleQuery, len(p.value)))
+			return
+		}
+	}
+	var err error
+	if f.Limit, err = intParam(c, "limit", 100, 1, store.MaxExamplePage); err != nil {
+		fail(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	list, err := s.Examples.ExamplesPage(ctx, f)
+	if err != nil {
+		fail(c, cursorError(err))
+		return
+	}
+	counts, err := s.Examples.ExampleCounts(ctx, name)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"classifier": c.Param("name"), "examples": es})
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	out := gin.H{"classifier": name, "examples": list, "labels": counts, "total": total}
+	if len(list) == f.Limit {
+		out["next"] = store.ExampleCursor(list[len(list)-1])
+	}
+	c.JSON(http.StatusOK, out)
 }
+
+// maxExampleQuery bounds a filter of the examples' listing.
+const maxExampleQuery = 1000

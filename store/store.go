@@ -1374,14 +1374,106 @@ func ChangedClassifiers(e Example, was *Example) []string {
 
 // ExampleLabels are the labels of a classifier's stored examples.
 func (r Reads) ExampleLabels(ctx context.Context, classifier string) (map[string]bool, error) {
-	out := map[string]bool{}
-	err := r.rows(ctx, "example labels", `SELECT DISTINCT label FROM examples WHERE classifier = `+r.ph(1), []any{classifier}, func(scan func(dest ...any) error) error {
-		var l string
-		if err := scan(&l); err != nil {
-			return err
-		}
+	counts, err := r.ExampleCounts(ctx, classifier)
+	out := make(map[string]bool, len(counts))
+	for l := range counts {
 		out[l] = true
-		return nil
+	}
+	return out, err
+}
+
+// ExampleCounts are how many examples a classifier holds of each label.
+func (r Reads) ExampleCounts(ctx context.Context, classifier string) (map[string]int, error) {
+	return r.CountBy(ctx, "example counts", `SELECT label, count(*) FROM examples WHERE classifier = `+r.ph(1)+` GROUP BY label`, classifier)
+}
+
+// ExampleFilter selects a page of a classifier's examples, newest first.
+type ExampleFilter struct {
+	Classifier string
+	Label      string
+	// Source keeps the examples of a source: "review" those of every
+	// reviewer (review:NAME), "review:ann" Ann's, "api" those added
+	// through the API by any key.
+	Source string
+	// Text keeps the examples whose text holds it, regardless of the case
+	// of its letters (of ASCII letters only on SQLite).
+	Text string
+	// After is the cursor of the last example of the previous page.
+	After string
+	Limit int
+}
+
+// MaxExamplePage is the most examples one page holds.
+const MaxExamplePage = 1000
+
+// ExampleCursor is the cursor that continues a listing after e.
+func ExampleCursor(e Example) string {
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d.%s", e.CreatedAt.UnixMicro(), e.ID))
+}
+
+// exampleColumns are the columns scanExample reads.
+const exampleColumns = `id, classifier, text, label, fields, source, created_at`
+
+// scanExample reads an example of exampleColumns, without its embedding.
+func scanExample(scan func(dest ...any) error) (Example, error) {
+	var e Example
+	var fields string
+	var at int64
+	err := scan(&e.ID, &e.Classifier, &e.Text, &e.Label, &fields, &e.Source, &at)
+	if fields != "" {
+		e.Fields = json.RawMessage(fields)
+	}
+	e.CreatedAt = time.UnixMicro(at).UTC()
+	return e, err
+}
+
+// readExamples runs a query of exampleColumns.
+func (r Reads) readExamples(ctx context.Context, what, q string, args []any) ([]Example, error) {
+	out := []Example{}
+	err := r.rows(ctx, what, q, args, func(scan func(dest ...any) error) error {
+		e, err := scanExample(scan)
+		out = append(out, e)
+		return err
 	})
 	return out, err
+}
+
+// ExamplesOf lists the examples of a classifier, oldest first, without
+// their embeddings.
+func (r Reads) ExamplesOf(ctx context.Context, classifier string) ([]Example, error) {
+	return r.readExamples(ctx, "examples", `SELECT `+exampleColumns+` FROM examples WHERE classifier = `+r.ph(1)+` ORDER BY created_at, id`, []any{classifier})
+}
+
+// ExamplesPage lists a page of a classifier's examples, newest first,
+// without their embeddings. A malformed cursor is ErrInvalid.
+func (r Reads) ExamplesPage(ctx context.Context, f ExampleFilter) ([]Example, error) {
+	p := &params{ph: r.ph}
+	arg := p.add
+	where := []string{"classifier = " + arg(f.Classifier)}
+	if f.Label != "" {
+		where = append(where, "label = "+arg(f.Label))
+	}
+	if f.Source != "" {
+		// The source itself, or one of its names (review:ann for review).
+		where = append(where, fmt.Sprintf("(source = %s OR substr(source, 1, %s) = %s)", arg(f.Source), arg(len(f.Source)+1), arg(f.Source+":")))
+	}
+	if f.Text != "" {
+		esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(strings.ToLower(f.Text))
+		where = append(where, "lower(text) LIKE "+arg("%"+esc+"%")+` ESCAPE '\'`)
+	}
+	if f.After != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(f.After)
+		at, id, ok := strings.Cut(string(raw), ".")
+		micros, perr := strconv.ParseInt(at, 10, 64)
+		if err != nil || !ok || perr != nil {
+			return nil, fmt.Errorf("%w: malformed cursor", ErrInvalid)
+		}
+		where = append(where, fmt.Sprintf("(created_at, id) < (%s, %s)", arg(micros), arg(id)))
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > MaxExamplePage {
+		limit = 100
+	}
+	q := `SELECT ` + exampleColumns + ` FROM examples WHERE ` + strings.Join(where, " AND ") + ` ORDER BY created_at DESC, id DESC LIMIT ` + arg(limit)
+	return r.readExamples(ctx, "examples page", q, p.args)
 }

@@ -1033,8 +1033,9 @@ function classifyTry(name, version, spec) {
 }
 
 // examplesSection lists a classifier's stored examples (reviewers'
-// corrections and those added here), newest first, each of which an
-// engineer may delete; reload fetches them again.
+// corrections and those added here), newest first, 50 a page, by label
+// and a piece of their text, with how many each label has; an engineer may
+// delete one; reload fetches the page again.
 function examplesSection(spec) {
   const box = h("section", { class: "card examples" }, h("p", { class: "muted" }, "Loading the examples…"));
   const path = `/v1/classifiers/${encodeURIComponent(spec.name)}/examples`;
@@ -1057,13 +1058,38 @@ function examplesSection(spec) {
       file.value = "";
       await load();
     }, { class: "secondary" }));
+  // A page of 50 at a time, newest first, by label and a piece of text;
+  // pages holds the cursors of the pages before this one.
+  const labelPick = h("select", { name: "examples-label", "aria-label": "Label of the examples" },
+    h("option", { value: "" }, "every label"), spec.labels.map((l) => h("option", { value: l }, l)));
+  const search = h("input", { type: "search", name: "examples-q", placeholder: "text holds…", "aria-label": "Text the examples hold" });
+  let after = "", pages = [];
+  const filters = h("form", { class: "actions filter", onsubmit: (ev) => {
+    ev.preventDefault();
+    after = ""; pages = [];
+    load().catch((e) => flash(e.message));
+  } }, labelPick, search, h("button", { type: "submit", class: "secondary" }, "Show"));
+  const turn = (text, to, back) => actionButton(text, async () => {
+    pages = back ? pages.slice(0, -1) : [...pages, after];
+    after = to;
+    await load();
+  }, { class: "secondary" });
   const load = async () => {
-    const r = await api("GET", path);
-    const list = (r.examples || []).slice().sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0));
+    const q = new URLSearchParams({ limit: "50" });
+    if (labelPick.value) q.set("label", labelPick.value);
+    if (search.value.trim()) q.set("q", search.value.trim());
+    if (after) q.set("after", after);
+    const r = await api("GET", `${path}?${q}`);
+    const list = r.examples || [];
     const seeds = (spec.examples || []).length;
+    const counts = Object.entries(r.labels || {}).sort(([a, x], [b, y]) => y - x || (a < b ? -1 : 1));
+    const filtered = labelPick.value || search.value.trim();
     box.replaceChildren(
       can.engineer() ? importForm : "",
-      h("p", { class: "muted" }, `${num(list.length)} stored example${list.length === 1 ? "" : "s"} besides the definition's ${num(seeds)} seed example${seeds === 1 ? "" : "s"}${list.length > 50 ? "; the newest 50:" : "."}`),
+      h("p", { class: "muted" }, `${num(r.total)} stored example${r.total === 1 ? "" : "s"} besides the definition's ${num(seeds)} seed example${seeds === 1 ? "" : "s"}.`),
+      counts.length ? h("details", { class: "label-counts" }, h("summary", {}, `Examples per label (${counts.length} labels)`),
+        table([{ title: "Label", cell: ([l]) => l }, { title: "Examples", num: true, cell: ([, n]) => num(n) }], counts)) : "",
+      filters,
       table([
         { title: "Text", cell: (e) => (e.text.length > 120 ? e.text.slice(0, 117) + "…" : e.text) },
         { title: "Label", cell: (e) => e.label },
@@ -1075,7 +1101,11 @@ function examplesSection(spec) {
           flash("Example deleted: the classifier retrains without it.", "info");
           await load();
         }, { class: "secondary", "aria-label": `Delete the example ${e.id}` }) },
-      ], list.slice(0, 50)));
+      ], list),
+      h("div", { class: "actions" },
+        pages.length ? turn("← Newer", pages[pages.length - 1], true) : "",
+        r.next ? turn("Older →", r.next, false) : "",
+        filtered && !list.length && !pages.length ? h("span", { class: "muted" }, "No example matches.") : ""));
   };
   box.reload = load;
   load().catch((e) => flash(e.message));

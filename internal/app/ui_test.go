@@ -511,7 +511,7 @@ steps:
 	b.do("pick the label to teach", chromedp.SetValue(chromedp.CSS(`section.classify-try select[name=label]`), "account_transfer"))
 	b.clickText("section.classify-try button", "Add as an example")
 	b.waitText("#flash", "Added as an example of account_transfer")
-	b.waitText("section.examples tbody", "our company needs a business account with two directors")
+	b.waitText("section.examples > table > tbody", "our company needs a business account with two directors")
 	stored := d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/examples", engineer, ""), http.StatusOK)
 	var taught string
 	for _, e := range stored.body["examples"].([]any) {
@@ -534,20 +534,57 @@ steps:
 	// last label); one naming a label the classifier lacks stops before
 	// anything is sent.
 	examplesCSV := filepath.Join(t.TempDir(), "examples.csv")
-	if err := os.WriteFile(examplesCSV, []byte("text,category\n\"we are a shop, two owners\",business_account\nmove my savings over,account_transfer\n\"we are a shop, two owners\",personal_account\n"), 0o600); err != nil {
+	csvText := "text,category\n\"we are a shop, two owners\",business_account\nmove my savings over,account_transfer\n\"we are a shop, two owners\",personal_account\n"
+	for i := range 55 {
+		csvText += fmt.Sprintf("note %d about my own account,personal_account\n", i)
+	}
+	if err := os.WriteFile(examplesCSV, []byte(csvText), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	b.do("pick the CSV", chromedp.SetUploadFiles(chromedp.CSS(`input[name=examples-file]`), []string{examplesCSV}))
 	b.clickText("section.examples button", "Import")
-	b.waitText("#flash", "Imported 2 examples")
-	b.waitText("section.examples tbody", "move my savings over")
+	b.waitText("#flash", "Imported 57 examples")
+	all := d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/examples?limit=1000", engineer, ""), http.StatusOK)
 	imported := map[string]string{}
-	for _, e := range d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/examples", engineer, ""), http.StatusOK).body["examples"].([]any) {
+	for _, e := range all.body["examples"].([]any) {
 		e := e.(map[string]any)
 		imported[e["text"].(string)] = e["label"].(string)
 	}
-	if imported["we are a shop, two owners"] != "personal_account" || imported["move my savings over"] != "account_transfer" {
+	if imported["we are a shop, two owners"] != "personal_account" || imported["move my savings over"] != "account_transfer" || imported["note 54 about my own account"] != "personal_account" {
 		t.Fatalf("the imported examples: %v", imported)
+	}
+	// The examples are shown 50 a page, newest first, with how many each
+	// label has, and by label or a piece of their text.
+	rows := func() int {
+		n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll("section.examples > table > tbody > tr").length`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	total := int(all.body["total"].(float64))
+	b.waitText("section.examples", fmt.Sprintf("%d stored examples", total))
+	b.waitText("section.examples details", "Examples per label")
+	if n := rows(); n != 50 {
+		t.Fatalf("the first page of examples shows %d", n)
+	}
+	b.clickText("section.examples button", "Older →")
+	b.waitText("section.examples", "← Newer")
+	if n := rows(); n != total-50 {
+		t.Fatalf("the second page of examples shows %d, want %d", n, total-50)
+	}
+	b.do("pick a label", chromedp.SetValue(chromedp.CSS(`select[name=examples-label]`), "account_transfer"))
+	b.clickText("section.examples button", "Show")
+	b.waitText("section.examples > table > tbody", "move my savings over")
+	if n := rows(); n != 1 || strings.Contains(b.text("section.examples"), "← Newer") {
+		t.Fatalf("the account_transfer examples: %d rows\n%s", n, b.text("section.examples"))
+	}
+	b.do("search the texts", chromedp.SetValue(chromedp.CSS(`select[name=examples-label]`), ""),
+		chromedp.SendKeys(chromedp.CSS(`input[name=examples-q]`), "A SHOP"))
+	b.clickText("section.examples button", "Show")
+	b.waitText("section.examples > table > tbody", "we are a shop, two owners")
+	if n := rows(); n != 1 {
+		t.Fatalf("the examples holding %q: %d rows", "a shop", n)
 	}
 	if err := os.WriteFile(examplesCSV, []byte("text,category\nhello,greeting\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"github.com/adaptflow/adaptflow/activities"
 	"github.com/adaptflow/adaptflow/api"
 	"github.com/adaptflow/adaptflow/api/apitest"
+	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/policies"
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
@@ -900,8 +902,38 @@ func TestExamplesCommand(t *testing.T) {
 		t.Fatalf("%d examples stored (%v): %v", len(es), err, labels)
 	}
 	code, out = run(t, cmd, append([]string{"list"}, remote...)...)
-	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 26 || !strings.HasPrefix(lines[0], "ID") || !strings.Contains(out, "refund 3, please") {
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 27 || !strings.HasPrefix(lines[0], "ID") || !strings.Contains(out, "refund 3, please") ||
+		lines[26] != "25 stored examples: refund 24, question 1" {
 		t.Fatalf("list: exit %d\n%s", code, out)
+	}
+	// A page at a time, and filtered.
+	code, out = run(t, cmd, append([]string{"list", "--limit", "20"}, remote...)...)
+	more := regexp.MustCompile(`more: --after (\S+)`).FindStringSubmatch(out)
+	if code != 0 || more == nil || strings.Count(out, "api:engineer-1") != 20 {
+		t.Fatalf("first page: exit %d\n%s", code, out)
+	}
+	code, out = run(t, cmd, append([]string{"list", "--limit", "20", "--after", more[1]}, remote...)...)
+	if code != 0 || strings.Count(out, "api:engineer-1") != 5 || strings.Contains(out, "more:") {
+		t.Fatalf("second page: exit %d\n%s", code, out)
+	}
+	code, out = run(t, cmd, append([]string{"list", "--label", "question"}, remote...)...)
+	if code != 0 || strings.Count(out, "api:engineer-1") != 1 || !strings.Contains(out, "refund 3, please") {
+		t.Fatalf("questions: exit %d\n%s", code, out)
+	}
+	// Exported as import reads it: the same examples back.
+	code, out = run(t, cmd, append([]string{"export", "--text", "REFUND 1"}, remote...)...)
+	exported, err := classify.ReadCSV(strings.NewReader(out))
+	if code != 0 || err != nil || len(exported) != 11 { // refund 1 and refund 10 to 19
+		t.Fatalf("export: exit %d, %d examples (%v)\n%s", code, len(exported), err, out)
+	}
+	code, out = run(t, cmd, append([]string{"export"}, remote...)...)
+	exported, err = classify.ReadCSV(strings.NewReader(out))
+	got := map[string]string{}
+	for _, e := range exported {
+		got[e.Text] = e.Label
+	}
+	if code != 0 || err != nil || !maps.Equal(got, labels) {
+		t.Fatalf("export: exit %d (%v): %v, want %v", code, err, got, labels)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.csv")
 	if err := os.WriteFile(bad, []byte("message,intent\nhello,greeting\n"), 0o600); err != nil {

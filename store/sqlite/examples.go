@@ -154,22 +154,6 @@ func (s *Store) NearestExamples(ctx context.Context, classifier string, q []floa
 	return out, nil
 }
 
-// ExamplesOf lists the examples of a classifier, oldest first, without
-// their embeddings.
-func (s *Store) ExamplesOf(ctx context.Context, classifier string) ([]store.Example, error) {
-	return collect(ctx, s.r, "examples", func(r scanner) (store.Example, error) {
-		var e store.Example
-		var fields string
-		var at int64
-		err := r.Scan(&e.ID, &e.Classifier, &e.Text, &e.Label, &fields, &e.Source, &at)
-		if fields != "" {
-			e.Fields = json.RawMessage(fields)
-		}
-		e.CreatedAt = fromMicros(at)
-		return e, err
-	}, `SELECT id, classifier, text, label, fields, source, created_at FROM examples WHERE classifier = ? ORDER BY created_at, id`, classifier)
-}
-
 // ExamplesToEmbed lists up to limit examples stored without an embedding,
 // oldest first, without their fields.
 func (s *Store) ExamplesToEmbed(ctx context.Context, limit int) ([]store.Example, error) {

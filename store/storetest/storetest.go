@@ -48,6 +48,8 @@ type Store interface {
 	PutExample(ctx context.Context, e store.Example) error
 	PutExamples(ctx context.Context, es []store.Example) error
 	ExampleLabels(ctx context.Context, classifier string) (map[string]bool, error)
+	ExampleCounts(ctx context.Context, classifier string) (map[string]int, error)
+	ExamplesPage(ctx context.Context, f store.ExampleFilter) ([]store.Example, error)
 	DeleteExample(ctx context.Context, classifier, id string) error
 	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
 	ExamplesToEmbed(ctx context.Context, limit int) ([]store.Example, error)
@@ -155,6 +157,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("audit log", func(t *testing.T) { testAudit(t, open(t)) })
 	t.Run("undelivered webhooks", func(t *testing.T) { testUndeliveredWebhooks(t, open(t)) })
 	t.Run("examples", func(t *testing.T) { testExamples(t, open(t)) })
+	t.Run("example pages", func(t *testing.T) { testExamplePages(t, open(t)) })
 	t.Run("signals", func(t *testing.T) { testSignals(t, open(t)) })
 	t.Run("signal history", func(t *testing.T) { testSignalHistory(t, open(t)) })
 	t.Run("prune", func(t *testing.T) { testPrune(t, open(t)) })
@@ -2759,5 +2762,89 @@ func testUndeliveredWebhooks(t *testing.T, s Store) {
 	}
 	if _, err := s.ClaimWebhookRedelivery(ctx, c.ID+100, now, now.Add(time.Minute)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a claim of a webhook that is not there: %v, want ErrNotFound", err)
+	}
+}
+
+// testExamplePages: a classifier's examples listed a page at a time,
+// newest first, by label, source and a piece of their text, and counted
+// by label.
+func testExamplePages(t *testing.T, s Store) {
+	ctx := t.Context()
+	var es []store.Example
+	for i := range 25 {
+		e := store.Example{ID: fmt.Sprintf("x%02d", i), Classifier: "desk", Label: []string{"refund", "question"}[i%2], Source: "api:importer", CreatedAt: t0.Add(time.Duration(i/2) * time.Second)}
+		e.Text = fmt.Sprintf("text %d", i)
+		if i%5 == 0 {
+			e.Source = "review:ann"
+			e.Text = fmt.Sprintf("Where is my MONEY? (%d%% off, case_%d)", i, i)
+		}
+		es = append(es, e)
+	}
+	must(t, s.PutExamples(ctx, es))
+	must(t, s.PutExample(ctx, store.Example{ID: "other", Classifier: "notes", Text: "my money", Label: "refund", Source: "review:ann", CreatedAt: t0}))
+	ids := func(f store.ExampleFilter) ([]string, string) {
+		t.Helper()
+		f.Classifier = "desk"
+		page, err := s.ExamplesPage(ctx, f)
+		must(t, err)
+		out := make([]string, len(page))
+		for i, e := range page {
+			out[i] = e.ID
+			if e.Embedding != nil || e.Classifier != "desk" || e.CreatedAt.IsZero() {
+				t.Fatalf("listed %+v", e)
+			}
+		}
+		next := ""
+		if len(page) > 0 {
+			next = store.ExampleCursor(page[len(page)-1])
+		}
+		return out, next
+	}
+	// Newest first (by time, then id, several sharing a time), 10 a page,
+	// every one once.
+	var all []string
+	for after := ""; ; {
+		page, next := ids(store.ExampleFilter{Limit: 10, After: after})
+		all = append(all, page...)
+		if len(page) < 10 {
+			break
+		}
+		after = next
+	}
+	if len(all) != 25 || all[0] != "x24" || all[1] != "x23" || all[2] != "x22" || all[24] != "x00" {
+		t.Fatalf("pages: %v", all)
+	}
+	if got, _ := ids(store.ExampleFilter{Label: "refund", Source: "review"}); !slices.Equal(got, []string{"x20", "x10", "x00"}) {
+		t.Fatalf("refunds from reviewers: %v", got)
+	}
+	if got, _ := ids(store.ExampleFilter{Source: "review:ann"}); len(got) != 5 {
+		t.Fatalf("Ann's: %v", got)
+	}
+	if got, _ := ids(store.ExampleFilter{Source: "revie"}); len(got) != 0 {
+		t.Fatalf("a source's prefix is no source: %v", got)
+	}
+	if got, _ := ids(store.ExampleFilter{Source: "api"}); len(got) != 20 {
+		t.Fatalf("added through the API: %v", got)
+	}
+	if got, _ := ids(store.ExampleFilter{Text: "where is my money"}); len(got) != 5 {
+		t.Fatalf("by text, any case: %v", got)
+	}
+	// %, _ and \ are no patterns.
+	if got, _ := ids(store.ExampleFilter{Text: "5% off"}); !slices.Equal(got, []string{"x15", "x05"}) {
+		t.Fatalf("a text with %%: %v", got)
+	}
+	if got, _ := ids(store.ExampleFilter{Text: "t_1"}); len(got) != 0 {
+		t.Fatalf("_ matched a space: %v", got)
+	}
+	if got, _ := ids(store.ExampleFilter{Text: "case_1"}); !slices.Equal(got, []string{"x15", "x10"}) {
+		t.Fatalf("a text with _: %v", got)
+	}
+	if _, err := s.ExamplesPage(ctx, store.ExampleFilter{Classifier: "desk", After: "not a cursor"}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("a malformed cursor: %v", err)
+	}
+	counts, err := s.ExampleCounts(ctx, "desk")
+	must(t, err)
+	if !maps.Equal(counts, map[string]int{"refund": 13, "question": 12}) {
+		t.Fatalf("counts %v", counts)
 	}
 }
