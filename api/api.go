@@ -140,6 +140,9 @@ type ReviewClaims interface {
 	ReleaseReview(ctx context.Context, id, reviewer string, now time.Time) (store.Review, error)
 }
 
+// DefaultTimeout bounds a request unless Options.Timeout says otherwise.
+const DefaultTimeout = 30 * time.Second
+
 // Options are the API's dependencies.
 type Options struct {
 	Keys        KeyStore
@@ -229,7 +232,7 @@ type Options struct {
 	MetricsElsewhere bool
 	// MaxBody bounds request bodies (default 1 MiB).
 	MaxBody int64
-	// Timeout bounds each request (default 30 s).
+	// Timeout bounds each request (default DefaultTimeout).
 	Timeout time.Duration
 	// StartWait is how long a start request waits for Temporal to create
 	// the workflow before it answers with the instance stored and leaves the
@@ -246,7 +249,7 @@ func (o *Options) defaults() {
 		o.MaxBody = 1 << 20
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = 30 * time.Second
+		o.Timeout = DefaultTimeout
 	}
 	if o.ClaimLease <= 0 {
 		o.ClaimLease = DefaultClaimLease

@@ -1,17 +1,22 @@
 package api
 
 import (
-	"crypto/rand"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/adaptflow/adaptflow/activities"
+	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/workflows"
 )
 
@@ -64,25 +69,46 @@ func (s *server) classifyPreview(c *gin.Context) {
 		fail(c, badRequest(field, "the text to classify is over %d bytes", maxPreviewText))
 		return
 	}
+	// The same preview asked again while it runs (a client that gave up
+	// waiting, two engineers trying the same text) waits for the run under
+	// way instead of starting another: its id is the spec's and the text's.
+	h := sha256.Sum256(append(process.JSON(spec), "\x00"+text...))
 	run, err := s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       "classify-preview-" + rand.Text(),
+		ID:                       "classify-preview-" + hex.EncodeToString(h[:12]),
 		TaskQueue:                s.TaskQueue,
 		WorkflowExecutionTimeout: 2 * time.Minute,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 	}, workflows.ClassifyPreviewWorkflow, activities.ClassifyInput{Spec: *spec, Text: text})
 	if err != nil {
 		fail(c, err)
 		return
 	}
+	// It waits for the answer until a moment before the request's time
+	// runs out, and then says the preview goes on.
+	wait := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		wait, cancel = context.WithDeadline(ctx, deadline.Add(-min(time.Second, time.Until(deadline)/10)))
+		defer cancel()
+	}
 	var res activities.ClassifyResult
-	if err := run.Get(ctx, &res); err != nil {
+	if err := run.Get(wait, &res); err != nil {
 		// The classifier refused (its examples cannot train a model):
 		// the definition's to fix, as an instance would fail on it.
 		var app *temporal.ApplicationError
-		if errors.As(err, &app) && app.Type() == activities.ErrTypeInvalid {
+		switch {
+		case errors.As(err, &app) && app.Type() == activities.ErrTypeInvalid:
 			fail(c, &httpError{status: http.StatusUnprocessableEntity, code: "invalid", msg: app.Message()})
-			return
+		case ctx.Err() == nil && (wait.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.As(err, new(*serviceerror.DeadlineExceeded))):
+			// The wait ran out (the client's long poll may give up a
+			// moment before it does), not the request.
+			c.Header("Retry-After", "5")
+			fail(c, &httpError{status: http.StatusServiceUnavailable, code: "unavailable",
+				msg: "the classification is still running (a slow LLM, or the classifier's first training on many examples) and goes on: ask again with the same text to wait for its answer"})
+		default:
+			fail(c, err)
 		}
-		fail(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"process": def.Name, "version": def.Version, "text": text, "classification": res, "review_below": spec.ReviewBelow})

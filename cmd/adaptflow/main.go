@@ -153,6 +153,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.BoolVar(&migrateAtStart, "migrate", true, "apply the store's pending migrations at start")
 		fs.StringVar(&opts.LLMBaseURL, "llm-base-url", os.Getenv("ADAPTFLOW_LLM_BASE_URL"), "OpenAI-compatible API for classification (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp); default: the embedded classifier")
 		fs.StringVar(&opts.LLMModel, "llm-model", os.Getenv("ADAPTFLOW_LLM_MODEL"), "model name at --llm-base-url")
+		fs.DurationVar(&opts.RequestTimeout, "request-timeout", opts.RequestTimeout, "how long an API request may take, 1s to 10m (a classification preview that takes longer, on a slow LLM or a first training, goes on: the same request again waits for its answer)")
 		fs.DurationVar(&opts.LLMTimeout, "llm-timeout", opts.LLMTimeout, "how long one request to the LLM may take (a classification may make two: the answer and its repair), 1s to 4m")
 		fs.StringVar(&opts.EmbeddingModel, "embedding-model", os.Getenv("ADAPTFLOW_EMBEDDING_MODEL"), "embeddings model at --llm-base-url for examples, few-shot retrieval and similar cases (its dimension must match --embedding-dim); default: the hashing embedding")
 		fs.DurationVar(&opts.EmbeddingWait, "embedding-wait", opts.EmbeddingWait, "how long an API request or a classification waits for the embeddings provider (--embedding-model) before it goes on without (a review without similar cases, an example embedded later, few-shot examples picked by the hashing embedding); after a failure none asks it for 30s")

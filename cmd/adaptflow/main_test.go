@@ -37,6 +37,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"worker", "--embedding-model", "text-embedding-3-small"}, 1, "--embedding-model: needs --llm-base-url"},
 		{[]string{"dev", "--embedding-wait", "2m"}, 1, "--embedding-wait: must be between 100ms and 1m (got 2m0s)"},
 		{[]string{"worker", "--llm-timeout", "10m"}, 1, "--llm-timeout: must be between 1s and 4m (got 10m0s)"},
+		{[]string{"server", "--request-timeout", "500ms"}, 1, "--request-timeout: must be between 1s and 10m (got 500ms)"},
 		{[]string{"dev", "--temporal-tls"}, 2, "flag provided but not defined: -temporal-tls"},
 		{[]string{"worker", "--temporal-tls-cert", "client.pem"}, 1, "--temporal-tls-cert and --temporal-tls-key: give both"},
 		{[]string{"server", "--data-dir", "DIR", "--temporal-address", "127.0.0.1:1", "--temporal-tls-ca", "/nonexistent/ca.pem"}, 1, "--temporal-tls-ca: open /nonexistent/ca.pem"},

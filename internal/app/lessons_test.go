@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -210,4 +211,28 @@ func TestInstanceRunsWhileClassified(t *testing.T) {
 		t.Fatalf("classification %v", inst["classification"])
 	}
 	d.recordHistories(map[string]string{id: "onboarding_classify_v13.json"})
+}
+
+// TestClassifyPreviewOutlastsTheRequest: a preview whose LLM answers after
+// the request's time is up answers 503 saying it goes on; the same request
+// again waits for that run (the LLM is asked once) and gets its answer.
+func TestClassifyPreviewOutlastsTheRequest(t *testing.T) {
+	llm := openaitest.New(t, openaitest.Reply{Delay: 3 * time.Second, Content: `{"label":"personal_account","confidence":0.97,"fields":{"applicant_name":"Ann","account_type":"personal","amount":null,"risk_hints":"none"},"rationale":"a person"}`})
+	d := startDev(t, t.TempDir(), "", func(o *app.Options) {
+		o.LLMBaseURL, o.LLMModel = llm.BaseURL(), "test-model"
+		o.RequestTimeout = time.Second
+	})
+	const path, body = "/v1/processes/customer-onboarding/classify", `{"text":"I would like a current account for myself"}`
+	r := d.call("POST", path, adminKey, body)
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.raw, "still running") {
+		t.Fatalf("a preview past the request's time: %d %s", r.status, r.raw)
+	}
+	for deadline := time.Now().Add(30 * time.Second); r.status != http.StatusOK; r = d.call("POST", path, adminKey, body) {
+		if time.Now().After(deadline) || r.status != http.StatusServiceUnavailable {
+			t.Fatalf("the preview asked again: %d %s", r.status, r.raw)
+		}
+	}
+	if cl := r.body["classification"].(map[string]any); cl["label"] != "personal_account" || cl["model"] != "llm:test-model" || llm.Calls() != 1 {
+		t.Fatalf("the preview's answer after %d LLM calls: %s", llm.Calls(), r.raw)
+	}
 }

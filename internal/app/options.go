@@ -49,6 +49,8 @@ type Options struct {
 	LLMBaseURL, LLMModel, LLMAPIKey string
 	// LLMTimeout bounds one request to the LLM (default 20s).
 	LLMTimeout time.Duration
+	// RequestTimeout bounds an API request (default api.DefaultTimeout).
+	RequestTimeout time.Duration
 	// EmbeddingModel, with LLMBaseURL, embeds examples and queries through
 	// the provider's embeddings endpoint; without it the hashing embedding
 	// does. Its vectors must have EmbeddingDim dimensions.
@@ -141,6 +143,7 @@ func DefaultOptions() Options {
 		Retention:       DefaultRetention,
 		EmbeddingWait:   api.DefaultEmbedWait,
 		LLMTimeout:      DefaultLLMTimeout,
+		RequestTimeout:  api.DefaultTimeout,
 	}
 }
 
@@ -193,6 +196,12 @@ func (o *Options) validate() error {
 	}
 	if o.LLMTimeout < time.Second || o.LLMTimeout > 4*time.Minute {
 		errs = append(errs, fmt.Errorf("--llm-timeout: must be between 1s and 4m (got %s)", o.LLMTimeout))
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = api.DefaultTimeout
+	}
+	if o.RequestTimeout < time.Second || o.RequestTimeout > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("--request-timeout: must be between 1s and 10m (got %s)", o.RequestTimeout))
 	}
 	if o.EmbeddingWait == 0 {
 		o.EmbeddingWait = api.DefaultEmbedWait

@@ -281,7 +281,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		Lifecycle: st, Schedules: st, Scanner: st, Chains: st, Examples: st, Embedder: embedder, EmbedWait: opts.EmbeddingWait, EmbedObserve: embedObserve("api"), Temporal: tc, TaskQueue: TaskQueue, Namespace: opts.Namespace, Env: env, Logger: lg, ClaimLease: opts.ClaimLease, RateLimit: opts.RateLimit, Metrics: reg, Tracer: tracer,
 		Ready: func(ctx context.Context) error { return st.Ping(ctx) }, StartWait: opts.StartWait, MetricsElsewhere: opts.MetricsListen != "",
 		Finished: finish.Ended, Retried: retried, Clock: clock.read,
-		WebhookSecret: opts.WebhookSecret,
+		WebhookSecret: opts.WebhookSecret, Timeout: opts.RequestTimeout,
 	}
 	handler, err := api.New(apiOpts)
 	if err != nil {

@@ -562,30 +562,31 @@ steps:
 		}
 		return n
 	}
+	// waitRows waits until the examples' table shows n rows, the newer
+	// pages' button or not: the page's answer has come.
+	waitRows := func(n int, newer bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); rows() != n || strings.Contains(b.text("section.examples"), "← Newer") != newer; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the examples show %d rows, want %d (newer pages: %v)\n%s", rows(), n, newer, b.text("section.examples"))
+			}
+		}
+	}
 	total := int(all.body["total"].(float64))
 	b.waitText("section.examples", fmt.Sprintf("%d stored examples", total))
 	b.waitText("section.examples details", "Examples per label")
-	if n := rows(); n != 50 {
-		t.Fatalf("the first page of examples shows %d", n)
-	}
+	waitRows(50, false)
 	b.clickText("section.examples button", "Older →")
-	b.waitText("section.examples", "← Newer")
-	if n := rows(); n != total-50 {
-		t.Fatalf("the second page of examples shows %d, want %d", n, total-50)
-	}
+	waitRows(total-50, true)
 	b.do("pick a label", chromedp.SetValue(chromedp.CSS(`select[name=examples-label]`), "account_transfer"))
 	b.clickText("section.examples button", "Show")
+	waitRows(1, false)
 	b.waitText("section.examples > table > tbody", "move my savings over")
-	if n := rows(); n != 1 || strings.Contains(b.text("section.examples"), "← Newer") {
-		t.Fatalf("the account_transfer examples: %d rows\n%s", n, b.text("section.examples"))
-	}
 	b.do("search the texts", chromedp.SetValue(chromedp.CSS(`select[name=examples-label]`), ""),
 		chromedp.SendKeys(chromedp.CSS(`input[name=examples-q]`), "A SHOP"))
 	b.clickText("section.examples button", "Show")
 	b.waitText("section.examples > table > tbody", "we are a shop, two owners")
-	if n := rows(); n != 1 {
-		t.Fatalf("the examples holding %q: %d rows", "a shop", n)
-	}
+	waitRows(1, false)
 	if err := os.WriteFile(examplesCSV, []byte("text,category\nhello,greeting\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}

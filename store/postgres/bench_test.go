@@ -488,3 +488,46 @@ func BenchmarkPrune(b *testing.B) {
 	b.ReportMetric(float64(removed)/took.Seconds(), "rows/s")
 	b.ReportMetric(took.Seconds()/float64(b.N), "s/prune")
 }
+
+// BenchmarkExamplesPage measures GET /v1/classifiers/{name}/examples's
+// reads for a classifier with 20,000 examples (77 labels, an imported set)
+// among 100,000 of five classifiers: the newest page of 100 with the
+// counts of its labels, the next page, one label's page, and a search of
+// the texts.
+func BenchmarkExamplesPage(b *testing.B) {
+	s, conn := openBenchConn(b)
+	ctx := b.Context()
+	const n = 100_000
+	t0 := time.Now().UTC().Add(-30 * 24 * time.Hour)
+	copied, err := conn.CopyFrom(ctx, pgx.Identifier{"examples"},
+		[]string{"id", "classifier", "text", "label", "fields", "source", "created_at"},
+		pgx.CopyFromSlice(n, func(i int) ([]any, error) {
+			return []any{fmt.Sprintf("ex%06d", i), fmt.Sprintf("desk-%d", i%5), fmt.Sprintf("message %d: where is my card, it has not arrived yet", i),
+				fmt.Sprintf("intent_%d", i%77), "", "api:importer", t0.Add(time.Duration(i) * time.Second).UnixMicro()}, nil
+		}))
+	if err != nil || copied != n {
+		b.Fatalf("copied %d: %v", copied, err)
+	}
+	if _, err := conn.Exec(ctx, "ANALYZE examples"); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		page, err := s.ExamplesPage(ctx, store.ExampleFilter{Classifier: "desk-0", Limit: 100})
+		counts, cerr := s.ExampleCounts(ctx, "desk-0")
+		if err != nil || cerr != nil || len(page) != 100 || len(counts) != 77 {
+			b.Fatalf("%d examples, %d labels: %v %v", len(page), len(counts), err, cerr)
+		}
+		next, err := s.ExamplesPage(ctx, store.ExampleFilter{Classifier: "desk-0", Limit: 100, After: store.ExampleCursor(page[99])})
+		if err != nil || len(next) != 100 {
+			b.Fatalf("next page: %d, %v", len(next), err)
+		}
+		one, err := s.ExamplesPage(ctx, store.ExampleFilter{Classifier: "desk-0", Label: "intent_5", Limit: 100})
+		if err != nil || len(one) != 100 {
+			b.Fatalf("a label's page: %d, %v", len(one), err)
+		}
+		found, err := s.ExamplesPage(ctx, store.ExampleFilter{Classifier: "desk-0", Text: "MESSAGE 4240:", Limit: 100})
+		if err != nil || len(found) != 1 {
+			b.Fatalf("a search: %d, %v", len(found), err)
+		}
+	}
+}
