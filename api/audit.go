@@ -17,11 +17,12 @@ import (
 // configuration (instance starts and the events other systems send them,
 // recorded with their instances).
 var notAudited = map[string]bool{
-	"POST /v1/policies/simulate":               true,
-	"POST /v1/processes/:name/classify":        true,
-	"POST /v1/processes/:name/instances":       true,
-	"POST /v1/processes/:name/instances/batch": true,
-	"POST /v1/instances/:id/events":            true,
+	"POST /v1/policies/simulate":                 true,
+	"POST /v1/processes/:name/classify":          true,
+	"POST /v1/processes/:name/classify/evaluate": true,
+	"POST /v1/processes/:name/instances":         true,
+	"POST /v1/processes/:name/instances/batch":   true,
+	"POST /v1/instances/:id/events":              true,
 }
 
 // audit records every change made through the API: who (the key), when,

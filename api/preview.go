@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -46,7 +47,6 @@ func (s *server) classifyPreview(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	ctx := c.Request.Context()
 	spec := def.Classify
 	if spec == nil {
 		fail(c, conflict("process %s (version %d) classifies nothing: its definition has no classify", def.Name, def.Version))
@@ -72,44 +72,118 @@ func (s *server) classifyPreview(c *gin.Context) {
 	// The same preview asked again while it runs (a client that gave up
 	// waiting, two engineers trying the same text) waits for the run under
 	// way instead of starting another: its id is the spec's and the text's.
-	h := sha256.Sum256(append(process.JSON(spec), "\x00"+text...))
-	run, err := s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       "classify-preview-" + hex.EncodeToString(h[:12]),
-		TaskQueue:                s.TaskQueue,
-		WorkflowExecutionTimeout: 2 * time.Minute,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-	}, workflows.ClassifyPreviewWorkflow, activities.ClassifyInput{Spec: *spec, Text: text})
+	var res activities.ClassifyResult
+	if !s.awaitWorkflow(c, "classify-preview-"+digestOf(process.JSON(spec), []byte(text)), workflows.ClassifyPreviewWorkflow,
+		activities.ClassifyInput{Spec: *spec, Text: text}, &res, "the classification is still running (a slow LLM, or the classifier's first training on many examples)") {
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"process": def.Name, "version": def.Version, "text": text, "classification": res, "review_below": spec.ReviewBelow})
+}
+
+// EvaluateRequest is how POST /v1/processes/{name}/classify/evaluate
+// evaluates: the share of each label's examples to hold out.
+type EvaluateRequest struct {
+	Holdout *float64 `json:"holdout,omitempty"`
+}
+
+// classifierEvaluation evaluates the process's classifier on its own seed
+// and stored examples, before an instance meets it: the embedded
+// classifier is trained on all but a share of each label's examples and
+// measured on those (the figures `adaptflow ml eval` reports), with each
+// label's precision, recall and the labels it is taken for, the weakest
+// first, and the most confident mistakes: an example labeled wrong, or
+// two labels that read alike. It runs on a worker (workflows.EvaluateClassifier)
+// and changes nothing; the same evaluation asked again while it runs
+// waits for it.
+func (s *server) classifierEvaluation(c *gin.Context) {
+	def, _, _, ok := s.routeDefinition(c)
+	if !ok {
+		return
+	}
+	var req EvaluateRequest
+	if c.Request.ContentLength != 0 {
+		if err := bindJSON(c, &req); err != nil {
+			fail(c, err)
+			return
+		}
+	}
+	holdout := 0.2
+	if req.Holdout != nil {
+		if holdout = *req.Holdout; holdout < 0.05 || holdout > 0.5 {
+			fail(c, badRequest("holdout", "must be between 0.05 and 0.5 (got %g)", holdout))
+			return
+		}
+	}
+	spec := def.Classify
+	if spec == nil {
+		fail(c, conflict("process %s (version %d) classifies nothing: its definition has no classify", def.Name, def.Version))
+		return
+	}
+	version, err := s.Examples.ExamplesVersion(c.Request.Context(), spec.Name)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	// It waits for the answer until a moment before the request's time
-	// runs out, and then says the preview goes on.
+	var res activities.EvaluateResult
+	if !s.awaitWorkflow(c, "classifier-evaluation-"+digestOf(process.JSON(spec), fmt.Appendf(nil, "%d/%g", version, holdout)), workflows.EvaluateClassifierWorkflow,
+		activities.EvaluateInput{Spec: *spec, Holdout: holdout}, &res, "the evaluation is still running (a training on many examples)") {
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"process": def.Name, "version": def.Version, "evaluation": res})
+}
+
+// digestOf names what a workflow computes from its parts.
+func digestOf(parts ...[]byte) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write(p)
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// awaitWorkflow runs a workflow that computes an answer for the request
+// (a preview, an evaluation) and waits for its result, into out, until a
+// moment before the request's time runs out. Its id names what it
+// computes: the same asked again while it runs (a client that gave up
+// waiting) waits for that run instead of starting another. When it cannot
+// give the result it answers the request itself, and reports false: 422
+// for what the workflow refused for good (a classifier its examples cannot
+// train), 503 saying it goes on when it is still running (still says
+// what).
+func (s *server) awaitWorkflow(c *gin.Context, id, workflow string, in, out any, still string) bool {
+	ctx := c.Request.Context()
+	run, err := s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                s.TaskQueue,
+		WorkflowExecutionTimeout: 15 * time.Minute,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+	}, workflow, in)
+	if err != nil {
+		fail(c, err)
+		return false
+	}
 	wait := ctx
 	if deadline, ok := ctx.Deadline(); ok {
 		var cancel context.CancelFunc
 		wait, cancel = context.WithDeadline(ctx, deadline.Add(-min(time.Second, time.Until(deadline)/10)))
 		defer cancel()
 	}
-	var res activities.ClassifyResult
-	if err := run.Get(wait, &res); err != nil {
-		// The classifier refused (its examples cannot train a model):
-		// the definition's to fix, as an instance would fail on it.
-		var app *temporal.ApplicationError
-		switch {
-		case errors.As(err, &app) && app.Type() == activities.ErrTypeInvalid:
-			fail(c, &httpError{status: http.StatusUnprocessableEntity, code: "invalid", msg: app.Message()})
-		case ctx.Err() == nil && (wait.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.As(err, new(*serviceerror.DeadlineExceeded))):
-			// The wait ran out (the client's long poll may give up a
-			// moment before it does), not the request.
-			c.Header("Retry-After", "5")
-			fail(c, &httpError{status: http.StatusServiceUnavailable, code: "unavailable",
-				msg: "the classification is still running (a slow LLM, or the classifier's first training on many examples) and goes on: ask again with the same text to wait for its answer"})
-		default:
-			fail(c, err)
-		}
-		return
+	err = run.Get(wait, out)
+	var app *temporal.ApplicationError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &app) && app.Type() == activities.ErrTypeInvalid:
+		fail(c, &httpError{status: http.StatusUnprocessableEntity, code: "invalid", msg: app.Message()})
+	case ctx.Err() == nil && (wait.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.As(err, new(*serviceerror.DeadlineExceeded))):
+		// The wait ran out (the client's long poll may give up a moment
+		// before it does), not the request.
+		c.Header("Retry-After", "5")
+		fail(c, &httpError{status: http.StatusServiceUnavailable, code: "unavailable", msg: still + " and goes on: ask the same again to wait for its answer"})
+	default:
+		fail(c, err)
 	}
-	c.JSON(http.StatusOK, gin.H{"process": def.Name, "version": def.Version, "text": text, "classification": res, "review_below": spec.ReviewBelow})
+	return false
 }

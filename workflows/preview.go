@@ -1,6 +1,9 @@
 package workflows
 
 import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/adaptflow/adaptflow/activities"
@@ -18,5 +21,28 @@ func ClassifyPreview(ctx workflow.Context, in activities.ClassifyInput) (activit
 	in.Preview = true
 	var res activities.ClassifyResult
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, classifyOptions), a.Classify, in).Get(ctx, &res)
+	return res, err
+}
+
+// EvaluateClassifierWorkflow is the registered name of EvaluateClassifier.
+const EvaluateClassifierWorkflow = "EvaluateClassifier"
+
+// evaluateOptions are the EvaluateClassifier activity's: a training on
+// many examples takes minutes on a busy worker; the attempt heartbeats.
+var evaluateOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: 10 * time.Minute,
+	HeartbeatTimeout:    30 * time.Second,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumAttempts: 3,
+		NonRetryableErrorTypes: activities.NonRetryable,
+	},
+}
+
+// EvaluateClassifier evaluates a classifier on its own examples on a
+// worker, which has the classifier's code and examples
+// (POST /v1/processes/{name}/classify/evaluate); it changes nothing.
+func EvaluateClassifier(ctx workflow.Context, in activities.EvaluateInput) (activities.EvaluateResult, error) {
+	var res activities.EvaluateResult
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, evaluateOptions), a.EvaluateClassifier, in).Get(ctx, &res)
 	return res, err
 }

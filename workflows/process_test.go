@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -100,6 +102,7 @@ func newHarnessLLM(t *testing.T, llm *classify.LLM, defYAML string, policyYAML .
 	h.env.SetStartTime(harnessStart)
 	h.env.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
 	h.env.RegisterWorkflowWithOptions(workflows.ClassifyPreview, workflow.RegisterOptions{Name: workflows.ClassifyPreviewWorkflow})
+	h.env.RegisterWorkflowWithOptions(workflows.EvaluateClassifier, workflow.RegisterOptions{Name: workflows.EvaluateClassifierWorkflow})
 	h.acts = &activities.Activities{
 		Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, States: st, SubProcesses: st, LLM: llm,
 		Calendar: policies.DefaultCalendar(), HTTP: http.DefaultClient, Undelivered: st,
@@ -623,6 +626,48 @@ func TestClassifyPreview(t *testing.T) {
 	}
 	if res.Model != activities.EmbeddedModel || res.Fallback == "" || !res.Review || srv.Calls() != activities.ClassifyAttempts {
 		t.Fatalf("preview with the LLM down: %+v after %d calls", res, srv.Calls())
+	}
+}
+
+// TestEvaluateClassifier: a classifier is evaluated on its seed and stored
+// examples, a share of each label's held out; too few examples are
+// refused for good, not retried.
+func TestEvaluateClassifier(t *testing.T) {
+	h := onboardingHarness(t, "0.4")
+	// One example a label: none to hold out.
+	tiny := *h.def.Classify
+	tiny.Name, tiny.Examples = "tiny", nil
+	for _, l := range tiny.Labels {
+		tiny.Examples = append(tiny.Examples, process.LabeledText{Text: "about " + l, Label: l})
+	}
+	h.env.ExecuteWorkflow(workflows.EvaluateClassifierWorkflow, activities.EvaluateInput{Spec: tiny, Holdout: 0.2})
+	var app *temporal.ApplicationError
+	if err := h.env.GetWorkflowError(); !errors.As(err, &app) || app.Type() != activities.ErrTypeInvalid || !strings.Contains(app.Message(), "too few examples") {
+		t.Fatalf("one example a label: %v", err)
+	}
+	var stored []store.Example
+	for i, label := range h.def.Classify.Labels {
+		for j := range 5 {
+			stored = append(stored, store.Example{ID: fmt.Sprintf("x%d-%d", i, j), Classifier: h.def.Classify.Name, Label: label, Source: "api:test", CreatedAt: time.Now(),
+				Text: fmt.Sprintf("%s request number %d", strings.ReplaceAll(label, "_", " "), j)})
+		}
+	}
+	if err := h.store.PutExamples(t.Context(), stored); err != nil {
+		t.Fatal(err)
+	}
+	h = &harness{store: h.store, def: h.def, acts: h.acts, WorkflowTestSuite: h.WorkflowTestSuite}
+	h.env = h.NewTestWorkflowEnvironment()
+	h.env.RegisterWorkflowWithOptions(workflows.EvaluateClassifier, workflow.RegisterOptions{Name: workflows.EvaluateClassifierWorkflow})
+	h.env.RegisterActivity(h.acts)
+	h.env.ExecuteWorkflow(workflows.EvaluateClassifierWorkflow, activities.EvaluateInput{Spec: *h.def.Classify, Holdout: 0.2})
+	var res activities.EvaluateResult
+	if err := h.env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	labels := len(h.def.Classify.Labels)
+	if res.Classifier != h.def.Classify.Name || res.Model != activities.EmbeddedModel || res.Examples != len(h.def.Classify.Examples)+5*labels ||
+		res.Test < labels || res.Train+res.Test != res.Examples || len(res.Labels) != labels || res.Accuracy <= 0 || res.Mistakes == nil {
+		t.Fatalf("evaluation %+v", res)
 	}
 }
 

@@ -1003,7 +1003,7 @@ function classifyTry(name, version, spec) {
   const go = actionButton("Classify", async () => {
     if (!text.value.trim()) throw new Error("Write a text to classify first.");
     const said = text.value;
-    const r = await api("POST", `/v1/processes/${encodeURIComponent(name)}/classify?version=${version}`, { text: said });
+    const r = await awaited(() => api("POST", `/v1/processes/${encodeURIComponent(name)}/classify?version=${version}`, { text: said }));
     const c = r.classification;
     const review = c.fallback ? `yes: the LLM failed (${c.fallback})` : c.review ? `yes: confidence under ${pct(r.review_below)}` : "no";
     const fields = Object.entries(c.fields || {}).map(([k, v]) => `${k} = ${v === null ? "—" : v}`).join(", ");
@@ -1028,8 +1028,67 @@ function classifyTry(name, version, spec) {
     h("section", { class: "card classify-try" },
       h("p", { class: "muted" }, "How the classifier reads a text, as it would an instance's; nothing is stored unless you add it as an example."),
       text, h("div", { class: "actions" }, go), out),
+    h("h2", {}, `Classifier ${spec.name}: how well it learns its examples`),
+    evaluateSection(name, version, spec),
     h("h2", {}, `Classifier ${spec.name}: examples`),
     examples];
+}
+
+// awaited calls the API again while it answers that the work asked for
+// goes on (a preview or an evaluation past the request's time): the same
+// request again waits for it.
+async function awaited(call) {
+  for (let asks = 0; ; asks++) {
+    try {
+      return await call();
+    } catch (e) {
+      if (e.status !== 503 || !/goes on/.test(e.message) || asks === 30) throw e;
+    }
+  }
+}
+
+// evaluateSection evaluates the classifier on its own examples: a model
+// trained on all but a share of each label's, measured on those; the
+// weakest labels and the surest mistakes are where examples are missing
+// or wrong.
+function evaluateSection(name, version, spec) {
+  const holdout = h("select", { name: "holdout", "aria-label": "Share of the examples held out" },
+    [0.1, 0.2, 0.3].map((v) => h("option", { value: v, selected: v === 0.2 }, `${v * 100}% of each label's examples held out`)));
+  const out = h("div", { class: "evaluated" });
+  const go = actionButton("Evaluate", async () => {
+    out.replaceChildren(h("p", { class: "muted" }, "Training a model on the other examples…"));
+    const r = await awaited(() => api("POST", `/v1/processes/${encodeURIComponent(name)}/classify/evaluate?version=${version}`, { holdout: Number(holdout.value) }));
+    const e = r.evaluation;
+    out.replaceChildren(
+      facts([
+        ["Examples", `${num(e.examples)}: ${num(e.train_examples)} learned from, ${num(e.test_examples)} held out`],
+        ["Accuracy", pct(e.accuracy)],
+        ["Macro-F1", pct(e.macro_f1)],
+        ["On the surest 80%", pct(e.selective_accuracy_80)],
+        ["Calibration error", pct(e.ece)],
+        ["Model", e.model],
+      ]),
+      h("h3", {}, "The weakest labels"),
+      table([
+        { title: "Label", cell: (l) => l.label },
+        { title: "Held out", num: true, cell: (l) => num(l.test) },
+        { title: "Precision", num: true, cell: (l) => pct(l.precision) },
+        { title: "Recall", num: true, cell: (l) => pct(l.recall) },
+        { title: "F1", num: true, cell: (l) => pct(l.f1) },
+        { title: "Taken for", cell: (l) => l.confused_with.map((c) => `${c.label} ×${c.count}`).join(", ") },
+      ], e.labels.slice(0, 10)),
+      h("h3", {}, "The surest mistakes"),
+      h("p", { class: "muted" }, "An example labeled wrong, or two labels that read alike: relabel it (add it again with its label) or delete it below."),
+      table([
+        { title: "Text", cell: (m) => (m.text.length > 120 ? m.text.slice(0, 117) + "…" : m.text) },
+        { title: "Labeled", cell: (m) => m.label },
+        { title: "Taken for", cell: (m) => m.predicted },
+        { title: "Confidence", num: true, cell: (m) => pct(m.confidence) },
+      ], e.mistakes));
+  });
+  return h("section", { class: "card classify-evaluate" },
+    h("p", { class: "muted" }, "A model is trained on the seed and stored examples less a share of each label's, and tried on those; the classifier that answers instances is not touched."),
+    h("div", { class: "actions" }, holdout, go), out);
 }
 
 // examplesSection lists a classifier's stored examples (reviewers'

@@ -860,6 +860,52 @@ catalog:
 		}
 	})
 
+	t.Run("a classifier is evaluated on its own examples", func(t *testing.T) {
+		path := "/v1/processes/customer-onboarding/classify/evaluate"
+		r := d.expect(d.call("POST", path, engineer, `{"holdout":0.3}`), http.StatusOK)
+		ev := r.body["evaluation"].(map[string]any)
+		labels, _ := ev["labels"].([]any)
+		if ev["classifier"] != "onboarding-requests" || ev["model"] != activities.EmbeddedModel || ev["holdout"] != 0.3 || ev["test_examples"].(float64) < 4 ||
+			ev["train_examples"].(float64)+ev["test_examples"].(float64) != ev["examples"].(float64) || len(labels) != 4 || ev["mistakes"] == nil {
+			t.Fatalf("evaluation %s", r.raw)
+		}
+		// Without a body: a fifth of each label's held out.
+		if r := d.expect(d.call("POST", path, engineer, ""), http.StatusOK); r.body["evaluation"].(map[string]any)["holdout"] != 0.2 {
+			t.Fatalf("the default evaluation %s", r.raw)
+		}
+		if r := d.expect(d.call("POST", path, engineer, `{"holdout":0.9}`), http.StatusBadRequest); r.body["error"].(map[string]any)["field"] != "holdout" {
+			t.Fatalf("a holdout too large: %s", r.raw)
+		}
+		d.expect(d.call("POST", "/v1/processes/order-fulfillment/classify/evaluate", engineer, ""), http.StatusConflict)
+		d.expect(d.call("POST", path, reviewer, ""), http.StatusForbidden)
+		var out, errOut bytes.Buffer
+		code := cli.Process(t.Context(), []string{"evaluate", "customer-onboarding", "--holdout", "0.3", "--server", d.base, "--api-key", engineer}, &out, &errOut)
+		if code != 0 || !strings.HasPrefix(out.String(), "classifier onboarding-requests ("+activities.EmbeddedModel+"): ") ||
+			!strings.Contains(out.String(), "the weakest labels (of 4):") || !strings.Contains(out.String(), "HELD OUT  PRECISION") {
+			t.Fatalf("process evaluate: exit %d\n%s%s", code, out.String(), errOut.String())
+		}
+		if *updateHistory {
+			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				list, err := tc.ListWorkflow(t.Context(), &workflowservice.ListWorkflowExecutionsRequest{Namespace: "default", Query: "WorkflowType = '" + workflows.EvaluateClassifierWorkflow + "' AND ExecutionStatus = 'Completed'"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(list.Executions) > 0 {
+					recordHistory(t, tc, list.Executions[0].Execution.WorkflowId, "classifier_evaluation_v13.json")
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("no completed evaluation in visibility")
+				}
+			}
+		}
+	})
+
 	t.Run("classification facts drive policies", func(t *testing.T) {
 		id := d.start("customer-onboarding", "app-1", map[string]any{"applicant": "Ann", "message": "our company needs a business account with two directors"})
 		inst := d.waitStatus(id, "waiting_review")

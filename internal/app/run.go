@@ -227,6 +227,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		w := worker.New(tc, TaskQueue, workerOptions(mode))
 		w.RegisterWorkflowWithOptions(workflows.Run, workflow.RegisterOptions{Name: workflows.ProcessWorkflow})
 		w.RegisterWorkflowWithOptions(workflows.ClassifyPreview, workflow.RegisterOptions{Name: workflows.ClassifyPreviewWorkflow})
+		w.RegisterWorkflowWithOptions(workflows.EvaluateClassifier, workflow.RegisterOptions{Name: workflows.EvaluateClassifierWorkflow})
 		acts := &activities.Activities{
 			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Lessons: st, Detectors: st, States: st, SubProcesses: st, LLM: llm, Embedder: embedder, EmbedWait: opts.EmbeddingWait, EmbedObserve: embedObserve("worker"), Calendar: cal,
 			HTTP: &http.Client{Timeout: 5 * time.Minute}, Logger: lg, WebhookSecret: opts.WebhookSecret, Undelivered: st,

@@ -506,6 +506,12 @@ steps:
 	if got := b.text("section.classify-try .classified"); !strings.Contains(got, "Confidence") || !strings.Contains(got, "Reviewed") || !strings.Contains(got, "Or else") || !strings.Contains(got, "embedded:") {
 		t.Fatalf("the classifier's answer:\n%s", got)
 	}
+	// The classifier is evaluated on its own examples.
+	b.clickText("section.classify-evaluate button", "Evaluate")
+	b.waitText("section.classify-evaluate .evaluated", "The weakest labels")
+	if got := b.text("section.classify-evaluate .evaluated"); !strings.Contains(got, "held out") || !strings.Contains(got, "Macro-F1") || !strings.Contains(got, "The surest mistakes") {
+		t.Fatalf("the evaluation:\n%s", got)
+	}
 	// The text is taught as another label, listed with the examples, and
 	// deleted again.
 	b.do("pick the label to teach", chromedp.SetValue(chromedp.CSS(`section.classify-try select[name=label]`), "account_transfer"))

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/adaptflow/adaptflow/ml/anomaly"
+	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
 )
@@ -28,6 +29,7 @@ const processUsage = `usage:
   adaptflow process signals NAME [--since 7d] [--bucket 1h] [--version N] [--flagged 5]
   adaptflow process observations NAME SIGNAL [--since 30d] [--anomalous] [--version N]   (CSV, oldest first)
   adaptflow process classify NAME (--text TEXT | --text - | --input JSON) [--version N]   (try its classifier; no instance)
+  adaptflow process evaluate NAME [--holdout 0.2] [--version N]   (its classifier on its own examples: a share of each label's held out; the weakest labels, the surest mistakes)
   adaptflow process schedules NAME [--pause ID | --resume ID] [--note TEXT]   (its schedules, and when each next starts an instance)
   adaptflow process diff NAME [--from N] [--to N]   (what changed between two versions of its definition; default the latest against the one before)
   adaptflow process pause NAME [--note TEXT]    (hold its new instances: stored, not started, until resumed)
@@ -99,7 +101,7 @@ type kpiFigures struct {
 // Process runs `adaptflow process`: the registered processes, a process's
 // KPIs, and where its signals stand, through a running server's API.
 func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, fs, ok := subcommand("process", args, []string{"list", "kpis", "steps", "signals", "observations", "classify", "schedules", "pause", "resume", "diff"}, processUsage, stderr)
+	sub, fs, ok := subcommand("process", args, []string{"list", "kpis", "steps", "signals", "observations", "classify", "evaluate", "schedules", "pause", "resume", "diff"}, processUsage, stderr)
 	if !ok {
 		return 2
 	}
@@ -112,6 +114,7 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	anomalous := fs.Bool("anomalous", false, "observations: only the flagged ones")
 	text := fs.String("text", "", "classify: the text to classify (-: read it from standard input)")
 	input := fs.String("input", "", "classify: an instance's input as JSON; the text is taken from it as for an instance")
+	holdout := fs.Float64("holdout", 0.2, "evaluate: the share of each label's examples held out to test (0.05 to 0.5)")
 	pause := fs.String("pause", "", "schedules: pause this schedule (it starts nothing until resumed)")
 	resume := fs.String("resume", "", "schedules: resume this schedule")
 	from := fs.Int("from", 0, "diff: the older version (default the one before --to)")
@@ -121,7 +124,7 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return 2
 	}
-	wantPos := map[string]int{"list": 0, "kpis": 1, "steps": 1, "signals": 1, "observations": 2, "classify": 1, "schedules": 1, "pause": 1, "resume": 1, "diff": 1}[sub]
+	wantPos := map[string]int{"list": 0, "kpis": 1, "steps": 1, "signals": 1, "observations": 2, "classify": 1, "evaluate": 1, "schedules": 1, "pause": 1, "resume": 1, "diff": 1}[sub]
 	if *rf.key == "" || len(pos) != wantPos {
 		fmt.Fprintln(stderr, processUsage)
 		return 2
@@ -163,6 +166,13 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "%s is paused: its new instances are held until it is resumed\n", st.Process)
 		} else {
 			fmt.Fprintf(stdout, "%s runs: the instances held while it was paused are starting\n", st.Process)
+		}
+		return 0
+	}
+	if sub == "evaluate" {
+		if err := evaluateClassifier(ctx, rf.remote(), pos[0], *holdout, *version, *asJSON, stdout); err != nil {
+			fmt.Fprintf(stderr, "adaptflow process evaluate: %v\n", err)
+			return 1
 		}
 		return 0
 	}
@@ -367,7 +377,7 @@ func classifyPreview(ctx context.Context, r *remote, name, text, input string, v
 		path += "?version=" + strconv.Itoa(version)
 	}
 	var raw json.RawMessage
-	if err := r.do(ctx, "POST", path, "application/json", process.JSON(body), nil, &raw); err != nil {
+	if err := r.doWaiting(ctx, "POST", path, process.JSON(body), &raw); err != nil {
 		return err
 	}
 	if asJSON {
@@ -577,4 +587,63 @@ func stateOf(v store.SignalVerdict) string {
 	default:
 		return "usual"
 	}
+}
+
+// evaluateClassifier asks the server to evaluate the process's classifier
+// on its own examples, and prints the figures, the weakest labels and the
+// surest mistakes.
+func evaluateClassifier(ctx context.Context, r *remote, name string, holdout float64, version int, asJSON bool, w io.Writer) error {
+	path := "/v1/processes/" + url.PathEscape(name) + "/classify/evaluate"
+	if version != 0 {
+		path += "?version=" + strconv.Itoa(version)
+	}
+	var raw json.RawMessage
+	if err := r.doWaiting(ctx, "POST", path, process.JSON(map[string]float64{"holdout": holdout}), &raw); err != nil {
+		return err
+	}
+	if asJSON {
+		_, err := fmt.Fprintln(w, string(raw))
+		return err
+	}
+	var v struct {
+		Evaluation struct {
+			Classifier string  `json:"classifier"`
+			Model      string  `json:"model"`
+			Examples   int     `json:"examples"`
+			Holdout    float64 `json:"holdout"`
+			classify.Report
+			Labels   []classify.LabelQuality `json:"labels"`
+			Mistakes []classify.Mistake      `json:"mistakes"`
+		} `json:"evaluation"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
+	e := v.Evaluation
+	fmt.Fprintf(w, "classifier %s (%s): %d examples, %d learned from, %d held out (%.0f%% of each label's)\n", e.Classifier, e.Model, e.Examples, e.Train, e.Test, e.Holdout*100)
+	fmt.Fprintf(w, "accuracy %.3f, macro-F1 %.3f, accuracy on the surest 80%% %.3f, calibration error %.3f, trained in %.1f s\n",
+		e.Accuracy, e.MacroF1, e.SelectiveAccuracy80, e.ECE, e.TrainingSeconds)
+	const weakest = 10
+	fmt.Fprintf(w, "\nthe weakest labels (of %d):\n", len(e.Labels))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "LABEL\tHELD OUT\tPRECISION\tRECALL\tF1\tTAKEN FOR")
+	for _, l := range e.Labels[:min(weakest, len(e.Labels))] {
+		var taken []string
+		for _, c := range l.ConfusedWith {
+			taken = append(taken, fmt.Sprintf("%s %d", c.Label, c.Count))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%s\n", l.Label, l.Test, l.Precision, l.Recall, l.F1, strings.Join(taken, ", "))
+	}
+	_ = tw.Flush()
+	if len(e.Mistakes) == 0 {
+		fmt.Fprintln(w, "\nno mistakes")
+		return nil
+	}
+	fmt.Fprintln(w, "\nthe surest mistakes (an example labeled wrong, or two labels that read alike):")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "LABELED\tTAKEN FOR\tCONFIDENCE\tTEXT")
+	for _, m := range e.Mistakes {
+		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%s\n", m.Label, m.Predicted, m.Confidence, oneLine(m.Text, 70))
+	}
+	return tw.Flush()
 }

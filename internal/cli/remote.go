@@ -73,6 +73,21 @@ func (r *remote) do(ctx context.Context, method, path, contentType string, body 
 	return nil
 }
 
+// doWaiting posts body as JSON, and while the server answers that the work
+// asked for is still running and goes on (a classification preview or an
+// evaluation past the server's request timeout: 503 "... goes on"), asks
+// the same again, which waits for that work, for up to 15 minutes.
+func (r *remote) doWaiting(ctx context.Context, method, path string, body []byte, out any) error {
+	deadline := time.Now().Add(15 * time.Minute)
+	for {
+		err := r.do(ctx, method, path, "application/json", body, nil, out)
+		var re *remoteError
+		if !errors.As(err, &re) || re.status != http.StatusServiceUnavailable || !strings.Contains(re.body, "goes on") || time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
 // subcommand is the subcommand args start with, among subs, and a flag set
 // for it; false (after printing usage) when args name none of them.
 func subcommand(command string, args, subs []string, usage string, stderr io.Writer) (string, *flag.FlagSet, bool) {

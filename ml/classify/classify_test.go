@@ -309,3 +309,44 @@ func fewExamplesOfALabel(t *testing.T, seed uint64) int {
 	}
 	return found
 }
+
+// TestDiagnose: each label's quality, the weakest first, with what its
+// examples were taken for, and the most confident mistakes first: a test
+// example labeled wrong is one.
+func TestDiagnose(t *testing.T) {
+	m, err := classify.Train(examples(), classify.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	test := []classify.Example{
+		{Text: "my card was stolen on the train", Label: "card_lost"},
+		{Text: "I lost my card in a shop", Label: "card_lost"},
+		{Text: "someone stole my card, please help", Label: "exchange"}, // labeled wrong
+		{Text: "what is the exchange rate for euros", Label: "exchange"},
+		{Text: "how do I top up my account", Label: "top_up"},
+		{Text: "please close my account", Label: "close_account"},
+	}
+	d := classify.Diagnose(m, test, 1)
+	if len(d.Labels) != 4 {
+		t.Fatalf("labels %+v", d.Labels)
+	}
+	weakest := d.Labels[0]
+	if weakest.Label != "exchange" || weakest.Test != 2 || weakest.Recall != 0.5 || weakest.Precision != 1 ||
+		!slices.Equal(weakest.ConfusedWith, []classify.Confusion{{Label: "card_lost", Count: 1}}) {
+		t.Fatalf("the weakest label %+v", weakest)
+	}
+	if lost := d.Labels[1]; lost.Label != "card_lost" || lost.Recall != 1 || math.Abs(lost.Precision-2.0/3) > 1e-9 || len(lost.ConfusedWith) != 0 {
+		t.Fatalf("card_lost %+v (all: %+v)", lost, d.Labels)
+	}
+	for _, q := range d.Labels[2:] {
+		if q.F1 != 1 {
+			t.Fatalf("%s: %+v", q.Label, q)
+		}
+	}
+	if len(d.Mistakes) != 1 || d.Mistakes[0].Text != "someone stole my card, please help" || d.Mistakes[0].Predicted != "card_lost" || d.Mistakes[0].Confidence < 0.5 {
+		t.Fatalf("mistakes %+v", d.Mistakes)
+	}
+	if d := classify.Diagnose(m, test[:2], 20); len(d.Mistakes) != 0 || d.Mistakes == nil {
+		t.Fatalf("no mistakes: %+v", d.Mistakes)
+	}
+}

@@ -2,6 +2,8 @@ package classify
 
 import (
 	"bufio"
+	"cmp"
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -61,8 +63,13 @@ type Report struct {
 
 // Evaluate trains on train and measures on test.
 func Evaluate(train, test []Example, opts Options) (*Model, Report, error) {
+	return EvaluateContext(context.Background(), train, test, opts)
+}
+
+// EvaluateContext is Evaluate whose training gives up when ctx ends.
+func EvaluateContext(ctx context.Context, train, test []Example, opts Options) (*Model, Report, error) {
 	start := time.Now()
-	m, err := Train(train, opts)
+	m, err := TrainContext(ctx, train, opts)
 	if err != nil {
 		return nil, Report{}, err
 	}
@@ -142,6 +149,85 @@ func Evaluate(train, test []Example, opts Options) (*Model, Report, error) {
 	slices.Sort(lat)
 	rep.P99LatencyMS = float64(lat[len(lat)*99/100].Microseconds()) / 1000
 	return m, rep, nil
+}
+
+// LabelQuality is how a model fares on the test examples of one label.
+type LabelQuality struct {
+	Label string `json:"label"`
+	// Test is how many test examples have the label.
+	Test      int     `json:"test"`
+	Precision float64 `json:"precision"`
+	Recall    float64 `json:"recall"`
+	F1        float64 `json:"f1"`
+	// ConfusedWith are the labels its test examples were taken for, the
+	// most frequent first.
+	ConfusedWith []Confusion `json:"confused_with"`
+}
+
+// Confusion is how many test examples of a label were taken for another.
+type Confusion struct {
+	Label string `json:"label"`
+	Count int    `json:"count"`
+}
+
+// Mistake is a test example the model got wrong, and how sure it was.
+type Mistake struct {
+	Text       string  `json:"text"`
+	Label      string  `json:"label"`
+	Predicted  string  `json:"predicted"`
+	Confidence float64 `json:"confidence"`
+}
+
+// Diagnosis says where a model errs on test examples: each label's
+// quality, the weakest (lowest F1) first, and its most confident
+// mistakes (at most n), the first to look at: an example labeled wrong,
+// or two labels that mean much the same.
+type Diagnosis struct {
+	Labels   []LabelQuality `json:"labels"`
+	Mistakes []Mistake      `json:"mistakes"`
+}
+
+// Diagnose classifies the test examples with m.
+func Diagnose(m *Model, test []Example, n int) Diagnosis {
+	byLabel := map[string]*LabelQuality{}
+	quality := func(l string) *LabelQuality {
+		q := byLabel[l]
+		if q == nil {
+			q = &LabelQuality{Label: l, ConfusedWith: []Confusion{}}
+			byLabel[l] = q
+		}
+		return q
+	}
+	tp, fp := map[string]int{}, map[string]int{}
+	confused := map[[2]string]int{}
+	mistakes := []Mistake{}
+	for _, e := range test {
+		r := m.Classify(e.Text)
+		quality(e.Label).Test++
+		if r.Label == e.Label {
+			tp[e.Label]++
+			continue
+		}
+		fp[r.Label]++
+		confused[[2]string{e.Label, r.Label}]++
+		mistakes = append(mistakes, Mistake{Text: e.Text, Label: e.Label, Predicted: r.Label, Confidence: r.Confidence})
+	}
+	for pair, c := range confused {
+		q := quality(pair[0])
+		q.ConfusedWith = append(q.ConfusedWith, Confusion{Label: pair[1], Count: c})
+	}
+	d := Diagnosis{Labels: make([]LabelQuality, 0, len(byLabel))}
+	for l, q := range byLabel {
+		q.Precision = safeDiv(float64(tp[l]), float64(tp[l]+fp[l]))
+		q.Recall = safeDiv(float64(tp[l]), float64(q.Test))
+		q.F1 = safeDiv(2*q.Precision*q.Recall, q.Precision+q.Recall)
+		slices.SortFunc(q.ConfusedWith, func(a, b Confusion) int { return cmp.Or(b.Count-a.Count, strings.Compare(a.Label, b.Label)) })
+		d.Labels = append(d.Labels, *q)
+	}
+	slices.SortFunc(d.Labels, func(a, b LabelQuality) int { return cmp.Or(cmp.Compare(a.F1, b.F1), strings.Compare(a.Label, b.Label)) })
+	slices.SortStableFunc(mistakes, func(a, b Mistake) int { return cmp.Compare(b.Confidence, a.Confidence) })
+	d.Mistakes = mistakes[:min(n, len(mistakes))]
+	return d
 }
 
 func safeDiv(a, b float64) float64 {

@@ -1,0 +1,65 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/adaptflow/adaptflow/ml/classify"
+	"github.com/adaptflow/adaptflow/process"
+)
+
+// EvaluateInput is a classifier to evaluate on its own examples: the
+// share of each label's examples held out to test a model trained on the
+// rest.
+type EvaluateInput struct {
+	Spec    process.ClassifySpec `json:"spec"`
+	Holdout float64              `json:"holdout"`
+}
+
+// EvaluateResult is how the embedded classifier fares on the held-out
+// examples: the figures `adaptflow ml eval` reports, each label's quality
+// (the weakest first) and the most confident mistakes.
+type EvaluateResult struct {
+	Classifier string  `json:"classifier"`
+	Model      string  `json:"model"`
+	Examples   int     `json:"examples"`
+	Holdout    float64 `json:"holdout"`
+	classify.Report
+	// Labels are each label's quality, the weakest first (the report's
+	// count of labels is their length).
+	Labels   []classify.LabelQuality `json:"labels"`
+	Mistakes []classify.Mistake      `json:"mistakes"`
+}
+
+// EvaluateMistakes bounds the mistakes an evaluation lists.
+const EvaluateMistakes = 20
+
+// EvaluateClassifier trains the embedded classifier on the seed and
+// stored examples of the spec's classifier less a stratified share of
+// each label's (a fixed split: the same examples evaluate the same), and
+// measures it on those. The models that classify are not touched. Too few
+// examples to hold any out is refused for good.
+func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (EvaluateResult, error) {
+	defer heartbeating(ctx)()
+	stored, _, err := a.storedExamples(ctx, in.Spec.Name)
+	if err != nil {
+		return EvaluateResult{}, err
+	}
+	examples := examplesOf(in.Spec, stored)
+	train, test := classify.StratifiedSplit(examples, in.Holdout, 1)
+	if len(test) == 0 {
+		return EvaluateResult{}, invalid(fmt.Sprintf("classifier %s: too few examples to evaluate (%d): a label needs two at least, one to learn from and one to test", in.Spec.Name, len(examples)), nil)
+	}
+	m, rep, err := classify.EvaluateContext(ctx, train, test, classify.Options{})
+	if ctx.Err() != nil {
+		return EvaluateResult{}, ctx.Err()
+	}
+	if err != nil {
+		return EvaluateResult{}, invalid("classify: "+err.Error(), err)
+	}
+	d := classify.Diagnose(m, test, EvaluateMistakes)
+	return EvaluateResult{
+		Classifier: in.Spec.Name, Model: EmbeddedModel, Examples: len(examples), Holdout: in.Holdout,
+		Report: rep, Labels: d.Labels, Mistakes: d.Mistakes,
+	}, nil
+}
