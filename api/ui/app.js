@@ -27,7 +27,20 @@ class APIError extends Error {
 
 // api calls the API with the signed-in key. A body is sent as JSON, or as
 // it is with raw: {contentType, headers}.
+// Superseded stops a view whose route another has replaced (the user
+// went on before it loaded): a read it made answers after the new route
+// began, and the view neither renders over the new one nor sets its
+// periodic refresh on it.
+class Superseded extends Error {
+  constructor() { super(superseded); }
+}
+const superseded = "\u0000superseded";
+
+// routeSeq counts the routes taken; a read belongs to the route it began in.
+let routeSeq = 0;
+
 async function api(method, path, body, raw) {
+  const began = routeSeq;
   const headers = { Authorization: "Bearer " + sessionStorage.getItem(keyStore), ...(raw?.headers || {}) };
   const init = { method, headers };
   if (raw) {
@@ -43,6 +56,7 @@ async function api(method, path, body, raw) {
   if (text) {
     try { data = JSON.parse(text); } catch { data = null; }
   }
+  if (method === "GET" && began !== routeSeq) throw new Superseded();
   if (!res.ok) {
     if (res.status === 401 && path !== "/v1/whoami") signOut("Your API key is no longer accepted: sign in again.");
     const err = new APIError(res.status, data);
@@ -83,6 +97,7 @@ function render(...children) {
 }
 
 function flash(msg, kind = "error") {
+  if (msg === superseded) return; // the page it was for is gone
   const el = document.getElementById("flash");
   el.className = kind;
   el.textContent = msg || "";
@@ -242,6 +257,7 @@ function parseHash() {
 let refresh = null; // the current view's periodic refresh
 
 async function route() {
+  routeSeq++;
   clearInterval(refresh);
   refresh = null;
   if (!sessionStorage.getItem(keyStore)) {
@@ -253,6 +269,7 @@ async function route() {
     try {
       me = await api("GET", "/v1/whoami");
     } catch (e) {
+      if (e instanceof Superseded) return;
       sessionStorage.removeItem(keyStore);
       chrome();
       return loginView(e.status === 401 ? "Your API key is no longer accepted: sign in again." : e.message);
@@ -278,6 +295,7 @@ async function route() {
   try {
     await view();
   } catch (e) {
+    if (e instanceof Superseded) return;
     render(h("h1", {}, "Something went wrong"), h("p", {}, e.message));
   }
 }

@@ -376,6 +376,18 @@ steps:
 	}
 	// Its page says why it has not started.
 	b.open("/instances/"+held.body["id"].(string), "main .card", "process quick is paused")
+	// Going on from the instance's page before it has loaded: that page
+	// neither renders over the process's nor leaves its periodic refresh
+	// (every 5 s while the instance runs) running on it, which drew the
+	// page again and lost what was on it (an evaluation's results, say).
+	b.open("/processes", "main table", "quick")
+	b.do("leave the instance's page at once", chromedp.Evaluate[chromedp.Void](`location.hash = "#/instances/`+held.body["id"].(string)+`"; setTimeout(() => { location.hash = "#/processes/quick"; }, 0)`))
+	b.waitText("main .card.paused", "held")
+	b.do("mark the page", chromedp.Evaluate[chromedp.Void](`document.querySelector("main .card.paused").dataset.mark = "kept"`))
+	time.Sleep(7 * time.Second)
+	if mark, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector("main .card.paused")?.dataset.mark ?? "gone"`)); err != nil || mark != "kept" || !strings.Contains(b.text("main"), "held") {
+		t.Fatalf("the process's page was drawn again (%q, %v):\n%s", mark, err, b.text("main"))
+	}
 	b.open("/processes/quick", "main .card.paused", "held")
 	b.clickText("main button", "Resume the process")
 	b.waitText("#flash", "quick runs again")
