@@ -17,19 +17,8 @@ type EvaluateInput struct {
 }
 
 // EvaluateResult is how the embedded classifier fares on the held-out
-// examples: the figures `adaptflow ml eval` reports, each label's quality
-// (the weakest first) and the most confident mistakes.
-type EvaluateResult struct {
-	Classifier string  `json:"classifier"`
-	Model      string  `json:"model"`
-	Examples   int     `json:"examples"`
-	Holdout    float64 `json:"holdout"`
-	classify.Report
-	// Labels are each label's quality, the weakest first (the report's
-	// count of labels is their length).
-	Labels   []classify.LabelQuality `json:"labels"`
-	Mistakes []classify.Mistake      `json:"mistakes"`
-}
+// examples.
+type EvaluateResult = classify.Evaluation
 
 // EvaluateMistakes bounds the mistakes an evaluation lists.
 const EvaluateMistakes = 20

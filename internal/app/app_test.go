@@ -836,28 +836,7 @@ catalog:
 		if code := cli.Process(t.Context(), []string{"classify", "order-fulfillment", "--text", "hi", "--server", d.base, "--api-key", engineer}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "classifies nothing") {
 			t.Fatalf("process classify of a process without a classifier: exit %d\n%s%s", code, out.String(), errOut.String())
 		}
-		if *updateHistory {
-			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tc.Close()
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				list, err := tc.ListWorkflow(t.Context(), &workflowservice.ListWorkflowExecutionsRequest{Namespace: "default", Query: "WorkflowType = '" + workflows.ClassifyPreviewWorkflow + "' AND ExecutionStatus = 'Completed'"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(list.Executions) > 0 {
-					recordHistory(t, tc, list.Executions[0].Execution.WorkflowId, "classify_preview_v1.json")
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("no completed preview in visibility")
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-		}
+		d.recordCompleted(workflows.ClassifyPreviewWorkflow, "classify_preview_v1.json")
 	})
 
 	t.Run("a classifier is evaluated on its own examples", func(t *testing.T) {
@@ -884,26 +863,7 @@ catalog:
 			!strings.Contains(out.String(), "the weakest labels (of 4):") || !strings.Contains(out.String(), "HELD OUT  PRECISION") {
 			t.Fatalf("process evaluate: exit %d\n%s%s", code, out.String(), errOut.String())
 		}
-		if *updateHistory {
-			tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tc.Close()
-			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-				list, err := tc.ListWorkflow(t.Context(), &workflowservice.ListWorkflowExecutionsRequest{Namespace: "default", Query: "WorkflowType = '" + workflows.EvaluateClassifierWorkflow + "' AND ExecutionStatus = 'Completed'"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(list.Executions) > 0 {
-					recordHistory(t, tc, list.Executions[0].Execution.WorkflowId, "classifier_evaluation_v13.json")
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("no completed evaluation in visibility")
-				}
-			}
-		}
+		d.recordCompleted(workflows.EvaluateClassifierWorkflow, "classifier_evaluation_v13.json")
 	})
 
 	t.Run("classification facts drive policies", func(t *testing.T) {
@@ -1249,6 +1209,34 @@ func (d *dev) recordHistories(files map[string]string) {
 		_ = tc.GetWorkflow(ctx, id, "").Get(ctx, nil) // failed and canceled ones are recorded too
 		cancel()
 		recordHistory(d.t, tc, id, name)
+	}
+}
+
+// recordCompleted, with -update-history, writes the history of a
+// completed workflow of the type (one the test ran: a preview, say, whose
+// id the test does not know) to workflows/testdata.
+func (d *dev) recordCompleted(workflowType, name string) {
+	d.t.Helper()
+	if !*updateHistory {
+		return
+	}
+	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer tc.Close()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		list, err := tc.ListWorkflow(d.t.Context(), &workflowservice.ListWorkflowExecutionsRequest{Namespace: "default", Query: "WorkflowType = '" + workflowType + "' AND ExecutionStatus = 'Completed'"})
+		if err != nil {
+			d.t.Fatal(err)
+		}
+		if len(list.Executions) > 0 {
+			recordHistory(d.t, tc, list.Executions[0].Execution.WorkflowId, name)
+			return
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("no completed %s workflow in visibility", workflowType)
+		}
 	}
 }
 

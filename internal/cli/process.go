@@ -606,15 +606,7 @@ func evaluateClassifier(ctx context.Context, r *remote, name string, holdout flo
 		return err
 	}
 	var v struct {
-		Evaluation struct {
-			Classifier string  `json:"classifier"`
-			Model      string  `json:"model"`
-			Examples   int     `json:"examples"`
-			Holdout    float64 `json:"holdout"`
-			classify.Report
-			Labels   []classify.LabelQuality `json:"labels"`
-			Mistakes []classify.Mistake      `json:"mistakes"`
-		} `json:"evaluation"`
+		Evaluation classify.Evaluation `json:"evaluation"`
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return err

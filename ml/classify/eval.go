@@ -151,6 +151,22 @@ func EvaluateContext(ctx context.Context, train, test []Example, opts Options) (
 	return m, rep, nil
 }
 
+// Evaluation is a classifier evaluated on its own examples: a model
+// trained on all but a held-out share of each label's examples, measured
+// on those (the figures of Report), each label's quality, the weakest
+// first, and the surest mistakes.
+type Evaluation struct {
+	Classifier string  `json:"classifier"`
+	Model      string  `json:"model"`
+	Examples   int     `json:"examples"`
+	Holdout    float64 `json:"holdout"`
+	Report
+	// Labels are each label's quality, the weakest first (the report's
+	// count of labels is their length).
+	Labels   []LabelQuality `json:"labels"`
+	Mistakes []Mistake      `json:"mistakes"`
+}
+
 // LabelQuality is how a model fares on the test examples of one label.
 type LabelQuality struct {
 	Label string `json:"label"`
