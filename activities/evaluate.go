@@ -6,6 +6,7 @@ import (
 
 	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/process"
+	"github.com/adaptflow/adaptflow/store"
 )
 
 // EvaluateInput is a classifier to evaluate on its own examples: the
@@ -24,15 +25,24 @@ type EvaluateResult = classify.Evaluation
 const EvaluateMistakes = 20
 
 // EvaluateClassifier trains the embedded classifier on the seed and
-// stored examples of the spec's classifier less a stratified share of
+// stored examples (read afresh: a mistake names its stored example's id) of the spec's classifier less a stratified share of
 // each label's (a fixed split: the same examples evaluate the same), and
 // measures it on those. The models that classify are not touched. Too few
 // examples to hold any out is refused for good.
 func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (EvaluateResult, error) {
 	defer heartbeating(ctx)()
-	stored, _, err := a.storedExamples(ctx, in.Spec.Name)
-	if err != nil {
-		return EvaluateResult{}, err
+	var list []store.Example
+	if a.Examples != nil {
+		var err error
+		if list, err = a.Examples.ExamplesOf(ctx, in.Spec.Name); err != nil {
+			return EvaluateResult{}, fmt.Errorf("classify: examples of %s: %w", in.Spec.Name, err)
+		}
+	}
+	stored := make([]classify.Example, len(list))
+	ids := make(map[string]string, len(list)) // a stored example's id by its text
+	for i, e := range list {
+		stored[i] = classify.Example{Text: e.Text, Label: e.Label}
+		ids[e.Text] = e.ID
 	}
 	examples := examplesOf(in.Spec, stored)
 	train, test := classify.StratifiedSplit(examples, in.Holdout, 1)
@@ -47,6 +57,9 @@ func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (
 		return EvaluateResult{}, invalid("classify: "+err.Error(), err)
 	}
 	d := classify.Diagnose(m, test, EvaluateMistakes)
+	for i := range d.Mistakes {
+		d.Mistakes[i].ID = ids[d.Mistakes[i].Text]
+	}
 	return EvaluateResult{
 		Classifier: in.Spec.Name, Model: EmbeddedModel, Examples: len(examples), Holdout: in.Holdout,
 		Report: rep, Labels: d.Labels, Mistakes: d.Mistakes,

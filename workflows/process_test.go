@@ -652,6 +652,16 @@ func TestEvaluateClassifier(t *testing.T) {
 				Text: fmt.Sprintf("%s request number %d", strings.ReplaceAll(label, "_", " "), j)})
 		}
 	}
+	// Complaints that read as requests for a personal account: the model
+	// cannot tell them apart, and some are mistakes, which name their ids.
+	for j := range 6 {
+		stored = append(stored, store.Example{ID: fmt.Sprintf("odd-%d", j), Classifier: h.def.Classify.Name, Label: "complaint", Source: "api:test", CreatedAt: time.Now(),
+			Text: fmt.Sprintf("personal account request number %d", j+10)})
+	}
+	ids := map[string]string{}
+	for _, e := range stored {
+		ids[e.Text] = e.ID
+	}
 	if err := h.store.PutExamples(t.Context(), stored); err != nil {
 		t.Fatal(err)
 	}
@@ -664,8 +674,20 @@ func TestEvaluateClassifier(t *testing.T) {
 	if err := h.env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
+	named := 0
+	for _, m := range res.Mistakes {
+		if m.ID != ids[m.Text] {
+			t.Fatalf("mistake %+v: the stored example's id is %q", m, ids[m.Text])
+		}
+		if m.ID != "" {
+			named++
+		}
+	}
+	if named == 0 {
+		t.Fatalf("no mistake names a stored example: %+v", res.Mistakes)
+	}
 	labels := len(h.def.Classify.Labels)
-	if res.Classifier != h.def.Classify.Name || res.Model != activities.EmbeddedModel || res.Examples != len(h.def.Classify.Examples)+5*labels ||
+	if res.Classifier != h.def.Classify.Name || res.Model != activities.EmbeddedModel || res.Examples != len(h.def.Classify.Examples)+5*labels+6 ||
 		res.Test < labels || res.Train+res.Test != res.Examples || len(res.Labels) != labels || res.Accuracy <= 0 || res.Mistakes == nil {
 		t.Fatalf("evaluation %+v", res)
 	}

@@ -1047,7 +1047,7 @@ function classifyTry(name, version, spec) {
       h("p", { class: "muted" }, "How the classifier reads a text, as it would an instance's; nothing is stored unless you add it as an example."),
       text, h("div", { class: "actions" }, go), out),
     h("h2", {}, `Classifier ${spec.name}: how well it learns its examples`),
-    evaluateSection(name, version, spec),
+    evaluateSection(name, version, spec, examples),
     h("h2", {}, `Classifier ${spec.name}: examples`),
     examples];
 }
@@ -1069,7 +1069,31 @@ async function awaited(call) {
 // trained on all but a share of each label's, measured on those; the
 // weakest labels and the surest mistakes are where examples are missing
 // or wrong.
-function evaluateSection(name, version, spec) {
+function evaluateSection(name, version, spec, examples) {
+  const path = `/v1/classifiers/${encodeURIComponent(spec.name)}/examples`;
+  // A stored example among the mistakes is relabeled (as the model read
+  // it: the text added with that label, then the old one deleted unless
+  // the same) or deleted, there and then.
+  const fix = (m) => {
+    if (!m.id) return h("span", { class: "muted", title: "Seed examples change with a new version of the definition" }, "seed");
+    const done = h("span", { class: "muted" });
+    const relabel = actionButton(`Relabel as ${m.predicted}`, async () => {
+      const added = await api("POST", path, { text: m.text, label: m.predicted });
+      if (added.id !== m.id) await api("DELETE", `${path}/${encodeURIComponent(m.id)}`);
+      done.replaceChildren(`relabeled ${m.predicted}`);
+      cell.replaceChildren(done);
+      await examples.reload();
+    }, { class: "secondary" });
+    const del = actionButton("Delete", async () => {
+      if (!confirm(`Delete the example "${m.text.slice(0, 60)}" (${m.label})? The classifier retrains without it.`)) return;
+      await api("DELETE", `${path}/${encodeURIComponent(m.id)}`);
+      done.replaceChildren("deleted");
+      cell.replaceChildren(done);
+      await examples.reload();
+    }, { class: "secondary", "aria-label": `Delete the example ${m.id}` });
+    const cell = h("span", { class: "actions" }, relabel, del);
+    return cell;
+  };
   const holdout = h("select", { name: "holdout", "aria-label": "Share of the examples held out" },
     [0.1, 0.2, 0.3].map((v) => h("option", { value: v, selected: v === 0.2 }, `${v * 100}% of each label's examples held out`)));
   const out = h("div", { class: "evaluated" });
@@ -1096,12 +1120,13 @@ function evaluateSection(name, version, spec) {
         { title: "Taken for", cell: (l) => l.confused_with.map((c) => `${c.label} ×${c.count}`).join(", ") },
       ], e.labels.slice(0, 10)),
       h("h3", {}, "The surest mistakes"),
-      h("p", { class: "muted" }, "An example labeled wrong, or two labels that read alike: relabel it (add it again with its label) or delete it below."),
+      h("p", { class: "muted" }, "An example labeled wrong, or two labels that read alike: relabel a stored one as the model read it, or delete it; the classifier retrains at its next classification."),
       table([
         { title: "Text", cell: (m) => (m.text.length > 120 ? m.text.slice(0, 117) + "…" : m.text) },
         { title: "Labeled", cell: (m) => m.label },
         { title: "Taken for", cell: (m) => m.predicted },
         { title: "Confidence", num: true, cell: (m) => pct(m.confidence) },
+        { title: "", cell: fix },
       ], e.mistakes));
   });
   return h("section", { class: "card classify-evaluate" },

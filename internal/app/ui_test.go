@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -518,11 +519,43 @@ steps:
 	if got := b.text("section.classify-try .classified"); !strings.Contains(got, "Confidence") || !strings.Contains(got, "Reviewed") || !strings.Contains(got, "Or else") || !strings.Contains(got, "embedded:") {
 		t.Fatalf("the classifier's answer:\n%s", got)
 	}
-	// The classifier is evaluated on its own examples.
+	// The classifier is evaluated on its own examples, among them
+	// complaints that read as requests for a personal account; one of
+	// those, a mistake, is relabeled as the model read it.
+	var confusable []string
+	for i := range 40 {
+		confusable = append(confusable, fmt.Sprintf(`{"text":"personal account request number %d","label":"%s"}`, i, []string{"complaint", "personal_account"}[i%2]))
+	}
+	d.expect(d.call("POST", "/v1/classifiers/onboarding-requests/examples/batch", engineer, `{"examples":[`+strings.Join(confusable, ",")+`]}`), http.StatusCreated)
 	b.clickText("section.classify-evaluate button", "Evaluate")
 	b.waitText("section.classify-evaluate .evaluated", "The weakest labels")
 	if got := b.text("section.classify-evaluate .evaluated"); !strings.Contains(got, "held out") || !strings.Contains(got, "Macro-F1") || !strings.Contains(got, "The surest mistakes") {
 		t.Fatalf("the evaluation:\n%s", got)
+	}
+	relabeled, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`(() => {
+		const b = [...document.querySelectorAll("section.classify-evaluate .evaluated button")].find((e) => e.innerText.startsWith("Relabel as "));
+		if (!b) return "";
+		const row = b.closest("tr");
+		b.click();
+		return row.cells[0].innerText + "\t" + b.innerText.slice("Relabel as ".length);
+	})()`))
+	text, label, ok := strings.Cut(relabeled, "\t")
+	if err != nil || !ok {
+		t.Fatalf("no stored example among the mistakes to relabel (%v):\n%s", err, b.text("section.classify-evaluate"))
+	}
+	b.waitText("section.classify-evaluate .evaluated", "relabeled "+label)
+	found := false
+	for _, e := range d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/examples?limit=1000&q="+url.QueryEscape(text), engineer, ""), http.StatusOK).body["examples"].([]any) {
+		e := e.(map[string]any)
+		if e["text"] == text {
+			if found || e["label"] != label {
+				t.Fatalf("the relabeled example %q: %v", text, e)
+			}
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("the relabeled example %q is gone", text)
 	}
 	// The text is taught as another label, listed with the examples, and
 	// deleted again.

@@ -188,6 +188,9 @@ type Confusion struct {
 
 // Mistake is a test example the model got wrong, and how sure it was.
 type Mistake struct {
+	// ID is the stored example's, when the caller knows it (not for a
+	// definition's seed example).
+	ID         string  `json:"id,omitempty"`
 	Text       string  `json:"text"`
 	Label      string  `json:"label"`
 	Predicted  string  `json:"predicted"`
