@@ -410,6 +410,7 @@ func New(opts Options) (*Handler, error) {
 	v1.POST("/classifiers/:name/examples/batch", s.allow(engineer), s.allowClassifier, s.addExamples)
 	v1.GET("/classifiers/:name/examples", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.allowClassifier, s.listExamples)
 	v1.DELETE("/classifiers/:name/examples/:id", s.allow(engineer), s.allowClassifier, s.deleteExample)
+	v1.DELETE("/classifiers/:name/examples", s.allow(engineer), s.allowClassifier, s.deleteExamples)
 	v1.GET("/classifiers/:name/quality", s.allow([]string{store.RoleEngineer, store.RoleReviewer}), s.allowClassifier, s.classifierQuality)
 	v1.GET("/webhooks/undelivered", s.allow(readers), processScoped, s.listUndeliveredWebhooks)
 	v1.GET("/webhooks/undelivered/:id", s.allow(readers), s.getUndeliveredWebhook)

@@ -763,6 +763,27 @@ func TestListExamples(t *testing.T) {
 			t.Errorf("%.40s: %d %+v, want 400 naming %s", q, r.status, r.err, field)
 		}
 	}
+	// Deleted by filter: say which, or all.
+	for q, field := range map[string]string{"": "label", "?all=yes": "all", "?all=true&label=refund": "all"} {
+		if r := do(t, srv, "DELETE", path+q, eng, "", ""); r.status != http.StatusBadRequest || r.err.Field != field {
+			t.Errorf("DELETE %s: %d %+v, want 400 naming %s", q, r.status, r.err, field)
+		}
+	}
+	if r := do(t, srv, "DELETE", path+"?label=refund", rev, "", ""); r.status != http.StatusForbidden {
+		t.Fatalf("a reviewer's delete: %d", r.status)
+	}
+	if r := do(t, srv, "DELETE", path+"?label=refund&q=message", eng, "", ""); r.status != http.StatusOK || r.body["deleted"] != 50.0 {
+		t.Fatalf("deleting the refunds: %d %v", r.status, r.body)
+	}
+	if r := do(t, srv, "GET", path, eng, "", ""); r.body["total"] != 101.0 || r.body["labels"].(map[string]any)["refund"] != 1.0 {
+		t.Fatalf("after deleting the refunds: %v %v", r.body["total"], r.body["labels"])
+	}
+	if r := do(t, srv, "DELETE", path+"?all=true", eng, "", ""); r.status != http.StatusOK || r.body["deleted"] != 101.0 {
+		t.Fatalf("deleting all: %d %v", r.status, r.body)
+	}
+	if r := do(t, srv, "DELETE", path+"?all=true", eng, "", ""); r.status != http.StatusOK || r.body["deleted"] != 0.0 {
+		t.Fatalf("deleting none: %d %v", r.status, r.body)
+	}
 }
 
 // A classifier's label needs an example to learn from: a seed in the

@@ -21,6 +21,7 @@ type ExampleStore interface {
 	PutExample(ctx context.Context, e store.Example) error
 	PutExamples(ctx context.Context, es []store.Example) error
 	DeleteExample(ctx context.Context, classifier, id string) error
+	DeleteExamples(ctx context.Context, f store.ExampleFilter) (int, error)
 	ExamplesPage(ctx context.Context, f store.ExampleFilter) ([]store.Example, error)
 	ExampleCounts(ctx context.Context, classifier string) (map[string]int, error)
 	ExamplesVersion(ctx context.Context, classifier string) (int64, error)
@@ -225,18 +226,57 @@ func (s *server) deleteExample(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
-func (s *server) listExamples(c *gin.Context) {
-	name := c.Param("name")
-	f := store.ExampleFilter{Classifier: name, Label: c.Query("label"), Source: c.Query("source"), Text: c.Query("q"), After: c.Query("after")}
+// exampleFilter is the filter of the examples' listing or deletion
+// (label, source, q), its parts bounded.
+func exampleFilter(c *gin.Context) (store.ExampleFilter, error) {
+	f := store.ExampleFilter{Classifier: c.Param("name"), Label: c.Query("label"), Source: c.Query("source"), Text: c.Query("q"), After: c.Query("after")}
 	for _, p := range []struct {
 		name, value string
 	}{{"label", f.Label}, {"source", f.Source}, {"q", f.Text}} {
 		if len(p.value) > maxExampleQuery {
-			fail(c, badRequest(p.name, "at most %d bytes (got %d)", maxExampleQuery, len(p.value)))
-			return
+			return f, badRequest(p.name, "at most %d bytes (got %d)", maxExampleQuery, len(p.value))
 		}
 	}
-	var err error
+	return f, nil
+}
+
+// deleteExamples deletes the stored examples of a classifier a filter
+// keeps (an import undone: source=api:KEY; a label dropped), all of them
+// with all=true, in one transaction; the workers retrain without them.
+// The definition's seed examples stay.
+func (s *server) deleteExamples(c *gin.Context) {
+	f, err := exampleFilter(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	all := c.Query("all")
+	switch {
+	case all != "" && all != "true":
+		fail(c, badRequest("all", "must be true (got %q)", all))
+		return
+	case all == "" && f.Label == "" && f.Source == "" && f.Text == "":
+		fail(c, badRequest("label", "say which examples to delete: label, source or q, or all=true for every stored example"))
+		return
+	case all != "" && (f.Label != "" || f.Source != "" || f.Text != ""):
+		fail(c, badRequest("all", "deletes every stored example: give it alone, or label, source and q without it"))
+		return
+	}
+	n, err := s.Examples.DeleteExamples(c.Request.Context(), f)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"classifier": f.Classifier, "deleted": n})
+}
+
+func (s *server) listExamples(c *gin.Context) {
+	f, err := exampleFilter(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	name := f.Classifier
 	if f.Limit, err = intParam(c, "limit", 100, 1, store.MaxExamplePage); err != nil {
 		fail(c, err)
 		return

@@ -34,7 +34,7 @@ var routeRoles = map[string][]string{
 	"POST /v1/keys": {}, "GET /v1/keys": {}, "POST /v1/keys/:id/rotate": {}, "POST /v1/keys/:id/revoke": {},
 	"GET /v1/webhooks/undelivered": {"system", "engineer"}, "GET /v1/webhooks/undelivered/:id": {"system", "engineer"}, "POST /v1/webhooks/undelivered/:id/redeliver": {"system", "engineer"},
 	"GET /v1/audit": {}, "GET /v1/audit/verify": {},
-	"POST /v1/classifiers/:name/examples": {"engineer", "reviewer"}, "GET /v1/classifiers/:name/examples": {"engineer", "reviewer"}, "DELETE /v1/classifiers/:name/examples/:id": {"engineer"}, "POST /v1/classifiers/:name/examples/batch": {"engineer"},
+	"POST /v1/classifiers/:name/examples": {"engineer", "reviewer"}, "GET /v1/classifiers/:name/examples": {"engineer", "reviewer"}, "DELETE /v1/classifiers/:name/examples/:id": {"engineer"}, "DELETE /v1/classifiers/:name/examples": {"engineer"}, "POST /v1/classifiers/:name/examples/batch": {"engineer"},
 	"GET /v1/classifiers/:name/quality": {"engineer", "reviewer"},
 	"GET /v1/whoami":                    {"system", "engineer", "reviewer"},
 }

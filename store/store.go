@@ -1444,10 +1444,10 @@ func (r Reads) ExamplesOf(ctx context.Context, classifier string) ([]Example, er
 	return r.readExamples(ctx, "examples", `SELECT `+exampleColumns+` FROM examples WHERE classifier = `+r.ph(1)+` ORDER BY created_at, id`, []any{classifier})
 }
 
-// ExamplesPage lists a page of a classifier's examples, newest first,
-// without their embeddings. A malformed cursor is ErrInvalid.
-func (r Reads) ExamplesPage(ctx context.Context, f ExampleFilter) ([]Example, error) {
-	p := &params{ph: r.ph}
+// exampleConditions are the SQL conditions of the examples a filter keeps
+// (its classifier, label, source and text; not its page), with their
+// parameters added to p.
+func exampleConditions(f ExampleFilter, p *params) []string {
 	arg := p.add
 	where := []string{"classifier = " + arg(f.Classifier)}
 	if f.Label != "" {
@@ -1461,6 +1461,14 @@ func (r Reads) ExamplesPage(ctx context.Context, f ExampleFilter) ([]Example, er
 		esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(strings.ToLower(f.Text))
 		where = append(where, "lower(text) LIKE "+arg("%"+esc+"%")+` ESCAPE '\'`)
 	}
+	return where
+}
+
+// ExamplesPage lists a page of a classifier's examples, newest first,
+// without their embeddings. A malformed cursor is ErrInvalid.
+func (r Reads) ExamplesPage(ctx context.Context, f ExampleFilter) ([]Example, error) {
+	p := &params{ph: r.ph}
+	where := exampleConditions(f, p)
 	if f.After != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(f.After)
 		at, id, ok := strings.Cut(string(raw), ".")
@@ -1468,12 +1476,19 @@ func (r Reads) ExamplesPage(ctx context.Context, f ExampleFilter) ([]Example, er
 		if err != nil || !ok || perr != nil {
 			return nil, fmt.Errorf("%w: malformed cursor", ErrInvalid)
 		}
-		where = append(where, fmt.Sprintf("(created_at, id) < (%s, %s)", arg(micros), arg(id)))
+		where = append(where, fmt.Sprintf("(created_at, id) < (%s, %s)", p.add(micros), p.add(id)))
 	}
 	limit := f.Limit
 	if limit <= 0 || limit > MaxExamplePage {
 		limit = 100
 	}
-	q := `SELECT ` + exampleColumns + ` FROM examples WHERE ` + strings.Join(where, " AND ") + ` ORDER BY created_at DESC, id DESC LIMIT ` + arg(limit)
+	q := `SELECT ` + exampleColumns + ` FROM examples WHERE ` + strings.Join(where, " AND ") + ` ORDER BY created_at DESC, id DESC LIMIT ` + p.add(limit)
 	return r.readExamples(ctx, "examples page", q, p.args)
+}
+
+// DeleteExamplesQuery is the DELETE of the examples a filter keeps (its
+// page aside), for SQL stores; ph renders the n-th placeholder.
+func DeleteExamplesQuery(f ExampleFilter, ph func(n int) string) (string, []any) {
+	p := &params{ph: ph}
+	return `DELETE FROM examples WHERE ` + strings.Join(exampleConditions(f, p), " AND "), p.args
 }

@@ -1207,7 +1207,18 @@ function examplesSection(spec) {
       h("div", { class: "actions" },
         pages.length ? turn("← Newer", pages[pages.length - 1], true) : "",
         r.next ? turn("Older →", r.next, false) : "",
-        filtered && !list.length && !pages.length ? h("span", { class: "muted" }, "No example matches.") : ""));
+        filtered && !list.length && !pages.length ? h("span", { class: "muted" }, "No example matches.") : "",
+        filtered && list.length && can.engineer() ? actionButton("Delete every example shown", async () => {
+          const what = [labelPick.value && `of ${labelPick.value}`, search.value.trim() && `holding "${search.value.trim()}"`].filter(Boolean).join(" ");
+          if (!confirm(`Delete every stored example ${what}${r.next || pages.length ? " (on every page)" : ""}? The classifier retrains without them.`)) return;
+          const q = new URLSearchParams();
+          if (labelPick.value) q.set("label", labelPick.value);
+          if (search.value.trim()) q.set("q", search.value.trim());
+          const d = await api("DELETE", `${path}?${q}`);
+          flash(`Deleted ${num(d.deleted)} example${d.deleted === 1 ? "" : "s"}: the classifier retrains without them.`, "info");
+          after = ""; pages = [];
+          await load();
+        }, { class: "secondary" }) : ""));
   };
   box.reload = load;
   load().catch((e) => flash(e.message));

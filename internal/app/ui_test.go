@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -638,6 +638,13 @@ steps:
 	b.clickText("section.examples button", "Show")
 	b.waitText("section.examples > table > tbody", "we are a shop, two owners")
 	waitRows(1, false)
+	// What a filter shows is deleted in one go.
+	b.do("confirm deletions", chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`))
+	b.clickText("section.examples button", "Delete every example shown")
+	b.waitText("#flash", "Deleted 1 example:")
+	if left := d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/examples?q=shop", engineer, ""), http.StatusOK); len(left.body["examples"].([]any)) != 0 || left.body["total"] != float64(total-1) {
+		t.Fatalf("after deleting the shop's example: %s", left.raw)
+	}
 	if err := os.WriteFile(examplesCSV, []byte("text,category\nhello,greeting\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}

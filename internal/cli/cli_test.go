@@ -935,6 +935,21 @@ func TestExamplesCommand(t *testing.T) {
 	if code != 0 || err != nil || !maps.Equal(got, labels) {
 		t.Fatalf("export: exit %d (%v): %v, want %v", code, err, got, labels)
 	}
+	// Deleted by filter, or all; one or the other.
+	if code, _ := run(t, cmd, append([]string{"delete"}, remote...)...); code != 2 {
+		t.Fatalf("delete without a filter: exit %d", code)
+	}
+	if code, _ := run(t, cmd, append([]string{"delete", "--all", "--label", "refund"}, remote...)...); code != 2 {
+		t.Fatalf("delete --all with a filter: exit %d", code)
+	}
+	code, out = run(t, cmd, append([]string{"delete", "--label", "question"}, remote...)...)
+	if es, _ := st.ExamplesOf(t.Context(), "requests"); code != 0 || !strings.Contains(out, "deleted 1 examples of requests") || len(es) != 24 {
+		t.Fatalf("delete the questions: exit %d, %d left\n%s", code, len(es), out)
+	}
+	code, out = run(t, cmd, append([]string{"delete", "--all"}, remote...)...)
+	if es, _ := st.ExamplesOf(t.Context(), "requests"); code != 0 || !strings.Contains(out, "deleted 24 examples") || len(es) != 0 {
+		t.Fatalf("delete all: exit %d, %d left\n%s", code, len(es), out)
+	}
 	bad := filepath.Join(t.TempDir(), "bad.csv")
 	if err := os.WriteFile(bad, []byte("message,intent\nhello,greeting\n"), 0o600); err != nil {
 		t.Fatal(err)

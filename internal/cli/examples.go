@@ -28,6 +28,8 @@ const examplesUsage = `usage:
                               a page of the stored examples, newest first, and how many of each label
   adaptflow examples export --classifier NAME [--label L] [--source S] [--text T] > examples.csv
                               every stored example the filters keep, as the text,category CSV import reads
+  adaptflow examples delete --classifier NAME (--label L | --source S | --text T ... | --all)
+                              delete the stored examples the filters keep (an import undone: --source api:KEY-NAME), in one go
 Filters: --source review (every reviewer's), review:NAME, api (added through the API), api:KEY-NAME;
 --text keeps the texts that hold it, regardless of case.
 Through a running server's API (--server, --api-key: an engineer key; list and export: a reviewer's too).`
@@ -35,7 +37,7 @@ Through a running server's API (--server, --api-key: an engineer key; list and e
 // Examples runs `adaptflow examples`: a classifier's labeled examples,
 // imported from a file or listed, through a running server's API.
 func Examples(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, fs, ok := subcommand("examples", args, []string{"import", "list", "export"}, examplesUsage, stderr)
+	sub, fs, ok := subcommand("examples", args, []string{"import", "list", "export", "delete"}, examplesUsage, stderr)
 	if !ok {
 		return 2
 	}
@@ -49,12 +51,17 @@ func Examples(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	text := fs.String("text", "", "list, export: only the examples whose text holds this, regardless of case")
 	limit := fs.Int("limit", 100, "list: examples per page (1 to 1000)")
 	after := fs.String("after", "", "list: the cursor the previous page printed (more: --after ...)")
+	all := fs.Bool("all", false, "delete: every stored example of the classifier (its seed examples stay)")
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return 2
 	}
 	if *rf.key == "" || *classifier == "" || len(pos) != 0 || (sub == "import") != (*file != "") || *size < 1 || *size > 1000 || *limit < 1 || *limit > store.MaxExamplePage {
 		fmt.Fprintln(stderr, examplesUsage)
+		return 2
+	}
+	if sub == "delete" && *all == (*label != "" || *source != "" || *text != "") {
+		fmt.Fprintln(stderr, "adaptflow examples delete: give --label, --source or --text, or --all alone")
 		return 2
 	}
 	r := rf.remote()
@@ -88,6 +95,18 @@ func Examples(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return fail(err)
 		}
 		printExamples(stdout, page)
+		return 0
+	case "delete":
+		if *all {
+			q.Set("all", "true")
+		}
+		var res struct {
+			Deleted int `json:"deleted"`
+		}
+		if err := r.do(ctx, "DELETE", path+"?"+q.Encode(), "", nil, nil, &res); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "deleted %d examples of %s\n", res.Deleted, *classifier)
 		return 0
 	case "export":
 		q.Set("limit", strconv.Itoa(store.MaxExamplePage))

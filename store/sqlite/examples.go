@@ -89,6 +89,28 @@ func (s *Store) DeleteExample(ctx context.Context, classifier, id string) error 
 	return nil
 }
 
+// DeleteExamples deletes the examples of a classifier a filter keeps (its
+// page aside), in one transaction, and says how many.
+func (s *Store) DeleteExamples(ctx context.Context, f store.ExampleFilter) (int, error) {
+	q, args := store.DeleteExamplesQuery(f, placeholder)
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE example_versions SET version = version + 1 WHERE classifier = ?`, f.Classifier)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: delete examples: %w", err)
+	}
+	return int(n), nil
+}
+
 // ExamplesVersion is a classifier's version of its examples: it changes
 // whenever one of them is written; 0 when it has none.
 func (s *Store) ExamplesVersion(ctx context.Context, classifier string) (int64, error) {

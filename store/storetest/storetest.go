@@ -50,6 +50,7 @@ type Store interface {
 	ExampleLabels(ctx context.Context, classifier string) (map[string]bool, error)
 	ExampleCounts(ctx context.Context, classifier string) (map[string]int, error)
 	ExamplesPage(ctx context.Context, f store.ExampleFilter) ([]store.Example, error)
+	DeleteExamples(ctx context.Context, f store.ExampleFilter) (int, error)
 	DeleteExample(ctx context.Context, classifier, id string) error
 	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
 	ExamplesToEmbed(ctx context.Context, limit int) ([]store.Example, error)
@@ -2846,5 +2847,28 @@ func testExamplePages(t *testing.T, s Store) {
 	must(t, err)
 	if !maps.Equal(counts, map[string]int{"refund": 13, "question": 12}) {
 		t.Fatalf("counts %v", counts)
+	}
+	// Deleted by filter, in one go: the classifier's version changes once
+	// and only when some went; another classifier's stay.
+	version := func() int64 {
+		v, err := s.ExamplesVersion(ctx, "desk")
+		must(t, err)
+		return v
+	}
+	before := version()
+	if n, err := s.DeleteExamples(ctx, store.ExampleFilter{Classifier: "desk", Source: "review", Label: "complaint"}); err != nil || n != 0 || version() != before {
+		t.Fatalf("deleting none: %d %v, version %d (was %d)", n, err, version(), before)
+	}
+	if n, err := s.DeleteExamples(ctx, store.ExampleFilter{Classifier: "desk", Source: "review"}); err != nil || n != 5 || version() == before {
+		t.Fatalf("deleting the reviewers': %d %v, version %d (was %d)", n, err, version(), before)
+	}
+	if got, _ := ids(store.ExampleFilter{Limit: 100}); len(got) != 20 {
+		t.Fatalf("after the delete: %v", got)
+	}
+	if n, err := s.DeleteExamples(ctx, store.ExampleFilter{Classifier: "desk", Text: "TEXT 1"}); err != nil || n != 9 { // text 1, 11 to 19 but Ann's 15
+		t.Fatalf("deleting by text: %d %v", n, err)
+	}
+	if left, _ := s.ExamplesOf(ctx, "notes"); len(left) != 1 {
+		t.Fatalf("another classifier's examples: %v", left)
 	}
 }
