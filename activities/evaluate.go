@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/adaptflow/adaptflow/ml/classify"
@@ -11,10 +12,11 @@ import (
 
 // EvaluateInput is a classifier to evaluate on its own examples: the
 // share of each label's examples held out to test a model trained on the
-// rest.
+// rest, or (Folds over 1) the folds of a cross-validation.
 type EvaluateInput struct {
 	Spec    process.ClassifySpec `json:"spec"`
 	Holdout float64              `json:"holdout"`
+	Folds   int                  `json:"folds,omitempty"`
 }
 
 // EvaluateResult is how the embedded classifier fares on the held-out
@@ -25,10 +27,12 @@ type EvaluateResult = classify.Evaluation
 const EvaluateMistakes = 20
 
 // EvaluateClassifier trains the embedded classifier on the seed and
-// stored examples (read afresh: a mistake names its stored example's id) of the spec's classifier less a stratified share of
-// each label's (a fixed split: the same examples evaluate the same), and
-// measures it on those. The models that classify are not touched. Too few
-// examples to hold any out is refused for good.
+// stored examples of the spec's classifier (read afresh: a mistake names
+// its stored example's id) less a stratified share of each label's (a
+// fixed split: the same examples evaluate the same), and measures it on
+// those; or cross-validates it over Folds folds, every example tested
+// once. The models that classify are not touched. Too few examples to
+// hold any out is refused for good.
 func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (EvaluateResult, error) {
 	defer heartbeating(ctx)()
 	var list []store.Example
@@ -45,23 +49,27 @@ func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (
 		ids[e.Text] = e.ID
 	}
 	examples := examplesOf(in.Spec, stored)
-	train, test := classify.StratifiedSplit(examples, in.Holdout, 1)
-	if len(test) == 0 {
-		return EvaluateResult{}, invalid(fmt.Sprintf("classifier %s: too few examples to evaluate (%d): a label needs two at least, one to learn from and one to test", in.Spec.Name, len(examples)), nil)
+	var rep classify.Report
+	var d classify.Diagnosis
+	var err error
+	if in.Folds > 1 {
+		rep, d, err = classify.CrossValidate(ctx, examples, in.Folds, classify.Options{}, EvaluateMistakes)
+	} else {
+		rep, d, err = classify.HoldOut(ctx, examples, in.Holdout, classify.Options{}, EvaluateMistakes)
 	}
-	m, rep, err := classify.EvaluateContext(ctx, train, test, classify.Options{})
-	if ctx.Err() != nil {
+	switch {
+	case ctx.Err() != nil:
 		return EvaluateResult{}, ctx.Err()
-	}
-	if err != nil {
+	case errors.Is(err, classify.ErrTooFew):
+		return EvaluateResult{}, invalid(fmt.Sprintf("classifier %s: %d examples: %v", in.Spec.Name, len(examples), err), nil)
+	case err != nil:
 		return EvaluateResult{}, invalid("classify: "+err.Error(), err)
 	}
-	d := classify.Diagnose(m, test, EvaluateMistakes)
 	for i := range d.Mistakes {
 		d.Mistakes[i].ID = ids[d.Mistakes[i].Text]
 	}
 	return EvaluateResult{
-		Classifier: in.Spec.Name, Model: EmbeddedModel, Examples: len(examples), Holdout: in.Holdout,
+		Classifier: in.Spec.Name, Model: EmbeddedModel, Examples: len(examples), Holdout: in.Holdout, Folds: in.Folds,
 		Report: rep, Labels: d.Labels, Mistakes: d.Mistakes,
 	}, nil
 }

@@ -84,6 +84,10 @@ func (s *server) classifyPreview(c *gin.Context) {
 // evaluates: the share of each label's examples to hold out.
 type EvaluateRequest struct {
 	Holdout *float64 `json:"holdout,omitempty"`
+	// Folds cross-validates instead: every example tested once, by a
+	// model trained on the other folds (for a classifier with few
+	// examples).
+	Folds *int `json:"folds,omitempty"`
 }
 
 // classifierEvaluation evaluates the process's classifier on its own seed
@@ -107,10 +111,19 @@ func (s *server) classifierEvaluation(c *gin.Context) {
 			return
 		}
 	}
-	holdout := 0.2
-	if req.Holdout != nil {
-		if holdout = *req.Holdout; holdout < 0.05 || holdout > 0.5 {
-			fail(c, badRequest("holdout", "must be between 0.05 and 0.5 (got %g)", holdout))
+	in := activities.EvaluateInput{Holdout: 0.2}
+	switch {
+	case req.Holdout != nil && req.Folds != nil:
+		fail(c, badRequest("folds", "give holdout or folds, one of the two"))
+		return
+	case req.Folds != nil:
+		if in.Holdout, in.Folds = 0, *req.Folds; in.Folds < 2 || in.Folds > 10 {
+			fail(c, badRequest("folds", "must be between 2 and 10 (got %d)", in.Folds))
+			return
+		}
+	case req.Holdout != nil:
+		if in.Holdout = *req.Holdout; in.Holdout < 0.05 || in.Holdout > 0.5 {
+			fail(c, badRequest("holdout", "must be between 0.05 and 0.5 (got %g)", in.Holdout))
 			return
 		}
 	}
@@ -124,9 +137,10 @@ func (s *server) classifierEvaluation(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	in.Spec = *spec
 	var res activities.EvaluateResult
-	if !s.awaitWorkflow(c, "classifier-evaluation-"+digestOf(process.JSON(spec), fmt.Appendf(nil, "%d/%g", version, holdout)), workflows.EvaluateClassifierWorkflow,
-		activities.EvaluateInput{Spec: *spec, Holdout: holdout}, &res, "the evaluation is still running (a training on many examples)") {
+	if !s.awaitWorkflow(c, "classifier-evaluation-"+digestOf(process.JSON(spec), fmt.Appendf(nil, "%d/%g/%d", version, in.Holdout, in.Folds)), workflows.EvaluateClassifierWorkflow,
+		in, &res, "the evaluation is still running (a training on many examples)") {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"process": def.Name, "version": def.Version, "evaluation": res})

@@ -686,6 +686,18 @@ func TestEvaluateClassifier(t *testing.T) {
 	if named == 0 {
 		t.Fatalf("no mistake names a stored example: %+v", res.Mistakes)
 	}
+	// Cross-validated: every example tested once.
+	h.env = h.NewTestWorkflowEnvironment()
+	h.env.RegisterWorkflowWithOptions(workflows.EvaluateClassifier, workflow.RegisterOptions{Name: workflows.EvaluateClassifierWorkflow})
+	h.env.RegisterActivity(h.acts)
+	h.env.ExecuteWorkflow(workflows.EvaluateClassifierWorkflow, activities.EvaluateInput{Spec: *h.def.Classify, Folds: 5})
+	var cv activities.EvaluateResult
+	if err := h.env.GetWorkflowResult(&cv); err != nil {
+		t.Fatal(err)
+	}
+	if cv.Folds != 5 || cv.Test != cv.Examples || cv.Examples != res.Examples || cv.Train < cv.Examples*3/4 || len(cv.Labels) != len(h.def.Classify.Labels) {
+		t.Fatalf("cross-validated %+v", cv)
+	}
 	labels := len(h.def.Classify.Labels)
 	if res.Classifier != h.def.Classify.Name || res.Model != activities.EmbeddedModel || res.Examples != len(h.def.Classify.Examples)+5*labels+6 ||
 		res.Test < labels || res.Train+res.Test != res.Examples || len(res.Labels) != labels || res.Accuracy <= 0 || res.Mistakes == nil {

@@ -1094,16 +1094,19 @@ function evaluateSection(name, version, spec, examples) {
     const cell = h("span", { class: "actions" }, relabel, del);
     return cell;
   };
-  const holdout = h("select", { name: "holdout", "aria-label": "Share of the examples held out" },
-    [0.1, 0.2, 0.3].map((v) => h("option", { value: v, selected: v === 0.2 }, `${v * 100}% of each label's examples held out`)));
+  const holdout = h("select", { name: "holdout", "aria-label": "How the examples are tested" },
+    [0.1, 0.2, 0.3].map((v) => h("option", { value: v, selected: v === 0.2 }, `${v * 100}% of each label's examples held out`)),
+    h("option", { value: "folds:5" }, "5-fold cross-validation: every example tested once (few examples)"));
   const out = h("div", { class: "evaluated" });
   const go = actionButton("Evaluate", async () => {
     out.replaceChildren(h("p", { class: "muted" }, "Training a model on the other examples…"));
-    const r = await awaited(() => api("POST", `/v1/processes/${encodeURIComponent(name)}/classify/evaluate?version=${version}`, { holdout: Number(holdout.value) }));
+    const how = holdout.value.startsWith("folds:") ? { folds: Number(holdout.value.slice(6)) } : { holdout: Number(holdout.value) };
+    const r = await awaited(() => api("POST", `/v1/processes/${encodeURIComponent(name)}/classify/evaluate?version=${version}`, how));
     const e = r.evaluation;
     out.replaceChildren(
       facts([
-        ["Examples", `${num(e.examples)}: ${num(e.train_examples)} learned from, ${num(e.test_examples)} held out`],
+        ["Examples", e.folds ? `${num(e.examples)}, cross-validated over ${e.folds} folds: each tested once by a model that learned from ${num(e.train_examples)} others`
+          : `${num(e.examples)}: ${num(e.train_examples)} learned from, ${num(e.test_examples)} held out`],
         ["Accuracy", pct(e.accuracy)],
         ["Macro-F1", pct(e.macro_f1)],
         ["On the surest 80%", pct(e.selective_accuracy_80)],

@@ -855,9 +855,23 @@ catalog:
 		if r := d.expect(d.call("POST", path, engineer, `{"holdout":0.9}`), http.StatusBadRequest); r.body["error"].(map[string]any)["field"] != "holdout" {
 			t.Fatalf("a holdout too large: %s", r.raw)
 		}
+		// Cross-validated: every example tested once.
+		cv := d.expect(d.call("POST", path, engineer, `{"folds":4}`), http.StatusOK).body["evaluation"].(map[string]any)
+		if cv["folds"] != 4.0 || cv["test_examples"] != cv["examples"] || cv["holdout"] != nil {
+			t.Fatalf("cross-validated %v", cv)
+		}
+		for _, body := range []string{`{"folds":1}`, `{"folds":11}`, `{"folds":3,"holdout":0.2}`} {
+			if r := d.expect(d.call("POST", path, engineer, body), http.StatusBadRequest); r.body["error"].(map[string]any)["field"] != "folds" {
+				t.Fatalf("%s: %s", body, r.raw)
+			}
+		}
 		d.expect(d.call("POST", "/v1/processes/order-fulfillment/classify/evaluate", engineer, ""), http.StatusConflict)
 		d.expect(d.call("POST", path, reviewer, ""), http.StatusForbidden)
 		var out, errOut bytes.Buffer
+		if code := cli.Process(t.Context(), []string{"evaluate", "customer-onboarding", "--folds", "4", "--server", d.base, "--api-key", engineer}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "cross-validated over 4 folds") {
+			t.Fatalf("process evaluate --folds: exit %d\n%s%s", code, out.String(), errOut.String())
+		}
+		out.Reset()
 		code := cli.Process(t.Context(), []string{"evaluate", "customer-onboarding", "--holdout", "0.3", "--server", d.base, "--api-key", engineer}, &out, &errOut)
 		if code != 0 || !strings.HasPrefix(out.String(), "classifier onboarding-requests ("+activities.EmbeddedModel+"): ") ||
 			!strings.Contains(out.String(), "the weakest labels (of 4):") || !strings.Contains(out.String(), "HELD OUT  PRECISION") {

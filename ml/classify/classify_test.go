@@ -350,3 +350,31 @@ func TestDiagnose(t *testing.T) {
 		t.Fatalf("no mistakes: %+v", d.Mistakes)
 	}
 }
+
+// TestCrossValidate: every example is tested once, by a model that did not
+// learn it; each label's examples spread over the folds.
+func TestCrossValidate(t *testing.T) {
+	all := examples()
+	rep, d, err := classify.CrossValidate(t.Context(), all, 5, classify.Options{}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Test != 40 || rep.Train != 32 || rep.Labels != 4 || rep.Accuracy < 0.75 || rep.TrainingSeconds <= 0 || len(d.Labels) != 4 || len(d.Mistakes) > 3 {
+		t.Fatalf("report %+v, diagnosis %+v", rep, d)
+	}
+	for _, q := range d.Labels {
+		if q.Test != 10 {
+			t.Fatalf("%s tested %d times, want its 10 examples", q.Label, q.Test)
+		}
+	}
+	held, _, err := classify.HoldOut(t.Context(), all, 0.3, classify.Options{}, 3)
+	if err != nil || held.Test != 12 || held.Train != 28 {
+		t.Fatalf("held out: %+v %v", held, err)
+	}
+	if _, _, err := classify.CrossValidate(t.Context(), all[:1], 5, classify.Options{}, 3); !errors.Is(err, classify.ErrTooFew) {
+		t.Fatalf("one example: %v", err)
+	}
+	if _, _, err := classify.HoldOut(t.Context(), []classify.Example{{Text: "a", Label: "x"}, {Text: "b", Label: "y"}}, 0.3, classify.Options{}, 3); !errors.Is(err, classify.ErrTooFew) {
+		t.Fatalf("one example a label: %v", err)
+	}
+}

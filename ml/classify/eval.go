@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -73,37 +75,148 @@ func EvaluateContext(ctx context.Context, train, test []Example, opts Options) (
 	if err != nil {
 		return nil, Report{}, err
 	}
-	rep := Report{Train: len(train), Test: len(test), Labels: len(m.Labels), TrainingSeconds: time.Since(start).Seconds(), Temperature: m.Temperature}
+	trained := time.Since(start).Seconds()
 	if len(test) == 0 {
-		return m, rep, errors.New("no test examples")
+		return m, Report{Train: len(train), Labels: len(m.Labels), TrainingSeconds: trained, Temperature: m.Temperature}, errors.New("no test examples")
 	}
+	rep := measure(answer(m, test))
+	rep.Train, rep.Labels, rep.TrainingSeconds, rep.Temperature = len(train), len(m.Labels), trained, m.Temperature
+	return m, rep, nil
+}
+
+// ErrTooFew is an evaluation of examples too few to hold any out.
+var ErrTooFew = errors.New("too few examples to evaluate: a label needs two at least, one to learn from and one to test")
+
+// HoldOut measures a model trained on all but frac of each label's
+// examples (a fixed stratified split, as StratifiedSplit with seed 1) on
+// those, and diagnoses its mistakes (the n surest).
+func HoldOut(ctx context.Context, examples []Example, frac float64, opts Options, mistakes int) (Report, Diagnosis, error) {
+	train, test := StratifiedSplit(examples, frac, 1)
+	if len(test) == 0 {
+		return Report{}, Diagnosis{}, ErrTooFew
+	}
+	start := time.Now()
+	m, err := TrainContext(ctx, train, opts)
+	if err != nil {
+		return Report{}, Diagnosis{}, err
+	}
+	trained := time.Since(start).Seconds()
+	preds := answer(m, test)
+	rep := measure(preds)
+	rep.Train, rep.Labels, rep.TrainingSeconds, rep.Temperature = len(train), len(m.Labels), trained, m.Temperature
+	return rep, diagnose(preds, mistakes), nil
+}
+
+// CrossValidate measures a model on every example once: the examples are
+// split into k folds (each label's spread evenly over them, by a fixed
+// shuffle), and each fold is classified by a model trained on the others.
+// For a classifier with few examples, whose held-out share would be a
+// handful, this is the measure to trust. The report's Train is the
+// examples a model learned from, on average; its training time the sum.
+func CrossValidate(ctx context.Context, examples []Example, k int, opts Options, mistakes int) (Report, Diagnosis, error) {
+	folds := stratifiedFolds(examples, k, rand.New(rand.NewPCG(1, 1^0x9e3779b97f4a7c15)))
+	if len(folds) < 2 {
+		return Report{}, Diagnosis{}, ErrTooFew
+	}
+	var preds []prediction
+	var rep Report
+	var temperature float64
+	for i, test := range folds {
+		var train []Example
+		for j, f := range folds {
+			if j != i {
+				train = append(train, f...)
+			}
+		}
+		start := time.Now()
+		m, err := TrainContext(ctx, train, opts)
+		if err != nil {
+			return Report{}, Diagnosis{}, fmt.Errorf("fold %d of %d: %w", i+1, k, err)
+		}
+		rep.TrainingSeconds += time.Since(start).Seconds()
+		rep.Train += len(train)
+		temperature += m.Temperature
+		preds = append(preds, answer(m, test)...)
+	}
+	r := measure(preds)
+	r.Train, r.TrainingSeconds, r.Temperature = rep.Train/len(folds), rep.TrainingSeconds, temperature/float64(len(folds))
+	r.Labels = len(labelsOf(examples))
+	return r, diagnose(preds, mistakes), nil
+}
+
+// stratifiedFolds deals each label's examples, shuffled, to k folds in
+// turn.
+func stratifiedFolds(examples []Example, k int, rng *rand.Rand) [][]Example {
+	folds := make([][]Example, k)
+	byLabel := map[string][]Example{}
+	for _, e := range examples {
+		byLabel[e.Label] = append(byLabel[e.Label], e)
+	}
+	next := 0 // a label's first example goes to the fold after the last one's
+	for _, l := range slices.Sorted(maps.Keys(byLabel)) {
+		es := byLabel[l]
+		rng.Shuffle(len(es), func(i, j int) { es[i], es[j] = es[j], es[i] })
+		for _, e := range es {
+			folds[next%k] = append(folds[next%k], e)
+			next++
+		}
+	}
+	return slices.DeleteFunc(folds, func(f []Example) bool { return len(f) == 0 })
+}
+
+func labelsOf(examples []Example) map[string]bool {
+	out := map[string]bool{}
+	for _, e := range examples {
+		out[e.Label] = true
+	}
+	return out
+}
+
+// prediction is a test example, the model's answer, and how long it took.
+type prediction struct {
+	Example
+	got     Result
+	latency time.Duration
+}
+
+// answer classifies the test examples with m.
+func answer(m *Model, test []Example) []prediction {
+	out := make([]prediction, len(test))
+	for i, e := range test {
+		t0 := time.Now()
+		r := m.Classify(e.Text)
+		out[i] = prediction{Example: e, got: r, latency: time.Since(t0)}
+	}
+	return out
+}
+
+// measure reports the accuracy, macro-F1, selective accuracy, calibration
+// error and latency of the predictions (at least one).
+func measure(preds []prediction) Report {
+	rep := Report{Test: len(preds)}
 	type scored struct {
 		conf    float64
 		correct bool
 	}
-	res := make([]scored, len(test))
-	lat := make([]time.Duration, len(test))
+	res := make([]scored, len(preds))
+	lat := make([]time.Duration, len(preds))
 	tp, fp, fn := map[string]int{}, map[string]int{}, map[string]int{}
 	correct := 0
-	for i, e := range test {
-		t0 := time.Now()
-		r := m.Classify(e.Text)
-		lat[i] = time.Since(t0)
-		ok := r.Label == e.Label
-		res[i] = scored{conf: r.Confidence, correct: ok}
+	labels := map[string]bool{}
+	for i, p := range preds {
+		lat[i] = p.latency
+		labels[p.Label] = true
+		ok := p.got.Label == p.Label
+		res[i] = scored{conf: p.got.Confidence, correct: ok}
 		if ok {
 			correct++
-			tp[e.Label]++
+			tp[p.Label]++
 		} else {
-			fp[r.Label]++
-			fn[e.Label]++
+			fp[p.got.Label]++
+			fn[p.Label]++
 		}
 	}
-	rep.Accuracy = float64(correct) / float64(len(test))
-	labels := map[string]bool{}
-	for _, e := range test {
-		labels[e.Label] = true
-	}
+	rep.Accuracy = float64(correct) / float64(len(preds))
 	var f1sum float64
 	for l := range labels {
 		p := safeDiv(float64(tp[l]), float64(tp[l]+fp[l]))
@@ -112,15 +225,7 @@ func EvaluateContext(ctx context.Context, train, test []Example, opts Options) (
 	}
 	rep.MacroF1 = f1sum / float64(len(labels))
 	// Selective accuracy: the least confident 20% go to review.
-	slices.SortFunc(res, func(a, b scored) int {
-		switch {
-		case a.conf > b.conf:
-			return -1
-		case a.conf < b.conf:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(res, func(a, b scored) int { return cmp.Compare(b.conf, a.conf) })
 	keep := int(math.Ceil(0.8 * float64(len(res))))
 	kc := 0
 	for _, s := range res[:keep] {
@@ -148,18 +253,21 @@ func EvaluateContext(ctx context.Context, train, test []Example, opts Options) (
 	}
 	slices.Sort(lat)
 	rep.P99LatencyMS = float64(lat[len(lat)*99/100].Microseconds()) / 1000
-	return m, rep, nil
+	return rep
 }
 
 // Evaluation is a classifier evaluated on its own examples: a model
 // trained on all but a held-out share of each label's examples, measured
-// on those (the figures of Report), each label's quality, the weakest
-// first, and the surest mistakes.
+// on those, or cross-validated (the figures of Report), each label's
+// quality, the weakest first, and the surest mistakes.
 type Evaluation struct {
-	Classifier string  `json:"classifier"`
-	Model      string  `json:"model"`
-	Examples   int     `json:"examples"`
-	Holdout    float64 `json:"holdout"`
+	Classifier string `json:"classifier"`
+	Model      string `json:"model"`
+	Examples   int    `json:"examples"`
+	// Holdout is the share of each label's examples held out, or Folds
+	// the folds of a cross-validation (every example tested once).
+	Holdout float64 `json:"holdout,omitempty"`
+	Folds   int     `json:"folds,omitempty"`
 	Report
 	// Labels are each label's quality, the weakest first (the report's
 	// count of labels is their length).
@@ -207,7 +315,11 @@ type Diagnosis struct {
 }
 
 // Diagnose classifies the test examples with m.
-func Diagnose(m *Model, test []Example, n int) Diagnosis {
+func Diagnose(m *Model, test []Example, n int) Diagnosis { return diagnose(answer(m, test), n) }
+
+// diagnose tells each label's quality and the n surest mistakes of the
+// predictions.
+func diagnose(preds []prediction, n int) Diagnosis {
 	byLabel := map[string]*LabelQuality{}
 	quality := func(l string) *LabelQuality {
 		q := byLabel[l]
@@ -220,16 +332,16 @@ func Diagnose(m *Model, test []Example, n int) Diagnosis {
 	tp, fp := map[string]int{}, map[string]int{}
 	confused := map[[2]string]int{}
 	mistakes := []Mistake{}
-	for _, e := range test {
-		r := m.Classify(e.Text)
-		quality(e.Label).Test++
-		if r.Label == e.Label {
-			tp[e.Label]++
+	for _, p := range preds {
+		r := p.got
+		quality(p.Label).Test++
+		if r.Label == p.Label {
+			tp[p.Label]++
 			continue
 		}
 		fp[r.Label]++
-		confused[[2]string{e.Label, r.Label}]++
-		mistakes = append(mistakes, Mistake{Text: e.Text, Label: e.Label, Predicted: r.Label, Confidence: r.Confidence})
+		confused[[2]string{p.Label, r.Label}]++
+		mistakes = append(mistakes, Mistake{Text: p.Text, Label: p.Label, Predicted: r.Label, Confidence: r.Confidence})
 	}
 	for pair, c := range confused {
 		q := quality(pair[0])
