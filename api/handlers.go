@@ -122,15 +122,27 @@ func (s *server) listProcesses(c *gin.Context) {
 	for _, st := range states {
 		paused[st.Process] = st.Paused
 	}
-	loads, err := s.Instances.ProcessLoads(c.Request.Context(), s.Clock().Add(-24*time.Hour))
-	if err != nil {
-		fail(c, err)
+	// The counts of each process's instances, unless the caller only
+	// picks a process from the list (counts=false).
+	counts := c.Query("counts")
+	if counts != "" && counts != "true" && counts != "false" {
+		fail(c, badRequest("counts", "must be true or false (got %q)", counts))
 		return
+	}
+	var loads map[string]store.ProcessLoad
+	if counts != "false" {
+		if loads, err = s.Instances.ProcessLoads(c.Request.Context(), s.Clock().Add(-24*time.Hour)); err != nil {
+			fail(c, err)
+			return
+		}
 	}
 	// The queues under concurrency limits, read only when a process has a
 	// limit.
 	var queued map[string]int
 	for _, r := range recs {
+		if loads == nil {
+			break
+		}
 		limit, err := s.starts.limit(c.Request.Context(), r.Name)
 		if err == nil && limit > 0 {
 			queued, err = s.Instances.QueuedCounts(c.Request.Context())
@@ -149,9 +161,11 @@ func (s *server) listProcesses(c *gin.Context) {
 		if !k.Allows(r.Name) { // a key limited to processes sees only those
 			continue
 		}
-		l := loads[r.Name]
-		p := gin.H{"name": r.Name, "version": r.Version, "author": r.Author, "created_at": r.CreatedAt,
-			"in_progress": l.InProgress, "waiting_review": l.WaitingReview, "failed_24h": l.Failed}
+		p := gin.H{"name": r.Name, "version": r.Version, "author": r.Author, "created_at": r.CreatedAt}
+		if loads != nil {
+			l := loads[r.Name]
+			p["in_progress"], p["waiting_review"], p["failed_24h"] = l.InProgress, l.WaitingReview, l.Failed
+		}
 		if paused[r.Name] {
 			p["paused"] = true // its new instances are held
 		}

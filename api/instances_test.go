@@ -82,6 +82,13 @@ func TestListInstances(t *testing.T) {
 	if want := map[string]string{"p": "2 in progress, 1 waiting for review, 1 failed", "other": "0 in progress, 0 waiting for review, 1 failed"}; !maps.Equal(loads, want) {
 		t.Errorf("the processes' loads: %v, want %v", loads, want)
 	}
+	// A pick list of the processes counts nothing.
+	if list := do(t, srv, "GET", "/v1/processes?counts=false", eng, "", "").body["processes"].([]any); len(list) != 2 || list[0].(map[string]any)["in_progress"] != nil || list[0].(map[string]any)["name"] == nil {
+		t.Errorf("the processes without their counts: %v", list)
+	}
+	if a := do(t, srv, "GET", "/v1/processes?counts=no", eng, "", ""); a.status != http.StatusBadRequest || a.err.Field != "counts" {
+		t.Errorf("counts=no: %d %+v", a.status, a.err)
+	}
 	for query, field := range map[string]string{"?input.x=1": "input.x", "?input.n=two": "input.n", "?input.n=NaN": "input.n"} {
 		if a := do(t, srv, "GET", "/v1/processes/p/instances"+query, sys, "", ""); a.status != http.StatusBadRequest || a.err.Field != field {
 			t.Errorf("%s: %d %+v, want 400 naming %s", query, a.status, a.err, field)

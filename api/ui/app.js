@@ -535,7 +535,7 @@ const slaBadge = (s) => h("span", { class: "badge " + s }, slaText[s] || s);
 // instancesView lists a process's instances, newest first, and opens one
 // by id.
 async function instancesView(q) {
-  const { processes } = await api("GET", "/v1/processes");
+  const { processes } = await api("GET", "/v1/processes?counts=false");
   const name = q.get("process") || processes[0]?.name || "";
   const status = instanceFilters.includes(q.get("status")) ? q.get("status") : "";
   const id = h("input", { name: "id", size: 36, placeholder: "instance id" });
