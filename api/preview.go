@@ -81,7 +81,8 @@ func (s *server) classifyPreview(c *gin.Context) {
 }
 
 // EvaluateRequest is how POST /v1/processes/{name}/classify/evaluate
-// evaluates: the share of each label's examples to hold out.
+// evaluates: the share of each label's examples to hold out, or the folds
+// of a cross-validation.
 type EvaluateRequest struct {
 	Holdout *float64 `json:"holdout,omitempty"`
 	// Folds cross-validates instead: every example tested once, by a
@@ -93,7 +94,8 @@ type EvaluateRequest struct {
 // classifierEvaluation evaluates the process's classifier on its own seed
 // and stored examples, before an instance meets it: the embedded
 // classifier is trained on all but a share of each label's examples and
-// measured on those (the figures `adaptflow ml eval` reports), with each
+// measured on those, or cross-validated over folds (the figures
+// `adaptflow ml eval` reports), with each
 // label's precision, recall and the labels it is taken for, the weakest
 // first, and the most confident mistakes: an example labeled wrong, or
 // two labels that read alike. It runs on a worker (workflows.EvaluateClassifier)
