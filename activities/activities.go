@@ -134,6 +134,9 @@ type Activities struct {
 	// few-shot examples meanwhile.
 	embedGate classify.Gate
 	gateOnce  sync.Once
+	// evaluating holds the worker's one evaluation of a classifier at a
+	// time (see EvaluateClassifier).
+	evaluating sync.Mutex
 	// bg is the work the activities leave running (full trainings of a
 	// classifier), which Close stops and waits for.
 	bg struct {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/process"
@@ -35,6 +37,15 @@ const EvaluateMistakes = 20
 // hold any out is refused for good.
 func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (EvaluateResult, error) {
 	defer heartbeating(ctx)()
+	// One at a time on a worker: an evaluation trains a model per fold,
+	// and the instances' classifications and steps share the worker's
+	// cores. The others wait, heartbeating.
+	if !a.evaluating.TryLock() {
+		if err := waitForLock(ctx, &a.evaluating); err != nil {
+			return EvaluateResult{}, err
+		}
+	}
+	defer a.evaluating.Unlock()
 	var list []store.Example
 	if a.Examples != nil {
 		var err error
@@ -72,4 +83,18 @@ func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (
 		Classifier: in.Spec.Name, Model: EmbeddedModel, Examples: len(examples), Holdout: in.Holdout, Folds: in.Folds,
 		Report: rep, Labels: d.Labels, Mistakes: d.Mistakes,
 	}, nil
+}
+
+// waitForLock locks mu, or gives up with ctx's error when ctx ends first.
+func waitForLock(ctx context.Context, mu *sync.Mutex) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !mu.TryLock() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
 }
