@@ -121,6 +121,8 @@ type Activities struct {
 	Undelivered WebhookLetters
 	// Metrics counts decisions, classifications and LLM calls (nil: none).
 	Metrics *Metrics
+	// Evaluations keep each classifier's last evaluation (nil: none kept).
+	Evaluations EvaluationKeeper
 
 	mu     sync.Mutex
 	sets   map[string]cachedSet

@@ -47,8 +47,12 @@ func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (
 	}
 	defer a.evaluating.Unlock()
 	var list []store.Example
+	var version int64
 	if a.Examples != nil {
 		var err error
+		if version, err = a.Examples.ExamplesVersion(ctx, in.Spec.Name); err != nil {
+			return EvaluateResult{}, fmt.Errorf("classify: examples of %s: %w", in.Spec.Name, err)
+		}
 		if list, err = a.Examples.ExamplesOf(ctx, in.Spec.Name); err != nil {
 			return EvaluateResult{}, fmt.Errorf("classify: examples of %s: %w", in.Spec.Name, err)
 		}
@@ -79,10 +83,23 @@ func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (
 	for i := range d.Mistakes {
 		d.Mistakes[i].ID = ids[d.Mistakes[i].Text]
 	}
-	return EvaluateResult{
-		Classifier: in.Spec.Name, Model: EmbeddedModel, Examples: len(examples), Holdout: in.Holdout, Folds: in.Folds,
+	res := EvaluateResult{
+		Classifier: in.Spec.Name, Model: EmbeddedModel, Examples: len(examples), Holdout: in.Holdout, Folds: in.Folds, ExamplesVersion: version,
 		Report: rep, Labels: d.Labels, Mistakes: d.Mistakes,
-	}, nil
+	}
+	// Kept as the classifier's last evaluation, for its process's page:
+	// also when the request that asked gave up waiting.
+	if a.Evaluations != nil {
+		if err := a.Evaluations.PutEvaluation(ctx, store.Evaluation{Classifier: in.Spec.Name, Doc: process.JSON(res), At: time.Now().UTC()}); err != nil {
+			return EvaluateResult{}, fmt.Errorf("keep the evaluation of %s: %w", in.Spec.Name, err)
+		}
+	}
+	return res, nil
+}
+
+// EvaluationKeeper keeps each classifier's last evaluation.
+type EvaluationKeeper interface {
+	PutEvaluation(ctx context.Context, e store.Evaluation) error
 }
 
 // waitForLock locks mu, or gives up with ctx's error when ctx ends first.

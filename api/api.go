@@ -383,6 +383,7 @@ func New(opts Options) (*Handler, error) {
 	v1.GET("/processes/:name/signals/:signal/observations", s.allow(engineer), processScoped, s.listObservations)
 	v1.POST("/processes/:name/classify", s.allow(engineer), processScoped, s.classifyPreview)
 	v1.POST("/processes/:name/classify/evaluate", s.allow(engineer), processScoped, s.classifierEvaluation)
+	v1.GET("/processes/:name/classify/evaluation", s.allow(engineer), processScoped, s.lastEvaluation)
 	v1.POST("/policies", s.allow(engineer), s.putPolicy)
 	v1.GET("/policies", s.allow(engineer), processScoped, s.listPolicies)
 	v1.GET("/instances/:id", s.allow(readers), s.getInstance)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -146,6 +147,38 @@ func (s *server) classifierEvaluation(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"process": def.Name, "version": def.Version, "evaluation": res})
+}
+
+// lastEvaluation answers the last evaluation of the process's classifier
+// (by any process that shares it), when it was made, and whether its
+// stored examples changed since: the process's page shows it until the
+// next one. 404 when it has none.
+func (s *server) lastEvaluation(c *gin.Context) {
+	def, _, _, ok := s.routeDefinition(c)
+	if !ok {
+		return
+	}
+	spec := def.Classify
+	if spec == nil {
+		fail(c, conflict("process %s (version %d) classifies nothing: its definition has no classify", def.Name, def.Version))
+		return
+	}
+	ctx := c.Request.Context()
+	e, err := s.Examples.LastEvaluation(ctx, spec.Name)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	version, err := s.Examples.ExamplesVersion(ctx, spec.Name)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	var doc struct {
+		ExamplesVersion int64 `json:"examples_version"`
+	}
+	_ = json.Unmarshal(e.Doc, &doc)
+	c.JSON(http.StatusOK, gin.H{"process": def.Name, "version": def.Version, "evaluation": e.Doc, "evaluated_at": e.At, "examples_changed": doc.ExamplesVersion != version})
 }
 
 // digestOf names what a workflow computes from its parts.

@@ -20,6 +20,7 @@ type Changes struct {
 	queueRetry, takeQueuedRetry, dropQueuedRetry  string
 	addWebhook, webhookRedelivered, webhookFailed string
 	claimRedelivery                               string
+	putEvaluation                                 string
 }
 
 // NewChanges makes the shared writes of a store.
@@ -32,6 +33,7 @@ func NewChanges(exec Execer, writeRows Reader, reads Reads, mark string) Changes
 		webhookRedelivered: Numbered(redeliveredWebhookQuery, mark),
 		webhookFailed:      Numbered(redeliveryFailedQuery, mark),
 		claimRedelivery:    Numbered(claimRedeliveryQuery, mark),
+		putEvaluation:      Numbered(putEvaluationQuery, mark),
 	}
 }
 

@@ -105,7 +105,7 @@ func newHarnessLLM(t *testing.T, llm *classify.LLM, defYAML string, policyYAML .
 	h.env.RegisterWorkflowWithOptions(workflows.EvaluateClassifier, workflow.RegisterOptions{Name: workflows.EvaluateClassifierWorkflow})
 	h.acts = &activities.Activities{
 		Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Detectors: st, States: st, SubProcesses: st, LLM: llm,
-		Calendar: policies.DefaultCalendar(), HTTP: http.DefaultClient, Undelivered: st,
+		Calendar: policies.DefaultCalendar(), HTTP: http.DefaultClient, Undelivered: st, Evaluations: st,
 	}
 	h.env.RegisterActivity(h.acts)
 	return h
@@ -697,6 +697,15 @@ func TestEvaluateClassifier(t *testing.T) {
 	}
 	if cv.Folds != 5 || cv.Test != cv.Examples || cv.Examples != res.Examples || cv.Train < cv.Examples*3/4 || len(cv.Labels) != len(h.def.Classify.Labels) {
 		t.Fatalf("cross-validated %+v", cv)
+	}
+	// The last one is kept, with the version of the examples it read.
+	kept, err := h.store.LastEvaluation(t.Context(), h.def.Classify.Name)
+	var doc activities.EvaluateResult
+	if err == nil {
+		err = json.Unmarshal(kept.Doc, &doc)
+	}
+	if v, _ := h.store.ExamplesVersion(t.Context(), h.def.Classify.Name); err != nil || doc.Folds != 5 || doc.Accuracy != cv.Accuracy || doc.ExamplesVersion != v || v == 0 {
+		t.Fatalf("the evaluation kept: %+v (examples version %d): %v", doc, v, err)
 	}
 	labels := len(h.def.Classify.Labels)
 	if res.Classifier != h.def.Classify.Name || res.Model != activities.EmbeddedModel || res.Examples != len(h.def.Classify.Examples)+5*labels+6 ||

@@ -1098,12 +1098,20 @@ function evaluateSection(name, version, spec, examples) {
     [0.1, 0.2, 0.3].map((v) => h("option", { value: v, selected: v === 0.2 }, `${v * 100}% of each label's examples held out`)),
     h("option", { value: "folds:5" }, "5-fold cross-validation: every example tested once (few examples)"));
   const out = h("div", { class: "evaluated" });
+  const base = `/v1/processes/${encodeURIComponent(name)}/classify`;
   const go = actionButton("Evaluate", async () => {
     out.replaceChildren(h("p", { class: "muted" }, "Training a model on the other examples…"));
     const how = holdout.value.startsWith("folds:") ? { folds: Number(holdout.value.slice(6)) } : { holdout: Number(holdout.value) };
-    const r = await awaited(() => api("POST", `/v1/processes/${encodeURIComponent(name)}/classify/evaluate?version=${version}`, how));
-    const e = r.evaluation;
+    const r = await awaited(() => api("POST", `${base}/evaluate?version=${version}`, how));
+    show(r.evaluation, null);
+  });
+  // The last evaluation is shown until the next one.
+  api("GET", `${base}/evaluation?version=${version}`).then((r) => {
+    if (!out.childNodes.length) show(r.evaluation, h("p", { class: "muted last-evaluation" }, `Last evaluated ${when(r.evaluated_at)}${r.examples_changed ? "; examples have changed since: evaluate again to see where they stand" : ""}.`));
+  }, (e) => { if (e.status !== 404) flash(e.message); });
+  const show = (e, note) => {
     out.replaceChildren(
+      note || "",
       facts([
         ["Examples", e.folds ? `${num(e.examples)}, cross-validated over ${e.folds} folds: each tested once by a model that learned from ${num(e.train_examples)} others`
           : `${num(e.examples)}: ${num(e.train_examples)} learned from, ${num(e.test_examples)} held out`],
@@ -1131,7 +1139,7 @@ function evaluateSection(name, version, spec, examples) {
         { title: "Confidence", num: true, cell: (m) => pct(m.confidence) },
         { title: "", cell: fix },
       ], e.mistakes));
-  });
+  };
   return h("section", { class: "card classify-evaluate" },
     h("p", { class: "muted" }, "A model is trained on the seed and stored examples less a share of each label's, and tried on those; the classifier that answers instances is not touched."),
     h("div", { class: "actions" }, holdout, go), out);

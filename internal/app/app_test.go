@@ -841,7 +841,13 @@ catalog:
 
 	t.Run("a classifier is evaluated on its own examples", func(t *testing.T) {
 		path := "/v1/processes/customer-onboarding/classify/evaluate"
+		d.expect(d.call("GET", "/v1/processes/customer-onboarding/classify/evaluation", engineer, ""), http.StatusNotFound)
 		r := d.expect(d.call("POST", path, engineer, `{"holdout":0.3}`), http.StatusOK)
+		// Kept until the next one, for the process's page.
+		if last := d.expect(d.call("GET", "/v1/processes/customer-onboarding/classify/evaluation", engineer, ""), http.StatusOK); last.body["examples_changed"] != false ||
+			last.body["evaluated_at"] == nil || last.body["evaluation"].(map[string]any)["accuracy"] != r.body["evaluation"].(map[string]any)["accuracy"] {
+			t.Fatalf("the last evaluation: %s", last.raw)
+		}
 		ev := r.body["evaluation"].(map[string]any)
 		labels, _ := ev["labels"].([]any)
 		if ev["classifier"] != "onboarding-requests" || ev["model"] != activities.EmbeddedModel || ev["holdout"] != 0.3 || ev["test_examples"].(float64) < 4 ||

@@ -231,7 +231,7 @@ func Run(ctx context.Context, mode Mode, opts Options) (err error) {
 		acts := &activities.Activities{
 			Env: env, Policies: st, Decisions: st, Reviews: st, Starts: st, Examples: st, Lessons: st, Detectors: st, States: st, SubProcesses: st, LLM: llm, Embedder: embedder, EmbedWait: opts.EmbeddingWait, EmbedObserve: embedObserve("worker"), Calendar: cal,
 			HTTP: &http.Client{Timeout: 5 * time.Minute}, Logger: lg, WebhookSecret: opts.WebhookSecret, Undelivered: st,
-			Metrics: activities.NewMetrics(reg),
+			Metrics: activities.NewMetrics(reg), Evaluations: st,
 		}
 		// An instance of a process with a concurrency limit starts those
 		// queued for its slot as it ends.
@@ -516,6 +516,7 @@ type Store interface {
 	activities.DecisionLog
 	activities.StartCounter
 	activities.ExampleSource
+	activities.EvaluationKeeper
 	activities.DetectorStore
 	activities.StateProjection
 	activities.SubProcesses

@@ -653,6 +653,12 @@ steps:
 	b.do("pick a CSV with an unknown label", chromedp.SetUploadFiles(chromedp.CSS(`input[name=examples-file]`), []string{examplesCSV}))
 	b.clickText("section.examples button", "Import")
 	b.waitText("#flash", `"greeting" is not one of the classifier's labels`)
+	// The page shows the last evaluation until the next one, and that the
+	// examples changed since.
+	b.open("/processes/customer-onboarding", "section.classify-evaluate .evaluated", "Last evaluated")
+	if got := b.text("section.classify-evaluate .evaluated"); !strings.Contains(got, "examples have changed since") || !strings.Contains(got, "cross-validated over 5 folds") {
+		t.Fatalf("the last evaluation:\n%s", got)
+	}
 	b.clickText("main a", "business-account-kyc")
 	b.waitText("main h1", "Policy business-account-kyc")
 	b.do("note the change", chromedp.SendKeys(chromedp.CSS(`input[name=note]`), "paused from the UI"))

@@ -268,6 +268,10 @@ type Evaluation struct {
 	// the folds of a cross-validation (every example tested once).
 	Holdout float64 `json:"holdout,omitempty"`
 	Folds   int     `json:"folds,omitempty"`
+	// ExamplesVersion is the version of the stored examples evaluated,
+	// when the caller keeps them versioned (a store: it changes with each
+	// write).
+	ExamplesVersion int64 `json:"examples_version,omitempty"`
 	Report
 	// Labels are each label's quality, the weakest first (the report's
 	// count of labels is their length).

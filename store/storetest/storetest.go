@@ -51,6 +51,8 @@ type Store interface {
 	ExampleCounts(ctx context.Context, classifier string) (map[string]int, error)
 	ExamplesPage(ctx context.Context, f store.ExampleFilter) ([]store.Example, error)
 	DeleteExamples(ctx context.Context, f store.ExampleFilter) (int, error)
+	PutEvaluation(ctx context.Context, e store.Evaluation) error
+	LastEvaluation(ctx context.Context, classifier string) (store.Evaluation, error)
 	DeleteExample(ctx context.Context, classifier, id string) error
 	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
 	ExamplesToEmbed(ctx context.Context, limit int) ([]store.Example, error)
@@ -159,6 +161,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("undelivered webhooks", func(t *testing.T) { testUndeliveredWebhooks(t, open(t)) })
 	t.Run("examples", func(t *testing.T) { testExamples(t, open(t)) })
 	t.Run("example pages", func(t *testing.T) { testExamplePages(t, open(t)) })
+	t.Run("evaluations", func(t *testing.T) { testEvaluations(t, open(t)) })
 	t.Run("signals", func(t *testing.T) { testSignals(t, open(t)) })
 	t.Run("signal history", func(t *testing.T) { testSignalHistory(t, open(t)) })
 	t.Run("prune", func(t *testing.T) { testPrune(t, open(t)) })
@@ -2870,5 +2873,27 @@ func testExamplePages(t *testing.T, s Store) {
 	}
 	if left, _ := s.ExamplesOf(ctx, "notes"); len(left) != 1 {
 		t.Fatalf("another classifier's examples: %v", left)
+	}
+}
+
+// testEvaluations: a classifier's last evaluation is kept, in place of an
+// earlier one, never of a later one.
+func testEvaluations(t *testing.T, s Store) {
+	ctx := t.Context()
+	if _, err := s.LastEvaluation(ctx, "desk"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("none yet: %v", err)
+	}
+	put := func(doc string, at time.Time) {
+		t.Helper()
+		must(t, s.PutEvaluation(ctx, store.Evaluation{Classifier: "desk", Doc: json.RawMessage(doc), At: at}))
+	}
+	put(`{"accuracy":0.5}`, t0)
+	put(`{"accuracy":0.75}`, t0.Add(time.Minute))
+	put(`{"accuracy":0.25}`, t0.Add(time.Second)) // finished after, began before
+	must(t, s.PutEvaluation(ctx, store.Evaluation{Classifier: "notes", Doc: json.RawMessage(`{}`), At: t0}))
+	e, err := s.LastEvaluation(ctx, "desk")
+	must(t, err)
+	if string(e.Doc) != `{"accuracy":0.75}` || !e.At.Equal(t0.Add(time.Minute)) || e.Classifier != "desk" {
+		t.Fatalf("the last evaluation: %s at %v", e.Doc, e.At)
 	}
 }
