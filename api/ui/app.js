@@ -1124,7 +1124,7 @@ function evaluateSection(name, version, spec, examples) {
       h("h3", {}, "The weakest labels"),
       table([
         { title: "Label", cell: (l) => l.label },
-        { title: "Held out", num: true, cell: (l) => num(l.test) },
+        { title: "Tested", num: true, cell: (l) => num(l.test) },
         { title: "Precision", num: true, cell: (l) => pct(l.precision) },
         { title: "Recall", num: true, cell: (l) => pct(l.recall) },
         { title: "F1", num: true, cell: (l) => pct(l.f1) },

@@ -880,7 +880,7 @@ catalog:
 		out.Reset()
 		code := cli.Process(t.Context(), []string{"evaluate", "customer-onboarding", "--holdout", "0.3", "--server", d.base, "--api-key", engineer}, &out, &errOut)
 		if code != 0 || !strings.HasPrefix(out.String(), "classifier onboarding-requests ("+activities.EmbeddedModel+"): ") ||
-			!strings.Contains(out.String(), "the weakest labels (of 4):") || !strings.Contains(out.String(), "HELD OUT  PRECISION") {
+			!strings.Contains(out.String(), "the weakest labels (of 4):") || !strings.Contains(out.String(), "TESTED  PRECISION") {
 			t.Fatalf("process evaluate: exit %d\n%s%s", code, out.String(), errOut.String())
 		}
 		d.recordCompleted(workflows.EvaluateClassifierWorkflow, "classifier_evaluation_v13.json")

@@ -627,7 +627,7 @@ func evaluateClassifier(ctx context.Context, r *remote, name string, holdout flo
 	const weakest = 10
 	fmt.Fprintf(w, "\nthe weakest labels (of %d):\n", len(e.Labels))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "LABEL\tHELD OUT\tPRECISION\tRECALL\tF1\tTAKEN FOR")
+	fmt.Fprintln(tw, "LABEL\tTESTED\tPRECISION\tRECALL\tF1\tTAKEN FOR")
 	for _, l := range e.Labels[:min(weakest, len(e.Labels))] {
 		var taken []string
 		for _, c := range l.ConfusedWith {
