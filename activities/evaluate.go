@@ -2,6 +2,8 @@ package activities
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -84,7 +86,7 @@ func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (
 		d.Mistakes[i].ID = ids[d.Mistakes[i].Text]
 	}
 	res := EvaluateResult{
-		Classifier: in.Spec.Name, Model: EmbeddedModel, Examples: len(examples), Holdout: in.Holdout, Folds: in.Folds, ExamplesVersion: version,
+		Classifier: in.Spec.Name, Model: EmbeddedModel, Examples: len(examples), Holdout: in.Holdout, Folds: in.Folds, ExamplesVersion: version, Spec: SpecDigest(in.Spec),
 		Report: rep, Labels: d.Labels, Mistakes: d.Mistakes,
 	}
 	// Kept as the classifier's last evaluation, for its process's page:
@@ -114,4 +116,11 @@ func waitForLock(ctx context.Context, mu *sync.Mutex) error {
 		}
 	}
 	return nil
+}
+
+// SpecDigest names a classifier's definition (labels, seed examples,
+// fields, threshold) as an evaluation records it.
+func SpecDigest(spec process.ClassifySpec) string {
+	h := sha256.Sum256(process.JSON(spec))
+	return hex.EncodeToString(h[:12])
 }

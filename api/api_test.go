@@ -16,10 +16,12 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/adaptflow/adaptflow/activities"
 	"github.com/adaptflow/adaptflow/api"
 	"github.com/adaptflow/adaptflow/api/apitest"
 	"github.com/adaptflow/adaptflow/ml/classify"
 	"github.com/adaptflow/adaptflow/ml/classify/openaitest"
+	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
 	"github.com/adaptflow/adaptflow/store/sqlite"
 )
@@ -1050,5 +1052,55 @@ func TestProcessDiff(t *testing.T) {
 	}
 	if a := do(t, srv, "GET", "/v1/processes/nope/diff", eng, "", ""); a.status != http.StatusNotFound {
 		t.Fatalf("an unknown process: %d", a.status)
+	}
+}
+
+// GET .../classify/evaluation answers the classifier's last evaluation,
+// and whether its examples, or the definition of the classifier the
+// process's version has, changed since.
+func TestLastEvaluation(t *testing.T) {
+	srv, keys, st := newServerAt(t, filepath.Join(t.TempDir(), "api.db"))
+	eng := keys[store.RoleEngineer]
+	v1 := "name: desk\nversion: 1\ninput: {properties: {message: {type: string}}}\nclassify: {name: desk-requests, field: message, labels: [refund, question], examples: [{text: 'refund my card', label: refund}, {text: 'when do you open', label: question}]}\nsteps: [{id: a, kind: task, task: noop}]\n"
+	if a := do(t, srv, "POST", "/v1/processes", eng, "application/yaml", v1); a.status != http.StatusCreated {
+		t.Fatalf("register: %d %+v", a.status, a.err)
+	}
+	path := "/v1/processes/desk/classify/evaluation"
+	if a := do(t, srv, "GET", path, eng, "", ""); a.status != http.StatusNotFound {
+		t.Fatalf("none yet: %d", a.status)
+	}
+	def, err := process.ParseDefinition([]byte(v1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := process.JSON(activities.EvaluateResult{Classifier: "desk-requests", Spec: activities.SpecDigest(*def.Classify), Report: classify.Report{Accuracy: 0.75}})
+	if err := st.PutEvaluation(t.Context(), store.Evaluation{Classifier: "desk-requests", Doc: doc, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	changed := func(query string) string {
+		t.Helper()
+		a := do(t, srv, "GET", path+query, eng, "", "")
+		if a.status != http.StatusOK || a.body["evaluation"].(map[string]any)["accuracy"] != 0.75 || a.body["evaluated_at"] == nil {
+			t.Fatalf("the last evaluation: %d %v", a.status, a.body)
+		}
+		return fmt.Sprintf("examples %v, definition %v", a.body["examples_changed"], a.body["definition_changed"])
+	}
+	if got := changed(""); got != "examples false, definition false" {
+		t.Fatalf("as evaluated: %s", got)
+	}
+	if a := do(t, srv, "POST", "/v1/classifiers/desk-requests/examples", eng, "application/json", `{"text":"money back please","label":"refund"}`); a.status != http.StatusCreated {
+		t.Fatalf("add: %d %+v", a.status, a.err)
+	}
+	if got := changed(""); got != "examples true, definition false" {
+		t.Fatalf("an example added: %s", got)
+	}
+	if a := do(t, srv, "POST", "/v1/processes", eng, "application/yaml", strings.Replace(strings.Replace(v1, "version: 1", "version: 2", 1), "labels: [refund, question]", "labels: [refund, question], review_below: 0.6", 1)); a.status != http.StatusCreated {
+		t.Fatalf("v2: %d %+v", a.status, a.err)
+	}
+	if got := changed(""); got != "examples true, definition true" {
+		t.Fatalf("a new version's classifier: %s", got)
+	}
+	if got := changed("?version=1"); got != "examples true, definition false" {
+		t.Fatalf("the version evaluated: %s", got)
 	}
 }

@@ -151,7 +151,8 @@ func (s *server) classifierEvaluation(c *gin.Context) {
 
 // lastEvaluation answers the last evaluation of the process's classifier
 // (by any process that shares it), when it was made, and whether its
-// stored examples changed since: the process's page shows it until the
+// stored examples, or the definition of the classifier this version of
+// the process has, changed since: the process's page shows it until the
 // next one. 404 when it has none.
 func (s *server) lastEvaluation(c *gin.Context) {
 	def, _, _, ok := s.routeDefinition(c)
@@ -175,10 +176,12 @@ func (s *server) lastEvaluation(c *gin.Context) {
 		return
 	}
 	var doc struct {
-		ExamplesVersion int64 `json:"examples_version"`
+		ExamplesVersion int64  `json:"examples_version"`
+		Spec            string `json:"spec"`
 	}
 	_ = json.Unmarshal(e.Doc, &doc)
-	c.JSON(http.StatusOK, gin.H{"process": def.Name, "version": def.Version, "evaluation": e.Doc, "evaluated_at": e.At, "examples_changed": doc.ExamplesVersion != version})
+	c.JSON(http.StatusOK, gin.H{"process": def.Name, "version": def.Version, "evaluation": e.Doc, "evaluated_at": e.At,
+		"examples_changed": doc.ExamplesVersion != version, "definition_changed": doc.Spec != activities.SpecDigest(*spec)})
 }
 
 // digestOf names what a workflow computes from its parts.

@@ -1107,8 +1107,13 @@ function evaluateSection(name, version, spec, examples) {
   });
   // The last evaluation is shown until the next one.
   api("GET", `${base}/evaluation?version=${version}`).then((r) => {
-    if (!out.childNodes.length) show(r.evaluation, h("p", { class: "muted last-evaluation" }, `Last evaluated ${when(r.evaluated_at)}${r.examples_changed ? "; examples have changed since: evaluate again to see where they stand" : ""}.`));
+    if (!out.childNodes.length) show(r.evaluation, h("p", { class: "muted last-evaluation" }, `Last evaluated ${when(r.evaluated_at)}${changedSince(r)}.`));
   }, (e) => { if (e.status !== 404) flash(e.message); });
+  const changedSince = (r) => {
+    const what = r.definition_changed && r.examples_changed ? "the classifier's definition and its examples have"
+      : r.definition_changed ? "the classifier's definition has" : r.examples_changed ? "examples have" : "";
+    return what ? `; ${what} changed since: evaluate again to see where it stands` : "";
+  };
   const show = (e, note) => {
     out.replaceChildren(
       note || "",

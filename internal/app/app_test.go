@@ -844,7 +844,7 @@ catalog:
 		d.expect(d.call("GET", "/v1/processes/customer-onboarding/classify/evaluation", engineer, ""), http.StatusNotFound)
 		r := d.expect(d.call("POST", path, engineer, `{"holdout":0.3}`), http.StatusOK)
 		// Kept until the next one, for the process's page.
-		if last := d.expect(d.call("GET", "/v1/processes/customer-onboarding/classify/evaluation", engineer, ""), http.StatusOK); last.body["examples_changed"] != false ||
+		if last := d.expect(d.call("GET", "/v1/processes/customer-onboarding/classify/evaluation", engineer, ""), http.StatusOK); last.body["examples_changed"] != false || last.body["definition_changed"] != false ||
 			last.body["evaluated_at"] == nil || last.body["evaluation"].(map[string]any)["accuracy"] != r.body["evaluation"].(map[string]any)["accuracy"] {
 			t.Fatalf("the last evaluation: %s", last.raw)
 		}

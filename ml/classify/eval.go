@@ -272,6 +272,9 @@ type Evaluation struct {
 	// when the caller keeps them versioned (a store: it changes with each
 	// write).
 	ExamplesVersion int64 `json:"examples_version,omitempty"`
+	// Spec is a digest of what the caller evaluated (a classifier's
+	// definition: its labels and seed examples).
+	Spec string `json:"spec,omitempty"`
 	Report
 	// Labels are each label's quality, the weakest first (the report's
 	// count of labels is their length).
