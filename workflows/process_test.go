@@ -665,15 +665,20 @@ func TestEvaluateClassifier(t *testing.T) {
 	if err := h.store.PutExamples(t.Context(), stored); err != nil {
 		t.Fatal(err)
 	}
-	h = &harness{store: h.store, def: h.def, acts: h.acts, WorkflowTestSuite: h.WorkflowTestSuite}
-	h.env = h.NewTestWorkflowEnvironment()
-	h.env.RegisterWorkflowWithOptions(workflows.EvaluateClassifier, workflow.RegisterOptions{Name: workflows.EvaluateClassifierWorkflow})
-	h.env.RegisterActivity(h.acts)
-	h.env.ExecuteWorkflow(workflows.EvaluateClassifierWorkflow, activities.EvaluateInput{Spec: *h.def.Classify, Holdout: 0.2})
-	var res activities.EvaluateResult
-	if err := h.env.GetWorkflowResult(&res); err != nil {
-		t.Fatal(err)
+	// evaluate runs an evaluation in a test environment of its own.
+	evaluate := func(in activities.EvaluateInput) activities.EvaluateResult {
+		t.Helper()
+		env := h.NewTestWorkflowEnvironment()
+		env.RegisterWorkflowWithOptions(workflows.EvaluateClassifier, workflow.RegisterOptions{Name: workflows.EvaluateClassifierWorkflow})
+		env.RegisterActivity(h.acts)
+		env.ExecuteWorkflow(workflows.EvaluateClassifierWorkflow, in)
+		var res activities.EvaluateResult
+		if err := env.GetWorkflowResult(&res); err != nil {
+			t.Fatal(err)
+		}
+		return res
 	}
+	res := evaluate(activities.EvaluateInput{Spec: *h.def.Classify, Holdout: 0.2})
 	named := 0
 	for _, m := range res.Mistakes {
 		if m.ID != ids[m.Text] {
@@ -687,14 +692,7 @@ func TestEvaluateClassifier(t *testing.T) {
 		t.Fatalf("no mistake names a stored example: %+v", res.Mistakes)
 	}
 	// Cross-validated: every example tested once.
-	h.env = h.NewTestWorkflowEnvironment()
-	h.env.RegisterWorkflowWithOptions(workflows.EvaluateClassifier, workflow.RegisterOptions{Name: workflows.EvaluateClassifierWorkflow})
-	h.env.RegisterActivity(h.acts)
-	h.env.ExecuteWorkflow(workflows.EvaluateClassifierWorkflow, activities.EvaluateInput{Spec: *h.def.Classify, Folds: 5})
-	var cv activities.EvaluateResult
-	if err := h.env.GetWorkflowResult(&cv); err != nil {
-		t.Fatal(err)
-	}
+	cv := evaluate(activities.EvaluateInput{Spec: *h.def.Classify, Folds: 5})
 	if cv.Folds != 5 || cv.Test != cv.Examples || cv.Examples != res.Examples || cv.Train < cv.Examples*3/4 || len(cv.Labels) != len(h.def.Classify.Labels) {
 		t.Fatalf("cross-validated %+v", cv)
 	}

@@ -1219,10 +1219,7 @@ func (d *dev) recordHistories(files map[string]string) {
 	if !*updateHistory {
 		return
 	}
-	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
-	if err != nil {
-		d.t.Fatal(err)
-	}
+	tc := d.temporalClient()
 	defer tc.Close()
 	for id, name := range files {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -1230,6 +1227,16 @@ func (d *dev) recordHistories(files map[string]string) {
 		cancel()
 		recordHistory(d.t, tc, id, name)
 	}
+}
+
+// temporalClient is a client of the dev server's Temporal frontend.
+func (d *dev) temporalClient() client.Client {
+	d.t.Helper()
+	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return tc
 }
 
 // recordCompleted, with -update-history, writes the history of a
@@ -1240,10 +1247,7 @@ func (d *dev) recordCompleted(workflowType, name string) {
 	if !*updateHistory {
 		return
 	}
-	tc, err := client.Dial(client.Options{HostPort: d.temporal, Namespace: "default"})
-	if err != nil {
-		d.t.Fatal(err)
-	}
+	tc := d.temporalClient()
 	defer tc.Close()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		list, err := tc.ListWorkflow(d.t.Context(), &workflowservice.ListWorkflowExecutionsRequest{Namespace: "default", Query: "WorkflowType = '" + workflowType + "' AND ExecutionStatus = 'Completed'"})

@@ -377,12 +377,8 @@ func classifyPreview(ctx context.Context, r *remote, name, text, input string, v
 	if version != 0 {
 		path += "?version=" + strconv.Itoa(version)
 	}
-	var raw json.RawMessage
-	if err := r.doWaiting(ctx, "POST", path, process.JSON(body), &raw); err != nil {
-		return err
-	}
-	if asJSON {
-		_, err := fmt.Fprintln(w, string(raw))
+	raw, err := r.ask(ctx, path, body, asJSON, w)
+	if raw == nil {
 		return err
 	}
 	var v struct {
@@ -598,16 +594,12 @@ func evaluateClassifier(ctx context.Context, r *remote, name string, holdout flo
 	if version != 0 {
 		path += "?version=" + strconv.Itoa(version)
 	}
-	var raw json.RawMessage
 	body := map[string]any{"holdout": holdout}
 	if folds != 0 {
 		body = map[string]any{"folds": folds}
 	}
-	if err := r.doWaiting(ctx, "POST", path, process.JSON(body), &raw); err != nil {
-		return err
-	}
-	if asJSON {
-		_, err := fmt.Fprintln(w, string(raw))
+	raw, err := r.ask(ctx, path, body, asJSON, w)
+	if raw == nil {
 		return err
 	}
 	var v struct {
@@ -647,4 +639,20 @@ func evaluateClassifier(ctx context.Context, r *remote, name string, holdout flo
 		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%s\n", m.Label, m.Predicted, m.Confidence, oneLine(m.Text, 70))
 	}
 	return tw.Flush()
+}
+
+// ask posts body to a route that computes an answer (a preview, an
+// evaluation), waiting while it goes on, and with asJSON prints the
+// server's JSON: it returns the answer to print otherwise (nil when it
+// printed it, or failed).
+func (r *remote) ask(ctx context.Context, path string, body any, asJSON bool, w io.Writer) (json.RawMessage, error) {
+	var raw json.RawMessage
+	if err := r.doWaiting(ctx, "POST", path, process.JSON(body), &raw); err != nil {
+		return nil, err
+	}
+	if asJSON {
+		_, err := fmt.Fprintln(w, string(raw))
+		return nil, err
+	}
+	return raw, nil
 }
