@@ -174,7 +174,7 @@ func BenchmarkNearestExamples(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	if _, err := conn.Exec(ctx, "ANALYZE examples"); err != nil {
+	if _, err := conn.Exec(ctx, "VACUUM ANALYZE examples"); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("loaded %d examples with their HNSW index in %s", n, time.Since(start).Round(time.Second))
@@ -508,7 +508,7 @@ func BenchmarkExamplesPage(b *testing.B) {
 	if err != nil || copied != n {
 		b.Fatalf("copied %d: %v", copied, err)
 	}
-	if _, err := conn.Exec(ctx, "ANALYZE examples"); err != nil {
+	if _, err := conn.Exec(ctx, "VACUUM ANALYZE examples"); err != nil {
 		b.Fatal(err)
 	}
 	first, err := s.ExamplesPage(ctx, store.ExampleFilter{Classifier: "desk-0", Limit: 100})
