@@ -42,10 +42,8 @@ func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (
 	// One at a time on a worker: an evaluation trains a model per fold,
 	// and the instances' classifications and steps share the worker's
 	// cores. The others wait, heartbeating.
-	if !a.evaluating.TryLock() {
-		if err := waitForLock(ctx, &a.evaluating); err != nil {
-			return EvaluateResult{}, err
-		}
+	if err := waitForLock(ctx, &a.evaluating); err != nil {
+		return EvaluateResult{}, err
 	}
 	defer a.evaluating.Unlock()
 	var list []store.Example

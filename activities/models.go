@@ -2,8 +2,6 @@ package activities
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"sync"
@@ -79,11 +77,8 @@ func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpe
 	}
 	// The spec and the version of the stored examples say what the model
 	// learns: no need to read or hash the examples while they stay.
-	h := sha256.New()
-	h.Write(process.JSON(spec))
-	specKey := hex.EncodeToString(h.Sum(nil))
-	fmt.Fprintf(h, "\x00%d", version)
-	key := hex.EncodeToString(h.Sum(nil))
+	specKey := SpecDigest(spec)
+	key := fmt.Sprintf("%s/%d", specKey, version)
 	c := a.classifier(spec.Name)
 	if m := c.modelFor(key); m != nil {
 		return m, c, nil

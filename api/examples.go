@@ -102,12 +102,18 @@ func (req exampleRequest) validate(prefix string) error {
 	return nil
 }
 
+// exampleID is the id of a classifier's stored example of text: the same
+// text again, through the API or a reviewer's lesson, replaces it.
+func exampleID(classifier, text string) string {
+	h := sha256.Sum256([]byte(classifier + "\x00" + text))
+	return "ex_" + hex.EncodeToString(h[:12])
+}
+
 // example is the stored example req makes for classifier name, embedded
 // by v (nil: not yet).
 func (req exampleRequest) example(c *gin.Context, name string, v []float32) store.Example {
-	h := sha256.Sum256([]byte(name + "\x00" + req.Text))
 	return store.Example{
-		ID: "ex_" + hex.EncodeToString(h[:12]), Classifier: name, Text: req.Text, Label: req.Label, Fields: req.Fields,
+		ID: exampleID(name, req.Text), Classifier: name, Text: req.Text, Label: req.Label, Fields: req.Fields,
 		Source: "api:" + caller(c).Name, Embedding: v, CreatedAt: time.Now().UTC(),
 	}
 }

@@ -139,20 +139,14 @@ func (s *server) listProcesses(c *gin.Context) {
 	// The queues under concurrency limits, read only when a process has a
 	// limit.
 	var queued map[string]int
-	for _, r := range recs {
-		if loads == nil {
-			break
-		}
-		limit, err := s.starts.limit(c.Request.Context(), r.Name)
+	for i := 0; loads != nil && queued == nil && i < len(recs); i++ {
+		limit, err := s.starts.limit(c.Request.Context(), recs[i].Name)
 		if err == nil && limit > 0 {
 			queued, err = s.Instances.QueuedCounts(c.Request.Context())
 		}
 		if err != nil {
 			fail(c, err)
 			return
-		}
-		if queued != nil {
-			break
 		}
 	}
 	out := make([]gin.H, 0, len(recs))

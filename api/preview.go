@@ -48,9 +48,8 @@ func (s *server) classifyPreview(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	spec := def.Classify
-	if spec == nil {
-		fail(c, conflict("process %s (version %d) classifies nothing: its definition has no classify", def.Name, def.Version))
+	spec, ok := classifierOf(c, def)
+	if !ok {
 		return
 	}
 	if (req.Input == nil) == (req.Text == nil) {
@@ -130,9 +129,8 @@ func (s *server) classifierEvaluation(c *gin.Context) {
 			return
 		}
 	}
-	spec := def.Classify
-	if spec == nil {
-		fail(c, conflict("process %s (version %d) classifies nothing: its definition has no classify", def.Name, def.Version))
+	spec, ok := classifierOf(c, def)
+	if !ok {
 		return
 	}
 	version, err := s.Examples.ExamplesVersion(c.Request.Context(), spec.Name)
@@ -159,9 +157,8 @@ func (s *server) lastEvaluation(c *gin.Context) {
 	if !ok {
 		return
 	}
-	spec := def.Classify
-	if spec == nil {
-		fail(c, conflict("process %s (version %d) classifies nothing: its definition has no classify", def.Name, def.Version))
+	spec, ok := classifierOf(c, def)
+	if !ok {
 		return
 	}
 	ctx := c.Request.Context()
@@ -182,6 +179,15 @@ func (s *server) lastEvaluation(c *gin.Context) {
 	_ = json.Unmarshal(e.Doc, &doc)
 	c.JSON(http.StatusOK, gin.H{"process": def.Name, "version": def.Version, "evaluation": e.Doc, "evaluated_at": e.At,
 		"examples_changed": doc.ExamplesVersion != version, "definition_changed": doc.Spec != activities.SpecDigest(*spec)})
+}
+
+// classifierOf is the classifier def declares; 409 when it declares none.
+func classifierOf(c *gin.Context, def *process.Definition) (*process.ClassifySpec, bool) {
+	if def.Classify == nil {
+		fail(c, conflict("process %s (version %d) classifies nothing: its definition has no classify", def.Name, def.Version))
+		return nil, false
+	}
+	return def.Classify, true
 }
 
 // digestOf names what a workflow computes from its parts.

@@ -2,8 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -669,9 +667,8 @@ func (s *server) exampleFromVerdict(c *gin.Context, cl *classificationForReview,
 		loggerFrom(c).WarnContext(c.Request.Context(), "a reviewer's lesson is kept without its embedding for now; the example embedder adds it", "classifier", cl.Classifier, "err", err)
 		v = nil
 	}
-	h := sha256.Sum256([]byte(cl.Classifier + "\x00" + cl.Text))
 	return &store.Example{
-		ID: "ex_" + hex.EncodeToString(h[:12]), Classifier: cl.Classifier, Text: cl.Text, Label: label, Fields: fields,
+		ID: exampleID(cl.Classifier, cl.Text), Classifier: cl.Classifier, Text: cl.Text, Label: label, Fields: fields,
 		Source: "review:" + caller(c).Name, Embedding: v, CreatedAt: time.Now().UTC(),
 	}, nil
 }

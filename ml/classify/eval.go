@@ -70,18 +70,34 @@ func Evaluate(train, test []Example, opts Options) (*Model, Report, error) {
 
 // EvaluateContext is Evaluate whose training gives up when ctx ends.
 func EvaluateContext(ctx context.Context, train, test []Example, opts Options) (*Model, Report, error) {
-	start := time.Now()
-	m, err := TrainContext(ctx, train, opts)
+	m, rep, preds, err := trial(ctx, train, test, opts)
 	if err != nil {
 		return nil, Report{}, err
 	}
-	trained := time.Since(start).Seconds()
-	if len(test) == 0 {
-		return m, Report{Train: len(train), Labels: len(m.Labels), TrainingSeconds: trained, Temperature: m.Temperature}, errors.New("no test examples")
+	if len(preds) == 0 {
+		return m, rep, errors.New("no test examples")
 	}
-	rep := measure(answer(m, test))
-	rep.Train, rep.Labels, rep.TrainingSeconds, rep.Temperature = len(train), len(m.Labels), trained, m.Temperature
-	return m, rep, nil
+	return m, measured(preds, rep), nil
+}
+
+// trial trains a model on train and has it classify test: the model, the
+// training's figures (Train, Labels, TrainingSeconds, Temperature), and
+// its answers.
+func trial(ctx context.Context, train, test []Example, opts Options) (*Model, Report, []prediction, error) {
+	start := time.Now()
+	m, err := TrainContext(ctx, train, opts)
+	if err != nil {
+		return nil, Report{}, nil, err
+	}
+	rep := Report{Train: len(train), Labels: len(m.Labels), TrainingSeconds: time.Since(start).Seconds(), Temperature: m.Temperature}
+	return m, rep, answer(m, test), nil
+}
+
+// measured is the report of the predictions with training's figures.
+func measured(preds []prediction, training Report) Report {
+	rep := measure(preds)
+	rep.Train, rep.Labels, rep.TrainingSeconds, rep.Temperature = training.Train, training.Labels, training.TrainingSeconds, training.Temperature
+	return rep
 }
 
 // ErrTooFew is an evaluation of examples too few to hold any out.
@@ -95,16 +111,11 @@ func HoldOut(ctx context.Context, examples []Example, frac float64, opts Options
 	if len(test) == 0 {
 		return Report{}, Diagnosis{}, ErrTooFew
 	}
-	start := time.Now()
-	m, err := TrainContext(ctx, train, opts)
+	_, training, preds, err := trial(ctx, train, test, opts)
 	if err != nil {
 		return Report{}, Diagnosis{}, err
 	}
-	trained := time.Since(start).Seconds()
-	preds := answer(m, test)
-	rep := measure(preds)
-	rep.Train, rep.Labels, rep.TrainingSeconds, rep.Temperature = len(train), len(m.Labels), trained, m.Temperature
-	return rep, diagnose(preds, mistakes), nil
+	return measured(preds, training), diagnose(preds, mistakes), nil
 }
 
 // CrossValidate measures a model on every example once: the examples are
@@ -119,8 +130,7 @@ func CrossValidate(ctx context.Context, examples []Example, k int, opts Options,
 		return Report{}, Diagnosis{}, ErrTooFew
 	}
 	var preds []prediction
-	var rep Report
-	var temperature float64
+	var sum Report // of the folds' training figures
 	for i, test := range folds {
 		var train []Example
 		for j, f := range folds {
@@ -128,20 +138,18 @@ func CrossValidate(ctx context.Context, examples []Example, k int, opts Options,
 				train = append(train, f...)
 			}
 		}
-		start := time.Now()
-		m, err := TrainContext(ctx, train, opts)
+		_, r, p, err := trial(ctx, train, test, opts)
 		if err != nil {
 			return Report{}, Diagnosis{}, fmt.Errorf("fold %d of %d: %w", i+1, k, err)
 		}
-		rep.TrainingSeconds += time.Since(start).Seconds()
-		rep.Train += len(train)
-		temperature += m.Temperature
-		preds = append(preds, answer(m, test)...)
+		sum.Train += r.Train
+		sum.TrainingSeconds += r.TrainingSeconds
+		sum.Temperature += r.Temperature
+		preds = append(preds, p...)
 	}
-	r := measure(preds)
-	r.Train, r.TrainingSeconds, r.Temperature = rep.Train/len(folds), rep.TrainingSeconds, temperature/float64(len(folds))
-	r.Labels = len(labelsOf(examples))
-	return r, diagnose(preds, mistakes), nil
+	n := len(folds)
+	return measured(preds, Report{Train: sum.Train / n, Labels: len(labelsOf(examples)), TrainingSeconds: sum.TrainingSeconds, Temperature: sum.Temperature / float64(n)}),
+		diagnose(preds, mistakes), nil
 }
 
 // stratifiedFolds deals each label's examples, shuffled, to k folds in
