@@ -839,9 +839,15 @@ func TestRequestsDoNotWaitForAHangingEmbeddingsProvider(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	failures := make(chan struct{}, 16)
 	srv, keys, st, llmSrv, dim := newServerWithEmbeddings(t, func(o *api.Options) {
 		o.EmbedWait = 100 * time.Millisecond
 		o.Clock = clock
+		o.EmbedObserve = func(outcome string) {
+			if outcome == "failed" {
+				failures <- struct{}{}
+			}
+		}
 	})
 	release := llmSrv.HoldEmbeddings()
 	t.Cleanup(release)
@@ -875,10 +881,17 @@ func TestRequestsDoNotWaitForAHangingEmbeddingsProvider(t *testing.T) {
 	if a := do(t, srv, "POST", path, eng, "application/json", `{"text":"refund the order now","label":"refund"}`); a.status != http.StatusCreated || a.body["embedding_pending"] != true {
 		t.Fatalf("add as the pause ends: %d %v", a.status, a.body)
 	}
-	for deadline := time.Now().Add(10 * time.Second); llmSrv.EmbedCalls() != 2; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d embeddings requests, want 2: the probe", llmSrv.EmbedCalls())
+	// The first request's failure, then the probe's: the gate has settled
+	// on it (paused again from now) before the clock moves on.
+	for range 2 {
+		select {
+		case <-failures:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d embeddings requests, and no failure told for the probe", llmSrv.EmbedCalls())
 		}
+	}
+	if n := llmSrv.EmbedCalls(); n != 2 {
+		t.Fatalf("%d embeddings requests, want 2: the probe", n)
 	}
 	// Once the provider answers, the next probe opens the gate again.
 	release()

@@ -25,7 +25,7 @@ type Gate struct {
 	// Observe, when set, is told how each call and each probe went: "ok",
 	// "failed" (an error, or no answer within the wait), or "skipped" (a
 	// call not made: the gate was paused). A call its caller gave up on is
-	// not told.
+	// not told. A probe's outcome is told once the gate has settled on it.
 	Observe func(outcome string)
 	// Probe, when set, asks the provider whether it answers again once a
 	// pause is over (a small request of its own), within the wait of the
@@ -103,10 +103,9 @@ func (g *Gate) probe(wait time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	err := g.Probe(ctx)
-	if err == nil {
-		g.observe("ok")
-	} else {
-		g.observe("failed")
+	outcome := "ok"
+	if err != nil {
+		outcome = "failed"
 	}
 	if !errors.Is(err, ErrRetryable) && !errors.Is(err, context.DeadlineExceeded) {
 		err = nil // it answered, if only to refuse the probe
@@ -115,6 +114,9 @@ func (g *Gate) probe(wait time.Duration) {
 	g.mu.Lock()
 	g.probing = false
 	g.mu.Unlock()
+	// Told once the gate is settled: whoever hears it finds the gate as
+	// the probe left it.
+	g.observe(outcome)
 }
 
 func (g *Gate) observe(outcome string) {

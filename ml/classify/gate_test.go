@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -74,22 +75,41 @@ func TestGateProbes(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	down := fmt.Errorf("%w: 503 from the provider", classify.ErrRetryable)
 	probeErr := down
-	probes := make(chan struct{}, 10)
+	outcomes := make(chan string, 16)
 	g := &classify.Gate{
-		Pause: 30 * time.Second,
-		Now:   func() time.Time { mu.Lock(); defer mu.Unlock(); return now },
+		Pause:   30 * time.Second,
+		Now:     func() time.Time { mu.Lock(); defer mu.Unlock(); return now },
+		Observe: func(o string) { outcomes <- o },
 		Probe: func(context.Context) error {
-			defer func() { probes <- struct{}{} }()
 			mu.Lock()
 			defer mu.Unlock()
 			return probeErr
 		},
+	}
+	// told waits for the next n outcomes (a call's and a probe's may come
+	// in either order) and checks them, sorted, against want.
+	told := func(want ...string) {
+		t.Helper()
+		var got []string
+		for range want {
+			select {
+			case o := <-outcomes:
+				got = append(got, o)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("outcomes told %q, want %q", got, want)
+			}
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("outcomes told %q, want %q", got, want)
+		}
 	}
 	calls := 0
 	ok := func(context.Context) error { calls++; return nil }
 	if err := g.Do(t.Context(), time.Second, func(context.Context) error { calls++; return down }); !errors.Is(err, down) {
 		t.Fatal(err)
 	}
+	told("failed")
 	later := func() { mu.Lock(); now = now.Add(31 * time.Second); mu.Unlock() }
 	later()
 	// The pause is over: this call is skipped, and the probe (still down)
@@ -97,10 +117,12 @@ func TestGateProbes(t *testing.T) {
 	if err := g.Do(t.Context(), time.Second, ok); err == nil || calls != 1 {
 		t.Fatalf("the call that found the pause over: %v, %d calls", err, calls)
 	}
-	<-probes
+	told("failed", "skipped")
+	// The probe's failure paused the gate again: no probe until it is over.
 	if err := g.Do(t.Context(), time.Second, ok); err == nil || calls != 1 {
 		t.Fatalf("after a probe that failed: %v, %d calls", err, calls)
 	}
+	told("skipped")
 	// The next probe gets an answer: calls go through again.
 	mu.Lock()
 	probeErr = nil
@@ -109,13 +131,9 @@ func TestGateProbes(t *testing.T) {
 	if err := g.Do(t.Context(), time.Second, ok); err == nil || calls != 1 {
 		t.Fatalf("the call that started the second probe: %v, %d calls", err, calls)
 	}
-	<-probes
-	for deadline := time.Now().Add(10 * time.Second); g.Do(t.Context(), time.Second, ok) != nil; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("calls still skipped after a probe that got an answer")
-		}
+	told("ok", "skipped")
+	if err := g.Do(t.Context(), time.Second, ok); err != nil || calls != 2 {
+		t.Fatalf("after a probe that got an answer: %v, %d calls (want 2)", err, calls)
 	}
-	if calls != 2 {
-		t.Fatalf("%d calls, want 2", calls)
-	}
+	told("ok")
 }
