@@ -18,7 +18,7 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return mlNAB(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "eval" {
-		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--per-label N] [--json]")
+		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--per-label N] [--no-lexicon] [--json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("adaptflow ml eval", flag.ContinueOnError)
@@ -28,12 +28,13 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	split := fs.Float64("split", 0, "without --test: keep this fraction of each label of --train for testing (stratified, fixed seed)")
 	perLabel := fs.Int("per-label", 0, "train on at most this many examples per label")
 	seed := fs.Uint64("seed", 1, "seed of the split")
+	noLexicon := fs.Bool("no-lexicon", false, "leave out the words' concepts (the embedded English lexicon), as a comparison")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	if _, err := parseFlags(fs, args[1:]); err != nil {
 		return 2
 	}
 	if *trainPath == "" || (*testPath == "") == (*split <= 0) {
-		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--per-label N] [--json]")
+		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--per-label N] [--no-lexicon] [--json]")
 		return 2
 	}
 	read := func(path string) ([]classify.Example, error) {
@@ -61,7 +62,7 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *perLabel > 0 {
 		train = classify.PerLabel(train, *perLabel, *seed)
 	}
-	_, rep, err := classify.Evaluate(train, test, classify.Options{})
+	_, rep, err := classify.Evaluate(train, test, classify.Options{NoLexicon: *noLexicon})
 	if err != nil {
 		fmt.Fprintln(stderr, "adaptflow ml eval:", err)
 		return 1

@@ -30,6 +30,38 @@ func examples() []classify.Example {
 	return out
 }
 
+// Words never taught are known by their meaning: a classifier taught
+// "purchase" knows "buy" (the embedded lexicon); without it "buy" is a
+// word like any other.
+func TestClassifyBySynonyms(t *testing.T) {
+	taught := []classify.Example{
+		{Text: "I want to purchase a gift card", Label: "order"},
+		{Text: "purchase two tickets", Label: "order"},
+		{Text: "can I purchase it online", Label: "order"},
+		{Text: "I mislaid my gift card", Label: "lost"},
+		{Text: "the tickets are mislaid", Label: "lost"},
+		{Text: "I think I mislaid it online", Label: "lost"},
+	}
+	for _, lex := range []bool{true, false} {
+		m, err := classify.Train(taught, classify.Options{NoLexicon: !lex})
+		if err != nil {
+			t.Fatal(err)
+		}
+		known := 0
+		for _, text := range []string{"buy", "buying", "bought"} {
+			r := m.Classify(text)
+			if r.Label == "order" && r.Confidence >= 0.7 {
+				known++
+			} else if lex {
+				t.Errorf("%q: %s (%.2f), want order, at least 0.7", text, r.Label, r.Confidence)
+			}
+		}
+		if !lex && known > 0 {
+			t.Errorf("without the lexicon %d of 3 forms of buy were known: the test shows nothing", known)
+		}
+	}
+}
+
 func TestClassifyUnseenPhrasings(t *testing.T) {
 	m, err := classify.Train(examples(), classify.Options{})
 	if err != nil {

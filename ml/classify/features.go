@@ -3,8 +3,9 @@
 // download, trained on a classifier's labeled examples.
 //
 // Features are hashed word unigrams and bigrams and character n-grams
-// (3 to 5, within words and across word boundaries) with sublinear TF-IDF
-// weights, L2-normalized; the
+// (3 to 5, within words and across word boundaries), and the concepts
+// each word can stand for (WordNet's synsets and their hypernyms, from the
+// embedded lexicon), with sublinear TF-IDF weights, L2-normalized; the
 // model is a multinomial logistic regression trained by SGD; confidence is
 // calibrated by temperature scaling on a held-out slice of the examples,
 // with each label's share of the examples taken out (logit adjustment), so
@@ -13,6 +14,8 @@ package classify
 
 import (
 	"math"
+
+	"github.com/adaptflow/adaptflow/ml/classify/lexicon"
 	"slices"
 	"strings"
 	"unicode"
@@ -63,8 +66,48 @@ func hashRunes(kind byte, rs []rune) uint32 {
 }
 
 // rawCounts are the hashed feature counts of a text.
-func rawCounts(text string) map[uint32]float32 {
+func rawCounts(text string) map[uint32]float32 { return countsOf(tokens(text)) }
+
+// conceptWeight is what each of a word's concepts counts for, against a
+// word's 1: measured on BANKING77 with 10 examples per label (1 and 3 do
+// less well); with every example the concepts change little.
+const conceptWeight = 2
+
+// modelCounts are the features of the embedded classifier: rawCounts and,
+// unless opts.NoLexicon, the concepts each word can stand for (by
+// WordNet), hashed, so that words of one meaning share features: "buy"
+// learns from "purchase". The hashing embedding leaves them out: stored
+// embeddings keep their meaning.
+func modelCounts(text string, opts Options) map[uint32]float32 {
 	toks := tokens(text)
+	counts := countsOf(toks)
+	if opts.NoLexicon {
+		return counts
+	}
+	lex := lexicon.Default()
+	var concepts []uint32
+	for _, t := range toks {
+		concepts = lex.Concepts(concepts[:0], t)
+		for _, c := range concepts {
+			counts[hashConcept(c)] += conceptWeight
+		}
+	}
+	return counts
+}
+
+// hashConcept is the bucket of a lexicon concept.
+func hashConcept(c uint32) uint32 {
+	h := uint32(fnvOffset)
+	h = (h ^ 'k') * fnvPrime
+	for range 4 {
+		h = (h ^ c&0xff) * fnvPrime
+		c >>= 8
+	}
+	return h & (1<<featureBits - 1)
+}
+
+// countsOf are the hashed feature counts of a text's tokens.
+func countsOf(toks []string) map[uint32]float32 {
 	counts := make(map[uint32]float32, 16*len(toks)+4)
 	var padded []rune
 	for i, t := range toks {

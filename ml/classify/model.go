@@ -30,6 +30,10 @@ type Options struct {
 	// again on every example once the temperature is set.
 	KeepHoldout bool
 	Seed        uint64
+	// NoLexicon leaves out the concepts of the words (the embedded English
+	// lexicon, package lexicon): features of the text's own words and
+	// characters only.
+	NoLexicon bool
 
 	// ctx stops a training (see TrainContext).
 	ctx context.Context
@@ -177,7 +181,7 @@ func fitModel(labels []string, labelIdx map[string]int, examples []Example, opts
 	m := &Model{Labels: labels, vocab: map[uint32]int32{}, bias: make([]float32, len(labels)), Temperature: 1, examples: len(examples), opts: kept, seed: opts.Seed}
 	var df []int
 	for i, e := range examples {
-		counts[i] = rawCounts(e.Text)
+		counts[i] = modelCounts(e.Text, opts)
 		for idx := range counts[i] {
 			r, ok := m.vocab[idx]
 			if !ok {
@@ -211,7 +215,7 @@ func fitModel(labels []string, labelIdx map[string]int, examples []Example, opts
 	return m
 }
 
-func (m *Model) features(text string) []row { return m.vectorize(rawCounts(text)) }
+func (m *Model) features(text string) []row { return m.vectorize(modelCounts(text, m.opts)) }
 
 // Update returns a copy of the model that has also learned from added
 // examples (a reviewer's corrections), in a fraction of the time Train
@@ -257,7 +261,7 @@ func (m *Model) Update(added, replay []Example) *Model {
 	df := map[uint32]int{}
 	counts := make([]map[uint32]float32, len(added))
 	for i, e := range added {
-		counts[i] = rawCounts(e.Text)
+		counts[i] = modelCounts(e.Text, u.opts)
 		for idx := range counts[i] {
 			if _, ok := u.vocab[idx]; !ok {
 				df[idx]++
