@@ -584,3 +584,38 @@ func TestFirstTrainingOutlastsAnAttempt(t *testing.T) {
 		t.Fatalf("%v full trainings (want 1), %d heartbeats", full, heartbeats.Load())
 	}
 }
+
+// The embedded classifier knows English words it was not taught by their
+// meaning ("purchase" teaches "buy"); a classifier of another language
+// learns from its examples alone, and a definition that changes its
+// language trains again.
+func TestClassifierLanguage(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	acts := &activities.Activities{}
+	env.RegisterActivity(acts)
+	shop := process.ClassifySpec{Name: "shop", Field: "message", Labels: []string{"order", "lost"}, Examples: []process.LabeledText{
+		{Text: "I want to purchase a gift card", Label: "order"}, {Text: "purchase two tickets", Label: "order"}, {Text: "can I purchase it online", Label: "order"},
+		{Text: "I mislaid my gift card", Label: "lost"}, {Text: "the tickets are mislaid", Label: "lost"}, {Text: "I think I mislaid it online", Label: "lost"},
+	}}
+	classified := func(language string) activities.ClassifyResult {
+		t.Helper()
+		s := shop
+		s.Language = language
+		v, err := env.ExecuteActivity(acts.Classify, activities.ClassifyInput{Spec: s, Text: "buying"})
+		var res activities.ClassifyResult
+		if err == nil {
+			err = v.Get(&res)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	for _, language := range []string{"", "en-GB", "de", ""} {
+		res := classified(language)
+		if known := res.Label == "order" && res.Confidence >= 0.7; known != (language != "de") {
+			t.Errorf("language %q: %q is %s (%.2f)", language, "buying", res.Label, res.Confidence)
+		}
+	}
+}

@@ -68,9 +68,9 @@ func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (
 	var d classify.Diagnosis
 	var err error
 	if in.Folds > 1 {
-		rep, d, err = classify.CrossValidate(ctx, examples, in.Folds, classify.Options{}, EvaluateMistakes)
+		rep, d, err = classify.CrossValidate(ctx, examples, in.Folds, trainOptions(in.Spec), EvaluateMistakes)
 	} else {
-		rep, d, err = classify.HoldOut(ctx, examples, in.Holdout, classify.Options{}, EvaluateMistakes)
+		rep, d, err = classify.HoldOut(ctx, examples, in.Holdout, trainOptions(in.Spec), EvaluateMistakes)
 	}
 	switch {
 	case ctx.Err() != nil:

@@ -35,9 +35,10 @@ const (
 // classifierModel is the embedded model of one classifier and what it
 // has learned.
 type classifierModel struct {
-	mu       sync.Mutex // guards what follows
-	spec     string     // hash of the spec the model follows
-	key      string     // hash of the spec and of the stored examples' version
+	mu       sync.Mutex       // guards what follows
+	spec     string           // hash of the spec the model follows
+	opts     classify.Options // the spec's training options
+	key      string           // hash of the spec and of the stored examples' version
 	model    *classify.Model
 	examples []classify.Example // what the model has learned, in order
 	learned  map[string]bool    // exampleKey of each of examples
@@ -66,6 +67,12 @@ type fullTraining struct {
 	err   error
 }
 
+// trainOptions are the embedded classifier's options for spec: the
+// lexicon for English texts only.
+func trainOptions(spec process.ClassifySpec) classify.Options {
+	return classify.Options{NoLexicon: !spec.English()}
+}
+
 func exampleKey(e classify.Example) string { return e.Label + "\x00" + e.Text }
 
 // embeddedModel is the classifier's model for its current examples, and
@@ -87,10 +94,11 @@ func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpe
 	if m := a.current(c, spec.Name, specKey, key, examples); m != nil {
 		return m, c, nil
 	}
+	opts := trainOptions(spec)
 	for {
-		tr := a.trainFull(c, specKey, key, examples)
+		tr := a.trainFull(c, opts, specKey, key, examples)
 		if tr == nil { // the worker is stopping: train within the attempt
-			m, err := a.trainNow(ctx, c, specKey, key, examples)
+			m, err := a.trainNow(ctx, c, opts, specKey, key, examples)
 			return m, c, err
 		}
 		if err := waitFor(ctx, tr.done); err != nil {
@@ -114,7 +122,7 @@ func (a *Activities) embeddedModel(ctx context.Context, spec process.ClassifySpe
 // trainFull is the full training running for c, or one started on
 // examples (which key names) in the background; nil once Close has
 // stopped the background work.
-func (a *Activities) trainFull(c *classifierModel, specKey, key string, examples []classify.Example) *fullTraining {
+func (a *Activities) trainFull(c *classifierModel, opts classify.Options, specKey, key string, examples []classify.Example) *fullTraining {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.full != nil {
@@ -122,7 +130,7 @@ func (a *Activities) trainFull(c *classifierModel, specKey, key string, examples
 	}
 	tr := &fullTraining{key: key, done: make(chan struct{})}
 	if !a.background(func(ctx context.Context) {
-		tr.model, tr.err = a.trainNow(ctx, c, specKey, key, examples)
+		tr.model, tr.err = a.trainNow(ctx, c, opts, specKey, key, examples)
 		c.mu.Lock()
 		c.full = nil
 		c.mu.Unlock()
@@ -135,9 +143,9 @@ func (a *Activities) trainFull(c *classifierModel, specKey, key string, examples
 }
 
 // trainNow trains c's model on examples and puts it in place.
-func (a *Activities) trainNow(ctx context.Context, c *classifierModel, specKey, key string, examples []classify.Example) (*classify.Model, error) {
+func (a *Activities) trainNow(ctx context.Context, c *classifierModel, opts classify.Options, specKey, key string, examples []classify.Example) (*classify.Model, error) {
 	start := time.Now()
-	m, err := classify.TrainContext(ctx, examples, classify.Options{})
+	m, err := classify.TrainContext(ctx, examples, opts)
 	if ctx.Err() != nil {
 		a.Metrics.trained("stopped", time.Since(start))
 		return nil, ctx.Err()
@@ -147,7 +155,7 @@ func (a *Activities) trainNow(ctx context.Context, c *classifierModel, specKey, 
 	}
 	a.Metrics.trained("full", time.Since(start))
 	c.mu.Lock()
-	c.spec, c.key, c.model, c.patched = specKey, key, m, false
+	c.spec, c.opts, c.key, c.model, c.patched = specKey, opts, key, m, false
 	c.setExamples(examples)
 	c.mu.Unlock()
 	return m, nil
@@ -307,10 +315,10 @@ func (a *Activities) retrainInBackground(ctx context.Context, c *classifierModel
 			c.mu.Unlock()
 			return
 		}
-		spec, examples := c.spec, c.examples
+		spec, opts, examples := c.spec, c.opts, c.examples
 		c.mu.Unlock()
 		start := time.Now()
-		m, err := classify.TrainContext(ctx, examples, classify.Options{})
+		m, err := classify.TrainContext(ctx, examples, opts)
 		if err != nil {
 			if ctx.Err() != nil {
 				a.Metrics.trained("stopped", time.Since(start))

@@ -189,6 +189,18 @@ type ClassifySpec struct {
 	ReviewQueue string `json:"review_queue,omitempty" yaml:"review_queue,omitempty"`
 	// Examples seed the classifier; more come from reviewers' verdicts.
 	Examples []LabeledText `json:"examples,omitempty" yaml:"examples,omitempty"`
+	// Language is the language of the texts, a BCP 47 tag (default "en").
+	// The embedded classifier knows English words by their meaning (its
+	// lexicon); texts of another language it learns from their examples
+	// alone.
+	Language string `json:"language,omitempty" yaml:"language,omitempty"`
+}
+
+// English says whether the texts are in English (Language unset, "en",
+// "en-…" or "eng").
+func (c *ClassifySpec) English() bool {
+	primary, _, _ := strings.Cut(c.Language, "-")
+	return c.Language == "" || strings.EqualFold(primary, "en") || strings.EqualFold(primary, "eng")
 }
 
 // TextFields are the input fields the text is read from.

@@ -205,6 +205,15 @@ func TestClassifyFields(t *testing.T) {
 	if got := d.Classify.Text(map[string]any{"message": "hi", "form_text": "  "}); got != "hi" {
 		t.Fatalf("text with an empty form %q", got)
 	}
+	if !d.Classify.English() {
+		t.Fatal("no language: not English")
+	}
+	for lang, english := range map[string]bool{"en": true, "EN-gb": true, "de": false, "de-CH": false, "eng": true} {
+		d, err := process.ParseDefinition([]byte(strings.Replace(classifyDef, "labels: [", "language: "+lang+"\n  labels: [", 1)))
+		if err != nil || d.Classify.English() != english {
+			t.Fatalf("language %s: English %v, want %v (%v)", lang, d != nil && d.Classify.English(), english, err)
+		}
+	}
 	single := process.ClassifySpec{Field: "message"}
 	if got := single.Text(map[string]any{"message": "hi", "form_text": "x"}); got != "hi" || !slices.Equal(single.TextFields(), []string{"message"}) {
 		t.Fatalf("one field: %q %v", got, single.TextFields())
@@ -217,6 +226,8 @@ func TestClassifyFields(t *testing.T) {
 		"neither field": {"fields: [message, form_text]", "", "classify.field: must name a string field"},
 		"bad pattern":   {"'EUR ([0-9]+)'", "'EUR ([0-9]+'", "classify.extract[0].pattern: is not a regular expression"},
 		"two groups":    {"'EUR ([0-9]+)'", "'(EUR) ([0-9]+)'", "classify.extract[0].pattern: may have at most one capture group, the value (got 2)"},
+		"language":      {"labels: [", "language: english\n  labels: [", `classify.language: is not a language tag such as "en" or "de-CH" (got "english")`},
+		"language form": {"labels: [", "language: de_CH\n  labels: [", `classify.language: is not a language tag`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := process.ParseDefinition([]byte(strings.Replace(classifyDef, tc.from, tc.to, 1)))

@@ -107,6 +107,10 @@ func ParsePolicy(data []byte) (*Policy, error) {
 
 var identRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 
+// languageRE is a BCP 47 tag: a language of 2 or 3 letters, then subtags
+// (script, region, variant).
+var languageRE = regexp.MustCompile(`^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$`)
+
 // ValidName reports whether s can name a process, step, queue or policy.
 func ValidName(s string) bool { return identRE.MatchString(s) }
 
@@ -325,6 +329,9 @@ func (d *Definition) Validate() error {
 		}
 		if c.ReviewQueue != "" && !identRE.MatchString(c.ReviewQueue) {
 			es.Add("classify.review_queue", "is not a valid queue name (got %q)", c.ReviewQueue)
+		}
+		if c.Language != "" && !languageRE.MatchString(c.Language) {
+			es.Add("classify.language", `is not a language tag such as "en" or "de-CH" (got %q)`, c.Language)
 		}
 		for i, e := range c.Examples {
 			if !labels[e.Label] {
