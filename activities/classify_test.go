@@ -619,3 +619,36 @@ func TestClassifierLanguage(t *testing.T) {
 		}
 	}
 }
+
+// An evaluation of the LLM asks it about the held-out examples and says
+// what it asked; without an LLM, or with folds, it is refused for good.
+func TestEvaluateTheLLM(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	acts := &activities.Activities{}
+	env.RegisterActivity(acts)
+	in := activities.EvaluateInput{Spec: spec, Holdout: 0.5, Model: activities.EvaluateLLM, Limit: 10}
+	if _, err := env.ExecuteActivity(acts.EvaluateClassifier, in); err == nil || !strings.Contains(err.Error(), "no LLM is configured") {
+		t.Fatalf("no LLM: %v", err)
+	}
+	srv := openaitest.New(t, openaitest.Reply{Content: `{"label":"refund","confidence":0.9,"fields":{"amount":null},"rationale":"r"}`})
+	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: srv.BaseURL(), Model: "test-model", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts.LLM = l
+	folds := in
+	folds.Holdout, folds.Folds = 0, 2
+	if _, err := env.ExecuteActivity(acts.EvaluateClassifier, folds); err == nil || !strings.Contains(err.Error(), "not cross-validated") {
+		t.Fatalf("folds: %v", err)
+	}
+	v, err := env.ExecuteActivity(acts.EvaluateClassifier, in)
+	var res activities.EvaluateResult
+	if err == nil {
+		err = v.Get(&res)
+	}
+	// Two held out (one a label), both read as refunds: one right.
+	if err != nil || res.Model != "llm:test-model" || res.LLM == nil || res.LLM.Asked != 2 || res.Test != 2 || res.Accuracy != 0.5 || srv.Calls() != 2 || len(res.Mistakes) != 1 {
+		t.Fatalf("%+v (%d calls): %v", res, srv.Calls(), err)
+	}
+}

@@ -21,7 +21,21 @@ type EvaluateInput struct {
 	Spec    process.ClassifySpec `json:"spec"`
 	Holdout float64              `json:"holdout"`
 	Folds   int                  `json:"folds,omitempty"`
+	// Model is what is evaluated: "embedded" (or empty), or "llm", the
+	// configured LLM, asked about at most Limit held-out texts.
+	Model string `json:"model,omitempty"`
+	Limit int    `json:"limit,omitempty"`
 }
+
+// Evaluated models.
+const (
+	EvaluateEmbedded = "embedded"
+	EvaluateLLM      = "llm"
+)
+
+// llmEvalWorkers is how many held-out texts an evaluation of the LLM asks
+// about at once.
+const llmEvalWorkers = 4
 
 // EvaluateResult is how the embedded classifier fares on the held-out
 // examples.
@@ -66,10 +80,21 @@ func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (
 	examples := examplesOf(in.Spec, stored)
 	var rep classify.Report
 	var d classify.Diagnosis
+	var usage classify.LLMUsage
 	var err error
-	if in.Folds > 1 {
+	model := EmbeddedModel
+	switch {
+	case in.Model == EvaluateLLM && a.LLM == nil:
+		return EvaluateResult{}, invalid("classify: no LLM is configured (--llm-base-url, --llm-model) to evaluate", nil)
+	case in.Model == EvaluateLLM && in.Folds > 1:
+		return EvaluateResult{}, invalid("classify: an LLM is evaluated on a held-out share, not cross-validated", nil)
+	case in.Model == EvaluateLLM:
+		model = "llm:" + a.LLM.Model()
+		spec := classify.Spec{Labels: in.Spec.Labels, Extract: extractFields(in.Spec)}
+		rep, d, usage, err = classify.HoldOutLLM(ctx, a.LLM, spec, examples, in.Holdout, shots, in.Limit, llmEvalWorkers, EvaluateMistakes)
+	case in.Folds > 1:
 		rep, d, err = classify.CrossValidate(ctx, examples, in.Folds, trainOptions(in.Spec), EvaluateMistakes)
-	} else {
+	default:
 		rep, d, err = classify.HoldOut(ctx, examples, in.Holdout, trainOptions(in.Spec), EvaluateMistakes)
 	}
 	switch {
@@ -84,8 +109,11 @@ func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (
 		d.Mistakes[i].ID = ids[d.Mistakes[i].Text]
 	}
 	res := EvaluateResult{
-		Classifier: in.Spec.Name, Model: EmbeddedModel, Examples: len(examples), Holdout: in.Holdout, Folds: in.Folds, ExamplesVersion: version, Spec: SpecDigest(in.Spec),
+		Classifier: in.Spec.Name, Model: model, Examples: len(examples), Holdout: in.Holdout, Folds: in.Folds, ExamplesVersion: version, Spec: SpecDigest(in.Spec),
 		Report: rep, Labels: d.Labels, Mistakes: d.Mistakes,
+	}
+	if in.Model == EvaluateLLM {
+		res.LLM = &usage
 	}
 	// Kept as the classifier's last evaluation, for its process's page:
 	// also when the request that asked gave up waiting.

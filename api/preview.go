@@ -89,7 +89,16 @@ type EvaluateRequest struct {
 	// model trained on the other folds (for a classifier with few
 	// examples).
 	Folds *int `json:"folds,omitempty"`
+	// Model is what is evaluated: "embedded" (the default) or "llm" (the
+	// configured LLM, on a held-out share, asked about at most Limit
+	// texts: 1 to 2,000, default 200).
+	Model string `json:"model,omitempty"`
+	Limit *int   `json:"limit,omitempty"`
 }
+
+// defaultLLMLimit is how many held-out texts an evaluation of the LLM asks
+// about by default.
+const defaultLLMLimit = 200
 
 // classifierEvaluation evaluates the process's classifier on its own seed
 // and stored examples, before an instance meets it: the embedded
@@ -129,6 +138,28 @@ func (s *server) classifierEvaluation(c *gin.Context) {
 			return
 		}
 	}
+	switch req.Model {
+	case "", activities.EvaluateEmbedded:
+		if req.Limit != nil {
+			fail(c, badRequest("limit", `applies to model "llm"`))
+			return
+		}
+	case activities.EvaluateLLM:
+		if in.Folds > 0 {
+			fail(c, badRequest("folds", "an LLM is evaluated on a held-out share, not cross-validated"))
+			return
+		}
+		in.Model, in.Limit = req.Model, defaultLLMLimit
+		if req.Limit != nil {
+			if in.Limit = *req.Limit; in.Limit < 1 || in.Limit > 2000 {
+				fail(c, badRequest("limit", "must be between 1 and 2000 (got %d)", in.Limit))
+				return
+			}
+		}
+	default:
+		fail(c, badRequest("model", `must be "embedded" or "llm" (got %q)`, req.Model))
+		return
+	}
 	spec, ok := classifierOf(c, def)
 	if !ok {
 		return
@@ -140,7 +171,7 @@ func (s *server) classifierEvaluation(c *gin.Context) {
 	}
 	in.Spec = *spec
 	var res activities.EvaluateResult
-	if !s.awaitWorkflow(c, "classifier-evaluation-"+digestOf(process.JSON(spec), fmt.Appendf(nil, "%d/%g/%d", version, in.Holdout, in.Folds)), workflows.EvaluateClassifierWorkflow,
+	if !s.awaitWorkflow(c, "classifier-evaluation-"+digestOf(process.JSON(spec), fmt.Appendf(nil, "%d/%g/%d/%s/%d", version, in.Holdout, in.Folds, in.Model, in.Limit)), workflows.EvaluateClassifierWorkflow,
 		in, &res, "the evaluation is still running (a training on many examples)") {
 		return
 	}

@@ -871,6 +871,15 @@ catalog:
 				t.Fatalf("%s: %s", body, r.raw)
 			}
 		}
+		for body, field := range map[string]string{`{"model":"gpt"}`: "model", `{"limit":5}`: "limit", `{"model":"llm","limit":0}`: "limit", `{"model":"llm","folds":3}`: "folds"} {
+			if r := d.expect(d.call("POST", path, engineer, body), http.StatusBadRequest); r.body["error"].(map[string]any)["field"] != field {
+				t.Fatalf("%s: %s", body, r.raw)
+			}
+		}
+		// This server has no LLM: its evaluation is refused for good.
+		if r := d.expect(d.call("POST", path, engineer, `{"model":"llm"}`), http.StatusUnprocessableEntity); !strings.Contains(r.raw, "no LLM is configured") {
+			t.Fatalf("an LLM evaluation without an LLM: %s", r.raw)
+		}
 		d.expect(d.call("POST", "/v1/processes/order-fulfillment/classify/evaluate", engineer, ""), http.StatusConflict)
 		d.expect(d.call("POST", path, reviewer, ""), http.StatusForbidden)
 		var out, errOut bytes.Buffer

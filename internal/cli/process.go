@@ -29,7 +29,7 @@ const processUsage = `usage:
   adaptflow process signals NAME [--since 7d] [--bucket 1h] [--version N] [--flagged 5]
   adaptflow process observations NAME SIGNAL [--since 30d] [--anomalous] [--version N]   (CSV, oldest first)
   adaptflow process classify NAME (--text TEXT | --text - | --input JSON) [--version N]   (try its classifier; no instance)
-  adaptflow process evaluate NAME [--holdout 0.2 | --folds 5] [--version N]   (its classifier on its own examples: a share of each label's held out, or cross-validated; the weakest labels, the surest mistakes)
+  adaptflow process evaluate NAME [--holdout 0.2 | --folds 5] [--llm [--limit 200]] [--version N]   (its classifier, or the LLM, on its own examples: a share of each label's held out, or cross-validated; the weakest labels, the surest mistakes)
   adaptflow process schedules NAME [--pause ID | --resume ID] [--note TEXT]   (its schedules, and when each next starts an instance)
   adaptflow process diff NAME [--from N] [--to N]   (what changed between two versions of its definition; default the latest against the one before)
   adaptflow process pause NAME [--note TEXT]    (hold its new instances: stored, not started, until resumed)
@@ -116,6 +116,8 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	input := fs.String("input", "", "classify: an instance's input as JSON; the text is taken from it as for an instance")
 	holdout := fs.Float64("holdout", 0.2, "evaluate: the share of each label's examples held out to test (0.05 to 0.5)")
 	folds := fs.Int("folds", 0, "evaluate: cross-validate over this many folds instead (2 to 10): every example tested once, for a classifier with few examples")
+	evalLLM := fs.Bool("llm", false, "evaluate: the server's LLM, not the embedded classifier (one request per held-out text)")
+	limit := fs.Int("limit", 0, "evaluate --llm: ask about at most this many held-out texts (default 200)")
 	pause := fs.String("pause", "", "schedules: pause this schedule (it starts nothing until resumed)")
 	resume := fs.String("resume", "", "schedules: resume this schedule")
 	from := fs.Int("from", 0, "diff: the older version (default the one before --to)")
@@ -171,7 +173,7 @@ func Process(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if sub == "evaluate" {
-		if err := evaluateClassifier(ctx, rf.remote(), pos[0], *holdout, *folds, *version, *asJSON, stdout); err != nil {
+		if err := evaluateClassifier(ctx, rf.remote(), pos[0], evaluation{holdout: *holdout, folds: *folds, llm: *evalLLM, limit: *limit}, *version, *asJSON, stdout); err != nil {
 			fmt.Fprintf(stderr, "adaptflow process evaluate: %v\n", err)
 			return 1
 		}
@@ -589,14 +591,28 @@ func stateOf(v store.SignalVerdict) string {
 // evaluateClassifier asks the server to evaluate the process's classifier
 // on its own examples, and prints the figures, the weakest labels and the
 // surest mistakes.
-func evaluateClassifier(ctx context.Context, r *remote, name string, holdout float64, folds, version int, asJSON bool, w io.Writer) error {
+// evaluation is what `process evaluate` asks for.
+type evaluation struct {
+	holdout float64
+	folds   int
+	llm     bool
+	limit   int
+}
+
+func evaluateClassifier(ctx context.Context, r *remote, name string, ev evaluation, version int, asJSON bool, w io.Writer) error {
 	path := "/v1/processes/" + url.PathEscape(name) + "/classify/evaluate"
 	if version != 0 {
 		path += "?version=" + strconv.Itoa(version)
 	}
-	body := map[string]any{"holdout": holdout}
-	if folds != 0 {
-		body = map[string]any{"folds": folds}
+	body := map[string]any{"holdout": ev.holdout}
+	if ev.folds != 0 {
+		body = map[string]any{"folds": ev.folds}
+	}
+	if ev.llm {
+		body["model"] = "llm"
+	}
+	if ev.limit != 0 {
+		body["limit"] = ev.limit
 	}
 	raw, err := r.ask(ctx, path, body, asJSON, w)
 	if raw == nil {
@@ -614,8 +630,15 @@ func evaluateClassifier(ctx context.Context, r *remote, name string, holdout flo
 	} else {
 		fmt.Fprintf(w, "classifier %s (%s): %d examples, %d learned from, %d held out (%.0f%% of each label's)\n", e.Classifier, e.Model, e.Examples, e.Train, e.Test, e.Holdout*100)
 	}
-	fmt.Fprintf(w, "accuracy %.3f, macro-F1 %.3f, accuracy on the surest 80%% %.3f, calibration error %.3f, trained in %.1f s\n",
-		e.Accuracy, e.MacroF1, e.SelectiveAccuracy80, e.ECE, e.TrainingSeconds)
+	if e.LLM != nil {
+		fmt.Fprintf(w, "accuracy %.3f, macro-F1 %.3f, accuracy on the surest 80%% %.3f, calibration error %.3f, p99 latency %.0f ms\n",
+			e.Accuracy, e.MacroF1, e.SelectiveAccuracy80, e.ECE, e.P99LatencyMS)
+		fmt.Fprintf(w, "the LLM was asked about %d held-out texts: %d unanswered (counted wrong), %d from its cache; %d prompt and %d completion tokens\n",
+			e.LLM.Asked, e.LLM.Failed, e.LLM.Cached, e.LLM.PromptTokens, e.LLM.CompletionTokens)
+	} else {
+		fmt.Fprintf(w, "accuracy %.3f, macro-F1 %.3f, accuracy on the surest 80%% %.3f, calibration error %.3f, trained in %.1f s\n",
+			e.Accuracy, e.MacroF1, e.SelectiveAccuracy80, e.ECE, e.TrainingSeconds)
+	}
 	const weakest = 10
 	fmt.Fprintf(w, "\nthe weakest labels (of %d):\n", len(e.Labels))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

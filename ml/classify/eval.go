@@ -288,6 +288,8 @@ type Evaluation struct {
 	// count of labels is their length).
 	Labels   []LabelQuality `json:"labels"`
 	Mistakes []Mistake      `json:"mistakes"`
+	// LLM is what an evaluation of the LLM asked of it.
+	LLM *LLMUsage `json:"llm,omitempty"`
 }
 
 // LabelQuality is how a model fares on the test examples of one label.

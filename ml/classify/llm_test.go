@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -145,5 +146,100 @@ func TestEmbedder(t *testing.T) {
 	hv, err := h.Embed(t.Context(), texts[:1])
 	if err != nil || h.Provider() || len(hv[0]) != 32 || fmt.Sprint(hv[0]) != fmt.Sprint(classify.HashEmbedding(texts[0], 32)) {
 		t.Fatalf("hashing embedder: %v %v", hv, err)
+	}
+}
+
+// An LLM is measured on held-out examples as instances meet it: each text
+// with the most similar other examples as shots (never itself); a text it
+// fails on is a mistake at confidence 0; answers it gave before come from
+// its cache; limit bounds what is asked.
+func TestHoldOutLLM(t *testing.T) {
+	var examples []classify.Example
+	for i := range 10 {
+		examples = append(examples,
+			classify.Example{Text: fmt.Sprintf("refund order %d please", i), Label: "refund"},
+			classify.Example{Text: fmt.Sprintf("I complain about parcel %d", i), Label: "complaint"})
+		q := fmt.Sprintf("a question about item %d", i)
+		switch {
+		case i%4 == 1:
+			q += " boom" // the LLM fails on it
+		case i%2 == 0:
+			q += " maybe refund" // the LLM is sure it is a refund
+		}
+		examples = append(examples, classify.Example{Text: q, Label: "question"})
+	}
+	s := openaitest.New(t)
+	var mu sync.Mutex
+	leaked := 0
+	s.AnswerWith(func(req map[string]any) openaitest.Reply {
+		text := openaitest.LastUserText(req)
+		msgs := req["messages"].([]any)
+		mu.Lock()
+		for _, m := range msgs[:len(msgs)-1] {
+			if m.(map[string]any)["content"] == text {
+				leaked++
+			}
+		}
+		mu.Unlock()
+		answer := func(label string, conf float64) openaitest.Reply {
+			return openaitest.Reply{Content: fmt.Sprintf(`{"label":%q,"confidence":%g,"fields":{"amount":null,"order_id":null},"rationale":"r"}`, label, conf)}
+		}
+		switch {
+		case strings.Contains(text, "boom"):
+			return openaitest.Reply{Status: http.StatusInternalServerError}
+		case strings.Contains(text, "refund"):
+			return answer("refund", 0.95)
+		case strings.Contains(text, "complain"):
+			return answer("complaint", 0.8)
+		}
+		return answer("question", 0.7)
+	})
+	l := llm(t, s, time.Second)
+	_, test := classify.StratifiedSplit(examples, 0.5, 1)
+	right, failed, sure := 0, 0, 0
+	for _, e := range test {
+		switch {
+		case strings.Contains(e.Text, "boom"):
+			failed++
+		case strings.Contains(e.Text, "maybe"):
+			sure++
+		default:
+			right++
+		}
+	}
+	if failed == 0 || sure == 0 {
+		t.Fatalf("the split holds out %d failures and %d sure mistakes: the test shows nothing", failed, sure)
+	}
+	rep, d, usage, err := classify.HoldOutLLM(t.Context(), l, spec, examples, 0.5, 3, 0, 4, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Test != len(test) || rep.Train != len(examples)-len(test) || rep.Accuracy != float64(right)/float64(len(test)) || rep.Labels != 3 {
+		t.Fatalf("report %+v, want %d tested, %d right", rep, len(test), right)
+	}
+	if usage.Asked != len(test) || usage.Failed != failed || usage.Cached != 0 || usage.PromptTokens != 120*(len(test)-failed) || usage.CompletionTokens != 30*(len(test)-failed) {
+		t.Fatalf("usage %+v, want %d asked, %d failed", usage, len(test), failed)
+	}
+	if leaked != 0 {
+		t.Fatalf("%d requests had their own text among the shots", leaked)
+	}
+	if len(d.Mistakes) != failed+sure || d.Mistakes[0].Confidence != 0.95 || d.Mistakes[0].Predicted != "refund" || d.Mistakes[len(d.Mistakes)-1].Confidence != 0 {
+		t.Fatalf("mistakes %+v", d.Mistakes)
+	}
+	// Again: what it answered comes from its cache; the failures are asked again.
+	calls := s.Calls()
+	if _, _, usage, err = classify.HoldOutLLM(t.Context(), l, spec, examples, 0.5, 3, 0, 4, 20); err != nil || usage.Cached != len(test)-failed || s.Calls() != calls+failed {
+		t.Fatalf("again: %+v, %d calls (want %d): %v", usage, s.Calls()-calls, failed, err)
+	}
+	if rep, _, usage, err = classify.HoldOutLLM(t.Context(), l, spec, examples, 0.5, 3, 4, 4, 20); err != nil || rep.Test != 4 || usage.Asked != 4 {
+		t.Fatalf("limited to 4: %+v %+v: %v", rep, usage, err)
+	}
+	// An LLM that answers nothing.
+	down := openaitest.New(t, openaitest.Reply{Status: http.StatusServiceUnavailable})
+	if _, _, usage, err = classify.HoldOutLLM(t.Context(), llm(t, down, time.Second), spec, examples, 0.5, 3, 0, 4, 20); !errors.Is(err, classify.ErrLLMDown) || usage.Failed != usage.Asked {
+		t.Fatalf("an LLM down: %+v: %v", usage, err)
+	}
+	if _, _, _, err = classify.HoldOutLLM(t.Context(), l, spec, examples[:3], 0.5, 3, 0, 4, 20); !errors.Is(err, classify.ErrTooFew) {
+		t.Fatalf("too few: %v", err)
 	}
 }

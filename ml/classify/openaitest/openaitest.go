@@ -34,6 +34,7 @@ type Server struct {
 	replies []Reply
 	mu      sync.Mutex
 	last    map[string]any
+	answer  func(req map[string]any) Reply
 	// Embedding requests: how many, their dimension (default 16), and the
 	// status to answer them with (0: embeddings).
 	embedCalls  atomic.Int32
@@ -158,6 +159,28 @@ func New(t testing.TB, replies ...Reply) *Server {
 	return s
 }
 
+// AnswerWith makes the server answer each chat completion with what f
+// makes of its request (the JSON body), in place of the replies in turn:
+// a model that reads the text.
+func (s *Server) AnswerWith(f func(req map[string]any) Reply) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.answer = f
+}
+
+// LastUserText is the content of the last user message of a chat
+// completion request: the text to classify.
+func LastUserText(req map[string]any) string {
+	msgs, _ := req["messages"].([]any)
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if m, _ := msgs[i].(map[string]any); m["role"] == "user" {
+			text, _ := m["content"].(string)
+			return text
+		}
+	}
+	return ""
+}
+
 // BaseURL is the API base to configure a client with.
 func (s *Server) BaseURL() string { return s.URL + "/v1" }
 
@@ -186,8 +209,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	_ = json.Unmarshal(body, &req)
 	s.mu.Lock()
 	s.last = req
+	answer := s.answer
 	s.mu.Unlock()
-	rep := s.replies[min(n, len(s.replies)-1)]
+	var rep Reply
+	if answer != nil {
+		rep = answer(req)
+	} else {
+		rep = s.replies[min(n, len(s.replies)-1)]
+	}
 	if rep.Delay > 0 {
 		select {
 		case <-time.After(rep.Delay):

@@ -1,0 +1,171 @@
+package classify
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+)
+
+// LLMUsage is what an evaluation asked of an LLM.
+type LLMUsage struct {
+	// Asked is how many held-out texts it was asked to classify, Failed
+	// how many of those it gave no answer for (counted wrong, at
+	// confidence 0), Cached how many it had answered before (the LLM's
+	// cache: asked nothing).
+	Asked            int `json:"asked"`
+	Failed           int `json:"failed"`
+	Cached           int `json:"cached"`
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+}
+
+// ErrLLMDown is returned by HoldOutLLM when the LLM answered none of the
+// held-out texts.
+var ErrLLMDown = errors.New("the LLM answered none of the held-out texts")
+
+// HoldOutLLM measures llm on a stratified held-out share (frac) of each
+// label's examples as instances meet it: each held-out text is classified
+// with the shots most similar to it among the other examples (by the
+// hashing embedding) as few-shot context. At most limit texts are asked
+// (a stratified sample of the held-out share, fixed), workers at a time.
+// A text the LLM
+// fails on counts as a mistake at confidence 0. The figures are Report's
+// (latency is the LLM's, with its cache), less the training's.
+func HoldOutLLM(ctx context.Context, llm *LLM, spec Spec, examples []Example, frac float64, shots, limit, workers, mistakes int) (Report, Diagnosis, LLMUsage, error) {
+	train, test := StratifiedSplit(examples, frac, 1)
+	if len(test) == 0 {
+		return Report{}, Diagnosis{}, LLMUsage{}, ErrTooFew
+	}
+	if limit > 0 && len(test) > limit {
+		test = stratifiedSample(test, limit)
+	}
+	vecs := make([][]float32, len(train))
+	for i, e := range train {
+		vecs[i] = HashEmbedding(e.Text, HashDim)
+	}
+	preds := make([]prediction, len(test))
+	usage := LLMUsage{Asked: len(test)}
+	var mu sync.Mutex
+	var lastErr error
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range max(workers, 1) {
+		wg.Go(func() {
+			for i := range work {
+				e := test[i]
+				t0 := time.Now()
+				r, err := llm.Classify(ctx, spec, e.Text, nearestShots(train, vecs, e.Text, shots))
+				p := prediction{Example: e, latency: time.Since(t0)}
+				if err == nil {
+					p.got = Result{Label: r.Label, Confidence: r.Confidence}
+				}
+				mu.Lock()
+				preds[i] = p
+				switch {
+				case err != nil:
+					usage.Failed++
+					lastErr = err
+				case r.Cached:
+					usage.Cached++
+				default:
+					usage.PromptTokens += r.PromptTokens
+					usage.CompletionTokens += r.CompletionTokens
+				}
+				mu.Unlock()
+			}
+		})
+	}
+feed:
+	for i := range test {
+		select {
+		case work <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return Report{}, Diagnosis{}, usage, err
+	}
+	if usage.Failed == len(test) {
+		return Report{}, Diagnosis{}, usage, fmt.Errorf("%w (%d): %w", ErrLLMDown, len(test), lastErr)
+	}
+	rep := measure(preds)
+	rep.Train, rep.Labels = len(train), len(labelsOf(examples))
+	return rep, diagnose(preds, mistakes), usage, nil
+}
+
+// nearestShots are the n examples most similar to text by the hashing
+// embedding (vecs are theirs), the nearest first.
+func nearestShots(examples []Example, vecs [][]float32, text string, n int) []Shot {
+	q := HashEmbedding(text, HashDim)
+	type scored struct {
+		i   int
+		sim float32
+	}
+	var top []scored
+	for i, v := range vecs {
+		var dot float32
+		for k := range q {
+			dot += q[k] * v[k]
+		}
+		if len(top) < n || dot > top[len(top)-1].sim {
+			at := len(top)
+			for at > 0 && top[at-1].sim < dot {
+				at--
+			}
+			top = append(top[:at], append([]scored{{i, dot}}, top[at:]...)...)
+			if len(top) > n {
+				top = top[:n]
+			}
+		}
+	}
+	out := make([]Shot, len(top))
+	for k, s := range top {
+		out[k] = Shot{Text: examples[s.i].Text, Label: examples[s.i].Label}
+	}
+	return out
+}
+
+// stratifiedSample keeps n of examples (fewer than them), each label's
+// share as near to its share of examples as whole numbers allow (largest
+// remainders), the ones kept of a label a fixed pseudo-random choice.
+func stratifiedSample(examples []Example, n int) []Example {
+	byLabel := map[string][]Example{}
+	for _, e := range examples {
+		byLabel[e.Label] = append(byLabel[e.Label], e)
+	}
+	labels := slices.Sorted(maps.Keys(byLabel))
+	quota := make([]int, len(labels))
+	rest := make([]float64, len(labels))
+	left := n
+	for i, l := range labels {
+		exact := float64(n) * float64(len(byLabel[l])) / float64(len(examples))
+		quota[i] = int(exact)
+		rest[i] = exact - float64(quota[i])
+		left -= quota[i]
+	}
+	order := make([]int, len(labels))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(rest[b], rest[a]) })
+	for _, i := range order[:left] {
+		quota[i]++
+	}
+	rng := rand.New(rand.NewPCG(2, 2^0x9e3779b97f4a7c15))
+	var out []Example
+	for i, l := range labels {
+		list := slices.Clone(byLabel[l])
+		rng.Shuffle(len(list), func(a, b int) { list[a], list[b] = list[b], list[a] })
+		out = append(out, list[:quota[i]]...)
+	}
+	return out
+}
