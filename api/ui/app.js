@@ -1097,12 +1097,25 @@ function evaluateSection(name, version, spec, examples) {
   const holdout = h("select", { name: "holdout", "aria-label": "How the examples are tested" },
     [0.1, 0.2, 0.3].map((v) => h("option", { value: v, selected: v === 0.2 }, `${v * 100}% of each label's examples held out`)),
     h("option", { value: "folds:5" }, "5-fold cross-validation: every example tested once (few examples)"));
+  // The LLM (when the server has one) is asked about the held-out texts,
+  // a request each, at most 200.
+  const model = h("select", { name: "evaluate-model", "aria-label": "What is evaluated" },
+    h("option", { value: "embedded" }, "the embedded classifier"),
+    h("option", { value: "llm" }, "the LLM (a request per held-out text, at most 200)"));
   const out = h("div", { class: "evaluated" });
   const base = `/v1/processes/${encodeURIComponent(name)}/classify`;
   const go = actionButton("Evaluate", async () => {
-    out.replaceChildren(h("p", { class: "muted" }, "Training a model on the other examples…"));
+    const llm = model.value === "llm";
+    out.replaceChildren(h("p", { class: "muted" }, llm ? "Asking the LLM about the held-out texts…" : "Training a model on the other examples…"));
     const how = holdout.value.startsWith("folds:") ? { folds: Number(holdout.value.slice(6)) } : { holdout: Number(holdout.value) };
-    const r = await awaited(() => api("POST", `${base}/evaluate?version=${version}`, how));
+    if (llm) how.model = "llm";
+    let r;
+    try {
+      r = await awaited(() => api("POST", `${base}/evaluate?version=${version}`, how));
+    } catch (e) {
+      out.replaceChildren();
+      throw e;
+    }
     show(r.evaluation, null);
   });
   // The last evaluation is shown until the next one.
@@ -1125,6 +1138,7 @@ function evaluateSection(name, version, spec, examples) {
         ["On the surest 80%", pct(e.selective_accuracy_80)],
         ["Calibration error", pct(e.ece)],
         ["Model", e.model],
+        ...(e.llm ? [["Asked", `${num(e.llm.asked)} held-out texts: ${num(e.llm.failed)} unanswered (counted wrong), ${num(e.llm.cached)} from its cache; ${num(e.llm.prompt_tokens + e.llm.completion_tokens)} tokens, p99 ${num(Math.round(e.p99_latency_ms))} ms`]] : []),
       ]),
       h("h3", {}, "The weakest labels"),
       table([
@@ -1147,7 +1161,7 @@ function evaluateSection(name, version, spec, examples) {
   };
   return h("section", { class: "card classify-evaluate" },
     h("p", { class: "muted" }, "A model is trained on the seed and stored examples less a share of each label's, and tried on those; the classifier that answers instances is not touched."),
-    h("div", { class: "actions" }, holdout, go), out);
+    h("div", { class: "actions" }, model, holdout, go), out);
 }
 
 // examplesSection lists a classifier's stored examples (reviewers'

@@ -527,6 +527,11 @@ steps:
 		confusable = append(confusable, fmt.Sprintf(`{"text":"personal account request number %d","label":"%s"}`, i, []string{"complaint", "personal_account"}[i%2]))
 	}
 	d.expect(d.call("POST", "/v1/classifiers/onboarding-requests/examples/batch", engineer, `{"examples":[`+strings.Join(confusable, ",")+`]}`), http.StatusCreated)
+	// This server has no LLM to evaluate: it says so.
+	b.do("pick the LLM", chromedp.SetValue(chromedp.CSS(`section.classify-evaluate select[name=evaluate-model]`), "llm"))
+	b.clickText("section.classify-evaluate button", "Evaluate")
+	b.waitText("#flash", "no LLM is configured")
+	b.do("pick the embedded classifier", chromedp.SetValue(chromedp.CSS(`section.classify-evaluate select[name=evaluate-model]`), "embedded"))
 	b.do("cross-validate", chromedp.SetValue(chromedp.CSS(`section.classify-evaluate select[name=holdout]`), "folds:5"))
 	b.clickText("section.classify-evaluate button", "Evaluate")
 	b.waitText("section.classify-evaluate .evaluated", "cross-validated over 5 folds")
