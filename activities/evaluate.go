@@ -118,7 +118,11 @@ func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (
 	// Kept as the classifier's last evaluation, for its process's page:
 	// also when the request that asked gave up waiting.
 	if a.Evaluations != nil {
-		if err := a.Evaluations.PutEvaluation(ctx, store.Evaluation{Classifier: in.Spec.Name, Doc: process.JSON(res), At: time.Now().UTC()}); err != nil {
+		kind := EvaluateEmbedded
+		if in.Model == EvaluateLLM {
+			kind = EvaluateLLM
+		}
+		if err := a.Evaluations.PutEvaluation(ctx, store.Evaluation{Classifier: in.Spec.Name, Model: kind, Doc: process.JSON(res), At: time.Now().UTC()}); err != nil {
 			return EvaluateResult{}, fmt.Errorf("keep the evaluation of %s: %w", in.Spec.Name, err)
 		}
 	}

@@ -1087,7 +1087,7 @@ func TestLastEvaluation(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := process.JSON(activities.EvaluateResult{Classifier: "desk-requests", Spec: activities.SpecDigest(*def.Classify), Report: classify.Report{Accuracy: 0.75}})
-	if err := st.PutEvaluation(t.Context(), store.Evaluation{Classifier: "desk-requests", Doc: doc, At: time.Now()}); err != nil {
+	if err := st.PutEvaluation(t.Context(), store.Evaluation{Classifier: "desk-requests", Model: "embedded", Doc: doc, At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	changed := func(query string) string {
@@ -1115,5 +1115,20 @@ func TestLastEvaluation(t *testing.T) {
 	}
 	if got := changed("?version=1"); got != "examples true, definition false" {
 		t.Fatalf("the version evaluated: %s", got)
+	}
+	// The LLM's evaluations are kept apart from the embedded classifier's.
+	if a := do(t, srv, "GET", path+"?model=llm", eng, "", ""); a.status != http.StatusNotFound {
+		t.Fatalf("no evaluation of the LLM yet: %d", a.status)
+	}
+	llm := process.JSON(activities.EvaluateResult{Classifier: "desk-requests", Model: "llm:m", Report: classify.Report{Accuracy: 0.9}})
+	if err := st.PutEvaluation(t.Context(), store.Evaluation{Classifier: "desk-requests", Model: "llm", Doc: llm, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if a := do(t, srv, "GET", path+"?model=llm", eng, "", ""); a.status != http.StatusOK || a.body["evaluation"].(map[string]any)["accuracy"] != 0.9 {
+		t.Fatalf("the LLM's: %d %v", a.status, a.body)
+	}
+	changed("") // the embedded classifier's is still there
+	if a := do(t, srv, "GET", path+"?model=gpt", eng, "", ""); a.status != http.StatusBadRequest || a.err.Field != "model" {
+		t.Fatalf("an unknown model: %d %+v", a.status, a.err)
 	}
 }

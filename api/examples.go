@@ -25,7 +25,7 @@ type ExampleStore interface {
 	ExamplesPage(ctx context.Context, f store.ExampleFilter) ([]store.Example, error)
 	ExampleCounts(ctx context.Context, classifier string) (map[string]int, error)
 	ExamplesVersion(ctx context.Context, classifier string) (int64, error)
-	LastEvaluation(ctx context.Context, classifier string) (store.Evaluation, error)
+	LastEvaluation(ctx context.Context, classifier, model string) (store.Evaluation, error)
 	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
 	ExamplesToEmbed(ctx context.Context, limit int) ([]store.Example, error)
 	SetExampleEmbedding(ctx context.Context, id, text string, v []float32) (bool, error)

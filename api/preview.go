@@ -192,8 +192,13 @@ func (s *server) lastEvaluation(c *gin.Context) {
 	if !ok {
 		return
 	}
+	model := c.DefaultQuery("model", activities.EvaluateEmbedded)
+	if model != activities.EvaluateEmbedded && model != activities.EvaluateLLM {
+		fail(c, badRequest("model", `must be "embedded" or "llm" (got %q)`, model))
+		return
+	}
 	ctx := c.Request.Context()
-	e, err := s.Examples.LastEvaluation(ctx, spec.Name)
+	e, err := s.Examples.LastEvaluation(ctx, spec.Name, model)
 	if err != nil {
 		fail(c, err)
 		return

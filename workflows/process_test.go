@@ -699,7 +699,7 @@ func TestEvaluateClassifier(t *testing.T) {
 		t.Fatalf("cross-validated %+v", cv)
 	}
 	// The last one is kept, with the version of the examples it read.
-	kept, err := h.store.LastEvaluation(t.Context(), h.def.Classify.Name)
+	kept, err := h.store.LastEvaluation(t.Context(), h.def.Classify.Name, activities.EvaluateEmbedded)
 	var doc activities.EvaluateResult
 	if err == nil {
 		err = json.Unmarshal(kept.Doc, &doc)

@@ -1118,10 +1118,15 @@ function evaluateSection(name, version, spec, examples) {
     }
     show(r.evaluation, null);
   });
-  // The last evaluation is shown until the next one.
-  api("GET", `${base}/evaluation?version=${version}`).then((r) => {
-    if (!out.childNodes.length) show(r.evaluation, h("p", { class: "muted last-evaluation" }, `Last evaluated ${when(r.evaluated_at)}${changedSince(r)}.`));
-  }, (e) => { if (e.status !== 404) flash(e.message); });
+  // The last evaluation of the model picked is shown until the next one.
+  const loadLast = () => {
+    const picked = model.value;
+    api("GET", `${base}/evaluation?version=${version}&model=${picked}`).then((r) => {
+      if (!out.childNodes.length && model.value === picked) show(r.evaluation, h("p", { class: "muted last-evaluation" }, `Last evaluated ${when(r.evaluated_at)}${changedSince(r)}.`));
+    }, (e) => { if (e.status !== 404) flash(e.message); });
+  };
+  model.addEventListener("change", () => { out.replaceChildren(); loadLast(); });
+  loadLast();
   const changedSince = (r) => {
     const what = r.definition_changed && r.examples_changed ? "the classifier's definition and its examples have"
       : r.definition_changed ? "the classifier's definition has" : r.examples_changed ? "examples have" : "";

@@ -52,7 +52,7 @@ type Store interface {
 	ExamplesPage(ctx context.Context, f store.ExampleFilter) ([]store.Example, error)
 	DeleteExamples(ctx context.Context, f store.ExampleFilter) (int, error)
 	PutEvaluation(ctx context.Context, e store.Evaluation) error
-	LastEvaluation(ctx context.Context, classifier string) (store.Evaluation, error)
+	LastEvaluation(ctx context.Context, classifier, model string) (store.Evaluation, error)
 	DeleteExample(ctx context.Context, classifier, id string) error
 	NearestExamples(ctx context.Context, classifier string, q []float32, k int) ([]store.Neighbor, error)
 	ExamplesToEmbed(ctx context.Context, limit int) ([]store.Example, error)
@@ -2876,24 +2876,31 @@ func testExamplePages(t *testing.T, s Store) {
 	}
 }
 
-// testEvaluations: a classifier's last evaluation is kept, in place of an
-// earlier one, never of a later one.
+// testEvaluations: a classifier's last evaluation of each model is kept,
+// in place of an earlier one of that model, never of a later one.
 func testEvaluations(t *testing.T, s Store) {
 	ctx := t.Context()
-	if _, err := s.LastEvaluation(ctx, "desk"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.LastEvaluation(ctx, "desk", "embedded"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("none yet: %v", err)
 	}
-	put := func(doc string, at time.Time) {
+	put := func(model, doc string, at time.Time) {
 		t.Helper()
-		must(t, s.PutEvaluation(ctx, store.Evaluation{Classifier: "desk", Doc: json.RawMessage(doc), At: at}))
+		must(t, s.PutEvaluation(ctx, store.Evaluation{Classifier: "desk", Model: model, Doc: json.RawMessage(doc), At: at}))
 	}
-	put(`{"accuracy":0.5}`, t0)
-	put(`{"accuracy":0.75}`, t0.Add(time.Minute))
-	put(`{"accuracy":0.25}`, t0.Add(time.Second)) // finished after, began before
-	must(t, s.PutEvaluation(ctx, store.Evaluation{Classifier: "notes", Doc: json.RawMessage(`{}`), At: t0}))
-	e, err := s.LastEvaluation(ctx, "desk")
+	put("embedded", `{"accuracy":0.5}`, t0)
+	put("embedded", `{"accuracy":0.75}`, t0.Add(time.Minute))
+	put("embedded", `{"accuracy":0.25}`, t0.Add(time.Second)) // finished after, began before
+	put("llm", `{"accuracy":0.9}`, t0.Add(2*time.Minute))
+	must(t, s.PutEvaluation(ctx, store.Evaluation{Classifier: "notes", Model: "embedded", Doc: json.RawMessage(`{}`), At: t0}))
+	e, err := s.LastEvaluation(ctx, "desk", "embedded")
 	must(t, err)
-	if string(e.Doc) != `{"accuracy":0.75}` || !e.At.Equal(t0.Add(time.Minute)) || e.Classifier != "desk" {
+	if string(e.Doc) != `{"accuracy":0.75}` || !e.At.Equal(t0.Add(time.Minute)) || e.Classifier != "desk" || e.Model != "embedded" {
 		t.Fatalf("the last evaluation: %s at %v", e.Doc, e.At)
+	}
+	if e, err := s.LastEvaluation(ctx, "desk", "llm"); err != nil || string(e.Doc) != `{"accuracy":0.9}` {
+		t.Fatalf("the last evaluation of the LLM: %s: %v", e.Doc, err)
+	}
+	if _, err := s.LastEvaluation(ctx, "notes", "llm"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("no evaluation of the LLM: %v", err)
 	}
 }
