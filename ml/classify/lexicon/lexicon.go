@@ -90,11 +90,14 @@ func Load(r io.Reader) (*Lexicon, error) {
 }
 
 // Concepts appends to dst the concepts word (a lower-case token) can
-// stand for: per part of speech, those of its base form (WordNet's
+// stand for (none for a function word: "is", "the", "can", "I"): per part of speech, those of its base form (WordNet's
 // morphy: the word itself, an exception such as "paid" of "pay", or a
 // regular ending taken off, "cards" of "card"), the first base form that
 // is a lemma of that part of speech.
 func (l *Lexicon) Concepts(dst []uint32, word string) []uint32 {
+	if functionWords[word] {
+		return dst
+	}
 	for p := range 4 {
 		if lemma, ok := l.base(word, p); ok {
 			dst = append(dst, l.lemmas[lemma][p]...)
@@ -130,4 +133,25 @@ func (l *Lexicon) base(word string, p int) (string, bool) {
 func (l *Lexicon) isLemma(word string, p int) bool {
 	c := l.lemmas[word]
 	return c != nil && len(c[p]) > 0
+}
+
+// functionWords are English pronouns, articles, auxiliaries, prepositions
+// and conjunctions: WordNet knows some of them as other words ("can" a
+// container, "I" iodine, "is" a form of "be" with 13 senses), concepts
+// that only blur what a text is about (measured on BANKING77: a little
+// more accurate without them, and 6% fewer features).
+var functionWords = map[string]bool{}
+
+func init() {
+	for w := range strings.FieldsSeq(`a about above after again against all am an and any are aren't as at be because been
+		before being below between both but by can can't cannot could couldn't did didn't do does doesn't doing don't down
+		during each few for from further had hadn't has hasn't have haven't having he he'd he'll he's her here here's hers
+		herself him himself his how how's i i'd i'll i'm i've if in into is isn't it it's its itself let's me more most
+		mustn't my myself no nor not of off on once only or other ought our ours ourselves out over own same shan't she
+		she'd she'll she's should shouldn't so some such than that that's the their theirs them themselves then there
+		there's these they they'd they'll they're they've this those through to too under until up very was wasn't we
+		we'd we'll we're we've were weren't what what's when when's where where's which while who who's whom why why's
+		with won't would wouldn't you you'd you'll you're you've your yours yourself yourselves im ive dont cant wont`) {
+		functionWords[w] = true
+	}
 }

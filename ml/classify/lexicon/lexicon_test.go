@@ -159,7 +159,8 @@ func TestBuild(t *testing.T) {
 	}
 }
 
-// The embedded lexicon is WordNet's: words of one meaning share concepts.
+// The embedded lexicon is WordNet's: words of one meaning share concepts;
+// function words have none.
 func TestDefault(t *testing.T) {
 	l := lexicon.Default()
 	for _, c := range [][2]string{{"buy", "purchase"}, {"bought", "purchased"}, {"cards", "card"}, {"withdrawal", "withdrawals"}, {"fee", "fees"}, {"cancel", "cancelled"}} {
@@ -167,8 +168,13 @@ func TestDefault(t *testing.T) {
 			t.Errorf("%q and %q share no concept", c[0], c[1])
 		}
 	}
-	if c := l.Concepts(nil, "xyzzyq"); len(c) != 0 {
-		t.Errorf("an unknown word has concepts %v", c)
+	for _, w := range []string{"xyzzyq", "the", "is", "can", "i"} {
+		if c := l.Concepts(nil, w); len(c) != 0 {
+			t.Errorf("%q has concepts %v (an unknown word, or a function word)", w, c)
+		}
+	}
+	if len(l.Concepts(nil, "cans")) == 0 {
+		t.Error(`"cans" (containers) has no concept`)
 	}
 }
 
