@@ -410,3 +410,24 @@ func TestCrossValidate(t *testing.T) {
 		t.Fatalf("one example a label: %v", err)
 	}
 }
+
+// The same examples train the same model, to the last bit: two workers
+// (or a worker restarted) give an instance the same confidence.
+func TestTrainingIsReproducible(t *testing.T) {
+	var probs []map[string]float64
+	taught := examples()
+	for range 3 {
+		m, err := classify.Train(taught, classify.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		probs = append(probs, m.Classify("my card was stolen, top up my account and close it").Probabilities)
+	}
+	for _, p := range probs[1:] {
+		for l, v := range p {
+			if v != probs[0][l] {
+				t.Fatalf("trained again, %s has probability %v, not %v", l, v, probs[0][l])
+			}
+		}
+	}
+}

@@ -17,7 +17,9 @@ const HashDim = 256
 // cases" when no embeddings endpoint is configured.
 func HashEmbedding(text string, dim int) []float32 {
 	v := make([]float32, dim)
-	for idx, c := range rawCounts(text) {
+	counts := rawCounts(text)
+	for i, idx := range counts.keys {
+		c := counts.counts[i]
 		sign := float32(1)
 		if idx&(1<<(featureBits-1)) != 0 {
 			sign = -1

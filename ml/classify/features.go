@@ -16,7 +16,6 @@ import (
 	"math"
 
 	"github.com/adaptflow/adaptflow/ml/classify/lexicon"
-	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -65,8 +64,73 @@ func hashRunes(kind byte, rs []rune) uint32 {
 	return h & (1<<featureBits - 1)
 }
 
+// bag is a text's hashed features with their counts, in the order they
+// were first met (so that a text's features, and a vocabulary built from
+// texts, come out the same each time without sorting them), counted in an
+// open-addressing table: a text's hundreds of n-grams cost no map.
+type bag struct {
+	keys   []uint32
+	counts []float32
+	slots  []int32 // index+1 in keys of the feature hashed there; 0 free
+	shift  uint
+}
+
+func newBag(n int) *bag {
+	b := &bag{keys: make([]uint32, 0, n), counts: make([]float32, 0, n)}
+	b.rehash(n)
+	return b
+}
+
+// rehash sizes the table for n features and places those counted.
+func (b *bag) rehash(n int) {
+	size := 16
+	for size < 2*n {
+		size *= 2
+	}
+	b.slots = make([]int32, size)
+	b.shift = uint(32 - bitsOf(size))
+	for i, k := range b.keys {
+		b.slots[b.slotOf(k)] = int32(i + 1)
+	}
+}
+
+func bitsOf(size int) int {
+	n := 0
+	for 1<<n < size {
+		n++
+	}
+	return n
+}
+
+// slotOf is the free slot for k, or k's own.
+func (b *bag) slotOf(k uint32) int {
+	mask := len(b.slots) - 1
+	s := int((k * 0x9e3779b1) >> b.shift)
+	for {
+		i := b.slots[s]
+		if i == 0 || b.keys[i-1] == k {
+			return s
+		}
+		s = (s + 1) & mask
+	}
+}
+
+func (b *bag) add(k uint32, w float32) {
+	s := b.slotOf(k)
+	if i := b.slots[s]; i != 0 {
+		b.counts[i-1] += w
+		return
+	}
+	b.keys = append(b.keys, k)
+	b.counts = append(b.counts, w)
+	b.slots[s] = int32(len(b.keys))
+	if 2*len(b.keys) > len(b.slots) {
+		b.rehash(len(b.keys))
+	}
+}
+
 // rawCounts are the hashed feature counts of a text.
-func rawCounts(text string) map[uint32]float32 { return countsOf(tokens(text)) }
+func rawCounts(text string) *bag { return countsOf(tokens(text)) }
 
 // conceptWeight is what each of a word's concepts counts for, against a
 // word's 1: measured on BANKING77 with 10 examples per label (1 and 3 do
@@ -78,7 +142,7 @@ const conceptWeight = 2
 // WordNet), hashed, so that words of one meaning share features: "buy"
 // learns from "purchase". The hashing embedding leaves them out: stored
 // embeddings keep their meaning.
-func modelCounts(text string, opts Options) map[uint32]float32 {
+func modelCounts(text string, opts Options) *bag {
 	toks := tokens(text)
 	counts := countsOf(toks)
 	if opts.NoLexicon {
@@ -89,7 +153,7 @@ func modelCounts(text string, opts Options) map[uint32]float32 {
 	for _, t := range toks {
 		concepts = lex.Concepts(concepts[:0], t)
 		for _, c := range concepts {
-			counts[hashConcept(c)] += conceptWeight
+			counts.add(hashConcept(c), conceptWeight)
 		}
 	}
 	return counts
@@ -107,20 +171,24 @@ func hashConcept(c uint32) uint32 {
 }
 
 // countsOf are the hashed feature counts of a text's tokens.
-func countsOf(toks []string) map[uint32]float32 {
-	counts := make(map[uint32]float32, 16*len(toks)+4)
+func countsOf(toks []string) *bag {
+	chars := 0
+	for _, t := range toks {
+		chars += len(t) + 1
+	}
+	counts := newBag(8*chars + 4)
 	var padded []rune
 	for i, t := range toks {
-		counts[hashOf('w', t)]++
+		counts.add(hashOf('w', t), 1)
 		if i > 0 {
-			counts[hashOf('b', toks[i-1]+" "+t)]++
+			counts.add(hashOf('b', toks[i-1]+" "+t), 1)
 		}
 		padded = append(padded[:0], '<')
 		padded = append(padded, []rune(t)...)
 		padded = append(padded, '>')
 		for n := 3; n <= 5; n++ {
 			for j := 0; j+n <= len(padded); j++ {
-				counts[hashRunes('c', padded[j:j+n])]++
+				counts.add(hashRunes('c', padded[j:j+n]), 1)
 			}
 		}
 	}
@@ -128,26 +196,27 @@ func countsOf(toks []string) map[uint32]float32 {
 	whole := []rune(" " + strings.Join(toks, " ") + " ")
 	for n := 3; n <= 5; n++ {
 		for j := 0; j+n <= len(whole); j++ {
-			counts[hashRunes('x', whole[j:j+n])]++
+			counts.add(hashRunes('x', whole[j:j+n]), 1)
 		}
 	}
 	if len(toks) == 0 {
-		counts[hashOf('e', "")] = 1
+		counts.add(hashOf('e', ""), 1)
 	}
 	return counts
 }
 
 // vectorize weights counts by sublinear TF and idf, keeps the features of
-// the vocabulary, and L2-normalizes (over the features kept).
-func (m *Model) vectorize(counts map[uint32]float32) []row {
-	out := make([]row, 0, len(counts))
+// the vocabulary, and L2-normalizes (over the features kept); the rows
+// come in the order the features were met.
+func (m *Model) vectorize(counts *bag) []row {
+	out := make([]row, 0, len(counts.keys))
 	var norm float64
-	for idx, c := range counts {
+	for i, idx := range counts.keys {
 		r, ok := m.vocab[idx]
 		if !ok {
 			continue
 		}
-		v := (1 + float32(math.Log(float64(c)))) * m.idf[r]
+		v := (1 + float32(math.Log(float64(counts.counts[i])))) * m.idf[r]
 		out = append(out, row{idx: r, val: v})
 		norm += float64(v) * float64(v)
 	}
@@ -157,6 +226,5 @@ func (m *Model) vectorize(counts map[uint32]float32) []row {
 			out[i].val *= inv
 		}
 	}
-	slices.SortFunc(out, func(a, b row) int { return int(a.idx) - int(b.idx) })
 	return out
 }

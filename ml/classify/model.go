@@ -175,14 +175,15 @@ func labelText(label string) string {
 
 // fitModel builds the vocabulary and idf of examples and trains on them.
 func fitModel(labels []string, labelIdx map[string]int, examples []Example, opts Options, rng *rand.Rand) *Model {
-	counts := make([]map[uint32]float32, len(examples))
+	counts := make([]*bag, len(examples))
 	kept := opts
 	kept.ctx = nil // the model outlives the training's context (Update uses its options)
 	m := &Model{Labels: labels, vocab: map[uint32]int32{}, bias: make([]float32, len(labels)), Temperature: 1, examples: len(examples), opts: kept, seed: opts.Seed}
 	var df []int
 	for i, e := range examples {
 		counts[i] = modelCounts(e.Text, opts)
-		for idx := range counts[i] {
+		counts[i].slots = nil // counted: only keys and counts are read now
+		for _, idx := range counts[i].keys {
 			r, ok := m.vocab[idx]
 			if !ok {
 				r = int32(len(df))
@@ -259,10 +260,10 @@ func (m *Model) Update(added, replay []Example) *Model {
 	}
 	// Features first seen now: their document frequency among the added.
 	df := map[uint32]int{}
-	counts := make([]map[uint32]float32, len(added))
+	counts := make([]*bag, len(added))
 	for i, e := range added {
 		counts[i] = modelCounts(e.Text, u.opts)
-		for idx := range counts[i] {
+		for _, idx := range counts[i].keys {
 			if _, ok := u.vocab[idx]; !ok {
 				df[idx]++
 			}
@@ -375,6 +376,7 @@ func (m *Model) fit(xs [][]row, ys []int, opts Options, rng *rand.Rand) {
 		order[i] = i
 	}
 	probs := make([]float64, k)
+	grad := make([]float32, k)
 	step := 0
 	total := opts.Epochs * len(xs)
 	for range opts.Epochs {
@@ -389,10 +391,14 @@ func (m *Model) fit(xs [][]row, ys []int, opts Options, rng *rand.Rand) {
 			softmax(probs, 1)
 			probs[ys[i]]--
 			decay := float32(1 - lr*opts.L2)
+			for c, p := range probs {
+				grad[c] = float32(lr * p)
+			}
 			for _, f := range xs[i] {
 				w := m.weights[int(f.idx)*k : int(f.idx)*k+k]
+				g := grad[:len(w)]
 				for c := range w {
-					w[c] = w[c]*decay - float32(lr*probs[c])*f.val
+					w[c] = w[c]*decay - g[c]*f.val
 				}
 			}
 			for c := range k {
@@ -404,14 +410,24 @@ func (m *Model) fit(xs [][]row, ys []int, opts Options, rng *rand.Rand) {
 
 func (m *Model) logits(x []row, out []float64) {
 	k := len(out)
-	for c := range out {
-		out[c] = float64(m.bias[c])
+	var buf [128]float32
+	acc := buf[:0]
+	if k <= len(buf) {
+		acc = buf[:k]
+	} else {
+		acc = make([]float32, k)
 	}
+	copy(acc, m.bias)
 	for _, f := range x {
 		w := m.weights[int(f.idx)*k : int(f.idx)*k+k]
+		a := acc[:len(w)]
+		v := f.val
 		for c, wc := range w {
-			out[c] += float64(wc * f.val)
+			a[c] += wc * v
 		}
+	}
+	for c, a := range acc {
+		out[c] = float64(a)
 	}
 }
 
