@@ -18,6 +18,7 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,8 +29,16 @@ var embedded []byte
 
 // Lexicon maps words to concepts. The zero value knows no word.
 type Lexicon struct {
-	lemmas     map[string]*[4][]uint32
-	exceptions map[string]*[4][]string
+	// lemmas gives each lemma its index; spans[5*i : 5*i+5] are where
+	// its concepts of each part of speech start in concepts, then where
+	// they end. Flat: a map of strings to numbers and two arrays, not a
+	// slice per lemma and part of speech.
+	lemmas   map[string]int32
+	spans    []uint32
+	concepts []uint32
+	// exceptions gives an inflected form its base per part of speech
+	// ("" for none).
+	exceptions map[string][4]string
 }
 
 // Default is the embedded lexicon, read at its first use (about 0.1 s).
@@ -47,7 +56,10 @@ func Load(r io.Reader) (*Lexicon, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lexicon{lemmas: map[string]*[4][]uint32{}, exceptions: map[string]*[4][]string{}}
+	l := &Lexicon{exceptions: map[string][4]string{}}
+	// The lemmas' names go to one string, the map's keys slices of it.
+	var names strings.Builder
+	var ends []int
 	sc := bufio.NewScanner(zr)
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
@@ -59,17 +71,15 @@ func Load(r io.Reader) (*Lexicon, error) {
 			return nil, fmt.Errorf("line %d: %d fields, want 5", n, len(f))
 		}
 		if word, ok := strings.CutPrefix(f[0], "~"); ok {
-			e := &[4][]string{}
+			var e [4]string
 			for p, bases := range f[1:] {
-				if bases != "" {
-					e[p] = strings.Split(bases, ",")
-				}
+				e[p], _, _ = strings.Cut(bases, ",") // Build kept only bases that are lemmas
 			}
 			l.exceptions[word] = e
 			continue
 		}
-		c := &[4][]uint32{}
-		for p, list := range f[1:] {
+		for _, list := range f[1:] {
+			l.spans = append(l.spans, uint32(len(l.concepts)))
 			if list == "" {
 				continue
 			}
@@ -78,14 +88,24 @@ func Load(r io.Reader) (*Lexicon, error) {
 				if err != nil {
 					return nil, fmt.Errorf("line %d: %w", n, err)
 				}
-				c[p] = append(c[p], uint32(id))
+				l.concepts = append(l.concepts, uint32(id))
 			}
 		}
-		l.lemmas[f[0]] = c
+		l.spans = append(l.spans, uint32(len(l.concepts)))
+		names.WriteString(f[0])
+		ends = append(ends, names.Len())
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
+	all := names.String()
+	l.lemmas = make(map[string]int32, len(ends))
+	start := 0
+	for i, end := range ends {
+		l.lemmas[all[start:end]] = int32(i)
+		start = end
+	}
+	l.spans, l.concepts = slices.Clip(l.spans), slices.Clip(l.concepts)
 	return l, nil
 }
 
@@ -99,11 +119,26 @@ func (l *Lexicon) Concepts(dst []uint32, word string) []uint32 {
 		return dst
 	}
 	for p := range 4 {
-		if lemma, ok := l.base(word, p); ok {
-			dst = append(dst, l.lemmas[lemma][p]...)
+		if c := l.conceptsOf(l.base(word, p), p); len(c) > 0 {
+			dst = append(dst, c...)
 		}
 	}
 	return dst
+}
+
+// conceptsOf are lemma's concepts as a part of speech (none for a word
+// that is no lemma of it).
+func (l *Lexicon) conceptsOf(lemma string, p int) []uint32 {
+	i, ok := l.lemmas[lemma]
+	if !ok {
+		return nil
+	}
+	return l.concepts[l.spans[5*int(i)+p]:l.spans[5*int(i)+p+1]]
+}
+
+// has says whether the lemma numbered i is one of part of speech p.
+func (l *Lexicon) has(i int32, p int) bool {
+	return l.spans[5*int(i)+p] < l.spans[5*int(i)+p+1]
 }
 
 // endings are WordNet's detachment rules per part of speech: an ending,
@@ -115,24 +150,31 @@ var endings = [4][][2]string{
 	nil,
 }
 
-func (l *Lexicon) base(word string, p int) (string, bool) {
+// base is word's base form as a part of speech: the word itself, its
+// exception, or the first regular ending taken off that leaves a lemma of
+// it ("" when none does).
+func (l *Lexicon) base(word string, p int) string {
 	if l.isLemma(word, p) {
-		return word, true
+		return word
 	}
-	if e := l.exceptions[word]; e != nil && len(e[p]) > 0 {
-		return e[p][0], true // Build kept only bases that are lemmas
+	if e, ok := l.exceptions[word]; ok && e[p] != "" {
+		return e[p]
 	}
+	var buf [64]byte
 	for _, e := range endings[p] {
-		if stem, ok := strings.CutSuffix(word, e[0]); ok && l.isLemma(stem+e[1], p) {
-			return stem + e[1], true
+		if stem, ok := strings.CutSuffix(word, e[0]); ok && len(stem)+len(e[1]) <= len(buf) {
+			b := append(append(buf[:0], stem...), e[1]...)
+			if i, ok := l.lemmas[string(b)]; ok && l.has(i, p) { // looked up without a copy
+				return stem + e[1]
+			}
 		}
 	}
-	return "", false
+	return ""
 }
 
 func (l *Lexicon) isLemma(word string, p int) bool {
-	c := l.lemmas[word]
-	return c != nil && len(c[p]) > 0
+	i, ok := l.lemmas[word]
+	return ok && l.has(i, p)
 }
 
 // functionWords are English pronouns, articles, auxiliaries, prepositions
