@@ -82,13 +82,13 @@ func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (
 	var d classify.Diagnosis
 	var usage classify.LLMUsage
 	var err error
-	model := EmbeddedModel
+	model, llm := EmbeddedModel, in.Model == EvaluateLLM
 	switch {
-	case in.Model == EvaluateLLM && a.LLM == nil:
+	case llm && a.LLM == nil:
 		return EvaluateResult{}, invalid("classify: no LLM is configured (--llm-base-url, --llm-model) to evaluate", nil)
-	case in.Model == EvaluateLLM && in.Folds > 1:
+	case llm && in.Folds > 1:
 		return EvaluateResult{}, invalid("classify: an LLM is evaluated on a held-out share, not cross-validated", nil)
-	case in.Model == EvaluateLLM:
+	case llm:
 		model = "llm:" + a.LLM.Model()
 		spec := classify.Spec{Labels: in.Spec.Labels, Extract: extractFields(in.Spec)}
 		rep, d, usage, err = classify.HoldOutLLM(ctx, a.LLM, spec, examples, in.Holdout, shots, in.Limit, llmEvalWorkers, EvaluateMistakes)
@@ -112,16 +112,13 @@ func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (
 		Classifier: in.Spec.Name, Model: model, Examples: len(examples), Holdout: in.Holdout, Folds: in.Folds, ExamplesVersion: version, Spec: SpecDigest(in.Spec),
 		Report: rep, Labels: d.Labels, Mistakes: d.Mistakes,
 	}
-	if in.Model == EvaluateLLM {
-		res.LLM = &usage
+	kind := EvaluateEmbedded
+	if llm {
+		res.LLM, kind = &usage, EvaluateLLM
 	}
 	// Kept as the classifier's last evaluation, for its process's page:
 	// also when the request that asked gave up waiting.
 	if a.Evaluations != nil {
-		kind := EvaluateEmbedded
-		if in.Model == EvaluateLLM {
-			kind = EvaluateLLM
-		}
 		if err := a.Evaluations.PutEvaluation(ctx, store.Evaluation{Classifier: in.Spec.Name, Model: kind, Doc: process.JSON(res), At: time.Now().UTC()}); err != nil {
 			return EvaluateResult{}, fmt.Errorf("keep the evaluation of %s: %w", in.Spec.Name, err)
 		}

@@ -219,18 +219,7 @@ func (c *classifierModel) shots(text string, n int) []classify.Shot {
 	}
 	examples, vecs := c.examples, c.vecs
 	c.mu.Unlock()
-	q := classify.HashEmbedding(text, classify.HashDim)
-	qn := vectors.Norm(q)
-	top := vectors.NewTopK[classify.Example](n)
-	for i, e := range examples {
-		top.Push(e, vectors.CosineDistance(q, qn, vecs[i]))
-	}
-	items, _ := top.Sorted()
-	out := make([]classify.Shot, len(items))
-	for i, e := range items {
-		out[i] = classify.Shot(e)
-	}
-	return out
+	return classify.NearestShots(examples, vecs, text, n)
 }
 
 // current is the cached model when it has learned exactly examples, or

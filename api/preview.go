@@ -96,6 +96,11 @@ type EvaluateRequest struct {
 	Limit *int   `json:"limit,omitempty"`
 }
 
+// badModel refuses an evaluated model that is neither.
+func badModel(model string) error {
+	return badRequest("model", `must be "embedded" or "llm" (got %q)`, model)
+}
+
 // defaultLLMLimit is how many held-out texts an evaluation of the LLM asks
 // about by default.
 const defaultLLMLimit = 200
@@ -157,7 +162,7 @@ func (s *server) classifierEvaluation(c *gin.Context) {
 			}
 		}
 	default:
-		fail(c, badRequest("model", `must be "embedded" or "llm" (got %q)`, req.Model))
+		fail(c, badModel(req.Model))
 		return
 	}
 	spec, ok := classifierOf(c, def)
@@ -194,7 +199,7 @@ func (s *server) lastEvaluation(c *gin.Context) {
 	}
 	model := c.DefaultQuery("model", activities.EvaluateEmbedded)
 	if model != activities.EvaluateEmbedded && model != activities.EvaluateLLM {
-		fail(c, badRequest("model", `must be "embedded" or "llm" (got %q)`, model))
+		fail(c, badModel(model))
 		return
 	}
 	ctx := c.Request.Context()

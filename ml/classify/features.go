@@ -14,6 +14,7 @@ package classify
 
 import (
 	"math"
+	"math/bits"
 
 	"github.com/adaptflow/adaptflow/ml/classify/lexicon"
 	"strings"
@@ -88,18 +89,10 @@ func (b *bag) rehash(n int) {
 		size *= 2
 	}
 	b.slots = make([]int32, size)
-	b.shift = uint(32 - bitsOf(size))
+	b.shift = uint(32 - bits.TrailingZeros(uint(size)))
 	for i, k := range b.keys {
 		b.slots[b.slotOf(k)] = int32(i + 1)
 	}
-}
-
-func bitsOf(size int) int {
-	n := 0
-	for 1<<n < size {
-		n++
-	}
-	return n
 }
 
 // slotOf is the free slot for k, or k's own.

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/adaptflow/adaptflow/store/vectors"
 )
 
 // LLMUsage is what an evaluation asked of an LLM.
@@ -60,7 +62,7 @@ func HoldOutLLM(ctx context.Context, llm *LLM, spec Spec, examples []Example, fr
 			for i := range work {
 				e := test[i]
 				t0 := time.Now()
-				r, err := llm.Classify(ctx, spec, e.Text, nearestShots(train, vecs, e.Text, shots))
+				r, err := llm.Classify(ctx, spec, e.Text, NearestShots(train, vecs, e.Text, shots))
 				p := prediction{Example: e, latency: time.Since(t0)}
 				if err == nil {
 					p.got = Result{Label: r.Label, Confidence: r.Confidence}
@@ -102,34 +104,20 @@ feed:
 	return rep, diagnose(preds, mistakes), usage, nil
 }
 
-// nearestShots are the n examples most similar to text by the hashing
-// embedding (vecs are theirs), the nearest first.
-func nearestShots(examples []Example, vecs [][]float32, text string, n int) []Shot {
+// NearestShots are the n examples nearest to text by the hashing
+// embedding (vecs are the examples', HashDim long), the nearest first:
+// the LLM's few-shot context when no embeddings provider picks it.
+func NearestShots(examples []Example, vecs [][]float32, text string, n int) []Shot {
 	q := HashEmbedding(text, HashDim)
-	type scored struct {
-		i   int
-		sim float32
+	qn := vectors.Norm(q)
+	top := vectors.NewTopK[Example](n)
+	for i, e := range examples {
+		top.Push(e, vectors.CosineDistance(q, qn, vecs[i]))
 	}
-	var top []scored
-	for i, v := range vecs {
-		var dot float32
-		for k := range q {
-			dot += q[k] * v[k]
-		}
-		if len(top) < n || dot > top[len(top)-1].sim {
-			at := len(top)
-			for at > 0 && top[at-1].sim < dot {
-				at--
-			}
-			top = append(top[:at], append([]scored{{i, dot}}, top[at:]...)...)
-			if len(top) > n {
-				top = top[:n]
-			}
-		}
-	}
-	out := make([]Shot, len(top))
-	for k, s := range top {
-		out[k] = Shot{Text: examples[s.i].Text, Label: examples[s.i].Label}
+	items, _ := top.Sorted()
+	out := make([]Shot, len(items))
+	for i, e := range items {
+		out[i] = Shot(e)
 	}
 	return out
 }

@@ -119,21 +119,11 @@ func (l *Lexicon) Concepts(dst []uint32, word string) []uint32 {
 		return dst
 	}
 	for p := range 4 {
-		if c := l.conceptsOf(l.base(word, p), p); len(c) > 0 {
-			dst = append(dst, c...)
+		if i, ok := l.lemmaOf(word, p); ok {
+			dst = append(dst, l.concepts[l.spans[5*int(i)+p]:l.spans[5*int(i)+p+1]]...)
 		}
 	}
 	return dst
-}
-
-// conceptsOf are lemma's concepts as a part of speech (none for a word
-// that is no lemma of it).
-func (l *Lexicon) conceptsOf(lemma string, p int) []uint32 {
-	i, ok := l.lemmas[lemma]
-	if !ok {
-		return nil
-	}
-	return l.concepts[l.spans[5*int(i)+p]:l.spans[5*int(i)+p+1]]
 }
 
 // has says whether the lemma numbered i is one of part of speech p.
@@ -150,31 +140,28 @@ var endings = [4][][2]string{
 	nil,
 }
 
-// base is word's base form as a part of speech: the word itself, its
-// exception, or the first regular ending taken off that leaves a lemma of
-// it ("" when none does).
-func (l *Lexicon) base(word string, p int) string {
-	if l.isLemma(word, p) {
-		return word
+// lemmaOf is the number of word's base form as a part of speech: the word
+// itself, its exception, or the first regular ending taken off that leaves
+// a lemma of it.
+func (l *Lexicon) lemmaOf(word string, p int) (int32, bool) {
+	if i, ok := l.lemmas[word]; ok && l.has(i, p) {
+		return i, true
 	}
 	if e, ok := l.exceptions[word]; ok && e[p] != "" {
-		return e[p]
+		if i, ok := l.lemmas[e[p]]; ok && l.has(i, p) {
+			return i, true
+		}
 	}
 	var buf [64]byte
 	for _, e := range endings[p] {
 		if stem, ok := strings.CutSuffix(word, e[0]); ok && len(stem)+len(e[1]) <= len(buf) {
 			b := append(append(buf[:0], stem...), e[1]...)
 			if i, ok := l.lemmas[string(b)]; ok && l.has(i, p) { // looked up without a copy
-				return stem + e[1]
+				return i, true
 			}
 		}
 	}
-	return ""
-}
-
-func (l *Lexicon) isLemma(word string, p int) bool {
-	i, ok := l.lemmas[word]
-	return ok && l.has(i, p)
+	return 0, false
 }
 
 // functionWords are English pronouns, articles, auxiliaries, prepositions
