@@ -232,10 +232,12 @@ func buildConfig(opts Options, host string, port int) (*config.Config, error) {
 		conf.Persistence.VisibilityStore = "sqlite-visibility"
 		conf.Persistence.DataStores["sqlite-visibility"] = config.DataStore{SQL: visConf}
 	}
-	httpPort, err := servicePort(host)
+	// The frontend's HTTP port, then the other services' gRPC ports.
+	picked, err := servicePorts(host, port, 4)
 	if err != nil {
 		return nil, err
 	}
+	httpPort := picked[0]
 	const clusterName = "active"
 	conf.ClusterMetadata = &cluster.Config{
 		FailoverVersionIncrement: 10,
@@ -253,14 +255,14 @@ func buildConfig(opts Options, host string, port int) (*config.Config, error) {
 	}
 	conf.DCRedirectionPolicy.Policy = "noop"
 	conf.Services = map[string]config.Service{}
-	for _, name := range []string{"frontend", "history", "matching", "worker"} {
+	for i, name := range []string{"frontend", "history", "matching", "worker"} {
 		var svc config.Service
 		svc.RPC.BindOnIP = host
 		if name == "frontend" {
 			svc.RPC.GRPCPort = port
 			svc.RPC.HTTPPort = httpPort
-		} else if svc.RPC.GRPCPort, err = servicePort(host); err != nil {
-			return nil, err
+		} else {
+			svc.RPC.GRPCPort = picked[i]
 		}
 		conf.Services[name] = svc
 	}
@@ -405,6 +407,31 @@ func freePort(host string) (int, error) {
 // servicePort picks the ports of the services other than the frontend's
 // gRPC (a test takes one first).
 var servicePort = freePort
+
+// servicePorts picks n ports for the services, none of them the
+// frontend's nor one another's. Each pick is free when made, but the
+// frontend's port is not bound yet and the ports picked before are not
+// either: a pick can repeat one, and the server's second bind of it
+// would fail (and leave the first bound, so a try again with the
+// frontend port a user named would fail on it as well).
+func servicePorts(host string, frontend, n int) ([]int, error) {
+	used := map[int]bool{frontend: true}
+	picked := make([]int, 0, n)
+	for tries := 0; len(picked) < n; tries++ {
+		if tries == 64*n {
+			return nil, fmt.Errorf("temporal: no %d free ports beside %d", n, frontend)
+		}
+		p, err := servicePort(host)
+		if err != nil {
+			return nil, err
+		}
+		if !used[p] {
+			used[p] = true
+			picked = append(picked, p)
+		}
+	}
+	return picked, nil
+}
 
 // slogLogger adapts slog to the server's logger interface.
 type slogLogger struct {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,5 +109,53 @@ func TestStartWithPortsAlwaysTaken(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("the error does not say a port was taken: %v", err)
+	}
+}
+
+// TestServicePortsRepeatNoneTaken: a pick for a service that is the
+// frontend's port (free when picked: the frontend binds it later) or
+// another service's is not used. Such a repeat made the frontend's bind
+// fail, and every try after it, on a frontend port the caller named.
+func TestServicePortsRepeatNoneTaken(t *testing.T) {
+	frontend, err := freePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := freePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var picks atomic.Int32
+	servicePort = func(host string) (int, error) {
+		switch picks.Add(1) {
+		case 1:
+			return frontend, nil
+		case 2, 3:
+			return other, nil
+		}
+		return freePort(host)
+	}
+	t.Cleanup(func() { servicePort = freePort })
+	var logs lockedBuffer
+	opts := DefaultOptions()
+	opts.FrontendAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(frontend))
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	s, err := Start(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, logs.String())
+	}
+	defer func() { _ = s.Stop() }()
+	if strings.Contains(logs.String(), "trying again with others") {
+		t.Fatalf("the start was tried again:\n%s", logs.String())
+	}
+	c, err := client.Dial(client.Options{HostPort: s.Address(), Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"}); err != nil {
+		t.Fatalf("the server does not answer: %v", err)
 	}
 }
