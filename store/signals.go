@@ -271,10 +271,21 @@ type Reader func(ctx context.Context, op, sql string, args []any, row func(scan 
 type Reads struct {
 	rows Reader
 	ph   func(n int) string
+	d    Dialect
+}
+
+// Dialect is what a store's SQL says differently from the other's.
+type Dialect struct {
+	// Placeholder renders the n-th query parameter.
+	Placeholder func(n int) string
+	// Lower is the SQL that lower-cases a text expression, every letter
+	// (not only ASCII's, as SQLite's lower() and PostgreSQL's in the C
+	// locale do): text searches fold case with it.
+	Lower func(expr string) string
 }
 
 // NewReads makes the shared reads of a store.
-func NewReads(rows Reader, ph func(n int) string) Reads { return Reads{rows: rows, ph: ph} }
+func NewReads(rows Reader, d Dialect) Reads { return Reads{rows: rows, ph: d.Placeholder, d: d} }
 
 // CountBy runs a query that returns a text and a count per row (a GROUP
 // BY), as a map; what names it in errors.

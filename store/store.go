@@ -1447,7 +1447,7 @@ func (r Reads) ExamplesOf(ctx context.Context, classifier string) ([]Example, er
 // exampleConditions are the SQL conditions of the examples a filter keeps
 // (its classifier, label, source and text; not its page), with their
 // parameters added to p.
-func exampleConditions(f ExampleFilter, p *params) []string {
+func exampleConditions(f ExampleFilter, p *params, lower func(string) string) []string {
 	arg := p.add
 	where := []string{"classifier = " + arg(f.Classifier)}
 	if f.Label != "" {
@@ -1459,7 +1459,7 @@ func exampleConditions(f ExampleFilter, p *params) []string {
 	}
 	if f.Text != "" {
 		esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(strings.ToLower(f.Text))
-		where = append(where, "lower(text) LIKE "+arg("%"+esc+"%")+` ESCAPE '\'`)
+		where = append(where, lower("text")+" LIKE "+arg("%"+esc+"%")+` ESCAPE '\'`)
 	}
 	return where
 }
@@ -1468,7 +1468,7 @@ func exampleConditions(f ExampleFilter, p *params) []string {
 // without their embeddings. A malformed cursor is ErrInvalid.
 func (r Reads) ExamplesPage(ctx context.Context, f ExampleFilter) ([]Example, error) {
 	p := &params{ph: r.ph}
-	where := exampleConditions(f, p)
+	where := exampleConditions(f, p, r.d.Lower)
 	if f.After != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(f.After)
 		at, id, ok := strings.Cut(string(raw), ".")
@@ -1487,8 +1487,8 @@ func (r Reads) ExamplesPage(ctx context.Context, f ExampleFilter) ([]Example, er
 }
 
 // DeleteExamplesQuery is the DELETE of the examples a filter keeps (its
-// page aside), for SQL stores; ph renders the n-th placeholder.
-func DeleteExamplesQuery(f ExampleFilter, ph func(n int) string) (string, []any) {
-	p := &params{ph: ph}
-	return `DELETE FROM examples WHERE ` + strings.Join(exampleConditions(f, p), " AND "), p.args
+// page aside), for SQL stores of dialect d.
+func DeleteExamplesQuery(f ExampleFilter, d Dialect) (string, []any) {
+	p := &params{ph: d.Placeholder}
+	return `DELETE FROM examples WHERE ` + strings.Join(exampleConditions(f, p, d.Lower), " AND "), p.args
 }

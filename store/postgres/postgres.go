@@ -34,6 +34,7 @@ const policyLock = 7_320_451_002
 type Store struct {
 	pool          *pgxpool.Pool
 	dim           int
+	dialect       store.Dialect
 	store.Reads   // the reads both stores share, over rows
 	store.Changes // the one-row writes both share, over exec
 }
@@ -80,12 +81,16 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
 	s := &Store{pool: pool, dim: opts.EmbeddingDim}
-	s.Reads = store.NewReads(s.rows, placeholder)
-	s.Changes = store.NewChanges(s.exec, s.rows, s.Reads, "$")
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect to %s: %w", cfg.ConnConfig.Host, err)
 	}
+	if s.dialect, err = dialectOf(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.Reads = store.NewReads(s.rows, s.dialect)
+	s.Changes = store.NewChanges(s.exec, s.rows, s.Reads, "$")
 	if opts.Migrate {
 		if err := s.Migrate(ctx); err != nil {
 			pool.Close()
@@ -97,6 +102,23 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// dialectOf is the server's SQL. lower() follows the database's
+// collation, and in the C locale (initdb's without a LANG) it folds ASCII
+// only: a search for "überweisung" would miss "ÜBERWEISUNG". ICU's root
+// collation folds every letter; a server built with ICU (Debian's, the
+// official images') has it. One without lower-cases as its locale does.
+func dialectOf(ctx context.Context, pool *pgxpool.Pool) (store.Dialect, error) {
+	d := store.Dialect{Placeholder: placeholder, Lower: func(expr string) string { return "lower(" + expr + ")" }}
+	var icu bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu')`).Scan(&icu); err != nil {
+		return d, fmt.Errorf("postgres: read collations: %w", err)
+	}
+	if icu {
+		d.Lower = func(expr string) string { return `lower(` + expr + ` COLLATE "und-x-icu") COLLATE "default"` }
+	}
+	return d, nil
 }
 
 // checkDim compares the configured embedding dimension with the one the

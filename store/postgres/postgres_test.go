@@ -8,9 +8,12 @@ import (
 	"github.com/adaptflow/adaptflow/store/storetest"
 )
 
+// TestConformance runs the stores' suite on a database whose character
+// classes are the C locale's (ASCII's), the least a server may have: the
+// store's text search folds every letter even there.
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Store {
-		s, err := postgres.Open(t.Context(), storetest.FreshPostgres(t), postgres.Options{Migrate: true})
+		s, err := postgres.Open(t.Context(), storetest.FreshPostgres(t, "TEMPLATE template0 LC_CTYPE 'C'"), postgres.Options{Migrate: true})
 		if err != nil {
 			t.Fatal(err)
 		}

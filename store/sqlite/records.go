@@ -3,10 +3,14 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"modernc.org/sqlite"
 
 	"github.com/adaptflow/adaptflow/process"
 	"github.com/adaptflow/adaptflow/store"
@@ -668,6 +672,27 @@ func (s *Store) CloseReview(ctx context.Context, r store.Review) (store.Review, 
 // placeholder renders the n-th parameter of a query the store package
 // builds, as SQLite writes it.
 func placeholder(int) string { return "?" }
+
+// dialect is SQLite's SQL. Its lower() folds ASCII only: "ÜBERWEISUNG"
+// stays as it is, and a search for "überweisung" would miss it; text is
+// lower-cased by adaptflow_lower, Go's strings.ToLower (every letter).
+var dialect = store.Dialect{
+	Placeholder: placeholder,
+	Lower:       func(expr string) string { return "adaptflow_lower(" + expr + ")" },
+}
+
+func init() {
+	sqlite.MustRegisterDeterministicScalarFunction("adaptflow_lower", 1, func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+		switch v := args[0].(type) {
+		case string:
+			return strings.ToLower(v), nil
+		case []byte:
+			return strings.ToLower(string(v)), nil
+		default:
+			return v, nil // NULL, a number: as lower() leaves them
+		}
+	})
+}
 
 // The store package's shared queries, with SQLite's placeholders.
 var (

@@ -76,7 +76,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	r.SetMaxOpenConns(8)
 	s := &Store{w: newCachedDB(w), r: newCachedDB(r), dim: opts.EmbeddingDim}
-	s.Reads = store.NewReads(s.rows, placeholder)
+	s.Reads = store.NewReads(s.rows, dialect)
 	s.Changes = store.NewChanges(s.exec, s.writeRows, s.Reads, "?")
 	s.w.gate = &writeGate{}
 	if err := s.Migrate(ctx); err != nil {
@@ -122,7 +122,7 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 	db.SetMaxOpenConns(8)
 	cdb := newCachedDB(db)
 	s := &Store{w: cdb, r: cdb}
-	s.Reads = store.NewReads(s.rows, placeholder)
+	s.Reads = store.NewReads(s.rows, dialect)
 	s.Changes = store.NewChanges(s.exec, s.writeRows, s.Reads, "?")
 	var dim string
 	if err := db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'embedding_dim'`).Scan(&dim); err == nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -16,8 +17,9 @@ var databases atomic.Int64
 // FreshPostgres returns the URL of a new, empty database on the server
 // DATABASE_URL names, dropped when the test ends. Without DATABASE_URL the
 // test skips on a developer's machine and fails in CI (CI set): PostgreSQL
-// tests never skip silently there.
-func FreshPostgres(t testing.TB) string {
+// tests never skip silently there. with are CREATE DATABASE's options
+// ("TEMPLATE template0 LC_CTYPE 'C'").
+func FreshPostgres(t testing.TB, with ...string) string {
 	t.Helper()
 	base := os.Getenv("DATABASE_URL")
 	if base == "" {
@@ -33,7 +35,7 @@ func FreshPostgres(t testing.TB) string {
 	}
 	defer admin.Close(ctx)
 	name := fmt.Sprintf("adaptflow_t%d_%d", os.Getpid(), databases.Add(1))
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+	if _, err := admin.Exec(ctx, strings.Join(append([]string{"CREATE DATABASE", name}, with...), " ")); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

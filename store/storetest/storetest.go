@@ -2786,6 +2786,7 @@ func testExamplePages(t *testing.T, s Store) {
 	}
 	must(t, s.PutExamples(ctx, es))
 	must(t, s.PutExample(ctx, store.Example{ID: "other", Classifier: "notes", Text: "my money", Label: "refund", Source: "review:ann", CreatedAt: t0}))
+	must(t, s.PutExample(ctx, store.Example{ID: "umlaut", Classifier: "letters", Text: "ÜBERWEISUNG an Ærø, ΣΤΟ ΑΕΡΟΔΡΌΜΙΟ", Label: "transfer", Source: "api:importer", CreatedAt: t0}))
 	ids := func(f store.ExampleFilter) ([]string, string) {
 		t.Helper()
 		f.Classifier = "desk"
@@ -2832,6 +2833,15 @@ func testExamplePages(t *testing.T, s Store) {
 	}
 	if got, _ := ids(store.ExampleFilter{Text: "where is my money"}); len(got) != 5 {
 		t.Fatalf("by text, any case: %v", got)
+	}
+	// Every letter folds, not only ASCII's (SQLite's lower() and
+	// PostgreSQL's in the C locale fold ASCII only).
+	for _, q := range []string{"überweisung", "ÜBERWEISUNG", "Überweisung an ærø", "αεροδρόμιο"} {
+		page, err := s.ExamplesPage(ctx, store.ExampleFilter{Classifier: "letters", Text: q})
+		must(t, err)
+		if len(page) != 1 {
+			t.Fatalf("by text %q, any case: %v", q, page)
+		}
 	}
 	// %, _ and \ are no patterns.
 	if got, _ := ids(store.ExampleFilter{Text: "5% off"}); !slices.Equal(got, []string{"x15", "x05"}) {
