@@ -430,4 +430,16 @@ func TestTrainingIsReproducible(t *testing.T) {
 			}
 		}
 	}
+	// Dropout is drawn from the seed too: without it the model differs.
+	m, err := classify.Train(taught, classify.Options{Dropout: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := true
+	for l, v := range m.Classify("my card was stolen, top up my account and close it").Probabilities {
+		same = same && v == probs[0][l]
+	}
+	if same {
+		t.Fatal("a model trained without dropout answers as the default one: no feature was left out")
+	}
 }

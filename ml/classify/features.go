@@ -6,10 +6,12 @@
 // (3 to 5, within words and across word boundaries), and the concepts
 // each word can stand for (WordNet's synsets and their hypernyms, from the
 // embedded lexicon), with sublinear TF-IDF weights, L2-normalized; the
-// model is a multinomial logistic regression trained by SGD; confidence is
-// calibrated by temperature scaling on a held-out slice of the examples,
-// with each label's share of the examples taken out (logit adjustment), so
-// that no label is favored for having been taught with more examples.
+// model is a multinomial logistic regression trained by SGD, with most of
+// an example's features dropped out at each pass (Options.Dropout);
+// confidence is calibrated by temperature scaling on a held-out slice of
+// the examples, with each label's share of the examples taken out (logit
+// adjustment), so that no label is favored for having been taught with
+// more examples.
 package classify
 
 import (
