@@ -269,6 +269,18 @@ func TestMLEval(t *testing.T) {
 	if code, _ := run(t, ml, "eval", "--train", filepath.Join(dir, "train.csv")); code != 2 {
 		t.Fatalf("no test set: exit %d", code)
 	}
+	// Without dropout, as a comparison: another model (its confidences).
+	code, out = run(t, ml, "eval", "--train", filepath.Join(dir, "train.csv"), "--split", "0.34", "--dropout", "0", "--json")
+	var without map[string]float64
+	if err := json.Unmarshal([]byte(out), &without); code != 0 || err != nil {
+		t.Fatalf("--dropout 0: exit %d, %v\n%s", code, err, out)
+	}
+	if without["ece"] == rep["ece"] {
+		t.Fatalf("--dropout 0 trained the default model: ECE %v both", rep["ece"])
+	}
+	if code, out := run(t, ml, "eval", "--train", filepath.Join(dir, "train.csv"), "--split", "0.34", "--dropout", "1"); code != 2 || !strings.Contains(out, "--dropout 1") {
+		t.Fatalf("--dropout 1: exit %d\n%s", code, out)
+	}
 }
 
 func TestMLNAB(t *testing.T) {

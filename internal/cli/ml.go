@@ -18,7 +18,7 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return mlNAB(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "eval" {
-		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--per-label N] [--no-lexicon] [--json]")
+		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--per-label N] [--no-lexicon] [--dropout F] [--json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("adaptflow ml eval", flag.ContinueOnError)
@@ -29,12 +29,17 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	perLabel := fs.Int("per-label", 0, "train on at most this many examples per label")
 	seed := fs.Uint64("seed", 1, "seed of the split")
 	noLexicon := fs.Bool("no-lexicon", false, "leave out the words' concepts (the embedded English lexicon), as a comparison")
+	dropout := fs.Float64("dropout", 0.9, "the share of an example's features training leaves out at each pass, 0 to 1 (the product's: 0.9; 0: none), as a comparison")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	if _, err := parseFlags(fs, args[1:]); err != nil {
 		return 2
 	}
+	if *dropout < 0 || *dropout >= 1 {
+		fmt.Fprintf(stderr, "adaptflow ml eval: --dropout %v: want 0 (none) up to, not including, 1\n", *dropout)
+		return 2
+	}
 	if *trainPath == "" || (*testPath == "") == (*split <= 0) {
-		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--per-label N] [--no-lexicon] [--json]")
+		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--per-label N] [--no-lexicon] [--dropout F] [--json]")
 		return 2
 	}
 	read := func(path string) ([]classify.Example, error) {
@@ -62,7 +67,11 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *perLabel > 0 {
 		train = classify.PerLabel(train, *perLabel, *seed)
 	}
-	_, rep, err := classify.Evaluate(train, test, classify.Options{NoLexicon: *noLexicon})
+	opts := classify.Options{NoLexicon: *noLexicon, Dropout: *dropout}
+	if *dropout == 0 {
+		opts.Dropout = -1 // Options' zero is the default
+	}
+	_, rep, err := classify.Evaluate(train, test, opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "adaptflow ml eval:", err)
 		return 1
