@@ -18,11 +18,19 @@ import (
 	"github.com/adaptflow/adaptflow/workflows"
 )
 
-// onboardingReview starts a customer onboarding whose message the
-// classifier is unsure of, and returns the instance and its KYC review.
+// onboardingReview starts a customer onboarding whose message reads as a
+// business account's (a policy adds the KYC review), and returns the
+// instance and its review.
 func onboardingReview(d *dev, key string) (id, review string) {
 	d.t.Helper()
-	id = d.start("customer-onboarding", key, map[string]any{"applicant": "Ann", "message": "our company needs a business account with two directors"})
+	return onboardingReviewOf(d, key, "our company needs a business account with two directors")
+}
+
+// onboardingReviewOf is onboardingReview of another message: one a lesson
+// about that one does not teach another label.
+func onboardingReviewOf(d *dev, key, message string) (id, review string) {
+	d.t.Helper()
+	id = d.start("customer-onboarding", key, map[string]any{"applicant": "Ann", "message": message})
 	reviews := d.waitStatus(id, "waiting_review")["reviews"].([]any)
 	return id, reviews[len(reviews)-1].(map[string]any)["id"].(string)
 }
@@ -90,7 +98,9 @@ func TestWorkflowKeepsTheReviewersLesson(t *testing.T) {
 	d.waitStatus(id, "completed")
 	d.lessonKept(text, "account_transfer", "review:kim", 1)
 
-	refused, review := onboardingReview(d, "lesson-2")
+	// Another business account's message: the lesson just learned (that
+	// message is an account transfer) does not take it out of KYC review.
+	refused, review := onboardingReviewOf(d, "lesson-2", "business banking for my shop please")
 	send(refused, review, "ex_of_another_dimension", 3)
 	d.waitStatus(refused, "completed")
 	for _, e := range d.expect(d.call("GET", "/v1/classifiers/onboarding-requests/examples", adminKey, ""), http.StatusOK).body["examples"].([]any) {
