@@ -443,3 +443,27 @@ func TestTrainingIsReproducible(t *testing.T) {
 		t.Fatal("a model trained without dropout answers as the default one: no feature was left out")
 	}
 }
+
+// A classifier of few examples (as every one starts: a definition's seeds
+// and a few reviewers' corrections) is not sure of a text like none it
+// was taught, so that one goes to review. Its temperature is set on every
+// example, each classified by a model that did not learn it: the one or
+// two examples a held-out share would be, all classified right, made any
+// answer certain.
+func TestFewExamplesAreNotOverconfident(t *testing.T) {
+	m, err := classify.Train(examples(), classify.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range []string{"what time does the branch open on sunday", "hello, a question about my papers", "is the app available in french"} {
+		if r := m.Classify(text); r.Confidence > 0.6 {
+			t.Errorf("%q: %s at %.2f, of a text like none taught", text, r.Label, r.Confidence)
+		}
+	}
+	// Texts like those taught are still told apart, and surely.
+	for text, want := range map[string]string{"my card got stolen on the train": "card_lost", "I want to close my account": "close_account", "how can I top up my account": "top_up"} {
+		if r := m.Classify(text); r.Label != want || r.Confidence < 0.6 {
+			t.Errorf("%q: %s at %.2f, want %s, surely", text, r.Label, r.Confidence, want)
+		}
+	}
+}

@@ -9,9 +9,9 @@
 // model is a multinomial logistic regression trained by SGD, with most of
 // an example's features dropped out at each pass (Options.Dropout);
 // confidence is calibrated by temperature scaling on a held-out slice of
-// the examples, with each label's share of the examples taken out (logit
-// adjustment), so that no label is favored for having been taught with
-// more examples.
+// the examples (with few examples, on every one, cross-validated), with
+// each label's share of the examples taken out (logit adjustment), so
+// that no label is favored for having been taught with more examples.
 package classify
 
 import (

@@ -31,7 +31,9 @@ type Options struct {
 	// to 0.984, with twice the passes), and each pass costs a tenth.
 	Dropout float64
 	// Holdout is the fraction of examples kept aside to calibrate
-	// confidence (default 0.1; at least one per label is kept for training).
+	// confidence (default 0.1; at least one per label is kept for
+	// training). When that would be fewer than 50, every example
+	// calibrates, by cross-validation (crossCalibrate).
 	Holdout float64
 	// KeepHoldout answers with the model trained without the held-out
 	// examples (half the training time); by default the model is trained
@@ -143,12 +145,20 @@ func TrainContext(ctx context.Context, examples []Example, opts Options) (*Model
 	}
 	train = append(train, names...)
 
+	if len(hold) < minCalibration {
+		// Too few held out to set a temperature on: every example sets
+		// it, classified by a model that did not learn from it.
+		m := fitModel(labels, labelIdx, append(slices.Clone(examples), names...), opts, rng)
+		t, err := crossCalibrate(ctx, labels, labelIdx, examples, names, opts, rng)
+		if err != nil {
+			return nil, err
+		}
+		m.Temperature = t
+		return m, nil
+	}
 	m := fitModel(labels, labelIdx, train, opts, rng)
 	if err := ctx.Err(); err != nil {
 		return nil, err
-	}
-	if len(hold) == 0 {
-		return m, nil
 	}
 	hx := make([][]row, len(hold))
 	hy := make([]int, len(hold))
@@ -167,6 +177,48 @@ func TrainContext(ctx context.Context, examples []Example, opts Options) (*Model
 	}
 	m.Temperature = t
 	return m, nil
+}
+
+// minCalibration is the fewest held-out examples the temperature is set
+// on. Fewer (a classifier of a few hundred examples or less, as every one
+// starts) gave one or two, all classified right, and so the smallest
+// temperature: every answer, even to a text like none taught, at a
+// confidence of 1, and none sent to review for being unsure.
+const minCalibration = 50
+
+// calibrationFolds is how many models crossCalibrate trains.
+const calibrationFolds = 5
+
+// crossCalibrate is the temperature set on every example, each classified
+// by a model trained on the others (their folds, as CrossValidate deals
+// them, and the labels' names); 1 for fewer than two examples.
+func crossCalibrate(ctx context.Context, labels []string, labelIdx map[string]int, examples, names []Example, opts Options, rng *rand.Rand) (float64, error) {
+	folds := stratifiedFolds(examples, min(calibrationFolds, len(examples)), rng)
+	if len(folds) < 2 {
+		return 1, nil
+	}
+	var raw, priors [][]float64
+	var ys []int
+	for i, test := range folds {
+		train := slices.Clone(names)
+		for j, f := range folds {
+			if j != i {
+				train = append(train, f...)
+			}
+		}
+		m := fitModel(labels, labelIdx, train, opts, rng)
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		for _, e := range test {
+			z := make([]float64, len(labels))
+			m.logits(m.features(e.Text), z)
+			raw = append(raw, z)
+			priors = append(priors, m.logPrior)
+			ys = append(ys, labelIdx[e.Label])
+		}
+	}
+	return fitTemperature(raw, priors, ys), nil
 }
 
 // labelText is a label's name as words: tokens splits at underscores and
@@ -489,24 +541,38 @@ func softmax(z []float64, temperature float64) {
 	}
 }
 
-// calibrate picks the temperature that minimizes the held-out negative
-// log-likelihood (a golden-section search over log T).
+// calibrate picks the temperature that best fits the held-out examples
+// (fitTemperature).
 func (m *Model) calibrate(xs [][]row, ys []int) float64 {
 	raw := make([][]float64, len(xs))
+	priors := make([][]float64, len(xs))
 	for i, x := range xs {
 		raw[i] = make([]float64, len(m.Labels))
 		m.logits(x, raw[i])
+		priors[i] = m.logPrior
 	}
+	return fitTemperature(raw, priors, ys)
+}
+
+// fitTemperature picks the temperature that minimizes the negative
+// log-likelihood of the labels ys given the logits raw (each with the log
+// prior taken out that its model was trained with), a golden-section
+// search over log T, with a weak pull of log T towards 0 (T = 1), worth
+// about one example: a handful of examples, all classified right, would
+// otherwise drive it to its smallest.
+func fitTemperature(raw, priors [][]float64, ys []int) float64 {
 	nll := func(logT float64) float64 {
 		t := math.Exp(logT)
-		p := make([]float64, len(m.Labels))
 		var s float64
 		for i, z := range raw {
-			copy(p, z)
-			m.adjust(p, t)
+			p := slices.Clone(z)
+			for c := range p {
+				p[c] = p[c]/t - priors[i][c]
+			}
+			softmax(p, 1)
 			s -= math.Log(max(p[ys[i]], 1e-12))
 		}
-		return s
+		return s + logT*logT
 	}
 	lo, hi := math.Log(0.05), math.Log(5.0)
 	g := (math.Sqrt(5) - 1) / 2
