@@ -37,7 +37,8 @@ type Options struct {
 	Holdout float64
 	// KeepHoldout answers with the model trained without the held-out
 	// examples (half the training time); by default the model is trained
-	// again on every example once the temperature is set.
+	// again on every example once the temperature is set. (Calibrated by
+	// cross-validation, a model learns from every example either way.)
 	KeepHoldout bool
 	Seed        uint64
 	// NoLexicon leaves out the concepts of the words (the embedded English
