@@ -81,14 +81,7 @@ func TestStartWithAPortTaken(t *testing.T) {
 			if !strings.Contains(logs.String(), "trying again with others") {
 				t.Fatalf("the start was not tried again:\n%s", logs.String())
 			}
-			c, err := client.Dial(client.Options{HostPort: s.Address(), Namespace: "default"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-			defer cancel()
-			if _, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"}); err != nil {
+			if err := answers(t, s); err != nil {
 				t.Fatalf("the server started on a second try does not answer: %v", err)
 			}
 		})
@@ -148,14 +141,21 @@ func TestServicePortsRepeatNoneTaken(t *testing.T) {
 	if strings.Contains(logs.String(), "trying again with others") {
 		t.Fatalf("the start was tried again:\n%s", logs.String())
 	}
+	if err := answers(t, s); err != nil {
+		t.Fatalf("the server does not answer: %v", err)
+	}
+}
+
+// answers is whether s describes its default namespace to a client.
+func answers(t *testing.T, s *Server) error {
+	t.Helper()
 	c, err := client.Dial(client.Options{HostPort: s.Address(), Namespace: "default"})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if _, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"}); err != nil {
-		t.Fatalf("the server does not answer: %v", err)
-	}
+	_, err = c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"})
+	return err
 }
