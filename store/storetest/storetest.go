@@ -2881,6 +2881,9 @@ func testExamplePages(t *testing.T, s Store) {
 	if n, err := s.DeleteExamples(ctx, store.ExampleFilter{Classifier: "desk", Text: "TEXT 1"}); err != nil || n != 9 { // text 1, 11 to 19 but Ann's 15
 		t.Fatalf("deleting by text: %d %v", n, err)
 	}
+	if n, err := s.DeleteExamples(ctx, store.ExampleFilter{Classifier: "letters", Text: "Überweisung AN ÆRØ"}); err != nil || n != 1 {
+		t.Fatalf("deleting by a text of other letters than ASCII's, in another case: %d %v", n, err)
+	}
 	if left, _ := s.ExamplesOf(ctx, "notes"); len(left) != 1 {
 		t.Fatalf("another classifier's examples: %v", left)
 	}
