@@ -3,8 +3,10 @@ package activities_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -650,5 +652,89 @@ func TestEvaluateTheLLM(t *testing.T) {
 	// Two held out (one a label), both read as refunds: one right.
 	if err != nil || res.Model != "llm:test-model" || res.LLM == nil || res.LLM.Asked != 2 || res.Test != 2 || res.Accuracy != 0.5 || srv.Calls() != 2 || len(res.Mistakes) != 1 {
 		t.Fatalf("%+v (%d calls): %v", res, srv.Calls(), err)
+	}
+}
+
+// With the provider's embeddings configured, an LLM evaluation gives each
+// held-out text the few-shot context an instance would get: the examples
+// nearest by the embeddings (here a planted twin of each refund, stored
+// with that refund's embedding and a text like none), never one held out;
+// with the provider down, the hashing embedding picks them, counted.
+func TestEvaluateTheLLMWithTheProvidersEmbeddings(t *testing.T) {
+	f := newFewShots(t, true)
+	refunds := []string{"I want my money back", "refund my order", "refund 20 EUR to my card please"}
+	for i, r := range []string{"please send back what I paid", "I returned the shoes, where is my money", "charge reversed when"} {
+		f.put(t, fmt.Sprintf("r%d", i+2), r, "refund")
+		refunds = append(refunds, r)
+	}
+	twin := map[string]string{}
+	for i, r := range refunds {
+		planted := fmt.Sprintf("zz planted %d", i)
+		twin[r] = planted
+		e := store.Example{ID: fmt.Sprintf("p%d", i), Classifier: spec.Name, Text: planted, Label: "refund", Embedding: openaitest.Embedding(r, f.st.EmbeddingDim()), CreatedAt: time.Now()}
+		if err := f.st.PutExample(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	asked := map[string]string{} // a held-out text -> its few-shot messages
+	f.srv.AnswerWith(func(req map[string]any) openaitest.Reply {
+		var b strings.Builder
+		msgs := req["messages"].([]any)
+		for _, m := range msgs[1 : len(msgs)-1] { // the few-shot messages, between the system's and the text's
+			fmt.Fprintln(&b, m.(map[string]any)["content"])
+		}
+		text := strings.TrimSuffix(strings.TrimPrefix(openaitest.LastUserText(req), "<input>\n"), "\n</input>")
+		mu.Lock()
+		asked[text] = b.String()
+		mu.Unlock()
+		return openaitest.Reply{Content: `{"label":"question","confidence":0.9,"fields":{"amount":null},"rationale":"r"}`}
+	})
+	evaluate := func() activities.EvaluateResult {
+		t.Helper()
+		v, err := f.env.ExecuteActivity(f.acts.EvaluateClassifier, activities.EvaluateInput{Spec: spec, Holdout: 0.5, Model: activities.EvaluateLLM, Limit: 100})
+		var res activities.EvaluateResult
+		if err == nil {
+			err = v.Get(&res)
+		}
+		if err != nil || res.LLM == nil {
+			t.Fatalf("evaluate: %+v: %v", res, err)
+		}
+		return res
+	}
+	res := evaluate()
+	if res.LLM.ShotsByHashing != 0 || f.srv.EmbedCalls() == 0 || len(asked) != res.LLM.Asked {
+		t.Fatalf("usage %+v, %d embeddings requests, %d texts asked", res.LLM, f.srv.EmbedCalls(), len(asked))
+	}
+	checked := 0
+	for text, shots := range asked {
+		for other := range asked {
+			if strings.Contains(shots, other+"\n") {
+				t.Fatalf("%q went with %q, also held out:\n%s", text, other, shots)
+			}
+		}
+		if p, ok := twin[text]; ok && asked[p] == "" {
+			checked++
+			if !strings.Contains(shots, p) {
+				t.Fatalf("%q went without its nearest example by the embeddings, %q:\n%s", text, p, shots)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatalf("no refund held out with its twin learned from: the test shows nothing (%v)", slices.Collect(maps.Keys(asked)))
+	}
+	// A worker that has embedded nothing yet (and has no LLM answers
+	// cached), with the provider down.
+	f.srv.SetEmbeddings(f.st.EmbeddingDim(), http.StatusServiceUnavailable)
+	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: f.srv.BaseURL(), Model: "test-model", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.acts = &activities.Activities{Examples: f.st, LLM: l, Embedder: classify.NewEmbedder(l, "test-embed", f.st.EmbeddingDim())}
+	var suite testsuite.WorkflowTestSuite
+	f.env = suite.NewTestActivityEnvironment()
+	f.env.RegisterActivity(f.acts)
+	if res := evaluate(); res.LLM.ShotsByHashing != res.LLM.Asked {
+		t.Fatalf("with the provider down: %+v", res.LLM)
 	}
 }

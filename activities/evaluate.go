@@ -91,7 +91,14 @@ func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (
 	case llm:
 		model = "llm:" + a.LLM.Model()
 		spec := classify.Spec{Labels: in.Spec.Labels, Extract: extractFields(in.Spec)}
-		rep, d, usage, err = classify.HoldOutLLM(ctx, a.LLM, spec, examples, in.Holdout, shots, in.Limit, llmEvalWorkers, EvaluateMistakes)
+		o := classify.LLMHoldOut{Frac: in.Holdout, Shots: shots, Limit: in.Limit, Workers: llmEvalWorkers, Mistakes: EvaluateMistakes}
+		if a.providerShots() {
+			// As instances get theirs: by the provider's embeddings.
+			o.Pick = func(ctx context.Context, text string, train map[string]bool, n int) ([]classify.Shot, error) {
+				return a.nearestShots(ctx, in.Spec, text, train, n)
+			}
+		}
+		rep, d, usage, err = classify.HoldOutLLM(ctx, a.LLM, spec, examples, o)
 	case in.Folds > 1:
 		rep, d, err = classify.CrossValidate(ctx, examples, in.Folds, trainOptions(in.Spec), EvaluateMistakes)
 	default:

@@ -346,10 +346,10 @@ func (a *Activities) retrainInBackground(ctx context.Context, c *classifierModel
 // later at the earliest: classify.Gate), and without it, they are picked by the
 // hashing embedding.
 func (a *Activities) fewShots(ctx context.Context, c *classifierModel, spec process.ClassifySpec, text string) []classify.Shot {
-	if a.Embedder == nil || !a.Embedder.Provider() || a.Examples == nil {
+	if !a.providerShots() {
 		return c.shots(text, shots)
 	}
-	out, err := a.nearestShots(ctx, spec, text)
+	out, err := a.nearestShots(ctx, spec, text, nil, shots)
 	if err != nil {
 		a.logger().WarnContext(ctx, "few-shot examples picked by the hashing embedding", "classifier", spec.Name, "err", err)
 		return c.shots(text, shots)
@@ -357,7 +357,17 @@ func (a *Activities) fewShots(ctx context.Context, c *classifierModel, spec proc
 	return out
 }
 
-func (a *Activities) nearestShots(ctx context.Context, spec process.ClassifySpec, text string) ([]classify.Shot, error) {
+// providerShots says whether the embeddings provider's embeddings pick
+// the LLM's few-shot examples.
+func (a *Activities) providerShots() bool {
+	return a.Embedder != nil && a.Embedder.Provider() && a.Examples != nil
+}
+
+// nearestShots are the n examples, stored or seeds, nearest to text by
+// the provider's embeddings; only those whose text allowed holds, unless
+// it is nil (an evaluation's: the examples not held out), and never text
+// itself then.
+func (a *Activities) nearestShots(ctx context.Context, spec process.ClassifySpec, text string, allowed map[string]bool, n int) ([]classify.Shot, error) {
 	// The text and the seeds in one request; the seeds are embedded once.
 	texts := []string{text}
 	for _, e := range spec.Examples {
@@ -375,20 +385,29 @@ func (a *Activities) nearestShots(ctx context.Context, spec process.ClassifySpec
 		return nil, err
 	}
 	q, seeds := vs[0], vs[1:]
-	// Stored examples of labels the spec no longer has are passed over.
-	ns, err := a.Examples.NearestExamples(ctx, spec.Name, q, 2*shots)
+	// Stored examples of labels the spec no longer has are passed over,
+	// and so are those allowed leaves out (held out of an evaluation: the
+	// text itself among them, and more of those near it).
+	k := 2 * n
+	if allowed != nil {
+		k = 4*n + 16
+	}
+	ns, err := a.Examples.NearestExamples(ctx, spec.Name, q, k)
 	if err != nil {
 		return nil, err
 	}
-	top := vectors.NewTopK[classify.Example](shots)
-	for _, n := range ns {
-		if slices.Contains(spec.Labels, n.Label) {
-			top.Push(classify.Example{Text: n.Text, Label: n.Label}, n.Distance)
+	ok := func(t string) bool { return allowed == nil || (allowed[t] && t != text) }
+	top := vectors.NewTopK[classify.Example](n)
+	for _, nb := range ns {
+		if slices.Contains(spec.Labels, nb.Label) && ok(nb.Text) {
+			top.Push(classify.Example{Text: nb.Text, Label: nb.Label}, nb.Distance)
 		}
 	}
 	qn := vectors.Norm(q)
 	for i, e := range spec.Examples {
-		top.Push(classify.Example{Text: e.Text, Label: e.Label}, vectors.CosineDistance(q, qn, seeds[i]))
+		if ok(e.Text) {
+			top.Push(classify.Example{Text: e.Text, Label: e.Label}, vectors.CosineDistance(q, qn, seeds[i]))
+		}
 	}
 	items, _ := top.Sorted()
 	out := make([]classify.Shot, len(items))

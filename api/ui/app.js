@@ -1143,7 +1143,7 @@ function evaluateSection(name, version, spec, examples) {
         ["On the surest 80%", pct(e.selective_accuracy_80)],
         ["Calibration error", pct(e.ece)],
         ["Model", e.model],
-        ...(e.llm ? [["Asked", `${num(e.llm.asked)} held-out texts: ${num(e.llm.failed)} unanswered (counted wrong), ${num(e.llm.cached)} from its cache; ${num(e.llm.prompt_tokens + e.llm.completion_tokens)} tokens, p99 ${num(Math.round(e.p99_latency_ms))} ms`]] : []),
+        ...(e.llm ? [["Asked", `${num(e.llm.asked)} held-out texts: ${num(e.llm.failed)} unanswered (counted wrong), ${num(e.llm.cached)} from its cache; ${num(e.llm.prompt_tokens + e.llm.completion_tokens)} tokens, p99 ${num(Math.round(e.p99_latency_ms))} ms${e.llm.shots_by_hashing ? `; ${num(e.llm.shots_by_hashing)} with few-shot examples by the hashing embedding (the embeddings provider failed)` : ""}`]] : []),
       ]),
       h("h3", {}, "The weakest labels"),
       table([

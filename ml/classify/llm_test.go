@@ -1,6 +1,7 @@
 package classify_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -210,7 +211,10 @@ func TestHoldOutLLM(t *testing.T) {
 	if failed == 0 || sure == 0 {
 		t.Fatalf("the split holds out %d failures and %d sure mistakes: the test shows nothing", failed, sure)
 	}
-	rep, d, usage, err := classify.HoldOutLLM(t.Context(), l, spec, examples, 0.5, 3, 0, 4, 20)
+	held := classify.LLMHoldOut{Frac: 0.5, Shots: 3, Workers: 4, Mistakes: 20}
+	limited := held
+	limited.Limit = 4
+	rep, d, usage, err := classify.HoldOutLLM(t.Context(), l, spec, examples, held)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,18 +232,52 @@ func TestHoldOutLLM(t *testing.T) {
 	}
 	// Again: what it answered comes from its cache; the failures are asked again.
 	calls := s.Calls()
-	if _, _, usage, err = classify.HoldOutLLM(t.Context(), l, spec, examples, 0.5, 3, 0, 4, 20); err != nil || usage.Cached != len(test)-failed || s.Calls() != calls+failed {
+	if _, _, usage, err = classify.HoldOutLLM(t.Context(), l, spec, examples, held); err != nil || usage.Cached != len(test)-failed || s.Calls() != calls+failed {
 		t.Fatalf("again: %+v, %d calls (want %d): %v", usage, s.Calls()-calls, failed, err)
 	}
-	if rep, _, usage, err = classify.HoldOutLLM(t.Context(), l, spec, examples, 0.5, 3, 4, 4, 20); err != nil || rep.Test != 4 || usage.Asked != 4 {
+	if rep, _, usage, err = classify.HoldOutLLM(t.Context(), l, spec, examples, limited); err != nil || rep.Test != 4 || usage.Asked != 4 {
 		t.Fatalf("limited to 4: %+v %+v: %v", rep, usage, err)
+	}
+	// Shots picked by Pick (the embeddings provider's, in the product)
+	// among the examples not held out; when it fails, by the hashing
+	// embedding, counted.
+	picker := openaitest.New(t, openaitest.Reply{Content: `{"label":"refund","confidence":0.9,"fields":{"amount":null,"order_id":null},"rationale":"r"}`})
+	var seen sync.Map // a text asked (delimited) -> its few-shot messages
+	picker.AnswerWith(func(req map[string]any) openaitest.Reply {
+		var b strings.Builder
+		for _, m := range req["messages"].([]any)[1:] {
+			fmt.Fprintln(&b, m.(map[string]any)["content"])
+		}
+		seen.Store(openaitest.LastUserText(req), b.String())
+		return openaitest.Reply{Content: `{"label":"refund","confidence":0.9,"fields":{"amount":null,"order_id":null},"rationale":"r"}`}
+	})
+	picked := held
+	picked.Pick = func(_ context.Context, text string, train map[string]bool, n int) ([]classify.Shot, error) {
+		if train[text] || len(train) != len(examples)-len(test) || n != 3 {
+			return nil, fmt.Errorf("picking for %q among %d, %d of them", text, len(train), n)
+		}
+		return []classify.Shot{{Text: "the provider's nearest to " + text, Label: "refund"}}, nil
+	}
+	if _, _, usage, err = classify.HoldOutLLM(t.Context(), llm(t, picker, time.Second), spec, examples, picked); err != nil || usage.ShotsByHashing != 0 {
+		t.Fatalf("picked: %+v: %v", usage, err)
+	}
+	for _, e := range test {
+		if got, _ := seen.Load("<input>\n" + e.Text + "\n</input>"); got == nil || !strings.Contains(got.(string), "the provider's nearest to "+e.Text) {
+			t.Fatalf("%q went with the shots %v, not those picked", e.Text, got)
+		}
+	}
+	picked.Pick = func(context.Context, string, map[string]bool, int) ([]classify.Shot, error) {
+		return nil, errors.New("the provider is down")
+	}
+	if _, _, usage, err = classify.HoldOutLLM(t.Context(), llm(t, openaitest.New(t, openaitest.Reply{Content: `{"label":"refund","confidence":0.9,"fields":{"amount":null,"order_id":null},"rationale":"r"}`}), time.Second), spec, examples, picked); err != nil || usage.ShotsByHashing != len(test) {
+		t.Fatalf("picked by hashing for want of the provider: %+v: %v", usage, err)
 	}
 	// An LLM that answers nothing.
 	down := openaitest.New(t, openaitest.Reply{Status: http.StatusServiceUnavailable})
-	if _, _, usage, err = classify.HoldOutLLM(t.Context(), llm(t, down, time.Second), spec, examples, 0.5, 3, 0, 4, 20); !errors.Is(err, classify.ErrLLMDown) || usage.Failed != usage.Asked {
+	if _, _, usage, err = classify.HoldOutLLM(t.Context(), llm(t, down, time.Second), spec, examples, held); !errors.Is(err, classify.ErrLLMDown) || usage.Failed != usage.Asked {
 		t.Fatalf("an LLM down: %+v: %v", usage, err)
 	}
-	if _, _, _, err = classify.HoldOutLLM(t.Context(), l, spec, examples[:3], 0.5, 3, 0, 4, 20); !errors.Is(err, classify.ErrTooFew) {
+	if _, _, _, err = classify.HoldOutLLM(t.Context(), l, spec, examples[:3], held); !errors.Is(err, classify.ErrTooFew) {
 		t.Fatalf("too few: %v", err)
 	}
 }

@@ -25,31 +25,61 @@ type LLMUsage struct {
 	Cached           int `json:"cached"`
 	PromptTokens     int `json:"prompt_tokens"`
 	CompletionTokens int `json:"completion_tokens"`
+	// ShotsByHashing is how many texts had their few-shot context picked
+	// by the hashing embedding because LLMHoldOut.Pick failed (the
+	// embeddings provider down, say).
+	ShotsByHashing int `json:"shots_by_hashing"`
+}
+
+// LLMHoldOut says how HoldOutLLM measures an LLM.
+type LLMHoldOut struct {
+	Frac     float64 // the held-out share of each label's examples
+	Shots    int     // few-shot examples a text goes with
+	Limit    int     // at most this many texts asked (0: every one held out)
+	Workers  int     // requests at a time
+	Mistakes int     // how many of the surest mistakes are diagnosed
+	// Pick picks the n few-shot examples of a held-out text among those
+	// the other examples (train holds their texts), as instances get
+	// theirs: by the embeddings provider's embeddings. Nil, or when it
+	// fails, the hashing embedding picks them.
+	Pick func(ctx context.Context, text string, train map[string]bool, n int) ([]Shot, error)
 }
 
 // ErrLLMDown is returned by HoldOutLLM when the LLM answered none of the
 // held-out texts.
 var ErrLLMDown = errors.New("the LLM answered none of the held-out texts")
 
-// HoldOutLLM measures llm on a stratified held-out share (frac) of each
+// HoldOutLLM measures llm on a stratified held-out share (o.Frac) of each
 // label's examples as instances meet it: each held-out text is classified
-// with the shots most similar to it among the other examples (by the
-// hashing embedding) as few-shot context. At most limit texts are asked
-// (a stratified sample of the held-out share, fixed), workers at a time.
-// A text the LLM
-// fails on counts as a mistake at confidence 0. The figures are Report's
-// (latency is the LLM's, with its cache), less the training's.
-func HoldOutLLM(ctx context.Context, llm *LLM, spec Spec, examples []Example, frac float64, shots, limit, workers, mistakes int) (Report, Diagnosis, LLMUsage, error) {
-	train, test := StratifiedSplit(examples, frac, 1)
+// with the o.Shots most similar to it among the other examples (o.Pick's,
+// else by the hashing embedding) as few-shot context. At most o.Limit
+// texts are asked (a stratified sample of the held-out share, fixed),
+// o.Workers at a time. A text the LLM fails on counts as a mistake at
+// confidence 0. The figures are Report's (latency is the LLM's, with its
+// cache), less the training's.
+func HoldOutLLM(ctx context.Context, llm *LLM, spec Spec, examples []Example, o LLMHoldOut) (Report, Diagnosis, LLMUsage, error) {
+	train, test := StratifiedSplit(examples, o.Frac, 1)
 	if len(test) == 0 {
 		return Report{}, Diagnosis{}, LLMUsage{}, ErrTooFew
 	}
-	if limit > 0 && len(test) > limit {
-		test = stratifiedSample(test, limit)
+	if o.Limit > 0 && len(test) > o.Limit {
+		test = stratifiedSample(test, o.Limit)
 	}
 	vecs := make([][]float32, len(train))
+	inTrain := make(map[string]bool, len(train))
 	for i, e := range train {
 		vecs[i] = HashEmbedding(e.Text, HashDim)
+		inTrain[e.Text] = true
+	}
+	// shotsOf is a text's few-shot context, and whether the hashing
+	// embedding picked it for want of o.Pick's.
+	shotsOf := func(text string) ([]Shot, bool) {
+		if o.Pick != nil {
+			if s, err := o.Pick(ctx, text, inTrain, o.Shots); err == nil {
+				return s, false
+			}
+		}
+		return NearestShots(train, vecs, text, o.Shots), o.Pick != nil
 	}
 	preds := make([]prediction, len(test))
 	usage := LLMUsage{Asked: len(test)}
@@ -57,18 +87,22 @@ func HoldOutLLM(ctx context.Context, llm *LLM, spec Spec, examples []Example, fr
 	var lastErr error
 	work := make(chan int)
 	var wg sync.WaitGroup
-	for range max(workers, 1) {
+	for range max(o.Workers, 1) {
 		wg.Go(func() {
 			for i := range work {
 				e := test[i]
+				shots, byHashing := shotsOf(e.Text)
 				t0 := time.Now()
-				r, err := llm.Classify(ctx, spec, e.Text, NearestShots(train, vecs, e.Text, shots))
+				r, err := llm.Classify(ctx, spec, e.Text, shots)
 				p := prediction{Example: e, latency: time.Since(t0)}
 				if err == nil {
 					p.got = Result{Label: r.Label, Confidence: r.Confidence}
 				}
 				mu.Lock()
 				preds[i] = p
+				if byHashing {
+					usage.ShotsByHashing++
+				}
 				switch {
 				case err != nil:
 					usage.Failed++
@@ -101,7 +135,7 @@ feed:
 	}
 	rep := measure(preds)
 	rep.Train, rep.Labels = len(train), len(labelsOf(examples))
-	return rep, diagnose(preds, mistakes), usage, nil
+	return rep, diagnose(preds, o.Mistakes), usage, nil
 }
 
 // NearestShots are the n examples nearest to text by the hashing
