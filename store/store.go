@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Errors callers test with errors.Is. The API maps them to status codes.
@@ -1459,9 +1460,26 @@ func exampleConditions(f ExampleFilter, p *params, lower func(string) string) []
 	}
 	if f.Text != "" {
 		esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(strings.ToLower(f.Text))
-		where = append(where, lower("text")+" LIKE "+arg("%"+esc+"%")+` ESCAPE '\'`)
+		fold := lower("text")
+		if isASCII(f.Text) {
+			// The database's own lower() folds ASCII's letters in any
+			// locale, and is the faster (twice, in SQLite, against a
+			// function of Go's); only a letter or two of others lower to
+			// ASCII (the Kelvin sign's "k"), not found so.
+			fold = "lower(text)"
+		}
+		where = append(where, fold+" LIKE "+arg("%"+esc+"%")+` ESCAPE '\'`)
 	}
 	return where
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // ExamplesPage lists a page of a classifier's examples, newest first,

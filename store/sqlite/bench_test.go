@@ -153,3 +153,43 @@ func BenchmarkSnapshot300MB(b *testing.B) {
 	}
 	b.ReportMetric(float64(held.Microseconds())/1000/float64(b.N), "held-ms/op")
 }
+
+// BenchmarkExampleSearch searches a classifier's 100,000 examples for a
+// piece of text in any case (a scan: no index serves a substring), one in
+// 10,000 matching: a page of the 10. A text of ASCII letters only, and
+// one of others.
+func BenchmarkExampleSearch(b *testing.B) {
+	st, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "s.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now().UTC()
+	const n = 100_000
+	es := make([]store.Example, 0, 1000)
+	for i := range n {
+		text := fmt.Sprintf("Where is my card number %d? It was sent to Zürich last week", i)
+		if i%10_000 == 0 {
+			text = fmt.Sprintf("ÜBERWEISUNG %d failed twice", i)
+		}
+		es = append(es, store.Example{ID: fmt.Sprint("x-", i), Classifier: "desk", Text: text, Label: "card", Source: "api:importer", CreatedAt: now.Add(-time.Duration(i) * time.Second)})
+		if len(es) == cap(es) {
+			if err := st.PutExamples(b.Context(), es); err != nil {
+				b.Fatal(err)
+			}
+			es = es[:0]
+		}
+	}
+	// ASCII's letters fold by SQLite's lower(); others by Go's.
+	for _, text := range []string{"FAILED twice", "überweisung"} {
+		b.Run(text, func(b *testing.B) {
+			f := store.ExampleFilter{Classifier: "desk", Text: text, Limit: 50}
+			for b.Loop() {
+				page, err := st.ExamplesPage(b.Context(), f)
+				if err != nil || len(page) != 10 {
+					b.Fatalf("%d examples, %v", len(page), err)
+				}
+			}
+		})
+	}
+}
