@@ -281,6 +281,26 @@ func TestMLEval(t *testing.T) {
 	if code, out := run(t, ml, "eval", "--train", filepath.Join(dir, "train.csv"), "--split", "0.34", "--dropout", "1"); code != 2 || !strings.Contains(out, "--dropout 1") {
 		t.Fatalf("--dropout 1: exit %d\n%s", code, out)
 	}
+	// Several splits: the mean, and how far a split goes from it.
+	code, out = run(t, ml, "eval", "--train", filepath.Join(dir, "train.csv"), "--split", "0.34", "--splits", "3", "--json")
+	var mean map[string]float64
+	if err := json.Unmarshal([]byte(out), &mean); code != 0 || err != nil || mean["splits"] != 3 || mean["accuracy"] <= 0 || mean["accuracy"] > 1 {
+		t.Fatalf("--splits 3: exit %d, %v\n%s", code, err, out)
+	}
+	for _, key := range []string{"accuracy_sd", "selective_accuracy_80_sd", "selective_accuracy_80", "ece"} {
+		if _, ok := mean[key]; !ok {
+			t.Errorf("the mean of splits lacks %s: %s", key, out)
+		}
+	}
+	code, out = run(t, ml, "eval", "--train", filepath.Join(dir, "train.csv"), "--split", "0.34", "--splits", "2")
+	if code != 0 || strings.Count(out, "split ") != 2 || !strings.Contains(out, "mean of 2 splits") {
+		t.Fatalf("--splits 2, as text: exit %d\n%s", code, out)
+	}
+	for _, args := range [][]string{{"--splits", "0", "--split", "0.34"}, {"--splits", "2", "--test", filepath.Join(dir, "train.csv")}} {
+		if code, out := run(t, ml, append([]string{"eval", "--train", filepath.Join(dir, "train.csv")}, args...)...); code != 2 || !strings.Contains(out, "--splits") {
+			t.Fatalf("%v: exit %d\n%s", args, code, out)
+		}
+	}
 }
 
 func TestMLNAB(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 
 	"github.com/adaptflow/adaptflow/ml/anomaly"
@@ -18,7 +19,7 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return mlNAB(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "eval" {
-		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--per-label N] [--no-lexicon] [--dropout F] [--json]")
+		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--per-label N] [--splits N] [--no-lexicon] [--dropout F] [--json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("adaptflow ml eval", flag.ContinueOnError)
@@ -28,6 +29,7 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	split := fs.Float64("split", 0, "without --test: keep this fraction of each label of --train for testing (stratified, fixed seed)")
 	perLabel := fs.Int("per-label", 0, "train on at most this many examples per label")
 	seed := fs.Uint64("seed", 1, "seed of the split")
+	splits := fs.Int("splits", 1, "with --split: measure on this many splits (seeds --seed on) and report their mean and standard deviation, a split's noise")
 	noLexicon := fs.Bool("no-lexicon", false, "leave out the words' concepts (the embedded English lexicon), as a comparison")
 	dropout := fs.Float64("dropout", 0.9, "the share of an example's features training leaves out at each pass, 0 to 1 (the product's: 0.9; 0: none), as a comparison")
 	asJSON := fs.Bool("json", false, "print one JSON object")
@@ -38,8 +40,12 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "adaptflow ml eval: --dropout %v: want 0 (none) up to, not including, 1\n", *dropout)
 		return 2
 	}
+	if *splits < 1 || (*splits > 1 && *split <= 0) {
+		fmt.Fprintf(stderr, "adaptflow ml eval: --splits %d: want 1 or more, more than 1 only with --split\n", *splits)
+		return 2
+	}
 	if *trainPath == "" || (*testPath == "") == (*split <= 0) {
-		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--per-label N] [--no-lexicon] [--dropout F] [--json]")
+		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--per-label N] [--splits N] [--no-lexicon] [--dropout F] [--json]")
 		return 2
 	}
 	read := func(path string) ([]classify.Example, error) {
@@ -50,40 +56,97 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer f.Close()
 		return classify.ReadCSV(f)
 	}
-	train, err := read(*trainPath)
+	all, err := read(*trainPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "adaptflow ml eval: %s: %v\n", *trainPath, err)
 		return 1
 	}
-	var test []classify.Example
+	var given []classify.Example
 	if *testPath != "" {
-		if test, err = read(*testPath); err != nil {
+		if given, err = read(*testPath); err != nil {
 			fmt.Fprintf(stderr, "adaptflow ml eval: %s: %v\n", *testPath, err)
 			return 1
 		}
-	} else {
-		train, test = classify.StratifiedSplit(train, *split, *seed)
-	}
-	if *perLabel > 0 {
-		train = classify.PerLabel(train, *perLabel, *seed)
 	}
 	opts := classify.Options{NoLexicon: *noLexicon, Dropout: *dropout}
 	if *dropout == 0 {
 		opts.Dropout = -1 // Options' zero is the default
 	}
-	_, rep, err := classify.Evaluate(train, test, opts)
-	if err != nil {
-		fmt.Fprintln(stderr, "adaptflow ml eval:", err)
-		return 1
+	reps := make([]classify.Report, 0, *splits)
+	for i := range uint64(*splits) {
+		s := *seed + i
+		train, test := all, given
+		if *testPath == "" {
+			train, test = classify.StratifiedSplit(all, *split, s)
+		}
+		if *perLabel > 0 {
+			train = classify.PerLabel(train, *perLabel, s)
+		}
+		_, rep, err := classify.Evaluate(train, test, opts)
+		if err != nil {
+			fmt.Fprintln(stderr, "adaptflow ml eval:", err)
+			return 1
+		}
+		reps = append(reps, rep)
+		if !*asJSON {
+			if *splits > 1 {
+				fmt.Fprintf(stdout, "split %d (seed %d): ", i+1, s)
+			}
+			fmt.Fprintf(stdout, "trained on %d examples of %d labels in %.1fs; tested on %d\n", rep.Train, rep.Labels, rep.TrainingSeconds, rep.Test)
+			printReport(stdout, rep)
+		}
 	}
-	if *asJSON {
-		_ = json.NewEncoder(stdout).Encode(rep)
+	if *splits == 1 {
+		if *asJSON {
+			_ = json.NewEncoder(stdout).Encode(reps[0])
+		}
 		return 0
 	}
-	fmt.Fprintf(stdout, "trained on %d examples of %d labels in %.1fs; tested on %d\n", rep.Train, rep.Labels, rep.TrainingSeconds, rep.Test)
-	fmt.Fprintf(stdout, "accuracy %.4f  macro-F1 %.4f  selective accuracy at 80%% coverage %.4f  ECE %.4f  p99 latency %.3f ms\n",
-		rep.Accuracy, rep.MacroF1, rep.SelectiveAccuracy80, rep.ECE, rep.P99LatencyMS)
+	m := meanOf(reps)
+	if *asJSON {
+		_ = json.NewEncoder(stdout).Encode(m)
+		return 0
+	}
+	fmt.Fprintf(stdout, "mean of %d splits (standard deviation: accuracy %.4f, selective accuracy %.4f):\n", m.Splits, m.AccuracySD, m.SelectiveSD)
+	printReport(stdout, m.Report)
 	return 0
+}
+
+func printReport(w io.Writer, rep classify.Report) {
+	fmt.Fprintf(w, "accuracy %.4f  macro-F1 %.4f  selective accuracy at 80%% coverage %.4f  ECE %.4f  p99 latency %.3f ms\n",
+		rep.Accuracy, rep.MacroF1, rep.SelectiveAccuracy80, rep.ECE, rep.P99LatencyMS)
+}
+
+// splitsReport is the mean of several splits' reports, with the spread
+// of the two figures a split moves most.
+type splitsReport struct {
+	classify.Report
+	Splits      int     `json:"splits"`
+	AccuracySD  float64 `json:"accuracy_sd"`
+	SelectiveSD float64 `json:"selective_accuracy_80_sd"`
+}
+
+// meanOf averages reports (two at least): each figure's mean, the
+// counts of the first, and the sample standard deviations.
+func meanOf(reps []classify.Report) splitsReport {
+	n := float64(len(reps))
+	m := splitsReport{Report: reps[0], Splits: len(reps)}
+	m.Accuracy, m.MacroF1, m.SelectiveAccuracy80, m.ECE, m.TrainingSeconds, m.P99LatencyMS, m.Temperature = 0, 0, 0, 0, 0, 0, 0
+	for _, r := range reps {
+		m.Accuracy += r.Accuracy / n
+		m.MacroF1 += r.MacroF1 / n
+		m.SelectiveAccuracy80 += r.SelectiveAccuracy80 / n
+		m.ECE += r.ECE / n
+		m.TrainingSeconds += r.TrainingSeconds / n
+		m.P99LatencyMS += r.P99LatencyMS / n
+		m.Temperature += r.Temperature / n
+	}
+	for _, r := range reps {
+		m.AccuracySD += (r.Accuracy - m.Accuracy) * (r.Accuracy - m.Accuracy) / (n - 1)
+		m.SelectiveSD += (r.SelectiveAccuracy80 - m.SelectiveAccuracy80) * (r.SelectiveAccuracy80 - m.SelectiveAccuracy80) / (n - 1)
+	}
+	m.AccuracySD, m.SelectiveSD = math.Sqrt(m.AccuracySD), math.Sqrt(m.SelectiveSD)
+	return m
 }
 
 // mlNAB runs the product's anomaly detector, with its defaults, over a NAB
