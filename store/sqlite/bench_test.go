@@ -16,11 +16,7 @@ import (
 // on the embedded store: one value signal observed 100,000 times over a
 // week, 168 hourly periods, the latest and the 20 latest flagged.
 func BenchmarkSignalHistory(b *testing.B) {
-	st, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "s.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := openBench(b)
 	now := time.Now().UTC()
 	const n = 100_000
 	rng := rand.New(rand.NewPCG(5, 5))
@@ -46,11 +42,7 @@ func BenchmarkSignalHistory(b *testing.B) {
 // 100,000 of a process, by a field of their input (not indexed: the
 // newest are read until the page is full): 100 match, a page of 50.
 func BenchmarkInstancesByInput(b *testing.B) {
-	st, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "s.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := openBench(b)
 	now := time.Now().UTC()
 	const n = 100_000
 	for i := range n {
@@ -159,11 +151,7 @@ func BenchmarkSnapshot300MB(b *testing.B) {
 // 10,000 matching: a page of the 10. A text of ASCII letters only, and
 // one of others.
 func BenchmarkExampleSearch(b *testing.B) {
-	st, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "s.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := openBench(b)
 	now := time.Now().UTC()
 	const n = 100_000
 	es := make([]store.Example, 0, 1000)
@@ -192,4 +180,15 @@ func BenchmarkExampleSearch(b *testing.B) {
 			}
 		})
 	}
+}
+
+// openBench opens a new store for a benchmark, closed when it ends.
+func openBench(b *testing.B) *sqlite.Store {
+	b.Helper()
+	st, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "s.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = st.Close() })
+	return st
 }
