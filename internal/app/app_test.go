@@ -69,7 +69,7 @@ func runChild(dir string) int {
 	return 0
 }
 
-// freeAddr is a free local address for a Temporal frontend, outside the
+// freeAddr is a free local address for a server to listen on, outside the
 // ephemeral range that connections draw from (see internal/ports).
 func freeAddr(t testing.TB) string {
 	t.Helper()
@@ -1818,9 +1818,12 @@ func TestKillResumes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a child process")
 	}
-	dir, tmp, listen := t.TempDir(), freeAddr(t), freeAddr(t)
+	dir, listen := t.TempDir(), freeAddr(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "ADAPTFLOW_CHILD_DATA_DIR="+dir, "ADAPTFLOW_CHILD_LISTEN="+listen, "ADAPTFLOW_CHILD_TEMPORAL="+tmp)
+	// The child's Temporal server picks its own frontend port: a start
+	// that finds a port taken tries again on others, which a port named
+	// here could not (the failed start keeps it bound).
+	cmd.Env = append(os.Environ(), "ADAPTFLOW_CHILD_DATA_DIR="+dir, "ADAPTFLOW_CHILD_LISTEN="+listen, "ADAPTFLOW_CHILD_TEMPORAL=127.0.0.1:0")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
