@@ -270,7 +270,6 @@ type Reader func(ctx context.Context, op, sql string, args []any, row func(scan 
 // Reader and placeholders; each store embeds them (NewReads).
 type Reads struct {
 	rows Reader
-	ph   func(n int) string
 	d    Dialect
 }
 
@@ -285,7 +284,13 @@ type Dialect struct {
 }
 
 // NewReads makes the shared reads of a store.
-func NewReads(rows Reader, d Dialect) Reads { return Reads{rows: rows, ph: d.Placeholder, d: d} }
+func NewReads(rows Reader, d Dialect) Reads { return Reads{rows: rows, d: d} }
+
+// ph renders the n-th query parameter in the store's SQL.
+func (r Reads) ph(n int) string { return r.d.Placeholder(n) }
+
+// Dialect is the store's SQL.
+func (r Reads) Dialect() Dialect { return r.d }
 
 // CountBy runs a query that returns a text and a count per row (a GROUP
 // BY), as a map; what names it in errors.

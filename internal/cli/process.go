@@ -588,9 +588,6 @@ func stateOf(v store.SignalVerdict) string {
 	}
 }
 
-// evaluateClassifier asks the server to evaluate the process's classifier
-// on its own examples, and prints the figures, the weakest labels and the
-// surest mistakes.
 // evaluation is what `process evaluate` asks for.
 type evaluation struct {
 	holdout float64
@@ -599,6 +596,9 @@ type evaluation struct {
 	limit   int
 }
 
+// evaluateClassifier asks the server to evaluate the process's classifier
+// (or the LLM) on its own examples, and prints the figures, the weakest
+// labels and the surest mistakes.
 func evaluateClassifier(ctx context.Context, r *remote, name string, ev evaluation, version int, asJSON bool, w io.Writer) error {
 	path := "/v1/processes/" + url.PathEscape(name) + "/classify/evaluate"
 	if version != 0 {

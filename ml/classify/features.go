@@ -17,11 +17,11 @@ package classify
 import (
 	"math"
 	"math/bits"
-
-	"github.com/adaptflow/adaptflow/ml/classify/lexicon"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/adaptflow/adaptflow/ml/classify/lexicon"
 )
 
 // featureBits sizes the hashed feature space (2^20 buckets).

@@ -65,12 +65,19 @@ func HoldOutLLM(ctx context.Context, llm *LLM, spec Spec, examples []Example, o 
 	if o.Limit > 0 && len(test) > o.Limit {
 		test = stratifiedSample(test, o.Limit)
 	}
-	vecs := make([][]float32, len(train))
 	inTrain := make(map[string]bool, len(train))
-	for i, e := range train {
-		vecs[i] = HashEmbedding(e.Text, HashDim)
+	for _, e := range train {
 		inTrain[e.Text] = true
 	}
+	// The examples' hashing embeddings, once the first text needs them
+	// (none does while o.Pick picks).
+	vecs := sync.OnceValue(func() [][]float32 {
+		out := make([][]float32, len(train))
+		for i, e := range train {
+			out[i] = HashEmbedding(e.Text, HashDim)
+		}
+		return out
+	})
 	// shotsOf is a text's few-shot context, and whether the hashing
 	// embedding picked it for want of o.Pick's.
 	shotsOf := func(text string) ([]Shot, bool) {
@@ -79,7 +86,7 @@ func HoldOutLLM(ctx context.Context, llm *LLM, spec Spec, examples []Example, o 
 				return s, false
 			}
 		}
-		return NearestShots(train, vecs, text, o.Shots), o.Pick != nil
+		return NearestShots(train, vecs(), text, o.Shots), o.Pick != nil
 	}
 	preds := make([]prediction, len(test))
 	usage := LLMUsage{Asked: len(test)}

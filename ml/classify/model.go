@@ -443,8 +443,9 @@ func (m *Model) fit(xs [][]row, ys []int, opts Options, rng *rand.Rand) {
 	probs := make([]float64, k)
 	grad := make([]float32, k)
 	var kept []row
-	keep := uint32(math.MaxUint32 * (1 - max(opts.Dropout, 0))) // a feature stays when a draw is below
-	scale := float32(1 / (1 - max(opts.Dropout, 0)))
+	q := max(opts.Dropout, 0)
+	keep := uint32(math.MaxUint32 * (1 - q)) // a feature stays when a draw is below
+	scale := float32(1 / (1 - q))
 	step := 0
 	total := opts.Epochs * len(xs)
 	for range opts.Epochs {
@@ -456,7 +457,7 @@ func (m *Model) fit(xs [][]row, ys []int, opts Options, rng *rand.Rand) {
 			lr := opts.LearningRate * (1 - float64(step)/float64(total+1))
 			step++
 			x := xs[i]
-			if opts.Dropout > 0 {
+			if q > 0 {
 				kept = kept[:0]
 				for _, f := range x {
 					if rng.Uint32() < keep {
@@ -520,9 +521,13 @@ func (m *Model) probs(x []row, p []float64) {
 
 // adjust turns logits z into probabilities at temperature t, with the
 // label prior taken out.
-func (m *Model) adjust(z []float64, t float64) {
+func (m *Model) adjust(z []float64, t float64) { adjust(z, t, m.logPrior) }
+
+// adjust turns logits z into probabilities at temperature t, with the
+// log prior logPrior taken out.
+func adjust(z []float64, t float64, logPrior []float64) {
 	for c := range z {
-		z[c] = z[c]/t - m.logPrior[c]
+		z[c] = z[c]/t - logPrior[c]
 	}
 	softmax(z, 1)
 }
@@ -562,15 +567,13 @@ func (m *Model) calibrate(xs [][]row, ys []int) float64 {
 // about one example: a handful of examples, all classified right, would
 // otherwise drive it to its smallest.
 func fitTemperature(raw, priors [][]float64, ys []int) float64 {
+	var p []float64
 	nll := func(logT float64) float64 {
 		t := math.Exp(logT)
 		var s float64
 		for i, z := range raw {
-			p := slices.Clone(z)
-			for c := range p {
-				p[c] = p[c]/t - priors[i][c]
-			}
-			softmax(p, 1)
+			p = append(p[:0], z...)
+			adjust(p, t, priors[i])
 			s -= math.Log(max(p[ys[i]], 1e-12))
 		}
 		return s + logT*logT

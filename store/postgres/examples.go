@@ -100,7 +100,7 @@ func (s *Store) DeleteExample(ctx context.Context, classifier, id string) error 
 // DeleteExamples deletes the examples of a classifier a filter keeps (its
 // page aside), in one transaction, and says how many.
 func (s *Store) DeleteExamples(ctx context.Context, f store.ExampleFilter) (int, error) {
-	q, args := store.DeleteExamplesQuery(f, s.dialect)
+	q, args := store.DeleteExamplesQuery(f, s.Dialect())
 	var n int64
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, q, args...)

@@ -34,7 +34,6 @@ const policyLock = 7_320_451_002
 type Store struct {
 	pool          *pgxpool.Pool
 	dim           int
-	dialect       store.Dialect
 	store.Reads   // the reads both stores share, over rows
 	store.Changes // the one-row writes both share, over exec
 }
@@ -85,11 +84,12 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect to %s: %w", cfg.ConnConfig.Host, err)
 	}
-	if s.dialect, err = dialectOf(ctx, pool); err != nil {
+	d, err := dialectOf(ctx, pool)
+	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	s.Reads = store.NewReads(s.rows, s.dialect)
+	s.Reads = store.NewReads(s.rows, d)
 	s.Changes = store.NewChanges(s.exec, s.rows, s.Reads, "$")
 	if opts.Migrate {
 		if err := s.Migrate(ctx); err != nil {
