@@ -1397,7 +1397,7 @@ type ExampleFilter struct {
 	// through the API by any key.
 	Source string
 	// Text keeps the examples whose text holds it, regardless of the case
-	// of its letters (of ASCII letters only on SQLite).
+	// of any of its letters (the store's Dialect.Lower).
 	Text string
 	// After is the cursor of the last example of the previous page.
 	After string
