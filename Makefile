@@ -40,6 +40,7 @@ bench-ml:
 	go run ./cmd/adaptflow ml eval --train $(BANKING77) --split 0.2 --json
 	go run ./cmd/adaptflow ml eval --train $(BANKING77) --split 0.2 --per-label 10 --json
 	go run ./cmd/adaptflow ml eval --train $(BANKING77) --split 0.2 --splits 3 --json
+	go run ./cmd/adaptflow ml eval --train $(BANKING77) --folds 10 --json
 
 # HTTP load against adaptflow dev: starts at 100/s, then instance queries at
 # 500/s, each for ADAPTFLOW_LOAD_SECONDS (default 60); p99 and errors.

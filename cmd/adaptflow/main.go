@@ -50,7 +50,7 @@ Usage:
   adaptflow keys create --role R --name N [--processes a,b] [--expires-in 90d]
                                                       create an API key in the store (list, revoke ID too)
   adaptflow ml nab --data DIR [--out DIR] [--json]    run and score the anomaly detector on a NAB layout
-  adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--json]
+  adaptflow ml eval --train FILE (--test FILE | --split 0.2 | --folds 10) [--json]
                                                       train and measure the embedded text classifier
   adaptflow healthcheck [--url URL]                   exit 0 when the server answers /healthz (for containers)
   adaptflow version            print the version

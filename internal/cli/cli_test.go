@@ -301,6 +301,22 @@ func TestMLEval(t *testing.T) {
 			t.Fatalf("%v: exit %d\n%s", args, code, out)
 		}
 	}
+	// Cross-validation: every example tested once, by a model that did
+	// not learn from it.
+	code, out = run(t, ml, "eval", "--train", filepath.Join(dir, "train.csv"), "--folds", "3", "--json")
+	var cv map[string]float64
+	if err := json.Unmarshal([]byte(out), &cv); code != 0 || err != nil || cv["folds"] != 3 || cv["test_examples"] != 12 || cv["train_examples"] != 8 || cv["accuracy"] <= 0 || cv["accuracy"] > 1 {
+		t.Fatalf("--folds 3: exit %d, %v\n%s", code, err, out)
+	}
+	code, out = run(t, ml, "eval", "--train", filepath.Join(dir, "train.csv"), "--folds", "3")
+	if code != 0 || !strings.Contains(out, "cross-validated over 3 folds: each of 12 examples of 2 labels") || !strings.Contains(out, "accuracy ") {
+		t.Fatalf("--folds 3, as text: exit %d\n%s", code, out)
+	}
+	for _, args := range [][]string{{"--folds", "1"}, {"--folds", "3", "--split", "0.34"}, {"--folds", "3", "--test", filepath.Join(dir, "train.csv")}, {"--folds", "3", "--per-label", "2"}} {
+		if code, out := run(t, ml, append([]string{"eval", "--train", filepath.Join(dir, "train.csv")}, args...)...); code != 2 || !strings.Contains(out, "--folds") {
+			t.Fatalf("%v: exit %d\n%s", args, code, out)
+		}
+	}
 }
 
 func TestMLNAB(t *testing.T) {

@@ -19,7 +19,7 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return mlNAB(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "eval" {
-		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--per-label N] [--splits N] [--no-lexicon] [--dropout F] [--json]")
+		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2 | --folds 10) [--per-label N] [--splits N] [--no-lexicon] [--dropout F] [--json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("adaptflow ml eval", flag.ContinueOnError)
@@ -30,6 +30,7 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	perLabel := fs.Int("per-label", 0, "train on at most this many examples per label")
 	seed := fs.Uint64("seed", 1, "seed of the split")
 	splits := fs.Int("splits", 1, "with --split: measure on this many splits (seeds --seed on) and report their mean and standard deviation, a split's noise")
+	folds := fs.Int("folds", 0, "without --test or --split: cross-validate, each example of --train tested once by a model trained on the other folds (stratified, fixed deal): the figures of a model trained on almost every example")
 	noLexicon := fs.Bool("no-lexicon", false, "leave out the words' concepts (the embedded English lexicon), as a comparison")
 	dropout := fs.Float64("dropout", 0.9, "the share of an example's features training leaves out at each pass, 0 to 1 (the product's: 0.9; 0: none), as a comparison")
 	asJSON := fs.Bool("json", false, "print one JSON object")
@@ -44,8 +45,12 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "adaptflow ml eval: --splits %d: want 1 or more, more than 1 only with --split\n", *splits)
 		return 2
 	}
-	if *trainPath == "" || (*testPath == "") == (*split <= 0) {
-		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2) [--per-label N] [--splits N] [--no-lexicon] [--dropout F] [--json]")
+	if *folds != 0 && (*folds < 2 || *testPath != "" || *split > 0 || *splits > 1 || *perLabel > 0) {
+		fmt.Fprintf(stderr, "adaptflow ml eval: --folds %d: want 2 or more, and no --test, --split, --splits or --per-label with it\n", *folds)
+		return 2
+	}
+	if *trainPath == "" || btoi(*testPath != "")+btoi(*split > 0)+btoi(*folds > 0) != 1 {
+		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2 | --folds 10) [--per-label N] [--splits N] [--no-lexicon] [--dropout F] [--json]")
 		return 2
 	}
 	read := func(path string) ([]classify.Example, error) {
@@ -71,6 +76,9 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opts := classify.Options{NoLexicon: *noLexicon, Dropout: *dropout}
 	if *dropout == 0 {
 		opts.Dropout = -1 // Options' zero is the default
+	}
+	if *folds > 0 {
+		return crossValidate(ctx, all, *folds, opts, *asJSON, stdout, stderr)
 	}
 	reps := make([]classify.Report, 0, *splits)
 	for i := range uint64(*splits) {
@@ -109,6 +117,36 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "mean of %d splits (standard deviation: accuracy %.4f, selective accuracy %.4f):\n", m.Splits, m.AccuracySD, m.SelectiveSD)
 	printReport(stdout, m.Report)
+	return 0
+}
+
+// foldsReport is a cross-validation's report.
+type foldsReport struct {
+	classify.Report
+	Folds int `json:"folds"`
+}
+
+// crossValidate is `ml eval --folds k`.
+func crossValidate(ctx context.Context, all []classify.Example, k int, opts classify.Options, asJSON bool, stdout, stderr io.Writer) int {
+	rep, _, err := classify.CrossValidate(ctx, all, k, opts, 0)
+	if err != nil {
+		fmt.Fprintln(stderr, "adaptflow ml eval:", err)
+		return 1
+	}
+	if asJSON {
+		_ = json.NewEncoder(stdout).Encode(foldsReport{Report: rep, Folds: k})
+		return 0
+	}
+	fmt.Fprintf(stdout, "cross-validated over %d folds: each of %d examples of %d labels tested once by a model trained on the other folds (%d examples) in %.1fs in all\n",
+		k, rep.Test, rep.Labels, rep.Train, rep.TrainingSeconds)
+	printReport(stdout, rep)
+	return 0
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
 	return 0
 }
 
