@@ -10,9 +10,9 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	openai "github.com/sashabaranov/go-openai"
 )
 
@@ -58,6 +58,9 @@ type LLMOptions struct {
 	APIKey  string
 	Model   string
 	Timeout time.Duration // per request (default 20s)
+	// CacheSize is how many answers the LLM keeps, the least recently
+	// used let go first (default 10,000: about 10 MB).
+	CacheSize int
 	// HTTPClient replaces the default client (tests, proxies).
 	HTTPClient *http.Client
 }
@@ -67,7 +70,7 @@ type LLMOptions struct {
 type LLM struct {
 	opts   LLMOptions
 	client *openai.Client
-	cache  sync.Map // key -> LLMResult
+	cache  *lru.Cache[string, LLMResult] // by cacheKey (instances) or shotsKey (evaluations)
 }
 
 // LLMResult is the LLM's answer and what it cost.
@@ -93,12 +96,19 @@ func NewLLM(opts LLMOptions) (*LLM, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 20 * time.Second
 	}
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = 10000
+	}
+	cache, err := lru.New[string, LLMResult](opts.CacheSize)
+	if err != nil {
+		return nil, err
+	}
 	cfg := openai.DefaultConfig(opts.APIKey)
 	cfg.BaseURL = strings.TrimRight(opts.BaseURL, "/")
 	if opts.HTTPClient != nil {
 		cfg.HTTPClient = opts.HTTPClient
 	}
-	return &LLM{opts: opts, client: openai.NewClientWithConfig(cfg)}, nil
+	return &LLM{opts: opts, client: openai.NewClientWithConfig(cfg), cache: cache}, nil
 }
 
 // Model is the configured model name.
@@ -145,13 +155,18 @@ func delimit(text string) string {
 	return "<input>\n" + text + "\n</input>"
 }
 
-// Classify asks the model. Output that breaks the schema or names a label
-// outside the set gets one repair attempt; if that fails too the error is
+// Classify asks the model, unless it has answered text before (the
+// cache: by model, prompt version, labels and fields, and text, whatever
+// the shots). Output that breaks the schema or names a label outside the
+// set gets one repair attempt; if that fails too the error is
 // ErrBadOutput.
 func (l *LLM) Classify(ctx context.Context, spec Spec, text string, shots []Shot) (LLMResult, error) {
-	key := l.cacheKey(spec, text)
-	if v, ok := l.cache.Load(key); ok {
-		r := v.(LLMResult)
+	return l.classify(ctx, spec, text, shots, l.cacheKey(spec, text))
+}
+
+// classify is Classify with its answer cached under key.
+func (l *LLM) classify(ctx context.Context, spec Spec, text string, shots []Shot, key string) (LLMResult, error) {
+	if r, ok := l.cache.Get(key); ok {
 		r.Cached = true
 		return r, nil
 	}
@@ -185,7 +200,7 @@ func (l *LLM) Classify(ctx context.Context, spec Spec, text string, shots []Shot
 			res.Model, res.PromptVersion = l.opts.Model, PromptVersion
 			res.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
 			res.Repaired = attempt > 0
-			l.cache.Store(key, res)
+			l.cache.Add(key, res)
 			return res, nil
 		}
 		if attempt == 1 {
@@ -305,6 +320,19 @@ func (l *LLM) cacheKey(spec Spec, text string) string {
 	fmt.Fprintf(h, "%s\x00%s\x00", l.opts.Model, PromptVersion)
 	h.Write(schemaFor(spec))
 	h.Write([]byte(text))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// shotsKey is the cache key of an answer given with exactly shots: an
+// evaluation's. An evaluation measures the LLM with the examples it has
+// now; an answer an instance got, with the shots of its day, or one given
+// before examples were added, would measure the LLM of then.
+func (l *LLM) shotsKey(spec Spec, text string, shots []Shot) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "shots\x00%s\x00", l.cacheKey(spec, text))
+	for _, s := range shots {
+		fmt.Fprintf(h, "%d:%s%d:%s", len(s.Text), s.Text, len(s.Label), s.Label)
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 

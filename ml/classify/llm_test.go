@@ -61,6 +61,31 @@ func TestLLMClassifies(t *testing.T) {
 	}
 }
 
+func TestLLMCacheKeepsTheLatest(t *testing.T) {
+	s := openaitest.New(t, openaitest.Reply{Content: good})
+	l, err := classify.NewLLM(classify.LLMOptions{BaseURL: s.BaseURL(), Model: "test-model", CacheSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(text string) bool {
+		t.Helper()
+		r, err := l.Classify(t.Context(), spec, text, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Cached
+	}
+	ask("first")
+	ask("second")
+	if !ask("first") { // now the most recently used
+		t.Fatal("first was not kept")
+	}
+	ask("third") // lets second go, the least recently used
+	if ask("second") || !ask("third") || s.Calls() != 4 {
+		t.Fatalf("%d calls, want 4: second asked again, third kept", s.Calls())
+	}
+}
+
 func TestLLMRepairsOnce(t *testing.T) {
 	s := openaitest.New(t, openaitest.Reply{Content: `{"label": "refund", "confidence": 0.9,`}, openaitest.Reply{Content: good})
 	res, err := llm(t, s, time.Second).Classify(t.Context(), spec, "refund please", nil)
@@ -214,6 +239,11 @@ func TestHoldOutLLM(t *testing.T) {
 	held := classify.LLMHoldOut{Frac: 0.5, Shots: 3, Workers: 4, Mistakes: 20}
 	limited := held
 	limited.Limit = 4
+	// An instance's answer, given with the shots of its day, does not
+	// answer for the evaluation.
+	if _, err := l.Classify(t.Context(), spec, test[0].Text, nil); err != nil {
+		t.Fatal(err)
+	}
 	rep, d, usage, err := classify.HoldOutLLM(t.Context(), l, spec, examples, held)
 	if err != nil {
 		t.Fatal(err)
@@ -258,13 +288,26 @@ func TestHoldOutLLM(t *testing.T) {
 		}
 		return []classify.Shot{{Text: "the provider's nearest to " + text, Label: "refund"}}, nil
 	}
-	if _, _, usage, err = classify.HoldOutLLM(t.Context(), llm(t, picker, time.Second), spec, examples, picked); err != nil || usage.ShotsByHashing != 0 {
+	byPicker := llm(t, picker, time.Second)
+	if _, _, usage, err = classify.HoldOutLLM(t.Context(), byPicker, spec, examples, picked); err != nil || usage.ShotsByHashing != 0 || usage.Cached != 0 {
 		t.Fatalf("picked: %+v: %v", usage, err)
 	}
 	for _, e := range test {
 		if got, _ := seen.Load("<input>\n" + e.Text + "\n</input>"); got == nil || !strings.Contains(got.(string), "the provider's nearest to "+e.Text) {
 			t.Fatalf("%q went with the shots %v, not those picked", e.Text, got)
 		}
+	}
+	// Again with the same shots: from the cache; with others (examples
+	// added since), asked again.
+	if _, _, usage, err = classify.HoldOutLLM(t.Context(), byPicker, spec, examples, picked); err != nil || usage.Cached != len(test) {
+		t.Fatalf("picked again: %+v: %v", usage, err)
+	}
+	calls = picker.Calls()
+	picked.Pick = func(_ context.Context, text string, _ map[string]bool, _ int) ([]classify.Shot, error) {
+		return []classify.Shot{{Text: "the provider's nearest to " + text, Label: "refund"}, {Text: "an example added since", Label: "question"}}, nil
+	}
+	if _, _, usage, err = classify.HoldOutLLM(t.Context(), byPicker, spec, examples, picked); err != nil || usage.Cached != 0 || picker.Calls() != calls+len(test) {
+		t.Fatalf("picked with other shots: %+v, %d calls: %v", usage, picker.Calls()-calls, err)
 	}
 	picked.Pick = func(context.Context, string, map[string]bool, int) ([]classify.Shot, error) {
 		return nil, errors.New("the provider is down")

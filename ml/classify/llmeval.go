@@ -18,8 +18,9 @@ import (
 type LLMUsage struct {
 	// Asked is how many held-out texts it was asked to classify, Failed
 	// how many of those it gave no answer for (counted wrong, at
-	// confidence 0), Cached how many it had answered before (the LLM's
-	// cache: asked nothing).
+	// confidence 0), Cached how many it had answered before with the same
+	// few-shot examples (the LLM's cache: asked nothing; an instance's
+	// answer, given with the examples of its day, is not taken).
 	Asked            int `json:"asked"`
 	Failed           int `json:"failed"`
 	Cached           int `json:"cached"`
@@ -100,7 +101,7 @@ func HoldOutLLM(ctx context.Context, llm *LLM, spec Spec, examples []Example, o 
 				e := test[i]
 				shots, byHashing := shotsOf(e.Text)
 				t0 := time.Now()
-				r, err := llm.Classify(ctx, spec, e.Text, shots)
+				r, err := llm.classify(ctx, spec, e.Text, shots, llm.shotsKey(spec, e.Text, shots))
 				p := prediction{Example: e, latency: time.Since(t0)}
 				if err == nil {
 					p.got = Result{Label: r.Label, Confidence: r.Confidence}
