@@ -97,6 +97,14 @@ func (a *Activities) EvaluateClassifier(ctx context.Context, in EvaluateInput) (
 			o.Pick = func(ctx context.Context, text string, train map[string]bool, n int) ([]classify.Shot, error) {
 				return a.nearestShots(ctx, in.Spec, text, train, n)
 			}
+			// The texts and the seeds embedded at once, a request for
+			// each EmbedBatch of them, not one for each text.
+			o.Prepare = func(ctx context.Context, texts []string) {
+				for _, e := range in.Spec.Examples {
+					texts = append(texts, e.Text)
+				}
+				_, _ = a.embedKept(ctx, texts) // on failure, each Pick asks (and falls back) on its own
+			}
 		}
 		rep, d, usage, err = classify.HoldOutLLM(ctx, a.LLM, spec, examples, o)
 	case in.Folds > 1:

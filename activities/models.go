@@ -363,6 +363,20 @@ func (a *Activities) providerShots() bool {
 	return a.Embedder != nil && a.Embedder.Provider() && a.Examples != nil
 }
 
+// embedKept is the provider's embeddings of texts, through the gate, each
+// asked for once a while (the worker keeps them: a.embeddings).
+func (a *Activities) embedKept(ctx context.Context, texts []string) ([][]float32, error) {
+	var vs [][]float32
+	a.gateOnce.Do(func() {
+		a.embedGate.Observe, a.embedGate.Probe = a.EmbedObserve, a.Embedder.Probe
+	})
+	err := a.embedGate.Do(ctx, a.EmbedWait, func(ctx context.Context) (err error) {
+		vs, err = a.embeddings.Embed(ctx, a.Embedder, texts)
+		return err
+	})
+	return vs, err
+}
+
 // nearestShots are the n examples, stored or seeds, nearest to text by
 // the provider's embeddings; only those whose text allowed holds, unless
 // it is nil (an evaluation's: the examples not held out), and never text
@@ -373,14 +387,7 @@ func (a *Activities) nearestShots(ctx context.Context, spec process.ClassifySpec
 	for _, e := range spec.Examples {
 		texts = append(texts, e.Text)
 	}
-	var vs [][]float32
-	a.gateOnce.Do(func() {
-		a.embedGate.Observe, a.embedGate.Probe = a.EmbedObserve, a.Embedder.Probe
-	})
-	err := a.embedGate.Do(ctx, a.EmbedWait, func(ctx context.Context) (err error) {
-		vs, err = a.embeddings.Embed(ctx, a.Embedder, texts)
-		return err
-	})
+	vs, err := a.embedKept(ctx, texts)
 	if err != nil {
 		return nil, err
 	}

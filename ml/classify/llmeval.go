@@ -44,6 +44,10 @@ type LLMHoldOut struct {
 	// theirs: by the embeddings provider's embeddings. Nil, or when it
 	// fails, the hashing embedding picks them.
 	Pick func(ctx context.Context, text string, train map[string]bool, n int) ([]Shot, error)
+	// Prepare, when set, is told the texts to be asked before the first
+	// is (so that Pick can embed them all in a few requests, not one
+	// each).
+	Prepare func(ctx context.Context, texts []string)
 }
 
 // ErrLLMDown is returned by HoldOutLLM when the LLM answered none of the
@@ -65,6 +69,13 @@ func HoldOutLLM(ctx context.Context, llm *LLM, spec Spec, examples []Example, o 
 	}
 	if o.Limit > 0 && len(test) > o.Limit {
 		test = stratifiedSample(test, o.Limit)
+	}
+	if o.Prepare != nil {
+		texts := make([]string, len(test))
+		for i, e := range test {
+			texts[i] = e.Text
+		}
+		o.Prepare(ctx, texts)
 	}
 	inTrain := make(map[string]bool, len(train))
 	for _, e := range train {
