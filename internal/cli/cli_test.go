@@ -312,6 +312,19 @@ func TestMLEval(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "cross-validated over 3 folds: each of 12 examples of 2 labels") || !strings.Contains(out, "accuracy ") {
 		t.Fatalf("--folds 3, as text: exit %d\n%s", code, out)
 	}
+	// The labels known least well, and what their examples were taken
+	// for: "mixed" reads like the others.
+	mixed := b.String()
+	for _, p := range []string{"lost card top up", "card money stolen", "top up my lost card", "money missing from card", "stolen top up", "add money lost card"} {
+		mixed += fmt.Sprintf("%q,mixed\n", p)
+	}
+	mixedDir := writeDir(t, map[string]string{"train.csv": mixed})
+	for _, args := range [][]string{{"--folds", "3"}, {"--split", "0.5"}} {
+		code, out = run(t, ml, append([]string{"eval", "--train", filepath.Join(mixedDir, "train.csv")}, args...)...)
+		if code != 0 || !strings.Contains(out, "weakest labels") || !regexp.MustCompile(`(?m)^  (lost|topup|mixed) +0\.\d\d +\d\.\d\d +\d\.\d\d +(lost|topup|mixed) ×\d`).MatchString(out) {
+			t.Fatalf("%v, weakest labels: exit %d\n%s", args, code, out)
+		}
+	}
 	for _, args := range [][]string{{"--folds", "1"}, {"--folds", "3", "--split", "0.34"}, {"--folds", "3", "--test", filepath.Join(dir, "train.csv")}, {"--folds", "3", "--per-label", "2"}} {
 		if code, out := run(t, ml, append([]string{"eval", "--train", filepath.Join(dir, "train.csv")}, args...)...); code != 2 || !strings.Contains(out, "--folds") {
 			t.Fatalf("%v: exit %d\n%s", args, code, out)

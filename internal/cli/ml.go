@@ -8,6 +8,8 @@ import (
 	"io"
 	"math"
 	"os"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/adaptflow/adaptflow/ml/anomaly"
 	"github.com/adaptflow/adaptflow/ml/classify"
@@ -90,7 +92,7 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if *perLabel > 0 {
 			train = classify.PerLabel(train, *perLabel, s)
 		}
-		_, rep, err := classify.Evaluate(train, test, opts)
+		m, rep, err := classify.Evaluate(train, test, opts)
 		if err != nil {
 			fmt.Fprintln(stderr, "adaptflow ml eval:", err)
 			return 1
@@ -102,6 +104,9 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 			fmt.Fprintf(stdout, "trained on %d examples of %d labels in %.1fs; tested on %d\n", rep.Train, rep.Labels, rep.TrainingSeconds, rep.Test)
 			printReport(stdout, rep)
+			if *splits == 1 {
+				printWeakest(stdout, classify.Diagnose(m, test, 0))
+			}
 		}
 	}
 	if *splits == 1 {
@@ -128,7 +133,7 @@ type foldsReport struct {
 
 // crossValidate is `ml eval --folds k`.
 func crossValidate(ctx context.Context, all []classify.Example, k int, opts classify.Options, asJSON bool, stdout, stderr io.Writer) int {
-	rep, _, err := classify.CrossValidate(ctx, all, k, opts, 0)
+	rep, d, err := classify.CrossValidate(ctx, all, k, opts, 0)
 	if err != nil {
 		fmt.Fprintln(stderr, "adaptflow ml eval:", err)
 		return 1
@@ -140,7 +145,39 @@ func crossValidate(ctx context.Context, all []classify.Example, k int, opts clas
 	fmt.Fprintf(stdout, "cross-validated over %d folds: each of %d examples of %d labels tested once by a model trained on the other folds (%d examples) in %.1fs in all\n",
 		k, rep.Test, rep.Labels, rep.Train, rep.TrainingSeconds)
 	printReport(stdout, rep)
+	printWeakest(stdout, d)
 	return 0
+}
+
+// weakestShown is how many labels printWeakest lists.
+const weakestShown = 5
+
+// printWeakest lists the labels the model knows least well (the lowest
+// F1) and what their test examples were taken for: where to look first
+// (examples labeled wrong, two labels that read alike).
+func printWeakest(w io.Writer, d classify.Diagnosis) {
+	var weak []classify.LabelQuality
+	for _, q := range d.Labels {
+		if q.F1 < 1 && len(weak) < weakestShown {
+			weak = append(weak, q)
+		}
+	}
+	if len(weak) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "weakest labels (F1, precision, recall; what their examples were taken for):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, q := range weak {
+		taken := make([]string, 0, 3)
+		for _, c := range q.ConfusedWith[:min(3, len(q.ConfusedWith))] {
+			taken = append(taken, fmt.Sprintf("%s ×%d", c.Label, c.Count))
+		}
+		if len(taken) == 0 { // its own were found; others were taken for it
+			taken = append(taken, "-")
+		}
+		fmt.Fprintf(tw, "  %s\t%.2f\t%.2f\t%.2f\t%s\n", q.Label, q.F1, q.Precision, q.Recall, strings.Join(taken, ", "))
+	}
+	_ = tw.Flush()
 }
 
 func btoi(b bool) int {
