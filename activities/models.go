@@ -363,8 +363,8 @@ func (a *Activities) providerShots() bool {
 	return a.Embedder != nil && a.Embedder.Provider() && a.Examples != nil
 }
 
-// embedKept is the provider's embeddings of texts, through the gate, each
-// asked for once a while (the worker keeps them: a.embeddings).
+// embedKept is the provider's embeddings of texts, through the gate; the
+// worker keeps them (a.embeddings), so a text is asked for once.
 func (a *Activities) embedKept(ctx context.Context, texts []string) ([][]float32, error) {
 	var vs [][]float32
 	a.gateOnce.Do(func() {
