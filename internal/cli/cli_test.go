@@ -325,6 +325,29 @@ func TestMLEval(t *testing.T) {
 			t.Fatalf("%v, weakest labels: exit %d\n%s", args, code, out)
 		}
 	}
+	// The surest mistakes, as text and in the JSON.
+	code, out = run(t, ml, "eval", "--train", filepath.Join(mixedDir, "train.csv"), "--folds", "3", "--mistakes", "2", "--json")
+	var withMistakes struct {
+		Accuracy float64            `json:"accuracy"`
+		Folds    int                `json:"folds"`
+		Mistakes []classify.Mistake `json:"mistakes"`
+	}
+	if err := json.Unmarshal([]byte(out), &withMistakes); code != 0 || err != nil || withMistakes.Folds != 3 || len(withMistakes.Mistakes) != 2 ||
+		withMistakes.Mistakes[0].Label == withMistakes.Mistakes[0].Predicted || withMistakes.Mistakes[0].Confidence < withMistakes.Mistakes[1].Confidence {
+		t.Fatalf("--mistakes 2 --json: exit %d, %v\n%s", code, err, out)
+	}
+	code, out = run(t, ml, "eval", "--train", filepath.Join(mixedDir, "train.csv"), "--split", "0.5", "--mistakes", "3")
+	if code != 0 || !regexp.MustCompile(`the [1-3] surest mistakes .*\n  0\.\d\d +(lost|topup|mixed) +(lost|topup|mixed) +"`).MatchString(out) {
+		t.Fatalf("--mistakes 3: exit %d\n%s", code, out)
+	}
+	if code, out = run(t, ml, "eval", "--train", filepath.Join(mixedDir, "train.csv"), "--split", "0.5", "--json"); code != 0 || strings.Contains(out, "mistakes") {
+		t.Fatalf("mistakes listed unasked: exit %d\n%s", code, out)
+	}
+	for _, args := range [][]string{{"--mistakes", "-1", "--split", "0.5"}, {"--mistakes", "3", "--split", "0.5", "--splits", "2"}} {
+		if code, out := run(t, ml, append([]string{"eval", "--train", filepath.Join(dir, "train.csv")}, args...)...); code != 2 || !strings.Contains(out, "--mistakes") {
+			t.Fatalf("%v: exit %d\n%s", args, code, out)
+		}
+	}
 	for _, args := range [][]string{{"--folds", "1"}, {"--folds", "3", "--split", "0.34"}, {"--folds", "3", "--test", filepath.Join(dir, "train.csv")}, {"--folds", "3", "--per-label", "2"}} {
 		if code, out := run(t, ml, append([]string{"eval", "--train", filepath.Join(dir, "train.csv")}, args...)...); code != 2 || !strings.Contains(out, "--folds") {
 			t.Fatalf("%v: exit %d\n%s", args, code, out)

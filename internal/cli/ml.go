@@ -21,7 +21,7 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return mlNAB(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "eval" {
-		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2 | --folds 10) [--per-label N] [--splits N] [--no-lexicon] [--dropout F] [--json]")
+		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2 | --folds 10) [--per-label N] [--splits N] [--mistakes N] [--no-lexicon] [--dropout F] [--json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("adaptflow ml eval", flag.ContinueOnError)
@@ -33,6 +33,7 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	seed := fs.Uint64("seed", 1, "seed of the split")
 	splits := fs.Int("splits", 1, "with --split: measure on this many splits (seeds --seed on) and report their mean and standard deviation, a split's noise")
 	folds := fs.Int("folds", 0, "without --test or --split: cross-validate, each example of --train tested once by a model trained on the other folds (stratified, fixed deal): the figures of a model trained on almost every example")
+	mistakes := fs.Int("mistakes", 0, "also list the model's N surest mistakes on the test examples (0 to 10000; not with --splits): examples labeled wrong, or two labels that read alike, show there first")
 	noLexicon := fs.Bool("no-lexicon", false, "leave out the words' concepts (the embedded English lexicon), as a comparison")
 	dropout := fs.Float64("dropout", 0.9, "the share of an example's features training leaves out at each pass, 0 to 1 (the product's: 0.9; 0: none), as a comparison")
 	asJSON := fs.Bool("json", false, "print one JSON object")
@@ -47,12 +48,16 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "adaptflow ml eval: --splits %d: want 1 or more, more than 1 only with --split\n", *splits)
 		return 2
 	}
+	if *mistakes < 0 || *mistakes > 10000 || (*mistakes > 0 && *splits > 1) {
+		fmt.Fprintf(stderr, "adaptflow ml eval: --mistakes %d: want 0 to 10000, and not with --splits\n", *mistakes)
+		return 2
+	}
 	if *folds != 0 && (*folds < 2 || *testPath != "" || *split > 0 || *splits > 1 || *perLabel > 0) {
 		fmt.Fprintf(stderr, "adaptflow ml eval: --folds %d: want 2 or more, and no --test, --split, --splits or --per-label with it\n", *folds)
 		return 2
 	}
 	if *trainPath == "" || btoi(*testPath != "")+btoi(*split > 0)+btoi(*folds > 0) != 1 {
-		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2 | --folds 10) [--per-label N] [--splits N] [--no-lexicon] [--dropout F] [--json]")
+		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2 | --folds 10) [--per-label N] [--splits N] [--mistakes N] [--no-lexicon] [--dropout F] [--json]")
 		return 2
 	}
 	read := func(path string) ([]classify.Example, error) {
@@ -80,9 +85,10 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		opts.Dropout = -1 // Options' zero is the default
 	}
 	if *folds > 0 {
-		return crossValidate(ctx, all, *folds, opts, *asJSON, stdout, stderr)
+		return crossValidate(ctx, all, *folds, opts, *mistakes, *asJSON, stdout, stderr)
 	}
 	reps := make([]classify.Report, 0, *splits)
+	var d classify.Diagnosis // of the one split
 	for i := range uint64(*splits) {
 		s := *seed + i
 		train, test := all, given
@@ -98,21 +104,19 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		reps = append(reps, rep)
+		if *splits == 1 {
+			d = classify.Diagnose(m, test, *mistakes)
+		}
 		if !*asJSON {
 			if *splits > 1 {
 				fmt.Fprintf(stdout, "split %d (seed %d): ", i+1, s)
 			}
 			fmt.Fprintf(stdout, "trained on %d examples of %d labels in %.1fs; tested on %d\n", rep.Train, rep.Labels, rep.TrainingSeconds, rep.Test)
 			printReport(stdout, rep)
-			if *splits == 1 {
-				printWeakest(stdout, classify.Diagnose(m, test, 0))
-			}
 		}
 	}
 	if *splits == 1 {
-		if *asJSON {
-			_ = json.NewEncoder(stdout).Encode(reps[0])
-		}
+		printDiagnosis(stdout, reps[0], d, *mistakes, *asJSON)
 		return 0
 	}
 	m := meanOf(reps)
@@ -132,21 +136,51 @@ type foldsReport struct {
 }
 
 // crossValidate is `ml eval --folds k`.
-func crossValidate(ctx context.Context, all []classify.Example, k int, opts classify.Options, asJSON bool, stdout, stderr io.Writer) int {
-	rep, d, err := classify.CrossValidate(ctx, all, k, opts, 0)
+func crossValidate(ctx context.Context, all []classify.Example, k int, opts classify.Options, mistakes int, asJSON bool, stdout, stderr io.Writer) int {
+	rep, d, err := classify.CrossValidate(ctx, all, k, opts, mistakes)
 	if err != nil {
 		fmt.Fprintln(stderr, "adaptflow ml eval:", err)
 		return 1
 	}
-	if asJSON {
-		_ = json.NewEncoder(stdout).Encode(foldsReport{Report: rep, Folds: k})
-		return 0
+	if !asJSON {
+		fmt.Fprintf(stdout, "cross-validated over %d folds: each of %d examples of %d labels tested once by a model trained on the other folds (%d examples) in %.1fs in all\n",
+			k, rep.Test, rep.Labels, rep.Train, rep.TrainingSeconds)
+		printReport(stdout, rep)
 	}
-	fmt.Fprintf(stdout, "cross-validated over %d folds: each of %d examples of %d labels tested once by a model trained on the other folds (%d examples) in %.1fs in all\n",
-		k, rep.Test, rep.Labels, rep.Train, rep.TrainingSeconds)
-	printReport(stdout, rep)
-	printWeakest(stdout, d)
+	printDiagnosis(stdout, foldsReport{Report: rep, Folds: k}, d, mistakes, asJSON)
 	return 0
+}
+
+// printDiagnosis prints, after a report: as JSON, the report itself, with
+// the surest mistakes (`mistakes`) when asked for; as text, the weakest
+// labels, and the mistakes when asked for.
+func printDiagnosis(w io.Writer, rep any, d classify.Diagnosis, mistakes int, asJSON bool) {
+	if asJSON {
+		if mistakes == 0 {
+			_ = json.NewEncoder(w).Encode(rep)
+			return
+		}
+		var obj map[string]any
+		b, _ := json.Marshal(rep)
+		_ = json.Unmarshal(b, &obj)
+		obj["mistakes"] = d.Mistakes
+		_ = json.NewEncoder(w).Encode(obj)
+		return
+	}
+	printWeakest(w, d)
+	if mistakes == 0 {
+		return
+	}
+	if len(d.Mistakes) == 0 {
+		fmt.Fprintln(w, "no mistakes")
+		return
+	}
+	fmt.Fprintf(w, "the %d surest mistakes (confidence, label, taken for, text):\n", len(d.Mistakes))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, m := range d.Mistakes {
+		fmt.Fprintf(tw, "  %.2f\t%s\t%s\t%q\n", m.Confidence, m.Label, m.Predicted, m.Text)
+	}
+	_ = tw.Flush()
 }
 
 // weakestShown is how many labels printWeakest lists.
