@@ -389,6 +389,20 @@ func TestMLNAB(t *testing.T) {
 	if err != nil || lines[0] != "timestamp,value,anomaly_score,label" || len(lines) != 2002 || !strings.HasSuffix(lines[1501], ",500,1.000000,1") {
 		t.Fatalf("result file: %v; header %q, spike row %q", err, lines[0], lines[min(1501, len(lines)-1)])
 	}
+	if strings.Contains(text, "warning") {
+		t.Fatalf("a warning with every series labeled:\n%s", text)
+	}
+	// A series the labels do not name is scored as having no anomaly,
+	// and said so.
+	if err := os.WriteFile(filepath.Join(dir, "data", "cat", "other.csv"), []byte(csvBody.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := ML(t.Context(), []string{"nab", "--data", dir, "--out", out, "--json"}, &stdout, &stderr); code != 0 ||
+		!strings.Contains(stderr.String(), "warning: labels/combined_windows.json does not name 1 of 2 series, scored as having no anomaly: cat/other.csv") ||
+		json.Unmarshal(stdout.Bytes(), &rep) != nil {
+		t.Fatalf("an unlabeled series: exit %d\n%s\n%s", code, stdout.String(), stderr.String())
+	}
 }
 
 func TestKeysCommand(t *testing.T) {

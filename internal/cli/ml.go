@@ -278,6 +278,19 @@ func mlNAB(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "adaptflow ml nab:", err)
 		return 1
 	}
+	var unlabeled []string
+	for _, s := range series {
+		if s.Unlabeled {
+			unlabeled = append(unlabeled, s.Name)
+		}
+	}
+	if len(unlabeled) > 0 {
+		named := strings.Join(unlabeled[:min(5, len(unlabeled))], ", ")
+		if len(unlabeled) > 5 {
+			named += ", ..."
+		}
+		fmt.Fprintf(stderr, "adaptflow ml nab: warning: labels/combined_windows.json does not name %d of %d series, scored as having no anomaly: %s\n", len(unlabeled), len(series), named)
+	}
 	rep, err := anomaly.RunNAB(series, anomaly.DetectorOptions{}, *out)
 	if err != nil {
 		fmt.Fprintln(stderr, "adaptflow ml nab:", err)

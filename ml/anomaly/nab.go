@@ -44,6 +44,10 @@ type Series struct {
 	Times   []time.Time
 	Values  []float64
 	Windows [][2]int // inclusive row ranges
+	// Unlabeled is a series the labels do not name (not even with no
+	// window, as NAB's own labels name every series): scored as having
+	// no anomaly, which a labels file of other series makes wrong.
+	Unlabeled bool
 }
 
 func scaledSigmoid(pos float64) float64 {
@@ -157,7 +161,9 @@ func LoadNAB(dir string) ([]Series, error) {
 			return fmt.Errorf("nab: %s: %w", rel, err)
 		}
 		s.Name = rel
-		for _, w := range windows[rel] {
+		ws, ok := windows[rel]
+		s.Unlabeled = !ok
+		for _, w := range ws {
 			lo, err := parseTime(w[0])
 			if err != nil {
 				return fmt.Errorf("nab: labels: a window of %s: %w", rel, err)
