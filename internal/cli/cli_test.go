@@ -312,6 +312,13 @@ func TestMLEval(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "cross-validated over 3 folds: each of 12 examples of 2 labels") || !strings.Contains(out, "accuracy ") {
 		t.Fatalf("--folds 3, as text: exit %d\n%s", code, out)
 	}
+	// A test's label the training has no example of is warned of.
+	testDir := writeDir(t, map[string]string{"test.csv": "text,category\n\"my card is gone\",lost\n\"where is my parcel\",parcel\n\"parcel late\",parcel\n"})
+	var stdout, stderr bytes.Buffer
+	if code := ML(t.Context(), []string{"eval", "--train", filepath.Join(dir, "train.csv"), "--test", filepath.Join(testDir, "test.csv"), "--json"}, &stdout, &stderr); code != 0 ||
+		!strings.Contains(stderr.String(), "has labels --train has no example of, counted as mistakes: parcel (2)") || json.Unmarshal(stdout.Bytes(), &rep) != nil || rep["accuracy"] > 1.0/3 {
+		t.Fatalf("untaught labels: exit %d\n%s\n%s", code, stdout.String(), stderr.String())
+	}
 	// The labels known least well, and what their examples were taken
 	// for: "mixed" reads like the others.
 	mixed := b.String()

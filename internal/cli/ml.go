@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -79,6 +81,7 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "adaptflow ml eval: %s: %v\n", *testPath, err)
 			return 1
 		}
+		warnUntaught(stderr, all, given, *testPath)
 	}
 	opts := classify.Options{NoLexicon: *noLexicon, Dropout: *dropout}
 	if *dropout == 0 {
@@ -127,6 +130,30 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "mean of %d splits (standard deviation: accuracy %.4f, selective accuracy %.4f):\n", m.Splits, m.AccuracySD, m.SelectiveSD)
 	printReport(stdout, m.Report)
 	return 0
+}
+
+// warnUntaught warns of the test's labels the training examples have
+// none of: the model cannot answer them, so they count as mistakes (a
+// category spelled otherwise in the two files, say).
+func warnUntaught(stderr io.Writer, train, test []classify.Example, testPath string) {
+	taught := map[string]bool{}
+	for _, e := range train {
+		taught[e.Label] = true
+	}
+	untaught := map[string]int{}
+	for _, e := range test {
+		if !taught[e.Label] {
+			untaught[e.Label]++
+		}
+	}
+	if len(untaught) == 0 {
+		return
+	}
+	var named []string
+	for _, l := range slices.Sorted(maps.Keys(untaught)) {
+		named = append(named, fmt.Sprintf("%s (%d)", l, untaught[l]))
+	}
+	fmt.Fprintf(stderr, "adaptflow ml eval: warning: %s has labels --train has no example of, counted as mistakes: %s\n", testPath, strings.Join(named, ", "))
 }
 
 // foldsReport is a cross-validation's report.
