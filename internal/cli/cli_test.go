@@ -308,6 +308,11 @@ func TestMLEval(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &cv); code != 0 || err != nil || cv["folds"] != 3 || cv["test_examples"] != 12 || cv["train_examples"] != 8 || cv["accuracy"] <= 0 || cv["accuracy"] > 1 {
 		t.Fatalf("--folds 3: exit %d, %v\n%s", code, err, out)
 	}
+	code, out = run(t, ml, "eval", "--train", filepath.Join(dir, "train.csv"), "--folds", "3", "--seed", "2", "--json")
+	var cv2 map[string]float64
+	if err := json.Unmarshal([]byte(out), &cv2); code != 0 || err != nil || cv2["test_examples"] != 12 || cv2["temperature"] == cv["temperature"] {
+		t.Fatalf("--folds 3 --seed 2, another deal: exit %d, %v\n%s", code, err, out)
+	}
 	code, out = run(t, ml, "eval", "--train", filepath.Join(dir, "train.csv"), "--folds", "3")
 	if code != 0 || !strings.Contains(out, "cross-validated over 3 folds: each of 12 examples of 2 labels") || !strings.Contains(out, "accuracy ") {
 		t.Fatalf("--folds 3, as text: exit %d\n%s", code, out)

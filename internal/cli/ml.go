@@ -32,9 +32,9 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	testPath := fs.String("test", "", "text,category CSV to measure on")
 	split := fs.Float64("split", 0, "without --test: keep this fraction of each label of --train for testing (stratified, fixed seed)")
 	perLabel := fs.Int("per-label", 0, "train on at most this many examples per label")
-	seed := fs.Uint64("seed", 1, "seed of the split")
+	seed := fs.Uint64("seed", 1, "seed of the split, or of the folds' deal")
 	splits := fs.Int("splits", 1, "with --split: measure on this many splits (seeds --seed on) and report their mean and standard deviation, a split's noise")
-	folds := fs.Int("folds", 0, "without --test or --split: cross-validate, each example of --train tested once by a model trained on the other folds (stratified, fixed deal): the figures of a model trained on almost every example")
+	folds := fs.Int("folds", 0, "without --test or --split: cross-validate, each example of --train tested once by a model trained on the other folds (stratified, dealt by --seed): the figures of a model trained on almost every example")
 	mistakes := fs.Int("mistakes", 0, "also list the model's N surest mistakes on the test examples (0 to 10000; not with --splits): examples labeled wrong, or two labels that read alike, show there first")
 	noLexicon := fs.Bool("no-lexicon", false, "leave out the words' concepts (the embedded English lexicon), as a comparison")
 	dropout := fs.Float64("dropout", 0.9, "the share of an example's features training leaves out at each pass, 0 to 1 (the product's: 0.9; 0: none), as a comparison")
@@ -88,7 +88,7 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		opts.Dropout = -1 // Options' zero is the default
 	}
 	if *folds > 0 {
-		return crossValidate(ctx, all, *folds, opts, *mistakes, *asJSON, stdout, stderr)
+		return crossValidate(ctx, all, *folds, *seed, opts, *mistakes, *asJSON, stdout, stderr)
 	}
 	reps := make([]classify.Report, 0, *splits)
 	var d classify.Diagnosis // of the one split
@@ -163,8 +163,8 @@ type foldsReport struct {
 }
 
 // crossValidate is `ml eval --folds k`.
-func crossValidate(ctx context.Context, all []classify.Example, k int, opts classify.Options, mistakes int, asJSON bool, stdout, stderr io.Writer) int {
-	rep, d, err := classify.CrossValidate(ctx, all, k, opts, mistakes)
+func crossValidate(ctx context.Context, all []classify.Example, k int, seed uint64, opts classify.Options, mistakes int, asJSON bool, stdout, stderr io.Writer) int {
+	rep, d, err := classify.CrossValidateSeed(ctx, all, k, seed, opts, mistakes)
 	if err != nil {
 		fmt.Fprintln(stderr, "adaptflow ml eval:", err)
 		return 1

@@ -399,6 +399,17 @@ func TestCrossValidate(t *testing.T) {
 			t.Fatalf("%s tested %d times, want its 10 examples", q.Label, q.Test)
 		}
 	}
+	// Seed 1's deal is CrossValidate's; another deals the folds otherwise
+	// (other models, so another temperature), each example tested once.
+	same, _, err := classify.CrossValidateSeed(t.Context(), all, 5, 1, classify.Options{}, 3)
+	same.TrainingSeconds, same.P99LatencyMS = rep.TrainingSeconds, rep.P99LatencyMS // timings
+	if err != nil || same != rep {
+		t.Fatalf("seed 1: %+v, want %+v: %v", same, rep, err)
+	}
+	other, _, err := classify.CrossValidateSeed(t.Context(), all, 5, 2, classify.Options{}, 3)
+	if err != nil || other.Test != 40 || other.Temperature == rep.Temperature {
+		t.Fatalf("seed 2: %+v against seed 1's %+v: %v", other, rep, err)
+	}
 	held, _, err := classify.HoldOut(t.Context(), all, 0.3, classify.Options{}, 3)
 	if err != nil || held.Test != 12 || held.Train != 28 {
 		t.Fatalf("held out: %+v %v", held, err)
