@@ -119,7 +119,7 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if *splits == 1 {
-		printDiagnosis(stdout, reps[0], d, *mistakes, *asJSON)
+		printDiagnosis(stdout, evalJSON{Report: reps[0]}, d, *mistakes, *asJSON)
 		return 0
 	}
 	m := meanOf(reps)
@@ -156,10 +156,12 @@ func warnUntaught(stderr io.Writer, train, test []classify.Example, testPath str
 	fmt.Fprintf(stderr, "adaptflow ml eval: warning: %s has labels --train has no example of, counted as mistakes: %s\n", testPath, strings.Join(named, ", "))
 }
 
-// foldsReport is a cross-validation's report.
-type foldsReport struct {
+// evalJSON is the JSON of one measure: a split's, a test set's or a
+// cross-validation's (with folds), with the surest mistakes when asked for.
+type evalJSON struct {
 	classify.Report
-	Folds int `json:"folds"`
+	Folds    int                 `json:"folds,omitempty"`
+	Mistakes *[]classify.Mistake `json:"mistakes,omitempty"`
 }
 
 // crossValidate is `ml eval --folds k`.
@@ -174,24 +176,19 @@ func crossValidate(ctx context.Context, all []classify.Example, k int, seed uint
 			k, rep.Test, rep.Labels, rep.Train, rep.TrainingSeconds)
 		printReport(stdout, rep)
 	}
-	printDiagnosis(stdout, foldsReport{Report: rep, Folds: k}, d, mistakes, asJSON)
+	printDiagnosis(stdout, evalJSON{Report: rep, Folds: k}, d, mistakes, asJSON)
 	return 0
 }
 
 // printDiagnosis prints, after a report: as JSON, the report itself, with
 // the surest mistakes (`mistakes`) when asked for; as text, the weakest
 // labels, and the mistakes when asked for.
-func printDiagnosis(w io.Writer, rep any, d classify.Diagnosis, mistakes int, asJSON bool) {
+func printDiagnosis(w io.Writer, rep evalJSON, d classify.Diagnosis, mistakes int, asJSON bool) {
 	if asJSON {
-		if mistakes == 0 {
-			_ = json.NewEncoder(w).Encode(rep)
-			return
+		if mistakes > 0 {
+			rep.Mistakes = &d.Mistakes
 		}
-		var obj map[string]any
-		b, _ := json.Marshal(rep)
-		_ = json.Unmarshal(b, &obj)
-		obj["mistakes"] = d.Mistakes
-		_ = json.NewEncoder(w).Encode(obj)
+		_ = json.NewEncoder(w).Encode(rep)
 		return
 	}
 	printWeakest(w, d)
