@@ -17,7 +17,7 @@ import (
 )
 
 // EmbeddedModel names the embedded classifier in decision records.
-const EmbeddedModel = "embedded:hashed-ngrams-lexicon-softmax-v3"
+const EmbeddedModel = "embedded:hashed-ngrams-lexicon-softmax-mlp-v4"
 
 // ExampleSource lists a classifier's stored examples (reviewers' verdicts
 // among them), and tells their version, which changes with each write.

@@ -281,6 +281,32 @@ func TestMLEval(t *testing.T) {
 	if code, out := run(t, ml, "eval", "--train", filepath.Join(dir, "train.csv"), "--split", "0.34", "--dropout", "1"); code != 2 || !strings.Contains(out, "--dropout 1") {
 		t.Fatalf("--dropout 1: exit %d\n%s", code, out)
 	}
+	// Without the network beside the linear model, as a comparison: on
+	// labels that only a conjunction of words tells (a place and a color
+	// that go together, with other words between them), the linear model
+	// alone guesses.
+	var conj strings.Builder
+	conj.WriteString("text,category\n")
+	filler := strings.Fields("please note that we will send the parcel today after lunch and call you back")
+	for i := range 300 {
+		place, color := []string{"north", "south"}[i%2], []string{"red", "blue"}[(i/2)%2]
+		label := "cross"
+		if (place == "north") == (color == "red") {
+			label = "same"
+		}
+		fmt.Fprintf(&conj, "%s %s %s %s %s,%s\n", place, filler[i%len(filler)], filler[(i*7+3)%len(filler)], filler[(i*5+1)%len(filler)], color, label)
+	}
+	conjDir := writeDir(t, map[string]string{"train.csv": conj.String()})
+	for hidden, want := range map[string]func(float64) bool{"128": func(a float64) bool { return a > 0.9 }, "0": func(a float64) bool { return a < 0.7 }} {
+		code, out = run(t, ml, "eval", "--train", filepath.Join(conjDir, "train.csv"), "--split", "0.25", "--hidden", hidden, "--json")
+		var r map[string]float64
+		if err := json.Unmarshal([]byte(out), &r); code != 0 || err != nil || !want(r["accuracy"]) {
+			t.Fatalf("--hidden %s: exit %d, %v\n%s", hidden, code, err, out)
+		}
+	}
+	if code, out := run(t, ml, "eval", "--train", filepath.Join(dir, "train.csv"), "--split", "0.34", "--hidden", "-1"); code != 2 || !strings.Contains(out, "--hidden -1") {
+		t.Fatalf("--hidden -1: exit %d\n%s", code, out)
+	}
 	// Several splits: the mean, and how far a split goes from it.
 	code, out = run(t, ml, "eval", "--train", filepath.Join(dir, "train.csv"), "--split", "0.34", "--splits", "3", "--json")
 	var mean map[string]float64

@@ -23,7 +23,7 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return mlNAB(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "eval" {
-		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2 | --folds 10) [--per-label N] [--splits N] [--mistakes N] [--no-lexicon] [--dropout F] [--json]")
+		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2 | --folds 10) [--per-label N] [--splits N] [--mistakes N] [--no-lexicon] [--dropout F] [--hidden N] [--json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("adaptflow ml eval", flag.ContinueOnError)
@@ -37,6 +37,7 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	folds := fs.Int("folds", 0, "without --test or --split: cross-validate, each example of --train tested once by a model trained on the other folds (stratified, dealt by --seed): the figures of a model trained on almost every example")
 	mistakes := fs.Int("mistakes", 0, "also list the model's N surest mistakes on the test examples (0 to 10000; not with --splits): examples labeled wrong, or two labels that read alike, show there first")
 	noLexicon := fs.Bool("no-lexicon", false, "leave out the words' concepts (the embedded English lexicon), as a comparison")
+	hidden := fs.Int("hidden", 128, "hidden units of the network beside the linear model (the product's: 128; 0: none, the linear model alone), as a comparison")
 	dropout := fs.Float64("dropout", 0.9, "the share of an example's features training leaves out at each pass, 0 to 1 (the product's: 0.9; 0: none), as a comparison")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	if _, err := parseFlags(fs, args[1:]); err != nil {
@@ -44,6 +45,10 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if *dropout < 0 || *dropout >= 1 {
 		fmt.Fprintf(stderr, "adaptflow ml eval: --dropout %v: want 0 (none) up to, not including, 1\n", *dropout)
+		return 2
+	}
+	if *hidden < 0 || *hidden > 4096 {
+		fmt.Fprintf(stderr, "adaptflow ml eval: --hidden %d: want 0 (none) to 4096\n", *hidden)
 		return 2
 	}
 	if *splits < 1 || (*splits > 1 && *split <= 0) {
@@ -59,7 +64,7 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *trainPath == "" || btoi(*testPath != "")+btoi(*split > 0)+btoi(*folds > 0) != 1 {
-		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2 | --folds 10) [--per-label N] [--splits N] [--mistakes N] [--no-lexicon] [--dropout F] [--json]")
+		fmt.Fprintln(stderr, "usage: adaptflow ml eval --train FILE (--test FILE | --split 0.2 | --folds 10) [--per-label N] [--splits N] [--mistakes N] [--no-lexicon] [--dropout F] [--hidden N] [--json]")
 		return 2
 	}
 	read := func(path string) ([]classify.Example, error) {
@@ -83,9 +88,12 @@ func ML(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		warnUntaught(stderr, all, given, *testPath)
 	}
-	opts := classify.Options{NoLexicon: *noLexicon, Dropout: *dropout}
+	opts := classify.Options{NoLexicon: *noLexicon, Dropout: *dropout, Hidden: *hidden}
 	if *dropout == 0 {
 		opts.Dropout = -1 // Options' zero is the default
+	}
+	if *hidden == 0 {
+		opts.Hidden = -1
 	}
 	if *folds > 0 {
 		return crossValidate(ctx, all, *folds, *seed, opts, *mistakes, *asJSON, stdout, stderr)

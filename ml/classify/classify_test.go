@@ -425,33 +425,45 @@ func TestCrossValidate(t *testing.T) {
 // The same examples train the same model, to the last bit: two workers
 // (or a worker restarted) give an instance the same confidence.
 func TestTrainingIsReproducible(t *testing.T) {
-	var probs []map[string]float64
-	taught := examples()
-	for range 3 {
-		m, err := classify.Train(taught, classify.Options{})
+	// Enough examples for the network beside the linear model, and fewer.
+	var many []classify.Example
+	for i, suffix := range []string{"", " please", " today", " asap", " thanks"} {
+		for _, e := range examples() {
+			many = append(many, classify.Example{Text: fmt.Sprintf("%s%s %d", e.Text, suffix, i), Label: e.Label})
+		}
+	}
+	const text = "my card was stolen, top up my account and close it"
+	answer := func(taught []classify.Example, o classify.Options) map[string]float64 {
+		t.Helper()
+		m, err := classify.Train(taught, o)
 		if err != nil {
 			t.Fatal(err)
 		}
-		probs = append(probs, m.Classify("my card was stolen, top up my account and close it").Probabilities)
+		return m.Classify(text).Probabilities
 	}
-	for _, p := range probs[1:] {
-		for l, v := range p {
-			if v != probs[0][l] {
-				t.Fatalf("trained again, %s has probability %v, not %v", l, v, probs[0][l])
+	same := func(a, b map[string]float64) bool {
+		for l, v := range a {
+			if v != b[l] {
+				return false
 			}
 		}
+		return true
 	}
-	// Dropout is drawn from the seed too: without it the model differs.
-	m, err := classify.Train(taught, classify.Options{Dropout: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	same := true
-	for l, v := range m.Classify("my card was stolen, top up my account and close it").Probabilities {
-		same = same && v == probs[0][l]
-	}
-	if same {
-		t.Fatal("a model trained without dropout answers as the default one: no feature was left out")
+	for _, taught := range [][]classify.Example{examples(), many} {
+		first := answer(taught, classify.Options{})
+		for range 2 {
+			if p := answer(taught, classify.Options{}); !same(p, first) {
+				t.Fatalf("%d examples trained again: %v, not %v", len(taught), p, first)
+			}
+		}
+		// Dropout is drawn from the seed too: without it the model differs.
+		if same(answer(taught, classify.Options{Dropout: -1}), first) {
+			t.Fatalf("%d examples: a model trained without dropout answers as the default one: no feature was left out", len(taught))
+		}
+		// The network is there from 200 examples on, and only then.
+		if linear := answer(taught, classify.Options{Hidden: -1}); same(linear, first) != (len(taught) < 200) {
+			t.Fatalf("%d examples: the linear model alone answers as the default one: %v", len(taught), same(linear, first))
+		}
 	}
 }
 
@@ -476,5 +488,46 @@ func TestFewExamplesAreNotOverconfident(t *testing.T) {
 		if r := m.Classify(text); r.Label != want || r.Confidence < 0.6 {
 			t.Errorf("%q: %s at %.2f, want %s, surely", text, r.Label, r.Confidence, want)
 		}
+	}
+}
+
+// The network beside the linear model learns what only a conjunction of
+// words tells: here the label is whether a place and a color go together
+// (north with red, south with blue), with other words between them, so
+// that no bigram or n-gram holds both. A linear model cannot weigh that;
+// with the network the classifier can.
+func TestNetworkLearnsConjunctions(t *testing.T) {
+	filler := strings.Fields("please note that we will send the parcel today after lunch and then call you back about it soon or later this week maybe")
+	rng := rand.New(rand.NewPCG(5, 6))
+	text := func(place, color string) string {
+		words := []string{place}
+		for range 3 + rng.IntN(3) {
+			words = append(words, filler[rng.IntN(len(filler))])
+		}
+		return strings.Join(append(words, color), " ")
+	}
+	gen := func(n int) []classify.Example {
+		var out []classify.Example
+		for i := range n {
+			place, color := []string{"north", "south"}[i%2], []string{"red", "blue"}[(i/2)%2]
+			label := "cross"
+			if (place == "north") == (color == "red") {
+				label = "same"
+			}
+			out = append(out, classify.Example{Text: text(place, color), Label: label})
+		}
+		return out
+	}
+	train, test := gen(400), gen(100)
+	accuracy := func(o classify.Options) float64 {
+		_, rep, err := classify.Evaluate(train, test, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep.Accuracy
+	}
+	linear, both := accuracy(classify.Options{Hidden: -1}), accuracy(classify.Options{})
+	if both < 0.9 || linear > 0.7 {
+		t.Fatalf("accuracy %.2f with the network, %.2f without: want above 0.9 with it, and the linear model no better than chance", both, linear)
 	}
 }

@@ -1,13 +1,15 @@
 // Package classify classifies unstructured text into a closed set of
-// labels. This file and model.go are the embedded classifier: no model to
-// download, trained on a classifier's labeled examples.
+// labels. This file, model.go and network.go are the embedded classifier:
+// no model to download, trained on a classifier's labeled examples.
 //
 // Features are hashed word unigrams and bigrams and character n-grams
 // (3 to 5, within words and across word boundaries), and the concepts
 // each word can stand for (WordNet's synsets and their hypernyms, from the
 // embedded lexicon), with sublinear TF-IDF weights, L2-normalized; the
 // model is a multinomial logistic regression trained by SGD, with most of
-// an example's features dropped out at each pass (Options.Dropout);
+// an example's features dropped out at each pass (Options.Dropout), and,
+// from 200 examples on, a network of one hidden layer on the same
+// features trained beside it, whose logits it adds (Options.Hidden);
 // confidence is calibrated by temperature scaling on a held-out slice of
 // the examples (with few examples, on every one, cross-validated), with
 // each label's share of the examples taken out (logit adjustment), so

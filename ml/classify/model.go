@@ -30,6 +30,10 @@ type Options struct {
 	// 6 splits: accuracy 0.909 to 0.914, selective accuracy at 80% 0.979
 	// to 0.984, with twice the passes), and each pass costs a tenth.
 	Dropout float64
+	// Hidden is how many hidden units the network beside the linear model
+	// has (default 128; negative: none, the linear model alone; none
+	// either for fewer than minNetwork examples). See network.
+	Hidden int
 	// Holdout is the fraction of examples kept aside to calibrate
 	// confidence (default 0.1; at least one per label is kept for
 	// training). When that would be fewer than 50, every example
@@ -63,6 +67,9 @@ func (o *Options) defaults() {
 	if o.Dropout == 0 || o.Dropout >= 1 {
 		o.Dropout = 0.9
 	}
+	if o.Hidden == 0 {
+		o.Hidden = 128
+	}
 	if o.Holdout <= 0 || o.Holdout >= 0.5 {
 		o.Holdout = 0.1
 	}
@@ -81,6 +88,7 @@ type Model struct {
 	idf         []float32 // per row
 	weights     []float32 // row-major: len(vocab) rows of len(Labels)
 	bias        []float32
+	net         *network // nil when Options.Hidden is negative
 	Temperature float64
 	// logPrior is, per label, the log of its share of the examples the
 	// model was trained on. Classify takes it out of the calibrated
@@ -135,6 +143,9 @@ func TrainContext(ctx context.Context, examples []Example, opts Options) (*Model
 	if len(labels) < 2 {
 		return nil, errors.New("classify: need examples of at least two labels")
 	}
+	if len(examples) < minNetwork {
+		opts.Hidden = -1
+	}
 	rng := rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15))
 	train, hold := stratifiedSplit(examples, opts.Holdout, rng)
 	// A label's name is one more example of it ("lost_or_stolen_card"
@@ -186,6 +197,15 @@ func TrainContext(ctx context.Context, examples []Example, opts Options) (*Model
 // temperature: every answer, even to a text like none taught, at a
 // confidence of 1, and none sent to review for being unsure.
 const minCalibration = 50
+
+// minNetwork is the fewest examples a model has the network for: from a
+// few dozen (a definition's seeds and a reviewer's corrections) it learns
+// little the linear model does not, and it was surer than it should be
+// of a text like none taught (0.91, where the linear model alone is
+// unsure). The number of examples decides it once for a training, so
+// that the models that set the temperature are of the same kind as the
+// one that answers.
+const minNetwork = 200
 
 // calibrationFolds is how many models crossCalibrate trains.
 const calibrationFolds = 5
@@ -277,6 +297,10 @@ func fitModel(labels []string, labelIdx map[string]int, examples []Example, opts
 		m.logPrior[c] = math.Log(k / n)
 	}
 	m.fit(xs, ys, opts, rng)
+	if opts.Hidden > 0 {
+		m.net = newNetwork(len(df), len(labels), opts.Hidden, rng)
+		m.net.fit(xs, ys, opts, netRate, rng)
+	}
 	return m
 }
 
@@ -368,7 +392,12 @@ func (m *Model) Update(added, replay []Example) *Model {
 	}
 	opts := m.opts
 	opts.LearningRate *= updateRate
-	u.fit(xs, ys, opts, rand.New(rand.NewPCG(u.seed, u.seed^0x9e3779b97f4a7c15)))
+	rng := rand.New(rand.NewPCG(u.seed, u.seed^0x9e3779b97f4a7c15))
+	u.fit(xs, ys, opts, rng)
+	if m.net != nil {
+		u.net = m.net.grown(len(u.idf), k)
+		u.net.fit(xs, ys, opts, netRate*updateRate, rng)
+	}
 	return u
 }
 
@@ -383,7 +412,7 @@ func (m *Model) prototypes(xs [][]row, ys []int, replay [][]row, k0 int) {
 	z := make([]float64, k)
 	var target float64
 	for _, x := range replay {
-		m.logits(x, z)
+		m.linear(x, z)
 		target += slices.Max(z[:k0])
 	}
 	if len(replay) == 0 {
@@ -413,7 +442,7 @@ func (m *Model) prototypes(xs [][]row, ys []int, replay [][]row, k0 int) {
 		var own float64
 		for i, y := range ys {
 			if y == c {
-				m.logits(xs[i], z)
+				m.linear(xs[i], z)
 				own += z[c] - float64(b)
 			}
 		}
@@ -466,7 +495,7 @@ func (m *Model) fit(xs [][]row, ys []int, opts Options, rng *rand.Rand) {
 				}
 				x = kept
 			}
-			m.logits(x, probs)
+			m.linear(x, probs)
 			softmax(probs, 1)
 			probs[ys[i]]--
 			decay := float32(1 - lr*opts.L2)
@@ -487,9 +516,27 @@ func (m *Model) fit(xs [][]row, ys []int, opts Options, rng *rand.Rand) {
 	}
 }
 
-// logits sets out to each label's score for x, summed in float32 (the
-// weights' own precision; a float64 sum took a third more of a training).
+// logits sets out to each label's score for x: the linear model's and
+// the network's.
 func (m *Model) logits(x []row, out []float64) {
+	m.linear(x, out)
+	if m.net == nil {
+		return
+	}
+	var buf [256]float32
+	h := buf[:0]
+	if m.net.hidden <= len(buf) {
+		h = buf[:m.net.hidden]
+	} else {
+		h = make([]float32, m.net.hidden)
+	}
+	m.net.addLogits(x, h, out)
+}
+
+// linear sets out to the linear model's score of each label for x, summed
+// in float32 (the weights' own precision; a float64 sum took a third more
+// of a training).
+func (m *Model) linear(x []row, out []float64) {
 	k := len(out)
 	var buf [128]float32
 	var acc []float32
