@@ -694,5 +694,9 @@ func StratifiedSplit(examples []Example, frac float64, seed uint64) (train, test
 
 // String describes the model.
 func (m *Model) String() string {
-	return fmt.Sprintf("embedded classifier: %d labels, %d features, temperature %.2f", len(m.Labels), len(m.vocab), m.Temperature)
+	net := "no network"
+	if m.net != nil {
+		net = fmt.Sprintf("a network of %d hidden units", m.net.hidden)
+	}
+	return fmt.Sprintf("embedded classifier: %d labels, %d features, %s, temperature %.2f", len(m.Labels), len(m.vocab), net, m.Temperature)
 }
