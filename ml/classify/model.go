@@ -465,25 +465,50 @@ var updateRate = 0.25
 // features thinned by dropout.
 func (m *Model) fit(xs [][]row, ys []int, opts Options, rng *rand.Rand) {
 	k := len(m.Labels)
+	probs := make([]float64, k)
+	grad := make([]float32, k)
+	passes(xs, opts.Epochs, opts, rng, func(i int, x []row, done float64) {
+		lr := opts.LearningRate * (1 - done)
+		m.linear(x, probs)
+		softmax(probs, 1)
+		probs[ys[i]]--
+		decay := float32(1 - lr*opts.L2)
+		for c, p := range probs {
+			grad[c] = float32(lr * p)
+		}
+		for _, f := range x {
+			w := m.weights[int(f.idx)*k : int(f.idx)*k+k]
+			g := grad[:len(w)]
+			for c := range w {
+				w[c] = w[c]*decay - g[c]*f.val
+			}
+		}
+		for c := range k {
+			m.bias[c] -= float32(lr * probs[c] * 0.1)
+		}
+	})
+}
+
+// passes makes epochs passes over xs in a shuffled order, handing learn
+// each example (its index, and its features thinned by opts.Dropout, the
+// rest scaled up) and the share of the passes done, until opts.ctx ends.
+func passes(xs [][]row, epochs int, opts Options, rng *rand.Rand, learn func(i int, x []row, done float64)) {
 	order := make([]int, len(xs))
 	for i := range order {
 		order[i] = i
 	}
-	probs := make([]float64, k)
-	grad := make([]float32, k)
 	var kept []row
 	q := max(opts.Dropout, 0)
 	keep := uint32(math.MaxUint32 * (1 - q)) // a feature stays when a draw is below
 	scale := float32(1 / (1 - q))
-	step := 0
-	total := opts.Epochs * len(xs)
-	for range opts.Epochs {
+	step, total := 0, epochs*len(xs)
+	for range epochs {
 		if opts.ctx != nil && opts.ctx.Err() != nil {
 			return
 		}
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		for _, i := range order {
-			lr := opts.LearningRate * (1 - float64(step)/float64(total+1))
+			done := float64(step) / float64(total+1)
 			step++
 			x := xs[i]
 			if q > 0 {
@@ -495,23 +520,7 @@ func (m *Model) fit(xs [][]row, ys []int, opts Options, rng *rand.Rand) {
 				}
 				x = kept
 			}
-			m.linear(x, probs)
-			softmax(probs, 1)
-			probs[ys[i]]--
-			decay := float32(1 - lr*opts.L2)
-			for c, p := range probs {
-				grad[c] = float32(lr * p)
-			}
-			for _, f := range x {
-				w := m.weights[int(f.idx)*k : int(f.idx)*k+k]
-				g := grad[:len(w)]
-				for c := range w {
-					w[c] = w[c]*decay - g[c]*f.val
-				}
-			}
-			for c := range k {
-				m.bias[c] -= float32(lr * probs[c] * 0.1)
-			}
+			learn(i, x, done)
 		}
 	}
 }
@@ -524,7 +533,7 @@ func (m *Model) logits(x []row, out []float64) {
 		return
 	}
 	var buf [256]float32
-	h := buf[:0]
+	var h []float32
 	if m.net.hidden <= len(buf) {
 		h = buf[:m.net.hidden]
 	} else {

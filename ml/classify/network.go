@@ -95,67 +95,40 @@ func (n *network) addLogits(x []row, h []float32, out []float64) {
 // step and the features thinned by dropout as the linear model's are,
 // for twice its passes (each costs less than the linear model's).
 func (n *network) fit(xs [][]row, ys []int, opts Options, rate float64, rng *rand.Rand) {
-	order := make([]int, len(xs))
-	for i := range order {
-		order[i] = i
-	}
 	h := make([]float32, n.hidden)
 	gh := make([]float32, n.hidden)
 	z := make([]float64, n.labels)
-	var kept []row
-	q := max(opts.Dropout, 0)
-	keep := uint32(math.MaxUint32 * (1 - q))
-	scale := float32(1 / (1 - q))
-	epochs := 2 * opts.Epochs
-	step, total := 0, epochs*len(xs)
-	for range epochs {
-		if opts.ctx != nil && opts.ctx.Err() != nil {
-			return
+	passes(xs, 2*opts.Epochs, opts, rng, func(i int, x []row, done float64) {
+		lr := float32(rate * (1 - done))
+		clear(z)
+		n.addLogits(x, h, z)
+		softmax(z, 1)
+		z[ys[i]]--
+		for j, hj := range h {
+			gh[j] = 0
+			if hj == 0 {
+				continue
+			}
+			w := n.w2[j*n.labels : j*n.labels+n.labels]
+			var g float32
+			for c := range w {
+				g += w[c] * float32(z[c])
+				w[c] -= lr * float32(z[c]) * hj
+			}
+			gh[j] = g
 		}
-		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-		for _, i := range order {
-			lr := float32(rate * (1 - float64(step)/float64(total+1)))
-			step++
-			x := xs[i]
-			if q > 0 {
-				kept = kept[:0]
-				for _, f := range x {
-					if rng.Uint32() < keep {
-						kept = append(kept, row{idx: f.idx, val: f.val * scale})
-					}
-				}
-				x = kept
-			}
-			clear(z)
-			n.addLogits(x, h, z)
-			softmax(z, 1)
-			z[ys[i]]--
-			for j, hj := range h {
-				gh[j] = 0
-				if hj == 0 {
-					continue
-				}
-				w := n.w2[j*n.labels : j*n.labels+n.labels]
-				var g float32
-				for c := range w {
-					g += w[c] * float32(z[c])
-					w[c] -= lr * float32(z[c]) * hj
-				}
-				gh[j] = g
-			}
-			for c := range n.b2 {
-				n.b2[c] -= lr * float32(z[c])
-			}
-			for j, g := range gh {
-				n.b1[j] -= lr * g
-			}
-			for _, f := range x {
-				w := n.w1[int(f.idx)*n.hidden : int(f.idx)*n.hidden+n.hidden]
-				g := gh[:len(w)]
-				for j := range w {
-					w[j] -= lr * g[j] * f.val
-				}
+		for c := range n.b2 {
+			n.b2[c] -= lr * float32(z[c])
+		}
+		for j, g := range gh {
+			n.b1[j] -= lr * g
+		}
+		for _, f := range x {
+			w := n.w1[int(f.idx)*n.hidden : int(f.idx)*n.hidden+n.hidden]
+			g := gh[:len(w)]
+			for j := range w {
+				w[j] -= lr * g[j] * f.val
 			}
 		}
-	}
+	})
 }
