@@ -12,9 +12,11 @@ import (
 // model cannot weigh ("top up" with "didn't work", not with "reverted"),
 // and it errs otherwise than the linear model, so their sum errs less
 // than either (measured on BANKING77: accuracy, mean of 3 splits, 0.917
-// to 0.920; with 10 examples per intent, mean of 8, 0.761 to 0.776).
-// Dropout makes it cheap: each step touches a tenth of an example's
-// features.
+// to 0.921; by 10-fold cross-validation 0.919 to 0.923; with 10 examples
+// per intent, mean of 8, 0.761 to 0.785). It learns at a tenth of the
+// linear model's rate for twice its passes (the best of rates 0.5, 0.2
+// and 0.1 and of 40, 80 and 120 passes, on 3 splits). Dropout makes it
+// cheap: each step touches a tenth of an example's features.
 type network struct {
 	hidden int
 	labels int
