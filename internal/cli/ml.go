@@ -11,7 +11,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/adaptflow/adaptflow/ml/anomaly"
 	"github.com/adaptflow/adaptflow/ml/classify"
@@ -199,51 +198,10 @@ func printDiagnosis(w io.Writer, rep evalJSON, d classify.Diagnosis, mistakes in
 		_ = json.NewEncoder(w).Encode(rep)
 		return
 	}
-	printWeakest(w, d)
-	if mistakes == 0 {
-		return
+	printWeakest(w, d.Labels)
+	if mistakes > 0 {
+		_ = printMistakes(w, d.Mistakes)
 	}
-	if len(d.Mistakes) == 0 {
-		fmt.Fprintln(w, "no mistakes")
-		return
-	}
-	fmt.Fprintf(w, "the %d surest mistakes (confidence, label, taken for, text):\n", len(d.Mistakes))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, m := range d.Mistakes {
-		fmt.Fprintf(tw, "  %.2f\t%s\t%s\t%q\n", m.Confidence, m.Label, m.Predicted, m.Text)
-	}
-	_ = tw.Flush()
-}
-
-// weakestShown is how many labels printWeakest lists.
-const weakestShown = 5
-
-// printWeakest lists the labels the model knows least well (the lowest
-// F1) and what their test examples were taken for: where to look first
-// (examples labeled wrong, two labels that read alike).
-func printWeakest(w io.Writer, d classify.Diagnosis) {
-	var weak []classify.LabelQuality
-	for _, q := range d.Labels {
-		if q.F1 < 1 && len(weak) < weakestShown {
-			weak = append(weak, q)
-		}
-	}
-	if len(weak) == 0 {
-		return
-	}
-	fmt.Fprintln(w, "weakest labels (F1, precision, recall; what their examples were taken for):")
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, q := range weak {
-		taken := make([]string, 0, 3)
-		for _, c := range q.ConfusedWith[:min(3, len(q.ConfusedWith))] {
-			taken = append(taken, fmt.Sprintf("%s ×%d", c.Label, c.Count))
-		}
-		if len(taken) == 0 { // its own were found; others were taken for it
-			taken = append(taken, "-")
-		}
-		fmt.Fprintf(tw, "  %s\t%.2f\t%.2f\t%.2f\t%s\n", q.Label, q.F1, q.Precision, q.Recall, strings.Join(taken, ", "))
-	}
-	_ = tw.Flush()
 }
 
 func btoi(b bool) int {

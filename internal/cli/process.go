@@ -639,11 +639,21 @@ func evaluateClassifier(ctx context.Context, r *remote, name string, ev evaluati
 		fmt.Fprintf(w, "accuracy %.3f, macro-F1 %.3f, accuracy on the surest 80%% %.3f, calibration error %.3f, trained in %.1f s\n",
 			e.Accuracy, e.MacroF1, e.SelectiveAccuracy80, e.ECE, e.TrainingSeconds)
 	}
-	const weakest = 10
-	fmt.Fprintf(w, "\nthe weakest labels (of %d):\n", len(e.Labels))
+	printWeakest(w, e.Labels)
+	return printMistakes(w, e.Mistakes)
+}
+
+// weakestShown is how many labels printWeakest lists.
+const weakestShown = 10
+
+// printWeakest lists the labels a classifier knows least well (the
+// lowest F1 first, as a Diagnosis has them) and what their test examples
+// were taken for: where to look first.
+func printWeakest(w io.Writer, labels []classify.LabelQuality) {
+	fmt.Fprintf(w, "\nthe weakest labels (of %d):\n", len(labels))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "LABEL\tTESTED\tPRECISION\tRECALL\tF1\tTAKEN FOR")
-	for _, l := range e.Labels[:min(weakest, len(e.Labels))] {
+	for _, l := range labels[:min(weakestShown, len(labels))] {
 		var taken []string
 		for _, c := range l.ConfusedWith {
 			taken = append(taken, fmt.Sprintf("%s %d", c.Label, c.Count))
@@ -651,14 +661,18 @@ func evaluateClassifier(ctx context.Context, r *remote, name string, ev evaluati
 		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%s\n", l.Label, l.Test, l.Precision, l.Recall, l.F1, strings.Join(taken, ", "))
 	}
 	_ = tw.Flush()
-	if len(e.Mistakes) == 0 {
-		fmt.Fprintln(w, "\nno mistakes")
-		return nil
+}
+
+// printMistakes lists a classifier's surest mistakes.
+func printMistakes(w io.Writer, mistakes []classify.Mistake) error {
+	if len(mistakes) == 0 {
+		_, err := fmt.Fprintln(w, "\nno mistakes")
+		return err
 	}
 	fmt.Fprintln(w, "\nthe surest mistakes (an example labeled wrong, or two labels that read alike):")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "LABELED\tTAKEN FOR\tCONFIDENCE\tTEXT")
-	for _, m := range e.Mistakes {
+	for _, m := range mistakes {
 		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%s\n", m.Label, m.Predicted, m.Confidence, oneLine(m.Text, 70))
 	}
 	return tw.Flush()
